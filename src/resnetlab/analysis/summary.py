@@ -1,0 +1,119 @@
+"""A Keras-style model summary: layers, output shapes, parameters, and FLOPs.
+
+Parameters are counted as Keras counts them: trainable ones are the model's parameters,
+non-trainable ones are frozen parameters plus floating-point buffers (BN running mean and
+variance). FLOPs come from ``torch.utils.flop_counter`` on a real forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class LayerRow:
+    name: str  # module path, e.g. "layer1.0.conv1"
+    kind: str  # module class, e.g. "Conv2d"
+    output_shape: tuple[int, ...]  # without the batch dimension
+    params: int  # parameters owned by this module (counted on its first call only)
+
+
+@dataclass
+class ModelSummary:
+    model: str
+    input_size: int
+    num_classes: int
+    layers: list[LayerRow]
+    trainable: int
+    non_trainable: int
+    flops: int  # one forward pass of one image; a multiply-add counts as 2
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.non_trainable
+
+    @property
+    def macs(self) -> int:
+        return self.flops // 2
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data.update(total=self.total, macs=self.macs)
+        return data
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, non-trainable) as Keras reports them."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    stats = sum(b.numel() for b in model.buffers() if b.is_floating_point())
+    return trainable, frozen + stats
+
+
+def summarize(model: nn.Module, input_size: int, name: str | None = None) -> ModelSummary:
+    """Run one ``input_size`` x ``input_size`` image through ``model`` and describe each layer."""
+    rows: list[LayerRow] = []
+    seen: set[str] = set()
+
+    def hook(module: nn.Module, _inputs, output) -> None:
+        module_name = names[module]
+        params = 0
+        if module_name not in seen:  # modules called more than once (ReLU) own params once
+            seen.add(module_name)
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+        shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
+        rows.append(LayerRow(module_name, type(module).__name__, shape, params))
+
+    names = {m: n for n, m in model.named_modules() if n and not list(m.children())}
+    handles = [m.register_forward_hook(hook) for m in names]
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    x = torch.zeros(1, 3, input_size, input_size, device=param.device, dtype=param.dtype)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    trainable, non_trainable = count_parameters(model)
+    return ModelSummary(
+        model=name or getattr(model, "model_name", type(model).__name__),
+        input_size=input_size,
+        num_classes=getattr(model, "num_classes", 0),
+        layers=rows,
+        trainable=trainable,
+        non_trainable=non_trainable,
+        flops=counter.get_total_flops(),
+    )
+
+
+def print_summary(summary: ModelSummary, console: Console | None = None) -> None:
+    """Print the summary as a table with totals, like Keras's ``model.summary()``."""
+    console = console or Console()
+    size = summary.input_size
+    table = Table(
+        title=f"{summary.model} ({size}x{size}x3 input, {summary.num_classes} classes)",
+        title_justify="left",
+    )
+    table.add_column("Layer (type)")
+    table.add_column("Output shape", justify="right")
+    table.add_column("Param #", justify="right")
+    for row in summary.layers:
+        shape = "(" + ", ".join(str(d) for d in row.output_shape) + ")"
+        table.add_row(f"{row.name} ({row.kind})", shape, f"{row.params:,}")
+    console.print(table)
+    console.print(f"Total params: {summary.total:,}")
+    console.print(f"Trainable params: {summary.trainable:,}")
+    console.print(f"Non-trainable params: {summary.non_trainable:,}")
+    console.print(
+        f"Multiply-adds: {summary.macs / 1e9:,.3f} G ({summary.flops / 1e9:,.3f} GFLOPs) per image"
+    )

@@ -1,0 +1,13 @@
+"""Errors caused by what a user asked for, as opposed to bugs.
+
+The CLI prints a ``ResnetlabError`` as one line, ``error: <message>``, and exits non-zero,
+without a traceback. Messages name the thing that is wrong and, where there is one, the fix.
+"""
+
+
+class ResnetlabError(Exception):
+    """A user mistake or bad input, reported as one line."""
+
+
+class UnknownModelError(ResnetlabError, ValueError):
+    """A model name that is not registered."""

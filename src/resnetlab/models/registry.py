@@ -1,0 +1,104 @@
+"""The model registry: ``register_model``, ``create_model``, ``list_models``.
+
+Every builder is a keyword-only function ``name(*, num_classes, **kwargs) -> nn.Module``,
+so tests and the CLI can treat all models alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..errors import ResnetlabError, UnknownModelError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model before building it."""
+
+    name: str
+    builder: Builder
+    family: str  # "imagenet", "cifar" or "keras"
+    input_size: int  # the resolution it is designed for
+    num_classes: int  # the default head size
+    description: str
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_FAMILIES = ("imagenet", "cifar", "keras")
+
+
+def register_model(
+    *, family: str, input_size: int, num_classes: int, description: str
+) -> Callable[[Builder], Builder]:
+    """Decorator that registers a builder under its function name."""
+
+    def decorator(builder: Builder) -> Builder:
+        name = builder.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelInfo(name, builder, family, input_size, num_classes, description)
+        return builder
+
+    return decorator
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted by family then depth, optionally filtered by a glob."""
+    names = [n for n in _REGISTRY if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return sorted(names, key=_sort_key)
+
+
+def _sort_key(name: str) -> tuple:
+    # Family first, residual nets before their plain twins, then by depth.
+    prefix, depth = re.match(r"([a-z]+)(\d*)", name).groups()
+    family = _REGISTRY[name].family
+    family_order = _FAMILIES.index(family) if family in _FAMILIES else len(_FAMILIES)
+    return family_order, prefix != "resnet", int(depth or 0), name
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry for ``name``; unknown names raise with the closest matches."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}; {hint}`resnetlab models` lists all"
+        ) from None
+
+
+def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model with fresh weights.
+
+    Args:
+        name: a name from ``list_models()``, e.g. ``"resnet50"`` or ``"resnet20"``.
+        num_classes: size of the classifier; defaults to the model's own (1000 for
+            ImageNet nets, 10 for CIFAR nets, 6 for ``resnet50_keras``).
+        **kwargs: options of the model's constructor (``shortcut="B"``,
+            ``stride_in_1x1=True``, ``zero_init_residual=True``, ``input_size=96``...).
+
+    Returns:
+        The model, in train mode, with ``model_name`` and ``model_kwargs`` set so that
+        ``save_model`` can record how to rebuild it.
+    """
+    info = model_info(name)
+    num_classes = info.num_classes if num_classes is None else num_classes
+    try:
+        model = info.builder(num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ResnetlabError(f"{name} does not take that option ({e})") from None
+    model.model_name = name
+    model.model_kwargs = dict(kwargs)
+    return model

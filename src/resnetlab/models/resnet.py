@@ -1,0 +1,175 @@
+"""The ResNet network, and the ImageNet ResNets of He et al. (2015), Table 1.
+
+State-dict keys are torchvision's (``conv1, bn1, layer1..4, fc``; blocks ``conv1..3``,
+``bn1..3``, ``downsample.0/1``), so torchvision and timm weights load with ``strict=True``.
+The same class builds the CIFAR nets (``cifar.py``) and the Keras seed (``keras_resnet50.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .blocks import ActLayer, BasicBlock, Block, Bottleneck, NormLayer, Shortcut, make_stage
+from .registry import register_model
+
+Stem = Literal["imagenet", "cifar"]
+
+
+class ResNet(nn.Module):
+    """A stem, stages of residual (or plain) blocks, global average pooling and a linear head.
+
+    Args:
+        block: ``BasicBlock`` or ``Bottleneck``.
+        layers: blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50.
+        num_classes: outputs of the classifier; 0 leaves the head as an identity.
+        widths: base channels of each stage (a bottleneck stage outputs 4x this).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max pool) or ``"cifar"`` (3x3 conv).
+        residual: ``False`` builds the plain net: the same convs with no shortcuts.
+        shortcut: ``"A"`` (zero-padding, parameter-free) or ``"B"`` (projection).
+        stride_in_1x1: bottlenecks only; stride on the first 1x1 conv (ResNet v1)
+            instead of the 3x3 (v1.5).
+        zero_init_residual: zero each block's last BN scale so every block starts
+            as an identity map.
+        norm_layer, act_layer: factories for the normalisation and activation.
+        bias: give every conv a bias (the Keras seed does).
+    """
+
+    def __init__(
+        self,
+        block: Block,
+        layers: Sequence[int],
+        *,
+        num_classes: int = 1000,
+        widths: Sequence[int] = (64, 128, 256, 512),
+        stem: Stem = "imagenet",
+        residual: bool = True,
+        shortcut: Shortcut = "B",
+        stride_in_1x1: bool = False,
+        zero_init_residual: bool = False,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if len(layers) != len(widths):
+            raise ValueError(f"{len(layers)} stages but {len(widths)} widths")
+        block_kwargs = dict(
+            residual=residual,
+            shortcut=shortcut,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            bias=bias,
+        )
+        if stride_in_1x1:
+            if block is not Bottleneck:
+                raise ValueError("stride_in_1x1 applies only to bottleneck ResNets (50/101/152)")
+            block_kwargs["stride_in_1x1"] = True
+        self.residual = residual
+
+        stem_width = widths[0]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=bias)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        elif stem == "cifar":
+            self.conv1 = nn.Conv2d(3, stem_width, 3, stride=1, padding=1, bias=bias)
+            self.maxpool = nn.Identity()
+        else:
+            raise ValueError(f"unknown stem {stem!r}; choose 'imagenet' or 'cifar'")
+        self.bn1 = norm_layer(stem_width)
+        self.relu = act_layer()
+
+        in_channels = stem_width
+        for i, (num_blocks, width) in enumerate(zip(layers, widths, strict=True), start=1):
+            stride = 1 if i == 1 else 2
+            stage = make_stage(block, in_channels, width, num_blocks, stride=stride, **block_kwargs)
+            self.add_module(f"layer{i}", stage)
+            in_channels = width * block.expansion
+        self.num_stages = len(layers)
+        self.num_features = in_channels
+        self.avgpool: nn.Module = nn.AdaptiveAvgPool2d(1)
+        self.num_classes = num_classes
+        self.fc: nn.Module = self._make_classifier(num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, BasicBlock | Bottleneck):
+                    m.zero_init_last()
+
+    def _make_classifier(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, f"layer{i}") for i in range(1, self.num_stages + 1)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images -> (B, C, h, w) last feature map."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, C, h, w) feature map -> (B, num_classes) logits, or pooled features."""
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` outputs."""
+        self.num_classes = num_classes
+        self.fc = self._make_classifier(num_classes)
+
+
+def _imagenet(block: Block, layers: Sequence[int], **kwargs) -> ResNet:
+    return ResNet(block, layers, stem="imagenet", **kwargs)
+
+
+_IMAGENET = dict(family="imagenet", input_size=224, num_classes=1000)
+
+
+@register_model(**_IMAGENET, description="ImageNet ResNet-18, basic blocks [2, 2, 2, 2]")
+def resnet18(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, **kwargs)
+
+
+@register_model(**_IMAGENET, description="ImageNet ResNet-34, basic blocks [3, 4, 6, 3]")
+def resnet34(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, **kwargs)
+
+
+@register_model(**_IMAGENET, description="ImageNet ResNet-50, bottlenecks [3, 4, 6, 3]")
+def resnet50(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, **kwargs)
+
+
+@register_model(**_IMAGENET, description="ImageNet ResNet-101, bottlenecks [3, 4, 23, 3]")
+def resnet101(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(Bottleneck, (3, 4, 23, 3), num_classes=num_classes, **kwargs)
+
+
+@register_model(**_IMAGENET, description="ImageNet ResNet-152, bottlenecks [3, 8, 36, 3]")
+def resnet152(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(Bottleneck, (3, 8, 36, 3), num_classes=num_classes, **kwargs)
+
+
+@register_model(**_IMAGENET, description="the paper's plain 18-layer net: ResNet-18, no shortcuts")
+def plain18(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, residual=False, **kwargs)
+
+
+@register_model(**_IMAGENET, description="the paper's plain 34-layer net: ResNet-34, no shortcuts")
+def plain34(*, num_classes: int = 1000, **kwargs) -> ResNet:
+    return _imagenet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, residual=False, **kwargs)

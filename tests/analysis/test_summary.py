@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+import resnetlab
+from resnetlab.analysis import summarize
+from resnetlab.cli import main
+
+from ..models.test_registry import PARAM_COUNTS
+
+
+def test_keras_seed_totals():
+    summary = summarize(resnetlab.create_model("resnet50_keras"), 64)
+    assert (summary.total, summary.trainable, summary.non_trainable) == (
+        23_600_006,
+        23_546_886,
+        53_120,
+    )
+    conv_rows = [r for r in summary.layers if r.kind == "Conv2d"]
+    assert len(conv_rows) == 53
+    assert summary.layers[0].output_shape == (64, 32, 32)
+    assert summary.layers[-1].output_shape == (6,)
+
+
+def test_flops_come_from_a_real_counter():
+    # ResNet-50 at 224x224: 4.09 G multiply-adds, the figure torchvision publishes (4.09 GFLOPS).
+    summary = summarize(resnetlab.create_model("resnet50"), 224)
+    assert summary.macs == pytest.approx(4.09e9, rel=0.005)
+    # The counter sees resolution: four times the pixels, four times the conv work.
+    large = summarize(resnetlab.create_model("resnet50"), 448)
+    assert large.macs == pytest.approx(summary.macs * 4, rel=0.002)
+
+
+def test_parameters_are_counted_once_per_module():
+    summary = summarize(resnetlab.create_model("resnet18"), 64)
+    assert sum(r.params for r in summary.layers) == summary.trainable
+
+
+@pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
+def test_cli_summary_totals_match_the_parameter_counts(name, capsys):
+    assert main(["summary", name, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["trainable"] == PARAM_COUNTS[name]
+    assert data["total"] == data["trainable"] + data["non_trainable"]
+    assert data["flops"] > 0
+
+
+def test_cli_summary_prints_the_seeds_totals(capsys):
+    assert main(["summary", "resnet50_keras"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 23,600,006" in out
+    assert "Trainable params: 23,546,886" in out
+    assert "Non-trainable params: 53,120" in out
+
+
+def test_cli_unknown_model_is_one_line(capsys):
+    assert main(["summary", "resnet5"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "did you mean" in err

@@ -1,0 +1,77 @@
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import resnetlab
+from resnetlab import ResnetlabError
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    model = resnetlab.create_model("resnet20", num_classes=4, shortcut="B").eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        model,
+        path,
+        class_names=["a", "b", "c", "d"],
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.2, 0.2),
+        training={"best_val_acc": 0.9},
+    )
+    loaded = resnetlab.load_model(path)
+    assert not loaded.training
+    assert loaded.meta.class_names == ["a", "b", "c", "d"]
+    assert loaded.meta.mean == (0.5, 0.4, 0.3)
+    assert loaded.meta.input_size == 32
+    assert loaded.meta.training == {"best_val_acc": 0.9}
+    assert loaded.model_kwargs == {"shortcut": "B"}
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_keras_model_keeps_its_input_size(tmp_path):
+    model = resnetlab.create_model("resnet50_keras", input_size=96)
+    resnetlab.save_model(model, tmp_path / "k.safetensors")
+    loaded = resnetlab.load_model(tmp_path / "k.safetensors")
+    assert loaded.meta.input_size == 96 and loaded.fc.in_features == 8192
+
+
+def test_channels_last_models_save(tmp_path):
+    model = resnetlab.create_model("resnet20").to(memory_format=torch.channels_last)
+    resnetlab.save_model(model, tmp_path / "m.safetensors")
+    assert resnetlab.load_model(tmp_path / "m.safetensors").num_classes == 10
+
+
+def test_class_names_must_match_the_head(tmp_path):
+    model = resnetlab.create_model("resnet20")
+    with pytest.raises(ResnetlabError, match="3 class names for a model with 10 outputs"):
+        resnetlab.save_model(model, tmp_path / "m.safetensors", class_names=["a", "b", "c"])
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(ResnetlabError, match="model file not found"):
+        resnetlab.load_model(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"this is not a model")
+    with pytest.raises(ResnetlabError, match="is not a safetensors model file"):
+        resnetlab.load_model(junk)
+    bare = tmp_path / "bare.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bare))
+    with pytest.raises(ResnetlabError, match="no resnetlab metadata"):
+        resnetlab.load_model(bare)
+
+
+def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet20"), path)
+    meta = resnetlab.read_model_meta(path)
+    meta.model = "resnet32"
+    from safetensors.torch import load_file
+
+    save_file(load_file(str(path)), str(path), metadata={"resnetlab": meta.to_json()})
+    with pytest.raises(ResnetlabError, match="does not match its model resnet32"):
+        resnetlab.load_model(path)
