@@ -1,0 +1,62 @@
+"""``ImageSet``: the decoded images of one split, held in memory as uint8."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class ImageSet:
+    """Images, labels and class names of one split.
+
+    Attributes:
+        images: uint8 (N, H, W, 3), RGB.
+        labels: int64 (N,), indices into ``class_names``.
+        class_names: one name per class.
+        source: where the images came from, for messages.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
+            raise ValueError(
+                f"{self.source or 'images'}: expected uint8 (N, H, W, 3), "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{self.source}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        return ImageSet(
+            self.images[indices], self.labels[indices], self.class_names, self.source, self.notes
+        )
+
+    def resized(self, size: int, chunk: int = 1024) -> ImageSet:
+        """The same images resized to ``size`` x ``size`` (antialiased bilinear)."""
+        if self.image_size == (size, size):
+            return self
+        out = torch.empty((len(self), size, size, 3), dtype=torch.uint8, device=self.images.device)
+        for start in range(0, len(self), chunk):
+            x = self.images[start : start + chunk].permute(0, 3, 1, 2).float()
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            out[start : start + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        return ImageSet(out, self.labels, self.class_names, self.source, self.notes)

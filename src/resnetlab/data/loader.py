@@ -1,0 +1,189 @@
+"""The in-memory device loader: a whole small data set on the training device.
+
+The uint8 images live on the device once. Each epoch draws, from a generator seeded by
+``(seed, epoch)``, a permutation and every image's augmentation (crop offset, flip,
+cutout position); a batch is then one gather that crops and flips all of its images at
+once, one fused normalisation, and a mask for cutout. There is no per-image Python work,
+and an epoch is reproducible from its number alone, which is what exact resume needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, H, W) float images, (B,) int64 labels
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training-time augmentation, applied per image on the device.
+
+    Args:
+        crop_padding: zero-pad each side by this many pixels and take a random crop of
+            the original size (the paper's CIFAR recipe uses 4).
+        flip: mirror half of the images left to right. Off by default: for hand signs
+            and digits a mirror image can mean something else.
+        cutout: side of a square set to the mean colour at a random place (0: off).
+    """
+
+    crop_padding: int = 0
+    flip: bool = False
+    cutout: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.crop_padding or self.flip or self.cutout)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 (N, H, W, 3) images, in [0, 1] units."""
+    total = torch.zeros(3, dtype=torch.float64)
+    total_sq = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64).flatten(0, 2) / 255  # (n, 3)
+        total += x.sum(0).cpu()
+        total_sq += (x * x).sum(0).cpu()
+    count = images[..., 0].numel()
+    mean = total / count
+    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+class DeviceLoader:
+    """Batches of normalised images from uint8 (N, H, W, 3) images held on one device.
+
+    Args:
+        images: uint8 (N, H, W, 3), on any device; copied to ``device`` once.
+        labels: int64 (N,).
+        batch_size: images per batch (per process when sharded).
+        mean, std: per-channel normalisation in [0, 1] units: ``(x / 255 - mean) / std``.
+        device: where the data and the batches live.
+        shuffle: a new seeded order every epoch (training); else the stored order.
+        augment: per-image augmentation (training only).
+        drop_last: skip the last incomplete batch (keeps every batch the same shape).
+        seed: the epoch ``e`` order and augmentation depend only on ``(seed, e)``.
+        channels_last: yield batches in channels-last memory format (no copy: the data
+            is stored that way).
+        dtype: floating type of the yielded images.
+        rank, world_size: for distributed training each process takes every
+            ``world_size``-th image of the shared epoch order, starting at ``rank``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        device: str | torch.device = "cpu",
+        shuffle: bool = False,
+        augment: Augment | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self.device = torch.device(device)
+        self.augment = augment or Augment()
+        pad = self.augment.crop_padding
+        images = images.to(self.device)
+        if pad:  # pad once, crop by indexing
+            images = torch.nn.functional.pad(images, (0, 0, pad, pad, pad, pad))
+        self.images = images  # (N, H + 2p, W + 2p, 3) uint8
+        self.labels = labels.to(self.device, torch.int64)
+        self.height = images.shape[1] - 2 * pad
+        self.width = images.shape[2] - 2 * pad
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.channels_last = channels_last
+        self.dtype = dtype
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        # (x / 255 - mean) / std == x * scale + shift, one fused multiply-add per pixel.
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device)
+        self.scale = (1 / (255 * std_t)).to(dtype)
+        self.shift = (-mean_t / std_t).to(dtype)
+
+    @property
+    def num_samples(self) -> int:
+        """Images this process sees per epoch: equal shards, so no process waits for another."""
+        return len(self.labels) // self.world_size
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and augmentation the next iteration yields."""
+        self.epoch = epoch
+
+    def _epoch_plan(self) -> dict[str, torch.Tensor]:
+        """This epoch's order and per-image augmentation parameters, for this shard."""
+        n = len(self.labels)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = order[self.rank :: self.world_size][: self.num_samples]
+        plan = {"order": order}
+        a, m = self.augment, len(order)
+        if a.crop_padding:
+            plan["dy"] = torch.randint(0, 2 * a.crop_padding + 1, (m,), generator=generator)
+            plan["dx"] = torch.randint(0, 2 * a.crop_padding + 1, (m,), generator=generator)
+        if a.flip:
+            plan["flip"] = torch.rand(m, generator=generator) < 0.5
+        if a.cutout:
+            plan["cy"] = torch.randint(0, self.height, (m,), generator=generator)
+            plan["cx"] = torch.randint(0, self.width, (m,), generator=generator)
+        return {k: v.to(self.device) for k, v in plan.items()}
+
+    def __iter__(self) -> Iterator[Batch]:
+        plan = self._epoch_plan()
+        rows_base = torch.arange(self.height, device=self.device)
+        cols_base = torch.arange(self.width, device=self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            part = {k: v[start : start + self.batch_size] for k, v in plan.items()}
+            yield self._batch(part, rows_base, cols_base)
+
+    def _batch(self, part: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> Batch:
+        idx = part["order"]  # (B,)
+        if "dy" in part:
+            rows = part["dy"][:, None] + rows  # (B, H)
+            cols = part["dx"][:, None] + cols  # (B, W)
+        else:
+            rows, cols = rows.expand(len(idx), -1), cols.expand(len(idx), -1)
+        if "flip" in part:
+            cols = torch.where(part["flip"][:, None], cols.flip(1), cols)
+        # One gather crops and flips every image: (B, H, W, 3) uint8.
+        x = self.images[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+        x = torch.addcmul(self.shift, x.to(self.dtype), self.scale)  # normalise
+        if "cy" in part:
+            x = x * self._cutout_mask(part["cy"], part["cx"]).to(self.dtype)
+        x = x.permute(0, 3, 1, 2)  # (B, 3, H, W), channels-last in memory
+        if not self.channels_last:
+            x = x.contiguous()
+        return x, self.labels[idx]
+
+    def _cutout_mask(self, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 1) mask, 0 on each image's square (clipped at the border), else 1."""
+        side = self.augment.cutout
+        top, left = cy - side // 2, cx - side // 2  # (B,)
+        ys = torch.arange(self.height, device=self.device)[None, :] - top[:, None]  # (B, H)
+        xs = torch.arange(self.width, device=self.device)[None, :] - left[:, None]  # (B, W)
+        inside = ((ys >= 0) & (ys < side))[:, :, None] & ((xs >= 0) & (xs < side))[:, None, :]
+        return ~inside[..., None]

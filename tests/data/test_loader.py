@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from resnetlab.data import Augment, DeviceLoader, ImageSet, channel_stats
+
+
+def _images(n=10, size=8):
+    # Image i is filled with value i, so a batch tells which images it holds.
+    images = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, size, size, 3)
+    return images.contiguous(), torch.arange(n)
+
+
+def test_every_image_once_per_epoch_and_seeded_order():
+    images, labels = _images(10)
+    loader = DeviceLoader(images, labels, batch_size=3, shuffle=True, seed=1)
+    epoch0 = torch.cat([y for _, y in loader])
+    assert sorted(epoch0.tolist()) == list(range(10))
+    again = torch.cat([y for _, y in DeviceLoader(images, labels, batch_size=3, shuffle=True, seed=1)])
+    assert torch.equal(epoch0, again)
+    loader.set_epoch(1)
+    epoch1 = torch.cat([y for _, y in loader])
+    assert sorted(epoch1.tolist()) == list(range(10)) and not torch.equal(epoch0, epoch1)
+
+
+def test_batches_are_normalised_and_match_labels():
+    images, labels = _images(6)
+    loader = DeviceLoader(images, labels, batch_size=4, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    x, y = next(iter(loader))
+    assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32 and x.is_contiguous()
+    expected = (y[:, None].float() / 255 - 0.5) / torch.tensor([0.25, 0.5, 1.0])
+    torch.testing.assert_close(x[:, :, 0, 0], expected)
+    assert [len(yb) for _, yb in loader] == [4, 2]
+    assert [len(yb) for _, yb in DeviceLoader(images, labels, batch_size=4, drop_last=True)] == [4]
+
+
+def test_channels_last_batches():
+    images, labels = _images(4)
+    x, _ = next(iter(DeviceLoader(images, labels, batch_size=4, channels_last=True)))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_crops_stay_within_the_padded_image():
+    # A 6x6 image with distinct pixel values; padded by 2, every crop is a shifted window.
+    base = torch.arange(1, 37, dtype=torch.uint8).reshape(6, 6)
+    images = base[None, :, :, None].expand(64, 6, 6, 3).contiguous()
+    loader = DeviceLoader(images, torch.zeros(64, dtype=torch.int64), batch_size=64,
+                          shuffle=True, augment=Augment(crop_padding=2), std=(1 / 255,) * 3)
+    x, _ = next(iter(loader))
+    padded = torch.nn.functional.pad(base.float(), (2, 2, 2, 2))
+    windows = {(dy, dx): padded[dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)}
+    seen = set()
+    for crop in x[:, 0]:
+        matches = [k for k, w in windows.items() if torch.equal(w, crop)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) > 10  # offsets really vary
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    base = torch.arange(8, dtype=torch.uint8)[None, :].expand(8, 8)
+    images = base[None, :, :, None].expand(400, 8, 8, 3).contiguous()
+    loader = DeviceLoader(images, torch.zeros(400, dtype=torch.int64), batch_size=400,
+                          shuffle=True, augment=Augment(flip=True), std=(1 / 255,) * 3)
+    x, _ = next(iter(loader))
+    flipped = (x[:, 0, 0, 0] == 7).sum().item()
+    assert all(row[0] in (0, 7) for row in x[:, 0, 0].tolist())
+    assert 150 < flipped < 250
+
+
+def test_cutout_blanks_one_square():
+    images = torch.full((50, 16, 16, 3), 200, dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.zeros(50, dtype=torch.int64), batch_size=50,
+                          shuffle=True, augment=Augment(cutout=4), mean=(0.1,) * 3)
+    x, _ = next(iter(loader))
+    zeros = (x[:, 0] == 0).sum((1, 2))
+    assert zeros.max() == 16 and zeros.min() >= 4  # 4x4, clipped at borders to >= 2x2
+
+
+def test_shards_partition_an_epoch():
+    images, labels = _images(10)
+    shards = [
+        torch.cat([y for _, y in DeviceLoader(images, labels, batch_size=2, shuffle=True,
+                                              rank=r, world_size=3)])
+        for r in range(3)
+    ]
+    assert all(len(s) == 3 for s in shards)  # equal shards: 10 // 3
+    assert len(set(torch.cat(shards).tolist())) == 9
+
+
+def test_per_batch_work_does_not_grow_with_batch_size():
+    # The whole batch is built by a fixed number of tensor ops, however many images it holds.
+    from torch.profiler import ProfilerActivity, profile
+
+    images = torch.randint(0, 255, (1024, 32, 32, 3), dtype=torch.uint8)
+    labels = torch.zeros(1024, dtype=torch.int64)
+    counts = []
+    for batch_size in (16, 256):
+        loader = DeviceLoader(images, labels, batch_size=batch_size, shuffle=True,
+                              augment=Augment(crop_padding=4, flip=True, cutout=8))
+        it = iter(loader)
+        next(it)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            next(it)
+        counts.append(len(prof.events()))
+    assert counts[0] == counts[1]
+
+
+def test_channel_stats():
+    images = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    images[0, ..., 0] = 255
+    images[..., 1] = 51
+    mean, std = channel_stats(images)
+    assert mean == pytest.approx([0.5, 0.2, 0.0])
+    assert std == pytest.approx([0.5, 0.0, 0.0], abs=1e-5)
+
+
+def test_imageset_resize_and_subset():
+    images = torch.randint(0, 255, (5, 8, 8, 3), dtype=torch.uint8)
+    s = ImageSet(images, torch.tensor([0, 1, 1, 0, 1]), ["a", "b"], "test")
+    assert s.class_counts() == [2, 3]
+    big = s.resized(16)
+    assert big.images.shape == (5, 16, 16, 3) and big.images.dtype == torch.uint8
+    assert s.resized(8) is s
+    assert s.subset(torch.tensor([1, 2])).labels.tolist() == [1, 1]
+    flat = ImageSet(torch.full((1, 8, 8, 3), 77, dtype=torch.uint8), torch.tensor([0]), ["a"])
+    assert (flat.resized(13).images == 77).all()
