@@ -11,3 +11,11 @@ class ResnetlabError(Exception):
 
 class UnknownModelError(ResnetlabError, ValueError):
     """A model name that is not registered."""
+
+
+class DataError(ResnetlabError, ValueError):
+    """A data set that cannot be read as given: missing, malformed or inconsistent."""
+
+
+class DataWarning(UserWarning):
+    """Something in a data set was skipped or adjusted; loading went on."""

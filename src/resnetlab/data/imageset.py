@@ -32,7 +32,9 @@ class ImageSet:
                 f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if len(self.images) != len(self.labels):
-            raise ValueError(f"{self.source}: {len(self.images)} images but {len(self.labels)} labels")
+            raise ValueError(
+                f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -50,13 +52,18 @@ class ImageSet:
             self.images[indices], self.labels[indices], self.class_names, self.source, self.notes
         )
 
-    def resized(self, size: int, chunk: int = 1024) -> ImageSet:
-        """The same images resized to ``size`` x ``size`` (antialiased bilinear)."""
-        if self.image_size == (size, size):
+    def resized(self, size: int | tuple[int, int], chunk: int = 1024) -> ImageSet:
+        """The images resized to ``size`` x ``size`` or ``(height, width)``, bilinear."""
+        height, width = (size, size) if isinstance(size, int) else size
+        if self.image_size == (height, width):
             return self
-        out = torch.empty((len(self), size, size, 3), dtype=torch.uint8, device=self.images.device)
+        out = torch.empty(
+            (len(self), height, width, 3), dtype=torch.uint8, device=self.images.device
+        )
         for start in range(0, len(self), chunk):
             x = self.images[start : start + chunk].permute(0, 3, 1, 2).float()
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+            )
             out[start : start + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return ImageSet(out, self.labels, self.class_names, self.source, self.notes)

@@ -52,6 +52,52 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float],
     return mean.tolist(), std.tolist()
 
 
+def epoch_plan(
+    n: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    augment: Augment,
+    size: tuple[int, int],
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, torch.Tensor]:
+    """One epoch's image order and per-image augmentation, for one shard, on the CPU.
+
+    Everything is drawn from one generator seeded by ``(seed, epoch)``, so an epoch is
+    reproducible from its number alone, whichever loader (in memory or streaming) serves it.
+    Keys: ``order`` (m,) always; ``dy``, ``dx`` crop offsets into the padded image; ``flip``
+    (m,) bool; ``cy``, ``cx`` cutout centres.
+    """
+    height, width = size
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = order[rank::world_size][: n // world_size]
+    plan = {"order": order}
+    a, m = augment, len(order)
+    if a.crop_padding:
+        plan["dy"] = torch.randint(0, 2 * a.crop_padding + 1, (m,), generator=generator)
+        plan["dx"] = torch.randint(0, 2 * a.crop_padding + 1, (m,), generator=generator)
+    if a.flip:
+        plan["flip"] = torch.rand(m, generator=generator) < 0.5
+    if a.cutout:
+        plan["cy"] = torch.randint(0, height, (m,), generator=generator)
+        plan["cx"] = torch.randint(0, width, (m,), generator=generator)
+    return plan
+
+
+def cutout_mask(
+    cy: torch.Tensor, cx: torch.Tensor, side: int, height: int, width: int
+) -> torch.Tensor:
+    """(B, H, W, 1) bool mask, False on each image's square (clipped at the border), else True."""
+    top, left = cy - side // 2, cx - side // 2  # (B,)
+    ys = torch.arange(height, device=cy.device)[None, :] - top[:, None]  # (B, H)
+    xs = torch.arange(width, device=cx.device)[None, :] - left[:, None]  # (B, W)
+    inside = ((ys >= 0) & (ys < side))[:, :, None] & ((xs >= 0) & (xs < side))[:, None, :]
+    return ~inside[..., None]
+
+
 class DeviceLoader:
     """Batches of normalised images from uint8 (N, H, W, 3) images held on one device.
 
@@ -91,7 +137,9 @@ class DeviceLoader:
         world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"expected uint8 (N, H, W, 3) images, got {images.dtype} {tuple(images.shape)}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
@@ -136,20 +184,16 @@ class DeviceLoader:
 
     def _epoch_plan(self) -> dict[str, torch.Tensor]:
         """This epoch's order and per-image augmentation parameters, for this shard."""
-        n = len(self.labels)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        order = order[self.rank :: self.world_size][: self.num_samples]
-        plan = {"order": order}
-        a, m = self.augment, len(order)
-        if a.crop_padding:
-            plan["dy"] = torch.randint(0, 2 * a.crop_padding + 1, (m,), generator=generator)
-            plan["dx"] = torch.randint(0, 2 * a.crop_padding + 1, (m,), generator=generator)
-        if a.flip:
-            plan["flip"] = torch.rand(m, generator=generator) < 0.5
-        if a.cutout:
-            plan["cy"] = torch.randint(0, self.height, (m,), generator=generator)
-            plan["cx"] = torch.randint(0, self.width, (m,), generator=generator)
+        plan = epoch_plan(
+            len(self.labels),
+            seed=self.seed,
+            epoch=self.epoch,
+            shuffle=self.shuffle,
+            augment=self.augment,
+            size=(self.height, self.width),
+            rank=self.rank,
+            world_size=self.world_size,
+        )
         return {k: v.to(self.device) for k, v in plan.items()}
 
     def __iter__(self) -> Iterator[Batch]:
@@ -160,7 +204,9 @@ class DeviceLoader:
             part = {k: v[start : start + self.batch_size] for k, v in plan.items()}
             yield self._batch(part, rows_base, cols_base)
 
-    def _batch(self, part: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> Batch:
+    def _batch(
+        self, part: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
+    ) -> Batch:
         idx = part["order"]  # (B,)
         if "dy" in part:
             rows = part["dy"][:, None] + rows  # (B, H)
@@ -180,10 +226,4 @@ class DeviceLoader:
         return x, self.labels[idx]
 
     def _cutout_mask(self, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, 1) mask, 0 on each image's square (clipped at the border), else 1."""
-        side = self.augment.cutout
-        top, left = cy - side // 2, cx - side // 2  # (B,)
-        ys = torch.arange(self.height, device=self.device)[None, :] - top[:, None]  # (B, H)
-        xs = torch.arange(self.width, device=self.device)[None, :] - left[:, None]  # (B, W)
-        inside = ((ys >= 0) & (ys < side))[:, :, None] & ((xs >= 0) & (xs < side))[:, None, :]
-        return ~inside[..., None]
+        return cutout_mask(cy, cx, self.augment.cutout, self.height, self.width)

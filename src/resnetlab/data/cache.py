@@ -1,0 +1,84 @@
+"""The cache folder: decoded images, extracted archives, downloads.
+
+Decoded image folders are kept as ``.npy`` files keyed by what was decoded (every file's
+path, size and modification time, and the requested image size), so a second load of an
+unchanged folder reads one array instead of decoding thousands of files. Any change to a
+file gives a new key; stale entries are never read, only left behind. The whole folder can
+be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+# Bump when the decoded pixels for the same files would change (decoder or resize changes).
+DECODE_VERSION = 1
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``cache_dir``, else ``$RESNETLAB_CACHE``, else ``~/.cache/resnetlab``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("RESNETLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "resnetlab"
+
+
+def file_key(path: Path) -> str:
+    """Identifies a file's current contents cheaply: resolved path, size, mtime."""
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def decode_key(files: Iterable[Path], **params: object) -> str:
+    """A hex digest of every file's identity and the decoding parameters."""
+    h = hashlib.sha256(f"v{DECODE_VERSION}|{json.dumps(params, sort_keys=True)}".encode())
+    for f in files:
+        h.update(file_key(f).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:32]
+
+
+class DecodeCache:
+    """Decoded uint8 arrays with their labels and metadata, under ``<root>/decoded``."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / "decoded"
+
+    def _paths(self, key: str) -> tuple[Path, Path, Path]:
+        base = self.folder / key
+        return (
+            base.with_suffix(".images.npy"),
+            base.with_suffix(".labels.npy"),
+            base.with_suffix(".json"),
+        )
+
+    def get(self, key: str) -> tuple[np.ndarray, np.ndarray, dict] | None:
+        images_path, labels_path, meta_path = self._paths(key)
+        try:
+            meta = json.loads(meta_path.read_text())
+            images = np.load(images_path)
+            labels = np.load(labels_path)
+        except (OSError, ValueError):
+            return None  # absent, or a partial entry from a crashed writer: decode again
+        if len(images) != len(labels) or len(images) != meta.get("count"):
+            return None
+        return images, labels, meta
+
+    def put(self, key: str, images: np.ndarray, labels: np.ndarray, meta: dict) -> None:
+        """Write an entry; the metadata goes last, so a reader never sees a partial one."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        images_path, labels_path, meta_path = self._paths(key)
+        for path, array in ((images_path, images), (labels_path, labels)):
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+            os.replace(tmp, path)
+        tmp = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**meta, "count": len(images)}))
+        os.replace(tmp, meta_path)

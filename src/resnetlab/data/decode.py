@@ -1,0 +1,244 @@
+"""Decoding image files to uint8 RGB arrays, one at a time or many in parallel.
+
+Every path that turns an image file into pixels goes through ``read_image``: the in-memory
+decode of a folder, the streaming loader's workers, and prediction on a single file. So a
+model sees the same pixels for the same file however it was fed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..errors import DataError, DataWarning
+
+# Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+
+# More than this fraction of unreadable files means the folder itself is wrong (the wrong
+# format, a half-finished copy), not that a few files are damaged: loading stops.
+MAX_UNREADABLE_FRACTION = 0.05
+
+# Below this many files a process pool costs more to start than it saves.
+PARALLEL_MIN_FILES = 1000
+_CHUNK = 256
+
+# What PIL raises on a damaged or unsupported file.
+_READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+Size = tuple[int, int]  # (height, width)
+
+
+def _as_size(size: int | Size | None) -> Size | None:
+    if size is None or isinstance(size, tuple):
+        return size
+    return (size, size)
+
+
+def read_image(path: str | os.PathLike, size: int | Size | None = None) -> np.ndarray:
+    """Decode one image file to a uint8 (H, W, 3) RGB array.
+
+    Any mode PIL reads becomes RGB: grayscale and 1-bit are repeated over the channels,
+    16- and 32-bit grayscale are scaled to 8 bits (not clipped), transparency is composited
+    over black, palette and CMYK images are converted. EXIF orientation is applied, so a
+    phone photo comes out the way a viewer shows it.
+
+    Args:
+        path: an image file.
+        size: resize to ``size`` x ``size`` (or ``(height, width)``) with bilinear
+            interpolation (antialiased when shrinking); ``None`` keeps the native size.
+
+    Raises:
+        OSError, ValueError, SyntaxError, EOFError: the file is not a readable image.
+    """
+    target = _as_size(size)
+    with Image.open(path) as im:
+        if target is not None and im.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
+            # big photos shrunk to 64x64 decode several times faster.
+            im.draft("RGB", (target[1], target[0]))
+        im.load()
+        if im.format == "TIFF" or "exif" in im.info:
+            im = ImageOps.exif_transpose(im)
+        im = _to_rgb(im)
+        if target is not None and im.size != (target[1], target[0]):
+            im = im.resize((target[1], target[0]), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im
+    if im.mode.startswith("I") or im.mode == "F":
+        # 16/32-bit grayscale: PIL's own conversion clips everything above 255 to white.
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max() > 255):
+            a = a * (255 / 65535)
+        elif im.mode == "F" and a.max() <= 1.0:
+            a = a * 255
+        gray = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        # Over black, so a transparent pixel does not show whatever colour it happens to hold.
+        black = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
+
+def read_header_size(path: str | os.PathLike) -> Size:
+    """(height, width) from the file's header, without decoding the pixels."""
+    with Image.open(path) as im:
+        width, height = im.size
+        if (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1) in (
+            5,
+            6,
+            7,
+            8,
+        ):
+            # Orientations 5-8 turn the image a quarter: read_image swaps the sides.
+            width, height = height, width
+        return height, width
+
+
+def _read_chunk(paths: Sequence[str], size: Size | None) -> list[np.ndarray | str]:
+    out: list[np.ndarray | str] = []
+    for p in paths:
+        try:
+            out.append(read_image(p, size))
+        except _READ_ERRORS as e:
+            out.append(f"{type(e).__name__}: {e}")
+    return out
+
+
+def _header_chunk(paths: Sequence[str]) -> list[Size | str]:
+    out: list[Size | str] = []
+    for p in paths:
+        try:
+            out.append(read_header_size(p))
+        except _READ_ERRORS as e:
+            out.append(f"{type(e).__name__}: {e}")
+    return out
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _map_chunks(
+    fn: Callable[..., list], paths: Sequence[str], *args: object, workers: int | None, label: str
+) -> list:
+    """``fn`` over chunks of ``paths``, in worker processes when there are many."""
+    chunks = [list(paths[i : i + _CHUNK]) for i in range(0, len(paths), _CHUNK)]
+    workers = min(available_cpus(), 16) if workers is None else workers
+    if len(paths) < PARALLEL_MIN_FILES or workers <= 1:
+        results = [fn(c, *args) for c in chunks]
+    else:
+        # Worker processes, not threads: PIL parses file headers in Python under the GIL,
+        # which for small images is most of the work.
+        context = multiprocessing.get_context()
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(fn, c, *args) for c in chunks]
+            results = [f.result() for f in _progress(futures, label, len(paths))]
+    return [r for chunk in results for r in chunk]
+
+
+def _progress(futures: list, label: str, total: int) -> list:
+    """The futures, with a progress bar on an interactive terminal."""
+    if not sys.stderr.isatty():
+        return futures
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"{label} {total:,} images", total=len(futures))
+        for f in futures:
+            f.result()
+            bar.advance(task)
+    return futures
+
+
+def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int) -> list[str]:
+    """Warn about each unreadable file and the count; raise above the allowed fraction.
+
+    Returns:
+        The notes to keep with the loaded images (empty when nothing failed).
+    """
+    if not failed:
+        return []
+    for path, reason in failed:
+        warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
+    note = f"skipped {len(failed)} of {total} images that could not be read"
+    if len(failed) > MAX_UNREADABLE_FRACTION * total:
+        raise DataError(
+            f"{source}: {len(failed)} of {total} images cannot be read (first: {failed[0][0]}: "
+            f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable means the "
+            "folder is not what it should be"
+        )
+    warnings.warn(f"{source}: {note}", DataWarning, stacklevel=3)
+    return [note]
+
+
+def decode_files(
+    paths: Sequence[str], size: int | Size | None = None, *, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], Counter]:
+    """Decode many image files to one uint8 (N, H, W, 3) array.
+
+    With ``size`` every image is resized to it; without, the most common native size wins
+    and images of other sizes are resized to it.
+
+    Returns:
+        ``(images, kept, failed, sizes)``: the stacked images of the readable files,
+        the indices into ``paths`` of those files, ``(path, reason)`` for each file that
+        could not be read, and the count of each native ``(height, width)``.
+    """
+    target = _as_size(size)
+    decoded = _map_chunks(_read_chunk, paths, target, workers=workers, label="decoding")
+    failed = [(p, r) for p, r in zip(paths, decoded, strict=True) if isinstance(r, str)]
+    kept = np.array([i for i, r in enumerate(decoded) if not isinstance(r, str)], dtype=np.int64)
+    sizes = Counter(r.shape[:2] for r in decoded if not isinstance(r, str))
+    if target is None:
+        target = sizes.most_common(1)[0][0] if sizes else (1, 1)
+    images = np.empty((len(kept), *target, 3), dtype=np.uint8)
+    for j, i in enumerate(kept):
+        a = decoded[i]
+        decoded[i] = None  # free as we go: peak memory stays near one copy
+        if a.shape[:2] != target:
+            a = np.asarray(Image.fromarray(a).resize((target[1], target[0]), Image.BILINEAR))
+        images[j] = a
+    return images, kept, failed, sizes
+
+
+def read_header_sizes(
+    paths: Sequence[str], *, workers: int | None = None
+) -> tuple[list[Size | None], list[tuple[str, str]]]:
+    """Native (height, width) of each file from its header, ``None`` for unreadable ones."""
+    results = _map_chunks(_header_chunk, paths, workers=workers, label="reading headers of")
+    failed = [(p, r) for p, r in zip(paths, results, strict=True) if isinstance(r, str)]
+    return [None if isinstance(r, str) else r for r in results], failed
+
+
+def format_size(size: Size) -> str:
+    """``(height, width)`` as the usual ``WIDTHxHEIGHT``."""
+    return f"{size[1]}x{size[0]}"
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")

@@ -1,0 +1,259 @@
+"""Image folders: one sub-folder per class, optionally inside ``train/``, ``val/``, ``test/``.
+
+Two layouts are recognised::
+
+    ROOT/<class>/**/<image>                 one split ("all")
+    ROOT/train/<class>/**/<image>           splits; val/ (or valid/, validation/, dev/) and
+    ROOT/val/<class>/**/<image>             test/ are optional, but a split folder must hold
+    ROOT/test/<class>/**/<image>            class folders (so a class named "train" is fine)
+
+Classes are the sub-folder names, sorted. Files whose names start with ``.`` and folders
+named ``__MACOSX`` (zip leftovers) are ignored, as are files that are not images by suffix.
+A root holding nothing but one folder (as archives often unpack) is looked through.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError, DataWarning
+from .cache import DecodeCache, decode_key
+from .decode import (
+    IMAGE_EXTENSIONS,
+    decode_files,
+    format_size,
+    read_header_sizes,
+    report_unreadable,
+)
+from .imageset import ImageSet
+from .streaming import StreamingSet
+
+# Decode into memory only when the uint8 images take at most this much; larger folders
+# stream from disk. 4 GiB holds CIFAR-10 45 times over, or 28,000 images at 224x224.
+STREAM_ABOVE_BYTES = 4 * 2**30
+# Native sizes of streamed folders come from this many file headers, not all of them.
+SIZE_SAMPLE = 256
+
+_SPLIT_FOLDERS = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+@dataclass
+class FolderSplit:
+    """The files of one split of a folder tree, before decoding."""
+
+    root: Path
+    paths: list[Path]
+    labels: list[int]
+    class_names: list[str]
+    notes: list[str]
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"
+    )
+
+
+def _images_under(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        for name in sorted(filenames):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath, name))
+    return found
+
+
+def _direct_images(folder: Path) -> list[Path]:
+    return [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+
+
+def find_root(folder: Path) -> Path:
+    """Look through folders that hold nothing but one sub-folder with sub-folders of its own."""
+    while True:
+        dirs = _visible_dirs(folder)
+        if len(dirs) != 1 or _direct_images(folder) or not _visible_dirs(dirs[0]):
+            return folder
+        folder = dirs[0]
+
+
+def scan_classes(folder: Path) -> FolderSplit:
+    """The class folders under ``folder`` and the image files in each."""
+    class_dirs = _visible_dirs(folder)
+    loose = _direct_images(folder)
+    if not class_dirs:
+        if loose:
+            raise DataError(
+                f"{folder}: {len(loose)} images but no class folders; put each class's "
+                "images in a sub-folder named after the class"
+            )
+        raise DataError(f"{folder}: no class folders and no images in it")
+    if len(class_dirs) == 1:
+        raise DataError(
+            f"{folder}: only one class folder ({class_dirs[0].name}); a classifier needs at "
+            "least two: put each class's images in its own sub-folder"
+        )
+    paths, labels = [], []
+    for label, d in enumerate(class_dirs):
+        files = _images_under(d)
+        if not files:
+            raise DataError(
+                f"{d}: empty class folder, no images in it (looked for "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
+            )
+        paths += files
+        labels += [label] * len(files)
+    notes = []
+    if loose:
+        notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
+    return FolderSplit(folder, paths, labels, [d.name for d in class_dirs], notes)
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    """``{"train"|"val"|"test": folder}`` when ``root`` uses the split layout, else ``{}``."""
+    found: dict[str, Path] = {}
+    for d in _visible_dirs(root):
+        role = _SPLIT_FOLDERS.get(d.name.lower())
+        # A split folder holds class folders; a class folder (even one named "train") holds images.
+        if role and role not in found and _visible_dirs(d):
+            found[role] = d
+    if "train" in found or (found and len(found) == len(_visible_dirs(root))):
+        return found
+    return {}
+
+
+def folder_splits(
+    root: Path,
+    image_size: int | None,
+    *,
+    stream: bool | None,
+    cache_root: Path,
+    workers: int | None = None,
+) -> tuple[dict[str, Callable[[], ImageSet | StreamingSet]], list[str]]:
+    """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes."""
+    root = find_root(root)
+    split_dirs = _split_folders(root)
+    notes = []
+    if split_dirs:
+        ignored = [d.name for d in _visible_dirs(root) if d not in split_dirs.values()]
+        if ignored:
+            notes.append(f"folders in {root} other than the splits ignored: {', '.join(ignored)}")
+    else:
+        split_dirs = {"all": root}
+    if len(split_dirs) == 1:
+        split_dirs = {"all": next(iter(split_dirs.values()))}
+    load = partial(load_folder, image_size=image_size, stream=stream, cache_root=cache_root,
+                   workers=workers)  # fmt: skip
+    return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
+
+
+def load_folder(
+    folder: Path,
+    *,
+    image_size: int | None,
+    stream: bool | None,
+    cache_root: Path,
+    workers: int | None = None,
+) -> ImageSet | StreamingSet:
+    """One split folder (class folders of images), decoded into memory or set up to stream."""
+    scan = scan_classes(folder)
+    key = decode_key(scan.paths, image_size=image_size, classes=scan.class_names)
+    cache = DecodeCache(cache_root)
+    if stream is not True and (hit := cache.get(key)) is not None:
+        images, labels, meta = hit
+        if meta.get("skipped_note"):
+            warnings.warn(
+                f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
+                DataWarning,
+                stacklevel=2,
+            )
+        return ImageSet(
+            torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder),
+            meta["notes"],
+        )  # fmt: skip
+    if stream is not False:
+        size, notes = (image_size, image_size), []
+        if image_size is None:
+            size, notes = _sample_size(scan, workers)
+        estimate = len(scan.paths) * size[0] * size[1] * 3
+        if stream is None:
+            stream = estimate > STREAM_ABOVE_BYTES
+            if stream:
+                notes.append(
+                    f"streamed from disk: decoded it would take {estimate / 2**30:.1f} GiB, "
+                    f"more than {STREAM_ABOVE_BYTES / 2**30:.0f} GiB"
+                )
+        if stream:
+            return StreamingSet(
+                [str(p) for p in scan.paths],
+                torch.tensor(scan.labels, dtype=torch.int64),
+                scan.class_names,
+                size,
+                str(folder),
+                scan.notes + notes,
+            )
+    images, kept, failed, sizes = decode_files([str(p) for p in scan.paths], image_size,
+                                               workers=workers)  # fmt: skip
+    notes = list(scan.notes)
+    if image_size is None and len(sizes) > 1:
+        notes.append(_mixed_sizes_note(sizes, images.shape[1:3]))
+    skipped_note = report_unreadable(str(folder), failed, len(scan.paths))
+    notes += skipped_note
+    if not len(kept):
+        raise DataError(f"{folder}: none of its {len(scan.paths)} images could be read")
+    labels = np.asarray(scan.labels, dtype=np.int64)[kept]
+    try:
+        cache.put(key, images, labels, {"notes": notes, "skipped_note": "".join(skipped_note)})
+    except OSError as e:
+        warnings.warn(f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning,
+                      stacklevel=2)  # fmt: skip
+    return ImageSet(
+        torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder), notes
+    )
+
+
+def _mixed_sizes_note(sizes: Counter, used: tuple[int, int]) -> str:
+    listed = ", ".join(f"{format_size(s)} ({n:,})" for s, n in sizes.most_common(5))
+    more = f" and {len(sizes) - 5} more" if len(sizes) > 5 else ""
+    return f"mixed image sizes: {listed}{more}; all resized to the most common, {format_size(used)}"
+
+
+def _sample_size(scan: FolderSplit, workers: int | None) -> tuple[tuple[int, int], list[str]]:
+    """The most common native size among a seeded sample of file headers."""
+    paths = [str(p) for p in scan.paths]
+    sample = paths if len(paths) <= SIZE_SAMPLE else random.Random(0).sample(paths, SIZE_SAMPLE)
+    sizes, failed = read_header_sizes(sample, workers=workers)
+    counts = Counter(s for s in sizes if s is not None)
+    if not counts:
+        raise DataError(
+            f"{scan.root}: none of {len(sample)} sampled images could be read (first: "
+            f"{failed[0][0]}: {failed[0][1]})"
+        )
+    size = counts.most_common(1)[0][0]
+    notes = [_mixed_sizes_note(counts, size) + " (from a sample)"] if len(counts) > 1 else []
+    return size, notes

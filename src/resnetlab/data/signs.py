@@ -1,0 +1,194 @@
+"""SIGNS-style HDF5 files: ``<split>_set_x``, ``<split>_set_y`` and ``list_classes``.
+
+The deeplearning.ai course ships its data sets this way: ``train_signs.h5`` holds
+``train_set_x`` uint8 (N, 64, 64, 3), ``train_set_y`` (N,) and ``list_classes`` (6,);
+``test_signs.h5`` the same with ``test_``. The splits in a file are found from its keys,
+never assumed from its name. Labels are indices into ``list_classes``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .decode import format_size
+from .imageset import ImageSet
+
+_X_KEY = re.compile(r"^(?P<prefix>.+)_set_x$")
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def _open(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file ({e})") from e
+
+
+def h5_prefixes(path: Path) -> list[str]:
+    """The ``<prefix>`` of every ``<prefix>_set_x`` / ``<prefix>_set_y`` pair in the file."""
+    with _open(path) as f:
+        keys = sorted(f.keys())
+    prefixes = [
+        m["prefix"] for k in keys if (m := _X_KEY.match(k)) and f"{m['prefix']}_set_y" in keys
+    ]
+    if not prefixes:
+        raise DataError(
+            f"{path}: no image data found: expected datasets <split>_set_x and <split>_set_y "
+            f"(e.g. train_set_x, train_set_y) and list_classes, but the file has "
+            f"{', '.join(keys) if keys else 'no datasets'}"
+        )
+    return prefixes
+
+
+def _image_shape(path: Path, prefix: str) -> tuple[int, ...]:
+    with _open(path) as f:
+        x = f[f"{prefix}_set_x"]
+        if x.dtype.kind == "O" or x.dtype.kind == "V":
+            raise DataError(
+                f"{path}: {prefix}_set_x stores images of varying sizes ({x.dtype}); expected "
+                "one (N, H, W, 3) array: resize the images to one size before saving them"
+            )
+        return tuple(x.shape)
+
+
+def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3):
+        return shape[2], shape[3]  # channels first
+    return shape[1], shape[2]
+
+
+def _to_uint8(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    lo, hi = (x.min(), x.max()) if x.size else (0, 0)
+    if x.dtype.kind == "f" and hi <= 1.0 and lo >= 0.0:
+        x = x * 255.0  # stored as [0, 1] floats
+    elif not (lo >= 0 and hi <= 255):
+        raise DataError(f"{path}: {key} has pixel values from {lo} to {hi}; expected 0..255")
+    return np.round(x).astype(np.uint8) if x.dtype.kind == "f" else x.astype(np.uint8)
+
+
+def _to_nhwc(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:  # (N, H, W) grayscale
+        x = x[..., None]
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[3] not in (1, 3):
+        x = x.transpose(0, 2, 3, 1)  # channels first, as PyTorch users save them
+    if x.ndim != 4 or x.shape[3] not in (1, 3):
+        raise DataError(
+            f"{path}: {key} has shape {x.shape}; expected (N, H, W, 3) images "
+            "(or (N, H, W) grayscale)"
+        )
+    if x.shape[3] == 1:
+        x = np.repeat(x, 3, axis=3)
+    return np.ascontiguousarray(x)
+
+
+def _class_names(path: Path, f, labels: np.ndarray) -> tuple[list[str], list[str]]:
+    notes = []
+    if "list_classes" in f:
+        raw = f["list_classes"][()]
+        names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(raw)]
+    else:
+        k = int(labels.max()) + 1 if labels.size else 0
+        names = [str(i) for i in range(k)]
+        notes.append(f"no list_classes in the file: classes 0..{k - 1} from the labels")
+    return names, notes
+
+
+def read_h5_split(path: Path, prefix: str, image_size: int | None = None) -> ImageSet:
+    """The images of one ``<prefix>_set_x/_set_y`` pair, optionally resized."""
+    x_key, y_key = f"{prefix}_set_x", f"{prefix}_set_y"
+    _image_shape(path, prefix)  # refuses variable-size data before reading it
+    with _open(path) as f:
+        x = _to_nhwc(path, x_key, _to_uint8(path, x_key, f[x_key][()]))
+        y = np.asarray(f[y_key][()])
+        if y.ndim == 2 and 1 in y.shape:  # the course reshapes labels to (1, N) before saving
+            y = y.reshape(-1)
+        if y.ndim != 1 or len(y) != len(x):
+            raise DataError(
+                f"{path}: {x_key} has {len(x)} images but {y_key} has shape {y.shape}; "
+                f"expected ({len(x)},) labels"
+            )
+        if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+            raise DataError(f"{path}: {y_key} holds non-integer labels")
+        labels = y.astype(np.int64)
+        class_names, notes = _class_names(path, f, labels)
+    bad = labels[(labels < 0) | (labels >= len(class_names))]
+    if bad.size:
+        shown = ", ".join(str(v) for v in np.unique(bad)[:5])
+        raise DataError(
+            f"{path}: labels outside the class list: {y_key} holds {shown} but list_classes "
+            f"has {len(class_names)} classes (indices 0..{len(class_names) - 1})"
+        )
+    images = ImageSet(
+        torch.from_numpy(x), torch.from_numpy(labels), class_names, f"{path}:{prefix}", notes
+    )
+    return images.resized(image_size) if image_size else images
+
+
+def sibling_test_file(path: Path) -> Path | None:
+    """``test_X.h5`` next to ``train_X.h5``, the course's naming, if it exists."""
+    m = re.match(r"^train(?P<rest>[_-].*)$", path.name, re.IGNORECASE)
+    if not m:
+        return None
+    sibling = path.with_name(f"test{m['rest']}")
+    return sibling if sibling.is_file() else None
+
+
+def h5_splits(path: Path, image_size: int | None = None) -> tuple[dict[str, Callable], list[str]]:
+    """The splits an HDF5 file offers, as ``{"train"|"val"|"test"|"all": load}``, and notes.
+
+    A file holding only a training split (``train_X.h5``) takes its held-out split from a
+    ``test_X.h5`` next to it, as the course's two files are laid out.
+    """
+    files = {p: path for p in h5_prefixes(path)}
+    notes = []
+    if set(files) == {"train"} and (sibling := sibling_test_file(path)):
+        for prefix in h5_prefixes(sibling):
+            if SPLIT_ALIASES.get(prefix.lower()) == "test":
+                files[prefix] = sibling
+                notes.append(f"held-out split {prefix}_set_* read from {sibling.name} next to it")
+    roles = {prefix: SPLIT_ALIASES.get(prefix.lower()) for prefix in files}
+    if len(files) == 1:
+        named = {"all": next(iter(files))}
+    elif None in roles.values() or len(set(roles.values())) < len(roles):
+        raise DataError(
+            f"{path}: cannot tell the splits apart among "
+            f"{', '.join(f'{p}_set_x' for p in files)}; name them train_set_*, "
+            "val_set_* and test_set_*"
+        )
+    else:
+        named = {role: prefix for prefix, role in roles.items()}
+    if image_size is None and len(named) > 1:
+        sizes = {prefix: _hw(_image_shape(files[prefix], prefix)) for prefix in named.values()}
+        if len(set(sizes.values())) > 1:
+            listed = " but ".join(
+                f"{files[p].name}:{p}_set_x holds {format_size(s)} images" for p, s in sizes.items()
+            )
+            raise DataError(
+                f"{path}: mismatched image sizes: {listed}; pass an image size "
+                "(--image-size N) to resize them all"
+            )
+    splits = {
+        split: partial(read_h5_split, files[prefix], prefix, image_size)
+        for split, prefix in named.items()
+    }
+    return splits, notes

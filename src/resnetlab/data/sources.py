@@ -1,0 +1,352 @@
+"""Data set specs (``--data``, ``--val-data``) to splits, and splits to loaders.
+
+A spec is ``digits``, ``cifar10`` or a path: a SIGNS-style ``.h5`` file, an image-folder
+tree, a ``cifar-10-batches-bin`` folder, or a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` of
+either (extracted once into the cache folder). Each source offers some of the splits
+``train``, ``val``, ``test``, or just ``all``, loaded only when asked for.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError, DataWarning
+from . import cifar10
+from .archive import extracted_folder, is_archive
+from .cache import cache_root
+from .decode import decode_files, format_size
+from .digits import load_digits_set
+from .folders import find_root, folder_splits
+from .imageset import ImageSet
+from .loader import Augment, DeviceLoader, channel_stats
+from .signs import h5_splits
+from .streaming import StreamingLoader, StreamingSet
+
+Split = ImageSet | StreamingSet
+NAMED_SOURCES = ("digits", "cifar10")
+H5_SUFFIXES = (".h5", ".hdf5", ".he5")
+
+
+@dataclass
+class Source:
+    """What one spec offers: lazily loaded splits, keyed ``train``/``val``/``test``/``all``."""
+
+    spec: str
+    kind: str  # "digits", "cifar10-binary", "signs-h5", "image-folder"
+    splits: dict[str, Callable[[], Split]]
+    notes: list[str] = field(default_factory=list)
+
+    def key(self, *preference: str) -> str | None:
+        return next((k for k in preference if k in self.splits), None)
+
+
+@dataclass
+class Dataset:
+    """The training split, the validation split (or ``None``) and the class names."""
+
+    train: Split
+    val: Split | None
+    class_names: list[str]
+
+
+def open_source(
+    spec: str,
+    *,
+    image_size: int | None = None,
+    download: bool = False,
+    stream: bool | None = None,
+    cache_dir: str | Path | None = None,
+) -> Source:
+    """Find out what ``spec`` names and which splits it offers, without loading them."""
+    root = cache_root(cache_dir)
+    if image_size is not None and image_size < 1:
+        raise DataError(f"image size must be positive, got {image_size}")
+    if spec == "digits":
+        source = Source(spec, "digits", {"all": partial(load_digits_set, image_size)})
+    elif spec == "cifar10":
+        folder = _cifar10_folder(root, download)
+        source = Source(spec, "cifar10-binary", cifar10.cifar10_splits(folder, image_size))
+    else:
+        source = _open_path(spec, image_size=image_size, stream=stream, root=root)
+    if stream and source.kind != "image-folder":
+        raise DataError(
+            f"{spec}: streaming reads image files one by one, but this is {source.kind} data, "
+            "which is always loaded into memory; do not ask for streaming"
+        )
+    return source
+
+
+def _open_path(spec: str, *, image_size: int | None, stream: bool | None, root: Path) -> Source:
+    path = Path(spec).expanduser()
+    if not path.exists():
+        hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
+        raise DataError(f"{spec}: no such file or folder{hint}")
+    if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
+        splits, notes = h5_splits(path, image_size)
+        return Source(spec, "signs-h5", splits, notes)
+    notes = []
+    if path.is_file():
+        if not is_archive(path):
+            raise DataError(
+                f"{path}: not a data set: expected an .h5 file, an image folder, a "
+                "cifar-10-batches-bin folder, or a .tar.gz/.zip of a folder"
+            )
+        notes.append(f"{path.name} extracted once into the cache")
+        path = extracted_folder(path, root)
+    folder = find_root(path)
+    for candidate in (folder, folder / cifar10.FOLDER_NAME):
+        if cifar10.is_cifar10_folder(candidate):
+            return Source(
+                spec, "cifar10-binary", cifar10.cifar10_splits(candidate, image_size), notes
+            )
+    splits, more = folder_splits(folder, image_size, stream=stream, cache_root=root)
+    return Source(spec, "image-folder", splits, notes + more)
+
+
+def _cifar10_folder(root: Path, download: bool) -> Path:
+    folder = root / cifar10.FOLDER_NAME
+    if cifar10.is_cifar10_folder(folder):
+        return folder
+    archive = root / cifar10.ARCHIVE_NAME
+    if not archive.is_file():
+        if not download:
+            raise DataError(
+                f"cifar10: not found in {root}; add --download to fetch it (163 MB), or pass "
+                f"--data path/to/{cifar10.ARCHIVE_NAME} or a {cifar10.FOLDER_NAME} folder"
+            )
+        archive = cifar10.download(root)
+    found = find_root(extracted_folder(archive, root))
+    for candidate in (found, found / cifar10.FOLDER_NAME):
+        if cifar10.is_cifar10_folder(candidate):
+            return candidate
+    raise DataError(f"{archive}: holds no CIFAR-10 batch files (data_batch_*.bin, test_batch.bin)")
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded split that keeps each class's share, ``fraction`` of it held out.
+
+    Each class with at least two images gives ``round(fraction * count)`` of them (at least
+    one, never all) to the held-out part. The same labels, fraction and seed always give
+    the same split.
+
+    Returns:
+        ``(train_indices, val_indices)``, each sorted.
+    """
+    if not 0 < fraction < 1:
+        raise DataError(f"validation split must be between 0 and 1, got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        k = min(max(round(fraction * len(idx)), 1), len(idx) - 1) if len(idx) > 1 else 0
+        val.append(idx[:k])
+        train.append(idx[k:])
+    return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def load_dataset(
+    data: str,
+    val_data: str | None = None,
+    *,
+    val_split: float | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+    stream: bool | None = None,
+    cache_dir: str | Path | None = None,
+) -> Dataset:
+    """Load a training split and a validation split from data set specs.
+
+    Args:
+        data: ``digits``, ``cifar10`` or a path (see the module docstring).
+        val_data: a spec for the validation data; its held-out split (val, else test) if
+            it has one, else all of it.
+        val_split: when there is no ``val_data`` and ``data`` has no held-out split of its
+            own (a ``val/`` or ``test/`` folder, CIFAR-10's test batch, a ``test_`` HDF5
+            split), hold out this fraction of the training images, stratified by class.
+        image_size: resize every image to ``image_size`` x ``image_size`` when decoded;
+            ``None`` keeps the native size (the most common one when sizes are mixed; a
+            validation set of another size is resized to the training size).
+        seed: seeds ``val_split``.
+        download: fetch ``cifar10`` into the cache folder if it is not there.
+        stream: ``True`` streams image folders from disk, ``False`` decodes them into
+            memory, ``None`` streams only folders whose decoded images would take more
+            than ``STREAM_ABOVE_BYTES`` (4 GiB).
+        cache_dir: decoded images, extracted archives and downloads go here (default
+            ``$RESNETLAB_CACHE`` or ``~/.cache/resnetlab``).
+
+    Raises:
+        DataError: a missing or unreadable source, or train and validation classes that
+            differ.
+    """
+    if val_split is not None and not 0 < val_split < 1:
+        raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    opts = dict(image_size=image_size, download=download, stream=stream, cache_dir=cache_dir)
+    source = open_source(data, **opts)
+    train_key = source.key("train", "all")
+    if train_key is None:
+        raise DataError(
+            f"{data}: no training split: has {', '.join(source.splits)} but no train/ folder"
+        )
+    train = _with_notes(source.splits[train_key](), source.notes)
+    held_out = source.key("val", "test") if train_key == "train" else None
+    if val_data is not None:
+        val_source = open_source(val_data, **opts)
+        val = val_source.splits[val_source.key("val", "test", "all", "train")]()
+        val = _with_notes(val, val_source.notes)
+        used = f"the validation data {val_data}"
+    elif held_out is not None:
+        val = source.splits[held_out]()
+        used = f"the {held_out} split of {data}"
+    elif val_split is not None:
+        train_idx, val_idx = stratified_split(train.labels, val_split, seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+        used = None
+    else:
+        val, used = None, None
+    if val_split is not None and used is not None:
+        warnings.warn(
+            f"--val-split {val_split} not used: validating on {used} (to split the training "
+            "images instead, point --data at the training folder or file alone)",
+            DataWarning,
+            stacklevel=2,
+        )
+    if val is not None:
+        _check_classes(train, val)
+        if image_size is None and _size(val) != _size(train):
+            note = f"resized from {format_size(_size(val))} to the training size"
+            val = _resize(val, _size(train))
+            val.notes = [*val.notes, note]
+    return Dataset(train, val, list(train.class_names))
+
+
+def load_eval_split(
+    data: str,
+    *,
+    image_size: int | None = None,
+    download: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Split:
+    """The split to evaluate a model on: the held-out split (test, else val), else all of it."""
+    source = open_source(data, image_size=image_size, download=download, cache_dir=cache_dir)
+    return _with_notes(source.splits[source.key("test", "val", "all", "train")](), source.notes)
+
+
+def _with_notes(split: Split, notes: list[str]) -> Split:
+    """The split, its notes preceded by those about its whole source."""
+    if notes:
+        split.notes = [*notes, *split.notes]
+    return split
+
+
+def _size(split: Split) -> tuple[int, int]:
+    return tuple(split.image_size)
+
+
+def _resize(split: Split, size: tuple[int, int]) -> Split:
+    if isinstance(split, ImageSet):
+        return split.resized(size)
+    return StreamingSet(
+        split.paths, split.labels, split.class_names, size, split.source, split.notes
+    )
+
+
+def _check_classes(train: Split, val: Split) -> None:
+    if list(train.class_names) == list(val.class_names):
+        return
+    missing = [c for c in train.class_names if c not in val.class_names]
+    extra = [c for c in val.class_names if c not in train.class_names]
+    detail = "; ".join(
+        part
+        for part in (
+            f"only in training: {', '.join(missing[:10])}" if missing else "",
+            f"only in validation: {', '.join(extra[:10])}" if extra else "",
+            "same names in another order" if not missing and not extra else "",
+        )
+        if part
+    )
+    raise DataError(
+        f"class lists differ: {train.source} has {len(train.class_names)} classes, "
+        f"{val.source} has {len(val.class_names)} ({detail}); both need the same classes"
+    )
+
+
+def make_loader(
+    split: Split,
+    *,
+    train: bool,
+    batch_size: int,
+    device: str | torch.device,
+    mean: tuple[float, float, float] | list[float],
+    std: tuple[float, float, float] | list[float],
+    augment: Augment | None = None,
+    seed: int = 0,
+    channels_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int | None = None,
+) -> DeviceLoader | StreamingLoader:
+    """A loader over ``split``: a ``DeviceLoader`` for an ``ImageSet``, else a ``StreamingLoader``.
+
+    Both yield ``(x, y)`` on ``device``: x float (B, 3, H, W) normalised as
+    ``(pixels / 255 - mean) / std``, y int64 (B,); both have ``len()`` and
+    ``set_epoch(epoch)`` and draw the same seeded order and augmentation.
+
+    Args:
+        split: what ``load_dataset`` or ``load_eval_split`` returned.
+        train: shuffle, augment, and drop the last incomplete batch (unless the split is
+            smaller than one batch); otherwise the stored order, no augmentation, every image.
+        batch_size: images per batch (per process when sharded).
+        device: where batches are yielded (and, for an ``ImageSet``, where the data lives).
+        mean, std: per-channel normalisation in [0, 1] units (see ``split_stats``).
+        augment: training augmentation; ignored when ``train`` is false.
+        seed: epoch ``e``'s order and augmentation depend only on ``(seed, e)``.
+        channels_last: yield batches in channels-last memory format.
+        rank, world_size: this process's shard for distributed training.
+        num_workers: decoding processes for a ``StreamingSet`` (default: the available
+            cores, at most 8, shared among ``world_size``); unused for an ``ImageSet``.
+    """
+    common = dict(
+        batch_size=batch_size,
+        mean=mean,
+        std=std,
+        device=device,
+        shuffle=train,
+        augment=augment if train else None,
+        drop_last=train and len(split) // world_size >= batch_size,
+        seed=seed,
+        channels_last=channels_last,
+        rank=rank,
+        world_size=world_size,
+    )
+    if isinstance(split, ImageSet):
+        return DeviceLoader(split.images, split.labels, **common)
+    return StreamingLoader(split, num_workers=num_workers, **common)
+
+
+def split_stats(
+    split: Split, *, sample: int = 2000, seed: int = 0
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation in [0, 1] units, for normalising.
+
+    Computed over every image of an ``ImageSet``, and over a seeded sample of ``sample``
+    images of a ``StreamingSet`` (decoding all of a large folder to get six numbers is not
+    worth it).
+    """
+    if isinstance(split, ImageSet):
+        return channel_stats(split.images)
+    generator = torch.Generator().manual_seed(seed)
+    picked = torch.randperm(len(split), generator=generator)[:sample].sort().values.tolist()
+    images, *_ = decode_files([split.paths[i] for i in picked], split.image_size)
+    if not len(images):
+        raise DataError(f"{split.source}: none of the {len(picked)} sampled images could be read")
+    return channel_stats(torch.from_numpy(images))

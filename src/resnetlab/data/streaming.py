@@ -1,0 +1,250 @@
+"""Streaming: image folders too large to decode into memory, read file by file each epoch.
+
+A ``StreamingLoader`` has the interface of ``DeviceLoader`` and draws the same epoch plan
+(order, crop offsets, flips, cutout) from the same seeded generator; only where the work
+happens differs. Worker processes decode, resize, crop with padding and flip each image as
+uint8 (torchvision transforms v2); the main process moves the uint8 batch to the device,
+where normalisation and cutout run on the whole batch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from ..errors import DataError, DataWarning
+from .decode import _READ_ERRORS, MAX_UNREADABLE_FRACTION, available_cpus, read_image
+from .loader import Augment, Batch, cutout_mask, epoch_plan
+
+
+@dataclass
+class StreamingSet:
+    """Image files, labels and class names of one split, decoded only when iterated.
+
+    Attributes:
+        paths: one image file per example.
+        labels: int64 (N,), indices into ``class_names``.
+        class_names: one name per class.
+        image_size: (height, width) every image is resized to when decoded.
+        source: where the files came from, for messages.
+        notes: what loading adjusted or skipped.
+    """
+
+    paths: list[str]
+    labels: torch.Tensor
+    class_names: list[str]
+    image_size: tuple[int, int]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.paths) != len(self.labels):
+            raise ValueError(
+                f"{self.source}: {len(self.paths)} files but {len(self.labels)} labels"
+            )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+
+    def subset(self, indices: torch.Tensor) -> StreamingSet:
+        return StreamingSet(
+            [self.paths[i] for i in indices.tolist()],
+            self.labels[indices],
+            self.class_names,
+            self.image_size,
+            self.source,
+            self.notes,
+        )
+
+    def resized(self, size: int) -> StreamingSet:
+        """The same files, to be decoded at ``size`` x ``size``."""
+        return StreamingSet(
+            self.paths, self.labels, self.class_names, (size, size), self.source, self.notes
+        )
+
+
+class _Files(torch.utils.data.Dataset):
+    """Map-style dataset whose items are plan rows: ``(index, dy, dx, flip)``."""
+
+    def __init__(self, split: StreamingSet, padding: int) -> None:
+        self.paths = split.paths
+        self.labels = split.labels.tolist()
+        self.height, self.width = split.image_size
+        self.padding = padding
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: tuple[int, int, int, bool]) -> tuple[torch.Tensor, int]:
+        index, dy, dx, flip = item
+        try:
+            hwc = read_image(self.paths[index], (self.height, self.width))
+        except _READ_ERRORS as e:
+            warnings.warn(
+                f"{self.paths[index]}: skipped, cannot read it ({type(e).__name__}: {e})",
+                DataWarning,
+                stacklevel=1,
+            )
+            return torch.zeros(3, self.height, self.width, dtype=torch.uint8), -1
+        img = torch.from_numpy(hwc).permute(2, 0, 1)  # (3, H, W) uint8
+        if self.padding:
+            # A crop window reaching past the border is zero-filled: pad-and-crop in one step.
+            img = TF.crop(img, dy - self.padding, dx - self.padding, self.height, self.width)
+        if flip:
+            img = TF.horizontal_flip(img)
+        return img.contiguous(), self.labels[index]
+
+
+class _PlanBatches(torch.utils.data.Sampler):
+    """Batches of plan rows for the loader's current epoch (drawn in the main process)."""
+
+    def __init__(self, loader: StreamingLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int, bool]]]:
+        plan = self.loader._epoch_plan()
+        m = len(plan["order"])
+        zeros = torch.zeros(m, dtype=torch.int64)
+        rows = list(
+            zip(
+                plan["order"].tolist(),
+                plan.get("dy", zeros).tolist(),
+                plan.get("dx", zeros).tolist(),
+                plan.get("flip", zeros.bool()).tolist(),
+                strict=True,
+            )
+        )
+        b = self.loader.batch_size
+        for start in range(0, len(self) * b, b):
+            yield rows[start : start + b]
+
+
+class StreamingLoader:
+    """Batches of normalised images decoded from files by worker processes.
+
+    Takes the arguments of ``DeviceLoader`` (see there), with a ``StreamingSet`` in place of
+    the images and labels, plus ``num_workers`` (default: the CPU cores available, up to
+    8, shared among ``world_size`` processes; 0 decodes in the main process).
+
+    An unreadable file is dropped from its batch with a warning naming it; when more than
+    ``MAX_UNREADABLE_FRACTION`` of an epoch's images fail, iteration stops with a
+    ``DataError``.
+    """
+
+    def __init__(
+        self,
+        split: StreamingSet,
+        *,
+        batch_size: int,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        device: str | torch.device = "cpu",
+        shuffle: bool = False,
+        augment: Augment | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        rank: int = 0,
+        world_size: int = 1,
+        num_workers: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self.split = split
+        self.device = torch.device(device)
+        self.augment = augment or Augment()
+        self.height, self.width = split.image_size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.channels_last = channels_last
+        self.dtype = dtype
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        if num_workers is None:
+            num_workers = max(1, min(8, available_cpus() // max(world_size, 1)))
+        self.num_workers = num_workers
+        # (x / 255 - mean) / std == x * scale + shift, as in DeviceLoader, shaped (3, 1, 1).
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device)
+        self.scale = (1 / (255 * std_t)).to(dtype)[:, None, None]
+        self.shift = (-mean_t / std_t).to(dtype)[:, None, None]
+        self._loader = torch.utils.data.DataLoader(
+            _Files(split, self.augment.crop_padding),
+            batch_sampler=_PlanBatches(self),
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=num_workers > 0,
+        )
+
+    @property
+    def num_samples(self) -> int:
+        """Images this process sees per epoch (equal shards, as in ``DeviceLoader``)."""
+        return len(self.split) // self.world_size
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order and augmentation the next iteration yields."""
+        self.epoch = epoch
+
+    def _epoch_plan(self) -> dict[str, torch.Tensor]:
+        return epoch_plan(
+            len(self.split),
+            seed=self.seed,
+            epoch=self.epoch,
+            shuffle=self.shuffle,
+            augment=self.augment,
+            size=(self.height, self.width),
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def __iter__(self) -> Iterator[Batch]:
+        # The sampler draws the same plan inside the DataLoader; cutout needs its own copy here.
+        plan = self._epoch_plan() if self.augment.cutout else None
+        failed, start = 0, 0
+        for x, y in self._loader:  # (B, 3, H, W) uint8, (B,) int64
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            end = start + len(y)
+            ok = y >= 0
+            x = torch.addcmul(self.shift, x.to(self.dtype), self.scale)  # normalise
+            if plan is not None:
+                cy = plan["cy"][start:end].to(self.device)
+                cx = plan["cx"][start:end].to(self.device)
+                mask = cutout_mask(cy, cx, self.augment.cutout, self.height, self.width)
+                x = x * mask.permute(0, 3, 1, 2).to(self.dtype)
+            start = end
+            if not bool(ok.all()):
+                failed += int((~ok).sum())
+                if failed > MAX_UNREADABLE_FRACTION * self.num_samples:
+                    raise DataError(
+                        f"{self.split.source}: {failed} images could not be read so far this "
+                        f"epoch, more than {MAX_UNREADABLE_FRACTION:.0%} of {self.num_samples}"
+                    )
+                x, y = x[ok], y[ok]
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
+        if failed:
+            warnings.warn(
+                f"{self.split.source}: skipped {failed} unreadable images this epoch",
+                DataWarning,
+                stacklevel=2,
+            )
