@@ -88,6 +88,72 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="look at a data set before training on it")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    q = data_sub.add_parser(
+        "inspect", help="splits, images per class, image sizes, and a contact sheet of samples"
+    )
+    q.add_argument("path", metavar="DATA", help="digits, cifar10, or a file or folder")
+    q.add_argument("--out", help="contact sheet PNG (default: <name>-samples.png here)")
+    q.add_argument("--no-sheet", action="store_true", help="do not write a contact sheet")
+    q.add_argument("--image-size", type=int, help="resize images to N x N, as training would")
+    q.add_argument("--download", action="store_true", help="fetch cifar10 if it is not cached")
+    q.add_argument("--cache-dir", help="default: $RESNETLAB_CACHE or ~/.cache/resnetlab")
+    q.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    q.set_defaults(func=cmd_data)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import warnings
+    from pathlib import Path
+
+    from .data.report import contact_sheet, describe
+    from .errors import DataWarning
+
+    def show(message, category, *_args, **_kwargs) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            print(f"warning: {category.__name__}: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        summary, splits = describe(
+            args.path, image_size=args.image_size, download=args.download, cache_dir=args.cache_dir
+        )
+    if not args.no_sheet:
+        name = Path(args.path.rstrip("/")).name.split(".")[0] or "data"
+        out = Path(args.out or f"{name}-samples.png")
+        split = splits.get("train") or next(iter(splits.values()))
+        summary["sheet"] = str(contact_sheet(split, out, title=args.path))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    console = Console()
+    names = list(summary["splits"])
+    console.print(
+        f"[bold]{args.path}[/]: {summary['format']}, {len(summary['class_names'])} classes"
+    )
+    sizes = Table("split", "images", "image size", "in memory")
+    for name, s in summary["splits"].items():
+        h, w = s["image_size"]
+        sizes.add_row(
+            name, f"{s['images']:,}", f"{w}x{h}", "no (streamed)" if s["streamed"] else "yes"
+        )
+    console.print(sizes)
+    counts = Table("class", *names)
+    for c in summary["class_names"]:
+        counts.add_row(c, *(f"{summary['splits'][n]['class_counts'].get(c, 0):,}" for n in names))
+    console.print(counts)
+    notes = summary["notes"] + [f"{n}: {t}" for n in names for t in summary["splits"][n]["notes"]]
+    for note in notes:
+        console.print(f"note: {note}", highlight=False)
+    if "sheet" in summary:
+        console.print(f"contact sheet: {summary['sheet']}", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnetlab",
@@ -95,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_models, add_summary):
+    for add in (add_models, add_summary, add_data):
         add(sub)
     return parser
 

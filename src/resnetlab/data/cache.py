@@ -35,12 +35,10 @@ def file_key(path: Path) -> str:
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def decode_key(files: Iterable[Path], **params: object) -> str:
-    """A hex digest of every file's identity and the decoding parameters."""
+def decode_key(stamps: Iterable[str], **params: object) -> str:
+    """A hex digest of the files' stamps (path, size, mtime each) and the decoding parameters."""
     h = hashlib.sha256(f"v{DECODE_VERSION}|{json.dumps(params, sort_keys=True)}".encode())
-    for f in files:
-        h.update(file_key(f).encode())
-        h.update(b"\n")
+    h.update("\n".join(stamps).encode())
     return h.hexdigest()[:32]
 
 

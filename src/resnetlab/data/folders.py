@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -44,16 +45,16 @@ STREAM_ABOVE_BYTES = 4 * 2**30
 # Native sizes of streamed folders come from this many file headers, not all of them.
 SIZE_SAMPLE = 256
 
-_SPLIT_FOLDERS = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
+# A split folder's name: the role, alone or followed by a separator and more ("train_signs").
+_SPLIT_NAME = re.compile(
+    r"^(?P<role>train|training|val|valid|validation|dev|test|testing)(?:[-_. ].*)?$", re.I
+)
+_ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
+
+
+def _split_role(name: str) -> str | None:
+    m = _SPLIT_NAME.match(name)
+    return _ROLES.get(m["role"].lower(), m["role"].lower()) if m else None
 
 
 @dataclass
@@ -61,10 +62,11 @@ class FolderSplit:
     """The files of one split of a folder tree, before decoding."""
 
     root: Path
-    paths: list[Path]
+    paths: list[str]
     labels: list[int]
     class_names: list[str]
     notes: list[str]
+    stamps: list[str]  # "relative path|size|mtime_ns" per file, what the cache key hashes
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
@@ -75,14 +77,27 @@ def _visible_dirs(folder: Path) -> list[Path]:
     )
 
 
-def _images_under(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        for name in sorted(filenames):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(Path(dirpath, name))
-    return found
+def _images_under(folder: Path, depth: int = 0) -> tuple[list[str], list[str]]:
+    """Image files under ``folder`` (recursively, sorted) and a stamp of each for the cache."""
+    if depth > 32:
+        raise DataError(f"{folder}: folders nested more than 32 deep; is there a symlink loop?")
+    paths: list[str] = []
+    stamps: list[str] = []
+    # os.scandir, not pathlib: for 60,000 files the stat comes with the listing at no extra cost.
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.name.startswith(".") or e.name == "__MACOSX":
+            continue
+        if e.is_dir():
+            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1)
+            paths += sub_paths
+            stamps += [f"{e.name}/{s}" for s in sub_stamps]
+        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
+            st = e.stat()
+            paths.append(e.path)
+            stamps.append(f"{e.name}|{st.st_size}|{st.st_mtime_ns}")
+    return paths, stamps
 
 
 def _direct_images(folder: Path) -> list[Path]:
@@ -113,14 +128,20 @@ def scan_classes(folder: Path) -> FolderSplit:
                 "images in a sub-folder named after the class"
             )
         raise DataError(f"{folder}: no class folders and no images in it")
+    if all(_split_role(d.name) for d in class_dirs):
+        raise DataError(
+            f"{folder}: {', '.join(d.name for d in class_dirs)} look like splits, not classes, "
+            "but hold no class folders; put each split's images in one sub-folder per class "
+            "(train/<class>/*.jpg)"
+        )
     if len(class_dirs) == 1:
         raise DataError(
             f"{folder}: only one class folder ({class_dirs[0].name}); a classifier needs at "
             "least two: put each class's images in its own sub-folder"
         )
-    paths, labels = [], []
+    paths, labels, stamps = [], [], []
     for label, d in enumerate(class_dirs):
-        files = _images_under(d)
+        files, file_stamps = _images_under(d)
         if not files:
             raise DataError(
                 f"{d}: empty class folder, no images in it (looked for "
@@ -128,17 +149,18 @@ def scan_classes(folder: Path) -> FolderSplit:
             )
         paths += files
         labels += [label] * len(files)
+        stamps += [f"{d.name}/{s}" for s in file_stamps]
     notes = []
     if loose:
         notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
-    return FolderSplit(folder, paths, labels, [d.name for d in class_dirs], notes)
+    return FolderSplit(folder, paths, labels, [d.name for d in class_dirs], notes, stamps)
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
     """``{"train"|"val"|"test": folder}`` when ``root`` uses the split layout, else ``{}``."""
     found: dict[str, Path] = {}
     for d in _visible_dirs(root):
-        role = _SPLIT_FOLDERS.get(d.name.lower())
+        role = _split_role(d.name)
         # A split folder holds class folders; a class folder (even one named "train") holds images.
         if role and role not in found and _visible_dirs(d):
             found[role] = d
@@ -182,7 +204,9 @@ def load_folder(
 ) -> ImageSet | StreamingSet:
     """One split folder (class folders of images), decoded into memory or set up to stream."""
     scan = scan_classes(folder)
-    key = decode_key(scan.paths, image_size=image_size, classes=scan.class_names)
+    key = decode_key(
+        scan.stamps, root=str(folder.resolve()), image_size=image_size, classes=scan.class_names
+    )
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
         images, labels, meta = hit
@@ -210,14 +234,14 @@ def load_folder(
                 )
         if stream:
             return StreamingSet(
-                [str(p) for p in scan.paths],
+                scan.paths,
                 torch.tensor(scan.labels, dtype=torch.int64),
                 scan.class_names,
                 size,
                 str(folder),
                 scan.notes + notes,
             )
-    images, kept, failed, sizes = decode_files([str(p) for p in scan.paths], image_size,
+    images, kept, failed, sizes = decode_files(scan.paths, image_size,
                                                workers=workers)  # fmt: skip
     notes = list(scan.notes)
     if image_size is None and len(sizes) > 1:
@@ -245,7 +269,7 @@ def _mixed_sizes_note(sizes: Counter, used: tuple[int, int]) -> str:
 
 def _sample_size(scan: FolderSplit, workers: int | None) -> tuple[tuple[int, int], list[str]]:
     """The most common native size among a seeded sample of file headers."""
-    paths = [str(p) for p in scan.paths]
+    paths = scan.paths
     sample = paths if len(paths) <= SIZE_SAMPLE else random.Random(0).sample(paths, SIZE_SAMPLE)
     sizes, failed = read_header_sizes(sample, workers=workers)
     counts = Counter(s for s in sizes if s is not None)

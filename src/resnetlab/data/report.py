@@ -1,0 +1,113 @@
+"""What a data set holds: splits, counts per class, image sizes, and a contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .decode import read_image
+from .imageset import ImageSet
+from .sources import Split, open_source
+
+
+def describe(
+    data: str,
+    *,
+    image_size: int | None = None,
+    download: bool = False,
+    cache_dir: str | Path | None = None,
+) -> tuple[dict[str, Any], dict[str, Split]]:
+    """Load every split of ``data`` and summarise it.
+
+    Returns:
+        A JSON-ready summary (``data``, ``format``, ``class_names``, ``splits``: per split
+        ``images``, ``image_size`` [height, width], ``streamed``, ``class_counts``,
+        ``notes``; and ``notes`` about the whole source) and the loaded splits.
+    """
+    source = open_source(data, image_size=image_size, download=download, cache_dir=cache_dir)
+    order = ["train", "val", "test", "all"]
+    splits = {k: source.splits[k]() for k in sorted(source.splits, key=order.index)}
+    first = next(iter(splits.values()))
+    notes = list(source.notes)
+    for name, split in splits.items():
+        if split.class_names != first.class_names:
+            notes.append(f"the {name} split has other classes than the first split")
+    summary = {
+        "data": data,
+        "format": source.kind,
+        "class_names": list(first.class_names),
+        "splits": {
+            name: {
+                "images": len(split),
+                "image_size": list(split.image_size),
+                "streamed": not isinstance(split, ImageSet),
+                "class_counts": dict(zip(split.class_names, split.class_counts(), strict=True)),
+                "notes": list(split.notes),
+            }
+            for name, split in splits.items()
+        },
+        "notes": notes,
+    }
+    return summary, splits
+
+
+def _sample_images(split: Split, indices: list[int]) -> list[np.ndarray]:
+    if isinstance(split, ImageSet):
+        return [split.images[i].numpy() for i in indices]
+    out = []
+    for i in indices:
+        try:
+            out.append(read_image(split.paths[i], split.image_size))
+        except (OSError, ValueError, SyntaxError, EOFError):
+            out.append(np.zeros((*split.image_size, 3), dtype=np.uint8))
+    return out
+
+
+def contact_sheet(
+    split: Split,
+    path: str | Path,
+    *,
+    per_class: int = 8,
+    max_classes: int = 20,
+    seed: int = 0,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG grid of sample images: one row per class, ``per_class`` seeded picks each.
+
+    Returns:
+        The path written.
+    """
+    # A bare Figure, not pyplot: no global backend switch, no figure left open.
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    names = split.class_names[:max_classes]
+    generator = torch.Generator().manual_seed(seed)
+    fig = Figure(figsize=(per_class * 1.1 + 1.5, len(names) * 1.1 + 0.6))
+    axes = fig.subplots(len(names), per_class, squeeze=False)
+    for row, name in enumerate(names):
+        members = torch.nonzero(split.labels == row).flatten()
+        picks = members[torch.randperm(len(members), generator=generator)[:per_class]]
+        images = _sample_images(split, picks.tolist())
+        for col in range(per_class):
+            ax = axes[row][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(images):
+                ax.imshow(images[col], interpolation="nearest")
+        axes[row][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    shown = (
+        f" (first {len(names)} of {len(split.class_names)} classes)"
+        if len(names) < len(split.class_names)
+        else ""
+    )
+    fig.suptitle((title or split.source) + shown, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
