@@ -68,8 +68,9 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[PurePosixPath
     out = []
     for m in zf.infolist():
         rel = _safe_member_path(archive, m.filename)
-        mode = m.external_attr >> 16
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        # Unix file type bits, when the zip records them (many writers leave them 0).
+        kind = stat.S_IFMT(m.external_attr >> 16)
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise DataError(
                 f"{archive}: member '{m.filename}' is a link or special file; only plain files "
                 "and folders are extracted (extract it yourself and pass the folder)"

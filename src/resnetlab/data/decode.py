@@ -74,7 +74,7 @@ def read_image(path: str | os.PathLike, size: int | Size | None = None) -> np.nd
         im = _to_rgb(im)
         if target is not None and im.size != (target[1], target[0]):
             im = im.resize((target[1], target[0]), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        return np.array(im, dtype=np.uint8)  # writable, unlike np.asarray of a PIL image
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

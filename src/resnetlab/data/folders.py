@@ -189,8 +189,9 @@ def folder_splits(
         split_dirs = {"all": root}
     if len(split_dirs) == 1:
         split_dirs = {"all": next(iter(split_dirs.values()))}
-    load = partial(load_folder, image_size=image_size, stream=stream, cache_root=cache_root,
-                   workers=workers)  # fmt: skip
+    load = partial(
+        load_folder, image_size=image_size, stream=stream, cache_root=cache_root, workers=workers
+    )
     return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
 
 
@@ -217,9 +218,12 @@ def load_folder(
                 stacklevel=2,
             )
         return ImageSet(
-            torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder),
+            torch.from_numpy(images),
+            torch.from_numpy(labels),
+            scan.class_names,
+            str(folder),
             meta["notes"],
-        )  # fmt: skip
+        )
     if stream is not False:
         size, notes = (image_size, image_size), []
         if image_size is None:
@@ -241,8 +245,7 @@ def load_folder(
                 str(folder),
                 scan.notes + notes,
             )
-    images, kept, failed, sizes = decode_files(scan.paths, image_size,
-                                               workers=workers)  # fmt: skip
+    images, kept, failed, sizes = decode_files(scan.paths, image_size, workers=workers)
     notes = list(scan.notes)
     if image_size is None and len(sizes) > 1:
         notes.append(_mixed_sizes_note(sizes, images.shape[1:3]))
@@ -254,8 +257,9 @@ def load_folder(
     try:
         cache.put(key, images, labels, {"notes": notes, "skipped_note": "".join(skipped_note)})
     except OSError as e:
-        warnings.warn(f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning,
-                      stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning, stacklevel=2
+        )
     return ImageSet(
         torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder), notes
     )

@@ -176,7 +176,10 @@ def h5_splits(path: Path, image_size: int | None = None) -> tuple[dict[str, Call
             "val_set_* and test_set_*"
         )
     else:
-        named = {role: prefix for prefix, role in roles.items()}
+        order = ["train", "val", "test"]
+        named = {
+            role: prefix for prefix, role in sorted(roles.items(), key=lambda r: order.index(r[1]))
+        }
     if image_size is None and len(named) > 1:
         sizes = {prefix: _hw(_image_shape(files[prefix], prefix)) for prefix in named.values()}
         if len(set(sizes.values())) > 1:

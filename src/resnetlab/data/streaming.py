@@ -10,8 +10,9 @@ where normalisation and cutout run on the whole batch.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torchvision.transforms.v2 import functional as TF
@@ -103,16 +104,26 @@ class _Files(torch.utils.data.Dataset):
 
 
 class _PlanBatches(torch.utils.data.Sampler):
-    """Batches of plan rows for the loader's current epoch (drawn in the main process)."""
+    """Batches of plan rows for the current epoch (drawn in the main process).
 
-    def __init__(self, loader: StreamingLoader) -> None:
-        self.loader = loader
+    It keeps its own copy of the plan's parameters rather than a reference to its loader:
+    a loader -> DataLoader -> sampler -> loader cycle would leave the worker processes to
+    the cyclic garbage collector, whose shutdown of them stalls for seconds.
+    """
+
+    def __init__(
+        self, plan: Callable[[int], dict[str, torch.Tensor]], batch_size: int, num_batches: int
+    ) -> None:
+        self.plan = plan
+        self.batch_size = batch_size
+        self.num_batches = num_batches
+        self.epoch = 0
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return self.num_batches
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int, bool]]]:
-        plan = self.loader._epoch_plan()
+        plan = self.plan(self.epoch)
         m = len(plan["order"])
         zeros = torch.zeros(m, dtype=torch.int64)
         rows = list(
@@ -124,8 +135,8 @@ class _PlanBatches(torch.utils.data.Sampler):
                 strict=True,
             )
         )
-        b = self.loader.batch_size
-        for start in range(0, len(self) * b, b):
+        b = self.batch_size
+        for start in range(0, self.num_batches * b, b):
             yield rows[start : start + b]
 
 
@@ -182,9 +193,21 @@ class StreamingLoader:
         mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device)
         self.scale = (1 / (255 * std_t)).to(dtype)[:, None, None]
         self.shift = (-mean_t / std_t).to(dtype)[:, None, None]
+        plan = partial(
+            epoch_plan,
+            len(split),
+            seed=seed,
+            shuffle=shuffle,
+            augment=self.augment,
+            size=split.image_size,
+            rank=rank,
+            world_size=world_size,
+        )
+        self._plan = lambda epoch: plan(epoch=epoch)
+        self._batches = _PlanBatches(self._plan, batch_size, len(self))
         self._loader = torch.utils.data.DataLoader(
             _Files(split, self.augment.crop_padding),
-            batch_sampler=_PlanBatches(self),
+            batch_sampler=self._batches,
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0,
@@ -202,22 +225,11 @@ class StreamingLoader:
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration yields."""
         self.epoch = epoch
-
-    def _epoch_plan(self) -> dict[str, torch.Tensor]:
-        return epoch_plan(
-            len(self.split),
-            seed=self.seed,
-            epoch=self.epoch,
-            shuffle=self.shuffle,
-            augment=self.augment,
-            size=(self.height, self.width),
-            rank=self.rank,
-            world_size=self.world_size,
-        )
+        self._batches.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
         # The sampler draws the same plan inside the DataLoader; cutout needs its own copy here.
-        plan = self._epoch_plan() if self.augment.cutout else None
+        plan = self._plan(self.epoch) if self.augment.cutout else None
         failed, start = 0, 0
         for x, y in self._loader:  # (B, 3, H, W) uint8, (B,) int64
             x = x.to(self.device, non_blocking=True)

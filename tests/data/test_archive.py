@@ -1,0 +1,121 @@
+import io
+import stat
+import tarfile
+import zipfile
+
+import pytest
+import torch
+
+from resnetlab.data import load_dataset
+from resnetlab.data.archive import extract_archive, extracted_folder
+from resnetlab.errors import DataError
+
+from .conftest import noise, write_tree
+
+
+def _png_bytes(seed):
+    buf = io.BytesIO()
+    noise(seed).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _add(tf, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
+def test_tar_gz_of_an_image_tree_is_extracted_once(tmp_path):
+    tree = write_tree(tmp_path / "pets" / "train", {"cat": [noise(0), noise(1)], "dog": [noise(2)]})
+    write_tree(tree.parent / "test", {"cat": [noise(3)], "dog": [noise(4)]})
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(tree.parent, arcname="pets")
+    data = load_dataset(str(archive), cache_dir=tmp_path / "c")
+    assert len(data.train) == 3 and len(data.val) == 2 and data.class_names == ["cat", "dog"]
+    (extracted,) = (tmp_path / "c" / "extracted").iterdir()
+    assert extracted.name.startswith("pets-") and (extracted / "pets" / "train" / "cat").is_dir()
+    assert extracted_folder(archive, tmp_path / "c") == extracted  # not extracted again
+
+
+def test_zip_of_an_image_tree(tmp_path):
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(["cat/a.png", "cat/b.png", "dog/c.png"]):
+            zf.writestr(f"pets/{name}", _png_bytes(i))
+        zf.writestr("__MACOSX/pets/._a.png", b"resource fork")
+    data = load_dataset(str(archive))
+    assert data.train.class_counts() == [2, 1] and data.class_names == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "pets/../../evil.png", "/tmp/evil.png"])
+def test_tar_members_escaping_the_folder_are_refused(tmp_path, name):
+    archive = tmp_path / "bad.tar"
+    with tarfile.open(archive, "w") as tf:
+        _add(tf, "pets/cat/a.png", _png_bytes(0))
+        _add(tf, name, b"payload")
+    dest = tmp_path / "x" / "dest"
+    with pytest.raises(
+        DataError,
+        match=r"bad\.tar: member '.*evil\.png' (would be written outside "
+        r"the extraction folder|has an absolute path)",
+    ):
+        extract_archive(archive, dest)
+    assert not (tmp_path / "x" / "evil.png").exists() and not (tmp_path / "evil.png").exists()
+    assert not dest.exists()  # checked before anything was written
+
+
+def test_zip_member_escaping_the_folder_is_refused(tmp_path):
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pets/cat/a.png", _png_bytes(0))
+        zf.writestr("../../evil.png", b"payload")
+    with pytest.raises(DataError, match=r"bad\.zip: member '\.\./\.\./evil\.png' would be written"):
+        load_dataset(str(archive), cache_dir=tmp_path / "c")
+    assert not (tmp_path / "evil.png").exists()
+    assert not list((tmp_path / "c" / "extracted").iterdir())  # no half-extracted folder left
+
+
+def test_tar_symlink_is_refused(tmp_path):
+    archive = tmp_path / "link.tar"
+    with tarfile.open(archive, "w") as tf:
+        link = tarfile.TarInfo("pets/cat/a.png")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tf.addfile(link)
+    with pytest.raises(DataError, match=r"member 'pets/cat/a\.png' is a link"):
+        extract_archive(archive, tmp_path / "dest")
+
+
+def test_corrupt_archive(tmp_path):
+    archive = tmp_path / "broken.tar.gz"
+    archive.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError, match=r"broken\.tar\.gz: cannot extract it"):
+        load_dataset(str(archive))
+
+
+def test_unsupported_file(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n")
+    with pytest.raises(DataError, match=r"data\.csv: not a data set: expected an \.h5 file"):
+        load_dataset(str(path))
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    archive = tmp_path / "link.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("pets/cat/a.png")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(DataError, match=r"member 'pets/cat/a\.png' is a link or special file"):
+        extract_archive(archive, tmp_path / "dest")
+
+
+@pytest.mark.slow
+def test_real_cifar10_jpg_archive(shared_data, tmp_path):
+    data = load_dataset(str(shared_data / "cifar10-jpg.tar.gz"), cache_dir=tmp_path / "c")
+    assert data.train.images.shape == (50_000, 32, 32, 3) and len(data.val) == 10_000
+    assert data.class_names[:3] == ["airplane", "automobile", "bird"]
+    assert data.train.class_counts() == [5000] * 10 and data.val.class_counts() == [1000] * 10
+    again = load_dataset(str(shared_data / "cifar10-jpg.tar.gz"), cache_dir=tmp_path / "c")
+    assert torch.equal(again.train.images, data.train.images)

@@ -1,0 +1,240 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resnetlab.data import (
+    ImageSet,
+    StreamingSet,
+    load_dataset,
+    load_eval_split,
+    read_image,
+    stratified_split,
+)
+from resnetlab.data import decode as decode_module
+from resnetlab.data import folders as folders_module
+from resnetlab.errors import DataError, DataWarning
+
+from .conftest import noise, solid, write_tree
+
+
+def _mixed_tree(root):
+    a, b = root / "apple", root / "banana"
+    a.mkdir(parents=True)
+    b.mkdir()
+    solid((200, 10, 10)).save(a / "1.jpg", quality=95)
+    Image.new("L", (8, 8), 100).save(a / "2.png")  # grayscale
+    solid((1, 2, 3)).save(a / "3.bmp")
+    rgba = Image.new("RGBA", (8, 8), (50, 60, 70, 255))
+    rgba.paste((255, 255, 255, 0), (0, 0, 4, 8))  # left half fully transparent
+    rgba.save(b / "1.png")
+    deep = np.full((8, 8), 32896, dtype=np.uint16)  # 16-bit: 32896 / 257 = 128
+    Image.fromarray(deep).save(b / "2.png")
+    solid((0, 128, 255)).convert("P", palette=Image.ADAPTIVE).save(b / "3.gif")
+    (root / "README.md").write_text("not an image")
+    (a / ".DS_Store").write_bytes(b"\0")
+    return root
+
+
+def test_mixed_formats_and_modes_load_as_rgb(tmp_path):
+    root = _mixed_tree(tmp_path / "fruit")
+    data = load_dataset(str(root), stream=False)
+    s = data.train
+    assert isinstance(s, ImageSet) and data.val is None
+    assert s.images.shape == (6, 8, 8, 3) and s.images.dtype == torch.uint8
+    assert s.class_names == ["apple", "banana"] and s.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    px = s.images[:, 4, 6].tolist()  # one pixel of each image, in file order
+    assert np.allclose(px[0], [200, 10, 10], atol=4)  # JPEG is lossy
+    assert px[1] == [100, 100, 100] and px[2] == [1, 2, 3]
+    assert px[3] == [50, 60, 70] and s.images[3, 4, 1].tolist() == [0, 0, 0]  # alpha over black
+    assert px[4] == [128, 128, 128]  # 16-bit scaled, not clipped to white
+    assert px[5] == [0, 128, 255]
+
+
+def test_read_image_resizes_to_the_requested_size(tmp_path):
+    noise(0, size=(40, 30)).save(tmp_path / "x.png")
+    assert read_image(tmp_path / "x.png").shape == (30, 40, 3)
+    assert read_image(tmp_path / "x.png", 16).shape == (16, 16, 3)
+    assert read_image(tmp_path / "x.png", (12, 20)).shape == (12, 20, 3)
+
+
+def _truncated_jpeg(path):
+    noise(1, size=(64, 64)).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+
+def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path):
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    _truncated_jpeg(root / "b" / "bad.jpg")
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset(str(root))
+    messages = [str(w.message) for w in record]
+    assert any("bad.jpg: skipped, cannot read it" in m and "truncated" in m for m in messages)
+    assert any("skipped 1 of 21 images" in m for m in messages)
+    assert len(data.train) == 20 and data.train.class_counts() == [10, 10]
+    assert "skipped 1 of 21 images that could not be read" in data.train.notes
+
+
+def test_too_many_unreadable_images_is_fatal(tmp_path):
+    root = write_tree(tmp_path / "t", {"a": [noise(0), noise(1)], "b": [noise(2)]})
+    _truncated_jpeg(root / "b" / "bad.jpg")
+    with pytest.warns(DataWarning), pytest.raises(DataError, match=r"1 of 4 images cannot be read"):
+        load_dataset(str(root))
+    assert decode_module.MAX_UNREADABLE_FRACTION == 0.05
+
+
+def test_mixed_sizes_take_the_most_common_with_a_note(tmp_path):
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(0), noise(1)], "b": [noise(2), noise(3, (12, 10))]}
+    )
+    data = load_dataset(str(root))
+    assert data.train.image_size == (8, 8)
+    assert any("mixed image sizes: 8x8 (3), 12x10 (1)" in n for n in data.train.notes)
+
+
+def test_split_folders_train_val_test(tmp_path):
+    for split, n in (("train", 3), ("val", 2), ("test", 1)):
+        write_tree(
+            tmp_path / "d" / split,
+            {"cat": [noise(i) for i in range(n)], "dog": [noise(9) for _ in range(n)]},
+        )
+    data = load_dataset(str(tmp_path / "d"))
+    assert len(data.train) == 6 and len(data.val) == 4  # val/ preferred over test/
+    assert data.class_names == ["cat", "dog"]
+    assert len(load_eval_split(str(tmp_path / "d"))) == 2  # test/ for evaluation
+
+
+def test_class_folder_named_train_is_a_class(tmp_path):
+    root = write_tree(tmp_path / "vehicles", {"train": [noise(0)], "tram": [noise(1)]})
+    data = load_dataset(str(root))
+    assert data.class_names == ["train", "tram"] and data.val is None
+
+
+def test_train_and_val_class_lists_must_agree(tmp_path):
+    write_tree(tmp_path / "d" / "train", {"a": [noise(0)], "b": [noise(1)], "c": [noise(2)]})
+    write_tree(tmp_path / "d" / "val", {"a": [noise(0)], "b": [noise(1)]})
+    with pytest.raises(
+        DataError,
+        match=r"class lists differ: .*train has 3 classes, .*val has 2 "
+        r"\(only in training: c\)",
+    ):
+        load_dataset(str(tmp_path / "d"))
+
+
+def test_val_data_from_another_folder(tmp_path):
+    train = write_tree(tmp_path / "tr", {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
+    val = write_tree(tmp_path / "va", {"a": [noise(0, (16, 16))], "b": [noise(1, (16, 16))]})
+    data = load_dataset(str(train), str(val))
+    assert len(data.val) == 2 and data.val.image_size == (8, 8)  # resized to the training size
+    assert any("resized from 16x16" in n for n in data.val.notes)
+
+
+def test_empty_class_folder(tmp_path):
+    root = write_tree(tmp_path / "d", {"a": [noise(0)], "b": [noise(1)]})
+    (root / "c").mkdir()
+    (root / "c" / "notes.txt").write_text("no images")
+    with pytest.raises(DataError, match=r"d/c: empty class folder, no images in it"):
+        load_dataset(str(root))
+
+
+def test_one_class_only(tmp_path):
+    root = write_tree(tmp_path / "d", {"only": [noise(0), noise(1)]})
+    with pytest.raises(
+        DataError, match=r"only one class folder \(only\); a classifier needs at least two"
+    ):
+        load_dataset(str(root))
+
+
+def test_images_without_class_folders(tmp_path):
+    (tmp_path / "flat").mkdir()
+    for i in range(3):
+        noise(i).save(tmp_path / "flat" / f"{i}_x.png")
+    with pytest.raises(DataError, match=r"flat: 3 images but no class folders"):
+        load_dataset(str(tmp_path / "flat"))
+
+
+def test_split_named_folders_without_classes(shared_data):
+    # The course's JPEG copy keeps labels in file names, not folders: say so, do not guess.
+    with pytest.raises(DataError, match=r"test_signs, train_signs, val_signs look like splits"):
+        load_dataset(str(shared_data / "signs" / "64x64_SIGNS"))
+
+
+def test_missing_path():
+    with pytest.raises(DataError, match=r"^no/such/folder: no such file or folder$"):
+        load_dataset("no/such/folder")
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares():
+    labels = torch.tensor([0] * 10 + [1] * 20 + [2] * 5)
+    train, val = stratified_split(labels, 0.2, seed=3)
+    again_train, again_val = stratified_split(labels, 0.2, seed=3)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+    assert torch.bincount(labels[val]).tolist() == [2, 4, 1]
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(35))
+    assert not torch.equal(stratified_split(labels, 0.2, seed=4)[1], val)
+
+
+def test_val_split_of_a_folder_is_identical_across_runs(tmp_path):
+    root = write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 15)]}
+    )
+    runs = [load_dataset(str(root), val_split=0.4, seed=7) for _ in range(2)]
+    assert runs[0].val.class_counts() == [4, 2] and runs[0].train.class_counts() == [6, 3]
+    assert torch.equal(runs[0].val.images, runs[1].val.images)
+    assert torch.equal(runs[0].train.labels, runs[1].train.labels)
+
+
+def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
+    root = write_tree(tmp_path / "d", {"a": [noise(0), noise(1)], "b": [noise(2)]})
+    first = load_dataset(str(root), cache_dir=tmp_path / "c").train
+    assert list((tmp_path / "c" / "decoded").glob("*.images.npy"))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folders_module, "decode_files", no_decoding)
+    second = load_dataset(str(root), cache_dir=tmp_path / "c").train
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    # A changed file changes the key: decoded again.
+    noise(5).save(root / "a" / "000.png")
+    os.utime(root / "a" / "000.png", ns=(1, 1))
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset(str(root), cache_dir=tmp_path / "c")
+    # Another image size is another entry.
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset(str(root), cache_dir=tmp_path / "c", image_size=4)
+
+
+def test_parallel_decoding_matches_serial(tmp_path, monkeypatch):
+    paths = []
+    for i in range(12):
+        paths.append(str(tmp_path / f"{i}.png"))
+        noise(i, (8 + i % 2, 8)).save(paths[-1])
+    serial = decode_module.decode_files(paths, workers=1)
+    monkeypatch.setattr(decode_module, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(decode_module, "_CHUNK", 5)
+    parallel = decode_module.decode_files(paths, workers=2)
+    assert np.array_equal(serial[0], parallel[0]) and np.array_equal(serial[1], parallel[1])
+    assert serial[3] == parallel[3] and dict(serial[3]) == {(8, 8): 6, (8, 9): 6}
+
+
+def test_streaming_forced_or_chosen_by_size(tmp_path, monkeypatch):
+    root = write_tree(tmp_path / "d", {"a": [noise(0), noise(1)], "b": [noise(2, (10, 12))]})
+    forced = load_dataset(str(root), stream=True).train
+    assert isinstance(forced, StreamingSet) and forced.image_size == (8, 8)
+    assert forced.labels.tolist() == [0, 0, 1] and forced.paths[2].endswith("b/000.png")
+    assert isinstance(load_dataset(str(root)).train, ImageSet)
+    monkeypatch.setattr(folders_module, "STREAM_ABOVE_BYTES", 3 * 8 * 8 * 3 - 1)
+    auto = load_dataset(str(root), image_size=8).train
+    assert isinstance(auto, StreamingSet)
+    assert any("streamed from disk" in n for n in auto.notes)
+
+
+def test_stream_refused_for_in_memory_formats():
+    with pytest.raises(DataError, match=r"digits: streaming reads image files"):
+        load_dataset("digits", stream=True)

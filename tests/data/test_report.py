@@ -1,0 +1,55 @@
+import json
+
+from PIL import Image
+
+from resnetlab.cli import main
+
+from .conftest import noise, write_tree
+
+
+def test_inspect_json_counts_sizes_and_sheet(tmp_path, capsys):
+    for split, n in (("train", 3), ("test", 1)):
+        write_tree(
+            tmp_path / "pets" / split,
+            {"cat": [noise(i) for i in range(n)], "dog": [noise(i, (12, 8)) for i in range(n + 1)]},
+        )
+    sheet = tmp_path / "out" / "sheet.png"
+    assert main(["data", "inspect", str(tmp_path / "pets"), "--out", str(sheet), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "image-folder" and summary["class_names"] == ["cat", "dog"]
+    assert list(summary["splits"]) == ["train", "test"]
+    train = summary["splits"]["train"]
+    assert train["images"] == 7 and train["class_counts"] == {"cat": 3, "dog": 4}
+    assert train["image_size"] == [8, 12] and train["streamed"] is False  # dog's size wins 4:3
+    assert any("mixed image sizes: 12x8 (4), 8x8 (3)" in n for n in train["notes"])
+    assert summary["splits"]["test"]["class_counts"] == {"cat": 1, "dog": 2}
+    assert summary["sheet"] == str(sheet)
+    with Image.open(sheet) as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 100
+
+
+def test_inspect_table_on_the_real_signs_file(shared_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = shared_data / "signs" / "test_signs.h5"
+    assert main(["data", "inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "signs-h5, 6 classes" in out and "120" in out and "64x64" in out
+    assert "contact sheet: test_signs-samples.png" in out
+    assert (tmp_path / "test_signs-samples.png").is_file()
+
+
+def test_inspect_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["data", "inspect", str(tmp_path / "missing"), "--no-sheet"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'missing'}: no such file or folder\n"
+
+
+def test_inspect_prints_warnings_as_lines(tmp_path, capsys):
+    root = write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    (root / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"warning: {root / 'b' / 'bad.png'}: skipped, cannot read it")
+    assert err[1] == f"warning: {root}: skipped 1 of 21 images that could not be read"

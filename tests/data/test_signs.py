@@ -1,0 +1,113 @@
+import h5py
+import numpy as np
+import pytest
+
+from resnetlab.data import load_dataset, load_eval_split
+from resnetlab.data.signs import h5_prefixes, h5_splits, read_h5_split
+from resnetlab.errors import DataError
+
+
+def _write_h5(path, **datasets):
+    with h5py.File(path, "w") as f:
+        for key, value in datasets.items():
+            f.create_dataset(key, data=value)
+    return path
+
+
+def test_real_test_file_keys_detected_120_images_20_per_class(shared_data):
+    path = shared_data / "signs" / "test_signs.h5"
+    assert h5_prefixes(path) == ["test"]
+    split = load_eval_split(str(path))
+    assert split.images.shape == (120, 64, 64, 3) and split.images.dtype.is_floating_point is False
+    assert split.class_names == ["0", "1", "2", "3", "4", "5"]
+    assert split.class_counts() == [20] * 6
+
+
+def test_real_train_file_1080_images_180_per_class_with_its_test_file(shared_data):
+    path = shared_data / "signs" / "train_signs.h5"
+    assert h5_prefixes(path) == ["train"]
+    data = load_dataset(str(path))
+    assert data.train.images.shape == (1080, 64, 64, 3)
+    assert data.train.class_counts() == [180] * 6
+    assert data.class_names == ["0", "1", "2", "3", "4", "5"]
+    # The course's test file next to it is the held-out split.
+    assert data.val is not None and data.val.class_counts() == [20] * 6
+    assert any("test_signs.h5" in note for note in data.train.notes)
+    with h5py.File(path) as f:
+        assert np.array_equal(data.train.images[7].numpy(), f["train_set_x"][7])
+        assert data.train.labels[7].item() == int(f["train_set_y"][7])
+
+
+def test_real_file_resized_once_when_asked(shared_data):
+    data = load_dataset(str(shared_data / "signs" / "test_signs.h5"), image_size=32, val_split=0.25)
+    assert data.train.images.shape == (90, 32, 32, 3) and data.val.images.shape == (30, 32, 32, 3)
+    assert data.val.class_counts() == [5] * 6
+
+
+def test_custom_prefix_row_labels_and_float_pixels(tmp_path):
+    x = np.random.default_rng(0).random((6, 5, 4, 3))  # floats in [0, 1]
+    path = _write_h5(
+        tmp_path / "mine.h5",
+        signs_set_x=x,
+        signs_set_y=np.array([[0, 1, 2, 0, 1, 2]]),  # (1, N), as the course reshapes them
+        list_classes=np.array([b"fist", b"palm", b"peace"]),
+    )
+    splits, _ = h5_splits(path)
+    assert list(splits) == ["all"]
+    images = splits["all"]()
+    assert images.class_names == ["fist", "palm", "peace"]
+    assert images.image_size == (5, 4) and images.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert np.array_equal(images.images.numpy(), np.round(x * 255).astype(np.uint8))
+
+
+def test_missing_keys_lists_the_keys_found(tmp_path):
+    path = _write_h5(tmp_path / "odd.h5", images=np.zeros((2, 4, 4, 3)), targets=np.zeros(2))
+    with pytest.raises(DataError, match=r"odd\.h5: no image data found.*has images, targets"):
+        load_dataset(str(path))
+
+
+def test_labels_outside_the_class_list(tmp_path):
+    path = _write_h5(
+        tmp_path / "bad.h5",
+        train_set_x=np.zeros((3, 4, 4, 3), np.uint8),
+        train_set_y=np.array([0, 1, 7]),
+        list_classes=np.array([0, 1, 2]),
+    )
+    with pytest.raises(DataError, match=r"bad\.h5: labels outside the class list: .*holds 7"):
+        load_dataset(str(path))
+
+
+def test_mismatched_image_sizes_in_one_file(tmp_path):
+    path = _write_h5(
+        tmp_path / "sizes.h5",
+        train_set_x=np.zeros((2, 64, 64, 3), np.uint8),
+        train_set_y=np.array([0, 1]),
+        test_set_x=np.zeros((2, 32, 32, 3), np.uint8),
+        test_set_y=np.array([0, 1]),
+        list_classes=np.array([0, 1]),
+    )
+    with pytest.raises(
+        DataError, match=r"mismatched image sizes: .*64x64.*but.*32x32.*--image-size"
+    ):
+        load_dataset(str(path))
+    data = load_dataset(str(path), image_size=16)  # resizing both is the way out
+    assert data.train.image_size == data.val.image_size == (16, 16)
+
+
+def test_images_and_labels_of_different_counts(tmp_path):
+    path = _write_h5(
+        tmp_path / "short.h5",
+        train_set_x=np.zeros((3, 4, 4, 3), np.uint8),
+        train_set_y=np.array([0, 1]),
+    )
+    with pytest.raises(
+        DataError, match=r"train_set_x has 3 images but train_set_y has shape \(2,\)"
+    ):
+        read_h5_split(path, "train")
+
+
+def test_not_an_hdf5_file(tmp_path):
+    path = tmp_path / "fake.h5"
+    path.write_text("not hdf5")
+    with pytest.raises(DataError, match=r"fake\.h5: not a readable HDF5 file"):
+        load_dataset(str(path))

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from resnetlab.data import load_dataset, load_eval_split
+from resnetlab.errors import DataError, DataWarning
+
+from .conftest import noise, write_tree
+
+
+def test_digits_offline_default():
+    data = load_dataset("digits", val_split=0.2, seed=0)
+    assert data.class_names == [str(i) for i in range(10)]
+    assert len(data.train) + len(data.val) == 1797
+    assert data.train.image_size == (8, 8) and data.train.images.dtype == torch.uint8
+    assert data.train.images.max() == 255 and data.train.images.min() == 0  # 0..16 scaled
+    assert torch.equal(data.train.images[..., 0], data.train.images[..., 2])  # gray as RGB
+    counts = data.val.class_counts()
+    assert sum(counts) == 359 and min(counts) >= 35  # stratified: about 36 a class
+
+
+def test_digits_upscaled_to_the_model_input():
+    split = load_eval_split("digits", image_size=32)
+    assert split.images.shape == (1797, 32, 32, 3)
+
+
+def test_unused_val_split_is_said(tmp_path):
+    for split in ("train", "test"):
+        write_tree(tmp_path / "d" / split, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
+    with pytest.warns(DataWarning, match=r"--val-split 0.5 not used: validating on the test split"):
+        data = load_dataset(str(tmp_path / "d"), val_split=0.5)
+    assert len(data.val) == 4
+    # Pointing at the training folder alone splits it.
+    data = load_dataset(str(tmp_path / "d" / "train"), val_split=0.5)
+    assert len(data.train) == len(data.val) == 2
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_val_split_outside_zero_one(fraction):
+    with pytest.raises(DataError, match=r"--val-split must be between 0 and 1"):
+        load_dataset("digits", val_split=fraction)
+
+
+def test_no_validation_unless_asked():
+    assert load_dataset("digits").val is None
+
+
+def test_bad_image_size():
+    with pytest.raises(DataError, match=r"image size must be positive, got 0"):
+        load_dataset("digits", image_size=0)
+
+
+def test_named_source_hint_for_a_missing_path():
+    with pytest.raises(
+        DataError, match=r"^cifar: no such file or folder \(named data sets: digits, cifar10\)$"
+    ):
+        load_dataset("cifar")

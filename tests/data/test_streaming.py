@@ -1,0 +1,161 @@
+import pytest
+import torch
+
+from resnetlab.data import (
+    Augment,
+    DeviceLoader,
+    ImageSet,
+    StreamingLoader,
+    StreamingSet,
+    load_dataset,
+    make_loader,
+    split_stats,
+)
+from resnetlab.errors import DataError, DataWarning
+
+from .conftest import noise, write_tree
+
+MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    # PNG is lossless, so decoding in memory and streaming see the same pixels.
+    return write_tree(
+        tmp_path / "d",
+        {c: [noise(10 * k + i, (10, 10)) for i in range(7)] for k, c in enumerate("abc")},
+    )
+
+
+def _both(tree):
+    memory = load_dataset(str(tree), stream=False).train
+    streamed = load_dataset(str(tree), stream=True).train
+    assert isinstance(memory, ImageSet) and isinstance(streamed, StreamingSet)
+    return memory, streamed
+
+
+def _epochs(loader, epochs=(0, 1)):
+    out = []
+    for e in epochs:
+        loader.set_epoch(e)
+        out.append(list(loader))
+    return out
+
+
+def test_streaming_batches_equal_device_batches(tree):
+    memory, streamed = _both(tree)
+    aug = Augment(crop_padding=2, flip=True, cutout=3)
+    kw = dict(train=True, batch_size=4, device="cpu", mean=MEAN, std=STD, augment=aug, seed=5)
+    device = make_loader(memory, **kw)
+    stream = make_loader(streamed, num_workers=0, **kw)
+    assert isinstance(device, DeviceLoader) and isinstance(stream, StreamingLoader)
+    assert len(device) == len(stream) == 5  # 21 images, last partial batch dropped
+    for ours, theirs in zip(_epochs(device), _epochs(stream), strict=True):
+        assert len(ours) == len(theirs)
+        for (x1, y1), (x2, y2) in zip(ours, theirs, strict=True):
+            assert x2.shape == (4, 3, 10, 10) and x2.dtype == torch.float32 and x2.is_contiguous()
+            assert torch.equal(y1, y2) and y2.dtype == torch.int64
+            torch.testing.assert_close(x1, x2, rtol=0, atol=1e-6)
+
+
+def test_worker_processes_give_the_same_batches(tree):
+    _, streamed = _both(tree)
+    kw = dict(
+        train=True,
+        batch_size=5,
+        device="cpu",
+        mean=MEAN,
+        std=STD,
+        augment=Augment(crop_padding=1, flip=True),
+        seed=2,
+    )
+    in_process = _epochs(make_loader(streamed, num_workers=0, **kw))
+    workers = make_loader(streamed, num_workers=2, **kw)
+    assert workers.num_workers == 2
+    for ours, theirs in zip(in_process, _epochs(workers), strict=True):
+        for (x1, y1), (x2, y2) in zip(ours, theirs, strict=True):
+            assert torch.equal(y1, y2) and torch.equal(x1, x2)
+
+
+def test_evaluation_order_every_image_and_channels_last(tree):
+    memory, streamed = _both(tree)
+    loader = make_loader(
+        streamed,
+        train=False,
+        batch_size=8,
+        device="cpu",
+        mean=MEAN,
+        std=STD,
+        num_workers=0,
+        channels_last=True,
+    )
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [8, 8, 5]
+    assert torch.equal(torch.cat([y for _, y in batches]), memory.labels)
+    assert batches[0][0].is_contiguous(memory_format=torch.channels_last)
+    expected = memory.images[:8].permute(0, 3, 1, 2) / 255 - torch.tensor(MEAN)[:, None, None]
+    expected = expected / torch.tensor(STD)[:, None, None]
+    torch.testing.assert_close(batches[0][0], expected)
+
+
+def test_shards_match_the_device_loader(tree):
+    memory, streamed = _both(tree)
+    for rank in range(2):
+        kw = dict(
+            train=True,
+            batch_size=3,
+            device="cpu",
+            mean=MEAN,
+            std=STD,
+            seed=1,
+            rank=rank,
+            world_size=2,
+        )
+        ours = torch.cat([y for _, y in make_loader(memory, **kw)])
+        theirs = torch.cat([y for _, y in make_loader(streamed, num_workers=0, **kw)])
+        assert torch.equal(ours, theirs) and len(theirs) == 9  # 21 // 2 = 10: three full batches
+
+
+def test_training_loader_smaller_than_a_batch_still_yields_it(tree):
+    memory, streamed = _both(tree)
+    for split in (memory, streamed):
+        loader = make_loader(
+            split, train=True, batch_size=64, device="cpu", mean=MEAN, std=STD, num_workers=0
+        )
+        assert len(loader) == 1 and len(next(iter(loader))[1]) == 21
+
+
+def test_unreadable_file_while_streaming_is_dropped_and_counted(tree):
+    streamed = load_dataset(str(tree), stream=True).train
+    bad = tree / "b" / "003.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # damaged after the set was built
+    loader = make_loader(
+        streamed, train=False, batch_size=8, device="cpu", mean=MEAN, std=STD, num_workers=0
+    )
+    with pytest.warns(DataWarning) as record:
+        labels = torch.cat([y for _, y in loader])
+    messages = [str(w.message) for w in record]
+    assert any(m.startswith(f"{bad}: skipped, cannot read it") for m in messages)
+    assert any("skipped 1 unreadable images this epoch" in m for m in messages)
+    assert len(labels) == 20 and labels.tolist().count(1) == 6
+
+
+def test_too_many_unreadable_files_while_streaming_is_fatal(tmp_path):
+    root = write_tree(tmp_path / "d", {"a": [noise(0), noise(1)], "b": [noise(2), noise(3)]})
+    streamed = load_dataset(str(root), stream=True).train
+    (root / "a" / "000.png").write_bytes(b"garbage")
+    loader = make_loader(
+        streamed, train=False, batch_size=2, device="cpu", mean=MEAN, std=STD, num_workers=0
+    )
+    with pytest.warns(DataWarning), pytest.raises(DataError, match=r"1 images could not be read"):
+        list(loader)
+
+
+def test_split_stats_in_memory_and_streamed_agree(tree):
+    memory, streamed = _both(tree)
+    mean, std = split_stats(memory)
+    assert len(mean) == len(std) == 3 and all(0.4 < m < 0.6 for m in mean)  # uniform noise
+    streamed_mean, streamed_std = split_stats(streamed)  # 21 images: the sample is all of them
+    assert streamed_mean == pytest.approx(mean) and streamed_std == pytest.approx(std)
+    sampled = split_stats(streamed, sample=10, seed=1)
+    assert sampled[0] != mean and sampled == split_stats(streamed, sample=10, seed=1)
