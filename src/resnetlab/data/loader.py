@@ -38,8 +38,12 @@ class Augment:
         return bool(self.crop_padding or self.flip or self.cutout)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+def channel_stats(
+    images: torch.Tensor, chunk: int | None = None
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 (N, H, W, 3) images, in [0, 1] units."""
+    if chunk is None:  # about 128 MB of float64 at a time, whatever the image size
+        chunk = max(1, 2**24 // max(1, images[0].numel() if len(images) else 1))
     total = torch.zeros(3, dtype=torch.float64)
     total_sq = torch.zeros(3, dtype=torch.float64)
     for start in range(0, len(images), chunk):

@@ -8,6 +8,7 @@ either (extracted once into the cache folder). Each source offers some of the sp
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ class Dataset:
 
 
 def open_source(
-    spec: str,
+    spec: str | os.PathLike,
     *,
     image_size: int | None = None,
     download: bool = False,
@@ -64,6 +65,7 @@ def open_source(
     cache_dir: str | Path | None = None,
 ) -> Source:
     """Find out what ``spec`` names and which splits it offers, without loading them."""
+    spec = os.fspath(spec)
     root = cache_root(cache_dir)
     if image_size is not None and image_size < 1:
         raise DataError(f"image size must be positive, got {image_size}")
@@ -154,8 +156,8 @@ def stratified_split(
 
 
 def load_dataset(
-    data: str,
-    val_data: str | None = None,
+    data: str | os.PathLike,
+    val_data: str | os.PathLike | None = None,
     *,
     val_split: float | None = None,
     image_size: int | None = None,
@@ -230,7 +232,7 @@ def load_dataset(
 
 
 def load_eval_split(
-    data: str,
+    data: str | os.PathLike,
     *,
     image_size: int | None = None,
     download: bool = False,
