@@ -249,6 +249,8 @@ def convert_keras(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
+    if Path(dst).resolve() == Path(src).resolve():
+        raise ResnetlabError(f"{dst} is the Keras file itself; write the model to another path")
     keras_file = _read_keras_file(src)
     _check_looks_like_seed(keras_file)
     file_classes = _file_num_classes(keras_file)
@@ -266,19 +268,22 @@ def convert_keras(
     size = _choose_input_size(keras_file, input_size)
     model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
     report = _load(model, keras_file)
-    save_model(
-        model.eval(),
-        dst,
-        class_names=class_names,
-        input_size=size,
-        mean=(0.0, 0.0, 0.0),  # the seed feeds pixels / 255
-        std=(1.0, 1.0, 1.0),
-        training={
-            "converted_from": keras_file.path.name,
-            "keras_layout": keras_file.layout,
-            "keras_version": keras_file.keras_version,
-        },
-    )
+    try:
+        save_model(
+            model.eval(),
+            dst,
+            class_names=class_names,
+            input_size=size,
+            mean=(0.0, 0.0, 0.0),  # the seed feeds pixels / 255
+            std=(1.0, 1.0, 1.0),
+            training={
+                "converted_from": keras_file.path.name,
+                "keras_layout": keras_file.layout,
+                "keras_version": keras_file.keras_version,
+            },
+        )
+    except OSError as e:
+        raise ResnetlabError(f"cannot write {dst} ({e.strerror or e})") from None
     return report
 
 
