@@ -230,9 +230,9 @@ def convert_keras(
     """Convert a Keras file of the seed's ResNet50 into a resnetlab model file.
 
     The number of classes comes from the file's classifier (``fc{K}``), the input size from
-    its architecture when it holds one; the arguments override, and contradict the file
-    only at the cost of an error. A weights-only file whose last feature map is 1x1 is
-    taken to be for the seed's 64x64 inputs. The model file records the seed's
+    its architecture when it holds one. An argument supplies what the file lacks and must
+    agree with what it holds. A weights-only file whose last feature map is 1x1 is taken
+    to be for the seed's 64x64 inputs. The model file records the seed's
     preprocessing, ``pixels / 255`` (mean 0, std 1), and is written only once everything
     has been checked.
 
@@ -389,7 +389,7 @@ def _read_keras3_layers(f: h5py.File, path: Path) -> dict[str, dict[str, np.ndar
         name = _text(variables.attrs.get("name"))
         if name is None:
             raise ResnetlabError(
-                f"{path} does not record its layers' names (Keras 3 releases before 3.6 wrote "
+                f"{path} does not record its layers' names (some Keras 3 releases wrote "
                 f"weights files without them); save the model with model.save('x.h5') and "
                 f"convert that"
             )
