@@ -132,6 +132,21 @@ def test_every_layout_gives_the_keras_models_probabilities(name, files64, keras6
     assert probs64.max() - probs64.min() > 0.05  # the weights make a difference
 
 
+def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, probs64, tmp_path):
+    # tf.keras 2 splits an attribute too large for one HDF5 object header (64 KiB) into
+    # layer_names0, layer_names1, ...; a long enough list of layers gets there.
+    def split(f):
+        names = f.attrs["layer_names"]
+        del f.attrs["layer_names"]
+        for i, chunk in enumerate(np.array_split(names, 3)):
+            f.attrs[f"layer_names{i}"] = chunk
+
+    path = edited_copy(files64["tf-keras2-weights"], tmp_path / "chunked.h5", split)
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
+    assert load_keras_h5(model, path).layers_loaded == 107
+    assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
+
+
 @pytest.mark.parametrize("name", ["keras3-h5", "tf-keras2-weights"])
 def test_a_2x2_last_feature_map_flattens_in_keras_order(name, files96, keras96):
     assert tuple(keras96.get_layer("avg_pool").output.shape) == (None, 2, 2, 2048)
@@ -219,6 +234,14 @@ def test_flags_that_contradict_the_file_are_errors(files64, tmp_path, kwargs, me
     with pytest.raises(ResnetlabError, match=message):
         convert_keras(files64["keras3-h5"], dst, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_keras_file_is_never_overwritten(files64):
+    src = files64["keras3-weights"]
+    size = src.stat().st_size
+    with pytest.raises(ResnetlabError, match=r"is the Keras file itself"):
+        convert_keras(src, src)
+    assert src.stat().st_size == size
 
 
 # Errors ---------------------------------------------------------------------------------
