@@ -1,5 +1,6 @@
 """resnetlab: residual networks in PyTorch, from the Keras seed to the paper's experiments."""
 
+from . import convert
 from .errors import ResnetlabError
 from .models import (
     ModelMeta,
@@ -18,6 +19,7 @@ __all__ = [
     "ModelMeta",
     "ResnetlabError",
     "__version__",
+    "convert",
     "create_model",
     "list_models",
     "load_model",

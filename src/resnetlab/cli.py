@@ -154,6 +154,44 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="import weights from other frameworks")
+    sources = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    k = sources.add_parser(
+        "keras",
+        help="the seed's Keras ResNet50 (.h5, .weights.h5 or .keras) -> a resnetlab model file",
+        description="Convert the deeplearning.ai course's Keras ResNet50 into a resnetlab "
+        "model file. The classes and input size are read from the Keras file when it holds "
+        "them; the flags override, and contradicting the file is an error.",
+    )
+    k.add_argument("src", help="Keras file: model.save('x.h5'), save_weights(...) or .keras")
+    k.add_argument("dst", help="the .safetensors model file to write")
+    k.add_argument("--input-size", type=int, help="input side in pixels (default: the file's)")
+    k.add_argument("--num-classes", type=int, help="number of classes, checked against the file")
+    k.add_argument("--classes", help='class names in output order, e.g. "0,1,2,3,4,5"')
+    k.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_keras
+
+    class_names = None
+    if args.classes is not None:
+        class_names = [name.strip() for name in args.classes.split(",")]
+        if not all(class_names):
+            raise ResnetlabError(f'--classes has an empty name: "{args.classes}"')
+    report = convert_keras(
+        args.src,
+        args.dst,
+        input_size=args.input_size,
+        num_classes=args.num_classes,
+        class_names=class_names,
+    )
+    print(f"converted {report.describe()}")
+    print(f"wrote {args.dst}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnetlab",
@@ -161,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_models, add_summary, add_data):
+    for add in (add_models, add_summary, add_convert, add_data):
         add(sub)
     return parser
 

@@ -99,8 +99,11 @@ def save_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: meta.to_json()})
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={META_KEY: meta.to_json()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return meta
 
 

@@ -1,0 +1,766 @@
+"""Import the seed's Keras ResNet50 from the files Keras writes, exactly.
+
+Layouts, told apart by what is inside the file rather than by its name:
+
+``h5-model``
+    ``model.save("x.h5")``, by tf.keras 2 (and the standalone Keras 2 before it) or by
+    Keras 3's legacy HDF5 writer. Layer groups under ``model_weights/``, whose attribute
+    ``layer_names`` lists them; each group's attribute ``weight_names`` lists its weights
+    (``conv1/kernel:0`` in tf.keras 2, ``conv1/kernel`` in Keras 3), which are datasets at
+    those paths inside the group. The root attribute ``model_config`` holds the
+    architecture as JSON.
+``h5-weights``
+    tf.keras 2 ``model.save_weights("x.h5")``: the same layer groups at the root, and no
+    architecture.
+``keras3-weights``
+    Keras 3 ``model.save_weights("x.weights.h5")``: ``layers/<class>[_<n>]/vars/<i>``. The
+    groups are named after the layer's class, the variables by position (Conv2D and Dense:
+    kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance), and the
+    layer's own name is the ``name`` attribute of ``vars``.
+``keras3-archive``
+    Keras 3 ``model.save("x.keras")``: a zip of ``config.json`` (the architecture) and
+    ``model.weights.h5`` (the layout above).
+
+Layers are matched by the seed's names (``conv1``, ``bn_conv1``, ``res2a_branch2a``,
+``bn2a_branch1``... ``fc6``), weights by the last part of their name, with or without the
+``:0`` suffix; the scope part is ignored because Keras on TensorFlow 1 renamed it
+(``conv1_1/kernel:0``) when a notebook built the model twice.
+
+Tensors change layout on the way: conv kernels (kh, kw, in, out) -> (out, in, kh, kw);
+Dense kernels (in, out) -> (out, in); BatchNormalization gamma, beta, moving_mean,
+moving_variance -> weight, bias, running_mean, running_var. Keras's Flatten orders the
+last feature map (H, W, C), PyTorch's (C, H, W); ``KerasResNet50`` flattens in Keras's
+order itself, so the rows of the Dense kernel need no permutation when that map is
+larger than 1x1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ResnetlabError
+from ..models.files import save_model
+from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
+from ..models.registry import create_model, model_info
+
+LAYOUTS = {
+    "h5-model": "full model, model.save('x.h5')",
+    "h5-weights": "weights, tf.keras 2 model.save_weights('x.h5')",
+    "keras3-weights": "weights, Keras 3 model.save_weights('x.weights.h5')",
+    "keras3-archive": "full model, Keras 3 model.save('x.keras')",
+}
+
+# Variables of a Keras 3 layer, by position, keyed by the group name's class part.
+_KERAS3_VARIABLES = {
+    "conv2d": ("kernel", "bias"),
+    "batch_normalization": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "dense": ("kernel", "bias"),
+}
+# Keras weight name -> PyTorch parameter or buffer name, per kind of layer.
+_KERAS_TO_TORCH = {
+    "Conv2D": {"kernel": "weight", "bias": "bias"},
+    "BatchNormalization": {
+        "gamma": "weight",
+        "beta": "bias",
+        "moving_mean": "running_mean",
+        "moving_variance": "running_var",
+    },
+    "Dense": {"kernel": "weight", "bias": "bias"},
+}
+_SEED_NAME = re.compile(r"conv1|bn_conv1|(res|bn)[2-9][a-z]_branch(1|2[abc])|fc\d+")
+_CLASSIFIER = re.compile(r"fc\d+")
+_SEED_LAYER_CLASSES = {
+    "InputLayer",
+    "ZeroPadding2D",
+    "Conv2D",
+    "BatchNormalization",
+    "Activation",
+    "ReLU",
+    "MaxPooling2D",
+    "Add",
+    "AveragePooling2D",
+    "Flatten",
+    "Dense",
+}
+_NOT_SEED = "is not the seed's ResNet50 (the deeplearning.ai course's)"
+_SEED_LAYERS = 107  # layers with weights: 53 Conv2D, 53 BatchNormalization, 1 Dense
+
+
+@dataclass(frozen=True)
+class KerasImportReport:
+    """What ``load_keras_h5`` found in a Keras file and loaded into the model.
+
+    Attributes:
+        path: the Keras file.
+        layout: one of ``LAYOUTS`` (``"h5-model"``, ``"h5-weights"``, ``"keras3-weights"``,
+            ``"keras3-archive"``).
+        keras_version: the Keras version that wrote the file, when it says.
+        layers_loaded: Keras layers whose weights were loaded (107 for the seed).
+        tensors_loaded: weights and BN statistics loaded (320 for the seed).
+        values_loaded: numbers loaded, the Keras summary's total parameter count.
+        num_classes: outputs of the classifier.
+        input_size: the side of the square input the model was built for.
+        file_input_size: the input size recorded in the file's architecture, or ``None``
+            for weights-only files.
+        architecture_checked: whether the file held an architecture that was checked
+            layer by layer against the seed's (strides, padding, epsilon, pooling...).
+    """
+
+    path: Path
+    layout: str
+    keras_version: str | None
+    layers_loaded: int
+    tensors_loaded: int
+    values_loaded: int
+    num_classes: int
+    input_size: int
+    file_input_size: int | None
+    architecture_checked: bool
+
+    def describe(self) -> str:
+        """One line for people: the file, its layout and what was loaded."""
+        version = f", Keras {self.keras_version}" if self.keras_version else ""
+        return (
+            f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.layers_loaded} layers, "
+            f"{self.tensors_loaded} tensors, {self.values_loaded:,} values; "
+            f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs"
+        )
+
+
+@dataclass
+class _KerasFile:
+    """The weights and (when saved) architecture of a Keras file, in Keras's layouts."""
+
+    path: Path
+    layout: str
+    layers: dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array
+    config_layers: list[dict[str, Any]] | None  # the model config's layer list, in order
+    keras_version: str | None
+
+    @cached_property
+    def input_size(self) -> int | None:
+        for layer in self.config_layers or ():
+            config = layer.get("config", {})
+            shape = config.get("batch_shape") or config.get("batch_input_shape")
+            if layer.get("class_name") != "InputLayer" or not shape:
+                continue
+            if len(shape) != 4 or shape[3] != 3:
+                raise ResnetlabError(
+                    f"{self.path} {_NOT_SEED}: it takes inputs of shape {_shape(shape[1:])}, "
+                    f"not (size, size, 3)"
+                )
+            height, width = shape[1], shape[2]
+            if height != width:
+                raise ResnetlabError(
+                    f"{self.path} takes {height}x{width} inputs; resnet50_keras takes square inputs"
+                )
+            return height  # None when the model was built for any size
+        return None
+
+    @property
+    def classifier(self) -> str | None:
+        names = [n for n in self.layers if _CLASSIFIER.fullmatch(n)]
+        return names[0] if len(names) == 1 else None
+
+
+def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportReport:
+    """Load the seed's Keras weights into a ``resnet50_keras`` model, in place.
+
+    Every layout Keras writes is read (see the module docstring). The file must hold
+    exactly the model's layers, with the model's shapes; when it also holds the
+    architecture, that is checked against the seed's too. Nothing is changed in
+    ``model`` unless everything checks out.
+
+    Args:
+        model: a ``KerasResNet50``, e.g. ``create_model("resnet50_keras", num_classes=6)``,
+            built for the file's number of classes and input size.
+        path: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
+
+    Returns:
+        A report of the file's layout and what was loaded.
+
+    Raises:
+        ResnetlabError: the file is not HDF5 or not a Keras file, is not the seed's
+            ResNet50, lacks one of the model's layers or has one more, or a weight's
+            shape differs from the model's.
+    """
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    if not isinstance(model, KerasResNet50):
+        raise ResnetlabError(
+            f"load_keras_h5 loads the seed's ResNet50 only; build the model with "
+            f"create_model('resnet50_keras', ...), not {type(model).__name__}"
+        )
+    keras_file = _read_keras_file(path)
+    _check_looks_like_seed(keras_file)
+    file_size = keras_file.input_size
+    if file_size is not None and file_size != model.input_size:
+        raise ResnetlabError(
+            f"{keras_file.path} holds a model for {file_size}x{file_size} inputs but the model "
+            f"was built for {model.input_size}x{model.input_size}; build it with "
+            f"input_size={file_size}"
+        )
+    return _load(model, keras_file)
+
+
+def convert_keras(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    input_size: int | None = None,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+) -> KerasImportReport:
+    """Convert a Keras file of the seed's ResNet50 into a resnetlab model file.
+
+    The number of classes comes from the file's classifier (``fc{K}``), the input size from
+    its architecture when it holds one. An argument supplies what the file lacks and must
+    agree with what it holds. A weights-only file whose last feature map is 1x1 is taken
+    to be for the seed's 64x64 inputs. The model file records the seed's
+    preprocessing, ``pixels / 255`` (mean 0, std 1), and is written only once everything
+    has been checked.
+
+    Args:
+        src: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
+        dst: the ``.safetensors`` file to write.
+        input_size: the side of the square inputs the model was trained at.
+        num_classes: the number of classes, to check against the file.
+        class_names: a name for each class, in the order of the model's outputs.
+
+    Returns:
+        The report of ``load_keras_h5``.
+
+    Raises:
+        ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
+    """
+    if Path(dst).resolve() == Path(src).resolve():
+        raise ResnetlabError(f"{dst} is the Keras file itself; write the model to another path")
+    keras_file = _read_keras_file(src)
+    _check_looks_like_seed(keras_file)
+    file_classes = _file_num_classes(keras_file)
+    if num_classes is not None and num_classes != file_classes:
+        raise ResnetlabError(
+            f"{keras_file.path} has {file_classes} classes (its classifier "
+            f"{keras_file.classifier}) but --num-classes is {num_classes}; drop the flag or "
+            f"convert the file that has {num_classes}"
+        )
+    if class_names is not None and len(class_names) != file_classes:
+        raise ResnetlabError(
+            f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
+            f"classes (its classifier {keras_file.classifier}); give one name per class"
+        )
+    size = _choose_input_size(keras_file, input_size)
+    model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
+    report = _load(model, keras_file)
+    try:
+        save_model(
+            model.eval(),
+            dst,
+            class_names=class_names,
+            input_size=size,
+            mean=(0.0, 0.0, 0.0),  # the seed feeds pixels / 255
+            std=(1.0, 1.0, 1.0),
+            training={
+                "converted_from": keras_file.path.name,
+                "keras_layout": keras_file.layout,
+                "keras_version": keras_file.keras_version,
+            },
+        )
+    except OSError as e:
+        raise ResnetlabError(f"cannot write {dst} ({e.strerror or e})") from None
+    return report
+
+
+# Reading ----------------------------------------------------------------------------------
+
+
+def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
+    path = Path(path)
+    if not path.is_file():
+        raise ResnetlabError(f"Keras file not found: {path}")
+    if zipfile.is_zipfile(path):
+        return _read_keras_archive(path)
+    if not h5py.is_hdf5(path):
+        raise ResnetlabError(
+            f"{path} is not an HDF5 file (nor a .keras archive); give a file written by "
+            f"Keras's model.save('x.h5'), model.save_weights(...) or model.save('x.keras')"
+        )
+    with _open_h5(path, path) as f:
+        if "model_weights" in f:
+            config = _attr_text(f.attrs, "model_config")
+            return _KerasFile(
+                path,
+                "h5-model",
+                _read_legacy_layers(f["model_weights"], path),
+                _config_layers(config, path) if config else None,
+                _keras_version(f["model_weights"].attrs) or _keras_version(f.attrs),
+            )
+        if _attr_strings(f.attrs, "layer_names") is not None:
+            return _KerasFile(
+                path, "h5-weights", _read_legacy_layers(f, path), None, _keras_version(f.attrs)
+            )
+        if isinstance(f.get("layers"), h5py.Group):
+            return _KerasFile(path, "keras3-weights", _read_keras3_layers(f, path), None, None)
+    raise ResnetlabError(
+        f"{path} is an HDF5 file but not one Keras wrote (no model_weights group, layer_names "
+        f"attribute or layers group); give the file of model.save('x.h5') or "
+        f"model.save_weights(...)"
+    )
+
+
+def _read_keras_archive(path: Path) -> _KerasFile:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if not {"config.json", "model.weights.h5"} <= names:
+                raise ResnetlabError(
+                    f"{path} is a zip file but not a Keras model (it needs config.json and "
+                    f"model.weights.h5; sharded weights are not supported)"
+                )
+            config = archive.read("config.json").decode("utf8")
+            metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
+            weights = io.BytesIO(archive.read("model.weights.h5"))
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as e:
+        raise ResnetlabError(f"cannot read the Keras archive {path} ({e})") from None
+    with _open_h5(weights, path) as f:
+        layers = _read_keras3_layers(f, path)
+    return _KerasFile(
+        path, "keras3-archive", layers, _config_layers(config, path), metadata.get("keras_version")
+    )
+
+
+@contextmanager
+def _open_h5(source: Path | io.BytesIO, path: Path) -> Iterator[h5py.File]:
+    try:
+        f = h5py.File(source, "r")
+    except OSError as e:
+        raise ResnetlabError(f"cannot read {path} as HDF5 ({e})") from None
+    with f:
+        yield f
+
+
+def _read_legacy_layers(group: h5py.Group, path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Layers of the Keras 2 layout (and Keras 3's legacy writer), by their weight names."""
+    layers = {}
+    for layer in _attr_strings(group.attrs, "layer_names") or []:
+        layer_group = group.get(layer)
+        if not isinstance(layer_group, h5py.Group):
+            raise ResnetlabError(f"{path} lists a layer {layer} that it holds no group for")
+        weights = {}
+        for weight in _attr_strings(layer_group.attrs, "weight_names") or []:
+            dataset = layer_group.get(weight)
+            if not isinstance(dataset, h5py.Dataset):
+                raise ResnetlabError(f"{path} lists a weight {weight} that it does not hold")
+            name = re.sub(r":\d+$", "", weight.rsplit("/", 1)[-1])
+            if name in weights:
+                raise ResnetlabError(
+                    f"layer {layer} in {path} holds two weights named {name}; a model nested "
+                    f"in another cannot be converted, save the inner model itself"
+                )
+            weights[name] = dataset[()]
+        if weights:
+            layers[layer] = weights
+    return layers
+
+
+def _read_keras3_layers(f: h5py.File, path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Layers of the Keras 3 weights layout, named by the ``name`` attribute of ``vars``."""
+    layers = {}
+    for key, group in f["layers"].items():
+        variables = group.get("vars") if isinstance(group, h5py.Group) else None
+        if not isinstance(variables, h5py.Group) or len(variables) == 0:
+            continue  # a layer without weights (activation, pooling...)
+        name = _text(variables.attrs.get("name"))
+        if name is None:
+            raise ResnetlabError(
+                f"{path} does not record its layers' names (some Keras 3 releases wrote "
+                f"weights files without them); save the model with model.save('x.h5') and "
+                f"convert that"
+            )
+        if sorted(variables, key=str) != sorted(str(i) for i in range(len(variables))):
+            raise ResnetlabError(f"{path} has unreadable variables in layer {name}")
+        values = [variables[str(i)][()] for i in range(len(variables))]
+        kind = re.sub(r"_\d+$", "", key)
+        names = _KERAS3_VARIABLES.get(kind, ())
+        if len(names) != len(values):
+            names = tuple(f"variable {i}" for i in range(len(values)))
+        if name in layers:
+            raise ResnetlabError(f"{path} holds two layers named {name}")
+        layers[name] = dict(zip(names, values, strict=True))
+    return layers
+
+
+def _config_layers(text: str, path: Path) -> list[dict[str, Any]]:
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResnetlabError(f"{path} has an unreadable model config ({e})") from None
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else inner
+    if not isinstance(layers, list):
+        raise ResnetlabError(f"{path} {_NOT_SEED}: its model config lists no layers")
+    return [
+        {
+            "class_name": layer.get("class_name"),
+            "name": layer.get("name") or layer.get("config", {}).get("name"),
+            "config": layer.get("config", {}),
+        }
+        for layer in layers
+    ]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    return value.decode("utf8") if isinstance(value, bytes | np.bytes_) else str(value)
+
+
+def _attr_text(attrs: h5py.AttributeManager, name: str) -> str | None:
+    return _text(attrs[name]) if name in attrs else None
+
+
+def _attr_strings(attrs: h5py.AttributeManager, name: str) -> list[str] | None:
+    """A list of strings Keras stored as an attribute, as bytes or str, whole or in chunks."""
+    # Keras splits a list too long for one HDF5 object header into name0, name1, ...
+    chunks = [name] if name in attrs else []
+    while f"{name}{len(chunks)}" in attrs:
+        chunks.append(f"{name}{len(chunks)}")
+    if not chunks:
+        return None
+    return [_text(v) for chunk in chunks for v in np.atleast_1d(attrs[chunk])]
+
+
+def _keras_version(attrs: h5py.AttributeManager) -> str | None:
+    return _attr_text(attrs, "keras_version")
+
+
+# Checking ---------------------------------------------------------------------------------
+
+
+def _check_looks_like_seed(keras_file: _KerasFile) -> None:
+    """Refuse files of other architectures before listing a hundred missing layers."""
+    names = list(keras_file.layers)
+    seed_like = [n for n in names if _SEED_NAME.fullmatch(n)]
+    if 2 * len(seed_like) < max(_SEED_LAYERS, len(names)):
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise ResnetlabError(
+            f"{keras_file.path} {_NOT_SEED}: it has {len(names)} layers with weights "
+            f"({shown or 'none'}), {len(seed_like)} of them named as the seed's (conv1, "
+            f"bn_conv1, res2a_branch2a, ..., fc6)"
+        )
+
+
+def _file_num_classes(keras_file: _KerasFile) -> int:
+    classifier = keras_file.classifier
+    if classifier is None:
+        found = [n for n in keras_file.layers if _CLASSIFIER.fullmatch(n)]
+        detail = f"it has {', '.join(found)}" if found else "it has none"
+        raise ResnetlabError(
+            f"{keras_file.path} {_NOT_SEED}: the seed has one classifier layer fc<classes>, "
+            f"{detail}"
+        )
+    kernel = keras_file.layers[classifier].get("kernel")
+    if kernel is None or kernel.ndim != 2:
+        raise ResnetlabError(f"layer {classifier} in {keras_file.path} has no Dense kernel")
+    return int(kernel.shape[1])
+
+
+def _choose_input_size(keras_file: _KerasFile, flag: int | None) -> int:
+    file_size = keras_file.input_size
+    if flag is not None and file_size is not None and flag != file_size:
+        raise ResnetlabError(
+            f"{keras_file.path} holds a model for {file_size}x{file_size} inputs but "
+            f"--input-size is {flag}; drop the flag"
+        )
+    size = flag if flag is not None else file_size
+    if size is not None:
+        keras_feature_sizes(size)  # refuses sizes too small for the network
+        return size
+    # Weights only: the classifier's width says how large the last feature map was.
+    dense_inputs = keras_file.layers[keras_file.classifier]["kernel"].shape[0]
+    final = math.isqrt(dense_inputs // 2048)
+    seed_size = model_info("resnet50_keras").input_size
+    if dense_inputs == 2048 * final**2 and final == keras_feature_sizes(seed_size)["avgpool"]:
+        return seed_size
+    sizes = [s for s in range(5, 64 * (final + 2)) if keras_feature_sizes(s)["avgpool"] == final]
+    if dense_inputs != 2048 * final**2 or not sizes:
+        raise ResnetlabError(
+            f"{keras_file.path} {_NOT_SEED}: its classifier {keras_file.classifier} takes "
+            f"{dense_inputs} inputs, not 2048 per position of the last feature map"
+        )
+    raise ResnetlabError(
+        f"{keras_file.path} holds weights only, and its classifier {keras_file.classifier} "
+        f"takes {dense_inputs} inputs: a {final}x{final} last feature map, from inputs of "
+        f"{sizes[0]} to {sizes[-1]} pixels; give the size it was trained at with --input-size"
+    )
+
+
+def _expected_layers(model: KerasResNet50, keras_file: _KerasFile) -> dict[str, str]:
+    """The seed's Keras layer name -> the model's module name."""
+    names = {keras_name: module for module, keras_name in model.keras_layer_names().items()}
+    classifier, seed_classifier = keras_file.classifier, f"fc{model.num_classes}"
+    # The seed names its classifier after its width, which the kernel's shape then checks
+    # with a clearer message than a missing fc6 and an extra fc10 would give.
+    if classifier is not None and seed_classifier in names:
+        names[classifier] = names.pop(seed_classifier)
+    return names
+
+
+def _keras_kind(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        return "Conv2D"
+    if isinstance(module, nn.BatchNorm2d):
+        return "BatchNormalization"
+    return "Dense"
+
+
+def _keras_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """The shape Keras gives each weight of the layer that ``module`` stands for."""
+    if isinstance(module, nn.Conv2d):
+        out_channels, in_channels, kh, kw = module.weight.shape
+        return {"kernel": (kh, kw, in_channels, out_channels), "bias": (out_channels,)}
+    if isinstance(module, nn.BatchNorm2d):
+        c = module.num_features
+        return {k: (c,) for k in ("gamma", "beta", "moving_mean", "moving_variance")}
+    out_features, in_features = module.weight.shape
+    return {"kernel": (in_features, out_features), "bias": (out_features,)}
+
+
+def _check_layer_set(keras_file: _KerasFile, expected: dict[str, str]) -> None:
+    path = keras_file.path
+    missing = [n for n in expected if n not in keras_file.layers]
+    extra = [n for n in keras_file.layers if n not in expected]
+    if missing:
+        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:6])})" if missing[1:] else ""
+        raise ResnetlabError(
+            f"{path} has no layer {missing[0]}{more}, which the seed's ResNet50 has; it is "
+            f"truncated or a different model"
+        )
+    if extra:
+        more = f" (and {len(extra) - 1} more: {', '.join(extra[1:6])})" if extra[1:] else ""
+        raise ResnetlabError(
+            f"{path} has a layer {extra[0]}{more} with weights, which the seed's ResNet50 does "
+            f"not have; it is a different model"
+        )
+
+
+def _check_architecture(
+    model: KerasResNet50, keras_file: _KerasFile, expected: dict[str, str]
+) -> None:
+    """Check a saved architecture against the seed's: what the weights alone cannot show."""
+    path = keras_file.path
+    layers = keras_file.config_layers or []
+    for layer in layers:
+        name, kind, config = layer["name"], layer["class_name"], layer["config"]
+        if kind not in _SEED_LAYER_CLASSES:
+            raise ResnetlabError(
+                f"{path} {_NOT_SEED}: its layer {name} is a {kind}, which the seed does not use"
+            )
+        if name in expected:
+            module = model.get_submodule(expected[name])
+            want = _keras_kind(module)
+            if kind != want:
+                raise ResnetlabError(
+                    f"{path} {_NOT_SEED}: its layer {name} is a {kind}, not a {want}"
+                )
+            problem = _layer_problem(kind, config, module, is_stem=module is model.conv1)
+        else:
+            problem = _layer_problem(kind, config, None, is_stem=False)
+        if problem:
+            raise ResnetlabError(f"{path} {_NOT_SEED}: its layer {name} {problem}")
+    counts = Counter(layer["class_name"] for layer in layers)
+    counts["Activation"] += counts.pop("ReLU", 0)
+    blocks = sum(len(stage) for stage in model.stages)
+    want_counts = {
+        "ZeroPadding2D": 1,
+        "MaxPooling2D": 1,
+        "AveragePooling2D": 1,
+        "Flatten": 1,
+        "Add": blocks,
+        "Activation": 1 + 3 * blocks,
+    }
+    for kind, want in want_counts.items():
+        if counts[kind] != want:
+            raise ResnetlabError(
+                f"{path} {_NOT_SEED}: it has {counts[kind]} {kind} layers, the seed has {want}"
+            )
+
+
+def _layer_problem(
+    kind: str, config: dict[str, Any], module: nn.Module | None, *, is_stem: bool
+) -> str | None:
+    """What in a layer's config differs from the seed's, or None."""
+    if config.get("data_format", "channels_last") not in ("channels_last", None):
+        return f"uses data_format={config['data_format']}, the seed channels_last"
+    checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, seed's value)
+    if kind == "Conv2D" and module is not None:
+        checks += [
+            ("strides", _pair(config.get("strides", 1)), tuple(module.stride)),
+            ("dilation_rate", _pair(config.get("dilation_rate", 1)), (1, 1)),
+            ("groups", config.get("groups", 1), 1),
+            ("activation", config.get("activation", "linear"), "linear"),
+        ]
+        # A 1x1 kernel gives the same output with either padding. The stem's padding is a
+        # ZeroPadding2D(3) layer of its own; the 3x3 convs are 'same'.
+        if tuple(module.kernel_size) != (1, 1):
+            padding = "valid" if is_stem else "same"
+            checks.append(("padding", config.get("padding", "valid"), padding))
+    elif kind == "BatchNormalization":
+        axis = config.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        checks += [
+            ("axis", 3 if axis == -1 else axis, 3),
+            ("epsilon", float(config.get("epsilon", 1e-3)), 1e-3),
+            ("renorm", config.get("renorm", False), False),
+        ]
+    elif kind == "Dense":
+        activation = config.get("activation", "linear")
+        # Either gives the seed's logits; its probabilities are softmax(logits).
+        if activation not in ("softmax", "linear"):
+            return f"has activation={activation!r}, the seed's 'softmax'"
+    elif kind == "Activation":
+        checks.append(("activation", config.get("activation"), "relu"))
+    elif kind == "ReLU":
+        checks += [
+            ("max_value", config.get("max_value"), None),
+            ("negative_slope", float(config.get("negative_slope", 0.0)), 0.0),
+            ("threshold", float(config.get("threshold", 0.0)), 0.0),
+        ]
+    elif kind == "ZeroPadding2D":
+        checks.append(("padding", _padding(config.get("padding", 1)), ((3, 3), (3, 3))))
+    elif kind == "MaxPooling2D":
+        checks += [
+            ("pool_size", _pair(config.get("pool_size", 2)), (3, 3)),
+            ("strides", _pair(config.get("strides") or config.get("pool_size", 2)), (2, 2)),
+            ("padding", config.get("padding", "valid"), "valid"),
+        ]
+    elif kind == "AveragePooling2D":
+        checks += [
+            ("pool_size", _pair(config.get("pool_size", 2)), (2, 2)),
+            ("strides", _pair(config.get("strides") or config.get("pool_size", 2)), (2, 2)),
+            ("padding", config.get("padding", "valid"), "same"),
+        ]
+    for setting, have, want in checks:
+        if have != want:
+            return f"has {setting}={have!r}, the seed's {want!r}"
+    return None
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _padding(value: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    if isinstance(value, int):
+        return ((value, value), (value, value))
+    return tuple(_pair(v) for v in value)
+
+
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+# Loading ----------------------------------------------------------------------------------
+
+
+def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
+    """Check everything, then copy the file's weights into the model."""
+    expected = _expected_layers(model, keras_file)
+    _check_layer_set(keras_file, expected)
+    if keras_file.config_layers is not None:
+        _check_architecture(model, keras_file, expected)
+    tensors: dict[str, torch.Tensor] = {}
+    for keras_name, module_name in expected.items():
+        tensors |= _convert_layer(model, keras_file, keras_name, module_name)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in tensors.items():
+            state[key].copy_(value)
+    return KerasImportReport(
+        path=keras_file.path,
+        layout=keras_file.layout,
+        keras_version=keras_file.keras_version,
+        layers_loaded=len(expected),
+        tensors_loaded=len(tensors),
+        values_loaded=sum(t.numel() for t in tensors.values()),
+        num_classes=model.num_classes,
+        input_size=model.input_size,
+        file_input_size=keras_file.input_size,
+        architecture_checked=keras_file.config_layers is not None,
+    )
+
+
+def _convert_layer(
+    model: KerasResNet50, keras_file: _KerasFile, keras_name: str, module_name: str
+) -> dict[str, torch.Tensor]:
+    """One layer's weights as PyTorch state-dict entries, checked against the model."""
+    path = keras_file.path
+    module = model.get_submodule(module_name)
+    kind = _keras_kind(module)
+    weights = keras_file.layers[keras_name]
+    shapes = _keras_shapes(module)
+    if set(weights) != set(shapes):
+        raise ResnetlabError(
+            f"layer {keras_name} in {path} holds {', '.join(weights)}; the seed's {kind} "
+            f"{keras_name} has {', '.join(shapes)}"
+        )
+    out = {}
+    for weight, want in shapes.items():
+        value = weights[weight]
+        if value.shape != want:
+            raise ResnetlabError(
+                _shape_mismatch(model, keras_file, keras_name, weight, value, want)
+            )
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ResnetlabError(
+                f"{weight} of layer {keras_name} in {path} is {value.dtype}, not floating point"
+            )
+        tensor = torch.from_numpy(np.ascontiguousarray(value))
+        if kind == "Conv2D" and weight == "kernel":
+            tensor = tensor.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
+        elif kind == "Dense" and weight == "kernel":
+            tensor = tensor.T  # (in, out) -> (out, in); rows already in (H, W, C) order
+        out[f"{module_name}.{_KERAS_TO_TORCH[kind][weight]}"] = tensor.contiguous()
+    return out
+
+
+def _shape_mismatch(
+    model: KerasResNet50,
+    keras_file: _KerasFile,
+    keras_name: str,
+    weight: str,
+    value: np.ndarray,
+    want: tuple[int, ...],
+) -> str:
+    message = (
+        f"layer {keras_name} in {keras_file.path} has a {weight} of shape {_shape(value.shape)}, "
+        f"the model expects {_shape(want)}"
+    )
+    if keras_name != keras_file.classifier or weight != "kernel" or value.ndim != 2:
+        return message
+    if value.shape[1] != want[1]:
+        return f"{message}: the file has {value.shape[1]} classes; build with that num_classes"
+    final = math.isqrt(value.shape[0] // 2048)
+    return (
+        f"{message}: the file's last feature map is {final}x{final}, the model's "
+        f"{model.final_size}x{model.final_size} at {model.input_size}x{model.input_size} "
+        f"inputs; use the input size the file was trained at"
+    )

@@ -1,0 +1,492 @@
+"""The seed's Keras ResNet50, built and saved by Keras itself, imported into resnetlab.
+
+Keras runs on its PyTorch backend (``conftest.py``). Each Keras model is built once per
+module; the files it is saved to are shared by the tests, which edit copies of them.
+"""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import resnetlab
+from resnetlab import ResnetlabError
+from resnetlab.cli import main
+from resnetlab.convert import convert_keras, load_keras_h5
+
+keras = pytest.importorskip("keras")
+# Keras converts its PyTorch tensors to NumPy in a way NumPy 2 warns about, thousands of times.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+from .keras_seed import (  # noqa: E402  (needs keras, imported above)
+    randomize,
+    seed_resnet50,
+    write_tf_keras2_model,
+    write_tf_keras2_weights,
+)
+
+# Files written for each test model: name -> (writer, the layout load_keras_h5 detects).
+LAYOUTS = {
+    "keras3-h5": (lambda m, p: m.save(p), "h5-model"),  # weight names without :0
+    "tf-keras2-h5": (write_tf_keras2_model, "h5-model"),  # with :0
+    "tf-keras2-weights": (write_tf_keras2_weights, "h5-weights"),
+    "tf-keras2-weights-no-suffix": (
+        lambda m, p: write_tf_keras2_weights(m, p, suffix=""),
+        "h5-weights",
+    ),
+    "keras3-weights": (lambda m, p: m.save_weights(p), "keras3-weights"),
+    "keras3-archive": (lambda m, p: m.save(p), "keras3-archive"),
+}
+SUFFIX = {"keras3-weights": ".weights.h5", "keras3-archive": ".keras"}
+WITH_ARCHITECTURE = {"keras3-h5", "tf-keras2-h5", "keras3-archive"}
+
+
+def keras_probabilities(model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def resnetlab_probabilities(model, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x).permute(0, 3, 1, 2))  # NHWC -> NCHW
+    return logits.softmax(-1).numpy()
+
+
+def build_keras_seed(size: int, classes: int, seed: int):
+    keras.utils.set_random_seed(seed)
+    model = seed_resnet50((size, size, 3), classes)
+    randomize(model, seed)
+    return model
+
+
+def write_files(model, folder, names) -> dict:
+    folder.mkdir()
+    paths = {}
+    for name in names:
+        paths[name] = folder / f"{name}{SUFFIX.get(name, '.h5')}"
+        LAYOUTS[name][0](model, paths[name])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def keras64():
+    return build_keras_seed(64, 6, seed=0)
+
+
+@pytest.fixture(scope="module")
+def files64(keras64, tmp_path_factory):
+    return write_files(keras64, tmp_path_factory.mktemp("keras") / "64", LAYOUTS)
+
+
+@pytest.fixture(scope="module")
+def x64() -> np.ndarray:
+    return np.random.default_rng(0).random((3, 64, 64, 3), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def probs64(keras64, x64) -> np.ndarray:
+    return keras_probabilities(keras64, x64)
+
+
+@pytest.fixture(scope="module")
+def keras96():
+    return build_keras_seed(96, 3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def files96(keras96, tmp_path_factory):
+    names = ["keras3-h5", "tf-keras2-weights"]
+    return write_files(keras96, tmp_path_factory.mktemp("keras") / "96", names)
+
+
+@pytest.fixture(scope="module")
+def target64():
+    """A model for failing loads only; the tests that load weights build their own."""
+    return resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64)
+
+
+def edited_copy(src, dst, edit):
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        edit(f)
+    return dst
+
+
+# Outputs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_every_layout_gives_the_keras_models_probabilities(name, files64, keras64, x64, probs64):
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
+    report = resnetlab.convert.load_keras_h5(model, files64[name])
+    assert report.layout == LAYOUTS[name][1]
+    assert (report.layers_loaded, report.tensors_loaded) == (53 + 53 + 1, 53 * 2 + 53 * 4 + 2)
+    assert report.values_loaded == keras64.count_params() == 23_600_006
+    assert report.architecture_checked == (name in WITH_ARCHITECTURE)
+    assert report.file_input_size == (64 if name in WITH_ARCHITECTURE else None)
+    ours = resnetlab_probabilities(model, x64)
+    assert np.abs(ours - probs64).max() < 1e-5
+    assert probs64.max() - probs64.min() > 0.05  # the weights make a difference
+
+
+def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, probs64, tmp_path):
+    # tf.keras 2 splits an attribute too large for one HDF5 object header (64 KiB) into
+    # layer_names0, layer_names1, ...; a long enough list of layers gets there.
+    def split(f):
+        names = f.attrs["layer_names"]
+        del f.attrs["layer_names"]
+        for i, chunk in enumerate(np.array_split(names, 3)):
+            f.attrs[f"layer_names{i}"] = chunk
+
+    path = edited_copy(files64["tf-keras2-weights"], tmp_path / "chunked.h5", split)
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
+    assert load_keras_h5(model, path).layers_loaded == 107
+    assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ["keras3-h5", "tf-keras2-weights"])
+def test_a_2x2_last_feature_map_flattens_in_keras_order(name, files96, keras96):
+    assert tuple(keras96.get_layer("avg_pool").output.shape) == (None, 2, 2, 2048)
+    model = resnetlab.create_model("resnet50_keras", num_classes=3, input_size=96).eval()
+    load_keras_h5(model, files96[name])
+    assert model.fc.in_features == 2 * 2 * 2048
+    x = np.random.default_rng(1).random((2, 96, 96, 3), dtype=np.float32)
+    expected = keras_probabilities(keras96, x)
+    assert np.abs(resnetlab_probabilities(model, x) - expected).max() < 1e-5
+
+
+def test_a_training_step_moves_bn_statistics_as_keras_does(keras64, files64, x64):
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64)
+    load_keras_h5(model, files64["keras3-h5"])
+    before = keras64.get_weights()
+    try:
+        with torch.no_grad():
+            keras_out = keras.ops.convert_to_numpy(keras64(x64, training=True))
+        keras_stats = {
+            layer.name: [keras.ops.convert_to_numpy(v) for v in layer.non_trainable_weights]
+            for layer in keras64.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        }
+    finally:
+        keras64.set_weights(before)
+    model.train()
+    ours = resnetlab_probabilities(model, x64)
+    # Normalising by the statistics of a small batch (12 values a channel in stage 5)
+    # magnifies float32 rounding, hence a looser bound than in inference.
+    assert np.abs(ours - keras_out).max() < 1e-4
+    names = model.keras_layer_names()
+    moved = 0
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            moving_mean, moving_variance = keras_stats[names[module_name]]
+            np.testing.assert_allclose(module.running_mean, moving_mean, rtol=2e-5, atol=2e-6)
+            np.testing.assert_allclose(module.running_var, moving_variance, rtol=2e-5, atol=2e-6)
+            moved += 1
+    assert moved == 53
+    bn_conv1 = keras64.get_layer("bn_conv1")
+    restored = keras.ops.convert_to_numpy(bn_conv1.moving_variance)
+    assert np.abs(keras_stats["bn_conv1"][1] - restored).min() > 0  # the step moved them
+
+
+# What the file says: classes and input size ---------------------------------------------
+
+
+def test_classes_and_input_size_come_from_the_file(files96, tmp_path):
+    report = convert_keras(files96["keras3-h5"], tmp_path / "m.safetensors")
+    assert (report.num_classes, report.input_size, report.file_input_size) == (3, 96, 96)
+    meta = resnetlab.read_model_meta(tmp_path / "m.safetensors")
+    assert (meta.model, meta.num_classes, meta.input_size) == ("resnet50_keras", 3, 96)
+    assert meta.model_kwargs == {"input_size": 96}
+    assert (meta.mean, meta.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # pixels / 255
+
+
+def test_a_weights_only_file_with_a_1x1_map_is_for_the_seeds_64(files64, tmp_path):
+    report = convert_keras(files64["tf-keras2-weights"], tmp_path / "m.safetensors")
+    assert (report.input_size, report.file_input_size) == (64, None)
+
+
+def test_a_weights_only_file_with_a_larger_map_needs_its_input_size(files96, tmp_path):
+    src, dst = files96["tf-keras2-weights"], tmp_path / "m.safetensors"
+    with pytest.raises(ResnetlabError, match=r"2x2 last feature map, from inputs of 69 to 132"):
+        convert_keras(src, dst)
+    with pytest.raises(
+        ResnetlabError,
+        match=r"layer fc3 in .* has a kernel of shape \(8192, 3\), the model expects \(2048, 3\)",
+    ):
+        convert_keras(src, dst, input_size=64)
+    assert not dst.exists()
+    assert convert_keras(src, dst, input_size=96).input_size == 96
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(num_classes=10), r"has 6 classes \(its classifier fc6\) but --num-classes is 10"),
+        (dict(class_names=["a", "b"]), r"2 class names given but .* has 6 classes"),
+        (dict(input_size=96), r"holds a model for 64x64 inputs but --input-size is 96"),
+    ],
+)
+def test_flags_that_contradict_the_file_are_errors(files64, tmp_path, kwargs, message):
+    dst = tmp_path / "m.safetensors"
+    with pytest.raises(ResnetlabError, match=message):
+        convert_keras(files64["keras3-h5"], dst, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_keras_file_is_never_overwritten(files64):
+    src = files64["keras3-weights"]
+    size = src.stat().st_size
+    with pytest.raises(ResnetlabError, match=r"is the Keras file itself"):
+        convert_keras(src, src)
+    assert src.stat().st_size == size
+
+
+# Errors ---------------------------------------------------------------------------------
+
+
+def drop_layer(name):
+    def edit(f):
+        del f[name]
+        f.attrs["layer_names"] = [n for n in f.attrs["layer_names"] if n != name.encode()]
+
+    return edit
+
+
+def add_layer(name, shape):
+    def edit(f):
+        group = f.create_group(name)
+        group.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+        group.create_dataset(f"{name}/kernel:0", data=np.zeros(shape, np.float32))
+        group.create_dataset(f"{name}/bias:0", data=np.zeros(shape[-1], np.float32))
+        f.attrs["layer_names"] = [*f.attrs["layer_names"], name.encode()]
+
+    return edit
+
+
+def reshape_kernel(layer, shape):
+    def edit(f):
+        del f[f"{layer}/{layer}/kernel:0"]
+        f.create_dataset(f"{layer}/{layer}/kernel:0", data=np.zeros(shape, np.float32))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            drop_layer("res3b_branch2b"),
+            r"has no layer res3b_branch2b, which the seed's ResNet50 has",
+        ),
+        (
+            add_layer("res5d_branch2a", (1, 1, 2048, 512)),
+            r"has a layer res5d_branch2a with weights, which the seed's ResNet50 does not have",
+        ),
+        (
+            reshape_kernel("res2a_branch2b", (3, 3, 64, 32)),
+            r"layer res2a_branch2b in .* has a kernel of shape \(3, 3, 64, 32\), "
+            r"the model expects \(3, 3, 64, 64\)$",
+        ),
+    ],
+    ids=["missing layer", "extra layer", "shape mismatch"],
+)
+def test_layer_errors_name_the_layer_and_leave_the_model_alone(
+    files64, target64, tmp_path, edit, message
+):
+    path = edited_copy(files64["tf-keras2-weights"], tmp_path / "bad.h5", edit)
+    before = {k: v.clone() for k, v in target64.state_dict().items()}
+    with pytest.raises(ResnetlabError, match=message):
+        load_keras_h5(target64, path)
+    after = target64.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_classifier_of_another_width_says_how_many_classes_the_file_has(files64):
+    model = resnetlab.create_model("resnet50_keras", num_classes=10)
+    with pytest.raises(ResnetlabError, match=r"\(2048, 6\), the model expects \(2048, 10\).*6 cl"):
+        load_keras_h5(model, files64["keras3-weights"])
+
+
+def test_a_model_built_for_another_input_size_is_refused(files64):
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=48)
+    with pytest.raises(ResnetlabError, match=r"for 64x64 inputs but the model was built for 48x48"):
+        load_keras_h5(model, files64["keras3-h5"])
+
+
+def test_only_the_seeds_model_is_a_target(files64):
+    with pytest.raises(ResnetlabError, match=r"seed's ResNet50 only.*not ResNet"):
+        load_keras_h5(resnetlab.create_model("resnet50"), files64["keras3-h5"])
+
+
+def test_a_file_that_is_not_hdf5(target64, tmp_path):
+    path = tmp_path / "model.h5"
+    path.write_text("not a model")
+    with pytest.raises(ResnetlabError, match=r"model.h5 is not an HDF5 file"):
+        load_keras_h5(target64, path)
+
+
+def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["test_set_x"] = np.zeros((2, 64, 64, 3), np.uint8)
+    with pytest.raises(ResnetlabError, match=r"data.h5 is an HDF5 file but not one Keras wrote"):
+        load_keras_h5(target64, tmp_path / "data.h5")
+
+
+def test_another_keras_model_is_not_the_seed(target64, tmp_path):
+    layers = keras.layers
+    other = keras.Sequential(
+        [
+            keras.Input((64, 64, 3)),
+            layers.Conv2D(8, 3, name="block1_conv1"),
+            layers.BatchNormalization(name="block1_bn"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(6, activation="softmax", name="predictions"),
+        ]
+    )
+    other.save(tmp_path / "other.h5")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"other.h5 is not the seed's ResNet50 .*: it has 3 layers with weights "
+        r"\(block1_conv1, block1_bn, predictions\), 0 of them named as the seed's",
+    ):
+        load_keras_h5(target64, tmp_path / "other.h5")
+
+
+def edit_config(edit):
+    def apply(f):
+        config = json.loads(f.attrs["model_config"])
+        layers = {layer["name"]: layer for layer in config["config"]["layers"]}
+        edit(config["config"]["layers"], layers)
+        f.attrs["model_config"] = json.dumps(config)
+
+    return apply
+
+
+def set_option(layer, option, value):
+    return edit_config(lambda _, layers: layers[layer]["config"].__setitem__(option, value))
+
+
+def add_dropout(layer_list, _):
+    layer_list.insert(-1, {"class_name": "Dropout", "name": "dropout", "config": {"rate": 0.5}})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            set_option("res3a_branch2a", "strides", [1, 1]),
+            r"res3a_branch2a has strides=\(1, 1\), the seed's \(2, 2\)",
+        ),
+        (
+            set_option("res2a_branch2b", "padding", "valid"),
+            r"res2a_branch2b has padding='valid', the seed's 'same'",
+        ),
+        (
+            set_option("bn_conv1", "epsilon", 1.001e-5),
+            r"bn_conv1 has epsilon=1.001e-05, the seed's 0.001",
+        ),
+        (
+            set_option("avg_pool", "padding", "valid"),
+            r"avg_pool has padding='valid', the seed's 'same'",
+        ),
+        (
+            set_option("fc6", "activation", "sigmoid"),
+            r"fc6 has activation='sigmoid', the seed's 'softmax'",
+        ),
+        (edit_config(add_dropout), r"its layer dropout is a Dropout, which the seed does not use"),
+    ],
+    ids=["strides", "padding", "epsilon", "pooling", "activation", "extra layer"],
+)
+def test_an_architecture_that_is_not_the_seeds(files64, target64, tmp_path, edit, message):
+    path = edited_copy(files64["keras3-h5"], tmp_path / "other.h5", edit)
+    with pytest.raises(ResnetlabError, match=r"other.h5 is not the seed's ResNet50 .*" + message):
+        load_keras_h5(target64, path)
+
+
+def test_a_keras3_weights_file_without_layer_names(files64, target64, tmp_path):
+    def strip_names(f):
+        for group in f["layers"].values():
+            if "vars" in group:
+                group["vars"].attrs.pop("name", None)
+
+    path = edited_copy(files64["keras3-weights"], tmp_path / "old.weights.h5", strip_names)
+    with pytest.raises(ResnetlabError, match=r"does not record its layers' names"):
+        load_keras_h5(target64, path)
+
+
+# The seed's data ------------------------------------------------------------------------
+
+
+def test_the_seeds_test_set_gets_the_keras_models_predictions(shared_data, tmp_path):
+    with h5py.File(shared_data / "signs" / "test_signs.h5") as f:
+        x = f["test_set_x"][()].astype(np.float32) / 255  # (120, 64, 64, 3), the seed's input
+        y = f["test_set_y"][()]
+    keras_model = build_keras_seed(64, 6, seed=2)
+    # A classifier fitted to these images' features, so that the predictions span the classes
+    # instead of all falling on one: least squares on the one-hot labels.
+    classifier = keras_model.get_layer("fc6")
+    features_of = keras.Model(keras_model.input, classifier.input)
+    features = keras_probabilities(features_of, x)  # (120, 2048)
+    centre = features.mean(0)
+    targets = 10 * (np.eye(6)[y] - 1 / 6)
+    kernel = np.linalg.lstsq(features - centre, targets, rcond=None)[0]
+    classifier.set_weights([kernel, -centre @ kernel])
+    expected = keras_probabilities(classifier, features)  # the model's last layer, on its features
+    assert len(set(expected.argmax(1))) == 6
+
+    keras_model.save(tmp_path / "seed.h5")
+    convert_keras(tmp_path / "seed.h5", tmp_path / "seed.safetensors")
+    model = resnetlab.load_model(tmp_path / "seed.safetensors")
+    ours = resnetlab_probabilities(model, x)
+    assert (ours.argmax(1) == expected.argmax(1)).all()
+    assert np.abs(ours - expected).max() < 1e-5
+
+
+# Command line ---------------------------------------------------------------------------
+
+
+def test_cli_converts_to_a_file_load_model_rebuilds(files64, x64, probs64, tmp_path, capsys):
+    dst = tmp_path / "seed.safetensors"
+    names = "zero,one,two,three,four,five"
+    assert (
+        main(["convert", "keras", str(files64["tf-keras2-h5"]), str(dst), "--classes", names]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "107 layers, 320 tensors" in out and f"wrote {dst}" in out
+    model = resnetlab.load_model(dst)
+    assert model.meta.class_names == names.split(",")
+    assert (model.meta.input_size, model.meta.num_classes) == (64, 6)
+    assert model.meta.training["converted_from"] == "tf-keras2-h5.h5"
+    assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-classes", "10"], "has 6 classes (its classifier fc6) but --num-classes is 10"),
+        (["--classes", "a,b,c"], "3 class names given but"),
+        (["--classes", "a,,b,c,d,e"], "--classes has an empty name"),
+        (["--input-size", "96"], "holds a model for 64x64 inputs but --input-size is 96"),
+    ],
+)
+def test_cli_failures_are_one_line_and_write_nothing(files64, tmp_path, capsys, args, message):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = ["convert", "keras", str(files64["keras3-h5"]), str(out_dir / "m.safetensors"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1
+    assert list(out_dir.iterdir()) == []
+
+
+def test_cli_refuses_a_file_that_is_not_keras(tmp_path, capsys):
+    src = tmp_path / "notes.h5"
+    src.write_text("weights are elsewhere")
+    assert main(["convert", "keras", str(src), str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {src} is not an HDF5 file") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.h5"]
