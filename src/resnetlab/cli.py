@@ -148,9 +148,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     console.print(counts)
     notes = summary["notes"] + [f"{n}: {t}" for n in names for t in summary["splits"][n]["notes"]]
     for note in notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if "sheet" in summary:
-        console.print(f"contact sheet: {summary['sheet']}", highlight=False)
+        console.print(f"contact sheet: {summary['sheet']}", highlight=False, soft_wrap=True)
     return 0
 
 

@@ -32,7 +32,11 @@ def test_real_train_file_1080_images_180_per_class_with_its_test_file(shared_dat
     assert data.class_names == ["0", "1", "2", "3", "4", "5"]
     # The course's test file next to it is the held-out split.
     assert data.val is not None and data.val.class_counts() == [20] * 6
-    assert any("test_signs.h5" in note for note in data.train.notes)
+    assert data.val.source.endswith("test_signs.h5:test")
+    assert any("found next to" in note for note in data.val.notes)
+    # Asked to split the training file, it does that instead.
+    split = load_dataset(str(path), val_split=0.1, seed=1)
+    assert len(split.train) == 972 and split.val.class_counts() == [18] * 6
     with h5py.File(path) as f:
         assert np.array_equal(data.train.images[7].numpy(), f["train_set_x"][7])
         assert data.train.labels[7].item() == int(f["train_set_y"][7])
@@ -52,7 +56,8 @@ def test_custom_prefix_row_labels_and_float_pixels(tmp_path):
         signs_set_y=np.array([[0, 1, 2, 0, 1, 2]]),  # (1, N), as the course reshapes them
         list_classes=np.array([b"fist", b"palm", b"peace"]),
     )
-    splits, _ = h5_splits(path)
+    splits, borrowed = h5_splits(path)
+    assert not borrowed
     assert list(splits) == ["all"]
     images = splits["all"]()
     assert images.class_names == ["fist", "palm", "peace"]

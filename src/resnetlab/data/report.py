@@ -32,6 +32,10 @@ def describe(
     splits = {k: source.splits[k]() for k in sorted(source.splits, key=order.index)}
     first = next(iter(splits.values()))
     notes = list(source.notes)
+    notes += [
+        f"the {k} split is read from a file next to it: {splits[k].source}"
+        for k in sorted(source.borrowed)
+    ]
     for name, split in splits.items():
         if split.class_names != first.class_names:
             notes.append(f"the {name} split has other classes than the first split")

@@ -153,19 +153,22 @@ def sibling_test_file(path: Path) -> Path | None:
     return sibling if sibling.is_file() else None
 
 
-def h5_splits(path: Path, image_size: int | None = None) -> tuple[dict[str, Callable], list[str]]:
-    """The splits an HDF5 file offers, as ``{"train"|"val"|"test"|"all": load}``, and notes.
+def h5_splits(
+    path: Path, image_size: int | None = None
+) -> tuple[dict[str, Callable[[], ImageSet]], set[str]]:
+    """The splits an HDF5 file offers, as ``{"train"|"val"|"test"|"all": load}``.
 
-    A file holding only a training split (``train_X.h5``) takes its held-out split from a
-    ``test_X.h5`` next to it, as the course's two files are laid out.
+    A file holding only a training split (``train_X.h5``) also offers the test split of a
+    ``test_X.h5`` next to it, as the course's two files are laid out; the second value
+    names such borrowed splits.
     """
     files = {p: path for p in h5_prefixes(path)}
-    notes = []
+    borrowed = set()
     if set(files) == {"train"} and (sibling := sibling_test_file(path)):
         for prefix in h5_prefixes(sibling):
             if SPLIT_ALIASES.get(prefix.lower()) == "test":
                 files[prefix] = sibling
-                notes.append(f"held-out split {prefix}_set_* read from {sibling.name} next to it")
+                borrowed.add("test")
     roles = {prefix: SPLIT_ALIASES.get(prefix.lower()) for prefix in files}
     if len(files) == 1:
         named = {"all": next(iter(files))}
@@ -194,4 +197,4 @@ def h5_splits(path: Path, image_size: int | None = None) -> tuple[dict[str, Call
         split: partial(read_h5_split, files[prefix], prefix, image_size)
         for split, prefix in named.items()
     }
-    return splits, notes
+    return splits, borrowed

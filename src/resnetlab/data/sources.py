@@ -42,6 +42,9 @@ class Source:
     kind: str  # "digits", "cifar10-binary", "signs-h5", "image-folder"
     splits: dict[str, Callable[[], Split]]
     notes: list[str] = field(default_factory=list)
+    # Splits found next to the spec rather than in it (test_X.h5 beside train_X.h5): they
+    # validate only when nothing else was asked for.
+    borrowed: set[str] = field(default_factory=set)
 
     def key(self, *preference: str) -> str | None:
         return next((k for k in preference if k in self.splits), None)
@@ -90,8 +93,8 @@ def _open_path(spec: str, *, image_size: int | None, stream: bool | None, root: 
         hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
         raise DataError(f"{spec}: no such file or folder{hint}")
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
-        splits, notes = h5_splits(path, image_size)
-        return Source(spec, "signs-h5", splits, notes)
+        splits, borrowed = h5_splits(path, image_size)
+        return Source(spec, "signs-h5", splits, borrowed=borrowed)
     notes = []
     if path.is_file():
         if not is_archive(path):
@@ -201,6 +204,8 @@ def load_dataset(
         )
     train = _with_notes(source.splits[train_key](), source.notes)
     held_out = source.key("val", "test") if train_key == "train" else None
+    if held_out in source.borrowed and val_split is not None:
+        held_out = None  # asked to split the training file: do that, not the file beside it
     if val_data is not None:
         val_source = open_source(val_data, **opts)
         val = val_source.splits[val_source.key("val", "test", "all", "train")]()
@@ -208,6 +213,8 @@ def load_dataset(
         used = f"the validation data {val_data}"
     elif held_out is not None:
         val = source.splits[held_out]()
+        if held_out in source.borrowed:
+            val = _with_notes(val, [f"held out: {val.source}, found next to {data}"])
         used = f"the {held_out} split of {data}"
     elif val_split is not None:
         train_idx, val_idx = stratified_split(train.labels, val_split, seed)
@@ -218,7 +225,7 @@ def load_dataset(
     if val_split is not None and used is not None:
         warnings.warn(
             f"--val-split {val_split} not used: validating on {used} (to split the training "
-            "images instead, point --data at the training folder or file alone)",
+            "images instead, point --data at the training folder alone)",
             DataWarning,
             stacklevel=2,
         )
@@ -240,7 +247,11 @@ def load_eval_split(
 ) -> Split:
     """The split to evaluate a model on: the held-out split (test, else val), else all of it."""
     source = open_source(data, image_size=image_size, download=download, cache_dir=cache_dir)
-    return _with_notes(source.splits[source.key("test", "val", "all", "train")](), source.notes)
+    key = source.key("test", "val", "all", "train")
+    split = _with_notes(source.splits[key](), source.notes)
+    if key in source.borrowed:
+        split = _with_notes(split, [f"held out: {split.source}, found next to {data}"])
+    return split
 
 
 def _with_notes(split: Split, notes: list[str]) -> Split:
