@@ -251,6 +251,8 @@ class StreamingLoader:
                         f"epoch, more than {MAX_UNREADABLE_FRACTION:.0%} of {self.num_samples}"
                     )
                 x, y = x[ok], y[ok]
+                if not len(y):
+                    continue
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
