@@ -15,7 +15,9 @@ def test_every_image_once_per_epoch_and_seeded_order():
     loader = DeviceLoader(images, labels, batch_size=3, shuffle=True, seed=1)
     epoch0 = torch.cat([y for _, y in loader])
     assert sorted(epoch0.tolist()) == list(range(10))
-    again = torch.cat([y for _, y in DeviceLoader(images, labels, batch_size=3, shuffle=True, seed=1)])
+    again = torch.cat(
+        [y for _, y in DeviceLoader(images, labels, batch_size=3, shuffle=True, seed=1)]
+    )
     assert torch.equal(epoch0, again)
     loader.set_epoch(1)
     epoch1 = torch.cat([y for _, y in loader])
@@ -43,8 +45,14 @@ def test_crops_stay_within_the_padded_image():
     # A 6x6 image with distinct pixel values; padded by 2, every crop is a shifted window.
     base = torch.arange(1, 37, dtype=torch.uint8).reshape(6, 6)
     images = base[None, :, :, None].expand(64, 6, 6, 3).contiguous()
-    loader = DeviceLoader(images, torch.zeros(64, dtype=torch.int64), batch_size=64,
-                          shuffle=True, augment=Augment(crop_padding=2), std=(1 / 255,) * 3)
+    loader = DeviceLoader(
+        images,
+        torch.zeros(64, dtype=torch.int64),
+        batch_size=64,
+        shuffle=True,
+        augment=Augment(crop_padding=2),
+        std=(1 / 255,) * 3,
+    )
     x, _ = next(iter(loader))
     padded = torch.nn.functional.pad(base.float(), (2, 2, 2, 2))
     windows = {(dy, dx): padded[dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)}
@@ -59,8 +67,14 @@ def test_crops_stay_within_the_padded_image():
 def test_flip_mirrors_about_half_of_the_images():
     base = torch.arange(8, dtype=torch.uint8)[None, :].expand(8, 8)
     images = base[None, :, :, None].expand(400, 8, 8, 3).contiguous()
-    loader = DeviceLoader(images, torch.zeros(400, dtype=torch.int64), batch_size=400,
-                          shuffle=True, augment=Augment(flip=True), std=(1 / 255,) * 3)
+    loader = DeviceLoader(
+        images,
+        torch.zeros(400, dtype=torch.int64),
+        batch_size=400,
+        shuffle=True,
+        augment=Augment(flip=True),
+        std=(1 / 255,) * 3,
+    )
     x, _ = next(iter(loader))
     flipped = (x[:, 0, 0, 0] == 7).sum().item()
     assert all(row[0] in (0, 7) for row in x[:, 0, 0].tolist())
@@ -69,8 +83,14 @@ def test_flip_mirrors_about_half_of_the_images():
 
 def test_cutout_blanks_one_square():
     images = torch.full((50, 16, 16, 3), 200, dtype=torch.uint8)
-    loader = DeviceLoader(images, torch.zeros(50, dtype=torch.int64), batch_size=50,
-                          shuffle=True, augment=Augment(cutout=4), mean=(0.1,) * 3)
+    loader = DeviceLoader(
+        images,
+        torch.zeros(50, dtype=torch.int64),
+        batch_size=50,
+        shuffle=True,
+        augment=Augment(cutout=4),
+        mean=(0.1,) * 3,
+    )
     x, _ = next(iter(loader))
     zeros = (x[:, 0] == 0).sum((1, 2))
     assert zeros.max() == 16 and zeros.min() >= 4  # 4x4, clipped at borders to >= 2x2
@@ -79,8 +99,14 @@ def test_cutout_blanks_one_square():
 def test_shards_partition_an_epoch():
     images, labels = _images(10)
     shards = [
-        torch.cat([y for _, y in DeviceLoader(images, labels, batch_size=2, shuffle=True,
-                                              rank=r, world_size=3)])
+        torch.cat(
+            [
+                y
+                for _, y in DeviceLoader(
+                    images, labels, batch_size=2, shuffle=True, rank=r, world_size=3
+                )
+            ]
+        )
         for r in range(3)
     ]
     assert all(len(s) == 3 for s in shards)  # equal shards: 10 // 3
@@ -95,8 +121,13 @@ def test_per_batch_work_does_not_grow_with_batch_size():
     labels = torch.zeros(1024, dtype=torch.int64)
     counts = []
     for batch_size in (16, 256):
-        loader = DeviceLoader(images, labels, batch_size=batch_size, shuffle=True,
-                              augment=Augment(crop_padding=4, flip=True, cutout=8))
+        loader = DeviceLoader(
+            images,
+            labels,
+            batch_size=batch_size,
+            shuffle=True,
+            augment=Augment(crop_padding=4, flip=True, cutout=8),
+        )
         it = iter(loader)
         next(it)
         with profile(activities=[ProfilerActivity.CPU]) as prof:

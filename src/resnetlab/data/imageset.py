@@ -32,7 +32,9 @@ class ImageSet:
                 f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if len(self.images) != len(self.labels):
-            raise ValueError(f"{self.source}: {len(self.images)} images but {len(self.labels)} labels")
+            raise ValueError(
+                f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -57,6 +59,8 @@ class ImageSet:
         out = torch.empty((len(self), size, size, 3), dtype=torch.uint8, device=self.images.device)
         for start in range(0, len(self), chunk):
             x = self.images[start : start + chunk].permute(0, 3, 1, 2).float()
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
             out[start : start + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return ImageSet(out, self.labels, self.class_names, self.source, self.notes)

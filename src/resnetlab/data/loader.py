@@ -91,7 +91,9 @@ class DeviceLoader:
         world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"expected uint8 (N, H, W, 3) images, got {images.dtype} {tuple(images.shape)}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
@@ -160,7 +162,9 @@ class DeviceLoader:
             part = {k: v[start : start + self.batch_size] for k, v in plan.items()}
             yield self._batch(part, rows_base, cols_base)
 
-    def _batch(self, part: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> Batch:
+    def _batch(
+        self, part: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor
+    ) -> Batch:
         idx = part["order"]  # (B,)
         if "dy" in part:
             rows = part["dy"][:, None] + rows  # (B, H)
