@@ -9,12 +9,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import DeviceLoader, ImageSet, read_image
+from ..data import DeviceLoader, read_image
+from ..data.decode import IMAGE_EXTENSIONS
 from ..errors import ResnetlabError
 from ..models import load_model
 from .distributed import resolve_device
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
 @dataclass
@@ -38,7 +37,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
                 raise ResnetlabError(f"no images in folder {item}")
             paths += found
@@ -95,3 +94,10 @@ def predict(
         )
         for path, val, idx in zip(paths, values, indices, strict=True)
     ]
+
+
+def _read(path: Path, size: int):
+    try:
+        return read_image(path, size)
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ResnetlabError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
