@@ -7,6 +7,7 @@ mistakes raise ``ResnetlabError`` and are printed as one line with exit status 2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -189,6 +190,204 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")
+
+
+# Help for each TrainConfig field; every field is a flag of `resnetlab train`.
+TRAIN_HELP = {
+    "model": "model name (see `resnetlab models`); default resnet20",
+    "data": "training data: digits, cifar10, a SIGNS .h5 file, an image folder or archive",
+    "val_data": "validation data (default: the data's own held-out split, else --val-split)",
+    "val_split": "fraction held out for validation when the data has no split (default 0.2)",
+    "input_size": "image side the model sees; images are resized once (default: the model's)",
+    "download": "download the data set if it is not in the cache (cifar10)",
+    "stream": "stream images from disk instead of holding them in memory (default: by size)",
+    "recipe": "preset: seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern (default)",
+    "epochs": "passes over the training data",
+    "batch_size": "images per step (per process under torchrun)",
+    "optimizer": "sgd, adam or adamw",
+    "lr": "peak learning rate",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum for SGD",
+    "weight_decay": "L2 weight decay (decoupled for adamw)",
+    "no_decay_norm_bias": "no weight decay on BN parameters and biases",
+    "schedule": "learning-rate schedule: constant, step, cosine or onecycle",
+    "milestones": "for --schedule step: fractions of training where the rate drops",
+    "gamma": "for --schedule step: factor applied at each milestone",
+    "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
+    "label_smoothing": "label smoothing of the cross-entropy loss",
+    "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
+    "crop_padding": "random crops after padding by this many pixels (0: off)",
+    "flip": "random horizontal flips (default: on, except for digits)",
+    "cutout": "cutout square side in pixels (0: off)",
+    "seed": "seed for initialisation, data order and augmentation",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "precision": "auto (bf16 on GPUs that support it, else fp32), fp32, bf16 or fp16",
+    "channels_last": "channels-last memory format (default: on for CUDA)",
+    "compile": "compile the model with torch.compile",
+    "deterministic": "use deterministic algorithms only (slower on GPU)",
+    "sync_bn": "synchronise BatchNorm statistics across processes under torchrun",
+    "num_workers": "loader worker processes for streamed data",
+    "out": "run folder (default: runs/<model>-<data>-<time>)",
+    "log_every": "steps between progress updates and metrics.csv rows",
+    "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
+}
+TRAIN_CHOICES = {
+    "recipe": ("seed", "paper-cifar", "modern"),
+    "optimizer": ("sgd", "adam", "adamw"),
+    "schedule": ("constant", "step", "cosine", "onecycle"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+}
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from .engine import TrainConfig
+
+    p = sub.add_parser(
+        "train",
+        help="train a model and write a run folder",
+        description="Train a model. With no flags: resnet20 on the bundled digits, about a minute "
+        "on a laptop CPU. Flags override the recipe; --config reruns a run's config.json.",
+    )
+    p.add_argument(
+        "--config", metavar="CONFIG_JSON", help="rerun a run's config.json (flags override)"
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument(
+        "--model-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="model constructor option, e.g. shortcut=B or zero_init_residual=true (repeatable)",
+    )
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "model_kwargs":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        kwargs: dict = {"help": TRAIN_HELP[f.name], "default": None}
+        if kind.startswith("bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind.startswith("tuple"):
+            kwargs.update(nargs="+", type=float)
+        elif kind.startswith("int"):
+            kwargs["type"] = int
+        elif kind.startswith("float"):
+            kwargs["type"] = float
+        if f.name in TRAIN_CHOICES:
+            kwargs["choices"] = TRAIN_CHOICES[f.name]
+        p.add_argument(flag, **kwargs)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import TrainConfig, resolve_config, train
+
+    flags = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name != "model_kwargs"
+    }
+    if args.model_option:
+        flags["model_kwargs"] = parse_options(args.model_option)
+    if args.resume:
+        if args.config:
+            raise ResnetlabError("--resume continues a run with its own config; drop --config")
+        train(resume=args.resume, **flags)
+        return 0
+    file_values = TrainConfig.load(args.config) if args.config else None
+    train(resolve_config(file_values, **flags))
+    return 0
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["shortcut=B", "zero_init_residual=true"]`` -> ``{"shortcut": "B", ...: True}``."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ResnetlabError(f"model option {item!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a bare string such as B
+    return options
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy, per-class precision/recall and confusion matrix")
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument(
+        "--data", required=True, help="data spec; its test (else validation) split is used"
+    )
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--png", help="confusion matrix image (default: next to the model file)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .analysis.plots import plot_confusion
+    from .engine import evaluate
+
+    report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
+    png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
+    plot_confusion(
+        report.result.confusion, report.class_names, png, title=f"{png.stem} on {args.data}"
+    )
+    data = report.to_dict()
+    if args.json:
+        print(json.dumps({**data, "confusion_png": str(png)}, indent=2))
+        return 0
+    console = Console()
+    result = report.result
+    console.print(
+        f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "
+        f"({round(result.accuracy * result.count)}/{result.count}), loss {result.loss:.4f}",
+        highlight=False,
+    )
+    table = Table(title="per class", title_justify="left")
+    for column in ("class", "precision", "recall", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in data["per_class"]:
+        table.add_row(
+            row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"])
+        )
+    console.print(table)
+    matrix = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    matrix.add_column("")
+    for name in report.class_names:
+        matrix.add_column(name, justify="right")
+    for name, counts in zip(report.class_names, data["confusion"], strict=True):
+        matrix.add_row(name, *(str(c) if c else "." for c in counts))
+    console.print(matrix)
+    console.print(f"confusion matrix image: {png}", highlight=False)
+    return 0
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="classify images with a trained model")
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.predict import predict
+
+    if args.top_k < 1:
+        raise ResnetlabError(f"--top-k must be at least 1, got {args.top_k}")
+    predictions = predict(args.model_file, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+        return 0
+    for p in predictions:
+        ranked = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
+        print(f"{p.source}: {ranked}")
     return 0
 
 
@@ -199,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_models, add_summary, add_convert, add_data):
+    commands = (add_train, add_eval, add_predict, add_models, add_summary, add_data, add_convert)
+    for add in commands:
         add(sub)
     return parser
 

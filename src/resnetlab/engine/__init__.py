@@ -1,0 +1,18 @@
+"""Training, evaluation and prediction."""
+
+from .config import RECIPES, TrainConfig, resolve_config
+from .evaluate import EvalResult, evaluate
+from .optim import lr_at
+from .train import RunResult, TrainingDiverged, train
+
+__all__ = [
+    "RECIPES",
+    "EvalResult",
+    "RunResult",
+    "TrainConfig",
+    "TrainingDiverged",
+    "evaluate",
+    "lr_at",
+    "resolve_config",
+    "train",
+]

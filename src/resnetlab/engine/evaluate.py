@@ -1,0 +1,143 @@
+"""Evaluation: loss, accuracy and the confusion matrix, accumulated on the device."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ResnetlabError
+from ..models import load_model
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    count: int
+    confusion: torch.Tensor  # (K, K) int64, rows: true class, columns: predicted class
+
+    def per_class(self) -> tuple[list[float], list[float]]:
+        """(precision, recall) per class; 0 where a class was never predicted / never seen."""
+        c = self.confusion.double()
+        tp = c.diag()
+        precision = (tp / c.sum(0).clamp_min(1)).tolist()
+        recall = (tp / c.sum(1).clamp_min(1)).tolist()
+        return precision, recall
+
+
+@torch.no_grad()
+def evaluate_loader(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> EvalResult:
+    """Run ``model`` (in eval mode) over ``loader``; one host-device sync at the end."""
+    was_training = model.training
+    model.eval()
+    loss_sum = confusion = None
+    count = 0
+    try:
+        for x, y in loader:
+            with autocast or contextlib.nullcontext():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            pairs = torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes**2)
+            loss_sum = loss if loss_sum is None else loss_sum + loss
+            confusion = pairs if confusion is None else confusion + pairs
+            count += len(y)
+    finally:
+        model.train(was_training)
+    if count == 0:
+        return EvalResult(
+            float("nan"), float("nan"), 0, torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        )
+    confusion = confusion.reshape(num_classes, num_classes).cpu()
+    return EvalResult(
+        loss=loss_sum.item() / count,
+        accuracy=confusion.diag().sum().item() / count,
+        count=count,
+        confusion=confusion,
+    )
+
+
+@dataclass
+class EvalReport:
+    """``resnetlab.evaluate``'s answer: the numbers and what they refer to."""
+
+    result: EvalResult
+    class_names: list[str]
+    data: str
+    model: str
+
+    def to_dict(self) -> dict:
+        precision, recall = self.result.per_class()
+        support = self.result.confusion.sum(1).tolist()
+        return {
+            "model": self.model,
+            "data": self.data,
+            "count": self.result.count,
+            "accuracy": self.result.accuracy,
+            "loss": self.result.loss,
+            "per_class": [
+                {"class": name, "precision": p, "recall": r, "support": n}
+                for name, p, r, n in zip(self.class_names, precision, recall, support, strict=True)
+            ],
+            "confusion": self.result.confusion.tolist(),
+        }
+
+
+def evaluate(
+    model: nn.Module | str | Path,
+    data: str,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+) -> EvalReport:
+    """Evaluate a model file (or a loaded model) on a data set's held-out split.
+
+    Args:
+        model: a model file written by resnetlab, or a model returned by ``load_model``.
+        data: a data spec as for ``resnetlab train --data``; its test (else validation)
+            split is used, or all of it when it has no split.
+        batch_size: images per forward pass.
+        device: ``auto``, ``cpu``, ``cuda``...
+
+    Returns:
+        Loss, accuracy, confusion matrix and per-class precision and recall.
+    """
+    from ..data import load_eval_split, make_loader
+    from .distributed import resolve_device
+
+    device_ = resolve_device(device)
+    name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
+    if not isinstance(model, nn.Module):
+        model = load_model(model, device=device_)
+    meta = model.meta
+    split = load_eval_split(data, image_size=meta.input_size)
+    class_names = list(split.class_names)
+    if meta.class_names is not None and class_names != meta.class_names:
+        raise ResnetlabError(
+            f"{data} has classes {_short(class_names)} but the model was trained on "
+            f"{_short(meta.class_names)}"
+        )
+    if len(class_names) != meta.num_classes:
+        raise ResnetlabError(
+            f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
+        )
+    loader = make_loader(
+        split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
+    )
+    result = evaluate_loader(model.to(device_), loader, meta.num_classes)
+    return EvalReport(result, class_names, data, name)
+
+
+def _short(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"

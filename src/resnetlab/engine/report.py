@@ -1,0 +1,208 @@
+"""What a run tells the user and leaves on disk: progress, metrics.csv, TensorBoard, figures.
+
+On a terminal each epoch gets a progress bar (loss, accuracy, images/s); in logs and pipes
+each epoch is one line. Only rank 0 of a distributed run reports (``enabled``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..analysis.plots import plot_confusion, plot_curves
+from ..errors import ResnetlabError
+from .evaluate import EvalResult
+
+METRIC_FIELDS = (
+    "kind",  # "step": running values every log_every steps; "epoch": the epoch's totals
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "images_per_s",
+)
+
+
+def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
+    """``runs/<model>-<data>-<YYYYmmdd-HHMMSS>``, made unique if two runs start in one second."""
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).name.split(".")[0] or "data")
+    base = Path(root) / f"{model}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{base.name}-{n}"), n + 1
+    return path
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.csv``, numbers as floats (epoch and step as ints where whole)."""
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict[str, Any] = {"kind": raw["kind"]}
+            for key in METRIC_FIELDS[1:]:
+                value = raw.get(key, "")
+                row[key] = float(value) if value not in ("", None) else None
+            row["step"] = int(row["step"])
+            if row["kind"] == "epoch":
+                row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    return rows
+
+
+class RunLog:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        epochs: int,
+        enabled: bool = True,
+        tensorboard: bool = False,
+        resume_step: int | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.epochs = epochs
+        self.enabled = enabled
+        self.console = Console(stderr=True, soft_wrap=True)  # progress and per-epoch lines
+        self.out = Console(soft_wrap=True)  # the result, for scripts that read stdout
+        self.interactive = self.console.is_terminal
+        self.progress_bar: Progress | None = None
+        self.task = None
+        self.writer = None
+        self.rows: list[dict[str, Any]] = []
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics = run_dir / "metrics.csv"
+        if resume_step is not None and metrics.exists():
+            # Rows past the checkpoint belong to work that is about to be redone.
+            self.rows = [r for r in read_metrics(metrics) if r["step"] <= resume_step]
+        self._metrics_file = open(metrics, "w", newline="")  # noqa: SIM115 (open for the run)
+        self._csv = csv.DictWriter(self._metrics_file, fieldnames=METRIC_FIELDS)
+        self._csv.writeheader()
+        for row in self.rows:
+            self._csv.writerow(row)
+        self._metrics_file.flush()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ResnetlabError(
+                    "--tensorboard needs the tensorboard package: "
+                    "pip install 'resnetlab[tensorboard]'"
+                ) from None
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def start(self, description: str) -> None:
+        if self.enabled:
+            self.console.print(description, highlight=False)
+            self.console.print(f"run folder: {self.run_dir}", highlight=False)
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            self._stop_bar()
+            self.console.print(text, highlight=False)
+
+    def epoch_begin(self, epoch: int, steps: int, done: int) -> None:
+        if not (self.enabled and self.interactive):
+            return
+        self._stop_bar()
+        self.progress_bar = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress_bar.start()
+        self.task = self.progress_bar.add_task("train", total=steps, completed=done, status="")
+
+    def progress(self, **row: Any) -> None:
+        """Running training values every ``log_every`` steps."""
+        if not self.enabled:
+            return
+        self._write_row({"kind": "step", **row})
+        if self.progress_bar is not None:
+            status = (
+                f"loss {row['train_loss']:.4f}  acc {row['train_acc']:.3f}  "
+                f"{row['images_per_s']:,.0f} img/s"
+            )
+            self.progress_bar.update(self.task, completed=row["batch"], status=status)
+        if self.writer is not None:
+            for key in ("train_loss", "train_acc", "lr", "images_per_s"):
+                self.writer.add_scalar(f"step/{key}", row[key], row["step"])
+
+    def epoch_end(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self._stop_bar()
+        self._write_row({"kind": "epoch", **row})
+        line = (
+            f"epoch {row['epoch']:>3}/{self.epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f}"
+        )
+        if row.get("val_acc") is not None:
+            line += f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+        line += f"  lr {row['lr']:.3g}  {row['images_per_s']:,.0f} img/s"
+        self.console.print(line, highlight=False)
+        if self.writer is not None:
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                if row.get(key) is not None:
+                    self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
+
+    def finish(
+        self, summary: dict[str, Any], val: EvalResult | None, class_names: list[str]
+    ) -> None:
+        """Write summary.json and the figures, and say where they are."""
+        if not self.enabled:
+            return
+        self._stop_bar()
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
+        title = f"{summary['model']} on {summary['data']}"
+        if epoch_rows:
+            plot_curves(epoch_rows, self.run_dir / "curves.png", title=title)
+        if val is not None:
+            plot_confusion(val.confusion, class_names, self.run_dir / "confusion.png", title=title)
+        if summary["status"] == "finished":
+            best = summary["best_val_acc"]
+            result = (
+                f"best val acc {best:.4f} (epoch {summary['best_epoch']})"
+                if best is not None
+                else (f"final train acc {summary['final_train_acc']:.4f}")
+            )
+            self.out.print(
+                f"done in {summary['train_time_s']:.1f} s of training: {result}. "
+                f"Run folder: {self.run_dir}",
+                highlight=False,
+            )
+
+    def close(self) -> None:
+        self._stop_bar()
+        if not self.enabled:
+            return
+        self._metrics_file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        row = {k: row.get(k) for k in METRIC_FIELDS}
+        self.rows.append(row)
+        self._csv.writerow(row)
+        self._metrics_file.flush()
+
+    def _stop_bar(self) -> None:
+        if self.progress_bar is not None:
+            self.progress_bar.stop()
+            self.progress_bar = None

@@ -1,0 +1,475 @@
+"""The training loop: ``train(config)`` runs one job and leaves a run folder behind.
+
+A run folder holds ``config.json`` (rerunnable), ``metrics.csv``, ``best.safetensors`` and
+``last.safetensors`` (self-describing model files), ``checkpoint.pt`` (for ``--resume``),
+``curves.png``, ``confusion.png`` and ``summary.json``.
+
+The step does no host-device synchronisation: losses and hit counts accumulate on the
+device and are read once per ``log_every`` steps, where the loss is also checked for NaN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..analysis import count_parameters
+from ..data import Augment, load_dataset, make_loader, split_stats
+from ..errors import ResnetlabError
+from ..models import create_model, model_info, save_model
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .config import TrainConfig, resolve_config
+from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
+from .evaluate import EvalResult, evaluate_loader
+from .optim import build_optimizer, lr_at, set_lr
+from .report import RunLog, new_run_dir
+
+
+class TrainingDiverged(ResnetlabError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    model: nn.Module  # the model that was saved last (the EMA weights when EMA is on), eval mode
+
+
+def train(
+    config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any
+) -> RunResult:
+    """Train a model and write its run folder.
+
+    Args:
+        config: the full configuration; or leave it out and pass options as keywords
+            (``train(model="resnet56", data="cifar10", recipe="paper-cifar")``).
+        resume: a run folder to continue from its last checkpoint, with its own config
+            (keywords such as ``epochs`` may extend it).
+        **overrides: ``TrainConfig`` fields.
+
+    Returns:
+        The run folder, its summary, and the trained model.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        values = TrainConfig.load(run_dir / "config.json")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        config = TrainConfig(**values)
+        return Trainer(config, run_dir=run_dir, resume=True).run()
+    if config is None:
+        config = resolve_config(**overrides)
+    elif overrides:
+        config = dataclasses.replace(config, **overrides)
+    return Trainer(config).run()
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it."""
+    if precision == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+class Trainer:
+    """One training job: set up from a config, then ``run()``."""
+
+    def __init__(self, config: TrainConfig, *, run_dir: Path | None = None, resume: bool = False):
+        self.config = c = config
+        self.dist, self.device = init_distributed(c.device)
+        torch.manual_seed(c.seed)
+        if c.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.amp_dtype = resolve_precision(c.precision, self.device)
+        self.channels_last = (
+            c.channels_last if c.channels_last is not None else self.device.type == "cuda"
+        )
+
+        # Data: decoded once, resized to the model's input size, normalised with train statistics.
+        info = model_info(c.model)
+        self.input_size = c.input_size or info.input_size
+        data = load_dataset(
+            c.data,
+            c.val_data,
+            val_split=c.val_split,
+            image_size=self.input_size,
+            seed=c.seed,
+            download=c.download,
+            stream=c.stream,
+        )
+        self.class_names = data.class_names
+        self.mean, self.std = split_stats(data.train)
+        flip = c.flip if c.flip is not None else c.data != "digits"
+        loader_args = dict(
+            device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
+        )
+        self.train_loader = make_loader(
+            data.train,
+            train=True,
+            batch_size=c.batch_size,
+            augment=Augment(crop_padding=c.crop_padding, flip=flip, cutout=c.cutout),
+            seed=c.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            num_workers=c.num_workers,
+            **loader_args,
+        )
+        if len(self.train_loader) == 0:
+            raise ResnetlabError(
+                f"{len(data.train)} training images make no full batch of {c.batch_size}; "
+                f"lower --batch-size"
+            )
+        # Every process evaluates the whole validation set: results agree without a gather.
+        self.val_loader = (
+            make_loader(data.val, train=False, batch_size=max(256, c.batch_size), **loader_args)
+            if data.val is not None
+            else None
+        )
+        self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
+
+        # Model, optimizer, EMA.
+        model_kwargs = dict(c.model_kwargs)
+        if info.family == "keras":
+            model_kwargs.setdefault("input_size", self.input_size)
+        torch.manual_seed(c.seed)
+        model = create_model(c.model, num_classes=len(self.class_names), **model_kwargs)
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if c.sync_bn and self.dist.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model  # unwrapped: what is saved and averaged
+        self.optimizer = build_optimizer(model, c, self.device)
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        )
+        self.ema = (
+            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
+            if c.ema_decay > 0
+            else None
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = c.epochs * self.steps_per_epoch
+        self.warmup_steps = round(c.warmup_epochs * self.steps_per_epoch)
+
+        # Position and history.
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.train_time = 0.0
+        self.images_trained = 0
+        self.best = {"metric": -math.inf, "epoch": None}
+        if resume:
+            assert run_dir is not None
+            self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
+        else:
+            run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
+            if self.dist.is_main:
+                _check_fresh(run_dir)
+        self.run_dir = broadcast_object(run_dir, self.dist)
+        self.log = RunLog(
+            self.run_dir,
+            epochs=c.epochs,
+            enabled=self.dist.is_main,
+            tensorboard=c.tensorboard,
+            resume_step=self.step if resume else None,
+        )
+
+        net: nn.Module = model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(net, device_ids=ids)
+        self.net = torch.compile(net) if c.compile else net
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        c = self.config
+        status = "failed"
+        try:
+            if self.dist.is_main:
+                c.save(self.run_dir / "config.json")
+                self.log.start(self._describe())
+                if self.step == 0:
+                    self._save_checkpoint()  # so that even a first-epoch failure leaves one
+            while self.epoch < c.epochs:
+                train_stats = self._train_epoch()
+                val = self._evaluate()
+                self._end_epoch(train_stats, val)
+            status = "finished"
+        except TrainingDiverged:
+            status = "diverged"
+            raise
+        except KeyboardInterrupt:
+            status = "interrupted"
+            if self.dist.is_main:
+                self._save_checkpoint()
+                self.log.message(
+                    f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
+                    f"Continue with: resnetlab train --resume {self.run_dir}"
+                )
+            raise
+        finally:
+            summary = self._write_summary(status)
+            self.log.close()
+            shutdown(self.dist)
+        final_model = self._eval_model()
+        return RunResult(self.run_dir, summary, final_model.eval())
+
+    def _train_epoch(self) -> dict[str, float]:
+        c = self.config
+        self.net.train()
+        self.train_loader.set_epoch(self.epoch)
+        batches = itertools.islice(iter(self.train_loader), self.batch, None)  # skip done ones
+        sums = torch.zeros(2, device=self.device)  # loss * images, hits: since the last log
+        seen = 0
+        epoch_loss = epoch_hits = epoch_seen = 0.0
+        lr = self._lr()
+        tick = time.perf_counter()
+        self.log.epoch_begin(self.epoch, self.steps_per_epoch, self.batch)
+        for x, y in batches:
+            lr = self._lr()
+            set_lr(self.optimizer, lr)
+            loss, hits = self._train_step(x, y)
+            sums += torch.stack([loss * len(y), hits])
+            seen += len(y)
+            self.step += 1
+            self.batch += 1
+            if self.batch % c.log_every == 0 or self.batch == self.steps_per_epoch:
+                loss_sum, hit_sum, n = self._reduce(sums, seen)
+                if not math.isfinite(loss_sum):
+                    self._diverged(lr)
+                epoch_loss, epoch_hits, epoch_seen = (
+                    epoch_loss + loss_sum,
+                    epoch_hits + hit_sum,
+                    epoch_seen + n,
+                )
+                self.images_trained += n
+                self.log.progress(
+                    epoch=self.epoch + self.batch / self.steps_per_epoch,
+                    step=self.step,
+                    batch=self.batch,
+                    train_loss=loss_sum / n,
+                    train_acc=hit_sum / n,
+                    lr=lr,
+                    images_per_s=epoch_seen / max(time.perf_counter() - tick, 1e-9),
+                )
+                sums.zero_()
+                seen = 0
+        elapsed = time.perf_counter() - tick
+        self.train_time += elapsed
+        return {
+            "train_loss": epoch_loss / max(epoch_seen, 1),
+            "train_acc": epoch_hits / max(epoch_seen, 1),
+            "lr": lr,
+            "images_per_s": epoch_seen / max(elapsed, 1e-9),
+        }
+
+    def _lr(self) -> float:
+        c = self.config
+        return lr_at(
+            self.step,
+            base_lr=c.lr,
+            total_steps=self.total_steps,
+            schedule=c.schedule,
+            warmup_steps=self.warmup_steps,
+            milestones=c.milestones,
+            gamma=c.gamma,
+        )
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._autocast():
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.detach(), (logits.argmax(1) == y).sum()
+
+    def _reduce(self, sums: torch.Tensor, seen: int) -> tuple[float, float, int]:
+        """(loss sum, hits, images) over all processes since the last log: one sync."""
+        packed = torch.cat(
+            [sums.double(), torch.tensor([seen], dtype=torch.float64, device=sums.device)]
+        )
+        loss_sum, hits, n = all_reduce_sum(packed, self.dist).tolist()
+        return loss_sum, hits, int(n)
+
+    def _evaluate(self) -> EvalResult | None:
+        if self.dist.enabled:
+            # BN statistics drift apart on different shards; evaluate and save rank 0's.
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        if self.val_loader is None:
+            return None
+        return evaluate_loader(
+            self._eval_model(), self.val_loader, len(self.class_names), self._autocast()
+        )
+
+    def _end_epoch(self, train_stats: dict[str, float], val: EvalResult | None) -> None:
+        self.epoch += 1
+        self.batch = 0
+        self.last_val = val
+        self.last_train = train_stats
+        metric = val.accuracy if val is not None else train_stats["train_acc"]
+        improved = metric > self.best["metric"]
+        if improved:
+            self.best = {"metric": metric, "epoch": self.epoch}
+        row = dict(
+            epoch=self.epoch,
+            step=self.step,
+            **train_stats,
+            val_loss=val.loss if val else None,
+            val_acc=val.accuracy if val else None,
+        )
+        self.log.epoch_end(row)
+        if self.dist.is_main:
+            self._save_model("last.safetensors")
+            if improved:
+                self._save_model("best.safetensors")
+            self._save_checkpoint()
+
+    # -- saving --------------------------------------------------------------------------
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _save_model(self, name: str) -> None:
+        save_model(
+            self._eval_model(),
+            self.run_dir / name,
+            class_names=self.class_names,
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            training=self._training_info(),
+        )
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "best": self.best,
+            "train_time": self.train_time,
+            "images_trained": self.images_trained,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+        }
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.best = state["best"]
+        self.train_time = state["train_time"]
+        self.images_trained = state["images_trained"]
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def _diverged(self, lr: float) -> None:
+        raise TrainingDiverged(
+            f"the training loss became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
+            f"(learning rate {lr:.3g}); stopped. The last good checkpoint is in {self.run_dir}: "
+            f"lower --lr and start again, or resume from it"
+        )
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _describe(self) -> str:
+        c = self.config
+        params = count_parameters(self.model)[0]
+        world = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
+        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
+        return (
+            f"{c.model} ({params:,} parameters) on {c.data}: {self.num_train:,} training images"
+            f"{val}, {len(self.class_names)} classes, {self.input_size}x{self.input_size}; "
+            f"recipe {c.recipe}, {c.epochs} epochs of {self.steps_per_epoch} steps; "
+            f"{self.device}{world}, {precision}"
+        )
+
+    def _training_info(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "data": c.data,
+            "recipe": c.recipe,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
+            "best_epoch": self.best["epoch"],
+        }
+
+    def _write_summary(self, status: str) -> dict[str, Any]:
+        val = getattr(self, "last_val", None)
+        train_stats = getattr(self, "last_train", {})
+        summary = {
+            "status": status,
+            "run_dir": str(self.run_dir),
+            "model": self.config.model,
+            "data": self.config.data,
+            "num_classes": len(self.class_names),
+            "class_names": self.class_names,
+            "input_size": self.input_size,
+            "params": count_parameters(self.model)[0],
+            "epochs": self.epoch,
+            "steps": self.step,
+            "best_val_acc": self.best["metric"] if self.num_val and self.best["epoch"] else None,
+            "best_epoch": self.best["epoch"],
+            "final_val_acc": val.accuracy if val else None,
+            "final_val_loss": val.loss if val else None,
+            "final_train_acc": train_stats.get("train_acc"),
+            "final_train_loss": train_stats.get("train_loss"),
+            "train_time_s": round(self.train_time, 2),
+            "images_per_s": round(self.images_trained / self.train_time, 1)
+            if self.train_time
+            else None,
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+        }
+        if self.dist.is_main:
+            self.log.finish(summary, val, self.class_names)
+        return summary
+
+
+def _check_fresh(run_dir: Path) -> None:
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise ResnetlabError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+            f"or choose another --out"
+        )

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from resnetlab import ResnetlabError
+from resnetlab.engine import RECIPES, TrainConfig, resolve_config
+
+
+def test_defaults_are_the_offline_demo():
+    config = resolve_config()
+    assert (config.model, config.data, config.recipe) == ("resnet20", "digits", "modern")
+
+
+def test_recipes_set_their_values_and_flags_override():
+    paper = resolve_config(recipe="paper-cifar")
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.weight_decay) == (
+        "sgd",
+        0.1,
+        0.9,
+        1e-4,
+    )
+    assert (paper.schedule, paper.milestones, paper.batch_size) == ("step", (0.5, 0.75), 128)
+    assert (paper.crop_padding, paper.flip) == (4, True)
+    seed = resolve_config(recipe="seed", lr=5e-4)
+    assert (seed.optimizer, seed.lr, seed.batch_size) == ("adam", 5e-4, 32)
+    assert resolve_config(recipe="seed", epochs=None).epochs == TrainConfig.epochs
+
+
+def test_config_file_round_trip_and_flag_precedence(tmp_path):
+    config = resolve_config(recipe="paper-cifar", model="resnet32", epochs=3, out="somewhere")
+    config.save(tmp_path / "config.json")
+    values = TrainConfig.load(tmp_path / "config.json")
+    assert values["out"] is None  # a rerun gets its own folder
+    again = resolve_config(values)
+    assert again.to_dict() == {**config.to_dict(), "out": None}
+    assert resolve_config(values, lr=0.05).lr == 0.05
+    switched = resolve_config(values, recipe="seed")
+    assert (switched.recipe, switched.optimizer, switched.model) == ("seed", "adam", "resnet32")
+
+
+def test_bad_values_are_clear_errors(tmp_path):
+    with pytest.raises(ResnetlabError, match="unknown recipe 'fast'"):
+        resolve_config(recipe="fast")
+    with pytest.raises(ResnetlabError, match="epochs must be at least 1"):
+        resolve_config(epochs=0)
+    with pytest.raises(ResnetlabError, match="unknown training option: colour"):
+        resolve_config(colour="red")
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResnetlabError, match="is not valid JSON"):
+        TrainConfig.load(bad)
+    bad.write_text(json.dumps({"epochz": 3}))
+    with pytest.raises(ResnetlabError, match=r"unknown training option in .*: epochz"):
+        TrainConfig.load(bad)
+    with pytest.raises(ResnetlabError, match="config file not found"):
+        TrainConfig.load(tmp_path / "missing.json")
+
+
+def test_every_recipe_is_valid():
+    for name in RECIPES:
+        assert resolve_config(recipe=name).recipe == name

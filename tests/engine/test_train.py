@@ -1,0 +1,237 @@
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.engine import TrainConfig, train
+from resnetlab.engine.checkpoint import load_checkpoint
+from resnetlab.engine.train import Trainer
+
+# Digits at their native 8x8 with resnet20: a real data set, a few seconds per run.
+FAST = dict(
+    model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
+)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_training_learns_and_writes_the_run_folder(tmp_path):
+    result = train(**FAST, epochs=4, out=str(tmp_path / "run"))
+    run = result.run_dir
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "best.safetensors",
+        "last.safetensors",
+        "checkpoint.pt",
+        "curves.png",
+        "confusion.png",
+        "summary.json",
+    ):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 4
+    assert summary["best_val_acc"] > 0.6  # chance is 0.1
+    assert summary["params"] == 269_722 and summary["class_names"] == [str(i) for i in range(10)]
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert len(epochs) == 4 and any(r["kind"] == "step" for r in rows)
+    assert float(epochs[-1]["train_loss"]) < float(epochs[0]["train_loss"])
+    assert all(float(r["images_per_s"]) > 0 for r in epochs)
+    config = TrainConfig.load(run / "config.json")
+    assert config["model"] == "resnet20" and config["epochs"] == 4
+    model = resnetlab.load_model(run / "best.safetensors")
+    assert model.meta.class_names == summary["class_names"] and model.meta.input_size == 8
+    assert model.meta.training["best_epoch"] == summary["best_epoch"]
+    for png in ("curves.png", "confusion.png"):
+        assert Image.open(run / png).size[0] > 300
+
+
+def test_config_json_reruns_exactly(tmp_path):
+    first = train(**FAST, epochs=1, out=str(tmp_path / "a"))
+    assert (
+        main(
+            ["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "b")]
+        )
+        == 0
+    )
+    a = resnetlab.load_model(tmp_path / "a" / "last.safetensors").state_dict()
+    b = resnetlab.load_model(tmp_path / "b" / "last.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
+    whole = train(**FAST, epochs=2, out=str(tmp_path / "whole"), deterministic=True)
+    expected = _weights(whole.model)
+
+    # Interrupt in the middle of the second epoch, as Ctrl-C would.
+    original = Trainer._train_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 30:  # 22 steps per epoch: 8 into the second
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(**FAST, epochs=2, out=str(tmp_path / "split"), deterministic=True)
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (1, 7)
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    resumed = train(resume=tmp_path / "split")
+    assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 2
+    got = _weights(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    rows = list(csv.DictReader((tmp_path / "split" / "metrics.csv").read_text().splitlines()))
+    steps = [int(r["step"]) for r in rows if r["kind"] == "epoch"]
+    assert steps == [22, 44]
+
+
+def test_a_run_folder_is_not_overwritten(tmp_path):
+    train(**FAST, epochs=1, out=str(tmp_path / "run"))
+    with pytest.raises(
+        resnetlab.ResnetlabError, match="already holds a run; continue it with --resume"
+    ):
+        train(**FAST, epochs=1, out=str(tmp_path / "run"))
+
+
+def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsys):
+    out = tmp_path / "nan"
+    code = main(
+        [
+            "train",
+            "--model",
+            "resnet20",
+            "--data",
+            "digits",
+            "--input-size",
+            "8",
+            "--lr",
+            "1e12",
+            "--epochs",
+            "3",
+            "--log-every",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "loss became NaN/inf" in err and "lower --lr" in err
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path):
+    out = tmp_path / "killed"
+    args = [
+        "--model",
+        "resnet20",
+        "--data",
+        "digits",
+        "--input-size",
+        "32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--log-every",
+        "1",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnetlab", "train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = out / "metrics.csv"
+    deadline = time.time() + 120
+    try:
+        # Wait until the second epoch is under way (the first epoch's checkpoint is written).
+        while time.time() < deadline:
+            if metrics.exists() and any(
+                r["kind"] == "step" and 1 < float(r["epoch"]) < 2
+                for r in csv.DictReader(metrics.read_text().splitlines())
+            ):
+                break
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("training did not reach its second epoch")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] == 1 and state["batch"] == 0
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 2
+
+
+def test_resume_of_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_ema_model_is_what_gets_saved(tmp_path):
+    result = train(**FAST, epochs=1, ema_decay=0.9, out=str(tmp_path / "ema"))
+    saved = resnetlab.load_model(result.run_dir / "last.safetensors").state_dict()
+    got = result.model.state_dict()
+    assert all(torch.equal(saved[k], got[k]) for k in saved)
+    assert math.isfinite(result.summary["final_val_acc"])
+
+
+DDP_SCRIPT = """
+import os, sys, torch, resnetlab
+result = resnetlab.train(model="resnet20", data="digits", input_size=8, crop_padding=1,
+                         batch_size=32, epochs=2, log_every=5, device="cpu")
+torch.save(result.model.state_dict(), os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pt"))
+"""
+
+
+def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+    ]
+    done = subprocess.run(
+        [*torchrun, str(script), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1  # only rank 0 writes
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["status"] == "finished"
+    # Each process took half of every epoch: 1,438 images -> 2 x 719 -> 22 batches of 32.
+    assert summary["steps"] == 2 * (719 // 32)
