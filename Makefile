@@ -18,7 +18,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/resnetlab summary resnet50_keras
+	$(BIN)/resnetlab train
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

@@ -15,16 +15,39 @@ from .models import (
 
 __version__ = "0.1.0"
 
+# Training, evaluation and prediction pull in the data and plotting stack; they are loaded
+# on first use so that ``import resnetlab`` stays quick for model-only users.
+_LAZY = {
+    "train": "engine",
+    "TrainConfig": "engine",
+    "evaluate": "engine",
+    "predict": "engine.predict",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'resnetlab' has no attribute {name!r}")
+
+
 __all__ = [
     "ModelMeta",
     "ResnetlabError",
+    "TrainConfig",
     "__version__",
     "convert",
     "create_model",
+    "evaluate",
     "list_models",
     "load_model",
     "model_info",
+    "predict",
     "read_model_meta",
     "register_model",
     "save_model",
+    "train",
 ]

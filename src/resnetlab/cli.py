@@ -190,6 +190,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")
+    return 0
 
 
 # Help for each TrainConfig field; every field is a flag of `resnetlab train`.
@@ -222,7 +223,7 @@ TRAIN_HELP = {
     "seed": "seed for initialisation, data order and augmentation",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "precision": "auto (bf16 on GPUs that support it, else fp32), fp32, bf16 or fp16",
-    "channels_last": "channels-last memory format (default: on for CUDA)",
+    "channels_last": "channels-last memory format (default: on for CUDA and CPU)",
     "compile": "compile the model with torch.compile",
     "deterministic": "use deterministic algorithms only (slower on GPU)",
     "sync_bn": "synchronise BatchNorm statistics across processes under torchrun",

@@ -59,3 +59,9 @@ def test_bad_values_are_clear_errors(tmp_path):
 def test_every_recipe_is_valid():
     for name in RECIPES:
         assert resolve_config(recipe=name).recipe == name
+
+
+def test_the_seed_model_defaults_to_the_seed_recipe():
+    assert resolve_config(model="resnet50_keras").recipe == "seed"
+    assert resolve_config(model="resnet50_keras", recipe="modern").recipe == "modern"
+    assert resolve_config(model="resnet56").recipe == "modern"

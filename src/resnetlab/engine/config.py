@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResnetlabError
+from ..models import model_info
 
 # Each recipe is a set of TrainConfig values; flags override any of them.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -108,7 +109,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
-    channels_last: bool | None = None  # default: on for CUDA
+    channels_last: bool | None = None  # default: on for CUDA and CPU
     compile: bool = False
     deterministic: bool = False
     sync_bn: bool = False
@@ -200,6 +201,8 @@ class TrainConfig:
 def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> TrainConfig:
     """Resolve defaults < file's recipe < config file < flag's recipe < flags.
 
+    Without a recipe anywhere, the model's default recipe is used (``default_recipe``).
+
     ``None`` flags mean "not given". A ``recipe`` flag applies that preset over the file's
     values, so ``--config old.json --recipe seed`` switches the recipe and keeps the rest.
     """
@@ -210,8 +213,13 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)
-    recipe = values.pop("recipe", TrainConfig.recipe)
+    recipe = values.pop("recipe", None) or default_recipe(values.get("model", TrainConfig.model))
     return TrainConfig.from_recipe(recipe, **values)
+
+
+def default_recipe(model: str) -> str:
+    """The seed's Keras model trains with the seed's recipe by default; the others, modern."""
+    return "seed" if model_info(model).family == "keras" else TrainConfig.recipe
 
 
 def _check_keys(values: dict[str, Any], what: str) -> None:

@@ -76,10 +76,8 @@ def predict(
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     paths = expand_inputs(inputs)
     size = meta.input_size
-    # The training path: decode, resize once to the model's size, normalise in the loader.
-    images = torch.stack(
-        [ImageSet.from_image(read_image(p)).resized(size).images[0] for p in paths]
-    )
+    # The training path: decode and resize as a folder is decoded, normalise in the loader.
+    images = torch.stack([torch.from_numpy(_read(p, size)) for p in paths])  # (N, H, W, 3)
     labels = torch.zeros(len(paths), dtype=torch.int64)
     loader = DeviceLoader(
         images, labels, batch_size=batch_size, mean=meta.mean, std=meta.std, device=device_

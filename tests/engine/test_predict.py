@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+import resnetlab
+from resnetlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory):
+    """300 of scikit-learn's digits as 8x8 grayscale PNGs in one folder per class."""
+    root = tmp_path_factory.mktemp("digits")
+    digits = load_digits()
+    for i in range(300):
+        folder = root / str(digits.target[i])
+        folder.mkdir(exist_ok=True)
+        pixels = (digits.images[i] * 255 / 16).round().astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(digit_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    resnetlab.train(
+        model="resnet20",
+        data=str(digit_folder),
+        input_size=8,
+        crop_padding=1,
+        batch_size=32,
+        epochs=10,
+        out=str(out),
+    )
+    return out / "best.safetensors"
+
+
+def test_predict_agrees_with_eval_image_by_image(digit_folder, model_file):
+    report = resnetlab.evaluate(model_file, str(digit_folder))
+    assert report.result.count == 300
+    predictions = resnetlab.predict(model_file, [digit_folder], top_k=1)
+    assert len(predictions) == 300
+    names = report.class_names
+    confusion = torch.zeros_like(report.result.confusion)
+    for p in predictions:
+        truth = names.index(p.source.split("/")[-2])
+        confusion[truth, names.index(p.label)] += 1
+    assert torch.equal(confusion, report.result.confusion)
+    assert report.result.accuracy > 0.5  # chance is 0.1
+
+
+def test_cli_predict_json(digit_folder, model_file, capsys):
+    image = sorted((digit_folder / "3").iterdir())[0]
+    assert main(["predict", str(model_file), str(image), "--top-k", "3", "--json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    probs = [t["probability"] for t in item["top"]]
+    assert item["image"] == str(image) and len(probs) == 3
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    assert main(["predict", str(model_file), str(image)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: ") and line.count("%") == 3
+
+
+def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
+    png = tmp_path / "confusion.png"
+    assert (
+        main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png), "--json"])
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["count"] == 300 and len(data["per_class"]) == 10
+    assert sum(row["support"] for row in data["per_class"]) == 300
+    assert sum(map(sum, data["confusion"])) == 300
+    assert Image.open(png).size[0] > 100
+    assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "precision" in out
+
+
+def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys):
+    assert main(["predict", str(model_file), str(tmp_path / "nope.jpg")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: image not found: {tmp_path / 'nope.jpg'}"
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    assert main(["predict", str(model_file), str(text)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {text} is not a readable image") and "\n" not in err
+    assert main(["predict", str(tmp_path / "missing.safetensors"), str(text)]) == 2
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pets" / name / f"{i}.png")
+    assert main(["eval", str(model_file), "--data", str(tmp_path / "pets")]) == 2
+    assert "has classes [cat, dog] but the model was trained on [0, 1," in capsys.readouterr().err
