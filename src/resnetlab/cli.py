@@ -198,7 +198,8 @@ TRAIN_HELP = {
     "model": "model name (see `resnetlab models`); default resnet20",
     "data": "training data: digits, cifar10, a SIGNS .h5 file, an image folder or archive",
     "val_data": "validation data (default: the data's own held-out split, else --val-split)",
-    "val_split": "fraction held out for validation when the data has no split (default 0.2)",
+    "val_split": "fraction of the training data held out for validation (default: 0.2 when the "
+    "data has no validation or test split of its own)",
     "input_size": "image side the model sees; images are resized once (default: the model's)",
     "download": "download the data set if it is not in the cache (cifar10)",
     "stream": "stream images from disk instead of holding them in memory (default: by size)",

@@ -168,6 +168,7 @@ def load_dataset(
     download: bool = False,
     stream: bool | None = None,
     cache_dir: str | Path | None = None,
+    default_val_split: float | None = None,
 ) -> Dataset:
     """Load a training split and a validation split from data set specs.
 
@@ -182,6 +183,10 @@ def load_dataset(
             ``None`` keeps the native size (the most common one when sizes are mixed; a
             validation set of another size is resized to the training size).
         seed: seeds ``val_split``.
+        default_val_split: the fraction to hold out when nothing above gives a
+            validation set (no ``val_data``, no held-out split, no ``val_split``); unlike
+            ``val_split`` it neither warns when unused nor stops a test file beside an
+            HDF5 training file from being used.
         download: fetch ``cifar10`` into the cache folder if it is not there.
         stream: ``True`` streams image folders from disk, ``False`` decodes them into
             memory, ``None`` streams only folders whose decoded images would take more
@@ -218,6 +223,10 @@ def load_dataset(
         used = f"the {held_out} split of {data}"
     elif val_split is not None:
         train_idx, val_idx = stratified_split(train.labels, val_split, seed)
+        train, val = train.subset(train_idx), train.subset(val_idx)
+        used = None
+    elif default_val_split is not None:
+        train_idx, val_idx = stratified_split(train.labels, default_val_split, seed)
         train, val = train.subset(train_idx), train.subset(val_idx)
         used = None
     else:

@@ -82,7 +82,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     data: str = "digits"
     val_data: str | None = None
-    val_split: float | None = 0.2  # used only when the data has no held-out split
+    val_split: float | None = None  # held out when the data has no split (default: 0.2)
     input_size: int | None = None  # default: the model's own input size
     download: bool = False
     stream: bool | None = None  # stream from disk instead of holding images in memory

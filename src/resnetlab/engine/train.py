@@ -36,6 +36,8 @@ from .evaluate import EvalResult, evaluate_loader
 from .optim import build_optimizer, lr_at, set_lr
 from .report import RunLog, new_run_dir
 
+DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
+
 
 class TrainingDiverged(ResnetlabError):
     """The loss became NaN or infinite."""
@@ -112,6 +114,7 @@ class Trainer:
             seed=c.seed,
             download=c.download,
             stream=c.stream,
+            default_val_split=DEFAULT_VAL_SPLIT,
         )
         self.class_names = data.class_names
         self.mean, self.std = split_stats(data.train)
