@@ -235,3 +235,13 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
     assert summary["world_size"] == 2 and summary["status"] == "finished"
     # Each process took half of every epoch: 1,438 images -> 2 x 719 -> 22 batches of 32.
     assert summary["steps"] == 2 * (719 // 32)
+
+
+def test_tensorboard_logs(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(**FAST, epochs=1, tensorboard=True, out=str(tmp_path / "tb"))
+    events = EventAccumulator(str(result.run_dir / "tensorboard")).Reload()
+    tags = events.Tags()["scalars"]
+    assert {"step/train_loss", "epoch/val_acc"} <= set(tags)
+    assert len(events.Scalars("step/train_loss")) == 22 // 5 + 1  # every 5 steps and the last
