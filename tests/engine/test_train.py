@@ -245,3 +245,43 @@ def test_tensorboard_logs(tmp_path):
     tags = events.Tags()["scalars"]
     assert {"step/train_loss", "epoch/val_acc"} <= set(tags)
     assert len(events.Scalars("step/train_loss")) == 22 // 5 + 1  # every 5 steps and the last
+
+
+def test_subset_and_max_steps(tmp_path):
+    result = train(**FAST, subset=640, val_subset=100, max_steps=13, out=str(tmp_path / "few"))
+    summary = result.summary
+    # About 640 images: 10 steps of 64 per epoch, 13 in all.
+    assert summary["steps"] == 13 and summary["epochs"] == 2
+    rows = list(csv.DictReader((result.run_dir / "metrics.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows if r["kind"] == "epoch"] == [10, 13]
+    model = resnetlab.load_model(result.run_dir / "last.safetensors")
+    assert model.meta.training["steps"] == 13
+    # The subsets keep each class's share of the 1,437 training images (one image of
+    # rounding per class at most).
+    full = Trainer(TrainConfig(**FAST, out=str(tmp_path / "full"))).train_loader.labels
+    trainer = Trainer(TrainConfig(**FAST, subset=640, val_subset=100, out=str(tmp_path / "x")))
+    assert abs(trainer.num_train - 640) <= 5 and abs(trainer.num_val - 100) <= 5
+    share = torch.bincount(full, minlength=10) * 640 / len(full)
+    kept = torch.bincount(trainer.train_loader.labels, minlength=10)
+    assert (kept - share).abs().max() <= 1
+
+
+def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    whole = train(**FAST, max_steps=30, out=str(tmp_path / "whole"), deterministic=True)
+    original = Trainer._train_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(**FAST, max_steps=30, out=str(tmp_path / "split"), deterministic=True)
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    resumed = train(resume=tmp_path / "split")
+    assert resumed.summary["steps"] == whole.summary["steps"] == 30
+    expected, got = _weights(whole.model), _weights(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)

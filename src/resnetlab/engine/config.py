@@ -83,12 +83,15 @@ class TrainConfig:
     data: str = "digits"
     val_data: str | None = None
     val_split: float | None = None  # held out when the data has no split (default: 0.2)
+    subset: int | None = None  # train on about this many images, each class keeping its share
+    val_subset: int | None = None  # validate on about this many, likewise
     input_size: int | None = None  # default: the model's own input size
     download: bool = False
     stream: bool | None = None  # stream from disk instead of holding images in memory
     # the recipe: a preset of the fields below
     recipe: str = "modern"
     epochs: int = 15
+    max_steps: int | None = None  # stop after this many steps instead; the schedule spans them
     batch_size: int = 128
     optimizer: str = "sgd"
     lr: float = 0.1
@@ -139,6 +142,18 @@ class TrainConfig:
                 f"unknown precision {self.precision!r}; choose {_choices(PRECISIONS)}",
             ),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (
+                self.max_steps is None or self.max_steps >= 1,
+                f"max steps must be at least 1, got {self.max_steps}",
+            ),
+            (
+                self.subset is None or self.subset >= 1,
+                f"subset must be at least 1 image, got {self.subset}",
+            ),
+            (
+                self.val_subset is None or self.val_subset >= 1,
+                f"val subset must be at least 1 image, got {self.val_subset}",
+            ),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (

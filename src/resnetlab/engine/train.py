@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..analysis import count_parameters
-from ..data import Augment, load_dataset, make_loader, split_stats
+from ..data import Augment, load_dataset, make_loader, split_stats, stratified_split
 from ..errors import ResnetlabError
 from ..models import create_model, model_info, save_model
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -116,6 +116,10 @@ class Trainer:
             stream=c.stream,
             default_val_split=DEFAULT_VAL_SPLIT,
         )
+        if c.subset is not None:
+            data.train = _sample(data.train, c.subset, c.seed)
+        if c.val_subset is not None and data.val is not None:
+            data.val = _sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
         self.mean, self.std = split_stats(data.train)
         flip = c.flip if c.flip is not None else c.data != "digits"
@@ -168,7 +172,9 @@ class Trainer:
             else None
         )
         self.steps_per_epoch = len(self.train_loader)
-        self.total_steps = c.epochs * self.steps_per_epoch
+        self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
+        # With max_steps the last epoch may be cut short.
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.warmup_steps = round(c.warmup_epochs * self.steps_per_epoch)
 
         # Position and history.
@@ -186,7 +192,7 @@ class Trainer:
         self.run_dir = broadcast_object(run_dir, self.dist)
         self.log = RunLog(
             self.run_dir,
-            epochs=c.epochs,
+            epochs=self.num_epochs,
             enabled=self.dist.is_main,
             tensorboard=c.tensorboard,
             resume_step=self.step if resume else None,
@@ -209,7 +215,7 @@ class Trainer:
                 self.log.start(self._describe())
                 if self.step == 0:
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
-            while self.epoch < c.epochs:
+            while self.epoch < self.num_epochs:
                 train_stats = self._train_epoch()
                 val = self._evaluate()
                 self._end_epoch(train_stats, val)
@@ -237,7 +243,9 @@ class Trainer:
         c = self.config
         self.net.train()
         self.train_loader.set_epoch(self.epoch)
-        batches = itertools.islice(iter(self.train_loader), self.batch, None)  # skip done ones
+        spe = self.steps_per_epoch
+        epoch_steps = min(spe, self.total_steps - self.epoch * spe)
+        batches = itertools.islice(iter(self.train_loader), self.batch, epoch_steps)  # skip done
         sums = torch.zeros(2, device=self.device)  # loss * images, hits: since the last log
         seen = 0
         epoch_loss = epoch_hits = epoch_seen = 0.0
@@ -252,7 +260,7 @@ class Trainer:
             seen += len(y)
             self.step += 1
             self.batch += 1
-            if self.batch % c.log_every == 0 or self.batch == self.steps_per_epoch:
+            if self.batch % c.log_every == 0 or self.batch == epoch_steps:
                 loss_sum, hit_sum, n = self._reduce(sums, seen)
                 if not math.isfinite(loss_sum):
                     self._diverged(lr)
@@ -423,9 +431,14 @@ class Trainer:
         return (
             f"{c.model} ({params:,} parameters) on {c.data}: {self.num_train:,} training images"
             f"{val}, {len(self.class_names)} classes, {self.input_size}x{self.input_size}; "
-            f"recipe {c.recipe}, {c.epochs} epochs of {self.steps_per_epoch} steps; "
+            f"recipe {c.recipe}, {self._length()}; "
             f"{self.device}{world}, {precision}"
         )
+
+    def _length(self) -> str:
+        full = self.num_epochs * self.steps_per_epoch
+        length = f"{self.num_epochs} epochs of {self.steps_per_epoch} steps"
+        return length if full == self.total_steps else f"{self.total_steps} steps ({length})"
 
     def _training_info(self) -> dict[str, Any]:
         c = self.config
@@ -468,6 +481,14 @@ class Trainer:
         if self.dist.is_main:
             self.log.finish(summary, val, self.class_names)
         return summary
+
+
+def _sample(split, n: int, seed: int):
+    """About ``n`` images of ``split``, each class keeping its share; seeded."""
+    if n >= len(split):
+        return split
+    _, kept = stratified_split(split.labels, n / len(split), seed)
+    return split.subset(kept)
 
 
 def _check_fresh(run_dir: Path) -> None:
