@@ -6,7 +6,7 @@ import resnetlab
 from resnetlab.models.cifar import cifar_resnet
 
 
-@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 44, 56, 110])
 def test_depth_is_6n_plus_2_weighted_layers(depth):
     model = resnetlab.create_model(f"resnet{depth}")
     weighted = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -25,7 +25,7 @@ def test_stage_widths_and_map_sizes():
 
 
 def test_plain_and_residual_share_every_key():
-    for depth in (20, 32, 44, 56, 110):
+    for depth in (8, 14, 20, 32, 44, 56, 110):
         plain = resnetlab.create_model(f"plain{depth}").state_dict()
         res = resnetlab.create_model(f"resnet{depth}").state_dict()
         assert {k: v.shape for k, v in plain.items()} == {k: v.shape for k, v in res.items()}

@@ -17,13 +17,17 @@ PARAM_COUNTS = {
     "resnet152": 60_192_808,
     "plain18": 11_515_688,  # resnet18 less its three projection shortcuts
     "plain34": 21_623_848,
+    "resnet8": 75_290,
+    "resnet14": 172_506,
     "resnet20": 269_722,
     "resnet32": 464_154,
     "resnet44": 658_586,
     "resnet56": 853_018,
     "resnet110": 1_727_962,
     "resnet1202": 19_421_274,
-    "plain20": 269_722,  # option A shortcuts have no parameters
+    "plain8": 75_290,  # option A shortcuts have no parameters
+    "plain14": 172_506,
+    "plain20": 269_722,
     "plain32": 464_154,
     "plain44": 658_586,
     "plain56": 853_018,
@@ -73,6 +77,8 @@ def test_list_models_pattern():
     assert resnetlab.list_models("plain*") == [
         "plain18",
         "plain34",
+        "plain8",
+        "plain14",
         "plain20",
         "plain32",
         "plain44",
