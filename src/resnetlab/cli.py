@@ -396,6 +396,119 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# Training options the experiment commands take as flags; any other through --option.
+EXPERIMENT_TRAIN_FLAGS = (
+    ("epochs", int),
+    ("max_steps", int),
+    ("subset", int),
+    ("val_subset", int),
+    ("batch_size", int),
+    ("lr", float),
+    ("input_size", int),
+    ("log_every", int),
+    ("device", str),
+)
+
+
+def add_experiment(sub: argparse._SubParsersAction) -> None:
+    from .experiments import QUICK, QUICK_DEPTHS
+    from .experiments.degradation import DEFAULT_DEPTHS
+    from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS
+    from .experiments.gradients import DEFAULT_STEPS
+
+    p = sub.add_parser("experiment", help="reproduce the paper: degradation, gradient flow")
+    kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    quick = ", ".join(f"{k}={v}" for k, v in QUICK.items())
+    d = kinds.add_parser(
+        "degradation",
+        help="train plain and residual nets of several depths; figure and table (Fig. 6)",
+        description="Train plainN and resnetN for each depth with the same recipe, seed and "
+        "data order, and write curves.png, depth.png, table.md and table.json into --out. "
+        "Run the same command again to continue an interrupted experiment.",
+    )
+    d.add_argument("--depths", type=int, nargs="+", help=f"default {list(DEFAULT_DEPTHS)}")
+    d.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"CPU-sized: depths {list(QUICK_DEPTHS)}, {quick} (flags override)",
+    )
+    d.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    d.set_defaults(func=cmd_experiment)
+    g = kinds.add_parser(
+        "gradients",
+        help="gradient norm of every weight layer at initialisation and after K steps",
+        description="For the plain net and the ResNet of each depth, the gradient norm of "
+        "each conv and fc weight on one batch, at initialisation and after --steps training "
+        "steps; writes gradients.png, gradients.md and gradients.json into --out.",
+    )
+    g.add_argument("--depths", type=int, nargs="+", help=f"default {list(GRADIENT_DEPTHS)}")
+    g.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed for weights, data order, batch")
+    g.add_argument("--probe-size", type=int, default=128, help="images in the measured batch")
+    g.set_defaults(func=cmd_experiment)
+    for q in (d, g):
+        q.add_argument("--data", required=True, help="data spec, e.g. cifar10 or an archive")
+        q.add_argument("--download", action="store_true", help="fetch cifar10 if not cached")
+        q.add_argument("--out", help="experiment folder (default: runs/<experiment>-<data>)")
+        q.add_argument("--recipe", choices=TRAIN_CHOICES["recipe"], help="default paper-cifar")
+        for name, kind in EXPERIMENT_TRAIN_FLAGS:
+            if q is g and name in ("epochs", "max_steps"):
+                continue  # --steps sets the length
+            q.add_argument("--" + name.replace("_", "-"), type=kind, help=TRAIN_HELP[name])
+        q.add_argument(
+            "--option",
+            action="append",
+            metavar="KEY=VALUE",
+            help="any other training option, e.g. weight_decay=5e-4 (repeatable)",
+        )
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import QUICK, QUICK_DEPTHS, run_degradation, run_gradients
+    from .experiments.degradation import DEFAULT_DEPTHS
+    from .experiments.gradients import markdown as gradient_markdown
+    from .experiments.runner import default_out
+
+    options = parse_options(args.option) if args.option else {}
+    options.update(
+        {
+            n: getattr(args, n)
+            for n, _ in EXPERIMENT_TRAIN_FLAGS
+            if getattr(args, n, None) is not None
+        }
+    )
+    if args.download:
+        options["download"] = True
+    if args.experiment == "degradation":
+        depths = args.depths or (QUICK_DEPTHS if args.quick else DEFAULT_DEPTHS)
+        if args.quick:
+            options = {**QUICK, **options}
+        recipe = args.recipe or options.pop("recipe", "paper-cifar")
+        out = args.out or (default_out("degradation-quick", args.data) if args.quick else None)
+        result = run_degradation(
+            args.data, depths, seeds=args.seeds, out=out, recipe=recipe, **options
+        )
+        print((result.out / "table.md").read_text())
+        written = ("curves.png", "depth.png", "table.md", "table.json")
+    else:
+        result = run_gradients(
+            args.data,
+            args.depths or None,
+            steps=args.steps,
+            seed=args.seed,
+            probe_size=args.probe_size,
+            out=args.out,
+            recipe=args.recipe or "paper-cifar",
+            **options,
+        )
+        print(gradient_markdown(result))
+        written = ("gradients.png", "gradients.md", "gradients.json")
+    print("wrote " + ", ".join(str(result.out / name) for name in written))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnetlab",
@@ -403,7 +516,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = (add_train, add_eval, add_predict, add_models, add_summary, add_data, add_convert)
+    commands = (
+        add_train,
+        add_eval,
+        add_predict,
+        add_models,
+        add_summary,
+        add_data,
+        add_convert,
+        add_experiment,
+    )
     for add in commands:
         add(sub)
     return parser

@@ -1,8 +1,10 @@
-"""Figures of a run: training curves and the confusion matrix (PNG, via matplotlib's Agg)."""
+"""Figures, as PNG files via matplotlib's Agg: a run's curves and confusion matrix, and the
+experiments' curves, errors against depth and gradient norms."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -60,3 +62,135 @@ def plot_confusion(
 
 def _nan(values: Sequence[float | None]) -> list[float]:
     return [float("nan") if v is None else v for v in values]
+
+
+@dataclass
+class ErrorCurve:
+    """One model's error against the training iteration, in percent.
+
+    With several seeds the values are the mean over seeds at each logged step, and
+    ``train_low``/``train_high`` the lowest and highest seed.
+    """
+
+    depth: int
+    residual: bool
+    train_steps: list[int]
+    train_error: list[float]
+    test_steps: list[int]
+    test_error: list[float]
+    train_low: list[float] | None = None
+    train_high: list[float] | None = None
+
+
+def plot_degradation(curves: Sequence[ErrorCurve], path: str | Path, title: str = "") -> None:
+    """He et al.'s Fig. 6 layout: plain nets left, ResNets right, one colour per depth.
+
+    Plain nets are dashed and ResNets solid; thin lines are training error, thick lines
+    with dots test error.
+    """
+    depths = sorted({c.depth for c in curves})
+    colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(depths)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    top = 0.0
+    for ax, residual in zip(axes, (False, True), strict=True):
+        style = "-" if residual else "--"
+        for c in sorted((c for c in curves if c.residual == residual), key=lambda c: c.depth):
+            name = f"{'ResNet' if residual else 'plain'}-{c.depth}"
+            colour = colours[c.depth]
+            ax.plot(c.train_steps, c.train_error, style, color=colour, lw=1, label=f"{name} train")
+            if c.train_low is not None and c.train_high is not None:
+                ax.fill_between(c.train_steps, c.train_low, c.train_high, color=colour, alpha=0.15)
+            if c.test_steps:
+                ax.plot(
+                    c.test_steps,
+                    c.test_error,
+                    style,
+                    color=colour,
+                    lw=2.5,
+                    marker=".",
+                    label=f"{name} test",
+                )
+            top = max(top, *c.train_error, *c.test_error)
+        ax.set(
+            xlabel="iteration",
+            title="plain nets" if not residual else "ResNets",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+    axes[0].set_ylabel("error (%)")
+    axes[0].set_ylim(0, min(100.0, top * 1.05 + 1))
+    fig.suptitle(title or "training (thin) and test (thick) error")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """Final training and test error against depth, plain dashed and ResNets solid.
+
+    Each row has ``depth``, ``residual`` and, for ``train`` and ``test``, ``<split>_error``
+    (mean, percent) and ``<split>_error_std`` (spread over seeds, or None).
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for ax, split in zip(axes, ("train", "test"), strict=True):
+        for residual, style, colour in ((False, "--o", "tab:red"), (True, "-o", "tab:blue")):
+            points = sorted(
+                (r for r in rows if r["residual"] == residual and r[f"{split}_error"] is not None),
+                key=lambda r: r["depth"],
+            )
+            if not points:
+                continue
+            ax.errorbar(
+                [r["depth"] for r in points],
+                [r[f"{split}_error"] for r in points],
+                yerr=[r[f"{split}_error_std"] or 0.0 for r in points],
+                fmt=style,
+                color=colour,
+                capsize=3,
+                label="ResNet" if residual else "plain",
+            )
+        ax.set(xlabel="depth (weighted layers)", ylabel=f"final {split} error (%)", title=split)
+        ax.set_xticks(sorted({r["depth"] for r in rows}))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "") -> None:
+    """Gradient norm of each weight layer against its index, log scale, at each stage.
+
+    Each model is a dict with ``depth``, ``residual`` and ``stages``: ``{label: norms}``
+    with one norm per weight layer in input-to-output order (e.g. ``"initialisation"``
+    and ``"after 100 steps"``), one panel per label.
+    """
+    labels = list(dict.fromkeys(label for m in models for label in m["stages"]))
+    depths = sorted({m["depth"] for m in models})
+    colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(depths)}
+    fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4.5), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        for m in sorted(models, key=lambda m: (m["depth"], m["residual"])):
+            norms = m["stages"].get(label)
+            if norms is None:
+                continue
+            name = f"{'ResNet' if m['residual'] else 'plain'}-{m['depth']}"
+            ax.plot(
+                range(1, len(norms) + 1),
+                norms,
+                "-" if m["residual"] else "--",
+                color=colours[m["depth"]],
+                label=name,
+            )
+        ax.set_yscale("log")
+        ax.set(xlabel="weight layer (1 = first conv, last = fc)", ylabel="gradient norm")
+        ax.set_title(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, ncol=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

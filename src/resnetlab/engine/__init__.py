@@ -3,7 +3,7 @@
 from .config import RECIPES, TrainConfig, resolve_config
 from .evaluate import EvalResult, evaluate
 from .optim import lr_at
-from .train import RunResult, TrainingDiverged, train
+from .train import RunResult, TrainingDiverged, initial_model, train
 
 __all__ = [
     "RECIPES",
@@ -12,6 +12,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "evaluate",
+    "initial_model",
     "lr_at",
     "resolve_config",
     "train",

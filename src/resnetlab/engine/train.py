@@ -78,6 +78,24 @@ def train(
     return Trainer(config).run()
 
 
+def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.Module:
+    """The model a run of ``config`` starts from, its weights drawn right after seeding.
+
+    Runs that differ only in the model start from the same values wherever their builders
+    draw the same tensors in the same order: ``plainN`` and ``resnetN`` share every one.
+
+    Args:
+        config: the run's configuration (``model``, ``model_kwargs`` and ``seed`` are used).
+        num_classes: outputs of the classifier.
+        input_size: the image side, for models that are built for one (the Keras seed's).
+    """
+    kwargs = dict(config.model_kwargs)
+    if model_info(config.model).family == "keras":
+        kwargs.setdefault("input_size", input_size)
+    torch.manual_seed(config.seed)
+    return create_model(config.model, num_classes=num_classes, **kwargs)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it."""
     if precision == "auto":
@@ -151,12 +169,7 @@ class Trainer:
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
 
         # Model, optimizer, EMA.
-        model_kwargs = dict(c.model_kwargs)
-        if info.family == "keras":
-            model_kwargs.setdefault("input_size", self.input_size)
-        torch.manual_seed(c.seed)
-        model = create_model(c.model, num_classes=len(self.class_names), **model_kwargs)
-        model = model.to(self.device)
+        model = initial_model(c, len(self.class_names), self.input_size).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if c.sync_bn and self.dist.enabled:
@@ -462,6 +475,8 @@ class Trainer:
             "num_classes": len(self.class_names),
             "class_names": self.class_names,
             "input_size": self.input_size,
+            "train_images": self.num_train,
+            "val_images": self.num_val,
             "params": count_parameters(self.model)[0],
             "epochs": self.epoch,
             "steps": self.step,

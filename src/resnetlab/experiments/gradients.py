@@ -1,0 +1,257 @@
+"""Gradient flow: the gradient norm of every weight layer, plain vs residual nets.
+
+For the plain net and the ResNet of each depth (same seed, so the same initial weights),
+the gradient of the cross-entropy loss on one fixed batch is measured for the weight of
+every conv and fc layer, in training mode (BN uses the batch's statistics, as it does in
+training): at initialisation, and after ``steps`` training steps taken by the engine (one
+run folder per model, as ``resnetlab train`` writes it).
+
+The first layer's norm over the last (fc) layer's tells how the gradient changes on its
+way back through the net. Layers differ in size, so the ratio means most when a plain net
+is set beside the ResNet of the same depth, whose layers have the same shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..analysis.plots import plot_gradient_norms
+from ..data import load_dataset, make_loader, stratified_split
+from ..engine import initial_model
+from ..engine.train import DEFAULT_VAL_SPLIT
+from ..errors import ResnetlabError
+from ..models import load_model, read_model_meta
+from .runner import Run, cifar_name, default_out, run_config, run_one
+
+DEFAULT_DEPTHS = (20, 56, 110)
+DEFAULT_STEPS = 100
+# Validation is not what this experiment measures; a small sample keeps the runs short.
+DEFAULT_VAL_SUBSET = 1000
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every conv and linear layer with its name, in the order the model registers them.
+
+    For the ResNets that is input to output: the stem conv first, the fc last (a block's
+    projection shortcut, where there is one, comes after the block's convs).
+    """
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """L2 norm of the loss gradient for each weight layer's weight, on one batch.
+
+    The model is copied and run in training mode (batch statistics in BN, as in training),
+    so the caller's model, its gradients and BN statistics are left as they were.
+
+    Args:
+        model: a classifier returning logits.
+        images: (B, 3, H, W), normalised as the model expects.
+        labels: (B,) class indices.
+
+    Returns:
+        One norm per layer of ``weight_layers(model)``, in that order.
+    """
+    model = copy.deepcopy(model).train()
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(images), labels).backward()
+    return [m.weight.grad.norm().item() for _, m in weight_layers(model)]
+
+
+@dataclass
+class GradientResult:
+    """What the gradient experiment wrote and measured.
+
+    Attributes:
+        out: the experiment folder.
+        steps: training steps between the two measurements.
+        rows: one per model: ``model``, ``depth``, ``residual``, ``status``, ``layers``
+            (names), ``init`` and ``trained`` (norms, one per layer; ``trained`` is None
+            when the run diverged) and the first/last ratios.
+        settings: data, recipe and options of the runs.
+    """
+
+    out: Path
+    steps: int
+    rows: list[dict[str, Any]]
+    settings: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "steps": self.steps, "models": self.rows}
+
+
+def run_gradients(
+    data: str,
+    depths: Sequence[int] | None = None,
+    *,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    probe_size: int = 128,
+    out: str | Path | None = None,
+    recipe: str = "paper-cifar",
+    **options: Any,
+) -> GradientResult:
+    """Measure each weight layer's gradient norm at initialisation and after ``steps`` steps.
+
+    Args:
+        data: a data set spec (``cifar10``, the CIFAR-10 JPEG archive, ``digits``, ...).
+        depths: CIFAR depths registered as both ``plainN`` and ``resnetN``
+            (default 20, 56, 110).
+        steps: training steps, with the recipe's optimizer and learning rate.
+        seed: seeds the weights, the data order and the measured batch.
+        probe_size: images in the measured batch, drawn from the training split.
+        out: the experiment folder (default ``runs/gradients-<data name>``).
+        recipe: the training recipe (default: the paper's).
+        **options: ``TrainConfig`` fields for the runs (``lr``, ``input_size``, ...).
+
+    Returns:
+        The per-layer norms of every model; ``gradients.png``, ``gradients.md`` and
+        ``gradients.json`` are written into ``out``.
+    """
+    depths = sorted(set(depths or DEFAULT_DEPTHS))
+    if steps < 1:
+        raise ResnetlabError(f"--steps must be at least 1, got {steps}")
+    if probe_size < 2:
+        raise ResnetlabError(
+            f"--probe-size must be at least 2 (BN needs a batch), got {probe_size}"
+        )
+    if "max_steps" in options or "epochs" in options:
+        raise ResnetlabError("the gradient experiment sets the length of training with --steps")
+    out = Path(out) if out is not None else default_out("gradients", data)
+    options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
+    plan = [
+        (depth, residual, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
+        for depth in depths
+        for residual in (False, True)
+        for name in [cifar_name(depth, residual)]
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [
+        run_one(config, depth=depth, residual=residual, label=f"[{i}/{len(plan)}]")
+        for i, (depth, residual, config) in enumerate(plan, start=1)
+    ]
+    images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))
+    rows = [
+        _measure(run, config, images, labels)
+        for run, (_, _, config) in zip(runs, plan, strict=True)
+    ]
+    settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
+    settings["probe_size"] = len(labels)
+    result = GradientResult(out, steps, rows, settings)
+    plot_gradient_norms(
+        [
+            {
+                "depth": r["depth"],
+                "residual": r["residual"],
+                "stages": {
+                    "at initialisation": r["init"],
+                    **({f"after {steps} steps": r["trained"]} if r["trained"] else {}),
+                },
+            }
+            for r in rows
+        ],
+        out / "gradients.png",
+        title=f"{data}: weight-gradient norm per layer, one batch of {len(labels)}",
+    )
+    (out / "gradients.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (out / "gradients.md").write_text(markdown(result))
+    return result
+
+
+def probe_batch(
+    data: str, run: Run, size: int, seed: int, download: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` training images (each class its share), normalised as ``run`` trained."""
+    meta = read_model_meta(run.run_dir / "last.safetensors")
+    train = load_dataset(
+        data,
+        image_size=meta.input_size,
+        seed=seed,
+        download=download,
+        default_val_split=DEFAULT_VAL_SPLIT,
+    ).train
+    if size < len(train):
+        _, kept = stratified_split(train.labels, size / len(train), seed)
+        train = train.subset(kept)
+    loader = make_loader(
+        train, train=False, batch_size=len(train), device="cpu", mean=meta.mean, std=meta.std
+    )
+    return next(iter(loader))
+
+
+def _measure(run: Run, config, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    meta = read_model_meta(run.run_dir / "last.safetensors")
+    start = initial_model(config, meta.num_classes, meta.input_size)
+    init = gradient_norms(start, images, labels)
+    trained = None
+    if run.status == "finished":
+        trained = gradient_norms(load_model(run.run_dir / "last.safetensors"), images, labels)
+    return {
+        "model": run.model,
+        "depth": run.depth,
+        "residual": run.residual,
+        "status": run.status,
+        "run_dir": str(run.run_dir),
+        "layers": [name for name, _ in weight_layers(start)],
+        "init": init,
+        "trained": trained,
+        "init_ratio": init[0] / init[-1],
+        "trained_ratio": trained[0] / trained[-1] if trained else None,
+    }
+
+
+def markdown(result: GradientResult) -> str:
+    """``gradients.md``: first and last layer's norms and their ratio, per model."""
+    k = result.steps
+    lines = [
+        "# Gradient norm per weight layer: plain vs residual nets",
+        "",
+        f"Data `{result.settings['data']}`, one batch of {result.settings['probe_size']} "
+        f"training images, cross-entropy loss, training-mode BN. Seed "
+        f"{result.settings['seed']}; {k} steps of recipe `{result.settings['recipe']}` "
+        "between the two measurements.",
+        "",
+        "| model | weight layers | first (init) | fc (init) | first/fc (init) "
+        f"| first/fc (after {k} steps) | largest/smallest layer (init) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result.rows:
+        after = _num(r["trained_ratio"]) if r["trained"] else r["status"]
+        lines.append(
+            f"| {r['model']} | {len(r['layers'])} | {_num(r['init'][0])} | {_num(r['init'][-1])} "
+            f"| {_num(r['init_ratio'])} | {after} | {_num(max(r['init']) / min(r['init']))} |"
+        )
+    lines += ["", *_comparison(result.rows), ""]
+    return "\n".join(lines)
+
+
+def _comparison(rows: list[dict[str, Any]]) -> list[str]:
+    """One sentence per depth: how the plain net's first/fc ratio compares with the ResNet's."""
+    lines = []
+    for depth in sorted({r["depth"] for r in rows}):
+        pair = {r["residual"]: r for r in rows if r["depth"] == depth}
+        if len(pair) < 2:
+            continue
+        factor = pair[False]["init_ratio"] / pair[True]["init_ratio"]
+        way = "larger" if factor >= 1 else "smaller"
+        lines.append(
+            f"- depth {depth}: at initialisation the plain net's first/fc ratio is "
+            f"{_num(max(factor, 1 / factor))} times {way} than the ResNet's."
+        )
+    return lines
+
+
+def _num(x: float) -> str:
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 else f"{x:.2e}"
