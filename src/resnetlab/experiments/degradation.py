@@ -133,8 +133,8 @@ def run_degradation(
 def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> DegradationResult:
     """Write ``curves.png``, ``depth.png``, ``table.md`` and ``table.json`` for ``runs``."""
     rows = _model_rows(runs)
-    verdict = _verdict(runs, sorted({r.depth for r in runs}))
-    result = DegradationResult(Path(out), list(runs), rows, verdict, settings)
+    found = verdict({(r.seed, r.depth, r.residual): final_errors(r)[0] for r in runs})
+    result = DegradationResult(Path(out), list(runs), rows, found, settings)
     title = _title(runs, settings)
     plot_degradation(_curves(runs), out / "curves.png", title=title)
     plot_error_vs_depth(rows, out / "depth.png", title=title)
@@ -246,14 +246,28 @@ def _model_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
-def _verdict(runs: Sequence[Run], depths: list[int]) -> dict[str, Any] | None:
+def verdict(train_errors: dict[tuple[int, int, bool], float | None]) -> dict[str, Any] | None:
+    """Whether the plain nets' training error rises with depth while the ResNets' does not.
+
+    Per seed with every run finished: the plain nets' error must rise at every step in
+    depth, and the deepest ResNet's must be no higher than the shallowest's. The
+    degradation ``shows`` only when every such seed shows both.
+
+    Args:
+        train_errors: final training error (%) by ``(seed, depth, residual)``; None for a
+            run that did not finish.
+
+    Returns:
+        Counts, changes from the shallowest to the deepest net (points), per-seed details;
+        None with fewer than two depths.
+    """
+    depths = sorted({depth for _, depth, _ in train_errors})
     if len(depths) < 2:
         return None
-    by_key = {(r.seed, r.depth, r.residual): final_errors(r)[0] for r in runs}
     seeds = []
-    for seed in dict.fromkeys(r.seed for r in runs):
-        plain = [by_key.get((seed, d, False)) for d in depths]
-        resnet = [by_key.get((seed, d, True)) for d in depths]
+    for seed in dict.fromkeys(seed for seed, _, _ in train_errors):
+        plain = [train_errors.get((seed, d, False)) for d in depths]
+        resnet = [train_errors.get((seed, d, True)) for d in depths]
         if None in plain or None in resnet:
             continue  # a run diverged or is missing
         seeds.append(

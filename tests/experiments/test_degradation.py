@@ -1,0 +1,167 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from resnetlab import ResnetlabError
+from resnetlab.cli import main
+from resnetlab.engine import initial_model
+from resnetlab.engine.train import Trainer
+from resnetlab.experiments import QUICK, QUICK_DEPTHS, run_degradation
+from resnetlab.experiments.degradation import PAPER_TEST_ERROR, verdict
+from resnetlab.experiments.runner import run_config
+
+# Digits at their native 8x8: a real data set, a second or two per run.
+TINY = dict(input_size=8, crop_padding=1, batch_size=64, max_steps=4, log_every=2, val_subset=100)
+MODELS = ["plain8", "resnet8", "plain14", "resnet14"]
+
+
+def _experiment(out, **overrides):
+    return run_degradation("digits", (8, 14), out=out, **{**TINY, **overrides})
+
+
+def test_runner_writes_every_output_with_one_row_per_model(tmp_path):
+    result = _experiment(tmp_path / "exp")
+    out = tmp_path / "exp"
+    for name in ("curves.png", "depth.png"):
+        assert Image.open(out / name).size[0] > 600, name
+    for model in MODELS:
+        run = out / f"{model}-seed0"
+        for name in ("config.json", "metrics.csv", "summary.json", "last.safetensors"):
+            assert (run / name).is_file(), f"{model}: {name}"
+        assert json.loads((run / "summary.json").read_text())["steps"] == 4
+
+    table = json.loads((out / "table.json").read_text())
+    assert [row["model"] for row in table["models"]] == MODELS
+    assert [r.action for r in result.runs] == ["trained"] * 4
+    for row in table["models"]:
+        assert 0 <= row["train_error"] <= 100 and 0 <= row["test_error"] <= 100
+        assert row["params"] == {8: 75_290, 14: 172_506}[row["depth"]]
+        assert row["finished"] == 1 and row["train_error_std"] is None  # one seed
+    v = table["verdict"]
+    assert (v["shallow"], v["deep"], v["complete_seeds"]) == (8, 14, 1)
+
+    md = (out / "table.md").read_text()
+    model_rows = [
+        line
+        for line in md.splitlines()
+        if line.startswith("| plain") or line.startswith("| resnet")
+    ]
+    assert [line.split(" | ")[0][2:] for line in model_rows] == MODELS
+    assert "Fig. 6" in md and "## Does the degradation show?" in md
+
+
+def test_paper_numbers_sit_next_to_the_resnets(tmp_path):
+    result = run_degradation("digits", (8, 20), out=tmp_path / "exp", **TINY)
+    by_model = {row["model"]: row for row in result.rows}
+    assert by_model["resnet20"]["paper_test_error"] == 8.75
+    assert by_model["plain20"]["paper_test_error"] is None  # the paper has curves only
+    assert by_model["resnet8"]["paper_test_error"] is None  # not in the paper
+    md = (tmp_path / "exp" / "table.md").read_text()
+    assert "| resnet20 | 20 | 269,722 |" in md and "| 8.75 |" in md
+    assert PAPER_TEST_ERROR == {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+
+
+def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, monkeypatch):
+    out = tmp_path / "exp"
+    original = Trainer._train_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 6:  # the second step of the second run (plain8 takes 4)
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        _experiment(out)
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    finished_model = (out / "plain8-seed0" / "last.safetensors").stat().st_mtime_ns
+    assert (
+        json.loads((out / "resnet8-seed0" / "summary.json").read_text())["status"] == "interrupted"
+    )
+
+    result = _experiment(out)
+    assert [r.action for r in result.runs] == ["skipped", "resumed", "trained", "trained"]
+    assert all(r.status == "finished" and r.summary["steps"] == 4 for r in result.runs)
+    assert (out / "plain8-seed0" / "last.safetensors").stat().st_mtime_ns == finished_model
+    again = _experiment(out)
+    assert [r.action for r in again.runs] == ["skipped"] * 4
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    _experiment(tmp_path / "exp")
+    with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):
+        _experiment(tmp_path / "exp", max_steps=5)
+
+
+def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):
+    with pytest.raises(ResnetlabError, match="no registered CIFAR plain net of depth 26"):
+        run_degradation("digits", (8, 26), out=tmp_path / "a", **TINY)
+    with pytest.raises(ResnetlabError, match="sets seed itself"):
+        run_degradation("digits", (8,), out=tmp_path / "b", seed=3, **TINY)
+    assert not (tmp_path / "a").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("depth", [8, 20, 56])
+def test_plain_and_residual_nets_start_from_identical_weights(tmp_path, depth):
+    def start(model, seed=0):
+        config = run_config("digits", model, seed, tmp_path / model, "paper-cifar", dict(TINY))
+        return config, initial_model(config, 10, 8).state_dict()
+
+    plain_config, plain = start(f"plain{depth}")
+    _, resnet = start(f"resnet{depth}")
+    assert plain.keys() == resnet.keys()
+    assert all(torch.equal(plain[k], resnet[k]) for k in plain)
+    _, other_seed = start(f"plain{depth}", seed=1)
+    assert not torch.equal(plain["conv1.weight"], other_seed["conv1.weight"])
+    # ...and the engine starts the run from exactly these weights.
+    engine = Trainer(plain_config).model.state_dict()
+    assert all(torch.equal(engine[k], plain[k]) for k in plain)
+
+
+def test_verdict_counts_seeds_that_show_the_degradation():
+    errors = {}
+    for seed, plain, resnet in ((0, (10, 12, 15), (9, 8, 7)), (1, (11, 10, 16), (9, 9, 9))):
+        for depth, p, r in zip((8, 20, 32), plain, resnet, strict=True):
+            errors[(seed, depth, False)], errors[(seed, depth, True)] = p, r
+    v = verdict(errors)
+    assert (v["shallow"], v["deep"], v["complete_seeds"]) == (8, 32, 2)
+    assert (v["plain_rises"], v["resnet_holds"]) == (1, 2)  # seed 1's plain-20 beat plain-8
+    assert v["plain_change"] == pytest.approx(5.0) and v["resnet_change"] == pytest.approx(-1.0)
+    assert v["shows"] is False
+    errors[(1, 20, False)] = 10.5 + 1
+    assert verdict(errors)["shows"] is True
+    errors[(1, 32, True)] = None  # a diverged run: that seed is left out
+    assert verdict(errors)["complete_seeds"] == 1
+    assert verdict({(0, 8, False): 1.0, (0, 8, True): 2.0}) is None  # one depth
+
+
+def test_cli_runs_the_experiment_and_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "exp"
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "14"]
+    args += ["--max-steps", "3", "--input-size", "8", "--batch-size", "64", "--val-subset", "100"]
+    args += ["--option", "crop_padding=1", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| plain14 | 14 | 172,506 |" in printed and f"wrote {out / 'curves.png'}" in printed
+    assert json.loads((out / "plain8-seed0" / "config.json").read_text())["crop_padding"] == 1
+    assert main([*args[:4], "--depths", "8", "10", "--out", str(tmp_path / "x")]) == 2
+    assert "depth 10" in capsys.readouterr().err
+
+
+def test_quick_sets_its_options_and_flags_override(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run(data, depths, **kwargs):
+        seen.update(data=data, depths=list(depths), **kwargs)
+        raise ResnetlabError("stop here")
+
+    monkeypatch.setattr("resnetlab.experiments.run_degradation", fake_run)
+    assert main(["experiment", "degradation", "--data", "cifar10", "--quick", "--epochs", "1"]) == 2
+    expected = {k: v for k, v in QUICK.items() if k != "recipe"}
+    assert seen["depths"] == list(QUICK_DEPTHS) and seen["recipe"] == QUICK["recipe"]
+    assert {k: seen[k] for k in expected} == {**expected, "epochs": 1}
+    assert str(seen["out"]).endswith("degradation-quick-cifar10")

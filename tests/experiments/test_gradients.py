@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from resnetlab import ResnetlabError, create_model
+from resnetlab.cli import main
+from resnetlab.data import load_dataset, make_loader, split_stats
+from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
+
+
+@pytest.fixture(scope="module")
+def digits_batch():
+    """64 real digits at 8x8, normalised as training would."""
+    data = load_dataset("digits", image_size=8, default_val_split=0.2)
+    mean, std = split_stats(data.train)
+    loader = make_loader(data.train, train=False, batch_size=64, device="cpu", mean=mean, std=std)
+    return next(iter(loader))
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "plain8"])
+def test_one_norm_per_weight_layer(name, digits_batch):
+    model = create_model(name)
+    layers = weight_layers(model)
+    depth = int(name.removeprefix("resnet").removeprefix("plain"))
+    assert len(layers) == depth  # 6n + 2: the stem conv, 6n block convs, the fc
+    assert layers[0][0] == "conv1" and layers[-1][0] == "fc"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    norms = gradient_norms(model, *digits_batch)
+    assert len(norms) == depth and all(n > 0 and n < float("inf") for n in norms)
+    # The caller's model is untouched: no gradients, the same BN statistics.
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_deep_plain_nets_gradient_grows_toward_the_input(digits_batch):
+    # At initialisation, with BN in training mode, the plain net's gradient does not vanish
+    # toward the input: it explodes. The ResNet's first/fc ratio stays near 1.
+    ratios = {}
+    for name in ("plain56", "resnet56"):
+        torch.manual_seed(0)
+        norms = gradient_norms(create_model(name), *digits_batch)
+        ratios[name] = norms[0] / norms[-1]
+    assert ratios["plain56"] > 100 * ratios["resnet56"]
+    assert ratios["plain56"] > 10 and 0.01 < ratios["resnet56"] < 10
+
+
+def test_gradient_experiment_writes_its_outputs(tmp_path):
+    out = tmp_path / "grad"
+    result = run_gradients(
+        "digits",
+        (8, 14),
+        steps=3,
+        probe_size=40,
+        out=out,
+        input_size=8,
+        crop_padding=1,
+        batch_size=32,
+        val_subset=50,
+    )
+    assert [r["model"] for r in result.rows] == ["plain8", "resnet8", "plain14", "resnet14"]
+    for row in result.rows:
+        assert len(row["layers"]) == len(row["init"]) == len(row["trained"]) == row["depth"]
+        assert row["init"] != row["trained"]  # three steps changed the weights
+        summary = json.loads((out / f"{row['model']}-seed0" / "summary.json").read_text())
+        assert summary["steps"] == 3 and summary["status"] == "finished"
+    saved = json.loads((out / "gradients.json").read_text())
+    assert saved["steps"] == 3 and saved["settings"]["probe_size"] == 40
+    assert Image.open(out / "gradients.png").size[0] > 600
+    md = (out / "gradients.md").read_text()
+    assert "| plain14 | 14 |" in md and "first/fc (after 3 steps)" in md
+    assert "- depth 14: at initialisation the plain net's first/fc ratio is" in md
+    # Run again: the runs are skipped and the same initial weights give the same norms.
+    again = run_gradients(
+        "digits",
+        (8, 14),
+        steps=3,
+        probe_size=40,
+        out=out,
+        input_size=8,
+        crop_padding=1,
+        batch_size=32,
+        val_subset=50,
+    )
+    assert [r["init"] for r in again.rows] == [r["init"] for r in result.rows]
+
+
+def test_gradients_cli(tmp_path, capsys):
+    out = tmp_path / "grad"
+    args = ["experiment", "gradients", "--data", "digits", "--depths", "8", "--steps", "2"]
+    args += ["--input-size", "8", "--batch-size", "32", "--probe-size", "32"]
+    args += ["--val-subset", "50", "--option", "crop_padding=1", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| plain8 | 8 |" in printed and f"wrote {out / 'gradients.png'}" in printed
+    with pytest.raises(SystemExit):
+        main([*args, "--epochs", "3"])  # --steps sets the length
+    with pytest.raises(ResnetlabError, match="--steps must be at least 1"):
+        run_gradients("digits", (8,), steps=0, out=tmp_path / "x")
