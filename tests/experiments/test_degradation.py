@@ -139,6 +139,17 @@ def test_verdict_counts_seeds_that_show_the_degradation():
     assert verdict({(0, 8, False): 1.0, (0, 8, True): 2.0}) is None  # one depth
 
 
+def test_verdict_with_sampling_error():
+    # Errors near 10% over 1,000 images: two differ by chance by about 1.4 points.
+    errors = {(0, 8, False): 10.0, (0, 20, False): 12.0, (0, 32, False): 20.0}
+    errors |= {(0, 8, True): 10.0, (0, 20, True): 9.0, (0, 32, True): 11.0}
+    strict, tolerant = verdict(errors), verdict(errors, images=1000)
+    assert (strict["plain_rises"], strict["resnet_holds"]) == (1, 0)
+    assert (tolerant["plain_rises"], tolerant["resnet_holds"]) == (0, 1)  # +2.0 < 2 x 1.4
+    errors[(0, 20, False)] = 13.0  # +3.0: more than twice the sampling error
+    assert verdict(errors, images=1000)["shows"] is True
+
+
 def test_cli_runs_the_experiment_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "exp"
     args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "14"]

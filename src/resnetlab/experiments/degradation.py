@@ -21,6 +21,7 @@ last epoch. Test error is measured on the held-out split at the end of each epoc
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,7 +134,9 @@ def run_degradation(
 def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> DegradationResult:
     """Write ``curves.png``, ``depth.png``, ``table.md`` and ``table.json`` for ``runs``."""
     rows = _model_rows(runs)
-    found = verdict({(r.seed, r.depth, r.residual): final_errors(r)[0] for r in runs})
+    # The final training error is a rate over the last epoch's images.
+    images = min(r.summary["train_images"] for r in runs)
+    found = verdict({(r.seed, r.depth, r.residual): final_errors(r)[0] for r in runs}, images)
     result = DegradationResult(Path(out), list(runs), rows, found, settings)
     title = _title(runs, settings)
     plot_degradation(_curves(runs), out / "curves.png", title=title)
@@ -201,8 +204,14 @@ def verdict_text(v: dict[str, Any]) -> str:
         f"{answer}. From depth {lo} to {hi} the final training error changes by "
         f"{v['plain_change']:+.1f} points for the plain nets and {v['resnet_change']:+.1f} for "
         f"the ResNets (mean over seeds; {per_seed}). The plain nets' training error rises "
-        f"at every step in depth in {v['plain_rises']} of {n} seeds; the deepest ResNet "
-        f"trains at least as well as the shallowest in {v['resnet_holds']} of {n}."
+        f"at every step in depth in {v['plain_rises']} of {n} seeds; the deepest ResNet's "
+        f"does not rise above the shallowest's in {v['resnet_holds']} of {n}."
+        + (
+            f" A change counts as a rise when it exceeds twice its sampling error over "
+            f"{v['images']:,} images."
+            if v["images"]
+            else ""
+        )
     )
 
 
@@ -246,16 +255,23 @@ def _model_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
-def verdict(train_errors: dict[tuple[int, int, bool], float | None]) -> dict[str, Any] | None:
+def verdict(
+    train_errors: dict[tuple[int, int, bool], float | None], images: int | None = None
+) -> dict[str, Any] | None:
     """Whether the plain nets' training error rises with depth while the ResNets' does not.
 
     Per seed with every run finished: the plain nets' error must rise at every step in
-    depth, and the deepest ResNet's must be no higher than the shallowest's. The
-    degradation ``shows`` only when every such seed shows both.
+    depth, and the deepest ResNet's must not rise above the shallowest's. The degradation
+    ``shows`` only when every such seed shows both.
+
+    With ``images``, a change counts as a rise only when it is larger than twice its
+    sampling error: each training error is a rate over one epoch of ``images`` images, so
+    two of them differ by chance by about ``sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n)``.
 
     Args:
         train_errors: final training error (%) by ``(seed, depth, residual)``; None for a
             run that did not finish.
+        images: training images the errors were measured over (None: any rise counts).
 
     Returns:
         Counts, changes from the shallowest to the deepest net (points), per-seed details;
@@ -264,6 +280,13 @@ def verdict(train_errors: dict[tuple[int, int, bool], float | None]) -> dict[str
     depths = sorted({depth for _, depth, _ in train_errors})
     if len(depths) < 2:
         return None
+
+    def rises(a: float, b: float) -> bool:
+        if images is None:
+            return b > a
+        p, q = a / 100, b / 100
+        return b - a > 200 * math.sqrt((p * (1 - p) + q * (1 - q)) / images)
+
     seeds = []
     for seed in dict.fromkeys(seed for seed, _, _ in train_errors):
         plain = [train_errors.get((seed, d, False)) for d in depths]
@@ -277,14 +300,15 @@ def verdict(train_errors: dict[tuple[int, int, bool], float | None]) -> dict[str
                 "resnet": resnet,
                 "plain_change": plain[-1] - plain[0],
                 "resnet_change": resnet[-1] - resnet[0],
-                "plain_rises": all(b > a for a, b in pairwise(plain)),
-                "resnet_holds": resnet[-1] <= resnet[0],
+                "plain_rises": all(rises(a, b) for a, b in pairwise(plain)),
+                "resnet_holds": not rises(resnet[0], resnet[-1]),
             }
         )
     n = len(seeds)
     return {
         "shallow": depths[0],
         "deep": depths[-1],
+        "images": images,
         "complete_seeds": n,
         "plain_change": _mean([s["plain_change"] for s in seeds]),
         "resnet_change": _mean([s["resnet_change"] for s in seeds]),
@@ -338,8 +362,8 @@ def _title(runs: Sequence[Run], settings: dict[str, Any]) -> str:
     mean = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else f", seed {seeds[0]}"
     first = runs[0].summary
     return (
-        f"{settings['data']}: {first['train_images']:,} training images, "
-        f"recipe {settings['recipe']}{mean}"
+        f"{Path(str(settings['data'])).name}: {first['train_images']:,} training images, "
+        f"{first['input_size']}x{first['input_size']}, recipe {settings['recipe']}{mean}"
     )
 
 

@@ -161,7 +161,7 @@ def run_gradients(
             for r in rows
         ],
         out / "gradients.png",
-        title=f"{data}: weight-gradient norm per layer, one batch of {len(labels)}",
+        title=f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels)}",
     )
     (out / "gradients.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     (out / "gradients.md").write_text(markdown(result))

@@ -23,6 +23,9 @@ from ..engine.report import read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
 
+# Options that do not change what a run computes: a rerun may set them differently.
+INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
+
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
 ENDED = ("finished", "diverged")
@@ -124,7 +127,7 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     stored = TrainConfig.load(run_dir / "config.json")
     # Through JSON, as config.json was written: tuples become lists.
     wanted = json.loads(json.dumps({**config.to_dict(), "out": None}))
-    differ = [k for k in wanted if stored.get(k) != wanted[k]]
+    differ = [k for k in wanted if k not in INCIDENTAL and stored.get(k) != wanted[k]]
     if differ:
         k = differ[0]
         raise ResnetlabError(
