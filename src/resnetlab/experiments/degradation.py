@@ -79,7 +79,7 @@ class DegradationResult:
             "settings": self.settings,
             "models": self.rows,
             "verdict": self.verdict,
-            "runs": [_run_record(r) for r in self.runs],
+            "runs": [_run_record(r, self.out) for r in self.runs],
             "paper_test_error": {str(d): e for d, e in PAPER_TEST_ERROR.items()},
         }
 
@@ -374,20 +374,25 @@ def _options_text(settings: dict[str, Any]) -> str:
     return (" with " + ", ".join(f"{k}={v}" for k, v in options.items())) if options else ""
 
 
-def _run_record(run: Run) -> dict[str, Any]:
+def _run_record(run: Run, out: Path) -> dict[str, Any]:
     train, test = final_errors(run)
     return {
         "model": run.model,
         "depth": run.depth,
         "residual": run.residual,
         "seed": run.seed,
-        "run_dir": str(run.run_dir),
+        "run_dir": _relative(run.run_dir, out),
         "status": run.status,
         "steps": run.summary["steps"],
         "train_error": train,
         "test_error": test,
         "train_time_s": run.summary["train_time_s"],
     }
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` inside the experiment folder, so that the table stays valid if it moves."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _pm(mean: float | None, std: float | None) -> str:

@@ -201,7 +201,7 @@ def _measure(run: Run, config, images: torch.Tensor, labels: torch.Tensor) -> di
         "depth": run.depth,
         "residual": run.residual,
         "status": run.status,
-        "run_dir": str(run.run_dir),
+        "run_dir": run.run_dir.name,  # inside the experiment folder
         "layers": [name for name, _ in weight_layers(start)],
         "init": init,
         "trained": trained,
