@@ -70,7 +70,7 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
     assert Image.open(out / "gradients.png").size[0] > 600
     md = (out / "gradients.md").read_text()
     assert "| plain14 | 14 |" in md and "first/fc (after 3 steps)" in md
-    assert "- depth 14: at initialisation the plain net's first/fc ratio is" in md
+    assert "- depth 14: the plain net's first/fc ratio is" in md and "after 3 steps than" in md
     # Run again: the runs are skipped and the same initial weights give the same norms.
     again = run_gradients(
         "digits",

@@ -231,24 +231,32 @@ def markdown(result: GradientResult) -> str:
             f"| {r['model']} | {len(r['layers'])} | {_num(r['init'][0])} | {_num(r['init'][-1])} "
             f"| {_num(r['init_ratio'])} | {after} | {_num(max(r['init']) / min(r['init']))} |"
         )
-    lines += ["", *_comparison(result.rows), ""]
+    lines += ["", *_comparison(result.rows, k), ""]
     return "\n".join(lines)
 
 
-def _comparison(rows: list[dict[str, Any]]) -> list[str]:
-    """One sentence per depth: how the plain net's first/fc ratio compares with the ResNet's."""
+def _comparison(rows: list[dict[str, Any]], steps: int) -> list[str]:
+    """One line per depth: the plain net's first/fc ratio against the ResNet's."""
     lines = []
     for depth in sorted({r["depth"] for r in rows}):
         pair = {r["residual"]: r for r in rows if r["depth"] == depth}
         if len(pair) < 2:
             continue
-        factor = pair[False]["init_ratio"] / pair[True]["init_ratio"]
-        way = "larger" if factor >= 1 else "smaller"
+        parts = [
+            f"{_times(pair[False]['init_ratio'] / pair[True]['init_ratio'])} at initialisation"
+        ]
+        if pair[False]["trained_ratio"] and pair[True]["trained_ratio"]:
+            factor = pair[False]["trained_ratio"] / pair[True]["trained_ratio"]
+            parts.append(f"{_times(factor)} after {steps} steps")
         lines.append(
-            f"- depth {depth}: at initialisation the plain net's first/fc ratio is "
-            f"{_num(max(factor, 1 / factor))} times {way} than the ResNet's."
+            f"- depth {depth}: the plain net's first/fc ratio is {' and '.join(parts)} "
+            "than the ResNet's."
         )
     return lines
+
+
+def _times(factor: float) -> str:
+    return f"{_num(max(factor, 1 / factor))} times {'larger' if factor >= 1 else 'smaller'}"
 
 
 def _num(x: float) -> str:
