@@ -218,6 +218,8 @@ TRAIN_HELP = {
     "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
+    "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
+    "(e.g. 0.91; time-to-accuracy runs)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
     "flip": "random horizontal flips (default: on, except for digits)",
     "cutout": "cutout square side in pixels (0: off)",
@@ -226,6 +228,8 @@ TRAIN_HELP = {
     "precision": "auto (bf16 on GPUs that support it, else fp32), fp32, bf16 or fp16",
     "channels_last": "channels-last memory format (default: on for CUDA and CPU)",
     "compile": "compile the model with torch.compile",
+    "cuda_graphs": "capture the whole training step into a CUDA graph and replay it (CUDA only; "
+    "fastest for small models such as the CIFAR nets, whose steps are launch-bound)",
     "deterministic": "use deterministic algorithms only (slower on GPU)",
     "sync_bn": "synchronise BatchNorm statistics across processes under torchrun",
     "num_workers": "loader worker processes for streamed data",
