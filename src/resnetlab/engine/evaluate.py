@@ -132,7 +132,7 @@ def evaluate(
         raise ResnetlabError(
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
         )
-    fast = inference_model(model, device_)
+    fast = inference_model(model, device_, input_size=meta.input_size)
     loader = make_loader(
         split,
         train=False,

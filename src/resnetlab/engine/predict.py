@@ -80,7 +80,7 @@ def predict(
     # The training path: decode and resize as a folder is decoded, normalise in the loader.
     images = torch.stack([torch.from_numpy(_read(p, size)) for p in paths])  # (N, H, W, 3)
     labels = torch.zeros(len(paths), dtype=torch.int64)
-    model = inference_model(model, device_)
+    model = inference_model(model, device_, input_size=size)
     loader = DeviceLoader(
         images,
         labels,

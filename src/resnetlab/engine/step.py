@@ -17,6 +17,8 @@ What makes it fast, and why:
   into a CUDA graph and replayed, one launch per step instead of hundreds. Small-kernel
   models (the CIFAR nets, the seed's 64x64 model) are limited by launch overhead, not by
   arithmetic.
+- On the CPU, convolutions with output maps of 2x2 or less as one matrix product (see
+  ``engine.cpu``): oneDNN is slow there, and ImageNet ResNets at small inputs end there.
 - An EMA update without host reads (``AveragedModel.update_parameters`` reads its counter
   on the host every step, which waits for the device).
 """
@@ -36,6 +38,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..errors import ResnetlabError
 from ..models import create_model, model_info
 from .config import TrainConfig
+from .cpu import use_small_map_convs
 from .distributed import DistInfo
 from .optim import build_optimizer
 
@@ -296,6 +299,8 @@ def build_training(
     model = create_model(config.model, num_classes=num_classes, **model_kwargs).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cpu":
+        use_small_map_convs(model, input_size)
     if config.sync_bn and dist.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, config, device)
