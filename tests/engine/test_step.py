@@ -1,3 +1,4 @@
+import contextlib
 import copy
 
 import pytest
@@ -6,6 +7,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import resnetlab
 from resnetlab.engine import TrainConfig, train
+from resnetlab.engine.distributed import DistInfo
 from resnetlab.engine.optim import set_lr
 from resnetlab.engine.step import GRAPH_WARMUP_STEPS, EmaUpdate, TrainStep, build_training
 
@@ -82,10 +84,66 @@ def test_ema_update_matches_averaged_model():
                 assert torch.equal(value, model.state_dict()[name])
 
 
-def test_cuda_graphs_need_cuda():
+def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process():
     config = TrainConfig(model="resnet20", cuda_graphs=True)
     with pytest.raises(resnetlab.ResnetlabError, match="--cuda-graphs needs a CUDA device"):
         build_training(config, CPU, num_classes=10, input_size=16)
+    with pytest.raises(resnetlab.ResnetlabError, match="use --precision bf16"):
+        TrainConfig(model="resnet20", cuda_graphs=True, precision="fp16")
+    with pytest.raises(resnetlab.ResnetlabError, match="several processes"):
+        build_training(config, CPU, num_classes=10, input_size=16, dist=DistInfo(0, 2, 0))
+
+
+def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch):
+    """The warm-up, capture, replay and fallback sequence, runnable without a GPU.
+
+    The stubs run the captured step once at capture time and make replays do nothing,
+    so only the sequence is checked here; the GPU tests check the numbers.
+    """
+    events = []
+
+    class Stream:
+        def __init__(self, device=None):
+            pass
+
+        def wait_stream(self, other):
+            events.append("wait")
+
+    class Graph:
+        def replay(self):
+            events.append("replay")
+
+    class Capture:
+        def __init__(self, graph):
+            pass
+
+        def __enter__(self):
+            events.append("capture")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", Capture)
+    parts = build_training(TrainConfig(model="resnet20"), CPU, num_classes=10, input_size=16)
+    step = parts.step
+    step.cuda_graphs = True  # on the CPU, past the check that refuses it
+    x, y = _batch()
+    for _ in range(GRAPH_WARMUP_STEPS):
+        step(x, y)
+    assert step.graph is None and step.eager_steps == GRAPH_WARMUP_STEPS
+    assert all(isinstance(g["lr"], torch.Tensor) for g in parts.optimizer.param_groups)
+    step(x, y)  # capture, then replay this batch
+    step(x, y)
+    assert events[-3:] == ["capture", "replay", "replay"]
+    assert step.eager_steps == GRAPH_WARMUP_STEPS  # the capture itself ran nothing
+    step(x[:5], y[:5])  # another shape: eagerly
+    assert step.eager_steps == GRAPH_WARMUP_STEPS + 1 and events[-1] == "replay"
+    static_x, _ = step._static
+    assert static_x.data_ptr() != x.data_ptr() and torch.equal(static_x, x)
 
 
 def test_set_lr_updates_a_tensor_rate_in_place():

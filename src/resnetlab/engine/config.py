@@ -165,6 +165,11 @@ class TrainConfig:
                 f"milestones are fractions of training in (0, 1), got {self.milestones}",
             ),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (
+                not (self.cuda_graphs and self.precision == "fp16"),
+                "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
+                "every step; use --precision bf16",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -289,6 +289,8 @@ def build_training(
         dist: this process's place under torchrun (wraps the model in DDP).
     """
     dist = dist or DistInfo()
+    if config.cuda_graphs and dist.enabled:
+        raise ResnetlabError("--cuda-graphs is not supported with several processes (torchrun)")
     info = model_info(config.model)
     amp_dtype = resolve_precision(config.precision, device)
     channels_last = resolve_channels_last(config, device)
