@@ -241,6 +241,8 @@ def _check_graphable(
 ) -> None:
     if device.type != "cuda":
         raise ResnetlabError(f"--cuda-graphs needs a CUDA device; this run is on {device}")
+    if torch.__version__ < "2.5":  # tensor learning rates in every fused optimizer came in 2.5
+        raise ResnetlabError(f"--cuda-graphs needs torch 2.5 or later; this is {torch.__version__}")
     if scaler is not None:
         raise ResnetlabError(
             "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
