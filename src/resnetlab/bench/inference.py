@@ -16,13 +16,13 @@ import torch
 
 from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model
-from ..engine.step import autocast, configure_backends, resolve_precision
+from ..engine.step import autocast, configure_backends, precision_name, resolve_precision
 from ..errors import ResnetlabError
 from ..models import create_model, model_info
 from .records import environment, load_average
 from .reference import peer_model
 from .timing import Clock, spread, time_steps
-from .training import PEERS, _dtype_name
+from .training import PEERS
 
 
 def bench_infer(
@@ -127,7 +127,7 @@ def bench_infer(
             "batch_size": batch_size,
             "input_size": size,
             "num_classes": classes,
-            "precision": _dtype_name(ours_amp),
+            "precision": precision_name(ours_amp),
             "channels_last": ours_cl,
             "compile": compile,
             "steps": steps,
@@ -143,7 +143,7 @@ def bench_infer(
     if peer is not None:
         record["peer"] = {
             "what": peer.description,
-            "precision": _dtype_name(peer_amp),
+            "precision": precision_name(peer_amp),
             "channels_last": peer_cl,
             "compile": peer_compile,
             "latency_ms": spread(results["peer"]["latency_ms"]),

@@ -29,11 +29,15 @@ from ..data.decode import available_cpus
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
 from ..engine.optim import set_lr
-from ..engine.step import build_training, configure_backends, resolve_channels_last
+from ..engine.step import (
+    build_training,
+    configure_backends,
+    precision_name,
+    resolve_channels_last,
+)
 from ..errors import ResnetlabError
 from .records import environment, load_average, seed_cache
 from .timing import Clock
-from .training import _dtype_name
 
 AUGMENT = Augment(crop_padding=4, flip=True)
 
@@ -296,7 +300,7 @@ def _epoch_share(
     return {
         "model": model,
         "steps": steps,
-        "precision": _dtype_name(parts.amp_dtype),
+        "precision": precision_name(parts.amp_dtype),
         "total_s": round(total, 3),
         "data_s": round(waiting, 4),
         "share": round(waiting / total, 4),

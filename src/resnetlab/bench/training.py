@@ -27,8 +27,10 @@ from ..engine.step import (
     GRAPH_WARMUP_STEPS,
     build_training,
     configure_backends,
+    precision_name,
     resolve_precision,
 )
+from ..errors import ResnetlabError
 from ..models import create_model, model_info
 from .records import environment, load_average
 from .reference import PlainLoop, peer_model
@@ -74,8 +76,6 @@ def bench_train(
         vs: ``torchvision`` to run the peer side by side.
         threads: CPU threads for PyTorch (default: its own choice).
     """
-    from ..errors import ResnetlabError
-
     if min(batch_size, steps, repeats) < 1 or warmup < 0:
         raise ResnetlabError("--batch-size, --steps and --repeats must be at least 1")
     if vs is not None and vs not in PEERS:
@@ -170,7 +170,7 @@ def bench_train(
             "batch_size": batch_size,
             "input_size": size,
             "num_classes": classes,
-            "precision": _dtype_name(parts.amp_dtype),
+            "precision": precision_name(parts.amp_dtype),
             "channels_last": parts.channels_last,
             "compile": config.compile,
             "cuda_graphs": config.cuda_graphs,
@@ -187,7 +187,7 @@ def bench_train(
         peer_result: dict[str, Any] = {
             "what": peer.description,
             "loop": "plain loop: zero_grad, forward, loss, backward, step, loss.item()",
-            "precision": _dtype_name(peer_amp),
+            "precision": precision_name(peer_amp),
             "channels_last": peer_cl,
             "compile": peer_compile,
             "optimizer": _describe_optimizer(peer_loop.optimizer, device_),
@@ -224,10 +224,6 @@ def _training_flops(name: str, classes: int, size: int, model_kwargs: dict) -> i
     with torch.device("meta"):
         model = create_model(name, num_classes=classes, **kwargs)
     return training_flops(model, size)
-
-
-def _dtype_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def _describe_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> str:

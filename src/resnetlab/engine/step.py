@@ -55,6 +55,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: the ``--precision`` that gives autocast ``dtype``."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def resolve_channels_last(config: TrainConfig, device: torch.device) -> bool:
     """``config.channels_last``, or by default on for CUDA and CPU (never slower there)."""
     if config.channels_last is not None:

@@ -32,7 +32,13 @@ from .distributed import all_reduce_sum, broadcast_object, init_distributed, shu
 from .evaluate import EvalResult, evaluate_loader
 from .optim import lr_at, set_lr
 from .report import RunLog, new_run_dir
-from .step import autocast, build_training, configure_backends, resolve_channels_last
+from .step import (
+    autocast,
+    build_training,
+    configure_backends,
+    precision_name,
+    resolve_channels_last,
+)
 
 DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
 
@@ -381,7 +387,7 @@ class Trainer:
         c = self.config
         params = count_parameters(self.model)[0]
         world = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
-        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        precision = precision_name(self.amp_dtype)
         val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
         return (
             f"{c.model} ({params:,} parameters) on {c.data}: {self.num_train:,} training images"
