@@ -120,15 +120,14 @@ def bench_train(
     peer = peer_loop = None
     if vs is not None:
         with PeakMemory(device_) as peer_memory:
+            torch.manual_seed(config.seed)
             peer = peer_model(model, num_classes=classes, input_size=size)
-            peer_cl = peer_amp = None
             if peer.usual_way:
                 peer_cl, peer_amp, peer_compile = False, None, False
             else:
                 peer_cl = bool(channels_last)  # named: as ours; left out: PyTorch's NCHW
                 peer_amp = resolve_precision(precision, device_) if precision else None
                 peer_compile = compile
-            torch.manual_seed(config.seed)
             net = peer.model.to(device_)
             if peer_cl:
                 net = net.to(memory_format=torch.channels_last)
