@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,24 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# The README's CPU figures (a few minutes on 2 cores), then its table.
+bench: $(VENV)/.installed
+	$(BIN)/resnetlab bench train --model resnet20 --batch-size 128 --input-size 32 --steps 3 --vs torchvision
+	$(BIN)/resnetlab bench train --model resnet18 --batch-size 64 --input-size 64 --steps 2 --vs torchvision
+	$(BIN)/resnetlab bench infer --model resnet20 --steps 5 --vs torchvision
+	$(BIN)/resnetlab bench data --data ../shared/data/cifar10-jpg.tar.gz --workers 2 --steps 10
+	$(BIN)/resnetlab bench table --update README.md
+
+# The GPU targets of the README's Speed section.
+bench-gpu: $(VENV)/.installed
+	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --precision bf16 --channels-last --vs torchvision
+	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --precision bf16 --channels-last --compile --vs torchvision
+	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --compile --cuda-graphs
+	$(BIN)/resnetlab bench train --model resnet56 --batch-size 512 --cuda-graphs --vs torchvision
+	$(BIN)/resnetlab bench data --data ../shared/data/cifar10-jpg.tar.gz
+	$(BIN)/resnetlab bench tta --model resnet20 --data ../shared/data/cifar10-jpg.tar.gz --target 0.9125
+	$(BIN)/resnetlab bench table --update README.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

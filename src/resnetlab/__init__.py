@@ -1,5 +1,16 @@
 """resnetlab: residual networks in PyTorch, from the Keras seed to the paper's experiments."""
 
+import os as _os
+import sys as _sys
+
+# PyTorch's CPU threads (GNU OpenMP) spin at every barrier by default. When other processes
+# hold some of the cores, each op then waits for a descheduled thread: on 2 cores with one
+# busy, training ran 4 to 18 times slower. Passive waiting avoids that. OpenMP reads the
+# setting when torch loads it, so it is made here, before torch is imported, unless torch
+# is already loaded or the user chose a policy.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import convert
 from .errors import ResnetlabError
 from .models import (

@@ -221,6 +221,8 @@ TRAIN_HELP = {
     "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
+    "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
+    "(e.g. 0.91; time-to-accuracy runs)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
     "flip": "random horizontal flips (default: on, except for digits)",
     "cutout": "cutout square side in pixels (0: off)",
@@ -229,6 +231,8 @@ TRAIN_HELP = {
     "precision": "auto (bf16 on GPUs that support it, else fp32), fp32, bf16 or fp16",
     "channels_last": "channels-last memory format (default: on for CUDA and CPU)",
     "compile": "compile the model with torch.compile",
+    "cuda_graphs": "capture the whole training step into a CUDA graph and replay it (CUDA only; "
+    "fastest for small models such as the CIFAR nets, whose steps are launch-bound)",
     "deterministic": "use deterministic algorithms only (slower on GPU)",
     "sync_bn": "synchronise BatchNorm statistics across processes under torchrun",
     "num_workers": "loader worker processes for streamed data",
@@ -396,6 +400,148 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: training and inference speed against torchvision, data loading, "
+        "time to accuracy",
+        description="Measure speed, ours and the peer's side by side in one process, and "
+        "append each result as a JSON line to benchmarks/results/<machine>.jsonl.",
+    )
+    kinds = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+
+    def common(q: argparse.ArgumentParser, steps: int, warmup: int) -> None:
+        q.add_argument("--input-size", type=int, help="image side (default: the model's)")
+        q.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+        q.add_argument(
+            "--precision",
+            choices=("auto", "fp32", "bf16", "fp16"),
+            help="named, applies to the peer too (default: ours auto, the peer fp32)",
+        )
+        q.add_argument(
+            "--channels-last",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="named, applies to the peer too (default: ours on, the peer NCHW)",
+        )
+        q.add_argument("--compile", action="store_true", help="torch.compile both sides")
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        q.add_argument("--steps", type=int, default=steps, help=f"per timed repeat ({steps})")
+        q.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps first ({warmup})")
+        q.add_argument("--repeats", type=int, default=5, help="timed repeats (5)")
+        q.add_argument(
+            "--vs",
+            choices=("torchvision",),
+            help="run the peer side by side: torchvision's model, or for the CIFAR nets and "
+            "resnet50_keras the same architecture written the usual way",
+        )
+
+    t = kinds.add_parser("train", help="images/s of full training steps (synthetic data)")
+    t.add_argument("--model", required=True, help="a registered model name")
+    t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
+    common(t, steps=10, warmup=5)
+    t.add_argument("--cuda-graphs", action="store_true", help="capture our step (CUDA only)")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default: sgd")
+    t.set_defaults(bench_fn="bench_train")
+
+    i = kinds.add_parser("infer", help="batch-1 latency and large-batch throughput")
+    i.add_argument("--model", required=True, help="a registered model name")
+    i.add_argument("--batch-size", type=int, default=256, help="for throughput (256)")
+    common(i, steps=10, warmup=3)
+    i.set_defaults(bench_fn="bench_infer")
+
+    d = kinds.add_parser(
+        "data", help="data loading speed, and the share of training time waiting for data"
+    )
+    d.add_argument("--data", default="digits", help="a data spec as for train (digits)")
+    d.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
+    d.add_argument("--model", default="resnet20", help="model trained for the share (resnet20)")
+    d.add_argument("--input-size", type=int, help="resize when decoding (default: keep)")
+    d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    d.add_argument("--steps", type=int, default=20, help="training steps for the share (20)")
+    d.add_argument("--workers", type=int, help="DataLoader workers (default: cores, max 8)")
+    d.set_defaults(bench_fn="bench_data")
+
+    a = kinds.add_parser(
+        "tta", help="wall-clock time from raw data to a target accuracy, whole process"
+    )
+    a.add_argument("--model", default="resnet20", help="resnet20")
+    a.add_argument("--data", default="cifar10", help="a data spec as for train (cifar10)")
+    a.add_argument("--target", type=float, default=0.91, help="accuracy to reach (0.91)")
+    a.add_argument("--epochs", type=int, help="recipe length (default 40)")
+    a.add_argument("--batch-size", type=int, help="default 512")
+    a.add_argument("--lr", type=float, help="default 0.4")
+    a.add_argument("--recipe", choices=("seed", "paper-cifar", "modern"), help="default modern")
+    a.add_argument("--input-size", type=int, help="default: the model's")
+    a.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
+    a.add_argument("--compile", action="store_true", help="torch.compile the model")
+    a.add_argument(
+        "--cuda-graphs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: on when training on CUDA",
+    )
+    a.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    a.add_argument("--warm-cache", action="store_true", help="keep the decoding cache")
+    a.add_argument(
+        "--train-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="another `resnetlab train` option, e.g. crop_padding=1 (repeatable)",
+    )
+    a.add_argument("--timeout", type=float, help="give up after this many seconds")
+    a.set_defaults(bench_fn="bench_tta")
+
+    for q in (t, i, d):
+        q.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    for q in (t, i, d, a):
+        q.add_argument("--results", help="a .jsonl file or folder (benchmarks/results)")
+        q.add_argument("--machine", help="machine name for the results file and table")
+        q.add_argument("--no-save", action="store_true", help="print only")
+        q.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    r = kinds.add_parser("table", help="the README's Markdown table of recorded results")
+    r.add_argument("paths", nargs="*", default=["benchmarks/results"], help=".jsonl files, folders")
+    r.add_argument("--update", metavar="README", help="write it between the README's markers")
+    r.set_defaults(bench_fn=None)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import inspect
+
+    from . import bench
+    from .bench.records import command_line
+
+    if args.bench_command == "table":
+        table = bench.render_table(bench.read_records(args.paths))
+        if args.update:
+            bench.update_readme(args.update, table)
+            print(f"updated {args.update}")
+        else:
+            print(table, end="")
+        return 0
+    fn = getattr(bench, args.bench_fn)
+    names = inspect.signature(fn).parameters
+    options = {k: v for k, v in vars(args).items() if k in names}
+    shown = dict(options)  # the command that reruns it, with every default spelled out
+    if getattr(args, "train_option", None):
+        shown["train_option"] = args.train_option
+        options["train_options"] = parse_options(args.train_option)
+    record = {"command": command_line(args.bench_command, shown)}
+    record.update(fn(**options))
+    if args.machine:
+        record["machine"] = args.machine
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print("\n".join(bench.describe(record)))
+    if not args.no_save:
+        path = bench.append_record(record, bench.results_path(record["machine"], args.results))
+        print(f"appended to {path}", file=sys.stderr)
+    return 0
+
+
 # Training options the experiment commands take as flags; any other through --option.
 EXPERIMENT_TRAIN_FLAGS = (
     ("epochs", int),
@@ -524,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_summary,
         add_data,
         add_convert,
+        add_bench,
         add_experiment,
     )
     for add in commands:

@@ -1,5 +1,5 @@
 """Looking inside models: summaries, FLOPs, plots."""
 
-from .summary import ModelSummary, count_parameters, print_summary, summarize
+from .summary import ModelSummary, count_parameters, print_summary, summarize, training_flops
 
-__all__ = ["ModelSummary", "count_parameters", "print_summary", "summarize"]
+__all__ = ["ModelSummary", "count_parameters", "print_summary", "summarize", "training_flops"]

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -94,6 +95,27 @@ def summarize(model: nn.Module, input_size: int, name: str | None = None) -> Mod
         non_trainable=non_trainable,
         flops=counter.get_total_flops(),
     )
+
+
+def training_flops(model: nn.Module, input_size: int) -> int:
+    """FLOPs of one training step per image: forward, cross-entropy and backward.
+
+    Counted by ``torch.utils.flop_counter`` (convolutions and matrix products; a multiply-add
+    counts as 2) on a batch of two, in training mode. Run it on a model built on the meta
+    device (``with torch.device("meta"): create_model(...)``) to count without computing.
+    """
+    param = next(model.parameters())
+    x = torch.zeros(2, 3, input_size, input_size, device=param.device, dtype=param.dtype)
+    y = torch.zeros(2, dtype=torch.int64, device=param.device)
+    was_training = model.training
+    model.train()
+    try:
+        with FlopCounterMode(display=False) as counter:
+            F.cross_entropy(model(x), y).backward()
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() // 2
 
 
 def print_summary(summary: ModelSummary, console: Console | None = None) -> None:

@@ -3,7 +3,8 @@
 from .config import RECIPES, TrainConfig, resolve_config
 from .evaluate import EvalResult, evaluate
 from .optim import lr_at
-from .train import RunResult, TrainingDiverged, initial_model, train
+from .step import initial_model
+from .train import RunResult, TrainingDiverged, train
 
 __all__ = [
     "RECIPES",

@@ -105,6 +105,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
+    target_accuracy: float | None = None  # stop after the first epoch whose accuracy reaches it
     crop_padding: int = 4
     flip: bool | None = None  # default: on, except for digits (a mirrored digit is no digit)
     cutout: int = 0
@@ -114,6 +115,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool | None = None  # default: on for CUDA and CPU
     compile: bool = False
+    cuda_graphs: bool = False  # capture the whole step into a CUDA graph (see engine.step)
     deterministic: bool = False
     sync_bn: bool = False
     num_workers: int | None = None
@@ -162,6 +164,10 @@ class TrainConfig:
             ),
             (0 <= self.ema_decay < 1, f"EMA decay must be in [0, 1), got {self.ema_decay}"),
             (
+                self.target_accuracy is None or 0 < self.target_accuracy <= 1,
+                f"target accuracy must be in (0, 1], got {self.target_accuracy}",
+            ),
+            (
                 self.val_split is None or 0 < self.val_split < 1,
                 f"val split must be in (0, 1), got {self.val_split}",
             ),
@@ -174,6 +180,11 @@ class TrainConfig:
                 f"milestones are fractions of training in (0, 1), got {self.milestones}",
             ),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (
+                not (self.cuda_graphs and self.precision == "fp16"),
+                "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
+                "every step; use --precision bf16",
+            ),
         ]
         for ok, message in checks:
             if not ok:

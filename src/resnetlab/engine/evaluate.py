@@ -114,6 +114,7 @@ def evaluate(
     """
     from ..data import load_eval_split, make_loader
     from .distributed import resolve_device
+    from .inference import inference_model, is_channels_last
 
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
@@ -131,10 +132,17 @@ def evaluate(
         raise ResnetlabError(
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
         )
+    fast = inference_model(model, device_, input_size=meta.input_size)
     loader = make_loader(
-        split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
+        split,
+        train=False,
+        batch_size=batch_size,
+        device=device_,
+        mean=meta.mean,
+        std=meta.std,
+        channels_last=is_channels_last(fast),
     )
-    result = evaluate_loader(model.to(device_), loader, meta.num_classes)
+    result = evaluate_loader(fast, loader, meta.num_classes)
     return EvalReport(result, class_names, data, name)
 
 

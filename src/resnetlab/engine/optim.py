@@ -31,7 +31,11 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool
 def build_optimizer(
     model: nn.Module, config: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
-    """The configured optimizer, with the fused CUDA kernels or the multi-tensor path."""
+    """The configured optimizer, with the fused CUDA kernels or the multi-tensor path.
+
+    With ``config.cuda_graphs`` on CUDA, Adam and AdamW keep their step counts on the device
+    (``capturable``) so that a captured step can advance them.
+    """
     groups = param_groups(model, config.weight_decay, config.no_decay_norm_bias)
     # One kernel for all parameters: fused on CUDA, foreach (multi-tensor) elsewhere.
     speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
@@ -40,6 +44,8 @@ def build_optimizer(
         return torch.optim.SGD(
             groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov, **speed
         )
+    if config.cuda_graphs and device.type == "cuda":
+        speed["capturable"] = True
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, **speed)
     return torch.optim.AdamW(groups, lr=config.lr, **speed)
@@ -83,5 +89,9 @@ def lr_at(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor rate (CUDA graphs) is updated in place."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr

@@ -14,6 +14,7 @@ from ..data.decode import IMAGE_EXTENSIONS
 from ..errors import ResnetlabError
 from ..models import load_model
 from .distributed import resolve_device
+from .inference import inference_model, is_channels_last
 
 
 @dataclass
@@ -79,10 +80,16 @@ def predict(
     # The training path: decode and resize as a folder is decoded, normalise in the loader.
     images = torch.stack([torch.from_numpy(_read(p, size)) for p in paths])  # (N, H, W, 3)
     labels = torch.zeros(len(paths), dtype=torch.int64)
+    model = inference_model(model, device_, input_size=size)
     loader = DeviceLoader(
-        images, labels, batch_size=batch_size, mean=meta.mean, std=meta.std, device=device_
+        images,
+        labels,
+        batch_size=batch_size,
+        mean=meta.mean,
+        std=meta.std,
+        device=device_,
+        channels_last=is_channels_last(model),
     )
-    model = model.to(device_).eval()
     probs = torch.cat([model(x).float().softmax(1).cpu() for x, _ in loader])
     k = min(top_k, meta.num_classes)
     values, indices = probs.topk(k, dim=1)

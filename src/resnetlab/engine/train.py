@@ -20,21 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..analysis import count_parameters
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_split
 from ..errors import ResnetlabError
-from ..models import create_model, model_info, save_model
+from ..models import model_info, save_model
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
-from .optim import build_optimizer, lr_at, set_lr
+from .optim import lr_at, set_lr
 from .report import RunLog, new_run_dir
+from .step import (
+    autocast,
+    build_training,
+    configure_backends,
+    precision_name,
+    resolve_channels_last,
+)
 
 DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
 
@@ -78,32 +82,6 @@ def train(
     return Trainer(config).run()
 
 
-def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.Module:
-    """The model a run of ``config`` starts from, its weights drawn right after seeding.
-
-    Runs that differ only in the model start from the same values wherever their builders
-    draw the same tensors in the same order: ``plainN`` and ``resnetN`` share every one.
-
-    Args:
-        config: the run's configuration (``model``, ``model_kwargs`` and ``seed`` are used).
-        num_classes: outputs of the classifier.
-        input_size: the image side, for models that are built for one (the Keras seed's).
-    """
-    kwargs = dict(config.model_kwargs)
-    if model_info(config.model).family == "keras":
-        kwargs.setdefault("input_size", input_size)
-    torch.manual_seed(config.seed)
-    return create_model(config.model, num_classes=num_classes, **kwargs)
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it."""
-    if precision == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
 class Trainer:
     """One training job: set up from a config, then ``run()``."""
 
@@ -111,15 +89,8 @@ class Trainer:
         self.config = c = config
         self.dist, self.device = init_distributed(c.device)
         torch.manual_seed(c.seed)
-        if c.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        self.amp_dtype = resolve_precision(c.precision, self.device)
-        # Channels-last is faster on CUDA and for small convs on CPU, and never slower there.
-        default_cl = self.device.type in ("cuda", "cpu")
-        self.channels_last = c.channels_last if c.channels_last is not None else default_cl
+        configure_backends(self.device, c.deterministic)
+        self.channels_last = resolve_channels_last(c, self.device)
 
         # Data: decoded once, resized to the model's input size, normalised with train statistics.
         info = model_info(c.model)
@@ -168,22 +139,19 @@ class Trainer:
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
 
-        # Model, optimizer, EMA.
-        model = initial_model(c, len(self.class_names), self.input_size).to(self.device)
-        if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if c.sync_bn and self.dist.enabled:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model  # unwrapped: what is saved and averaged
-        self.optimizer = build_optimizer(model, c, self.device)
-        self.scaler = (
-            torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        # Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
+        parts = build_training(
+            c,
+            self.device,
+            num_classes=len(self.class_names),
+            input_size=self.input_size,
+            dist=self.dist,
         )
-        self.ema = (
-            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay), use_buffers=True)
-            if c.ema_decay > 0
-            else None
-        )
+        self.model = parts.model  # unwrapped: what is saved and averaged
+        self.net = parts.net
+        self.optimizer, self.scaler, self.ema = parts.optimizer, parts.scaler, parts.ema
+        self.amp_dtype = parts.amp_dtype
+        self.train_step = parts.step
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
         # With max_steps the last epoch may be cut short.
@@ -195,6 +163,7 @@ class Trainer:
         self.train_time = 0.0
         self.images_trained = 0
         self.best = {"metric": -math.inf, "epoch": None}
+        self.last_metric = -math.inf  # the accuracy of the last epoch, for target_accuracy
         if resume:
             assert run_dir is not None
             self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
@@ -211,12 +180,6 @@ class Trainer:
             resume_step=self.step if resume else None,
         )
 
-        net: nn.Module = model
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            net = DistributedDataParallel(net, device_ids=ids)
-        self.net = torch.compile(net) if c.compile else net
-
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -228,10 +191,14 @@ class Trainer:
                 self.log.start(self._describe())
                 if self.step == 0:
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
-            while self.epoch < self.num_epochs:
+            while self.epoch < self.num_epochs and not self._reached_target():
                 train_stats = self._train_epoch()
                 val = self._evaluate()
                 self._end_epoch(train_stats, val)
+            if self._reached_target() and self.dist.is_main:
+                self.log.message(
+                    f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
+                )
             status = "finished"
         except TrainingDiverged:
             status = "diverged"
@@ -259,7 +226,7 @@ class Trainer:
         spe = self.steps_per_epoch
         epoch_steps = min(spe, self.total_steps - self.epoch * spe)
         batches = itertools.islice(iter(self.train_loader), self.batch, epoch_steps)  # skip done
-        sums = torch.zeros(2, device=self.device)  # loss * images, hits: since the last log
+        self.train_step.sums.zero_()  # loss * images, hits: since the last log
         seen = 0
         epoch_loss = epoch_hits = epoch_seen = 0.0
         lr = self._lr()
@@ -268,13 +235,12 @@ class Trainer:
         for x, y in batches:
             lr = self._lr()
             set_lr(self.optimizer, lr)
-            loss, hits = self._train_step(x, y)
-            sums += torch.stack([loss * len(y), hits])
+            self._train_step(x, y)
             seen += len(y)
             self.step += 1
             self.batch += 1
             if self.batch % c.log_every == 0 or self.batch == epoch_steps:
-                loss_sum, hit_sum, n = self._reduce(sums, seen)
+                loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
                 if not math.isfinite(loss_sum):
                     self._diverged(lr)
                 epoch_loss, epoch_hits, epoch_seen = (
@@ -292,7 +258,6 @@ class Trainer:
                     lr=lr,
                     images_per_s=epoch_seen / max(time.perf_counter() - tick, 1e-9),
                 )
-                sums.zero_()
                 seen = 0
         elapsed = time.perf_counter() - tick
         self.train_time += elapsed
@@ -302,6 +267,11 @@ class Trainer:
             "lr": lr,
             "images_per_s": epoch_seen / max(elapsed, 1e-9),
         }
+
+    def _reached_target(self) -> bool:
+        """The last epoch's accuracy (validation, else training) reached ``target_accuracy``."""
+        target = self.config.target_accuracy
+        return target is not None and self.epoch > 0 and self.last_metric >= target
 
     def _lr(self) -> float:
         c = self.config
@@ -315,21 +285,8 @@ class Trainer:
             gamma=c.gamma,
         )
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with self._autocast():
-            logits = self.net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.optimizer.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return loss.detach(), (logits.argmax(1) == y).sum()
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.train_step(x, y)  # the loss and hits accumulate on the device
 
     def _reduce(self, sums: torch.Tensor, seen: int) -> tuple[float, float, int]:
         """(loss sum, hits, images) over all processes since the last log: one sync."""
@@ -356,6 +313,7 @@ class Trainer:
         self.last_val = val
         self.last_train = train_stats
         metric = val.accuracy if val is not None else train_stats["train_acc"]
+        self.last_metric = metric
         improved = metric > self.best["metric"]
         if improved:
             self.best = {"metric": metric, "epoch": self.epoch}
@@ -431,15 +389,13 @@ class Trainer:
     # -- reporting -----------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _describe(self) -> str:
         c = self.config
         params = count_parameters(self.model)[0]
         world = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
-        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        precision = precision_name(self.amp_dtype)
         val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
         return (
             f"{c.model} ({params:,} parameters) on {c.data}: {self.num_train:,} training images"
@@ -482,6 +438,8 @@ class Trainer:
             "steps": self.step,
             "best_val_acc": self.best["metric"] if self.num_val and self.best["epoch"] else None,
             "best_epoch": self.best["epoch"],
+            "target_accuracy": self.config.target_accuracy,
+            "reached_target": self._reached_target() if self.config.target_accuracy else None,
             "final_val_acc": val.accuracy if val else None,
             "final_val_loss": val.loss if val else None,
             "final_train_acc": train_stats.get("train_acc"),

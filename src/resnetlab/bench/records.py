@@ -1,0 +1,188 @@
+"""Benchmark results as JSON lines: what was measured, where, when, and with what.
+
+Each measurement is one line of ``benchmarks/results/<machine>.jsonl``: the command that
+reproduces it, the date, the machine and device, the library versions, the git commit of
+the code that ran, the number of CPU threads and the load average of the machine (a busy
+machine slows both sides of a comparison; it makes absolute figures noisy).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..data.decode import available_cpus
+from ..errors import ResnetlabError
+
+DEFAULT_RESULTS = Path("benchmarks") / "results"
+
+
+def cpu_name() -> str:
+    """The processor's model name, e.g. ``AMD EPYC``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """``NVIDIA H200`` for a GPU; ``AMD EPYC, 2 cores`` for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"{cpu_name()}, {available_cpus()} cores"
+    return device.type
+
+
+def machine_slug(device: torch.device) -> str:
+    """A file-name-safe machine name: ``nvidia-h200``, ``amd-epyc-2cpu``."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        name = f"{cpu_name()} {available_cpus()}cpu"
+    else:
+        name = device.type
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "machine"
+
+
+def git_commit() -> dict[str, Any] | None:
+    """The commit of the checkout this package runs from, and whether it has local changes."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where and with what a measurement ran."""
+    import torchvision
+
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_slug(device),
+        "device": device_name(device),
+        "cpus": available_cpus(),
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_before": load_average(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "resnetlab": __version__,
+            "cuda": torch.version.cuda if device.type == "cuda" else None,
+        },
+        "git": git_commit(),
+        "platform": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def command_line(subcommand: str, options: Mapping[str, Any]) -> str:
+    """``resnetlab bench <subcommand>`` with every option spelled out, for rerunning."""
+    words = ["resnetlab", "bench", subcommand]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
+def results_path(machine: str, results: str | os.PathLike | None = None) -> Path:
+    """``results`` if it is a ``.jsonl`` file, else ``<folder>/<machine>.jsonl``.
+
+    The folder is ``results``, or by default ``benchmarks/results`` in the current folder.
+    """
+    path = Path(results) if results is not None else DEFAULT_RESULTS
+    return path if path.suffix == ".jsonl" else path / f"{machine}.jsonl"
+
+
+def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Append ``record`` as one JSON line to ``path`` (created with its folder if needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record, sort_keys=False) + "\n")
+    return path
+
+
+def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every record in the given ``.jsonl`` files and folders of them, oldest first."""
+    records = []
+    for item in paths:
+        item = Path(item)
+        files = sorted(item.glob("*.jsonl")) if item.is_dir() else [item]
+        for file in files:
+            for number, line in enumerate(file.read_text().splitlines(), start=1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        message = f"{file}:{number}: not a JSON line ({e.msg})"
+                        raise ResnetlabError(message) from None
+    return sorted(records, key=lambda r: r.get("date", ""))
+
+
+def seed_cache(data: str, cache: str | os.PathLike) -> None:
+    """Make the named ``cifar10`` spec loadable from an empty cache folder.
+
+    Its raw data, the official archive, lives in the user's cache folder; it is linked into
+    ``cache`` so that extracting and decoding it are measured, and downloading it is not.
+    Other specs are files and folders the empty cache does not need.
+    """
+    if data != "cifar10":
+        return
+    from ..data import cifar10
+    from ..data.cache import cache_root
+
+    archive = cache_root() / cifar10.ARCHIVE_NAME
+    if not archive.is_file():
+        raise ResnetlabError(
+            f"cifar10: {archive} not found; fetch it once with "
+            f"`resnetlab data inspect cifar10 --download`, or pass the archive's path as the data"
+        )
+    (Path(cache) / cifar10.ARCHIVE_NAME).symlink_to(archive)

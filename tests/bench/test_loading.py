@@ -1,0 +1,32 @@
+import numpy as np
+from PIL import Image
+
+from resnetlab.bench import bench_data
+
+
+def test_bench_data_on_digits():
+    record = bench_data("digits", batch_size=64, steps=3, workers=0, device="cpu")
+    assert record["kind"] == "data" and record["images"] == 1797
+    assert record["image_size"] == [8, 8]
+    assert record["load_cold_s"] >= 0 and record["load_cached_s"] >= 0
+    assert record["device_loader"]["images_per_s"] > 0
+    assert record["usual_way"]["images_per_s"] > 0
+    assert record["ratio"] > 0
+    share = record["epoch_share"]
+    assert share["model"] == "resnet20" and share["steps"] == 3
+    assert 0 < share["data_s"] < share["total_s"] and 0 < share["share"] < 1
+    assert "files" not in record  # digits come from an array, not from files
+
+
+def test_bench_data_on_an_image_folder_reads_the_files_both_ways(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "pets" / name / f"{i}.png")
+    record = bench_data(str(tmp_path / "pets"), batch_size=8, steps=2, workers=0, device="cpu")
+    assert record["images"] == 24 and record["image_size"] == [12, 12]
+    files = record["files"]
+    assert files["images"] == 24
+    assert files["imagefolder_epoch_s"] > 0 and files["streaming_epoch_s"] > 0

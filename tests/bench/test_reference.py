@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+import resnetlab
+from resnetlab.analysis import count_parameters
+from resnetlab.bench.reference import (
+    PlainLoop,
+    UsualCifarResNet,
+    UsualKerasResNet50,
+    peer_model,
+)
+from resnetlab.engine import TrainConfig
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "plain20"])
+def test_usual_cifar_nets_are_the_same_architecture(name):
+    ours = resnetlab.create_model(name)
+    peer = peer_model(name, num_classes=10, input_size=32)
+    assert isinstance(peer.model, UsualCifarResNet) and peer.usual_way
+    assert count_parameters(peer.model) == count_parameters(ours)
+    assert peer.model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_usual_keras_resnet50_is_the_seed_architecture():
+    for size in (64, 96):
+        ours = resnetlab.create_model("resnet50_keras", input_size=size)
+        peer = peer_model("resnet50_keras", num_classes=6, input_size=size)
+        assert isinstance(peer.model, UsualKerasResNet50)
+        assert count_parameters(peer.model) == count_parameters(ours)
+    assert count_parameters(UsualKerasResNet50(6, 64))[0] == 23_546_886
+    assert peer.model(torch.randn(2, 3, 96, 96)).shape == (2, 6)
+
+
+def test_imagenet_peer_is_torchvision_and_plain_nets_have_none():
+    peer = peer_model("resnet50", num_classes=7, input_size=224)
+    assert type(peer.model).__module__ == "torchvision.models.resnet" and not peer.usual_way
+    ours = resnetlab.create_model("resnet50", num_classes=7)
+    assert peer.model.state_dict().keys() == ours.state_dict().keys()
+    with pytest.raises(resnetlab.ResnetlabError, match="compare resnet34 instead"):
+        peer_model("plain34", num_classes=10, input_size=224)
+
+
+def test_plain_loop_trains():
+    torch.manual_seed(0)
+    model = UsualCifarResNet(20)
+    loop = PlainLoop(model, TrainConfig(model="resnet20", lr=0.05), None)
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
+    losses = []
+    for _ in range(4):
+        before = loop.running_loss
+        loop(x, y)
+        losses.append(loop.running_loss - before)
+    assert losses[-1] < losses[0]

@@ -1,0 +1,121 @@
+import json
+import shlex
+
+import pytest
+import torch
+
+import resnetlab
+from resnetlab.analysis import summarize
+from resnetlab.bench import bench_train
+from resnetlab.cli import build_parser, main
+
+TINY = ["--batch-size", "4", "--input-size", "16", "--steps", "1", "--warmup", "1"]
+
+
+def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
+    results = tmp_path / "results"
+    args = ["bench", "train", "--model", "resnet20", *TINY, "--repeats", "2", "--vs", "torchvision"]
+    assert main([*args, "--device", "cpu", "--results", str(results)]) == 0
+    assert main([*args, "--device", "cpu", "--results", str(results)]) == 0
+    (path,) = results.glob("*.jsonl")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2
+    record = json.loads(lines[0])
+    assert record["kind"] == "train" and record["model"] == "resnet20"
+    assert record["machine"] == path.stem
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["versions"]["resnetlab"] == resnetlab.__version__
+    assert record["device"].endswith("cores") and record["threads"] >= 1
+    assert record["git"] is None or len(record["git"]["commit"]) == 12
+    assert record["load_before"] is None or len(record["load_before"]) == 3
+    assert record["date"][:2] == "20"
+
+    settings, ours, peer = record["settings"], record["ours"], record["peer"]
+    assert settings == {
+        "batch_size": 4,
+        "input_size": 16,
+        "num_classes": 10,
+        "precision": "fp32",  # auto on a CPU
+        "channels_last": True,
+        "compile": False,
+        "cuda_graphs": False,
+        "optimizer": "SGD (foreach)",
+        "steps": 1,
+        "warmup": 1,
+        "repeats": 2,
+    }
+    rates = ours["images_per_s"]
+    assert 0 < rates["min"] <= rates["median"] <= rates["max"]
+    assert ours["peak_memory_mib"] is None and ours["graphed"] is False
+    assert "ResNet-20 written the usual way" in peer["what"]
+    assert (peer["precision"], peer["channels_last"], peer["compile"]) == ("fp32", False, False)
+    assert peer["optimizer"] == "SGD (for-loop, PyTorch's default)"
+    assert record["ratio"]["min"] <= record["ratio"]["median"] <= record["ratio"]["max"]
+    assert "fraction_of_bf16_peak" not in ours and record["bf16_matmul_peak_tflops"] is None
+    # A training step is about three forward passes: backward costs about two.
+    forward = summarize(resnetlab.create_model("resnet20"), 16).flops
+    assert 2.5 * forward < record["train_flops_per_image"] < 3 * forward
+
+    out = capsys.readouterr().out
+    assert "ours/peer:" in out and "usual way" in out
+
+    # The recorded command reruns the measurement: every option is spelled out.
+    words = shlex.split(record["command"])
+    assert words[:3] == ["resnetlab", "bench", "train"]
+    again = build_parser().parse_args(words[1:])
+    assert (again.model, again.batch_size, again.input_size, again.vs) == (
+        "resnet20",
+        4,
+        16,
+        "torchvision",
+    )
+
+
+def test_named_settings_apply_to_torchvision_too():
+    record = bench_train(
+        "resnet18",
+        batch_size=2,
+        input_size=32,
+        precision="fp32",
+        channels_last=False,
+        steps=1,
+        warmup=1,
+        repeats=1,
+        vs="torchvision",
+        device="cpu",
+    )
+    assert record["peer"]["what"] == "torchvision.models.resnet18"
+    assert record["settings"]["channels_last"] is False and record["peer"]["channels_last"] is False
+    assert record["settings"]["num_classes"] == 1000
+
+
+def test_bench_train_mistakes_are_one_line_errors(capsys):
+    assert main(["bench", "train", "--model", "plain18", *TINY, "--vs", "torchvision"]) == 2
+    assert "torchvision has no plain18" in capsys.readouterr().err
+    assert main(["bench", "train", "--model", "resnet20", "--steps", "0", "--no-save"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    assert main(["bench", "train", "--model", "resnet5", "--no-save"]) == 2
+    assert "unknown model 'resnet5'" in capsys.readouterr().err
+    with pytest.raises(resnetlab.ResnetlabError, match="needs a CUDA device"):
+        bench_train("resnet20", cuda_graphs=True, device="cpu", steps=1, repeats=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_train_on_a_gpu_with_cuda_graphs():
+    record = bench_train(
+        "resnet20",
+        batch_size=256,
+        precision="bf16",
+        cuda_graphs=True,
+        steps=5,
+        repeats=2,
+        vs="torchvision",
+        device="cuda",
+    )
+    ours = record["ours"]
+    assert ours["graphed"] is True and record["settings"]["optimizer"] == "SGD (fused)"
+    assert ours["peak_memory_mib"] > 0 and record["peer"]["peak_memory_mib"] > 0
+    assert record["bf16_matmul_peak_tflops"] > 10
+    assert 0 < ours["fraction_of_bf16_peak"] < 1
+    assert record["versions"]["cuda"] == torch.version.cuda

@@ -1,0 +1,242 @@
+import contextlib
+import copy
+
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+import resnetlab
+from resnetlab.engine import TrainConfig, train
+from resnetlab.engine.distributed import DistInfo
+from resnetlab.engine.optim import set_lr
+from resnetlab.engine.step import GRAPH_WARMUP_STEPS, EmaUpdate, TrainStep, build_training
+
+CPU = torch.device("cpu")
+FAST = dict(
+    model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
+)
+
+
+def _batch(device=CPU, size=16, batch=32, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, size, size, generator=generator).to(device)
+    y = torch.randint(0, 10, (batch,), generator=generator).to(device)
+    return x, y
+
+
+def _run(config, device, batches, *, input_size=16):
+    """Losses of consecutive steps (one per batch) and the final weights."""
+    parts = build_training(config, device, num_classes=10, input_size=input_size)
+    losses = []
+    for x, y in batches:
+        if parts.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        set_lr(parts.optimizer, config.lr)
+        parts.step(x, y)
+        loss_sum, _ = parts.step.take_sums().tolist()
+        losses.append(loss_sum / len(y))
+    return losses, parts
+
+
+def test_fast_path_gives_the_plain_fp32_loss():
+    """Every speed option on the CPU has (bf16, channels-last, foreach, EMA) vs none of them."""
+    batches = [_batch()] * 3  # the same batch, so that the steps lower its loss
+    plain = TrainConfig(model="resnet20", precision="fp32", channels_last=False)
+    fast = TrainConfig(model="resnet20", precision="bf16", channels_last=True, ema_decay=0.9)
+    plain_losses, _ = _run(plain, CPU, batches)
+    fast_losses, fast_parts = _run(fast, CPU, batches)
+    assert fast_parts.channels_last and fast_parts.amp_dtype == torch.bfloat16
+    assert fast_parts.optimizer.defaults["foreach"]
+    # The first loss is computed from the same weights; the others after the same updates.
+    assert fast_losses == pytest.approx(plain_losses, rel=2e-2)
+    assert plain_losses[2] < plain_losses[0]
+
+    # Channels-last alone changes only rounding: the same first update in float32, and
+    # losses that agree closely (rounding differences grow from step to step).
+    cl = TrainConfig(model="resnet20", precision="fp32", channels_last=True)
+    cl_losses, _ = _run(cl, CPU, batches)
+    assert cl_losses == pytest.approx(plain_losses, rel=1e-4)
+    _, plain_parts = _run(plain, CPU, batches[:1])
+    _, cl_parts = _run(cl, CPU, batches[:1])
+    for a, b in zip(cl_parts.model.parameters(), plain_parts.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_update_matches_averaged_model():
+    torch.manual_seed(0)
+    model = resnetlab.create_model("resnet20")
+    ours = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    reference = copy.deepcopy(ours)
+    update = EmaUpdate(ours, model, 0.9)
+    for i in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(4, 3, 16, 16))  # moves the BN statistics
+        update()
+        reference.update_parameters(model)
+        assert int(ours.n_averaged) == int(reference.n_averaged) == i + 1
+        expected = reference.module.state_dict()
+        for name, value in ours.module.state_dict().items():
+            if value.is_floating_point():
+                torch.testing.assert_close(value, expected[name], rtol=1e-6, atol=1e-6)
+            else:  # BN's batch counter is copied, not averaged
+                assert torch.equal(value, model.state_dict()[name])
+
+
+def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process():
+    config = TrainConfig(model="resnet20", cuda_graphs=True)
+    with pytest.raises(resnetlab.ResnetlabError, match="--cuda-graphs needs a CUDA device"):
+        build_training(config, CPU, num_classes=10, input_size=16)
+    with pytest.raises(resnetlab.ResnetlabError, match="use --precision bf16"):
+        TrainConfig(model="resnet20", cuda_graphs=True, precision="fp16")
+    with pytest.raises(resnetlab.ResnetlabError, match="several processes"):
+        build_training(config, CPU, num_classes=10, input_size=16, dist=DistInfo(0, 2, 0))
+
+
+def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch):
+    """The warm-up, capture, replay and fallback sequence, runnable without a GPU.
+
+    The stubs run the captured step once at capture time and make replays do nothing,
+    so only the sequence is checked here; the GPU tests check the numbers.
+    """
+    events = []
+
+    class Stream:
+        def __init__(self, device=None):
+            pass
+
+        def wait_stream(self, other):
+            events.append("wait")
+
+    class Graph:
+        def replay(self):
+            events.append("replay")
+
+    class Capture:
+        def __init__(self, graph):
+            pass
+
+        def __enter__(self):
+            events.append("capture")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", Capture)
+    parts = build_training(TrainConfig(model="resnet20"), CPU, num_classes=10, input_size=16)
+    step = parts.step
+    step.cuda_graphs = True  # on the CPU, past the check that refuses it
+    x, y = _batch()
+    for _ in range(GRAPH_WARMUP_STEPS):
+        step(x, y)
+    assert step.graph is None and step.eager_steps == GRAPH_WARMUP_STEPS
+    assert all(isinstance(g["lr"], torch.Tensor) for g in parts.optimizer.param_groups)
+    step(x, y)  # capture, then replay this batch
+    step(x, y)
+    assert events[-3:] == ["capture", "replay", "replay"]
+    assert step.eager_steps == GRAPH_WARMUP_STEPS  # the capture itself ran nothing
+    step(x[:5], y[:5])  # another shape: eagerly
+    assert step.eager_steps == GRAPH_WARMUP_STEPS + 1 and events[-1] == "replay"
+    static_x, _ = step._static
+    assert static_x.data_ptr() != x.data_ptr() and torch.equal(static_x, x)
+
+
+def test_set_lr_updates_a_tensor_rate_in_place():
+    model = resnetlab.create_model("resnet20")
+    optimizer = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
+    rate = optimizer.param_groups[0]["lr"]
+    set_lr(optimizer, 0.5)
+    assert optimizer.param_groups[0]["lr"] is rate and rate.item() == 0.5
+
+
+def test_training_stops_at_the_target_accuracy(tmp_path):
+    result = train(**FAST, epochs=8, target_accuracy=0.3, out=str(tmp_path / "run"))
+    summary = result.summary
+    assert summary["reached_target"] is True and summary["target_accuracy"] == 0.3
+    assert 1 <= summary["epochs"] < 8
+    assert summary["final_val_acc"] >= 0.3
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_eager_loss():
+    batches = [_batch(size=8, batch=8, seed=s) for s in (1, 2)]
+    eager = TrainConfig(model="resnet20", precision="fp32")
+    compiled = TrainConfig(model="resnet20", precision="fp32", compile=True)
+    eager_losses, _ = _run(eager, CPU, batches, input_size=8)
+    compiled_losses, parts = _run(compiled, CPU, batches, input_size=8)
+    assert parts.net is not parts.model  # the step called the compiled module
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_graphs_bf16_fused_step_gives_the_plain_fp32_loss(optimizer, compile):
+    device = torch.device("cuda")
+    batches = [_batch(device, seed=s) for s in range(1, 8)]
+    plain = TrainConfig(
+        model="resnet20", optimizer=optimizer, precision="fp32", channels_last=False
+    )
+    fast = TrainConfig(
+        model="resnet20",
+        optimizer=optimizer,
+        precision="bf16",
+        channels_last=True,
+        cuda_graphs=True,
+        compile=compile,
+        ema_decay=0.9,
+    )
+    plain_losses, _ = _run(plain, device, batches)
+    fast_losses, parts = _run(fast, device, batches)
+    assert parts.optimizer.defaults["fused"]
+    assert parts.step.graph is not None
+    # Warm-up steps ran eagerly; the capture ran nothing; every later batch was a replay.
+    assert parts.step.eager_steps == GRAPH_WARMUP_STEPS
+    assert fast_losses == pytest.approx(plain_losses, rel=3e-2)
+    assert int(parts.ema.n_averaged) == len(batches)
+
+    # A replay reads the learning rate set before it: at 0 the weights stay put.
+    before = [p.detach().clone() for p in parts.model.parameters()]
+    set_lr(parts.optimizer, 0.0)
+    x, y = batches[0]
+    parts.step(x.contiguous(memory_format=torch.channels_last), y)
+    if optimizer == "sgd":  # AdamW's decoupled decay is scaled by the rate too
+        assert all(torch.equal(a, b) for a, b in zip(before, parts.model.parameters(), strict=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_run_a_last_batch_of_another_size_eagerly():
+    device = torch.device("cuda")
+    config = TrainConfig(model="resnet20", cuda_graphs=True)
+    parts = build_training(config, device, num_classes=10, input_size=16)
+    for seed in range(GRAPH_WARMUP_STEPS + 2):
+        parts.step(*_batch(device, seed=seed))
+    parts.step(*_batch(device, batch=7))
+    assert parts.step.eager_steps == GRAPH_WARMUP_STEPS + 1
+    loss_sum, hits = parts.step.take_sums().tolist()
+    assert loss_sum > 0 and 0 <= hits <= 5 * 32 + 7
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_run_with_cuda_graphs(tmp_path):
+    result = train(**FAST, epochs=2, cuda_graphs=True, device="cuda", out=str(tmp_path / "g"))
+    assert result.summary["status"] == "finished"
+    assert result.summary["best_val_acc"] > 0.3
+
+
+def test_train_step_is_what_the_trainer_runs(tmp_path):
+    from resnetlab.engine.train import Trainer
+
+    trainer = Trainer(TrainConfig(**FAST, epochs=1, out=str(tmp_path / "run")))
+    assert isinstance(trainer.train_step, TrainStep)
+    assert (
+        trainer.train_step.net is trainer.net and trainer.train_step.optimizer is trainer.optimizer
+    )
