@@ -124,8 +124,10 @@ def default_out(kind: str, data: str, root: str | Path = "runs") -> Path:
 
 
 def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
-    stored = TrainConfig.load(run_dir / "config.json")
-    # Through JSON, as config.json was written: tuples become lists.
+    # Through JSON, as config.json was written: tuples become lists. An option added to
+    # TrainConfig after the run was made is taken at its default, which is the old behaviour.
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    stored = {**defaults, **TrainConfig.load(run_dir / "config.json")}
     wanted = json.loads(json.dumps({**config.to_dict(), "out": None}))
     differ = [k for k in wanted if k not in INCIDENTAL and stored.get(k) != wanted[k]]
     if differ:
