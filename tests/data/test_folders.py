@@ -153,15 +153,58 @@ def test_one_class_only(tmp_path):
 def test_images_without_class_folders(tmp_path):
     (tmp_path / "flat").mkdir()
     for i in range(3):
-        noise(i).save(tmp_path / "flat" / f"{i}_x.png")
-    with pytest.raises(DataError, match=r"flat: 3 images but no class folders"):
+        noise(i).save(tmp_path / "flat" / f"photo{i}.png")
+    with pytest.raises(DataError, match=r"flat: 3 images but no class folders; .* or name every"):
         load_dataset(str(tmp_path / "flat"))
 
 
-def test_split_named_folders_without_classes(shared_data):
-    # The course's JPEG copy keeps labels in file names, not folders: say so, do not guess.
-    with pytest.raises(DataError, match=r"test_signs, train_signs, val_signs look like splits"):
-        load_dataset(str(shared_data / "signs" / "64x64_SIGNS"))
+def test_classes_from_file_names(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    # Grey level 10 for cats, 200 for dogs; everything after the first "_" is not the class.
+    for name in ("cat_1.png", "cat_2_b.png", "dog_1.png", "dog_x_y.png"):
+        solid(10 if name.startswith("cat") else 200).save(flat / name)
+    data = load_dataset(str(flat))
+    assert data.class_names == ["cat", "dog"] and data.val is None
+    assert data.train.labels.tolist() == [0, 0, 1, 1]
+    assert data.train.images[:, 0, 0, 0].tolist() == [10, 10, 200, 200]
+    assert any("classes from the file names" in n for n in data.train.notes)
+
+
+def _pixels(path):
+    return torch.from_numpy(read_image(path))
+
+
+def test_some_file_names_without_a_class(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("a_1.png", "b_1.png", "photo.png"):
+        noise(0).save(flat / name)
+    with pytest.raises(DataError, match=r"flat: 3 images but no class folders"):
+        load_dataset(str(flat))
+
+
+def test_split_named_folders_without_classes(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / "d" / split).mkdir(parents=True)
+        noise(0).save(tmp_path / "d" / split / "photo.png")
+    with pytest.raises(DataError, match=r"d: train, val look like splits, not classes"):
+        load_dataset(str(tmp_path / "d"))
+
+
+def test_signs_jpeg_splits_with_classes_in_file_names(shared_data):
+    # The course's JPEG copy: {train,val,test}_signs/<digit>_IMG_<n>.jpg.
+    root = shared_data / "signs" / "64x64_SIGNS"
+    data = load_dataset(str(root))
+    assert data.class_names == [str(i) for i in range(6)]
+    assert (len(data.train), len(data.val)) == (864, 216)
+    assert data.train.image_size == (64, 64)
+    name = sorted(os.listdir(root / "train_signs"))[0]
+    first = data.train.images[0]
+    assert torch.equal(first, _pixels(root / "train_signs" / name))
+    assert data.train.labels[0].item() == int(name.split("_")[0])
+    test = load_eval_split(str(root))
+    assert len(test) == 120 and torch.bincount(test.labels).tolist() == [20] * 6
 
 
 def test_missing_path():

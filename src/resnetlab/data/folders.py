@@ -7,9 +7,11 @@ Two layouts are recognised::
     ROOT/val/<class>/**/<image>             test/ are optional, but a split folder must hold
     ROOT/test/<class>/**/<image>            class folders (so a class named "train" is fine)
 
-Classes are the sub-folder names, sorted. Files whose names start with ``.`` and folders
-named ``__MACOSX`` (zip leftovers) are ignored, as are files that are not images by suffix.
-A root holding nothing but one folder (as archives often unpack) is looked through.
+Classes are the sub-folder names, sorted. In either layout a folder of images with no
+sub-folders may instead name each file's class before its first ``_`` (``3_IMG_5864.jpg``
+is class ``3``), as the course's SIGNS JPEGs do. Files whose names start with ``.`` and
+folders named ``__MACOSX`` (zip leftovers) are ignored, as are files that are not images by
+suffix. A root holding nothing but one folder (as archives often unpack) is looked through.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ _SPLIT_NAME = re.compile(
     r"^(?P<role>train|training|val|valid|validation|dev|test|testing)(?:[-_. ].*)?$", re.I
 )
 _ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
+# A file name that carries its class before the first underscore: "3_IMG_5864.jpg".
+_LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
 
 
 def _split_role(name: str) -> str | None:
@@ -108,6 +112,24 @@ def _direct_images(folder: Path) -> list[Path]:
     ]
 
 
+def _name_labels(paths: list[str]) -> list[str] | None:
+    """Each file's class from its name (``<class>_<rest>``), or None unless every name has one
+    and they name at least two classes."""
+    matches = [_LABELLED_NAME.match(os.path.basename(p)) for p in paths]
+    if not matches or not all(matches):
+        return None
+    labels = [m["label"] for m in matches]
+    return labels if len(set(labels)) > 1 else None
+
+
+def _holds_classes(folder: Path) -> bool:
+    """Whether a split folder holds class folders, or images whose names carry their class."""
+    return (
+        bool(_visible_dirs(folder))
+        or _name_labels(list(map(str, _direct_images(folder)))) is not None
+    )
+
+
 def find_root(folder: Path) -> Path:
     """Look through folders that hold nothing but one sub-folder with sub-folders of its own."""
     while True:
@@ -122,12 +144,20 @@ def scan_classes(folder: Path) -> FolderSplit:
     class_dirs = _visible_dirs(folder)
     loose = _direct_images(folder)
     if not class_dirs:
-        if loose:
+        if not loose:
+            raise DataError(f"{folder}: no class folders and no images in it")
+        paths, stamps = _images_under(folder)
+        names = _name_labels(paths)
+        if names is None:
             raise DataError(
                 f"{folder}: {len(loose)} images but no class folders; put each class's "
-                "images in a sub-folder named after the class"
+                "images in a sub-folder named after the class, or name every file "
+                "<class>_<anything> (3_IMG_5864.jpg)"
             )
-        raise DataError(f"{folder}: no class folders and no images in it")
+        class_names = sorted(set(names))
+        index = {name: i for i, name in enumerate(class_names)}
+        notes = ["classes from the file names (the text before the first '_')"]
+        return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
     if all(_split_role(d.name) for d in class_dirs):
         raise DataError(
             f"{folder}: {', '.join(d.name for d in class_dirs)} look like splits, not classes, "
@@ -161,8 +191,8 @@ def _split_folders(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for d in _visible_dirs(root):
         role = _split_role(d.name)
-        # A split folder holds class folders; a class folder (even one named "train") holds images.
-        if role and role not in found and _visible_dirs(d):
+        # A split folder holds classes; a class folder (even one named "train") holds images.
+        if role and role not in found and _holds_classes(d):
             found[role] = d
     if "train" in found or (found and len(found) == len(_visible_dirs(root))):
         return found
