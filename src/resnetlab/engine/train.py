@@ -92,9 +92,54 @@ class Trainer:
         configure_backends(self.device, c.deterministic)
         self.channels_last = resolve_channels_last(c, self.device)
 
-        # Data: decoded once, resized to the model's input size, normalised with train statistics.
-        info = model_info(c.model)
-        self.input_size = c.input_size or info.input_size
+        self.input_size = c.input_size or model_info(c.model).input_size
+        self._load_data()
+
+        # Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
+        parts = build_training(
+            c,
+            self.device,
+            num_classes=len(self.class_names),
+            input_size=self.input_size,
+            dist=self.dist,
+        )
+        self.model = parts.model  # unwrapped: what is saved and averaged
+        self.net = parts.net
+        self.optimizer, self.scaler, self.ema = parts.optimizer, parts.scaler, parts.ema
+        self.amp_dtype = parts.amp_dtype
+        self.train_step = parts.step
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
+        # With max_steps the last epoch may be cut short.
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.warmup_steps = round(c.warmup_epochs * self.steps_per_epoch)
+
+        # Position and history.
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.train_time = 0.0
+        self.images_trained = 0
+        self.best = {"metric": -math.inf, "epoch": None}
+        self.last_metric = -math.inf  # the accuracy of the last epoch, for target_accuracy
+        if resume:
+            assert run_dir is not None
+            self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
+        else:
+            run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
+            if self.dist.is_main:
+                _check_fresh(run_dir)
+        self.run_dir = broadcast_object(run_dir, self.dist)
+        self.log = RunLog(
+            self.run_dir,
+            epochs=self.num_epochs,
+            enabled=self.dist.is_main,
+            tensorboard=c.tensorboard,
+            resume_step=self.step if resume else None,
+        )
+
+    def _load_data(self) -> None:
+        """Decode the data once, at the model's input size; loaders normalised with the
+        training split's statistics."""
+        c = self.config
         data = load_dataset(
             c.data,
             c.val_data,
@@ -138,47 +183,6 @@ class Trainer:
             else None
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
-
-        # Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
-        parts = build_training(
-            c,
-            self.device,
-            num_classes=len(self.class_names),
-            input_size=self.input_size,
-            dist=self.dist,
-        )
-        self.model = parts.model  # unwrapped: what is saved and averaged
-        self.net = parts.net
-        self.optimizer, self.scaler, self.ema = parts.optimizer, parts.scaler, parts.ema
-        self.amp_dtype = parts.amp_dtype
-        self.train_step = parts.step
-        self.steps_per_epoch = len(self.train_loader)
-        self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
-        # With max_steps the last epoch may be cut short.
-        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.warmup_steps = round(c.warmup_epochs * self.steps_per_epoch)
-
-        # Position and history.
-        self.epoch, self.batch, self.step = 0, 0, 0
-        self.train_time = 0.0
-        self.images_trained = 0
-        self.best = {"metric": -math.inf, "epoch": None}
-        self.last_metric = -math.inf  # the accuracy of the last epoch, for target_accuracy
-        if resume:
-            assert run_dir is not None
-            self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
-        else:
-            run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
-            if self.dist.is_main:
-                _check_fresh(run_dir)
-        self.run_dir = broadcast_object(run_dir, self.dist)
-        self.log = RunLog(
-            self.run_dir,
-            epochs=self.num_epochs,
-            enabled=self.dist.is_main,
-            tensorboard=c.tensorboard,
-            resume_step=self.step if resume else None,
-        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -406,8 +410,10 @@ class Trainer:
 
     def _length(self) -> str:
         full = self.num_epochs * self.steps_per_epoch
-        length = f"{self.num_epochs} epochs of {self.steps_per_epoch} steps"
-        return length if full == self.total_steps else f"{self.total_steps} steps ({length})"
+        length = f"{_count(self.num_epochs, 'epoch')} of {_count(self.steps_per_epoch, 'step')}"
+        return (
+            length if full == self.total_steps else f"{_count(self.total_steps, 'step')} ({length})"
+        )
 
     def _training_info(self) -> dict[str, Any]:
         c = self.config
@@ -470,3 +476,7 @@ def _check_fresh(run_dir: Path) -> None:
             f"{run_dir} already holds a run; continue it with --resume {run_dir} "
             f"or choose another --out"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
