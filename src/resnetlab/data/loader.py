@@ -102,6 +102,16 @@ def cutout_mask(
     return ~inside[..., None]
 
 
+def normalisation(
+    mean: Sequence[float], std: Sequence[float], device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` per channel with ``(x / 255 - mean) / std == x * scale + shift``:
+    normalising uint8 pixels is then one fused multiply-add."""
+    std_t = torch.tensor(std, dtype=torch.float32, device=device)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)
+    return (1 / (255 * std_t)).to(dtype), (-mean_t / std_t).to(dtype)
+
+
 class DeviceLoader:
     """Batches of normalised images from uint8 (N, H, W, 3) images held on one device.
 
@@ -167,11 +177,7 @@ class DeviceLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
-        # (x / 255 - mean) / std == x * scale + shift, one fused multiply-add per pixel.
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device)
-        self.scale = (1 / (255 * std_t)).to(dtype)
-        self.shift = (-mean_t / std_t).to(dtype)
+        self.scale, self.shift = normalisation(mean, std, self.device, dtype)
 
     @property
     def num_samples(self) -> int:

@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError, DataWarning
 from .decode import _READ_ERRORS, MAX_UNREADABLE_FRACTION, available_cpus, read_image
-from .loader import Augment, Batch, cutout_mask, epoch_plan
+from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation
 
 
 @dataclass
@@ -188,11 +188,8 @@ class StreamingLoader:
         if num_workers is None:
             num_workers = max(1, min(8, available_cpus() // max(world_size, 1)))
         self.num_workers = num_workers
-        # (x / 255 - mean) / std == x * scale + shift, as in DeviceLoader, shaped (3, 1, 1).
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device)
-        self.scale = (1 / (255 * std_t)).to(dtype)[:, None, None]
-        self.shift = (-mean_t / std_t).to(dtype)[:, None, None]
+        scale, shift = normalisation(mean, std, self.device, dtype)
+        self.scale, self.shift = scale[:, None, None], shift[:, None, None]  # (3, 1, 1)
         plan = partial(
             epoch_plan,
             len(split),
