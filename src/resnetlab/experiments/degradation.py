@@ -31,7 +31,7 @@ from typing import Any
 
 from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..errors import ResnetlabError
-from .runner import Run, cifar_name, default_out, run_config, run_one
+from .runner import Run, default_out, run_pairs
 
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: the best of
 # five runs; its mean is 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
@@ -115,19 +115,7 @@ def run_degradation(
     if not depths or not seeds:
         raise ResnetlabError("the experiment needs at least one depth and one seed")
     out = Path(out) if out is not None else default_out("degradation", data)
-    # Every configuration is checked before the first run starts, not an hour into it.
-    plan = [
-        (depth, residual, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
-        for seed in seeds
-        for depth in depths
-        for residual in (False, True)
-        for name in [cifar_name(depth, residual)]
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [
-        run_one(config, depth=depth, residual=residual, label=f"[{i}/{len(plan)}]")
-        for i, (depth, residual, config) in enumerate(plan, start=1)
-    ]
+    runs = run_pairs(data, depths, seeds, out, recipe, options)
     settings = {"data": data, "recipe": recipe, "depths": depths, "seeds": seeds, **options}
     return report(out, runs, settings)
 

@@ -31,7 +31,7 @@ from ..engine import initial_model
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
 from ..models import load_model, read_model_meta
-from .runner import Run, cifar_name, default_out, run_config, run_one
+from .runner import Run, default_out, run_pairs
 
 DEFAULT_DEPTHS = (20, 56, 110)
 DEFAULT_STEPS = 100
@@ -129,22 +129,9 @@ def run_gradients(
         raise ResnetlabError("the gradient experiment sets the length of training with --steps")
     out = Path(out) if out is not None else default_out("gradients", data)
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
-    plan = [
-        (depth, residual, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
-        for depth in depths
-        for residual in (False, True)
-        for name in [cifar_name(depth, residual)]
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    runs = [
-        run_one(config, depth=depth, residual=residual, label=f"[{i}/{len(plan)}]")
-        for i, (depth, residual, config) in enumerate(plan, start=1)
-    ]
+    runs = run_pairs(data, depths, [seed], out, recipe, options)
     images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))
-    rows = [
-        _measure(run, config, images, labels)
-        for run, (_, _, config) in zip(runs, plan, strict=True)
-    ]
+    rows = [_measure(run, images, labels) for run in runs]
     settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
     settings["probe_size"] = len(labels)
     result = GradientResult(out, steps, rows, settings)
@@ -189,9 +176,9 @@ def probe_batch(
     return next(iter(loader))
 
 
-def _measure(run: Run, config, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def _measure(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     meta = read_model_meta(run.run_dir / "last.safetensors")
-    start = initial_model(config, meta.num_classes, meta.input_size)
+    start = initial_model(run.config, meta.num_classes, meta.input_size)
     init = gradient_norms(start, images, labels)
     trained = None
     if run.status == "finished":

@@ -13,6 +13,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class Run:
     residual: bool
     seed: int
     run_dir: Path
+    config: TrainConfig
     status: str  # "finished", "diverged", ...; "skipped" is never stored: see ``action``
     action: str  # what this invocation did: "trained", "resumed" or "skipped"
     summary: dict[str, Any]
@@ -111,10 +113,36 @@ def run_one(config: TrainConfig, *, depth: int, residual: bool, label: str = "")
         residual=residual,
         seed=config.seed,
         run_dir=run_dir,
+        config=config,
         status=summary["status"],
         action=action,
         summary=summary,
     )
+
+
+def run_pairs(
+    data: str,
+    depths: Sequence[int],
+    seeds: Sequence[int],
+    out: Path,
+    recipe: str,
+    options: dict[str, Any],
+) -> list[Run]:
+    """Train (or resume, or skip) ``plainN`` and ``resnetN`` for every seed and depth, each
+    in ``out/<model>-seed<S>``. Every configuration is checked before the first run starts,
+    not an hour into it."""
+    plan = [
+        (depth, residual, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
+        for seed in seeds
+        for depth in depths
+        for residual in (False, True)
+        for name in [cifar_name(depth, residual)]
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        run_one(config, depth=depth, residual=residual, label=f"[{i}/{len(plan)}]")
+        for i, (depth, residual, config) in enumerate(plan, start=1)
+    ]
 
 
 def default_out(kind: str, data: str, root: str | Path = "runs") -> Path:
