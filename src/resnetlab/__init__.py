@@ -5,11 +5,16 @@ import sys as _sys
 
 # PyTorch's CPU threads (GNU OpenMP) spin at every barrier by default. When other processes
 # hold some of the cores, each op then waits for a descheduled thread: on 2 cores with one
-# busy, training ran 4 to 18 times slower. Passive waiting avoids that. OpenMP reads the
-# setting when torch loads it, so it is made here, before torch is imported, unless torch
-# is already loaded or the user chose a policy.
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# busy, ResNet-20 trained at 91-94 img/s instead of 164-166 (benchmarks/omp-wait/). Passive
+# waiting avoids that, for about 6% on an idle machine. OpenMP reads the setting when torch
+# loads it, so it is made here, before torch is imported, unless torch is already loaded or
+# the user chose how threads wait.
+if "torch" not in _sys.modules and not _os.environ.keys() & {
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "KMP_BLOCKTIME",
+}:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from . import convert
 from .errors import ResnetlabError

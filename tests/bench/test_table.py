@@ -4,7 +4,7 @@ import pytest
 
 import resnetlab
 from resnetlab.bench import read_records, render_table, update_readme
-from resnetlab.bench.table import BEGIN, END
+from resnetlab.bench.table import BEGIN, END, newest_per_command
 from resnetlab.cli import main
 
 from ..conftest import PROJECT_ROOT
@@ -39,6 +39,14 @@ def test_table_rows_say_what_ran_where(tmp_path, capsys):
     readme.write_text("no markers\n")
     with pytest.raises(resnetlab.ResnetlabError, match="no <!-- bench-table --> "):
         update_readme(readme, table)
+
+
+def test_a_rerun_replaces_its_row():
+    first = {"kind": "train", "machine": "m", "command": "resnetlab bench train A", "date": "1"}
+    other = {**first, "command": "resnetlab bench train B", "date": "2"}
+    again = {**first, "date": "3"}
+    elsewhere = {**first, "machine": "n", "date": "4"}
+    assert newest_per_command([first, other, again, elsewhere]) == [other, again, elsewhere]
 
 
 def test_a_broken_results_file_is_named(tmp_path):

@@ -22,8 +22,9 @@ def test_recipes_set_their_values_and_flags_override():
     assert (paper.schedule, paper.milestones, paper.batch_size) == ("step", (0.5, 0.75), 128)
     assert (paper.crop_padding, paper.flip) == (4, True)
     seed = resolve_config(recipe="seed", lr=5e-4)
-    assert (seed.optimizer, seed.lr, seed.batch_size) == ("adam", 5e-4, 32)
-    assert resolve_config(recipe="seed", epochs=None).epochs == TrainConfig.epochs
+    assert (seed.optimizer, seed.lr, seed.batch_size, seed.epochs) == ("adam", 5e-4, 32, 30)
+    assert resolve_config(recipe="seed", epochs=None).epochs == 30  # None: not given
+    assert resolve_config(recipe="modern", epochs=None).epochs == TrainConfig.epochs
 
 
 def test_config_file_round_trip_and_flag_precedence(tmp_path):

@@ -102,6 +102,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpus": available_cpus(),
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "load_before": load_average(),
         "versions": {
             "python": platform.python_version(),

@@ -1,8 +1,9 @@
 """Results in words: one line per measurement for the terminal, a Markdown table for the README.
 
-``resnetlab bench table`` renders every record under ``benchmarks/results/`` as one table
-row (what was measured, our figure, the peer's, the ratio, the command, the machine, the
-date and the torch version); ``--update README.md`` writes it between the README's
+``resnetlab bench table`` renders the records under ``benchmarks/results/`` as table rows
+(what was measured, our figure, the peer's, the ratio, the command, the machine, the date
+and the torch version), the newest of each command on each machine, so a rerun replaces
+its row; ``--update README.md`` writes it between the README's
 ``<!-- bench-table -->`` and ``<!-- /bench-table -->`` markers.
 """
 
@@ -151,13 +152,24 @@ def describe(record: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def newest_per_command(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The newest record of each command on each machine, in the order of ``records``
+    (oldest first), each where its newest run falls."""
+    newest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
+    for r in records:
+        key = (r.get("machine"), r.get("command"))
+        newest.pop(key, None)
+        newest[key] = r
+    return list(newest.values())
+
+
 def render_table(records: Iterable[Mapping[str, Any]]) -> str:
-    """A Markdown table of the records, oldest first."""
+    """A Markdown table of the newest record of each command on each machine, oldest first."""
     rows = [
         "| what | ours | peer | ours/peer | command | machine | date | torch |",
         "| --- | --- | --- | ---: | --- | --- | --- | --- |",
     ]
-    for r in records:
+    for r in newest_per_command(records):
         cells = summarize(r)
         load, threads = r.get("load_before"), r.get("threads")
         machine = str(r.get("device"))

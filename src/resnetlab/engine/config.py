@@ -18,18 +18,24 @@ from ..models import model_info
 
 # Each recipe is a set of TrainConfig values; flags override any of them.
 RECIPES: dict[str, dict[str, Any]] = {
-    # The seed's notebook: Adam, learning rate 1e-3, batch 32, no augmentation.
+    # The seed's notebook trains with Adam, learning rate 1e-3, batch 32. On SIGNS that alone
+    # overfits 1,080 images and, at a constant rate, swings test accuracy by 10-20 points
+    # from one epoch to the next; decaying the rate to zero over 30 epochs, 4-pixel shifts,
+    # flips (a mirrored hand shows as many fingers) and label smoothing take it to 99%.
+    # The notebook's own settings: --schedule constant --crop-padding 0 --no-flip
+    # --label-smoothing 0.
     "seed": dict(
         optimizer="adam",
         lr=1e-3,
         batch_size=32,
         weight_decay=0.0,
-        schedule="constant",
+        schedule="cosine",
         warmup_epochs=0.0,
-        label_smoothing=0.0,
+        label_smoothing=0.1,
         no_decay_norm_bias=False,
-        crop_padding=0,
-        flip=False,
+        crop_padding=4,
+        flip=True,
+        epochs=30,
     ),
     # He et al. 2015, section 4.2: SGD with momentum 0.9, weight decay 1e-4, learning rate
     # 0.1 divided by 10 at 50% and 75% of training (32k and 48k of 64k iterations), batch
