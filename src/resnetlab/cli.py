@@ -106,23 +106,13 @@ def add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    import warnings
     from pathlib import Path
 
     from .data.report import contact_sheet, describe
-    from .errors import DataWarning
 
-    def show(message, category, *_args, **_kwargs) -> None:
-        if issubclass(category, DataWarning):
-            print(f"warning: {message}", file=sys.stderr)
-        else:
-            print(f"warning: {category.__name__}: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        summary, splits = describe(
-            args.path, image_size=args.image_size, download=args.download, cache_dir=args.cache_dir
-        )
+    summary, splits = describe(
+        args.path, image_size=args.image_size, download=args.download, cache_dir=args.cache_dir
+    )
     if not args.no_sheet:
         name = Path(args.path.rstrip("/")).name.split(".")[0] or "data"
         out = Path(args.out or f"{name}-samples.png")
@@ -351,6 +341,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     result = report.result
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False)
     console.print(
         f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "
         f"({round(result.accuracy * result.count)}/{result.count}), loss {result.loss:.4f}",
@@ -678,10 +670,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, *_args, **_kwargs) -> None:
+    """Warnings as one line each, without Python's source location."""
+    from .errors import DataWarning
+
+    kind = "" if issubclass(category, DataWarning) else f"{category.__name__}: "
+    print(f"warning: {kind}{message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except ResnetlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -74,6 +74,11 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     assert data["count"] == 300 and len(data["per_class"]) == 10
     assert sum(row["support"] for row in data["per_class"]) == 300
     assert sum(map(sum, data["confusion"])) == 300
+    # A folder without a test split: all of it is scored, and the report says so.
+    assert data["notes"] == [
+        f"{digit_folder} has no held-out split: all 300 images are scored, including any the "
+        "model was trained on"
+    ]
     assert Image.open(png).size[0] > 100
     assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
     out = capsys.readouterr().out
@@ -98,4 +103,23 @@ def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
         for i in range(3):
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pets" / name / f"{i}.png")
     assert main(["eval", str(model_file), "--data", str(tmp_path / "pets")]) == 2
-    assert "has classes [cat, dog] but the model was trained on [0, 1," in capsys.readouterr().err
+    assert (
+        "has 2 classes [cat, dog] but the model was trained on 10: [0, 1,"
+        in capsys.readouterr().err
+    )
+
+
+def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(
+    model_file, digit_folder, tmp_path, capsys
+):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted((digit_folder / "3").glob("*.png"))[:2]
+    for path in good:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.png").write_text("not an image")
+    assert main(["predict", str(model_file), str(folder), "--json"]) == 0
+    out = capsys.readouterr()
+    assert [p["image"] for p in json.loads(out.out)] == [str(folder / p.name) for p in good]
+    assert out.err.startswith(f"warning: {folder / 'broken.png'} is not a readable image")
+    assert out.err.rstrip().endswith("; skipped") and out.err.count("\n") == 1

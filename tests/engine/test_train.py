@@ -76,21 +76,22 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     whole = train(**FAST, epochs=2, out=str(tmp_path / "whole"), deterministic=True)
     expected = _weights(whole.model)
 
-    # Interrupt in the middle of the second epoch, as Ctrl-C would.
+    # Ctrl-C in the middle of the second epoch, arriving while a step runs: the step
+    # finishes (BN statistics included) and the run stops before the next one.
     original = Trainer._train_step
     calls = {"n": 0}
 
     def interrupting_step(self, x, y):
         calls["n"] += 1
-        if calls["n"] == 30:  # 22 steps per epoch: 8 into the second
-            raise KeyboardInterrupt
+        if calls["n"] == 30:  # 22 steps per epoch: the 8th of the second
+            os.kill(os.getpid(), signal.SIGINT)
         return original(self, x, y)
 
     monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
     with pytest.raises(KeyboardInterrupt):
         train(**FAST, epochs=2, out=str(tmp_path / "split"), deterministic=True)
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
-    assert (state["epoch"], state["batch"]) == (1, 7)
+    assert (state["epoch"], state["batch"]) == (1, 8)
     monkeypatch.setattr(Trainer, "_train_step", original)
     resumed = train(resume=tmp_path / "split")
     assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 2
@@ -285,3 +286,30 @@ def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert resumed.summary["steps"] == whole.summary["steps"] == 30
     expected, got = _weights(whole.model), _weights(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
+    run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--model", "resnet8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume continues {run} as it was set up; its model cannot")
+    assert main(["train", "--resume", str(run), "--model", FAST["model"], "--epochs", "1"]) == 0
+
+
+def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
+    args = ["train", "--model", "resnet20", "--model-option", "shortcut=C"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B\n"
+
+
+def test_sync_bn_on_the_cpu_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from resnetlab.engine.step import build_training
+
+    dist = SimpleNamespace(enabled=True, rank=0, world_size=2, local_rank=0, is_main=True)
+    config = TrainConfig(model="resnet8", sync_bn=True)
+    with pytest.raises(resnetlab.ResnetlabError, match="--sync-bn needs CUDA devices"):
+        build_training(config, torch.device("cpu"), num_classes=10, input_size=8, dist=dist)

@@ -66,5 +66,5 @@ def test_option_a_adds_no_parameters_and_option_b_projects():
 
 
 def test_unknown_shortcut_is_refused():
-    with pytest.raises(ValueError, match="unknown shortcut 'C'"):
+    with pytest.raises(resnetlab.ResnetlabError, match="resnet20: unknown shortcut 'C'"):
         resnetlab.create_model("resnet20", shortcut="C")

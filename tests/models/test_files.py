@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -75,3 +78,21 @@ def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
     save_file(load_file(str(path)), str(path), metadata={"resnetlab": meta.to_json()})
     with pytest.raises(ResnetlabError, match="does not match its model resnet32"):
         resnetlab.load_model(path)
+
+
+def test_model_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        path = tmp_path / "m.safetensors"
+        resnetlab.save_model(resnetlab.create_model("resnet8"), path)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_run_folder_or_checkpoint_given_as_a_model_file_points_to_the_model_files(tmp_path):
+    with pytest.raises(ResnetlabError, match="is a folder, not a model file; a run folder's"):
+        resnetlab.load_model(tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02not safetensors")
+    with pytest.raises(ResnetlabError, match=r"\(checkpoint.pt is for --resume\)$"):
+        resnetlab.load_model(tmp_path / "checkpoint.pt")

@@ -61,7 +61,9 @@ def test_v1_moves_the_stride_but_keeps_the_keys():
 
 
 def test_stride_in_1x1_is_refused_for_basic_blocks():
-    with pytest.raises(ValueError, match="bottleneck"):
+    with pytest.raises(
+        resnetlab.ResnetlabError, match="resnet18: stride_in_1x1 applies only to bottleneck"
+    ):
         resnetlab.create_model("resnet18", stride_in_1x1=True)
 
 

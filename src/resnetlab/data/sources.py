@@ -260,6 +260,14 @@ def load_eval_split(
     split = _with_notes(source.splits[key](), source.notes)
     if key in source.borrowed:
         split = _with_notes(split, [f"held out: {split.source}, found next to {data}"])
+    elif key in ("all", "train"):
+        split = _with_notes(
+            split,
+            [
+                f"{data} has no held-out split: all {len(split):,} images are scored, including "
+                "any the model was trained on"
+            ],
+        )
     return split
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -75,6 +75,7 @@ class EvalReport:
     class_names: list[str]
     data: str
     model: str
+    notes: list[str] = field(default_factory=list)  # which images were scored, what was adjusted
 
     def to_dict(self) -> dict:
         precision, recall = self.result.per_class()
@@ -90,6 +91,7 @@ class EvalReport:
                 for name, p, r, n in zip(self.class_names, precision, recall, support, strict=True)
             ],
             "confusion": self.result.confusion.tolist(),
+            "notes": self.notes,
         }
 
 
@@ -125,8 +127,8 @@ def evaluate(
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
         raise ResnetlabError(
-            f"{data} has classes {_short(class_names)} but the model was trained on "
-            f"{_short(meta.class_names)}"
+            f"{data} has {len(class_names)} classes {_short(class_names)} but the model was "
+            f"trained on {len(meta.class_names)}: {_short(meta.class_names)}"
         )
     if len(class_names) != meta.num_classes:
         raise ResnetlabError(
@@ -143,7 +145,7 @@ def evaluate(
         channels_last=is_channels_last(fast),
     )
     result = evaluate_loader(fast, loader, meta.num_classes)
-    return EvalReport(result, class_names, data, name)
+    return EvalReport(result, class_names, data, name, list(split.notes))
 
 
 def _short(names: list[str], limit: int = 6) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from torch import nn
 
 from ..data import DeviceLoader, read_image
 from ..data.decode import IMAGE_EXTENSIONS
-from ..errors import ResnetlabError
+from ..errors import DataWarning, ResnetlabError
 from ..models import load_model
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last
@@ -33,17 +34,18 @@ class Prediction:
         }
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files named directly, and the images inside named folders (sorted)."""
-    paths: list[Path] = []
+def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+    """Image files named directly, and the images inside named folders (sorted), each with
+    whether it was named directly."""
+    paths: list[tuple[Path, bool]] = []
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
                 raise ResnetlabError(f"no images in folder {item}")
-            paths += found
+            paths += [(p, False) for p in found]
         elif item.is_file():
-            paths.append(item)
+            paths.append((item, True))
         else:
             raise ResnetlabError(f"image not found: {item}")
     return paths
@@ -68,17 +70,29 @@ def predict(
         batch_size: images per forward pass.
 
     Returns:
-        One ``Prediction`` per image, in input order.
+        One ``Prediction`` per image, in input order. An image named in ``inputs`` must be
+        readable; one inside a folder that is not is skipped with a warning.
     """
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
     meta = model.meta
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
-    paths = expand_inputs(inputs)
     size = meta.input_size
     # The training path: decode and resize as a folder is decoded, normalise in the loader.
-    images = torch.stack([torch.from_numpy(_read(p, size)) for p in paths])  # (N, H, W, 3)
+    # An image named directly must be readable; one found in a folder is skipped if not.
+    paths, decoded = [], []
+    for path, named in expand_inputs(inputs):
+        try:
+            decoded.append(torch.from_numpy(_read(path, size)))
+            paths.append(path)
+        except ResnetlabError as e:
+            if named:
+                raise
+            warnings.warn(f"{e}; skipped", DataWarning, stacklevel=2)
+    if not paths:
+        raise ResnetlabError("none of the images could be read")
+    images = torch.stack(decoded)  # (N, H, W, 3)
     labels = torch.zeros(len(paths), dtype=torch.int64)
     model = inference_model(model, device_, input_size=size)
     loader = DeviceLoader(

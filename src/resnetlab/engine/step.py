@@ -324,6 +324,11 @@ def build_training(
     if device.type == "cpu":
         use_small_map_convs(model, input_size)
     if config.sync_bn and dist.enabled:
+        if device.type != "cuda":
+            raise ResnetlabError(
+                "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs only on GPUs); "
+                "drop it on the CPU"
+            )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, config, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None

@@ -14,6 +14,8 @@ import contextlib
 import dataclasses
 import itertools
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +74,15 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         values = TrainConfig.load(run_dir / "config.json")
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
+        if changed:
+            raise ResnetlabError(
+                f"--resume continues {run_dir} as it was set up; its {', '.join(changed)} "
+                f"cannot change (start a new run: --config {run_dir / 'config.json'} with the "
+                "new values)"
+            )
+        values.update(given)
         config = TrainConfig(**values)
         return Trainer(config, run_dir=run_dir, resume=True).run()
     if config is None:
@@ -80,6 +90,20 @@ def train(
     elif overrides:
         config = dataclasses.replace(config, **overrides)
     return Trainer(config).run()
+
+
+# What a checkpoint was made with: a resumed run cannot change these.
+RUN_DEFINING = (
+    "model",
+    "model_kwargs",
+    "data",
+    "val_data",
+    "val_split",
+    "input_size",
+    "subset",
+    "val_subset",
+    "seed",
+)
 
 
 class Trainer:
@@ -195,10 +219,11 @@ class Trainer:
                 self.log.start(self._describe())
                 if self.step == 0:
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
-            while self.epoch < self.num_epochs and not self._reached_target():
-                train_stats = self._train_epoch()
-                val = self._evaluate()
-                self._end_epoch(train_stats, val)
+            with self._stop_between_steps():
+                while self.epoch < self.num_epochs and not self._reached_target():
+                    train_stats = self._train_epoch()
+                    val = self._evaluate()
+                    self._end_epoch(train_stats, val)
             if self._reached_target() and self.dist.is_main:
                 self.log.message(
                     f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
@@ -223,6 +248,28 @@ class Trainer:
         final_model = self._eval_model()
         return RunResult(self.run_dir, summary, final_model.eval())
 
+    @contextlib.contextmanager
+    def _stop_between_steps(self):
+        """Ctrl-C lets the current step finish, so that the checkpoint written on the way out
+        holds whole steps (a step cut short has already moved BN's statistics). A second
+        Ctrl-C interrupts at once. Not under torchrun, where every process must stop at the
+        same step."""
+        self.stop_requested = False
+        if self.dist.enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def request_stop(signum, frame):
+            self.stop_requested = True
+            signal.signal(signal.SIGINT, previous)
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _train_epoch(self) -> dict[str, float]:
         c = self.config
         self.net.train()
@@ -237,6 +284,8 @@ class Trainer:
         tick = time.perf_counter()
         self.log.epoch_begin(self.epoch, self.steps_per_epoch, self.batch)
         for x, y in batches:
+            if self.stop_requested:
+                raise KeyboardInterrupt
             lr = self._lr()
             set_lr(self.optimizer, lr)
             self._train_step(x, y)

@@ -101,22 +101,33 @@ def save_model(
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file(tensors, str(tmp), metadata={META_KEY: meta.to_json()})
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates files readable by the owner only
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return meta
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The metadata of a model file, without reading its weights."""
     path = Path(path)
+    run_files = "a run folder's model files are best.safetensors and last.safetensors"
+    if path.is_dir():
+        raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
     if not path.is_file():
         raise ResnetlabError(f"model file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ResnetlabError(f"{path} is not a safetensors model file ({e})") from None
+        hint = f"; {run_files} (checkpoint.pt is for --resume)" if path.suffix == ".pt" else ""
+        raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
     if META_KEY not in metadata:
         raise ResnetlabError(
             f"{path} has no resnetlab metadata; for a bare state dict, build the model with "

@@ -99,6 +99,8 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
         if "unexpected keyword argument" not in str(e):
             raise
         raise ResnetlabError(f"{name} does not take that option ({e})") from None
+    except ValueError as e:  # a value the constructor refuses, e.g. shortcut="C"
+        raise ResnetlabError(f"{name}: {e}") from None
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     return model
