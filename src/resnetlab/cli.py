@@ -76,9 +76,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from .models import create_model, model_info
 
     info = model_info(args.model)
+    for flag, value in (("--input-size", args.input_size), ("--num-classes", args.num_classes)):
+        if value is not None and value < 1:
+            raise ResnetlabError(f"{flag} must be positive, got {value}")
     input_size = args.input_size or info.input_size
-    if input_size < 1:
-        raise ResnetlabError(f"--input-size must be positive, got {input_size}")
     kwargs = {"input_size": input_size} if info.family == "keras" else {}
     model = create_model(args.model, num_classes=args.num_classes, **kwargs)
     summary = summarize(model, input_size, name=args.model)

@@ -57,3 +57,10 @@ def test_cli_unknown_model_is_one_line(capsys):
     assert main(["summary", "resnet5"]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "did you mean" in err
+
+
+def test_cli_sizes_must_be_positive(capsys):
+    assert main(["summary", "resnet20", "--input-size", "0"]) == 2
+    assert capsys.readouterr().err == "error: --input-size must be positive, got 0\n"
+    assert main(["summary", "resnet20", "--num-classes", "0"]) == 2
+    assert capsys.readouterr().err == "error: --num-classes must be positive, got 0\n"

@@ -295,6 +295,8 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume continues {run} as it was set up; its model cannot")
     assert main(["train", "--resume", str(run), "--model", FAST["model"], "--epochs", "1"]) == 0
+    out = capsys.readouterr()
+    assert f"{run} already finished its 1 epoch; add --epochs N" in out.out + out.err
 
 
 def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):

@@ -219,6 +219,11 @@ class Trainer:
                 self.log.start(self._describe())
                 if self.step == 0:
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
+                if self.epoch >= self.num_epochs:
+                    self.log.message(
+                        f"{self.run_dir} already finished its {_count(self.num_epochs, 'epoch')}; "
+                        f"add --epochs N (more than {self.num_epochs}) to train it further"
+                    )
             with self._stop_between_steps():
                 while self.epoch < self.num_epochs and not self._reached_target():
                     train_stats = self._train_epoch()
