@@ -101,8 +101,8 @@ def summarize(record: Mapping[str, Any]) -> dict[str, str]:
             peer_text.append(f"per-image transforms {record['usual_way']['images_per_s']:,} img/s")
         if files:
             peer_text.append(
-                f"epoch from files: ImageFolder {files['imagefolder_epoch_s']} s, "
-                f"ours streaming {files['streaming_epoch_s']} s ({files['ratio']:.2f}x)"
+                f"epoch from files: ImageFolder {files['imagefolder_epoch_s']:.2f} s, "
+                f"ours streaming {files['streaming_epoch_s']:.2f} s ({files['ratio']:.2f}x)"
             )
         return {
             "what": f"data `{Path(record['data']).name}`, batch {record['batch_size']}",
