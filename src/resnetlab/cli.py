@@ -314,7 +314,7 @@ def parse_options(items: list[str]) -> dict:
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class precision/recall and confusion matrix")
-    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
     p.add_argument(
         "--data", required=True, help="data spec; its test (else validation) split is used"
     )
@@ -370,7 +370,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify images with a trained model")
-    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--device", default="auto")
@@ -393,6 +393,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model file as ONNX, TorchScript or a torch.export program, checked",
+        description="Export a model file. The written file is run in its own runtime "
+        "(onnxruntime, torch.jit.load, torch.export.load) on real images (--data) or "
+        "generated ones and compared with the PyTorch model; beyond the tolerance nothing "
+        "is written.",
+    )
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument("out", help="the file to write: .onnx, .pt2 (exported program) or .pt")
+    p.add_argument(
+        "--format",
+        choices=("onnx", "torchscript", "exported-program"),
+        help="default: from OUT's suffix",
+    )
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size N")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic")
+    p.add_argument(
+        "--with-preprocessing",
+        action="store_true",
+        help="take uint8 (N, H, W, 3) RGB pixels at the input size and normalise inside",
+    )
+    p.add_argument("--data", help="check on this data's held-out images (and calibrate int8)")
+    p.add_argument("--quantize", choices=("int8",), help="static INT8 (ONNX; needs --data)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    report = export_model(
+        args.model_file,
+        args.out,
+        format=args.format,
+        batch=args.batch,
+        opset=args.opset,
+        fp16=args.fp16,
+        with_preprocessing=args.with_preprocessing,
+        data=args.data,
+        quantize=args.quantize,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(report.describe()))
+    return 0
+
+
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -401,6 +452,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         description="Measure speed, ours and the peer's side by side in one process, and "
         "append each result as a JSON line to benchmarks/results/<machine>.jsonl.",
     )
+    from .bench.inference import RUNTIMES
+
     kinds = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
 
     def common(q: argparse.ArgumentParser, steps: int, warmup: int) -> None:
@@ -441,6 +494,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--model", required=True, help="a registered model name")
     i.add_argument("--batch-size", type=int, default=256, help="for throughput (256)")
     common(i, steps=10, warmup=3)
+    i.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="onnxruntime: ours is the ONNX export (int8: quantized) run by onnxruntime, the "
+        "peer our PyTorch path (CPU, fp32)",
+    )
     i.set_defaults(bench_fn="bench_infer")
 
     d = kinds.add_parser(
@@ -663,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_summary,
         add_data,
         add_convert,
+        add_export,
         add_bench,
         add_experiment,
     )

@@ -10,6 +10,7 @@ line apply to both sides, as in ``bench train``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,9 +21,11 @@ from ..engine.step import autocast, configure_backends, precision_name, resolve_
 from ..errors import ResnetlabError
 from ..models import create_model, model_info
 from .records import environment, load_average
-from .reference import peer_model
+from .reference import Peer, peer_model
 from .timing import Clock, spread, time_steps
 from .training import PEERS
+
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 
 
 def bench_infer(
@@ -40,6 +43,7 @@ def bench_infer(
     repeats: int = 5,
     vs: str | None = None,
     threads: int | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Measure inference latency (batch 1) and throughput (``batch_size``); returns the record.
 
@@ -56,7 +60,8 @@ def bench_infer(
         warmup: untimed passes first.
         repeats: timed repeats; figures are their median, min and max.
         vs: ``torchvision`` to run the peer side by side.
-        threads: CPU threads for PyTorch (default: its own choice).
+        threads: CPU threads for PyTorch (default: its own choice), and for onnxruntime.
+        runtime: ``torch``, or ``onnxruntime``/``onnxruntime-int8`` against our PyTorch path.
     """
     if min(batch_size, steps, repeats) < 1 or warmup < 0:
         raise ResnetlabError("--batch-size, --steps and --repeats must be at least 1")
@@ -74,8 +79,9 @@ def bench_infer(
 
     kwargs = {"input_size": size} if info.family == "keras" else {}
     torch.manual_seed(0)
+    net = create_model(model, num_classes=classes, **kwargs).eval()
     ours_net = inference_model(
-        create_model(model, num_classes=classes, **kwargs).eval(),
+        net,
         device_,
         channels_last=channels_last,
         input_size=size,
@@ -85,9 +91,20 @@ def bench_infer(
     if compile:
         ours_net = torch.compile(ours_net)
     ours = _runner(ours_net, ours_amp, device_, torch.inference_mode)
+    ours_what = f"resnetlab {model}, the predict/eval path (BN folded)"
 
     peer = None
-    if vs is not None:
+    if runtime != "torch":
+        if vs is not None or device_.type != "cpu" or ours_amp is not None or compile:
+            raise ResnetlabError(
+                f"--runtime {runtime} runs against our PyTorch path in fp32 on the CPU; "
+                "drop --vs, --compile and --precision, and use --device cpu"
+            )
+        peer = Peer(ours_net, ours_what, usual_way=False)
+        peer_cl, peer_amp, peer_compile, theirs = ours_cl, None, False, ours
+        ours, ours_what = _onnxruntime(net, model, size, classes, runtime)
+        ours_cl = False
+    elif vs is not None:
         peer = peer_model(model, num_classes=classes, input_size=size)
         if peer.usual_way:
             peer_cl, peer_amp, peer_compile = False, None, False
@@ -127,15 +144,16 @@ def bench_infer(
             "batch_size": batch_size,
             "input_size": size,
             "num_classes": classes,
-            "precision": precision_name(ours_amp),
+            "precision": "int8" if runtime.endswith("int8") else precision_name(ours_amp),
             "channels_last": ours_cl,
+            "runtime": runtime,
             "compile": compile,
             "steps": steps,
             "warmup": warmup,
             "repeats": repeats,
         },
         "ours": {
-            "what": f"resnetlab {model}, the predict/eval path (BN folded)",
+            "what": ours_what,
             "latency_ms": spread(results["ours"]["latency_ms"]),
             "images_per_s": spread(results["ours"]["images_per_s"]),
         },
@@ -186,6 +204,32 @@ def _runner(
             net(x)
 
     return run
+
+
+def _onnxruntime(
+    net: torch.nn.Module, model: str, size: int, classes: int, runtime: str
+) -> tuple[Callable[[torch.Tensor], None], str]:
+    """``net`` exported to ONNX (int8 for ``onnxruntime-int8``) and run by onnxruntime."""
+    import tempfile
+
+    from ..export import OnnxModel, import_extra
+    from ..export.exporter import write_unchecked_onnx
+    from ..models import ModelMeta
+
+    if runtime not in RUNTIMES:
+        raise ResnetlabError(f"unknown runtime {runtime!r}; choose {', '.join(RUNTIMES)}")
+    ort = import_extra("onnxruntime", f"--runtime {runtime}")
+    int8 = runtime == "onnxruntime-int8"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{model}.onnx"
+        write_unchecked_onnx(net, ModelMeta(model, {}, classes, size), path, int8=int8)
+        onnx_model = OnnxModel(path, threads=torch.get_num_threads())
+
+    def run(x: torch.Tensor) -> None:
+        onnx_model.run(x.numpy())
+
+    what = f"onnxruntime {ort.__version__} (CPU), {model} exported as `resnetlab export` does"
+    return run, what + (", int8" if int8 else "")
 
 
 def _images(batch: int, size: int, device: torch.device, channels_last: bool) -> torch.Tensor:

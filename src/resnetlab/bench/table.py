@@ -34,6 +34,8 @@ def _ms(figures: Mapping[str, float] | None) -> str:
 
 def _settings(s: Mapping[str, Any]) -> str:
     parts = [f"{s['input_size']}x{s['input_size']}", f"batch {s['batch_size']}", s["precision"]]
+    if s.get("runtime", "torch") != "torch":
+        parts.append(s["runtime"].removesuffix("-int8"))
     if s.get("channels_last"):
         parts.append("channels-last")
     if s.get("compile"):

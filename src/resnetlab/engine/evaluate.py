@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ResnetlabError
-from ..models import load_model
 
 
 @dataclass
@@ -105,7 +104,8 @@ def evaluate(
     """Evaluate a model file (or a loaded model) on a data set's held-out split.
 
     Args:
-        model: a model file written by resnetlab, or a model returned by ``load_model``.
+        model: a model file written by resnetlab (``.safetensors``, or ``.onnx`` from
+            ``resnetlab export``), or a model returned by ``load_model``.
         data: a data spec as for ``resnetlab train --data``; its test (else validation)
             split is used, or all of it when it has no split.
         batch_size: images per forward pass.
@@ -116,12 +116,12 @@ def evaluate(
     """
     from ..data import load_eval_split, make_loader
     from .distributed import resolve_device
-    from .inference import inference_model, is_channels_last
+    from .inference import inference_model, is_channels_last, load_model_file
 
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):
-        model = load_model(model, device=device_)
+        model = load_model_file(model, device=device_)
     meta = model.meta
     split = load_eval_split(data, image_size=meta.input_size)
     class_names = list(split.class_names)

@@ -11,12 +11,35 @@ small output maps take the matrix-product path of ``engine.cpu``.
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..models import load_model
 from .cpu import use_small_map_convs
+
+
+class ExternalModel(nn.Module):
+    """A model that another runtime runs, behind the interface of a resnetlab model.
+
+    ``model(x)`` on normalised (N, 3, H, W) images gives (N, K) logits and ``model.meta``
+    says how to use it, as for a loaded model file; it holds no PyTorch weights, so there
+    is nothing to fold, lay out or move. ``export.OnnxModel`` is one.
+    """
+
+
+def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+    """The model in a file, for ``predict`` and ``eval``: a ``.safetensors`` model file
+    (``load_model``), or an ``.onnx`` file written by ``resnetlab export`` (run by onnxruntime
+    on the CPU)."""
+    if Path(path).suffix.lower() == ".onnx":
+        from ..export import OnnxModel
+
+        return OnnxModel(path)
+    return load_model(path, device=device)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -53,7 +76,8 @@ def inference_model(
     channels_last: bool | None = None,
     input_size: int | None = None,
 ) -> nn.Module:
-    """An eval-mode copy of ``model`` on ``device``, BN folded, channels-last by default.
+    """An eval-mode copy of ``model`` on ``device``, BN folded, channels-last by default
+    (an ``ExternalModel`` is returned as it is).
 
     Args:
         model: a resnetlab model (left unchanged).
@@ -62,6 +86,8 @@ def inference_model(
         input_size: the image side it will see, if known (lays out the CPU's small-map
             convolutions for it, see ``engine.cpu``).
     """
+    if isinstance(model, ExternalModel):
+        return model
     device = torch.device(device)
     if channels_last is None:
         channels_last = device.type in ("cuda", "cpu")

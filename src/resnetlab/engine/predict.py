@@ -13,9 +13,8 @@ from torch import nn
 from ..data import DeviceLoader, read_image
 from ..data.decode import IMAGE_EXTENSIONS
 from ..errors import DataWarning, ResnetlabError
-from ..models import load_model
 from .distributed import resolve_device
-from .inference import inference_model, is_channels_last
+from .inference import inference_model, is_channels_last, load_model_file
 
 
 @dataclass
@@ -63,7 +62,8 @@ def predict(
     """Classify images with a trained model.
 
     Args:
-        model: a model file written by resnetlab, or a model returned by ``load_model``.
+        model: a model file written by resnetlab (``.safetensors``, or ``.onnx`` from
+            ``resnetlab export``), or a model returned by ``load_model``.
         inputs: image files and folders of images.
         top_k: how many classes to report per image.
         device: ``auto``, ``cpu``, ``cuda``...
@@ -75,7 +75,7 @@ def predict(
     """
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
-        model = load_model(model, device=device_)
+        model = load_model_file(model, device=device_)
     meta = model.meta
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     size = meta.input_size

@@ -1,0 +1,514 @@
+"""``export_model``: a model file to ONNX, TorchScript or an exported program, checked in the
+runtime that will run it before it is put in place.
+
+What is written is the model with every BatchNorm folded into its convolution
+(``engine.inference.fold_batchnorm``, as ``predict`` runs it), optionally in fp16 and
+optionally preceded by ``predict``'s preprocessing. It goes to a temporary file next to the
+destination; that file is loaded in its own runtime (onnxruntime on the CPU,
+``torch.jit.load``, ``torch.export.load``), run on real images from ``--data`` (else on
+generated ones) and compared with the PyTorch model; only when the logits agree within the
+tolerance is it renamed to the destination. A failed check leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import json
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DeviceLoader
+from ..data.loader import normalisation
+from ..engine.inference import fold_batchnorm
+from ..errors import ResnetlabError
+from ..models import ModelMeta, load_model
+from .runtime import (
+    EXTRA_FILE,
+    OnnxModel,
+    as_strings,
+    deploy_metadata,
+    import_extra,
+    in_batches,
+    read_deploy_meta,
+)
+
+FORMATS = {
+    "onnx": (".onnx",),
+    "torchscript": (".pt", ".torchscript"),
+    "exported-program": (".pt2",),
+}
+# Largest logit difference allowed, as a fraction of the largest logit (at least 1).
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+# An int8 file is judged by its accuracy on the held-out split instead: at most this far
+# below the fp32 model's.
+MAX_INT8_DROP = 0.02
+CHECK_IMAGES = 32  # images from --data for the check (fewer are generated without it)
+GENERATED_IMAGES = 8
+
+
+class DeployedModel(nn.Module):
+    """The graph an export writes: ``model`` with BN folded, in fp32 or fp16, optionally
+    preceded by ``predict``'s preprocessing.
+
+    Args:
+        model: a loaded model file (left unchanged).
+        meta: its ``ModelMeta`` (the normalisation).
+        pixels: take uint8 (N, H, W, 3) RGB pixels and normalise them inside; else take
+            normalised float32 (N, 3, H, W) images, as resnetlab models do.
+        fp16: weights and arithmetic in float16; inputs and logits stay as they were.
+    """
+
+    def __init__(self, model: nn.Module, meta: ModelMeta, *, pixels: bool, fp16: bool) -> None:
+        super().__init__()
+        self.net = fold_batchnorm(copy.deepcopy(model).float().eval())
+        if fp16:
+            self.net = self.net.half()
+        self.pixels = pixels
+        self.fp16 = fp16
+        scale, shift = normalisation(meta.mean, meta.std, torch.device("cpu"), torch.float32)
+        self.register_buffer("scale", scale)  # (3,)
+        self.register_buffer("shift", shift)
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images
+        if self.pixels:
+            # What DeviceLoader does to a batch: one multiply-add per pixel, then (N, 3, H, W).
+            x = torch.addcmul(self.shift, images.float(), self.scale).permute(0, 3, 1, 2)
+        if self.fp16:
+            x = x.half()
+        return self.net(x).float()
+
+
+@dataclass
+class Check:
+    """How the written file compared with the PyTorch model."""
+
+    runtime: str
+    images: str  # which images, in words
+    batches: list[int]  # the batch sizes it ran at
+    max_difference: float
+    tolerance: float | None  # None: int8, judged by accuracy instead
+    agreement: int  # images whose top-1 class matched
+    count: int
+
+
+@dataclass
+class ExportReport:
+    """What ``export_model`` wrote and how it checked it."""
+
+    source: str
+    path: str
+    format: str
+    model: str
+    precision: str
+    batch: int | None
+    pixels: bool
+    opset: int | None
+    size_bytes: int
+    check: Check
+    metadata: dict[str, Any] = field(default_factory=dict)
+    int8_accuracy: dict[str, Any] | None = None  # data, count, fp32, int8
+
+    def describe(self) -> list[str]:
+        """Lines for the terminal."""
+        c = self.check
+        kind = {"onnx": f"ONNX opset {self.opset}", "torchscript": "TorchScript (traced)"}.get(
+            self.format, "torch.export program"
+        )
+        batch = "dynamic" if self.batch is None else str(self.batch)
+        lines = [
+            f"exported {self.source} ({self.model}) to {self.path}: {kind}, batch {batch}, "
+            f"{self.precision}, input {self.metadata['input']}",
+        ]
+        allowed = f" (allowed {c.tolerance:.1e})" if c.tolerance is not None else ""
+        lines.append(
+            f"checked with {c.runtime} on {c.images}, batch size{'s' * (len(c.batches) > 1)} "
+            f"{' and '.join(map(str, c.batches))}: largest logit difference "
+            f"{c.max_difference:.2e}{allowed}, top-1 agreement {c.agreement}/{c.count}"
+        )
+        if self.int8_accuracy:
+            a = self.int8_accuracy
+            lines += [f"note: {note}" for note in a["notes"]]
+            lines.append(
+                f"accuracy on {a['count']:,} held-out images of {a['data']}: int8 "
+                f"{a['int8']:.2%}, fp32 {a['fp32']:.2%} ({(a['int8'] - a['fp32']) * 100:+.2f} "
+                f"points)"
+            )
+        lines.append(f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB)")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_format(out: Path, format: str | None) -> str:
+    """The format named, else the one ``out``'s suffix stands for."""
+    by_suffix = {s: f for f, suffixes in FORMATS.items() for s in suffixes}
+    implied = by_suffix.get(out.suffix.lower())
+    if format is None:
+        if implied is None:
+            known = ", ".join(f"{s} ({f})" for s, f in by_suffix.items())
+            raise ResnetlabError(
+                f"cannot tell the format from {out.name}'s suffix; name it {known}, "
+                "or pass --format"
+            )
+        return implied
+    if format not in FORMATS:
+        raise ResnetlabError(f"unknown format {format!r}; choose {', '.join(FORMATS)}")
+    if implied is not None and implied != format:
+        raise ResnetlabError(
+            f"{out.name} has the suffix of {implied} but --format is {format}; "
+            f"name it {FORMATS[format][0]}"
+        )
+    return format
+
+
+def parse_batch(batch: str | int) -> int | None:
+    """``dynamic`` -> None; a positive whole number -> itself."""
+    if batch == "dynamic":
+        return None
+    try:
+        value = int(batch)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise ResnetlabError(f"--batch must be 'dynamic' or a positive number, got {batch!r}")
+    return value
+
+
+def export_model(
+    model_file: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    format: str | None = None,
+    batch: str | int = "dynamic",
+    opset: int | None = None,
+    fp16: bool = False,
+    with_preprocessing: bool = False,
+    data: str | None = None,
+    quantize: str | None = None,
+) -> ExportReport:
+    """Export a model file, check the result in its runtime, and only then write ``out``.
+
+    Args:
+        model_file: a ``.safetensors`` model file written by resnetlab.
+        out: the file to write; its suffix gives the format unless ``format`` is named.
+        format: ``onnx``, ``torchscript`` or ``exported-program``.
+        batch: ``dynamic`` (any batch size) or a fixed number of images per call.
+        opset: ONNX opset (default: the exporter's).
+        fp16: float16 weights and arithmetic; inputs and outputs keep their types.
+        with_preprocessing: the graph takes uint8 (N, H, W, 3) RGB pixels at the model's
+            input size and normalises them itself.
+        data: a data spec whose held-out images the check runs on (and, with
+            ``quantize``, whose training images calibrate the int8 model).
+        quantize: ``int8``: static INT8 quantization with onnxruntime's tools (ONNX only).
+
+    Returns:
+        What was written and how the check went.
+
+    Raises:
+        ResnetlabError: a bad option or input, or a written file whose outputs differ from
+            the PyTorch model's beyond the tolerance (nothing is then written).
+    """
+    out = Path(out)
+    fmt = resolve_format(out, format)
+    batch_ = parse_batch(batch)
+    _check_options(fmt, opset, fp16, data, quantize)
+    if fmt == "onnx":
+        for module in ("onnx", "onnxscript", "onnxruntime"):
+            import_extra(module, "ONNX export")
+    model = load_model(model_file)  # a file that is not a model file stops here
+    meta = model.meta
+    precision = "int8" if quantize else "fp16" if fp16 else "fp32"
+    pixels = with_preprocessing
+    metadata = deploy_metadata(meta, pixels=pixels, precision=precision, batch=batch_)
+    images, described = check_images(meta, data)
+    graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
+    example = _example(meta, pixels, batch_)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    int8_accuracy = None
+    try:
+        opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
+        if quantize:
+            from .quantize import quantize_int8
+
+            calibration = _as_inputs(calibration_images(meta, data), meta, pixels)
+            quantize_int8(tmp, tmp, calibration, batch=batch_)
+            _set_onnx_metadata(tmp, metadata)
+        check = _check(fmt, tmp, model, meta, images, described, pixels, batch_, precision)
+        if quantize:
+            int8_accuracy = _int8_accuracy(model, tmp, data)
+            _judge_int8(int8_accuracy)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(
+        source=str(model_file),
+        path=str(out),
+        format=fmt,
+        model=meta.model,
+        precision=precision,
+        batch=batch_,
+        pixels=pixels,
+        opset=opset_used,
+        size_bytes=out.stat().st_size,
+        check=check,
+        metadata={k: v for k, v in metadata.items() if k != "resnetlab"},
+        int8_accuracy=int8_accuracy,
+    )
+
+
+def _check_options(
+    fmt: str, opset: int | None, fp16: bool, data: str | None, quantize: str | None
+) -> None:
+    if opset is not None and fmt != "onnx":
+        raise ResnetlabError(f"--opset applies to ONNX files, not to {fmt}")
+    if quantize is None:
+        return
+    if quantize != "int8":
+        raise ResnetlabError(f"unknown quantization {quantize!r}; the one offered is int8")
+    if fmt != "onnx":
+        raise ResnetlabError(f"--quantize int8 uses onnxruntime's tools: write .onnx, not {fmt}")
+    if fp16:
+        raise ResnetlabError("--quantize int8 and --fp16 exclude each other; choose one")
+    if data is None:
+        raise ResnetlabError(
+            "--quantize int8 calibrates on real images: pass --data, e.g. the training data"
+        )
+
+
+def _example(meta: ModelMeta, pixels: bool, batch: int | None) -> torch.Tensor:
+    """An input of the graph's shape; 2 images for a dynamic batch, since torch.export
+    takes a size of 1 for a constant."""
+    n, s = batch or 2, meta.input_size
+    return torch.zeros(n, s, s, 3, dtype=torch.uint8) if pixels else torch.zeros(n, 3, s, s)
+
+
+@contextlib.contextmanager
+def _quiet_torchscript() -> Iterator[None]:
+    """TorchScript is deprecated in favour of torch.export (FutureWarning; the README says
+    which format to choose), and tracing turns resnet50_keras's input-size check into a
+    constant (TracerWarning), which holds for the one input size the file takes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
+def write_onnx(graph, path, example, batch, opset, metadata) -> int:
+    names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch 2.5 and later
+        shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            dynamo=True,
+            external_data=False,  # one file, weights inside
+            dynamic_shapes=shapes,
+            verbose=False,
+            **names,
+        )
+    else:  # torch 2.4: the TorchScript-based exporter
+        axes = {"images": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
+        torch.onnx.export(graph, (example,), str(path), dynamic_axes=axes, **names)
+    proto = _set_onnx_metadata(path, metadata)
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _set_onnx_metadata(path: Path, metadata: dict[str, Any]):
+    onnx = import_extra("onnx", "ONNX export")
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, as_strings(metadata))
+    onnx.save(proto, str(path))
+    return proto
+
+
+def _write_torchscript(graph, path, example, batch, opset, metadata) -> None:
+    with _quiet_torchscript(), torch.no_grad():
+        traced = torch.jit.trace(graph, (example,), check_trace=False)  # checked after writing
+        torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(metadata)})
+
+
+def _write_exported_program(graph, path, example, batch, opset, metadata) -> None:
+    shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
+    program = torch.export.export(graph, (example,), dynamic_shapes=shapes)
+    torch.export.save(program, str(path), extra_files={EXTRA_FILE: json.dumps(metadata)})
+
+
+WRITERS: dict[str, Callable[..., int | None]] = {
+    "onnx": write_onnx,
+    "torchscript": _write_torchscript,
+    "exported-program": _write_exported_program,
+}
+
+
+def write_unchecked_onnx(
+    model: nn.Module, meta: ModelMeta, path: Path, *, int8: bool = False
+) -> None:
+    """``model`` as ``export_model`` writes it to ONNX with a dynamic batch, unchecked; for
+    ``bench infer --runtime onnxruntime``. ``int8`` calibrates on generated images, which
+    gives the int8 file its speed but not the accuracy that real images would."""
+    precision = "int8" if int8 else "fp32"
+    metadata = deploy_metadata(meta, pixels=False, precision=precision, batch=None)
+    graph = DeployedModel(model, meta, pixels=False, fp16=False)
+    write_onnx(graph, path, _example(meta, False, None), None, None, metadata)
+    if int8:
+        from .quantize import quantize_int8
+
+        quantize_int8(path, path, _as_inputs(check_images(meta, None)[0], meta, pixels=False))
+        _set_onnx_metadata(path, metadata)
+
+
+def _load_runner(fmt: str, path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], dict, str]:
+    """``(run, metadata, runtime)``: the written file loaded by its own runtime."""
+    if fmt == "onnx":
+        ort = import_extra("onnxruntime", "ONNX export")
+        onnx_model = OnnxModel(path)
+        return onnx_model.run, onnx_model.metadata, f"onnxruntime {ort.__version__} (CPU)"
+    extra = {EXTRA_FILE: ""}
+    if fmt == "torchscript":
+        with _quiet_torchscript():
+            module = torch.jit.load(str(path), _extra_files=extra)
+        runtime = f"torch.jit.load (torch {torch.__version__})"
+    else:
+        module = torch.export.load(str(path), extra_files=extra).module()
+        runtime = f"torch.export.load (torch {torch.__version__})"
+
+    def run(inputs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(inputs)).numpy()
+
+    return run, json.loads(extra[EXTRA_FILE]), runtime
+
+
+def _check(
+    fmt: str,
+    path: Path,
+    model: nn.Module,
+    meta: ModelMeta,
+    images: torch.Tensor,
+    described: str,
+    pixels: bool,
+    batch: int | None,
+    precision: str,
+) -> Check:
+    """Run the written file on ``images`` and compare it with the PyTorch model."""
+    run, metadata, runtime = _load_runner(fmt, path)
+    if read_deploy_meta(metadata, path).class_names != meta.class_names:
+        raise ResnetlabError(f"{path.name}: the class names did not survive the export")
+    inputs = _as_inputs(images, meta, pixels)
+    with torch.no_grad():
+        reference = model(_normalised(images, meta)).numpy()
+    outputs = in_batches(run, inputs, batch)
+    batches = [len(inputs) if batch is None else batch]
+    difference = float(np.abs(outputs - reference).max())
+    if batch is None:  # and one image alone
+        alone = float(np.abs(run(inputs[:1]) - reference[:1]).max())
+        difference = float(np.max([difference, alone]))  # a NaN stays a NaN
+        batches.insert(0, 1)
+    agreement = int((outputs.argmax(1) == reference.argmax(1)).sum())
+    tolerance = TOLERANCE.get(precision)
+    check = Check(runtime, described, batches, difference, tolerance, agreement, len(images))
+    if tolerance is not None:
+        allowed = tolerance * max(1.0, float(np.abs(reference).max()))
+        if not difference <= allowed:  # NaN fails too
+            raise ResnetlabError(
+                f"the exported {fmt} file's logits differ from the PyTorch model's by up to "
+                f"{difference:.2e} on {described} (allowed {allowed:.1e}); nothing written"
+            )
+    return check
+
+
+def _normalised(images: torch.Tensor, meta: ModelMeta) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> (N, 3, H, W) float32 as ``predict`` feeds the model."""
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    loader = DeviceLoader(images, labels, batch_size=len(images), mean=meta.mean, std=meta.std)
+    return next(iter(loader))[0]
+
+
+def _as_inputs(images: torch.Tensor, meta: ModelMeta, pixels: bool) -> np.ndarray:
+    """The images as the exported graph takes them."""
+    return images.numpy() if pixels else _normalised(images, meta).numpy()
+
+
+def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
+    """uint8 (N, S, S, 3) images to check an export on, and what they are, in words.
+
+    Up to ``CHECK_IMAGES`` of the held-out images of ``data`` (an even spread over it), or
+    ``GENERATED_IMAGES`` smooth random images when there is no data.
+    """
+    size = meta.input_size
+    if data is None:
+        generator = torch.Generator().manual_seed(0)
+        coarse = torch.rand(GENERATED_IMAGES, 3, 4, 4, generator=generator) * 255
+        fine = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
+        images = fine.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return images, f"{GENERATED_IMAGES} generated images"
+    from ..data import load_eval_split
+
+    split = load_eval_split(data, image_size=size)
+    images = split_pixels(split, CHECK_IMAGES)
+    return images, f"{len(images)} held-out images of {data}"
+
+
+def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Tensor:
+    """Up to ``count`` images of the training images of ``data`` (else all of it)."""
+    from ..data.sources import open_source
+
+    source = open_source(data, image_size=meta.input_size)
+    key = source.key("train", "all", "val", "test")
+    return split_pixels(source.splits[key](), count)
+
+
+def split_pixels(split, count: int) -> torch.Tensor:
+    """uint8 (n, H, W, 3) pixels of up to ``count`` images spread evenly over ``split``."""
+    from ..data import ImageSet
+    from ..data.decode import decode_files
+
+    n = len(split)
+    if n == 0:
+        raise ResnetlabError(f"{split.source}: no images")
+    index = torch.linspace(0, n - 1, min(count, n)).round().long().unique()
+    if isinstance(split, ImageSet):
+        return split.images[index].contiguous()
+    images, _, _, _ = decode_files([split.paths[i] for i in index.tolist()], split.image_size)
+    return torch.from_numpy(images)
+
+
+def _int8_accuracy(model: nn.Module, path: Path, data: str) -> dict[str, Any]:
+    """Accuracy of the PyTorch model and of the int8 file on the held-out split of ``data``."""
+    from ..engine import evaluate
+
+    fp32 = evaluate(model, data, device="cpu")
+    int8 = evaluate(OnnxModel(path), data, device="cpu")
+    return {
+        "data": data,
+        "count": fp32.result.count,
+        "fp32": fp32.result.accuracy,
+        "int8": int8.result.accuracy,
+        "notes": fp32.notes,
+    }
+
+
+def _judge_int8(accuracy: dict[str, Any]) -> None:
+    drop = accuracy["fp32"] - accuracy["int8"]
+    if not drop <= MAX_INT8_DROP:
+        raise ResnetlabError(
+            f"the int8 file scores {accuracy['int8']:.2%} on {accuracy['data']}'s held-out "
+            f"images against {accuracy['fp32']:.2%} for fp32 (allowed: "
+            f"{MAX_INT8_DROP * 100:.0f} points less); nothing written, export fp32 instead"
+        )

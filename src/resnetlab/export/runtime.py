@@ -1,0 +1,172 @@
+"""Running exported files: what they say about themselves, and ``OnnxModel``.
+
+Every exported file carries the model file's metadata: the full ``ModelMeta`` as JSON under
+``resnetlab``, and the keys a client needs spelled out on their own (``class_names``,
+``input_size``, ``resize``, ``mean``, ``std``, ``input``, ``output``, ``precision``,
+``batch``). An ONNX file holds them as ``metadata_props``; a TorchScript file or an exported
+program as one extra file, ``resnetlab.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.loader import normalisation
+from ..engine.inference import ExternalModel
+from ..errors import ResnetlabError
+from ..models.files import META_KEY, ModelMeta
+
+INSTALL_EXPORT = "pip install 'resnetlab[export]'"
+EXTRA_FILE = "resnetlab.json"  # the metadata inside a TorchScript file or an exported program
+
+
+def import_extra(module: str, purpose: str) -> ModuleType:
+    """``module`` from the ``export`` extra, or a one-line error that says what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        raise ResnetlabError(
+            f"{purpose} needs {top}, which is not installed: {INSTALL_EXPORT}"
+        ) from None
+
+
+def resize_mode(meta: ModelMeta) -> str:
+    """How images are brought to the input size: ``squash`` (the whole image resized to a
+    square, what model files without the key mean) or ``crop`` (the shorter side resized,
+    then the centre cut out)."""
+    return getattr(meta, "resize", None) or "squash"
+
+
+def deploy_metadata(
+    meta: ModelMeta, *, pixels: bool, precision: str, batch: int | None
+) -> dict[str, Any]:
+    """What an exported file says about itself (see the module docstring)."""
+    size, k = meta.input_size, meta.num_classes
+    if pixels:
+        takes = f"uint8 (N, {size}, {size}, 3) RGB pixels"
+    else:
+        takes = f"float32 (N, 3, {size}, {size}) RGB, (pixels / 255 - mean) / std per channel"
+    return {
+        META_KEY: meta.to_json(),
+        "model": meta.model,
+        "class_names": meta.class_names or [str(i) for i in range(k)],
+        "input_size": size,
+        "resize": resize_mode(meta),
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+        "input": takes,
+        "output": f"float32 (N, {k}) logits, in class_names order",
+        "precision": precision,
+        "batch": "dynamic" if batch is None else batch,
+    }
+
+
+def as_strings(metadata: dict[str, Any]) -> dict[str, str]:
+    """The metadata as ONNX ``metadata_props`` hold it: strings, JSON for lists."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+
+
+def read_deploy_meta(metadata: dict[str, Any], path: str | os.PathLike) -> ModelMeta:
+    """The ``ModelMeta`` inside an exported file's metadata."""
+    if META_KEY not in metadata:
+        raise ResnetlabError(
+            f"{path} has no resnetlab metadata; export the model file with `resnetlab export`"
+        )
+    try:
+        return ModelMeta.from_json(metadata[META_KEY])
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ResnetlabError(f"{path} has unreadable resnetlab metadata ({e})") from None
+
+
+def in_batches(
+    run: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch: int | None
+) -> np.ndarray:
+    """``run`` over ``inputs`` in batches of exactly ``batch`` (all at once when ``None``).
+
+    A graph exported with a fixed batch takes only that many images, so the last batch is
+    filled up with copies of its last image and their outputs dropped.
+    """
+    if batch is None:
+        return run(inputs)
+    outputs = []
+    for start in range(0, len(inputs), batch):
+        part = inputs[start : start + batch]
+        n = len(part)
+        if n < batch:
+            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+        outputs.append(run(part)[:n])
+    return np.concatenate(outputs)
+
+
+class OnnxModel(ExternalModel):
+    """An ONNX file written by ``resnetlab export``, run by onnxruntime on the CPU.
+
+    It is used as a loaded model file is: ``model(x)`` on normalised (N, 3, H, W) images
+    gives (N, K) logits, ``model.meta`` is the model file's ``ModelMeta``, so ``predict``,
+    ``evaluate`` and ``resnetlab serve`` take it where they take a ``.safetensors`` file.
+    ``run`` feeds the graph in its own input form, which for a file exported with
+    ``--with-preprocessing`` is uint8 (N, H, W, 3) pixels.
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: onnxruntime's intra-op threads (default: its own choice).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+        super().__init__()
+        path = Path(path)
+        ort = import_extra("onnxruntime", f"running {path.name}")
+        if not path.is_file():
+            raise ResnetlabError(f"model file not found: {path}")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime has its own exception types, one per failure
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ResnetlabError(
+                f"{path} is not an ONNX model onnxruntime can load ({reason})"
+            ) from None
+        self.path = path
+        self.session = session
+        self.metadata = session.get_modelmeta().custom_metadata_map
+        self.meta = read_deploy_meta(self.metadata, path)
+        (graph_input,) = session.get_inputs()
+        self.input_name = graph_input.name
+        self.takes_pixels = graph_input.type == "tensor(uint8)"
+        first = graph_input.shape[0]
+        self.batch = first if isinstance(first, int) else None
+        self._scale, self._shift = normalisation(
+            self.meta.mean, self.meta.std, torch.device("cpu"), torch.float32
+        )
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """(N, K) logits for inputs in the graph's own form, in its batch size if fixed."""
+
+        def once(batch: np.ndarray) -> np.ndarray:
+            return self.session.run(None, {self.input_name: batch})[0]
+
+        return in_batches(once, inputs, self.batch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised (N, 3, H, W) images -> (N, K) float32 logits, on ``x``'s device."""
+        x_cpu = x.detach().float().cpu()
+        if self.takes_pixels:
+            # Back to the pixels the normalisation came from: exact, since pixels are whole
+            # numbers and the round trip is off by far less than a half.
+            pixels = (x_cpu.permute(0, 2, 3, 1) - self._shift) / self._scale
+            inputs = pixels.round().clamp(0, 255).to(torch.uint8).contiguous().numpy()
+        else:
+            inputs = x_cpu.contiguous().numpy()
+        return torch.from_numpy(self.run(inputs)).to(x.device)

@@ -1,0 +1,204 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.data import read_image
+from resnetlab.export import EXTRA_FILE, export_model
+from resnetlab.export.exporter import DeployedModel
+
+from .conftest import CLASSES, FAMILIES, write_model_file
+
+# TorchScript is deprecated upstream; loading it here is the point.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+
+
+def load_in_runtime(path, fmt):
+    """The exported file loaded by its own runtime, as a function of a numpy batch."""
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {"images": x})[0]
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path))
+    else:
+        module = torch.export.load(str(path)).module()
+    return lambda x: module(torch.from_numpy(x)).detach().numpy()
+
+
+# The CIFAR net in every format runs by default; the other families, bigger or slower to
+# export (resnet50_keras has 23.5 million parameters), with -m slow.
+CASES = [
+    pytest.param(family, fmt, marks=() if family == "cifar" else pytest.mark.slow)
+    for family in FAMILIES
+    for fmt in SUFFIX
+]
+
+
+@pytest.mark.parametrize(("family", "fmt"), CASES)
+def test_every_family_in_every_format_gives_the_pytorch_logits(
+    family, fmt, tmp_path, cifar_file, exported
+):
+    if (family, fmt) == ("cifar", "onnx"):
+        model_file, (out, report) = cifar_file, exported()
+    else:
+        model_file = write_model_file(tmp_path / "m.safetensors", family)
+        out = tmp_path / f"m{SUFFIX[fmt]}"
+        report = export_model(model_file, out)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.safetensors", out.name])
+    assert report.format == fmt and report.check.batches == [1, 8]
+    assert report.check.max_difference <= 1e-4 and report.check.agreement == 8
+    model = resnetlab.load_model(model_file)
+    size = model.meta.input_size
+    run = load_in_runtime(out, fmt)
+    for batch in (1, 7):
+        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model(x).numpy()
+        logits = run(x.numpy())
+        assert logits.shape == (batch, len(CLASSES))
+        np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
+
+
+def test_with_preprocessing_on_uint8_pixels_equals_predict(cifar_file, photos, exported):
+    out, report = exported(with_preprocessing=True, batch=1)
+    assert report.metadata["input"] == "uint8 (N, 16, 16, 3) RGB pixels"
+    assert report.check.batches == [1] and report.metadata["batch"] == 1
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (graph_input,) = session.get_inputs()
+    assert graph_input.type == "tensor(uint8)" and graph_input.shape == [1, 16, 16, 3]
+    pixels = np.stack([read_image(p, 16) for p in photos])  # what predict decodes
+    logits = np.concatenate([session.run(None, {"images": x[None]})[0] for x in pixels])
+    probabilities = torch.from_numpy(logits).softmax(1)
+    predictions = resnetlab.predict(cifar_file, photos, top_k=3, device="cpu")
+    for p, probs in zip(predictions, probabilities, strict=True):
+        assert [name for name, _ in p.top] == [CLASSES[i] for i in probs.argsort(descending=True)]
+        assert [prob for _, prob in p.top] == pytest.approx(sorted(probs.tolist())[::-1], abs=1e-5)
+
+
+def test_onnx_metadata_gives_the_class_names_and_preprocessing_back(exported):
+    out, _ = exported()
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["class_names"]) == CLASSES
+    assert props["input_size"] == "16" and props["resize"] == "squash"
+    assert json.loads(props["mean"]) == pytest.approx([0.5, 0.4, 0.3])
+    assert json.loads(props["std"]) == pytest.approx([0.25, 0.2, 0.3])
+    assert props["precision"] == "fp32" and props["batch"] == "dynamic"
+    assert json.loads(props["resnetlab"])["model"] == "resnet8"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map == props  # what a client reads
+
+
+def test_torch_formats_carry_the_metadata_as_an_extra_file(cifar_file, tmp_path):
+    # A fixed batch of 3: the check's 8 images run as 3 + 3 + 2 filled up to 3.
+    report = export_model(cifar_file, tmp_path / "m.pt2", fp16=True, batch=3)
+    assert report.check.batches == [3] and report.check.count == 8
+    extra = {EXTRA_FILE: ""}
+    program = torch.export.load(str(tmp_path / "m.pt2"), extra_files=extra)
+    metadata = json.loads(extra[EXTRA_FILE])
+    assert metadata["class_names"] == CLASSES and metadata["precision"] == "fp16"
+    assert metadata["input_size"] == 16 and metadata["resize"] == "squash"
+    assert metadata["batch"] == 3
+    assert json.loads(metadata["resnetlab"]) == json.loads(
+        resnetlab.read_model_meta(cifar_file).to_json()
+    )
+    with pytest.raises(Exception, match="3"):  # the batch is part of the program
+        program.module()(torch.zeros(2, 3, 16, 16))
+
+
+def test_fp16_keeps_float32_inputs_and_outputs_within_its_tolerance(cifar_file, tmp_path):
+    report = export_model(cifar_file, tmp_path / "half.pt", fp16=True)
+    assert report.precision == "fp16" and report.check.tolerance == 1e-2
+    module = torch.jit.load(str(tmp_path / "half.pt"))
+    weights = [p for p in module.parameters() if p.ndim == 4]
+    assert weights and all(p.dtype == torch.float16 for p in weights)
+    x = torch.randn(7, 3, 16, 16)
+    with torch.no_grad():
+        logits, expected = module(x), resnetlab.load_model(cifar_file)(x)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-2)
+
+
+def test_an_export_whose_check_fails_leaves_nothing_behind(cifar_file, tmp_path, monkeypatch):
+    out = tmp_path / "m.pt"
+    out.write_text("an earlier export")
+    forward = DeployedModel.forward
+    monkeypatch.setattr(DeployedModel, "forward", lambda self, x: forward(self, x) + 1.0)
+    assert main(["export", str(cifar_file), str(out)]) == 2
+    assert out.read_text() == "an earlier export"  # kept, and no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_export_cli_reports_the_check(cifar_file, tmp_path, capsys):
+    out = tmp_path / "exported" / "model"
+    assert main(["export", str(cifar_file), str(out), "--format", "torchscript"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"exported {cifar_file} (resnet8) to {out}: TorchScript")
+    assert "on 8 generated images, batch sizes 1 and 8: largest logit difference" in lines[1]
+    assert lines[1].endswith("top-1 agreement 8/8") and lines[2].startswith(f"wrote {out}")
+
+
+def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_path, capsys):
+    folder = tmp_path / "data"
+    for i, path in enumerate(photos):
+        (folder / CLASSES[i % 3]).mkdir(parents=True, exist_ok=True)
+        (folder / CLASSES[i % 3] / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "m.pt2"
+    assert main(["export", str(cifar_file), str(out), "--data", str(folder), "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)["check"]
+    assert check["images"] == f"7 held-out images of {folder}" and check["count"] == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["m.txt"], "cannot tell the format from m.txt's suffix; name it .onnx (onnx), .pt"),
+        (["m.pt2", "--format", "onnx"], "m.pt2 has the suffix of exported-program but --format"),
+        (["m.pt", "--opset", "17"], "--opset applies to ONNX files, not to torchscript"),
+        (["m.pt", "--batch", "0"], "--batch must be 'dynamic' or a positive number, got '0'"),
+        (["m.pt", "--batch", "some"], "--batch must be 'dynamic' or a positive number"),
+        (
+            ["m.onnx", "--quantize", "int8"],
+            "--quantize int8 calibrates on real images: pass --data",
+        ),
+        (["m.pt", "--quantize", "int8", "--data", "digits"], "--quantize int8 uses onnxruntime"),
+        (["m.onnx", "--quantize", "int8", "--fp16"], "--quantize int8 and --fp16 exclude"),
+    ],
+)
+def test_bad_export_options_are_one_line_errors(cifar_file, tmp_path, capsys, args, message):
+    out, *flags = args
+    assert main(["export", str(cifar_file), str(tmp_path / out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_is_not_a_model_file_is_a_one_line_error(tmp_path, capsys):
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("not a model")
+    assert main(["export", str(notes), str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: {notes} is not a safetensors model file") and err.count("\n") == 1
+    )
+    assert main(["export", str(tmp_path / "missing.safetensors"), str(tmp_path / "m.pt")]) == 2
+    assert capsys.readouterr().err.startswith("error: model file not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.safetensors"]
+
+
+def test_onnx_export_without_the_extra_says_what_to_install(
+    cifar_file, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # as if not installed
+    assert main(["export", str(cifar_file), str(tmp_path / "m.onnx")]) == 2
+    assert capsys.readouterr().err == (
+        "error: ONNX export needs onnxruntime, which is not installed: "
+        "pip install 'resnetlab[export]'\n"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.export import OnnxModel, in_batches
+
+from .conftest import CLASSES
+
+
+@pytest.fixture(scope="module")
+def onnx_files(exported):
+    """The CIFAR model exported plain (dynamic batch) and with preprocessing (batch 1)."""
+    return {
+        "plain": exported()[0],
+        "pixels": exported(with_preprocessing=True, batch=1)[0],
+    }
+
+
+@pytest.fixture(scope="module")
+def folder_data(photos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for i, path in enumerate(photos * 2):
+        (root / CLASSES[i % 3]).mkdir(exist_ok=True)
+        (root / CLASSES[i % 3] / f"{i}{path.suffix}").write_bytes(path.read_bytes())
+    return root
+
+
+@pytest.mark.parametrize("kind", ["plain", "pixels"])
+def test_onnx_model_is_used_as_a_loaded_model_file(onnx_files, cifar_file, kind):
+    model = OnnxModel(onnx_files[kind])
+    reference = resnetlab.load_model(cifar_file)
+    assert model.meta == reference.meta
+    assert model.takes_pixels == (kind == "pixels")
+    assert model.batch == (1 if kind == "pixels" else None)
+    # Normalised inputs, as the loaders make them from pixels, back to pixels inside.
+    pixels = torch.randint(0, 256, (7, 16, 16, 3), dtype=torch.uint8)
+    mean, std = torch.tensor(reference.meta.mean), torch.tensor(reference.meta.std)
+    x = ((pixels / 255 - mean) / std).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["plain", "pixels"])
+def test_predict_and_eval_of_the_onnx_file_match_the_model_file(
+    onnx_files, cifar_file, photos, folder_data, kind, tmp_path, capsys
+):
+    outputs = {}
+    for path in (cifar_file, onnx_files[kind]):
+        assert main(["predict", str(path), *map(str, photos), "--top-k", "3"]) == 0
+        outputs[path.suffix] = capsys.readouterr().out
+    assert outputs[".onnx"] == outputs[".safetensors"]
+    assert outputs[".onnx"].count("\n") == len(photos)
+    onnx_report = resnetlab.evaluate(onnx_files[kind], str(folder_data), device="cpu")
+    torch_report = resnetlab.evaluate(cifar_file, str(folder_data), device="cpu")
+    assert onnx_report.result.count == 14
+    assert torch.equal(onnx_report.result.confusion, torch_report.result.confusion)
+    assert onnx_report.result.loss == pytest.approx(torch_report.result.loss, abs=1e-5)
+    png = tmp_path / "confusion.png"
+    args = ["eval", str(onnx_files[kind]), "--data", str(folder_data), "--png", str(png)]
+    assert main([*args, "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 14 and png.is_file()
+
+
+def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys):
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a graph")
+    assert main(["predict", str(junk), str(photos[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {junk} is not an ONNX model onnxruntime can load (")
+    assert err.count("\n") == 1
+    bare = onnx.load(str(onnx_files["plain"]))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    assert main(["predict", str(tmp_path / "bare.onnx"), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'bare.onnx'} has no resnetlab metadata; export the model file "
+        "with `resnetlab export`\n"
+    )
+    assert main(["predict", str(tmp_path / "missing.onnx"), str(photos[0])]) == 2
+    assert capsys.readouterr().err == f"error: model file not found: {tmp_path / 'missing.onnx'}\n"
+
+
+def test_running_an_onnx_file_without_onnxruntime_says_what_to_install(
+    onnx_files, photos, capsys, monkeypatch
+):
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    assert main(["predict", str(onnx_files["plain"]), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: running {onnx_files['plain'].name} needs onnxruntime, which is not installed: "
+        "pip install 'resnetlab[export]'\n"
+    )
+
+
+def test_the_readme_client_example_gives_what_predict_gives(
+    onnx_files, cifar_file, tmp_path, capsys, monkeypatch
+):
+    from ..conftest import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    blocks = readme.split("```python\n")[1:]
+    (client,) = [b.split("```")[0] for b in blocks if "import onnxruntime as ort" in b]
+    assert "resnetlab" not in client and "torch" not in client  # onnxruntime, numpy, Pillow
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.onnx").write_bytes(onnx_files["pixels"].read_bytes())
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)).resize((90, 120))
+    photo.save(tmp_path / "photo.jpg")
+    exec(compile(client, "README client", "exec"), {})
+    printed = capsys.readouterr().out.split()
+    (prediction,) = resnetlab.predict(tmp_path / "model.onnx", [tmp_path / "photo.jpg"])
+    assert printed[0::2] == [name for name, _ in prediction.top]
+    assert [float(p.rstrip("%")) for p in printed[1::2]] == pytest.approx(
+        [round(100 * p, 1) for _, p in prediction.top], abs=0.1
+    )
+
+
+def test_in_batches_fills_up_the_last_batch_of_a_fixed_size():
+    seen = []
+
+    def run(batch):
+        seen.append(batch.copy())
+        return batch * 10
+
+    inputs = np.arange(7)[:, None]
+    np.testing.assert_array_equal(in_batches(run, inputs, 3), inputs * 10)
+    assert [b[:, 0].tolist() for b in seen] == [[0, 1, 2], [3, 4, 5], [6, 6, 6]]
+    np.testing.assert_array_equal(in_batches(run, inputs, None), inputs * 10)
