@@ -1,0 +1,55 @@
+import onnx
+import pytest
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.export import export_model, exporter
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """ResNet-8 trained for a few epochs on the bundled digits, at 8x8."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    resnetlab.train(
+        model="resnet8",
+        data="digits",
+        input_size=8,
+        crop_padding=1,
+        batch_size=32,
+        epochs=6,
+        out=str(out),
+    )
+    return out / "best.safetensors"
+
+
+@pytest.mark.slow
+def test_int8_export_is_quantized_calibrated_and_judged_by_accuracy(digits_model, tmp_path):
+    out = tmp_path / "int8.onnx"
+    report = export_model(digits_model, out, quantize="int8", data="digits")
+    graph = onnx.load(str(out)).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 9  # every convolution of ResNet-8 and its classifier
+    assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["precision"] == "int8"
+    accuracy = report.int8_accuracy
+    assert accuracy["count"] == 1797 and accuracy["fp32"] > 0.5  # chance is 0.1
+    assert abs(accuracy["int8"] - accuracy["fp32"]) <= exporter.MAX_INT8_DROP
+    # The reported figures are what eval says of each file.
+    assert resnetlab.evaluate(out, "digits", device="cpu").result.accuracy == accuracy["int8"]
+    fp32 = resnetlab.evaluate(digits_model, "digits", device="cpu").result.accuracy
+    assert fp32 == accuracy["fp32"]
+
+
+@pytest.mark.slow
+def test_an_int8_file_that_loses_too_much_accuracy_is_not_written(
+    digits_model, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(exporter, "MAX_INT8_DROP", -1.0)  # any file loses too much
+    out = tmp_path / "int8.onnx"
+    args = ["export", str(digits_model), str(out), "--quantize", "int8", "--data", "digits"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the int8 file scores ") and err.count("\n") == 1
+    assert "nothing written, export fp32 instead" in err
+    assert list(tmp_path.iterdir()) == []
