@@ -36,6 +36,8 @@ bench: $(VENV)/.installed
 	$(BIN)/resnetlab bench train --model resnet20 --batch-size 128 --input-size 32 --steps 3 --vs torchvision
 	$(BIN)/resnetlab bench train --model resnet18 --batch-size 64 --input-size 64 --steps 2 --vs torchvision
 	$(BIN)/resnetlab bench infer --model resnet20 --steps 5 --vs torchvision
+	$(BIN)/resnetlab bench infer --model resnet20 --steps 5 --runtime onnxruntime
+	$(BIN)/resnetlab bench infer --model resnet20 --steps 5 --runtime onnxruntime-int8
 	$(BIN)/resnetlab bench data --data ../shared/data/cifar10-jpg.tar.gz --workers 2 --steps 10
 	$(BIN)/resnetlab bench table --update README.md
 

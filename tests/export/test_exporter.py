@@ -125,6 +125,22 @@ def test_fp16_keeps_float32_inputs_and_outputs_within_its_tolerance(cifar_file, 
     torch.testing.assert_close(logits, expected, rtol=0, atol=1e-2)
 
 
+@pytest.mark.slow
+def test_onnx_fp16_at_a_chosen_opset(cifar_file, tmp_path):
+    out = tmp_path / "half.onnx"
+    report = export_model(cifar_file, out, fp16=True, opset=18)
+    proto = onnx.load(str(out))
+    assert report.opset == 18 and [o.version for o in proto.opset_import if o.domain == ""] == [18]
+    conv_weights = [t for t in proto.graph.initializer if len(t.dims) == 4]
+    assert conv_weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in conv_weights)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == session.get_outputs()[0].type == "tensor(float)"
+    x = torch.randn(7, 3, 16, 16)
+    with torch.no_grad():
+        expected = resnetlab.load_model(cifar_file)(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], expected, atol=1e-2)
+
+
 def test_an_export_whose_check_fails_leaves_nothing_behind(cifar_file, tmp_path, monkeypatch):
     out = tmp_path / "m.pt"
     out.write_text("an earlier export")

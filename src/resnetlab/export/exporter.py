@@ -307,7 +307,16 @@ def _quiet_torchscript() -> Iterator[None]:
         yield
 
 
-def write_onnx(graph, path, example, batch, opset, metadata) -> int:
+def write_onnx(
+    graph: nn.Module,
+    path: Path,
+    example: torch.Tensor,
+    batch: int | None,
+    opset: int | None,
+    metadata: dict[str, Any],
+) -> int:
+    """Write ``graph`` to ``path`` as one ONNX file (weights inside) with ``metadata``;
+    returns the opset. The input is named ``images``, the output ``logits``."""
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch 2.5 and later
         shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
@@ -328,7 +337,7 @@ def write_onnx(graph, path, example, batch, opset, metadata) -> int:
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _set_onnx_metadata(path: Path, metadata: dict[str, Any]):
+def _set_onnx_metadata(path: Path, metadata: dict[str, Any]) -> Any:  # an onnx.ModelProto
     onnx = import_extra("onnx", "ONNX export")
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
@@ -337,13 +346,27 @@ def _set_onnx_metadata(path: Path, metadata: dict[str, Any]):
     return proto
 
 
-def _write_torchscript(graph, path, example, batch, opset, metadata) -> None:
+def _write_torchscript(
+    graph: nn.Module,
+    path: Path,
+    example: torch.Tensor,
+    batch: int | None,
+    opset: int | None,
+    metadata: dict[str, Any],
+) -> None:
     with _quiet_torchscript(), torch.no_grad():
         traced = torch.jit.trace(graph, (example,), check_trace=False)  # checked after writing
         torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(metadata)})
 
 
-def _write_exported_program(graph, path, example, batch, opset, metadata) -> None:
+def _write_exported_program(
+    graph: nn.Module,
+    path: Path,
+    example: torch.Tensor,
+    batch: int | None,
+    opset: int | None,
+    metadata: dict[str, Any],
+) -> None:
     shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
     program = torch.export.export(graph, (example,), dynamic_shapes=shapes)
     torch.export.save(program, str(path), extra_files={EXTRA_FILE: json.dumps(metadata)})
@@ -474,7 +497,7 @@ def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Te
     return split_pixels(source.splits[key](), count)
 
 
-def split_pixels(split, count: int) -> torch.Tensor:
+def split_pixels(split: Any, count: int) -> torch.Tensor:  # an ImageSet or a StreamingSet
     """uint8 (n, H, W, 3) pixels of up to ``count`` images spread evenly over ``split``."""
     from ..data import ImageSet
     from ..data.decode import decode_files
