@@ -139,6 +139,11 @@ def test_onnx_fp16_at_a_chosen_opset(cifar_file, tmp_path):
     with torch.no_grad():
         expected = resnetlab.load_model(cifar_file)(x).numpy()
     np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], expected, atol=1e-2)
+    # Below the exporter's own opsets it converts down when it can; when it cannot, the file
+    # it fell back to is not passed off as the one asked for.
+    with pytest.raises(resnetlab.ResnetlabError, match="cannot write opset 9 for this model"):
+        export_model(cifar_file, tmp_path / "old.onnx", opset=9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.onnx"]
 
 
 def test_an_export_whose_check_fails_leaves_nothing_behind(cifar_file, tmp_path, monkeypatch):
@@ -185,13 +190,14 @@ def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_pa
         ),
         (["m.pt", "--quantize", "int8", "--data", "digits"], "--quantize int8 uses onnxruntime"),
         (["m.onnx", "--quantize", "int8", "--fp16"], "--quantize int8 and --fp16 exclude"),
+        (["."], "{tmp} is a folder; name the file to write"),
     ],
 )
 def test_bad_export_options_are_one_line_errors(cifar_file, tmp_path, capsys, args, message):
     out, *flags = args
     assert main(["export", str(cifar_file), str(tmp_path / out), *flags]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert err.startswith(f"error: {message.format(tmp=tmp_path)}") and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 
 

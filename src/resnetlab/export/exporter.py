@@ -16,6 +16,7 @@ import contextlib
 import copy
 import inspect
 import json
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -222,6 +223,10 @@ def export_model(
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
     out = Path(out)
+    if out.is_dir():
+        raise ResnetlabError(
+            f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
+        )
     fmt = resolve_format(out, format)
     batch_ = parse_batch(batch)
     _check_options(fmt, opset, fp16, data, quantize)
@@ -318,23 +323,46 @@ def write_onnx(
     """Write ``graph`` to ``path`` as one ONNX file (weights inside) with ``metadata``;
     returns the opset. The input is named ``images``, the output ``logits``."""
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch 2.5 and later
-        shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
-        torch.onnx.export(
-            graph,
-            (example,),
-            str(path),
-            dynamo=True,
-            external_data=False,  # one file, weights inside
-            dynamic_shapes=shapes,
-            verbose=False,
-            **names,
-        )
-    else:  # torch 2.4: the TorchScript-based exporter
-        axes = {"images": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
-        torch.onnx.export(graph, (example,), str(path), dynamic_axes=axes, **names)
+    with _quiet_loggers("torch.onnx", "onnxscript"):  # the outcome is checked below
+        if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch 2.5 and later
+            shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
+            torch.onnx.export(
+                graph,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,  # one file, weights inside
+                dynamic_shapes=shapes,
+                verbose=False,
+                **names,
+            )
+        else:  # torch 2.4: the TorchScript-based exporter
+            axes = {"images": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
+            torch.onnx.export(graph, (example,), str(path), dynamic_axes=axes, **names)
     proto = _set_onnx_metadata(path, metadata)
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset is not None and written != opset:
+        # The exporter writes its lowest opset when it cannot convert down to the one asked.
+        raise ResnetlabError(
+            f"the ONNX exporter of torch {torch.__version__} cannot write opset {opset} for "
+            f"this model (it wrote {written}); ask for {written} or later, or leave --opset out"
+        )
+    return written
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from these loggers while the block runs: the exporters log progress and
+    failed conversion attempts (with tracebacks) that the caller checks for itself."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _set_onnx_metadata(path: Path, metadata: dict[str, Any]) -> Any:  # an onnx.ModelProto
