@@ -112,10 +112,11 @@ class OnnxModel(ExternalModel):
     """An ONNX file written by ``resnetlab export``, run by onnxruntime on the CPU.
 
     It is used as a loaded model file is: ``model(x)`` on normalised (N, 3, H, W) images
-    gives (N, K) logits, ``model.meta`` is the model file's ``ModelMeta``, so ``predict``,
-    ``evaluate`` and ``resnetlab serve`` take it where they take a ``.safetensors`` file.
-    ``run`` feeds the graph in its own input form, which for a file exported with
-    ``--with-preprocessing`` is uint8 (N, H, W, 3) pixels.
+    gives (N, K) logits and ``model.meta`` is the model file's ``ModelMeta``, so whatever
+    takes a loaded model (``predict``, ``evaluate``) takes it; ``engine.inference.
+    load_model_file`` opens either kind of file. ``run`` feeds the graph in its own input
+    form, which for a file exported with ``--with-preprocessing`` is uint8 (N, H, W, 3)
+    pixels.
 
     Args:
         path: the ``.onnx`` file.
