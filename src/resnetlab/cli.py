@@ -375,21 +375,109 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--cam", metavar="DIR", help="also write Grad-CAM overlays to DIR (see explain)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.distributed import resolve_device
     from .engine.predict import predict
+    from .models import load_model
 
     if args.top_k < 1:
         raise ResnetlabError(f"--top-k must be at least 1, got {args.top_k}")
-    predictions = predict(args.model_file, args.images, top_k=args.top_k, device=args.device)
+    model = load_model(args.model_file, device=resolve_device(args.device))
+    predictions = predict(model, args.images, top_k=args.top_k, device=args.device)
+    if args.cam:
+        from .explain import explain
+
+        written = explain(model, args.images).save(args.cam)
+        print(f"wrote {len(written)} files to {args.cam}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return 0
     for p in predictions:
         ranked = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
         print(f"{p.source}: {ranked}")
+    return 0
+
+
+def add_explain(sub: argparse._SubParsersAction) -> None:
+    from .explain import METHODS
+
+    p = sub.add_parser(
+        "explain",
+        help="class activation maps (Grad-CAM...): where a model looks; faithfulness checks",
+        description="Write, for each image, an overlay PNG (the image, its heat map, the "
+        "predicted class and probability), the raw maps in maps.npz and, for several images, "
+        "a contact sheet. With --check DATA, measure instead whether the maps are faithful "
+        "(sanity and deletion checks) on DATA's held-out images.",
+    )
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--method", choices=METHODS, help="default gradcam (with --check: every method)")
+    p.add_argument(
+        "--class",
+        dest="target",
+        metavar="NAME",
+        help="explain this class (default: each image's predicted class)",
+    )
+    p.add_argument("--layer", help="module whose feature map is used (default: the last stage)")
+    p.add_argument("--out", default="cams", help="output folder (default: ./cams)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--check", metavar="DATA", help="run the faithfulness checks on DATA")
+    p.add_argument("--fraction", type=float, default=0.2, help="--check: share blanked (0.2)")
+    p.add_argument("--stages", type=int, default=1, help="--check: stages re-initialised (1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .engine.distributed import resolve_device
+    from .explain import METHODS, check_model, explain
+    from .explain.faithfulness import markdown
+    from .models import load_model
+
+    if bool(args.images) == bool(args.check):
+        raise ResnetlabError("give images to explain, or --check DATA (not both)")
+    model = load_model(args.model_file, device=resolve_device(args.device))
+    if args.check:
+        rows, notes = check_model(
+            model,
+            args.check,
+            methods=[args.method] if args.method else METHODS,
+            layer=args.layer,
+            fraction=args.fraction,
+            stages=args.stages,
+        )
+        if args.json:
+            print(json.dumps({"notes": notes, "rows": [r.to_dict() for r in rows]}, indent=2))
+            return 0
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(markdown(rows, model.meta.model), end="")
+        return 0
+    result = explain(
+        model, args.images, method=args.method or "gradcam", target=args.target, layer=args.layer
+    )
+    written = result.save(args.out)
+    overlays = written[: len(result.sources)]
+    rows = [
+        {
+            "image": source,
+            "class": result.class_names[int(result.predicted[i])],
+            "probability": float(result.probabilities[i, result.predicted[i]]),
+            "explained": result.class_names[int(result.targets[i])],
+            "overlay": str(png),
+        }
+        for i, (source, png) in enumerate(zip(result.sources, overlays, strict=True))
+    ]
+    if args.json:
+        print(json.dumps({"images": rows, "files": [str(w) for w in written]}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['image']}: {row['class']} {row['probability']:.1%} -> {row['overlay']}")
+    print("also wrote " + ", ".join(str(w) for w in written[len(overlays) :]))
     return 0
 
 
@@ -659,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_train,
         add_eval,
         add_predict,
+        add_explain,
         add_models,
         add_summary,
         add_data,
