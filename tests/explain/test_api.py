@@ -62,14 +62,14 @@ def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
     assert line.startswith(f"{image}: ") and line.endswith(f"-> {single / '0.png'}")
     assert sorted(p.name for p in single.iterdir()) == ["0.png", "maps.npz"]
     with np.load(single / "maps.npz") as saved:
-        assert saved["target"].tolist() == [2]
+        assert saved["target"].tolist() == [0]
 
 
 def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, capsys):
     image = str(image_folder / "a" / "0.png")
     cases = [
         (["--layer", "layer9"], "no layer 'layer9' in resnet8; choose one of conv1, bn1"),
-        (["--class", "purple"], "no class 'purple'; the model's classes: red, green, blue"),
+        (["--class", "purple"], "no class 'purple'; the model's classes: blue, green, red"),
         (["--check", "digits"], "give images to explain, or --check DATA (not both)"),
     ]
     for extra, message in cases:

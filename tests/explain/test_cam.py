@@ -29,9 +29,9 @@ def test_maps_have_the_image_size_and_vary_for_each_family(name, size):
 
 def test_the_class_chosen_changes_the_map(trained_resnet8):
     images, labels = squares(4, seed=3)
-    red = explain(trained_resnet8, images, target="red")
-    blue = explain(trained_resnet8, images, target="blue")
-    assert red.targets.tolist() == [0] * 4 and blue.targets.tolist() == [2] * 4
+    red = explain(trained_resnet8, images, target=2)  # a model without class names
+    blue = explain(trained_resnet8, images, target="0")  # names its classes 0, 1, 2
+    assert red.targets.tolist() == [2] * 4 and blue.targets.tolist() == [0] * 4
     assert torch.equal(red.probabilities, blue.probabilities)
     assert (red.maps - blue.maps).abs().flatten(1).amax(1).min() > 0.1
     # By default each image's predicted class, which this model gets right.

@@ -103,15 +103,16 @@ def _file_names(sources: Sequence[str]) -> list[str]:
     return [f"{i:04d}-{s}" if s in repeated else s for i, s in enumerate(stems)]
 
 
-def _meta(model: nn.Module) -> ModelMeta:
-    """The model's file metadata; for a model fresh from ``create_model``, its defaults."""
+def _meta(model: nn.Module, side: int | None = None) -> ModelMeta:
+    """The model's file metadata; for a model fresh from ``create_model``, its defaults,
+    at ``side`` (the images' size) unless the model is built for one size."""
     meta = getattr(model, "meta", None)
     if meta is not None:
         return meta
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("explain needs a model made by resnetlab (create_model, load_model)")
-    size = getattr(model, "input_size", None) or model_info(name).input_size
+    size = getattr(model, "input_size", None) or side or model_info(name).input_size
     return ModelMeta(name, dict(getattr(model, "model_kwargs", {})), model.num_classes, size)
 
 
@@ -134,6 +135,24 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
     return torch.tensor(indices)
 
 
+def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]:
+    """The model's metadata, and the images' names and uint8 (N, H, W, 3) pixels."""
+    if not isinstance(images, np.ndarray | torch.Tensor):
+        meta = _meta(model)
+        paths, pixels = load_inputs(images, meta)
+        return meta, [str(p) for p in paths], pixels
+    pixels = torch.as_tensor(images)
+    pixels = pixels[None] if pixels.ndim == 3 else pixels
+    meta = _meta(model, pixels.shape[1] if pixels.ndim == 4 else None)
+    size = (meta.input_size, meta.input_size)
+    if pixels.dtype != torch.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != (*size, 3):
+        raise ResnetlabError(
+            f"images must be uint8 (N, {size[0]}, {size[1]}, 3) for this model, got "
+            f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file"
+        )
+    return meta, [f"image {i}" for i in range(len(pixels))], pixels
+
+
 def explain(
     model: nn.Module | str | os.PathLike,
     images: Sequence[str | os.PathLike] | np.ndarray | torch.Tensor,
@@ -151,7 +170,8 @@ def explain(
             ``create_model``).
         images: image files and folders, decoded and resized as ``predict`` does; or
             uint8 (N, H, W, 3) pixels at the model's input size (one image: (H, W, 3)),
-            e.g. from ``resnetlab.engine.predict.read_input``.
+            e.g. from ``resnetlab.engine.predict.read_input`` (a model fresh from
+            ``create_model``, not built for one size, takes any square size).
         method: ``gradcam``, ``gradcam++``, ``layercam`` or ``scorecam``.
         target: the class to explain (name or index), one for all images or one each;
             default each image's predicted class.
@@ -165,21 +185,8 @@ def explain(
     """
     if not isinstance(model, nn.Module):
         model = load_model(model, device=resolve_device(device))
-    meta = _meta(model)
+    meta, sources, pixels = _read(model, images)
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
-    if isinstance(images, np.ndarray | torch.Tensor):
-        pixels = torch.as_tensor(images)
-        pixels = pixels[None] if pixels.ndim == 3 else pixels
-        size = (meta.input_size, meta.input_size)
-        if pixels.dtype != torch.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != (*size, 3):
-            raise ResnetlabError(
-                f"images must be uint8 (N, {size[0]}, {size[1]}, 3) for this model, got "
-                f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file"
-            )
-        sources = [f"image {i}" for i in range(len(pixels))]
-    else:
-        paths, pixels = load_inputs(images, meta)
-        sources = [str(p) for p in paths]
     targets = _targets(target, names, len(pixels))
     device_ = next(model.parameters()).device
     loader = model_batches(pixels, meta, device=device_, batch_size=batch_size)

@@ -132,15 +132,23 @@ def _gradient_cam(method: str, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor
 def _scorecam_weights(
     model: nn.Module, x: torch.Tensor, a: torch.Tensor, targets: torch.Tensor, batch_size: int
 ) -> torch.Tensor:
-    """(B, C) Score-CAM channel weights: one masked forward pass per channel and image."""
+    """(B, C) Score-CAM channel weights: one masked forward pass per channel and image.
+
+    A channel that is constant over the map (after the ReLU at the end of a stage, often
+    all zero) scales to an all-zero mask: every such channel scores what a blank input
+    scores, measured once per image instead of once per channel.
+    """
     b, c = a.shape[:2]
-    scores = torch.empty(b, c, device=x.device)
+    blank = model(torch.zeros_like(x[:1])).float()[0]  # (K,)
+    scores = blank[targets][:, None].repeat(1, c)  # (B, C)
     for i in range(b):
-        masks = scale_maps(upsample(a[i], x.shape[-2:]))  # (C, H, W)
-        for start in range(0, c, batch_size):
+        flat = a[i].flatten(1)
+        varying = torch.nonzero(flat.amax(1) > flat.amin(1)).flatten()
+        masks = scale_maps(upsample(a[i, varying], x.shape[-2:]))  # (C', H, W)
+        for start in range(0, len(varying), batch_size):
             m = masks[start : start + batch_size, None]  # (n, 1, H, W)
             logits = model(x[i : i + 1] * m)  # (n, K)
-            scores[i, start : start + len(m)] = logits[:, targets[i]].float()
+            scores[i, varying[start : start + len(m)]] = logits[:, targets[i]].float()
     return scores.softmax(1)
 
 
