@@ -410,12 +410,18 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
         help="class activation maps (Grad-CAM...): where a model looks; faithfulness checks",
         description="Write, for each image, an overlay PNG (the image, its heat map, the "
         "predicted class and probability), the raw maps in maps.npz and, for several images, "
-        "a contact sheet. With --check DATA, measure instead whether the maps are faithful "
-        "(sanity and deletion checks) on DATA's held-out images.",
+        "a contact sheet. With --check, the one input is a data set (as for eval --data) and "
+        "the command measures instead whether the maps are faithful (sanity and deletion "
+        "checks) on its held-out images.",
     )
     p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
-    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER")
-    p.add_argument("--method", choices=METHODS, help="default gradcam (with --check: every method)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="or DATA with --check")
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=METHODS,
+        help="default gradcam; with --check, repeat it for several (default: every method)",
+    )
     p.add_argument(
         "--class",
         dest="target",
@@ -425,7 +431,9 @@ def add_explain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="module whose feature map is used (default: the last stage)")
     p.add_argument("--out", default="cams", help="output folder (default: ./cams)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--check", metavar="DATA", help="run the faithfulness checks on DATA")
+    p.add_argument(
+        "--check", action="store_true", help="run the faithfulness checks on the data set DATA"
+    )
     p.add_argument("--fraction", type=float, default=0.2, help="--check: share blanked (0.2)")
     p.add_argument("--stages", type=int, default=1, help="--check: stages re-initialised (1)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -438,14 +446,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain.faithfulness import markdown
     from .models import load_model
 
-    if bool(args.images) == bool(args.check):
-        raise ResnetlabError("give images to explain, or --check DATA (not both)")
+    if args.check and len(args.images) != 1:
+        raise ResnetlabError("--check takes one data set: resnetlab explain MODEL DATA --check")
     model = load_model(args.model_file, device=resolve_device(args.device))
     if args.check:
         rows, notes = check_model(
             model,
-            args.check,
-            methods=[args.method] if args.method else METHODS,
+            args.images[0],
+            methods=args.method or METHODS,
             layer=args.layer,
             fraction=args.fraction,
             stages=args.stages,
@@ -457,9 +465,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         print(markdown(rows, model.meta.model), end="")
         return 0
-    result = explain(
-        model, args.images, method=args.method or "gradcam", target=args.target, layer=args.layer
-    )
+    if args.method and len(args.method) > 1:
+        raise ResnetlabError("explain draws one --method at a time (several only with --check)")
+    method = args.method[0] if args.method else "gradcam"
+    result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
     written = result.save(args.out)
     overlays = written[: len(result.sources)]
     rows = [

@@ -70,7 +70,8 @@ def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, caps
     cases = [
         (["--layer", "layer9"], "no layer 'layer9' in resnet8; choose one of conv1, bn1"),
         (["--class", "purple"], "no class 'purple'; the model's classes: blue, green, red"),
-        (["--check", "digits"], "give images to explain, or --check DATA (not both)"),
+        ([image, "--check"], "--check takes one data set: resnetlab explain MODEL DATA --check"),
+        (["--method", "gradcam", "--method", "layercam"], "one --method at a time"),
     ]
     for extra, message in cases:
         assert main(["explain", str(model_file), image, "--out", str(tmp_path), *extra]) == 2
