@@ -77,6 +77,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The options that take one of a list of values, for validation and the command line.
+CHOICES = {
+    "recipe": tuple(RECIPES),
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "precision": PRECISIONS,
+}
 
 
 @dataclass

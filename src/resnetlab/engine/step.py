@@ -289,9 +289,7 @@ def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.
         num_classes: outputs of the classifier.
         input_size: the image side, for models that are built for one (the Keras seed's).
     """
-    kwargs = dict(config.model_kwargs)
-    if model_info(config.model).family == "keras":
-        kwargs.setdefault("input_size", input_size)
+    kwargs = {**model_info(config.model).size_kwargs(input_size), **config.model_kwargs}
     torch.manual_seed(config.seed)
     return create_model(config.model, num_classes=num_classes, **kwargs)
 
