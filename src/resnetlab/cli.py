@@ -420,6 +420,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_serve(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Serve a model file: POST /predict (an image as the body or a multipart file -> JSON "
+        "top-k), a web page at /, GET /healthz and GET /metadata. Concurrent requests are "
+        "batched. Needs the serve extra: pip install 'resnetlab[serve]'."
+    )
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--max-batch", type=int, default=16, help="most images per batch (16; 1: off)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a batch waits for more images (2)",
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=256, help="images waiting before 503 answers (256)"
+    )
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (20 MB)")
+    p.add_argument("--top-k", type=int, default=3, help="classes per answer (3; ?top_k=N)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(
+        args.model_file,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+        top_k=args.top_k,
+    )
+    return 0
+
+
 def add_bench(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Measure speed, ours and the peer's side by side in one process, and "
@@ -681,6 +727,7 @@ COMMANDS = (
     ("train", "train a model and write a run folder", add_train),
     ("eval", "accuracy, per-class precision/recall and confusion matrix", add_eval),
     ("predict", "classify images with a trained model", add_predict),
+    ("serve", "a JSON API and a web page for a model's predictions", add_serve),
     ("models", "list the registered models", add_models),
     ("summary", "layer table, parameter counts and FLOPs of a model", add_summary),
     ("data", "look at a data set before training on it", add_data),
