@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +14,13 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 httpx = pytest.importorskip("httpx", reason="httpx (dev extra) is not installed")
 
-from resnetlab import create_model, save_model  # noqa: E402
+from resnetlab import ResnetlabError, create_model, save_model  # noqa: E402
 from resnetlab.data import DeviceLoader  # noqa: E402
-
-from ..conftest import PROJECT_ROOT  # noqa: E402
+from resnetlab.serve.process import ServerProcess  # noqa: E402
 
 COLOURS = ("blue", "green", "red")  # class names, in the model's output order
 SIZE = 16
 MEAN, STD = (0.45, 0.45, 0.45), (0.25, 0.25, 0.25)
-START_TIMEOUT_S = 120  # the process imports PyTorch; a loaded 2-core machine is slow
 
 
 def colour_image(rng: np.random.Generator, colour: str, height: int, width: int) -> np.ndarray:
@@ -84,11 +76,17 @@ def image_files(tmp_path_factory) -> dict[str, Path]:
 
 @dataclass
 class Server:
-    """A `resnetlab serve` process and its address."""
+    """A `resnetlab serve` process, and requests to it."""
 
-    process: subprocess.Popen
-    url: str
-    log: Path
+    running: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def process(self):
+        return self.running.process
 
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.url + path, timeout=60, **kwargs)
@@ -97,48 +95,16 @@ class Server:
         return httpx.post(self.url + path, timeout=60, **kwargs)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.running.stop()
 
 
-def start_server(model: Path, out: Path, *args: str) -> Server:
-    """`python -m resnetlab serve MODEL --port 0 ARGS`, once it answers /healthz.
-
-    The server picks a free port and prints it; waiting is bounded, so a server that
-    hangs or dies fails the test with its log instead of blocking the run.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    stdout, stderr = out / "stdout.txt", out / "stderr.txt"
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}
-    command = [sys.executable, "-m", "resnetlab", "serve", str(model), "--port", "0", *args]
-    with stdout.open("wb") as so, stderr.open("wb") as se:
-        process = subprocess.Popen(command, stdout=so, stderr=se, env=env, cwd=out)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    url = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        if url is None:
-            found = re.search(r"at (http://\S+/)", stdout.read_text())
-            url = found.group(1) if found else None
-        if url is not None:
-            try:
-                if httpx.get(url + "healthz", timeout=5).json() == {"status": "ok"}:
-                    return Server(process, url, stderr)
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    pytest.fail(
-        f"`{' '.join(command)}` did not come up (exit {process.returncode}):\n"
-        f"{stdout.read_text()}\n{stderr.read_text()}"
-    )
+def start_server(model: Path, log_dir: Path, *args: str) -> Server:
+    """`python -m resnetlab serve MODEL --port 0 ARGS` on a free port, once it answers
+    /healthz; a server that does not come up fails the test with its output."""
+    try:
+        return Server(ServerProcess(model, *args, log_dir=log_dir).start())
+    except ResnetlabError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")
