@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 import resnetlab
+from resnetlab.serve.predictor import cam_available
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) is missing")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
@@ -58,6 +59,8 @@ def test_page_shows_the_top_classes_of_an_uploaded_image(browser, server, model_
     wait = WebDriverWait(browser, WAIT_S)
     wait.until(lambda b: "resnet8" in _text(b, "model"))
     assert "3 classes" in _text(browser, "model")
+    # The map's checkbox is offered only when the server can draw maps.
+    assert browser.find_element(By.ID, "cam-option").is_displayed() is cam_available()
     for name in ("red.png", "blue.jpg"):
         path = image_files[name]
         (expected,) = resnetlab.predict(model_file, [path], top_k=3)
