@@ -166,3 +166,25 @@ def test_concurrent_requests_share_batches_with_unbatched_answers(
         server.stop()
     assert batching["batch_sizes"] == {"4": 4}
     assert batching["images"] == 16 and batching["largest_batch"] == 4
+
+
+def test_a_failing_batch_is_a_json_500_and_the_server_goes_on(model_file, image_files):
+    from fastapi.testclient import TestClient
+
+    class FailsOnce(Predictor):
+        calls = 0
+
+        def __call__(self, images):
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 1:
+                raise RuntimeError("CUDA out of memory")
+            return super().__call__(images)
+
+    app = create_app(FailsOnce(resnetlab.load_model(model_file)), max_batch=1)
+    data = image_files["red.png"].read_bytes()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = client.post("/predict", content=data)
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal error (RuntimeError: CUDA out of memory)"}
+        answer = client.post("/predict", content=data)
+        assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "red"

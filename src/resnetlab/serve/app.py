@@ -123,6 +123,12 @@ def create_app(
             {"Retry-After": str(RETRY_AFTER_S)},
         )
 
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, e: Exception) -> JSONResponse:
+        # A bug or a failed batch: this request fails (logged with its traceback), the
+        # server goes on.
+        return _error(f"internal error ({type(e).__name__}: {e})", 500)
+
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
         return _error(str(e.detail), e.status_code, e.headers)

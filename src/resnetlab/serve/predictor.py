@@ -78,36 +78,18 @@ class Predictor:
                 400,
             )
         what = f"the upload {name}" if name else "the upload"
-        limit = Image.MAX_IMAGE_PIXELS
-        try:
-            height, width = read_header_size(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            height = width = None
-        except UnidentifiedImageError:
-            raise RequestError(
-                f"{what} is not an image file that can be read (JPEG, PNG, WebP, GIF, BMP, "
-                "TIFF...)",
-                415,
-            ) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as e:
-            raise RequestError(
-                f"{what} is a damaged image ({type(e).__name__}: {e})", 422
-            ) from None
-        if height is None or (limit is not None and height * width > limit):
-            shown = "" if height is None else f" ({width}x{height})"
-            raise RequestError(
-                f"{what} has too many pixels{shown}: the limit is {limit:,}, against "
-                "decompression bombs; send a smaller image",
-                413,
-            )
+        _check_header(data, what)
         buffer = io.BytesIO(data)
         buffer.name = what  # read_input names the file in its message
         try:
             return read_input(buffer, self.meta)
         except ResnetlabError as e:
             raise RequestError(f"{e}; is it truncated or damaged?", 422) from None
+        except Exception as e:  # PIL raises other kinds of error on some malformed files
+            raise RequestError(
+                f"{what} is a damaged image ({type(e).__name__}: {e})", 422
+            ) from None
 
-    @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities, float32 (N, K), of uint8 (N, H, W, 3) decoded images."""
         return class_probabilities(
@@ -139,8 +121,15 @@ class Predictor:
         """A PNG of the image beside its class activation map for the predicted class.
 
         Raises:
-            RequestError: 501 when this build cannot draw the maps.
+            RequestError: 501 when this build cannot draw the maps, or the model has no
+                weights to take gradients of (a model run by another runtime).
         """
+        if next(self.model.parameters(), None) is None:
+            raise RequestError(
+                "class activation maps need the model's PyTorch weights: serve its "
+                ".safetensors model file to get them",
+                501,
+            )
         if not cam_available():
             raise RequestError(
                 "class activation maps are not available in this build of resnetlab "
@@ -153,6 +142,29 @@ class Predictor:
         out = io.BytesIO()
         result.overlay(0).save(out, format="PNG")
         return out.getvalue()
+
+
+def _check_header(data: bytes, what: str) -> None:
+    """Refuse what is no image (415) or too many pixels to decode (413), from the header."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        height, width = read_header_size(io.BytesIO(data))
+    except Image.DecompressionBombError:  # PIL's own refusal, at twice its limit
+        height = width = None
+    except UnidentifiedImageError:
+        raise RequestError(
+            f"{what} is not an image file that can be read (JPEG, PNG, WebP, GIF, BMP, TIFF...)",
+            415,
+        ) from None
+    except Exception as e:  # PIL raises many kinds of error on malformed headers
+        raise RequestError(f"{what} is a damaged image ({type(e).__name__}: {e})", 422) from None
+    if height is None or (limit is not None and height * width > limit):
+        shown = "" if height is None else f" ({width}x{height})"
+        raise RequestError(
+            f"{what} has too many pixels{shown}: the limit is {limit:,}, against decompression "
+            "bombs; send a smaller image",
+            413,
+        )
 
 
 def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predictor:
