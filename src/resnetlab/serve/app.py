@@ -107,6 +107,47 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    _add_error_handlers(app, max_bytes, max_queue)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    async def metadata() -> dict:
+        return {
+            **predictor.describe(),
+            "cam": cam_available(),
+            "top_k": top_k,
+            "max_upload_bytes": max_bytes,
+            "batching": batcher.stats(),
+        }
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict:
+        k, cam = _options(request, top_k)
+        if cam:
+            predictor.require_cam()  # before the work, not after
+        data, name = await _read_upload(request)
+        pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
+        probs = await batcher.submit(torch.from_numpy(pixels))
+        (top,) = top_classes(probs[None], predictor.names, k)
+        answer = Prediction(name or "upload", top).to_dict()
+        if cam:
+            png = await batcher.run(predictor.cam_png, pixels)
+            answer["cam"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        return answer
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
+    """Every error as ``{"error": "..."}`` with its status."""
+
     @app.exception_handler(RequestError)
     async def request_error(_request: Request, e: RequestError) -> JSONResponse:
         return _error(str(e), e.status)
@@ -132,39 +173,6 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
         return _error(str(e.detail), e.status_code, e.headers)
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
-
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/metadata")
-    async def metadata() -> dict:
-        return {
-            **predictor.describe(),
-            "cam": cam_available(),
-            "top_k": top_k,
-            "max_upload_bytes": max_bytes,
-            "batching": batcher.stats(),
-        }
-
-    @app.post("/predict")
-    async def predict(request: Request) -> dict:
-        k, cam = _options(request, top_k)
-        data, name = await _read_upload(request)
-        pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
-        probs = await batcher.submit(torch.from_numpy(pixels))
-        (top,) = top_classes(probs[None], predictor.names, k)
-        answer = Prediction(name or "upload", top).to_dict()
-        if cam:
-            png = await batcher.run(predictor.cam_png, pixels)
-            answer["cam"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-        return answer
-
-    return app
 
 
 def _options(request: Request, default_top_k: int) -> tuple[int, bool]:

@@ -117,13 +117,10 @@ class Predictor:
             "training": meta.training,
         }
 
-    def cam_png(self, pixels: np.ndarray) -> bytes:
-        """A PNG of the image beside its class activation map for the predicted class.
-
-        Raises:
-            RequestError: 501 when this build cannot draw the maps, or the model has no
-                weights to take gradients of (a model run by another runtime).
-        """
+    def require_cam(self) -> None:
+        """Raise ``RequestError`` 501 unless ``cam_png`` can draw maps: it needs
+        ``resnetlab.explain`` and a model with PyTorch weights (not one run by another
+        runtime) to take gradients of."""
         if next(self.model.parameters(), None) is None:
             raise RequestError(
                 "class activation maps need the model's PyTorch weights: serve its "
@@ -136,6 +133,11 @@ class Predictor:
                 "(no resnetlab.explain); ask without cam=1",
                 501,
             )
+
+    def cam_png(self, pixels: np.ndarray) -> bytes:
+        """A PNG of the image (uint8 (H, W, 3), from ``decode``) beside its class activation
+        map for the predicted class, drawn by ``resnetlab.explain``."""
+        self.require_cam()
         from ..explain import explain
 
         result = explain(self.model, pixels[None], device=str(self.device))
