@@ -72,7 +72,7 @@ def bench_infer(
     env = environment(device_)
     clock = Clock(device_)
 
-    kwargs = {"input_size": size} if info.family == "keras" else {}
+    kwargs = info.size_kwargs(size)
     torch.manual_seed(0)
     ours_net = inference_model(
         create_model(model, num_classes=classes, **kwargs).eval(),

@@ -80,21 +80,11 @@ def predict(
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
     meta = model.meta
-    names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     paths, images = load_inputs(inputs, meta)
     model = inference_model(model, device_, input_size=meta.input_size)
-    loader = model_batches(
-        images, meta, device=device_, batch_size=batch_size, channels_last=is_channels_last(model)
-    )
-    probs = torch.cat([model(x).float().softmax(1).cpu() for x, _ in loader])
-    k = min(top_k, meta.num_classes)
-    values, indices = probs.topk(k, dim=1)
-    return [
-        Prediction(
-            str(path), [(names[i], p) for i, p in zip(idx.tolist(), val.tolist(), strict=True)]
-        )
-        for path, val, idx in zip(paths, values, indices, strict=True)
-    ]
+    probs = class_probabilities(model, images, meta, device=device_, batch_size=batch_size)
+    ranked = top_classes(probs, class_names(meta), top_k)
+    return [Prediction(str(path), top) for path, top in zip(paths, ranked, strict=True)]
 
 
 def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndarray:
@@ -154,3 +144,36 @@ def model_batches(
         device=device,
         channels_last=channels_last,
     )
+
+
+@torch.no_grad()
+def class_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    meta: ModelMeta,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Softmax probabilities, float32 (N, K) on the CPU, of ``model`` (as ``inference_model``
+    returns it) on uint8 (N, H, W, 3) images at ``meta``'s input size."""
+    loader = model_batches(
+        images, meta, device=device, batch_size=batch_size, channels_last=is_channels_last(model)
+    )
+    return torch.cat([model(x).float().softmax(1).cpu() for x, _ in loader])
+
+
+def class_names(meta: ModelMeta) -> list[str]:
+    """The model's class names; ``"0"``, ``"1"``... when its file has none."""
+    return meta.class_names or [str(i) for i in range(meta.num_classes)]
+
+
+def top_classes(
+    probs: torch.Tensor, names: Sequence[str], top_k: int
+) -> list[list[tuple[str, float]]]:
+    """For each row of (N, K) probabilities, the ``top_k`` most probable ``(class, p)``."""
+    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
+        [(names[i], p) for i, p in zip(idx.tolist(), val.tolist(), strict=True)]
+        for val, idx in zip(values, indices, strict=True)
+    ]
