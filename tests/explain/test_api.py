@@ -70,11 +70,12 @@ def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, caps
     cases = [
         (["--layer", "layer9"], "no layer 'layer9' in resnet8; choose one of conv1, bn1"),
         (["--class", "purple"], "no class 'purple'; the model's classes: blue, green, red"),
-        ([image, "--check"], "--check takes one data set: resnetlab explain MODEL DATA --check"),
+        (["--check"], "--check takes one data set: resnetlab explain MODEL DATA --check"),
         (["--method", "gradcam", "--method", "layercam"], "one --method at a time"),
     ]
     for extra, message in cases:
-        assert main(["explain", str(model_file), image, "--out", str(tmp_path), *extra]) == 2
+        images = [image, image] if extra == ["--check"] else [image]
+        assert main(["explain", str(model_file), *images, "--out", str(tmp_path), *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err
     assert main(["explain", str(model_file), str(tmp_path / "missing.png")]) == 2
