@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -19,8 +21,7 @@ from . import __version__
 from .errors import ResnetlabError
 
 
-def add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the registered models")
+def add_models(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'plain*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_models)
@@ -30,8 +31,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .analysis import count_parameters
     from .models import create_model, list_models, model_info
 
+    names = list_models(args.pattern)
+    if not names:
+        raise ResnetlabError(f"no model matches {args.pattern!r}; {_close_models(args.pattern)}")
     rows = []
-    for name in list_models(args.pattern):
+    for name in names:
         info = model_info(name)
         trainable, _ = count_parameters(create_model(name))
         rows.append(
@@ -62,27 +66,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_summary(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("summary", help="layer table, parameter counts and FLOPs of a model")
-    p.add_argument("model", help="a registered model name (see `resnetlab models`)")
+def _close_models(pattern: str) -> str:
+    from .models import list_models
+
+    stem = pattern.strip("*?[]")
+    close = difflib.get_close_matches(stem, list_models(), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}`resnetlab models` lists all"
+
+
+def add_summary(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a registered model name (see `resnetlab models`) or a model file")
     p.add_argument("--input-size", type=int, help="image side in pixels (default: the model's)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
+    p.add_argument(
+        "--keras",
+        action="store_true",
+        help="resnet50_keras as Keras's model.summary() prints it: Keras's layer names, "
+        "rows and parameter counts",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_summary)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .analysis import print_summary, summarize
-    from .models import create_model, model_info
+    from pathlib import Path
 
-    info = model_info(args.model)
+    from .analysis import keras_summary, print_summary, summarize
+    from .models import create_model, load_model, model_info
+
     for flag, value in (("--input-size", args.input_size), ("--num-classes", args.num_classes)):
         if value is not None and value < 1:
             raise ResnetlabError(f"{flag} must be positive, got {value}")
-    input_size = args.input_size or info.input_size
-    kwargs = {"input_size": input_size} if info.family == "keras" else {}
-    model = create_model(args.model, num_classes=args.num_classes, **kwargs)
-    summary = summarize(model, input_size, name=args.model)
+    if Path(args.model).is_file():
+        if args.num_classes is not None:
+            raise ResnetlabError("--num-classes is for model names; a model file has its own")
+        model = load_model(args.model)
+        name, input_size = model.meta.model, args.input_size or model.meta.input_size
+    else:
+        info = model_info(args.model)
+        name, input_size = args.model, args.input_size or info.input_size
+        model = create_model(name, num_classes=args.num_classes, **info.size_kwargs(input_size))
+    summary = (keras_summary if args.keras else summarize)(model, input_size, name=name)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -90,16 +115,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="look at a data set before training on it")
+def add_data(p: argparse.ArgumentParser) -> None:
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     q = data_sub.add_parser(
         "inspect", help="splits, images per class, image sizes, and a contact sheet of samples"
     )
     q.add_argument("path", metavar="DATA", help="digits, cifar10, or a file or folder")
-    q.add_argument("--out", help="contact sheet PNG (default: <name>-samples.png here)")
+    q.add_argument("--out", help="contact sheet PNG (default: runs/<name>-samples.png)")
     q.add_argument("--no-sheet", action="store_true", help="do not write a contact sheet")
-    q.add_argument("--image-size", type=int, help="resize images to N x N, as training would")
+    q.add_argument(
+        "--input-size",
+        "--image-size",  # the earlier name
+        dest="input_size",
+        type=int,
+        help="resize images to N x N, as training would",
+    )
     q.add_argument("--download", action="store_true", help="fetch cifar10 if it is not cached")
     q.add_argument("--cache-dir", help="default: $RESNETLAB_CACHE or ~/.cache/resnetlab")
     q.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -112,11 +142,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.report import contact_sheet, describe
 
     summary, splits = describe(
-        args.path, image_size=args.image_size, download=args.download, cache_dir=args.cache_dir
+        args.path, image_size=args.input_size, download=args.download, cache_dir=args.cache_dir
     )
     if not args.no_sheet:
         name = Path(args.path.rstrip("/")).name.split(".")[0] or "data"
-        out = Path(args.out or f"{name}-samples.png")
+        out = Path(args.out or Path("runs") / f"{name}-samples.png")
         split = splits.get("train") or next(iter(splits.values()))
         summary["sheet"] = str(contact_sheet(split, out, title=args.path))
     if args.json:
@@ -146,8 +176,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="import weights from other frameworks")
+def add_convert(p: argparse.ArgumentParser) -> None:
     sources = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
     k = sources.add_parser(
         "keras",
@@ -231,22 +260,14 @@ TRAIN_HELP = {
     "log_every": "steps between progress updates and metrics.csv rows",
     "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
 }
-TRAIN_CHOICES = {
-    "recipe": ("seed", "paper-cifar", "modern"),
-    "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("constant", "step", "cosine", "onecycle"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-}
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
-    from .engine import TrainConfig
+def add_train(p: argparse.ArgumentParser) -> None:
+    from .engine import CHOICES, TrainConfig
 
-    p = sub.add_parser(
-        "train",
-        help="train a model and write a run folder",
-        description="Train a model. With no flags: resnet20 on the bundled digits, about a minute "
-        "on a laptop CPU. Flags override the recipe; --config reruns a run's config.json.",
+    p.description = (
+        "Train a model. With no flags: resnet20 on the bundled digits, about a minute "
+        "on a laptop CPU. Flags override the recipe; --config reruns a run's config.json."
     )
     p.add_argument(
         "--config", metavar="CONFIG_JSON", help="rerun a run's config.json (flags override)"
@@ -272,8 +293,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             kwargs["type"] = int
         elif kind.startswith("float"):
             kwargs["type"] = float
-        if f.name in TRAIN_CHOICES:
-            kwargs["choices"] = TRAIN_CHOICES[f.name]
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        if f.name.startswith("no_") and kind.startswith("bool"):
+            # `--decay-norm-bias/--no-decay-norm-bias`, not `--no-decay-norm-bias/--no-no-...`
+            positive = "--" + f.name[3:].replace("_", "-")
+            p.add_argument(flag, action="store_true", dest=f.name, help=kwargs["help"])
+            old = "--no-" + flag[2:]  # the spelling argparse made of it before
+            p.add_argument(positive, old, action="store_false", dest=f.name, help="the opposite")
+            p.set_defaults(**{f.name: None})
+            continue
         p.add_argument(flag, **kwargs)
     p.set_defaults(func=cmd_train)
 
@@ -312,8 +341,7 @@ def parse_options(items: list[str]) -> dict:
     return options
 
 
-def add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="accuracy, per-class precision/recall and confusion matrix")
+def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
     p.add_argument(
         "--data", required=True, help="data spec; its test (else validation) split is used"
@@ -333,9 +361,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
-    plot_confusion(
-        report.result.confusion, report.class_names, png, title=f"{png.stem} on {args.data}"
-    )
+    data_name = Path(args.data.rstrip("/")).name
+    title = f"{Path(args.model_file).name} on {data_name} ({report.result.count:,} images)"
+    plot_confusion(report.result.confusion, report.class_names, png, title=title)
     data = report.to_dict()
     if args.json:
         print(json.dumps({**data, "confusion_png": str(png)}, indent=2))
@@ -368,22 +396,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify images with a trained model")
+def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--cam", metavar="DIR", help="also write Grad-CAM overlays to DIR (see explain)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.distributed import resolve_device
+    from .engine.inference import ExternalModel, load_model_file
     from .engine.predict import predict
 
     if args.top_k < 1:
         raise ResnetlabError(f"--top-k must be at least 1, got {args.top_k}")
-    predictions = predict(args.model_file, args.images, top_k=args.top_k, device=args.device)
+    model = load_model_file(args.model_file, device=resolve_device(args.device))
+    if args.cam and isinstance(model, ExternalModel):
+        raise ResnetlabError(
+            f"--cam needs the model's PyTorch weights, which {args.model_file} does not hold; "
+            "give the .safetensors model file it was exported from"
+        )
+    predictions = predict(model, args.images, top_k=args.top_k, device=args.device)
+    if args.cam:
+        from .explain import explain
+
+        written = explain(model, args.images).save(args.cam)
+        print(f"wrote {len(written)} files to {args.cam}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return 0
@@ -393,14 +434,143 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write a model file as ONNX, TorchScript or a torch.export program, checked",
-        description="Export a model file. The written file is run in its own runtime "
-        "(onnxruntime, torch.jit.load, torch.export.load) on real images (--data) or "
-        "generated ones and compared with the PyTorch model; beyond the tolerance nothing "
-        "is written.",
+def add_explain(p: argparse.ArgumentParser) -> None:
+    from .explain import METHODS
+
+    p.description = (
+        "Write, for each image, an overlay PNG (the image, its heat map, the predicted class "
+        "and probability), the raw maps in maps.npz and, for several images, a contact sheet. "
+        "With --check, the one input is a data set (as for eval --data) and the command "
+        "measures instead whether the maps are faithful (sanity and deletion checks) on its "
+        "held-out images."
+    )
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="or DATA with --check")
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=METHODS,
+        help="default gradcam; with --check, repeat it for several (default: every method)",
+    )
+    p.add_argument(
+        "--class",
+        dest="target",
+        metavar="NAME",
+        help="explain this class (default: each image's predicted class)",
+    )
+    p.add_argument("--layer", help="module whose feature map is used (default: the last stage)")
+    p.add_argument("--out", default="cams", help="output folder (default: ./cams)")
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--check", action="store_true", help="run the faithfulness checks on the data set DATA"
+    )
+    p.add_argument("--fraction", type=float, default=0.2, help="--check: share blanked (0.2)")
+    p.add_argument("--stages", type=int, default=1, help="--check: stages re-initialised (1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_explain)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .engine.distributed import resolve_device
+    from .explain import METHODS, check_model, explain
+    from .explain.faithfulness import markdown
+    from .models import load_model
+
+    if args.check and len(args.images) != 1:
+        raise ResnetlabError("--check takes one data set: resnetlab explain MODEL DATA --check")
+    model = load_model(args.model_file, device=resolve_device(args.device))
+    if args.check:
+        rows, notes = check_model(
+            model,
+            args.images[0],
+            methods=args.method or METHODS,
+            layer=args.layer,
+            fraction=args.fraction,
+            stages=args.stages,
+        )
+        if args.json:
+            print(json.dumps({"notes": notes, "rows": [r.to_dict() for r in rows]}, indent=2))
+            return 0
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(markdown(rows, model.meta.model), end="")
+        return 0
+    if args.method and len(args.method) > 1:
+        raise ResnetlabError("explain draws one --method at a time (several only with --check)")
+    method = args.method[0] if args.method else "gradcam"
+    result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
+    written = result.save(args.out)
+    overlays = written[: len(result.sources)]
+    rows = [
+        {
+            "image": source,
+            "class": result.class_names[int(result.predicted[i])],
+            "probability": float(result.probabilities[i, result.predicted[i]]),
+            "explained": result.class_names[int(result.targets[i])],
+            "overlay": str(png),
+        }
+        for i, (source, png) in enumerate(zip(result.sources, overlays, strict=True))
+    ]
+    if args.json:
+        print(json.dumps({"images": rows, "files": [str(w) for w in written]}, indent=2))
+        return 0
+    for row in rows:
+        print(f"{row['image']}: {row['class']} {row['probability']:.1%} -> {row['overlay']}")
+    print("also wrote " + ", ".join(str(w) for w in written[len(overlays) :]))
+    return 0
+
+
+def add_serve(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Serve a model file: POST /predict (an image as the body or a multipart file -> JSON "
+        "top-k), a web page at /, GET /healthz and GET /metadata. Concurrent requests are "
+        "batched. Needs the serve extra: pip install 'resnetlab[serve]'."
+    )
+    p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--max-batch", type=int, default=16, help="most images per batch (16; 1: off)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a batch waits for more images (2)",
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=256, help="images waiting before 503 answers (256)"
+    )
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (20 MB)")
+    p.add_argument("--top-k", type=int, default=3, help="classes per answer (3; ?top_k=N)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(
+        args.model_file,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+        top_k=args.top_k,
+    )
+    return 0
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Export a model file. The written file is run in its own runtime (onnxruntime, "
+        "torch.jit.load, torch.export.load) on real images (--data) or generated ones and "
+        "compared with the PyTorch model; beyond the tolerance nothing is written."
     )
     p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
     p.add_argument("out", help="the file to write: .onnx, .pt2 (exported program) or .pt")
@@ -444,13 +614,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks: training and inference speed against torchvision, data loading, "
-        "time to accuracy",
-        description="Measure speed, ours and the peer's side by side in one process, and "
-        "append each result as a JSON line to benchmarks/results/<machine>.jsonl.",
+def add_bench(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Measure speed, ours and the peer's side by side in one process, and "
+        "append each result as a JSON line to benchmarks/results/<machine>.jsonl."
     )
     from .bench.inference import RUNTIMES
 
@@ -609,13 +776,13 @@ EXPERIMENT_TRAIN_FLAGS = (
 )
 
 
-def add_experiment(sub: argparse._SubParsersAction) -> None:
+def add_experiment(p: argparse.ArgumentParser) -> None:
+    from .engine import CHOICES
     from .experiments import QUICK, QUICK_DEPTHS
     from .experiments.degradation import DEFAULT_DEPTHS
     from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS
     from .experiments.gradients import DEFAULT_STEPS
 
-    p = sub.add_parser("experiment", help="reproduce the paper: degradation, gradient flow")
     kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     quick = ", ".join(f"{k}={v}" for k, v in QUICK.items())
     d = kinds.add_parser(
@@ -651,13 +818,15 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--data", required=True, help="data spec, e.g. cifar10 or an archive")
         q.add_argument("--download", action="store_true", help="fetch cifar10 if not cached")
         q.add_argument("--out", help="experiment folder (default: runs/<experiment>-<data>)")
-        q.add_argument("--recipe", choices=TRAIN_CHOICES["recipe"], help="default paper-cifar")
+        q.add_argument("--recipe", choices=CHOICES["recipe"], help="default paper-cifar")
         for name, kind in EXPERIMENT_TRAIN_FLAGS:
             if q is g and name in ("epochs", "max_steps"):
                 continue  # --steps sets the length
             q.add_argument("--" + name.replace("_", "-"), type=kind, help=TRAIN_HELP[name])
         q.add_argument(
-            "--option",
+            "--train-option",
+            "--option",  # the earlier name
+            dest="train_option",
             action="append",
             metavar="KEY=VALUE",
             help="any other training option, e.g. weight_decay=5e-4 (repeatable)",
@@ -670,7 +839,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments.gradients import markdown as gradient_markdown
     from .experiments.runner import default_out
 
-    options = parse_options(args.option) if args.option else {}
+    options = parse_options(args.train_option) if args.train_option else {}
     options.update(
         {
             n: getattr(args, n)
@@ -708,28 +877,105 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+# Every command: name, one-line help, and the function that adds its arguments. Only the
+# command being run gets its arguments, so ``resnetlab --help`` and ``--version`` never
+# import PyTorch.
+COMMANDS = (
+    ("train", "train a model and write a run folder", add_train),
+    ("eval", "accuracy, per-class precision/recall and confusion matrix", add_eval),
+    ("predict", "classify images with a trained model", add_predict),
+    (
+        "explain",
+        "class activation maps (Grad-CAM...): where a model looks; faithfulness checks",
+        add_explain,
+    ),
+    ("serve", "a JSON API and a web page for a model's predictions", add_serve),
+    (
+        "export",
+        "write a model file as ONNX, a torch.export program or TorchScript, checked in its runtime",
+        add_export,
+    ),
+    ("models", "list the registered models", add_models),
+    ("summary", "layer table, parameter counts and FLOPs of a model", add_summary),
+    ("data", "look at a data set before training on it", add_data),
+    ("convert", "import weights from other frameworks", add_convert),
+    (
+        "bench",
+        "benchmarks: training and inference speed against torchvision, data loading, "
+        "time to accuracy",
+        add_bench,
+    ),
+    ("experiment", "reproduce the paper: degradation, gradient flow", add_experiment),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with short errors: the command's usage line, the problem, and a suggestion
+    for a misspelt option or choice, instead of the whole usage of a long command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"usage: {self.prog} ... (see {self.prog} --help)\nerror: {message}\n")
+
+    def unknown(self, extras: list[str]) -> NoReturn:
+        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        parts = []
+        for item in extras:
+            name = item.split("=", 1)[0]
+            close = difflib.get_close_matches(name, flags, n=1) if name.startswith("-") else []
+            parts.append(f"{item} (did you mean {close[0]}?)" if close else item)
+        self.error(f"unrecognized arguments: {' '.join(parts)}")
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            close += [c for c in choices if c.lower() == str(value).lower()]
+            hint = f"; did you mean {close[-1]}?" if close else ""
+            raise argparse.ArgumentError(
+                action, f"invalid choice {value!r} (choose from {', '.join(choices)}){hint}"
+            )
+        super()._check_value(action, value)
+
+
+def build_parser(only: str | None = None, *, complete: bool = True) -> argparse.ArgumentParser:
+    """The command line: every command with its arguments, or with ``only``, just that one
+    (the others are listed for ``--help``); ``complete=False`` gives none their arguments."""
+    parser = _Parser(
         prog="resnetlab",
         description="Residual networks: train, evaluate, inspect and convert ResNets.",
     )
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = (
-        add_train,
-        add_eval,
-        add_predict,
-        add_models,
-        add_summary,
-        add_data,
-        add_convert,
-        add_export,
-        add_bench,
-        add_experiment,
-    )
-    for add in commands:
-        add(sub)
+    for name, help, add in COMMANDS:
+        p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        if only == name or (only is None and complete):
+            add(p)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported by the command it was given to."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    known = command in {name for name, _, _ in COMMANDS}
+    parser = build_parser(command if known else None, complete=False)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _command_parser(parser, argv).unknown(extras)
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> _Parser:
+    """The (sub)parser of the deepest command named in ``argv``."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return parser
+        name = next((a for a in argv if a in subs[0].choices), None)
+        if name is None:
+            return parser
+        parser = subs[0].choices[name]
+        argv = argv[argv.index(name) + 1 :]
 
 
 def _show_warning(message, category, *_args, **_kwargs) -> None:
@@ -743,7 +989,7 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

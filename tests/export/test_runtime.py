@@ -131,3 +131,18 @@ def test_in_batches_fills_up_the_last_batch_of_a_fixed_size():
     np.testing.assert_array_equal(in_batches(run, inputs, 3), inputs * 10)
     assert [b[:, 0].tolist() for b in seen] == [[0, 1, 2], [3, 4, 5], [6, 6, 6]]
     np.testing.assert_array_equal(in_batches(run, inputs, None), inputs * 10)
+
+
+def test_serve_answers_for_the_onnx_file_as_for_the_model_file(onnx_files, cifar_file, photos):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from resnetlab.serve import RequestError, load_predictor
+
+    onnx_predictor = load_predictor(onnx_files["pixels"], device="cpu")
+    torch_predictor = load_predictor(cifar_file, device="cpu")
+    assert onnx_predictor.describe()["classes"] == CLASSES
+    pixels = torch.stack(
+        [torch.from_numpy(onnx_predictor.decode(p.read_bytes(), p.name)) for p in photos]
+    )
+    torch.testing.assert_close(onnx_predictor(pixels), torch_predictor(pixels), atol=1e-5, rtol=0)
+    with pytest.raises(RequestError, match="PyTorch weights"):
+        onnx_predictor.require_cam()

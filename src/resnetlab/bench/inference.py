@@ -77,11 +77,11 @@ def bench_infer(
     env = environment(device_)
     clock = Clock(device_)
 
-    kwargs = {"input_size": size} if info.family == "keras" else {}
+    kwargs = info.size_kwargs(size)
     torch.manual_seed(0)
-    net = create_model(model, num_classes=classes, **kwargs).eval()
+    fresh = create_model(model, num_classes=classes, **kwargs).eval()
     ours_net = inference_model(
-        net,
+        fresh,
         device_,
         channels_last=channels_last,
         input_size=size,
@@ -102,7 +102,7 @@ def bench_infer(
             )
         peer = Peer(ours_net, ours_what, usual_way=False)
         peer_cl, peer_amp, peer_compile, theirs = ours_cl, None, False, ours
-        ours, ours_what = _onnxruntime(net, model, size, classes, runtime)
+        ours, ours_what = _onnxruntime(fresh, model, size, classes, runtime)
         ours_cl = False
     elif vs is not None:
         peer = peer_model(model, num_classes=classes, input_size=size)

@@ -217,9 +217,7 @@ def _batch(
 
 def _training_flops(name: str, classes: int, size: int, model_kwargs: dict) -> int:
     """FLOPs of one training step per image, counted on a copy of the model on the meta device."""
-    kwargs = dict(model_kwargs)
-    if model_info(name).family == "keras":
-        kwargs.setdefault("input_size", size)
+    kwargs = {**model_info(name).size_kwargs(size), **model_kwargs}
     with torch.device("meta"):
         model = create_model(name, num_classes=classes, **kwargs)
     return training_flops(model, size)

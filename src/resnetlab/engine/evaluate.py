@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ResnetlabError
+from ..models import ModelMeta
 
 
 @dataclass
@@ -114,7 +115,7 @@ def evaluate(
     Returns:
         Loss, accuracy, confusion matrix and per-class precision and recall.
     """
-    from ..data import load_eval_split, make_loader
+    from ..data import make_loader
     from .distributed import resolve_device
     from .inference import inference_model, is_channels_last, load_model_file
 
@@ -123,17 +124,8 @@ def evaluate(
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)
     meta = model.meta
-    split = load_eval_split(data, image_size=meta.input_size)
+    split = held_out_split(data, meta)
     class_names = list(split.class_names)
-    if meta.class_names is not None and class_names != meta.class_names:
-        raise ResnetlabError(
-            f"{data} has {len(class_names)} classes {_short(class_names)} but the model was "
-            f"trained on {len(meta.class_names)}: {_short(meta.class_names)}"
-        )
-    if len(class_names) != meta.num_classes:
-        raise ResnetlabError(
-            f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
-        )
     fast = inference_model(model, device_, input_size=meta.input_size)
     loader = make_loader(
         split,
@@ -146,6 +138,25 @@ def evaluate(
     )
     result = evaluate_loader(fast, loader, meta.num_classes)
     return EvalReport(result, class_names, data, name, list(split.notes))
+
+
+def held_out_split(data: str, meta: ModelMeta):
+    """The split of ``data`` that ``evaluate`` scores (test, else validation, else all), at
+    the model's input size; data whose classes are not the model's is refused."""
+    from ..data import load_eval_split
+
+    split = load_eval_split(data, image_size=meta.input_size)
+    class_names = list(split.class_names)
+    if meta.class_names is not None and class_names != meta.class_names:
+        raise ResnetlabError(
+            f"{data} has {len(class_names)} classes {_short(class_names)} but the model was "
+            f"trained on {len(meta.class_names)}: {_short(meta.class_names)}"
+        )
+    if len(class_names) != meta.num_classes:
+        raise ResnetlabError(
+            f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
+        )
+    return split
 
 
 def _short(names: list[str], limit: int = 6) -> str:

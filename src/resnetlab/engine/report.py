@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..analysis.plots import plot_confusion, plot_curves
 from ..errors import ResnetlabError
+from ..explain.gallery import ErrorSource, write_error_gallery
 from .evaluate import EvalResult
 
 METRIC_FIELDS = (
@@ -162,19 +163,31 @@ class RunLog:
                     self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
 
     def finish(
-        self, summary: dict[str, Any], val: EvalResult | None, class_names: list[str]
+        self,
+        summary: dict[str, Any],
+        val: EvalResult | None,
+        class_names: list[str],
+        errors: ErrorSource | None = None,
     ) -> None:
-        """Write summary.json and the figures, and say where they are."""
+        """Write summary.json and the figures, and say where they are. ``errors`` (the
+        model and its validation batches) draws ``errors.png`` after a finished run."""
         if not self.enabled:
             return
         self._stop_bar()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
-        title = f"{summary['model']} on {summary['data']}"
+        data = Path(str(summary["data"]).rstrip("/")).name
         if epoch_rows:
+            title = f"{summary['model']} on {data}"
             plot_curves(epoch_rows, self.run_dir / "curves.png", title=title)
         if val is not None:
+            title = f"{summary['model']}, validation images after epoch {summary['epochs']}"
             plot_confusion(val.confusion, class_names, self.run_dir / "confusion.png", title=title)
+        finished = summary["status"] == "finished"
+        if val is not None and errors is not None and finished:
+            gallery = self.run_dir / "errors.png"
+            if not write_error_gallery(errors, class_names, gallery, title=title):
+                self.console.print("no misclassified validation images: no errors.png")
         if summary["status"] == "finished":
             best = summary["best_val_acc"]
             result = (

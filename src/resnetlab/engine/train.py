@@ -2,7 +2,7 @@
 
 A run folder holds ``config.json`` (rerunnable), ``metrics.csv``, ``best.safetensors`` and
 ``last.safetensors`` (self-describing model files), ``checkpoint.pt`` (for ``--resume``),
-``curves.png``, ``confusion.png`` and ``summary.json``.
+``curves.png``, ``confusion.png``, ``errors.png`` and ``summary.json``.
 
 The step does no host-device synchronisation: losses and hit counts accumulate on the
 device and are read once per ``log_every`` steps, where the loss is also checked for NaN.
@@ -27,6 +27,7 @@ from torch import nn
 from ..analysis import count_parameters
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_split
 from ..errors import ResnetlabError
+from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_config
@@ -512,7 +513,8 @@ class Trainer:
             "world_size": self.dist.world_size,
         }
         if self.dist.is_main:
-            self.log.finish(summary, val, self.class_names)
+            errors = ErrorSource(self._eval_model(), self.val_loader, self.mean, self.std)
+            self.log.finish(summary, val, self.class_names, errors)
         return summary
 
 

@@ -1,0 +1,209 @@
+"""``explain(model, images)``: class activation maps of image files, and what to write for them."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..engine.distributed import resolve_device
+from ..engine.predict import load_inputs, model_batches
+from ..errors import ResnetlabError
+from ..models import ModelMeta, load_model, model_info
+from .cam import class_activation_maps, default_layer
+from .render import render_overlay, tile
+
+SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
+
+
+@dataclass
+class Explanation:
+    """Class activation maps of some images, and what the model predicted for them."""
+
+    sources: list[str]
+    images: torch.Tensor  # uint8 (N, H, W, 3): each image as the model saw it
+    maps: torch.Tensor  # float32 (N, H, W) in [0, 1]
+    probabilities: torch.Tensor  # float32 (N, K)
+    targets: torch.Tensor  # int64 (N,): the class each map explains
+    class_names: list[str]
+    method: str
+    layer: str
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        return self.probabilities.argmax(1)
+
+    def caption(self, i: int) -> str:
+        """``"B 97.1%"``, and the class the map explains when it is another one."""
+        pred = int(self.predicted[i])
+        text = f"{self.class_names[pred]} {self.probabilities[i, pred]:.1%}"
+        target = int(self.targets[i])
+        if target != pred:
+            text += f"; map of {self.class_names[target]} {self.probabilities[i, target]:.1%}"
+        return f"{text}\n{self.method}, {self.layer}"
+
+    def overlay(self, i: int, *, side: int | None = None) -> Image.Image:
+        """Image ``i`` beside its heat map, captioned with the prediction."""
+        kwargs = {} if side is None else {"side": side}
+        return render_overlay(self.images[i], self.maps[i], self.caption(i), **kwargs)
+
+    def save(self, out: str | os.PathLike) -> list[Path]:
+        """Write an overlay PNG per image, ``maps.npz`` and, for several images, ``sheet.png``.
+
+        ``maps.npz`` holds ``maps`` (N, H, W), ``sources``, ``predicted``, ``probability``
+        (of the predicted class), ``target``, ``class_names``, ``method`` and ``layer``;
+        it loads without pickle.
+
+        Returns:
+            The files written, overlays first.
+        """
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for i, name in enumerate(_file_names(self.sources)):
+            path = out / f"{name}.png"
+            self.overlay(i).save(path)
+            written.append(path)
+        predicted = self.predicted
+        np.savez_compressed(
+            out / "maps.npz",
+            maps=self.maps.numpy(),
+            sources=np.array(self.sources),
+            predicted=predicted.numpy(),
+            probability=self.probabilities.gather(1, predicted[:, None])[:, 0].numpy(),
+            target=self.targets.numpy(),
+            class_names=np.array(self.class_names),
+            method=np.array(self.method),
+            layer=np.array(self.layer),
+        )
+        written.append(out / "maps.npz")
+        if len(self.sources) > 1:
+            shown = min(len(self.sources), SHEET_LIMIT)
+            more = f" (first {shown} of {len(self.sources)})" if shown < len(self.sources) else ""
+            sheet = tile(
+                [self.overlay(i, side=128) for i in range(shown)],
+                title=f"{self.method} at {self.layer}{more}",
+            )
+            sheet.save(out / "sheet.png")
+            written.append(out / "sheet.png")
+        return written
+
+
+def _file_names(sources: Sequence[str]) -> list[str]:
+    """A file name per source: its stem, numbered where two stems are the same."""
+    stems = [Path(s).stem for s in sources]
+    repeated = {s for s, n in Counter(stems).items() if n > 1}
+    return [f"{i:04d}-{s}" if s in repeated else s for i, s in enumerate(stems)]
+
+
+def _meta(model: nn.Module, side: int | None = None) -> ModelMeta:
+    """The model's file metadata; for a model fresh from ``create_model``, its defaults,
+    at ``side`` (the images' size) unless the model is built for one size."""
+    meta = getattr(model, "meta", None)
+    if meta is not None:
+        return meta
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise ResnetlabError("explain needs a model made by resnetlab (create_model, load_model)")
+    size = getattr(model, "input_size", None) or side or model_info(name).input_size
+    return ModelMeta(name, dict(getattr(model, "model_kwargs", {})), model.num_classes, size)
+
+
+def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n: int):
+    """``target`` as class indices, one per image, or None for the predicted classes."""
+    if target is None:
+        return None
+    items = [target] * n if isinstance(target, int | str) else list(target)
+    if len(items) != n:
+        raise ResnetlabError(f"{len(items)} target classes for {n} images")
+    indices = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in names:
+                raise ResnetlabError(f"no class {item!r}; the model's classes: {', '.join(names)}")
+            item = names.index(item)
+        if not 0 <= item < len(names):
+            raise ResnetlabError(f"class index {item} out of range for {len(names)} classes")
+        indices.append(item)
+    return torch.tensor(indices)
+
+
+def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]:
+    """The model's metadata, and the images' names and uint8 (N, H, W, 3) pixels."""
+    if not isinstance(images, np.ndarray | torch.Tensor):
+        meta = _meta(model)
+        paths, pixels = load_inputs(images, meta)
+        return meta, [str(p) for p in paths], pixels
+    pixels = torch.as_tensor(images)
+    pixels = pixels[None] if pixels.ndim == 3 else pixels
+    meta = _meta(model, pixels.shape[1] if pixels.ndim == 4 else None)
+    size = (meta.input_size, meta.input_size)
+    if pixels.dtype != torch.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != (*size, 3):
+        raise ResnetlabError(
+            f"images must be uint8 (N, {size[0]}, {size[1]}, 3) for this model, got "
+            f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file"
+        )
+    return meta, [f"image {i}" for i in range(len(pixels))], pixels
+
+
+def explain(
+    model: nn.Module | str | os.PathLike,
+    images: Sequence[str | os.PathLike] | np.ndarray | torch.Tensor,
+    *,
+    method: str = "gradcam",
+    target: int | str | Sequence[int | str] | None = None,
+    layer: str | None = None,
+    device: str = "auto",
+    batch_size: int = 32,
+) -> Explanation:
+    """Class activation maps of images, for the predicted class or a chosen one.
+
+    Args:
+        model: a model file written by resnetlab, or a model (``load_model``,
+            ``create_model``).
+        images: image files and folders, decoded and resized as ``predict`` does; or
+            uint8 (N, H, W, 3) pixels at the model's input size (one image: (H, W, 3)),
+            e.g. from ``resnetlab.engine.predict.read_input`` (a model fresh from
+            ``create_model``, not built for one size, takes any square size).
+        method: ``gradcam``, ``gradcam++``, ``layercam`` or ``scorecam``.
+        target: the class to explain (name or index), one for all images or one each;
+            default each image's predicted class.
+        layer: the module whose feature map is weighed (``"layer4"``, ``"layer3.1"``...);
+            default the last stage.
+        device: ``auto``, ``cpu``, ``cuda``...
+        batch_size: images per pass.
+
+    Returns:
+        The maps (the images' size, in [0, 1]), images, probabilities and classes.
+    """
+    if not isinstance(model, nn.Module):
+        model = load_model(model, device=resolve_device(device))
+    meta, sources, pixels = _read(model, images)
+    names = meta.class_names or [str(i) for i in range(meta.num_classes)]
+    targets = _targets(target, names, len(pixels))
+    device_ = next(model.parameters()).device
+    loader = model_batches(pixels, meta, device=device_, batch_size=batch_size)
+    maps, probs, explained = [], [], []
+    for start, (x, _) in zip(range(0, len(pixels), batch_size), loader, strict=True):
+        part = None if targets is None else targets[start : start + len(x)].to(device_)
+        result = class_activation_maps(model, x, method=method, targets=part, layer=layer)
+        maps.append(result.maps.cpu())
+        probs.append(result.logits.softmax(1).cpu())
+        explained.append(result.targets.cpu())
+    return Explanation(
+        sources=sources,
+        images=pixels,
+        maps=torch.cat(maps),
+        probabilities=torch.cat(probs),
+        targets=torch.cat(explained),
+        class_names=names,
+        method=method,
+        layer=layer or default_layer(model),
+    )

@@ -1,0 +1,221 @@
+"""Class activation maps of the Grad-CAM family, for a batch at once, from a hook on one layer.
+
+A method weighs the feature maps ``A`` (B, C, h, w) of one layer, for one class per image,
+sums them over the channels, keeps the positive part and upsamples the result to the
+input's size (bilinear) before scaling each map to [0, 1]:
+
+- ``gradcam`` (Selvaraju et al. 2017): channel weights are the spatial mean of the
+  gradient of the class's logit with respect to ``A``.
+- ``gradcam++`` (Chattopadhay et al. 2018): weights from the positive gradients, each
+  position weighted by the closed-form alphas of the paper's eq. 19.
+- ``layercam`` (Jiang et al. 2021): each position of each channel weighted by its own
+  positive gradient, no spatial averaging.
+- ``scorecam`` (Wang et al. 2020): no gradients; each channel, upsampled and scaled to
+  [0, 1], masks the input, and the softmax over channels of the class's logits for the
+  masked inputs gives the weights. One forward pass per channel and image.
+
+The formulas are pytorch-grad-cam's (the weights, the epsilon in Grad-CAM++, the logits and
+softmax of Score-CAM), so the maps agree with it (tested); the gradient is taken with
+respect to the layer's output only, and everything stays on the model's device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ResnetlabError
+
+METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
+
+
+@dataclass
+class CamResult:
+    maps: torch.Tensor  # (B, H, W) float32 in [0, 1], the input's height and width
+    logits: torch.Tensor  # (B, K) for the unchanged images
+    targets: torch.Tensor  # (B,) int64: the class each map explains
+    grid: tuple[int, int]  # (h, w) of the layer's feature map
+
+
+def default_layer(model: nn.Module) -> str:
+    """The last stage (``layer4`` of the ImageNet nets and ``resnet50_keras``, ``layer3`` of
+    the CIFAR nets): the last feature map before pooling, as Grad-CAM uses."""
+    stages = getattr(model, "num_stages", None)
+    if stages is None:
+        raise ResnetlabError(
+            f"{type(model).__name__} has no stages to choose a layer from; name one with --layer"
+        )
+    return f"layer{stages}"
+
+
+def layer_choices(model: nn.Module) -> list[str]:
+    """The stem's modules, the stages and their blocks: the layers worth naming."""
+    names = []
+    for name, child in model.named_children():
+        if isinstance(child, nn.Identity) or name in ("avgpool", "fc"):
+            continue
+        names.append(name)
+        if isinstance(child, nn.Sequential):
+            names += [f"{name}.{i}" for i in range(len(child))]
+    return names
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module called ``name``; an unknown name raises with the valid ones."""
+    module = dict(model.named_modules()).get(name) if name else None
+    if module is None:
+        example = f"{default_layer(model)}.0.conv1" if hasattr(model, "num_stages") else "conv1"
+        raise ResnetlabError(
+            f"no layer {name!r} in {getattr(model, 'model_name', type(model).__name__)}; "
+            f"choose one of {', '.join(layer_choices(model))} (or a module inside a block, "
+            f"e.g. {example})"
+        )
+    return module
+
+
+@contextlib.contextmanager
+def _capture(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """The module's outputs during the block; made to require grad when grad is on, so
+    that a model with frozen weights still has a gradient at the layer."""
+    outputs: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        if torch.is_grad_enabled() and not output.requires_grad:
+            output.requires_grad_()  # no graph behind it: a leaf, and the model's input
+        outputs.append(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def _feature_map(outputs: list[torch.Tensor], name: str, model: nn.Module) -> torch.Tensor:
+    if len(outputs) != 1:
+        raise ResnetlabError(
+            f"layer {name!r} runs {len(outputs)} times in one forward pass, so it has no one "
+            f"feature map; choose a module that runs once, e.g. "
+            f"{name.rsplit('.', 1)[0] if '.' in name else default_layer(model)}"
+        )
+    (a,) = outputs
+    if not isinstance(a, torch.Tensor) or a.ndim != 4:
+        shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+        raise ResnetlabError(
+            f"layer {name!r} gives {shape}, not a (B, C, h, w) feature map; choose one of "
+            f"{', '.join(layer_choices(model))}"
+        )
+    return a
+
+
+def _gradient_cam(method: str, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) map from activations and gradients, both (B, C, h, w)."""
+    if method == "layercam":
+        return (g.clamp_min(0) * a).sum(1)
+    if method == "gradcam":
+        weights = g.mean((2, 3))
+    else:  # gradcam++, eq. 19 with exp(logit) as the score: alphas from powers of g
+        g2 = g * g
+        g3 = g2 * g
+        alphas = g2 / (2 * g2 + a.sum((2, 3), keepdim=True) * g3 + 1e-6)
+        alphas = torch.where(g != 0, alphas, torch.zeros_like(alphas))
+        weights = (g.clamp_min(0) * alphas).sum((2, 3))
+    return (weights[:, :, None, None] * a).sum(1)
+
+
+@torch.no_grad()
+def _scorecam_weights(
+    model: nn.Module, x: torch.Tensor, a: torch.Tensor, targets: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """(B, C) Score-CAM channel weights: one masked forward pass per channel and image.
+
+    A channel that is constant over the map (after the ReLU at the end of a stage, often
+    all zero) scales to an all-zero mask: every such channel scores what a blank input
+    scores, measured once per image instead of once per channel.
+    """
+    b, c = a.shape[:2]
+    blank = model(torch.zeros_like(x[:1])).float()[0]  # (K,)
+    scores = blank[targets][:, None].repeat(1, c)  # (B, C)
+    for i in range(b):
+        flat = a[i].flatten(1)
+        varying = torch.nonzero(flat.amax(1) > flat.amin(1)).flatten()
+        masks = scale_maps(upsample(a[i, varying], x.shape[-2:]))  # (C', H, W)
+        for start in range(0, len(varying), batch_size):
+            m = masks[start : start + batch_size, None]  # (n, 1, H, W)
+            logits = model(x[i : i + 1] * m)  # (n, K)
+            scores[i, varying[start : start + len(m)]] = logits[:, targets[i]].float()
+    return scores.softmax(1)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """(N, h, w) maps to (N, H, W), bilinear, pixel centres aligned (as the feature map's
+    cells cover the image)."""
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[
+        :, 0
+    ]
+
+
+def scale_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Each (H, W) map of (N, H, W) scaled to [0, 1]; a constant map becomes zeros."""
+    flat = maps.flatten(1)
+    low = flat.amin(1)[:, None, None]
+    span = (flat.amax(1)[:, None, None] - low).clamp_min(1e-7)
+    return (maps - low) / span
+
+
+def class_activation_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "gradcam",
+    targets: torch.Tensor | int | None = None,
+    layer: str | None = None,
+    batch_size: int = 64,
+) -> CamResult:
+    """Class activation maps of a batch of normalised images.
+
+    Args:
+        model: a resnetlab model; it is run in eval mode and left in the mode it was in.
+        x: (B, 3, H, W) images, normalised as the model expects, on its device.
+        method: one of ``METHODS``.
+        targets: the class to explain, one for all or one per image (B,); default the
+            predicted class of each image.
+        layer: a module name (``"layer4"``, ``"layer3.2"``, ``"layer4.1.conv2"``); default
+            the last stage.
+        batch_size: masked images per forward pass (Score-CAM).
+
+    Returns:
+        The maps at the input's size, the logits, the classes explained and the layer's
+        feature-map size.
+    """
+    if method not in METHODS:
+        raise ResnetlabError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}")
+    name = layer or default_layer(model)
+    module = find_layer(model, name)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.set_grad_enabled(method != "scorecam"), _capture(module) as outputs:
+            logits = model(x)
+        a = _feature_map(outputs, name, model)
+        if targets is None:
+            targets = logits.argmax(1)
+        targets = torch.as_tensor(targets, device=logits.device).expand(len(x))
+        if not ((targets >= 0) & (targets < logits.shape[1])).all():
+            raise ResnetlabError(f"class index out of range for {logits.shape[1]} classes")
+        if method == "scorecam":
+            weights = _scorecam_weights(model, x, a, targets, batch_size)
+            cam = (weights[:, :, None, None] * a.float()).sum(1)
+        else:
+            score = logits.gather(1, targets[:, None]).sum()
+            (g,) = torch.autograd.grad(score, a)
+            cam = _gradient_cam(method, a.detach().float(), g.float())
+    finally:
+        model.train(was_training)
+    maps = scale_maps(upsample(cam.clamp_min(0), x.shape[-2:]))
+    return CamResult(maps, logits.detach().float(), targets, tuple(a.shape[-2:]))

@@ -1,0 +1,254 @@
+"""Do the maps mean something? Two checks, measured on real images.
+
+- Sanity check (Adebayo et al. 2018, "Sanity checks for saliency maps"): re-initialise
+  the model's last stage(s) and head with the model's own initialisation and compare the
+  maps with the trained model's. A map that explains the model must change when the
+  weights it depends on are destroyed; we report the Spearman rank correlation between
+  the two maps of each image (1: the same ranking of pixels, 0: unrelated).
+- Deletion check: blank the fraction of the image (20% by default) that the map ranks
+  highest and measure how much the probability of the predicted class falls; compare with
+  blanking the same fraction chosen at random. "Blank" means the training data's mean
+  colour (0 after normalisation). The random choice is a uniform random map at the
+  layer's own resolution, upsampled as the CAM is, so that the random region has the
+  same blob-like shape as a CAM's and differs only in where it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ResnetlabError
+from ..models import create_model
+from .cam import METHODS, CamResult, class_activation_maps, default_layer, upsample
+
+FRACTION = 0.2
+RANDOM_DRAWS = 4  # random masks per image in the deletion check
+
+
+def randomized_copy(model: nn.Module, stages: int = 1, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` whose last ``stages`` stages and head are freshly initialised,
+    as ``create_model`` initialises them (seeded); everything below is kept."""
+    name = getattr(model, "model_name", None)
+    if name is None or not hasattr(model, "num_stages"):
+        raise ResnetlabError("the sanity check needs a resnetlab model (create_model, load_model)")
+    if not 1 <= stages <= model.num_stages:
+        raise ResnetlabError(f"stages must be 1..{model.num_stages}, got {stages}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = create_model(name, num_classes=model.num_classes, **model.model_kwargs)
+    copied = copy.deepcopy(model)
+    parts = ["fc", *(f"layer{model.num_stages - i}" for i in range(stages))]
+    state = {k: v for k, v in fresh.state_dict().items() if k.split(".")[0] in parts}
+    copied.load_state_dict(state, strict=False)
+    return copied
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation of each pair of maps (N, H, W) -> (N,), ties ranked by
+    their average rank; 0 where either map is constant."""
+    ra, rb = _ranks(a.flatten(1).double()), _ranks(b.flatten(1).double())
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    denominator = (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+    return ((ra * rb).sum(1) / denominator).float()
+
+
+def _ranks(v: torch.Tensor) -> torch.Tensor:
+    """Average ranks (0-based) along dim 1."""
+    ordered = v.sort(1).values
+    first = torch.searchsorted(ordered, v, right=False)
+    last = torch.searchsorted(ordered, v, right=True) - 1
+    return (first + last).double() / 2
+
+
+def sanity_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    stages: int = 1,
+    randomized: nn.Module | None = None,
+    trained: CamResult | None = None,
+) -> torch.Tensor:
+    """Rank correlation (B,) between each image's map from ``model`` and from its copy with
+    the last ``stages`` stages re-initialised. Both maps explain the trained model's
+    predicted class. ``randomized`` and ``trained`` (the model's maps of ``x``) save work
+    when given."""
+    trained = trained or class_activation_maps(model, x, method=method, layer=layer)
+    randomized = randomized or randomized_copy(model, stages)
+    other = class_activation_maps(
+        randomized, x, method=method, layer=layer, targets=trained.targets
+    )
+    return rank_correlation(trained.maps, other.maps)
+
+
+def blank_top(x: torch.Tensor, maps: torch.Tensor, fraction: float = FRACTION) -> torch.Tensor:
+    """``x`` with the ``fraction`` of pixels ranked highest by ``maps`` (B, H, W) set to 0,
+    the mean colour of normalised images."""
+    flat = maps.flatten(1)
+    k = round(fraction * flat.shape[1])
+    keep = torch.ones_like(flat)
+    keep.scatter_(1, flat.topk(k, dim=1).indices, 0.0)
+    return x * keep.view_as(maps)[:, None].to(x.dtype)
+
+
+@torch.no_grad()
+def _probability(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    return model(x).float().softmax(1).gather(1, classes[:, None])[:, 0]
+
+
+def deletion_check(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    fraction: float = FRACTION,
+    draws: int = RANDOM_DRAWS,
+    generator: torch.Generator | None = None,
+    maps: torch.Tensor | None = None,
+    result: CamResult | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much the predicted class's probability falls, per image, when the top
+    ``fraction`` of the map is blanked, and when a random ``fraction`` is (mean of
+    ``draws`` random masks).
+
+    Args:
+        maps: (B, H, W) maps to test instead of the method's (e.g. a control).
+        result: the model's maps of ``x`` by ``method``, when already computed.
+
+    Returns:
+        ``(drop_cam, drop_random)``, each (B,).
+    """
+    result = result or class_activation_maps(model, x, method=method, layer=layer)
+    classes = result.targets
+    was_training = model.training
+    model.eval()
+    try:
+        before = result.logits.softmax(1).gather(1, classes[:, None])[:, 0]
+        blanked = blank_top(x, result.maps if maps is None else maps, fraction)
+        drop_cam = before - _probability(model, blanked, classes)
+        drop_random = torch.zeros_like(drop_cam)
+        for _ in range(draws):
+            noise = torch.rand(len(x), *result.grid, generator=generator).to(x.device)
+            random_maps = upsample(noise, x.shape[-2:])
+            drop_random += before - _probability(
+                model, blank_top(x, random_maps, fraction), classes
+            )
+    finally:
+        model.train(was_training)
+    return drop_cam, drop_random / draws
+
+
+@dataclass
+class CheckRow:
+    """One method's checks on one model, averaged over the images."""
+
+    method: str
+    layer: str
+    images: int
+    rank_correlation: float  # sanity check: trained vs re-initialised maps
+    deletion_drop: float  # probability drop, top `fraction` of the map blanked
+    random_drop: float  # probability drop, a random `fraction` blanked
+    fraction: float
+    stages: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def run_checks(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+    *,
+    methods: Sequence[str] = METHODS,
+    layer: str | None = None,
+    fraction: float = FRACTION,
+    stages: int = 1,
+    seed: int = 0,
+) -> list[CheckRow]:
+    """Both checks for each method, over batches of normalised images (any iterable of
+    ``x`` or ``(x, y)``), averaged over every image."""
+    randomized = randomized_copy(model, stages, seed)
+    generator = torch.Generator().manual_seed(seed)
+    sums = {m: torch.zeros(3, dtype=torch.float64) for m in methods}
+    count = 0
+    for batch in batches:
+        x = batch[0] if isinstance(batch, tuple | list) else batch
+        count += len(x)
+        for m in methods:
+            cams = class_activation_maps(model, x, method=m, layer=layer)
+            rho = sanity_check(model, x, method=m, layer=layer, randomized=randomized, trained=cams)
+            drop, rand = deletion_check(
+                model, x, fraction=fraction, generator=generator, result=cams
+            )
+            sums[m] += torch.stack([rho.sum(), drop.sum(), rand.sum()]).double().cpu()
+    if count == 0:
+        raise ResnetlabError("no images to check")
+    name = layer or default_layer(model)
+    return [
+        CheckRow(m, name, count, *(sums[m] / count).tolist(), fraction=fraction, stages=stages)
+        for m in methods
+    ]
+
+
+def check_model(
+    model: nn.Module | str | os.PathLike,
+    data: str,
+    *,
+    methods: Sequence[str] = METHODS,
+    layer: str | None = None,
+    fraction: float = FRACTION,
+    stages: int = 1,
+    batch_size: int = 32,
+    device: str = "auto",
+    seed: int = 0,
+) -> tuple[list[CheckRow], list[str]]:
+    """``run_checks`` on the split of ``data`` that ``evaluate`` scores (for a SIGNS file,
+    its test images).
+
+    Returns:
+        A row per method, and notes on which images were used.
+    """
+    from ..data import make_loader
+    from ..engine.distributed import resolve_device
+    from ..engine.evaluate import held_out_split
+    from ..models import load_model
+
+    if not 0 < fraction < 1:
+        raise ResnetlabError(f"the blanked fraction must be between 0 and 1, got {fraction}")
+    device_ = resolve_device(device)
+    if not isinstance(model, nn.Module):
+        model = load_model(model, device=device_)
+    meta = model.meta
+    split = held_out_split(data, meta)
+    loader = make_loader(
+        split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
+    )
+    rows = run_checks(
+        model, loader, methods=methods, layer=layer, fraction=fraction, stages=stages, seed=seed
+    )
+    return rows, list(split.notes)
+
+
+def markdown(rows: Sequence[CheckRow], model: str) -> str:
+    """The checks as a Markdown table, one row per method."""
+    first = rows[0]
+    lines = [
+        f"| model | method | rank correlation, last {first.stages} stage(s) re-initialised | "
+        f"probability drop, top {first.fraction:.0%} of the map blanked | "
+        f"probability drop, random {first.fraction:.0%} blanked |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {model} | {r.method} | {r.rank_correlation:.3f} | {r.deletion_drop:.3f} | "
+        f"{r.random_drop:.3f} |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"

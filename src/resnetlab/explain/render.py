@@ -1,0 +1,105 @@
+"""Pictures of class activation maps: one overlay per image, and grids of them.
+
+An overlay is the image as the model saw it, beside the same image under the heat map,
+with a caption below. Small inputs (SIGNS is 64x64) are enlarged with nearest-neighbour
+pixels, so what is shown is exactly what the model was given; the map is enlarged
+bilinearly, as it was computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+DISPLAY_SIDE = 256  # overlays show each half at least this many pixels tall
+ALPHA = 0.5  # weight of the heat map in the blend
+COLORMAP = "jet"  # the usual CAM colours: blue (low) to red (high)
+_BACKGROUND = (255, 255, 255)
+_INK = (0, 0, 0)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _array(a: torch.Tensor | np.ndarray) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def heat_map(cam: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(H, W) map in [0, 1] -> uint8 (H, W, 3) colours."""
+    rgb = colormaps[COLORMAP](np.clip(_array(cam), 0, 1))[..., :3]
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def render_overlay(
+    image: torch.Tensor | np.ndarray,
+    cam: torch.Tensor | np.ndarray,
+    caption: str = "",
+    *,
+    side: int = DISPLAY_SIDE,
+) -> Image.Image:
+    """The image and the image under its heat map, side by side, with a caption below.
+
+    Args:
+        image: uint8 (H, W, 3), the image as the model saw it.
+        cam: (H, W) map in [0, 1] of the same size.
+        caption: text under the pictures (several lines allowed).
+        side: enlarge so that the image is at least this many pixels tall.
+
+    Returns:
+        An RGB PIL image.
+    """
+    image, cam = _array(image), _array(cam).astype(np.float32)
+    if image.shape[:2] != cam.shape:
+        raise ValueError(f"image {image.shape[:2]} and map {cam.shape} differ in size")
+    height, width = image.shape[:2]
+    scale = max(1, math.ceil(side / height))
+    size = (width * scale, height * scale)
+    shown = Image.fromarray(image).resize(size, Image.NEAREST)
+    cam_big = np.asarray(Image.fromarray(cam, mode="F").resize(size, Image.BILINEAR))
+    blend = np.asarray(shown, dtype=np.float32) * (1 - ALPHA) + heat_map(cam_big) * ALPHA
+    overlay = Image.fromarray(blend.round().astype(np.uint8))
+    font = _font(max(12, size[1] // 18))
+    lines = caption.splitlines() or [""]
+    line_height = font.getbbox("Ag")[3] + 4
+    gap = 4
+    canvas = Image.new(
+        "RGB", (2 * size[0] + gap, size[1] + line_height * len(lines) + 6), _BACKGROUND
+    )
+    canvas.paste(shown, (0, 0))
+    canvas.paste(overlay, (size[0] + gap, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((4, size[1] + 3 + i * line_height), line, fill=_INK, font=font)
+    return canvas
+
+
+def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") -> Image.Image:
+    """Pictures in a grid, row by row, each cell the size of the largest, under a title."""
+    if not pictures:
+        raise ValueError("nothing to tile")
+    cell_w = max(p.width for p in pictures)
+    cell_h = max(p.height for p in pictures)
+    columns = min(columns, len(pictures))
+    rows = math.ceil(len(pictures) / columns)
+    font = _font(max(14, cell_h // 14))
+    top = font.getbbox("Ag")[3] + 12 if title else 0
+    pad = 8
+    sheet = Image.new(
+        "RGB", (columns * (cell_w + pad) + pad, top + rows * (cell_h + pad) + pad), _BACKGROUND
+    )
+    for i, picture in enumerate(pictures):
+        row, col = divmod(i, columns)
+        sheet.paste(picture, (pad + col * (cell_w + pad), top + pad + row * (cell_h + pad)))
+    if title:
+        ImageDraw.Draw(sheet).text((pad, 6), title, fill=_INK, font=font)
+    return sheet

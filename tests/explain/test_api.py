@@ -1,0 +1,124 @@
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.engine.predict import read_input
+from resnetlab.explain import explain, render_overlay
+
+from .conftest import CLASSES, squares
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Four squares images, two of them with the same file name in different folders."""
+    root = tmp_path_factory.mktemp("images")
+    pixels, _ = squares(4, seed=31)
+    for i, image in enumerate(pixels.numpy()):
+        folder = root / ("a" if i < 2 else "b")
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i % 2}.png")
+    return root
+
+
+def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
+    model_file, image_folder, tmp_path, capsys
+):
+    out = tmp_path / "cams"
+    assert main(["explain", str(model_file), str(image_folder), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    overlays = [item["overlay"] for item in report["images"]]
+    assert [p.split("/")[-1] for p in overlays] == [
+        "0000-0.png",
+        "0001-1.png",
+        "0002-0.png",
+        "0003-1.png",
+    ]
+    for path in overlays:
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.width == 2 * 256 + 4 and im.height > 256
+    with np.load(out / "maps.npz", allow_pickle=False) as saved:
+        assert saved["maps"].shape == (4, 32, 32) and saved["maps"].dtype == np.float32
+        assert list(saved["class_names"]) == CLASSES and str(saved["method"]) == "gradcam"
+        assert str(saved["layer"]) == "layer3"
+        assert list(saved["sources"]) == [item["image"] for item in report["images"]]
+        expected = explain(model_file, [image_folder])
+        np.testing.assert_allclose(saved["maps"], expected.maps.numpy(), atol=1e-6)
+        assert saved["predicted"].tolist() == expected.predicted.tolist()
+    with Image.open(out / "sheet.png") as sheet:
+        assert sheet.width > 2 * 2 * 128  # 4 columns of 128-pixel overlays
+    # One image: no sheet, the file named after the image.
+    single = tmp_path / "one"
+    image = image_folder / "a" / "0.png"
+    assert (
+        main(["explain", str(model_file), str(image), "--out", str(single), "--class", "blue"]) == 0
+    )
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"{image}: ") and line.endswith(f"-> {single / '0.png'}")
+    assert sorted(p.name for p in single.iterdir()) == ["0.png", "maps.npz"]
+    with np.load(single / "maps.npz") as saved:
+        assert saved["target"].tolist() == [0]
+
+
+def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, capsys):
+    image = str(image_folder / "a" / "0.png")
+    cases = [
+        (["--layer", "layer9"], "no layer 'layer9' in resnet8; choose one of conv1, bn1"),
+        (["--class", "purple"], "no class 'purple'; the model's classes: blue, green, red"),
+        (["--check"], "--check takes one data set: resnetlab explain MODEL DATA --check"),
+        (["--method", "gradcam", "--method", "layercam"], "one --method at a time"),
+    ]
+    for extra, message in cases:
+        images = [image, image] if extra == ["--check"] else [image]
+        assert main(["explain", str(model_file), *images, "--out", str(tmp_path), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+    assert main(["explain", str(model_file), str(tmp_path / "missing.png")]) == 2
+    assert "image not found" in capsys.readouterr().err
+
+
+def test_predict_cam_writes_the_same_overlays(model_file, image_folder, tmp_path, capsys):
+    assert main(["predict", str(model_file), str(image_folder), "--cam", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("%") == 4 * 3
+    assert len(list(tmp_path.glob("000*.png"))) == 4 and (tmp_path / "sheet.png").is_file()
+    with np.load(tmp_path / "maps.npz") as saved:
+        expected = explain(model_file, [image_folder])
+        np.testing.assert_allclose(saved["maps"], expected.maps.numpy(), atol=1e-6)
+
+
+def test_one_uploaded_image_to_a_png(model_file, image_folder):
+    """What a web server does: bytes in, the predict path's decoding, a PNG out."""
+    model = resnetlab.load_model(model_file)
+    data = (image_folder / "b" / "1.png").read_bytes()
+    pixels = read_input(io.BytesIO(data), model.meta)
+    result = explain(model, pixels, method="gradcam++")
+    assert result.maps.shape == (1, 32, 32) and result.sources == ["image 0"]
+    png = io.BytesIO()
+    result.overlay(0).save(png, format="PNG")
+    assert Image.open(io.BytesIO(png.getvalue())).size == result.overlay(0).size
+    from_file = explain(model, [image_folder / "b" / "1.png"], method="gradcam++")
+    assert torch.equal(result.maps, from_file.maps)
+    with pytest.raises(resnetlab.ResnetlabError, match=r"uint8 \(N, 32, 32, 3\) for this model"):
+        explain(model, np.zeros((64, 64, 3), dtype=np.uint8))
+    with pytest.raises(resnetlab.ResnetlabError, match="not a readable image"):
+        read_input(io.BytesIO(b"not an image"), model.meta)
+
+
+def test_overlay_shows_the_map_in_jet_colours():
+    image = np.full((16, 16, 3), 128, dtype=np.uint8)
+    cam = np.zeros((16, 16), dtype=np.float32)
+    cam[:, 8:] = 1.0  # right half: hot
+    picture = np.asarray(render_overlay(image, cam, "caption\nsecond line", side=64))
+    assert picture.shape[1] == 2 * 64 + 4 and picture.shape[0] > 64
+    left = picture[:64, :64]
+    assert (left == 128).all()  # the image itself, enlarged
+    overlay = picture[:64, 68:].astype(int)
+    cold, hot = overlay[32, 4], overlay[32, 60]
+    assert cold[2] > cold[0] and hot[0] > hot[2]  # blue where the map is 0, red where 1
+    with pytest.raises(ValueError, match="differ in size"):
+        render_overlay(image, cam[:8])

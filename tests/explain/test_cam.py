@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+import resnetlab
+from resnetlab.errors import ResnetlabError
+from resnetlab.explain import METHODS, class_activation_maps, explain, find_layer, layer_choices
+
+from .conftest import fit, normalise, squares
+
+
+@pytest.mark.parametrize(
+    "name, size",
+    [("resnet8", 32), ("plain8", 32), ("resnet18", 64), ("resnet50_keras", 64)],
+    ids=["cifar", "plain", "imagenet", "keras"],
+)
+def test_maps_have_the_image_size_and_vary_for_each_family(name, size):
+    kwargs = {"input_size": size} if name == "resnet50_keras" else {}
+    model = fit(name, size=size, steps=4, batch=8, **kwargs)
+    images, _ = squares(3, size, seed=5)
+    for method in ("gradcam", "layercam"):
+        result = explain(model, images, method=method)
+        assert result.maps.shape == (3, size, size)
+        assert torch.isfinite(result.maps).all()
+        flat = result.maps.flatten(1)
+        assert (flat.amax(1) - flat.amin(1) > 0.5).all()  # each map scaled to [0, 1]
+        assert result.layer == f"layer{model.num_stages}"
+
+
+def test_the_class_chosen_changes_the_map(trained_resnet8):
+    images, labels = squares(4, seed=3)
+    red = explain(trained_resnet8, images, target=2)  # a model without class names
+    blue = explain(trained_resnet8, images, target="0")  # names its classes 0, 1, 2
+    assert red.targets.tolist() == [2] * 4 and blue.targets.tolist() == [0] * 4
+    assert torch.equal(red.probabilities, blue.probabilities)
+    assert (red.maps - blue.maps).abs().flatten(1).amax(1).min() > 0.1
+    # By default each image's predicted class, which this model gets right.
+    assert explain(trained_resnet8, images).targets.tolist() == labels.tolist()
+    with pytest.raises(ResnetlabError, match="no class 'purple'; the model's classes: 0, 1, 2"):
+        explain(trained_resnet8, images, target="purple")
+
+
+def test_maps_point_at_the_square(trained_resnet8):
+    images, _ = squares(16, seed=7)
+    # Where the square is: its pixels are the ones far from the noise's range.
+    square = (images.int().amax(-1) > 200) & (images.int().amin(-1) < 40)
+    for method in METHODS:
+        maps = explain(trained_resnet8, images, method=method).maps
+        inside = (maps * square).sum((1, 2)) / square.sum((1, 2))
+        outside = (maps * ~square).sum((1, 2)) / (~square).sum((1, 2))
+        assert (inside > outside).float().mean() >= 0.9, method
+
+
+def test_one_batch_gives_what_one_image_at_a_time_gives(trained_resnet8):
+    x = normalise(squares(5, seed=2)[0])
+    for method in METHODS:
+        batch = class_activation_maps(trained_resnet8, x, method=method, batch_size=16).maps
+        single = torch.cat(
+            [
+                class_activation_maps(trained_resnet8, x[i : i + 1], method=method).maps
+                for i in range(5)
+            ]
+        )
+        torch.testing.assert_close(batch, single, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_maps_match_pytorch_grad_cam(trained_resnet8, method):
+    """The formulas are pytorch-grad-cam's; Score-CAM upsamples its masks with
+    align_corners=True there and False here, so it agrees closely but not exactly."""
+    cams = pytest.importorskip("pytorch_grad_cam", reason="the reference: pip install grad-cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    reference = {
+        "gradcam": cams.GradCAM,
+        "gradcam++": cams.GradCAMPlusPlus,
+        "layercam": cams.LayerCAM,
+        "scorecam": cams.ScoreCAM,
+    }[method]
+    x = normalise(squares(4, seed=4)[0])
+    targets = [0, 1, 2, 1]
+    ours = class_activation_maps(trained_resnet8, x, method=method, targets=torch.tensor(targets))
+    with reference(model=trained_resnet8, target_layers=[trained_resnet8.layer3]) as cam:
+        theirs = cam(x, targets=[ClassifierOutputTarget(t) for t in targets])
+    if method == "scorecam":
+        correlation = np.corrcoef(ours.maps.numpy().ravel(), theirs.ravel())[0, 1]
+        assert correlation > 0.99
+    else:
+        np.testing.assert_allclose(ours.maps.numpy(), theirs, atol=1e-4)
+
+
+def test_a_named_layer_and_the_errors_for_bad_ones(trained_resnet8):
+    x = normalise(squares(2, seed=1)[0])
+    deeper = class_activation_maps(trained_resnet8, x, layer="layer2.0")
+    assert deeper.grid == (16, 16) and deeper.maps.shape == (2, 32, 32)
+    assert class_activation_maps(trained_resnet8, x, layer="layer3.0.conv2").grid == (8, 8)
+    assert "layer3" in layer_choices(trained_resnet8) and "fc" not in layer_choices(trained_resnet8)
+    with pytest.raises(ResnetlabError) as error:
+        find_layer(trained_resnet8, "layer4")
+    message = str(error.value)
+    assert "\n" not in message and "no layer 'layer4' in resnet8" in message
+    assert "conv1, bn1, relu, layer1, layer1.0, layer2, layer2.0, layer3, layer3.0" in message
+    with pytest.raises(ResnetlabError, match=r"runs 2 times in one forward pass.*layer3\.0$"):
+        class_activation_maps(trained_resnet8, x, layer="layer3.0.relu")
+    with pytest.raises(ResnetlabError, match=r"'fc' gives \(2, 3\), not a \(B, C, h, w\)"):
+        class_activation_maps(trained_resnet8, x, layer="fc")
+    with pytest.raises(ResnetlabError, match=r"unknown CAM method 'gradcam\+'"):
+        class_activation_maps(trained_resnet8, x, method="gradcam+")
+
+
+def test_the_model_is_left_as_it_was():
+    model = resnetlab.create_model("resnet8", num_classes=3)  # train mode
+    for p in model.layer1.parameters():
+        p.requires_grad_(False)  # a partly frozen model still has its gradients at the layer
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = normalise(squares(4, seed=6)[0])
+    for method in METHODS:
+        class_activation_maps(model, x, method=method)
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN too
+    frozen = resnetlab.create_model("resnet8", num_classes=3).requires_grad_(False).eval()
+    assert torch.isfinite(class_activation_maps(frozen, x).maps).all()
