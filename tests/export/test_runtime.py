@@ -86,6 +86,15 @@ def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys
     assert capsys.readouterr().err == f"error: model file not found: {tmp_path / 'missing.onnx'}\n"
 
 
+def test_predict_cam_needs_the_pytorch_weights(onnx_files, photos, tmp_path, capsys):
+    onnx_file = onnx_files["plain"]
+    assert main(["predict", str(onnx_file), str(photos[0]), "--cam", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --cam needs the model's PyTorch weights, which {onnx_file} does not hold; "
+        "give the .safetensors model file it was exported from\n"
+    )
+
+
 def test_running_an_onnx_file_without_onnxruntime_says_what_to_install(
     onnx_files, photos, capsys, monkeypatch
 ):
