@@ -8,7 +8,7 @@ import torch
 
 import resnetlab
 from resnetlab.cli import main
-from resnetlab.data import read_image
+from resnetlab.engine.predict import read_input
 from resnetlab.export import EXTRA_FILE, export_model
 from resnetlab.export.exporter import DeployedModel
 
@@ -73,7 +73,8 @@ def test_with_preprocessing_on_uint8_pixels_equals_predict(cifar_file, photos, e
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (graph_input,) = session.get_inputs()
     assert graph_input.type == "tensor(uint8)" and graph_input.shape == [1, 16, 16, 3]
-    pixels = np.stack([read_image(p, 16) for p in photos])  # what predict decodes
+    meta = resnetlab.read_model_meta(cifar_file)
+    pixels = np.stack([read_input(p, meta) for p in photos])  # what predict decodes
     logits = np.concatenate([session.run(None, {"images": x[None]})[0] for x in pixels])
     probabilities = torch.from_numpy(logits).softmax(1)
     predictions = resnetlab.predict(cifar_file, photos, top_k=3, device="cpu")

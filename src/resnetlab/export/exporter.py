@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DeviceLoader
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
 from ..errors import ResnetlabError
@@ -486,9 +485,10 @@ def _check(
 
 def _normalised(images: torch.Tensor, meta: ModelMeta) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> (N, 3, H, W) float32 as ``predict`` feeds the model."""
-    labels = torch.zeros(len(images), dtype=torch.int64)
-    loader = DeviceLoader(images, labels, batch_size=len(images), mean=meta.mean, std=meta.std)
-    return next(iter(loader))[0]
+    from ..engine.predict import model_batches
+
+    batches = model_batches(images, meta, device=torch.device("cpu"), batch_size=len(images))
+    return next(iter(batches))[0]
 
 
 def _as_inputs(images: torch.Tensor, meta: ModelMeta, pixels: bool) -> np.ndarray:
