@@ -32,7 +32,7 @@ class ExternalModel(nn.Module):
 
 
 def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
-    """The model in a file, for ``predict`` and ``eval``: a ``.safetensors`` model file
+    """The model in a file, for ``predict``, ``eval`` and ``serve``: a ``.safetensors`` file
     (``load_model``), or an ``.onnx`` file written by ``resnetlab export`` (run by onnxruntime
     on the CPU)."""
     if Path(path).suffix.lower() == ".onnx":
