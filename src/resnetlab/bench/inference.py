@@ -3,26 +3,18 @@
 Ours is what ``predict`` and ``eval`` run (``engine.inference.inference_model``: BN folded
 into the convolutions, channels-last) under ``torch.inference_mode`` and autocast at the
 resolved precision (bf16 on GPUs that support it). The peer is torchvision's model (or the
-usual-way reference) in eval mode under ``torch.no_grad``. Settings named on the command
-line apply to both sides, as in ``bench train``.
+usual-way reference) in eval mode under ``torch.no_grad``. Both are built in ``sides``;
+settings named on the command line apply to both, as in ``bench train``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import torch
-
-from ..engine.distributed import resolve_device
-from ..engine.inference import inference_model
-from ..engine.step import autocast, configure_backends, precision_name, resolve_precision
-from ..errors import ResnetlabError
-from ..models import create_model, model_info
+from ..engine.timing import Clock, time_interleaved
 from .records import environment, load_average
-from .reference import peer_model
-from .timing import Clock, spread, time_steps
-from .training import PEERS
+from .sides import BenchSpec, Side, bench_spec, ours_side, peer_side, side_settings
+from .timing import spread
 
 
 def bench_infer(
@@ -58,140 +50,55 @@ def bench_infer(
         vs: ``torchvision`` to run the peer side by side.
         threads: CPU threads for PyTorch (default: its own choice).
     """
-    if min(batch_size, steps, repeats) < 1 or warmup < 0:
-        raise ResnetlabError("--batch-size, --steps and --repeats must be at least 1")
-    if vs is not None and vs not in PEERS:
-        raise ResnetlabError(f"unknown peer {vs!r}; choose {', '.join(PEERS)}")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    device_ = resolve_device(device)
-    info = model_info(model)
-    size = input_size or info.input_size
-    classes = num_classes or info.num_classes
-    configure_backends(device_, deterministic=False)
-    env = environment(device_)
-    clock = Clock(device_)
-
-    kwargs = {"input_size": size} if info.family == "keras" else {}
-    torch.manual_seed(0)
-    ours_net = inference_model(
-        create_model(model, num_classes=classes, **kwargs).eval(),
-        device_,
+    spec = bench_spec(
+        model,
+        training=False,
+        batch_size=batch_size,
+        input_size=input_size,
+        num_classes=num_classes,
+        precision=precision,
         channels_last=channels_last,
-        input_size=size,
+        compile=compile,
+        device=device,
+        steps=steps,
+        warmup=warmup,
+        repeats=repeats,
+        vs=vs,
+        threads=threads,
     )
-    ours_cl = channels_last if channels_last is not None else device_.type in ("cuda", "cpu")
-    ours_amp = resolve_precision(precision or "auto", device_)
-    if compile:
-        ours_net = torch.compile(ours_net)
-    ours = _runner(ours_net, ours_amp, device_, torch.inference_mode)
-
-    peer = None
+    env = environment(spec.device)
+    sides = {"ours": ours_side(spec)}
     if vs is not None:
-        peer = peer_model(model, num_classes=classes, input_size=size)
-        if peer.usual_way:
-            peer_cl, peer_amp, peer_compile = False, None, False
-        else:
-            peer_cl = bool(channels_last)
-            peer_amp = resolve_precision(precision, device_) if precision else None
-            peer_compile = compile
-        net = peer.model.to(device_).eval()
-        if peer_cl:
-            net = net.to(memory_format=torch.channels_last)
-        if peer_compile:
-            net = torch.compile(net)
-        theirs = _runner(net, peer_amp, device_, torch.no_grad)
-
-    results: dict[str, dict[str, list[float]]] = {"ours": {}, "peer": {}}
-    for label, batch in (("latency_ms", 1), ("images_per_s", batch_size)):
-        xo = _images(batch, size, device_, ours_cl)
-        xp = _images(batch, size, device_, peer_cl) if peer is not None else None
-        for _ in range(warmup):
-            ours(xo)
-            if peer is not None:
-                theirs(xp)
-        ours_values, peer_values = [], []
-        for _ in range(repeats):
-            seconds = time_steps(lambda: ours(xo), steps, clock)  # noqa: B023
-            ours_values.append(_figure(label, seconds, steps, batch))
-            if peer is not None:
-                seconds = time_steps(lambda: theirs(xp), steps, clock)  # noqa: B023
-                peer_values.append(_figure(label, seconds, steps, batch))
-        results["ours"][label] = ours_values
-        results["peer"][label] = peer_values
-
-    record: dict[str, Any] = {
-        "kind": "infer",
-        "model": model,
-        "settings": {
-            "batch_size": batch_size,
-            "input_size": size,
-            "num_classes": classes,
-            "precision": precision_name(ours_amp),
-            "channels_last": ours_cl,
-            "compile": compile,
-            "steps": steps,
-            "warmup": warmup,
-            "repeats": repeats,
-        },
-        "ours": {
-            "what": f"resnetlab {model}, the predict/eval path (BN folded)",
-            "latency_ms": spread(results["ours"]["latency_ms"]),
-            "images_per_s": spread(results["ours"]["images_per_s"]),
-        },
-    }
-    if peer is not None:
-        record["peer"] = {
-            "what": peer.description,
-            "precision": precision_name(peer_amp),
-            "channels_last": peer_cl,
-            "compile": peer_compile,
-            "latency_ms": spread(results["peer"]["latency_ms"]),
-            "images_per_s": spread(results["peer"]["images_per_s"]),
-        }
-        # Speed ratios, ours over theirs: above 1 means ours is faster.
-        record["ratio"] = {
-            "latency": spread(
-                [
-                    p / o
-                    for o, p in zip(
-                        results["ours"]["latency_ms"], results["peer"]["latency_ms"], strict=True
-                    )
-                ]
-            ),
-            "throughput": spread(
-                [
-                    o / p
-                    for o, p in zip(
-                        results["ours"]["images_per_s"],
-                        results["peer"]["images_per_s"],
-                        strict=True,
-                    )
-                ]
-            ),
-        }
+        sides["peer"] = peer_side(spec)
+    figures: dict[str, dict[str, list[float]]] = {label: {} for label in sides}
+    for figure, batch in (("latency_ms", 1), ("images_per_s", spec.batch_size)):
+        calls = {label: side.make_call(batch) for label, side in sides.items()}
+        seconds = time_interleaved(
+            calls, repeats, number=steps, warmup=warmup, clock=Clock(spec.device)
+        )
+        for label, values in seconds.items():
+            latency = figure == "latency_ms"
+            figures[label][figure] = [s * 1000 if latency else batch / s for s in values]
+    record = _record(spec, sides, figures)
     record.update(env)
     record["load_after"] = load_average()
     return record
 
 
-def _runner(
-    net: torch.nn.Module,
-    amp: torch.dtype | None,
-    device: torch.device,
-    grad_mode: Callable[[], Any],
-) -> Callable[[torch.Tensor], None]:
-    def run(x: torch.Tensor) -> None:
-        with grad_mode(), autocast(device, amp):
-            net(x)
-
-    return run
-
-
-def _images(batch: int, size: int, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def _figure(label: str, seconds: float, steps: int, batch: int) -> float:
-    return seconds / steps * 1000 if label == "latency_ms" else steps * batch / seconds
+def _record(
+    spec: BenchSpec, sides: dict[str, Side], figures: dict[str, dict[str, list[float]]]
+) -> dict[str, Any]:
+    results = {
+        label: {**side.record(), **{k: spread(v) for k, v in figures[label].items()}}
+        for label, side in sides.items()
+    }
+    settings = side_settings(spec, results["ours"])
+    record: dict[str, Any] = {"kind": "infer", "model": spec.model, "settings": settings, **results}
+    if "peer" in figures:
+        # Speed ratios, ours over theirs, per repeat: above 1 means ours is faster.
+        ours, peer = figures["ours"], figures["peer"]
+        pairs = zip(ours["latency_ms"], peer["latency_ms"], strict=True)
+        latency = spread([p / o for o, p in pairs])
+        pairs = zip(ours["images_per_s"], peer["images_per_s"], strict=True)
+        record["ratio"] = {"latency": latency, "throughput": spread([o / p for o, p in pairs])}
+    return record
