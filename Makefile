@@ -46,7 +46,7 @@ bench-gpu: $(VENV)/.installed
 	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --compile --cuda-graphs
 	$(BIN)/resnetlab bench train --model resnet56 --batch-size 512 --cuda-graphs --vs torchvision
 	$(BIN)/resnetlab bench data --data ../shared/data/cifar10-jpg.tar.gz
-	$(BIN)/resnetlab bench tta --model resnet20 --data ../shared/data/cifar10-jpg.tar.gz --target 0.9125
+	$(BIN)/resnetlab bench time-to-accuracy --model resnet20 --data ../shared/data/cifar10-jpg.tar.gz --target 0.9125
 	$(BIN)/resnetlab bench table --update README.md
 
 clean:

@@ -7,12 +7,10 @@ same options would run; its result is cached for those runs.
 
 from __future__ import annotations
 
-import torch
-
 from ..engine.calibrate import CpuPlan, plan_cpu
 from ..engine.config import resolve_config
-from ..errors import ResnetlabError
 from ..models import model_info
+from .sides import use_threads
 
 
 def bench_calibrate(
@@ -39,10 +37,7 @@ def bench_calibrate(
         threads: CPU threads for PyTorch (the calibration holds for this count).
         force: measure again even where the cache has timings.
     """
-    if threads is not None:
-        if threads < 1:
-            raise ResnetlabError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
+    use_threads(threads)
     config = resolve_config(
         model=model,
         batch_size=batch_size,

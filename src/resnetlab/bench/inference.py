@@ -35,20 +35,7 @@ def bench_infer(
 ) -> dict[str, Any]:
     """Measure inference latency (batch 1) and throughput (``batch_size``); returns the record.
 
-    Args:
-        model: a registered model name.
-        batch_size: images per forward pass for the throughput figure.
-        input_size: image side (default: the model's).
-        num_classes: classifier outputs (default: the model's).
-        precision: ``auto`` (default), ``fp32``, ``bf16`` or ``fp16``; named, applies to the peer.
-        channels_last: named, applies to the peer too; default: on for CUDA and CPU (ours).
-        compile: ``torch.compile`` ours and (when it is torchvision's model) the peer.
-        device: ``auto``, ``cpu``, ``cuda``...
-        steps: forward passes per timed repeat.
-        warmup: untimed passes first.
-        repeats: timed repeats; figures are their median, min and max.
-        vs: ``torchvision`` to run the peer side by side.
-        threads: CPU threads for PyTorch (default: its own choice).
+    The options are described at ``sides.bench_spec``; ``steps`` counts forward passes.
     """
     spec = bench_spec(
         model,

@@ -38,6 +38,7 @@ from ..engine.step import (
 from ..engine.timing import Clock
 from ..errors import ResnetlabError
 from .records import environment, load_average, seed_cache
+from .sides import use_threads
 
 AUGMENT = Augment(crop_padding=4, flip=True)
 
@@ -68,8 +69,7 @@ def bench_data(
     """
     if min(batch_size, steps) < 1:
         raise ResnetlabError("--batch-size and --steps must be at least 1")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     workers = workers if workers is not None else min(available_cpus(), 8)
     device_ = resolve_device(device)
     configure_backends(device_, deterministic=False)

@@ -84,52 +84,55 @@ def bench_spec(
     threads: int | None,
     **train_options: Any,
 ) -> BenchSpec:
-    """Check the arguments shared by the timed comparisons and resolve the defaults.
+    """Check the options of ``bench train`` and ``bench infer``, resolve their defaults.
 
-    ``train_options`` (training only): ``cuda_graphs``, ``optimizer``; left out when None.
+    Args:
+        model: a registered model name.
+        training: ``bench train`` (else ``bench infer``).
+        batch_size: images per step (for inference: of the throughput figure).
+        input_size, num_classes: default: the model's.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``; named, it applies to the peer
+            too; left out, ours runs ``auto``, the peer fp32.
+        channels_last: named, applies to the peer too; default: ours as ``train`` chooses,
+            the peer NCHW.
+        compile: ``torch.compile`` ours and (when it is torchvision's model) the peer.
+        device: ``auto``, ``cpu``, ``cuda``...
+        steps: steps (forward passes) per timed repeat.
+        warmup: untimed steps first (for CUDA graphs, at least the warm-up and capture).
+        repeats: timed repeats, ours and the peer's in turns.
+        vs: ``torchvision`` to run the peer side by side.
+        threads: CPU threads for PyTorch (default: its own choice).
+        train_options: ``cuda_graphs`` and ``optimizer`` of ``bench train``.
     """
     if min(batch_size, steps, repeats) < 1 or warmup < 0:
         raise ResnetlabError("--batch-size, --steps and --repeats must be at least 1")
     if vs is not None and vs not in PEERS:
         raise ResnetlabError(f"unknown peer {vs!r}; choose {', '.join(PEERS)}")
-    if threads is not None:
-        if threads < 1:
-            raise ResnetlabError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
+    use_threads(threads)
     device_ = resolve_device(device)
     info = model_info(model)
     config = None
     if training:
-        options = {k: v for k, v in train_options.items() if v}
-        config = resolve_config(
-            model=model,
-            batch_size=batch_size,
-            input_size=input_size,
-            precision=precision,
-            channels_last=channels_last,
-            compile=compile or None,
-            device=str(device_),
-            **options,
-        )
+        named = dict(batch_size=batch_size, input_size=input_size, precision=precision)
+        named.update(channels_last=channels_last, compile=compile or None, device=str(device_))
+        given = {k: v for k, v in train_options.items() if v}
+        config = resolve_config(model=model, **named, **given)
         if config.cuda_graphs:  # time replays only: eager warm-up steps and capture first
             warmup = max(warmup, GRAPH_WARMUP_STEPS + 2)
     configure_backends(device_, deterministic=False)
+    size, classes = input_size or info.input_size, num_classes or info.num_classes
     return BenchSpec(
-        model=model,
-        training=training,
-        batch_size=batch_size,
-        input_size=input_size or info.input_size,
-        num_classes=num_classes or info.num_classes,
-        precision=precision,
-        channels_last=channels_last,
-        compile=compile,
-        device=device_,
-        steps=steps,
-        warmup=warmup,
-        repeats=repeats,
-        vs=vs,
-        config=config,
-    )
+        model, training, batch_size, size, classes, precision, channels_last, compile,
+        device_, steps, warmup, repeats, vs, config,
+    )  # fmt: skip
+
+
+def use_threads(threads: int | None) -> None:
+    """Set PyTorch's CPU thread count when one is given."""
+    if threads is not None:
+        if threads < 1:
+            raise ResnetlabError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 @dataclass

@@ -42,6 +42,15 @@ TTA_DEFAULTS: dict[str, Any] = {
 }
 
 
+# The record's figures from the training run's summary.json.
+SUMMARY_FIELDS = {
+    "accuracy": "final_val_acc",
+    "epochs": "epochs",
+    "train_time_s": "train_time_s",
+    "train_images_per_s": "images_per_s",
+}
+
+
 def bench_time_to_accuracy(
     model: str = "resnet20",
     data: str = "cifar10",
@@ -79,37 +88,21 @@ def bench_time_to_accuracy(
     device_ = resolve_device(device)
     if cuda_graphs is None:
         cuda_graphs = device_.type == "cuda" and not compile
-    recipe_options = dict(
-        epochs=epochs, batch_size=batch_size, lr=lr, recipe=recipe, input_size=input_size
-    )
-    options: dict[str, Any] = {
-        **TTA_DEFAULTS,
-        **{k: v for k, v in recipe_options.items() if v is not None},
-        "precision": precision,
-        "compile": compile,
-        "cuda_graphs": cuda_graphs,
-        **dict(train_options or {}),
-    }
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, recipe=recipe, input_size=input_size)
+    given.update(precision=precision, compile=compile, cuda_graphs=cuda_graphs)
+    options = {**TTA_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    options.update(train_options or {})
     # Mistakes in the options are found here, not after the child process has started.
     resolve_config(model=model, data=data, target_accuracy=target, **options)
     env = environment(device_)
     train_args = ["train", "--model", model, "--data", data, "--device", str(device_)]
     train_args += ["--target-accuracy", str(target), *_flags(options)]
     seconds, summary = _timed_run(train_args, data, warm_cache, timeout)
-    record: dict[str, Any] = {
-        "kind": "time-to-accuracy",
-        "model": model,
-        "data": data,
-        "target": target,
-        "reached": bool(summary["reached_target"]),
-        "seconds": seconds,
-        "accuracy": summary["final_val_acc"],
-        "epochs": summary["epochs"],
-        "train_time_s": summary["train_time_s"],
-        "train_images_per_s": summary["images_per_s"],
-        "cold_cache": not warm_cache,
-        "train_command": shlex.join(["resnetlab", *train_args]),
-    }
+    record: dict[str, Any] = {"kind": "time-to-accuracy", "model": model, "data": data}
+    record.update(target=target, reached=bool(summary["reached_target"]), seconds=seconds)
+    record.update({key: summary[field] for key, field in SUMMARY_FIELDS.items()})
+    record["cold_cache"] = not warm_cache
+    record["train_command"] = shlex.join(["resnetlab", *train_args])
     record.update(env)
     record["load_after"] = load_average()
     return record

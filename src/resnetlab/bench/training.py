@@ -39,22 +39,11 @@ def bench_train(
 ) -> dict[str, Any]:
     """Measure training throughput; returns the record (see ``records``) without saving it.
 
+    The options shared with ``bench_infer`` are described at ``sides.bench_spec``; also:
+
     Args:
-        model: a registered model name.
-        batch_size: images per step.
-        input_size: image side (default: the model's).
-        num_classes: classifier outputs (default: the model's).
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``; named, it applies to the peer too.
-        channels_last: named, applies to the peer too; default: the train command's.
-        compile: ``torch.compile`` ours and (when it is torchvision's model) the peer.
         cuda_graphs: capture our step into a CUDA graph (ours only: the peer has none).
         optimizer: ``sgd`` (default), ``adam`` or ``adamw``, with the recipe's settings.
-        device: ``auto``, ``cpu``, ``cuda``...
-        steps: steps per timed repeat.
-        warmup: untimed steps first (at least the CUDA-graph warm-up and capture).
-        repeats: timed repeats; figures are their median, min and max.
-        vs: ``torchvision`` to run the peer side by side.
-        threads: CPU threads for PyTorch (default: its own choice).
     """
     spec = bench_spec(
         model,

@@ -298,7 +298,7 @@ class CpuPlan:
                 f", matrix-product path for {len(self.matmul_convs)} of "
                 f"{len(self.counts)} convolution shapes"
             )
-        return f"{text} ({self.how}{'; --explain-speed shows the timings' if self.steps else ''})"
+        return f"{text} ({self.how})"
 
     def explain(self) -> list[str]:
         """What was chosen and the timings behind it."""

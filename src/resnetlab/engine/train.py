@@ -475,9 +475,12 @@ class Trainer:
             if self.config.explain_speed:
                 self.log.message(f"speed on {self.device.type}: fixed choices (calibrated on CPUs)")
             return
-        lines = self.cpu_plan.explain() if self.config.explain_speed else []
-        for line in lines or [self.cpu_plan.describe()]:
-            self.log.message(line)
+        if self.config.explain_speed:
+            for line in self.cpu_plan.explain():
+                self.log.message(line)
+        else:
+            hint = "; --explain-speed shows the timings" if self.cpu_plan.steps else ""
+            self.log.message(self.cpu_plan.describe() + hint)
 
     def _length(self) -> str:
         full = self.num_epochs * self.steps_per_epoch
