@@ -561,8 +561,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     names = inspect.signature(fn).parameters
     options = {k: v for k, v in vars(args).items() if k in names}
     if args.bench_name == "calibrate":
-        plan = fn(**options)
-        print(json.dumps(plan.to_record(), indent=2) if args.json else "\n".join(plan.explain()))
+        done = fn(**options)
+        print(json.dumps(done.to_record(), indent=2) if args.json else "\n".join(done.lines()))
         return 0
     shown = dict(options)  # the command that reruns it, with every default spelled out
     if getattr(args, "train_option", None):

@@ -20,6 +20,8 @@ from resnetlab.engine.cpu import MatmulConv2d
 from resnetlab.engine.step import build_training
 from resnetlab.errors import CacheWarning
 
+from ..fake_cpu import FakeMachine, fake_cpu
+
 NAN = math.nan
 
 
@@ -87,32 +89,15 @@ def test_matmul_paths_need_the_conv_margin():
     assert matmul_paths(convs) == {"a"}
 
 
-class FakeMachine:
-    """Timings by rule: matrix products win on 64-channel maps; steps as given."""
-
-    def __init__(self, steps: dict[str, float]) -> None:
-        self.steps = steps
-        self.timed: list[str] = []
-
-    def __call__(self, what, calls):
-        self.timed.append(what)
-        if set(calls) == {"onednn", "matmul"}:
-            matmul = 0.5 if what.split(" b")[1].split(" ", 1)[1].startswith("64x") else 1.5
-            return {"onednn": [1.0] * 3, "matmul": [matmul] * 3}
-        return {name: [self.steps[name]] * 3 for name in calls}
-
-
 BF16_WINS = {FP32_CL: 1.0, FP32_NCHW: 0.98, BF16_CL: 0.7, BF16_NCHW: 0.55}
 CONFIG = TrainConfig(model="resnet8", batch_size=8, input_size=8)
 
 
 @pytest.fixture
 def calibrating(monkeypatch, tmp_path):
-    """Calibration on (the suite turns it off), on a CPU with bf16 hardware, cache in tmp."""
-    monkeypatch.delenv("RESNETLAB_CALIBRATE")
+    """Calibration on, on a CPU with bf16 hardware; the cache folder in tmp."""
+    fake_cpu(monkeypatch)
     monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
-    info = {"model": "Test CPU", "family": "1/2/3", "capability": "AVX512", "bf16": True}
-    monkeypatch.setattr(calibrate, "cpu_info", lambda: {**info, "amx": False})
     return tmp_path / "cache" / "calibration"
 
 
@@ -194,6 +179,14 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
         plan = _plan(machine)
     assert plan.how == "measured now" and plan.precision == "bf16"
     assert json.loads(store.path.read_text())["key"]["cpu"] == "Test CPU"  # rewritten whole
+
+    # Valid JSON with a damaged entry: that entry is measured again, the rest is kept.
+    data = json.loads(store.path.read_text())
+    damaged = next(iter(data["convs"]))
+    data["convs"][damaged] = {"onednn": "fast", "matmul": [0.1]}
+    store.path.write_text(json.dumps(data))
+    machine = FakeMachine(BF16_WINS)
+    assert _plan(machine).precision == "bf16" and machine.timed == [damaged]
 
 
 def test_calibration_can_be_turned_off_and_is_off_for_compiled_runs(calibrating, monkeypatch):

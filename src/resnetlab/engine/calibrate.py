@@ -197,6 +197,20 @@ class CalibrationStore:
     def get(self, section: str, key: str) -> Any:
         return self.data[section].get(key)
 
+    def timings(self, section: str, key: str, names: Sequence[str]) -> dict[str, list] | None:
+        """The cached timings of ``names`` under ``key``, or None when any is missing or
+        is not a list of numbers (an entry from an edited or damaged file is measured again)."""
+        entry = self.get(section, key)
+        if not isinstance(entry, dict):
+            return None
+        for name in names:
+            values = entry.get(name)
+            if not (isinstance(values, list) and values):
+                return None
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                return None
+        return entry
+
     def put(self, section: str, key: str, value: Any) -> None:
         self.data[section][key] = value
         self.changed = True
@@ -220,15 +234,18 @@ class CalibrationStore:
         self.changed = False
 
 
-def cpu_matmul_tflops(precision: str = "fp32", store: CalibrationStore | None = None) -> float:
+def cpu_matmul_tflops(
+    precision: str = "fp32", store: CalibrationStore | None = None, *, force: bool = False
+) -> float:
     """This CPU's rate on a 2048 x 2048 matrix product in ``precision``, in TFLOP/s.
 
     The best of ``REPEATS * 3`` timed products at PyTorch's thread count, measured once per
-    machine key and cached: the ceiling a training step's rate is put against.
+    machine key and cached (``force``: measured again): the ceiling a training step's rate
+    is put against.
     """
     store = store or CalibrationStore()
     cached = store.get("matmul_tflops", precision)
-    if cached is not None:
+    if isinstance(cached, float) and not force:
         return cached
     n = 2048
     dtype = PRECISION_DTYPES[precision] or torch.float32
@@ -276,6 +293,7 @@ class CpuPlan:
     workload: str = ""
     batch: int | None = None  # the batch the step timings ran at
     steps: dict[str, list[float]] = field(default_factory=dict)  # Candidate.name -> seconds
+    load: list[float] | None = None  # the load average when the steps were timed
     convs: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # chosen candidate's
     counts: dict[str, int] = field(default_factory=dict)  # shape key -> convolutions of it
     machine: dict[str, Any] = field(default_factory=dict)
@@ -311,8 +329,9 @@ class CpuPlan:
                 f"{m['threads']} threads, torch {m['torch']}; cache {self.cache}"
             )
         if len(self.steps) > 1:
+            load = f", load average {self.load[0]:.2f}" if self.load else ""
             lines.append(
-                f"  training step at batch {self.batch}, median of {REPEATS} rounds (ms); "
+                f"  training step at batch {self.batch}, median of {REPEATS} rounds (ms{load}); "
                 f"NCHW needs {LAYOUT_MARGIN:.0%} over channels-last, bf16 "
                 f"{PRECISION_MARGIN:.0%} over fp32:"
             )
@@ -416,7 +435,7 @@ def _calibrate(
         convs[candidate.name] = {}
         for shape in shapes:
             key = f"{candidate.name} b{batch} {shape.key}"
-            timings = None if force else store.get("convs", key)
+            timings = None if force else store.timings("convs", key, ("onednn", "matmul"))
             if timings is None:
                 timings, fresh = measure(key, _conv_calls(shape, candidate, batch)), True
                 store.put("convs", key, timings)
@@ -428,17 +447,19 @@ def _calibrate(
         f"{num_classes} classes"
     )
     steps: dict[str, list[float]] = {}
+    load = None
     if len(candidates) > 1:
         key = f"{workload}, {config.optimizer}, b{batch}"
-        cached = None if force else store.get("steps", key)
-        if cached is None or any(c.name not in cached for c in candidates):
+        names = [c.name for c in candidates]
+        cached = None if force else store.timings("steps", key, [*names, "load"])
+        if cached is None:
             calls = {
                 c.name: _step_call(config, num_classes, input_size, c, matmul[c.name], batch)
                 for c in candidates
             }
-            cached, fresh = {**(cached or {}), **measure(key, calls)}, True
+            cached, fresh = {**measure(key, calls), "load": list(_load_average())}, True
             store.put("steps", key, cached)
-        steps = {c.name: cached[c.name] for c in candidates}
+        steps, load = {name: cached[name] for name in names}, cached["load"]
     chosen = decide(steps) if steps else candidates[0]
     store.save()
     return CpuPlan(
@@ -449,11 +470,19 @@ def _calibrate(
         workload=workload,
         batch=batch,
         steps=steps,
+        load=load,
         convs=convs[chosen.name],
         counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
         machine=store.key,
         cache=str(store.path),
     )
+
+
+def _load_average() -> tuple[float, ...]:
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):  # not on every platform
+        return (math.nan,) * 3
 
 
 def _calibration_batch(config: TrainConfig, num_classes: int, input_size: int) -> int:
