@@ -132,3 +132,10 @@ def test_bench_train_on_a_gpu_with_cuda_graphs():
     assert record["matmul_tflops"]["bf16"] > 10 and "cpu_plan" not in ours
     assert 0 < ours["fraction_of_matmul"] < 1
     assert record["versions"]["cuda"] == torch.version.cuda
+
+
+def test_explain_speed_prints_the_cpu_plan(capsys):
+    args = ["bench", "train", "--model", "resnet8", *TINY, "--device", "cpu", "--no-save"]
+    assert main([*args, "--explain-speed"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)"

@@ -253,22 +253,22 @@ def peer_side(spec: BenchSpec) -> Side:
         net = net.to(memory_format=torch.channels_last)
     if compiled:
         net = torch.compile(net)
-    side = Side(peer.description, net, precision_name(amp), channels_last, compiled, None)
+    what = (peer.description, net, precision_name(amp), channels_last, compiled)
     if not spec.training:
-        side.make_call = _inference_calls(spec, net.eval(), amp, channels_last, torch.no_grad)
-        return side
+        return Side(*what, _inference_calls(spec, net.eval(), amp, channels_last, torch.no_grad))
     loop = PlainLoop(net, spec.config, amp)
 
     def make_call(batch: int) -> Call:
         x, y = synthetic_batch(batch, spec.input_size, spec.num_classes, spec.device, channels_last)
         return lambda: loop(x, y)
 
-    side.make_call = make_call
-    side.facts = lambda: {
-        "loop": "plain loop: zero_grad, forward, loss, backward, step, loss.item()",
-        "optimizer": describe_optimizer(loop.optimizer, spec.device),
-    }
-    return side
+    def facts() -> dict[str, Any]:
+        return {
+            "loop": "plain loop: zero_grad, forward, loss, backward, step, loss.item()",
+            "optimizer": describe_optimizer(loop.optimizer, spec.device),
+        }
+
+    return Side(*what, make_call, facts)
 
 
 def _inference_calls(
