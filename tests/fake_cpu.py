@@ -18,8 +18,13 @@ class FakeMachine:
         return {name: [self.steps[name]] * 3 for name in calls}
 
 
-def fake_cpu(monkeypatch, *, bf16: bool = True) -> None:
-    """Calibration on (the suite turns it off), on a CPU with or without bf16 hardware."""
+def fake_cpu(monkeypatch, *, bf16: bool = True) -> list[float]:
+    """Calibration on (the suite turns it off), on a quiet CPU with or without bf16
+    hardware; returns the load average, which a test may change."""
     monkeypatch.delenv("RESNETLAB_CALIBRATE")
     info = {"model": "Test CPU", "family": "1/2/3", "capability": "AVX512", "bf16": bf16}
     monkeypatch.setattr(calibrate, "cpu_info", lambda: {**info, "amx": False})
+    load = [0.0, 0.0, 0.0]
+    monkeypatch.setattr(calibrate, "_load_average", lambda: tuple(load))
+    monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)
+    return load

@@ -2,6 +2,7 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -95,10 +96,9 @@ CONFIG = TrainConfig(model="resnet8", batch_size=8, input_size=8)
 
 @pytest.fixture
 def calibrating(monkeypatch, tmp_path):
-    """Calibration on, on a CPU with bf16 hardware; the cache folder in tmp."""
-    fake_cpu(monkeypatch)
+    """Calibration on, on a quiet 2-core CPU with bf16 hardware; the cache folder in tmp."""
     monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "calibration"
+    return SimpleNamespace(folder=tmp_path / "cache" / "calibration", load=fake_cpu(monkeypatch))
 
 
 def _plan(machine, **kwargs):
@@ -127,7 +127,7 @@ def test_the_plan_follows_the_timings_and_is_cached(calibrating):
     assert "64x2x2>64 k3x3 s1 p1" in explained and "-> matrix product" in explained
     assert "Test CPU (AVX512, bf16 hardware)" in explained
 
-    (path,) = calibrating.glob("*.json")
+    (path,) = calibrating.folder.glob("*.json")
     assert path.name.startswith("test-cpu-")
     again = FakeMachine(BF16_WINS)
     cached = _plan(again)
@@ -167,7 +167,21 @@ def test_a_changed_torch_version_or_thread_count_calibrates_again(calibrating, m
         assert plan.how == "measured now" and plan.machine["threads"] == threads + 1
     finally:
         torch.set_num_threads(threads)
-    assert len(list(calibrating.glob("*.json"))) == 3  # one file per machine key
+    assert len(list(calibrating.folder.glob("*.json"))) == 3  # one file per machine key
+
+
+def test_timings_from_a_busy_machine_are_measured_again_when_it_is_quiet(calibrating):
+    calibrating.load[0] = 3.5  # on 2 cores: other work competed
+    busy = _plan(FakeMachine(BF16_WINS))
+    assert busy.load[0] == 3.5
+    assert "busy, to be measured again when quieter" in "\n".join(busy.explain())
+    machine = FakeMachine(BF16_WINS)
+    assert _plan(machine).how == "from the cache" and not machine.timed  # still busy
+    calibrating.load[0] = 2.5  # a run's own threads: not busy
+    assert _plan(machine).how == "measured now" and machine.timed
+    machine = FakeMachine(BF16_WINS)
+    calibrating.load[0] = 3.5  # measured quiet, kept when busy again
+    assert _plan(machine).how == "from the cache" and not machine.timed
 
 
 def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):

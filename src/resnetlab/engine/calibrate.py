@@ -25,7 +25,9 @@ Margins keep the decision from flipping on noise, towards what PyTorch does by i
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
 torch version and ``CALIBRATION_VERSION``. A change to any of them measures again; an
-unreadable file is reported and measured over. ``RESNETLAB_CALIBRATE=off`` measures
+unreadable file is reported and measured over. Timings are kept with the load average they
+were measured at: those from a busy machine (more than ``BUSY_LOAD`` per core) are used
+while it stays busy and measured again by the first run that finds it quiet. ``RESNETLAB_CALIBRATE=off`` measures
 nothing and trains with the defaults (float32, channels-last, oneDNN everywhere), as do
 ``--compile`` runs (the compiler makes its own choices). Calibration costs seconds: a
 few training steps per candidate, at a batch cut down when one step would take long.
@@ -44,11 +46,13 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data.decode import available_cpus
 from ..errors import CacheWarning
 from .config import TrainConfig
 from .cpu import ConvShape, conv_shapes, cpu_info, to_matmul, use_matmul_convs
@@ -66,6 +70,8 @@ PRECISION_MARGIN = 0.10
 # one (a fixed number, not a measured time, so that the batch timed does not depend on how
 # busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
 STEP_FLOPS_BUDGET = 40e9
+BUSY_LOAD = 1.5  # load average per core above which timings are redone when it is quieter
+PATHS = ("onednn", "matmul")  # the ways a convolution can run
 ENV = "RESNETLAB_CALIBRATE"
 CPU = torch.device("cpu")
 
@@ -139,7 +145,9 @@ def decide(steps: Mapping[str, Sequence[float]]) -> Candidate:
 def matmul_paths(convs: Mapping[str, Mapping[str, Sequence[float]]]) -> frozenset[str]:
     """The convolution shapes whose matrix-product timing beats oneDNN's by ``CONV_MARGIN``."""
     return frozenset(
-        shape for shape, paths in convs.items() if choose(paths, "onednn", CONV_MARGIN) == "matmul"
+        shape
+        for shape, paths in convs.items()
+        if choose({p: paths[p] for p in PATHS}, "onednn", CONV_MARGIN) == "matmul"
     )
 
 
@@ -161,7 +169,7 @@ def machine_key() -> dict[str, Any]:
 class CalibrationStore:
     """The cached timings of one machine key: a JSON file under ``<cache>/calibration``."""
 
-    SECTIONS = ("convs", "steps", "matmul_tflops")
+    SECTIONS = ("convs", "steps", "matmul")
 
     def __init__(self, folder: str | os.PathLike | None = None) -> None:
         from ..data.cache import cache_root
@@ -243,18 +251,20 @@ def cpu_matmul_tflops(
     machine key and cached (``force``: measured again): the ceiling a training step's rate
     is put against.
     """
-    store = store or CalibrationStore()
-    cached = store.get("matmul_tflops", precision)
-    if isinstance(cached, float) and not force:
-        return cached
     n = 2048
-    dtype = PRECISION_DTYPES[precision] or torch.float32
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    seconds = min(time_interleaved({"matmul": lambda: a @ b}, REPEATS * 3)["matmul"])
-    rate = 2 * n**3 / seconds / 1e12
-    store.put("matmul_tflops", precision, rate)
+
+    def calls() -> Calls:
+        dtype = PRECISION_DTYPES[precision] or torch.float32
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        return {"matmul": lambda: a @ b}
+
+    def measure(what: str, calls: Calls) -> dict[str, list[float]]:
+        return time_interleaved(calls, REPEATS * 3)
+
+    store = store or CalibrationStore()
+    timings, _ = _cached(store, "matmul", precision, ["matmul"], calls, measure, force)
     store.save()
-    return rate
+    return 2 * n**3 / min(timings["matmul"]) / 1e12
 
 
 def synthetic_batch(
@@ -330,6 +340,8 @@ class CpuPlan:
             )
         if len(self.steps) > 1:
             load = f", load average {self.load[0]:.2f}" if self.load else ""
+            if self.load and busy(self.load[0]):
+                load += ": busy, to be measured again when quieter"
             lines.append(
                 f"  training step at batch {self.batch}, median of {REPEATS} rounds (ms{load}); "
                 f"NCHW needs {LAYOUT_MARGIN:.0%} over channels-last, bf16 "
@@ -435,11 +447,9 @@ def _calibrate(
         convs[candidate.name] = {}
         for shape in shapes:
             key = f"{candidate.name} b{batch} {shape.key}"
-            timings = None if force else store.timings("convs", key, ("onednn", "matmul"))
-            if timings is None:
-                timings, fresh = measure(key, _conv_calls(shape, candidate, batch)), True
-                store.put("convs", key, timings)
-            convs[candidate.name][shape.key] = timings
+            calls = partial(_conv_calls, shape, candidate, batch)
+            timings, new = _cached(store, "convs", key, PATHS, calls, measure, force)
+            convs[candidate.name][shape.key], fresh = timings, fresh or new
     matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
     options = json.dumps(config.model_kwargs, sort_keys=True) if config.model_kwargs else ""
     workload = (
@@ -451,15 +461,15 @@ def _calibrate(
     if len(candidates) > 1:
         key = f"{workload}, {config.optimizer}, b{batch}"
         names = [c.name for c in candidates]
-        cached = None if force else store.timings("steps", key, [*names, "load"])
-        if cached is None:
-            calls = {
+
+        def calls() -> Calls:
+            return {
                 c.name: _step_call(config, num_classes, input_size, c, matmul[c.name], batch)
                 for c in candidates
             }
-            cached, fresh = {**measure(key, calls), "load": list(_load_average())}, True
-            store.put("steps", key, cached)
-        steps, load = {name: cached[name] for name in names}, cached["load"]
+
+        cached, new = _cached(store, "steps", key, names, calls, measure, force)
+        steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
     chosen = decide(steps) if steps else candidates[0]
     store.save()
     return CpuPlan(
@@ -478,11 +488,40 @@ def _calibrate(
     )
 
 
+def _cached(
+    store: CalibrationStore,
+    section: str,
+    key: str,
+    names: Sequence[str],
+    calls: Callable[[], Calls],
+    measure: Measure,
+    force: bool,
+) -> tuple[dict[str, Any], bool]:
+    """The timings of ``names`` under ``key``, from the cache or measured now (and cached),
+    with the load average they were measured at; and whether they were measured now.
+
+    Timings measured on a busy machine (``busy``) are measured again by the first run that
+    finds it quiet: they may be far from what the machine does.
+    """
+    cached = None if force else store.timings(section, key, [*names, "load"])
+    if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
+        return cached, False
+    timings = {**measure(key, calls()), "load": list(_load_average())}
+    store.put(section, key, timings)
+    return timings, True
+
+
+def busy(load: float) -> bool:
+    """Whether a 1-minute load average means other work competed for the cores: above
+    ``BUSY_LOAD`` per core (a run's own threads count up to one per core)."""
+    return load > BUSY_LOAD * available_cpus()
+
+
 def _load_average() -> tuple[float, ...]:
     try:
         return os.getloadavg()
-    except (AttributeError, OSError):  # not on every platform
-        return (math.nan,) * 3
+    except (AttributeError, OSError):  # not on every platform: never busy
+        return (0.0,) * 3
 
 
 def _calibration_batch(config: TrainConfig, num_classes: int, input_size: int) -> int:
@@ -505,7 +544,7 @@ def _conv_calls(shape: ConvShape, candidate: Candidate, batch: int) -> Calls:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(shape.input_grad)
     calls = {}
-    for path in ("onednn", "matmul"):
+    for path in PATHS:
         conv = shape.module()
         if candidate.channels_last:
             conv = conv.to(memory_format=torch.channels_last)
