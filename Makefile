@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint format bench bench-gpu clean
+.PHONY: demo test browser lint format bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# Chromium and its driver for the browser test (tests/serve/test_browser.py), installed with
+# apt-get where that is possible; without them the test skips, so this step never fails.
+browser:
+	@if command -v chromedriver >/dev/null 2>&1 && \
+		{ command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null 2>&1; then \
+		echo "browser test: Chromium and chromedriver found"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		{ $$sudo apt-get update -qq && \
+		  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+		echo "browser test: could not install chromium chromium-driver; the test will skip"; \
+	else \
+		echo "browser test: no apt-get; install Chromium and chromedriver, or the test skips"; \
+	fi
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -16,38 +16,43 @@ if "torch" not in _sys.modules and not _os.environ.keys() & {
 }:
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-from . import convert
 from .errors import ResnetlabError
-from .models import (
-    ModelMeta,
-    create_model,
-    list_models,
-    load_model,
-    model_info,
-    read_model_meta,
-    register_model,
-    save_model,
-)
 
 __version__ = "0.1.0"
 
-# Training, evaluation and prediction pull in the data and plotting stack; they are loaded
-# on first use so that ``import resnetlab`` stays quick for model-only users.
+# Everything else is loaded on first use, so that the command line starts without importing
+# PyTorch (``resnetlab --version`` and ``--help`` stay instant) and ``import resnetlab`` is
+# quick for model-only users: name -> the submodule that defines it.
 _LAZY = {
+    "ModelMeta": "models",
+    "create_model": "models",
+    "list_models": "models",
+    "load_model": "models",
+    "model_info": "models",
+    "read_model_meta": "models",
+    "register_model": "models",
+    "save_model": "models",
     "train": "engine",
     "TrainConfig": "engine",
     "evaluate": "engine",
     "predict": "engine.predict",
 }
+_SUBMODULES = ("analysis", "bench", "convert", "data", "engine", "experiments", "models")
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
         module = importlib.import_module(f".{_LAZY[name]}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module 'resnetlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])
 
 
 __all__ = [

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -19,8 +21,7 @@ from . import __version__
 from .errors import ResnetlabError
 
 
-def add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the registered models")
+def add_models(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'plain*'")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_models)
@@ -30,8 +31,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .analysis import count_parameters
     from .models import create_model, list_models, model_info
 
+    names = list_models(args.pattern)
+    if not names:
+        raise ResnetlabError(f"no model matches {args.pattern!r}; {_close_models(args.pattern)}")
     rows = []
-    for name in list_models(args.pattern):
+    for name in names:
         info = model_info(name)
         trainable, _ = count_parameters(create_model(name))
         rows.append(
@@ -62,27 +66,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_summary(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("summary", help="layer table, parameter counts and FLOPs of a model")
-    p.add_argument("model", help="a registered model name (see `resnetlab models`)")
+def _close_models(pattern: str) -> str:
+    from .models import list_models
+
+    stem = pattern.strip("*?[]")
+    close = difflib.get_close_matches(stem, list_models(), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}`resnetlab models` lists all"
+
+
+def add_summary(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a registered model name (see `resnetlab models`) or a model file")
     p.add_argument("--input-size", type=int, help="image side in pixels (default: the model's)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
+    p.add_argument(
+        "--keras",
+        action="store_true",
+        help="resnet50_keras as Keras's model.summary() prints it: Keras's layer names, "
+        "rows and parameter counts",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_summary)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .analysis import print_summary, summarize
-    from .models import create_model, model_info
+    from pathlib import Path
 
-    info = model_info(args.model)
+    from .analysis import keras_summary, print_summary, summarize
+    from .models import create_model, load_model, model_info
+
     for flag, value in (("--input-size", args.input_size), ("--num-classes", args.num_classes)):
         if value is not None and value < 1:
             raise ResnetlabError(f"{flag} must be positive, got {value}")
-    input_size = args.input_size or info.input_size
-    kwargs = {"input_size": input_size} if info.family == "keras" else {}
-    model = create_model(args.model, num_classes=args.num_classes, **kwargs)
-    summary = summarize(model, input_size, name=args.model)
+    if Path(args.model).is_file():
+        if args.num_classes is not None:
+            raise ResnetlabError("--num-classes is for model names; a model file has its own")
+        model = load_model(args.model)
+        name, input_size = model.meta.model, args.input_size or model.meta.input_size
+    else:
+        info = model_info(args.model)
+        name, input_size = args.model, args.input_size or info.input_size
+        model = create_model(name, num_classes=args.num_classes, **info.size_kwargs(input_size))
+    summary = (keras_summary if args.keras else summarize)(model, input_size, name=name)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -90,16 +115,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="look at a data set before training on it")
+def add_data(p: argparse.ArgumentParser) -> None:
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     q = data_sub.add_parser(
         "inspect", help="splits, images per class, image sizes, and a contact sheet of samples"
     )
     q.add_argument("path", metavar="DATA", help="digits, cifar10, or a file or folder")
-    q.add_argument("--out", help="contact sheet PNG (default: <name>-samples.png here)")
+    q.add_argument("--out", help="contact sheet PNG (default: runs/<name>-samples.png)")
     q.add_argument("--no-sheet", action="store_true", help="do not write a contact sheet")
-    q.add_argument("--image-size", type=int, help="resize images to N x N, as training would")
+    q.add_argument(
+        "--input-size",
+        "--image-size",  # the earlier name
+        dest="input_size",
+        type=int,
+        help="resize images to N x N, as training would",
+    )
     q.add_argument("--download", action="store_true", help="fetch cifar10 if it is not cached")
     q.add_argument("--cache-dir", help="default: $RESNETLAB_CACHE or ~/.cache/resnetlab")
     q.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -112,11 +142,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.report import contact_sheet, describe
 
     summary, splits = describe(
-        args.path, image_size=args.image_size, download=args.download, cache_dir=args.cache_dir
+        args.path, image_size=args.input_size, download=args.download, cache_dir=args.cache_dir
     )
     if not args.no_sheet:
         name = Path(args.path.rstrip("/")).name.split(".")[0] or "data"
-        out = Path(args.out or f"{name}-samples.png")
+        out = Path(args.out or Path("runs") / f"{name}-samples.png")
         split = splits.get("train") or next(iter(splits.values()))
         summary["sheet"] = str(contact_sheet(split, out, title=args.path))
     if args.json:
@@ -146,8 +176,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="import weights from other frameworks")
+def add_convert(p: argparse.ArgumentParser) -> None:
     sources = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
     k = sources.add_parser(
         "keras",
@@ -234,22 +263,14 @@ TRAIN_HELP = {
     "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
     "explain_speed": "say what the CPU calibration chose and the timings behind it",
 }
-TRAIN_CHOICES = {
-    "recipe": ("seed", "paper-cifar", "modern"),
-    "optimizer": ("sgd", "adam", "adamw"),
-    "schedule": ("constant", "step", "cosine", "onecycle"),
-    "precision": ("auto", "fp32", "bf16", "fp16"),
-}
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
-    from .engine import TrainConfig
+def add_train(p: argparse.ArgumentParser) -> None:
+    from .engine import CHOICES, TrainConfig
 
-    p = sub.add_parser(
-        "train",
-        help="train a model and write a run folder",
-        description="Train a model. With no flags: resnet20 on the bundled digits, about a minute "
-        "on a laptop CPU. Flags override the recipe; --config reruns a run's config.json.",
+    p.description = (
+        "Train a model. With no flags: resnet20 on the bundled digits, about a minute "
+        "on a laptop CPU. Flags override the recipe; --config reruns a run's config.json."
     )
     p.add_argument(
         "--config", metavar="CONFIG_JSON", help="rerun a run's config.json (flags override)"
@@ -275,8 +296,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             kwargs["type"] = int
         elif kind.startswith("float"):
             kwargs["type"] = float
-        if f.name in TRAIN_CHOICES:
-            kwargs["choices"] = TRAIN_CHOICES[f.name]
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        if f.name.startswith("no_") and kind.startswith("bool"):
+            # `--decay-norm-bias/--no-decay-norm-bias`, not `--no-decay-norm-bias/--no-no-...`
+            positive = "--" + f.name[3:].replace("_", "-")
+            p.add_argument(flag, action="store_true", dest=f.name, help=kwargs["help"])
+            old = "--no-" + flag[2:]  # the spelling argparse made of it before
+            p.add_argument(positive, old, action="store_false", dest=f.name, help="the opposite")
+            p.set_defaults(**{f.name: None})
+            continue
         p.add_argument(flag, **kwargs)
     p.set_defaults(func=cmd_train)
 
@@ -315,8 +344,7 @@ def parse_options(items: list[str]) -> dict:
     return options
 
 
-def add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="accuracy, per-class precision/recall and confusion matrix")
+def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
     p.add_argument(
         "--data", required=True, help="data spec; its test (else validation) split is used"
@@ -336,9 +364,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
-    plot_confusion(
-        report.result.confusion, report.class_names, png, title=f"{png.stem} on {args.data}"
-    )
+    data_name = Path(args.data.rstrip("/")).name
+    title = f"{Path(args.model_file).name} on {data_name} ({report.result.count:,} images)"
+    plot_confusion(report.result.confusion, report.class_names, png, title=title)
     data = report.to_dict()
     if args.json:
         print(json.dumps({**data, "confusion_png": str(png)}, indent=2))
@@ -371,8 +399,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify images with a trained model")
+def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
@@ -396,21 +423,66 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks: training and inference speed against torchvision, data loading, "
-        "time to accuracy, the CPU calibration",
-        description="Measure speed, ours and the peer's side by side in one process, and "
+def add_serve(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Serve a model file: POST /predict (an image as the body or a multipart file -> JSON "
+        "top-k), a web page at /, GET /healthz and GET /metadata. Concurrent requests are "
+        "batched. Needs the serve extra: pip install 'resnetlab[serve]'."
+    )
+    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: everyone)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--max-batch", type=int, default=16, help="most images per batch (16; 1: off)")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a batch waits for more images (2)",
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=256, help="images waiting before 503 answers (256)"
+    )
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (20 MB)")
+    p.add_argument("--top-k", type=int, default=3, help="classes per answer (3; ?top_k=N)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(
+        args.model_file,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+        top_k=args.top_k,
+    )
+    return 0
+
+
+def add_bench(p: argparse.ArgumentParser) -> None:
+    from .engine import CHOICES
+
+    p.description = (
+        "Measure speed, ours and the peer's side by side in one process, and "
         "append each result as a JSON line to <results>/<machine>.jsonl: --results, else "
-        "benchmarks/results in a resnetlab checkout, else <cache>/bench.",
+        "benchmarks/results in a resnetlab checkout, else <cache>/bench."
     )
     kinds = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     measured = [
-        _add_bench_train(kinds),
-        _add_bench_infer(kinds),
+        _add_bench_train(kinds, CHOICES),
+        _add_bench_infer(kinds, CHOICES),
         _add_bench_data(kinds),
-        _add_bench_time_to_accuracy(kinds),
+        _add_bench_time_to_accuracy(kinds, CHOICES),
     ]
     for q in measured:
         q.add_argument("--results", help="a .jsonl file or folder (default: see bench --help)")
@@ -428,11 +500,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--batch-size", type=int, help="default: the model's recipe's")
     c.add_argument("--input-size", type=int, help="image side (default: the model's)")
     c.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
-    c.add_argument("--precision", choices=TRAIN_CHOICES["precision"], help="default auto")
+    c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
     c.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, help="time only this layout"
     )
-    c.add_argument("--optimizer", choices=TRAIN_CHOICES["optimizer"], help="default: recipe's")
+    c.add_argument("--optimizer", choices=CHOICES["optimizer"], help="default: recipe's")
     c.add_argument("--force", action="store_true", help="measure again, ignoring the cache")
     c.add_argument("--json", action="store_true", help="print the plan as JSON")
     c.set_defaults(bench_fn="bench_calibrate", bench_name="calibrate")
@@ -445,14 +517,14 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _add_bench_timed(q: argparse.ArgumentParser, steps: int, warmup: int) -> None:
+def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warmup: int) -> None:
     """The options of the side-by-side comparisons, ``bench train`` and ``bench infer``."""
     q.add_argument("--model", required=True, help="a registered model name")
     q.add_argument("--input-size", type=int, help="image side (default: the model's)")
     q.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
     q.add_argument(
         "--precision",
-        choices=TRAIN_CHOICES["precision"],
+        choices=choices["precision"],
         help="named, applies to the peer too (default: ours auto, the peer fp32)",
     )
     q.add_argument(
@@ -474,21 +546,21 @@ def _add_bench_timed(q: argparse.ArgumentParser, steps: int, warmup: int) -> Non
     )
 
 
-def _add_bench_train(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_bench_train(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
     t = kinds.add_parser("train", help="images/s of full training steps (synthetic data)")
     t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
-    _add_bench_timed(t, steps=10, warmup=5)
+    _add_bench_timed(t, choices, steps=10, warmup=5)
     t.add_argument("--cuda-graphs", action="store_true", help="capture our step (CUDA only)")
-    t.add_argument("--optimizer", choices=TRAIN_CHOICES["optimizer"], help="default: sgd")
+    t.add_argument("--optimizer", choices=choices["optimizer"], help="default: the recipe's")
     t.add_argument("--explain-speed", action="store_true", help=TRAIN_HELP["explain_speed"])
     t.set_defaults(bench_fn="bench_train", bench_name="train")
     return t
 
 
-def _add_bench_infer(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_bench_infer(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
     i = kinds.add_parser("infer", help="batch-1 latency and large-batch throughput")
     i.add_argument("--batch-size", type=int, default=256, help="for throughput (256)")
-    _add_bench_timed(i, steps=10, warmup=3)
+    _add_bench_timed(i, choices, steps=10, warmup=3)
     i.set_defaults(bench_fn="bench_infer", bench_name="infer")
     return i
 
@@ -508,7 +580,9 @@ def _add_bench_data(kinds: argparse._SubParsersAction) -> argparse.ArgumentParse
     return d
 
 
-def _add_bench_time_to_accuracy(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def _add_bench_time_to_accuracy(
+    kinds: argparse._SubParsersAction, choices: dict
+) -> argparse.ArgumentParser:
     a = kinds.add_parser(
         "time-to-accuracy",
         aliases=["tta"],  # the name before 0.2, kept for a release
@@ -520,9 +594,9 @@ def _add_bench_time_to_accuracy(kinds: argparse._SubParsersAction) -> argparse.A
     a.add_argument("--epochs", type=int, help="recipe length (default 40)")
     a.add_argument("--batch-size", type=int, help="default 512")
     a.add_argument("--lr", type=float, help="default 0.4")
-    a.add_argument("--recipe", choices=TRAIN_CHOICES["recipe"], help="default modern")
+    a.add_argument("--recipe", choices=choices["recipe"], help="default modern")
     a.add_argument("--input-size", type=int, help="default: the model's")
-    a.add_argument("--precision", choices=TRAIN_CHOICES["precision"])
+    a.add_argument("--precision", choices=choices["precision"])
     a.add_argument("--compile", action="store_true", help="torch.compile the model")
     a.add_argument(
         "--cuda-graphs",
@@ -608,13 +682,13 @@ EXPERIMENT_TRAIN_FLAGS = (
 )
 
 
-def add_experiment(sub: argparse._SubParsersAction) -> None:
+def add_experiment(p: argparse.ArgumentParser) -> None:
+    from .engine import CHOICES
     from .experiments import QUICK, QUICK_DEPTHS
     from .experiments.degradation import DEFAULT_DEPTHS
     from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS
     from .experiments.gradients import DEFAULT_STEPS
 
-    p = sub.add_parser("experiment", help="reproduce the paper: degradation, gradient flow")
     kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     quick = ", ".join(f"{k}={v}" for k, v in QUICK.items())
     d = kinds.add_parser(
@@ -650,13 +724,15 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--data", required=True, help="data spec, e.g. cifar10 or an archive")
         q.add_argument("--download", action="store_true", help="fetch cifar10 if not cached")
         q.add_argument("--out", help="experiment folder (default: runs/<experiment>-<data>)")
-        q.add_argument("--recipe", choices=TRAIN_CHOICES["recipe"], help="default paper-cifar")
+        q.add_argument("--recipe", choices=CHOICES["recipe"], help="default paper-cifar")
         for name, kind in EXPERIMENT_TRAIN_FLAGS:
             if q is g and name in ("epochs", "max_steps"):
                 continue  # --steps sets the length
             q.add_argument("--" + name.replace("_", "-"), type=kind, help=TRAIN_HELP[name])
         q.add_argument(
-            "--option",
+            "--train-option",
+            "--option",  # the earlier name
+            dest="train_option",
             action="append",
             metavar="KEY=VALUE",
             help="any other training option, e.g. weight_decay=5e-4 (repeatable)",
@@ -669,7 +745,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments.gradients import markdown as gradient_markdown
     from .experiments.runner import default_out
 
-    options = parse_options(args.option) if args.option else {}
+    options = parse_options(args.train_option) if args.train_option else {}
     options.update(
         {
             n: getattr(args, n)
@@ -707,27 +783,95 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+# Every command: name, one-line help, and the function that adds its arguments. Only the
+# command being run gets its arguments, so ``resnetlab --help`` and ``--version`` never
+# import PyTorch.
+COMMANDS = (
+    ("train", "train a model and write a run folder", add_train),
+    ("eval", "accuracy, per-class precision/recall and confusion matrix", add_eval),
+    ("predict", "classify images with a trained model", add_predict),
+    ("serve", "a JSON API and a web page for a model's predictions", add_serve),
+    ("models", "list the registered models", add_models),
+    ("summary", "layer table, parameter counts and FLOPs of a model", add_summary),
+    ("data", "look at a data set before training on it", add_data),
+    ("convert", "import weights from other frameworks", add_convert),
+    (
+        "bench",
+        "benchmarks: training and inference speed against torchvision, data loading, "
+        "time to accuracy, the CPU calibration",
+        add_bench,
+    ),
+    ("experiment", "reproduce the paper: degradation, gradient flow", add_experiment),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with short errors: the command's usage line, the problem, and a suggestion
+    for a misspelt option or choice, instead of the whole usage of a long command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"usage: {self.prog} ... (see {self.prog} --help)\nerror: {message}\n")
+
+    def unknown(self, extras: list[str]) -> NoReturn:
+        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        parts = []
+        for item in extras:
+            name = item.split("=", 1)[0]
+            close = difflib.get_close_matches(name, flags, n=1) if name.startswith("-") else []
+            parts.append(f"{item} (did you mean {close[0]}?)" if close else item)
+        self.error(f"unrecognized arguments: {' '.join(parts)}")
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            close += [c for c in choices if c.lower() == str(value).lower()]
+            hint = f"; did you mean {close[-1]}?" if close else ""
+            raise argparse.ArgumentError(
+                action, f"invalid choice {value!r} (choose from {', '.join(choices)}){hint}"
+            )
+        super()._check_value(action, value)
+
+
+def build_parser(only: str | None = None, *, complete: bool = True) -> argparse.ArgumentParser:
+    """The command line: every command with its arguments, or with ``only``, just that one
+    (the others are listed for ``--help``); ``complete=False`` gives none their arguments."""
+    parser = _Parser(
         prog="resnetlab",
         description="Residual networks: train, evaluate, inspect and convert ResNets.",
     )
     parser.add_argument("--version", action="version", version=f"resnetlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = (
-        add_train,
-        add_eval,
-        add_predict,
-        add_models,
-        add_summary,
-        add_data,
-        add_convert,
-        add_bench,
-        add_experiment,
-    )
-    for add in commands:
-        add(sub)
+    for name, help, add in COMMANDS:
+        p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        if only == name or (only is None and complete):
+            add(p)
     return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown option is reported by the command it was given to."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    known = command in {name for name, _, _ in COMMANDS}
+    parser = build_parser(command if known else None, complete=False)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _command_parser(parser, argv).unknown(extras)
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> _Parser:
+    """The (sub)parser of the deepest command named in ``argv``."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return parser
+        name = next((a for a in argv if a in subs[0].choices), None)
+        if name is None:
+            return parser
+        parser = subs[0].choices[name]
+        argv = argv[argv.index(name) + 1 :]
 
 
 def _show_warning(message, category, *_args, **_kwargs) -> None:
@@ -741,7 +885,7 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

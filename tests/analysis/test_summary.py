@@ -1,9 +1,11 @@
 import json
+import os
 
 import pytest
 
 import resnetlab
-from resnetlab.analysis import summarize
+from resnetlab import ResnetlabError
+from resnetlab.analysis import keras_summary, summarize
 from resnetlab.cli import main
 
 from ..models.test_registry import PARAM_COUNTS
@@ -64,3 +66,38 @@ def test_cli_sizes_must_be_positive(capsys):
     assert capsys.readouterr().err == "error: --input-size must be positive, got 0\n"
     assert main(["summary", "resnet20", "--num-classes", "0"]) == 2
     assert capsys.readouterr().err == "error: --num-classes must be positive, got 0\n"
+
+
+def test_keras_summary_is_the_one_keras_prints_for_the_seed():
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # the backend the dev extra installs
+    pytest.importorskip("keras")
+    from ..convert.keras_seed import seed_resnet50
+
+    keras_model = seed_resnet50((64, 64, 3), classes=6)
+    theirs = [
+        (layer.name, type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in keras_model.layers
+    ]
+    summary = keras_summary(resnetlab.create_model("resnet50_keras"), 64, name="resnet50_keras")
+    ours = [(r.name, r.kind, r.output_shape, r.params) for r in summary.layers]
+    assert ours == theirs  # 177 rows: names, types, (H, W, C) shapes and counts
+    assert sum(r.params for r in summary.layers) == summary.total == 23_600_006
+
+
+def test_keras_summary_refuses_a_model_without_keras_names():
+    with pytest.raises(ResnetlabError, match="--keras is for resnet50_keras"):
+        keras_summary(resnetlab.create_model("resnet20"), 32)
+
+
+def test_summary_of_a_model_file_uses_its_own_size_and_classes(tmp_path, capsys):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3),
+        path,
+        class_names=["a", "b", "c"],
+        input_size=24,
+    )
+    assert main(["summary", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["model"], data["input_size"], data["num_classes"]) == ("resnet8", 24, 3)
+    assert data["layers"][-1]["output_shape"] == [3]

@@ -34,8 +34,9 @@ def test_inspect_table_on_the_real_signs_file(shared_data, tmp_path, capsys, mon
     assert main(["data", "inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "signs-h5, 6 classes" in out and "120" in out and "64x64" in out
-    assert "contact sheet: test_signs-samples.png" in out
-    assert (tmp_path / "test_signs-samples.png").is_file()
+    assert "│ test  │" in out  # the file's one split is its test_set_*, and is called so
+    assert "contact sheet: runs/test_signs-samples.png" in out
+    assert (tmp_path / "runs" / "test_signs-samples.png").is_file()
 
 
 def test_inspect_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

@@ -154,7 +154,7 @@ def test_cli_runs_the_experiment_and_prints_the_table(tmp_path, capsys):
     out = tmp_path / "exp"
     args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "14"]
     args += ["--max-steps", "3", "--input-size", "8", "--batch-size", "64", "--val-subset", "100"]
-    args += ["--option", "crop_padding=1", "--out", str(out)]
+    args += ["--train-option", "crop_padding=1", "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| plain14 | 14 | 172,506 |" in printed and f"wrote {out / 'curves.png'}" in printed

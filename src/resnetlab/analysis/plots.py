@@ -12,26 +12,37 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
+
+# A loss that spans more than this factor is drawn on a log axis, so that one early spike
+# does not flatten the rest of the curve.
+LOG_LOSS_RANGE = 20.0
 
 
 def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -> None:
     """Loss and accuracy per epoch, train and validation, side by side."""
     epochs = [r["epoch"] for r in epoch_rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.3))
+    losses = []
     for split, style in (("train", "-"), ("val", "--")):
         loss = [r.get(f"{split}_loss") for r in epoch_rows]
         acc = [r.get(f"{split}_acc") for r in epoch_rows]
         if any(v is not None for v in loss):
             ax_loss.plot(epochs, _nan(loss), style, marker=".", label=split)
             ax_acc.plot(epochs, _nan(acc), style, marker=".", label=split)
+            losses += [v for v in loss if v is not None and v > 0 and v == v]
+    if losses and max(losses) > LOG_LOSS_RANGE * min(losses):
+        ax_loss.set_yscale("log")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.01))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # One legend for both panels, above them, where it hides no curve.
+    handles, labels = ax_loss.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    fig.suptitle(_wrap(title), x=0.02, ha="left", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -54,10 +65,18 @@ def plot_confusion(
                 if value:
                     color = "white" if value > top / 2 else "black"
                     ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(_wrap(title or "confusion matrix", width=int(size * 9)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _wrap(title: str, width: int = 90) -> str:
+    """A title broken into lines that fit the figure instead of running off its edges."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width, break_on_hyphens=False)) if title else ""
 
 
 def _nan(values: Sequence[float | None]) -> list[float]:
@@ -185,6 +204,7 @@ def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "
                 label=name,
             )
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="weight layer (1 = first conv, last = fc)", ylabel="gradient norm")
         ax.set_title(label)
         ax.grid(alpha=0.3, which="both")

@@ -17,6 +17,8 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..errors import ResnetlabError
+
 
 @dataclass
 class LayerRow:
@@ -35,6 +37,7 @@ class ModelSummary:
     trainable: int
     non_trainable: int
     flops: int  # one forward pass of one image; a multiply-add counts as 2
+    layout: str = "CHW"  # of the output shapes; "HWC" for Keras's summary
 
     @property
     def total(self) -> int:
@@ -97,6 +100,76 @@ def summarize(model: nn.Module, input_size: int, name: str | None = None) -> Mod
     )
 
 
+def keras_summary(model: nn.Module, input_size: int, name: str | None = None) -> ModelSummary:
+    """The summary Keras's ``model.summary()`` prints for the seed's model (``resnet50_keras``).
+
+    Keras's layer names and order, shapes as (H, W, C), and its rows that are no module here
+    (InputLayer, ZeroPadding2D, Activation, Add, Flatten); a BatchNormalization row counts its
+    moving mean and variance too (4 x channels), as Keras does. Auto-named layers are named as
+    Keras 3 names them in a fresh session (``activation``, ``activation_1``, ..., ``add``).
+    """
+    if not hasattr(model, "keras_layer_names"):
+        model_name = name or type(model).__name__
+        raise ResnetlabError(
+            f"{model_name} has no Keras counterpart; --keras is for resnet50_keras"
+        )
+    plain = summarize(model, input_size, name=name)
+    shapes = {row.name: row.output_shape for row in plain.layers}
+    modules = dict(model.named_modules())
+    keras_names = model.keras_layer_names()
+    counters: dict[str, int] = {}
+    rows: list[LayerRow] = []
+
+    def auto(kind: str, base: str, shape: tuple[int, ...]) -> None:
+        count = counters[base] = counters.get(base, -1) + 1
+        rows.append(LayerRow(f"{base}_{count}" if count else base, kind, shape, 0))
+
+    def layer(module_name: str) -> tuple[int, ...]:
+        module = modules[module_name]
+        kind = {"Conv2d": "Conv2D", "Linear": "Dense"}.get(type(module).__name__)
+        kind = kind or "BatchNormalization"
+        params = sum(t.numel() for t in module.parameters(recurse=False))
+        params += sum(t.numel() for t in module.buffers(recurse=False) if t.is_floating_point())
+        shape = _hwc(shapes[module_name])
+        rows.append(LayerRow(keras_names[module_name], kind, shape, params))
+        return shape
+
+    side = input_size
+    auto("InputLayer", "input_layer", (side, side, 3))
+    auto("ZeroPadding2D", "zero_padding2d", (side + 6, side + 6, 3))
+    layer("conv1")
+    auto("Activation", "activation", layer("bn1"))
+    auto("MaxPooling2D", "max_pooling2d", _hwc(shapes["maxpool"]))
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for index in range(len(modules[stage])):
+            block = f"{stage}.{index}"
+            for conv in ("1", "2"):
+                layer(f"{block}.conv{conv}")
+                auto("Activation", "activation", layer(f"{block}.bn{conv}"))
+            # Keras lists layers by depth in the graph: the shortcut's conv and BN sit
+            # beside the last conv and BN of the residual branch.
+            shortcut = f"{block}.downsample" in modules
+            layer(f"{block}.conv3")
+            if shortcut:
+                layer(f"{block}.downsample.0")
+            shape = layer(f"{block}.bn3")
+            if shortcut:
+                layer(f"{block}.downsample.1")
+            auto("Add", "add", shape)
+            auto("Activation", "activation", shape)
+    pooled = _hwc(shapes["avgpool"])
+    rows.append(LayerRow("avg_pool", "AveragePooling2D", pooled, 0))
+    auto("Flatten", "flatten", (pooled[0] * pooled[1] * pooled[2],))
+    if "fc" in keras_names:
+        layer("fc")
+    return dataclasses.replace(plain, layers=rows, layout="HWC")
+
+
+def _hwc(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(C, H, W) -> (H, W, C); other shapes as they are."""
+    return (*shape[1:], shape[0]) if len(shape) == 3 else shape
+
+
 def training_flops(model: nn.Module, input_size: int) -> int:
     """FLOPs of one training step per image: forward, cross-entropy and backward.
 
@@ -130,7 +203,8 @@ def print_summary(summary: ModelSummary, console: Console | None = None) -> None
     table.add_column("Output shape", justify="right")
     table.add_column("Param #", justify="right")
     for row in summary.layers:
-        shape = "(" + ", ".join(str(d) for d in row.output_shape) + ")"
+        dims = [str(d) for d in row.output_shape]
+        shape = "(" + ", ".join(["None", *dims] if summary.layout == "HWC" else dims) + ")"
         table.add_row(f"{row.name} ({row.kind})", shape, f"{row.params:,}")
     console.print(table)
     console.print(f"Total params: {summary.total:,}")

@@ -178,8 +178,7 @@ def ours_side(spec: BenchSpec) -> Side:
     if spec.training:
         return _ours_training(spec)
     torch.manual_seed(0)
-    info = model_info(spec.model)
-    kwargs = {"input_size": spec.input_size} if info.family == "keras" else {}
+    kwargs = model_info(spec.model).size_kwargs(spec.input_size)
     model = create_model(spec.model, num_classes=spec.num_classes, **kwargs).eval()
     channels_last = resolve_channels_last(spec.channels_last, spec.device)
     net = inference_model(

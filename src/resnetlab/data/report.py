@@ -29,7 +29,9 @@ def describe(
     """
     source = open_source(data, image_size=image_size, download=download, cache_dir=cache_dir)
     order = ["train", "val", "test", "all"]
-    splits = {k: source.splits[k]() for k in sorted(source.splits, key=order.index)}
+    # A file whose one split says what it is (test_signs.h5: test_set_*) shows that name.
+    shown = {"all": source.all_role} if source.all_role else {}
+    splits = {shown.get(k, k): source.splits[k]() for k in sorted(source.splits, key=order.index)}
     first = next(iter(splits.values()))
     notes = list(source.notes)
     notes += [

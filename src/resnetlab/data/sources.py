@@ -26,7 +26,7 @@ from .digits import load_digits_set
 from .folders import find_root, folder_splits
 from .imageset import ImageSet
 from .loader import Augment, DeviceLoader, channel_stats
-from .signs import h5_splits
+from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits
 from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
@@ -45,6 +45,9 @@ class Source:
     # Splits found next to the spec rather than in it (test_X.h5 beside train_X.h5): they
     # validate only when nothing else was asked for.
     borrowed: set[str] = field(default_factory=set)
+    # What a source's only split ("all") is when it says so: "test" for test_signs.h5, whose
+    # one split is test_set_*. Scoring all of such a file scores no training image.
+    all_role: str | None = None
 
     def key(self, *preference: str) -> str | None:
         return next((k for k in preference if k in self.splits), None)
@@ -94,7 +97,9 @@ def _open_path(spec: str, *, image_size: int | None, stream: bool | None, root: 
         raise DataError(f"{spec}: no such file or folder{hint}")
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
         splits, borrowed = h5_splits(path, image_size)
-        return Source(spec, "signs-h5", splits, borrowed=borrowed)
+        roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()
+        role = next(iter(roles)) if len(roles) == 1 else None
+        return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
     notes = []
     if path.is_file():
         if not is_archive(path):
@@ -260,6 +265,8 @@ def load_eval_split(
     split = _with_notes(source.splits[key](), source.notes)
     if key in source.borrowed:
         split = _with_notes(split, [f"held out: {split.source}, found next to {data}"])
+    elif key == "all" and source.all_role in ("test", "val"):
+        split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
     elif key in ("all", "train"):
         split = _with_notes(
             split,

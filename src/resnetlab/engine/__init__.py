@@ -1,12 +1,13 @@
 """Training, evaluation and prediction."""
 
-from .config import RECIPES, TrainConfig, resolve_config
+from .config import CHOICES, RECIPES, TrainConfig, resolve_config
 from .evaluate import EvalResult, evaluate
 from .optim import lr_at
 from .step import initial_model
 from .train import RunResult, TrainingDiverged, train
 
 __all__ = [
+    "CHOICES",
     "RECIPES",
     "EvalResult",
     "RunResult",

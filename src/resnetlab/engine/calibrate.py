@@ -27,10 +27,11 @@ machine key: the CPU model, family and instruction sets, PyTorch's thread count,
 torch version and ``CALIBRATION_VERSION``. A change to any of them measures again; an
 unreadable file is reported and measured over. Timings are kept with the load average they
 were measured at: those from a busy machine (more than ``BUSY_LOAD`` per core) are used
-while it stays busy and measured again by the first run that finds it quiet. ``RESNETLAB_CALIBRATE=off`` measures
-nothing and trains with the defaults (float32, channels-last, oneDNN everywhere), as do
-``--compile`` runs (the compiler makes its own choices). Calibration costs seconds: a
-few training steps per candidate, at a batch cut down when one step would take long.
+while it stays busy and measured again by the first run that finds it quiet.
+``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
+channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
+choices). Calibration costs seconds: a few training steps per candidate, at a batch cut
+down when one step would take long.
 """
 
 from __future__ import annotations

@@ -77,6 +77,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The options that take one of a list of values, for validation and the command line.
+CHOICES = {
+    "recipe": tuple(RECIPES),
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "precision": PRECISIONS,
+}
 
 
 @dataclass
@@ -136,6 +143,7 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        graph_problem = cuda_graphs_problem(self.precision) if self.cuda_graphs else None
         checks = [
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; choose {_choices(RECIPES)}"),
             (
@@ -187,11 +195,7 @@ class TrainConfig:
                 f"milestones are fractions of training in (0, 1), got {self.milestones}",
             ),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
-            (
-                not (self.cuda_graphs and self.precision == "fp16"),
-                "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
-                "every step; use --precision bf16",
-            ),
+            (graph_problem is None, graph_problem),
         ]
         for ok, message in checks:
             if not ok:
@@ -229,6 +233,29 @@ class TrainConfig:
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
         return values
+
+
+def cuda_graphs_problem(
+    precision: str, device_type: str | None = None, processes: int = 1
+) -> str | None:
+    """Why a training step cannot be captured into a CUDA graph, or None if it can.
+
+    ``device_type`` None: not known yet (a config is checked before its device is chosen).
+    """
+    import torch
+
+    if processes > 1:
+        return "--cuda-graphs is not supported with several processes (torchrun)"
+    if device_type is not None and device_type != "cuda":
+        return f"--cuda-graphs needs a CUDA device; this run is on {device_type}"
+    if torch.__version__ < "2.5":  # tensor learning rates in every fused optimizer came in 2.5
+        return f"--cuda-graphs needs torch 2.5 or later; this is {torch.__version__}"
+    if precision == "fp16":
+        return (
+            "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
+            "every step; use --precision bf16"
+        )
+    return None
 
 
 def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> TrainConfig:

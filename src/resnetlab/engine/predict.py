@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data import DeviceLoader, read_image
 from ..data.decode import IMAGE_EXTENSIONS
 from ..errors import DataWarning, ResnetlabError
-from ..models import load_model
+from ..models import ModelMeta, load_model
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last
 
@@ -77,46 +80,100 @@ def predict(
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
     meta = model.meta
-    names = meta.class_names or [str(i) for i in range(meta.num_classes)]
-    size = meta.input_size
-    # The training path: decode and resize as a folder is decoded, normalise in the loader.
-    # An image named directly must be readable; one found in a folder is skipped if not.
+    paths, images = load_inputs(inputs, meta)
+    model = inference_model(model, device_, input_size=meta.input_size)
+    probs = class_probabilities(model, images, meta, device=device_, batch_size=batch_size)
+    ranked = top_classes(probs, class_names(meta), top_k)
+    return [Prediction(str(path), top) for path, top in zip(paths, ranked, strict=True)]
+
+
+def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndarray:
+    """Decode one image file (a path or an open binary file) to the uint8 (H, W, 3) pixels
+    that ``meta``'s model takes: decoded and resized as a training folder is.
+
+    Raises:
+        ResnetlabError: the file is not a readable image.
+    """
+    try:
+        return read_image(source, meta.input_size)
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
+        raise ResnetlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
+
+
+def load_inputs(inputs: Sequence[str | Path], meta: ModelMeta) -> tuple[list[Path], torch.Tensor]:
+    """The images named by ``inputs`` (files and folders) as ``meta``'s model takes them.
+
+    An image named directly must be readable; one found in a folder is skipped with a
+    warning if not.
+
+    Returns:
+        The paths of the images read, and their pixels: uint8 (N, H, W, 3).
+    """
     paths, decoded = [], []
     for path, named in expand_inputs(inputs):
         try:
-            decoded.append(torch.from_numpy(_read(path, size)))
+            decoded.append(torch.from_numpy(read_input(path, meta)))
             paths.append(path)
         except ResnetlabError as e:
             if named:
                 raise
-            warnings.warn(f"{e}; skipped", DataWarning, stacklevel=2)
+            warnings.warn(f"{e}; skipped", DataWarning, stacklevel=3)
     if not paths:
         raise ResnetlabError("none of the images could be read")
-    images = torch.stack(decoded)  # (N, H, W, 3)
-    labels = torch.zeros(len(paths), dtype=torch.int64)
-    model = inference_model(model, device_, input_size=size)
-    loader = DeviceLoader(
+    return paths, torch.stack(decoded)
+
+
+def model_batches(
+    images: torch.Tensor,
+    meta: ModelMeta,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+    channels_last: bool = False,
+) -> DeviceLoader:
+    """Batches of ``images`` (uint8 (N, H, W, 3)) normalised with ``meta``'s statistics, in
+    order; the labels it yields are zeros."""
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    return DeviceLoader(
         images,
         labels,
         batch_size=batch_size,
         mean=meta.mean,
         std=meta.std,
-        device=device_,
-        channels_last=is_channels_last(model),
+        device=device,
+        channels_last=channels_last,
     )
-    probs = torch.cat([model(x).float().softmax(1).cpu() for x, _ in loader])
-    k = min(top_k, meta.num_classes)
-    values, indices = probs.topk(k, dim=1)
+
+
+@torch.no_grad()
+def class_probabilities(
+    model: nn.Module,
+    images: torch.Tensor,
+    meta: ModelMeta,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Softmax probabilities, float32 (N, K) on the CPU, of ``model`` (as ``inference_model``
+    returns it) on uint8 (N, H, W, 3) images at ``meta``'s input size."""
+    loader = model_batches(
+        images, meta, device=device, batch_size=batch_size, channels_last=is_channels_last(model)
+    )
+    return torch.cat([model(x).float().softmax(1).cpu() for x, _ in loader])
+
+
+def class_names(meta: ModelMeta) -> list[str]:
+    """The model's class names; ``"0"``, ``"1"``... when its file has none."""
+    return meta.class_names or [str(i) for i in range(meta.num_classes)]
+
+
+def top_classes(
+    probs: torch.Tensor, names: Sequence[str], top_k: int
+) -> list[list[tuple[str, float]]]:
+    """For each row of (N, K) probabilities, the ``top_k`` most probable ``(class, p)``."""
+    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
-        Prediction(
-            str(path), [(names[i], p) for i, p in zip(idx.tolist(), val.tolist(), strict=True)]
-        )
-        for path, val, idx in zip(paths, values, indices, strict=True)
+        [(names[i], p) for i, p in zip(idx.tolist(), val.tolist(), strict=True)]
+        for val, idx in zip(values, indices, strict=True)
     ]
-
-
-def _read(path: Path, size: int):
-    try:
-        return read_image(path, size)
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ResnetlabError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None

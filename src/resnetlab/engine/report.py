@@ -170,10 +170,12 @@ class RunLog:
         self._stop_bar()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
-        title = f"{summary['model']} on {summary['data']}"
+        data = Path(str(summary["data"]).rstrip("/")).name
         if epoch_rows:
+            title = f"{summary['model']} on {data}"
             plot_curves(epoch_rows, self.run_dir / "curves.png", title=title)
         if val is not None:
+            title = f"{summary['model']}, validation images after epoch {summary['epochs']}"
             plot_confusion(val.confusion, class_names, self.run_dir / "confusion.png", title=title)
         if summary["status"] == "finished":
             best = summary["best_val_acc"]

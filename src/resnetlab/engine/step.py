@@ -39,7 +39,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import ResnetlabError
 from ..models import create_model, model_info
-from .config import TrainConfig
+from .config import TrainConfig, cuda_graphs_problem
 from .cpu import use_matmul_convs
 from .distributed import DistInfo
 from .optim import build_optimizer
@@ -175,9 +175,7 @@ class TrainStep:
         self.scaler = scaler
         self.ema = EmaUpdate(ema, self.model, ema_decay) if ema is not None else None
         self.sums = torch.zeros(2, device=self.device)  # loss * images, hits: since take_sums
-        self.cuda_graphs = cuda_graphs
-        if cuda_graphs:
-            _check_graphable(self.device, net, scaler)
+        self.cuda_graphs = cuda_graphs  # build_training checks that the step can be captured
         self.graph: torch.cuda.CUDAGraph | None = None
         self.eager_steps = 0  # steps run outside the graph (all of them without cuda_graphs)
         self._static: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -252,22 +250,6 @@ class TrainStep:
         self.graph, self._static = graph, (static_x, static_y)
 
 
-def _check_graphable(
-    device: torch.device, net: nn.Module, scaler: torch.amp.GradScaler | None
-) -> None:
-    if device.type != "cuda":
-        raise ResnetlabError(f"--cuda-graphs needs a CUDA device; this run is on {device}")
-    if torch.__version__ < "2.5":  # tensor learning rates in every fused optimizer came in 2.5
-        raise ResnetlabError(f"--cuda-graphs needs torch 2.5 or later; this is {torch.__version__}")
-    if scaler is not None:
-        raise ResnetlabError(
-            "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
-            "every step; use --precision bf16"
-        )
-    if isinstance(net, DistributedDataParallel):
-        raise ResnetlabError("--cuda-graphs is not supported with several processes (torchrun)")
-
-
 def _tensor_learning_rates(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     for group in optimizer.param_groups:
         lr = group["lr"]
@@ -301,9 +283,7 @@ def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.
         num_classes: outputs of the classifier.
         input_size: the image side, for models that are built for one (the Keras seed's).
     """
-    kwargs = dict(config.model_kwargs)
-    if model_info(config.model).family == "keras":
-        kwargs.setdefault("input_size", input_size)
+    kwargs = {**model_info(config.model).size_kwargs(input_size), **config.model_kwargs}
     torch.manual_seed(config.seed)
     return create_model(config.model, num_classes=num_classes, **kwargs)
 
@@ -326,8 +306,10 @@ def build_training(
         dist: this process's place under torchrun (wraps the model in DDP).
     """
     dist = dist or DistInfo()
-    if config.cuda_graphs and dist.enabled:
-        raise ResnetlabError("--cuda-graphs is not supported with several processes (torchrun)")
+    if config.cuda_graphs:
+        problem = cuda_graphs_problem(config.precision, device.type, dist.world_size)
+        if problem is not None:
+            raise ResnetlabError(problem)
     amp_dtype = resolve_precision(config.precision, device)
     channels_last = resolve_channels_last(config.channels_last, device)
     cpu_plan = None

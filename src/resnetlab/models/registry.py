@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,17 @@ class ModelInfo:
     input_size: int  # the resolution it is designed for
     num_classes: int  # the default head size
     description: str
+
+    @property
+    def takes_input_size(self) -> bool:
+        """Whether the architecture depends on the input size (as the Keras model's Dense
+        layer does), so that the builder takes ``input_size``."""
+        return "input_size" in inspect.signature(self.builder).parameters
+
+    def size_kwargs(self, input_size: int | None) -> dict[str, int]:
+        """The builder keywords for images of ``input_size``: ``{"input_size": n}`` for a
+        model whose architecture depends on it, else nothing."""
+        return {"input_size": input_size} if self.takes_input_size and input_size else {}
 
 
 _REGISTRY: dict[str, ModelInfo] = {}

@@ -1,0 +1,203 @@
+"""The web app: ``POST /predict``, ``GET /`` (the page), ``GET /healthz``, ``GET /metadata``.
+
+Every error is JSON, ``{"error": "..."}``, with a 4xx status for what the client sent (see
+``Predictor.decode``), 501 for what this build cannot do, 503 with ``Retry-After`` when the
+queue is full; nothing a client sends stops the server.
+"""
+
+from __future__ import annotations
+
+import base64
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..data.decode import available_cpus
+from ..engine.predict import Prediction, top_classes
+from .batching import Batcher, QueueFull
+from .predictor import Predictor, RequestError, cam_available
+
+STATIC = Path(__file__).parent / "static"
+RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the upload limit."""
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes``: at once when ``Content-Length`` says so, else
+    as soon as the body read so far passes the limit (chunked uploads)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await _too_large(self.max_bytes)(scope, receive, send)
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    mb = max_bytes / 2**20
+    return _error(f"the upload is larger than the limit of {mb:g} MB (--max-upload-mb)", 413)
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def create_app(
+    predictor: Predictor,
+    *,
+    max_batch: int = 16,
+    max_wait_ms: float = 2.0,
+    max_queue: int = 256,
+    max_upload_mb: float = 20.0,
+    top_k: int = 3,
+) -> FastAPI:
+    """The ASGI app serving ``predictor``.
+
+    Args:
+        predictor: the model (``load_predictor``).
+        max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
+        max_upload_mb: largest request body accepted, in MiB.
+        top_k: classes in an answer when the request does not say (``?top_k=N``).
+    """
+    batcher = Batcher(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
+    max_bytes = int(max_upload_mb * 2**20)
+    # Decoding runs in worker threads; this many at once bounds the memory big images take.
+    decoders = anyio.CapacityLimiter(max(2, available_cpus()))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(
+        title="resnetlab",
+        lifespan=lifespan,
+        docs_url=None,  # the interactive docs load their scripts from a CDN
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    _add_error_handlers(app, max_bytes, max_queue)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    async def metadata() -> dict:
+        return {
+            **predictor.describe(),
+            "cam": cam_available(),
+            "top_k": top_k,
+            "max_upload_bytes": max_bytes,
+            "batching": batcher.stats(),
+        }
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict:
+        k, cam = _options(request, top_k)
+        if cam:
+            predictor.require_cam()  # before the work, not after
+        data, name = await _read_upload(request)
+        pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
+        probs = await batcher.submit(torch.from_numpy(pixels))
+        (top,) = top_classes(probs[None], predictor.names, k)
+        answer = Prediction(name or "upload", top).to_dict()
+        if cam:
+            png = await batcher.run(predictor.cam_png, pixels)
+            answer["cam"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        return answer
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
+    """Every error as ``{"error": "..."}`` with its status."""
+
+    @app.exception_handler(RequestError)
+    async def request_error(_request: Request, e: RequestError) -> JSONResponse:
+        return _error(str(e), e.status)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(_request: Request, _e: BodyTooLarge) -> JSONResponse:
+        return _too_large(max_bytes)
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(_request: Request, _e: QueueFull) -> JSONResponse:
+        return _error(
+            f"the server is busy ({max_queue} images waiting); try again shortly",
+            503,
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, e: Exception) -> JSONResponse:
+        # A bug or a failed batch: this request fails (logged with its traceback), the
+        # server goes on.
+        return _error(f"internal error ({type(e).__name__}: {e})", 500)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
+        return _error(str(e.detail), e.status_code, e.headers)
+
+
+def _options(request: Request, default_top_k: int) -> tuple[int, bool]:
+    """``?top_k=N`` and ``?cam=1`` from the query string."""
+    query = request.query_params
+    text = query.get("top_k", str(default_top_k))
+    if not text.isdigit() or int(text) < 1:
+        raise RequestError(f"top_k must be a positive whole number, got {text!r}", 400)
+    cam = query.get("cam", "0").lower()
+    if cam not in ("0", "1", "true", "false", ""):
+        raise RequestError(f"cam must be 0 or 1, got {cam!r}", 400)
+    return int(text), cam in ("1", "true")
+
+
+async def _read_upload(request: Request) -> tuple[bytes, str | None]:
+    """The image's bytes and its file name: the first file of a multipart form, else the
+    whole body (no name)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await request.body(), None
+    async with request.form(max_files=1, max_fields=16) as form:
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise RequestError(
+                "the multipart form has no file; send the image as a file field, "
+                "e.g. curl -F image=@photo.jpg",
+                400,
+            )
+        return await files[0].read(), files[0].filename or None

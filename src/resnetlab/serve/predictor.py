@@ -1,0 +1,187 @@
+"""The server's model: a model file turned into a function from image bytes to probabilities.
+
+A ``Predictor`` decodes uploads exactly as ``resnetlab predict`` reads files (``read_input``)
+and classifies a batch of decoded images on ``predict``'s inference path
+(``class_probabilities`` on the BN-folded ``inference_model``), so the server answers with
+the numbers ``predict`` prints. The web app only needs ``decode``, ``__call__``,
+``describe`` and ``cam_png``: another kind of model file joins by building a ``Predictor``
+from a model that takes normalised images and returns logits (``load_predictor``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from ..data.decode import read_header_size
+from ..engine.distributed import resolve_device
+from ..engine.inference import inference_model
+from ..engine.predict import class_names, class_probabilities, read_input
+from ..errors import ResnetlabError
+from ..models import load_model
+
+# The module that draws class activation maps; a build without it answers ?cam=1 with 501.
+EXPLAIN_MODULE = "resnetlab.explain"
+
+
+class RequestError(ResnetlabError):
+    """An upload or request the server refuses, with the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def cam_available() -> bool:
+    """Whether this build of resnetlab can draw class activation maps."""
+    return importlib.util.find_spec(EXPLAIN_MODULE) is not None
+
+
+class Predictor:
+    """A loaded model file, ready to classify decoded images.
+
+    Args:
+        model: a model with ``model.meta`` (``load_model``): normalised (N, 3, H, W)
+            images in, (N, K) logits out.
+        device: where it runs.
+        source: the file it came from, for ``/metadata``.
+    """
+
+    def __init__(self, model: nn.Module, *, device: str | torch.device = "cpu", source: str = ""):
+        self.meta = model.meta
+        self.names = class_names(self.meta)
+        self.device = resolve_device(str(device))
+        self.source = source
+        self.model = model  # as loaded: what class activation maps are drawn from
+        self.fast = inference_model(model, self.device, input_size=self.meta.input_size)
+
+    def decode(self, data: bytes, name: str | None = None) -> np.ndarray:
+        """The uint8 (H, W, 3) pixels the model takes, from an uploaded file's bytes (``name``:
+        its file name, if it came with one).
+
+        Raises:
+            RequestError: 400 nothing sent, 415 not an image format PIL reads, 413 more
+                pixels than PIL's decompression-bomb limit (checked from the header, before
+                decoding), 422 a damaged or truncated image.
+        """
+        if not data:
+            raise RequestError(
+                "no image in the request: send an image file as the body or as a multipart "
+                "file field",
+                400,
+            )
+        what = f"the upload {name}" if name else "the upload"
+        _check_header(data, what)
+        buffer = io.BytesIO(data)
+        buffer.name = what  # read_input names the file in its message
+        try:
+            return read_input(buffer, self.meta)
+        except ResnetlabError as e:
+            raise RequestError(f"{e}; is it truncated or damaged?", 422) from None
+        except Exception as e:  # PIL raises other kinds of error on some malformed files
+            raise RequestError(
+                f"{what} is a damaged image ({type(e).__name__}: {e})", 422
+            ) from None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities, float32 (N, K), of uint8 (N, H, W, 3) decoded images."""
+        return class_probabilities(
+            self.fast, images, self.meta, device=self.device, batch_size=len(images)
+        )
+
+    def describe(self) -> dict:
+        """What ``/metadata`` says about the model and how it reads images."""
+        meta = self.meta
+        return {
+            "model": meta.model,
+            "file": Path(self.source).name,
+            "classes": self.names,
+            "num_classes": meta.num_classes,
+            "input_size": [meta.input_size, meta.input_size],
+            "preprocessing": {
+                "decode": "RGB; EXIF orientation applied; transparency over black",
+                "resize": f"the whole image to {meta.input_size}x{meta.input_size}, bilinear "
+                "(antialiased when shrinking)",
+                "normalize": "(pixels / 255 - mean) / std per channel",
+                "mean": list(meta.mean),
+                "std": list(meta.std),
+            },
+            "device": str(self.device),
+            "training": meta.training,
+        }
+
+    def require_cam(self) -> None:
+        """Raise ``RequestError`` 501 unless ``cam_png`` can draw maps: it needs
+        ``resnetlab.explain`` and a model with PyTorch weights (not one run by another
+        runtime) to take gradients of."""
+        if next(self.model.parameters(), None) is None:
+            raise RequestError(
+                "class activation maps need the model's PyTorch weights: serve its "
+                ".safetensors model file to get them",
+                501,
+            )
+        if not cam_available():
+            raise RequestError(
+                "class activation maps are not available in this build of resnetlab "
+                "(no resnetlab.explain); ask without cam=1",
+                501,
+            )
+
+    def cam_png(self, pixels: np.ndarray) -> bytes:
+        """A PNG of the image (uint8 (H, W, 3), from ``decode``) beside its class activation
+        map for the predicted class, drawn by ``resnetlab.explain``."""
+        self.require_cam()
+        from ..explain import explain
+
+        result = explain(self.model, pixels[None], device=str(self.device))
+        out = io.BytesIO()
+        result.overlay(0).save(out, format="PNG")
+        return out.getvalue()
+
+
+def _check_header(data: bytes, what: str) -> None:
+    """Refuse what is no image (415) or too many pixels to decode (413), from the header."""
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        height, width = read_header_size(io.BytesIO(data))
+    except Image.DecompressionBombError:  # PIL's own refusal, at twice its limit
+        height = width = None
+    except UnidentifiedImageError:
+        raise RequestError(
+            f"{what} is not an image file that can be read (JPEG, PNG, WebP, GIF, BMP, TIFF...)",
+            415,
+        ) from None
+    except Exception as e:  # PIL raises many kinds of error on malformed headers
+        raise RequestError(f"{what} is a damaged image ({type(e).__name__}: {e})", 422) from None
+    if height is None or (limit is not None and height * width > limit):
+        shown = "" if height is None else f" ({width}x{height})"
+        raise RequestError(
+            f"{what} has too many pixels{shown}: the limit is {limit:,}, against decompression "
+            "bombs; send a smaller image",
+            413,
+        )
+
+
+def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predictor:
+    """A ``Predictor`` for a model file written by resnetlab (``.safetensors``).
+
+    Raises:
+        ResnetlabError: the file is missing, not a model file, or an ``.onnx`` file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        # Where an ONNX runtime model (normalised images in, logits out, with ``.meta``)
+        # plugs in: build it here and hand it to Predictor like a loaded model.
+        raise ResnetlabError(
+            f"{path}: serving .onnx files is not supported by this build of resnetlab; "
+            "serve the .safetensors model file it was exported from"
+        )
+    device_ = resolve_device(device)
+    return Predictor(load_model(path, device=device_), device=device_, source=str(path))

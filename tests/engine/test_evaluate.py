@@ -1,0 +1,36 @@
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from resnetlab.engine.evaluate import evaluate_loader
+
+
+class Lookup(torch.nn.Module):
+    """A "model" that returns the logits stored for each input index."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits[x]
+
+
+def test_confusion_precision_and_recall_agree_with_scikit_learn():
+    generator = torch.Generator().manual_seed(0)
+    k, n = 5, 203
+    logits = torch.randn(n, k, generator=generator)
+    labels = torch.randint(0, k - 1, (n,), generator=generator)  # class 4 never occurs
+    logits[:, 3] -= 10  # and class 3 is never predicted
+    batches = [(torch.arange(n)[i : i + 64], labels[i : i + 64]) for i in range(0, n, 64)]
+    result = evaluate_loader(Lookup(logits), batches, k)
+    predicted = logits.argmax(1)
+    expected = confusion_matrix(labels, predicted, labels=range(k))
+    assert result.confusion.tolist() == expected.tolist()
+    precision, recall, _, _ = precision_recall_fscore_support(
+        labels, predicted, labels=range(k), zero_division=0
+    )
+    ours_precision, ours_recall = result.per_class()
+    assert ours_precision == precision.tolist() and ours_recall == recall.tolist()
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert abs(result.loss - loss) < 1e-6 and result.count == n
+    assert result.accuracy == (predicted == labels).sum().item() / n

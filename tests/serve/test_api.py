@@ -1,0 +1,194 @@
+"""The JSON API of `resnetlab serve`, against a real server process."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.serve.predictor import cam_available
+
+from .conftest import COLOURS, SIZE
+
+# Batching, folding BN and the matrix-product path for small maps round differently for
+# different batch sizes: a probability may move by a few float32 ulps, never more.
+ATOL = 1e-6
+
+
+def assert_same_top(answer: list[dict], expected: list[tuple[str, float]]) -> None:
+    assert [t["class"] for t in answer] == [name for name, _ in expected]
+    for got, (_, p) in zip(answer, expected, strict=True):
+        assert got["probability"] == pytest.approx(p, abs=ATOL)
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid grayscale PNG of width x height black pixels: a few hundred kB that PIL
+    would decode to width * height * 3 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    compressor, row, parts = zlib.compressobj(9), bytes(width + 1), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_health_and_metadata(server, model_file):
+    assert server.get("healthz").json() == {"status": "ok"}
+    meta = server.get("metadata").json()
+    assert meta["model"] == "resnet8" and meta["file"] == model_file.name
+    assert meta["classes"] == list(COLOURS) and meta["num_classes"] == 3
+    assert meta["input_size"] == [SIZE, SIZE]
+    assert meta["preprocessing"]["mean"] == pytest.approx([0.45] * 3)
+    assert meta["preprocessing"]["std"] == pytest.approx([0.25] * 3)
+    assert meta["max_upload_bytes"] == 2**20
+    assert meta["cam"] is cam_available()
+    batching = meta["batching"]
+    assert batching["max_batch"] == 16 and batching["max_queue"] == 256
+
+
+def test_answers_equal_predict(server, model_file, image_files):
+    """Every file, sent as the raw body and as a multipart upload, gets predict's numbers."""
+    paths = list(image_files.values())
+    expected = resnetlab.predict(model_file, paths, top_k=3)
+    for path, prediction in zip(paths, expected, strict=True):
+        data = path.read_bytes()
+        raw = server.post("predict", content=data, headers={"Content-Type": "image/png"})
+        assert raw.status_code == 200, raw.text
+        assert raw.json()["image"] == "upload"
+        assert_same_top(raw.json()["top"], prediction.top)
+        form = server.post("predict", files={"image": (path.name, data)})
+        assert form.status_code == 200, form.text
+        assert form.json()["image"] == path.name
+        assert_same_top(form.json()["top"], prediction.top)
+    # The colour pictures are told apart: the model is not answering one class for all.
+    assert {p.label for p in expected[:6]} == set(COLOURS)
+
+
+def test_top_k(server, model_file, image_files):
+    path = image_files["gray.png"]
+    (full,) = resnetlab.predict(model_file, [path], top_k=3)
+    one = server.post("predict", params={"top_k": 1}, content=path.read_bytes()).json()
+    assert_same_top(one["top"], full.top[:1])
+    many = server.post("predict", params={"top_k": 50}, content=path.read_bytes()).json()
+    assert_same_top(many["top"], full.top)  # all three classes, no more
+    for bad in ("0", "-1", "two"):
+        answer = server.post("predict", params={"top_k": bad}, content=path.read_bytes())
+        assert answer.status_code == 400 and "top_k" in answer.json()["error"]
+
+
+def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
+    jpeg = image_files["red.jpg"].read_bytes()
+    return [
+        ("empty body", {"content": b""}, 400, "no image"),
+        ("multipart without a file", {"files": {"note": (None, b"hello")}}, 400, "no file"),
+        ("text", {"content": b"name,value\nx,1\n" * 20}, 415, "not an image"),
+        ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),
+        ("truncated JPEG", {"content": jpeg[: len(jpeg) // 2]}, 422, "truncated"),
+        ("JPEG header only", {"content": jpeg[:40]}, 422, "damaged"),
+        ("decompression bomb", {"content": png_bomb(12_000, 12_000)}, 413, "12000x12000"),
+        ("2 MB upload", {"content": b"\xff" * (2 * 2**20)}, 413, "1 MB"),
+        ("2 MB chunked upload", {"content": iter([b"\xff" * 2**16] * 32)}, 413, "1 MB"),
+    ]
+
+
+def test_bad_input_gets_a_json_error_and_the_server_goes_on(server, model_file, image_files):
+    good = image_files["green.png"]
+    (expected,) = resnetlab.predict(model_file, [good], top_k=3)
+    for what, request, status, phrase in _bad_inputs(image_files):
+        answer = server.post("predict", **request)
+        assert answer.status_code == status, f"{what}: {answer.text}"
+        assert answer.headers["content-type"] == "application/json", what
+        assert phrase in answer.json()["error"], what
+        after = server.post("predict", content=good.read_bytes())
+        assert after.status_code == 200, f"after {what}: {after.text}"
+        assert_same_top(after.json()["top"], expected.top)
+    assert server.process.poll() is None
+
+
+def test_other_errors_are_json_too(server):
+    assert server.get("nowhere").status_code == 404
+    assert server.get("nowhere").json() == {"error": "Not Found"}
+    assert server.get("predict").status_code == 405
+    answer = server.post("predict", params={"cam": "maybe"}, content=b"x")
+    assert answer.status_code == 400 and "cam" in answer.json()["error"]
+
+
+@pytest.mark.skipif(cam_available(), reason="this build draws class activation maps")
+def test_cam_without_the_explain_module_is_501(server, image_files):
+    answer = server.post("predict", params={"cam": 1}, content=image_files["red.png"].read_bytes())
+    assert answer.status_code == 501
+    assert "not available" in answer.json()["error"]
+
+
+@pytest.mark.skipif(not cam_available(), reason="this build has no resnetlab.explain")
+def test_cam_is_a_png_data_url(server, model_file, image_files):
+    path = image_files["red.png"]
+    answer = server.post("predict", params={"cam": 1}, content=path.read_bytes())
+    assert answer.status_code == 200, answer.text
+    (expected,) = resnetlab.predict(model_file, [path], top_k=3)
+    assert_same_top(answer.json()["top"], expected.top)
+    prefix = "data:image/png;base64,"
+    assert answer.json()["cam"].startswith(prefix)
+    png = Image.open(io.BytesIO(base64.b64decode(answer.json()["cam"][len(prefix) :])))
+    assert png.format == "PNG" and png.width > png.height  # the image beside its map
+
+
+def test_the_page_and_its_files(server):
+    page = server.get("")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'accept="image/*"' in page.text and "capture=" in page.text
+    for asset in ("static/app.js", "static/style.css"):
+        assert server.get(asset).status_code == 200, asset
+
+
+def test_serve_errors_are_one_line(model_file, tmp_path, capsys):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not really")
+    assert main(["serve", str(onnx)]) == 2
+    assert ".onnx" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "missing.safetensors")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    for flags in (["--max-batch", "0"], ["--max-wait-ms", "-1"], ["--port", "70000"]):
+        assert main(["serve", str(model_file), *flags]) == 2
+        assert flags[0] in capsys.readouterr().err
+
+
+def test_a_busy_port_is_one_line(model_file, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(model_file), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+
+
+def test_without_the_extra_the_command_says_what_to_install(model_file, monkeypatch, capsys):
+    import sys
+
+    for name in [
+        m for m in sys.modules if m == "resnetlab.serve" or m.startswith("resnetlab.serve.")
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["serve", str(model_file)]) == 2
+    err = capsys.readouterr().err
+    assert "fastapi" in err and "pip install 'resnetlab[serve]'" in err and err.count("\n") == 1

@@ -1,0 +1,190 @@
+"""Request batching: batches form under concurrency, answers stay per request, the queue is
+bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+import resnetlab
+from resnetlab.serve import Batcher, Predictor, QueueFull, create_app
+
+from .conftest import start_server
+from .test_api import assert_same_top
+
+HANG_GUARD_S = 60
+
+
+def _rows(images: torch.Tensor) -> torch.Tensor:
+    """A stand-in model: each image's mean pixel and its first pixel, (N, 2)."""
+    return torch.stack([images.float().mean((1, 2, 3)), images[:, 0, 0, 0].float()], 1)
+
+
+def _image(i: int) -> torch.Tensor:
+    return torch.full((4, 4, 3), i, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_each_request_gets_its_own_row(max_batch):
+    sizes = []
+
+    def run_batch(images):
+        sizes.append(len(images))
+        return _rows(images)
+
+    async def main():
+        batcher = Batcher(run_batch, max_batch=max_batch, max_wait_ms=50, max_queue=64)
+        await batcher.start()
+        try:
+            results = await asyncio.gather(*(batcher.submit(_image(i)) for i in range(10)))
+            return results, batcher.stats()
+        finally:
+            await batcher.stop()
+
+    results, stats = asyncio.run(main())
+    for i, row in enumerate(results):
+        assert row.tolist() == [i, i]
+    assert sum(sizes) == 10 and max(sizes) <= max_batch
+    assert stats["images"] == 10 and stats["batches"] == len(sizes)
+    assert stats["largest_batch"] == max(sizes)
+    if max_batch > 1:
+        assert max(sizes) > 1  # ten requests at once do not go one by one
+
+
+def test_a_full_queue_refuses_at_once_and_the_rest_complete():
+    entered, gate = threading.Event(), threading.Event()
+
+    def run_batch(images):
+        entered.set()
+        assert gate.wait(HANG_GUARD_S)
+        return _rows(images)
+
+    async def main():
+        batcher = Batcher(run_batch, max_batch=1, max_wait_ms=0, max_queue=1)
+        await batcher.start()
+        try:
+            first = asyncio.create_task(batcher.submit(_image(1)))
+            assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)  # running, not queued
+            second = asyncio.create_task(batcher.submit(_image(2)))
+            await asyncio.sleep(0)  # lets it take the one place in the queue
+            assert batcher.stats()["queued"] == 1
+            with pytest.raises(QueueFull):
+                await batcher.submit(_image(3))
+            gate.set()
+            return await first, await second, batcher.stats()
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    first, second, stats = asyncio.run(main())
+    assert first.tolist() == [1, 1] and second.tolist() == [2, 2]
+    assert stats["rejected"] == 1 and stats["images"] == 2
+
+
+def test_a_failing_batch_fails_its_requests_only():
+    calls = []
+
+    def run_batch(images):
+        calls.append(len(images))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return _rows(images)
+
+    async def main():
+        batcher = Batcher(run_batch, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="out of memory"):
+                await batcher.submit(_image(1))
+            return await batcher.submit(_image(2))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()).tolist() == [2, 2]
+
+
+def test_busy_server_answers_503_with_retry_after(model_file, image_files):
+    """Through the app: one request running, one queued, the next is refused."""
+    from fastapi.testclient import TestClient
+
+    entered, gate = threading.Event(), threading.Event()
+
+    class Gated(Predictor):
+        def __call__(self, images):
+            entered.set()
+            assert gate.wait(HANG_GUARD_S)
+            return super().__call__(images)
+
+    predictor = Gated(resnetlab.load_model(model_file))
+    app = create_app(predictor, max_batch=1, max_wait_ms=0, max_queue=1)
+    data = image_files["blue.png"].read_bytes()
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        try:
+            running = pool.submit(client.post, "/predict", content=data)
+            assert entered.wait(HANG_GUARD_S)
+            queued = pool.submit(client.post, "/predict", content=data)
+            deadline = time.monotonic() + HANG_GUARD_S
+            while client.get("/metadata").json()["batching"]["queued"] < 1:
+                assert time.monotonic() < deadline, "the second request never queued"
+                time.sleep(0.01)
+            refused = client.post("/predict", content=data)
+        finally:
+            gate.set()
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "busy" in refused.json()["error"]
+        for answer in (running.result(HANG_GUARD_S), queued.result(HANG_GUARD_S)):
+            assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "blue"
+        assert client.get("/metadata").json()["batching"]["rejected"] == 1
+
+
+def test_concurrent_requests_share_batches_with_unbatched_answers(
+    model_file, image_files, tmp_path
+):
+    """16 requests at once to a server that fills batches of 4: four batches of 4, and each
+    answer is what `predict` gives for that file alone."""
+    paths = list(image_files.values()) * 2
+    assert len(paths) == 16
+    alone = {p: resnetlab.predict(model_file, [p], top_k=3, batch_size=1)[0] for p in paths}
+    # A long wait: each batch fills to 4 however slowly the requests arrive.
+    server = start_server(model_file, tmp_path, "--max-batch", "4", "--max-wait-ms", "30000")
+    try:
+        with ThreadPoolExecutor(len(paths)) as pool:
+            answers = list(
+                pool.map(lambda p: server.post("predict", content=p.read_bytes()), paths)
+            )
+        for path, answer in zip(paths, answers, strict=True):
+            assert answer.status_code == 200, answer.text
+            assert_same_top(answer.json()["top"], alone[path].top)
+        batching = server.get("metadata").json()["batching"]
+    finally:
+        server.stop()
+    assert batching["batch_sizes"] == {"4": 4}
+    assert batching["images"] == 16 and batching["largest_batch"] == 4
+
+
+def test_a_failing_batch_is_a_json_500_and_the_server_goes_on(model_file, image_files):
+    from fastapi.testclient import TestClient
+
+    class FailsOnce(Predictor):
+        calls = 0
+
+        def __call__(self, images):
+            FailsOnce.calls += 1
+            if FailsOnce.calls == 1:
+                raise RuntimeError("CUDA out of memory")
+            return super().__call__(images)
+
+    app = create_app(FailsOnce(resnetlab.load_model(model_file)), max_batch=1)
+    data = image_files["red.png"].read_bytes()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = client.post("/predict", content=data)
+        assert failed.status_code == 500
+        assert failed.json() == {"error": "internal error (RuntimeError: CUDA out of memory)"}
+        answer = client.post("/predict", content=data)
+        assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "red"

@@ -1,0 +1,91 @@
+"""The page in a real browser: headless Chromium opens it, uploads an image, shows the answer.
+
+Needs Chromium and its driver (Debian: `apt-get install chromium chromium-driver`, which
+`make browser` runs); skips with the reason when they are missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import resnetlab
+from resnetlab.serve.predictor import cam_available
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) is missing")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    binary = next(filter(None, map(shutil.which, BROWSERS)), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        pytest.skip(
+            "no Chromium and chromedriver on PATH (Debian: apt-get install chromium "
+            "chromium-driver, or `make browser`)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(options=options, service=webdriver.ChromeService(driver))
+    yield chrome
+    chrome.quit()
+
+
+def _text(chrome, element_id: str) -> str:
+    return chrome.find_element(By.ID, element_id).text
+
+
+def test_page_shows_the_top_classes_of_an_uploaded_image(browser, server, model_file, image_files):
+    browser.get(server.url)
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda b: "resnet8" in _text(b, "model"))
+    assert "3 classes" in _text(browser, "model")
+    # The map's checkbox is offered only when the server can draw maps.
+    assert browser.find_element(By.ID, "cam-option").is_displayed() is cam_available()
+    for name in ("red.png", "blue.jpg"):
+        path = image_files[name]
+        (expected,) = resnetlab.predict(model_file, [path], top_k=3)
+        browser.find_element(By.ID, "file").send_keys(str(path))
+        try:
+            wait.until(lambda b, e=expected: _text(b, "top-class") == e.label)
+        except TimeoutException:
+            pytest.fail(
+                f"{name}: the page shows {_text(browser, 'top-class')!r}, "
+                f"error {_text(browser, 'error')!r}"
+            )
+        assert name.split(".")[0] == expected.label  # a red picture is red
+        rows = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+        assert [r.get_attribute("data-class") for r in rows] == [c for c, _ in expected.top]
+        shown = [float(r.get_attribute("data-probability")) for r in rows]
+        assert shown == pytest.approx([p for _, p in expected.top], abs=1e-6)
+        assert _text(browser, "top-probability") == f"{100 * expected.top[0][1]:.1f}%"
+        assert _text(browser, "image-name") == name
+        assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+def test_page_reports_a_bad_file(browser, server, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    browser.get(server.url)
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    WebDriverWait(browser, WAIT_S).until(lambda b: b.find_element(By.ID, "error").is_displayed())
+    assert "not an image file" in _text(browser, "error")

@@ -1,0 +1,110 @@
+"""The command line itself: start-up, errors, names."""
+
+import subprocess
+import sys
+
+import pytest
+
+import resnetlab
+from resnetlab.cli import build_parser, main
+
+from .conftest import PROJECT_ROOT
+
+IMPORTS_TORCH = """
+import sys
+from resnetlab.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_version_and_help_do_not_import_torch(argv):
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS_TORCH.format(argv=argv)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=True,
+    )
+    assert "torch imported: False" in done.stdout
+
+
+def _error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
+    err = _error(capsys, ["train", "--modle", "resnet8"])
+    lines = err.strip().splitlines()
+    assert lines[0] == "usage: resnetlab train ... (see resnetlab train --help)"
+    assert lines[1] == "error: unrecognized arguments: --modle (did you mean --model?) resnet8"
+
+
+def test_a_misspelt_flag_of_a_nested_command_names_that_command(capsys):
+    err = _error(capsys, ["data", "inspect", "digits", "--no-shet"])
+    assert "usage: resnetlab data inspect ..." in err
+    assert "did you mean --no-sheet?" in err
+
+
+def test_a_wrong_choice_is_two_lines_with_the_close_one(capsys):
+    err = _error(capsys, ["train", "--optimizer", "Adam"])
+    assert len(err.strip().splitlines()) == 2
+    assert "invalid choice 'Adam' (choose from sgd, adam, adamw); did you mean adam?" in err
+
+
+def test_an_unknown_command_suggests_the_close_one(capsys):
+    err = _error(capsys, ["evall"])
+    assert "did you mean eval?" in err
+
+
+def test_a_pattern_that_matches_no_model_is_an_error(capsys):
+    assert main(["models", "resnt*"]) == 2
+    assert "no model matches 'resnt*'; did you mean resnet" in capsys.readouterr().err
+
+
+def test_the_choice_lists_come_from_the_configuration():
+    from resnetlab.engine import CHOICES
+
+    train = build_parser("train")._subparsers._group_actions[0].choices["train"]
+    by_dest = {a.dest: a for a in train._actions}
+    for name, choices in CHOICES.items():
+        assert tuple(by_dest[name].choices) == tuple(choices)
+
+
+@pytest.mark.parametrize(
+    "flags, value",
+    [
+        ([], None),
+        (["--no-decay-norm-bias"], True),
+        (["--decay-norm-bias"], False),
+        (["--no-no-decay-norm-bias"], False),  # the earlier spelling
+    ],
+)
+def test_the_norm_and_bias_decay_flag_reads_as_english(flags, value):
+    args = build_parser("train").parse_args(["train", *flags])
+    assert args.no_decay_norm_bias is value
+
+
+def test_data_inspect_takes_input_size_and_writes_its_sheet_under_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "inspect", "digits", "--input-size", "16", "--json"]) == 0
+    assert (tmp_path / "runs" / "digits-samples.png").is_file()
+    assert not list(tmp_path.glob("*.png"))
+    args = build_parser("data").parse_args(["data", "inspect", "digits", "--image-size", "9"])
+    assert args.input_size == 9  # the earlier name still works
+
+
+def test_eval_of_the_course_test_file_says_it_scored_its_test_split(shared_data, tmp_path):
+    path = tmp_path / "signs.safetensors"
+    model = resnetlab.create_model("resnet8", num_classes=6)
+    resnetlab.save_model(model, path, class_names=[str(i) for i in range(6)], input_size=64)
+    report = resnetlab.evaluate(path, str(shared_data / "signs" / "test_signs.h5"))
+    assert report.result.count == 120
+    assert report.notes == [f"scored: the test split of {shared_data / 'signs' / 'test_signs.h5'}"]
