@@ -5,6 +5,9 @@ import os
 # thread and training runs 4 to 18 times slower. Passive waiting must be chosen before
 # torch loads OpenMP, so here, before any test module imports torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Tests never depend on measured speed: CPU training takes the uncalibrated defaults
+# (tests/engine/test_calibrate.py drives the calibration with fixed timings).
+os.environ["RESNETLAB_CALIBRATE"] = "off"
 
 from pathlib import Path
 

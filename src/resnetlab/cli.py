@@ -248,8 +248,10 @@ TRAIN_HELP = {
     "cutout": "cutout square side in pixels (0: off)",
     "seed": "seed for initialisation, data order and augmentation",
     "device": "auto, cpu, cuda, cuda:N or mps",
-    "precision": "auto (bf16 on GPUs that support it, else fp32), fp32, bf16 or fp16",
-    "channels_last": "channels-last memory format (default: on for CUDA and CPU)",
+    "precision": "auto (bf16 on GPUs that support it and on CPUs where it measured faster, "
+    "else fp32), fp32, bf16 or fp16",
+    "channels_last": "channels-last memory format (default: on for CUDA; on a CPU, whichever "
+    "measured faster)",
     "compile": "compile the model with torch.compile",
     "cuda_graphs": "capture the whole training step into a CUDA graph and replay it (CUDA only; "
     "fastest for small models such as the CIFAR nets, whose steps are launch-bound)",
@@ -259,6 +261,7 @@ TRAIN_HELP = {
     "out": "run folder (default: runs/<model>-<data>-<time>)",
     "log_every": "steps between progress updates and metrics.csv rows",
     "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
+    "explain_speed": "say what the CPU calibration chose and the timings behind it",
 }
 
 
@@ -615,52 +618,99 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_bench(p: argparse.ArgumentParser) -> None:
+    from .engine import CHOICES
+
     p.description = (
         "Measure speed, ours and the peer's side by side in one process, and "
-        "append each result as a JSON line to benchmarks/results/<machine>.jsonl."
+        "append each result as a JSON line to <results>/<machine>.jsonl: --results, else "
+        "benchmarks/results in a resnetlab checkout, else <cache>/bench."
     )
+    kinds = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    measured = [
+        _add_bench_train(kinds, CHOICES),
+        _add_bench_infer(kinds, CHOICES),
+        _add_bench_data(kinds),
+        _add_bench_time_to_accuracy(kinds, CHOICES),
+    ]
+    for q in measured:
+        q.add_argument("--results", help="a .jsonl file or folder (default: see bench --help)")
+        q.add_argument("--machine", help="machine name for the results file and table")
+        q.add_argument("--no-save", action="store_true", help="print only")
+        q.add_argument("--json", action="store_true", help="print the record as JSON")
+    c = kinds.add_parser(
+        "calibrate",
+        help="measure this CPU's training choices for a workload (done on first use anyway)",
+        description="Time the candidate ways to train MODEL on this CPU (per convolution "
+        "shape: oneDNN or a matrix product; NCHW or channels-last; fp32 or bf16 autocast on "
+        "CPUs with bf16 hardware), cache the choice for `resnetlab train`, and show it.",
+    )
+    c.add_argument("--model", required=True, help="a registered model name")
+    c.add_argument("--batch-size", type=int, help="default: the model's recipe's")
+    c.add_argument("--input-size", type=int, help="image side (default: the model's)")
+    c.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+    c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
+    c.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, help="time only this layout"
+    )
+    c.add_argument("--optimizer", choices=CHOICES["optimizer"], help="default: recipe's")
+    c.add_argument("--force", action="store_true", help="measure again, ignoring the cache")
+    c.add_argument("--json", action="store_true", help="print the plan as JSON")
+    c.set_defaults(bench_fn="bench_calibrate", bench_name="calibrate")
+    r = kinds.add_parser("table", help="the README's Markdown table of recorded results")
+    r.add_argument("paths", nargs="*", help=".jsonl files, folders (default: the results folder)")
+    r.add_argument("--update", metavar="README", help="write it between the README's markers")
+    r.set_defaults(bench_fn=None, bench_name="table")
+    for q in (*measured[:3], c):
+        q.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    p.set_defaults(func=cmd_bench)
+
+
+def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warmup: int) -> None:
+    """The options of the side-by-side comparisons, ``bench train`` and ``bench infer``."""
+    q.add_argument("--model", required=True, help="a registered model name")
+    q.add_argument("--input-size", type=int, help="image side (default: the model's)")
+    q.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+    q.add_argument(
+        "--precision",
+        choices=choices["precision"],
+        help="named, applies to the peer too (default: ours auto, the peer fp32)",
+    )
+    q.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="named, applies to the peer too (default: ours as `train` chooses, the peer NCHW)",
+    )
+    q.add_argument("--compile", action="store_true", help="torch.compile both sides")
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    q.add_argument("--steps", type=int, default=steps, help=f"per timed repeat ({steps})")
+    q.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps first ({warmup})")
+    q.add_argument("--repeats", type=int, default=5, help="timed repeats (5)")
+    q.add_argument(
+        "--vs",
+        choices=("torchvision",),
+        help="run the peer side by side: torchvision's model, or for the CIFAR nets and "
+        "resnet50_keras the same architecture written the usual way",
+    )
+
+
+def _add_bench_train(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
+    t = kinds.add_parser("train", help="images/s of full training steps (synthetic data)")
+    t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
+    _add_bench_timed(t, choices, steps=10, warmup=5)
+    t.add_argument("--cuda-graphs", action="store_true", help="capture our step (CUDA only)")
+    t.add_argument("--optimizer", choices=choices["optimizer"], help="default: the recipe's")
+    t.add_argument("--explain-speed", action="store_true", help=TRAIN_HELP["explain_speed"])
+    t.set_defaults(bench_fn="bench_train", bench_name="train")
+    return t
+
+
+def _add_bench_infer(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
     from .bench.inference import RUNTIMES
 
-    kinds = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
-
-    def common(q: argparse.ArgumentParser, steps: int, warmup: int) -> None:
-        q.add_argument("--input-size", type=int, help="image side (default: the model's)")
-        q.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
-        q.add_argument(
-            "--precision",
-            choices=("auto", "fp32", "bf16", "fp16"),
-            help="named, applies to the peer too (default: ours auto, the peer fp32)",
-        )
-        q.add_argument(
-            "--channels-last",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help="named, applies to the peer too (default: ours on, the peer NCHW)",
-        )
-        q.add_argument("--compile", action="store_true", help="torch.compile both sides")
-        q.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        q.add_argument("--steps", type=int, default=steps, help=f"per timed repeat ({steps})")
-        q.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps first ({warmup})")
-        q.add_argument("--repeats", type=int, default=5, help="timed repeats (5)")
-        q.add_argument(
-            "--vs",
-            choices=("torchvision",),
-            help="run the peer side by side: torchvision's model, or for the CIFAR nets and "
-            "resnet50_keras the same architecture written the usual way",
-        )
-
-    t = kinds.add_parser("train", help="images/s of full training steps (synthetic data)")
-    t.add_argument("--model", required=True, help="a registered model name")
-    t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
-    common(t, steps=10, warmup=5)
-    t.add_argument("--cuda-graphs", action="store_true", help="capture our step (CUDA only)")
-    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default: sgd")
-    t.set_defaults(bench_fn="bench_train")
-
     i = kinds.add_parser("infer", help="batch-1 latency and large-batch throughput")
-    i.add_argument("--model", required=True, help="a registered model name")
     i.add_argument("--batch-size", type=int, default=256, help="for throughput (256)")
-    common(i, steps=10, warmup=3)
+    _add_bench_timed(i, choices, steps=10, warmup=3)
     i.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -668,8 +718,11 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         help="onnxruntime: ours is the ONNX export (int8: quantized) run by onnxruntime, the "
         "peer our PyTorch path (CPU, fp32)",
     )
-    i.set_defaults(bench_fn="bench_infer")
+    i.set_defaults(bench_fn="bench_infer", bench_name="infer")
+    return i
 
+
+def _add_bench_data(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = kinds.add_parser(
         "data", help="data loading speed, and the share of training time waiting for data"
     )
@@ -680,10 +733,17 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     d.add_argument("--steps", type=int, default=20, help="training steps for the share (20)")
     d.add_argument("--workers", type=int, help="DataLoader workers (default: cores, max 8)")
-    d.set_defaults(bench_fn="bench_data")
+    d.set_defaults(bench_fn="bench_data", bench_name="data")
+    return d
 
+
+def _add_bench_time_to_accuracy(
+    kinds: argparse._SubParsersAction, choices: dict
+) -> argparse.ArgumentParser:
     a = kinds.add_parser(
-        "tta", help="wall-clock time from raw data to a target accuracy, whole process"
+        "time-to-accuracy",
+        aliases=["tta"],  # the name before 0.2, kept for a release
+        help="wall-clock time from raw data to a target accuracy, whole process (alias: tta)",
     )
     a.add_argument("--model", default="resnet20", help="resnet20")
     a.add_argument("--data", default="cifar10", help="a data spec as for train (cifar10)")
@@ -691,9 +751,9 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     a.add_argument("--epochs", type=int, help="recipe length (default 40)")
     a.add_argument("--batch-size", type=int, help="default 512")
     a.add_argument("--lr", type=float, help="default 0.4")
-    a.add_argument("--recipe", choices=("seed", "paper-cifar", "modern"), help="default modern")
+    a.add_argument("--recipe", choices=choices["recipe"], help="default modern")
     a.add_argument("--input-size", type=int, help="default: the model's")
-    a.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
+    a.add_argument("--precision", choices=choices["precision"])
     a.add_argument("--compile", action="store_true", help="torch.compile the model")
     a.add_argument(
         "--cuda-graphs",
@@ -710,21 +770,8 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         help="another `resnetlab train` option, e.g. crop_padding=1 (repeatable)",
     )
     a.add_argument("--timeout", type=float, help="give up after this many seconds")
-    a.set_defaults(bench_fn="bench_tta")
-
-    for q in (t, i, d):
-        q.add_argument("--threads", type=int, help="CPU threads for PyTorch")
-    for q in (t, i, d, a):
-        q.add_argument("--results", help="a .jsonl file or folder (benchmarks/results)")
-        q.add_argument("--machine", help="machine name for the results file and table")
-        q.add_argument("--no-save", action="store_true", help="print only")
-        q.add_argument("--json", action="store_true", help="print the record as JSON")
-
-    r = kinds.add_parser("table", help="the README's Markdown table of recorded results")
-    r.add_argument("paths", nargs="*", default=["benchmarks/results"], help=".jsonl files, folders")
-    r.add_argument("--update", metavar="README", help="write it between the README's markers")
-    r.set_defaults(bench_fn=None)
-    p.set_defaults(func=cmd_bench)
+    a.set_defaults(bench_fn="bench_time_to_accuracy", bench_name="time-to-accuracy")
+    return a
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -733,8 +780,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .bench.records import command_line
 
-    if args.bench_command == "table":
-        table = bench.render_table(bench.read_records(args.paths))
+    if args.bench_name == "table":
+        table = bench.render_table(bench.read_records(args.paths or [bench.default_results_dir()]))
         if args.update:
             bench.update_readme(args.update, table)
             print(f"updated {args.update}")
@@ -744,11 +791,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     fn = getattr(bench, args.bench_fn)
     names = inspect.signature(fn).parameters
     options = {k: v for k, v in vars(args).items() if k in names}
+    if args.bench_name == "calibrate":
+        done = fn(**options)
+        print(json.dumps(done.to_record(), indent=2) if args.json else "\n".join(done.lines()))
+        return 0
     shown = dict(options)  # the command that reruns it, with every default spelled out
     if getattr(args, "train_option", None):
         shown["train_option"] = args.train_option
         options["train_options"] = parse_options(args.train_option)
-    record = {"command": command_line(args.bench_command, shown)}
+    record = {"command": command_line(args.bench_name, shown)}
     record.update(fn(**options))
     if args.machine:
         record["machine"] = args.machine
@@ -756,10 +807,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2))
     else:
         print("\n".join(bench.describe(record)))
+    if getattr(args, "explain_speed", False):
+        _explain_speed(record)
     if not args.no_save:
         path = bench.append_record(record, bench.results_path(record["machine"], args.results))
         print(f"appended to {path}", file=sys.stderr)
     return 0
+
+
+def _explain_speed(record: dict) -> None:
+    from .engine.calibrate import CpuPlan
+
+    plan = record["ours"].get("cpu_plan")
+    if plan is None:
+        print(f"speed on {record['device']}: fixed choices (calibrated on CPUs)")
+    else:
+        print("\n".join(CpuPlan.from_record(plan).explain()))
 
 
 # Training options the experiment commands take as flags; any other through --option.
@@ -902,7 +965,7 @@ COMMANDS = (
     (
         "bench",
         "benchmarks: training and inference speed against torchvision, data loading, "
-        "time to accuracy",
+        "time to accuracy, the CPU calibration",
         add_bench,
     ),
     ("experiment", "reproduce the paper: degradation, gradient flow", add_experiment),
@@ -980,9 +1043,9 @@ def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> _Parser
 
 def _show_warning(message, category, *_args, **_kwargs) -> None:
     """Warnings as one line each, without Python's source location."""
-    from .errors import DataWarning
+    from .errors import CacheWarning, DataWarning
 
-    kind = "" if issubclass(category, DataWarning) else f"{category.__name__}: "
+    kind = "" if issubclass(category, (DataWarning, CacheWarning)) else f"{category.__name__}: "
     print(f"warning: {kind}{message}", file=sys.stderr)
 
 

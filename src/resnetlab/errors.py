@@ -19,3 +19,7 @@ class DataError(ResnetlabError, ValueError):
 
 class DataWarning(UserWarning):
     """Something in a data set was skipped or adjusted; loading went on."""
+
+
+class CacheWarning(UserWarning):
+    """A file in the cache folder could not be read or written; it is rebuilt."""

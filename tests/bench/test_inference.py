@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from resnetlab.bench.table import summarize
+from resnetlab.bench.table import as_record
 from resnetlab.cli import main
 
 
@@ -13,14 +13,20 @@ def test_bench_infer_records_latency_and_throughput(tmp_path, capsys):
     assert main([*args, "--device", "cpu", "--results", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["kind"] == "infer" and record["settings"]["channels_last"] is True
-    for side in ("ours", "peer"):
-        latency, rate = record[side]["latency_ms"], record[side]["images_per_s"]
-        assert 0 < latency["min"] <= latency["median"] <= latency["max"]
-        assert 0 < rate["min"] <= rate["median"] <= rate["max"]
-    assert "BN folded" in record["ours"]["what"]
-    assert record["peer"]["what"] == "torchvision.models.resnet18"
-    assert record["ratio"]["latency"]["median"] > 0 and record["ratio"]["throughput"]["median"] > 0
-    assert "latency" in capsys.readouterr().out
+    assert record["settings"]["precision"] == "fp32" and record["settings"]["input_size"] == 32
+    ours, peer = record["ours"], record["peer"]
+    for side in (ours, peer):
+        assert len(side["latency_ms"]["values"]) == len(side["images_per_s"]["values"]) == 2
+    assert "BN folded" in ours["what"]
+    assert peer["what"] == "torchvision.models.resnet18"
+    assert (peer["precision"], peer["channels_last"], peer["compile"]) == ("fp32", False, False)
+    # Ratios repeat by repeat, above 1 when ours is faster: lower latency, higher throughput.
+    pairs = zip(ours["latency_ms"]["values"], peer["latency_ms"]["values"], strict=True)
+    assert record["ratio"]["latency"]["values"] == [p / o for o, p in pairs]
+    pairs = zip(ours["images_per_s"]["values"], peer["images_per_s"]["values"], strict=True)
+    assert record["ratio"]["throughput"]["values"] == [o / p for o, p in pairs]
+    out = capsys.readouterr().out
+    assert out.startswith("infer resnet18, 32x32, batch 4, fp32, channels-last (latency at batch")
 
 
 @pytest.mark.slow
@@ -38,7 +44,7 @@ def test_bench_infer_runs_onnxruntime_against_our_pytorch_path(tmp_path, runtime
     assert record["ratio"]["latency"]["median"] > 0 and record["ratio"]["throughput"]["median"] > 0
     assert (
         f"16x16, batch 4, {record['settings']['precision']}, onnxruntime"
-        in summarize(record)["what"]
+        in as_record(record).cells()["what"]
     )
 
 

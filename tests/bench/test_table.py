@@ -3,7 +3,7 @@ import json
 import pytest
 
 import resnetlab
-from resnetlab.bench import read_records, render_table, update_readme
+from resnetlab.bench import as_record, read_records, render_table, update_readme
 from resnetlab.bench.table import BEGIN, END, newest_per_command
 from resnetlab.cli import main
 
@@ -11,27 +11,99 @@ from ..conftest import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 
+MACHINE = {
+    "machine": "amd-epyc-2cpu",
+    "device": "AMD EPYC, 2 cores",
+    "cpu": {"model": "AMD EPYC", "capability": "AVX512", "bf16": True, "amx": False},
+    "threads": 2,
+    "load_before": [1.5, 1.0, 0.5],
+    "versions": {"torch": "2.14.1"},
+    "date": "2026-12-01T10:00:00+00:00",
+}
 
-def _record(tmp_path):
-    out = tmp_path / "r.jsonl"
-    args = ["bench", "train", "--model", "resnet20", "--batch-size", "2", "--input-size", "8"]
-    args += ["--steps", "1", "--warmup", "0", "--repeats", "1", "--vs", "torchvision"]
-    assert main([*args, "--device", "cpu", "--results", str(out)]) == 0
-    return out
+
+def _spread(*values):
+    return {"median": sorted(values)[len(values) // 2], "min": min(values), "max": max(values)}
 
 
-def test_table_rows_say_what_ran_where(tmp_path, capsys):
-    path = _record(tmp_path)
-    capsys.readouterr()
+TRAIN = {
+    "kind": "train",
+    "command": "resnetlab bench train --model resnet18",
+    "model": "resnet18",
+    "settings": {"batch_size": 64, "input_size": 64, "precision": "bf16", "channels_last": False},
+    "ours": {"what": "resnetlab resnet18", "images_per_s": _spread(301.4, 298.0, 310.2)},
+    "peer": {
+        "what": "torchvision.models.resnet18 (x)",
+        "precision": "fp32",
+        "images_per_s": _spread(150.2, 149.0, 160.0),
+        "fraction_of_matmul": 0.3449,
+    },
+    "ratio": _spread(2.004, 1.9, 2.1),
+    **MACHINE,
+}
+TRAIN["ours"]["fraction_of_matmul"] = 0.1551
+
+
+def test_each_kind_of_record_has_its_row():
+    assert as_record(TRAIN).row() == (
+        "| train `resnet18`, 64x64, batch 64, bf16 | 301 img/s (298-310), 16% of the bf16 "
+        "matrix-product rate | 150 img/s (149-160), 34% of the fp32 matrix-product rate: "
+        "torchvision.models.resnet18, fp32, NCHW | 2.00x | `resnetlab bench train --model "
+        "resnet18` | AMD EPYC (AVX512, bf16), 2 cores, 2 threads, load 1.5 | 2026-12-01 | 2.14.1 |"
+    )
+    time_to_accuracy = {
+        "kind": "time-to-accuracy",
+        "model": "resnet20",
+        "data": "digits",
+        "target": 0.95,
+        "reached": True,
+        "seconds": 12.5523,
+        "accuracy": 0.966573,
+        "epochs": 4,
+        **MACHINE,
+    }
+    cells = as_record(time_to_accuracy).cells()
+    assert cells["what"] == "time to 95.00% `resnet20` on `digits`"
+    assert cells["ours"] == "12.6 s, reached (96.66% after 4 epochs)"
+    old = {**time_to_accuracy, "kind": "tta"}  # the name before 0.2
+    assert as_record(old).cells() == cells
+    data = {
+        "kind": "data",
+        "data": "../shared/data/cifar10-jpg.tar.gz",
+        "batch_size": 256,
+        "load_cold_s": 24.6612,
+        "load_cached_s": 1.1251,
+        "device_loader": {"images_per_s": 30405.4},
+        "usual_way": {"images_per_s": 2223.1},
+        "ratio": 13.6772,
+    }
+    assert as_record(data).cells() == {
+        "what": "data `cifar10-jpg.tar.gz`, batch 256",
+        "ours": "device loader 30,405 img/s; load 24.66 s, from cache 1.13 s",
+        "peer": "per-image transforms 2,223 img/s",
+        "ratio": "13.68x",
+    }
+    with pytest.raises(resnetlab.ResnetlabError, match="unknown kind of benchmark record: 'x'"):
+        as_record({"kind": "x"})
+
+
+def test_terminal_lines_name_both_sides():
+    lines = as_record(TRAIN).lines()
+    assert lines[0] == "train resnet18, 64x64, batch 64, bf16"
+    assert lines[2].startswith("  peer: 150 img/s (149-160), 34% of the fp32")
+    assert lines[3] == "  ours/peer: 2.00x (median of the per-repeat ratios)"
+    assert lines[4] == "  AMD EPYC (AVX512, bf16), 2 cores, 2 threads, load 1.5, torch 2.14.1"
+
+
+def test_the_table_command_renders_recorded_results(tmp_path, capsys):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(TRAIN) + "\n")
     assert main(["bench", "table", str(path)]) == 0
-    table = capsys.readouterr().out
-    header, _, row = table.splitlines()
+    header, _, row = capsys.readouterr().out.splitlines()
     assert header.startswith("| what | ours | peer | ours/peer | command |")
-    record = json.loads(path.read_text())
-    assert row.startswith("| train `resnet20`, 8x8, batch 2, fp32, channels-last |")
-    assert f"`{record['command']}`" in row and record["device"] in row
-    assert record["date"][:10] in row and record["versions"]["torch"] in row
+    assert row == as_record(TRAIN).row()
 
+    table = render_table([TRAIN])
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n\nrest\n")
     update_readme(readme, table)

@@ -1,5 +1,6 @@
 import json
 import shlex
+import statistics
 
 import pytest
 import torch
@@ -26,6 +27,8 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
     assert record["versions"]["torch"] == torch.__version__
     assert record["versions"]["resnetlab"] == resnetlab.__version__
     assert record["device"].endswith("cores") and record["threads"] >= 1
+    assert set(record["cpu"]) == {"model", "family", "capability", "bf16", "amx"}
+    assert record["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["git"] is None or len(record["git"]["commit"]) == 12
     assert record["load_before"] is None or len(record["load_before"]) == 3
     assert record["date"][:2] == "20"
@@ -44,17 +47,27 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
         "warmup": 1,
         "repeats": 2,
     }
-    rates = ours["images_per_s"]
-    assert 0 < rates["min"] <= rates["median"] <= rates["max"]
+    # Stored raw: every repeat's figure; the ratio is taken repeat by repeat.
+    rates, peer_rates = ours["images_per_s"]["values"], peer["images_per_s"]["values"]
+    assert len(rates) == len(peer_rates) == 2
+    assert ours["images_per_s"]["median"] == statistics.median(rates)
+    assert record["ratio"]["values"] == [o / p for o, p in zip(rates, peer_rates, strict=True)]
     assert ours["peak_memory_mib"] is None and ours["graphed"] is False
+    assert ours["cpu_plan"]["how"] == "not calibrated: RESNETLAB_CALIBRATE=off"
     assert "ResNet-20 written the usual way" in peer["what"]
     assert (peer["precision"], peer["channels_last"], peer["compile"]) == ("fp32", False, False)
     assert peer["optimizer"] == "SGD (for-loop, PyTorch's default)"
-    assert record["ratio"]["min"] <= record["ratio"]["median"] <= record["ratio"]["max"]
-    assert "fraction_of_bf16_peak" not in ours and record["bf16_matmul_peak_tflops"] is None
     # A training step is about three forward passes: backward costs about two.
+    flops = record["train_flops_per_image"]
     forward = summarize(resnetlab.create_model("resnet20"), 16).flops
-    assert 2.5 * forward < record["train_flops_per_image"] < 3 * forward
+    assert 2.5 * forward < flops < 3 * forward
+    # Each side against the machine's matrix-product rate in its precision (both fp32 here).
+    assert set(record["matmul_tflops"]) == {"fp32"}
+    rate = record["matmul_tflops"]["fp32"]
+    for side in (ours, peer):
+        achieved = side["images_per_s"]["median"] * flops / 1e12
+        assert side["tflops"] == pytest.approx(achieved)
+        assert side["fraction_of_matmul"] == pytest.approx(achieved / rate)
 
     out = capsys.readouterr().out
     assert "ours/peer:" in out and "usual way" in out
@@ -116,6 +129,13 @@ def test_bench_train_on_a_gpu_with_cuda_graphs():
     ours = record["ours"]
     assert ours["graphed"] is True and record["settings"]["optimizer"] == "SGD (fused)"
     assert ours["peak_memory_mib"] > 0 and record["peer"]["peak_memory_mib"] > 0
-    assert record["bf16_matmul_peak_tflops"] > 10
-    assert 0 < ours["fraction_of_bf16_peak"] < 1
+    assert record["matmul_tflops"]["bf16"] > 10 and "cpu_plan" not in ours
+    assert 0 < ours["fraction_of_matmul"] < 1
     assert record["versions"]["cuda"] == torch.version.cuda
+
+
+def test_explain_speed_prints_the_cpu_plan(capsys):
+    args = ["bench", "train", "--model", "resnet8", *TINY, "--device", "cpu", "--no-save"]
+    assert main([*args, "--explain-speed"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)"

@@ -35,42 +35,12 @@ from ..engine.step import (
     precision_name,
     resolve_channels_last,
 )
+from ..engine.timing import Clock
 from ..errors import ResnetlabError
 from .records import environment, load_average, seed_cache
-from .timing import Clock
+from .sides import use_threads
 
 AUGMENT = Augment(crop_padding=4, flip=True)
-
-
-class _Intervals:
-    """Summed durations of marked intervals of device work, read with one wait at the end."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.pairs: list = []
-        self.seconds = 0.0
-
-    def begin(self) -> None:
-        if self.cuda:
-            self._begin = torch.cuda.Event(enable_timing=True)
-            self._begin.record()
-        else:
-            self._t0 = time.perf_counter()
-
-    def end(self) -> None:
-        if self.cuda:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            self.pairs.append((self._begin, end))
-        else:
-            self.seconds += time.perf_counter() - self._t0
-
-    def total(self) -> float:
-        if self.cuda:
-            if self.pairs:
-                self.pairs[-1][1].synchronize()
-            return sum(a.elapsed_time(b) for a, b in self.pairs) / 1000
-        return self.seconds
 
 
 def bench_data(
@@ -99,31 +69,16 @@ def bench_data(
     """
     if min(batch_size, steps) < 1:
         raise ResnetlabError("--batch-size and --steps must be at least 1")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     workers = workers if workers is not None else min(available_cpus(), 8)
     device_ = resolve_device(device)
     configure_backends(device_, deterministic=False)
     env = environment(device_)
-    clock = Clock(device_)
     record: dict[str, Any] = {"kind": "data", "data": data, "batch_size": batch_size}
-
     with tempfile.TemporaryDirectory(prefix="resnetlab-bench-") as cache:
-        seed_cache(data, cache)
-        start = time.perf_counter()
-        loaded = load_dataset(data, image_size=input_size, cache_dir=cache, stream=False)
-        record["load_cold_s"] = round(time.perf_counter() - start, 2)
-        start = time.perf_counter()
-        load_dataset(data, image_size=input_size, cache_dir=cache, stream=False)
-        record["load_cached_s"] = round(time.perf_counter() - start, 2)
-        train = loaded.train
-        if not isinstance(train, ImageSet):
-            raise ResnetlabError(f"{data}: expected images in memory, got a streamed set")
-        height, width = train.image_size
-        record.update(images=len(train), image_size=[height, width], workers=workers)
+        train = _load(data, input_size, cache, record)
+        record.update(images=len(train), image_size=list(train.image_size), workers=workers)
         mean, std = split_stats(train)
-        channels_last = resolve_channels_last(resolve_config(model=model), device_)
-
         loader = make_loader(
             train,
             train=True,
@@ -132,35 +87,62 @@ def bench_data(
             mean=mean,
             std=std,
             augment=AUGMENT,
-            channels_last=channels_last,
+            channels_last=resolve_channels_last(None, device_),  # the train command's default
         )
-        clock.start()
-        seen = sum(len(y) for _, y in loader)
-        seconds = clock.stop()
-        ours = seen / seconds
-        record["device_loader"] = {
-            "what": "DeviceLoader: the data on the device, crop and flip in batches",
-            "epoch_s": round(seconds, 3),
-            "images_per_s": round(ours),
-        }
-        usual_s = _usual_epoch(train, batch_size, mean, std, workers, device_)
-        record["usual_way"] = {
-            "what": f"PIL image per item, torchvision transforms, DataLoader, {workers} workers",
-            "epoch_s": round(usual_s, 3),
-            "images_per_s": round(seen / usual_s),
-        }
-        record["ratio"] = round(usual_s / seconds, 2)
-
-        folder = Path(train.source)
-        if folder.is_dir():
+        record.update(_loader_epochs(loader, train, batch_size, mean, std, workers, device_))
+        if Path(train.source).is_dir():
+            folder = Path(train.source)
             record["files"] = _file_epochs(data, folder, batch_size, mean, std, workers, cache)
-
         record["epoch_share"] = _epoch_share(
-            model, loader, batch_size, steps, (height, width), len(train.class_names), device_
+            model, loader, batch_size, steps, train.image_size, len(train.class_names), device_
         )
     record.update(env)
     record["load_after"] = load_average()
     return record
+
+
+def _load(data: str, input_size: int | None, cache: str, record: dict[str, Any]) -> ImageSet:
+    """Decode ``data`` into an empty cache, then again from it; the times go into ``record``."""
+    seed_cache(data, cache)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        loaded = load_dataset(data, image_size=input_size, cache_dir=cache, stream=False)
+        times.append(time.perf_counter() - start)
+    record["load_cold_s"], record["load_cached_s"] = times
+    if not isinstance(loaded.train, ImageSet):
+        raise ResnetlabError(f"{data}: expected images in memory, got a streamed set")
+    return loaded.train
+
+
+def _loader_epochs(
+    loader,
+    train: ImageSet,
+    batch_size: int,
+    mean: list[float],
+    std: list[float],
+    workers: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """One augmented epoch of the device loader, and one the usual way."""
+    clock = Clock(device)
+    clock.start()
+    seen = sum(len(y) for _, y in loader)
+    seconds = clock.stop()
+    usual_s = _usual_epoch(train, batch_size, mean, std, workers, device)
+    return {
+        "device_loader": {
+            "what": "DeviceLoader: the data on the device, crop and flip in batches",
+            "epoch_s": seconds,
+            "images_per_s": seen / seconds,
+        },
+        "usual_way": {
+            "what": f"PIL image per item, torchvision transforms, DataLoader, {workers} workers",
+            "epoch_s": usual_s,
+            "images_per_s": seen / usual_s,
+        },
+        "ratio": usual_s / seconds,
+    }
 
 
 def _usual_epoch(
@@ -240,9 +222,10 @@ def _file_epochs(
     peer = torch.utils.data.DataLoader(
         folder_set, batch_size=batch_size, shuffle=True, num_workers=workers
     )
-    start = time.perf_counter()
+    clock = Clock("cpu")
+    clock.start()
     n = sum(len(y) for _, y in peer)
-    peer_s = time.perf_counter() - start
+    peer_s = clock.stop()
     loader = make_loader(
         streamed,
         train=True,
@@ -253,9 +236,9 @@ def _file_epochs(
         augment=AUGMENT,
         num_workers=workers,
     )
-    start = time.perf_counter()
+    clock.start()
     sum(len(y) for _, y in loader)
-    ours_s = time.perf_counter() - start
+    ours_s = clock.stop()
     return {
         "images": n,
         "imagefolder_epoch_s": peer_s,
@@ -276,7 +259,8 @@ def _epoch_share(
     """Real training steps fed by ``loader``; the share of their time spent in the loader."""
     config = resolve_config(model=model, batch_size=batch_size, device=str(device))
     parts = build_training(config, device, num_classes=num_classes, input_size=size[0])
-    data_time, clock = _Intervals(device), Clock(device)
+    loader.channels_last = parts.channels_last  # the layout the (calibrated) model runs in
+    data_time, clock = Clock(device), Clock(device)
 
     def batches():
         epoch = 0
@@ -290,18 +274,18 @@ def _epoch_share(
     parts.step(x, y)  # warm-up: first-call costs belong to neither side
     clock.start()
     for _ in range(steps):
-        data_time.begin()
+        data_time.start()
         x, y = next(stream)
-        data_time.end()
+        data_time.pause()
         set_lr(parts.optimizer, config.lr)
         parts.step(x, y)
     total = clock.stop()
-    waiting = data_time.total()
+    waiting = data_time.read()
     return {
         "model": model,
         "steps": steps,
         "precision": precision_name(parts.amp_dtype),
-        "total_s": round(total, 3),
-        "data_s": round(waiting, 4),
-        "share": round(waiting / total, 4),
+        "total_s": total,
+        "data_s": waiting,
+        "share": waiting / total,
     }

@@ -1,9 +1,15 @@
 """Benchmark results as JSON lines: what was measured, where, when, and with what.
 
-Each measurement is one line of ``benchmarks/results/<machine>.jsonl``: the command that
-reproduces it, the date, the machine and device, the library versions, the git commit of
-the code that ran, the number of CPU threads and the load average of the machine (a busy
-machine slows both sides of a comparison; it makes absolute figures noisy).
+Each measurement is one line of ``<results>/<machine>.jsonl``: the command that reproduces
+it, the date, the machine and device, the CPU's model and instruction sets (AVX-512, bf16,
+AMX), the library versions, the git commit of the code that ran, the number of CPU threads
+and the load average of the machine (a busy machine slows both sides of a comparison; it
+makes absolute figures noisy). Figures are stored as measured and rounded only when shown.
+
+The results folder is ``--results``, else ``benchmarks/results`` when run from the root of
+a resnetlab checkout (its records are what the README's table is rendered from), else
+``<cache>/bench`` (``$RESNETLAB_CACHE``): a benchmark never writes into whatever folder
+the user happens to be in.
 """
 
 from __future__ import annotations
@@ -22,21 +28,23 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..data.cache import cache_root
 from ..data.decode import available_cpus
+from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
 
-DEFAULT_RESULTS = Path("benchmarks") / "results"
+REPOSITORY_RESULTS = Path("benchmarks") / "results"
 
 
-def cpu_name() -> str:
-    """The processor's model name, e.g. ``AMD EPYC``."""
+def default_results_dir() -> Path:
+    """``benchmarks/results`` in the root of a resnetlab checkout, else ``<cache>/bench``."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+        project = Path("pyproject.toml").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        project = ""
+    if REPOSITORY_RESULTS.is_dir() and re.search(r'^name = "resnetlab"$', project, re.MULTILINE):
+        return REPOSITORY_RESULTS
+    return cache_root() / "bench"
 
 
 def device_name(device: torch.device) -> str:
@@ -101,6 +109,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": device_name(device),
         "cpus": available_cpus(),
         "threads": torch.get_num_threads(),
+        "cpu": cpu_info(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "load_before": load_average(),
@@ -136,9 +145,9 @@ def command_line(subcommand: str, options: Mapping[str, Any]) -> str:
 def results_path(machine: str, results: str | os.PathLike | None = None) -> Path:
     """``results`` if it is a ``.jsonl`` file, else ``<folder>/<machine>.jsonl``.
 
-    The folder is ``results``, or by default ``benchmarks/results`` in the current folder.
+    The folder is ``results``, or by default ``default_results_dir()``.
     """
-    path = Path(results) if results is not None else DEFAULT_RESULTS
+    path = Path(results) if results is not None else default_results_dir()
     return path if path.suffix == ".jsonl" else path / f"{machine}.jsonl"
 
 

@@ -1,9 +1,13 @@
 """Results in words: one line per measurement for the terminal, a Markdown table for the README.
 
-``resnetlab bench table`` renders the records under ``benchmarks/results/`` as table rows
-(what was measured, our figure, the peer's, the ratio, the command, the machine, the date
-and the torch version), the newest of each command on each machine, so a rerun replaces
-its row; ``--update README.md`` writes it between the README's
+Each kind of record has a type here that shows it: ``cells()`` gives what was measured,
+our figure, the peer's and the ratio; ``lines()`` the terminal's lines. Records are stored
+as measured; figures are rounded here, when shown.
+
+``resnetlab bench table`` renders the records (by default those of ``default_results_dir``)
+as table rows (those cells, the command, the machine with its CPU's instruction sets, the
+date and the torch version), the newest of each command on each machine, so a rerun
+replaces its row; ``--update README.md`` writes it between the README's
 ``<!-- bench-table -->`` and ``<!-- /bench-table -->`` markers.
 """
 
@@ -12,146 +16,246 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ResnetlabError
 
 BEGIN, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 
-def _rate(figures: Mapping[str, float] | None, unit: str = "img/s") -> str:
+def _rate(figures: Mapping[str, Any] | None, unit: str = "img/s") -> str:
     if not figures:
         return "-"
     low, high = figures["min"], figures["max"]
     return f"{figures['median']:,.0f} {unit} ({low:,.0f}-{high:,.0f})"
 
 
-def _ms(figures: Mapping[str, float] | None) -> str:
+def _ms(figures: Mapping[str, Any] | None) -> str:
     if not figures:
         return "-"
     return f"{figures['median']:.3g} ms ({figures['min']:.3g}-{figures['max']:.3g})"
 
 
-def _settings(s: Mapping[str, Any]) -> str:
-    parts = [f"{s['input_size']}x{s['input_size']}", f"batch {s['batch_size']}", s["precision"]]
-    if s.get("runtime", "torch") != "torch":
-        parts.append(s["runtime"].removesuffix("-int8"))
-    if s.get("channels_last"):
-        parts.append("channels-last")
-    if s.get("compile"):
-        parts.append("compiled")
-    if s.get("cuda_graphs"):
-        parts.append("CUDA graphs")
-    return ", ".join(parts)
-
-
-def _peer_settings(p: Mapping[str, Any]) -> str:
-    parts = [p.get("precision", "fp32"), "channels-last" if p.get("channels_last") else "NCHW"]
-    if p.get("compile"):
+def _layout(side: Mapping[str, Any]) -> str:
+    layout = "channels-last" if side.get("channels_last") else "NCHW"
+    parts = [side.get("precision", "fp32"), layout]
+    if side.get("compile"):
         parts.append("compiled")
     return ", ".join(parts)
 
 
-def summarize(record: Mapping[str, Any]) -> dict[str, str]:
-    """The record's cells: ``what``, ``ours``, ``peer``, ``ratio``."""
-    kind = record.get("kind")
-    peer = record.get("peer")
-    if kind == "train":
-        ours = _rate(record["ours"]["images_per_s"])
-        fraction = record["ours"].get("fraction_of_bf16_peak")
-        if fraction is not None:
-            ours += f", {fraction:.1%} of bf16 peak"
-        return {
-            "what": f"train `{record['model']}`, {_settings(record['settings'])}",
-            "ours": ours,
-            "peer": (
-                f"{_rate(peer['images_per_s'])}: {peer['what'].split(' (')[0]}, "
-                f"{_peer_settings(peer)}"
-                if peer
-                else "-"
-            ),
-            "ratio": f"{record['ratio']['median']:.2f}x" if peer else "-",
-        }
-    if kind == "infer":
-        s = record["settings"]
-        ours = record["ours"]
-        return {
-            "what": f"infer `{record['model']}`, {_settings(s)} (latency at batch 1)",
-            "ours": f"{_ms(ours['latency_ms'])}; {_rate(ours['images_per_s'])}",
-            "peer": (
-                f"{_ms(peer['latency_ms'])}; {_rate(peer['images_per_s'])}: "
-                f"{peer['what'].split(' (')[0]}, {_peer_settings(peer)}"
-                if peer
-                else "-"
-            ),
-            "ratio": (
-                f"latency {record['ratio']['latency']['median']:.2f}x, "
-                f"throughput {record['ratio']['throughput']['median']:.2f}x"
-                if peer
-                else "-"
-            ),
-        }
-    if kind == "data":
-        share = record.get("epoch_share")
-        ours = f"device loader {record['device_loader']['images_per_s']:,} img/s"
+def _fraction(side: Mapping[str, Any]) -> str:
+    """``, 31% of the bf16 matrix-product rate`` (older records: of a GPU's bf16 peak)."""
+    if side.get("fraction_of_matmul") is not None:
+        precision = side.get("precision", "fp32")
+        return f", {side['fraction_of_matmul']:.0%} of the {precision} matrix-product rate"
+    if side.get("fraction_of_bf16_peak") is not None:
+        return f", {side['fraction_of_bf16_peak']:.1%} of bf16 peak"
+    return ""
+
+
+class BenchRecord:
+    """A stored benchmark record of one of ``kinds``, as the table and terminal show it."""
+
+    kinds: ClassVar[tuple[str, ...]] = ()
+    peer_name = "usual way"  # what the second column compares with, in the terminal
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.data = data
+
+    def what(self) -> str:
+        raise NotImplementedError
+
+    def ours(self) -> str:
+        raise NotImplementedError
+
+    def peer(self) -> str:
+        return "-"
+
+    def ratio(self) -> str:
+        return "-"
+
+    def cells(self) -> dict[str, str]:
+        """The table's cells: ``what``, ``ours``, ``peer``, ``ratio``."""
+        return dict(what=self.what(), ours=self.ours(), peer=self.peer(), ratio=self.ratio())
+
+    def lines(self) -> list[str]:
+        """Lines for the terminal."""
+        cells = {k: v.replace("`", "") for k, v in self.cells().items()}
+        lines = [cells["what"], f"  ours: {cells['ours']}"]
+        if cells["peer"] != "-":
+            lines.append(f"  {self.peer_name}: {cells['peer']}")
+        if cells["ratio"] != "-":
+            lines.append(f"  ours/{self.peer_name}: {cells['ratio']}")
+        return [*lines, f"  {self.machine()}, torch {self.torch()}"]
+
+    def machine(self) -> str:
+        """``AMD EPYC (AVX512, bf16), 2 cores, 2 threads, load 1.2``."""
+        r = self.data
+        device = str(r.get("device"))
+        cpu = r.get("cpu")
+        if cpu and cpu.get("model") and device.startswith(cpu["model"]):
+            features = [cpu.get("capability") or "?"] + [
+                name for name in ("bf16", "amx") if cpu.get(name)
+            ]
+            device = device.replace(cpu["model"], f"{cpu['model']} ({', '.join(features)})", 1)
+        if r.get("threads"):
+            device += f", {r['threads']} threads"
+        if r.get("load_before"):
+            device += f", load {r['load_before'][0]}"
+        return device
+
+    def torch(self) -> str:
+        return str(self.data.get("versions", {}).get("torch"))
+
+    def row(self) -> str:
+        c, r = self.cells(), self.data
+        return (
+            f"| {c['what']} | {c['ours']} | {c['peer']} | {c['ratio']} | `{r.get('command')}` | "
+            f"{self.machine()} | {str(r.get('date'))[:10]} | {self.torch()} |"
+        )
+
+
+class _Comparison(BenchRecord):
+    """Ours against a peer, with the settings each side ran with."""
+
+    peer_name = "peer"
+
+    def settings(self) -> str:
+        s = self.data["settings"]
+        parts = [f"{s['input_size']}x{s['input_size']}", f"batch {s['batch_size']}", s["precision"]]
+        if s.get("runtime", "torch") != "torch":
+            parts.append(s["runtime"].removesuffix("-int8"))
+        parts += [name for key, name in self.FLAGS if s.get(key)]
+        return ", ".join(parts)
+
+    FLAGS = (("channels_last", "channels-last"), ("compile", "compiled"))
+
+    def figures(self, side: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def ours(self) -> str:
+        return self.figures(self.data["ours"])
+
+    def peer(self) -> str:
+        peer = self.data.get("peer")
+        if not peer:
+            return "-"
+        return f"{self.figures(peer)}: {peer['what'].split(' (')[0]}, {_layout(peer)}"
+
+    def lines(self) -> list[str]:
+        r = self.data
+        lines = [self.what().replace("`", "")]
+        ours = f"  ours: {self.ours()}: {r['ours']['what']}"
+        if r["settings"].get("optimizer"):
+            ours += f", {r['settings']['optimizer']}"
+        lines.append(ours)
+        peer = r.get("peer")
+        if peer:
+            how = f"{peer['what']}; {_layout(peer)}"
+            if peer.get("optimizer"):
+                how += f", {peer['optimizer']}, {peer['loop']}"
+            lines.append(f"  peer: {self.figures(peer)}: {how}")
+            lines.append(f"  ours/peer: {self.ratio()} (median of the per-repeat ratios)")
+        return [*lines, f"  {self.machine()}, torch {self.torch()}"]
+
+
+class TrainRecord(_Comparison):
+    kinds = ("train",)
+    FLAGS = (*_Comparison.FLAGS, ("cuda_graphs", "CUDA graphs"))
+
+    def what(self) -> str:
+        return f"train `{self.data['model']}`, {self.settings()}"
+
+    def figures(self, side: Mapping[str, Any]) -> str:
+        settings = {"precision": self.data["settings"]["precision"], **side}
+        return _rate(side["images_per_s"]) + _fraction(settings)
+
+    def ratio(self) -> str:
+        return f"{self.data['ratio']['median']:.2f}x" if self.data.get("peer") else "-"
+
+
+class InferRecord(_Comparison):
+    kinds = ("infer",)
+
+    def what(self) -> str:
+        return f"infer `{self.data['model']}`, {self.settings()} (latency at batch 1)"
+
+    def figures(self, side: Mapping[str, Any]) -> str:
+        return f"{_ms(side['latency_ms'])}; {_rate(side['images_per_s'])}"
+
+    def ratio(self) -> str:
+        ratio = self.data.get("ratio")
+        if not self.data.get("peer"):
+            return "-"
+        return (
+            f"latency {ratio['latency']['median']:.2f}x, "
+            f"throughput {ratio['throughput']['median']:.2f}x"
+        )
+
+
+class DataRecord(BenchRecord):
+    kinds = ("data",)
+
+    def what(self) -> str:
+        r = self.data
+        return f"data `{Path(r['data']).name}`, batch {r['batch_size']}"
+
+    def ours(self) -> str:
+        r = self.data
+        text = f"device loader {r['device_loader']['images_per_s']:,.0f} img/s"
+        share = r.get("epoch_share")
         if share:
-            ours += f"; {share['share']:.1%} of `{share['model']}` training time waiting for data"
-        ours += f"; load {record['load_cold_s']} s, from cache {record['load_cached_s']} s"
-        files = record.get("files")
-        peer_text = []
-        if record.get("usual_way"):
-            peer_text.append(f"per-image transforms {record['usual_way']['images_per_s']:,} img/s")
+            text += f"; {share['share']:.1%} of `{share['model']}` training time waiting for data"
+        return text + f"; load {r['load_cold_s']:.2f} s, from cache {r['load_cached_s']:.2f} s"
+
+    def peer(self) -> str:
+        r, parts = self.data, []
+        if r.get("usual_way"):
+            parts.append(f"per-image transforms {r['usual_way']['images_per_s']:,.0f} img/s")
+        files = r.get("files")
         if files:
-            peer_text.append(
+            parts.append(
                 f"epoch from files: ImageFolder {files['imagefolder_epoch_s']:.2f} s, "
                 f"ours streaming {files['streaming_epoch_s']:.2f} s ({files['ratio']:.2f}x)"
             )
-        return {
-            "what": f"data `{Path(record['data']).name}`, batch {record['batch_size']}",
-            "ours": ours,
-            "peer": "; ".join(peer_text) or "-",
-            "ratio": f"{record['ratio']:.2f}x" if record.get("ratio") else "-",
-        }
-    if kind == "tta":
-        reached = "reached" if record["reached"] else "missed"
-        return {
-            "what": f"time to {record['target']:.2%} `{record['model']}` on `{record['data']}`",
-            "ours": f"{record['seconds']} s, {reached} ({record['accuracy']:.2%} after "
-            f"{record['epochs']} epochs)",
-            "peer": "-",
-            "ratio": "-",
-        }
-    raise ResnetlabError(f"unknown kind of benchmark record: {kind!r}")
+        return "; ".join(parts) or "-"
+
+    def ratio(self) -> str:
+        return f"{self.data['ratio']:.2f}x" if self.data.get("ratio") else "-"
+
+
+class TimeToAccuracyRecord(BenchRecord):
+    kinds = ("time-to-accuracy", "tta")
+
+    def what(self) -> str:
+        r = self.data
+        return f"time to {r['target']:.2%} `{r['model']}` on `{r['data']}`"
+
+    def ours(self) -> str:
+        r = self.data
+        reached = "reached" if r["reached"] else "missed"
+        return f"{r['seconds']:.1f} s, {reached} ({r['accuracy']:.2%} after {r['epochs']} epochs)"
+
+
+RECORD_TYPES: dict[str, type[BenchRecord]] = {
+    kind: cls
+    for cls in (TrainRecord, InferRecord, DataRecord, TimeToAccuracyRecord)
+    for kind in cls.kinds
+}
+
+
+def as_record(data: Mapping[str, Any]) -> BenchRecord:
+    """The stored record ``data`` as the type that shows its kind."""
+    kind = data.get("kind")
+    if kind not in RECORD_TYPES:
+        raise ResnetlabError(f"unknown kind of benchmark record: {kind!r}")
+    return RECORD_TYPES[kind](data)
 
 
 def describe(record: Mapping[str, Any]) -> list[str]:
     """Lines for the terminal."""
-    cells = {k: v.replace("`", "") for k, v in summarize(record).items()}
-    lines = [cells["what"]]
-    peer = record.get("peer")
-    if record["kind"] in ("train", "infer"):
-        optimizer = record["settings"].get("optimizer")
-        lines.append(f"  ours: {cells['ours']}: {record['ours']['what']}")
-        if optimizer:
-            lines[-1] += f", {optimizer}"
-        if peer:
-            figures = cells["peer"].split(": ")[0]
-            how = f"{peer['what']}; {_peer_settings(peer)}"
-            if peer.get("optimizer"):
-                how += f", {peer['optimizer']}, {peer['loop']}"
-            lines.append(f"  peer: {figures}: {how}")
-            lines.append(f"  ours/peer: {cells['ratio']} (median of the per-repeat ratios)")
-    else:
-        lines.append(f"  ours: {cells['ours']}")
-        if cells["peer"] != "-":
-            lines.append(f"  usual way: {cells['peer']}")
-        if cells["ratio"] != "-":
-            lines.append(f"  ours/usual way: {cells['ratio']}")
-    lines.append(
-        f"  {record.get('device')}, {record.get('threads')} threads, "
-        f"load {record.get('load_before')}, torch {record.get('versions', {}).get('torch')}"
-    )
-    return lines
+    return as_record(record).lines()
 
 
 def newest_per_command(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -171,19 +275,7 @@ def render_table(records: Iterable[Mapping[str, Any]]) -> str:
         "| what | ours | peer | ours/peer | command | machine | date | torch |",
         "| --- | --- | --- | ---: | --- | --- | --- | --- |",
     ]
-    for r in newest_per_command(records):
-        cells = summarize(r)
-        load, threads = r.get("load_before"), r.get("threads")
-        machine = str(r.get("device"))
-        if threads:
-            machine += f", {threads} threads"
-        if load:
-            machine += f", load {load[0]}"
-        rows.append(
-            f"| {cells['what']} | {cells['ours']} | {cells['peer']} | {cells['ratio']} | "
-            f"`{r.get('command')}` | {machine} | {str(r.get('date'))[:10]} | "
-            f"{r.get('versions', {}).get('torch')} |"
-        )
+    rows += [as_record(r).row() for r in newest_per_command(records)]
     return "\n".join(rows) + "\n"
 
 

@@ -1,61 +1,31 @@
-"""Clocks, peak memory and the measured matrix-multiply peak.
+"""Spreads of repeated figures, peak memory, and the machine's matrix-product rate.
 
-On a GPU, time is read from CUDA events on the stream (what the device did), never from
-the host clock around asynchronous launches; on the CPU, from ``time.perf_counter``.
+Clocks and timing in turns are ``engine.timing``'s (the CPU calibration times with them
+too). ``torch.utils.benchmark`` times one statement at a time; a comparison here needs two
+sides timed in turns on the same machine state, with CUDA events on a GPU.
 """
 
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import torch
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+from ..engine.calibrate import cpu_matmul_tflops
+from ..engine.step import PRECISION_DTYPES
+from ..engine.timing import Clock
 
 
-class Clock:
-    """Elapsed seconds between ``start()`` and ``stop()`` of the work queued on ``device``."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-
-    def start(self) -> None:
-        if self.cuda:
-            self._begin = torch.cuda.Event(enable_timing=True)
-            self._begin.record()
-        else:
-            synchronize(self.device)
-            self._t0 = time.perf_counter()
-
-    def stop(self) -> float:
-        if self.cuda:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            end.synchronize()
-            return self._begin.elapsed_time(end) / 1000
-        synchronize(self.device)
-        return time.perf_counter() - self._t0
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median, minimum and maximum, rounded for a record."""
+def spread(values: Sequence[float]) -> dict[str, float | list[float]]:
+    """Median, minimum and maximum of repeated figures, and the figures themselves."""
     return {
-        "median": _round(statistics.median(values)),
-        "min": _round(min(values)),
-        "max": _round(max(values)),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "values": list(values),
     }
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.4g}")
 
 
 class PeakMemory:
@@ -81,38 +51,37 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device) - self._base
-            self.mib = round(peak / 2**20, 1)
+            self.mib = peak / 2**20
 
 
-def matmul_peak_tflops(
-    device: torch.device, dtype: torch.dtype = torch.bfloat16, n: int = 8192, repeats: int = 5
-) -> float | None:
-    """The best rate of an ``n`` x ``n`` matrix product in ``dtype`` on a GPU, in TFLOP/s.
+def matmul_tflops(device: torch.device, precision: str) -> float | None:
+    """The device's rate on a large matrix product in ``precision``, in TFLOP/s.
 
-    The ceiling the fraction of peak is measured against: what this chip, at its clocks and
-    power limit now, does on the kind of work that tensor cores are for. ``None`` off CUDA.
+    The ceiling a training step's rate is put against: on the CPU a 2048 x 2048 product,
+    measured once per machine and cached (``engine.calibrate.cpu_matmul_tflops``); on a GPU
+    an 8192 x 8192 product, measured once per process (its clocks depend on its power
+    limit now). ``None`` on other devices.
     """
-    if device.type != "cuda":
-        return None
+    if device.type == "cpu":
+        return cpu_matmul_tflops(precision)
+    if device.type == "cuda":
+        return _cuda_matmul_tflops(device, precision)
+    return None
+
+
+@cache
+def _cuda_matmul_tflops(device: torch.device, precision: str, n: int = 8192) -> float:
+    dtype = PRECISION_DTYPES[precision] or torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
     clock, best, per_timing = Clock(device), 0.0, 10
-    for _ in range(repeats):
+    for _ in range(5):
         clock.start()
         for _ in range(per_timing):
             a @ b
-        seconds = clock.stop()
-        best = max(best, 2 * n**3 * per_timing / seconds / 1e12)
+        best = max(best, 2 * n**3 * per_timing / clock.stop() / 1e12)
     del a, b
     torch.cuda.empty_cache()
-    return round(best, 1)
-
-
-def time_steps(step: Callable[[], None], steps: int, clock: Clock) -> float:
-    """Seconds for ``steps`` calls of ``step``, the device's work included."""
-    clock.start()
-    for _ in range(steps):
-        step()
-    return clock.stop()
+    return best

@@ -136,6 +136,7 @@ class TrainConfig:
     out: str | None = None
     log_every: int = 50  # steps between metrics rows and progress updates
     tensorboard: bool = False
+    explain_speed: bool = False  # log the CPU plan's timings (see engine.calibrate)
 
     def __post_init__(self) -> None:
         self.milestones = tuple(float(m) for m in self.milestones)

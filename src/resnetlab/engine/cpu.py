@@ -1,40 +1,177 @@
-"""CPU speed-ups of the training and inference paths.
+"""The CPU: what it is, and the convolution paths a CPU training run can take.
 
-Convolutions whose output map has at most ``SMALL_MAP_PIXELS`` pixels (the last stage of
-an ImageNet ResNet at 32x32 or 64x64 inputs, of the seed's model at 64x64) are computed as
-one matrix product over unfolded patches. oneDNN's kernels are tuned for large maps: on 2
-CPU cores the backward pass of ResNet-18's 512-channel 3x3 conv on a 2x2 map took 61 ms
-(90 ms channels-last), and the same conv as unfold + matrix product 22 ms. A ResNet-18
-training step at 64x64 ran 1.2x to 1.3x faster with it, at 32x32 1.6x.
+Which implementation of a convolution is fastest depends on the CPU. oneDNN (PyTorch's
+``nn.Conv2d`` on the CPU) is tuned for large feature maps; on small ones its backward pass
+can be several times slower than the same convolution written as one matrix product over
+unfolded patches (ResNet-18's 512-channel 3x3 convolution on a 2x2 map: 61 ms against 22 ms
+on one 2-core machine), while on another machine oneDNN wins the same contest. So nothing
+here is chosen by a fixed rule for training: ``engine.calibrate`` times both paths for every
+convolution shape a model has, on the machine at hand, and ``use_matmul_convs`` gives the
+convolutions that won the matrix-product path.
 """
 
 from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-SMALL_MAP_PIXELS = 4  # 2x2 and smaller; at 4x4 oneDNN was as fast as the matrix product
+# Largest output map (pixels) on which a k x k convolution (k > 1) is a matrix-product
+# candidate: unfolding copies each input pixel k * k times, which on larger maps costs more
+# than the matrix product saves. 1x1 convolutions are candidates on any map (no unfolding).
+MATMUL_MAX_PIXELS = 16
+
+# The inference path's fixed rule (it is not calibrated): 2x2 maps and smaller.
+SMALL_MAP_PIXELS = 4
 
 
-class SmallMapConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that, on the CPU, computes small output maps as one matrix product.
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of ``/proc/cpuinfo`` (empty where there is none)."""
+    info: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if not line.strip():
+            if info:
+                break
+            continue
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), re.sub(r"\s+", " ", value).strip())
+    return info
 
-    Same parameters, state-dict keys and results (up to rounding) as ``nn.Conv2d``; other
-    devices and larger maps take ``nn.Conv2d``'s path.
+
+def cpu_name() -> str:
+    """The processor's model name, e.g. ``AMD EPYC``."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_capability() -> str | None:
+    """The vector instruction set PyTorch's CPU kernels use here: ``AVX512``, ``AVX2``..."""
+    get = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return get() if get is not None else None
+
+
+def cpu_info() -> dict[str, Any]:
+    """What a measurement on this CPU depends on: model, family, instruction sets.
+
+    ``bf16`` is hardware bfloat16 arithmetic (x86 AVX512_BF16 or AMX, Arm's BF16
+    extension), without which bf16 autocast is emulated and slower than float32.
+    """
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return {
+        "model": cpu_name(),
+        "family": "/".join(info[k] for k in ("cpu family", "model", "stepping") if k in info)
+        or None,
+        "capability": cpu_capability(),
+        "bf16": bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}),
+        "amx": bool(flags & {"amx_bf16", "amx_tile"}),
+    }
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """One convolution as a model runs it: its geometry and the map it reads."""
+
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    bias: bool
+    height: int  # of the input map
+    width: int
+    input_grad: bool  # False for the stem, whose input (the image) needs no gradient
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return (
+            (self.height + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1,
+            (self.width + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1,
+        )
+
+    @property
+    def key(self) -> str:
+        """``128x8x8>256 k3x3 s2 p1``: input channels x map > output channels, geometry."""
+        k, s, p = self.kernel, self.stride, self.padding
+        text = f"{self.in_channels}x{self.height}x{self.width}>{self.out_channels} k{k[0]}x{k[1]}"
+        text += f" s{s[0]}" if s[0] == s[1] else f" s{s[0]}x{s[1]}"
+        text += f" p{p[0]}" if p[0] == p[1] else f" p{p[0]}x{p[1]}"
+        return text + (" bias" if self.bias else "") + ("" if self.input_grad else " no-dx")
+
+    @property
+    def matmul_candidate(self) -> bool:
+        """Whether the matrix-product path is worth timing for this shape."""
+        if self.kernel == (1, 1) and self.padding == (0, 0):
+            return True
+        height, width = self.out_size
+        return height * width <= MATMUL_MAX_PIXELS
+
+    def module(self) -> nn.Conv2d:
+        return nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            stride=self.stride,
+            padding=self.padding,
+            bias=self.bias,
+        )
+
+
+class MatmulConv2d(nn.Conv2d):
+    """``nn.Conv2d`` computed on the CPU as one matrix product.
+
+    A 1x1 convolution is a product with the (strided) feature map itself; a larger kernel a
+    product with its unfolded patches. The result keeps the input's memory format. Same
+    parameters, state-dict keys and results (up to rounding) as ``nn.Conv2d``; on other
+    devices it is ``nn.Conv2d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = _output_size(self, x)
-        if x.device.type != "cpu" or x.ndim != 4 or height * width > SMALL_MAP_PIXELS:
+        if x.device.type != "cpu" or x.ndim != 4:
             return super().forward(x)
-        batch = x.shape[0]
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not (
+            x.is_contiguous()
+        )
+        if self.kernel_size == (1, 1) and self.padding == (0, 0):
+            out = self._pointwise(x, channels_last)
+        else:
+            out = self._unfolded(x, channels_last)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)[:, None, None]
+        return out
+
+    def _pointwise(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        if self.stride != (1, 1):
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+        batch, channels, height, width = x.shape
+        weight = self.weight.reshape(self.out_channels, channels)  # (C_out, C_in)
+        if channels_last:  # (B * H * W, C_in) rows, a view of a channels-last map
+            out = x.permute(0, 2, 3, 1).reshape(-1, channels) @ weight.t()
+            return out.view(batch, height, width, -1).permute(0, 3, 1, 2)
+        out = weight @ x.reshape(batch, channels, height * width)  # (B, C_out, H * W)
+        return out.view(batch, -1, height, width)
+
+    def _unfolded(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        height, width = _output_size(self, x)
         # (B, C_in * kh * kw, h * w) patches; weight (C_out, C_in * kh * kw).
         patches = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        out = self.weight.reshape(self.out_channels, -1) @ patches  # (B, C_out, h * w)
-        if self.bias is not None:
-            out = out + self.bias[:, None]
-        return out.view(batch, self.out_channels, height, width)
+        weight = self.weight.reshape(self.out_channels, -1)
+        if channels_last:  # (B, h * w, C_out): channels-last without a copy
+            out = patches.transpose(1, 2) @ weight.t()
+            return out.view(x.shape[0], height, width, -1).permute(0, 3, 1, 2)
+        return (weight @ patches).view(x.shape[0], -1, height, width)
 
 
 def _output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
@@ -45,46 +182,84 @@ def _output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def use_small_map_convs(model: nn.Module, input_size: int | None = None) -> nn.Module:
-    """Give every plain convolution of ``model`` the small-map CPU path, in place.
-
-    Args:
-        model: a model on the CPU (on other devices the convolutions behave as before).
-        input_size: the image side it will see; the convolutions whose maps are small at
-            that size get their weights in the default (NCHW) layout, which their matrix
-            product reads without a copy, also when the model is channels-last.
-    """
-    convs = [
-        m
-        for m in model.modules()
-        if type(m) is nn.Conv2d
+def _convertible(m: nn.Module) -> bool:
+    return (
+        type(m) in (nn.Conv2d, MatmulConv2d)
         and m.groups == 1
         and m.dilation == (1, 1)
         and m.padding_mode == "zeros"
         and isinstance(m.padding, tuple)
-    ]
-    for conv in convs:
-        conv.__class__ = SmallMapConv2d
-    if input_size is None or not convs:
-        return model
-    small = set()
+    )
+
+
+def conv_shapes(model: nn.Module, input_size: int) -> dict[nn.Conv2d, ConvShape]:
+    """The shape of every convolution that could take the matrix-product path, as the model
+    runs at ``input_size`` (found by one forward pass of a single blank image)."""
+    convs = [m for m in model.modules() if _convertible(m)]
+    shapes: dict[nn.Conv2d, ConvShape] = {}
 
     def record(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
-        height, width = _output_size(module, inputs[0])
-        if height * width <= SMALL_MAP_PIXELS:
-            small.add(module)
+        x = inputs[0]
+        shapes[module] = ConvShape(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.bias is not None,
+            x.shape[-2],
+            x.shape[-1],
+            x.requires_grad,  # depends on parameters: its gradient is computed in training
+        )
 
     handles = [conv.register_forward_hook(record) for conv in convs]
     param = next(model.parameters())
     was_training = model.training
     try:
-        with torch.no_grad():
+        with torch.enable_grad():
             model.eval()(torch.zeros(1, 3, input_size, input_size, dtype=param.dtype))
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    with torch.no_grad():
-        for conv in small:
-            conv.weight.data = conv.weight.data.contiguous()
+    return shapes
+
+
+def use_matmul_convs(
+    model: nn.Module, input_size: int, chosen: Collection[str] | Callable[[ConvShape], bool]
+) -> nn.Module:
+    """Give the chosen convolutions of ``model`` the matrix-product path, in place.
+
+    Args:
+        model: a model on the CPU.
+        input_size: the image side it will see.
+        chosen: ``ConvShape.key`` values (a calibration's choice), or a rule on the shape.
+
+    Their weights get the default (NCHW) layout, which the matrix product reads without a
+    copy, also when the model is channels-last.
+    """
+    if not chosen:
+        return model
+    picks = chosen if callable(chosen) else (lambda shape: shape.key in chosen)
+    for conv, shape in conv_shapes(model, input_size).items():
+        if picks(shape):
+            to_matmul(conv)
     return model
+
+
+def to_matmul(conv: nn.Conv2d) -> MatmulConv2d:
+    """``conv`` (in place) on the matrix-product path, its weight in the default layout."""
+    conv.__class__ = MatmulConv2d
+    with torch.no_grad():
+        conv.weight.data = conv.weight.data.contiguous()
+    return conv
+
+
+def use_small_map_convs(model: nn.Module, input_size: int) -> nn.Module:
+    """The inference path's fixed rule: output maps of ``SMALL_MAP_PIXELS`` or fewer."""
+
+    def small(shape: ConvShape) -> bool:
+        height, width = shape.out_size
+        return height * width <= SMALL_MAP_PIXELS
+
+    return use_matmul_convs(model, input_size, small)

@@ -5,7 +5,8 @@ into the convolution before it and, on CUDA and CPU, channels-last weights. In e
 BN is a per-channel affine map, so folding it changes only rounding, and removes a pass
 over every feature map: on 2 CPU cores, folding and channels-last together make ResNet-20
 inference about 1.5x faster than the model as trained. On the CPU the convolutions with
-small output maps take the matrix-product path of ``engine.cpu``.
+small output maps (2x2 or less, a fixed rule: inference is not calibrated) take the
+matrix-product path of ``engine.cpu``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..models import load_model
 from .cpu import use_small_map_convs
+from .step import resolve_channels_last
 
 
 class ExternalModel(nn.Module):
@@ -82,19 +84,18 @@ def inference_model(
     Args:
         model: a resnetlab model (left unchanged).
         device: where to run it.
-        channels_last: default on for CUDA and CPU, as in training.
+        channels_last: default: ``resolve_channels_last``'s (on for CUDA and CPU).
         input_size: the image side it will see, if known (lays out the CPU's small-map
             convolutions for it, see ``engine.cpu``).
     """
     if isinstance(model, ExternalModel):
         return model
     device = torch.device(device)
-    if channels_last is None:
-        channels_last = device.type in ("cuda", "cpu")
+    channels_last = resolve_channels_last(channels_last, device)
     fast = fold_batchnorm(copy.deepcopy(model).eval()).to(device)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
-    if device.type == "cpu":
+    if device.type == "cpu" and input_size is not None:
         use_small_map_convs(fast, input_size)
     return fast
 

@@ -8,8 +8,9 @@ training loop reads them (``take_sums``) once per ``log_every`` steps.
 
 What makes it fast, and why:
 
-- bf16 autocast on GPUs that support it (``precision="auto"``); float32 on CPUs, where bf16
-  without hardware support is slower than float32.
+- bf16 autocast on GPUs that support it (``precision="auto"``). On a CPU, ``auto`` means
+  bf16 where the CPU has bf16 hardware and measuring it showed a gain (``engine.calibrate``);
+  without the hardware bf16 is slower than float32.
 - Channels-last tensors: the native layout of cuDNN's and oneDNN's convolutions, so no
   layout conversion around each conv (on 2 CPU cores, 1.2x to 1.5x for the CIFAR nets).
 - One optimizer kernel over all parameters: fused on CUDA, foreach elsewhere.
@@ -17,8 +18,8 @@ What makes it fast, and why:
   into a CUDA graph and replayed, one launch per step instead of hundreds. Small-kernel
   models (the CIFAR nets, the seed's 64x64 model) are limited by launch overhead, not by
   arithmetic.
-- On the CPU, convolutions with output maps of 2x2 or less as one matrix product (see
-  ``engine.cpu``): oneDNN is slow there, and ImageNet ResNets at small inputs end there.
+- On the CPU, the precision, the layout and, per convolution shape, oneDNN or one matrix
+  product: whichever measured fastest on this machine (``engine.calibrate``, cached).
 - An EMA update without host reads (``AveragedModel.update_parameters`` reads its counter
   on the host every step, which waits for the device).
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -38,32 +40,41 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..errors import ResnetlabError
 from ..models import create_model, model_info
 from .config import TrainConfig, cuda_graphs_problem
-from .cpu import use_small_map_convs
+from .cpu import use_matmul_convs
 from .distributed import DistInfo
 from .optim import build_optimizer
+
+if TYPE_CHECKING:
+    from .calibrate import CpuPlan
 
 # Eager steps on a side stream before capture: they allocate the optimizer state, let
 # cuDNN pick its algorithms and torch.compile compile, none of which may happen in a graph.
 GRAPH_WARMUP_STEPS = 3
 
 
+# The autocast dtype of each --precision but auto; None is float32.
+PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it."""
+    """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it
+    (on a CPU, ``build_training`` decides ``auto`` by measuring; see ``engine.calibrate``)."""
     if precision == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if bf16 else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return PRECISION_DTYPES[precision]
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
     """``fp32``, ``bf16`` or ``fp16``: the ``--precision`` that gives autocast ``dtype``."""
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return {dtype: name for name, dtype in PRECISION_DTYPES.items()}[dtype]
 
 
-def resolve_channels_last(config: TrainConfig, device: torch.device) -> bool:
-    """``config.channels_last``, or by default on for CUDA and CPU (never slower there)."""
-    if config.channels_last is not None:
-        return config.channels_last
+def resolve_channels_last(channels_last: bool | None, device: torch.device) -> bool:
+    """``channels_last`` when named, else on for CUDA and CPU (on a CPU, training may
+    choose NCHW by measuring; see ``engine.calibrate``)."""
+    if channels_last is not None:
+        return channels_last
     return device.type in ("cuda", "cpu")
 
 
@@ -258,6 +269,7 @@ class TrainParts:
     step: TrainStep
     amp_dtype: torch.dtype | None
     channels_last: bool
+    cpu_plan: CpuPlan | None = None  # on a CPU: what was chosen by measuring, and why
 
 
 def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.Module:
@@ -299,12 +311,18 @@ def build_training(
         if problem is not None:
             raise ResnetlabError(problem)
     amp_dtype = resolve_precision(config.precision, device)
-    channels_last = resolve_channels_last(config, device)
+    channels_last = resolve_channels_last(config.channels_last, device)
+    cpu_plan = None
+    if device.type == "cpu":
+        from .calibrate import plan_cpu  # (which times this module's TrainStep)
+
+        cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
+        amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
     model = initial_model(config, num_classes, input_size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if device.type == "cpu":
-        use_small_map_convs(model, input_size)
+    if cpu_plan is not None:
+        use_matmul_convs(model, input_size, cpu_plan.matmul_convs)
     if config.sync_bn and dist.enabled:
         if device.type != "cuda":
             raise ResnetlabError(
@@ -341,4 +359,4 @@ def build_training(
         ema_decay=config.ema_decay,
         cuda_graphs=config.cuda_graphs,
     )
-    return TrainParts(model, net, optimizer, scaler, ema, step, amp_dtype, channels_last)
+    return TrainParts(model, net, optimizer, scaler, ema, step, amp_dtype, channels_last, cpu_plan)

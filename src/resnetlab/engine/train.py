@@ -115,7 +115,7 @@ class Trainer:
         self.dist, self.device = init_distributed(c.device)
         torch.manual_seed(c.seed)
         configure_backends(self.device, c.deterministic)
-        self.channels_last = resolve_channels_last(c, self.device)
+        self.channels_last = resolve_channels_last(c.channels_last, self.device)
 
         self.input_size = c.input_size or model_info(c.model).input_size
         self._load_data()
@@ -133,6 +133,12 @@ class Trainer:
         self.optimizer, self.scaler, self.ema = parts.optimizer, parts.scaler, parts.ema
         self.amp_dtype = parts.amp_dtype
         self.train_step = parts.step
+        self.cpu_plan = parts.cpu_plan
+        if parts.channels_last != self.channels_last:  # the CPU plan chose the other layout
+            self.channels_last = parts.channels_last
+            for loader in (self.train_loader, self.val_loader):
+                if loader is not None:
+                    loader.channels_last = parts.channels_last
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
         # With max_steps the last epoch may be cut short.
@@ -218,6 +224,7 @@ class Trainer:
             if self.dist.is_main:
                 c.save(self.run_dir / "config.json")
                 self.log.start(self._describe())
+                self._explain_speed()
                 if self.step == 0:
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
                 if self.epoch >= self.num_epochs:
@@ -462,6 +469,19 @@ class Trainer:
             f"recipe {c.recipe}, {self._length()}; "
             f"{self.device}{world}, {precision}"
         )
+
+    def _explain_speed(self) -> None:
+        """The CPU plan in one line, or with ``explain_speed`` the timings behind it."""
+        if self.cpu_plan is None:
+            if self.config.explain_speed:
+                self.log.message(f"speed on {self.device.type}: fixed choices (calibrated on CPUs)")
+            return
+        if self.config.explain_speed:
+            for line in self.cpu_plan.explain():
+                self.log.message(line)
+        else:
+            hint = "; --explain-speed shows the timings" if self.cpu_plan.steps else ""
+            self.log.message(self.cpu_plan.describe() + hint)
 
     def _length(self) -> str:
         full = self.num_epochs * self.steps_per_epoch

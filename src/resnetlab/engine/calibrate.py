@@ -1,0 +1,585 @@
+"""CPU training choices made by measuring the machine at hand, once, and remembered.
+
+What trains fastest on a CPU depends on the CPU: on one 2-core machine ResNet-18's small
+late feature maps ran 1.2x faster as matrix products and channels-last beat NCHW; on
+another, with AVX-512 and bfloat16 instructions, oneDNN won on those maps and bf16
+autocast made the whole step 1.6x to 1.9x faster. So the first CPU run of a workload (a
+model at an input size and batch size, with its training options) times the candidates
+on this machine and keeps the choice:
+
+1. every convolution shape the model has, forward and backward, as ``nn.Conv2d``
+   (oneDNN) and as a matrix product (``engine.cpu.MatmulConv2d``), where that is a
+   candidate (1x1 kernels, and maps of up to ``MATMUL_MAX_PIXELS``);
+2. the whole training step (``engine.step.TrainStep``, the run's optimizer) in each
+   memory layout and, for ``--precision auto`` on a CPU with bf16 hardware, in float32
+   and in bf16 autocast, each with its best convolution paths.
+
+Candidates take turns, one call each per round, so that a change in the machine's load
+hits all of them alike, and each is judged by its median over ``REPEATS`` rounds after one
+untimed call. The decision rule (``choose``) keeps the default unless another candidate
+is faster by a margin: a convolution stays with oneDNN unless the matrix product is
+``CONV_MARGIN`` faster, the layout stays channels-last unless NCHW is ``LAYOUT_MARGIN``
+faster, and the precision stays float32 unless bf16 is ``PRECISION_MARGIN`` faster.
+Margins keep the decision from flipping on noise, towards what PyTorch does by itself.
+
+Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
+machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
+torch version and ``CALIBRATION_VERSION``. A change to any of them measures again; an
+unreadable file is reported and measured over. Timings are kept with the load average they
+were measured at: those from a busy machine (more than ``BUSY_LOAD`` per core) are used
+while it stays busy and measured again by the first run that finds it quiet.
+``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
+channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
+choices). Calibration costs seconds: a few training steps per candidate, at a batch cut
+down when one step would take long.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import statistics
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.decode import available_cpus
+from ..errors import CacheWarning
+from .config import TrainConfig
+from .cpu import ConvShape, conv_shapes, cpu_info, to_matmul, use_matmul_convs
+from .distributed import DistInfo, broadcast_object
+from .optim import build_optimizer
+from .step import PRECISION_DTYPES, TrainStep, initial_model, resolve_channels_last
+from .timing import time_interleaved
+
+CALIBRATION_VERSION = 1  # bump when what is measured, or how, changes
+REPEATS = 3
+CONV_MARGIN = 0.10
+LAYOUT_MARGIN = 0.05
+PRECISION_MARGIN = 0.10
+# The most arithmetic a timed step may do: a run with a larger batch is timed at a smaller
+# one (a fixed number, not a measured time, so that the batch timed does not depend on how
+# busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
+STEP_FLOPS_BUDGET = 40e9
+BUSY_LOAD = 1.5  # load average per core above which timings are redone when it is quieter
+PATHS = ("onednn", "matmul")  # the ways a convolution can run
+ENV = "RESNETLAB_CALIBRATE"
+CPU = torch.device("cpu")
+
+Calls = Mapping[str, Callable[[], object]]
+# (what is timed: its key in the cache, the calls) -> seconds per call of each
+Measure = Callable[[str, Calls], dict[str, list[float]]]
+
+
+def measure_in_turns(what: str, calls: Calls) -> dict[str, list[float]]:
+    """``REPEATS`` rounds of one call each, after one untimed call each (first calls build
+    oneDNN's kernels and allocate)."""
+    return time_interleaved(calls, REPEATS)
+
+
+def choose(timings: Mapping[str, Sequence[float]], default: str, margin: float) -> str:
+    """The candidate to use, given each one's measured seconds.
+
+    The default unless another candidate's median is below ``(1 - margin)`` times the
+    default's; then the fastest (the first listed among equals). Candidates without a
+    finite timing are out; without the default, the first candidate is the default.
+    """
+    medians = {
+        name: statistics.median(finite)
+        for name, values in timings.items()
+        if (finite := [v for v in values if math.isfinite(v)])
+    }
+    if not medians:
+        raise ValueError("no candidate has a finite timing")
+    if default not in medians:
+        default = next(iter(medians))
+    best = min(medians, key=medians.__getitem__)
+    return best if medians[best] < medians[default] * (1 - margin) else default
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A way to run the whole step: a precision and a memory layout."""
+
+    precision: str  # fp32, bf16 or fp16
+    channels_last: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.precision} {'channels-last' if self.channels_last else 'NCHW'}"
+
+    @classmethod
+    def parse(cls, name: str) -> Candidate:
+        precision, layout = name.split(" ")
+        return cls(precision, layout == "channels-last")
+
+
+def decide(steps: Mapping[str, Sequence[float]]) -> Candidate:
+    """The precision and layout to train in, from step timings keyed by ``Candidate.name``.
+
+    The layout is chosen per precision (channels-last unless NCHW wins by
+    ``LAYOUT_MARGIN``), then the precision between the winners (float32 unless another
+    wins by ``PRECISION_MARGIN``).
+    """
+    by_precision: dict[str, dict[str, Sequence[float]]] = {}
+    for name, values in steps.items():
+        by_precision.setdefault(Candidate.parse(name).precision, {})[name] = values
+    winners = {
+        precision: choose(layouts, f"{precision} channels-last", LAYOUT_MARGIN)
+        for precision, layouts in by_precision.items()
+    }
+    finalists = {name: steps[name] for name in winners.values()}
+    default = winners.get("fp32", next(iter(finalists)))
+    return Candidate.parse(choose(finalists, default, PRECISION_MARGIN))
+
+
+def matmul_paths(convs: Mapping[str, Mapping[str, Sequence[float]]]) -> frozenset[str]:
+    """The convolution shapes whose matrix-product timing beats oneDNN's by ``CONV_MARGIN``."""
+    return frozenset(
+        shape
+        for shape, paths in convs.items()
+        if choose({p: paths[p] for p in PATHS}, "onednn", CONV_MARGIN) == "matmul"
+    )
+
+
+def machine_key() -> dict[str, Any]:
+    """What a CPU calibration holds for: a change to any of it measures again."""
+    info = cpu_info()
+    return {
+        "cpu": info["model"],
+        "family": info["family"],
+        "capability": info["capability"],
+        "bf16": info["bf16"],
+        "amx": info["amx"],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "version": CALIBRATION_VERSION,
+    }
+
+
+class CalibrationStore:
+    """The cached timings of one machine key: a JSON file under ``<cache>/calibration``."""
+
+    SECTIONS = ("convs", "steps", "matmul")
+
+    def __init__(self, folder: str | os.PathLike | None = None) -> None:
+        from ..data.cache import cache_root
+
+        self.key = machine_key()
+        digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:12]
+        slug = re.sub(r"[^a-z0-9]+", "-", self.key["cpu"].lower()).strip("-") or "cpu"
+        root = Path(folder) if folder is not None else cache_root() / "calibration"
+        self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
+        self.data = self._read(warn=True)
+        self.changed = False
+
+    def _read(self, *, warn: bool) -> dict[str, Any]:
+        empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
+        try:
+            data = json.loads(self.path.read_text())
+            if not (isinstance(data, dict) and all(isinstance(data.get(s), dict) for s in empty)):
+                raise ValueError("not a calibration file")
+        except FileNotFoundError:
+            return empty
+        except (OSError, ValueError) as e:
+            if warn:
+                reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+                warnings.warn(
+                    f"ignoring the unreadable CPU calibration {self.path} ({reason}); "
+                    "measuring again",
+                    CacheWarning,
+                    stacklevel=3,
+                )
+            return empty
+        return data if data.get("key") == self.key else empty
+
+    def get(self, section: str, key: str) -> Any:
+        return self.data[section].get(key)
+
+    def timings(self, section: str, key: str, names: Sequence[str]) -> dict[str, list] | None:
+        """The cached timings of ``names`` under ``key``, or None when any is missing or
+        is not a list of numbers (an entry from an edited or damaged file is measured again)."""
+        entry = self.get(section, key)
+        if not isinstance(entry, dict):
+            return None
+        for name in names:
+            values = entry.get(name)
+            if not (isinstance(values, list) and values):
+                return None
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                return None
+        return entry
+
+    def put(self, section: str, key: str, value: Any) -> None:
+        self.data[section][key] = value
+        self.changed = True
+
+    def save(self) -> None:
+        """Write what was measured, merged with what other processes wrote meanwhile."""
+        if not self.changed:
+            return
+        merged = self._read(warn=False)
+        for section in self.SECTIONS:
+            merged[section].update(self.data[section])
+        merged["key"] = self.key
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(merged, indent=1) + "\n")
+            os.replace(tmp, self.path)
+        except OSError as e:
+            message = f"could not save the CPU calibration to {self.path}: {e}"
+            warnings.warn(message, CacheWarning, stacklevel=2)
+        self.changed = False
+
+
+def cpu_matmul_tflops(
+    precision: str = "fp32", store: CalibrationStore | None = None, *, force: bool = False
+) -> float:
+    """This CPU's rate on a 2048 x 2048 matrix product in ``precision``, in TFLOP/s.
+
+    The best of ``REPEATS * 3`` timed products at PyTorch's thread count, measured once per
+    machine key and cached (``force``: measured again): the ceiling a training step's rate
+    is put against.
+    """
+    n = 2048
+
+    def calls() -> Calls:
+        dtype = PRECISION_DTYPES[precision] or torch.float32
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        return {"matmul": lambda: a @ b}
+
+    def measure(what: str, calls: Calls) -> dict[str, list[float]]:
+        return time_interleaved(calls, REPEATS * 3)
+
+    store = store or CalibrationStore()
+    timings, _ = _cached(store, "matmul", precision, ["matmul"], calls, measure, force)
+    store.save()
+    return 2 * n**3 / min(timings["matmul"]) / 1e12
+
+
+def synthetic_batch(
+    batch_size: int,
+    size: int,
+    classes: int,
+    device: torch.device = CPU,
+    channels_last: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch (seeded, the global RNG untouched) in the loader's layout."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, 3, size, size, generator=generator).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch_size,), generator=generator).to(device)
+    return x, y
+
+
+def step_flops(config: TrainConfig, num_classes: int, input_size: int) -> int:
+    """FLOPs of one training step per image, counted on the meta device (no arithmetic)."""
+    from ..analysis.summary import training_flops
+
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        model = initial_model(config, num_classes, input_size)
+    return training_flops(model, input_size)
+
+
+@dataclass
+class CpuPlan:
+    """How a CPU training run goes: precision, layout, convolution paths, and why."""
+
+    precision: str = "fp32"
+    channels_last: bool = True
+    matmul_convs: frozenset[str] = frozenset()
+    how: str = "default"  # measured now, from the cache, or why nothing was measured
+    workload: str = ""
+    batch: int | None = None  # the batch the step timings ran at
+    steps: dict[str, list[float]] = field(default_factory=dict)  # Candidate.name -> seconds
+    load: list[float] | None = None  # the load average when the steps were timed
+    convs: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # chosen candidate's
+    counts: dict[str, int] = field(default_factory=dict)  # shape key -> convolutions of it
+    machine: dict[str, Any] = field(default_factory=dict)
+    cache: str | None = None
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return PRECISION_DTYPES[self.precision]
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.precision, self.channels_last)
+
+    def describe(self) -> str:
+        """One line for the run's log."""
+        text = "bf16 autocast" if self.precision == "bf16" else self.precision
+        text = f"CPU plan: {text}, {self.candidate.name.split(' ')[1]}"
+        if self.counts:
+            text += (
+                f", matrix-product path for {len(self.matmul_convs)} of "
+                f"{len(self.counts)} convolution shapes"
+            )
+        return f"{text} ({self.how})"
+
+    def explain(self) -> list[str]:
+        """What was chosen and the timings behind it."""
+        m = self.machine
+        lines = [self.describe()]
+        if m:
+            bf16 = "bf16 hardware" if m.get("bf16") else "no bf16 hardware"
+            lines.append(
+                f"  {self.workload} on {m['cpu']} ({m['capability']}, {bf16}), "
+                f"{m['threads']} threads, torch {m['torch']}; cache {self.cache}"
+            )
+        if len(self.steps) > 1:
+            load = f", load average {self.load[0]:.2f}" if self.load else ""
+            if self.load and busy(self.load[0]):
+                load += ": busy, to be measured again when quieter"
+            lines.append(
+                f"  training step at batch {self.batch}, median of {REPEATS} rounds (ms{load}); "
+                f"NCHW needs {LAYOUT_MARGIN:.0%} over channels-last, bf16 "
+                f"{PRECISION_MARGIN:.0%} over fp32:"
+            )
+            for name, values in self.steps.items():
+                mark = "  <- chosen" if name == self.candidate.name else ""
+                lines.append(f"    {name:<20} {statistics.median(values) * 1e3:8.1f}{mark}")
+        if self.convs:
+            lines.append(
+                f"  convolutions in {self.candidate.name}, forward and backward (ms), oneDNN vs "
+                f"matrix product, which needs {CONV_MARGIN:.0%}:"
+            )
+            for shape, paths in self.convs.items():
+                onednn, matmul = (statistics.median(paths[p]) * 1e3 for p in ("onednn", "matmul"))
+                pick = "matrix product" if shape in self.matmul_convs else "oneDNN"
+                lines.append(
+                    f"    {shape:<32} x{self.counts.get(shape, 1):<2} "
+                    f"{onednn:8.2f} {matmul:8.2f}  -> {pick}"
+                )
+        return lines
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["matmul_convs"] = sorted(self.matmul_convs)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> CpuPlan:
+        return cls(**{**record, "matmul_convs": frozenset(record.get("matmul_convs", ()))})
+
+
+def plan_cpu(
+    config: TrainConfig,
+    *,
+    num_classes: int,
+    input_size: int,
+    dist: DistInfo | None = None,
+    force: bool = False,
+    measure: Measure | None = None,
+    store: CalibrationStore | None = None,
+) -> CpuPlan:
+    """The plan for training ``config`` on this CPU: from the cache, or measured now.
+
+    Args:
+        config: the run (model, batch size, optimizer; ``precision`` and ``channels_last``
+            fix those choices when named).
+        num_classes, input_size: of the model as the run builds it.
+        dist: under torchrun, rank 0 decides for every process.
+        force: measure again even where the cache has timings.
+        measure: times a set of calls (``measure_in_turns``; tests pass fixed timings).
+        store: the cache (default: this machine's file in the cache folder).
+    """
+    candidates = _candidates(config)
+    default = CpuPlan(candidates[0].precision, resolve_channels_last(config.channels_last, CPU))
+    skip = (
+        f"not calibrated: {ENV}=off"
+        if os.environ.get(ENV, "").lower() in ("off", "0", "no", "false")
+        else "not calibrated: --compile chooses its own kernels"
+        if config.compile
+        else None
+    )
+    if skip is not None:
+        default.how = skip
+        return default
+    dist = dist or DistInfo()
+    plan = None
+    if dist.is_main:
+        with torch.random.fork_rng(devices=[]):  # a run draws the same numbers either way
+            store = store or CalibrationStore()
+            measure = measure or measure_in_turns
+            plan = _calibrate(config, num_classes, input_size, candidates, store, measure, force)
+    return broadcast_object(plan, dist)
+
+
+def _candidates(config: TrainConfig) -> list[Candidate]:
+    """fp32 first (the default), then bf16 for ``auto`` on bf16 hardware; both layouts,
+    channels-last first, unless the config names one."""
+    if config.precision != "auto":
+        precisions = [config.precision]
+    else:
+        precisions = ["fp32"] + (["bf16"] if cpu_info()["bf16"] else [])
+    layouts = [config.channels_last] if config.channels_last is not None else [True, False]
+    return [Candidate(p, cl) for p in precisions for cl in layouts]
+
+
+def _calibrate(
+    config: TrainConfig,
+    num_classes: int,
+    input_size: int,
+    candidates: list[Candidate],
+    store: CalibrationStore,
+    measure: Measure,
+    force: bool,
+) -> CpuPlan:
+    probe = initial_model(config, num_classes, input_size)
+    counts = Counter(shape for shape in conv_shapes(probe, input_size).values())
+    shapes = [shape for shape in counts if shape.matmul_candidate]
+    batch = _calibration_batch(config, num_classes, input_size)
+    fresh = False
+    convs: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for candidate in candidates:
+        convs[candidate.name] = {}
+        for shape in shapes:
+            key = f"{candidate.name} b{batch} {shape.key}"
+            calls = partial(_conv_calls, shape, candidate, batch)
+            timings, new = _cached(store, "convs", key, PATHS, calls, measure, force)
+            convs[candidate.name][shape.key], fresh = timings, fresh or new
+    matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
+    options = json.dumps(config.model_kwargs, sort_keys=True) if config.model_kwargs else ""
+    workload = (
+        f"{config.model}{options} at {input_size}x{input_size}, batch {config.batch_size}, "
+        f"{num_classes} classes"
+    )
+    steps: dict[str, list[float]] = {}
+    load = None
+    if len(candidates) > 1:
+        key = f"{workload}, {config.optimizer}, b{batch}"
+        names = [c.name for c in candidates]
+
+        def calls() -> Calls:
+            return {
+                c.name: _step_call(config, num_classes, input_size, c, matmul[c.name], batch)
+                for c in candidates
+            }
+
+        cached, new = _cached(store, "steps", key, names, calls, measure, force)
+        steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
+    chosen = decide(steps) if steps else candidates[0]
+    store.save()
+    return CpuPlan(
+        precision=chosen.precision,
+        channels_last=chosen.channels_last,
+        matmul_convs=matmul[chosen.name],
+        how="measured now" if fresh else "from the cache",
+        workload=workload,
+        batch=batch,
+        steps=steps,
+        load=load,
+        convs=convs[chosen.name],
+        counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
+        machine=store.key,
+        cache=str(store.path),
+    )
+
+
+def _cached(
+    store: CalibrationStore,
+    section: str,
+    key: str,
+    names: Sequence[str],
+    calls: Callable[[], Calls],
+    measure: Measure,
+    force: bool,
+) -> tuple[dict[str, Any], bool]:
+    """The timings of ``names`` under ``key``, from the cache or measured now (and cached),
+    with the load average they were measured at; and whether they were measured now.
+
+    Timings measured on a busy machine (``busy``) are measured again by the first run that
+    finds it quiet: they may be far from what the machine does.
+    """
+    cached = None if force else store.timings(section, key, [*names, "load"])
+    if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
+        return cached, False
+    timings = {**measure(key, calls()), "load": list(_load_average())}
+    store.put(section, key, timings)
+    return timings, True
+
+
+def busy(load: float) -> bool:
+    """Whether a 1-minute load average means other work competed for the cores: above
+    ``BUSY_LOAD`` per core (a run's own threads count up to one per core)."""
+    return load > BUSY_LOAD * available_cpus()
+
+
+def _load_average() -> tuple[float, ...]:
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):  # not on every platform: never busy
+        return (0.0,) * 3
+
+
+def _calibration_batch(config: TrainConfig, num_classes: int, input_size: int) -> int:
+    """The run's batch, or a smaller one where a step would exceed ``STEP_FLOPS_BUDGET``."""
+    per_image = step_flops(config, num_classes, input_size)
+    fits = int(STEP_FLOPS_BUDGET // max(per_image, 1))
+    return max(min(8, config.batch_size), min(config.batch_size, fits))
+
+
+def _autocast(precision: str) -> contextlib.AbstractContextManager:
+    dtype = PRECISION_DTYPES[precision]
+    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def _conv_calls(shape: ConvShape, candidate: Candidate, batch: int) -> Calls:
+    """Forward and backward of one convolution shape, through oneDNN and as a matrix product."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, shape.in_channels, shape.height, shape.width, generator=generator)
+    if candidate.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(shape.input_grad)
+    calls = {}
+    for path in PATHS:
+        conv = shape.module()
+        if candidate.channels_last:
+            conv = conv.to(memory_format=torch.channels_last)
+        if path == "matmul":
+            to_matmul(conv)
+
+        def call(conv: torch.nn.Module = conv) -> None:
+            with _autocast(candidate.precision):
+                y = conv(x)
+            y.backward(torch.ones_like(y))
+            conv.weight.grad = x.grad = None
+
+        calls[path] = call
+    return calls
+
+
+def _step_call(
+    config: TrainConfig,
+    num_classes: int,
+    input_size: int,
+    candidate: Candidate,
+    matmul: frozenset[str],
+    batch: int,
+) -> Callable[[], None]:
+    """One training step of the run's model and optimizer, in the candidate's way."""
+    model = initial_model(config, num_classes, input_size)
+    if candidate.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    use_matmul_convs(model, input_size, matmul)
+    step = TrainStep(
+        model,
+        build_optimizer(model, config, CPU),
+        amp_dtype=PRECISION_DTYPES[candidate.precision],
+        label_smoothing=config.label_smoothing,
+    )
+    x, y = synthetic_batch(batch, input_size, num_classes, CPU, candidate.channels_last)
+    return lambda: step(x, y)

@@ -1,0 +1,95 @@
+"""Timing device work: a clock, and candidates timed in turns.
+
+On a GPU, time is read from CUDA events on the stream (what the device did), never from
+the host clock around asynchronous launches; on the CPU, from ``time.perf_counter``.
+``resnetlab bench`` and the CPU calibration (``engine.calibrate``) both time with these.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class Clock:
+    """Seconds of the work queued on ``device`` in marked intervals.
+
+    ``start()`` ... ``stop()`` times one interval; ``start()`` ... ``pause()`` several, summed
+    and read with one wait at the end by ``read()`` (the device is not made to wait between
+    them, so the work around the intervals runs as it would untimed).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._seconds = 0.0
+
+    def start(self) -> None:
+        if self.cuda:
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._begin.record()
+        else:
+            synchronize(self.device)
+            self._t0 = time.perf_counter()
+
+    def pause(self) -> None:
+        """End the interval without waiting for the device."""
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._events.append((self._begin, end))
+        else:
+            synchronize(self.device)
+            self._seconds += time.perf_counter() - self._t0
+
+    def read(self) -> float:
+        """Seconds in the intervals since the last read (waits for the device once)."""
+        seconds = self._seconds
+        if self._events:
+            self._events[-1][1].synchronize()
+            seconds += sum(a.elapsed_time(b) for a, b in self._events) / 1000
+        self._events, self._seconds = [], 0.0
+        return seconds
+
+    def stop(self) -> float:
+        """End the interval; its seconds (with any paused ones since the last read)."""
+        self.pause()
+        return self.read()
+
+
+def time_interleaved(
+    calls: Mapping[str, Callable[[], object]],
+    repeats: int,
+    *,
+    number: int = 1,
+    warmup: int = 1,
+    clock: Clock | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls``, timed in turns.
+
+    After ``warmup`` untimed calls of each, ``repeats`` rounds in which each candidate in
+    turn is timed over ``number`` calls: a change in the machine's load during the
+    measurement hits every candidate alike.
+    """
+    clock = clock or Clock()
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            clock.start()
+            for _ in range(number):
+                call()
+            seconds[name].append(clock.stop() / number)
+    return seconds

@@ -1,0 +1,36 @@
+import json
+
+from resnetlab.cli import main
+from resnetlab.engine import calibrate
+
+from ..fake_cpu import FakeMachine, fake_cpu
+
+ARGS = ["bench", "calibrate", "--model", "resnet8", "--input-size", "8", "--batch-size", "8"]
+STEPS = {"fp32 channels-last": 1.0, "fp32 NCHW": 0.5, "bf16 channels-last": 2, "bf16 NCHW": 2}
+
+
+def test_bench_calibrate_measures_caches_and_explains(monkeypatch, capsys, _cache_in_tmp):
+    fake_cpu(monkeypatch)  # with bf16 hardware
+    machine = FakeMachine(STEPS)
+    monkeypatch.setattr(calibrate, "measure_in_turns", machine)
+    assert main(ARGS) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("CPU plan: fp32, NCHW") and "measured now" in out
+    assert "<- chosen" in out and "-> matrix product" in out
+    assert "2048 x 2048 matrix products: fp32 " in out and ", bf16 " in out
+    timed = len(machine.timed)
+    assert main([*ARGS, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["how"] == "from the cache" and len(machine.timed) == timed
+    assert set(plan["matmul_tflops"]) == {"fp32", "bf16"}
+    assert plan["matmul_convs"] == ["64x2x2>64 k3x3 s1 p1"]
+    assert plan["cache"].startswith(str(_cache_in_tmp / "calibration"))
+    assert main([*ARGS, "--force"]) == 0 and len(machine.timed) == 2 * timed
+    assert "measured now" in capsys.readouterr().out
+
+
+def test_bench_calibrate_says_when_calibration_is_off(capsys):
+    assert main(ARGS) == 0
+    assert capsys.readouterr().out == (
+        "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)\n"
+    )

@@ -1,0 +1,240 @@
+"""The CPU calibration, driven by fixed timings: nothing here depends on measured speed."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from resnetlab.engine import TrainConfig, calibrate, train
+from resnetlab.engine.calibrate import (
+    CalibrationStore,
+    Candidate,
+    CpuPlan,
+    choose,
+    decide,
+    matmul_paths,
+    plan_cpu,
+)
+from resnetlab.engine.cpu import MatmulConv2d
+from resnetlab.engine.step import build_training
+from resnetlab.errors import CacheWarning
+
+from ..fake_cpu import FakeMachine, fake_cpu
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize(
+    ("timings", "expected", "why"),
+    [
+        ({"a": [1.0] * 3, "b": [0.95] * 3}, "a", "5% faster: within the margin, keep the default"),
+        ({"a": [1.0] * 3, "b": [0.85] * 3}, "b", "15% faster: switch"),
+        ({"a": [1.0] * 3, "b": [0.9] * 3}, "a", "exactly the margin is not enough"),
+        ({"a": [0.2, 1.0, 1.0], "b": [0.85] * 3}, "b", "one quick repeat of the default"),
+        ({"a": [1.0] * 3, "b": [0.1, 2.0, 2.0]}, "a", "one lucky repeat does not switch"),
+        ({"a": [1.0] * 3, "b": [0.7] * 3, "c": [0.6] * 3}, "c", "the fastest beyond the margin"),
+        ({"a": [1.0] * 3, "b": [0.6] * 3, "c": [0.6] * 3}, "b", "equals: the first listed"),
+        ({"a": [1.0] * 3, "b": [NAN, NAN, NAN]}, "a", "no finite timing: not a candidate"),
+        ({"a": [1.0, NAN, 1.0], "b": [0.8] * 3}, "b", "non-finite repeats are left out"),
+        ({"b": [1.0] * 3, "c": [0.95] * 3}, "b", "without the default, the first is the default"),
+        ({"a": [2.0]}, "a", "alone"),
+    ],
+)
+def test_choose_keeps_the_default_unless_another_wins_by_the_margin(timings, expected, why):
+    assert choose(timings, "a", 0.10) == expected, why
+
+
+def test_choose_needs_a_timing():
+    with pytest.raises(ValueError, match="no candidate"):
+        choose({"a": [NAN]}, "a", 0.1)
+
+
+FP32_CL, FP32_NCHW, BF16_CL, BF16_NCHW = (
+    "fp32 channels-last",
+    "fp32 NCHW",
+    "bf16 channels-last",
+    "bf16 NCHW",
+)
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected", "why"),
+    [
+        ({FP32_CL: 1.0, FP32_NCHW: 0.97}, FP32_CL, "NCHW 3% faster: within the layout margin"),
+        ({FP32_CL: 1.0, FP32_NCHW: 0.9}, FP32_NCHW, "NCHW 10% faster"),
+        ({FP32_CL: 1.0, FP32_NCHW: 0.9, BF16_CL: 0.6, BF16_NCHW: 0.62}, BF16_CL, "bf16 gains"),
+        ({FP32_CL: 1.0, FP32_NCHW: 1.1, BF16_CL: 0.95, BF16_NCHW: 0.93}, FP32_CL, "bf16 +5%"),
+        (
+            {FP32_CL: 1.0, FP32_NCHW: 0.8, BF16_CL: 0.75, BF16_NCHW: 0.74},
+            FP32_NCHW,
+            "bf16 is measured against fp32's best layout",
+        ),
+        ({FP32_CL: 1.0, BF16_CL: 2.0}, FP32_CL, "emulated bf16 is slower"),
+        ({FP32_NCHW: 1.0, BF16_NCHW: 0.5}, BF16_NCHW, "the layout was named"),
+        ({BF16_CL: 1.0, BF16_NCHW: 0.5}, BF16_NCHW, "the precision was named"),
+    ],
+)
+def test_decide_chooses_the_layout_then_the_precision(steps, expected, why):
+    timings = {name: [seconds] * 3 for name, seconds in steps.items()}
+    assert decide(timings) == Candidate.parse(expected), why
+
+
+def test_matmul_paths_need_the_conv_margin():
+    convs = {
+        "a": {"onednn": [1.0] * 3, "matmul": [0.5] * 3},
+        "b": {"onednn": [1.0] * 3, "matmul": [0.95] * 3},
+        "c": {"onednn": [1.0] * 3, "matmul": [3.0] * 3},
+    }
+    assert matmul_paths(convs) == {"a"}
+
+
+BF16_WINS = {FP32_CL: 1.0, FP32_NCHW: 0.98, BF16_CL: 0.7, BF16_NCHW: 0.55}
+CONFIG = TrainConfig(model="resnet8", batch_size=8, input_size=8)
+
+
+@pytest.fixture
+def calibrating(monkeypatch, tmp_path):
+    """Calibration on, on a quiet 2-core CPU with bf16 hardware; the cache folder in tmp."""
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
+    return SimpleNamespace(folder=tmp_path / "cache" / "calibration", load=fake_cpu(monkeypatch))
+
+
+def _plan(machine, **kwargs):
+    return plan_cpu(CONFIG, num_classes=10, input_size=8, measure=machine, **kwargs)
+
+
+def test_the_plan_follows_the_timings_and_is_cached(calibrating):
+    machine = FakeMachine(BF16_WINS)
+    plan = _plan(machine)
+    assert (plan.precision, plan.channels_last, plan.how) == ("bf16", False, "measured now")
+    # ResNet-8 at 8x8 ends on 2x2 maps, where (by the fake timings) products win.
+    assert plan.matmul_convs == {"64x2x2>64 k3x3 s1 p1"}
+    assert set(plan.steps) == set(BF16_WINS) and plan.batch == 8
+    assert plan.counts == {  # the candidates: 3x3 convolutions on 4x4 maps and smaller
+        "16x8x8>32 k3x3 s2 p1": 1,
+        "32x4x4>32 k3x3 s1 p1": 1,
+        "32x4x4>64 k3x3 s2 p1": 1,
+        "64x2x2>64 k3x3 s1 p1": 1,
+    }
+    convs_timed = [w for w in machine.timed if "b8 " in w]
+    assert len(convs_timed) == 4 * len(plan.counts)  # every candidate shape in every candidate
+    assert len(machine.timed) == len(convs_timed) + 1  # and one round of steps
+
+    explained = "\n".join(plan.explain())
+    assert "bf16 NCHW" in explained and "<- chosen" in explained
+    assert "64x2x2>64 k3x3 s1 p1" in explained and "-> matrix product" in explained
+    assert "Test CPU (AVX512, bf16 hardware)" in explained
+
+    (path,) = calibrating.folder.glob("*.json")
+    assert path.name.startswith("test-cpu-")
+    again = FakeMachine(BF16_WINS)
+    cached = _plan(again)
+    assert again.timed == [] and cached.how == "from the cache"
+    assert (cached.precision, cached.matmul_convs) == (plan.precision, plan.matmul_convs)
+    assert CpuPlan.from_record(json.loads(json.dumps(plan.to_record()))) == plan
+    forced = FakeMachine(BF16_WINS)
+    _plan(forced, force=True)
+    assert len(forced.timed) == len(machine.timed)
+
+
+def test_named_settings_narrow_the_candidates(calibrating):
+    machine = FakeMachine(BF16_WINS)
+    config = TrainConfig(model="resnet8", batch_size=8, precision="fp32", channels_last=True)
+    plan = plan_cpu(config, num_classes=10, input_size=8, measure=machine)
+    assert (plan.precision, plan.channels_last, plan.steps) == ("fp32", True, {})
+    assert all(w.startswith("fp32 channels-last b8 ") for w in machine.timed)  # convs only
+
+
+def test_a_cpu_without_bf16_hardware_trains_in_fp32(calibrating, monkeypatch):
+    info = {"model": "Old CPU", "family": None, "capability": "AVX2", "bf16": False, "amx": False}
+    monkeypatch.setattr(calibrate, "cpu_info", lambda: info)
+    plan = _plan(FakeMachine(BF16_WINS))
+    assert set(plan.steps) == {FP32_CL, FP32_NCHW} and plan.precision == "fp32"
+
+
+def test_a_changed_torch_version_or_thread_count_calibrates_again(calibrating, monkeypatch):
+    _plan(FakeMachine(BF16_WINS))
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    machine = FakeMachine(BF16_WINS)
+    assert _plan(machine).how == "measured now" and machine.timed
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        machine = FakeMachine(BF16_WINS)
+        plan = _plan(machine)
+        assert plan.how == "measured now" and plan.machine["threads"] == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+    assert len(list(calibrating.folder.glob("*.json"))) == 3  # one file per machine key
+
+
+def test_timings_from_a_busy_machine_are_measured_again_when_it_is_quiet(calibrating):
+    calibrating.load[0] = 3.5  # on 2 cores: other work competed
+    busy = _plan(FakeMachine(BF16_WINS))
+    assert busy.load[0] == 3.5
+    assert "busy, to be measured again when quieter" in "\n".join(busy.explain())
+    machine = FakeMachine(BF16_WINS)
+    assert _plan(machine).how == "from the cache" and not machine.timed  # still busy
+    calibrating.load[0] = 2.5  # a run's own threads: not busy
+    assert _plan(machine).how == "measured now" and machine.timed
+    machine = FakeMachine(BF16_WINS)
+    calibrating.load[0] = 3.5  # measured quiet, kept when busy again
+    assert _plan(machine).how == "from the cache" and not machine.timed
+
+
+def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
+    store = CalibrationStore()
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text('{"key": {"cpu": "Test CPU"}, "convs": [')
+    machine = FakeMachine(BF16_WINS)
+    with pytest.warns(CacheWarning, match="unreadable CPU calibration .* measuring again"):
+        plan = _plan(machine)
+    assert plan.how == "measured now" and plan.precision == "bf16"
+    assert json.loads(store.path.read_text())["key"]["cpu"] == "Test CPU"  # rewritten whole
+
+    # Valid JSON with a damaged entry: that entry is measured again, the rest is kept.
+    data = json.loads(store.path.read_text())
+    damaged = next(iter(data["convs"]))
+    data["convs"][damaged] = {"onednn": "fast", "matmul": [0.1]}
+    store.path.write_text(json.dumps(data))
+    machine = FakeMachine(BF16_WINS)
+    assert _plan(machine).precision == "bf16" and machine.timed == [damaged]
+
+
+def test_calibration_can_be_turned_off_and_is_off_for_compiled_runs(calibrating, monkeypatch):
+    machine = FakeMachine(BF16_WINS)
+    compiled = TrainConfig(model="resnet8", batch_size=8, compile=True)
+    plan = plan_cpu(compiled, num_classes=10, input_size=8, measure=machine)
+    assert (plan.precision, plan.channels_last, plan.matmul_convs) == ("fp32", True, frozenset())
+    assert "--compile" in plan.how
+    monkeypatch.setenv("RESNETLAB_CALIBRATE", "off")
+    plan = _plan(machine)
+    assert plan.how == "not calibrated: RESNETLAB_CALIBRATE=off" and machine.timed == []
+    assert (
+        plan.describe() == "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)"
+    )
+
+
+def test_build_training_runs_the_plan(calibrating, monkeypatch):
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(BF16_WINS))
+    parts = build_training(CONFIG, torch.device("cpu"), num_classes=10, input_size=8)
+    assert parts.cpu_plan.precision == "bf16" and parts.amp_dtype == torch.bfloat16
+    assert not parts.channels_last
+    assert not parts.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    matmul = [name for name, m in parts.model.named_modules() if type(m) is MatmulConv2d]
+    assert matmul == ["layer3.0.conv2"]
+
+
+def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, capsys):
+    machine = FakeMachine({FP32_CL: 1.0, FP32_NCHW: 0.5, BF16_CL: 0.9, BF16_NCHW: 0.9})
+    monkeypatch.setattr(calibrate, "measure_in_turns", machine)
+    common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, max_steps=1)
+    result = train(**common, explain_speed=True, out=str(tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert "CPU plan: fp32, NCHW" in err and "fp32 NCHW" in err and "<- chosen" in err
+    assert result.summary["status"] == "finished"
+    train(**common, out=str(tmp_path / "again"))
+    err = capsys.readouterr().err
+    assert "CPU plan: fp32, NCHW" in err and "from the cache" in err and "<- chosen" not in err

@@ -1,0 +1,43 @@
+"""The clock and the timing in turns, with the host clock replaced by a script."""
+
+import itertools
+
+import pytest
+
+from resnetlab.engine import timing
+from resnetlab.engine.timing import Clock, time_interleaved
+
+
+@pytest.fixture
+def ticks(monkeypatch):
+    """``time.perf_counter`` as 0, 1, 3, 6, 10, ...: each reading 1 s more apart."""
+    values = itertools.accumulate(itertools.count())
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: float(next(values)))
+
+
+def test_clock_sums_paused_intervals_and_reads_them_once(ticks):
+    clock = Clock("cpu")
+    clock.start()  # 0
+    clock.pause()  # 1: 1 s
+    clock.start()  # 3
+    clock.pause()  # 6: 3 s
+    assert clock.read() == 4.0
+    assert clock.read() == 0.0  # read resets
+    clock.start()  # 10
+    assert clock.stop() == 5.0  # 15
+
+
+def test_candidates_take_turns_after_their_warm_up():
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in ("ours", "peer")}
+
+    class Script:  # each interval lasts as many seconds as the calls made in it
+        def start(self):
+            self.before = len(order)
+
+        def stop(self):
+            return float(len(order) - self.before)
+
+    seconds = time_interleaved(calls, 3, number=2, warmup=1, clock=Script())
+    assert order == ["ours", "peer"] + ["ours", "ours", "peer", "peer"] * 3
+    assert seconds == {"ours": [1.0, 1.0, 1.0], "peer": [1.0, 1.0, 1.0]}  # per call

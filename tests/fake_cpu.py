@@ -1,0 +1,30 @@
+"""A CPU with fixed timings, for testing what the calibration decides without timing."""
+
+from resnetlab.engine import calibrate
+
+
+class FakeMachine:
+    """Timings by rule: matrix products win on 64-channel maps; steps as given (seconds)."""
+
+    def __init__(self, steps: dict[str, float]) -> None:
+        self.steps = steps
+        self.timed: list[str] = []
+
+    def __call__(self, what, calls):
+        self.timed.append(what)
+        if set(calls) == {"onednn", "matmul"}:
+            matmul = 0.5 if what.split(" b")[1].split(" ", 1)[1].startswith("64x") else 1.5
+            return {"onednn": [1.0] * 3, "matmul": [matmul] * 3}
+        return {name: [self.steps[name]] * 3 for name in calls}
+
+
+def fake_cpu(monkeypatch, *, bf16: bool = True) -> list[float]:
+    """Calibration on (the suite turns it off), on a quiet CPU with or without bf16
+    hardware; returns the load average, which a test may change."""
+    monkeypatch.delenv("RESNETLAB_CALIBRATE")
+    info = {"model": "Test CPU", "family": "1/2/3", "capability": "AVX512", "bf16": bf16}
+    monkeypatch.setattr(calibrate, "cpu_info", lambda: {**info, "amx": False})
+    load = [0.0, 0.0, 0.0]
+    monkeypatch.setattr(calibrate, "_load_average", lambda: tuple(load))
+    monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)
+    return load
