@@ -13,6 +13,18 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt
 import torch
 
+from ..storage import atomic_write
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` (PNG unless the suffix names another format) atomically,
+    then close it. A failed write raises ``WriteError`` and leaves no partial image."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=fmt))
+    finally:
+        plt.close(fig)
+
 
 def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -> None:
     """Loss and accuracy per epoch, train and validation, side by side."""
@@ -32,8 +44,7 @@ def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion(
@@ -56,8 +67,7 @@ def plot_confusion(
                     ax.text(j, i, str(value), ha="center", va="center", color=color, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _nan(values: Sequence[float | None]) -> list[float]:
@@ -121,8 +131,7 @@ def plot_degradation(curves: Sequence[ErrorCurve], path: str | Path, title: str 
     axes[0].set_ylim(0, min(100.0, top * 1.05 + 1))
     fig.suptitle(title or "training (thin) and test (thick) error")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -156,8 +165,7 @@ def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -192,5 +200,4 @@ def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..data import DeviceLoader, read_image
-from ..data.decode import IMAGE_EXTENSIONS
+from ..data.decode import IMAGE_EXTENSIONS, READ_ERRORS
 from ..errors import DataWarning, ResnetlabError
 from ..models import load_model
 from .distributed import resolve_device
@@ -73,6 +73,9 @@ def predict(
         One ``Prediction`` per image, in input order. An image named in ``inputs`` must be
         readable; one inside a folder that is not is skipped with a warning.
     """
+    for name, value in (("top_k", top_k), ("batch size", batch_size)):
+        if value < 1:
+            raise ResnetlabError(f"{name} must be at least 1, got {value}")
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
@@ -105,6 +108,12 @@ def predict(
         channels_last=is_channels_last(model),
     )
     probs = torch.cat([model(x).float().softmax(1).cpu() for x, _ in loader])
+    broken = (~probs.isfinite().all(1)).nonzero().flatten().tolist()
+    if broken:
+        raise ResnetlabError(
+            f"the model's outputs are NaN or inf for {paths[broken[0]]}; its weights or "
+            "normalisation are damaged"
+        )
     k = min(top_k, meta.num_classes)
     values, indices = probs.topk(k, dim=1)
     return [
@@ -118,5 +127,5 @@ def predict(
 def _read(path: Path, size: int):
     try:
         return read_image(path, size)
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except READ_ERRORS as e:
         raise ResnetlabError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
