@@ -115,3 +115,60 @@ def _is_eval_state(value: Any) -> bool:
         and confusion.ndim == 2
         and confusion.shape[0] == confusion.shape[1]
     )
+
+
+def optimizer_problem(optimizer: torch.optim.Optimizer, saved: Any) -> str | None:
+    """What in a saved optimizer state does not fit ``optimizer``, or None.
+
+    ``Optimizer.load_state_dict`` takes almost anything and fails at the next step; this
+    checks first: the same parameter groups with the same settings (of the same types),
+    and per-parameter state tensors (momentum, moments) of their parameter's shape and dtype.
+    """
+    current = optimizer.state_dict()
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(current["param_groups"]):
+        return "its optimizer has other parameter groups"
+    for group, ref in zip(groups, current["param_groups"], strict=True):
+        if (
+            not isinstance(group, dict)
+            or set(group) != set(ref)
+            or group["params"] != ref["params"]
+        ):
+            return "its optimizer has other parameter groups"
+        bad = next((k for k in ref if k != "params" and not _fits(group[k], ref[k])), None)
+        if bad is not None:
+            return f"its optimizer's {bad} is {group[bad]!r}"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved.get("state")
+    if not isinstance(state, dict):
+        return "its optimizer state is not a dictionary"
+    for index, values in state.items():
+        if not (_is_count(index) and index < len(params) and isinstance(values, dict)):
+            return f"its optimizer state has an entry {index!r} for no parameter"
+        p = params[index]
+        for name, v in values.items():
+            tensor = isinstance(v, torch.Tensor)
+            if tensor and v.ndim and (v.shape != p.shape or v.dtype != p.dtype):
+                return f"its optimizer's {name} of parameter {index} does not fit it"
+            if not tensor and not _fits(v, 0.0):
+                return f"its optimizer's {name} of parameter {index} is {v!r}"
+    return None
+
+
+def _fits(value: Any, like: Any) -> bool:
+    """``value`` can stand where an optimizer setting ``like`` stands."""
+    if isinstance(like, torch.Tensor):  # a learning rate made a tensor for CUDA graphs
+        like = 0.0
+    if isinstance(like, bool) or like is None:
+        return value is None or isinstance(value, bool)
+    if isinstance(like, (int, float)):
+        if isinstance(value, torch.Tensor):  # learning rates as tensors (CUDA graphs)
+            return value.numel() == 1 and value.is_floating_point()
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(like, (tuple, list)):
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == len(like)
+            and all(_fits(v, w) for v, w in zip(value, like, strict=True))
+        )
+    return type(value) is type(like)

@@ -203,7 +203,7 @@ class TrainConfig:
     @classmethod
     def from_recipe(cls, recipe: str = "modern", **overrides: Any) -> TrainConfig:
         """The recipe's preset, then ``overrides`` (unknown keys are an error)."""
-        if recipe not in RECIPES:
+        if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ResnetlabError(f"unknown recipe {recipe!r}; choose {_choices(RECIPES)}")
         _check_keys(overrides, "option")
         return cls(**{**RECIPES[recipe], **overrides, "recipe": recipe})
@@ -245,7 +245,7 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     flags = {k: v for k, v in flags.items() if v is not None}
     values = dict(file_values or {})
     if "recipe" in flags:
-        if flags["recipe"] not in RECIPES:
+        if not isinstance(flags["recipe"], str) or flags["recipe"] not in RECIPES:
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)

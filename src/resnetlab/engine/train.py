@@ -32,7 +32,7 @@ from ..data import Augment, load_dataset, make_loader, split_stats, stratified_s
 from ..errors import ResnetlabError
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
@@ -473,6 +473,9 @@ class Trainer:
         self.images_trained = state["images_trained"]
         try:
             self.model.load_state_dict(state["model"])
+            problem = optimizer_problem(self.optimizer, state["optimizer"])
+            if problem:
+                raise ValueError(problem)
             self.optimizer.load_state_dict(state["optimizer"])
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
