@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -332,7 +333,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .engine import evaluate
 
     png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
-    check_output_file(png, "--png")  # before the evaluation, not after it
+    if args.png:
+        check_output_file(png, "--png")  # before the evaluation, not after it
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     plot_confusion(
         report.result.confusion, report.class_names, png, title=f"{png.stem} on {args.data}"
@@ -369,7 +371,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output_file(path, flag: str) -> None:
+def check_output_file(path: Path, flag: str) -> None:
     """A file a command will write: not a folder, and in a folder that exists."""
     if path.is_dir():
         raise ResnetlabError(f"{flag} {path} is a folder; give a file name, e.g. {path}/out.png")

@@ -21,7 +21,7 @@ from resnetlab.cli import main
 COUNTS: Counter = Counter()
 
 # Examples per generated-file test; the long run sets more (see the README's Reliability).
-EXAMPLES = int(os.environ.get("RESNETLAB_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("RESNETLAB_FUZZ_EXAMPLES", "20"))
 
 
 def tally(what: str, n: int = 1) -> None:

@@ -79,6 +79,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
 
 
 # Runs inside the mount namespace: fill a tmpfs, report, make room, resume, report.
+# (Its contents vanish with the namespace, so the reports are what comes back.)
 TMPFS_DRIVER = """
 import json, os, subprocess, sys
 mount, size = sys.argv[1], sys.argv[2]
@@ -98,10 +99,9 @@ def attempt(args):
     }
 
 full = attempt(train)
-again = attempt([sys.executable, "-m", "resnetlab", "train", "--resume", run])
 subprocess.run(["mount", "-o", "remount,size=64m", mount], check=True)
 roomy = attempt([sys.executable, "-m", "resnetlab", "train", "--resume", run])
-print(json.dumps({"full": full, "again": again, "roomy": roomy}))
+print(json.dumps({"full": full, "roomy": roomy}))
 """
 
 
@@ -133,13 +133,12 @@ def test_a_full_tmpfs(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
-    for attempt in ("full", "again"):
-        r = report[attempt]
-        assert_one_line_error(r["rc"], r["err"], "No space left on device")
-        assert not [n for n in r["files"] if n.endswith(".tmp")], r["files"]
-        assert r["files"]["checkpoint.pt"] > 0
-        if r["summary"] is not None:
-            assert json.loads(r["summary"])["status"] == "failed"
+    full = report["full"]
+    assert_one_line_error(full["rc"], full["err"], "No space left on device", "--resume")
+    assert not [n for n in full["files"] if n.endswith(".tmp")], full["files"]
+    assert full["files"]["checkpoint.pt"] > 0
+    if full["summary"] is not None:  # never empty: valid, or not there
+        assert json.loads(full["summary"])["status"] == "failed"
     roomy = report["roomy"]
     assert roomy["rc"] == 0, roomy["err"]
     assert json.loads(roomy["summary"])["status"] == "finished"

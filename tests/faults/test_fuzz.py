@@ -7,7 +7,7 @@ names and kinds) and read the way a command reads it. Each read must either succ
 raise ``ResnetlabError`` (``READ_ERRORS`` for single images, which a folder skips):
 never another exception, and an archive never writes outside its folder.
 
-``RESNETLAB_FUZZ_EXAMPLES`` sets the examples per test (25 by default; the README's
+``RESNETLAB_FUZZ_EXAMPLES`` sets the examples per test (20 by default; the README's
 Reliability section gives the long run's command).
 """
 

@@ -149,8 +149,11 @@ class RunLog:
         except OSError as e:
             raise write_error(run_dir, e) from None
         self.metrics_path = run_dir / "metrics.csv"
-        self._metrics_file = None  # opened at the first row: until then the old file stays
-        if resume_step is not None and self.metrics_path.exists():
+        # A resumed run rewrites metrics.csv at its first row; until then the old file stays.
+        self._metrics_file = None
+        if resume_step is None:
+            self._open_metrics()
+        elif self.metrics_path.exists():
             # Rows past the checkpoint belong to work that is about to be redone.
             self.rows = [r for r in read_metrics(self.metrics_path) if r["step"] <= resume_step]
         elif resume_step:
@@ -281,24 +284,27 @@ class RunLog:
     def _write_row(self, row: dict[str, Any]) -> None:
         row = {k: row.get(k) for k in METRIC_FIELDS}
         self.rows.append(row)
+        if self._metrics_file is None:
+            self._open_metrics()
+            return
         try:
-            if self._metrics_file is None:
-                self._open_metrics()
-            else:
-                self._csv.writerow(row)
+            self._csv.writerow(row)
             self._metrics_file.flush()
         except OSError as e:
             raise write_error(self.metrics_path, e) from None
 
     def _open_metrics(self) -> None:
-        """Rewrite metrics.csv with the rows so far (atomically: the old file stays until
-        the new one is whole), then keep it open to append."""
+        """Write metrics.csv with the rows so far (atomically: an old file stays until the
+        new one is whole), then keep it open to append."""
         lines = io.StringIO()
         writer = csv.DictWriter(lines, fieldnames=METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.metrics_path, lines.getvalue())
-        self._metrics_file = open(self.metrics_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        try:
+            self._metrics_file = open(self.metrics_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise write_error(self.metrics_path, e) from None
         self._csv = csv.DictWriter(self._metrics_file, fieldnames=METRIC_FIELDS)
 
     def _stop_bar(self) -> None:
