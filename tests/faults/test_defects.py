@@ -60,6 +60,33 @@ def test_a_diverged_run_stops_as_diverged_and_writes_nothing_non_finite(tmp_path
             assert all(v.isfinite().all() for v in load_file(str(out / name)).values())
 
 
+def test_a_nan_bn_statistic_stops_the_run_while_the_loss_is_still_finite(
+    tmp_path, capsys, monkeypatch
+):
+    from resnetlab.engine.train import Trainer
+
+    step = Trainer._train_step
+    calls = {"n": 0}
+
+    def poisoning_step(self, x, y):
+        step(self, x, y)
+        calls["n"] += 1
+        if calls["n"] == 7:  # training mode normalises with batch statistics: loss unharmed
+            self.model.layer2[0].bn1.running_var[0] = float("nan")
+
+    monkeypatch.setattr(Trainer, "_train_step", poisoning_step)
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--subset", "128"]
+    code, err = cli(capsys, "train", *args, "--batch-size", "32", "--log-every", "2", "--out", out)
+    assert_one_line_error(code, err, "the weights (layer2.0.bn1.running_var) became NaN/inf")
+    assert "step 8" in err  # the next log point
+    assert strict_json(out / "summary.json")["status"] == "diverged"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and all(v.isfinite().all() for v in state["model"].values())
+    weights = load_file(str(out / "last.safetensors"))  # the first epoch's, written before
+    assert all(v.isfinite().all() for v in weights.values())
+
+
 # --- decompression bombs --------------------------------------------------------------------
 
 
