@@ -12,6 +12,7 @@ import difflib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
@@ -362,8 +363,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_confusion
     from .engine import evaluate
 
-    report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
+    if args.png:
+        check_output_file(png, "--png")  # before the evaluation, not after it
+    report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     data_name = Path(args.data.rstrip("/")).name
     title = f"{Path(args.model_file).name} on {data_name} ({report.result.count:,} images)"
     plot_confusion(report.result.confusion, report.class_names, png, title=title)
@@ -397,6 +400,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console.print(matrix)
     console.print(f"confusion matrix image: {png}", highlight=False)
     return 0
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """A file a command will write: not a folder, and in a folder that exists."""
+    if path.is_dir():
+        raise ResnetlabError(f"{flag} {path} is a folder; give a file name, e.g. {path}/out.png")
+    if not path.parent.is_dir():
+        raise ResnetlabError(
+            f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another"
+        )
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:

@@ -133,7 +133,7 @@ def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsy
     )
     assert code == 2
     err = capsys.readouterr().err
-    assert "loss became NaN/inf" in err and "lower --lr" in err
+    assert "became NaN/inf" in err and "lower --lr" in err
     state = load_checkpoint(out / "checkpoint.pt")
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"

@@ -14,9 +14,21 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import MaxNLocator
 
+from ..storage import atomic_write
+
 # A loss that spans more than this factor is drawn on a log axis, so that one early spike
 # does not flatten the rest of the curve.
 LOG_LOSS_RANGE = 20.0
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> None:
+    """Write ``fig`` to ``path`` (PNG unless the suffix names another format) atomically,
+    then close it. A failed write raises ``WriteError`` and leaves no partial image."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=dpi, format=fmt))
+    finally:
+        plt.close(fig)
 
 
 def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -43,8 +55,7 @@ def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -
     fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
     fig.suptitle(_wrap(title), x=0.02, ha="left", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion(
@@ -68,8 +79,7 @@ def plot_confusion(
     ax.set(xlabel="predicted", ylabel="true")
     ax.set_title(_wrap(title or "confusion matrix", width=int(size * 9)), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _wrap(title: str, width: int = 90) -> str:
@@ -140,8 +150,7 @@ def plot_degradation(curves: Sequence[ErrorCurve], path: str | Path, title: str 
     axes[0].set_ylim(0, min(100.0, top * 1.05 + 1))
     fig.suptitle(title or "training (thin) and test (thick) error")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -175,8 +184,7 @@ def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "") -> None:
@@ -212,5 +220,4 @@ def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

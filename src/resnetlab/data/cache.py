@@ -74,9 +74,15 @@ class DecodeCache:
         images_path, labels_path, meta_path = self._paths(key)
         for path, array in ((images_path, images), (labels_path, labels)):
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, array)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:
+                    np.save(f, array)
+                os.replace(tmp, path)
+            finally:  # a full disk leaves no partial file taking the space
+                tmp.unlink(missing_ok=True)
         tmp = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**meta, "count": len(images)}))
-        os.replace(tmp, meta_path)
+        try:
+            tmp.write_text(json.dumps({**meta, "count": len(images)}))
+            os.replace(tmp, meta_path)
+        finally:
+            tmp.unlink(missing_ok=True)

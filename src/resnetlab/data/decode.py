@@ -34,8 +34,9 @@ MAX_UNREADABLE_FRACTION = 0.05
 PARALLEL_MIN_FILES = 1000
 _CHUNK = 256
 
-# What PIL raises on a damaged or unsupported file.
-_READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+# What PIL raises on a damaged, unsupported or hostile file (a decompression bomb: an image
+# of hundreds of millions of pixels). The one list every reader of image files catches.
+READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 Size = tuple[int, int]  # (height, width)
 
@@ -60,7 +61,7 @@ def read_image(path: str | os.PathLike, size: int | Size | None = None) -> np.nd
             interpolation (antialiased when shrinking); ``None`` keeps the native size.
 
     Raises:
-        OSError, ValueError, SyntaxError, EOFError: the file is not a readable image.
+        One of ``READ_ERRORS``: the file is not a readable image.
     """
     target = _as_size(size)
     with Image.open(path) as im:
@@ -120,7 +121,7 @@ def _read_chunk(paths: Sequence[str], size: Size | None) -> list[np.ndarray | st
     for p in paths:
         try:
             out.append(read_image(p, size))
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             out.append(f"{type(e).__name__}: {e}")
     return out
 
@@ -130,7 +131,7 @@ def _header_chunk(paths: Sequence[str]) -> list[Size | str]:
     for p in paths:
         try:
             out.append(read_header_size(p))
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             out.append(f"{type(e).__name__}: {e}")
     return out
 

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .decode import read_image
+from ..storage import atomic_write, write_error
+from .decode import READ_ERRORS, read_image
 from .imageset import ImageSet
 from .sources import Split, open_source
 
@@ -67,7 +68,7 @@ def _sample_images(split: Split, indices: list[int]) -> list[np.ndarray]:
     for i in indices:
         try:
             out.append(read_image(split.paths[i], split.image_size))
-        except (OSError, ValueError, SyntaxError, EOFError):
+        except READ_ERRORS:
             out.append(np.zeros((*split.image_size, 3), dtype=np.uint8))
     return out
 
@@ -114,6 +115,10 @@ def contact_sheet(
     )
     fig.suptitle((title or split.source) + shown, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path.parent, e) from None
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format=fmt))
     return path

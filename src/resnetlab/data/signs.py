@@ -8,6 +8,7 @@ never assumed from its name. Labels are indices into ``list_classes``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from functools import partial
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..models.files import MAX_CLASSES
 from .decode import format_size
 from .imageset import ImageSet
 
@@ -58,15 +60,43 @@ def h5_prefixes(path: Path) -> list[str]:
     return prefixes
 
 
+def _dataset(path: Path, f, key: str):
+    """``f[key]``, which must be an array (an HDF5 dataset), not a group."""
+    import h5py
+
+    item = f[key]
+    if not isinstance(item, h5py.Dataset):
+        raise DataError(f"{path}: {key} is a group, not an array; expected a dataset")
+    return item
+
+
 def _image_shape(path: Path, prefix: str) -> tuple[int, ...]:
+    key = f"{prefix}_set_x"
     with _open(path) as f:
-        x = f[f"{prefix}_set_x"]
+        x = _dataset(path, f, key)
         if x.dtype.kind == "O" or x.dtype.kind == "V":
             raise DataError(
-                f"{path}: {prefix}_set_x stores images of varying sizes ({x.dtype}); expected "
+                f"{path}: {key} stores images of varying sizes ({x.dtype}); expected "
                 "one (N, H, W, 3) array: resize the images to one size before saving them"
             )
+        if x.dtype.kind not in "iuf":
+            raise DataError(f"{path}: {key} holds {x.dtype} values; expected pixel values")
+        # A compressed array of zeros can be tiny on disk and terabytes in memory.
+        need = x.size * (x.dtype.itemsize + 1)  # as stored, then as uint8
+        if need > _memory_bytes():
+            raise DataError(
+                f"{path}: {key} {tuple(x.shape)} needs {need / 2**30:,.1f} GiB of memory, more "
+                "than this machine has; store the images as a folder, which is streamed"
+            )
         return tuple(x.shape)
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on Linux or macOS
+        return 2**40
 
 
 def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -104,10 +134,17 @@ def _to_nhwc(path: Path, key: str, x: np.ndarray) -> np.ndarray:
 def _class_names(path: Path, f, labels: np.ndarray) -> tuple[list[str], list[str]]:
     notes = []
     if "list_classes" in f:
-        raw = f["list_classes"][()]
-        names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(raw)]
+        raw = _dataset(path, f, "list_classes")[()]
+        names = [
+            v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in np.ravel(raw)
+        ]
     else:
         k = int(labels.max()) + 1 if labels.size else 0
+        if k > MAX_CLASSES:
+            raise DataError(
+                f"{path}: labels up to {k - 1} and no list_classes; a classifier has at most "
+                f"{MAX_CLASSES:,} classes"
+            )
         names = [str(i) for i in range(k)]
         notes.append(f"no list_classes in the file: classes 0..{k - 1} from the labels")
     return names, notes
@@ -119,7 +156,14 @@ def read_h5_split(path: Path, prefix: str, image_size: int | None = None) -> Ima
     _image_shape(path, prefix)  # refuses variable-size data before reading it
     with _open(path) as f:
         x = _to_nhwc(path, x_key, _to_uint8(path, x_key, f[x_key][()]))
-        y = np.asarray(f[y_key][()])
+        if not x.size:
+            raise DataError(f"{path}: {x_key} holds no images (shape {x.shape})")
+        y = np.asarray(_dataset(path, f, y_key)[()])
+        if y.dtype.kind not in "iubf":
+            raise DataError(
+                f"{path}: {y_key} holds {y.dtype} values; expected integer class indices "
+                "into list_classes"
+            )
         if y.ndim == 2 and 1 in y.shape:  # the course reshapes labels to (1, N) before saving
             y = y.reshape(-1)
         if y.ndim != 1 or len(y) != len(x):

@@ -138,6 +138,13 @@ def _cifar10_folder(root: Path, download: bool) -> Path:
     raise DataError(f"{archive}: holds no CIFAR-10 batch files (data_batch_*.bin, test_batch.bin)")
 
 
+def check_val_split(fraction: object, name: str = "--val-split") -> None:
+    """The one range check of a held-out fraction: a number strictly between 0 and 1."""
+    number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+    if not (number and 0 < fraction < 1):
+        raise DataError(f"{name} must be between 0 and 1 (exclusive), got {fraction!r}")
+
+
 def stratified_split(
     labels: torch.Tensor, fraction: float, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,8 +157,7 @@ def stratified_split(
     Returns:
         ``(train_indices, val_indices)``, each sorted.
     """
-    if not 0 < fraction < 1:
-        raise DataError(f"validation split must be between 0 and 1, got {fraction}")
+    check_val_split(fraction, "a held-out fraction")
     generator = torch.Generator().manual_seed(seed)
     train, val = [], []
     for c in torch.unique(labels).tolist():
@@ -203,8 +209,8 @@ def load_dataset(
         DataError: a missing or unreadable source, or train and validation classes that
             differ.
     """
-    if val_split is not None and not 0 < val_split < 1:
-        raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    if val_split is not None:
+        check_val_split(val_split)
     opts = dict(image_size=image_size, download=download, stream=stream, cache_dir=cache_dir)
     source = open_source(data, **opts)
     train_key = source.key("train", "all")
@@ -213,6 +219,7 @@ def load_dataset(
             f"{data}: no training split: has {', '.join(source.splits)} but no train/ folder"
         )
     train = _with_notes(source.splits[train_key](), source.notes)
+    _check_two_classes(train)
     held_out = source.key("val", "test") if train_key == "train" else None
     if held_out in source.borrowed and val_split is not None:
         held_out = None  # asked to split the training file: do that, not the file beside it
@@ -295,6 +302,18 @@ def _resize(split: Split, size: tuple[int, int]) -> Split:
     return StreamingSet(
         split.paths, split.labels, split.class_names, size, split.source, split.notes
     )
+
+
+def _check_two_classes(train: Split) -> None:
+    """A classifier needs examples of two classes at least; with one it scores 100% on
+    anything and learns nothing."""
+    present = torch.unique(train.labels).tolist()
+    if len(present) < 2:
+        only = train.class_names[present[0]] if present else "none"
+        raise DataError(
+            f"{train.source}: every training image is of one class ({only}); a classifier "
+            "needs images of two classes at least"
+        )
 
 
 def _check_classes(train: Split, val: Split) -> None:

@@ -18,7 +18,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError, DataWarning
-from .decode import _READ_ERRORS, MAX_UNREADABLE_FRACTION, available_cpus, read_image
+from .decode import MAX_UNREADABLE_FRACTION, READ_ERRORS, available_cpus, read_image
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation
 
 
@@ -87,7 +87,7 @@ class _Files(torch.utils.data.Dataset):
         index, dy, dx, flip = item
         try:
             hwc = read_image(self.paths[index], (self.height, self.width))
-        except _READ_ERRORS as e:
+        except READ_ERRORS as e:
             warnings.warn(
                 f"{self.paths[index]}: skipped, cannot read it ({type(e).__name__}: {e})",
                 DataWarning,

@@ -7,34 +7,168 @@ It is read with ``weights_only=True``: only tensors and plain containers are unp
 
 from __future__ import annotations
 
-import os
+import io
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import ResnetlabError
+from ..storage import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` atomically (see ``storage.atomic_write``); a failed write raises
+    ``WriteError`` and leaves the previous checkpoint as it was."""
+    buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError; a file write
+    torch.save(state, buffer)  # reports it as the OSError that atomic_write turns into one line
+    atomic_write(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The state saved by ``save_checkpoint``, checked: a damaged or tampered file raises
+    ``ResnetlabError`` here rather than a traceback halfway through restoring it."""
     path = Path(path)
     if not path.is_file():
         raise ResnetlabError(f"no checkpoint at {path}; was the run started with this folder?")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: say which, not how unpickling failed
         raise ResnetlabError(
             f"{path} is not a readable resnetlab checkpoint ({type(e).__name__})"
         ) from None
+    problem = _problem(state)
+    if problem:
+        raise ResnetlabError(
+            f"{path} is damaged or not a resnetlab checkpoint ({problem}); start the run "
+            "again, or restore the file from a copy"
+        )
+    return state
+
+
+# What a training checkpoint holds (see Trainer._save_checkpoint).
+_COUNTERS = ("epoch", "batch", "step", "images_trained")
+_REQUIRED = (*_COUNTERS, "model", "optimizer", "best", "train_time", "rng_cpu")
+
+
+def _problem(state: Any) -> str | None:
+    """What is wrong with a loaded checkpoint, or None."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a dictionary"
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for key in _COUNTERS:
+        if not _is_count(state[key]):
+            return f"{key} is {state[key]!r}, not a count"
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        return "its model entry is not a state dict"
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        return f"NaN/inf in {bad[0]}"
+    if not isinstance(state["optimizer"], dict):
+        return "its optimizer entry is not a dictionary"
+    best = state["best"]
+    if not (
+        isinstance(best, dict)
+        and isinstance(best.get("metric"), float)
+        and (best.get("epoch") is None or _is_count(best["epoch"]))
+    ):
+        return f"best is {best!r}"
+    last_train, last_val = state.get("last_train"), state.get("last_val")
+    if last_train is not None and not (
+        isinstance(last_train, dict)
+        and all(isinstance(k, str) and isinstance(v, float) for k, v in last_train.items())
+    ):
+        return "last_train is not a dictionary of numbers"
+    if last_val is not None and not _is_eval_state(last_val):
+        return "last_val is not an evaluation result"
+    if not isinstance(state["train_time"], (int, float)) or not math.isfinite(state["train_time"]):
+        return f"train_time is {state['train_time']!r}"
+    rng = state["rng_cpu"]
+    if not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8):
+        return "its random number generator state is not a byte tensor"
+    return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_eval_state(value: Any) -> bool:
+    """An ``EvalResult`` as a dictionary: loss, accuracy, count and a (K, K) confusion."""
+    if not isinstance(value, dict) or set(value) != {"loss", "accuracy", "count", "confusion"}:
+        return False
+    confusion = value["confusion"]
+    return (
+        isinstance(value["loss"], float)
+        and isinstance(value["accuracy"], float)
+        and _is_count(value["count"])
+        and isinstance(confusion, torch.Tensor)
+        and confusion.dtype == torch.int64
+        and confusion.ndim == 2
+        and confusion.shape[0] == confusion.shape[1]
+    )
+
+
+def optimizer_problem(optimizer: torch.optim.Optimizer, saved: Any) -> str | None:
+    """What in a saved optimizer state does not fit ``optimizer``, or None.
+
+    ``Optimizer.load_state_dict`` takes almost anything and fails at the next step; this
+    checks first: the same parameter groups with the same settings (of the same types),
+    and per-parameter state tensors (momentum, moments) of their parameter's shape and dtype.
+    """
+    current = optimizer.state_dict()
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != len(current["param_groups"]):
+        return "its optimizer has other parameter groups"
+    for group, ref in zip(groups, current["param_groups"], strict=True):
+        if (
+            not isinstance(group, dict)
+            or set(group) != set(ref)
+            or group["params"] != ref["params"]
+        ):
+            return "its optimizer has other parameter groups"
+        bad = next((k for k in ref if k != "params" and not _fits(group[k], ref[k])), None)
+        if bad is not None:
+            return f"its optimizer's {bad} is {group[bad]!r}"
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved.get("state")
+    if not isinstance(state, dict):
+        return "its optimizer state is not a dictionary"
+    for index, values in state.items():
+        if not (_is_count(index) and index < len(params) and isinstance(values, dict)):
+            return f"its optimizer state has an entry {index!r} for no parameter"
+        p = params[index]
+        for name, v in values.items():
+            tensor = isinstance(v, torch.Tensor)
+            if tensor and v.ndim and (v.shape != p.shape or v.dtype != p.dtype):
+                return f"its optimizer's {name} of parameter {index} does not fit it"
+            if not tensor and not _fits(v, 0.0):
+                return f"its optimizer's {name} of parameter {index} is {v!r}"
+    return None
+
+
+def _fits(value: Any, like: Any) -> bool:
+    """``value`` can stand where an optimizer setting ``like`` stands."""
+    if isinstance(like, torch.Tensor):  # a learning rate made a tensor for CUDA graphs
+        like = 0.0
+    if isinstance(like, bool) or like is None:
+        return value is None or isinstance(value, bool)
+    if isinstance(like, (int, float)):
+        if isinstance(value, torch.Tensor):  # learning rates as tensors (CUDA graphs)
+            return value.numel() == 1 and value.is_floating_point()
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(like, (tuple, list)):
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == len(like)
+            and all(_fits(v, w) for v, w in zip(value, like, strict=True))
+        )
+    return type(value) is type(like)

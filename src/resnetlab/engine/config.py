@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.sources import check_val_split
 from ..errors import ResnetlabError
 from ..models import model_info
+from ..models.files import MAX_INPUT_SIZE
+from ..storage import atomic_write_text
 
 # Each recipe is a set of TrainConfig values; flags override any of them.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -139,10 +143,14 @@ class TrainConfig:
     explain_speed: bool = False  # log the CPU plan's timings (see engine.calibrate)
 
     def __post_init__(self) -> None:
+        _check_types(self)
         self.milestones = tuple(float(m) for m in self.milestones)
         self.validate()
 
     def validate(self) -> None:
+        _check_types(self)
+        if self.val_split is not None:
+            check_val_split(self.val_split)
         graph_problem = cuda_graphs_problem(self.precision) if self.cuda_graphs else None
         checks = [
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; choose {_choices(RECIPES)}"),
@@ -183,10 +191,6 @@ class TrainConfig:
                 f"target accuracy must be in (0, 1], got {self.target_accuracy}",
             ),
             (
-                self.val_split is None or 0 < self.val_split < 1,
-                f"val split must be in (0, 1), got {self.val_split}",
-            ),
-            (
                 self.input_size is None or self.input_size >= 8,
                 f"input size must be at least 8, got {self.input_size}",
             ),
@@ -197,14 +201,14 @@ class TrainConfig:
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
             (graph_problem is None, graph_problem),
         ]
-        for ok, message in checks:
+        for ok, message in checks + _range_checks(self):
             if not ok:
                 raise ResnetlabError(message)
 
     @classmethod
     def from_recipe(cls, recipe: str = "modern", **overrides: Any) -> TrainConfig:
         """The recipe's preset, then ``overrides`` (unknown keys are an error)."""
-        if recipe not in RECIPES:
+        if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ResnetlabError(f"unknown recipe {recipe!r}; choose {_choices(RECIPES)}")
         _check_keys(overrides, "option")
         return cls(**{**RECIPES[recipe], **overrides, "recipe": recipe})
@@ -217,7 +221,7 @@ class TrainConfig:
     def save(self, path: str | Path) -> None:
         """Write the config; ``out`` is left empty so that a rerun gets a folder of its own."""
         values = {**self.to_dict(), "out": None}
-        Path(path).write_text(json.dumps(values, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> dict[str, Any]:
@@ -269,7 +273,7 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     flags = {k: v for k, v in flags.items() if v is not None}
     values = dict(file_values or {})
     if "recipe" in flags:
-        if flags["recipe"] not in RECIPES:
+        if not isinstance(flags["recipe"], str) or flags["recipe"] not in RECIPES:
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)
@@ -280,6 +284,70 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
 def default_recipe(model: str) -> str:
     """The seed's Keras model trains with the seed's recipe by default; the others, modern."""
     return "seed" if model_info(model).family == "keras" else TrainConfig.recipe
+
+
+# The JSON types each annotation of TrainConfig accepts; floats must also be finite. Fields
+# with other annotations are left to their own checks.
+_TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
+    "int": ("an integer", (int,)),
+    "float": ("a finite number", (int, float)),
+    "bool": ("true or false", (bool,)),
+    "str": ("a string", (str,)),
+    "tuple[float, ...]": ("a list of finite numbers", (list, tuple)),
+    "dict[str, Any]": ("an object of KEY: VALUE options", (dict,)),
+}
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Each value has its field's type (config.json and the Python API can hold anything)."""
+    for f in dataclasses.fields(config):
+        kind, _, optional = str(f.type).partition(" | ")
+        value = getattr(config, f.name)
+        if kind not in _TYPES or (optional == "None" and value is None):
+            continue
+        what, types = _TYPES[kind]
+        ok = isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))
+        if ok and kind == "float":
+            ok = math.isfinite(value)
+        elif ok and kind == "tuple[float, ...]":
+            ok = all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in value
+            )
+        elif ok and kind == "dict[str, Any]":
+            ok = all(isinstance(k, str) for k in value)
+        if not ok:
+            name = f.name.replace("_", " ")
+            raise ResnetlabError(f"{name} must be {what}, got {value!r}")
+
+
+def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
+    """Ranges of the numeric options that ``validate`` does not check itself."""
+    return [
+        (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
+        (c.weight_decay >= 0, f"weight decay must be at least 0, got {c.weight_decay}"),
+        (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
+        (c.warmup_epochs >= 0, f"warmup epochs must be at least 0, got {c.warmup_epochs}"),
+        (c.crop_padding >= 0, f"crop padding must be at least 0, got {c.crop_padding}"),
+        (c.cutout >= 0, f"cutout must be at least 0, got {c.cutout}"),
+        (
+            c.num_workers is None or c.num_workers >= 0,
+            f"num workers must be at least 0, got {c.num_workers}",
+        ),
+        (0 <= c.seed < 2**32, f"seed must be in 0..2**32-1, got {c.seed}"),
+        (
+            c.input_size is None or c.input_size <= MAX_INPUT_SIZE,
+            f"input size must be at most {MAX_INPUT_SIZE}, got {c.input_size}",
+        ),
+        (
+            "num_classes" not in c.model_kwargs,
+            "the number of classes comes from the data; drop --model-option num_classes",
+        ),
+        (
+            "input_size" not in c.model_kwargs,
+            "set the input size with --input-size, not --model-option input_size",
+        ),
+    ]
 
 
 def _check_keys(values: dict[str, Any], what: str) -> None:

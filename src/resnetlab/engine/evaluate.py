@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,8 @@ def evaluate(
     from .distributed import resolve_device
     from .inference import inference_model, is_channels_last, load_model_file
 
+    if batch_size < 1:
+        raise ResnetlabError(f"batch size must be at least 1, got {batch_size}")
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):
@@ -137,6 +140,11 @@ def evaluate(
         channels_last=is_channels_last(fast),
     )
     result = evaluate_loader(fast, loader, meta.num_classes)
+    if result.count and not math.isfinite(result.loss):
+        raise ResnetlabError(
+            f"{name}: the model's outputs are NaN or inf on {data}; its weights or "
+            "normalisation are damaged"
+        )
     return EvalReport(result, class_names, data, name, list(split.notes))
 
 

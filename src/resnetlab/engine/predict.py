@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import DeviceLoader, read_image
-from ..data.decode import IMAGE_EXTENSIONS
+from ..data.decode import IMAGE_EXTENSIONS, READ_ERRORS
 from ..errors import DataWarning, ResnetlabError
 from ..models import ModelMeta
 from .distributed import resolve_device
@@ -77,6 +77,9 @@ def predict(
         One ``Prediction`` per image, in input order. An image named in ``inputs`` must be
         readable; one inside a folder that is not is skipped with a warning.
     """
+    for name, value in (("top_k", top_k), ("batch size", batch_size)):
+        if value < 1:
+            raise ResnetlabError(f"{name} must be at least 1, got {value}")
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)
@@ -84,6 +87,12 @@ def predict(
     paths, images = load_inputs(inputs, meta)
     model = inference_model(model, device_, input_size=meta.input_size)
     probs = class_probabilities(model, images, meta, device=device_, batch_size=batch_size)
+    broken = (~probs.isfinite().all(1)).nonzero().flatten().tolist()
+    if broken:
+        raise ResnetlabError(
+            f"the model's outputs are NaN or inf for {paths[broken[0]]}; its weights or "
+            "normalisation are damaged"
+        )
     ranked = top_classes(probs, class_names(meta), top_k)
     return [Prediction(str(path), top) for path, top in zip(paths, ranked, strict=True)]
 
@@ -97,7 +106,7 @@ def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndar
     """
     try:
         return read_image(source, meta.input_size)
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
         raise ResnetlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
 

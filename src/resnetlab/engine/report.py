@@ -6,10 +6,14 @@ each epoch is one line. Only rank 0 of a distributed run reports (``enabled``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import math
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..analysis.plots import plot_confusion, plot_curves
-from ..errors import ResnetlabError
+from ..errors import DataWarning, ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
+from ..storage import WriteError, atomic_write_text, write_error
 from .evaluate import EvalResult
 
 METRIC_FIELDS = (
@@ -45,19 +50,77 @@ def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``metrics.csv``, numbers as floats (epoch and step as ints where whole)."""
+    """Rows of a ``metrics.csv``, numbers as floats (epoch and step as ints where whole).
+
+    A last line without its line break is a row whose writing was cut short (a kill, a full
+    disk) and is left out; any other damage is an error naming the line, never a row
+    silently dropped or misread.
+
+    Raises:
+        ResnetlabError: the file cannot be read, or a line is not a metrics row.
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResnetlabError(f"cannot read {path} ({e})") from None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines.pop()  # unfinished
+    records = list(csv.reader(lines))
+    if not records or tuple(records[0]) != METRIC_FIELDS:
+        raise ResnetlabError(
+            f"{path}, line 1: not the metrics header ({','.join(METRIC_FIELDS)}); the file is "
+            "damaged: restore it, or delete it to go on without the history"
+        )
     rows = []
-    with open(path, newline="") as f:
-        for raw in csv.DictReader(f):
-            row: dict[str, Any] = {"kind": raw["kind"]}
-            for key in METRIC_FIELDS[1:]:
-                value = raw.get(key, "")
-                row[key] = float(value) if value not in ("", None) else None
-            row["step"] = int(row["step"])
-            if row["kind"] == "epoch":
-                row["epoch"] = int(row["epoch"])
-            rows.append(row)
+    for number, values in enumerate(records[1:], start=2):
+        row = _metrics_row(values)
+        if isinstance(row, str):
+            raise ResnetlabError(
+                f"{path}, line {number}: {row}; the file is damaged: restore it, or delete it "
+                "to go on without the history"
+            )
+        rows.append(row)
     return rows
+
+
+def _metrics_row(values: list[str]) -> dict[str, Any] | str:
+    """One metrics row, or what is wrong with it."""
+    if len(values) != len(METRIC_FIELDS):
+        return f"{len(values)} fields, expected {len(METRIC_FIELDS)}"
+    raw = dict(zip(METRIC_FIELDS, values, strict=True))
+    if raw["kind"] not in ("step", "epoch"):
+        return f"kind {raw['kind']!r} is neither step nor epoch"
+    row: dict[str, Any] = {"kind": raw["kind"]}
+    for key in METRIC_FIELDS[1:]:
+        try:
+            row[key] = float(raw[key]) if raw[key] != "" else None
+        except ValueError:
+            return f"{key} {raw[key]!r} is not a number"
+    for key in ("epoch", "step"):
+        if row[key] is None or not math.isfinite(row[key]) or row[key] < 0:
+            return f"{key} {raw[key]!r} is not a count"
+    if row["step"] != int(row["step"]) or (
+        row["kind"] == "epoch" and row["epoch"] != int(row["epoch"])
+    ):
+        return "a fractional step or epoch number"
+    row["step"] = int(row["step"])
+    if row["kind"] == "epoch":
+        row["epoch"] = int(row["epoch"])
+    return row
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, so that ``json.dumps`` writes
+    valid JSON (it writes ``NaN``, which JSON does not have, otherwise)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 class RunLog:
@@ -82,17 +145,25 @@ class RunLog:
         self.rows: list[dict[str, Any]] = []
         if not enabled:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        metrics = run_dir / "metrics.csv"
-        if resume_step is not None and metrics.exists():
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(run_dir, e) from None
+        self.metrics_path = run_dir / "metrics.csv"
+        # A resumed run rewrites metrics.csv at its first row; until then the old file stays.
+        self._metrics_file = None
+        if resume_step is None:
+            self._open_metrics()
+        elif self.metrics_path.exists():
             # Rows past the checkpoint belong to work that is about to be redone.
-            self.rows = [r for r in read_metrics(metrics) if r["step"] <= resume_step]
-        self._metrics_file = open(metrics, "w", newline="")  # noqa: SIM115 (open for the run)
-        self._csv = csv.DictWriter(self._metrics_file, fieldnames=METRIC_FIELDS)
-        self._csv.writeheader()
-        for row in self.rows:
-            self._csv.writerow(row)
-        self._metrics_file.flush()
+            self.rows = [r for r in read_metrics(self.metrics_path) if r["step"] <= resume_step]
+        elif resume_step:
+            warnings.warn(
+                f"{self.metrics_path} not found: the metrics of the first {resume_step:,} steps "
+                "are lost; training continues",
+                DataWarning,
+                stacklevel=2,
+            )
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -169,25 +240,35 @@ class RunLog:
         class_names: list[str],
         errors: ErrorSource | None = None,
     ) -> None:
-        """Write summary.json and the figures, and say where they are. ``errors`` (the
-        model and its validation batches) draws ``errors.png`` after a finished run."""
+        """Write the figures (``errors.png``, from ``errors``: the model and its validation
+        batches, after a finished run) and summary.json (strict JSON: NaN and inf become
+        null), and say where they are. summary.json comes last: a run killed before it is not
+        complete, and ``--resume`` finishes it. A full disk still gets the summary if the
+        figures failed."""
         if not self.enabled:
             return
         self._stop_bar()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
         data = Path(str(summary["data"]).rstrip("/")).name
-        if epoch_rows:
-            title = f"{summary['model']} on {data}"
-            plot_curves(epoch_rows, self.run_dir / "curves.png", title=title)
-        if val is not None:
-            title = f"{summary['model']}, validation images after epoch {summary['epochs']}"
-            plot_confusion(val.confusion, class_names, self.run_dir / "confusion.png", title=title)
-        finished = summary["status"] == "finished"
-        if val is not None and errors is not None and finished:
-            gallery = self.run_dir / "errors.png"
-            if not write_error_gallery(errors, class_names, gallery, title=title):
-                self.console.print("no misclassified validation images: no errors.png")
+        figure_error = None
+        try:
+            if epoch_rows:
+                title = f"{summary['model']} on {data}"
+                plot_curves(epoch_rows, self.run_dir / "curves.png", title=title)
+            if val is not None:
+                title = f"{summary['model']}, validation images after epoch {summary['epochs']}"
+                confusion = self.run_dir / "confusion.png"
+                plot_confusion(val.confusion, class_names, confusion, title=title)
+            if val is not None and errors is not None and summary["status"] == "finished":
+                gallery = self.run_dir / "errors.png"
+                if not write_error_gallery(errors, class_names, gallery, title=title):
+                    self.console.print("no misclassified validation images: no errors.png")
+        except WriteError as e:
+            figure_error = e
+        text = json.dumps(strict_json(summary), indent=2, allow_nan=False)
+        atomic_write_text(self.run_dir / "summary.json", text + "\n")
+        if figure_error is not None:
+            raise figure_error
         if summary["status"] == "finished":
             best = summary["best_val_acc"]
             result = (
@@ -205,15 +286,39 @@ class RunLog:
         self._stop_bar()
         if not self.enabled:
             return
-        self._metrics_file.close()
+        if self._metrics_file is not None:
+            # Each row was flushed when written; a close that fails follows a write error
+            # that has been reported already.
+            with contextlib.suppress(OSError):
+                self._metrics_file.close()
         if self.writer is not None:
             self.writer.close()
 
     def _write_row(self, row: dict[str, Any]) -> None:
         row = {k: row.get(k) for k in METRIC_FIELDS}
         self.rows.append(row)
-        self._csv.writerow(row)
-        self._metrics_file.flush()
+        if self._metrics_file is None:
+            self._open_metrics()
+            return
+        try:
+            self._csv.writerow(row)
+            self._metrics_file.flush()
+        except OSError as e:
+            raise write_error(self.metrics_path, e) from None
+
+    def _open_metrics(self) -> None:
+        """Write metrics.csv with the rows so far (atomically: an old file stays until the
+        new one is whole), then keep it open to append."""
+        lines = io.StringIO()
+        writer = csv.DictWriter(lines, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.metrics_path, lines.getvalue())
+        try:
+            self._metrics_file = open(self.metrics_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise write_error(self.metrics_path, e) from None
+        self._csv = csv.DictWriter(self._metrics_file, fieldnames=METRIC_FIELDS)
 
     def _stop_bar(self) -> None:
         if self.progress_bar is not None:

@@ -5,7 +5,9 @@ A run folder holds ``config.json`` (rerunnable), ``metrics.csv``, ``best.safeten
 ``curves.png``, ``confusion.png``, ``errors.png`` and ``summary.json``.
 
 The step does no host-device synchronisation: losses and hit counts accumulate on the
-device and are read once per ``log_every`` steps, where the loss is also checked for NaN.
+device and are read once per ``log_every`` steps. There, and before anything is saved, the
+loss, the weights and the BN statistics are checked: anything NaN or infinite stops the run
+as "diverged" with the last good checkpoint kept, and no model file is written from it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import math
 import signal
 import threading
@@ -29,7 +32,8 @@ from ..data import Augment, load_dataset, make_loader, split_stats, stratified_s
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from ..storage import WriteError, remove_stale_temps
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
@@ -47,7 +51,20 @@ DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its
 
 
 class TrainingDiverged(ResnetlabError):
-    """The loss became NaN or infinite."""
+    """The loss, a weight or a BN statistic became NaN or infinite."""
+
+
+# What a run folder holds: a killed writer may have left a temporary file of any of them.
+RUN_FILES = (
+    "config.json",
+    "metrics.csv",
+    CHECKPOINT_NAME,
+    "best.safetensors",
+    "last.safetensors",
+    "summary.json",
+    "curves.png",
+    "confusion.png",
+)
 
 
 @dataclass
@@ -74,6 +91,7 @@ def train(
     """
     if resume is not None:
         run_dir = Path(resume)
+        _check_resumable(run_dir)
         values = TrainConfig.load(run_dir / "config.json")
         given = {k: v for k, v in overrides.items() if v is not None}
         changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
@@ -151,14 +169,22 @@ class Trainer:
         self.images_trained = 0
         self.best = {"metric": -math.inf, "epoch": None}
         self.last_metric = -math.inf  # the accuracy of the last epoch, for target_accuracy
+        self.last_val: EvalResult | None = None  # the last epoch's results
+        self.last_train: dict[str, float] = {}
+        self.resumed = resume
         if resume:
             assert run_dir is not None
-            self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
+            # A run killed before its first checkpoint starts again from step 0, which is
+            # where it was: the start is a function of the config alone.
+            if (run_dir / CHECKPOINT_NAME).exists():
+                self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir)
         else:
             run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
             if self.dist.is_main:
                 _check_fresh(run_dir)
         self.run_dir = broadcast_object(run_dir, self.dist)
+        if self.dist.is_main:
+            remove_stale_temps(self.run_dir, RUN_FILES)
         self.log = RunLog(
             self.run_dir,
             epochs=self.num_epochs,
@@ -219,19 +245,16 @@ class Trainer:
 
     def run(self) -> RunResult:
         c = self.config
+        if self.resumed and self._nothing_to_train():
+            return self._finished_before()
         status = "failed"
         try:
             if self.dist.is_main:
                 c.save(self.run_dir / "config.json")
                 self.log.start(self._describe())
                 self._explain_speed()
-                if self.step == 0:
+                if not (self.run_dir / CHECKPOINT_NAME).exists():
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
-                if self.epoch >= self.num_epochs:
-                    self.log.message(
-                        f"{self.run_dir} already finished its {_count(self.num_epochs, 'epoch')}; "
-                        f"add --epochs N (more than {self.num_epochs}) to train it further"
-                    )
             with self._stop_between_steps():
                 while self.epoch < self.num_epochs and not self._reached_target():
                     train_stats = self._train_epoch()
@@ -248,14 +271,20 @@ class Trainer:
         except KeyboardInterrupt:
             status = "interrupted"
             if self.dist.is_main:
-                self._save_checkpoint()
+                try:
+                    self._save_checkpoint()
+                except TrainingDiverged:
+                    status = "diverged"
+                    raise
                 self.log.message(
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
                     f"Continue with: resnetlab train --resume {self.run_dir}"
                 )
             raise
+        except WriteError as e:
+            raise WriteError(f"{e}; {self._resume_hint()}") from None
         finally:
-            summary = self._write_summary(status)
+            summary = self._final_summary(status)
             self.log.close()
             shutdown(self.dist)
         final_model = self._eval_model()
@@ -308,7 +337,8 @@ class Trainer:
             if self.batch % c.log_every == 0 or self.batch == epoch_steps:
                 loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
                 if not math.isfinite(loss_sum):
-                    self._diverged(lr)
+                    self._diverged("the training loss", lr)
+                self._check_finite(lr)
                 epoch_loss, epoch_hits, epoch_seen = (
                     epoch_loss + loss_sum,
                     epoch_hits + hit_sum,
@@ -374,6 +404,8 @@ class Trainer:
         )
 
     def _end_epoch(self, train_stats: dict[str, float], val: EvalResult | None) -> None:
+        if val is not None and val.count and not math.isfinite(val.loss):
+            self._diverged("the validation loss", train_stats["lr"])
         self.epoch += 1
         self.batch = 0
         self.last_val = val
@@ -403,6 +435,7 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _save_model(self, name: str) -> None:
+        self._check_finite(collective=False)
         save_model(
             self._eval_model(),
             self.run_dir / name,
@@ -414,6 +447,7 @@ class Trainer:
         )
 
     def _save_checkpoint(self) -> None:
+        self._check_finite(collective=False)
         state = {
             "epoch": self.epoch,
             "batch": self.batch,
@@ -427,30 +461,102 @@ class Trainer:
             "images_trained": self.images_trained,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            # The last epoch's results: a resumed run's summary reports them too.
+            "last_train": self.last_train,
+            "last_val": _val_state(self.last_val),
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.ema is not None and state["ema"] is not None:
-            self.ema.load_state_dict(state["ema"])
-        if self.scaler is not None and state["scaler"] is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
-        self.best = state["best"]
+    def _restore(self, state: dict[str, Any], run_dir: Path) -> None:
+        spe = self.steps_per_epoch
+        epoch, batch, step = state["epoch"], state["batch"], state["step"]
+        if batch > spe or step != epoch * spe + batch:
+            raise ResnetlabError(
+                f"{run_dir / CHECKPOINT_NAME} is at epoch {epoch}, batch {batch}, step {step}, "
+                f"which does not fit this run's {spe} steps per epoch; the checkpoint is "
+                "damaged or from another run: start the run again"
+            )
+        self.epoch, self.batch, self.step = epoch, batch, step
         self.train_time = state["train_time"]
         self.images_trained = state["images_trained"]
-        torch.set_rng_state(state["rng_cpu"])
-        if state["rng_cuda"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        try:
+            self.model.load_state_dict(state["model"])
+            problem = optimizer_problem(self.optimizer, state["optimizer"])
+            if problem:
+                raise ValueError(problem)
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.load_state_dict(state["ema"])
+            if self.scaler is not None and state.get("scaler") is not None:
+                self.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng_cpu"])
+            if state.get("rng_cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(state["rng_cuda"])
+            self.best = {"metric": float(state["best"]["metric"]), "epoch": state["best"]["epoch"]}
+            if state.get("last_val") is not None:
+                self.last_val = EvalResult(**state["last_val"])
+                if len(self.last_val.confusion) != len(self.class_names):
+                    raise ValueError("its confusion matrix has another number of classes")
+            self.last_train = dict(state.get("last_train") or {})
+            if self.epoch > 0 and (self.last_val or self.last_train):
+                self.last_metric = (
+                    self.last_val.accuracy if self.last_val else self.last_train["train_acc"]
+                )
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
+            raise ResnetlabError(
+                f"{run_dir / CHECKPOINT_NAME} does not fit the run in {run_dir} ({first}); "
+                "the checkpoint is damaged or from another run: start the run again"
+            ) from None
 
-    def _diverged(self, lr: float) -> None:
+    def _check_finite(self, lr: float | None = None, *, collective: bool = True) -> None:
+        """Stop the run if a weight or BN statistic (of the model or its EMA) is NaN or
+        infinite. One host-device sync. ``collective``: every process takes part and gets
+        the same answer; the saves, which rank 0 makes alone, check its own weights."""
+        models = [("", self.model)] + ([("EMA ", self.ema.module)] if self.ema else [])
+        named = [
+            (prefix + name, t)
+            for prefix, model in models
+            for name, t in model.state_dict().items()
+            if t.is_floating_point()
+        ]
+        bad = torch.stack([~t.isfinite().all() for _, t in named]).to(torch.float32)
+        if collective:
+            bad = all_reduce_sum(bad, self.dist)
+        bad = bad.tolist()
+        first = next((name for (name, _), b in zip(named, bad, strict=True) if b), None)
+        if first is not None:
+            self._diverged(f"the weights ({first})", lr if lr is not None else self._lr())
+
+    def _diverged(self, what: str, lr: float) -> None:
         raise TrainingDiverged(
-            f"the training loss became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
+            f"{what} became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
             f"(learning rate {lr:.3g}); stopped. The last good checkpoint is in {self.run_dir}: "
             f"lower --lr and start again, or resume from it"
         )
+
+    def _resume_hint(self) -> str:
+        if (self.run_dir / "config.json").exists():
+            return f"then continue with: resnetlab train --resume {self.run_dir}"
+        return f"then start the run again with --out {self.run_dir}"
+
+    def _nothing_to_train(self) -> bool:
+        return self.epoch >= self.num_epochs or self._reached_target()
+
+    def _finished_before(self) -> RunResult:
+        """A resumed run that has nothing left to train: say so, and change nothing; unless
+        it was killed while writing its summary, which is then written."""
+        summary = _read_summary(self.run_dir / "summary.json") if self.dist.is_main else {}
+        if summary is None or summary["status"] != "finished":
+            summary = self._final_summary("finished")
+        elif self.dist.is_main:
+            self.log.message(
+                f"{self.run_dir} already finished its {_count(self.num_epochs, 'epoch')}; "
+                f"add --epochs N (more than {self.num_epochs}) to train it further"
+            )
+        self.log.close()
+        shutdown(self.dist)
+        return RunResult(self.run_dir, summary, self._eval_model().eval())
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -501,9 +607,19 @@ class Trainer:
             "best_epoch": self.best["epoch"],
         }
 
+    def _final_summary(self, status: str) -> dict[str, Any]:
+        """The summary, written unless the write fails while another error is on its way
+        out (that error is the one to report; summary.json stays as it was)."""
+        try:
+            return self._write_summary(status)
+        except WriteError:
+            if status == "finished":
+                raise
+            return {}
+
     def _write_summary(self, status: str) -> dict[str, Any]:
-        val = getattr(self, "last_val", None)
-        train_stats = getattr(self, "last_train", {})
+        val = self.last_val
+        train_stats = self.last_train
         summary = {
             "status": status,
             "run_dir": str(self.run_dir),
@@ -546,7 +662,33 @@ def _sample(split, n: int, seed: int):
     return split.subset(kept)
 
 
+def _val_state(val: EvalResult | None) -> dict[str, Any] | None:
+    return dataclasses.asdict(val) if val is not None else None
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's summary.json, or None if it is missing or damaged."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and "status" in summary else None
+
+
+def _check_resumable(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file")
+    config = run_dir / "config.json"
+    if run_dir.is_dir() and not config.exists():
+        raise ResnetlabError(
+            f"config file not found: {config}; {run_dir} holds no run to resume (a run "
+            f"stopped before writing its config left nothing): start it again with --out {run_dir}"
+        )
+
+
 def _check_fresh(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ResnetlabError(f"--out {run_dir} is a file; a run needs a folder: choose another")
     if (run_dir / CHECKPOINT_NAME).exists():
         raise ResnetlabError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} "

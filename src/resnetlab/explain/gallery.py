@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..storage import atomic_write
 from .cam import class_activation_maps
 from .render import render_overlay, tile
 
@@ -86,5 +87,6 @@ def write_error_gallery(
     ]
     shown = f"the {len(kept)} most confident of " if len(kept) < count else ""
     heading = f"{shown}{count} misclassified validation images; Grad-CAM of the predicted class"
-    tile(pictures, title=f"{title}: {heading}" if title else heading).save(path)
+    sheet = tile(pictures, title=f"{title}: {heading}" if title else heading)
+    atomic_write(path, lambda f: sheet.save(f, format="PNG"))
     return count

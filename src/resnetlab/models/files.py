@@ -3,13 +3,16 @@
 The weights are the model's ``state_dict``; the safetensors metadata holds one JSON entry,
 ``resnetlab``, with what is needed to rebuild the model (registry name and options) and to
 use it (class names, input size, normalisation) plus a short training summary. Nothing is
-unpickled on load.
+unpickled on load, and the metadata is checked against a schema (``meta_problem``) before
+anything is built from it: a damaged or edited file is a one-line error, never a traceback
+or an attempt to allocate a classifier of a billion classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +20,23 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 from torch import nn
 
 from ..errors import ResnetlabError
+from ..storage import atomic_write
 from .registry import create_model, model_info
 
 FORMAT = "resnetlab.model/1"
 META_KEY = "resnetlab"
+
+# Limits no real model reaches. A file beyond them is damaged or was edited, and building
+# it would ask for more memory than any machine has (10^9 classes: a 256 GB classifier).
+MAX_CLASSES = 100_000  # ImageNet-21k, the largest common label set, has 21,841
+MIN_INPUT_SIZE = 8  # the smallest side the stems and stages can downsample
+MAX_INPUT_SIZE = 2048  # ResNets are trained at 32 to about 600 pixels
+MIN_STD = 1e-6  # split_stats' floor, for a channel that never changes
 
 
 @dataclass
@@ -58,9 +70,116 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str) -> ModelMeta:
+        """Parse and check metadata (``meta_problem``); keys it does not know are ignored.
+
+        Raises:
+            ValueError: not JSON, or a value the schema refuses.
+        """
         data = json.loads(text)
+        problem = meta_problem(data)
+        if problem:
+            raise ValueError(problem)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_json_option(value: Any) -> bool:
+    """A constructor option as JSON gives it: a scalar, or a list of scalars."""
+    scalar = (type(None), bool, int, float, str)
+    if isinstance(value, list):
+        return all(isinstance(v, scalar) for v in value)
+    return isinstance(value, scalar) and (not isinstance(value, float) or math.isfinite(value))
+
+
+def _triple(value: Any, low: float, high: float) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(_is_number(v) and low <= v <= high for v in value)
+    )
+
+
+def meta_problem(data: Any) -> str | None:
+    """What is wrong with a model file's metadata (parsed JSON), or None if it fits the schema.
+
+    The schema: ``model`` a registered name; ``model_kwargs`` an object of constructor
+    options (JSON scalars or lists of them; not ``num_classes``); ``num_classes`` an integer
+    in 1..``MAX_CLASSES``; ``input_size`` an integer in ``MIN_INPUT_SIZE``..``MAX_INPUT_SIZE``
+    (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
+    three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``training`` an
+    object; ``format`` ``FORMAT``. Other keys are allowed and ignored, so newer files with
+    more to say still load.
+    """
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    missing = [k for k in ("model", "num_classes", "input_size") if k not in data]
+    if missing:
+        return f"no {', '.join(missing)}"
+    fmt, name = data.get("format", FORMAT), data["model"]
+    kwargs = data.get("model_kwargs", {})
+    num_classes, input_size = data["num_classes"], data["input_size"]
+    names = data.get("class_names")
+    checks = (
+        (fmt == FORMAT, f"format {fmt!r}, expected {FORMAT!r} (a newer resnetlab wrote it?)"),
+        (isinstance(name, str) and bool(name), f"model {name!r} is not a model name"),
+        (isinstance(kwargs, dict), f"model_kwargs {kwargs!r} is not an object"),
+        (
+            isinstance(kwargs, dict) and all(_is_json_option(v) for v in kwargs.values()),
+            f"model_kwargs {kwargs!r} holds values no constructor option takes",
+        ),
+        (
+            isinstance(kwargs, dict) and "num_classes" not in kwargs,
+            "model_kwargs sets num_classes, which belongs in num_classes",
+        ),
+        (
+            _is_int(num_classes) and 1 <= num_classes <= MAX_CLASSES,
+            f"num_classes {num_classes!r} is not an integer in 1..{MAX_CLASSES:,}",
+        ),
+        (
+            _is_int(input_size) and MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE,
+            f"input_size {input_size!r} is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
+        ),
+        (
+            not isinstance(kwargs, dict)
+            or "input_size" not in kwargs
+            or (
+                _is_int(kwargs["input_size"])
+                and MIN_INPUT_SIZE <= kwargs["input_size"] <= MAX_INPUT_SIZE
+            ),
+            f"model_kwargs input_size is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
+        ),
+        (
+            names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names)),
+            "class_names is not a list of strings",
+        ),
+        (
+            not isinstance(names, list) or len(names) == num_classes,
+            f"{len(names) if isinstance(names, list) else 0} class names for "
+            f"{num_classes!r} classes",
+        ),
+        (_triple(data.get("mean", (0, 0, 0)), 0.0, 1.0), "mean is not three numbers in [0, 1]"),
+        (
+            _triple(data.get("std", (1, 1, 1)), MIN_STD, 1000.0),
+            f"std is not three numbers in [{MIN_STD:g}, 1000]",
+        ),
+        (isinstance(data.get("training", {}), dict), "training is not an object"),
+    )
+    return next((message for ok, message in checks if not ok), None)
+
+
+def _first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, or None."""
+    return next(
+        (k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()), None
+    )
 
 
 def save_model(
@@ -76,6 +195,12 @@ def save_model(
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
     The file is written to a temporary name and renamed, so a crash never leaves a torn file.
+    A model whose weights hold NaN or inf, or whose metadata the schema refuses
+    (``meta_problem``), is not written.
+
+    Raises:
+        ResnetlabError: non-finite weights or metadata out of range; ``WriteError`` when
+            the file cannot be written (nothing is left behind).
     """
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -95,23 +220,19 @@ def save_model(
         std=std,
         training=dict(training or {}),
     )
+    problem = meta_problem(json.loads(meta.to_json()))
+    if problem:
+        raise ResnetlabError(f"{path}: not written: its metadata would be invalid ({problem})")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = _first_nonfinite(tensors)
+    if bad is not None:
+        raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={META_KEY: meta.to_json()})
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates files readable by the owner only
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Serialised in memory and written as a plain file: the usual permissions (safetensors
+    # creates files readable by the owner only) and a full disk reported as OSError.
+    atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
     return meta
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
@@ -135,15 +256,28 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         )
     try:
         return ModelMeta.from_json(metadata[META_KEY])
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ResnetlabError(f"{path} has unreadable resnetlab metadata ({e})") from None
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ResnetlabError(
+            f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was edited: "
+            "save the model again"
+        ) from None
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from its file, in eval mode, with its ``ModelMeta`` as ``model.meta``."""
     meta = read_model_meta(path)
+    _check_shapes(path, meta)
     model = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
-    state = load_file(str(path), device=str(device))
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ResnetlabError(f"{path}: its weights cannot be read ({e})") from None
+    bad = _first_nonfinite(state)
+    if bad is not None:
+        raise ResnetlabError(
+            f"{path}: its {bad} holds NaN or inf; the file is damaged or comes from a run "
+            "that diverged"
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -151,3 +285,32 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         raise ResnetlabError(f"{path} does not match its model {meta.model}: {first}") from None
     model.meta = meta
     return model.to(device).eval()
+
+
+def _check_shapes(path: str | os.PathLike, meta: ModelMeta) -> None:
+    """The file's tensors have the names and shapes of its model's state dict.
+
+    Checked on a model built on the meta device, which allocates nothing: metadata that
+    asks for a model far larger than its weights fails here, not in the allocator.
+    """
+    with torch.device("meta"):
+        skeleton = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ResnetlabError(f"{path}: its weights cannot be read ({e})") from None
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [k for k in expected if k in found and found[k] != expected[k]]
+    if missing:
+        problem = f"no {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    elif unexpected:
+        problem = f"unexpected {unexpected[0]}"
+    elif wrong:
+        k = wrong[0]
+        problem = f"{k} has shape {list(found[k])}, the model's is {list(expected[k])}"
+    else:
+        return
+    raise ResnetlabError(f"{path} does not match its model {meta.model}: {problem}")

@@ -79,6 +79,8 @@ def _sort_key(name: str) -> tuple:
 
 def model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; unknown names raise with the closest matches."""
+    if not isinstance(name, str):  # e.g. from a hand-edited config.json
+        raise UnknownModelError(f"a model name is a string, got {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:

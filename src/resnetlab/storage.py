@@ -1,0 +1,88 @@
+"""Writing files so that a kill or a full disk never leaves a torn, empty or stray one.
+
+Every file a run keeps (checkpoints, model files, ``config.json``, ``summary.json``,
+``metrics.csv`` when it is rewritten, figures) is written by ``atomic_write``: into a hidden
+temporary file next to it (``.<name>.tmp``), flushed to disk, and renamed over the target.
+A kill at any moment leaves the old file or the new one; a failed write removes its
+temporary file and raises a one-line ``WriteError`` naming the file and the fix, and the
+old file stays as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import ResnetlabError
+
+
+class WriteError(ResnetlabError):
+    """A file could not be written: a full disk, a read-only folder, a missing folder."""
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden temporary file that ``atomic_write`` writes ``path`` through."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
+    """A one-line error for ``error`` raised while writing ``path``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space on that disk or choose another folder"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a folder you can write to"
+    elif error.errno in (errno.ENOENT, errno.ENOTDIR):
+        fix = "its folder does not exist; create it or choose another"
+    elif error.errno == errno.EISDIR:
+        fix = "that is a folder; give a file name"
+    else:
+        fix = "check the disk and the folder"
+    return WriteError(f"cannot write {path}: {reason}; {fix}")
+
+
+def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``content`` to ``path`` through a temporary file, then rename it over ``path``.
+
+    Args:
+        path: the file to write.
+        content: the bytes, or a function that writes them to the open file it is given.
+            Serialise to bytes first with libraries that hide the ``OSError`` of a failed
+            write (``torch.save``, ``safetensors.torch.save_file``).
+
+    Raises:
+        WriteError: the file could not be written; ``path`` is unchanged and no temporary
+            file is left behind.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            if isinstance(content, (bytes, bytearray, memoryview)):
+                f.write(content)
+            else:
+                content(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it replaces the old file
+        os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write`` of a text file (UTF-8)."""
+    atomic_write(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove the temporary files of ``names`` that a killed writer left in ``folder``."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            temp_path(folder / name).unlink(missing_ok=True)

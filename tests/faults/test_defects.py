@@ -1,0 +1,311 @@
+"""What a hostile walkthrough found: each case, as the user met it, now a one-line error
+(exit status 2) that loses nothing and leaves no debris, or the right behaviour.
+
+Ordered as found, most severe first: a diverged run, a full disk (``test_disk.py``),
+decompression bombs, tampered model files, resuming finished runs and torn metrics, misused
+options, odd HDF5 files, and a kill before the first checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import resnetlab
+from resnetlab.engine import train
+
+from .conftest import assert_one_line_error, cli, model_file, png_header, strict_json
+
+# --- a diverged run -------------------------------------------------------------------------
+
+DIVERGING = [
+    "train",
+    "--model",
+    "resnet8",
+    "--data",
+    "digits",
+    "--subset",
+    "64",
+    "--batch-size",
+    "32",
+    "--input-size",
+    "16",
+    "--lr",
+    "1e6",
+    "--warmup-epochs",
+    "0",
+    "--schedule",
+    "constant",
+]
+
+
+@pytest.mark.parametrize("length", [["--epochs", "3"], ["--max-steps", "3"]])
+def test_a_diverged_run_stops_as_diverged_and_writes_nothing_non_finite(tmp_path, capsys, length):
+    out = tmp_path / "run"
+    code, err = cli(capsys, *DIVERGING, *length, "--out", out)
+    assert_one_line_error(code, err, "became NaN/inf", "lower --lr")
+    summary = strict_json(out / "summary.json")
+    assert summary["status"] == "diverged"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert all(v.isfinite().all() for v in state["model"].values() if v.is_floating_point())
+    for name in ("last.safetensors", "best.safetensors"):
+        if (out / name).exists():
+            assert all(v.isfinite().all() for v in load_file(str(out / name)).values())
+
+
+def test_a_nan_bn_statistic_stops_the_run_while_the_loss_is_still_finite(
+    tmp_path, capsys, monkeypatch
+):
+    from resnetlab.engine.train import Trainer
+
+    step = Trainer._train_step
+    calls = {"n": 0}
+
+    def poisoning_step(self, x, y):
+        step(self, x, y)
+        calls["n"] += 1
+        if calls["n"] == 7:  # training mode normalises with batch statistics: loss unharmed
+            self.model.layer2[0].bn1.running_var[0] = float("nan")
+
+    monkeypatch.setattr(Trainer, "_train_step", poisoning_step)
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--subset", "128"]
+    code, err = cli(capsys, "train", *args, "--batch-size", "32", "--log-every", "2", "--out", out)
+    assert_one_line_error(code, err, "the weights (layer2.0.bn1.running_var) became NaN/inf")
+    assert "step 8" in err  # the next log point
+    assert strict_json(out / "summary.json")["status"] == "diverged"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and all(v.isfinite().all() for v in state["model"].values())
+    weights = load_file(str(out / "last.safetensors"))  # the first epoch's, written before
+    assert all(v.isfinite().all() for v in weights.values())
+
+
+# --- decompression bombs --------------------------------------------------------------------
+
+
+def test_predict_refuses_a_decompression_bomb_named_and_skips_one_in_a_folder(tmp_path, capsys):
+    model = model_file(tmp_path / "m.safetensors")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    bomb = folder / "bomb.png"
+    bomb.write_bytes(png_header(30000, 30000))  # 900 million pixels, 100 bytes on disk
+    Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(folder / "fine.png")
+    code, err = cli(capsys, "predict", model, bomb)
+    assert_one_line_error(code, err, str(bomb), "DecompressionBombError")
+    code, err = cli(capsys, "predict", model, folder)
+    assert code == 0, err
+    assert f"{bomb} is not a readable image" in err and "Traceback" not in err
+
+
+# --- tampered model files -------------------------------------------------------------------
+
+
+def _rewrite_meta(path, change) -> None:
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["resnetlab"])
+    tensors = load_file(str(path))
+    meta = change(meta)
+    save_file(tensors, str(path), metadata={"resnetlab": json.dumps(meta)})
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda m: {**m, "num_classes": 10**9}, "num_classes 1000000000 is not an integer in"),
+        (lambda m: {**m, "input_size": 60000}, "input_size 60000 is not an integer in"),
+        (lambda m: {**m, "input_size": 0}, "input_size 0 is not an integer in"),
+        (lambda m: [m], "a JSON list, not an object"),
+        (lambda m: {**m, "num_classes": "3"}, "num_classes '3' is not an integer"),
+        (lambda m: {**m, "mean": "abc"}, "mean is not three numbers"),
+        (lambda m: {**m, "std": [0, 0, 0]}, "std is not three numbers"),
+    ],
+)
+def test_tampered_model_metadata_is_refused_before_anything_is_built(
+    tmp_path, capsys, change, says
+):
+    path = model_file(tmp_path / "m.safetensors")
+    _rewrite_meta(path, change)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    code, err = cli(capsys, "predict", path, image)
+    assert_one_line_error(code, err, "invalid resnetlab metadata", says)
+
+
+def test_a_model_file_with_nan_weights_is_refused(tmp_path, capsys):
+    path = model_file(tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(path))
+    tensors["fc.weight"][0, 0] = float("nan")
+    save_file(tensors, str(path), metadata=metadata)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    code, err = cli(capsys, "predict", path, image)
+    assert_one_line_error(code, err, "fc.weight holds NaN or inf")
+
+
+# --- resuming a finished run; a torn metrics.csv ---------------------------------------------
+
+SMALL = dict(model="resnet8", data="digits", input_size=8, subset=128, batch_size=32)
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    return train(**SMALL, epochs=1, log_every=2, out=str(tmp_path / "run")).run_dir
+
+
+def test_resuming_a_finished_run_changes_nothing(finished_run, capsys):
+    files = ("summary.json", "config.json", "metrics.csv", "checkpoint.pt", "last.safetensors")
+    before = {name: (finished_run / name).read_bytes() for name in files}
+    code, err = cli(capsys, "train", "--resume", finished_run, "--lr", "0.05")
+    assert code == 0
+    assert "already finished its 1 epoch; add --epochs N" in err
+    assert {name: (finished_run / name).read_bytes() for name in files} == before
+
+
+def test_a_damaged_metrics_file_stops_a_resume_and_a_torn_last_row_is_dropped(finished_run, capsys):
+    metrics = finished_run / "metrics.csv"
+    good = metrics.read_text()
+    lines = good.splitlines(keepends=True)
+    metrics.write_text("".join([*lines[:2], "step,1,x\n", *lines[2:]]))
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert_one_line_error(code, err, f"{metrics}, line 3:", "restore it, or delete it")
+    assert json.loads((finished_run / "summary.json").read_text())["epochs"] == 1
+    metrics.write_text(good + "step,1.25,5,2.")  # a row cut short by a kill
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert code == 0, err
+    rows = metrics.read_text().splitlines()
+    assert rows[: len(lines)] == good.splitlines()  # the first epoch's history is kept
+    assert sum(r.startswith("epoch,") for r in rows) == 2
+
+
+# --- misused options ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """A resnet8 model file for the ten digit classes at 8x8."""
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    model = resnetlab.create_model("resnet8", num_classes=10)
+    resnetlab.save_model(model, path, class_names=[str(i) for i in range(10)], input_size=8)
+    return path
+
+
+TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--momentum", "-5"], "momentum must be in [0, 1)"),
+        (["--crop-padding", "-1"], "crop padding must be at least 0"),
+        (["--cutout", "-3"], "cutout must be at least 0"),
+        (["--warmup-epochs", "-1"], "warmup epochs must be at least 0"),
+        (["--num-workers", "-1"], "num workers must be at least 0"),
+        (["--gamma", "nan"], "gamma must be a finite number"),
+        (["--lr", "inf"], "lr must be a finite number"),
+        (["--weight-decay", "nan"], "weight decay must be a finite number"),
+        (["--model-option", "num_classes=5"], "drop --model-option num_classes"),
+    ],
+)
+def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):
+    code, err = cli(capsys, *TRAIN, *flags, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, says)
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    code, err = cli(capsys, *TRAIN, "--epochs", "1", "--out", existing)
+    assert_one_line_error(code, err, f"--out {existing} is a file")
+    assert existing.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--png", "/proc/nope/x.png"], "the folder /proc/nope does not exist"),
+    ],
+)
+def test_bad_eval_options_are_one_line_errors(digits_model, capsys, flags, says):
+    code, err = cli(capsys, "eval", digits_model, "--data", "digits", *flags)
+    assert_one_line_error(code, err, says)
+
+
+def test_eval_png_naming_a_folder_writes_nothing_beside_it(digits_model, tmp_path, capsys):
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    code, err = cli(capsys, "eval", digits_model, "--data", "digits", "--png", folder)
+    assert_one_line_error(code, err, f"--png {folder} is a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]
+
+
+# --- odd HDF5 files --------------------------------------------------------------------------
+
+
+def _h5(path, x, y, classes=None):
+    with h5py.File(path, "w") as f:
+        f["train_set_x"], f["train_set_y"] = x, y
+        if classes is not None:
+            f["list_classes"] = classes
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("empty", "train_set_x holds no images"),
+        ("byte_labels", "train_set_y holds |S1 values; expected integer class indices"),
+        ("one_class", "every training image is of one class (a)"),
+    ],
+)
+def test_odd_hdf5_files_are_one_line_errors(tmp_path, capsys, case, says):
+    images = np.random.default_rng(0).integers(0, 255, (40, 8, 8, 3), dtype=np.uint8)
+    path = tmp_path / "data.h5"
+    if case == "empty":
+        _h5(path, images[:0], np.zeros(0, np.int64), np.array([b"a", b"b"]))
+    elif case == "byte_labels":
+        _h5(path, images, np.array([b"a", b"b"] * 20), np.array([b"a", b"b"]))
+    else:
+        _h5(path, images, np.zeros(40, np.int64), np.array([b"a", b"b"]))
+    code, err = cli(capsys, "train", "--model", "resnet8", "--data", path, "--out", tmp_path / "r")
+    assert_one_line_error(code, err, str(path), says)
+
+
+# --- a kill before the first checkpoint -----------------------------------------------------
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path, capsys):
+    whole = train(
+        **SMALL, max_steps=6, log_every=2, out=str(tmp_path / "whole"), deterministic=True
+    )
+    run = tmp_path / "killed"
+    run.mkdir()
+    # What such a kill leaves: the config, and a checkpoint torn halfway through its write.
+    (run / "config.json").write_text((whole.run_dir / "config.json").read_text())
+    torn = (whole.run_dir / "checkpoint.pt").read_bytes()
+    (run / ".checkpoint.pt.tmp").write_bytes(torn[: len(torn) // 2])
+    code, err = cli(capsys, "train", "--resume", run)
+    assert code == 0, err
+    assert not list(run.glob(".*.tmp"))
+    assert strict_json(run / "summary.json")["status"] == "finished"
+    a, b = load_file(str(run / "last.safetensors")), whole.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_a_folder_killed_before_its_config_says_to_start_again(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".config.json.tmp").write_text('{"model": "res')
+    code, err = cli(capsys, "train", "--resume", run)
+    assert_one_line_error(code, err, "holds no run to resume", f"start it again with --out {run}")

@@ -1,0 +1,145 @@
+"""A full disk: one line saying which file and what to do, exit status 2, the last checkpoint
+kept, a valid summary.json or none, no temporary file left to keep the disk full, and a
+``--resume`` that finishes the run once there is space again.
+
+The real thing runs on a small tmpfs in a private mount namespace (``unshare``), where this
+user may mount one; the same failure is also simulated in-process, so that it is tested
+everywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import resnetlab.storage as storage
+from resnetlab.engine.checkpoint import load_checkpoint
+from tests.conftest import PROJECT_ROOT
+
+from .conftest import assert_one_line_error, cli, strict_json
+
+TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
+TRAIN += ["--subset", "128", "--batch-size", "32", "--epochs", "2", "--log-every", "2"]
+
+
+class FullDisk:
+    """Writes of the ``n``th temporary checkpoint fail halfway, as on a full disk."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.seen = n, 0
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)  # noqa: SIM115
+        if Path(path).name == ".checkpoint.pt.tmp":
+            self.seen += 1
+            if self.seen == self.n:
+                return _Full(f)
+        return f
+
+
+class _Full:
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def write(self, data) -> int:
+        self.f.write(bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
+    code, err = cli(capsys, *TRAIN, "--out", out)
+    assert_one_line_error(code, err, "cannot write", "No space left on device", f"--resume {out}")
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
+    assert strict_json(out / "summary.json")["status"] == "failed"
+    monkeypatch.undo()
+    code, err = cli(capsys, "train", "--resume", out)
+    assert code == 0, err
+    assert strict_json(out / "summary.json")["status"] == "finished"
+
+
+# Runs inside the mount namespace: fill a tmpfs, report, make room, resume, report.
+# (Its contents vanish with the namespace, so the reports are what comes back.)
+TMPFS_DRIVER = """
+import json, os, subprocess, sys
+mount, size = sys.argv[1], sys.argv[2]
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", mount], check=True)
+run = os.path.join(mount, "run")
+train = [sys.executable, "-m", "resnetlab", *json.loads(sys.argv[3]), "--out", run]
+
+def attempt(args):
+    done = subprocess.run(args, capture_output=True, text=True)
+    files = {n: os.path.getsize(os.path.join(run, n)) for n in os.listdir(run)}
+    summary = os.path.join(run, "summary.json")
+    return {
+        "rc": done.returncode,
+        "err": done.stderr,
+        "files": files,
+        "summary": open(summary).read() if os.path.exists(summary) else None,
+    }
+
+full = attempt(train)
+subprocess.run(["mount", "-o", "remount,size=64m", mount], check=True)
+roomy = attempt([sys.executable, "-m", "resnetlab", "train", "--resume", run])
+print(json.dumps({"full": full, "roomy": roomy}))
+"""
+
+
+def _namespace() -> list[str]:
+    """The ``unshare`` command that gives this user a private mount namespace with mount
+    rights, or a skip saying why there is none."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs unshare and mount (util-linux) to make a small tmpfs")
+    command = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    probe = subprocess.run([*command, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace for a tmpfs: {probe.stderr.strip()}")
+    return command
+
+
+def test_a_full_tmpfs(tmp_path):
+    command = _namespace()
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}
+    # 1.5 MiB: the first checkpoint (600 kB) and the first epoch's model files fit; the
+    # next checkpoint, written beside the one it replaces, does not.
+    done = subprocess.run(
+        [*command, sys.executable, "-c", TMPFS_DRIVER, str(mount), "1536k", json.dumps(TRAIN)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    full = report["full"]
+    assert_one_line_error(full["rc"], full["err"], "No space left on device", "--resume")
+    assert not [n for n in full["files"] if n.endswith(".tmp")], full["files"]
+    assert full["files"]["checkpoint.pt"] > 0
+    if full["summary"] is not None:  # never empty: valid, or not there
+        assert json.loads(full["summary"])["status"] == "failed"
+    roomy = report["roomy"]
+    assert roomy["rc"] == 0, roomy["err"]
+    assert json.loads(roomy["summary"])["status"] == "finished"
+    assert not [n for n in roomy["files"] if n.endswith(".tmp")]

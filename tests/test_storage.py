@@ -1,0 +1,41 @@
+import errno
+import os
+
+import pytest
+
+from resnetlab.storage import WriteError, atomic_write, atomic_write_text
+
+
+def test_a_write_replaces_the_file_whole(tmp_path):
+    path = tmp_path / "f.json"
+    atomic_write_text(path, "old")
+    atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
+    path = tmp_path / "f.json"
+    atomic_write_text(path, "old")
+
+    def fill_the_disk(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(WriteError) as caught:
+        atomic_write(path, fill_the_disk)
+    assert str(caught.value) == (
+        f"cannot write {path}: No space left on device; free some space on that disk or "
+        "choose another folder"
+    )
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):
+    with pytest.raises(WriteError, match="its folder does not exist"):
+        atomic_write_text(tmp_path / "nope" / "f.json", "x")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(WriteError, match="that is a folder; give a file name"):
+        atomic_write_text(tmp_path / "d", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
