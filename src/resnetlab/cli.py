@@ -196,7 +196,11 @@ TRAIN_HELP = {
     "input_size": "image side the model sees; images are resized once (default: the model's)",
     "download": "download the data set if it is not in the cache (cifar10)",
     "stream": "stream images from disk instead of holding them in memory (default: by size)",
-    "recipe": "preset: seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern (default)",
+    "resize": "how an image that is not square meets the input size: crop (shorter side to "
+    "it, then the centre; the default) or squash (resized to it, aspect ratio lost); "
+    "recorded in the model file for predict",
+    "recipe": "preset: auto (the default: chosen from the data and model, printed when the "
+    "run starts), seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern",
     "epochs": "passes over the training data",
     "max_steps": "train for this many steps instead of --epochs (the schedule spans them)",
     "batch_size": "images per step (per process under torchrun)",
@@ -210,12 +214,20 @@ TRAIN_HELP = {
     "milestones": "for --schedule step: fractions of training where the rate drops",
     "gamma": "for --schedule step: factor applied at each milestone",
     "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
+    "warmup_steps": "linear learning-rate warmup, in steps (wins over --warmup-epochs)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
     "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
     "(e.g. 0.91; time-to-accuracy runs)",
+    "patience": "stop after N epochs without a better validation accuracy (early stopping)",
+    "clip_grad_norm": "clip the gradients' total norm to this (0: off)",
+    "recalibrate_bn": "recompute BatchNorm statistics on training images before each "
+    "validation (default: while the running statistics lag, e.g. Keras's momentum 0.99)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
-    "flip": "random horizontal flips (default: on, except for digits)",
+    "scale_jitter": "random crops of between this share of the area and all of it, aspect "
+    "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 64 px up)",
+    "flip": "random horizontal flips (default: on, except for digit-like data: digits, "
+    "classes 0-9, grayscale letters)",
     "cutout": "cutout square side in pixels (0: off)",
     "seed": "seed for initialisation, data order and augmentation",
     "device": "auto, cpu, cuda, cuda:N or mps",
@@ -232,7 +244,8 @@ TRAIN_HELP = {
     "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
 }
 TRAIN_CHOICES = {
-    "recipe": ("seed", "paper-cifar", "modern"),
+    "recipe": ("auto", "seed", "paper-cifar", "modern"),
+    "resize": ("crop", "squash"),
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("constant", "step", "cosine", "onecycle"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
@@ -346,7 +359,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         console.print(f"note: {note}", highlight=False)
     console.print(
         f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "
-        f"({round(result.accuracy * result.count)}/{result.count}), loss {result.loss:.4f}",
+        f"({round(result.accuracy * result.count)}/{result.count}), "
+        + (f"top-5 {result.top5:.4f}, " if result.top5 is not None else "")
+        + f"loss {result.loss:.4f}",
         highlight=False,
     )
     table = Table(title="per class", title_justify="left")

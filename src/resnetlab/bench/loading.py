@@ -122,7 +122,7 @@ def bench_data(
         height, width = train.image_size
         record.update(images=len(train), image_size=[height, width], workers=workers)
         mean, std = split_stats(train)
-        channels_last = resolve_channels_last(resolve_config(model=model), device_)
+        channels_last = resolve_channels_last(resolve_config(recipe="modern", model=model), device_)
 
         loader = make_loader(
             train,
@@ -274,7 +274,7 @@ def _epoch_share(
     device: torch.device,
 ) -> dict[str, Any]:
     """Real training steps fed by ``loader``; the share of their time spent in the loader."""
-    config = resolve_config(model=model, batch_size=batch_size, device=str(device))
+    config = resolve_config(recipe="modern", model=model, batch_size=batch_size, device=str(device))
     parts = build_training(config, device, num_classes=num_classes, input_size=size[0])
     data_time, clock = _Intervals(device), Clock(device)
 

@@ -87,6 +87,7 @@ def bench_train(
     device_ = resolve_device(device)
     info = model_info(model)
     config = resolve_config(
+        recipe="modern",  # a step of SGD; the auto recipe would need a data set to decide
         model=model,
         batch_size=batch_size,
         input_size=input_size,

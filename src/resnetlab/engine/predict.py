@@ -1,4 +1,6 @@
-"""Prediction on image files, preprocessed exactly as the model's training data was."""
+"""Prediction on image files, preprocessed exactly as the model's training data was:
+decoded, resized to the input size as the model file's ``resize`` says (squashed or
+centre-cropped), normalised with its mean and standard deviation."""
 
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def predict(
     paths, decoded = [], []
     for path, named in expand_inputs(inputs):
         try:
-            decoded.append(torch.from_numpy(_read(path, size)))
+            decoded.append(torch.from_numpy(_read(path, size, meta.resize)))
             paths.append(path)
         except ResnetlabError as e:
             if named:
@@ -115,8 +117,8 @@ def predict(
     ]
 
 
-def _read(path: Path, size: int):
+def _read(path: Path, size: int, resize: str):
     try:
-        return read_image(path, size)
+        return read_image(path, size, resize)
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ResnetlabError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None

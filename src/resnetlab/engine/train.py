@@ -17,6 +17,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from ..analysis import count_parameters
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_split
 from ..errors import ResnetlabError
 from ..models import model_info, save_model
+from .auto import apply_auto, is_digit_like
+from .batchnorm import CALIBRATION_IMAGES, lag_steps, recalibrate, should_recalibrate
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
@@ -118,6 +121,7 @@ class Trainer:
 
         self.input_size = c.input_size or model_info(c.model).input_size
         self._load_data()
+        c = self.config  # with what the auto recipe chose from the data
 
         # Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
         parts = build_training(
@@ -136,7 +140,11 @@ class Trainer:
         self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
         # With max_steps the last epoch may be cut short.
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.warmup_steps = round(c.warmup_epochs * self.steps_per_epoch)
+        self.warmup_steps = (
+            c.warmup_steps
+            if c.warmup_steps is not None
+            else round(c.warmup_epochs * self.steps_per_epoch)
+        )
 
         # Position and history.
         self.epoch, self.batch, self.step = 0, 0, 0
@@ -173,6 +181,7 @@ class Trainer:
             download=c.download,
             stream=c.stream,
             default_val_split=DEFAULT_VAL_SPLIT,
+            resize=c.resize,
         )
         if c.subset is not None:
             data.train = _sample(data.train, c.subset, c.seed)
@@ -180,7 +189,10 @@ class Trainer:
             data.val = _sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
         self.mean, self.std = split_stats(data.train)
-        flip = c.flip if c.flip is not None else c.data != "digits"
+        c = self.config = self._resolve_recipe(len(data.train))
+        flip = c.flip
+        if flip is None:
+            flip = not is_digit_like(c.data, self.class_names, self.mean, self.std)
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
@@ -188,7 +200,12 @@ class Trainer:
             data.train,
             train=True,
             batch_size=c.batch_size,
-            augment=Augment(crop_padding=c.crop_padding, flip=flip, cutout=c.cutout),
+            augment=Augment(
+                crop_padding=c.crop_padding,
+                flip=flip,
+                cutout=c.cutout,
+                scale_jitter=c.scale_jitter,
+            ),
             seed=c.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
@@ -207,6 +224,22 @@ class Trainer:
             else None
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
+        self.calibration_split = _sample(data.train, CALIBRATION_IMAGES, c.seed)
+        self.calibration_loader = None  # made when first needed
+
+    def _resolve_recipe(self, num_train: int) -> TrainConfig:
+        """The config with what the auto recipe leaves to the data filled in."""
+        self.auto_line = None
+        if self.config.recipe != "auto" or not self.config.unset():
+            return self.config
+        config, self.auto_line = apply_auto(
+            self.config,
+            num_images=num_train,
+            image_size=self.input_size,
+            num_classes=len(self.class_names),
+            world_size=self.dist.world_size,
+        )
+        return config
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -217,6 +250,8 @@ class Trainer:
             if self.dist.is_main:
                 c.save(self.run_dir / "config.json")
                 self.log.start(self._describe())
+                if self.auto_line:
+                    self.log.message(self.auto_line)
                 if self.step == 0:
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
                 if self.epoch >= self.num_epochs:
@@ -225,7 +260,11 @@ class Trainer:
                         f"add --epochs N (more than {self.num_epochs}) to train it further"
                     )
             with self._stop_between_steps():
-                while self.epoch < self.num_epochs and not self._reached_target():
+                while (
+                    self.epoch < self.num_epochs
+                    and not self._reached_target()
+                    and not self._out_of_patience()
+                ):
                     train_stats = self._train_epoch()
                     val = self._evaluate()
                     self._end_epoch(train_stats, val)
@@ -233,6 +272,8 @@ class Trainer:
                 self.log.message(
                     f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
                 )
+            if self._out_of_patience() and self.dist.is_main and self.epoch < self.num_epochs:
+                self.log.message(self._patience_message())
             status = "finished"
         except TrainingDiverged:
             status = "diverged"
@@ -297,6 +338,7 @@ class Trainer:
             seen += len(y)
             self.step += 1
             self.batch += 1
+            self.log.tick(self.batch)
             if self.batch % c.log_every == 0 or self.batch == epoch_steps:
                 loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
                 if not math.isfinite(loss_sum):
@@ -325,6 +367,19 @@ class Trainer:
             "lr": lr,
             "images_per_s": epoch_seen / max(elapsed, 1e-9),
         }
+
+    def _out_of_patience(self) -> bool:
+        """``patience`` epochs have passed since the best one (early stopping)."""
+        patience, best = self.config.patience, self.best["epoch"]
+        return patience is not None and best is not None and self.epoch - best >= patience
+
+    def _patience_message(self) -> str:
+        what = "validation" if self.num_val else "training"
+        return (
+            f"stopped early after epoch {self.epoch} of {self.num_epochs}: no better {what} "
+            f"accuracy for {_count(self.config.patience, 'epoch')} (--patience), best "
+            f"{self.best['metric']:.4f} at epoch {self.best['epoch']}"
+        )
 
     def _reached_target(self) -> bool:
         """The last epoch's accuracy (validation, else training) reached ``target_accuracy``."""
@@ -361,9 +416,41 @@ class Trainer:
                 torch.distributed.broadcast(buffer, src=0)
         if self.val_loader is None:
             return None
+        self.bn_note = self._recalibrate_bn()
         return evaluate_loader(
             self._eval_model(), self.val_loader, len(self.class_names), self._autocast()
         )
+
+    def _calibration_batches(self) -> Iterator[torch.Tensor]:
+        """Training images without augmentation, the same batches every time."""
+        if self.calibration_loader is None:
+            self.calibration_loader = make_loader(
+                self.calibration_split,
+                train=True,
+                batch_size=min(self.config.batch_size, len(self.calibration_split)),
+                device=self.device,
+                mean=self.mean,
+                std=self.std,
+                seed=self.config.seed,
+                channels_last=self.channels_last,
+                num_workers=self.config.num_workers,
+            )
+        return (x for x, _ in self.calibration_loader)
+
+    def _recalibrate_bn(self) -> str | None:
+        """Recompute BN statistics before validating while they lag (``recalibrate_bn``);
+        the note for the epoch line: that they were, or why the accuracy may be off."""
+        model, setting = self._eval_model(), self.config.recalibrate_bn
+        if should_recalibrate(setting, model, self.step):
+            images = recalibrate(model, self._calibration_batches(), self._autocast())
+            return f"BN statistics recomputed on {images} training images"
+        lag = lag_steps(model)
+        if self.step < lag:
+            return (
+                f"BN running statistics still lag (step {self.step} of about {lag}): "
+                "validation may be far below training; --recalibrate-bn recomputes them"
+            )
+        return None
 
     def _end_epoch(self, train_stats: dict[str, float], val: EvalResult | None) -> None:
         self.epoch += 1
@@ -381,8 +468,9 @@ class Trainer:
             **train_stats,
             val_loss=val.loss if val else None,
             val_acc=val.accuracy if val else None,
+            val_top5=val.top5 if val else None,
         )
-        self.log.epoch_end(row)
+        self.log.epoch_end(row, note=getattr(self, "bn_note", None) if val else None)
         if self.dist.is_main:
             self._save_model("last.safetensors")
             if improved:
@@ -403,6 +491,7 @@ class Trainer:
             mean=self.mean,
             std=self.std,
             training=self._training_info(),
+            resize=self.config.resize,
         )
 
     def _save_checkpoint(self) -> None:
@@ -501,6 +590,8 @@ class Trainer:
             "target_accuracy": self.config.target_accuracy,
             "reached_target": self._reached_target() if self.config.target_accuracy else None,
             "final_val_acc": val.accuracy if val else None,
+            "final_val_top5": val.top5 if val else None,
+            "stopped_early": self._out_of_patience() and self.epoch < self.num_epochs,
             "final_val_loss": val.loss if val else None,
             "final_train_acc": train_stats.get("train_acc"),
             "final_train_loss": train_stats.get("train_loss"),

@@ -32,7 +32,9 @@ class ModelMeta:
     """What a model file says about its model.
 
     Images are fed to the model as ``(pixels / 255 - mean) / std`` per RGB channel, at
-    ``input_size`` x ``input_size``.
+    ``input_size`` x ``input_size``, reached as ``resize`` says: ``squash`` (resized to it,
+    whatever the aspect ratio) or ``crop`` (shorter side to it, then the centre cut out).
+    Files written before ``resize`` existed lack the key and mean ``squash``.
     """
 
     model: str
@@ -43,11 +45,14 @@ class ModelMeta:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     training: dict[str, Any] = field(default_factory=dict)
+    resize: str = "squash"
     format: str = FORMAT
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
+        if self.resize not in ("squash", "crop"):  # data.decode.RESIZE_MODES
+            raise ResnetlabError(f"unknown resize {self.resize!r} in the model file's metadata")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ResnetlabError(
                 f"{len(self.class_names)} class names for a model with {self.num_classes} outputs"
@@ -72,6 +77,7 @@ def save_model(
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
     std: tuple[float, float, float] = (1.0, 1.0, 1.0),
     training: dict[str, Any] | None = None,
+    resize: str = "squash",
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
@@ -94,6 +100,7 @@ def save_model(
         mean=mean,
         std=std,
         training=dict(training or {}),
+        resize=resize,
     )
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
