@@ -60,6 +60,11 @@ CASES: dict[str, list[str]] = {
         "--model", "resnet20", "--data", str(CIFAR), "--subset", "5000", "--val-subset", "2000",
     ],
     "cifar64-resnet18": ["--model", "resnet18", "--input-size", "64", "--data", str(CIFAR64)],
+    # A cheaper stand-in for choosing the rule: the SIGNS photos at 32x32 with ResNet-20.
+    "signs-h5-resnet20": [
+        "--model", "resnet20", "--input-size", "32",
+        "--data", f"{SIGNS}/train_signs.h5", "--val-data", f"{SIGNS}/test_signs.h5",
+    ],
 }  # fmt: skip
 NAMED = ("seed", "paper-cifar", "modern")
 
@@ -90,13 +95,14 @@ def prepare_cifar64(per_class_train: int = 200, per_class_test: int = 100) -> No
     (CIFAR64 / "done").write_text("")
 
 
-def old_code() -> Path:
-    """The source tree at ``OLD_COMMIT``, extracted once."""
-    folder = WORK / f"old-{OLD_COMMIT[:8]}"
+def code_at(commit: str) -> Path:
+    """The source tree at ``commit``, extracted once: runs queued behind a long one use the
+    code they were queued with, whatever happens to the working tree meanwhile."""
+    folder = WORK / f"code-{commit[:10]}"
     if not (folder / "src").is_dir():
         folder.mkdir(parents=True, exist_ok=True)
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", OLD_COMMIT, "src"], capture_output=True, check=True
+            ["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
     return folder / "src"
@@ -143,17 +149,18 @@ class LoadSampler:
         self._thread.join()
 
 
-def run_one(case: str, variant: str, seed: int, extra: list[str], results: list[dict]) -> dict:
+def run_one(
+    case: str, variant: str, seed: int, extra: list[str], results: list[dict], commit: str
+) -> dict:
     args = ["train", *CASES[case], "--seed", str(seed), "--log-every", "1000000"]
-    src = ROOT / "src"
-    if variant == "old":
-        src = old_code()
-    elif variant in NAMED:
+    code = OLD_COMMIT if variant == "old" else commit
+    src = code_at(code)
+    if variant in NAMED:
         auto = find(results, case, "auto", seed)
         if auto is None:
             raise SystemExit(f"{case}: run the auto variant first (named recipes take its epochs)")
         args += ["--recipe", variant, "--epochs", str(auto["epochs"])]
-    elif variant != "auto" and not variant.startswith("auto"):
+    elif variant != "old" and not variant.startswith("auto"):
         raise SystemExit(f"unknown variant {variant!r}")
     args += extra
     out = WORK / "runs" / f"{case}-{variant}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -170,7 +177,7 @@ def run_one(case: str, variant: str, seed: int, extra: list[str], results: list[
         "variant": variant,
         "seed": seed,
         "command": "resnetlab " + shlex.join(args[:-2]),
-        "code": OLD_COMMIT if variant == "old" else _head(),
+        "code": code,
         "status": "failed",
         "wall_s": wall,
         "load_avg": sum(load.samples) / len(load.samples),
@@ -211,13 +218,9 @@ def _epoch_rows(path: Path) -> list[dict]:
 
 
 def _head() -> str:
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "src"], capture_output=True, text=True
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    return head + ("+changes" if dirty else "")
 
 
 def main() -> None:
@@ -227,6 +230,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--extra", default="", help="more train flags, e.g. '--resize crop'")
     parser.add_argument("--force", action="store_true", help="rerun recorded runs")
+    parser.add_argument("--commit", help="the code to run (default: HEAD; commit src first)")
     parser.add_argument("--table", action="store_true", help="print the results table")
     args = parser.parse_args()
     if args.table:
@@ -234,6 +238,7 @@ def main() -> None:
 
         print(render(read_results()), end="")
         return
+    commit = args.commit or _head()
     cases = args.cases or list(CASES)
     if "cifar64-resnet18" in cases:
         prepare_cifar64()
@@ -243,7 +248,7 @@ def main() -> None:
                 results = read_results()
                 if find(results, case, variant, seed) and not args.force:
                     continue
-                record = run_one(case, variant, seed, shlex.split(args.extra), results)
+                record = run_one(case, variant, seed, shlex.split(args.extra), results, commit)
                 with open(RESULTS, "a") as f:
                     f.write(json.dumps(record) + "\n")
                 best = record.get("best_val_acc")
