@@ -179,8 +179,10 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
         augment = "no crops"
     augment += f" ({why('crop_padding', f'{image_size} px images')})"
     if c.warmup_steps is not None:
-        warmup = f"warm-up {c.warmup_steps:,} steps"
-        warmup += f" ({why('warmup_steps', f'{WARMUP_FRACTION:.0%}, at least {MIN_WARMUP_STEPS}')})"
+        rule = f"{WARMUP_FRACTION:.0%}, at least {MIN_WARMUP_STEPS}"
+        if c.warmup_steps < MIN_WARMUP_STEPS:
+            rule = "a quarter of training"
+        warmup = f"warm-up {_count(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
         warmup = f"warm-up {c.warmup_epochs:g} epochs (given)"
     length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
