@@ -39,6 +39,7 @@ SIGNS = DATA / "signs"
 CIFAR = DATA / "cifar10-jpg.tar.gz"
 WORK = Path(os.environ.get("RESNETLAB_BENCH_WORK", Path.home() / ".cache" / "resnetlab-defaults"))
 CIFAR64 = WORK / "cifar64"  # built by prepare_cifar64
+WIDE = WORK / "wide"  # built by prepare_wide: photos that are not square, for --resize
 
 CASES: dict[str, list[str]] = {
     "digits": [],  # resnet20 on digits at 32x32: the offline demo
@@ -64,6 +65,13 @@ CASES: dict[str, list[str]] = {
     "signs-h5-resnet20": [
         "--model", "resnet20", "--input-size", "32",
         "--data", f"{SIGNS}/train_signs.h5", "--val-data", f"{SIGNS}/test_signs.h5",
+    ],
+    # Photos of two shapes, 4:3 and 3:4, to choose between --resize squash and crop.
+    "signs-wide-resnet20": [
+        "--model", "resnet20", "--input-size", "32", "--data", str(WIDE / "signs"),
+    ],
+    "cifar-wide-resnet20": [
+        "--model", "resnet20", "--input-size", "32", "--data", str(WIDE / "cifar"),
     ],
 }  # fmt: skip
 NAMED = ("seed", "paper-cifar", "modern")
@@ -93,6 +101,48 @@ def prepare_cifar64(per_class_train: int = 200, per_class_test: int = 100) -> No
             out.parent.mkdir(parents=True, exist_ok=True)
             big.save(out, quality=90)
     (CIFAR64 / "done").write_text("")
+
+
+def _wide(im, index: int):
+    """Every other image cut to 4:3 (landscape), the others to 3:4 (portrait), centred: the
+    subject keeps its proportions, as in photos taken in either orientation."""
+    w, h = im.size
+    if index % 2 == 0:
+        return im.crop((0, h // 8, w, h - h // 8))
+    return im.crop((w // 8, 0, w - w // 8, h))
+
+
+def prepare_wide() -> None:
+    """``WIDE/signs``: the SIGNS JPEG folder's photos; ``WIDE/cifar``: 2,000 CIFAR-10
+    training and 1,000 test images; each cut to 4:3 or 3:4 and saved as PNG."""
+    if (WIDE / "done").exists():
+        return
+    from PIL import Image
+
+    for split in ("train", "val", "test"):
+        folder = SIGNS / "64x64_SIGNS" / f"{split}_signs"
+        for i, path in enumerate(sorted(folder.glob("*.jpg"))):
+            label = path.name.split("_")[0]
+            out = WIDE / "signs" / split / label / f"{path.stem}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as im:
+                _wide(im.convert("RGB"), i).save(out)
+    counts: dict[tuple[str, str], int] = {}
+    with tarfile.open(CIFAR) as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) != 4 or not parts[3].endswith(".jpg"):
+                continue
+            split, cls = parts[1], parts[2]
+            n = counts.get((split, cls), 0)
+            if n >= (200 if split == "train" else 100):
+                continue
+            counts[(split, cls)] = n + 1
+            out = WIDE / "cifar" / split / cls / f"{Path(parts[3]).stem}.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(tar.extractfile(member)) as im:
+                _wide(im.convert("RGB"), n).save(out)
+    (WIDE / "done").write_text("")
 
 
 def code_at(commit: str) -> Path:
@@ -242,6 +292,8 @@ def main() -> None:
     cases = args.cases or list(CASES)
     if "cifar64-resnet18" in cases:
         prepare_cifar64()
+    if any("wide" in case for case in cases):
+        prepare_wide()
     for case in cases:
         for variant in args.variants:
             for seed in args.seeds:
