@@ -152,6 +152,7 @@ class Trainer:
         self.images_trained = 0
         self.best = {"metric": -math.inf, "epoch": None}
         self.last_metric = -math.inf  # the accuracy of the last epoch, for target_accuracy
+        self.bn_note: str | None = None  # what happened to BN statistics before validation
         if resume:
             assert run_dir is not None
             self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
@@ -414,9 +415,9 @@ class Trainer:
             # BN statistics drift apart on different shards; evaluate and save rank 0's.
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer, src=0)
+        self.bn_note = self._recalibrate_bn()  # also without validation: the model is saved
         if self.val_loader is None:
             return None
-        self.bn_note = self._recalibrate_bn()
         return evaluate_loader(
             self._eval_model(), self.val_loader, len(self.class_names), self._autocast()
         )
@@ -470,7 +471,7 @@ class Trainer:
             val_acc=val.accuracy if val else None,
             val_top5=val.top5 if val else None,
         )
-        self.log.epoch_end(row, note=getattr(self, "bn_note", None) if val else None)
+        self.log.epoch_end(row, note=self.bn_note if val else None)
         if self.dist.is_main:
             self._save_model("last.safetensors")
             if improved:
