@@ -2,7 +2,7 @@ import torch
 from torch import nn
 
 from resnetlab import create_model
-from resnetlab.engine.batchnorm import lag_steps, recalibrate, should_recalibrate
+from resnetlab.engine.batchnorm import calibration_size, lag_steps, recalibrate
 
 
 def test_lag_is_how_long_the_initial_values_weigh_in_the_averages():
@@ -10,9 +10,12 @@ def test_lag_is_how_long_the_initial_values_weigh_in_the_averages():
     assert lag_steps(create_model("resnet8")) == 44
     assert lag_steps(create_model("resnet50_keras")) == 459
     assert lag_steps(nn.Linear(3, 3)) == 0
-    model = create_model("resnet8")
-    assert should_recalibrate(None, model, 43) and not should_recalibrate(None, model, 44)
-    assert should_recalibrate(True, model, 10_000) and not should_recalibrate(False, model, 0)
+
+
+def test_calibration_takes_ten_batches_at_most_512_images():
+    assert calibration_size(32, 1080) == 320
+    assert calibration_size(256, 50_000) == 512
+    assert calibration_size(16, 100) == 100
 
 
 def test_recalibration_sets_the_statistics_of_the_data_it_sees():

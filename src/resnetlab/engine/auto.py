@@ -5,8 +5,10 @@ Named recipes were shaped on one kind of data (``paper-cifar`` on CIFAR's 50,000
 
 - Batch size: about the square root of the number of training images, a power of two
   between 16 and 256. Small sets then still take tens of steps per epoch.
-- Learning rate: SGD with Nesterov momentum, ``BASE_LR`` per ``BASE_BATCH`` images,
-  scaled linearly with the batch (Goyal et al. 2017).
+- Learning rate: SGD with Nesterov momentum, ``BASE_LR`` at a batch of ``BASE_BATCH``,
+  scaled with the square root of the batch (``auto_lr``; Krizhevsky 2014, Hoffer et al.
+  2017): small batches of a small set get relatively more, which measured 3 points better
+  on 500 CIFAR-10 images than the linear rule (docs/defaults.md).
 - Length: ``EPOCHS`` epochs, but never fewer than ``MIN_STEPS`` optimizer steps (nor more
   than ``MAX_EPOCHS`` epochs): a thousand images make 30 steps an epoch, and what a
   network needs to converge is steps, not passes over the data.
@@ -66,6 +68,11 @@ def auto_batch_size(num_images: int) -> int:
     return batch
 
 
+def auto_lr(batch_size: int) -> float:
+    """``BASE_LR * sqrt(batch_size / BASE_BATCH)``: 0.05 at 32, 0.1 at 128, 0.14 at 256."""
+    return BASE_LR * math.sqrt(batch_size / BASE_BATCH)
+
+
 def auto_warmup(total_steps: int) -> int:
     """``WARMUP_FRACTION`` of training, at least ``MIN_WARMUP_STEPS``, at most a quarter."""
     warmup = max(MIN_WARMUP_STEPS, round(WARMUP_FRACTION * total_steps))
@@ -111,7 +118,7 @@ def auto_recipe(
     steps = epochs * steps_per_epoch
     return AutoRecipe(
         batch_size=batch,
-        lr=BASE_LR * batch * world_size / BASE_BATCH,
+        lr=auto_lr(batch * world_size),
         epochs=epochs,
         steps=steps,
         warmup_steps=auto_warmup(steps),
@@ -146,7 +153,7 @@ def apply_auto(
         epochs = c.epochs if c.epochs is not None else auto_epochs(steps_per_epoch)
         steps = epochs * steps_per_epoch
     fill: dict = {"batch_size": batch, "epochs": epochs}
-    fill["lr"] = BASE_LR * batch * world_size / BASE_BATCH
+    fill["lr"] = auto_lr(batch * world_size)
     if c.warmup_epochs is None:
         fill["warmup_epochs"] = 0.0
         if c.warmup_steps is None:
@@ -190,7 +197,7 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
         f"recipe auto: {num_images:,} images at {image_size}x{image_size} -> "
         f"batch {c.batch_size} ({why('batch_size', 'about the square root of the images')}), "
         f"{c.optimizer.upper()} lr {c.lr:.3g} "
-        f"({why('lr', f'{BASE_LR:g} per {BASE_BATCH} images')}), "
+        f"({why('lr', f'{BASE_LR:g} x sqrt(batch / {BASE_BATCH})')}), "
         f"{steps:,} steps ({_count(c.epochs, 'epoch')}; {length}), {warmup}, {augment}"
     )
 

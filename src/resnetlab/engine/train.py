@@ -30,7 +30,7 @@ from ..data import Augment, load_dataset, make_loader, split_stats, stratified_s
 from ..errors import ResnetlabError
 from ..models import model_info, save_model
 from .auto import apply_auto, is_digit_like
-from .batchnorm import CALIBRATION_IMAGES, lag_steps, recalibrate, should_recalibrate
+from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
@@ -225,7 +225,8 @@ class Trainer:
             else None
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
-        self.calibration_split = _sample(data.train, CALIBRATION_IMAGES, c.seed)
+        size = calibration_size(c.batch_size, len(data.train))
+        self.calibration_split = _sample(data.train, size, c.seed)
         self.calibration_loader = None  # made when first needed
 
     def _resolve_recipe(self, num_train: int) -> TrainConfig:
@@ -439,12 +440,12 @@ class Trainer:
         return (x for x, _ in self.calibration_loader)
 
     def _recalibrate_bn(self) -> str | None:
-        """Recompute BN statistics before validating while they lag (``recalibrate_bn``);
-        the note for the epoch line: that they were, or why the accuracy may be off."""
-        model, setting = self._eval_model(), self.config.recalibrate_bn
-        if should_recalibrate(setting, model, self.step):
-            images = recalibrate(model, self._calibration_batches(), self._autocast())
-            return f"BN statistics recomputed on {images} training images"
+        """Recompute BN statistics before validating (``recalibrate_bn``); the note for the
+        epoch line when they were not and still lag: why the accuracy may be off."""
+        model = self._eval_model()
+        if self.config.recalibrate_bn and batchnorm_layers(model):
+            recalibrate(model, self._calibration_batches(), self._autocast())
+            return None
         lag = lag_steps(model)
         if self.step < lag:
             return (
