@@ -15,6 +15,7 @@ Variants:
 
     python benchmarks/defaults/run.py digits cifar500 --variants old auto seed
     python benchmarks/defaults/run.py --table    # the Markdown table of recorded results
+    python benchmarks/defaults/run.py --table --update docs/defaults.md
 """
 
 from __future__ import annotations
@@ -282,11 +283,17 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="rerun recorded runs")
     parser.add_argument("--commit", help="the code to run (default: HEAD; commit src first)")
     parser.add_argument("--table", action="store_true", help="print the results table")
+    parser.add_argument(
+        "--update", metavar="MARKDOWN", help="with --table: write it between the file's markers"
+    )
     args = parser.parse_args()
     if args.table:
-        from table import render  # benchmarks/defaults/table.py
+        from table import render, update  # benchmarks/defaults/table.py
 
-        print(render(read_results()), end="")
+        if args.update:
+            update(Path(args.update), read_results())
+        else:
+            print(render(read_results(), args.cases or None), end="")
         return
     commit = args.commit or _head()
     cases = args.cases or list(CASES)

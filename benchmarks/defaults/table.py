@@ -3,7 +3,9 @@ only here. ``python benchmarks/defaults/run.py --table`` prints it."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from pathlib import Path
 
 VARIANT_ORDER = ("old", "auto", "seed", "paper-cifar", "modern")
 
@@ -54,3 +56,19 @@ def render(records: list[dict], cases: list[str] | None = None) -> str:
                 f"{r['train_time_s']:,.0f} | {r['wall_s']:,.0f} | {r['load_avg']:.1f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+# <!-- defaults-table: case case ... --> ... <!-- /defaults-table -->: the rows of those cases.
+_MARKED = re.compile(
+    r"(<!-- defaults-table:(?P<cases>[^>]*)-->\n)(.*?)(<!-- /defaults-table -->)", re.S
+)
+
+
+def update(path: Path, records: list[dict]) -> None:
+    """Rewrite every marked table in ``path`` from ``records``."""
+    text = path.read_text()
+
+    def table(m: re.Match) -> str:
+        return m.group(1) + render(records, m.group("cases").split()) + m.group(4)
+
+    path.write_text(_MARKED.sub(table, text))

@@ -85,6 +85,14 @@ def test_only_the_auto_recipe_may_leave_values_unset(tmp_path):
         TrainConfig(**values)
 
 
+def test_a_config_file_from_before_resize_squashes(tmp_path):
+    config = resolve_config()
+    assert config.resize == "crop"
+    values = {k: v for k, v in config.to_dict().items() if k != "resize"}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert resolve_config(TrainConfig.load(tmp_path / "config.json")).resize == "squash"
+
+
 def test_new_options_are_checked():
     for bad, message in [
         (dict(resize="stretch"), "unknown resize 'stretch'; choose squash, crop"),

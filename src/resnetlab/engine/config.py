@@ -291,6 +291,7 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
+        values.setdefault("resize", "squash")  # written before --resize existed, which squashed
         return values
 
 

@@ -103,6 +103,7 @@ RUN_DEFINING = (
     "val_data",
     "val_split",
     "input_size",
+    "resize",
     "subset",
     "val_subset",
     "seed",
