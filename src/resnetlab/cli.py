@@ -221,9 +221,9 @@ TRAIN_HELP = {
     "(e.g. 0.91; time-to-accuracy runs)",
     "patience": "stop after N epochs without a better validation accuracy (early stopping)",
     "clip_grad_norm": "clip the gradients' total norm to this (0: off)",
-    "recalibrate_bn": "recompute BatchNorm statistics on ten batches of training images "
-    "(no augmentation) before each validation (default: on; running averages lag, as with "
-    "Keras's momentum 0.99, and averages of augmented crops are not those of whole images)",
+    "recalibrate_bn": "recompute BatchNorm statistics on ten training batches before each "
+    "validation (default: on; the running averages lag behind the weights, slowest with "
+    "Keras's momentum 0.99)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
     "scale_jitter": "random crops of between this share of the area and all of it, aspect "
     "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 64 px up)",

@@ -425,7 +425,8 @@ class Trainer:
         )
 
     def _calibration_batches(self) -> Iterator[torch.Tensor]:
-        """Training images without augmentation, the same batches every time."""
+        """Training batches as training makes them (augmented: the network's weights fit the
+        statistics of augmented batches, not of clean images), the same ones every time."""
         if self.calibration_loader is None:
             self.calibration_loader = make_loader(
                 self.calibration_split,
@@ -434,6 +435,7 @@ class Trainer:
                 device=self.device,
                 mean=self.mean,
                 std=self.std,
+                augment=self.train_loader.augment,
                 seed=self.config.seed,
                 channels_last=self.channels_last,
                 num_workers=self.config.num_workers,
