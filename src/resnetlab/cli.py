@@ -226,7 +226,11 @@ TRAIN_HELP = {
     "input_size": "image side the model sees; images are resized once (default: the model's)",
     "download": "download the data set if it is not in the cache (cifar10)",
     "stream": "stream images from disk instead of holding them in memory (default: by size)",
-    "recipe": "preset: seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern (default)",
+    "resize": "how an image that is not square meets the input size: crop (shorter side to "
+    "it, then the centre; the default) or squash (resized to it, aspect ratio lost); "
+    "recorded in the model file for predict",
+    "recipe": "preset: auto (the default: chosen from the data and model, printed when the "
+    "run starts), seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern",
     "epochs": "passes over the training data",
     "max_steps": "train for this many steps instead of --epochs (the schedule spans them)",
     "batch_size": "images per step (per process under torchrun)",
@@ -240,12 +244,21 @@ TRAIN_HELP = {
     "milestones": "for --schedule step: fractions of training where the rate drops",
     "gamma": "for --schedule step: factor applied at each milestone",
     "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
+    "warmup_steps": "linear learning-rate warmup, in steps (wins over --warmup-epochs)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
     "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
     "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
     "(e.g. 0.91; time-to-accuracy runs)",
+    "patience": "stop after N epochs without a better validation accuracy (early stopping)",
+    "clip_grad_norm": "clip the gradients' total norm to this (0: off)",
+    "recalibrate_bn": "recompute BatchNorm statistics on ten training batches before each "
+    "validation (default: on; the running averages lag behind the weights, slowest with "
+    "Keras's momentum 0.99)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
-    "flip": "random horizontal flips (default: on, except for digits)",
+    "scale_jitter": "random crops of between this share of the area and all of it, aspect "
+    "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 64 px up)",
+    "flip": "random horizontal flips (default: on, except for digit-like data: digits, "
+    "classes 0-9, grayscale letters)",
     "cutout": "cutout square side in pixels (0: off)",
     "seed": "seed for initialisation, data order and augmentation",
     "device": "auto, cpu, cuda, cuda:N or mps",
@@ -380,7 +393,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         console.print(f"note: {note}", highlight=False)
     console.print(
         f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "
-        f"({round(result.accuracy * result.count)}/{result.count}), loss {result.loss:.4f}",
+        f"({round(result.accuracy * result.count)}/{result.count}), "
+        + (f"top-5 {result.top5:.4f}, " if result.top5 is not None else "")
+        + f"loss {result.loss:.4f}",
         highlight=False,
     )
     table = Table(title="per class", title_justify="left")
@@ -658,7 +673,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         "CPUs with bf16 hardware), cache the choice for `resnetlab train`, and show it.",
     )
     c.add_argument("--model", required=True, help="a registered model name")
-    c.add_argument("--batch-size", type=int, help="default: the model's recipe's")
+    c.add_argument("--batch-size", type=int, help="default: 128, the modern recipe's")
     c.add_argument("--input-size", type=int, help="image side (default: the model's)")
     c.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
     c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
@@ -712,7 +727,9 @@ def _add_bench_train(kinds: argparse._SubParsersAction, choices: dict) -> argpar
     t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
     _add_bench_timed(t, choices, steps=10, warmup=5)
     t.add_argument("--cuda-graphs", action="store_true", help="capture our step (CUDA only)")
-    t.add_argument("--optimizer", choices=choices["optimizer"], help="default: the recipe's")
+    t.add_argument(
+        "--optimizer", choices=choices["optimizer"], help="default: sgd, the modern recipe's"
+    )
     t.add_argument("--explain-speed", action="store_true", help=TRAIN_HELP["explain_speed"])
     t.set_defaults(bench_fn="bench_train", bench_name="train")
     return t

@@ -155,3 +155,54 @@ def test_imageset_resize_and_subset():
     assert s.subset(torch.tensor([1, 2])).labels.tolist() == [1, 1]
     flat = ImageSet(torch.full((1, 8, 8, 3), 77, dtype=torch.uint8), torch.tensor([0]), ["a"])
     assert (flat.resized(13).images == 77).all()
+
+
+def test_jitter_boxes_have_the_asked_areas_and_aspect_ratios():
+    from resnetlab.data.loader import JITTER_RATIOS, epoch_plan
+
+    plan = epoch_plan(
+        4000, seed=1, epoch=3, shuffle=True, augment=Augment(scale_jitter=0.35), size=(32, 32)
+    )
+    cx, cy, w, h = plan["box"].unbind(1)
+    assert ((cx - w / 2 >= -1e-6) & (cx + w / 2 <= 1 + 1e-6)).all()  # inside the image
+    assert ((cy - h / 2 >= -1e-6) & (cy + h / 2 <= 1 + 1e-6)).all()
+    unclipped = (w < 1) & (h < 1)
+    area, ratio = (w * h)[unclipped], (w / h)[unclipped]
+    assert area.min() >= 0.35 - 1e-5 and area.max() <= 1 + 1e-5
+    assert ratio.min() >= JITTER_RATIOS[0] - 1e-5 and ratio.max() <= JITTER_RATIOS[1] + 1e-5
+    assert area.min() < 0.4 and area.max() > 0.95  # the whole range is used
+    # Jitter is drawn after everything else: plans without it are what they were.
+    other = Augment(crop_padding=2, flip=True)
+    with_jitter = Augment(crop_padding=2, flip=True, scale_jitter=0.5)
+    a = epoch_plan(50, seed=1, epoch=0, shuffle=True, augment=other, size=(8, 8))
+    b = epoch_plan(50, seed=1, epoch=0, shuffle=True, augment=with_jitter, size=(8, 8))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resized_crops_cut_the_box_and_resize_it_back():
+    from resnetlab.data.loader import resized_crops
+
+    images = torch.zeros(2, 3, 8, 16, dtype=torch.uint8)  # (B, 3, H, W)
+    images[..., 8:] = 200  # left half black, right half grey
+    whole = torch.tensor([[0.5, 0.5, 1.0, 1.0]] * 2)
+    assert torch.equal(resized_crops(images, whole), images)
+    halves = torch.tensor([[0.25, 0.5, 0.5, 1.0], [0.75, 0.5, 0.5, 1.0]])  # left, right half
+    out = resized_crops(images, halves)  # (bilinear: the edge next to the other half blends)
+    assert (out[0, ..., :-1] == 0).all() and (out[1, ..., 1:] == 200).all()
+    # One image at a time (a streaming worker) gives what the batch gives.
+    one_by_one = torch.cat([resized_crops(images[i : i + 1], halves[i : i + 1]) for i in range(2)])
+    assert torch.equal(one_by_one, out)
+
+
+def test_jitter_in_the_device_loader_scales_and_shifts_the_content():
+    # A white square in the middle of black images: jittered crops enlarge and move it.
+    images = torch.zeros(64, 16, 16, 3, dtype=torch.uint8)
+    images[:, 6:10, 6:10] = 255
+    loader = DeviceLoader(
+        images, torch.zeros(64), batch_size=64, shuffle=True, augment=Augment(scale_jitter=0.35)
+    )
+    ((x, _),) = list(loader)
+    white = (x[:, 0] > 0.5).float().sum((1, 2))  # (B,) pixels of the square
+    assert white.min() >= 16 and white.max() > 20  # never smaller, often larger
+    centres = (x[:, 0] > 0.5).float().nonzero()[:, 2].float()
+    assert centres.std() > 0.3  # not always in the same place

@@ -159,3 +159,15 @@ def test_split_stats_in_memory_and_streamed_agree(tree):
     assert streamed_mean == pytest.approx(mean) and streamed_std == pytest.approx(std)
     sampled = split_stats(streamed, sample=10, seed=1)
     assert sampled[0] != mean and sampled == split_stats(streamed, sample=10, seed=1)
+
+
+def test_streaming_jitter_equals_the_device_loaders(tree):
+    memory, streamed = _both(tree)
+    aug = Augment(flip=True, scale_jitter=0.4)
+    kw = dict(train=True, batch_size=4, device="cpu", mean=MEAN, std=STD, augment=aug, seed=3)
+    device = make_loader(memory, **kw)
+    stream = make_loader(streamed, num_workers=0, **kw)
+    for ours, theirs in zip(_epochs(device), _epochs(stream), strict=True):
+        for (x1, y1), (x2, y2) in zip(ours, theirs, strict=True):
+            assert torch.equal(y1, y2)
+            torch.testing.assert_close(x1, x2, rtol=0, atol=1e-6)

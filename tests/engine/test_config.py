@@ -4,11 +4,15 @@ import pytest
 
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
+from resnetlab.engine.config import AUTO_FIELDS
 
 
 def test_defaults_are_the_offline_demo():
     config = resolve_config()
-    assert (config.model, config.data, config.recipe) == ("resnet20", "digits", "modern")
+    assert (config.model, config.data, config.recipe) == ("resnet20", "digits", "auto")
+    # What the data decides is left open until the run starts (engine.auto).
+    assert config.unset() == list(AUTO_FIELDS)
+    assert all(getattr(config, name) is None for name in AUTO_FIELDS)
 
 
 def test_recipes_set_their_values_and_flags_override():
@@ -20,7 +24,7 @@ def test_recipes_set_their_values_and_flags_override():
         1e-4,
     )
     assert (paper.schedule, paper.milestones, paper.batch_size) == ("step", (0.5, 0.75), 128)
-    assert (paper.crop_padding, paper.flip) == (4, True)
+    assert (paper.crop_padding, paper.flip) == (4, None)  # None: on unless digit-like
     seed = resolve_config(recipe="seed", lr=5e-4)
     assert (seed.optimizer, seed.lr, seed.batch_size, seed.epochs) == ("adam", 5e-4, 32, 30)
     assert resolve_config(recipe="seed", epochs=None).epochs == 30  # None: not given
@@ -62,7 +66,40 @@ def test_every_recipe_is_valid():
         assert resolve_config(recipe=name).recipe == name
 
 
-def test_the_seed_model_defaults_to_the_seed_recipe():
-    assert resolve_config(model="resnet50_keras").recipe == "seed"
-    assert resolve_config(model="resnet50_keras", recipe="modern").recipe == "modern"
-    assert resolve_config(model="resnet56").recipe == "modern"
+def test_every_model_defaults_to_the_auto_recipe():
+    assert resolve_config(model="resnet50_keras").recipe == "auto"
+    assert resolve_config(model="resnet50_keras", recipe="seed").recipe == "seed"
+    assert resolve_config(model="resnet56").recipe == "auto"
+    # Explicit values stay under auto; only the unset ones are decided later.
+    config = resolve_config(epochs=7, lr=0.3)
+    assert (config.epochs, config.lr, config.batch_size) == (7, 0.3, None)
+
+
+def test_only_the_auto_recipe_may_leave_values_unset(tmp_path):
+    config = resolve_config()
+    config.save(tmp_path / "config.json")
+    values = TrainConfig.load(tmp_path / "config.json")
+    assert resolve_config(values).unset() == list(AUTO_FIELDS)
+    values["recipe"] = "modern"
+    with pytest.raises(ResnetlabError, match=r"batch_size, lr, epochs.* unset: only the auto"):
+        TrainConfig(**values)
+
+
+def test_a_config_file_from_before_resize_squashes(tmp_path):
+    config = resolve_config()
+    assert config.resize == "crop"
+    values = {k: v for k, v in config.to_dict().items() if k != "resize"}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert resolve_config(TrainConfig.load(tmp_path / "config.json")).resize == "squash"
+
+
+def test_new_options_are_checked():
+    for bad, message in [
+        (dict(resize="stretch"), "unknown resize 'stretch'; choose squash, crop"),
+        (dict(patience=0), "patience must be at least 1 epoch"),
+        (dict(clip_grad_norm=-1.0), "gradient clipping norm must be 0"),
+        (dict(scale_jitter=1.5), "scale jitter is the smallest crop's share"),
+        (dict(warmup_steps=-1), "warm-up steps must be 0 or more"),
+    ]:
+        with pytest.raises(ResnetlabError, match=message):
+            resolve_config(**bad)

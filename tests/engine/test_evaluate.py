@@ -34,3 +34,21 @@ def test_confusion_precision_and_recall_agree_with_scikit_learn():
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     assert abs(result.loss - loss) < 1e-6 and result.count == n
     assert result.accuracy == (predicted == labels).sum().item() / n
+
+
+def test_top5_accuracy_counts_the_true_class_among_the_five_most_probable():
+    # 7 classes, 4 images: class ranks of the true label are 1, 3, 5 and 6.
+    logits = torch.tensor(
+        [
+            [9.0, 1, 2, 3, 4, 5, 6],  # true 0: first
+            [1.0, 9, 8, 7, 6, 5, 4],  # true 3: third
+            [9.0, 8, 7, 6, 5, 4, 3],  # true 4: fifth
+            [9.0, 8, 7, 6, 5, 4, 3],  # true 5: sixth
+        ]
+    )
+    batch = (torch.arange(4), torch.tensor([0, 3, 4, 5]))
+    result = evaluate_loader(Lookup(logits), [batch], num_classes=7)
+    assert (result.accuracy, result.top5) == (0.25, 0.75)
+    # With 5 classes or fewer, top-5 says nothing: it is not reported.
+    five = evaluate_loader(Lookup(logits[:, :5]), [(batch[0], torch.tensor([0, 3, 4, 1]))], 5)
+    assert five.top5 is None

@@ -243,3 +243,18 @@ def test_train_step_is_what_the_trainer_runs(tmp_path):
     assert (
         trainer.train_step.net is trainer.net and trainer.train_step.optimizer is trainer.optimizer
     )
+
+
+def test_gradient_clipping_bounds_the_update():
+    # Plain SGD (no momentum, no decay, rate 1): the update is minus the gradient, so its
+    # norm is the clipped gradient norm.
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    step = TrainStep(model, optimizer, clip_grad_norm=0.01)
+    x, y = torch.randn(8, 4) * 100, torch.randint(0, 3, (8,))
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    step(x, y)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (after - before).norm() == pytest.approx(0.01, rel=1e-4)
+    unclipped = TrainStep(copy.deepcopy(model), torch.optim.SGD(model.parameters(), lr=1.0))
+    assert unclipped.clip_grad_norm == 0

@@ -58,6 +58,7 @@ def bench_calibrate(
     """
     use_threads(threads)
     config = resolve_config(
+        recipe="modern",  # its batch size and optimizer: auto would need a data set to decide
         model=model,
         batch_size=batch_size,
         input_size=input_size,

@@ -257,7 +257,7 @@ def _epoch_share(
     device: torch.device,
 ) -> dict[str, Any]:
     """Real training steps fed by ``loader``; the share of their time spent in the loader."""
-    config = resolve_config(model=model, batch_size=batch_size, device=str(device))
+    config = resolve_config(recipe="modern", model=model, batch_size=batch_size, device=str(device))
     parts = build_training(config, device, num_classes=num_classes, input_size=size[0])
     loader.channels_last = parts.channels_last  # the layout the (calibrated) model runs in
     data_time, clock = Clock(device), Clock(device)

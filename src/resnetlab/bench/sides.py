@@ -116,6 +116,7 @@ def bench_spec(
         named = dict(batch_size=batch_size, input_size=input_size, precision=precision)
         named.update(channels_last=channels_last, compile=compile or None, device=str(device_))
         given = {k: v for k, v in train_options.items() if v}
+        given.setdefault("recipe", "modern")  # auto would need a data set to decide
         config = resolve_config(model=model, **named, **given)
         if config.cuda_graphs:  # time replays only: eager warm-up steps and capture first
             warmup = max(warmup, GRAPH_WARMUP_STEPS + 2)

@@ -40,6 +40,30 @@ READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBo
 
 Size = tuple[int, int]  # (height, width)
 
+# How an image meets a size of another shape: "squash" resizes it to exactly that size
+# (the aspect ratio changes); "crop" scales it until it covers the size, keeping the aspect
+# ratio, and cuts the centre (torchvision's eval transform: Resize(side) + CenterCrop(side)).
+RESIZE_MODES = ("squash", "crop")
+
+
+def crop_resize_plan(size: Size, target: Size) -> tuple[Size, tuple[int, int]]:
+    """For ``resize="crop"``: the (height, width) to scale an image of ``size`` to, and the
+    (top, left) of the ``target`` window to cut from it, centred as torchvision centres."""
+    (h, w), (th, tw) = size, target
+    scale = max(th / h, tw / w)
+    sh, sw = max(th, round(h * scale)), max(tw, round(w * scale))
+    return (sh, sw), (round((sh - th) / 2), round((sw - tw) / 2))
+
+
+def fit_image(im: Image.Image, target: Size, resize: str = "squash") -> Image.Image:
+    """``im`` at ``target`` (height, width): squashed, or scaled and centre-cropped."""
+    if im.size == (target[1], target[0]):
+        return im
+    if resize == "squash":
+        return im.resize((target[1], target[0]), Image.BILINEAR)
+    (sh, sw), (top, left) = crop_resize_plan((im.height, im.width), target)
+    return im.resize((sw, sh), Image.BILINEAR).crop((left, top, left + target[1], top + target[0]))
+
 
 def _as_size(size: int | Size | None) -> Size | None:
     if size is None or isinstance(size, tuple):
@@ -47,7 +71,9 @@ def _as_size(size: int | Size | None) -> Size | None:
     return (size, size)
 
 
-def read_image(path: str | os.PathLike, size: int | Size | None = None) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, size: int | Size | None = None, resize: str = "squash"
+) -> np.ndarray:
     """Decode one image file to a uint8 (H, W, 3) RGB array.
 
     Any mode PIL reads becomes RGB: grayscale and 1-bit are repeated over the channels,
@@ -59,6 +85,7 @@ def read_image(path: str | os.PathLike, size: int | Size | None = None) -> np.nd
         path: an image file.
         size: resize to ``size`` x ``size`` (or ``(height, width)``) with bilinear
             interpolation (antialiased when shrinking); ``None`` keeps the native size.
+        resize: ``squash`` or ``crop`` (see ``RESIZE_MODES``) when the aspect ratios differ.
 
     Raises:
         One of ``READ_ERRORS``: the file is not a readable image.
@@ -67,14 +94,16 @@ def read_image(path: str | os.PathLike, size: int | Size | None = None) -> np.nd
     with Image.open(path) as im:
         if target is not None and im.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
-            # big photos shrunk to 64x64 decode several times faster.
-            im.draft("RGB", (target[1], target[0]))
+            # big photos shrunk to 64x64 decode several times faster. A crop needs its
+            # longer side whole, before any EXIF rotation: ask for that on both sides.
+            side = max(crop_resize_plan((im.height, im.width), target)[0])
+            im.draft("RGB", (target[1], target[0]) if resize == "squash" else (side, side))
         im.load()
         if im.format == "TIFF" or "exif" in im.info:
             im = ImageOps.exif_transpose(im)
         im = _to_rgb(im)
-        if target is not None and im.size != (target[1], target[0]):
-            im = im.resize((target[1], target[0]), Image.BILINEAR)
+        if target is not None:
+            im = fit_image(im, target, resize)
         return np.array(im, dtype=np.uint8)  # writable, unlike np.asarray of a PIL image
 
 
@@ -116,11 +145,11 @@ def read_header_size(path: str | os.PathLike) -> Size:
         return height, width
 
 
-def _read_chunk(paths: Sequence[str], size: Size | None) -> list[np.ndarray | str]:
+def _read_chunk(paths: Sequence[str], size: Size | None, resize: str) -> list[np.ndarray | str]:
     out: list[np.ndarray | str] = []
     for p in paths:
         try:
-            out.append(read_image(p, size))
+            out.append(read_image(p, size, resize))
         except READ_ERRORS as e:
             out.append(f"{type(e).__name__}: {e}")
     return out
@@ -198,12 +227,16 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
 
 
 def decode_files(
-    paths: Sequence[str], size: int | Size | None = None, *, workers: int | None = None
+    paths: Sequence[str],
+    size: int | Size | None = None,
+    *,
+    workers: int | None = None,
+    resize: str = "squash",
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], Counter]:
     """Decode many image files to one uint8 (N, H, W, 3) array.
 
     With ``size`` every image is resized to it; without, the most common native size wins
-    and images of other sizes are resized to it.
+    and images of other sizes are resized to it (``resize``: squashed or centre-cropped).
 
     Returns:
         ``(images, kept, failed, sizes)``: the stacked images of the readable files,
@@ -211,7 +244,7 @@ def decode_files(
         could not be read, and the count of each native ``(height, width)``.
     """
     target = _as_size(size)
-    decoded = _map_chunks(_read_chunk, paths, target, workers=workers, label="decoding")
+    decoded = _map_chunks(_read_chunk, paths, target, resize, workers=workers, label="decoding")
     failed = [(p, r) for p, r in zip(paths, decoded, strict=True) if isinstance(r, str)]
     kept = np.array([i for i, r in enumerate(decoded) if not isinstance(r, str)], dtype=np.int64)
     sizes = Counter(r.shape[:2] for r in decoded if not isinstance(r, str))
@@ -222,7 +255,7 @@ def decode_files(
         a = decoded[i]
         decoded[i] = None  # free as we go: peak memory stays near one copy
         if a.shape[:2] != target:
-            a = np.asarray(Image.fromarray(a).resize((target[1], target[0]), Image.BILINEAR))
+            a = np.asarray(fit_image(Image.fromarray(a), target, resize))
         images[j] = a
     return images, kept, failed, sizes
 

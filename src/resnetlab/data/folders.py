@@ -206,6 +206,7 @@ def folder_splits(
     stream: bool | None,
     cache_root: Path,
     workers: int | None = None,
+    resize: str = "squash",
 ) -> tuple[dict[str, Callable[[], ImageSet | StreamingSet]], list[str]]:
     """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes."""
     root = find_root(root)
@@ -220,7 +221,12 @@ def folder_splits(
     if len(split_dirs) == 1:
         split_dirs = {"all": next(iter(split_dirs.values()))}
     load = partial(
-        load_folder, image_size=image_size, stream=stream, cache_root=cache_root, workers=workers
+        load_folder,
+        image_size=image_size,
+        stream=stream,
+        cache_root=cache_root,
+        workers=workers,
+        resize=resize,
     )
     return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
 
@@ -232,11 +238,19 @@ def load_folder(
     stream: bool | None,
     cache_root: Path,
     workers: int | None = None,
+    resize: str = "squash",
 ) -> ImageSet | StreamingSet:
-    """One split folder (class folders of images), decoded into memory or set up to stream."""
+    """One split folder (class folders of images), decoded into memory or set up to stream;
+    images of another shape than ``image_size`` squashed or centre-cropped (``resize``)."""
     scan = scan_classes(folder)
+    # Squashed folders keep the keys they were cached under before crops existed.
+    how = {} if resize == "squash" else {"resize": resize}
     key = decode_key(
-        scan.stamps, root=str(folder.resolve()), image_size=image_size, classes=scan.class_names
+        scan.stamps,
+        root=str(folder.resolve()),
+        image_size=image_size,
+        classes=scan.class_names,
+        **how,
     )
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
@@ -274,8 +288,11 @@ def load_folder(
                 size,
                 str(folder),
                 scan.notes + notes,
+                resize=resize,
             )
-    images, kept, failed, sizes = decode_files(scan.paths, image_size, workers=workers)
+    images, kept, failed, sizes = decode_files(
+        scan.paths, image_size, workers=workers, resize=resize
+    )
     notes = list(scan.notes)
     if image_size is None and len(sizes) > 1:
         notes.append(_mixed_sizes_note(sizes, images.shape[1:3]))

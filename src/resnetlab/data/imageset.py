@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .decode import crop_resize_plan
+
 
 @dataclass
 class ImageSet:
@@ -52,18 +54,23 @@ class ImageSet:
             self.images[indices], self.labels[indices], self.class_names, self.source, self.notes
         )
 
-    def resized(self, size: int | tuple[int, int], chunk: int = 1024) -> ImageSet:
-        """The images resized to ``size`` x ``size`` or ``(height, width)``, bilinear."""
+    def resized(
+        self, size: int | tuple[int, int], chunk: int = 1024, resize: str = "squash"
+    ) -> ImageSet:
+        """The images resized to ``size`` x ``size`` or ``(height, width)``, bilinear:
+        squashed, or with ``resize="crop"`` scaled to cover it and centre-cropped."""
         height, width = (size, size) if isinstance(size, int) else size
         if self.image_size == (height, width):
             return self
+        scaled, (top, left) = (height, width), (0, 0)
+        if resize == "crop":
+            scaled, (top, left) = crop_resize_plan(self.image_size, (height, width))
         out = torch.empty(
             (len(self), height, width, 3), dtype=torch.uint8, device=self.images.device
         )
         for start in range(0, len(self), chunk):
             x = self.images[start : start + chunk].permute(0, 3, 1, 2).float()
-            x = F.interpolate(
-                x, size=(height, width), mode="bilinear", antialias=True, align_corners=False
-            )
+            x = F.interpolate(x, size=scaled, mode="bilinear", antialias=True, align_corners=False)
+            x = x[:, :, top : top + height, left : left + width]
             out[start : start + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         return ImageSet(out, self.labels, self.class_names, self.source, self.notes)

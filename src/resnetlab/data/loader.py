@@ -2,17 +2,20 @@
 
 The uint8 images live on the device once. Each epoch draws, from a generator seeded by
 ``(seed, epoch)``, a permutation and every image's augmentation (crop offset, flip,
-cutout position); a batch is then one gather that crops and flips all of its images at
-once, one fused normalisation, and a mask for cutout. There is no per-image Python work,
-and an epoch is reproducible from its number alone, which is what exact resume needs.
+scale/aspect crop box, cutout position); a batch is then one gather that crops and flips
+all of its images at once, one resampling of all their crop boxes, one fused
+normalisation, and a mask for cutout. There is no per-image Python work, and an epoch is
+reproducible from its number alone, which is what exact resume needs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, H, W) float images, (B,) int64 labels
 
@@ -27,15 +30,52 @@ class Augment:
         flip: mirror half of the images left to right. Off by default: for hand signs
             and digits a mirror image can mean something else.
         cutout: side of a square set to the mean colour at a random place (0: off).
+        scale_jitter: scale and aspect jitter (0: off): each image is cut to a random box
+            of between this fraction of its area and all of it, with an aspect ratio between
+            3:4 and 4:3 (``JITTER_RATIOS``), and resized back, as torchvision's
+            ``RandomResizedCrop`` does, but bilinear on the whole batch at once.
     """
 
     crop_padding: int = 0
     flip: bool = False
     cutout: int = 0
+    scale_jitter: float = 0.0
 
     @property
     def active(self) -> bool:
-        return bool(self.crop_padding or self.flip or self.cutout)
+        return bool(self.crop_padding or self.flip or self.cutout or self.scale_jitter)
+
+
+JITTER_RATIOS = (3 / 4, 4 / 3)  # width / height of a jittered box, as torchvision's default
+
+
+def resized_crops(images: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Cut a box out of each image and resize it to the image's size, bilinear.
+
+    Args:
+        images: uint8 (B, 3, H, W).
+        box: (B, 4) float: each box's centre x, centre y, width and height, as fractions
+            of the image's width and height (a box inside the image).
+
+    Returns:
+        uint8 (B, 3, H, W). Rounded to whole pixel values, so that a batch made on the
+        device and images made one at a time by streaming workers are the same.
+    """
+    b, _, h, w = images.shape
+    box = box.to(images.device, torch.float32)
+    # The sampling grid in [-1, 1] units (align_corners=False), element by element rather
+    # than by affine_grid's matrix product: the same numbers for a batch of one or of many.
+    xs = (torch.arange(w, device=images.device, dtype=torch.float32) * 2 + 1) / w - 1  # (W,)
+    ys = (torch.arange(h, device=images.device, dtype=torch.float32) * 2 + 1) / h - 1  # (H,)
+    gx = (box[:, 0, None] * 2 - 1) + box[:, 2, None] * xs  # (B, W)
+    gy = (box[:, 1, None] * 2 - 1) + box[:, 3, None] * ys  # (B, H)
+    grid = torch.stack(
+        (gx[:, None, :].expand(b, h, w), gy[:, :, None].expand(b, h, w)), dim=-1
+    )  # (B, H, W, 2)
+    out = F.grid_sample(
+        images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def channel_stats(
@@ -72,7 +112,8 @@ def epoch_plan(
     Everything is drawn from one generator seeded by ``(seed, epoch)``, so an epoch is
     reproducible from its number alone, whichever loader (in memory or streaming) serves it.
     Keys: ``order`` (m,) always; ``dy``, ``dx`` crop offsets into the padded image; ``flip``
-    (m,) bool; ``cy``, ``cx`` cutout centres.
+    (m,) bool; ``cy``, ``cx`` cutout centres; ``box`` (m, 4) scale/aspect crop boxes (centre
+    x, centre y, width, height as fractions, see ``resized_crops``).
     """
     height, width = size
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -88,7 +129,21 @@ def epoch_plan(
     if a.cutout:
         plan["cy"] = torch.randint(0, height, (m,), generator=generator)
         plan["cx"] = torch.randint(0, width, (m,), generator=generator)
+    if a.scale_jitter:  # drawn last: plans without it stay what they were
+        plan["box"] = _jitter_boxes(m, a.scale_jitter, generator)
     return plan
+
+
+def _jitter_boxes(m: int, min_area: float, generator: torch.Generator) -> torch.Tensor:
+    """(m, 4) random boxes: area in [min_area, 1], log-uniform aspect ratio in JITTER_RATIOS."""
+    area = min_area + (1 - min_area) * torch.rand(m, generator=generator, dtype=torch.float64)
+    low, high = (math.log(r) for r in JITTER_RATIOS)
+    ratio = torch.exp(low + (high - low) * torch.rand(m, generator=generator, dtype=torch.float64))
+    width = (area * ratio).sqrt().clamp(max=1)
+    height = (area / ratio).sqrt().clamp(max=1)
+    cx = width / 2 + (1 - width) * torch.rand(m, generator=generator, dtype=torch.float64)
+    cy = height / 2 + (1 - height) * torch.rand(m, generator=generator, dtype=torch.float64)
+    return torch.stack([cx, cy, width, height], dim=1).float()
 
 
 def cutout_mask(
@@ -227,6 +282,8 @@ class DeviceLoader:
             cols = torch.where(part["flip"][:, None], cols.flip(1), cols)
         # One gather crops and flips every image: (B, H, W, 3) uint8.
         x = self.images[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+        if "box" in part:
+            x = resized_crops(x.permute(0, 3, 1, 2), part["box"]).permute(0, 2, 3, 1)
         x = torch.addcmul(self.shift, x.to(self.dtype), self.scale)  # normalise
         if "cy" in part:
             x = x * self._cutout_mask(part["cy"], part["cx"]).to(self.dtype)

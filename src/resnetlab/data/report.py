@@ -67,7 +67,7 @@ def _sample_images(split: Split, indices: list[int]) -> list[np.ndarray]:
     out = []
     for i in indices:
         try:
-            out.append(read_image(split.paths[i], split.image_size))
+            out.append(read_image(split.paths[i], split.image_size, split.resize))
         except READ_ERRORS:
             out.append(np.zeros((*split.image_size, 3), dtype=np.uint8))
     return out

@@ -150,8 +150,11 @@ def _class_names(path: Path, f, labels: np.ndarray) -> tuple[list[str], list[str
     return names, notes
 
 
-def read_h5_split(path: Path, prefix: str, image_size: int | None = None) -> ImageSet:
-    """The images of one ``<prefix>_set_x/_set_y`` pair, optionally resized."""
+def read_h5_split(
+    path: Path, prefix: str, image_size: int | None = None, resize: str = "squash"
+) -> ImageSet:
+    """The images of one ``<prefix>_set_x/_set_y`` pair, optionally resized (``resize``:
+    squashed or centre-cropped, see ``decode.RESIZE_MODES``)."""
     x_key, y_key = f"{prefix}_set_x", f"{prefix}_set_y"
     _image_shape(path, prefix)  # refuses variable-size data before reading it
     with _open(path) as f:
@@ -185,7 +188,7 @@ def read_h5_split(path: Path, prefix: str, image_size: int | None = None) -> Ima
     images = ImageSet(
         torch.from_numpy(x), torch.from_numpy(labels), class_names, f"{path}:{prefix}", notes
     )
-    return images.resized(image_size) if image_size else images
+    return images.resized(image_size, resize=resize) if image_size else images
 
 
 def sibling_test_file(path: Path) -> Path | None:
@@ -198,7 +201,7 @@ def sibling_test_file(path: Path) -> Path | None:
 
 
 def h5_splits(
-    path: Path, image_size: int | None = None
+    path: Path, image_size: int | None = None, resize: str = "squash"
 ) -> tuple[dict[str, Callable[[], ImageSet]], set[str]]:
     """The splits an HDF5 file offers, as ``{"train"|"val"|"test"|"all": load}``.
 
@@ -238,7 +241,7 @@ def h5_splits(
                 "(--image-size N) to resize them all"
             )
     splits = {
-        split: partial(read_h5_split, files[prefix], prefix, image_size)
+        split: partial(read_h5_split, files[prefix], prefix, image_size, resize)
         for split, prefix in named.items()
     }
     return splits, borrowed

@@ -21,7 +21,7 @@ from ..errors import DataError, DataWarning
 from . import cifar10
 from .archive import extracted_folder, is_archive
 from .cache import cache_root
-from .decode import decode_files, format_size
+from .decode import RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
 from .folders import find_root, folder_splits
 from .imageset import ImageSet
@@ -69,19 +69,26 @@ def open_source(
     download: bool = False,
     stream: bool | None = None,
     cache_dir: str | Path | None = None,
+    resize: str = "squash",
 ) -> Source:
-    """Find out what ``spec`` names and which splits it offers, without loading them."""
+    """Find out what ``spec`` names and which splits it offers, without loading them.
+
+    ``resize`` (``squash`` or ``crop``, see ``decode.RESIZE_MODES``) is how images that are
+    not square meet ``image_size``; digits and CIFAR-10 are square, so it changes nothing there.
+    """
     spec = os.fspath(spec)
     root = cache_root(cache_dir)
     if image_size is not None and image_size < 1:
         raise DataError(f"image size must be positive, got {image_size}")
+    if resize not in RESIZE_MODES:
+        raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
     if spec == "digits":
         source = Source(spec, "digits", {"all": partial(load_digits_set, image_size)})
     elif spec == "cifar10":
         folder = _cifar10_folder(root, download)
         source = Source(spec, "cifar10-binary", cifar10.cifar10_splits(folder, image_size))
     else:
-        source = _open_path(spec, image_size=image_size, stream=stream, root=root)
+        source = _open_path(spec, image_size=image_size, stream=stream, root=root, resize=resize)
     if stream and source.kind != "image-folder":
         raise DataError(
             f"{spec}: streaming reads image files one by one, but this is {source.kind} data, "
@@ -90,13 +97,15 @@ def open_source(
     return source
 
 
-def _open_path(spec: str, *, image_size: int | None, stream: bool | None, root: Path) -> Source:
+def _open_path(
+    spec: str, *, image_size: int | None, stream: bool | None, root: Path, resize: str
+) -> Source:
     path = Path(spec).expanduser()
     if not path.exists():
         hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
         raise DataError(f"{spec}: no such file or folder{hint}")
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
-        splits, borrowed = h5_splits(path, image_size)
+        splits, borrowed = h5_splits(path, image_size, resize)
         roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()
         role = next(iter(roles)) if len(roles) == 1 else None
         return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
@@ -115,7 +124,7 @@ def _open_path(spec: str, *, image_size: int | None, stream: bool | None, root: 
             return Source(
                 spec, "cifar10-binary", cifar10.cifar10_splits(candidate, image_size), notes
             )
-    splits, more = folder_splits(folder, image_size, stream=stream, cache_root=root)
+    splits, more = folder_splits(folder, image_size, stream=stream, cache_root=root, resize=resize)
     return Source(spec, "image-folder", splits, notes + more)
 
 
@@ -180,6 +189,7 @@ def load_dataset(
     stream: bool | None = None,
     cache_dir: str | Path | None = None,
     default_val_split: float | None = None,
+    resize: str = "squash",
 ) -> Dataset:
     """Load a training split and a validation split from data set specs.
 
@@ -204,6 +214,8 @@ def load_dataset(
             than ``STREAM_ABOVE_BYTES`` (4 GiB).
         cache_dir: decoded images, extracted archives and downloads go here (default
             ``$RESNETLAB_CACHE`` or ``~/.cache/resnetlab``).
+        resize: how an image of another shape meets the size: ``squash`` to it, or
+            ``crop`` (scale the shorter side to it, cut the centre).
 
     Raises:
         DataError: a missing or unreadable source, or train and validation classes that
@@ -211,7 +223,9 @@ def load_dataset(
     """
     if val_split is not None:
         check_val_split(val_split)
-    opts = dict(image_size=image_size, download=download, stream=stream, cache_dir=cache_dir)
+    opts = dict(
+        image_size=image_size, download=download, stream=stream, cache_dir=cache_dir, resize=resize
+    )
     source = open_source(data, **opts)
     train_key = source.key("train", "all")
     if train_key is None:
@@ -254,7 +268,7 @@ def load_dataset(
         _check_classes(train, val)
         if image_size is None and _size(val) != _size(train):
             note = f"resized from {format_size(_size(val))} to the training size"
-            val = _resize(val, _size(train))
+            val = _resize(val, _size(train), resize)
             val.notes = [*val.notes, note]
     return Dataset(train, val, list(train.class_names))
 
@@ -265,9 +279,12 @@ def load_eval_split(
     image_size: int | None = None,
     download: bool = False,
     cache_dir: str | Path | None = None,
+    resize: str = "squash",
 ) -> Split:
     """The split to evaluate a model on: the held-out split (test, else val), else all of it."""
-    source = open_source(data, image_size=image_size, download=download, cache_dir=cache_dir)
+    source = open_source(
+        data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
+    )
     key = source.key("test", "val", "all", "train")
     split = _with_notes(source.splits[key](), source.notes)
     if key in source.borrowed:
@@ -296,12 +313,10 @@ def _size(split: Split) -> tuple[int, int]:
     return tuple(split.image_size)
 
 
-def _resize(split: Split, size: tuple[int, int]) -> Split:
+def _resize(split: Split, size: tuple[int, int], resize: str) -> Split:
     if isinstance(split, ImageSet):
-        return split.resized(size)
-    return StreamingSet(
-        split.paths, split.labels, split.class_names, size, split.source, split.notes
-    )
+        return split.resized(size, resize=resize)
+    return split.resized(size)  # decoded with the split's own resize mode
 
 
 def _check_two_classes(train: Split) -> None:
@@ -402,7 +417,9 @@ def split_stats(
         return channel_stats(split.images)
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(split), generator=generator)[:sample].sort().values.tolist()
-    images, *_ = decode_files([split.paths[i] for i in picked], split.image_size)
+    images, *_ = decode_files(
+        [split.paths[i] for i in picked], split.image_size, resize=split.resize
+    )
     if not len(images):
         raise DataError(f"{split.source}: none of the {len(picked)} sampled images could be read")
     return channel_stats(torch.from_numpy(images))

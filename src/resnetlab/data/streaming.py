@@ -2,13 +2,15 @@
 
 A ``StreamingLoader`` has the interface of ``DeviceLoader`` and draws the same epoch plan
 (order, crop offsets, flips, cutout) from the same seeded generator; only where the work
-happens differs. Worker processes decode, resize, crop with padding and flip each image as
-uint8 (torchvision transforms v2); the main process moves the uint8 batch to the device,
-where normalisation and cutout run on the whole batch.
+happens differs. Worker processes decode, resize, crop with padding, flip and cut the
+scale/aspect box of each image as uint8 (torchvision transforms v2 and the device loader's
+own ``resized_crops``); the main process moves the uint8 batch to the device, where
+normalisation and cutout run on the whole batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError, DataWarning
 from .decode import MAX_UNREADABLE_FRACTION, READ_ERRORS, available_cpus, read_image
-from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation
+from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
 
 @dataclass
@@ -33,6 +35,8 @@ class StreamingSet:
         image_size: (height, width) every image is resized to when decoded.
         source: where the files came from, for messages.
         notes: what loading adjusted or skipped.
+        resize: how an image of another shape meets ``image_size``: ``squash`` or
+            ``crop`` (see ``decode.RESIZE_MODES``).
     """
 
     paths: list[str]
@@ -41,6 +45,7 @@ class StreamingSet:
     image_size: tuple[int, int]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    resize: str = "squash"
 
     def __post_init__(self) -> None:
         if len(self.paths) != len(self.labels):
@@ -55,38 +60,34 @@ class StreamingSet:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor) -> StreamingSet:
-        return StreamingSet(
-            [self.paths[i] for i in indices.tolist()],
-            self.labels[indices],
-            self.class_names,
-            self.image_size,
-            self.source,
-            self.notes,
+        return dataclasses.replace(
+            self, paths=[self.paths[i] for i in indices.tolist()], labels=self.labels[indices]
         )
 
-    def resized(self, size: int) -> StreamingSet:
-        """The same files, to be decoded at ``size`` x ``size``."""
-        return StreamingSet(
-            self.paths, self.labels, self.class_names, (size, size), self.source, self.notes
-        )
+    def resized(self, size: int | tuple[int, int]) -> StreamingSet:
+        """The same files, to be decoded at ``size`` x ``size`` or ``(height, width)``."""
+        return dataclasses.replace(self, image_size=(size, size) if isinstance(size, int) else size)
 
 
 class _Files(torch.utils.data.Dataset):
-    """Map-style dataset whose items are plan rows: ``(index, dy, dx, flip)``."""
+    """Map-style dataset whose items are plan rows: ``(index, dy, dx, flip, box)``."""
 
     def __init__(self, split: StreamingSet, padding: int) -> None:
         self.paths = split.paths
         self.labels = split.labels.tolist()
         self.height, self.width = split.image_size
+        self.resize = split.resize
         self.padding = padding
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, item: tuple[int, int, int, bool]) -> tuple[torch.Tensor, int]:
-        index, dy, dx, flip = item
+    def __getitem__(
+        self, item: tuple[int, int, int, bool, list[float] | None]
+    ) -> tuple[torch.Tensor, int]:
+        index, dy, dx, flip, box = item
         try:
-            hwc = read_image(self.paths[index], (self.height, self.width))
+            hwc = read_image(self.paths[index], (self.height, self.width), self.resize)
         except READ_ERRORS as e:
             warnings.warn(
                 f"{self.paths[index]}: skipped, cannot read it ({type(e).__name__}: {e})",
@@ -100,6 +101,8 @@ class _Files(torch.utils.data.Dataset):
             img = TF.crop(img, dy - self.padding, dx - self.padding, self.height, self.width)
         if flip:
             img = TF.horizontal_flip(img)
+        if box is not None:
+            img = resized_crops(img[None], torch.tensor([box]))[0]
         return img.contiguous(), self.labels[index]
 
 
@@ -122,7 +125,7 @@ class _PlanBatches(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return self.num_batches
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int, bool]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int, bool, list[float] | None]]]:
         plan = self.plan(self.epoch)
         m = len(plan["order"])
         zeros = torch.zeros(m, dtype=torch.int64)
@@ -132,6 +135,7 @@ class _PlanBatches(torch.utils.data.Sampler):
                 plan.get("dy", zeros).tolist(),
                 plan.get("dx", zeros).tolist(),
                 plan.get("flip", zeros.bool()).tolist(),
+                plan["box"].tolist() if "box" in plan else [None] * m,
                 strict=True,
             )
         )

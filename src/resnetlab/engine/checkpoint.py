@@ -102,12 +102,15 @@ def _is_count(value: Any) -> bool:
 
 
 def _is_eval_state(value: Any) -> bool:
-    """An ``EvalResult`` as a dictionary: loss, accuracy, count and a (K, K) confusion."""
-    if not isinstance(value, dict) or set(value) != {"loss", "accuracy", "count", "confusion"}:
+    """An ``EvalResult`` as a dictionary: loss, accuracy, count, a (K, K) confusion and the
+    top-5 accuracy (None, or absent in checkpoints written before it existed)."""
+    required = {"loss", "accuracy", "count", "confusion"}
+    if not isinstance(value, dict) or not required <= set(value) <= required | {"top5"}:
         return False
     confusion = value["confusion"]
     return (
-        isinstance(value["loss"], float)
+        (value.get("top5") is None or isinstance(value["top5"], float))
+        and isinstance(value["loss"], float)
         and isinstance(value["accuracy"], float)
         and _is_count(value["count"])
         and isinstance(confusion, torch.Tensor)

@@ -38,7 +38,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         label_smoothing=0.1,
         no_decay_norm_bias=False,
         crop_padding=4,
-        flip=True,
+        flip=None,  # on, except for digit-like data (engine.auto.is_digit_like)
         epochs=30,
     ),
     # He et al. 2015, section 4.2: SGD with momentum 0.9, weight decay 1e-4, learning rate
@@ -57,7 +57,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         label_smoothing=0.0,
         no_decay_norm_bias=False,
         crop_padding=4,
-        flip=True,
+        flip=None,  # on, except for digit-like data (engine.auto.is_digit_like)
         epochs=164,
     ),
     # Current practice: Nesterov SGD, cosine decay after a linear warmup, label smoothing,
@@ -76,17 +76,41 @@ RECIPES: dict[str, dict[str, Any]] = {
         crop_padding=4,
         flip=None,
     ),
+    # Decided from the data and the model when the run starts (engine.auto): the fields set
+    # to None here; the rest as "modern", whose SGD settings it keeps.
+    "auto": dict(
+        optimizer="sgd",
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        no_decay_norm_bias=True,
+        schedule="cosine",
+        label_smoothing=0.1,
+        flip=None,
+        batch_size=None,
+        lr=None,
+        epochs=None,
+        warmup_epochs=None,
+        crop_padding=None,
+        scale_jitter=None,
+    ),
 }
+# What the auto recipe leaves unset until it knows the data; only it may leave them unset.
+AUTO_FIELDS = ("batch_size", "lr", "epochs", "warmup_epochs", "crop_padding", "scale_jitter")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RESIZE_MODES = ("squash", "crop")  # data.decode.RESIZE_MODES
+DEFAULT_RESIZE = "crop"
+
 # The options that take one of a list of values, for validation and the command line.
 CHOICES = {
     "recipe": tuple(RECIPES),
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
     "precision": PRECISIONS,
+    "resize": RESIZE_MODES,
 }
 
 
@@ -105,13 +129,14 @@ class TrainConfig:
     input_size: int | None = None  # default: the model's own input size
     download: bool = False
     stream: bool | None = None  # stream from disk instead of holding images in memory
-    # the recipe: a preset of the fields below
+    resize: str = DEFAULT_RESIZE  # how images of another shape meet the input size
+    # the recipe: a preset of the fields below (None: the auto recipe decides, see AUTO_FIELDS)
     recipe: str = "modern"
-    epochs: int = 15
+    epochs: int | None = 15
     max_steps: int | None = None  # stop after this many steps instead; the schedule spans them
-    batch_size: int = 128
+    batch_size: int | None = 128
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float | None = 0.1
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
@@ -119,12 +144,17 @@ class TrainConfig:
     schedule: str = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for "step"
     gamma: float = 0.1  # learning-rate factor at each milestone
-    warmup_epochs: float = 1.0
+    warmup_epochs: float | None = 1.0
+    warmup_steps: int | None = None  # in steps instead of epochs; wins over warmup_epochs
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
     target_accuracy: float | None = None  # stop after the first epoch whose accuracy reaches it
-    crop_padding: int = 4
-    flip: bool | None = None  # default: on, except for digits (a mirrored digit is no digit)
+    patience: int | None = None  # stop after this many epochs without a better accuracy
+    clip_grad_norm: float = 0.0  # > 0 clips the gradients' total norm to it
+    recalibrate_bn: bool = True  # BN statistics from clean training images before validating
+    crop_padding: int | None = 4
+    scale_jitter: float | None = 0.0  # > 0: random-resized crops of at least this area
+    flip: bool | None = None  # default: on, except for digit-like data (engine.auto)
     cutout: int = 0
     # how to run
     seed: int = 0
@@ -166,7 +196,19 @@ class TrainConfig:
                 self.precision in PRECISIONS,
                 f"unknown precision {self.precision!r}; choose {_choices(PRECISIONS)}",
             ),
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (
+                self.resize in RESIZE_MODES,
+                f"unknown resize {self.resize!r}; choose {_choices(RESIZE_MODES)}",
+            ),
+            (
+                self.recipe == "auto" or not self.unset(),
+                f"{', '.join(self.unset())} unset: only the auto recipe chooses "
+                "them from the data; give a value",
+            ),
+            (
+                self.epochs is None or self.epochs >= 1,
+                f"epochs must be at least 1, got {self.epochs}",
+            ),
             (
                 self.max_steps is None or self.max_steps >= 1,
                 f"max steps must be at least 1, got {self.max_steps}",
@@ -179,8 +221,28 @@ class TrainConfig:
                 self.val_subset is None or self.val_subset >= 1,
                 f"val subset must be at least 1 image, got {self.val_subset}",
             ),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (
+                self.batch_size is None or self.batch_size >= 1,
+                f"batch size must be at least 1, got {self.batch_size}",
+            ),
+            (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (
+                self.warmup_steps is None or self.warmup_steps >= 0,
+                f"warm-up steps must be 0 or more, got {self.warmup_steps}",
+            ),
+            (
+                self.patience is None or self.patience >= 1,
+                f"patience must be at least 1 epoch, got {self.patience}",
+            ),
+            (
+                self.clip_grad_norm >= 0,
+                f"gradient clipping norm must be 0 (off) or positive, got {self.clip_grad_norm}",
+            ),
+            (
+                self.scale_jitter is None or 0 <= self.scale_jitter <= 1,
+                f"scale jitter is the smallest crop's share of the area, in (0, 1] (0: off), "
+                f"got {self.scale_jitter}",
+            ),
             (
                 0 <= self.label_smoothing < 1,
                 f"label smoothing must be in [0, 1), got {self.label_smoothing}",
@@ -204,6 +266,10 @@ class TrainConfig:
         for ok, message in checks + _range_checks(self):
             if not ok:
                 raise ResnetlabError(message)
+
+    def unset(self) -> list[str]:
+        """The fields left to the auto recipe, not yet decided."""
+        return [name for name in AUTO_FIELDS if getattr(self, name) is None]
 
     @classmethod
     def from_recipe(cls, recipe: str = "modern", **overrides: Any) -> TrainConfig:
@@ -236,6 +302,7 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
+        values.setdefault("resize", "squash")  # written before --resize existed, which squashed
         return values
 
 
@@ -282,8 +349,10 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
 
 
 def default_recipe(model: str) -> str:
-    """The seed's Keras model trains with the seed's recipe by default; the others, modern."""
-    return "seed" if model_info(model).family == "keras" else TrainConfig.recipe
+    """Without a recipe every model trains with ``auto``, which decides from the data and
+    the model when the run starts (engine.auto)."""
+    model_info(model)  # an unknown model is named as such before anything else
+    return "auto"
 
 
 # The JSON types each annotation of TrainConfig accepts; floats must also be finite. Fields
@@ -327,8 +396,14 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
         (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
         (c.weight_decay >= 0, f"weight decay must be at least 0, got {c.weight_decay}"),
         (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
-        (c.warmup_epochs >= 0, f"warmup epochs must be at least 0, got {c.warmup_epochs}"),
-        (c.crop_padding >= 0, f"crop padding must be at least 0, got {c.crop_padding}"),
+        (
+            c.warmup_epochs is None or c.warmup_epochs >= 0,
+            f"warmup epochs must be at least 0, got {c.warmup_epochs}",
+        ),
+        (
+            c.crop_padding is None or c.crop_padding >= 0,
+            f"crop padding must be at least 0, got {c.crop_padding}",
+        ),
         (c.cutout >= 0, f"cutout must be at least 0, got {c.cutout}"),
         (
             c.num_workers is None or c.num_workers >= 0,

@@ -212,6 +212,8 @@ def conv_shapes(model: nn.Module, input_size: int) -> dict[nn.Conv2d, ConvShape]
             x.requires_grad,  # depends on parameters: its gradient is computed in training
         )
 
+    if not convs:  # nothing to convert; and a model without weights cannot run
+        return shapes
     handles = [conv.register_forward_hook(record) for conv in convs]
     param = next(model.parameters())
     was_training = model.training

@@ -22,6 +22,7 @@ class EvalResult:
     accuracy: float
     count: int
     confusion: torch.Tensor  # (K, K) int64, rows: true class, columns: predicted class
+    top5: float | None = None  # the true class among the five most probable; > 5 classes
 
     def per_class(self) -> tuple[list[float], list[float]]:
         """(precision, recall) per class; 0 where a class was never predicted / never seen."""
@@ -39,10 +40,11 @@ def evaluate_loader(
     num_classes: int,
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> EvalResult:
-    """Run ``model`` (in eval mode) over ``loader``; one host-device sync at the end."""
+    """Run ``model`` (in eval mode) over ``loader``; one host-device sync at the end.
+    Top-5 accuracy is counted when there are more than 5 classes."""
     was_training = model.training
     model.eval()
-    loss_sum = confusion = None
+    loss_sum = confusion = top5 = None
     count = 0
     try:
         for x, y in loader:
@@ -52,6 +54,9 @@ def evaluate_loader(
             pairs = torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes**2)
             loss_sum = loss if loss_sum is None else loss_sum + loss
             confusion = pairs if confusion is None else confusion + pairs
+            if num_classes > 5:
+                hits = (logits.topk(5, dim=1).indices == y[:, None]).sum()
+                top5 = hits if top5 is None else top5 + hits
             count += len(y)
     finally:
         model.train(was_training)
@@ -65,6 +70,7 @@ def evaluate_loader(
         accuracy=confusion.diag().sum().item() / count,
         count=count,
         confusion=confusion,
+        top5=top5.item() / count if top5 is not None else None,
     )
 
 
@@ -86,6 +92,7 @@ class EvalReport:
             "data": self.data,
             "count": self.result.count,
             "accuracy": self.result.accuracy,
+            "top5_accuracy": self.result.top5,
             "loss": self.result.loss,
             "per_class": [
                 {"class": name, "precision": p, "recall": r, "support": n}
@@ -153,7 +160,7 @@ def held_out_split(data: str, meta: ModelMeta):
     the model's input size; data whose classes are not the model's is refused."""
     from ..data import load_eval_split
 
-    split = load_eval_split(data, image_size=meta.input_size)
+    split = load_eval_split(data, image_size=meta.input_size, resize=meta.resize)
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
         raise ResnetlabError(

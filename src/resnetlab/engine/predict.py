@@ -1,4 +1,6 @@
-"""Prediction on image files, preprocessed exactly as the model's training data was."""
+"""Prediction on image files, preprocessed exactly as the model's training data was:
+decoded, resized to the input size as the model file's ``resize`` says (squashed or
+centre-cropped), normalised with its mean and standard deviation."""
 
 from __future__ import annotations
 
@@ -105,7 +107,7 @@ def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndar
         ResnetlabError: the file is not a readable image.
     """
     try:
-        return read_image(source, meta.input_size)
+        return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
         raise ResnetlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None

@@ -1,7 +1,9 @@
 """What a run tells the user and leaves on disk: progress, metrics.csv, TensorBoard, figures.
 
-On a terminal each epoch gets a progress bar (loss, accuracy, images/s); in logs and pipes
-each epoch is one line. Only rank 0 of a distributed run reports (``enabled``).
+On a terminal each epoch gets a progress bar (loss, accuracy, images/s, the epoch's time
+remaining) that moves at least ``BAR_UPDATES_PER_S`` times a second whatever
+``log_every`` is; in logs and pipes each epoch is one line. Only rank 0 of a distributed
+run reports (``enabled``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..analysis.plots import plot_confusion, plot_curves
 from ..errors import DataWarning, ResnetlabError
@@ -36,7 +45,9 @@ METRIC_FIELDS = (
     "val_acc",
     "lr",
     "images_per_s",
+    "val_top5",  # with more than 5 classes
 )
+BAR_UPDATES_PER_S = 4  # the bar's step count moves on a clock, not with log_every
 
 
 def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
@@ -132,8 +143,11 @@ class RunLog:
         enabled: bool = True,
         tensorboard: bool = False,
         resume_step: int | None = None,
+        clock=time.monotonic,
     ) -> None:
         self.run_dir = run_dir
+        self.clock = clock
+        self.last_tick = -math.inf
         self.epochs = epochs
         self.enabled = enabled
         self.console = Console(stderr=True, soft_wrap=True)  # progress and per-epoch lines
@@ -194,11 +208,24 @@ class RunLog:
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
+            TextColumn("elapsed,"),
+            TimeRemainingColumn(),
+            TextColumn("left"),
             console=self.console,
             transient=True,
         )
         self.progress_bar.start()
         self.task = self.progress_bar.add_task("train", total=steps, completed=done, status="")
+
+    def tick(self, batch: int) -> None:
+        """After each step: move the bar to ``batch`` if it has not moved for a while (a
+        clock read per step; the bar itself at most ``BAR_UPDATES_PER_S`` times a second)."""
+        if self.progress_bar is None:
+            return
+        now = self.clock()
+        if now - self.last_tick >= 1 / BAR_UPDATES_PER_S:
+            self.last_tick = now
+            self.progress_bar.update(self.task, completed=batch)
 
     def progress(self, **row: Any) -> None:
         """Running training values every ``log_every`` steps."""
@@ -215,7 +242,8 @@ class RunLog:
             for key in ("train_loss", "train_acc", "lr", "images_per_s"):
                 self.writer.add_scalar(f"step/{key}", row[key], row["step"])
 
-    def epoch_end(self, row: dict[str, Any]) -> None:
+    def epoch_end(self, row: dict[str, Any], note: str | None = None) -> None:
+        """The epoch's row and line; ``note`` (about the validation) ends the line."""
         if not self.enabled:
             return
         self._stop_bar()
@@ -226,10 +254,14 @@ class RunLog:
         )
         if row.get("val_acc") is not None:
             line += f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+            if row.get("val_top5") is not None:
+                line += f" top-5 {row['val_top5']:.4f}"
         line += f"  lr {row['lr']:.3g}  {row['images_per_s']:,.0f} img/s"
+        if note:
+            line += f"  ({note})"
         self.console.print(line, highlight=False)
         if self.writer is not None:
-            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5"):
                 if row.get(key) is not None:
                     self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
 

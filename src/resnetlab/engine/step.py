@@ -151,6 +151,8 @@ class TrainStep:
         cuda_graphs: capture the whole step into a CUDA graph after ``GRAPH_WARMUP_STEPS``
             eager steps and replay it for every batch of the captured shape (a batch of
             another shape, such as a last smaller one, runs eagerly).
+        clip_grad_norm: > 0 scales the gradients down to this total norm when above it
+            (on the device, no host read: it fits in a CUDA graph).
     """
 
     def __init__(
@@ -165,8 +167,10 @@ class TrainStep:
         ema: AveragedModel | None = None,
         ema_decay: float = 0.0,
         cuda_graphs: bool = False,
+        clip_grad_norm: float = 0.0,
     ) -> None:
         self.net = net
+        self.clip_grad_norm = clip_grad_norm
         self.optimizer = optimizer
         self.model = model if model is not None else net
         self.device = next(self.model.parameters()).device
@@ -214,15 +218,24 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            if self.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
+                self._clip()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
+            if self.clip_grad_norm:
+                self._clip()
             self.optimizer.step()
         if self.ema is not None:
             self.ema()
         hits = (logits.argmax(1) == y).sum()
         self.sums += torch.stack([loss.detach() * y.numel(), hits.to(self.sums.dtype)])
+
+    def _clip(self) -> None:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm, foreach=True)
 
     def _warmup(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if self._side_stream is None:
@@ -358,5 +371,6 @@ def build_training(
         ema=ema,
         ema_decay=config.ema_decay,
         cuda_graphs=config.cuda_graphs,
+        clip_grad_norm=config.clip_grad_norm,
     )
     return TrainParts(model, net, optimizer, scaler, ema, step, amp_dtype, channels_last, cpu_plan)

@@ -20,6 +20,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
+from .auto import apply_auto, is_digit_like
+from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
@@ -119,6 +122,7 @@ RUN_DEFINING = (
     "val_data",
     "val_split",
     "input_size",
+    "resize",
     "subset",
     "val_subset",
     "seed",
@@ -137,6 +141,7 @@ class Trainer:
 
         self.input_size = c.input_size or model_info(c.model).input_size
         self._load_data()
+        c = self.config  # with what the auto recipe chose from the data
 
         # Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
         parts = build_training(
@@ -161,7 +166,11 @@ class Trainer:
         self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
         # With max_steps the last epoch may be cut short.
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        self.warmup_steps = round(c.warmup_epochs * self.steps_per_epoch)
+        self.warmup_steps = (
+            c.warmup_steps
+            if c.warmup_steps is not None
+            else round(c.warmup_epochs * self.steps_per_epoch)
+        )
 
         # Position and history.
         self.epoch, self.batch, self.step = 0, 0, 0
@@ -172,6 +181,7 @@ class Trainer:
         self.last_val: EvalResult | None = None  # the last epoch's results
         self.last_train: dict[str, float] = {}
         self.resumed = resume
+        self.bn_note: str | None = None  # what happened to BN statistics before validation
         if resume:
             assert run_dir is not None
             # A run killed before its first checkpoint starts again from step 0, which is
@@ -206,6 +216,7 @@ class Trainer:
             download=c.download,
             stream=c.stream,
             default_val_split=DEFAULT_VAL_SPLIT,
+            resize=c.resize,
         )
         if c.subset is not None:
             data.train = _sample(data.train, c.subset, c.seed)
@@ -213,7 +224,10 @@ class Trainer:
             data.val = _sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
         self.mean, self.std = split_stats(data.train)
-        flip = c.flip if c.flip is not None else c.data != "digits"
+        c = self.config = self._resolve_recipe(len(data.train))
+        flip = c.flip
+        if flip is None:
+            flip = not is_digit_like(c.data, self.class_names, self.mean, self.std)
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
@@ -221,7 +235,12 @@ class Trainer:
             data.train,
             train=True,
             batch_size=c.batch_size,
-            augment=Augment(crop_padding=c.crop_padding, flip=flip, cutout=c.cutout),
+            augment=Augment(
+                crop_padding=c.crop_padding,
+                flip=flip,
+                cutout=c.cutout,
+                scale_jitter=c.scale_jitter,
+            ),
             seed=c.seed,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
@@ -240,6 +259,23 @@ class Trainer:
             else None
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
+        size = calibration_size(c.batch_size, len(data.train))
+        self.calibration_split = _sample(data.train, size, c.seed)
+        self.calibration_loader = None  # made when first needed
+
+    def _resolve_recipe(self, num_train: int) -> TrainConfig:
+        """The config with what the auto recipe leaves to the data filled in."""
+        self.auto_line = None
+        if self.config.recipe != "auto" or not self.config.unset():
+            return self.config
+        config, self.auto_line = apply_auto(
+            self.config,
+            num_images=num_train,
+            image_size=self.input_size,
+            num_classes=len(self.class_names),
+            world_size=self.dist.world_size,
+        )
+        return config
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -253,10 +289,16 @@ class Trainer:
                 c.save(self.run_dir / "config.json")
                 self.log.start(self._describe())
                 self._explain_speed()
+                if self.auto_line:
+                    self.log.message(self.auto_line)
                 if not (self.run_dir / CHECKPOINT_NAME).exists():
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
             with self._stop_between_steps():
-                while self.epoch < self.num_epochs and not self._reached_target():
+                while (
+                    self.epoch < self.num_epochs
+                    and not self._reached_target()
+                    and not self._out_of_patience()
+                ):
                     train_stats = self._train_epoch()
                     val = self._evaluate()
                     self._end_epoch(train_stats, val)
@@ -264,6 +306,8 @@ class Trainer:
                 self.log.message(
                     f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
                 )
+            if self._out_of_patience() and self.dist.is_main and self.epoch < self.num_epochs:
+                self.log.message(self._patience_message())
             status = "finished"
         except TrainingDiverged:
             status = "diverged"
@@ -334,6 +378,7 @@ class Trainer:
             seen += len(y)
             self.step += 1
             self.batch += 1
+            self.log.tick(self.batch)
             if self.batch % c.log_every == 0 or self.batch == epoch_steps:
                 loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
                 if not math.isfinite(loss_sum):
@@ -363,6 +408,19 @@ class Trainer:
             "lr": lr,
             "images_per_s": epoch_seen / max(elapsed, 1e-9),
         }
+
+    def _out_of_patience(self) -> bool:
+        """``patience`` epochs have passed since the best one (early stopping)."""
+        patience, best = self.config.patience, self.best["epoch"]
+        return patience is not None and best is not None and self.epoch - best >= patience
+
+    def _patience_message(self) -> str:
+        what = "validation" if self.num_val else "training"
+        return (
+            f"stopped early after epoch {self.epoch} of {self.num_epochs}: no better {what} "
+            f"accuracy for {_count(self.config.patience, 'epoch')} (--patience), best "
+            f"{self.best['metric']:.4f} at epoch {self.best['epoch']}"
+        )
 
     def _reached_target(self) -> bool:
         """The last epoch's accuracy (validation, else training) reached ``target_accuracy``."""
@@ -397,11 +455,45 @@ class Trainer:
             # BN statistics drift apart on different shards; evaluate and save rank 0's.
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer, src=0)
+        self.bn_note = self._recalibrate_bn()  # also without validation: the model is saved
         if self.val_loader is None:
             return None
         return evaluate_loader(
             self._eval_model(), self.val_loader, len(self.class_names), self._autocast()
         )
+
+    def _calibration_batches(self) -> Iterator[torch.Tensor]:
+        """Training batches as training makes them (augmented: the network's weights fit the
+        statistics of augmented batches, not of clean images), the same ones every time."""
+        if self.calibration_loader is None:
+            self.calibration_loader = make_loader(
+                self.calibration_split,
+                train=True,
+                batch_size=min(self.config.batch_size, len(self.calibration_split)),
+                device=self.device,
+                mean=self.mean,
+                std=self.std,
+                augment=self.train_loader.augment,
+                seed=self.config.seed,
+                channels_last=self.channels_last,
+                num_workers=self.config.num_workers,
+            )
+        return (x for x, _ in self.calibration_loader)
+
+    def _recalibrate_bn(self) -> str | None:
+        """Recompute BN statistics before validating (``recalibrate_bn``); the note for the
+        epoch line when they were not and still lag: why the accuracy may be off."""
+        model = self._eval_model()
+        if self.config.recalibrate_bn and batchnorm_layers(model):
+            recalibrate(model, self._calibration_batches(), self._autocast())
+            return None
+        lag = lag_steps(model)
+        if self.step < lag:
+            return (
+                f"BN running statistics still lag (step {self.step} of about {lag}): "
+                "validation may be far below training; --recalibrate-bn recomputes them"
+            )
+        return None
 
     def _end_epoch(self, train_stats: dict[str, float], val: EvalResult | None) -> None:
         if val is not None and val.count and not math.isfinite(val.loss):
@@ -421,8 +513,9 @@ class Trainer:
             **train_stats,
             val_loss=val.loss if val else None,
             val_acc=val.accuracy if val else None,
+            val_top5=val.top5 if val else None,
         )
-        self.log.epoch_end(row)
+        self.log.epoch_end(row, note=self.bn_note if val else None)
         if self.dist.is_main:
             self._save_model("last.safetensors")
             if improved:
@@ -444,6 +537,7 @@ class Trainer:
             mean=self.mean,
             std=self.std,
             training=self._training_info(),
+            resize=self.config.resize,
         )
 
     def _save_checkpoint(self) -> None:
@@ -638,6 +732,8 @@ class Trainer:
             "target_accuracy": self.config.target_accuracy,
             "reached_target": self._reached_target() if self.config.target_accuracy else None,
             "final_val_acc": val.accuracy if val else None,
+            "final_val_top5": val.top5 if val else None,
+            "stopped_early": self._out_of_patience() and self.epoch < self.num_epochs,
             "final_val_loss": val.loss if val else None,
             "final_train_acc": train_stats.get("train_acc"),
             "final_train_loss": train_stats.get("train_loss"),

@@ -44,7 +44,9 @@ class ModelMeta:
     """What a model file says about its model.
 
     Images are fed to the model as ``(pixels / 255 - mean) / std`` per RGB channel, at
-    ``input_size`` x ``input_size``.
+    ``input_size`` x ``input_size``, reached as ``resize`` says: ``squash`` (resized to it,
+    whatever the aspect ratio) or ``crop`` (shorter side to it, then the centre cut out).
+    Files written before ``resize`` existed lack the key and mean ``squash``.
     """
 
     model: str
@@ -55,11 +57,14 @@ class ModelMeta:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     training: dict[str, Any] = field(default_factory=dict)
+    resize: str = "squash"
     format: str = FORMAT
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
+        if self.resize not in ("squash", "crop"):  # data.decode.RESIZE_MODES
+            raise ResnetlabError(f"unknown resize {self.resize!r} in the model file's metadata")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ResnetlabError(
                 f"{len(self.class_names)} class names for a model with {self.num_classes} outputs"
@@ -114,9 +119,9 @@ def meta_problem(data: Any) -> str | None:
     options (JSON scalars or lists of them; not ``num_classes``); ``num_classes`` an integer
     in 1..``MAX_CLASSES``; ``input_size`` an integer in ``MIN_INPUT_SIZE``..``MAX_INPUT_SIZE``
     (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
-    three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``training`` an
-    object; ``format`` ``FORMAT``. Other keys are allowed and ignored, so newer files with
-    more to say still load.
+    three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``resize``
+    ``squash`` or ``crop``; ``training`` an object; ``format`` ``FORMAT``. Other keys are
+    allowed and ignored, so newer files with more to say still load.
     """
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not an object"
@@ -170,6 +175,10 @@ def meta_problem(data: Any) -> str | None:
             _triple(data.get("std", (1, 1, 1)), MIN_STD, 1000.0),
             f"std is not three numbers in [{MIN_STD:g}, 1000]",
         ),
+        (
+            data.get("resize", "squash") in ("squash", "crop"),  # data.decode.RESIZE_MODES
+            f"resize {data.get('resize')!r} is neither squash nor crop",
+        ),
         (isinstance(data.get("training", {}), dict), "training is not an object"),
     )
     return next((message for ok, message in checks if not ok), None)
@@ -191,6 +200,7 @@ def save_model(
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
     std: tuple[float, float, float] = (1.0, 1.0, 1.0),
     training: dict[str, Any] | None = None,
+    resize: str = "squash",
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
@@ -219,6 +229,7 @@ def save_model(
         mean=mean,
         std=std,
         training=dict(training or {}),
+        resize=resize,
     )
     problem = meta_problem(json.loads(meta.to_json()))
     if problem:

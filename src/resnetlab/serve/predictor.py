@@ -26,6 +26,7 @@ from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model, load_model_file
 from ..engine.predict import class_names, class_probabilities, read_input
 from ..errors import ResnetlabError
+from ..models import ModelMeta
 
 # The module that draws class activation maps; a build without it answers ?cam=1 with 501.
 EXPLAIN_MODULE = "resnetlab.explain"
@@ -107,8 +108,7 @@ class Predictor:
             "input_size": [meta.input_size, meta.input_size],
             "preprocessing": {
                 "decode": "RGB; EXIF orientation applied; transparency over black",
-                "resize": f"the whole image to {meta.input_size}x{meta.input_size}, bilinear "
-                "(antialiased when shrinking)",
+                "resize": _resize_words(meta),
                 "normalize": "(pixels / 255 - mean) / std per channel",
                 "mean": list(meta.mean),
                 "std": list(meta.std),
@@ -179,3 +179,12 @@ def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predicto
     device_ = resolve_device(device)
     model = load_model_file(path, device=device_)
     return Predictor(model, device=device_, source=str(path))
+
+
+def _resize_words(meta: ModelMeta) -> str:
+    """How an image is brought to the model's input size, as ``predict`` does it."""
+    size = meta.input_size
+    how = "bilinear (antialiased when shrinking)"
+    if meta.resize == "crop":
+        return f"crop: the shorter side to {size}, {how}, then the centre {size}x{size}"
+    return f"squash: the whole image to {size}x{size}, {how}"

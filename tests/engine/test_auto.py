@@ -1,0 +1,102 @@
+import pytest
+
+from resnetlab.engine import resolve_config
+from resnetlab.engine.auto import apply_auto, auto_recipe, is_digit_like
+
+# (images, image size, classes, model) -> (batch, lr, epochs, steps, warm-up, padding, jitter)
+TABLE = [
+    # A hundred photos: batch 16 (at most half the images); 1,000 steps take 167 epochs.
+    ((100, 64, 5, "resnet18"), (16, 0.0354, 167, 1002, 100, 0, 0.35)),
+    # CIFAR-sized images, a few hundred of them: pad-and-crop, at least 1,000 steps.
+    ((500, 32, 10, "resnet20"), (16, 0.0354, 33, 1023, 100, 4, 0.0)),
+    # The SIGNS training file (1,080 photos at 64x64) with the seed's model.
+    ((1080, 64, 6, "resnet50_keras"), (32, 0.05, 31, 1023, 100, 0, 0.35)),
+    # The 1,651 hand photos at 64x64: 30 epochs make more than 1,000 steps.
+    ((1651, 64, 10, "resnet18"), (32, 0.05, 30, 1530, 100, 0, 0.35)),
+    # digits at 8x8: one pixel of padding.
+    ((1438, 8, 10, "resnet20"), (32, 0.05, 30, 1320, 100, 1, 0.0)),
+    ((5000, 32, 10, "resnet20"), (64, 0.0707, 30, 2340, 117, 4, 0.0)),
+    # CIFAR-10: batch 256 and the linearly scaled rate.
+    ((50_000, 32, 10, "resnet56"), (256, 0.1414, 30, 5850, 292, 4, 0.0)),
+    # ImageNet-sized: the batch stops at 256; 30 epochs; warm-up 5% (1.5 epochs).
+    ((1_000_000, 224, 1000, "resnet50"), (256, 0.1414, 30, 117_180, 5859, 0, 0.35)),
+    # A dozen images still make batches for two steps an epoch, for at most 200 epochs.
+    ((12, 32, 2, "resnet20"), (4, 0.0177, 200, 600, 100, 4, 0.0)),
+]
+
+
+@pytest.mark.parametrize("given, expected", TABLE)
+def test_auto_recipe_is_a_function_of_the_data_and_model(given, expected):
+    r = auto_recipe(*given)
+    chosen = (r.batch_size, r.lr, r.epochs, r.steps, r.warmup_steps, r.crop_padding)
+    assert chosen == pytest.approx(expected[:6], abs=1e-4)
+    assert r.scale_jitter == expected[6]
+    assert r.steps == r.epochs * (given[0] // r.batch_size)  # whole epochs, last batch dropped
+    assert r.warmup_steps <= r.steps // 4
+
+
+def test_under_torchrun_the_batch_is_shared_and_the_rate_follows_the_total():
+    one, four = (
+        auto_recipe(50_000, 32, 10, "resnet56"),
+        auto_recipe(50_000, 32, 10, "resnet56", world_size=4),
+    )
+    assert (four.batch_size, four.lr, four.steps) == (64, one.lr, one.steps)
+
+
+def _apply(num_images=1651, image_size=64, **flags):
+    return apply_auto(
+        resolve_config(**flags), num_images=num_images, image_size=image_size, num_classes=10
+    )
+
+
+def test_apply_auto_fills_what_was_left_open_and_says_why():
+    config, line = _apply()
+    assert config.unset() == []
+    assert (config.batch_size, config.lr, config.epochs, config.warmup_steps) == (
+        32,
+        0.05,
+        30,
+        100,
+    )
+    assert (config.crop_padding, config.scale_jitter, config.warmup_epochs) == (0, 0.35, 0.0)
+    assert line == (
+        "recipe auto: 1,651 images at 64x64 -> batch 32 (about the square root of the images), "
+        "SGD lr 0.05 (0.1 x sqrt(batch / 128)), 1,530 steps (30 epochs; 30 epochs, at least 1,000 "
+        "steps), warm-up 100 steps (5%, at least 100), scale/aspect jitter, crops of 35% to "
+        "all of the area (64 px images)"
+    )
+
+
+def test_explicit_values_win():
+    config, line = _apply(epochs=15)
+    assert (config.epochs, config.warmup_steps) == (15, 100)  # 15 x 51 steps: 765, 5% < 100
+    assert "765 steps (15 epochs; given)" in line
+    config, line = _apply(max_steps=300)
+    assert (config.max_steps, config.epochs, config.warmup_steps) == (300, 6, 75)  # a quarter
+    config, line = _apply(batch_size=64)
+    assert (config.batch_size, config.lr) == (64, pytest.approx(0.0707, abs=1e-4))
+    assert "batch 64 (given), SGD lr 0.0707 (0.1 x sqrt(batch / 128))" in line
+    config, _ = _apply(lr=0.3, warmup_epochs=2)
+    assert (config.lr, config.warmup_epochs, config.warmup_steps) == (0.3, 2, None)
+    config, line = _apply(crop_padding=2)  # one augmentation given: the other stays off
+    assert (config.crop_padding, config.scale_jitter) == (2, 0.0)
+    assert "pad-2 crops (given)" in line
+    config, _ = _apply(image_size=32, scale_jitter=0.5)
+    assert (config.crop_padding, config.scale_jitter) == (0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "data, classes, gray, expected",
+    [
+        ("digits", [str(i) for i in range(10)], True, True),
+        ("mnist/", [str(i) for i in range(10)], True, True),
+        ("svhn/", [str(i) for i in range(10)], False, True),  # digits in colour
+        ("letters/", list("ABCDEFGHIJ"), True, True),  # grayscale characters
+        ("signs.h5", [str(i) for i in range(6)], False, False),  # hand signs flip
+        ("photos/", list("ABCDEFGHIJ"), False, False),  # colour photos with short names
+        ("pets/", ["cat", "dog"], True, False),
+    ],
+)
+def test_digit_like_data(data, classes, gray, expected):
+    mean, std = ([0.5] * 3, [0.2] * 3) if gray else ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25])
+    assert is_digit_like(data, classes, mean, std) is expected

@@ -1,0 +1,48 @@
+import torch
+from torch import nn
+
+from resnetlab import create_model
+from resnetlab.engine.batchnorm import calibration_size, lag_steps, recalibrate
+
+
+def test_lag_is_how_long_the_initial_values_weigh_in_the_averages():
+    # (1 - m) ** steps falls below 1%: 44 steps at PyTorch's 0.1, 459 at Keras's 0.99.
+    assert lag_steps(create_model("resnet8")) == 44
+    assert lag_steps(create_model("resnet50_keras")) == 459
+    assert lag_steps(nn.Linear(3, 3)) == 0
+
+
+def test_calibration_takes_ten_batches_at_most_512_images():
+    assert calibration_size(32, 1080) == 320
+    assert calibration_size(256, 50_000) == 512
+    assert calibration_size(16, 100) == 100
+
+
+def test_recalibration_sets_the_statistics_of_the_data_it_sees():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, momentum=0.01))
+    batches = [torch.randn(8, 3, 5, 5) * 3 + 2 for _ in range(4)]
+    tracked = model[1].num_batches_tracked.clone()
+    images = recalibrate(model, batches)
+    assert images == 32 and model.training  # left in the mode it was in
+    with torch.no_grad():
+        features = [model[0](x) for x in batches]  # (8, 4, 5, 5) each
+    mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
+    var = torch.stack([f.var((0, 2, 3)) for f in features]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, mean)
+    torch.testing.assert_close(model[1].running_var, var)
+    assert torch.equal(model[1].num_batches_tracked, tracked)
+    # In eval mode the layer now standardises what it saw: about mean 0, variance 1.
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(x) for x in batches])
+    assert out.mean().abs() < 0.05 and (out.var() - 1).abs() < 0.1
+
+
+def test_recalibrating_the_seed_model_changes_only_bn_statistics():
+    model = create_model("resnet50_keras", input_size=32, num_classes=3).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recalibrate(model, [torch.randn(4, 3, 32, 32) for _ in range(2)])
+    assert not model.training
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.endswith(("running_mean", "running_var")) for k in changed)
