@@ -196,7 +196,19 @@ TRAIN_HELP = {
     "input_size": "image side the model sees; images are resized once (default: the model's)",
     "download": "download the data set if it is not in the cache (cifar10)",
     "stream": "stream images from disk instead of holding them in memory (default: by size)",
-    "recipe": "preset: seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern (default)",
+    "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
+    "IMAGENET1K_V2), timm:MODEL.TAG, a .pth/.pt/.safetensors/.h5 file or a run folder; the "
+    "classifier is replaced when the class count differs, and the default recipe is finetune",
+    "freeze": "freeze the network up to and including a stage: stem, layer1..layer4, or "
+    "backbone (all but the classifier: a linear probe)",
+    "head_epochs": "train the classifier alone for the first N epochs, then the rest "
+    "(default: 1 when --pretrained leaves a new classifier, else 0)",
+    "layer_lr_decay": "each stage trains at F times the next one's learning rate (the "
+    "classifier at --lr, the stem at the lowest); 1: off",
+    "freeze_bn": "keep the BatchNorm statistics of every stage (default: those of frozen "
+    "stages only; --no-freeze-bn re-estimates them everywhere)",
+    "recipe": "preset: seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern "
+    "(default), finetune (default with --pretrained: SGD 0.01, batch 32, short warm-up)",
     "epochs": "passes over the training data",
     "max_steps": "train for this many steps instead of --epochs (the schedule spans them)",
     "batch_size": "images per step (per process under torchrun)",
@@ -232,7 +244,8 @@ TRAIN_HELP = {
     "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
 }
 TRAIN_CHOICES = {
-    "recipe": ("seed", "paper-cifar", "modern"),
+    "recipe": ("seed", "paper-cifar", "modern", "finetune"),
+    "freeze": ("stem", "layer1", "layer2", "layer3", "layer4", "backbone"),
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("constant", "step", "cosine", "onecycle"),
     "precision": ("auto", "fp32", "bf16", "fp16"),

@@ -72,11 +72,31 @@ RECIPES: dict[str, dict[str, Any]] = {
         crop_padding=4,
         flip=None,
     ),
+    # Fine-tuning pretrained weights (the default with --pretrained): a tenth of modern's
+    # rate and a short warm-up, so that the pretrained features are adjusted rather than
+    # overwritten, small batches for small data sets, and a new classifier trained alone
+    # for the first epoch (head_epochs, see engine.finetune).
+    "finetune": dict(
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        nesterov=True,
+        batch_size=32,
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        label_smoothing=0.1,
+        no_decay_norm_bias=True,
+        crop_padding=4,
+        flip=None,
+        epochs=10,
+    ),
 }
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FREEZE_CHOICES = ("stem", "layer1", "layer2", "layer3", "layer4", "backbone")  # engine.finetune
 
 
 @dataclass
@@ -94,6 +114,12 @@ class TrainConfig:
     input_size: int | None = None  # default: the model's own input size
     download: bool = False
     stream: bool | None = None  # stream from disk instead of holding images in memory
+    # where the weights start, and what trains (see engine.finetune)
+    pretrained: str | None = None  # torchvision[:WEIGHTS], timm:<model.tag>, a file, a run
+    freeze: str | None = None  # up to a stage: stem, layer1..layer4, backbone (all but fc)
+    head_epochs: int | None = None  # train the classifier alone first (default: 1 if it is new)
+    layer_lr_decay: float = 1.0  # each stage trains at this times the next one's rate
+    freeze_bn: bool | None = None  # BN statistics kept: None: frozen stages'; True: all
     # the recipe: a preset of the fields below
     recipe: str = "modern"
     epochs: int = 15
@@ -163,6 +189,18 @@ class TrainConfig:
                 f"val subset must be at least 1 image, got {self.val_subset}",
             ),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (
+                self.freeze is None or self.freeze in FREEZE_CHOICES,
+                f"unknown --freeze {self.freeze!r}; choose {_choices(FREEZE_CHOICES)}",
+            ),
+            (
+                self.head_epochs is None or 0 <= self.head_epochs < self.epochs,
+                f"head epochs must be in [0, epochs), got {self.head_epochs}",
+            ),
+            (
+                0 < self.layer_lr_decay <= 1,
+                f"layer LR decay must be in (0, 1], got {self.layer_lr_decay}",
+            ),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (
                 0 <= self.label_smoothing < 1,
@@ -245,12 +283,17 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)
-    recipe = values.pop("recipe", None) or default_recipe(values.get("model", TrainConfig.model))
+    recipe = values.pop("recipe", None) or default_recipe(
+        values.get("model", TrainConfig.model), values.get("pretrained")
+    )
     return TrainConfig.from_recipe(recipe, **values)
 
 
-def default_recipe(model: str) -> str:
-    """The seed's Keras model trains with the seed's recipe by default; the others, modern."""
+def default_recipe(model: str, pretrained: str | None = None) -> str:
+    """Pretrained weights are fine-tuned (``finetune``); otherwise the seed's Keras model
+    trains with the seed's recipe by default, the others with modern."""
+    if pretrained:
+        return "finetune"
     return "seed" if model_info(model).family == "keras" else TrainConfig.recipe
 
 
