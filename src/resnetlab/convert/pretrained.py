@@ -39,6 +39,7 @@ import os
 import pickle
 import socket
 import urllib.error
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -412,6 +413,12 @@ def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
 
 
 def _from_torch_file(path: Path, source: str) -> PretrainedWeights:
+    with open(path, "rb") as f:
+        # torch.save writes a zip archive, or before torch 1.6 a pickle (PROTO opcode 0x80).
+        if not (zipfile.is_zipfile(f) or (f.seek(0) == 0 and f.read(1) == b"\x80")):
+            raise ResnetlabError(
+                f"{path} is not a PyTorch file, or is cut short (torch.save writes a zip archive)"
+            )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -564,6 +571,15 @@ def load_pretrained(
     )
     model.pretrained = report
     return report
+
+
+def check_pretrained(weights: PretrainedWeights, name: str, kwargs: dict[str, Any]) -> None:
+    """Raise as ``load_pretrained`` would for a ``name`` model, without making its tensors
+    (the model is built on the meta device): a mismatch shows before any data is read."""
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    _match(model.state_dict(), weights, name)
+    _check_declared_model(weights, name, kwargs)
 
 
 def create_pretrained(

@@ -26,6 +26,7 @@ from torch import nn
 from ..convert.pretrained import (
     PretrainedReport,
     PretrainedWeights,
+    check_pretrained,
     resolve_pretrained,
     weights_normalisation,
 )
@@ -188,6 +189,7 @@ class PretrainedStart:
             mean, std = record["mean"], record["std"]
             return cls(None, _tuple(mean), _tuple(std), record["weights"])
         weights = resolve_pretrained(config.pretrained, config.model, config.model_kwargs)
+        check_pretrained(weights, config.model, config.model_kwargs)
         mean, std, _ = weights_normalisation(weights, config.model)
         return cls(weights, mean, std, weights.provenance())
 
