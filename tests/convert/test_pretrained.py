@@ -76,6 +76,7 @@ def test_torchvision_source_reads_torchs_hub_cache(torchvision18, tmp_path, monk
     assert report.weights["location"] == str(cached)
     assert (report.mean, report.std) == (IMAGENET_MEAN, IMAGENET_STD)
     assert report.preprocessing["resize"] == 256 and report.preprocessing["crop"] == 224
+    _same_outputs(resnetlab.create_model("resnet18", pretrained=True), torchvision18)  # timm's way
     # The enum's name, in either spelling, names the same file; a class count of the
     # user's own replaces the classifier.
     six = resnetlab.create_model(
@@ -85,6 +86,9 @@ def test_torchvision_source_reads_torchs_hub_cache(torchvision18, tmp_path, monk
     assert six.pretrained.head == "replaced" and six.fc.out_features == 6
     assert six.pretrained.new == ["fc.weight", "fc.bias"]
     assert "the weights have 1000 classes, the model 6" in six.pretrained.describe()
+    # Saved, it keeps the weights' normalisation, so predict feeds it what they expect.
+    meta = resnetlab.save_model(six, tmp_path / "six.safetensors")
+    assert (meta.mean, meta.std) == (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):

@@ -126,7 +126,8 @@ class FineTuning:
                 keep = self.freeze_bn or (self.freeze_bn is None and self._stage(name) <= frozen)
                 m.train(not keep)
         if self.head_epochs and epoch == 0:
-            return f"epochs 1-{self.head_epochs} train the new classifier alone"
+            first = "epoch 1" if self.head_epochs == 1 else f"epochs 1-{self.head_epochs}"
+            return f"{first}: the classifier trains alone"
         if self.head_epochs and epoch == self.head_epochs:
             trains = "every stage" if self.frozen < 0 else "the stages after the frozen ones"
             return f"epoch {epoch + 1} on: {trains} train"
