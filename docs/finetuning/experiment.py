@@ -72,12 +72,12 @@ def keras_runs(
             args = ["--model", "resnet50_keras", "--data", f"{SIGNS_H5}/train_signs.h5"]
             args += ["--val-data", f"{SIGNS_H5}/test_signs.h5", "--epochs", str(epochs)]
             args += ["--seed", str(seed)]
-            name = f"keras-{start}-{seed}"
+            name = f"keras{epochs}-{start}-{seed}"
             if start == "pretrained":
                 args += ["--pretrained", pretrained]
                 if recipe is not None:
                     args += ["--recipe", recipe]
-                    name = f"keras-{start}-{recipe}-{seed}"
+                    name = f"keras{epochs}-{start}-{recipe}-{seed}"
             runs.append(
                 dict(
                     name=name,
@@ -146,6 +146,8 @@ def table() -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         start = r["start"] + (f", --recipe {r['recipe']}" if r.get("recipe") else "")
+        if r["experiment"] == "keras":
+            start += f", {r['epochs']} epochs"
         groups.setdefault((r["experiment"], r["per_class"] or 10**9, start), []).append(r)
     lines = [
         "| experiment | images per class | start | runs | test accuracy | validation accuracy "
