@@ -230,7 +230,19 @@ TRAIN_HELP = {
     "it, then the centre; the default) or squash (resized to it, aspect ratio lost); "
     "recorded in the model file for predict",
     "recipe": "preset: auto (the default: chosen from the data and model, printed when the "
-    "run starts), seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern",
+    "run starts), seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern, finetune "
+    "(the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
+    "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
+    "IMAGENET1K_V2), timm:MODEL.TAG, a .pth/.pt/.safetensors/.h5 file or a run folder; the "
+    "classifier is replaced when the class count differs, and the default recipe is finetune",
+    "freeze": "freeze the network up to and including a stage: stem, layer1..layer4, or "
+    "backbone (all but the classifier: a linear probe)",
+    "head_epochs": "train the classifier alone for the first N epochs, then the rest "
+    "(default: 1 when --pretrained leaves a new classifier, else 0)",
+    "layer_lr_decay": "each stage trains at F times the next one's learning rate (the "
+    "classifier at --lr, the stem at the lowest); 1: off",
+    "freeze_bn": "keep the BatchNorm statistics of every stage (default: those of frozen "
+    "stages only; --no-freeze-bn re-estimates them everywhere)",
     "epochs": "passes over the training data",
     "max_steps": "train for this many steps instead of --epochs (the schedule spans them)",
     "batch_size": "images per step (per process under torchrun)",

@@ -490,3 +490,22 @@ def test_cli_refuses_a_file_that_is_not_keras(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {src} is not an HDF5 file") and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.h5"]
+
+
+# As pretrained weights ------------------------------------------------------------------
+
+
+def test_a_keras_file_is_a_pretrained_source(files64, x64, probs64):
+    path = files64["keras3-h5"]
+    model = resnetlab.create_model("resnet50_keras", pretrained=path).eval()
+    assert (model.input_size, model.num_classes) == (64, 6)  # the file's
+    assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
+    report = model.pretrained
+    assert report.head == "kept" and report.weights["kind"] == "keras"
+    assert (report.mean, report.std) == ((0.0,) * 3, (1.0,) * 3)  # the seed's pixels / 255
+    ten = resnetlab.create_model("resnet50_keras", num_classes=10, pretrained=path)
+    assert ten.pretrained.head == "replaced" and ten.pretrained.new == ["fc.weight", "fc.bias"]
+    assert len(ten.pretrained.loaded) == len(ten.state_dict()) - 2
+    # The seed's weights have biases on every conv: a torchvision ResNet-50 has none.
+    with pytest.raises(ResnetlabError, match=r"does not fit resnet50: their conv1.bias \(64\)"):
+        resnetlab.create_model("resnet50", pretrained=path)

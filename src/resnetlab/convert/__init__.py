@@ -1,5 +1,16 @@
-"""Weight import from other frameworks: the seed's Keras ResNet50 HDF5 files."""
+"""Weight import: the seed's Keras files; pretrained torchvision, timm, file and run weights."""
 
-from .keras import LAYOUTS, KerasImportReport, convert_keras, load_keras_h5
+from .keras import LAYOUTS, KerasImportReport, convert_keras, load_keras_h5, read_keras_model
+from .pretrained import PretrainedReport, PretrainedWeights, load_pretrained, resolve_pretrained
 
-__all__ = ["LAYOUTS", "KerasImportReport", "convert_keras", "load_keras_h5"]
+__all__ = [
+    "LAYOUTS",
+    "KerasImportReport",
+    "PretrainedReport",
+    "PretrainedWeights",
+    "convert_keras",
+    "load_keras_h5",
+    "load_pretrained",
+    "read_keras_model",
+    "resolve_pretrained",
+]

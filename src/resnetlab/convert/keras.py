@@ -219,6 +219,47 @@ def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportRepor
     return _load(model, keras_file)
 
 
+def read_keras_model(
+    src: str | os.PathLike,
+    *,
+    input_size: int | None = None,
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+) -> tuple[KerasResNet50, KerasImportReport]:
+    """The seed's ResNet50 built for a Keras file (its classes, its input size) and loaded.
+
+    Args:
+        src: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
+        input_size: the side of the square inputs, for files that do not record it.
+        num_classes: the number of classes, to check against the file.
+        class_names: class names, to check that there is one per class.
+
+    Returns:
+        The model, in train mode, and the report of ``load_keras_h5``.
+
+    Raises:
+        ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
+    """
+    keras_file = _read_keras_file(src)
+    _check_looks_like_seed(keras_file)
+    file_classes = _file_num_classes(keras_file)
+    if num_classes is not None and num_classes != file_classes:
+        raise ResnetlabError(
+            f"{keras_file.path} has {file_classes} classes (its classifier "
+            f"{keras_file.classifier}) but --num-classes is {num_classes}; drop the flag or "
+            f"convert the file that has {num_classes}"
+        )
+    if class_names is not None and len(class_names) != file_classes:
+        raise ResnetlabError(
+            f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
+            f"classes (its classifier {keras_file.classifier}); give one name per class"
+        )
+    size = _choose_input_size(keras_file, input_size)
+    model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
+    report = _load(model, keras_file)
+    return model, report
+
+
 def convert_keras(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -251,35 +292,21 @@ def convert_keras(
     """
     if Path(dst).resolve() == Path(src).resolve():
         raise ResnetlabError(f"{dst} is the Keras file itself; write the model to another path")
-    keras_file = _read_keras_file(src)
-    _check_looks_like_seed(keras_file)
-    file_classes = _file_num_classes(keras_file)
-    if num_classes is not None and num_classes != file_classes:
-        raise ResnetlabError(
-            f"{keras_file.path} has {file_classes} classes (its classifier "
-            f"{keras_file.classifier}) but --num-classes is {num_classes}; drop the flag or "
-            f"convert the file that has {num_classes}"
-        )
-    if class_names is not None and len(class_names) != file_classes:
-        raise ResnetlabError(
-            f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
-            f"classes (its classifier {keras_file.classifier}); give one name per class"
-        )
-    size = _choose_input_size(keras_file, input_size)
-    model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
-    report = _load(model, keras_file)
+    model, report = read_keras_model(
+        src, input_size=input_size, num_classes=num_classes, class_names=class_names
+    )
     try:
         save_model(
             model.eval(),
             dst,
             class_names=class_names,
-            input_size=size,
+            input_size=report.input_size,
             mean=(0.0, 0.0, 0.0),  # the seed feeds pixels / 255
             std=(1.0, 1.0, 1.0),
             training={
-                "converted_from": keras_file.path.name,
-                "keras_layout": keras_file.layout,
-                "keras_version": keras_file.keras_version,
+                "converted_from": report.path.name,
+                "keras_layout": report.layout,
+                "keras_version": report.keras_version,
             },
         )
     except OSError as e:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import torch
 from torch import nn
@@ -61,15 +61,21 @@ def recalibrate(
     model: nn.Module,
     batches: Iterable[torch.Tensor],
     autocast: contextlib.AbstractContextManager | None = None,
+    keep: Collection[str] = (),
 ) -> int:
     """Replace every BN layer's running mean and variance by the average over ``batches``
     of its batch mean and (unbiased) batch variance, computed in training mode with the
     current weights. Nothing else changes (``num_batches_tracked`` included).
 
+    Args:
+        keep: names of BN layers that keep their statistics (those of frozen stages): they
+            normalise with them during the passes, as in training, and are left as they are.
+
     Returns:
         The number of images used.
     """
-    layers = batchnorm_layers(model)
+    kept = [m for name, m in model.named_modules() if name in keep]
+    layers = [m for m in batchnorm_layers(model) if m not in kept]
     sums: dict[_BatchNorm, list[torch.Tensor]] = {}
 
     def collect(layer: _BatchNorm, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -86,8 +92,10 @@ def recalibrate(
         for layer in layers
     ]
     hooks = [layer.register_forward_pre_hook(collect) for layer in layers]
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.train()
+    for layer in kept:
+        layer.eval()
     count = images = 0
     try:
         for x in batches:
@@ -98,7 +106,8 @@ def recalibrate(
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
+        for module, mode in modes.items():
+            module.training = mode
         for layer, (mean, var, tracked) in zip(layers, saved, strict=True):
             layer.running_mean.copy_(mean)
             layer.running_var.copy_(var)

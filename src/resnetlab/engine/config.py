@@ -94,6 +94,25 @@ RECIPES: dict[str, dict[str, Any]] = {
         crop_padding=None,
         scale_jitter=None,
     ),
+    # Fine-tuning pretrained weights (the default with --pretrained): a tenth of modern's
+    # rate and a short warm-up, so that the pretrained features are adjusted rather than
+    # overwritten, small batches for small data sets, and a new classifier trained alone
+    # for the first epoch (head_epochs, see engine.finetune).
+    "finetune": dict(
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        nesterov=True,
+        batch_size=32,
+        weight_decay=1e-4,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        label_smoothing=0.1,
+        no_decay_norm_bias=True,
+        crop_padding=4,
+        flip=None,
+        epochs=10,
+    ),
 }
 # What the auto recipe leaves unset until it knows the data; only it may leave them unset.
 AUTO_FIELDS = ("batch_size", "lr", "epochs", "warmup_epochs", "crop_padding", "scale_jitter")
@@ -101,6 +120,7 @@ AUTO_FIELDS = ("batch_size", "lr", "epochs", "warmup_epochs", "crop_padding", "s
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FREEZE_CHOICES = ("stem", "layer1", "layer2", "layer3", "layer4", "backbone")  # engine.finetune
 RESIZE_MODES = ("squash", "crop")  # data.decode.RESIZE_MODES
 DEFAULT_RESIZE = "crop"
 
@@ -111,6 +131,7 @@ CHOICES = {
     "schedule": SCHEDULES,
     "precision": PRECISIONS,
     "resize": RESIZE_MODES,
+    "freeze": FREEZE_CHOICES,
 }
 
 
@@ -130,6 +151,12 @@ class TrainConfig:
     download: bool = False
     stream: bool | None = None  # stream from disk instead of holding images in memory
     resize: str = DEFAULT_RESIZE  # how images of another shape meet the input size
+    # where the weights start, and what trains (see engine.finetune)
+    pretrained: str | None = None  # torchvision[:WEIGHTS], timm:<model.tag>, a file, a run
+    freeze: str | None = None  # up to a stage: stem, layer1..layer4, backbone (all but fc)
+    head_epochs: int | None = None  # train the classifier alone first (default: 1 if it is new)
+    layer_lr_decay: float = 1.0  # each stage trains at this times the next one's rate
+    freeze_bn: bool | None = None  # BN statistics kept: None: frozen stages'; True: all
     # the recipe: a preset of the fields below (None: the auto recipe decides, see AUTO_FIELDS)
     recipe: str = "modern"
     epochs: int | None = 15
@@ -244,6 +271,22 @@ class TrainConfig:
                 f"got {self.scale_jitter}",
             ),
             (
+                self.freeze is None or self.freeze in FREEZE_CHOICES,
+                f"unknown --freeze {self.freeze!r}; choose {_choices(FREEZE_CHOICES)}",
+            ),
+            (
+                self.head_epochs is None
+                or (
+                    self.head_epochs >= 0
+                    and (self.epochs is None or self.head_epochs < self.epochs)
+                ),
+                f"head epochs must be in [0, epochs), got {self.head_epochs}",
+            ),
+            (
+                0 < self.layer_lr_decay <= 1,
+                f"layer LR decay must be in (0, 1], got {self.layer_lr_decay}",
+            ),
+            (
                 0 <= self.label_smoothing < 1,
                 f"label smoothing must be in [0, 1), got {self.label_smoothing}",
             ),
@@ -344,15 +387,18 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)
-    recipe = values.pop("recipe", None) or default_recipe(values.get("model", TrainConfig.model))
+    recipe = values.pop("recipe", None) or default_recipe(
+        values.get("model", TrainConfig.model), values.get("pretrained")
+    )
     return TrainConfig.from_recipe(recipe, **values)
 
 
-def default_recipe(model: str) -> str:
-    """Without a recipe every model trains with ``auto``, which decides from the data and
-    the model when the run starts (engine.auto)."""
+def default_recipe(model: str, pretrained: str | None = None) -> str:
+    """Pretrained weights are fine-tuned (``finetune``); without them every model trains
+    with ``auto``, which decides from the data and the model when the run starts
+    (engine.auto)."""
     model_info(model)  # an unknown model is named as such before anything else
-    return "auto"
+    return "finetune" if pretrained else "auto"
 
 
 # The JSON types each annotation of TrainConfig accepts; floats must also be finite. Fields

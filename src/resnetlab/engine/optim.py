@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .finetune import stage_of
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:
@@ -28,6 +29,25 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool
     ]
 
 
+def stage_param_groups(
+    model: nn.Module, weight_decay: float, no_decay_norm_bias: bool, layer_lr_decay: float
+) -> list[dict]:
+    """``param_groups`` split by stage, each with ``lr_scale = layer_lr_decay ** k`` for the
+    ``k``-th stage before the head: the head trains at the full rate, the last stage at
+    ``layer_lr_decay`` times it, ..., the stem at ``layer_lr_decay ** (stages + 1)``."""
+    num_stages = model.num_stages
+    by_stage: dict[int, nn.ParameterList] = {}
+    for name, p in model.named_parameters():
+        by_stage.setdefault(stage_of(name, num_stages), nn.ParameterList()).append(p)
+    groups = []
+    for stage in sorted(by_stage):
+        scale = layer_lr_decay ** (num_stages + 1 - stage)
+        for group in param_groups(by_stage[stage], weight_decay, no_decay_norm_bias):
+            if group["params"]:
+                groups.append({**group, "lr_scale": scale})
+    return groups
+
+
 def build_optimizer(
     model: nn.Module, config: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
@@ -36,7 +56,12 @@ def build_optimizer(
     With ``config.cuda_graphs`` on CUDA, Adam and AdamW keep their step counts on the device
     (``capturable``) so that a captured step can advance them.
     """
-    groups = param_groups(model, config.weight_decay, config.no_decay_norm_bias)
+    if config.layer_lr_decay != 1:
+        groups = stage_param_groups(
+            model, config.weight_decay, config.no_decay_norm_bias, config.layer_lr_decay
+        )
+    else:
+        groups = param_groups(model, config.weight_decay, config.no_decay_norm_bias)
     # One kernel for all parameters: fused on CUDA, foreach (multi-tensor) elsewhere.
     speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if config.optimizer == "sgd":
@@ -89,9 +114,11 @@ def lr_at(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate; a tensor rate (CUDA graphs) is updated in place."""
+    """Set every group's learning rate, ``lr`` times the group's ``lr_scale`` (1 by default,
+    see ``stage_param_groups``); a tensor rate (CUDA graphs) is updated in place."""
     for group in optimizer.param_groups:
+        group_lr = lr * group.get("lr_scale", 1.0)
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
+            group["lr"].fill_(group_lr)
         else:
-            group["lr"] = lr
+            group["lr"] = group_lr

@@ -37,11 +37,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..convert.pretrained import PretrainedWeights, load_pretrained
 from ..errors import ResnetlabError
 from ..models import create_model, model_info
 from .config import TrainConfig, cuda_graphs_problem
 from .cpu import use_matmul_convs
 from .distributed import DistInfo
+from .finetune import FineTuning, head_epochs_for
 from .optim import build_optimizer
 
 if TYPE_CHECKING:
@@ -282,10 +284,16 @@ class TrainParts:
     step: TrainStep
     amp_dtype: torch.dtype | None
     channels_last: bool
+    tuning: FineTuning  # what trains in each epoch (engine.finetune)
     cpu_plan: CpuPlan | None = None  # on a CPU: what was chosen by measuring, and why
 
 
-def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.Module:
+def initial_model(
+    config: TrainConfig,
+    num_classes: int,
+    input_size: int,
+    pretrained: PretrainedWeights | None = None,
+) -> nn.Module:
     """The model a run of ``config`` starts from, its weights drawn right after seeding.
 
     Runs that differ only in the model start from the same values wherever their builders
@@ -295,10 +303,15 @@ def initial_model(config: TrainConfig, num_classes: int, input_size: int) -> nn.
         config: the run's configuration (``model``, ``model_kwargs`` and ``seed`` are used).
         num_classes: outputs of the classifier.
         input_size: the image side, for models that are built for one (the Keras seed's).
+        pretrained: weights to load over the drawn ones (``resolve_pretrained`` reads those
+            of ``config.pretrained``); a classifier they cannot fill keeps its drawn values.
     """
     kwargs = {**model_info(config.model).size_kwargs(input_size), **config.model_kwargs}
     torch.manual_seed(config.seed)
-    return create_model(config.model, num_classes=num_classes, **kwargs)
+    model = create_model(config.model, num_classes=num_classes, **kwargs)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    return model
 
 
 def build_training(
@@ -308,6 +321,7 @@ def build_training(
     num_classes: int,
     input_size: int,
     dist: DistInfo | None = None,
+    pretrained: PretrainedWeights | None = None,
 ) -> TrainParts:
     """The model, optimizer, EMA and step of a training run of ``config`` on ``device``.
 
@@ -317,6 +331,8 @@ def build_training(
         num_classes: classifier outputs.
         input_size: image side; the seed's Keras model is built for it.
         dist: this process's place under torchrun (wraps the model in DDP).
+        pretrained: the weights of ``config.pretrained``, read by the caller (a resumed
+            run passes none: its checkpoint holds the weights).
     """
     dist = dist or DistInfo()
     if config.cuda_graphs:
@@ -331,7 +347,8 @@ def build_training(
 
         cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
-    model = initial_model(config, num_classes, input_size).to(device)
+    model = initial_model(config, num_classes, input_size, pretrained).to(device)
+    tuning = fine_tuning(config, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cpu_plan is not None:
@@ -358,7 +375,10 @@ def build_training(
     net: nn.Module = model
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        net = DistributedDataParallel(net, device_ids=ids)
+        # Stages frozen only for the head phase get no gradients then: DDP must look for them.
+        net = DistributedDataParallel(
+            net, device_ids=ids, find_unused_parameters=tuning.head_epochs > 0
+        )
     if config.compile:
         net = torch.compile(net)
     step = TrainStep(
@@ -373,4 +393,20 @@ def build_training(
         cuda_graphs=config.cuda_graphs,
         clip_grad_norm=config.clip_grad_norm,
     )
-    return TrainParts(model, net, optimizer, scaler, ema, step, amp_dtype, channels_last, cpu_plan)
+    return TrainParts(
+        model, net, optimizer, scaler, ema, step, amp_dtype, channels_last, tuning, cpu_plan
+    )
+
+
+def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
+    """The run's ``FineTuning``; freezes the stages of ``--freeze`` now, before the optimizer."""
+    report = getattr(model, "pretrained", None)
+    head_epochs = head_epochs_for(config, report is not None and report.head_is_new)
+    if head_epochs and config.cuda_graphs:
+        raise ResnetlabError(
+            "--cuda-graphs cannot follow the switch from training the classifier alone to "
+            "training the network; add --head-epochs 0"
+        )
+    return FineTuning(
+        model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn
+    )

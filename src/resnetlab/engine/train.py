@@ -40,6 +40,7 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, sav
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
+from .finetune import PretrainedStart, check_length, write_record
 from .optim import lr_at, set_lr
 from .report import RunLog, new_run_dir
 from .step import (
@@ -126,6 +127,10 @@ RUN_DEFINING = (
     "subset",
     "val_subset",
     "seed",
+    "pretrained",
+    "freeze",
+    "head_epochs",
+    "layer_lr_decay",
 )
 
 
@@ -140,6 +145,8 @@ class Trainer:
         self.channels_last = resolve_channels_last(c.channels_last, self.device)
 
         self.input_size = c.input_size or model_info(c.model).input_size
+        # Pretrained weights are read first: they may set the data's normalisation.
+        self.start = PretrainedStart.of(c, run_dir if resume else None) if c.pretrained else None
         self._load_data()
         c = self.config  # with what the auto recipe chose from the data
 
@@ -150,6 +157,7 @@ class Trainer:
             num_classes=len(self.class_names),
             input_size=self.input_size,
             dist=self.dist,
+            pretrained=self.start.weights if self.start else None,
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
         self.net = parts.net
@@ -171,6 +179,9 @@ class Trainer:
             if c.warmup_steps is not None
             else round(c.warmup_epochs * self.steps_per_epoch)
         )
+        self.tuning = parts.tuning
+        check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
+        c.head_epochs = self.tuning.head_epochs  # config.json records the resolved value
 
         # Position and history.
         self.epoch, self.batch, self.step = 0, 0, 0
@@ -223,11 +234,14 @@ class Trainer:
         if c.val_subset is not None and data.val is not None:
             data.val = _sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
-        self.mean, self.std = split_stats(data.train)
+        data_mean, data_std = split_stats(data.train)
+        start = self.start
+        has_norm = start is not None and start.mean is not None
+        self.mean, self.std = (start.mean, start.std) if has_norm else (data_mean, data_std)
         c = self.config = self._resolve_recipe(len(data.train))
         flip = c.flip
         if flip is None:
-            flip = not is_digit_like(c.data, self.class_names, self.mean, self.std)
+            flip = not is_digit_like(c.data, self.class_names, data_mean, data_std)
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
@@ -291,6 +305,10 @@ class Trainer:
                 self._explain_speed()
                 if self.auto_line:
                     self.log.message(self.auto_line)
+                report = getattr(self.model, "pretrained", None)
+                if report is not None:  # a fresh run from pretrained weights
+                    write_record(self.run_dir, report, c)
+                    self.log.message(f"pretrained: {report.describe()}")
                 if not (self.run_dir / CHECKPOINT_NAME).exists():
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
             with self._stop_between_steps():
@@ -359,6 +377,9 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         c = self.config
         self.net.train()
+        note = self.tuning.begin_epoch(self.epoch)  # frozen stages, head phase, BN modes
+        if note and self.batch == 0:
+            self.log.message(note)
         self.train_loader.set_epoch(self.epoch)
         spe = self.steps_per_epoch
         epoch_steps = min(spe, self.total_steps - self.epoch * spe)
@@ -429,10 +450,11 @@ class Trainer:
 
     def _lr(self) -> float:
         c = self.config
+        step, total = self.tuning.phase_span(self.step, self.total_steps, self.steps_per_epoch)
         return lr_at(
-            self.step,
+            step,
             base_lr=c.lr,
-            total_steps=self.total_steps,
+            total_steps=total,
             schedule=c.schedule,
             warmup_steps=self.warmup_steps,
             milestones=c.milestones,
@@ -485,7 +507,9 @@ class Trainer:
         epoch line when they were not and still lag: why the accuracy may be off."""
         model = self._eval_model()
         if self.config.recalibrate_bn and batchnorm_layers(model):
-            recalibrate(model, self._calibration_batches(), self._autocast())
+            # The epoch just trained (self.epoch is not yet advanced): its frozen BN layers.
+            keep = self.tuning.kept_batchnorms(self.epoch)
+            recalibrate(model, self._calibration_batches(), self._autocast(), keep=keep)
             return None
         lag = lag_steps(model)
         if self.step < lag:
@@ -699,6 +723,7 @@ class Trainer:
             "steps": self.step,
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
+            **({"pretrained": self.start.provenance} if self.start else {}),
         }
 
     def _final_summary(self, status: str) -> dict[str, Any]:
@@ -743,6 +768,7 @@ class Trainer:
             else None,
             "device": str(self.device),
             "world_size": self.dist.world_size,
+            "pretrained": self.start.provenance if self.start else None,
         }
         if self.dist.is_main:
             errors = ErrorSource(self._eval_model(), self.val_loader, self.mean, self.std)

@@ -197,16 +197,17 @@ def save_model(
     *,
     class_names: list[str] | None = None,
     input_size: int | None = None,
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    mean: tuple[float, float, float] | None = None,
+    std: tuple[float, float, float] | None = None,
     training: dict[str, Any] | None = None,
     resize: str = "squash",
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
-    The file is written to a temporary name and renamed, so a crash never leaves a torn file.
-    A model whose weights hold NaN or inf, or whose metadata the schema refuses
-    (``meta_problem``), is not written.
+    ``mean`` and ``std`` default to those of the pretrained weights the model started from
+    (``model.pretrained``), else to 0 and 1 (``pixels / 255``). The file is written to a
+    temporary name and renamed, so a crash never leaves a torn file. A model whose weights
+    hold NaN or inf, or whose metadata the schema refuses (``meta_problem``), is not written.
 
     Raises:
         ResnetlabError: non-finite weights or metadata out of range; ``WriteError`` when
@@ -217,6 +218,11 @@ def save_model(
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
+    pretrained = getattr(model, "pretrained", None)
+    if mean is None and std is None and pretrained is not None and pretrained.mean is not None:
+        mean, std = pretrained.mean, pretrained.std
+    mean = (0.0, 0.0, 0.0) if mean is None else mean
+    std = (1.0, 1.0, 1.0) if std is None else std
     kwargs = dict(getattr(model, "model_kwargs", {}))
     if input_size is None:
         input_size = getattr(model, "input_size", None) or model_info(name).input_size

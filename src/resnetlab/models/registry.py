@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,13 +92,24 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
-def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered model with fresh weights.
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    pretrained: str | os.PathLike | bool | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, with fresh weights or started from pretrained ones.
 
     Args:
         name: a name from ``list_models()``, e.g. ``"resnet50"`` or ``"resnet20"``.
         num_classes: size of the classifier; defaults to the model's own (1000 for
-            ImageNet nets, 10 for CIFAR nets, 6 for ``resnet50_keras``).
+            ImageNet nets, 10 for CIFAR nets, 6 for ``resnet50_keras``), or with
+            ``pretrained`` to the weights' own.
+        pretrained: weights to start from: ``"torchvision"`` (or ``True``),
+            ``"torchvision:IMAGENET1K_V2"``, ``"timm:resnet50.a1_in1k"``, a weights file
+            or a run folder (see ``resnetlab.convert.pretrained``). A classifier of
+            another size is replaced; ``model.pretrained`` reports what was loaded.
         **kwargs: options of the model's constructor (``shortcut="B"``,
             ``stride_in_1x1=True``, ``zero_init_residual=True``, ``input_size=96``...).
 
@@ -105,6 +117,10 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
         The model, in train mode, with ``model_name`` and ``model_kwargs`` set so that
         ``save_model`` can record how to rebuild it.
     """
+    if pretrained is not None and pretrained is not False:
+        from ..convert.pretrained import create_pretrained  # convert builds on models
+
+        return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
     try:

@@ -1,0 +1,710 @@
+"""Start a model from pretrained weights: torchvision, timm, local files and earlier runs.
+
+A SOURCE, as ``create_model(name, pretrained=SOURCE)`` and ``resnetlab train --pretrained
+SOURCE`` take it, is one of:
+
+``torchvision``, ``torchvision:<WEIGHTS>``
+    torchvision's weights for the model (``IMAGENET1K_V1``, ``IMAGENET1K_V2``; default:
+    torchvision's ``DEFAULT``), through its weights API into torch's hub cache
+    (``$TORCH_HOME/hub/checkpoints``), downloaded on first use with torch's hash check.
+``timm:<model>.<tag>``
+    timm's weights (``timm:resnet50.a1_in1k``) through timm and the Hugging Face cache,
+    downloaded on first use; needs the ``timm`` extra.
+a ``.pth``, ``.pt`` or ``.bin`` file
+    a state dict saved with ``torch.save(model.state_dict(), path)`` (also under a
+    ``state_dict`` or ``model`` key), read with ``weights_only=True``: a pickle that would
+    run code is refused.
+a ``.safetensors`` file
+    a resnetlab model file, or a bare state dict with torchvision's or timm's keys.
+a Keras file (``.h5``, ``.keras``)
+    the seed's ResNet50, read by the Keras converter (``convert.keras``).
+a folder
+    a resnetlab run folder: its ``best.safetensors``.
+
+Keys are matched by name. The backbone must match exactly (a missing, extra or reshaped
+tensor is an error naming the first such key and both shapes); the classifier ``fc`` is
+loaded when its shape fits and replaced by the model's freshly initialised one when it
+does not (another number of classes).
+
+Weights carry the preprocessing they were trained with, and a model started from them
+keeps it: ImageNet's mean and standard deviation for torchvision and timm weights, the
+recorded ones for resnetlab files, ``pixels / 255`` for Keras files. A bare state dict of
+an ImageNet ResNet does not say; ImageNet's statistics are assumed, and the report says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import socket
+import urllib.error
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import ResnetlabError
+from ..models.files import META_KEY, read_model_meta
+from ..models.registry import create_model, model_info
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HEAD = "fc"  # every resnetlab model's classifier (ResNet.fc)
+# Seconds a download may wait for the server before giving up: without a network a
+# connection attempt can otherwise hang for minutes.
+NETWORK_TIMEOUT_S = 30.0
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+# Options that change initialisation or the classifier's input, not the trained layers.
+_HEAD_OR_INIT_OPTIONS = ("zero_init_residual", "input_size")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, Lightning
+_SOURCES = (
+    "torchvision, torchvision:<WEIGHTS>, timm:<model>.<tag>, a .pth/.pt/.safetensors/.h5 "
+    "file or a run folder"
+)
+
+
+@dataclass
+class PretrainedWeights:
+    """Weights read from a source, with what the source says about them.
+
+    Attributes:
+        source: the source as given (``"torchvision:IMAGENET1K_V2"``, a path...).
+        kind: ``torchvision``, ``timm``, ``state-dict``, ``resnetlab``, ``run`` or ``keras``.
+        description: one line naming the weights.
+        state_dict: the tensors, with the model's key names.
+        location: the file they were read from, when there is one.
+        sha256: of that file.
+        mean, std: the normalisation the weights were trained with, ``None`` when unknown.
+        normalisation_note: where ``mean`` and ``std`` come from.
+        preprocessing: the rest of the source's recorded preprocessing (resize, crop...).
+        model: the registered model the weights were made for, when the source says.
+        model_kwargs: that model's options, when the source records them.
+        num_classes: outputs of the weights' classifier (0 without one).
+        class_names: their names, when the source has them.
+        input_size: the image side the weights were trained at, when known.
+    """
+
+    source: str
+    kind: str
+    description: str
+    state_dict: dict[str, torch.Tensor]
+    location: str | None = None
+    sha256: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    normalisation_note: str = ""
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None
+    model_kwargs: dict[str, Any] | None = None
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    input_size: int | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """What a run folder and a model file record about the weights a model started from."""
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "description": self.description,
+            "location": self.location,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass
+class PretrainedReport:
+    """What ``load_pretrained`` did: the weights' provenance and the matched keys.
+
+    Attributes:
+        weights: ``PretrainedWeights.provenance()`` of the weights.
+        model: the model they were loaded into.
+        loaded: keys copied from the weights.
+        new: model keys the weights did not provide (they keep their initialisation).
+        dropped: keys of the weights the model does not use.
+        head: ``kept`` (the classifier was loaded), ``replaced`` (its shape differed),
+            ``new`` (the weights have none) or ``none`` (the model has none).
+        head_note: why the classifier was replaced, for people.
+        mean, std: the normalisation a model started from these weights uses, or ``None``
+            to use the training data's.
+        normalisation_note: where it comes from.
+        preprocessing: the source's recorded preprocessing.
+    """
+
+    weights: dict[str, Any]
+    model: str
+    loaded: list[str]
+    new: list[str]
+    dropped: list[str]
+    head: str
+    head_note: str = ""
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    normalisation_note: str = ""
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def head_is_new(self) -> bool:
+        """The classifier starts from scratch (replaced, or absent from the weights)."""
+        return self.head in ("replaced", "new")
+
+    def describe(self) -> str:
+        """One line for people."""
+        parts = [f"{self.model} from {self.weights['description']}: {len(self.loaded)} tensors"]
+        parts[0] += " loaded"
+        if self.head_note:
+            parts.append(self.head_note)
+        if self.new:
+            parts.append(f"new: {_names(self.new)}")
+        if self.dropped:
+            parts.append(f"dropped: {_names(self.dropped)}")
+        if self.normalisation_note:
+            parts.append(f"normalisation: {self.normalisation_note}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights,
+            "model": self.model,
+            "loaded": self.loaded,
+            "new": self.new,
+            "dropped": self.dropped,
+            "head": self.head,
+            "head_note": self.head_note,
+            "mean": list(self.mean) if self.mean is not None else None,
+            "std": list(self.std) if self.std is not None else None,
+            "normalisation_note": self.normalisation_note,
+            "preprocessing": self.preprocessing,
+        }
+
+
+def _names(keys: list[str], shown: int = 4) -> str:
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+# Resolving a source -------------------------------------------------------------------------
+
+
+def resolve_pretrained(
+    source: str | os.PathLike,
+    model: str,
+    model_kwargs: dict[str, Any] | None = None,
+) -> PretrainedWeights:
+    """Read the weights ``source`` names for the registered model ``model``.
+
+    Args:
+        source: see the module docstring.
+        model: the registered model the weights are for (which torchvision weights, which
+            timm architecture to expect).
+        model_kwargs: its options.
+
+    Raises:
+        ResnetlabError: an unknown or missing source, a download that fails (no network),
+            a file that is not weights or would run code when unpickled.
+    """
+    kwargs = dict(model_kwargs or {})
+    text = os.fspath(source)
+    if text == "torchvision" or text.startswith("torchvision:"):
+        return _from_torchvision(text, model, kwargs)
+    if text.startswith("timm:"):
+        return _from_timm(text, model, kwargs)
+    return _from_path(Path(text).expanduser(), text)
+
+
+def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWeights:
+    from torchvision.models import get_model_weights
+
+    _check_imagenet_resnet(source, model, kwargs, "torchvision")
+    weights_enum = get_model_weights(model)
+    name = source.partition(":")[2]
+    if name.startswith(weights_enum.__name__ + "."):
+        name = name[len(weights_enum.__name__) + 1 :]
+    choices = ", ".join(w.name for w in weights_enum)
+    if not name or name == "DEFAULT":
+        weights = weights_enum.DEFAULT
+    elif name in weights_enum.__members__:
+        weights = weights_enum[name]
+    else:
+        raise ResnetlabError(
+            f"torchvision has no weights {name!r} for {model}; choose {choices} "
+            f"(--pretrained torchvision:{weights_enum.DEFAULT.name})"
+        )
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        with _network_timeout():
+            state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ResnetlabError(
+            f"cannot download torchvision's {weights_enum.__name__}.{weights.name} from "
+            f"{weights.url} ({reason}); without a network, copy that file to {cached} or "
+            f"pass a local file: --pretrained FILE.pth"
+        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        raise ResnetlabError(
+            f"the cached file {cached} is not readable torchvision weights "
+            f"({type(e).__name__}); delete it and try again"
+        ) from None
+    transform = weights.transforms()
+    crop = int(transform.crop_size[0])
+    return PretrainedWeights(
+        source=source,
+        kind="torchvision",
+        description=f"torchvision {weights_enum.__name__}.{weights.name}",
+        state_dict=state,
+        location=str(cached),
+        sha256=_sha256(cached) if cached.is_file() else None,
+        mean=tuple(transform.mean),
+        std=tuple(transform.std),
+        normalisation_note="ImageNet mean/std (the weights')",
+        preprocessing={
+            "resize": int(transform.resize_size[0]),
+            "crop": crop,
+            "interpolation": transform.interpolation.value,
+            "recipe": weights.meta.get("recipe"),
+        },
+        model=model,
+        num_classes=len(weights.meta["categories"]),
+        class_names=list(weights.meta["categories"]),
+        input_size=crop,
+    )
+
+
+def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWeights:
+    tag = source.partition(":")[2]
+    try:
+        import timm
+    except ImportError:
+        raise ResnetlabError(
+            f"--pretrained {source} needs timm: pip install 'resnetlab[timm]'"
+        ) from None
+    architecture = tag.split(".", 1)[0]
+    if architecture != model:
+        raise ResnetlabError(
+            f"{source} holds timm's {architecture or '(nothing)'}, not {model}; timm's "
+            f"{model} weights are timm:{model}.<tag> (timm's resnet18..152 are torchvision's "
+            f"architecture)"
+        )
+    _check_imagenet_resnet(source, model, kwargs, "timm")
+    known = timm.list_pretrained(f"{architecture}.*")
+    if "." in tag and tag not in known:
+        tags = ", ".join(t.split(".", 1)[1] for t in known) or "none"
+        raise ResnetlabError(f"timm has no pretrained weights {tag!r}; its {model} tags: {tags}")
+    try:
+        with _network_timeout():
+            net = timm.create_model(tag, pretrained=True)
+    except Exception as e:  # timm and huggingface_hub raise many kinds; all mean "not fetched"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ResnetlabError(
+            f"cannot fetch timm's {tag} ({type(e).__name__}: {first[:200]}); without a "
+            f"network, download it elsewhere into the Hugging Face cache ($HF_HOME) or pass "
+            f"its model.safetensors: --pretrained FILE.safetensors"
+        ) from None
+    cfg = net.pretrained_cfg
+    size = int(cfg.get("input_size", (3, 224, 224))[-1])
+    crop_pct = float(cfg.get("crop_pct", 0.875))
+    return PretrainedWeights(
+        source=source,
+        kind="timm",
+        description=f"timm {net.pretrained_cfg.get('architecture', model)}."
+        f"{cfg.get('tag') or 'default'}",
+        state_dict=net.state_dict(),
+        location=cfg.get("hf_hub_id") or cfg.get("url"),
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        normalisation_note="the weights' mean/std (timm's pretrained config)",
+        preprocessing={
+            "resize": int(size / crop_pct),  # timm's eval transform: resize, then crop
+            "crop": size,
+            "crop_pct": crop_pct,
+            "interpolation": cfg.get("interpolation"),
+        },
+        model=model,
+        num_classes=int(cfg.get("num_classes", 1000)),
+        input_size=size,
+    )
+
+
+def _check_imagenet_resnet(source: str, model: str, kwargs: dict[str, Any], whom: str) -> None:
+    info = model_info(model)
+    if info.family != "imagenet" or not model.startswith("resnet"):
+        raise ResnetlabError(
+            f"{whom} has no weights for {model}; {source} is for resnet18, resnet34, "
+            f"resnet50, resnet101 and resnet152 (other models: a file or a run folder)"
+        )
+    if kwargs.get("stride_in_1x1"):
+        raise ResnetlabError(
+            f"{whom}'s {model} puts the stride on the 3x3 conv (v1.5); drop stride_in_1x1 "
+            f"to use its weights"
+        )
+
+
+def _from_path(path: Path, source: str) -> PretrainedWeights:
+    if not path.exists():
+        raise ResnetlabError(f"pretrained weights not found: {path} (SOURCE is {_SOURCES})")
+    if path.is_dir():
+        best = path / "best.safetensors"
+        if not best.is_file():
+            raise ResnetlabError(
+                f"{path} is a folder without best.safetensors; --pretrained takes a run "
+                f"folder, or a weights file ({_SOURCES})"
+            )
+        return _from_model_file(best, source, kind="run")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return _from_safetensors(path, source)
+    if suffix in TORCH_SUFFIXES:
+        return _from_torch_file(path, source)
+    if suffix in KERAS_SUFFIXES:
+        return _from_keras(path, source)
+    raise ResnetlabError(
+        f"{path}: unknown kind of weights file {suffix or '(no suffix)'}; give a "
+        f"{', '.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))} file or a run folder"
+    )
+
+
+def _from_safetensors(path: Path, source: str) -> PretrainedWeights:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ResnetlabError(f"{path} is not a readable safetensors file ({e})") from None
+    if META_KEY in metadata:
+        return _from_model_file(path, source, kind="resnetlab")
+    return PretrainedWeights(
+        source=source,
+        kind="state-dict",
+        description=path.name,
+        state_dict=_unwrap_keys(load_file(str(path))),
+        location=str(path),
+        sha256=_sha256(path),
+    )
+
+
+def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
+    meta = read_model_meta(path)
+    where = f"the run {path.parent.name}" if kind == "run" else path.name
+    return PretrainedWeights(
+        source=source,
+        kind=kind,
+        description=f"{where} ({meta.model}, {meta.num_classes} classes)",
+        state_dict=load_file(str(path)),
+        location=str(path),
+        sha256=_sha256(path),
+        mean=meta.mean,
+        std=meta.std,
+        normalisation_note=f"the model file's mean/std {_triple(meta.mean)}/{_triple(meta.std)}",
+        preprocessing={"input_size": meta.input_size},
+        model=meta.model,
+        model_kwargs=dict(meta.model_kwargs),
+        num_classes=meta.num_classes,
+        class_names=meta.class_names,
+        input_size=meta.input_size,
+    )
+
+
+def _from_torch_file(path: Path, source: str) -> PretrainedWeights:
+    with open(path, "rb") as f:
+        # torch.save writes a zip archive, or before torch 1.6 a pickle (PROTO opcode 0x80).
+        if not (zipfile.is_zipfile(f) or (f.seek(0) == 0 and f.read(1) == b"\x80")):
+            raise ResnetlabError(
+                f"{path} is not a PyTorch file, or is cut short (torch.save writes a zip archive)"
+            )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ResnetlabError(
+            f"{path} was refused: it holds more than tensors, and unpickling it could run "
+            f"code; save the weights with torch.save(model.state_dict(), path) or as "
+            f".safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise ResnetlabError(
+            f"{path} is not a readable PyTorch file ({type(e).__name__}: {e})"
+        ) from None
+    return PretrainedWeights(
+        source=source,
+        kind="state-dict",
+        description=path.name,
+        state_dict=_unwrap_keys(_find_state_dict(obj, path)),
+        location=str(path),
+        sha256=_sha256(path),
+    )
+
+
+def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in what ``torch.save`` wrote: itself, or under a usual key."""
+    if _is_state_dict(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if _is_state_dict(obj.get(key)):
+                return obj[key]
+    raise ResnetlabError(
+        f"{path} holds no state dict (a dict of tensors, or one under 'state_dict' or "
+        f"'model'); save it with torch.save(model.state_dict(), path)"
+    )
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def _unwrap_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys without the prefix DDP, torch.compile or Lightning add when every key has it."""
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def _from_keras(path: Path, source: str) -> PretrainedWeights:
+    from .keras import read_keras_model
+
+    model, report = read_keras_model(path)
+    return PretrainedWeights(
+        source=source,
+        kind="keras",
+        description=f"{path.name} ({report.layout}, {report.num_classes} classes)",
+        state_dict=model.state_dict(),
+        location=str(path),
+        sha256=_sha256(path),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        normalisation_note="pixels / 255, as the seed's Keras model was trained",
+        preprocessing={"input_size": report.input_size},
+        model="resnet50_keras",
+        model_kwargs={"input_size": report.input_size},
+        num_classes=report.num_classes,
+        input_size=report.input_size,
+    )
+
+
+@contextmanager
+def _network_timeout(seconds: float = NETWORK_TIMEOUT_S) -> Iterator[None]:
+    """Sockets opened inside give up after ``seconds`` without an answer, instead of never."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _triple(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
+
+
+# Loading into a model -----------------------------------------------------------------------
+
+
+def load_pretrained(
+    model: nn.Module, source: str | os.PathLike | PretrainedWeights
+) -> PretrainedReport:
+    """Load pretrained weights into ``model`` (made by ``create_model``), in place.
+
+    The backbone must match the weights key for key and shape for shape. The classifier
+    is loaded when its shape fits, and otherwise keeps the model's own initialisation
+    (the report says it was replaced, and why). Nothing is changed unless everything fits.
+
+    Args:
+        model: the model to start.
+        source: a SOURCE (see the module docstring) or weights already read.
+
+    Returns:
+        What was loaded, new and dropped; also set as ``model.pretrained``.
+
+    Raises:
+        ResnetlabError: the source cannot be read, or holds another architecture: the
+            message names the first key that differs and both shapes.
+    """
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise ResnetlabError("load_pretrained needs a model made by resnetlab.create_model")
+    kwargs = dict(getattr(model, "model_kwargs", {}))
+    weights = (
+        source
+        if isinstance(source, PretrainedWeights)
+        else resolve_pretrained(source, name, kwargs)
+    )
+    target = model.state_dict()
+    loaded, new, dropped = _match(target, weights, name)
+    _check_declared_model(weights, name, kwargs)
+    head, head_note = _head_status(target, weights, loaded)
+    with torch.no_grad():
+        for key in loaded:
+            target[key].copy_(weights.state_dict[key])
+    mean, std, note = weights_normalisation(weights, name)
+    report = PretrainedReport(
+        weights=weights.provenance(),
+        model=name,
+        loaded=loaded,
+        new=new,
+        dropped=dropped,
+        head=head,
+        head_note=head_note,
+        mean=mean,
+        std=std,
+        normalisation_note=note,
+        preprocessing=dict(weights.preprocessing),
+    )
+    model.pretrained = report
+    return report
+
+
+def check_pretrained(weights: PretrainedWeights, name: str, kwargs: dict[str, Any]) -> None:
+    """Raise as ``load_pretrained`` would for a ``name`` model, without making its tensors
+    (the model is built on the meta device): a mismatch shows before any data is read."""
+    with torch.device("meta"):
+        model = create_model(name, **kwargs)
+    _match(model.state_dict(), weights, name)
+    _check_declared_model(weights, name, kwargs)
+
+
+def create_pretrained(
+    name: str, pretrained: str | os.PathLike | bool, *, num_classes: int | None, **kwargs: Any
+) -> nn.Module:
+    """``create_model(name, pretrained=...)``: the model built and started from the weights.
+
+    ``num_classes`` defaults to the weights' classes, so their classifier is kept; the
+    seed's Keras model is built for the weights' input size unless ``input_size`` is given.
+    ``pretrained=True`` means torchvision's default weights.
+    """
+    source = "torchvision" if pretrained is True else pretrained
+    weights = resolve_pretrained(source, name, kwargs)
+    if num_classes is None and weights.num_classes:
+        num_classes = weights.num_classes
+    if model_info(name).family == "keras" and weights.input_size is not None:
+        kwargs.setdefault("input_size", weights.input_size)
+    model = create_model(name, num_classes=num_classes, **kwargs)
+    load_pretrained(model, weights)
+    return model
+
+
+def _check_declared_model(weights: PretrainedWeights, name: str, kwargs: dict[str, Any]) -> None:
+    """Weights that say which model they are for must be for this one, built the same way.
+
+    Keys and shapes cannot tell a plain net from its ResNet, or stride placements apart.
+    """
+    if weights.model is None:
+        return
+    if weights.model != name:
+        raise ResnetlabError(
+            f"{weights.description} holds a {weights.model}, not a {name}; start a {name} "
+            f"from {name} weights, or train --model {weights.model}"
+        )
+    if weights.model_kwargs is None:
+        return
+    theirs = {k: v for k, v in weights.model_kwargs.items() if k not in _HEAD_OR_INIT_OPTIONS}
+    ours = {k: v for k, v in kwargs.items() if k not in _HEAD_OR_INIT_OPTIONS}
+    if theirs != ours:
+        raise ResnetlabError(
+            f"{weights.description} is a {name} built with options {theirs or 'none'}, the "
+            f"model with {ours or 'none'}; build it with the weights' options"
+        )
+
+
+def _match(
+    target: dict[str, torch.Tensor], weights: PretrainedWeights, name: str
+) -> tuple[list[str], list[str], list[str]]:
+    """(loaded, new, dropped) keys; raises on the first backbone key that does not fit."""
+    source = weights.state_dict
+    for key, tensor in target.items():
+        if _is_head(key) or _is_counter(key):
+            continue
+        if key not in source:
+            raise _mismatch(weights, name, f"{name}'s {key} {_shape(tensor)} is not in them")
+        if source[key].shape != tensor.shape:
+            raise _mismatch(
+                weights,
+                name,
+                f"{key} is {_shape(source[key])} in them and {_shape(tensor)} in {name}",
+            )
+    for key, tensor in source.items():
+        if key not in target and not _is_head(key) and not _is_counter(key):
+            raise _mismatch(weights, name, f"their {key} {_shape(tensor)} is not in {name}")
+    head_fits = all(
+        k in source and source[k].shape == t.shape for k, t in target.items() if _is_head(k)
+    )
+    loaded = [k for k in target if k in source and (not _is_head(k) or head_fits)]
+    new = [k for k in target if k not in loaded and not _is_counter(k)]
+    dropped = [k for k in source if k not in loaded and not _is_counter(k)]
+    return loaded, new, dropped
+
+
+def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabError:
+    return ResnetlabError(
+        f"{weights.description} does not fit {name}: {detail}; they are for another "
+        f"architecture (choose the --model they were made for)"
+    )
+
+
+def _head_status(
+    target: dict[str, torch.Tensor], weights: PretrainedWeights, loaded: list[str]
+) -> tuple[str, str]:
+    source = weights.state_dict
+    ours = {k: t for k, t in target.items() if _is_head(k)}
+    theirs = {k: t for k, t in source.items() if _is_head(k)}
+    if not ours:
+        return "none", "the model has no classifier" if theirs else ""
+    if not theirs:
+        return "new", "the weights have no classifier: a new one is trained"
+    if all(k in loaded for k in ours):
+        return "kept", ""
+    ours_w, theirs_w = ours.get(f"{HEAD}.weight"), theirs.get(f"{HEAD}.weight")
+    if ours_w is not None and theirs_w is not None and ours_w.ndim == theirs_w.ndim == 2:
+        if ours_w.shape[0] != theirs_w.shape[0]:
+            why = f"the weights have {theirs_w.shape[0]} classes, the model {ours_w.shape[0]}"
+        else:
+            why = (
+                f"it takes {ours_w.shape[1]} features, the weights' {theirs_w.shape[1]} "
+                f"(another input size)"
+            )
+        return "replaced", f"classifier replaced ({why})"
+    return "replaced", "classifier replaced (its shape differs)"
+
+
+def weights_normalisation(
+    weights: PretrainedWeights, name: str
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None, str]:
+    """(mean, std, where they come from) for a ``name`` model started from ``weights``;
+    ``None`` for both when the training data's own statistics should be used."""
+    if weights.mean is not None and weights.std is not None:
+        return tuple(weights.mean), tuple(weights.std), weights.normalisation_note
+    if model_info(name).family == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD, "ImageNet mean/std (assumed: the file does not say)"
+    return None, None, "the training data's (the file does not say)"
+
+
+def _is_head(key: str) -> bool:
+    return key.startswith(HEAD + ".")
+
+
+def _is_counter(key: str) -> bool:
+    # BN's batch counter: absent from many published weights, and unused at BN's momentum.
+    return key.endswith("num_batches_tracked")
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in tensor.shape) + ")"

@@ -1,0 +1,220 @@
+"""Fine-tuning controls: which stages train when, and which BatchNorm layers keep statistics.
+
+A ResNet is a stem (``conv1``, ``bn1``), stages ``layer1`` .. ``layerN`` and a head
+(``fc``), numbered 0, 1..N and N+1 here. ``--freeze S`` freezes everything up to and
+including stage ``S`` for the whole run (``backbone``: all but the head, a linear probe).
+With ``--head-epochs K`` the first K epochs train the head alone and the rest train every
+stage that is not frozen, as fastai's ``fine_tune`` does; each phase runs the learning-rate
+schedule over its own steps (warm-up and decay). The BatchNorm layers of frozen stages use
+and keep their running statistics (``--freeze-bn`` keeps those of every stage,
+``--no-freeze-bn`` none), so that frozen stages compute exactly what they did.
+
+Frozen parameters are left out of the optimizer; those frozen only for the head phase are
+in it, without gradients until the phase ends, so the optimizer skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..convert.pretrained import (
+    PretrainedReport,
+    PretrainedWeights,
+    check_pretrained,
+    resolve_pretrained,
+    weights_normalisation,
+)
+from ..errors import ResnetlabError
+from .config import TrainConfig
+
+STAGE = re.compile(r"layer(\d+)")
+
+
+def stage_of(name: str, num_stages: int) -> int:
+    """The stage of a parameter, buffer or module by its name: 0 for the stem (``conv1``,
+    ``bn1``), ``i`` for ``layer{i}``, ``num_stages + 1`` for the head (``fc``)."""
+    top = name.split(".", 1)[0]
+    if top == "fc":
+        return num_stages + 1
+    match = STAGE.fullmatch(top)
+    return int(match.group(1)) if match else 0
+
+
+def freeze_depth(freeze: str | None, num_stages: int, model: str) -> int:
+    """The last frozen stage for ``--freeze`` (-1: none)."""
+    if freeze is None:
+        return -1
+    if freeze == "backbone":
+        return num_stages
+    if freeze == "stem":
+        return 0
+    match = STAGE.fullmatch(freeze)
+    if match is None or not 1 <= int(match.group(1)) <= num_stages:
+        stages = ", ".join(["stem", *(f"layer{i}" for i in range(1, num_stages + 1)), "backbone"])
+        raise ResnetlabError(f"--freeze {freeze}: {model} has {stages}")
+    return int(match.group(1))
+
+
+class FineTuning:
+    """The trainable stages of each epoch and the BatchNorm layers that keep statistics.
+
+    Building it freezes the stages of ``--freeze`` (before the optimizer is made, which
+    then leaves them out); ``begin_epoch`` sets the head phase and BN modes.
+
+    Args:
+        model: a ResNet (stem, ``layer1..N``, ``fc``).
+        freeze: ``--freeze``: a stage name, ``backbone`` or None.
+        head_epochs: epochs that train the head alone first.
+        freeze_bn: None: BN layers of frozen stages keep their statistics; True: all do;
+            False: none do.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        freeze: str | None = None,
+        head_epochs: int = 0,
+        freeze_bn: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.num_stages = model.num_stages
+        self.frozen = freeze_depth(freeze, self.num_stages, getattr(model, "model_name", "model"))
+        # Training the head alone is what --freeze backbone does for the whole run.
+        self.head_epochs = head_epochs if self.frozen < self.num_stages else 0
+        self.freeze_bn = freeze_bn
+        for name, p in model.named_parameters():
+            if self._stage(name) <= self.frozen:
+                p.requires_grad_(False)
+
+    @property
+    def active(self) -> bool:
+        return self.frozen >= 0 or self.head_epochs > 0 or self.freeze_bn is not None
+
+    def head_steps(self, steps_per_epoch: int) -> int:
+        """Steps of the head-only phase."""
+        return self.head_epochs * steps_per_epoch
+
+    def phase_span(self, step: int, total_steps: int, steps_per_epoch: int) -> tuple[int, int]:
+        """(step within its phase, the phase's length): each phase has its own schedule."""
+        head = self.head_steps(steps_per_epoch)
+        if step < head:
+            return step, head
+        return step - head, total_steps - head
+
+    def begin_epoch(self, epoch: int) -> str | None:
+        """Set what trains in ``epoch`` and the BN modes, after ``model.train()``.
+
+        Returns a line for the log when the head phase starts or ends at this epoch.
+        """
+        if not self.active:
+            return None
+        head_phase = epoch < self.head_epochs
+        for name, p in self.model.named_parameters():
+            stage = self._stage(name)
+            if self.frozen < stage <= self.num_stages:
+                p.requires_grad_(not head_phase)
+        kept = self.kept_batchnorms(epoch)
+        for name, m in self.model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(name not in kept)
+        if self.head_epochs and epoch == 0:
+            first = "epoch 1" if self.head_epochs == 1 else f"epochs 1-{self.head_epochs}"
+            return f"{first}: the classifier trains alone"
+        if self.head_epochs and epoch == self.head_epochs:
+            trains = "every stage" if self.frozen < 0 else "the stages after the frozen ones"
+            return f"epoch {epoch + 1} on: {trains} train"
+        return None
+
+    def kept_batchnorms(self, epoch: int) -> set[str]:
+        """Names of the BN layers that keep their statistics in ``epoch`` (``begin_epoch``)."""
+        if not self.active:
+            return set()
+        frozen = self.num_stages if epoch < self.head_epochs else self.frozen
+        return {
+            name
+            for name, m in self.model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and (self.freeze_bn or (self.freeze_bn is None and self._stage(name) <= frozen))
+        }
+
+    def _stage(self, name: str) -> int:
+        return stage_of(name, self.num_stages)
+
+
+def head_epochs_for(config: TrainConfig, head_is_new: bool) -> int:
+    """``--head-epochs``, or by default 1 when a pretrained model's classifier is new."""
+    if config.head_epochs is not None:
+        return config.head_epochs
+    return 1 if config.pretrained and head_is_new and config.epochs > 1 else 0
+
+
+def check_length(tuning: FineTuning, total_steps: int, steps_per_epoch: int, given: bool) -> None:
+    """A head phase must leave steps to train the rest: an error when ``--head-epochs`` was
+    given, none (the phase is dropped) when it was the default."""
+    if tuning.head_steps(steps_per_epoch) < total_steps:
+        return
+    if given:
+        raise ResnetlabError(
+            f"--head-epochs {tuning.head_epochs} leaves no steps to train the rest of "
+            f"the network ({total_steps} steps in all); lower it, or --freeze backbone to "
+            f"train only the classifier"
+        )
+    tuning.head_epochs = 0
+
+
+PRETRAINED_RECORD = "pretrained.json"  # in the run folder: where the initial weights came from
+
+
+@dataclass
+class PretrainedStart:
+    """What a run started from pretrained weights needs before its model is built.
+
+    Attributes:
+        weights: the weights (None when resuming: the checkpoint holds the model).
+        mean, std: the normalisation they were trained with, None to use the data's.
+        provenance: where they came from, for the model files and the summary.
+    """
+
+    weights: PretrainedWeights | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    provenance: dict[str, Any]
+
+    @classmethod
+    def of(cls, config: TrainConfig, resumed_run: Path | None = None) -> PretrainedStart:
+        """Read ``config.pretrained``; a resumed run reads its own record instead."""
+        if resumed_run is not None:
+            path = Path(resumed_run) / PRETRAINED_RECORD
+            if not path.is_file():
+                raise ResnetlabError(
+                    f"{resumed_run} was started from {config.pretrained} but has no "
+                    f"{PRETRAINED_RECORD} saying how; start a new run"
+                )
+            record = json.loads(path.read_text())
+            mean, std = record["mean"], record["std"]
+            return cls(None, _tuple(mean), _tuple(std), record["weights"])
+        weights = resolve_pretrained(config.pretrained, config.model, config.model_kwargs)
+        check_pretrained(weights, config.model, config.model_kwargs)
+        mean, std, _ = weights_normalisation(weights, config.model)
+        return cls(weights, mean, std, weights.provenance())
+
+
+def write_record(run_dir: Path, report: PretrainedReport, config: TrainConfig) -> None:
+    """``pretrained.json``: the weights' provenance, the keys loaded, new and dropped, the
+    normalisation and what trained when."""
+    record = {
+        **report.to_dict(),
+        **{k: getattr(config, k) for k in ("freeze", "head_epochs", "layer_lr_decay", "freeze_bn")},
+    }
+    (Path(run_dir) / PRETRAINED_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
+    return tuple(values) if values is not None else None

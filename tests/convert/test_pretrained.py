@@ -1,0 +1,288 @@
+"""Pretrained sources, each from a file its own library wrote, against that library's model.
+
+Nothing is downloaded: torchvision's source reads a file placed in torch's hub cache under
+the name torchvision expects, timm's a snapshot placed in the Hugging Face cache, so that
+both libraries' own loading code runs. The files hold the libraries' own initialisation.
+"""
+
+import os
+import pickle
+import re
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+import resnetlab
+from resnetlab import ResnetlabError
+from resnetlab.cli import main
+from resnetlab.convert import load_pretrained, resolve_pretrained
+from resnetlab.convert.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _same_outputs(ours, theirs, size: int = 64) -> None:
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), theirs.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def _same_features(ours, theirs, size: int = 64) -> None:
+    """The layers both have: everything up to the classifier's input."""
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(_pooled(ours.eval(), x), _pooled(theirs.eval(), x))
+
+
+def _pooled(model, x: torch.Tensor) -> torch.Tensor:
+    if hasattr(model, "forward_features"):  # resnetlab's and timm's
+        return model.forward_head(model.forward_features(x), pre_logits=True)
+    return torch.nn.Sequential(*list(model.children())[:-1])(x).flatten(1)  # torchvision's
+
+
+@pytest.fixture(scope="module")
+def torchvision18():
+    torch.manual_seed(1)
+    return torchvision.models.resnet18().eval()
+
+
+@pytest.fixture(scope="module")
+def torchvision18_file(torchvision18, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tv") / "resnet18.pth"
+    torch.save(torchvision18.state_dict(), path)
+    return path
+
+
+# torchvision ----------------------------------------------------------------------------------
+
+
+def _put_in_hub_cache(monkeypatch, tmp_path, state) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    cached.parent.mkdir(parents=True)
+    torch.save(state, cached)
+    return cached
+
+
+def test_torchvision_source_reads_torchs_hub_cache(torchvision18, tmp_path, monkeypatch):
+    cached = _put_in_hub_cache(monkeypatch, tmp_path, torchvision18.state_dict())
+    model = resnetlab.create_model("resnet18", pretrained="torchvision")
+    _same_outputs(model, torchvision18)
+    report = model.pretrained
+    assert report.head == "kept" and not report.new and not report.dropped
+    assert report.weights["description"] == "torchvision ResNet18_Weights.IMAGENET1K_V1"
+    assert report.weights["location"] == str(cached)
+    assert (report.mean, report.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert report.preprocessing["resize"] == 256 and report.preprocessing["crop"] == 224
+    _same_outputs(resnetlab.create_model("resnet18", pretrained=True), torchvision18)  # timm's way
+    # The enum's name, in either spelling, names the same file; a class count of the
+    # user's own replaces the classifier.
+    six = resnetlab.create_model(
+        "resnet18", num_classes=6, pretrained="torchvision:ResNet18_Weights.IMAGENET1K_V1"
+    )
+    _same_features(six, torchvision18)
+    assert six.pretrained.head == "replaced" and six.fc.out_features == 6
+    assert six.pretrained.new == ["fc.weight", "fc.bias"]
+    assert "the weights have 1000 classes, the model 6" in six.pretrained.describe()
+    # Saved, it keeps the weights' normalisation, so predict feeds it what they expect.
+    meta = resnetlab.save_model(six, tmp_path / "six.safetensors")
+    assert (meta.mean, meta.std) == (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ResnetlabError, match="no weights 'IMAGENET1K_V2' for resnet18; choose"):
+        resnetlab.create_model("resnet18", pretrained="torchvision:IMAGENET1K_V2")
+    with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet20"):
+        resnetlab.create_model("resnet20", pretrained="torchvision")
+    with pytest.raises(ResnetlabError, match="drop stride_in_1x1"):
+        resnetlab.create_model("resnet50", stride_in_1x1=True, pretrained="torchvision")
+
+
+def test_torchvision_without_a_network_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
+    # A proxy on a port nobody listens on: every connection is refused, as offline.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{port}")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="torchvision")
+    message = str(e.value)
+    assert "\n" not in message and message.startswith("cannot download torchvision's")
+    assert "resnet18-f37072fd.pth" in message and "--pretrained FILE.pth" in message
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+
+
+# timm -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline."""
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf"
+
+
+def test_timm_source_reads_the_hugging_face_cache(hf_cache):
+    timm = pytest.importorskip("timm")
+    from timm.models import save_for_hf
+
+    torch.manual_seed(2)
+    net = timm.create_model("resnet18.a1_in1k", pretrained=False).eval()
+    # What the hub serves, as timm writes it (model.safetensors and config.json), in the
+    # cache's layout: snapshots/<commit>/, refs/main naming the commit.
+    repo = hf_cache / "models--timm--resnet18.a1_in1k"
+    save_for_hf(net, repo / "snapshots" / ("0" * 40), safe_serialization=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+
+    model = resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
+    _same_outputs(model, net)
+    report = model.pretrained
+    assert report.head == "kept" and report.weights["description"] == "timm resnet18.a1_in1k"
+    assert report.preprocessing["interpolation"] == "bicubic"
+    assert report.preprocessing["crop_pct"] == 0.95
+    assert (report.mean, report.std) == (IMAGENET_MEAN, IMAGENET_STD)
+
+    # The same weights as a bare safetensors file, with timm's keys.
+    path = repo / "snapshots" / ("0" * 40) / "model.safetensors"
+    model = resnetlab.create_model("resnet18", num_classes=3, pretrained=path)
+    _same_features(model, net)
+    assert model.pretrained.head == "replaced"
+    assert model.pretrained.normalisation_note.startswith("ImageNet mean/std (assumed")
+
+
+def test_timm_without_the_weights_offline_is_one_line(hf_cache):
+    pytest.importorskip("timm")
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
+    assert "\n" not in str(e.value) and str(e.value).startswith("cannot fetch timm's resnet18")
+    with pytest.raises(ResnetlabError, match="timm's resnet50d, not resnet50"):
+        resnetlab.create_model("resnet50", pretrained="timm:resnet50d.ra2_in1k")
+    with pytest.raises(ResnetlabError, match=re.escape("no pretrained weights 'resnet18.nope'")):
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.nope")
+
+
+def test_timm_source_without_timm_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "timm", None)
+    with pytest.raises(ResnetlabError, match=r"needs timm: pip install 'resnetlab\[timm\]'"):
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
+
+
+# Local files ----------------------------------------------------------------------------------
+
+
+def test_torch_state_dict_file(torchvision18, torchvision18_file):
+    model = resnetlab.create_model("resnet18", pretrained=torchvision18_file)
+    _same_outputs(model, torchvision18)
+    assert model.pretrained.weights["sha256"] and model.pretrained.weights["kind"] == "state-dict"
+    # Saved from inside DistributedDataParallel, or as a training checkpoint.
+    wrapped = {f"module.{k}": v for k, v in torchvision18.state_dict().items()}
+    path = torchvision18_file.with_name("wrapped.pt")
+    torch.save({"epoch": 3, "state_dict": wrapped}, path)
+    _same_outputs(resnetlab.create_model("resnet18", pretrained=path), torchvision18)
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"conv1.weight": _RunsCode(marker)}, f, protocol=2)
+    torch.save({"conv1.weight": _RunsCode(marker)}, tmp_path / "evil.pt")
+    for bad in (path, tmp_path / "evil.pt"):
+        with pytest.raises(ResnetlabError, match="refused: it holds more than tensors"):
+            resnetlab.create_model("resnet18", pretrained=bad)
+    assert not marker.exists()
+
+
+def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_path, capsys):
+    path = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), path)
+    model = resnetlab.create_model("resnet18")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ResnetlabError) as e:
+        load_pretrained(model, path)
+    assert str(e.value) == (
+        "resnet50.pth does not fit resnet18: layer1.0.conv1.weight is (64, 64, 1, 1) in them "
+        "and (64, 64, 3, 3) in resnet18; they are for another architecture (choose the --model "
+        "they were made for)"
+    )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    # A missing tensor is named with its shape; the command line says it in one line.
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(
+        ResnetlabError, match=r"resnet34's layer1.2.conv1.weight \(64, 64, 3, 3\) is"
+    ):
+        resnetlab.create_model("resnet34", pretrained=tmp_path / "r18.pth")
+    args = ["train", "--model", "resnet50", "--pretrained", str(tmp_path / "r18.pth")]
+    assert main([*args, "--data", "digits", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: r18.pth does not fit resnet50: ") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_resnetlab_model_file_and_run_folder(tmp_path):
+    source = resnetlab.create_model("resnet20", num_classes=4)
+    with torch.no_grad():  # statistics of its own, as a trained model has
+        for m in source.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+    mean, std = (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)
+    resnetlab.save_model(source, tmp_path / "m.safetensors", mean=mean, std=std, input_size=32)
+    run = tmp_path / "run"
+    resnetlab.save_model(source, run / "best.safetensors", mean=mean, std=std)
+    for path, kind in ((tmp_path / "m.safetensors", "resnetlab"), (run, "run")):
+        model = resnetlab.create_model("resnet20", pretrained=path)
+        assert model.num_classes == 4  # the weights' own by default: the head is kept
+        _same_outputs(model, source, size=32)
+        report = model.pretrained
+        assert report.weights["kind"] == kind and report.head == "kept"
+        assert (report.mean, report.std) == (mean, std)
+    # The same keys in a plain net compute something else: refused by name.
+    with pytest.raises(ResnetlabError, match="holds a resnet20, not a plain20"):
+        resnetlab.create_model("plain20", pretrained=run)
+    with pytest.raises(ResnetlabError, match=re.escape("folder without best.safetensors")):
+        resnetlab.create_model("resnet20", pretrained=tmp_path)
+
+
+def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):
+    # ResNet-50 v1 and v1.5 differ only in where the stride is: same keys, other numbers.
+    v1 = resnetlab.create_model("resnet50", num_classes=2, stride_in_1x1=True)
+    resnetlab.save_model(v1, tmp_path / "v1.safetensors")
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet50", pretrained=tmp_path / "v1.safetensors")
+    assert "built with options {'stride_in_1x1': True}, the model with none" in str(e.value)
+
+
+def test_unknown_and_missing_sources_are_one_line(tmp_path):
+    with pytest.raises(ResnetlabError, match=r"pretrained weights not found: .*nope\.pth"):
+        resolve_pretrained(tmp_path / "nope.pth", "resnet18")
+    (tmp_path / "w.npz").write_bytes(b"x")
+    with pytest.raises(ResnetlabError, match=re.escape("unknown kind of weights file .npz")):
+        resolve_pretrained(tmp_path / "w.npz", "resnet18")
+    (tmp_path / "torn.pth").write_bytes(b"not a zip")
+    with pytest.raises(ResnetlabError, match=re.escape("torn.pth is not a PyTorch file")):
+        resolve_pretrained(tmp_path / "torn.pth", "resnet18")
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "cut.pth")
+    with open(tmp_path / "cut.pth", "r+b") as f:
+        f.truncate(f.seek(0, 2) // 2)
+    with pytest.raises(ResnetlabError, match=re.escape("cut.pth is not a PyTorch file, or")):
+        resolve_pretrained(tmp_path / "cut.pth", "resnet18")

@@ -1,0 +1,222 @@
+"""Fine-tuning: frozen stages stay bit-identical, the head phase, per-stage learning rates,
+and runs started from pretrained weights keep their normalisation."""
+
+import json
+
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+import resnetlab
+from resnetlab.cli import main
+from resnetlab.convert.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from resnetlab.engine import TrainConfig, resolve_config, train
+from resnetlab.engine.finetune import FineTuning, stage_of
+from resnetlab.engine.optim import lr_at, set_lr
+from resnetlab.engine.step import build_training
+
+# ResNet-18 (four stages) on digits upsampled to 32x32: the smallest input an ImageNet
+# ResNet takes, a few steps of a few images.
+SMALL = dict(
+    model="resnet18",
+    data="digits",
+    input_size=32,
+    batch_size=16,
+    subset=64,
+    val_subset=20,
+    log_every=2,
+)
+
+
+@pytest.fixture(scope="module")
+def torchvision_file(tmp_path_factory):
+    """torchvision's ResNet-18 with its own initialisation, saved as torchvision users do."""
+    torch.manual_seed(5)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+def _stage(key: str) -> int:
+    return stage_of(key, 4)
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_freeze_layer3_leaves_every_frozen_tensor_bit_identical(torchvision_file, tmp_path):
+    source = torch.load(torchvision_file, weights_only=True)
+    result = train(
+        **SMALL, pretrained=str(torchvision_file), freeze="layer3", max_steps=4, out=str(tmp_path)
+    )
+    after = _state(result.model)
+    frozen = [k for k in after if _stage(k) <= 3]
+    assert any("running_var" in k for k in frozen) and any("layer3" in k for k in frozen)
+    # Weights, BN scales and shifts, running statistics and batch counters: all as loaded.
+    assert all(torch.equal(after[k], source[k]) for k in frozen)
+    changed = [k for k in after if _stage(k) == 4 and not torch.equal(after[k], source[k])]
+    assert any(k.endswith("conv1.weight") for k in changed)
+    assert any(k.endswith("running_mean") for k in changed)  # layer4 BN still learns
+    config = TrainConfig.from_recipe("finetune", **SMALL, pretrained=str(torchvision_file))
+    initial = resnetlab.engine.initial_model(config, 10, 32)
+    assert not torch.equal(after["fc.weight"], initial.state_dict()["fc.weight"])
+    assert result.summary["pretrained"]["source"] == str(torchvision_file)
+
+
+def test_without_frozen_statistics_frozen_stages_re_estimate_them(torchvision_file, tmp_path):
+    source = torch.load(torchvision_file, weights_only=True)
+    result = train(
+        **SMALL,
+        pretrained=str(torchvision_file),
+        freeze="layer3",
+        freeze_bn=False,
+        max_steps=2,
+        out=str(tmp_path),
+    )
+    after = _state(result.model)
+    frozen = [k for k in after if _stage(k) <= 3]
+    stats = [k for k in frozen if "running_" in k or "num_batches" in k]
+    weights = [k for k in frozen if k not in stats]
+    assert all(torch.equal(after[k], source[k]) for k in weights)
+    assert not any(torch.equal(after[k], source[k]) for k in stats)
+
+
+def test_head_phase_trains_the_classifier_alone_then_everything(torchvision_file):
+    weights = resnetlab.convert.resolve_pretrained(torchvision_file, "resnet18")
+    config = TrainConfig.from_recipe(
+        "finetune", **SMALL, pretrained=str(torchvision_file), head_epochs=1, freeze="stem"
+    )
+    parts = build_training(
+        config, torch.device("cpu"), num_classes=10, input_size=32, pretrained=weights
+    )
+    model, tuning = parts.model, parts.tuning
+    assert tuning.head_epochs == 1 and model.pretrained.head == "replaced"
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
+
+    def steps(epoch: int) -> dict[str, torch.Tensor]:
+        before = _state(model)
+        model.train()
+        tuning.begin_epoch(epoch)
+        for _ in range(2):
+            set_lr(parts.optimizer, 0.01)
+            parts.step(x, y)
+        return {k: not torch.equal(before[k], v) for k, v in model.state_dict().items()}
+
+    changed = steps(0)  # the head phase: only fc moves, BN statistics included
+    assert changed["fc.weight"] and changed["fc.bias"]
+    assert not any(changed[k] for k in changed if _stage(k) <= 4)
+    changed = steps(1)  # then every stage after the frozen stem
+    assert changed["layer1.0.conv1.weight"] and changed["layer4.1.bn2.running_var"]
+    assert not any(changed[k] for k in changed if _stage(k) == 0)
+
+
+def test_each_phase_runs_its_own_schedule():
+    tuning = FineTuning(resnetlab.create_model("resnet20"), head_epochs=2)
+    spe, total = 10, 50
+    spans = [tuning.phase_span(s, total, spe) for s in (0, 19, 20, 49)]
+    assert spans == [(0, 20), (19, 20), (0, 30), (29, 30)]
+    rates = [
+        lr_at(s, base_lr=1.0, total_steps=t, schedule="cosine", warmup_steps=5) for s, t in spans
+    ]
+    assert rates[0] == rates[2] == pytest.approx(0.2)  # the warm-up starts again
+
+
+def test_layer_lr_decay_gives_each_stage_its_rate():
+    config = TrainConfig(
+        model="resnet18", layer_lr_decay=0.5, freeze="stem", weight_decay=1e-4, lr=0.1
+    )
+    parts = build_training(config, torch.device("cpu"), num_classes=10, input_size=32)
+    set_lr(parts.optimizer, 0.1)
+    names = {id(p): n for n, p in parts.model.named_parameters()}
+    rates = {}
+    for group in parts.optimizer.param_groups:
+        for p in group["params"]:
+            rates[names[id(p)]] = (group["lr"], group["weight_decay"], p.ndim)
+    # The head at the full rate, layer4 at half of it, ..., layer1 at 1/16; the stem is
+    # frozen, so not in the optimizer at all.
+    expected = {0: None, 1: 0.1 / 16, 2: 0.1 / 8, 3: 0.1 / 4, 4: 0.1 / 2, 5: 0.1}
+    assert set(rates) == {n for n in names.values() if _stage(n) > 0}
+    for name, (lr, decay, ndim) in rates.items():
+        assert lr == pytest.approx(expected[_stage(name)]), name
+        assert decay == (1e-4 if ndim > 1 else 0.0)  # none on BN and biases, as without decay
+
+
+def test_pretrained_runs_default_to_the_finetune_recipe():
+    assert resolve_config(pretrained="torchvision").recipe == "finetune"
+    assert resolve_config(pretrained="torchvision", recipe="modern").recipe == "modern"
+    assert resolve_config().recipe == "auto"
+    with pytest.raises(resnetlab.ResnetlabError, match="unknown --freeze 'layer9'"):
+        TrainConfig(freeze="layer9")
+    with pytest.raises(resnetlab.ResnetlabError, match="resnet20 has stem, layer1, layer2, layer3"):
+        FineTuning(resnetlab.create_model("resnet20"), freeze="layer4")
+
+
+def test_imagenet_weights_keep_imagenet_normalisation_for_eval_and_predict(
+    torchvision_file, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    args = ["--model", "resnet18", "--data", "digits", "--input-size", "32", "--subset", "64"]
+    args += ["--val-subset", "20"]
+    args += ["--batch-size", "16", "--max-steps", "2", "--pretrained", str(torchvision_file)]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    log = " ".join((captured.out + captured.err).split())  # as one line, however wrapped
+    assert "pretrained: resnet18 from resnet18.pth: 120 tensors loaded; classifier replaced" in log
+    model = resnetlab.load_model(out / "best.safetensors")
+    assert (model.meta.mean, model.meta.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert model.meta.training["pretrained"]["kind"] == "state-dict"
+    record = json.loads((out / "pretrained.json").read_text())
+    assert record["head"] == "replaced" and record["new"] == ["fc.weight", "fc.bias"]
+    assert json.loads((out / "config.json").read_text())["recipe"] == "finetune"
+    # predict (and eval) take the normalisation from the file: no flag.
+    pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8)
+    Image.fromarray(pixels.numpy()).save(tmp_path / "image.png")
+    (prediction,) = resnetlab.predict(out / "best.safetensors", [tmp_path / "image.png"], top_k=10)
+    x = (pixels.permute(2, 0, 1)[None] / 255 - torch.tensor(IMAGENET_MEAN)[:, None, None]) / (
+        torch.tensor(IMAGENET_STD)[:, None, None]
+    )
+    with torch.no_grad():
+        expected = model(x).softmax(-1)[0]
+    got = dict(prediction.top)
+    for i, name in enumerate(model.meta.class_names):
+        assert got[name] == pytest.approx(expected[i].item(), abs=1e-5)
+
+
+def test_a_run_started_from_a_run_keeps_its_normalisation_and_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    fast = dict(model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64)
+    first = train(**fast, max_steps=3, out=str(tmp_path / "first"))
+    tuned = dict(
+        fast,
+        pretrained=str(first.run_dir),
+        freeze="layer1",
+        head_epochs=1,
+        layer_lr_decay=0.5,
+        epochs=2,
+        deterministic=True,
+    )
+    whole = train(**tuned, out=str(tmp_path / "whole"))
+    meta = resnetlab.load_model(whole.run_dir / "last.safetensors").meta
+    source = resnetlab.read_model_meta(first.run_dir / "best.safetensors")
+    assert (meta.mean, meta.std) == (source.mean, source.std)  # not the new data's
+
+    from resnetlab.engine.train import Trainer
+
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def interrupting_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 27:  # 22 steps per epoch: after the head phase
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(**tuned, out=str(tmp_path / "split"))
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    resumed = train(resume=tmp_path / "split")
+    expected, got = _state(whole.model), _state(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
