@@ -27,38 +27,46 @@ def add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
     from .analysis import count_parameters
     from .models import create_model, list_models, model_info
 
     rows = []
     for name in list_models(args.pattern):
         info = model_info(name)
-        trainable, _ = count_parameters(create_model(name))
+        with torch.device("meta"):  # counts without allocating or initialising weights
+            trainable, _ = count_parameters(create_model(name))
         rows.append(
             dict(
                 name=name,
                 family=info.family,
+                group=info.group,
                 input_size=info.input_size,
                 num_classes=info.num_classes,
                 params=trainable,
                 description=info.description,
+                source=info.source,
             )
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table()
-    for column in ("model", "params", "classes", "input", "what it is"):
-        table.add_column(column, justify="right" if column in ("params", "classes") else "left")
-    for r in rows:
-        table.add_row(
-            r["name"],
-            f"{r['params']:,}",
-            str(r["num_classes"]),
-            f"{r['input_size']}x{r['input_size']}",
-            r["description"],
-        )
-    Console().print(table)
+    console = Console()
+    for group in dict.fromkeys(r["group"] for r in rows):
+        table = Table(title=group or None, title_justify="left", title_style="bold")
+        for column in ("model", "params", "classes", "input", "what it is", "source"):
+            table.add_column(column, justify="right" if column in ("params", "classes") else "left")
+        for r in (r for r in rows if r["group"] == group):
+            table.add_row(
+                r["name"],
+                f"{r['params']:,}",
+                str(r["num_classes"]),
+                f"{r['input_size']}x{r['input_size']}",
+                r["description"],
+                r["source"],
+            )
+        console.print(table)
     return 0
 
 
@@ -232,7 +240,7 @@ TRAIN_HELP = {
     "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
 }
 TRAIN_CHOICES = {
-    "recipe": ("seed", "paper-cifar", "modern"),
+    "recipe": ("seed", "paper-cifar", "preact-cifar", "wrn-cifar", "modern"),
     "optimizer": ("sgd", "adam", "adamw"),
     "schedule": ("constant", "step", "cosine", "onecycle"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
