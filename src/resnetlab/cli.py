@@ -559,9 +559,10 @@ EXPERIMENT_TRAIN_FLAGS = (
 
 def add_experiment(sub: argparse._SubParsersAction) -> None:
     from .experiments import QUICK, QUICK_DEPTHS
-    from .experiments.degradation import DEFAULT_DEPTHS
+    from .experiments.degradation import DEFAULT_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS
     from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS
     from .experiments.gradients import DEFAULT_STEPS
+    from .experiments.runner import FAMILIES
 
     p = sub.add_parser("experiment", help="reproduce the paper: degradation, gradient flow")
     kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
@@ -573,11 +574,17 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
         "data order, and write curves.png, depth.png, table.md and table.json into --out. "
         "Run the same command again to continue an interrupted experiment.",
     )
-    d.add_argument("--depths", type=int, nargs="+", help=f"default {list(DEFAULT_DEPTHS)}")
+    d.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        help=f"default {list(DEFAULT_DEPTHS)}; --family preact: {list(PREACT_DEPTHS)}",
+    )
     d.add_argument(
         "--quick",
         action="store_true",
-        help=f"CPU-sized: depths {list(QUICK_DEPTHS)}, {quick} (flags override)",
+        help=f"CPU-sized: depths {list(QUICK_DEPTHS)} (--family preact: "
+        f"{list(PREACT_QUICK_DEPTHS)}), {quick} (flags override)",
     )
     d.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     d.set_defaults(func=cmd_experiment)
@@ -599,7 +606,18 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--data", required=True, help="data spec, e.g. cifar10 or an archive")
         q.add_argument("--download", action="store_true", help="fetch cifar10 if not cached")
         q.add_argument("--out", help="experiment folder (default: runs/<experiment>-<data>)")
-        q.add_argument("--recipe", choices=TRAIN_CHOICES["recipe"], help="default paper-cifar")
+        q.add_argument(
+            "--family",
+            choices=list(FAMILIES),
+            default="plain",
+            help="the two nets at each depth: plain (plainN vs resnetN, the shortcuts; "
+            "default) or preact (resnetN vs preresnetN, pre-activation units)",
+        )
+        q.add_argument(
+            "--recipe",
+            choices=TRAIN_CHOICES["recipe"],
+            help="default paper-cifar; --family preact: preact-cifar",
+        )
         for name, kind in EXPERIMENT_TRAIN_FLAGS:
             if q is g and name in ("epochs", "max_steps"):
                 continue  # --steps sets the length
@@ -613,10 +631,10 @@ def add_experiment(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import QUICK, QUICK_DEPTHS, run_degradation, run_gradients
-    from .experiments.degradation import DEFAULT_DEPTHS
+    from .experiments import QUICK, run_degradation, run_gradients
+    from .experiments.degradation import default_depths
     from .experiments.gradients import markdown as gradient_markdown
-    from .experiments.runner import default_out
+    from .experiments.runner import FAMILIES, default_out
 
     options = parse_options(args.option) if args.option else {}
     options.update(
@@ -629,13 +647,20 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.download:
         options["download"] = True
     if args.experiment == "degradation":
-        depths = args.depths or (QUICK_DEPTHS if args.quick else DEFAULT_DEPTHS)
+        depths = args.depths or default_depths(args.family, args.quick)
         if args.quick:
             options = {**QUICK, **options}
-        recipe = args.recipe or options.pop("recipe", "paper-cifar")
-        out = args.out or (default_out("degradation-quick", args.data) if args.quick else None)
+        recipe = args.recipe or options.pop("recipe", None) or FAMILIES[args.family].recipe
+        tag = "degradation" if args.family == "plain" else f"degradation-{args.family}"
+        out = args.out or (default_out(f"{tag}-quick", args.data) if args.quick else None)
         result = run_degradation(
-            args.data, depths, seeds=args.seeds, out=out, recipe=recipe, **options
+            args.data,
+            depths,
+            family=args.family,
+            seeds=args.seeds,
+            out=out,
+            recipe=recipe,
+            **options,
         )
         print((result.out / "table.md").read_text())
         written = ("curves.png", "depth.png", "table.md", "table.json")
@@ -647,7 +672,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             seed=args.seed,
             probe_size=args.probe_size,
             out=args.out,
-            recipe=args.recipe or "paper-cifar",
+            recipe=args.recipe or options.pop("recipe", None),
+            family=args.family,
             **options,
         )
         print(gradient_markdown(result))

@@ -100,9 +100,7 @@ def test_preact_recipe_warms_up_then_follows_the_2015_schedule():
     assert all(getattr(pre, k) == getattr(paper, k) for k in same)
     lr = _lr_by_epoch(pre)
     assert lr(0) < 0.001 and lr(0, 390) == pytest.approx(0.1)  # the first epoch warms up
-    assert [lr(e) for e in (1, 81, 82, 122, 123)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001]
-    )
+    assert [lr(e) for e in (1, 81, 82, 122, 123)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
 
 
 def test_the_command_line_offers_every_recipe():

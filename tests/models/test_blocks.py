@@ -83,7 +83,7 @@ def test_squeeze_excitation_gates_each_channel():
 
 def test_option_d_averages_before_projecting():
     block = BasicBlock(16, 32, stride=2, shortcut="D").eval()
-    pool, conv, bn = block.downsample
+    pool, conv, _ = block.downsample
     x = torch.randn(2, 16, 7, 7)  # odd: the last window averages only the pixels there
     pooled = pool(x)
     assert pooled.shape == (2, 16, 4, 4)

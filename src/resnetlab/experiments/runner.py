@@ -1,5 +1,9 @@
 """Runs of an experiment: one engine run folder per model and seed, resumed where it stopped.
 
+An experiment compares two CIFAR nets at each depth that differ in one thing: a ``Family``
+(``plain``: plainN against resnetN, the shortcuts; ``preact``: resnetN against
+preresnetN, the order of BN, ReLU and addition in each unit).
+
 An experiment folder holds one run folder per (model, seed), named ``<model>-seed<seed>``,
 each written by ``resnetlab.train`` exactly as ``resnetlab train`` writes it. Running the
 experiment again skips the runs that ended (finished or diverged), continues an unfinished
@@ -32,13 +36,82 @@ INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
 ENDED = ("finished", "diverged")
 
 
+@dataclass(frozen=True)
+class Family:
+    """Two registered CIFAR nets per depth, ``<baseline><depth>`` and ``<changed><depth>``.
+
+    Attributes:
+        name: the ``--family`` value.
+        baseline, changed: name prefixes of the two nets.
+        labels: short names for curves and legends (``"plain"``, ``"ResNet"``).
+        nouns: the two nets in sentences (``"plain net"``, ``"ResNet"``); plurals add "s".
+        recipe: the training recipe by default.
+        question: what the comparison asks (a heading of ``table.md``).
+        paper: published CIFAR-10 test error (%) by depth, for the baseline and the changed
+            nets, and where it comes from.
+    """
+
+    name: str
+    baseline: str
+    changed: str
+    labels: tuple[str, str]
+    nouns: tuple[str, str]
+    recipe: str
+    question: str
+    paper: tuple[dict[int, float], dict[int, float]]
+    paper_source: str
+
+
+FAMILIES = {
+    "plain": Family(
+        name="plain",
+        baseline="plain",
+        changed="resnet",
+        labels=("plain", "ResNet"),
+        nouns=("plain net", "ResNet"),
+        recipe="paper-cifar",
+        question="Does the degradation show?",
+        # He et al. (2015), Table 6 (ResNet-110: the best of five runs; its mean is
+        # 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
+        paper=({}, {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}),
+        paper_source="He et al. (2015), Table 6, CIFAR-10 test error after 64k iterations on "
+        "all 50,000 training images; it gives numbers for the ResNets only (the plain nets "
+        "appear as curves in Fig. 6, so their column is empty).",
+    ),
+    "preact": Family(
+        name="preact",
+        baseline="resnet",
+        changed="preresnet",
+        labels=("ResNet", "pre-act"),
+        nouns=("ResNet", "pre-activation ResNet"),
+        recipe="preact-cifar",
+        question="Does pre-activation train the deeper nets better?",
+        # He et al. (2016), "Identity Mappings", Table 3: original and pre-activation units.
+        paper=({110: 6.61, 164: 5.93, 1001: 7.61}, {110: 6.37, 164: 5.46, 1001: 4.92}),
+        paper_source="He et al. (2016), Identity Mappings, Table 3, CIFAR-10 test error with "
+        "the original and the pre-activation units after 64k iterations on all 50,000 "
+        "training images (ResNet-110: basic units; 164 and 1001: bottlenecks).",
+    ),
+}
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``, or a clear error."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ResnetlabError(
+            f"unknown family {name!r}; choose one of {', '.join(FAMILIES)}"
+        ) from None
+
+
 @dataclass
 class Run:
     """One model and seed of an experiment, and what became of it."""
 
     model: str
     depth: int
-    residual: bool
+    changed: bool  # the family's changed net (the ResNet of plain vs ResNet), or its baseline
     seed: int
     run_dir: Path
     config: TrainConfig
@@ -51,27 +124,24 @@ class Run:
         return read_metrics(self.run_dir / "metrics.csv")
 
 
-def cifar_name(depth: int, residual: bool) -> str:
-    """``resnet56`` / ``plain56``: the registered CIFAR net of that depth."""
-    name = f"{'resnet' if residual else 'plain'}{depth}"
+def cifar_name(depth: int, changed: bool, kind: Family | None = None) -> str:
+    """``resnet56`` / ``plain56`` (or the ``kind``'s pair): the registered CIFAR net."""
+    kind = kind or FAMILIES["plain"]
+    name = f"{kind.changed if changed else kind.baseline}{depth}"
     if name not in list_models() or model_info(name).family != "cifar":
         raise ResnetlabError(
-            f"no registered CIFAR {'ResNet' if residual else 'plain net'} of depth {depth}; "
-            f"depths with both: {', '.join(map(str, cifar_depths()))}"
+            f"no registered CIFAR {kind.nouns[changed]} of depth {depth}; "
+            f"depths with both: {', '.join(map(str, cifar_depths(kind)))}"
         )
     return name
 
 
-def cifar_depths() -> list[int]:
-    """Depths registered both as a CIFAR plain net and a CIFAR ResNet."""
-    names = set(list_models())
-    return sorted(
-        int(m.removeprefix("plain"))
-        for m in names
-        if m.startswith("plain")
-        and model_info(m).family == "cifar"
-        and "resnet" + m.removeprefix("plain") in names
-    )
+def cifar_depths(kind: Family | None = None) -> list[int]:
+    """Depths registered both as the family's baseline and changed CIFAR net."""
+    kind = kind or FAMILIES["plain"]
+    names = {n for n in list_models() if model_info(n).family == "cifar"}
+    depths = {n.removeprefix(kind.baseline) for n in names if n.startswith(kind.baseline)}
+    return sorted(int(d) for d in depths if d.isdigit() and f"{kind.changed}{d}" in names)
 
 
 def run_config(
@@ -84,7 +154,7 @@ def run_config(
     return resolve_config(recipe=recipe, data=data, model=model, seed=seed, out=str(out), **options)
 
 
-def run_one(config: TrainConfig, *, depth: int, residual: bool, label: str = "") -> Run:
+def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") -> Run:
     """Train, resume or skip the run of ``config`` in its folder ``config.out``."""
     run_dir = Path(config.out)
     config_file = run_dir / "config.json"
@@ -110,7 +180,7 @@ def run_one(config: TrainConfig, *, depth: int, residual: bool, label: str = "")
     return Run(
         model=config.model,
         depth=depth,
-        residual=residual,
+        changed=changed,
         seed=config.seed,
         run_dir=run_dir,
         config=config,
@@ -127,21 +197,23 @@ def run_pairs(
     out: Path,
     recipe: str,
     options: dict[str, Any],
+    kind: Family | None = None,
 ) -> list[Run]:
-    """Train (or resume, or skip) ``plainN`` and ``resnetN`` for every seed and depth, each
-    in ``out/<model>-seed<S>``. Every configuration is checked before the first run starts,
-    not an hour into it."""
+    """Train (or resume, or skip) the family's two nets (default ``plainN`` and
+    ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
+    configuration is checked before the first run starts, not an hour into it."""
+    kind = kind or FAMILIES["plain"]
     plan = [
-        (depth, residual, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
+        (depth, changed, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
         for seed in seeds
         for depth in depths
-        for residual in (False, True)
-        for name in [cifar_name(depth, residual)]
+        for changed in (False, True)
+        for name in [cifar_name(depth, changed, kind)]
     ]
     out.mkdir(parents=True, exist_ok=True)
     return [
-        run_one(config, depth=depth, residual=residual, label=f"[{i}/{len(plan)}]")
-        for i, (depth, residual, config) in enumerate(plan, start=1)
+        run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
+        for i, (depth, changed, config) in enumerate(plan, start=1)
     ]
 
 

@@ -121,7 +121,9 @@ def make_shortcut(
         return Projection(in_channels, out_channels, stride, avg=kind == "D")
     if kind == "D":  # keys downsample.1/.2 as timm's ResNet-D
         return nn.Sequential(
-            _avg_pool(stride), conv1x1(in_channels, out_channels, bias=bias), norm_layer(out_channels)
+            _avg_pool(stride),
+            conv1x1(in_channels, out_channels, bias=bias),
+            norm_layer(out_channels),
         )
     return nn.Sequential(
         conv1x1(in_channels, out_channels, stride, bias=bias), norm_layer(out_channels)
@@ -400,7 +402,9 @@ class PreActBottleneck(_PreActBlock):
         self.act = act_layer()
         self.conv1 = conv1x1(in_channels, width, stride_1x1)
         self.norm2 = norm_layer(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride=stride_3x3, padding=1, groups=groups, bias=False)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride=stride_3x3, padding=1, groups=groups, bias=False
+        )
         self.norm3 = norm_layer(width)
         self.conv3 = conv1x1(width, out_channels)
         self._init_shortcut(residual, shortcut, in_channels, out_channels, stride)
@@ -417,9 +421,7 @@ class PreActBottleneck(_PreActBlock):
         nn.init.zeros_(self.conv3.weight)
 
 
-Block = (
-    type[BasicBlock] | type[Bottleneck] | type[PreActBasicBlock] | type[PreActBottleneck]
-)
+Block = type[BasicBlock] | type[Bottleneck] | type[PreActBasicBlock] | type[PreActBottleneck]
 
 
 def make_stage(

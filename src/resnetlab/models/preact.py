@@ -132,7 +132,9 @@ class PreActResNet(nn.Module):
         self.stages = nn.Sequential()
         for i, (num_blocks, width) in enumerate(zip(layers, widths, strict=True)):
             stride = 1 if i == 0 else 2
-            blocks = make_stage(block, in_channels, width, num_blocks, stride=stride, **block_kwargs)
+            blocks = make_stage(
+                block, in_channels, width, num_blocks, stride=stride, **block_kwargs
+            )
             self.stages.add_module(str(i), Stage(blocks))
             in_channels = width * block.expansion
         self.num_features = in_channels

@@ -64,8 +64,10 @@ def register_model(
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names by family, then registration order; optionally a glob's."""
-    families = {n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
-                for n, i in _REGISTRY.items()}
+    families = {
+        n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
+        for n, i in _REGISTRY.items()
+    }
     names = [n for n in _REGISTRY if pattern is None or fnmatch.fnmatch(n, pattern)]
     return sorted(names, key=families.__getitem__)  # stable: registration order within
 

@@ -138,8 +138,6 @@ def resnetv2_50(*, num_classes: int = 1000, **kwargs) -> PreActResNet:
     return _v2(RESNET50, num_classes, kwargs)
 
 
-@_register(
-    "Pre-activation ResNet", _V2, "ResNet-v2-101: pre-activation bottlenecks [3, 4, 23, 3]"
-)
+@_register("Pre-activation ResNet", _V2, "ResNet-v2-101: pre-activation bottlenecks [3, 4, 23, 3]")
 def resnetv2_101(*, num_classes: int = 1000, **kwargs) -> PreActResNet:
     return _v2(RESNET101, num_classes, kwargs)
