@@ -100,7 +100,7 @@ def make_shortcut(
     in_channels: int,
     out_channels: int,
     stride: int,
-    norm_layer: NormLayer,
+    norm_layer: NormLayer | None,
     bias: bool = False,
     *,
     preact: bool = False,
@@ -109,6 +109,7 @@ def make_shortcut(
 
     Args:
         kind: ``"A"``, ``"B"`` or ``"D"`` (see the module docstring).
+        norm_layer: the projection's BN (not used by option A or pre-activation blocks).
         preact: for a pre-activation block: projections without a BN (``Projection``).
     """
     if kind not in SHORTCUTS:
@@ -300,8 +301,9 @@ class Bottleneck(nn.Module):
 class _PreActBlock(nn.Module):
     """What the pre-activation units share: the shortcut, and how it is added.
 
-    ``x_{l+1} = x_l + F(relu(bn(x_l)))`` (He et al. 2016, Eq. 3 and Fig. 4e): nothing
-    follows the addition, so the identity path runs through the whole net untouched. A
+    ``x_{l+1} = x_l + F(x_l)`` with ``F`` a stack of BN-ReLU-conv (He et al. 2016, the
+    full pre-activation of Fig. 4e): nothing follows the addition, so the identity path
+    runs through the whole net untouched. A
     projection shortcut reads the pre-activated input, as the paper's code does; an
     option A shortcut pads the input itself. With ``residual=False`` there is no shortcut:
     the plain twin of the same net.
