@@ -24,6 +24,7 @@ from torch import nn
 from ..engine.config import TrainConfig
 from ..errors import ResnetlabError
 from ..models import model_info
+from ..models.cifar import BOTTLENECK_DEPTHS
 from ..models.keras_resnet50 import keras_feature_sizes
 
 
@@ -152,7 +153,8 @@ def peer_model(name: str, *, num_classes: int, input_size: int) -> Peer:
     if info.family == "cifar":
         residual = name.startswith("resnet")
         depth = name.removeprefix("resnet").removeprefix("plain")
-        if not depth.isdigit() or (int(depth) - 2) % 6 or info.group != "CIFAR ResNet":
+        basic = depth.isdigit() and int(depth) not in BOTTLENECK_DEPTHS
+        if not basic or info.group != "CIFAR ResNet":
             raise ResnetlabError(
                 f"there is no reference implementation of {name} to compare with; the CIFAR "
                 f"ResNets and plain nets of He et al. (2015) have one"

@@ -22,6 +22,9 @@ to the 3x3.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from torch import nn
 
 from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
@@ -96,75 +99,63 @@ def wide_resnet(depth: int, widen: int, *, num_classes: int = 10, **kwargs) -> P
     )
 
 
-def _register(name: str, build, *, group: str, source: str, description: str) -> None:
+def _register(name: str, build: Callable[..., nn.Module], **info: str) -> None:
     def builder(*, num_classes: int = 10, **kwargs) -> nn.Module:
         return build(num_classes=num_classes, **kwargs)
 
     builder.__name__ = builder.__qualname__ = name
-    register_model(
-        family="cifar",
-        input_size=32,
-        num_classes=10,
-        group=group,
-        source=source,
-        description=description,
-    )(builder)
+    register_model(family="cifar", input_size=32, num_classes=10, **info)(builder)
 
 
-def _depth(depth: int, bottleneck: bool, build, **fixed):
-    def call(**kwargs):
-        return build(depth, bottleneck=bottleneck, **fixed, **kwargs)
-
-    return call
-
-
+BOTTLENECK_DEPTHS = {164: 18, 1001: 111}  # the bottleneck nets: depth -> blocks per stage
 _HE2015 = "He et al. 2015, section 4.2 and Table 6"
 _HE2016 = "He et al. 2016 (Identity Mappings)"
-_BOTTLENECK = {164: 18, 1001: 111}  # depth: bottlenecks per stage
+
+
+def _units(depth: int) -> str:
+    if depth in BOTTLENECK_DEPTHS:
+        return f"bottlenecks [{BOTTLENECK_DEPTHS[depth]}] x 3, projections"
+    return "option A shortcuts"
+
 
 # The paper's depths, and 8 and 14: small enough to train in minutes on a CPU, where the
 # degradation experiment's quick mode needs a shallow end. 164 and 1001 are the
 # bottleneck nets of "Identity Mappings", with the original units.
 for _d in (8, 14, 20, 32, 44, 56, 110, 164, 1001, 1202):
-    _bottle = _d in _BOTTLENECK
+    _bottleneck = _d in BOTTLENECK_DEPTHS
     _register(
         f"resnet{_d}",
-        _depth(_d, _bottle, cifar_resnet),
+        partial(cifar_resnet, _d, bottleneck=_bottleneck),
         group="CIFAR ResNet",
-        source=f"{_HE2016}, Table 3 (original units)" if _bottle else _HE2015,
-        description=(
-            f"CIFAR ResNet-{_d}, original bottleneck units [{_BOTTLENECK[_d]}] x 3, projections"
-            if _bottle
-            else f"CIFAR ResNet-{_d}, option A shortcuts"
-        ),
+        source=f"{_HE2016}, Table 3 (original units)" if _bottleneck else _HE2015,
+        description=f"CIFAR ResNet-{_d}, "
+        + ("original units: " if _bottleneck else "")
+        + _units(_d),
     )
 for _d in (8, 14, 20, 32, 44, 56, 110):
     _register(
         f"plain{_d}",
-        _depth(_d, False, cifar_resnet, residual=False),
+        partial(cifar_resnet, _d, residual=False),
         group="CIFAR ResNet",
         source=f"{_HE2015} (plain, Fig. 6)",
         description=f"CIFAR plain-{_d}: ResNet-{_d} without shortcuts",
     )
 for _d in (8, 14, 20, 32, 44, 56, 110, 164, 1001):
-    _bottle = _d in _BOTTLENECK
     _register(
         f"preresnet{_d}",
-        _depth(_d, _bottle, cifar_preresnet),
+        partial(cifar_preresnet, _d, bottleneck=_d in BOTTLENECK_DEPTHS),
         group="CIFAR pre-activation ResNet",
-        source=f"{_HE2016}, Tables 3-4" if _d in (110, 164, 1001) else f"{_HE2016}, units",
-        description=(
-            f"CIFAR pre-activation ResNet-{_d}, bottlenecks [{_BOTTLENECK[_d]}] x 3, projections"
-            if _bottle
-            else f"CIFAR pre-activation ResNet-{_d}, basic units, option A shortcuts"
-        ),
+        source=f"{_HE2016}, Tables 3-4"
+        if _d in (110, 164, 1001)
+        else f"{_HE2016} units at He et al. 2015's depths",
+        description=f"CIFAR pre-activation ResNet-{_d}, {_units(_d)}",
     )
 for _d, _k in ((16, 8), (28, 10)):
     _register(
         f"wrn{_d}_{_k}",
-        lambda d=_d, k=_k, **kwargs: wide_resnet(d, k, **kwargs),
+        partial(wide_resnet, _d, _k),
         group="CIFAR wide ResNet",
         source="Zagoruyko & Komodakis 2016, Tables 1 and 4",
-        description=f"WRN-{_d}-{_k}: pre-activation basic units {_k}x as wide; drop_rate=0.3 "
-        "for dropout",
+        description=f"WRN-{_d}-{_k}: pre-activation basic units {_k}x as wide; "
+        "drop_rate=0.3 for dropout",
     )

@@ -62,7 +62,7 @@ class ConvHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.fc = nn.Conv2d(in_features, num_classes, 1) if num_classes > 0 else nn.Identity()
-        if num_classes > 0:
+        if num_classes > 0 and not self.fc.weight.is_meta:  # see resnet.init_weights
             nn.init.normal_(self.fc.weight, std=0.01)  # timm's initialisation of it
             nn.init.zeros_(self.fc.bias)
 

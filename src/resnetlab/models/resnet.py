@@ -49,7 +49,14 @@ def deep_stem(width: int, norm_layer: NormLayer, act_layer: ActLayer) -> nn.Sequ
 
 def init_weights(model: nn.Module, zero_init_residual: bool = False) -> None:
     """He (fan-out) normal convs, BN scale 1 and shift 0, as torchvision and timm do; with
-    ``zero_init_residual`` every block starts as an identity map (``zero_init_last``)."""
+    ``zero_init_residual`` every block starts as an identity map (``zero_init_last``).
+
+    A model built on the meta device (for its shapes, e.g. to count parameters) is left
+    alone: there is nothing to draw, and PyTorch draws normal values on meta tensors
+    through a slow Python path.
+    """
+    if any(p.is_meta for p in model.parameters()):
+        return
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
