@@ -651,8 +651,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if args.quick:
             options = {**QUICK, **options}
         recipe = args.recipe or options.pop("recipe", None) or FAMILIES[args.family].recipe
-        tag = "degradation" if args.family == "plain" else f"degradation-{args.family}"
-        out = args.out or (default_out(f"{tag}-quick", args.data) if args.quick else None)
+        quick_out = default_out("degradation", args.data, family=args.family, quick=True)
+        out = args.out or (quick_out if args.quick else None)
         result = run_degradation(
             args.data,
             depths,

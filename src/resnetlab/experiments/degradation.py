@@ -7,10 +7,10 @@ rising with depth (plain-20 < 32 < 44 < 56) while the ResNets' falls; Table 6 gi
 ResNets' test errors.
 
 With ``family="preact"`` the same experiment sets the original ResNets against the
-pre-activation ResNets of He et al. (2016), "Identity Mappings" (their Table 3 and Fig. 1:
-the gap in training error grows with depth, to ResNet-1001). The two nets of a depth then
-have different layers (BN moves before each conv) and cannot start from the same weights;
-they share the seed, the recipe and the data.
+pre-activation ResNets of He et al. (2016), "Identity Mappings" (their Table 3: the gain
+grows with depth and is largest at ResNet-1001). The two nets of a depth then have
+different layers (BN moves before each conv) and cannot start from the same weights; they
+share the seed, the recipe and the data.
 
 The experiment folder gets one run folder per model and seed (see ``runner.py``), and:
 
@@ -105,9 +105,11 @@ class DegradationResult:
 
 def default_depths(family_name: str = "plain", quick: bool = False) -> tuple[int, ...]:
     """The depths an experiment of that family trains when none are given."""
-    if get_family(family_name).name == "preact":
-        return PREACT_QUICK_DEPTHS if quick else PREACT_DEPTHS
-    return QUICK_DEPTHS if quick else DEFAULT_DEPTHS
+    depths = {
+        "plain": (DEFAULT_DEPTHS, QUICK_DEPTHS),
+        "preact": (PREACT_DEPTHS, PREACT_QUICK_DEPTHS),
+    }
+    return depths[get_family(family_name).name][quick]
 
 
 def run_degradation(
@@ -147,8 +149,7 @@ def run_degradation(
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe
-    tag = "degradation" if kind.name == "plain" else f"degradation-{kind.name}"
-    out = Path(out) if out is not None else default_out(tag, data)
+    out = Path(out) if out is not None else default_out("degradation", data, family=kind.name)
     runs = run_pairs(data, depths, seeds, out, recipe, options, kind)
     settings = {"data": data, "recipe": recipe, "depths": depths, "seeds": seeds, **options}
     if kind.name != "plain":

@@ -139,8 +139,7 @@ def run_gradients(
         )
     if "max_steps" in options or "epochs" in options:
         raise ResnetlabError("the gradient experiment sets the length of training with --steps")
-    tag = "gradients" if kind.name == "plain" else f"gradients-{kind.name}"
-    out = Path(out) if out is not None else default_out(tag, data)
+    out = Path(out) if out is not None else default_out("gradients", data, family=kind.name)
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind)
     images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))

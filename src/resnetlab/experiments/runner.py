@@ -217,10 +217,14 @@ def run_pairs(
     ]
 
 
-def default_out(kind: str, data: str, root: str | Path = "runs") -> Path:
-    """``runs/<kind>-<data name>``: the same command finds its folder again and resumes."""
+def default_out(
+    kind: str, data: str, root: str | Path = "runs", *, family: str = "plain", quick: bool = False
+) -> Path:
+    """``runs/<kind>[-<family>][-quick]-<data name>`` (the plain family unnamed): the same
+    command finds its folder again and resumes."""
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data)).name.split(".")[0] or "data")
-    return Path(root) / f"{kind}-{tag}"
+    name = kind + ("" if family == "plain" else f"-{family}") + ("-quick" if quick else "")
+    return Path(root) / f"{name}-{tag}"
 
 
 def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
