@@ -29,6 +29,13 @@ def test_zero_initialised_unit_is_the_identity(block, channels):
     assert torch.equal(unit.eval()(x), x)
 
 
+def test_zero_init_residual_zeroes_every_last_conv():
+    model = resnetlab.create_model("preresnet20", zero_init_residual=True)
+    blocks = [b for stage in model.stages for b in stage]
+    assert len(blocks) == 9 and all(b.conv2.weight.abs().sum() == 0 for b in blocks)
+    assert all(b.conv1.weight.abs().sum() > 0 for b in blocks)
+
+
 def test_projection_reads_the_preactivated_input_and_option_a_the_input():
     torch.manual_seed(0)
     projected = PreActBasicBlock(16, 32, stride=2, shortcut="B").eval()
@@ -53,7 +60,7 @@ def test_dropout_sits_between_the_convs_of_basic_units_only():
     model = resnetlab.create_model("wrn16_8", drop_rate=0.3)
     block = model.stages[0][0]
     assert isinstance(block.drop, nn.Dropout) and block.drop.p == 0.3
-    assert resnetlab.create_model("wrn16_8").stages[0][0].drop.__class__ is nn.Identity
+    assert isinstance(resnetlab.create_model("wrn16_8").stages[0][0].drop, nn.Identity)
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     model.eval()
