@@ -252,17 +252,17 @@ def gap_text(v: dict[str, Any], kind: Family) -> str:
     n = v["complete_seeds"]
     if n == 0:
         return f"No seed has a finished {base} and {changed} at every depth; nothing to compare."
-    gaps = ", ".join(f"{g:+.1f} at depth {d}" for d, g in v["gaps"].items())
+    gaps = ", ".join(f"{d}: {g:+.1f}" for d, g in v["gaps"].items())
     per_seed = "; ".join(
         f"seed {s['seed']}: " + ", ".join(f"{g:+.1f}" for g in s["gaps"]) for s in v["seeds"]
     )
     answer = "Yes" if v["shows"] else "No"
     return (
-        f"{answer}. The {changed}s' final training error lies below the {base}s' by "
-        f"{gaps} points (mean over seeds; {per_seed}; negative: the {changed} trained worse). "
-        f"At the deepest depth, {v['deep']}, the {changed} trains better in "
-        f"{v['deep_better']} of {n} seeds, and the gap is wider there than at depth "
-        f"{v['shallow']} in {v['widens']} of {n}." + _sampling_note(v, "a gap counts")
+        f"{answer}. The {base}s' final training error minus the {changed}s' (positive: the "
+        f"{changed} trains better), by depth: {gaps} points (mean over seeds; {per_seed}). At the "
+        f"deepest depth, {v['deep']}, the {changed} trains better in {v['deep_better']} of "
+        f"{n} seeds, and the gap is wider there than at depth {v['shallow']} in "
+        f"{v['widens']} of {n}." + _sampling_note(v, "a gap counts")
     )
 
 
