@@ -29,6 +29,8 @@ def add_models(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
     from .analysis import count_parameters
     from .models import create_model, list_models, model_info
 
@@ -38,32 +40,38 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         info = model_info(name)
-        trainable, _ = count_parameters(create_model(name))
+        with torch.device("meta"):  # counts without allocating or initialising weights
+            trainable, _ = count_parameters(create_model(name))
         rows.append(
             dict(
                 name=name,
                 family=info.family,
+                group=info.group,
                 input_size=info.input_size,
                 num_classes=info.num_classes,
                 params=trainable,
                 description=info.description,
+                source=info.source,
             )
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table()
-    for column in ("model", "params", "classes", "input", "what it is"):
-        table.add_column(column, justify="right" if column in ("params", "classes") else "left")
-    for r in rows:
-        table.add_row(
-            r["name"],
-            f"{r['params']:,}",
-            str(r["num_classes"]),
-            f"{r['input_size']}x{r['input_size']}",
-            r["description"],
-        )
-    Console().print(table)
+    console = Console()
+    for group in dict.fromkeys(r["group"] for r in rows):
+        table = Table(title=group or None, title_justify="left", title_style="bold")
+        for column in ("model", "params", "classes", "input", "what it is", "source"):
+            table.add_column(column, justify="right" if column in ("params", "classes") else "left")
+        for r in (r for r in rows if r["group"] == group):
+            table.add_row(
+                r["name"],
+                f"{r['params']:,}",
+                str(r["num_classes"]),
+                f"{r['input_size']}x{r['input_size']}",
+                r["description"],
+                r["source"],
+            )
+        console.print(table)
     return 0
 
 
@@ -884,9 +892,10 @@ EXPERIMENT_TRAIN_FLAGS = (
 def add_experiment(p: argparse.ArgumentParser) -> None:
     from .engine import CHOICES
     from .experiments import QUICK, QUICK_DEPTHS
-    from .experiments.degradation import DEFAULT_DEPTHS
+    from .experiments.degradation import DEFAULT_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS
     from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS
     from .experiments.gradients import DEFAULT_STEPS
+    from .experiments.runner import FAMILIES
 
     kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     quick = ", ".join(f"{k}={v}" for k, v in QUICK.items())
@@ -897,11 +906,17 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
         "data order, and write curves.png, depth.png, table.md and table.json into --out. "
         "Run the same command again to continue an interrupted experiment.",
     )
-    d.add_argument("--depths", type=int, nargs="+", help=f"default {list(DEFAULT_DEPTHS)}")
+    d.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        help=f"default {list(DEFAULT_DEPTHS)}; --family preact: {list(PREACT_DEPTHS)}",
+    )
     d.add_argument(
         "--quick",
         action="store_true",
-        help=f"CPU-sized: depths {list(QUICK_DEPTHS)}, {quick} (flags override)",
+        help=f"CPU-sized: depths {list(QUICK_DEPTHS)} (--family preact: "
+        f"{list(PREACT_QUICK_DEPTHS)}), {quick} (flags override)",
     )
     d.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     d.set_defaults(func=cmd_experiment)
@@ -923,7 +938,18 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
         q.add_argument("--data", required=True, help="data spec, e.g. cifar10 or an archive")
         q.add_argument("--download", action="store_true", help="fetch cifar10 if not cached")
         q.add_argument("--out", help="experiment folder (default: runs/<experiment>-<data>)")
-        q.add_argument("--recipe", choices=CHOICES["recipe"], help="default paper-cifar")
+        q.add_argument(
+            "--family",
+            choices=list(FAMILIES),
+            default="plain",
+            help="the two nets at each depth: plain (plainN vs resnetN, the shortcuts; "
+            "default) or preact (resnetN vs preresnetN, pre-activation units)",
+        )
+        q.add_argument(
+            "--recipe",
+            choices=CHOICES["recipe"],
+            help="default paper-cifar; --family preact: preact-cifar",
+        )
         for name, kind in EXPERIMENT_TRAIN_FLAGS:
             if q is g and name in ("epochs", "max_steps"):
                 continue  # --steps sets the length
@@ -939,10 +965,10 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import QUICK, QUICK_DEPTHS, run_degradation, run_gradients
-    from .experiments.degradation import DEFAULT_DEPTHS
+    from .experiments import QUICK, run_degradation, run_gradients
+    from .experiments.degradation import default_depths
     from .experiments.gradients import markdown as gradient_markdown
-    from .experiments.runner import default_out
+    from .experiments.runner import FAMILIES, default_out
 
     options = parse_options(args.train_option) if args.train_option else {}
     options.update(
@@ -955,13 +981,20 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.download:
         options["download"] = True
     if args.experiment == "degradation":
-        depths = args.depths or (QUICK_DEPTHS if args.quick else DEFAULT_DEPTHS)
+        depths = args.depths or default_depths(args.family, args.quick)
         if args.quick:
             options = {**QUICK, **options}
-        recipe = args.recipe or options.pop("recipe", "paper-cifar")
-        out = args.out or (default_out("degradation-quick", args.data) if args.quick else None)
+        recipe = args.recipe or options.pop("recipe", None) or FAMILIES[args.family].recipe
+        quick_out = default_out("degradation", args.data, family=args.family, quick=True)
+        out = args.out or (quick_out if args.quick else None)
         result = run_degradation(
-            args.data, depths, seeds=args.seeds, out=out, recipe=recipe, **options
+            args.data,
+            depths,
+            family=args.family,
+            seeds=args.seeds,
+            out=out,
+            recipe=recipe,
+            **options,
         )
         print((result.out / "table.md").read_text())
         written = ("curves.png", "depth.png", "table.md", "table.json")
@@ -973,7 +1006,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             seed=args.seed,
             probe_size=args.probe_size,
             out=args.out,
-            recipe=args.recipe or "paper-cifar",
+            recipe=args.recipe or options.pop("recipe", None),
+            family=args.family,
             **options,
         )
         print(gradient_markdown(result))

@@ -51,3 +51,20 @@ def test_plain_loop_trains():
         loop(x, y)
         losses.append(loop.running_loss - before)
     assert losses[-1] < losses[0]
+
+
+def test_variant_peers_come_from_torchvision_or_timm():
+    pytest.importorskip("timm")
+    peer = peer_model("resnet18d", num_classes=5, input_size=64)
+    assert type(peer.model).__module__ == "timm.models.resnet" and not peer.usual_way
+    ours = resnetlab.create_model("resnet18d", num_classes=5)
+    assert peer.model.state_dict().keys() == ours.state_dict().keys()
+    assert peer_model("resnext50_32x4d", num_classes=5, input_size=64).description == (
+        "torchvision.models.resnext50_32x4d"
+    )
+
+
+@pytest.mark.parametrize("name", ["preresnet20", "wrn16_8", "resnet164"])
+def test_cifar_nets_without_a_reference_say_so(name):
+    with pytest.raises(resnetlab.ResnetlabError, match=f"no reference implementation of {name}"):
+        peer_model(name, num_classes=10, input_size=32)

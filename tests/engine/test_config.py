@@ -103,3 +103,45 @@ def test_new_options_are_checked():
     ]:
         with pytest.raises(ResnetlabError, match=message):
             resolve_config(**bad)
+
+
+def _lr_by_epoch(config, steps_per_epoch=391):
+    from resnetlab.engine.optim import lr_at
+
+    total = config.epochs * steps_per_epoch
+    return lambda epoch, step=0: lr_at(
+        epoch * steps_per_epoch + step,
+        base_lr=config.lr,
+        total_steps=total,
+        schedule=config.schedule,
+        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        milestones=config.milestones,
+        gamma=config.gamma,
+    )
+
+
+def test_wide_resnet_recipe_is_the_papers_schedule():
+    # Zagoruyko & Komodakis 2016: 0.1, times 0.2 at epochs 60, 120 and 160 of 200.
+    wrn = resolve_config(recipe="wrn-cifar", model="wrn28_10")
+    assert (wrn.optimizer, wrn.nesterov, wrn.momentum, wrn.weight_decay) == ("sgd", True, 0.9, 5e-4)
+    assert (wrn.batch_size, wrn.epochs, wrn.crop_padding, wrn.flip) == (128, 200, 4, None)
+    lr = _lr_by_epoch(wrn)
+    rates = [lr(e) for e in (0, 59, 60, 119, 120, 159, 160, 199)]
+    assert rates == pytest.approx([0.1, 0.1, 0.02, 0.02, 0.004, 0.004, 0.0008, 0.0008])
+
+
+def test_preact_recipe_warms_up_then_follows_the_2015_schedule():
+    pre = resolve_config(recipe="preact-cifar", model="preresnet164")
+    paper = resolve_config(recipe="paper-cifar")
+    same = ("optimizer", "momentum", "weight_decay", "batch_size", "epochs", "milestones")
+    assert all(getattr(pre, k) == getattr(paper, k) for k in same)
+    lr = _lr_by_epoch(pre)
+    assert lr(0) < 0.001 and lr(0, 390) == pytest.approx(0.1)  # the first epoch warms up
+    assert [lr(e) for e in (1, 81, 82, 122, 123)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
+
+
+def test_the_command_line_offers_every_recipe():
+    from resnetlab.cli import parse_args
+
+    for recipe in RECIPES:
+        assert parse_args(["train", "--recipe", recipe]).recipe == recipe

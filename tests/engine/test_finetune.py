@@ -12,7 +12,7 @@ import resnetlab
 from resnetlab.cli import main
 from resnetlab.convert.pretrained import IMAGENET_MEAN, IMAGENET_STD
 from resnetlab.engine import TrainConfig, resolve_config, train
-from resnetlab.engine.finetune import FineTuning, stage_of
+from resnetlab.engine.finetune import FineTuning
 from resnetlab.engine.optim import lr_at, set_lr
 from resnetlab.engine.step import build_training
 
@@ -38,8 +38,11 @@ def torchvision_file(tmp_path_factory):
     return path
 
 
+_RESNET18 = resnetlab.create_model("resnet18")
+
+
 def _stage(key: str) -> int:
-    return stage_of(key, 4)
+    return _RESNET18.stage_of(key)
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -220,3 +223,20 @@ def test_a_run_started_from_a_run_keeps_its_normalisation_and_resumes_exactly(
     resumed = train(resume=tmp_path / "split")
     expected, got = _state(whole.model), _state(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_pre_activation_nets_freeze_by_the_same_stage_names():
+    model = resnetlab.create_model("preresnet110")  # timm's ResNetV2 keys: stem, stages.i, head
+    names = [
+        "stem.conv.weight",
+        "stages.0.blocks.0.norm1.weight",
+        "stages.2.blocks.17.conv2.weight",
+    ]
+    names += ["norm.weight", "head.fc.weight"]
+    assert [model.stage_of(n) for n in names] == [0, 1, 3, 3, 4]
+    tuning = FineTuning(model, freeze="layer2", head_epochs=0)
+    tuning.begin_epoch(0)
+    trains = {model.stage_of(n) for n, p in model.named_parameters() if p.requires_grad}
+    assert trains == {3, 4}
+    kept = tuning.kept_batchnorms(0)
+    assert kept and all(model.stage_of(n) <= 2 for n in kept)

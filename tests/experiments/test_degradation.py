@@ -9,7 +9,12 @@ from resnetlab.cli import main
 from resnetlab.engine import initial_model
 from resnetlab.engine.train import Trainer
 from resnetlab.experiments import QUICK, QUICK_DEPTHS, run_degradation
-from resnetlab.experiments.degradation import PAPER_TEST_ERROR, verdict
+from resnetlab.experiments.degradation import (
+    PAPER_TEST_ERROR,
+    PREACT_QUICK_DEPTHS,
+    gap_verdict,
+    verdict,
+)
 from resnetlab.experiments.runner import run_config
 
 # Digits at their native 8x8: a real data set, a second or two per run.
@@ -172,7 +177,56 @@ def test_quick_sets_its_options_and_flags_override(monkeypatch, tmp_path):
 
     monkeypatch.setattr("resnetlab.experiments.run_degradation", fake_run)
     assert main(["experiment", "degradation", "--data", "cifar10", "--quick", "--epochs", "1"]) == 2
-    expected = {k: v for k, v in QUICK.items() if k != "recipe"}
-    assert seen["depths"] == list(QUICK_DEPTHS) and seen["recipe"] == QUICK["recipe"]
+    expected = dict(QUICK)
+    assert seen["depths"] == list(QUICK_DEPTHS) and seen["recipe"] == "paper-cifar"
     assert {k: seen[k] for k in expected} == {**expected, "epochs": 1}
     assert str(seen["out"]).endswith("degradation-quick-cifar10")
+
+
+def test_quick_preact_family_takes_its_depths_recipe_and_folder(monkeypatch):
+    seen = {}
+
+    def fake_run(data, depths, **kwargs):
+        seen.update(data=data, depths=list(depths), **kwargs)
+        raise ResnetlabError("stop here")
+
+    monkeypatch.setattr("resnetlab.experiments.run_degradation", fake_run)
+    args = ["experiment", "degradation", "--data", "cifar10", "--quick", "--family", "preact"]
+    assert main(args) == 2
+    assert seen["depths"] == list(PREACT_QUICK_DEPTHS) and seen["family"] == "preact"
+    assert seen["recipe"] == "preact-cifar" and seen["subset"] == QUICK["subset"]
+    assert str(seen["out"]).endswith("degradation-preact-quick-cifar10")
+
+
+def test_preact_family_pairs_original_and_preactivation_nets(tmp_path):
+    result = run_degradation("digits", (8, 14), family="preact", out=tmp_path / "exp", **TINY)
+    assert [r.model for r in result.runs] == ["resnet8", "preresnet8", "resnet14", "preresnet14"]
+    assert [r.config.recipe for r in result.runs] == ["preact-cifar"] * 4
+    table = json.loads((tmp_path / "exp" / "table.json").read_text())
+    assert [row["changed"] for row in table["models"]] == [False, True, False, True]
+    assert table["settings"]["family"] == "preact"
+    assert set(table["verdict"]["gaps"]) == {"8", "14"}  # JSON keys
+    md = (tmp_path / "exp" / "table.md").read_text()
+    assert md.startswith("# ResNets vs pre-activation ResNets on CIFAR")
+    assert "## Does pre-activation train the deeper nets better?" in md
+    assert "Identity Mappings, Table 3" in md
+    with pytest.raises(
+        ResnetlabError, match="no registered CIFAR pre-activation ResNet of depth 1202"
+    ):
+        run_degradation("digits", (1202,), family="preact", out=tmp_path / "x", **TINY)
+
+
+def test_gap_verdict_asks_whether_the_change_helps_the_deepest_net():
+    errors = {}
+    for seed, base, pre in ((0, (10, 20, 30), (10, 15, 18)), (1, (11, 19, 31), (12, 18, 29))):
+        for depth, b, p in zip((20, 56, 110), base, pre, strict=True):
+            errors[(seed, depth, False)], errors[(seed, depth, True)] = b, p
+    v = gap_verdict(errors)
+    assert v["gaps"] == pytest.approx({20: -0.5, 56: 3.0, 110: 7.0})
+    assert (v["deep_better"], v["widens"], v["complete_seeds"]) == (2, 2, 2)
+    assert v["shows"] is True
+    # Over 500 images, seed 1's 2-point gap at 110 is within twice the sampling error.
+    tolerant = gap_verdict(errors, images=500)
+    assert tolerant["deep_better"] == 1 and tolerant["shows"] is False
+    errors[(1, 110, True)] = None
+    assert gap_verdict(errors)["complete_seeds"] == 1

@@ -98,3 +98,20 @@ def test_gradients_cli(tmp_path, capsys):
         main([*args, "--epochs", "3"])  # --steps sets the length
     with pytest.raises(ResnetlabError, match="--steps must be at least 1"):
         run_gradients("digits", (8,), steps=0, out=tmp_path / "x")
+
+
+def test_preact_family_measures_original_and_preactivation_nets(tmp_path, capsys):
+    out = tmp_path / "grad"
+    args = ["experiment", "gradients", "--data", "digits", "--depths", "8", "--steps", "2"]
+    args += ["--family", "preact", "--input-size", "8", "--batch-size", "32"]
+    args += ["--probe-size", "32", "--val-subset", "50", "--option", "crop_padding=1"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "# Gradient norm per weight layer: ResNets vs pre-activation ResNets" in printed
+    assert "- depth 8: the ResNet's first/fc ratio is" in printed
+    saved = json.loads((out / "gradients.json").read_text())
+    assert [m["model"] for m in saved["models"]] == ["resnet8", "preresnet8"]
+    assert saved["settings"]["recipe"] == "preact-cifar"
+    pre = saved["models"][1]
+    assert pre["layers"][0] == "stem.conv" and pre["layers"][-1] == "head.fc"
+    assert len(pre["layers"]) == 8  # 6n + 2 weighted layers, as the original net's

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import resnetlab
-from resnetlab.models import BasicBlock, Bottleneck, PadShortcut
+from resnetlab.models import BasicBlock, Bottleneck, PadShortcut, SqueezeExcite
 
 
 def _silence_residual_branch(block):
@@ -68,3 +68,34 @@ def test_option_a_adds_no_parameters_and_option_b_projects():
 def test_unknown_shortcut_is_refused():
     with pytest.raises(resnetlab.ResnetlabError, match="resnet20: unknown shortcut 'C'"):
         resnetlab.create_model("resnet20", shortcut="C")
+
+
+def test_squeeze_excitation_gates_each_channel():
+    se = SqueezeExcite(64).eval()
+    assert (se.fc1.in_channels, se.fc1.out_channels) == (64, 8)  # 64 / 16, at least 8
+    assert SqueezeExcite(2048).fc1.out_channels == 128
+    x = torch.randn(2, 64, 5, 5)
+    squeezed = x.mean((2, 3))  # (B, C)
+    hidden = torch.relu(squeezed @ se.fc1.weight.flatten(1).T + se.fc1.bias)
+    gate = torch.sigmoid(hidden @ se.fc2.weight.flatten(1).T + se.fc2.bias)  # (B, C)
+    torch.testing.assert_close(se(x), x * gate[:, :, None, None])
+
+
+def test_option_d_averages_before_projecting():
+    block = BasicBlock(16, 32, stride=2, shortcut="D").eval()
+    pool, conv, _ = block.downsample
+    x = torch.randn(2, 16, 7, 7)  # odd: the last window averages only the pixels there
+    pooled = pool(x)
+    assert pooled.shape == (2, 16, 4, 4)
+    torch.testing.assert_close(pooled[:, :, -1, -1], x[:, :, -1, -1])
+    torch.testing.assert_close(pooled[:, :, 0, 0], x[:, :, :2, :2].mean((2, 3)))
+    assert conv.stride == (1, 1) and conv.kernel_size == (1, 1)
+    assert BasicBlock(16, 16, shortcut="D").downsample is None  # identity where shapes agree
+
+
+def test_bottleneck_groups_and_width():
+    block = Bottleneck(256, 64, groups=32, base_width=4)
+    assert block.conv2.groups == 32 and block.conv1.out_channels == 128
+    assert Bottleneck(256, 64, base_width=128).conv2.out_channels == 128
+    with pytest.raises(ValueError, match="only to bottleneck"):
+        BasicBlock(64, 64, groups=2)

@@ -36,6 +36,20 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("wrn16_8", {"drop_rate": 0.3}), ("resnet18d", {"residual": False})]
+)
+def test_pre_activation_and_variant_models_round_trip(tmp_path, name, kwargs):
+    model = resnetlab.create_model(name, num_classes=3, **kwargs).eval()
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(model, path, class_names=["a", "b", "c"])
+    loaded = resnetlab.load_model(path)
+    assert loaded.model_kwargs == kwargs and type(loaded) is type(model)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
 def test_keras_model_keeps_its_input_size(tmp_path):
     model = resnetlab.create_model("resnet50_keras", input_size=96)
     resnetlab.save_model(model, tmp_path / "k.safetensors")

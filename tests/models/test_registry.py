@@ -9,6 +9,8 @@ from resnetlab.models.registry import UnknownModelError
 # Parameter counts (classifier included): He et al. 2015 and torchvision for the ImageNet
 # nets, 1000 classes; the paper's CIFAR nets with option A shortcuts, 10 classes; the seed's
 # Keras ResNet50 at 64x64 with 6 classes (trainable only; Keras adds 53,120 BN statistics).
+# The ImageNet variants' counts are torchvision 0.29's and timm 1.0.31's for the same names;
+# the CIFAR pre-activation and wide nets are checked against their papers in test_cifar.py.
 PARAM_COUNTS = {
     "resnet18": 11_689_512,
     "resnet34": 21_797_672,
@@ -17,6 +19,20 @@ PARAM_COUNTS = {
     "resnet152": 60_192_808,
     "plain18": 11_515_688,  # resnet18 less its three projection shortcuts
     "plain34": 21_623_848,
+    "resnet18d": 11_708_744,
+    "resnet34d": 21_816_904,
+    "resnet50c": 25_576_264,
+    "resnet50d": 25_576_264,
+    "resnet50s": 25_680_808,
+    "resnext50_32x4d": 25_028_904,
+    "resnext101_32x8d": 88_791_336,
+    "resnext101_64x4d": 83_455_272,
+    "wide_resnet50_2": 68_883_240,
+    "wide_resnet101_2": 126_886_696,
+    "seresnet50": 28_088_024,
+    "seresnext50_32x4d": 27_559_896,
+    "resnetv2_50": 25_549_352,
+    "resnetv2_101": 44_541_480,
     "resnet8": 75_290,
     "resnet14": 172_506,
     "resnet20": 269_722,
@@ -24,6 +40,8 @@ PARAM_COUNTS = {
     "resnet44": 658_586,
     "resnet56": 853_018,
     "resnet110": 1_727_962,
+    "resnet164": 1_704_154,
+    "resnet1001": 10_328_602,
     "resnet1202": 19_421_274,
     "plain8": 75_290,  # option A shortcuts have no parameters
     "plain14": 172_506,
@@ -32,8 +50,37 @@ PARAM_COUNTS = {
     "plain44": 658_586,
     "plain56": 853_018,
     "plain110": 1_727_962,
+    "preresnet8": 75_290,  # the same layers as resnetN: BNs move, their sizes add up alike
+    "preresnet14": 172_506,
+    "preresnet20": 269_722,
+    "preresnet32": 464_154,
+    "preresnet44": 658_586,
+    "preresnet56": 853_018,
+    "preresnet110": 1_727_962,
+    "preresnet164": 1_703_258,
+    "preresnet1001": 10_327_706,
+    "wrn16_8": 10_961_370,
+    "wrn28_10": 36_479_194,
     "resnet50_keras": 23_546_886,
 }
+
+# Too big or too deep to build and run in the default test run: 60M+ parameters, 1,000
+# layers, or 5 G multiply-adds per 32x32 image. Their counts are checked on the meta
+# device (no weights), their forward passes with -m slow.
+HEAVY = {
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "resnet1001",
+    "preresnet1001",
+    "wrn28_10",
+}
+
+
+def light(names):
+    """``names`` as test parameters, the heavy ones marked slow."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(names)]
 
 
 def test_every_model_has_a_known_parameter_count():
@@ -42,11 +89,12 @@ def test_every_model_has_a_known_parameter_count():
 
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
 def test_parameter_count(name):
-    model = resnetlab.create_model(name)
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = resnetlab.create_model(name)
     assert sum(p.numel() for p in model.parameters()) == PARAM_COUNTS[name]
 
 
-@pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
+@pytest.mark.parametrize("name", light(PARAM_COUNTS))
 def test_forward_backward(name):
     info = resnetlab.model_info(name)
     size = 64 if info.family == "keras" else 32
@@ -57,10 +105,14 @@ def test_forward_backward(name):
     logits.logsumexp(1).sum().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert model.conv1.weight.grad.abs().sum() > 0
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet20", "resnet50_keras"])
+@pytest.mark.parametrize(
+    "name",
+    ["resnet18", "resnet50", "resnet20", "resnet50_keras", "resnet18d", "preresnet20", "wrn16_8"],
+)
 def test_head_interface(name):
     model = resnetlab.create_model(name).eval()
     size = resnetlab.model_info(name).input_size
@@ -71,6 +123,30 @@ def test_head_interface(name):
     assert model.forward_head(features, pre_logits=True).shape == (1, model.num_features)
     model.reset_classifier(3)
     assert model(x).shape == (1, 3) and model.num_classes == 3
+
+
+def test_models_are_listed_family_by_family():
+    names = resnetlab.list_models()
+    groups = [resnetlab.model_info(n).group for n in names]
+    assert list(dict.fromkeys(groups)) == [
+        "ResNet",
+        "ResNet-C/D/S",
+        "ResNeXt",
+        "Wide ResNet",
+        "SE-ResNet",
+        "Pre-activation ResNet",
+        "CIFAR ResNet",
+        "CIFAR pre-activation ResNet",
+        "CIFAR wide ResNet",
+        "Keras",
+    ]
+    assert all(resnetlab.model_info(n).source for n in names)
+    assert names[names.index("resnet110") : names.index("plain8")] == [
+        "resnet110",
+        "resnet164",
+        "resnet1001",
+        "resnet1202",
+    ]
 
 
 def test_list_models_pattern():

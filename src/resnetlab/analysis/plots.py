@@ -98,11 +98,13 @@ class ErrorCurve:
     """One model's error against the training iteration, in percent.
 
     With several seeds the values are the mean over seeds at each logged step, and
-    ``train_low``/``train_high`` the lowest and highest seed.
+    ``train_low``/``train_high`` the lowest and highest seed. ``changed`` tells which of an
+    experiment's two nets it is: the ResNet of a plain/ResNet pair, the pre-activation net
+    of a ResNet/pre-activation pair.
     """
 
     depth: int
-    residual: bool
+    changed: bool
     train_steps: list[int]
     train_error: list[float]
     test_steps: list[int]
@@ -111,20 +113,27 @@ class ErrorCurve:
     train_high: list[float] | None = None
 
 
-def plot_degradation(curves: Sequence[ErrorCurve], path: str | Path, title: str = "") -> None:
+def plot_degradation(
+    curves: Sequence[ErrorCurve],
+    path: str | Path,
+    title: str = "",
+    names: tuple[str, str] = ("plain", "ResNet"),
+    panels: tuple[str, str] = ("plain nets", "ResNets"),
+) -> None:
     """He et al.'s Fig. 6 layout: plain nets left, ResNets right, one colour per depth.
 
-    Plain nets are dashed and ResNets solid; thin lines are training error, thick lines
-    with dots test error.
+    Plain nets (the baseline, ``changed=False``) are dashed and ResNets solid; thin lines
+    are training error, thick lines with dots test error. ``names`` name the two nets in
+    the legends, ``panels`` title the two panels.
     """
     depths = sorted({c.depth for c in curves})
     colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(depths)}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     top = 0.0
-    for ax, residual in zip(axes, (False, True), strict=True):
-        style = "-" if residual else "--"
-        for c in sorted((c for c in curves if c.residual == residual), key=lambda c: c.depth):
-            name = f"{'ResNet' if residual else 'plain'}-{c.depth}"
+    for ax, changed in zip(axes, (False, True), strict=True):
+        style = "-" if changed else "--"
+        for c in sorted((c for c in curves if c.changed == changed), key=lambda c: c.depth):
+            name = f"{names[changed]}-{c.depth}"
             colour = colours[c.depth]
             ax.plot(c.train_steps, c.train_error, style, color=colour, lw=1, label=f"{name} train")
             if c.train_low is not None and c.train_high is not None:
@@ -140,10 +149,7 @@ def plot_degradation(curves: Sequence[ErrorCurve], path: str | Path, title: str 
                     label=f"{name} test",
                 )
             top = max(top, *c.train_error, *c.test_error)
-        ax.set(
-            xlabel="iteration",
-            title="plain nets" if not residual else "ResNets",
-        )
+        ax.set(xlabel="iteration", title=panels[changed])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
     axes[0].set_ylabel("error (%)")
@@ -153,17 +159,23 @@ def plot_degradation(curves: Sequence[ErrorCurve], path: str | Path, title: str 
     save_figure(fig, path)
 
 
-def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "") -> None:
+def plot_error_vs_depth(
+    rows: Sequence[dict],
+    path: str | Path,
+    title: str = "",
+    names: tuple[str, str] = ("plain", "ResNet"),
+) -> None:
     """Final training and test error against depth, plain dashed and ResNets solid.
 
-    Each row has ``depth``, ``residual`` and, for ``train`` and ``test``, ``<split>_error``
-    (mean, percent) and ``<split>_error_std`` (spread over seeds, or None).
+    Each row has ``depth``, ``changed`` (False: the plain net, or the family's baseline)
+    and, for ``train`` and ``test``, ``<split>_error`` (mean, percent) and
+    ``<split>_error_std`` (spread over seeds, or None).
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
     for ax, split in zip(axes, ("train", "test"), strict=True):
-        for residual, style, colour in ((False, "--o", "tab:red"), (True, "-o", "tab:blue")):
+        for changed, style, colour in ((False, "--o", "tab:red"), (True, "-o", "tab:blue")):
             points = sorted(
-                (r for r in rows if r["residual"] == residual and r[f"{split}_error"] is not None),
+                (r for r in rows if r["changed"] == changed and r[f"{split}_error"] is not None),
                 key=lambda r: r["depth"],
             )
             if not points:
@@ -175,7 +187,7 @@ def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "")
                 fmt=style,
                 color=colour,
                 capsize=3,
-                label="ResNet" if residual else "plain",
+                label=names[changed],
             )
         ax.set(xlabel="depth (weighted layers)", ylabel=f"final {split} error (%)", title=split)
         ax.set_xticks(sorted({r["depth"] for r in rows}))
@@ -187,10 +199,16 @@ def plot_error_vs_depth(rows: Sequence[dict], path: str | Path, title: str = "")
     save_figure(fig, path)
 
 
-def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "") -> None:
+def plot_gradient_norms(
+    models: Sequence[dict],
+    path: str | Path,
+    title: str = "",
+    names: tuple[str, str] = ("plain", "ResNet"),
+) -> None:
     """Gradient norm of each weight layer against its index, log scale, at each stage.
 
-    Each model is a dict with ``depth``, ``residual`` and ``stages``: ``{label: norms}``
+    Each model is a dict with ``depth``, ``changed`` (False: the plain net, or the family's
+    baseline; dashed, named ``names[0]``) and ``stages``: ``{label: norms}``
     with one norm per weight layer in input-to-output order (e.g. ``"initialisation"``
     and ``"after 100 steps"``), one panel per label.
     """
@@ -199,15 +217,15 @@ def plot_gradient_norms(models: Sequence[dict], path: str | Path, title: str = "
     colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(depths)}
     fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4.5), squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):
-        for m in sorted(models, key=lambda m: (m["depth"], m["residual"])):
+        for m in sorted(models, key=lambda m: (m["depth"], m["changed"])):
             norms = m["stages"].get(label)
             if norms is None:
                 continue
-            name = f"{'ResNet' if m['residual'] else 'plain'}-{m['depth']}"
+            name = f"{names[m['changed']]}-{m['depth']}"
             ax.plot(
                 range(1, len(norms) + 1),
                 norms,
-                "-" if m["residual"] else "--",
+                "-" if m["changed"] else "--",
                 color=colours[m["depth"]],
                 label=name,
             )

@@ -24,6 +24,7 @@ from torch import nn
 from ..engine.config import TrainConfig
 from ..errors import ResnetlabError
 from ..models import model_info
+from ..models.cifar import BOTTLENECK_DEPTHS
 from ..models.keras_resnet50 import keras_feature_sizes
 
 
@@ -139,22 +140,26 @@ class Peer:
 
 
 def peer_model(name: str, *, num_classes: int, input_size: int) -> Peer:
-    """The model ``name`` is compared with: torchvision's, else the usual-way reference."""
+    """The model ``name`` is compared with: torchvision's or timm's, else the usual-way
+    reference."""
     info = model_info(name)
     if info.family == "imagenet":
-        if not name.startswith("resnet"):
+        if name.startswith("plain"):
             raise ResnetlabError(
                 f"torchvision has no {name} (a plain net) and there is no reference for it; "
                 f"compare resnet{name[len('plain') :]} instead"
             )
-        import torchvision
-
-        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-        return Peer(model, f"torchvision.models.{name}", usual_way=False)
+        return _library_peer(name, num_classes)
     if info.family == "cifar":
         residual = name.startswith("resnet")
-        depth = int(name[len("resnet") if residual else len("plain") :])
-        model = UsualCifarResNet(depth, num_classes, residual=residual)
+        depth = name.removeprefix("resnet").removeprefix("plain")
+        basic = depth.isdigit() and int(depth) not in BOTTLENECK_DEPTHS
+        if not basic or info.group != "CIFAR ResNet":
+            raise ResnetlabError(
+                f"there is no reference implementation of {name} to compare with; the CIFAR "
+                f"ResNets and plain nets of He et al. (2015) have one"
+            )
+        model = UsualCifarResNet(int(depth), num_classes, residual=residual)
         kind = "ResNet" if residual else "plain net"
         return Peer(
             model,
@@ -169,6 +174,23 @@ def peer_model(name: str, *, num_classes: int, input_size: int) -> Peer:
         "eager, NCHW, float32",
         usual_way=True,
     )
+
+
+def _library_peer(name: str, num_classes: int) -> Peer:
+    """torchvision's model of that name, else timm's (the ResNet-C/D/S, SE and v2 nets)."""
+    import torchvision
+
+    if name in torchvision.models.list_models(module=torchvision.models):
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        return Peer(model, f"torchvision.models.{name}", usual_way=False)
+    try:
+        import timm
+    except ImportError:
+        raise ResnetlabError(
+            f"the peer of {name} is timm's model: pip install 'resnetlab[timm]'"
+        ) from None
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    return Peer(model, f"timm {name}", usual_way=False)
 
 
 class PlainLoop:

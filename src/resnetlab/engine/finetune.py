@@ -36,16 +36,6 @@ from .config import TrainConfig
 STAGE = re.compile(r"layer(\d+)")
 
 
-def stage_of(name: str, num_stages: int) -> int:
-    """The stage of a parameter, buffer or module by its name: 0 for the stem (``conv1``,
-    ``bn1``), ``i`` for ``layer{i}``, ``num_stages + 1`` for the head (``fc``)."""
-    top = name.split(".", 1)[0]
-    if top == "fc":
-        return num_stages + 1
-    match = STAGE.fullmatch(top)
-    return int(match.group(1)) if match else 0
-
-
 def freeze_depth(freeze: str | None, num_stages: int, model: str) -> int:
     """The last frozen stage for ``--freeze`` (-1: none)."""
     if freeze is None:
@@ -145,7 +135,7 @@ class FineTuning:
         }
 
     def _stage(self, name: str) -> int:
-        return stage_of(name, self.num_stages)
+        return self.model.stage_of(name)
 
 
 def head_epochs_for(config: TrainConfig, head_is_new: bool) -> int:

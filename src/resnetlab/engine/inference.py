@@ -45,29 +45,35 @@ def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cp
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold each ``bn<i>`` into ``conv<i>``, and each ``(conv, bn)`` shortcut, in place.
+    """Fold each ``bn<i>`` into ``conv<i>``, and each BN that follows a conv in a
+    ``Sequential`` (projection shortcuts, ResNet-D's pooled ones, the deep stem), in place.
 
     Every resnetlab block and stem applies ``bn<i>`` directly to ``conv<i>``'s output
-    (``conv1/bn1``, ``conv2/bn2``, ``conv3/bn3``) and a projection shortcut is
-    ``Sequential(conv, bn)``; each such BN becomes an ``Identity``. The model must be in
-    eval mode (the running statistics are what gets folded).
+    (``conv1/bn1``, ``conv2/bn2``, ``conv3/bn3``; a deep stem's ``conv1`` ends in a conv)
+    and a projection shortcut is ``Sequential([pool,] conv, bn)``; each such BN becomes an
+    ``Identity``. Pre-activation
+    blocks (``norm<i>`` before ``conv<i>``) are left as they are: a BN before a padded
+    conv does not fold exactly. The model must be in eval mode (the running statistics
+    are what gets folded).
     """
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode")
     for module in list(model.modules()):
         for i in (1, 2, 3):
             conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            if isinstance(conv, nn.Conv2d):
                 setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
                 setattr(module, f"bn{i}", nn.Identity())
-        if (
-            isinstance(module, nn.Sequential)
-            and len(module) == 2
-            and isinstance(module[0], nn.Conv2d)
-            and isinstance(module[1], nn.BatchNorm2d)
-        ):
-            module[0] = fuse_conv_bn_eval(module[0], module[1])
-            module[1] = nn.Identity()
+            elif isinstance(conv, nn.Sequential) and isinstance(conv[-1], nn.Conv2d):
+                conv[-1] = fuse_conv_bn_eval(conv[-1], bn)  # ResNet-C's deep stem, then bn1
+                setattr(module, f"bn{i}", nn.Identity())
+        if isinstance(module, nn.Sequential):
+            for j in range(len(module) - 1):
+                if isinstance(module[j], nn.Conv2d) and isinstance(module[j + 1], nn.BatchNorm2d):
+                    module[j] = fuse_conv_bn_eval(module[j], module[j + 1])
+                    module[j + 1] = nn.Identity()
     return model
 
 

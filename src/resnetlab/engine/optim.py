@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .finetune import stage_of
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:
@@ -38,7 +37,7 @@ def stage_param_groups(
     num_stages = model.num_stages
     by_stage: dict[int, nn.ParameterList] = {}
     for name, p in model.named_parameters():
-        by_stage.setdefault(stage_of(name, num_stages), nn.ParameterList()).append(p)
+        by_stage.setdefault(model.stage_of(name), nn.ParameterList()).append(p)
     groups = []
     for stage in sorted(by_stage):
         scale = layer_lr_decay ** (num_stages + 1 - stage)

@@ -6,6 +6,12 @@ shortcuts are the only difference. The paper's Fig. 6 shows the plain nets' trai
 rising with depth (plain-20 < 32 < 44 < 56) while the ResNets' falls; Table 6 gives the
 ResNets' test errors.
 
+With ``family="preact"`` the same experiment sets the original ResNets against the
+pre-activation ResNets of He et al. (2016), "Identity Mappings" (their Table 3: the gain
+grows with depth and is largest at ResNet-1001). The two nets of a depth then have
+different layers (BN moves before each conv) and cannot start from the same weights; they
+share the seed, the recipe and the data.
+
 The experiment folder gets one run folder per model and seed (see ``runner.py``), and:
 
 - ``curves.png``: error vs iteration, plain nets left, ResNets right (the Fig. 6 layout);
@@ -31,21 +37,25 @@ from typing import Any
 
 from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..errors import ResnetlabError
-from .runner import Run, default_out, run_pairs
+from .runner import FAMILIES, Family, Run, default_out, get_family, run_pairs
 
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: the best of
 # five runs; its mean is 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
-PAPER_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+PAPER_TEST_ERROR = FAMILIES["plain"].paper[1]
 
 DEFAULT_DEPTHS = (20, 32, 44, 56)
+# Identity Mappings, Table 3: ResNet-110 (basic units), -164 and -1001 (bottlenecks).
+PREACT_DEPTHS = (110, 164, 1001)
 
 # The CPU-sized version (``--quick``): 2,000 training images (200 a class) at full size,
-# batch 32 for more updates per image, 10 epochs (620 steps) of the paper's recipe at
-# learning rate 0.05, validated on 1,000 test images. docs/degradation.md has the measured
-# results and times. Flags override these.
+# batch 32 for more updates per image, 10 epochs (620 steps) of the family's paper's recipe
+# at learning rate 0.05, validated on 1,000 test images. docs/degradation.md has the
+# measured results and times. Flags override these.
 QUICK_DEPTHS = (8, 20, 32)
+# The pre-activation units matter in deep nets; the quick mode's deep end is ResNet-110,
+# the deepest that trains in tens of minutes on a CPU (docs/degradation.md).
+PREACT_QUICK_DEPTHS = (20, 56, 110)
 QUICK: dict[str, Any] = dict(
-    recipe="paper-cifar",
     subset=2000,
     val_subset=1000,
     epochs=10,
@@ -64,8 +74,9 @@ class DegradationResult:
         runs: one per model and seed, in the order they ran.
         rows: one per model (over seeds), as in ``table.md``.
         verdict: whether the plain nets' training error rose with depth while the
-            ResNets' did not, per seed and on the means; None with a single depth.
-        settings: data, recipe and options of the runs.
+            ResNets' did not (``family="preact"``: whether the pre-activation nets trained
+            the deepest depth better), per seed and on the means; None with a single depth.
+        settings: data, recipe, family and options of the runs.
     """
 
     out: Path
@@ -74,26 +85,45 @@ class DegradationResult:
     verdict: dict[str, Any] | None
     settings: dict[str, Any]
 
+    @property
+    def family(self) -> Family:
+        return get_family(self.settings.get("family", "plain"))
+
     def to_dict(self) -> dict[str, Any]:
+        baseline, changed = self.family.paper
         return {
             "settings": self.settings,
             "models": self.rows,
             "verdict": self.verdict,
             "runs": [_run_record(r, self.out) for r in self.runs],
-            "paper_test_error": {str(d): e for d, e in PAPER_TEST_ERROR.items()},
+            "paper_test_error": {
+                self.family.baseline: {str(d): e for d, e in baseline.items()},
+                self.family.changed: {str(d): e for d, e in changed.items()},
+            },
         }
+
+
+def default_depths(family_name: str = "plain", quick: bool = False) -> tuple[int, ...]:
+    """The depths an experiment of that family trains when none are given."""
+    depths = {
+        "plain": (DEFAULT_DEPTHS, QUICK_DEPTHS),
+        "preact": (PREACT_DEPTHS, PREACT_QUICK_DEPTHS),
+    }
+    return depths[get_family(family_name).name][quick]
 
 
 def run_degradation(
     data: str,
-    depths: Sequence[int] = DEFAULT_DEPTHS,
+    depths: Sequence[int] | None = None,
     *,
+    family: str = "plain",
     seeds: Sequence[int] = (0,),
     out: str | Path | None = None,
-    recipe: str = "paper-cifar",
+    recipe: str | None = None,
     **options: Any,
 ) -> DegradationResult:
-    """Train plain-N and ResNet-N for each depth and seed, then write the figures and table.
+    """Train the family's two nets (plain-N and ResNet-N by default) for each depth and
+    seed, then write the figures and table.
 
     Running it again with the same arguments skips the runs that ended, continues an
     unfinished one from its checkpoint and runs the rest; the outputs are rewritten from
@@ -101,35 +131,47 @@ def run_degradation(
 
     Args:
         data: a data set spec (``cifar10``, the CIFAR-10 JPEG archive, ``digits``, ...).
-        depths: CIFAR depths (6n + 2) registered both as ``plainN`` and ``resnetN``.
+        depths: CIFAR depths registered as both nets of the family (default
+            ``default_depths(family)``).
+        family: ``"plain"`` (plainN vs resnetN) or ``"preact"`` (resnetN vs preresnetN).
         seeds: one run of each model per seed.
-        out: the experiment folder (default ``runs/degradation-<data name>``).
-        recipe: the training recipe (default: the paper's).
+        out: the experiment folder (default ``runs/degradation[-preact]-<data name>``).
+        recipe: the training recipe (default: the family's paper's, ``paper-cifar`` or
+            ``preact-cifar``).
         **options: ``TrainConfig`` fields for every run (``epochs``, ``subset``, ``lr``...).
 
     Returns:
         The runs, the table rows and the verdict.
     """
-    depths = sorted(set(depths))
+    kind = get_family(family)
+    depths = sorted(set(depths or default_depths(kind.name)))
     seeds = list(dict.fromkeys(seeds))
-    if not depths or not seeds:
-        raise ResnetlabError("the experiment needs at least one depth and one seed")
-    out = Path(out) if out is not None else default_out("degradation", data)
-    runs = run_pairs(data, depths, seeds, out, recipe, options)
+    if not seeds:
+        raise ResnetlabError("the experiment needs at least one seed")
+    recipe = recipe or kind.recipe
+    out = Path(out) if out is not None else default_out("degradation", data, family=kind.name)
+    runs = run_pairs(data, depths, seeds, out, recipe, options, kind)
     settings = {"data": data, "recipe": recipe, "depths": depths, "seeds": seeds, **options}
+    if kind.name != "plain":
+        settings["family"] = kind.name
     return report(out, runs, settings)
 
 
 def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> DegradationResult:
     """Write ``curves.png``, ``depth.png``, ``table.md`` and ``table.json`` for ``runs``."""
-    rows = _model_rows(runs)
+    kind = get_family(settings.get("family", "plain"))
+    rows = _model_rows(runs, kind)
     # The final training error is a rate over the last epoch's images.
     images = min(r.summary["train_images"] for r in runs)
-    found = verdict({(r.seed, r.depth, r.residual): final_errors(r)[0] for r in runs}, images)
+    errors = {(r.seed, r.depth, r.changed): final_errors(r)[0] for r in runs}
+    found = verdict(errors, images) if kind.name == "plain" else gap_verdict(errors, images)
     result = DegradationResult(Path(out), list(runs), rows, found, settings)
     title = _title(runs, settings)
-    plot_degradation(_curves(runs), out / "curves.png", title=title)
-    plot_error_vs_depth(rows, out / "depth.png", title=title)
+    panels = (f"{kind.nouns[0]}s", f"{kind.nouns[1]}s")
+    plot_degradation(
+        _curves(runs), out / "curves.png", title=title, names=kind.labels, panels=panels
+    )
+    plot_error_vs_depth(rows, out / "depth.png", title=title, names=kind.labels)
     (out / "table.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     (out / "table.md").write_text(markdown(result))
     return result
@@ -138,10 +180,16 @@ def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> Degradat
 def markdown(result: DegradationResult) -> str:
     """``table.md``: the settings, one row per model, and the verdict, in words."""
     s = result.settings
+    kind = result.family
     first = result.runs[0].summary
     steps = max(r.summary["steps"] for r in result.runs)
+    title = (
+        "Degradation: plain vs residual CIFAR nets"
+        if kind.name == "plain"
+        else f"{kind.nouns[0]}s vs {kind.nouns[1]}s on CIFAR"
+    )
     lines = [
-        "# Degradation: plain vs residual CIFAR nets",
+        f"# {title}",
         "",
         f"Data `{s['data']}`: {first['train_images']:,} training and "
         f"{first['val_images']:,} held-out images at {first['input_size']}x{first['input_size']}. "
@@ -153,7 +201,7 @@ def markdown(result: DegradationResult) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result.rows:
-        paper = PAPER_TEST_ERROR.get(r["depth"]) if r["residual"] else None
+        paper = r["paper_test_error"]
         runs = f"{r['finished']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else "")
         lines.append(
             f"| {r['model']} | {r['depth']} | {r['params']:,} "
@@ -168,13 +216,13 @@ def markdown(result: DegradationResult) -> str:
         "paper's Fig. 6 plots. Test error: the held-out images at the end of training. "
         "Values are mean ± standard deviation over seeds.",
         "",
-        "Paper: He et al. (2015), Table 6, CIFAR-10 test error after 64k iterations on all "
-        "50,000 training images; it gives numbers for the ResNets only (the plain nets "
-        "appear as curves in Fig. 6, so their column is empty).",
+        f"Paper: {kind.paper_source}",
         "",
     ]
     if result.verdict is not None:
-        lines += ["## Does the degradation show?", "", verdict_text(result.verdict), ""]
+        v = result.verdict
+        text = verdict_text(v) if kind.name == "plain" else gap_text(v, kind)
+        lines += [f"## {kind.question}", "", text, ""]
     return "\n".join(lines)
 
 
@@ -194,13 +242,36 @@ def verdict_text(v: dict[str, Any]) -> str:
         f"{v['plain_change']:+.1f} points for the plain nets and {v['resnet_change']:+.1f} for "
         f"the ResNets (mean over seeds; {per_seed}). The plain nets' training error rises "
         f"at every step in depth in {v['plain_rises']} of {n} seeds; the deepest ResNet's "
-        f"does not rise above the shallowest's in {v['resnet_holds']} of {n}."
-        + (
-            f" A change counts as a rise when it exceeds twice its sampling error over "
-            f"{v['images']:,} images."
-            if v["images"]
-            else ""
-        )
+        f"does not rise above the shallowest's in {v['resnet_holds']} of {n}." + _sampling_note(v)
+    )
+
+
+def gap_text(v: dict[str, Any], kind: Family) -> str:
+    """``gap_verdict`` in one paragraph: how far the changed nets train below the baseline."""
+    base, changed = kind.nouns
+    n = v["complete_seeds"]
+    if n == 0:
+        return f"No seed has a finished {base} and {changed} at every depth; nothing to compare."
+    gaps = ", ".join(f"{d}: {g:+.1f}" for d, g in v["gaps"].items())
+    per_seed = "; ".join(
+        f"seed {s['seed']}: " + ", ".join(f"{g:+.1f}" for g in s["gaps"]) for s in v["seeds"]
+    )
+    answer = "Yes" if v["shows"] else "No"
+    return (
+        f"{answer}. The {base}s' final training error minus the {changed}s' (positive: the "
+        f"{changed} trains better), by depth: {gaps} points (mean over seeds; {per_seed}). At the "
+        f"deepest depth, {v['deep']}, the {changed} trains better in {v['deep_better']} of "
+        f"{n} seeds, and the gap is wider there than at depth {v['shallow']} in "
+        f"{v['widens']} of {n}." + _sampling_note(v, "a gap counts")
+    )
+
+
+def _sampling_note(v: dict[str, Any], what: str = "a change counts as a rise") -> str:
+    if not v["images"]:
+        return ""
+    return (
+        f" {what[0].upper()}{what[1:]} when it exceeds twice its sampling error over "
+        f"{v['images']:,} images."
     )
 
 
@@ -217,10 +288,10 @@ def final_errors(run: Run) -> tuple[float | None, float | None]:
     return train, (100 * (1 - val) if val is not None else None)
 
 
-def _model_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+def _model_rows(runs: Sequence[Run], kind: Family) -> list[dict[str, Any]]:
     rows = []
-    for depth, residual in sorted({(r.depth, r.residual) for r in runs}):
-        group = [r for r in runs if (r.depth, r.residual) == (depth, residual)]
+    for depth, changed in sorted({(r.depth, r.changed) for r in runs}):
+        group = [r for r in runs if (r.depth, r.changed) == (depth, changed)]
         errors = [final_errors(r) for r in group if r.status == "finished"]
         train = [e[0] for e in errors]
         test = [e[1] for e in errors if e[1] is not None]
@@ -228,7 +299,7 @@ def _model_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
             {
                 "model": group[0].model,
                 "depth": depth,
-                "residual": residual,
+                "changed": changed,
                 "params": group[0].summary["params"],
                 "finished": len(errors),
                 "diverged": sum(r.status == "diverged" for r in group),
@@ -236,12 +307,21 @@ def _model_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 "train_error_std": _std(train),
                 "test_error": _mean(test),
                 "test_error_std": _std(test),
-                "paper_test_error": PAPER_TEST_ERROR.get(depth) if residual else None,
+                "paper_test_error": kind.paper[changed].get(depth),
                 "train_errors": train,
                 "test_errors": test,
             }
         )
     return rows
+
+
+def _exceeds(a: float, b: float, images: int | None) -> bool:
+    """Whether error ``b`` is above ``a`` (percent), by more than twice the sampling error
+    of two rates over ``images`` images when that is given."""
+    if images is None:
+        return b > a
+    p, q = a / 100, b / 100
+    return b - a > 200 * math.sqrt((p * (1 - p) + q * (1 - q)) / images)
 
 
 def verdict(
@@ -258,8 +338,8 @@ def verdict(
     two of them differ by chance by about ``sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n)``.
 
     Args:
-        train_errors: final training error (%) by ``(seed, depth, residual)``; None for a
-            run that did not finish.
+        train_errors: final training error (%) by ``(seed, depth, changed)`` (``changed``:
+            the ResNet, else the plain net); None for a run that did not finish.
         images: training images the errors were measured over (None: any rise counts).
 
     Returns:
@@ -269,30 +349,18 @@ def verdict(
     depths = sorted({depth for _, depth, _ in train_errors})
     if len(depths) < 2:
         return None
-
-    def rises(a: float, b: float) -> bool:
-        if images is None:
-            return b > a
-        p, q = a / 100, b / 100
-        return b - a > 200 * math.sqrt((p * (1 - p) + q * (1 - q)) / images)
-
-    seeds = []
-    for seed in dict.fromkeys(seed for seed, _, _ in train_errors):
-        plain = [train_errors.get((seed, d, False)) for d in depths]
-        resnet = [train_errors.get((seed, d, True)) for d in depths]
-        if None in plain or None in resnet:
-            continue  # a run diverged or is missing
-        seeds.append(
-            {
-                "seed": seed,
-                "plain": plain,
-                "resnet": resnet,
-                "plain_change": plain[-1] - plain[0],
-                "resnet_change": resnet[-1] - resnet[0],
-                "plain_rises": all(rises(a, b) for a, b in pairwise(plain)),
-                "resnet_holds": not rises(resnet[0], resnet[-1]),
-            }
-        )
+    seeds = [
+        {
+            "seed": seed,
+            "plain": plain,
+            "resnet": resnet,
+            "plain_change": plain[-1] - plain[0],
+            "resnet_change": resnet[-1] - resnet[0],
+            "plain_rises": all(_exceeds(a, b, images) for a, b in pairwise(plain)),
+            "resnet_holds": not _exceeds(resnet[0], resnet[-1], images),
+        }
+        for seed, plain, resnet in _complete_seeds(train_errors, depths)
+    ]
     n = len(seeds)
     return {
         "shallow": depths[0],
@@ -309,19 +377,80 @@ def verdict(
     }
 
 
+def gap_verdict(
+    train_errors: dict[tuple[int, int, bool], float | None], images: int | None = None
+) -> dict[str, Any] | None:
+    """Whether the changed nets (pre-activation) train better than the baseline, by depth.
+
+    Per seed with every run finished, the gap at each depth is the baseline's final
+    training error minus the changed net's (points; positive when the change helps). He
+    et al. (2016) find the gap growing with depth (Table 3, Fig. 1: largest at 1001
+    layers). The change ``shows`` when, in every such seed, the changed net trains the
+    deepest depth better by more than twice the sampling error (see ``verdict``).
+
+    Args:
+        train_errors: final training error (%) by ``(seed, depth, changed)``; None for a
+            run that did not finish.
+        images: training images the errors were measured over (None: any gap counts).
+
+    Returns:
+        Gaps per depth (mean over seeds), counts, per-seed details; None with fewer than
+        two depths.
+    """
+    depths = sorted({depth for _, depth, _ in train_errors})
+    if len(depths) < 2:
+        return None
+    seeds = [
+        {
+            "seed": seed,
+            "baseline": base,
+            "changed": changed,
+            "gaps": [b - c for b, c in zip(base, changed, strict=True)],
+            "deep_better": _exceeds(changed[-1], base[-1], images),
+            "widens": base[-1] - changed[-1] > base[0] - changed[0],
+        }
+        for seed, base, changed in _complete_seeds(train_errors, depths)
+    ]
+    n = len(seeds)
+    return {
+        "shallow": depths[0],
+        "deep": depths[-1],
+        "images": images,
+        "complete_seeds": n,
+        "gaps": {d: _mean([s["gaps"][i] for s in seeds]) for i, d in enumerate(depths)},
+        "deep_better": sum(s["deep_better"] for s in seeds),
+        "widens": sum(s["widens"] for s in seeds),
+        "shows": n > 0 and all(s["deep_better"] for s in seeds),
+        "seeds": seeds,
+    }
+
+
+def _complete_seeds(
+    train_errors: dict[tuple[int, int, bool], float | None], depths: list[int]
+) -> list[tuple[int, list[float], list[float]]]:
+    """(seed, baseline errors, changed errors) by depth, for the seeds with every run."""
+    complete = []
+    for seed in dict.fromkeys(seed for seed, _, _ in train_errors):
+        base = [train_errors.get((seed, d, False)) for d in depths]
+        changed = [train_errors.get((seed, d, True)) for d in depths]
+        if None not in base and None not in changed:  # else a run diverged or is missing
+            complete.append((seed, base, changed))
+    return complete
+
+
 # -- curves ------------------------------------------------------------------------------
 
 
 def _curves(runs: Sequence[Run]) -> list[ErrorCurve]:
     curves = []
-    for depth, residual in sorted({(r.depth, r.residual) for r in runs}):
-        group = [r.metrics for r in runs if (r.depth, r.residual) == (depth, residual)]
+    for depth, changed in sorted({(r.depth, r.changed) for r in runs}):
+        group = [r.metrics for r in runs if (r.depth, r.changed) == (depth, changed)]
         train = _by_step(group, "step", "train_acc")
         test = _by_step(group, "epoch", "val_acc")
         curves.append(
             ErrorCurve(
                 depth=depth,
-                residual=residual,
+                changed=changed,
                 train_steps=list(train),
                 train_error=[statistics.fmean(v) for v in train.values()],
                 test_steps=list(test),
@@ -357,7 +486,7 @@ def _title(runs: Sequence[Run], settings: dict[str, Any]) -> str:
 
 
 def _options_text(settings: dict[str, Any]) -> str:
-    skip = {"data", "recipe", "depths", "seeds"}
+    skip = {"data", "recipe", "depths", "seeds", "family"}
     options = {k: v for k, v in settings.items() if k not in skip}
     return (" with " + ", ".join(f"{k}={v}" for k, v in options.items())) if options else ""
 
@@ -367,7 +496,7 @@ def _run_record(run: Run, out: Path) -> dict[str, Any]:
     return {
         "model": run.model,
         "depth": run.depth,
-        "residual": run.residual,
+        "changed": run.changed,
         "seed": run.seed,
         "run_dir": _relative(run.run_dir, out),
         "status": run.status,

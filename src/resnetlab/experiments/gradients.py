@@ -9,6 +9,10 @@ run folder per model, as ``resnetlab train`` writes it).
 The first layer's norm over the last (fc) layer's tells how the gradient changes on its
 way back through the net. Layers differ in size, so the ratio means most when a plain net
 is set beside the ResNet of the same depth, whose layers have the same shapes.
+
+``family="preact"`` sets each original ResNet beside the pre-activation ResNet of the same
+depth instead (He et al. 2016: the pre-activation unit passes the gradient back through
+identities alone).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from ..engine import initial_model
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
 from ..models import load_model, read_model_meta
-from .runner import Run, default_out, run_pairs
+from .runner import Family, Run, default_out, get_family, run_pairs
 
 DEFAULT_DEPTHS = (20, 56, 110)
 DEFAULT_STEPS = 100
@@ -75,16 +79,21 @@ class GradientResult:
     Attributes:
         out: the experiment folder.
         steps: training steps between the two measurements.
-        rows: one per model: ``model``, ``depth``, ``residual``, ``status``, ``layers``
-            (names), ``init`` and ``trained`` (norms, one per layer; ``trained`` is None
-            when the run diverged) and the first/last ratios.
-        settings: data, recipe and options of the runs.
+        rows: one per model: ``model``, ``depth``, ``changed`` (False: the plain net, or
+            the family's baseline), ``status``, ``layers`` (names), ``init`` and
+            ``trained`` (norms, one per layer; ``trained`` is None when the run diverged)
+            and the first/last ratios.
+        settings: data, recipe, family and options of the runs.
     """
 
     out: Path
     steps: int
     rows: list[dict[str, Any]]
     settings: dict[str, Any]
+
+    @property
+    def family(self) -> Family:
+        return get_family(self.settings.get("family", "plain"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "steps": self.steps, "models": self.rows}
@@ -98,26 +107,29 @@ def run_gradients(
     seed: int = 0,
     probe_size: int = 128,
     out: str | Path | None = None,
-    recipe: str = "paper-cifar",
+    recipe: str | None = None,
+    family: str = "plain",
     **options: Any,
 ) -> GradientResult:
     """Measure each weight layer's gradient norm at initialisation and after ``steps`` steps.
 
     Args:
         data: a data set spec (``cifar10``, the CIFAR-10 JPEG archive, ``digits``, ...).
-        depths: CIFAR depths registered as both ``plainN`` and ``resnetN``
-            (default 20, 56, 110).
+        depths: CIFAR depths registered as both nets of the family (default 20, 56, 110).
         steps: training steps, with the recipe's optimizer and learning rate.
         seed: seeds the weights, the data order and the measured batch.
         probe_size: images in the measured batch, drawn from the training split.
-        out: the experiment folder (default ``runs/gradients-<data name>``).
-        recipe: the training recipe (default: the paper's).
+        out: the experiment folder (default ``runs/gradients[-preact]-<data name>``).
+        recipe: the training recipe (default: the family's paper's).
+        family: ``"plain"`` (plainN and resnetN) or ``"preact"`` (resnetN and preresnetN).
         **options: ``TrainConfig`` fields for the runs (``lr``, ``input_size``, ...).
 
     Returns:
         The per-layer norms of every model; ``gradients.png``, ``gradients.md`` and
         ``gradients.json`` are written into ``out``.
     """
+    kind = get_family(family)
+    recipe = recipe or kind.recipe
     depths = sorted(set(depths or DEFAULT_DEPTHS))
     if steps < 1:
         raise ResnetlabError(f"--steps must be at least 1, got {steps}")
@@ -127,19 +139,21 @@ def run_gradients(
         )
     if "max_steps" in options or "epochs" in options:
         raise ResnetlabError("the gradient experiment sets the length of training with --steps")
-    out = Path(out) if out is not None else default_out("gradients", data)
+    out = Path(out) if out is not None else default_out("gradients", data, family=kind.name)
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
-    runs = run_pairs(data, depths, [seed], out, recipe, options)
+    runs = run_pairs(data, depths, [seed], out, recipe, options, kind)
     images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))
     rows = [_measure(run, images, labels) for run in runs]
     settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
     settings["probe_size"] = len(labels)
+    if kind.name != "plain":
+        settings["family"] = kind.name
     result = GradientResult(out, steps, rows, settings)
     plot_gradient_norms(
         [
             {
                 "depth": r["depth"],
-                "residual": r["residual"],
+                "changed": r["changed"],
                 "stages": {
                     "at initialisation": r["init"],
                     **({f"after {steps} steps": r["trained"]} if r["trained"] else {}),
@@ -149,6 +163,7 @@ def run_gradients(
         ],
         out / "gradients.png",
         title=f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels)}",
+        names=kind.labels,
     )
     (out / "gradients.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     (out / "gradients.md").write_text(markdown(result))
@@ -186,7 +201,7 @@ def _measure(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     return {
         "model": run.model,
         "depth": run.depth,
-        "residual": run.residual,
+        "changed": run.changed,
         "status": run.status,
         "run_dir": run.run_dir.name,  # inside the experiment folder
         "layers": [name for name, _ in weight_layers(start)],
@@ -200,8 +215,9 @@ def _measure(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str, 
 def markdown(result: GradientResult) -> str:
     """``gradients.md``: first and last layer's norms and their ratio, per model."""
     k = result.steps
+    base, changed = result.family.nouns
     lines = [
-        "# Gradient norm per weight layer: plain vs residual nets",
+        f"# Gradient norm per weight layer: {base}s vs {changed}s",
         "",
         f"Data `{result.settings['data']}`, one batch of {result.settings['probe_size']} "
         f"training images, cross-entropy loss, training-mode BN. Seed "
@@ -218,15 +234,17 @@ def markdown(result: GradientResult) -> str:
             f"| {r['model']} | {len(r['layers'])} | {_num(r['init'][0])} | {_num(r['init'][-1])} "
             f"| {_num(r['init_ratio'])} | {after} | {_num(max(r['init']) / min(r['init']))} |"
         )
-    lines += ["", *_comparison(result.rows, k), ""]
+    lines += ["", *_comparison(result.rows, k, result.family), ""]
     return "\n".join(lines)
 
 
-def _comparison(rows: list[dict[str, Any]], steps: int) -> list[str]:
-    """One line per depth: the plain net's first/fc ratio against the ResNet's."""
+def _comparison(rows: list[dict[str, Any]], steps: int, kind: Family) -> list[str]:
+    """One line per depth: the plain net's (baseline's) first/fc ratio against the
+    ResNet's (changed net's)."""
+    base, changed = kind.nouns
     lines = []
     for depth in sorted({r["depth"] for r in rows}):
-        pair = {r["residual"]: r for r in rows if r["depth"] == depth}
+        pair = {r["changed"]: r for r in rows if r["depth"] == depth}
         if len(pair) < 2:
             continue
         parts = [
@@ -236,8 +254,8 @@ def _comparison(rows: list[dict[str, Any]], steps: int) -> list[str]:
             factor = pair[False]["trained_ratio"] / pair[True]["trained_ratio"]
             parts.append(f"{_times(factor)} after {steps} steps")
         lines.append(
-            f"- depth {depth}: the plain net's first/fc ratio is {' and '.join(parts)} "
-            "than the ResNet's."
+            f"- depth {depth}: the {base}'s first/fc ratio is {' and '.join(parts)} "
+            f"than the {changed}'s."
         )
     return lines
 

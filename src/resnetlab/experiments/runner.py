@@ -1,5 +1,9 @@
 """Runs of an experiment: one engine run folder per model and seed, resumed where it stopped.
 
+An experiment compares two CIFAR nets at each depth that differ in one thing: a ``Family``
+(``plain``: plainN against resnetN, the shortcuts; ``preact``: resnetN against
+preresnetN, the order of BN, ReLU and addition in each unit).
+
 An experiment folder holds one run folder per (model, seed), named ``<model>-seed<seed>``,
 each written by ``resnetlab.train`` exactly as ``resnetlab train`` writes it. Running the
 experiment again skips the runs that ended (finished or diverged), continues an unfinished
@@ -20,16 +24,89 @@ from typing import Any
 
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
+from ..engine.config import AUTO_FIELDS
 from ..engine.report import read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
 
 # Options that do not change what a run computes: a rerun may set them differently.
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
+# Options a run decides when it starts if they are left unset (None): a finished run's
+# config.json holds the decided value, which an unset option accepts.
+DECIDED_AT_START = ("head_epochs", *AUTO_FIELDS)
 
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
 ENDED = ("finished", "diverged")
+
+
+@dataclass(frozen=True)
+class Family:
+    """Two registered CIFAR nets per depth, ``<baseline><depth>`` and ``<changed><depth>``.
+
+    Attributes:
+        name: the ``--family`` value.
+        baseline, changed: name prefixes of the two nets.
+        labels: short names for curves and legends (``"plain"``, ``"ResNet"``).
+        nouns: the two nets in sentences (``"plain net"``, ``"ResNet"``); plurals add "s".
+        recipe: the training recipe by default.
+        question: what the comparison asks (a heading of ``table.md``).
+        paper: published CIFAR-10 test error (%) by depth, for the baseline and the changed
+            nets, and where it comes from.
+    """
+
+    name: str
+    baseline: str
+    changed: str
+    labels: tuple[str, str]
+    nouns: tuple[str, str]
+    recipe: str
+    question: str
+    paper: tuple[dict[int, float], dict[int, float]]
+    paper_source: str
+
+
+FAMILIES = {
+    "plain": Family(
+        name="plain",
+        baseline="plain",
+        changed="resnet",
+        labels=("plain", "ResNet"),
+        nouns=("plain net", "ResNet"),
+        recipe="paper-cifar",
+        question="Does the degradation show?",
+        # He et al. (2015), Table 6 (ResNet-110: the best of five runs; its mean is
+        # 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
+        paper=({}, {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}),
+        paper_source="He et al. (2015), Table 6, CIFAR-10 test error after 64k iterations on "
+        "all 50,000 training images; it gives numbers for the ResNets only (the plain nets "
+        "appear as curves in Fig. 6, so their column is empty).",
+    ),
+    "preact": Family(
+        name="preact",
+        baseline="resnet",
+        changed="preresnet",
+        labels=("ResNet", "pre-act"),
+        nouns=("ResNet", "pre-activation ResNet"),
+        recipe="preact-cifar",
+        question="Does pre-activation train the deeper nets better?",
+        # He et al. (2016), "Identity Mappings", Table 3: original and pre-activation units.
+        paper=({110: 6.61, 164: 5.93, 1001: 7.61}, {110: 6.37, 164: 5.46, 1001: 4.92}),
+        paper_source="He et al. (2016), Identity Mappings, Table 3, CIFAR-10 test error with "
+        "the original and the pre-activation units after 64k iterations on all 50,000 "
+        "training images (ResNet-110: basic units; 164 and 1001: bottlenecks).",
+    ),
+}
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``, or a clear error."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ResnetlabError(
+            f"unknown family {name!r}; choose one of {', '.join(FAMILIES)}"
+        ) from None
 
 
 @dataclass
@@ -38,7 +115,7 @@ class Run:
 
     model: str
     depth: int
-    residual: bool
+    changed: bool  # the family's changed net (the ResNet of plain vs ResNet), or its baseline
     seed: int
     run_dir: Path
     config: TrainConfig
@@ -51,27 +128,24 @@ class Run:
         return read_metrics(self.run_dir / "metrics.csv")
 
 
-def cifar_name(depth: int, residual: bool) -> str:
-    """``resnet56`` / ``plain56``: the registered CIFAR net of that depth."""
-    name = f"{'resnet' if residual else 'plain'}{depth}"
+def cifar_name(depth: int, changed: bool, kind: Family | None = None) -> str:
+    """``resnet56`` / ``plain56`` (or the ``kind``'s pair): the registered CIFAR net."""
+    kind = kind or FAMILIES["plain"]
+    name = f"{kind.changed if changed else kind.baseline}{depth}"
     if name not in list_models() or model_info(name).family != "cifar":
         raise ResnetlabError(
-            f"no registered CIFAR {'ResNet' if residual else 'plain net'} of depth {depth}; "
-            f"depths with both: {', '.join(map(str, cifar_depths()))}"
+            f"no registered CIFAR {kind.nouns[changed]} of depth {depth}; "
+            f"depths with both: {', '.join(map(str, cifar_depths(kind)))}"
         )
     return name
 
 
-def cifar_depths() -> list[int]:
-    """Depths registered both as a CIFAR plain net and a CIFAR ResNet."""
-    names = set(list_models())
-    return sorted(
-        int(m.removeprefix("plain"))
-        for m in names
-        if m.startswith("plain")
-        and model_info(m).family == "cifar"
-        and "resnet" + m.removeprefix("plain") in names
-    )
+def cifar_depths(kind: Family | None = None) -> list[int]:
+    """Depths registered both as the family's baseline and changed CIFAR net."""
+    kind = kind or FAMILIES["plain"]
+    names = {n for n in list_models() if model_info(n).family == "cifar"}
+    depths = {n.removeprefix(kind.baseline) for n in names if n.startswith(kind.baseline)}
+    return sorted(int(d) for d in depths if d.isdigit() and f"{kind.changed}{d}" in names)
 
 
 def run_config(
@@ -84,7 +158,7 @@ def run_config(
     return resolve_config(recipe=recipe, data=data, model=model, seed=seed, out=str(out), **options)
 
 
-def run_one(config: TrainConfig, *, depth: int, residual: bool, label: str = "") -> Run:
+def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") -> Run:
     """Train, resume or skip the run of ``config`` in its folder ``config.out``."""
     run_dir = Path(config.out)
     config_file = run_dir / "config.json"
@@ -110,7 +184,7 @@ def run_one(config: TrainConfig, *, depth: int, residual: bool, label: str = "")
     return Run(
         model=config.model,
         depth=depth,
-        residual=residual,
+        changed=changed,
         seed=config.seed,
         run_dir=run_dir,
         config=config,
@@ -127,28 +201,34 @@ def run_pairs(
     out: Path,
     recipe: str,
     options: dict[str, Any],
+    kind: Family | None = None,
 ) -> list[Run]:
-    """Train (or resume, or skip) ``plainN`` and ``resnetN`` for every seed and depth, each
-    in ``out/<model>-seed<S>``. Every configuration is checked before the first run starts,
-    not an hour into it."""
+    """Train (or resume, or skip) the family's two nets (default ``plainN`` and
+    ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
+    configuration is checked before the first run starts, not an hour into it."""
+    kind = kind or FAMILIES["plain"]
     plan = [
-        (depth, residual, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
+        (depth, changed, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
         for seed in seeds
         for depth in depths
-        for residual in (False, True)
-        for name in [cifar_name(depth, residual)]
+        for changed in (False, True)
+        for name in [cifar_name(depth, changed, kind)]
     ]
     out.mkdir(parents=True, exist_ok=True)
     return [
-        run_one(config, depth=depth, residual=residual, label=f"[{i}/{len(plan)}]")
-        for i, (depth, residual, config) in enumerate(plan, start=1)
+        run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
+        for i, (depth, changed, config) in enumerate(plan, start=1)
     ]
 
 
-def default_out(kind: str, data: str, root: str | Path = "runs") -> Path:
-    """``runs/<kind>-<data name>``: the same command finds its folder again and resumes."""
+def default_out(
+    kind: str, data: str, root: str | Path = "runs", *, family: str = "plain", quick: bool = False
+) -> Path:
+    """``runs/<kind>[-<family>][-quick]-<data name>`` (the plain family unnamed): the same
+    command finds its folder again and resumes."""
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data)).name.split(".")[0] or "data")
-    return Path(root) / f"{kind}-{tag}"
+    name = kind + ("" if family == "plain" else f"-{family}") + ("-quick" if quick else "")
+    return Path(root) / f"{name}-{tag}"
 
 
 def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
@@ -157,7 +237,13 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     defaults = json.loads(json.dumps(TrainConfig().to_dict()))
     stored = {**defaults, **TrainConfig.load(run_dir / "config.json")}
     wanted = json.loads(json.dumps({**config.to_dict(), "out": None}))
-    differ = [k for k in wanted if k not in INCIDENTAL and stored.get(k) != wanted[k]]
+    differ = [
+        k
+        for k in wanted
+        if k not in INCIDENTAL
+        and stored.get(k) != wanted[k]
+        and not (wanted[k] is None and k in DECIDED_AT_START)
+    ]
     if differ:
         k = differ[0]
         raise ResnetlabError(

@@ -50,14 +50,14 @@ def default_layer(model: nn.Module) -> str:
         raise ResnetlabError(
             f"{type(model).__name__} has no stages to choose a layer from; name one with --layer"
         )
-    return f"layer{stages}"
+    return model.stage_name(stages)
 
 
 def layer_choices(model: nn.Module) -> list[str]:
     """The stem's modules, the stages and their blocks: the layers worth naming."""
     names = []
     for name, child in model.named_children():
-        if isinstance(child, nn.Identity) or name in ("avgpool", "fc"):
+        if isinstance(child, nn.Identity) or name in ("avgpool", "fc", "head"):
             continue
         names.append(name)
         if isinstance(child, nn.Sequential):
@@ -69,7 +69,9 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     """The module called ``name``; an unknown name raises with the valid ones."""
     module = dict(model.named_modules()).get(name) if name else None
     if module is None:
-        example = f"{default_layer(model)}.0.conv1" if hasattr(model, "num_stages") else "conv1"
+        last = f"{default_layer(model)}." if hasattr(model, "num_stages") else ""
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        example = next((n for n in convs if n.startswith(last)), "conv1")
         raise ResnetlabError(
             f"no layer {name!r} in {getattr(model, 'model_name', type(model).__name__)}; "
             f"choose one of {', '.join(layer_choices(model))} (or a module inside a block, "

@@ -43,8 +43,8 @@ def randomized_copy(model: nn.Module, stages: int = 1, seed: int = 0) -> nn.Modu
         torch.manual_seed(seed)
         fresh = create_model(name, num_classes=model.num_classes, **model.model_kwargs)
     copied = copy.deepcopy(model)
-    parts = ["fc", *(f"layer{model.num_stages - i}" for i in range(stages))]
-    state = {k: v for k, v in fresh.state_dict().items() if k.split(".")[0] in parts}
+    first = model.num_stages - stages + 1  # the first stage drawn afresh; the head too
+    state = {k: v for k, v in fresh.state_dict().items() if fresh.stage_of(k) >= first}
     copied.load_state_dict(state, strict=False)
     return copied
 

@@ -4,11 +4,25 @@ A block computes ``relu(F(x) + shortcut(x))`` when ``residual=True`` and ``relu(
 when ``residual=False``: a plain net is the same net with the additions taken out, so a
 plain net and its residual twin share every conv and BN key.
 
-Shortcuts, as named in He et al. (2015), section 3.3:
+A block takes its parts: the norm and activation layers, the groups and width of a
+bottleneck's 3x3 conv (ResNeXt, Xie et al. 2017; wide ResNets, Zagoruyko & Komodakis
+2016), an attention module on the residual branch (squeeze-and-excitation, Hu et al. 2018)
+and the kind of shortcut. ``BasicBlock`` and ``Bottleneck`` are the original units
+(conv-BN-ReLU, ReLU after the addition; torchvision's and timm's keys);
+``PreActBasicBlock`` and ``PreActBottleneck`` the pre-activation units of He et al. (2016),
+"Identity Mappings in Deep Residual Networks" (BN-ReLU-conv, nothing after the addition;
+timm's ``ResNetV2`` keys).
+
+Shortcuts, as named in He et al. (2015), section 3.3, and He et al. (2019), "Bag of Tricks":
 
 - identity: used whenever input and output shapes agree;
 - option ``"A"``: parameter-free; subsample by the stride and zero-pad the new channels;
-- option ``"B"``: a projection (1x1 conv + BN) where the shape changes, identity elsewhere.
+- option ``"B"``: a projection (1x1 conv + BN) where the shape changes, identity elsewhere;
+- ``"D"`` (ResNet-D): 2x2 average pooling for the stride, then the 1x1 conv + BN, so the
+  projection sees every pixel instead of one in four.
+
+In a pre-activation block a projection has no BN of its own: it reads the block's
+pre-activated input, as in the paper.
 """
 
 from __future__ import annotations
@@ -20,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Shortcut = Literal["A", "B"]
+Shortcut = Literal["A", "B", "D"]
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
+AttnLayer = Callable[[int], nn.Module]
 
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "D")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -56,28 +71,111 @@ class PadShortcut(nn.Module):
         return f"stride={self.stride}, pad=({self.pad_before}, {self.pad_after})"
 
 
+class Projection(nn.Module):
+    """A pre-activation block's projection shortcut: [2x2 average pool,] 1x1 conv, no BN.
+
+    Keys ``conv`` (and the parameter-free ``pool``) as timm's ``DownsampleConv`` and
+    ``DownsampleAvg`` with ``preact=True``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, avg: bool) -> None:
+        super().__init__()
+        self.pool = _avg_pool(stride) if avg else nn.Identity()
+        self.conv = conv1x1(in_channels, out_channels, 1 if avg else stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
+def _avg_pool(stride: int) -> nn.Module:
+    # ResNet-D's pool, as timm builds it: a stride-1 stage has none; ceil mode and
+    # count_include_pad=False average the edge windows of odd maps over the pixels there.
+    if stride == 1:
+        return nn.Identity()
+    return nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+
+
 def make_shortcut(
     kind: Shortcut,
     in_channels: int,
     out_channels: int,
     stride: int,
-    norm_layer: NormLayer,
+    norm_layer: NormLayer | None,
     bias: bool = False,
+    *,
+    preact: bool = False,
 ) -> nn.Module | None:
-    """The shortcut module of a residual block, or ``None`` for an identity shortcut."""
+    """The shortcut module of a residual block, or ``None`` for an identity shortcut.
+
+    Args:
+        kind: ``"A"``, ``"B"`` or ``"D"`` (see the module docstring).
+        norm_layer: the projection's BN (not used by option A or pre-activation blocks).
+        preact: for a pre-activation block: projections without a BN (``Projection``).
+    """
     if kind not in SHORTCUTS:
         raise ValueError(f"unknown shortcut {kind!r}; choose one of {', '.join(SHORTCUTS)}")
     if stride == 1 and in_channels == out_channels:
         return None
     if kind == "A":
         return PadShortcut(in_channels, out_channels, stride)
+    if preact:
+        return Projection(in_channels, out_channels, stride, avg=kind == "D")
+    if kind == "D":  # keys downsample.1/.2 as timm's ResNet-D
+        return nn.Sequential(
+            _avg_pool(stride),
+            conv1x1(in_channels, out_channels, bias=bias),
+            norm_layer(out_channels),
+        )
     return nn.Sequential(
         conv1x1(in_channels, out_channels, stride, bias=bias), norm_layer(out_channels)
     )
 
 
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``)."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018): scale each channel by a gate computed
+    from the globally pooled features, ``x * sigmoid(fc2(relu(fc1(mean(x)))))``.
+
+    The two fully connected layers are 1x1 convs with biases, ``channels / reduction``
+    wide (rounded to a multiple of 8), keyed ``fc1``/``fc2`` as timm's ``SEModule``.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, act_layer: ActLayer = nn.ReLU) -> None:
+        super().__init__()
+        hidden = make_divisible(channels / reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = act_layer()
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))  # (B, C, 1, 1)
+        return x * torch.sigmoid(gate)
+
+
+def bottleneck_width(channels: int, groups: int, base_width: int) -> int:
+    """Channels of a bottleneck's 3x3 conv, as torchvision and timm compute them.
+
+    ResNet-50 (``groups=1, base_width=64``) keeps ``channels``; ResNeXt-50 32x4d has 32
+    groups of 4 per 64 channels (128 in its first stage); a wide ResNet-50-2 doubles
+    ``base_width`` (128 in its first stage).
+    """
+    return int(channels * (base_width / 64)) * groups
+
+
+def _check_basic(groups: int, base_width: int) -> None:
+    if groups != 1 or base_width != 64:
+        raise ValueError(
+            "groups and base_width apply only to bottleneck blocks (ResNeXt, wide ResNets)"
+        )
+
+
 class BasicBlock(nn.Module):
-    """Two 3x3 convs (the paper's Fig. 2, left). Keys match torchvision's ``BasicBlock``."""
+    """Two 3x3 convs (the paper's Fig. 2, left). Keys match torchvision's ``BasicBlock``
+    (and timm's, with ``se`` when ``attn_layer`` is given)."""
 
     expansion = 1
 
@@ -92,8 +190,12 @@ class BasicBlock(nn.Module):
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = nn.ReLU,
         bias: bool = False,
+        groups: int = 1,
+        base_width: int = 64,
+        attn_layer: AttnLayer | None = None,
     ) -> None:
         super().__init__()
+        _check_basic(groups, base_width)
         out_channels = channels * self.expansion
         self.residual = residual
         self.stride = stride
@@ -102,6 +204,7 @@ class BasicBlock(nn.Module):
         self.relu = act_layer()
         self.conv2 = conv3x3(channels, out_channels, bias=bias)
         self.bn2 = norm_layer(out_channels)
+        self.se = attn_layer(out_channels) if attn_layer is not None else None
         self.downsample = (
             make_shortcut(shortcut, in_channels, out_channels, stride, norm_layer, bias)
             if residual
@@ -111,6 +214,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.se is not None:
+            out = self.se(out)
         if self.residual:
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu(out)
@@ -125,10 +230,13 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (the paper's Fig. 5, right). Keys match torchvision's.
+    """1x1 reduce, 3x3, 1x1 expand (the paper's Fig. 5, right). Keys match torchvision's
+    (and timm's, with ``se`` when ``attn_layer`` is given).
 
     ``stride_in_1x1=False`` puts the stride on the 3x3 conv (ResNet v1.5, torchvision's
-    default); ``True`` puts it on the first 1x1 conv, as in the paper and the Keras seed.
+    default; "ResNet-B" in Bag of Tricks); ``True`` puts it on the first 1x1 conv, as in the
+    paper and the Keras seed. ``groups`` and ``base_width`` set the 3x3 conv's groups and
+    width (``bottleneck_width``): ResNeXt and wide ResNets.
     """
 
     expansion = 4
@@ -145,19 +253,26 @@ class Bottleneck(nn.Module):
         act_layer: ActLayer = nn.ReLU,
         bias: bool = False,
         stride_in_1x1: bool = False,
+        groups: int = 1,
+        base_width: int = 64,
+        attn_layer: AttnLayer | None = None,
     ) -> None:
         super().__init__()
         out_channels = channels * self.expansion
+        width = bottleneck_width(channels, groups, base_width)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.residual = residual
         self.stride = stride
-        self.conv1 = conv1x1(in_channels, channels, stride_1x1, bias=bias)
-        self.bn1 = norm_layer(channels)
-        self.conv2 = conv3x3(channels, channels, stride_3x3, bias=bias)
-        self.bn2 = norm_layer(channels)
-        self.conv3 = conv1x1(channels, out_channels, bias=bias)
+        self.conv1 = conv1x1(in_channels, width, stride_1x1, bias=bias)
+        self.bn1 = norm_layer(width)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride=stride_3x3, padding=1, groups=groups, bias=bias
+        )
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, out_channels, bias=bias)
         self.bn3 = norm_layer(out_channels)
         self.relu = act_layer()
+        self.se = attn_layer(out_channels) if attn_layer is not None else None
         self.downsample = (
             make_shortcut(shortcut, in_channels, out_channels, stride, norm_layer, bias)
             if residual
@@ -168,6 +283,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if self.se is not None:
+            out = self.se(out)
         if self.residual:
             out = out + (x if self.downsample is None else self.downsample(x))
         return self.relu(out)
@@ -181,7 +298,132 @@ class Bottleneck(nn.Module):
         return self.bn3
 
 
-Block = type[BasicBlock] | type[Bottleneck]
+class _PreActBlock(nn.Module):
+    """What the pre-activation units share: the shortcut, and how it is added.
+
+    ``x_{l+1} = x_l + F(x_l)`` with ``F`` a stack of BN-ReLU-conv (He et al. 2016, the
+    full pre-activation of Fig. 4e): nothing follows the addition, so the identity path
+    runs through the whole net untouched. A
+    projection shortcut reads the pre-activated input, as the paper's code does; an
+    option A shortcut pads the input itself. With ``residual=False`` there is no shortcut:
+    the plain twin of the same net.
+    """
+
+    def _init_shortcut(
+        self, residual: bool, shortcut: Shortcut, in_channels: int, out_channels: int, stride: int
+    ) -> None:
+        self.residual = residual
+        self.stride = stride
+        self.downsample = (
+            make_shortcut(shortcut, in_channels, out_channels, stride, None, preact=True)
+            if residual
+            else None
+        )
+
+    def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+        if not self.residual:
+            return out
+        if self.downsample is None:
+            return out + x
+        return out + self.downsample(x if isinstance(self.downsample, PadShortcut) else pre)
+
+
+class PreActBasicBlock(_PreActBlock):
+    """BN-ReLU-3x3 conv, twice (He et al. 2016, Fig. 4e). Keys as timm's ``PreActBasic``
+    (``norm1, conv1, norm2, conv2``, ``downsample.conv``).
+
+    ``drop_rate`` puts dropout between the two convs, after the second BN-ReLU: the
+    wide ResNets' ``WRN-n-k-dropout`` (Zagoruyko & Komodakis 2016, section 2.4).
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        stride: int = 1,
+        residual: bool = True,
+        shortcut: Shortcut = "B",
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0 <= drop_rate < 1:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        out_channels = channels * self.expansion
+        self.norm1 = norm_layer(in_channels)
+        self.act = act_layer()
+        self.conv1 = conv3x3(in_channels, channels, stride)
+        self.norm2 = norm_layer(channels)
+        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.conv2 = conv3x3(channels, out_channels)
+        self._init_shortcut(residual, shortcut, in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.norm1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.drop(self.act(self.norm2(out))))
+        return self._add_shortcut(out, x, pre)
+
+    def zero_init_last(self) -> None:
+        """Start the block as an identity map: zero its last conv (nothing follows it)."""
+        nn.init.zeros_(self.conv2.weight)
+
+
+class PreActBottleneck(_PreActBlock):
+    """BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1 (He et al. 2016, the units of ResNet-164 and
+    ResNet-1001). Keys as timm's ``PreActBottleneck`` (``norm1..3, conv1..3``,
+    ``downsample.conv``). ``stride_in_1x1``, ``groups`` and ``base_width`` as in
+    ``Bottleneck``.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        *,
+        stride: int = 1,
+        residual: bool = True,
+        shortcut: Shortcut = "B",
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        act_layer: ActLayer = nn.ReLU,
+        stride_in_1x1: bool = False,
+        groups: int = 1,
+        base_width: int = 64,
+    ) -> None:
+        super().__init__()
+        out_channels = channels * self.expansion
+        width = bottleneck_width(channels, groups, base_width)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.norm1 = norm_layer(in_channels)
+        self.act = act_layer()
+        self.conv1 = conv1x1(in_channels, width, stride_1x1)
+        self.norm2 = norm_layer(width)
+        self.conv2 = nn.Conv2d(
+            width, width, 3, stride=stride_3x3, padding=1, groups=groups, bias=False
+        )
+        self.norm3 = norm_layer(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self._init_shortcut(residual, shortcut, in_channels, out_channels, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.act(self.norm1(x))
+        out = self.conv1(pre)
+        out = self.conv2(self.act(self.norm2(out)))
+        out = self.conv3(self.act(self.norm3(out)))
+        return self._add_shortcut(out, x, pre)
+
+    def zero_init_last(self) -> None:
+        """Start the block as an identity map: zero its last conv (nothing follows it)."""
+        nn.init.zeros_(self.conv3.weight)
+
+
+Block = type[BasicBlock] | type[Bottleneck] | type[PreActBasicBlock] | type[PreActBottleneck]
 
 
 def make_stage(

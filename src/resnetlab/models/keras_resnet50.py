@@ -135,6 +135,8 @@ class KerasResNet50(ResNet):
     input_size=64,
     num_classes=6,
     description="the seed's Keras ResNet50 (deeplearning.ai course), exact; SIGNS 64x64",
+    group="Keras",
+    source="the deeplearning.ai course's Keras model; Keras names via keras_layer_names()",
 )
 def resnet50_keras(*, num_classes: int = 6, input_size: int = 64) -> KerasResNet50:
     return KerasResNet50(num_classes=num_classes, input_size=input_size)

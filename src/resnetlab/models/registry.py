@@ -1,7 +1,9 @@
 """The model registry: ``register_model``, ``create_model``, ``list_models``.
 
 Every builder is a keyword-only function ``name(*, num_classes, **kwargs) -> nn.Module``,
-so tests and the CLI can treat all models alike.
+so tests and the CLI can treat all models alike. Models are listed by family (ImageNet,
+CIFAR, Keras), and within a family in the order they are registered: group by group
+(``ModelInfo.group``), each residual net before its plain twin.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import difflib
 import fnmatch
 import inspect
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +29,12 @@ class ModelInfo:
 
     name: str
     builder: Builder
-    family: str  # "imagenet", "cifar" or "keras"
+    family: str  # the data it is built for: "imagenet", "cifar" or "keras"
     input_size: int  # the resolution it is designed for
     num_classes: int  # the default head size
     description: str
+    group: str = ""  # the kind of net, a heading in `resnetlab models`: "ResNeXt", ...
+    source: str = ""  # where the architecture (and its state-dict keys) come from
 
     @property
     def takes_input_size(self) -> bool:
@@ -50,7 +53,13 @@ _FAMILIES = ("imagenet", "cifar", "keras")
 
 
 def register_model(
-    *, family: str, input_size: int, num_classes: int, description: str
+    *,
+    family: str,
+    input_size: int,
+    num_classes: int,
+    description: str,
+    group: str = "",
+    source: str = "",
 ) -> Callable[[Builder], Builder]:
     """Decorator that registers a builder under its function name."""
 
@@ -58,24 +67,22 @@ def register_model(
         name = builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, builder, family, input_size, num_classes, description)
+        _REGISTRY[name] = ModelInfo(
+            name, builder, family, input_size, num_classes, description, group, source
+        )
         return builder
 
     return decorator
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted by family then depth, optionally filtered by a glob."""
+    """Registered model names by family, then registration order; optionally a glob's."""
+    families = {
+        n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
+        for n, i in _REGISTRY.items()
+    }
     names = [n for n in _REGISTRY if pattern is None or fnmatch.fnmatch(n, pattern)]
-    return sorted(names, key=_sort_key)
-
-
-def _sort_key(name: str) -> tuple:
-    # Family first, residual nets before their plain twins, then by depth.
-    prefix, depth = re.match(r"([a-z]+)(\d*)", name).groups()
-    family = _REGISTRY[name].family
-    family_order = _FAMILIES.index(family) if family in _FAMILIES else len(_FAMILIES)
-    return family_order, prefix != "resnet", int(depth or 0), name
+    return sorted(names, key=families.__getitem__)  # stable: registration order within
 
 
 def model_info(name: str) -> ModelInfo:
