@@ -890,6 +890,7 @@ EXPERIMENT_TRAIN_FLAGS = (
 
 
 def add_experiment(p: argparse.ArgumentParser) -> None:
+    # Declarations only: the two experiments' shared and own options.
     from .engine import CHOICES
     from .experiments import QUICK, QUICK_DEPTHS
     from .experiments.degradation import DEFAULT_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS

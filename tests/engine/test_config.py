@@ -145,3 +145,18 @@ def test_the_command_line_offers_every_recipe():
 
     for recipe in RECIPES:
         assert parse_args(["train", "--recipe", recipe]).recipe == recipe
+
+
+def test_a_config_is_its_recipe_plus_what_was_given():
+    seed = TrainConfig(recipe="seed")
+    assert (seed.optimizer, seed.lr, seed.batch_size) == ("adam", 1e-3, 32)
+    faster = TrainConfig(recipe="seed", lr=0.1)
+    assert (faster.optimizer, faster.lr) == ("adam", 0.1)
+    assert TrainConfig.from_recipe("paper-cifar", epochs=3) == TrainConfig(
+        recipe="paper-cifar", epochs=3
+    )
+    # Switching the recipe of a whole config applies the new preset, then what was given.
+    switched = resolve_config(TrainConfig().to_dict(), recipe="seed", epochs=2)
+    assert (switched.optimizer, switched.lr, switched.epochs) == ("adam", 1e-3, 2)
+    with pytest.raises(ResnetlabError, match="unknown training option: bogus"):
+        TrainConfig(bogus=1)

@@ -242,6 +242,8 @@ def load_folder(
 ) -> ImageSet | StreamingSet:
     """One split folder (class folders of images), decoded into memory or set up to stream;
     images of another shape than ``image_size`` squashed or centre-cropped (``resize``)."""
+    # The three ways to a split in the order they are tried: the decoding cache, streaming
+    # (asked for, or too large for memory), decoding now and caching.
     scan = scan_classes(folder)
     # Squashed folders keep the keys they were cached under before crops existed.
     how = {} if resize == "squash" else {"resize": resize}

@@ -181,9 +181,14 @@ CHOICES = {
 }
 
 
-@dataclass
+@dataclass(init=False)
 class TrainConfig:
-    """Everything a training run depends on. Defaults: the offline demo on ``digits``."""
+    """Everything a training run depends on. Defaults: the offline demo on ``digits``.
+
+    ``TrainConfig(recipe=R, **values)`` is recipe ``R``'s preset with ``values`` over it
+    (without a recipe, ``modern``'s: the field defaults below), so a config is always what
+    its recipe says plus what was given.
+    """
 
     # what to train, on what
     model: str = "resnet20"
@@ -245,12 +250,29 @@ class TrainConfig:
     tensorboard: bool = False
     explain_speed: bool = False  # log the CPU plan's timings (see engine.calibrate)
 
+    def __init__(self, **values: Any) -> None:
+        _check_keys(values, "option")
+        recipe = values.get("recipe", "modern")
+        preset = RECIPES.get(recipe, {}) if isinstance(recipe, str) else {}
+        for f in dataclasses.fields(self):
+            if f.name in values:
+                value = values[f.name]
+            elif f.name in preset:
+                value = preset[f.name]
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                value = f.default
+            setattr(self, f.name, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         _check_types(self)
         self.milestones = tuple(float(m) for m in self.milestones)
         self.validate()
 
     def validate(self) -> None:
+        # Long but flat: one (condition, message) pair per option, read as a table.
         _check_types(self)
         if self.val_split is not None:
             check_val_split(self.val_split)
@@ -365,8 +387,7 @@ class TrainConfig:
         """The recipe's preset, then ``overrides`` (unknown keys are an error)."""
         if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ResnetlabError(f"unknown recipe {recipe!r}; choose {_choices(RECIPES)}")
-        _check_keys(overrides, "option")
-        return cls(**{**RECIPES[recipe], **overrides, "recipe": recipe})
+        return cls(**overrides, recipe=recipe)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

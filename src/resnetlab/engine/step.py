@@ -335,6 +335,8 @@ def build_training(
             run passes none: its checkpoint holds the weights).
     """
     dist = dist or DistInfo()
+    # One function on purpose: the parts are built in the order they wrap each other
+    # (model, layout, CPU plan, SyncBN, optimizer, EMA, DDP, compile, step).
     if config.cuda_graphs:
         problem = cuda_graphs_problem(config.precision, device.type, dist.world_size)
         if problem is not None:

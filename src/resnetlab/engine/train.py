@@ -110,8 +110,8 @@ def train(
         return Trainer(config, run_dir=run_dir, resume=True).run()
     if config is None:
         config = resolve_config(**overrides)
-    elif overrides:
-        config = dataclasses.replace(config, **overrides)
+    elif overrides:  # a recipe among them applies its preset first, as --recipe does
+        config = resolve_config(config.to_dict(), **overrides)
     return Trainer(config).run()
 
 
@@ -138,6 +138,8 @@ class Trainer:
     """One training job: set up from a config, then ``run()``."""
 
     def __init__(self, config: TrainConfig, *, run_dir: Path | None = None, resume: bool = False):
+        # Every attribute of the run's state is created here, in the order the parts depend
+        # on each other (weights, data, recipe, model, position, folder), hence its length.
         self.config = c = config
         self.dist, self.device = init_distributed(c.device)
         torch.manual_seed(c.seed)
