@@ -302,7 +302,7 @@ def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
     args = ["train", "--model", "resnet20", "--model-option", "shortcut=C"]
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B\n"
+    assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B, D\n"
 
 
 def test_sync_bn_on_the_cpu_is_refused(monkeypatch):
