@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,6 +139,9 @@ def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsy
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
 
 
+KILLER = Path(__file__).parents[1] / "faults" / "killer.py"
+
+
 def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path):
     out = tmp_path / "killed"
     args = [
@@ -157,28 +160,16 @@ def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path):
         "--out",
         str(out),
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "resnetlab", "train", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    # Killed at a counted event, not a time: the 50th step, in the second epoch of 45.
+    env = {**os.environ, "FAULT_KILL": "step:write:50:0.5"}
+    done = subprocess.run(
+        [sys.executable, str(KILLER), "train", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,  # a hang guard, far beyond any machine's run time
     )
-    metrics = out / "metrics.csv"
-    deadline = time.time() + 120
-    try:
-        # Wait until the second epoch is under way (the first epoch's checkpoint is written).
-        while time.time() < deadline:
-            if metrics.exists() and any(
-                r["kind"] == "step" and 1 < float(r["epoch"]) < 2
-                for r in csv.DictReader(metrics.read_text().splitlines())
-            ):
-                break
-            assert proc.poll() is None, "training ended before it could be killed"
-            time.sleep(0.1)
-        else:
-            pytest.fail("training did not reach its second epoch")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["epoch"] == 1 and state["batch"] == 0
     assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
