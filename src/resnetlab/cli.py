@@ -238,7 +238,8 @@ TRAIN_HELP = {
     "it, then the centre; the default) or squash (resized to it, aspect ratio lost); "
     "recorded in the model file for predict",
     "recipe": "preset: auto (the default: chosen from the data and model, printed when the "
-    "run starts), seed (Adam 1e-3, batch 32), paper-cifar (He et al. 4.2), modern, finetune "
+    "run starts), course (the course's Adam 1e-3, batch 32; seed before), paper-cifar (He "
+    "et al. 4.2), modern, finetune "
     "(the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
     "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
     "IMAGENET1K_V2), timm:MODEL.TAG, a .pth/.pt/.safetensors/.h5 file or a run folder; the "

@@ -25,9 +25,9 @@ def test_recipes_set_their_values_and_flags_override():
     )
     assert (paper.schedule, paper.milestones, paper.batch_size) == ("step", (0.5, 0.75), 128)
     assert (paper.crop_padding, paper.flip) == (4, None)  # None: on unless digit-like
-    seed = resolve_config(recipe="seed", lr=5e-4)
+    seed = resolve_config(recipe="course", lr=5e-4)
     assert (seed.optimizer, seed.lr, seed.batch_size, seed.epochs) == ("adam", 5e-4, 32, 30)
-    assert resolve_config(recipe="seed", epochs=None).epochs == 30  # None: not given
+    assert resolve_config(recipe="course", epochs=None).epochs == 30  # None: not given
     assert resolve_config(recipe="modern", epochs=None).epochs == TrainConfig.epochs
 
 
@@ -39,8 +39,8 @@ def test_config_file_round_trip_and_flag_precedence(tmp_path):
     again = resolve_config(values)
     assert again.to_dict() == {**config.to_dict(), "out": None}
     assert resolve_config(values, lr=0.05).lr == 0.05
-    switched = resolve_config(values, recipe="seed")
-    assert (switched.recipe, switched.optimizer, switched.model) == ("seed", "adam", "resnet32")
+    switched = resolve_config(values, recipe="course")
+    assert (switched.recipe, switched.optimizer, switched.model) == ("course", "adam", "resnet32")
 
 
 def test_bad_values_are_clear_errors(tmp_path):
@@ -68,7 +68,7 @@ def test_every_recipe_is_valid():
 
 def test_every_model_defaults_to_the_auto_recipe():
     assert resolve_config(model="resnet50_keras").recipe == "auto"
-    assert resolve_config(model="resnet50_keras", recipe="seed").recipe == "seed"
+    assert resolve_config(model="resnet50_keras", recipe="course").recipe == "course"
     assert resolve_config(model="resnet56").recipe == "auto"
     # Explicit values stay under auto; only the unset ones are decided later.
     config = resolve_config(epochs=7, lr=0.3)
@@ -148,15 +148,22 @@ def test_the_command_line_offers_every_recipe():
 
 
 def test_a_config_is_its_recipe_plus_what_was_given():
-    seed = TrainConfig(recipe="seed")
+    seed = TrainConfig(recipe="course")
     assert (seed.optimizer, seed.lr, seed.batch_size) == ("adam", 1e-3, 32)
-    faster = TrainConfig(recipe="seed", lr=0.1)
+    faster = TrainConfig(recipe="course", lr=0.1)
     assert (faster.optimizer, faster.lr) == ("adam", 0.1)
     assert TrainConfig.from_recipe("paper-cifar", epochs=3) == TrainConfig(
         recipe="paper-cifar", epochs=3
     )
     # Switching the recipe of a whole config applies the new preset, then what was given.
-    switched = resolve_config(TrainConfig().to_dict(), recipe="seed", epochs=2)
+    switched = resolve_config(TrainConfig().to_dict(), recipe="course", epochs=2)
     assert (switched.optimizer, switched.lr, switched.epochs) == ("adam", 1e-3, 2)
     with pytest.raises(ResnetlabError, match="unknown training option: bogus"):
         TrainConfig(bogus=1)
+
+
+def test_the_course_recipe_keeps_its_earlier_name_seed():
+    assert resolve_config(recipe="seed").recipe == "course"
+    assert TrainConfig(recipe="seed") == TrainConfig(recipe="course")
+    old = {**TrainConfig(recipe="course").to_dict(), "recipe": "seed"}  # a config.json of before
+    assert resolve_config(old) == TrainConfig(recipe="course")

@@ -65,7 +65,7 @@ def test_auto_prints_its_choices_and_saves_them(tmp_path, capsys):
     assert "BN running statistics still lag" not in err  # recomputed before validating
 
 
-@pytest.mark.parametrize("recipe", ["seed", "paper-cifar", "modern", "auto"])
+@pytest.mark.parametrize("recipe", ["course", "paper-cifar", "modern", "auto"])
 def test_digits_are_never_flipped(recipe, tmp_path):
     trainer = Trainer(
         resnetlab.engine.resolve_config(

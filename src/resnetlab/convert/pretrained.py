@@ -53,7 +53,7 @@ from torch import nn
 
 from ..errors import ResnetlabError
 from ..models.files import META_KEY, read_model_meta
-from ..models.registry import create_model, model_info
+from ..models.registry import create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -221,9 +221,11 @@ def resolve_pretrained(
 
 
 def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWeights:
+    import torchvision
     from torchvision.models import get_model_weights
 
-    _check_imagenet_resnet(source, model, kwargs, "torchvision")
+    served = set(torchvision.models.list_models(module=torchvision.models))
+    _check_served(source, model, kwargs, "torchvision", served)
     weights_enum = get_model_weights(model)
     name = source.partition(":")[2]
     if name.startswith(weights_enum.__name__ + "."):
@@ -294,7 +296,8 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
             f"{model} weights are timm:{model}.<tag> (timm's resnet18..152 are torchvision's "
             f"architecture)"
         )
-    _check_imagenet_resnet(source, model, kwargs, "timm")
+    served = {name.split(".", 1)[0] for name in timm.list_pretrained()}
+    _check_served(source, model, kwargs, "timm", served)
     known = timm.list_pretrained(f"{architecture}.*")
     if "." in tag and tag not in known:
         tags = ", ".join(t.split(".", 1)[1] for t in known) or "none"
@@ -334,12 +337,16 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
     )
 
 
-def _check_imagenet_resnet(source: str, model: str, kwargs: dict[str, Any], whom: str) -> None:
-    info = model_info(model)
-    if info.family != "imagenet" or not model.startswith("resnet"):
+def _check_served(
+    source: str, model: str, kwargs: dict[str, Any], whom: str, served: set[str]
+) -> None:
+    """``model`` must be one that ``whom`` (torchvision, timm) has weights for under that
+    name: those are the architectures whose keys resnetlab keeps."""
+    if model not in served:
+        ours = ", ".join(name for name in list_models() if name in served)
         raise ResnetlabError(
-            f"{whom} has no weights for {model}; {source} is for resnet18, resnet34, "
-            f"resnet50, resnet101 and resnet152 (other models: a file or a run folder)"
+            f"{whom} has no weights for {model}; {source} is for {ours} (other models: a "
+            f"file or a run folder)"
         )
     if kwargs.get("stride_in_1x1"):
         raise ResnetlabError(

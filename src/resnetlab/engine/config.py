@@ -22,13 +22,13 @@ from ..storage import atomic_write_text
 
 # Each recipe is a set of TrainConfig values; flags override any of them.
 RECIPES: dict[str, dict[str, Any]] = {
-    # The seed's notebook trains with Adam, learning rate 1e-3, batch 32. On SIGNS that alone
+    # The course's notebook trains with Adam, learning rate 1e-3, batch 32. On SIGNS that alone
     # overfits 1,080 images and, at a constant rate, swings test accuracy by 10-20 points
     # from one epoch to the next; decaying the rate to zero over 30 epochs, 4-pixel shifts,
     # flips (a mirrored hand shows as many fingers) and label smoothing take it to 99%.
     # The notebook's own settings: --schedule constant --crop-padding 0 --no-flip
-    # --label-smoothing 0.
-    "seed": dict(
+    # --label-smoothing 0. Called "seed" before (still accepted, see RECIPE_ALIASES).
+    "course": dict(
         optimizer="adam",
         lr=1e-3,
         batch_size=32,
@@ -160,6 +160,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         epochs=10,
     ),
 }
+# Earlier names of recipes, accepted on the command line, in config files and in the API.
+RECIPE_ALIASES = {"seed": "course"}
+
 # What the auto recipe leaves unset until it knows the data; only it may leave them unset.
 AUTO_FIELDS = ("batch_size", "lr", "epochs", "warmup_epochs", "crop_padding", "scale_jitter")
 
@@ -172,7 +175,7 @@ DEFAULT_RESIZE = "crop"
 
 # The options that take one of a list of values, for validation and the command line.
 CHOICES = {
-    "recipe": tuple(RECIPES),
+    "recipe": (*RECIPES, *RECIPE_ALIASES),
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
     "precision": PRECISIONS,
@@ -252,6 +255,8 @@ class TrainConfig:
 
     def __init__(self, **values: Any) -> None:
         _check_keys(values, "option")
+        if values.get("recipe") in RECIPE_ALIASES:
+            values = {**values, "recipe": RECIPE_ALIASES[values["recipe"]]}
         recipe = values.get("recipe", "modern")
         preset = RECIPES.get(recipe, {}) if isinstance(recipe, str) else {}
         for f in dataclasses.fields(self):
@@ -385,6 +390,7 @@ class TrainConfig:
     @classmethod
     def from_recipe(cls, recipe: str = "modern", **overrides: Any) -> TrainConfig:
         """The recipe's preset, then ``overrides`` (unknown keys are an error)."""
+        recipe = RECIPE_ALIASES.get(recipe, recipe) if isinstance(recipe, str) else recipe
         if not isinstance(recipe, str) or recipe not in RECIPES:
             raise ResnetlabError(f"unknown recipe {recipe!r}; choose {_choices(RECIPES)}")
         return cls(**overrides, recipe=recipe)
@@ -445,10 +451,13 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     Without a recipe anywhere, the model's default recipe is used (``default_recipe``).
 
     ``None`` flags mean "not given". A ``recipe`` flag applies that preset over the file's
-    values, so ``--config old.json --recipe seed`` switches the recipe and keeps the rest.
+    values, so ``--config old.json --recipe course`` switches the recipe and keeps the rest.
     """
     flags = {k: v for k, v in flags.items() if v is not None}
     values = dict(file_values or {})
+    for given in (flags, values):
+        if given.get("recipe") in RECIPE_ALIASES:
+            given["recipe"] = RECIPE_ALIASES[given["recipe"]]
     if "recipe" in flags:
         if not isinstance(flags["recipe"], str) or flags["recipe"] not in RECIPES:
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")

@@ -118,8 +118,12 @@ class FineTuning:
             first = "epoch 1" if self.head_epochs == 1 else f"epochs 1-{self.head_epochs}"
             return f"{first}: the classifier trains alone"
         if self.head_epochs and epoch == self.head_epochs:
-            trains = "every stage" if self.frozen < 0 else "the stages after the frozen ones"
-            return f"epoch {epoch + 1} on: {trains} train"
+            trains = (
+                "every stage trains"
+                if self.frozen < 0
+                else "the stages after the frozen ones train"
+            )
+            return f"epoch {epoch + 1} on: {trains}"
         return None
 
     def kept_batchnorms(self, epoch: int) -> set[str]:

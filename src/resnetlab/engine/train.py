@@ -131,6 +131,7 @@ RUN_DEFINING = (
     "freeze",
     "head_epochs",
     "layer_lr_decay",
+    "freeze_bn",
 )
 
 
