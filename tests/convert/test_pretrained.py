@@ -98,7 +98,7 @@ def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):
     with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet20"):
         resnetlab.create_model("resnet20", pretrained="torchvision")
     # timm's ResNet-D keys are not torchvision's: refused by name, not by a traceback.
-    with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet50d; .*is for "):
+    with pytest.raises(ResnetlabError, match=r"no weights for resnet50d; .*is for "):
         resnetlab.create_model("resnet50d", pretrained="torchvision")
     with pytest.raises(ResnetlabError, match="drop stride_in_1x1"):
         resnetlab.create_model("resnet50", stride_in_1x1=True, pretrained="torchvision")
