@@ -321,6 +321,7 @@ class Trainer:
                     and not self._out_of_patience()
                 ):
                     train_stats = self._train_epoch()
+                    self._sync_buffers()
                     val = self._evaluate()
                     self._end_epoch(train_stats, val)
             if self._reached_target() and self.dist.is_main:
@@ -465,7 +466,9 @@ class Trainer:
         )
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.train_step(x, y)  # the loss and hits accumulate on the device
+        """One optimizer step; the loss and hits accumulate on the device. Its own method so
+        that the fault suite can count steps (tests/faults/killer.py)."""
+        self.train_step(x, y)
 
     def _reduce(self, sums: torch.Tensor, seen: int) -> tuple[float, float, int]:
         """(loss sum, hits, images) over all processes since the last log: one sync."""
@@ -475,11 +478,15 @@ class Trainer:
         loss_sum, hits, n = all_reduce_sum(packed, self.dist).tolist()
         return loss_sum, hits, int(n)
 
-    def _evaluate(self) -> EvalResult | None:
+    def _sync_buffers(self) -> None:
+        """Under torchrun, give every process rank 0's buffers (BN statistics drift apart on
+        different shards): what is evaluated, recalibrated and saved is then the same model
+        everywhere."""
         if self.dist.enabled:
-            # BN statistics drift apart on different shards; evaluate and save rank 0's.
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer, src=0)
+
+    def _evaluate(self) -> EvalResult | None:
         self.bn_note = self._recalibrate_bn()  # also without validation: the model is saved
         if self.val_loader is None:
             return None
