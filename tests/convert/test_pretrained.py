@@ -289,3 +289,19 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
         f.truncate(f.seek(0, 2) // 2)
     with pytest.raises(ResnetlabError, match=re.escape("cut.pth is not a PyTorch file, or")):
         resolve_pretrained(tmp_path / "cut.pth", "resnet18")
+
+
+def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):
+    # timm's ResNetV2 layout: the classifier is head.fc, a 1x1 convolution.
+    source = resnetlab.create_model("preresnet20", num_classes=10)
+    torch.save(source.state_dict(), tmp_path / "pre10.pth")
+    six = resnetlab.create_model(
+        "preresnet20", num_classes=6, pretrained=str(tmp_path / "pre10.pth")
+    )
+    assert six.pretrained.head == "replaced" and six.pretrained.new == [
+        "head.fc.weight",
+        "head.fc.bias",
+    ]
+    assert "the weights have 10 classes, the model 6" in six.pretrained.describe()
+    kept = {k: v for k, v in six.state_dict().items() if not k.startswith("head.")}
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in kept.items())

@@ -305,3 +305,15 @@ def test_sync_bn_on_the_cpu_is_refused(monkeypatch):
     config = TrainConfig(model="resnet8", sync_bn=True)
     with pytest.raises(resnetlab.ResnetlabError, match="--sync-bn needs CUDA devices"):
         build_training(config, torch.device("cpu"), num_classes=10, input_size=8, dist=dist)
+
+
+def test_a_metrics_file_from_before_top5_still_reads(tmp_path):
+    from resnetlab.engine.report import read_metrics
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "kind,epoch,step,train_loss,train_acc,val_loss,val_acc,lr,images_per_s\n"
+        "epoch,1,12,1.5,0.4,1.2,0.5,0.1,300\n"
+    )
+    (row,) = read_metrics(path)
+    assert (row["epoch"], row["step"], row["val_acc"], row["val_top5"]) == (1, 12, 0.5, None)

@@ -11,8 +11,8 @@ from .conftest import fit, normalise, squares
 
 @pytest.mark.parametrize(
     "name, size",
-    [("resnet8", 32), ("plain8", 32), ("resnet18", 64), ("resnet50_keras", 64)],
-    ids=["cifar", "plain", "imagenet", "keras"],
+    [("resnet8", 32), ("plain8", 32), ("resnet18", 64), ("resnet50_keras", 64), ("preresnet8", 32)],
+    ids=["cifar", "plain", "imagenet", "keras", "preact"],
 )
 def test_maps_have_the_image_size_and_vary_for_each_family(name, size):
     kwargs = {"input_size": size} if name == "resnet50_keras" else {}
@@ -24,7 +24,7 @@ def test_maps_have_the_image_size_and_vary_for_each_family(name, size):
         assert torch.isfinite(result.maps).all()
         flat = result.maps.flatten(1)
         assert (flat.amax(1) - flat.amin(1) > 0.5).all()  # each map scaled to [0, 1]
-        assert result.layer == f"layer{model.num_stages}"
+        assert result.layer == model.stage_name(model.num_stages)
 
 
 def test_the_class_chosen_changes_the_map(trained_resnet8):

@@ -57,7 +57,9 @@ from ..models.registry import create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-HEAD = "fc"  # every resnetlab model's classifier (ResNet.fc)
+# The classifier's keys: ``fc.*`` (ResNet.fc, torchvision's layout) and ``head.*``
+# (PreActResNet.head, timm's ResNetV2 layout: ``head.fc``, a 1x1 convolution).
+HEAD_PREFIXES = ("fc.", "head.")
 # Seconds a download may wait for the server before giving up: without a network a
 # connection attempt can otherwise hang for minutes.
 NETWORK_TIMEOUT_S = 30.0
@@ -679,8 +681,8 @@ def _head_status(
         return "new", "the weights have no classifier: a new one is trained"
     if all(k in loaded for k in ours):
         return "kept", ""
-    ours_w, theirs_w = ours.get(f"{HEAD}.weight"), theirs.get(f"{HEAD}.weight")
-    if ours_w is not None and theirs_w is not None and ours_w.ndim == theirs_w.ndim == 2:
+    ours_w, theirs_w = _head_weight(ours), _head_weight(theirs)
+    if ours_w is not None and theirs_w is not None and ours_w.ndim == theirs_w.ndim:
         if ours_w.shape[0] != theirs_w.shape[0]:
             why = f"the weights have {theirs_w.shape[0]} classes, the model {ours_w.shape[0]}"
         else:
@@ -705,7 +707,12 @@ def weights_normalisation(
 
 
 def _is_head(key: str) -> bool:
-    return key.startswith(HEAD + ".")
+    return key.startswith(HEAD_PREFIXES)
+
+
+def _head_weight(head: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The classifier's (classes, features[, 1, 1]) weight among its tensors."""
+    return next((t for k, t in head.items() if k.endswith(".weight") and t.ndim >= 2), None)
 
 
 def _is_counter(key: str) -> bool:

@@ -79,14 +79,17 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if lines and not lines[-1].endswith(("\n", "\r")):
         lines.pop()  # unfinished
     records = list(csv.reader(lines))
-    if not records or tuple(records[0]) != METRIC_FIELDS:
+    # Files written before val_top5 existed have the header without it.
+    headers = (METRIC_FIELDS, tuple(f for f in METRIC_FIELDS if f != "val_top5"))
+    if not records or tuple(records[0]) not in headers:
         raise ResnetlabError(
             f"{path}, line 1: not the metrics header ({','.join(METRIC_FIELDS)}); the file is "
             "damaged: restore it, or delete it to go on without the history"
         )
     rows = []
+    fields = tuple(records[0])
     for number, values in enumerate(records[1:], start=2):
-        row = _metrics_row(values)
+        row = _metrics_row(values, fields)
         if isinstance(row, str):
             raise ResnetlabError(
                 f"{path}, line {number}: {row}; the file is damaged: restore it, or delete it "
@@ -96,11 +99,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _metrics_row(values: list[str]) -> dict[str, Any] | str:
-    """One metrics row, or what is wrong with it."""
-    if len(values) != len(METRIC_FIELDS):
-        return f"{len(values)} fields, expected {len(METRIC_FIELDS)}"
-    raw = dict(zip(METRIC_FIELDS, values, strict=True))
+def _metrics_row(values: list[str], fields: tuple[str, ...]) -> dict[str, Any] | str:
+    """One metrics row under the header ``fields`` (absent fields are None), or what is
+    wrong with it."""
+    if len(values) != len(fields):
+        return f"{len(values)} fields, expected {len(fields)}"
+    raw = {**dict.fromkeys(METRIC_FIELDS, ""), **dict(zip(fields, values, strict=True))}
     if raw["kind"] not in ("step", "epoch"):
         return f"kind {raw['kind']!r} is neither step nor epoch"
     row: dict[str, Any] = {"kind": raw["kind"]}

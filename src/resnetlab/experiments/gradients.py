@@ -181,6 +181,7 @@ def probe_batch(
         seed=seed,
         download=download,
         default_val_split=DEFAULT_VAL_SPLIT,
+        resize=meta.resize,
     ).train
     if size < len(train):
         _, kept = stratified_split(train.labels, size / len(train), seed)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
-from ..engine.config import AUTO_FIELDS
+from ..engine.config import AUTO_FIELDS, RECIPE_ALIASES
 from ..engine.report import read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
@@ -33,7 +33,7 @@ from ..models import list_models, model_info
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
 # Options a run decides when it starts if they are left unset (None): a finished run's
 # config.json holds the decided value, which an unset option accepts.
-DECIDED_AT_START = ("head_epochs", *AUTO_FIELDS)
+DECIDED_AT_START = ("head_epochs", "warmup_steps", *AUTO_FIELDS)
 
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
@@ -236,6 +236,7 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     # TrainConfig after the run was made is taken at its default, which is the old behaviour.
     defaults = json.loads(json.dumps(TrainConfig().to_dict()))
     stored = {**defaults, **TrainConfig.load(run_dir / "config.json")}
+    stored["recipe"] = RECIPE_ALIASES.get(stored["recipe"], stored["recipe"])
     wanted = json.loads(json.dumps({**config.to_dict(), "out": None}))
     differ = [
         k

@@ -44,7 +44,8 @@ class CamResult:
 
 def default_layer(model: nn.Module) -> str:
     """The last stage (``layer4`` of the ImageNet nets and ``resnet50_keras``, ``layer3`` of
-    the CIFAR nets): the last feature map before pooling, as Grad-CAM uses."""
+    the CIFAR nets, ``stages.3``/``stages.2`` of the pre-activation nets): the last stage's
+    feature map, as Grad-CAM uses."""
     stages = getattr(model, "num_stages", None)
     if stages is None:
         raise ResnetlabError(
@@ -60,8 +61,7 @@ def layer_choices(model: nn.Module) -> list[str]:
         if isinstance(child, nn.Identity) or name in ("avgpool", "fc", "head"):
             continue
         names.append(name)
-        if isinstance(child, nn.Sequential):
-            names += [f"{name}.{i}" for i in range(len(child))]
+        names += [f"{name}.{sub}" for sub, _ in child.named_children()]
     return names
 
 

@@ -509,10 +509,9 @@ def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
         fine = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
         images = fine.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return images, f"{GENERATED_IMAGES} generated images"
-    from ..data import load_eval_split
+    from ..engine.evaluate import held_out_split
 
-    split = load_eval_split(data, image_size=size)
-    images = split_pixels(split, CHECK_IMAGES)
+    images = split_pixels(held_out_split(data, meta), CHECK_IMAGES)
     return images, f"{len(images)} held-out images of {data}"
 
 
@@ -520,7 +519,7 @@ def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Te
     """Up to ``count`` images of the training images of ``data`` (else all of it)."""
     from ..data.sources import open_source
 
-    source = open_source(data, image_size=meta.input_size)
+    source = open_source(data, image_size=meta.input_size, resize=meta.resize)
     key = source.key("train", "all", "val", "test")
     return split_pixels(source.splits[key](), count)
 
@@ -536,7 +535,8 @@ def split_pixels(split: Any, count: int) -> torch.Tensor:  # an ImageSet or a St
     index = torch.linspace(0, n - 1, min(count, n)).round().long().unique()
     if isinstance(split, ImageSet):
         return split.images[index].contiguous()
-    images, _, _, _ = decode_files([split.paths[i] for i in index.tolist()], split.image_size)
+    paths = [split.paths[i] for i in index.tolist()]
+    images, _, _, _ = decode_files(paths, split.image_size, resize=split.resize)
     return torch.from_numpy(images)
 
 
