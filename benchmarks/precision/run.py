@@ -29,11 +29,11 @@ from resnetlab.engine.cpu import cpu_info
 
 DATA = Path("../shared/data")
 TASKS = {
-    # The demo: `resnetlab train` with no flags (ResNet-20 on digits, 15 epochs).
-    "digits": [],
-    # The seed's task, shortened from 30 epochs to 10 (the seed recipe's cosine over 10).
+    # The demo's model and data: ResNet-20 on digits, the modern recipe's 15 epochs.
+    "digits": ["--recipe", "modern", "--epochs", "15"],
+    # The course's task, shortened from 30 epochs to 10 (the course recipe's cosine over 10).
     "signs-10-epochs": [
-        "--model", "resnet50_keras",
+        "--model", "resnet50_keras", "--recipe", "course",
         "--data", str(DATA / "signs" / "train_signs.h5"),
         "--val-data", str(DATA / "signs" / "test_signs.h5"),
         "--epochs", "10",
@@ -42,7 +42,7 @@ TASKS = {
     "cifar10-5000": [
         "--model", "resnet20",
         "--data", str(DATA / "cifar10-jpg.tar.gz"),
-        "--subset", "5000", "--val-subset", "2000", "--epochs", "15",
+        "--subset", "5000", "--val-subset", "2000", "--epochs", "15", "--recipe", "modern",
     ],
 }  # fmt: skip
 

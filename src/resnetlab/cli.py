@@ -239,8 +239,8 @@ TRAIN_HELP = {
     "recorded in the model file for predict",
     "recipe": "preset: auto (the default: chosen from the data and model, printed when the "
     "run starts), course (the course's Adam 1e-3, batch 32; seed before), paper-cifar (He "
-    "et al. 4.2), modern, finetune "
-    "(the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
+    "et al. 4.2), preact-cifar (He et al. 2016), wrn-cifar (Zagoruyko & Komodakis 2016), "
+    "modern, finetune (the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
     "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
     "IMAGENET1K_V2), timm:MODEL.TAG, a .pth/.pt/.safetensors/.h5 file or a run folder; the "
     "classifier is replaced when the class count differs, and the default recipe is finetune",
@@ -272,9 +272,9 @@ TRAIN_HELP = {
     "(e.g. 0.91; time-to-accuracy runs)",
     "patience": "stop after N epochs without a better validation accuracy (early stopping)",
     "clip_grad_norm": "clip the gradients' total norm to this (0: off)",
-    "recalibrate_bn": "recompute BatchNorm statistics on ten training batches before each "
-    "validation (default: on; the running averages lag behind the weights, slowest with "
-    "Keras's momentum 0.99)",
+    "recalibrate_bn": "recompute BatchNorm statistics on up to ten training batches (at most "
+    "512 images) before each validation (default: on; the running averages lag behind the "
+    "weights, slowest with Keras's momentum 0.99)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
     "scale_jitter": "random crops of between this share of the area and all of it, aspect "
     "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 64 px up)",
@@ -304,8 +304,9 @@ def add_train(p: argparse.ArgumentParser) -> None:
     from .engine import CHOICES, TrainConfig
 
     p.description = (
-        "Train a model. With no flags: resnet20 on the bundled digits, about a minute "
-        "on a laptop CPU. Flags override the recipe; --config reruns a run's config.json."
+        "Train a model. With no flags: resnet20 on the bundled digits with the auto recipe, "
+        "a few minutes on a laptop CPU. Flags override the recipe; --config reruns a run's "
+        "config.json."
     )
     p.add_argument(
         "--config", metavar="CONFIG_JSON", help="rerun a run's config.json (flags override)"

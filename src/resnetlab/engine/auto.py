@@ -1,7 +1,7 @@
 """The ``auto`` recipe: training settings derived from the data and the model.
 
 Named recipes were shaped on one kind of data (``paper-cifar`` on CIFAR's 50,000 images,
-``seed`` on SIGNS); ``auto`` decides from what a run actually trains on:
+``course`` on SIGNS); ``auto`` decides from what a run actually trains on:
 
 - Batch size: about the square root of the number of training images, a power of two
   between 16 and 256. Small sets then still take tens of steps per epoch.
@@ -97,9 +97,8 @@ def auto_recipe(
     """The ``auto`` recipe's choices for ``num_images`` training images of ``image_size``
     pixels in ``num_classes`` classes, trained with ``model``.
 
-    One rule serves every model family: measured on the CIFAR nets, the ImageNet ResNets
-    and the seed's Keras model (docs/defaults.md), it did as well as the recipe tuned for
-    each. ``num_classes`` and ``model`` are in the signature so that the choice remains a
+    One rule serves every model family (what it was measured on: docs/defaults.md).
+    ``num_classes`` and ``model`` are in the signature so that the choice remains a
     function of everything it may depend on.
 
     Args:
@@ -172,8 +171,8 @@ def apply_auto(
 
 
 def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, given: set[str]) -> str:
-    """One line: ``recipe auto: 1,651 images at 64x64 -> batch 32 (...), SGD lr 0.025
-    (...), 2,040 steps (40 epochs; ...), warm-up 102 steps (...), scale/aspect jitter``."""
+    """One line: ``recipe auto: 1,080 images at 64x64 -> batch 32 (...), SGD lr 0.05
+    (...), 1,023 steps (31 epochs; ...), warm-up 100 steps (...), scale/aspect jitter``."""
 
     def why(key: str, reason: str) -> str:
         return "given" if key in given else reason

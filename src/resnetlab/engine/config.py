@@ -232,7 +232,7 @@ class TrainConfig:
     target_accuracy: float | None = None  # stop after the first epoch whose accuracy reaches it
     patience: int | None = None  # stop after this many epochs without a better accuracy
     clip_grad_norm: float = 0.0  # > 0 clips the gradients' total norm to it
-    recalibrate_bn: bool = True  # BN statistics from clean training images before validating
+    recalibrate_bn: bool = True  # BN statistics recomputed on training batches before validating
     crop_padding: int | None = 4
     scale_jitter: float | None = 0.0  # > 0: random-resized crops of at least this area
     flip: bool | None = None  # default: on, except for digit-like data (engine.auto)
