@@ -188,7 +188,7 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
         rule = f"{WARMUP_FRACTION:.0%}, at least {MIN_WARMUP_STEPS}"
         if c.warmup_steps < MIN_WARMUP_STEPS:
             rule = "a quarter of training"
-        warmup = f"warm-up {_count(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
+        warmup = f"warm-up {count_of(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
         warmup = f"warm-up {c.warmup_epochs:g} epochs (given)"
     length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
@@ -197,11 +197,12 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
         f"batch {c.batch_size} ({why('batch_size', 'about the square root of the images')}), "
         f"{c.optimizer.upper()} lr {c.lr:.3g} "
         f"({why('lr', f'{BASE_LR:g} x sqrt(batch / {BASE_BATCH})')}), "
-        f"{steps:,} steps ({_count(c.epochs, 'epoch')}; {length}), {warmup}, {augment}"
+        f"{steps:,} steps ({count_of(c.epochs, 'epoch')}; {length}), {warmup}, {augment}"
     )
 
 
-def _count(n: int, noun: str) -> str:
+def count_of(n: int, noun: str) -> str:
+    """``1 epoch``, ``1,320 steps``: a number with its noun."""
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 

@@ -34,7 +34,7 @@ from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
-from .auto import apply_auto, is_digit_like
+from .auto import apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import TrainConfig, resolve_config
@@ -443,7 +443,7 @@ class Trainer:
         what = "validation" if self.num_val else "training"
         return (
             f"stopped early after epoch {self.epoch} of {self.num_epochs}: no better {what} "
-            f"accuracy for {_count(self.config.patience, 'epoch')} (--patience), best "
+            f"accuracy for {count_of(self.config.patience, 'epoch')} (--patience), best "
             f"{self.best['metric']:.4f} at epoch {self.best['epoch']}"
         )
 
@@ -679,7 +679,7 @@ class Trainer:
             summary = self._final_summary("finished")
         elif self.dist.is_main:
             self.log.message(
-                f"{self.run_dir} already finished its {_count(self.num_epochs, 'epoch')}; "
+                f"{self.run_dir} already finished its {count_of(self.num_epochs, 'epoch')}; "
                 f"add --epochs N (more than {self.num_epochs}) to train it further"
             )
         self.log.close()
@@ -719,9 +719,11 @@ class Trainer:
 
     def _length(self) -> str:
         full = self.num_epochs * self.steps_per_epoch
-        length = f"{_count(self.num_epochs, 'epoch')} of {_count(self.steps_per_epoch, 'step')}"
+        length = f"{count_of(self.num_epochs, 'epoch')} of {count_of(self.steps_per_epoch, 'step')}"
         return (
-            length if full == self.total_steps else f"{_count(self.total_steps, 'step')} ({length})"
+            length
+            if full == self.total_steps
+            else f"{count_of(self.total_steps, 'step')} ({length})"
         )
 
     def _training_info(self) -> dict[str, Any]:
@@ -826,7 +828,3 @@ def _check_fresh(run_dir: Path) -> None:
             f"{run_dir} already holds a run; continue it with --resume {run_dir} "
             f"or choose another --out"
         )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
