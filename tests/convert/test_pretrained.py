@@ -305,3 +305,10 @@ def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):
     assert "the weights have 10 classes, the model 6" in six.pretrained.describe()
     kept = {k: v for k, v in six.state_dict().items() if not k.startswith("head.")}
     assert all(torch.equal(v, source.state_dict()[k]) for k, v in kept.items())
+
+
+def test_weights_that_name_their_model_say_which_when_given_to_another(tmp_path):
+    path = tmp_path / "r8.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path)
+    with pytest.raises(ResnetlabError, match="holds a resnet8, not a resnet18; .*--model resnet8"):
+        resnetlab.create_model("resnet18", pretrained=str(path))

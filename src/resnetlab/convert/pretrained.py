@@ -558,8 +558,8 @@ def load_pretrained(
         else resolve_pretrained(source, name, kwargs)
     )
     target = model.state_dict()
+    _check_declared_model(weights, name, kwargs)  # first: it names the model they are for
     loaded, new, dropped = _match(target, weights, name)
-    _check_declared_model(weights, name, kwargs)
     head, head_note = _head_status(target, weights, loaded)
     with torch.no_grad():
         for key in loaded:
