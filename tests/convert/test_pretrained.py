@@ -310,5 +310,5 @@ def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):
 def test_weights_that_name_their_model_say_which_when_given_to_another(tmp_path):
     path = tmp_path / "r8.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path)
-    with pytest.raises(ResnetlabError, match="holds a resnet8, not a resnet18; .*--model resnet8"):
+    with pytest.raises(ResnetlabError, match=r"holds a resnet8, not a resnet18; .*--model resnet8"):
         resnetlab.create_model("resnet18", pretrained=str(path))
