@@ -66,9 +66,9 @@ def test_every_recipe_is_valid():
         assert resolve_config(recipe=name).recipe == name
 
 
-def test_every_model_defaults_to_the_auto_recipe():
-    assert resolve_config(model="resnet50_keras").recipe == "auto"
-    assert resolve_config(model="resnet50_keras", recipe="course").recipe == "course"
+def test_every_model_but_the_courses_defaults_to_the_auto_recipe():
+    assert resolve_config(model="resnet50_keras").recipe == "course"
+    assert resolve_config(model="resnet50_keras", recipe="auto").recipe == "auto"
     assert resolve_config(model="resnet56").recipe == "auto"
     # Explicit values stay under auto; only the unset ones are decided later.
     config = resolve_config(epochs=7, lr=0.3)
