@@ -125,6 +125,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
+    from .data.decode import DEFAULT_RESIZE, RESIZE_MODES
+
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     q = data_sub.add_parser(
         "inspect", help="splits, images per class, image sizes, and a contact sheet of samples"
@@ -139,6 +141,12 @@ def add_data(p: argparse.ArgumentParser) -> None:
         type=int,
         help="resize images to N x N, as training would",
     )
+    q.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default=DEFAULT_RESIZE,
+        help=f"how images that are not square meet --input-size, as for train ({DEFAULT_RESIZE})",
+    )
     q.add_argument("--download", action="store_true", help="fetch cifar10 if it is not cached")
     q.add_argument("--cache-dir", help="default: $RESNETLAB_CACHE or ~/.cache/resnetlab")
     q.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -151,7 +159,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.report import contact_sheet, describe
 
     summary, splits = describe(
-        args.path, image_size=args.input_size, download=args.download, cache_dir=args.cache_dir
+        args.path,
+        image_size=args.input_size,
+        resize=args.resize,
+        download=args.download,
+        cache_dir=args.cache_dir,
     )
     if not args.no_sheet:
         name = Path(args.path.rstrip("/")).name.split(".")[0] or "data"

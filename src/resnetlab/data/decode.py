@@ -44,6 +44,7 @@ Size = tuple[int, int]  # (height, width)
 # (the aspect ratio changes); "crop" scales it until it covers the size, keeping the aspect
 # ratio, and cuts the centre (torchvision's eval transform: Resize(side) + CenterCrop(side)).
 RESIZE_MODES = ("squash", "crop")
+DEFAULT_RESIZE = "crop"  # for training and data inspect; model files record their own
 
 
 def crop_resize_plan(size: Size, target: Size) -> tuple[Size, tuple[int, int]]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..storage import atomic_write, write_error
-from .decode import READ_ERRORS, read_image
+from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
 from .imageset import ImageSet
 from .sources import Split, open_source
 
@@ -18,17 +18,21 @@ def describe(
     data: str,
     *,
     image_size: int | None = None,
+    resize: str = DEFAULT_RESIZE,
     download: bool = False,
     cache_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Split]]:
-    """Load every split of ``data`` and summarise it.
+    """Load every split of ``data`` and summarise it (at ``image_size``, reached as
+    ``resize`` says when given).
 
     Returns:
         A JSON-ready summary (``data``, ``format``, ``class_names``, ``splits``: per split
         ``images``, ``image_size`` [height, width], ``streamed``, ``class_counts``,
         ``notes``; and ``notes`` about the whole source) and the loaded splits.
     """
-    source = open_source(data, image_size=image_size, download=download, cache_dir=cache_dir)
+    source = open_source(
+        data, image_size=image_size, resize=resize, download=download, cache_dir=cache_dir
+    )
     order = ["train", "val", "test", "all"]
     # A file whose one split says what it is (test_signs.h5: test_set_*) shows that name.
     shown = {"all": source.all_role} if source.all_role else {}

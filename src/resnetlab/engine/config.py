@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.decode import RESIZE_MODES
+from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
 from ..errors import ResnetlabError
 from ..models import model_info
@@ -171,7 +171,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FREEZE_CHOICES = ("stem", "layer1", "layer2", "layer3", "layer4", "backbone")  # engine.finetune
-DEFAULT_RESIZE = "crop"
 
 # The options that take one of a list of values, for validation and the command line.
 CHOICES = {
