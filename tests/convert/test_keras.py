@@ -506,6 +506,6 @@ def test_a_keras_file_is_a_pretrained_source(files64, x64, probs64):
     ten = resnetlab.create_model("resnet50_keras", num_classes=10, pretrained=path)
     assert ten.pretrained.head == "replaced" and ten.pretrained.new == ["fc.weight", "fc.bias"]
     assert len(ten.pretrained.loaded) == len(ten.state_dict()) - 2
-    # The seed's weights have biases on every conv: a torchvision ResNet-50 has none.
-    with pytest.raises(ResnetlabError, match=r"does not fit resnet50: their conv1.bias \(64\)"):
+    # The file says which model it holds: that is what the error names.
+    with pytest.raises(ResnetlabError, match="holds a resnet50_keras, not a resnet50; "):
         resnetlab.create_model("resnet50", pretrained=path)
