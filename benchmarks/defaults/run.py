@@ -211,7 +211,9 @@ def run_one(
         if auto is None:
             raise SystemExit(f"{case}: run the auto variant first (named recipes take its epochs)")
         args += ["--recipe", variant, "--epochs", str(auto["epochs"])]
-    elif variant != "old" and not variant.startswith("auto"):
+    elif variant.startswith("auto"):
+        args += ["--recipe", "auto"]  # resnet50_keras defaults to course
+    elif variant != "old":
         raise SystemExit(f"unknown variant {variant!r}")
     args += extra
     out = WORK / "runs" / f"{case}-{variant}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
