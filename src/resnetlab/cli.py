@@ -707,7 +707,12 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         "CPUs with bf16 hardware), cache the choice for `resnetlab train`, and show it.",
     )
     c.add_argument("--model", required=True, help="a registered model name")
-    c.add_argument("--batch-size", type=int, help="default: 128, the modern recipe's")
+    c.add_argument(
+        "--batch-size",
+        type=int,
+        help="the batch `train` will use, e.g. the one its `recipe auto:` line prints "
+        "(default: 128, the modern recipe's)",
+    )
     c.add_argument("--input-size", type=int, help="image side (default: the model's)")
     c.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
     c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
