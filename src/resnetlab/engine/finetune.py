@@ -1,7 +1,9 @@
 """Fine-tuning controls: which stages train when, and which BatchNorm layers keep statistics.
 
-A ResNet is a stem (``conv1``, ``bn1``), stages ``layer1`` .. ``layerN`` and a head
-(``fc``), numbered 0, 1..N and N+1 here. ``--freeze S`` freezes everything up to and
+A ResNet is a stem, stages 1..N and a head, numbered 0, 1..N and N+1 here; the model
+says which its tensors belong to (``stage_of``: ``conv1``/``bn1``, ``layerI``, ``fc`` in
+torchvision's layout, ``stem``, ``stages.I-1``, ``head`` in timm's ResNetV2 layout), and
+``--freeze`` names stages as ``stem``, ``layer1`` .. ``layerN`` for every model. ``--freeze S`` freezes everything up to and
 including stage ``S`` for the whole run (``backbone``: all but the head, a linear probe).
 With ``--head-epochs K`` the first K epochs train the head alone and the rest train every
 stage that is not frozen, as fastai's ``fine_tune`` does; each phase runs the learning-rate
