@@ -69,8 +69,8 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 _HEAD_OR_INIT_OPTIONS = ("zero_init_residual", "input_size")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, Lightning
 _SOURCES = (
-    "torchvision, torchvision:<WEIGHTS>, timm:<model>.<tag>, a .pth/.pt/.safetensors/.h5 "
-    "file or a run folder"
+    "torchvision, torchvision:<WEIGHTS>, timm:<model>.<tag>, a weights file "
+    f"({'/'.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))}) or a run folder"
 )
 
 

@@ -3,8 +3,9 @@
 A ResNet is a stem, stages 1..N and a head, numbered 0, 1..N and N+1 here; the model
 says which its tensors belong to (``stage_of``: ``conv1``/``bn1``, ``layerI``, ``fc`` in
 torchvision's layout, ``stem``, ``stages.I-1``, ``head`` in timm's ResNetV2 layout), and
-``--freeze`` names stages as ``stem``, ``layer1`` .. ``layerN`` for every model. ``--freeze S`` freezes everything up to and
-including stage ``S`` for the whole run (``backbone``: all but the head, a linear probe).
+``--freeze`` names stages as ``stem``, ``layer1`` .. ``layerN`` for every model.
+``--freeze S`` freezes everything up to and including stage ``S`` for the whole run
+(``backbone``: all but the head, a linear probe).
 With ``--head-epochs K`` the first K epochs train the head alone and the rest train every
 stage that is not frozen, as fastai's ``fine_tune`` does; each phase runs the learning-rate
 schedule over its own steps (warm-up and decay). The BatchNorm layers of frozen stages use
