@@ -14,6 +14,7 @@ replaces its row; ``--update README.md`` writes it between the README's
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,8 +55,9 @@ def _fraction(side: Mapping[str, Any]) -> str:
     return ""
 
 
-class BenchRecord:
-    """A stored benchmark record of one of ``kinds``, as the table and terminal show it."""
+class BenchRecord(ABC):
+    """A stored benchmark record of one of ``kinds``, as the table and terminal show it;
+    each kind of record is a subclass that says what was measured and our figure."""
 
     kinds: ClassVar[tuple[str, ...]] = ()
     peer_name = "usual way"  # what the second column compares with, in the terminal
@@ -63,11 +65,13 @@ class BenchRecord:
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data = data
 
+    @abstractmethod
     def what(self) -> str:
-        raise NotImplementedError
+        """What was measured, with its settings."""
 
+    @abstractmethod
     def ours(self) -> str:
-        raise NotImplementedError
+        """Our figure."""
 
     def peer(self) -> str:
         return "-"
@@ -131,8 +135,9 @@ class _Comparison(BenchRecord):
 
     FLAGS = (("channels_last", "channels-last"), ("compile", "compiled"))
 
+    @abstractmethod
     def figures(self, side: Mapping[str, Any]) -> str:
-        raise NotImplementedError
+        """One side's figures, as the table shows them."""
 
     def ours(self) -> str:
         return self.figures(self.data["ours"])
