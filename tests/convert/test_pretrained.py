@@ -312,3 +312,40 @@ def test_weights_that_name_their_model_say_which_when_given_to_another(tmp_path)
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path)
     with pytest.raises(ResnetlabError, match=r"holds a resnet8, not a resnet18; .*--model resnet8"):
         resnetlab.create_model("resnet18", pretrained=str(path))
+
+
+def test_a_classifier_for_the_same_classes_follows_the_datas_class_order(tmp_path):
+    torch.manual_seed(3)
+    source = resnetlab.create_model("resnet8", num_classes=4)
+    names = ["cat", "dog", "emu", "fox"]
+    path = tmp_path / "animals.safetensors"
+    resnetlab.save_model(source, path, class_names=names)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = source.eval()(x)
+
+    same = resnetlab.create_model("resnet8", num_classes=4)
+    assert load_pretrained(same, path, class_names=names).head == "kept"
+    with torch.no_grad():
+        torch.testing.assert_close(same.eval()(x), expected)
+
+    # The data lists the same classes in another order: each output keeps its class.
+    order = ["fox", "cat", "emu", "dog"]
+    shuffled = resnetlab.create_model("resnet8", num_classes=4)
+    report = load_pretrained(shuffled, path, class_names=order)
+    assert report.head == "kept" and "rows put in the data's class order" in report.describe()
+    with torch.no_grad():
+        got = shuffled.eval()(x)
+    torch.testing.assert_close(got, expected[:, [names.index(c) for c in order]])
+
+    # Four other classes: same shape, but the classifier means nothing for them.
+    other = resnetlab.create_model("resnet8", num_classes=4)
+    drawn = other.fc.weight.detach().clone()
+    report = load_pretrained(other, path, class_names=["0", "1", "2", "3"])
+    assert report.head == "replaced" and report.head_is_new
+    assert report.new == ["fc.weight", "fc.bias"] and "fc.weight" not in report.loaded
+    assert "the weights' classes are cat, dog, emu, fox, the data's 0, 1, 2, 3" in (
+        report.describe()
+    )
+    assert torch.equal(other.fc.weight, drawn)
+    assert torch.equal(other.conv1.weight, source.conv1.weight)

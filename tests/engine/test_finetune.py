@@ -240,3 +240,13 @@ def test_pre_activation_nets_freeze_by_the_same_stage_names():
     assert trains == {3, 4}
     kept = tuning.kept_batchnorms(0)
     assert kept and all(model.stage_of(n) <= 2 for n in kept)
+
+
+def test_a_run_from_weights_trains_at_their_input_size_unless_told(tmp_path):
+    fast = dict(model="resnet20", data="digits", crop_padding=1, batch_size=64, max_steps=1)
+    first = train(**fast, input_size=16, out=str(tmp_path / "first"))
+    tuned = train(**fast, pretrained=str(first.run_dir), out=str(tmp_path / "tuned"))
+    assert resnetlab.read_model_meta(tuned.run_dir / "last.safetensors").input_size == 16
+    assert json.loads((tuned.run_dir / "config.json").read_text())["input_size"] == 16
+    told = train(**fast, pretrained=str(first.run_dir), input_size=8, out=str(tmp_path / "told"))
+    assert resnetlab.read_model_meta(told.run_dir / "last.safetensors").input_size == 8

@@ -529,7 +529,10 @@ def _triple(values: tuple[float, ...]) -> str:
 
 
 def load_pretrained(
-    model: nn.Module, source: str | os.PathLike | PretrainedWeights
+    model: nn.Module,
+    source: str | os.PathLike | PretrainedWeights,
+    *,
+    class_names: list[str] | None = None,
 ) -> PretrainedReport:
     """Load pretrained weights into ``model`` (made by ``create_model``), in place.
 
@@ -537,9 +540,15 @@ def load_pretrained(
     is loaded when its shape fits, and otherwise keeps the model's own initialisation
     (the report says it was replaced, and why). Nothing is changed unless everything fits.
 
+    When both the weights and ``class_names`` name the classes, the classifier is loaded
+    only for the same classes: its rows are put in ``class_names``' order (an output
+    means the same class whatever order the data lists them in), and a classifier for
+    other classes is replaced.
+
     Args:
         model: the model to start.
         source: a SOURCE (see the module docstring) or weights already read.
+        class_names: the classes the model is for, in the order of its outputs.
 
     Returns:
         What was loaded, new and dropped; also set as ``model.pretrained``.
@@ -561,9 +570,19 @@ def load_pretrained(
     _check_declared_model(weights, name, kwargs)  # first: it names the model they are for
     loaded, new, dropped = _match(target, weights, name)
     head, head_note = _head_status(target, weights, loaded)
+    rows = None
+    if head == "kept":
+        rows, head_note = _class_rows(weights.class_names, class_names)
+        if rows == []:  # the weights' classifier is for other classes
+            heads = [k for k in loaded if _is_head(k)]
+            loaded = [k for k in loaded if not _is_head(k)]
+            new, dropped, head = new + heads, dropped + heads, "replaced"
     with torch.no_grad():
         for key in loaded:
-            target[key].copy_(weights.state_dict[key])
+            tensor = weights.state_dict[key]
+            if rows and _is_head(key):
+                tensor = tensor[rows]
+            target[key].copy_(tensor)
     mean, std, note = weights_normalisation(weights, name)
     report = PretrainedReport(
         weights=weights.provenance(),
@@ -666,6 +685,21 @@ def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabEr
     return ResnetlabError(
         f"{weights.description} does not fit {name}: {detail}; they are for another "
         f"architecture (choose the --model they were made for)"
+    )
+
+
+def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[int] | None, str]:
+    """How a classifier that fits in shape is loaded, when both sides name the classes:
+    (None, "") as it is; (the weights' rows in ``ours``' order, a note) for the same
+    classes listed in another order; ([], a note) for other classes: it is replaced."""
+    if not theirs or not ours or list(theirs) == list(ours):
+        return None, ""
+    if sorted(theirs) == sorted(ours) and len(set(theirs)) == len(theirs):
+        rows = [list(theirs).index(name) for name in ours]
+        return rows, "classifier kept, its rows put in the data's class order"
+    return [], (
+        f"classifier replaced (the weights' classes are {_names(list(theirs))}, "
+        f"the data's {_names(list(ours))})"
     )
 
 

@@ -293,6 +293,7 @@ def initial_model(
     num_classes: int,
     input_size: int,
     pretrained: PretrainedWeights | None = None,
+    class_names: list[str] | None = None,
 ) -> nn.Module:
     """The model a run of ``config`` starts from, its weights drawn right after seeding.
 
@@ -305,12 +306,13 @@ def initial_model(
         input_size: the image side, for models that are built for one (the Keras seed's).
         pretrained: weights to load over the drawn ones (``resolve_pretrained`` reads those
             of ``config.pretrained``); a classifier they cannot fill keeps its drawn values.
+        class_names: the data's classes, which a pretrained classifier must be for.
     """
     kwargs = {**model_info(config.model).size_kwargs(input_size), **config.model_kwargs}
     torch.manual_seed(config.seed)
     model = create_model(config.model, num_classes=num_classes, **kwargs)
     if pretrained is not None:
-        load_pretrained(model, pretrained)
+        load_pretrained(model, pretrained, class_names=class_names)
     return model
 
 
@@ -322,6 +324,7 @@ def build_training(
     input_size: int,
     dist: DistInfo | None = None,
     pretrained: PretrainedWeights | None = None,
+    class_names: list[str] | None = None,
 ) -> TrainParts:
     """The model, optimizer, EMA and step of a training run of ``config`` on ``device``.
 
@@ -333,6 +336,7 @@ def build_training(
         dist: this process's place under torchrun (wraps the model in DDP).
         pretrained: the weights of ``config.pretrained``, read by the caller (a resumed
             run passes none: its checkpoint holds the weights).
+        class_names: the data's classes, which a pretrained classifier must be for.
     """
     dist = dist or DistInfo()
     # One function on purpose: the parts are built in the order they wrap each other
@@ -349,7 +353,7 @@ def build_training(
 
         cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
-    model = initial_model(config, num_classes, input_size, pretrained).to(device)
+    model = initial_model(config, num_classes, input_size, pretrained, class_names).to(device)
     tuning = fine_tuning(config, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -147,9 +147,13 @@ class Trainer:
         configure_backends(self.device, c.deterministic)
         self.channels_last = resolve_channels_last(c.channels_last, self.device)
 
-        self.input_size = c.input_size or model_info(c.model).input_size
-        # Pretrained weights are read first: they may set the data's normalisation.
+        # Pretrained weights are read first: they may set the input size and normalisation.
         self.start = PretrainedStart.of(c, run_dir if resume else None) if c.pretrained else None
+        weights = self.start.weights if self.start else None
+        if c.input_size is None and weights is not None and weights.input_size:
+            # The size they were trained at, unless --input-size says otherwise.
+            self.config = c = dataclasses.replace(c, input_size=weights.input_size)
+        self.input_size = c.input_size or model_info(c.model).input_size
         self._load_data()
         c = self.config  # with what the auto recipe chose from the data
 
@@ -161,6 +165,7 @@ class Trainer:
             input_size=self.input_size,
             dist=self.dist,
             pretrained=self.start.weights if self.start else None,
+            class_names=self.class_names,
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
         self.net = parts.net
