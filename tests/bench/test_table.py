@@ -119,6 +119,10 @@ def test_a_rerun_replaces_its_row():
     again = {**first, "date": "3"}
     elsewhere = {**first, "machine": "n", "date": "4"}
     assert newest_per_command([first, other, again, elsewhere]) == [other, again, elsewhere]
+    # Another CPU under the same machine name (a VM of the same model name) keeps its row.
+    avx512 = {**first, "cpu": {"model": "m", "family": "25/1/1", "capability": "AVX512"}}
+    avx2 = {**avx512, "cpu": {**avx512["cpu"], "capability": "AVX2"}, "date": "5"}
+    assert newest_per_command([avx512, avx2]) == [avx512, avx2]
 
 
 def test_a_broken_results_file_is_named(tmp_path):

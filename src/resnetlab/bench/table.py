@@ -266,9 +266,11 @@ def describe(record: Mapping[str, Any]) -> list[str]:
 def newest_per_command(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The newest record of each command on each machine, in the order of ``records``
     (oldest first), each where its newest run falls."""
-    newest: dict[tuple[Any, Any], Mapping[str, Any]] = {}
+    newest: dict[tuple[Any, ...], Mapping[str, Any]] = {}
     for r in records:
-        key = (r.get("machine"), r.get("command"))
+        # Two VMs of one name can differ in CPU (family, instruction sets): both rows stay.
+        cpu = r.get("cpu") or {}
+        key = (r.get("machine"), cpu.get("family"), cpu.get("capability"), r.get("command"))
         newest.pop(key, None)
         newest[key] = r
     return list(newest.values())
