@@ -16,6 +16,7 @@ from .sources import (
     load_eval_split,
     make_loader,
     split_stats,
+    stratified_sample,
     stratified_split,
 )
 from .streaming import StreamingLoader, StreamingSet
@@ -36,5 +37,6 @@ __all__ = [
     "make_loader",
     "read_image",
     "split_stats",
+    "stratified_sample",
     "stratified_split",
 ]

@@ -178,6 +178,15 @@ def stratified_split(
     return torch.cat(train).sort().values, torch.cat(val).sort().values
 
 
+def stratified_sample(split: Split, n: int, seed: int = 0) -> Split:
+    """About ``n`` images of ``split`` (an ``ImageSet`` or ``StreamingSet``), each class
+    keeping its share; the same ``n`` and seed always give the same images."""
+    if n >= len(split):
+        return split
+    _, kept = stratified_split(split.labels, n / len(split), seed)
+    return split.subset(kept)
+
+
 def load_dataset(
     data: str | os.PathLike,
     val_data: str | os.PathLike | None = None,

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..analysis import count_parameters
-from ..data import Augment, load_dataset, make_loader, split_stats, stratified_split
+from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
@@ -238,9 +238,9 @@ class Trainer:
             resize=c.resize,
         )
         if c.subset is not None:
-            data.train = _sample(data.train, c.subset, c.seed)
+            data.train = stratified_sample(data.train, c.subset, c.seed)
         if c.val_subset is not None and data.val is not None:
-            data.val = _sample(data.val, c.val_subset, c.seed)
+            data.val = stratified_sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
         data_mean, data_std = split_stats(data.train)
         start = self.start
@@ -282,7 +282,7 @@ class Trainer:
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
         size = calibration_size(c.batch_size, len(data.train))
-        self.calibration_split = _sample(data.train, size, c.seed)
+        self.calibration_split = stratified_sample(data.train, size, c.seed)
         self.calibration_loader = None  # made when first needed
 
     def _resolve_recipe(self, num_train: int) -> TrainConfig:
@@ -791,14 +791,6 @@ class Trainer:
             errors = ErrorSource(self._eval_model(), self.val_loader, self.mean, self.std)
             self.log.finish(summary, val, self.class_names, errors)
         return summary
-
-
-def _sample(split, n: int, seed: int):
-    """About ``n`` images of ``split``, each class keeping its share; seeded."""
-    if n >= len(split):
-        return split
-    _, kept = stratified_split(split.labels, n / len(split), seed)
-    return split.subset(kept)
 
 
 def _val_state(val: EvalResult | None) -> dict[str, Any] | None:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.plots import plot_gradient_norms
-from ..data import load_dataset, make_loader, stratified_split
+from ..data import load_dataset, make_loader, stratified_sample
 from ..engine import initial_model
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
@@ -183,9 +183,7 @@ def probe_batch(
         default_val_split=DEFAULT_VAL_SPLIT,
         resize=meta.resize,
     ).train
-    if size < len(train):
-        _, kept = stratified_split(train.labels, size / len(train), seed)
-        train = train.subset(kept)
+    train = stratified_sample(train, size, seed)
     loader = make_loader(
         train, train=False, batch_size=len(train), device="cpu", mean=meta.mean, std=meta.std
     )

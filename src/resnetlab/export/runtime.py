@@ -40,13 +40,6 @@ def import_extra(module: str, purpose: str) -> ModuleType:
         ) from None
 
 
-def resize_mode(meta: ModelMeta) -> str:
-    """How images are brought to the input size: ``squash`` (the whole image resized to a
-    square, what model files without the key mean) or ``crop`` (the shorter side resized,
-    then the centre cut out)."""
-    return getattr(meta, "resize", None) or "squash"
-
-
 def deploy_metadata(
     meta: ModelMeta, *, pixels: bool, precision: str, batch: int | None
 ) -> dict[str, Any]:
@@ -61,7 +54,7 @@ def deploy_metadata(
         "model": meta.model,
         "class_names": meta.class_names or [str(i) for i in range(k)],
         "input_size": size,
-        "resize": resize_mode(meta),
+        "resize": meta.resize,
         "mean": list(meta.mean),
         "std": list(meta.std),
         "input": takes,
