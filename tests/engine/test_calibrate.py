@@ -231,10 +231,15 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     machine = FakeMachine({FP32_CL: 1.0, FP32_NCHW: 0.5, BF16_CL: 0.9, BF16_NCHW: 0.9})
     monkeypatch.setattr(calibrate, "measure_in_turns", machine)
     common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, max_steps=1)
+    monkeypatch.setattr(calibrate, "_load_average", lambda: (0.0, 0.0, 0.0))  # a quiet machine
     result = train(**common, explain_speed=True, out=str(tmp_path / "run"))
     err = capsys.readouterr().err
     assert "CPU plan: fp32, NCHW" in err and "fp32 NCHW" in err and "<- chosen" in err
-    assert result.summary["status"] == "finished"
+    assert result.summary["status"] == "finished" and "the CPU is busy" not in err
+    cores = calibrate.available_cpus()
+    load = calibrate.BUSY_LOAD * cores + 1  # other work on every core, whatever their number
+    monkeypatch.setattr(calibrate, "_load_average", lambda: (load, load, load))
     train(**common, out=str(tmp_path / "again"))
     err = capsys.readouterr().err
     assert "CPU plan: fp32, NCHW" in err and "from the cache" in err and "<- chosen" not in err
+    assert f"the CPU is busy: load average {load:.1f} on {cores} cores" in err

@@ -518,6 +518,18 @@ def busy(load: float) -> bool:
     return load > BUSY_LOAD * available_cpus()
 
 
+def busy_note() -> str | None:
+    """A line for the run's log when other work competes for the CPU (``busy``), else None:
+    a run that shares the cores trains slower than it would alone."""
+    load = _load_average()[0]
+    if not busy(load):
+        return None
+    return (
+        f"the CPU is busy: load average {load:.1f} on {available_cpus()} cores; this run "
+        "shares them and trains slower than it would alone"
+    )
+
+
 def _load_average() -> tuple[float, ...]:
     try:
         return os.getloadavg()

@@ -36,6 +36,7 @@ from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
 from .auto import apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
+from .calibrate import busy_note
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
@@ -710,7 +711,11 @@ class Trainer:
         )
 
     def _explain_speed(self) -> None:
-        """The CPU plan in one line, or with ``explain_speed`` the timings behind it."""
+        """The CPU plan in one line, or with ``explain_speed`` the timings behind it; and
+        whether other work is slowing the run down."""
+        note = busy_note() if self.device.type == "cpu" else None
+        if note:
+            self.log.message(note)
         if self.cpu_plan is None:
             if self.config.explain_speed:
                 self.log.message(f"speed on {self.device.type}: fixed choices (calibrated on CPUs)")
