@@ -1,5 +1,6 @@
 """The command line itself: start-up, errors, names."""
 
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,25 @@ def test_eval_of_the_course_test_file_says_it_scored_its_test_split(shared_data,
     report = resnetlab.evaluate(path, str(shared_data / "signs" / "test_signs.h5"))
     assert report.result.count == 120
     assert report.notes == [f"scored: the test split of {shared_data / 'signs' / 'test_signs.h5'}"]
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    from PIL import Image
+
+    model = resnetlab.create_model("resnet8", num_classes=2)
+    resnetlab.save_model(model, tmp_path / "m.safetensors", input_size=16, class_names=["a", "b"])
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(tmp_path / "red.png")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written, as after `| head -1`
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "resnetlab", "predict", "m.safetensors", "red.png"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -425,13 +426,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     console = Console()
     result = report.result
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(
         f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "
         f"({round(result.accuracy * result.count)}/{result.count}), "
         + (f"top-5 {result.top5:.4f}, " if result.top5 is not None else "")
         + f"loss {result.loss:.4f}",
         highlight=False,
+        soft_wrap=True,  # one line, whatever the width: scripts read it
     )
     table = Table(title="per class", title_justify="left")
     for column in ("class", "precision", "recall", "support"):
@@ -448,7 +450,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, counts in zip(report.class_names, data["confusion"], strict=True):
         matrix.add_row(name, *(str(c) if c else "." for c in counts))
     console.print(matrix)
-    console.print(f"confusion matrix image: {png}", highlight=False)
+    console.print(f"confusion matrix image: {png}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -525,7 +527,10 @@ def add_explain(p: argparse.ArgumentParser) -> None:
         help="explain this class (default: each image's predicted class)",
     )
     p.add_argument("--layer", help="module whose feature map is used (default: the last stage)")
-    p.add_argument("--out", default="cams", help="output folder (default: ./cams)")
+    p.add_argument(
+        "--out",
+        help="output folder (default: ./cams, or cams-2, cams-3... when it is taken)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--check", action="store_true", help="run the faithfulness checks on the data set DATA"
@@ -565,7 +570,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ResnetlabError("explain draws one --method at a time (several only with --check)")
     method = args.method[0] if args.method else "gradcam"
     result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
-    written = result.save(args.out)
+    written = result.save(args.out or _unused_folder(Path("cams")))
     overlays = written[: len(result.sources)]
     rows = [
         {
@@ -581,9 +586,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(json.dumps({"images": rows, "files": [str(w) for w in written]}, indent=2))
         return 0
     for row in rows:
-        print(f"{row['image']}: {row['class']} {row['probability']:.1%} -> {row['overlay']}")
+        explained = "" if row["explained"] == row["class"] else f", map of {row['explained']}"
+        print(
+            f"{row['image']}: {row['class']} {row['probability']:.1%}{explained} "
+            f"-> {row['overlay']}"
+        )
     print("also wrote " + ", ".join(str(w) for w in written[len(overlays) :]))
     return 0
+
+
+def _unused_folder(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``folder-3``... : the first that does not exist or is
+    empty, so that a new run's files never mix with an earlier run's."""
+    candidate, n = folder, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
 
 
 def add_serve(p: argparse.ArgumentParser) -> None:
@@ -1160,3 +1179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`resnetlab predict ... | head`): not an error of ours, and
+        # what is still buffered goes nowhere instead of failing again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

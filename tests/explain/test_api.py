@@ -65,6 +65,20 @@ def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
         assert saved["target"].tolist() == [0]
 
 
+def test_cli_without_out_never_writes_over_an_earlier_run(
+    model_file, image_folder, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    image = str(image_folder / "a" / "0.png")
+    assert main(["explain", str(model_file), image]) == 0
+    first = (tmp_path / "cams" / "maps.npz").read_bytes()
+    assert main(["explain", str(model_file), image, "--class", "blue"]) == 0
+    line = capsys.readouterr().out.splitlines()[-2]
+    assert line.endswith("-> cams-2/0.png")
+    assert (tmp_path / "cams" / "maps.npz").read_bytes() == first  # the first run's, as it was
+    assert sorted(p.name for p in (tmp_path / "cams-2").iterdir()) == ["0.png", "maps.npz"]
+
+
 def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, capsys):
     image = str(image_folder / "a" / "0.png")
     cases = [

@@ -174,7 +174,7 @@ def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_pa
     out = tmp_path / "m.pt2"
     assert main(["export", str(cifar_file), str(out), "--data", str(folder), "--json"]) == 0
     check = json.loads(capsys.readouterr().out)["check"]
-    assert check["images"] == f"7 held-out images of {folder}" and check["count"] == 7
+    assert check["images"] == f"7 images of {folder}" and check["count"] == 7
 
 
 @pytest.mark.parametrize(

@@ -141,7 +141,7 @@ class ExportReport:
             a = self.int8_accuracy
             lines += [f"note: {note}" for note in a["notes"]]
             lines.append(
-                f"accuracy on {a['count']:,} held-out images of {a['data']}: int8 "
+                f"accuracy on {a['count']:,} images of {a['data']} (those eval scores): int8 "
                 f"{a['int8']:.2%}, fp32 {a['fp32']:.2%} ({(a['int8'] - a['fp32']) * 100:+.2f} "
                 f"points)"
             )
@@ -512,7 +512,7 @@ def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
     from ..engine.evaluate import held_out_split
 
     images = split_pixels(held_out_split(data, meta), CHECK_IMAGES)
-    return images, f"{len(images)} held-out images of {data}"
+    return images, f"{len(images)} images of {data}"
 
 
 def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Tensor:
@@ -559,7 +559,7 @@ def _judge_int8(accuracy: dict[str, Any]) -> None:
     drop = accuracy["fp32"] - accuracy["int8"]
     if not drop <= MAX_INT8_DROP:
         raise ResnetlabError(
-            f"the int8 file scores {accuracy['int8']:.2%} on {accuracy['data']}'s held-out "
-            f"images against {accuracy['fp32']:.2%} for fp32 (allowed: "
+            f"the int8 file scores {accuracy['int8']:.2%} on {accuracy['data']} against "
+            f"{accuracy['fp32']:.2%} for fp32 (allowed: "
             f"{MAX_INT8_DROP * 100:.0f} points less); nothing written, export fp32 instead"
         )

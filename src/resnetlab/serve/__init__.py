@@ -21,7 +21,8 @@ _EXTRA = {
 _missing = [p for p, names in _EXTRA.items() if not any(map(importlib.util.find_spec, names))]
 if _missing:
     raise ResnetlabError(
-        f"resnetlab serve needs {', '.join(_missing)}, which is not installed: {INSTALL_SERVE}"
+        f"resnetlab serve needs {', '.join(_missing)}, which "
+        f"{'is' if len(_missing) == 1 else 'are'} not installed: {INSTALL_SERVE}"
     )
 
 from .app import create_app  # noqa: E402
