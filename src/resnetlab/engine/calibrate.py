@@ -36,7 +36,6 @@ down when one step would take long.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -59,7 +58,7 @@ from .config import TrainConfig
 from .cpu import ConvShape, conv_shapes, cpu_info, to_matmul, use_matmul_convs
 from .distributed import DistInfo, broadcast_object
 from .optim import build_optimizer
-from .step import PRECISION_DTYPES, TrainStep, initial_model, resolve_channels_last
+from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
 CALIBRATION_VERSION = 1  # bump when what is measured, or how, changes
@@ -544,11 +543,6 @@ def _calibration_batch(config: TrainConfig, num_classes: int, input_size: int) -
     return max(min(8, config.batch_size), min(config.batch_size, fits))
 
 
-def _autocast(precision: str) -> contextlib.AbstractContextManager:
-    dtype = PRECISION_DTYPES[precision]
-    return torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 def _conv_calls(shape: ConvShape, candidate: Candidate, batch: int) -> Calls:
     """Forward and backward of one convolution shape, through oneDNN and as a matrix product."""
     generator = torch.Generator().manual_seed(0)
@@ -565,7 +559,7 @@ def _conv_calls(shape: ConvShape, candidate: Candidate, batch: int) -> Calls:
             to_matmul(conv)
 
         def call(conv: torch.nn.Module = conv) -> None:
-            with _autocast(candidate.precision):
+            with autocast(torch.device("cpu"), PRECISION_DTYPES[candidate.precision]):
                 y = conv(x)
             y.backward(torch.ones_like(y))
             conv.weight.grad = x.grad = None
