@@ -905,13 +905,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _explain_speed(record: dict) -> None:
-    from .engine.calibrate import CpuPlan
+    from .engine.calibrate import CpuPlan, speed_lines
 
     plan = record["ours"].get("cpu_plan")
-    if plan is None:
-        print(f"speed on {record['device']}: fixed choices (calibrated on CPUs)")
-    else:
-        print("\n".join(CpuPlan.from_record(plan).explain()))
+    plan = CpuPlan.from_record(plan) if plan is not None else None
+    print("\n".join(speed_lines(plan, record["device"], detailed=True)))
 
 
 # Training options the experiment commands take as flags; any other through --option.

@@ -243,3 +243,17 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     err = capsys.readouterr().err
     assert "CPU plan: fp32, NCHW" in err and "from the cache" in err and "<- chosen" not in err
     assert f"the CPU is busy: load average {load:.1f} on {cores} cores" in err
+
+
+def test_what_the_log_says_of_the_speed_choices():
+    assert calibrate.speed_lines(None, "cuda", detailed=False) == []
+    assert calibrate.speed_lines(None, "cuda", detailed=True) == [
+        "speed on cuda: fixed choices (only CPUs are calibrated)"
+    ]
+    cached = CpuPlan(how="from the cache", steps={"fp32 channels-last": [0.1, 0.1, 0.1]})
+    assert calibrate.speed_lines(cached, "cpu", detailed=False) == [
+        "CPU plan: fp32, channels-last (from the cache); --explain-speed shows the timings"
+    ]
+    assert calibrate.speed_lines(cached, "cpu", detailed=True) == cached.explain()
+    off = CpuPlan(how="not calibrated: RESNETLAB_CALIBRATE=off")
+    assert calibrate.speed_lines(off, "cpu", detailed=False) == [off.describe()]

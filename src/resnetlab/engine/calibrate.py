@@ -374,6 +374,16 @@ class CpuPlan:
         return cls(**{**record, "matmul_convs": frozenset(record.get("matmul_convs", ()))})
 
 
+def speed_lines(plan: CpuPlan | None, device: str, *, detailed: bool) -> list[str]:
+    """What a run's log says of its speed choices: the plan in one line, or ``detailed``
+    with the timings behind it; where nothing was calibrated, only ``detailed`` says so."""
+    if plan is None:
+        return [f"speed on {device}: fixed choices (only CPUs are calibrated)"] if detailed else []
+    if detailed:
+        return plan.explain()
+    return [plan.describe() + ("; --explain-speed shows the timings" if plan.steps else "")]
+
+
 def plan_cpu(
     config: TrainConfig,
     *,

@@ -36,7 +36,7 @@ from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
 from .auto import apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
-from .calibrate import busy_note
+from .calibrate import busy_note, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import TrainConfig, resolve_config
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
@@ -716,16 +716,10 @@ class Trainer:
         note = busy_note() if self.device.type == "cpu" else None
         if note:
             self.log.message(note)
-        if self.cpu_plan is None:
-            if self.config.explain_speed:
-                self.log.message(f"speed on {self.device.type}: fixed choices (calibrated on CPUs)")
-            return
-        if self.config.explain_speed:
-            for line in self.cpu_plan.explain():
-                self.log.message(line)
-        else:
-            hint = "; --explain-speed shows the timings" if self.cpu_plan.steps else ""
-            self.log.message(self.cpu_plan.describe() + hint)
+        for line in speed_lines(
+            self.cpu_plan, self.device.type, detailed=self.config.explain_speed
+        ):
+            self.log.message(line)
 
     def _length(self) -> str:
         full = self.num_epochs * self.steps_per_epoch
