@@ -6,13 +6,15 @@ from resnetlab.engine.auto import apply_auto, auto_recipe, is_digit_like
 # (images, image size, classes, model) -> (batch, lr, epochs, steps, warm-up, padding, jitter)
 TABLE = [
     # A hundred photos: batch 16 (at most half the images); 1,000 steps take 167 epochs.
-    ((100, 64, 5, "resnet18"), (16, 0.0354, 167, 1002, 100, 0, 0.35)),
+    ((100, 64, 5, "resnet18"), (16, 0.0354, 167, 1002, 100, 8, 0.0)),
     # CIFAR-sized images, a few hundred of them: pad-and-crop, at least 1,000 steps.
     ((500, 32, 10, "resnet20"), (16, 0.0354, 33, 1023, 100, 4, 0.0)),
     # The SIGNS training file (1,080 photos at 64x64) with the seed's model.
-    ((1080, 64, 6, "resnet50_keras"), (32, 0.05, 31, 1023, 100, 0, 0.35)),
+    ((1080, 64, 6, "resnet50_keras"), (32, 0.05, 31, 1023, 100, 8, 0.0)),
     # The 1,651 hand photos at 64x64: 30 epochs make more than 1,000 steps.
-    ((1651, 64, 10, "resnet18"), (32, 0.05, 30, 1530, 100, 0, 0.35)),
+    ((1651, 64, 10, "resnet18"), (32, 0.05, 30, 1530, 100, 8, 0.0)),
+    # Photos at 128 px and up have the detail for scale/aspect jitter.
+    ((1651, 128, 10, "resnet18"), (32, 0.05, 30, 1530, 100, 0, 0.35)),
     # digits at 8x8: one pixel of padding.
     ((1438, 8, 10, "resnet20"), (32, 0.05, 30, 1320, 100, 1, 0.0)),
     ((5000, 32, 10, "resnet20"), (64, 0.0707, 30, 2340, 117, 4, 0.0)),
@@ -58,13 +60,15 @@ def test_apply_auto_fills_what_was_left_open_and_says_why():
         30,
         100,
     )
-    assert (config.crop_padding, config.scale_jitter, config.warmup_epochs) == (0, 0.35, 0.0)
+    assert (config.crop_padding, config.scale_jitter, config.warmup_epochs) == (8, 0.0, 0.0)
     assert line == (
         "recipe auto: 1,651 images at 64x64 -> batch 32 (about the square root of the images), "
         "SGD lr 0.05 (0.1 x sqrt(batch / 128)), 1,530 steps (30 epochs; 30 epochs, at least 1,000 "
-        "steps), warm-up 100 steps (5%, at least 100), scale/aspect jitter, crops of 35% to "
-        "all of the area (64 px images)"
+        "steps), warm-up 100 steps (5%, at least 100), pad-8 crops (64 px images)"
     )
+    config, line = _apply(image_size=160)
+    assert (config.crop_padding, config.scale_jitter) == (0, 0.35)
+    assert line.endswith("scale/aspect jitter, crops of 35% to all of the area (160 px images)")
 
 
 def test_explicit_values_win():
