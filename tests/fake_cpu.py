@@ -10,8 +10,10 @@ class FakeMachine:
         self.steps = steps
         self.timed: list[str] = []
 
-    def __call__(self, what, calls):
+    def __call__(self, what, calls, rounds=3):
         self.timed.append(what)
+        if set(calls) == {"matmul"}:  # the machine's matrix-product rate: 1.7 TFLOP/s
+            return {"matmul": [0.01] * rounds}
         if set(calls) == {"onednn", "matmul"}:
             matmul = 0.5 if what.split(" b")[1].split(" ", 1)[1].startswith("64x") else 1.5
             return {"onednn": [1.0] * 3, "matmul": [matmul] * 3}

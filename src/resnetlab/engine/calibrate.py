@@ -80,10 +80,11 @@ Calls = Mapping[str, Callable[[], object]]
 Measure = Callable[[str, Calls], dict[str, list[float]]]
 
 
-def measure_in_turns(what: str, calls: Calls) -> dict[str, list[float]]:
-    """``REPEATS`` rounds of one call each, after one untimed call each (first calls build
-    oneDNN's kernels and allocate)."""
-    return time_interleaved(calls, REPEATS)
+def measure_in_turns(what: str, calls: Calls, rounds: int = REPEATS) -> dict[str, list[float]]:
+    """``rounds`` rounds of one call each, after one untimed call each (first calls build
+    oneDNN's kernels and allocate). Every timing of the calibration goes through here
+    (tests replace it with fixed timings)."""
+    return time_interleaved(calls, rounds)
 
 
 def choose(timings: Mapping[str, Sequence[float]], default: str, margin: float) -> str:
@@ -259,7 +260,7 @@ def cpu_matmul_tflops(
         return {"matmul": lambda: a @ b}
 
     def measure(what: str, calls: Calls) -> dict[str, list[float]]:
-        return time_interleaved(calls, REPEATS * 3)
+        return measure_in_turns(what, calls, REPEATS * 3)
 
     store = store or CalibrationStore()
     timings, _ = _cached(store, "matmul", precision, ["matmul"], calls, measure, force)
