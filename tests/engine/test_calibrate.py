@@ -257,3 +257,17 @@ def test_what_the_log_says_of_the_speed_choices():
     assert calibrate.speed_lines(cached, "cpu", detailed=True) == cached.explain()
     off = CpuPlan(how="not calibrated: RESNETLAB_CALIBRATE=off")
     assert calibrate.speed_lines(off, "cpu", detailed=False) == [off.describe()]
+
+
+def test_the_matrix_product_rate_is_measured_only_where_the_cpu_has_the_instructions(
+    calibrating, monkeypatch
+):
+    machine = FakeMachine({})
+    monkeypatch.setattr(calibrate, "measure_in_turns", machine)
+    cpu = {"model": "Test CPU", "family": "1/2/3", "capability": "AVX2", "amx": False}
+    monkeypatch.setattr(calibrate, "cpu_info", lambda: {**cpu, "bf16": False})
+    assert calibrate.cpu_matmul_tflops("bf16") is None and machine.timed == []
+    assert calibrate.cpu_matmul_tflops("fp16") is None and machine.timed == []
+    assert calibrate.cpu_matmul_tflops("fp32") == pytest.approx(2 * 2048**3 / 0.01 / 1e12)
+    monkeypatch.setattr(calibrate, "cpu_info", lambda: {**cpu, "bf16": True})
+    assert calibrate.cpu_matmul_tflops("bf16") == pytest.approx(2 * 2048**3 / 0.01 / 1e12)

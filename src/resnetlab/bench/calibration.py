@@ -78,4 +78,5 @@ def bench_calibrate(
         return Calibration(plan)
     tried = (name.split(" ")[0] for name in plan.steps)
     precisions = dict.fromkeys(["fp32", plan.precision, *tried])
-    return Calibration(plan, {p: cpu_matmul_tflops(p, force=force) for p in precisions})
+    rates = {p: cpu_matmul_tflops(p, force=force) for p in precisions}
+    return Calibration(plan, {p: rate for p, rate in rates.items() if rate is not None})

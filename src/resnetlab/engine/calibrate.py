@@ -245,13 +245,17 @@ class CalibrationStore:
 
 def cpu_matmul_tflops(
     precision: str = "fp32", store: CalibrationStore | None = None, *, force: bool = False
-) -> float:
+) -> float | None:
     """This CPU's rate on a 2048 x 2048 matrix product in ``precision``, in TFLOP/s.
 
     The best of ``REPEATS * 3`` timed products at PyTorch's thread count, measured once per
     machine key and cached (``force``: measured again): the ceiling a training step's rate
-    is put against.
+    is put against. None for a precision the CPU has no instructions for (bf16 without
+    AVX512_BF16 or AMX, fp16): emulated, it has no hardware ceiling, and timing it would
+    take minutes.
     """
+    if precision != "fp32" and not (precision == "bf16" and cpu_info()["bf16"]):
+        return None
     n = 2048
 
     def calls() -> Calls:
