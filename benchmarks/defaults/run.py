@@ -207,7 +207,8 @@ def run_one(
     code = OLD_COMMIT if variant == "old" else commit
     src = code_at(code)
     if variant in NAMED:
-        auto = find(results, case, "auto", seed)
+        # The auto recipe's length depends on the data alone, so any seed's auto run says it.
+        auto = next((r for s in [seed, *range(10)] if (r := find(results, case, "auto", s))), None)
         if auto is None:
             raise SystemExit(f"{case}: run the auto variant first (named recipes take its epochs)")
         args += ["--recipe", variant, "--epochs", str(auto["epochs"])]
