@@ -14,46 +14,61 @@ def _pct(value: float | None) -> str:
     return f"{100 * value:.2f}" if value is not None else "-"
 
 
-def _worst_ratio(record: dict) -> str:
-    """The largest validation-to-training loss ratio of the first three epochs."""
+def _worst_ratio(runs: list[dict]) -> str:
+    """The largest validation-to-training loss ratio of the first three epochs, over all
+    seeds."""
     ratios = [
         e["val_loss"] / e["train_loss"]
-        for e in record.get("first_epochs", [])
+        for r in runs
+        for e in r.get("first_epochs", [])
         if e["val_loss"] is not None and e["train_loss"]
     ]
     return f"{max(ratios):,.2f}" if ratios else "-"
 
 
-def _key(record: dict) -> tuple:
-    variant = record["variant"]
+def _accuracy(runs: list[dict], key: str) -> str:
+    """One seed: its accuracy. Several: their mean, and the lowest and highest."""
+    values = [r[key] for r in runs]
+    if len(values) == 1:
+        return _pct(values[0])
+    return f"{_pct(sum(values) / len(values))} ({_pct(min(values))}-{_pct(max(values))})"
+
+
+def _mean(runs: list[dict], key: str) -> float:
+    return sum(r[key] for r in runs) / len(runs)
+
+
+def _key(variant: str) -> tuple:
     order = VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER)
     return order, variant
 
 
 def render(records: list[dict], cases: list[str] | None = None) -> str:
-    """Rows for the finished runs of ``cases`` (default: all), the last record of each
-    (case, variant, seed)."""
+    """One row per case and variant for the finished runs of ``cases`` (default: all): the
+    last record of each seed, accuracies averaged over the seeds, their range in brackets."""
     latest: dict[tuple, dict] = {}
     for r in records:
         if r["status"] == "finished":
             latest[(r["case"], r["variant"], r["seed"])] = r
-    by_case: dict[str, list[dict]] = defaultdict(list)
-    for (case, _, _), r in latest.items():
+    runs: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for (case, variant, _), r in sorted(latest.items(), key=lambda item: item[0][2]):
         if cases is None or case in cases:
-            by_case[case].append(r)
+            runs[case][variant].append(r)
     lines = [
-        "| data set | run | best val % | final val % | steps (epochs) | val / train loss, "
-        "epochs 1-3 (worst) | training s | wall s | load avg |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| data set | run | seeds | best val % | final val % | steps (epochs) | val / train "
+        "loss, epochs 1-3 (worst) | training s | wall s | load avg |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    order = cases or list(by_case)
-    for case in order:
-        for r in sorted(by_case.get(case, []), key=_key):
+    for case in cases or list(runs):
+        for variant in sorted(runs.get(case, {}), key=_key):
+            seeds = runs[case][variant]
+            first = seeds[0]
             lines.append(
-                f"| {case} | {r['variant']} | {_pct(r['best_val_acc'])} | "
-                f"{_pct(r['final_val_acc'])} | {r['steps']:,} ({r['epochs']}) | "
-                f"{_worst_ratio(r)} | "
-                f"{r['train_time_s']:,.0f} | {r['wall_s']:,.0f} | {r['load_avg']:.1f} |"
+                f"| {case} | {variant} | {', '.join(str(r['seed']) for r in seeds)} | "
+                f"{_accuracy(seeds, 'best_val_acc')} | {_accuracy(seeds, 'final_val_acc')} | "
+                f"{first['steps']:,} ({first['epochs']}) | {_worst_ratio(seeds)} | "
+                f"{_mean(seeds, 'train_time_s'):,.0f} | {_mean(seeds, 'wall_s'):,.0f} | "
+                f"{_mean(seeds, 'load_avg'):.1f} |"
             )
     return "\n".join(lines) + "\n"
 
