@@ -4,10 +4,12 @@ from resnetlab.engine import calibrate
 
 
 class FakeMachine:
-    """Timings by rule: matrix products win on 64-channel maps; steps as given (seconds)."""
+    """Timings by rule: matrix products win on 64-channel maps; steps as given (seconds),
+    a step with oneDNN everywhere ``onednn_only`` times its way's step unless given."""
 
-    def __init__(self, steps: dict[str, float]) -> None:
+    def __init__(self, steps: dict[str, float], onednn_only: float = 1.1) -> None:
         self.steps = steps
+        self.onednn_only = onednn_only
         self.timed: list[str] = []
 
     def __call__(self, what, calls, rounds=3):
@@ -17,7 +19,12 @@ class FakeMachine:
         if set(calls) == {"onednn", "matmul"}:
             matmul = 0.5 if what.split(" b")[1].split(" ", 1)[1].startswith("64x") else 1.5
             return {"onednn": [1.0] * 3, "matmul": [matmul] * 3}
-        return {name: [self.steps[name]] * 3 for name in calls}
+        return {name: [self._step(name)] * 3 for name in calls}
+
+    def _step(self, name: str) -> float:
+        if name in self.steps or not name.endswith(" oneDNN-only"):
+            return self.steps[name]
+        return self.steps[name.removesuffix(" oneDNN-only")] * self.onednn_only
 
 
 def fake_cpu(monkeypatch, *, bf16: bool = True) -> list[float]:

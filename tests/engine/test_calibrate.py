@@ -57,6 +57,7 @@ FP32_CL, FP32_NCHW, BF16_CL, BF16_NCHW = (
     "bf16 channels-last",
     "bf16 NCHW",
 )
+ONLY = " oneDNN-only"
 
 
 @pytest.mark.parametrize(
@@ -74,9 +75,25 @@ FP32_CL, FP32_NCHW, BF16_CL, BF16_NCHW = (
         ({FP32_CL: 1.0, BF16_CL: 2.0}, FP32_CL, "emulated bf16 is slower"),
         ({FP32_NCHW: 1.0, BF16_NCHW: 0.5}, BF16_NCHW, "the layout was named"),
         ({BF16_CL: 1.0, BF16_NCHW: 0.5}, BF16_NCHW, "the precision was named"),
+        (
+            {FP32_CL: 1.0, FP32_CL + ONLY: 0.99, FP32_NCHW: 1.2},
+            FP32_CL + ONLY,
+            "matrix products that won alone lose in the whole step: oneDNN everywhere",
+        ),
+        ({FP32_CL: 1.0, FP32_CL + ONLY: 1.0}, FP32_CL, "equal: the shape-by-shape paths stay"),
+        (
+            {FP32_CL: 1.0, FP32_CL + ONLY: 1.3, FP32_NCHW: 0.96, FP32_NCHW + ONLY: 0.9},
+            FP32_NCHW + ONLY,
+            "the layouts compare with their best paths",
+        ),
+        (
+            {FP32_CL: 1.0, FP32_CL + ONLY: 1.1, BF16_CL: 0.95, BF16_CL + ONLY: 0.85},
+            BF16_CL + ONLY,
+            "bf16 with oneDNN everywhere beats fp32 by the margin",
+        ),
     ],
 )
-def test_decide_chooses_the_layout_then_the_precision(steps, expected, why):
+def test_decide_chooses_the_paths_then_the_layout_then_the_precision(steps, expected, why):
     timings = {name: [seconds] * 3 for name, seconds in steps.items()}
     assert decide(timings) == Candidate.parse(expected), why
 
@@ -111,7 +128,8 @@ def test_the_plan_follows_the_timings_and_is_cached(calibrating):
     assert (plan.precision, plan.channels_last, plan.how) == ("bf16", False, "measured now")
     # ResNet-8 at 8x8 ends on 2x2 maps, where (by the fake timings) products win.
     assert plan.matmul_convs == {"64x2x2>64 k3x3 s1 p1"}
-    assert set(plan.steps) == set(BF16_WINS) and plan.batch == 8
+    assert set(plan.steps) == {way + paths for way in BF16_WINS for paths in ("", ONLY)}
+    assert plan.batch == 8 and not plan.onednn_only
     assert plan.counts == {  # the candidates: 3x3 convolutions on 4x4 maps and smaller
         "16x8x8>32 k3x3 s2 p1": 1,
         "32x4x4>32 k3x3 s1 p1": 1,
@@ -143,15 +161,38 @@ def test_named_settings_narrow_the_candidates(calibrating):
     machine = FakeMachine(BF16_WINS)
     config = TrainConfig(model="resnet8", batch_size=8, precision="fp32", channels_last=True)
     plan = plan_cpu(config, num_classes=10, input_size=8, measure=machine)
-    assert (plan.precision, plan.channels_last, plan.steps) == ("fp32", True, {})
-    assert all(w.startswith("fp32 channels-last b8 ") for w in machine.timed)  # convs only
+    assert (plan.precision, plan.channels_last) == ("fp32", True)
+    assert set(plan.steps) == {FP32_CL, FP32_CL + ONLY}  # the paths, checked in the step
+    convs = [w for w in machine.timed if w.startswith("fp32 channels-last b8 ")]
+    assert len(convs) == len(machine.timed) - 1
+
+
+def test_matrix_products_that_lose_in_the_whole_step_are_not_used(calibrating, monkeypatch):
+    machine = FakeMachine({FP32_CL: 1.0, FP32_NCHW: 1.2}, onednn_only=0.95)
+    monkeypatch.setattr(calibrate, "measure_in_turns", machine)
+    config = TrainConfig(model="resnet8", batch_size=8, precision="fp32")
+    parts = build_training(config, torch.device("cpu"), num_classes=10, input_size=8)
+    plan = parts.cpu_plan
+    assert (plan.candidate.name, plan.matmul_convs) == (FP32_CL + ONLY, frozenset())
+    assert not any(type(m) is MatmulConv2d for m in parts.model.modules())
+    assert plan.describe() == (
+        "CPU plan: fp32, channels-last, oneDNN for every convolution (faster in the whole "
+        "step) (measured now)"
+    )
+    explained = "\n".join(plan.explain())
+    assert "64x2x2>64 k3x3 s1 p1" in explained and "lost in the whole step" in explained
+    assert f"{FP32_CL + ONLY:<32}" in explained and "<- chosen" in explained
+    cached = plan_cpu(config, num_classes=10, input_size=8, measure=FakeMachine({}))
+    assert cached.how == "from the cache" and cached.onednn_only
+    assert CpuPlan.from_record(json.loads(json.dumps(plan.to_record()))) == plan
 
 
 def test_a_cpu_without_bf16_hardware_trains_in_fp32(calibrating, monkeypatch):
     info = {"model": "Old CPU", "family": None, "capability": "AVX2", "bf16": False, "amx": False}
     monkeypatch.setattr(calibrate, "cpu_info", lambda: info)
     plan = _plan(FakeMachine(BF16_WINS))
-    assert set(plan.steps) == {FP32_CL, FP32_NCHW} and plan.precision == "fp32"
+    assert {name.removesuffix(ONLY) for name in plan.steps} == {FP32_CL, FP32_NCHW}
+    assert plan.precision == "fp32"
 
 
 def test_a_changed_torch_version_or_thread_count_calibrates_again(calibrating, monkeypatch):

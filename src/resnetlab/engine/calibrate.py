@@ -12,15 +12,20 @@ on this machine and keeps the choice:
    candidate (1x1 kernels, and maps of up to ``MATMUL_MAX_PIXELS``);
 2. the whole training step (``engine.step.TrainStep``, the run's optimizer) in each
    memory layout and, for ``--precision auto`` on a CPU with bf16 hardware, in float32
-   and in bf16 autocast, each with its best convolution paths.
+   and in bf16 autocast, each with the convolution paths of step 1 and, where those
+   include matrix products, with oneDNN for every convolution: a path that wins alone
+   may lose inside the model (other kernels, caches, layout changes between layers), so
+   the whole step has the last word.
 
 Candidates take turns, one call each per round, so that a change in the machine's load
 hits all of them alike, and each is judged by its median over ``REPEATS`` rounds after one
 untimed call. The decision rule (``choose``) keeps the default unless another candidate
 is faster by a margin: a convolution stays with oneDNN unless the matrix product is
-``CONV_MARGIN`` faster, the layout stays channels-last unless NCHW is ``LAYOUT_MARGIN``
-faster, and the precision stays float32 unless bf16 is ``PRECISION_MARGIN`` faster.
-Margins keep the decision from flipping on noise, towards what PyTorch does by itself.
+``CONV_MARGIN`` faster, and keeps the paths so chosen only while the whole step with them
+is no slower than with oneDNN everywhere; the layout stays channels-last unless NCHW is
+``LAYOUT_MARGIN`` faster, and the precision stays float32 unless bf16 is
+``PRECISION_MARGIN`` faster. Margins keep the decision from flipping on noise, towards
+what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
@@ -45,7 +50,7 @@ import statistics
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -61,7 +66,7 @@ from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
-CALIBRATION_VERSION = 1  # bump when what is measured, or how, changes
+CALIBRATION_VERSION = 2  # bump when what is measured, or how, changes
 REPEATS = 3
 CONV_MARGIN = 0.10
 LAYOUT_MARGIN = 0.05
@@ -109,33 +114,43 @@ def choose(timings: Mapping[str, Sequence[float]], default: str, margin: float) 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A way to run the whole step: a precision and a memory layout."""
+    """A way to run the whole step: a precision, a memory layout, and the convolution
+    paths: those chosen shape by shape, or ``onednn_only``."""
 
     precision: str  # fp32, bf16 or fp16
     channels_last: bool
+    onednn_only: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.precision} {'channels-last' if self.channels_last else 'NCHW'}"
+        layout = "channels-last" if self.channels_last else "NCHW"
+        return f"{self.precision} {layout}" + (" oneDNN-only" if self.onednn_only else "")
 
     @classmethod
     def parse(cls, name: str) -> Candidate:
-        precision, layout = name.split(" ")
-        return cls(precision, layout == "channels-last")
+        precision, layout, *paths = name.split(" ")
+        return cls(precision, layout == "channels-last", paths == ["oneDNN-only"])
 
 
 def decide(steps: Mapping[str, Sequence[float]]) -> Candidate:
-    """The precision and layout to train in, from step timings keyed by ``Candidate.name``.
+    """The precision, layout and convolution paths to train with, from step timings keyed
+    by ``Candidate.name``.
 
-    The layout is chosen per precision (channels-last unless NCHW wins by
-    ``LAYOUT_MARGIN``), then the precision between the winners (float32 unless another
+    First the paths per precision and layout (the shape-by-shape choice unless oneDNN
+    everywhere is faster), then the layout per precision (channels-last unless NCHW wins
+    by ``LAYOUT_MARGIN``), then the precision between the winners (float32 unless another
     wins by ``PRECISION_MARGIN``).
     """
-    by_precision: dict[str, dict[str, Sequence[float]]] = {}
+    by_way: dict[tuple[str, bool], dict[str, Sequence[float]]] = {}
     for name, values in steps.items():
-        by_precision.setdefault(Candidate.parse(name).precision, {})[name] = values
+        c = Candidate.parse(name)
+        by_way.setdefault((c.precision, c.channels_last), {})[name] = values
+    paths = {way: choose(names, Candidate(*way).name, 0.0) for way, names in by_way.items()}
+    by_precision: dict[str, dict[str, Sequence[float]]] = {}
+    for (precision, _), name in paths.items():
+        by_precision.setdefault(precision, {})[name] = steps[name]
     winners = {
-        precision: choose(layouts, f"{precision} channels-last", LAYOUT_MARGIN)
+        precision: choose(layouts, paths.get((precision, True), ""), LAYOUT_MARGIN)
         for precision, layouts in by_precision.items()
     }
     finalists = {name: steps[name] for name in winners.values()}
@@ -304,6 +319,7 @@ class CpuPlan:
     precision: str = "fp32"
     channels_last: bool = True
     matmul_convs: frozenset[str] = frozenset()
+    onednn_only: bool = False  # shapes chose matrix products, the whole step oneDNN
     how: str = "default"  # measured now, from the cache, or why nothing was measured
     workload: str = ""
     batch: int | None = None  # the batch the step timings ran at
@@ -320,13 +336,15 @@ class CpuPlan:
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(self.precision, self.channels_last)
+        return Candidate(self.precision, self.channels_last, self.onednn_only)
 
     def describe(self) -> str:
         """One line for the run's log."""
         text = "bf16 autocast" if self.precision == "bf16" else self.precision
         text = f"CPU plan: {text}, {self.candidate.name.split(' ')[1]}"
-        if self.counts:
+        if self.onednn_only:
+            text += ", oneDNN for every convolution (faster in the whole step)"
+        elif self.counts:
             text += (
                 f", matrix-product path for {len(self.matmul_convs)} of "
                 f"{len(self.counts)} convolution shapes"
@@ -350,19 +368,22 @@ class CpuPlan:
             lines.append(
                 f"  training step at batch {self.batch}, median of {REPEATS} rounds (ms{load}); "
                 f"NCHW needs {LAYOUT_MARGIN:.0%} over channels-last, bf16 "
-                f"{PRECISION_MARGIN:.0%} over fp32:"
+                f"{PRECISION_MARGIN:.0%} over fp32, oneDNN-only is taken when faster:"
             )
             for name, values in self.steps.items():
                 mark = "  <- chosen" if name == self.candidate.name else ""
-                lines.append(f"    {name:<20} {statistics.median(values) * 1e3:8.1f}{mark}")
+                lines.append(f"    {name:<32} {statistics.median(values) * 1e3:8.1f}{mark}")
         if self.convs:
+            base = Candidate(self.precision, self.channels_last).name
             lines.append(
-                f"  convolutions in {self.candidate.name}, forward and backward (ms), oneDNN vs "
+                f"  convolutions in {base}, forward and backward (ms), oneDNN vs "
                 f"matrix product, which needs {CONV_MARGIN:.0%}:"
             )
             for shape, paths in self.convs.items():
                 onednn, matmul = (statistics.median(paths[p]) * 1e3 for p in ("onednn", "matmul"))
                 pick = "matrix product" if shape in self.matmul_convs else "oneDNN"
+                if self.onednn_only and shape in matmul_paths({shape: paths}):
+                    pick = "oneDNN (the matrix product won alone, lost in the whole step)"
                 lines.append(
                     f"    {shape:<32} x{self.counts.get(shape, 1):<2} "
                     f"{onednn:8.2f} {matmul:8.2f}  -> {pick}"
@@ -471,32 +492,39 @@ def _calibrate(
         f"{config.model}{options} at {input_size}x{input_size}, batch {config.batch_size}, "
         f"{num_classes} classes"
     )
+    ways = [
+        way
+        for c in candidates
+        for way in ([c, replace(c, onednn_only=True)] if matmul[c.name] else [c])
+    ]
     steps: dict[str, list[float]] = {}
     load = None
-    if len(candidates) > 1:
+    if len(ways) > 1:
         key = f"{workload}, {config.optimizer}, b{batch}"
-        names = [c.name for c in candidates]
+        names = [way.name for way in ways]
 
         def calls() -> Calls:
             return {
-                c.name: _step_call(config, num_classes, input_size, c, matmul[c.name], batch)
-                for c in candidates
+                way.name: _step_call(config, num_classes, input_size, way, matmul, batch)
+                for way in ways
             }
 
         cached, new = _cached(store, "steps", key, names, calls, measure, force)
         steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
-    chosen = decide(steps) if steps else candidates[0]
+    chosen = decide(steps) if steps else ways[0]
+    base = Candidate(chosen.precision, chosen.channels_last).name
     store.save()
     return CpuPlan(
         precision=chosen.precision,
         channels_last=chosen.channels_last,
-        matmul_convs=matmul[chosen.name],
+        matmul_convs=frozenset() if chosen.onednn_only else matmul[base],
+        onednn_only=chosen.onednn_only,
         how="measured now" if fresh else "from the cache",
         workload=workload,
         batch=batch,
         steps=steps,
         load=load,
-        convs=convs[chosen.name],
+        convs=convs[base],
         counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
         machine=store.key,
         cache=str(store.path),
@@ -588,14 +616,17 @@ def _step_call(
     num_classes: int,
     input_size: int,
     candidate: Candidate,
-    matmul: frozenset[str],
+    matmul: Mapping[str, frozenset[str]],
     batch: int,
 ) -> Callable[[], None]:
-    """One training step of the run's model and optimizer, in the candidate's way."""
+    """One training step of the run's model and optimizer, in the candidate's way
+    (``matmul``: the shapes that chose matrix products, per precision and layout)."""
     model = initial_model(config, num_classes, input_size)
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    use_matmul_convs(model, input_size, matmul)
+    if not candidate.onednn_only:
+        base = Candidate(candidate.precision, candidate.channels_last).name
+        use_matmul_convs(model, input_size, matmul[base])
     step = TrainStep(
         model,
         build_optimizer(model, config, CPU),
