@@ -52,6 +52,11 @@ CASES: dict[str, list[str]] = {
         "--model", "resnet18", "--input-size", "64",
         "--data", f"{SIGNS}/train_signs.h5", "--val-data", f"{SIGNS}/test_signs.h5",
     ],
+    # A deeper bottleneck network, torchvision's layout, without zero-initialised branches.
+    "signs-h5-resnet50": [
+        "--model", "resnet50", "--input-size", "64",
+        "--data", f"{SIGNS}/train_signs.h5", "--val-data", f"{SIGNS}/test_signs.h5",
+    ],
     "signs-jpeg-resnet18": [
         "--model", "resnet18", "--input-size", "64", "--data", f"{SIGNS}/64x64_SIGNS",
     ],
@@ -256,6 +261,7 @@ def run_one(
             recipe_line=next(
                 (line for line in proc.stderr.splitlines() if line.startswith("recipe auto")), None
             ),
+            lr_halvings=proc.stderr.count("auto halves the peak rate"),
             first_epochs=epochs[:3],
             epoch_val_acc=[r["val_acc"] for r in epochs],
         )

@@ -1,7 +1,16 @@
+import math
+
 import pytest
 
 from resnetlab.engine import resolve_config
-from resnetlab.engine.auto import apply_auto, auto_recipe, is_digit_like
+from resnetlab.engine.auto import (
+    GUARD_MAX_HALVINGS,
+    GUARD_START_STEPS,
+    LossGuard,
+    apply_auto,
+    auto_recipe,
+    is_digit_like,
+)
 
 # (images, image size, classes, model) -> (batch, lr, epochs, steps, warm-up, padding, jitter)
 TABLE = [
@@ -104,3 +113,46 @@ def test_explicit_values_win():
 def test_digit_like_data(data, classes, gray, expected):
     mean, std = ([0.5] * 3, [0.2] * 3) if gray else ([0.5, 0.4, 0.3], [0.2, 0.2, 0.25])
     assert is_digit_like(data, classes, mean, std) is expected
+
+
+def _halvings(losses, classes=6):
+    """The (0-based) steps at which a guard fed ``losses`` asks for half the rate."""
+    guard = LossGuard(classes, window=len(losses))
+    return [step for step, loss in enumerate(losses) if guard.watching(step) and guard.update(loss)]
+
+
+START = [1.8] * GUARD_START_STEPS  # about a uniform guess over 6 classes (1.79)
+
+
+@pytest.mark.parametrize(
+    ("losses", "expected", "why"),
+    [
+        (START + [1.7 - 0.01 * i for i in range(100)], [], "a loss that falls"),
+        (START + ([1.8] * 9 + [5.0]) * 10, [], "single spikes: the moving average absorbs them"),
+        (START + [2.5] * 60, [], "a rise to 1.4x its start is within the factor"),
+        # The average passes 1.5 x 1.8 = 2.7 on the 7th step at 3.6 (0-based step 11).
+        (START + [3.6] * 9 + [1.5] * 50, [11], "a climb, then the lower rate brings it down"),
+        (START + [3.6] * 30, [11, 32], "still high after the patience: halved again"),
+        (START + [3.6] * 200, [11, 32, 53, 74], f"at most {GUARD_MAX_HALVINGS} times"),
+        # Starting below a uniform guess (ln 10 = 2.30): the start is 2.30, not 0.5.
+        ([0.5] * GUARD_START_STEPS + [3.0] * 60, [], "a start under a uniform guess's loss"),
+        ([5.0] * GUARD_START_STEPS + [6.0] * 60, [], "a poor initial model is its own start"),
+        (START + [math.nan] * 30, [], "NaN is the divergence check's, not the guard's"),
+    ],
+)
+def test_the_loss_guard_halves_the_rate_when_the_loss_climbs(losses, expected, why):
+    classes = 10 if losses[0] == 0.5 else 6
+    assert _halvings(losses, classes) == expected, why
+
+
+def test_the_loss_guard_watches_its_window_and_resumes_where_it_was():
+    guard = LossGuard(6, window=200)
+    assert guard.watching(0) and guard.watching(199) and not guard.watching(200)
+    for loss in START + [3.6] * 7:
+        guard.update(loss)
+    assert guard.halvings == 1
+    again = LossGuard(6, window=0)
+    again.load_state_dict(guard.state_dict())
+    assert vars(again) == vars(guard) and again.watching(150)
+    guard.halvings = GUARD_MAX_HALVINGS
+    assert not guard.watching(0)

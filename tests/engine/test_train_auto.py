@@ -1,6 +1,7 @@
 """What a run does with a user's own image set: the auto recipe, stable first epochs,
 early stopping, resizing that keeps the aspect ratio, a progress bar that moves."""
 
+import csv
 import json
 import math
 import sys
@@ -12,6 +13,7 @@ from PIL import Image
 
 import resnetlab
 from resnetlab.engine import TrainConfig, train
+from resnetlab.engine.auto import LossGuard
 from resnetlab.engine.config import AUTO_FIELDS
 from resnetlab.engine.evaluate import EvalResult
 from resnetlab.engine.predict import predict
@@ -209,3 +211,38 @@ def test_the_seed_model_on_signs_is_not_at_chance_after_two_epochs(shared_data, 
     ).summary
     assert summary["final_val_acc"] > 0.4  # chance: 1/6
     assert summary["final_val_loss"] < 2 * summary["final_train_loss"]
+
+
+def test_the_loss_guard_halves_the_auto_rate_and_the_run_keeps_it(tmp_path, monkeypatch, capsys):
+    # The guard's verdicts are scripted here (its rule: test_auto.py): halve at the 3rd step.
+    seen = []
+
+    def scripted(guard, loss):
+        seen.append(loss)
+        if len(seen) != 3:
+            return False
+        guard.halvings, guard.start, guard.average = guard.halvings + 1, 2.0, 3.2
+        return True
+
+    monkeypatch.setattr(LossGuard, "update", scripted)
+    common = dict(data="digits", input_size=8, subset=300, epochs=2)
+    result = train(**common, out=str(tmp_path / "auto"))
+    # 299 images: batch 16, 18 steps an epoch, a warm-up of 9; watched: 18 steps.
+    assert len(seen) == 18 and all(0 < loss < 10 for loss in seen)  # each step's mean loss
+    chosen = 0.1 * (16 / 128) ** 0.5
+    assert TrainConfig.load(result.run_dir / "config.json")["lr"] == pytest.approx(chosen / 2)
+    err = capsys.readouterr().err
+    assert "the training loss rose to 3.20, 1.6x its start (2.00)" in err
+    assert f"auto halves the peak rate to {chosen / 2:.3g} (--lr sets it)" in err
+    with open(result.run_dir / "metrics.csv") as f:
+        last_epoch = [row for row in csv.DictReader(f) if row["kind"] == "epoch"][-1]
+    assert float(last_epoch["lr"]) < chosen / 2 * 0.5  # the cosine's end, below the new peak
+    # A resumed run goes on with the guard where it was.
+    values = TrainConfig.load(result.run_dir / "config.json")
+    resumed = Trainer(TrainConfig(**values), run_dir=result.run_dir, resume=True)
+    assert resumed.guard.halvings == 1 and resumed.config.lr == pytest.approx(chosen / 2)
+
+    # A rate given with --lr is the user's: nothing watches it.
+    seen.clear()
+    train(**common, lr=chosen, out=str(tmp_path / "given"))
+    assert seen == [] and "auto halves the peak rate" not in capsys.readouterr().err

@@ -21,6 +21,14 @@ Named recipes were shaped on one kind of data (``paper-cifar`` on CIFAR's 50,000
   jitter cost 3.3 points on CIFAR-10 images against pad-and-crop, and on the SIGNS
   photos the two were within three test images of each other (docs/defaults.md).
 
+- A learning rate the model tolerates: the rate above suits the networks it was measured
+  on, but deeper ones without zero-initialised residual branches (ResNet-50, the Keras
+  ResNet50) blew up under it on 1,080 SIGNS photos, their training loss three times that
+  of a uniform guess and their accuracy at chance for epochs. So while the rate rises and
+  for as long again (``LossGuard``), a training loss that climbs to ``GUARD_FACTOR`` times
+  where it started halves the rate for the rest of the run; a rate given with ``--lr`` is
+  left alone.
+
 ``auto_recipe`` is a pure function of (images, image size, classes, model); ``apply_auto``
 fills in what the user left to it, keeping every value given explicitly (``--epochs``,
 ``--max-steps``, ``--batch-size``...). Flips are decided for every recipe by
@@ -33,6 +41,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .config import AUTO_FIELDS, TrainConfig
 
@@ -45,6 +54,11 @@ WARMUP_FRACTION = 0.05
 MIN_WARMUP_STEPS = 100
 JITTER_FROM = 128  # pixels: scale/aspect jitter from this input size up, pad-and-crop below
 JITTER_MIN_AREA = 0.35
+GUARD_FACTOR = 1.5  # a smoothed training loss this many times its start is a blow-up
+GUARD_START_STEPS = 5  # the first steps' mean loss is the start (at least a uniform guess's)
+GUARD_SMOOTHING = 0.1  # the weight of each step in the moving average of the loss
+GUARD_PATIENCE = 20  # steps at a lowered rate before the guard may lower it again
+GUARD_MAX_HALVINGS = 4
 
 
 @dataclass(frozen=True)
@@ -221,3 +235,53 @@ def is_digit_like(
         return True
     gray = max(mean) - min(mean) < 1e-6 and max(std) - min(std) < 1e-6
     return gray and all(len(name) == 1 for name in class_names)
+
+
+class LossGuard:
+    """Watches the training loss of an ``auto`` run while its learning rate rises (``window``
+    steps: the warm-up and as many again) and says when to halve the rate.
+
+    The start is the mean loss of the first ``GUARD_START_STEPS`` steps, and at least
+    ``ln(classes)``, the loss of a uniform guess. A moving average of the loss above
+    ``GUARD_FACTOR`` times the start means the rate is more than the model tolerates: the
+    guard asks for half the rate, then waits ``GUARD_PATIENCE`` steps for the loss to come
+    down before it may ask again, at most ``GUARD_MAX_HALVINGS`` times.
+    """
+
+    def __init__(self, num_classes: int, window: int) -> None:
+        self.window = window
+        self.floor = math.log(max(num_classes, 2))
+        self.first: list[float] = []
+        self.start: float | None = None
+        self.average: float | None = None
+        self.wait = 0
+        self.halvings = 0
+
+    def watching(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) is one the guard looks at."""
+        return step < self.window and self.halvings < GUARD_MAX_HALVINGS
+
+    def update(self, loss: float) -> bool:
+        """Take one step's mean training loss; True when the rate should be halved."""
+        if self.start is None:
+            self.first.append(loss)
+            if len(self.first) == GUARD_START_STEPS:
+                self.average = sum(self.first) / len(self.first)
+                self.start = max(self.average, self.floor)
+            return False
+        self.average += GUARD_SMOOTHING * (loss - self.average)
+        if self.wait > 0:
+            self.wait -= 1
+            return False
+        if not self.average > GUARD_FACTOR * self.start:  # also NaN: that check is elsewhere
+            return False
+        self.halvings += 1
+        self.wait = GUARD_PATIENCE
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in vars(self):
+            setattr(self, name, state[name])

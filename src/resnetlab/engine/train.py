@@ -34,7 +34,7 @@ from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
-from .auto import apply_auto, count_of, is_digit_like
+from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import busy_note, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
@@ -188,6 +188,11 @@ class Trainer:
             if c.warmup_steps is not None
             else round(c.warmup_epochs * self.steps_per_epoch)
         )
+        # The auto recipe's rate is lowered if the loss climbs while it rises (engine.auto).
+        self.guard = (
+            LossGuard(len(self.class_names), 2 * self.warmup_steps) if self.lr_by_auto else None
+        )
+        self.watched = (0.0, 0)  # loss sum and images the guard has seen since the last log
         self.tuning = parts.tuning
         check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
         c.head_epochs = self.tuning.head_epochs  # config.json records the resolved value
@@ -289,6 +294,7 @@ class Trainer:
     def _resolve_recipe(self, num_train: int) -> TrainConfig:
         """The config with what the auto recipe leaves to the data filled in."""
         self.auto_line = None
+        self.lr_by_auto = self.config.recipe == "auto" and "lr" in self.config.unset()
         if self.config.recipe != "auto" or not self.config.unset():
             return self.config
         config, self.auto_line = apply_auto(
@@ -395,6 +401,7 @@ class Trainer:
         epoch_steps = min(spe, self.total_steps - self.epoch * spe)
         batches = itertools.islice(iter(self.train_loader), self.batch, epoch_steps)  # skip done
         self.train_step.sums.zero_()  # loss * images, hits: since the last log
+        self.watched = (0.0, 0)
         seen = 0
         epoch_loss = epoch_hits = epoch_seen = 0.0
         lr = self._lr()
@@ -407,6 +414,8 @@ class Trainer:
             set_lr(self.optimizer, lr)
             self._train_step(x, y)
             seen += len(y)
+            if self.guard is not None and self.guard.watching(self.step):
+                self._watch_loss(seen, lr)
             self.step += 1
             self.batch += 1
             self.log.tick(self.batch)
@@ -421,6 +430,7 @@ class Trainer:
                     epoch_seen + n,
                 )
                 self.images_trained += n
+                self.watched = (0.0, 0)
                 self.log.progress(
                     epoch=self.epoch + self.batch / self.steps_per_epoch,
                     step=self.step,
@@ -439,6 +449,25 @@ class Trainer:
             "lr": lr,
             "images_per_s": epoch_seen / max(elapsed, 1e-9),
         }
+
+    def _watch_loss(self, seen: int, lr: float) -> None:
+        """Give the guard this step's mean loss (one sync) and halve the peak learning rate
+        when it asks; config.json keeps the rate, so a resumed run goes on with it."""
+        loss_sum, _, n = self._reduce(self.train_step.sums, seen)
+        before_sum, before_n = self.watched
+        self.watched = (loss_sum, n)
+        if not self.guard.update((loss_sum - before_sum) / max(n - before_n, 1)):
+            return
+        c = self.config
+        c.lr /= 2
+        if self.dist.is_main:
+            c.save(self.run_dir / "config.json")
+            g = self.guard
+            self.log.message(
+                f"the training loss rose to {g.average:.2f}, {g.average / g.start:.1f}x its "
+                f"start ({g.start:.2f}), at lr {lr:.3g} in step {self.step + 1}: too high a rate "
+                f"for this model; auto halves the peak rate to {c.lr:.3g} (--lr sets it)"
+            )
 
     def _out_of_patience(self) -> bool:
         """``patience`` epochs have passed since the best one (early stopping)."""
@@ -598,6 +627,7 @@ class Trainer:
             # The last epoch's results: a resumed run's summary reports them too.
             "last_train": self.last_train,
             "last_val": _val_state(self.last_val),
+            "loss_guard": self.guard.state_dict() if self.guard is not None else None,
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
 
@@ -632,6 +662,9 @@ class Trainer:
                 if len(self.last_val.confusion) != len(self.class_names):
                     raise ValueError("its confusion matrix has another number of classes")
             self.last_train = dict(state.get("last_train") or {})
+            if state.get("loss_guard") is not None:  # an auto run still watching its loss
+                self.guard = LossGuard(len(self.class_names), 0)
+                self.guard.load_state_dict(state["loss_guard"])
             if self.epoch > 0 and (self.last_val or self.last_train):
                 self.last_metric = (
                     self.last_val.accuracy if self.last_val else self.last_train["train_acc"]
