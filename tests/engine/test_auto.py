@@ -156,3 +156,6 @@ def test_the_loss_guard_watches_its_window_and_resumes_where_it_was():
     assert vars(again) == vars(guard) and again.watching(150)
     guard.halvings = GUARD_MAX_HALVINGS
     assert not guard.watching(0)
+    for damaged in (None, [], {**guard.state_dict(), "wait": "soon"}, {"window": 3}):
+        with pytest.raises(ValueError, match="loss guard state is damaged"):
+            again.load_state_dict(damaged)

@@ -167,3 +167,7 @@ def test_the_course_recipe_keeps_its_earlier_name_seed():
     assert TrainConfig(recipe="seed") == TrainConfig(recipe="course")
     old = {**TrainConfig(recipe="course").to_dict(), "recipe": "seed"}  # a config.json of before
     assert resolve_config(old) == TrainConfig(recipe="course")
+    # A recipe that is not a name, from an edited config.json: refused in one line.
+    for damaged in ({"a": 1}, ["course"]):
+        with pytest.raises(ResnetlabError, match="unknown recipe"):
+            resolve_config({"recipe": damaged})

@@ -283,5 +283,21 @@ class LossGuard:
         return dict(vars(self))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in vars(self):
-            setattr(self, name, state[name])
+        """Continue from ``state_dict()``'s output; ValueError for anything else (a damaged
+        checkpoint)."""
+
+        def number(value: Any) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        fits = (
+            isinstance(state, dict)
+            and set(state) == set(vars(self))
+            and all(number(state[name]) for name in ("window", "floor", "wait", "halvings"))
+            and all(state[name] is None or number(state[name]) for name in ("start", "average"))
+            and isinstance(state["first"], list)
+            and all(number(loss) for loss in state["first"])
+        )
+        if not fits:
+            raise ValueError("its loss guard state is damaged")
+        for name, value in state.items():
+            setattr(self, name, value)

@@ -455,7 +455,7 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     flags = {k: v for k, v in flags.items() if v is not None}
     values = dict(file_values or {})
     for given in (flags, values):
-        if given.get("recipe") in RECIPE_ALIASES:
+        if isinstance(given.get("recipe"), str) and given["recipe"] in RECIPE_ALIASES:
             given["recipe"] = RECIPE_ALIASES[given["recipe"]]
     if "recipe" in flags:
         if not isinstance(flags["recipe"], str) or flags["recipe"] not in RECIPES:
