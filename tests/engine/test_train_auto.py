@@ -241,6 +241,11 @@ def test_the_loss_guard_halves_the_auto_rate_and_the_run_keeps_it(tmp_path, monk
     values = TrainConfig.load(result.run_dir / "config.json")
     resumed = Trainer(TrainConfig(**values), run_dir=result.run_dir, resume=True)
     assert resumed.guard.halvings == 1 and resumed.config.lr == pytest.approx(chosen / 2)
+    # Killed after a halving was written to config.json but before the next checkpoint:
+    # the checkpoint's rate goes with the checkpoint's guard.
+    values["lr"] = chosen / 4
+    resumed = Trainer(TrainConfig(**values), run_dir=result.run_dir, resume=True)
+    assert resumed.config.lr == pytest.approx(chosen / 2)
 
     # A rate given with --lr is the user's: nothing watches it.
     seen.clear()

@@ -628,6 +628,7 @@ class Trainer:
             "last_train": self.last_train,
             "last_val": _val_state(self.last_val),
             "loss_guard": self.guard.state_dict() if self.guard is not None else None,
+            "peak_lr": self.config.lr,  # the rate the guard has left, with its state
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
 
@@ -665,6 +666,11 @@ class Trainer:
             if state.get("loss_guard") is not None:  # an auto run still watching its loss
                 self.guard = LossGuard(len(self.class_names), 0)
                 self.guard.load_state_dict(state["loss_guard"])
+                # The rate as of this checkpoint: config.json may be a halving ahead of it.
+                peak_lr = state["peak_lr"]
+                if not (isinstance(peak_lr, float) and math.isfinite(peak_lr) and peak_lr > 0):
+                    raise ValueError(f"its learning rate is {peak_lr!r}")
+                self.config.lr = peak_lr
             if self.epoch > 0 and (self.last_val or self.last_train):
                 self.last_metric = (
                     self.last_val.accuracy if self.last_val else self.last_train["train_acc"]
