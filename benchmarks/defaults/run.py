@@ -261,7 +261,7 @@ def run_one(
             recipe_line=next(
                 (line for line in proc.stderr.splitlines() if line.startswith("recipe auto")), None
             ),
-            lr_halvings=proc.stderr.count("auto halves the peak rate"),
+            lr_halvings=[line for line in proc.stderr.splitlines() if "auto halves" in line],
             first_epochs=epochs[:3],
             epoch_val_acc=[r["val_acc"] for r in epochs],
         )
