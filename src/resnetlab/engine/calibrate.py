@@ -126,6 +126,11 @@ class Candidate:
         layout = "channels-last" if self.channels_last else "NCHW"
         return f"{self.precision} {layout}" + (" oneDNN-only" if self.onednn_only else "")
 
+    @property
+    def per_shape(self) -> Candidate:
+        """The same precision and layout with the convolution paths chosen shape by shape."""
+        return replace(self, onednn_only=False)
+
     @classmethod
     def parse(cls, name: str) -> Candidate:
         precision, layout, *paths = name.split(" ")
@@ -374,10 +379,9 @@ class CpuPlan:
                 mark = "  <- chosen" if name == self.candidate.name else ""
                 lines.append(f"    {name:<32} {statistics.median(values) * 1e3:8.1f}{mark}")
         if self.convs:
-            base = Candidate(self.precision, self.channels_last).name
             lines.append(
-                f"  convolutions in {base}, forward and backward (ms), oneDNN vs "
-                f"matrix product, which needs {CONV_MARGIN:.0%}:"
+                f"  convolutions in {self.candidate.per_shape.name}, forward and backward "
+                f"(ms), oneDNN vs matrix product, which needs {CONV_MARGIN:.0%}:"
             )
             for shape, paths in self.convs.items():
                 onednn, matmul = (statistics.median(paths[p]) * 1e3 for p in ("onednn", "matmul"))
@@ -512,7 +516,7 @@ def _calibrate(
         cached, new = _cached(store, "steps", key, names, calls, measure, force)
         steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
     chosen = decide(steps) if steps else ways[0]
-    base = Candidate(chosen.precision, chosen.channels_last).name
+    base = chosen.per_shape.name
     store.save()
     return CpuPlan(
         precision=chosen.precision,
@@ -625,8 +629,7 @@ def _step_call(
     if candidate.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if not candidate.onednn_only:
-        base = Candidate(candidate.precision, candidate.channels_last).name
-        use_matmul_convs(model, input_size, matmul[base])
+        use_matmul_convs(model, input_size, matmul[candidate.per_shape.name])
     step = TrainStep(
         model,
         build_optimizer(model, config, CPU),
