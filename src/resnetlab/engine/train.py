@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..analysis import count_parameters
+from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource
@@ -140,8 +141,8 @@ class Trainer:
     """One training job: set up from a config, then ``run()``."""
 
     def __init__(self, config: TrainConfig, *, run_dir: Path | None = None, resume: bool = False):
-        # Every attribute of the run's state is created here, in the order the parts depend
-        # on each other (weights, data, recipe, model, position, folder), hence its length.
+        # The parts are set up in the order they depend on each other: weights, data and
+        # recipe, model, schedule, then the position in the run and its folder.
         self.config = c = config
         self.dist, self.device = init_distributed(c.device)
         torch.manual_seed(c.seed)
@@ -155,17 +156,20 @@ class Trainer:
             # The size they were trained at, unless --input-size says otherwise.
             self.config = c = dataclasses.replace(c, input_size=weights.input_size)
         self.input_size = c.input_size or model_info(c.model).input_size
-        self._load_data()
-        c = self.config  # with what the auto recipe chose from the data
+        self._load_data()  # also fills in what the auto recipe chose from the data
+        self._build_model(weights)
+        self._plan_schedule()
+        self._set_position(run_dir, resume)
 
-        # Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
+    def _build_model(self, weights: PretrainedWeights | None) -> None:
+        """Model, optimizer, EMA and the step: what `resnetlab bench train` measures too."""
         parts = build_training(
-            c,
+            self.config,
             self.device,
             num_classes=len(self.class_names),
             input_size=self.input_size,
             dist=self.dist,
-            pretrained=self.start.weights if self.start else None,
+            pretrained=weights,
             class_names=self.class_names,
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
@@ -174,11 +178,16 @@ class Trainer:
         self.amp_dtype = parts.amp_dtype
         self.train_step = parts.step
         self.cpu_plan = parts.cpu_plan
+        self.tuning = parts.tuning
         if parts.channels_last != self.channels_last:  # the CPU plan chose the other layout
             self.channels_last = parts.channels_last
             for loader in (self.train_loader, self.val_loader):
                 if loader is not None:
                     loader.channels_last = parts.channels_last
+
+    def _plan_schedule(self) -> None:
+        """Steps, epochs, warm-up, the loss guard, and the fine-tuning stages' lengths."""
+        c = self.config
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
         # With max_steps the last epoch may be cut short.
@@ -193,11 +202,11 @@ class Trainer:
             LossGuard(len(self.class_names), 2 * self.warmup_steps) if self.lr_by_auto else None
         )
         self.watched = (0.0, 0)  # loss sum and images the guard has seen since the last log
-        self.tuning = parts.tuning
         check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
         c.head_epochs = self.tuning.head_epochs  # config.json records the resolved value
 
-        # Position and history.
+    def _set_position(self, run_dir: Path | None, resume: bool) -> None:
+        """Step 0 of a new run in a fresh folder, or where a resumed run's checkpoint was."""
         self.epoch, self.batch, self.step = 0, 0, 0
         self.train_time = 0.0
         self.images_trained = 0
@@ -214,6 +223,7 @@ class Trainer:
             if (run_dir / CHECKPOINT_NAME).exists():
                 self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir)
         else:
+            c = self.config
             run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
             if self.dist.is_main:
                 _check_fresh(run_dir)
@@ -224,7 +234,7 @@ class Trainer:
             self.run_dir,
             epochs=self.num_epochs,
             enabled=self.dist.is_main,
-            tensorboard=c.tensorboard,
+            tensorboard=self.config.tensorboard,
             resume_step=self.step if resume else None,
         )
 
