@@ -8,7 +8,8 @@ RUNS=${RUNS:-runs/explain}
 DOCS=docs/explain
 train() {  # model, epochs
     resnetlab train --model "$1" --input-size 64 --data "$SIGNS/train_signs.h5" \
-        --val-data "$SIGNS/test_signs.h5" --batch-size 32 --lr 0.05 --epochs "$2" --out "$RUNS/$1"
+        --val-data "$SIGNS/test_signs.h5" --recipe modern --batch-size 32 --lr 0.05 --epochs "$2" \
+        --out "$RUNS/$1"
 }
 train resnet20 20
 train resnet18 15

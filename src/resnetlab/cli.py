@@ -291,7 +291,7 @@ TRAIN_HELP = {
     "weights, slowest with Keras's momentum 0.99)",
     "crop_padding": "random crops after padding by this many pixels (0: off)",
     "scale_jitter": "random crops of between this share of the area and all of it, aspect "
-    "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 64 px up)",
+    "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 128 px up)",
     "flip": "random horizontal flips (default: on, except for digit-like data: digits, "
     "classes 0-9, grayscale letters)",
     "cutout": "cutout square side in pixels (0: off)",

@@ -278,6 +278,36 @@ def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
+def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
+    # 10 steps an epoch: 13 steps end inside the second epoch.
+    few = dict(**FAST, subset=640, val_subset=100, deterministic=True)
+    short = train(**few, max_steps=13, out=str(tmp_path / "short")).run_dir
+    capsys.readouterr()
+    assert main(["train", "--resume", str(short)]) == 0
+    out = capsys.readouterr()
+    assert f"{short} already finished its 13 steps; add --max-steps N (more than 13)" in (
+        out.out + out.err
+    )
+
+    # Longer: the cut-short epoch goes on from its 3rd step, on the schedule of 25 steps
+    # (with the warm-up the run had: 3 steps, a quarter of 13).
+    longer = train(resume=short, max_steps=25)
+    assert longer.summary["steps"] == 25 and longer.summary["epochs"] == 3
+    rows = list(csv.DictReader((short / "metrics.csv").read_text().splitlines()))
+    epochs = [(int(r["epoch"]), int(r["step"])) for r in rows if r["kind"] == "epoch"]
+    assert epochs == [(1, 10), (2, 20), (3, 25)]
+    whole = train(**few, max_steps=25, warmup_steps=3, out=str(tmp_path / "whole")).run_dir
+    whole_rows = list(csv.DictReader((whole / "metrics.csv").read_text().splitlines()))
+
+    def rates(rows):
+        return {int(r["step"]): float(r["lr"]) for r in rows if int(r["step"]) > 13}
+
+    assert rates(rows) == rates(whole_rows) and len(rates(rows)) >= 3
+
+    # --epochs replaces the length in steps.
+    assert train(resume=short, epochs=4).summary["steps"] == 40
+
+
 def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
     capsys.readouterr()

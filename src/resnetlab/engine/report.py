@@ -147,6 +147,7 @@ class RunLog:
         enabled: bool = True,
         tensorboard: bool = False,
         resume_step: int | None = None,
+        resume_epoch: int | None = None,
         clock=time.monotonic,
     ) -> None:
         self.run_dir = run_dir
@@ -173,8 +174,14 @@ class RunLog:
         if resume_step is None:
             self._open_metrics()
         elif self.metrics_path.exists():
-            # Rows past the checkpoint belong to work that is about to be redone.
-            self.rows = [r for r in read_metrics(self.metrics_path) if r["step"] <= resume_step]
+            # Rows past the checkpoint belong to work that is about to be redone, and so does
+            # the row of an epoch cut short by --max-steps that the run now goes on with.
+            self.rows = [
+                r
+                for r in read_metrics(self.metrics_path)
+                if r["step"] <= resume_step
+                and (r["kind"] != "epoch" or resume_epoch is None or r["epoch"] <= resume_epoch)
+            ]
         elif resume_step:
             warnings.warn(
                 f"{self.metrics_path} not found: the metrics of the first {resume_step:,} steps "

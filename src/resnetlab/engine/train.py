@@ -107,6 +107,8 @@ def train(
                 f"cannot change (start a new run: --config {run_dir / 'config.json'} with the "
                 "new values)"
             )
+        if "epochs" in given and "max_steps" not in given:
+            values["max_steps"] = None  # a length in epochs replaces one in steps
         values.update(given)
         config = TrainConfig(**values)
         return Trainer(config, run_dir=run_dir, resume=True).run()
@@ -236,6 +238,7 @@ class Trainer:
             enabled=self.dist.is_main,
             tensorboard=self.config.tensorboard,
             resume_step=self.step if resume else None,
+            resume_epoch=self.epoch if resume else None,
         )
 
     def _load_data(self) -> None:
@@ -645,12 +648,16 @@ class Trainer:
     def _restore(self, state: dict[str, Any], run_dir: Path) -> None:
         spe = self.steps_per_epoch
         epoch, batch, step = state["epoch"], state["batch"], state["step"]
-        if batch > spe or step != epoch * spe + batch:
+        # --max-steps may have cut the last epoch short: it ended after `step` steps.
+        cut_short = batch == 0 and epoch >= 1 and (epoch - 1) * spe < step < epoch * spe
+        if batch > spe or not (step == epoch * spe + batch or cut_short):
             raise ResnetlabError(
                 f"{run_dir / CHECKPOINT_NAME} is at epoch {epoch}, batch {batch}, step {step}, "
                 f"which does not fit this run's {spe} steps per epoch; the checkpoint is "
                 "damaged or from another run: start the run again"
             )
+        if cut_short and step < self.total_steps:  # now longer: go on inside that epoch
+            epoch, batch = epoch - 1, step - (epoch - 1) * spe
         self.epoch, self.batch, self.step = epoch, batch, step
         self.train_time = state["train_time"]
         self.images_trained = state["images_trained"]
@@ -724,7 +731,7 @@ class Trainer:
         return f"then start the run again with --out {self.run_dir}"
 
     def _nothing_to_train(self) -> bool:
-        return self.epoch >= self.num_epochs or self._reached_target()
+        return self.step >= self.total_steps or self._reached_target()
 
     def _finished_before(self) -> RunResult:
         """A resumed run that has nothing left to train: say so, and change nothing; unless
@@ -733,10 +740,14 @@ class Trainer:
         if summary is None or summary["status"] != "finished":
             summary = self._final_summary("finished")
         elif self.dist.is_main:
-            self.log.message(
-                f"{self.run_dir} already finished its {count_of(self.num_epochs, 'epoch')}; "
-                f"add --epochs N (more than {self.num_epochs}) to train it further"
+            length = (
+                f"{count_of(self.total_steps, 'step')}; add --max-steps N (more than "
+                f"{self.total_steps:,}) or --epochs N"
+                if self.config.max_steps
+                else f"{count_of(self.num_epochs, 'epoch')}; add --epochs N (more than "
+                f"{self.num_epochs})"
             )
+            self.log.message(f"{self.run_dir} already finished its {length} to train it further")
         self.log.close()
         shutdown(self.dist)
         return RunResult(self.run_dir, summary, self._eval_model().eval())
