@@ -1166,7 +1166,11 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)  # imports PyTorch for some commands: Ctrl-C may come here
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

@@ -40,6 +40,8 @@ def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
         fix = "its folder does not exist; create it or choose another"
     elif error.errno == errno.EISDIR:
         fix = "that is a folder; give a file name"
+    elif error.errno == errno.EEXIST:
+        fix = "a file stands where a folder is needed; choose another path"
     else:
         fix = "check the disk and the folder"
     return WriteError(f"cannot write {path}: {reason}; {fix}")

@@ -90,18 +90,24 @@ def test_a_nan_bn_statistic_stops_the_run_while_the_loss_is_still_finite(
 # --- decompression bombs --------------------------------------------------------------------
 
 
-def test_predict_refuses_a_decompression_bomb_named_and_skips_one_in_a_folder(tmp_path, capsys):
+# 900 million pixels, which PIL refuses itself, and 90 million, over its limit (89.5
+# million) but under the twice that at which it stops warning and refuses.
+@pytest.mark.parametrize("side", [(30000, 30000), (10000, 9000)])
+def test_predict_refuses_a_decompression_bomb_named_and_skips_one_in_a_folder(
+    tmp_path, capsys, side
+):
     model = model_file(tmp_path / "m.safetensors")
     folder = tmp_path / "images"
     folder.mkdir()
     bomb = folder / "bomb.png"
-    bomb.write_bytes(png_header(30000, 30000))  # 900 million pixels, 100 bytes on disk
+    bomb.write_bytes(png_header(*side))  # about 100 bytes on disk
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(folder / "fine.png")
     code, err = cli(capsys, "predict", model, bomb)
     assert_one_line_error(code, err, str(bomb), "DecompressionBombError")
     code, err = cli(capsys, "predict", model, folder)
     assert code == 0, err
     assert f"{bomb} is not a readable image" in err and "Traceback" not in err
+    assert "DecompressionBombWarning" not in err
 
 
 # --- tampered model files -------------------------------------------------------------------
@@ -309,3 +315,94 @@ def test_resuming_a_folder_killed_before_its_config_says_to_start_again(tmp_path
     (run / ".config.json.tmp").write_text('{"model": "res')
     code, err = cli(capsys, "train", "--resume", run)
     assert_one_line_error(code, err, "holds no run to resume", f"start it again with --out {run}")
+
+
+# --- a user's own folder, from training to export ------------------------------------------
+
+
+def _folder(root, classes=("cat", "dog"), per_class=10, size=16):
+    rng = np.random.default_rng(0)
+    for name in classes:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+TINY = ["--model", "resnet8", "--input-size", "16", "--max-steps", "2"]
+
+
+def test_exporting_a_model_onto_its_own_file_is_refused(tmp_path, capsys):
+    model = model_file(tmp_path / "m.safetensors")
+    before = model.read_bytes()
+    code, err = cli(capsys, "export", model, model, "--format", "onnx")
+    assert_one_line_error(code, err, "is the model file being exported", "m.onnx")
+    assert model.read_bytes() == before
+    code, err = cli(capsys, "export", model, model / "x.onnx")  # a folder that is a file
+    assert_one_line_error(code, err, f"cannot write {model / 'x.onnx'}")
+
+
+def test_resume_without_a_checkpoint_does_not_start_over_a_trained_run(finished_run, capsys):
+    (finished_run / "checkpoint.pt").unlink()
+    before = (finished_run / "best.safetensors").read_bytes()
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "3")
+    assert_one_line_error(code, err, "checkpoint.pt is missing", "best.safetensors", "--config")
+    assert (finished_run / "best.safetensors").read_bytes() == before
+
+
+def test_a_resumed_run_says_how_long_it_ran_and_notices_changed_data(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    run = tmp_path / "run"
+    code, err = cli(capsys, "train", "--data", data, *TINY[:4], "--epochs", "2", "--out", run)
+    assert code == 0, err
+    code, err = cli(capsys, "train", "--resume", run, "--epochs", "1")
+    assert code == 0 and f"{run} already finished its 2 epochs; add --epochs N (more than 2)" in err
+    for i in range(4):
+        (data / "dog" / f"{i}.png").unlink()
+    code, err = cli(capsys, "train", "--resume", run, "--epochs", "3")
+    assert_one_line_error(code, err, "was trained on", "the training data changed")
+
+
+def test_out_inside_the_data_folder_is_refused(tmp_path, capsys):
+    data = _folder(tmp_path / "data")
+    code, err = cli(capsys, "train", "--data", data, *TINY, "--out", data / "cat" / "run")
+    assert_one_line_error(code, err, "is inside the data folder", "outside it")
+    assert sorted(p.name for p in (data / "cat").iterdir()) == sorted(f"{i}.png" for i in range(10))
+
+
+def test_file_and_class_names_that_are_not_utf8_train(tmp_path, capsys):
+    import os
+
+    data = _folder(tmp_path / "data")
+    latin1 = os.fsdecode(bytes(data / "caf") + b"\xe9")  # an old archive's Latin-1 name
+    os.rename(data / "dog", latin1)
+    os.rename(os.path.join(latin1, "0.png"), os.path.join(latin1, os.fsdecode(b"\xe9t\xe9.png")))
+    run = tmp_path / "run"
+    code, err = cli(capsys, "train", "--data", data, *TINY, "--out", run)
+    assert code == 0, err
+    assert strict_json(run / "summary.json")["class_names"] == ["caf\u00e9", "cat"]
+
+
+def test_a_class_whose_images_all_fail_to_read_is_an_error(tmp_path, capsys):
+    data = _folder(tmp_path / "data", per_class=20)
+    (data / "zebra").mkdir()
+    (data / "zebra" / "0.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # 1 of 41: under 5%
+    code, err = cli(capsys, "train", "--data", data, *TINY, "--out", tmp_path / "run")
+    assert_one_line_error(code, err, "none of the images of class zebra could be read")
+
+
+def test_more_misplaced_files_are_one_line_errors(tmp_path, capsys):
+    model = model_file(tmp_path / "m.safetensors")
+    code, err = cli(capsys, "train", "--config", model)
+    assert_one_line_error(code, err, "is not a text file", "config.json")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"a file")
+    code, err = cli(capsys, "explain", model, image, "--out", taken)
+    assert_one_line_error(code, err, f"{taken} is a file", "folder")
+    assert taken.read_bytes() == b"a file"
+    code, err = cli(capsys, "bench", "table", tmp_path / "no-records")
+    assert_one_line_error(code, err, "no benchmark records at", "bench train")

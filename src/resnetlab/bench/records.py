@@ -165,6 +165,11 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     records = []
     for item in paths:
         item = Path(item)
+        if not item.exists():
+            raise ResnetlabError(
+                f"no benchmark records at {item}: `resnetlab bench train` (or infer, data, "
+                "time-to-accuracy) writes them; or name .jsonl files or folders of them"
+            )
         files = sorted(item.glob("*.jsonl")) if item.is_dir() else [item]
         for file in files:
             for number, line in enumerate(file.read_text().splitlines(), start=1):

@@ -289,6 +289,8 @@ def render_table(records: Iterable[Mapping[str, Any]]) -> str:
 def update_readme(path: str | os.PathLike, table: str) -> None:
     """Replace the text between the README's table markers with ``table``."""
     path = Path(path)
+    if not path.is_file():
+        raise ResnetlabError(f"{path} not found; --update takes the Markdown file to update")
     text = path.read_text()
     if BEGIN not in text or END not in text:
         raise ResnetlabError(f"{path} has no {BEGIN} ... {END} markers to put the table between")

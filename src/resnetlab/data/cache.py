@@ -38,7 +38,7 @@ def file_key(path: Path) -> str:
 def decode_key(stamps: Iterable[str], **params: object) -> str:
     """A hex digest of the files' stamps (path, size, mtime each) and the decoding parameters."""
     h = hashlib.sha256(f"v{DECODE_VERSION}|{json.dumps(params, sort_keys=True)}".encode())
-    h.update("\n".join(stamps).encode())
+    h.update("\n".join(stamps).encode("utf-8", "surrogateescape"))  # any file name
     return h.hexdigest()[:32]
 
 

@@ -92,7 +92,13 @@ def read_image(
         One of ``READ_ERRORS``: the file is not a readable image.
     """
     target = _as_size(size)
-    with Image.open(path) as im:
+    with _open(path) as im:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and im.width * im.height > limit:
+            raise Image.DecompressionBombError(
+                f"{im.width}x{im.height} is {im.width * im.height:,} pixels, more than PIL's "
+                f"decompression-bomb limit of {limit:,}"
+            )
         if target is not None and im.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
             # big photos shrunk to 64x64 decode several times faster. A crop needs its
@@ -131,9 +137,17 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _open(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` without PIL's warning for images between its limit and twice it:
+    ``read_image`` refuses those itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def read_header_size(path: str | os.PathLike) -> Size:
     """(height, width) from the file's header, without decoding the pixels."""
-    with Image.open(path) as im:
+    with _open(path) as im:
         width, height = im.size
         if (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1) in (
             5,

@@ -154,6 +154,7 @@ def scan_classes(folder: Path) -> FolderSplit:
                 "images in a sub-folder named after the class, or name every file "
                 "<class>_<anything> (3_IMG_5864.jpg)"
             )
+        names = [readable(n) for n in names]
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
         notes = ["classes from the file names (the text before the first '_')"]
@@ -183,7 +184,18 @@ def scan_classes(folder: Path) -> FolderSplit:
     notes = []
     if loose:
         notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
-    return FolderSplit(folder, paths, labels, [d.name for d in class_dirs], notes, stamps)
+    return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def readable(name: str) -> str:
+    """A file name as text that can be shown and stored: a name whose bytes are not UTF-8
+    (an old archive's Latin-1, say) is read as Latin-1 instead of carrying the undecodable
+    bytes along."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("latin-1")
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
@@ -303,6 +315,12 @@ def load_folder(
     if not len(kept):
         raise DataError(f"{folder}: none of its {len(scan.paths)} images could be read")
     labels = np.asarray(scan.labels, dtype=np.int64)[kept]
+    unread = [name for i, name in enumerate(scan.class_names) if not (labels == i).any()]
+    if unread:  # as an empty class folder is
+        raise DataError(
+            f"{folder}: none of the images of class {', '.join(unread)} could be read; replace "
+            "them with images that open, or remove the class"
+        )
     try:
         cache.put(key, images, labels, {"notes": notes, "skipped_note": "".join(skipped_note)})
     except OSError as e:

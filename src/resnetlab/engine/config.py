@@ -411,7 +411,11 @@ class TrainConfig:
         if not path.is_file():
             raise ResnetlabError(f"config file not found: {path}")
         try:
-            values = json.loads(path.read_text())
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ResnetlabError(
+                f"{path} is not a text file; --config takes a run's config.json"
+            ) from None
         except json.JSONDecodeError as e:
             raise ResnetlabError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
         if not isinstance(values, dict):

@@ -71,6 +71,7 @@ RUN_FILES = (
     "curves.png",
     "confusion.png",
 )
+TRAINED_FILES = ("best.safetensors", "last.safetensors")  # written from the first epoch on
 
 
 @dataclass
@@ -224,11 +225,14 @@ class Trainer:
             # where it was: the start is a function of the config alone.
             if (run_dir / CHECKPOINT_NAME).exists():
                 self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir)
+            else:
+                _check_untrained(run_dir)
         else:
             c = self.config
             run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
             if self.dist.is_main:
                 _check_fresh(run_dir)
+                _check_outside_data(run_dir, [c.data, c.val_data])
         self.run_dir = broadcast_object(run_dir, self.dist)
         if self.dist.is_main:
             remove_stale_temps(self.run_dir, RUN_FILES)
@@ -642,12 +646,20 @@ class Trainer:
             "last_val": _val_state(self.last_val),
             "loss_guard": self.guard.state_dict() if self.guard is not None else None,
             "peak_lr": self.config.lr,  # the rate the guard has left, with its state
+            "train_images": self.num_train,  # a resumed run must see the same data
         }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
 
     def _restore(self, state: dict[str, Any], run_dir: Path) -> None:
         spe = self.steps_per_epoch
         epoch, batch, step = state["epoch"], state["batch"], state["step"]
+        images = state.get("train_images")  # absent in older checkpoints
+        if images is not None and images != self.num_train:
+            raise ResnetlabError(
+                f"{run_dir} was trained on {images:,} images and its data ({self.config.data}) "
+                f"now has {self.num_train:,}: the training data changed since; restore it, or "
+                f"start a new run with --config {run_dir / 'config.json'}"
+            )
         # --max-steps may have cut the last epoch short: it ended after `step` steps.
         cut_short = batch == 0 and epoch >= 1 and (epoch - 1) * spe < step < epoch * spe
         if batch > spe or not (step == epoch * spe + batch or cut_short):
@@ -740,12 +752,12 @@ class Trainer:
         if summary is None or summary["status"] != "finished":
             summary = self._final_summary("finished")
         elif self.dist.is_main:
+            # What the run did, which may be more than the length asked for now.
             length = (
-                f"{count_of(self.total_steps, 'step')}; add --max-steps N (more than "
-                f"{self.total_steps:,}) or --epochs N"
+                f"{count_of(self.step, 'step')}; add --max-steps N (more than {self.step:,}) "
+                "or --epochs N"
                 if self.config.max_steps
-                else f"{count_of(self.num_epochs, 'epoch')}; add --epochs N (more than "
-                f"{self.num_epochs})"
+                else f"{count_of(self.epoch, 'epoch')}; add --epochs N (more than {self.epoch})"
             )
             self.log.message(f"{self.run_dir} already finished its {length} to train it further")
         self.log.close()
@@ -874,6 +886,28 @@ def _check_resumable(run_dir: Path) -> None:
             f"config file not found: {config}; {run_dir} holds no run to resume (a run "
             f"stopped before writing its config left nothing): start it again with --out {run_dir}"
         )
+
+
+def _check_untrained(run_dir: Path) -> None:
+    """A folder without a checkpoint may resume from step 0 only if it holds no results
+    that starting over would overwrite."""
+    trained = [name for name in TRAINED_FILES if (run_dir / name).exists()]
+    if trained:
+        raise ResnetlabError(
+            f"{run_dir / CHECKPOINT_NAME} is missing, but {run_dir} holds {', '.join(trained)} "
+            f"from training that starting over would overwrite: restore the checkpoint, or "
+            f"start a new run with --config {run_dir / 'config.json'}"
+        )
+
+
+def _check_outside_data(run_dir: Path, data: list[str | None]) -> None:
+    """Figures written into a data folder would be read as images by the next run."""
+    for spec in data:
+        if spec and Path(spec).is_dir() and run_dir.resolve().is_relative_to(Path(spec).resolve()):
+            raise ResnetlabError(
+                f"--out {run_dir} is inside the data folder {spec}; the run's figures would "
+                "become training images: choose a folder outside it"
+            )
 
 
 def _check_fresh(run_dir: Path) -> None:

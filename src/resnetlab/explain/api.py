@@ -17,6 +17,7 @@ from ..engine.distributed import resolve_device
 from ..engine.predict import load_inputs, model_batches
 from ..errors import ResnetlabError
 from ..models import ModelMeta, load_model, model_info
+from ..storage import write_error
 from .cam import class_activation_maps, default_layer
 from .render import render_overlay, tile
 
@@ -65,7 +66,14 @@ class Explanation:
             The files written, overlays first.
         """
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ResnetlabError(
+                f"{out} is a file; the explanations are written into a folder: name a new one"
+            )
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(out, e) from None
         written = []
         for i, name in enumerate(_file_names(self.sources)):
             path = out / f"{name}.png"

@@ -32,6 +32,7 @@ from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
 from ..errors import ResnetlabError
 from ..models import ModelMeta, load_model
+from ..storage import write_error
 from .runtime import (
     EXTRA_FILE,
     OnnxModel,
@@ -227,6 +228,11 @@ def export_model(
             f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
         )
     fmt = resolve_format(out, format)
+    if out.exists() and out.resolve() == Path(model_file).resolve():
+        raise ResnetlabError(
+            f"{out} is the model file being exported; name another file to write, e.g. "
+            f"{out.with_suffix(FORMATS[fmt][0])}"
+        )
     batch_ = parse_batch(batch)
     _check_options(fmt, opset, fp16, data, quantize)
     if fmt == "onnx":
@@ -240,7 +246,10 @@ def export_model(
     images, described = check_images(meta, data)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(out, e) from None
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     int8_accuracy = None
     try:
