@@ -406,3 +406,18 @@ def test_more_misplaced_files_are_one_line_errors(tmp_path, capsys):
     assert taken.read_bytes() == b"a file"
     code, err = cli(capsys, "bench", "table", tmp_path / "no-records")
     assert_one_line_error(code, err, "no benchmark records at", "bench train")
+
+
+def test_a_run_on_a_relative_data_path_resumes_from_another_folder(tmp_path, capsys, monkeypatch):
+    _folder(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    code, err = cli(capsys, "train", "--data", "data", *TINY, "--out", "run")
+    assert code == 0, err
+    assert strict_json(tmp_path / "run" / "config.json")["data"] == str(tmp_path / "data")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, err = cli(capsys, "train", "--resume", tmp_path / "run", "--max-steps", "4")
+    assert code == 0, err
+    code, err = cli(capsys, "train", "--config", tmp_path / "run" / "config.json", "--out", "b")
+    assert code == 0, err

@@ -31,6 +31,18 @@ from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
 NAMED_SOURCES = ("digits", "cifar10")
+
+
+def stored_spec(spec: str) -> str:
+    """``spec`` as a run's config.json keeps it: a local file or folder by its absolute
+    path, so that ``--resume`` and ``--config`` find it from any working folder; a named
+    data set (and anything that does not exist here) as given."""
+    path = os.path.expanduser(spec)
+    if spec in NAMED_SOURCES or not os.path.exists(path):
+        return spec
+    return os.path.abspath(path)
+
+
 H5_SUFFIXES = (".h5", ".hdf5", ".he5")
 
 

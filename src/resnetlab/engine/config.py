@@ -466,10 +466,20 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
             raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)
+    stored_paths(values)
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
     )
     return TrainConfig.from_recipe(recipe, **values)
+
+
+def stored_paths(values: dict[str, Any]) -> None:
+    """The data paths among ``values`` made absolute (``data.sources.stored_spec``)."""
+    from ..data.sources import stored_spec
+
+    for key in ("data", "val_data"):
+        if isinstance(values.get(key), str):
+            values[key] = stored_spec(values[key])
 
 
 def default_recipe(model: str, pretrained: str | None = None) -> str:

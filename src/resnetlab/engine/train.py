@@ -39,7 +39,7 @@ from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import busy_note, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
-from .config import TrainConfig, resolve_config
+from .config import TrainConfig, resolve_config, stored_paths
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
 from .finetune import PretrainedStart, check_length, write_record
@@ -101,6 +101,8 @@ def train(
         _check_resumable(run_dir)
         values = TrainConfig.load(run_dir / "config.json")
         given = {k: v for k, v in overrides.items() if v is not None}
+        stored_paths(values)  # a run stored before data paths were absolute
+        stored_paths(given)
         changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
         if changed:
             raise ResnetlabError(

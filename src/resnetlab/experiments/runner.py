@@ -24,7 +24,7 @@ from typing import Any
 
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
-from ..engine.config import AUTO_FIELDS, RECIPE_ALIASES
+from ..engine.config import AUTO_FIELDS, RECIPE_ALIASES, stored_paths
 from ..engine.report import read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
@@ -236,6 +236,7 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     # TrainConfig after the run was made is taken at its default, which is the old behaviour.
     defaults = json.loads(json.dumps(TrainConfig().to_dict()))
     stored = {**defaults, **TrainConfig.load(run_dir / "config.json")}
+    stored_paths(stored)  # folders made before data paths were stored absolute
     stored["recipe"] = RECIPE_ALIASES.get(stored["recipe"], stored["recipe"])
     wanted = json.loads(json.dumps({**config.to_dict(), "out": None}))
     differ = [
