@@ -63,7 +63,9 @@ def convolutional_block(x, f: int, filters: list[int], stage: int, block: str, s
 
 
 def seed_resnet50(input_shape=(64, 64, 3), classes: int = 6) -> keras.Model:
-    """The course's ``ResNet50(input_shape, classes)``."""
+    """The course's ``ResNet50(input_shape, classes)``, with Keras's automatic layer names
+    (``input_layer``, ``activation_1``...) counted from zero whatever was built before."""
+    keras.backend.clear_session()
     x_input = layers.Input(input_shape)
     x = layers.ZeroPadding2D((3, 3))(x_input)
     x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv1")(x)
