@@ -93,12 +93,6 @@ def read_image(
     """
     target = _as_size(size)
     with _open(path) as im:
-        limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and im.width * im.height > limit:
-            raise Image.DecompressionBombError(
-                f"{im.width}x{im.height} is {im.width * im.height:,} pixels, more than PIL's "
-                f"decompression-bomb limit of {limit:,}"
-            )
         if target is not None and im.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
             # big photos shrunk to 64x64 decode several times faster. A crop needs its
@@ -138,11 +132,19 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _open(path: str | os.PathLike) -> Image.Image:
-    """``Image.open`` without PIL's warning for images between its limit and twice it:
-    ``read_image`` refuses those itself."""
+    """``Image.open``, refusing (``DecompressionBombError``) an image of more pixels than
+    PIL's decompression-bomb limit, which PIL itself only warns about below twice it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
+        im = Image.open(path)
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        im.close()
+        raise Image.DecompressionBombError(
+            f"{im.width}x{im.height} is {im.width * im.height:,} pixels, more than PIL's "
+            f"decompression-bomb limit of {limit:,}"
+        )
+    return im
 
 
 def read_header_size(path: str | os.PathLike) -> Size:

@@ -31,6 +31,7 @@ from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
 NAMED_SOURCES = ("digits", "cifar10")
+H5_SUFFIXES = (".h5", ".hdf5", ".he5")
 
 
 def stored_spec(spec: str) -> str:
@@ -41,9 +42,6 @@ def stored_spec(spec: str) -> str:
     if spec in NAMED_SOURCES or not os.path.exists(path):
         return spec
     return os.path.abspath(path)
-
-
-H5_SUFFIXES = (".h5", ".hdf5", ".he5")
 
 
 @dataclass
