@@ -315,12 +315,7 @@ def load_folder(
     if not len(kept):
         raise DataError(f"{folder}: none of its {len(scan.paths)} images could be read")
     labels = np.asarray(scan.labels, dtype=np.int64)[kept]
-    unread = [name for i, name in enumerate(scan.class_names) if not (labels == i).any()]
-    if unread:  # as an empty class folder is
-        raise DataError(
-            f"{folder}: none of the images of class {', '.join(unread)} could be read; replace "
-            "them with images that open, or remove the class"
-        )
+    _check_every_class_read(folder, labels, scan.class_names)
     try:
         cache.put(key, images, labels, {"notes": notes, "skipped_note": "".join(skipped_note)})
     except OSError as e:
@@ -330,6 +325,16 @@ def load_folder(
     return ImageSet(
         torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder), notes
     )
+
+
+def _check_every_class_read(folder: Path, labels: np.ndarray, class_names: list[str]) -> None:
+    """A class none of whose images could be read is an error, as an empty class folder is."""
+    unread = [name for i, name in enumerate(class_names) if not (labels == i).any()]
+    if unread:
+        raise DataError(
+            f"{folder}: none of the images of class {', '.join(unread)} could be read; replace "
+            "them with images that open, or remove the class"
+        )
 
 
 def _mixed_sizes_note(sizes: Counter, used: tuple[int, int]) -> str:
