@@ -1157,9 +1157,10 @@ def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> _Parser
 
 def _show_warning(message, category, *_args, **_kwargs) -> None:
     """Warnings as one line each, without Python's source location."""
-    from .errors import CacheWarning, DataWarning
+    from .errors import CacheWarning, DataWarning, SettingWarning
 
-    kind = "" if issubclass(category, (DataWarning, CacheWarning)) else f"{category.__name__}: "
+    ours = (DataWarning, CacheWarning, SettingWarning)
+    kind = "" if issubclass(category, ours) else f"{category.__name__}: "
     print(f"warning: {kind}{message}", file=sys.stderr)
 
 

@@ -23,3 +23,8 @@ class DataWarning(UserWarning):
 
 class CacheWarning(UserWarning):
     """A file in the cache folder could not be read or written; it is rebuilt."""
+
+
+class SettingWarning(UserWarning):
+    """Settings that run but are likely not what was meant (``--freeze`` without pretrained
+    weights)."""

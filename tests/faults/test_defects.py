@@ -344,6 +344,28 @@ def test_exporting_a_model_onto_its_own_file_is_refused(tmp_path, capsys):
     assert_one_line_error(code, err, f"cannot write {model / 'x.onnx'}")
 
 
+def test_exports_and_checkpoints_named_as_model_files_say_what_they_are(tmp_path, capsys):
+    model = model_file(tmp_path / "m.safetensors")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (16, 16)).save(image)
+    for name in ("m.pt", "m.pt2", "m.onnx"):
+        assert cli(capsys, "export", model, tmp_path / name)[0] == 0
+    torch.save({"model": {}}, tmp_path / "checkpoint.pt")
+    says = {
+        "m.pt": "is a TorchScript export, not a model file",
+        "m.pt2": "is a torch.export program (.pt2 export), not a model file",
+        "checkpoint.pt": "is a training checkpoint (for --resume), not a model file",
+    }
+    for name, what in says.items():
+        for command in ("predict", "explain"):
+            code, err = cli(capsys, command, tmp_path / name, image)
+            assert_one_line_error(code, err, what, "best.safetensors", ".onnx exports")
+    code, err = cli(capsys, "explain", tmp_path / "m.onnx", image)
+    assert_one_line_error(code, err, "is an ONNX export, which only predict, eval and serve run")
+    code, err = cli(capsys, "predict", tmp_path / "m.onnx", image)  # an export predict runs
+    assert code == 0
+
+
 def test_resume_without_a_checkpoint_does_not_start_over_a_trained_run(finished_run, capsys):
     (finished_run / "checkpoint.pt").unlink()
     before = (finished_run / "best.safetensors").read_bytes()
@@ -421,3 +443,10 @@ def test_a_run_on_a_relative_data_path_resumes_from_another_folder(tmp_path, cap
     assert code == 0, err
     code, err = cli(capsys, "train", "--config", tmp_path / "run" / "config.json", "--out", "b")
     assert code == 0, err
+
+
+def test_freezing_layers_without_pretrained_weights_warns(tmp_path, capsys):
+    code, err = cli(capsys, "train", *TINY, "--data", "digits", "--subset", "64",
+                    "--freeze", "layer1", "--out", tmp_path / "run")  # fmt: skip
+    assert code == 0
+    assert "warning: --freeze layer1 without --pretrained: the frozen layers keep the random" in err

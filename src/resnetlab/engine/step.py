@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..convert.pretrained import PretrainedWeights, load_pretrained
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, SettingWarning
 from ..models import create_model, model_info
 from .config import TrainConfig, cuda_graphs_problem
 from .cpu import use_matmul_convs
@@ -412,6 +413,14 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
         raise ResnetlabError(
             "--cuda-graphs cannot follow the switch from training the classifier alone to "
             "training the network; add --head-epochs 0"
+        )
+    if config.freeze and not config.pretrained:
+        warnings.warn(
+            f"--freeze {config.freeze} without --pretrained: the frozen layers keep the random "
+            "weights they start with; add --pretrained (torchvision, timm:MODEL.TAG, a weights "
+            "file or a run folder)",
+            SettingWarning,
+            stacklevel=2,
         )
     return FineTuning(
         model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn

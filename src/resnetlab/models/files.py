@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,8 +265,18 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        hint = f"; {run_files} (checkpoint.pt is for --resume)" if path.suffix == ".pt" else ""
-        raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
+        kind = _other_format(path)
+        if kind == "an ONNX export":
+            raise ResnetlabError(
+                f"{path} is an ONNX export, which only predict, eval and serve run; this "
+                "needs the .safetensors model file it was exported from"
+            ) from None
+        if kind is not None:
+            raise ResnetlabError(
+                f"{path} is {kind}, not a model file; {run_files} (predict, eval and serve "
+                "also run .onnx exports)"
+            ) from None
+        raise ResnetlabError(f"{path} is not a safetensors model file ({e})") from None
     if META_KEY not in metadata:
         raise ResnetlabError(
             f"{path} has no resnetlab metadata; for a bare state dict, build the model with "
@@ -278,6 +289,25 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was edited: "
             "save the model again"
         ) from None
+
+
+def _other_format(path: Path) -> str | None:
+    """What a file that is not a safetensors file is, when it is one of the PyTorch or ONNX
+    files users mistake for a model file: exports (``resnetlab export``) and checkpoints."""
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX export"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name.split("/", 1)[-1] for name in archive.namelist()]
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if "archive_format" in names:
+        return "a torch.export program (.pt2 export)"
+    if any(name.startswith("code/") for name in names):
+        return "a TorchScript export"
+    if "data.pkl" in names:
+        return "a training checkpoint (for --resume)"
+    return None
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
