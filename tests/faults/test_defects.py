@@ -350,11 +350,13 @@ def test_exports_and_checkpoints_named_as_model_files_say_what_they_are(tmp_path
     Image.new("RGB", (16, 16)).save(image)
     for name in ("m.pt", "m.pt2", "m.onnx"):
         assert cli(capsys, "export", model, tmp_path / name)[0] == 0
-    torch.save({"model": {}}, tmp_path / "checkpoint.pt")
+    torch.save({"model": {}, "images_trained": 0}, tmp_path / "checkpoint.pt")
+    torch.save(resnetlab.create_model("resnet8").state_dict(), tmp_path / "r8.pth")
     says = {
         "m.pt": "is a TorchScript export, not a model file",
         "m.pt2": "is a torch.export program (.pt2 export), not a model file",
         "checkpoint.pt": "is a training checkpoint (for --resume), not a model file",
+        "r8.pth": "is a PyTorch weights file (torch.save), which --pretrained takes",
     }
     for name, what in says.items():
         for command in ("predict", "explain"):

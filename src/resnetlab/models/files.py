@@ -276,7 +276,8 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path} is {kind}, not a model file; {run_files} (predict, eval and serve "
                 "also run .onnx exports)"
             ) from None
-        raise ResnetlabError(f"{path} is not a safetensors model file ({e})") from None
+        hint = f"; {run_files} (checkpoint.pt is for --resume)" if path.suffix == ".pt" else ""
+        raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
     if META_KEY not in metadata:
         raise ResnetlabError(
             f"{path} has no resnetlab metadata; for a bare state dict, build the model with "
@@ -298,15 +299,19 @@ def _other_format(path: Path) -> str | None:
         return "an ONNX export"
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [name.split("/", 1)[-1] for name in archive.namelist()]
+            names = {name.split("/", 1)[-1]: name for name in archive.namelist()}
+            if "archive_format" in names:
+                return "a torch.export program (.pt2 export)"
+            if any(name.startswith("code/") for name in names):
+                return "a TorchScript export"
+            if "data.pkl" in names:
+                # The pickle holds the dict's keys, not the tensors (those are separate
+                # entries): small, and read as bytes, not unpickled.
+                if b"images_trained" in archive.read(names["data.pkl"]):
+                    return "a training checkpoint (for --resume)"
+                return "a PyTorch weights file (torch.save), which --pretrained takes"
     except (zipfile.BadZipFile, OSError):
         return None
-    if "archive_format" in names:
-        return "a torch.export program (.pt2 export)"
-    if any(name.startswith("code/") for name in names):
-        return "a TorchScript export"
-    if "data.pkl" in names:
-        return "a training checkpoint (for --resume)"
     return None
 
 
