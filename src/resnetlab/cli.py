@@ -1086,6 +1086,13 @@ COMMANDS = (
 )
 
 
+def _spelling(choice: str) -> str:
+    """A choice as it may be typed: any case, without separators, "+" as "p" or "plus"
+    (``GradCAM++``, ``gradcam-pp``, ``gradcam_plusplus`` all name ``gradcam++``)."""
+    text = choice.lower().replace("plus", "p").replace("+", "p")
+    return "".join(ch for ch in text if ch.isalnum())
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with short errors: the command's usage line, the problem, and a suggestion
     for a misspelt option or choice, instead of the whole usage of a long command."""
@@ -1106,7 +1113,7 @@ class _Parser(argparse.ArgumentParser):
         if action.choices is not None and value not in action.choices:
             choices = [str(c) for c in action.choices]
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-            close += [c for c in choices if c.lower() == str(value).lower()]
+            close += [c for c in choices if _spelling(c) == _spelling(str(value))]
             hint = f"; did you mean {close[-1]}?" if close else ""
             raise argparse.ArgumentError(
                 action, f"invalid choice {value!r} (choose from {', '.join(choices)}){hint}"

@@ -78,6 +78,11 @@ def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path):
     assert any("skipped 1 of 21 images" in m for m in messages)
     assert len(data.train) == 20 and data.train.class_counts() == [10, 10]
     assert "skipped 1 of 21 images that could not be read" in data.train.notes
+    with pytest.warns(DataWarning) as record:  # from the decoding cache: still named
+        load_dataset(str(root))
+    messages = [str(w.message) for w in record]
+    assert any("bad.jpg: skipped, cannot read it" in m and "truncated" in m for m in messages)
+    assert any("skipped 1 of 21 images" in m and "cached since" in m for m in messages)
 
 
 def test_too_many_unreadable_images_is_fatal(tmp_path):
@@ -180,7 +185,7 @@ def test_some_file_names_without_a_class(tmp_path):
     flat.mkdir()
     for name in ("a_1.png", "b_1.png", "photo.png"):
         noise(0).save(flat / name)
-    with pytest.raises(DataError, match=r"flat: 3 images but no class folders"):
+    with pytest.raises(DataError, match=r"flat: 3 images but the names of 1 of them carry no cl"):
         load_dataset(str(flat))
 
 

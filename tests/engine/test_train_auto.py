@@ -98,6 +98,18 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
     assert (
         resnetlab.load_model(result.run_dir / "best.safetensors").meta.training["best_epoch"] == 2
     )
+    # Resumed as it is, it says why it stopped and what continues it, and changes nothing.
+    kept = ("summary.json", "checkpoint.pt", "best.safetensors", "metrics.csv")
+    before = {name: (result.run_dir / name).read_bytes() for name in kept}
+    train(resume=result.run_dir)
+    assert (
+        "stopped early after epoch 5: no better accuracy for 3 epochs since epoch 2; add "
+        "--patience N (more than 3) to train it further"
+    ) in capsys.readouterr().err
+    assert {name: (result.run_dir / name).read_bytes() for name in kept} == before
+    # With more patience it goes on: epoch 6 is the new best.
+    longer = train(resume=result.run_dir, patience=5).summary
+    assert (longer["epochs"], longer["best_epoch"], longer["stopped_early"]) == (7, 6, False)
     # Without patience the same run goes on to the end.
     accuracies = iter([0.5, 0.7, 0.7, 0.6, 0.65, 0.9, 0.9])
     assert (
@@ -126,10 +138,12 @@ def test_resize_crop_keeps_the_centre_of_a_wide_image_in_training_and_predict(tm
         (root / f"c{k}").mkdir(parents=True)
         for i in range(6):
             _wide(root / f"c{k}" / f"{i}.png", centre, sides)
-    data = resnetlab.data.load_dataset(str(root), image_size=16, resize="crop", val_split=0.5)
+    data = resnetlab.data.load_dataset(str(root), image_size=16, val_split=0.5)  # crop: default
     images = data.train.images  # (N, 16, 16, 3): the centre only, the aspect ratio kept
     assert (images[data.train.labels == 0] == torch.tensor([200, 30, 30], dtype=torch.uint8)).all()
-    squashed = resnetlab.data.load_dataset(str(root), image_size=16, val_split=0.5).train.images
+    squashed = resnetlab.data.load_dataset(
+        str(root), image_size=16, val_split=0.5, resize="squash"
+    ).train.images
     assert (squashed[..., 2] == 200).any()  # squashing keeps the blue sides, narrowed
     streamed = resnetlab.data.load_dataset(
         str(root), image_size=16, resize="crop", val_split=0.5, stream=True

@@ -9,6 +9,7 @@ options, odd HDF5 files, and a kill before the first checkpoint.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import resnetlab
+from resnetlab.cli import main
 from resnetlab.engine import train
 
 from .conftest import assert_one_line_error, cli, model_file, png_header, strict_json
@@ -452,3 +454,89 @@ def test_freezing_layers_without_pretrained_weights_warns(tmp_path, capsys):
                     "--freeze", "layer1", "--out", tmp_path / "run")  # fmt: skip
     assert code == 0
     assert "warning: --freeze layer1 without --pretrained: the frozen layers keep the random" in err
+
+
+# --- a first hour with one's own photos -----------------------------------------------------
+
+
+def test_predict_and_explain_read_a_folder_as_training_does(tmp_path, capsys):
+    model = model_file(tmp_path / "m.safetensors")
+    photos = tmp_path / "photos"
+    for name in ("a.png", "sub/b.png", ".thumbnails/a.png", "__MACOSX/._a.png", ".hidden.png"):
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16)).save(photos / name, format="PNG")
+    capsys.readouterr()
+    assert main(["predict", str(model), str(photos), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    read = [Path(p["image"]).relative_to(photos).as_posix() for p in printed]
+    assert read == ["a.png", "sub/b.png"]
+    code, err = cli(capsys, "explain", model, photos, "--out", tmp_path / "cams")
+    assert code == 0, err
+    overlays = sorted(p.name for p in (tmp_path / "cams").glob("*.png") if p.name != "sheet.png")
+    assert overlays == ["a.png", "b.png"]
+
+
+def test_a_relative_pretrained_file_is_stored_absolute_and_frozen_parameters_are_counted(
+    tmp_path, capsys, monkeypatch
+):
+    _folder(tmp_path / "data")
+    model_file(tmp_path / "weights.safetensors", classes=2)
+    monkeypatch.chdir(tmp_path)
+    flags = ["--pretrained", "weights.safetensors", "--freeze", "backbone"]
+    code, err = cli(capsys, "train", "--data", "data", *TINY, *flags, "--out", "run")
+    assert code == 0, err
+    config = strict_json(tmp_path / "run" / "config.json")
+    assert config["pretrained"] == str(tmp_path / "weights.safetensors")
+    summary = strict_json(tmp_path / "run" / "summary.json")
+    total = sum(p.numel() for p in resnetlab.create_model("resnet8", num_classes=2).parameters())
+    assert summary["params"] == total
+    assert summary["trainable_params"] == 64 * 2 + 2  # the classifier alone
+    assert f"resnet8 ({total:,} parameters, 130 of them trainable)" in err
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, err = cli(capsys, "train", "--config", tmp_path / "run" / "config.json", "--out", "b")
+    assert code == 0, err
+
+
+def test_a_batch_larger_than_the_training_set_warns(tmp_path, capsys):
+    data = _folder(tmp_path / "data")  # 20 images, 16 of them for training
+    code, err = cli(capsys, "train", "--data", data, *TINY, "--batch-size", "64",
+                    "--out", tmp_path / "run")  # fmt: skip
+    assert code == 0, err
+    assert "warning: a batch of 64 is more than the 16 training images" in err
+
+
+def test_a_class_far_smaller_than_the_others_warns(tmp_path, capsys):
+    data = _folder(tmp_path / "data", per_class=20)
+    _folder(tmp_path / "data", classes=("stray",), per_class=2)
+    code, err = cli(capsys, "train", "--data", data, *TINY, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert "warning: class 'stray' has 1 training image, 'cat' 16: a class this small" in err
+
+
+def test_arguments_in_the_wrong_place_say_what_they_are(tmp_path, capsys):
+    model = model_file(tmp_path / "m.safetensors")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (16, 16)).save(image)
+    code, err = cli(capsys, "predict", image, model)
+    assert_one_line_error(code, err, f"{image} is an image, not a model file; the model file")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.safetensors").write_bytes(model.read_bytes())
+    code, err = cli(capsys, "predict", run, image)
+    assert_one_line_error(code, err, f"{run} is a run folder", str(run / "best.safetensors"))
+    data = _folder(tmp_path / "data")
+    code, err = cli(capsys, "train", "--resume", data)
+    assert_one_line_error(code, err, f"{data} holds no run to resume", "train --out")
+    assert not (data / "config.json").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", str(model), str(image), "--method", "gradcampp"])
+    assert exit_.value.code == 2 and "did you mean gradcam++?" in capsys.readouterr().err
+
+
+def test_freezing_a_stage_the_model_lacks_is_refused_without_a_warning_first(tmp_path, capsys):
+    code, err = cli(capsys, "train", "--model", "resnet20", "--data", "digits", "--freeze",
+                    "layer4", "--out", tmp_path / "run")  # fmt: skip
+    assert_one_line_error(code, err, "--freeze layer4: resnet20 has stem, layer1, layer2, layer3")
+    assert "warning" not in err

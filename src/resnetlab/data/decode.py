@@ -14,7 +14,6 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -289,7 +288,3 @@ def read_header_sizes(
 def format_size(size: Size) -> str:
     """``(height, width)`` as the usual ``WIDTHxHEIGHT``."""
     return f"{size[1]}x{size[0]}"
-
-
-def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")

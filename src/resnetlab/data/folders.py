@@ -104,6 +104,12 @@ def _images_under(folder: Path, depth: int = 0) -> tuple[list[str], list[str]]:
     return paths, stamps
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` as training reads them: recursively, sorted, without
+    hidden files and folders or ``__MACOSX``."""
+    return [Path(p) for p in _images_under(folder)[0]]
+
+
 def _direct_images(folder: Path) -> list[Path]:
     return [
         p
@@ -149,8 +155,15 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths, stamps = _images_under(folder)
         names = _name_labels(paths)
         if names is None:
+            unnamed = [p for p in paths if not _LABELLED_NAME.match(os.path.basename(p))]
+            which = (
+                f"the names of {len(unnamed)} of them carry no class "
+                f"({os.path.basename(unnamed[0])})"
+                if unnamed and len(unnamed) < len(paths)
+                else "no class folders"
+            )
             raise DataError(
-                f"{folder}: {len(loose)} images but no class folders; put each class's "
+                f"{folder}: {len(paths)} images but {which}; put each class's "
                 "images in a sub-folder named after the class, or name every file "
                 "<class>_<anything> (3_IMG_5864.jpg)"
             )
@@ -269,6 +282,8 @@ def load_folder(
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
         images, labels, meta = hit
+        for path, reason in meta.get("skipped", []):
+            warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=2)
         if meta.get("skipped_note"):
             warnings.warn(
                 f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
@@ -317,7 +332,8 @@ def load_folder(
     labels = np.asarray(scan.labels, dtype=np.int64)[kept]
     _check_every_class_read(folder, labels, scan.class_names)
     try:
-        cache.put(key, images, labels, {"notes": notes, "skipped_note": "".join(skipped_note)})
+        meta = {"notes": notes, "skipped_note": "".join(skipped_note), "skipped": failed}
+        cache.put(key, images, labels, meta)
     except OSError as e:
         warnings.warn(
             f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning, stacklevel=2

@@ -21,7 +21,7 @@ from ..errors import DataError, DataWarning
 from . import cifar10
 from .archive import extracted_folder, is_archive
 from .cache import cache_root
-from .decode import RESIZE_MODES, decode_files, format_size
+from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
 from .folders import find_root, folder_splits
 from .imageset import ImageSet
@@ -208,7 +208,7 @@ def load_dataset(
     stream: bool | None = None,
     cache_dir: str | Path | None = None,
     default_val_split: float | None = None,
-    resize: str = "squash",
+    resize: str = DEFAULT_RESIZE,
 ) -> Dataset:
     """Load a training split and a validation split from data set specs.
 
@@ -298,7 +298,7 @@ def load_eval_split(
     image_size: int | None = None,
     download: bool = False,
     cache_dir: str | Path | None = None,
-    resize: str = "squash",
+    resize: str = DEFAULT_RESIZE,
 ) -> Split:
     """The split to evaluate a model on: the held-out split (test, else val), else all of it."""
     source = open_source(

@@ -41,15 +41,17 @@ down when one step would take long.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
 import statistics
+import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -553,9 +555,25 @@ def _cached(
     cached = None if force else store.timings(section, key, [*names, "load"])
     if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
         return cached, False
-    timings = {**measure(key, calls()), "load": list(_load_average())}
+    with _measuring(section):
+        timings = {**measure(key, calls()), "load": list(_load_average())}
     store.put(section, key, timings)
     return timings, True
+
+
+@contextlib.contextmanager
+def _measuring(section: str) -> Iterator[None]:
+    """A spinner on an interactive terminal while the CPU is measured: the first run of a
+    model on a machine spends some seconds here before its first line."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    what = "convolutions" if section == "convs" else "training steps"
+    message = f"measuring this CPU's {what} to choose the fastest (once; then cached)"
+    with Console(stderr=True).status(message):
+        yield
 
 
 def busy(load: float) -> bool:

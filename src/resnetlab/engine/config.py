@@ -474,10 +474,11 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
 
 
 def stored_paths(values: dict[str, Any]) -> None:
-    """The data paths among ``values`` made absolute (``data.sources.stored_spec``)."""
+    """The local paths among ``values`` (data, pretrained weights) made absolute
+    (``data.sources.stored_spec``); named sources (``digits``, ``timm:...``) stay as given."""
     from ..data.sources import stored_spec
 
-    for key in ("data", "val_data"):
+    for key in ("data", "val_data", "pretrained"):
         if isinstance(values.get(key), str):
             values[key] = stored_spec(values[key])
 

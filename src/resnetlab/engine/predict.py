@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..data import DeviceLoader, read_image
-from ..data.decode import READ_ERRORS, is_image_file
+from ..data.decode import READ_ERRORS
+from ..data.folders import image_files
 from ..errors import DataWarning, ResnetlabError
 from ..models import ModelMeta
 from .distributed import resolve_device
@@ -45,7 +46,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, bool]]:
     paths: list[tuple[Path, bool]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if is_image_file(p))
+            found = image_files(item)
             if not found:
                 raise ResnetlabError(f"no images in folder {item}")
             paths += [(p, False) for p in found]

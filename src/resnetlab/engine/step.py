@@ -414,6 +414,10 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
             "--cuda-graphs cannot follow the switch from training the classifier alone to "
             "training the network; add --head-epochs 0"
         )
+    # Built first: a --freeze the model has no stage for is refused before any warning.
+    tuning = FineTuning(
+        model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn
+    )
     if config.freeze and not config.pretrained:
         warnings.warn(
             f"--freeze {config.freeze} without --pretrained: the frozen layers keep the random "
@@ -422,6 +426,4 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
             SettingWarning,
             stacklevel=2,
         )
-    return FineTuning(
-        model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn
-    )
+    return tuning

@@ -20,6 +20,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from torch import nn
 from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
-from ..errors import ResnetlabError
+from ..errors import DataWarning, ResnetlabError, SettingWarning
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
@@ -298,6 +299,16 @@ class Trainer:
             raise ResnetlabError(
                 f"{len(data.train)} training images make no full batch of {c.batch_size}; "
                 f"lower --batch-size"
+            )
+        _check_class_balance(data.train.class_counts(), data.train.class_names)
+        per_process = len(data.train) // self.dist.world_size
+        if c.batch_size > per_process:
+            warnings.warn(
+                f"a batch of {c.batch_size} is more than the {per_process:,} training images: "
+                f"each epoch is one step over all of them; a --batch-size of at most "
+                f"{max(1, per_process // 2)} gives the optimizer more steps",
+                SettingWarning,
+                stacklevel=2,
             )
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
@@ -745,7 +756,7 @@ class Trainer:
         return f"then start the run again with --out {self.run_dir}"
 
     def _nothing_to_train(self) -> bool:
-        return self.step >= self.total_steps or self._reached_target()
+        return self.step >= self.total_steps or self._reached_target() or self._out_of_patience()
 
     def _finished_before(self) -> RunResult:
         """A resumed run that has nothing left to train: say so, and change nothing; unless
@@ -753,6 +764,13 @@ class Trainer:
         summary = _read_summary(self.run_dir / "summary.json") if self.dist.is_main else {}
         if summary is None or summary["status"] != "finished":
             summary = self._final_summary("finished")
+        elif self.dist.is_main and self._out_of_patience() and self.step < self.total_steps:
+            patience = self.config.patience
+            self.log.message(
+                f"{self.run_dir} stopped early after epoch {self.epoch}: no better accuracy for "
+                f"{count_of(patience, 'epoch')} since epoch {self.best['epoch']}; add "
+                f"--patience N (more than {patience}) to train it further"
+            )
         elif self.dist.is_main:
             # What the run did, which may be more than the length asked for now.
             length = (
@@ -771,14 +789,20 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.amp_dtype)
 
+    def _parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
     def _describe(self) -> str:
         c = self.config
-        params = count_parameters(self.model)[0]
+        params = f"{self._parameters():,} parameters"
+        trainable = count_parameters(self.model)[0]
+        if trainable < self._parameters():
+            params += f", {trainable:,} of them trainable"
         world = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
         precision = precision_name(self.amp_dtype)
         val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
         return (
-            f"{c.model} ({params:,} parameters) on {c.data}: {self.num_train:,} training images"
+            f"{c.model} ({params}) on {c.data}: {self.num_train:,} training images"
             f"{val}, {len(self.class_names)} classes, {self.input_size}x{self.input_size}; "
             f"recipe {c.recipe}, {self._length()}; "
             f"{self.device}{world}, {precision}"
@@ -839,7 +863,8 @@ class Trainer:
             "input_size": self.input_size,
             "train_images": self.num_train,
             "val_images": self.num_val,
-            "params": count_parameters(self.model)[0],
+            "params": self._parameters(),
+            "trainable_params": count_parameters(self.model)[0],
             "epochs": self.epoch,
             "steps": self.step,
             "best_val_acc": self.best["metric"] if self.num_val and self.best["epoch"] else None,
@@ -879,11 +904,33 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) and "status" in summary else None
 
 
+def _check_class_balance(counts: list[int], class_names: list[str]) -> None:
+    """Warn about a class with a tenth of the training images of the largest or fewer: a
+    misnamed file or a stray folder looks like that, and a real one is barely learnt."""
+    few, most = min(counts), max(counts)
+    if few * 10 <= most:
+        small, large = class_names[counts.index(few)], class_names[counts.index(most)]
+        warnings.warn(
+            f"class {small!r} has {count_of(few, 'training image')}, {large!r} {most:,}: "
+            "a class this small is barely learnt; add images of it, or check that its "
+            "images are sorted or named right",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
 def _check_resumable(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file")
     config = run_dir / "config.json"
     if run_dir.is_dir() and not config.exists():
+        # What a run killed before its config can leave: temporary files, its log.
+        early = ("metrics.csv", "tensorboard")
+        if any(not p.name.startswith(".") and p.name not in early for p in run_dir.iterdir()):
+            raise ResnetlabError(
+                f"{run_dir} holds no run to resume (no config.json): --resume takes the folder "
+                "a run was written to (train --out)"
+            )
         raise ResnetlabError(
             f"config file not found: {config}; {run_dir} holds no run to resume (a run "
             f"stopped before writing its config left nothing): start it again with --out {run_dir}"

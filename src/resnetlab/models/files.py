@@ -258,6 +258,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     path = Path(path)
     run_files = "a run folder's model files are best.safetensors and last.safetensors"
     if path.is_dir():
+        if (path / "best.safetensors").is_file():
+            raise ResnetlabError(
+                f"{path} is a run folder, not a model file; give {path / 'best.safetensors'} "
+                "(the best epoch's model) or last.safetensors (the last epoch's)"
+            )
         raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
     if not path.is_file():
         raise ResnetlabError(f"model file not found: {path}")
@@ -266,6 +271,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
         kind = _other_format(path)
+        if kind == "an image":
+            raise ResnetlabError(
+                f"{path} is an image, not a model file; the model file comes first "
+                "(MODEL_FILE IMAGE...)"
+            ) from None
         if kind == "an ONNX export":
             raise ResnetlabError(
                 f"{path} is an ONNX export, which only predict, eval and serve run; this "
@@ -297,6 +307,10 @@ def _other_format(path: Path) -> str | None:
     files users mistake for a model file: exports (``resnetlab export``) and checkpoints."""
     if path.suffix.lower() == ".onnx":
         return "an ONNX export"
+    from ..data.decode import IMAGE_EXTENSIONS  # (data imports this module)
+
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return "an image"
     try:
         with zipfile.ZipFile(path) as archive:
             names = {name.split("/", 1)[-1]: name for name in archive.namelist()}
