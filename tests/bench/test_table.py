@@ -14,7 +14,13 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 MACHINE = {
     "machine": "amd-epyc-2cpu",
     "device": "AMD EPYC, 2 cores",
-    "cpu": {"model": "AMD EPYC", "capability": "AVX512", "bf16": True, "amx": False},
+    "cpu": {
+        "model": "AMD EPYC",
+        "family": "25/17/1",
+        "capability": "AVX512",
+        "bf16": True,
+        "amx": False,
+    },
     "threads": 2,
     "load_before": [1.5, 1.0, 0.5],
     "versions": {"torch": "2.14.1"},
@@ -49,7 +55,8 @@ def test_each_kind_of_record_has_its_row():
         "| train `resnet18`, 64x64, batch 64, bf16 | 301 img/s (298-310), 16% of the bf16 "
         "matrix-product rate | 150 img/s (149-160), 34% of the fp32 matrix-product rate: "
         "torchvision.models.resnet18, fp32, NCHW | 2.00x | `resnetlab bench train --model "
-        "resnet18` | AMD EPYC (AVX512, bf16), 2 cores, 2 threads, load 1.5 | 2026-12-01 | 2.14.1 |"
+        "resnet18` | AMD EPYC (family 25 model 17, AVX512, bf16), 2 cores, 2 threads, load 1.5 | "
+        "2026-12-01 | 2.14.1 |"
     )
     time_to_accuracy = {
         "kind": "time-to-accuracy",
@@ -92,7 +99,9 @@ def test_terminal_lines_name_both_sides():
     assert lines[0] == "train resnet18, 64x64, batch 64, bf16"
     assert lines[2].startswith("  peer: 150 img/s (149-160), 34% of the fp32")
     assert lines[3] == "  ours/peer: 2.00x (median of the per-repeat ratios)"
-    assert lines[4] == "  AMD EPYC (AVX512, bf16), 2 cores, 2 threads, load 1.5, torch 2.14.1"
+    assert lines[4] == (
+        "  AMD EPYC (family 25 model 17, AVX512, bf16), 2 cores, 2 threads, load 1.5, torch 2.14.1"
+    )
 
 
 def test_the_table_command_renders_recorded_results(tmp_path, capsys):

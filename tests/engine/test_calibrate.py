@@ -40,10 +40,25 @@ NAN = math.nan
         ({"a": [1.0, NAN, 1.0], "b": [0.8] * 3}, "b", "non-finite repeats are left out"),
         ({"b": [1.0] * 3, "c": [0.95] * 3}, "b", "without the default, the first is the default"),
         ({"a": [2.0]}, "a", "alone"),
+        (
+            {"a": [1.0, 1.0, 1.0, 2.0, 2.0], "b": [0.85, 0.85, 1.7, 1.7, 1.7]},
+            "b",
+            "15% faster in four rounds of five; the machine slowed down within the third",
+        ),
+        (
+            {"a": [2.0, 2.0, 2.0, 1.0, 1.0], "b": [1.9, 1.0, 1.0, 1.05, 1.05]},
+            "a",
+            "a lower median time, but not 10% faster in three rounds of five",
+        ),
     ],
 )
 def test_choose_keeps_the_default_unless_another_wins_by_the_margin(timings, expected, why):
     assert choose(timings, "a", 0.10) == expected, why
+
+
+def test_relative_times_compare_within_each_round():
+    timings = {"a": [1.0, 2.0, NAN, 4.0], "b": [0.5, 1.0, 1.0, 2.0], "c": [NAN] * 4}
+    assert calibrate.relative(timings, "a") == {"a": 1.0, "b": 0.5}
 
 
 def test_choose_needs_a_timing():

@@ -94,7 +94,8 @@ class BenchRecord(ABC):
         return [*lines, f"  {self.machine()}, torch {self.torch()}"]
 
     def machine(self) -> str:
-        """``AMD EPYC (AVX512, bf16), 2 cores, 2 threads, load 1.2``."""
+        """``AMD EPYC (family 25 model 17, AVX512, bf16), 2 cores, 2 threads, load 1.2``: one
+        model name covers CPU generations that differ in speed, the family tells them apart."""
         r = self.data
         device = str(r.get("device"))
         cpu = r.get("cpu")
@@ -102,6 +103,9 @@ class BenchRecord(ABC):
             features = [cpu.get("capability") or "?"] + [
                 name for name in ("bf16", "amx") if cpu.get(name)
             ]
+            family, model, *_ = (str(cpu.get("family") or "") + "//").split("/")
+            if family:
+                features.insert(0, f"family {family}" + (f" model {model}" if model else ""))
             device = device.replace(cpu["model"], f"{cpu['model']} ({', '.join(features)})", 1)
         if r.get("threads"):
             device += f", {r['threads']} threads"

@@ -17,15 +17,18 @@ on this machine and keeps the choice:
    may lose inside the model (other kernels, caches, layout changes between layers), so
    the whole step has the last word.
 
-Candidates take turns, one call each per round, so that a change in the machine's load
-hits all of them alike, and each is judged by its median over ``REPEATS`` rounds after one
-untimed call. The decision rule (``choose``) keeps the default unless another candidate
-is faster by a margin: a convolution stays with oneDNN unless the matrix product is
-``CONV_MARGIN`` faster, and keeps the paths so chosen only while the whole step with them
-is no slower than with oneDNN everywhere; the layout stays channels-last unless NCHW is
-``LAYOUT_MARGIN`` faster, and the precision stays float32 unless bf16 is
-``PRECISION_MARGIN`` faster. Margins keep the decision from flipping on noise, towards
-what PyTorch does by itself.
+Candidates take turns, one call each per round (``REPEATS`` rounds for a convolution,
+``STEP_REPEATS`` for the whole step, after one untimed call), and each is compared with the
+default round by round: the median of its per-round time ratios to the default. A virtual
+machine's speed can drift by a third within seconds (other guests, clocks), which moves
+every call of a round alike but two rounds differently: the ratio within a round cancels
+it where a median of each candidate's own times does not. The decision rule (``choose``)
+keeps the default unless another candidate is faster by a margin: a convolution stays
+with oneDNN unless the matrix product is ``CONV_MARGIN`` faster, and keeps the paths so
+chosen only while the whole step with them is no slower than with oneDNN everywhere; the
+layout stays channels-last unless NCHW is ``LAYOUT_MARGIN`` faster, and the precision
+stays float32 unless bf16 is ``PRECISION_MARGIN`` faster. Margins keep the decision from
+flipping on noise, towards what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
@@ -68,8 +71,9 @@ from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
-CALIBRATION_VERSION = 2  # bump when what is measured, or how, changes
-REPEATS = 3
+CALIBRATION_VERSION = 3  # bump when what is measured, or how, changes
+REPEATS = 5  # rounds of a convolution's timing
+STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 10%
 CONV_MARGIN = 0.10
 LAYOUT_MARGIN = 0.05
 PRECISION_MARGIN = 0.10
@@ -83,8 +87,8 @@ ENV = "RESNETLAB_CALIBRATE"
 CPU = torch.device("cpu")
 
 Calls = Mapping[str, Callable[[], object]]
-# (what is timed: its key in the cache, the calls) -> seconds per call of each
-Measure = Callable[[str, Calls], dict[str, list[float]]]
+# (what is timed: its key in the cache, the calls, rounds) -> seconds per call of each
+Measure = Callable[[str, Calls, int], dict[str, list[float]]]
 
 
 def measure_in_turns(what: str, calls: Calls, rounds: int = REPEATS) -> dict[str, list[float]]:
@@ -95,23 +99,39 @@ def measure_in_turns(what: str, calls: Calls, rounds: int = REPEATS) -> dict[str
 
 
 def choose(timings: Mapping[str, Sequence[float]], default: str, margin: float) -> str:
-    """The candidate to use, given each one's measured seconds.
+    """The candidate to use, given each one's seconds per round (``relative``).
 
-    The default unless another candidate's median is below ``(1 - margin)`` times the
-    default's; then the fastest (the first listed among equals). Candidates without a
+    The default unless another candidate's time relative to it is below ``1 - margin``;
+    then the one with the lowest (the first listed among equals). Candidates without a
     finite timing are out; without the default, the first candidate is the default.
     """
-    medians = {
-        name: statistics.median(finite)
-        for name, values in timings.items()
-        if (finite := [v for v in values if math.isfinite(v)])
-    }
-    if not medians:
+    finite = {name: v for name, v in timings.items() if any(math.isfinite(t) for t in v)}
+    if not finite:
         raise ValueError("no candidate has a finite timing")
-    if default not in medians:
-        default = next(iter(medians))
-    best = min(medians, key=medians.__getitem__)
-    return best if medians[best] < medians[default] * (1 - margin) else default
+    if default not in finite:
+        default = next(iter(finite))
+    ratios = relative(finite, default)
+    best = min(ratios, key=ratios.__getitem__)
+    return best if ratios[best] < 1 - margin else default
+
+
+def relative(timings: Mapping[str, Sequence[float]], default: str) -> dict[str, float]:
+    """Each candidate's time as a fraction of the default's: the median, over the rounds
+    where both have a finite timing, of the ratio within the round. The calls of a round
+    ran one after another, so a change in the machine's speed between rounds falls on
+    both sides of each ratio. Candidates that share no such round with the default are
+    left out."""
+    base = timings[default]
+    ratios = {}
+    for name, values in timings.items():
+        pairs = [
+            t / b
+            for t, b in zip(values, base, strict=False)
+            if math.isfinite(t) and math.isfinite(b) and b > 0
+        ]
+        if pairs:
+            ratios[name] = statistics.median(pairs)
+    return ratios
 
 
 @dataclass(frozen=True)
@@ -285,11 +305,10 @@ def cpu_matmul_tflops(
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         return {"matmul": lambda: a @ b}
 
-    def measure(what: str, calls: Calls) -> dict[str, list[float]]:
-        return measure_in_turns(what, calls, REPEATS * 3)
-
     store = store or CalibrationStore()
-    timings, _ = _cached(store, "matmul", precision, ["matmul"], calls, measure, force)
+    timings, _ = _cached(
+        store, "matmul", precision, ["matmul"], calls, measure_in_turns, force, REPEATS * 3
+    )
     store.save()
     return 2 * n**3 / min(timings["matmul"]) / 1e12
 
@@ -369,17 +388,23 @@ class CpuPlan:
                 f"{m['threads']} threads, torch {m['torch']}; cache {self.cache}"
             )
         if len(self.steps) > 1:
-            load = f", load average {self.load[0]:.2f}" if self.load else ""
-            if self.load and busy(self.load[0]):
-                load += ": busy, to be measured again when quieter"
+            load = ""
+            if self.load:
+                note = ": busy, to be measured again when quieter" if busy(self.load[0]) else ""
+                load = f" (load average {self.load[0]:.2f}{note})"
+            first = next(iter(self.steps))
+            rounds = len(self.steps[first])
             lines.append(
-                f"  training step at batch {self.batch}, median of {REPEATS} rounds (ms{load}); "
-                f"NCHW needs {LAYOUT_MARGIN:.0%} over channels-last, bf16 "
-                f"{PRECISION_MARGIN:.0%} over fp32, oneDNN-only is taken when faster:"
+                f"  training step at batch {self.batch}: median ms of {rounds} rounds, and time "
+                f"relative to {first} round by round{load}; NCHW needs {LAYOUT_MARGIN:.0%} over "
+                f"channels-last, bf16 {PRECISION_MARGIN:.0%} over fp32, oneDNN-only is taken "
+                "when faster:"
             )
+            ratios = relative(self.steps, first)
             for name, values in self.steps.items():
                 mark = "  <- chosen" if name == self.candidate.name else ""
-                lines.append(f"    {name:<32} {statistics.median(values) * 1e3:8.1f}{mark}")
+                ms = statistics.median(values) * 1e3
+                lines.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
         if self.convs:
             lines.append(
                 f"  convolutions in {self.candidate.per_shape.name}, forward and backward "
@@ -490,7 +515,7 @@ def _calibrate(
         for shape in shapes:
             key = f"{candidate.name} b{batch} {shape.key}"
             calls = partial(_conv_calls, shape, candidate, batch)
-            timings, new = _cached(store, "convs", key, PATHS, calls, measure, force)
+            timings, new = _cached(store, "convs", key, PATHS, calls, measure, force, REPEATS)
             convs[candidate.name][shape.key], fresh = timings, fresh or new
     matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
     options = json.dumps(config.model_kwargs, sort_keys=True) if config.model_kwargs else ""
@@ -515,7 +540,7 @@ def _calibrate(
                 for way in ways
             }
 
-        cached, new = _cached(store, "steps", key, names, calls, measure, force)
+        cached, new = _cached(store, "steps", key, names, calls, measure, force, STEP_REPEATS)
         steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
     chosen = decide(steps) if steps else ways[0]
     base = chosen.per_shape.name
@@ -545,6 +570,7 @@ def _cached(
     calls: Callable[[], Calls],
     measure: Measure,
     force: bool,
+    rounds: int,
 ) -> tuple[dict[str, Any], bool]:
     """The timings of ``names`` under ``key``, from the cache or measured now (and cached),
     with the load average they were measured at; and whether they were measured now.
@@ -556,7 +582,7 @@ def _cached(
     if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
         return cached, False
     with _measuring(section):
-        timings = {**measure(key, calls()), "load": list(_load_average())}
+        timings = {**measure(key, calls(), rounds), "load": list(_load_average())}
     store.put(section, key, timings)
     return timings, True
 
