@@ -6,13 +6,15 @@ it measured faster), and appends one JSON line per run to
 ``benchmarks/precision/<machine>.jsonl``: final and best accuracy, training time and speed,
 the machine's load average before and after.
 
-    PYTHONPATH=src python benchmarks/precision/run.py [TASK ...]   # default: every task
+    PYTHONPATH=src python benchmarks/precision/run.py [TASK ...] [--seeds 0 1]
+    # default: every task, seed 0
 
 Run from the project root; the data is the shared copy in ``../shared/data``.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -48,9 +50,10 @@ TASKS = {
 }  # fmt: skip
 
 
-def run(task: str, precision: str) -> dict:
+def run(task: str, precision: str, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        command = ["resnetlab", "train", *TASKS[task], "--precision", precision, "--seed", "0"]
+        command = ["resnetlab", "train", *TASKS[task], "--precision", precision]
+        command += ["--seed", str(seed)]
         before = load_average()
         subprocess.run(
             [sys.executable, "-m", "resnetlab", *command[1:], "--out", f"{tmp}/run"],
@@ -61,6 +64,7 @@ def run(task: str, precision: str) -> dict:
     return {
         "task": task,
         "precision": precision,
+        "seed": seed,
         "final_val_acc": summary["final_val_acc"],
         "best_val_acc": summary["best_val_acc"],
         "val_images": summary["val_images"],
@@ -77,15 +81,22 @@ def run(task: str, precision: str) -> dict:
     }
 
 
-def main(tasks: list[str]) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("tasks", nargs="*", help=f"{', '.join(TASKS)} (default: every task)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    args = parser.parse_args()
+    if unknown := [task for task in args.tasks if task not in TASKS]:
+        parser.error(f"unknown task {unknown[0]!r}; the tasks are {', '.join(TASKS)}")
     out = Path(__file__).parent / f"{machine_slug(torch.device('cpu'))}.jsonl"
-    for task in tasks or list(TASKS):
-        for precision in ("fp32", "bf16"):
-            record = run(task, precision)
-            with out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-            print(json.dumps(record), flush=True)
+    for task in args.tasks or list(TASKS):
+        for seed in args.seeds:
+            for precision in ("fp32", "bf16"):
+                record = run(task, precision, seed)
+                with out.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

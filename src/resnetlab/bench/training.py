@@ -1,10 +1,11 @@
 """``resnetlab bench train``: images per second of full training steps, ours and a peer's.
 
 Both sides (``sides``) train on a fixed synthetic batch already on the device, so that only
-the step is timed. After warm-up, each repeat times ``steps`` steps of ours and then of the
-peer, so that both see the same machine; the ratio is the median of the per-repeat
-ratios. Each side's rate is also put against the machine's matrix-product rate in the
-precision it ran (``timing.matmul_tflops``): the fraction of the machine a workload uses.
+the step is timed. After warm-up, each repeat times ``steps`` steps of each side in turn,
+ours first in one repeat and the peer first in the next, so that both see the same machine;
+the ratio is the median of the per-repeat ratios. Each side's rate is also put against the
+machine's matrix-product rate in the precision it ran (``timing.matmul_tflops``): the
+fraction of the machine a workload uses.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from ..convert.pretrained import PretrainedWeights, load_pretrained
 from ..errors import ResnetlabError, SettingWarning
 from ..models import create_model, model_info
 from .config import TrainConfig, cuda_graphs_problem
-from .cpu import use_matmul_convs
+from .cpu import keep_freed_memory, use_matmul_convs
 from .distributed import DistInfo
 from .finetune import FineTuning, head_epochs_for
 from .optim import build_optimizer
@@ -352,6 +352,7 @@ def build_training(
     if device.type == "cpu":
         from .calibrate import plan_cpu  # (which times this module's TrainStep)
 
+        keep_freed_memory()
         cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
     model = initial_model(config, num_classes, input_size, pretrained, class_names).to(device)

@@ -79,17 +79,22 @@ def time_interleaved(
 
     After ``warmup`` untimed calls of each, ``repeats`` rounds in which each candidate in
     turn is timed over ``number`` calls: a change in the machine's load during the
-    measurement hits every candidate alike.
+    measurement hits every candidate alike. Each round starts one candidate further on
+    than the one before, so that a change within rounds does not always fall on the same
+    candidate. The lists hold the rounds in order, so entry ``i`` of each comes from round
+    ``i``.
     """
     clock = clock or Clock()
     for call in calls.values():
         for _ in range(warmup):
             call()
-    seconds: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
+    names = list(calls)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        start = round_ % len(names) if names else 0
+        for name in names[start:] + names[:start]:
             clock.start()
             for _ in range(number):
-                call()
+                calls[name]()
             seconds[name].append(clock.stop() / number)
     return seconds
