@@ -38,8 +38,8 @@ were measured at: those from a busy machine (more than ``BUSY_LOAD`` per core) a
 while it stays busy and measured again by the first run that finds it quiet.
 ``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
 channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
-choices). Calibration costs seconds: a few training steps per candidate, at a batch cut
-down when one step would take long.
+choices). Calibration costs seconds to about a minute, once per workload: eight training
+steps per candidate, at a batch cut down when one step would take long.
 """
 
 from __future__ import annotations

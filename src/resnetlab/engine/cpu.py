@@ -7,7 +7,8 @@ unfolded patches (ResNet-18's 512-channel 3x3 convolution on a 2x2 map: 61 ms ag
 on one 2-core machine), while on another machine oneDNN wins the same contest. So nothing
 here is chosen by a fixed rule for training: ``engine.calibrate`` times both paths for every
 convolution shape a model has, on the machine at hand, and ``use_matmul_convs`` gives the
-convolutions that won the matrix-product path.
+convolutions that won the matrix-product path. ``keep_freed_memory`` keeps the memory a
+training step frees for the next one (no page faults per step).
 """
 
 from __future__ import annotations
