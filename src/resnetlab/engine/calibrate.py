@@ -65,7 +65,14 @@ import torch
 from ..data.decode import available_cpus
 from ..errors import CacheWarning
 from .config import TrainConfig
-from .cpu import ConvShape, conv_shapes, cpu_info, to_matmul, use_matmul_convs
+from .cpu import (
+    ConvShape,
+    conv_shapes,
+    cpu_info,
+    keep_freed_memory,
+    to_matmul,
+    use_matmul_convs,
+)
 from .distributed import DistInfo, broadcast_object
 from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
@@ -504,6 +511,7 @@ def _calibrate(
     measure: Measure,
     force: bool,
 ) -> CpuPlan:
+    keep_freed_memory()  # timed as training runs (`bench calibrate` builds no training)
     probe = initial_model(config, num_classes, input_size)
     counts = Counter(shape for shape in conv_shapes(probe, input_size).values())
     shapes = [shape for shape in counts if shape.matmul_candidate]
