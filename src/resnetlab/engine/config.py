@@ -124,12 +124,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         flip=None,
     ),
     # Decided from the data and the model when the run starts (engine.auto): the fields set
-    # to None here; the rest as "modern", whose SGD settings it keeps.
+    # to None here, the optimizer among them; the rest as "modern" (momentum: SGD's).
     "auto": dict(
-        optimizer="sgd",
+        optimizer=None,
         momentum=0.9,
         nesterov=True,
-        weight_decay=5e-4,
+        weight_decay=None,
         no_decay_norm_bias=True,
         schedule="cosine",
         label_smoothing=0.1,
@@ -165,7 +165,16 @@ RECIPES: dict[str, dict[str, Any]] = {
 RECIPE_ALIASES = {"seed": "course"}
 
 # What the auto recipe leaves unset until it knows the data; only it may leave them unset.
-AUTO_FIELDS = ("batch_size", "lr", "epochs", "warmup_epochs", "crop_padding", "scale_jitter")
+AUTO_FIELDS = (
+    "batch_size",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "epochs",
+    "warmup_epochs",
+    "crop_padding",
+    "scale_jitter",
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
@@ -215,11 +224,11 @@ class TrainConfig:
     epochs: int | None = 15
     max_steps: int | None = None  # stop after this many steps instead; the schedule spans them
     batch_size: int | None = 128
-    optimizer: str = "sgd"
+    optimizer: str | None = "sgd"
     lr: float | None = 0.1
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float | None = 5e-4
     no_decay_norm_bias: bool = True
     schedule: str = "cosine"
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of training, for "step"
@@ -284,7 +293,7 @@ class TrainConfig:
         checks = [
             (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; choose {_choices(RECIPES)}"),
             (
-                self.optimizer in OPTIMIZERS,
+                self.optimizer is None or self.optimizer in OPTIMIZERS,
                 f"unknown optimizer {self.optimizer!r}; choose {_choices(OPTIMIZERS)}",
             ),
             (
@@ -533,7 +542,10 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
     """Ranges of the numeric options that ``validate`` does not check itself."""
     return [
         (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
-        (c.weight_decay >= 0, f"weight decay must be at least 0, got {c.weight_decay}"),
+        (
+            c.weight_decay is None or c.weight_decay >= 0,
+            f"weight decay must be at least 0, got {c.weight_decay}",
+        ),
         (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
         (
             c.warmup_epochs is None or c.warmup_epochs >= 0,
