@@ -12,36 +12,44 @@ from resnetlab.engine.auto import (
     is_digit_like,
 )
 
-# (images, image size, classes, model) -> (batch, lr, epochs, steps, warm-up, padding, jitter)
+# (images, image size, classes, model)
+#   -> (batch, optimizer, lr, weight decay, epochs, steps, warm-up, padding, jitter)
 TABLE = [
     # A hundred photos: batch 16 (at most half the images); 1,000 steps take 167 epochs.
-    ((100, 64, 5, "resnet18"), (16, 0.0354, 167, 1002, 100, 8, 0.0)),
-    # CIFAR-sized images, a few hundred of them: pad-and-crop, at least 1,000 steps.
-    ((500, 32, 10, "resnet20"), (16, 0.0354, 33, 1023, 100, 4, 0.0)),
-    # The SIGNS training file (1,080 photos at 64x64) with the seed's model.
-    ((1080, 64, 6, "resnet50_keras"), (32, 0.05, 31, 1023, 100, 8, 0.0)),
+    # An ImageNet-style network on a small set: Adam, 1e-3 scaled to the batch.
+    ((100, 64, 5, "resnet18"), (16, "adam", 0.000707, 0.0, 167, 1002, 100, 8, 0.0)),
+    # CIFAR-sized images, a few hundred of them: pad-and-crop, at least 1,000 steps; a
+    # CIFAR-style network: SGD.
+    ((500, 32, 10, "resnet20"), (16, "sgd", 0.035355, 5e-4, 33, 1023, 100, 4, 0.0)),
+    # The SIGNS training file (1,080 photos at 64x64) with the seed's model: the course's
+    # optimizer, rate and batch.
+    ((1080, 64, 6, "resnet50_keras"), (32, "adam", 0.001, 0.0, 31, 1023, 100, 8, 0.0)),
     # The 1,651 hand photos at 64x64: 30 epochs make more than 1,000 steps.
-    ((1651, 64, 10, "resnet18"), (32, 0.05, 30, 1530, 100, 8, 0.0)),
+    ((1651, 64, 10, "resnet18"), (32, "adam", 0.001, 0.0, 30, 1530, 100, 8, 0.0)),
     # Photos at 128 px and up have the detail for scale/aspect jitter.
-    ((1651, 128, 10, "resnet18"), (32, 0.05, 30, 1530, 100, 0, 0.35)),
+    ((1651, 128, 10, "resnet18"), (32, "adam", 0.001, 0.0, 30, 1530, 100, 0, 0.35)),
     # digits at 8x8: one pixel of padding.
-    ((1438, 8, 10, "resnet20"), (32, 0.05, 30, 1320, 100, 1, 0.0)),
-    ((5000, 32, 10, "resnet20"), (64, 0.0707, 30, 2340, 117, 4, 0.0)),
+    ((1438, 8, 10, "resnet20"), (32, "sgd", 0.05, 5e-4, 30, 1320, 100, 1, 0.0)),
+    ((5000, 32, 10, "resnet20"), (64, "sgd", 0.0707, 5e-4, 30, 2340, 117, 4, 0.0)),
+    # Adam below 5,000 images, SGD from there on, for the same network.
+    ((4999, 64, 10, "resnet18"), (64, "adam", 0.001414, 0.0, 30, 2340, 117, 8, 0.0)),
+    ((5000, 64, 10, "resnet18"), (64, "sgd", 0.0707, 5e-4, 30, 2340, 117, 8, 0.0)),
     # CIFAR-10: batch 256 and the linearly scaled rate.
-    ((50_000, 32, 10, "resnet56"), (256, 0.1414, 30, 5850, 292, 4, 0.0)),
-    # ImageNet-sized: the batch stops at 256; 30 epochs; warm-up 5% (1.5 epochs).
-    ((1_000_000, 224, 1000, "resnet50"), (256, 0.1414, 30, 117_180, 5859, 0, 0.35)),
+    ((50_000, 32, 10, "resnet56"), (256, "sgd", 0.1414, 5e-4, 30, 5850, 292, 4, 0.0)),
+    # ImageNet-sized: SGD; the batch stops at 256; 30 epochs; warm-up 5% (1.5 epochs).
+    ((1_000_000, 224, 1000, "resnet50"), (256, "sgd", 0.1414, 5e-4, 30, 117_180, 5859, 0, 0.35)),
     # A dozen images still make batches for two steps an epoch, for at most 200 epochs.
-    ((12, 32, 2, "resnet20"), (4, 0.0177, 200, 600, 100, 4, 0.0)),
+    ((12, 32, 2, "resnet20"), (4, "sgd", 0.017678, 5e-4, 200, 600, 100, 4, 0.0)),
 ]
 
 
 @pytest.mark.parametrize("given, expected", TABLE)
 def test_auto_recipe_is_a_function_of_the_data_and_model(given, expected):
     r = auto_recipe(*given)
-    chosen = (r.batch_size, r.lr, r.epochs, r.steps, r.warmup_steps, r.crop_padding)
-    assert chosen == pytest.approx(expected[:6], abs=1e-4)
-    assert r.scale_jitter == expected[6]
+    assert r.optimizer == expected[1]
+    numbers = (r.batch_size, r.lr, r.weight_decay, r.epochs, r.steps, r.warmup_steps)
+    assert numbers == pytest.approx((expected[0], *expected[2:7]), rel=1e-3)
+    assert (r.crop_padding, r.scale_jitter) == expected[7:]
     assert r.steps == r.epochs * (given[0] // r.batch_size)  # whole epochs, last batch dropped
     assert r.warmup_steps <= r.steps // 4
 
@@ -72,7 +80,7 @@ def test_apply_auto_fills_what_was_left_open_and_says_why():
     assert (config.crop_padding, config.scale_jitter, config.warmup_epochs) == (8, 0.0, 0.0)
     assert line == (
         "recipe auto: 1,651 images at 64x64 -> batch 32 (about the square root of the images), "
-        "SGD lr 0.05 (0.1 x sqrt(batch / 128)), 1,530 steps (30 epochs; 30 epochs, at least 1,000 "
+        "SGD (a CIFAR-style network) lr 0.05 (0.1 x sqrt(batch / 128)), 1,530 steps (30 epochs; 30 epochs, at least 1,000 "
         "steps), warm-up 100 steps (5%, at least 100), pad-8 crops (64 px images)"
     )
     config, line = _apply(image_size=160)
@@ -88,7 +96,7 @@ def test_explicit_values_win():
     assert (config.max_steps, config.epochs, config.warmup_steps) == (300, 6, 75)  # a quarter
     config, line = _apply(batch_size=64)
     assert (config.batch_size, config.lr) == (64, pytest.approx(0.0707, abs=1e-4))
-    assert "batch 64 (given), SGD lr 0.0707 (0.1 x sqrt(batch / 128))" in line
+    assert "batch 64 (given), SGD (a CIFAR-style network) lr 0.0707 (0.1 x sqrt(" in line
     config, _ = _apply(lr=0.3, warmup_epochs=2)
     assert (config.lr, config.warmup_epochs, config.warmup_steps) == (0.3, 2, None)
     config, line = _apply(crop_padding=2)  # one augmentation given: the other stays off
@@ -96,6 +104,27 @@ def test_explicit_values_win():
     assert "pad-2 crops (given)" in line
     config, _ = _apply(image_size=32, scale_jitter=0.5)
     assert (config.crop_padding, config.scale_jitter) == (0, 0.5)
+
+
+def test_the_optimizer_follows_the_network_and_the_set_size_unless_given():
+    config, line = _apply(model="resnet18")
+    assert (config.optimizer, config.lr, config.weight_decay) == ("adam", 0.001, 0.0)
+    assert (
+        "batch 32 (about the square root of the images), Adam (an ImageNet-style network, "
+        "under 5,000 images) lr 0.001 (0.001 x sqrt(batch / 32)), "
+    ) in line
+    config, line = _apply(model="resnet18", num_images=20_000)
+    assert (config.optimizer, config.batch_size, config.weight_decay) == ("sgd", 128, 5e-4)
+    assert "SGD (5,000 images or more) lr 0.1 (0.1 x sqrt(batch / 128))" in line
+    # A given optimizer takes its own rate and weight decay; a given rate or decay stays.
+    config, line = _apply(model="resnet18", optimizer="sgd")
+    assert (config.optimizer, config.lr, config.weight_decay) == ("sgd", 0.05, 5e-4)
+    assert "SGD (given) lr 0.05 (0.1 x sqrt(batch / 128))" in line
+    config, _ = _apply(optimizer="adamw", batch_size=128)
+    assert (config.optimizer, config.lr, config.weight_decay) == ("adamw", 0.002, 0.01)
+    config, line = _apply(model="resnet18", lr=0.01, weight_decay=1e-4)
+    assert (config.optimizer, config.lr, config.weight_decay) == ("adam", 0.01, 1e-4)
+    assert "Adam (an ImageNet-style network, under 5,000 images) lr 0.01 (given)" in line
 
 
 @pytest.mark.parametrize(
