@@ -81,7 +81,8 @@ def test_apply_auto_fills_what_was_left_open_and_says_why():
     assert line == (
         "recipe auto: 1,651 images at 64x64 -> batch 32 (about the square root of the images), "
         "SGD (a CIFAR-style network) lr 0.05 (0.1 x sqrt(batch / 128)), 1,530 steps "
-        "(30 epochs; 30 epochs, at least 1,000 steps), warm-up 100 steps (5%, at least 100), pad-8 crops (64 px images)"
+        "(30 epochs; 30 epochs, at least 1,000 steps), warm-up 100 steps (5%, at least 100), "
+        "pad-8 crops (64 px images)"
     )
     config, line = _apply(image_size=160)
     assert (config.crop_padding, config.scale_jitter) == (0, 0.35)
