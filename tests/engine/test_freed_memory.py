@@ -42,9 +42,13 @@ def _faults(mode: str) -> int:
 
 @glibc
 def test_a_freed_block_is_reused_without_page_faults():
-    pages = (64 << 20) // 4096  # 16,384 pages of 4 KiB per tensor
-    assert _faults("default") > pages  # given back to the OS, faulted in again
-    assert _faults("keep") < pages // 20
+    # 16,384 faults per tensor with 4 KiB pages, but 32 where it is mapped in 2 MiB huge
+    # pages (transparent huge pages always on, or PyTorch's THP_MEM_ALLOC_ENABLE: 2,176
+    # faults in all here instead of 65,540); the verdict must not depend on the kernel's.
+    pages = (64 << 20) // (2 << 20)
+    default, keep = _faults("default"), _faults("keep")
+    assert default >= pages  # given back to the OS, faulted in again
+    assert keep * 20 < default
 
 
 @glibc
