@@ -3,12 +3,15 @@
 ``bench train`` runs ours and the peer in one process, so the setting, which is for the
 whole process, reaches both sides and its ratios leave it out. Here each measurement is a
 process of its own: a training step of resnetlab's model (the run's layout and precision,
-SGD), timed over ``--steps`` steps after three untimed ones, with and without the setting,
-the two alternating ``--repeats`` times. Appends one JSON line per process to
-``benchmarks/freed-memory/<machine>.jsonl`` and prints it: page faults per step, median and
-fastest step, peak memory, the CPU and its load.
+SGD), or with ``--inference`` a forward pass of the model as ``predict`` runs it (BN folded,
+channels-last, under ``torch.inference_mode``), timed over ``--steps`` steps after three
+untimed ones, with and without the setting, the two alternating ``--repeats`` times.
+Appends one JSON line per process to ``benchmarks/freed-memory/<machine>.jsonl`` and prints
+it: page faults per step, median and fastest step, peak memory, the CPU and its load.
 
     PYTHONPATH=src python benchmarks/freed-memory/run.py --model resnet20 --batch-size 128
+    PYTHONPATH=src python benchmarks/freed-memory/run.py --inference --model resnet50 \
+        --input-size 224 --batch-size 32
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from resnetlab.engine.cpu import cpu_info
 STEP = """
 import contextlib, json, resource, statistics, sys, time
 import torch
-from resnetlab.engine.cpu import keep_freed_memory
+from resnetlab.engine.cpu import keep_freed_memory, use_small_map_convs
+from resnetlab.engine.inference import fold_batchnorm
 from resnetlab.models import create_model, model_info
 
-mode, name, batch, size, precision, steps = sys.argv[1:7]
+mode, name, batch, size, precision, steps, task = sys.argv[1:8]
 batch, steps = int(batch), int(steps)
 kept = keep_freed_memory() if mode == "keep" else False
 torch.manual_seed(0)
@@ -46,13 +50,22 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=T
 dtype = torch.bfloat16 if precision == "bf16" else None
 autocast = (lambda: torch.autocast("cpu", dtype=dtype)) if dtype else contextlib.nullcontext
 
-def step():
+if task == "inference":  # inference_model's steps, without its keep_freed_memory()
+    model = fold_batchnorm(model.eval()).to(memory_format=torch.channels_last)
+    use_small_map_convs(model, size)
+
+def train_step():
     optimizer.zero_grad(set_to_none=True)
     with autocast():
         logits = model(x)
     torch.nn.functional.cross_entropy(logits.float(), y).backward()
     optimizer.step()
 
+def inference_step():
+    with torch.inference_mode(), autocast():
+        model(x)
+
+step = inference_step if task == "inference" else train_step
 for _ in range(3):
     step()
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -63,7 +76,7 @@ for _ in range(steps):
     seconds.append(time.perf_counter() - start)
 after = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({
-    "mode": mode, "kept": kept, "model": name, "batch": batch, "size": size,
+    "mode": mode, "kept": kept, "task": task, "model": name, "batch": batch, "size": size,
     "precision": precision, "faults_per_step": (after.ru_minflt - usage.ru_minflt) / steps,
     "median_ms": statistics.median(seconds) * 1e3, "fastest_ms": min(seconds) * 1e3,
     "peak_rss_mib": after.ru_maxrss / 1024,
@@ -79,6 +92,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--inference", action="store_true", help="forward passes, not steps")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": "src"}
     out = Path(__file__).parent / f"{machine_slug(torch.device('cpu'))}.jsonl"
@@ -86,6 +100,7 @@ def main() -> None:
         for mode in ("default", "keep"):
             command = [sys.executable, "-c", STEP, mode, args.model, str(args.batch_size)]
             command += [args.input_size, args.precision, str(args.steps)]
+            command.append("inference" if args.inference else "training")
             before = load_average()
             done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
             record = json.loads(done.stdout)

@@ -16,6 +16,10 @@ import resource, sys, torch
 from resnetlab.engine.cpu import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
+elif sys.argv[1] == "inference":  # what predict, eval and serve build on the CPU
+    from resnetlab.engine.inference import inference_model
+    from resnetlab.models import create_model
+    inference_model(create_model("resnet20", num_classes=10), "cpu")
 def step():
     x = torch.ones(16 << 20)
     return ((x * 2).relu() + x).sum()
@@ -49,6 +53,11 @@ def test_a_freed_block_is_reused_without_page_faults():
     default, keep = _faults("default"), _faults("keep")
     assert default >= pages  # given back to the OS, faulted in again
     assert keep * 20 < default
+
+
+@glibc
+def test_an_inference_model_on_the_cpu_keeps_freed_memory_too():
+    assert _faults("inference") * 20 < _faults("default")
 
 
 @glibc
