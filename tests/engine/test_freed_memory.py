@@ -16,6 +16,12 @@ import resource, sys, torch
 from resnetlab.engine.cpu import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
+elif sys.argv[1] == "old-glibc":  # one that refuses an mmap threshold above 32 MiB
+    import ctypes
+    from resnetlab.engine.cpu import keep_in_heap
+    real = ctypes.CDLL(None).mallopt
+    refuse = lambda param, value: param == -3 and value > 32 << 20  # M_MMAP_THRESHOLD
+    assert keep_in_heap(lambda param, value: 0 if refuse(param, value) else real(param, value))
 elif sys.argv[1] == "inference":  # what predict, eval and serve build on the CPU
     from resnetlab.engine.inference import inference_model
     from resnetlab.models import create_model
@@ -53,6 +59,11 @@ def test_a_freed_block_is_reused_without_page_faults():
     default, keep = _faults("default"), _faults("keep")
     assert default >= pages  # given back to the OS, faulted in again
     assert keep * 20 < default
+
+
+@glibc
+def test_where_glibc_refuses_a_large_threshold_nothing_is_mapped():
+    assert _faults("old-glibc") * 20 < _faults("default")
 
 
 @glibc

@@ -269,9 +269,10 @@ def use_small_map_convs(model: nn.Module, input_size: int) -> nn.Module:
     return use_matmul_convs(model, input_size, small)
 
 
-# glibc's mallopt parameters: the largest request served from the heap rather than by its own
-# mmap, and the free memory at the top of the heap above which it is given back to the OS.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# mallopt's parameters: the free memory at the top of the heap above which glibc gives it back
+# to the OS, the largest request served from the heap rather than by a mapping of its own,
+# and how many such mappings it may hold.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 
 
 @lru_cache(maxsize=1)
@@ -292,8 +293,12 @@ def keep_freed_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    # Older glibc refuses an mmap threshold above 32 MiB (on 64-bit): then take that.
-    mapped = mallopt(_M_MMAP_THRESHOLD, 1 << 30) or mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    return bool(mapped and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+    return mallopt is not None and keep_in_heap(mallopt)
+
+
+def keep_in_heap(mallopt: Callable[[int, int], int]) -> bool:
+    """Set glibc's ``mallopt`` to serve requests below 1 GiB from the heap and never trim it.
+    Older glibc refuses an mmap threshold above 32 MiB (on 64-bit), which would leave the
+    largest activations mapped and faulted in every step: there no request is mapped."""
+    in_heap = mallopt(_M_MMAP_THRESHOLD, 1 << 30) or mallopt(_M_MMAP_MAX, 0)
+    return bool(in_heap and mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
