@@ -23,6 +23,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _process_wide_torch_settings():
+    """A run with ``deterministic=True`` sets PyTorch's deterministic mode for the process;
+    each test leaves it as it found it, so no verdict depends on the tests run before."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    yield
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.backends.cudnn.benchmark = benchmark
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real data sets next to the project; tests that need them skip when absent."""

@@ -53,14 +53,18 @@ def test_fast_path_gives_the_plain_fp32_loss():
     assert plain_losses[2] < plain_losses[0]
 
     # Channels-last alone changes only rounding: the same first update in float32, and
-    # losses that agree closely (rounding differences grow from step to step).
+    # losses that agree closely (rounding differences grow from step to step). How closely
+    # depends on the kernels the CPU library picks for each layout: with 2 or more threads
+    # here both layouts ran the same ones (weights equal to 1e-7 after a step), with one
+    # thread they did not, and the batch norms' backward amplified 1e-6 differences to 3.5e-4
+    # in the weights and 5e-4 in the loss. A layout bug moves them by the update (up to 0.06).
     cl = TrainConfig(model="resnet20", precision="fp32", channels_last=True)
     cl_losses, _ = _run(cl, CPU, batches)
-    assert cl_losses == pytest.approx(plain_losses, rel=1e-4)
+    assert cl_losses == pytest.approx(plain_losses, rel=2e-3)
     _, plain_parts = _run(plain, CPU, batches[:1])
     _, cl_parts = _run(cl, CPU, batches[:1])
     for a, b in zip(cl_parts.model.parameters(), plain_parts.model.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
 
 
 def test_ema_update_matches_averaged_model():

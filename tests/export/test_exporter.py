@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import numpy as np
@@ -141,10 +142,12 @@ def test_onnx_fp16_at_a_chosen_opset(cifar_file, tmp_path):
         expected = resnetlab.load_model(cifar_file)(x).numpy()
     np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], expected, atol=1e-2)
     # Below the exporter's own opsets it converts down when it can; when it cannot, the file
-    # it fell back to is not passed off as the one asked for.
-    with pytest.raises(resnetlab.ResnetlabError, match="cannot write opset 9 for this model"):
-        export_model(cifar_file, tmp_path / "old.onnx", opset=9)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["half.onnx"]
+    # it fell back to is not passed off as the one asked for. (torch 2.4 has only the
+    # TorchScript exporter, which writes opset 9 itself.)
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        with pytest.raises(resnetlab.ResnetlabError, match="cannot write opset 9 for this model"):
+            export_model(cifar_file, tmp_path / "old.onnx", opset=9)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["half.onnx"]
 
 
 def test_an_export_whose_check_fails_leaves_nothing_behind(cifar_file, tmp_path, monkeypatch):

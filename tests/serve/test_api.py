@@ -17,8 +17,9 @@ from resnetlab.serve.predictor import cam_available
 from .conftest import COLOURS, SIZE
 
 # Batching, folding BN and the matrix-product path for small maps round differently for
-# different batch sizes: a probability may move by a few float32 ulps, never more.
-ATOL = 1e-6
+# different batch sizes, and how much depends on the CPU's kernels (AVX2, AVX-512, AMX) and
+# threads: a probability may move by some float32 ulps, never more.
+ATOL = 1e-5
 
 
 def assert_same_top(answer: list[dict], expected: list[tuple[str, float]]) -> None:
