@@ -35,9 +35,23 @@ def _process_wide_torch_settings():
     torch.backends.cudnn.benchmark = benchmark
 
 
+# What the tests read from the real data sets: a copy without one of them skips the tests
+# that use the data rather than failing them.
+SHARED_FILES = (
+    "signs/train_signs.h5",
+    "signs/test_signs.h5",
+    "signs/64x64_SIGNS",
+    "cifar10-jpg.tar.gz",
+)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real data sets next to the project; tests that need them skip when absent."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (see the README's Data section)")
+    missing = [name for name in SHARED_FILES if not (SHARED_DATA / name).exists()]
+    if missing:
+        found = f"{', '.join(missing)} not found in {SHARED_DATA}"
+        pytest.skip(f"{found} (see the README's Data section)")
     return SHARED_DATA
