@@ -8,8 +8,8 @@ inference about 1.5x faster than the model as trained. On the CPU the convolutio
 small output maps (2x2 or less, a fixed rule: inference is not calibrated) take the
 matrix-product path of ``engine.cpu``, and the process keeps the memory a forward pass frees
 (``engine.cpu.keep_freed_memory``, as training does): a batch's activations are large
-blocks that glibc would give back to the OS after every batch and fault in again (500,000
-page faults a batch for ResNet-50 at 224 px, batch 32).
+blocks that glibc would give back to the OS after every batch and fault in again (about
+650,000 page faults a batch for ResNet-50 at 224 px, batch 32).
 """
 
 from __future__ import annotations
