@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import partial
 
 import torch
 from torch import nn
@@ -51,18 +50,10 @@ def stage_param_groups(
 def build_optimizer(
     model: nn.Module, config: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
-    """The configured optimizer, with PyTorch's fused kernel where it has one for the device
-    (CUDA; the CPU since PyTorch 2.4), else the multi-tensor (foreach) path.
+    """The configured optimizer, with the fused CUDA kernels or the multi-tensor path.
 
-    The fused kernel reads and writes each parameter, gradient and state tensor once per
-    step, where foreach makes a pass per arithmetic operation (five for SGD with Nesterov
-    momentum and weight decay); the arithmetic is the same. On a 2-core CPU it made the
-    step of ResNet-18's 11.7M parameters 3x to 6x faster (SGD 61 to 11 ms, Adam 133 to
-    37 ms on one thread). It leaves the gradients with the weight decay and momentum added
-    (foreach leaves them as backward made them); the training step sets them to None
-    before the next backward. With ``config.cuda_graphs`` on CUDA, Adam and AdamW keep
-    their step counts on the device (``capturable``) so that a captured step can advance
-    them.
+    With ``config.cuda_graphs`` on CUDA, Adam and AdamW keep their step counts on the device
+    (``capturable``) so that a captured step can advance them.
     """
     if config.layer_lr_decay != 1:
         groups = stage_param_groups(
@@ -70,32 +61,18 @@ def build_optimizer(
         )
     else:
         groups = param_groups(model, config.weight_decay, config.no_decay_norm_bias)
+    # One kernel for all parameters: fused on CUDA, foreach (multi-tensor) elsewhere.
+    speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if config.optimizer == "sgd":
         nesterov = config.nesterov and config.momentum > 0
-        make = partial(
-            torch.optim.SGD, groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov, **speed
         )
-    else:
-        kind = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-        capturable = config.cuda_graphs and device.type == "cuda"
-        make = partial(kind, groups, lr=config.lr, **({"capturable": True} if capturable else {}))
-    try:
-        return make(fused=True)
-    except RuntimeError:  # no fused kernel for this device in this PyTorch
-        return make(foreach=True)
-
-
-IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable")
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
-    """Load a saved optimizer state (a checkpoint's), keeping the implementation this
-    optimizer was built with: the file names the one of the PyTorch and device that wrote
-    it (foreach before fused kernels were used on the CPU), which this one may lack."""
-    kept = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(saved)
-    for group, implementation in zip(optimizer.param_groups, kept, strict=True):
-        group.update(implementation)
+    if config.cuda_graphs and device.type == "cuda":
+        speed["capturable"] = True
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, **speed)
+    return torch.optim.AdamW(groups, lr=config.lr, **speed)
 
 
 def lr_at(

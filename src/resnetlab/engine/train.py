@@ -44,7 +44,7 @@ from .config import TrainConfig, resolve_config, stored_paths
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
 from .finetune import PretrainedStart, check_length, write_record
-from .optim import load_optimizer_state, lr_at, set_lr
+from .optim import lr_at, set_lr
 from .report import RunLog, new_run_dir
 from .step import (
     autocast,
@@ -691,7 +691,7 @@ class Trainer:
             problem = optimizer_problem(self.optimizer, state["optimizer"])
             if problem:
                 raise ValueError(problem)
-            load_optimizer_state(self.optimizer, state["optimizer"])
+            self.optimizer.load_state_dict(state["optimizer"])
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
             if self.scaler is not None and state.get("scaler") is not None:
