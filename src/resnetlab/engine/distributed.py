@@ -8,6 +8,7 @@ averages the gradients, and only rank 0 writes files and prints.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,23 +33,45 @@ class DistInfo:
         return self.rank == 0
 
 
+# Accelerators a device name may ask for: what they are called, and whether this machine has one.
+ACCELERATORS: dict[str, tuple[str, Callable[[], bool]]] = {
+    "cuda": ("CUDA", lambda: torch.cuda.is_available()),
+    "mps": ("Apple's MPS", lambda: _mps_available()),
+    "xpu": ("Intel's XPU", lambda: hasattr(torch, "xpu") and torch.xpu.is_available()),
+}
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's GPU under torchrun), then Apple's MPS, then CPU."""
+    """``auto`` picks CUDA (this process's GPU under torchrun), then Apple's MPS, then CPU;
+    a named accelerator this machine lacks is a ``ResnetlabError``."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ResnetlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ResnetlabError(f"--device {name}: CUDA is not available on this machine")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
+        device = None
+    if device is None or (device.type != "cpu" and device.type not in ACCELERATORS):
+        raise ResnetlabError(
+            f"unknown device {name!r}; use auto, cpu, cuda, cuda:N, mps or xpu"
+        )
+    if device.type in ACCELERATORS:
+        label, available = ACCELERATORS[device.type]
+        if not available():
+            raise ResnetlabError(
+                f"--device {name}: {label} is not available on this machine; "
+                "use --device auto or cpu"
+            )
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     return device
 
 

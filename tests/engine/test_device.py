@@ -1,0 +1,44 @@
+"""Device names: what a machine lacks is one clear line, whatever the machine has."""
+
+import pytest
+import torch
+
+from resnetlab.cli import main
+from resnetlab.engine import distributed
+from resnetlab.engine.distributed import resolve_device
+from resnetlab.errors import ResnetlabError
+
+
+@pytest.fixture
+def no_accelerators(monkeypatch):
+    """A machine with a CPU only, wherever the tests run."""
+    for kind, (label, _) in list(distributed.ACCELERATORS.items()):
+        monkeypatch.setitem(distributed.ACCELERATORS, kind, (label, lambda: False))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(distributed, "_mps_available", lambda: False)
+
+
+@pytest.mark.parametrize(
+    ("name", "label"), [("cuda", "CUDA"), ("cuda:1", "CUDA"), ("mps", "MPS"), ("xpu", "XPU")]
+)
+def test_an_accelerator_the_machine_lacks_is_named(no_accelerators, name, label):
+    with pytest.raises(ResnetlabError, match=f"--device {name}: .*{label} is not available"):
+        resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["gpu", "meta", "tpu:0"])
+def test_unknown_devices_list_the_known_ones(name):
+    with pytest.raises(ResnetlabError, match="unknown device .*use auto, cpu, cuda"):
+        resolve_device(name)
+
+
+def test_auto_falls_back_to_the_cpu(no_accelerators):
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_predict_on_a_missing_device_is_one_line(no_accelerators, tmp_path, capsys):
+    code = main(["predict", str(tmp_path / "model.safetensors"), "x.jpg", "--device", "mps"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: --device mps: Apple's MPS is not")
