@@ -28,7 +28,7 @@ def test_an_accelerator_the_machine_lacks_is_named(no_accelerators, name, label)
 
 @pytest.mark.parametrize("name", ["gpu", "meta", "tpu:0"])
 def test_unknown_devices_list_the_known_ones(name):
-    with pytest.raises(ResnetlabError, match="unknown device .*use auto, cpu, cuda"):
+    with pytest.raises(ResnetlabError, match=r"unknown device .*use auto, cpu, cuda"):
         resolve_device(name)
 
 

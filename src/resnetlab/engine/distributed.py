@@ -60,9 +60,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     except RuntimeError:
         device = None
     if device is None or (device.type != "cpu" and device.type not in ACCELERATORS):
-        raise ResnetlabError(
-            f"unknown device {name!r}; use auto, cpu, cuda, cuda:N, mps or xpu"
-        )
+        raise ResnetlabError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N, mps or xpu")
     if device.type in ACCELERATORS:
         label, available = ACCELERATORS[device.type]
         if not available():
