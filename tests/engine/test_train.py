@@ -2,6 +2,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -306,6 +307,26 @@ def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
 
     # --epochs replaces the length in steps.
     assert train(resume=short, epochs=4).summary["steps"] == 40
+
+
+def test_a_rate_given_on_resuming_is_the_rate_it_trains_at(tmp_path):
+    # The auto recipe's rate, kept by its loss guard in the checkpoint, gives way to --lr.
+    few = dict(**FAST, subset=640, val_subset=100, deterministic=True)
+    short = train(**few, max_steps=13, out=str(tmp_path / "short")).run_dir
+    other = tmp_path / "other"
+    shutil.copytree(short, other)
+    auto_lr = json.loads((short / "config.json").read_text())["lr"]
+    train(resume=short, max_steps=20)
+    train(resume=other, max_steps=20, lr=3 * auto_lr)
+    assert json.loads((other / "config.json").read_text())["lr"] == 3 * auto_lr
+
+    def rates(run):
+        rows = csv.DictReader((run / "metrics.csv").read_text().splitlines())
+        return {int(r["step"]): float(r["lr"]) for r in rows if int(r["step"]) > 13}
+
+    kept, given = rates(short), rates(other)
+    assert kept.keys() == given.keys() and len(kept) >= 2
+    assert all(given[k] == pytest.approx(3 * kept[k]) for k in kept)
 
 
 def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):

@@ -115,7 +115,7 @@ def train(
             values["max_steps"] = None  # a length in epochs replaces one in steps
         values.update(given)
         config = TrainConfig(**values)
-        return Trainer(config, run_dir=run_dir, resume=True).run()
+        return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
         config = resolve_config(**overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
@@ -146,10 +146,19 @@ RUN_DEFINING = (
 class Trainer:
     """One training job: set up from a config, then ``run()``."""
 
-    def __init__(self, config: TrainConfig, *, run_dir: Path | None = None, resume: bool = False):
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        run_dir: Path | None = None,
+        resume: bool = False,
+        given: set[str] = frozenset(),
+    ):
+        """``given``: the options a resumed run was given anew (they win over its checkpoint)."""
         # The parts are set up in the order they depend on each other: weights, data and
         # recipe, model, schedule, then the position in the run and its folder.
         self.config = c = config
+        self.given = given
         self.dist, self.device = init_distributed(c.device)
         torch.manual_seed(c.seed)
         configure_backends(self.device, c.deterministic)
@@ -705,7 +714,9 @@ class Trainer:
                 if len(self.last_val.confusion) != len(self.class_names):
                     raise ValueError("its confusion matrix has another number of classes")
             self.last_train = dict(state.get("last_train") or {})
-            if state.get("loss_guard") is not None:  # an auto run still watching its loss
+            if "lr" in self.given:  # a rate given on resuming: the guard stops watching
+                pass
+            elif state.get("loss_guard") is not None:  # an auto run still watching its loss
                 self.guard = LossGuard(len(self.class_names), 0)
                 self.guard.load_state_dict(state["loss_guard"])
                 # The rate as of this checkpoint: config.json may be a halving ahead of it.
