@@ -59,6 +59,11 @@ def test_bad_values_are_clear_errors(tmp_path):
         TrainConfig.load(bad)
     with pytest.raises(ResnetlabError, match="config file not found"):
         TrainConfig.load(tmp_path / "missing.json")
+    # No held-out share at all: how to train on every image is the fix to name.
+    with pytest.raises(ResnetlabError, match=r"got 0.0; .* train on all .* --val-data"):
+        resolve_config(val_split=0.0)
+    with pytest.raises(ResnetlabError, match=r"exclusive\), got 1.5$"):
+        resolve_config(val_split=1.5)
 
 
 def test_every_recipe_is_valid():

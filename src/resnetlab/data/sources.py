@@ -161,7 +161,13 @@ def check_val_split(fraction: object, name: str = "--val-split") -> None:
     """The one range check of a held-out fraction: a number strictly between 0 and 1."""
     number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
     if not (number and 0 < fraction < 1):
-        raise DataError(f"{name} must be between 0 and 1 (exclusive), got {fraction!r}")
+        hint = ""
+        if number and fraction == 0 and name == "--val-split":
+            hint = (
+                "; a run always validates on images it does not train on: to train on all "
+                "of these, give others to validate on with --val-data"
+            )
+        raise DataError(f"{name} must be between 0 and 1 (exclusive), got {fraction!r}{hint}")
 
 
 def stratified_split(
