@@ -368,3 +368,17 @@ def test_a_metrics_file_from_before_top5_still_reads(tmp_path):
     )
     (row,) = read_metrics(path)
     assert (row["epoch"], row["step"], row["val_acc"], row["val_top5"]) == (1, 12, 0.5, None)
+
+
+def test_train_says_the_classes_came_from_the_file_names(tmp_path, capsys):
+    flat = tmp_path / "photos"
+    flat.mkdir()
+    for i in range(12):
+        for name, grey in (("cat", 30), ("dog", 220)):
+            Image.new("RGB", (8, 8), (grey, grey, i * 10)).save(flat / f"{name}_{i}.png")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(flat), "--input-size", "8", "--max-steps", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "data: classes from the file names" in printed.out + printed.err
+    assert json.loads((out / "summary.json").read_text())["class_names"] == ["cat", "dog"]

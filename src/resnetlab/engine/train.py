@@ -277,6 +277,9 @@ class Trainer:
         if c.val_subset is not None and data.val is not None:
             data.val = stratified_sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
+        # How the data was read (classes from file names, files ignored, streamed); the
+        # unreadable files were warned about as they were skipped.
+        self.data_notes = [n for n in data.train.notes if not n.startswith("skipped ")]
         data_mean, data_std = split_stats(data.train)
         start = self.start
         has_norm = start is not None and start.mean is not None
@@ -356,6 +359,8 @@ class Trainer:
             if self.dist.is_main:
                 c.save(self.run_dir / "config.json")
                 self.log.start(self._describe())
+                for note in self.data_notes:
+                    self.log.message(f"data: {note}")
                 self._explain_speed()
                 if self.auto_line:
                     self.log.message(self.auto_line)
