@@ -250,3 +250,18 @@ def test_a_run_from_weights_trains_at_their_input_size_unless_told(tmp_path):
     assert json.loads((tuned.run_dir / "config.json").read_text())["input_size"] == 16
     told = train(**fast, pretrained=str(first.run_dir), input_size=8, out=str(tmp_path / "told"))
     assert resnetlab.read_model_meta(told.run_dir / "last.safetensors").input_size == 8
+
+
+def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, capsys):
+    first = train(
+        model="resnet32", data="digits", input_size=8, max_steps=1, out=str(tmp_path / "a")
+    )
+    config = resolve_config(pretrained=str(first.run_dir))
+    assert config.model == "resnet32" and config.recipe == "finetune"
+    best = first.run_dir / "best.safetensors"
+    assert resolve_config(pretrained=str(best)).model == "resnet32"
+    # A model named is the one trained; weights for another say which model they are for.
+    args = ["train", "--pretrained", str(first.run_dir), "--model", "resnet20", "--data", "digits"]
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a resnet32, not a resnet20" in err and "train --model resnet32" in err

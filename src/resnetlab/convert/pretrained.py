@@ -357,6 +357,24 @@ def _check_served(
         )
 
 
+def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
+    """The model (and its options) that a run folder or a resnetlab model file says its
+    weights are for; None for other sources, and for a path that is not one of them (the
+    run reports that when it reads the weights)."""
+    path = Path(os.fspath(source)).expanduser()
+    file = path / "best.safetensors" if path.is_dir() else path
+    if file.suffix.lower() != ".safetensors" or not file.is_file():
+        return None
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            if META_KEY not in (f.metadata() or {}):
+                return None
+        meta = read_model_meta(file)
+    except (SafetensorError, OSError, ValueError, ResnetlabError):
+        return None
+    return meta.model, dict(meta.model_kwargs)
+
+
 def _from_path(path: Path, source: str) -> PretrainedWeights:
     if not path.exists():
         raise ResnetlabError(f"pretrained weights not found: {path} (SOURCE is {_SOURCES})")
@@ -606,8 +624,8 @@ def check_pretrained(weights: PretrainedWeights, name: str, kwargs: dict[str, An
     (the model is built on the meta device): a mismatch shows before any data is read."""
     with torch.device("meta"):
         model = create_model(name, **kwargs)
+    _check_declared_model(weights, name, kwargs)  # first: it names the model they are for
     _match(model.state_dict(), weights, name)
-    _check_declared_model(weights, name, kwargs)
 
 
 def create_pretrained(

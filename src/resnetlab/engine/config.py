@@ -476,10 +476,26 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
         values.update(RECIPES[flags["recipe"]])
     values.update(flags)
     stored_paths(values)
+    if "model" not in values and isinstance(values.get("pretrained"), str):
+        _model_of_weights(values)
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
     )
     return TrainConfig.from_recipe(recipe, **values)
+
+
+def _model_of_weights(values: dict[str, Any]) -> None:
+    """No model named, weights from a run or a resnetlab model file: their model, built
+    with their options (unless options are given)."""
+    from ..convert.pretrained import declared_model
+
+    declared = declared_model(values["pretrained"])
+    if declared is not None:
+        model, options = declared
+        values["model"] = model
+        # The input size is an option of the run (--input-size), not of the model.
+        options = {k: v for k, v in options.items() if k not in ("input_size", "num_classes")}
+        values.setdefault("model_kwargs", options)
 
 
 def stored_paths(values: dict[str, Any]) -> None:
