@@ -292,12 +292,15 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     err = capsys.readouterr().err
     assert "CPU plan: fp32, NCHW" in err and "fp32 NCHW" in err and "<- chosen" in err
     assert result.summary["status"] == "finished" and "the CPU is busy" not in err
+    # Off a terminal (a log), the measuring says so in a line before it starts.
+    assert "measuring this CPU's training steps to choose the fastest" in err
     cores = calibrate.available_cpus()
     load = calibrate.BUSY_LOAD * cores + 1  # other work on every core, whatever their number
     monkeypatch.setattr(calibrate, "_load_average", lambda: (load, load, load))
     train(**common, out=str(tmp_path / "again"))
     err = capsys.readouterr().err
     assert "CPU plan: fp32, NCHW" in err and "from the cache" in err and "<- chosen" not in err
+    assert "measuring this CPU" not in err
     assert f"the CPU is busy: load average {load:.1f} on {cores} cores" in err
 
 

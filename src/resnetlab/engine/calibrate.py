@@ -597,15 +597,17 @@ def _cached(
 
 @contextlib.contextmanager
 def _measuring(section: str) -> Iterator[None]:
-    """A spinner on an interactive terminal while the CPU is measured: the first run of a
-    model on a machine spends some seconds here before its first line."""
+    """What the run is doing while the CPU is measured (the first run of a model on a
+    machine spends some seconds to a minute here before its first line): a spinner on an
+    interactive terminal, the same words as one line in a log."""
+    what = "convolutions" if section == "convs" else "training steps"
+    message = f"measuring this CPU's {what} to choose the fastest (once; then cached)"
     if not sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
         yield
         return
     from rich.console import Console
 
-    what = "convolutions" if section == "convs" else "training steps"
-    message = f"measuring this CPU's {what} to choose the fastest (once; then cached)"
     with Console(stderr=True).status(message):
         yield
 
