@@ -352,8 +352,9 @@ def add_train(p: argparse.ArgumentParser) -> None:
             # `--decay-norm-bias/--no-decay-norm-bias`, not `--no-decay-norm-bias/--no-no-...`
             positive = "--" + f.name[3:].replace("_", "-")
             p.add_argument(flag, action="store_true", dest=f.name, help=kwargs["help"])
-            old = "--no-" + flag[2:]  # the spelling argparse made of it before
-            p.add_argument(positive, old, action="store_false", dest=f.name, help="the opposite")
+            p.add_argument(positive, action="store_false", dest=f.name, help="the opposite")
+            old = "--no-" + flag[2:]  # the spelling argparse made of it before: still taken
+            p.add_argument(old, action="store_false", dest=f.name, help=argparse.SUPPRESS)
             p.set_defaults(**{f.name: None})
             continue
         p.add_argument(flag, **kwargs)

@@ -136,7 +136,7 @@ def test_unreadable_file_while_streaming_is_dropped_and_counted(tree):
         labels = torch.cat([y for _, y in loader])
     messages = [str(w.message) for w in record]
     assert any(m.startswith(f"{bad}: skipped, cannot read it") for m in messages)
-    assert any("skipped 1 unreadable images this epoch" in m for m in messages)
+    assert any("skipped 1 unreadable image this epoch" in m for m in messages)
     assert len(labels) == 20 and labels.tolist().count(1) == 6
 
 

@@ -259,7 +259,8 @@ class StreamingLoader:
             yield x, y
         if failed:
             warnings.warn(
-                f"{self.split.source}: skipped {failed} unreadable images this epoch",
+                f"{self.split.source}: skipped {failed} unreadable "
+                f"{'image' if failed == 1 else 'images'} this epoch",
                 DataWarning,
                 stacklevel=2,
             )

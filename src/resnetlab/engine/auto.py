@@ -258,7 +258,8 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
         f"batch {c.batch_size} ({why('batch_size', 'about the square root of the images')}), "
         f"{OPTIMIZER_NAMES[c.optimizer]} ({why('optimizer', network)}) "
         f"lr {c.lr:.3g} ({why('lr', rate)}), "
-        f"{steps:,} steps ({count_of(c.epochs, 'epoch')}; {length}), {warmup}, {augment}"
+        f"{count_of(steps, 'step')} ({count_of(c.epochs, 'epoch')}; {length}), {warmup}, "
+        f"{augment}"
     )
 
 
