@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -107,6 +108,23 @@ def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
         "has 2 classes [cat, dog] but the model was trained on 10: [0, 1,"
         in capsys.readouterr().err
     )
+
+
+def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_file, tmp_path):
+    # A test folder without most classes: scored on the model's own outputs, by class name.
+    some = tmp_path / "three-sevens-and-fives"
+    for name in ("3", "5", "7"):
+        shutil.copytree(digit_folder / name, some / name)
+    whole = resnetlab.evaluate(model_file, str(digit_folder))
+    part = resnetlab.evaluate(model_file, str(some))
+    rows = [whole.class_names.index(n) for n in ("3", "5", "7")]
+    assert part.class_names == whole.class_names  # the model's ten, in its order
+    # The same images give the same predictions: their confusion rows are the whole set's.
+    assert torch.equal(part.result.confusion[rows], whole.result.confusion[rows])
+    others = [i for i in range(10) if i not in rows]
+    assert part.result.confusion[others].sum() == 0
+    assert part.result.count == sum(len(list((some / n).iterdir())) for n in ("3", "5", "7"))
+    assert any("scored on 3 of the model's 10 classes" in note for note in part.notes)
 
 
 def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(

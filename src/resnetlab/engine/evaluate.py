@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -157,15 +157,36 @@ def evaluate(
 
 def held_out_split(data: str, meta: ModelMeta):
     """The split of ``data`` that ``evaluate`` scores (test, else validation, else all), at
-    the model's input size; data whose classes are not the model's is refused."""
+    the model's input size, labelled as the model's outputs are.
+
+    A set with some of the model's classes (a test folder without one of them), or all of
+    them listed in another order, is matched by class name; a class the model does not
+    know is refused, as is a set without names whose class count is not the model's.
+    """
     from ..data import load_eval_split
 
     split = load_eval_split(data, image_size=meta.input_size, resize=meta.resize)
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
-        raise ResnetlabError(
-            f"{data} has {len(class_names)} classes {_short(class_names)} but the model was "
-            f"trained on {len(meta.class_names)}: {_short(meta.class_names)}"
+        unknown = [name for name in class_names if name not in meta.class_names]
+        if unknown:
+            raise ResnetlabError(
+                f"{data} has {len(class_names)} classes {_short(class_names)} but the model "
+                f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
+                f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them"
+            )
+        to_model = torch.tensor([meta.class_names.index(name) for name in class_names])
+        note = (
+            "classes matched to the model's by name"
+            if len(class_names) == len(meta.class_names)
+            else f"scored on {len(class_names)} of the model's {len(meta.class_names)} classes "
+            f"(no {_short([n for n in meta.class_names if n not in class_names])} images)"
+        )
+        return replace(
+            split,
+            labels=to_model[split.labels],
+            class_names=list(meta.class_names),
+            notes=[*split.notes, note],
         )
     if len(class_names) != meta.num_classes:
         raise ResnetlabError(
