@@ -5,6 +5,7 @@ import pytest
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
 from resnetlab.engine.config import AUTO_FIELDS
+from resnetlab.errors import SettingWarning
 
 
 def test_defaults_are_the_offline_demo():
@@ -176,3 +177,15 @@ def test_the_course_recipe_keeps_its_earlier_name_seed():
     for damaged in ({"a": 1}, ["course"]):
         with pytest.raises(ResnetlabError, match="unknown recipe"):
             resolve_config({"recipe": damaged})
+
+
+def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
+    config = resolve_config(recipe="finetune", optimizer="adam")
+    assert (config.optimizer, config.lr) == ("adam", 0.01)  # named recipes stay as they are
+    (warning,) = [w for w in recwarn if issubclass(w.category, SettingWarning)]
+    assert "recipe finetune trains at the recipe's lr 0.01, set for sgd" in str(warning.message)
+    recwarn.clear()
+    resolve_config(recipe="finetune", optimizer="adam", lr=1e-3)  # a rate given
+    resolve_config(recipe="course", optimizer="adam")  # the recipe's own optimizer
+    resolve_config(optimizer="adam")  # auto scales the rate to the optimizer
+    assert not [w for w in recwarn if issubclass(w.category, SettingWarning)]

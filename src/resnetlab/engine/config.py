@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, SettingWarning
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE
 from ..storage import atomic_write_text
@@ -481,7 +482,29 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
     )
-    return TrainConfig.from_recipe(recipe, **values)
+    config = TrainConfig.from_recipe(recipe, **values)
+    _warn_of_a_rate_for_another_optimizer(config, flags)
+    return config
+
+
+# Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
+USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
+
+
+def _warn_of_a_rate_for_another_optimizer(config: TrainConfig, flags: dict[str, Any]) -> None:
+    """A named recipe's rate is for its own optimizer: ``--optimizer adam`` under
+    ``finetune`` (SGD, 0.01) would train Adam at ten times its usual rate. The auto recipe
+    scales the rate to the optimizer itself."""
+    preset = RECIPES.get(config.recipe, {}).get("optimizer")
+    if "optimizer" not in flags or "lr" in flags or preset in (None, config.optimizer):
+        return
+    warnings.warn(
+        f"--optimizer {config.optimizer} under recipe {config.recipe} trains at the recipe's "
+        f"lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts near "
+        f"{USUAL_RATES[config.optimizer]}: give --lr",
+        SettingWarning,
+        stacklevel=3,
+    )
 
 
 def _model_of_weights(values: dict[str, Any]) -> None:
