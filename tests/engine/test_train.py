@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from resnetlab.cli import main
 from resnetlab.engine import TrainConfig, train
 from resnetlab.engine.checkpoint import load_checkpoint
 from resnetlab.engine.train import Trainer
+from resnetlab.errors import SettingWarning
 
 # Digits at their native 8x8 with resnet20: a real data set, a few seconds per run.
 FAST = dict(
@@ -382,3 +384,11 @@ def test_train_says_the_classes_came_from_the_file_names(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "data: classes from the file names" in printed.out + printed.err
     assert json.loads((out / "summary.json").read_text())["class_names"] == ["cat", "dog"]
+
+
+def test_a_run_inside_its_warm_up_says_the_rate_never_decays(tmp_path):
+    with pytest.warns(SettingWarning, match=r"warm-up \(10 steps\) is as long as the run"):
+        train(**FAST, max_steps=5, warmup_steps=10, out=str(tmp_path / "a"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SettingWarning)
+        train(**FAST, max_steps=5, out=str(tmp_path / "b"))  # auto: a quarter of the run

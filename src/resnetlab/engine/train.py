@@ -212,6 +212,14 @@ class Trainer:
             if c.warmup_steps is not None
             else round(c.warmup_epochs * self.steps_per_epoch)
         )
+        if self.warmup_steps >= self.total_steps > 1 and c.schedule != "constant":
+            warnings.warn(
+                f"the warm-up ({count_of(self.warmup_steps, 'step')}) is as long as the run "
+                f"({count_of(self.total_steps, 'step')}): the rate rises to its peak and never "
+                "decays; give a shorter --warmup-steps, or a longer run",
+                SettingWarning,
+                stacklevel=2,
+            )
         # The auto recipe's rate is lowered if the loss climbs while it rises (engine.auto).
         self.guard = (
             LossGuard(len(self.class_names), 2 * self.warmup_steps) if self.lr_by_auto else None
