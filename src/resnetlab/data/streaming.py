@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError, DataWarning
 from .decode import MAX_UNREADABLE_FRACTION, READ_ERRORS, available_cpus, read_image
@@ -97,10 +96,12 @@ class _Files(torch.utils.data.Dataset):
             return torch.zeros(3, self.height, self.width, dtype=torch.uint8), -1
         img = torch.from_numpy(hwc).permute(2, 0, 1)  # (3, H, W) uint8
         if self.padding:
-            # A crop window reaching past the border is zero-filled: pad-and-crop in one step.
-            img = TF.crop(img, dy - self.padding, dx - self.padding, self.height, self.width)
+            # Zero-padded on every side, then the window at (dy, dx): as DeviceLoader crops.
+            p = self.padding
+            img = torch.nn.functional.pad(img, (p, p, p, p))
+            img = img[:, dy : dy + self.height, dx : dx + self.width]
         if flip:
-            img = TF.horizontal_flip(img)
+            img = img.flip(-1)
         if box is not None:
             img = resized_crops(img[None], torch.tensor([box]))[0]
         return img.contiguous(), self.labels[index]
