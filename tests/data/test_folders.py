@@ -85,6 +85,20 @@ def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path):
     assert any("skipped 1 of 21 images" in m and "cached since" in m for m in messages)
 
 
+def test_an_empty_file_is_skipped_as_empty(tmp_path):
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    (root / "a" / "empty.jpg").write_bytes(b"")
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset(str(root))
+    messages = [str(w.message) for w in record]
+    assert any(
+        "empty.jpg: skipped, cannot read it" in m and "empty (0 bytes)" in m for m in messages
+    )
+    assert len(data.train) == 20
+
+
 def test_too_many_unreadable_images_is_fatal(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(0), noise(1)], "b": [noise(2)]})
     _truncated_jpeg(root / "b" / "bad.jpg")

@@ -295,6 +295,8 @@ def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
     # Longer: the cut-short epoch goes on from its 3rd step, on the schedule of 25 steps
     # (with the warm-up the run had: 3 steps, a quarter of 13).
     longer = train(resume=short, max_steps=25)
+    printed = capsys.readouterr()
+    assert "resumed at step 13 of 25, in epoch 2 (" in printed.out + printed.err
     assert longer.summary["steps"] == 25 and longer.summary["epochs"] == 3
     rows = list(csv.DictReader((short / "metrics.csv").read_text().splitlines()))
     epochs = [(int(r["epoch"]), int(r["step"])) for r in rows if r["kind"] == "epoch"]

@@ -132,7 +132,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def _open(path: str | os.PathLike) -> Image.Image:
     """``Image.open``, refusing (``DecompressionBombError``) an image of more pixels than
-    PIL's decompression-bomb limit, which PIL itself only warns about below twice it."""
+    PIL's decompression-bomb limit, which PIL itself only warns about below twice it; an
+    empty file is said to be one (PIL: "cannot identify image file")."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise OSError("the file is empty (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         im = Image.open(path)

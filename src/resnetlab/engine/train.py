@@ -367,6 +367,14 @@ class Trainer:
             if self.dist.is_main:
                 c.save(self.run_dir / "config.json")
                 self.log.start(self._describe())
+                if self.resumed and self.step:
+                    where = (
+                        f"in epoch {self.epoch + 1}" if self.batch else f"after epoch {self.epoch}"
+                    )
+                    self.log.message(
+                        f"resumed at step {self.step:,} of {self.total_steps:,}, {where} "
+                        f"({self.train_time:.1f} s of training so far)"
+                    )
                 for note in self.data_notes:
                     self.log.message(f"data: {note}")
                 self._explain_speed()
