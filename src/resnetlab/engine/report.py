@@ -29,7 +29,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..analysis.plots import plot_confusion, plot_curves
 from ..errors import DataWarning, ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
 from ..storage import WriteError, atomic_write_text, write_error
@@ -294,6 +293,8 @@ class RunLog:
         epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
         data = Path(str(summary["data"]).rstrip("/")).name
         figure_error = None
+        from ..analysis.plots import plot_confusion, plot_curves  # matplotlib: only here
+
         try:
             if epoch_rows:
                 title = f"{summary['model']} on {data}"
