@@ -1,4 +1,5 @@
 import onnx
+import onnx.numpy_helper
 import pytest
 
 import resnetlab
@@ -31,6 +32,10 @@ def test_int8_export_is_quantized_calibrated_and_judged_by_accuracy(digits_model
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) >= 9  # every convolution of ResNet-8 and its classifier
+    # 7-bit weights: sums of two products fit in 16 bits on CPUs without VNNI.
+    values = [onnx.numpy_helper.to_array(t) for t in int8_weights]
+    assert all(v.min() >= -64 and v.max() <= 64 for v in values)  # 255 x 64 x 2 < 32,767
+    assert any(v.min() == -64 or v.max() == 64 for v in values)  # the range is used
     assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["precision"] == "int8"
     accuracy = report.int8_accuracy
     assert accuracy["count"] == 1797 and accuracy["fp32"] > 0.5  # chance is 0.1
