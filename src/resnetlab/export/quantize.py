@@ -10,10 +10,10 @@ instructions (AVX2 and AVX-512 without VNNI: AMD before Zen 4, Intel before Casc
 onnxruntime multiplies unsigned 8-bit activations by signed 8-bit weights with an
 instruction that sums two products into 16 bits and saturates (255 x 127 x 2 > 32,767),
 so a file exported and checked on a VNNI machine could lose accuracy on such a CPU that no
-check here would see; with 7-bit weights the sums fit (255 x 64 x 2 < 32,767). Measured cost on a VNNI machine,
-held-out accuracy: none on SIGNS (ResNet-18, 120 images, 100% and 98.33% both ways), 0.3
-points on 1,000 CIFAR-10 images at 64 px (ResNet-18, 61.6% with 8-bit weights, 61.3%
-with 7).
+check here would see; with 7-bit weights the sums fit (255 x 64 x 2 < 32,767). Measured
+cost on a VNNI machine, held-out accuracy: none on SIGNS (ResNet-18, 120 images, 100% and
+98.33% both ways), 0.3 points on 1,000 CIFAR-10 images at 64 px (ResNet-18, 61.6% with
+8-bit weights, 61.3% with 7).
 """
 
 from __future__ import annotations
