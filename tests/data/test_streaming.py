@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -138,6 +140,10 @@ def test_unreadable_file_while_streaming_is_dropped_and_counted(tree):
     assert any(m.startswith(f"{bad}: skipped, cannot read it") for m in messages)
     assert any("skipped 1 unreadable image this epoch" in m for m in messages)
     assert len(labels) == 20 and labels.tolist().count(1) == 6
+    # The next epoch skips it again without saying so again.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)
+        assert len(torch.cat([y for _, y in loader])) == 20
 
 
 def test_too_many_unreadable_files_while_streaming_is_fatal(tmp_path):

@@ -22,6 +22,10 @@ from ..errors import DataError, DataWarning
 from .decode import MAX_UNREADABLE_FRACTION, READ_ERRORS, available_cpus, read_image
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
+# Files this process has warned about: an unreadable file is named once, not every epoch
+# (each loader's workers, and the loader of BN's recalibration, are processes of their own).
+_WARNED: set[str] = set()
+
 
 @dataclass
 class StreamingSet:
@@ -88,11 +92,13 @@ class _Files(torch.utils.data.Dataset):
         try:
             hwc = read_image(self.paths[index], (self.height, self.width), self.resize)
         except READ_ERRORS as e:
-            warnings.warn(
-                f"{self.paths[index]}: skipped, cannot read it ({type(e).__name__}: {e})",
-                DataWarning,
-                stacklevel=1,
-            )
+            if self.paths[index] not in _WARNED:
+                _WARNED.add(self.paths[index])
+                warnings.warn(
+                    f"{self.paths[index]}: skipped, cannot read it ({type(e).__name__}: {e})",
+                    DataWarning,
+                    stacklevel=1,
+                )
             return torch.zeros(3, self.height, self.width, dtype=torch.uint8), -1
         img = torch.from_numpy(hwc).permute(2, 0, 1)  # (3, H, W) uint8
         if self.padding:
@@ -178,6 +184,7 @@ class StreamingLoader:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self.split = split
+        self._failed_before = 0  # unreadable images in the last epoch that had any
         self.device = torch.device(device)
         self.augment = augment or Augment()
         self.height, self.width = split.image_size
@@ -258,7 +265,8 @@ class StreamingLoader:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
-        if failed:
+        if failed and failed != self._failed_before:  # said again only when it changes
+            self._failed_before = failed
             warnings.warn(
                 f"{self.split.source}: skipped {failed} unreadable "
                 f"{'image' if failed == 1 else 'images'} this epoch",
