@@ -53,6 +53,17 @@ def test_predict_agrees_with_eval_image_by_image(digit_folder, model_file):
     assert report.result.accuracy > 0.5  # chance is 0.1
 
 
+def test_one_path_alone_is_one_input_not_its_characters(digit_folder, model_file):
+    image = sorted((digit_folder / "3").iterdir())[0]
+    (listed,) = resnetlab.predict(model_file, [image])
+    for alone in (str(image), image):
+        (single,) = resnetlab.predict(model_file, alone)
+        assert (single.source, single.top) == (listed.source, listed.top)
+    folder = resnetlab.predict(model_file, str(digit_folder / "3"))
+    assert len(folder) == len(list((digit_folder / "3").iterdir()))
+    assert resnetlab.explain.explain(model_file, str(image)).sources == [str(image)]
+
+
 def test_cli_predict_json(digit_folder, model_file, capsys):
     image = sorted((digit_folder / "3").iterdir())[0]
     assert main(["predict", str(model_file), str(image), "--top-k", "3", "--json"]) == 0

@@ -40,9 +40,11 @@ class Prediction:
         }
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+def expand_inputs(inputs: Sequence[str | Path] | str | os.PathLike) -> list[tuple[Path, bool]]:
     """Image files named directly, and the images inside named folders (sorted), each with
-    whether it was named directly."""
+    whether it was named directly. One path alone stands for a list of it."""
+    if isinstance(inputs, (str, os.PathLike)):  # not the characters of a path
+        inputs = [inputs]
     paths: list[tuple[Path, bool]] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -60,7 +62,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[Path, bool]]:
 @torch.no_grad()
 def predict(
     model: nn.Module | str | Path,
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path] | str | Path,
     *,
     top_k: int = 3,
     device: str = "auto",
@@ -71,7 +73,7 @@ def predict(
     Args:
         model: a model file written by resnetlab (``.safetensors``, or ``.onnx`` from
             ``resnetlab export``), or a model returned by ``load_model``.
-        inputs: image files and folders of images.
+        inputs: image files and folders of images (or one of them).
         top_k: how many classes to report per image.
         device: ``auto``, ``cpu``, ``cuda``...
         batch_size: images per forward pass.
@@ -114,7 +116,9 @@ def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndar
         raise ResnetlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
 
 
-def load_inputs(inputs: Sequence[str | Path], meta: ModelMeta) -> tuple[list[Path], torch.Tensor]:
+def load_inputs(
+    inputs: Sequence[str | Path] | str | Path, meta: ModelMeta
+) -> tuple[list[Path], torch.Tensor]:
     """The images named by ``inputs`` (files and folders) as ``meta``'s model takes them.
 
     An image named directly must be readable; one found in a folder is skipped with a

@@ -163,7 +163,7 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
 
 def explain(
     model: nn.Module | str | os.PathLike,
-    images: Sequence[str | os.PathLike] | np.ndarray | torch.Tensor,
+    images: Sequence[str | os.PathLike] | str | os.PathLike | np.ndarray | torch.Tensor,
     *,
     method: str = "gradcam",
     target: int | str | Sequence[int | str] | None = None,
