@@ -189,3 +189,11 @@ def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     resolve_config(recipe="course", optimizer="adam")  # the recipe's own optimizer
     resolve_config(optimizer="adam")  # auto scales the rate to the optimizer
     assert not [w for w in recwarn if issubclass(w.category, SettingWarning)]
+
+
+def test_paths_from_the_python_api_and_near_misses(tmp_path):
+    config = resolve_config(data=tmp_path / "photos", out=tmp_path / "run")
+    assert (config.data, config.out) == (str(tmp_path / "photos"), str(tmp_path / "run"))
+    assert TrainConfig(pretrained=tmp_path / "w.pth").pretrained == str(tmp_path / "w.pth")
+    with pytest.raises(ResnetlabError, match=r"option: modle \(did you mean model\?\)$"):
+        resolve_config(modle="resnet18")

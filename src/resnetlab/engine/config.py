@@ -8,8 +8,10 @@ order, later winning: the dataclass defaults, the recipe's preset, the config fi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,9 @@ from ..errors import ResnetlabError, SettingWarning
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE
 from ..storage import atomic_write_text
+
+# Options that name files or folders: a pathlib.Path is taken for them as its string.
+PATH_FIELDS = ("data", "val_data", "pretrained", "out")
 
 # Each recipe is a set of TrainConfig values; flags override any of them.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -281,6 +286,9 @@ class TrainConfig:
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        for name in PATH_FIELDS:  # pathlib.Path from the Python API
+            if isinstance(getattr(self, name), os.PathLike):
+                setattr(self, name, os.fspath(getattr(self, name)))
         _check_types(self)
         self.milestones = tuple(float(m) for m in self.milestones)
         self.validate()
@@ -527,6 +535,8 @@ def stored_paths(values: dict[str, Any]) -> None:
     from ..data.sources import stored_spec
 
     for key in ("data", "val_data", "pretrained"):
+        if isinstance(values.get(key), os.PathLike):
+            values[key] = os.fspath(values[key])
         if isinstance(values.get(key), str):
             values[key] = stored_spec(values[key])
 
@@ -619,7 +629,11 @@ def _check_keys(values: dict[str, Any], what: str) -> None:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ResnetlabError(f"unknown training {what}: {', '.join(unknown)}")
+        named = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            named.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
+        raise ResnetlabError(f"unknown training {what}: {', '.join(named)}")
 
 
 def _choices(options) -> str:
