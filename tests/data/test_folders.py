@@ -300,3 +300,19 @@ def test_streaming_forced_or_chosen_by_size(tmp_path, monkeypatch):
 def test_stream_refused_for_in_memory_formats():
     with pytest.raises(DataError, match=r"digits: streaming reads image files"):
         load_dataset("digits", stream=True)
+
+
+def test_a_class_name_in_either_unicode_form_is_one_class(tmp_path):
+    # macOS writes "café" as "cafe" + a combining accent; typed elsewhere it is one character.
+    decomposed, composed = "cafe\u0301", "caf\u00e9"
+    root = tmp_path / "split"
+    for split, cafe in (("train", decomposed), ("val", composed)):
+        for name in (cafe, "tea"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                solid(10 if name == "tea" else 200).save(folder / f"{i}.png")
+    data = load_dataset(str(root))
+    assert data.class_names == [composed, "tea"]
+    assert data.train.class_names == data.val.class_names == [composed, "tea"]
+    assert data.val.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -74,10 +75,14 @@ class FolderSplit:
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
+    """Sub-folders, in the order of their names as classes are named (``readable``)."""
     return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"
+        ),
+        key=lambda p: readable(p.name),
     )
 
 
@@ -203,12 +208,14 @@ def scan_classes(folder: Path) -> FolderSplit:
 def readable(name: str) -> str:
     """A file name as text that can be shown and stored: a name whose bytes are not UTF-8
     (an old archive's Latin-1, say) is read as Latin-1 instead of carrying the undecodable
-    bytes along."""
+    bytes along; and in Unicode's composed form (NFC), so that a class folder named "café"
+    on macOS (which stores the accent as a character of its own) is the same class as
+    "café" typed elsewhere."""
     try:
         name.encode("utf-8")
-        return name
     except UnicodeEncodeError:
-        return os.fsencode(name).decode("latin-1")
+        name = os.fsencode(name).decode("latin-1")
+    return unicodedata.normalize("NFC", name)
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
