@@ -42,6 +42,30 @@ def test_real_train_file_1080_images_180_per_class_with_its_test_file(shared_dat
         assert data.train.labels[7].item() == int(f["train_set_y"][7])
 
 
+def test_a_training_file_given_as_validation_data_is_itself(tmp_path):
+    # train_signs.h5 as --val-data is that file, not the test_signs.h5 next to it.
+    rng = np.random.default_rng(0)
+
+    def signs(prefix, n):
+        images = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+        labels = np.arange(n) % 2
+        _write_h5(
+            tmp_path / f"{prefix}_signs.h5",
+            **{f"{prefix}_set_x": images, f"{prefix}_set_y": labels, "list_classes": [0, 1]},
+        )
+
+    signs("train", 12)
+    signs("test", 6)
+    train, test = str(tmp_path / "train_signs.h5"), str(tmp_path / "test_signs.h5")
+    data = load_dataset(test, val_data=train)
+    assert (len(data.train), len(data.val)) == (6, 12)
+    # The same images for both is refused, naming the fix.
+    with pytest.raises(DataError, match="holds the same images as the training data"):
+        load_dataset(test, val_data=test)
+    with pytest.raises(DataError, match="leave --val-data out"):
+        load_dataset("digits", val_data="digits")
+
+
 def test_real_file_resized_once_when_asked(shared_data):
     data = load_dataset(str(shared_data / "signs" / "test_signs.h5"), image_size=32, val_split=0.25)
     assert data.train.images.shape == (90, 32, 32, 3) and data.val.images.shape == (30, 32, 32, 3)

@@ -59,8 +59,14 @@ class Source:
     # one split is test_set_*. Scoring all of such a file scores no training image.
     all_role: str | None = None
 
-    def key(self, *preference: str) -> str | None:
-        return next((k for k in preference if k in self.splits), None)
+    def key(self, *preference: str, own: bool = False) -> str | None:
+        """The first of ``preference`` this source has; ``own``: not one it borrowed from
+        a file beside it (``train_signs.h5`` given as validation data is itself, not the
+        ``test_signs.h5`` next to it)."""
+        return next(
+            (k for k in preference if k in self.splits and not (own and k in self.borrowed)),
+            None,
+        )
 
 
 @dataclass
@@ -264,9 +270,15 @@ def load_dataset(
         held_out = None  # asked to split the training file: do that, not the file beside it
     if val_data is not None:
         val_source = open_source(val_data, **opts)
-        val = val_source.splits[val_source.key("val", "test", "all", "train")]()
+        val = val_source.splits[val_source.key("val", "test", "all", "train", own=True)]()
         val = _with_notes(val, val_source.notes)
         used = f"the validation data {val_data}"
+        if _same_images(train, val):
+            raise DataError(
+                f"--val-data {val_data} holds the same images as the training data {data}: "
+                "validation needs images the model does not train on; give another set, or "
+                "leave --val-data out to hold some of the training images out (--val-split)"
+            )
     elif held_out is not None:
         val = source.splits[held_out]()
         if held_out in source.borrowed:
@@ -325,6 +337,19 @@ def load_eval_split(
             ],
         )
     return split
+
+
+def _same_images(train: Split, val: Split) -> bool:
+    """Whether the two splits are the same images (the same files, or the same pixels)."""
+    if len(train) != len(val) or not torch.equal(train.labels, val.labels):
+        return False
+    if isinstance(train, StreamingSet) and isinstance(val, StreamingSet):
+        return [os.path.realpath(p) for p in train.paths] == [
+            os.path.realpath(p) for p in val.paths
+        ]
+    if isinstance(train, ImageSet) and isinstance(val, ImageSet):
+        return train.images.shape == val.images.shape and torch.equal(train.images, val.images)
+    return False
 
 
 def _with_notes(split: Split, notes: list[str]) -> Split:
