@@ -316,3 +316,17 @@ def test_a_class_name_in_either_unicode_form_is_one_class(tmp_path):
     assert data.class_names == [composed, "tea"]
     assert data.train.class_names == data.val.class_names == [composed, "tea"]
     assert data.val.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
+    root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
+    size = tuple(read_image(next((root / "a").iterdir())).shape[:2])
+    side = max(size)
+    for image_size, noted in ((4 * side, True), (2 * side, True), (2 * side - 1, False)):
+        for stream in (False, True):
+            notes = load_dataset(str(root), image_size=image_size, stream=stream).train.notes
+            enlarged = [n for n in notes if n.startswith("most images are")]
+            assert bool(enlarged) == noted, (image_size, stream)
+    assert f"enlarged to {4 * side}x{4 * side}" in " ".join(
+        load_dataset(str(root), image_size=4 * side).train.notes
+    )
