@@ -52,7 +52,8 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return f"{cpu_name()}, {available_cpus()} cores"
+        cores = available_cpus()
+        return f"{cpu_name()}, {cores} core{'s' if cores != 1 else ''}"
     return device.type
 
 

@@ -108,7 +108,7 @@ class BenchRecord(ABC):
                 features.insert(0, f"family {family}" + (f" model {model}" if model else ""))
             device = device.replace(cpu["model"], f"{cpu['model']} ({', '.join(features)})", 1)
         if r.get("threads"):
-            device += f", {r['threads']} threads"
+            device += f", {r['threads']} thread{'s' if r['threads'] != 1 else ''}"
         if r.get("load_before"):
             device += f", load {r['load_before'][0]}"
         return device

@@ -392,7 +392,8 @@ class CpuPlan:
             bf16 = "bf16 hardware" if m.get("bf16") else "no bf16 hardware"
             lines.append(
                 f"  {self.workload} on {m['cpu']} ({m['capability']}, {bf16}), "
-                f"{m['threads']} threads, torch {m['torch']}; cache {self.cache}"
+                f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}, torch {m['torch']}; "
+                f"cache {self.cache}"
             )
         if len(self.steps) > 1:
             load = ""
