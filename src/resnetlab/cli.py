@@ -363,6 +363,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import TrainConfig, resolve_config, train
+    from .engine.config import warn_of_a_rate_for_another_optimizer
 
     flags = {
         f.name: getattr(args, f.name)
@@ -377,7 +378,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(resume=args.resume, **flags)
         return 0
     file_values = TrainConfig.load(args.config) if args.config else None
-    train(resolve_config(file_values, **flags))
+    config = resolve_config(file_values, **flags)
+    warn_of_a_rate_for_another_optimizer(config, flags)
+    train(config)
     return 0
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
-from resnetlab.engine.config import AUTO_FIELDS
+from resnetlab.engine.config import AUTO_FIELDS, warn_of_a_rate_for_another_optimizer
 from resnetlab.errors import SettingWarning
 
 
@@ -180,14 +180,20 @@ def test_the_course_recipe_keeps_its_earlier_name_seed():
 
 
 def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
-    config = resolve_config(recipe="finetune", optimizer="adam")
+    def check(**given):
+        config = resolve_config(**given)
+        warn_of_a_rate_for_another_optimizer(config, given)
+        return config
+
+    config = check(recipe="finetune", optimizer="adam")
     assert (config.optimizer, config.lr) == ("adam", 0.01)  # named recipes stay as they are
     (warning,) = [w for w in recwarn if issubclass(w.category, SettingWarning)]
     assert "recipe finetune trains at the recipe's lr 0.01, set for sgd" in str(warning.message)
     recwarn.clear()
-    resolve_config(recipe="finetune", optimizer="adam", lr=1e-3)  # a rate given
-    resolve_config(recipe="course", optimizer="adam")  # the recipe's own optimizer
-    resolve_config(optimizer="adam")  # auto scales the rate to the optimizer
+    check(recipe="finetune", optimizer="adam", lr=1e-3)  # a rate given
+    check(recipe="course", optimizer="adam")  # the recipe's own optimizer
+    check(optimizer="adam")  # auto scales the rate to the optimizer
+    resolve_config(recipe="modern", optimizer="adam")  # resolving alone (bench) says nothing
     assert not [w for w in recwarn if issubclass(w.category, SettingWarning)]
 
 

@@ -490,28 +490,28 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
     )
-    config = TrainConfig.from_recipe(recipe, **values)
-    _warn_of_a_rate_for_another_optimizer(config, flags)
-    return config
+    return TrainConfig.from_recipe(recipe, **values)
 
 
 # Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
 
 
-def _warn_of_a_rate_for_another_optimizer(config: TrainConfig, flags: dict[str, Any]) -> None:
-    """A named recipe's rate is for its own optimizer: ``--optimizer adam`` under
-    ``finetune`` (SGD, 0.01) would train Adam at ten times its usual rate. The auto recipe
-    scales the rate to the optimizer itself."""
+def warn_of_a_rate_for_another_optimizer(config: TrainConfig, given: dict[str, Any]) -> None:
+    """Before a training run: a named recipe's rate is for its own optimizer, and
+    ``--optimizer adam`` under ``finetune`` (SGD, 0.01) would train Adam at ten times its
+    usual rate. The auto recipe scales the rate to the optimizer itself. ``given``: the
+    options given (``None``: not given)."""
     preset = RECIPES.get(config.recipe, {}).get("optimizer")
-    if "optimizer" not in flags or "lr" in flags or preset in (None, config.optimizer):
+    named = {k for k, v in given.items() if v is not None}
+    if "optimizer" not in named or "lr" in named or preset in (None, config.optimizer):
         return
     warnings.warn(
         f"--optimizer {config.optimizer} under recipe {config.recipe} trains at the recipe's "
         f"lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts near "
         f"{USUAL_RATES[config.optimizer]}: give --lr",
         SettingWarning,
-        stacklevel=3,
+        stacklevel=2,
     )
 
 

@@ -40,7 +40,12 @@ from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import busy_note, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
-from .config import TrainConfig, resolve_config, stored_paths
+from .config import (
+    TrainConfig,
+    resolve_config,
+    stored_paths,
+    warn_of_a_rate_for_another_optimizer,
+)
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
 from .finetune import PretrainedStart, check_length, write_record
@@ -118,6 +123,7 @@ def train(
         return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
         config = resolve_config(**overrides)
+        warn_of_a_rate_for_another_optimizer(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
         config = resolve_config(config.to_dict(), **overrides)
     return Trainer(config).run()
