@@ -294,6 +294,7 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     assert result.summary["status"] == "finished" and "the CPU is busy" not in err
     # Off a terminal (a log), the measuring says so in a line before it starts.
     assert "measuring this CPU's training steps to choose the fastest" in err
+    assert "data: no flips: the images look like digits" in err  # and the log says why
     cores = calibrate.available_cpus()
     load = calibrate.BUSY_LOAD * cores + 1  # other work on every core, whatever their number
     monkeypatch.setattr(calibrate, "_load_average", lambda: (load, load, load))

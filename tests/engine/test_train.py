@@ -385,6 +385,7 @@ def test_train_says_the_classes_came_from_the_file_names(tmp_path, capsys):
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert "data: classes from the file names" in printed.out + printed.err
+    assert "no flips" not in printed.out + printed.err  # photos of cats and dogs flip
     assert json.loads((out / "summary.json").read_text())["class_names"] == ["cat", "dog"]
 
 

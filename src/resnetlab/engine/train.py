@@ -302,6 +302,11 @@ class Trainer:
         flip = c.flip
         if flip is None:
             flip = not is_digit_like(c.data, self.class_names, data_mean, data_std)
+            if not flip:
+                self.data_notes.append(
+                    "no flips: the images look like digits or characters, which a mirror "
+                    "turns into other symbols (--flip turns them on)"
+                )
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
