@@ -395,3 +395,18 @@ def test_a_run_inside_its_warm_up_says_the_rate_never_decays(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SettingWarning)
         train(**FAST, max_steps=5, out=str(tmp_path / "b"))  # auto: a quarter of the run
+
+
+def test_an_accuracy_no_better_than_the_largest_class_is_called_so():
+    from resnetlab.engine.evaluate import EvalResult
+    from resnetlab.engine.report import majority_note
+
+    # 20 airplanes, 1 cat, every image called an airplane: 20/21 correct.
+    confusion = torch.tensor([[20, 0], [1, 0]])
+    val = EvalResult(loss=0.2, accuracy=20 / 21, count=21, confusion=confusion)
+    note = majority_note(20 / 21, val, ["airplane", "cat"])
+    assert note is not None and "always answering airplane would score 0.9524" in note
+    assert majority_note(21 / 21, val, ["airplane", "cat"]) is None  # better than that
+    balanced = EvalResult(0.5, 0.6, 20, torch.tensor([[6, 4], [4, 6]]))
+    assert majority_note(0.6, balanced, ["a", "b"]) is None
+    assert majority_note(None, val, ["airplane", "cat"]) is None

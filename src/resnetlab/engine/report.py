@@ -125,6 +125,24 @@ def _metrics_row(values: list[str], fields: tuple[str, ...]) -> dict[str, Any] |
     return row
 
 
+def majority_note(
+    accuracy: float | None, val: EvalResult | None, class_names: list[str]
+) -> str | None:
+    """A line when an accuracy is no better than always answering the largest class (on
+    imbalanced data a model that ignores the small classes still scores its share)."""
+    if accuracy is None or val is None or not val.count:
+        return None
+    support = val.confusion.sum(1)
+    largest = int(support.argmax())
+    share = support[largest].item() / val.count
+    if accuracy > share + 1e-9 or share == 1:
+        return None
+    return (
+        f"note: always answering {class_names[largest]} would score {share:.4f} too (its share "
+        "of the validation images): check each class's recall (confusion.png, resnetlab eval)"
+    )
+
+
 def strict_json(value: Any) -> Any:
     """``value`` with NaN and infinities replaced by None, so that ``json.dumps`` writes
     valid JSON (it writes ``NaN``, which JSON does not have, otherwise)."""
@@ -325,6 +343,9 @@ class RunLog:
                 f"Run folder: {self.run_dir}",
                 highlight=False,
             )
+            note = majority_note(best, val, class_names)
+            if note:
+                self.out.print(note, highlight=False)
 
     def close(self) -> None:
         self._stop_bar()
