@@ -330,3 +330,12 @@ def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     assert f"enlarged to {4 * side}x{4 * side}" in " ".join(
         load_dataset(str(root), image_size=4 * side).train.notes
     )
+
+
+def test_a_folder_of_hdf5_files_points_at_them(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no class folders and no images in it$"):
+        load_dataset(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "train_signs.h5").write_bytes(b"\x89HDF")
+    with pytest.raises(DataError, match=r"it holds train_signs\.h5: give that file as --data"):
+        load_dataset(str(tmp_path / "empty"))

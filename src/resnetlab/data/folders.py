@@ -156,7 +156,9 @@ def scan_classes(folder: Path) -> FolderSplit:
     loose = _direct_images(folder)
     if not class_dirs:
         if not loose:
-            raise DataError(f"{folder}: no class folders and no images in it")
+            h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
+            hint = f"; it holds {', '.join(h5[:3])}: give that file as --data" if h5 else ""
+            raise DataError(f"{folder}: no class folders and no images in it{hint}")
         paths, stamps = _images_under(folder)
         names = _name_labels(paths)
         if names is None:
