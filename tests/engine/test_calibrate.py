@@ -158,6 +158,10 @@ def test_the_plan_follows_the_timings_and_is_cached(calibrating):
     explained = "\n".join(plan.explain())
     assert "bf16 NCHW" in explained and "<- chosen" in explained
     assert "64x2x2>64 k3x3 s1 p1" in explained and "-> matrix product" in explained
+    # Each convolution line shows the round-by-round ratio that decided it.
+    (line,) = [x for x in explained.splitlines() if x.strip().startswith("64x2x2>64 k3x3")]
+    ratio = float(line.split("->")[0].split()[-1])
+    assert ratio < 1 - calibrate.CONV_MARGIN
     assert "Test CPU (AVX512, bf16 hardware)" in explained
 
     (path,) = calibrating.folder.glob("*.json")

@@ -415,17 +415,20 @@ class CpuPlan:
                 lines.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
         if self.convs:
             lines.append(
-                f"  convolutions in {self.candidate.per_shape.name}, forward and backward "
-                f"(ms), oneDNN vs matrix product, which needs {CONV_MARGIN:.0%}:"
+                f"  convolutions in {self.candidate.per_shape.name}, forward and backward: "
+                "median ms of oneDNN and of the matrix product, and the product's time "
+                f"relative to oneDNN's round by round, which decides (it needs {CONV_MARGIN:.0%} "
+                "less):"
             )
             for shape, paths in self.convs.items():
                 onednn, matmul = (statistics.median(paths[p]) * 1e3 for p in ("onednn", "matmul"))
+                ratio = relative({p: paths[p] for p in PATHS}, "onednn").get("matmul", math.nan)
                 pick = "matrix product" if shape in self.matmul_convs else "oneDNN"
                 if self.onednn_only and shape in matmul_paths({shape: paths}):
                     pick = "oneDNN (the matrix product won alone, lost in the whole step)"
                 lines.append(
                     f"    {shape:<32} x{self.counts.get(shape, 1):<2} "
-                    f"{onednn:8.2f} {matmul:8.2f}  -> {pick}"
+                    f"{onednn:8.2f} {matmul:8.2f} {ratio:6.2f}  -> {pick}"
                 )
         return lines
 
