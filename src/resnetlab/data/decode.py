@@ -14,6 +14,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -130,11 +131,11 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
+def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     """``Image.open``, refusing (``DecompressionBombError``) an image of more pixels than
     PIL's decompression-bomb limit, which PIL itself only warns about below twice it; an
     empty file is said to be one (PIL: "cannot identify image file")."""
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    if isinstance(path, str | os.PathLike) and os.path.isfile(path) and not os.path.getsize(path):
         raise OSError("the file is empty (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
