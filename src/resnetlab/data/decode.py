@@ -36,6 +36,9 @@ _CHUNK = 256
 
 # What PIL raises on a damaged, unsupported or hostile file (a decompression bomb: an image
 # of hundreds of millions of pixels). The one list every reader of image files catches.
+# How the note on a split's unreadable files begins (they were each warned about).
+UNREADABLE_NOTE = "skipped"
+
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 Size = tuple[int, int]  # (height, width)
@@ -235,7 +238,7 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
         return []
     for path, reason in failed:
         warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
-    note = f"skipped {len(failed)} of {total} images that could not be read"
+    note = f"{UNREADABLE_NOTE} {len(failed)} of {total} images that could not be read"
     if len(failed) > MAX_UNREADABLE_FRACTION * total:
         raise DataError(
             f"{source}: {len(failed)} of {total} images cannot be read (first: {failed[0][0]}: "

@@ -269,16 +269,8 @@ def load_dataset(
     if held_out in source.borrowed and val_split is not None:
         held_out = None  # asked to split the training file: do that, not the file beside it
     if val_data is not None:
-        val_source = open_source(val_data, **opts)
-        val = val_source.splits[val_source.key("val", "test", "all", "train", own=True)]()
-        val = _with_notes(val, val_source.notes)
+        val = _validation_data(val_data, train, data, opts)
         used = f"the validation data {val_data}"
-        if _same_images(train, val):
-            raise DataError(
-                f"--val-data {val_data} holds the same images as the training data {data}: "
-                "validation needs images the model does not train on; give another set, or "
-                "leave --val-data out to hold some of the training images out (--val-split)"
-            )
     elif held_out is not None:
         val = source.splits[held_out]()
         if held_out in source.borrowed:
@@ -337,6 +329,20 @@ def load_eval_split(
             ],
         )
     return split
+
+
+def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Split:
+    """The split ``--val-data`` names: its own val, else test split, else all of it (not a
+    file it would borrow from beside it); the training images themselves are refused."""
+    source = open_source(val_data, **opts)
+    val = source.splits[source.key("val", "test", "all", "train", own=True)]()
+    if _same_images(train, val):
+        raise DataError(
+            f"--val-data {val_data} holds the same images as the training data {data}: "
+            "validation needs images the model does not train on; give another set, or "
+            "leave --val-data out to hold some of the training images out (--val-split)"
+        )
+    return _with_notes(val, source.notes)
 
 
 def _same_images(train: Split, val: Split) -> bool:

@@ -33,17 +33,21 @@ class DistInfo:
         return self.rank == 0
 
 
-# Accelerators a device name may ask for: what they are called, and whether this machine has one.
-ACCELERATORS: dict[str, tuple[str, Callable[[], bool]]] = {
-    "cuda": ("CUDA", lambda: torch.cuda.is_available()),
-    "mps": ("Apple's MPS", lambda: _mps_available()),
-    "xpu": ("Intel's XPU", lambda: hasattr(torch, "xpu") and torch.xpu.is_available()),
-}
-
-
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return bool(mps and mps.is_available())
+
+
+def _xpu_available() -> bool:
+    return hasattr(torch, "xpu") and torch.xpu.is_available()
+
+
+# Accelerators a device name may ask for: what they are called, and whether this machine has one.
+ACCELERATORS: dict[str, tuple[str, Callable[[], bool]]] = {
+    "cuda": ("CUDA", torch.cuda.is_available),
+    "mps": ("Apple's MPS", _mps_available),
+    "xpu": ("Intel's XPU", _xpu_available),
+}
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -22,6 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from torch import nn
 from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
+from ..data.decode import UNREADABLE_NOTE
 from ..errors import DataWarning, ResnetlabError, SettingWarning
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
@@ -158,7 +160,7 @@ class Trainer:
         *,
         run_dir: Path | None = None,
         resume: bool = False,
-        given: set[str] = frozenset(),
+        given: AbstractSet[str] = frozenset(),
     ):
         """``given``: the options a resumed run was given anew (they win over its checkpoint)."""
         # The parts are set up in the order they depend on each other: weights, data and
@@ -293,7 +295,7 @@ class Trainer:
         self.class_names = data.class_names
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
-        self.data_notes = [n for n in data.train.notes if not n.startswith("skipped ")]
+        self.data_notes = [n for n in data.train.notes if not n.startswith(UNREADABLE_NOTE)]
         data_mean, data_std = split_stats(data.train)
         start = self.start
         has_norm = start is not None and start.mean is not None
@@ -746,9 +748,9 @@ class Trainer:
                 if len(self.last_val.confusion) != len(self.class_names):
                     raise ValueError("its confusion matrix has another number of classes")
             self.last_train = dict(state.get("last_train") or {})
-            if "lr" in self.given:  # a rate given on resuming: the guard stops watching
-                pass
-            elif state.get("loss_guard") is not None:  # an auto run still watching its loss
+            # An auto run still watching its loss, unless a rate was given on resuming (the
+            # guard then stops watching).
+            if state.get("loss_guard") is not None and "lr" not in self.given:
                 self.guard = LossGuard(len(self.class_names), 0)
                 self.guard.load_state_dict(state["loss_guard"])
                 # The rate as of this checkpoint: config.json may be a halving ahead of it.
