@@ -157,6 +157,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
 def cmd_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .data.decode import unwarned
     from .data.report import contact_sheet, describe
 
     summary, splits = describe(
@@ -190,7 +191,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     for c in summary["class_names"]:
         counts.add_row(c, *(f"{summary['splits'][n]['class_counts'].get(c, 0):,}" for n in names))
     console.print(counts)
-    notes = summary["notes"] + [f"{n}: {t}" for n in names for t in summary["splits"][n]["notes"]]
+    notes = summary["notes"] + [
+        f"{n}: {t}" for n in names for t in unwarned(summary["splits"][n]["notes"])
+    ]
     for note in notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if "sheet" in summary:
@@ -414,6 +417,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .analysis.plots import plot_confusion
+    from .data.decode import unwarned
     from .engine import evaluate
 
     png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
@@ -429,7 +433,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     console = Console()
     result = report.result
-    for note in report.notes:
+    for note in unwarned(report.notes):
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(
         f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "

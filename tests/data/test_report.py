@@ -54,3 +54,14 @@ def test_inspect_prints_warnings_as_lines(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith(f"warning: {root / 'b' / 'bad.png'}: skipped, cannot read it")
     assert err[1] == f"warning: {root}: skipped 1 of 21 images that could not be read"
+
+
+def test_inspect_says_the_unreadable_count_once(tmp_path, capsys):
+    root = write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    (root / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
+    captured = capsys.readouterr()
+    both = captured.out + captured.err
+    assert both.count("skipped 1 of 21 images") == 1

@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -54,3 +56,29 @@ def test_named_source_hint_for_a_missing_path():
         DataError, match=r"^cifar: no such file or folder \(named data sets: digits, cifar10\)$"
     ):
         load_dataset("cifar")
+
+
+def test_a_class_of_one_image_is_said_never_validated(tmp_path):
+    write_tree(tmp_path / "d", {"a": [noise(0), noise(1)], "b": [noise(2)], "c": [noise(3)] * 2})
+    with pytest.warns(DataWarning, match=r"^1 class with one image, trained on and never "):
+        data = load_dataset(str(tmp_path / "d"), val_split=0.5)
+    assert data.val.class_counts() == [1, 0, 1] and data.train.class_counts() == [1, 1, 1]
+
+
+def test_holding_out_more_than_is_trained_on_is_said(tmp_path):
+    write_tree(tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(9)] * 10})
+    with pytest.warns(DataWarning, match=r"--val-split 0.8 holds out more .* \(16 validated, 4 "):
+        load_dataset(str(tmp_path / "d"), val_split=0.8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_dataset(str(tmp_path / "d"), val_split=0.5)  # half and half: no warning
+    assert len(data.val) == len(data.train) == 10
+
+
+@pytest.mark.parametrize(("name", "role"), [("test", "test"), ("Validation", "val")])
+def test_a_folder_named_for_a_split_is_scored_as_that_split(tmp_path, name, role):
+    root = write_tree(tmp_path / name, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
+    assert load_eval_split(str(root)).notes == [f"scored: the {role} split of {root}"]
+    other = write_tree(tmp_path / "photos", {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
+    (note,) = load_eval_split(str(other)).notes
+    assert note.startswith(f"{other} has no held-out split: all 4 images are scored")

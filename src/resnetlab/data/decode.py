@@ -228,6 +228,12 @@ def _progress(futures: list, label: str, total: int) -> list:
     return futures
 
 
+def unwarned(notes: Sequence[str]) -> list[str]:
+    """The notes that were not already given as a warning when the images were read (the
+    count of unreadable files is): what a command prints under its own ``note:`` lines."""
+    return [note for note in notes if not note.startswith(UNREADABLE_NOTE)]
+
+
 def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int) -> list[str]:
     """Warn about each unreadable file and the count; raise above the allowed fraction.
 

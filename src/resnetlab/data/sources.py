@@ -141,7 +141,10 @@ def _open_path(
                 spec, "cifar10-binary", cifar10.cifar10_splits(candidate, image_size), notes
             )
     splits, more = folder_splits(folder, image_size, stream=stream, cache_root=root, resize=resize)
-    return Source(spec, "image-folder", splits, notes + more)
+    # A folder of class folders named test/ or val/ says what it is, as test_signs.h5 does.
+    role = SPLIT_ALIASES.get(folder.name.lower()) if list(splits) == ["all"] else None
+    role = role if role in ("test", "val") else None
+    return Source(spec, "image-folder", splits, notes + more, all_role=role)
 
 
 def _cifar10_folder(root: Path, download: bool) -> Path:
@@ -276,13 +279,9 @@ def load_dataset(
         if held_out in source.borrowed:
             val = _with_notes(val, [f"held out: {val.source}, found next to {data}"])
         used = f"the {held_out} split of {data}"
-    elif val_split is not None:
-        train_idx, val_idx = stratified_split(train.labels, val_split, seed)
-        train, val = train.subset(train_idx), train.subset(val_idx)
-        used = None
-    elif default_val_split is not None:
-        train_idx, val_idx = stratified_split(train.labels, default_val_split, seed)
-        train, val = train.subset(train_idx), train.subset(val_idx)
+    elif val_split is not None or default_val_split is not None:
+        fraction = val_split if val_split is not None else default_val_split
+        train, val = _hold_out(train, fraction, seed, given=val_split is not None)
         used = None
     else:
         val, used = None, None
@@ -329,6 +328,31 @@ def load_eval_split(
             ],
         )
     return split
+
+
+def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple[Split, Split]:
+    """``train`` split in two by ``stratified_split``, with notes where the split leaves a
+    class unvalidated (one image) or ``given`` holds out more images than it trains on."""
+    train_idx, val_idx = stratified_split(train.labels, fraction, seed)
+    kept, val = train.subset(train_idx), train.subset(val_idx)
+    notes = []
+    alone = sorted(set(kept.labels.tolist()) - set(val.labels.tolist()))
+    if alone:
+        names = ", ".join(train.class_names[c] for c in alone[:5])
+        more = f" and {len(alone) - 5} more" if len(alone) > 5 else ""
+        notes.append(
+            f"{len(alone)} class{'es' if len(alone) != 1 else ''} with one image, trained on "
+            f"and never validated: {names}{more}; add images to validate "
+            f"{'them' if len(alone) != 1 else 'it'}"
+        )
+    if given and len(val_idx) > len(train_idx):
+        notes.append(
+            f"--val-split {fraction} holds out more images than it trains on "
+            f"({len(val_idx):,} validated, {len(train_idx):,} trained on); 0.1 to 0.2 is usual"
+        )
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=3)
+    return kept, val
 
 
 def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Split:

@@ -33,7 +33,7 @@ from torch import nn
 from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
-from ..data.decode import UNREADABLE_NOTE
+from ..data.decode import unwarned
 from ..errors import DataWarning, ResnetlabError, SettingWarning
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
@@ -295,7 +295,7 @@ class Trainer:
         self.class_names = data.class_names
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
-        self.data_notes = [n for n in data.train.notes if not n.startswith(UNREADABLE_NOTE)]
+        self.data_notes = unwarned(data.train.notes)
         data_mean, data_std = split_stats(data.train)
         start = self.start
         has_norm = start is not None and start.mean is not None
