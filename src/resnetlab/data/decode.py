@@ -140,15 +140,20 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     empty file is said to be one (PIL: "cannot identify image file")."""
     if isinstance(path, str | os.PathLike) and os.path.isfile(path) and not os.path.getsize(path):
         raise OSError("the file is empty (0 bytes)")
+    fix = "save a smaller copy of it to use it"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        im = Image.open(path)
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError as e:  # twice the limit and more: PIL's own words
+            raise Image.DecompressionBombError(f"{str(e).rstrip('.')}; {fix}") from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and im.width * im.height > limit:
         im.close()
         raise Image.DecompressionBombError(
             f"{im.width}x{im.height} is {im.width * im.height:,} pixels, more than PIL's "
-            f"decompression-bomb limit of {limit:,}"
+            f"decompression-bomb limit of {limit:,} (which guards against files made to "
+            f"exhaust memory); {fix}"
         )
     return im
 
