@@ -136,3 +136,16 @@ def test_overlay_shows_the_map_in_jet_colours():
     assert cold[2] > cold[0] and hot[0] > hot[2]  # blue where the map is 0, red where 1
     with pytest.raises(ValueError, match="differ in size"):
         render_overlay(image, cam[:8])
+
+
+def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image_folder):
+    result = explain(model_file, [image_folder])
+    assert result.caption(2).splitlines()[1] == "gradcam, layer3"
+    assert result.caption(2, on_sheet=True).splitlines()[1] == "0.png"
+    long = "a-very-long-photo-name-from-a-phone-camera-2026-12-03.jpg"
+    result.sources[2] = f"/photos/{long}"
+    shown = result.caption(2, on_sheet=True).splitlines()[1]
+    assert len(shown) == 36 and shown.startswith("a-very-long-photo") and shown.endswith("03.jpg")
+    assert "…" in shown
+    result.sources[3] = "/photos/café-日本.png"  # any script draws
+    assert result.overlay(3, side=128, on_sheet=True).height > 128

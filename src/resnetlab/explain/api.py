@@ -22,6 +22,8 @@ from .cam import class_activation_maps, default_layer
 from .render import render_overlay, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
+SHEET_SIDE = 128  # pixels of each image on the sheet
+NAME_CHARS = 36  # of a file name under its image on the sheet (about its width)
 
 
 @dataclass
@@ -41,19 +43,24 @@ class Explanation:
     def predicted(self) -> torch.Tensor:
         return self.probabilities.argmax(1)
 
-    def caption(self, i: int) -> str:
-        """``"B 97.1%"``, and the class the map explains when it is another one."""
+    def caption(self, i: int, *, on_sheet: bool = False) -> str:
+        """``"B 97.1%"``, and the class the map explains when it is another one; then the
+        method and layer, or ``on_sheet`` (whose title names those) the image's file name."""
         pred = int(self.predicted[i])
         text = f"{self.class_names[pred]} {self.probabilities[i, pred]:.1%}"
         target = int(self.targets[i])
         if target != pred:
             text += f"; map of {self.class_names[target]} {self.probabilities[i, target]:.1%}"
-        return f"{text}\n{self.method}, {self.layer}"
+        below = (
+            _shortened(Path(self.sources[i]).name) if on_sheet else f"{self.method}, {self.layer}"
+        )
+        return f"{text}\n{below}"
 
-    def overlay(self, i: int, *, side: int | None = None) -> Image.Image:
+    def overlay(self, i: int, *, side: int | None = None, on_sheet: bool = False) -> Image.Image:
         """Image ``i`` beside its heat map, captioned with the prediction."""
         kwargs = {} if side is None else {"side": side}
-        return render_overlay(self.images[i], self.maps[i], self.caption(i), **kwargs)
+        caption = self.caption(i, on_sheet=on_sheet)
+        return render_overlay(self.images[i], self.maps[i], caption, **kwargs)
 
     def save(self, out: str | os.PathLike) -> list[Path]:
         """Write an overlay PNG per image, ``maps.npz`` and, for several images, ``sheet.png``.
@@ -96,12 +103,20 @@ class Explanation:
             shown = min(len(self.sources), SHEET_LIMIT)
             more = f" (first {shown} of {len(self.sources)})" if shown < len(self.sources) else ""
             sheet = tile(
-                [self.overlay(i, side=128) for i in range(shown)],
+                [self.overlay(i, side=SHEET_SIDE, on_sheet=True) for i in range(shown)],
                 title=f"{self.method} at {self.layer}{more}",
             )
             sheet.save(out / "sheet.png")
             written.append(out / "sheet.png")
         return written
+
+
+def _shortened(name: str, limit: int = NAME_CHARS) -> str:
+    """``name``, its middle replaced by an ellipsis where it is longer than ``limit``."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (limit - 1 - head) :]}"
 
 
 def _file_names(sources: Sequence[str]) -> list[str]:

@@ -23,11 +23,10 @@ _BACKGROUND = (255, 255, 255)
 _INK = (0, 0, 0)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's own scalable font (10.1+), which draws any text: class and file names
+    need not be Latin."""
+    return ImageFont.load_default(size=size)
 
 
 def _array(a: torch.Tensor | np.ndarray) -> np.ndarray:
