@@ -21,6 +21,10 @@ from ..storage import atomic_write
 LOG_LOSS_RANGE = 20.0
 
 
+COUNTED_CLASSES = 30  # a confusion matrix shows counts in its cells up to this many classes
+NAMED_CLASSES = 100  # and names its rows and columns up to this many
+
+
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> None:
     """Write ``fig`` to ``path`` (PNG unless the suffix names another format) atomically,
     then close it. A failed write raises ``WriteError`` and leaves no partial image."""
@@ -61,14 +65,18 @@ def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -
 def plot_confusion(
     confusion: torch.Tensor, class_names: Sequence[str], path: str | Path, title: str = ""
 ) -> None:
-    """The confusion matrix with counts in the cells (rows: true class, columns: predicted)."""
+    """The confusion matrix (rows: true class, columns: predicted), its classes named up to
+    ``NAMED_CLASSES`` and its cells counted up to ``COUNTED_CLASSES`` classes."""
     k = len(class_names)
-    size = max(4.0, 0.45 * k + 2)
+    counted = k <= COUNTED_CLASSES
+    size = max(4.0, 0.45 * k + 2) if counted else min(0.2 * k + 8, 30.0)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(confusion.numpy(), cmap="Blues")
-    if k <= 30:
-        ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0)
-        ax.set_yticks(range(k), class_names)
+    if k <= NAMED_CLASSES:
+        font = {} if counted else {"fontsize": 6}
+        ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0, **font)
+        ax.set_yticks(range(k), class_names, **font)
+    if counted:
         top = confusion.max().item() or 1
         for i in range(k):
             for j in range(k):
