@@ -762,7 +762,11 @@ def add_bench(p: argparse.ArgumentParser) -> None:
 
 def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warmup: int) -> None:
     """The options of the side-by-side comparisons, ``bench train`` and ``bench infer``."""
-    q.add_argument("--model", required=True, help="a registered model name")
+    q.add_argument(
+        "--model",
+        required=True,
+        help="a registered model name, or a model file (its architecture, classes and size)",
+    )
     q.add_argument("--input-size", type=int, help="image side (default: the model's)")
     q.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
     q.add_argument(

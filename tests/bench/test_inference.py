@@ -53,3 +53,20 @@ def test_bench_infer_onnxruntime_compares_with_our_fp32_cpu_path_only(capsys):
     assert main([*args, "--vs", "torchvision"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --runtime onnxruntime runs against our PyTorch path in fp32")
+
+
+def test_a_model_file_is_benched_as_its_architecture_classes_and_size(tmp_path):
+    from resnetlab.bench.sides import bench_spec
+    from resnetlab.models import create_model, save_model
+
+    model = create_model("resnet8", num_classes=3, shortcut="B")
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, class_names=["a", "b", "c"], input_size=16)
+    timed = dict(steps=1, warmup=0, repeats=1, vs=None, threads=None, compile=False)
+    common = dict(batch_size=2, precision=None, channels_last=None, device="cpu", **timed)
+    spec = bench_spec(str(path), training=False, input_size=None, num_classes=None, **common)
+    assert (spec.model, spec.input_size, spec.num_classes) == ("resnet8", 16, 3)
+    built = spec.build_model()
+    assert built.state_dict().keys() == model.state_dict().keys()  # projection shortcuts too
+    spec = bench_spec(str(path), training=True, input_size=24, num_classes=None, **common)
+    assert spec.input_size == 24 and spec.config.model_kwargs == {"shortcut": "B"}

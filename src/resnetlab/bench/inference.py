@@ -121,16 +121,14 @@ def _onnxruntime_side(spec: BenchSpec, runtime: str) -> Side:
     """Ours exported to ONNX (int8 for ``onnxruntime-int8``) and run by onnxruntime."""
     from ..export import OnnxModel, import_extra
     from ..export.exporter import write_unchecked_onnx
-    from ..models import ModelMeta, create_model, model_info
+    from ..models import ModelMeta
 
     ort = import_extra("onnxruntime", f"--runtime {runtime}")
     int8 = runtime == "onnxruntime-int8"
-    torch.manual_seed(0)
-    kwargs = model_info(spec.model).size_kwargs(spec.input_size)
-    model = create_model(spec.model, num_classes=spec.num_classes, **kwargs).eval()
+    model = spec.build_model()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{spec.model}.onnx"
-        meta = ModelMeta(spec.model, {}, spec.num_classes, spec.input_size)
+        meta = ModelMeta(spec.model, spec.model_kwargs, spec.num_classes, spec.input_size)
         write_unchecked_onnx(model, meta, path, int8=int8)
         onnx_model = OnnxModel(path, threads=torch.get_num_threads())
 

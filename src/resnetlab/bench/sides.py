@@ -16,8 +16,9 @@ sides; left out, each runs its own defaults: ours resnetlab's, the peer PyTorch'
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -64,6 +65,25 @@ class BenchSpec:
     repeats: int
     vs: str | None
     config: TrainConfig | None = None  # training: ours, as `resnetlab train` resolves it
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # a model file's options
+
+    def build_model(self) -> nn.Module:
+        """Our model of the spec, in eval mode, with freshly initialised weights (seeded)."""
+        torch.manual_seed(0)
+        kwargs = {**model_info(self.model).size_kwargs(self.input_size), **self.model_kwargs}
+        return create_model(self.model, num_classes=self.num_classes, **kwargs).eval()
+
+
+def model_of(model: str) -> tuple[str, int | None, int | None, dict[str, Any]]:
+    """A registered name, or a model file's architecture: (name, input size, classes,
+    options), the sizes None for a name (its own defaults apply)."""
+    if not (model.endswith(".safetensors") or os.path.isfile(model)):
+        return model, None, None, {}
+    from ..models import read_model_meta
+
+    meta = read_model_meta(model)
+    options = {k: v for k, v in meta.model_kwargs.items() if k not in ("input_size", "num_classes")}
+    return meta.model, meta.input_size, meta.num_classes, options
 
 
 def bench_spec(
@@ -87,7 +107,8 @@ def bench_spec(
     """Check the options of ``bench train`` and ``bench infer``, resolve their defaults.
 
     Args:
-        model: a registered model name.
+        model: a registered model name, or a model file: its architecture, options, classes
+            and input size (its weights are not read: speed does not depend on them).
         training: ``bench train`` (else ``bench infer``).
         batch_size: images per step (for inference: of the throughput figure).
         input_size, num_classes: default: the model's.
@@ -110,13 +131,17 @@ def bench_spec(
         raise ResnetlabError(f"unknown peer {vs!r}; choose {', '.join(PEERS)}")
     use_threads(threads)
     device_ = resolve_device(device)
+    model, file_size, file_classes, options = model_of(model)
     info = model_info(model)
+    input_size, num_classes = input_size or file_size, num_classes or file_classes
     config = None
     if training:
         named = dict(batch_size=batch_size, input_size=input_size, precision=precision)
         named.update(channels_last=channels_last, compile=compile or None, device=str(device_))
         given = {k: v for k, v in train_options.items() if v}
         given.setdefault("recipe", "modern")  # auto would need a data set to decide
+        if options:
+            given["model_kwargs"] = {**options, **given.get("model_kwargs", {})}
         config = resolve_config(model=model, **named, **given)
         if config.cuda_graphs:  # time replays only: eager warm-up steps and capture first
             warmup = max(warmup, GRAPH_WARMUP_STEPS + 2)
@@ -124,7 +149,7 @@ def bench_spec(
     size, classes = input_size or info.input_size, num_classes or info.num_classes
     return BenchSpec(
         model, training, batch_size, size, classes, precision, channels_last, compile,
-        device_, steps, warmup, repeats, vs, config,
+        device_, steps, warmup, repeats, vs, config, options,
     )  # fmt: skip
 
 
@@ -178,9 +203,7 @@ def ours_side(spec: BenchSpec) -> Side:
     """Our training step (``spec.training``) or our inference path."""
     if spec.training:
         return _ours_training(spec)
-    torch.manual_seed(0)
-    kwargs = model_info(spec.model).size_kwargs(spec.input_size)
-    model = create_model(spec.model, num_classes=spec.num_classes, **kwargs).eval()
+    model = spec.build_model()
     channels_last = resolve_channels_last(spec.channels_last, spec.device)
     net = inference_model(
         model, spec.device, channels_last=channels_last, input_size=spec.input_size
