@@ -1,7 +1,10 @@
+import warnings
+
 import pytest
 import torch
 
-from resnetlab.analysis import plots
+from resnetlab.analysis import fonts, plots
+from resnetlab.errors import DataWarning
 
 
 @pytest.fixture
@@ -29,3 +32,26 @@ def test_confusion_names_and_counts_what_stays_legible(drawn, tmp_path, k, named
     ) is named
     assert bool(ax.texts) is counted and all(t.get_text() == "3" for t in ax.texts)
     assert max(fig.get_size_inches()) <= 30  # 500 classes too: a picture that opens
+
+
+def test_characters_no_font_has_are_one_warning_naming_the_fix(drawn, tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "installed_families", set)  # DejaVu Sans alone: no CJK
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.plot_confusion(torch.eye(2, dtype=torch.int64), ["日本", "中国"], tmp_path / "c.png")
+    (warning,) = caught
+    assert warning.category is DataWarning
+    assert str(warning.message).startswith("some characters in the figure's text (日, 本, 中, ...)")
+    assert "fonts-noto-cjk" in str(warning.message)
+
+
+def test_text_is_cut_into_runs_each_in_a_font_that_has_it(monkeypatch):
+    latin, cjk = frozenset(map(ord, "abc .-")), frozenset(map(ord, "日本"))
+    files = {"DejaVu Sans": ("dejavu.ttf", latin), "Noto Sans CJK JP": ("noto.ttf", cjk)}
+    monkeypatch.setattr(fonts, "installed_families", lambda: {"Noto Sans CJK JP", "Other"})
+    monkeypatch.setattr(fonts, "_font", lambda family: files.get(family, (None, frozenset())))
+    assert fonts.font_runs("ab 日本 c.ж") == [
+        ("dejavu.ttf", "ab "),
+        ("noto.ttf", "日本 "),
+        ("dejavu.ttf", "c.ж"),  # a character no font has: DejaVu's box
+    ]

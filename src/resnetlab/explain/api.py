@@ -23,7 +23,7 @@ from .render import render_overlay, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
 SHEET_SIDE = 128  # pixels of each image on the sheet
-NAME_CHARS = 36  # of a file name under its image on the sheet (about its width)
+NAME_CHARS = 32  # of a file name under its image on the sheet (about its width)
 
 
 @dataclass

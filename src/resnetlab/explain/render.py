@@ -8,6 +8,7 @@ bilinearly, as it was computed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -16,6 +17,8 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from ..analysis.fonts import font_runs
+
 DISPLAY_SIDE = 256  # overlays show each half at least this many pixels tall
 ALPHA = 0.5  # weight of the heat map in the blend
 COLORMAP = "jet"  # the usual CAM colours: blue (low) to red (high)
@@ -23,10 +26,20 @@ _BACKGROUND = (255, 255, 255)
 _INK = (0, 0, 0)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    """Pillow's own scalable font (10.1+), which draws any text: class and file names
-    need not be Latin."""
-    return ImageFont.load_default(size=size)
+@functools.cache
+def _font(size: int, path: str | None = None) -> ImageFont.FreeTypeFont:
+    """The font file at ``path`` (default: the first of ``analysis.fonts``), ``size`` pixels."""
+    return ImageFont.truetype(path or font_runs("A")[0][0], size)
+
+
+def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int) -> None:
+    """``text`` drawn in any script the installed fonts have: each run of characters in
+    the font that has them."""
+    x, y = xy
+    for path, run in font_runs(text):
+        font = _font(size, path)
+        draw.text((x, y), run, fill=_INK, font=font)
+        x += round(font.getlength(run))
 
 
 def _array(a: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -67,9 +80,9 @@ def render_overlay(
     cam_big = np.asarray(Image.fromarray(cam, mode="F").resize(size, Image.BILINEAR))
     blend = np.asarray(shown, dtype=np.float32) * (1 - ALPHA) + heat_map(cam_big) * ALPHA
     overlay = Image.fromarray(blend.round().astype(np.uint8))
-    font = _font(max(12, size[1] // 18))
     lines = caption.splitlines() or [""]
-    line_height = font.getbbox("Ag")[3] + 4
+    text_size = max(12, size[1] // 18)
+    line_height = _font(text_size).getbbox("Ag")[3] + 4
     gap = 4
     canvas = Image.new(
         "RGB", (2 * size[0] + gap, size[1] + line_height * len(lines) + 6), _BACKGROUND
@@ -78,7 +91,7 @@ def render_overlay(
     canvas.paste(overlay, (size[0] + gap, 0))
     draw = ImageDraw.Draw(canvas)
     for i, line in enumerate(lines):
-        draw.text((4, size[1] + 3 + i * line_height), line, fill=_INK, font=font)
+        _text(draw, (4, size[1] + 3 + i * line_height), line, text_size)
     return canvas
 
 
@@ -90,8 +103,8 @@ def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") 
     cell_h = max(p.height for p in pictures)
     columns = min(columns, len(pictures))
     rows = math.ceil(len(pictures) / columns)
-    font = _font(max(14, cell_h // 14))
-    top = font.getbbox("Ag")[3] + 12 if title else 0
+    text_size = max(14, cell_h // 14)
+    top = _font(text_size).getbbox("Ag")[3] + 12 if title else 0
     pad = 8
     sheet = Image.new(
         "RGB", (columns * (cell_w + pad) + pad, top + rows * (cell_h + pad) + pad), _BACKGROUND
@@ -100,5 +113,5 @@ def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") 
         row, col = divmod(i, columns)
         sheet.paste(picture, (pad + col * (cell_w + pad), top + pad + row * (cell_h + pad)))
     if title:
-        ImageDraw.Draw(sheet).text((pad, 6), title, fill=_INK, font=font)
+        _text(ImageDraw.Draw(sheet), (pad, 6), title, text_size)
     return sheet

@@ -1,0 +1,82 @@
+"""Fonts for text in any script: class names and file names need not be Latin.
+
+matplotlib's figures and the explanation pictures both draw with DejaVu Sans (shipped with
+matplotlib, so always there), which covers Latin, Greek and Cyrillic, and turn to the
+installed ``FALLBACK_FONTS`` for what it lacks (Chinese, Japanese, Arabic...).
+"""
+
+from __future__ import annotations
+
+import functools
+
+# Tried in order for characters DejaVu Sans lacks; those installed are used. Noto and Droid
+# cover most scripts on Linux, the others are the systems' own on macOS and Windows.
+FALLBACK_FONTS = (
+    "Noto Sans",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans Arabic",
+    "Noto Sans Hebrew",
+    "Noto Sans Devanagari",
+    "Noto Sans Thai",
+    "Droid Sans Fallback",
+    "WenQuanYi Zen Hei",
+    "Arial Unicode MS",
+    "Hiragino Sans",
+    "PingFang SC",
+    "Apple SD Gothic Neo",
+    "Microsoft YaHei",
+    "Yu Gothic",
+    "Malgun Gothic",
+    "Nirmala UI",
+)
+INSTALL_HINT = (
+    "install a font that has them (e.g. Noto: the fonts-noto and fonts-noto-cjk packages), "
+    "then delete matplotlib's font list (fontlist-*.json in matplotlib.get_cachedir()) so "
+    "that it finds the new font"
+)
+
+
+def font_families(installed: set[str]) -> list[str]:
+    """DejaVu Sans, then the ``FALLBACK_FONTS`` among ``installed`` (font family names)."""
+    return ["DejaVu Sans", *(name for name in FALLBACK_FONTS if name in installed)]
+
+
+def installed_families() -> set[str]:
+    """The font families matplotlib knows of on this machine."""
+    from matplotlib import font_manager
+
+    return {font.name for font in font_manager.fontManager.ttflist}
+
+
+def font_runs(text: str) -> list[tuple[str, str]]:
+    """``text`` cut into runs of characters, each with the file of the first of
+    ``font_families`` that has them (DejaVu Sans for a character none has: a box), as
+    matplotlib falls back character by character."""
+    fonts = [_font(family) for family in font_families(installed_families())]
+    fonts = [(path, covered) for path, covered in fonts if path is not None]
+    runs: list[tuple[str, str]] = []
+    for char in text:
+        path = next((p for p, covered in fonts if ord(char) in covered), fonts[0][0])
+        if char.isspace() and runs:
+            path = runs[-1][0]  # a space stays in the run it is in
+        if runs and runs[-1][0] == path:
+            runs[-1] = (path, runs[-1][1] + char)
+        else:
+            runs.append((path, char))
+    return runs
+
+
+@functools.cache
+def _font(family: str):
+    """(the family's font file, the code points it has), or (None, empty) when the family
+    is not installed."""
+    from matplotlib import font_manager, ft2font
+
+    try:
+        path = font_manager.findfont(
+            font_manager.FontProperties(family=family), fallback_to_default=False
+        )
+    except ValueError:
+        return None, frozenset()
+    return path, frozenset(ft2font.FT2Font(path).get_charmap())
