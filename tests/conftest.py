@@ -35,6 +35,33 @@ def _process_wide_torch_settings():
     torch.backends.cudnn.benchmark = benchmark
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test not marked ``gpu`` runs on the CPU, whatever the machine has: there
+    ``--device auto`` means the CPU, in this process and in the processes it starts, so
+    that tolerances, exact resumes and the CPU's log lines give the same verdicts on a
+    machine with a GPU. A test that needs one is marked ``gpu``."""
+    if request.node.get_closest_marker("gpu") is not None:
+        return
+    from resnetlab.engine import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(distributed, "_mps_available", lambda: False)
+    for kind, (label, _) in list(distributed.ACCELERATORS.items()):
+        monkeypatch.setitem(distributed.ACCELERATORS, kind, (label, lambda: False))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the processes a test starts
+
+
+@pytest.fixture
+def torch_2_5(monkeypatch):
+    """A torch version with every feature checked against one (2.5: CUDA graphs), so that a
+    test of the other checks gives the same verdict on the oldest torch supported."""
+    from torch.torch_version import TorchVersion
+
+    if torch.__version__ < "2.5":
+        monkeypatch.setattr(torch, "__version__", TorchVersion("2.5.1"))
+
+
 # What the tests read from the real data sets: a copy without one of them skips the tests
 # that use the data rather than failing them.
 SHARED_FILES = (

@@ -291,6 +291,7 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     machine = FakeMachine({FP32_CL: 1.0, FP32_NCHW: 0.5, BF16_CL: 0.9, BF16_NCHW: 0.9})
     monkeypatch.setattr(calibrate, "measure_in_turns", machine)
     common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, max_steps=1)
+    common["device"] = "cpu"  # the CPU is what is calibrated, whatever else the machine has
     monkeypatch.setattr(calibrate, "_load_average", lambda: (0.0, 0.0, 0.0))  # a quiet machine
     result = train(**common, explain_speed=True, out=str(tmp_path / "run"))
     err = capsys.readouterr().err

@@ -89,7 +89,7 @@ def test_ema_update_matches_averaged_model():
                 assert torch.equal(value, model.state_dict()[name])
 
 
-def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process():
+def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process(torch_2_5):
     config = TrainConfig(model="resnet20", cuda_graphs=True)
     with pytest.raises(resnetlab.ResnetlabError, match="--cuda-graphs needs a CUDA device"):
         build_training(config, CPU, num_classes=10, input_size=16)
@@ -99,7 +99,17 @@ def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process():
         build_training(config, CPU, num_classes=10, input_size=16, dist=DistInfo(0, 2, 0))
 
 
-def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch):
+def test_cuda_graphs_need_torch_2_5(monkeypatch):
+    from torch.torch_version import TorchVersion
+
+    monkeypatch.setattr(torch, "__version__", TorchVersion("2.4.1"))
+    with pytest.raises(
+        resnetlab.ResnetlabError, match=r"needs torch 2\.5 or later; this is 2\.4\.1"
+    ):
+        TrainConfig(model="resnet20", cuda_graphs=True)
+
+
+def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_2_5):
     """The warm-up, capture, replay and fallback sequence, runnable without a GPU.
 
     The stubs run the captured step once at capture time and make replays do nothing,
