@@ -231,6 +231,7 @@ class CalibrationStore:
         self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
         self.data = self._read(warn=True)
         self.changed = False
+        self.announced: set[str] = set()  # sections whose measuring the log has said
 
     def _read(self, *, warn: bool) -> dict[str, Any]:
         empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
@@ -593,21 +594,24 @@ def _cached(
     cached = None if force else store.timings(section, key, [*names, "load"])
     if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
         return cached, False
-    with _measuring(section):
+    with _measuring(section, logged=section in store.announced):
         timings = {**measure(key, calls(), rounds), "load": list(_load_average())}
+    store.announced.add(section)
     store.put(section, key, timings)
     return timings, True
 
 
 @contextlib.contextmanager
-def _measuring(section: str) -> Iterator[None]:
+def _measuring(section: str, *, logged: bool = False) -> Iterator[None]:
     """What the run is doing while the CPU is measured (the first run of a model on a
     machine spends some seconds to a minute here before its first line): a spinner on an
-    interactive terminal, the same words as one line in a log."""
+    interactive terminal, the same words as one line in a log (not again once ``logged``:
+    a model's convolution shapes are measured one after another)."""
     what = "convolutions" if section == "convs" else "training steps"
     message = f"measuring this CPU's {what} to choose the fastest (once; then cached)"
     if not sys.stderr.isatty():
-        print(message, file=sys.stderr, flush=True)
+        if not logged:
+            print(message, file=sys.stderr, flush=True)
         yield
         return
     from rich.console import Console
