@@ -134,3 +134,24 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     assert "No module named" not in done.stderr  # the code under test ran
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_the_advice_on_enlarged_images_is_given_where_it_helps_training(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "small" / name).mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "small" / name / f"{i}.png")
+    args = ["--data", str(tmp_path / "small"), "--model", "resnet8", "--input-size", "32"]
+    out = tmp_path / "run"
+    assert main(["train", *args, "--max-steps", "1", "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "data: most images are 8x8, enlarged to 32x32 (the input size); --input-size" in err
+    model = str(out / "best.safetensors")
+    assert main(["eval", model, "--data", str(tmp_path / "small"), "--device", "cpu"]) == 0
+    printed = "".join(capsys.readouterr())
+    assert "enlarged to 32x32 (the input size)" in printed and "trains much faster" not in printed

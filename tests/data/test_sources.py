@@ -75,7 +75,10 @@ def test_holding_out_more_than_is_trained_on_is_said(tmp_path):
     assert len(data.val) == len(data.train) == 10
 
 
-@pytest.mark.parametrize(("name", "role"), [("test", "test"), ("Validation", "val")])
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [("test", "test"), ("Validation", "val"), ("photos_test", "test"), ("test-2026", "test")],
+)
 def test_a_folder_named_for_a_split_is_scored_as_that_split(tmp_path, name, role):
     root = write_tree(tmp_path / name, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
     assert load_eval_split(str(root)).notes == [f"scored: the {role} split of {root}"]

@@ -89,7 +89,7 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     # A folder without a test split: all of it is scored, and the report says so.
     assert data["notes"] == [
         f"{digit_folder} has no held-out split: all 300 images are scored, including any the "
-        "model was trained on"
+        "model was trained on (a folder named test/ or *_test/ is taken for test images)"
     ]
     assert Image.open(png).size[0] > 100
     assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
@@ -115,9 +115,11 @@ def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
         for i in range(3):
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pets" / name / f"{i}.png")
     assert main(["eval", str(model_file), "--data", str(tmp_path / "pets")]) == 2
-    assert (
-        "has 2 classes [cat, dog] but the model was trained on 10: [0, 1,"
-        in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "has 2 classes [cat, dog] but the model was trained on 10: [0, 1," in err
+    assert err.rstrip().endswith(
+        "[cat, dog] are not among them; score it without those classes (move the folders "
+        "out), or with a model trained on them"
     )
 
 

@@ -53,6 +53,7 @@ _SPLIT_NAME = re.compile(
     r"^(?P<role>train|training|val|valid|validation|dev|test|testing)(?:[-_. ].*)?$", re.I
 )
 _ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
+ENLARGED_NOTE = "most images are"  # the start of the note on images enlarged to the input size
 # A file name that carries its class before the first underscore: "3_IMG_5864.jpg".
 _LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
 
@@ -60,6 +61,16 @@ _LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
 def _split_role(name: str) -> str | None:
     m = _SPLIT_NAME.match(name)
     return _ROLES.get(m["role"].lower(), m["role"].lower()) if m else None
+
+
+def named_role(name: str) -> str | None:
+    """The split a folder's name says it holds, by its first or last word: ``test``,
+    ``test_signs``, ``photos-test``, ``validation``...; None when it says none."""
+    words = [w for w in re.split(r"[-_. ]+", name) if w]
+    for word in words[:1] + words[-1:]:
+        if role := _split_role(word):
+            return role
+    return None
 
 
 @dataclass
@@ -379,8 +390,8 @@ def _enlarged_note(scan: FolderSplit, image_size: int, workers: int | None) -> l
     if max(native) * 2 > image_size:
         return []
     return [
-        f"most images are {format_size(native)}, enlarged to {image_size}x{image_size} (the "
-        "input size; --input-size sets it, and a size near theirs trains much faster)"
+        f"{ENLARGED_NOTE} {format_size(native)}, enlarged to {image_size}x{image_size} (the "
+        "input size)"
     ]
 
 

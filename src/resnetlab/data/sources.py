@@ -23,7 +23,7 @@ from .archive import extracted_folder, is_archive
 from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
-from .folders import find_root, folder_splits
+from .folders import find_root, folder_splits, named_role
 from .imageset import ImageSet
 from .loader import Augment, DeviceLoader, channel_stats
 from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits
@@ -141,8 +141,9 @@ def _open_path(
                 spec, "cifar10-binary", cifar10.cifar10_splits(candidate, image_size), notes
             )
     splits, more = folder_splits(folder, image_size, stream=stream, cache_root=root, resize=resize)
-    # A folder of class folders named test/ or val/ says what it is, as test_signs.h5 does.
-    role = SPLIT_ALIASES.get(folder.name.lower()) if list(splits) == ["all"] else None
+    # A folder of class folders named test/ (photos_test/...) or val/ says what it is, as
+    # test_signs.h5 does.
+    role = named_role(folder.name) if list(splits) == ["all"] else None
     role = role if role in ("test", "val") else None
     return Source(spec, "image-folder", splits, notes + more, all_role=role)
 
@@ -324,7 +325,8 @@ def load_eval_split(
             split,
             [
                 f"{data} has no held-out split: all {len(split):,} images are scored, including "
-                "any the model was trained on"
+                "any the model was trained on (a folder named test/ or *_test/ is taken for "
+                "test images)"
             ],
         )
     return split

@@ -173,7 +173,9 @@ def held_out_split(data: str, meta: ModelMeta):
             raise ResnetlabError(
                 f"{data} has {len(class_names)} classes {_short(class_names)} but the model "
                 f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
-                f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them"
+                f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them; "
+                f"score it without {'that class' if len(unknown) == 1 else 'those classes'} "
+                "(move the folders out), or with a model trained on them"
             )
         to_model = torch.tensor([meta.class_names.index(name) for name in class_names])
         note = (

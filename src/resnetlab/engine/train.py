@@ -34,6 +34,7 @@ from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
+from ..data.folders import ENLARGED_NOTE
 from ..errors import DataWarning, ResnetlabError, SettingWarning
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
@@ -295,7 +296,12 @@ class Trainer:
         self.class_names = data.class_names
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
-        self.data_notes = unwarned(data.train.notes)
+        self.data_notes = [
+            f"{note}; --input-size sets it, and a size near theirs trains much faster"
+            if note.startswith(ENLARGED_NOTE)
+            else note
+            for note in unwarned(data.train.notes)
+        ]
         data_mean, data_std = split_stats(data.train)
         start = self.start
         has_norm = start is not None and start.mean is not None
