@@ -339,3 +339,22 @@ def test_a_folder_of_hdf5_files_points_at_them(tmp_path):
     (tmp_path / "empty" / "train_signs.h5").write_bytes(b"\x89HDF")
     with pytest.raises(DataError, match=r"it holds train_signs\.h5: give that file as --data"):
         load_dataset(str(tmp_path / "empty"))
+
+
+def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_path):
+    root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
+    (root / "a" / "notes.txt").write_text("taken on holiday")
+    (root / "b" / "deeper").mkdir()
+    (root / "b" / "deeper" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (root / "b" / ".DS_Store").write_bytes(b"\x00")  # hidden: not worth a word
+    notes = load_dataset(str(root)).train.notes
+    assert (
+        "2 files that are not images ignored (notes.txt, IMG_0001.HEIC); HEIC photos need "
+        "converting to JPEG or PNG first"
+    ) in notes
+    # Gone again: the folder is read anew, though its images come from the decoding cache.
+    (root / "a" / "notes.txt").unlink()
+    assert load_dataset(str(root)).train.notes == [
+        "1 file that is not an image ignored (IMG_0001.HEIC); HEIC photos need converting to "
+        "JPEG or PNG first"
+    ]

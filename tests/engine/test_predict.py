@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 
 import resnetlab
 from resnetlab.cli import main
+from resnetlab.errors import DataWarning
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +155,12 @@ def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(
     assert [p["image"] for p in json.loads(out.out)] == [str(folder / p.name) for p in good]
     assert out.err.startswith(f"warning: {folder / 'broken.png'} is not a readable image")
     assert out.err.rstrip().endswith("; skipped") and out.err.count("\n") == 1
+
+
+def test_predict_on_a_folder_names_the_files_it_cannot_read_as_images(model_file, tmp_path):
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "photos" / "red.png")
+    (tmp_path / "photos" / "IMG_0002.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.warns(DataWarning, match=r"1 file that is not an image ignored \(IMG_0002\.HEIC\)"):
+        (only,) = resnetlab.predict(model_file, tmp_path / "photos")
+    assert only.source.endswith("red.png")

@@ -24,7 +24,10 @@ from ..errors import DataError, DataWarning
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+    | ({".avif"} & set(Image.registered_extensions()))  # Pillow 11.2+ built with libavif
 )
+# Photo formats Pillow cannot read by itself: a folder's files of these are named with the fix.
+CONVERT_FIRST = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "DNG raw"}
 
 # More than this fraction of unreadable files means the folder itself is wrong (the wrong
 # format, a half-finished copy), not that a few files are damaged: loading stops.

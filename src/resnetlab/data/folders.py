@@ -33,6 +33,7 @@ import torch
 from ..errors import DataError, DataWarning
 from .cache import DecodeCache, decode_key
 from .decode import (
+    CONVERT_FIRST,
     IMAGE_EXTENSIONS,
     decode_files,
     format_size,
@@ -97,8 +98,11 @@ def _visible_dirs(folder: Path) -> list[Path]:
     )
 
 
-def _images_under(folder: Path, depth: int = 0) -> tuple[list[str], list[str]]:
-    """Image files under ``folder`` (recursively, sorted) and a stamp of each for the cache."""
+def _images_under(
+    folder: Path, depth: int = 0, others: list[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """Image files under ``folder`` (recursively, sorted) and a stamp of each for the cache;
+    the names of the other visible files go into ``others`` when it is given."""
     if depth > 32:
         raise DataError(f"{folder}: folders nested more than 32 deep; is there a symlink loop?")
     paths: list[str] = []
@@ -110,20 +114,42 @@ def _images_under(folder: Path, depth: int = 0) -> tuple[list[str], list[str]]:
         if e.name.startswith(".") or e.name == "__MACOSX":
             continue
         if e.is_dir():
-            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1)
+            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
             st = e.stat()
             paths.append(e.path)
             stamps.append(f"{e.name}|{st.st_size}|{st.st_mtime_ns}")
+        elif others is not None:
+            others.append(e.name)
     return paths, stamps
+
+
+def _others_note(others: list[str]) -> list[str]:
+    """A note on the files that are not images: how many, some names, and how to use the
+    photo formats Pillow cannot read (an iPhone's HEIC)."""
+    if not others:
+        return []
+    n = len(others)
+    shown = ", ".join(others[:3]) + (", ..." if n > 3 else "")
+    what = "files that are not images" if n != 1 else "file that is not an image"
+    note = f"{n} {what} ignored ({shown})"
+    suffixes = {os.path.splitext(name)[1].lower() for name in others}
+    formats = sorted(CONVERT_FIRST[s] for s in suffixes if s in CONVERT_FIRST)
+    if formats:
+        note += f"; {' and '.join(formats)} photos need converting to JPEG or PNG first"
+    return [note]
 
 
 def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` as training reads them: recursively, sorted, without
-    hidden files and folders or ``__MACOSX``."""
-    return [Path(p) for p in _images_under(folder)[0]]
+    hidden files and folders or ``__MACOSX``; other visible files are a warning."""
+    others: list[str] = []
+    paths = [Path(p) for p in _images_under(folder, others=others)[0]]
+    for note in _others_note(others):
+        warnings.warn(f"{folder}: {note}", DataWarning, stacklevel=3)
+    return paths
 
 
 def _direct_images(folder: Path) -> list[Path]:
@@ -170,7 +196,8 @@ def scan_classes(folder: Path) -> FolderSplit:
             h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
             hint = f"; it holds {', '.join(h5[:3])}: give that file as --data" if h5 else ""
             raise DataError(f"{folder}: no class folders and no images in it{hint}")
-        paths, stamps = _images_under(folder)
+        others: list[str] = []
+        paths, stamps = _images_under(folder, others=others)
         names = _name_labels(paths)
         if names is None:
             unnamed = [p for p in paths if not _LABELLED_NAME.match(os.path.basename(p))]
@@ -189,6 +216,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
         notes = ["classes from the file names (the text before the first '_')"]
+        notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
     if all(_split_role(d.name) for d in class_dirs):
         raise DataError(
@@ -201,9 +229,9 @@ def scan_classes(folder: Path) -> FolderSplit:
             f"{folder}: only one class folder ({class_dirs[0].name}); a classifier needs at "
             "least two: put each class's images in its own sub-folder"
         )
-    paths, labels, stamps = [], [], []
+    paths, labels, stamps, others = [], [], [], []
     for label, d in enumerate(class_dirs):
-        files, file_stamps = _images_under(d)
+        files, file_stamps = _images_under(d, others=others)
         if not files:
             raise DataError(
                 f"{d}: empty class folder, no images in it (looked for "
@@ -215,6 +243,7 @@ def scan_classes(folder: Path) -> FolderSplit:
     notes = []
     if loose:
         notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
+    notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
 
 
@@ -315,7 +344,9 @@ def load_folder(
             torch.from_numpy(labels),
             scan.class_names,
             str(folder),
-            meta["notes"],
+            # What the folder holds besides (scanned now: a file may have come or gone
+            # without changing the images), then what decoding found.
+            scan.notes + meta["decode_notes"] if "decode_notes" in meta else meta["notes"],
         )
     enlarged = _enlarged_note(scan, image_size, workers) if image_size is not None else []
     if stream is not False:
@@ -353,7 +384,9 @@ def load_folder(
     labels = np.asarray(scan.labels, dtype=np.int64)[kept]
     _check_every_class_read(folder, labels, scan.class_names)
     try:
-        meta = {"notes": notes, "skipped_note": "".join(skipped_note), "skipped": failed}
+        decode_notes = notes[len(scan.notes) :]
+        meta = {"notes": notes, "decode_notes": decode_notes, "skipped_note": "".join(skipped_note)}
+        meta["skipped"] = failed
         cache.put(key, images, labels, meta)
     except OSError as e:
         warnings.warn(
