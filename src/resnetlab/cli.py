@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ResnetlabError
+from .errors import ResnetlabError, RunInterrupted
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -550,6 +550,7 @@ def add_explain(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from .data.decode import unwarned
     from .engine.distributed import resolve_device
     from .explain import METHODS, check_model, explain
     from .explain.faithfulness import markdown
@@ -570,7 +571,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"notes": notes, "rows": [r.to_dict() for r in rows]}, indent=2))
             return 0
-        for note in notes:
+        for note in unwarned(notes):
             print(f"note: {note}", file=sys.stderr)
         print(markdown(rows, model.meta.model), end="")
         return 0
@@ -1198,6 +1199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResnetlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunInterrupted:  # the run said where it stopped and how to go on
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -28,3 +28,8 @@ class CacheWarning(UserWarning):
 class SettingWarning(UserWarning):
     """Settings that run but are likely not what was meant (``--freeze`` without pretrained
     weights)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a training run, which has saved its checkpoint and said
+    how to go on: the CLI adds nothing to that."""

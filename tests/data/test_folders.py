@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -66,7 +67,7 @@ def _truncated_jpeg(path):
     path.write_bytes(data[: len(data) * 2 // 3])
 
 
-def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path):
+def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path, monkeypatch):
     root = write_tree(
         tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
     )
@@ -78,6 +79,10 @@ def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path):
     assert any("skipped 1 of 21 images" in m for m in messages)
     assert len(data.train) == 20 and data.train.class_counts() == [10, 10]
     assert "skipped 1 of 21 images that could not be read" in data.train.notes
+    with warnings.catch_warnings():  # loaded again by the same process: named once
+        warnings.simplefilter("error")
+        load_dataset(str(root))
+    monkeypatch.setattr(folders_module, "_NAMED_UNREADABLE", set())  # as a new process
     with pytest.warns(DataWarning) as record:  # from the decoding cache: still named
         load_dataset(str(root))
     messages = [str(w.message) for w in record]

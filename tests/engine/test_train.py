@@ -183,6 +183,26 @@ def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path):
 def test_resume_of_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "config file not found" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothere")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: no run folder at {tmp_path / 'nothere'}: --resume takes the folder a run was "
+        "written to (the run folder its first lines printed, or its --out)\n"
+    )
+
+
+def test_ctrl_c_on_the_cli_says_where_the_run_stopped_once(tmp_path, monkeypatch, capsys):
+    def interrupting_step(self, x, y):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    args = ["train", "--model", "resnet20", "--data", "digits", "--input-size", "8"]
+    assert main([*args, "--max-steps", "2", "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (
+        "interrupted at epoch 1, batch 0; checkpoint saved. Continue with: resnetlab train "
+        f"--resume {tmp_path / 'run'}"
+    )
+    assert "interrupted" not in err[:-1]
 
 
 def test_ema_model_is_what_gets_saved(tmp_path):

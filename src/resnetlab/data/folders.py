@@ -54,6 +54,8 @@ _SPLIT_NAME = re.compile(
     r"^(?P<role>train|training|val|valid|validation|dev|test|testing)(?:[-_. ].*)?$", re.I
 )
 _ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
+# The decoded folders (cache keys) whose unreadable files this process has named already.
+_NAMED_UNREADABLE: set[str] = set()
 ENLARGED_NOTE = "most images are"  # the start of the note on images enlarged to the input size
 # A file name that carries its class before the first underscore: "3_IMG_5864.jpg".
 _LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
@@ -331,6 +333,9 @@ def load_folder(
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
         images, labels, meta = hit
+        if key in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
+            meta = {**meta, "skipped": [], "skipped_note": ""}
+        _NAMED_UNREADABLE.add(key)
         for path, reason in meta.get("skipped", []):
             warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=2)
         if meta.get("skipped_note"):
@@ -383,6 +388,7 @@ def load_folder(
         raise DataError(f"{folder}: none of its {len(scan.paths)} images could be read")
     labels = np.asarray(scan.labels, dtype=np.int64)[kept]
     _check_every_class_read(folder, labels, scan.class_names)
+    _NAMED_UNREADABLE.add(key)
     try:
         decode_notes = notes[len(scan.notes) :]
         meta = {"notes": notes, "decode_notes": decode_notes, "skipped_note": "".join(skipped_note)}

@@ -35,7 +35,7 @@ from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE
-from ..errors import DataWarning, ResnetlabError, SettingWarning
+from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
@@ -437,6 +437,7 @@ class Trainer:
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
                     f"Continue with: resnetlab train --resume {self.run_dir}"
                 )
+                raise RunInterrupted from None
             raise
         except WriteError as e:
             raise WriteError(f"{e}; {self._resume_hint()}") from None
@@ -971,7 +972,12 @@ def _check_class_balance(counts: list[int], class_names: list[str]) -> None:
 
 
 def _check_resumable(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
+    if not run_dir.exists():
+        raise ResnetlabError(
+            f"no run folder at {run_dir}: --resume takes the folder a run was written to "
+            "(the run folder its first lines printed, or its --out)"
+        )
+    if not run_dir.is_dir():
         raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file")
     config = run_dir / "config.json"
     if run_dir.is_dir() and not config.exists():

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.decode import unwarned
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
 from ..errors import ResnetlabError
@@ -140,7 +141,7 @@ class ExportReport:
         )
         if self.int8_accuracy:
             a = self.int8_accuracy
-            lines += [f"note: {note}" for note in a["notes"]]
+            lines += [f"note: {note}" for note in unwarned(a["notes"])]
             lines.append(
                 f"accuracy on {a['count']:,} images of {a['data']} (those eval scores): int8 "
                 f"{a['int8']:.2%}, fp32 {a['fp32']:.2%} ({(a['int8'] - a['fp32']) * 100:+.2f} "
