@@ -19,6 +19,7 @@ import resnetlab
 from resnetlab import ResnetlabError
 from resnetlab.cli import main
 from resnetlab.convert import load_pretrained, resolve_pretrained
+from resnetlab.convert import pretrained as pretrained_module
 from resnetlab.convert.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -162,6 +163,30 @@ def test_timm_source_reads_the_hugging_face_cache(hf_cache):
     _same_features(model, net)
     assert model.pretrained.head == "replaced"
     assert model.pretrained.normalisation_note.startswith("ImageNet mean/std (assumed")
+
+
+def test_an_unreachable_hub_is_asked_nothing(tmp_path, monkeypatch):
+    """Without a network, Hugging Face's offline mode: no minute of retried requests."""
+    timm = pytest.importorskip("timm")
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(address, timeout=None):
+        assert address == ("huggingface.co", 443) and timeout <= 3
+        raise OSError("Name or service not known")
+
+    seen = []
+
+    def create_model(name, pretrained):
+        seen.append(constants.HF_HUB_OFFLINE)
+        raise RuntimeError("not in the cache")
+
+    monkeypatch.setattr(pretrained_module.socket, "create_connection", unreachable)
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(ResnetlabError, match=r"^cannot fetch timm's resnet18\.a1_in1k"):
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
+    assert seen == [True] and constants.HF_HUB_OFFLINE is False  # offline inside only
 
 
 def test_timm_without_the_weights_offline_is_one_line(hf_cache):

@@ -39,6 +39,7 @@ import os
 import pickle
 import socket
 import urllib.error
+import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -305,7 +306,7 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         tags = ", ".join(t.split(".", 1)[1] for t in known) or "none"
         raise ResnetlabError(f"timm has no pretrained weights {tag!r}; its {model} tags: {tags}")
     try:
-        with _network_timeout():
+        with _network_timeout(), _hub_offline_unless_reachable():
             net = timm.create_model(tag, pretrained=True)
     except Exception as e:  # timm and huggingface_hub raise many kinds; all mean "not fetched"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -529,6 +530,29 @@ def _network_timeout(seconds: float = NETWORK_TIMEOUT_S) -> Iterator[None]:
         yield
     finally:
         socket.setdefaulttimeout(previous)
+
+
+@contextmanager
+def _hub_offline_unless_reachable(seconds: float = 3.0) -> Iterator[None]:
+    """Hugging Face's offline mode inside, where its server does not answer within
+    ``seconds``: weights in its cache load, others fail at once, instead of after a minute
+    of retried requests."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:  # asked for (HF_HUB_OFFLINE=1): nothing to find out
+        yield
+        return
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=seconds).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    constants.HF_HUB_OFFLINE = not reachable
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = False
 
 
 def _sha256(path: Path) -> str:
