@@ -567,6 +567,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             layer=args.layer,
             fraction=args.fraction,
             stages=args.stages,
+            say=lambda line: print(line, file=sys.stderr, flush=True),
         )
         if args.json:
             print(json.dumps({"notes": notes, "rows": [r.to_dict() for r in rows]}, indent=2))

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from PIL import Image
@@ -13,6 +15,7 @@ from resnetlab.explain import (
     run_checks,
     sanity_check,
 )
+from resnetlab.explain.faithfulness import CheckRow, chance_note
 
 from .conftest import CLASSES, normalise, squares
 
@@ -108,6 +111,9 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
     rows = [line for line in captured.out.splitlines() if line.startswith("| resnet8 |")]
     assert [row.split("|")[2].strip() for row in rows] == list(METHODS)
     assert "no held-out split: all 12 images are scored" in captured.err
+    assert captured.err.startswith(
+        "checking gradcam, gradcam++, layercam, scorecam on 12 images (Score-CAM runs a forward"
+    )
     for row in rows:
         rho, drop, random_drop = (float(v) for v in row.split("|")[3:6])
         assert -1 <= rho <= 1 and drop > random_drop
@@ -117,3 +123,14 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
     (folder / "red").rename(folder / "orange")
     assert main(["explain", str(model_file), str(folder), "--check"]) == 2
     assert "but the model was trained on 3: [blue, green, red]" in capsys.readouterr().err
+
+
+def test_a_map_no_better_than_chance_is_said_so():
+    row = CheckRow("gradcam", "layer3", 60, 0.1, 0.090, 0.095, fraction=0.2, stages=1)
+    assert chance_note(row) == (
+        "gradcam: blanking the top 20% of its maps lowers the probability no more than "
+        "blanking a random 20% (0.090 vs 0.095): its maps do not show what this model's "
+        "predictions depend on (a model near chance, or try another --layer)"
+    )
+    assert chance_note(replace(row, deletion_drop=0.120)) is None  # 2.5 points more
+    assert chance_note(replace(row, deletion_drop=0.114)) is not None  # 1.9 points more

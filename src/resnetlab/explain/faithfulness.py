@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,9 @@ from ..models import create_model
 from .cam import METHODS, CamResult, class_activation_maps, default_layer, upsample
 
 FRACTION = 0.2
+# How much more the top of a map must take off the probability than as much at random for
+# the map to count as showing something (probabilities: 0.02 is 2 points).
+CHANCE_MARGIN = 0.02
 RANDOM_DRAWS = 4  # random masks per image in the deletion check
 
 
@@ -209,12 +212,15 @@ def check_model(
     batch_size: int = 32,
     device: str = "auto",
     seed: int = 0,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[list[CheckRow], list[str]]:
     """``run_checks`` on the split of ``data`` that ``evaluate`` scores (for a SIGNS file,
-    its test images).
+    its test images); ``say`` is told what is checked before it starts (it can take
+    minutes).
 
     Returns:
-        A row per method, and notes on which images were used.
+        A row per method, and notes: which images were used, and each method whose map
+        points no better than chance at what the prediction depends on.
     """
     from ..data import make_loader
     from ..engine.distributed import resolve_device
@@ -231,10 +237,32 @@ def check_model(
     loader = make_loader(
         split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
     )
+    if say is not None:
+        slow = (
+            " (Score-CAM runs a forward pass per feature map of the layer, by far the slowest; "
+            "--method gradcam checks one method alone)"
+            if "scorecam" in methods and len(methods) > 1
+            else ""
+        )
+        say(f"checking {', '.join(methods)} on {len(split):,} images{slow}")
     rows = run_checks(
         model, loader, methods=methods, layer=layer, fraction=fraction, stages=stages, seed=seed
     )
-    return rows, list(split.notes)
+    return rows, list(split.notes) + [verdict for r in rows if (verdict := chance_note(r))]
+
+
+def chance_note(row: CheckRow) -> str | None:
+    """A note where blanking the top of a method's map lowers the predicted probability no
+    more than blanking as much at random (``CHANCE_MARGIN``): its maps do not show what the
+    prediction depends on (a weak model, or the wrong layer)."""
+    if row.deletion_drop > row.random_drop + CHANCE_MARGIN:
+        return None
+    return (
+        f"{row.method}: blanking the top {row.fraction:.0%} of its maps lowers the probability "
+        f"no more than blanking a random {row.fraction:.0%} ({row.deletion_drop:.3f} vs "
+        f"{row.random_drop:.3f}): its maps do not show what this model's predictions depend "
+        "on (a model near chance, or try another --layer)"
+    )
 
 
 def markdown(rows: Sequence[CheckRow], model: str) -> str:
