@@ -1,15 +1,24 @@
 """A CPU with fixed timings, for testing what the calibration decides without timing."""
 
+import torch
+
 from resnetlab.engine import calibrate
 
 
 class FakeMachine:
     """Timings by rule: matrix products win on 64-channel maps; steps as given (seconds),
-    a step with oneDNN everywhere ``onednn_only`` times its way's step unless given."""
+    a step with oneDNN everywhere ``onednn_only`` times its way's step unless given; the
+    chosen step on ``n`` threads ``threads[n]`` (default 1.0: no count faster than another)."""
 
-    def __init__(self, steps: dict[str, float], onednn_only: float = 1.1) -> None:
+    def __init__(
+        self,
+        steps: dict[str, float],
+        onednn_only: float = 1.1,
+        threads: dict[int, float] | None = None,
+    ) -> None:
         self.steps = steps
         self.onednn_only = onednn_only
+        self.threads = threads or {}
         self.timed: list[str] = []
 
     def __call__(self, what, calls, rounds=3):
@@ -19,6 +28,8 @@ class FakeMachine:
         if set(calls) == {"onednn", "matmul"}:
             matmul = 0.5 if what.split(" b")[1].split(" ", 1)[1].startswith("64x") else 1.5
             return {"onednn": [1.0] * 3, "matmul": [matmul] * 3}
+        if what.endswith(", threads"):
+            return {name: [self.threads.get(int(name.split()[0]), 1.0)] * 3 for name in calls}
         return {name: [self._step(name)] * 3 for name in calls}
 
     def _step(self, name: str) -> float:
@@ -27,10 +38,20 @@ class FakeMachine:
         return self.steps[name.removesuffix(" oneDNN-only")] * self.onednn_only
 
 
-def fake_cpu(monkeypatch, *, bf16: bool = True) -> list[float]:
+def fake_cpu(monkeypatch, *, bf16: bool = True, threads: int | None = None) -> list[float]:
     """Calibration on (the suite turns it off), on a quiet CPU with or without bf16
-    hardware; returns the load average, which a test may change."""
+    hardware; returns the load average, which a test may change. The thread count stays
+    as it is (``OMP_NUM_THREADS``), so that no verdict depends on the machine's; with
+    ``threads`` PyTorch says it has that many and the calibration may choose fewer
+    (``torch.set_num_threads`` then only records what it is asked)."""
     monkeypatch.delenv("RESNETLAB_CALIBRATE")
+    if threads is None:
+        monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    else:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        current = [threads]
+        monkeypatch.setattr(torch, "get_num_threads", lambda: current[0])
+        monkeypatch.setattr(torch, "set_num_threads", lambda n: current.__setitem__(0, n))
     info = {"model": "Test CPU", "family": "1/2/3", "capability": "AVX512", "bf16": bf16}
     monkeypatch.setattr(calibrate, "cpu_info", lambda: {**info, "amx": False})
     load = [0.0, 0.0, 0.0]

@@ -338,3 +338,75 @@ def test_the_matrix_product_rate_is_measured_only_where_the_cpu_has_the_instruct
     assert calibrate.cpu_matmul_tflops("fp32") == pytest.approx(2 * 2048**3 / 0.01 / 1e12)
     monkeypatch.setattr(calibrate, "cpu_info", lambda: {**cpu, "bf16": True})
     assert calibrate.cpu_matmul_tflops("bf16") == pytest.approx(2 * 2048**3 / 0.01 / 1e12)
+
+
+@pytest.mark.parametrize(
+    ("threads", "counts"), [(1, [1]), (2, [2, 1]), (3, [3, 1]), (16, [16, 8, 4, 2]), (6, [6, 3, 1])]
+)
+def test_the_thread_counts_tried_are_halvings(threads, counts):
+    assert calibrate.thread_counts(threads) == counts
+
+
+@pytest.mark.parametrize(
+    ("times", "chosen"),
+    [
+        ({4: 1.0, 2: 0.8, 1: 0.85}, 2),  # the fastest, 20% ahead
+        ({4: 1.0, 2: 0.95, 1: 0.92}, None),  # under the 10% margin: PyTorch's count
+        ({4: 1.0, 2: 1.3, 1: 2.0}, None),
+    ],
+)
+def test_fewer_threads_are_chosen_where_the_step_is_faster_on_them(
+    monkeypatch, tmp_path, times, chosen
+):
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
+    fake_cpu(monkeypatch, threads=4)
+    machine = FakeMachine(BF16_WINS, threads=times)
+    plan = _plan(machine)
+    assert plan.threads == chosen and torch.get_num_threads() == 4  # (put back)
+    assert list(plan.thread_steps) == ["4 threads", "2 threads", "1 thread"]
+    assert machine.timed[-1].endswith(f"b8, {plan.candidate.name}, threads")
+    described = plan.describe()
+    assert (", 2 threads of 4 " in described) is (chosen == 2)
+    explained = "\n".join(plan.explain())
+    assert "the chosen step on fewer threads" in explained
+    assert _plan(FakeMachine(BF16_WINS)).threads == chosen  # cached
+
+
+def test_a_thread_count_set_by_omp_num_threads_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
+    fake_cpu(monkeypatch, threads=4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    machine = FakeMachine(BF16_WINS, threads={1: 0.1})
+    plan = _plan(machine)
+    assert plan.threads is None and plan.thread_steps == {}
+    assert not any(w.endswith("threads") for w in machine.timed)
+
+
+def test_training_runs_on_the_chosen_threads_and_puts_them_back(monkeypatch):
+    before = torch.get_num_threads()
+    seen = []
+    with calibrate.cpu_threads(calibrate.CpuPlan(threads=1)):
+        seen.append(torch.get_num_threads())
+    with calibrate.cpu_threads(calibrate.CpuPlan()):  # none chosen: untouched
+        seen.append(torch.get_num_threads())
+    assert seen == [1, before] and torch.get_num_threads() == before
+
+
+def test_a_run_trains_on_the_threads_the_calibration_chose(monkeypatch, tmp_path):
+    from resnetlab.engine.train import Trainer
+
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
+    fake_cpu(monkeypatch, threads=2)
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(BF16_WINS, threads={1: 0.5}))
+    during = []
+    step = Trainer._train_step
+
+    def counting_step(self, x, y):
+        during.append(torch.get_num_threads())
+        return step(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", counting_step)
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=2)
+    result = train(**common, device="cpu", out=str(tmp_path / "run"))
+    assert during == [1, 1] and torch.get_num_threads() == 2
+    assert result.summary["status"] == "finished"

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.calibrate import synthetic_batch
+from ..engine.calibrate import cpu_threads, synthetic_batch
 from ..engine.config import TrainConfig, resolve_config
 from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model
@@ -236,7 +236,8 @@ def _ours_training(spec: BenchSpec) -> Side:
 
         def call() -> None:
             set_lr(optimizer, config.lr)  # as the training loop does before every step
-            step(x, y)
+            with cpu_threads(parts.cpu_plan):  # the peer's calls keep PyTorch's count
+                step(x, y)
 
         return call
 

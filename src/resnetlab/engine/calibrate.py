@@ -84,6 +84,8 @@ STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 
 CONV_MARGIN = 0.10
 LAYOUT_MARGIN = 0.05
 PRECISION_MARGIN = 0.10
+THREAD_MARGIN = 0.10
+MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it
 # The most arithmetic a timed step may do: a run with a larger batch is timed at a smaller
 # one (a fixed number, not a measured time, so that the batch timed does not depend on how
 # busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
@@ -231,7 +233,6 @@ class CalibrationStore:
         self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
         self.data = self._read(warn=True)
         self.changed = False
-        self.announced: set[str] = set()  # sections whose measuring the log has said
 
     def _read(self, *, warn: bool) -> dict[str, Any]:
         empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
@@ -359,6 +360,8 @@ class CpuPlan:
     batch: int | None = None  # the batch the step timings ran at
     steps: dict[str, list[float]] = field(default_factory=dict)  # Candidate.name -> seconds
     load: list[float] | None = None  # the load average when the steps were timed
+    threads: int | None = None  # fewer threads than PyTorch's, where they were faster
+    thread_steps: dict[str, list[float]] = field(default_factory=dict)  # threads_name -> s
     convs: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # chosen candidate's
     counts: dict[str, int] = field(default_factory=dict)  # shape key -> convolutions of it
     machine: dict[str, Any] = field(default_factory=dict)
@@ -383,6 +386,8 @@ class CpuPlan:
                 f", matrix-product path for {len(self.matmul_convs)} of "
                 f"{len(self.counts)} convolution shapes"
             )
+        if self.threads is not None:
+            text += f", {threads_name(self.threads)} of {self.machine.get('threads', '?')}"
         return f"{text} ({self.how})"
 
     def explain(self) -> list[str]:
@@ -412,6 +417,18 @@ class CpuPlan:
             ratios = relative(self.steps, first)
             for name, values in self.steps.items():
                 mark = "  <- chosen" if name == self.candidate.name else ""
+                ms = statistics.median(values) * 1e3
+                lines.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
+        if self.thread_steps:
+            first = next(iter(self.thread_steps))
+            ratios = relative(self.thread_steps, first)
+            lines.append(
+                f"  the chosen step on fewer threads: median ms, and time relative to {first} "
+                f"round by round; fewer threads need {THREAD_MARGIN:.0%}:"
+            )
+            chosen = threads_name(self.threads) if self.threads is not None else first
+            for name, values in self.thread_steps.items():
+                mark = "  <- chosen" if name == chosen else ""
                 ms = statistics.median(values) * 1e3
                 lines.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
         if self.convs:
@@ -488,6 +505,7 @@ def plan_cpu(
         return default
     dist = dist or DistInfo()
     plan = None
+    _ANNOUNCED.clear()
     if dist.is_main:
         with torch.random.fork_rng(devices=[]):  # a run draws the same numbers either way
             store = store or CalibrationStore()
@@ -557,6 +575,11 @@ def _calibrate(
         steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
     chosen = decide(steps) if steps else ways[0]
     base = chosen.per_shape.name
+    threads, thread_steps, new = _calibrate_threads(
+        store, measure, force, f"{workload}, {config.optimizer}, b{batch}, {chosen.name}",
+        partial(_step_call, config, num_classes, input_size, chosen, matmul, batch),
+    )  # fmt: skip
+    fresh = fresh or new
     store.save()
     return CpuPlan(
         precision=chosen.precision,
@@ -568,11 +591,91 @@ def _calibrate(
         batch=batch,
         steps=steps,
         load=load,
+        threads=threads,
+        thread_steps=thread_steps,
         convs=convs[base],
         counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
         machine=store.key,
         cache=str(store.path),
     )
+
+
+def thread_counts(threads: int) -> list[int]:
+    """The thread counts a run may train with: PyTorch's, then halvings of it down to one
+    (``MAX_THREAD_COUNTS`` at most: 2 -> [2, 1], 16 -> [16, 8, 4, 2])."""
+    counts = [threads]
+    while counts[-1] > 1 and len(counts) < MAX_THREAD_COUNTS:
+        counts.append(counts[-1] // 2)
+    return counts
+
+
+def threads_name(n: int) -> str:
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def _calibrate_threads(
+    store: CalibrationStore,
+    measure: Measure,
+    force: bool,
+    key: str,
+    step_call: Callable[[], Callable[[], None]],
+) -> tuple[int | None, dict[str, list[float]], bool]:
+    """The thread count to train with (None: PyTorch's own), the step timings behind it,
+    and whether they were measured now.
+
+    Small steps (a CIFAR net at a small batch) can run faster on fewer threads: each of a
+    step's many small operations waits for every thread. The chosen step is timed at each of
+    ``thread_counts``; fewer threads are taken where ``THREAD_MARGIN`` faster (never more
+    than PyTorch's count, which ``torch.set_num_threads`` may have lowered). Not where
+    ``OMP_NUM_THREADS`` sets the count: that is kept.
+    """
+    threads = torch.get_num_threads()
+    if not _threads_free() or threads == 1:
+        return None, {}, False
+    counts = thread_counts(threads)
+    names = [threads_name(n) for n in counts]
+
+    def calls() -> Calls:
+        step = step_call()
+
+        def at(n: int) -> Callable[[], None]:
+            def call() -> None:
+                torch.set_num_threads(n)
+                step()
+
+            return call
+
+        return {threads_name(n): at(n) for n in counts}
+
+    try:
+        cached, new = _cached(
+            store, "steps", f"{key}, threads", names, calls, measure, force, STEP_REPEATS
+        )
+    finally:
+        torch.set_num_threads(threads)
+    timings = {name: cached[name] for name in names}
+    best = counts[names.index(choose(timings, names[0], THREAD_MARGIN))]
+    return (best if best != threads else None), timings, new
+
+
+def _threads_free() -> bool:
+    """Whether the calibration may train on fewer threads than PyTorch's count: not where
+    ``OMP_NUM_THREADS`` sets it."""
+    return "OMP_NUM_THREADS" not in os.environ
+
+
+@contextlib.contextmanager
+def cpu_threads(plan: CpuPlan | None) -> Iterator[None]:
+    """The plan's thread count inside (where it chose one), PyTorch's before it after."""
+    if plan is None or plan.threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(plan.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _cached(
@@ -594,9 +697,9 @@ def _cached(
     cached = None if force else store.timings(section, key, [*names, "load"])
     if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
         return cached, False
-    with _measuring(section, logged=section in store.announced):
+    with _measuring(section, logged=section in _ANNOUNCED):
         timings = {**measure(key, calls(), rounds), "load": list(_load_average())}
-    store.announced.add(section)
+    _ANNOUNCED.add(section)
     store.put(section, key, timings)
     return timings, True
 
@@ -607,8 +710,12 @@ def _measuring(section: str, *, logged: bool = False) -> Iterator[None]:
     machine spends some seconds to a minute here before its first line): a spinner on an
     interactive terminal, the same words as one line in a log (not again once ``logged``:
     a model's convolution shapes are measured one after another)."""
-    what = "convolutions" if section == "convs" else "training steps"
-    message = f"measuring this CPU's {what} to choose the fastest (once; then cached)"
+    what = {
+        "convs": "convolutions to choose the fastest",
+        "steps": "training steps to choose the fastest",
+        "matmul": "matrix-product rate",
+    }[section]
+    message = f"measuring this CPU's {what} (once; then cached)"
     if not sys.stderr.isatty():
         if not logged:
             print(message, file=sys.stderr, flush=True)
@@ -618,6 +725,11 @@ def _measuring(section: str, *, logged: bool = False) -> Iterator[None]:
 
     with Console(stderr=True).status(message):
         yield
+
+
+# What the log has said is being measured ("convs", "steps", "matmul"), since the start of
+# the last plan: each once.
+_ANNOUNCED: set[str] = set()
 
 
 def busy(load: float) -> bool:

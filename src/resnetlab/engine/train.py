@@ -41,7 +41,7 @@ from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
 from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
-from .calibrate import busy_note, speed_lines
+from .calibrate import busy_note, cpu_threads, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import (
     TrainConfig,
@@ -405,7 +405,7 @@ class Trainer:
                     self.log.message(f"pretrained: {report.describe()}")
                 if not (self.run_dir / CHECKPOINT_NAME).exists():
                     self._save_checkpoint()  # so that even a first-epoch failure leaves one
-            with self._stop_between_steps():
+            with self._stop_between_steps(), cpu_threads(self.cpu_plan):
                 while (
                     self.epoch < self.num_epochs
                     and not self._reached_target()
