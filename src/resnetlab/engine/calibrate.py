@@ -15,7 +15,9 @@ on this machine and keeps the choice:
    and in bf16 autocast, each with the convolution paths of step 1 and, where those
    include matrix products, with oneDNN for every convolution: a path that wins alone
    may lose inside the model (other kernels, caches, layout changes between layers), so
-   the whole step has the last word.
+   the whole step has the last word;
+3. the chosen step on PyTorch's thread count and on halvings of it (``thread_counts``):
+   a small step's many short operations can run faster on fewer threads.
 
 Candidates take turns, one call each per round (``REPEATS`` rounds for a convolution,
 ``STEP_REPEATS`` for the whole step, after one untimed call), and each is compared with the
@@ -26,9 +28,10 @@ it where a median of each candidate's own times does not. The decision rule (``c
 keeps the default unless another candidate is faster by a margin: a convolution stays
 with oneDNN unless the matrix product is ``CONV_MARGIN`` faster, and keeps the paths so
 chosen only while the whole step with them is no slower than with oneDNN everywhere; the
-layout stays channels-last unless NCHW is ``LAYOUT_MARGIN`` faster, and the precision
-stays float32 unless bf16 is ``PRECISION_MARGIN`` faster. Margins keep the decision from
-flipping on noise, towards what PyTorch does by itself.
+layout stays channels-last unless NCHW is ``LAYOUT_MARGIN`` faster, the precision
+stays float32 unless bf16 is ``PRECISION_MARGIN`` faster, and the thread count stays
+PyTorch's unless fewer threads are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS`` fixes
+it). Margins keep the decision from flipping on noise, towards what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
