@@ -68,7 +68,7 @@ def font_runs(text: str) -> list[tuple[str, str]]:
 
 
 @functools.cache
-def _font(family: str):
+def _font(family: str) -> tuple[str | None, frozenset[int]]:
     """(the family's font file, the code points it has), or (None, empty) when the family
     is not installed."""
     from matplotlib import font_manager, ft2font
