@@ -65,3 +65,17 @@ def test_inspect_says_the_unreadable_count_once(tmp_path, capsys):
     captured = capsys.readouterr()
     both = captured.out + captured.err
     assert both.count("skipped 1 of 21 images") == 1
+
+
+def test_inspect_names_a_class_far_smaller_than_the_others(tmp_path, capsys):
+    root = write_tree(tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(10)]})
+    assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["splits"].values()
+    assert split["notes"] == [
+        "class 'b' has 1 image, 'a' 10: a class this small is barely learnt; add images of it, "
+        "or check that its images are sorted or named right"
+    ]
+    write_tree(tmp_path / "d", {"b": [noise(i) for i in range(11, 13)]})  # 2 of 10: no note
+    assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["splits"].values()
+    assert split["notes"] == []

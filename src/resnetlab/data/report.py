@@ -11,7 +11,7 @@ import torch
 from ..storage import atomic_write, write_error
 from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
 from .imageset import ImageSet
-from .sources import Split, open_source
+from .sources import Split, class_balance_note, open_source
 
 
 def describe(
@@ -56,7 +56,8 @@ def describe(
                 "image_size": list(split.image_size),
                 "streamed": not isinstance(split, ImageSet),
                 "class_counts": dict(zip(split.class_names, split.class_counts(), strict=True)),
-                "notes": list(split.notes),
+                "notes": list(split.notes)
+                + [n for n in [class_balance_note(split, "image")] if n is not None],
             }
             for name, split in splits.items()
         },

@@ -401,6 +401,21 @@ def _resize(split: Split, size: tuple[int, int], resize: str) -> Split:
     return split.resized(size)  # decoded with the split's own resize mode
 
 
+def class_balance_note(split: Split, what: str = "training image") -> str | None:
+    """A note when a class has a tenth of the images of the largest or fewer: a misnamed
+    file or a stray folder looks like that, and a real class that small is barely learnt."""
+    counts = split.class_counts()
+    few, most = min(counts), max(counts)
+    if few * 10 > most:
+        return None
+    small, large = split.class_names[counts.index(few)], split.class_names[counts.index(most)]
+    return (
+        f"class {small!r} has {few:,} {what}{'s' if few != 1 else ''}, {large!r} {most:,}: "
+        "a class this small is barely learnt; add images of it, or check that its images "
+        "are sorted or named right"
+    )
+
+
 def _check_two_classes(train: Split) -> None:
     """A classifier needs examples of two classes at least; with one it scores 100% on
     anything and learns nothing."""

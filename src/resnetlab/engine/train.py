@@ -35,6 +35,7 @@ from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE
+from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
@@ -339,7 +340,8 @@ class Trainer:
                 f"{len(data.train)} training images make no full batch of {c.batch_size}; "
                 f"lower --batch-size"
             )
-        _check_class_balance(data.train.class_counts(), data.train.class_names)
+        if (note := class_balance_note(data.train)) is not None:
+            warnings.warn(note, DataWarning, stacklevel=2)
         per_process = len(data.train) // self.dist.world_size
         if c.batch_size > per_process:
             warnings.warn(
@@ -954,21 +956,6 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) and "status" in summary else None
-
-
-def _check_class_balance(counts: list[int], class_names: list[str]) -> None:
-    """Warn about a class with a tenth of the training images of the largest or fewer: a
-    misnamed file or a stray folder looks like that, and a real one is barely learnt."""
-    few, most = min(counts), max(counts)
-    if few * 10 <= most:
-        small, large = class_names[counts.index(few)], class_names[counts.index(most)]
-        warnings.warn(
-            f"class {small!r} has {count_of(few, 'training image')}, {large!r} {most:,}: "
-            "a class this small is barely learnt; add images of it, or check that its "
-            "images are sorted or named right",
-            DataWarning,
-            stacklevel=3,
-        )
 
 
 def _check_resumable(run_dir: Path) -> None:
