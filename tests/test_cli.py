@@ -11,6 +11,7 @@ import resnetlab
 from resnetlab.cli import build_parser, main
 
 from .conftest import PROJECT_ROOT
+from .data.conftest import noise, write_tree
 
 IMPORTS_TORCH = """
 import sys
@@ -137,15 +138,10 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_the_advice_on_enlarged_images_is_given_where_it_helps_training(tmp_path, capsys):
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name in ("a", "b"):
-        (tmp_path / "small" / name).mkdir(parents=True)
-        for i in range(8):
-            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "small" / name / f"{i}.png")
+    write_tree(
+        tmp_path / "small",
+        {"a": [noise(i) for i in range(8)], "b": [noise(i + 8) for i in range(8)]},
+    )
     args = ["--data", str(tmp_path / "small"), "--model", "resnet8", "--input-size", "32"]
     out = tmp_path / "run"
     assert main(["train", *args, "--max-steps", "1", "--out", str(out), "--device", "cpu"]) == 0

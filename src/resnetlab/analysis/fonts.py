@@ -49,6 +49,13 @@ def installed_families() -> set[str]:
     return {font.name for font in font_manager.fontManager.ttflist}
 
 
+def default_font_file() -> str:
+    """DejaVu Sans's file, shipped with matplotlib."""
+    path, _ = _font("DejaVu Sans")
+    assert path is not None, "matplotlib ships DejaVu Sans"
+    return path
+
+
 def font_runs(text: str) -> list[tuple[str, str]]:
     """``text`` cut into runs of characters, each with the file of the first of
     ``font_families`` that has them (DejaVu Sans for a character none has: a box), as
@@ -57,7 +64,7 @@ def font_runs(text: str) -> list[tuple[str, str]]:
     fonts = [(path, covered) for path, covered in fonts if path is not None]
     runs: list[tuple[str, str]] = []
     for char in text:
-        path = next((p for p, covered in fonts if ord(char) in covered), fonts[0][0])
+        path = next((p for p, covered in fonts if ord(char) in covered), default_font_file())
         if char.isspace() and runs:
             path = runs[-1][0]  # a space stays in the run it is in
         if runs and runs[-1][0] == path:

@@ -56,8 +56,7 @@ def describe(
                 "image_size": list(split.image_size),
                 "streamed": not isinstance(split, ImageSet),
                 "class_counts": dict(zip(split.class_names, split.class_counts(), strict=True)),
-                "notes": list(split.notes)
-                + [n for n in [class_balance_note(split, "image")] if n is not None],
+                "notes": [*split.notes, *filter(None, [class_balance_note(split, "image")])],
             }
             for name, split in splits.items()
         },

@@ -417,23 +417,15 @@ class CpuPlan:
                 f"channels-last, bf16 {PRECISION_MARGIN:.0%} over fp32, oneDNN-only is taken "
                 "when faster:"
             )
-            ratios = relative(self.steps, first)
-            for name, values in self.steps.items():
-                mark = "  <- chosen" if name == self.candidate.name else ""
-                ms = statistics.median(values) * 1e3
-                lines.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
+            lines += _timing_rows(self.steps, self.candidate.name)
         if self.thread_steps:
             first = next(iter(self.thread_steps))
-            ratios = relative(self.thread_steps, first)
             lines.append(
                 f"  the chosen step on fewer threads: median ms, and time relative to {first} "
                 f"round by round; fewer threads need {THREAD_MARGIN:.0%}:"
             )
             chosen = threads_name(self.threads) if self.threads is not None else first
-            for name, values in self.thread_steps.items():
-                mark = "  <- chosen" if name == chosen else ""
-                ms = statistics.median(values) * 1e3
-                lines.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
+            lines += _timing_rows(self.thread_steps, chosen)
         if self.convs:
             lines.append(
                 f"  convolutions in {self.candidate.per_shape.name}, forward and backward: "
@@ -461,6 +453,18 @@ class CpuPlan:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> CpuPlan:
         return cls(**{**record, "matmul_convs": frozenset(record.get("matmul_convs", ()))})
+
+
+def _timing_rows(timings: Mapping[str, Sequence[float]], chosen: str) -> list[str]:
+    """A line per candidate: its median ms, and its time relative to the first's round by
+    round (``relative``), the chosen one marked."""
+    ratios = relative(timings, next(iter(timings)))
+    rows = []
+    for name, values in timings.items():
+        mark = "  <- chosen" if name == chosen else ""
+        ms = statistics.median(values) * 1e3
+        rows.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
+    return rows
 
 
 def speed_lines(plan: CpuPlan | None, device: str, *, detailed: bool) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
-from ..analysis.fonts import font_runs
+from ..analysis.fonts import default_font_file, font_runs
 
 DISPLAY_SIDE = 256  # overlays show each half at least this many pixels tall
 ALPHA = 0.5  # weight of the heat map in the blend
@@ -28,8 +28,8 @@ _INK = (0, 0, 0)
 
 @functools.cache
 def _font(size: int, path: str | None = None) -> ImageFont.FreeTypeFont:
-    """The font file at ``path`` (default: the first of ``analysis.fonts``), ``size`` pixels."""
-    return ImageFont.truetype(path or font_runs("A")[0][0], size)
+    """The font file at ``path`` (default: DejaVu Sans), ``size`` pixels."""
+    return ImageFont.truetype(path or default_font_file(), size)
 
 
 def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int) -> None:
