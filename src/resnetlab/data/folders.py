@@ -332,27 +332,7 @@ def load_folder(
     )
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
-        images, labels, meta = hit
-        if key in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
-            meta = {**meta, "skipped": [], "skipped_note": ""}
-        _NAMED_UNREADABLE.add(key)
-        for path, reason in meta.get("skipped", []):
-            warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=2)
-        if meta.get("skipped_note"):
-            warnings.warn(
-                f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
-                DataWarning,
-                stacklevel=2,
-            )
-        return ImageSet(
-            torch.from_numpy(images),
-            torch.from_numpy(labels),
-            scan.class_names,
-            str(folder),
-            # What the folder holds besides (scanned now: a file may have come or gone
-            # without changing the images), then what decoding found.
-            scan.notes + meta["decode_notes"] if "decode_notes" in meta else meta["notes"],
-        )
+        return _cached_split(folder, scan, key, *hit)
     enlarged = _enlarged_note(scan, image_size, workers) if image_size is not None else []
     if stream is not False:
         size, notes = (image_size, image_size), list(enlarged)
@@ -400,6 +380,32 @@ def load_folder(
         )
     return ImageSet(
         torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder), notes
+    )
+
+
+def _cached_split(
+    folder: Path, scan: FolderSplit, key: str, images: np.ndarray, labels: np.ndarray, meta: dict
+) -> ImageSet:
+    """A split from the decoding cache, its unreadable files named again (once a process)."""
+    if key in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
+        meta = {**meta, "skipped": [], "skipped_note": ""}
+    _NAMED_UNREADABLE.add(key)
+    for path, reason in meta.get("skipped", []):
+        warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
+    if meta.get("skipped_note"):
+        warnings.warn(
+            f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
+            DataWarning,
+            stacklevel=3,
+        )
+    return ImageSet(
+        torch.from_numpy(images),
+        torch.from_numpy(labels),
+        scan.class_names,
+        str(folder),
+        # What the folder holds besides (scanned now: a file may have come or gone without
+        # changing the images), then what decoding found.
+        scan.notes + meta["decode_notes"] if "decode_notes" in meta else meta["notes"],
     )
 
 
