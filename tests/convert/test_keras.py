@@ -201,6 +201,7 @@ def test_classes_and_input_size_come_from_the_file(files96, tmp_path):
     assert (meta.model, meta.num_classes, meta.input_size) == ("resnet50_keras", 3, 96)
     assert meta.model_kwargs == {"input_size": 96}
     assert (meta.mean, meta.std) == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # pixels / 255
+    assert meta.resize == "squash"  # as Keras's load_img(target_size=...) resizes
 
 
 def test_a_weights_only_file_with_a_1x1_map_is_for_the_seeds_64(files64, tmp_path):

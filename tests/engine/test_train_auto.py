@@ -168,11 +168,17 @@ def test_resize_crop_keeps_the_centre_of_a_wide_image_in_training_and_predict(tm
     assert dict(a.top) == pytest.approx(dict(b.top), abs=1e-6)
 
 
+def test_save_model_records_crop_as_train_does(tmp_path):
+    model = resnetlab.create_model("resnet8", num_classes=2)
+    meta = resnetlab.save_model(model, tmp_path / "m.safetensors", input_size=16)
+    assert meta.resize == "crop"
+    assert resnetlab.read_model_meta(tmp_path / "m.safetensors").resize == "crop"
+
+
 def test_a_model_file_without_resize_squashes(tmp_path):
     model = resnetlab.create_model("resnet8", num_classes=2)
     old = tmp_path / "old.safetensors"
-    meta = resnetlab.save_model(model, old, input_size=16)
-    assert meta.resize == "squash"
+    meta = resnetlab.save_model(model, old, input_size=16, resize="squash")
     # Files written before the key existed: the metadata has no "resize" at all.
     text = json.loads(meta.to_json())
     del text["resize"]

@@ -88,7 +88,7 @@ def test_onnx_metadata_gives_the_class_names_and_preprocessing_back(exported):
     out, _ = exported()
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(props["class_names"]) == CLASSES
-    assert props["input_size"] == "16" and props["resize"] == "squash"
+    assert props["input_size"] == "16" and props["resize"] == "crop"
     assert json.loads(props["mean"]) == pytest.approx([0.5, 0.4, 0.3])
     assert json.loads(props["std"]) == pytest.approx([0.25, 0.2, 0.3])
     assert props["precision"] == "fp32" and props["batch"] == "dynamic"
@@ -105,7 +105,7 @@ def test_torch_formats_carry_the_metadata_as_an_extra_file(cifar_file, tmp_path)
     program = torch.export.load(str(tmp_path / "m.pt2"), extra_files=extra)
     metadata = json.loads(extra[EXTRA_FILE])
     assert metadata["class_names"] == CLASSES and metadata["precision"] == "fp16"
-    assert metadata["input_size"] == 16 and metadata["resize"] == "squash"
+    assert metadata["input_size"] == 16 and metadata["resize"] == "crop"
     assert metadata["batch"] == 3
     assert json.loads(metadata["resnetlab"]) == json.loads(
         resnetlab.read_model_meta(cifar_file).to_json()

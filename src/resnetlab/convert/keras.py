@@ -303,6 +303,7 @@ def convert_keras(
             input_size=report.input_size,
             mean=(0.0, 0.0, 0.0),  # the seed feeds pixels / 255
             std=(1.0, 1.0, 1.0),
+            resize="squash",  # Keras's load_img(target_size=...) resizes the whole image
             training={
                 "converted_from": report.path.name,
                 "keras_layout": report.layout,

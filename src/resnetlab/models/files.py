@@ -201,9 +201,12 @@ def save_model(
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
     training: dict[str, Any] | None = None,
-    resize: str = "squash",
+    resize: str = "crop",
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
+
+    ``resize`` is how images reach ``input_size``: ``crop`` (shorter side, then the centre,
+    what ``train`` records by default) or ``squash`` (the whole image).
 
     ``mean`` and ``std`` default to those of the pretrained weights the model started from
     (``model.pretrained``), else to 0 and 1 (``pixels / 255``). The file is written to a
