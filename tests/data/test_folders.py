@@ -172,6 +172,13 @@ def test_one_class_only(tmp_path):
         DataError, match=r"only one class folder \(only\); a classifier needs at least two"
     ):
         load_dataset(str(root))
+    # Images beside the one class folder are named: the user may have meant them as a class.
+    noise(2).save(root / "loose.png")
+    noise(3).save(root / "loose2.png")
+    with pytest.raises(
+        DataError, match=r"\(only\), and 2 images directly in the folder, which belong to no class"
+    ):
+        load_dataset(str(root))
 
 
 def test_images_without_class_folders(tmp_path):

@@ -227,9 +227,14 @@ def scan_classes(folder: Path) -> FolderSplit:
             "(train/<class>/*.jpg)"
         )
     if len(class_dirs) == 1:
+        beside = (
+            f", and {len(loose)} images directly in the folder, which belong to no class"
+            if loose
+            else ""
+        )
         raise DataError(
-            f"{folder}: only one class folder ({class_dirs[0].name}); a classifier needs at "
-            "least two: put each class's images in its own sub-folder"
+            f"{folder}: only one class folder ({class_dirs[0].name}){beside}; a classifier "
+            "needs at least two: put each class's images in its own sub-folder"
         )
     paths, labels, stamps, others = [], [], [], []
     for label, d in enumerate(class_dirs):
