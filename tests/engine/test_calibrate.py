@@ -244,6 +244,31 @@ def test_timings_from_a_busy_machine_are_measured_again_when_it_is_quiet(calibra
     assert _plan(machine).how == "from the cache" and not machine.timed
 
 
+@pytest.mark.parametrize(
+    ("cached", "now", "again"),
+    [
+        (3.5, 2.5, True),  # a core's worth of other work gone
+        (3.1, 2.9, False),  # hovering at the line (3.0 on 2 cores): kept
+        (3.8, 3.2, False),  # still busy
+        (2.9, 0.0, False),  # measured quiet
+    ],
+)
+def test_busy_timings_are_redone_once_a_core_is_freed(cached, now, again, monkeypatch):
+    monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)  # busy above 3.0
+    assert calibrate.quieter(now, than=cached) is again
+
+
+def test_the_load_is_read_before_the_measurement_adds_to_it(calibrating):
+    class Loading(FakeMachine):  # our own threads raise the load average while measuring
+        def __call__(self, what, calls, rounds=3):
+            calibrating.load[0] += 1.0
+            return super().__call__(what, calls, rounds)
+
+    plan = _plan(Loading(BF16_WINS))
+    assert plan.load[0] == calibrating.load[0] - 1.0  # the reading just before the steps
+    assert _plan(FakeMachine(BF16_WINS)).how == "from the cache"
+
+
 def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
     store = CalibrationStore()
     store.path.parent.mkdir(parents=True)

@@ -37,8 +37,9 @@ Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON 
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
 torch version and ``CALIBRATION_VERSION``. A change to any of them measures again; an
 unreadable file is reported and measured over. Timings are kept with the load average they
-were measured at: those from a busy machine (more than ``BUSY_LOAD`` per core) are used
-while it stays busy and measured again by the first run that finds it quiet.
+were measured at (read before measuring): those from a busy machine (more than
+``BUSY_LOAD`` per core) are used while it stays busy and measured again by the first run
+that finds it quiet and a core's worth less loaded (``quieter``).
 ``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
 channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
 choices). Calibration costs seconds to about a minute, once per workload: eight training
@@ -699,13 +700,15 @@ def _cached(
     with the load average they were measured at; and whether they were measured now.
 
     Timings measured on a busy machine (``busy``) are measured again by the first run that
-    finds it quiet: they may be far from what the machine does.
+    finds it quiet (``quieter``): they may be far from what the machine does. The load is
+    read before measuring, so that the measurement's own threads do not count in it.
     """
     cached = None if force else store.timings(section, key, [*names, "load"])
-    if cached is not None and not (busy(cached["load"][0]) and not busy(_load_average()[0])):
+    if cached is not None and not quieter(_load_average()[0], than=cached["load"][0]):
         return cached, False
+    load = list(_load_average())
     with _measuring(section, logged=section in _ANNOUNCED):
-        timings = {**measure(key, calls(), rounds), "load": list(_load_average())}
+        timings = {**measure(key, calls(), rounds), "load": load}
     _ANNOUNCED.add(section)
     store.put(section, key, timings)
     return timings, True
@@ -743,6 +746,14 @@ def busy(load: float) -> bool:
     """Whether a 1-minute load average means other work competed for the cores: above
     ``BUSY_LOAD`` per core (a run's own threads count up to one per core)."""
     return load > BUSY_LOAD * available_cpus()
+
+
+def quieter(load: float, *, than: float) -> bool:
+    """Whether timings measured at load average ``than`` are to be measured again at
+    ``load``: they were busy, it is not, and at least one core's worth of work has gone
+    (so that a load hovering at the line does not remeasure, and change the plan, at
+    every run)."""
+    return busy(than) and not busy(load) and load <= than - 1
 
 
 def busy_note() -> str | None:
