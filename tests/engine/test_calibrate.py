@@ -280,12 +280,20 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
     assert json.loads(store.path.read_text())["key"]["cpu"] == "Test CPU"  # rewritten whole
 
     # Valid JSON with a damaged entry: that entry is measured again, the rest is kept.
+    # Timings must be positive and finite (a zero would divide, a NaN never compare).
+    for bad in ("fast", [0], [-1.0], [math.nan], [math.inf], [True], []):
+        data = json.loads(store.path.read_text())
+        damaged = next(iter(data["convs"]))
+        data["convs"][damaged] = {"onednn": bad, "matmul": [0.1], "load": [0.0]}
+        store.path.write_text(json.dumps(data))  # NaN and Infinity as Python writes them
+        machine = FakeMachine(BF16_WINS)
+        assert _plan(machine).precision == "bf16" and machine.timed == [damaged], bad
     data = json.loads(store.path.read_text())
-    damaged = next(iter(data["convs"]))
-    data["convs"][damaged] = {"onednn": "fast", "matmul": [0.1]}
+    steps = next(iter(data["steps"]))
+    data["steps"][steps]["load"] = [-1.0]
     store.path.write_text(json.dumps(data))
     machine = FakeMachine(BF16_WINS)
-    assert _plan(machine).precision == "bf16" and machine.timed == [damaged]
+    assert _plan(machine).how == "measured now" and machine.timed == [steps]
 
 
 def test_calibration_can_be_turned_off_and_is_off_for_compiled_runs(calibrating, monkeypatch):

@@ -222,6 +222,10 @@ def machine_key() -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class CalibrationStore:
     """The cached timings of one machine key: a JSON file under ``<cache>/calibration``."""
 
@@ -263,7 +267,8 @@ class CalibrationStore:
 
     def timings(self, section: str, key: str, names: Sequence[str]) -> dict[str, list] | None:
         """The cached timings of ``names`` under ``key``, or None when any is missing or
-        is not a list of numbers (an entry from an edited or damaged file is measured again)."""
+        is not a list of positive numbers (load averages: of numbers from 0); an entry from
+        an edited or damaged file is measured again."""
         entry = self.get(section, key)
         if not isinstance(entry, dict):
             return None
@@ -271,7 +276,8 @@ class CalibrationStore:
             values = entry.get(name)
             if not (isinstance(values, list) and values):
                 return None
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            least = 0.0 if name == "load" else math.ulp(0.0)
+            if not all(_number(v) and least <= v < math.inf for v in values):
                 return None
         return entry
 
