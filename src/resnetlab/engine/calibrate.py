@@ -674,8 +674,10 @@ def _calibrate_threads(
 
 def _threads_free() -> bool:
     """Whether the calibration may train on fewer threads than PyTorch's count: not where
-    ``OMP_NUM_THREADS`` sets it."""
-    return "OMP_NUM_THREADS" not in os.environ
+    ``OMP_NUM_THREADS`` sets it (a positive number, or a list of them, one per nesting
+    level; OpenMP ignores any other value, with a message of its own, and so does this)."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return not (first.isdigit() and int(first) > 0)
 
 
 @contextlib.contextmanager
