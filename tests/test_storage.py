@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from resnetlab.storage import WriteError, atomic_write, atomic_write_text
+from resnetlab.cli import main
+from resnetlab.storage import WriteError, atomic_write, atomic_write_text, os_error_line
 
 
 def test_a_write_replaces_the_file_whole(tmp_path):
@@ -39,3 +40,21 @@ def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):
     with pytest.raises(WriteError, match="that is a folder; give a file name"):
         atomic_write_text(tmp_path / "d", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_an_os_error_on_a_named_file_is_one_line():
+    assert os_error_line(OSError(errno.EROFS, "Read-only file system", "/ro/x")) == (
+        "/ro/x: Read-only file system; choose a folder you can write to"
+    )
+    assert os_error_line(FileNotFoundError(errno.ENOENT, "No such file", "a.txt")) == (
+        "a.txt: No such file; check the path"
+    )
+    assert os_error_line(OSError(errno.EIO, "I/O error")) is None  # no file named: a bug
+
+
+def test_the_cli_names_a_path_it_cannot_use_in_one_line(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file where the run folder would go")
+    code = main(["experiment", "degradation", "--data", "digits", "--out", str(tmp_path / "taken")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert str(tmp_path / "taken") in err and "Traceback" not in err

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import ResnetlabError, RunInterrupted
+from .storage import os_error_line
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -1210,3 +1211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what is still buffered goes nowhere instead of failing again at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:  # a path given that cannot be used, which no command named itself
+        if (line := os_error_line(e)) is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2

@@ -32,6 +32,21 @@ def temp_path(path: Path) -> Path:
 def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
     """A one-line error for ``error`` raised while writing ``path``."""
     reason = error.strerror or str(error) or type(error).__name__
+    return WriteError(f"cannot write {path}: {reason}; {_write_fix(error)}")
+
+
+def os_error_line(error: OSError) -> str | None:
+    """One line for an ``OSError`` on a named file that no command turned into its own
+    message (a path the user gave that cannot be used), or None when it names no file."""
+    if error.filename is None:
+        return None
+    reason = error.strerror or type(error).__name__
+    if error.errno == errno.ENOENT:
+        return f"{error.filename}: {reason}; check the path"
+    return f"{error.filename}: {reason}; {_write_fix(error)}"
+
+
+def _write_fix(error: OSError) -> str:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = "free some space on that disk or choose another folder"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -44,7 +59,7 @@ def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
         fix = "a file stands where a folder is needed; choose another path"
     else:
         fix = "check the disk and the folder"
-    return WriteError(f"cannot write {path}: {reason}; {fix}")
+    return fix
 
 
 def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None]) -> None:

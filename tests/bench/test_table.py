@@ -1,3 +1,4 @@
+import errno
 import json
 
 import pytest
@@ -104,7 +105,7 @@ def test_terminal_lines_name_both_sides():
     )
 
 
-def test_the_table_command_renders_recorded_results(tmp_path, capsys):
+def test_the_table_command_renders_recorded_results(tmp_path, capsys, monkeypatch):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(TRAIN) + "\n")
     assert main(["bench", "table", str(path)]) == 0
@@ -117,9 +118,35 @@ def test_the_table_command_renders_recorded_results(tmp_path, capsys):
     readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n\nrest\n")
     update_readme(readme, table)
     assert readme.read_text() == f"# x\n\n{BEGIN}\n{table}{END}\n\nrest\n"
+    # A README that cannot be written is named in one line and left whole.
+    before = readme.read_text()
+    monkeypatch.setattr(
+        "resnetlab.bench.table.atomic_write", _fails(OSError(errno.ENOSPC, "No space left"))
+    )
+    with pytest.raises(resnetlab.ResnetlabError, match=r"cannot write .*README\.md: No space"):
+        update_readme(readme, table)
+    assert readme.read_text() == before
+    monkeypatch.undo()
     readme.write_text("no markers\n")
     with pytest.raises(resnetlab.ResnetlabError, match="no <!-- bench-table --> "):
         update_readme(readme, table)
+
+
+def _fails(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+def test_a_record_that_cannot_be_saved_is_one_line_and_was_printed(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    args = ["bench", "infer", "--model", "resnet8", "--steps", "1", "--warmup", "0"]
+    code = main([*args, "--repeats", "1", "--results", str(tmp_path / "file")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "img/s" in out  # the measurement is not lost
+    assert err.strip().splitlines()[-1].startswith("error: cannot write ")
+    assert err.strip().endswith("or add --no-save (the record is printed above)")
 
 
 def test_a_rerun_replaces_its_row():

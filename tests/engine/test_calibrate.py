@@ -407,8 +407,10 @@ def test_fewer_threads_are_chosen_where_the_step_is_faster_on_them(
 
 @pytest.mark.parametrize(
     ("value", "kept"),
-    [("4", True), ("4,2", True), (" 3 ", True), ("", False), ("0", False), ("-2", False)]
-    + [("abc", False), ("2.5", False)],
+    [
+        *[("4", True), ("4,2", True), (" 3 ", True)],
+        *[("", False), ("0", False), ("-2", False), ("abc", False), ("2.5", False)],
+    ],
 )
 def test_a_thread_count_set_by_omp_num_threads_is_kept(value, kept, monkeypatch, tmp_path):
     monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))

@@ -32,6 +32,7 @@ from ..data.cache import cache_root
 from ..data.decode import available_cpus
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
+from ..storage import write_error
 
 REPOSITORY_RESULTS = Path("benchmarks") / "results"
 
@@ -155,9 +156,13 @@ def results_path(machine: str, results: str | os.PathLike | None = None) -> Path
 def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Append ``record`` as one JSON line to ``path`` (created with its folder if needed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record, sort_keys=False) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(json.dumps(record, sort_keys=False) + "\n")
+    except OSError as e:
+        error = write_error(path, e)
+        raise type(error)(f"{error}; or add --no-save (the record is printed above)") from None
     return path
 
 

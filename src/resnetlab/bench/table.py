@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ResnetlabError
+from ..storage import atomic_write, write_error
 
 BEGIN, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
@@ -300,4 +301,7 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
         raise ResnetlabError(f"{path} has no {BEGIN} ... {END} markers to put the table between")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
+    try:  # through a temporary file: a full disk leaves the old README, never a torn one
+        atomic_write(path, f"{head}{BEGIN}\n{table}{END}{tail}".encode())
+    except OSError as e:
+        raise write_error(path, e) from None

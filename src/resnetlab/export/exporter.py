@@ -100,7 +100,7 @@ class Check:
     images: str  # which images, in words
     batches: list[int]  # the batch sizes it ran at
     max_difference: float
-    tolerance: float | None  # None: int8, judged by accuracy instead
+    tolerance: float | None  # the largest difference allowed; None: int8, judged by accuracy
     agreement: int  # images whose top-1 class matched
     count: int
 
@@ -247,11 +247,12 @@ def export_model(
     images, described = check_images(meta, data)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
-    try:
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    try:  # a folder that cannot take the file is found before the export's work
         out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()
     except OSError as e:
         raise write_error(out, e) from None
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     int8_accuracy = None
     try:
         opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
@@ -266,8 +267,11 @@ def export_model(
             int8_accuracy = _int8_accuracy(model, tmp, data)
             _judge_int8(int8_accuracy)
         os.replace(tmp, out)
+    except OSError as e:  # a file the writer or the check could not write or read back
+        raise write_error(out, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this
+            tmp.unlink(missing_ok=True)
     return ExportReport(
         source=str(model_file),
         path=str(out),
@@ -481,15 +485,14 @@ def _check(
         difference = float(np.max([difference, alone]))  # a NaN stays a NaN
         batches.insert(0, 1)
     agreement = int((outputs.argmax(1) == reference.argmax(1)).sum())
-    tolerance = TOLERANCE.get(precision)
-    check = Check(runtime, described, batches, difference, tolerance, agreement, len(images))
-    if tolerance is not None:
-        allowed = tolerance * max(1.0, float(np.abs(reference).max()))
-        if not difference <= allowed:  # NaN fails too
-            raise ResnetlabError(
-                f"the exported {fmt} file's logits differ from the PyTorch model's by up to "
-                f"{difference:.2e} on {described} (allowed {allowed:.1e}); nothing written"
-            )
+    fraction = TOLERANCE.get(precision)
+    allowed = None if fraction is None else fraction * max(1.0, float(np.abs(reference).max()))
+    check = Check(runtime, described, batches, difference, allowed, agreement, len(images))
+    if allowed is not None and not difference <= allowed:  # NaN fails too
+        raise ResnetlabError(
+            f"the exported {fmt} file's logits differ from the PyTorch model's by up to "
+            f"{difference:.2e} on {described} (allowed {allowed:.1e}); nothing written"
+        )
     return check
 
 
