@@ -4,6 +4,7 @@ import pytest
 
 from resnetlab.bench.table import as_record
 from resnetlab.cli import main
+from resnetlab.errors import ResnetlabError
 
 
 def test_bench_infer_records_latency_and_throughput(tmp_path, capsys):
@@ -55,7 +56,7 @@ def test_bench_infer_onnxruntime_compares_with_our_fp32_cpu_path_only(capsys):
     assert err.startswith("error: --runtime onnxruntime runs against our PyTorch path in fp32")
 
 
-def test_a_model_file_is_benched_as_its_architecture_classes_and_size(tmp_path):
+def test_a_model_file_is_benched_as_its_architecture_classes_and_size(tmp_path, monkeypatch):
     from resnetlab.bench.sides import bench_spec
     from resnetlab.models import create_model, save_model
 
@@ -70,3 +71,11 @@ def test_a_model_file_is_benched_as_its_architecture_classes_and_size(tmp_path):
     assert built.state_dict().keys() == model.state_dict().keys()  # projection shortcuts too
     spec = bench_spec(str(path), training=True, input_size=24, num_classes=None, **common)
     assert spec.input_size == 24 and spec.config.model_kwargs == {"shortcut": "B"}
+    # A run folder is named as one, with its model files; a registered name stays a name
+    # even where a folder of that name is at hand.
+    with pytest.raises(ResnetlabError, match=r"is a folder, not a model file; a run folder"):
+        bench_spec(str(tmp_path), training=False, input_size=None, num_classes=None, **common)
+    (tmp_path / "resnet8").mkdir()
+    monkeypatch.chdir(tmp_path)
+    spec = bench_spec("resnet8", training=False, input_size=None, num_classes=None, **common)
+    assert (spec.model, spec.num_classes) == ("resnet8", 10)

@@ -60,6 +60,10 @@ def test_bad_values_are_clear_errors(tmp_path):
         TrainConfig.load(bad)
     with pytest.raises(ResnetlabError, match="config file not found"):
         TrainConfig.load(tmp_path / "missing.json")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    with pytest.raises(ResnetlabError, match=r"run is a folder; --config takes a file: give .*"):
+        TrainConfig.load(tmp_path / "run")
     # No held-out share at all: how to train on every image is the fix to name.
     with pytest.raises(ResnetlabError, match=r"got 0.0; .* train on all .* --val-data"):
         resolve_config(val_split=0.0)

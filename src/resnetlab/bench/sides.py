@@ -39,7 +39,7 @@ from ..engine.step import (
     resolve_precision,
 )
 from ..errors import ResnetlabError
-from ..models import create_model, model_info
+from ..models import create_model, list_models, model_info
 from .reference import PlainLoop, peer_model
 
 PEERS = ("torchvision",)
@@ -77,7 +77,7 @@ class BenchSpec:
 def model_of(model: str) -> tuple[str, int | None, int | None, dict[str, Any]]:
     """A registered name, or a model file's architecture: (name, input size, classes,
     options), the sizes None for a name (its own defaults apply)."""
-    if not (model.endswith(".safetensors") or os.path.isfile(model)):
+    if model in list_models() or not (model.endswith(".safetensors") or os.path.exists(model)):
         return model, None, None, {}
     from ..models import read_model_meta
 

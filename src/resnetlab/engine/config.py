@@ -426,6 +426,10 @@ class TrainConfig:
     def load(cls, path: str | Path) -> dict[str, Any]:
         """The values stored in a ``config.json`` (checked, not yet resolved)."""
         path = Path(path)
+        if path.is_dir():
+            inside = path / "config.json"
+            hint = f"give {inside}" if inside.is_file() else "give a run's config.json"
+            raise ResnetlabError(f"{path} is a folder; --config takes a file: {hint}")
         if not path.is_file():
             raise ResnetlabError(f"config file not found: {path}")
         try:
