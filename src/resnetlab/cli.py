@@ -88,8 +88,12 @@ def _close_models(pattern: str) -> str:
 
 def add_summary(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a registered model name (see `resnetlab models`) or a model file")
-    p.add_argument("--input-size", type=int, help="image side in pixels (default: the model's)")
-    p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
+    p.add_argument(
+        "--input-size", type=_input_size, help="image side in pixels (default: the model's)"
+    )
+    p.add_argument(
+        "--num-classes", type=_class_count, help="classifier size (default: the model's)"
+    )
     p.add_argument(
         "--keras",
         action="store_true",
@@ -106,9 +110,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from .analysis import keras_summary, print_summary, summarize
     from .models import create_model, load_model, model_info
 
-    for flag, value in (("--input-size", args.input_size), ("--num-classes", args.num_classes)):
-        if value is not None and value < 1:
-            raise ResnetlabError(f"{flag} must be positive, got {value}")
     if Path(args.model).is_file():
         if args.num_classes is not None:
             raise ResnetlabError("--num-classes is for model names; a model file has its own")
@@ -140,7 +141,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
         "--input-size",
         "--image-size",  # the earlier name
         dest="input_size",
-        type=int,
+        type=_input_size,
         help="resize images to N x N, as training would",
     )
     q.add_argument(
@@ -213,8 +214,12 @@ def add_convert(p: argparse.ArgumentParser) -> None:
     )
     k.add_argument("src", help="Keras file: model.save('x.h5'), save_weights(...) or .keras")
     k.add_argument("dst", help="the .safetensors model file to write")
-    k.add_argument("--input-size", type=int, help="input side in pixels (default: the file's)")
-    k.add_argument("--num-classes", type=int, help="number of classes, checked against the file")
+    k.add_argument(
+        "--input-size", type=_input_size, help="input side in pixels (default: the file's)"
+    )
+    k.add_argument(
+        "--num-classes", type=_class_count, help="number of classes, checked against the file"
+    )
     k.add_argument("--classes", help='class names in output order, e.g. "0,1,2,3,4,5"')
     k.set_defaults(func=cmd_convert)
 
@@ -744,8 +749,10 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         help="the batch `train` will use, e.g. the one its `recipe auto:` line prints "
         "(default: 128, the modern recipe's)",
     )
-    c.add_argument("--input-size", type=int, help="image side (default: the model's)")
-    c.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+    c.add_argument("--input-size", type=_input_size, help="image side (default: the model's)")
+    c.add_argument(
+        "--num-classes", type=_class_count, help="classifier outputs (default: the model's)"
+    )
     c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
     c.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, help="time only this layout"
@@ -770,8 +777,10 @@ def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warm
         required=True,
         help="a registered model name, or a model file (its architecture, classes and size)",
     )
-    q.add_argument("--input-size", type=int, help="image side (default: the model's)")
-    q.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
+    q.add_argument("--input-size", type=_input_size, help="image side (default: the model's)")
+    q.add_argument(
+        "--num-classes", type=_class_count, help="classifier outputs (default: the model's)"
+    )
     q.add_argument(
         "--precision",
         choices=choices["precision"],
@@ -833,7 +842,7 @@ def _add_bench_data(kinds: argparse._SubParsersAction) -> argparse.ArgumentParse
     d.add_argument("--data", default="digits", help="a data spec as for train (digits)")
     d.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
     d.add_argument("--model", default="resnet20", help="model trained for the share (resnet20)")
-    d.add_argument("--input-size", type=int, help="resize when decoding (default: keep)")
+    d.add_argument("--input-size", type=_input_size, help="resize when decoding (default: keep)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     d.add_argument("--steps", type=int, default=20, help="training steps for the share (20)")
     d.add_argument("--workers", type=int, help="DataLoader workers (default: cores, max 8)")
@@ -856,7 +865,7 @@ def _add_bench_time_to_accuracy(
     a.add_argument("--batch-size", type=int, help="default 512")
     a.add_argument("--lr", type=float, help="default 0.4")
     a.add_argument("--recipe", choices=choices["recipe"], help="default modern")
-    a.add_argument("--input-size", type=int, help="default: the model's")
+    a.add_argument("--input-size", type=_input_size, help="default: the model's")
     a.add_argument("--precision", choices=choices["precision"])
     a.add_argument("--compile", action="store_true", help="torch.compile the model")
     a.add_argument(
@@ -1106,6 +1115,32 @@ def _spelling(choice: str) -> str:
     (``GradCAM++``, ``gradcam-pp``, ``gradcam_plusplus`` all name ``gradcam++``)."""
     text = choice.lower().replace("plus", "p").replace("+", "p")
     return "".join(ch for ch in text if ch.isalnum())
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _input_size(text: str) -> int:
+    """An ``--input-size``: a side the models can take (what model files may record)."""
+    from .models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+
+    size = _whole_number(text)
+    if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"must be from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE:,} pixels, got {size}"
+        )
+    return size
+
+
+def _class_count(text: str) -> int:
+    count = _whole_number(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
 
 
 class _Parser(argparse.ArgumentParser):
