@@ -82,6 +82,18 @@ def test_bad_files_are_clear_errors(tmp_path):
         resnetlab.load_model(bare)
 
 
+def test_a_file_cut_short_says_so_and_how_far(tmp_path):
+    whole = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), whole)
+    data = whole.read_bytes()
+    header = 8 + int.from_bytes(data[:8], "little")
+    cut = tmp_path / "cut.safetensors"
+    for keep, of in [(header + 100, f"of {len(data):,} bytes"), (50, f"of at least {header:,}")]:
+        cut.write_bytes(data[:keep])  # in the tensors, then in the header
+        with pytest.raises(ResnetlabError, match=rf"is cut short \({keep:,} {of}.*copy it again"):
+            resnetlab.load_model(cut)
+
+
 def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
     path = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet20"), path)

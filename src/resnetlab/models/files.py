@@ -256,6 +256,26 @@ def save_model(
     return meta
 
 
+def _safetensors_size(path: Path) -> tuple[int, bool]:
+    """The size in bytes that a safetensors file's header says the file has (8 bytes of
+    header length, the JSON header, the tensors' bytes) and whether that is all of it: when
+    the file ends inside its header, only the header's size is known. (0, False) when the
+    file does not start as a safetensors file."""
+    try:
+        with path.open("rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            text = f.read(min(length, 100_000_000))
+        if not text.startswith(b'{"'):
+            return 0, False
+        if len(text) < length:
+            return 8 + length, False
+        header = json.loads(text)
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        return 8 + length + max(ends, default=0), True
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return 0, False
+
+
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The metadata of a model file, without reading its weights."""
     path = Path(path)
@@ -288,6 +308,13 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             raise ResnetlabError(
                 f"{path} is {kind}, not a model file; {run_files} (predict, eval and serve "
                 "also run .onnx exports)"
+            ) from None
+        size, (needed, known) = path.stat().st_size, _safetensors_size(path)
+        if needed > size:
+            of = f"{needed:,}" if known else f"at least {needed:,}"
+            raise ResnetlabError(
+                f"{path} is cut short ({size:,} of {of} bytes), as a copy or download that "
+                "stopped leaves it; copy it again"
             ) from None
         hint = f"; {run_files} (checkpoint.pt is for --resume)" if path.suffix == ".pt" else ""
         raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
