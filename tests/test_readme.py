@@ -1,9 +1,12 @@
 import re
 
+import numpy as np
+import pytest
 import torch
 
 import resnetlab
 from resnetlab.analysis import count_parameters
+from resnetlab.data.decode import read_image
 
 from .conftest import PROJECT_ROOT
 
@@ -24,3 +27,40 @@ def test_readme_model_table_matches_the_registry():
         )
         with torch.device("meta"):  # shapes only
             assert count_parameters(resnetlab.create_model(name))[0] == params
+
+
+def _client_decoding() -> str:
+    """The README's ONNX client code, from opening the photo to the resize."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    block = text[text.index("**A client**") :]
+    block = block[block.index("```python") : block.index("\n```\n", block.index("```python"))]
+    start = block.index('image = Image.open("photo.jpg")')
+    return block[start : block.index("\n\n", start)]
+
+
+@pytest.mark.parametrize("resize", ["crop", "squash"])
+def test_readme_client_decodes_as_predict_does(resize, tmp_path):
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i, (w, h) in enumerate([(640, 480), (480, 640), (1200, 900), (333, 517), (100, 30)]):
+        path = tmp_path / f"{i}.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = 6 if i % 2 else 1  # every other one turned a quarter by its EXIF tag
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+            path, exif=exif.tobytes()
+        )
+        files.append(path)
+    for mode in ("RGBA", "LA"):
+        path = tmp_path / f"{mode}.png"
+        bands = rng.integers(0, 255, (200, 300, len(mode)), dtype=np.uint8)
+        Image.fromarray(bands, mode).save(path)
+        files.append(path)
+    code = _client_decoding()
+    for path in files:
+        for size in (32, 64, 224):
+            scope = {"Image": Image, "ImageOps": ImageOps, "size": size, "crop": resize == "crop"}
+            exec(code.replace('"photo.jpg"', repr(str(path))), scope)
+            expected = read_image(path, size, resize)
+            assert np.array_equal(np.asarray(scope["image"]), expected), (path.name, size)
