@@ -359,6 +359,7 @@ def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_p
     (root / "b" / "deeper").mkdir()
     (root / "b" / "deeper" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
     (root / "b" / ".DS_Store").write_bytes(b"\x00")  # hidden: not worth a word
+    (root / "a" / "Thumbs.db").write_bytes(b"\x00")  # nor Windows's thumbnail cache
     notes = load_dataset(str(root)).train.notes
     assert (
         "2 files that are not images ignored (notes.txt, IMG_0001.HEIC); HEIC photos need "
@@ -370,3 +371,16 @@ def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_p
         "1 file that is not an image ignored (IMG_0001.HEIC); HEIC photos need converting to "
         "JPEG or PNG first"
     ]
+
+
+def test_a_class_folder_inside_another_is_named(tmp_path):
+    root = write_tree(
+        tmp_path / "t", {"Squares": [noise(i) for i in range(3)], "Circles": [noise(5)]}
+    )
+    write_tree(root / "Squares", {"circles": [noise(6), noise(7)], "more": [noise(8)]})
+    split = load_dataset(str(root)).train
+    assert split.class_counts() == [1, 6]  # counted as the outer class, as before
+    assert (
+        "images in a class folder's sub-folder named as another class count as the outer "
+        "class: Squares/circles/ (2); move them if they belong to the inner one"
+    ) in split.notes

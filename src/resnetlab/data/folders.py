@@ -100,6 +100,11 @@ def _visible_dirs(folder: Path) -> list[Path]:
     )
 
 
+# Files an operating system leaves in image folders (thumbnail caches, folder settings):
+# left out silently, as hidden files are.
+SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
+
+
 def _images_under(
     folder: Path, depth: int = 0, others: list[str] | None = None
 ) -> tuple[list[str], list[str]]:
@@ -113,7 +118,7 @@ def _images_under(
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
-        if e.name.startswith(".") or e.name == "__MACOSX":
+        if e.name.startswith(".") or e.name == "__MACOSX" or e.name.lower() in SYSTEM_FILES:
             continue
         if e.is_dir():
             sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others)
@@ -247,11 +252,31 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths += files
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
-    notes = []
+    notes = _misfiled_note(class_dirs, stamps)
     if loose:
         notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _misfiled_note(class_dirs: list[Path], stamps: list[str]) -> list[str]:
+    """A note on a class folder's sub-folder named as another class (``cats/dogs/``): its
+    images are counted as the outer class, which is seldom what was meant."""
+    classes = {d.name.casefold(): d.name for d in class_dirs}
+    nested = Counter(
+        tuple(stamp.split("/")[:2]) for stamp in stamps if stamp.count("/") >= 2
+    )  # (class, sub-folder) of each image below a sub-folder
+    found = [
+        f"{outer}/{inner}/ ({n:,})"
+        for (outer, inner), n in sorted(nested.items())
+        if inner.casefold() in classes and inner.casefold() != outer.casefold()
+    ]
+    if not found:
+        return []
+    return [
+        f"images in a class folder's sub-folder named as another class count as the outer "
+        f"class: {', '.join(found)}; move them if they belong to the inner one"
+    ]
 
 
 def readable(name: str) -> str:
