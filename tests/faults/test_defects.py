@@ -244,11 +244,19 @@ def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
     [
         (["--batch-size", "0"], "batch size must be at least 1"),
         (["--png", "/proc/nope/x.png"], "the folder /proc/nope does not exist"),
+        (["--png", "cm.txt"], "--png cm.txt: cannot write a figure as .txt (a file name"),
     ],
 )
 def test_bad_eval_options_are_one_line_errors(digits_model, capsys, flags, says):
     code, err = cli(capsys, "eval", digits_model, "--data", "digits", *flags)
     assert_one_line_error(code, err, says)
+
+
+def test_a_contact_sheet_of_an_unknown_format_is_refused_before_decoding(tmp_path, capsys):
+    sheet = tmp_path / "sheet.txt"
+    code, err = cli(capsys, "data", "inspect", "digits", "--out", sheet)
+    assert_one_line_error(code, err, f"--out {sheet}: cannot write a figure as .txt")
+    assert not sheet.exists()
 
 
 def test_eval_png_naming_a_folder_writes_nothing_beside_it(digits_model, tmp_path, capsys):
