@@ -296,6 +296,19 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
     assert _plan(machine).how == "measured now" and machine.timed == [steps]
 
 
+def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, recwarn):
+    store = CalibrationStore()
+    store.path.mkdir(parents=True)  # a folder where the file goes
+    plan = _plan(FakeMachine(BF16_WINS))
+    assert plan.precision == "bf16"  # measured and used all the same
+    _plan(FakeMachine(BF16_WINS))
+    said = [str(w.message) for w in recwarn if issubclass(w.category, CacheWarning)]
+    assert len(said) == 2, said  # it cannot be read, and it cannot be saved: once each
+    assert said[0].startswith("ignoring the unreadable CPU calibration")
+    assert said[1].endswith("set RESNETLAB_CACHE to a folder you can write to")
+    assert [p.name for p in store.path.parent.iterdir()] == [store.path.name]  # no .tmp
+
+
 def test_calibration_can_be_turned_off_and_is_off_for_compiled_runs(calibrating, monkeypatch):
     machine = FakeMachine(BF16_WINS)
     compiled = TrainConfig(model="resnet8", batch_size=8, compile=True)

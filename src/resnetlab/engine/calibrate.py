@@ -251,7 +251,8 @@ class CalibrationStore:
         except FileNotFoundError:
             return empty
         except (OSError, ValueError) as e:
-            if warn:
+            if warn and ("read", self.path) not in _WARNED:  # once a process
+                _WARNED.add(("read", self.path))
                 reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
                 warnings.warn(
                     f"ignoring the unreadable CPU calibration {self.path} ({reason}); "
@@ -293,15 +294,29 @@ class CalibrationStore:
         for section in self.SECTIONS:
             merged[section].update(self.data[section])
         merged["key"] = self.key
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(merged, indent=1) + "\n")
             os.replace(tmp, self.path)
         except OSError as e:
-            message = f"could not save the CPU calibration to {self.path}: {e}"
-            warnings.warn(message, CacheWarning, stacklevel=2)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if ("save", self.path) not in _WARNED:  # once a process, not once a section
+                _WARNED.add(("save", self.path))
+                warnings.warn(
+                    f"could not save the CPU calibration to {self.path} ({e.strerror or e}); "
+                    "it is measured again by the next run; set RESNETLAB_CACHE to a folder "
+                    "you can write to",
+                    CacheWarning,
+                    stacklevel=2,
+                )
         self.changed = False
+
+
+# Calibration files this process could not read or save: ("read" | "save", path), warned
+# about once.
+_WARNED: set[tuple[str, Path]] = set()
 
 
 def cpu_matmul_tflops(
