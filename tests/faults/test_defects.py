@@ -223,6 +223,8 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         (["--lr", "inf"], "lr must be a finite number"),
         (["--weight-decay", "nan"], "weight decay must be a finite number"),
         (["--model-option", "num_classes=5"], "drop --model-option num_classes"),
+        (["--crop-padding", "8"], "--crop-padding 8 is not smaller than the 8-pixel images"),
+        (["--cutout", "8"], "--cutout 8 covers the whole 8-pixel image"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):

@@ -629,6 +629,22 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
     ]
 
 
+def augmentation_problem(c: TrainConfig, input_size: int) -> str | None:
+    """What is wrong with the augmentation at the run's input size, or None: padding or a
+    cutout as large as the image leaves crops, or whole images, with nothing of it."""
+    if c.crop_padding is not None and c.crop_padding >= input_size:
+        return (
+            f"--crop-padding {c.crop_padding} is not smaller than the {input_size}-pixel "
+            f"images: a crop could hold no image at all; use about an eighth ({input_size // 8})"
+        )
+    if c.cutout >= input_size:
+        return (
+            f"--cutout {c.cutout} covers the whole {input_size}-pixel image; use less than "
+            f"{input_size} (a quarter to a half of it is usual)"
+        )
+    return None
+
+
 def _check_keys(values: dict[str, Any], what: str) -> None:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)

@@ -46,6 +46,7 @@ from .calibrate import busy_note, cpu_threads, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import (
     TrainConfig,
+    augmentation_problem,
     resolve_config,
     stored_paths,
     warn_of_a_rate_for_another_optimizer,
@@ -182,6 +183,8 @@ class Trainer:
             self.config = c = dataclasses.replace(c, input_size=weights.input_size)
         self.input_size = c.input_size or model_info(c.model).input_size
         self._load_data()  # also fills in what the auto recipe chose from the data
+        if problem := augmentation_problem(self.config, self.input_size):
+            raise ResnetlabError(problem)
         self._build_model(weights)
         self._plan_schedule()
         self._set_position(run_dir, resume)
