@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -920,6 +921,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         done = fn(**options)
         print(json.dumps(done.to_record(), indent=2) if args.json else "\n".join(done.lines()))
         return 0
+    if getattr(args, "machine", None) and not re.fullmatch(r"[\w.+-]+", args.machine):
+        raise ResnetlabError(
+            f"--machine {args.machine!r}: letters, digits, '.', '-' and '_' only (it names "
+            "the results file)"
+        )
     shown = dict(options)  # the command that reruns it, with every default spelled out
     if getattr(args, "train_option", None):
         shown["train_option"] = args.train_option

@@ -30,6 +30,8 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     args = ["bench", "tta", "--data", "digits", "--train-option", "colour=red", "--no-save"]
     assert main(args) == 2
     assert "unknown training option: colour" in capsys.readouterr().err
+    assert main(["bench", "tta", "--data", "digits", "--timeout", "0", "--no-save"]) == 2
+    assert "--timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
     # Found by the training process.
     missing = str(tmp_path / "missing")
     assert main(["bench", "tta", "--data", missing, "--epochs", "1", "--no-save"]) == 2

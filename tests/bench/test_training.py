@@ -110,6 +110,13 @@ def test_bench_train_mistakes_are_one_line_errors(capsys, torch_2_5):
     assert "at least 1" in capsys.readouterr().err
     assert main(["bench", "train", "--model", "resnet5", "--no-save"]) == 2
     assert "unknown model 'resnet5'" in capsys.readouterr().err
+    assert main(["bench", "train", "--model", "resnet20", "--warmup", "-1", "--no-save"]) == 2
+    assert capsys.readouterr().err == "error: --warmup must be at least 0, got -1\n"
+    assert main(["bench", "train", "--model", "resnet20", "--machine", "a/b"]) == 2
+    assert "--machine 'a/b': letters, digits" in capsys.readouterr().err
+    args = ["bench", "data", "--data", "digits", "--workers", "-1", "--no-save"]
+    assert main(args) == 2
+    assert "--workers must be at least 0" in capsys.readouterr().err
     with pytest.raises(resnetlab.ResnetlabError, match="needs a CUDA device"):
         bench_train("resnet20", cuda_graphs=True, device="cpu", steps=1, repeats=1)
 

@@ -19,7 +19,7 @@ from resnetlab.engine.calibrate import (
 )
 from resnetlab.engine.cpu import MatmulConv2d
 from resnetlab.engine.step import build_training
-from resnetlab.errors import CacheWarning
+from resnetlab.errors import CacheWarning, SettingWarning
 
 from ..fake_cpu import FakeMachine, fake_cpu
 
@@ -315,7 +315,11 @@ def test_calibration_can_be_turned_off_and_is_off_for_compiled_runs(calibrating,
     plan = plan_cpu(compiled, num_classes=10, input_size=8, measure=machine)
     assert (plan.precision, plan.channels_last, plan.matmul_convs) == ("fp32", True, frozenset())
     assert "--compile" in plan.how
+    monkeypatch.setenv("RESNETLAB_CALIBRATE", "disable")  # neither off nor on: said, and on
+    with pytest.warns(SettingWarning, match="RESNETLAB_CALIBRATE='disable' is neither off nor on"):
+        assert _plan(machine).how == "measured now"
     monkeypatch.setenv("RESNETLAB_CALIBRATE", "off")
+    machine = FakeMachine(BF16_WINS)
     plan = _plan(machine)
     assert plan.how == "not calibrated: RESNETLAB_CALIBRATE=off" and machine.timed == []
     assert (

@@ -69,6 +69,10 @@ def bench_data(
     """
     if min(batch_size, steps) < 1:
         raise ResnetlabError("--batch-size and --steps must be at least 1")
+    if workers is not None and workers < 0:
+        raise ResnetlabError(
+            f"--workers must be at least 0 (0: load in this process), got {workers}"
+        )
     use_threads(threads)
     workers = workers if workers is not None else min(available_cpus(), 8)
     device_ = resolve_device(device)

@@ -125,8 +125,10 @@ def bench_spec(
         threads: CPU threads for PyTorch (default: its own choice).
         train_options: ``cuda_graphs`` and ``optimizer`` of ``bench train``.
     """
-    if min(batch_size, steps, repeats) < 1 or warmup < 0:
+    if min(batch_size, steps, repeats) < 1:
         raise ResnetlabError("--batch-size, --steps and --repeats must be at least 1")
+    if warmup < 0:
+        raise ResnetlabError(f"--warmup must be at least 0, got {warmup}")
     if vs is not None and vs not in PEERS:
         raise ResnetlabError(f"unknown peer {vs!r}; choose {', '.join(PEERS)}")
     use_threads(threads)

@@ -85,6 +85,8 @@ def bench_time_to_accuracy(
     """
     if not 0 < target <= 1:
         raise ResnetlabError(f"--target must be in (0, 1], got {target}")
+    if timeout is not None and not timeout > 0:
+        raise ResnetlabError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     device_ = resolve_device(device)
     if cuda_graphs is None:
         cuda_graphs = device_.type == "cuda" and not compile

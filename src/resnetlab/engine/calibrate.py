@@ -67,7 +67,7 @@ from typing import Any
 import torch
 
 from ..data.decode import available_cpus
-from ..errors import CacheWarning
+from ..errors import CacheWarning, SettingWarning
 from .config import TrainConfig
 from .cpu import (
     ConvShape,
@@ -524,7 +524,7 @@ def plan_cpu(
     default = CpuPlan(candidates[0].precision, resolve_channels_last(config.channels_last, CPU))
     skip = (
         f"not calibrated: {ENV}=off"
-        if os.environ.get(ENV, "").lower() in ("off", "0", "no", "false")
+        if _calibration_off()
         else "not calibrated: --compile chooses its own kernels"
         if config.compile
         else None
@@ -685,6 +685,26 @@ def _calibrate_threads(
     timings = {name: cached[name] for name in names}
     best = counts[names.index(choose(timings, names[0], THREAD_MARGIN))]
     return (best if best != threads else None), timings, new
+
+
+def _calibration_off() -> bool:
+    """Whether ``RESNETLAB_CALIBRATE`` turns the calibration off; a value that neither turns
+    it off nor leaves it on is warned about (once), and leaves it on."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("off", "0", "no", "false"):
+        return True
+    if value not in ("", "on", "1", "yes", "true") and value not in _WARNED_VALUES:
+        _WARNED_VALUES.add(value)
+        warnings.warn(
+            f"{ENV}={os.environ[ENV]!r} is neither off nor on; calibrating (set it to off "
+            "to train with the defaults)",
+            SettingWarning,
+            stacklevel=3,
+        )
+    return False
+
+
+_WARNED_VALUES: set[str] = set()
 
 
 def _threads_free() -> bool:
