@@ -217,6 +217,23 @@ def test_the_progress_bar_moves_on_a_clock_not_on_log_every(tmp_path):
     log.close()
 
 
+def test_the_epoch_line_says_how_long_the_run_has_left(tmp_path, capsys):
+    now = [0.0]
+    log = RunLog(tmp_path, epochs=77, clock=lambda: now[0])
+    row = dict(train_loss=1.0, train_acc=0.5, lr=0.1, images_per_s=18.0, step=1, batch=1)
+    lines = []
+    for epoch, seconds in [(1, 12.0), (2, 12.0), (76, 12.0 * 74), (77, 12.0)]:
+        log.epoch_begin(epoch - 1, steps=13, done=0)
+        now[0] += seconds
+        log.epoch_end({**row, "epoch": epoch})
+        lines.append(capsys.readouterr().err.strip())
+    assert lines[0].endswith("18 img/s  about 15 min left")  # 76 epochs of 12 s
+    assert lines[1].endswith("about 15 min left")
+    assert lines[2].endswith("18 img/s")  # under a minute: the bar's own estimate is enough
+    assert lines[3].endswith("18 img/s")
+    log.close()
+
+
 @pytest.mark.slow
 def test_the_seed_model_on_signs_is_not_at_chance_after_two_epochs(shared_data, tmp_path):
     # Keras's BN momentum (0.99) leaves the running statistics near their initial values

@@ -169,6 +169,7 @@ class RunLog:
     ) -> None:
         self.run_dir = run_dir
         self.clock = clock
+        self.first_epoch: tuple[int, float] | None = None  # (epoch, clock) this process began
         self.last_tick = -math.inf
         self.epochs = epochs
         self.enabled = enabled
@@ -227,6 +228,8 @@ class RunLog:
             self.console.print(text, highlight=False)
 
     def epoch_begin(self, epoch: int, steps: int, done: int) -> None:
+        if self.first_epoch is None:  # the clock of the run's time left starts here
+            self.first_epoch = (epoch, self.clock())
         if not (self.enabled and self.interactive):
             return
         self._stop_bar()
@@ -285,6 +288,8 @@ class RunLog:
             if row.get("val_top5") is not None:
                 line += f" top-5 {row['val_top5']:.4f}"
         line += f"  lr {row['lr']:.3g}  {row['images_per_s']:,.0f} img/s"
+        if left := self._run_left(row["epoch"]):
+            line += f"  {left}"
         if note:
             line += f"  ({note})"
         self.console.print(line, highlight=False)
@@ -292,6 +297,19 @@ class RunLog:
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5"):
                 if row.get(key) is not None:
                     self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
+
+    def _run_left(self, epoch: int) -> str | None:
+        """``about 14 min left`` for the epochs still to come, at the pace of those this
+        process trained and validated; None under a minute (the bar shows the epoch's)."""
+        if self.first_epoch is None or epoch >= self.epochs:
+            return None
+        first, start = self.first_epoch
+        seconds = (self.clock() - start) / max(epoch - first, 1) * (self.epochs - epoch)
+        if seconds < 60:
+            return None
+        if seconds < 5400:
+            return f"about {round(seconds / 60)} min left"
+        return f"about {seconds / 3600:.1f} h left"
 
     def finish(
         self,
