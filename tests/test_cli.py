@@ -50,6 +50,13 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert lines[1] == "error: unrecognized arguments: --modle (did you mean --model?) resnet8"
 
 
+def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
+    err = _error(capsys, ["train", str(tmp_path), "--epochs", "1"])
+    assert err.splitlines()[1] == (
+        f"error: unrecognized arguments: {tmp_path} (did you mean --data {tmp_path}?)"
+    )
+
+
 def test_a_misspelt_flag_of_a_nested_command_names_that_command(capsys):
     err = _error(capsys, ["data", "inspect", "digits", "--no-shet"])
     assert "usage: resnetlab data inspect ..." in err

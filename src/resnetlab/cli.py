@@ -1174,6 +1174,13 @@ class _Parser(argparse.ArgumentParser):
         for item in extras:
             name = item.split("=", 1)[0]
             close = difflib.get_close_matches(name, flags, n=1) if name.startswith("-") else []
+            if (
+                not close
+                and "--data" in flags
+                and not name.startswith("-")
+                and (os.path.exists(item) or item in ("digits", "cifar10"))
+            ):  # `resnetlab train photos/`: the data is an option
+                close = [f"--data {item}"]
             parts.append(f"{item} (did you mean {close[0]}?)" if close else item)
         self.error(f"unrecognized arguments: {' '.join(parts)}")
 

@@ -106,6 +106,13 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     assert main(["predict", str(model_file), str(text)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {text} is not a readable image") and "\n" not in err
+    heic = tmp_path / "IMG_0001.HEIC"  # an iPhone's photo: a format to convert, not damage
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    assert main(["predict", str(model_file), str(heic)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"error: {heic}: HEIC photos cannot be read here; convert it to JPEG or PNG first\n"
+    )
     assert main(["predict", str(tmp_path / "missing.safetensors"), str(text)]) == 2
     assert "model file not found" in capsys.readouterr().err
 
