@@ -171,3 +171,25 @@ def test_predict_on_a_folder_names_the_files_it_cannot_read_as_images(model_file
     with pytest.warns(DataWarning, match=r"1 file that is not an image ignored \(IMG_0002\.HEIC\)"):
         (only,) = resnetlab.predict(model_file, tmp_path / "photos")
     assert only.source.endswith("red.png")
+
+
+def test_eval_matches_class_folders_that_differ_only_in_case(tmp_path):
+    model = tmp_path / "m.safetensors"
+    net = resnetlab.create_model("resnet8", num_classes=2)
+    resnetlab.save_model(net, model, class_names=["Circles", "Squares"], input_size=8)
+    for name in ("circles", "Squares"):  # typed by hand, or from another machine
+        (tmp_path / "test" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (i * 90, 0, 0)).save(tmp_path / "test" / name / f"{i}.png")
+    report = resnetlab.evaluate(model, str(tmp_path / "test"))
+    assert report.result.count == 4
+    assert "circles as Circles (case aside)" in report.notes[-1]
+
+
+def test_a_class_named_in_another_case_is_only_matched_when_that_is_unambiguous():
+    from resnetlab.engine.evaluate import _case_matches
+
+    assert _case_matches(["circles", "Squares"], ["Circles", "Squares"]) == {"circles": "Circles"}
+    assert _case_matches(["a"], ["A", "a"]) == {}  # the model has it as it is
+    assert _case_matches(["b"], ["B", "b2"]) == {"b": "B"}
+    assert _case_matches(["x", "X"], ["X"]) == {}  # X is there as it is: x is another class

@@ -168,6 +168,8 @@ def held_out_split(data: str, meta: ModelMeta):
     split = load_eval_split(data, image_size=meta.input_size, resize=meta.resize)
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
+        by_case = _case_matches(class_names, meta.class_names)
+        class_names = [by_case.get(name, name) for name in class_names]
         unknown = [name for name in class_names if name not in meta.class_names]
         if unknown:
             raise ResnetlabError(
@@ -184,6 +186,8 @@ def held_out_split(data: str, meta: ModelMeta):
             else f"scored on {len(class_names)} of the model's {len(meta.class_names)} classes "
             f"(no {_short([n for n in meta.class_names if n not in class_names])} images)"
         )
+        if by_case:
+            note += "; " + ", ".join(f"{a} as {b}" for a, b in by_case.items()) + " (case aside)"
         return replace(
             split,
             labels=to_model[split.labels],
@@ -195,6 +199,23 @@ def held_out_split(data: str, meta: ModelMeta):
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
         )
     return split
+
+
+def _case_matches(names: list[str], known: list[str]) -> dict[str, str]:
+    """``{name: model class}`` for the names the model does not have as they are but has in
+    one other case (a folder ``circles`` for the class ``Circles``), when that class is not
+    also named as it is."""
+    folded: dict[str, list[str]] = {}
+    for k in known:
+        folded.setdefault(k.casefold(), []).append(k)
+    out = {}
+    for name in names:
+        if name in known:
+            continue
+        match = folded.get(name.casefold(), [])
+        if len(match) == 1 and match[0] not in names:
+            out[name] = match[0]
+    return out
 
 
 def _short(names: list[str], limit: int = 6) -> str:
