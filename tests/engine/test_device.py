@@ -1,5 +1,7 @@
 """Device names: what a machine lacks is one clear line, whatever the machine has."""
 
+import re
+
 import pytest
 import torch
 
@@ -42,3 +44,27 @@ def test_predict_on_a_missing_device_is_one_line(no_accelerators, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: --device mps: Apple's MPS is not")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not a whole number; torchrun sets it"),
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT not set; start"),
+        (
+            {"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
+            "RANK=5 is not in 0..1 (WORLD_SIZE)",
+        ),
+    ],
+)
+def test_torchrun_variables_set_by_hand_are_one_line_errors(env, says, monkeypatch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ResnetlabError, match=re.escape(says)):
+        distributed.init_distributed("cpu")
+
+
+def test_one_process_is_one_process_whatever_world_size_says(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "")  # set empty, or 1: no process group
+    info, device = distributed.init_distributed("cpu")
+    assert not info.enabled and device.type == "cpu"

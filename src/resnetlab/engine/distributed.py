@@ -79,20 +79,40 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; return this process's place and device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
         return DistInfo(), resolve_device(device_name)
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise ResnetlabError(
+            f"WORLD_SIZE={world_size} but {', '.join(missing)} not set; start the processes "
+            "with torchrun (torchrun --nproc-per-node N -m resnetlab train ...), or unset "
+            "WORLD_SIZE to train in one process"
+        )
     info = DistInfo(
-        rank=int(os.environ["RANK"]),
+        rank=_env_int("RANK", 0),
         world_size=world_size,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_rank=_env_int("LOCAL_RANK", 0),
     )
+    if not 0 <= info.rank < world_size:
+        raise ResnetlabError(f"RANK={info.rank} is not in 0..{world_size - 1} (WORLD_SIZE)")
     device = resolve_device(device_name, info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return info, device
+
+
+def _env_int(name: str, default: int) -> int:
+    """A whole number from the environment (set by torchrun), or one line naming it."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ResnetlabError(f"{name}={text!r} is not a whole number; torchrun sets it") from None
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
