@@ -4,6 +4,8 @@ The CLI prints a ``ResnetlabError`` as one line, ``error: <message>``, and exits
 without a traceback. Messages name the thing that is wrong and, where there is one, the fix.
 """
 
+import os
+
 
 class ResnetlabError(Exception):
     """A user mistake or bad input, reported as one line."""
@@ -33,3 +35,11 @@ class SettingWarning(UserWarning):
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a training run, which has saved its checkpoint and said
     how to go on: the CLI adds nothing to that."""
+
+
+def path_argument(value: object, what: str) -> str | os.PathLike:
+    """``value`` when it is a path (``str`` or ``os.PathLike``), else one line naming
+    ``what`` and what was given instead."""
+    if isinstance(value, str | os.PathLike):
+        return value
+    raise ResnetlabError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ..errors import path_argument
 from ..models import load_model
 from .cpu import keep_freed_memory, use_small_map_convs
 from .step import resolve_channels_last
@@ -40,7 +41,7 @@ def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cp
     """The model in a file, for ``predict``, ``eval`` and ``serve``: a ``.safetensors`` file
     (``load_model``), or an ``.onnx`` file written by ``resnetlab export`` (run by onnxruntime
     on the CPU)."""
-    if Path(path).suffix.lower() == ".onnx":
+    if Path(path_argument(path, "the model file")).suffix.lower() == ".onnx":
         from ..export import OnnxModel
 
         return OnnxModel(path)

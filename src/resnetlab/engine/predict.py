@@ -18,7 +18,7 @@ from torch import nn
 from ..data import DeviceLoader, read_image
 from ..data.decode import CONVERT_FIRST, IMAGE_EXTENSIONS, READ_ERRORS
 from ..data.folders import image_files
-from ..errors import DataWarning, ResnetlabError
+from ..errors import DataWarning, ResnetlabError, path_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file
@@ -46,7 +46,7 @@ def expand_inputs(inputs: Sequence[str | Path] | str | os.PathLike) -> list[tupl
     if isinstance(inputs, (str, os.PathLike)):  # not the characters of a path
         inputs = [inputs]
     paths: list[tuple[Path, bool]] = []
-    for item in map(Path, inputs):
+    for item in (Path(path_argument(i, "each image to predict")) for i in inputs):
         if item.is_dir():
             found = image_files(item)
             if not found:

@@ -36,7 +36,7 @@ from ..data import Augment, load_dataset, make_loader, split_stats, stratified_s
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE
 from ..data.sources import class_balance_note
-from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning
+from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
 from ..storage import WriteError, remove_stale_temps
@@ -107,8 +107,14 @@ def train(
     Returns:
         The run folder, its summary, and the trained model.
     """
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ResnetlabError(
+            f"train takes a TrainConfig or keyword options (train(model=..., data=...)), not a "
+            f"{type(config).__name__}"
+            + ("; unpack it: train(**options)" if isinstance(config, dict) else "")
+        )
     if resume is not None:
-        run_dir = Path(resume)
+        run_dir = Path(path_argument(resume, "resume"))
         _check_resumable(run_dir)
         values = TrainConfig.load(run_dir / "config.json")
         given = {k: v for k, v in overrides.items() if v is not None}

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, path_argument
 from ..storage import atomic_write
 from .registry import create_model, model_info
 
@@ -278,7 +278,7 @@ def _safetensors_size(path: Path) -> tuple[int, bool]:
 
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The metadata of a model file, without reading its weights."""
-    path = Path(path)
+    path = Path(path_argument(path, "the model file"))
     run_files = "a run folder's model files are best.safetensors and last.safetensors"
     if path.is_dir():
         if (path / "best.safetensors").is_file():
