@@ -58,25 +58,3 @@ def test_the_cli_names_a_path_it_cannot_use_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert str(tmp_path / "taken") in err and "Traceback" not in err
-
-
-def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    import resnetlab
-
-    model = tmp_path / "m.safetensors"
-    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
-    cases = [
-        (lambda: resnetlab.predict(model, [Image.new("RGB", (8, 8))]), "each image to predict"),
-        (lambda: resnetlab.load_model(None), "the model file must be a path"),
-        (lambda: resnetlab.evaluate(123, "digits"), "the model file must be a path"),
-        (lambda: resnetlab.train({"data": "digits"}), "not a dict; unpack it: train(**options)"),
-        (lambda: resnetlab.train(resume=123), "resume must be a path (str or pathlib.Path)"),
-        (lambda: resnetlab.read_model_meta(np.zeros(3)), "got ndarray"),
-    ]
-    for call, says in cases:
-        with pytest.raises(resnetlab.ResnetlabError) as error:
-            call()
-        assert says in str(error.value)
