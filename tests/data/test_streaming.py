@@ -177,3 +177,10 @@ def test_streaming_jitter_equals_the_device_loaders(tree):
         for (x1, y1), (x2, y2) in zip(ours, theirs, strict=True):
             assert torch.equal(y1, y2)
             torch.testing.assert_close(x1, x2, rtol=0, atol=1e-6)
+
+
+def test_splits_print_as_a_summary_not_as_their_pixels():
+    images = ImageSet(torch.zeros(5, 8, 6, 3, dtype=torch.uint8), torch.zeros(5).long(), ["a"])
+    assert repr(images) == "ImageSet(5 images of 8x6, 1 classes, source='')"
+    files = StreamingSet(["x.png"] * 3, torch.zeros(3).long(), ["a", "b"], (16, 16), "d")
+    assert repr(files) == "StreamingSet(3 image files decoded at 16x16, 2 classes, source='d')"

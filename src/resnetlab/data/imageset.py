@@ -38,6 +38,13 @@ class ImageSet:
                 f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
             )
 
+    def __repr__(self) -> str:  # not the pixels
+        h, w = self.image_size
+        return (
+            f"ImageSet({len(self):,} images of {h}x{w}, {len(self.class_names)} classes, "
+            f"source={self.source!r})"
+        )
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -56,6 +56,13 @@ class StreamingSet:
                 f"{self.source}: {len(self.paths)} files but {len(self.labels)} labels"
             )
 
+    def __repr__(self) -> str:  # not every path
+        h, w = self.image_size
+        return (
+            f"StreamingSet({len(self):,} image files decoded at {h}x{w}, "
+            f"{len(self.class_names)} classes, source={self.source!r})"
+        )
+
     def __len__(self) -> int:
         return len(self.paths)
 
