@@ -164,7 +164,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.report import contact_sheet, describe
 
     if args.out and not args.no_sheet:
-        check_output_file(Path(args.out), "--out", figure=True)  # before decoding the data
+        check_figure_file(Path(args.out), "--out")  # before decoding the data
     summary, splits = describe(
         args.path,
         image_size=args.input_size,
@@ -431,7 +431,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
     if args.png:
-        check_output_file(png, "--png", figure=True)  # before the evaluation, not after it
+        check_figure_file(png, "--png")  # before the evaluation, not after it
+        check_output_file(png, "--png")
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     data_name = Path(args.data.rstrip("/")).name
     title = f"{Path(args.model_file).name} on {data_name} ({report.result.count:,} images)"
@@ -471,18 +472,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output_file(path: Path, flag: str, *, figure: bool = False) -> None:
-    """A file a command will write: not a folder, in a folder that exists, and for a
-    ``figure`` of a format matplotlib writes (named by its suffix)."""
-    if figure and path.suffix:
-        from matplotlib.backend_bases import FigureCanvasBase
+def check_figure_file(path: Path, flag: str) -> None:
+    """A figure a command will write: of a format matplotlib writes (named by its suffix;
+    none is PNG)."""
+    from matplotlib.backend_bases import FigureCanvasBase
 
-        formats = FigureCanvasBase.get_supported_filetypes()
-        if path.suffix[1:].lower() not in formats:
-            raise ResnetlabError(
-                f"{flag} {path}: cannot write a figure as {path.suffix} (a file name ending "
-                f"in {', '.join(f'.{k}' for k in ('png', 'pdf', 'svg', 'jpg'))}, say)"
-            )
+    if path.suffix and path.suffix[1:].lower() not in FigureCanvasBase.get_supported_filetypes():
+        raise ResnetlabError(
+            f"{flag} {path}: cannot write a figure as {path.suffix} (a file name ending "
+            f"in {', '.join(f'.{k}' for k in ('png', 'pdf', 'svg', 'jpg'))}, say)"
+        )
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """A file a command will write: not a folder, and in a folder that exists."""
     if path.is_dir():
         raise ResnetlabError(f"{flag} {path} is a folder; give a file name, e.g. {path}/out.png")
     if not path.parent.is_dir():
