@@ -166,6 +166,9 @@ def test_a_broken_results_file_is_named(tmp_path):
     path.write_text('{"kind": "train"}\nnot json\n')
     with pytest.raises(resnetlab.ResnetlabError, match=r"bad.jsonl:2: not a JSON line"):
         read_records([path])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(resnetlab.ResnetlabError, match=r"empty: it holds no .jsonl files"):
+        read_records([tmp_path / "empty"])
 
 
 def test_readme_table_is_rendered_from_the_recorded_results():

@@ -177,6 +177,11 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                 "time-to-accuracy) writes them; or name .jsonl files or folders of them"
             )
         files = sorted(item.glob("*.jsonl")) if item.is_dir() else [item]
+        if not files:
+            raise ResnetlabError(
+                f"no benchmark records in {item}: it holds no .jsonl files; `resnetlab bench "
+                "train` (or infer, data, time-to-accuracy) writes them"
+            )
         for file in files:
             for number, line in enumerate(file.read_text().splitlines(), start=1):
                 if line.strip():
