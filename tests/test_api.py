@@ -22,3 +22,14 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
         with pytest.raises(resnetlab.ResnetlabError) as error:
             call()
         assert says in str(error.value)
+
+
+@pytest.mark.parametrize("count", [-3, "10", 2.5, True])
+def test_a_class_count_that_is_not_a_whole_number_from_0_is_refused(count):
+    with pytest.raises(resnetlab.ResnetlabError, match="num_classes must be a whole number"):
+        resnetlab.create_model("resnet8", num_classes=count)
+
+
+def test_any_integer_type_is_a_class_count():
+    assert resnetlab.create_model("resnet8", num_classes=np.int64(4)).num_classes == 4
+    assert resnetlab.create_model("resnet8", num_classes=0).num_classes == 0  # features only

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,15 @@ def create_model(
         return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
+    try:  # any integer type (a NumPy count too), not a bool, a float or a string
+        count = -1 if isinstance(num_classes, bool) else operator.index(num_classes)
+    except TypeError:
+        count = -1
+    if count < 0:
+        raise ResnetlabError(
+            f"num_classes must be a whole number from 0 (no classifier), got {num_classes!r}"
+        )
+    num_classes = count
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
     except TypeError as e:
