@@ -1164,6 +1164,15 @@ def _class_count(text: str) -> int:
     return count
 
 
+def _is_data(item: str) -> bool:
+    """Whether a stray argument names data: a path that exists, or a data set by name."""
+    if os.path.exists(item):
+        return True
+    from .data.sources import NAMED_SOURCES
+
+    return item in NAMED_SOURCES
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with short errors: the command's usage line, the problem, and a suggestion
     for a misspelt option or choice, instead of the whole usage of a long command."""
@@ -1177,13 +1186,8 @@ class _Parser(argparse.ArgumentParser):
         for item in extras:
             name = item.split("=", 1)[0]
             close = difflib.get_close_matches(name, flags, n=1) if name.startswith("-") else []
-            if (
-                not close
-                and "--data" in flags
-                and not name.startswith("-")
-                and (os.path.exists(item) or item in ("digits", "cifar10"))
-            ):  # `resnetlab train photos/`: the data is an option
-                close = [f"--data {item}"]
+            if not close and "--data" in flags and not name.startswith("-") and _is_data(item):
+                close = [f"--data {item}"]  # `resnetlab train photos/`: the data is an option
             parts.append(f"{item} (did you mean {close[0]}?)" if close else item)
         self.error(f"unrecognized arguments: {' '.join(parts)}")
 

@@ -29,6 +29,14 @@ IMAGE_EXTENSIONS = frozenset(
 # Photo formats Pillow cannot read by itself: a folder's files of these are named with the fix.
 CONVERT_FIRST = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "DNG raw"}
 
+
+def format_to_convert(name: str | os.PathLike) -> str | None:
+    """The photo format of ``name`` (``HEIC``...) when it is one that needs converting to
+    JPEG or PNG first (``CONVERT_FIRST``, unless this Pillow reads it), else None."""
+    suffix = os.path.splitext(str(name))[1].lower()
+    return None if suffix in IMAGE_EXTENSIONS else CONVERT_FIRST.get(suffix)
+
+
 # More than this fraction of unreadable files means the folder itself is wrong (the wrong
 # format, a half-finished copy), not that a few files are damaged: loading stops.
 MAX_UNREADABLE_FRACTION = 0.05

@@ -33,10 +33,10 @@ import torch
 from ..errors import DataError, DataWarning
 from .cache import DecodeCache, decode_key
 from .decode import (
-    CONVERT_FIRST,
     IMAGE_EXTENSIONS,
     decode_files,
     format_size,
+    format_to_convert,
     read_header_sizes,
     report_unreadable,
 )
@@ -142,8 +142,7 @@ def _others_note(others: list[str]) -> list[str]:
     shown = ", ".join(others[:3]) + (", ..." if n > 3 else "")
     what = "files that are not images" if n != 1 else "file that is not an image"
     note = f"{n} {what} ignored ({shown})"
-    suffixes = {os.path.splitext(name)[1].lower() for name in others}
-    formats = sorted(CONVERT_FIRST[s] for s in suffixes if s in CONVERT_FIRST)
+    formats = sorted(set(filter(None, map(format_to_convert, others))))
     if formats:
         note += f"; {' and '.join(formats)} photos need converting to JPEG or PNG first"
     return [note]

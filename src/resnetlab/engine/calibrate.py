@@ -222,10 +222,6 @@ def machine_key() -> dict[str, Any]:
     }
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 class CalibrationStore:
     """The cached timings of one machine key: a JSON file under ``<cache>/calibration``."""
 
@@ -278,7 +274,8 @@ class CalibrationStore:
             if not (isinstance(values, list) and values):
                 return None
             least = 0.0 if name == "load" else math.ulp(0.0)
-            if not all(_number(v) and least <= v < math.inf for v in values):
+            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            if not (numbers and all(least <= v < math.inf for v in values)):
                 return None
         return entry
 
@@ -314,9 +311,9 @@ class CalibrationStore:
         self.changed = False
 
 
-# Calibration files this process could not read or save: ("read" | "save", path), warned
-# about once.
-_WARNED: set[tuple[str, Path]] = set()
+# What this process has warned about, once each: calibration files it could not read or
+# save (("read" | "save", path)) and RESNETLAB_CALIBRATE values ((ENV, value)).
+_WARNED: set[tuple[str, Path | str]] = set()
 
 
 def cpu_matmul_tflops(
@@ -693,8 +690,8 @@ def _calibration_off() -> bool:
     value = os.environ.get(ENV, "").strip().lower()
     if value in ("off", "0", "no", "false"):
         return True
-    if value not in ("", "on", "1", "yes", "true") and value not in _WARNED_VALUES:
-        _WARNED_VALUES.add(value)
+    if value not in ("", "on", "1", "yes", "true") and (ENV, value) not in _WARNED:
+        _WARNED.add((ENV, value))
         warnings.warn(
             f"{ENV}={os.environ[ENV]!r} is neither off nor on; calibrating (set it to off "
             "to train with the defaults)",
@@ -702,9 +699,6 @@ def _calibration_off() -> bool:
             stacklevel=3,
         )
     return False
-
-
-_WARNED_VALUES: set[str] = set()
 
 
 def _threads_free() -> bool:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data import DeviceLoader, read_image
-from ..data.decode import CONVERT_FIRST, IMAGE_EXTENSIONS, READ_ERRORS
+from ..data.decode import READ_ERRORS, format_to_convert
 from ..data.folders import image_files
 from ..errors import DataWarning, ResnetlabError, path_argument
 from ..models import ModelMeta
@@ -113,9 +113,7 @@ def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndar
         return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
-        suffix = os.path.splitext(str(name))[1].lower()
-        photo = None if suffix in IMAGE_EXTENSIONS else CONVERT_FIRST.get(suffix)
-        if photo is not None:  # an iPhone's HEIC: not a damaged file, a format to convert
+        if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise ResnetlabError(
                 f"{name}: {photo} photos cannot be read here; convert it to JPEG or PNG first"
             ) from None
