@@ -224,16 +224,7 @@ def export_model(
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
     out = Path(out)
-    if out.is_dir():
-        raise ResnetlabError(
-            f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
-        )
-    fmt = resolve_format(out, format)
-    if out.exists() and out.resolve() == Path(model_file).resolve():
-        raise ResnetlabError(
-            f"{out} is the model file being exported; name another file to write, e.g. "
-            f"{out.with_suffix(FORMATS[fmt][0])}"
-        )
+    fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
     _check_options(fmt, opset, fp16, data, quantize)
     if fmt == "onnx":
@@ -247,12 +238,7 @@ def export_model(
     images, described = check_images(meta, data)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    try:  # a folder that cannot take the file is found before the export's work
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.touch()
-    except OSError as e:
-        raise write_error(out, e) from None
+    tmp = _temporary_file(out)
     int8_accuracy = None
     try:
         opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
@@ -286,6 +272,34 @@ def export_model(
         metadata={k: v for k, v in metadata.items() if k != "resnetlab"},
         int8_accuracy=int8_accuracy,
     )
+
+
+def _output_format(out: Path, model_file: str | os.PathLike, format: str | None) -> str:
+    """The format to write ``out`` in, once ``out`` is known to be a file name that is not
+    the model file itself."""
+    if out.is_dir():
+        raise ResnetlabError(
+            f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
+        )
+    fmt = resolve_format(out, format)
+    if out.exists() and out.resolve() == Path(model_file).resolve():
+        raise ResnetlabError(
+            f"{out} is the model file being exported; name another file to write, e.g. "
+            f"{out.with_suffix(FORMATS[fmt][0])}"
+        )
+    return fmt
+
+
+def _temporary_file(out: Path) -> Path:
+    """The hidden file beside ``out`` that the export is written to and checked in, made
+    now: a folder that cannot take it is found before the export's work."""
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()
+    except OSError as e:
+        raise write_error(out, e) from None
+    return tmp
 
 
 def _check_options(
