@@ -40,7 +40,9 @@ class FakeMachine:
 
 def fake_cpu(monkeypatch, *, bf16: bool = True, threads: int | None = None) -> list[float]:
     """Calibration on (the suite turns it off), on a quiet CPU with or without bf16
-    hardware; returns the load average, which a test may change. The thread count stays
+    hardware; returns the cores' worth of other work on it (``OtherWork``, while timings
+    are measured and when a run looks before redoing shared ones), which a test may
+    change. The thread count stays
     as it is (``OMP_NUM_THREADS``), so that no verdict depends on the machine's; with
     ``threads`` PyTorch says it has that many and the calibration may choose fewer
     (``torch.set_num_threads`` then only records what it is asked)."""
@@ -54,7 +56,13 @@ def fake_cpu(monkeypatch, *, bf16: bool = True, threads: int | None = None) -> l
         monkeypatch.setattr(torch, "set_num_threads", lambda n: current.__setitem__(0, n))
     info = {"model": "Test CPU", "family": "1/2/3", "capability": "AVX512", "bf16": bf16}
     monkeypatch.setattr(calibrate, "cpu_info", lambda: {**info, "amx": False})
-    load = [0.0, 0.0, 0.0]
-    monkeypatch.setattr(calibrate, "_load_average", lambda: tuple(load))
+    others = [0.0]
+
+    class FakeOtherWork:
+        def cores(self) -> float:
+            return others[0]
+
+    monkeypatch.setattr(calibrate, "OtherWork", FakeOtherWork)
+    monkeypatch.setattr(calibrate, "PROBE_SECONDS", 0.0)
     monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)
-    return load
+    return others

@@ -130,7 +130,8 @@ CONFIG = TrainConfig(model="resnet8", batch_size=8, input_size=8)
 def calibrating(monkeypatch, tmp_path):
     """Calibration on, on a quiet 2-core CPU with bf16 hardware; the cache folder in tmp."""
     monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
-    return SimpleNamespace(folder=tmp_path / "cache" / "calibration", load=fake_cpu(monkeypatch))
+    others = fake_cpu(monkeypatch)
+    return SimpleNamespace(folder=tmp_path / "cache" / "calibration", others=others)
 
 
 def _plan(machine, **kwargs):
@@ -230,43 +231,78 @@ def test_a_changed_torch_version_or_thread_count_calibrates_again(calibrating, m
     assert len(list(calibrating.folder.glob("*.json"))) == 3  # one file per machine key
 
 
-def test_timings_from_a_busy_machine_are_measured_again_when_it_is_quiet(calibrating):
-    calibrating.load[0] = 3.5  # on 2 cores: other work competed
-    busy = _plan(FakeMachine(BF16_WINS))
-    assert busy.load[0] == 3.5
-    assert "busy, to be measured again when quieter" in "\n".join(busy.explain())
+def test_timings_shared_with_other_work_are_measured_again_when_the_cores_are_quiet(
+    calibrating,
+):
+    calibrating.others[0] = 1.2  # another job took a core while the steps were timed
+    shared = _plan(FakeMachine(BF16_WINS))
+    assert shared.others == 1.2
+    assert "other work 1.20 cores, to be measured again when quiet" in "\n".join(shared.explain())
     machine = FakeMachine(BF16_WINS)
-    assert _plan(machine).how == "from the cache" and not machine.timed  # still busy
-    calibrating.load[0] = 2.5  # a run's own threads: not busy
+    assert _plan(machine).how == "from the cache" and not machine.timed  # still shared
+    calibrating.others[0] = 0.05
     assert _plan(machine).how == "measured now" and machine.timed
     machine = FakeMachine(BF16_WINS)
-    calibrating.load[0] = 3.5  # measured quiet, kept when busy again
+    calibrating.others[0] = 1.2  # measured quiet, kept when shared again
     assert _plan(machine).how == "from the cache" and not machine.timed
+
+
+def test_a_thread_count_chosen_on_shared_cores_is_not_kept_once_they_are_quiet(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
+    others = fake_cpu(monkeypatch, threads=2)
+    # Another job on one of the 2 cores makes 1 thread faster than 2; alone, 2 are faster.
+    others[0] = 0.9
+    assert _plan(FakeMachine(BF16_WINS, threads={1: 0.7, 2: 1.0})).threads == 1
+    others[0] = 0.0
+    machine = FakeMachine(BF16_WINS, threads={1: 1.6, 2: 1.0})
+    plan = _plan(machine)
+    assert plan.how == "measured now" and plan.threads is None
+    assert machine.timed[-1].endswith(", threads")
 
 
 @pytest.mark.parametrize(
     ("cached", "now", "again"),
     [
-        (3.5, 2.5, True),  # a core's worth of other work gone
-        (3.1, 2.9, False),  # hovering at the line (3.0 on 2 cores): kept
-        (3.8, 3.2, False),  # still busy
-        (2.9, 0.0, False),  # measured quiet
+        (1.0, 0.05, True),  # the other work is gone
+        (0.3, 0.1, True),
+        (1.0, 0.2, False),  # some of it left: kept, so that a run does not measure each time
+        (1.0, 1.0, False),  # still shared
+        (0.2, 0.0, False),  # measured quiet
+        (None, 0.0, False),  # not known (no counters): kept
+        (1.0, None, False),
     ],
 )
-def test_busy_timings_are_redone_once_a_core_is_freed(cached, now, again, monkeypatch):
-    monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)  # busy above 3.0
-    assert calibrate.quieter(now, than=cached) is again
+def test_shared_timings_are_redone_once_the_cores_are_quiet(cached, now, again):
+    looked = []
+    assert calibrate.quieter(lambda: looked.append(now) or now, than=cached) is again
+    assert looked == ([now] if cached is not None and cached >= calibrate.CONTENDED else [])
 
 
-def test_the_load_is_read_before_the_measurement_adds_to_it(calibrating):
-    class Loading(FakeMachine):  # our own threads raise the load average while measuring
-        def __call__(self, what, calls, rounds=3):
-            calibrating.load[0] += 1.0
-            return super().__call__(what, calls, rounds)
+STAT = """cpu  900 0 300 5000 10 0 20 40 0 0
+cpu0 100 0 50 2000 5 0 10 20 0 0
+cpu1 700 0 200 1000 5 0 5 10 0 0
+cpu2 100 0 50 2000 0 0 5 10 7 0
+intr 12345 0 0
+"""
 
-    plan = _plan(Loading(BF16_WINS))
-    assert plan.load[0] == calibrating.load[0] - 1.0  # the reading just before the steps
-    assert _plan(FakeMachine(BF16_WINS)).how == "from the cache"
+
+def test_busy_time_counts_every_state_but_idle_and_io_wait_on_this_process_cores(monkeypatch):
+    monkeypatch.setattr(calibrate.os, "sysconf", lambda name: 100)  # ticks a second
+    assert calibrate.busy_seconds(STAT, {0, 2}) == pytest.approx((180 + 165) / 100)
+    assert calibrate.busy_seconds(STAT, {1}) == pytest.approx(915 / 100)
+    assert calibrate.busy_seconds(STAT, {5}) is None
+
+
+def test_other_work_leaves_out_this_process_own_cpu_time(monkeypatch):
+    readings = iter([(10.0, 1.0, 100.0), (13.0, 2.5, 102.0), (13.0, 2.5, 102.0)])
+    monkeypatch.setattr(calibrate, "_cpu_counters", lambda: next(readings))
+    watch = calibrate.OtherWork()
+    assert watch.cores() == pytest.approx((3.0 - 1.5) / 2.0)  # 3 s busy, 1.5 s of it ours
+    assert watch.cores() == pytest.approx(0.75)
+    monkeypatch.setattr(calibrate, "_cpu_counters", lambda: None)  # not Linux
+    assert calibrate.OtherWork().cores() is None
 
 
 def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
@@ -284,16 +320,18 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
     for bad in ("fast", [0], [-1.0], [math.nan], [math.inf], [True], []):
         data = json.loads(store.path.read_text())
         damaged = next(iter(data["convs"]))
-        data["convs"][damaged] = {"onednn": bad, "matmul": [0.1], "load": [0.0]}
+        data["convs"][damaged] = {"onednn": bad, "matmul": [0.1], "others": 0.0}
         store.path.write_text(json.dumps(data))  # NaN and Infinity as Python writes them
         machine = FakeMachine(BF16_WINS)
         assert _plan(machine).precision == "bf16" and machine.timed == [damaged], bad
     data = json.loads(store.path.read_text())
     steps = next(iter(data["steps"]))
-    data["steps"][steps]["load"] = [-1.0]
-    store.path.write_text(json.dumps(data))
-    machine = FakeMachine(BF16_WINS)
-    assert _plan(machine).how == "measured now" and machine.timed == [steps]
+    for bad in (-1.0, "none", math.nan, [0.5]):
+        data = json.loads(store.path.read_text())
+        data["steps"][steps]["others"] = bad
+        store.path.write_text(json.dumps(data))
+        machine = FakeMachine(BF16_WINS)
+        assert _plan(machine).how == "measured now" and machine.timed == [steps], bad
 
 
 def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, recwarn):
@@ -342,7 +380,7 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     monkeypatch.setattr(calibrate, "measure_in_turns", machine)
     common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, max_steps=1)
     common["device"] = "cpu"  # the CPU is what is calibrated, whatever else the machine has
-    monkeypatch.setattr(calibrate, "_load_average", lambda: (0.0, 0.0, 0.0))  # a quiet machine
+    monkeypatch.setattr(calibrate, "_load_average", lambda: (0.0, 0.0, 0.0))  # not busy
     result = train(**common, explain_speed=True, out=str(tmp_path / "run"))
     err = capsys.readouterr().err
     assert "CPU plan: fp32, NCHW" in err and "fp32 NCHW" in err and "<- chosen" in err

@@ -36,10 +36,14 @@ it). Margins keep the decision from flipping on noise, towards what PyTorch does
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
 torch version and ``CALIBRATION_VERSION``. A change to any of them measures again; an
-unreadable file is reported and measured over. Timings are kept with the load average they
-were measured at (read before measuring): those from a busy machine (more than
-``BUSY_LOAD`` per core) are used while it stays busy and measured again by the first run
-that finds it quiet and a core's worth less loaded (``quieter``).
+unreadable file is reported and measured over. Timings are kept with the CPU time other
+work took from this process's cores while they were measured (``OtherWork``: other
+processes and, in a virtual machine, other guests; this process's own threads do not
+count). Timings shared with ``CONTENDED`` cores' worth or more of other work are used while
+the cores stay shared and measured again by the first run that finds them quiet
+(``quieter``): shared cores can make fewer threads, or another plan, look faster than
+they are on the machine alone. Where the counters cannot be read (not Linux), timings are
+kept as measured.
 ``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
 channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
 choices). Calibration costs seconds to about a minute, once per workload: eight training
@@ -56,9 +60,10 @@ import os
 import re
 import statistics
 import sys
+import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -82,7 +87,7 @@ from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
-CALIBRATION_VERSION = 3  # bump when what is measured, or how, changes
+CALIBRATION_VERSION = 4  # bump when what is measured, or how, changes
 REPEATS = 5  # rounds of a convolution's timing
 STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 10%
 CONV_MARGIN = 0.10
@@ -94,7 +99,9 @@ MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it
 # one (a fixed number, not a measured time, so that the batch timed does not depend on how
 # busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
 STEP_FLOPS_BUDGET = 40e9
-BUSY_LOAD = 1.5  # load average per core above which timings are redone when it is quieter
+BUSY_LOAD = 1.5  # load average per core above which a run's log says the CPU is busy
+CONTENDED = 0.25  # cores' worth of other work above which timings are redone when quiet
+PROBE_SECONDS = 0.5  # how long a run watches the cores before redoing shared timings
 PATHS = ("onednn", "matmul")  # the ways a convolution can run
 ENV = "RESNETLAB_CALIBRATE"
 CPU = torch.device("cpu")
@@ -264,19 +271,20 @@ class CalibrationStore:
 
     def timings(self, section: str, key: str, names: Sequence[str]) -> dict[str, list] | None:
         """The cached timings of ``names`` under ``key``, or None when any is missing or
-        is not a list of positive numbers (load averages: of numbers from 0); an entry from
-        an edited or damaged file is measured again."""
+        is not a list of positive numbers, or its ``others`` (cores' worth of other work
+        when measured) is not a number from 0; an entry from an edited or damaged file is
+        measured again."""
         entry = self.get(section, key)
         if not isinstance(entry, dict):
             return None
         for name in names:
             values = entry.get(name)
-            if not (isinstance(values, list) and values):
+            if not (isinstance(values, list) and values and all(map(_number, values))):
                 return None
-            least = 0.0 if name == "load" else math.ulp(0.0)
-            numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-            if not (numbers and all(least <= v < math.inf for v in values)):
+            if not all(v > 0 for v in values):
                 return None
+        if "others" in entry and not (_number(entry["others"]) and entry["others"] >= 0):
+            return None
         return entry
 
     def put(self, section: str, key: str, value: Any) -> None:
@@ -309,6 +317,11 @@ class CalibrationStore:
                     stacklevel=2,
                 )
         self.changed = False
+
+
+def _number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # What this process has warned about, once each: calibration files it could not read or
@@ -381,7 +394,7 @@ class CpuPlan:
     workload: str = ""
     batch: int | None = None  # the batch the step timings ran at
     steps: dict[str, list[float]] = field(default_factory=dict)  # Candidate.name -> seconds
-    load: list[float] | None = None  # the load average when the steps were timed
+    others: float | None = None  # cores' worth of other work while the steps were timed
     threads: int | None = None  # fewer threads than PyTorch's, where they were faster
     thread_steps: dict[str, list[float]] = field(default_factory=dict)  # threads_name -> s
     convs: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # chosen candidate's
@@ -424,15 +437,15 @@ class CpuPlan:
                 f"cache {self.cache}"
             )
         if len(self.steps) > 1:
-            load = ""
-            if self.load:
-                note = ": busy, to be measured again when quieter" if busy(self.load[0]) else ""
-                load = f" (load average {self.load[0]:.2f}{note})"
+            shared = ""
+            if self.others is not None:
+                note = ", to be measured again when quiet" if contended(self.others) else ""
+                shared = f" (other work {self.others:.2f} cores{note})"
             first = next(iter(self.steps))
             rounds = len(self.steps[first])
             lines.append(
                 f"  training step at batch {self.batch}: median ms of {rounds} rounds, and time "
-                f"relative to {first} round by round{load}; NCHW needs {LAYOUT_MARGIN:.0%} over "
+                f"relative to {first} round by round{shared}; NCHW needs {LAYOUT_MARGIN:.0%} over "
                 f"channels-last, bf16 {PRECISION_MARGIN:.0%} over fp32, oneDNN-only is taken "
                 "when faster:"
             )
@@ -532,6 +545,7 @@ def plan_cpu(
     dist = dist or DistInfo()
     plan = None
     _ANNOUNCED.clear()
+    _QUIET_NOW.clear()
     if dist.is_main:
         with torch.random.fork_rng(devices=[]):  # a run draws the same numbers either way
             store = store or CalibrationStore()
@@ -586,7 +600,7 @@ def _calibrate(
         for way in ([c, replace(c, onednn_only=True)] if matmul[c.name] else [c])
     ]
     steps: dict[str, list[float]] = {}
-    load = None
+    others = None
     if len(ways) > 1:
         key = f"{workload}, {config.optimizer}, b{batch}"
         names = [way.name for way in ways]
@@ -598,7 +612,11 @@ def _calibrate(
             }
 
         cached, new = _cached(store, "steps", key, names, calls, measure, force, STEP_REPEATS)
-        steps, load, fresh = {name: cached[name] for name in names}, cached["load"], fresh or new
+        steps, others, fresh = (
+            {name: cached[name] for name in names},
+            cached.get("others"),
+            fresh or new,
+        )
     chosen = decide(steps) if steps else ways[0]
     base = chosen.per_shape.name
     threads, thread_steps, new = _calibrate_threads(
@@ -616,7 +634,7 @@ def _calibrate(
         workload=workload,
         batch=batch,
         steps=steps,
-        load=load,
+        others=others,
         threads=threads,
         thread_steps=thread_steps,
         convs=convs[base],
@@ -734,18 +752,22 @@ def _cached(
     rounds: int,
 ) -> tuple[dict[str, Any], bool]:
     """The timings of ``names`` under ``key``, from the cache or measured now (and cached),
-    with the load average they were measured at; and whether they were measured now.
+    with the cores' worth of other work while they were measured (``others``, where it can
+    be read); and whether they were measured now.
 
-    Timings measured on a busy machine (``busy``) are measured again by the first run that
-    finds it quiet (``quieter``): they may be far from what the machine does. The load is
-    read before measuring, so that the measurement's own threads do not count in it.
+    Timings shared with other work (``contended``) are measured again by the first run that
+    finds the cores quiet (``quieter``): they may be far from what the machine does alone.
     """
-    cached = None if force else store.timings(section, key, [*names, "load"])
-    if cached is not None and not quieter(_load_average()[0], than=cached["load"][0]):
+    cached = None if force else store.timings(section, key, names)
+    if cached is not None and not quieter(_others_now, than=cached.get("others")):
         return cached, False
-    load = list(_load_average())
+    to_time = calls()
     with _measuring(section, logged=section in _ANNOUNCED):
-        timings = {**measure(key, calls(), rounds), "load": load}
+        watch = OtherWork()
+        timings: dict[str, Any] = measure(key, to_time, rounds)
+        others = watch.cores()
+    if others is not None:
+        timings["others"] = round(others, 3)
     _ANNOUNCED.add(section)
     store.put(section, key, timings)
     return timings, True
@@ -780,17 +802,87 @@ _ANNOUNCED: set[str] = set()
 
 
 def busy(load: float) -> bool:
-    """Whether a 1-minute load average means other work competed for the cores: above
+    """Whether a 1-minute load average means other work competes for the cores: above
     ``BUSY_LOAD`` per core (a run's own threads count up to one per core)."""
     return load > BUSY_LOAD * available_cpus()
 
 
-def quieter(load: float, *, than: float) -> bool:
-    """Whether timings measured at load average ``than`` are to be measured again at
-    ``load``: they were busy, it is not, and at least one core's worth of work has gone
-    (so that a load hovering at the line does not remeasure, and change the plan, at
-    every run)."""
-    return busy(than) and not busy(load) and load <= than - 1
+def contended(others: float | None) -> bool:
+    """Whether timings shared the cores with ``others`` cores' worth of other work
+    (``CONTENDED`` or more; None: not known, taken as quiet)."""
+    return others is not None and others >= CONTENDED
+
+
+def quieter(now: Callable[[], float | None], *, than: float | None) -> bool:
+    """Whether timings measured with ``than`` cores' worth of other work are to be measured
+    again: they were shared (``contended``), and the cores are quiet ``now`` (less than half
+    ``CONTENDED``, so that other work hovering at the line does not measure, and perhaps
+    change the plan, at every run). ``now`` is called only for shared timings: it watches
+    the cores for ``PROBE_SECONDS``."""
+    if not contended(than):
+        return False
+    others = now()
+    return others is not None and others < CONTENDED / 2
+
+
+class OtherWork:
+    """The CPU time that other work took from the cores this process may run on, from when
+    it is made to each ``cores()``, in cores' worth (1.0: one core busy throughout):
+    every process but this one, and in a virtual machine the time other guests took
+    (steal). None where the counters cannot be read (``/proc/stat``: Linux only)."""
+
+    def __init__(self) -> None:
+        self.start = _cpu_counters()
+
+    def cores(self) -> float | None:
+        end = _cpu_counters()
+        if self.start is None or end is None:
+            return None
+        (busy0, own0, wall0), (busy1, own1, wall1) = self.start, end
+        if wall1 <= wall0:
+            return 0.0
+        return max(0.0, (busy1 - busy0 - (own1 - own0)) / (wall1 - wall0))
+
+
+def _others_now() -> float | None:
+    """The other work on this process's cores now, watched for ``PROBE_SECONDS`` while this
+    process waits (once per plan)."""
+    if not _QUIET_NOW:
+        watch = OtherWork()
+        time.sleep(PROBE_SECONDS)
+        _QUIET_NOW.append(watch.cores())
+    return _QUIET_NOW[0]
+
+
+# The other work ``_others_now`` saw since the start of the last plan (one value at most).
+_QUIET_NOW: list[float | None] = []
+
+
+def busy_seconds(stat: str, cpus: Collection[int]) -> float | None:
+    """The CPU seconds the cores ``cpus`` have been busy since boot, from the text of
+    ``/proc/stat``: every state but idle and waiting for I/O, steal included; None when
+    none of ``cpus`` is listed."""
+    ticks, seen = 0, False
+    for line in stat.splitlines():
+        name, *values = line.split() or [""]
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, values[:8])
+            ticks += user + nice + system + irq + softirq + steal
+            seen = True
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else None
+
+
+def _cpu_counters() -> tuple[float, float, float] | None:
+    """(seconds the cores this process may use have been busy, this process's CPU seconds,
+    the monotonic clock), or None where ``/proc/stat`` cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            stat = f.read()
+        cpus = os.sched_getaffinity(0)
+    except (OSError, AttributeError):
+        return None
+    busy = busy_seconds(stat, cpus)
+    return None if busy is None else (busy, time.process_time(), time.monotonic())
 
 
 def busy_note() -> str | None:
