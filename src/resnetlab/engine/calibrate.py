@@ -397,6 +397,7 @@ class CpuPlan:
     others: float | None = None  # cores' worth of other work while the steps were timed
     threads: int | None = None  # fewer threads than PyTorch's, where they were faster
     thread_steps: dict[str, list[float]] = field(default_factory=dict)  # threads_name -> s
+    thread_others: float | None = None  # other work while the thread counts were timed
     convs: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # chosen candidate's
     counts: dict[str, int] = field(default_factory=dict)  # shape key -> convolutions of it
     machine: dict[str, Any] = field(default_factory=dict)
@@ -452,9 +453,15 @@ class CpuPlan:
             lines += _timing_rows(self.steps, self.candidate.name)
         if self.thread_steps:
             first = next(iter(self.thread_steps))
+            shared = ""
+            if contended(self.thread_others):
+                shared = (
+                    f" (other work {self.thread_others:.2f} cores: {first} kept, to be "
+                    "measured again when quiet)"
+                )
             lines.append(
                 f"  the chosen step on fewer threads: median ms, and time relative to {first} "
-                f"round by round; fewer threads need {THREAD_MARGIN:.0%}:"
+                f"round by round; fewer threads need {THREAD_MARGIN:.0%}{shared}:"
             )
             chosen = threads_name(self.threads) if self.threads is not None else first
             lines += _timing_rows(self.thread_steps, chosen)
@@ -619,7 +626,7 @@ def _calibrate(
         )
     chosen = decide(steps) if steps else ways[0]
     base = chosen.per_shape.name
-    threads, thread_steps, new = _calibrate_threads(
+    threads, thread_steps, thread_others, new = _calibrate_threads(
         store, measure, force, f"{workload}, {config.optimizer}, b{batch}, {chosen.name}",
         partial(_step_call, config, num_classes, input_size, chosen, matmul, batch),
     )  # fmt: skip
@@ -637,6 +644,7 @@ def _calibrate(
         others=others,
         threads=threads,
         thread_steps=thread_steps,
+        thread_others=thread_others,
         convs=convs[base],
         counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
         machine=store.key,
@@ -663,19 +671,22 @@ def _calibrate_threads(
     force: bool,
     key: str,
     step_call: Callable[[], Callable[[], None]],
-) -> tuple[int | None, dict[str, list[float]], bool]:
+) -> tuple[int | None, dict[str, list[float]], float | None, bool]:
     """The thread count to train with (None: PyTorch's own), the step timings behind it,
-    and whether they were measured now.
+    the other work while they were measured, and whether they were measured now.
 
     Small steps (a CIFAR net at a small batch) can run faster on fewer threads: each of a
     step's many small operations waits for every thread. The chosen step is timed at each of
     ``thread_counts``; fewer threads are taken where ``THREAD_MARGIN`` faster (never more
     than PyTorch's count, which ``torch.set_num_threads`` may have lowered). Not where
-    ``OMP_NUM_THREADS`` sets the count: that is kept.
+    ``OMP_NUM_THREADS`` sets the count: that is kept. Nor from timings taken beside other
+    work (``contended``): there fewer threads win because another job holds cores, which
+    it gives back later, and one thread on quiet cores costs more than two on shared ones;
+    PyTorch's count is kept until a quiet run measures again.
     """
     threads = torch.get_num_threads()
     if not _threads_free() or threads == 1:
-        return None, {}, False
+        return None, {}, None, False
     counts = thread_counts(threads)
     names = [threads_name(n) for n in counts]
 
@@ -697,9 +708,11 @@ def _calibrate_threads(
         )
     finally:
         torch.set_num_threads(threads)
-    timings = {name: cached[name] for name in names}
+    timings, others = {name: cached[name] for name in names}, cached.get("others")
+    if contended(others):
+        return None, timings, others, new
     best = counts[names.index(choose(timings, names[0], THREAD_MARGIN))]
-    return (best if best != threads else None), timings, new
+    return (best if best != threads else None), timings, others, new
 
 
 def _calibration_off() -> bool:
