@@ -354,7 +354,9 @@ def test_a_folder_of_hdf5_files_points_at_them(tmp_path):
 
 
 def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_path):
-    root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(i) for i in range(9, 13)]}
+    )
     (root / "a" / "notes.txt").write_text("taken on holiday")
     (root / "b" / "deeper").mkdir()
     (root / "b" / "deeper" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
@@ -384,3 +386,20 @@ def test_a_class_folder_inside_another_is_named(tmp_path):
         "images in a class folder's sub-folder named as another class count as the outer "
         "class: Squares/circles/ (2); move them if they belong to the inner one"
     ) in split.notes
+
+
+def test_copies_of_an_image_are_named_with_their_twins(tmp_path):
+    root = write_tree(tmp_path / "t", {"cats": [noise(i) for i in range(4)], "dogs": [noise(9)]})
+    noise(0).save(root / "cats" / "000 (1).png")  # saved twice
+    noise(1).save(root / "dogs" / "stray.png")  # and a copy filed under another class
+    split = load_dataset(str(root)).train
+    assert (
+        "2 images are copies of another (the same pixels): cats/000.png = cats/000 (1).png, "
+        "dogs/stray.png = cats/001.png; copies count twice, and a held-out split can put a "
+        "copy in validation while its twin trains; 1 in another class than its twin: delete "
+        "the copies"
+    ) in split.notes
+    assert len(split) == 7  # noted, not dropped
+    (root / "cats" / "000 (1).png").unlink()
+    (root / "dogs" / "stray.png").unlink()
+    assert not any("copies" in n or "copy" in n for n in load_dataset(str(root)).train.notes)

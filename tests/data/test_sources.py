@@ -80,8 +80,8 @@ def test_holding_out_more_than_is_trained_on_is_said(tmp_path):
     [("test", "test"), ("Validation", "val"), ("photos_test", "test"), ("test-2026", "test")],
 )
 def test_a_folder_named_for_a_split_is_scored_as_that_split(tmp_path, name, role):
-    root = write_tree(tmp_path / name, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
+    root = write_tree(tmp_path / name, {"a": [noise(0), noise(1)], "b": [noise(2), noise(3)]})
     assert load_eval_split(str(root)).notes == [f"scored: the {role} split of {root}"]
-    other = write_tree(tmp_path / "photos", {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
+    other = write_tree(tmp_path / "photos", {"a": [noise(0), noise(1)], "b": [noise(2), noise(3)]})
     (note,) = load_eval_split(str(other)).notes
     assert note.startswith(f"{other} has no held-out split: all 4 images are scored")

@@ -16,6 +16,7 @@ suffix. A root holding nothing but one folder (as archives often unpack) is look
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -397,6 +398,7 @@ def load_folder(
         raise DataError(f"{folder}: none of its {len(scan.paths)} images could be read")
     labels = np.asarray(scan.labels, dtype=np.int64)[kept]
     _check_every_class_read(folder, labels, scan.class_names)
+    notes += _copies_note(images, [scan.paths[i] for i in kept], labels, folder)
     _NAMED_UNREADABLE.add(key)
     try:
         decode_notes = notes[len(scan.notes) :]
@@ -436,6 +438,40 @@ def _cached_split(
         # changing the images), then what decoding found.
         scan.notes + meta["decode_notes"] if "decode_notes" in meta else meta["notes"],
     )
+
+
+def _copies_note(
+    images: np.ndarray, paths: list[str], labels: np.ndarray, folder: Path
+) -> list[str]:
+    """A note on images that are copies of others (the same pixels as loaded: a photo saved
+    twice, as ``IMG_1000.JPG`` and ``IMG_1000 (1).JPG``, say). A held-out split of the folder
+    can put a copy in validation while its twin trains, which flatters the validation
+    accuracy; and twins in two classes contradict each other."""
+    first: dict[bytes, int] = {}
+    twins = []  # (copy, the first image with its pixels)
+    for i, image in enumerate(images):
+        j = first.setdefault(hashlib.blake2b(image.tobytes(), digest_size=16).digest(), i)
+        if j != i:
+            twins.append((i, j))
+    if not twins:
+        return []
+
+    def name(i: int) -> str:
+        return os.path.relpath(paths[i], folder)
+
+    shown = ", ".join(f"{name(i)} = {name(j)}" for i, j in twins[:3])
+    more = f" and {len(twins) - 3:,} more" if len(twins) > 3 else ""
+    text = (
+        f"{len(twins):,} image{'s are copies' if len(twins) > 1 else ' is a copy'} of another "
+        f"(the same pixels): {shown}{more}; copies count twice, and a held-out split can put "
+        "a copy in validation while its twin trains"
+    )
+    classes = sum(int(labels[i] != labels[j]) for i, j in twins)
+    if classes:
+        text += (
+            f"; {classes:,} in another class than {'their twins' if classes > 1 else 'its twin'}"
+        )
+    return [text + ": delete the copies"]
 
 
 def _check_every_class_read(folder: Path, labels: np.ndarray, class_names: list[str]) -> None:
