@@ -375,7 +375,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import TrainConfig, resolve_config, train
-    from .engine.config import warn_of_a_rate_for_another_optimizer
+    from .engine.config import warn_of_settings_that_do_not_apply
 
     flags = {
         f.name: getattr(args, f.name)
@@ -391,7 +391,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     file_values = TrainConfig.load(args.config) if args.config else None
     config = resolve_config(file_values, **flags)
-    warn_of_a_rate_for_another_optimizer(config, flags)
+    warn_of_settings_that_do_not_apply(config, flags)
     train(config)
     return 0
 

@@ -4,7 +4,7 @@ import pytest
 
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
-from resnetlab.engine.config import AUTO_FIELDS, warn_of_a_rate_for_another_optimizer
+from resnetlab.engine.config import AUTO_FIELDS, warn_of_settings_that_do_not_apply
 from resnetlab.errors import SettingWarning
 
 
@@ -186,7 +186,7 @@ def test_the_course_recipe_keeps_its_earlier_name_seed():
 def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     def check(**given):
         config = resolve_config(**given)
-        warn_of_a_rate_for_another_optimizer(config, given)
+        warn_of_settings_that_do_not_apply(config, given)
         return config
 
     config = check(recipe="finetune", optimizer="adam")
@@ -199,6 +199,22 @@ def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     check(optimizer="adam")  # auto scales the rate to the optimizer
     resolve_config(recipe="modern", optimizer="adam")  # resolving alone (bench) says nothing
     assert not [w for w in recwarn if issubclass(w.category, SettingWarning)]
+
+
+def test_milestones_without_the_step_schedule_are_named(recwarn):
+    def warned(**given):
+        recwarn.clear()
+        warn_of_settings_that_do_not_apply(resolve_config(**given), given)
+        return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
+
+    (message,) = warned(milestones=(0.3, 0.6))  # the auto recipe's schedule is cosine
+    assert message == (
+        "--milestones are for --schedule step, and this run's schedule is cosine, which "
+        "ignores them: add --schedule step to use them"
+    )
+    assert warned(milestones=(0.3, 0.6), schedule="step") == []
+    assert warned(milestones=(0.3, 0.6), recipe="paper-cifar") == []  # a step recipe
+    assert warned(schedule="constant") == []
 
 
 def test_paths_from_the_python_api_and_near_misses(tmp_path):

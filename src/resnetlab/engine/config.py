@@ -501,22 +501,33 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
 
 
-def warn_of_a_rate_for_another_optimizer(config: TrainConfig, given: dict[str, Any]) -> None:
-    """Before a training run: a named recipe's rate is for its own optimizer, and
-    ``--optimizer adam`` under ``finetune`` (SGD, 0.01) would train Adam at ten times its
-    usual rate. The auto recipe scales the rate to the optimizer itself. ``given``: the
-    options given (``None``: not given)."""
-    preset = RECIPES.get(config.recipe, {}).get("optimizer")
+def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any]) -> None:
+    """Before a training run, a warning for each option given (``given``; ``None``: not
+    given) that the run would not use as meant:
+
+    - a named recipe's rate is for its own optimizer, and ``--optimizer adam`` under
+      ``finetune`` (SGD, 0.01) would train Adam at ten times its usual rate (the auto
+      recipe scales the rate to the optimizer itself);
+    - ``--milestones`` are the steps of ``--schedule step``, and any other schedule
+      ignores them.
+    """
     named = {k for k, v in given.items() if v is not None}
-    if "optimizer" not in named or "lr" in named or preset in (None, config.optimizer):
-        return
-    warnings.warn(
-        f"--optimizer {config.optimizer} under recipe {config.recipe} trains at the recipe's "
-        f"lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts near "
-        f"{USUAL_RATES[config.optimizer]}: give --lr",
-        SettingWarning,
-        stacklevel=2,
-    )
+    preset = RECIPES.get(config.recipe, {}).get("optimizer")
+    if "optimizer" in named and "lr" not in named and preset not in (None, config.optimizer):
+        warnings.warn(
+            f"--optimizer {config.optimizer} under recipe {config.recipe} trains at the "
+            f"recipe's lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
+            f"near {USUAL_RATES[config.optimizer]}: give --lr",
+            SettingWarning,
+            stacklevel=2,
+        )
+    if "milestones" in named and config.schedule != "step":
+        warnings.warn(
+            f"--milestones are for --schedule step, and this run's schedule is "
+            f"{config.schedule}, which ignores them: add --schedule step to use them",
+            SettingWarning,
+            stacklevel=2,
+        )
 
 
 def _model_of_weights(values: dict[str, Any]) -> None:

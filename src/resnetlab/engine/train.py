@@ -49,7 +49,7 @@ from .config import (
     augmentation_problem,
     resolve_config,
     stored_paths,
-    warn_of_a_rate_for_another_optimizer,
+    warn_of_settings_that_do_not_apply,
 )
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
@@ -134,7 +134,7 @@ def train(
         return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
         config = resolve_config(**overrides)
-        warn_of_a_rate_for_another_optimizer(config, overrides)
+        warn_of_settings_that_do_not_apply(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
         config = resolve_config(config.to_dict(), **overrides)
     return Trainer(config).run()
