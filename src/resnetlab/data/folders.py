@@ -313,6 +313,7 @@ def folder_splits(
     cache_root: Path,
     workers: int | None = None,
     resize: str = "squash",
+    max_side: int | None = None,
 ) -> tuple[dict[str, Callable[[], ImageSet | StreamingSet]], list[str]]:
     """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes."""
     root = find_root(root)
@@ -333,6 +334,7 @@ def folder_splits(
         cache_root=cache_root,
         workers=workers,
         resize=resize,
+        max_side=max_side,
     )
     return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
 
@@ -345,18 +347,26 @@ def load_folder(
     cache_root: Path,
     workers: int | None = None,
     resize: str = "squash",
+    max_side: int | None = None,
 ) -> ImageSet | StreamingSet:
     """One split folder (class folders of images), decoded into memory or set up to stream;
-    images of another shape than ``image_size`` squashed or centre-cropped (``resize``)."""
+    images of another shape than ``image_size`` squashed or centre-cropped (``resize``).
+
+    Without ``image_size`` the images are loaded at the most common native size, scaled
+    down to ``max_side`` where its longer side is larger (keeping its shape): ``data
+    inspect`` reads a folder of 12-megapixel photos at a size that shows them, not at 36 MB
+    an image.
+    """
     # The three ways to a split in the order they are tried: the decoding cache, streaming
     # (asked for, or too large for memory), decoding now and caching.
     scan = scan_classes(folder)
+    target, scaled = _scaled_size(scan, max_side, workers) if image_size is None else (None, [])
     # Squashed folders keep the keys they were cached under before crops existed.
     how = {} if resize == "squash" else {"resize": resize}
     key = decode_key(
         scan.stamps,
         root=str(folder.resolve()),
-        image_size=image_size,
+        image_size=image_size if target is None else list(target),
         classes=scan.class_names,
         **how,
     )
@@ -366,8 +376,11 @@ def load_folder(
     enlarged = _enlarged_note(scan, image_size, workers) if image_size is not None else []
     if stream is not False:
         size, notes = (image_size, image_size), list(enlarged)
-        if image_size is None:
-            size, notes = _sample_size(scan, workers)
+        if target is not None:
+            size, notes = target, scaled
+        elif image_size is None:
+            size, counts = _sample_size(scan, workers)
+            notes = _sample_notes(counts, size)
         estimate = len(scan.paths) * size[0] * size[1] * 3
         if stream is None:
             stream = estimate > STREAM_ABOVE_BYTES
@@ -387,10 +400,10 @@ def load_folder(
                 resize=resize,
             )
     images, kept, failed, sizes = decode_files(
-        scan.paths, image_size, workers=workers, resize=resize
+        scan.paths, image_size or target, workers=workers, resize=resize
     )
-    notes = list(scan.notes) + enlarged
-    if image_size is None and len(sizes) > 1:
+    notes = list(scan.notes) + enlarged + scaled
+    if image_size is None and target is None and len(sizes) > 1:
         notes.append(_mixed_sizes_note(sizes, images.shape[1:3]))
     skipped_note = report_unreadable(str(folder), failed, len(scan.paths))
     notes += skipped_note
@@ -505,8 +518,29 @@ def _enlarged_note(scan: FolderSplit, image_size: int, workers: int | None) -> l
     ]
 
 
-def _sample_size(scan: FolderSplit, workers: int | None) -> tuple[tuple[int, int], list[str]]:
-    """The most common native size among a seeded sample of file headers."""
+def _scaled_size(
+    scan: FolderSplit, max_side: int | None, workers: int | None
+) -> tuple[tuple[int, int] | None, list[str]]:
+    """The size to load a folder at without an image size: None (the most common native
+    size, found in decoding) unless that is larger than ``max_side``, then it scaled down
+    to ``max_side`` (found from a sample of headers); and notes saying so."""
+    if max_side is None:
+        return None, []
+    native, counts = _sample_size(scan, workers)
+    if max(native) <= max_side:
+        return None, []
+    scale = max_side / max(native)
+    size = (max(1, round(native[0] * scale)), max(1, round(native[1] * scale)))
+    return size, [
+        *_sample_notes(counts, native),
+        f"loaded at {format_size(size)}, scaled down from the most common size "
+        f"{format_size(native)} (--input-size loads them at another)",
+    ]
+
+
+def _sample_size(scan: FolderSplit, workers: int | None) -> tuple[tuple[int, int], Counter]:
+    """The most common native size among a seeded sample of file headers, and the count of
+    each size in the sample."""
     paths = scan.paths
     sample = paths if len(paths) <= SIZE_SAMPLE else random.Random(0).sample(paths, SIZE_SAMPLE)
     sizes, failed = read_header_sizes(sample, workers=workers)
@@ -516,6 +550,9 @@ def _sample_size(scan: FolderSplit, workers: int | None) -> tuple[tuple[int, int
             f"{scan.root}: none of {len(sample)} sampled images could be read (first: "
             f"{failed[0][0]}: {failed[0][1]})"
         )
-    size = counts.most_common(1)[0][0]
-    notes = [_mixed_sizes_note(counts, size) + " (from a sample)"] if len(counts) > 1 else []
-    return size, notes
+    return counts.most_common(1)[0][0], counts
+
+
+def _sample_notes(counts: Counter, used: tuple[int, int]) -> list[str]:
+    """A note on mixed sizes in a sample (``_sample_size``), all resized to ``used``."""
+    return [_mixed_sizes_note(counts, used) + " (from a sample)"] if len(counts) > 1 else []

@@ -13,6 +13,10 @@ from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
 from .imageset import ImageSet
 from .sources import Split, class_balance_note, open_source
 
+# Without an image size, the longest side an image folder is loaded at: photos at their own
+# size (a phone's 4032x3024: 36 MB an image decoded) would fill the memory to no purpose.
+INSPECT_MAX_SIDE = 512
+
 
 def describe(
     data: str,
@@ -23,7 +27,8 @@ def describe(
     cache_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Split]]:
     """Load every split of ``data`` and summarise it (at ``image_size``, reached as
-    ``resize`` says when given).
+    ``resize`` says when given; without it at the images' most common size, scaled down to
+    ``INSPECT_MAX_SIDE`` where larger).
 
     Returns:
         A JSON-ready summary (``data``, ``format``, ``class_names``, ``splits``: per split
@@ -31,7 +36,12 @@ def describe(
         ``notes``; and ``notes`` about the whole source) and the loaded splits.
     """
     source = open_source(
-        data, image_size=image_size, resize=resize, download=download, cache_dir=cache_dir
+        data,
+        image_size=image_size,
+        resize=resize,
+        download=download,
+        cache_dir=cache_dir,
+        max_side=INSPECT_MAX_SIDE,
     )
     order = ["train", "val", "test", "all"]
     # A file whose one split says what it is (test_signs.h5: test_set_*) shows that name.

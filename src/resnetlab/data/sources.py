@@ -86,11 +86,14 @@ def open_source(
     stream: bool | None = None,
     cache_dir: str | Path | None = None,
     resize: str = "squash",
+    max_side: int | None = None,
 ) -> Source:
     """Find out what ``spec`` names and which splits it offers, without loading them.
 
     ``resize`` (``squash`` or ``crop``, see ``decode.RESIZE_MODES``) is how images that are
     not square meet ``image_size``; digits and CIFAR-10 are square, so it changes nothing there.
+    ``max_side``: without ``image_size``, the longest side an image folder is loaded at
+    (``folders.load_folder``).
     """
     spec = os.fspath(spec)
     root = cache_root(cache_dir)
@@ -104,7 +107,9 @@ def open_source(
         folder = _cifar10_folder(root, download)
         source = Source(spec, "cifar10-binary", cifar10.cifar10_splits(folder, image_size))
     else:
-        source = _open_path(spec, image_size=image_size, stream=stream, root=root, resize=resize)
+        source = _open_path(
+            spec, image_size=image_size, stream=stream, root=root, resize=resize, max_side=max_side
+        )
     if stream and source.kind != "image-folder":
         raise DataError(
             f"{spec}: streaming reads image files one by one, but this is {source.kind} data, "
@@ -114,7 +119,13 @@ def open_source(
 
 
 def _open_path(
-    spec: str, *, image_size: int | None, stream: bool | None, root: Path, resize: str
+    spec: str,
+    *,
+    image_size: int | None,
+    stream: bool | None,
+    root: Path,
+    resize: str,
+    max_side: int | None = None,
 ) -> Source:
     path = Path(spec).expanduser()
     if not path.exists():
@@ -140,7 +151,9 @@ def _open_path(
             return Source(
                 spec, "cifar10-binary", cifar10.cifar10_splits(candidate, image_size), notes
             )
-    splits, more = folder_splits(folder, image_size, stream=stream, cache_root=root, resize=resize)
+    splits, more = folder_splits(
+        folder, image_size, stream=stream, cache_root=root, resize=resize, max_side=max_side
+    )
     # A folder of class folders named test/ (photos_test/...) or val/ says what it is, as
     # test_signs.h5 does.
     role = named_role(folder.name) if list(splits) == ["all"] else None
