@@ -88,20 +88,20 @@ def test_inspect_loads_large_photos_scaled_down_and_still_finds_unreadable_ones(
     root = write_tree(
         tmp_path / "d",
         {
-            "a": [noise(i, (80, 60)) for i in range(3)],
-            "b": [noise(i, (80, 60)) for i in range(3, 5)] + [noise(5, (60, 80))],
+            "a": [noise(i, (80, 60)) for i in range(10)],
+            "b": [noise(i, (80, 60)) for i in range(10, 19)] + [noise(19, (60, 80))],
         },
     )
     (root / "b" / "bad.png").write_bytes(b"\x89PNG broken")
     assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
     captured = capsys.readouterr()
     (split,) = json.loads(captured.out)["splits"].values()
-    assert split["image_size"] == [24, 32] and split["images"] == 6  # 80x60 scaled to 32x24
+    assert split["image_size"] == [24, 32] and split["images"] == 20  # 80x60 scaled to 32x24
     assert "loaded at 32x24, scaled down from the most common size 80x60" in " ".join(
         split["notes"]
     )
-    assert "mixed image sizes: 80x60 (5), 60x80 (1)" in " ".join(split["notes"])
-    assert "skipped 1 of 7 images that could not be read" in captured.err
+    assert "mixed image sizes: 80x60 (19), 60x80 (1)" in " ".join(split["notes"])
+    assert "skipped 1 of 21 images that could not be read" in captured.err
     # Small images are loaded at their own size, and --input-size at the size it gives.
     assert main(["data", "inspect", str(root), "--no-sheet", "--json", "--input-size", "40"]) == 0
     (split,) = json.loads(capsys.readouterr().out)["splits"].values()
