@@ -5,18 +5,25 @@ import pytest
 from PIL import Image
 
 import resnetlab
+from resnetlab.explain import explain
 
 
 def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
     model = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
     cases = [
-        (lambda: resnetlab.predict(model, [Image.new("RGB", (8, 8))]), "each image to predict"),
+        (lambda: resnetlab.predict(model, [np.zeros((8, 8, 3))]), "or a PIL image, got ndarray"),
         (lambda: resnetlab.load_model(None), "the model file must be a path"),
         (lambda: resnetlab.evaluate(123, "digits"), "the model file must be a path"),
         (lambda: resnetlab.train({"data": "digits"}), "not a dict; unpack it: train(**options)"),
         (lambda: resnetlab.train(resume=123), "resume must be a path (str or pathlib.Path)"),
         (lambda: resnetlab.read_model_meta(np.zeros(3)), "got ndarray"),
+        (
+            lambda: resnetlab.save_model(
+                resnetlab.create_model("resnet8"), model, class_names="ab"
+            ),
+            "class_names must be a list of names, got the string 'ab'",
+        ),
     ]
     for call, says in cases:
         with pytest.raises(resnetlab.ResnetlabError) as error:
@@ -33,3 +40,27 @@ def test_a_class_count_that_is_not_a_whole_number_from_0_is_refused(count):
 def test_any_integer_type_is_a_class_count():
     assert resnetlab.create_model("resnet8", num_classes=np.int64(4)).num_classes == 4
     assert resnetlab.create_model("resnet8", num_classes=0).num_classes == 0  # features only
+
+
+def test_predict_and_explain_take_open_images_as_their_files(tmp_path):
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3),
+        model,
+        input_size=16,
+        class_names=["a", "b", "c"],
+    )
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (30, 20, 4), dtype=np.uint8)).save(photo)  # RGBA, 2:3
+    from_file = resnetlab.predict(model, photo, top_k=3)
+    with Image.open(photo) as im:
+        (opened,) = resnetlab.predict(model, [im], top_k=3)
+        assert im.mode == "RGBA"  # the caller's image is not changed
+    assert opened.source == str(photo) and opened.top == from_file[0].top
+    pixels = np.asarray(Image.open(photo))
+    made = Image.fromarray(pixels)  # made in memory: named by its place in the list
+    _, second = resnetlab.predict(model, [photo, made], top_k=3)
+    assert second.source == "image 1" and second.top == from_file[0].top
+    maps = explain(model, [made])
+    assert maps.sources == ["image 0"]

@@ -7,6 +7,7 @@ model sees the same pixels for the same file however it was fed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -87,7 +88,9 @@ def _as_size(size: int | Size | None) -> Size | None:
 
 
 def read_image(
-    path: str | os.PathLike, size: int | Size | None = None, resize: str = "squash"
+    path: str | os.PathLike | BinaryIO | Image.Image,
+    size: int | Size | None = None,
+    resize: str = "squash",
 ) -> np.ndarray:
     """Decode one image file to a uint8 (H, W, 3) RGB array.
 
@@ -97,7 +100,9 @@ def read_image(
     phone photo comes out the way a viewer shows it.
 
     Args:
-        path: an image file.
+        path: an image file (a path or an open binary file), or an image PIL has open:
+            read as its file is, except that a JPEG is decoded at full size (from a file,
+            libjpeg decodes at the scale the size allows), and it is left open.
         size: resize to ``size`` x ``size`` (or ``(height, width)``) with bilinear
             interpolation (antialiased when shrinking); ``None`` keeps the native size.
         resize: ``squash`` or ``crop`` (see ``RESIZE_MODES``) when the aspect ratios differ.
@@ -106,8 +111,9 @@ def read_image(
         One of ``READ_ERRORS``: the file is not a readable image.
     """
     target = _as_size(size)
-    with _open(path) as im:
-        if target is not None and im.format == "JPEG":
+    given = isinstance(path, Image.Image)
+    with contextlib.nullcontext(path) if given else _open(path) as im:
+        if target is not None and im.format == "JPEG" and not given:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
             # big photos shrunk to 64x64 decode several times faster. A crop needs its
             # longer side whole, before any EXIF rotation: ask for that on both sides.

@@ -13,12 +13,13 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert
 from ..data.folders import image_files
-from ..errors import DataWarning, ResnetlabError, path_argument
+from ..errors import DataWarning, ResnetlabError
 from ..models import ModelMeta
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file
@@ -40,13 +41,27 @@ class Prediction:
         }
 
 
-def expand_inputs(inputs: Sequence[str | Path] | str | os.PathLike) -> list[tuple[Path, bool]]:
-    """Image files named directly, and the images inside named folders (sorted), each with
-    whether it was named directly. One path alone stands for a list of it."""
-    if isinstance(inputs, (str, os.PathLike)):  # not the characters of a path
+# What ``predict`` and ``explain`` take as images: paths of files and folders, and images
+# already open (PIL).
+Inputs = Sequence[str | os.PathLike | Image.Image] | str | os.PathLike | Image.Image
+
+
+def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
+    """Image files named directly, the images inside named folders (sorted), and open
+    images, each with whether it was named directly. One alone stands for a list of it."""
+    if isinstance(inputs, (str, os.PathLike, Image.Image)):  # not the characters of a path
         inputs = [inputs]
-    paths: list[tuple[Path, bool]] = []
-    for item in (Path(path_argument(i, "each image to predict")) for i in inputs):
+    paths: list[tuple[Path | Image.Image, bool]] = []
+    for given in inputs:
+        if isinstance(given, Image.Image):
+            paths.append((given, True))
+            continue
+        if not isinstance(given, str | os.PathLike):
+            raise ResnetlabError(
+                "each image to predict must be a path (str or pathlib.Path) or a PIL image, "
+                f"got {type(given).__name__}"
+            )
+        item = Path(given)
         if item.is_dir():
             found = image_files(item)
             if not found:
@@ -62,7 +77,7 @@ def expand_inputs(inputs: Sequence[str | Path] | str | os.PathLike) -> list[tupl
 @torch.no_grad()
 def predict(
     model: nn.Module | str | Path,
-    inputs: Sequence[str | Path] | str | Path,
+    inputs: Inputs,
     *,
     top_k: int = 3,
     device: str = "auto",
@@ -73,7 +88,10 @@ def predict(
     Args:
         model: a model file written by resnetlab (``.safetensors``, or ``.onnx`` from
             ``resnetlab export``), or a model returned by ``load_model``.
-        inputs: image files and folders of images (or one of them).
+        inputs: image files, folders of images, and PIL images (or one of them); an open
+            image is read as its file would be (EXIF orientation applied, resized as the
+            model file says), except that a large JPEG is decoded at full size, where
+            from its file it is decoded at the scale libjpeg offers for the size.
         top_k: how many classes to report per image.
         device: ``auto``, ``cpu``, ``cuda``...
         batch_size: images per forward pass.
@@ -89,22 +107,23 @@ def predict(
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)
     meta = model.meta
-    paths, images = load_inputs(inputs, meta)
+    names, images = load_inputs(inputs, meta)
     model = inference_model(model, device_, input_size=meta.input_size)
     probs = class_probabilities(model, images, meta, device=device_, batch_size=batch_size)
     broken = (~probs.isfinite().all(1)).nonzero().flatten().tolist()
     if broken:
         raise ResnetlabError(
-            f"the model's outputs are NaN or inf for {paths[broken[0]]}; its weights or "
+            f"the model's outputs are NaN or inf for {names[broken[0]]}; its weights or "
             "normalisation are damaged"
         )
     ranked = top_classes(probs, class_names(meta), top_k)
-    return [Prediction(str(path), top) for path, top in zip(paths, ranked, strict=True)]
+    return [Prediction(name, top) for name, top in zip(names, ranked, strict=True)]
 
 
-def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndarray:
-    """Decode one image file (a path or an open binary file) to the uint8 (H, W, 3) pixels
-    that ``meta``'s model takes: decoded and resized as a training folder is.
+def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMeta) -> np.ndarray:
+    """Decode one image file (a path, an open binary file or a PIL image) to the uint8
+    (H, W, 3) pixels that ``meta``'s model takes: decoded and resized as a training folder
+    is.
 
     Raises:
         ResnetlabError: the file is not a readable image.
@@ -120,29 +139,31 @@ def read_input(source: str | os.PathLike | BinaryIO, meta: ModelMeta) -> np.ndar
         raise ResnetlabError(f"{name} is not a readable image ({type(e).__name__}: {e})") from None
 
 
-def load_inputs(
-    inputs: Sequence[str | Path] | str | Path, meta: ModelMeta
-) -> tuple[list[Path], torch.Tensor]:
-    """The images named by ``inputs`` (files and folders) as ``meta``'s model takes them.
+def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tensor]:
+    """The images named by ``inputs`` (files, folders, PIL images) as ``meta``'s model
+    takes them.
 
     An image named directly must be readable; one found in a folder is skipped with a
     warning if not.
 
     Returns:
-        The paths of the images read, and their pixels: uint8 (N, H, W, 3).
+        The names of the images read (their paths; an open image its file's name, else
+        ``image <i>``, its position in ``inputs``), and their pixels: uint8 (N, H, W, 3).
     """
-    paths, decoded = [], []
-    for path, named in expand_inputs(inputs):
+    names, decoded = [], []
+    for i, (item, named) in enumerate(expand_inputs(inputs)):
+        name = str(item) if isinstance(item, Path) else getattr(item, "filename", "")
+        name = name or f"image {i}"
         try:
-            decoded.append(torch.from_numpy(read_input(path, meta)))
-            paths.append(path)
+            decoded.append(torch.from_numpy(read_input(item, meta)))
+            names.append(name)
         except ResnetlabError as e:
             if named:
                 raise
             warnings.warn(f"{e}; skipped", DataWarning, stacklevel=3)
-    if not paths:
+    if not names:
         raise ResnetlabError("none of the images could be read")
-    return paths, torch.stack(decoded)
+    return names, torch.stack(decoded)
 
 
 def model_batches(

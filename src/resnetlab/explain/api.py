@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from ..engine.distributed import resolve_device
-from ..engine.predict import load_inputs, model_batches
+from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError
 from ..models import ModelMeta, load_model, model_info
 from ..storage import write_error
@@ -178,7 +178,7 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
 
 def explain(
     model: nn.Module | str | os.PathLike,
-    images: Sequence[str | os.PathLike] | str | os.PathLike | np.ndarray | torch.Tensor,
+    images: Inputs | np.ndarray | torch.Tensor,
     *,
     method: str = "gradcam",
     target: int | str | Sequence[int | str] | None = None,
@@ -191,7 +191,8 @@ def explain(
     Args:
         model: a model file written by resnetlab, or a model (``load_model``,
             ``create_model``).
-        images: image files and folders, decoded and resized as ``predict`` does; or
+        images: image files, folders and PIL images, decoded and resized as ``predict``
+            does; or
             uint8 (N, H, W, 3) pixels at the model's input size (one image: (H, W, 3)),
             e.g. from ``resnetlab.engine.predict.read_input`` (a model fresh from
             ``create_model``, not built for one size, takes any square size).

@@ -222,6 +222,10 @@ def save_model(
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
+    if isinstance(class_names, str):  # a string is a sequence, of its letters
+        raise ResnetlabError(
+            f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
+        )
     pretrained = getattr(model, "pretrained", None)
     if mean is None and std is None and pretrained is not None and pretrained.mean is not None:
         mean, std = pretrained.mean, pretrained.std
