@@ -9,6 +9,7 @@ import torch
 import resnetlab
 from resnetlab.analysis import summarize
 from resnetlab.bench import bench_train
+from resnetlab.bench.sides import bench_spec
 from resnetlab.cli import build_parser, main
 
 TINY = ["--batch-size", "4", "--input-size", "16", "--steps", "1", "--warmup", "1"]
@@ -147,3 +148,17 @@ def test_explain_speed_prints_the_cpu_plan(capsys):
     assert main([*args, "--explain-speed"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)"
+
+
+def test_compiled_runs_are_warmed_up_past_their_compilation():
+    common = dict(input_size=8, num_classes=None, precision=None, channels_last=None)
+    common.update(device="cpu", steps=1, repeats=1, vs=None, threads=None)
+    for training in (True, False):
+        spec = bench_spec(
+            "resnet8", training=training, batch_size=2, compile=True, warmup=0, **common
+        )
+        assert spec.warmup == 2  # the first calls compile: 0 would time the compiler
+        spec = bench_spec(
+            "resnet8", training=training, batch_size=2, compile=False, warmup=0, **common
+        )
+        assert spec.warmup == 0

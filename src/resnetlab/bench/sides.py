@@ -119,7 +119,8 @@ def bench_spec(
         compile: ``torch.compile`` ours and (when it is torchvision's model) the peer.
         device: ``auto``, ``cpu``, ``cuda``...
         steps: steps (forward passes) per timed repeat.
-        warmup: untimed steps first (for CUDA graphs, at least the warm-up and capture).
+        warmup: untimed steps first (for CUDA graphs, at least the warm-up and capture;
+            with ``compile``, at least 2: the first calls compile).
         repeats: timed repeats, ours and the peer's in turns.
         vs: ``torchvision`` to run the peer side by side.
         threads: CPU threads for PyTorch (default: its own choice).
@@ -147,6 +148,8 @@ def bench_spec(
         config = resolve_config(model=model, **named, **given)
         if config.cuda_graphs:  # time replays only: eager warm-up steps and capture first
             warmup = max(warmup, GRAPH_WARMUP_STEPS + 2)
+    if compile:  # the first calls compile (training: forward, then backward)
+        warmup = max(warmup, 2)
     configure_backends(device_, deterministic=False)
     size, classes = input_size or info.input_size, num_classes or info.num_classes
     return BenchSpec(
