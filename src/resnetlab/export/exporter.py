@@ -351,7 +351,8 @@ def write_onnx(
     returns the opset. The input is named ``images``, the output ``logits``."""
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
     with _quiet_loggers("torch.onnx", "onnxscript"):  # the outcome is checked below
-        if "dynamo" in inspect.signature(torch.onnx.export).parameters:  # torch 2.5 and later
+        options = inspect.signature(torch.onnx.export).parameters.keys()
+        if {"dynamic_shapes", "external_data"} <= options:  # torch 2.5 on (2.4: dynamo= only)
             shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
             torch.onnx.export(
                 graph,
