@@ -123,6 +123,7 @@ def test_matmul_paths_need_the_conv_margin():
 
 
 BF16_WINS = {FP32_CL: 1.0, FP32_NCHW: 0.98, BF16_CL: 0.7, BF16_NCHW: 0.55}
+FP32_NCHW_WINS = {FP32_CL: 1.0, FP32_NCHW: 0.5, BF16_CL: 0.9, BF16_NCHW: 0.9}
 CONFIG = TrainConfig(model="resnet8", batch_size=8, input_size=8)
 
 
@@ -232,7 +233,7 @@ def test_a_changed_torch_version_or_thread_count_calibrates_again(calibrating, m
 
 
 def test_timings_shared_with_other_work_are_measured_again_when_the_cores_are_quiet(
-    calibrating,
+    calibrating, capsys
 ):
     calibrating.others[0] = 1.2  # another job took a core while the steps were timed
     shared = _plan(FakeMachine(BF16_WINS))
@@ -241,7 +242,9 @@ def test_timings_shared_with_other_work_are_measured_again_when_the_cores_are_qu
     machine = FakeMachine(BF16_WINS)
     assert _plan(machine).how == "from the cache" and not machine.timed  # still shared
     calibrating.others[0] = 0.05
+    capsys.readouterr()
     assert _plan(machine).how == "measured now" and machine.timed
+    assert "again (the cached timings were taken beside other work" in capsys.readouterr().err
     machine = FakeMachine(BF16_WINS)
     calibrating.others[0] = 1.2  # measured quiet, kept when shared again
     assert _plan(machine).how == "from the cache" and not machine.timed
@@ -508,3 +511,22 @@ def test_a_run_trains_on_the_threads_the_calibration_chose(monkeypatch, tmp_path
     result = train(**common, device="cpu", out=str(tmp_path / "run"))
     assert during == [1, 1] and torch.get_num_threads() == 2
     assert result.summary["status"] == "finished"
+
+
+def test_a_resumed_run_keeps_the_plan_it_started_with(calibrating, monkeypatch, tmp_path, capsys):
+    common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, device="cpu")
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(FP32_NCHW_WINS))
+    run = train(**common, max_steps=2, out=str(tmp_path / "run")).run_dir
+    assert json.loads((run / "cpu_plan.json").read_text())["precision"] == "fp32"
+    # Measured again (another cache, as after a busy first measurement): bf16 would win now.
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "other-cache"))
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(BF16_WINS))
+    capsys.readouterr()
+    train(resume=run, max_steps=4)
+    err = capsys.readouterr().err
+    assert "CPU plan: fp32, NCHW" in err and "kept from the run's start" in err
+    assert "measuring this CPU" not in err
+    (run / "cpu_plan.json").write_text("{broken")
+    with pytest.warns(SettingWarning, match="cannot read the CPU plan .* measures the CPU again"):
+        train(resume=run, max_steps=5)
+    assert "CPU plan: bf16 autocast" in capsys.readouterr().err

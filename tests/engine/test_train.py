@@ -371,7 +371,7 @@ def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
     assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B, D\n"
 
 
-def test_sync_bn_on_the_cpu_is_refused(monkeypatch):
+def test_sync_bn_on_the_cpu_is_refused_and_alone_warned_of(monkeypatch):
     from types import SimpleNamespace
 
     from resnetlab.engine.step import build_training
@@ -380,6 +380,9 @@ def test_sync_bn_on_the_cpu_is_refused(monkeypatch):
     config = TrainConfig(model="resnet8", sync_bn=True)
     with pytest.raises(resnetlab.ResnetlabError, match="--sync-bn needs CUDA devices"):
         build_training(config, torch.device("cpu"), num_classes=10, input_size=8, dist=dist)
+    config = TrainConfig.from_recipe("modern", model="resnet8", sync_bn=True)
+    with pytest.warns(SettingWarning, match="--sync-bn has no effect in one process"):
+        build_training(config, torch.device("cpu"), num_classes=10, input_size=8)
 
 
 def test_a_metrics_file_from_before_top5_still_reads(tmp_path):

@@ -130,13 +130,13 @@ def download(
             raise DataError(
                 f"downloaded {url}: MD5 checksum is {digest.hexdigest()}, expected {md5}; the "
                 "download is corrupt or the address serves another file: try again, or download "
-                f"it yourself and pass --data path/to/{ARCHIVE_NAME}"
+                f"it yourself and give path/to/{ARCHIVE_NAME} as the data, not cifar10"
             )
         os.replace(tmp, final)
     except (urllib.error.URLError, OSError) as e:
         raise DataError(
-            f"could not download {url} ({e}); download it yourself and pass "
-            f"--data path/to/{ARCHIVE_NAME}"
+            f"could not download {url} ({e}); download it yourself and give "
+            f"path/to/{ARCHIVE_NAME} as the data, not cifar10"
         ) from e
     finally:
         tmp.unlink(missing_ok=True)

@@ -169,8 +169,8 @@ def _cifar10_folder(root: Path, download: bool) -> Path:
     if not archive.is_file():
         if not download:
             raise DataError(
-                f"cifar10: not found in {root}; add --download to fetch it (163 MB), or pass "
-                f"--data path/to/{cifar10.ARCHIVE_NAME} or a {cifar10.FOLDER_NAME} folder"
+                f"cifar10: not found in {root}; add --download to fetch it (163 MB), or give "
+                f"path/to/{cifar10.ARCHIVE_NAME} or a {cifar10.FOLDER_NAME} folder as the data"
             )
         archive = cifar10.download(root)
     found = find_root(extracted_folder(archive, root))

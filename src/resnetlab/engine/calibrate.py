@@ -778,7 +778,7 @@ def _cached(
     if cached is not None and not quieter(_others_now, than=cached.get("others")):
         return cached, False
     to_time = calls()
-    with _measuring(section, logged=section in _ANNOUNCED):
+    with _measuring(section, logged=section in _ANNOUNCED, again=cached is not None):
         watch = OtherWork()
         timings: dict[str, Any] = measure(key, to_time, rounds)
         others = watch.cores()
@@ -790,17 +790,22 @@ def _cached(
 
 
 @contextlib.contextmanager
-def _measuring(section: str, *, logged: bool = False) -> Iterator[None]:
+def _measuring(section: str, *, logged: bool = False, again: bool = False) -> Iterator[None]:
     """What the run is doing while the CPU is measured (the first run of a model on a
     machine spends some seconds to a minute here before its first line): a spinner on an
     interactive terminal, the same words as one line in a log (not again once ``logged``:
-    a model's convolution shapes are measured one after another)."""
+    a model's convolution shapes are measured one after another). ``again``: cached
+    timings taken beside other work are measured anew."""
     what = {
         "convs": "convolutions to choose the fastest",
         "steps": "training steps to choose the fastest",
         "matmul": "matrix-product rate",
     }[section]
-    message = f"measuring this CPU's {what} (once; then cached)"
+    message = f"measuring this CPU's {what} " + (
+        "again (the cached timings were taken beside other work, which has gone)"
+        if again
+        else "(once; then cached)"
+    )
     if not sys.stderr.isatty():
         if not logged:
             print(message, file=sys.stderr, flush=True)

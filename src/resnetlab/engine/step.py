@@ -326,6 +326,7 @@ def build_training(
     dist: DistInfo | None = None,
     pretrained: PretrainedWeights | None = None,
     class_names: list[str] | None = None,
+    cpu_plan: CpuPlan | None = None,
 ) -> TrainParts:
     """The model, optimizer, EMA and step of a training run of ``config`` on ``device``.
 
@@ -338,6 +339,8 @@ def build_training(
         pretrained: the weights of ``config.pretrained``, read by the caller (a resumed
             run passes none: its checkpoint holds the weights).
         class_names: the data's classes, which a pretrained classifier must be for.
+        cpu_plan: on the CPU, the plan to train with (a resumed run keeps the one it
+            started with); default: the calibration's (``engine.calibrate.plan_cpu``).
     """
     dist = dist or DistInfo()
     # One function on purpose: the parts are built in the order they wrap each other
@@ -348,12 +351,14 @@ def build_training(
             raise ResnetlabError(problem)
     amp_dtype = resolve_precision(config.precision, device)
     channels_last = resolve_channels_last(config.channels_last, device)
-    cpu_plan = None
-    if device.type == "cpu":
+    if device.type != "cpu":
+        cpu_plan = None
+    else:
         from .calibrate import plan_cpu  # (which times this module's TrainStep)
 
         keep_freed_memory()
-        cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
+        if cpu_plan is None:
+            cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
     model = initial_model(config, num_classes, input_size, pretrained, class_names).to(device)
     tuning = fine_tuning(config, model)
@@ -361,6 +366,13 @@ def build_training(
         model = model.to(memory_format=torch.channels_last)
     if cpu_plan is not None:
         use_matmul_convs(model, input_size, cpu_plan.matmul_convs)
+    if config.sync_bn and not dist.enabled:
+        warnings.warn(
+            "--sync-bn has no effect in one process: it shares BatchNorm statistics between "
+            "torchrun's GPU processes",
+            SettingWarning,
+            stacklevel=2,
+        )
     if config.sync_bn and dist.enabled:
         if device.type != "cuda":
             raise ResnetlabError(

@@ -39,10 +39,10 @@ from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource
 from ..models import model_info, save_model
-from ..storage import WriteError, remove_stale_temps
+from ..storage import WriteError, atomic_write, remove_stale_temps
 from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
-from .calibrate import busy_note, cpu_threads, speed_lines
+from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
 from .config import (
     TrainConfig,
@@ -71,9 +71,12 @@ class TrainingDiverged(ResnetlabError):
     """The loss, a weight or a BN statistic became NaN or infinite."""
 
 
+CPU_PLAN_NAME = "cpu_plan.json"  # the CPU plan a run started with, kept by --resume
+
 # What a run folder holds: a killed writer may have left a temporary file of any of them.
 RUN_FILES = (
     "config.json",
+    CPU_PLAN_NAME,
     "metrics.csv",
     CHECKPOINT_NAME,
     "best.safetensors",
@@ -191,12 +194,13 @@ class Trainer:
         self._load_data()  # also fills in what the auto recipe chose from the data
         if problem := augmentation_problem(self.config, self.input_size):
             raise ResnetlabError(problem)
-        self._build_model(weights)
+        self._build_model(weights, _stored_plan(run_dir) if resume else None)
         self._plan_schedule()
         self._set_position(run_dir, resume)
 
-    def _build_model(self, weights: PretrainedWeights | None) -> None:
-        """Model, optimizer, EMA and the step: what `resnetlab bench train` measures too."""
+    def _build_model(self, weights: PretrainedWeights | None, plan: CpuPlan | None) -> None:
+        """Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
+        ``plan``: on the CPU, the one a resumed run started with."""
         parts = build_training(
             self.config,
             self.device,
@@ -205,6 +209,7 @@ class Trainer:
             dist=self.dist,
             pretrained=weights,
             class_names=self.class_names,
+            cpu_plan=plan,
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
         self.net = parts.net
@@ -396,6 +401,11 @@ class Trainer:
         try:
             if self.dist.is_main:
                 c.save(self.run_dir / "config.json")
+                if self.cpu_plan is not None:  # what --resume trains with
+                    atomic_write(
+                        self.run_dir / CPU_PLAN_NAME,
+                        (json.dumps(self.cpu_plan.to_record(), indent=1) + "\n").encode(),
+                    )
                 self.log.start(self._describe())
                 if self.resumed and self.step:
                     where = (
@@ -988,6 +998,31 @@ def _check_resumable(run_dir: Path) -> None:
             f"config file not found: {config}; {run_dir} holds no run to resume (a run "
             f"stopped before writing its config left nothing): start it again with --out {run_dir}"
         )
+
+
+def _stored_plan(run_dir: Path | None) -> CpuPlan | None:
+    """The CPU plan a run started with (``cpu_plan.json``), for its resumption to train as it
+    began: a plan measured anew may take another precision or layout, and the resumed run
+    would then end with other weights. None where the run has none (not on a CPU, or
+    older); a file that cannot be read as one is said, and the plan measured again."""
+    path = Path(run_dir or ".") / CPU_PLAN_NAME
+    if not path.is_file():
+        return None
+    try:
+        plan = CpuPlan.from_record(json.loads(path.read_text()))
+        if plan.precision not in ("fp32", "bf16") or not isinstance(plan.channels_last, bool):
+            raise ValueError(f"precision {plan.precision!r}, channels_last {plan.channels_last!r}")
+        if not (plan.threads is None or (isinstance(plan.threads, int) and plan.threads > 0)):
+            raise ValueError(f"threads {plan.threads!r}")
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        warnings.warn(
+            f"cannot read the CPU plan {path} ({e}); the resumed run measures the CPU again, "
+            "and may take another precision or layout than it started with",
+            SettingWarning,
+            stacklevel=2,
+        )
+        return None
+    return dataclasses.replace(plan, how=f"kept from the run's start, {CPU_PLAN_NAME}")
 
 
 def _check_untrained(run_dir: Path) -> None:

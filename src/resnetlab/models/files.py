@@ -348,7 +348,8 @@ def _other_format(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = {name.split("/", 1)[-1]: name for name in archive.namelist()}
-            if "archive_format" in names:
+            # archive_format: newer torch; serialized_exported_program.json: torch 2.4
+            if {"archive_format", "serialized_exported_program.json"} & names.keys():
                 return "a torch.export program (.pt2 export)"
             if any(name.startswith("code/") for name in names):
                 return "a TorchScript export"
