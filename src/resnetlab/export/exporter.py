@@ -143,7 +143,7 @@ class ExportReport:
             a = self.int8_accuracy
             lines += [f"note: {note}" for note in unwarned(a["notes"])]
             lines.append(
-                f"accuracy on {a['count']:,} images of {a['data']} (those eval scores): int8 "
+                f"accuracy on the {a['count']:,} images that eval scores for {a['data']}: int8 "
                 f"{a['int8']:.2%}, fp32 {a['fp32']:.2%} ({(a['int8'] - a['fp32']) * 100:+.2f} "
                 f"points)"
             )
@@ -539,8 +539,9 @@ def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
         return images, f"{GENERATED_IMAGES} generated images"
     from ..engine.evaluate import held_out_split
 
-    images = split_pixels(held_out_split(data, meta), CHECK_IMAGES)
-    return images, f"{len(images)} images of {data}"
+    split = held_out_split(data, meta)
+    images = split_pixels(split, CHECK_IMAGES)
+    return images, f"{len(images)} images of {split.source or data}"
 
 
 def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Tensor:
