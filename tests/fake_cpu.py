@@ -64,5 +64,6 @@ def fake_cpu(monkeypatch, *, bf16: bool = True, threads: int | None = None) -> l
 
     monkeypatch.setattr(calibrate, "OtherWork", FakeOtherWork)
     monkeypatch.setattr(calibrate, "PROBE_SECONDS", 0.0)
+    monkeypatch.setattr(calibrate, "MEASURE_MIN_STEPS", 1)  # the tests' runs are short
     monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)
     return others

@@ -530,3 +530,21 @@ def test_a_resumed_run_keeps_the_plan_it_started_with(calibrating, monkeypatch, 
     with pytest.warns(SettingWarning, match="cannot read the CPU plan .* measures the CPU again"):
         train(resume=run, max_steps=5)
     assert "CPU plan: bf16 autocast" in capsys.readouterr().err
+
+
+def test_a_short_run_measures_nothing_and_takes_what_the_cache_holds(
+    calibrating, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setattr(calibrate, "MEASURE_MIN_STEPS", 500)
+    common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, device="cpu")
+    machine = FakeMachine(FP32_NCHW_WINS)
+    monkeypatch.setattr(calibrate, "measure_in_turns", machine)
+    train(**common, max_steps=3, out=str(tmp_path / "short"))
+    err = capsys.readouterr().err
+    assert "CPU plan: fp32, channels-last (not calibrated: a run of 3 steps would spend " in err
+    assert "runs of 500 steps or more measure the CPU, once" in err and not machine.timed
+    config = TrainConfig.from_recipe("modern", **common)
+    measured = plan_cpu(config, num_classes=10, input_size=8, measure=machine)  # (bench)
+    assert measured.how == "measured now" and not measured.channels_last
+    train(**common, max_steps=3, out=str(tmp_path / "again"))
+    assert "CPU plan: fp32, NCHW" in capsys.readouterr().err  # from the cache

@@ -73,6 +73,7 @@ import torch
 
 from ..data.decode import available_cpus
 from ..errors import CacheWarning, SettingWarning
+from .auto import count_of
 from .config import TrainConfig
 from .cpu import (
     ConvShape,
@@ -103,6 +104,11 @@ MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it
 # busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
 STEP_FLOPS_BUDGET = 40e9
 BUSY_LOAD = 1.5  # load average per core above which a run's log says the CPU is busy
+# Runs of fewer training steps take the cached timings, or the defaults, and measure nothing:
+# measuring costs about a hundred steps' time (the whole step of up to eight candidates
+# over eight rounds, the thread counts, the convolutions), which a gain of a fifth repays
+# over about 500 steps.
+MEASURE_MIN_STEPS = 500
 CONTENDED = 0.25  # cores' worth of other work above which timings are redone when quiet
 PROBE_SECONDS = 0.5  # how long a run watches the cores before redoing shared timings
 PATHS = ("onednn", "matmul")  # the ways a convolution can run
@@ -528,6 +534,7 @@ def plan_cpu(
     force: bool = False,
     measure: Measure | None = None,
     store: CalibrationStore | None = None,
+    run_steps: int | None = None,
 ) -> CpuPlan:
     """The plan for training ``config`` on this CPU: from the cache, or measured now.
 
@@ -539,6 +546,9 @@ def plan_cpu(
         force: measure again even where the cache has timings.
         measure: times a set of calls (``measure_in_turns``; tests pass fixed timings).
         store: the cache (default: this machine's file in the cache folder).
+        run_steps: the training steps of the run; one of fewer than ``MEASURE_MIN_STEPS``
+            takes what the cache holds and measures nothing (the defaults where the cache
+            lacks timings): measuring costs about a hundred steps' time.
     """
     candidates = _candidates(config)
     default = CpuPlan(candidates[0].precision, resolve_channels_last(config.channels_last, CPU))
@@ -560,8 +570,30 @@ def plan_cpu(
         with torch.random.fork_rng(devices=[]):  # a run draws the same numbers either way
             store = store or CalibrationStore()
             measure = measure or measure_in_turns
-            plan = _calibrate(config, num_classes, input_size, candidates, store, measure, force)
+            if run_steps is not None and run_steps < MEASURE_MIN_STEPS:
+                measure = _cache_only
+            try:
+                plan = _calibrate(
+                    config, num_classes, input_size, candidates, store, measure, force
+                )
+            except _Unmeasured:
+                default.how = (
+                    f"not calibrated: a run of {count_of(run_steps or 0, 'step')} would spend "
+                    f"longer measuring than training; runs of {MEASURE_MIN_STEPS:,} steps or "
+                    "more measure the CPU, once"
+                )
+                plan = default
     return broadcast_object(plan, dist)
+
+
+class _Unmeasured(Exception):
+    """Timings a short run needed that the cache does not hold."""
+
+
+def _cache_only(what: str, calls: Calls, rounds: int) -> dict[str, list[float]]:
+    """The ``Measure`` of a run too short to measure the CPU: timings come from the cache
+    or not at all."""
+    raise _Unmeasured(what)
 
 
 def _candidates(config: TrainConfig) -> list[Candidate]:
@@ -775,7 +807,9 @@ def _cached(
     finds the cores quiet (``quieter``): they may be far from what the machine does alone.
     """
     cached = None if force else store.timings(section, key, names)
-    if cached is not None and not quieter(_others_now, than=cached.get("others")):
+    if cached is not None and (
+        measure is _cache_only or not quieter(_others_now, than=cached.get("others"))
+    ):
         return cached, False
     to_time = calls()
     with _measuring(section, logged=section in _ANNOUNCED, again=cached is not None):

@@ -327,6 +327,7 @@ def build_training(
     pretrained: PretrainedWeights | None = None,
     class_names: list[str] | None = None,
     cpu_plan: CpuPlan | None = None,
+    run_steps: int | None = None,
 ) -> TrainParts:
     """The model, optimizer, EMA and step of a training run of ``config`` on ``device``.
 
@@ -340,7 +341,8 @@ def build_training(
             run passes none: its checkpoint holds the weights).
         class_names: the data's classes, which a pretrained classifier must be for.
         cpu_plan: on the CPU, the plan to train with (a resumed run keeps the one it
-            started with); default: the calibration's (``engine.calibrate.plan_cpu``).
+            started with); default: the calibration's (``engine.calibrate.plan_cpu``),
+            which measures nothing for a run of few ``run_steps``.
     """
     dist = dist or DistInfo()
     # One function on purpose: the parts are built in the order they wrap each other
@@ -358,7 +360,13 @@ def build_training(
 
         keep_freed_memory()
         if cpu_plan is None:
-            cpu_plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, dist=dist)
+            cpu_plan = plan_cpu(
+                config,
+                num_classes=num_classes,
+                input_size=input_size,
+                dist=dist,
+                run_steps=run_steps,
+            )
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
     model = initial_model(config, num_classes, input_size, pretrained, class_names).to(device)
     tuning = fine_tuning(config, model)

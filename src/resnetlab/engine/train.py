@@ -210,6 +210,7 @@ class Trainer:
             pretrained=weights,
             class_names=self.class_names,
             cpu_plan=plan,
+            run_steps=self.config.max_steps or self.config.epochs * len(self.train_loader),
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
         self.net = parts.net
