@@ -360,7 +360,10 @@ def load_folder(
     # The three ways to a split in the order they are tried: the decoding cache, streaming
     # (asked for, or too large for memory), decoding now and caching.
     scan = scan_classes(folder)
-    target, scaled = _scaled_size(scan, max_side, workers) if image_size is None else (None, [])
+    # Without a size, a sample of headers gives the most common one: read here (once) when
+    # it may be scaled down, which the cache key depends on.
+    sampled = _sample_size(scan, workers) if image_size is None and max_side else None
+    target, scaled = _scaled_size(*sampled, max_side) if sampled else (None, [])
     # Squashed folders keep the keys they were cached under before crops existed.
     how = {} if resize == "squash" else {"resize": resize}
     key = decode_key(
@@ -379,7 +382,7 @@ def load_folder(
         if target is not None:
             size, notes = target, scaled
         elif image_size is None:
-            size, counts = _sample_size(scan, workers)
+            size, counts = sampled or _sample_size(scan, workers)
             notes = _sample_notes(counts, size)
         estimate = len(scan.paths) * size[0] * size[1] * 3
         if stream is None:
@@ -519,15 +522,13 @@ def _enlarged_note(scan: FolderSplit, image_size: int, workers: int | None) -> l
 
 
 def _scaled_size(
-    scan: FolderSplit, max_side: int | None, workers: int | None
+    native: tuple[int, int], counts: Counter, max_side: int | None
 ) -> tuple[tuple[int, int] | None, list[str]]:
-    """The size to load a folder at without an image size: None (the most common native
-    size, found in decoding) unless that is larger than ``max_side``, then it scaled down
-    to ``max_side`` (found from a sample of headers); and notes saying so."""
-    if max_side is None:
-        return None, []
-    native, counts = _sample_size(scan, workers)
-    if max(native) <= max_side:
+    """The size to load a folder at without an image size, given the most common native
+    size in a sample of headers (``_sample_size``): None (that size, as decoding finds it)
+    unless it is larger than ``max_side``, then it scaled down to ``max_side``; and notes
+    saying so."""
+    if max_side is None or max(native) <= max_side:
         return None, []
     scale = max_side / max(native)
     size = (max(1, round(native[0] * scale)), max(1, round(native[1] * scale)))
