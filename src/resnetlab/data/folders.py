@@ -522,13 +522,13 @@ def _enlarged_note(scan: FolderSplit, image_size: int, workers: int | None) -> l
 
 
 def _scaled_size(
-    native: tuple[int, int], counts: Counter, max_side: int | None
+    native: tuple[int, int], counts: Counter, max_side: int
 ) -> tuple[tuple[int, int] | None, list[str]]:
     """The size to load a folder at without an image size, given the most common native
     size in a sample of headers (``_sample_size``): None (that size, as decoding finds it)
     unless it is larger than ``max_side``, then it scaled down to ``max_side``; and notes
     saying so."""
-    if max_side is None or max(native) <= max_side:
+    if max(native) <= max_side:
         return None, []
     scale = max_side / max(native)
     size = (max(1, round(native[0] * scale)), max(1, round(native[1] * scale)))
