@@ -317,6 +317,25 @@ def initial_model(
     return model
 
 
+def _sync_batchnorm(model: nn.Module, device: torch.device, dist: DistInfo) -> nn.Module:
+    """``model`` with SyncBatchNorm for ``--sync-bn``: under torchrun on GPUs; refused on
+    the CPU, and warned of in one process, where there is nothing to share."""
+    if not dist.enabled:
+        warnings.warn(
+            "--sync-bn has no effect in one process: it shares BatchNorm statistics between "
+            "torchrun's GPU processes",
+            SettingWarning,
+            stacklevel=3,
+        )
+        return model
+    if device.type != "cuda":
+        raise ResnetlabError(
+            "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs only on GPUs); "
+            "drop it on the CPU"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def build_training(
     config: TrainConfig,
     device: torch.device,
@@ -374,20 +393,8 @@ def build_training(
         model = model.to(memory_format=torch.channels_last)
     if cpu_plan is not None:
         use_matmul_convs(model, input_size, cpu_plan.matmul_convs)
-    if config.sync_bn and not dist.enabled:
-        warnings.warn(
-            "--sync-bn has no effect in one process: it shares BatchNorm statistics between "
-            "torchrun's GPU processes",
-            SettingWarning,
-            stacklevel=2,
-        )
-    if config.sync_bn and dist.enabled:
-        if device.type != "cuda":
-            raise ResnetlabError(
-                "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs only on GPUs); "
-                "drop it on the CPU"
-            )
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.sync_bn:
+        model = _sync_batchnorm(model, device, dist)
     optimizer = build_optimizer(model, config, device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     ema = (
