@@ -375,6 +375,25 @@ def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_p
     ]
 
 
+def test_validation_images_that_are_copies_of_training_images_are_warned_about(tmp_path):
+    root = tmp_path / "t"
+    write_tree(root / "train", {"cats": [noise(i) for i in range(4)], "dogs": [noise(4)]})
+    write_tree(root / "val", {"cats": [noise(0), noise(1), noise(20)], "dogs": [noise(4)]})
+    with pytest.warns(DataWarning) as caught:
+        load_dataset(str(root))
+    assert [str(w.message) for w in caught if "copies of training" in str(w.message)] == [
+        "3 of the 4 validation images are copies of training images (the same pixels; by "
+        "class: cats 2, dogs 1): scored as unseen though the model trains on them, which "
+        "flatters the validation accuracy; remove the copies from one side"
+    ]
+    for name in ("000.png", "001.png"):
+        (root / "val" / "cats" / name).unlink()
+    noise(21).save(root / "val" / "dogs" / "000.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(str(root))
+
+
 def test_a_class_folder_inside_another_is_named(tmp_path):
     root = write_tree(
         tmp_path / "t", {"Squares": [noise(i) for i in range(3)], "Circles": [noise(5)]}

@@ -81,6 +81,17 @@ def test_inspect_names_a_class_far_smaller_than_the_others(tmp_path, capsys):
     assert split["notes"] == []
 
 
+def test_inspect_counts_test_images_that_are_copies_of_training_images(tmp_path, capsys):
+    write_tree(tmp_path / "d" / "train", {"a": [noise(i) for i in range(3)], "b": [noise(3)]})
+    write_tree(tmp_path / "d" / "test", {"a": [noise(2), noise(9)], "b": [noise(8)]})
+    assert main(["data", "inspect", str(tmp_path / "d"), "--no-sheet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == [
+        "1 of the 3 test images is a copy of a training image (the same pixels; by class: "
+        "a 1): scored as unseen though the model trains on it, which flatters the test "
+        "accuracy; remove the copies from one side"
+    ]
+
+
 def test_inspect_loads_large_photos_scaled_down_and_still_finds_unreadable_ones(
     tmp_path, capsys, monkeypatch
 ):

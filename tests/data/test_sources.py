@@ -66,7 +66,9 @@ def test_a_class_of_one_image_is_said_never_validated(tmp_path):
 
 
 def test_holding_out_more_than_is_trained_on_is_said(tmp_path):
-    write_tree(tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(9)] * 10})
+    write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
     with pytest.warns(DataWarning, match=r"--val-split 0.8 holds out more .* \(16 validated, 4 "):
         load_dataset(str(tmp_path / "d"), val_split=0.8)
     with warnings.catch_warnings():

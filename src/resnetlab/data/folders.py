@@ -16,7 +16,6 @@ suffix. A root holding nothing but one folder (as archives often unpack) is look
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -41,7 +40,7 @@ from .decode import (
     read_header_sizes,
     report_unreadable,
 )
-from .imageset import ImageSet
+from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 
 # Decode into memory only when the uint8 images take at most this much; larger folders
@@ -465,8 +464,8 @@ def _copies_note(
     accuracy; and twins in two classes contradict each other."""
     first: dict[bytes, int] = {}
     twins = []  # (copy, the first image with its pixels)
-    for i, image in enumerate(images):
-        j = first.setdefault(hashlib.blake2b(image.tobytes(), digest_size=16).digest(), i)
+    for i, digest in enumerate(pixel_digests(images)):
+        j = first.setdefault(digest, i)
         if j != i:
             twins.append((i, j))
     if not twins:

@@ -11,7 +11,7 @@ import torch
 from ..storage import atomic_write, write_error
 from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
 from .imageset import ImageSet
-from .sources import Split, class_balance_note, open_source
+from .sources import Split, class_balance_note, copies_of_training_images, open_source
 
 # Without an image size, the longest side an image folder is loaded at: photos at their own
 # size (a phone's 4032x3024: 36 MB an image decoded) would fill the memory to no purpose.
@@ -56,6 +56,9 @@ def describe(
     for name, split in splits.items():
         if split.class_names != first.class_names:
             notes.append(f"the {name} split has other classes than the first split")
+        elif name in ("val", "test") and "train" in splits:
+            what = "validation" if name == "val" else "test"
+            notes += filter(None, [copies_of_training_images(splits["train"], split, what)])
     summary = {
         "data": data,
         "format": source.kind,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,7 +25,7 @@ from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
 from .folders import find_root, folder_splits, named_role
-from .imageset import ImageSet
+from .imageset import ImageSet, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats
 from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits
 from .streaming import StreamingLoader, StreamingSet
@@ -312,6 +313,8 @@ def load_dataset(
             note = f"resized from {format_size(_size(val))} to the training size"
             val = _resize(val, _size(train), resize)
             val.notes = [*val.notes, note]
+        if copies := copies_of_training_images(train, val, "validation"):
+            warnings.warn(copies, DataWarning, stacklevel=2)
     return Dataset(train, val, list(train.class_names))
 
 
@@ -412,6 +415,30 @@ def _resize(split: Split, size: tuple[int, int], resize: str) -> Split:
     if isinstance(split, ImageSet):
         return split.resized(size, resize=resize)
     return split.resized(size)  # decoded with the split's own resize mode
+
+
+def copies_of_training_images(train: Split, held_out: Split, what: str) -> str | None:
+    """A note when images of ``held_out`` are copies of training images (the same pixels):
+    each is scored as unseen though the model trains on it, which flatters the accuracy.
+    Compared where both splits are in memory at one size."""
+    if not isinstance(train, ImageSet) or not isinstance(held_out, ImageSet):
+        return None
+    if train.image_size != held_out.image_size:
+        return None
+    seen = set(pixel_digests(train.images.numpy()))
+    copies = [i for i, d in enumerate(pixel_digests(held_out.images.numpy())) if d in seen]
+    if not copies:
+        return None
+    by_class = Counter(held_out.labels[copies].tolist()).most_common()
+    shown = ", ".join(f"{held_out.class_names[c]} {n:,}" for c, n in by_class[:5])
+    more = f" and {len(by_class) - 5} more classes" if len(by_class) > 5 else ""
+    are = "is a copy of a training image" if len(copies) == 1 else "are copies of training images"
+    return (
+        f"{len(copies):,} of the {len(held_out):,} {what} images {are} (the same pixels; by "
+        f"class: {shown}{more}): scored as unseen though the model trains on "
+        f"{'it' if len(copies) == 1 else 'them'}, which flatters the {what} accuracy; remove "
+        "the copies from one side"
+    )
 
 
 def class_balance_note(split: Split, what: str = "training image") -> str | None:
