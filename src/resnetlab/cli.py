@@ -254,8 +254,8 @@ TRAIN_HELP = {
     "val_data": "validation data (default: the data's own held-out split, else --val-split)",
     "val_split": "fraction of the training data held out for validation (default: 0.2 when the "
     "data has no validation or test split of its own)",
-    "subset": "train on about N training images, each class keeping its share (seeded)",
-    "val_subset": "validate on about N of the validation images, likewise",
+    "subset": "train on N training images, each class keeping its share (seeded)",
+    "val_subset": "validate on N of the validation images, likewise",
     "input_size": "image side the model sees; images are resized once (default: the model's)",
     "download": "download the data set if it is not in the cache (cifar10)",
     "stream": "stream images from disk instead of holding them in memory (default: by size)",

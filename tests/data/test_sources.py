@@ -3,7 +3,8 @@ import warnings
 import pytest
 import torch
 
-from resnetlab.data import load_dataset, load_eval_split
+from resnetlab.data import ImageSet, load_dataset, load_eval_split, stratified_sample
+from resnetlab.data.sources import sample_counts
 from resnetlab.errors import DataError, DataWarning
 
 from .conftest import noise, write_tree
@@ -87,3 +88,31 @@ def test_a_folder_named_for_a_split_is_scored_as_that_split(tmp_path, name, role
     other = write_tree(tmp_path / "photos", {"a": [noise(0), noise(1)], "b": [noise(2), noise(3)]})
     (note,) = load_eval_split(str(other)).notes
     assert note.startswith(f"{other} has no held-out split: all 4 images are scored")
+
+
+@pytest.mark.parametrize(
+    ("counts", "n", "take"),
+    [
+        ([5000] * 10, 500, [50] * 10),  # shares that are whole numbers
+        ([50, 50, 50], 100, [34, 33, 33]),  # a tie: the first class rounds up
+        ([60, 30, 10], 7, [4, 2, 1]),  # 4.2, 2.1, 0.7: the largest remainder rounds up
+        ([100, 100, 1], 10, [5, 4, 1]),  # the class of one image kept, a larger one gives back
+        ([1, 1, 1, 97], 3, [0, 0, 0, 3]),  # fewer images asked for than classes
+        ([0, 20, 20], 4, [0, 2, 2]),  # a class without images takes none
+    ],
+)
+def test_a_sample_takes_each_class_share_and_adds_up(counts, n, take):
+    assert sample_counts(counts, n) == take
+
+
+def test_a_sample_of_n_images_has_n_images_and_is_seeded():
+    labels = torch.tensor([0] * 7 + [1] * 13 + [2] * 3)
+    split = ImageSet(
+        torch.arange(23, dtype=torch.uint8).view(23, 1, 1, 1).expand(23, 2, 2, 3),
+        labels,
+        ["a", "b", "c"],
+    )
+    sample = stratified_sample(split, 10, seed=1)
+    assert len(sample) == 10 and sample.class_counts() == [3, 6, 1]
+    assert torch.equal(stratified_sample(split, 10, seed=1).images, sample.images)
+    assert not torch.equal(stratified_sample(split, 10, seed=2).images, sample.images)

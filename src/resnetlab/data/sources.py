@@ -219,12 +219,36 @@ def stratified_split(
 
 
 def stratified_sample(split: Split, n: int, seed: int = 0) -> Split:
-    """About ``n`` images of ``split`` (an ``ImageSet`` or ``StreamingSet``), each class
-    keeping its share; the same ``n`` and seed always give the same images."""
+    """``n`` images of ``split`` (an ``ImageSet`` or ``StreamingSet``), each class keeping
+    its share (``sample_counts``); the same ``n`` and seed always give the same images."""
     if n >= len(split):
         return split
-    _, kept = stratified_split(split.labels, n / len(split), seed)
-    return split.subset(kept)
+    take = sample_counts(torch.bincount(split.labels).tolist(), n)
+    generator = torch.Generator().manual_seed(seed)
+    kept = []
+    for c in torch.unique(split.labels).tolist():  # shuffled as stratified_split does
+        idx = torch.nonzero(split.labels == c).flatten()
+        kept.append(idx[torch.randperm(len(idx), generator=generator)][: take[c]])
+    return split.subset(torch.cat(kept).sort().values)
+
+
+def sample_counts(counts: list[int], n: int) -> list[int]:
+    """How many images of each class a sample of ``n`` takes: each class its share of
+    ``n``, rounded so that they add up to ``n`` (the largest remainders round up), and
+    at least one of every class that has images while ``n`` allows."""
+    total = sum(counts)
+    shares = [count * n / total for count in counts]
+    take = [int(share) for share in shares]
+    if n >= sum(count > 0 for count in counts):
+        take = [max(t, 1) if count else 0 for t, count in zip(take, counts, strict=True)]
+    by_remainder = sorted(range(len(counts)), key=lambda c: (take[c] - shares[c], c))
+    while sum(take) < n:  # the largest remainders round up
+        c = next(c for c in by_remainder if take[c] < counts[c])
+        take[c] += 1
+        by_remainder.remove(c)
+    while sum(take) > n:  # a class raised to one: the largest classes give one back
+        take[max(range(len(take)), key=lambda c: (take[c], -c))] -= 1
+    return take
 
 
 def load_dataset(
