@@ -1,7 +1,7 @@
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from resnetlab.engine.evaluate import evaluate_loader
+from resnetlab.engine.evaluate import EvalReport, evaluate_loader
 
 
 class Lookup(torch.nn.Module):
@@ -31,6 +31,11 @@ def test_confusion_precision_and_recall_agree_with_scikit_learn():
     )
     ours_precision, ours_recall = result.per_class()
     assert ours_precision == precision.tolist() and ours_recall == recall.tolist()
+    names = ["ant", "bee", "cat", "dog", "eel"]
+    rows = EvalReport(result, names, "data", "model").per_class()
+    assert list(rows) == names and rows["eel"]["support"] == 0  # class 4 never occurs
+    assert [rows[name]["recall"] for name in names] == recall.tolist()
+    assert rows["bee"]["support"] == (labels == 1).sum().item()
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     assert abs(result.loss - loss) < 1e-6 and result.count == n
     assert result.accuracy == (predicted == labels).sum().item() / n

@@ -84,9 +84,17 @@ class EvalReport:
     model: str
     notes: list[str] = field(default_factory=list)  # which images were scored, what was adjusted
 
-    def to_dict(self) -> dict:
+    def per_class(self) -> dict[str, dict[str, float]]:
+        """``{class name: {"precision", "recall", "support"}}``, support being the number of
+        images of the class scored."""
         precision, recall = self.result.per_class()
         support = self.result.confusion.sum(1).tolist()
+        return {
+            name: {"precision": p, "recall": r, "support": n}
+            for name, p, r, n in zip(self.class_names, precision, recall, support, strict=True)
+        }
+
+    def to_dict(self) -> dict:
         return {
             "model": self.model,
             "data": self.data,
@@ -94,10 +102,7 @@ class EvalReport:
             "accuracy": self.result.accuracy,
             "top5_accuracy": self.result.top5,
             "loss": self.result.loss,
-            "per_class": [
-                {"class": name, "precision": p, "recall": r, "support": n}
-                for name, p, r, n in zip(self.class_names, precision, recall, support, strict=True)
-            ],
+            "per_class": [{"class": name, **row} for name, row in self.per_class().items()],
             "confusion": self.result.confusion.tolist(),
             "notes": self.notes,
         }
