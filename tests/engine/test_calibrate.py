@@ -543,6 +543,7 @@ def test_a_short_run_measures_nothing_and_takes_what_the_cache_holds(
     err = capsys.readouterr().err
     assert "CPU plan: fp32, channels-last (not calibrated: a run of 3 steps would spend " in err
     assert "runs of 500 steps or more measure the CPU, once" in err and not machine.timed
+    assert "measuring this CPU" not in err
     config = TrainConfig.from_recipe("modern", **common)
     measured = plan_cpu(config, num_classes=10, input_size=8, measure=machine)  # (bench)
     assert measured.how == "measured now" and not measured.channels_last

@@ -592,7 +592,7 @@ class _Unmeasured(Exception):
 
 def _cache_only(what: str, calls: Calls, rounds: int) -> dict[str, list[float]]:
     """The ``Measure`` of a run too short to measure the CPU: timings come from the cache
-    or not at all."""
+    or not at all (``_cached`` stops before calling it)."""
     raise _Unmeasured(what)
 
 
@@ -811,6 +811,8 @@ def _cached(
         measure is _cache_only or not quieter(_others_now, than=cached.get("others"))
     ):
         return cached, False
+    if measure is _cache_only:
+        raise _Unmeasured(section)  # before saying that the CPU is being measured
     to_time = calls()
     with _measuring(section, logged=section in _ANNOUNCED, again=cached is not None):
         watch = OtherWork()
