@@ -331,6 +331,14 @@ def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
 
     # --epochs replaces the length in steps.
     assert train(resume=short, epochs=4).summary["steps"] == 40
+    assert "the learning rate goes on at" not in capsys.readouterr().err
+    # One step more: the stretched cosine is at its end, which is said.
+    assert train(resume=short, max_steps=41).summary["steps"] == 41
+    assert (
+        "the learning rate goes on at 0% of its peak (cosine schedule, stretched to the new "
+        "length), so the added steps change the weights little; to train on at a higher "
+        f"rate, start a new run from these weights (--pretrained {short})"
+    ) in capsys.readouterr().err
 
 
 def test_a_rate_given_on_resuming_is_the_rate_it_trains_at(tmp_path):

@@ -416,6 +416,8 @@ class Trainer:
                         f"resumed at step {self.step:,} of {self.total_steps:,}, {where} "
                         f"({self.train_time:.1f} s of training so far)"
                     )
+                    if note := self._low_rate_note():
+                        self.log.message(note)
                 for note in self.data_notes:
                     self.log.message(f"data: {note}")
                 self._explain_speed()
@@ -588,6 +590,22 @@ class Trainer:
         """The last epoch's accuracy (validation, else training) reached ``target_accuracy``."""
         target = self.config.target_accuracy
         return target is not None and self.epoch > 0 and self.last_metric >= target
+
+    def _low_rate_note(self) -> str | None:
+        """A note when a run extended on resuming (``--epochs``/``--max-steps`` given anew)
+        goes on at a small share of its peak rate: its schedule, stretched to the new length,
+        is near its end (two more epochs of a finished cosine run of thirty, say)."""
+        if not {"epochs", "max_steps"} & self.given:
+            return None
+        share = self._lr() / self.config.lr
+        if share >= 0.1:
+            return None
+        return (
+            f"the learning rate goes on at {share:.0%} of its peak ({self.config.schedule} "
+            "schedule, stretched to the new length), so the added steps change the weights "
+            "little; to train on at a higher rate, start a new run from these weights "
+            f"(--pretrained {self.run_dir})"
+        )
 
     def _lr(self) -> float:
         c = self.config
