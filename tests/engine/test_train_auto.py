@@ -58,7 +58,7 @@ def test_auto_prints_its_choices_and_saves_them(tmp_path, capsys):
     result = train(data="digits", input_size=8, subset=300, epochs=1, out=str(tmp_path / "r"))
     err = capsys.readouterr().err
     line = next(line for line in err.splitlines() if line.startswith("recipe auto:"))
-    assert "299 images at 8x8 -> batch 16" in line and "(1 epoch; given)" in line
+    assert "300 images at 8x8 -> batch 16" in line and "(1 epoch; given)" in line
     assert "warm-up 4 steps (a quarter of training)" in line
     config = TrainConfig.load(result.run_dir / "config.json")
     assert config["recipe"] == "auto" and all(config[k] is not None for k in AUTO_FIELDS)
@@ -264,7 +264,7 @@ def test_the_loss_guard_halves_the_auto_rate_and_the_run_keeps_it(tmp_path, monk
     monkeypatch.setattr(LossGuard, "update", scripted)
     common = dict(data="digits", input_size=8, subset=300, epochs=2)
     result = train(**common, out=str(tmp_path / "auto"))
-    # 299 images: batch 16, 18 steps an epoch, a warm-up of 9; watched: 18 steps.
+    # 300 images: batch 16, 18 steps an epoch, a warm-up of 9; watched: 18 steps.
     assert len(seen) == 18 and all(0 < loss < 10 for loss in seen)  # each step's mean loss
     chosen = 0.1 * (16 / 128) ** 0.5
     assert TrainConfig.load(result.run_dir / "config.json")["lr"] == pytest.approx(chosen / 2)
