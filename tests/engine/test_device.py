@@ -1,6 +1,8 @@
 """Device names: what a machine lacks is one clear line, whatever the machine has."""
 
 import re
+import signal
+import threading
 
 import pytest
 import torch
@@ -68,3 +70,34 @@ def test_one_process_is_one_process_whatever_world_size_says(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "")  # set empty, or 1: no process group
     info, device = distributed.init_distributed("cpu")
     assert not info.enabled and device.type == "cpu"
+
+
+def test_a_process_waiting_for_its_peers_says_what_it_waits_for(monkeypatch, capsys):
+    for name, value in {
+        "WORLD_SIZE": "3",
+        "RANK": "1",
+        "MASTER_ADDR": "h",
+        "MASTER_PORT": "7",
+    }.items():
+        monkeypatch.setenv(name, value)
+    said = threading.Event()
+    real_say = distributed._say
+    monkeypatch.setattr(distributed, "_say", lambda line: (real_say(line), said.set()))
+    monkeypatch.setattr(distributed, "JOIN_NOTE_AFTER_S", 0.01)
+    joined = []
+    # The peers "arrive" once the waiting process has said what it waits for.
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+
+    def join(backend):
+        # PyTorch's wait never hands Ctrl-C to Python: the default action ends the process.
+        joined.append((said.wait(60), signal.getsignal(signal.SIGINT)))
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", join)
+    before = signal.getsignal(signal.SIGINT)
+    info, _ = distributed.init_distributed("cpu")
+    assert joined == [(True, signal.SIG_DFL)] and (info.rank, info.world_size) == (1, 3)
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C handled again once joined
+    assert capsys.readouterr().err == (
+        "rank 1: waiting for the other 2 of WORLD_SIZE=3 processes to join at h:7; torchrun "
+        "starts them all (Ctrl-C stops)\n"
+    )

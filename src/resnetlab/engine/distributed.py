@@ -8,6 +8,9 @@ averages the gradients, and only rank 0 writes files and prints.
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +19,10 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ResnetlabError
+
+# Seconds a process waits for the others to join before it says what it waits for (the
+# process group waits up to 30 minutes, silently).
+JOIN_NOTE_AFTER_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -100,8 +107,40 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        _join("nccl" if device.type == "cuda" else "gloo", info)
     return info, device
+
+
+def _join(backend: str, info: DistInfo) -> None:
+    """Join the process group, saying what it waits for when the others are slow to come
+    (WORLD_SIZE set by hand, or a peer that failed to start)."""
+    address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    waiting = threading.Timer(
+        JOIN_NOTE_AFTER_S,
+        _say,
+        [
+            f"rank {info.rank}: waiting for the other {info.world_size - 1} of WORLD_SIZE="
+            f"{info.world_size} processes to join at {address}; torchrun starts them all "
+            "(Ctrl-C stops)"
+        ],
+    )
+    waiting.daemon = True
+    # The wait blocks inside PyTorch, where Python never sees Ctrl-C: while it lasts, Ctrl-C
+    # ends the process at once (nothing is saved yet to lose).
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        on_ctrl_c = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    waiting.start()
+    try:
+        dist.init_process_group(backend)
+    finally:
+        waiting.cancel()
+        if main_thread:
+            signal.signal(signal.SIGINT, on_ctrl_c)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _env_int(name: str, default: int) -> int:
