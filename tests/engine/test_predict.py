@@ -136,6 +136,7 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     some = tmp_path / "three-sevens-and-fives"
     for name in ("3", "5", "7"):
         shutil.copytree(digit_folder / name, some / name)
+    shutil.copytree(digit_folder / "7", tmp_path / "sevens" / "7")
     whole = resnetlab.evaluate(model_file, str(digit_folder))
     part = resnetlab.evaluate(model_file, str(some))
     rows = [whole.class_names.index(n) for n in ("3", "5", "7")]
@@ -146,6 +147,11 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     assert part.result.confusion[others].sum() == 0
     assert part.result.count == sum(len(list((some / n).iterdir())) for n in ("3", "5", "7"))
     assert any("scored on 3 of the model's 10 classes" in note for note in part.notes)
+    # One class alone (a folder of sevens) is scored the same way.
+    sevens = resnetlab.evaluate(model_file, str(tmp_path / "sevens"))
+    seven = whole.class_names.index("7")
+    assert torch.equal(sevens.result.confusion[seven], whole.result.confusion[seven])
+    assert any("scored on 1 of the model's 10 classes" in note for note in sevens.notes)
 
 
 def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(

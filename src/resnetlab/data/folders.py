@@ -230,15 +230,13 @@ def scan_classes(folder: Path) -> FolderSplit:
             "but hold no class folders; put each split's images in one sub-folder per class "
             "(train/<class>/*.jpg)"
         )
-    if len(class_dirs) == 1:
-        beside = (
-            f", and {len(loose)} images directly in the folder, which belong to no class"
-            if loose
-            else ""
-        )
+    # One class folder is a test set of one class; training refuses it (load_dataset). With
+    # images beside it, those were likely meant as another class.
+    if len(class_dirs) == 1 and loose:
         raise DataError(
-            f"{folder}: only one class folder ({class_dirs[0].name}){beside}; a classifier "
-            "needs at least two: put each class's images in its own sub-folder"
+            f"{folder}: only one class folder ({class_dirs[0].name}), and {len(loose)} images "
+            "directly in the folder, which belong to no class; put each class's images in "
+            "its own sub-folder"
         )
     paths, labels, stamps, others = [], [], [], []
     for label, d in enumerate(class_dirs):
