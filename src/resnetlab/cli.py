@@ -521,7 +521,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.cam:
         from .explain import explain
 
-        written = explain(model, args.images).save(args.cam)
+        # The images predict read, not args.images again: a folder's unreadable files were
+        # warned of and skipped once already.
+        written = explain(model, [p.source for p in predictions]).save(args.cam)
         print(f"wrote {len(written)} files to {args.cam}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))

@@ -105,6 +105,26 @@ def test_predict_cam_writes_the_same_overlays(model_file, image_folder, tmp_path
         np.testing.assert_allclose(saved["maps"], expected.maps.numpy(), atol=1e-6)
 
 
+def test_predict_cam_warns_once_of_an_unreadable_image(model_file, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels, _ = squares(2, seed=5)
+    for i, image in enumerate(pixels.numpy()):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    (folder / "x.jpg").write_text("not an image")
+    out = tmp_path / "cams"
+    assert main(["predict", str(model_file), str(folder), "--cam", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [
+        str(folder / "0.png"),
+        str(folder / "1.png"),
+    ]
+    warned = [line for line in captured.err.splitlines() if "x.jpg" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: ")
+    assert "is not a readable image" in warned[0] and warned[0].endswith("; skipped")
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "maps.npz", "sheet.png"]
+
+
 def test_one_uploaded_image_to_a_png(model_file, image_folder):
     """What a web server does: bytes in, the predict path's decoding, a PNG out."""
     model = resnetlab.load_model(model_file)
