@@ -35,7 +35,7 @@ def test_confusion_names_and_counts_what_stays_legible(drawn, tmp_path, k, named
 
 
 def test_characters_no_font_has_are_one_warning_naming_the_fix(drawn, tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "installed_families", set)  # DejaVu Sans alone: no CJK
+    monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plots.plot_confusion(torch.eye(2, dtype=torch.int64), ["日本", "中国"], tmp_path / "c.png")

@@ -1,8 +1,12 @@
 import json
+import warnings
 
 from PIL import Image
 
+from resnetlab.analysis import fonts
 from resnetlab.cli import main
+from resnetlab.data.report import contact_sheet, describe
+from resnetlab.errors import DataWarning
 
 from .conftest import noise, write_tree
 
@@ -26,6 +30,22 @@ def test_inspect_json_counts_sizes_and_sheet(tmp_path, capsys):
     assert summary["sheet"] == str(sheet)
     with Image.open(sheet) as im:
         assert im.format == "PNG" and im.width > 300 and im.height > 100
+
+
+def test_class_names_no_font_has_are_one_warning_naming_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
+    root = write_tree(tmp_path / "pets", {"猫": [noise(0)], "犬": [noise(1)]})
+    _, splits = describe(str(root))
+    (split,) = splits.values()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        contact_sheet(split, tmp_path / "sheet.png", per_class=1, title="pets")
+    (warning,) = caught  # not matplotlib's "Glyph ... missing from font(s)", one per character
+    assert warning.category is DataWarning
+    assert str(warning.message).startswith("some characters in the figure's text (")
+    assert "猫" in str(warning.message) and "犬" in str(warning.message)
+    assert "fonts-noto-cjk" in str(warning.message)
+    assert (tmp_path / "sheet.png").is_file()
 
 
 def test_inspect_table_on_the_real_signs_file(shared_data, tmp_path, capsys, monkeypatch):

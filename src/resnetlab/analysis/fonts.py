@@ -8,6 +8,12 @@ installed ``FALLBACK_FONTS`` for what it lacks (Chinese, Japanese, Arabic...).
 from __future__ import annotations
 
 import functools
+import re
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import DataWarning
 
 # Tried in order for characters DejaVu Sans lacks; those installed are used. Noto and Droid
 # cover most scripts on Linux, the others are the systems' own on macOS and Windows.
@@ -35,6 +41,8 @@ INSTALL_HINT = (
     "then delete matplotlib's font list (fontlist-*.json in matplotlib.get_cachedir()) so "
     "that it finds the new font"
 )
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from font")
+Drawing = TypeVar("Drawing", bound=Callable[..., Any])
 
 
 def font_families(installed: set[str]) -> list[str]:
@@ -47,6 +55,38 @@ def installed_families() -> set[str]:
     from matplotlib import font_manager
 
     return {font.name for font in font_manager.fontManager.ttflist}
+
+
+def any_script(draw: Drawing) -> Drawing:
+    """Draw ``draw``'s matplotlib text with the installed fallback fonts; characters none of
+    them has are one warning that names the fix, not one of matplotlib's per character."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        import matplotlib
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with matplotlib.rc_context({"font.family": font_families(installed_families())}):
+                result = draw(*args, **kwargs)
+        missing = []
+        for w in caught:
+            glyph = _MISSING_GLYPH.search(str(w.message))
+            if glyph is None:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            elif chr(int(glyph.group(1))) not in missing:
+                missing.append(chr(int(glyph.group(1))))
+        if missing:
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            warnings.warn(
+                f"some characters in the figure's text ({shown}) are drawn as boxes: no "
+                f"installed font has them; {INSTALL_HINT}",
+                DataWarning,
+                stacklevel=2,
+            )
+        return result
+
+    return drawn  # type: ignore[return-value]
 
 
 def default_font_file() -> str:

@@ -3,13 +3,9 @@ experiments' curves, errors against depth and gradient norms."""
 
 from __future__ import annotations
 
-import functools
-import re
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import matplotlib
 
@@ -18,46 +14,12 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from ..errors import DataWarning
 from ..storage import atomic_write
-from .fonts import INSTALL_HINT, font_families, installed_families
+from .fonts import any_script
 
 # A loss that spans more than this factor is drawn on a log axis, so that one early spike
 # does not flatten the rest of the curve.
 LOG_LOSS_RANGE = 20.0
-
-
-_MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from font")
-Plot = TypeVar("Plot", bound=Callable[..., None])
-
-
-def _any_script(plot: Plot) -> Plot:
-    """Draw ``plot``'s text with the installed fallback fonts; characters none of them has
-    are one warning that names the fix, not one of matplotlib's per character."""
-
-    @functools.wraps(plot)
-    def drawn(*args, **kwargs):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            with plt.rc_context({"font.family": font_families(installed_families())}):
-                plot(*args, **kwargs)
-        missing = []
-        for w in caught:
-            glyph = _MISSING_GLYPH.search(str(w.message))
-            if glyph is None:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            elif chr(int(glyph.group(1))) not in missing:
-                missing.append(chr(int(glyph.group(1))))
-        if missing:
-            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-            warnings.warn(
-                f"some characters in the figure's text ({shown}) are drawn as boxes: no "
-                f"installed font has them; {INSTALL_HINT}",
-                DataWarning,
-                stacklevel=2,
-            )
-
-    return drawn  # type: ignore[return-value]
 
 
 COUNTED_CLASSES = 30  # a confusion matrix shows counts in its cells up to this many classes
@@ -74,7 +36,7 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> None:
         plt.close(fig)
 
 
-@_any_script
+@any_script
 def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -> None:
     """Loss and accuracy per epoch, train and validation, side by side."""
     epochs = [r["epoch"] for r in epoch_rows]
@@ -102,7 +64,7 @@ def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -
     save_figure(fig, path)
 
 
-@_any_script
+@any_script
 def plot_confusion(
     confusion: torch.Tensor, class_names: Sequence[str], path: str | Path, title: str = ""
 ) -> None:

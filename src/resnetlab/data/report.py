@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..analysis.fonts import any_script
 from ..storage import atomic_write, write_error
 from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
 from .imageset import ImageSet
@@ -90,6 +91,7 @@ def _sample_images(split: Split, indices: list[int]) -> list[np.ndarray]:
     return out
 
 
+@any_script
 def contact_sheet(
     split: Split,
     path: str | Path,
@@ -99,7 +101,8 @@ def contact_sheet(
     seed: int = 0,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG grid of sample images: one row per class, ``per_class`` seeded picks each.
+    """Write a PNG grid of sample images: one row per class, ``per_class`` seeded picks each,
+    class names in any script the installed fonts have.
 
     Returns:
         The path written.
