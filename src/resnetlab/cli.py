@@ -376,6 +376,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import TrainConfig, resolve_config, train
     from .engine.config import warn_of_settings_that_do_not_apply
+    from .engine.finetune import warn_if_weights_changed
 
     flags = {
         f.name: getattr(args, f.name)
@@ -392,6 +393,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     file_values = TrainConfig.load(args.config) if args.config else None
     config = resolve_config(file_values, **flags)
     warn_of_settings_that_do_not_apply(config, flags)
+    if args.config:
+        warn_if_weights_changed(args.config, config)
     train(config)
     return 0
 

@@ -2,6 +2,7 @@
 and runs started from pretrained weights keep their normalisation."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -265,3 +266,23 @@ def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, caps
     assert main([*args, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "holds a resnet32, not a resnet20" in err and "train --model resnet32" in err
+
+
+def test_a_rerun_says_when_the_weights_it_starts_from_have_changed(tmp_path, capsys):
+    fast = ["--model", "resnet20", "--data", "digits", "--input-size", "8", "--max-steps", "1"]
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    assert main(["train", *fast, "--out", str(first)]) == 0
+    assert main(["train", "--pretrained", str(first), *fast, "--out", str(tuned)]) == 0
+    location = json.loads((tuned / "pretrained.json").read_text())["weights"]["location"]
+    capsys.readouterr()
+    rerun = ["train", "--config", str(tuned / "config.json"), "--out"]
+    assert main([*rerun, str(tmp_path / "same")]) == 0
+    assert "has changed since" not in capsys.readouterr().err
+    # The first run trained again (other weights in the same file): the rerun says so.
+    assert main(["train", *fast, "--seed", "1", "--out", str(tmp_path / "other")]) == 0
+    (tmp_path / "other" / Path(location).name).replace(location)
+    capsys.readouterr()
+    assert main([*rerun, str(tmp_path / "changed")]) == 0
+    err = capsys.readouterr().err
+    assert f"{location} has changed since the run of {tuned / 'config.json'} started from it" in err
+    assert "this run starts from the new weights, so it does not repeat that run" in err

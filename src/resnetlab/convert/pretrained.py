@@ -267,7 +267,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
         description=f"torchvision {weights_enum.__name__}.{weights.name}",
         state_dict=state,
         location=str(cached),
-        sha256=_sha256(cached) if cached.is_file() else None,
+        sha256=file_sha256(cached) if cached.is_file() else None,
         mean=tuple(transform.mean),
         std=tuple(transform.std),
         normalisation_note="ImageNet mean/std (the weights')",
@@ -414,7 +414,7 @@ def _from_safetensors(path: Path, source: str) -> PretrainedWeights:
         description=path.name,
         state_dict=_unwrap_keys(load_file(str(path))),
         location=str(path),
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
     )
 
 
@@ -427,7 +427,7 @@ def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
         description=f"{where} ({meta.model}, {meta.num_classes} classes)",
         state_dict=load_file(str(path)),
         location=str(path),
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
         mean=meta.mean,
         std=meta.std,
         normalisation_note=f"the model file's mean/std {_triple(meta.mean)}/{_triple(meta.std)}",
@@ -465,7 +465,7 @@ def _from_torch_file(path: Path, source: str) -> PretrainedWeights:
         description=path.name,
         state_dict=_unwrap_keys(_find_state_dict(obj, path)),
         location=str(path),
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
     )
 
 
@@ -509,7 +509,7 @@ def _from_keras(path: Path, source: str) -> PretrainedWeights:
         description=f"{path.name} ({report.layout}, {report.num_classes} classes)",
         state_dict=model.state_dict(),
         location=str(path),
-        sha256=_sha256(path),
+        sha256=file_sha256(path),
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
         normalisation_note="pixels / 255, as the seed's Keras model was trained",
@@ -555,7 +555,7 @@ def _hub_offline_unless_reachable(seconds: float = 3.0) -> Iterator[None]:
         constants.HF_HUB_OFFLINE = False
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,11 @@ from ..convert.pretrained import (
     PretrainedReport,
     PretrainedWeights,
     check_pretrained,
+    file_sha256,
     resolve_pretrained,
     weights_normalisation,
 )
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, SettingWarning
 from .config import TrainConfig
 
 STAGE = re.compile(r"layer(\d+)")
@@ -211,6 +213,30 @@ def write_record(run_dir: Path, report: PretrainedReport, config: TrainConfig) -
         **{k: getattr(config, k) for k in ("freeze", "head_epochs", "layer_lr_decay", "freeze_bn")},
     }
     (Path(run_dir) / PRETRAINED_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def warn_if_weights_changed(config_file: str | Path, config: TrainConfig) -> None:
+    """A warning when ``--config`` reruns a run started from a weights file that has changed
+    since (a ``--pretrained RUN`` trained again): the rerun starts from the new weights."""
+    record_path = Path(config_file).parent / PRETRAINED_RECORD
+    if not config.pretrained or not record_path.is_file():
+        return
+    try:
+        weights = json.loads(record_path.read_text())["weights"]
+        then, location = weights["sha256"], Path(weights["location"])
+    except (ValueError, KeyError, TypeError):
+        return  # an older or damaged record: nothing to compare with
+    if weights.get("source") != config.pretrained or not then or not location.is_file():
+        return
+    now = file_sha256(location)
+    if now != then:
+        warnings.warn(
+            f"{location} has changed since the run of {config_file} started from it "
+            f"(sha256 {then[:12]} then, {now[:12]} now): this run starts from the new "
+            "weights, so it does not repeat that run",
+            SettingWarning,
+            stacklevel=2,
+        )
 
 
 def _tuple(values: list[float] | None) -> tuple[float, ...] | None:
