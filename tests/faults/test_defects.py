@@ -8,6 +8,7 @@ options, odd HDF5 files, and a kill before the first checkpoint.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -402,11 +403,16 @@ def test_a_resumed_run_says_how_long_it_ran_and_notices_changed_data(tmp_path, c
     assert_one_line_error(code, err, "was trained on", "the training data changed")
 
 
-def test_out_inside_the_data_folder_is_refused(tmp_path, capsys):
+def test_out_inside_the_data_folder_is_refused(tmp_path, capsys, monkeypatch):
     data = _folder(tmp_path / "data")
+    # Refused before the data is read: a large folder is not decoded for nothing.
+    read = []
+    train_module = importlib.import_module("resnetlab.engine.train")
+    monkeypatch.setattr(train_module, "load_dataset", lambda *a, **k: read.append(a))
     code, err = cli(capsys, "train", "--data", data, *TINY, "--out", data / "cat" / "run")
     assert_one_line_error(code, err, "is inside the data folder", "outside it")
     assert sorted(p.name for p in (data / "cat").iterdir()) == sorted(f"{i}.png" for i in range(10))
+    assert read == []
 
 
 def test_file_and_class_names_that_are_not_utf8_train(tmp_path, capsys):

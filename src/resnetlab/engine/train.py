@@ -183,6 +183,11 @@ class Trainer:
         torch.manual_seed(c.seed)
         configure_backends(self.device, c.deterministic)
         self.channels_last = resolve_channels_last(c.channels_last, self.device)
+        if not resume:  # a new run's folder is checked before anything is read or decoded
+            run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
+            if self.dist.is_main:
+                _check_fresh(run_dir)
+                _check_outside_data(run_dir, [c.data, c.val_data])
 
         # Pretrained weights are read first: they may set the input size and normalisation.
         self.start = PretrainedStart.of(c, run_dir if resume else None) if c.pretrained else None
@@ -253,8 +258,9 @@ class Trainer:
         check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
         c.head_epochs = self.tuning.head_epochs  # config.json records the resolved value
 
-    def _set_position(self, run_dir: Path | None, resume: bool) -> None:
-        """Step 0 of a new run in a fresh folder, or where a resumed run's checkpoint was."""
+    def _set_position(self, run_dir: Path, resume: bool) -> None:
+        """Step 0 of a new run in its (checked) folder, or where a resumed run's checkpoint
+        was."""
         self.epoch, self.batch, self.step = 0, 0, 0
         self.train_time = 0.0
         self.images_trained = 0
@@ -272,12 +278,6 @@ class Trainer:
                 self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir)
             else:
                 _check_untrained(run_dir)
-        else:
-            c = self.config
-            run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
-            if self.dist.is_main:
-                _check_fresh(run_dir)
-                _check_outside_data(run_dir, [c.data, c.val_data])
         self.run_dir = broadcast_object(run_dir, self.dist)
         if self.dist.is_main:
             remove_stale_temps(self.run_dir, RUN_FILES)
