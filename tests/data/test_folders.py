@@ -185,8 +185,56 @@ def test_images_without_class_folders(tmp_path):
     (tmp_path / "flat").mkdir()
     for i in range(3):
         noise(i).save(tmp_path / "flat" / f"photo{i}.png")
-    with pytest.raises(DataError, match=r"flat: 3 images but no class folders; .* or name every"):
+    with pytest.raises(DataError, match=r"flat: 3 image files but no class folders; .* or name e"):
         load_dataset(str(tmp_path / "flat"))
+
+
+def _flat(folder, names):
+    """Tiny images under ``names`` in ``folder``, and a text file named ``x.jpg`` beside them."""
+    folder.mkdir()
+    for i, name in enumerate(names):
+        noise(i).save(folder / name)
+    (folder / "x.jpg").write_text("not an image")
+    return str(folder)
+
+
+def _message(folder):
+    with pytest.raises(DataError) as e:
+        load_dataset(folder)
+    return str(e.value)
+
+
+def test_stray_file_among_photos_without_classes(tmp_path):
+    # A folder of photos and a text file named as a JPEG: the folder has no classes, and the
+    # stray (counted by its suffix, as nothing is opened yet) is not what is wrong.
+    plain = _message(_flat(tmp_path / "cats", ["a.jpg", "b.jpg", "c.jpg"]))
+    assert plain.startswith(f"{tmp_path / 'cats'}: 4 image files but no class folders; put ")
+    assert "x.jpg" not in plain
+    # A camera's names read as one class (IMG), which is not two.
+    camera = _message(_flat(tmp_path / "phone", [f"IMG_000{i}.jpg" for i in range(3)]))
+    assert (
+        "phone: 4 image files but no class folders, and their names give one class only "
+        "(3 of them named IMG_...); a classifier needs two; put each class's images in a "
+        "sub-folder named after the class, or name every file <class>_<anything>"
+    ) in camera
+    assert "x.jpg" not in camera
+    one = _message(_flat(tmp_path / "named", ["cat_1.jpg", "cat_2.jpg", "cat_3.jpg"]))
+    assert "named: 4 image files but no class folders, and their names give one class " in one
+    assert "(3 of them named cat_...); a classifier needs two;" in one
+    # Without the stray every name carries the class.
+    (tmp_path / "named" / "x.jpg").unlink()
+    assert "one class only (all 3 named cat_...)" in _message(str(tmp_path / "named"))
+    # Names of two classes, but only two of five: the folder has no classes, not three strays.
+    few = _message(_flat(tmp_path / "few", ["cat_1.jpg", "dog_1.jpg", "a.jpg", "b.jpg"]))
+    assert "few: 5 image files but no class folders; put " in few
+
+
+def test_stray_file_among_files_named_by_class(tmp_path):
+    # Most names carry one of two classes: the one that does not is the problem, by name.
+    folder = _flat(tmp_path / "pets", ["cat_1.jpg", "cat_2.jpg", "dog_1.jpg", "dog_2.jpg"])
+    assert "pets: 5 image files but the names of 1 of them carry no class (x.jpg); " in (
+        _message(folder)
+    )
 
 
 def test_classes_from_file_names(tmp_path):
@@ -211,7 +259,9 @@ def test_some_file_names_without_a_class(tmp_path):
     flat.mkdir()
     for name in ("a_1.png", "b_1.png", "photo.png"):
         noise(0).save(flat / name)
-    with pytest.raises(DataError, match=r"flat: 3 images but the names of 1 of them carry no cl"):
+    with pytest.raises(
+        DataError, match=r"flat: 3 image files but the names of 1 of them carry no c"
+    ):
         load_dataset(str(flat))
 
 

@@ -176,6 +176,27 @@ def _name_labels(paths: list[str]) -> list[str] | None:
     return labels if len(set(labels)) > 1 else None
 
 
+def _why_no_classes(paths: list[str]) -> str:
+    """Why a folder of image files (by suffix: nothing is opened yet) without class folders
+    gives no classes by name either: it names the files without a class only when most
+    names carry one of two classes or more, as a stray file among named ones."""
+    files = [os.path.basename(p) for p in paths]
+    labels = Counter(m["label"] for f in files if (m := _LABELLED_NAME.match(f)))
+    unnamed = [f for f in files if not _LABELLED_NAME.match(f)]
+    what = f"{len(files)} image files but"
+    if len(labels) == 1:  # one class, or a camera's prefix: IMG_0001.jpg
+        [(label, n)] = labels.items()
+        named = f"all {n}" if n == len(files) else f"{n} of them"
+        return (
+            f"{what} no class folders, and their names give one class only ({named} named "
+            f"{label}_...); a classifier needs two"
+        )
+    if len(labels) > 1 and len(unnamed) < len(files) / 2:
+        shown = ", ".join(unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
+        return f"{what} the names of {len(unnamed)} of them carry no class ({shown})"
+    return f"{what} no class folders"
+
+
 def _holds_classes(folder: Path) -> bool:
     """Whether a split folder holds class folders, or images whose names carry their class."""
     return (
@@ -206,17 +227,9 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths, stamps = _images_under(folder, others=others)
         names = _name_labels(paths)
         if names is None:
-            unnamed = [p for p in paths if not _LABELLED_NAME.match(os.path.basename(p))]
-            which = (
-                f"the names of {len(unnamed)} of them carry no class "
-                f"({os.path.basename(unnamed[0])})"
-                if unnamed and len(unnamed) < len(paths)
-                else "no class folders"
-            )
             raise DataError(
-                f"{folder}: {len(paths)} images but {which}; put each class's "
-                "images in a sub-folder named after the class, or name every file "
-                "<class>_<anything> (3_IMG_5864.jpg)"
+                f"{folder}: {_why_no_classes(paths)}; put each class's images in a sub-folder "
+                "named after the class, or name every file <class>_<anything> (3_IMG_5864.jpg)"
             )
         names = [readable(n) for n in names]
         class_names = sorted(set(names))
