@@ -171,6 +171,10 @@ def test_imagenet_weights_keep_imagenet_normalisation_for_eval_and_predict(
     model = resnetlab.load_model(out / "best.safetensors")
     assert (model.meta.mean, model.meta.std) == (IMAGENET_MEAN, IMAGENET_STD)
     assert model.meta.training["pretrained"]["kind"] == "state-dict"
+    # A model file names the files it came from, not the folders they were in.
+    pretrained = model.meta.training["pretrained"]
+    assert pretrained["source"] == pretrained["location"] == "resnet18.pth"
+    assert str(torchvision_file.parent) not in json.dumps(model.meta.training)
     record = json.loads((out / "pretrained.json").read_text())
     assert record["head"] == "replaced" and record["new"] == ["fc.weight", "fc.bias"]
     assert json.loads((out / "config.json").read_text())["recipe"] == "finetune"

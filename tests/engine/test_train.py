@@ -105,6 +105,19 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     assert steps == [22, 44]
 
 
+def test_a_model_file_names_its_data_without_the_folders_above(tmp_path):
+    photos = tmp_path / "private" / "photos"
+    for k, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
+        (photos / f"c{k}").mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (8, 8), colour).save(photos / f"c{k}" / f"{i}.png")
+    result = train(**{**FAST, "data": str(photos)}, max_steps=1, out=str(tmp_path / "run"))
+    training = resnetlab.load_model(result.run_dir / "last.safetensors").meta.training
+    assert training["data"] == "photos" and "private" not in json.dumps(training)
+    # The run folder, which stays where it was made, keeps the whole path for --resume.
+    assert TrainConfig.load(result.run_dir / "config.json")["data"] == str(photos)
+
+
 def test_a_run_folder_is_not_overwritten(tmp_path):
     train(**FAST, epochs=1, out=str(tmp_path / "run"))
     with pytest.raises(

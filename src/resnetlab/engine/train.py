@@ -921,15 +921,21 @@ class Trainer:
         )
 
     def _training_info(self) -> dict[str, Any]:
+        """The training summary a model file carries. Files and folders are named without
+        the folders above them: a model shared or served does not show where it was made."""
         c = self.config
+        start = dict(self.start.provenance) if self.start else {}
+        for key in ("source", "location"):
+            if start.get(key):
+                start[key] = Path(start[key]).name
         return {
-            "data": c.data,
+            "data": Path(c.data).name,
             "recipe": c.recipe,
             "epochs": self.epoch,
             "steps": self.step,
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
-            **({"pretrained": self.start.provenance} if self.start else {}),
+            **({"pretrained": start} if start else {}),
         }
 
     def _final_summary(self, status: str) -> dict[str, Any]:
