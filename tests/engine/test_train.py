@@ -354,6 +354,71 @@ def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
     ) in capsys.readouterr().err
 
 
+def _metric_rows(run):
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    epochs = [(int(r["epoch"]), int(r["step"])) for r in rows if r["kind"] == "epoch"]
+    return epochs, [int(r["step"]) for r in rows if r["kind"] == "step"]
+
+
+def test_resuming_without_metrics_csv_says_which_rows_are_lost(tmp_path, capsys):
+    # 10 steps an epoch; a run of 2 epochs, and one that --max-steps cut inside epoch 2.
+    few = dict(**FAST, subset=640, val_subset=100, deterministic=True)
+    ended = train(**few, epochs=2, out=str(tmp_path / "ended")).run_dir
+    cut = train(**few, max_steps=13, out=str(tmp_path / "cut")).run_dir
+    (ended / "metrics.csv").unlink()
+    (cut / "metrics.csv").unlink()
+    capsys.readouterr()
+
+    # Finished: nothing trains, nothing is said lost, no metrics.csv appears.
+    assert main(["train", "--resume", str(ended)]) == 0
+    out = capsys.readouterr()
+    assert f"{ended} already finished its 2 epochs" in out.out + out.err
+    assert "missing" not in out.err and not (ended / "metrics.csv").exists()
+
+    assert main(["train", "--resume", str(ended), "--epochs", "3"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert lines == [
+        f"warning: {ended / 'metrics.csv'} is missing: the rows of epochs 1-2 are lost; this "
+        "run's rows, and its curves.png, start at epoch 3"
+    ]
+    epochs, steps = _metric_rows(ended)
+    assert epochs == [(3, 30)] and steps and min(steps) > 20
+
+    assert main(["train", "--resume", str(cut), "--max-steps", "25"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert lines == [
+        f"warning: {cut / 'metrics.csv'} is missing: the rows of epoch 1 and of the first 3 "
+        "steps of epoch 2 are lost; this run's rows, and its curves.png, start at step 14, in "
+        "epoch 2"
+    ]
+    epochs, steps = _metric_rows(cut)
+    assert epochs == [(2, 20), (3, 25)] and steps and min(steps) > 13
+
+
+def test_resuming_without_config_json_names_it_and_keeps_the_run(tmp_path, capsys):
+    few = dict(**FAST, subset=128, val_subset=64)
+    run = train(**few, epochs=1, out=str(tmp_path / "run")).run_dir
+    (run / "config.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run / 'config.json'} is missing, but {run} holds the run's checkpoint.pt: "
+        f"--resume needs both; restore config.json, or start a new run from its weights: "
+        f"--pretrained {run}\n"
+    )
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # The way out it names works without config.json.
+    new = tmp_path / "new"
+    args = ["--data", "digits", "--subset", "128", "--val-subset", "64", "--epochs", "1"]
+    assert main(["train", "--pretrained", str(run), *args, "--out", str(new)]) == 0
+    assert (new / "best.safetensors").exists()
+    # Without best.safetensors (a run stopped in its first epoch) only the restore is named.
+    (run / "best.safetensors").unlink()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert capsys.readouterr().err.endswith("--resume needs both; restore config.json\n")
+
+
 def test_a_rate_given_on_resuming_is_the_rate_it_trains_at(tmp_path):
     # The auto recipe's rate, kept by its loss guard in the checkpoint, gives way to --lr.
     few = dict(**FAST, subset=640, val_subset=100, deterministic=True)

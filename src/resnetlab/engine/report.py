@@ -15,7 +15,6 @@ import json
 import math
 import re
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..errors import DataWarning, ResnetlabError
+from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
 from ..storage import WriteError, atomic_write_text, write_error
 from .evaluate import EvalResult
@@ -180,6 +179,7 @@ class RunLog:
         self.task = None
         self.writer = None
         self.rows: list[dict[str, Any]] = []
+        self.metrics_lost = False  # a resumed run whose metrics.csv is gone
         if not enabled:
             return
         try:
@@ -200,13 +200,9 @@ class RunLog:
                 if r["step"] <= resume_step
                 and (r["kind"] != "epoch" or resume_epoch is None or r["epoch"] <= resume_epoch)
             ]
-        elif resume_step:
-            warnings.warn(
-                f"{self.metrics_path} not found: the metrics of the first {resume_step:,} steps "
-                "are lost; training continues",
-                DataWarning,
-                stacklevel=2,
-            )
+        else:
+            # Said by the run once it goes on training (a finished run changes nothing).
+            self.metrics_lost = bool(resume_step)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

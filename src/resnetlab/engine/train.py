@@ -418,6 +418,8 @@ class Trainer:
                     )
                     if note := self._low_rate_note():
                         self.log.message(note)
+                    if self.log.metrics_lost:
+                        warnings.warn(self._lost_metrics_note(), DataWarning, stacklevel=2)
                 for note in self.data_notes:
                     self.log.message(f"data: {note}")
                 self._explain_speed()
@@ -590,6 +592,21 @@ class Trainer:
         """The last epoch's accuracy (validation, else training) reached ``target_accuracy``."""
         target = self.config.target_accuracy
         return target is not None and self.epoch > 0 and self.last_metric >= target
+
+    def _lost_metrics_note(self) -> str:
+        """What a resumed run whose metrics.csv is gone has lost, and where its rows start."""
+        epoch, batch, step = self.epoch, self.batch, self.step
+        done = "epoch 1" if epoch == 1 else f"epochs 1-{epoch}"
+        if not batch:
+            lost, start = f"the rows of {done}", f"epoch {epoch + 1}"
+        else:
+            part = f"the first {count_of(batch, 'step')} of epoch {epoch + 1}"
+            lost = f"the rows of {done} and of {part}" if epoch else f"the rows of {part}"
+            start = f"step {step + 1:,}, in epoch {epoch + 1}"
+        return (
+            f"{self.log.metrics_path} is missing: {lost} are lost; this run's rows, and its "
+            f"curves.png, start at {start}"
+        )
 
     def _low_rate_note(self) -> str | None:
         """A note when a run extended on resuming (``--epochs``/``--max-steps`` given anew)
@@ -1011,6 +1028,17 @@ def _check_resumable(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file")
     config = run_dir / "config.json"
+    if not config.exists() and (run_dir / CHECKPOINT_NAME).exists():
+        # The checkpoint holds weights and position, not the configuration to rebuild the run.
+        weights = (
+            f", or start a new run from its weights: --pretrained {run_dir}"
+            if (run_dir / "best.safetensors").exists()
+            else ""
+        )
+        raise ResnetlabError(
+            f"{config} is missing, but {run_dir} holds the run's {CHECKPOINT_NAME}: --resume "
+            f"needs both; restore config.json{weights}"
+        )
     if run_dir.is_dir() and not config.exists():
         # What a run killed before its config can leave: temporary files, its log.
         early = ("metrics.csv", "tensorboard")
