@@ -76,6 +76,30 @@ def test_inspect_prints_warnings_as_lines(tmp_path, capsys):
     assert err[1] == f"warning: {root}: skipped 1 of 21 images that could not be read"
 
 
+def test_inspect_json_names_each_skipped_file_decoded_and_cached(tmp_path, capsys, monkeypatch):
+    root = write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    bad = root / "b" / "bad.png"
+    bad.write_text("not an image")
+
+    def inspect() -> dict:
+        assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
+        (split,) = json.loads(capsys.readouterr().out)["splits"].values()
+        return split
+
+    decoded = inspect()
+    (skipped,) = decoded["skipped"]
+    assert skipped["path"] == str(bad) and "cannot identify image file" in skipped["reason"]
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again: the second run must come from the cache")
+
+    monkeypatch.setattr("resnetlab.data.folders.decode_files", no_decoding)
+    cached = inspect()
+    assert cached["skipped"] == decoded["skipped"] and cached["images"] == 20
+
+
 def test_inspect_says_the_unreadable_count_once(tmp_path, capsys):
     root = write_tree(
         tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}

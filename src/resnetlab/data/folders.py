@@ -436,7 +436,12 @@ def load_folder(
             f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning, stacklevel=2
         )
     return ImageSet(
-        torch.from_numpy(images), torch.from_numpy(labels), scan.class_names, str(folder), notes
+        torch.from_numpy(images),
+        torch.from_numpy(labels),
+        scan.class_names,
+        str(folder),
+        notes,
+        skipped=failed,
     )
 
 
@@ -444,17 +449,17 @@ def _cached_split(
     folder: Path, scan: FolderSplit, key: str, images: np.ndarray, labels: np.ndarray, meta: dict
 ) -> ImageSet:
     """A split from the decoding cache, its unreadable files named again (once a process)."""
-    if key in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
-        meta = {**meta, "skipped": [], "skipped_note": ""}
+    skipped = [(path, reason) for path, reason in meta.get("skipped", [])]
+    if key not in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
+        for path, reason in skipped:
+            warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
+        if meta.get("skipped_note"):
+            warnings.warn(
+                f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
+                DataWarning,
+                stacklevel=3,
+            )
     _NAMED_UNREADABLE.add(key)
-    for path, reason in meta.get("skipped", []):
-        warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
-    if meta.get("skipped_note"):
-        warnings.warn(
-            f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
-            DataWarning,
-            stacklevel=3,
-        )
     return ImageSet(
         torch.from_numpy(images),
         torch.from_numpy(labels),
@@ -463,6 +468,7 @@ def _cached_split(
         # What the folder holds besides (scanned now: a file may have come or gone without
         # changing the images), then what decoding found.
         scan.notes + meta["decode_notes"] if "decode_notes" in meta else meta["notes"],
+        skipped=skipped,
     )
 
 

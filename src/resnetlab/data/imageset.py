@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ class ImageSet:
         labels: int64 (N,), indices into ``class_names``.
         class_names: one name per class.
         source: where the images came from, for messages.
+        notes: what loading adjusted or skipped.
+        skipped: ``(path, reason)`` of each file that could not be read and was left out.
     """
 
     images: torch.Tensor
@@ -34,6 +37,7 @@ class ImageSet:
     class_names: list[str]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
@@ -65,9 +69,7 @@ class ImageSet:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
-        return ImageSet(
-            self.images[indices], self.labels[indices], self.class_names, self.source, self.notes
-        )
+        return dataclasses.replace(self, images=self.images[indices], labels=self.labels[indices])
 
     def resized(
         self, size: int | tuple[int, int], chunk: int = 1024, resize: str = "squash"
@@ -88,4 +90,4 @@ class ImageSet:
             x = F.interpolate(x, size=scaled, mode="bilinear", antialias=True, align_corners=False)
             x = x[:, :, top : top + height, left : left + width]
             out[start : start + chunk] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return ImageSet(out, self.labels, self.class_names, self.source, self.notes)
+        return dataclasses.replace(self, images=out)

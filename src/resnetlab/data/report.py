@@ -34,7 +34,9 @@ def describe(
     Returns:
         A JSON-ready summary (``data``, ``format``, ``class_names``, ``splits``: per split
         ``images``, ``image_size`` [height, width], ``streamed``, ``class_counts``,
-        ``notes``; and ``notes`` about the whole source) and the loaded splits.
+        ``notes``, ``skipped``: ``{"path", "reason"}`` of each unreadable file left out,
+        empty for a streamed split, whose files are read only when iterated; and ``notes``
+        about the whole source) and the loaded splits.
     """
     source = open_source(
         data,
@@ -71,6 +73,10 @@ def describe(
                 "streamed": not isinstance(split, ImageSet),
                 "class_counts": dict(zip(split.class_names, split.class_counts(), strict=True)),
                 "notes": [*split.notes, *filter(None, [class_balance_note(split, "image")])],
+                "skipped": [
+                    {"path": path, "reason": reason}
+                    for path, reason in (split.skipped if isinstance(split, ImageSet) else [])
+                ],
             }
             for name, split in splits.items()
         },
