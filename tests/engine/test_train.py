@@ -103,6 +103,11 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     rows = list(csv.DictReader((tmp_path / "split" / "metrics.csv").read_text().splitlines()))
     steps = [int(r["step"]) for r in rows if r["kind"] == "epoch"]
     assert steps == [22, 44]
+    # The interrupted epoch's record covers its steps before the interruption too.
+    uncut = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").read_text().splitlines()))
+    for name in ("train_loss", "train_acc"):
+        got, want = ([float(r[name]) for r in t if r["kind"] == "epoch"] for t in (rows, uncut))
+        assert got == pytest.approx(want, rel=1e-6)
 
 
 def test_a_model_file_names_its_data_without_the_folders_above(tmp_path):

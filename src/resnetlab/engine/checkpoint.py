@@ -89,6 +89,14 @@ def _problem(state: Any) -> str | None:
         return "last_train is not a dictionary of numbers"
     if last_val is not None and not _is_eval_state(last_val):
         return "last_val is not an evaluation result"
+    sums = state.get("epoch_sums")  # absent in checkpoints written before it existed
+    if sums is not None and not (
+        isinstance(sums, (tuple, list))
+        and len(sums) == 3
+        and all(isinstance(v, float) for v in sums[:2])
+        and _is_count(sums[2])
+    ):
+        return "epoch_sums is not a loss, a number of hits and a count"
     if not isinstance(state["train_time"], (int, float)) or not math.isfinite(state["train_time"]):
         return f"train_time is {state['train_time']!r}"
     rng = state["rng_cpu"]

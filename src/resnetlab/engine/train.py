@@ -268,6 +268,9 @@ class Trainer:
         self.last_metric = -math.inf  # the accuracy of the last epoch, for target_accuracy
         self.last_val: EvalResult | None = None  # the last epoch's results
         self.last_train: dict[str, float] = {}
+        # Loss x images, hits and images of the epoch so far; kept by a checkpoint inside an
+        # epoch, so that a resumed epoch's record covers all of it.
+        self.epoch_sums = (0.0, 0.0, 0)
         self.resumed = resume
         self.bn_note: str | None = None  # what happened to BN statistics before validation
         if resume:
@@ -508,8 +511,9 @@ class Trainer:
         batches = itertools.islice(iter(self.train_loader), self.batch, epoch_steps)  # skip done
         self.train_step.sums.zero_()  # loss * images, hits: since the last log
         self.watched = (0.0, 0)
-        seen = 0
-        epoch_loss = epoch_hits = epoch_seen = 0.0
+        seen = images_now = 0  # images since the last log; trained by this process's run
+        if self.batch == 0:
+            self.epoch_sums = (0.0, 0.0, 0)
         lr = self._lr()
         tick = time.perf_counter()
         self.log.epoch_begin(self.epoch, self.steps_per_epoch, self.batch)
@@ -525,16 +529,15 @@ class Trainer:
             self.step += 1
             self.batch += 1
             self.log.tick(self.batch)
-            if self.batch % c.log_every == 0 or self.batch == epoch_steps:
+            # Ctrl-C: the steps since the last log go into the checkpoint's record too.
+            if self.batch % c.log_every == 0 or self.batch == epoch_steps or self.stop_requested:
                 loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
                 if not math.isfinite(loss_sum):
                     self._diverged("the training loss", lr)
                 self._check_finite(lr)
-                epoch_loss, epoch_hits, epoch_seen = (
-                    epoch_loss + loss_sum,
-                    epoch_hits + hit_sum,
-                    epoch_seen + n,
-                )
+                total_loss, total_hits, total_n = self.epoch_sums
+                self.epoch_sums = (total_loss + loss_sum, total_hits + hit_sum, total_n + n)
+                images_now += n
                 self.images_trained += n
                 self.watched = (0.0, 0)
                 self.log.progress(
@@ -544,16 +547,17 @@ class Trainer:
                     train_loss=loss_sum / n,
                     train_acc=hit_sum / n,
                     lr=lr,
-                    images_per_s=epoch_seen / max(time.perf_counter() - tick, 1e-9),
+                    images_per_s=images_now / max(time.perf_counter() - tick, 1e-9),
                 )
                 seen = 0
         elapsed = time.perf_counter() - tick
         self.train_time += elapsed
+        loss_sum, hit_sum, n = self.epoch_sums
         return {
-            "train_loss": epoch_loss / max(epoch_seen, 1),
-            "train_acc": epoch_hits / max(epoch_seen, 1),
+            "train_loss": loss_sum / max(n, 1),
+            "train_acc": hit_sum / max(n, 1),
             "lr": lr,
-            "images_per_s": epoch_seen / max(elapsed, 1e-9),
+            "images_per_s": images_now / max(elapsed, 1e-9),
         }
 
     def _watch_loss(self, seen: int, lr: float) -> None:
@@ -763,6 +767,7 @@ class Trainer:
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             # The last epoch's results: a resumed run's summary reports them too.
             "last_train": self.last_train,
+            "epoch_sums": self.epoch_sums,
             "last_val": _val_state(self.last_val),
             "loss_guard": self.guard.state_dict() if self.guard is not None else None,
             "peak_lr": self.config.lr,  # the rate the guard has left, with its state
@@ -812,6 +817,7 @@ class Trainer:
                 if len(self.last_val.confusion) != len(self.class_names):
                     raise ValueError("its confusion matrix has another number of classes")
             self.last_train = dict(state.get("last_train") or {})
+            self.epoch_sums = tuple(state.get("epoch_sums") or (0.0, 0.0, 0))
             # An auto run still watching its loss, unless a rate was given on resuming (the
             # guard then stops watching).
             if state.get("loss_guard") is not None and "lr" not in self.given:
