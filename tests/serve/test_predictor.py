@@ -28,6 +28,7 @@ def test_any_model_with_meta_serves_and_maps_need_weights(model_file, image_file
     assert pixels.shape == (meta.input_size, meta.input_size, 3)
     probs = predictor(torch.from_numpy(pixels)[None])
     assert probs.shape == (1, 3) and float(probs.sum()) == pytest.approx(1.0)
+    assert "PyTorch weights" in predictor.cam_problem()  # /metadata: "cam": false
     with pytest.raises(RequestError, match="PyTorch weights") as refused:
         predictor.cam_png(pixels)
     assert refused.value.status == 501

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..data.decode import available_cpus
 from ..engine.predict import Prediction, top_classes
 from .batching import Batcher, QueueFull
-from .predictor import Predictor, RequestError, cam_available
+from .predictor import Predictor, RequestError
 
 STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
@@ -121,7 +121,7 @@ def create_app(
     async def metadata() -> dict:
         return {
             **predictor.describe(),
-            "cam": cam_available(),
+            "cam": predictor.cam_problem() is None,
             "top_k": top_k,
             "max_upload_bytes": max_bytes,
             "batching": batcher.stats(),

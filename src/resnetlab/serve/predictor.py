@@ -117,22 +117,25 @@ class Predictor:
             "training": meta.training,
         }
 
-    def require_cam(self) -> None:
-        """Raise ``RequestError`` 501 unless ``cam_png`` can draw maps: it needs
-        ``resnetlab.explain`` and a model with PyTorch weights (not one run by another
-        runtime) to take gradients of."""
+    def cam_problem(self) -> str | None:
+        """Why ``cam_png`` cannot draw maps, or None: it needs ``resnetlab.explain`` and a
+        model with PyTorch weights (not one run by another runtime) to take gradients of."""
         if next(self.model.parameters(), None) is None:
-            raise RequestError(
+            return (
                 "class activation maps need the model's PyTorch weights: serve its "
-                ".safetensors model file to get them",
-                501,
+                ".safetensors model file to get them"
             )
         if not cam_available():
-            raise RequestError(
+            return (
                 "class activation maps are not available in this build of resnetlab "
-                "(no resnetlab.explain); ask without cam=1",
-                501,
+                "(no resnetlab.explain); ask without cam=1"
             )
+        return None
+
+    def require_cam(self) -> None:
+        """Raise ``RequestError`` 501 unless ``cam_png`` can draw maps (``cam_problem``)."""
+        if problem := self.cam_problem():
+            raise RequestError(problem, 501)
 
     def cam_png(self, pixels: np.ndarray) -> bytes:
         """A PNG of the image (uint8 (H, W, 3), from ``decode``) beside its class activation
