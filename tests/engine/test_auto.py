@@ -89,6 +89,19 @@ def test_apply_auto_fills_what_was_left_open_and_says_why():
     assert line.endswith("scale/aspect jitter, crops of 35% to all of the area (160 px images)")
 
 
+@pytest.mark.parametrize(
+    ("num_images", "rule"),
+    [
+        (40, "batch 16 (the smallest the recipe takes, 16)"),  # sqrt 6.3
+        (1_000_000, "batch 256 (the largest the recipe takes, 256)"),  # sqrt 1,000
+        (20, "batch 8 (at most half the images, so that an epoch has two steps)"),
+    ],
+)
+def test_the_batch_line_names_the_rule_that_set_it(num_images, rule):
+    _, line = _apply(num_images=num_images)
+    assert rule in line
+
+
 def test_explicit_values_win():
     config, line = _apply(epochs=15)
     assert (config.epochs, config.warmup_steps) == (15, 100)  # 15 x 51 steps: 765, 5% < 100

@@ -93,11 +93,22 @@ class AutoRecipe:
 def auto_batch_size(num_images: int) -> int:
     """About the square root of ``num_images``: a power of two in [16, 256], at most half the
     images (so that an epoch has two steps)."""
+    return _batch_and_rule(num_images)[0]
+
+
+def _batch_and_rule(num_images: int) -> tuple[int, str]:
+    """``auto_batch_size`` and the rule that set it, in words."""
     batch = 2 ** round(math.log2(math.sqrt(max(num_images, 1))))
-    batch = min(max(batch, MIN_BATCH), MAX_BATCH)
-    while batch > 1 and batch > num_images // 2:
-        batch //= 2
-    return batch
+    rule = "about the square root of the images"
+    if batch < MIN_BATCH:
+        batch, rule = MIN_BATCH, f"the smallest the recipe takes, {MIN_BATCH}"
+    elif batch > MAX_BATCH:
+        batch, rule = MAX_BATCH, f"the largest the recipe takes, {MAX_BATCH}"
+    if batch > 1 and batch > num_images // 2:
+        rule = "at most half the images, so that an epoch has two steps"
+        while batch > 1 and batch > num_images // 2:
+            batch //= 2
+    return batch, rule
 
 
 def imagenet_style(model: str) -> bool:
@@ -255,7 +266,7 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
         network = f"an ImageNet-style network, under {ADAM_BELOW:,} images"
     return (
         f"recipe auto: {num_images:,} images at {image_size}x{image_size} -> "
-        f"batch {c.batch_size} ({why('batch_size', 'about the square root of the images')}), "
+        f"batch {c.batch_size} ({why('batch_size', _batch_and_rule(num_images)[1])}), "
         f"{OPTIMIZER_NAMES[c.optimizer]} ({why('optimizer', network)}) "
         f"lr {c.lr:.3g} ({why('lr', rate)}), "
         f"{count_of(steps, 'step')} ({count_of(c.epochs, 'epoch')}; {length}), {warmup}, "
