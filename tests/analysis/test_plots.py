@@ -34,6 +34,19 @@ def test_confusion_names_and_counts_what_stays_legible(drawn, tmp_path, k, named
     assert max(fig.get_size_inches()) <= 30  # 500 classes too: a picture that opens
 
 
+@pytest.mark.parametrize(
+    "names", [["Flugzeug", "bateau à voile", "cat", "dog"], ["a", "b"], list("0123456789")]
+)
+def test_class_names_under_the_columns_do_not_overlap(drawn, tmp_path, names):
+    plots.plot_confusion(torch.eye(len(names), dtype=torch.int64), names, tmp_path / "c.png")
+    (fig,) = drawn
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].get_xticklabels()]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    upright = [t.get_rotation() == 0 for t in fig.axes[0].get_xticklabels()]
+    assert all(upright) is (max(map(len, names)) == 1)  # short names stay upright
+
+
 def test_characters_no_font_has_are_one_warning_naming_the_fix(drawn, tmp_path, monkeypatch):
     monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
     with warnings.catch_warnings(record=True) as caught:

@@ -77,7 +77,10 @@ def plot_confusion(
     ax.imshow(confusion.numpy(), cmap="Blues")
     if k <= NAMED_CLASSES:
         font = {} if counted else {"fontsize": 6}
-        ax.set_xticks(range(k), class_names, rotation=90 if k > 10 else 0, **font)
+        # Upright where the longest name fits its column (about 0.09 in. a character at
+        # the default size), else turned to read upwards.
+        upright = k <= 10 and 0.09 * max(map(len, class_names)) < 0.8 * (size - 2) / k
+        ax.set_xticks(range(k), class_names, rotation=0 if upright else 90, **font)
         ax.set_yticks(range(k), class_names, **font)
     if counted:
         top = confusion.max().item() or 1
