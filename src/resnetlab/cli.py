@@ -431,8 +431,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_confusion
     from .data.decode import unwarned
     from .engine import evaluate
+    from .engine.report import data_tag
 
-    png = Path(args.png) if args.png else Path(args.model_file).with_suffix(".confusion.png")
+    # By default beside the model file, named after both: another data set's is kept.
+    model_file = Path(args.model_file)
+    png = Path(
+        args.png or model_file.with_name(f"{model_file.stem}.{data_tag(args.data)}.confusion.png")
+    )
     if args.png:
         check_figure_file(png, "--png")  # before the evaluation, not after it
         check_output_file(png, "--png")

@@ -96,6 +96,14 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out
+    # Without --png, beside the model file and named after the data: two sets, two images.
+    model = tmp_path / "best.safetensors"
+    shutil.copy(model_file, model)
+    assert main(["eval", str(model), "--data", "digits"]) == 0
+    assert main(["eval", str(model), "--data", f"{digit_folder}/"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("best.*.png")) == sorted(
+        [f"best.{digit_folder.name}.confusion.png", "best.digits.confusion.png"]
+    )
 
 
 def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys):

@@ -48,10 +48,14 @@ METRIC_FIELDS = (
 BAR_UPDATES_PER_S = 4  # the bar's step count moves on a clock, not with log_every
 
 
+def data_tag(data: str) -> str:
+    """A data spec as a part of a file name: ``photos/test/`` -> ``test``, ``x.h5`` -> ``x``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).name.split(".")[0] or "data")
+
+
 def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
     """``runs/<model>-<data>-<YYYYmmdd-HHMMSS>``, made unique if two runs start in one second."""
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).name.split(".")[0] or "data")
-    base = Path(root) / f"{model}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(root) / f"{model}-{data_tag(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 2
     while path.exists():
         path, n = base.with_name(f"{base.name}-{n}"), n + 1
