@@ -155,6 +155,13 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     assert part.result.confusion[others].sum() == 0
     assert part.result.count == sum(len(list((some / n).iterdir())) for n in ("3", "5", "7"))
     assert any("scored on 3 of the model's 10 classes" in note for note in part.notes)
+    # A set of another name than the training data's is not said to hold training images.
+    assert (
+        f"all {part.result.count} images of {some} are scored (the model was trained on "
+        f"{digit_folder.name})" in part.notes
+    )
+    assert not any("including any the model was trained on" in note for note in part.notes)
+    assert any("including any the model was trained on" in note for note in whole.notes)
     # One class alone (a folder of sevens) is scored the same way.
     sevens = resnetlab.evaluate(model_file, str(tmp_path / "sevens"))
     seven = whole.class_names.index("7")

@@ -349,8 +349,13 @@ def load_eval_split(
     download: bool = False,
     cache_dir: str | Path | None = None,
     resize: str = DEFAULT_RESIZE,
+    trained_on: str | None = None,
 ) -> Split:
-    """The split to evaluate a model on: the held-out split (test, else val), else all of it."""
+    """The split to evaluate a model on: the held-out split (test, else val), else all of it.
+
+    ``trained_on``: the data the model was trained on, where known; a set of another name
+    scored whole is not said to hold the training images.
+    """
     source = open_source(
         data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
     )
@@ -360,6 +365,14 @@ def load_eval_split(
         split = _with_notes(split, [f"held out: {split.source}, found next to {data}"])
     elif key == "all" and source.all_role in ("test", "val"):
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
+    elif key in ("all", "train") and trained_on and _name(trained_on) != _name(data):
+        split = _with_notes(
+            split,
+            [
+                f"all {len(split):,} images of {data} are scored (the model was trained on "
+                f"{trained_on})"
+            ],
+        )
     elif key in ("all", "train"):
         split = _with_notes(
             split,
@@ -370,6 +383,11 @@ def load_eval_split(
             ],
         )
     return split
+
+
+def _name(spec: str | os.PathLike) -> str:
+    """A data spec's last part: ``/home/a/photos/`` -> ``photos``."""
+    return Path(os.fspath(spec).rstrip("/\\")).name
 
 
 def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple[Split, Split]:

@@ -170,7 +170,13 @@ def held_out_split(data: str, meta: ModelMeta):
     """
     from ..data import load_eval_split
 
-    split = load_eval_split(data, image_size=meta.input_size, resize=meta.resize)
+    trained_on = (meta.training or {}).get("data")
+    split = load_eval_split(
+        data,
+        image_size=meta.input_size,
+        resize=meta.resize,
+        trained_on=trained_on if isinstance(trained_on, str) else None,
+    )
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
         by_case = _case_matches(class_names, meta.class_names)
