@@ -353,6 +353,8 @@ def test_exporting_a_model_onto_its_own_file_is_refused(tmp_path, capsys):
     before = model.read_bytes()
     code, err = cli(capsys, "export", model, model, "--format", "onnx")
     assert_one_line_error(code, err, "is the model file being exported", "m.onnx")
+    code, err = cli(capsys, "export", model, model)  # no format: the same refusal
+    assert_one_line_error(code, err, "is the model file being exported", "m.onnx")
     assert model.read_bytes() == before
     code, err = cli(capsys, "export", model, model / "x.onnx")  # a folder that is a file
     assert_one_line_error(code, err, f"cannot write {model / 'x.onnx'}")

@@ -162,15 +162,14 @@ def resolve_format(out: Path, format: str | None) -> str:
         if implied is None:
             known = ", ".join(f"{s} ({f})" for s, f in by_suffix.items())
             raise ResnetlabError(
-                f"cannot tell the format from {out.name}'s suffix; name it {known}, "
-                "or pass --format"
+                f"cannot tell the format from {out}'s suffix; name it {known}, or pass --format"
             )
         return implied
     if format not in FORMATS:
         raise ResnetlabError(f"unknown format {format!r}; choose {', '.join(FORMATS)}")
     if implied is not None and implied != format:
         raise ResnetlabError(
-            f"{out.name} has the suffix of {implied} but --format is {format}; "
+            f"{out} has the suffix of {implied} but --format is {format}; "
             f"name it {FORMATS[format][0]}"
         )
     return format
@@ -281,13 +280,13 @@ def _output_format(out: Path, model_file: str | os.PathLike, format: str | None)
         raise ResnetlabError(
             f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
         )
-    fmt = resolve_format(out, format)
     if out.exists() and out.resolve() == Path(model_file).resolve():
+        suffix = FORMATS[format if format in FORMATS else "onnx"][0]
         raise ResnetlabError(
             f"{out} is the model file being exported; name another file to write, e.g. "
-            f"{out.with_suffix(FORMATS[fmt][0])}"
+            f"{out.with_suffix(suffix)}"
         )
-    return fmt
+    return resolve_format(out, format)
 
 
 def _temporary_file(out: Path) -> Path:
