@@ -493,13 +493,17 @@ def check_figure_file(path: Path, flag: str) -> None:
 
 
 def check_output_file(path: Path, flag: str) -> None:
-    """A file a command will write: not a folder, and in a folder that exists."""
+    """A file a command will write: not a folder; its folder is made where missing, as
+    ``export`` and ``train --out`` make theirs."""
     if path.is_dir():
         raise ResnetlabError(f"{flag} {path} is a folder; give a file name, e.g. {path}/out.png")
-    if not path.parent.is_dir():
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
         raise ResnetlabError(
-            f"{flag} {path}: the folder {path.parent} does not exist; create it or choose another"
-        )
+            f"{flag} {path}: cannot make the folder {path.parent} ({e.strerror or e}); "
+            "choose another"
+        ) from None
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:

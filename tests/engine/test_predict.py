@@ -93,6 +93,11 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
         "model was trained on (a folder named test/ or *_test/ is taken for test images)"
     ]
     assert Image.open(png).size[0] > 100
+    # A folder that does not exist yet is made, as export and train make theirs.
+    nested = tmp_path / "figures" / "eval" / "confusion.png"
+    assert main(["eval", str(model_file), "--data", "digits", "--png", str(nested)]) == 0
+    assert Image.open(nested).size[0] > 100
+    capsys.readouterr()
     assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out
