@@ -158,3 +158,13 @@ def test_the_advice_on_enlarged_images_is_given_where_it_helps_training(tmp_path
     assert main(["eval", model, "--data", str(tmp_path / "small"), "--device", "cpu"]) == 0
     printed = "".join(capsys.readouterr())
     assert "enlarged to 32x32 (the input size)" in printed and "trains much faster" not in printed
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_a_top_k_below_one_is_a_misused_flag(capsys, command):
+    images = ["x.png"] if command == "predict" else []
+    err = _error(capsys, [command, "model.safetensors", *images, "--top-k", "0"])
+    assert err.strip().splitlines() == [
+        f"usage: resnetlab {command} ... (see resnetlab {command} --help)",
+        "error: argument --top-k: must be at least 1, got 0",
+    ]

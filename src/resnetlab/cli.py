@@ -93,7 +93,7 @@ def add_summary(p: argparse.ArgumentParser) -> None:
         "--input-size", type=_input_size, help="image side in pixels (default: the model's)"
     )
     p.add_argument(
-        "--num-classes", type=_class_count, help="classifier size (default: the model's)"
+        "--num-classes", type=_at_least_one, help="classifier size (default: the model's)"
     )
     p.add_argument(
         "--keras",
@@ -221,7 +221,7 @@ def add_convert(p: argparse.ArgumentParser) -> None:
         "--input-size", type=_input_size, help="input side in pixels (default: the file's)"
     )
     k.add_argument(
-        "--num-classes", type=_class_count, help="number of classes, checked against the file"
+        "--num-classes", type=_at_least_one, help="number of classes, checked against the file"
     )
     k.add_argument("--classes", help='class names in output order, e.g. "0,1,2,3,4,5"')
     k.set_defaults(func=cmd_convert)
@@ -509,7 +509,9 @@ def check_output_file(path: Path, flag: str) -> None:
 def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
-    p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument(
+        "--top-k", type=_at_least_one, default=3, help="classes to show per image (default 3)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--cam", metavar="DIR", help="also write Grad-CAM overlays to DIR (see explain)")
@@ -521,8 +523,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .engine.inference import ExternalModel, load_model_file
     from .engine.predict import predict
 
-    if args.top_k < 1:
-        raise ResnetlabError(f"--top-k must be at least 1, got {args.top_k}")
     model = load_model_file(args.model_file, device=resolve_device(args.device))
     if args.cam and isinstance(model, ExternalModel):
         raise ResnetlabError(
@@ -676,7 +676,9 @@ def add_serve(p: argparse.ArgumentParser) -> None:
         "--max-queue", type=int, default=256, help="images waiting before 503 answers (256)"
     )
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (20 MB)")
-    p.add_argument("--top-k", type=int, default=3, help="classes per answer (3; ?top_k=N)")
+    p.add_argument(
+        "--top-k", type=_at_least_one, default=3, help="classes per answer (3; ?top_k=N)"
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -781,7 +783,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     )
     c.add_argument("--input-size", type=_input_size, help="image side (default: the model's)")
     c.add_argument(
-        "--num-classes", type=_class_count, help="classifier outputs (default: the model's)"
+        "--num-classes", type=_at_least_one, help="classifier outputs (default: the model's)"
     )
     c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
     c.add_argument(
@@ -809,7 +811,7 @@ def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warm
     )
     q.add_argument("--input-size", type=_input_size, help="image side (default: the model's)")
     q.add_argument(
-        "--num-classes", type=_class_count, help="classifier outputs (default: the model's)"
+        "--num-classes", type=_at_least_one, help="classifier outputs (default: the model's)"
     )
     q.add_argument(
         "--precision",
@@ -1171,7 +1173,7 @@ def _input_size(text: str) -> int:
     return size
 
 
-def _class_count(text: str) -> int:
+def _at_least_one(text: str) -> int:
     count = _whole_number(text)
     if count < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")

@@ -246,7 +246,10 @@ def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
     ("flags", "says"),
     [
         (["--batch-size", "0"], "batch size must be at least 1"),
-        (["--png", "/proc/nope/x.png"], "--png /proc/nope/x.png: cannot make the folder /proc/nope"),
+        (
+            ["--png", "/proc/nope/x.png"],
+            "--png /proc/nope/x.png: cannot make the folder /proc/nope",
+        ),
         (["--png", "cm.txt"], "--png cm.txt: cannot write a figure as .txt (a file name"),
     ],
 )
