@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 
 import resnetlab
 from resnetlab.cli import main
-from resnetlab.errors import DataWarning
+from resnetlab.errors import DataWarning, ResnetlabError
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +210,11 @@ def test_eval_matches_class_folders_that_differ_only_in_case(tmp_path):
     report = resnetlab.evaluate(model, str(tmp_path / "test"))
     assert report.result.count == 4
     assert "circles as Circles (case aside)" in report.notes[-1]
+    # A refusal lists the classes as the folders name them.
+    (tmp_path / "test" / "Triangles").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "test" / "Triangles" / "0.png")
+    with pytest.raises(ResnetlabError, match=r"has 3 classes \[Squares, Triangles, circles\]"):
+        resnetlab.evaluate(model, str(tmp_path / "test"))
 
 
 def test_a_class_named_in_another_case_is_only_matched_when_that_is_unambiguous():

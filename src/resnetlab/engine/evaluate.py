@@ -180,11 +180,12 @@ def held_out_split(data: str, meta: ModelMeta):
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
         by_case = _case_matches(class_names, meta.class_names)
+        named = class_names  # as the data names them, for messages
         class_names = [by_case.get(name, name) for name in class_names]
         unknown = [name for name in class_names if name not in meta.class_names]
         if unknown:
             raise ResnetlabError(
-                f"{data} has {len(class_names)} classes {_short(class_names)} but the model "
+                f"{data} has {len(class_names)} classes {_short(named)} but the model "
                 f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
                 f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them; "
                 f"score it without {'that class' if len(unknown) == 1 else 'those classes'} "
