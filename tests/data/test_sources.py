@@ -52,6 +52,16 @@ def test_bad_image_size():
         load_dataset("digits", image_size=0)
 
 
+def test_a_missing_path_names_a_close_one_beside_it(tmp_path):
+    (tmp_path / "my_photos").mkdir()
+    with pytest.raises(
+        DataError, match=rf"no such file or folder; did you mean {tmp_path}/my_photos/\?$"
+    ):
+        load_dataset(str(tmp_path / "my_photo"))
+    with pytest.raises(DataError, match=r"no such file or folder$"):
+        load_dataset(str(tmp_path / "holiday"))
+
+
 def test_named_source_hint_for_a_missing_path():
     with pytest.raises(
         DataError, match=r"^cifar: no such file or folder \(named data sets: digits, cifar10\)$"

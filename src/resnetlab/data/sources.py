@@ -8,6 +8,7 @@ either (extracted once into the cache folder). Each source offers some of the sp
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from collections import Counter
@@ -119,6 +120,20 @@ def open_source(
     return source
 
 
+def _near_name(path: Path) -> str | None:
+    """A file or folder beside ``path`` whose name is close to its name (``my_photos`` for
+    ``my_photo``), as the path to give, or None."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    if not close:
+        return None
+    near = path.with_name(close[0])
+    return f"{near}/" if near.is_dir() else str(near)
+
+
 def _open_path(
     spec: str,
     *,
@@ -131,6 +146,8 @@ def _open_path(
     path = Path(spec).expanduser()
     if not path.exists():
         hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
+        if near := _near_name(path):
+            hint = f"; did you mean {near}?"
         raise DataError(f"{spec}: no such file or folder{hint}")
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
         splits, borrowed = h5_splits(path, image_size, resize)
