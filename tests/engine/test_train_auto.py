@@ -63,6 +63,7 @@ def test_auto_prints_its_choices_and_saves_them(tmp_path, capsys):
     config = TrainConfig.load(result.run_dir / "config.json")
     assert config["recipe"] == "auto" and all(config[k] is not None for k in AUTO_FIELDS)
     assert (config["batch_size"], config["crop_padding"]) == (16, 1)
+    assert config["flip"] is False  # decided from the data (digits), and recorded
     assert config["lr"] == pytest.approx(0.1 * (16 / 128) ** 0.5, rel=1e-12)
     assert "BN running statistics still lag" not in err  # recomputed before validating
 

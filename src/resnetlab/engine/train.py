@@ -334,6 +334,7 @@ class Trainer:
                     "no flips: the images look like digits or characters, which a mirror "
                     "turns into other symbols (--flip turns them on)"
                 )
+            c = self.config = dataclasses.replace(c, flip=flip)  # config.json records it
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
