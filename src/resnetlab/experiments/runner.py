@@ -33,7 +33,7 @@ from ..models import list_models, model_info
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
 # Options a run decides when it starts if they are left unset (None): a finished run's
 # config.json holds the decided value, which an unset option accepts.
-DECIDED_AT_START = ("head_epochs", "warmup_steps", *AUTO_FIELDS)
+DECIDED_AT_START = ("head_epochs", "warmup_steps", "flip", *AUTO_FIELDS)
 
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
