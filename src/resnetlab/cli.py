@@ -400,12 +400,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def parse_options(items: list[str]) -> dict:
-    """``["shortcut=B", "zero_init_residual=true"]`` -> ``{"shortcut": "B", ...: True}``."""
+    """``["shortcut=B", "zero_init_residual=true"]`` -> ``{"shortcut": "B", ...: True}``:
+    JSON values, ``True``/``False`` in any case, else the text as it is."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ResnetlabError(f"model option {item!r} is not KEY=VALUE")
+        if value.lower() in ("true", "false"):
+            options[key] = value.lower() == "true"
+            continue
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -460,6 +460,14 @@ def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B, D\n"
+    # True and False as Python spells them are the switches they name.
+    from resnetlab.cli import parse_options
+
+    assert parse_options(["residual=False", "zero_init_residual=TRUE", "shortcut=B"]) == {
+        "residual": False,
+        "zero_init_residual": True,
+        "shortcut": "B",
+    }
 
 
 def test_sync_bn_on_the_cpu_is_refused_and_alone_warned_of(monkeypatch):

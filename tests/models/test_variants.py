@@ -92,6 +92,27 @@ def test_user_options_override_the_variants_parts():
     assert d_as_c.state_dict().keys() == c.state_dict().keys()
     with pytest.raises(resnetlab.ResnetlabError, match="resnet18d: groups and base_width"):
         resnetlab.create_model("resnet18d", groups=4)
+    # The basic nets' own parts give way too: a deep stem on ResNet-18 and ResNet-20.
+    with torch.device("meta"):
+        for name in ("resnet18", "resnet20"):
+            deep = resnetlab.create_model(name, stem="deep")
+            assert isinstance(deep.conv1, torch.nn.Sequential)  # three 3x3 convs, not one
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "says"),
+    [
+        ("resnet20", {"residual": "False"}, "residual takes true or false, got 'False'"),
+        ("resnet18", {"zero_init_residual": "no"}, "zero_init_residual takes true or false"),
+        ("resnet50", {"stride_in_1x1": 1}, "stride_in_1x1 takes true or false, got 1"),
+        ("resnext50_32x4d", {"groups": 2.5}, "groups takes a whole number, got 2.5"),
+        ("wrn16_8", {"drop_rate": "abc"}, "wrn16_8: drop_rate takes a number, got 'abc'"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_named(name, option, says):
+    # A string "False" would count as true: the run would be the opposite of the one asked.
+    with pytest.raises(resnetlab.ResnetlabError, match=says), torch.device("meta"):
+        resnetlab.create_model(name, **option)
 
 
 @pytest.mark.parametrize(

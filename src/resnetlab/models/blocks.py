@@ -131,6 +131,23 @@ def make_shortcut(
     )
 
 
+def check_option_types(
+    switches: dict[str, object], counts: dict[str, object], rates: dict[str, object]
+) -> None:
+    """Options a user types (``--model-option``) of the type they must be: ``switches``
+    true or false, ``counts`` whole numbers (or None), ``rates`` numbers. A string such as
+    ``"False"`` would otherwise count as true; a ValueError names the option instead."""
+    for name, value in switches.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} takes true or false, got {value!r}")
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} takes a whole number, got {value!r}")
+    for name, value in rates.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} takes a number, got {value!r}")
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """``value`` rounded to the nearest multiple of ``divisor`` (at least ``divisor``)."""
     return max(divisor, int(value + divisor / 2) // divisor * divisor)

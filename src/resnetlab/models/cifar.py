@@ -58,9 +58,8 @@ def cifar_resnet(
         n = _blocks_per_stage(depth, 2, 2, "CIFAR ResNet")
         kwargs = {"shortcut": "A", **kwargs}
     block = Bottleneck if bottleneck else BasicBlock
-    return ResNet(
-        block, (n, n, n), num_classes=num_classes, widths=CIFAR_WIDTHS, stem="cifar", **kwargs
-    )
+    kwargs = {"widths": CIFAR_WIDTHS, "stem": "cifar", **kwargs}  # an option given wins
+    return ResNet(block, (n, n, n), num_classes=num_classes, **kwargs)
 
 
 def cifar_preresnet(
@@ -75,9 +74,8 @@ def cifar_preresnet(
         n = _blocks_per_stage(depth, 2, 2, "CIFAR pre-activation ResNet")
         kwargs = {"shortcut": "A", **kwargs}
     block = PreActBottleneck if bottleneck else PreActBasicBlock
-    return PreActResNet(
-        block, (n, n, n), num_classes=num_classes, widths=CIFAR_WIDTHS, stem="cifar", **kwargs
-    )
+    kwargs = {"widths": CIFAR_WIDTHS, "stem": "cifar", **kwargs}  # an option given wins
+    return PreActResNet(block, (n, n, n), num_classes=num_classes, **kwargs)
 
 
 def wide_resnet(depth: int, widen: int, *, num_classes: int = 10, **kwargs) -> PreActResNet:
@@ -88,15 +86,8 @@ def wide_resnet(depth: int, widen: int, *, num_classes: int = 10, **kwargs) -> P
     if widen < 1:
         raise ValueError(f"a wide ResNet's widening factor must be at least 1, got {widen}")
     widths = tuple(w * widen for w in CIFAR_WIDTHS)
-    return PreActResNet(
-        PreActBasicBlock,
-        (n, n, n),
-        num_classes=num_classes,
-        widths=widths,
-        stem="cifar",
-        stem_width=CIFAR_WIDTHS[0],
-        **kwargs,
-    )
+    kwargs = {"widths": widths, "stem": "cifar", "stem_width": CIFAR_WIDTHS[0], **kwargs}
+    return PreActResNet(PreActBasicBlock, (n, n, n), num_classes=num_classes, **kwargs)
 
 
 def _register(name: str, build: Callable[..., nn.Module], **info: str) -> None:

@@ -26,6 +26,7 @@ from .blocks import (
     PreActBasicBlock,
     PreActBottleneck,
     Shortcut,
+    check_option_types,
     make_stage,
 )
 from .resnet import init_weights
@@ -112,6 +113,15 @@ class PreActResNet(nn.Module):
         act_layer: ActLayer = nn.ReLU,
     ) -> None:
         super().__init__()
+        check_option_types(
+            dict(
+                residual=residual,
+                stride_in_1x1=stride_in_1x1,
+                zero_init_residual=zero_init_residual,
+            ),
+            dict(stem_width=stem_width, groups=groups, base_width=base_width),
+            dict(drop_rate=drop_rate),
+        )
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stages but {len(widths)} widths")
         block_kwargs: dict = dict(

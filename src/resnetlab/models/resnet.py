@@ -23,6 +23,7 @@ from .blocks import (
     Bottleneck,
     NormLayer,
     Shortcut,
+    check_option_types,
     conv3x3,
     make_stage,
 )
@@ -117,6 +118,16 @@ class ResNet(nn.Module):
         bias: bool = False,
     ) -> None:
         super().__init__()
+        check_option_types(
+            dict(
+                residual=residual,
+                stride_in_1x1=stride_in_1x1,
+                zero_init_residual=zero_init_residual,
+                bias=bias,
+            ),
+            dict(stem_width=stem_width, groups=groups, base_width=base_width),
+            {},
+        )
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stages but {len(widths)} widths")
         block_kwargs = dict(
@@ -217,7 +228,7 @@ class ResNet(nn.Module):
 
 
 def _imagenet(block: Block, layers: Sequence[int], **kwargs) -> ResNet:
-    return ResNet(block, layers, stem="imagenet", **kwargs)
+    return ResNet(block, layers, **{"stem": "imagenet", **kwargs})  # an option given wins
 
 
 _IMAGENET = dict(family="imagenet", input_size=224, num_classes=1000, group="ResNet")
