@@ -74,6 +74,14 @@ def test_an_unknown_command_suggests_the_close_one(capsys):
     assert "did you mean eval?" in err
 
 
+def test_the_model_table_keeps_each_name_whole_in_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # a pipe, or a narrow terminal
+    assert main(["models", "wide*"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("wide_resnet50_2", "wide_resnet101_2"))
+    assert max(map(len, out.splitlines())) <= 80
+
+
 def test_a_pattern_that_matches_no_model_is_an_error(capsys):
     assert main(["models", "resnt*"]) == 2
     assert "no model matches 'resnt*'; did you mean resnet" in capsys.readouterr().err

@@ -64,7 +64,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     for group in dict.fromkeys(r["group"] for r in rows):
         table = Table(title=group or None, title_justify="left", title_style="bold")
         for column in ("model", "params", "classes", "input", "what it is", "source"):
-            table.add_column(column, justify="right" if column in ("params", "classes") else "left")
+            table.add_column(
+                column,
+                justify="right" if column in ("params", "classes") else "left",
+                no_wrap=column in ("model", "params"),  # whole, to copy: the text wraps
+            )
         for r in (r for r in rows if r["group"] == group):
             table.add_row(
                 r["name"],
