@@ -46,6 +46,7 @@ def test_runner_writes_every_output_with_one_row_per_model(tmp_path):
         assert row["finished"] == 1 and row["train_error_std"] is None  # one seed
     v = table["verdict"]
     assert (v["shallow"], v["deep"], v["complete_seeds"]) == (8, 14, 1)
+    assert v["images"] == 4 * 64  # the training error's sample: 4 steps of 64, not the set
 
     md = (out / "table.md").read_text()
     model_rows = [

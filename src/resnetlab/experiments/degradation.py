@@ -161,8 +161,9 @@ def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> Degradat
     """Write ``curves.png``, ``depth.png``, ``table.md`` and ``table.json`` for ``runs``."""
     kind = get_family(settings.get("family", "plain"))
     rows = _model_rows(runs, kind)
-    # The final training error is a rate over the last epoch's images.
-    images = min(r.summary["train_images"] for r in runs)
+    # The final training error is a rate over the images the last epoch trained on.
+    counts = [last_epoch_images(r) for r in runs if r.status == "finished"]
+    images = min(counts) if counts else None
     errors = {(r.seed, r.depth, r.changed): final_errors(r)[0] for r in runs}
     found = verdict(errors, images) if kind.name == "plain" else gap_verdict(errors, images)
     result = DegradationResult(Path(out), list(runs), rows, found, settings)
@@ -276,6 +277,14 @@ def _sampling_note(v: dict[str, Any], what: str = "a change counts as a rise") -
 
 
 # -- tables ------------------------------------------------------------------------------
+
+
+def last_epoch_images(run: Run) -> int:
+    """The images a finished run's last epoch trained on: its steps (fewer where
+    ``--max-steps`` cut it short) times the batch of all its processes."""
+    steps = [m["step"] for m in run.metrics if m["kind"] == "epoch"]
+    last = steps[-1] - (steps[-2] if len(steps) > 1 else 0)
+    return last * run.config.batch_size * run.summary.get("world_size", 1)
 
 
 def final_errors(run: Run) -> tuple[float | None, float | None]:
