@@ -5,6 +5,8 @@ import torch
 import torchvision
 
 import resnetlab
+from resnetlab.engine import TrainConfig
+from resnetlab.errors import SettingWarning
 from resnetlab.models import Bottleneck, SqueezeExcite
 
 from .test_resnet import _randomise_bn_statistics
@@ -102,17 +104,33 @@ def test_user_options_override_the_variants_parts():
 @pytest.mark.parametrize(
     ("name", "option", "says"),
     [
-        ("resnet20", {"residual": "False"}, "residual takes true or false, got 'False'"),
-        ("resnet18", {"zero_init_residual": "no"}, "zero_init_residual takes true or false"),
-        ("resnet50", {"stride_in_1x1": 1}, "stride_in_1x1 takes true or false, got 1"),
-        ("resnext50_32x4d", {"groups": 2.5}, "groups takes a whole number, got 2.5"),
-        ("wrn16_8", {"drop_rate": "abc"}, "wrn16_8: drop_rate takes a number, got 'abc'"),
+        ("resnet20", {"residual": "False"}, "residual must be true or false, got 'False'"),
+        ("resnet18", {"zero_init_residual": "no"}, "zero_init_residual must be true or false"),
+        ("resnet50", {"stride_in_1x1": 1}, "stride_in_1x1 must be true or false, got 1"),
+        ("resnext50_32x4d", {"groups": 2.5}, "groups must be a whole number, got 2.5"),
+        ("wrn16_8", {"drop_rate": "abc"}, "wrn16_8: drop_rate must be a number, got 'abc'"),
     ],
 )
 def test_an_option_of_the_wrong_type_is_named(name, option, says):
     # A string "False" would count as true: the run would be the opposite of the one asked.
     with pytest.raises(resnetlab.ResnetlabError, match=says), torch.device("meta"):
         resnetlab.create_model(name, **option)
+
+
+def test_a_switch_stored_as_text_is_rebuilt_as_it_was_built(tmp_path):
+    # Model files and config.json written when --model-option kept "False" as text: the
+    # net was built residual (the text counts as true), and is rebuilt so, with a warning.
+    model = resnetlab.create_model("resnet8", num_classes=3)
+    model.model_kwargs = {"residual": "False", "shortcut": "A"}
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(model, path, input_size=8)
+    with pytest.warns(SettingWarning, match="residual is stored as the text 'False', which built"):
+        loaded = resnetlab.load_model(path)
+    assert loaded.residual is True and loaded.meta.model_kwargs["residual"] is True
+    config = tmp_path / "config.json"
+    config.write_text('{"model": "resnet8", "model_kwargs": {"zero_init_residual": "no"}}')
+    with pytest.warns(SettingWarning, match="zero_init_residual=True; it is rebuilt so"):
+        assert TrainConfig.load(config)["model_kwargs"] == {"zero_init_residual": True}
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from ..data.sources import check_val_split
 from ..errors import ResnetlabError, SettingWarning
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE
+from ..models.registry import built_options
 from ..storage import atomic_write_text
 
 # Options that name files or folders: a pathlib.Path is taken for them as its string.
@@ -444,6 +445,8 @@ class TrainConfig:
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
         values.setdefault("resize", "squash")  # written before --resize existed, which squashed
+        if isinstance(values.get("model_kwargs"), dict):
+            values["model_kwargs"] = built_options(values["model_kwargs"], str(path))
         return values
 
 

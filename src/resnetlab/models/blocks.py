@@ -139,13 +139,13 @@ def check_option_types(
     ``"False"`` would otherwise count as true; a ValueError names the option instead."""
     for name, value in switches.items():
         if not isinstance(value, bool):
-            raise ValueError(f"{name} takes true or false, got {value!r}")
+            raise ValueError(f"{name} must be true or false, got {value!r}")
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"{name} takes a whole number, got {value!r}")
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
     for name, value in rates.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} takes a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ValueError(f"{name} must be a number, got {value!r}")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

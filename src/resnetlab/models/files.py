@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import ResnetlabError, path_argument
 from ..storage import atomic_write
-from .registry import create_model, model_info
+from .registry import built_options, create_model, model_info
 
 FORMAT = "resnetlab.model/1"
 META_KEY = "resnetlab"
@@ -328,12 +328,13 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             f"create_model and call load_state_dict"
         )
     try:
-        return ModelMeta.from_json(metadata[META_KEY])
+        meta = ModelMeta.from_json(metadata[META_KEY])
     except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise ResnetlabError(
             f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was edited: "
             "save the model again"
         ) from None
+    return dataclasses.replace(meta, model_kwargs=built_options(meta.model_kwargs, str(path)))
 
 
 def _other_format(path: Path) -> str | None:

@@ -13,13 +13,14 @@ import fnmatch
 import inspect
 import operator
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from ..errors import ResnetlabError, UnknownModelError
+from ..errors import ResnetlabError, SettingWarning, UnknownModelError
 
 Builder = Callable[..., nn.Module]
 
@@ -98,6 +99,26 @@ def model_info(name: str) -> ModelInfo:
         raise UnknownModelError(
             f"unknown model {name!r}; {hint}`resnetlab models` lists all"
         ) from None
+
+
+# The constructor options that are switches (true or false).
+SWITCHES = ("residual", "stride_in_1x1", "zero_init_residual", "bias")
+
+
+def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """Options as a model file or run folder stored them, each switch saved as text turned
+    into what the net was built with: ``--model-option residual=False`` once stored the
+    text "False", which counts as true. Warns of each, so that the user can write true or
+    false."""
+    built = {k: bool(v) if k in SWITCHES and isinstance(v, str) else v for k, v in kwargs.items()}
+    for key in (k for k in kwargs if kwargs[k] is not built[k]):
+        warnings.warn(
+            f"{where}: {key} is stored as the text {kwargs[key]!r}, which built the net with "
+            f"{key}={built[key]}; it is rebuilt so (an option now takes true or false)",
+            SettingWarning,
+            stacklevel=3,
+        )
+    return built
 
 
 def create_model(
