@@ -166,6 +166,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     from .data.decode import unwarned
     from .data.report import contact_sheet, describe
+    from .engine.report import data_tag
 
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
@@ -177,8 +178,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     if not args.no_sheet:
-        name = Path(args.path.rstrip("/")).name.split(".")[0] or "data"
-        out = Path(args.out or Path("runs") / f"{name}-samples.png")
+        out = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
         split = splits.get("train") or next(iter(splits.values()))
         summary["sheet"] = str(contact_sheet(split, out, title=args.path))
     if args.json:
@@ -438,6 +438,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .analysis.plots import plot_confusion
     from .data.decode import unwarned
+    from .data.sources import data_name
     from .engine import evaluate
     from .engine.report import data_tag
 
@@ -450,8 +451,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_figure_file(png, "--png")  # before the evaluation, not after it
         check_output_file(png, "--png")
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
-    data_name = Path(args.data.rstrip("/")).name
-    title = f"{Path(args.model_file).name} on {data_name} ({report.result.count:,} images)"
+    title = f"{model_file.name} on {data_name(args.data)} ({report.result.count:,} images)"
     plot_confusion(report.result.confusion, report.class_names, png, title=title)
     data = report.to_dict()
     if args.json:

@@ -126,3 +126,29 @@ def test_a_sample_of_n_images_has_n_images_and_is_seeded():
     assert len(sample) == 10 and sample.class_counts() == [3, 6, 1]
     assert torch.equal(stratified_sample(split, 10, seed=1).images, sample.images)
     assert not torch.equal(stratified_sample(split, 10, seed=2).images, sample.images)
+
+
+def test_a_data_spec_is_named_by_its_last_part_without_a_data_suffix(tmp_path, monkeypatch):
+    from resnetlab.data.sources import data_name
+
+    monkeypatch.chdir(tmp_path)
+    assert [data_name(s) for s in ("digits", "photos/", ".", "x/train_signs.h5")] == [
+        "digits",
+        "photos",
+        tmp_path.name,
+        "train_signs",
+    ]
+    assert data_name("photos.v1") != data_name("photos.v2")
+
+
+def test_scoring_a_whole_set_warns_unless_it_is_named_apart_from_the_training_data():
+    from resnetlab.data.sources import _scored_whole_note
+
+    held_out = _scored_whole_note("held_out", 60, "photos")
+    assert held_out == (
+        "all 60 images of held_out are scored (the model was trained on photos; any of its "
+        "images in held_out flatter the score)"
+    )
+    for data in ("photos", "/elsewhere/photos/", "photos/train"):  # the set, or inside it
+        assert "including any the model was trained on" in _scored_whole_note(data, 60, "photos")
+    assert "including any" in _scored_whole_note("held_out", 60, None)  # trained on unknown

@@ -160,13 +160,16 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     assert part.result.confusion[others].sum() == 0
     assert part.result.count == sum(len(list((some / n).iterdir())) for n in ("3", "5", "7"))
     assert any("scored on 3 of the model's 10 classes" in note for note in part.notes)
-    # A set of another name than the training data's is not said to hold training images.
+    # A set of another name than the training data's is taken as held out, and says what
+    # the model was trained on; the training folder (or one inside it) is warned about.
     assert (
         f"all {part.result.count} images of {some} are scored (the model was trained on "
-        f"{digit_folder.name})" in part.notes
+        f"{digit_folder.name}; any of its images in {some} flatter the score)" in part.notes
     )
     assert not any("including any the model was trained on" in note for note in part.notes)
-    assert any("including any the model was trained on" in note for note in whole.notes)
+    for inside in (digit_folder, f"{digit_folder}/"):
+        notes = resnetlab.evaluate(model_file, str(inside)).notes
+        assert any("including any the model was trained on" in note for note in notes), inside
     # One class alone (a folder of sevens) is scored the same way.
     sevens = resnetlab.evaluate(model_file, str(tmp_path / "sevens"))
     seven = whole.class_names.index("7")

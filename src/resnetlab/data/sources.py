@@ -382,29 +382,39 @@ def load_eval_split(
         split = _with_notes(split, [f"held out: {split.source}, found next to {data}"])
     elif key == "all" and source.all_role in ("test", "val"):
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
-    elif key in ("all", "train") and trained_on and _name(trained_on) != _name(data):
-        split = _with_notes(
-            split,
-            [
-                f"all {len(split):,} images of {data} are scored (the model was trained on "
-                f"{trained_on})"
-            ],
-        )
     elif key in ("all", "train"):
-        split = _with_notes(
-            split,
-            [
-                f"{data} has no held-out split: all {len(split):,} images are scored, including "
-                "any the model was trained on (a folder named test/ or *_test/ is taken for "
-                "test images)"
-            ],
-        )
+        split = _with_notes(split, [_scored_whole_note(data, len(split), trained_on)])
     return split
 
 
-def _name(spec: str | os.PathLike) -> str:
-    """A data spec's last part: ``/home/a/photos/`` -> ``photos``."""
-    return Path(os.fspath(spec).rstrip("/\\")).name
+def _scored_whole_note(data: str | os.PathLike, count: int, trained_on: str | None) -> str:
+    """What scoring all of ``data`` means: a set named otherwise than the training data
+    (and not a folder inside it) is likely held out; any other may hold training images."""
+    parent = Path(os.path.abspath(os.path.expanduser(os.fspath(data)))).parent
+    if trained_on and data_name(trained_on) not in (data_name(data), data_name(parent)):
+        return (
+            f"all {count:,} images of {data} are scored (the model was trained on "
+            f"{trained_on}; any of its images in {data} flatter the score)"
+        )
+    return (
+        f"{data} has no held-out split: all {count:,} images are scored, including any the "
+        "model was trained on (a folder named test/ or *_test/ is taken for test images)"
+    )
+
+
+DATA_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".h5", ".hdf5")
+
+
+def data_name(spec: str | os.PathLike) -> str:
+    """What a data spec is called in messages and file names: the folder or file it names,
+    without the folders above it or a data file's suffix (``../data/photos/`` -> ``photos``,
+    ``.`` -> the current folder's name, ``train_signs.h5`` -> ``train_signs``)."""
+    text = os.fspath(spec)
+    if text in NAMED_SOURCES:
+        return text
+    name = Path(os.path.abspath(os.path.expanduser(text))).name or text
+    suffix = next((s for s in DATA_SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)] or name
 
 
 def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple[Split, Split]:

@@ -28,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..data.sources import data_name
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
 from ..storage import WriteError, atomic_write_text, write_error
@@ -49,8 +50,8 @@ BAR_UPDATES_PER_S = 4  # the bar's step count moves on a clock, not with log_eve
 
 
 def data_tag(data: str) -> str:
-    """A data spec as a part of a file name: ``photos/test/`` -> ``test``, ``x.h5`` -> ``x``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(data).name.split(".")[0] or "data")
+    """A data spec as a part of a file name: its ``data_name`` in safe characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name(data)) or "data"
 
 
 def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
@@ -327,7 +328,7 @@ class RunLog:
             return
         self._stop_bar()
         epoch_rows = [r for r in self.rows if r["kind"] == "epoch"]
-        data = Path(str(summary["data"]).rstrip("/")).name
+        data = data_name(str(summary["data"]))
         figure_error = None
         from ..analysis.plots import plot_confusion, plot_curves  # matplotlib: only here
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
+from ..data.sources import data_name
 from ..errors import ResnetlabError
 from .runner import FAMILIES, Family, Run, default_out, get_family, run_pairs
 
@@ -489,7 +490,7 @@ def _title(runs: Sequence[Run], settings: dict[str, Any]) -> str:
     mean = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else f", seed {seeds[0]}"
     first = runs[0].summary
     return (
-        f"{Path(str(settings['data'])).name}: {first['train_images']:,} training images, "
+        f"{data_name(str(settings['data']))}: {first['train_images']:,} training images, "
         f"{first['input_size']}x{first['input_size']}, recipe {settings['recipe']}{mean}"
     )
 

@@ -14,7 +14,6 @@ since the last checkpoint of the run it was in.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from typing import Any
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, RECIPE_ALIASES, stored_paths
-from ..engine.report import read_metrics
+from ..engine.report import data_tag, read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
 
@@ -226,7 +225,7 @@ def default_out(
 ) -> Path:
     """``runs/<kind>[-<family>][-quick]-<data name>`` (the plain family unnamed): the same
     command finds its folder again and resumes."""
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(data)).name.split(".")[0] or "data")
+    tag = data_tag(str(data))
     name = kind + ("" if family == "plain" else f"-{family}") + ("-quick" if quick else "")
     return Path(root) / f"{name}-{tag}"
 
