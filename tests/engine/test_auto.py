@@ -102,6 +102,15 @@ def test_the_batch_line_names_the_rule_that_set_it(num_images, rule):
     assert rule in line
 
 
+def test_under_torchrun_the_line_gives_the_batch_per_process_and_in_all():
+    config, line = apply_auto(
+        resolve_config(), num_images=40, image_size=64, num_classes=10, world_size=2
+    )
+    assert config.batch_size == 8
+    assert "batch 8 per process, 16 in all (the smallest the recipe takes, 16)" in line
+    assert "lr 0.0354 (0.1 x sqrt(total batch / 128))" in line
+
+
 def test_explicit_values_win():
     config, line = _apply(epochs=15)
     assert (config.epochs, config.warmup_steps) == (15, 100)  # 15 x 51 steps: 765, 5% < 100

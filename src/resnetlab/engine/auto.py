@@ -231,12 +231,20 @@ def apply_auto(
         given.add("epochs")
     if c.scale_jitter is not None:
         given.add("crop_padding")
-    return resolved, _describe(resolved, num_images, image_size, steps, given)
+    return resolved, _describe(resolved, num_images, image_size, steps, given, world_size)
 
 
-def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, given: set[str]) -> str:
+def _describe(
+    c: TrainConfig,
+    num_images: int,
+    image_size: int,
+    steps: int,
+    given: set[str],
+    world_size: int = 1,
+) -> str:
     """One line: ``recipe auto: 1,080 images at 64x64 -> batch 32 (...), Adam (...) lr
-    0.001 (...), 1,023 steps (31 epochs; ...), warm-up 100 steps (...), scale/aspect jitter``."""
+    0.001 (...), 1,023 steps (31 epochs; ...), warm-up 100 steps (...), scale/aspect jitter``.
+    Under torchrun the batch is per process, and its rule and the rate's are the total's."""
 
     def why(key: str, reason: str) -> str:
         return "given" if key in given else reason
@@ -256,22 +264,31 @@ def _describe(c: TrainConfig, num_images: int, image_size: int, steps: int, give
     else:
         warmup = f"warm-up {c.warmup_epochs:g} epochs (given)"
     length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
+    total = "total batch" if world_size > 1 else "batch"
     if c.optimizer == "sgd":
-        rate = f"{BASE_LR:g} x sqrt(batch / {BASE_BATCH})"
+        rate = f"{BASE_LR:g} x sqrt({total} / {BASE_BATCH})"
         network = (
             f"{ADAM_BELOW:,} images or more" if imagenet_style(c.model) else "a CIFAR-style network"
         )
     else:
-        rate = f"{ADAM_LR:g} x sqrt(batch / {ADAM_BATCH})"
+        rate = f"{ADAM_LR:g} x sqrt({total} / {ADAM_BATCH})"
         network = f"an ImageNet-style network, under {ADAM_BELOW:,} images"
     return (
         f"recipe auto: {num_images:,} images at {image_size}x{image_size} -> "
-        f"batch {c.batch_size} ({why('batch_size', _batch_and_rule(num_images)[1])}), "
+        f"{_batch_words(c.batch_size, world_size)} "
+        f"({why('batch_size', _batch_and_rule(num_images)[1])}), "
         f"{OPTIMIZER_NAMES[c.optimizer]} ({why('optimizer', network)}) "
         f"lr {c.lr:.3g} ({why('lr', rate)}), "
         f"{count_of(steps, 'step')} ({count_of(c.epochs, 'epoch')}; {length}), {warmup}, "
         f"{augment}"
     )
+
+
+def _batch_words(batch: int, world_size: int) -> str:
+    """``batch 32``, or under torchrun ``batch 8 per process, 16 in all``."""
+    if world_size == 1:
+        return f"batch {batch}"
+    return f"batch {batch} per process, {batch * world_size} in all"
 
 
 def count_of(n: int, noun: str) -> str:
