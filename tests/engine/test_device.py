@@ -98,6 +98,12 @@ def test_a_process_waiting_for_its_peers_says_what_it_waits_for(monkeypatch, cap
     assert joined == [(True, signal.SIG_DFL)] and (info.rank, info.world_size) == (1, 3)
     assert signal.getsignal(signal.SIGINT) is before  # Ctrl-C handled again once joined
     assert capsys.readouterr().err == (
-        "rank 1: waiting for the other 2 of WORLD_SIZE=3 processes to join at h:7; torchrun "
-        "starts them all (Ctrl-C stops)\n"
+        "rank 1: not all WORLD_SIZE=3 processes have joined at h:7; torchrun starts them "
+        "all (Ctrl-C stops)\n"
     )
+    # A machine's other processes wait as quietly: one line a machine.
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    said.clear()
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: said.wait(0.2))
+    distributed.init_distributed("cpu")
+    assert capsys.readouterr().err == ""

@@ -113,29 +113,30 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 
 def _join(backend: str, info: DistInfo) -> None:
     """Join the process group, saying what it waits for when the others are slow to come
-    (WORLD_SIZE set by hand, or a peer that failed to start)."""
+    (WORLD_SIZE set by hand, or a peer that failed to start): one line a machine, from its
+    first process."""
     address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
-    waiting = threading.Timer(
-        JOIN_NOTE_AFTER_S,
-        _say,
-        [
-            f"rank {info.rank}: waiting for the other {info.world_size - 1} of WORLD_SIZE="
-            f"{info.world_size} processes to join at {address}; torchrun starts them all "
-            "(Ctrl-C stops)"
-        ],
-    )
-    waiting.daemon = True
     # The wait blocks inside PyTorch, where Python never sees Ctrl-C: while it lasts, Ctrl-C
-    # ends the process at once (nothing is saved yet to lose).
+    # ends the process at once (nothing is saved yet to lose). Only the main thread can
+    # set that.
     main_thread = threading.current_thread() is threading.main_thread()
-    if main_thread:
-        on_ctrl_c = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    waiting.start()
+    # None: a handler set outside Python, left as it is.
+    on_ctrl_c = signal.getsignal(signal.SIGINT) if main_thread else None
+    line = (
+        f"rank {info.rank}: not all WORLD_SIZE={info.world_size} processes have joined at "
+        f"{address}; torchrun starts them all" + (" (Ctrl-C stops)" if on_ctrl_c else "")
+    )
+    waiting = threading.Timer(JOIN_NOTE_AFTER_S, _say, [line])
+    waiting.daemon = True
+    if on_ctrl_c is not None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if info.local_rank == 0:
+        waiting.start()
     try:
         dist.init_process_group(backend)
     finally:
         waiting.cancel()
-        if main_thread:
+        if on_ctrl_c is not None:
             signal.signal(signal.SIGINT, on_ctrl_c)
 
 

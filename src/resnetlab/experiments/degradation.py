@@ -282,10 +282,12 @@ def _sampling_note(v: dict[str, Any], what: str = "a change counts as a rise") -
 
 def last_epoch_images(run: Run) -> int:
     """The images a finished run's last epoch trained on: its steps (fewer where
-    ``--max-steps`` cut it short) times the batch of all its processes."""
+    ``--max-steps`` cut it short) times the batch of all its processes, and never more
+    than the training set (one short batch where the set is smaller than a batch)."""
     steps = [m["step"] for m in run.metrics if m["kind"] == "epoch"]
     last = steps[-1] - (steps[-2] if len(steps) > 1 else 0)
-    return last * run.config.batch_size * run.summary.get("world_size", 1)
+    images = last * run.config.batch_size * run.summary.get("world_size", 1)
+    return min(images, run.summary["train_images"])
 
 
 def final_errors(run: Run) -> tuple[float | None, float | None]:
