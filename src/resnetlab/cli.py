@@ -428,7 +428,10 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
-    p.add_argument("--png", help="confusion matrix image (default: next to the model file)")
+    p.add_argument(
+        "--png",
+        help="confusion matrix image (default: MODEL.DATA.confusion.png next to the model file)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=cmd_eval)
 
@@ -452,6 +455,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_output_file(png, "--png")
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     title = f"{model_file.name} on {data_name(args.data)} ({report.result.count:,} images)"
+    make_folder_for(png, "--png")
     plot_confusion(report.result.confusion, report.class_names, png, title=title)
     data = report.to_dict()
     if args.json:
@@ -501,10 +505,17 @@ def check_figure_file(path: Path, flag: str) -> None:
 
 
 def check_output_file(path: Path, flag: str) -> None:
-    """A file a command will write: not a folder; its folder is made where missing, as
-    ``export`` and ``train --out`` make theirs."""
+    """A file a command will write: not a folder, nor below a file."""
     if path.is_dir():
         raise ResnetlabError(f"{flag} {path} is a folder; give a file name, e.g. {path}/out.png")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ResnetlabError(f"{flag} {path}: {above} is a file, not a folder; choose another")
+
+
+def make_folder_for(path: Path, flag: str) -> None:
+    """The folder of a file about to be written, made where missing (as ``export`` and
+    ``train --out`` make theirs)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -98,6 +98,11 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     assert main(["eval", str(model_file), "--data", "digits", "--png", str(nested)]) == 0
     assert Image.open(nested).size[0] > 100
     capsys.readouterr()
+    # Below a file there is no folder to make: refused before the evaluation.
+    assert main(["eval", str(model_file), "--data", "digits", "--png", f"{png}/x.png"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --png {png}/x.png: {png} is a file, not a folder; choose another\n"
+    )
     assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out

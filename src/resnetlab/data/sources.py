@@ -533,7 +533,7 @@ def _check_two_classes(train: Split) -> None:
         only = train.class_names[present[0]] if present else "none"
         raise DataError(
             f"{train.source}: every training image is of one class ({only}); a classifier "
-            "needs images of two classes at least"
+            "needs images of two classes at least: add a folder of another class's images"
         )
 
 
