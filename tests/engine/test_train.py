@@ -381,7 +381,7 @@ def test_resuming_without_metrics_csv_says_which_rows_are_lost(tmp_path, capsys)
     assert "missing" not in out.err and not (ended / "metrics.csv").exists()
 
     assert main(["train", "--resume", str(ended), "--epochs", "3"]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "is missing" in line]
     assert lines == [
         f"warning: {ended / 'metrics.csv'} is missing: the rows of epochs 1-2 are lost; this "
         "run's rows, and its curves.png, start at epoch 3"
@@ -390,7 +390,7 @@ def test_resuming_without_metrics_csv_says_which_rows_are_lost(tmp_path, capsys)
     assert epochs == [(3, 30)] and steps and min(steps) > 20
 
     assert main(["train", "--resume", str(cut), "--max-steps", "25"]) == 0
-    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    lines = [line for line in capsys.readouterr().err.splitlines() if "is missing" in line]
     assert lines == [
         f"warning: {cut / 'metrics.csv'} is missing: the rows of epoch 1 and of the first 3 "
         "steps of epoch 2 are lost; this run's rows, and its curves.png, start at step 14, in "

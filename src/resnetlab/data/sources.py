@@ -131,7 +131,7 @@ def _near_name(path: Path) -> str | None:
     if not close:
         return None
     near = path.with_name(close[0])
-    return f"{near}/" if near.is_dir() else str(near)
+    return f"{near}{os.sep}" if near.is_dir() else str(near)
 
 
 def _open_path(
