@@ -68,3 +68,16 @@ def test_text_is_cut_into_runs_each_in_a_font_that_has_it(monkeypatch):
         ("noto.ttf", "日本 "),
         ("dejavu.ttf", "c.ж"),  # a character no font has: DejaVu's box
     ]
+
+
+def test_other_warnings_of_a_drawing_pass_through_once_each():
+    @fonts.any_script
+    def draw():
+        for _ in range(5):  # as a palette warning of each image a contact sheet reads
+            warnings.warn("an image's palette", UserWarning, stacklevel=1)
+        return "drawn"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert draw() == "drawn"
+    assert [str(w.message) for w in caught] == ["an image's palette"]

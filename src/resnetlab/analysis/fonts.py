@@ -69,11 +69,14 @@ def any_script(draw: Drawing) -> Drawing:
             warnings.simplefilter("always")
             with matplotlib.rc_context({"font.family": font_families(installed_families())}):
                 result = draw(*args, **kwargs)
-        missing = []
+        missing, passed_on = [], set()
         for w in caught:
             glyph = _MISSING_GLYPH.search(str(w.message))
+            where = (str(w.message), w.category, w.filename, w.lineno)
             if glyph is None:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                if where not in passed_on:  # once each, as Python's default shows them
+                    passed_on.add(where)
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             elif chr(int(glyph.group(1))) not in missing:
                 missing.append(chr(int(glyph.group(1))))
         if missing:
