@@ -36,6 +36,11 @@ def test_tar_gz_of_an_image_tree_is_extracted_once(tmp_path):
     (extracted,) = (tmp_path / "c" / "extracted").iterdir()
     assert extracted.name.startswith("pets-") and (extracted / "pets" / "train" / "cat").is_dir()
     assert extracted_folder(archive, tmp_path / "c") == extracted  # not extracted again
+    assert "pets.tar.gz extracted into the cache, once: later runs read that copy" in (
+        data.train.notes
+    )
+    again = load_dataset(str(archive), cache_dir=tmp_path / "c")
+    assert "pets.tar.gz read from its copy extracted into the cache" in again.train.notes
 
 
 def test_zip_of_an_image_tree(tmp_path):

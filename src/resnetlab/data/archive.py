@@ -96,6 +96,12 @@ def extract_archive(archive: Path, dest: Path) -> None:
         raise DataError(f"{archive}: cannot extract it ({type(e).__name__}: {e})") from e
 
 
+def extraction_folder(archive: Path, cache_root: Path) -> Path:
+    """Where ``extracted_folder`` puts ``archive``'s files (there once it has run)."""
+    key = hashlib.sha256(file_key(archive).encode()).hexdigest()[:16]
+    return cache_root / "extracted" / f"{archive_stem(archive)}-{key}"
+
+
 def extracted_folder(archive: Path, cache_root: Path) -> Path:
     """The folder ``archive`` unpacks to under ``<cache_root>/extracted``, extracting it once.
 
@@ -103,8 +109,7 @@ def extracted_folder(archive: Path, cache_root: Path) -> Path:
     when extraction has finished (extract to a temporary name, then rename), so concurrent
     or interrupted runs never see a half-extracted tree.
     """
-    key = hashlib.sha256(file_key(archive).encode()).hexdigest()[:16]
-    final = cache_root / "extracted" / f"{archive_stem(archive)}-{key}"
+    final = extraction_folder(archive, cache_root)
     if final.is_dir():
         return final
     tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import DataError, DataWarning
 from . import cifar10
-from .archive import extracted_folder, is_archive
+from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
@@ -161,7 +161,12 @@ def _open_path(
                 f"{path}: not a data set: expected an .h5 file, an image folder, a "
                 "cifar-10-batches-bin folder, or a .tar.gz/.zip of a folder"
             )
-        notes.append(f"{path.name} extracted once into the cache")
+        done = extraction_folder(path, root).is_dir()
+        notes.append(
+            f"{path.name} read from its copy extracted into the cache"
+            if done
+            else f"{path.name} extracted into the cache, once: later runs read that copy"
+        )
         path = extracted_folder(path, root)
     folder = find_root(path)
     for candidate in (folder, folder / cifar10.FOLDER_NAME):
