@@ -140,6 +140,16 @@ def test_a_data_spec_is_named_by_its_last_part_without_a_data_suffix(tmp_path, m
         "train_signs",
     ]
     assert data_name("photos.v1") != data_name("photos.v2")
+    # In file names, a folder named as a split keeps the folder above it: two test sets, two
+    # names (eval's default image, a run folder's name).
+    from resnetlab.engine.report import data_tag
+
+    assert [data_tag(s) for s in ("a/test", "b/test/", "x/test_signs.h5", "digits")] == [
+        "a-test",
+        "b-test",
+        "test_signs",
+        "digits",
+    ]
 
 
 def test_scoring_a_whole_set_warns_unless_it_is_named_apart_from_the_training_data():

@@ -61,7 +61,7 @@ ENLARGED_NOTE = "most images are"  # the start of the note on images enlarged to
 _LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
 
 
-def _split_role(name: str) -> str | None:
+def split_role(name: str) -> str | None:
     m = _SPLIT_NAME.match(name)
     return _ROLES.get(m["role"].lower(), m["role"].lower()) if m else None
 
@@ -71,7 +71,7 @@ def named_role(name: str) -> str | None:
     ``test_signs``, ``photos-test``, ``validation``...; None when it says none."""
     words = [w for w in re.split(r"[-_. ]+", name) if w]
     for word in words[:1] + words[-1:]:
-        if role := _split_role(word):
+        if role := split_role(word):
             return role
     return None
 
@@ -237,7 +237,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         notes = ["classes from the file names (the text before the first '_')"]
         notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
-    if all(_split_role(d.name) for d in class_dirs):
+    if all(split_role(d.name) for d in class_dirs):
         raise DataError(
             f"{folder}: {', '.join(d.name for d in class_dirs)} look like splits, not classes, "
             "but hold no class folders; put each split's images in one sub-folder per class "
@@ -306,7 +306,7 @@ def _split_folders(root: Path) -> dict[str, Path]:
     """``{"train"|"val"|"test": folder}`` when ``root`` uses the split layout, else ``{}``."""
     found: dict[str, Path] = {}
     for d in _visible_dirs(root):
-        role = _split_role(d.name)
+        role = split_role(d.name)
         # A split folder holds classes; a class folder (even one named "train") holds images.
         if role and role not in found and _holds_classes(d):
             found[role] = d

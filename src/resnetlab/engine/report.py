@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -28,7 +29,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..data.sources import data_name
+from ..data.folders import split_role
+from ..data.sources import NAMED_SOURCES, data_name
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
 from ..storage import WriteError, atomic_write_text, write_error
@@ -50,8 +52,12 @@ BAR_UPDATES_PER_S = 4  # the bar's step count moves on a clock, not with log_eve
 
 
 def data_tag(data: str) -> str:
-    """A data spec as a part of a file name: its ``data_name`` in safe characters."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", data_name(data)) or "data"
+    """A data spec as a part of a file name: its ``data_name`` in safe characters, after
+    the folder above it where it is named as a split (``photos/test`` -> ``photos-test``)."""
+    name = data_name(data)
+    if name.isalpha() and split_role(name) and data not in NAMED_SOURCES:
+        name = f"{data_name(Path(os.path.abspath(os.path.expanduser(data))).parent)}-{name}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "data"
 
 
 def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
