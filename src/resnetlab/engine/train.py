@@ -293,6 +293,21 @@ class Trainer:
             resume_epoch=self.epoch if resume else None,
         )
 
+    def _decide_flip(self, mean: tuple[float, ...], std: tuple[float, ...]) -> TrainConfig:
+        """The config with ``flip`` decided where it was left open: off for images that look
+        like digits or characters (a mirror turns them into other symbols), and recorded in
+        config.json."""
+        c = self.config
+        if c.flip is not None:
+            return c
+        flip = not is_digit_like(c.data, self.class_names, mean, std)
+        if not flip:
+            self.data_notes.append(
+                "no flips: the images look like digits or characters, which a mirror turns "
+                "into other symbols (--flip turns them on)"
+            )
+        return dataclasses.replace(c, flip=flip)
+
     def _load_data(self) -> None:
         """Decode the data once, at the model's input size; loaders normalised with the
         training split's statistics."""
@@ -325,16 +340,8 @@ class Trainer:
         start = self.start
         has_norm = start is not None and start.mean is not None
         self.mean, self.std = (start.mean, start.std) if has_norm else (data_mean, data_std)
-        c = self.config = self._resolve_recipe(len(data.train))
-        flip = c.flip
-        if flip is None:
-            flip = not is_digit_like(c.data, self.class_names, data_mean, data_std)
-            if not flip:
-                self.data_notes.append(
-                    "no flips: the images look like digits or characters, which a mirror "
-                    "turns into other symbols (--flip turns them on)"
-                )
-            c = self.config = dataclasses.replace(c, flip=flip)  # config.json records it
+        self.config = self._resolve_recipe(len(data.train))
+        c = self.config = self._decide_flip(data_mean, data_std)
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
@@ -344,7 +351,7 @@ class Trainer:
             batch_size=c.batch_size,
             augment=Augment(
                 crop_padding=c.crop_padding,
-                flip=flip,
+                flip=c.flip,
                 cutout=c.cutout,
                 scale_jitter=c.scale_jitter,
             ),
