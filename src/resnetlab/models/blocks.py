@@ -131,20 +131,23 @@ def make_shortcut(
     )
 
 
-def check_option_types(
-    switches: dict[str, object], counts: dict[str, object], rates: dict[str, object]
-) -> None:
-    """Options a user types (``--model-option``) of the type they must be: ``switches``
-    true or false, ``counts`` whole numbers (or None), ``rates`` numbers. A string such as
-    ``"False"`` would otherwise count as true; a ValueError names the option instead."""
-    for name, value in switches.items():
-        if not isinstance(value, bool):
+# The constructor options a user types (``--model-option``) whose type is checked: true or
+# false, whole numbers (or None), numbers.
+SWITCHES = ("residual", "stride_in_1x1", "zero_init_residual", "bias")
+COUNTS = ("stem_width", "groups", "base_width")
+RATES = ("drop_rate",)
+
+
+def check_option_types(**options: object) -> None:
+    """Each option of the type its kind (``SWITCHES``, ``COUNTS``, ``RATES``) must have. A
+    string such as ``"False"`` would otherwise count as true; a ValueError names it."""
+    for name, value in options.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if name in SWITCHES and not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r}")
-    for name, value in counts.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if name in COUNTS and value is not None and not (number and isinstance(value, int)):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
-    for name, value in rates.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if name in RATES and not (number and value == value):  # NaN is not a rate
             raise ValueError(f"{name} must be a number, got {value!r}")
 
 

@@ -114,13 +114,13 @@ class PreActResNet(nn.Module):
     ) -> None:
         super().__init__()
         check_option_types(
-            dict(
-                residual=residual,
-                stride_in_1x1=stride_in_1x1,
-                zero_init_residual=zero_init_residual,
-            ),
-            dict(stem_width=stem_width, groups=groups, base_width=base_width),
-            dict(drop_rate=drop_rate),
+            residual=residual,
+            stride_in_1x1=stride_in_1x1,
+            zero_init_residual=zero_init_residual,
+            stem_width=stem_width,
+            groups=groups,
+            base_width=base_width,
+            drop_rate=drop_rate,
         )
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stages but {len(widths)} widths")

@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ResnetlabError, SettingWarning, UnknownModelError
+from .blocks import SWITCHES
 
 Builder = Callable[..., nn.Module]
 
@@ -99,10 +100,6 @@ def model_info(name: str) -> ModelInfo:
         raise UnknownModelError(
             f"unknown model {name!r}; {hint}`resnetlab models` lists all"
         ) from None
-
-
-# The constructor options that are switches (true or false).
-SWITCHES = ("residual", "stride_in_1x1", "zero_init_residual", "bias")
 
 
 def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:

@@ -119,14 +119,13 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         check_option_types(
-            dict(
-                residual=residual,
-                stride_in_1x1=stride_in_1x1,
-                zero_init_residual=zero_init_residual,
-                bias=bias,
-            ),
-            dict(stem_width=stem_width, groups=groups, base_width=base_width),
-            {},
+            residual=residual,
+            stride_in_1x1=stride_in_1x1,
+            zero_init_residual=zero_init_residual,
+            bias=bias,
+            stem_width=stem_width,
+            groups=groups,
+            base_width=base_width,
         )
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stages but {len(widths)} widths")
