@@ -395,8 +395,7 @@ def load_eval_split(
 def _scored_whole_note(data: str | os.PathLike, count: int, trained_on: str | None) -> str:
     """What scoring all of ``data`` means: a set named otherwise than the training data
     (and not a folder inside it) is likely held out; any other may hold training images."""
-    parent = Path(os.path.abspath(os.path.expanduser(os.fspath(data)))).parent
-    if trained_on and data_name(trained_on) not in (data_name(data), data_name(parent)):
+    if trained_on and data_name(trained_on) not in (data_name(data), data_name(data, above=1)):
         return (
             f"all {count:,} images of {data} are scored (the model was trained on "
             f"{trained_on}; any of its images in {data} flatter the score)"
@@ -410,14 +409,16 @@ def _scored_whole_note(data: str | os.PathLike, count: int, trained_on: str | No
 DATA_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".h5", ".hdf5")
 
 
-def data_name(spec: str | os.PathLike) -> str:
+def data_name(spec: str | os.PathLike, *, above: int = 0) -> str:
     """What a data spec is called in messages and file names: the folder or file it names,
     without the folders above it or a data file's suffix (``../data/photos/`` -> ``photos``,
-    ``.`` -> the current folder's name, ``train_signs.h5`` -> ``train_signs``)."""
+    ``.`` -> the current folder's name, ``train_signs.h5`` -> ``train_signs``); with
+    ``above``, the name of the folder that many levels above it."""
     text = os.fspath(spec)
     if text in NAMED_SOURCES:
         return text
-    name = Path(os.path.abspath(os.path.expanduser(text))).name or text
+    path = Path(os.path.abspath(os.path.expanduser(text)))
+    name = (path.parents[above - 1] if above else path).name or text
     suffix = next((s for s in DATA_SUFFIXES if name.lower().endswith(s)), "")
     return name[: len(name) - len(suffix)] or name
 

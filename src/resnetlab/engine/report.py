@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from rich.progress import (
 )
 
 from ..data.folders import split_role
-from ..data.sources import NAMED_SOURCES, data_name
+from ..data.sources import data_name
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
 from ..storage import WriteError, atomic_write_text, write_error
@@ -55,8 +54,8 @@ def data_tag(data: str) -> str:
     """A data spec as a part of a file name: its ``data_name`` in safe characters, after
     the folder above it where it is named as a split (``photos/test`` -> ``photos-test``)."""
     name = data_name(data)
-    if name.isalpha() and split_role(name) and data not in NAMED_SOURCES:
-        name = f"{data_name(Path(os.path.abspath(os.path.expanduser(data))).parent)}-{name}"
+    if name.isalpha() and split_role(name):
+        name = f"{data_name(data, above=1)}-{name}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "data"
 
 
