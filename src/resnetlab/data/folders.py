@@ -412,11 +412,27 @@ def load_folder(
                 scan.notes + notes,
                 resize=resize,
             )
-    images, kept, failed, sizes = decode_files(
-        scan.paths, image_size or target, workers=workers, resize=resize
+    return _decoded_split(
+        folder, scan, key, cache, image_size or target, enlarged + scaled, workers, resize
     )
-    notes = list(scan.notes) + enlarged + scaled
-    if image_size is None and target is None and len(sizes) > 1:
+
+
+def _decoded_split(
+    folder: Path,
+    scan: FolderSplit,
+    key: str,
+    cache: DecodeCache,
+    size: int | tuple[int, int] | None,
+    notes: list[str],
+    workers: int | None,
+    resize: str,
+) -> ImageSet:
+    """The split decoded now, at ``size`` (None: the images' own, when all share it), then
+    cached with its notes (``notes``: what loading found before decoding) and the files it
+    could not read."""
+    images, kept, failed, sizes = decode_files(scan.paths, size, workers=workers, resize=resize)
+    notes = list(scan.notes) + notes
+    if size is None and len(sizes) > 1:
         notes.append(_mixed_sizes_note(sizes, images.shape[1:3]))
     skipped_note = report_unreadable(str(folder), failed, len(scan.paths))
     notes += skipped_note
