@@ -934,6 +934,7 @@ def _add_bench_time_to_accuracy(
         help="another `resnetlab train` option, e.g. crop_padding=1 (repeatable)",
     )
     a.add_argument("--timeout", type=float, help="give up after this many seconds")
+    a.add_argument("--log", help="write the training run's output to this file, also when it fails")
     a.set_defaults(bench_fn="bench_time_to_accuracy", bench_name="time-to-accuracy")
     return a
 
@@ -964,7 +965,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"--machine {args.machine!r}: letters, digits, '.', '-' and '_' only (it names "
             "the results file)"
         )
-    shown = dict(options)  # the command that reruns it, with every default spelled out
+    # The command that reruns it, with every default spelled out (where a log goes is not
+    # part of the measurement).
+    shown = {k: v for k, v in options.items() if k != "log"}
     if getattr(args, "train_option", None):
         shown["train_option"] = args.train_option
         options["train_options"] = parse_options(args.train_option)

@@ -9,6 +9,7 @@ def test_time_to_accuracy_on_digits(tmp_path, capsys):
     args += ["--target", "0.3"]
     args += ["--epochs", "4", "--batch-size", "64", "--lr", "0.1", "--input-size", "8"]
     args += ["--train-option", "crop_padding=1", "--device", "cpu", "--results", str(out)]
+    args += ["--log", str(tmp_path / "logs" / "train.log")]
     assert main(args) == 0
     record = json.loads(out.read_text())
     assert record["kind"] == "time-to-accuracy" and record["reached"] is True
@@ -20,7 +21,9 @@ def test_time_to_accuracy_on_digits(tmp_path, capsys):
     assert "--target-accuracy 0.3" in record["train_command"]
     assert "--crop-padding 1" in record["train_command"]
     assert "--train-option crop_padding=1" in record["command"]
+    assert "--log" not in record["command"]
     assert "time to 30.00% resnet20 on digits" in capsys.readouterr().out
+    assert "reached the target accuracy" in (tmp_path / "logs" / "train.log").read_text()
 
 
 def test_mistakes_are_one_line_errors(tmp_path, capsys):
@@ -34,6 +37,9 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "--timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
     # Found by the training process.
     missing = str(tmp_path / "missing")
-    assert main(["bench", "tta", "--data", missing, "--epochs", "1", "--no-save"]) == 2
+    log = tmp_path / "failed.log"
+    args = ["bench", "tta", "--data", missing, "--epochs", "1", "--log", str(log), "--no-save"]
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: the training run failed: error: ") and "no such file" in err
+    assert "no such file" in log.read_text()  # the whole output is kept

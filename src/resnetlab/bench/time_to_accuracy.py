@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,7 @@ def bench_time_to_accuracy(
     warm_cache: bool = False,
     train_options: Mapping[str, Any] | None = None,
     timeout: float | None = None,
+    log: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Time one training run to ``target`` accuracy; returns the record without saving it.
 
@@ -82,6 +84,7 @@ def bench_time_to_accuracy(
             instead of an empty one.
         train_options: more ``resnetlab train`` options, ``{"crop_padding": 1}``.
         timeout: give up after this many seconds.
+        log: write the training run's output to this file, also when it fails.
     """
     if not 0 < target <= 1:
         raise ResnetlabError(f"--target must be in (0, 1], got {target}")
@@ -99,7 +102,7 @@ def bench_time_to_accuracy(
     env = environment(device_)
     train_args = ["train", "--model", model, "--data", data, "--device", str(device_)]
     train_args += ["--target-accuracy", str(target), *_flags(options)]
-    seconds, summary = _timed_run(train_args, data, warm_cache, timeout)
+    seconds, summary = _timed_run(train_args, data, warm_cache, timeout, log)
     record: dict[str, Any] = {"kind": "time-to-accuracy", "model": model, "data": data}
     record.update(target=target, reached=bool(summary["reached_target"]), seconds=seconds)
     record.update({key: summary[field] for key, field in SUMMARY_FIELDS.items()})
@@ -111,7 +114,11 @@ def bench_time_to_accuracy(
 
 
 def _timed_run(
-    train_args: list[str], data: str, warm_cache: bool, timeout: float | None
+    train_args: list[str],
+    data: str,
+    warm_cache: bool,
+    timeout: float | None,
+    keep_log: str | os.PathLike | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """Seconds of the whole ``resnetlab train`` process, and its summary."""
     with tempfile.TemporaryDirectory(prefix="resnetlab-tta-") as tmp:
@@ -129,13 +136,17 @@ def _timed_run(
         log = Path(tmp) / "train.log"
         command = [sys.executable, "-m", "resnetlab", *train_args, "--out", str(run_dir)]
         start = time.perf_counter()
-        with log.open("w") as out:
-            try:
+        try:
+            with log.open("w") as out:
                 done = subprocess.run(
                     command, stdout=out, stderr=subprocess.STDOUT, env=child_env, timeout=timeout
                 )
-            except subprocess.TimeoutExpired:
-                raise ResnetlabError(f"the training run took more than {timeout:g} s") from None
+        except subprocess.TimeoutExpired:
+            raise ResnetlabError(f"the training run took more than {timeout:g} s") from None
+        finally:
+            if keep_log is not None:
+                Path(keep_log).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, keep_log)
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             lines = log.read_text().strip().splitlines() or ["(no output)"]
