@@ -19,7 +19,9 @@
 #   r50fast    ResNet-50 compiled and in a CUDA graph (our fastest mode)
 # and, named only: degradation, plain and residual 20 and 56 on the whole archive, the
 # paper's recipe shortened to 15 epochs (into OUT/degradation).
-# SMOKE=1 runs every step with tiny settings on the CPU, to check the script itself.
+# TTA_EPOCHS sets the time-to-accuracy recipe's length (default: the benchmark's, 40);
+# DEGRADATION_EPOCHS the experiment's (15). SMOKE=1 runs every step with tiny settings on
+# the CPU, to check the script itself.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 data=${1:?the CIFAR-10 archive}
@@ -90,7 +92,8 @@ for step in "${steps[@]}"; do
       --vs torchvision "${device[@]}" "${tiny[@]}" "${save[@]}" ;;
   tta)
     tta=("${bench[@]}" time-to-accuracy --model resnet20 --data "$data" --target 0.9125
-      --timeout 170 "${device[@]}" "${tta_tiny[@]}" "${save[@]}")
+      --timeout 170 ${TTA_EPOCHS:+--epochs "$TTA_EPOCHS"} "${device[@]}" "${tta_tiny[@]}"
+      "${save[@]}")
     # Without CUDA graphs if the run with them fails.
     run_step tta 180 "${tta[@]}" --log "$out/tta-train.log" ||
       run_step tta-eager 180 "${tta[@]}" --no-cuda-graphs --log "$out/tta-eager-train.log" ;;

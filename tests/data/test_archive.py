@@ -53,6 +53,29 @@ def test_zip_of_an_image_tree(tmp_path):
     assert data.train.class_counts() == [2, 1] and data.class_names == ["cat", "dog"]
 
 
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_tar_members_are_written_as_they_are(tmp_path, mode):
+    # As `tar -czf x.tar.gz -C dir .` writes them: "./" before every name, a folder member
+    # after its files, and a file member with permissions and an owner of its own.
+    archive = tmp_path / "pets.tar"
+    with tarfile.open(archive, mode) as tf:
+        _add(tf, "./pets/cat/a.png", _png_bytes(0))
+        _add(tf, "./pets/dog/b.png", _png_bytes(1))
+        folder = tarfile.TarInfo("./pets/empty")
+        folder.type = tarfile.DIRTYPE
+        tf.addfile(folder)
+        setuid = tarfile.TarInfo("./pets/cat/c.png")
+        data = _png_bytes(2)
+        setuid.size, setuid.mode, setuid.uid = len(data), 0o4777, 12345
+        tf.addfile(setuid, io.BytesIO(data))
+    extract_archive(archive, tmp_path / "dest")
+    pets = tmp_path / "dest" / "pets"
+    assert (pets / "cat" / "a.png").read_bytes() == _png_bytes(0)
+    assert (pets / "dog" / "b.png").read_bytes() == _png_bytes(1)
+    assert (pets / "cat" / "c.png").read_bytes() == _png_bytes(2) and (pets / "empty").is_dir()
+    assert not (pets / "cat" / "c.png").stat().st_mode & (stat.S_ISUID | stat.S_IXUSR)
+
+
 @pytest.mark.parametrize("name", ["../evil.png", "pets/../../evil.png", "/tmp/evil.png"])
 def test_tar_members_escaping_the_folder_are_refused(tmp_path, name):
     archive = tmp_path / "bad.tar"
@@ -67,7 +90,7 @@ def test_tar_members_escaping_the_folder_are_refused(tmp_path, name):
     ):
         extract_archive(archive, dest)
     assert not (tmp_path / "x" / "evil.png").exists() and not (tmp_path / "evil.png").exists()
-    assert not dest.exists()  # checked before anything was written
+    assert not dest.exists()  # what came before the refused member is removed too
 
 
 def test_zip_member_escaping_the_folder_is_refused(tmp_path):

@@ -1,9 +1,13 @@
 """Safe extraction of ``.tar``/``.tar.gz``/``.zip`` data sets into the cache folder.
 
-Every member is checked before anything is written: a member whose path is absolute or
-climbs out with ``..``, and anything that is not a plain file or folder (links, devices),
-is refused, so an archive can only ever write inside its own extraction folder; then the
-checked members are extracted by ``tarfile`` (with its ``data`` filter) or ``zipfile``.
+Every member is checked before it is written: a member whose path is absolute or climbs
+out with ``..``, and anything that is not a plain file or folder (links, devices), is
+refused, so an archive can only ever write plain files and folders inside its own
+extraction folder; a refusal removes that folder. A zip's members are all checked first,
+then extracted by ``zipfile``. A tar is read once, as a stream, and each checked member is
+written as it comes (files with default permissions, no owners): ``tarfile.extractall``
+would read a compressed archive twice (listing, then extracting) and its ``data`` filter
+resolves every path on disk, which made CIFAR-10's 60,000 files take 18 s instead of 4.
 """
 
 from __future__ import annotations
@@ -50,18 +54,32 @@ def _safe_member_path(archive: Path, name: str) -> PurePosixPath:
     return p
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[tuple[PurePosixPath, tarfile.TarInfo]]:
-    out = []
-    for m in tf.getmembers():
-        rel = _safe_member_path(archive, m.name)
-        if not (m.isfile() or m.isdir()):
-            kind = "link" if (m.issym() or m.islnk()) else "special file"
-            raise DataError(
-                f"{archive}: member '{m.name}' is a {kind}; only plain files and folders are "
-                "extracted (extract it yourself and pass the folder)"
-            )
-        out.append((rel, m))
-    return out
+def _check_tar_member(archive: Path, member: tarfile.TarInfo) -> PurePosixPath:
+    """The member's path relative to the extraction folder, if it is one to extract."""
+    rel = _safe_member_path(archive, member.name)
+    if not (member.isfile() or member.isdir()):
+        kind = "link" if (member.issym() or member.islnk()) else "special file"
+        raise DataError(
+            f"{archive}: member '{member.name}' is a {kind}; only plain files and folders are "
+            "extracted (extract it yourself and pass the folder)"
+        )
+    return rel
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    made = {dest}
+    with tarfile.open(archive, mode="r|*") as tf:  # one pass over the compressed stream
+        for member in tf:
+            rel = _check_tar_member(archive, member)
+            target = dest.joinpath(*rel.parts)
+            folder = target if member.isdir() else target.parent
+            if folder not in made:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.add(folder)
+            if member.isfile():
+                source = tf.extractfile(member)
+                with open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
 
 
 def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipInfo]]:
@@ -80,20 +98,20 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[PurePosixPath
 
 
 def extract_archive(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into the folder ``dest`` (created), checking every member first."""
+    """Extract ``archive`` into the folder ``dest`` (created), checking every member; on a
+    refusal or a read error ``dest`` is removed."""
+    dest.mkdir(parents=True)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(dest, members=[m for _, m in _zip_members(archive, zf)])
         else:
-            with tarfile.open(archive) as tf:
-                members = [m for _, m in _tar_members(archive, tf)]
-                # Python's "data" filter (3.10.12+, 3.11.4+) also drops unsafe permission bits
-                # and ownership; older Pythons extract the members checked above as they are.
-                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tf.extractall(dest, members=members, **safe)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DataError(f"{archive}: cannot extract it ({type(e).__name__}: {e})") from e
+            _extract_tar(archive, dest)
+    except BaseException as e:
+        shutil.rmtree(dest, ignore_errors=True)
+        if isinstance(e, tarfile.TarError | zipfile.BadZipFile | EOFError | OSError):
+            raise DataError(f"{archive}: cannot extract it ({type(e).__name__}: {e})") from e
+        raise
 
 
 def extraction_folder(archive: Path, cache_root: Path) -> Path:
@@ -114,7 +132,6 @@ def extracted_folder(archive: Path, cache_root: Path) -> Path:
         return final
     tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
         extract_archive(archive, tmp)
         try:
