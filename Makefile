@@ -68,12 +68,8 @@ bench: $(VENV)/.installed
 
 # The GPU targets of the README's Speed section.
 bench-gpu: $(VENV)/.installed
-	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --precision bf16 --channels-last --vs torchvision
-	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --precision bf16 --channels-last --compile --vs torchvision
-	$(BIN)/resnetlab bench train --model resnet50 --batch-size 256 --compile --cuda-graphs
-	$(BIN)/resnetlab bench train --model resnet56 --batch-size 512 --cuda-graphs --vs torchvision
-	$(BIN)/resnetlab bench data --data ../shared/data/cifar10-jpg.tar.gz
-	$(BIN)/resnetlab bench time-to-accuracy --model resnet20 --data ../shared/data/cifar10-jpg.tar.gz --target 0.9125
+	RESULTS=benchmarks/results PYTHON=$(BIN)/python benchmarks/gpu.sh \
+		../shared/data/cifar10-jpg.tar.gz runs/bench-gpu 1800
 	$(BIN)/resnetlab bench table --update README.md
 
 clean:

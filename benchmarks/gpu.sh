@@ -5,7 +5,8 @@
 #   benchmarks/gpu.sh DATA OUT [SECONDS] [STEP ...]
 #
 # DATA: the CIFAR-10 archive (e.g. ../shared/data/cifar10-jpg.tar.gz); OUT: a folder for
-# the records (gpu.jsonl), the log of each step and the time-to-accuracy run's output.
+# the log of each step, the time-to-accuracy run's output and the records (RESULTS: another
+# folder or .jsonl file for the records; in a folder they go to <machine>.jsonl).
 # SECONDS (default 540) bounds the whole run: each step has its own time limit and a step
 # that no longer fits is skipped, so the records made so far always come back. STEP names
 # the steps to run, in order (default: all, most important first):
@@ -41,7 +42,7 @@ done
 mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
-results="$out/gpu.jsonl"
+results=${RESULTS:-$out}
 start=$SECONDS
 
 if [ "${SMOKE:-0}" = 1 ]; then
@@ -54,7 +55,7 @@ else
   degradation_tiny=()
 fi
 bench=("$python" -m resnetlab bench)
-save=(--results "$results" --machine h200)
+save=(--results "$results")
 
 run_step() {  # run_step NAME SECONDS COMMAND...: the command's output goes to OUT/NAME.log
   local name=$1 limit=$2
@@ -113,4 +114,4 @@ for step in "${steps[@]}"; do
       --train-option "cuda_graphs=$([ "${SMOKE:-0}" = 1 ] && echo false || echo true)" ;;
   esac
 done
-echo "== done after $((SECONDS - start)) s; records in $results"
+echo "== done after $((SECONDS - start)) s; records appended under $results"
