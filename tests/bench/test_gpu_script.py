@@ -1,0 +1,42 @@
+"""``benchmarks/gpu.sh``, the GPU measurements in one bounded run, checked on the CPU with
+its tiny settings (``SMOKE=1``): the steps it runs, skips and refuses, and where it writes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.sh"
+
+
+def _run(*args, **env):
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable, **env}
+    return subprocess.run(
+        ["bash", str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_a_step_runs_and_a_step_that_no_longer_fits_is_skipped(tmp_path):
+    out = tmp_path / "out"
+    done = _run("unused.tar.gz", out, 60, "r20", "r50c", RESULTS=tmp_path / "records.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert "== r20: exit 0" in done.stdout
+    # r50c's limit (240 s) is over twice what is left of 60 s: skipped, not started.
+    assert "== r50c: skipped" in done.stdout
+    (record,) = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert record["kind"] == "train" and record["model"] == "resnet20"
+    assert record["peer"] is not None  # --vs torchvision: the usual loop beside ours
+    assert "resnet20" in (out / "r20.log").read_text()
+    assert not (out / "r50c.log").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+def test_an_unknown_step_is_refused_before_anything_runs(tmp_path):
+    done = _run("unused.tar.gz", tmp_path / "out", 60, "r20", "r99")
+    assert done.returncode == 2
+    assert "unknown step 'r99'; the steps: tests r50 r56 r20" in done.stderr
+    assert not (tmp_path / "out").exists()
