@@ -90,6 +90,17 @@ def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path, monkeypatch):
     assert any("skipped 1 of 21 images" in m and "cached since" in m for m in messages)
 
 
+def test_unreadable_files_are_listed_with_the_split_held_out_from(tmp_path):
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    _truncated_jpeg(root / "b" / "bad.jpg")
+    with pytest.warns(DataWarning):
+        data = load_dataset(str(root), val_split=0.2)
+    assert [path for path, _ in data.train.skipped] == [str(root / "b" / "bad.jpg")]
+    assert data.val.skipped == [] and len(data.train) + len(data.val) == 20
+
+
 def test_an_empty_file_is_skipped_as_empty(tmp_path):
     root = write_tree(
         tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}

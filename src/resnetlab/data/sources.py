@@ -13,7 +13,7 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -428,6 +428,8 @@ def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple
     class unvalidated (one image) or ``given`` holds out more images than it trains on."""
     train_idx, val_idx = stratified_split(train.labels, fraction, seed)
     kept, val = train.subset(train_idx), train.subset(val_idx)
+    if isinstance(val, ImageSet):  # the files that could not be read are listed once
+        val = replace(val, skipped=[])
     notes = []
     alone = sorted(set(kept.labels.tolist()) - set(val.labels.tolist()))
     if alone:
