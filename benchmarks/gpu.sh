@@ -10,7 +10,8 @@
 # SECONDS (default 540) bounds the whole run: each step has its own time limit and a step
 # that no longer fits is skipped, so the records made so far always come back. STEP names
 # the steps to run, in order (default: all, most important first):
-#   tests      pytest -m gpu: CUDA graphs, bf16 and the fused optimizer against fp32
+#   tests      pytest -m gpu: CUDA graphs, bf16 and the fused optimizer against fp32 (but
+#              the compiled AdamW case, which adds a minute of compiling)
 #   r50        ResNet-50 at 224, batch 256, bf16 channels-last, vs torchvision (eager)
 #   r56        ResNet-56, batch 512, CUDA graphs, vs the usual eager loop
 #   r20        ResNet-20, batch 512, CUDA graphs, vs the usual eager loop
