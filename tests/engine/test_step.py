@@ -8,7 +8,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import resnetlab
 from resnetlab.engine import TrainConfig, train
-from resnetlab.engine import step as step_module
+from resnetlab.engine import config as config_module
 from resnetlab.engine.distributed import DistInfo
 from resnetlab.engine.optim import set_lr
 from resnetlab.engine.step import GRAPH_WARMUP_STEPS, EmaUpdate, TrainStep, build_training
@@ -100,6 +100,43 @@ def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process(torch_2_5):
         build_training(config, CPU, num_classes=10, input_size=16, dist=DistInfo(0, 2, 0))
 
 
+@pytest.mark.parametrize(
+    "asked, device, precision, processes, head_epochs, version, graphed",
+    [
+        (None, "cuda", "auto", 1, 0, "2.5.0", True),  # the default on a GPU
+        (None, "cuda", "fp32", 1, 0, "2.11.0", True),
+        (None, "cpu", "auto", 1, 0, "2.11.0", False),
+        (None, "mps", "auto", 1, 0, "2.11.0", False),
+        (None, "cuda", "fp16", 1, 0, "2.11.0", False),  # the gradient scaler reads the device
+        (None, "cuda", "auto", 2, 0, "2.11.0", False),  # torchrun
+        (None, "cuda", "auto", 1, 1, "2.11.0", False),  # fine-tuning's head epoch, then all
+        (None, "cuda", "auto", 1, 0, "2.4.1", False),  # no tensor learning rates yet
+        (False, "cuda", "auto", 1, 0, "2.11.0", False),
+        (True, "cuda", "bf16", 1, 0, "2.11.0", True),
+    ],
+)
+def test_cuda_graphs_wherever_the_step_can_be_captured(
+    monkeypatch, asked, device, precision, processes, head_epochs, version, graphed
+):
+    from torch.torch_version import TorchVersion
+
+    config = TrainConfig(model="resnet20", cuda_graphs=asked, precision=precision)
+    monkeypatch.setattr(torch, "__version__", TorchVersion(version))
+    assert config_module.resolve_cuda_graphs(config, device, processes, head_epochs) is graphed
+
+
+def test_cuda_graphs_asked_for_where_they_cannot_run_are_refused(torch_2_5):
+    config = TrainConfig(model="resnet20", cuda_graphs=True)
+    resolve = config_module.resolve_cuda_graphs
+    with pytest.raises(resnetlab.ResnetlabError, match="needs a CUDA device; this run is on cpu"):
+        resolve(config, "cpu")
+    with pytest.raises(resnetlab.ResnetlabError, match="add --head-epochs 0"):
+        resolve(config, "cuda", head_epochs=1)
+    # Without a GPU, the default trains eagerly and says nothing of graphs.
+    parts = build_training(TrainConfig(model="resnet20"), CPU, num_classes=10, input_size=16)
+    assert parts.step.cuda_graphs is False
+
+
 def test_cuda_graphs_need_torch_2_5(monkeypatch):
     from torch.torch_version import TorchVersion
 
@@ -145,7 +182,7 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
     monkeypatch.setattr(torch.cuda, "graph", Capture)
     # Built as a run builds it; only the rule that refuses a CPU device is lifted.
-    monkeypatch.setattr(step_module, "cuda_graphs_problem", lambda *args: None)
+    monkeypatch.setattr(config_module, "cuda_graphs_problem", lambda *args: None)
     config = TrainConfig(model="resnet20", cuda_graphs=True)
     parts = build_training(config, CPU, num_classes=10, input_size=16)
     step = parts.step

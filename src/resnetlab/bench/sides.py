@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..engine.calibrate import cpu_threads, synthetic_batch
-from ..engine.config import TrainConfig, resolve_config
+from ..engine.config import TrainConfig, resolve_config, resolve_cuda_graphs
 from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model
 from ..engine.optim import set_lr
@@ -141,12 +141,12 @@ def bench_spec(
     if training:
         named = dict(batch_size=batch_size, input_size=input_size, precision=precision)
         named.update(channels_last=channels_last, compile=compile or None, device=str(device_))
-        given = {k: v for k, v in train_options.items() if v}
+        given = {k: v for k, v in train_options.items() if v is not None}
         given.setdefault("recipe", "modern")  # auto would need a data set to decide
         if options:
             given["model_kwargs"] = {**options, **given.get("model_kwargs", {})}
         config = resolve_config(model=model, **named, **given)
-        if config.cuda_graphs:  # time replays only: eager warm-up steps and capture first
+        if resolve_cuda_graphs(config, device_.type):  # time replays only: warm-up, capture
             warmup = max(warmup, GRAPH_WARMUP_STEPS + 2)
     if compile:  # the first calls compile (training: forward, then backward)
         warmup = max(warmup, 2)
@@ -248,7 +248,7 @@ def _ours_training(spec: BenchSpec) -> Side:
 
     def facts() -> dict[str, Any]:
         found = {
-            "cuda_graphs": config.cuda_graphs,
+            "cuda_graphs": step.cuda_graphs,
             "graphed": step.graph is not None,
             "optimizer": describe_optimizer(optimizer, spec.device),
         }

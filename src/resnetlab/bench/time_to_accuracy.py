@@ -78,7 +78,7 @@ def bench_time_to_accuracy(
         target: stop at this accuracy on the data's held-out split, e.g. 0.91.
         epochs, batch_size, lr, recipe: the recipe (defaults: ``TTA_DEFAULTS``).
         input_size, precision, compile: as for ``resnetlab train``.
-        cuda_graphs: default on when training on CUDA.
+        cuda_graphs: default: as ``resnetlab train`` decides (on CUDA wherever it can).
         device: ``auto``, ``cpu``, ``cuda``...
         warm_cache: use the usual cache folder (decoded images may be there already)
             instead of an empty one.
@@ -91,8 +91,6 @@ def bench_time_to_accuracy(
     if timeout is not None and not timeout > 0:
         raise ResnetlabError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     device_ = resolve_device(device)
-    if cuda_graphs is None:
-        cuda_graphs = device_.type == "cuda" and not compile
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr, recipe=recipe, input_size=input_size)
     given.update(precision=precision, compile=compile, cuda_graphs=cuda_graphs)
     options = {**TTA_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}

@@ -29,7 +29,7 @@ def bench_train(
     precision: str | None = None,
     channels_last: bool | None = None,
     compile: bool = False,
-    cuda_graphs: bool = False,
+    cuda_graphs: bool | None = None,
     optimizer: str | None = None,
     device: str = "auto",
     steps: int = 10,
@@ -43,7 +43,8 @@ def bench_train(
     The options shared with ``bench_infer`` are described at ``sides.bench_spec``; also:
 
     Args:
-        cuda_graphs: capture our step into a CUDA graph (ours only: the peer has none).
+        cuda_graphs: capture our step into a CUDA graph (ours only: the peer has none);
+            default: as ``resnetlab train`` decides (on CUDA wherever it can).
         optimizer: ``sgd`` (default), ``adam`` or ``adamw``, with the recipe's settings.
     """
     spec = bench_spec(

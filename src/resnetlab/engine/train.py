@@ -923,6 +923,8 @@ class Trainer:
             params += f", {trainable:,} of them trainable"
         world = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
         precision = precision_name(self.amp_dtype)
+        if self.train_step.cuda_graphs:
+            precision += ", CUDA graphs"
         val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
         return (
             f"{c.model} ({params}) on {c.data}: {self.num_train:,} training images"
