@@ -319,6 +319,36 @@ def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
+def test_a_checkpoint_with_tensor_learning_rates_resumes_without_a_graph(tmp_path, monkeypatch):
+    # A step captured in a CUDA graph keeps its learning rates in device tensors, and the
+    # checkpoint holds them so; resumed without a graph (on the CPU, --no-cuda-graphs),
+    # AdamW refused them: "lr as a Tensor is not supported for capturable=False".
+    run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
+    whole = train(**run, out=str(tmp_path / "whole"))
+    original = Trainer._train_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(**run, out=str(tmp_path / "split"))
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    checkpoint = tmp_path / "split" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] = torch.tensor(group["lr"])
+    torch.save(state, checkpoint)
+    resumed = train(resume=tmp_path / "split")
+    assert resumed.summary["steps"] == 30
+    expected, got = _weights(whole.model), _weights(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
 def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
     # 10 steps an epoch: 13 steps end inside the second epoch.
     few = dict(**FAST, subset=640, val_subset=100, deterministic=True)

@@ -812,6 +812,12 @@ class Trainer:
             if problem:
                 raise ValueError(problem)
             self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:
+                # Saved by a step captured in a CUDA graph, which keeps its rates in device
+                # tensors; an optimizer outside a graph takes numbers (AdamW refuses tensors),
+                # and a graph makes tensors of them again.
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"] = float(group["lr"])
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
             if self.scaler is not None and state.get("scaler") is not None:
