@@ -14,6 +14,7 @@ from resnetlab.experiments.degradation import (
     PREACT_QUICK_DEPTHS,
     gap_verdict,
     verdict,
+    verdict_text,
 )
 from resnetlab.experiments.runner import run_config
 
@@ -154,6 +155,18 @@ def test_verdict_with_sampling_error():
     assert (tolerant["plain_rises"], tolerant["resnet_holds"]) == (0, 1)  # +2.0 < 2 x 1.4
     errors[(0, 20, False)] = 13.0  # +3.0: more than twice the sampling error
     assert verdict(errors, images=1000)["shows"] is True
+
+
+def test_verdict_text_tells_a_partial_result_apart():
+    # As on all of CIFAR-10 after 15 epochs: plain-56 far behind plain-20, and ResNet-56
+    # still behind ResNet-20 by more than the sampling error.
+    errors = {(0, 20, False): 18.3, (0, 56, False): 57.5, (0, 20, True): 15.0, (0, 56, True): 17.7}
+    partly = verdict_text(verdict(errors, images=50_000))
+    assert partly.startswith("Partly: the plain nets degrade, but the deepest ResNet also")
+    errors[(0, 56, True)] = 14.0
+    assert verdict_text(verdict(errors, images=50_000)).startswith("Yes. From depth 20 to 56")
+    errors[(0, 56, False)] = 18.0  # the plain nets no longer degrade
+    assert verdict_text(verdict(errors, images=50_000)).startswith("No. From depth 20 to 56")
 
 
 def test_cli_runs_the_experiment_and_prints_the_table(tmp_path, capsys):

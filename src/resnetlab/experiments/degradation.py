@@ -238,7 +238,15 @@ def verdict_text(v: dict[str, Any]) -> str:
         f"seed {s['seed']}: plain {s['plain_change']:+.1f}, ResNet {s['resnet_change']:+.1f}"
         for s in v["seeds"]
     )
-    answer = "Yes" if v["shows"] else "No"
+    if v["shows"]:
+        answer = "Yes"
+    elif v["plain_rises"] == n:  # the plain nets degrade; the deepest ResNet is behind too
+        answer = (
+            "Partly: the plain nets degrade, but the deepest ResNet also trains worse than "
+            "the shallowest"
+        )
+    else:
+        answer = "No"
     return (
         f"{answer}. From depth {lo} to {hi} the final training error changes by "
         f"{v['plain_change']:+.1f} points for the plain nets and {v['resnet_change']:+.1f} for "
