@@ -176,3 +176,22 @@ def test_a_top_k_below_one_is_a_misused_flag(capsys, command):
         f"usage: resnetlab {command} ... (see resnetlab {command} --help)",
         "error: argument --top-k: must be at least 1, got 0",
     ]
+
+
+def test_square_brackets_in_paths_and_class_names_print_as_they_are(tmp_path, capsys):
+    root = write_tree(
+        tmp_path / "photos [old]",
+        {"cat": [noise(i) for i in range(8)], "dog [2]": [noise(i + 8) for i in range(8)]},
+    )
+    (root / "cat" / "read [me].txt").write_text("not an image")
+    out = tmp_path / "run"
+    args = ["--data", str(root), "--model", "resnet8", "--input-size", "16", "--device", "cpu"]
+    assert main(["train", *args, "--max-steps", "1", "--out", str(out)]) == 0
+    assert f"on {root}: 12 training images" in capsys.readouterr().err
+    test = write_tree(tmp_path / "test", {"cat": [noise(i + 16) for i in range(4)]})
+    assert main(["eval", str(out / "best.safetensors"), "--data", str(test)]) == 0
+    assert "scored on 1 of the model's 2 classes (no [dog [2]] images)" in capsys.readouterr().out
+    assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{root}: image-folder, 2 classes")
+    assert "dog [2]" in printed and "ignored (read [me].txt)" in printed

@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import ResnetlabError, RunInterrupted
@@ -184,10 +185,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    console = Console()
+    console = Console(markup=False)  # paths and class names print as they are: "photos [old]"
     names = list(summary["splits"])
     console.print(
-        f"[bold]{args.path}[/]: {summary['format']}, {len(summary['class_names'])} classes"
+        Text(args.path, style="bold"),
+        f": {summary['format']}, {len(summary['class_names'])} classes",
+        sep="",
+        soft_wrap=True,
     )
     sizes = Table("split", "images", "image size", "in memory")
     for name, s in summary["splits"].items():
@@ -462,7 +466,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**data, "confusion_png": str(png)}, indent=2))
         return 0
-    console = Console()
+    console = Console(markup=False)  # notes and tables name classes: "[dog, ship]", as they are
     result = report.result
     for note in unwarned(report.notes):
         console.print(f"note: {note}", highlight=False, soft_wrap=True)

@@ -182,8 +182,9 @@ class RunLog:
         self.last_tick = -math.inf
         self.epochs = epochs
         self.enabled = enabled
-        self.console = Console(stderr=True, soft_wrap=True)  # progress and per-epoch lines
-        self.out = Console(soft_wrap=True)  # the result, for scripts that read stdout
+        # Lines name paths and classes, printed as they are ("photos [old]"), never as markup.
+        self.console = Console(stderr=True, soft_wrap=True, markup=False)  # progress, epochs
+        self.out = Console(soft_wrap=True, markup=False)  # the result, for scripts that read stdout
         self.interactive = self.console.is_terminal
         self.progress_bar: Progress | None = None
         self.task = None
