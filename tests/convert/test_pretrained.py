@@ -287,8 +287,13 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
     # The same keys in a plain net compute something else: refused by name.
     with pytest.raises(ResnetlabError, match="holds a resnet20, not a plain20"):
         resnetlab.create_model("plain20", pretrained=run)
-    with pytest.raises(ResnetlabError, match=re.escape("folder without best.safetensors")):
+    with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet20", pretrained=tmp_path)
+    assert str(e.value) == (
+        f"{tmp_path} is a folder without best.safetensors, not a run folder; --pretrained "
+        "takes torchvision, torchvision:<WEIGHTS>, timm:<model>.<tag>, a weights file "
+        "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
+    )
 
 
 def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):

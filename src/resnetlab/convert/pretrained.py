@@ -383,8 +383,8 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
         best = path / "best.safetensors"
         if not best.is_file():
             raise ResnetlabError(
-                f"{path} is a folder without best.safetensors; --pretrained takes a run "
-                f"folder, or a weights file ({_SOURCES})"
+                f"{path} is a folder without best.safetensors, not a run folder; "
+                f"--pretrained takes {_SOURCES}"
             )
         return _from_model_file(best, source, kind="run")
     suffix = path.suffix.lower()
