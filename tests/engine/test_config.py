@@ -110,6 +110,12 @@ def test_new_options_are_checked():
         (dict(clip_grad_norm=-1.0), "gradient clipping norm must be 0"),
         (dict(scale_jitter=1.5), "scale jitter is the smallest crop's share"),
         (dict(warmup_steps=-1), "warm-up steps must be 0 or more"),
+        (dict(head_epochs=-1), "head epochs must be 0 or more, got -1"),
+        (
+            dict(head_epochs=2, epochs=2),
+            r"--head-epochs 2 leaves none of the 2 epochs to train the rest of the network; "
+            r"lower it or raise --epochs \(to train only the classifier: --freeze backbone\)$",
+        ),
     ]:
         with pytest.raises(ResnetlabError, match=message):
             resolve_config(**bad)

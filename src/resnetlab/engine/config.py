@@ -367,12 +367,14 @@ class TrainConfig:
                 f"unknown --freeze {self.freeze!r}; choose {_choices(FREEZE_CHOICES)}",
             ),
             (
-                self.head_epochs is None
-                or (
-                    self.head_epochs >= 0
-                    and (self.epochs is None or self.head_epochs < self.epochs)
-                ),
-                f"head epochs must be in [0, epochs), got {self.head_epochs}",
+                self.head_epochs is None or self.head_epochs >= 0,
+                f"head epochs must be 0 or more, got {self.head_epochs}",
+            ),
+            (
+                self.head_epochs is None or self.epochs is None or self.head_epochs < self.epochs,
+                f"--head-epochs {self.head_epochs} leaves none of the {self.epochs} epochs to "
+                "train the rest of the network; lower it or raise --epochs (to train only the "
+                "classifier: --freeze backbone)",
             ),
             (
                 0 < self.layer_lr_decay <= 1,
