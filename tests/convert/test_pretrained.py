@@ -302,7 +302,20 @@ def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):
     resnetlab.save_model(v1, tmp_path / "v1.safetensors")
     with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet50", pretrained=tmp_path / "v1.safetensors")
-    assert "built with options {'stride_in_1x1': True}, the model with none" in str(e.value)
+    assert str(e.value).endswith(
+        "is a resnet50 built with options stride_in_1x1=true, the model with no options; "
+        "build it with the weights' options (--model-option stride_in_1x1=true)"
+    )
+    plain = resnetlab.create_model("resnet50", num_classes=2)
+    resnetlab.save_model(plain, tmp_path / "v15.safetensors")
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model(
+            "resnet50", pretrained=tmp_path / "v15.safetensors", stride_in_1x1=True, stem="deep"
+        )
+    assert str(e.value).endswith(
+        "is a resnet50 built with no options, the model with options stride_in_1x1=true, "
+        "stem=deep; build it with the weights' options (no --model-option)"
+    )
 
 
 def test_unknown_and_missing_sources_are_one_line(tmp_path):

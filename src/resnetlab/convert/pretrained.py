@@ -35,6 +35,7 @@ an ImageNet ResNet does not say; ImageNet's statistics are assumed, and the repo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import socket
@@ -689,10 +690,23 @@ def _check_declared_model(weights: PretrainedWeights, name: str, kwargs: dict[st
     theirs = {k: v for k, v in weights.model_kwargs.items() if k not in _HEAD_OR_INIT_OPTIONS}
     ours = {k: v for k, v in kwargs.items() if k not in _HEAD_OR_INIT_OPTIONS}
     if theirs != ours:
+        flags = " ".join(f"--model-option {k}={_option_text(v)}" for k, v in theirs.items())
         raise ResnetlabError(
-            f"{weights.description} is a {name} built with options {theirs or 'none'}, the "
-            f"model with {ours or 'none'}; build it with the weights' options"
+            f"{weights.description} is a {name} built with {_options_text(theirs)}, the "
+            f"model with {_options_text(ours)}; build it with the weights' options"
+            f" ({flags or 'no --model-option'})"
         )
+
+
+def _option_text(value: Any) -> str:
+    """A model option's value as ``--model-option`` takes it (``true``, ``B``, ``0.3``)."""
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    if not options:
+        return "no options"
+    return "options " + ", ".join(f"{k}={_option_text(v)}" for k, v in options.items())
 
 
 def _match(
