@@ -290,9 +290,10 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
     with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet20", pretrained=tmp_path)
     assert str(e.value) == (
-        f"{tmp_path} is a folder without best.safetensors, not a run folder; --pretrained "
-        "takes torchvision, torchvision:<WEIGHTS>, timm:<model>.<tag>, a weights file "
-        "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
+        f"{tmp_path} is a folder without best.safetensors (a run folder has one once its "
+        "first epoch has finished); --pretrained takes torchvision, torchvision:<WEIGHTS>, "
+        "timm:<model>.<tag>, a weights file (.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) "
+        "or a run folder"
     )
 
 

@@ -384,8 +384,8 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
         best = path / "best.safetensors"
         if not best.is_file():
             raise ResnetlabError(
-                f"{path} is a folder without best.safetensors, not a run folder; "
-                f"--pretrained takes {_SOURCES}"
+                f"{path} is a folder without best.safetensors (a run folder has one once "
+                f"its first epoch has finished); --pretrained takes {_SOURCES}"
             )
         return _from_model_file(best, source, kind="run")
     suffix = path.suffix.lower()
