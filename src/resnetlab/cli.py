@@ -93,7 +93,11 @@ def _close_models(pattern: str) -> str:
 
 
 def add_summary(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a registered model name (see `resnetlab models`) or a model file")
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_FILE",
+        help="a registered model name (see `resnetlab models`) or a model file",
+    )
     p.add_argument(
         "--input-size", type=_input_size, help="image side in pixels (default: the model's)"
     )
@@ -223,8 +227,10 @@ def add_convert(p: argparse.ArgumentParser) -> None:
         "model file. The classes and input size are read from the Keras file when it holds "
         "them; the flags override, and contradicting the file is an error.",
     )
-    k.add_argument("src", help="Keras file: model.save('x.h5'), save_weights(...) or .keras")
-    k.add_argument("dst", help="the .safetensors model file to write")
+    k.add_argument(
+        "src", metavar="SRC", help="Keras file: model.save('x.h5'), save_weights(...) or .keras"
+    )
+    k.add_argument("dst", metavar="DST", help="the .safetensors model file to write")
     k.add_argument(
         "--input-size", type=_input_size, help="input side in pixels (default: the file's)"
     )
@@ -427,7 +433,11 @@ def parse_options(items: list[str]) -> dict:
 
 
 def add_eval(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
+    p.add_argument(
+        "model_file",
+        metavar="MODEL_FILE",
+        help="a model file: .safetensors, or .onnx from `export`",
+    )
     p.add_argument(
         "--data", required=True, help="data spec; its test (else validation) split is used"
     )
@@ -531,7 +541,11 @@ def make_folder_for(path: Path, flag: str) -> None:
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
+    p.add_argument(
+        "model_file",
+        metavar="MODEL_FILE",
+        help="a model file: .safetensors, or .onnx from `export`",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
     p.add_argument(
         "--top-k", type=_at_least_one, default=3, help="classes to show per image (default 3)"
@@ -580,7 +594,9 @@ def add_explain(p: argparse.ArgumentParser) -> None:
         "measures instead whether the maps are faithful (sanity and deletion checks) on its "
         "held-out images."
     )
-    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
+    p.add_argument(
+        "model_file", metavar="MODEL_FILE", help="a model file written by resnetlab (.safetensors)"
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="or DATA with --check")
     p.add_argument(
         "--method",
@@ -681,7 +697,11 @@ def add_serve(p: argparse.ArgumentParser) -> None:
         "top-k), a web page at /, GET /healthz and GET /metadata. Concurrent requests are "
         "batched. Needs the serve extra: pip install 'resnetlab[serve]'."
     )
-    p.add_argument("model_file", help="a model file: .safetensors, or .onnx from `export`")
+    p.add_argument(
+        "model_file",
+        metavar="MODEL_FILE",
+        help="a model file: .safetensors, or .onnx from `export`",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -729,8 +749,12 @@ def add_export(p: argparse.ArgumentParser) -> None:
         "torch.jit.load, torch.export.load) on real images (--data) or generated ones and "
         "compared with the PyTorch model; beyond the tolerance nothing is written."
     )
-    p.add_argument("model_file", help="a model file written by resnetlab (.safetensors)")
-    p.add_argument("out", help="the file to write: .onnx, .pt2 (exported program) or .pt")
+    p.add_argument(
+        "model_file", metavar="MODEL_FILE", help="a model file written by resnetlab (.safetensors)"
+    )
+    p.add_argument(
+        "out", metavar="OUT", help="the file to write: .onnx, .pt2 (exported program) or .pt"
+    )
     p.add_argument(
         "--format",
         choices=("onnx", "torchscript", "exported-program"),

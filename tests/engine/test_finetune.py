@@ -153,7 +153,10 @@ def test_pretrained_runs_default_to_the_finetune_recipe():
     assert resolve_config().recipe == "auto"
     with pytest.raises(resnetlab.ResnetlabError, match="unknown --freeze 'layer9'"):
         TrainConfig(freeze="layer9")
-    with pytest.raises(resnetlab.ResnetlabError, match="resnet20 has stem, layer1, layer2, layer3"):
+    with pytest.raises(
+        resnetlab.ResnetlabError,
+        match="resnet20 has no such stage; choose stem, layer1, layer2, layer3",
+    ):
         FineTuning(resnetlab.create_model("resnet20"), freeze="layer4")
 
 

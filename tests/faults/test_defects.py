@@ -560,5 +560,9 @@ def test_arguments_in_the_wrong_place_say_what_they_are(tmp_path, capsys):
 def test_freezing_a_stage_the_model_lacks_is_refused_without_a_warning_first(tmp_path, capsys):
     code, err = cli(capsys, "train", "--model", "resnet20", "--data", "digits", "--freeze",
                     "layer4", "--out", tmp_path / "run")  # fmt: skip
-    assert_one_line_error(code, err, "--freeze layer4: resnet20 has stem, layer1, layer2, layer3")
+    assert_one_line_error(
+        code,
+        err,
+        "--freeze layer4: resnet20 has no such stage; choose stem, layer1, layer2, layer3",
+    )
     assert "warning" not in err

@@ -52,7 +52,7 @@ def freeze_depth(freeze: str | None, num_stages: int, model: str) -> int:
     match = STAGE.fullmatch(freeze)
     if match is None or not 1 <= int(match.group(1)) <= num_stages:
         stages = ", ".join(["stem", *(f"layer{i}" for i in range(1, num_stages + 1)), "backbone"])
-        raise ResnetlabError(f"--freeze {freeze}: {model} has {stages}")
+        raise ResnetlabError(f"--freeze {freeze}: {model} has no such stage; choose {stages}")
     return int(match.group(1))
 
 
