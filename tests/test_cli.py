@@ -168,6 +168,23 @@ def test_the_advice_on_enlarged_images_is_given_where_it_helps_training(tmp_path
     assert "enlarged to 32x32 (the input size)" in printed and "trains much faster" not in printed
 
 
+def test_the_advice_on_shrunk_images_names_a_larger_input_size(tmp_path, capsys):
+    photos = {
+        "a": [noise(i, (64, 48)) for i in range(8)],
+        "b": [noise(i + 8, (64, 48)) for i in range(8)],
+    }
+    write_tree(tmp_path / "photos", photos)
+    args = ["--data", str(tmp_path / "photos"), "--model", "resnet8", "--input-size", "8"]
+    args += ["--max-steps", "1", "--out", str(tmp_path / "run"), "--device", "cpu"]
+    assert main(["train", *args]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "data: the images are mostly 64x48, shrunk to 8x8 (the input size): much of their "
+        "detail is lost; a larger --input-size keeps it (photos: e.g. --model resnet18 "
+        "--input-size 128" in err
+    )
+
+
 @pytest.mark.parametrize("command", ["predict", "serve"])
 def test_a_top_k_below_one_is_a_misused_flag(capsys, command):
     images = ["x.png"] if command == "predict" else []

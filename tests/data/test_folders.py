@@ -405,6 +405,19 @@ def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     )
 
 
+def test_images_six_times_the_input_size_or_more_are_noted(tmp_path):
+    # 64 wide and 48 high: the shorter side decides.
+    photos = {"a": [noise(i, (64, 48)) for i in range(4)], "b": [noise(9, (64, 48))] * 4}
+    root = write_tree(tmp_path / "t", photos)
+    for image_size, noted in ((8, True), (9, False)):
+        for stream in (False, True):
+            notes = load_dataset(str(root), image_size=image_size, stream=stream).train.notes
+            shrunk = [n for n in notes if n.startswith("the images are mostly")]
+            assert bool(shrunk) == noted, (image_size, stream)
+    (note,) = [n for n in load_dataset(str(root), image_size=8).train.notes if "shrunk" in n]
+    assert note == "the images are mostly 64x48, shrunk to 8x8 (the input size)"
+
+
 def test_a_folder_of_hdf5_files_points_at_them(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"no class folders and no images in it$"):

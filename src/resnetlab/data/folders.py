@@ -57,6 +57,10 @@ _ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val"
 # The decoded folders (cache keys) whose unreadable files this process has named already.
 _NAMED_UNREADABLE: set[str] = set()
 ENLARGED_NOTE = "most images are"  # the start of the note on images enlarged to the input size
+SHRUNK_NOTE = "the images are mostly"  # ... on images far larger than the input size
+# Images whose shorter side is this many times the input size or more get SHRUNK_NOTE: 480 px
+# photos at a CIFAR net's 32 px keep 1/225 of their pixels.
+SHRUNK_FACTOR = 6
 # A file name that carries its class before the first underscore: "3_IMG_5864.jpg".
 _LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
 
@@ -386,7 +390,7 @@ def load_folder(
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
         return _cached_split(folder, scan, key, *hit)
-    enlarged = _enlarged_note(scan, image_size, workers) if image_size is not None else []
+    enlarged = _resize_note(scan, image_size, workers) if image_size is not None else []
     if stream is not False:
         size, notes = (image_size, image_size), list(enlarged)
         if target is not None:
@@ -538,19 +542,20 @@ def _mixed_sizes_note(sizes: Counter, used: tuple[int, int]) -> str:
     return f"mixed image sizes: {listed}{more}; all resized to the most common, {format_size(used)}"
 
 
-def _enlarged_note(scan: FolderSplit, image_size: int, workers: int | None) -> list[str]:
+def _resize_note(scan: FolderSplit, image_size: int, workers: int | None) -> list[str]:
     """A note when most images are at most half the size they are decoded at (28 px photos
-    trained at a model's 224 px: 64 times the pixels, and the time, for no more detail)."""
+    trained at a model's 224 px: 64 times the pixels, and the time, for no more detail), or
+    ``SHRUNK_FACTOR`` times it and more (480 px photos at 32 px: little of their detail)."""
     try:
         native, _ = _sample_size(scan, workers)
     except DataError:
         return []  # none readable in the sample: decoding says which files
-    if max(native) * 2 > image_size:
-        return []
-    return [
-        f"{ENLARGED_NOTE} {format_size(native)}, enlarged to {image_size}x{image_size} (the "
-        "input size)"
-    ]
+    size = f"{image_size}x{image_size} (the input size)"
+    if max(native) * 2 <= image_size:
+        return [f"{ENLARGED_NOTE} {format_size(native)}, enlarged to {size}"]
+    if min(native) >= SHRUNK_FACTOR * image_size:
+        return [f"{SHRUNK_NOTE} {format_size(native)}, shrunk to {size}"]
+    return []
 
 
 def _scaled_size(

@@ -34,7 +34,7 @@ from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
-from ..data.folders import ENLARGED_NOTE
+from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE
 from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource
@@ -330,12 +330,7 @@ class Trainer:
         self.class_names = data.class_names
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
-        self.data_notes = [
-            f"{note}; --input-size sets it, and a size near theirs trains much faster"
-            if note.startswith(ENLARGED_NOTE)
-            else note
-            for note in unwarned(data.train.notes)
-        ]
+        self.data_notes = [_with_advice(note) for note in unwarned(data.train.notes)]
         data_mean, data_std = split_stats(data.train)
         start = self.start
         has_norm = start is not None and start.mean is not None
@@ -1026,6 +1021,18 @@ class Trainer:
             errors = ErrorSource(self._eval_model(), self.val_loader, self.mean, self.std)
             self.log.finish(summary, val, self.class_names, errors)
         return summary
+
+
+def _with_advice(note: str) -> str:
+    """A data note, with what to do about images far from the input size."""
+    if note.startswith(ENLARGED_NOTE):
+        return f"{note}; --input-size sets it, and a size near theirs trains much faster"
+    if note.startswith(SHRUNK_NOTE):
+        return (
+            f"{note}: much of their detail is lost; a larger --input-size keeps it (photos: "
+            "e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px)"
+        )
+    return note
 
 
 def _val_state(val: EvalResult | None) -> dict[str, Any] | None:
