@@ -150,13 +150,24 @@ def test_class_folder_named_train_is_a_class(tmp_path):
     assert data.class_names == ["train", "tram"] and data.val is None
 
 
-def test_train_and_val_class_lists_must_agree(tmp_path):
+def test_validation_classes_are_matched_to_the_training_classes_by_name(tmp_path):
     write_tree(tmp_path / "d" / "train", {"a": [noise(0)], "b": [noise(1)], "c": [noise(2)]})
-    write_tree(tmp_path / "d" / "val", {"a": [noise(0)], "b": [noise(1)]})
+    write_tree(tmp_path / "d" / "val", {"B": [noise(3)], "c": [noise(4)] * 2})
+    with pytest.warns(DataWarning, match=r"val has no images of 1 training class \(a\): trained"):
+        data = load_dataset(str(tmp_path / "d"))
+    assert data.val.class_names == ["a", "b", "c"] and data.val.labels.tolist() == [1, 2, 2]
+    assert "classes matched to the training classes by name (B as b: case aside)" in (
+        data.val.notes
+    )
+
+
+def test_a_validation_class_that_training_lacks_is_refused(tmp_path):
+    write_tree(tmp_path / "d" / "train", {"a": [noise(0)], "b": [noise(1)]})
+    write_tree(tmp_path / "d" / "val", {"a": [noise(0)], "b": [noise(1)], "z": [noise(2)]})
     with pytest.raises(
         DataError,
-        match=r"class lists differ: .*train has 3 classes, .*val has 2 "
-        r"\(only in training: c\)",
+        match=r"class lists differ: .*train has 2 classes, .*val has 3 "
+        r"\(only in validation: z\); validation needs classes the training data has",
     ):
         load_dataset(str(tmp_path / "d"))
 

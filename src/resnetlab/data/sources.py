@@ -354,7 +354,7 @@ def load_dataset(
             stacklevel=2,
         )
     if val is not None:
-        _check_classes(train, val)
+        val = _aligned_classes(train, val)
         if image_size is None and _size(val) != _size(train):
             note = f"resized from {format_size(_size(val))} to the training size"
             val = _resize(val, _size(train), resize)
@@ -545,24 +545,46 @@ def _check_two_classes(train: Split) -> None:
         )
 
 
-def _check_classes(train: Split, val: Split) -> None:
+def _aligned_classes(train: Split, val: Split) -> Split:
+    """``val`` labelled as ``train`` is: classes matched by name, case aside, in the training
+    order; a validation set without some training classes is warned about, and one with a
+    class training lacks is refused."""
     if list(train.class_names) == list(val.class_names):
-        return
-    missing = [c for c in train.class_names if c not in val.class_names]
-    extra = [c for c in val.class_names if c not in train.class_names]
-    detail = "; ".join(
-        part
-        for part in (
-            f"only in training: {', '.join(missing[:10])}" if missing else "",
-            f"only in validation: {', '.join(extra[:10])}" if extra else "",
-            "same names in another order" if not missing and not extra else "",
+        return val
+    by_name = {name.casefold(): i for i, name in enumerate(train.class_names)}
+    extra = [c for c in val.class_names if c.casefold() not in by_name]
+    if extra or len(by_name) < len(train.class_names):  # names equal case aside: exact only
+        missing = [c for c in train.class_names if c not in val.class_names]
+        extra = [c for c in val.class_names if c not in train.class_names]
+        detail = "; ".join(
+            f"only in {where}: {', '.join(names[:10])}"
+            for where, names in (("training", missing), ("validation", extra))
+            if names
         )
-        if part
-    )
-    raise DataError(
-        f"class lists differ: {train.source} has {len(train.class_names)} classes, "
-        f"{val.source} has {len(val.class_names)} ({detail}); both need the same classes"
-    )
+        raise DataError(
+            f"class lists differ: {train.source} has {len(train.class_names)} classes, "
+            f"{val.source} has {len(val.class_names)} ({detail}); validation needs classes "
+            "the training data has"
+        )
+    matched = [train.class_names[by_name[c.casefold()]] for c in val.class_names]
+    to_train = torch.tensor([by_name[c.casefold()] for c in val.class_names])
+    renamed = [f"{c} as {t}" for c, t in zip(val.class_names, matched, strict=True) if c != t]
+    note = "classes matched to the training classes by name"
+    if renamed:
+        note += f" ({', '.join(renamed[:5])}: case aside)"
+    absent = sorted(set(range(len(train.class_names))) - set(to_train.tolist()))
+    if absent:
+        names = ", ".join(train.class_names[i] for i in absent[:5])
+        more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+        warnings.warn(
+            f"{val.source} has no images of {len(absent)} training "
+            f"class{'es' if len(absent) != 1 else ''} ({names}{more}): trained on and never "
+            "validated",
+            DataWarning,
+            stacklevel=3,
+        )
+    aligned = replace(val, labels=to_train[val.labels], class_names=list(train.class_names))
+    return _with_notes(aligned, [note])
 
 
 def make_loader(
