@@ -120,6 +120,13 @@ def test_too_many_unreadable_images_is_fatal(tmp_path):
     _truncated_jpeg(root / "b" / "bad.jpg")
     with pytest.warns(DataWarning), pytest.raises(DataError, match=r"1 of 4 images cannot be read"):
         load_dataset(str(root))
+    with (
+        pytest.warns(DataWarning),
+        pytest.raises(
+            DataError, match=r"remove or replace the files the warnings name, or point --data at"
+        ),
+    ):
+        load_dataset(str(root))
     assert decode_module.MAX_UNREADABLE_FRACTION == 0.05
 
 

@@ -271,7 +271,8 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
         raise DataError(
             f"{source}: {len(failed)} of {total} images cannot be read (first: {failed[0][0]}: "
             f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable means the "
-            "folder is not what it should be"
+            "folder is not what it should be: remove or replace the files the warnings name, "
+            "or point --data at the image folder"
         )
     warnings.warn(f"{source}: {note}", DataWarning, stacklevel=3)
     return [note]
