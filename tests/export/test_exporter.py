@@ -177,13 +177,20 @@ def test_a_folder_that_cannot_take_the_file_fails_first_in_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_cli_reports_the_check(cifar_file, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("fmt", "described"),
+    [("torchscript", "TorchScript"), ("onnx", "ONNX"), ("exported-program", "torch.export")],
+)
+def test_export_cli_reports_the_check(cifar_file, tmp_path, capsys, fmt, described):
     out = tmp_path / "exported" / "model"
-    assert main(["export", str(cifar_file), str(out), "--format", "torchscript"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"exported {cifar_file} (resnet8) to {out}: TorchScript")
+    assert main(["export", str(cifar_file), str(out), "--format", fmt]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith(f"exported {cifar_file} (resnet8) to {out}: {described}")
     assert "on 8 generated images, batch sizes 1 and 8: largest logit difference" in lines[1]
     assert lines[1].endswith("top-1 agreement 8/8") and lines[2].startswith(f"wrote {out}")
+    assert captured.err == ""  # no warning from the exporter or the runtime that checks
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model"]
 
 
 def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_path, capsys):

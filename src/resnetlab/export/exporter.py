@@ -237,7 +237,7 @@ def export_model(
     images, described = check_images(meta, data)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
-    tmp = _temporary_file(out)
+    tmp = _temporary_file(out, fmt)
     int8_accuracy = None
     try:
         opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
@@ -289,10 +289,12 @@ def _output_format(out: Path, model_file: str | os.PathLike, format: str | None)
     return resolve_format(out, format)
 
 
-def _temporary_file(out: Path) -> Path:
+def _temporary_file(out: Path, fmt: str) -> Path:
     """The hidden file beside ``out`` that the export is written to and checked in, made
-    now: a folder that cannot take it is found before the export's work."""
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    now: a folder that cannot take it is found before the export's work. It ends in the
+    format's suffix whatever ``out`` is named (torch.export logs warnings when it saves or
+    loads a program whose name does not end in .pt2)."""
+    tmp = out.with_name(f".{out.stem}.tmp{FORMATS[fmt][0]}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.touch()
