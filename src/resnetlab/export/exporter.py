@@ -333,10 +333,14 @@ def _example(meta: ModelMeta, pixels: bool, batch: int | None) -> torch.Tensor:
 def _quiet_torchscript() -> Iterator[None]:
     """TorchScript is deprecated in favour of torch.export (FutureWarning; the README says
     which format to choose), and tracing turns resnet50_keras's input-size check into a
-    constant (TracerWarning), which holds for the one input size the file takes."""
+    constant (TracerWarning), which holds for the one input size the file takes. torch
+    2.4's ONNX exporter traces too, and cannot constant-fold option A's strided slice
+    (``x[:, :, ::2, ::2]``); it says so at every pass (UserWarning), and the graph is
+    checked all the same."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
         yield
 
 
@@ -367,7 +371,17 @@ def write_onnx(
             )
         else:  # torch 2.4: the TorchScript-based exporter
             axes = {"images": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
-            torch.onnx.export(graph, (example,), str(path), dynamic_axes=axes, **names)
+            try:
+                with _quiet_torchscript():
+                    torch.onnx.export(graph, (example,), str(path), dynamic_axes=axes, **names)
+            except torch.onnx.errors.OnnxExporterError:
+                if opset is None:
+                    raise
+                # It has no op for some layer at that opset (opset 9: no strided Slice).
+                raise ResnetlabError(
+                    f"the ONNX exporter of torch {torch.__version__} cannot write opset {opset} "
+                    "for this model; ask for a later opset, or leave --opset out"
+                ) from None
     proto = _set_onnx_metadata(path, metadata)
     written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     if opset is not None and written != opset:
@@ -465,7 +479,11 @@ def _load_runner(fmt: str, path: Path) -> tuple[Callable[[np.ndarray], np.ndarra
             module = torch.jit.load(str(path), _extra_files=extra)
         runtime = f"torch.jit.load (torch {torch.__version__})"
     else:
-        module = torch.export.load(str(path), extra_files=extra).module()
+        with warnings.catch_warnings():
+            # torch 2.4 reads a .pt2 with torch.load's old default, weights_only=False, and
+            # warns that unpickling can run code; this file is the one just written here.
+            warnings.filterwarnings("ignore", "You are using `torch.load`", FutureWarning)
+            module = torch.export.load(str(path), extra_files=extra).module()
         runtime = f"torch.export.load (torch {torch.__version__})"
 
     def run(inputs: np.ndarray) -> np.ndarray:
