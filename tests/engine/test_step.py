@@ -295,8 +295,11 @@ def test_cuda_graphs_run_a_last_batch_of_another_size_eagerly():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_training_run_with_cuda_graphs(tmp_path):
     result = train(**FAST, epochs=2, cuda_graphs=True, device="cuda", out=str(tmp_path / "g"))
-    assert result.summary["status"] == "finished"
+    assert result.summary["status"] == "finished" and result.summary["cuda_graphs"] is True
     assert result.summary["best_val_acc"] > 0.3
+    # The default on a GPU.
+    default = train(**FAST, epochs=1, device="cuda", out=str(tmp_path / "d"))
+    assert default.summary["cuda_graphs"] is True
 
 
 def test_train_step_is_what_the_trainer_runs(tmp_path):

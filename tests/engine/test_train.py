@@ -48,6 +48,12 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert summary["status"] == "finished" and summary["epochs"] == 4
     assert summary["best_val_acc"] > 0.6  # chance is 0.1
     assert summary["params"] == 269_722 and summary["class_names"] == [str(i) for i in range(10)]
+    # How it ran: the uncalibrated CPU plan (the tests turn calibration off), no graphs.
+    assert (summary["precision"], summary["channels_last"], summary["cuda_graphs"]) == (
+        "fp32",
+        True,
+        False,
+    )
     rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     epochs = [r for r in rows if r["kind"] == "epoch"]
     assert len(epochs) == 4 and any(r["kind"] == "step" for r in rows)

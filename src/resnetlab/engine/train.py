@@ -1015,6 +1015,10 @@ class Trainer:
             else None,
             "device": str(self.device),
             "world_size": self.dist.world_size,
+            # How it ran, as decided for this machine (engine.step, engine.calibrate).
+            "precision": precision_name(self.amp_dtype),
+            "channels_last": self.channels_last,
+            "cuda_graphs": self.train_step.cuda_graphs,
             "pretrained": self.start.provenance if self.start else None,
         }
         if self.dist.is_main:
