@@ -136,7 +136,13 @@ def test_mixed_sizes_take_the_most_common_with_a_note(tmp_path):
     )
     data = load_dataset(str(root))
     assert data.train.image_size == (8, 8)
-    assert any("mixed image sizes: 8x8 (3), 12x10 (1)" in n for n in data.train.notes)
+    assert any(
+        "mixed image sizes: 8x8 (3), 12x10 (1); all resized to the most common, 8x8 "
+        "(centre-cropped where the shape differs: --resize)" in n
+        for n in data.train.notes
+    )
+    squashed = load_dataset(str(root), resize="squash").train.notes
+    assert any("8x8 (squashed where the shape differs: --resize)" in n for n in squashed)
 
 
 def test_split_folders_train_val_test(tmp_path):

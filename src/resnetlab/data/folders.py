@@ -377,7 +377,7 @@ def load_folder(
     # Without a size, a sample of headers gives the most common one: read here (once) when
     # it may be scaled down, which the cache key depends on.
     sampled = _sample_size(scan, workers) if image_size is None and max_side else None
-    target, scaled = _scaled_size(*sampled, max_side) if sampled else (None, [])
+    target, scaled = _scaled_size(*sampled, max_side, resize) if sampled else (None, [])
     # Squashed folders keep the keys they were cached under before crops existed.
     how = {} if resize == "squash" else {"resize": resize}
     key = decode_key(
@@ -397,7 +397,7 @@ def load_folder(
             size, notes = target, scaled
         elif image_size is None:
             size, counts = sampled or _sample_size(scan, workers)
-            notes = _sample_notes(counts, size)
+            notes = _sample_notes(counts, size, resize)
         estimate = len(scan.paths) * size[0] * size[1] * 3
         if stream is None:
             stream = estimate > STREAM_ABOVE_BYTES
@@ -437,7 +437,7 @@ def _decoded_split(
     images, kept, failed, sizes = decode_files(scan.paths, size, workers=workers, resize=resize)
     notes = list(scan.notes) + notes
     if size is None and len(sizes) > 1:
-        notes.append(_mixed_sizes_note(sizes, images.shape[1:3]))
+        notes.append(_mixed_sizes_note(sizes, images.shape[1:3], resize))
     skipped_note = report_unreadable(str(folder), failed, len(scan.paths))
     notes += skipped_note
     if not len(kept):
@@ -536,10 +536,14 @@ def _check_every_class_read(folder: Path, labels: np.ndarray, class_names: list[
         )
 
 
-def _mixed_sizes_note(sizes: Counter, used: tuple[int, int]) -> str:
+def _mixed_sizes_note(sizes: Counter, used: tuple[int, int], resize: str) -> str:
     listed = ", ".join(f"{format_size(s)} ({n:,})" for s, n in sizes.most_common(5))
     more = f" and {len(sizes) - 5} more" if len(sizes) > 5 else ""
-    return f"mixed image sizes: {listed}{more}; all resized to the most common, {format_size(used)}"
+    how = "centre-cropped" if resize == "crop" else "squashed"
+    return (
+        f"mixed image sizes: {listed}{more}; all resized to the most common, "
+        f"{format_size(used)} ({how} where the shape differs: --resize)"
+    )
 
 
 def _resize_note(scan: FolderSplit, image_size: int, workers: int | None) -> list[str]:
@@ -559,7 +563,7 @@ def _resize_note(scan: FolderSplit, image_size: int, workers: int | None) -> lis
 
 
 def _scaled_size(
-    native: tuple[int, int], counts: Counter, max_side: int
+    native: tuple[int, int], counts: Counter, max_side: int, resize: str
 ) -> tuple[tuple[int, int] | None, list[str]]:
     """The size to load a folder at without an image size, given the most common native
     size in a sample of headers (``_sample_size``): None (that size, as decoding finds it)
@@ -570,7 +574,7 @@ def _scaled_size(
     scale = max_side / max(native)
     size = (max(1, round(native[0] * scale)), max(1, round(native[1] * scale)))
     return size, [
-        *_sample_notes(counts, native),
+        *_sample_notes(counts, native, resize),
         f"loaded at {format_size(size)}, scaled down from the most common size "
         f"{format_size(native)} (--input-size loads them at another)",
     ]
@@ -591,6 +595,7 @@ def _sample_size(scan: FolderSplit, workers: int | None) -> tuple[tuple[int, int
     return counts.most_common(1)[0][0], counts
 
 
-def _sample_notes(counts: Counter, used: tuple[int, int]) -> list[str]:
+def _sample_notes(counts: Counter, used: tuple[int, int], resize: str) -> list[str]:
     """A note on mixed sizes in a sample (``_sample_size``), all resized to ``used``."""
-    return [_mixed_sizes_note(counts, used) + " (from a sample)"] if len(counts) > 1 else []
+    note = _mixed_sizes_note(counts, used, resize) + " (from a sample)"
+    return [note] if len(counts) > 1 else []
