@@ -18,6 +18,7 @@ def test_bench_data_on_digits():
     assert record["ratio"] == usual["epoch_s"] / device["epoch_s"]
     share = record["epoch_share"]
     assert share["model"] == "resnet20" and share["steps"] == 3 and share["precision"] == "fp32"
+    assert share["cuda_graphs"] is False  # on the CPU
     assert share["share"] == share["data_s"] / share["total_s"]
     assert "files" not in record  # digits come from an array, not from files
 

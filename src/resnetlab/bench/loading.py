@@ -30,6 +30,7 @@ from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
 from ..engine.optim import set_lr
 from ..engine.step import (
+    GRAPH_WARMUP_STEPS,
     build_training,
     configure_backends,
     precision_name,
@@ -274,8 +275,11 @@ def _epoch_share(
             epoch += 1
 
     stream = batches()
-    x, y = next(stream)
-    parts.step(x, y)  # warm-up: first-call costs belong to neither side
+    # Warm-up: first-call costs (and, in a CUDA graph, the eager steps and the capture)
+    # belong to neither side.
+    for _ in range(GRAPH_WARMUP_STEPS + 2 if parts.step.cuda_graphs else 1):
+        x, y = next(stream)
+        parts.step(x, y)
     clock.start()
     for _ in range(steps):
         data_time.start()
@@ -289,6 +293,7 @@ def _epoch_share(
         "model": model,
         "steps": steps,
         "precision": precision_name(parts.amp_dtype),
+        "cuda_graphs": parts.step.cuda_graphs,
         "total_s": total,
         "data_s": waiting,
         "share": waiting / total,
