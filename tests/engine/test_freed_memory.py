@@ -9,8 +9,10 @@ import pytest
 
 from resnetlab.engine.cpu import keep_freed_memory
 
-# A step's worth of allocations (64 MiB activations, freed at its end), three times, then
-# the fewest page faults of three more (the heap may still grow once while it settles).
+# A step's worth of allocations (64 MiB activations, freed at its end), five times, then
+# the fewest page faults of five more: the heap may still grow while it settles, and now and
+# then a step faults its 64 MiB in again (seen with PyTorch's AVX2 kernels and oneDNN held
+# to AVX2, in 2 of 10 steps at most, and in all of three once on a busy machine).
 SCRIPT = """
 import resource, sys, torch
 from resnetlab.engine.cpu import keep_freed_memory
@@ -33,8 +35,9 @@ def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-step(), step(), step()
-print(min(faults() for _ in range(3)))
+for _ in range(5):
+    step()
+print(min(faults() for _ in range(5)))
 """
 
 glibc = pytest.mark.skipif(
