@@ -115,12 +115,11 @@ def add_summary(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .analysis import keras_summary, print_summary, summarize
     from .models import create_model, load_model, model_info
+    from .models.files import names_a_file
 
-    if Path(args.model).is_file():
+    if names_a_file(args.model):
         if args.num_classes is not None:
             raise ResnetlabError("--num-classes is for model names; a model file has its own")
         model = load_model(args.model)

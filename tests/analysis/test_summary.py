@@ -124,3 +124,20 @@ def test_summary_of_a_model_file_uses_its_own_size_and_classes(tmp_path, capsys)
     data = json.loads(capsys.readouterr().out)
     assert (data["model"], data["input_size"], data["num_classes"]) == ("resnet8", 24, 3)
     assert data["layers"][-1]["output_shape"] == [3]
+
+
+@pytest.mark.parametrize("arg", ["missing.safetensors", "runs/old/best.safetensors", "ResNet50.h5"])
+def test_summary_of_a_missing_file_says_the_file_is_missing(arg, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["summary", arg]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: model file not found: {arg}\n"
+
+
+def test_summary_of_a_run_folder_names_its_model_files(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    resnetlab.save_model(resnetlab.create_model("resnet8"), run / "best.safetensors")
+    assert main(["summary", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"give {run / 'best.safetensors'}" in err

@@ -16,7 +16,6 @@ sides; left out, each runs its own defaults: ours resnetlab's, the peer PyTorch'
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ from ..engine.step import (
     resolve_precision,
 )
 from ..errors import ResnetlabError
-from ..models import create_model, list_models, model_info
+from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
 
 PEERS = ("torchvision",)
@@ -77,9 +76,10 @@ class BenchSpec:
 def model_of(model: str) -> tuple[str, int | None, int | None, dict[str, Any]]:
     """A registered name, or a model file's architecture: (name, input size, classes,
     options), the sizes None for a name (its own defaults apply)."""
-    if model in list_models() or not (model.endswith(".safetensors") or os.path.exists(model)):
+    from ..models.files import names_a_file, read_model_meta
+
+    if not names_a_file(model):
         return model, None, None, {}
-    from ..models import read_model_meta
 
     meta = read_model_meta(model)
     options = {k: v for k, v in meta.model_kwargs.items() if k not in ("input_size", "num_classes")}

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import ResnetlabError, path_argument
 from ..storage import atomic_write
-from .registry import built_options, create_model, model_info
+from .registry import built_options, create_model, list_models, model_info
 
 FORMAT = "resnetlab.model/1"
 META_KEY = "resnetlab"
@@ -278,6 +278,26 @@ def _safetensors_size(path: Path) -> tuple[int, bool]:
         return 8 + length + max(ends, default=0), True
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return 0, False
+
+
+# Suffixes of the files a MODEL_OR_FILE argument may name: model files, and the exports,
+# weights and Keras files that are mistaken for them (and are then named as what they are).
+FILE_SUFFIXES = (".safetensors", ".onnx", ".pt2", ".pt", ".pth", ".torchscript", ".h5", ".keras")
+
+
+def names_a_file(value: str) -> bool:
+    """Whether a model argument that takes a registered name or a model file (``summary``,
+    ``bench --model``) names a file: not a registered name, and a path that exists, or one
+    with a folder or a model file's suffix, so that a mistyped path is reported as a
+    missing file rather than as an unknown model."""
+    if value in list_models():
+        return False
+    return (
+        os.path.exists(value)
+        or "/" in value
+        or os.sep in value
+        or (Path(value).suffix.lower() in FILE_SUFFIXES)
+    )
 
 
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
