@@ -122,3 +122,24 @@ def test_a_run_folder_or_checkpoint_given_as_a_model_file_points_to_the_model_fi
     (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02not safetensors")
     with pytest.raises(ResnetlabError, match=r"\(checkpoint.pt is for --resume\)$"):
         resnetlab.load_model(tmp_path / "checkpoint.pt")
+
+
+def test_a_keras_file_given_as_a_model_file_says_how_to_convert_it(tmp_path):
+    import zipfile
+
+    import h5py
+
+    h5 = tmp_path / "ResNet50.h5"
+    with h5py.File(h5, "w") as f:
+        f.create_group("model_weights")
+    keras_archive = tmp_path / "ResNet50.keras"
+    with zipfile.ZipFile(keras_archive, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"")
+    for path, kind in ((h5, "an HDF5 file"), (keras_archive, "a Keras model (.keras)")):
+        with pytest.raises(ResnetlabError) as info:
+            resnetlab.load_model(path)
+        assert str(info.value) == (
+            f"{path} is {kind}, not a model file; a Keras model converts to one: "
+            f"resnetlab convert keras {path} ResNet50.safetensors"
+        )

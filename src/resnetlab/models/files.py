@@ -323,6 +323,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path} is an image, not a model file; the model file comes first "
                 "(MODEL_FILE IMAGE...)"
             ) from None
+        if kind in ("an HDF5 file", "a Keras model (.keras)"):
+            raise ResnetlabError(
+                f"{path} is {kind}, not a model file; a Keras model converts to one: "
+                f"resnetlab convert keras {path} {path.stem}.safetensors"
+            ) from None
         if kind == "an ONNX export":
             raise ResnetlabError(
                 f"{path} is an ONNX export, which only predict, eval and serve run; this "
@@ -358,8 +363,9 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
 
 
 def _other_format(path: Path) -> str | None:
-    """What a file that is not a safetensors file is, when it is one of the PyTorch or ONNX
-    files users mistake for a model file: exports (``resnetlab export``) and checkpoints."""
+    """What a file that is not a safetensors file is, when it is one of the PyTorch, ONNX or
+    Keras files users mistake for a model file: exports (``resnetlab export``), checkpoints,
+    and Keras models not yet converted."""
     if path.suffix.lower() == ".onnx":
         return "an ONNX export"
     from ..data.decode import IMAGE_EXTENSIONS  # (data imports this module)
@@ -367,7 +373,12 @@ def _other_format(path: Path) -> str | None:
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return "an image"
     try:
+        with path.open("rb") as f:
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":  # Keras's .h5 files and SIGNS data sets
+                return "an HDF5 file"
         with zipfile.ZipFile(path) as archive:
+            if {"config.json", "model.weights.h5"} <= set(archive.namelist()):
+                return "a Keras model (.keras)"
             names = {name.split("/", 1)[-1]: name for name in archive.namelist()}
             # archive_format: newer torch; serialized_exported_program.json: torch 2.4
             if {"archive_format", "serialized_exported_program.json"} & names.keys():
