@@ -33,8 +33,43 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
 
 @pytest.mark.parametrize("count", [-3, "10", 2.5, True])
 def test_a_class_count_that_is_not_a_whole_number_from_0_is_refused(count):
-    with pytest.raises(resnetlab.ResnetlabError, match="num_classes must be a whole number"):
+    with pytest.raises(
+        resnetlab.ResnetlabError, match=r"^num_classes must be (a whole|at least 0)"
+    ):
         resnetlab.create_model("resnet8", num_classes=count)
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (
+            lambda: resnetlab.create_model("resnet50_keras", input_size="64"),
+            "resnet50_keras's input_size must be a whole number, got '64'",
+        ),
+        (lambda: resnetlab.list_models(3), "the pattern is a glob such as 'resnet*', got 3"),
+        (
+            lambda: resnetlab.bench.bench_train("resnet8", steps="2", device="cpu"),
+            "--steps must be a whole number, got '2'",
+        ),
+        (
+            lambda: resnetlab.bench.bench_data("digits", steps=0, device="cpu"),
+            "--steps must be at least 1, got 0",
+        ),
+    ],
+)
+def test_a_number_given_as_text_or_too_small_is_one_line_naming_it(call, says):
+    with pytest.raises(resnetlab.ResnetlabError) as error:
+        call()
+    assert str(error.value) == says
+
+
+@pytest.mark.parametrize(("top_k", "says"), [("3", "a whole number, got '3'"), (0, "at least 1")])
+def test_predict_names_a_top_k_that_is_not_a_count(tmp_path, top_k, says):
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(resnetlab.ResnetlabError, match=f"^top_k must be {says}"):
+        resnetlab.predict(model, [tmp_path / "a.png"], top_k=top_k)
 
 
 def test_any_integer_type_is_a_class_count():

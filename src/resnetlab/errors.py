@@ -4,6 +4,7 @@ The CLI prints a ``ResnetlabError`` as one line, ``error: <message>``, and exits
 without a traceback. Messages name the thing that is wrong and, where there is one, the fix.
 """
 
+import operator
 import os
 
 
@@ -43,3 +44,18 @@ def path_argument(value: object, what: str) -> str | os.PathLike:
     if isinstance(value, str | os.PathLike):
         return value
     raise ResnetlabError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}")
+
+
+def count_argument(value: object, what: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` when it is a whole number (any integer type, a NumPy count
+    too; not a bool, a float or a string) of at least ``minimum``, else one line naming
+    ``what`` and what was given."""
+    try:
+        count = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        count = None
+    if count is None:
+        raise ResnetlabError(f"{what} must be a whole number, got {value!r}")
+    if count < minimum:
+        raise ResnetlabError(f"{what} must be at least {minimum}, got {count}")
+    return count

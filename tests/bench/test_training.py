@@ -108,7 +108,9 @@ def test_bench_train_mistakes_are_one_line_errors(capsys, torch_2_5):
     assert main(["bench", "train", "--model", "plain18", *TINY, "--vs", "torchvision"]) == 2
     assert "torchvision has no plain18" in capsys.readouterr().err
     assert main(["bench", "train", "--model", "resnet20", "--steps", "0", "--no-save"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: --steps must be at least 1, got 0\n"
+    assert main(["bench", "train", "--model", "resnet20", "--repeats", "0", "--no-save"]) == 2
+    assert capsys.readouterr().err == "error: --repeats must be at least 1, got 0\n"
     assert main(["bench", "train", "--model", "resnet5", "--no-save"]) == 2
     assert "unknown model 'resnet5'" in capsys.readouterr().err
     assert main(["bench", "train", "--model", "resnet20", "--warmup", "-1", "--no-save"]) == 2

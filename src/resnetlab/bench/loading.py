@@ -37,7 +37,7 @@ from ..engine.step import (
     resolve_channels_last,
 )
 from ..engine.timing import Clock
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, count_argument
 from .records import environment, load_average, seed_cache
 from .sides import use_threads
 
@@ -68,8 +68,8 @@ def bench_data(
             (default: the available cores, at most 8).
         threads: CPU threads for PyTorch (default: its own choice).
     """
-    if min(batch_size, steps) < 1:
-        raise ResnetlabError("--batch-size and --steps must be at least 1")
+    batch_size = count_argument(batch_size, "--batch-size")
+    steps = count_argument(steps, "--steps")
     if workers is not None and workers < 0:
         raise ResnetlabError(
             f"--workers must be at least 0 (0: load in this process), got {workers}"

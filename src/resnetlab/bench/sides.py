@@ -37,7 +37,7 @@ from ..engine.step import (
     resolve_channels_last,
     resolve_precision,
 )
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, count_argument
 from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
 
@@ -126,10 +126,10 @@ def bench_spec(
         threads: CPU threads for PyTorch (default: its own choice).
         train_options: ``cuda_graphs`` and ``optimizer`` of ``bench train``.
     """
-    if min(batch_size, steps, repeats) < 1:
-        raise ResnetlabError("--batch-size, --steps and --repeats must be at least 1")
-    if warmup < 0:
-        raise ResnetlabError(f"--warmup must be at least 0, got {warmup}")
+    batch_size = count_argument(batch_size, "--batch-size")
+    steps = count_argument(steps, "--steps")
+    repeats = count_argument(repeats, "--repeats")
+    warmup = count_argument(warmup, "--warmup", minimum=0)
     if vs is not None and vs not in PEERS:
         raise ResnetlabError(f"unknown peer {vs!r}; choose {', '.join(PEERS)}")
     use_threads(threads)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, count_argument
 from ..models import ModelMeta
 
 
@@ -132,8 +132,7 @@ def evaluate(
     from .distributed import resolve_device
     from .inference import inference_model, is_channels_last, load_model_file
 
-    if batch_size < 1:
-        raise ResnetlabError(f"batch size must be at least 1, got {batch_size}")
+    batch_size = count_argument(batch_size, "batch size")
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):

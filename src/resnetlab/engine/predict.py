@@ -19,7 +19,7 @@ from torch import nn
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert
 from ..data.folders import image_files
-from ..errors import DataWarning, ResnetlabError
+from ..errors import DataWarning, ResnetlabError, count_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file
@@ -100,9 +100,8 @@ def predict(
         One ``Prediction`` per image, in input order. An image named in ``inputs`` must be
         readable; one inside a folder that is not is skipped with a warning.
     """
-    for name, value in (("top_k", top_k), ("batch size", batch_size)):
-        if value < 1:
-            raise ResnetlabError(f"{name} must be at least 1, got {value}")
+    top_k = count_argument(top_k, "top_k")
+    batch_size = count_argument(batch_size, "batch size")
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, count_argument
 from .blocks import Bottleneck
 from .registry import register_model
 from .resnet import ResNet
@@ -57,6 +57,7 @@ class KerasBatchNorm2d(nn.BatchNorm2d):
 
 def keras_feature_sizes(input_size: int) -> dict[str, int]:
     """Spatial size after each part of the seed's network, as Keras computes it."""
+    input_size = count_argument(input_size, "resnet50_keras's input_size")
     sizes = {"conv1": (input_size + 2 * 3 - 7) // 2 + 1}  # ZeroPadding(3), 7x7/2 valid
     if sizes["conv1"] < 3:
         raise ResnetlabError(

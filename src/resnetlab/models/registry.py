@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-import operator
 import os
 import warnings
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ResnetlabError, SettingWarning, UnknownModelError
+from ..errors import ResnetlabError, SettingWarning, UnknownModelError, count_argument
 from .blocks import SWITCHES
 
 Builder = Callable[..., nn.Module]
@@ -80,6 +79,8 @@ def register_model(
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names by family, then registration order; optionally a glob's."""
+    if pattern is not None and not isinstance(pattern, str):
+        raise ResnetlabError(f"the pattern is a glob such as 'resnet*', got {pattern!r}")
     families = {
         n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
         for n, i in _REGISTRY.items()
@@ -149,15 +150,7 @@ def create_model(
         return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
-    try:  # any integer type (a NumPy count too), not a bool, a float or a string
-        count = -1 if isinstance(num_classes, bool) else operator.index(num_classes)
-    except TypeError:
-        count = -1
-    if count < 0:
-        raise ResnetlabError(
-            f"num_classes must be a whole number from 0 (no classifier), got {num_classes!r}"
-        )
-    num_classes = count
+    num_classes = count_argument(num_classes, "num_classes", minimum=0)
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
     except TypeError as e:
