@@ -568,3 +568,12 @@ def test_an_accuracy_no_better_than_the_largest_class_is_called_so():
     balanced = EvalResult(0.5, 0.6, 20, torch.tensor([[6, 4], [4, 6]]))
     assert majority_note(0.6, balanced, ["a", "b"]) is None
     assert majority_note(None, val, ["airplane", "cat"]) is None
+
+
+def test_a_run_result_prints_its_folder_and_summary_not_every_layer():
+    from resnetlab.engine.train import RunResult
+
+    result = RunResult(Path("runs/r"), {"status": "finished"}, resnetlab.create_model("resnet8"))
+    run_dir = Path("runs/r")
+    assert repr(result) == f"RunResult(run_dir={run_dir!r}, summary={{'status': 'finished'}})"
+    assert result.model.num_classes == 10

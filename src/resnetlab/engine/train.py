@@ -92,7 +92,9 @@ TRAINED_FILES = ("best.safetensors", "last.safetensors")  # written from the fir
 class RunResult:
     run_dir: Path
     summary: dict[str, Any]
-    model: nn.Module  # the model that was saved last (the EMA weights when EMA is on), eval mode
+    # The model that was saved last (the EMA weights when EMA is on), eval mode; left out of
+    # the repr, which would otherwise print every layer after the run's summary.
+    model: nn.Module = dataclasses.field(repr=False)
 
 
 def train(
