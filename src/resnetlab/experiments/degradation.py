@@ -213,8 +213,9 @@ def markdown(result: DegradationResult) -> str:
         )
     lines += [
         "",
-        "Train error: the running error on the augmented training batches (random crops and "
-        "flips as the recipe sets them), in training mode, over the last epoch: what the "
+        "Train error: the running error on the augmented training batches (the recipe's "
+        "random crops, and flips unless the data is digit-like), in training mode, over the "
+        "last epoch: what the "
         "paper's Fig. 6 plots. Test error: the held-out images at the end of training. "
         "Values are mean ± standard deviation over seeds.",
         "",
