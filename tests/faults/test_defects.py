@@ -542,7 +542,7 @@ def test_arguments_in_the_wrong_place_say_what_they_are(tmp_path, capsys):
     image = tmp_path / "x.png"
     Image.new("RGB", (16, 16)).save(image)
     code, err = cli(capsys, "predict", image, model)
-    assert_one_line_error(code, err, f"{image} is an image, not a model file; the model file")
+    assert_one_line_error(code, err, f"{image} is an image, not a model file; give a .safetensors")
     run = tmp_path / "run"
     run.mkdir()
     (run / "best.safetensors").write_bytes(model.read_bytes())

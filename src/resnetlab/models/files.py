@@ -320,8 +320,8 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         kind = _other_format(path)
         if kind == "an image":
             raise ResnetlabError(
-                f"{path} is an image, not a model file; the model file comes first "
-                "(MODEL_FILE IMAGE...)"
+                f"{path} is an image, not a model file; give a .safetensors model file "
+                "(predict and explain take it first: MODEL_FILE IMAGE...)"
             ) from None
         if kind in ("an HDF5 file", "a Keras model (.keras)"):
             raise ResnetlabError(
