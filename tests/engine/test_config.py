@@ -71,6 +71,11 @@ def test_bad_values_are_clear_errors(tmp_path):
         resolve_config(val_split=1.5)
 
 
+def test_an_unknown_model_is_refused_when_the_config_is_made():
+    with pytest.raises(ResnetlabError, match=r"unknown model 'resnet5'; did you mean resnet56"):
+        TrainConfig(model="resnet5")
+
+
 def test_every_recipe_is_valid():
     for name in RECIPES:
         assert resolve_config(recipe=name).recipe == name

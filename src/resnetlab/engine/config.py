@@ -298,6 +298,7 @@ class TrainConfig:
     def validate(self) -> None:
         # Long but flat: one (condition, message) pair per option, read as a table.
         _check_types(self)
+        model_info(self.model)  # an unknown name is refused here, with the names near it
         if self.val_split is not None:
             check_val_split(self.val_split)
         graph_problem = cuda_graphs_problem(self.precision) if self.cuda_graphs else None
