@@ -17,6 +17,8 @@ from resnetlab.engine.finetune import FineTuning
 from resnetlab.engine.optim import lr_at, set_lr
 from resnetlab.engine.step import build_training
 
+from .interrupt import train_interrupted
+
 # ResNet-18 (four stages) on digits upsampled to 32x32: the smallest input an ImageNet
 # ResNet takes, a few steps of a few images.
 SMALL = dict(
@@ -214,20 +216,8 @@ def test_a_run_started_from_a_run_keeps_its_normalisation_and_resumes_exactly(
     source = resnetlab.read_model_meta(first.run_dir / "best.safetensors")
     assert (meta.mean, meta.std) == (source.mean, source.std)  # not the new data's
 
-    from resnetlab.engine.train import Trainer
-
-    original, calls = Trainer._train_step, {"n": 0}
-
-    def interrupting_step(self, x, y):
-        calls["n"] += 1
-        if calls["n"] == 27:  # 22 steps per epoch: after the head phase
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(**tuned, out=str(tmp_path / "split"))
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    # 22 steps per epoch: stopped after the head phase.
+    train_interrupted(monkeypatch, 27, **tuned, out=str(tmp_path / "split"))
     resumed = train(resume=tmp_path / "split")
     expected, got = _state(whole.model), _state(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)

@@ -20,6 +20,8 @@ from resnetlab.engine.checkpoint import load_checkpoint
 from resnetlab.engine.train import Trainer
 from resnetlab.errors import SettingWarning
 
+from .interrupt import train_interrupted
+
 # Digits at their native 8x8 with resnet20: a real data set, a few seconds per run.
 FAST = dict(
     model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
@@ -306,19 +308,8 @@ def test_subset_and_max_steps(tmp_path):
 
 def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
     whole = train(**FAST, max_steps=30, out=str(tmp_path / "whole"), deterministic=True)
-    original = Trainer._train_step
-    calls = {"n": 0}
-
-    def interrupting_step(self, x, y):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(**FAST, max_steps=30, out=str(tmp_path / "split"), deterministic=True)
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    split = dict(**FAST, max_steps=30, out=str(tmp_path / "split"), deterministic=True)
+    train_interrupted(monkeypatch, 25, **split)
     resumed = train(resume=tmp_path / "split")
     assert resumed.summary["steps"] == whole.summary["steps"] == 30
     expected, got = _weights(whole.model), _weights(resumed.model)
@@ -331,19 +322,7 @@ def test_a_checkpoint_with_tensor_learning_rates_resumes_without_a_graph(tmp_pat
     # AdamW refused them: "lr as a Tensor is not supported for capturable=False".
     run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
     whole = train(**run, out=str(tmp_path / "whole"))
-    original = Trainer._train_step
-    calls = {"n": 0}
-
-    def interrupting_step(self, x, y):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-        return original(self, x, y)
-
-    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(**run, out=str(tmp_path / "split"))
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    train_interrupted(monkeypatch, 25, **run, out=str(tmp_path / "split"))
     checkpoint = tmp_path / "split" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
     for group in state["optimizer"]["param_groups"]:

@@ -433,11 +433,9 @@ def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple
     notes = []
     alone = sorted(set(kept.labels.tolist()) - set(val.labels.tolist()))
     if alone:
-        names = ", ".join(train.class_names[c] for c in alone[:5])
-        more = f" and {len(alone) - 5} more" if len(alone) > 5 else ""
         notes.append(
             f"{len(alone)} class{'es' if len(alone) != 1 else ''} with one image, trained on "
-            f"and never validated: {names}{more}; add images to validate "
+            f"and never validated: {_class_list(train, alone)}; add images to validate "
             f"{'them' if len(alone) != 1 else 'it'}"
         )
     if given and len(val_idx) > len(train_idx):
@@ -448,6 +446,12 @@ def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=3)
     return kept, val
+
+
+def _class_list(split: Split, labels: list[int], shown: int = 5) -> str:
+    """The names of classes ``labels`` of ``split``, the first ``shown`` of them."""
+    more = f" and {len(labels) - shown} more" if len(labels) > shown else ""
+    return ", ".join(split.class_names[c] for c in labels[:shown]) + more
 
 
 def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Split:
@@ -574,12 +578,10 @@ def _aligned_classes(train: Split, val: Split) -> Split:
         note += f" ({', '.join(renamed[:5])}: case aside)"
     absent = sorted(set(range(len(train.class_names))) - set(to_train.tolist()))
     if absent:
-        names = ", ".join(train.class_names[i] for i in absent[:5])
-        more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
         warnings.warn(
             f"{val.source} has no images of {len(absent)} training "
-            f"class{'es' if len(absent) != 1 else ''} ({names}{more}): trained on and never "
-            "validated",
+            f"class{'es' if len(absent) != 1 else ''} ({_class_list(train, absent)}): trained "
+            "on and never validated",
             DataWarning,
             stacklevel=3,
         )
