@@ -393,3 +393,18 @@ def test_a_classifier_for_the_same_classes_follows_the_datas_class_order(tmp_pat
     )
     assert torch.equal(other.fc.weight, drawn)
     assert torch.equal(other.conv1.weight, source.conv1.weight)
+
+
+def test_a_bare_state_dict_for_a_cifar_model_says_its_normalisation_is_not_known(tmp_path):
+    """Outside a training run, nothing computes the data's statistics: the report says the
+    file lacks them rather than naming statistics the model does not have; its repr is one
+    line, not every key."""
+    path = tmp_path / "sd.pt"
+    torch.save(resnetlab.create_model("resnet20", num_classes=10).state_dict(), path)
+    report = resnetlab.create_model("resnet20", num_classes=10, pretrained=path).pretrained
+    assert (report.mean, report.std) == (None, None)
+    assert report.describe().endswith(
+        "normalisation: not in the file (training uses its data's mean/std)"
+    )
+    assert repr(report) == f"PretrainedReport({report.describe()!r})"
+    assert "layer1.0.conv1.weight" not in repr(report)

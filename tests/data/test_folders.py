@@ -16,6 +16,7 @@ from resnetlab.data import (
 )
 from resnetlab.data import decode as decode_module
 from resnetlab.data import folders as folders_module
+from resnetlab.data.decode import READ_ERRORS, read_error_reason
 from resnetlab.errors import DataError, DataWarning
 
 from .conftest import noise, solid, write_tree
@@ -520,3 +521,24 @@ def test_copies_of_an_image_are_named_with_their_twins(tmp_path):
     (root / "cats" / "000 (1).png").unlink()
     (root / "dogs" / "stray.png").unlink()
     assert not any("copies" in n or "copy" in n for n in load_dataset(str(root)).train.notes)
+
+
+def test_unreadable_files_are_said_why_in_words(tmp_path):
+    """The reason a file is skipped names what the user can act on, not an exception."""
+    noise(1, size=(64, 64)).save(tmp_path / "whole.png")
+    _truncated_jpeg(tmp_path / "cut.jpg")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "folder.jpg").mkdir()
+    cases = {
+        "cut.jpg": "the file is truncated (cut short when it was copied or downloaded?)",
+        "notes.jpg": "not an image format Pillow can read",
+        "empty.jpg": "the file is empty (0 bytes)",
+        "folder.jpg": "it is a folder",
+        "missing.jpg": "no such file",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(READ_ERRORS) as caught:
+            read_image(tmp_path / name, 16)
+        assert read_error_reason(caught.value) == reason, name
+    assert read_error_reason(ValueError("odd")) == "ValueError: odd"

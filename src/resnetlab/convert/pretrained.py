@@ -160,6 +160,9 @@ class PretrainedReport:
         """The classifier starts from scratch (replaced, or absent from the weights)."""
         return self.head in ("replaced", "new")
 
+    def __repr__(self) -> str:  # the key lists run to hundreds of names
+        return f"PretrainedReport({self.describe()!r})"
+
     def describe(self) -> str:
         """One line for people."""
         parts = [f"{self.model} from {self.weights['description']}: {len(self.loaded)} tensors"]
@@ -793,7 +796,7 @@ def weights_normalisation(
         return tuple(weights.mean), tuple(weights.std), weights.normalisation_note
     if model_info(name).family == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD, "ImageNet mean/std (assumed: the file does not say)"
-    return None, None, "the training data's (the file does not say)"
+    return None, None, "not in the file (training uses its data's mean/std)"
 
 
 def _is_head(key: str) -> bool:

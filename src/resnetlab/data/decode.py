@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError, DataWarning
 
@@ -46,12 +46,32 @@ MAX_UNREADABLE_FRACTION = 0.05
 PARALLEL_MIN_FILES = 1000
 _CHUNK = 256
 
-# What PIL raises on a damaged, unsupported or hostile file (a decompression bomb: an image
-# of hundreds of millions of pixels). The one list every reader of image files catches.
 # How the note on a split's unreadable files begins (they were each warned about).
 UNREADABLE_NOTE = "skipped"
 
+# What PIL raises on a damaged, unsupported or hostile file (a decompression bomb: an image
+# of hundreds of millions of pixels). The one list every reader of image files catches.
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+def read_error_reason(error: BaseException) -> str:
+    """Why a file could not be read as an image, in words a user acts on (one of
+    ``READ_ERRORS``; the exception's class name only where its words alone are unclear)."""
+    text = str(error)
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image format Pillow can read"
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a folder"
+    if isinstance(error, PermissionError):
+        return "no permission to read it"
+    if "truncated" in text.lower():
+        return "the file is truncated (cut short when it was copied or downloaded?)"
+    if type(error) in (OSError, Image.DecompressionBombError):  # PIL's words, or ours
+        return text
+    return f"{type(error).__name__}: {text}"
+
 
 Size = tuple[int, int]  # (height, width)
 
@@ -196,7 +216,7 @@ def _read_chunk(paths: Sequence[str], size: Size | None, resize: str) -> list[np
         try:
             out.append(read_image(p, size, resize))
         except READ_ERRORS as e:
-            out.append(f"{type(e).__name__}: {e}")
+            out.append(read_error_reason(e))
     return out
 
 
@@ -206,7 +226,7 @@ def _header_chunk(paths: Sequence[str]) -> list[Size | str]:
         try:
             out.append(read_header_size(p))
         except READ_ERRORS as e:
-            out.append(f"{type(e).__name__}: {e}")
+            out.append(read_error_reason(e))
     return out
 
 

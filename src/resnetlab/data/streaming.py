@@ -19,7 +19,13 @@ from functools import partial
 import torch
 
 from ..errors import DataError, DataWarning
-from .decode import MAX_UNREADABLE_FRACTION, READ_ERRORS, available_cpus, read_image
+from .decode import (
+    MAX_UNREADABLE_FRACTION,
+    READ_ERRORS,
+    available_cpus,
+    read_error_reason,
+    read_image,
+)
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
 # Files this process has warned about: an unreadable file is named once, not every epoch
@@ -102,7 +108,7 @@ class _Files(torch.utils.data.Dataset):
             if self.paths[index] not in _WARNED:
                 _WARNED.add(self.paths[index])
                 warnings.warn(
-                    f"{self.paths[index]}: skipped, cannot read it ({type(e).__name__}: {e})",
+                    f"{self.paths[index]}: skipped, cannot read it ({read_error_reason(e)})",
                     DataWarning,
                     stacklevel=1,
                 )
