@@ -257,9 +257,15 @@ def test_stray_file_among_photos_without_classes(tmp_path):
     one = _message(_flat(tmp_path / "named", ["cat_1.jpg", "cat_2.jpg", "cat_3.jpg"]))
     assert "named: 4 image files but no class folders, and their names give one class " in one
     assert "(3 of them named cat_...); a classifier needs two;" in one
-    # Without the stray every name carries the class.
+    # Without the stray every name carries the class: one class, which training refuses
+    # saying how names give classes (a test set of one class is scored: test_eval).
     (tmp_path / "named" / "x.jpg").unlink()
-    assert "one class only (all 3 named cat_...)" in _message(str(tmp_path / "named"))
+    assert _message(str(tmp_path / "named")) == (
+        f"{tmp_path / 'named'}: every training image is of one class (cat); a classifier "
+        "needs images of two classes at least: the class is read from the file names, all "
+        "cat_...; put each class's images in a sub-folder named after the class, or name "
+        "every file <class>_<anything> (3_IMG_5864.jpg)"
+    )
     # Names of two classes, but only two of five: the folder has no classes, not three strays.
     few = _message(_flat(tmp_path / "few", ["cat_1.jpg", "dog_1.jpg", "a.jpg", "b.jpg"]))
     assert "few: 5 image files but no class folders; put " in few

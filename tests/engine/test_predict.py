@@ -180,6 +180,13 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     seven = whole.class_names.index("7")
     assert torch.equal(sevens.result.confusion[seven], whole.result.confusion[seven])
     assert any("scored on 1 of the model's 10 classes" in note for note in sevens.notes)
+    # So is a flat folder whose file names all give one class (7_0.png, 7_1.png, ...).
+    flat = tmp_path / "flat-sevens"
+    flat.mkdir()
+    for path in sorted((digit_folder / "7").iterdir()):
+        shutil.copy(path, flat / f"7_{path.name}")
+    by_name = resnetlab.evaluate(model_file, str(flat))
+    assert torch.equal(by_name.result.confusion, sevens.result.confusion)
 
 
 def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(

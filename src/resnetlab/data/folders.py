@@ -170,19 +170,23 @@ def _direct_images(folder: Path) -> list[Path]:
     ]
 
 
-def _name_labels(paths: list[str]) -> list[str] | None:
+# The note on a split whose classes come from its file names.
+NAMED_CLASSES_NOTE = "classes from the file names (the text before the first '_')"
+
+
+def _name_labels(paths: list[str], least: int = 2) -> list[str] | None:
     """Each file's class from its name (``<class>_<rest>``), or None unless every name has one
-    and they name at least two classes."""
+    and they name at least ``least`` classes."""
     matches = [_LABELLED_NAME.match(os.path.basename(p)) for p in paths]
     if not matches or not all(matches):
         return None
     labels = [m["label"] for m in matches]
-    return labels if len(set(labels)) > 1 else None
+    return labels if len(set(labels)) >= least else None
 
 
 def _why_no_classes(paths: list[str]) -> str:
     """Why a folder of image files (by suffix: nothing is opened yet) without class folders
-    gives no classes by name either: it names the files without a class only when most
+    gives no classes by name either, some names carrying none: it names those only when most
     names carry one of two classes or more, as a stray file among named ones."""
     files = [os.path.basename(p) for p in paths]
     labels = Counter(m["label"] for f in files if (m := _LABELLED_NAME.match(f)))
@@ -190,10 +194,9 @@ def _why_no_classes(paths: list[str]) -> str:
     what = f"{len(files)} image files but"
     if len(labels) == 1:  # one class, or a camera's prefix: IMG_0001.jpg
         [(label, n)] = labels.items()
-        named = f"all {n}" if n == len(files) else f"{n} of them"
         return (
-            f"{what} no class folders, and their names give one class only ({named} named "
-            f"{label}_...); a classifier needs two"
+            f"{what} no class folders, and their names give one class only ({n} of them "
+            f"named {label}_...); a classifier needs two"
         )
     if len(labels) > 1 and len(unnamed) < len(files) / 2:
         shown = ", ".join(unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
@@ -229,7 +232,9 @@ def scan_classes(folder: Path) -> FolderSplit:
             raise DataError(f"{folder}: no class folders and no images in it{hint}")
         others: list[str] = []
         paths, stamps = _images_under(folder, others=others)
-        names = _name_labels(paths)
+        # One class by name is a test set of one class (3_*.jpg); training refuses it
+        # (load_dataset), saying how names give classes.
+        names = _name_labels(paths, least=1)
         if names is None:
             raise DataError(
                 f"{folder}: {_why_no_classes(paths)}; put each class's images in a sub-folder "
@@ -238,7 +243,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         names = [readable(n) for n in names]
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
-        notes = ["classes from the file names (the text before the first '_')"]
+        notes = [NAMED_CLASSES_NOTE]
         notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
     if all(split_role(d.name) for d in class_dirs):

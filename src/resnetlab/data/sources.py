@@ -25,7 +25,7 @@ from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
-from .folders import find_root, folder_splits, named_role
+from .folders import NAMED_CLASSES_NOTE, find_root, folder_splits, named_role
 from .imageset import ImageSet, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats
 from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits
@@ -543,9 +543,16 @@ def _check_two_classes(train: Split) -> None:
     present = torch.unique(train.labels).tolist()
     if len(present) < 2:
         only = train.class_names[present[0]] if present else "none"
+        fix = "add a folder of another class's images"
+        if NAMED_CLASSES_NOTE in train.notes:  # a flat folder: IMG_0001.jpg, or cat_1.jpg
+            fix = (
+                f"the class is read from the file names, all {only}_...; put each class's "
+                "images in a sub-folder named after the class, or name every file "
+                "<class>_<anything> (3_IMG_5864.jpg)"
+            )
         raise DataError(
             f"{train.source}: every training image is of one class ({only}); a classifier "
-            "needs images of two classes at least: add a folder of another class's images"
+            f"needs images of two classes at least: {fix}"
         )
 
 
