@@ -408,3 +408,14 @@ def test_a_bare_state_dict_for_a_cifar_model_says_its_normalisation_is_not_known
     )
     assert repr(report) == f"PretrainedReport({report.describe()!r})"
     assert "layer1.0.conv1.weight" not in repr(report)
+
+
+def test_new_and_dropped_keys_are_listed_in_the_models_order(tmp_path):
+    """A file that keeps its keys sorted (fc.bias before fc.weight, as some savers do) is
+    reported in the model's order, so the new and dropped classifier read alike."""
+    state = resnetlab.create_model("resnet20", num_classes=10).state_dict()
+    path = tmp_path / "sorted.pt"
+    torch.save(dict(sorted(state.items())), path)
+    report = resnetlab.create_model("resnet20", num_classes=3, pretrained=path).pretrained
+    assert report.new == report.dropped == ["fc.weight", "fc.bias"]
+    assert "new: fc.weight, fc.bias; dropped: fc.weight, fc.bias" in report.describe()

@@ -736,7 +736,9 @@ def _match(
     )
     loaded = [k for k in target if k in source and (not _is_head(k) or head_fits)]
     new = [k for k in target if k not in loaded and not _is_counter(k)]
-    dropped = [k for k in source if k not in loaded and not _is_counter(k)]
+    # Listed in the model's order, as ``new`` is, whatever order the file keeps them in.
+    dropped = [k for k in target if k in source and k not in loaded and not _is_counter(k)]
+    dropped += [k for k in source if k not in target and not _is_counter(k)]
     return loaded, new, dropped
 
 
