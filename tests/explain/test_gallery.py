@@ -3,6 +3,8 @@ from PIL import Image
 
 import resnetlab
 from resnetlab.explain import ErrorSource, write_error_gallery
+from resnetlab.explain import gallery as gallery_module
+from resnetlab.explain.gallery import Mistakes
 
 from .conftest import CLASSES, normalise, squares
 
@@ -36,12 +38,50 @@ def test_gallery_shows_the_mistakes_and_nothing_without_any(trained_resnet8, tmp
     assert not path.exists()  # a gallery from before is not left to mislead
 
 
-def test_every_run_folder_gets_its_error_gallery(tmp_path):
+def test_mistakes_kept_batch_by_batch_are_the_most_confident_of_all():
+    """Kept on the device as batches come, the mistakes are those a sort of every image
+    would pick: the most confident first, right answers never, across batch boundaries."""
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(100, 4, generator=gen) * 3
+    y = torch.randint(0, 4, (100,), generator=gen)
+    x = torch.arange(100.0)[:, None, None, None].expand(100, 3, 2, 2)  # image i is all i
+    p, predicted = logits.softmax(1).max(1)
+    wrong = [i for i in range(100) if predicted[i] != y[i]]
+    expected = sorted(wrong, key=lambda i: -p[i])
+    for batch, limit in [(7, 16), (100, 16), (3, 5), (16, 200)]:
+        mistakes = Mistakes(limit)
+        for i in range(0, 100, batch):
+            mistakes.add(x[i : i + batch], y[i : i + batch], logits[i : i + batch])
+        rows, count = mistakes.most_confident()
+        assert count == len(wrong)
+        assert [int(image[0, 0, 0]) for _, image, _, _ in rows] == expected[:limit]
+        for prob, image, true, guess in rows:
+            i = int(image[0, 0, 0])
+            assert (true, guess) == (int(y[i]), int(predicted[i]))
+            assert abs(prob - float(p[i])) < 1e-6
+    everything_right = Mistakes()
+    everything_right.add(x[:10], predicted[:10], logits[:10])
+    assert everything_right.most_confident() == ([], 0)
+    assert Mistakes().most_confident() == ([], 0)
+
+
+def test_every_run_folder_gets_its_error_gallery(tmp_path, monkeypatch):
     folder = tmp_path / "data"
     pixels, labels = squares(96, seed=43)
     for i, (image, label) in enumerate(zip(pixels.numpy(), labels.tolist(), strict=True)):
         (folder / CLASSES[label]).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / CLASSES[label] / f"{i}.png")
+    # The last validation pass's mistakes make the gallery: no second pass over the images.
+    passes = []
+    real = gallery_module.Mistakes.add
+    monkeypatch.setattr(gallery_module.Mistakes, "add", lambda *a: passes.append(1) or real(*a))
+
+    def second_pass(*args):
+        raise AssertionError("a second pass over the validation images")
+
+    monkeypatch.setattr(
+        gallery_module, "_mistakes", lambda source, limit: source.seen or second_pass()
+    )
     # One short epoch: far from perfect, so there are mistakes to show.
     run = resnetlab.train(
         model="resnet8",
@@ -51,6 +91,6 @@ def test_every_run_folder_gets_its_error_gallery(tmp_path):
         log_every=10,
         out=str(tmp_path / "run"),
     )
-    assert run.summary["final_val_acc"] < 1
+    assert run.summary["final_val_acc"] < 1 and passes
     with Image.open(run.run_dir / "errors.png") as im:
         assert im.format == "PNG" and im.height > 128

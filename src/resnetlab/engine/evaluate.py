@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,9 +39,11 @@ def evaluate_loader(
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
     autocast: contextlib.AbstractContextManager | None = None,
+    observe: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> EvalResult:
     """Run ``model`` (in eval mode) over ``loader``; one host-device sync at the end.
-    Top-5 accuracy is counted when there are more than 5 classes."""
+    Top-5 accuracy is counted when there are more than 5 classes. ``observe(x, y, logits)``
+    sees each batch (it must not wait for the device either)."""
     was_training = model.training
     model.eval()
     loss_sum = confusion = top5 = None
@@ -50,6 +52,8 @@ def evaluate_loader(
         for x, y in loader:
             with autocast or contextlib.nullcontext():
                 logits = model(x)
+            if observe is not None:
+                observe(x, y, logits)
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
             pairs = torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes**2)
             loss_sum = loss if loss_sum is None else loss_sum + loss

@@ -37,7 +37,7 @@ from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE
 from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
-from ..explain.gallery import ErrorSource
+from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
 from ..storage import WriteError, atomic_write, remove_stale_temps
 from .auto import LossGuard, apply_auto, count_of, is_digit_like
@@ -275,6 +275,7 @@ class Trainer:
         self.epoch_sums = (0.0, 0.0, 0)
         self.resumed = resume
         self.bn_note: str | None = None  # what happened to BN statistics before validation
+        self.mistakes: Mistakes | None = None  # the last validation pass's, for errors.png
         if resume:
             assert run_dir is not None
             # A run killed before its first checkpoint starts again from step 0, which is
@@ -671,8 +672,14 @@ class Trainer:
         self.bn_note = self._recalibrate_bn()  # also without validation: the model is saved
         if self.val_loader is None:
             return None
+        # The last pass's mistakes make the finished run's errors.png without another.
+        self.mistakes = Mistakes() if self.dist.is_main else None
         return evaluate_loader(
-            self._eval_model(), self.val_loader, len(self.class_names), self._autocast()
+            self._eval_model(),
+            self.val_loader,
+            len(self.class_names),
+            self._autocast(),
+            observe=self.mistakes.add if self.mistakes is not None else None,
         )
 
     def _calibration_batches(self) -> Iterator[torch.Tensor]:
@@ -1024,7 +1031,9 @@ class Trainer:
             "pretrained": self.start.provenance if self.start else None,
         }
         if self.dist.is_main:
-            errors = ErrorSource(self._eval_model(), self.val_loader, self.mean, self.std)
+            errors = ErrorSource(
+                self._eval_model(), self.val_loader, self.mean, self.std, seen=self.mistakes
+            )
             self.log.finish(summary, val, self.class_names, errors)
         return summary
 

@@ -16,17 +16,66 @@ from .render import render_overlay, tile
 GALLERY_SIZE = 16  # the most confident mistakes are shown
 
 
+class Mistakes:
+    """The most confident misclassified images seen so far, up to ``limit``, kept on the
+    device they come in on: adding a batch does not wait for it (one host-device sync,
+    when they are read). A validation pass fills one as it goes, so that the gallery of a
+    finished run needs no second pass over the validation images."""
+
+    def __init__(self, limit: int = GALLERY_SIZE) -> None:
+        self.limit = limit
+        self.count: torch.Tensor | int = 0  # misclassified images in all
+        # (probability of the predicted class, image, true class, predicted class)
+        self.kept: tuple[torch.Tensor, ...] | None = None
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> None:
+        p, predicted = logits.float().softmax(1).max(1)
+        wrong = predicted != y
+        self.count = self.count + wrong.sum()
+        score = torch.where(wrong, p, -1.0)  # a right answer never ranks above a mistake
+        top = score.topk(min(self.limit, len(y))).indices
+        kept = (score[top], x[top], y[top], predicted[top])
+        if self.kept is not None:
+            kept = tuple(torch.cat(pair) for pair in zip(self.kept, kept, strict=True))
+            top = kept[0].topk(min(self.limit, len(kept[0]))).indices
+            kept = tuple(t[top] for t in kept)
+        self.kept = kept
+
+    def most_confident(self) -> tuple[list[tuple[float, torch.Tensor, int, int]], int]:
+        """(probability, image, true, predicted) of the kept mistakes, the most confident
+        first, and how many images were misclassified in all."""
+        if self.kept is None:
+            return [], 0
+        score, x, y, predicted = self.kept
+        order = score.argsort(descending=True, stable=True)
+        rows = [
+            (p, x[i], t, q)
+            for i, p, t, q in zip(
+                order.tolist(),
+                score[order].tolist(),
+                y[order].tolist(),
+                predicted[order].tolist(),
+                strict=True,
+            )
+            if p >= 0
+        ]
+        return rows, int(self.count)
+
+
 @dataclass
 class ErrorSource:
     """What the gallery needs from a run: the model and its validation batches.
 
-    ``loader`` yields ``(x, y)`` normalised as ``(pixels / 255 - mean) / std``.
+    ``loader`` yields ``(x, y)`` normalised as ``(pixels / 255 - mean) / std``. ``seen``:
+    the mistakes ``model`` made in a pass over ``loader`` already, when there was one.
     """
 
     model: nn.Module
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
     mean: Sequence[float]
     std: Sequence[float]
+    seen: Mistakes | None = None
 
 
 def _pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -37,24 +86,19 @@ def _pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> tor
 
 
 @torch.no_grad()
-def _most_confident_errors(source: ErrorSource, limit: int):
-    """(images, true, predicted, probability) of up to ``limit`` misclassified images, the
-    most confident first, and how many were misclassified in all."""
+def _mistakes(source: ErrorSource, limit: int) -> Mistakes:
+    """``source.seen``, else the mistakes of a pass of the model over the loader."""
+    if source.seen is not None:
+        return source.seen
+    mistakes = Mistakes(limit)
     was_training = source.model.training
     source.model.eval()
-    kept = []  # (probability, x, y, predicted), at most `limit`
-    count = 0
     try:
         for x, y in source.loader:
-            probs = source.model(x).float().softmax(1)
-            p, pred = probs.max(1)
-            wrong = torch.nonzero(pred != y).flatten()
-            count += len(wrong)
-            kept += [(float(p[i]), x[i].clone(), int(y[i]), int(pred[i])) for i in wrong.tolist()]
-            kept = sorted(kept, key=lambda k: -k[0])[:limit]
+            mistakes.add(x, y, source.model(x))
     finally:
         source.model.train(was_training)
-    return kept, count
+    return mistakes
 
 
 def write_error_gallery(
@@ -68,7 +112,7 @@ def write_error_gallery(
         an ``errors.png`` left from before is removed.
     """
     path = Path(path)
-    kept, count = _most_confident_errors(source, GALLERY_SIZE)
+    kept, count = _mistakes(source, GALLERY_SIZE).most_confident()
     if not kept:
         path.unlink(missing_ok=True)
         return 0
