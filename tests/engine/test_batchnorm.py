@@ -1,8 +1,10 @@
+import pytest
 import torch
 from torch import nn
 
 from resnetlab import create_model
 from resnetlab.engine.batchnorm import calibration_size, lag_steps, recalibrate
+from resnetlab.models.keras_resnet50 import KERAS_BN_MOMENTUM, KerasBatchNorm2d
 
 
 def test_lag_is_how_long_the_initial_values_weigh_in_the_averages():
@@ -46,3 +48,35 @@ def test_recalibrating_the_seed_model_changes_only_bn_statistics():
     assert not model.training
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.endswith(("running_mean", "running_var")) for k in changed)
+
+
+def test_a_recalibration_stopped_part_way_leaves_the_statistics_as_they_were():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4, momentum=0.01))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def batches():
+        yield torch.randn(8, 3, 5, 5) * 3 + 2
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        recalibrate(model, batches())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model[1].momentum == 0.01
+    assert recalibrate(model, []) == 0
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_keras_batchnorm_is_recalibrated_to_the_biased_variance_it_keeps():
+    """The seed model's layers average the batch variance as Keras keeps it (biased), and
+    the layer's momentum is its own again afterwards."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), KerasBatchNorm2d(4))
+    batches = [torch.randn(2, 3, 3, 3) * 2 - 1 for _ in range(3)]  # 18 values a channel
+    recalibrate(model, batches)
+    with torch.no_grad():
+        features = [model[0](x) for x in batches]
+    mean = torch.stack([f.mean((0, 2, 3)) for f in features]).mean(0)
+    var = torch.stack([f.var((0, 2, 3), unbiased=False) for f in features]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, mean)
+    torch.testing.assert_close(model[1].running_var, var)
+    assert model[1].momentum == KERAS_BN_MOMENTUM

@@ -83,7 +83,7 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
     # Validation accuracy per epoch: the best is epoch 2; epochs 3, 4 and 5 are no better.
     accuracies = iter([0.5, 0.7, 0.7, 0.6, 0.65, 0.9, 0.9])
 
-    def scripted(model, loader, num_classes, autocast=None):
+    def scripted(model, loader, num_classes, autocast=None, observe=None):
         acc = next(accuracies)
         return EvalResult(1 - acc, acc, 10, torch.zeros(num_classes, num_classes, dtype=int))
 

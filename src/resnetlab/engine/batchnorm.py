@@ -64,8 +64,9 @@ def recalibrate(
     keep: Collection[str] = (),
 ) -> int:
     """Replace every BN layer's running mean and variance by the average over ``batches``
-    of its batch mean and (unbiased) batch variance, computed in training mode with the
-    current weights. Nothing else changes (``num_batches_tracked`` included).
+    of its batch mean and batch variance (unbiased, or as the layer folds it in: Keras's
+    biased), computed in training mode with the current weights. Nothing else changes
+    (``num_batches_tracked`` included).
 
     Args:
         keep: names of BN layers that keep their statistics (those of frozen stages): they
@@ -76,44 +77,33 @@ def recalibrate(
     """
     kept = [m for name, m in model.named_modules() if name in keep]
     layers = [m for m in batchnorm_layers(model) if m not in kept]
-    sums: dict[_BatchNorm, list[torch.Tensor]] = {}
-
-    def collect(layer: _BatchNorm, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].float()  # (B, C, H, W)
-        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=True)
-        if layer in sums:
-            sums[layer][0] += mean
-            sums[layer][1] += var
-        else:
-            sums[layer] = [mean, var]
-
     saved = [
-        (layer.running_mean.clone(), layer.running_var.clone(), layer.num_batches_tracked.clone())
-        for layer in layers
+        (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
+        for m in layers
     ]
-    hooks = [layer.register_forward_pre_hook(collect) for layer in layers]
     modes = {m: m.training for m in model.modules()}
     model.train()
     for layer in kept:
         layer.eval()
-    count = images = 0
+    images, done = 0, False
     try:
-        for x in batches:
+        for count, x in enumerate(batches, 1):
+            # A momentum of 1/count makes the running statistics the even average of the
+            # batch statistics: the layers' own kernels average them, in the pass that
+            # computes them anyway (the first batch's replace the old values).
+            for layer in layers:
+                layer.momentum = 1 / count
             with autocast or contextlib.nullcontext():
                 model(x)
-            count += 1
             images += len(x)
+        done = True
     finally:
-        for hook in hooks:
-            hook.remove()
         for module, mode in modes.items():
             module.training = mode
-        for layer, (mean, var, tracked) in zip(layers, saved, strict=True):
-            layer.running_mean.copy_(mean)
-            layer.running_var.copy_(var)
+        for layer, (mean, var, tracked, momentum) in zip(layers, saved, strict=True):
+            layer.momentum = momentum
+            if not (done and images):  # stopped, or nothing seen: the statistics from before
+                layer.running_mean.copy_(mean)
+                layer.running_var.copy_(var)
             layer.num_batches_tracked.copy_(tracked)
-    if count:
-        for layer, (mean, var) in sums.items():
-            layer.running_mean.copy_(mean / count)
-            layer.running_var.copy_(var / count)
     return images
