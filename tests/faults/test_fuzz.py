@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -186,28 +187,29 @@ def trainer(work) -> Trainer:
     return Trainer(config, run_dir=work / "run", resume=True)
 
 
-def restore_and_step(trainer: Trainer, path: Path) -> None:
-    """Resume from ``path`` and train on: a refusal is fine (so is a divergence, which a
-    checkpoint with huge but finite weights leads to), any other exception is not."""
-    with contextlib.suppress(ResnetlabError):
-        trainer._restore(load_checkpoint(path), path.parent)
-        x, y = next(iter(trainer.train_loader))
-        trainer._train_step(x, y)
-        trainer._save_checkpoint()
+def restore_and_step(trainer: Trainer, write: Callable[[Path], None]) -> None:
+    """Resume from the checkpoint ``write`` puts in a fresh folder, and train on: a refusal
+    is fine (so is a divergence, which a checkpoint with huge but finite weights leads
+    to), any other exception is not."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoint.pt"
+        write(path)
+        trainer.run_dir, run_dir = Path(folder), trainer.run_dir
+        try:
+            with contextlib.suppress(ResnetlabError):
+                trainer._restore(load_checkpoint(path), path.parent)
+                x, y = next(iter(trainer.train_loader))
+                trainer._train_step(x, y)
+                trainer._save_checkpoint()
+        finally:
+            trainer.run_dir = run_dir
 
 
 @FUZZ
 @given(data=st.data())
 def test_checkpoint_bytes(trainer, data):
     good = (trainer.run_dir / "checkpoint.pt").read_bytes()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "checkpoint.pt"
-        path.write_bytes(mutate_bytes(good, data.draw))
-        trainer.run_dir, run_dir = Path(folder), trainer.run_dir
-        try:
-            restore_and_step(trainer, path)
-        finally:
-            trainer.run_dir = run_dir
+    restore_and_step(trainer, lambda path: path.write_bytes(mutate_bytes(good, data.draw)))
     tally("files fuzzed")
 
 
@@ -233,14 +235,7 @@ def test_checkpoint_contents(trainer, data):
     target[key] = data.draw(JSON | TENSORS | st.just(DELETE))
     if target[key] is DELETE:
         del target[key]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "checkpoint.pt"
-        torch.save(state, path)
-        trainer.run_dir, run_dir = Path(folder), trainer.run_dir
-        try:
-            restore_and_step(trainer, path)
-        finally:
-            trainer.run_dir = run_dir
+    restore_and_step(trainer, lambda path: torch.save(state, path))
     tally("files fuzzed")
 
 
