@@ -48,9 +48,7 @@ def test_deep_plain_nets_gradient_grows_toward_the_input(digits_batch):
 
 def test_gradient_experiment_writes_its_outputs(tmp_path):
     out = tmp_path / "grad"
-    result = run_gradients(
-        "digits",
-        (8, 14),
+    settings = dict(
         steps=3,
         probe_size=40,
         out=out,
@@ -59,6 +57,7 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
         batch_size=32,
         val_subset=50,
     )
+    result = run_gradients("digits", (8, 14), **settings)
     assert [r["model"] for r in result.rows] == ["plain8", "resnet8", "plain14", "resnet14"]
     for row in result.rows:
         assert len(row["layers"]) == len(row["init"]) == len(row["trained"]) == row["depth"]
@@ -72,17 +71,7 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
     assert "| plain14 | 14 |" in md and "first/fc (after 3 steps)" in md
     assert "- depth 14: the plain net's first/fc ratio is" in md and "after 3 steps than" in md
     # Run again: the runs are skipped and the same initial weights give the same norms.
-    again = run_gradients(
-        "digits",
-        (8, 14),
-        steps=3,
-        probe_size=40,
-        out=out,
-        input_size=8,
-        crop_padding=1,
-        batch_size=32,
-        val_subset=50,
-    )
+    again = run_gradients("digits", (8, 14), **settings)
     assert [r["init"] for r in again.rows] == [r["init"] for r in result.rows]
 
 
