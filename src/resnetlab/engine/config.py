@@ -171,6 +171,20 @@ RECIPES: dict[str, dict[str, Any]] = {
 # Earlier names of recipes, accepted on the command line, in config files and in the API.
 RECIPE_ALIASES = {"seed": "course"}
 
+
+def recipe_name(recipe: Any) -> Any:
+    """A recipe's current name for an earlier one (``RECIPE_ALIASES``); else ``recipe``."""
+    return RECIPE_ALIASES.get(recipe, recipe) if isinstance(recipe, str) else recipe
+
+
+def known_recipe(recipe: Any) -> str:
+    """``recipe``'s current name; a name of no recipe is refused."""
+    name = recipe_name(recipe)
+    if not isinstance(name, str) or name not in RECIPES:
+        raise ResnetlabError(f"unknown recipe {name!r}; choose {_choices(RECIPES)}")
+    return name
+
+
 # What the auto recipe leaves unset until it knows the data; only it may leave them unset.
 AUTO_FIELDS = (
     "batch_size",
@@ -271,8 +285,8 @@ class TrainConfig:
 
     def __init__(self, **values: Any) -> None:
         _check_keys(values, "option")
-        if values.get("recipe") in RECIPE_ALIASES:
-            values = {**values, "recipe": RECIPE_ALIASES[values["recipe"]]}
+        if "recipe" in values:
+            values = {**values, "recipe": recipe_name(values["recipe"])}
         recipe = values.get("recipe", "modern")
         preset = RECIPES.get(recipe, {}) if isinstance(recipe, str) else {}
         for f in dataclasses.fields(self):
@@ -412,10 +426,7 @@ class TrainConfig:
     @classmethod
     def from_recipe(cls, recipe: str = "modern", **overrides: Any) -> TrainConfig:
         """The recipe's preset, then ``overrides`` (unknown keys are an error)."""
-        recipe = RECIPE_ALIASES.get(recipe, recipe) if isinstance(recipe, str) else recipe
-        if not isinstance(recipe, str) or recipe not in RECIPES:
-            raise ResnetlabError(f"unknown recipe {recipe!r}; choose {_choices(RECIPES)}")
-        return cls(**overrides, recipe=recipe)
+        return cls(**overrides, recipe=known_recipe(recipe))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -510,12 +521,10 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     flags = {k: v for k, v in flags.items() if v is not None}
     values = dict(file_values or {})
     for given in (flags, values):
-        if isinstance(given.get("recipe"), str) and given["recipe"] in RECIPE_ALIASES:
-            given["recipe"] = RECIPE_ALIASES[given["recipe"]]
+        if "recipe" in given:
+            given["recipe"] = recipe_name(given["recipe"])
     if "recipe" in flags:
-        if not isinstance(flags["recipe"], str) or flags["recipe"] not in RECIPES:
-            raise ResnetlabError(f"unknown recipe {flags['recipe']!r}; choose {_choices(RECIPES)}")
-        values.update(RECIPES[flags["recipe"]])
+        values.update(RECIPES[known_recipe(flags["recipe"])])
     values.update(flags)
     stored_paths(values)
     if "model" not in values and isinstance(values.get("pretrained"), str):

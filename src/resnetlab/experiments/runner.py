@@ -23,7 +23,7 @@ from typing import Any
 
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
-from ..engine.config import AUTO_FIELDS, RECIPE_ALIASES, stored_paths
+from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import data_tag, read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
@@ -236,7 +236,7 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     defaults = json.loads(json.dumps(TrainConfig().to_dict()))
     stored = {**defaults, **TrainConfig.load(run_dir / "config.json")}
     stored_paths(stored)  # folders made before data paths were stored absolute
-    stored["recipe"] = RECIPE_ALIASES.get(stored["recipe"], stored["recipe"])
+    stored["recipe"] = recipe_name(stored["recipe"])
     wanted = json.loads(json.dumps({**config.to_dict(), "out": None}))
     differ = [
         k
