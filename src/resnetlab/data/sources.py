@@ -338,7 +338,7 @@ def load_dataset(
     elif held_out is not None:
         val = source.splits[held_out]()
         if held_out in source.borrowed:
-            val = _with_notes(val, [f"held out: {val.source}, found next to {data}"])
+            val = _found_next_to(val, data)
         used = f"the {held_out} split of {data}"
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
@@ -354,14 +354,22 @@ def load_dataset(
             stacklevel=2,
         )
     if val is not None:
-        val = _aligned_classes(train, val)
-        if image_size is None and _size(val) != _size(train):
-            note = f"resized from {format_size(_size(val))} to the training size"
-            val = _resize(val, _size(train), resize)
-            val.notes = [*val.notes, note]
-        if copies := copies_of_training_images(train, val, "validation"):
-            warnings.warn(copies, DataWarning, stacklevel=2)
+        val = _matched_to_training(val, train, image_size, resize)
     return Dataset(train, val, list(train.class_names))
+
+
+def _matched_to_training(val: Split, train: Split, image_size: int | None, resize: str) -> Split:
+    """``val`` made to score a model trained on ``train``: its classes in the training order,
+    at the training size where no size was asked for; its copies of training images warned
+    of."""
+    val = _aligned_classes(train, val)
+    if image_size is None and _size(val) != _size(train):
+        note = f"resized from {format_size(_size(val))} to the training size"
+        val = _resize(val, _size(train), resize)
+        val.notes = [*val.notes, note]
+    if copies := copies_of_training_images(train, val, "validation"):
+        warnings.warn(copies, DataWarning, stacklevel=3)  # load_dataset's caller
+    return val
 
 
 def load_eval_split(
@@ -384,7 +392,7 @@ def load_eval_split(
     key = source.key("test", "val", "all", "train")
     split = _with_notes(source.splits[key](), source.notes)
     if key in source.borrowed:
-        split = _with_notes(split, [f"held out: {split.source}, found next to {data}"])
+        split = _found_next_to(split, data)
     elif key == "all" and source.all_role in ("test", "val"):
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
     elif key in ("all", "train"):
@@ -479,6 +487,11 @@ def _same_images(train: Split, val: Split) -> bool:
     if isinstance(train, ImageSet) and isinstance(val, ImageSet):
         return train.images.shape == val.images.shape and torch.equal(train.images, val.images)
     return False
+
+
+def _found_next_to(split: Split, data: str | os.PathLike) -> Split:
+    """A held-out split found beside ``data`` rather than in it, noted as such."""
+    return _with_notes(split, [f"held out: {split.source}, found next to {data}"])
 
 
 def _with_notes(split: Split, notes: list[str]) -> Split:
@@ -590,7 +603,7 @@ def _aligned_classes(train: Split, val: Split) -> Split:
             f"class{'es' if len(absent) != 1 else ''} ({_class_list(train, absent)}): trained "
             "on and never validated",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,  # load_dataset's caller
         )
     aligned = replace(val, labels=to_train[val.labels], class_names=list(train.class_names))
     return _with_notes(aligned, [note])
