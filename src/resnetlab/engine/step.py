@@ -364,14 +364,10 @@ def build_training(
             which measures nothing for a run of few ``run_steps``.
     """
     dist = dist or DistInfo()
-    # One function on purpose: the parts are built in the order they wrap each other
-    # (model, layout, CPU plan, SyncBN, optimizer, EMA, DDP, compile, step).
+    # The parts are built in the order they wrap each other (model, layout, CPU plan,
+    # SyncBN, optimizer, EMA, DDP, compile, step).
     resolve_cuda_graphs(config, device.type, dist.world_size)  # an impossible one: refused now
-    amp_dtype = resolve_precision(config.precision, device)
-    channels_last = resolve_channels_last(config.channels_last, device)
-    if device.type != "cpu":
-        cpu_plan = None
-    else:
+    if device.type == "cpu":
         from .calibrate import plan_cpu  # (which times this module's TrainStep)
 
         keep_freed_memory()
@@ -384,6 +380,10 @@ def build_training(
                 run_steps=run_steps,
             )
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
+    else:
+        cpu_plan = None
+        amp_dtype = resolve_precision(config.precision, device)
+        channels_last = resolve_channels_last(config.channels_last, device)
     model = initial_model(config, num_classes, input_size, pretrained, class_names).to(device)
     tuning = fine_tuning(config, model)
     cuda_graphs = resolve_cuda_graphs(config, device.type, dist.world_size, tuning.head_epochs)
@@ -395,25 +395,8 @@ def build_training(
         model = _sync_batchnorm(model, device, dist)
     optimizer = build_optimizer(model, config, device, capturable=cuda_graphs)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
-    ema = (
-        AveragedModel(
-            model,
-            device=device,  # its update counter too, so that a CUDA graph can advance it
-            multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
-            use_buffers=True,
-        )
-        if config.ema_decay > 0
-        else None
-    )
-    net: nn.Module = model
-    if dist.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        # Stages frozen only for the head phase get no gradients then: DDP must look for them.
-        net = DistributedDataParallel(
-            net, device_ids=ids, find_unused_parameters=tuning.head_epochs > 0
-        )
-    if config.compile:
-        net = torch.compile(net)
+    ema = _ema(model, device, config.ema_decay) if config.ema_decay > 0 else None
+    net = _wrapped(model, device, dist, tuning, compile=config.compile)
     step = TrainStep(
         net,
         optimizer,
@@ -429,6 +412,30 @@ def build_training(
     return TrainParts(
         model, net, optimizer, scaler, ema, step, amp_dtype, channels_last, tuning, cpu_plan
     )
+
+
+def _ema(model: nn.Module, device: torch.device, decay: float) -> AveragedModel:
+    return AveragedModel(
+        model,
+        device=device,  # its update counter too, so that a CUDA graph can advance it
+        multi_avg_fn=get_ema_multi_avg_fn(decay),
+        use_buffers=True,
+    )
+
+
+def _wrapped(
+    model: nn.Module, device: torch.device, dist: DistInfo, tuning: FineTuning, *, compile: bool
+) -> nn.Module:
+    """What the step calls: ``model`` under DDP when there are several processes, then
+    compiled when asked."""
+    net = model
+    if dist.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        # Stages frozen only for the head phase get no gradients then: DDP must look for them.
+        net = DistributedDataParallel(
+            net, device_ids=ids, find_unused_parameters=tuning.head_epochs > 0
+        )
+    return torch.compile(net) if compile else net
 
 
 def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
