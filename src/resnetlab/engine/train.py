@@ -32,7 +32,7 @@ from torch import nn
 
 from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
-from ..data import Augment, load_dataset, make_loader, split_stats, stratified_sample
+from ..data import Augment, Dataset, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE
 from ..data.sources import class_balance_note
@@ -339,7 +339,13 @@ class Trainer:
         has_norm = start is not None and start.mean is not None
         self.mean, self.std = (start.mean, start.std) if has_norm else (data_mean, data_std)
         self.config = self._resolve_recipe(len(data.train))
-        c = self.config = self._decide_flip(data_mean, data_std)
+        self.config = self._decide_flip(data_mean, data_std)
+        self._make_loaders(data)
+
+    def _make_loaders(self, data: Dataset) -> None:
+        """The training and validation loaders, and the training images BN statistics are
+        recalibrated on; a batch size that does not fit the data refused or warned of."""
+        c = self.config
         loader_args = dict(
             device=self.device, mean=self.mean, std=self.std, channels_last=self.channels_last
         )
@@ -365,7 +371,7 @@ class Trainer:
                 f"lower --batch-size"
             )
         if (note := class_balance_note(data.train)) is not None:
-            warnings.warn(note, DataWarning, stacklevel=2)
+            warnings.warn(note, DataWarning, stacklevel=3)
         per_process = len(data.train) // self.dist.world_size
         if c.batch_size > per_process:
             warnings.warn(
@@ -373,7 +379,7 @@ class Trainer:
                 f"each epoch is one step over all of them; a --batch-size of at most "
                 f"{max(1, per_process // 2)} gives the optimizer more steps",
                 SettingWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
@@ -410,36 +416,7 @@ class Trainer:
         status = "failed"
         try:
             if self.dist.is_main:
-                c.save(self.run_dir / "config.json")
-                if self.cpu_plan is not None:  # what --resume trains with
-                    atomic_write(
-                        self.run_dir / CPU_PLAN_NAME,
-                        (json.dumps(self.cpu_plan.to_record(), indent=1) + "\n").encode(),
-                    )
-                self.log.start(self._describe())
-                if self.resumed and self.step:
-                    where = (
-                        f"in epoch {self.epoch + 1}" if self.batch else f"after epoch {self.epoch}"
-                    )
-                    self.log.message(
-                        f"resumed at step {self.step:,} of {self.total_steps:,}, {where} "
-                        f"({self.train_time:.1f} s of training so far)"
-                    )
-                    if note := self._low_rate_note():
-                        self.log.message(note)
-                    if self.log.metrics_lost:
-                        warnings.warn(self._lost_metrics_note(), DataWarning, stacklevel=2)
-                for note in self.data_notes:
-                    self.log.message(f"data: {note}")
-                self._explain_speed()
-                if self.auto_line:
-                    self.log.message(self.auto_line)
-                report = getattr(self.model, "pretrained", None)
-                if report is not None:  # a fresh run from pretrained weights
-                    write_record(self.run_dir, report, c)
-                    self.log.message(f"pretrained: {report.describe()}")
-                if not (self.run_dir / CHECKPOINT_NAME).exists():
-                    self._save_checkpoint()  # so that even a first-epoch failure leaves one
+                self._start_run()
             with self._stop_between_steps(), cpu_threads(self.cpu_plan):
                 while (
                     self.epoch < self.num_epochs
@@ -482,6 +459,38 @@ class Trainer:
             shutdown(self.dist)
         final_model = self._eval_model()
         return RunResult(self.run_dir, summary, final_model.eval())
+
+    def _start_run(self) -> None:
+        """The run folder's first files and the log's opening lines (main process only)."""
+        c = self.config
+        c.save(self.run_dir / "config.json")
+        if self.cpu_plan is not None:  # what --resume trains with
+            atomic_write(
+                self.run_dir / CPU_PLAN_NAME,
+                (json.dumps(self.cpu_plan.to_record(), indent=1) + "\n").encode(),
+            )
+        self.log.start(self._describe())
+        if self.resumed and self.step:
+            where = f"in epoch {self.epoch + 1}" if self.batch else f"after epoch {self.epoch}"
+            self.log.message(
+                f"resumed at step {self.step:,} of {self.total_steps:,}, {where} "
+                f"({self.train_time:.1f} s of training so far)"
+            )
+            if note := self._low_rate_note():
+                self.log.message(note)
+            if self.log.metrics_lost:
+                warnings.warn(self._lost_metrics_note(), DataWarning, stacklevel=3)
+        for note in self.data_notes:
+            self.log.message(f"data: {note}")
+        self._explain_speed()
+        if self.auto_line:
+            self.log.message(self.auto_line)
+        report = getattr(self.model, "pretrained", None)
+        if report is not None:  # a fresh run from pretrained weights
+            write_record(self.run_dir, report, c)
+            self.log.message(f"pretrained: {report.describe()}")
+        if not (self.run_dir / CHECKPOINT_NAME).exists():
+            self._save_checkpoint()  # so that even a first-epoch failure leaves one
 
     @contextlib.contextmanager
     def _stop_between_steps(self):
