@@ -621,15 +621,7 @@ def _calibrate(
     counts = Counter(shape for shape in conv_shapes(probe, input_size).values())
     shapes = [shape for shape in counts if shape.matmul_candidate]
     batch = _calibration_batch(config, num_classes, input_size)
-    fresh = False
-    convs: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for candidate in candidates:
-        convs[candidate.name] = {}
-        for shape in shapes:
-            key = f"{candidate.name} b{batch} {shape.key}"
-            calls = partial(_conv_calls, shape, candidate, batch)
-            timings, new = _cached(store, "convs", key, PATHS, calls, measure, force, REPEATS)
-            convs[candidate.name][shape.key], fresh = timings, fresh or new
+    convs, fresh = _calibrate_convs(store, measure, force, candidates, shapes, batch)
     matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
     options = json.dumps(config.model_kwargs, sort_keys=True) if config.model_kwargs else ""
     workload = (
@@ -641,31 +633,15 @@ def _calibrate(
         for c in candidates
         for way in ([c, replace(c, onednn_only=True)] if matmul[c.name] else [c])
     ]
-    steps: dict[str, list[float]] = {}
-    others = None
-    if len(ways) > 1:
-        key = f"{workload}, {config.optimizer}, b{batch}"
-        names = [way.name for way in ways]
-
-        def calls() -> Calls:
-            return {
-                way.name: _step_call(config, num_classes, input_size, way, matmul, batch)
-                for way in ways
-            }
-
-        cached, new = _cached(store, "steps", key, names, calls, measure, force, STEP_REPEATS)
-        steps, others, fresh = (
-            {name: cached[name] for name in names},
-            cached.get("others"),
-            fresh or new,
-        )
+    step_call = partial(_step_call, config, num_classes, input_size, matmul=matmul, batch=batch)
+    key = f"{workload}, {config.optimizer}, b{batch}"
+    steps, others, new = _calibrate_steps(store, measure, force, key, ways, step_call)
     chosen = decide(steps) if steps else ways[0]
     base = chosen.per_shape.name
-    threads, thread_steps, thread_others, new = _calibrate_threads(
-        store, measure, force, f"{workload}, {config.optimizer}, b{batch}, {chosen.name}",
-        partial(_step_call, config, num_classes, input_size, chosen, matmul, batch),
-    )  # fmt: skip
-    fresh = fresh or new
+    threads, thread_steps, thread_others, new_threads = _calibrate_threads(
+        store, measure, force, f"{key}, {chosen.name}", partial(step_call, chosen)
+    )
+    fresh = fresh or new or new_threads
     store.save()
     return CpuPlan(
         precision=chosen.precision,
@@ -698,6 +674,49 @@ def thread_counts(threads: int) -> list[int]:
 
 def threads_name(n: int) -> str:
     return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def _calibrate_convs(
+    store: CalibrationStore,
+    measure: Measure,
+    force: bool,
+    candidates: list[Candidate],
+    shapes: list[ConvShape],
+    batch: int,
+) -> tuple[dict[str, dict[str, dict[str, list[float]]]], bool]:
+    """Each candidate's timings of each conv shape through each of ``PATHS``, and whether
+    any were measured now."""
+    fresh = False
+    convs: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for candidate in candidates:
+        convs[candidate.name] = {}
+        for shape in shapes:
+            key = f"{candidate.name} b{batch} {shape.key}"
+            calls = partial(_conv_calls, shape, candidate, batch)
+            timings, new = _cached(store, "convs", key, PATHS, calls, measure, force, REPEATS)
+            convs[candidate.name][shape.key], fresh = timings, fresh or new
+    return convs, fresh
+
+
+def _calibrate_steps(
+    store: CalibrationStore,
+    measure: Measure,
+    force: bool,
+    key: str,
+    ways: list[Candidate],
+    step_call: Callable[[Candidate], Callable[[], None]],
+) -> tuple[dict[str, list[float]], float | None, bool]:
+    """The step timings of each way, the other work while they were measured, and whether
+    they were measured now; nothing is timed when there is only one way."""
+    if len(ways) < 2:
+        return {}, None, False
+    names = [way.name for way in ways]
+
+    def calls() -> Calls:
+        return {way.name: step_call(way) for way in ways}
+
+    cached, new = _cached(store, "steps", key, names, calls, measure, force, STEP_REPEATS)
+    return {name: cached[name] for name in names}, cached.get("others"), new
 
 
 def _calibrate_threads(
