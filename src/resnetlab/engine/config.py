@@ -21,7 +21,7 @@ from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
 from ..errors import ResnetlabError, SettingWarning
 from ..models import model_info
-from ..models.files import MAX_INPUT_SIZE
+from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from ..models.registry import built_options
 from ..storage import atomic_write_text
 
@@ -405,8 +405,8 @@ class TrainConfig:
                 f"target accuracy must be in (0, 1], got {self.target_accuracy}",
             ),
             (
-                self.input_size is None or self.input_size >= 8,
-                f"input size must be at least 8, got {self.input_size}",
+                self.input_size is None or self.input_size >= MIN_INPUT_SIZE,
+                f"input size must be at least {MIN_INPUT_SIZE}, got {self.input_size}",
             ),
             (
                 all(0 < m < 1 for m in self.milestones),

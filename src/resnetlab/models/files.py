@@ -93,6 +93,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_input_size(value: Any) -> bool:
+    return _is_int(value) and MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -150,16 +154,13 @@ def meta_problem(data: Any) -> str | None:
             f"num_classes {num_classes!r} is not an integer in 1..{MAX_CLASSES:,}",
         ),
         (
-            _is_int(input_size) and MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE,
+            _is_input_size(input_size),
             f"input_size {input_size!r} is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
         ),
         (
             not isinstance(kwargs, dict)
             or "input_size" not in kwargs
-            or (
-                _is_int(kwargs["input_size"])
-                and MIN_INPUT_SIZE <= kwargs["input_size"] <= MAX_INPUT_SIZE
-            ),
+            or _is_input_size(kwargs["input_size"]),
             f"model_kwargs input_size is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
         ),
         (
