@@ -480,6 +480,19 @@ def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_p
     ]
 
 
+def test_jpegs_named_jfif_or_jpe_are_images(tmp_path):
+    # What a browser on Windows calls the photos it saves: JPEGs, not files to ignore.
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(3)], "b": [noise(i) for i in range(9, 12)]}
+    )
+    noise(20).save(root / "a" / "saved from the web.jfif", format="JPEG")
+    noise(21).save(root / "b" / "photo.JPE", format="JPEG")
+    data = load_dataset(str(root))
+    assert len(data.train) == 8
+    assert not [n for n in data.train.notes if "not an image" in n]
+    assert data.train.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
 def test_validation_images_that_are_copies_of_training_images_are_warned_about(tmp_path):
     root = tmp_path / "t"
     write_tree(root / "train", {"cats": [noise(i) for i in range(4)], "dogs": [noise(4)]})

@@ -23,8 +23,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import DataError, DataWarning
 
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
+# .jfif and .jpe are JPEGs too: what a browser on Windows names the photos it saves.
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+    {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+    | {".ppm", ".pgm", ".pbm"}
     | ({".avif"} & set(Image.registered_extensions()))  # Pillow 11.2+ built with libavif
 )
 # Photo formats Pillow cannot read by itself: a folder's files of these are named with the fix.
