@@ -116,6 +116,26 @@ def test_an_empty_file_is_skipped_as_empty(tmp_path):
     assert len(data.train) == 20
 
 
+def test_a_link_to_a_missing_photo_is_skipped_as_unreadable(tmp_path):
+    # A photo moved away from under its link: an image that cannot be read, named as one,
+    # not "a file that is not an image".
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    (root / "a" / "moved.jpg").symlink_to(tmp_path / "elsewhere" / "moved.jpg")
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset(str(root))
+    messages = [str(w.message) for w in record]
+    assert any(
+        "moved.jpg: skipped, cannot read it" in m
+        and "elsewhere/moved.jpg, which does not exist" in m
+        for m in messages
+    )
+    assert [path for path, _ in data.train.skipped] == [str(root / "a" / "moved.jpg")]
+    assert not [n for n in data.train.notes if "not an image" in n]
+    assert len(data.train) == 20
+
+
 def test_too_many_unreadable_images_is_fatal(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(0), noise(1)], "b": [noise(2)]})
     _truncated_jpeg(root / "b" / "bad.jpg")

@@ -179,6 +179,8 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     empty file is said to be one (PIL: "cannot identify image file")."""
     if isinstance(path, str | os.PathLike) and os.path.isfile(path) and not os.path.getsize(path):
         raise OSError("the file is empty (0 bytes)")
+    if isinstance(path, str | os.PathLike) and os.path.islink(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"a link to {os.readlink(path)}, which does not exist")
     fix = "save a smaller copy of it to use it"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -128,8 +128,12 @@ def _images_under(
             sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
-        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
-            st = e.stat()
+        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and (
+            e.is_file() or (e.is_symlink() and not os.path.exists(e.path))
+        ):
+            # A link whose target is gone (a photo moved, a drive not mounted) is an image
+            # that cannot be read, skipped and named as such, not a file that is no image.
+            st = e.stat(follow_symlinks=e.is_file())
             paths.append(e.path)
             stamps.append(f"{e.name}|{st.st_size}|{st.st_mtime_ns}")
         elif others is not None:
