@@ -1,3 +1,4 @@
+import io
 import os
 import warnings
 
@@ -134,6 +135,30 @@ def test_a_link_to_a_missing_photo_is_skipped_as_unreadable(tmp_path):
     assert [path for path, _ in data.train.skipped] == [str(root / "a" / "moved.jpg")]
     assert not [n for n in data.train.notes if "not an image" in n]
     assert len(data.train) == 20
+
+
+def test_a_heic_photo_named_jpg_is_named_as_heic(tmp_path):
+    # An iPhone's HEIC photo exported or renamed as .jpg: Pillow cannot identify it, and
+    # the warning says what it is and what to do, not only that it is unreadable.
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    (root / "a" / "IMG_4032.JPG").write_bytes(heic)
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset(str(root))
+    assert any(
+        "IMG_4032.JPG: skipped" in str(w.message)
+        and "holds a HEIC photo" in str(w.message)
+        and "convert it to JPEG or PNG first" in str(w.message)
+        for w in record
+    )
+    assert len(data.train) == 20
+    with pytest.raises(OSError, match="holds a HEIC photo"):
+        read_image(io.BytesIO(heic))
+    (root / "a" / "noise.jpg").write_bytes(bytes(range(200)))  # no image at all: as before
+    with pytest.raises(OSError, match="cannot identify image file"):
+        read_image(root / "a" / "noise.jpg")
 
 
 def test_too_many_unreadable_images_is_fatal(tmp_path):

@@ -33,6 +33,15 @@ IMAGE_EXTENSIONS = frozenset(
 CONVERT_FIRST = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "DNG raw"}
 
 
+# The brand of an ISO media file (its "ftyp" box, bytes 8-12) for the photo formats above:
+# an iPhone's HEIC photos are often exported or renamed with a .jpg suffix they do not fit.
+_FTYP_BRANDS = {
+    **dict.fromkeys((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"), "HEIC"),
+    **dict.fromkeys((b"mif1", b"msf1"), "HEIF"),
+    **dict.fromkeys((b"avif", b"avis"), "AVIF"),
+}
+
+
 def format_to_convert(name: str | os.PathLike) -> str | None:
     """The photo format of ``name`` (``HEIC``...) when it is one that needs converting to
     JPEG or PNG first (``CONVERT_FIRST``, unless this Pillow reads it), else None."""
@@ -184,10 +193,18 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     fix = "save a smaller copy of it to use it"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        start = path.tell() if not isinstance(path, str | os.PathLike) else 0
         try:
             im = Image.open(path)
         except Image.DecompressionBombError as e:  # twice the limit and more: PIL's own words
             raise Image.DecompressionBombError(f"{str(e).rstrip('.')}; {fix}") from None
+        except UnidentifiedImageError:
+            if (photo := _held_format(path, start)) is None:
+                raise
+            raise UnidentifiedImageError(
+                f"it holds a {photo} photo, whatever its name says, which Pillow cannot read; "
+                "convert it to JPEG or PNG first"
+            ) from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and im.width * im.height > limit:
         im.close()
@@ -197,6 +214,21 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
             f"exhaust memory); {fix}"
         )
     return im
+
+
+def _held_format(path: str | os.PathLike | BinaryIO, start: int) -> str | None:
+    """The photo format of ``CONVERT_FIRST`` that the file's first bytes say it holds."""
+    try:
+        if isinstance(path, str | os.PathLike):
+            with open(path, "rb") as f:
+                head = f.read(12)
+        else:
+            path.seek(start)
+            head = path.read(12)
+            path.seek(start)
+    except (OSError, ValueError):
+        return None
+    return _FTYP_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
 
 
 def read_header_size(path: str | os.PathLike) -> Size:
