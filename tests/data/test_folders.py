@@ -1,5 +1,6 @@
 import io
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -159,6 +160,38 @@ def test_a_heic_photo_named_jpg_is_named_as_heic(tmp_path):
     (root / "a" / "noise.jpg").write_bytes(bytes(range(200)))  # no image at all: as before
     with pytest.raises(OSError, match="cannot identify image file"):
         read_image(root / "a" / "noise.jpg")
+
+
+def test_damaged_exif_data_is_one_warning_that_names_the_file(tmp_path):
+    # Pillow skips EXIF data that points past its end with a warning naming no file; a
+    # folder of such photos would print dozens of them. One warning per file names it, and
+    # the image is read.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera"  # stored outside its IFD entry: its offset is what breaks
+    data = exif.tobytes()
+    entry = struct.pack(">HHL", 0x010F, 2, 7)
+    assert data.startswith(b"Exif\x00\x00MM") and entry in data  # big-endian
+    at = data.index(entry) + len(entry)
+    data = data[:at] + struct.pack(">L", 60_000) + data[at + 4 :]
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(3)], "b": [noise(i) for i in range(9, 12)]}
+    )
+    noise(20, size=(16, 8)).save(root / "a" / "camera.jpg", exif=data, quality=95)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(root / "a" / "camera.jpg")
+        data = load_dataset(str(root))
+    assert sorted(image.shape) == [3, 8, 16]  # read, turned as far as Pillow read the tags
+    messages = [(w.category, str(w.message)) for w in caught]
+    assert len(messages) == 2 and all(category is DataWarning for category, _ in messages)
+    assert all(
+        m.startswith(f"{root / 'a' / 'camera.jpg'}: part of its metadata is damaged")
+        and "(Pillow: " in m
+        and "the image is kept" in m
+        for _, m in messages
+    )
+    assert len(data.train) == 7
 
 
 def test_too_many_unreadable_images_is_fatal(tmp_path):

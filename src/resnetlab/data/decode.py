@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import BinaryIO
 
@@ -143,7 +143,11 @@ def read_image(
     """
     target = _as_size(size)
     given = isinstance(path, Image.Image)
-    with contextlib.nullcontext(path) if given else _open(path) as im:
+    name = str(path) if isinstance(path, str | os.PathLike) else getattr(path, "filename", "")
+    with (
+        _metadata_warnings(name or getattr(path, "name", "") or "an image"),
+        contextlib.nullcontext(path) if given else _open(path) as im,
+    ):
         if target is not None and im.format == "JPEG" and not given:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
             # big photos shrunk to 64x64 decode several times faster. A crop needs its
@@ -157,6 +161,28 @@ def read_image(
         if target is not None:
             im = fit_image(im, target, resize)
         return np.array(im, dtype=np.uint8)  # writable, unlike np.asarray of a PIL image
+
+
+@contextlib.contextmanager
+def _metadata_warnings(name: str) -> Iterator[None]:
+    """Pillow's warnings on metadata it skips while reading an image ("Corrupt EXIF data",
+    "Tag data larger than file"), which name no file and can come by the dozen for one
+    folder, as one warning that names the file. The pixels are read all the same."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    from_pillow = [w for w in caught if f"{os.sep}PIL{os.sep}" in w.filename]
+    for w in caught:
+        if w not in from_pillow:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if from_pillow:
+        said = "; ".join(dict.fromkeys(str(w.message).strip() for w in from_pillow))
+        warnings.warn(
+            f"{name}: part of its metadata is damaged and was skipped (Pillow: {said}); "
+            "the image is kept (as stored, unturned, if its EXIF orientation was in that part)",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -233,17 +259,15 @@ def _held_format(path: str | os.PathLike | BinaryIO, start: int) -> str | None:
 
 def read_header_size(path: str | os.PathLike) -> Size:
     """(height, width) from the file's header, without decoding the pixels."""
-    with _open(path) as im:
-        width, height = im.size
-        if (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1) in (
-            5,
-            6,
-            7,
-            8,
-        ):
-            # Orientations 5-8 turn the image a quarter: read_image swaps the sides.
-            width, height = height, width
-        return height, width
+    # Pillow's warnings on damaged EXIF data are read_image's to give, naming the file.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        with _open(path) as im:
+            width, height = im.size
+            turned = (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1)
+    if turned in (5, 6, 7, 8):  # a quarter turn: read_image swaps the sides
+        width, height = height, width
+    return height, width
 
 
 def _read_chunk(paths: Sequence[str], size: Size | None, resize: str) -> list[np.ndarray | str]:
