@@ -205,6 +205,23 @@ def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(
     assert out.err.rstrip().endswith("; skipped") and out.err.count("\n") == 1
 
 
+def test_windows_files_named_by_a_shell_glob_are_skipped(
+    model_file, digit_folder, tmp_path, capsys
+):
+    # `resnetlab predict best.safetensors photos/*` in a folder copied from Windows names
+    # its Thumbs.db too: left out with a warning, as a folder scan leaves it out, instead of
+    # failing the whole command as an unreadable image named on the command line.
+    good = sorted((digit_folder / "3").glob("*.png"))[:2]
+    thumbs = tmp_path / "Thumbs.db"
+    thumbs.write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+    assert main(["predict", str(model_file), *map(str, good), str(thumbs), "--json"]) == 0
+    out = capsys.readouterr()
+    assert [p["image"] for p in json.loads(out.out)] == list(map(str, good))
+    assert out.err == (
+        f"warning: {thumbs}: a file Windows keeps in image folders, not an image; skipped\n"
+    )
+
+
 def test_predict_on_a_folder_names_the_files_it_cannot_read_as_images(model_file, tmp_path):
     (tmp_path / "photos").mkdir()
     Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "photos" / "red.png")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert, read_error_reason
-from ..data.folders import image_files
+from ..data.folders import SYSTEM_FILES, image_files
 from ..errors import DataWarning, ResnetlabError, count_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
@@ -67,6 +67,13 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             if not found:
                 raise ResnetlabError(f"no images in folder {item}")
             paths += [(p, False) for p in found]
+        elif item.name.lower() in SYSTEM_FILES and item.is_file():
+            # Named by a shell's `photos/*` as often as by hand: left out, as a folder does.
+            warnings.warn(
+                f"{item}: a file Windows keeps in image folders, not an image; skipped",
+                DataWarning,
+                stacklevel=3,
+            )
         elif item.is_file():
             paths.append((item, True))
         else:
