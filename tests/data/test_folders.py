@@ -500,6 +500,21 @@ def test_a_class_name_in_either_unicode_form_is_one_class(tmp_path):
     assert data.val.labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
+def test_class_folders_that_differ_only_in_case_are_named(tmp_path):
+    # Cats/ and cats/ side by side (a folder copied twice on Linux): two classes, said so.
+    classes = ["Cats", "cats", "dogs"]
+    tree = {name: [noise(10 * k + i) for i in range(3)] for k, name in enumerate(classes)}
+    data = load_dataset(str(write_tree(tmp_path / "t", tree)))
+    assert data.class_names == ["Cats", "cats", "dogs"]
+    assert (
+        "class folders whose names differ only in case are separate classes: Cats and cats; "
+        "merge each into one folder if they hold one class"
+    ) in data.train.notes
+    del tree["cats"]
+    data = load_dataset(str(write_tree(tmp_path / "u", tree)))
+    assert not [note for note in data.train.notes if "differ only in case" in note]
+
+
 def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
     size = tuple(read_image(next((root / "a").iterdir())).shape[:2])

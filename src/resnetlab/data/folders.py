@@ -275,11 +275,26 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths += files
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
-    notes = _misfiled_note(class_dirs, stamps)
+    notes = _case_twins_note(class_dirs) + _misfiled_note(class_dirs, stamps)
     if loose:
         notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _case_twins_note(class_dirs: list[Path]) -> list[str]:
+    """A note on class folders whose names differ only in case (``Cats`` and ``cats``): two
+    classes here, where macOS and Windows would have kept one folder; seldom what was meant."""
+    names: dict[str, list[str]] = {}
+    for d in class_dirs:
+        names.setdefault(readable(d.name).casefold(), []).append(d.name)
+    twins = [" and ".join(group) for group in names.values() if len(group) > 1]
+    if not twins:
+        return []
+    return [
+        f"class folders whose names differ only in case are separate classes: "
+        f"{'; '.join(twins)}; merge each into one folder if they hold one class"
+    ]
 
 
 def _misfiled_note(class_dirs: list[Path], stamps: list[str]) -> list[str]:
