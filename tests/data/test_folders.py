@@ -515,6 +515,23 @@ def test_class_folders_that_differ_only_in_case_are_named(tmp_path):
     assert not [note for note in data.train.notes if "differ only in case" in note]
 
 
+def test_a_link_to_a_folder_above_it_is_named(tmp_path):
+    # photos/cats/backup -> photos: without a check the scan goes round until its depth
+    # limit, and the error shows a path of 32 folders instead of the link to remove.
+    root = write_tree(
+        tmp_path / "photos", {"cats": [noise(i) for i in range(3)], "dogs": [noise(9)] * 3}
+    )
+    (root / "cats" / "backup").symlink_to(root)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value).startswith(
+        f"{root / 'cats' / 'backup'}: a link to {root.resolve()}, which holds the link itself"
+    )
+    (root / "cats" / "backup").unlink()
+    (root / "cats" / "more").symlink_to(tmp_path / "photos" / "dogs")  # elsewhere: followed
+    assert len(load_dataset(str(root)).train) == 9
+
+
 def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
     size = tuple(read_image(next((root / "a").iterdir())).shape[:2])

@@ -125,6 +125,12 @@ def _images_under(
         if e.name.startswith(".") or e.name == "__MACOSX" or e.name.lower() in SYSTEM_FILES:
             continue
         if e.is_dir():
+            if e.is_symlink() and _holds((target := Path(e.path).resolve()), folder):
+                raise DataError(
+                    f"{e.path}: a link to {target}, which holds the link itself, so its images "
+                    "would be read over and over; remove the link, or copy the images it "
+                    "should add"
+                )
             sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
@@ -139,6 +145,12 @@ def _images_under(
         elif others is not None:
             others.append(e.name)
     return paths, stamps
+
+
+def _holds(outer: Path, folder: Path) -> bool:
+    """Whether ``outer`` (resolved) is ``folder`` or one of the folders above it."""
+    inner = folder.resolve()
+    return outer == inner or outer in inner.parents
 
 
 def _others_note(others: list[str]) -> list[str]:
