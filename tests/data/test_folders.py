@@ -64,6 +64,20 @@ def test_read_image_resizes_to_the_requested_size(tmp_path):
     assert read_image(tmp_path / "x.png", (12, 20)).shape == (12, 20, 3)
 
 
+def test_a_jpeg_with_more_pictures_decodes_as_a_jpeg(tmp_path):
+    # Pillow opens a JPEG that carries more pictures after the first (MPO: many phones'
+    # photos) as format "MPO"; its first picture is decoded as any JPEG is, at the reduced
+    # scale libjpeg offers for a small target, so that the same photo gives the same pixels.
+    y, x = np.mgrid[0:240, 0:320]
+    photo = Image.fromarray(np.stack([x % 256, y, (x + y) % 256], -1).astype(np.uint8))
+    photo.save(tmp_path / "plain.jpg")
+    photo.save(tmp_path / "multi.jpg", format="MPO", save_all=True, append_images=[photo])
+    assert Image.open(tmp_path / "multi.jpg").format == "MPO"
+    for resize in ("squash", "crop"):
+        plain = read_image(tmp_path / "plain.jpg", 32, resize)
+        assert np.array_equal(read_image(tmp_path / "multi.jpg", 32, resize), plain)
+
+
 def _truncated_jpeg(path):
     noise(1, size=(64, 64)).save(path, quality=90)
     data = path.read_bytes()

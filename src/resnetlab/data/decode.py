@@ -148,10 +148,12 @@ def read_image(
         _metadata_warnings(name or getattr(path, "name", "") or "an image"),
         contextlib.nullcontext(path) if given else _open(path) as im,
     ):
-        if target is not None and im.format == "JPEG" and not given:
+        if target is not None and im.format in ("JPEG", "MPO") and not given:
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small:
             # big photos shrunk to 64x64 decode several times faster. A crop needs its
-            # longer side whole, before any EXIF rotation: ask for that on both sides.
+            # longer side whole, before any EXIF rotation: ask for that on both sides. MPO
+            # is how Pillow opens a JPEG that carries more pictures after the first (many
+            # phones' and cameras' photos): the first is a JPEG like any other.
             side = max(crop_resize_plan((im.height, im.width), target)[0])
             im.draft("RGB", (target[1], target[0]) if resize == "squash" else (side, side))
         im.load()
