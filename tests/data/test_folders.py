@@ -289,9 +289,18 @@ def test_val_data_from_another_folder(tmp_path):
 def test_empty_class_folder(tmp_path):
     root = write_tree(tmp_path / "d", {"a": [noise(0)], "b": [noise(1)]})
     (root / "c").mkdir()
-    (root / "c" / "notes.txt").write_text("no images")
+    (root / "c" / ".DS_Store").write_bytes(b"\0")  # hidden: still empty
     with pytest.raises(DataError, match=r"d/c: empty class folder, no images in it"):
         load_dataset(str(root))
+    # Not empty: a class of an iPhone's HEIC photos is named as such, with the fix.
+    (root / "c" / "notes.txt").write_text("no images")
+    (root / "c" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'c'}: no images in this class folder, only 2 files that are not images "
+        "(IMG_0001.HEIC, notes.txt); HEIC photos need converting to JPEG or PNG first"
+    )
 
 
 def test_one_class_only(tmp_path):

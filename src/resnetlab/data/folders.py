@@ -153,15 +153,15 @@ def _holds(outer: Path, folder: Path) -> bool:
     return outer == inner or outer in inner.parents
 
 
-def _others_note(others: list[str]) -> list[str]:
-    """A note on the files that are not images: how many, some names, and how to use the
-    photo formats Pillow cannot read (an iPhone's HEIC)."""
+def _others_note(others: list[str], said: str = " ignored") -> list[str]:
+    """A note on the files that are not images: how many, some names (after ``said``), and
+    how to use the photo formats Pillow cannot read (an iPhone's HEIC)."""
     if not others:
         return []
     n = len(others)
     shown = ", ".join(others[:3]) + (", ..." if n > 3 else "")
     what = "files that are not images" if n != 1 else "file that is not an image"
-    note = f"{n} {what} ignored ({shown})"
+    note = f"{n} {what}{said} ({shown})"
     formats = sorted(set(filter(None, map(format_to_convert, others))))
     if formats:
         note += f"; {' and '.join(formats)} photos need converting to JPEG or PNG first"
@@ -278,7 +278,13 @@ def scan_classes(folder: Path) -> FolderSplit:
         )
     paths, labels, stamps, others = [], [], [], []
     for label, d in enumerate(class_dirs):
+        before = len(others)
         files, file_stamps = _images_under(d, others=others)
+        if not files and len(others) > before:  # not empty: files of no image format read
+            raise DataError(
+                f"{d}: no images in this class folder, only "
+                f"{_others_note(others[before:], said='')[0]}"
+            )
         if not files:
             raise DataError(
                 f"{d}: empty class folder, no images in it (looked for "
