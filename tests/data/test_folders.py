@@ -555,6 +555,22 @@ def test_a_link_to_a_folder_above_it_is_named(tmp_path):
     assert len(load_dataset(str(root)).train) == 9
 
 
+def test_a_nas_thumbnail_folder_is_left_out(tmp_path):
+    # A Synology NAS keeps thumbnails of each photo in @eaDir/<photo>/ beside it: JPEGs,
+    # but copies of the class's photos at other sizes, which would train as more photos.
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(3)], "b": [noise(i) for i in range(9, 12)]}
+    )
+    thumbs = root / "a" / "@eaDir" / "000.png"  # a folder named as the photo
+    thumbs.mkdir(parents=True)
+    noise(0, size=(4, 4)).save(thumbs / "SYNOPHOTO_THUMB_S.jpg")
+    (root / "@eaDir" / "a").mkdir(parents=True)  # and one beside the class folders
+    noise(1).save(root / "@eaDir" / "a" / "SYNOPHOTO_THUMB_S.jpg")
+    data = load_dataset(str(root))
+    assert data.class_names == ["a", "b"] and len(data.train) == 6
+    assert data.train.notes == []
+
+
 def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
     size = tuple(read_image(next((root / "a").iterdir())).shape[:2])

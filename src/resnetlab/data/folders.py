@@ -10,8 +10,8 @@ Two layouts are recognised::
 Classes are the sub-folder names, sorted. In either layout a folder of images with no
 sub-folders may instead name each file's class before its first ``_`` (``3_IMG_5864.jpg``
 is class ``3``), as the course's SIGNS JPEGs do. Files whose names start with ``.`` and
-folders named ``__MACOSX`` (zip leftovers) are ignored, as are files that are not images by
-suffix. A root holding nothing but one folder (as archives often unpack) is looked through.
+``SYSTEM_FOLDERS`` (``__MACOSX``, ``@eaDir``) are ignored, as are files that are not images
+by suffix. A root holding nothing but one folder (as archives often unpack) is looked through.
 """
 
 from __future__ import annotations
@@ -92,13 +92,19 @@ class FolderSplit:
     stamps: list[str]  # "relative path|size|mtime_ns" per file, what the cache key hashes
 
 
+# Folders that tools leave beside a user's photos, of copies or thumbnails of them: a zip
+# made on macOS (__MACOSX), a Synology NAS (@eaDir, a thumbnail folder per photo). Left
+# out silently, as hidden folders are.
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir"})
+
+
 def _visible_dirs(folder: Path) -> list[Path]:
     """Sub-folders, in the order of their names as classes are named (``readable``)."""
     return sorted(
         (
             p
             for p in folder.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"
+            if p.is_dir() and not p.name.startswith(".") and p.name not in SYSTEM_FOLDERS
         ),
         key=lambda p: readable(p.name),
     )
@@ -122,7 +128,7 @@ def _images_under(
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
-        if e.name.startswith(".") or e.name == "__MACOSX" or e.name.lower() in SYSTEM_FILES:
+        if e.name.startswith(".") or e.name in SYSTEM_FOLDERS or e.name.lower() in SYSTEM_FILES:
             continue
         if e.is_dir():
             if e.is_symlink() and _holds((target := Path(e.path).resolve()), folder):
@@ -170,7 +176,7 @@ def _others_note(others: list[str], said: str = " ignored") -> list[str]:
 
 def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` as training reads them: recursively, sorted, without
-    hidden files and folders or ``__MACOSX``; other visible files are a warning."""
+    hidden files and folders or ``SYSTEM_FOLDERS``; other visible files are a warning."""
     others: list[str] = []
     paths = [Path(p) for p in _images_under(folder, others=others)[0]]
     for note in _others_note(others):
