@@ -176,6 +176,33 @@ def test_a_heic_photo_named_jpg_is_named_as_heic(tmp_path):
         read_image(root / "a" / "noise.jpg")
 
 
+class _Pipe(io.RawIOBase):
+    """A stream that can only be read forward, as a pipe or a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._data.readinto(buffer)
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("tell")
+
+
+def test_an_image_read_from_a_stream_that_cannot_seek(tmp_path):
+    # Pillow reads such streams by copying them; looking for a HEIC photo in an image it
+    # cannot identify must not ask them where they are first.
+    noise(0, size=(12, 10)).save(tmp_path / "x.png")
+    pixels = read_image(_Pipe((tmp_path / "x.png").read_bytes()))
+    assert np.array_equal(pixels, read_image(tmp_path / "x.png"))
+
+
 def test_damaged_exif_data_is_one_warning_that_names_the_file(tmp_path):
     # Pillow skips EXIF data that points past its end with a warning naming no file; a
     # folder of such photos would print dozens of them. One warning per file names it, and

@@ -221,7 +221,7 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     fix = "save a smaller copy of it to use it"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        start = path.tell() if not isinstance(path, str | os.PathLike) else 0
+        start = _position(path)
         try:
             im = Image.open(path)
         except Image.DecompressionBombError as e:  # twice the limit and more: PIL's own words
@@ -244,12 +244,24 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     return im
 
 
-def _held_format(path: str | os.PathLike | BinaryIO, start: int) -> str | None:
+def _position(file: str | os.PathLike | BinaryIO) -> int | None:
+    """Where an open file is, None where it cannot say (a pipe: Pillow reads those too)."""
+    if isinstance(file, str | os.PathLike):
+        return 0
+    try:
+        return file.tell()
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _held_format(path: str | os.PathLike | BinaryIO, start: int | None) -> str | None:
     """The photo format of ``CONVERT_FIRST`` that the file's first bytes say it holds."""
     try:
         if isinstance(path, str | os.PathLike):
             with open(path, "rb") as f:
                 head = f.read(12)
+        elif start is None:
+            return None
         else:
             path.seek(start)
             head = path.read(12)
