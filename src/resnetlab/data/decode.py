@@ -69,10 +69,11 @@ def read_error_reason(error: BaseException) -> str:
     """Why a file could not be read as an image, in words a user acts on (one of
     ``READ_ERRORS``; the exception's class name only where its words alone are unclear)."""
     text = str(error)
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image format Pillow can read"
-    if isinstance(error, FileNotFoundError):
-        return "no such file"
+    if isinstance(error, UnidentifiedImageError):  # Pillow's words, or ours (HEIC as .jpg)
+        said_by_pillow = text.startswith("cannot identify image file")
+        return "not an image format Pillow can read" if said_by_pillow else text
+    if isinstance(error, FileNotFoundError):  # the system's words, or ours (a broken link)
+        return "no such file" if error.filename else text
     if isinstance(error, IsADirectoryError):
         return "it is a folder"
     if isinstance(error, PermissionError):
