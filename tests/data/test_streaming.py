@@ -13,6 +13,7 @@ from resnetlab.data import (
     make_loader,
     split_stats,
 )
+from resnetlab.data import streaming as streaming_module
 from resnetlab.errors import DataError, DataWarning
 
 from .conftest import noise, write_tree
@@ -144,6 +145,35 @@ def test_unreadable_file_while_streaming_is_dropped_and_counted(tree):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         assert len(torch.cat([y for _, y in loader])) == 20
+
+
+def test_worker_processes_leave_the_warning_to_the_main_process(tree, monkeypatch):
+    """With loader workers (processes of their own, kept between epochs), a damaged file
+    is still named once: not by each worker, nor every epoch, nor by each loader."""
+    monkeypatch.setattr(streaming_module, "_WARNED", set())
+    streamed = load_dataset(str(tree), stream=True).train
+    bad = tree / "a" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for shuffle in (True, False):  # a training loader and a validation loader
+            loader = make_loader(
+                streamed,
+                train=shuffle,
+                batch_size=4,
+                device="cpu",
+                mean=MEAN,
+                std=STD,
+                num_workers=2,
+            )
+            for epoch in range(3):
+                loader.set_epoch(epoch)
+                assert all(len(y) for _, y in loader)
+    named = [str(w.message) for w in caught if str(w.message).startswith(f"{bad}:")]
+    assert named == [
+        f"{bad}: skipped, cannot read it (the file is truncated (cut short when "
+        "it was copied or downloaded?))"
+    ]
 
 
 def test_too_many_unreadable_files_while_streaming_is_fatal(tmp_path):

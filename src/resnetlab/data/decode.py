@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -170,7 +171,14 @@ def read_image(
 def _metadata_warnings(name: str) -> Iterator[None]:
     """Pillow's warnings on metadata it skips while reading an image ("Corrupt EXIF data",
     "Tag data larger than file"), which name no file and can come by the dozen for one
-    folder, as one warning that names the file. The pixels are read all the same."""
+    folder, as one warning that names the file. The pixels are read all the same.
+
+    Only in a main thread: ``catch_warnings`` swaps process-wide state, which threads
+    decoding at once (``serve``'s) would restore out of order; they leave Pillow's as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield

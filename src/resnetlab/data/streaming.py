@@ -28,8 +28,8 @@ from .decode import (
 )
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
-# Files this process has warned about: an unreadable file is named once, not every epoch
-# (each loader's workers, and the loader of BN's recalibration, are processes of their own).
+# Warnings this process has given about files: each once, not every epoch nor once per
+# loader worker (the workers hand theirs to the main process; see ``_Files``).
 _WARNED: set[str] = set()
 
 
@@ -100,19 +100,26 @@ class _Files(torch.utils.data.Dataset):
 
     def __getitem__(
         self, item: tuple[int, int, int, bool, list[float] | None]
-    ) -> tuple[torch.Tensor, int]:
+    ) -> tuple[torch.Tensor, int, str]:
+        """(image, label, what to warn about); label -1 for a file that cannot be read.
+
+        Warnings are handed to the main process, one per line of the text, rather than
+        given here: each worker process would give its own, and again every epoch.
+        """
         index, dy, dx, flip, box = item
-        try:
-            hwc = read_image(self.paths[index], (self.height, self.width), self.resize)
-        except READ_ERRORS as e:
-            if self.paths[index] not in _WARNED:
-                _WARNED.add(self.paths[index])
+        path = self.paths[index]
+        with warnings.catch_warnings(record=True) as caught:  # a worker's main thread
+            warnings.simplefilter("always")
+            try:
+                hwc = read_image(path, (self.height, self.width), self.resize)
+            except READ_ERRORS as e:
+                hwc = None
                 warnings.warn(
-                    f"{self.paths[index]}: skipped, cannot read it ({read_error_reason(e)})",
-                    DataWarning,
-                    stacklevel=1,
+                    f"{path}: skipped, cannot read it ({read_error_reason(e)})", stacklevel=1
                 )
-            return torch.zeros(3, self.height, self.width, dtype=torch.uint8), -1
+        said = "\n".join(str(w.message) for w in caught)
+        if hwc is None:
+            return torch.zeros(3, self.height, self.width, dtype=torch.uint8), -1, said
         img = torch.from_numpy(hwc).permute(2, 0, 1)  # (3, H, W) uint8
         if self.padding:
             # Zero-padded on every side, then the window at (dy, dx): as DeviceLoader crops.
@@ -123,7 +130,15 @@ class _Files(torch.utils.data.Dataset):
             img = img.flip(-1)
         if box is not None:
             img = resized_crops(img[None], torch.tensor([box]))[0]
-        return img.contiguous(), self.labels[index]
+        return img.contiguous(), self.labels[index], said
+
+
+def _warn_once(said: Sequence[str]) -> None:
+    """Warn about each line of ``said`` (the items' warnings) once in this process."""
+    for line in (line for text in said if text for line in text.split("\n")):
+        if line not in _WARNED:
+            _WARNED.add(line)
+            warnings.warn(line, DataWarning, stacklevel=3)
 
 
 class _PlanBatches(torch.utils.data.Sampler):
@@ -253,7 +268,8 @@ class StreamingLoader:
         # The sampler draws the same plan inside the DataLoader; cutout needs its own copy here.
         plan = self._plan(self.epoch) if self.augment.cutout else None
         failed, start = 0, 0
-        for x, y in self._loader:  # (B, 3, H, W) uint8, (B,) int64
+        for x, y, said in self._loader:  # (B, 3, H, W) uint8, (B,) int64, B texts
+            _warn_once(said)
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             end = start + len(y)
