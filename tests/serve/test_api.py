@@ -102,6 +102,12 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
         ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),
         ("truncated JPEG", {"content": jpeg[: len(jpeg) // 2]}, 422, "truncated"),
         ("JPEG header only", {"content": jpeg[:40]}, 422, "damaged"),
+        (
+            "HEIC photo named .jpg",
+            {"files": {"image": ("IMG_1.jpg", b"\x00\x00\x00\x18ftypheic" + bytes(100))}},
+            415,
+            "holds a HEIC photo, whatever its name says, which Pillow cannot read; convert it",
+        ),
         ("decompression bomb", {"content": png_bomb(12_000, 12_000)}, 413, "12000x12000"),
         ("2 MB upload", {"content": b"\xff" * (2 * 2**20)}, 413, "1 MB"),
         ("2 MB chunked upload", {"content": iter([b"\xff" * 2**16] * 32)}, 413, "1 MB"),

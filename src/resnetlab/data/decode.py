@@ -66,13 +66,17 @@ UNREADABLE_NOTE = "skipped"
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
+# Why Pillow could not open a file that it does not recognise at all.
+NOT_AN_IMAGE = "not an image format Pillow can read"
+
+
 def read_error_reason(error: BaseException) -> str:
     """Why a file could not be read as an image, in words a user acts on (one of
     ``READ_ERRORS``; the exception's class name only where its words alone are unclear)."""
     text = str(error)
     if isinstance(error, UnidentifiedImageError):  # Pillow's words, or ours (HEIC as .jpg)
         said_by_pillow = text.startswith("cannot identify image file")
-        return "not an image format Pillow can read" if said_by_pillow else text
+        return NOT_AN_IMAGE if said_by_pillow else text
     if isinstance(error, FileNotFoundError):  # the system's words, or ours (a broken link)
         return "no such file" if error.filename else text
     if isinstance(error, IsADirectoryError):

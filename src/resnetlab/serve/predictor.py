@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from ..data.decode import read_header_size
+from ..data.decode import NOT_AN_IMAGE, read_error_reason, read_header_size
 from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model, load_model_file
 from ..engine.predict import class_names, class_probabilities, read_input
@@ -87,9 +87,7 @@ class Predictor:
         except ResnetlabError as e:
             raise RequestError(f"{e}; is it truncated or damaged?", 422) from None
         except Exception as e:  # PIL raises other kinds of error on some malformed files
-            raise RequestError(
-                f"{what} is a damaged image ({type(e).__name__}: {e})", 422
-            ) from None
+            raise RequestError(f"{what} is a damaged image ({read_error_reason(e)})", 422) from None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities, float32 (N, K), of uint8 (N, H, W, 3) decoded images."""
@@ -159,13 +157,15 @@ def _check_header(data: bytes, what: str) -> None:
             "send a smaller image",
             413,
         ) from None
-    except UnidentifiedImageError:
+    except UnidentifiedImageError as e:
+        if (reason := read_error_reason(e)) != NOT_AN_IMAGE:  # a HEIC photo named .jpg...
+            raise RequestError(f"{what}: {reason}", 415) from None
         raise RequestError(
             f"{what} is not an image file that can be read (JPEG, PNG, WebP, GIF, BMP, TIFF...)",
             415,
         ) from None
     except Exception as e:  # PIL raises many kinds of error on malformed headers
-        raise RequestError(f"{what} is a damaged image ({type(e).__name__}: {e})", 422) from None
+        raise RequestError(f"{what} is a damaged image ({read_error_reason(e)})", 422) from None
 
 
 def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predictor:
