@@ -88,7 +88,7 @@ def test_top_k(server, model_file, image_files):
     assert_same_top(one["top"], full.top[:1])
     many = server.post("predict", params={"top_k": 50}, content=path.read_bytes()).json()
     assert_same_top(many["top"], full.top)  # all three classes, no more
-    for bad in ("0", "-1", "two"):
+    for bad in ("0", "-1", "two", "\u00b2"):  # a superscript two passes str.isdigit()
         answer = server.post("predict", params={"top_k": bad}, content=path.read_bytes())
         assert answer.status_code == 400 and "top_k" in answer.json()["error"]
 

@@ -179,7 +179,8 @@ def _options(request: Request, default_top_k: int) -> tuple[int, bool]:
     """``?top_k=N`` and ``?cam=1`` from the query string."""
     query = request.query_params
     text = query.get("top_k", str(default_top_k))
-    if not text.isdigit() or int(text) < 1:
+    # isdigit() alone also passes '²' and other digits int() does not read
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise RequestError(f"top_k must be a positive whole number, got {text!r}", 400)
     cam = query.get("cam", "0").lower()
     if cam not in ("0", "1", "true", "false", ""):
