@@ -4,6 +4,7 @@ one-line error and ``--port 0`` picks a free port that is then printed."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import sys
@@ -81,10 +82,16 @@ def _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
     for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--top-k", top_k)):
         if value < 1:
             raise ResnetlabError(f"{flag} must be at least 1, got {value}")
-    if max_wait_ms < 0:
-        raise ResnetlabError(f"--max-wait-ms must not be negative, got {max_wait_ms}")
-    if max_upload_mb <= 0:
-        raise ResnetlabError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    # NaN passes every comparison below, and an infinite wait would hold a lone request
+    # for ever: both are refused as the numbers they are not.
+    if not (math.isfinite(max_wait_ms) and max_wait_ms >= 0):
+        raise ResnetlabError(
+            f"--max-wait-ms must be a finite number of at least 0, got {max_wait_ms}"
+        )
+    if not (math.isfinite(max_upload_mb) and max_upload_mb > 0):
+        raise ResnetlabError(
+            f"--max-upload-mb must be a finite positive number, got {max_upload_mb}"
+        )
 
 
 def _listen(host: str, port: int) -> socket.socket:
