@@ -566,3 +566,31 @@ def test_freezing_a_stage_the_model_lacks_is_refused_without_a_warning_first(tmp
         "--freeze layer4: resnet20 has no such stage; choose stem, layer1, layer2, layer3",
     )
     assert "warning" not in err
+
+
+def test_a_run_folder_removed_while_training_is_written_again_whole(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from resnetlab.engine.train import Trainer
+
+    train_epoch = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def removing_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:  # a clean-up of runs/ while the run trains on
+            shutil.rmtree(self.run_dir)
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", removing_epoch)
+    out = tmp_path / "run"
+    code, err = cli(capsys, *TRAIN, "--subset", "128", "--epochs", "2", "--out", out)
+    assert code == 0, err
+    assert f"warning: the run folder {out} was removed while the run trained" in err
+    assert strict_json(out / "config.json")["epochs"] == 2
+    epochs = [r for r in (out / "metrics.csv").read_text().splitlines() if r.startswith("epoch,")]
+    assert [r.split(",")[1] for r in epochs] == ["1", "2"]  # the first epoch's row kept
+    assert strict_json(out / "summary.json")["status"] == "finished"
+    monkeypatch.undo()
+    code, err = cli(capsys, "train", "--resume", out)  # resumable as any finished run
+    assert code == 0 and "already finished its 2 epochs" in err

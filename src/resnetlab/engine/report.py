@@ -384,6 +384,16 @@ class RunLog:
         if self.writer is not None:
             self.writer.close()
 
+    def rewrite_metrics(self) -> None:
+        """Write metrics.csv again with every row so far (the file was removed) and append
+        to the new one."""
+        if not self.enabled:
+            return
+        if self._metrics_file is not None:
+            with contextlib.suppress(OSError):
+                self._metrics_file.close()
+        self._open_metrics()
+
     def _write_row(self, row: dict[str, Any]) -> None:
         row = {k: row.get(k) for k in METRIC_FIELDS}
         self.rows.append(row)

@@ -39,7 +39,7 @@ from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
-from ..storage import WriteError, atomic_write, remove_stale_temps
+from ..storage import WriteError, atomic_write, remove_stale_temps, write_error
 from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
@@ -463,12 +463,7 @@ class Trainer:
     def _start_run(self) -> None:
         """The run folder's first files and the log's opening lines (main process only)."""
         c = self.config
-        c.save(self.run_dir / "config.json")
-        if self.cpu_plan is not None:  # what --resume trains with
-            atomic_write(
-                self.run_dir / CPU_PLAN_NAME,
-                (json.dumps(self.cpu_plan.to_record(), indent=1) + "\n").encode(),
-            )
+        self._write_setup()
         self.log.start(self._describe())
         if self.resumed and self.step:
             where = f"in epoch {self.epoch + 1}" if self.batch else f"after epoch {self.epoch}"
@@ -746,6 +741,8 @@ class Trainer:
             val_acc=val.accuracy if val else None,
             val_top5=val.top5 if val else None,
         )
+        if self.dist.is_main and not self.run_dir.is_dir():
+            self._write_removed_run_dir()
         self.log.epoch_end(row, note=self.bn_note if val else None)
         if self.dist.is_main:
             self._save_model("last.safetensors")
@@ -754,6 +751,30 @@ class Trainer:
             self._save_checkpoint()
 
     # -- saving --------------------------------------------------------------------------
+
+    def _write_setup(self) -> None:
+        """``config.json`` and the CPU plan: what ``--resume`` needs besides the checkpoint."""
+        self.config.save(self.run_dir / "config.json")
+        if self.cpu_plan is not None:  # what --resume trains with
+            atomic_write(
+                self.run_dir / CPU_PLAN_NAME,
+                (json.dumps(self.cpu_plan.to_record(), indent=1) + "\n").encode(),
+            )
+
+    def _write_removed_run_dir(self) -> None:
+        """The run folder was removed while the run trained (a clean-up of ``runs/``): write
+        it again whole, from what the run holds, rather than leave a folder of model files
+        that has no config or metrics and cannot be resumed."""
+        self.log.message(
+            f"warning: the run folder {self.run_dir} was removed while the run trained; "
+            "writing it again (config, metrics so far and this epoch's files)"
+        )
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(self.run_dir, e) from None
+        self._write_setup()
+        self.log.rewrite_metrics()
 
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
