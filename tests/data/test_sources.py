@@ -63,6 +63,18 @@ def test_a_missing_path_names_a_close_one_beside_it(tmp_path):
         load_dataset(str(tmp_path / "holiday"))
 
 
+@pytest.mark.parametrize("spec", ["", " "])
+def test_an_empty_data_name_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, spec):
+    write_tree(tmp_path, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})  # would load, if read
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        DataError, match=r"^the data is an empty name .*\(\. for the current folder\)$"
+    ):
+        load_dataset(spec)
+    with pytest.raises(DataError, match=r"^the data is an empty name"):
+        load_dataset("digits", val_data=spec)
+
+
 def test_named_source_hint_for_a_missing_path():
     with pytest.raises(
         DataError, match=r"^cifar: no such file or folder \(named data sets: digits, cifar10\)$"

@@ -98,6 +98,11 @@ def open_source(
     (``folders.load_folder``).
     """
     spec = os.fspath(spec)
+    if not spec.strip():  # Path("") is the current folder, which would be read as the data
+        raise DataError(
+            f"the data is an empty name ({spec!r}); give digits, cifar10, or a file or "
+            "folder (. for the current folder)"
+        )
     root = cache_root(cache_dir)
     if image_size is not None and image_size < 1:
         raise DataError(f"image size must be positive, got {image_size}")
