@@ -399,6 +399,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if args.model_option:
         flags["model_kwargs"] = parse_options(args.model_option)
+    for flag, value in (("--resume", args.resume), ("--config", args.config)):
+        if value is not None and not value.strip():  # not taken as left out: see _check_types
+            raise ResnetlabError(f"{flag} is an empty string; give a path or leave it out")
     if args.resume:
         if args.config:
             raise ResnetlabError("--resume continues a run with its own config; drop --config")

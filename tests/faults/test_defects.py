@@ -226,12 +226,20 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         (["--model-option", "num_classes=5"], "drop --model-option num_classes"),
         (["--crop-padding", "8"], "--crop-padding 8 is not smaller than the 8-pixel images"),
         (["--cutout", "8"], "--cutout 8 covers the whole 8-pixel image"),
+        (["--pretrained", ""], "pretrained is an empty string; give a value or leave it out"),
+        (["--val-data", " "], "val data is an empty string"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):
     code, err = cli(capsys, *TRAIN, *flags, "--out", tmp_path / "run")
     assert_one_line_error(code, err, says)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--config"])
+def test_an_empty_run_or_config_is_refused_not_taken_as_left_out(tmp_path, capsys, flag):
+    code, err = cli(capsys, "train", flag, "")  # not a fresh default run
+    assert_one_line_error(code, err, f"{flag} is an empty string; give a path or leave it out")
 
 
 def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):

@@ -638,6 +638,11 @@ def _check_types(config: TrainConfig) -> None:
         if not ok:
             name = f.name.replace("_", " ")
             raise ResnetlabError(f"{name} must be {what}, got {value!r}")
+        if kind == "str" and not value.strip():
+            # An unset shell variable (--pretrained "$WEIGHTS") would otherwise read as the
+            # option left out: a run from scratch instead of from the weights asked for.
+            name = f.name.replace("_", " ")
+            raise ResnetlabError(f"{name} is an empty string; give a value or leave it out")
 
 
 def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
