@@ -61,6 +61,11 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
                 "each image to predict must be a path (str or pathlib.Path) or a PIL image, "
                 f"got {type(given).__name__}"
             )
+        if not os.fspath(given).strip():  # Path("") is the current folder, all of it read
+            raise ResnetlabError(
+                "an image path is an empty name; give an image file or a folder "
+                "(. for the current folder)"
+            )
         item = Path(given)
         if item.is_dir():
             found = image_files(item)
