@@ -143,3 +143,45 @@ def test_a_full_tmpfs(tmp_path):
     assert roomy["rc"] == 0, roomy["err"]
     assert json.loads(roomy["summary"])["status"] == "finished"
     assert not [n for n in roomy["files"] if n.endswith(".tmp")]
+
+
+class FullFolder:
+    """Writes of the temporary files in ``folder`` (of file ``name`` only, if given) fail
+    halfway, as on a full disk."""
+
+    def __init__(self, folder: Path, name: str | None = None) -> None:
+        self.folder, self.name = folder, name
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)  # noqa: SIM115
+        path = Path(path)
+        named = path.name == f".{self.name}.tmp" if self.name else path.name.endswith(".tmp")
+        return _Full(f) if path.parent == self.folder and named else f
+
+
+@pytest.mark.parametrize("command", ["explain", "predict"])
+def test_class_activation_maps_on_a_full_disk_are_one_line(tmp_path, capsys, monkeypatch, command):
+    from PIL import Image
+
+    from .conftest import model_file
+
+    model = model_file(tmp_path / "m.safetensors")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (16, 16)).save(image)
+    out = tmp_path / "cams"
+    monkeypatch.setattr(storage, "open", FullFolder(out), raising=False)
+    flag = "--out" if command == "explain" else "--cam"
+    code, err = cli(capsys, command, model, image, flag, out)
+    assert_one_line_error(code, err, f"cannot write {out / 'x.png'}", "No space left on device")
+    assert list(out.iterdir()) == []  # no torn overlay, no temporary file
+
+
+def test_the_pretrained_record_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    from .conftest import model_file
+
+    weights = model_file(tmp_path / "w.safetensors", input_size=8, classes=10)
+    out = tmp_path / "run"
+    monkeypatch.setattr(storage, "open", FullFolder(out, "pretrained.json"), raising=False)
+    train = [*TRAIN[:-4], "--max-steps", "2", "--pretrained", weights, "--out", out]
+    code, err = cli(capsys, *train)
+    assert_one_line_error(code, err, f"cannot write {out / 'pretrained.json'}", "No space left")

@@ -36,6 +36,7 @@ from ..convert.pretrained import (
     weights_normalisation,
 )
 from ..errors import ResnetlabError, SettingWarning
+from ..storage import atomic_write_text
 from .config import TrainConfig
 
 STAGE = re.compile(r"layer(\d+)")
@@ -212,7 +213,7 @@ def write_record(run_dir: Path, report: PretrainedReport, config: TrainConfig) -
         **report.to_dict(),
         **{k: getattr(config, k) for k in ("freeze", "head_epochs", "layer_lr_decay", "freeze_bn")},
     }
-    (Path(run_dir) / PRETRAINED_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(Path(run_dir) / PRETRAINED_RECORD, json.dumps(record, indent=2) + "\n")
 
 
 def warn_if_weights_changed(config_file: str | Path, config: TrainConfig) -> None:

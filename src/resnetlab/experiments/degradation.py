@@ -38,6 +38,7 @@ from typing import Any
 from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..data.sources import data_name
 from ..errors import ResnetlabError
+from ..storage import atomic_write_text
 from .runner import FAMILIES, Family, Run, default_out, get_family, run_pairs
 
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: the best of
@@ -174,8 +175,8 @@ def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> Degradat
         _curves(runs), out / "curves.png", title=title, names=kind.labels, panels=panels
     )
     plot_error_vs_depth(rows, out / "depth.png", title=title, names=kind.labels)
-    (out / "table.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (out / "table.md").write_text(markdown(result))
+    atomic_write_text(out / "table.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / "table.md", markdown(result))
     return result
 
 

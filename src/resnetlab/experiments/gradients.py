@@ -35,6 +35,7 @@ from ..engine import initial_model
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
 from ..models import load_model, read_model_meta
+from ..storage import atomic_write_text
 from .runner import Family, Run, default_out, get_family, run_pairs
 
 DEFAULT_DEPTHS = (20, 56, 110)
@@ -165,8 +166,8 @@ def run_gradients(
         title=f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels)}",
         names=kind.labels,
     )
-    (out / "gradients.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (out / "gradients.md").write_text(markdown(result))
+    atomic_write_text(out / "gradients.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / "gradients.md", markdown(result))
     return result
 
 

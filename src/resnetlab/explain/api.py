@@ -17,7 +17,7 @@ from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError
 from ..models import ModelMeta, load_model, model_info
-from ..storage import write_error
+from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, default_layer
 from .render import render_overlay, tile
 
@@ -84,19 +84,23 @@ class Explanation:
         written = []
         for i, name in enumerate(_file_names(self.sources)):
             path = out / f"{name}.png"
-            self.overlay(i).save(path)
+            overlay = self.overlay(i)
+            atomic_write(path, lambda f, overlay=overlay: overlay.save(f, format="PNG"))
             written.append(path)
         predicted = self.predicted
-        np.savez_compressed(
+        atomic_write(
             out / "maps.npz",
-            maps=self.maps.numpy(),
-            sources=np.array(self.sources),
-            predicted=predicted.numpy(),
-            probability=self.probabilities.gather(1, predicted[:, None])[:, 0].numpy(),
-            target=self.targets.numpy(),
-            class_names=np.array(self.class_names),
-            method=np.array(self.method),
-            layer=np.array(self.layer),
+            lambda f: np.savez_compressed(
+                f,
+                maps=self.maps.numpy(),
+                sources=np.array(self.sources),
+                predicted=predicted.numpy(),
+                probability=self.probabilities.gather(1, predicted[:, None])[:, 0].numpy(),
+                target=self.targets.numpy(),
+                class_names=np.array(self.class_names),
+                method=np.array(self.method),
+                layer=np.array(self.layer),
+            ),
         )
         written.append(out / "maps.npz")
         if len(self.sources) > 1:
@@ -106,7 +110,7 @@ class Explanation:
                 [self.overlay(i, side=SHEET_SIDE, on_sheet=True) for i in range(shown)],
                 title=f"{self.method} at {self.layer}{more}",
             )
-            sheet.save(out / "sheet.png")
+            atomic_write(out / "sheet.png", lambda f: sheet.save(f, format="PNG"))
             written.append(out / "sheet.png")
         return written
 
