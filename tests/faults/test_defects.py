@@ -602,3 +602,14 @@ def test_a_run_folder_removed_while_training_is_written_again_whole(tmp_path, ca
     monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)  # resumable as any finished run
     assert code == 0 and "already finished its 2 epochs" in err
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_a_few_words(finished_run, tmp_path, capsys):
+    other = train(**{**SMALL, "model": "resnet20"}, max_steps=1, out=str(tmp_path / "other"))
+    checkpoint = finished_run / "checkpoint.pt"
+    checkpoint.write_bytes((other.run_dir / "checkpoint.pt").read_bytes())
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert_one_line_error(
+        code, err, f"{checkpoint} does not fit", "its model has unexpected layer1.1.", " more)"
+    )
+    assert err.strip().splitlines()[-1].count("layer") == 1  # not all 72 of ResNet-20's keys

@@ -39,6 +39,7 @@ from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
+from ..models.files import shapes_problem
 from ..storage import WriteError, atomic_write, remove_stale_temps, write_error
 from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
@@ -841,6 +842,9 @@ class Trainer:
         self.train_time = state["train_time"]
         self.images_trained = state["images_trained"]
         try:
+            # In a few words: load_state_dict's own message names every key that differs.
+            if problem := shapes_problem(_shapes(self.model.state_dict()), _shapes(state["model"])):
+                raise ValueError(f"its model has {problem}")
             self.model.load_state_dict(state["model"])
             problem = optimizer_problem(self.optimizer, state["optimizer"])
             if problem:
@@ -1078,6 +1082,13 @@ def _with_advice(note: str) -> str:
             "e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px)"
         )
     return note
+
+
+def _shapes(state: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shape of each tensor of a state dict, by name."""
+    if not isinstance(state, dict):
+        raise TypeError(f"its model is a {type(state).__name__}, not a state dict")
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
 def _val_state(val: EvalResult | None) -> dict[str, Any] | None:

@@ -435,16 +435,24 @@ def _check_shapes(path: str | os.PathLike, meta: ModelMeta) -> None:
             found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise ResnetlabError(f"{path}: its weights cannot be read ({e})") from None
+    if problem := shapes_problem(expected, found):
+        raise ResnetlabError(f"{path} does not match its model {meta.model}: {problem}")
+
+
+def shapes_problem(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]
+) -> str | None:
+    """What keeps weights of the shapes ``found`` (name -> shape) from loading into a state
+    dict of the shapes ``expected``, in a few words, or None when they fit."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = [k for k in expected if k in found and found[k] != expected[k]]
     if missing:
-        problem = f"no {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-    elif unexpected:
-        problem = f"unexpected {unexpected[0]}"
-    elif wrong:
+        return f"no {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    if unexpected:
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        return f"unexpected {unexpected[0]}{more}"
+    if wrong:
         k = wrong[0]
-        problem = f"{k} has shape {list(found[k])}, the model's is {list(expected[k])}"
-    else:
-        return
-    raise ResnetlabError(f"{path} does not match its model {meta.model}: {problem}")
+        return f"{k} has shape {list(found[k])}, the model's is {list(expected[k])}"
+    return None
