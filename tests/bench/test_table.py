@@ -163,8 +163,17 @@ def test_a_rerun_replaces_its_row():
 
 def test_a_broken_results_file_is_named(tmp_path):
     path = tmp_path / "bad.jsonl"
-    path.write_text('{"kind": "train"}\nnot json\n')
-    with pytest.raises(resnetlab.ResnetlabError, match=r"bad.jsonl:2: not a JSON line"):
+    for text, says in [
+        ("\nnot json\n", r"bad.jsonl:2: not a JSON line"),
+        ("[1, 2]\n", r"bad.jsonl:1: a JSON list, not a record \(a JSON object\); remove the line$"),
+        ('{"kind": "train"}\n', r"bad.jsonl:1: a damaged benchmark record \(no '\w+'\); remove"),
+        ('{"kind": "fast"}\n', r"bad.jsonl:1: unknown kind of benchmark record: 'fast'"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(resnetlab.ResnetlabError, match=says):
+            read_records([path])
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(resnetlab.ResnetlabError, match=r"bad.jsonl is not a text file"):
         read_records([path])
     (tmp_path / "empty").mkdir()
     with pytest.raises(resnetlab.ResnetlabError, match=r"empty: it holds no .jsonl files"):

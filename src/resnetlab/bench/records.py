@@ -33,6 +33,7 @@ from ..data.decode import available_cpus
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
 from ..storage import write_error
+from .table import as_record
 
 REPOSITORY_RESULTS = Path("benchmarks") / "results"
 
@@ -183,14 +184,42 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                 "train` (or infer, data, time-to-accuracy) writes them"
             )
         for file in files:
-            for number, line in enumerate(file.read_text().splitlines(), start=1):
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ResnetlabError(
+                    f"{file} is not a text file; benchmark records are .jsonl files, one JSON "
+                    "object a line"
+                ) from None
+            for number, line in enumerate(text.splitlines(), start=1):
                 if line.strip():
                     try:
-                        records.append(json.loads(line))
+                        record = json.loads(line)
                     except json.JSONDecodeError as e:
                         message = f"{file}:{number}: not a JSON line ({e.msg})"
                         raise ResnetlabError(message) from None
+                    records.append(_checked(record, f"{file}:{number}"))
     return sorted(records, key=lambda r: r.get("date", ""))
+
+
+def _checked(record: Any, where: str) -> dict[str, Any]:
+    """``record`` when the table can show it, else one line naming ``where`` it is."""
+    if not isinstance(record, dict):
+        raise ResnetlabError(
+            f"{where}: a JSON {type(record).__name__}, not a record (a JSON object); remove "
+            "the line"
+        )
+    try:
+        as_record(record).row()
+    except ResnetlabError as e:
+        raise ResnetlabError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        detail = f"no {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+        raise ResnetlabError(
+            f"{where}: a damaged benchmark record ({detail}); remove the line, or run the "
+            "benchmark again"
+        ) from None
+    return record
 
 
 def seed_cache(data: str, cache: str | os.PathLike) -> None:
