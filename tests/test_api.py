@@ -99,3 +99,13 @@ def test_predict_and_explain_take_open_images_as_their_files(tmp_path):
     assert second.source == "image 1" and second.top == from_file[0].top
     maps = explain(model, [made])
     assert maps.sources == ["image 0"]
+
+
+def test_predict_and_evaluate_of_a_model_with_no_file_say_to_load_or_save_one(tmp_path):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    model = resnetlab.create_model("resnet8")  # no class names, input size or normalisation
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^predict takes a model file, or .*"):
+        resnetlab.predict(model, [image])
+    with pytest.raises(resnetlab.ResnetlabError, match=r"resnetlab.save_model and give that file"):
+        resnetlab.evaluate(model, "digits")

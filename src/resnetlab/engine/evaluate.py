@@ -134,14 +134,14 @@ def evaluate(
     """
     from ..data import make_loader
     from .distributed import resolve_device
-    from .inference import inference_model, is_channels_last, load_model_file
+    from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
 
     batch_size = count_argument(batch_size, "batch size")
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)
-    meta = model.meta
+    meta = model_file_meta(model, "evaluate")
     split = held_out_split(data, meta)
     class_names = list(split.class_names)
     fast = inference_model(model, device_, input_size=meta.input_size)

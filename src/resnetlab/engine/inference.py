@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import path_argument
-from ..models import load_model
+from ..errors import ResnetlabError, path_argument
+from ..models import ModelMeta, load_model
 from .cpu import keep_freed_memory, use_small_map_convs
 from .step import resolve_channels_last
 
@@ -46,6 +46,20 @@ def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cp
 
         return OnnxModel(path)
     return load_model(path, device=device)
+
+
+def model_file_meta(model: nn.Module, command: str) -> ModelMeta:
+    """The ``ModelMeta`` of a model loaded from its file, which ``command`` needs (class
+    names, input size, normalisation); one line saying how to get one for any other model."""
+    meta = getattr(model, "meta", None)
+    if not isinstance(meta, ModelMeta):
+        raise ResnetlabError(
+            f"{command} takes a model file, or a model loaded from one with "
+            f"resnetlab.load_model (which knows its class names, input size and "
+            f"normalisation); this {type(model).__name__} has none: save it with "
+            "resnetlab.save_model and give that file"
+        )
+    return meta
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -22,7 +22,7 @@ from ..data.folders import SYSTEM_FILES, image_files
 from ..errors import DataWarning, ResnetlabError, count_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
-from .inference import inference_model, is_channels_last, load_model_file
+from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
 
 
 @dataclass
@@ -117,7 +117,7 @@ def predict(
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)
-    meta = model.meta
+    meta = model_file_meta(model, "predict")
     names, images = load_inputs(inputs, meta)
     model = inference_model(model, device_, input_size=meta.input_size)
     probs = class_probabilities(model, images, meta, device=device_, batch_size=batch_size)

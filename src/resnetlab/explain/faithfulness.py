@@ -225,6 +225,7 @@ def check_model(
     from ..data import make_loader
     from ..engine.distributed import resolve_device
     from ..engine.evaluate import held_out_split
+    from ..engine.inference import model_file_meta
     from ..models import load_model
 
     if not 0 < fraction < 1:
@@ -232,7 +233,7 @@ def check_model(
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
-    meta = model.meta
+    meta = model_file_meta(model, "the faithfulness check")
     split = held_out_split(data, meta)
     loader = make_loader(
         split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
