@@ -7,7 +7,7 @@ import torch
 
 from resnetlab.data import ImageSet, load_dataset, load_eval_split, stratified_sample
 from resnetlab.data.sources import sample_counts
-from resnetlab.errors import DataError, DataWarning
+from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
 from .conftest import noise, write_tree
 
@@ -73,6 +73,13 @@ def test_an_empty_data_name_is_refused_not_read_as_the_current_folder(tmp_path, 
         load_dataset(spec)
     with pytest.raises(DataError, match=r"^the data is an empty name"):
         load_dataset("digits", val_data=spec)
+
+
+def test_data_that_is_not_a_name_or_path_is_one_line():
+    with pytest.raises(
+        ResnetlabError, match=r"^the data \(digits, .*\) must be a path .*, got int$"
+    ):
+        load_dataset(5)
 
 
 def test_named_source_hint_for_a_missing_path():

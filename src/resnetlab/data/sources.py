@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, path_argument
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
@@ -97,7 +97,7 @@ def open_source(
     ``max_side``: without ``image_size``, the longest side an image folder is loaded at
     (``folders.load_folder``).
     """
-    spec = os.fspath(spec)
+    spec = os.fspath(path_argument(spec, "the data (digits, cifar10, or a file or folder)"))
     if not spec.strip():  # Path("") is the current folder, which would be read as the data
         raise DataError(
             f"the data is an empty name ({spec!r}); give digits, cifar10, or a file or "
