@@ -109,3 +109,10 @@ def test_predict_and_evaluate_of_a_model_with_no_file_say_to_load_or_save_one(tm
         resnetlab.predict(model, [image])
     with pytest.raises(resnetlab.ResnetlabError, match=r"resnetlab.save_model and give that file"):
         resnetlab.evaluate(model, "digits")
+
+
+def test_predict_of_no_images_says_so(tmp_path):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^no images given: pass image files"):
+        resnetlab.predict(path, [])  # not "none of the images could be read"

@@ -162,7 +162,10 @@ def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tenso
         ``image <i>``, its position in ``inputs``), and their pixels: uint8 (N, H, W, 3).
     """
     names, decoded = [], []
-    for i, (item, named) in enumerate(expand_inputs(inputs)):
+    items = expand_inputs(inputs)
+    if not items:
+        raise ResnetlabError("no images given: pass image files, folders or PIL images")
+    for i, (item, named) in enumerate(items):
         name = str(item) if isinstance(item, Path) else getattr(item, "filename", "")
         name = name or f"image {i}"
         try:
