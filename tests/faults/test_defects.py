@@ -613,3 +613,12 @@ def test_a_checkpoint_of_another_model_is_refused_in_a_few_words(finished_run, t
         code, err, f"{checkpoint} does not fit", "its model has unexpected layer1.1.", " more)"
     )
     assert err.strip().splitlines()[-1].count("layer") == 1  # not all 72 of ResNet-20's keys
+
+
+def test_a_wrong_type_in_config_json_names_the_file(finished_run, tmp_path, capsys):
+    config = finished_run / "config.json"
+    config.write_text(json.dumps({**strict_json(config), "lr": "fast"}))
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert_one_line_error(code, err, f"{config}: lr must be a finite number, got 'fast'")
+    code, err = cli(capsys, "train", "--config", config, "--out", tmp_path / "again")
+    assert_one_line_error(code, err, f"{config}: lr must be a finite number, got 'fast'")

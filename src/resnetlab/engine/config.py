@@ -459,6 +459,9 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
+        for f in dataclasses.fields(cls):  # named here: a flag may not be what is wrong
+            if f.name in values and (problem := _type_problem(f, values[f.name])):
+                raise ResnetlabError(f"{path}: {problem}")
         values.setdefault("resize", "squash")  # written before --resize existed, which squashed
         if isinstance(values.get("model_kwargs"), dict):
             values["model_kwargs"] = built_options(values["model_kwargs"], str(path))
@@ -620,29 +623,34 @@ _TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
 def _check_types(config: TrainConfig) -> None:
     """Each value has its field's type (config.json and the Python API can hold anything)."""
     for f in dataclasses.fields(config):
-        kind, _, optional = str(f.type).partition(" | ")
-        value = getattr(config, f.name)
-        if kind not in _TYPES or (optional == "None" and value is None):
-            continue
-        what, types = _TYPES[kind]
-        ok = isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))
-        if ok and kind == "float":
-            ok = math.isfinite(value)
-        elif ok and kind == "tuple[float, ...]":
-            ok = all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in value
-            )
-        elif ok and kind == "dict[str, Any]":
-            ok = all(isinstance(k, str) for k in value)
-        if not ok:
-            name = f.name.replace("_", " ")
-            raise ResnetlabError(f"{name} must be {what}, got {value!r}")
-        if kind == "str" and not value.strip():
-            # An unset shell variable (--pretrained "$WEIGHTS") would otherwise read as the
-            # option left out: a run from scratch instead of from the weights asked for.
-            name = f.name.replace("_", " ")
-            raise ResnetlabError(f"{name} is an empty string; give a value or leave it out")
+        if problem := _type_problem(f, getattr(config, f.name)):
+            raise ResnetlabError(problem)
+
+
+def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` cannot be the value of the field ``f``, or None when it can."""
+    kind, _, optional = str(f.type).partition(" | ")
+    if kind not in _TYPES or (optional == "None" and value is None):
+        return None
+    what, types = _TYPES[kind]
+    ok = isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))
+    if ok and kind == "float":
+        ok = math.isfinite(value)
+    elif ok and kind == "tuple[float, ...]":
+        ok = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    elif ok and kind == "dict[str, Any]":
+        ok = all(isinstance(k, str) for k in value)
+    name = f.name.replace("_", " ")
+    if not ok:
+        return f"{name} must be {what}, got {value!r}"
+    if kind == "str" and not value.strip():
+        # An unset shell variable (--pretrained "$WEIGHTS") would otherwise read as the
+        # option left out: a run from scratch instead of from the weights asked for.
+        return f"{name} is an empty string; give a value or leave it out"
+    return None
 
 
 def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
