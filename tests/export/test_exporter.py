@@ -154,6 +154,10 @@ def test_onnx_fp16_at_a_chosen_opset(cifar_file, tmp_path):
     # opset has no op for is named as the same refusal (torch 2.4: no strided Slice in 9).
     with pytest.raises(resnetlab.ResnetlabError, match="cannot write opset 9 for this model"):
         export_model(cifar_file, tmp_path / "old.onnx", opset=9)
+    # Above what the installed onnx knows, the advice is an earlier opset, not "or later".
+    newest = onnx.defs.onnx_opset_version()
+    with pytest.raises(resnetlab.ResnetlabError, match=rf"\(its newest is {newest}\); ask for"):
+        export_model(cifar_file, tmp_path / "new.onnx", opset=newest + 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half.onnx"]
 
 

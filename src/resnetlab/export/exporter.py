@@ -354,6 +354,14 @@ def write_onnx(
 ) -> int:
     """Write ``graph`` to ``path`` as one ONNX file (weights inside) with ``metadata``;
     returns the opset. The input is named ``images``, the output ``logits``."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and opset > newest:  # else the exporter writes its own and says nothing
+        raise ResnetlabError(
+            f"--opset {opset} is newer than the onnx {onnx.__version__} installed here knows "
+            f"(its newest is {newest}); ask for {newest} or earlier, or leave --opset out"
+        )
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
     with _quiet_loggers("torch.onnx", "onnxscript"):  # the outcome is checked below
         options = inspect.signature(torch.onnx.export).parameters.keys()
