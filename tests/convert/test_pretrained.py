@@ -419,3 +419,20 @@ def test_new_and_dropped_keys_are_listed_in_the_models_order(tmp_path):
     report = resnetlab.create_model("resnet20", num_classes=3, pretrained=path).pretrained
     assert report.new == report.dropped == ["fc.weight", "fc.bias"]
     assert "new: fc.weight, fc.bias; dropped: fc.weight, fc.bias" in report.describe()
+
+
+def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):
+    """--pretrained with a safetensors file whose copy stopped says so, as the commands that
+    read model files do, rather than quoting the reader's header error."""
+    from safetensors.torch import save_file
+
+    whole = tmp_path / "whole.safetensors"
+    save_file(resnetlab.create_model("resnet20", num_classes=10).state_dict(), str(whole))
+    data = whole.read_bytes()
+    for kept in (len(data) // 2, 60):  # in the tensors' bytes, in the header
+        cut = tmp_path / f"cut{kept}.safetensors"
+        cut.write_bytes(data[:kept])
+        with pytest.raises(ResnetlabError) as caught:
+            resnetlab.create_model("resnet20", num_classes=10, pretrained=cut)
+        assert str(caught.value).startswith(f"{cut} is cut short ({kept:,} of ")
+        assert str(caught.value).endswith("copy it again")

@@ -54,7 +54,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ResnetlabError
-from ..models.files import META_KEY, read_model_meta
+from ..models.files import META_KEY, cut_short, read_model_meta
 from ..models.registry import create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -409,7 +409,8 @@ def _from_safetensors(path: Path, source: str) -> PretrainedWeights:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ResnetlabError(f"{path} is not a readable safetensors file ({e})") from None
+        problem = cut_short(path) or f"{path} is not a readable safetensors file ({e})"
+        raise ResnetlabError(problem) from None
     if META_KEY in metadata:
         return _from_model_file(path, source, kind="resnetlab")
     return PretrainedWeights(

@@ -261,6 +261,19 @@ def save_model(
     return meta
 
 
+def cut_short(path: Path) -> str | None:
+    """What is wrong with a safetensors file that ends before its header says it does (a
+    copy or download that stopped), or None when it does not."""
+    size, (needed, known) = path.stat().st_size, _safetensors_size(path)
+    if needed <= size:
+        return None
+    of = f"{needed:,}" if known else f"at least {needed:,}"
+    return (
+        f"{path} is cut short ({size:,} of {of} bytes), as a copy or download that stopped "
+        "leaves it; copy it again"
+    )
+
+
 def _safetensors_size(path: Path) -> tuple[int, bool]:
     """The size in bytes that a safetensors file's header says the file has (8 bytes of
     header length, the JSON header, the tensors' bytes) and whether that is all of it: when
@@ -339,13 +352,8 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path} is {kind}, not a model file; {run_files} (predict, eval and serve "
                 "also run .onnx exports)"
             ) from None
-        size, (needed, known) = path.stat().st_size, _safetensors_size(path)
-        if needed > size:
-            of = f"{needed:,}" if known else f"at least {needed:,}"
-            raise ResnetlabError(
-                f"{path} is cut short ({size:,} of {of} bytes), as a copy or download that "
-                "stopped leaves it; copy it again"
-            ) from None
+        if (short := cut_short(path)) is not None:
+            raise ResnetlabError(short) from None
         hint = f"; {run_files} (checkpoint.pt is for --resume)" if path.suffix == ".pt" else ""
         raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
     if META_KEY not in metadata:
