@@ -329,6 +329,13 @@ def test_a_file_that_is_not_hdf5(target64, tmp_path):
         load_keras_h5(target64, path)
 
 
+def test_a_folder_or_a_missing_file_is_named_as_such(target64, tmp_path):
+    with pytest.raises(ResnetlabError, match=r"is a folder; give the Keras model file in it"):
+        load_keras_h5(target64, tmp_path)
+    with pytest.raises(ResnetlabError, match=r"Keras file not found: .*nope.h5"):
+        load_keras_h5(target64, tmp_path / "nope.h5")
+
+
 def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f["test_set_x"] = np.zeros((2, 64, 64, 3), np.uint8)

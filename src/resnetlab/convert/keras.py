@@ -320,6 +320,11 @@ def convert_keras(
 
 def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
     path = Path(path)
+    if path.is_dir():
+        raise ResnetlabError(
+            f"{path} is a folder; give the Keras model file in it (.h5, .hdf5 or .keras); a "
+            "SavedModel folder converts to one with tf.keras.models.load_model(...).save()"
+        )
     if not path.is_file():
         raise ResnetlabError(f"Keras file not found: {path}")
     if zipfile.is_zipfile(path):
