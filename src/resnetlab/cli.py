@@ -399,9 +399,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if args.model_option:
         flags["model_kwargs"] = parse_options(args.model_option)
-    for flag, value in (("--resume", args.resume), ("--config", args.config)):
-        if value is not None and not value.strip():  # not taken as left out: see _check_types
-            raise ResnetlabError(f"{flag} is an empty string; give a path or leave it out")
     if args.resume:
         if args.config:
             raise ResnetlabError("--resume continues a run with its own config; drop --config")
@@ -1265,6 +1262,11 @@ class _Parser(argparse.ArgumentParser):
         self.error(f"unrecognized arguments: {' '.join(parts)}")
 
     def _check_value(self, action: argparse.Action, value) -> None:
+        # An empty value (an unset shell variable: --pretrained "$WEIGHTS") is not the
+        # option left out, nor the current folder: no option takes one.
+        if isinstance(value, str) and not value.strip():
+            leave = " or leave the option out" if action.option_strings else ""
+            raise argparse.ArgumentError(action, f"an empty value; give one{leave}")
         if action.choices is not None and value not in action.choices:
             choices = [str(c) for c in action.choices]
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)

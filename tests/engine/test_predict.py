@@ -120,11 +120,18 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     assert main(["predict", str(model_file), str(tmp_path / "nope.jpg")]) == 2
     assert capsys.readouterr().err.strip() == f"error: image not found: {tmp_path / 'nope.jpg'}"
     for command in ("predict", "explain"):  # not the whole current folder
-        assert main([command, str(model_file), ""]) == 2
-        assert capsys.readouterr().err.strip() == (
-            "error: an image path is an empty name; give an image file or a folder "
-            "(. for the current folder)"
+        with pytest.raises(SystemExit):
+            main([command, str(model_file), ""])
+        assert (
+            capsys.readouterr()
+            .err.strip()
+            .endswith("error: argument IMAGE_OR_FOLDER: an empty value; give one")
         )
+    with pytest.raises(ResnetlabError) as caught:  # the same from Python
+        resnetlab.predict(model_file, "")
+    assert str(caught.value) == (
+        "an image path is an empty name; give an image file or a folder (. for the current folder)"
+    )
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     assert main(["predict", str(model_file), str(text)]) == 2

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 import resnetlab
 from resnetlab.cli import main
 from resnetlab.engine import train
+from resnetlab.errors import ResnetlabError
 
 from .conftest import assert_one_line_error, cli, model_file, png_header, strict_json
 
@@ -226,8 +227,6 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         (["--model-option", "num_classes=5"], "drop --model-option num_classes"),
         (["--crop-padding", "8"], "--crop-padding 8 is not smaller than the 8-pixel images"),
         (["--cutout", "8"], "--cutout 8 covers the whole 8-pixel image"),
-        (["--pretrained", ""], "pretrained is an empty string; give a value or leave it out"),
-        (["--val-data", " "], "val data is an empty string"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):
@@ -236,10 +235,45 @@ def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says)
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flag", ["--resume", "--config"])
-def test_an_empty_run_or_config_is_refused_not_taken_as_left_out(tmp_path, capsys, flag):
-    code, err = cli(capsys, "train", flag, "")  # not a fresh default run
-    assert_one_line_error(code, err, f"{flag} is an empty string; give a path or leave it out")
+def _parse_error(capsys, *args: str) -> tuple[int, str]:
+    """The exit status and stderr of a command line the parser refuses."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--resume", ""],  # not a fresh default run
+        ["train", "--config", " "],
+        ["train", "--pretrained", ""],  # not from scratch
+        ["train", "--val-data", ""],
+        ["explain", "model.safetensors", "x.png", "--out", ""],
+        ["eval", "model.safetensors", "--data", "digits", "--png", ""],
+        ["predict", "model.safetensors", "x.png", "--cam", ""],
+        ["data", "inspect", "digits", "--out", ""],
+    ],
+)
+def test_an_empty_option_is_refused_not_taken_as_left_out(capsys, args):
+    """An unset shell variable (--pretrained "$WEIGHTS") gives an empty value: every
+    command refuses it before doing anything, rather than use the default or the current
+    folder."""
+    code, err = _parse_error(capsys, *args)
+    flag = args[[a.strip() for a in args].index("") - 1]
+    assert_one_line_error(code, err, f"argument {flag}: an empty value; give one or leave")
+
+
+def test_an_empty_positional_is_refused(capsys):
+    code, err = _parse_error(capsys, "predict", "", "x.png")
+    assert_one_line_error(code, err, "argument MODEL_FILE: an empty value; give one")
+    assert "leave the option out" not in err
+
+
+def test_an_empty_setting_from_the_python_api_is_refused():
+    with pytest.raises(ResnetlabError, match="pretrained is an empty string; give a value"):
+        resnetlab.TrainConfig(pretrained="")
 
 
 def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
