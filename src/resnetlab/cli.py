@@ -618,8 +618,8 @@ def add_explain(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--check", action="store_true", help="run the faithfulness checks on the data set DATA"
     )
-    p.add_argument("--fraction", type=float, default=0.2, help="--check: share blanked (0.2)")
-    p.add_argument("--stages", type=int, default=1, help="--check: stages re-initialised (1)")
+    p.add_argument("--fraction", type=float, help="--check: share blanked (0.2)")
+    p.add_argument("--stages", type=int, help="--check: stages re-initialised (1)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_explain)
 
@@ -633,6 +633,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     if args.check and len(args.images) != 1:
         raise ResnetlabError("--check takes one data set: resnetlab explain MODEL DATA --check")
+    check_options = {"fraction": args.fraction, "stages": args.stages}
+    given = {k: v for k, v in check_options.items() if v is not None}
+    if given and not args.check:
+        flags = " and ".join(f"--{k}" for k in given)
+        raise ResnetlabError(f"{flags} set the faithfulness check: add --check, or drop them")
     model = load_model(args.model_file, device=resolve_device(args.device))
     if args.check:
         rows, notes = check_model(
@@ -640,9 +645,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             args.images[0],
             methods=args.method or METHODS,
             layer=args.layer,
-            fraction=args.fraction,
-            stages=args.stages,
             say=lambda line: print(line, file=sys.stderr, flush=True),
+            **given,
         )
         if args.json:
             print(json.dumps({"notes": notes, "rows": [r.to_dict() for r in rows]}, indent=2))

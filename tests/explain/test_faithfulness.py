@@ -1,3 +1,4 @@
+import os
 from dataclasses import replace
 
 import pytest
@@ -119,6 +120,16 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
         assert -1 <= rho <= 1 and drop > random_drop
     assert main(["explain", str(model_file), str(folder), "--check", "--fraction", "1.5"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+    # Stages the model lacks: refused before the check starts, not after its first line.
+    assert main(["explain", str(model_file), str(folder), "--check", "--stages", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stages must be 1..") and "checking" not in err
+    # The check's settings without --check are not ignored.
+    image = str(folder / "red" / os.listdir(folder / "red")[0])
+    assert main(["explain", str(model_file), image, "--stages", "2", "--fraction", "0.5"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --fraction and --stages set the faithfulness check: add --check, or drop them"
+    )
     # Data whose classes are not the model's is refused, as evaluate refuses it.
     (folder / "red").rename(folder / "orange")
     assert main(["explain", str(model_file), str(folder), "--check"]) == 2

@@ -34,14 +34,20 @@ CHANCE_MARGIN = 0.02
 RANDOM_DRAWS = 4  # random masks per image in the deletion check
 
 
-def randomized_copy(model: nn.Module, stages: int = 1, seed: int = 0) -> nn.Module:
-    """A copy of ``model`` whose last ``stages`` stages and head are freshly initialised,
-    as ``create_model`` initialises them (seeded); everything below is kept."""
+def _check_stages(model: nn.Module, stages: int) -> str:
+    """The model's name, when ``stages`` of its stages can be re-initialised."""
     name = getattr(model, "model_name", None)
     if name is None or not hasattr(model, "num_stages"):
         raise ResnetlabError("the sanity check needs a resnetlab model (create_model, load_model)")
     if not 1 <= stages <= model.num_stages:
         raise ResnetlabError(f"stages must be 1..{model.num_stages}, got {stages}")
+    return name
+
+
+def randomized_copy(model: nn.Module, stages: int = 1, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` whose last ``stages`` stages and head are freshly initialised,
+    as ``create_model`` initialises them (seeded); everything below is kept."""
+    name = _check_stages(model, stages)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fresh = create_model(name, num_classes=model.num_classes, **model.model_kwargs)
@@ -234,6 +240,7 @@ def check_model(
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
     meta = model_file_meta(model, "the faithfulness check")
+    _check_stages(model, stages)  # before minutes of work, not after
     split = held_out_split(data, meta)
     loader = make_loader(
         split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
