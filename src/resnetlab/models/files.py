@@ -15,6 +15,7 @@ import json
 import math
 import os
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,12 @@ class ModelMeta:
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ResnetlabError(
                 f"{len(self.class_names)} class names for a model with {self.num_classes} outputs"
+            )
+        repeated = [n for n, k in Counter(self.class_names or ()).items() if k > 1]
+        if repeated:  # predictions by name, and eval's matching, need one class a name
+            raise ResnetlabError(
+                f"class names repeated: {', '.join(map(str, repeated[:5]))}; give each class "
+                "a name of its own"
             )
 
     def to_json(self) -> str:
