@@ -68,7 +68,7 @@ def test_class_names_must_match_the_head(tmp_path):
     with pytest.raises(ResnetlabError, match="3 class names for a model with 10 outputs"):
         resnetlab.save_model(model, tmp_path / "m.safetensors", class_names=["a", "b", "c"])
     names = [str(i) for i in range(9)] + ["3"]  # predictions by name need one class a name
-    with pytest.raises(ResnetlabError, match="^class names repeated: 3; give each class a name"):
+    with pytest.raises(ResnetlabError, match=r"^class names repeated: 3; give each class a name"):
         resnetlab.save_model(model, tmp_path / "m.safetensors", class_names=names)
     assert not (tmp_path / "m.safetensors").exists()
 
