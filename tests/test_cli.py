@@ -1,5 +1,6 @@
 """The command line itself: start-up, errors, names."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -34,6 +35,25 @@ def test_version_and_help_do_not_import_torch(argv):
         check=True,
     )
     assert "torch imported: False" in done.stdout
+
+
+def test_the_command_exits_without_a_final_garbage_collection(monkeypatch, capsys):
+    """``resnetlab`` (the console script and ``python -m resnetlab``) runs ``main`` with the
+    process's arguments and returns its exit status, leaving what is alive frozen: the
+    interpreter's last collections then skip it."""
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "resnetlab"]
+    assert script.value == "resnetlab.cli:run"
+    monkeypatch.setattr(sys, "argv", ["resnetlab", "summary", "missing.safetensors"])
+    try:
+        assert script.load()() == 2
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "error:" in capsys.readouterr().err
+    main_module = (PROJECT_ROOT / "src" / "resnetlab" / "__main__.py").read_text()
+    assert "raise SystemExit(run())" in main_module
 
 
 def _error(capsys, argv) -> str:
