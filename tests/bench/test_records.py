@@ -1,7 +1,13 @@
+import io
 import json
+from pathlib import Path
+
+import pytest
 
 from resnetlab.bench import default_results_dir, results_path
+from resnetlab.bench.records import append_record
 from resnetlab.cli import main
+from resnetlab.errors import ResnetlabError
 
 TINY = ["--model", "resnet8", "--batch-size", "2", "--input-size", "8", "--device", "cpu"]
 TINY += ["--steps", "1", "--warmup", "0", "--repeats", "1"]
@@ -25,3 +31,29 @@ def test_results_go_to_benchmarks_results_in_a_checkout(tmp_path, monkeypatch):
     assert str(results_path("m", tmp_path / "x.jsonl")) == str(tmp_path / "x.jsonl")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')
     assert default_results_dir().name == "bench"
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk that fills up: half of each write lands, then no more."""
+
+    def write(self, data):
+        return super().write(bytes(data)[: len(data) // 2])
+
+
+def test_a_record_that_does_not_fit_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    kept = tmp_path / "kept.jsonl"
+    append_record({"n": 1}, kept)
+    before = kept.read_bytes()
+    real_open = Path.open
+
+    def full_disk(self, mode="r", buffering=-1, *args, **kwargs):
+        if "a" in mode:
+            return _FullDisk(str(self), "ab")
+        return real_open(self, mode, buffering, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_disk)
+    for path in (kept, tmp_path / "new.jsonl"):
+        with pytest.raises(ResnetlabError, match="--no-save"):
+            append_record({"n": 2, "text": "x" * 100}, path)
+    assert kept.read_bytes() == before  # no half line for the next record to follow
+    assert not (tmp_path / "new.jsonl").exists()  # no empty file

@@ -15,6 +15,7 @@ the user happens to be in.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -155,13 +156,24 @@ def results_path(machine: str, results: str | os.PathLike | None = None) -> Path
 
 
 def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Append ``record`` as one JSON line to ``path`` (created with its folder if needed)."""
+    """Append ``record`` as one JSON line to ``path`` (created with its folder if needed).
+    A write that fails (a full disk) leaves the file as it was: no half line, no empty file."""
     path = Path(path)
+    line = (json.dumps(record, sort_keys=False) + "\n").encode()
+    new = not path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write(json.dumps(record, sort_keys=False) + "\n")
+        with path.open("ab", buffering=0) as f:  # one write call, nothing left buffered
+            start = f.tell()
+            try:
+                if f.write(line) != len(line):  # a short write: the disk filled up
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                f.truncate(start)
+                raise
     except OSError as e:
+        if new and path.is_file() and not path.stat().st_size:
+            path.unlink()
         error = write_error(path, e)
         raise type(error)(f"{error}; or add --no-save (the record is printed above)") from None
     return path
