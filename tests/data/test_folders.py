@@ -578,8 +578,9 @@ def test_a_link_to_a_folder_above_it_is_named(tmp_path):
         f"{root / 'cats' / 'backup'}: a link to {root.resolve()}, which holds the link itself"
     )
     (root / "cats" / "backup").unlink()
-    (root / "cats" / "more").symlink_to(tmp_path / "photos" / "dogs")  # elsewhere: followed
-    assert len(load_dataset(str(root)).train) == 9
+    more = write_tree(tmp_path / "more", {"x": [noise(5), noise(6)]})
+    (root / "cats" / "more").symlink_to(more / "x")  # elsewhere: followed
+    assert len(load_dataset(str(root)).train) == 8
 
 
 def test_a_nas_thumbnail_folder_is_left_out(tmp_path):
@@ -737,3 +738,28 @@ def test_unreadable_files_are_said_why_in_words(tmp_path):
             read_image(tmp_path / name, 16)
         assert read_error_reason(caught.value) == reason, name
     assert read_error_reason(ValueError("odd")) == "ValueError: odd"
+
+
+def test_a_link_into_another_class_folder_is_refused(tmp_path):
+    """cats/more -> ../dogs would train dogs as cats: refused, naming the link; a link to
+    images outside the data set is followed as before."""
+    root = write_tree(
+        tmp_path / "t",
+        {"cats": [noise(i) for i in range(4)], "dogs": [noise(i + 9) for i in range(4)]},
+    )
+    (root / "cats" / "more").symlink_to(root / "dogs")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'cats' / 'more'}: a link to {(root / 'dogs').resolve()}, in the class folder "
+        "dogs, so its images would be read as cats; remove the link, or copy the images "
+        "that belong to cats"
+    )
+    (root / "cats" / "more").unlink()
+    (root / "cats" / "one.png").symlink_to(root / "dogs" / "000.png")  # one image, too
+    with pytest.raises(DataError, match=r"one.png: a link to .*in the class folder dogs"):
+        load_dataset(str(root))
+    (root / "cats" / "one.png").unlink()
+    outside = write_tree(tmp_path / "elsewhere", {"x": [noise(20), noise(21)]})
+    (root / "cats" / "extra").symlink_to(outside / "x")
+    assert load_dataset(str(root)).train.class_counts() == [6, 4]

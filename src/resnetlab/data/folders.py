@@ -116,10 +116,11 @@ SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
 
 
 def _images_under(
-    folder: Path, depth: int = 0, others: list[str] | None = None
+    folder: Path, depth: int = 0, others: list[str] | None = None, links: list[str] | None = None
 ) -> tuple[list[str], list[str]]:
     """Image files under ``folder`` (recursively, sorted) and a stamp of each for the cache;
-    the names of the other visible files go into ``others`` when it is given."""
+    the names of the other visible files go into ``others``, and the symbolic links followed
+    (to folders and to images) into ``links``, when they are given."""
     if depth > 32:
         raise DataError(f"{folder}: folders nested more than 32 deep; is there a symlink loop?")
     paths: list[str] = []
@@ -137,7 +138,9 @@ def _images_under(
                     "would be read over and over; remove the link, or copy the images it "
                     "should add"
                 )
-            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others)
+            if e.is_symlink() and links is not None:
+                links.append(e.path)
+            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others, links)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and (
@@ -146,11 +149,28 @@ def _images_under(
             # A link whose target is gone (a photo moved, a drive not mounted) is an image
             # that cannot be read, skipped and named as such, not a file that is no image.
             st = e.stat(follow_symlinks=e.is_file())
+            if e.is_symlink() and links is not None:
+                links.append(e.path)
             paths.append(e.path)
             stamps.append(f"{e.name}|{st.st_size}|{st.st_mtime_ns}")
         elif others is not None:
             others.append(e.name)
     return paths, stamps
+
+
+def _check_links(class_dir: Path, links: list[str], class_dirs: list[Path]) -> None:
+    """Refuse a link in ``class_dir`` to images of another class folder: they would be read
+    as this class (``cats/more -> ../dogs`` trains dogs as cats)."""
+    others = [(d, d.resolve()) for d in class_dirs if d != class_dir]
+    for link in links:
+        target = Path(link).resolve()
+        for other, resolved in others:
+            if _holds(resolved, target):  # the other class folder, or a folder in it
+                raise DataError(
+                    f"{link}: a link to {target}, in the class folder {other.name}, so its "
+                    f"images would be read as {class_dir.name}; remove the link, or copy the "
+                    f"images that belong to {class_dir.name}"
+                )
 
 
 def _holds(outer: Path, folder: Path) -> bool:
@@ -284,8 +304,9 @@ def scan_classes(folder: Path) -> FolderSplit:
         )
     paths, labels, stamps, others = [], [], [], []
     for label, d in enumerate(class_dirs):
-        before = len(others)
-        files, file_stamps = _images_under(d, others=others)
+        before, links = len(others), []
+        files, file_stamps = _images_under(d, others=others, links=links)
+        _check_links(d, links, class_dirs)
         if not files and len(others) > before:  # not empty: files of no image format read
             raise DataError(
                 f"{d}: no images in this class folder, only "
