@@ -3,8 +3,8 @@
 A ``StreamingLoader`` has the interface of ``DeviceLoader`` and draws the same epoch plan
 (order, crop offsets, flips, cutout) from the same seeded generator; only where the work
 happens differs. Worker processes decode, resize, crop with padding, flip and cut the
-scale/aspect box of each image as uint8 (torchvision transforms v2 and the device loader's
-own ``resized_crops``); the main process moves the uint8 batch to the device, where
+scale/aspect box of each image as uint8 (torch operations and the device loader's own
+``resized_crops``); the main process moves the uint8 batch to the device, where
 normalisation and cutout run on the whole batch.
 """
 
