@@ -1,4 +1,5 @@
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,6 +177,23 @@ def test_worker_processes_leave_the_warning_to_the_main_process(tree, monkeypatc
     ]
 
 
+def test_the_unreadable_share_of_a_held_out_part_is_judged_over_its_folder(tmp_path):
+    """One damaged file in 40 is 2.5%, under the limit: landing in a validation part of 8
+    it is still not fatal (12.5% of that part), as it is not when decoded into memory."""
+    root = write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(20)], "b": [noise(i) for i in range(20, 40)]}
+    )
+    data = load_dataset(str(root), stream=True, val_split=0.2)
+    damaged = data.val.paths[0]
+    Path(damaged).write_bytes(b"garbage")
+    loader = make_loader(
+        data.val, train=False, batch_size=4, device="cpu", mean=MEAN, std=STD, num_workers=0
+    )
+    with pytest.warns(DataWarning, match="skipped 1 unreadable image this epoch"):
+        assert sum(len(y) for _, y in loader) == len(data.val) - 1
+    assert data.val.scanned == 40 and data.train.scanned == 40
+
+
 def test_too_many_unreadable_files_while_streaming_is_fatal(tmp_path):
     root = write_tree(tmp_path / "d", {"a": [noise(0), noise(1)], "b": [noise(2), noise(3)]})
     streamed = load_dataset(str(root), stream=True).train
@@ -183,7 +201,7 @@ def test_too_many_unreadable_files_while_streaming_is_fatal(tmp_path):
     loader = make_loader(
         streamed, train=False, batch_size=2, device="cpu", mean=MEAN, std=STD, num_workers=0
     )
-    with pytest.warns(DataWarning), pytest.raises(DataError, match=r"1 images could not be read"):
+    with pytest.warns(DataWarning), pytest.raises(DataError, match=r"1 of 4 images could not be"):
         list(loader)
 
 

@@ -46,6 +46,9 @@ class StreamingSet:
         notes: what loading adjusted or skipped.
         resize: how an image of another shape meets ``image_size``: ``squash`` or
             ``crop`` (see ``decode.RESIZE_MODES``).
+        scanned: the files of the folder a held-out part was taken from (0: this split's
+            own): the share of unreadable files is judged over the folder, as when it is
+            decoded into memory, not over a small validation part of it.
     """
 
     paths: list[str]
@@ -55,6 +58,7 @@ class StreamingSet:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     resize: str = "squash"
+    scanned: int = 0
 
     def __post_init__(self) -> None:
         if len(self.paths) != len(self.labels):
@@ -77,7 +81,10 @@ class StreamingSet:
 
     def subset(self, indices: torch.Tensor) -> StreamingSet:
         return dataclasses.replace(
-            self, paths=[self.paths[i] for i in indices.tolist()], labels=self.labels[indices]
+            self,
+            paths=[self.paths[i] for i in indices.tolist()],
+            labels=self.labels[indices],
+            scanned=max(self.scanned, len(self)),
         )
 
     def resized(self, size: int | tuple[int, int]) -> StreamingSet:
@@ -283,10 +290,14 @@ class StreamingLoader:
             start = end
             if not bool(ok.all()):
                 failed += int((~ok).sum())
-                if failed > MAX_UNREADABLE_FRACTION * self.num_samples:
+                # Judged over the folder a part was taken from, but never past half the part.
+                files = max(self.num_samples, self.split.scanned // self.world_size)
+                if failed > min(MAX_UNREADABLE_FRACTION * files, self.num_samples / 2):
                     raise DataError(
-                        f"{self.split.source}: {failed} images could not be read so far this "
-                        f"epoch, more than {MAX_UNREADABLE_FRACTION:.0%} of {self.num_samples}"
+                        f"{self.split.source}: {failed} of {files:,} images could not be read "
+                        f"so far this epoch; more than {MAX_UNREADABLE_FRACTION:.0%} unreadable "
+                        "means the folder is not what it should be: remove or replace the "
+                        "files the warnings name, or point --data at the image folder"
                     )
                 x, y = x[ok], y[ok]
                 if not len(y):
