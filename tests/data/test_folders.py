@@ -727,7 +727,7 @@ def test_unreadable_files_are_said_why_in_words(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "folder.jpg").mkdir()
     cases = {
-        "cut.jpg": "the file is truncated (cut short when it was copied or downloaded?)",
+        "cut.jpg": "the file is truncated, as a copy or download that stopped leaves it",
         "notes.jpg": "not an image format Pillow can read",
         "empty.jpg": "the file is empty (0 bytes)",
         "folder.jpg": "it is a folder",

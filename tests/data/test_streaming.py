@@ -172,8 +172,8 @@ def test_worker_processes_leave_the_warning_to_the_main_process(tree, monkeypatc
                 assert all(len(y) for _, y in loader)
     named = [str(w.message) for w in caught if str(w.message).startswith(f"{bad}:")]
     assert named == [
-        f"{bad}: skipped, cannot read it (the file is truncated (cut short when "
-        "it was copied or downloaded?))"
+        f"{bad}: skipped, cannot read it (the file is truncated, as a copy or download "
+        "that stopped leaves it)"
     ]
 
 

@@ -84,7 +84,7 @@ def read_error_reason(error: BaseException) -> str:
     if isinstance(error, PermissionError):
         return "no permission to read it"
     if "truncated" in text.lower():
-        return "the file is truncated (cut short when it was copied or downloaded?)"
+        return "the file is truncated, as a copy or download that stopped leaves it"
     if type(error) in (OSError, Image.DecompressionBombError):  # PIL's words, or ours
         return text
     return f"{type(error).__name__}: {text}"
