@@ -119,6 +119,12 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
 def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys):
     assert main(["predict", str(model_file), str(tmp_path / "nope.jpg")]) == 2
     assert capsys.readouterr().err.strip() == f"error: image not found: {tmp_path / 'nope.jpg'}"
+    (tmp_path / "moved.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # a link left behind
+    assert main(["predict", str(model_file), str(tmp_path / "moved.jpg")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'moved.jpg'} is a link to {tmp_path / 'elsewhere.jpg'}, which does "
+        "not exist"
+    )
     for command in ("predict", "explain"):  # not the whole current folder
         with pytest.raises(SystemExit):
             main([command, str(model_file), ""])

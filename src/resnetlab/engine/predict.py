@@ -81,6 +81,8 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             )
         elif item.is_file():
             paths.append((item, True))
+        elif item.is_symlink():  # a photo moved away from under its link
+            raise ResnetlabError(f"{item} is a link to {os.readlink(item)}, which does not exist")
         else:
             raise ResnetlabError(f"image not found: {item}")
     return paths
