@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -80,3 +82,38 @@ def test_keras_batchnorm_is_recalibrated_to_the_biased_variance_it_keeps():
     torch.testing.assert_close(model[1].running_mean, mean)
     torch.testing.assert_close(model[1].running_var, var)
     assert model[1].momentum == KERAS_BN_MOMENTUM
+
+
+def test_recalibration_replaces_statistics_an_overflow_made_nan():
+    """An fp16 forward that overflowed leaves NaN or infinite running statistics; the
+    recalibrated ones are those of the batches alone, for PyTorch's and Keras's layers."""
+    torch.manual_seed(2)
+    batches = [torch.randn(4, 3, 3, 3) for _ in range(2)]
+    for layer in (nn.BatchNorm2d(4), KerasBatchNorm2d(4)):
+        model = nn.Sequential(nn.Conv2d(3, 4, 1), layer)
+        clean = copy.deepcopy(model)
+        layer.running_mean.fill_(float("nan"))
+        layer.running_var.fill_(float("inf"))
+        recalibrate(model, batches)
+        recalibrate(clean, batches)
+        assert torch.isfinite(layer.running_mean).all() and torch.isfinite(layer.running_var).all()
+        torch.testing.assert_close(layer.running_mean, clean[1].running_mean)
+        torch.testing.assert_close(layer.running_var, clean[1].running_var)
+
+
+def test_a_bn_layer_the_forward_pass_skips_keeps_its_statistics():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used, self.spare = nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    model = Net()
+    model.spare.running_mean.fill_(0.5)
+    model.spare.running_var.fill_(2.0)
+    recalibrate(model, [torch.randn(4, 3, 2, 2) + 3])
+    assert torch.equal(model.spare.running_mean, torch.full((3,), 0.5))
+    assert torch.equal(model.spare.running_var, torch.full((3,), 2.0))
+    assert (model.used.running_mean > 2).all()

@@ -81,6 +81,10 @@ def recalibrate(
         (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum)
         for m in layers
     ]
+    for layer in layers:
+        # The first batch's momentum of 1 weighs the old values by 0, which keeps a NaN or
+        # an infinity (an fp16 forward that overflowed): start from clean ones instead.
+        layer.reset_running_stats()
     modes = {m: m.training for m in model.modules()}
     model.train()
     for layer in kept:
@@ -90,7 +94,7 @@ def recalibrate(
         for count, x in enumerate(batches, 1):
             # A momentum of 1/count makes the running statistics the even average of the
             # batch statistics: the layers' own kernels average them, in the pass that
-            # computes them anyway (the first batch's replace the old values).
+            # computes them anyway (the first batch's replace the reset values).
             for layer in layers:
                 layer.momentum = 1 / count
             with autocast or contextlib.nullcontext():
@@ -102,7 +106,8 @@ def recalibrate(
             module.training = mode
         for layer, (mean, var, tracked, momentum) in zip(layers, saved, strict=True):
             layer.momentum = momentum
-            if not (done and images):  # stopped, or nothing seen: the statistics from before
+            ran = not torch.equal(layer.num_batches_tracked, tracked)  # (a layer forward skips)
+            if not (done and images and ran):  # stopped, or nothing seen: those from before
                 layer.running_mean.copy_(mean)
                 layer.running_var.copy_(var)
             layer.num_batches_tracked.copy_(tracked)
