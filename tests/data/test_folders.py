@@ -2,6 +2,7 @@ import io
 import os
 import struct
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -763,3 +764,24 @@ def test_a_link_into_another_class_folder_is_refused(tmp_path):
     outside = write_tree(tmp_path / "elsewhere", {"x": [noise(20), noise(21)]})
     (root / "cats" / "extra").symlink_to(outside / "x")
     assert load_dataset(str(root)).train.class_counts() == [6, 4]
+
+
+def test_links_are_checked_once_each_however_many_class_folders(tmp_path, monkeypatch):
+    """A data set made of links (``ln -s`` into a shared store, as split scripts do) with
+    many classes: each link and each class folder is resolved once, not once per pair of
+    class folders, which made a scan of a thousand classes take minutes."""
+    store = tmp_path / "store"
+    store.mkdir()
+    noise(0).save(store / "0.png")
+    root = tmp_path / "linked"
+    classes = [f"c{i:02d}" for i in range(30)]
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for j in range(2):
+            (root / name / f"{j}.png").symlink_to(store / "0.png")
+    resolved = []
+    real = Path.resolve
+    monkeypatch.setattr(Path, "resolve", lambda self, *a: resolved.append(self) or real(self, *a))
+    split = folders_module.scan_classes(root)
+    assert split.class_names == classes and len(split.paths) == 60
+    assert len(resolved) <= len(classes) + len(split.paths)

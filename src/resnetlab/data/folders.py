@@ -158,14 +158,15 @@ def _images_under(
     return paths, stamps
 
 
-def _check_links(class_dir: Path, links: list[str], class_dirs: list[Path]) -> None:
+def _check_links(class_dir: Path, links: list[str], class_dirs: dict[Path, Path]) -> None:
     """Refuse a link in ``class_dir`` to images of another class folder: they would be read
-    as this class (``cats/more -> ../dogs`` trains dogs as cats)."""
-    others = [(d, d.resolve()) for d in class_dirs if d != class_dir]
+    as this class (``cats/more -> ../dogs`` trains dogs as cats). ``class_dirs``: the class
+    folders by their resolved paths, resolved once for the whole scan."""
     for link in links:
         target = Path(link).resolve()
-        for other, resolved in others:
-            if _holds(resolved, target):  # the other class folder, or a folder in it
+        for folder in (target, *target.parents):  # the other class folder, or a folder in it
+            other = class_dirs.get(folder)
+            if other is not None and other != class_dir:
                 raise DataError(
                     f"{link}: a link to {target}, in the class folder {other.name}, so its "
                     f"images would be read as {class_dir.name}; remove the link, or copy the "
@@ -303,10 +304,13 @@ def scan_classes(folder: Path) -> FolderSplit:
             "its own sub-folder"
         )
     paths, labels, stamps, others = [], [], [], []
+    resolved: dict[Path, Path] | None = None  # the class folders by resolved path, once
     for label, d in enumerate(class_dirs):
         before, links = len(others), []
         files, file_stamps = _images_under(d, others=others, links=links)
-        _check_links(d, links, class_dirs)
+        if links:
+            resolved = resolved or {c.resolve(): c for c in class_dirs}
+            _check_links(d, links, resolved)
         if not files and len(others) > before:  # not empty: files of no image format read
             raise DataError(
                 f"{d}: no images in this class folder, only "
