@@ -205,6 +205,26 @@ def test_too_many_unreadable_files_while_streaming_is_fatal(tmp_path):
         list(loader)
 
 
+def test_a_small_part_with_half_its_images_unreadable_is_said_so(tmp_path):
+    """A part of 4 images from a folder of 100: 5% of the folder would be 5 of them, so
+    more than half the part is the limit; the error gives the share it stopped at."""
+    root = write_tree(
+        tmp_path / "d",
+        {"a": [noise(i) for i in range(50)], "b": [noise(i) for i in range(50, 100)]},
+    )
+    part = load_dataset(str(root), stream=True).train.subset(torch.arange(4))
+    for path in part.paths[:3]:
+        Path(path).write_bytes(b"garbage")
+    loader = make_loader(
+        part, train=False, batch_size=4, device="cpu", mean=MEAN, std=STD, num_workers=0
+    )
+    with pytest.warns(DataWarning), pytest.raises(DataError) as caught:
+        list(loader)
+    assert "3 of the part's 4 images could not be read so far this epoch; more than half " in str(
+        caught.value
+    )
+
+
 def test_split_stats_in_memory_and_streamed_agree(tree):
     memory, streamed = _both(tree)
     mean, std = split_stats(memory)

@@ -292,12 +292,19 @@ class StreamingLoader:
                 failed += int((~ok).sum())
                 # Judged over the folder a part was taken from, but never past half the part.
                 files = max(self.num_samples, self.split.scanned // self.world_size)
-                if failed > min(MAX_UNREADABLE_FRACTION * files, self.num_samples / 2):
+                half = self.num_samples / 2
+                if failed > min(MAX_UNREADABLE_FRACTION * files, half):
+                    share = (
+                        f"of {files:,} images could not be read so far this epoch; more than "
+                        f"{MAX_UNREADABLE_FRACTION:.0%} unreadable"
+                        if MAX_UNREADABLE_FRACTION * files <= half
+                        else f"of the part's {self.num_samples:,} images could not be read so "
+                        "far this epoch; more than half unreadable"
+                    )
                     raise DataError(
-                        f"{self.split.source}: {failed} of {files:,} images could not be read "
-                        f"so far this epoch; more than {MAX_UNREADABLE_FRACTION:.0%} unreadable "
-                        "means the folder is not what it should be: remove or replace the "
-                        "files the warnings name, or point --data at the image folder"
+                        f"{self.split.source}: {failed} {share} means the folder is not what "
+                        "it should be: remove or replace the files the warnings name, or "
+                        "point --data at the image folder"
                     )
                 x, y = x[ok], y[ok]
                 if not len(y):
