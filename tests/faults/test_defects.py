@@ -638,6 +638,37 @@ def test_a_run_folder_removed_while_training_is_written_again_whole(tmp_path, ca
     assert code == 0 and "already finished its 2 epochs" in err
 
 
+def test_a_fine_tuning_run_folder_removed_while_training_can_be_resumed(
+    finished_run, tmp_path, capsys, monkeypatch
+):
+    """A run from pretrained weights needs its pretrained.json to resume: the folder
+    written again holds it too."""
+    import shutil
+
+    from resnetlab.engine.train import Trainer
+
+    train_epoch = Trainer._train_epoch
+    calls = {"n": 0}
+
+    def removing_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            shutil.rmtree(self.run_dir)
+        return train_epoch(self)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", removing_epoch)
+    weights = finished_run / "last.safetensors"
+    out = tmp_path / "tuned"
+    flags = ["--subset", "128", "--epochs", "2", "--pretrained", weights, "--out", out]
+    code, err = cli(capsys, *TRAIN, *flags)
+    assert code == 0, err
+    assert "was removed while the run trained" in err
+    assert strict_json(out / "pretrained.json")["weights"]["source"] == str(weights)
+    monkeypatch.undo()
+    code, err = cli(capsys, "train", "--resume", out)
+    assert code == 0 and "already finished its 2 epochs" in err, err
+
+
 def test_a_checkpoint_of_another_model_is_refused_in_a_few_words(finished_run, tmp_path, capsys):
     other = train(**{**SMALL, "model": "resnet20"}, max_steps=1, out=str(tmp_path / "other"))
     checkpoint = finished_run / "checkpoint.pt"

@@ -206,14 +206,16 @@ class PretrainedStart:
         return cls(weights, mean, std, weights.provenance())
 
 
-def write_record(run_dir: Path, report: PretrainedReport, config: TrainConfig) -> None:
+def write_record(run_dir: Path, report: PretrainedReport, config: TrainConfig) -> str:
     """``pretrained.json``: the weights' provenance, the keys loaded, new and dropped, the
-    normalisation and what trained when."""
+    normalisation and what trained when. Returns the text written."""
     record = {
         **report.to_dict(),
         **{k: getattr(config, k) for k in ("freeze", "head_epochs", "layer_lr_decay", "freeze_bn")},
     }
-    atomic_write_text(Path(run_dir) / PRETRAINED_RECORD, json.dumps(record, indent=2) + "\n")
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write_text(Path(run_dir) / PRETRAINED_RECORD, text)
+    return text
 
 
 def warn_if_weights_changed(config_file: str | Path, config: TrainConfig) -> None:

@@ -40,7 +40,13 @@ from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
 from ..models.files import shapes_problem
-from ..storage import WriteError, atomic_write, remove_stale_temps, write_error
+from ..storage import (
+    WriteError,
+    atomic_write,
+    atomic_write_text,
+    remove_stale_temps,
+    write_error,
+)
 from .auto import LossGuard, apply_auto, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
@@ -54,7 +60,7 @@ from .config import (
 )
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
-from .finetune import PretrainedStart, check_length, write_record
+from .finetune import PRETRAINED_RECORD, PretrainedStart, check_length, write_record
 from .optim import lr_at, set_lr
 from .report import RunLog, new_run_dir
 from .step import (
@@ -194,6 +200,12 @@ class Trainer:
 
         # Pretrained weights are read first: they may set the input size and normalisation.
         self.start = PretrainedStart.of(c, run_dir if resume else None) if c.pretrained else None
+        # pretrained.json's text, written again if the run folder is removed mid-run: a run
+        # from pretrained weights cannot be resumed without it.
+        self.pretrained_record: str | None = None
+        if resume and c.pretrained:
+            assert run_dir is not None
+            self.pretrained_record = (run_dir / PRETRAINED_RECORD).read_text()
         weights = self.start.weights if self.start else None
         if c.input_size is None and weights is not None and weights.input_size:
             # The size they were trained at, unless --input-size says otherwise.
@@ -483,7 +495,7 @@ class Trainer:
             self.log.message(self.auto_line)
         report = getattr(self.model, "pretrained", None)
         if report is not None:  # a fresh run from pretrained weights
-            write_record(self.run_dir, report, c)
+            self.pretrained_record = write_record(self.run_dir, report, c)
             self.log.message(f"pretrained: {report.describe()}")
         if not (self.run_dir / CHECKPOINT_NAME).exists():
             self._save_checkpoint()  # so that even a first-epoch failure leaves one
@@ -754,8 +766,11 @@ class Trainer:
     # -- saving --------------------------------------------------------------------------
 
     def _write_setup(self) -> None:
-        """``config.json`` and the CPU plan: what ``--resume`` needs besides the checkpoint."""
+        """``config.json``, the CPU plan and ``pretrained.json`` (once written): what
+        ``--resume`` needs besides the checkpoint."""
         self.config.save(self.run_dir / "config.json")
+        if self.pretrained_record is not None:
+            atomic_write_text(self.run_dir / PRETRAINED_RECORD, self.pretrained_record)
         if self.cpu_plan is not None:  # what --resume trains with
             atomic_write(
                 self.run_dir / CPU_PLAN_NAME,
