@@ -241,6 +241,19 @@ def test_windows_files_named_by_a_shell_glob_are_skipped(
     )
 
 
+def test_predict_on_a_shell_glob_skips_a_nas_thumbnail_folder(model_file, digit_folder, tmp_path):
+    # `photos/*` on a Synology share names @eaDir too, which holds several thumbnails of
+    # each photo: left out with a warning, as a folder scan leaves it out.
+    photos = tmp_path / "photos"
+    (photos / "@eaDir" / "a.png").mkdir(parents=True)
+    good = sorted((digit_folder / "3").glob("*.png"))[0]
+    (photos / "a.png").write_bytes(good.read_bytes())
+    (photos / "@eaDir" / "a.png" / "SYNOFILE_THUMB_S.png").write_bytes(good.read_bytes())
+    with pytest.warns(DataWarning, match=r"@eaDir: a folder of copies or thumbnails"):
+        results = resnetlab.predict(model_file, sorted(photos.iterdir()))
+    assert [r.source for r in results] == [str(photos / "a.png")]
+
+
 def test_predict_on_a_folder_names_the_files_it_cannot_read_as_images(model_file, tmp_path):
     (tmp_path / "photos").mkdir()
     Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "photos" / "red.png")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert, read_error_reason
-from ..data.folders import SYSTEM_FILES, image_files
+from ..data.folders import SYSTEM_FILES, SYSTEM_FOLDERS, image_files
 from ..errors import DataWarning, ResnetlabError, count_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
@@ -67,7 +67,15 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
                 "(. for the current folder)"
             )
         item = Path(given)
-        if item.is_dir():
+        if item.name in SYSTEM_FOLDERS and item.is_dir():
+            # A shell's `photos/*` names these too; their thumbnails are not the user's images.
+            warnings.warn(
+                f"{item}: a folder of copies or thumbnails that tools leave beside photos, "
+                "not images; skipped",
+                DataWarning,
+                stacklevel=3,
+            )
+        elif item.is_dir():
             found = image_files(item)
             if not found:
                 raise ResnetlabError(f"no images in folder {item}")
