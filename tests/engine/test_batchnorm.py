@@ -113,7 +113,9 @@ def test_a_bn_layer_the_forward_pass_skips_keeps_its_statistics():
     model = Net()
     model.spare.running_mean.fill_(0.5)
     model.spare.running_var.fill_(2.0)
+    model.spare.num_batches_tracked.fill_(500)  # a trained layer's count
     recalibrate(model, [torch.randn(4, 3, 2, 2) + 3])
     assert torch.equal(model.spare.running_mean, torch.full((3,), 0.5))
     assert torch.equal(model.spare.running_var, torch.full((3,), 2.0))
+    assert int(model.spare.num_batches_tracked) == 500
     assert (model.used.running_mean > 2).all()

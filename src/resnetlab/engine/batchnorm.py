@@ -106,7 +106,7 @@ def recalibrate(
             module.training = mode
         for layer, (mean, var, tracked, momentum) in zip(layers, saved, strict=True):
             layer.momentum = momentum
-            ran = not torch.equal(layer.num_batches_tracked, tracked)  # (a layer forward skips)
+            ran = bool(layer.num_batches_tracked)  # counted from the reset: 0 if it was skipped
             if not (done and images and ran):  # stopped, or nothing seen: those from before
                 layer.running_mean.copy_(mean)
                 layer.running_var.copy_(var)
