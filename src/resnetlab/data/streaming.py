@@ -277,10 +277,10 @@ class StreamingLoader:
         failed, start = 0, 0
         for x, y, said in self._loader:  # (B, 3, H, W) uint8, (B,) int64, B texts
             _warn_once(said)
+            unread = int((y < 0).sum())  # labels still on the host: no wait for the device
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             end = start + len(y)
-            ok = y >= 0
             x = torch.addcmul(self.shift, x.to(self.dtype), self.scale)  # normalise
             if plan is not None:
                 cy = plan["cy"][start:end].to(self.device)
@@ -288,8 +288,8 @@ class StreamingLoader:
                 mask = cutout_mask(cy, cx, self.augment.cutout, self.height, self.width)
                 x = x * mask.permute(0, 3, 1, 2).to(self.dtype)
             start = end
-            if not bool(ok.all()):
-                failed += int((~ok).sum())
+            if unread:
+                failed += unread
                 # Judged over the folder a part was taken from, but never past half the part.
                 files = max(self.num_samples, self.split.scanned // self.world_size)
                 half = self.num_samples / 2
@@ -306,6 +306,7 @@ class StreamingLoader:
                         "it should be: remove or replace the files the warnings name, or "
                         "point --data at the image folder"
                     )
+                ok = y >= 0
                 x, y = x[ok], y[ok]
                 if not len(y):
                     continue
