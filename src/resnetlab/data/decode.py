@@ -171,16 +171,33 @@ def read_image(
         return np.array(im, dtype=np.uint8)  # writable, unlike np.asarray of a PIL image
 
 
+def _in_main_thread() -> bool:
+    """Whether ``warnings.catch_warnings`` is safe here: it swaps process-wide state, which
+    threads decoding at once (``serve``'s) would restore out of order."""
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _ignoring(category: type[Warning], module: str = "") -> Iterator[None]:
+    """Warnings of ``category`` (from ``module``, a regular expression) ignored, in a main
+    thread; elsewhere they pass as they are (``_in_main_thread``)."""
+    if not _in_main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=category, module=module)
+        yield
+
+
 @contextlib.contextmanager
 def _metadata_warnings(name: str) -> Iterator[None]:
     """Pillow's warnings on metadata it skips while reading an image ("Corrupt EXIF data",
     "Tag data larger than file"), which name no file and can come by the dozen for one
     folder, as one warning that names the file. The pixels are read all the same.
 
-    Only in a main thread: ``catch_warnings`` swaps process-wide state, which threads
-    decoding at once (``serve``'s) would restore out of order; they leave Pillow's as is.
+    Only in a main thread (``_in_main_thread``); other threads leave Pillow's as they are.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
     with warnings.catch_warnings(record=True) as caught:
@@ -232,8 +249,7 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     if isinstance(path, str | os.PathLike) and os.path.islink(path) and not os.path.exists(path):
         raise FileNotFoundError(f"a link to {os.readlink(path)}, which does not exist")
     fix = "save a smaller copy of it to use it"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with _ignoring(Image.DecompressionBombWarning):
         start = _position(path)
         try:
             im = Image.open(path)
@@ -287,11 +303,9 @@ def _held_format(path: str | os.PathLike | BinaryIO, start: int | None) -> str |
 def read_header_size(path: str | os.PathLike) -> Size:
     """(height, width) from the file's header, without decoding the pixels."""
     # Pillow's warnings on damaged EXIF data are read_image's to give, naming the file.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-        with _open(path) as im:
-            width, height = im.size
-            turned = (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1)
+    with _ignoring(UserWarning, module=r"PIL\."), _open(path) as im:
+        width, height = im.size
+        turned = (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1)
     if turned in (5, 6, 7, 8):  # a quarter turn: read_image swaps the sides
         width, height = height, width
     return height, width
