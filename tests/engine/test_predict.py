@@ -206,6 +206,19 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
         shutil.copy(path, flat / f"7_{path.name}")
     by_name = resnetlab.evaluate(model_file, str(flat))
     assert torch.equal(by_name.result.confusion, sevens.result.confusion)
+    # A camera's names read as one class (IMG), which the model lacks: how names give
+    # classes is said, not "move the folders out".
+    camera = tmp_path / "camera"
+    camera.mkdir()
+    for i, path in enumerate(sorted((digit_folder / "7").iterdir())[:3]):
+        shutil.copy(path, camera / f"IMG_{i:04d}.png")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.evaluate(model_file, str(camera))
+    assert str(caught.value).endswith(
+        "[IMG] is not among them; classes here come from the file names (the text before the "
+        "first '_'): name each file <class>_<anything> with one of the model's classes, or put "
+        "the images in class folders"
+    )
 
 
 def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(

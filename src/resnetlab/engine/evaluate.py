@@ -172,6 +172,7 @@ def held_out_split(data: str, meta: ModelMeta):
     know is refused, as is a set without names whose class count is not the model's.
     """
     from ..data import load_eval_split
+    from ..data.folders import NAMED_CLASSES_NOTE
 
     trained_on = (meta.training or {}).get("data")
     split = load_eval_split(
@@ -187,12 +188,21 @@ def held_out_split(data: str, meta: ModelMeta):
         class_names = [by_case.get(name, name) for name in class_names]
         unknown = [name for name in class_names if name not in meta.class_names]
         if unknown:
+            fix = (
+                f"score it without {'that class' if len(unknown) == 1 else 'those classes'} "
+                "(move the folders out), or with a model trained on them"
+            )
+            if NAMED_CLASSES_NOTE in split.notes:  # IMG_0001.jpg reads as class IMG
+                fix = (
+                    "classes here come from the file names (the text before the first '_'): "
+                    "name each file <class>_<anything> with one of the model's classes, or "
+                    "put the images in class folders"
+                )
             raise ResnetlabError(
                 f"{data} has {len(class_names)} classes {_short(named)} but the model "
                 f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
                 f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them; "
-                f"score it without {'that class' if len(unknown) == 1 else 'those classes'} "
-                "(move the folders out), or with a model trained on them"
+                f"{fix}"
             )
         to_model = torch.tensor([meta.class_names.index(name) for name in class_names])
         note = (
