@@ -761,6 +761,14 @@ def test_a_link_into_another_class_folder_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"one.png: a link to .*in the class folder dogs"):
         load_dataset(str(root))
     (root / "cats" / "one.png").unlink()
+    (root / "wolves").symlink_to(root / "dogs")  # a class folder that is the link
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'wolves'}: a link to {(root / 'dogs').resolve()}, in the class folder dogs, "
+        "so its images would be read as wolves and as dogs; remove the link"
+    )
+    (root / "wolves").unlink()
     outside = write_tree(tmp_path / "elsewhere", {"x": [noise(20), noise(21)]})
     (root / "cats" / "extra").symlink_to(outside / "x")
     assert load_dataset(str(root)).train.class_counts() == [6, 4]
