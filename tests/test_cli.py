@@ -52,8 +52,13 @@ def test_the_command_exits_without_a_final_garbage_collection(monkeypatch, capsy
     finally:
         gc.unfreeze()
     assert "error:" in capsys.readouterr().err
-    main_module = (PROJECT_ROOT / "src" / "resnetlab" / "__main__.py").read_text()
-    assert "raise SystemExit(run())" in main_module
+    done = subprocess.run(  # python -m resnetlab exits with the command's status
+        [sys.executable, "-m", "resnetlab", "summary", "missing.safetensors"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 2 and "model file not found" in done.stderr
 
 
 def _error(capsys, argv) -> str:
