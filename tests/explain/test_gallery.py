@@ -59,6 +59,14 @@ def test_mistakes_kept_batch_by_batch_are_the_most_confident_of_all():
             i = int(image[0, 0, 0])
             assert (true, guess) == (int(y[i]), int(predicted[i]))
             assert abs(prob - float(p[i])) < 1e-6
+    # Equally confident mistakes (saturated probabilities) are kept in the order seen.
+    saturated = torch.full((40, 4), -30.0)
+    saturated[:, 0] = 30.0  # every image called class 0 with probability 1.0
+    ties = Mistakes(5)
+    for i in range(0, 40, 6):
+        batch = saturated[i : i + 6]
+        ties.add(x[i : i + len(batch)], torch.ones(len(batch), dtype=torch.int64), batch)
+    assert [int(image[0, 0, 0]) for _, image, _, _ in ties.most_confident()[0]] == [0, 1, 2, 3, 4]
     everything_right = Mistakes()
     everything_right.add(x[:10], predicted[:10], logits[:10])
     assert everything_right.most_confident() == ([], 0)

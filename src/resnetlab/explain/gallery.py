@@ -34,12 +34,11 @@ class Mistakes:
         wrong = predicted != y
         self.count = self.count + wrong.sum()
         score = torch.where(wrong, p, -1.0)  # a right answer never ranks above a mistake
-        top = score.topk(min(self.limit, len(y))).indices
-        kept = (score[top], x[top], y[top], predicted[top])
+        # The batch's own first: copies of ``limit`` images at most, never of the batch.
+        kept = _most(score, self.limit, score, x, y, predicted)
         if self.kept is not None:
-            kept = tuple(torch.cat(pair) for pair in zip(self.kept, kept, strict=True))
-            top = kept[0].topk(min(self.limit, len(kept[0]))).indices
-            kept = tuple(t[top] for t in kept)
+            both = [torch.cat(pair) for pair in zip(self.kept, kept, strict=True)]
+            kept = _most(both[0], self.limit, *both)  # earlier images first among equals
         self.kept = kept
 
     def most_confident(self) -> tuple[list[tuple[float, torch.Tensor, int, int]], int]:
@@ -61,6 +60,14 @@ class Mistakes:
             if p >= 0
         ]
         return rows, int(self.count)
+
+
+def _most(score: torch.Tensor, limit: int, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The ``limit`` rows of highest ``score``, the highest first; ties keep their order (a
+    stable sort, where ``topk`` may pick either of two equal scores), so which of several
+    saturated mistakes is shown does not depend on the machine."""
+    top = score.argsort(descending=True, stable=True)[:limit]
+    return tuple(r[top] for r in rows)
 
 
 @dataclass
