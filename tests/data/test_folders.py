@@ -766,12 +766,18 @@ def test_a_link_into_another_class_folder_is_refused(tmp_path):
         load_dataset(str(root))
     assert str(caught.value) == (
         f"{root / 'wolves'}: a link to {(root / 'dogs').resolve()}, in the class folder dogs, "
-        "so its images would be read as wolves and as dogs; remove the link"
+        "so its images would be read as wolves; remove the link, or copy the images that "
+        "belong to wolves"
     )
     (root / "wolves").unlink()
     outside = write_tree(tmp_path / "elsewhere", {"x": [noise(20), noise(21)]})
     (root / "cats" / "extra").symlink_to(outside / "x")
     assert load_dataset(str(root)).train.class_counts() == [6, 4]
+    (root / "cats" / "extra").unlink()
+    (root / "wolves").symlink_to(outside / "x")  # a class kept elsewhere: followed, but
+    (root / "dogs" / "more").symlink_to(root / "wolves")  # not also read as dogs
+    with pytest.raises(DataError, match=r"more: a link to .*, in the class folder wolves"):
+        load_dataset(str(root))
 
 
 def test_links_are_checked_once_each_however_many_class_folders(tmp_path, monkeypatch):

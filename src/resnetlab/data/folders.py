@@ -174,22 +174,6 @@ def _check_links(class_dir: Path, links: list[str], class_dirs: dict[Path, Path]
                 )
 
 
-def _check_linked_classes(class_dirs: list[Path]) -> None:
-    """Refuse a class folder that is a link to another class folder or into one: its
-    images would be read as both classes (``cats -> dogs``)."""
-    linked = [d for d in class_dirs if d.is_symlink()]
-    if not linked:
-        return
-    real = {d: d.resolve() for d in class_dirs}
-    for d in linked:
-        for other, path in real.items():
-            if other != d and (path == real[d] or path in real[d].parents):
-                raise DataError(
-                    f"{d}: a link to {real[d]}, in the class folder {other.name}, so its "
-                    f"images would be read as {d.name} and as {other.name}; remove the link"
-                )
-
-
 def _holds(outer: Path, folder: Path) -> bool:
     """Whether ``outer`` (resolved) is ``folder`` or one of the folders above it."""
     inner = folder.resolve()
@@ -319,14 +303,17 @@ def scan_classes(folder: Path) -> FolderSplit:
             "directly in the folder, which belong to no class; put each class's images in "
             "its own sub-folder"
         )
-    _check_linked_classes(class_dirs)
     paths, labels, stamps, others = [], [], [], []
     resolved: dict[Path, Path] | None = None  # the class folders by resolved path, once
     for label, d in enumerate(class_dirs):
-        before, links = len(others), []
+        # A class folder that is itself a link (wolves -> dogs) is checked as links in it are.
+        before, links = len(others), [str(d)] if d.is_symlink() else []
         files, file_stamps = _images_under(d, others=others, links=links)
         if links:
-            resolved = resolved or {c.resolve(): c for c in class_dirs}
+            # Where a linked class folder and the one it links to resolve alike, the map
+            # keeps the real one, so that the link is the one named.
+            real_last = sorted(class_dirs, key=lambda c: not c.is_symlink())
+            resolved = resolved or {c.resolve(): c for c in real_last}
             _check_links(d, links, resolved)
         if not files and len(others) > before:  # not empty: files of no image format read
             raise DataError(
