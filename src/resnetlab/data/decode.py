@@ -60,6 +60,11 @@ _CHUNK = 256
 
 # How the note on a split's unreadable files begins (they were each warned about).
 UNREADABLE_NOTE = "skipped"
+# What too many unreadable files mean, and what to do, whether decoded now or streamed.
+UNREADABLE_FIX = (
+    "means the folder is not what it should be: remove or replace the files the warnings "
+    "name, or point --data at the image folder"
+)
 
 # What PIL raises on a damaged, unsupported or hostile file (a decompression bomb: an image
 # of hundreds of millions of pixels). The one list every reader of image files catches.
@@ -395,9 +400,8 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
     if len(failed) > MAX_UNREADABLE_FRACTION * total:
         raise DataError(
             f"{source}: {len(failed)} of {total} images cannot be read (first: {failed[0][0]}: "
-            f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable means the "
-            "folder is not what it should be: remove or replace the files the warnings name, "
-            "or point --data at the image folder"
+            f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable "
+            f"{UNREADABLE_FIX}"
         )
     warnings.warn(f"{source}: {note}", DataWarning, stacklevel=3)
     return [note]

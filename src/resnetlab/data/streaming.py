@@ -22,6 +22,7 @@ from ..errors import DataError, DataWarning
 from .decode import (
     MAX_UNREADABLE_FRACTION,
     READ_ERRORS,
+    UNREADABLE_FIX,
     available_cpus,
     read_error_reason,
     read_image,
@@ -301,11 +302,7 @@ class StreamingLoader:
                         else f"of the part's {self.num_samples:,} images could not be read so "
                         "far this epoch; more than half unreadable"
                     )
-                    raise DataError(
-                        f"{self.split.source}: {failed} {share} means the folder is not what "
-                        "it should be: remove or replace the files the warnings name, or "
-                        "point --data at the image folder"
-                    )
+                    raise DataError(f"{self.split.source}: {failed} {share} {UNREADABLE_FIX}")
                 ok = y >= 0
                 x, y = x[ok], y[ok]
                 if not len(y):
