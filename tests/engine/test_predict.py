@@ -122,8 +122,8 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     (tmp_path / "moved.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # a link left behind
     assert main(["predict", str(model_file), str(tmp_path / "moved.jpg")]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"error: {tmp_path / 'moved.jpg'} is a link to {tmp_path / 'elsewhere.jpg'}, which does "
-        "not exist"
+        f"error: {tmp_path / 'moved.jpg'} is not a readable image (a link to "
+        f"{tmp_path / 'elsewhere.jpg'}, which does not exist)"
     )
     for command in ("predict", "explain"):  # not the whole current folder
         with pytest.raises(SystemExit):
