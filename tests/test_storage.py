@@ -4,7 +4,13 @@ import os
 import pytest
 
 from resnetlab.cli import main
-from resnetlab.storage import WriteError, atomic_write, atomic_write_text, os_error_line
+from resnetlab.storage import (
+    WriteError,
+    atomic_link,
+    atomic_write,
+    atomic_write_text,
+    os_error_line,
+)
 
 
 def test_a_write_replaces_the_file_whole(tmp_path):
@@ -31,6 +37,29 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
     )
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def test_a_link_is_a_second_name_that_a_later_write_of_the_first_leaves_alone(tmp_path):
+    last, best = tmp_path / "last.bin", tmp_path / "best.bin"
+    atomic_write(last, b"epoch 1")
+    atomic_write(best, b"epoch 0")
+    assert atomic_link(last, best)
+    assert os.path.samefile(last, best) and best.read_bytes() == b"epoch 1"
+    atomic_write(last, b"epoch 2")
+    assert best.read_bytes() == b"epoch 1" and last.read_bytes() == b"epoch 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.bin", "last.bin"]
+
+
+def test_a_file_system_without_links_leaves_the_target_as_it_was(tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    atomic_write(tmp_path / "best.bin", b"epoch 0")
+    atomic_write(tmp_path / "last.bin", b"epoch 1")
+    assert not atomic_link(tmp_path / "last.bin", tmp_path / "best.bin")
+    assert (tmp_path / "best.bin").read_bytes() == b"epoch 0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.bin", "last.bin"]
 
 
 def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):

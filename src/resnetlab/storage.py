@@ -93,6 +93,28 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
             tmp.unlink(missing_ok=True)
 
 
+def atomic_link(source: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Make ``path`` a second name of the file ``source`` (a hard link), replacing ``path``
+    in one rename as ``atomic_write`` does. Two identical files then take the disk space of
+    one, and rewriting either later with ``atomic_write`` leaves the other as it was.
+
+    Returns:
+        False where the file system has no hard links (FAT, some network shares); ``path``
+        is then unchanged and the caller writes it instead.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """``atomic_write`` of a text file (UTF-8)."""
     atomic_write(path, text.encode("utf-8"))

@@ -66,8 +66,18 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     model = resnetlab.load_model(run / "best.safetensors")
     assert model.meta.class_names == summary["class_names"] and model.meta.input_size == 8
     assert model.meta.training["best_epoch"] == summary["best_epoch"]
+    # The best epoch's file is the last one's on disk when they are the same epoch, only then.
+    same_file = os.path.samefile(run / "best.safetensors", run / "last.safetensors")
+    assert same_file == (summary["best_epoch"] == 4)
     for png in ("curves.png", "confusion.png"):
         assert Image.open(run / png).size[0] > 300
+
+
+def test_best_is_written_as_its_own_file_where_the_disk_has_no_hard_links(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[Trainer.__module__], "atomic_link", lambda source, path: False)
+    run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
+    best, last = run / "best.safetensors", run / "last.safetensors"
+    assert not os.path.samefile(best, last) and best.read_bytes() == last.read_bytes()
 
 
 def test_config_json_reruns_exactly(tmp_path):

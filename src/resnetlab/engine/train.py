@@ -42,6 +42,7 @@ from ..models import model_info, save_model
 from ..models.files import shapes_problem
 from ..storage import (
     WriteError,
+    atomic_link,
     atomic_write,
     atomic_write_text,
     remove_stale_temps,
@@ -758,9 +759,10 @@ class Trainer:
             self._write_removed_run_dir()
         self.log.epoch_end(row, note=self.bn_note if val else None)
         if self.dist.is_main:
-            self._save_model("last.safetensors")
-            if improved:
-                self._save_model("best.safetensors")
+            last, best = self.run_dir / "last.safetensors", self.run_dir / "best.safetensors"
+            self._save_model(last)
+            if improved and not atomic_link(last, best):  # one file on disk, not two
+                self._save_model(best)
             self._save_checkpoint()
 
     # -- saving --------------------------------------------------------------------------
@@ -795,11 +797,11 @@ class Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _save_model(self, name: str) -> None:
+    def _save_model(self, path: Path) -> None:
         self._check_finite(collective=False)
         save_model(
             self._eval_model(),
-            self.run_dir / name,
+            path,
             class_names=self.class_names,
             input_size=self.input_size,
             mean=self.mean,
