@@ -16,6 +16,7 @@ from PIL import Image
 import resnetlab
 from resnetlab.cli import main
 from resnetlab.engine import TrainConfig, train
+from resnetlab.engine import report as report_module
 from resnetlab.engine.checkpoint import load_checkpoint
 from resnetlab.engine.train import Trainer
 from resnetlab.errors import SettingWarning
@@ -147,6 +148,41 @@ def test_a_run_folder_is_not_overwritten(tmp_path):
         resnetlab.ResnetlabError, match="already holds a run; continue it with --resume"
     ):
         train(**FAST, epochs=1, out=str(tmp_path / "run"))
+
+
+def test_runs_started_in_the_same_second_each_get_their_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(report_module.time, "strftime", lambda fmt: "20261204-120000")
+    first = report_module.new_run_dir("resnet20", "digits", tmp_path)
+    second = report_module.new_run_dir("resnet20", "digits", tmp_path)
+    assert first.is_dir() and second.is_dir()  # made when named: a second run cannot take it
+    assert (first.name, second.name) == (
+        "resnet20-digits-20261204-120000",
+        "resnet20-digits-20261204-120000-2",
+    )
+    monkeypatch.chdir(tmp_path)
+    third = train(**FAST, max_steps=1).run_dir
+    assert third == Path("runs/resnet20-digits-20261204-120000")
+    assert (third / "last.safetensors").is_file()
+
+
+def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(resnetlab.ResnetlabError):
+        train(**{**FAST, "data": "no-such-folder"})
+    assert list(tmp_path.iterdir()) == []  # nor runs/, which it made
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(resnetlab.ResnetlabError):
+        train(**{**FAST, "data": "no-such-folder"})
+    assert list((tmp_path / "runs").iterdir()) == []  # a runs/ that was there stays
+    # Nor in a data folder that the default runs/ would be inside of.
+    photos = tmp_path / "photos"
+    for k, colour in enumerate([(200, 0, 0), (0, 0, 200)]):
+        (photos / f"c{k}").mkdir(parents=True)
+        Image.new("RGB", (8, 8), colour).save(photos / f"c{k}" / "0.png")
+    monkeypatch.chdir(photos)
+    with pytest.raises(resnetlab.ResnetlabError, match="is inside the data folder"):
+        train(**{**FAST, "data": "."})
+    assert sorted(p.name for p in photos.iterdir()) == ["c0", "c1"]
 
 
 def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsys):

@@ -59,13 +59,27 @@ def data_tag(data: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "data"
 
 
-def new_run_dir(model: str, data: str, root: str | Path = "runs") -> Path:
-    """``runs/<model>-<data>-<YYYYmmdd-HHMMSS>``, made unique if two runs start in one second."""
+RUNS_ROOT = "runs"  # where a run's folder goes without --out
+
+
+def new_run_dir(model: str, data: str, root: str | Path = RUNS_ROOT) -> Path:
+    """Make the folder ``runs/<model>-<data>-<YYYYmmdd-HHMMSS>`` and return it. It is made
+    at once, so that runs started in the same second (a seed sweep started in parallel) each
+    get their own: ``-2``, ``-3``...
+
+    Raises:
+        WriteError: the folder cannot be made.
+    """
     base = Path(root) / f"{model}-{data_tag(data)}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = base, 2
-    while path.exists():
-        path, n = base.with_name(f"{base.name}-{n}"), n + 1
-    return path
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            path, n = base.with_name(f"{base.name}-{n}"), n + 1
+        except OSError as e:
+            raise write_error(path, e) from None
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -63,7 +63,7 @@ from .distributed import all_reduce_sum, broadcast_object, init_distributed, shu
 from .evaluate import EvalResult, evaluate_loader
 from .finetune import PRETRAINED_RECORD, PretrainedStart, check_length, write_record
 from .optim import lr_at, set_lr
-from .report import RunLog, new_run_dir
+from .report import RUNS_ROOT, RunLog, new_run_dir
 from .step import (
     autocast,
     build_training,
@@ -185,20 +185,35 @@ class Trainer:
         given: AbstractSet[str] = frozenset(),
     ):
         """``given``: the options a resumed run was given anew (they win over its checkpoint)."""
-        # The parts are set up in the order they depend on each other: weights, data and
-        # recipe, model, schedule, then the position in the run and its folder.
         self.config = c = config
         self.given = given
         self.dist, self.device = init_distributed(c.device)
+        made: list[Path] = []  # folders made here, innermost first
+        if not resume and self.dist.is_main:  # checked before anything is read or decoded
+            run_dir = Path(c.out) if c.out else None
+            _check_outside_data(run_dir or Path(RUNS_ROOT), [c.data, c.val_data])
+            if run_dir is None:
+                # Made now, so that runs started in the same second each get their own, and
+                # removed again if the run cannot start.
+                made = [] if Path(RUNS_ROOT).exists() else [Path(RUNS_ROOT)]
+                run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
+                made.insert(0, run_dir)
+            _check_fresh(run_dir)
+        try:
+            self._set_up(run_dir, resume)
+        except BaseException:
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only while nothing is in it
+            raise
+
+    def _set_up(self, run_dir: Path | None, resume: bool) -> None:
+        # The parts are set up in the order they depend on each other: weights, data and
+        # recipe, model, schedule, then the position in the run and its folder.
+        c = self.config
         torch.manual_seed(c.seed)
         configure_backends(self.device, c.deterministic)
         self.channels_last = resolve_channels_last(c.channels_last, self.device)
-        if not resume:  # a new run's folder is checked before anything is read or decoded
-            run_dir = Path(c.out) if c.out else new_run_dir(c.model, c.data)
-            if self.dist.is_main:
-                _check_fresh(run_dir)
-                _check_outside_data(run_dir, [c.data, c.val_data])
-
         # Pretrained weights are read first: they may set the input size and normalisation.
         self.start = PretrainedStart.of(c, run_dir if resume else None) if c.pretrained else None
         # pretrained.json's text, written again if the run folder is removed mid-run: a run

@@ -24,7 +24,7 @@ from typing import Any
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
-from ..engine.report import data_tag, read_metrics
+from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..errors import ResnetlabError
 from ..models import list_models, model_info
 
@@ -221,7 +221,12 @@ def run_pairs(
 
 
 def default_out(
-    kind: str, data: str, root: str | Path = "runs", *, family: str = "plain", quick: bool = False
+    kind: str,
+    data: str,
+    root: str | Path = RUNS_ROOT,
+    *,
+    family: str = "plain",
+    quick: bool = False,
 ) -> Path:
     """``runs/<kind>[-<family>][-quick]-<data name>`` (the plain family unnamed): the same
     command finds its folder again and resumes."""
