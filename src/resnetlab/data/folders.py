@@ -44,7 +44,8 @@ from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 
 # Decode into memory only when the uint8 images take at most this much; larger folders
-# stream from disk. 4 GiB holds CIFAR-10 45 times over, or 28,000 images at 224x224.
+# stream from disk. 4 GiB holds CIFAR-10's training split 28 times over, or 28,000 images
+# at 224x224.
 STREAM_ABOVE_BYTES = 4 * 2**30
 # Native sizes of streamed folders come from this many file headers, not all of them.
 SIZE_SAMPLE = 256
