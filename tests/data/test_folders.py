@@ -236,6 +236,22 @@ def test_damaged_exif_data_is_one_warning_that_names_the_file(tmp_path):
     assert len(data.train) == 7
 
 
+def test_other_warnings_while_decoding_are_sent_on_once_per_place(tmp_path, monkeypatch):
+    from resnetlab.data import decode
+
+    def to_rgb(im):
+        warnings.warn("a library's note", RuntimeWarning, stacklevel=1)
+        return im.convert("RGB")
+
+    monkeypatch.setattr(decode, "_to_rgb", to_rgb)
+    noise(0).save(tmp_path / "a.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: once per place
+        for _ in range(3):
+            read_image(tmp_path / "a.png")
+    assert [(w.category, str(w.message)) for w in caught] == [(RuntimeWarning, "a library's note")]
+
+
 def test_too_many_unreadable_images_is_fatal(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(0), noise(1)], "b": [noise(2)]})
     _truncated_jpeg(root / "b" / "bad.jpg")

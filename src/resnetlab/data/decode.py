@@ -194,6 +194,12 @@ def _ignoring(category: type[Warning], module: str = "") -> Iterator[None]:
         yield
 
 
+# The other warnings ``_metadata_warnings`` caught and sent on, by text and place: each is
+# sent once, as Python shows a warning once per place. (Python's own record of that is
+# cleared each time ``catch_warnings`` ends, that is after every image.)
+_SENT_ON: set[tuple[str, type[Warning], str, int]] = set()
+
+
 @contextlib.contextmanager
 def _metadata_warnings(name: str) -> Iterator[None]:
     """Pillow's warnings on metadata it skips while reading an image ("Corrupt EXIF data",
@@ -214,8 +220,10 @@ def _metadata_warnings(name: str) -> Iterator[None]:
         if f"{os.sep}PIL{os.sep}" in w.filename and issubclass(w.category, UserWarning)
     ]
     for w in caught:
-        if w not in from_pillow:
+        sent = (str(w.message), w.category, w.filename, w.lineno)
+        if w not in from_pillow and sent not in _SENT_ON:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            _SENT_ON.add(sent)
     if from_pillow:
         said = "; ".join(dict.fromkeys(str(w.message).strip() for w in from_pillow))
         warnings.warn(
