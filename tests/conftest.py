@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 # GNU OpenMP's default makes PyTorch's CPU threads spin at every barrier; when another
 # process holds one of a 2-core machine's cores, each op then waits for a descheduled
@@ -82,3 +84,30 @@ def shared_data() -> Path:
         found = f"{', '.join(missing)} not found in {SHARED_DATA}"
         pytest.skip(f"{found} (see the README's Data section)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def hold_in_another_process():
+    """``hold(folder)``: a process that holds ``folder`` (``storage.hold_folder``) until the
+    test ends, or until ``hold(folder).kill()``; returns the process."""
+    processes = []
+
+    def hold(folder: Path) -> subprocess.Popen:
+        code = (
+            "import sys; from pathlib import Path; from resnetlab.storage import hold_folder; "
+            "hold_folder(Path(sys.argv[1]), 'fix'); print('held', flush=True); sys.stdin.read()"
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(process)
+        assert process.stdout.readline() == "held\n"
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()

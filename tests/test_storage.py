@@ -5,11 +5,15 @@ import pytest
 
 from resnetlab.cli import main
 from resnetlab.storage import (
+    LOCK_NAME,
+    FolderInUse,
     WriteError,
     atomic_link,
     atomic_write,
     atomic_write_text,
+    hold_folder,
     os_error_line,
+    release_folder,
 )
 
 
@@ -60,6 +64,24 @@ def test_a_file_system_without_links_leaves_the_target_as_it_was(tmp_path, monke
     assert not atomic_link(tmp_path / "last.bin", tmp_path / "best.bin")
     assert (tmp_path / "best.bin").read_bytes() == b"epoch 0"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.bin", "last.bin"]
+
+
+def test_a_held_folder_is_refused_to_other_processes_until_the_holder_ends(
+    tmp_path, hold_in_another_process
+):
+    holder = hold_in_another_process(tmp_path)
+    with pytest.raises(FolderInUse) as refused:
+        hold_folder(tmp_path, "wait for it")
+    assert str(refused.value) == f"{tmp_path} is in use by process {holder.pid}: wait for it"
+    holder.kill()  # however it ends, the system lets go
+    holder.wait()
+    hold_folder(tmp_path, "wait for it")
+    hold_folder(tmp_path, "wait for it")  # this process may take it again
+    release_folder(tmp_path)
+    assert (tmp_path / LOCK_NAME).exists()  # still held once
+    release_folder(tmp_path)
+    assert not (tmp_path / LOCK_NAME).exists()
+    release_folder(tmp_path)  # one release too many changes nothing
 
 
 def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):

@@ -19,9 +19,76 @@ from typing import BinaryIO
 
 from .errors import ResnetlabError
 
+try:
+    import fcntl
+except ImportError:  # Windows: folders are not held (see hold_folder)
+    fcntl = None
+
+LOCK_NAME = ".lock"  # the file in a held folder that the lock is taken on
+
 
 class WriteError(ResnetlabError):
     """A file could not be written: a full disk, a read-only folder, a missing folder."""
+
+
+class FolderInUse(ResnetlabError):
+    """Another process holds the folder (``hold_folder``)."""
+
+
+# Folders this process holds: their lock file, and how many holds are open on each.
+_held: dict[Path, list] = {}
+
+
+def hold_folder(folder: Path, fix: str) -> None:
+    """Hold ``folder`` for this process, so that no other process can hold it until
+    ``release_folder``: an advisory lock on ``folder/.lock``, which the system drops when the
+    process ends, however it ends. This process may hold a folder it holds again (each hold
+    is released once). Where the system has no such locks (Windows, some network file
+    systems) nothing is held.
+
+    Raises:
+        FolderInUse: another process holds it; ``fix`` ends the message (what the holder
+            does there, and what to do).
+    """
+    key = folder.resolve()
+    if key in _held:
+        _held[key][1] += 1
+        return
+    if fcntl is None:
+        return
+    try:
+        file = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 (held open until released)
+    except OSError:
+        return  # a folder it cannot write in: the run's first write says so
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        pid = file.read().strip()
+        file.close()
+        holder = f"process {pid}" if pid.isdigit() else "another process"
+        raise FolderInUse(f"{folder} is in use by {holder}: {fix}") from None
+    except OSError:
+        file.close()
+        return
+    file.seek(0)
+    file.truncate()
+    file.write(f"{os.getpid()}\n")
+    file.flush()
+    _held[key] = [file, 1]
+
+
+def release_folder(folder: Path) -> None:
+    """Release one hold of ``hold_folder`` on ``folder``; the last removes the lock file."""
+    entry = _held.get(folder.resolve())
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] == 0:
+        del _held[folder.resolve()]
+        with contextlib.suppress(OSError):
+            (folder / LOCK_NAME).unlink()
+        entry[0].close()
 
 
 def temp_path(path: Path) -> Path:

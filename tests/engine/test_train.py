@@ -20,6 +20,7 @@ from resnetlab.engine import report as report_module
 from resnetlab.engine.checkpoint import load_checkpoint
 from resnetlab.engine.train import Trainer
 from resnetlab.errors import SettingWarning
+from resnetlab.storage import FolderInUse
 
 from .interrupt import train_interrupted
 
@@ -183,6 +184,39 @@ def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, monkeypatch):
     with pytest.raises(resnetlab.ResnetlabError, match="is inside the data folder"):
         train(**{**FAST, "data": "."})
     assert sorted(p.name for p in photos.iterdir()) == ["c0", "c1"]
+
+
+def test_a_folder_another_run_trains_in_is_refused_before_the_data_is_read(
+    tmp_path, monkeypatch, hold_in_another_process
+):
+    run = tmp_path / "run"
+    train(**FAST, max_steps=1, out=str(run))
+    holder = hold_in_another_process(run)  # a run of the same command still training
+    read = []
+    monkeypatch.setattr(sys.modules[Trainer.__module__], "load_dataset", read.append)
+    with pytest.raises(FolderInUse, match=f"in use by process {holder.pid}: a run is training"):
+        train(**FAST, max_steps=2, out=str(run))
+    with pytest.raises(FolderInUse, match=r"a run is training in it; wait for it to end$"):
+        train(resume=run, max_steps=2)
+    fresh = tmp_path / "new"
+    fresh.mkdir()
+    hold_in_another_process(fresh)
+    with pytest.raises(FolderInUse, match=r"or choose another --out$"):
+        train(**FAST, max_steps=1, out=str(fresh))
+    assert read == [] and sorted(p.name for p in fresh.iterdir()) == [".lock"]
+
+
+def test_a_finished_or_failed_run_lets_its_folder_go(tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(resnetlab.ResnetlabError):
+        train(**{**FAST, "data": "no-such-folder"}, out=str(run))
+    assert not run.exists()  # made for the run, removed with it
+    train(**FAST, max_steps=1, out=str(run))
+    assert not (run / ".lock").exists()
+    # Another process may now continue it.
+    code = f"from resnetlab.engine import train; train(resume={str(run)!r}, max_steps=2)"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
 
 
 def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsys):

@@ -45,6 +45,8 @@ from ..storage import (
     atomic_link,
     atomic_write,
     atomic_write_text,
+    hold_folder,
+    release_folder,
     remove_stale_temps,
     write_error,
 )
@@ -188,20 +190,30 @@ class Trainer:
         self.config = c = config
         self.given = given
         self.dist, self.device = init_distributed(c.device)
-        made: list[Path] = []  # folders made here, innermost first
-        if not resume and self.dist.is_main:  # checked before anything is read or decoded
-            run_dir = Path(c.out) if c.out else None
-            _check_outside_data(run_dir or Path(RUNS_ROOT), [c.data, c.val_data])
-            if run_dir is None:
-                # Made now, so that runs started in the same second each get their own, and
-                # removed again if the run cannot start.
-                made = [] if Path(RUNS_ROOT).exists() else [Path(RUNS_ROOT)]
-                run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
-                made.insert(0, run_dir)
-            _check_fresh(run_dir)
+        # The run folder is made and held before anything is read or decoded: two runs
+        # started at once never share one. A new run's folder is removed again (with the
+        # folders made for it) if the run cannot start.
+        made: list[Path] = []  # innermost first
+        if self.dist.is_main:
+            if not resume:
+                run_dir = Path(c.out) if c.out else None
+                _check_outside_data(run_dir or Path(RUNS_ROOT), [c.data, c.val_data])
+                if run_dir is None:  # runs started in the same second each get their own
+                    made = _missing_folders(Path(RUNS_ROOT))
+                    run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
+                    made.insert(0, run_dir)
+                else:
+                    made = _make_folder(run_dir)
+            assert run_dir is not None
+            in_use = "a run is training in it; wait for it to end"
+            hold_folder(run_dir, in_use if resume else f"{in_use}, or choose another --out")
         try:
+            if self.dist.is_main and not resume:
+                _check_fresh(run_dir)
             self._set_up(run_dir, resume)
         except BaseException:
+            if self.dist.is_main:
+                release_folder(run_dir)
             for folder in made:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only while nothing is in it
@@ -439,6 +451,13 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        finally:
+            if self.dist.is_main:
+                release_folder(self.run_dir)
+
+    def _run(self) -> RunResult:
         c = self.config
         if self.resumed and self._nothing_to_train():
             return self._finished_before()
@@ -1217,9 +1236,28 @@ def _check_outside_data(run_dir: Path, data: list[str | None]) -> None:
             )
 
 
-def _check_fresh(run_dir: Path) -> None:
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and the folders above it that do not exist, innermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _make_folder(run_dir: Path) -> list[Path]:
+    """Make ``--out``; return the folders that were made for it, innermost first."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ResnetlabError(f"--out {run_dir} is a file; a run needs a folder: choose another")
+    made = _missing_folders(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(run_dir, e) from None
+    return made
+
+
+def _check_fresh(run_dir: Path) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise ResnetlabError(
             f"{run_dir} already holds a run; continue it with --resume {run_dir} "
