@@ -5,7 +5,8 @@ Every file a run keeps (checkpoints, model files, ``config.json``, ``summary.jso
 temporary file next to it (``.<name>.tmp``), flushed to disk, and renamed over the target.
 A kill at any moment leaves the old file or the new one; a failed write removes its
 temporary file and raises a one-line ``WriteError`` naming the file and the fix, and the
-old file stays as it was.
+old file stays as it was. ``hold_folder`` keeps a second process out of a folder that one
+is writing in.
 """
 
 from __future__ import annotations
