@@ -532,6 +532,37 @@ def test_a_resumed_run_keeps_the_plan_it_started_with(calibrating, monkeypatch, 
     assert "CPU plan: bf16 autocast" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("batch_size", "timed_batch", "steps"),
+    [
+        (32, 32, 500),  # a light step is timed whole: 500 steps
+        (128, 128, 500),
+        (32, 8, 125),  # ResNet-18 or -50 at 224 px: timed at 8 images
+        (32, 21, 329),  # resnet50_keras at 64 px
+        (64, 8, 63),
+        (8, 8, 500),
+    ],
+)
+def test_a_run_measures_from_the_work_of_500_timed_steps(batch_size, timed_batch, steps):
+    assert calibrate.MEASURE_MIN_STEPS == 500
+    assert calibrate.measured_from(batch_size, timed_batch) == steps
+
+
+def test_a_run_of_heavy_steps_measures_sooner(calibrating, monkeypatch):
+    monkeypatch.setattr(calibrate, "MEASURE_MIN_STEPS", 500)
+    config = TrainConfig(model="resnet8", batch_size=64, input_size=8)
+    per_image = calibrate.step_flops(config, 10, 8)
+    monkeypatch.setattr(calibrate, "STEP_FLOPS_BUDGET", 8 * per_image)  # timed at 8 images
+    machine = FakeMachine(BF16_WINS)
+    short = plan_cpu(config, num_classes=10, input_size=8, measure=machine, run_steps=62)
+    assert machine.timed == [] and short.how == (
+        "not calibrated: a run of 62 steps would spend longer measuring than training; runs "
+        "of 63 steps or more (at batch 64) measure the CPU, once"
+    )
+    measured = plan_cpu(config, num_classes=10, input_size=8, measure=machine, run_steps=63)
+    assert measured.how == "measured now" and measured.batch == 8 and machine.timed
+
+
 def test_a_short_run_measures_nothing_and_takes_what_the_cache_holds(
     calibrating, monkeypatch, tmp_path, capsys
 ):
@@ -542,7 +573,8 @@ def test_a_short_run_measures_nothing_and_takes_what_the_cache_holds(
     train(**common, max_steps=3, out=str(tmp_path / "short"))
     err = capsys.readouterr().err
     assert "CPU plan: fp32, channels-last (not calibrated: a run of 3 steps would spend " in err
-    assert "runs of 500 steps or more measure the CPU, once" in err and not machine.timed
+    assert "runs of 500 steps or more (at batch 64) measure the CPU, once" in err
+    assert not machine.timed
     assert "measuring this CPU" not in err
     config = TrainConfig.from_recipe("modern", **common)
     measured = plan_cpu(config, num_classes=10, input_size=8, measure=machine)  # (bench)

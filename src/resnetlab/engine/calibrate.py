@@ -104,10 +104,10 @@ MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it
 # busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
 STEP_FLOPS_BUDGET = 40e9
 BUSY_LOAD = 1.5  # load average per core above which a run's log says the CPU is busy
-# Runs of fewer training steps take the cached timings, or the defaults, and measure nothing:
-# measuring costs about a hundred steps' time (the whole step of up to eight candidates
-# over eight rounds, the thread counts, the convolutions), which a gain of a fifth repays
-# over about 500 steps.
+# Runs shorter than this many steps of the timed batch (``measured_from``) take the cached
+# timings, or the defaults, and measure nothing: measuring costs about a hundred timed
+# steps (the whole step of up to eight candidates over eight rounds, the thread counts, the
+# convolutions), which a gain of a fifth repays over about 500.
 MEASURE_MIN_STEPS = 500
 CONTENDED = 0.25  # cores' worth of other work above which timings are redone when quiet
 PROBE_SECONDS = 0.5  # how long a run watches the cores before redoing shared timings
@@ -546,9 +546,9 @@ def plan_cpu(
         force: measure again even where the cache has timings.
         measure: times a set of calls (``measure_in_turns``; tests pass fixed timings).
         store: the cache (default: this machine's file in the cache folder).
-        run_steps: the training steps of the run; one of fewer than ``MEASURE_MIN_STEPS``
-            takes what the cache holds and measures nothing (the defaults where the cache
-            lacks timings): measuring costs about a hundred steps' time.
+        run_steps: the training steps of the run; one of fewer than ``measured_from`` takes
+            what the cache holds and measures nothing (the defaults where the cache lacks
+            timings): measuring costs about a hundred timed steps.
     """
     candidates = _candidates(config)
     default = CpuPlan(candidates[0].precision, resolve_channels_last(config.channels_last, CPU))
@@ -570,20 +570,30 @@ def plan_cpu(
         with torch.random.fork_rng(devices=[]):  # a run draws the same numbers either way
             store = store or CalibrationStore()
             measure = measure or measure_in_turns
-            if run_steps is not None and run_steps < MEASURE_MIN_STEPS:
+            batch = _calibration_batch(config, num_classes, input_size)
+            least = measured_from(config.batch_size, batch)
+            if run_steps is not None and run_steps < least:
                 measure = _cache_only
             try:
                 plan = _calibrate(
-                    config, num_classes, input_size, candidates, store, measure, force
+                    config, num_classes, input_size, candidates, store, measure, force, batch
                 )
             except _Unmeasured:
                 default.how = (
                     f"not calibrated: a run of {count_of(run_steps or 0, 'step')} would spend "
-                    f"longer measuring than training; runs of {MEASURE_MIN_STEPS:,} steps or "
-                    "more measure the CPU, once"
+                    f"longer measuring than training; runs of {least:,} steps or more (at "
+                    f"batch {config.batch_size}) measure the CPU, once"
                 )
                 plan = default
     return broadcast_object(plan, dist)
+
+
+def measured_from(batch_size: int, timed_batch: int) -> int:
+    """The fewest steps of ``batch_size`` images for which a run measures the CPU: those
+    that do the arithmetic of ``MEASURE_MIN_STEPS`` steps of the ``timed_batch`` that
+    calibration times (smaller for heavy steps: ``_calibration_batch``). A fine-tuning run of
+    ResNet-50 at 224 px, timed at 8 images a step, measures from 125 steps of 32."""
+    return math.ceil(MEASURE_MIN_STEPS * timed_batch / batch_size)
 
 
 class _Unmeasured(Exception):
@@ -615,12 +625,13 @@ def _calibrate(
     store: CalibrationStore,
     measure: Measure,
     force: bool,
+    batch: int,
 ) -> CpuPlan:
+    """``batch``: the images of a timed step (``_calibration_batch``)."""
     keep_freed_memory()  # timed as training runs (`bench calibrate` builds no training)
     probe = initial_model(config, num_classes, input_size)
     counts = Counter(shape for shape in conv_shapes(probe, input_size).values())
     shapes = [shape for shape in counts if shape.matmul_candidate]
-    batch = _calibration_batch(config, num_classes, input_size)
     convs, fresh = _calibrate_convs(store, measure, force, candidates, shapes, batch)
     matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
     options = json.dumps(config.model_kwargs, sort_keys=True) if config.model_kwargs else ""
