@@ -335,6 +335,30 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
         resolve_pretrained(tmp_path / "cut.pth", "resnet18")
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_an_export_is_refused_naming_what_it_is(tmp_path):
+    """Exports hold an inference program (BN folded), not weights to train from: named as
+    the commands that read model files name them, not as an unknown or unreadable file."""
+    model = resnetlab.create_model("resnet8", num_classes=2).eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.jit.trace(model, x).save(str(tmp_path / "m.pt"))
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "m.pt2")
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    kinds = {
+        "m.pt": "a TorchScript export",
+        "m.pt2": "a torch.export program (.pt2 export)",
+        "m.onnx": "an ONNX export",
+    }
+    for name, kind in kinds.items():
+        with pytest.raises(ResnetlabError) as e:
+            resolve_pretrained(tmp_path / name, "resnet8")
+        assert str(e.value) == (
+            f"{tmp_path / name} is {kind}, for inference only (every BatchNorm folded into "
+            "its convolution); --pretrained takes the .safetensors model file it was "
+            "exported from, or its run folder"
+        )
+
+
 def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):
     # timm's ResNetV2 layout: the classifier is head.fc, a 1x1 convolution.
     source = resnetlab.create_model("preresnet20", num_classes=10)

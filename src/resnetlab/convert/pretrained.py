@@ -54,7 +54,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ResnetlabError
-from ..models.files import META_KEY, cut_short, read_model_meta
+from ..models.files import EXPORT_KINDS, META_KEY, cut_short, other_format, read_model_meta
 from ..models.registry import create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -391,6 +391,12 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
                 f"its first epoch has finished); --pretrained takes {_SOURCES}"
             )
         return _from_model_file(best, source, kind="run")
+    if (kind := other_format(path)) in EXPORT_KINDS:
+        raise ResnetlabError(
+            f"{path} is {kind}, for inference only (every BatchNorm folded into its "
+            f"convolution); --pretrained takes the .safetensors model file it was exported "
+            f"from, or its run folder"
+        )
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _from_safetensors(path, source)

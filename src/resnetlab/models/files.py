@@ -338,7 +338,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        kind = _other_format(path)
+        kind = other_format(path)
         if kind == "an image":
             raise ResnetlabError(
                 f"{path} is an image, not a model file; give a .safetensors model file "
@@ -349,7 +349,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path} is {kind}, not a model file; a Keras model converts to one: "
                 f"resnetlab convert keras {path} {path.stem}.safetensors"
             ) from None
-        if kind == "an ONNX export":
+        if kind == EXPORT_KINDS[0]:
             raise ResnetlabError(
                 f"{path} is an ONNX export, which only predict, eval and serve run; this "
                 "needs the .safetensors model file it was exported from"
@@ -378,12 +378,17 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     return dataclasses.replace(meta, model_kwargs=built_options(meta.model_kwargs, str(path)))
 
 
-def _other_format(path: Path) -> str | None:
+# What other_format calls the files that ``resnetlab export`` writes: inference programs
+# with every BatchNorm folded, which no command trains from.
+EXPORT_KINDS = ("an ONNX export", "a torch.export program (.pt2 export)", "a TorchScript export")
+
+
+def other_format(path: Path) -> str | None:
     """What a file that is not a safetensors file is, when it is one of the PyTorch, ONNX or
     Keras files users mistake for a model file: exports (``resnetlab export``), checkpoints,
     and Keras models not yet converted."""
     if path.suffix.lower() == ".onnx":
-        return "an ONNX export"
+        return EXPORT_KINDS[0]
     from ..data.decode import IMAGE_EXTENSIONS  # (data imports this module)
 
     if path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -398,9 +403,9 @@ def _other_format(path: Path) -> str | None:
             names = {name.split("/", 1)[-1]: name for name in archive.namelist()}
             # archive_format: newer torch; serialized_exported_program.json: torch 2.4
             if {"archive_format", "serialized_exported_program.json"} & names.keys():
-                return "a torch.export program (.pt2 export)"
+                return EXPORT_KINDS[1]
             if any(name.startswith("code/") for name in names):
-                return "a TorchScript export"
+                return EXPORT_KINDS[2]
             if "data.pkl" in names:
                 # The pickle holds the dict's keys, not the tensors (those are separate
                 # entries): small, and read as bytes, not unpickled.
