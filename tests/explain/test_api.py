@@ -63,6 +63,12 @@ def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
     assert sorted(p.name for p in single.iterdir()) == ["0.png", "maps.npz"]
     with np.load(single / "maps.npz") as saved:
         assert saved["target"].tolist() == [0]
+    # One image into the folder of four: the four's overlays stay, as cp leaves them, but
+    # not their sheet, which would show other images than maps.npz holds.
+    assert main(["explain", str(model_file), str(image), "--out", str(out)]) == 0
+    assert not (out / "sheet.png").exists() and (out / "0003-1.png").is_file()
+    with np.load(out / "maps.npz") as saved:
+        assert saved["maps"].shape == (1, 32, 32)
 
 
 def test_cli_without_out_never_writes_over_an_earlier_run(

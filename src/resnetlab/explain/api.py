@@ -63,7 +63,8 @@ class Explanation:
         return render_overlay(self.images[i], self.maps[i], caption, **kwargs)
 
     def save(self, out: str | os.PathLike) -> list[Path]:
-        """Write an overlay PNG per image, ``maps.npz`` and, for several images, ``sheet.png``.
+        """Write an overlay PNG per image, ``maps.npz`` and, for several images, ``sheet.png``
+        (for one, an earlier ``sheet.png`` in ``out`` is removed).
 
         ``maps.npz`` holds ``maps`` (N, H, W), ``sources``, ``predicted``, ``probability``
         (of the predicted class), ``target``, ``class_names``, ``method`` and ``layer``;
@@ -112,6 +113,8 @@ class Explanation:
             )
             atomic_write(out / "sheet.png", lambda f: sheet.save(f, format="PNG"))
             written.append(out / "sheet.png")
+        else:  # an earlier call's sheet would show other images than this maps.npz holds
+            (out / "sheet.png").unlink(missing_ok=True)
         return written
 
 
