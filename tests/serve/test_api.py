@@ -101,7 +101,7 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
         ("text", {"content": b"name,value\nx,1\n" * 20}, 415, "not an image"),
         ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),
         ("truncated JPEG", {"content": jpeg[: len(jpeg) // 2]}, 422, "truncated"),
-        ("JPEG header only", {"content": jpeg[:40]}, 422, "damaged"),
+        ("JPEG header only", {"content": jpeg[:40]}, 422, "truncated"),
         (
             "HEIC photo named .jpg",
             {"files": {"image": ("IMG_1.jpg", b"\x00\x00\x00\x18ftypheic" + bytes(100))}},

@@ -32,3 +32,18 @@ def test_any_model_with_meta_serves_and_maps_need_weights(model_file, image_file
     with pytest.raises(RequestError, match="PyTorch weights") as refused:
         predictor.cam_png(pixels)
     assert refused.value.status == 501
+
+
+def test_a_cut_short_upload_is_named_in_the_words_predict_uses(model_file, image_files):
+    """Cut in its header or in its pixels, the 422 says what `resnetlab predict` says of
+    such a file, once: not a readable image, and why."""
+    predictor = Predictor(Weightless(resnetlab.read_model_meta(model_file)))
+    jpeg = image_files["red.jpg"].read_bytes()
+    for kept in (40, len(jpeg) // 2):  # PIL fails on the header, or on decoding
+        with pytest.raises(RequestError) as refused:
+            predictor.decode(jpeg[:kept])
+        assert refused.value.status == 422
+        assert str(refused.value) == (
+            "the upload is not a readable image (the file is truncated, as a copy or "
+            "download that stopped leaves it)"
+        )

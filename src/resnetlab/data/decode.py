@@ -95,6 +95,11 @@ def read_error_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+def unreadable_image(name: object, error: BaseException) -> str:
+    """The one line for an image file that could not be decoded: its name and why."""
+    return f"{name} is not a readable image ({read_error_reason(error)})"
+
+
 Size = tuple[int, int]  # (height, width)
 
 # How an image meets a size of another shape: "squash" resizes it to exactly that size

@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 
 from ..data import DeviceLoader, read_image
-from ..data.decode import READ_ERRORS, format_to_convert, read_error_reason
+from ..data.decode import READ_ERRORS, format_to_convert, unreadable_image
 from ..data.folders import SYSTEM_FILES, SYSTEM_FOLDERS, image_files
 from ..errors import DataWarning, ResnetlabError, count_argument
 from ..models import ModelMeta
@@ -155,7 +155,7 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             raise ResnetlabError(
                 f"{name}: {photo} photos cannot be read here; convert it to JPEG or PNG first"
             ) from None
-        raise ResnetlabError(f"{name} is not a readable image ({read_error_reason(e)})") from None
+        raise ResnetlabError(unreadable_image(name, e)) from None
 
 
 def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tensor]:

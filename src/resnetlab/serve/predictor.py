@@ -21,7 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from ..data.decode import NOT_AN_IMAGE, read_error_reason, read_header_size
+from ..data.decode import NOT_AN_IMAGE, read_error_reason, read_header_size, unreadable_image
 from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model, load_model_file
 from ..engine.predict import class_names, class_probabilities, read_input
@@ -84,10 +84,10 @@ class Predictor:
         buffer.name = what  # read_input names the file in its message
         try:
             return read_input(buffer, self.meta)
-        except ResnetlabError as e:
-            raise RequestError(f"{e}; is it truncated or damaged?", 422) from None
+        except ResnetlabError as e:  # "the upload is not a readable image (<why>)"
+            raise RequestError(str(e), 422) from None
         except Exception as e:  # PIL raises other kinds of error on some malformed files
-            raise RequestError(f"{what} is a damaged image ({read_error_reason(e)})", 422) from None
+            raise RequestError(unreadable_image(what, e), 422) from None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities, float32 (N, K), of uint8 (N, H, W, 3) decoded images."""
@@ -165,7 +165,7 @@ def _check_header(data: bytes, what: str) -> None:
             415,
         ) from None
     except Exception as e:  # PIL raises many kinds of error on malformed headers
-        raise RequestError(f"{what} is a damaged image ({read_error_reason(e)})", 422) from None
+        raise RequestError(unreadable_image(what, e), 422) from None
 
 
 def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predictor:
