@@ -91,6 +91,9 @@ class Server:
     def get(self, path: str, **kwargs) -> httpx.Response:
         return httpx.get(self.url + path, timeout=60, **kwargs)
 
+    def head(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.head(self.url + path, timeout=60, **kwargs)
+
     def post(self, path: str, **kwargs) -> httpx.Response:
         return httpx.post(self.url + path, timeout=60, **kwargs)
 

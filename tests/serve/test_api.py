@@ -162,6 +162,11 @@ def test_the_page_and_its_files(server):
     assert 'accept="image/*"' in page.text and "capture=" in page.text
     for asset in ("static/app.js", "static/style.css"):
         assert server.get(asset).status_code == 200, asset
+    # HEAD, as `curl -I` and uptime checks ask: the GET's status and type, no body.
+    for path in ("", "healthz", "metadata", "static/app.js"):
+        head, get = server.head(path), server.get(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
 
 
 def test_serve_errors_are_one_line(model_file, tmp_path, capsys):

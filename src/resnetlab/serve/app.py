@@ -109,15 +109,17 @@ def create_app(
 
     _add_error_handlers(app, max_bytes, max_queue)
 
-    @app.get("/", include_in_schema=False)
+    # HEAD as well, as Starlette's own routes and the static files answer it: what
+    # `curl -I` and uptime checks send.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/metadata")
+    @app.api_route("/metadata", methods=["GET", "HEAD"])
     async def metadata() -> dict:
         return {
             **predictor.describe(),
