@@ -125,7 +125,9 @@ def test_fp16_keeps_float32_inputs_and_outputs_within_its_tolerance(cifar_file, 
     assert report.precision == "fp16"
     # The limit as applied: 1% of the largest logit (of at least 1), shown as a number.
     assert report.check.tolerance >= 1e-2 and report.check.max_difference <= report.check.tolerance
-    module = torch.jit.load(str(tmp_path / "half.pt"))
+    extra = {EXTRA_FILE: ""}  # torch.jit.load's name for it: _extra_files (README)
+    module = torch.jit.load(str(tmp_path / "half.pt"), _extra_files=extra)
+    assert json.loads(extra[EXTRA_FILE])["precision"] == "fp16"
     weights = [p for p in module.parameters() if p.ndim == 4]
     assert weights and all(p.dtype == torch.float16 for p in weights)
     x = torch.randn(7, 3, 16, 16)
