@@ -319,6 +319,29 @@ def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):
     )
 
 
+def test_a_named_source_says_its_model_so_a_run_without_model_trains_it(tmp_path):
+    """timm:MODEL.TAG and torchvision:<Model>_Weights.<NAME> name their model: without
+    --model the run builds it (not the default resnet20, which they cannot fit)."""
+    from resnetlab.convert.pretrained import declared_model
+    from resnetlab.engine.config import resolve_config
+
+    named = {
+        "timm:resnet50.a1_in1k": "resnet50",
+        "timm:seresnext50_32x4d": "seresnext50_32x4d",
+        "torchvision:ResNet18_Weights.IMAGENET1K_V1": "resnet18",
+        "torchvision:Wide_ResNet50_2_Weights.DEFAULT": "wide_resnet50_2",
+        "torchvision:ResNeXt101_64X4D_Weights": "resnext101_64x4d",
+    }
+    for source, model in named.items():
+        assert declared_model(source) == (model, {}), source
+        assert resolve_config(pretrained=source, data="digits").model == model, source
+    for source in ("torchvision", "torchvision:IMAGENET1K_V1", "timm:efficientnet_b0.ra_in1k"):
+        assert declared_model(source) is None, source
+    assert resolve_config(pretrained="timm:resnet50", data="digits", model="resnet18").model == (
+        "resnet18"  # a --model given stays, and the weights are then checked against it
+    )
+
+
 def test_unknown_and_missing_sources_are_one_line(tmp_path):
     with pytest.raises(ResnetlabError, match=r"pretrained weights not found: .*nope\.pth"):
         resolve_pretrained(tmp_path / "nope.pth", "resnet18")

@@ -363,10 +363,18 @@ def _check_served(
 
 
 def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
-    """The model (and its options) that a run folder or a resnetlab model file says its
-    weights are for; None for other sources, and for a path that is not one of them (the
-    run reports that when it reads the weights)."""
-    path = Path(os.fspath(source)).expanduser()
+    """The model (and its options) that a run folder, a resnetlab model file or a named
+    source (``timm:resnet50.a1_in1k``, ``torchvision:ResNet18_Weights.IMAGENET1K_V1``) says
+    its weights are for; None for other sources (a bare state dict, ``torchvision`` alone),
+    and for a path that is not one of them (the run reports that when it reads the
+    weights)."""
+    text = os.fspath(source)
+    if text.startswith("timm:"):
+        architecture = text.partition(":")[2].split(".", 1)[0]
+        return (architecture, {}) if architecture in list_models() else None
+    if text.startswith("torchvision:"):
+        return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
+    path = Path(text).expanduser()
     file = path / "best.safetensors" if path.is_dir() else path
     if file.suffix.lower() != ".safetensors" or not file.is_file():
         return None
@@ -378,6 +386,17 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
     except (SafetensorError, OSError, ValueError, ResnetlabError):
         return None
     return meta.model, dict(meta.model_kwargs)
+
+
+def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
+    """The model here whose torchvision weights enum is ``weights_enum`` (ResNet18_Weights)."""
+    import torchvision
+    from torchvision.models import get_model_weights
+
+    for name in torchvision.models.list_models(module=torchvision.models):
+        if name in list_models() and get_model_weights(name).__name__ == weights_enum:
+            return name, {}
+    return None
 
 
 def _from_path(path: Path, source: str) -> PretrainedWeights:
