@@ -101,6 +101,16 @@ def test_run_checks_averages_over_batches(trained_resnet8, images):
     assert row.rank_correlation < SANITY_LIMIT and row.deletion_drop > row.random_drop
 
 
+def test_a_methods_row_does_not_depend_on_the_others_checked(trained_resnet8, images):
+    """The random masks are drawn alike for every method: one baseline, and the same
+    numbers for `--method layercam` alone as in the table of every method."""
+    batches = [images[:20], images[20:]]
+    both = run_checks(trained_resnet8, batches, methods=["gradcam", "layercam"])
+    (alone,) = run_checks(trained_resnet8, batches, methods=["layercam"])
+    assert both[1] == alone
+    assert both[0].random_drop == both[1].random_drop
+
+
 def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
     folder = tmp_path / "squares"
     pixels, labels = squares(12, seed=21)

@@ -185,7 +185,9 @@ def run_checks(
     """Both checks for each method, over batches of normalised images (any iterable of
     ``x`` or ``(x, y)``), averaged over every image."""
     randomized = randomized_copy(model, stages, seed)
-    generator = torch.Generator().manual_seed(seed)
+    # A generator per method: each draws the same random masks, so a method's row is the
+    # same whichever others are checked with it, and the random baseline is one for all.
+    generators = {m: torch.Generator().manual_seed(seed) for m in methods}
     sums = {m: torch.zeros(3, dtype=torch.float64) for m in methods}
     count = 0
     for batch in batches:
@@ -195,7 +197,7 @@ def run_checks(
             cams = class_activation_maps(model, x, method=m, layer=layer)
             rho = sanity_check(model, x, method=m, layer=layer, randomized=randomized, trained=cams)
             drop, rand = deletion_check(
-                model, x, fraction=fraction, generator=generator, result=cams
+                model, x, fraction=fraction, generator=generators[m], result=cams
             )
             sums[m] += torch.stack([rho.sum(), drop.sum(), rand.sum()]).double().cpu()
     if count == 0:
