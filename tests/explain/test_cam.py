@@ -27,6 +27,21 @@ def test_maps_have_the_image_size_and_vary_for_each_family(name, size):
         assert result.layer == model.stage_name(model.num_stages)
 
 
+def test_a_feature_map_of_one_cell_gives_maps_of_zeros():
+    """ResNet-18 at 32 px: layer4 is 1x1, one value per image, which points at no place.
+    Every method's map is zeros, not the upsampling's rounding errors scaled to [0, 1]."""
+    torch.manual_seed(0)
+    model = resnetlab.create_model("resnet18", num_classes=4).eval()
+    x = torch.randn(4, 3, 32, 32)
+    for method in METHODS:
+        result = class_activation_maps(model, x, method=method)
+        assert result.grid == (1, 1)
+        assert torch.equal(result.maps, torch.zeros(4, 32, 32)), method
+    # A map of several cells is still scaled to [0, 1].
+    result = class_activation_maps(model, x, layer="layer3")
+    assert result.grid == (2, 2) and (result.maps.flatten(1).amax(1) == 1).all()
+
+
 def test_the_class_chosen_changes_the_map(trained_resnet8):
     images, labels = squares(4, seed=3)
     red = explain(trained_resnet8, images, target=2)  # a model without class names

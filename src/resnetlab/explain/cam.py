@@ -219,5 +219,10 @@ def class_activation_maps(
             cam = _gradient_cam(method, a.detach().float(), g.float())
     finally:
         model.train(was_training)
-    maps = scale_maps(upsample(cam.clamp_min(0), x.shape[-2:]))
+    cam = cam.clamp_min(0)  # (B, h, w)
+    maps = scale_maps(upsample(cam, x.shape[-2:]))
+    # A map of one value (a 1x1 feature map, or nothing positive) points at no place: zeros,
+    # not the upsampling's rounding errors scaled up to [0, 1].
+    flat = cam.flatten(1)
+    maps[flat.amax(1) == flat.amin(1)] = 0
     return CamResult(maps, logits.detach().float(), targets, tuple(a.shape[-2:]))
