@@ -488,7 +488,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         highlight=False,
         soft_wrap=True,  # one line, whatever the width: scripts read it
     )
-    table = Table(title="per class", title_justify="left")
+    # The titles as lines of their own: as a table's title rich wraps them to the table's
+    # width, which a few classes with short names make narrower than the words.
+    console.print("per class", highlight=False)
+    table = Table()
     for column in ("class", "precision", "recall", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in data["per_class"]:
@@ -496,7 +499,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"])
         )
     console.print(table)
-    matrix = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    console.print("confusion (rows: true, columns: predicted)", highlight=False)
+    matrix = Table()
     matrix.add_column("")
     for name in report.class_names:
         matrix.add_column(name, justify="right")

@@ -168,6 +168,22 @@ def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
     )
 
 
+def test_eval_titles_its_tables_on_one_line_whatever_their_width(tmp_path, capsys):
+    """Two classes of one letter make tables narrower than their titles: the titles are
+    printed whole, not wrapped to the table's width."""
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=2), model, class_names=["a", "b"]
+    )
+    for name in ("a", "b"):
+        (tmp_path / "ab" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (i * 90, 0, 0)).save(tmp_path / "ab" / name / f"{i}.png")
+    assert main(["eval", str(model), "--data", str(tmp_path / "ab")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "per class" in lines and "confusion (rows: true, columns: predicted)" in lines
+
+
 def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_file, tmp_path):
     # A test folder without most classes: scored on the model's own outputs, by class name.
     some = tmp_path / "three-sevens-and-fives"
