@@ -359,9 +359,10 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
-def test_an_export_is_refused_naming_what_it_is(tmp_path):
-    """Exports hold an inference program (BN folded), not weights to train from: named as
-    the commands that read model files name them, not as an unknown or unreadable file."""
+def test_an_export_or_a_checkpoint_is_refused_naming_what_to_give(tmp_path):
+    """Exports hold an inference program (BN folded), not weights to train from, and a
+    checkpoint lacks the normalisation: named as the commands that read model files name
+    them, with what to give instead."""
     model = resnetlab.create_model("resnet8", num_classes=2).eval()
     x = torch.randn(1, 3, 32, 32)
     torch.jit.trace(model, x).save(str(tmp_path / "m.pt"))
@@ -380,6 +381,17 @@ def test_an_export_is_refused_naming_what_it_is(tmp_path):
             "its convolution); --pretrained takes the .safetensors model file it was "
             "exported from, or its run folder"
         )
+    # A run's checkpoint.pt holds weights, but not the normalisation they were trained with.
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "images_trained": 0}, run / "checkpoint.pt")
+    with pytest.raises(ResnetlabError) as e:
+        resolve_pretrained(run / "checkpoint.pt", "resnet8")
+    assert str(e.value) == (
+        f"{run / 'checkpoint.pt'} is a training checkpoint (for --resume); --pretrained takes "
+        f"its run folder, {run}, whose model files record the model, its classes and its "
+        "normalisation"
+    )
 
 
 def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):

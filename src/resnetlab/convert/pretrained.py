@@ -54,7 +54,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import ResnetlabError
-from ..models.files import EXPORT_KINDS, META_KEY, cut_short, other_format, read_model_meta
+from ..models.files import (
+    CHECKPOINT_KIND,
+    EXPORT_KINDS,
+    META_KEY,
+    cut_short,
+    other_format,
+    read_model_meta,
+)
 from ..models.registry import create_model, list_models, model_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -415,6 +422,11 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
             f"{path} is {kind}, for inference only (every BatchNorm folded into its "
             f"convolution); --pretrained takes the .safetensors model file it was exported "
             f"from, or its run folder"
+        )
+    if kind == CHECKPOINT_KIND:  # its weights, without the normalisation they were trained with
+        raise ResnetlabError(
+            f"{path} is {kind}; --pretrained takes its run folder, {path.parent}, whose "
+            f"model files record the model, its classes and its normalisation"
         )
     suffix = path.suffix.lower()
     if suffix == ".safetensors":

@@ -381,6 +381,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
 # What other_format calls the files that ``resnetlab export`` writes: inference programs
 # with every BatchNorm folded, which no command trains from.
 EXPORT_KINDS = ("an ONNX export", "a torch.export program (.pt2 export)", "a TorchScript export")
+CHECKPOINT_KIND = "a training checkpoint (for --resume)"  # a run's checkpoint.pt
 
 
 def other_format(path: Path) -> str | None:
@@ -410,7 +411,7 @@ def other_format(path: Path) -> str | None:
                 # The pickle holds the dict's keys, not the tensors (those are separate
                 # entries): small, and read as bytes, not unpickled.
                 if b"images_trained" in archive.read(names["data.pkl"]):
-                    return "a training checkpoint (for --resume)"
+                    return CHECKPOINT_KIND
                 return "a PyTorch weights file (torch.save), which --pretrained takes"
     except (zipfile.BadZipFile, OSError):
         return None
