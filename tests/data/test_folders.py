@@ -630,6 +630,26 @@ def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     )
 
 
+def test_a_size_note_counts_every_size_not_the_most_common_alone(tmp_path):
+    """Mixed sizes: the most common (16x16, 3 of 8 images) is small, but most images are
+    not: no note. Most of them small, in several sizes: the note says what they share."""
+    sizes = [(16, 16)] * 3 + [(40, 30), (30, 40), (50, 50), (40, 44), (36, 48)]
+    root = write_tree(
+        tmp_path / "few",
+        {"a": [noise(i, s) for i, s in enumerate(sizes)]} | {"b": [noise(9, (40, 40))] * 2},
+    )
+    for stream in (False, True):
+        notes = load_dataset(str(root), image_size=32, stream=stream).train.notes
+        assert not [n for n in notes if "enlarged" in n], stream
+    sizes = [(16, 16)] * 2 + [(12, 16), (16, 10), (14, 14), (40, 40)]
+    root = write_tree(
+        tmp_path / "many",
+        {"a": [noise(i, s) for i, s in enumerate(sizes)]} | {"b": [noise(9, (8, 8))] * 4},
+    )
+    notes = load_dataset(str(root), image_size=32).train.notes
+    assert "most images are at most 16 px a side, enlarged to 32x32 (the input size)" in notes
+
+
 def test_images_six_times_the_input_size_or_more_are_noted(tmp_path):
     # 64 wide and 48 high: the shorter side decides.
     photos = {"a": [noise(i, (64, 48)) for i in range(4)], "b": [noise(9, (64, 48))] * 4}

@@ -625,18 +625,32 @@ def _mixed_sizes_note(sizes: Counter, used: tuple[int, int], resize: str) -> str
 
 
 def _resize_note(scan: FolderSplit, image_size: int, workers: int | None) -> list[str]:
-    """A note when most images are at most half the size they are decoded at (28 px photos
-    trained at a model's 224 px: 64 times the pixels, and the time, for no more detail), or
-    ``SHRUNK_FACTOR`` times it and more (480 px photos at 32 px: little of their detail)."""
+    """A note when most images (more than half of a sample) are at most half the size they
+    are decoded at (28 px photos trained at a model's 224 px: 64 times the pixels, and the
+    time, for no more detail), or ``SHRUNK_FACTOR`` times it and more (480 px photos at
+    32 px: little of their detail); named by their size where they share one."""
     try:
-        native, _ = _sample_size(scan, workers)
+        _, counts = _sample_size(scan, workers)
     except DataError:
         return []  # none readable in the sample: decoding says which files
     size = f"{image_size}x{image_size} (the input size)"
-    if max(native) * 2 <= image_size:
-        return [f"{ENLARGED_NOTE} {format_size(native)}, enlarged to {size}"]
-    if min(native) >= SHRUNK_FACTOR * image_size:
-        return [f"{SHRUNK_NOTE} {format_size(native)}, shrunk to {size}"]
+    half = sum(counts.values()) / 2
+    # Counted over every size, not read off the most common one, which in a folder of
+    # mixed sizes may be a small share of it.
+    small = {s for s in counts if max(s) * 2 <= image_size}
+    if sum(counts[s] for s in small) > half:
+        one = len(small) == 1
+        sizes = format_size(min(small)) if one else f"at most {image_size // 2} px a side"
+        return [f"{ENLARGED_NOTE} {sizes}, enlarged to {size}"]
+    large = {s for s in counts if min(s) >= SHRUNK_FACTOR * image_size}
+    if sum(counts[s] for s in large) > half:
+        one = len(large) == 1
+        sizes = (
+            format_size(min(large))
+            if one
+            else f"at least {SHRUNK_FACTOR * image_size} px on their shorter side"
+        )
+        return [f"{SHRUNK_NOTE} {sizes}, shrunk to {size}"]
     return []
 
 
