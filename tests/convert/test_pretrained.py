@@ -249,8 +249,7 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
         load_pretrained(model, path)
     assert str(e.value) == (
         "resnet50.pth does not fit resnet18: layer1.0.conv1.weight is (64, 64, 1, 1) in them "
-        "and (64, 64, 3, 3) in resnet18; they are for another architecture (choose the --model "
-        "they were made for)"
+        "and (64, 64, 3, 3) in resnet18; they fit resnet50: give --model resnet50"
     )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
     # A missing tensor is named with its shape; the command line says it in one line.
@@ -263,7 +262,18 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
     assert main([*args, "--data", "digits", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: r18.pth does not fit resnet50: ") and err.count("\n") == 1
+    assert err.endswith("; they fit resnet18: give --model resnet18\n")
     assert not (tmp_path / "run").exists()
+    # Without --model the default (resnet20) is tried; the error names the model they fit.
+    args = ["train", "--pretrained", str(tmp_path / "r18.pth"), "--data", "digits"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.endswith("; they fit resnet18: give --model resnet18\n")
+    # Weights that fit no model here say so.
+    odd = torchvision.models.resnet18().state_dict()
+    odd["conv1.weight"] = torch.zeros(64, 3, 5, 5)
+    torch.save(odd, tmp_path / "odd.pth")
+    with pytest.raises(ResnetlabError, match=r"another architecture \(choose the --model"):
+        resnetlab.create_model("resnet18", pretrained=tmp_path / "odd.pth")
 
 
 def test_resnetlab_model_file_and_run_folder(tmp_path):

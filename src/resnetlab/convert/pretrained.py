@@ -755,20 +755,8 @@ def _match(
 ) -> tuple[list[str], list[str], list[str]]:
     """(loaded, new, dropped) keys; raises on the first backbone key that does not fit."""
     source = weights.state_dict
-    for key, tensor in target.items():
-        if _is_head(key) or _is_counter(key):
-            continue
-        if key not in source:
-            raise _mismatch(weights, name, f"{name}'s {key} {_shape(tensor)} is not in them")
-        if source[key].shape != tensor.shape:
-            raise _mismatch(
-                weights,
-                name,
-                f"{key} is {_shape(source[key])} in them and {_shape(tensor)} in {name}",
-            )
-    for key, tensor in source.items():
-        if key not in target and not _is_head(key) and not _is_counter(key):
-            raise _mismatch(weights, name, f"their {key} {_shape(tensor)} is not in {name}")
+    if problem := _backbone_problem(target, source, name):
+        raise _mismatch(weights, name, problem)
     head_fits = all(
         k in source and source[k].shape == t.shape for k, t in target.items() if _is_head(k)
     )
@@ -780,11 +768,47 @@ def _match(
     return loaded, new, dropped
 
 
+def _backbone_problem(
+    target: dict[str, torch.Tensor], source: dict[str, torch.Tensor], name: str
+) -> str | None:
+    """The first tensor outside the classifier that is in one and not the other, or of
+    another shape, in words; None where the weights fit the ``name`` model's backbone."""
+    for key, tensor in target.items():
+        if _is_head(key) or _is_counter(key):
+            continue
+        if key not in source:
+            return f"{name}'s {key} {_shape(tensor)} is not in them"
+        if source[key].shape != tensor.shape:
+            return f"{key} is {_shape(source[key])} in them and {_shape(tensor)} in {name}"
+    for key, tensor in source.items():
+        if key not in target and not _is_head(key) and not _is_counter(key):
+            return f"their {key} {_shape(tensor)} is not in {name}"
+    return None
+
+
+def _models_that_fit(source: dict[str, torch.Tensor]) -> list[str]:
+    """The registered models (with their default options) whose backbone ``source`` fits,
+    each built on the meta device: no memory, no arithmetic."""
+    fits = []
+    for name in list_models():
+        try:
+            with torch.device("meta"), torch.random.fork_rng(devices=[]):
+                target = create_model(name).state_dict()
+        except Exception:  # a model registered elsewhere that needs options to be built
+            continue
+        if _backbone_problem(target, source, name) is None:
+            fits.append(name)
+    return fits
+
+
 def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabError:
-    return ResnetlabError(
-        f"{weights.description} does not fit {name}: {detail}; they are for another "
-        f"architecture (choose the --model they were made for)"
+    fits = _models_that_fit(weights.state_dict)
+    fix = (
+        f"they fit {' and '.join(fits)}: give --model {fits[0]}"
+        if fits
+        else "they are for another architecture (choose the --model they were made for)"
     )
+    return ResnetlabError(f"{weights.description} does not fit {name}: {detail}; {fix}")
 
 
 def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[int] | None, str]:
