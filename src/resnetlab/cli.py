@@ -633,7 +633,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .data.decode import unwarned
     from .engine.distributed import resolve_device
     from .explain import METHODS, check_model, explain
-    from .explain.faithfulness import markdown
+    from .explain.faithfulness import FRACTION, CheckRow, markdown_header, markdown_row
     from .models import load_model
 
     if args.check and len(args.images) != 1:
@@ -645,12 +645,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ResnetlabError(f"{flags} set the faithfulness check: add --check, or drop them")
     model = load_model(args.model_file, device=resolve_device(args.device))
     if args.check:
+
+        def say(line: str) -> None:  # what is checked; then the table, a row as each is done
+            print(line, file=sys.stderr, flush=True)
+            if not args.json:
+                print(markdown_header(args.fraction or FRACTION, args.stages or 1), end="")
+
+        def print_row(row: CheckRow) -> None:
+            print(markdown_row(row, model.meta.model), end="", flush=True)
+
         rows, notes = check_model(
             model,
             args.images[0],
             methods=args.method or METHODS,
             layer=args.layer,
-            say=lambda line: print(line, file=sys.stderr, flush=True),
+            say=say,
+            on_row=None if args.json else print_row,
             **given,
         )
         if args.json:
@@ -658,7 +668,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
             return 0
         for note in unwarned(notes):
             print(f"note: {note}", file=sys.stderr)
-        print(markdown(rows, model.meta.model), end="")
         return 0
     if args.method and len(args.method) > 1:
         raise ResnetlabError("explain draws one --method at a time (several only with --check)")

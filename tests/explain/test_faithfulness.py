@@ -105,10 +105,15 @@ def test_a_methods_row_does_not_depend_on_the_others_checked(trained_resnet8, im
     """The random masks are drawn alike for every method: one baseline, and the same
     numbers for `--method layercam` alone as in the table of every method."""
     batches = [images[:20], images[20:]]
-    both = run_checks(trained_resnet8, batches, methods=["gradcam", "layercam"])
+    seen = []
+    both = run_checks(
+        trained_resnet8, iter(batches), methods=["gradcam", "layercam"], on_row=seen.append
+    )
     (alone,) = run_checks(trained_resnet8, batches, methods=["layercam"])
     assert both[1] == alone
     assert both[0].random_drop == both[1].random_drop
+    # Each row is given as its method is done, over every batch (an iterator too).
+    assert seen == both and both[0].images == 32
 
 
 def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
@@ -119,8 +124,10 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
         Image.fromarray(image).save(folder / CLASSES[label] / f"{i}.png")
     assert main(["explain", str(model_file), str(folder), "--check"]) == 0
     captured = capsys.readouterr()
+    assert captured.out.startswith("| model | method | rank correlation, last 1 stage(s) ")
     rows = [line for line in captured.out.splitlines() if line.startswith("| resnet8 |")]
     assert [row.split("|")[2].strip() for row in rows] == list(METHODS)
+    assert len(captured.out.splitlines()) == 2 + len(METHODS)
     assert "no held-out split: all 12 images are scored" in captured.err
     assert captured.err.startswith(
         "checking gradcam, gradcam++, layercam, scorecam on 12 images (Score-CAM runs a forward"
@@ -129,7 +136,8 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
         rho, drop, random_drop = (float(v) for v in row.split("|")[3:6])
         assert -1 <= rho <= 1 and drop > random_drop
     assert main(["explain", str(model_file), str(folder), "--check", "--fraction", "1.5"]) == 2
-    assert "between 0 and 1" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "between 0 and 1" in captured.err and captured.out == ""  # no table begun
     # Stages the model lacks: refused before the check starts, not after its first line.
     assert main(["explain", str(model_file), str(folder), "--check", "--stages", "9"]) == 2
     err = capsys.readouterr().err

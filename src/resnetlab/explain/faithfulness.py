@@ -181,32 +181,39 @@ def run_checks(
     fraction: float = FRACTION,
     stages: int = 1,
     seed: int = 0,
+    on_row: Callable[[CheckRow], None] | None = None,
 ) -> list[CheckRow]:
     """Both checks for each method, over batches of normalised images (any iterable of
-    ``x`` or ``(x, y)``), averaged over every image."""
+    ``x`` or ``(x, y)``), averaged over every image. One method is checked on every batch
+    before the next; ``on_row`` is given each method's row as it is done."""
+    if iter(batches) is batches:  # an iterator: each method goes over the batches again
+        batches = list(batches)
     randomized = randomized_copy(model, stages, seed)
-    # A generator per method: each draws the same random masks, so a method's row is the
-    # same whichever others are checked with it, and the random baseline is one for all.
-    generators = {m: torch.Generator().manual_seed(seed) for m in methods}
-    sums = {m: torch.zeros(3, dtype=torch.float64) for m in methods}
-    count = 0
-    for batch in batches:
-        x = batch[0] if isinstance(batch, tuple | list) else batch
-        count += len(x)
-        for m in methods:
+    name = layer or default_layer(model)
+    rows = []
+    for m in methods:
+        # Each method draws the same random masks, so that its row is the same whichever
+        # others are checked with it, and the random baseline is one for all.
+        generator = torch.Generator().manual_seed(seed)
+        sums = torch.zeros(3, dtype=torch.float64)
+        count = 0
+        for batch in batches:
+            x = batch[0] if isinstance(batch, tuple | list) else batch
+            count += len(x)
             cams = class_activation_maps(model, x, method=m, layer=layer)
             rho = sanity_check(model, x, method=m, layer=layer, randomized=randomized, trained=cams)
             drop, rand = deletion_check(
-                model, x, fraction=fraction, generator=generators[m], result=cams
+                model, x, fraction=fraction, generator=generator, result=cams
             )
-            sums[m] += torch.stack([rho.sum(), drop.sum(), rand.sum()]).double().cpu()
-    if count == 0:
-        raise ResnetlabError("no images to check")
-    name = layer or default_layer(model)
-    return [
-        CheckRow(m, name, count, *(sums[m] / count).tolist(), fraction=fraction, stages=stages)
-        for m in methods
-    ]
+            sums += torch.stack([rho.sum(), drop.sum(), rand.sum()]).double().cpu()
+        if count == 0:
+            raise ResnetlabError("no images to check")
+        rows.append(
+            CheckRow(m, name, count, *(sums / count).tolist(), fraction=fraction, stages=stages)
+        )
+        if on_row is not None:
+            on_row(rows[-1])
+    return rows
 
 
 def check_model(
@@ -221,10 +228,11 @@ def check_model(
     device: str = "auto",
     seed: int = 0,
     say: Callable[[str], None] | None = None,
+    on_row: Callable[[CheckRow], None] | None = None,
 ) -> tuple[list[CheckRow], list[str]]:
     """``run_checks`` on the split of ``data`` that ``evaluate`` scores (for a SIGNS file,
     its test images); ``say`` is told what is checked before it starts (it can take
-    minutes).
+    minutes), and ``on_row`` each method's row as it is done.
 
     Returns:
         A row per method, and notes: which images were used, and each method whose map
@@ -256,7 +264,14 @@ def check_model(
         )
         say(f"checking {', '.join(methods)} on {len(split):,} images{slow}")
     rows = run_checks(
-        model, loader, methods=methods, layer=layer, fraction=fraction, stages=stages, seed=seed
+        model,
+        loader,
+        methods=methods,
+        layer=layer,
+        fraction=fraction,
+        stages=stages,
+        seed=seed,
+        on_row=on_row,
     )
     return rows, list(split.notes) + [verdict for r in rows if (verdict := chance_note(r))]
 
@@ -278,15 +293,24 @@ def chance_note(row: CheckRow) -> str | None:
 def markdown(rows: Sequence[CheckRow], model: str) -> str:
     """The checks as a Markdown table, one row per method."""
     first = rows[0]
-    lines = [
-        f"| model | method | rank correlation, last {first.stages} stage(s) re-initialised | "
-        f"probability drop, top {first.fraction:.0%} of the map blanked | "
-        f"probability drop, random {first.fraction:.0%} blanked |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {model} | {r.method} | {r.rank_correlation:.3f} | {r.deletion_drop:.3f} | "
-        f"{r.random_drop:.3f} |"
-        for r in rows
-    ]
-    return "\n".join(lines) + "\n"
+    return markdown_header(first.fraction, first.stages) + "".join(
+        markdown_row(r, model) for r in rows
+    )
+
+
+def markdown_header(fraction: float, stages: int) -> str:
+    """The first two lines of ``markdown``'s table."""
+    return (
+        f"| model | method | rank correlation, last {stages} stage(s) re-initialised | "
+        f"probability drop, top {fraction:.0%} of the map blanked | "
+        f"probability drop, random {fraction:.0%} blanked |\n"
+        "| --- | --- | ---: | ---: | ---: |\n"
+    )
+
+
+def markdown_row(row: CheckRow, model: str) -> str:
+    """One method's line of ``markdown``'s table."""
+    return (
+        f"| {model} | {row.method} | {row.rank_correlation:.3f} | {row.deletion_drop:.3f} | "
+        f"{row.random_drop:.3f} |\n"
+    )
