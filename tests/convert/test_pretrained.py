@@ -487,7 +487,10 @@ def test_new_and_dropped_keys_are_listed_in_the_models_order(tmp_path):
     torch.save(dict(sorted(state.items())), path)
     report = resnetlab.create_model("resnet20", num_classes=3, pretrained=path).pretrained
     assert report.new == report.dropped == ["fc.weight", "fc.bias"]
-    assert "new: fc.weight, fc.bias; dropped: fc.weight, fc.bias" in report.describe()
+    assert (
+        "initialised here: fc.weight, fc.bias; not used from the weights: fc.weight, fc.bias"
+        in report.describe()
+    )
 
 
 def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):

@@ -176,10 +176,10 @@ class PretrainedReport:
         parts[0] += " loaded"
         if self.head_note:
             parts.append(self.head_note)
-        if self.new:
-            parts.append(f"new: {_names(self.new)}")
-        if self.dropped:
-            parts.append(f"dropped: {_names(self.dropped)}")
+        if self.new:  # the model's tensors that keep their initialisation
+            parts.append(f"initialised here: {_names(self.new)}")
+        if self.dropped:  # the weights' tensors left out
+            parts.append(f"not used from the weights: {_names(self.dropped)}")
         if self.normalisation_note:
             parts.append(f"normalisation: {self.normalisation_note}")
         return "; ".join(parts)
