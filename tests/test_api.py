@@ -116,3 +116,35 @@ def test_predict_of_no_images_says_so(tmp_path):
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
     with pytest.raises(resnetlab.ResnetlabError, match=r"^no images given: pass image files"):
         resnetlab.predict(path, [])  # not "none of the images could be read"
+
+
+@pytest.mark.parametrize("empty", ["", " "])
+def test_an_empty_value_is_refused_in_the_command_lines_wording(tmp_path, monkeypatch, empty):
+    """Not read as the current folder (``Path("")`` is ``.``) nor as the value left out: each
+    argument names itself, then says what the command line says (``argument --data: an
+    empty value; give one``)."""
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
+    monkeypatch.chdir(tmp_path)  # a folder that holds a model file and could be read
+    cases = [
+        (lambda: resnetlab.load_model(empty), "the model file: an empty value; give one"),
+        (
+            lambda: resnetlab.predict(model, empty),
+            "an image path: an empty value; give an image file or a folder (. for the current "
+            "folder)",
+        ),
+        (
+            lambda: resnetlab.evaluate(model, empty),
+            "the data (digits, cifar10, or a file or folder): an empty value; give one (. for "
+            "the current folder)",
+        ),
+        (lambda: resnetlab.train(resume=empty), "resume: an empty value; give one"),
+        (
+            lambda: resnetlab.TrainConfig(pretrained=empty),
+            "pretrained: an empty value; give one or leave it out",
+        ),
+    ]
+    for call, says in cases:
+        with pytest.raises(resnetlab.ResnetlabError) as error:
+            call()
+        assert str(error.value) == says

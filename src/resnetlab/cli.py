@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import ResnetlabError, RunInterrupted
+from .errors import ResnetlabError, RunInterrupted, empty_problem
 from .storage import os_error_line
 
 
@@ -1282,9 +1282,9 @@ class _Parser(argparse.ArgumentParser):
     def _check_value(self, action: argparse.Action, value) -> None:
         # An empty value (an unset shell variable: --pretrained "$WEIGHTS") is not the
         # option left out, nor the current folder: no option takes one.
-        if isinstance(value, str) and not value.strip():
-            leave = " or leave the option out" if action.option_strings else ""
-            raise argparse.ArgumentError(action, f"an empty value; give one{leave}")
+        give = "one or leave the option out" if action.option_strings else "one"
+        if isinstance(value, str) and (problem := empty_problem(value, give)):
+            raise argparse.ArgumentError(action, problem)
         if action.choices is not None and value not in action.choices:
             choices = [str(c) for c in action.choices]
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)

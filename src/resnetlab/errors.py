@@ -38,12 +38,30 @@ class RunInterrupted(KeyboardInterrupt):
     how to go on: the CLI adds nothing to that."""
 
 
-def path_argument(value: object, what: str) -> str | os.PathLike:
-    """``value`` when it is a path (``str`` or ``os.PathLike``), else one line naming
-    ``what`` and what was given instead."""
-    if isinstance(value, str | os.PathLike):
-        return value
-    raise ResnetlabError(f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}")
+def empty_problem(value: object, give: str = "one") -> str | None:
+    """``"an empty value; give <give>"`` when ``value`` is an empty or blank string, else None.
+
+    The one check of empty values, the command line's and the Python API's: an unset shell
+    variable (``--pretrained "$WEIGHTS"``) would otherwise read as the option left out, and
+    an empty path as the current folder (``Path("")`` is ``.``). The caller names what was
+    given in front, as argparse does: ``argument --data: an empty value; give one``.
+    """
+    if isinstance(value, str | os.PathLike) and not os.fspath(value).strip():
+        return f"an empty value; give {give}"
+    return None
+
+
+def path_argument(value: object, what: str, give: str = "one") -> str | os.PathLike:
+    """``value`` when it is a path (``str`` or ``os.PathLike``) that is not empty, else one
+    line naming ``what`` and what was given instead (``give``: what to give for an empty
+    one, see ``empty_problem``)."""
+    if not isinstance(value, str | os.PathLike):
+        raise ResnetlabError(
+            f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}"
+        )
+    if problem := empty_problem(value, give):
+        raise ResnetlabError(f"{what}: {problem}")
+    return value
 
 
 def count_argument(value: object, what: str, minimum: int = 1) -> int:

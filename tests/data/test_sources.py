@@ -68,10 +68,10 @@ def test_an_empty_data_name_is_refused_not_read_as_the_current_folder(tmp_path, 
     write_tree(tmp_path, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})  # would load, if read
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
-        DataError, match=r"^the data is an empty name .*\(\. for the current folder\)$"
+        ResnetlabError, match=r"^the data .*: an empty value; give one \(\. for the current"
     ):
         load_dataset(spec)
-    with pytest.raises(DataError, match=r"^the data is an empty name"):
+    with pytest.raises(ResnetlabError, match=r"^the data .*: an empty value"):
         load_dataset("digits", val_data=spec)
 
 

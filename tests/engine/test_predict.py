@@ -136,7 +136,7 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     with pytest.raises(ResnetlabError) as caught:  # the same from Python
         resnetlab.predict(model_file, "")
     assert str(caught.value) == (
-        "an image path is an empty name; give an image file or a folder (. for the current folder)"
+        "an image path: an empty value; give an image file or a folder (. for the current folder)"
     )
     text = tmp_path / "notes.png"
     text.write_text("not an image")

@@ -97,12 +97,8 @@ def open_source(
     ``max_side``: without ``image_size``, the longest side an image folder is loaded at
     (``folders.load_folder``).
     """
-    spec = os.fspath(path_argument(spec, "the data (digits, cifar10, or a file or folder)"))
-    if not spec.strip():  # Path("") is the current folder, which would be read as the data
-        raise DataError(
-            f"the data is an empty name ({spec!r}); give digits, cifar10, or a file or "
-            "folder (. for the current folder)"
-        )
+    what = "the data (digits, cifar10, or a file or folder)"
+    spec = os.fspath(path_argument(spec, what, "one (. for the current folder)"))
     root = cache_root(cache_dir)
     if image_size is not None and image_size < 1:
         raise DataError(f"image size must be positive, got {image_size}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
-from ..errors import ResnetlabError, SettingWarning
+from ..errors import ResnetlabError, SettingWarning, empty_problem
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from ..models.registry import built_options
@@ -647,10 +647,8 @@ def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
     name = f.name.replace("_", " ")
     if not ok:
         return f"{name} must be {what}, got {value!r}"
-    if kind == "str" and not value.strip():
-        # An unset shell variable (--pretrained "$WEIGHTS") would otherwise read as the
-        # option left out: a run from scratch instead of from the weights asked for.
-        return f"{name} is an empty string; give a value or leave it out"
+    if kind == "str" and (problem := empty_problem(value, "one or leave it out")):
+        return f"{name}: {problem}"
     return None
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert, unreadable_image
 from ..data.folders import SYSTEM_FILES, SYSTEM_FOLDERS, image_files
-from ..errors import DataWarning, ResnetlabError, count_argument
+from ..errors import DataWarning, ResnetlabError, count_argument, path_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
@@ -61,12 +61,8 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
                 "each image to predict must be a path (str or pathlib.Path) or a PIL image, "
                 f"got {type(given).__name__}"
             )
-        if not os.fspath(given).strip():  # Path("") is the current folder, all of it read
-            raise ResnetlabError(
-                "an image path is an empty name; give an image file or a folder "
-                "(. for the current folder)"
-            )
-        item = Path(given)
+        give = "an image file or a folder (. for the current folder)"
+        item = Path(path_argument(given, "an image path", give))
         if item.name in SYSTEM_FOLDERS and item.is_dir():
             # A shell's `photos/*` names these too; their thumbnails are not the user's images.
             warnings.warn(
