@@ -147,3 +147,20 @@ def test_a_keras_file_given_as_a_model_file_says_how_to_convert_it(tmp_path):
             f"{path} is {kind}, not a model file; a Keras model converts to one: "
             f"resnetlab convert keras {path} ResNet50.safetensors"
         )
+
+
+@pytest.mark.parametrize(
+    ("path", "options", "says"),
+    [
+        ("", {}, "the model file to write: an empty value; give one"),
+        (None, {}, "the model file to write must be a path (str or pathlib.Path), got NoneType"),
+        ("m.safetensors", {"mean": 0.5}, "mean must be three numbers, one per RGB channel"),
+        ("m.safetensors", {"std": "0.2"}, "std must be three numbers, one per RGB channel"),
+    ],
+)
+def test_save_model_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, path, options, says):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResnetlabError) as error:
+        resnetlab.save_model(resnetlab.create_model("resnet8"), path, **options)
+    assert str(error.value).startswith(says)
+    assert not list(tmp_path.iterdir())

@@ -31,7 +31,7 @@ from torch import nn
 from ..data.decode import unwarned
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, path_argument
 from ..models import ModelMeta, load_model
 from ..storage import write_error
 from .runtime import (
@@ -222,7 +222,8 @@ def export_model(
         ResnetlabError: a bad option or input, or a written file whose outputs differ from
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
-    out = Path(out)
+    path_argument(model_file, "the model file")
+    out = Path(path_argument(out, "the file to write"))
     fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
     _check_options(fmt, opset, fp16, data, quantize)

@@ -63,8 +63,14 @@ class ModelMeta:
     format: str = FORMAT
 
     def __post_init__(self) -> None:
-        self.mean = tuple(float(v) for v in self.mean)
-        self.std = tuple(float(v) for v in self.std)
+        for key in ("mean", "std"):  # their ranges are the schema's (meta_problem)
+            value = getattr(self, key)
+            try:
+                setattr(self, key, tuple(float(v) for v in value))
+            except (TypeError, ValueError):  # a single number, or text
+                raise ResnetlabError(
+                    f"{key} must be three numbers, one per RGB channel, got {value!r}"
+                ) from None
         if self.resize not in ("squash", "crop"):  # data.decode.RESIZE_MODES
             raise ResnetlabError(f"unknown resize {self.resize!r} in the model file's metadata")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
@@ -230,6 +236,7 @@ def save_model(
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
+    path = Path(path_argument(path, "the model file to write"))
     if isinstance(class_names, str):  # a string is a sequence, of its letters
         raise ResnetlabError(
             f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
@@ -260,7 +267,6 @@ def save_model(
     bad = _first_nonfinite(tensors)
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Serialised in memory and written as a plain file: the usual permissions (safetensors
     # creates files readable by the owner only) and a full disk reported as OSError.
