@@ -18,6 +18,12 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
         (lambda: resnetlab.train({"data": "digits"}), "not a dict; unpack it: train(**options)"),
         (lambda: resnetlab.train(resume=123), "resume must be a path (str or pathlib.Path)"),
         (lambda: resnetlab.read_model_meta(np.zeros(3)), "got ndarray"),
+        (lambda: resnetlab.predict(model, None), "a PIL image or a list of them, got NoneType"),
+        (lambda: explain(model, b"\x89PNG"), "a PIL image or a list of them, got bytes"),
+        (
+            lambda: resnetlab.create_model(resnetlab.create_model("resnet8")),
+            "a model name is a string, got ResNet",
+        ),
         (
             lambda: resnetlab.save_model(
                 resnetlab.create_model("resnet8"), model, class_names="ab"

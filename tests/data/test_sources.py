@@ -49,9 +49,12 @@ def test_no_validation_unless_asked():
     assert load_dataset("digits").val is None
 
 
-def test_bad_image_size():
-    with pytest.raises(DataError, match=r"image size must be positive, got 0"):
-        load_dataset("digits", image_size=0)
+@pytest.mark.parametrize(
+    ("size", "says"), [(0, "at least 1, got 0"), ("32", "a whole number, got '32'")]
+)
+def test_bad_image_size(size, says):
+    with pytest.raises(ResnetlabError, match=f"^image size must be {says}$"):
+        load_dataset("digits", image_size=size)
 
 
 def test_a_missing_path_names_a_close_one_beside_it(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError, DataWarning, path_argument
+from ..errors import DataError, DataWarning, count_argument, path_argument
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
@@ -100,8 +100,8 @@ def open_source(
     what = "the data (digits, cifar10, or a file or folder)"
     spec = os.fspath(path_argument(spec, what, "one (. for the current folder)"))
     root = cache_root(cache_dir)
-    if image_size is not None and image_size < 1:
-        raise DataError(f"image size must be positive, got {image_size}")
+    if image_size is not None:
+        image_size = count_argument(image_size, "image size")
     if resize not in RESIZE_MODES:
         raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
     if spec == "digits":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -51,6 +51,11 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
     images, each with whether it was named directly. One alone stands for a list of it."""
     if isinstance(inputs, (str, os.PathLike, Image.Image)):  # not the characters of a path
         inputs = [inputs]
+    elif not isinstance(inputs, Iterable) or isinstance(inputs, bytes | bytearray):
+        raise ResnetlabError(
+            "the images to predict must be a path (str or pathlib.Path), a PIL image or a "
+            f"list of them, got {type(inputs).__name__}"
+        )
     paths: list[tuple[Path | Image.Image, bool]] = []
     for given in inputs:
         if isinstance(given, Image.Image):

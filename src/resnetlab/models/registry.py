@@ -92,7 +92,8 @@ def list_models(pattern: str | None = None) -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; unknown names raise with the closest matches."""
     if not isinstance(name, str):  # e.g. from a hand-edited config.json
-        raise UnknownModelError(f"a model name is a string, got {name!r}")
+        # By type: the repr of a model given in its place runs to thousands of characters.
+        raise UnknownModelError(f"a model name is a string, got {type(name).__name__}")
     try:
         return _REGISTRY[name]
     except KeyError:
