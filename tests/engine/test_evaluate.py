@@ -57,3 +57,14 @@ def test_top5_accuracy_counts_the_true_class_among_the_five_most_probable():
     # With 5 classes or fewer, top-5 says nothing: it is not reported.
     five = evaluate_loader(Lookup(logits[:, :5]), [(batch[0], torch.tensor([0, 3, 4, 1]))], 5)
     assert five.top5 is None
+
+
+def test_a_report_of_a_thousand_classes_is_one_short_line():
+    k = 1000
+    confusion = torch.eye(k, dtype=torch.int64)
+    result = evaluate_loader(Lookup(torch.eye(k)), [(torch.arange(k), torch.arange(k))], k)
+    report = EvalReport(result, [f"class {i}" for i in range(k)], "imagenet/", "m.safetensors")
+    assert torch.equal(report.result.confusion, confusion)
+    text = repr(report)
+    assert "\n" not in text and len(text) < 200
+    assert "accuracy=1.0" in text and "data='imagenet/'" in text

@@ -175,3 +175,12 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
     assert "…" in shown
     result.sources[3] = "/photos/café-日本.png"  # any script draws
     assert result.overlay(3, side=128, on_sheet=True).height > 128
+
+
+def test_an_explanation_of_a_folder_is_one_short_line(model_file, image_folder):
+    result = explain(model_file, [image_folder])
+    assert repr(result) == (
+        f"Explanation(sources=[{str(image_folder / 'a' / '0.png')!r}, "
+        f"{str(image_folder / 'a' / '1.png')!r}, {str(image_folder / 'b' / '0.png')!r}, "
+        "... 4 in all], method='gradcam', layer='layer3', maps=(4, 32, 32))"
+    )

@@ -21,7 +21,9 @@ class EvalResult:
     loss: float
     accuracy: float
     count: int
-    confusion: torch.Tensor  # (K, K) int64, rows: true class, columns: predicted class
+    # (K, K) int64, rows: true class, columns: predicted class; left out of the repr, which
+    # would print K rows of it (to see it: report.result.confusion, or report.per_class())
+    confusion: torch.Tensor = field(repr=False)
     top5: float | None = None  # the true class among the five most probable; > 5 classes
 
     def per_class(self) -> tuple[list[float], list[float]]:
@@ -83,7 +85,7 @@ class EvalReport:
     """``resnetlab.evaluate``'s answer: the numbers and what they refer to."""
 
     result: EvalResult
-    class_names: list[str]
+    class_names: list[str] = field(repr=False)  # a thousand of them for an ImageNet model
     data: str
     model: str
     notes: list[str] = field(default_factory=list)  # which images were scored, what was adjusted

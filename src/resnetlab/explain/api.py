@@ -24,6 +24,7 @@ from .render import render_overlay, tile
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
 SHEET_SIDE = 128  # pixels of each image on the sheet
 NAME_CHARS = 32  # of a file name under its image on the sheet (about its width)
+SHOWN_SOURCES = 3  # the images an Explanation's repr names
 
 
 @dataclass
@@ -42,6 +43,16 @@ class Explanation:
     @property
     def predicted(self) -> torch.Tensor:
         return self.probabilities.argmax(1)
+
+    def __repr__(self) -> str:
+        # One line: the tensors (and a folder's file names) are attributes to look at, not
+        # to have printed whole.
+        n, shown = len(self.sources), ", ".join(map(repr, self.sources[:SHOWN_SOURCES]))
+        more = f", ... {n} in all" if n > SHOWN_SOURCES else ""
+        return (
+            f"Explanation(sources=[{shown}{more}], method={self.method!r}, "
+            f"layer={self.layer!r}, maps={tuple(self.maps.shape)})"
+        )
 
     def caption(self, i: int, *, on_sheet: bool = False) -> str:
         """``"B 97.1%"``, and the class the map explains when it is another one; then the
