@@ -636,3 +636,12 @@ def test_a_run_result_prints_its_folder_and_summary_not_every_layer():
     run_dir = Path("runs/r")
     assert repr(result) == f"RunResult(run_dir={run_dir!r}, summary={{'status': 'finished'}})"
     assert result.model.num_classes == 10
+
+
+def test_a_run_leaves_the_callers_random_state_and_backend_flags_as_they_were(tmp_path):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(**FAST, max_steps=2, deterministic=True, out=str(tmp_path / "run"))
+    assert torch.equal(torch.rand(3), expected)  # not the run's seed, nor its draws
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -48,6 +48,8 @@ from .finetune import FineTuning, head_epochs_for
 from .optim import build_optimizer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .calibrate import CpuPlan
 
 # Eager steps on a side stream before capture: they allocate the optimizer state, let
@@ -88,6 +90,27 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+@contextlib.contextmanager
+def global_state_kept() -> Iterator[None]:
+    """PyTorch's random state and the flags ``configure_backends`` sets, as they were before,
+    after the work inside: a run seeds them for itself, and a notebook's own draws after
+    ``train`` go on as if there had been none (a search drawing its settings with
+    ``torch.rand`` would otherwise draw the same ones after every run). The CUDA generators
+    are kept where CUDA was in use before."""
+    flags = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
+    cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+        torch.backends.cudnn.benchmark = flags[2]
 
 
 def autocast(

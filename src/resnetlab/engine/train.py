@@ -70,6 +70,7 @@ from .step import (
     autocast,
     build_training,
     configure_backends,
+    global_state_kept,
     precision_name,
     resolve_channels_last,
 )
@@ -121,6 +122,9 @@ def train(
 
     Returns:
         The run folder, its summary, and the trained model.
+
+    The run seeds PyTorch's random generators with ``seed`` and sets the backend flags that
+    ``deterministic`` asks for; both are as they were before once it returns or fails.
     """
     if config is not None and not isinstance(config, TrainConfig):
         raise ResnetlabError(
@@ -146,13 +150,15 @@ def train(
             values["max_steps"] = None  # a length in epochs replaces one in steps
         values.update(given)
         config = TrainConfig(**values)
-        return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
+        with global_state_kept():
+            return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
         config = resolve_config(**overrides)
         warn_of_settings_that_do_not_apply(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
         config = resolve_config(config.to_dict(), **overrides)
-    return Trainer(config).run()
+    with global_state_kept():
+        return Trainer(config).run()
 
 
 # What a checkpoint was made with: a resumed run cannot change these.
