@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import resnetlab
@@ -23,6 +24,16 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
         (
             lambda: resnetlab.create_model(resnetlab.create_model("resnet8")),
             "a model name is a string, got ResNet",
+        ),
+        (
+            lambda: resnetlab.create_model("resnet8", pretrained=resnetlab.load_model(model)),
+            "pretrained (torchvision, timm:<model>.<tag>, a weights file or a run folder) must "
+            "be a path (str or pathlib.Path), got ResNet",
+        ),
+        (
+            lambda: resnetlab.create_model("resnet8", pretrained=""),
+            "pretrained (torchvision, timm:<model>.<tag>, a weights file or a run folder): an "
+            "empty value; give one",
         ),
         (
             lambda: resnetlab.save_model(
@@ -149,6 +160,30 @@ def test_an_empty_value_is_refused_in_the_command_lines_wording(tmp_path, monkey
             lambda: resnetlab.TrainConfig(pretrained=empty),
             "pretrained: an empty value; give one or leave it out",
         ),
+    ]
+    for call, says in cases:
+        with pytest.raises(resnetlab.ResnetlabError) as error:
+            call()
+        assert str(error.value) == says
+
+
+def test_a_value_with_a_long_repr_is_named_by_its_type():
+    """A model or a tensor in the wrong place is named, not printed over screens."""
+    model = resnetlab.create_model("resnet8")
+    cases = [
+        (
+            lambda: resnetlab.TrainConfig(pretrained=model),
+            "pretrained must be a string, got ResNet",
+        ),
+        (
+            lambda: resnetlab.TrainConfig(data=torch.zeros(100, 3, 8, 8)),
+            "data must be a string, got Tensor",
+        ),
+        (
+            lambda: resnetlab.create_model("resnet8", num_classes=model),
+            "num_classes must be a whole number, got ResNet",
+        ),
+        (lambda: resnetlab.TrainConfig(epochs="1"), "epochs must be an integer, got '1'"),
     ]
     for call, says in cases:
         with pytest.raises(resnetlab.ResnetlabError) as error:

@@ -7,6 +7,8 @@ without a traceback. Messages name the thing that is wrong and, where there is o
 import operator
 import os
 
+SHOWN_CHARS = 80  # of a wrong value's repr in a message; a longer one is named by its type
+
 
 class ResnetlabError(Exception):
     """A user mistake or bad input, reported as one line."""
@@ -36,6 +38,14 @@ class SettingWarning(UserWarning):
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a training run, which has saved its checkpoint and said
     how to go on: the CLI adds nothing to that."""
+
+
+def shown(value: object) -> str:
+    """A value given in the wrong place, as a message shows it: its repr where that is short
+    (``'10'``, ``2.5``, ``None``), else its type (a model's or a tensor's repr runs to
+    screens)."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS and "\n" not in text else type(value).__name__
 
 
 def empty_problem(value: object, give: str = "one") -> str | None:
@@ -73,7 +83,7 @@ def count_argument(value: object, what: str, minimum: int = 1) -> int:
     except TypeError:
         count = None
     if count is None:
-        raise ResnetlabError(f"{what} must be a whole number, got {value!r}")
+        raise ResnetlabError(f"{what} must be a whole number, got {shown(value)}")
     if count < minimum:
         raise ResnetlabError(f"{what} must be at least {minimum}, got {count}")
     return count

@@ -53,7 +53,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, path_argument
 from ..models.files import (
     CHECKPOINT_KIND,
     EXPORT_KINDS,
@@ -226,7 +226,8 @@ def resolve_pretrained(
             a file that is not weights or would run code when unpickled.
     """
     kwargs = dict(model_kwargs or {})
-    text = os.fspath(source)
+    what = "pretrained (torchvision, timm:<model>.<tag>, a weights file or a run folder)"
+    text = os.fspath(path_argument(source, what))
     if text == "torchvision" or text.startswith("torchvision:"):
         return _from_torchvision(text, model, kwargs)
     if text.startswith("timm:"):

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
-from ..errors import ResnetlabError, SettingWarning, empty_problem
+from ..errors import ResnetlabError, SettingWarning, empty_problem, shown
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from ..models.registry import built_options
@@ -646,7 +646,7 @@ def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
         ok = all(isinstance(k, str) for k in value)
     name = f.name.replace("_", " ")
     if not ok:
-        return f"{name} must be {what}, got {value!r}"
+        return f"{name} must be {what}, got {shown(value)}"
     if kind == "str" and (problem := empty_problem(value, "one or leave it out")):
         return f"{name}: {problem}"
     return None

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch import nn
 
-from ..errors import ResnetlabError, path_argument
+from ..errors import ResnetlabError, path_argument, shown
 from ..storage import atomic_write
 from .registry import built_options, create_model, list_models, model_info
 
@@ -69,7 +69,7 @@ class ModelMeta:
                 setattr(self, key, tuple(float(v) for v in value))
             except (TypeError, ValueError):  # a single number, or text
                 raise ResnetlabError(
-                    f"{key} must be three numbers, one per RGB channel, got {value!r}"
+                    f"{key} must be three numbers, one per RGB channel, got {shown(value)}"
                 ) from None
         if self.resize not in ("squash", "crop"):  # data.decode.RESIZE_MODES
             raise ResnetlabError(f"unknown resize {self.resize!r} in the model file's metadata")

@@ -19,7 +19,13 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import ResnetlabError, SettingWarning, UnknownModelError, count_argument
+from ..errors import (
+    ResnetlabError,
+    SettingWarning,
+    UnknownModelError,
+    count_argument,
+    shown,
+)
 from .blocks import SWITCHES
 
 Builder = Callable[..., nn.Module]
@@ -92,8 +98,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 def model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; unknown names raise with the closest matches."""
     if not isinstance(name, str):  # e.g. from a hand-edited config.json
-        # By type: the repr of a model given in its place runs to thousands of characters.
-        raise UnknownModelError(f"a model name is a string, got {type(name).__name__}")
+        raise UnknownModelError(f"a model name is a string, got {shown(name)}")
     try:
         return _REGISTRY[name]
     except KeyError:
