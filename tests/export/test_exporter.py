@@ -274,3 +274,10 @@ def test_a_model_or_nothing_where_a_path_goes_is_one_line(cifar_file, tmp_path):
             export_model(*args)
         assert str(error.value).startswith(says)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_report_prints_as_one_line_without_the_class_names(exported):
+    _, report = exported()
+    text = repr(report)
+    assert "\n" not in text and "paper" not in text and "check=Check(" in text
+    assert report.metadata["class_names"] == ["paper", "rock", "scissors"]

@@ -119,7 +119,9 @@ class ExportReport:
     opset: int | None
     size_bytes: int
     check: Check
-    metadata: dict[str, Any] = field(default_factory=dict)
+    # What the file's metadata says, class names included (a thousand for an ImageNet
+    # model): left out of the repr, which is then a line.
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     int8_accuracy: dict[str, Any] | None = None  # data, count, fp32, int8
 
     def describe(self) -> list[str]:
