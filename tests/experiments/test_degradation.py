@@ -92,6 +92,10 @@ def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, mo
 
     result = _experiment(out)
     assert [r.action for r in result.runs] == ["skipped", "resumed", "trained", "trained"]
+    assert repr(result) == (
+        f"DegradationResult(out={out!r}, runs=4 (1 skipped, 1 resumed, 2 trained), "
+        f"shows={result.verdict['shows']})"
+    )
     assert all(r.status == "finished" and r.summary["steps"] == 4 for r in result.runs)
     assert (out / "plain8-seed0" / "last.safetensors").stat().st_mtime_ns == finished_model
     again = _experiment(out)

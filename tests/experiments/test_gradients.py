@@ -57,8 +57,15 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
         batch_size=32,
         val_subset=50,
     )
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
     result = run_gradients("digits", (8, 14), **settings)
+    assert torch.equal(torch.rand(3), expected)  # the caller's draws go on as before
     assert [r["model"] for r in result.rows] == ["plain8", "resnet8", "plain14", "resnet14"]
+    assert repr(result) == (
+        f"GradientResult(out={out!r}, steps=3, models=['plain8', 'resnet8', 'plain14', 'resnet14'])"
+    )
     for row in result.rows:
         assert len(row["layers"]) == len(row["init"]) == len(row["trained"]) == row["depth"]
         assert row["init"] != row["trained"]  # three steps changed the weights

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -90,6 +91,16 @@ class DegradationResult:
     @property
     def family(self) -> Family:
         return get_family(self.settings.get("family", "plain"))
+
+    def __repr__(self) -> str:
+        # One line: each run's config and summary would fill pages; they are attributes,
+        # and table.md and the verdict's text say what was found.
+        done = Counter(run.action for run in self.runs)
+        actions = ", ".join(f"{n} {action}" for action, n in done.items())
+        shows = None if self.verdict is None else self.verdict["shows"]
+        return (
+            f"DegradationResult(out={self.out!r}, runs={len(self.runs)} ({actions}), shows={shows})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         baseline, changed = self.family.paper

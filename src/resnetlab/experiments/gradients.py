@@ -32,6 +32,7 @@ from torch import nn
 from ..analysis.plots import plot_gradient_norms
 from ..data import load_dataset, make_loader, stratified_sample
 from ..engine import initial_model
+from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
 from ..models import load_model, read_model_meta
@@ -99,6 +100,11 @@ class GradientResult:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "steps": self.steps, "models": self.rows}
 
+    def __repr__(self) -> str:
+        # One line: every layer's norms are in rows and gradients.md, not for the prompt.
+        models = [r["model"] for r in self.rows]
+        return f"GradientResult(out={self.out!r}, steps={self.steps}, models={models})"
+
 
 def run_gradients(
     data: str,
@@ -144,7 +150,8 @@ def run_gradients(
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind)
     images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))
-    rows = [_measure(run, images, labels) for run in runs]
+    with global_state_kept():  # initial_model seeds the global generator, as a run does
+        rows = [_measure(run, images, labels) for run in runs]
     settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
     settings["probe_size"] = len(labels)
     if kind.name != "plain":
