@@ -7,6 +7,7 @@ from safetensors.torch import save_file
 
 import resnetlab
 from resnetlab import ResnetlabError
+from resnetlab.engine.distributed import ACCELERATORS
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):
@@ -164,3 +165,17 @@ def test_save_model_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, pa
         resnetlab.save_model(resnetlab.create_model("resnet8"), path, **options)
     assert str(error.value).startswith(says)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_device_that_does_not_exist_or_is_not_here_is_one_line(tmp_path, monkeypatch):
+    """Not "its weights cannot be read (device gpu is invalid)", which blames the file, nor
+    a driver's RuntimeError from inside safetensors."""
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8"), path)
+    with pytest.raises(ResnetlabError, match=r"^unknown device 'gpu'; use auto, cpu, cuda"):
+        resnetlab.load_model(path, device="gpu")
+    monkeypatch.setitem(ACCELERATORS, "cuda", ("CUDA", lambda: False))
+    with pytest.raises(ResnetlabError, match="CUDA is not available on this machine"):
+        resnetlab.load_model(path, device="cuda")
+    model = resnetlab.load_model(path, device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "cpu"

@@ -425,7 +425,23 @@ def other_format(path: Path) -> str | None:
 
 
 def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from its file, in eval mode, with its ``ModelMeta`` as ``model.meta``."""
+    """Rebuild a model from its file, in eval mode, with its ``ModelMeta`` as ``model.meta``.
+
+    Args:
+        path: a ``.safetensors`` model file written by ``save_model`` or ``train``.
+        device: where its weights go: ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``xpu``, or
+            ``auto`` (a GPU where there is one).
+
+    Returns:
+        The model in eval mode; ``model.meta`` holds its class names, input size,
+        normalisation and training summary.
+
+    Raises:
+        ResnetlabError: a missing or damaged file, or a device this machine lacks.
+    """
+    from ..engine.distributed import resolve_device  # engine builds on models
+
+    device = resolve_device(str(device))
     meta = read_model_meta(path)
     _check_shapes(path, meta)
     model = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
