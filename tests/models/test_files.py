@@ -179,3 +179,13 @@ def test_a_device_that_does_not_exist_or_is_not_here_is_one_line(tmp_path, monke
         resnetlab.load_model(path, device="cuda")
     model = resnetlab.load_model(path, device=torch.device("cpu"))
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_loading_a_model_leaves_the_callers_random_draws_as_they_were(tmp_path):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8"), path)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    resnetlab.load_model(path)
+    assert torch.equal(torch.rand(3), expected)

@@ -444,7 +444,10 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     device = resolve_device(str(device))
     meta = read_model_meta(path)
     _check_shapes(path, meta)
-    model = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
+    # The drawn weights are replaced by the file's; drawing them leaves the caller's generator
+    # where it was, so that loading a model changes no later draw of theirs.
+    with torch.random.fork_rng(devices=[]):
+        model = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
