@@ -36,6 +36,7 @@ def test_flops_come_from_a_real_counter():
 def test_parameters_are_counted_once_per_module():
     summary = summarize(resnetlab.create_model("resnet18"), 64)
     assert sum(r.params for r in summary.layers) == summary.trainable
+    assert "LayerRow" not in repr(summary)  # a row per layer is print_summary's table
 
 
 @pytest.mark.parametrize("name", light(PARAM_COUNTS))

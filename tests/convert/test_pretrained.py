@@ -213,6 +213,8 @@ def test_torch_state_dict_file(torchvision18, torchvision18_file):
     model = resnetlab.create_model("resnet18", pretrained=torchvision18_file)
     _same_outputs(model, torchvision18)
     assert model.pretrained.weights["sha256"] and model.pretrained.weights["kind"] == "state-dict"
+    weights = resolve_pretrained(torchvision18_file, "resnet18")
+    assert len(repr(weights)) < 1000 and len(weights.state_dict) == 122  # not every tensor
     # Saved from inside DistributedDataParallel, or as a training checkpoint.
     wrapped = {f"module.{k}": v for k, v in torchvision18.state_dict().items()}
     path = torchvision18_file.with_name("wrapped.pt")

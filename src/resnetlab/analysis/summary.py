@@ -33,7 +33,7 @@ class ModelSummary:
     model: str
     input_size: int
     num_classes: int
-    layers: list[LayerRow]
+    layers: list[LayerRow] = dataclasses.field(repr=False)  # print_summary shows them
     trainable: int
     non_trainable: int
     flops: int  # one forward pass of one image; a multiply-add counts as 2

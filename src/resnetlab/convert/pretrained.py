@@ -107,7 +107,9 @@ class PretrainedWeights:
     source: str
     kind: str
     description: str
-    state_dict: dict[str, torch.Tensor]
+    # Left out of the repr, as class_names (a thousand for ImageNet weights) are: a repr
+    # with every tensor ran to 200,000 characters for ResNet-18.
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
     location: str | None = None
     sha256: str | None = None
     mean: tuple[float, ...] | None = None
@@ -117,7 +119,7 @@ class PretrainedWeights:
     model: str | None = None
     model_kwargs: dict[str, Any] | None = None
     num_classes: int | None = None
-    class_names: list[str] | None = None
+    class_names: list[str] | None = field(default=None, repr=False)
     input_size: int | None = None
 
     def provenance(self) -> dict[str, Any]:
