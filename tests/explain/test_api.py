@@ -184,3 +184,26 @@ def test_an_explanation_of_a_folder_is_one_short_line(model_file, image_folder):
         f"{str(image_folder / 'a' / '1.png')!r}, {str(image_folder / 'b' / '0.png')!r}, "
         "... 4 in all], method='gradcam', layer='layer3', maps=(4, 32, 32))"
     )
+
+
+def test_explanations_written_beside_their_images_never_replace_one(model_file, tmp_path, capsys):
+    pixels, _ = squares(2, seed=5)
+    photos = []
+    for i, image in enumerate(pixels.numpy()):
+        photos.append(tmp_path / f"photo{i}.png")
+        Image.fromarray(image).save(photos[-1])
+    before = [p.read_bytes() for p in photos]
+    result = explain(model_file, photos)
+    with pytest.raises(resnetlab.ResnetlabError) as error:
+        result.save(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path / 'photo0.png'} is one of the images explained, which its overlay would "
+        "replace; write the explanations into another folder"
+    )
+    assert main(["explain", str(model_file), *map(str, photos), "--out", str(tmp_path)]) == 2
+    assert "which its overlay would replace" in capsys.readouterr().err
+    assert [p.read_bytes() for p in photos] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo0.png", "photo1.png"]
+    with pytest.raises(resnetlab.ResnetlabError, match=r"folder to write .*: an empty value"):
+        result.save("")  # not the current folder
+    assert len(result.save(tmp_path / "cams")) == 4  # two overlays, maps.npz, sheet.png

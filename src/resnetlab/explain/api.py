@@ -15,7 +15,7 @@ from torch import nn
 
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, path_argument
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, default_layer
@@ -84,17 +84,28 @@ class Explanation:
         Returns:
             The files written, overlays first.
         """
-        out = Path(out)
+        out = Path(path_argument(out, "the folder to write the explanations into"))
         if out.exists() and not out.is_dir():
             raise ResnetlabError(
                 f"{out} is a file; the explanations are written into a folder: name a new one"
+            )
+        names = _file_names(self.sources)
+        # An overlay is named after its image: written into the images' own folder, it
+        # would replace a PNG it explains.
+        images = {Path(s).resolve() for s in self.sources if Path(s).is_file()}
+        targets = [out / f"{name}.png" for name in names] + [out / "maps.npz", out / "sheet.png"]
+        clash = next((t for t in targets if t.resolve() in images), None)
+        if clash is not None:
+            raise ResnetlabError(
+                f"{clash} is one of the images explained, which its overlay would replace; "
+                "write the explanations into another folder"
             )
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise write_error(out, e) from None
         written = []
-        for i, name in enumerate(_file_names(self.sources)):
+        for i, name in enumerate(names):
             path = out / f"{name}.png"
             overlay = self.overlay(i)
             atomic_write(path, lambda f, overlay=overlay: overlay.save(f, format="PNG"))
