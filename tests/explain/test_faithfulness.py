@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
+from resnetlab import ResnetlabError
 from resnetlab.cli import main
 from resnetlab.explain import (
     METHODS,
@@ -99,6 +100,10 @@ def test_run_checks_averages_over_batches(trained_resnet8, images):
     (row,) = rows
     assert row.images == 32 and row.layer == "layer3" and (row.fraction, row.stages) == (0.2, 3)
     assert row.rank_correlation < SANITY_LIMIT and row.deletion_drop > row.random_drop
+    (whole,) = run_checks(trained_resnet8, images, methods=["gradcam"], stages=3)
+    assert whole.images == 32  # one tensor is one batch, not 32 of one image each
+    with pytest.raises(ResnetlabError, match=r"for a data set, check_model\(model, data\)$"):
+        run_checks(trained_resnet8, "digits")
 
 
 def test_a_methods_row_does_not_depend_on_the_others_checked(trained_resnet8, images):

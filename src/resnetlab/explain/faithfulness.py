@@ -184,8 +184,16 @@ def run_checks(
     on_row: Callable[[CheckRow], None] | None = None,
 ) -> list[CheckRow]:
     """Both checks for each method, over batches of normalised images (any iterable of
-    ``x`` or ``(x, y)``), averaged over every image. One method is checked on every batch
-    before the next; ``on_row`` is given each method's row as it is done."""
+    ``x`` or ``(x, y)``; one tensor is one batch), averaged over every image. One method
+    is checked on every batch before the next; ``on_row`` is given each method's row as it
+    is done."""
+    if isinstance(batches, torch.Tensor):  # not iterated image by image
+        batches = [batches]
+    if isinstance(batches, str | os.PathLike):  # nor letter by letter
+        raise ResnetlabError(
+            "run_checks takes batches of normalised images (a loader, or a list of "
+            "tensors); for a data set, check_model(model, data)"
+        )
     if iter(batches) is batches:  # an iterator: each method goes over the batches again
         batches = list(batches)
     randomized = randomized_copy(model, stages, seed)
