@@ -121,6 +121,19 @@ def test_the_choice_lists_come_from_the_configuration():
         assert tuple(by_dest[name].choices) == tuple(choices)
 
 
+def test_each_training_setting_is_the_train_flag_of_its_name():
+    """As TrainConfig's docstring says, so that help(TrainConfig) leads to each one's meaning."""
+    import dataclasses
+
+    from resnetlab.engine import TrainConfig
+
+    train = build_parser("train")._subparsers._group_actions[0].choices["train"]
+    flags = {o for a in train._actions for o in a.option_strings}
+    names = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "model_kwargs"]
+    assert [n for n in names if "--" + n.replace("_", "-") not in flags] == []
+    assert "--model-option" in flags
+
+
 @pytest.mark.parametrize(
     "flags, value",
     [

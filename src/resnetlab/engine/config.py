@@ -220,6 +220,11 @@ class TrainConfig:
     ``TrainConfig(recipe=R, **values)`` is recipe ``R``'s preset with ``values`` over it
     (without a recipe, ``modern``'s: the field defaults below), so a config is always what
     its recipe says plus what was given.
+
+    Each field is the ``resnetlab train`` flag of its name (``batch_size`` is
+    ``--batch-size``; ``model_kwargs`` holds the ``--model-option KEY=VALUE`` pairs), and
+    ``resnetlab train --help`` says what each does; ``dataclasses.fields(TrainConfig)``
+    lists them.
     """
 
     # what to train, on what
