@@ -1,5 +1,8 @@
 """The Python API's arguments: the wrong kind of value is one line naming it."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +192,15 @@ def test_a_value_with_a_long_repr_is_named_by_its_type():
         with pytest.raises(resnetlab.ResnetlabError) as error:
             call()
         assert str(error.value) == says
+
+
+def test_the_submodules_the_readme_names_are_attributes_of_the_package():
+    """``resnetlab.explain.class_activation_maps`` and ``resnetlab.export.OnnxModel``, as
+    the README writes them, after ``import resnetlab`` alone (loaded on first use)."""
+    code = (
+        "import resnetlab; print(resnetlab.explain.class_activation_maps.__name__, "
+        "resnetlab.export.OnnxModel.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["class_activation_maps", "OnnxModel"]
+    assert {"explain", "export"} <= set(dir(resnetlab))

@@ -37,7 +37,17 @@ _LAZY = {
     "evaluate": "engine",
     "predict": "engine.predict",
 }
-_SUBMODULES = ("analysis", "bench", "convert", "data", "engine", "experiments", "models")
+_SUBMODULES = (
+    "analysis",
+    "bench",
+    "convert",
+    "data",
+    "engine",
+    "experiments",
+    "explain",
+    "export",
+    "models",
+)
 
 
 def __getattr__(name: str):
