@@ -1,9 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 import resnetlab
 from resnetlab import ResnetlabError
-from resnetlab.models import register_model
+from resnetlab.models import register_model, registry
 from resnetlab.models.registry import UnknownModelError
 
 # Parameter counts (classifier included): He et al. 2015 and torchvision for the ImageNet
@@ -187,3 +188,18 @@ def test_create_model_records_how_to_rebuild():
     assert model.model_name == "resnet20"
     assert model.model_kwargs == {"shortcut": "B"}
     assert model.num_classes == 7
+
+
+def test_a_registered_builder_without_the_model_interface_is_one_line(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the test's own
+
+    @register_model(family="cifar", input_size=32, num_classes=10, description="d")
+    def tinynet(*, num_classes: int = 10) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    with pytest.raises(resnetlab.ResnetlabError) as error:  # not AttributeError when saved
+        resnetlab.create_model("tinynet")
+    assert str(error.value) == (
+        "tinynet's builder made a Sequential without num_classes, num_stages, stage_of, which "
+        "training, saving and explaining use; see help(resnetlab.register_model)"
+    )

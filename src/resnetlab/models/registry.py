@@ -58,6 +58,8 @@ class ModelInfo:
 
 _REGISTRY: dict[str, ModelInfo] = {}
 _FAMILIES = ("imagenet", "cifar", "keras")
+# What every registered model has besides forward(): see register_model.
+MODEL_INTERFACE = ("num_classes", "num_stages", "stage_of")
 
 
 def register_model(
@@ -69,7 +71,27 @@ def register_model(
     group: str = "",
     source: str = "",
 ) -> Callable[[Builder], Builder]:
-    """Decorator that registers a builder under its function name."""
+    """Decorator that registers a builder under its function name, for ``create_model``,
+    ``train(model=...)`` and ``load_model`` (in a new session, register it again first).
+
+    The builder takes ``num_classes`` and its own options as keywords and returns a model
+    with the interface of resnetlab's ResNets (``MODEL_INTERFACE``): ``num_classes``,
+    ``num_stages`` (its residual stages) and ``stage_of(parameter_name)`` (0 for the stem,
+    ``i`` for stage ``i``, ``num_stages + 1`` for the head), which saving, fine-tuning and
+    the explanations use. The surest way is to build a ``models.resnet.ResNet``.
+
+    Args:
+        family: ``"imagenet"``, ``"cifar"`` or ``"keras"``: the data it is built for (its
+            place in ``list_models``, and the defaults a recipe takes for it).
+        input_size: the image side it is designed for.
+        num_classes: its classifier's default size.
+        description: one line for ``resnetlab models``.
+        group: the kind of net, a heading in ``resnetlab models``.
+        source: where the architecture comes from.
+
+    Raises:
+        ValueError: the name is registered already.
+    """
 
     def decorator(builder: Builder) -> Builder:
         name = builder.__name__
@@ -165,6 +187,12 @@ def create_model(
         raise ResnetlabError(f"{name} does not take that option ({e})") from None
     except ValueError as e:  # a value the constructor refuses, e.g. shortcut="C"
         raise ResnetlabError(f"{name}: {e}") from None
+    missing = [a for a in MODEL_INTERFACE if not hasattr(model, a)]
+    if missing:  # a builder registered from outside (register_model says what it needs)
+        raise ResnetlabError(
+            f"{name}'s builder made a {type(model).__name__} without {', '.join(missing)}, "
+            "which training, saving and explaining use; see help(resnetlab.register_model)"
+        )
     model.model_name = name
     model.model_kwargs = dict(kwargs)
     return model
