@@ -219,8 +219,19 @@ def save_model(
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
-    ``resize`` is how images reach ``input_size``: ``crop`` (shorter side, then the centre,
-    what ``train`` records by default) or ``squash`` (the whole image).
+    Args:
+        model: the model; a ``torch.compile`` or DistributedDataParallel wrapper is unwrapped.
+        path: the file to write (its folder is made if missing); ``load_model`` reads it.
+        class_names: one name per output, for ``predict``'s answers.
+        input_size: the image side it takes; default: the model's own.
+        mean, std: per RGB channel, on pixels in [0, 1]: the model sees
+            ``(pixels / 255 - mean) / std``.
+        training: anything to keep about how it was trained (JSON values).
+        resize: how images reach ``input_size``: ``crop`` (shorter side, then the centre,
+            what ``train`` records by default) or ``squash`` (the whole image).
+
+    Returns:
+        The metadata written, as ``load_model`` gives it back in ``model.meta``.
 
     ``mean`` and ``std`` default to those of the pretrained weights the model started from
     (``model.pretrained``), else to 0 and 1 (``pixels / 255``). The file is written to a
