@@ -16,7 +16,10 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
     model = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
     cases = [
-        (lambda: resnetlab.predict(model, [np.zeros((8, 8, 3))]), "or a PIL image, got ndarray"),
+        (
+            lambda: resnetlab.predict(model, [np.zeros((8, 8, 3))]),
+            "or a PIL image, got ndarray; for uint8 (H, W, 3) pixels, PIL.Image.fromarray(pixels)",
+        ),
         (lambda: resnetlab.load_model(None), "the model file must be a path"),
         (lambda: resnetlab.evaluate(123, "digits"), "the model file must be a path"),
         (lambda: resnetlab.train({"data": "digits"}), "not a dict; unpack it: train(**options)"),

@@ -62,9 +62,11 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             paths.append((given, True))
             continue
         if not isinstance(given, str | os.PathLike):
+            pixels = isinstance(given, np.ndarray | torch.Tensor)
             raise ResnetlabError(
                 "each image to predict must be a path (str or pathlib.Path) or a PIL image, "
                 f"got {type(given).__name__}"
+                + ("; for uint8 (H, W, 3) pixels, PIL.Image.fromarray(pixels)" if pixels else "")
             )
         give = "an image file or a folder (. for the current folder)"
         item = Path(path_argument(given, "an image path", give))
