@@ -198,12 +198,14 @@ def test_a_value_with_a_long_repr_is_named_by_its_type():
 
 
 def test_the_submodules_the_readme_names_are_attributes_of_the_package():
-    """``resnetlab.explain.class_activation_maps`` and ``resnetlab.export.OnnxModel``, as
-    the README writes them, after ``import resnetlab`` alone (loaded on first use)."""
+    """``resnetlab.explain.class_activation_maps``, ``resnetlab.export.OnnxModel`` and
+    ``resnetlab.serve.create_app``, as the README writes them, after ``import resnetlab``
+    alone (loaded on first use)."""
+    pytest.importorskip("fastapi")
     code = (
         "import resnetlab; print(resnetlab.explain.class_activation_maps.__name__, "
-        "resnetlab.export.OnnxModel.__name__)"
+        "resnetlab.export.OnnxModel.__name__, resnetlab.serve.create_app.__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["class_activation_maps", "OnnxModel"]
-    assert {"explain", "export"} <= set(dir(resnetlab))
+    assert out.stdout.split() == ["class_activation_maps", "OnnxModel", "create_app"]
+    assert {"explain", "export", "serve"} <= set(dir(resnetlab))

@@ -47,6 +47,7 @@ _SUBMODULES = (
     "explain",
     "export",
     "models",
+    "serve",  # with the serve extra; without it, one line saying what to install
 )
 
 
