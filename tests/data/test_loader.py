@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from resnetlab.data import Augment, DeviceLoader, ImageSet, channel_stats
+from resnetlab.errors import ResnetlabError
 
 
 def _images(n=10, size=8):
@@ -206,3 +207,20 @@ def test_jitter_in_the_device_loader_scales_and_shifts_the_content():
     assert white.min() >= 16 and white.max() > 20  # never smaller, often larger
     centres = (x[:, 0] > 0.5).float().nonzero()[:, 2].float()
     assert centres.std() > 0.3  # not always in the same place
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"crop_padding": -1}, "crop_padding must be at least 0, got -1"),
+        ({"crop_padding": "4"}, "crop_padding must be a whole number, got '4'"),
+        ({"cutout": 2.5}, "cutout must be a whole number, got 2.5"),
+        ({"flip": "yes"}, "flip must be True or False, got 'yes'"),
+        ({"scale_jitter": 2}, "scale_jitter is the smallest crop's share of the area, in (0, 1]"),
+    ],
+)
+def test_augmentation_out_of_range_is_one_line_when_made(options, says):
+    """Not torch's error at the first batch ("random_ expects 'from' to be less than 'to')."""
+    with pytest.raises(ResnetlabError) as error:
+        Augment(**options)
+    assert str(error.value).startswith(says)

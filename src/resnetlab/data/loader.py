@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import ResnetlabError, count_argument, shown
+
 Batch = tuple[torch.Tensor, torch.Tensor]  # (B, 3, H, W) float images, (B,) int64 labels
 
 
@@ -40,6 +42,20 @@ class Augment:
     flip: bool = False
     cutout: int = 0
     scale_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Checked here, not by torch at the first batch ("random_ expects 'from' to be less
+        # than 'to'"); TrainConfig checks the same settings of a run.
+        count_argument(self.crop_padding, "crop_padding", minimum=0)
+        count_argument(self.cutout, "cutout", minimum=0)
+        if not isinstance(self.flip, bool):
+            raise ResnetlabError(f"flip must be True or False, got {shown(self.flip)}")
+        jitter = self.scale_jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+            raise ResnetlabError(
+                "scale_jitter is the smallest crop's share of the area, in (0, 1] (0: off), "
+                f"got {shown(jitter)}"
+            )
 
     @property
     def active(self) -> bool:
