@@ -5,7 +5,14 @@ import warnings
 import pytest
 import torch
 
-from resnetlab.data import ImageSet, load_dataset, load_eval_split, stratified_sample
+from resnetlab.data import (
+    ImageSet,
+    load_dataset,
+    load_eval_split,
+    make_loader,
+    split_stats,
+    stratified_sample,
+)
 from resnetlab.data.sources import sample_counts
 from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
@@ -185,3 +192,14 @@ def test_scoring_a_whole_set_warns_unless_it_is_named_apart_from_the_training_da
     for data in ("photos", "/elsewhere/photos/", "photos/train"):  # the set, or inside it
         assert "including any the model was trained on" in _scored_whole_note(data, 60, "photos")
     assert "including any" in _scored_whole_note("held_out", 60, None)  # trained on unknown
+
+
+def test_a_data_set_or_its_name_where_a_split_goes_is_one_line():
+    data = load_dataset("digits")
+    for given, kind in ((data, "Dataset"), ("digits", "str")):
+        says = r"one split of a data set \(load_dataset\(\.\.\.\)\.train, or \.val\), "
+        says += f"not a {kind}$"
+        with pytest.raises(ResnetlabError, match=f"^split_stats takes {says}"):
+            split_stats(given)
+        with pytest.raises(ResnetlabError, match=f"^make_loader takes {says}"):
+            make_loader(given, train=True, batch_size=8, device="cpu", mean=(0,) * 3, std=(1,) * 3)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError, DataWarning, count_argument, path_argument
+from ..errors import DataError, DataWarning, ResnetlabError, count_argument, path_argument
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
@@ -645,6 +645,7 @@ def make_loader(
         num_workers: decoding processes for a ``StreamingSet`` (default: the available
             cores, at most 8, shared among ``world_size``); unused for an ``ImageSet``.
     """
+    _check_split(split, "make_loader")
     common = dict(
         batch_size=batch_size,
         mean=mean,
@@ -663,6 +664,16 @@ def make_loader(
     return StreamingLoader(split, num_workers=num_workers, **common)
 
 
+def _check_split(split: object, function: str) -> Split:
+    """``split`` when it is one split of a data set, else one line saying what is."""
+    if not isinstance(split, ImageSet | StreamingSet):
+        raise ResnetlabError(
+            f"{function} takes one split of a data set (load_dataset(...).train, or .val), "
+            f"not a {type(split).__name__}"
+        )
+    return split
+
+
 def split_stats(
     split: Split, *, sample: int = 2000, seed: int = 0
 ) -> tuple[list[float], list[float]]:
@@ -672,7 +683,7 @@ def split_stats(
     images of a ``StreamingSet`` (decoding all of a large folder to get six numbers is not
     worth it).
     """
-    if isinstance(split, ImageSet):
+    if isinstance(_check_split(split, "split_stats"), ImageSet):
         return channel_stats(split.images)
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(split), generator=generator)[:sample].sort().values.tolist()
