@@ -81,7 +81,7 @@ def test_an_empty_data_name_is_refused_not_read_as_the_current_folder(tmp_path, 
         ResnetlabError, match=r"^the data .*: an empty value; give one \(\. for the current"
     ):
         load_dataset(spec)
-    with pytest.raises(ResnetlabError, match=r"^the data .*: an empty value"):
+    with pytest.raises(ResnetlabError, match=r"^the validation data .*: an empty value"):
         load_dataset("digits", val_data=spec)
 
 

@@ -89,15 +89,16 @@ def open_source(
     cache_dir: str | Path | None = None,
     resize: str = "squash",
     max_side: int | None = None,
+    what: str = "the data",
 ) -> Source:
     """Find out what ``spec`` names and which splits it offers, without loading them.
 
     ``resize`` (``squash`` or ``crop``, see ``decode.RESIZE_MODES``) is how images that are
     not square meet ``image_size``; digits and CIFAR-10 are square, so it changes nothing there.
     ``max_side``: without ``image_size``, the longest side an image folder is loaded at
-    (``folders.load_folder``).
+    (``folders.load_folder``). ``what``: how a message names ``spec``.
     """
-    what = "the data (digits, cifar10, or a file or folder)"
+    what = f"{what} (digits, cifar10, or a file or folder)"
     spec = os.fspath(path_argument(spec, what, "one (. for the current folder)"))
     root = cache_root(cache_dir)
     if image_size is not None:
@@ -466,7 +467,7 @@ def _class_list(split: Split, labels: list[int], shown: int = 5) -> str:
 def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Split:
     """The split ``--val-data`` names: its own val, else test split, else all of it (not a
     file it would borrow from beside it); the training images themselves are refused."""
-    source = open_source(val_data, **opts)
+    source = open_source(val_data, **opts, what="the validation data")
     val = source.splits[source.key("val", "test", "all", "train", own=True)]()
     if _same_images(train, val):
         raise DataError(
