@@ -115,6 +115,8 @@ def test_a_named_layer_and_the_errors_for_bad_ones(trained_resnet8):
     message = str(error.value)
     assert "\n" not in message and "no layer 'layer4' in resnet8" in message
     assert "conv1, bn1, relu, layer1, layer1.0, layer2, layer2.0, layer3, layer3.0" in message
+    with pytest.raises(ResnetlabError, match="no layer '' in resnet8"):  # not the default
+        class_activation_maps(trained_resnet8, x, layer="")
     with pytest.raises(ResnetlabError, match=r"runs 2 times in one forward pass.*layer3\.0$"):
         class_activation_maps(trained_resnet8, x, layer="layer3.0.relu")
     with pytest.raises(ResnetlabError, match=r"'fc' gives \(2, 3\), not a \(B, C, h, w\)"):

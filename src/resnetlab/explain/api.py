@@ -258,5 +258,5 @@ def explain(
         targets=torch.cat(explained),
         class_names=names,
         method=method,
-        layer=layer or default_layer(model),
+        layer=default_layer(model) if layer is None else layer,
     )

@@ -197,7 +197,7 @@ def class_activation_maps(
     """
     if method not in METHODS:
         raise ResnetlabError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}")
-    name = layer or default_layer(model)
+    name = default_layer(model) if layer is None else layer
     module = find_layer(model, name)
     was_training = model.training
     model.eval()

@@ -197,7 +197,7 @@ def run_checks(
     if iter(batches) is batches:  # an iterator: each method goes over the batches again
         batches = list(batches)
     randomized = randomized_copy(model, stages, seed)
-    name = layer or default_layer(model)
+    name = default_layer(model) if layer is None else layer
     rows = []
     for m in methods:
         # Each method draws the same random masks, so that its row is the same whichever
