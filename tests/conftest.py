@@ -38,6 +38,23 @@ def _process_wide_torch_settings():
 
 
 @pytest.fixture(autouse=True)
+def _plain_output(monkeypatch):
+    """What the commands print goes through rich, which takes its width and its colours from
+    the environment (COLUMNS, FORCE_COLOR, ...); every test reads what a pipe gets, plain text
+    80 columns wide, whatever terminal or CI runs the suite. A test of another width sets it."""
+    for name in (
+        "COLUMNS",
+        "LINES",
+        "FORCE_COLOR",
+        "TTY_COMPATIBLE",
+        "TTY_INTERACTIVE",
+        "JUPYTER_COLUMNS",
+        "JUPYTER_LINES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _cpu_unless_marked_gpu(request, monkeypatch):
     """Every test not marked ``gpu`` runs on the CPU, whatever the machine has: there
     ``--device auto`` means the CPU, in this process and in the processes it starts, so
