@@ -37,6 +37,24 @@ def _process_wide_torch_settings():
     torch.backends.cudnn.benchmark = benchmark
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_cache(tmp_path_factory):
+    """No test writes to the user's cache folder (``~/.cache/resnetlab``), nor reads what an
+    earlier run left there: fixtures shared by a module or the session cache what they load
+    in a folder of this session."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RESNETLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch) -> Path:
+    """Each test starts with an empty cache folder of its own, outside its ``tmp_path``."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("RESNETLAB_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(autouse=True)
 def _plain_output(monkeypatch):
     """What the commands print goes through rich, which takes its width and its colours from
