@@ -96,8 +96,10 @@ def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(ResnetlabError, match="no weights 'IMAGENET1K_V2' for resnet18; choose"):
         resnetlab.create_model("resnet18", pretrained="torchvision:IMAGENET1K_V2")
-    with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet20"):
+    with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet20") as e:
         resnetlab.create_model("resnet20", pretrained="torchvision")
+    assert "torchvision is for resnet18, resnet34, " in str(e.value)
+    assert ": name one with --model (other models: a file or a run folder)" in str(e.value)
     # timm's ResNet-D keys are not torchvision's: refused by name, not by a traceback.
     with pytest.raises(ResnetlabError, match=r"no weights for resnet50d; .*is for "):
         resnetlab.create_model("resnet50d", pretrained="torchvision")

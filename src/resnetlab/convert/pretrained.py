@@ -362,8 +362,8 @@ def _check_served(
     if model not in served:
         ours = ", ".join(name for name in list_models() if name in served)
         raise ResnetlabError(
-            f"{whom} has no weights for {model}; {source} is for {ours} (other models: a "
-            f"file or a run folder)"
+            f"{whom} has no weights for {model}; {source} is for {ours}: name one with "
+            "--model (other models: a file or a run folder)"
         )
     if kwargs.get("stride_in_1x1"):
         raise ResnetlabError(
