@@ -175,6 +175,13 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
     assert "…" in shown
     result.sources[3] = "/photos/café-日本.png"  # any script draws
     assert result.overlay(3, side=128, on_sheet=True).height > 128
+    n = len(result.sources)
+    assert result.overlay(np.int64(-1)).size == result.overlay(n - 1).size  # numpy's ints too
+    for wrong in (n, -n - 1, "0", 1.0, True):
+        with pytest.raises(resnetlab.ResnetlabError) as e:
+            result.overlay(wrong)
+        message = f"no image {wrong!r} in this explanation of {n}: give an index from 0 to {n - 1}"
+        assert str(e.value) == message
 
 
 def test_an_explanation_of_a_folder_is_one_short_line(model_file, image_folder):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from torch import nn
 
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
-from ..errors import ResnetlabError, path_argument
+from ..errors import ResnetlabError, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, default_layer
@@ -57,6 +58,7 @@ class Explanation:
     def caption(self, i: int, *, on_sheet: bool = False) -> str:
         """``"B 97.1%"``, and the class the map explains when it is another one; then the
         method and layer, or ``on_sheet`` (whose title names those) the image's file name."""
+        i = self._index(i)
         pred = int(self.predicted[i])
         text = f"{self.class_names[pred]} {self.probabilities[i, pred]:.1%}"
         target = int(self.targets[i])
@@ -72,6 +74,19 @@ class Explanation:
         kwargs = {} if side is None else {"side": side}
         caption = self.caption(i, on_sheet=on_sheet)
         return render_overlay(self.images[i], self.maps[i], caption, **kwargs)
+
+    def _index(self, i: object) -> int:
+        """``i`` as the index of one of the images, or one line saying which there are."""
+        n = len(self.sources)
+        try:
+            index = operator.index(i)  # ints, numpy's too; not text, floats or bools
+        except TypeError:
+            index = None
+        if index is None or isinstance(i, bool) or not -n <= index < n:
+            raise ResnetlabError(
+                f"no image {shown(i)} in this explanation of {n}: give an index from 0 to {n - 1}"
+            )
+        return index
 
     def save(self, out: str | os.PathLike) -> list[Path]:
         """Write an overlay PNG per image, ``maps.npz`` and, for several images, ``sheet.png``
