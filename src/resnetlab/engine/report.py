@@ -212,11 +212,11 @@ class RunLog:
         except OSError as e:
             raise write_error(run_dir, e) from None
         self.metrics_path = run_dir / "metrics.csv"
-        # A resumed run rewrites metrics.csv at its first row; until then the old file stays.
+        # A new run writes metrics.csv when it starts; a resumed run rewrites it at its first
+        # row, and until then the old file stays.
         self._metrics_file = None
-        if resume_step is None:
-            self._open_metrics()
-        elif self.metrics_path.exists():
+        self._new = resume_step is None
+        if not self._new and self.metrics_path.exists():
             # Rows past the checkpoint belong to work that is about to be redone, and so does
             # the row of an epoch cut short by --max-steps that the run now goes on with.
             self.rows = [
@@ -225,7 +225,7 @@ class RunLog:
                 if r["step"] <= resume_step
                 and (r["kind"] != "epoch" or resume_epoch is None or r["epoch"] <= resume_epoch)
             ]
-        else:
+        elif not self._new:
             # Said by the run once it goes on training (a finished run changes nothing).
             self.metrics_lost = bool(resume_step)
         if tensorboard:
@@ -240,6 +240,8 @@ class RunLog:
 
     def start(self, description: str) -> None:
         if self.enabled:
+            if self._new and self._metrics_file is None:
+                self._open_metrics()
             self.console.print(description, highlight=False)
             self.console.print(f"run folder: {self.run_dir}", highlight=False)
 
