@@ -633,7 +633,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .data.decode import unwarned
     from .engine.distributed import resolve_device
     from .explain import METHODS, check_model, explain
-    from .explain.faithfulness import FRACTION, CheckRow, markdown_header, markdown_row
+    from .explain.faithfulness import CheckRow, markdown_header, markdown_row
     from .models import load_model
 
     if args.check and len(args.images) != 1:
@@ -645,21 +645,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise ResnetlabError(f"{flags} set the faithfulness check: add --check, or drop them")
     model = load_model(args.model_file, device=resolve_device(args.device))
     if args.check:
+        printed: list[CheckRow] = []
 
-        def say(line: str) -> None:  # what is checked; then the table, a row as each is done
-            print(line, file=sys.stderr, flush=True)
-            if not args.json:
-                print(markdown_header(args.fraction or FRACTION, args.stages or 1), end="")
-
-        def print_row(row: CheckRow) -> None:
+        def print_row(row: CheckRow) -> None:  # the table, a row as each method is done
+            if not printed:
+                print(markdown_header(row.fraction, row.stages), end="")
             print(markdown_row(row, model.meta.model), end="", flush=True)
+            printed.append(row)
 
         rows, notes = check_model(
             model,
             args.images[0],
             methods=args.method or METHODS,
             layer=args.layer,
-            say=say,
+            say=lambda line: print(line, file=sys.stderr, flush=True),
             on_row=None if args.json else print_row,
             **given,
         )

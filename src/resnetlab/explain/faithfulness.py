@@ -298,16 +298,8 @@ def chance_note(row: CheckRow) -> str | None:
     )
 
 
-def markdown(rows: Sequence[CheckRow], model: str) -> str:
-    """The checks as a Markdown table, one row per method."""
-    first = rows[0]
-    return markdown_header(first.fraction, first.stages) + "".join(
-        markdown_row(r, model) for r in rows
-    )
-
-
 def markdown_header(fraction: float, stages: int) -> str:
-    """The first two lines of ``markdown``'s table."""
+    """The first two lines of the checks' Markdown table (``markdown_row`` gives the rest)."""
     return (
         f"| model | method | rank correlation, last {stages} stage(s) re-initialised | "
         f"probability drop, top {fraction:.0%} of the map blanked | "
@@ -317,7 +309,7 @@ def markdown_header(fraction: float, stages: int) -> str:
 
 
 def markdown_row(row: CheckRow, model: str) -> str:
-    """One method's line of ``markdown``'s table."""
+    """One method's line of the checks' Markdown table."""
     return (
         f"| {model} | {row.method} | {row.rank_correlation:.3f} | {row.deletion_drop:.3f} | "
         f"{row.random_drop:.3f} |\n"
