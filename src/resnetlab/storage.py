@@ -11,6 +11,7 @@ is writing in.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
@@ -79,14 +80,25 @@ def hold_folder(folder: Path, fix: str) -> None:
     _held[key] = [file, 1]
 
 
+@atexit.register
+def _close_held() -> None:
+    """Close the lock files of folders still held when the process exits (a ``Trainer``
+    made and never run): the system would drop their locks anyway, but an open file left
+    to the interpreter's end is reported as a leak."""
+    for file, _ in _held.values():
+        file.close()
+    _held.clear()
+
+
 def release_folder(folder: Path) -> None:
     """Release one hold of ``hold_folder`` on ``folder``; the last removes the lock file."""
-    entry = _held.get(folder.resolve())
+    key = folder.resolve()
+    entry = _held.get(key)
     if entry is None:
         return
     entry[1] -= 1
     if entry[1] == 0:
-        del _held[folder.resolve()]
+        del _held[key]
         with contextlib.suppress(OSError):
             (folder / LOCK_NAME).unlink()
         entry[0].close()
