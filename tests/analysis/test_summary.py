@@ -5,7 +5,7 @@ import pytest
 
 import resnetlab
 from resnetlab import ResnetlabError
-from resnetlab.analysis import keras_summary, summarize
+from resnetlab.analysis import count_parameters, keras_summary, summarize
 from resnetlab.cli import main
 
 from ..models.test_registry import PARAM_COUNTS, light
@@ -22,6 +22,16 @@ def test_keras_seed_totals():
     assert len(conv_rows) == 53
     assert summary.layers[0].output_shape == (64, 32, 32)
     assert summary.layers[-1].output_shape == (6,)
+
+
+def test_a_model_name_where_a_built_model_goes_is_one_line():
+    says = r"takes a built model \(create_model\('resnet20'\)\), not 'resnet20'$"
+    with pytest.raises(ResnetlabError, match=f"^count_parameters {says}"):
+        count_parameters("resnet20")
+    with pytest.raises(ResnetlabError, match=f"^summarize {says}"):
+        summarize("resnet20", 32)
+    with pytest.raises(ResnetlabError, match=r"^summarize takes a built model, not None$"):
+        summarize(None, 32)
 
 
 def test_flops_come_from_a_real_counter():

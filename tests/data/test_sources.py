@@ -14,6 +14,7 @@ from resnetlab.data import (
     stratified_sample,
 )
 from resnetlab.data.sources import sample_counts
+from resnetlab.engine.distributed import resolve_device
 from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
 from .conftest import noise, write_tree
@@ -203,3 +204,12 @@ def test_a_data_set_or_its_name_where_a_split_goes_is_one_line():
             split_stats(given)
         with pytest.raises(ResnetlabError, match=f"^make_loader takes {says}"):
             make_loader(given, train=True, batch_size=8, device="cpu", mean=(0,) * 3, std=(1,) * 3)
+
+
+def test_make_loader_takes_device_names_as_the_model_functions_do():
+    data = load_dataset("digits")
+    kw = dict(train=False, batch_size=8, mean=(0,) * 3, std=(1,) * 3)
+    x, y = next(iter(make_loader(data.train, device="auto", **kw)))
+    assert x.device == y.device == resolve_device("auto")
+    with pytest.raises(ResnetlabError, match=r"^unknown device 'gpu'; use auto, cpu, cuda"):
+        make_loader(data.train, device="gpu", **kw)

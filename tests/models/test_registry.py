@@ -163,6 +163,7 @@ def test_list_models_pattern():
         "plain110",
     ]
     assert resnetlab.list_models("nothing*") == []
+    assert resnetlab.list_models("") == resnetlab.list_models()  # as timm's empty filter
 
 
 def test_unknown_model_suggests_close_names():

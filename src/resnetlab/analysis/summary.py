@@ -17,7 +17,7 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, shown
 
 
 @dataclass
@@ -53,8 +53,17 @@ class ModelSummary:
         return data
 
 
+def _check_module(model: object, function: str) -> nn.Module:
+    """``model`` when it is a built model, else one line saying how to build one."""
+    if not isinstance(model, nn.Module):
+        hint = f" (create_model({model!r}))" if isinstance(model, str) else ""
+        raise ResnetlabError(f"{function} takes a built model{hint}, not {shown(model)}")
+    return model
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, non-trainable) as Keras reports them."""
+    _check_module(model, "count_parameters")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     stats = sum(b.numel() for b in model.buffers() if b.is_floating_point())
@@ -63,6 +72,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def summarize(model: nn.Module, input_size: int, name: str | None = None) -> ModelSummary:
     """Run one ``input_size`` x ``input_size`` image through ``model`` and describe each layer."""
+    _check_module(model, "summarize")
     rows: list[LayerRow] = []
     seen: set[str] = set()
 

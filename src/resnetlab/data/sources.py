@@ -637,7 +637,8 @@ def make_loader(
         train: shuffle, augment, and drop the last incomplete batch (unless the split is
             smaller than one batch); otherwise the stored order, no augmentation, every image.
         batch_size: images per batch (per process when sharded).
-        device: where batches are yielded (and, for an ``ImageSet``, where the data lives).
+        device: where batches are yielded (and, for an ``ImageSet``, where the data lives):
+            a ``torch.device``, or ``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``xpu``, ``auto``.
         mean, std: per-channel normalisation in [0, 1] units (see ``split_stats``).
         augment: training augmentation; ignored when ``train`` is false.
         seed: epoch ``e``'s order and augmentation depend only on ``(seed, e)``.
@@ -647,6 +648,10 @@ def make_loader(
             cores, at most 8, shared among ``world_size``); unused for an ``ImageSet``.
     """
     _check_split(split, "make_loader")
+    if not isinstance(device, torch.device):
+        from ..engine.distributed import resolve_device  # the engine builds on the data
+
+        device = resolve_device(str(device))
     common = dict(
         batch_size=batch_size,
         mean=mean,

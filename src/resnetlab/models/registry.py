@@ -106,14 +106,15 @@ def register_model(
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names by family, then registration order; optionally a glob's."""
+    """Registered model names by family, then registration order; optionally a glob's
+    (an empty pattern, like None, filters nothing)."""
     if pattern is not None and not isinstance(pattern, str):
         raise ResnetlabError(f"the pattern is a glob such as 'resnet*', got {pattern!r}")
     families = {
         n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
         for n, i in _REGISTRY.items()
     }
-    names = [n for n in _REGISTRY if pattern is None or fnmatch.fnmatch(n, pattern)]
+    names = [n for n in _REGISTRY if not pattern or fnmatch.fnmatch(n, pattern)]
     return sorted(names, key=families.__getitem__)  # stable: registration order within
 
 
