@@ -33,13 +33,13 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
         ),
         (
             lambda: resnetlab.create_model("resnet8", pretrained=resnetlab.load_model(model)),
-            "pretrained (torchvision, timm:<model>.<tag>, a weights file or a run folder) must "
-            "be a path (str or pathlib.Path), got ResNet",
+            "pretrained (torchvision, timm, timm:<model>.<tag>, a weights file or a run "
+            "folder) must be a path (str or pathlib.Path), got ResNet",
         ),
         (
             lambda: resnetlab.create_model("resnet8", pretrained=""),
-            "pretrained (torchvision, timm:<model>.<tag>, a weights file or a run folder): an "
-            "empty value; give one",
+            "pretrained (torchvision, timm, timm:<model>.<tag>, a weights file or a run "
+            "folder): an empty value; give one",
         ),
         (
             lambda: resnetlab.save_model(

@@ -281,8 +281,8 @@ TRAIN_HELP = {
     "et al. 4.2), preact-cifar (He et al. 2016), wrn-cifar (Zagoruyko & Komodakis 2016), "
     "modern, finetune (the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
     "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
-    "IMAGENET1K_V2), timm:MODEL.TAG, a weights file (.pth, .pt, .bin, .ckpt, .safetensors, "
-    ".h5, .hdf5, .keras) or a run folder; the "
+    "IMAGENET1K_V2), timm (its default tag for --model) or timm:MODEL.TAG, a weights file "
+    "(.pth, .pt, .bin, .ckpt, .safetensors, .h5, .hdf5, .keras) or a run folder; the "
     "classifier is replaced when the class count differs, and the default recipe is finetune",
     "freeze": "freeze the network up to and including a stage: stem, layer1..layer4, or "
     "backbone (all but the classifier: a linear probe)",

@@ -158,6 +158,12 @@ def test_timm_source_reads_the_hugging_face_cache(hf_cache):
     assert report.preprocessing["interpolation"] == "bicubic"
     assert report.preprocessing["crop_pct"] == 0.95
     assert (report.mean, report.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    # `timm` alone, or with the model's name, is timm's default tag for the model, as
+    # `torchvision` alone is torchvision's default weights.
+    for source in ("timm", "timm:resnet18"):
+        model = resnetlab.create_model("resnet18", pretrained=source)
+        _same_outputs(model, net)
+        assert model.pretrained.weights["description"] == "timm resnet18.a1_in1k"
 
     # The same weights as a bare safetensors file, with timm's keys.
     path = repo / "snapshots" / ("0" * 40) / "model.safetensors"
@@ -306,8 +312,8 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
     assert str(e.value) == (
         f"{tmp_path} is a folder without best.safetensors (a run folder has one once its "
         "first epoch has finished); --pretrained takes torchvision, torchvision:<WEIGHTS>, "
-        "timm:<model>.<tag>, a weights file (.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) "
-        "or a run folder"
+        "timm, timm:<model>.<tag>, a weights file "
+        "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
     )
 
 

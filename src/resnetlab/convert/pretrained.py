@@ -7,9 +7,10 @@ SOURCE`` take it, is one of:
     torchvision's weights for the model (``IMAGENET1K_V1``, ``IMAGENET1K_V2``; default:
     torchvision's ``DEFAULT``), through its weights API into torch's hub cache
     (``$TORCH_HOME/hub/checkpoints``), downloaded on first use with torch's hash check.
-``timm:<model>.<tag>``
-    timm's weights (``timm:resnet50.a1_in1k``) through timm and the Hugging Face cache,
-    downloaded on first use; needs the ``timm`` extra.
+``timm``, ``timm:<model>.<tag>``
+    timm's weights (``timm:resnet50.a1_in1k``; ``timm`` alone or ``timm:<model>``: timm's
+    default tag for the model) through timm and the Hugging Face cache, downloaded on first
+    use; needs the ``timm`` extra.
 a ``.pth``, ``.pt`` or ``.bin`` file
     a state dict saved with ``torch.save(model.state_dict(), path)`` (also under a
     ``state_dict`` or ``model`` key), read with ``weights_only=True``: a pickle that would
@@ -78,7 +79,7 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 _HEAD_OR_INIT_OPTIONS = ("zero_init_residual", "input_size")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, Lightning
 _SOURCES = (
-    "torchvision, torchvision:<WEIGHTS>, timm:<model>.<tag>, a weights file "
+    "torchvision, torchvision:<WEIGHTS>, timm, timm:<model>.<tag>, a weights file "
     f"({'/'.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))}) or a run folder"
 )
 
@@ -228,11 +229,11 @@ def resolve_pretrained(
             a file that is not weights or would run code when unpickled.
     """
     kwargs = dict(model_kwargs or {})
-    what = "pretrained (torchvision, timm:<model>.<tag>, a weights file or a run folder)"
+    what = "pretrained (torchvision, timm, timm:<model>.<tag>, a weights file or a run folder)"
     text = os.fspath(path_argument(source, what))
     if text == "torchvision" or text.startswith("torchvision:"):
         return _from_torchvision(text, model, kwargs)
-    if text.startswith("timm:"):
+    if text == "timm" or text.startswith("timm:"):
         return _from_timm(text, model, kwargs)
     return _from_path(Path(text).expanduser(), text)
 
@@ -299,7 +300,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
 
 
 def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWeights:
-    tag = source.partition(":")[2]
+    tag = source.partition(":")[2] or model  # timm's default tag for the model
     try:
         import timm
     except ImportError:
