@@ -1,5 +1,7 @@
 import os
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -213,3 +215,14 @@ def test_make_loader_takes_device_names_as_the_model_functions_do():
     assert x.device == y.device == resolve_device("auto")
     with pytest.raises(ResnetlabError, match=r"^unknown device 'gpu'; use auto, cpu, cuda"):
         make_loader(data.train, device="gpu", **kw)
+
+
+def test_loading_digits_leaves_pythons_random_state_alone():
+    # Importing scikit-learn's datasets draws from Python's generator: only a process that
+    # has not imported them yet shows it.
+    code = (
+        "import random; from resnetlab.data import load_dataset; random.seed(5); "
+        "load_dataset('digits'); print(random.random() == random.Random(5).random())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "True", done.stderr

@@ -6,6 +6,8 @@ inside scikit-learn, so a demo can train without a download. Values 0..16 become
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import torch
 
@@ -14,8 +16,10 @@ from .imageset import ImageSet
 
 def load_digits_set(image_size: int | None = None) -> ImageSet:
     """All 1,797 digits as RGB uint8 (N, 8, 8, 3), or resized to ``image_size``."""
+    state = random.getstate()
     from sklearn.datasets import load_digits
 
+    random.setstate(state)  # importing scikit-learn's datasets draws from Python's generator
     bunch = load_digits()
     gray = np.round(bunch.images * (255 / 16)).astype(np.uint8)  # (N, 8, 8), 0..16 -> 0..255
     images = torch.from_numpy(np.repeat(gray[..., None], 3, axis=3))
