@@ -26,7 +26,7 @@ def no_accelerators(monkeypatch):
     ("name", "label"), [("cuda", "CUDA"), ("cuda:1", "CUDA"), ("mps", "MPS"), ("xpu", "XPU")]
 )
 def test_an_accelerator_the_machine_lacks_is_named(no_accelerators, name, label):
-    with pytest.raises(ResnetlabError, match=f"--device {name}: .*{label} is not available"):
+    with pytest.raises(ResnetlabError, match=f"^device '{name}': .*{label} is not available"):
         resolve_device(name)
 
 
@@ -45,7 +45,7 @@ def test_predict_on_a_missing_device_is_one_line(no_accelerators, tmp_path, caps
     code = main(["predict", str(tmp_path / "model.safetensors"), "x.jpg", "--device", "mps"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("error: --device mps: Apple's MPS is not")
+    assert err.strip().splitlines()[-1].startswith("error: device 'mps': Apple's MPS is not")
 
 
 @pytest.mark.parametrize(

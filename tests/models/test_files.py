@@ -175,7 +175,8 @@ def test_a_device_that_does_not_exist_or_is_not_here_is_one_line(tmp_path, monke
     with pytest.raises(ResnetlabError, match=r"^unknown device 'gpu'; use auto, cpu, cuda"):
         resnetlab.load_model(path, device="gpu")
     monkeypatch.setitem(ACCELERATORS, "cuda", ("CUDA", lambda: False))
-    with pytest.raises(ResnetlabError, match="CUDA is not available on this machine"):
+    says = r"^device 'cuda': CUDA is not available on this machine; use auto or cpu$"
+    with pytest.raises(ResnetlabError, match=says):
         resnetlab.load_model(path, device="cuda")
     model = resnetlab.load_model(path, device=torch.device("cpu"))
     assert next(model.parameters()).device.type == "cpu"

@@ -76,8 +76,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         label, available = ACCELERATORS[device.type]
         if not available():
             raise ResnetlabError(
-                f"--device {name}: {label} is not available on this machine; "
-                "use --device auto or cpu"
+                f"device {name!r}: {label} is not available on this machine; use auto or cpu"
             )
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
