@@ -190,3 +190,18 @@ def test_loading_a_model_leaves_the_callers_random_draws_as_they_were(tmp_path):
     torch.manual_seed(3)
     resnetlab.load_model(path)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_model_meta_repr_is_one_line_that_names_the_first_classes(tmp_path):
+    names = [f"class {i}" for i in range(1000)]
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=1000), path, class_names=names
+    )
+    text = repr(resnetlab.read_model_meta(path))
+    assert "\n" not in text and "class 5'" not in text
+    assert (
+        "class_names=['class 0', 'class 1', 'class 2', 'class 3', 'class 4', ... 1000 in all]"
+        in (text)
+    )
+    assert text.startswith("ModelMeta(model='resnet8', num_classes=1000, input_size=")

@@ -39,6 +39,7 @@ MAX_CLASSES = 100_000  # ImageNet-21k, the largest common label set, has 21,841
 MIN_INPUT_SIZE = 8  # the smallest side the stems and stages can downsample
 MAX_INPUT_SIZE = 2048  # ResNets are trained at 32 to about 600 pixels
 MIN_STD = 1e-6  # split_stats' floor, for a channel that never changes
+SHOWN_CLASSES = 5  # the class names ModelMeta's repr names
 
 
 @dataclass
@@ -83,6 +84,19 @@ class ModelMeta:
                 f"class names repeated: {', '.join(map(str, repeated[:5]))}; give each class "
                 "a name of its own"
             )
+
+    def __repr__(self) -> str:
+        # One line: ImageNet's 1,000 class names and a run's training record are attributes
+        # to look at, not to have printed whole.
+        names = self.class_names
+        if names is not None and len(names) > SHOWN_CLASSES:
+            names = f"[{', '.join(map(repr, names[:SHOWN_CLASSES]))}, ... {len(names)} in all]"
+        kwargs = f"model_kwargs={self.model_kwargs!r}, " if self.model_kwargs else ""
+        return (
+            f"ModelMeta(model={self.model!r}, {kwargs}num_classes={self.num_classes}, "
+            f"input_size={self.input_size}, resize={self.resize!r}, class_names={names}, "
+            f"mean={self.mean}, std={self.std}, training=<{len(self.training)} keys>)"
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
