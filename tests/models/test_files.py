@@ -202,6 +202,6 @@ def test_model_meta_repr_is_one_line_that_names_the_first_classes(tmp_path):
     assert "\n" not in text and "class 5'" not in text
     assert (
         "class_names=['class 0', 'class 1', 'class 2', 'class 3', 'class 4', ... 1000 in all]"
-        in (text)
+        in text
     )
     assert text.startswith("ModelMeta(model='resnet8', num_classes=1000, input_size=")
