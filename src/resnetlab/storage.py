@@ -104,6 +104,14 @@ def release_folder(folder: Path) -> None:
         entry[0].close()
 
 
+def lock_open_file(file: BinaryIO) -> None:
+    """Wait for, then take, an advisory lock on the open ``file``: the other processes that
+    lock it before writing wait until it is closed. Nothing where there are no such locks."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # a file system without locks
+            fcntl.flock(file, fcntl.LOCK_EX)
+
+
 def temp_path(path: Path) -> Path:
     """The hidden temporary file that ``atomic_write`` writes ``path`` through."""
     return path.with_name(f".{path.name}.tmp")

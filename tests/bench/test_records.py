@@ -1,5 +1,6 @@
 import io
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,19 @@ def test_a_record_that_does_not_fit_leaves_the_file_as_it_was(tmp_path, monkeypa
             append_record({"n": 2, "text": "x" * 100}, path)
     assert kept.read_bytes() == before  # no half line for the next record to follow
     assert not (tmp_path / "new.jsonl").exists()  # no empty file
+
+
+def test_runs_appending_to_one_file_take_turns(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "r.jsonl"
+    append_record({"n": 1}, path)
+    # Another process is appending: it holds the lock and its line is not yet written.
+    with path.open("ab") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        appending = threading.Thread(target=append_record, args=({"n": 3}, path))
+        appending.start()
+        appending.join(0.5)
+        assert appending.is_alive()  # waits for the other to finish
+        other.write(b'{"n": 2}\n')
+    appending.join()
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == [1, 2, 3]

@@ -33,7 +33,7 @@ from ..data.cache import cache_root
 from ..data.decode import available_cpus
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
-from ..storage import write_error
+from ..storage import lock_open_file, write_error
 from .table import as_record
 
 REPOSITORY_RESULTS = Path("benchmarks") / "results"
@@ -157,14 +157,16 @@ def results_path(machine: str, results: str | os.PathLike | None = None) -> Path
 
 def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Append ``record`` as one JSON line to ``path`` (created with its folder if needed).
-    A write that fails (a full disk) leaves the file as it was: no half line, no empty file."""
+    A write that fails (a full disk) leaves the file as it was: no half line, no empty file.
+    Runs appending to one file at the same time take turns."""
     path = Path(path)
     line = (json.dumps(record, sort_keys=False) + "\n").encode()
     new = not path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("ab", buffering=0) as f:  # one write call, nothing left buffered
-            start = f.tell()
+            lock_open_file(f)  # another run's record is not cut by this one's truncate
+            start = f.seek(0, os.SEEK_END)
             try:
                 if f.write(line) != len(line):  # a short write: the disk filled up
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
