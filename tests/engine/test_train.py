@@ -1,4 +1,5 @@
 import csv
+import gc
 import json
 import math
 import os
@@ -217,6 +218,12 @@ def test_a_finished_or_failed_run_lets_its_folder_go(tmp_path, capsys):
     code = f"from resnetlab.engine import train; train(resume={str(run)!r}, max_steps=2)"
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
+    # A trainer made and never run lets it go when it is collected.
+    trainer = Trainer(TrainConfig(**FAST, max_steps=3), run_dir=run, resume=True)
+    assert (run / ".lock").exists()
+    del trainer
+    gc.collect()
+    assert not (run / ".lock").exists()
 
 
 def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsys):

@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -213,13 +214,16 @@ class Trainer:
             assert run_dir is not None
             in_use = "a run is training in it; wait for it to end"
             hold_folder(run_dir, in_use if resume else f"{in_use}, or choose another --out")
+        # Released once: by run(), a failed start, or the trainer's collection if never run.
+        self._release = weakref.finalize(self, release_folder, run_dir)
+        if not self.dist.is_main:
+            self._release.detach()
         try:
             if self.dist.is_main and not resume:
                 _check_fresh(run_dir)
             self._set_up(run_dir, resume)
         except BaseException:
-            if self.dist.is_main:
-                release_folder(run_dir)
+            self._release()
             for folder in made:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only while nothing is in it
@@ -460,8 +464,7 @@ class Trainer:
         try:
             return self._run()
         finally:
-            if self.dist.is_main:
-                release_folder(self.run_dir)
+            self._release()
 
     def _run(self) -> RunResult:
         c = self.config
