@@ -170,7 +170,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data.decode import unwarned
-    from .data.report import contact_sheet, describe
+    from .data.report import class_table, contact_sheet, describe
     from .engine.report import data_tag
 
     if args.out and not args.no_sheet:
@@ -205,8 +205,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         )
     console.print(sizes)
     counts = Table("class", *names)
-    for c in summary["class_names"]:
-        counts.add_row(c, *(f"{summary['splits'][n]['class_counts'].get(c, 0):,}" for n in names))
+    for c, per_split in class_table(summary):
+        counts.add_row(c, *(f"{n:,}" for n in per_split))
     console.print(counts)
     notes = summary["notes"] + [
         f"{n}: {t}" for n in names for t in unwarned(summary["splits"][n]["notes"])

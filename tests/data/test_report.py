@@ -167,3 +167,24 @@ def test_inspect_loads_large_photos_scaled_down_and_still_finds_unreadable_ones(
     assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
     (split,) = json.loads(capsys.readouterr().out)["splits"].values()
     assert split["image_size"] == [60, 80]
+
+
+def test_inspect_shows_classes_that_only_some_splits_have(tmp_path, capsys):
+    # A test folder with a class training lacks, a val folder without one of training's
+    # and one named in another case: every class gets a row, counted case aside as
+    # training matches them, and the notes name the classes.
+    root = tmp_path / "photos"
+    write_tree(root / "train", {c: [noise(i) for i in range(3)] for c in ("bird", "cat", "dog")})
+    write_tree(root / "val", {"Cat": [noise(5)], "dog": [noise(6)]})
+    write_tree(root / "test", {c: [noise(7), noise(8)] for c in ("bird", "cat", "dog", "fish")})
+    assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        cells[0]: cells[1:]
+        for line in out.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 4
+    }
+    assert rows["bird"] == ["3", "0", "2"] and rows["cat"] == ["3", "1", "2"]
+    assert rows["fish"] == ["0", "0", "2"] and "Cat" not in rows
+    assert "note: the val split has no images of bird (classes of the train split)" in out
+    assert "note: the test split has classes the train split lacks (fish)" in out

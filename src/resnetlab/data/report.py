@@ -50,7 +50,7 @@ def describe(
     # A file whose one split says what it is (test_signs.h5: test_set_*) shows that name.
     shown = {"all": source.all_role} if source.all_role else {}
     splits = {shown.get(k, k): source.splits[k]() for k in sorted(source.splits, key=order.index)}
-    first = next(iter(splits.values()))
+    first_name, first = next(iter(splits.items()))
     notes = list(source.notes)
     notes += [
         f"the {k} split is read from a file next to it: {splits[k].source}"
@@ -58,7 +58,7 @@ def describe(
     ]
     for name, split in splits.items():
         if split.class_names != first.class_names:
-            notes.append(f"the {name} split has other classes than the first split")
+            notes.append(_other_classes_note(name, split, first_name, first))
         elif name in ("val", "test") and "train" in splits:
             what = "validation" if name == "val" else "test"
             notes += filter(None, [copies_of_training_images(splits["train"], split, what)])
@@ -83,6 +83,47 @@ def describe(
         "notes": notes,
     }
     return summary, splits
+
+
+def class_table(summary: dict[str, Any]) -> list[tuple[str, list[int]]]:
+    """Each class of a ``describe`` summary with its count in each split: the first split's
+    classes, then those only other splits have (a test folder's class that training lacks),
+    sorted; a split's class is counted under the first split's of that name case aside, as
+    training matches them."""
+    first = list(summary["class_names"])
+    known = {c.casefold() for c in first}
+    splits = list(summary["splits"].values())
+    others = sorted({c for s in splits for c in s["class_counts"] if c.casefold() not in known})
+
+    def count(counts: dict[str, int], name: str) -> int:
+        if name in counts:
+            return counts[name]
+        return sum(n for c, n in counts.items() if c.casefold() == name.casefold())
+
+    return [(name, [count(s["class_counts"], name) for s in splits]) for name in first + others]
+
+
+def _other_classes_note(name: str, split: Split, first_name: str, first: Split) -> str:
+    """Which classes ``split`` has that ``first`` lacks, and the other way, matched by name
+    case aside as training matches a validation split's classes to its own."""
+    ours = {c.casefold() for c in split.class_names}
+    theirs = {c.casefold() for c in first.class_names}
+    extra = [c for c in split.class_names if c.casefold() not in theirs]
+    missing = [c for c in first.class_names if c.casefold() not in ours]
+    said = []
+    if missing:
+        said.append(f"no images of {_listed(missing)} (classes of the {first_name} split)")
+    if extra:
+        why = ": a model trained on it cannot score them" if first_name == "train" else ""
+        said.append(f"classes the {first_name} split lacks ({_listed(extra)}){why}")
+    if not said:
+        return f"the {name} split names its classes in another case than the {first_name} split"
+    return f"the {name} split has {'; and '.join(said)}"
+
+
+def _listed(names: list[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown:,} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _sample_images(split: Split, indices: list[int]) -> list[np.ndarray]:
