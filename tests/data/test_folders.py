@@ -437,6 +437,32 @@ def test_classes_from_file_names(tmp_path):
     assert any("classes from the file names" in n for n in data.train.notes)
 
 
+def test_classes_from_file_names_that_gather_several_names_are_noted(tmp_path):
+    # Oxford-IIIT Pet's flat folder: the class before the first "_" makes two breeds one
+    # class, american; a way of naming used by one file only (a camera's prefix) is not
+    # noted, nor is a class named one way.
+    flat = tmp_path / "pets"
+    flat.mkdir()
+    names = ["Abyssinian_1", "Abyssinian_2", "american_bulldog_1", "american_bulldog_10"]
+    names += ["american_pit_bull_terrier_1", "american_pit_bull_terrier_2 (1)"]
+    names += ["beagle_DSC_1", "beagle_DSC_2", "beagle_IMG_3"]
+    names += [
+        "boxer_2019_05_01_1",
+        "boxer_2019_05_01_2",
+        "boxer_2020_01_07_1",
+        "boxer_2020_01_07_2",
+    ]
+    for i, name in enumerate(names):
+        noise(i).save(flat / f"{name}.jpg")
+    data = load_dataset(str(flat))
+    assert data.class_names == ["Abyssinian", "american", "beagle", "boxer"]
+    [note] = [n for n in data.train.notes if "several ways" in n]
+    assert "american (american_bulldog_*, american_pit_bull_terrier_*);" in note
+    assert note.startswith("a class read from the file names")  # not beagle, nor boxer's dates
+    assert "beagle" not in note and "boxer" not in note
+    assert "put each one's images in a sub-folder named after it" in note
+
+
 def _pixels(path):
     return torch.from_numpy(read_image(path))
 

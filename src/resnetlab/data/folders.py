@@ -228,6 +228,46 @@ def _name_labels(paths: list[str], least: int = 2) -> list[str] | None:
     return labels if len(set(labels)) >= least else None
 
 
+# A file name's text before its trailing number ("american_bulldog_10" -> "american_bulldog"),
+# a copy's mark after the number aside ("0_IMG_5957 (1)" -> "0_IMG").
+_NUMBERED_NAME = re.compile(r"^(?P<stem>.*[^_\-\s\d])[_\-\s]*\d+(?:\s*\(\d+\)|\s+copy)?$")
+
+
+def _merged_names_note(paths: list[str], labels: list[str]) -> list[str]:
+    """A note on classes read from file names that gather files named in several ways before
+    their numbers: Oxford-IIIT Pet's ``american_bulldog_10.jpg`` and
+    ``american_pit_bull_terrier_3.jpg`` are both class ``american``, two breeds as one. A
+    way counts when two files or more are named so (one odd camera prefix does not), and
+    ways that differ in their numbers alone are one (``cat_2019_05_01_1.jpg``, a date)."""
+    stems: dict[str, Counter] = {}
+    shown_as: dict[str, str] = {}  # a way by its first name: "cat_2019_05_01"
+    for path, label in zip(paths, labels, strict=True):
+        m = _NUMBERED_NAME.match(os.path.splitext(os.path.basename(path))[0])
+        if m:
+            way = re.sub(r"\d+", "#", readable(m["stem"]))
+            shown_as.setdefault(way, readable(m["stem"]))
+            stems.setdefault(label, Counter())[way] += 1
+    merged = {
+        label: ways
+        for label, counts in sorted(stems.items())
+        if len(ways := sorted(shown_as[way] for way, n in counts.items() if n >= 2)) >= 2
+    }
+    if not merged:
+        return []
+    shown = "; ".join(
+        f"{label} ({', '.join(f'{w}_*' for w in ways[:3])}{', ...' if len(ways) > 3 else ''})"
+        for label, ways in list(merged.items())[:3]
+    )
+    more = f" and {len(merged) - 3} more" if len(merged) > 3 else ""
+    one = len(merged) == 1
+    return [
+        f"{'a class' if one else f'{len(merged)} classes'} read from the file names "
+        f"{'gathers files' if one else 'gather files'} named in several ways before their "
+        f"numbers: {shown}{more}; the class is the text before the first '_', so if these "
+        "are classes of their own, put each one's images in a sub-folder named after it"
+    ]
+
+
 def _why_no_classes(paths: list[str]) -> str:
     """Why a folder of image files (by suffix: nothing is opened yet) without class folders
     gives no classes by name either, some names carrying none: it names those only when most
@@ -287,7 +327,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         names = [readable(n) for n in names]
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
-        notes = [NAMED_CLASSES_NOTE]
+        notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
         notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
     if all(split_role(d.name) for d in class_dirs):
