@@ -550,7 +550,12 @@ def add_predict(p: argparse.ArgumentParser) -> None:
         metavar="MODEL_FILE",
         help="a model file: .safetensors, or .onnx from `export`",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE_OR_FOLDER",
+        help='image files or folders; a quoted pattern ("photos/*.jpg") names its matches',
+    )
     p.add_argument(
         "--top-k", type=_at_least_one, default=3, help="classes to show per image (default 3)"
     )

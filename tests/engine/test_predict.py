@@ -317,3 +317,25 @@ def test_a_class_named_in_another_case_is_only_matched_when_that_is_unambiguous(
     assert _case_matches(["a"], ["A", "a"]) == {}  # the model has it as it is
     assert _case_matches(["b"], ["B", "b2"]) == {"b": "B"}
     assert _case_matches(["x", "X"], ["X"]) == {}  # X is there as it is: x is another class
+
+
+def test_a_pattern_the_shell_left_is_expanded_as_a_shell_would(tmp_path):
+    # `resnetlab predict model "photos/*.jpg"` (quoted, or from a Windows shell, which
+    # expands nothing) names the files that match, in order, folders among them read as
+    # folders; a pattern that matches nothing is one line saying so. A file whose name holds
+    # a pattern's characters is that file.
+    from resnetlab.engine.predict import expand_inputs
+
+    photos = tmp_path / "photos"
+    (photos / "more").mkdir(parents=True)
+    for name in ("b.jpg", "a.jpg", "more/c.jpg", "notes.txt", "[1].jpg"):
+        Image.new("RGB", (8, 8)).save(photos / name, format="JPEG")
+    found = expand_inputs([str(photos / "*.jpg")])
+    assert found == [(photos / "[1].jpg", True), (photos / "a.jpg", True), (photos / "b.jpg", True)]
+    assert expand_inputs(str(photos / "[1].jpg")) == [(photos / "[1].jpg", True)]
+    assert [p.name for p, _ in expand_inputs([str(photos / "m*")])] == ["c.jpg"]
+    with pytest.raises(ResnetlabError) as caught:
+        expand_inputs([str(photos / "*.png")])
+    assert str(caught.value) == (
+        f"image not found: {photos / '*.png'} (no file matches it as a pattern)"
+    )

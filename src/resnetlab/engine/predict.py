@@ -4,6 +4,7 @@ centre-cropped), normalised with its mean and standard deviation."""
 
 from __future__ import annotations
 
+import glob
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -70,30 +71,46 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             )
         give = "an image file or a folder (. for the current folder)"
         item = Path(path_argument(given, "an image path", give))
-        if item.name in SYSTEM_FOLDERS and item.is_dir():
-            # A shell's `photos/*` names these too; their thumbnails are not the user's images.
-            warnings.warn(
-                f"{item}: a folder of copies or thumbnails that tools leave beside photos, "
-                "not images; skipped",
-                DataWarning,
-                stacklevel=3,
-            )
-        elif item.is_dir():
-            found = image_files(item)
-            if not found:
-                raise ResnetlabError(f"no images in folder {item}")
-            paths += [(p, False) for p in found]
-        elif item.name.lower() in SYSTEM_FILES and item.is_file():
-            # Named by a shell's `photos/*` as often as by hand: left out, as a folder does.
-            warnings.warn(
-                f"{item}: a file Windows keeps in image folders, not an image; skipped",
-                DataWarning,
-                stacklevel=3,
-            )
-        elif item.is_file() or item.is_symlink():  # a broken link: reading it says so
-            paths.append((item, True))
-        else:
-            raise ResnetlabError(f"image not found: {item}")
+        if item.exists() or item.is_symlink() or not glob.has_magic(str(item)):
+            paths += _expand_path(item)
+            continue
+        # A pattern the shell left as it was (quoted, or a Windows shell, which expands
+        # none): its matches, as a shell would name them.
+        matches = sorted(glob.glob(str(item), recursive=True))
+        if not matches:
+            raise ResnetlabError(f"image not found: {item} (no file matches it as a pattern)")
+        for match in matches:
+            paths += _expand_path(Path(match))
+    return paths
+
+
+def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
+    """The image file ``item`` names, or the images in the folder it names (``expand_inputs``)."""
+    paths: list[tuple[Path | Image.Image, bool]] = []
+    if item.name in SYSTEM_FOLDERS and item.is_dir():
+        # A shell's `photos/*` names these too; their thumbnails are not the user's images.
+        warnings.warn(
+            f"{item}: a folder of copies or thumbnails that tools leave beside photos, "
+            "not images; skipped",
+            DataWarning,
+            stacklevel=4,
+        )
+    elif item.is_dir():
+        found = image_files(item)
+        if not found:
+            raise ResnetlabError(f"no images in folder {item}")
+        paths += [(p, False) for p in found]
+    elif item.name.lower() in SYSTEM_FILES and item.is_file():
+        # Named by a shell's `photos/*` as often as by hand: left out, as a folder does.
+        warnings.warn(
+            f"{item}: a file Windows keeps in image folders, not an image; skipped",
+            DataWarning,
+            stacklevel=4,
+        )
+    elif item.is_file() or item.is_symlink():  # a broken link: reading it says so
+        paths.append((item, True))
+    else:
+        raise ResnetlabError(f"image not found: {item}")
     return paths
 
 
