@@ -613,6 +613,36 @@ def test_train_says_the_classes_came_from_the_file_names(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["class_names"] == ["cat", "dog"]
 
 
+def test_train_says_where_the_validation_images_come_from(tmp_path, capsys):
+    # photos/train and photos/test, no val/: the test images validate, which the log says
+    # (with what it means for an eval on them), as it gives the validation split's own
+    # notes (a class folder named in another case); a split of the training images says
+    # nothing more.
+    root = tmp_path / "photos"
+    for split, names in (("train", ("cat", "dog")), ("test", ("Cat", "dog"))):
+        for name, grey in zip(names, (30, 220), strict=True):
+            (root / split / name).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (grey, grey, i * 10 + 5 * (split == "test"))).save(
+                    root / split / name / f"{i}.png"
+                )
+    args = ["train", "--input-size", "8", "--max-steps", "1"]
+    assert main([*args, "--data", str(root), "--out", str(tmp_path / "run")]) == 0
+    printed = capsys.readouterr()
+    lines = [line for line in (printed.out + printed.err).splitlines() if line.startswith("data:")]
+    assert lines == [
+        "data: validation: classes matched to the training classes by name (Cat as cat: case "
+        "aside)",
+        "data: validation: the test images validate (there is no val split): the best epoch is "
+        "picked on them, so an eval on them afterwards flatters the model; add a val/ folder "
+        "or give --val-data to keep them unseen",
+    ]
+    args += ["--data", str(root / "train"), "--out", str(tmp_path / "split")]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "data: validation" not in printed.out + printed.err
+
+
 def test_a_run_inside_its_warm_up_says_the_rate_never_decays(tmp_path):
     with pytest.warns(SettingWarning, match=r"warm-up \(10 steps\) is as long as the run"):
         train(**FAST, max_steps=5, warmup_steps=10, out=str(tmp_path / "a"))

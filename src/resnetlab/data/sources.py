@@ -275,6 +275,14 @@ def sample_counts(counts: list[int], n: int) -> list[int]:
     return take
 
 
+# The note on a test split that validates, for want of a val split.
+TEST_VALIDATES_NOTE = (
+    "the test images validate (there is no val split): the best epoch is picked on them, so "
+    "an eval on them afterwards flatters the model; add a val/ folder or give --val-data to "
+    "keep them unseen"
+)
+
+
 def load_dataset(
     data: str | os.PathLike,
     val_data: str | os.PathLike | None = None,
@@ -341,6 +349,8 @@ def load_dataset(
         val = source.splits[held_out]()
         if held_out in source.borrowed:
             val = _found_next_to(val, data)
+        if held_out == "test":
+            val.notes = [*val.notes, TEST_VALIDATES_NOTE]
         used = f"the {held_out} split of {data}"
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
@@ -595,9 +605,12 @@ def _aligned_classes(train: Split, val: Split) -> Split:
     matched = [train.class_names[by_name[c.casefold()]] for c in val.class_names]
     to_train = torch.tensor([by_name[c.casefold()] for c in val.class_names])
     renamed = [f"{c} as {t}" for c, t in zip(val.class_names, matched, strict=True) if c != t]
-    note = "classes matched to the training classes by name"
-    if renamed:
-        note += f" ({', '.join(renamed[:5])}: case aside)"
+    # Said where a name differs (by case); matching by name alone goes without saying.
+    notes = (
+        [f"classes matched to the training classes by name ({', '.join(renamed[:5])}: case aside)"]
+        if renamed
+        else []
+    )
     absent = sorted(set(range(len(train.class_names))) - set(to_train.tolist()))
     if absent:
         warnings.warn(
@@ -608,7 +621,7 @@ def _aligned_classes(train: Split, val: Split) -> Split:
             stacklevel=4,  # load_dataset's caller
         )
     aligned = replace(val, labels=to_train[val.labels], class_names=list(train.class_names))
-    return _with_notes(aligned, [note])
+    return _with_notes(aligned, notes)
 
 
 def make_loader(

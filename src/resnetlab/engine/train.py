@@ -385,6 +385,12 @@ class Trainer:
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
         self.data_notes = [_with_advice(note) for note in unwarned(data.train.notes)]
+        if data.val is not None:  # where the validation images come from, what was done to them
+            self.data_notes += [
+                f"validation: {note}"
+                for note in unwarned(data.val.notes)
+                if note not in data.train.notes
+            ]
         data_mean, data_std = split_stats(data.train)
         start = self.start
         has_norm = start is not None and start.mean is not None
