@@ -548,17 +548,28 @@ def copies_of_training_images(train: Split, held_out: Split, what: str) -> str |
 
 
 def class_balance_note(split: Split, what: str = "training image") -> str | None:
-    """A note when a class has a tenth of the images of the largest or fewer: a misnamed
-    file or a stray folder looks like that, and a real class that small is barely learnt."""
+    """A note when classes have a tenth of the images of the largest or fewer, naming each
+    (the smallest first): a misnamed file or a stray folder looks like that, and a real
+    class that small is barely learnt."""
     counts = split.class_counts()
-    few, most = min(counts), max(counts)
-    if few * 10 > most:
+    most = max(counts)
+    small = sorted((n, c) for c, n in enumerate(counts) if n * 10 <= most)
+    if not small:
         return None
-    small, large = split.class_names[counts.index(few)], split.class_names[counts.index(most)]
+    large = split.class_names[counts.index(most)]
+    if len(small) == 1:
+        [(few, c)] = small
+        return (
+            f"class {split.class_names[c]!r} has {few:,} {what}{'s' if few != 1 else ''}, "
+            f"{large!r} {most:,}: a class this small is barely learnt; add images of it, or "
+            "check that its images are sorted or named right"
+        )
+    shown = ", ".join(f"{split.class_names[c]!r} {n:,}" for n, c in small[:10])
+    more = f" and {len(small) - 10:,} more" if len(small) > 10 else ""
     return (
-        f"class {small!r} has {few:,} {what}{'s' if few != 1 else ''}, {large!r} {most:,}: "
-        "a class this small is barely learnt; add images of it, or check that its images "
-        "are sorted or named right"
+        f"{len(small)} classes have a tenth of the {what}s of {large!r} ({most:,}) or fewer: "
+        f"{shown}{more}; a class this small is barely learnt; add images of them, or check "
+        "that their images are sorted or named right"
     )
 
 
