@@ -463,6 +463,27 @@ def test_classes_from_file_names_that_gather_several_names_are_noted(tmp_path):
     assert "put each one's images in a sub-folder named after it" in note
 
 
+def test_a_folder_looked_through_to_its_one_folder_says_whose_folders_are_the_classes(tmp_path):
+    # photos/ holds one class folder, cats/, of photos by year: looked through as an archive's
+    # wrapper folder is, so its years are the classes; the note says so and what to do if
+    # cats is a class. A wrapper of split folders, or no wrapper, says nothing.
+    photos = tmp_path / "photos"
+    write_tree(photos / "cats", {"2019": [noise(0), noise(1)], "2020": [noise(2), noise(3)]})
+    data = load_dataset(str(photos))
+    assert data.class_names == ["2019", "2020"]
+    assert data.train.notes[0] == (
+        f"the classes are the folders in cats/ (2019, 2020), the only folder in {photos}; if "
+        "cats is a class itself, put the other classes' folders beside it"
+    )
+    split = tmp_path / "test" / "wrapped"
+    write_tree(split / "train", {"a": [noise(4), noise(5)], "b": [noise(6), noise(7)]})
+    assert not any("the only folder" in n for n in load_dataset(str(split)).train.notes)
+    kaggle = tmp_path / "seg_train"  # as Kaggle's archives unpack: seg_train/seg_train/<class>
+    write_tree(kaggle / "seg_train", {"a": [noise(4), noise(5)], "b": [noise(6), noise(7)]})
+    assert not any("the only folder" in n for n in load_dataset(str(kaggle)).train.notes)
+    assert not any("the only folder" in n for n in load_dataset(str(photos / "cats")).train.notes)
+
+
 def _pixels(path):
     return torch.from_numpy(read_image(path))
 

@@ -305,6 +305,23 @@ def find_root(folder: Path) -> Path:
         folder = dirs[0]
 
 
+def looked_through_note(given: Path, root: Path) -> list[str]:
+    """A note on a folder that ``find_root`` looked through to ``root`` (``given`` holds
+    nothing but ``cats/``, whose sub-folders become the classes): one class folder of
+    sub-folders (by year, say) reads as a data set of those, which is worth saying. Not
+    for split folders (``photos/train/<class>``), which say what they are."""
+    inside = root.relative_to(given).parts
+    if not inside or any(named_role(name) for name in inside):
+        return []
+    classes = [d.name for d in _visible_dirs(root)]
+    shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    return [
+        f"the classes are the folders in {Path(*inside)}/ ({shown}), the only "
+        f"folder in {given}; if {root.name} is a class itself, put the other classes' "
+        "folders beside it"
+    ]
+
+
 def scan_classes(folder: Path) -> FolderSplit:
     """The class folders under ``folder`` and the image files in each."""
     class_dirs = _visible_dirs(folder)

@@ -25,7 +25,13 @@ from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
-from .folders import NAMED_CLASSES_NOTE, find_root, folder_splits, named_role
+from .folders import (
+    NAMED_CLASSES_NOTE,
+    find_root,
+    folder_splits,
+    looked_through_note,
+    named_role,
+)
 from .imageset import ImageSet, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats
 from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits
@@ -157,6 +163,7 @@ def _open_path(
         role = next(iter(roles)) if len(roles) == 1 else None
         return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
     notes = []
+    given: Path | None = path  # the user's own folder; an archive's copy is not
     if path.is_file():
         if not is_archive(path):
             raise DataError(
@@ -169,7 +176,7 @@ def _open_path(
             if done
             else f"{path.name} extracted into the cache, once: later runs read that copy"
         )
-        path = extracted_folder(path, root)
+        path, given = extracted_folder(path, root), None
     folder = find_root(path)
     for candidate in (folder, folder / cifar10.FOLDER_NAME):
         if cifar10.is_cifar10_folder(candidate):
@@ -183,6 +190,8 @@ def _open_path(
     # test_signs.h5 does.
     role = named_role(folder.name) if list(splits) == ["all"] else None
     role = role if role in ("test", "val") else None
+    if list(splits) == ["all"] and given is not None:
+        more += looked_through_note(given, folder)
     return Source(spec, "image-folder", splits, notes + more, all_role=role)
 
 
