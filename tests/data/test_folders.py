@@ -294,6 +294,33 @@ def test_split_folders_train_val_test(tmp_path):
     assert len(load_eval_split(str(tmp_path / "d"))) == 2  # test/ for evaluation
 
 
+def test_split_folders_named_by_their_last_word_and_wrapped_in_their_own_name(tmp_path):
+    # Kaggle's Intel Image Classification: seg_train/seg_train/<class>, seg_test/seg_test/
+    # <class> and seg_pred/seg_pred/ of unlabelled images. Not three classes, seg_pred,
+    # seg_test and seg_train: a training and a test split, looked through to their classes.
+    root = tmp_path / "intel"
+    for split, n, seed in (("train", 3, 0), ("test", 1, 50)):
+        write_tree(
+            root / f"seg_{split}" / f"seg_{split}",
+            {
+                "forest": [noise(seed + i) for i in range(n)],
+                "sea": [noise(seed + 10 + i) for i in range(n)],
+            },
+        )
+    (root / "seg_pred" / "seg_pred").mkdir(parents=True)
+    noise(20).save(root / "seg_pred" / "seg_pred" / "1.jpg")
+    data = load_dataset(str(root))
+    assert data.class_names == ["forest", "sea"] and (len(data.train), len(data.val)) == (6, 2)
+    assert data.train.source == str(root / "seg_train" / "seg_train")
+    assert f"folders in {root} other than the splits ignored: seg_pred" in data.train.notes
+    assert load_eval_split(str(root)).source == str(root / "seg_test" / "seg_test")
+    # One folder so named is not enough: a class may be called "bullet_train".
+    trains = write_tree(tmp_path / "trains", {"bullet_train": [noise(0)], "tram": [noise(1)]})
+    (trains / "bullet_train" / "old").mkdir()
+    noise(2).save(trains / "bullet_train" / "old" / "1.png")
+    assert load_dataset(str(trains)).class_names == ["bullet_train", "tram"]
+
+
 def test_class_folder_named_train_is_a_class(tmp_path):
     root = write_tree(tmp_path / "vehicles", {"train": [noise(0)], "tram": [noise(1)]})
     data = load_dataset(str(root))

@@ -442,16 +442,36 @@ def readable(name: str) -> str:
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
-    """``{"train"|"val"|"test": folder}`` when ``root`` uses the split layout, else ``{}``."""
-    found: dict[str, Path] = {}
-    for d in _visible_dirs(root):
-        role = split_role(d.name)
-        # A split folder holds classes; a class folder (even one named "train") holds images.
-        if role and role not in found and _holds_classes(d):
-            found[role] = d
-    if "train" in found or (found and len(found) == len(_visible_dirs(root))):
-        return found
+    """``{"train"|"val"|"test": folder}`` when ``root`` uses the split layout, else ``{}``.
+
+    A split folder is named by its role (``train``, ``train_signs``); failing that, by its
+    last word (Kaggle's ``seg_train/`` and ``seg_test/``) where that names a training split
+    and another. A split folder holding nothing but a folder named for the same role, as
+    Kaggle's archives unpack (``seg_train/seg_train/<class>``), is looked through.
+    """
+    dirs = _visible_dirs(root)
+    for role_of, least in ((split_role, 1), (named_role, 2)):
+        found: dict[str, Path] = {}
+        for d in dirs:
+            role = role_of(d.name)
+            # A split folder holds classes; a class folder (even one named "train") holds images.
+            if role and role not in found and _holds_classes(d):
+                found[role] = _through_same_role(d, role)
+        if len(found) >= least and ("train" in found or len(found) == len(dirs)):
+            return found
     return {}
+
+
+def _through_same_role(folder: Path, role: str) -> Path:
+    """``folder``, or the folder inside it named for the same split that it alone holds."""
+    while (
+        len(dirs := _visible_dirs(folder)) == 1
+        and not _direct_images(folder)
+        and named_role(dirs[0].name) == role
+        and _holds_classes(dirs[0])
+    ):
+        folder = dirs[0]
+    return folder
 
 
 def folder_splits(
@@ -469,7 +489,8 @@ def folder_splits(
     split_dirs = _split_folders(root)
     notes = []
     if split_dirs:
-        ignored = [d.name for d in _visible_dirs(root) if d not in split_dirs.values()]
+        used = {f for split in split_dirs.values() for f in (split, *split.parents)}
+        ignored = [d.name for d in _visible_dirs(root) if d not in used]
         if ignored:
             notes.append(f"folders in {root} other than the splits ignored: {', '.join(ignored)}")
     else:
