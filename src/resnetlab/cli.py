@@ -170,11 +170,18 @@ def cmd_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data.decode import unwarned
+    from .data.folders import data_folder_holding
     from .data.report import class_table, contact_sheet, describe
     from .engine.report import data_tag
 
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
+    sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
+    if not args.no_sheet and (folder := data_folder_holding(sheet, [args.path])):
+        raise ResnetlabError(
+            f"the contact sheet {sheet} would be inside the data folder {folder}, where the "
+            "next run would read it as an image: give --out outside it, or --no-sheet"
+        )
     summary, splits = describe(
         args.path,
         image_size=args.input_size,
@@ -183,9 +190,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
     )
     if not args.no_sheet:
-        out = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
         split = splits.get("train") or next(iter(splits.values()))
-        summary["sheet"] = str(contact_sheet(split, out, title=args.path))
+        summary["sheet"] = str(contact_sheet(split, sheet, title=args.path))
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

@@ -200,3 +200,21 @@ def test_inspect_shows_classes_that_only_some_splits_have(tmp_path, capsys):
     assert rows["fish"] == ["0", "0", "2"] and "Cat" not in rows
     assert "note: the val split has no images of bird (classes of the train split)" in out
     assert "note: the test split has classes the train split lacks (fish)" in out
+
+
+def test_inspect_refuses_to_write_its_contact_sheet_into_the_data_folder(
+    tmp_path, monkeypatch, capsys
+):
+    # `resnetlab data inspect .` in the photo folder would write runs/<name>-samples.png
+    # there, and the next run would read it as an image of a class "runs".
+    root = write_tree(tmp_path / "photos", {"cat": [noise(0)], "dog": [noise(1)]})
+    monkeypatch.chdir(root)
+    assert main(["data", "inspect", "."]) == 2
+    assert capsys.readouterr().err == (
+        "error: the contact sheet runs/photos-samples.png would be inside the data folder ., "
+        "where the next run would read it as an image: give --out outside it, or --no-sheet\n"
+    )
+    assert sorted(p.name for p in root.iterdir()) == ["cat", "dog"]
+    assert main(["data", "inspect", ".", "--out", str(tmp_path / "sheet.png")]) == 0
+    assert main(["data", "inspect", ".", "--no-sheet"]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["cat", "dog"]

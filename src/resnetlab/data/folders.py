@@ -196,6 +196,15 @@ def _others_note(others: list[str], said: str = " ignored") -> list[str]:
     return [note]
 
 
+def data_folder_holding(path: Path, data: list[str | None]) -> str | None:
+    """The data folder among ``data`` (specs) that holds ``path``, or None: a figure written
+    there would be read as an image, of a class of its own, by the next run on that folder."""
+    for spec in data:
+        if spec and Path(spec).is_dir() and path.resolve().is_relative_to(Path(spec).resolve()):
+            return spec
+    return None
+
+
 def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` as training reads them: recursively, sorted, without
     hidden files and folders or ``SYSTEM_FOLDERS``; other visible files are a warning."""

@@ -35,7 +35,7 @@ from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, Dataset, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
-from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE
+from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
 from ..data.sources import class_balance_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource, Mistakes
@@ -1243,12 +1243,11 @@ def _check_untrained(run_dir: Path) -> None:
 
 def _check_outside_data(run_dir: Path, data: list[str | None]) -> None:
     """Figures written into a data folder would be read as images by the next run."""
-    for spec in data:
-        if spec and Path(spec).is_dir() and run_dir.resolve().is_relative_to(Path(spec).resolve()):
-            raise ResnetlabError(
-                f"--out {run_dir} is inside the data folder {spec}; the run's figures would "
-                "become training images: choose a folder outside it"
-            )
+    if spec := data_folder_holding(run_dir, data):
+        raise ResnetlabError(
+            f"--out {run_dir} is inside the data folder {spec}; the run's figures would "
+            "become training images: choose a folder outside it"
+        )
 
 
 def _missing_folders(folder: Path) -> list[Path]:
