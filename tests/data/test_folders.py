@@ -909,3 +909,23 @@ def test_links_are_checked_once_each_however_many_class_folders(tmp_path, monkey
     split = folders_module.scan_classes(root)
     assert split.class_names == classes and len(split.paths) == 60
     assert len(resolved) <= len(classes) + len(split.paths)
+
+
+def test_a_folder_that_may_not_be_listed_is_one_line_saying_so(tmp_path, monkeypatch):
+    # A class folder copied from another account (chmod 700), or a drive's lost+found: not
+    # the write error ("choose a folder you can write to") the command line would give.
+    root = write_tree(tmp_path / "photos", {"cat": [noise(0)], "dog": [noise(1)]})
+    listing = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "dog":
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    monkeypatch.setattr(folders_module.os, "scandir", scandir)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'dog'}: no permission to list this folder (Permission denied); give yourself "
+        "read access to it (chmod -R u+rX), or move it out of the data folder"
+    )

@@ -99,13 +99,26 @@ class FolderSplit:
 SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir"})
 
 
+def _listing(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder``; one that may not be listed is a one-line error that says
+    so, not a write error."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except PermissionError as e:
+        raise DataError(
+            f"{folder}: no permission to list this folder ({e.strerror}); give yourself read "
+            "access to it (chmod -R u+rX), or move it out of the data folder"
+        ) from None
+
+
 def _visible_dirs(folder: Path) -> list[Path]:
     """Sub-folders, in the order of their names as classes are named (``readable``)."""
     return sorted(
         (
-            p
-            for p in folder.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and p.name not in SYSTEM_FOLDERS
+            Path(e.path)
+            for e in _listing(folder)
+            if e.is_dir() and not e.name.startswith(".") and e.name not in SYSTEM_FOLDERS
         ),
         key=lambda p: readable(p.name),
     )
@@ -127,8 +140,7 @@ def _images_under(
     paths: list[str] = []
     stamps: list[str] = []
     # os.scandir, not pathlib: for 60,000 files the stat comes with the listing at no extra cost.
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda e: e.name)
+    entries = sorted(_listing(folder), key=lambda e: e.name)
     for e in entries:
         if e.name.startswith(".") or e.name in SYSTEM_FOLDERS or e.name.lower() in SYSTEM_FILES:
             continue
@@ -217,9 +229,11 @@ def image_files(folder: Path) -> list[Path]:
 
 def _direct_images(folder: Path) -> list[Path]:
     return [
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        Path(e.path)
+        for e in _listing(folder)
+        if e.is_file()
+        and not e.name.startswith(".")
+        and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
     ]
 
 
