@@ -690,6 +690,22 @@ def test_a_nas_thumbnail_folder_is_left_out(tmp_path):
     assert data.train.notes == []
 
 
+def test_the_folders_a_system_keeps_at_the_top_of_a_drive_are_left_out(tmp_path):
+    # A USB drive of class folders: Windows's recycle bin (deleted photos among its files)
+    # and restore points, and Linux's lost+found, are not classes.
+    root = write_tree(
+        tmp_path / "usb", {"a": [noise(i) for i in range(3)], "b": [noise(i) for i in range(9, 12)]}
+    )
+    (root / "$RECYCLE.BIN" / "S-1-5-21").mkdir(parents=True)
+    noise(20).save(root / "$RECYCLE.BIN" / "S-1-5-21" / "$R0A1B2C.jpg")
+    (root / "System Volume Information").mkdir()
+    (root / "System Volume Information" / "IndexerVolumeGuid").write_text("{guid}")
+    (root / "lost+found").mkdir()
+    data = load_dataset(str(root))
+    assert data.class_names == ["a", "b"] and len(data.train) == 6
+    assert data.train.notes == []
+
+
 def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     root = write_tree(tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(9)] * 4})
     size = tuple(read_image(next((root / "a").iterdir())).shape[:2])

@@ -339,3 +339,15 @@ def test_a_pattern_the_shell_left_is_expanded_as_a_shell_would(tmp_path):
     assert str(caught.value) == (
         f"image not found: {photos / '*.png'} (no file matches it as a pattern)"
     )
+
+
+def test_a_shell_glob_over_a_drive_skips_the_folders_its_system_keeps(tmp_path):
+    # `resnetlab predict model /media/usb/*` names the drive's recycle bin too.
+    from resnetlab.engine.predict import expand_inputs
+
+    (tmp_path / "$RECYCLE.BIN").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "$RECYCLE.BIN" / "$R0A1B2C.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    with pytest.warns(DataWarning, match=r"RECYCLE\.BIN: a folder a system keeps at the top of"):
+        found = expand_inputs(sorted(tmp_path.iterdir()))
+    assert found == [(tmp_path / "a.jpg", True)]

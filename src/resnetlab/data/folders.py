@@ -94,9 +94,12 @@ class FolderSplit:
 
 
 # Folders that tools leave beside a user's photos, of copies or thumbnails of them: a zip
-# made on macOS (__MACOSX), a Synology NAS (@eaDir, a thumbnail folder per photo). Left
-# out silently, as hidden folders are.
-SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir"})
+# made on macOS (__MACOSX), a Synology NAS (@eaDir, a thumbnail folder per photo); and those
+# a system keeps at the top of a drive (Windows's recycle bin, of deleted photos, and its
+# restore points; Linux's lost+found), which show when a drive's photos are the data.
+# Left out silently, as hidden folders are.
+DRIVE_FOLDERS = frozenset({"$RECYCLE.BIN", "System Volume Information", "lost+found"})
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir"}) | DRIVE_FOLDERS
 
 
 def _listing(folder: Path) -> list[os.DirEntry]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert, unreadable_image
-from ..data.folders import SYSTEM_FILES, SYSTEM_FOLDERS, image_files
+from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
 from ..errors import DataWarning, ResnetlabError, count_argument, path_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
@@ -89,9 +89,13 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
     paths: list[tuple[Path | Image.Image, bool]] = []
     if item.name in SYSTEM_FOLDERS and item.is_dir():
         # A shell's `photos/*` names these too; their thumbnails are not the user's images.
+        what = (
+            "a folder a system keeps at the top of a drive"
+            if item.name in DRIVE_FOLDERS
+            else "a folder of copies or thumbnails that tools leave beside photos"
+        )
         warnings.warn(
-            f"{item}: a folder of copies or thumbnails that tools leave beside photos, "
-            "not images; skipped",
+            f"{item}: {what}, not images; skipped",
             DataWarning,
             stacklevel=4,
         )
