@@ -133,6 +133,20 @@ def test_a_folder_named_for_a_split_is_scored_as_that_split(tmp_path, name, role
     assert note.startswith(f"{other} has no held-out split: all 4 images are scored")
 
 
+def test_eval_of_a_val_split_says_it_is_one_and_what_that_may_mean(tmp_path):
+    # photos/train and photos/val, no test/: the val split is scored, and said to be, as it
+    # may be the split the model's best epoch was picked on.
+    root = tmp_path / "photos"
+    for split, seed in (("train", 0), ("val", 10)):
+        write_tree(root / split, {"a": [noise(seed), noise(seed + 1)], "b": [noise(seed + 2)]})
+    split = load_eval_split(str(root))
+    assert split.source == str(root / "val") and len(split) == 3
+    assert split.notes == [
+        f"scored: the val split of {root}, which has no test split (if the model validated "
+        "on it, its best epoch was picked on these images, which flatters the score)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("counts", "n", "take"),
     [

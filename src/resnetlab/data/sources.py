@@ -418,7 +418,16 @@ def load_eval_split(
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
     elif key in ("all", "train"):
         split = _with_notes(split, [_scored_whole_note(data, len(split), trained_on)])
+    elif key == "val":
+        split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
+
+
+# The note on an eval of a data set's val split, for want of a test split.
+VAL_SCORED_NOTE = (
+    "scored: the val split of {data}, which has no test split (if the model validated on it, "
+    "its best epoch was picked on these images, which flatters the score)"
+)
 
 
 def _scored_whole_note(data: str | os.PathLike, count: int, trained_on: str | None) -> str:
