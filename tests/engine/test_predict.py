@@ -184,6 +184,26 @@ def test_eval_titles_its_tables_on_one_line_whatever_their_width(tmp_path, capsy
     assert "per class" in lines and "confusion (rows: true, columns: predicted)" in lines
 
 
+def test_eval_names_the_split_folder_that_holds_a_class_the_model_lacks(tmp_path, capsys):
+    # photos/test holds a class, fish, that the model was not trained on: the error names
+    # photos/test, where the folder to move out is, not photos alone.
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=2), model, class_names=["cat", "dog"]
+    )
+    photos = tmp_path / "photos"
+    for split, names in (("train", ("cat", "dog")), ("test", ("cat", "dog", "fish"))):
+        for k, name in enumerate(names):
+            (photos / split / name).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (k * 90, 0, 0)).save(photos / split / name / "0.png")
+    assert main(["eval", str(model), "--data", str(photos)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {photos / 'test'} has 3 classes [cat, dog, fish] but the model was trained "
+        "on 2: [cat, dog]; [fish] is not among them; score it without that class (move the "
+        "folders out)"
+    )
+
+
 def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_file, tmp_path):
     # A test folder without most classes: scored on the model's own outputs, by class name.
     some = tmp_path / "three-sevens-and-fives"

@@ -201,7 +201,8 @@ def held_out_split(data: str, meta: ModelMeta):
                     "put the images in class folders"
                 )
             raise ResnetlabError(
-                f"{data} has {len(class_names)} classes {_short(named)} but the model "
+                f"{_scored_folder(data, split)} has {len(class_names)} classes {_short(named)} "
+                "but the model "
                 f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
                 f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them; "
                 f"{fix}"
@@ -226,6 +227,15 @@ def held_out_split(data: str, meta: ModelMeta):
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
         )
     return split
+
+
+def _scored_folder(data: str, split) -> str:
+    """What to call the scored split in a message: the split folder inside the data folder
+    (``photos/test``), where the classes to move out are, else the data as given."""
+    given, source = Path(data).resolve(), Path(split.source).resolve()
+    if given.is_dir() and source != given and source.is_relative_to(given):
+        return str(Path(data) / source.relative_to(given))
+    return data
 
 
 def _case_matches(names: list[str], known: list[str]) -> dict[str, str]:
