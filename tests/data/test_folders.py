@@ -397,6 +397,23 @@ def test_images_without_class_folders(tmp_path):
         load_dataset(str(tmp_path / "flat"))
 
 
+def test_images_named_with_their_class_before_a_dot_are_told_how_to_name_them(tmp_path):
+    # Kaggle's dogs-vs-cats: train/cat.0.jpg, train/dog.0.jpg. The class before a '.' is
+    # not read; the error says that it is there, and how to name the files instead.
+    (tmp_path / "train").mkdir()
+    for i in range(2):
+        for name in ("cat", "dog"):
+            noise(i).save(tmp_path / "train" / f"{name}.{i}.jpg")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "train"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'train'}: 4 image files but no class folders, and their names put the "
+        "class before a '.' (cat.0.jpg), which is not read as one; put each class's images "
+        "in a sub-folder named after the class, or name every file <class>_<anything> "
+        "(3_IMG_5864.jpg)"
+    )
+
+
 def _flat(folder, names):
     """Tiny images under ``names`` in ``folder``, and a text file named ``x.jpg`` beside them."""
     folder.mkdir()

@@ -294,6 +294,10 @@ def _merged_names_note(paths: list[str], labels: list[str]) -> list[str]:
     ]
 
 
+# A file name with its class before a dot and a number: Kaggle's dogs-vs-cats "cat.0.jpg".
+_DOTTED_NAME = re.compile(r"^(?P<label>[^._]+)\.\d+\.[^.]+$")
+
+
 def _why_no_classes(paths: list[str]) -> str:
     """Why a folder of image files (by suffix: nothing is opened yet) without class folders
     gives no classes by name either, some names carrying none: it names those only when most
@@ -311,6 +315,13 @@ def _why_no_classes(paths: list[str]) -> str:
     if len(labels) > 1 and len(unnamed) < len(files) / 2:
         shown = ", ".join(unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
         return f"{what} the names of {len(unnamed)} of them carry no class ({shown})"
+    dotted = Counter(m["label"] for f in files if (m := _DOTTED_NAME.match(f)))
+    if len(dotted) > 1 and dotted.total() > len(files) / 2:  # Kaggle's cat.0.jpg, dog.1.jpg
+        example = next(f for f in files if _DOTTED_NAME.match(f))
+        return (
+            f"{what} no class folders, and their names put the class before a '.' "
+            f"({example}), which is not read as one"
+        )
     return f"{what} no class folders"
 
 
