@@ -344,7 +344,9 @@ def test_a_validation_class_that_training_lacks_is_refused(tmp_path):
     with pytest.raises(
         DataError,
         match=r"class lists differ: .*train has 2 classes, .*val has 3 "
-        r"\(only in validation: z\); validation needs classes the training data has",
+        r"\(only in validation: z\); validation needs classes the training data has: move "
+        r"the others out of .*val, or validate on other images \(--val-data, or --data "
+        r".*train --val-split 0\.2\)$",
     ):
         load_dataset(str(tmp_path / "d"))
 

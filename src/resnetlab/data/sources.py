@@ -629,7 +629,8 @@ def _aligned_classes(train: Split, val: Split) -> Split:
         raise DataError(
             f"class lists differ: {train.source} has {len(train.class_names)} classes, "
             f"{val.source} has {len(val.class_names)} ({detail}); validation needs classes "
-            "the training data has"
+            f"the training data has: move the others out of {val.source}, or validate on "
+            f"other images (--val-data, or --data {train.source} --val-split 0.2)"
         )
     matched = [train.class_names[by_name[c.casefold()]] for c in val.class_names]
     to_train = torch.tensor([by_name[c.casefold()] for c in val.class_names])
