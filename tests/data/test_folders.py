@@ -803,6 +803,21 @@ def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_p
     ]
 
 
+def test_a_class_folder_of_camera_raw_files_is_told_to_convert_them(tmp_path):
+    # A photographer's class folder of raw files only (Canon's .CR2, Nikon's .NEF): the
+    # error names them with the fix, as it does an iPhone's HEIC photos.
+    root = write_tree(tmp_path / "t", {"a": [noise(0), noise(1)]})
+    (root / "b").mkdir()
+    for name in ("IMG_0001.CR2", "DSC_0002.NEF"):
+        (root / "b" / name).write_bytes(b"II*\x00" + bytes(60))
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'b'}: no images in this class folder, only 2 files that are not images "
+        "(DSC_0002.NEF, IMG_0001.CR2); camera raw photos need converting to JPEG or PNG first"
+    )
+
+
 def test_jpegs_named_jfif_or_jpe_are_images(tmp_path):
     # What a browser on Windows calls the photos it saves: JPEGs, not files to ignore.
     root = write_tree(

@@ -32,6 +32,11 @@ IMAGE_EXTENSIONS = frozenset(
 )
 # Photo formats Pillow cannot read by itself: a folder's files of these are named with the fix.
 CONVERT_FIRST = {".heic": "HEIC", ".heif": "HEIF", ".avif": "AVIF", ".dng": "DNG raw"}
+# And a camera's own raw files, as a photographer's folders hold them beside or instead of
+# JPEGs: Canon, Nikon, Sony, Fujifilm, Olympus, Panasonic, Pentax.
+CONVERT_FIRST |= dict.fromkeys(
+    (".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef"), "camera raw"
+)
 
 
 # The brand of an ISO media file (its "ftyp" box, bytes 8-12) for the photo formats above:
