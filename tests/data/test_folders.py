@@ -530,6 +530,19 @@ def test_a_folder_looked_through_to_its_one_folder_says_whose_folders_are_the_cl
     assert not any("the only folder" in n for n in load_dataset(str(photos / "cats")).train.notes)
 
 
+def test_a_split_folder_found_inside_is_not_looked_through_to_its_one_class(tmp_path):
+    # photos/ holds train/ alone, which holds one class folder, cats/, of photos by year:
+    # a training set of one class, said so, not one of the classes 2019 and 2020.
+    photos = tmp_path / "photos"
+    write_tree(photos / "train" / "cats", {"2019": [noise(0)], "2020": [noise(1)]})
+    with pytest.raises(DataError, match=r"train: every training image is of one class \(cats\)"):
+        load_dataset(str(photos))
+    # As Kaggle's archives unpack, a split inside a folder of its own name is looked through.
+    kaggle = tmp_path / "kaggle"
+    write_tree(kaggle / "seg_train" / "seg_train", {"a": [noise(2)], "b": [noise(3)]})
+    assert load_dataset(str(kaggle)).class_names == ["a", "b"]
+
+
 def _pixels(path):
     return torch.from_numpy(read_image(path))
 

@@ -334,10 +334,16 @@ def _holds_classes(folder: Path) -> bool:
 
 
 def find_root(folder: Path) -> Path:
-    """Look through folders that hold nothing but one sub-folder with sub-folders of its own."""
+    """Look through folders that hold nothing but one sub-folder with sub-folders of its own;
+    not past a split folder found inside (``photos/train/``), whose one sub-folder is a class
+    (``train/cats/``) unless it is named for the same split (``seg_train/seg_train/``)."""
+    given = folder
     while True:
         dirs = _visible_dirs(folder)
         if len(dirs) != 1 or _direct_images(folder) or not _visible_dirs(dirs[0]):
+            return folder
+        role = named_role(folder.name) if folder != given else None
+        if role and named_role(dirs[0].name) != role:
             return folder
         folder = dirs[0]
 
@@ -521,8 +527,9 @@ def folder_splits(
     resize: str = "squash",
     max_side: int | None = None,
 ) -> tuple[dict[str, Callable[[], ImageSet | StreamingSet]], list[str]]:
-    """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes."""
-    root = find_root(root)
+    """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes.
+
+    ``root`` is the tree's top as ``find_root`` finds it from the folder given."""
     split_dirs = _split_folders(root)
     notes = []
     if split_dirs:
