@@ -321,6 +321,21 @@ def test_split_folders_named_by_their_last_word_and_wrapped_in_their_own_name(tm
     assert load_dataset(str(trains)).class_names == ["bullet_train", "tram"]
 
 
+def test_images_beside_the_split_folders_are_said_to_be_ignored(tmp_path):
+    # photos/train, photos/test and two photos beside them, in no split: left out, and said
+    # so, as images beside class folders are.
+    root = tmp_path / "photos"
+    for split, seed in (("train", 0), ("test", 10)):
+        write_tree(root / split, {"cat": [noise(seed)], "dog": [noise(seed + 1)]})
+    for i in range(2):
+        noise(20 + i).save(root / f"stray{i}.jpg")
+    data = load_dataset(str(root))
+    assert (len(data.train), len(data.val)) == (2, 2)
+    assert f"2 images directly in {root} ignored: not in a split's class folder" in (
+        data.train.notes
+    )
+
+
 def test_class_folder_named_train_is_a_class(tmp_path):
     root = write_tree(tmp_path / "vehicles", {"train": [noise(0)], "tram": [noise(1)]})
     data = load_dataset(str(root))

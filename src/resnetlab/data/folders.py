@@ -537,6 +537,12 @@ def folder_splits(
         ignored = [d.name for d in _visible_dirs(root) if d not in used]
         if ignored:
             notes.append(f"folders in {root} other than the splits ignored: {', '.join(ignored)}")
+        if loose := _direct_images(root):  # as a class-folder layout says of its loose images
+            n = len(loose)
+            notes.append(
+                f"{n} image{'s' if n != 1 else ''} directly in {root} ignored: not in a split's "
+                "class folder"
+            )
     else:
         split_dirs = {"all": root}
     if len(split_dirs) == 1:
