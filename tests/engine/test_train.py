@@ -182,8 +182,12 @@ def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, monkeypatch):
         (photos / f"c{k}").mkdir(parents=True)
         Image.new("RGB", (8, 8), colour).save(photos / f"c{k}" / "0.png")
     monkeypatch.chdir(photos)
-    with pytest.raises(resnetlab.ResnetlabError, match="is inside the data folder"):
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
         train(**{**FAST, "data": "."})
+    assert str(caught.value) == (
+        f"the default run folder, in runs/, is inside the data folder {photos}; the run's "
+        "figures would become training images: give --out outside it"
+    )
     assert sorted(p.name for p in photos.iterdir()) == ["c0", "c1"]
 
 

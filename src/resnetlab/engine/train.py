@@ -204,7 +204,7 @@ class Trainer:
         if self.dist.is_main:
             if not resume:
                 run_dir = Path(c.out) if c.out else None
-                _check_outside_data(run_dir or Path(RUNS_ROOT), [c.data, c.val_data])
+                _check_outside_data(run_dir, [c.data, c.val_data])
                 if run_dir is None:  # runs started in the same second each get their own
                     made = _missing_folders(Path(RUNS_ROOT))
                     run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
@@ -1241,12 +1241,15 @@ def _check_untrained(run_dir: Path) -> None:
         )
 
 
-def _check_outside_data(run_dir: Path, data: list[str | None]) -> None:
-    """Figures written into a data folder would be read as images by the next run."""
-    if spec := data_folder_holding(run_dir, data):
+def _check_outside_data(run_dir: Path | None, data: list[str | None]) -> None:
+    """Figures written into a data folder would be read as images by the next run.
+    ``run_dir``: ``--out``, or None for the default, a folder in ``RUNS_ROOT``."""
+    if spec := data_folder_holding(run_dir or Path(RUNS_ROOT), data):
+        where = f"--out {run_dir}" if run_dir else f"the default run folder, in {RUNS_ROOT}/,"
+        fix = "choose a folder outside it" if run_dir else "give --out outside it"
         raise ResnetlabError(
-            f"--out {run_dir} is inside the data folder {spec}; the run's figures would "
-            "become training images: choose a folder outside it"
+            f"{where} is inside the data folder {spec}; the run's figures would become "
+            f"training images: {fix}"
         )
 
 
