@@ -24,69 +24,97 @@ from keras import layers
 TF_KERAS_VERSION = b"2.15.0"
 
 
-def identity_block(x, f: int, filters: list[int], stage: int, block: str):
-    conv_name_base = f"res{stage}{block}_branch"
-    bn_name_base = f"bn{stage}{block}_branch"
+def identity_block(x, f: int, filters: list[int], stage: int, block: str, named: bool = True):
+    conv_name_base = f"res{stage}{block}_branch" if named else None
+    bn_name_base = f"bn{stage}{block}_branch" if named else None
     f1, f2, f3 = filters
     shortcut = x
-    x = layers.Conv2D(f1, (1, 1), strides=(1, 1), padding="valid", name=conv_name_base + "2a")(x)
-    x = layers.BatchNormalization(axis=3, name=bn_name_base + "2a")(x)
+    x = layers.Conv2D(
+        f1, (1, 1), strides=(1, 1), padding="valid", name=_join(conv_name_base, "2a")
+    )(x)
+    x = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "2a"))(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, (f, f), strides=(1, 1), padding="same", name=conv_name_base + "2b")(x)
-    x = layers.BatchNormalization(axis=3, name=bn_name_base + "2b")(x)
+    x = layers.Conv2D(f2, (f, f), strides=(1, 1), padding="same", name=_join(conv_name_base, "2b"))(
+        x
+    )
+    x = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "2b"))(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, (1, 1), strides=(1, 1), padding="valid", name=conv_name_base + "2c")(x)
-    x = layers.BatchNormalization(axis=3, name=bn_name_base + "2c")(x)
+    x = layers.Conv2D(
+        f3, (1, 1), strides=(1, 1), padding="valid", name=_join(conv_name_base, "2c")
+    )(x)
+    x = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "2c"))(x)
     x = layers.Add()([x, shortcut])
     return layers.Activation("relu")(x)
 
 
-def convolutional_block(x, f: int, filters: list[int], stage: int, block: str, s: int = 2):
-    conv_name_base = f"res{stage}{block}_branch"
-    bn_name_base = f"bn{stage}{block}_branch"
+def convolutional_block(
+    x, f: int, filters: list[int], stage: int, block: str, s: int = 2, named: bool = True
+):
+    conv_name_base = f"res{stage}{block}_branch" if named else None
+    bn_name_base = f"bn{stage}{block}_branch" if named else None
     f1, f2, f3 = filters
     shortcut = x
-    x = layers.Conv2D(f1, (1, 1), strides=(s, s), padding="valid", name=conv_name_base + "2a")(x)
-    x = layers.BatchNormalization(axis=3, name=bn_name_base + "2a")(x)
+    x = layers.Conv2D(
+        f1, (1, 1), strides=(s, s), padding="valid", name=_join(conv_name_base, "2a")
+    )(x)
+    x = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "2a"))(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, (f, f), strides=(1, 1), padding="same", name=conv_name_base + "2b")(x)
-    x = layers.BatchNormalization(axis=3, name=bn_name_base + "2b")(x)
+    x = layers.Conv2D(f2, (f, f), strides=(1, 1), padding="same", name=_join(conv_name_base, "2b"))(
+        x
+    )
+    x = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "2b"))(x)
     x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, (1, 1), strides=(1, 1), padding="valid", name=conv_name_base + "2c")(x)
-    x = layers.BatchNormalization(axis=3, name=bn_name_base + "2c")(x)
+    x = layers.Conv2D(
+        f3, (1, 1), strides=(1, 1), padding="valid", name=_join(conv_name_base, "2c")
+    )(x)
+    x = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "2c"))(x)
     shortcut = layers.Conv2D(
-        f3, (1, 1), strides=(s, s), padding="valid", name=conv_name_base + "1"
+        f3, (1, 1), strides=(s, s), padding="valid", name=_join(conv_name_base, "1")
     )(shortcut)
-    shortcut = layers.BatchNormalization(axis=3, name=bn_name_base + "1")(shortcut)
+    shortcut = layers.BatchNormalization(axis=3, name=_join(bn_name_base, "1"))(shortcut)
     x = layers.Add()([x, shortcut])
     return layers.Activation("relu")(x)
 
 
-def seed_resnet50(input_shape=(64, 64, 3), classes: int = 6) -> keras.Model:
+def _join(base: str | None, part: str) -> str | None:
+    return None if base is None else base + part
+
+
+def seed_resnet50(input_shape=(64, 64, 3), classes: int = 6, *, named: bool = True) -> keras.Model:
     """The course's ``ResNet50(input_shape, classes)``, with Keras's automatic layer names
-    (``input_layer``, ``activation_1``...) counted from zero whatever was built before."""
+    (``input_layer``, ``activation_1``...) counted from zero whatever was built before.
+
+    ``named=False`` builds it as the course's current notebook does: no layer named (Keras
+    numbers them, here from where the notebook's block tests left the count: ``conv2d_4``
+    on) and the average pool left at Keras's default padding, 'valid'.
+    """
     keras.backend.clear_session()
+    if not named:  # the notebook tests its blocks before it builds the model
+        convolutional_block(layers.Input((4, 4, 3)), 2, [2, 2, 4], stage=0, block="", named=False)
     x_input = layers.Input(input_shape)
     x = layers.ZeroPadding2D((3, 3))(x_input)
-    x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv1")(x)
-    x = layers.BatchNormalization(axis=3, name="bn_conv1")(x)
+    x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv1" if named else None)(x)
+    x = layers.BatchNormalization(axis=3, name="bn_conv1" if named else None)(x)
     x = layers.Activation("relu")(x)
     x = layers.MaxPooling2D((3, 3), strides=(2, 2))(x)
-    x = convolutional_block(x, 3, [64, 64, 256], stage=2, block="a", s=1)
+    x = convolutional_block(x, 3, [64, 64, 256], stage=2, block="a", s=1, named=named)
     for block in "bc":
-        x = identity_block(x, 3, [64, 64, 256], stage=2, block=block)
-    x = convolutional_block(x, 3, [128, 128, 512], stage=3, block="a", s=2)
+        x = identity_block(x, 3, [64, 64, 256], stage=2, block=block, named=named)
+    x = convolutional_block(x, 3, [128, 128, 512], stage=3, block="a", s=2, named=named)
     for block in "bcd":
-        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block)
-    x = convolutional_block(x, 3, [256, 256, 1024], stage=4, block="a", s=2)
+        x = identity_block(x, 3, [128, 128, 512], stage=3, block=block, named=named)
+    x = convolutional_block(x, 3, [256, 256, 1024], stage=4, block="a", s=2, named=named)
     for block in "bcdef":
-        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=block)
-    x = convolutional_block(x, 3, [512, 512, 2048], stage=5, block="a", s=2)
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=block, named=named)
+    x = convolutional_block(x, 3, [512, 512, 2048], stage=5, block="a", s=2, named=named)
     for block in "bc":
-        x = identity_block(x, 3, [512, 512, 2048], stage=5, block=block)
-    x = layers.AveragePooling2D((2, 2), padding="same", name="avg_pool")(x)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block=block, named=named)
+    if named:
+        x = layers.AveragePooling2D((2, 2), padding="same", name="avg_pool")(x)
+    else:
+        x = layers.AveragePooling2D(pool_size=(2, 2))(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(classes, activation="softmax", name=f"fc{classes}")(x)
+    x = layers.Dense(classes, activation="softmax", name=f"fc{classes}" if named else None)(x)
     return keras.Model(inputs=x_input, outputs=x, name="ResNet50")
 
 

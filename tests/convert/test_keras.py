@@ -132,6 +132,60 @@ def test_every_layout_gives_the_keras_models_probabilities(name, files64, keras6
     assert probs64.max() - probs64.min() > 0.05  # the weights make a difference
 
 
+@pytest.fixture(scope="module")
+def course64():
+    """The model as the course's current notebook builds it: no layer named, and the
+    average pool at Keras's default padding, 'valid'."""
+    keras.utils.set_random_seed(2)
+    model = seed_resnet50((64, 64, 3), 6, named=False)
+    randomize(model, 2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def course_files64(course64, tmp_path_factory):
+    return write_files(course64, tmp_path_factory.mktemp("keras") / "course64", LAYOUTS)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_unnamed_layers_are_matched_in_the_order_they_were_built(
+    name, course64, course_files64, x64
+):
+    names = [layer.name for layer in course64.layers if layer.weights]
+    # Numbered from where the notebook's block tests left off, past 9: conv2d_10 sorts
+    # before conv2d_4 as text.
+    assert names[:2] == ["conv2d_4", "batch_normalization_4"]
+    assert names[-1] == "dense"
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
+    report = load_keras_h5(model, course_files64[name])
+    assert report.matched_by_order
+    assert report.architecture_checked == (name in WITH_ARCHITECTURE)
+    assert "107 layers (unnamed, matched in the order they were built)" in report.describe()
+    probs = keras_probabilities(course64, x64)
+    assert np.abs(resnetlab_probabilities(model, x64) - probs).max() < 1e-5
+    assert probs.max() - probs.min() > 0.05  # the weights make a difference
+
+
+def test_errors_about_unnamed_layers_give_the_files_name_and_the_seeds(
+    course_files64, target64, tmp_path
+):
+    path = edited_copy(
+        course_files64["tf-keras2-weights"],
+        tmp_path / "bad.h5",
+        reshape_kernel("conv2d_6", (3, 3, 64, 32)),
+    )
+    with pytest.raises(
+        ResnetlabError,
+        match=r"layer conv2d_6 \(the seed's res2a_branch2b\) in .* has a kernel of shape "
+        r"\(3, 3, 64, 32\), the model expects \(3, 3, 64, 64\)$",
+    ):
+        load_keras_h5(target64, path)
+    with pytest.raises(
+        ResnetlabError, match=r"classes \(its classifier dense \(the seed's fc6\)\)"
+    ):
+        convert_keras(course_files64["keras3-archive"], tmp_path / "m.safetensors", num_classes=3)
+
+
 def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, probs64, tmp_path):
     # tf.keras 2 splits an attribute too large for one HDF5 object header (64 KiB) into
     # layer_names0, layer_names1, ...; a long enough list of layers gets there.
@@ -397,8 +451,8 @@ def add_dropout(layer_list, _):
             r"bn_conv1 has epsilon=1.001e-05, the seed's 0.001",
         ),
         (
-            set_option("avg_pool", "padding", "valid"),
-            r"avg_pool has padding='valid', the seed's 'same'",
+            set_option("avg_pool", "pool_size", [3, 3]),
+            r"avg_pool has pool_size=\(3, 3\), the seed's \(2, 2\)",
         ),
         (
             set_option("fc6", "activation", "sigmoid"),
@@ -412,6 +466,25 @@ def test_an_architecture_that_is_not_the_seeds(files64, target64, tmp_path, edit
     path = edited_copy(files64["keras3-h5"], tmp_path / "other.h5", edit)
     with pytest.raises(ResnetlabError, match=r"other.h5 is not the seed's ResNet50 .*" + message):
         load_keras_h5(target64, path)
+
+
+def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_path):
+    # 64x64 inputs leave a 2x2 map, which 'valid' and 'same' pool alike.
+    even = edited_copy(
+        files64["keras3-h5"], tmp_path / "even.h5", set_option("avg_pool", "padding", "valid")
+    )
+    load_keras_h5(resnetlab.create_model("resnet50_keras", num_classes=6), even)
+    # 96x96 inputs leave a 3x3 map: 'valid' drops its last row and column.
+    odd = edited_copy(
+        files96["keras3-h5"], tmp_path / "odd.h5", set_option("avg_pool", "padding", "valid")
+    )
+    model = resnetlab.create_model("resnet50_keras", num_classes=3, input_size=96)
+    with pytest.raises(
+        ResnetlabError,
+        match=r"odd.h5 is not the seed's ResNet50 .*: its layer avg_pool has padding='valid', "
+        r"which pools the 3x3 last feature map to 1x1; the seed's 'same' gives 2x2$",
+    ):
+        load_keras_h5(model, odd)
 
 
 def test_a_keras3_weights_file_without_layer_names(files64, target64, tmp_path):

@@ -24,7 +24,11 @@ Layouts, told apart by what is inside the file rather than by its name:
 Layers are matched by the seed's names (``conv1``, ``bn_conv1``, ``res2a_branch2a``,
 ``bn2a_branch1``... ``fc6``), weights by the last part of their name, with or without the
 ``:0`` suffix; the scope part is ignored because Keras on TensorFlow 1 renamed it
-(``conv1_1/kernel:0``) when a notebook built the model twice.
+(``conv1_1/kernel:0``) when a notebook built the model twice. The course's current notebook
+names no layer: a file whose 107 layers with weights all have Keras's automatic names
+(``conv2d_7``, ``batch_normalization_7``, ``dense``) has them matched in the order Keras
+numbered them, which is the order the notebook builds them in (each block's main path,
+then its shortcut), as the seed's are; the shapes of every weight are checked after.
 
 Tensors change layout on the way: conv kernels (kh, kw, in, out) -> (out, in, kh, kw);
 Dense kernels (in, out) -> (out, in); BatchNormalization gamma, beta, moving_mean,
@@ -45,8 +49,8 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +103,8 @@ _SEED_LAYER_CLASSES = {
     "Flatten",
     "Dense",
 }
+# Keras's automatic layer names, numbered in the order the layers were built.
+_AUTO_NAME = re.compile(r"(conv2d|batch_normalization|dense)(?:_(\d+))?")
 _NOT_SEED = "is not the seed's ResNet50 (the deeplearning.ai course's)"
 _SEED_LAYERS = 107  # layers with weights: 53 Conv2D, 53 BatchNormalization, 1 Dense
 
@@ -121,6 +127,8 @@ class KerasImportReport:
             for weights-only files.
         architecture_checked: whether the file held an architecture that was checked
             layer by layer against the seed's (strides, padding, epsilon, pooling...).
+        matched_by_order: whether the file's layers had Keras's automatic names
+            (``conv2d_7``...) and were matched to the seed's in the order they were built.
     """
 
     path: Path
@@ -133,13 +141,15 @@ class KerasImportReport:
     input_size: int
     file_input_size: int | None
     architecture_checked: bool
+    matched_by_order: bool = False
 
     def describe(self) -> str:
         """One line for people: the file, its layout and what was loaded."""
         version = f", Keras {self.keras_version}" if self.keras_version else ""
+        order = " (unnamed, matched in the order they were built)" if self.matched_by_order else ""
         return (
-            f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.layers_loaded} layers, "
-            f"{self.tensors_loaded} tensors, {self.values_loaded:,} values; "
+            f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.layers_loaded} "
+            f"layers{order}, {self.tensors_loaded} tensors, {self.values_loaded:,} values; "
             f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs"
         )
 
@@ -153,6 +163,13 @@ class _KerasFile:
     layers: dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array
     config_layers: list[dict[str, Any]] | None  # the model config's layer list, in order
     keras_version: str | None
+    # The seed's name -> the file's own, for layers matched by order (Keras's automatic names).
+    own_names: dict[str, str] = field(default_factory=dict)
+
+    def label(self, name: str) -> str:
+        """A layer as the file names it, with the seed's name when they differ."""
+        own = self.own_names.get(name)
+        return f"{own} (the seed's {name})" if own else name
 
     @cached_property
     def input_size(self) -> int | None:
@@ -246,13 +263,15 @@ def read_keras_model(
     if num_classes is not None and num_classes != file_classes:
         raise ResnetlabError(
             f"{keras_file.path} has {file_classes} classes (its classifier "
-            f"{keras_file.classifier}) but --num-classes is {num_classes}; drop the flag or "
+            f"{keras_file.label(keras_file.classifier)}) but --num-classes is {num_classes}; "
+            f"drop the flag or "
             f"convert the file that has {num_classes}"
         )
     if class_names is not None and len(class_names) != file_classes:
         raise ResnetlabError(
             f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
-            f"classes (its classifier {keras_file.classifier}); give one name per class"
+            f"classes (its classifier {keras_file.label(keras_file.classifier)}); give one "
+            f"name per class"
         )
     size = _choose_input_size(keras_file, input_size)
     model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
@@ -319,6 +338,10 @@ def convert_keras(
 
 
 def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
+    return _name_unnamed_layers(_read_keras_layout(path))
+
+
+def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
     path = Path(path)
     if path.is_dir():
         raise ResnetlabError(
@@ -485,6 +508,61 @@ def _keras_version(attrs: h5py.AttributeManager) -> str | None:
     return _attr_text(attrs, "keras_version")
 
 
+@cache
+def _seed_build_order() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The seed's Conv2D and BatchNormalization layer names, in the order it builds them."""
+    with torch.device("meta"):  # names only: no memory, no initialisation
+        model = create_model("resnet50_keras")
+    names = model.keras_layer_names()
+    kinds = {name: _keras_kind(model.get_submodule(module)) for module, name in names.items()}
+    convs = tuple(name for name, kind in kinds.items() if kind == "Conv2D")
+    norms = tuple(name for name, kind in kinds.items() if kind == "BatchNormalization")
+    return convs, norms
+
+
+def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
+    """Give the seed's names to a model built without names (the course's current notebook).
+
+    Keras numbers the layers of each class as they are built (``conv2d``, ``conv2d_1``...,
+    from wherever the session's count stood), so their numbers give the order the seed's
+    names follow. Anything else (a name of another kind, other counts) is left as it is,
+    for the checks that follow to refuse.
+    """
+    built: dict[str, list[tuple[int, str]]] = {"conv2d": [], "batch_normalization": [], "dense": []}
+    for name in keras_file.layers:
+        match = _AUTO_NAME.fullmatch(name)
+        if match is None:
+            return keras_file
+        built[match[1]].append((int(match[2] or 0), name))
+    convs, norms = _seed_build_order()
+    if (len(built["conv2d"]), len(built["batch_normalization"]), len(built["dense"])) != (
+        len(convs),
+        len(norms),
+        1,
+    ):
+        return keras_file
+    dense = built["dense"][0][1]
+    kernel = keras_file.layers[dense].get("kernel")
+    if kernel is None or kernel.ndim != 2:
+        return keras_file
+    seed_names = {dense: f"fc{kernel.shape[1]}"}
+    for kind, names in (("conv2d", convs), ("batch_normalization", norms)):
+        in_order = [name for _, name in sorted(built[kind])]
+        seed_names |= dict(zip(in_order, names, strict=True))
+    config_layers = keras_file.config_layers
+    if config_layers is not None:
+        config_layers = [
+            layer | {"name": seed_names.get(layer["name"], layer["name"])}
+            for layer in config_layers
+        ]
+    return replace(
+        keras_file,
+        layers={seed_names[name]: weights for name, weights in keras_file.layers.items()},
+        config_layers=config_layers,
+        own_names={seed: own for own, seed in seed_names.items()},
+    )
+
+
 # Checking ---------------------------------------------------------------------------------
 
 
@@ -536,11 +614,13 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None) -> int:
     sizes = [s for s in range(5, 64 * (final + 2)) if keras_feature_sizes(s)["avgpool"] == final]
     if dense_inputs != 2048 * final**2 or not sizes:
         raise ResnetlabError(
-            f"{keras_file.path} {_NOT_SEED}: its classifier {keras_file.classifier} takes "
+            f"{keras_file.path} {_NOT_SEED}: its classifier "
+            f"{keras_file.label(keras_file.classifier)} takes "
             f"{dense_inputs} inputs, not 2048 per position of the last feature map"
         )
     raise ResnetlabError(
-        f"{keras_file.path} holds weights only, and its classifier {keras_file.classifier} "
+        f"{keras_file.path} holds weights only, and its classifier "
+        f"{keras_file.label(keras_file.classifier)} "
         f"takes {dense_inputs} inputs: a {final}x{final} last feature map, from inputs of "
         f"{sizes[0]} to {sizes[-1]} pixels; give the size it was trained at with --input-size"
     )
@@ -601,6 +681,7 @@ def _check_architecture(
     """Check a saved architecture against the seed's: what the weights alone cannot show."""
     path = keras_file.path
     layers = keras_file.config_layers or []
+    last_map = keras_feature_sizes(model.input_size)["stage5"]
     for layer in layers:
         name, kind, config = layer["name"], layer["class_name"], layer["config"]
         if kind not in _SEED_LAYER_CLASSES:
@@ -612,13 +693,18 @@ def _check_architecture(
             want = _keras_kind(module)
             if kind != want:
                 raise ResnetlabError(
-                    f"{path} {_NOT_SEED}: its layer {name} is a {kind}, not a {want}"
+                    f"{path} {_NOT_SEED}: its layer {keras_file.label(name)} is a {kind}, "
+                    f"not a {want}"
                 )
-            problem = _layer_problem(kind, config, module, is_stem=module is model.conv1)
+            problem = _layer_problem(
+                kind, config, module, is_stem=module is model.conv1, last_map=last_map
+            )
         else:
-            problem = _layer_problem(kind, config, None, is_stem=False)
+            problem = _layer_problem(kind, config, None, is_stem=False, last_map=last_map)
         if problem:
-            raise ResnetlabError(f"{path} {_NOT_SEED}: its layer {name} {problem}")
+            raise ResnetlabError(
+                f"{path} {_NOT_SEED}: its layer {keras_file.label(name)} {problem}"
+            )
     counts = Counter(layer["class_name"] for layer in layers)
     counts["Activation"] += counts.pop("ReLU", 0)
     blocks = sum(len(stage) for stage in model.stages)
@@ -638,9 +724,12 @@ def _check_architecture(
 
 
 def _layer_problem(
-    kind: str, config: dict[str, Any], module: nn.Module | None, *, is_stem: bool
+    kind: str, config: dict[str, Any], module: nn.Module | None, *, is_stem: bool, last_map: int
 ) -> str | None:
-    """What in a layer's config differs from the seed's, or None."""
+    """What in a layer's config differs from the seed's, or None.
+
+    ``last_map`` is the side of the last feature map, which the average pool reads.
+    """
     if config.get("data_format", "channels_last") not in ("channels_last", None):
         return f"uses data_format={config['data_format']}, the seed channels_last"
     checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, seed's value)
@@ -686,10 +775,20 @@ def _layer_problem(
             ("padding", config.get("padding", "valid"), "valid"),
         ]
     elif kind == "AveragePooling2D":
+        # The course's current notebook keeps Keras's default 'valid', which pools a map of
+        # even side exactly as 'same' does; on an odd side it leaves out the last row and
+        # column, where 'same' averages them alone.
+        padding = config.get("padding", "valid")
+        if padding == "valid" and last_map % 2:
+            return (
+                f"has padding='valid', which pools the {last_map}x{last_map} last feature map "
+                f"to {last_map // 2}x{last_map // 2}; the seed's 'same' gives "
+                f"{-(-last_map // 2)}x{-(-last_map // 2)}"
+            )
         checks += [
             ("pool_size", _pair(config.get("pool_size", 2)), (2, 2)),
             ("strides", _pair(config.get("strides") or config.get("pool_size", 2)), (2, 2)),
-            ("padding", config.get("padding", "valid"), "same"),
+            ("padding", padding, "valid" if padding == "valid" else "same"),
         ]
     for setting, have, want in checks:
         if have != want:
@@ -738,6 +837,7 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
         input_size=model.input_size,
         file_input_size=keras_file.input_size,
         architecture_checked=keras_file.config_layers is not None,
+        matched_by_order=bool(keras_file.own_names),
     )
 
 
@@ -752,7 +852,8 @@ def _convert_layer(
     shapes = _keras_shapes(module)
     if set(weights) != set(shapes):
         raise ResnetlabError(
-            f"layer {keras_name} in {path} holds {', '.join(weights)}; the seed's {kind} "
+            f"layer {keras_file.label(keras_name)} in {path} holds {', '.join(weights)}; the "
+            f"seed's {kind} "
             f"{keras_name} has {', '.join(shapes)}"
         )
     out = {}
@@ -764,7 +865,8 @@ def _convert_layer(
             )
         if not np.issubdtype(value.dtype, np.floating):
             raise ResnetlabError(
-                f"{weight} of layer {keras_name} in {path} is {value.dtype}, not floating point"
+                f"{weight} of layer {keras_file.label(keras_name)} in {path} is {value.dtype}, "
+                f"not floating point"
             )
         tensor = torch.from_numpy(np.ascontiguousarray(value))
         if kind == "Conv2D" and weight == "kernel":
@@ -784,7 +886,8 @@ def _shape_mismatch(
     want: tuple[int, ...],
 ) -> str:
     message = (
-        f"layer {keras_name} in {keras_file.path} has a {weight} of shape {_shape(value.shape)}, "
+        f"layer {keras_file.label(keras_name)} in {keras_file.path} has a {weight} of shape "
+        f"{_shape(value.shape)}, "
         f"the model expects {_shape(want)}"
     )
     if keras_name != keras_file.classifier or weight != "kernel" or value.ndim != 2:
