@@ -417,6 +417,20 @@ def test_another_keras_model_is_not_the_seed(target64, tmp_path):
         load_keras_h5(target64, tmp_path / "other.h5")
 
 
+def test_a_keras_applications_resnet_says_what_to_use_instead(tmp_path):
+    keras.backend.clear_session()
+    model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=6)
+    model.save(tmp_path / "resnet50.keras")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"resnet50.keras is a ResNet of keras.applications \(conv1_conv, "
+        r"conv2_block1_1_conv, ...\), not the course's ResNet50, and does not convert: .*; "
+        r"for ImageNet weights, train --model resnet50 --pretrained torchvision$",
+    ):
+        convert_keras(tmp_path / "resnet50.keras", tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def edit_config(edit):
     def apply(f):
         config = json.loads(f.attrs["model_config"])

@@ -106,6 +106,8 @@ _SEED_LAYER_CLASSES = {
 # Keras's automatic layer names, numbered in the order the layers were built.
 _AUTO_NAME = re.compile(r"(conv2d|batch_normalization|dense)(?:_(\d+))?")
 _NOT_SEED = "is not the seed's ResNet50 (the deeplearning.ai course's)"
+# keras.applications' ResNet, ResNet-v2 (conv1_conv, conv2_block1_1_conv, ...).
+_KERAS_APPLICATIONS_RESNET = re.compile(r"conv\d_block\d+_(\d|preact)_(conv|bn)")
 _SEED_LAYERS = 107  # layers with weights: 53 Conv2D, 53 BatchNormalization, 1 Dense
 
 
@@ -571,6 +573,14 @@ def _check_looks_like_seed(keras_file: _KerasFile) -> None:
     names = list(keras_file.layers)
     seed_like = [n for n in names if _SEED_NAME.fullmatch(n)]
     if 2 * len(seed_like) < max(_SEED_LAYERS, len(names)):
+        if "conv1_conv" in names and any(map(_KERAS_APPLICATIONS_RESNET.fullmatch, names)):
+            raise ResnetlabError(
+                f"{keras_file.path} is a ResNet of keras.applications (conv1_conv, "
+                f"conv2_block1_1_conv, ...), not the course's ResNet50, and does not convert: "
+                f"it is built otherwise (BN epsilon 1.001e-5, a padded max pool, global "
+                f"average pooling); for ImageNet weights, train --model resnet50 --pretrained "
+                f"torchvision"
+            )
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         raise ResnetlabError(
             f"{keras_file.path} {_NOT_SEED}: it has {len(names)} layers with weights "
