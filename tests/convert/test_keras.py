@@ -383,6 +383,23 @@ def test_a_file_that_is_not_hdf5(target64, tmp_path):
         load_keras_h5(target64, path)
 
 
+@pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights", "keras3-archive"])
+def test_a_file_cut_short_says_so(name, files64, target64, tmp_path):
+    src = files64[name]
+    path = tmp_path / f"short{SUFFIX.get(name, '.h5')}"
+    path.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    size = f"{path.stat().st_size:,} of {src.stat().st_size:,} bytes"
+    what = (
+        r"a zip archive, as .keras files are, without its end" if name == "keras3-archive" else size
+    )
+    with pytest.raises(
+        ResnetlabError,
+        match=rf"short\S* is cut short \({what}\), as a copy or download that stopped leaves "
+        r"it; copy it again$",
+    ):
+        load_keras_h5(target64, path)
+
+
 def test_a_folder_or_a_missing_file_is_named_as_such(target64, tmp_path):
     with pytest.raises(ResnetlabError, match=r"is a folder; give the Keras model file in it"):
         load_keras_h5(target64, tmp_path)

@@ -354,6 +354,13 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
         raise ResnetlabError(f"Keras file not found: {path}")
     if zipfile.is_zipfile(path):
         return _read_keras_archive(path)
+    with open(path, "rb") as f:
+        zip_start = f.read(4) == b"PK\x03\x04"
+    if zip_start:  # a zip's directory is at its end: a zip without one was cut short
+        raise ResnetlabError(
+            f"{path} is cut short (a zip archive, as .keras files are, without its end), as a "
+            "copy or download that stopped leaves it; copy it again"
+        )
     if not h5py.is_hdf5(path):
         raise ResnetlabError(
             f"{path} is not an HDF5 file (nor a .keras archive); give a file written by "
@@ -408,6 +415,13 @@ def _open_h5(source: Path | io.BytesIO, path: Path) -> Iterator[h5py.File]:
     try:
         f = h5py.File(source, "r")
     except OSError as e:
+        short = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", str(e))
+        if short:
+            size, needed = int(short[1]), int(short[2])
+            raise ResnetlabError(
+                f"{path} is cut short ({size:,} of {needed:,} bytes), as a copy or download "
+                "that stopped leaves it; copy it again"
+            ) from None
         raise ResnetlabError(f"cannot read {path} as HDF5 ({e})") from None
     with f:
         yield f
