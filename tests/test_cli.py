@@ -112,6 +112,29 @@ def test_a_pattern_that_matches_no_model_is_an_error(capsys):
     assert "no model matches 'resnt*'; did you mean resnet" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("pattern", "hint"),
+    [
+        ("wide", "'*wide*' matches wide_resnet50_2, wide_resnet101_2\n"),
+        ("keras", "'*keras*' matches resnet50_keras\n"),
+        (
+            "ResNet50*",
+            "'resnet50*' matches resnet50, resnet50c, resnet50d, resnet50s, resnet50_keras\n",
+        ),
+        (
+            "resnet",
+            "'*resnet*' matches resnet18, resnet34, resnet50, resnet101, resnet152, "
+            "resnet18d, ...\n",
+        ),
+    ],
+)
+def test_a_word_or_a_capitalised_pattern_is_answered_with_the_glob_that_matches(
+    pattern, hint, capsys
+):
+    assert main(["models", pattern]) == 2
+    assert capsys.readouterr().err == f"error: no model matches {pattern!r}; {hint}"
+
+
 def test_the_choice_lists_come_from_the_configuration():
     from resnetlab.engine import CHOICES
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import fnmatch
 import gc
 import json
 import os
@@ -87,6 +88,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _close_models(pattern: str) -> str:
     from .models import list_models
 
+    # A word alone (`models wide`) is taken as a search, and names are lower case: say
+    # which glob finds what was meant.
+    glob = pattern.lower() if any(c in pattern for c in "*?[") else f"*{pattern.lower()}*"
+    found = [name for name in list_models() if fnmatch.fnmatchcase(name, glob)]
+    if found:
+        shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
+        return f"'{glob}' matches {shown}"
     stem = pattern.strip("*?[]")
     close = difflib.get_close_matches(stem, list_models(), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
