@@ -621,3 +621,15 @@ def test_a_keras_file_is_a_pretrained_source(files64, x64, probs64):
     # The file says which model it holds: that is what the error names.
     with pytest.raises(ResnetlabError, match="holds a resnet50_keras, not a resnet50; "):
         resnetlab.create_model("resnet50", pretrained=path)
+
+
+def test_a_run_from_a_keras_file_without_model_trains_the_keras_model(files64):
+    """A Keras file holds the course's model, as a model file holds its own: without
+    --model the run builds it, not the default resnet20 that the weights cannot fit."""
+    from resnetlab.engine.config import resolve_config
+
+    for path in (files64["keras3-h5"], files64["keras3-archive"], files64["keras3-weights"]):
+        config = resolve_config(pretrained=path, data="digits")
+        assert (config.model, config.recipe) == ("resnet50_keras", "finetune"), path
+    given = resolve_config(pretrained=files64["keras3-h5"], data="digits", model="resnet18")
+    assert given.model == "resnet18"  # a --model given stays; the weights then name theirs

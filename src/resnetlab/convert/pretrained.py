@@ -374,9 +374,10 @@ def _check_served(
 
 
 def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
-    """The model (and its options) that a run folder, a resnetlab model file or a named
-    source (``timm:resnet50.a1_in1k``, ``torchvision:ResNet18_Weights.IMAGENET1K_V1``) says
-    its weights are for; None for other sources (a bare state dict, ``torchvision`` alone),
+    """The model (and its options) that a run folder, a resnetlab model file, a Keras file
+    (the course's ``resnet50_keras``) or a named source (``timm:resnet50.a1_in1k``,
+    ``torchvision:ResNet18_Weights.IMAGENET1K_V1``) says its weights are for; None for
+    other sources (a bare state dict, ``torchvision`` alone),
     and for a path that is not one of them (the run reports that when it reads the
     weights)."""
     text = os.fspath(source)
@@ -386,6 +387,8 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
     if text.startswith("torchvision:"):
         return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
     path = Path(text).expanduser()
+    if path.suffix.lower() in KERAS_SUFFIXES and path.is_file():
+        return "resnet50_keras", {}  # the one model a Keras file converts to
     file = path / "best.safetensors" if path.is_dir() else path
     if file.suffix.lower() != ".safetensors" or not file.is_file():
         return None

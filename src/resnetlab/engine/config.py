@@ -577,8 +577,8 @@ def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any
 
 
 def _model_of_weights(values: dict[str, Any]) -> None:
-    """No model named, weights from a run, a resnetlab model file or a named timm or
-    torchvision source: their model, built with their options (unless options are
+    """No model named, weights from a run, a resnetlab model file, a Keras file or a named
+    timm or torchvision source: their model, built with their options (unless options are
     given)."""
     from ..convert.pretrained import declared_model
 
