@@ -362,6 +362,26 @@ def test_a_named_source_says_its_model_so_a_run_without_model_trains_it(tmp_path
     )
 
 
+def test_a_model_file_of_a_model_this_version_lacks_is_named_with_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from resnetlab.engine.config import resolve_config
+
+    path = tmp_path / "newer.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    meta = resnetlab.read_model_meta(path)
+    meta.model = "resnet9"
+    save_file(load_file(str(path)), str(path), metadata={"resnetlab": meta.to_json()})
+    # Not declared as the run's model (there is none to build), and read in one line.
+    assert resolve_config(pretrained=path, data="digits").model == "resnet20"
+    with pytest.raises(
+        ResnetlabError,
+        match=rf"^{re.escape(str(path))} holds a model this resnetlab cannot build "
+        r"\(unknown model 'resnet9'.*\); a newer resnetlab wrote it, or the file was edited$",
+    ):
+        resolve_pretrained(path, "resnet8")
+
+
 def test_unknown_and_missing_sources_are_one_line(tmp_path):
     with pytest.raises(ResnetlabError, match=r"pretrained weights not found: .*nope\.pth"):
         resolve_pretrained(tmp_path / "nope.pth", "resnet18")

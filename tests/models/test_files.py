@@ -1,4 +1,5 @@
 import os
+import re
 import stat
 
 import pytest
@@ -108,6 +109,31 @@ def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
 
     save_file(load_file(str(path)), str(path), metadata={"resnetlab": meta.to_json()})
     with pytest.raises(ResnetlabError, match="does not match its model resnet32"):
+        resnetlab.load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"model": "resnet9"}, r"unknown model 'resnet9'"),
+        ({"model_kwargs": {"shortcut": "Z"}}, r"resnet20: unknown shortcut 'Z'"),
+    ],
+    ids=["model", "option"],
+)
+def test_a_model_or_option_this_version_lacks_names_the_file(tmp_path, change, says):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet20"), path)
+    meta = resnetlab.read_model_meta(path)
+    for key, value in change.items():
+        setattr(meta, key, value)
+    from safetensors.torch import load_file
+
+    save_file(load_file(str(path)), str(path), metadata={"resnetlab": meta.to_json()})
+    with pytest.raises(
+        ResnetlabError,
+        match=rf"^{re.escape(str(path))} holds a model this resnetlab cannot build "
+        rf"\({says}.*\); a newer resnetlab wrote it, or the file was edited$",
+    ):
         resnetlab.load_model(path)
 
 

@@ -60,6 +60,7 @@ from ..models.files import (
     EXPORT_KINDS,
     META_KEY,
     cut_short,
+    model_skeleton,
     other_format,
     read_model_meta,
 )
@@ -399,6 +400,8 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
         meta = read_model_meta(file)
     except (SafetensorError, OSError, ValueError, ResnetlabError):
         return None
+    if meta.model not in list_models():
+        return None  # reading the weights names the file and the model this version lacks
     return meta.model, dict(meta.model_kwargs)
 
 
@@ -469,6 +472,7 @@ def _from_safetensors(path: Path, source: str) -> PretrainedWeights:
 
 def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
     meta = read_model_meta(path)
+    model_skeleton(path, meta)  # a model or option this version lacks: named with the file
     where = f"the run {path.parent.name}" if kind == "run" else path.name
     return PretrainedWeights(
         source=source,

@@ -147,8 +147,9 @@ def _triple(value: Any, low: float, high: float) -> bool:
 def meta_problem(data: Any) -> str | None:
     """What is wrong with a model file's metadata (parsed JSON), or None if it fits the schema.
 
-    The schema: ``model`` a registered name; ``model_kwargs`` an object of constructor
-    options (JSON scalars or lists of them; not ``num_classes``); ``num_classes`` an integer
+    The schema: ``model`` a name (whether this version has it, building the model says);
+    ``model_kwargs`` an object of constructor options (JSON scalars or lists of them; not
+    ``num_classes``); ``num_classes`` an integer
     in 1..``MAX_CLASSES``; ``input_size`` an integer in ``MIN_INPUT_SIZE``..``MAX_INPUT_SIZE``
     (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
     three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``resize``
@@ -492,14 +493,27 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     return model.to(device).eval()
 
 
+def model_skeleton(path: str | os.PathLike, meta: ModelMeta) -> nn.Module:
+    """The model file's model built on the meta device, which allocates nothing; a model or
+    option this version lacks (a newer resnetlab's file, or an edited one) is named with
+    the file."""
+    try:
+        with torch.device("meta"):
+            return create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
+    except ResnetlabError as e:
+        raise ResnetlabError(
+            f"{path} holds a model this resnetlab cannot build ({e}); a newer resnetlab "
+            "wrote it, or the file was edited"
+        ) from None
+
+
 def _check_shapes(path: str | os.PathLike, meta: ModelMeta) -> None:
     """The file's tensors have the names and shapes of its model's state dict.
 
     Checked on a model built on the meta device, which allocates nothing: metadata that
     asks for a model far larger than its weights fails here, not in the allocator.
     """
-    with torch.device("meta"):
-        skeleton = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
+    skeleton = model_skeleton(path, meta)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     try:
         with safe_open(str(path), framework="pt") as f:
