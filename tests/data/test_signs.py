@@ -1,3 +1,5 @@
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -92,6 +94,34 @@ def test_custom_prefix_row_labels_and_float_pixels(tmp_path):
 def test_missing_keys_lists_the_keys_found(tmp_path):
     path = _write_h5(tmp_path / "odd.h5", images=np.zeros((2, 4, 4, 3)), targets=np.zeros(2))
     with pytest.raises(DataError, match=r"odd\.h5: no image data found.*has images, targets"):
+        load_dataset(str(path))
+
+
+def _keras_model_h5(f):  # model.save('x.h5'): the weights under model_weights/
+    f.create_group("model_weights").create_group("conv1")
+
+
+def _tf_keras2_weights(f):  # save_weights('x.h5'): layer groups listed by an attribute
+    f.attrs["layer_names"] = [b"conv1"]
+    f.create_group("conv1")
+
+
+def _keras3_weights(f):  # save_weights('x.weights.h5')
+    f.create_group("layers")
+    f.create_group("vars")
+
+
+@pytest.mark.parametrize("write", [_keras_model_h5, _tf_keras2_weights, _keras3_weights])
+def test_a_keras_model_file_given_as_data_is_named_as_one(tmp_path, write):
+    path = tmp_path / "ResNet50.h5"
+    with h5py.File(path, "w") as f:
+        write(f)
+    with pytest.raises(
+        DataError,
+        match=rf"^{re.escape(str(path))} is a Keras model file, not a data set; give the "
+        rf"images as the data, and start from the model with --pretrained "
+        rf"{re.escape(str(path))}$",
+    ):
         load_dataset(str(path))
 
 

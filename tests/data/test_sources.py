@@ -240,3 +240,29 @@ def test_loading_digits_leaves_pythons_random_state_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    keras_file = tmp_path / "model.keras"
+    with zipfile.ZipFile(keras_file, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"")
+    weights = tmp_path / "weights.pth"
+    torch.save({"w": torch.zeros(1)}, weights)
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (4, 4)).save(image)
+    for path, kind in [
+        (keras_file, "a Keras model (.keras)"),
+        (weights, "a PyTorch weights file (torch.save), which --pretrained takes"),
+        (image, "an image"),
+    ]:
+        with pytest.raises(
+            DataError,
+            match=rf"^{re.escape(str(path))} is {re.escape(kind)}, not a data set: expected an "
+            r"\.h5 file, an image folder",
+        ):
+            load_dataset(str(path))

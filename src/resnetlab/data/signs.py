@@ -48,9 +48,16 @@ def h5_prefixes(path: Path) -> list[str]:
     """The ``<prefix>`` of every ``<prefix>_set_x`` / ``<prefix>_set_y`` pair in the file."""
     with _open(path) as f:
         keys = sorted(f.keys())
+        # model.save('x.h5'), tf.keras 2's save_weights('x.h5'), Keras 3's 'x.weights.h5'
+        keras = "model_weights" in f or "layer_names" in f.attrs or {"layers", "vars"} <= {*f}
     prefixes = [
         m["prefix"] for k in keys if (m := _X_KEY.match(k)) and f"{m['prefix']}_set_y" in keys
     ]
+    if not prefixes and keras:
+        raise DataError(
+            f"{path} is a Keras model file, not a data set; give the images as the data, and "
+            f"start from the model with --pretrained {path}"
+        )
     if not prefixes:
         raise DataError(
             f"{path}: no image data found: expected datasets <split>_set_x and <split>_set_y "

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError, DataWarning, ResnetlabError, count_argument, path_argument
+from ..models.files import other_format
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
@@ -166,9 +167,11 @@ def _open_path(
     given: Path | None = path  # the user's own folder; an archive's copy is not
     if path.is_file():
         if not is_archive(path):
+            kind = other_format(path)  # a model, an export or a checkpoint given as data
             raise DataError(
-                f"{path}: not a data set: expected an .h5 file, an image folder, a "
-                "cifar-10-batches-bin folder, or a .tar.gz/.zip of a folder"
+                f"{f'{path} is {kind}, not a data set' if kind else f'{path}: not a data set'}"
+                ": expected an .h5 file, an image folder, a cifar-10-batches-bin folder, or a "
+                ".tar.gz/.zip of a folder"
             )
         done = extraction_folder(path, root).is_dir()
         notes.append(
