@@ -184,6 +184,17 @@ def test_errors_about_unnamed_layers_give_the_files_name_and_the_seeds(
         ResnetlabError, match=r"classes \(its classifier dense \(the seed's fc6\)\)"
     ):
         convert_keras(course_files64["keras3-archive"], tmp_path / "m.safetensors", num_classes=3)
+    # Unnamed, but a layer short: the counts are what can be said.
+    path = edited_copy(
+        course_files64["tf-keras2-weights"], tmp_path / "short.h5", drop_layer("conv2d_20")
+    )
+    with pytest.raises(
+        ResnetlabError,
+        match=r"short.h5 is not the seed's ResNet50 .*: its layers have the names Keras makes "
+        r"up \(.*\), and it has 52 Conv2D, 53 BatchNormalization and 1 Dense layers, where "
+        r"the seed has 53, 53 and 1$",
+    ):
+        load_keras_h5(target64, path)
 
 
 def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, probs64, tmp_path):

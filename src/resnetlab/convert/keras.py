@@ -541,8 +541,8 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
 
     Keras numbers the layers of each class as they are built (``conv2d``, ``conv2d_1``...,
     from wherever the session's count stood), so their numbers give the order the seed's
-    names follow. Anything else (a name of another kind, other counts) is left as it is,
-    for the checks that follow to refuse.
+    names follow. A file with other names is left as it is, for the checks that follow; one
+    with only automatic names but other counts of layers is refused with those counts.
     """
     built: dict[str, list[tuple[int, str]]] = {"conv2d": [], "batch_normalization": [], "dense": []}
     for name in keras_file.layers:
@@ -551,12 +551,18 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
             return keras_file
         built[match[1]].append((int(match[2] or 0), name))
     convs, norms = _seed_build_order()
-    if (len(built["conv2d"]), len(built["batch_normalization"]), len(built["dense"])) != (
-        len(convs),
-        len(norms),
-        1,
-    ):
+    counts = (len(built["conv2d"]), len(built["batch_normalization"]), len(built["dense"]))
+    if not keras_file.layers:
         return keras_file
+    if counts != (len(convs), len(norms), 1):
+        shown = ", ".join(list(keras_file.layers)[:4]) + (
+            ", ..." if len(keras_file.layers) > 4 else ""
+        )
+        raise ResnetlabError(
+            f"{keras_file.path} {_NOT_SEED}: its layers have the names Keras makes up "
+            f"({shown}), and it has {counts[0]} Conv2D, {counts[1]} BatchNormalization and "
+            f"{counts[2]} Dense layers, where the seed has {len(convs)}, {len(norms)} and 1"
+        )
     dense = built["dense"][0][1]
     kernel = keras_file.layers[dense].get("kernel")
     if kernel is None or kernel.ndim != 2:
