@@ -257,6 +257,19 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     )
 
 
+def test_a_data_set_file_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
+    import h5py
+
+    signs = tmp_path / "test_signs.h5"
+    with h5py.File(signs, "w") as f:
+        f["test_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)
+    assert main(["predict", str(model_file), str(signs)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {signs} is an HDF5 file, not an image; the images of a data set file are "
+        f"scored with: resnetlab eval MODEL_FILE --data {signs}\n"
+    )
+
+
 def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(
     model_file, digit_folder, tmp_path, capsys
 ):

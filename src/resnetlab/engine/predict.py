@@ -20,6 +20,7 @@ from torch import nn
 from ..data import DeviceLoader, read_image
 from ..data.decode import READ_ERRORS, format_to_convert, unreadable_image
 from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
+from ..data.sources import H5_SUFFIXES
 from ..errors import DataWarning, ResnetlabError, count_argument, path_argument
 from ..models import ModelMeta
 from .distributed import resolve_device
@@ -175,6 +176,11 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
         return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
+        if os.path.splitext(str(name))[1].lower() in H5_SUFFIXES:  # SIGNS's file, say
+            raise ResnetlabError(
+                f"{name} is an HDF5 file, not an image; the images of a data set file are "
+                f"scored with: resnetlab eval MODEL_FILE --data {name}"
+            ) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise ResnetlabError(
                 f"{name}: {photo} photos cannot be read here; convert it to JPEG or PNG first"
