@@ -5,6 +5,7 @@ module; the files it is saved to are shared by the tests, which edit copies of t
 """
 
 import json
+import re
 import shutil
 
 import h5py
@@ -457,6 +458,25 @@ def test_a_keras_applications_resnet_says_what_to_use_instead(tmp_path):
     ):
         convert_keras(tmp_path / "resnet50.keras", tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("name", ["outer.keras", "outer.weights.h5", "outer.h5"])
+def test_a_model_nested_in_another_is_refused_in_every_layout(target64, tmp_path, name):
+    layers = keras.layers
+    inner = keras.Sequential(
+        [keras.Input((8, 8, 3)), layers.Conv2D(2, 3, name="conv1"), layers.Conv2D(2, 3)]
+    )
+    outer = keras.Sequential([keras.Input((8, 8, 3)), layers.RandomFlip(), inner])
+    if name.endswith(".weights.h5"):
+        outer.save_weights(tmp_path / name)
+    else:
+        outer.save(tmp_path / name)
+    with pytest.raises(
+        ResnetlabError,
+        match=rf"layer \S+ in .*{re.escape(name)} .*a model nested in another cannot "
+        r"be converted, save the inner model itself$",
+    ):
+        load_keras_h5(target64, tmp_path / name)
 
 
 def edit_config(edit):

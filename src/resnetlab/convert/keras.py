@@ -455,6 +455,11 @@ def _read_keras3_layers(f: h5py.File, path: Path) -> dict[str, dict[str, np.ndar
     """Layers of the Keras 3 weights layout, named by the ``name`` attribute of ``vars``."""
     layers = {}
     for key, group in f["layers"].items():
+        if isinstance(group, h5py.Group) and isinstance(group.get("layers"), h5py.Group):
+            raise ResnetlabError(
+                f"layer {key} in {path} is a model of its own; a model nested in another "
+                f"cannot be converted, save the inner model itself"
+            )
         variables = group.get("vars") if isinstance(group, h5py.Group) else None
         if not isinstance(variables, h5py.Group) or len(variables) == 0:
             continue  # a layer without weights (activation, pooling...)
