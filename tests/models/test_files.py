@@ -137,6 +137,21 @@ def test_a_model_or_option_this_version_lacks_names_the_file(tmp_path, change, s
         resnetlab.load_model(path)
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".onnx", ".pt2", ".h5", ".keras"])
+def test_a_path_with_another_formats_suffix_is_not_written(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    with pytest.raises(
+        ResnetlabError,
+        match=rf"^{re.escape(str(path))}: not written: a model file is a \.safetensors file, "
+        rf"and {re.escape(suffix)} names another format .*; write "
+        rf"{re.escape(str(tmp_path / 'model.safetensors'))}$",
+    ):
+        resnetlab.save_model(resnetlab.create_model("resnet8"), path)
+    assert not path.exists()
+    resnetlab.save_model(resnetlab.create_model("resnet8"), tmp_path / "model")  # no suffix
+    assert resnetlab.load_model(tmp_path / "model").meta.model == "resnet8"
+
+
 def test_model_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0o022)
     try:

@@ -263,6 +263,13 @@ def save_model(
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
     path = Path(path_argument(path, "the model file to write"))
+    if (suffix := path.suffix.lower()) in FILE_SUFFIXES and suffix != ".safetensors":
+        # Read back as what the suffix says (torch.load, an export, a Keras file), it fails.
+        raise ResnetlabError(
+            f"{path}: not written: a model file is a .safetensors file, and {suffix} names "
+            f"another format (torch.save's, an export's or Keras's); write "
+            f"{path.with_suffix('.safetensors')}"
+        )
     if isinstance(class_names, str):  # a string is a sequence, of its letters
         raise ResnetlabError(
             f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
