@@ -125,6 +125,22 @@ def test_a_named_layer_and_the_errors_for_bad_ones(trained_resnet8):
         class_activation_maps(trained_resnet8, x, method="gradcam+")
 
 
+def test_the_keras_models_layers_go_by_their_keras_names_too():
+    model = resnetlab.create_model("resnet50_keras", num_classes=6).eval()
+    assert find_layer(model, "res5c_branch2c") is model.layer4[2].conv3
+    assert find_layer(model, "bn_conv1") is model.bn1
+    x = torch.randn(1, 3, 64, 64)
+    ours = class_activation_maps(model, x, layer="res5c_branch2c")
+    same = class_activation_maps(model, x, layer="layer4.2.conv3")
+    assert torch.equal(ours.maps, same.maps)
+    with pytest.raises(
+        ResnetlabError,
+        match=r"\(or a module inside a block, e\.g\. layer4\.0\.conv1, or "
+        r"a Keras layer name, e\.g\. res5c_branch2c\)$",
+    ):
+        find_layer(model, "res5z_branch2c")
+
+
 def test_the_model_is_left_as_it_was():
     model = resnetlab.create_model("resnet8", num_classes=3)  # train mode
     for p in model.layer1.parameters():

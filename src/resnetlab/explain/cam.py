@@ -66,16 +66,23 @@ def layer_choices(model: nn.Module) -> list[str]:
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module called ``name``; an unknown name raises with the valid ones."""
-    module = dict(model.named_modules()).get(name) if name else None
+    """The module called ``name`` (for ``resnet50_keras`` also its Keras layer name, such as
+    ``res5c_branch2c``); an unknown name raises with the valid ones."""
+    modules = dict(model.named_modules())
+    module = modules.get(name) if name else None
+    keras_names = getattr(model, "keras_layer_names", None)
+    if module is None and keras_names is not None:
+        own = {keras: own for own, keras in keras_names().items()}.get(name)
+        module = modules.get(own) if own is not None else None
     if module is None:
         last = f"{default_layer(model)}." if hasattr(model, "num_stages") else ""
         convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
         example = next((n for n in convs if n.startswith(last)), "conv1")
+        keras = ", or a Keras layer name, e.g. res5c_branch2c" if keras_names is not None else ""
         raise ResnetlabError(
             f"no layer {name!r} in {getattr(model, 'model_name', type(model).__name__)}; "
             f"choose one of {', '.join(layer_choices(model))} (or a module inside a block, "
-            f"e.g. {example})"
+            f"e.g. {example}{keras})"
         )
     return module
 
