@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from resnetlab import ResnetlabError, create_model
 from resnetlab.cli import main
 from resnetlab.data import load_dataset, make_loader, split_stats
 from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
+from resnetlab.experiments.gradients import markdown
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,8 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
     md = (out / "gradients.md").read_text()
     assert "| plain14 | 14 |" in md and "first/fc (after 3 steps)" in md
     assert "- depth 14: the plain net's first/fc ratio is" in md and "after 3 steps than" in md
+    one = markdown(dataclasses.replace(result, steps=1))
+    assert "first/fc (after 1 step)" in one and "after 1 step than" in one
     # Run again: the runs are skipped and the same initial weights give the same norms.
     again = run_gradients("digits", (8, 14), **settings)
     assert [r["init"] for r in again.rows] == [r["init"] for r in result.rows]

@@ -32,6 +32,7 @@ from torch import nn
 from ..analysis.plots import plot_gradient_norms
 from ..data import load_dataset, make_loader, stratified_sample
 from ..engine import initial_model
+from ..engine.auto import count_of
 from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
@@ -164,7 +165,7 @@ def run_gradients(
                 "changed": r["changed"],
                 "stages": {
                     "at initialisation": r["init"],
-                    **({f"after {steps} steps": r["trained"]} if r["trained"] else {}),
+                    **({f"after {count_of(steps, 'step')}": r["trained"]} if r["trained"] else {}),
                 },
             }
             for r in rows
@@ -228,11 +229,11 @@ def markdown(result: GradientResult) -> str:
         "",
         f"Data `{result.settings['data']}`, one batch of {result.settings['probe_size']} "
         f"training images, cross-entropy loss, training-mode BN. Seed "
-        f"{result.settings['seed']}; {k} steps of recipe `{result.settings['recipe']}` "
+        f"{result.settings['seed']}; {count_of(k, 'step')} of recipe `{result.settings['recipe']}` "
         "between the two measurements.",
         "",
         "| model | weight layers | first (init) | fc (init) | first/fc (init) "
-        f"| first/fc (after {k} steps) | largest/smallest layer (init) |",
+        f"| first/fc (after {count_of(k, 'step')}) | largest/smallest layer (init) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result.rows:
@@ -259,7 +260,7 @@ def _comparison(rows: list[dict[str, Any]], steps: int, kind: Family) -> list[st
         ]
         if pair[False]["trained_ratio"] and pair[True]["trained_ratio"]:
             factor = pair[False]["trained_ratio"] / pair[True]["trained_ratio"]
-            parts.append(f"{_times(factor)} after {steps} steps")
+            parts.append(f"{_times(factor)} after {count_of(steps, 'step')}")
         lines.append(
             f"- depth {depth}: the {base}'s first/fc ratio is {' and '.join(parts)} "
             f"than the {changed}'s."
