@@ -611,6 +611,7 @@ def test_cli_converts_to_a_file_load_model_rebuilds(files64, x64, probs64, tmp_p
     [
         (["--num-classes", "10"], "has 6 classes (its classifier fc6) but --num-classes is 10"),
         (["--classes", "a,b,c"], "3 class names given but"),
+        (["--classes", "a b c d e f"], "give one name per class, separated by commas: a,b,c,d,e,f"),
         (["--classes", "a,,b,c,d,e"], "--classes has an empty name"),
         (["--input-size", "96"], "holds a model for 64x64 inputs but --input-size is 96"),
     ],

@@ -270,10 +270,12 @@ def read_keras_model(
             f"convert the file that has {num_classes}"
         )
     if class_names is not None and len(class_names) != file_classes:
+        words = " ".join(class_names).split()  # "0 1 2 3 4 5": names separated by spaces
+        hint = f": {','.join(words)}" if len(words) == file_classes else ""
         raise ResnetlabError(
             f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
             f"classes (its classifier {keras_file.label(keras_file.classifier)}); give one "
-            f"name per class"
+            f"name per class, separated by commas{hint}"
         )
     size = _choose_input_size(keras_file, input_size)
     model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
