@@ -590,6 +590,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"--cam needs the model's PyTorch weights, which {args.model_file} does not hold; "
             "give the .safetensors model file it was exported from"
         )
+    if args.cam:
+        _check_outside_inputs(Path(args.cam), args.images, "--cam")
     predictions = predict(model, args.images, top_k=args.top_k, device=args.device)
     if args.cam:
         from .explain import explain
@@ -690,8 +692,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.method and len(args.method) > 1:
         raise ResnetlabError("explain draws one --method at a time (several only with --check)")
     method = args.method[0] if args.method else "gradcam"
+    out = Path(args.out) if args.out else _unused_folder(Path("cams"))
+    _check_outside_inputs(out, args.images, "--out" if args.out else "the default --out")
     result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
-    written = result.save(args.out or _unused_folder(Path("cams")))
+    written = result.save(out)
     overlays = written[: len(result.sources)]
     rows = [
         {
@@ -714,6 +718,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     print("also wrote " + ", ".join(str(w) for w in written[len(overlays) :]))
     return 0
+
+
+def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
+    """Overlays are not written inside a folder of the images explained: the next run on that
+    folder would read them as its images (and train them as a class of their own)."""
+    from .data.folders import data_folder_holding
+
+    if folder := data_folder_holding(out, inputs):
+        fix = "a folder" if flag == "--cam" else "--out"
+        raise ResnetlabError(
+            f"{flag} {out} is inside {folder}, the folder of images explained: the overlays "
+            f"would be read as its images next time; give {fix} outside it"
+        )
 
 
 def _unused_folder(folder: Path) -> Path:

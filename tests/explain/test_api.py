@@ -1,5 +1,6 @@
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -83,6 +84,25 @@ def test_cli_without_out_never_writes_over_an_earlier_run(
     assert line.endswith("-> cams-2/0.png")
     assert (tmp_path / "cams" / "maps.npz").read_bytes() == first  # the first run's, as it was
     assert sorted(p.name for p in (tmp_path / "cams-2").iterdir()) == ["0.png", "maps.npz"]
+
+
+def test_overlays_are_never_written_inside_the_folder_explained(
+    model_file, image_folder, tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "photos"
+    shutil.copytree(image_folder, folder)
+    before = sorted(folder.rglob("*"))
+    monkeypatch.chdir(folder)  # the default ./cams would be one of its folders
+    says = "the folder of images explained: the overlays would be read as its images next time"
+    assert main(["explain", str(model_file), "."]) == 2
+    assert f"the default --out cams is inside ., {says}; give --out outside it" in (
+        capsys.readouterr().err
+    )
+    assert main(["explain", str(model_file), str(folder), "--out", str(folder / "a" / "x")]) == 2
+    assert says in capsys.readouterr().err
+    assert main(["predict", str(model_file), str(folder), "--cam", str(folder / "cams")]) == 2
+    assert f"{says}; give a folder outside it" in capsys.readouterr().err
+    assert sorted(folder.rglob("*")) == before  # nothing written
 
 
 def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, capsys):
