@@ -1,5 +1,6 @@
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -284,6 +285,31 @@ def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(
     assert [p["image"] for p in json.loads(out.out)] == [str(folder / p.name) for p in good]
     assert out.err.startswith(f"warning: {folder / 'broken.png'} is not a readable image")
     assert out.err.rstrip().endswith("; skipped") and out.err.count("\n") == 1
+
+
+def test_a_large_folder_is_decoded_and_classified_a_part_at_a_time(
+    model_file, digit_folder, tmp_path, monkeypatch
+):
+    folder = tmp_path / "mixed"
+    shutil.copytree(digit_folder / "3", folder)
+    (folder / "0010-broken.png").write_text("not an image")
+    with pytest.warns(DataWarning, match="0010-broken.png is not a readable image"):
+        whole = resnetlab.predict(model_file, [folder], top_k=2)
+    predict_module = sys.modules[resnetlab.predict.__module__]
+    seen = []
+    real = predict_module.class_probabilities
+    monkeypatch.setattr(predict_module, "DECODED_PART", 4)
+    monkeypatch.setattr(
+        predict_module,
+        "class_probabilities",
+        lambda model, images, *a, **k: seen.append(len(images)) or real(model, images, *a, **k),
+    )
+    with pytest.warns(DataWarning, match="0010-broken.png is not a readable image"):
+        parts = resnetlab.predict(model_file, [folder], top_k=2)
+    assert max(seen) == 4 and sum(seen) == len(whole)  # never more than a part decoded
+    assert [(p.source, p.label) for p in parts] == [(p.source, p.label) for p in whole]
+    for a, b in zip(parts, whole, strict=True):
+        assert [q for _, q in a.top] == pytest.approx([q for _, q in b.top], abs=1e-6)
 
 
 def test_windows_files_named_by_a_shell_glob_are_skipped(
