@@ -7,6 +7,7 @@ that file are skipped, so an interrupted experiment continues where it stopped. 
 the project root:
 
     python docs/finetuning/experiment.py signs --pretrained runs/cifar-r18 --seeds 0 1 2
+    python docs/finetuning/experiment.py length --pretrained runs/cifar-r18 --seeds 0 1 2
     python docs/finetuning/experiment.py keras --pretrained ResNet50.h5 --seeds 0
     python docs/finetuning/experiment.py table
 """
@@ -50,6 +51,48 @@ def signs_runs(pretrained: str, seeds: list[int]) -> list[dict]:
                         experiment="signs",
                         per_class=per_class,
                         start=start,
+                        seed=seed,
+                        args=args,
+                        eval_data=SIGNS_FOLDER,
+                    )
+                )
+    return runs
+
+
+# The finetune recipe's length on small sets: images per class -> {label: batch/epoch flags}.
+# "default" leaves both to the recipe; the others give what it chose before (batch 32, 10
+# epochs) and what a floor of 100 steps instead of 300 would choose.
+LENGTHS = {
+    10: {
+        "batch 32, 10 epochs (10 steps)": ["--batch-size", "32", "--epochs", "10"],
+        "batch 16, 34 epochs (102 steps)": ["--batch-size", "16", "--epochs", "34"],
+        "default": [],
+    },
+    30: {
+        "batch 32, 10 epochs (50 steps)": ["--batch-size", "32", "--epochs", "10"],
+        "batch 32, 20 epochs (100 steps)": ["--batch-size", "32", "--epochs", "20"],
+        "default": [],
+    },
+}
+
+
+def length_runs(pretrained: str, seeds: list[int]) -> list[dict]:
+    """resnet18 at 64x64 on a few SIGNS photos, fine-tuned from the given weights with the
+    ``finetune`` recipe for several lengths: the default and explicit batch and epochs."""
+    runs = []
+    for seed in seeds:
+        for per_class, lengths in LENGTHS.items():
+            for label, flags in lengths.items():
+                args = ["--model", "resnet18", "--data", SIGNS_FOLDER, "--input-size", "64"]
+                args += ["--subset", str(per_class * SIGNS_CLASSES), "--seed", str(seed)]
+                args += ["--pretrained", pretrained, *flags]
+                tag = "default" if not flags else "-".join(flags[1::2])
+                runs.append(
+                    dict(
+                        name=f"length-{per_class}-{tag}-{seed}",
+                        experiment="length",
+                        per_class=per_class,
+                        start=f"pretrained, {label}",
                         seed=seed,
                         args=args,
                         eval_data=SIGNS_FOLDER,
@@ -121,6 +164,7 @@ def run(spec: dict, out_root: Path) -> dict:
         **{k: spec.get(k) for k in ("name", "experiment", "per_class", "start", "recipe", "seed")},
         "command": "resnetlab train " + " ".join([*spec["args"], "--out", str(out)]),
         "train_images": summary["train_images"],
+        "batch_size": json.loads((out / "config.json").read_text())["batch_size"],
         "epochs": summary["epochs"],
         "steps": summary["steps"],
         "final_val_acc": summary["final_val_acc"],
@@ -148,6 +192,8 @@ def table() -> str:
         start = r["start"] + (f", --recipe {r['recipe']}" if r.get("recipe") else "")
         if r["experiment"] == "keras":
             start += f", {r['epochs']} epochs"
+        if r["experiment"] == "length" and start.endswith("default"):  # what it chose
+            start += f" (batch {r['batch_size']}, {r['epochs']} epochs, {r['steps']} steps)"
         groups.setdefault((r["experiment"], r["per_class"] or 10**9, start), []).append(r)
     lines = [
         "| experiment | images per class | start | runs | test accuracy | validation accuracy "
@@ -175,7 +221,7 @@ def _spread(rows: list[dict], key: str, scale: float = 100.0) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("signs", "keras", "table"))
+    parser.add_argument("experiment", choices=("signs", "length", "keras", "table"))
     parser.add_argument("--pretrained", help="the weights to start from")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=5, help="keras: epochs of every run")
@@ -187,6 +233,8 @@ def main() -> None:
         return
     if args.experiment == "signs":
         specs = signs_runs(args.pretrained, args.seeds)
+    elif args.experiment == "length":
+        specs = length_runs(args.pretrained, args.seeds)
     else:
         specs = keras_runs(args.pretrained, args.seeds, args.epochs, args.recipe)
     finished = done()

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -8,7 +9,9 @@ from resnetlab.engine.auto import (
     GUARD_START_STEPS,
     LossGuard,
     apply_auto,
+    apply_finetune,
     auto_recipe,
+    finetune_length,
     is_digit_like,
 )
 
@@ -211,3 +214,46 @@ def test_the_loss_guard_watches_its_window_and_resumes_where_it_was():
     for damaged in (None, [], {**guard.state_dict(), "wait": "soon"}, {"window": 3}):
         with pytest.raises(ValueError, match="loss guard state is damaged"):
             again.load_state_dict(damaged)
+
+
+# finetune: training images -> (batch, epochs); batch 32 halved until an epoch has two
+# steps, 10 epochs or as many as make 300 steps, at most 200.
+FINETUNE_TABLE = [
+    (1, (1, 200)),  # one image: one step an epoch, the epoch cap
+    (10, (4, 150)),  # 2 steps an epoch
+    (50, (16, 100)),  # 3 steps an epoch: 100 epochs (10 would be 30 steps)
+    (64, (32, 150)),
+    (100, (32, 100)),
+    (864, (32, 12)),  # 27 steps an epoch: 12 epochs make 324 steps
+    (1_000, (32, 10)),  # 31 steps an epoch: 10 epochs make 310
+    (1_000_000, (32, 10)),
+]
+
+
+@pytest.mark.parametrize(("images", "expected"), FINETUNE_TABLE)
+def test_finetune_length_is_a_function_of_the_image_count(images, expected):
+    assert finetune_length(images) == expected
+
+
+def test_finetune_fills_only_the_batch_and_length_and_says_why():
+    config = resolve_config(pretrained="torchvision", data="digits")
+    assert config.recipe == "finetune" and config.unset() == ["batch_size", "epochs"]
+    filled, line = apply_finetune(config, num_images=50)
+    assert (filled.batch_size, filled.epochs, filled.lr) == (16, 100, config.lr)
+    assert line == (
+        "recipe finetune: 50 images -> batch 16 (32, halved until an epoch has two steps), "
+        "300 steps (100 epochs; 10 epochs, at least 300 steps)"
+    )
+    # Given values win; the floor counts a given batch's steps.
+    filled, line = apply_finetune(dataclasses.replace(config, batch_size=8), num_images=50)
+    assert (filled.batch_size, filled.epochs) == (8, 50)
+    assert "batch 8 (given), 300 steps (50 epochs;" in line
+    filled, line = apply_finetune(dataclasses.replace(config, epochs=3), num_images=50)
+    assert (filled.batch_size, filled.epochs) == (16, 3)
+    assert line.endswith("9 steps (3 epochs; given)")
+    filled, _ = apply_finetune(dataclasses.replace(config, max_steps=20), num_images=50)
+    assert filled.epochs == 7
+    # Under torchrun the batch is per process and the images are shared.
+    filled, line = apply_finetune(config, num_images=200, world_size=2)
+    assert (filled.batch_size, filled.epochs) == (32, 100)
+    assert "batch 32 per process, 64 in all (32)" in line

@@ -149,6 +149,20 @@ def test_layer_lr_decay_gives_each_stage_its_rate():
         assert decay == (1e-4 if ndim > 1 else 0.0)  # none on BN and biases, as without decay
 
 
+def test_a_fine_tuning_run_on_a_few_images_takes_a_batch_that_leaves_none_out(
+    torchvision_file, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    args = ["--model", "resnet18", "--data", "digits", "--input-size", "32", "--subset", "40"]
+    args += ["--val-subset", "20", "--max-steps", "2", "--pretrained", str(torchvision_file)]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    log = " ".join((captured.out + captured.err).split())  # as one line, however wrapped
+    assert "recipe finetune: 40 images -> batch 16 (32, halved until an epoch has two steps)" in log
+    config = json.loads((out / "config.json").read_text())
+    assert (config["recipe"], config["batch_size"], config["epochs"]) == ("finetune", 16, 1)
+
+
 def test_pretrained_runs_default_to_the_finetune_recipe():
     assert resolve_config(pretrained="torchvision").recipe == "finetune"
     assert resolve_config(pretrained="torchvision", recipe="modern").recipe == "modern"

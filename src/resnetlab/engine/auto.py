@@ -68,6 +68,10 @@ WARMUP_FRACTION = 0.05
 MIN_WARMUP_STEPS = 100
 JITTER_FROM = 128  # pixels: scale/aspect jitter from this input size up, pad-and-crop below
 JITTER_MIN_AREA = 0.35
+# The finetune recipe's length and batch (finetune_length).
+FINETUNE_BATCH = 32
+FINETUNE_EPOCHS = 10
+FINETUNE_MIN_STEPS = 300
 GUARD_FACTOR = 1.75  # a smoothed training loss this many times its start is a blow-up
 GUARD_START_STEPS = 5  # the first steps' mean loss is the start (at least a uniform guess's)
 GUARD_SMOOTHING = 0.1  # the weight of each step in the moving average of the loss
@@ -232,6 +236,55 @@ def apply_auto(
     if c.scale_jitter is not None:
         given.add("crop_padding")
     return resolved, _describe(resolved, num_images, image_size, steps, given, world_size)
+
+
+def finetune_length(num_images: int, *, world_size: int = 1) -> tuple[int, int]:
+    """The ``finetune`` recipe's ``(batch size, epochs)`` for ``num_images`` training images.
+
+    ``FINETUNE_BATCH``, halved until an epoch has two steps (no image left out of every
+    epoch's one batch), and ``FINETUNE_EPOCHS`` epochs, or as many more as make
+    ``FINETUNE_MIN_STEPS`` optimizer steps (at most ``MAX_EPOCHS``): ten epochs of fifty
+    photos are ten steps, too few to fit even a new classifier.
+    """
+    per_process = max(1, num_images // world_size)
+    batch = FINETUNE_BATCH
+    while batch > 1 and batch > per_process // 2:
+        batch //= 2
+    steps_per_epoch = max(1, per_process // batch)
+    wanted = math.ceil(FINETUNE_MIN_STEPS / steps_per_epoch)
+    return batch, min(MAX_EPOCHS, max(FINETUNE_EPOCHS, wanted))
+
+
+def apply_finetune(
+    config: TrainConfig, *, num_images: int, world_size: int = 1
+) -> tuple[TrainConfig, str]:
+    """``config`` with the ``finetune`` recipe's batch size and epochs filled in where they
+    were left unset (``finetune_length``), and the line that says what they are and why;
+    ``--max-steps`` sets the length as it does for ``auto``."""
+    c = config
+    batch, epochs = finetune_length(num_images, world_size=world_size)
+    given_batch = c.batch_size is not None
+    batch = c.batch_size if given_batch else batch
+    steps_per_epoch = max(1, num_images // world_size // batch)
+    length = f"{FINETUNE_EPOCHS} epochs, at least {FINETUNE_MIN_STEPS} steps"
+    if c.max_steps is not None:
+        epochs, length = math.ceil(c.max_steps / steps_per_epoch), "given"
+    elif c.epochs is not None:
+        epochs, length = c.epochs, "given"
+    elif given_batch:  # the floor counts the given batch's steps
+        wanted = math.ceil(FINETUNE_MIN_STEPS / steps_per_epoch)
+        epochs = min(MAX_EPOCHS, max(FINETUNE_EPOCHS, wanted))
+    steps = c.max_steps or epochs * steps_per_epoch
+    rule = "given"
+    if not given_batch:
+        rule = f"{FINETUNE_BATCH}"
+        if batch < FINETUNE_BATCH:
+            rule += ", halved until an epoch has two steps"
+    line = (
+        f"recipe finetune: {num_images:,} images -> {_batch_words(batch, world_size)} "
+        f"({rule}), {count_of(steps, 'step')} ({count_of(epochs, 'epoch')}; {length})"
+    )
+    return dataclasses.replace(c, batch_size=batch, epochs=epochs), line
 
 
 def _describe(

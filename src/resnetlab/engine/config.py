@@ -151,13 +151,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Fine-tuning pretrained weights (the default with --pretrained): a tenth of modern's
     # rate and a short warm-up, so that the pretrained features are adjusted rather than
     # overwritten, small batches for small data sets, and a new classifier trained alone
-    # for the first epoch (head_epochs, see engine.finetune).
+    # for the first epoch (head_epochs, see engine.finetune). The batch (32, less for a
+    # very small set) and the length (10 epochs, more for a small set) are decided from the
+    # number of training images when the run starts (engine.auto.finetune_length).
     "finetune": dict(
         optimizer="sgd",
         lr=0.01,
         momentum=0.9,
         nesterov=True,
-        batch_size=32,
+        batch_size=None,
         weight_decay=1e-4,
         schedule="cosine",
         warmup_epochs=0.5,
@@ -165,7 +167,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         no_decay_norm_bias=True,
         crop_padding=4,
         flip=None,
-        epochs=10,
+        epochs=None,
     ),
 }
 # Earlier names of recipes, accepted on the command line, in config files and in the API.
@@ -185,7 +187,8 @@ def known_recipe(recipe: Any) -> str:
     return name
 
 
-# What the auto recipe leaves unset until it knows the data; only it may leave them unset.
+# What the auto recipe leaves unset until it knows the data; only it may leave them unset,
+# and finetune the batch size and length (DECIDED_FROM_DATA).
 AUTO_FIELDS = (
     "batch_size",
     "optimizer",
@@ -196,6 +199,8 @@ AUTO_FIELDS = (
     "crop_padding",
     "scale_jitter",
 )
+
+DECIDED_FROM_DATA = {"auto": AUTO_FIELDS, "finetune": ("batch_size", "epochs")}
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
@@ -340,9 +345,9 @@ class TrainConfig:
                 f"unknown resize {self.resize!r}; choose {_choices(RESIZE_MODES)}",
             ),
             (
-                self.recipe == "auto" or not self.unset(),
+                set(self.unset()) <= set(DECIDED_FROM_DATA.get(self.recipe, ())),
                 f"{', '.join(self.unset())} unset: only the auto recipe chooses "
-                "them from the data; give a value",
+                "them from the data (finetune: batch_size and epochs); give a value",
             ),
             (
                 self.epochs is None or self.epochs >= 1,

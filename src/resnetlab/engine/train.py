@@ -51,7 +51,7 @@ from ..storage import (
     remove_stale_temps,
     write_error,
 )
-from .auto import LossGuard, apply_auto, count_of, is_digit_like
+from .auto import LossGuard, apply_auto, apply_finetune, count_of, is_digit_like
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
@@ -450,11 +450,16 @@ class Trainer:
         self.calibration_loader = None  # made when first needed
 
     def _resolve_recipe(self, num_train: int) -> TrainConfig:
-        """The config with what the auto recipe leaves to the data filled in."""
+        """The config with what the auto (or finetune) recipe leaves to the data filled in."""
         self.auto_line = None
         self.lr_by_auto = self.config.recipe == "auto" and "lr" in self.config.unset()
-        if self.config.recipe != "auto" or not self.config.unset():
+        if not self.config.unset():
             return self.config
+        if self.config.recipe == "finetune":
+            config, self.auto_line = apply_finetune(
+                self.config, num_images=num_train, world_size=self.dist.world_size
+            )
+            return config
         config, self.auto_line = apply_auto(
             self.config,
             num_images=num_train,
