@@ -94,6 +94,14 @@ def test_a_wrong_choice_is_two_lines_with_the_close_one(capsys):
     assert "invalid choice 'Adam' (choose from sgd, adam, adamw); did you mean adam?" in err
 
 
+def test_convert_given_a_file_where_its_kind_goes_shows_the_command(capsys):
+    err = _error(capsys, ["convert", "ResNet50.h5", "out.safetensors"])
+    assert err.rstrip().endswith(
+        "invalid choice 'ResNet50.h5' (choose from keras); name the kind first: "
+        "resnetlab convert keras ResNet50.h5 ..."
+    )
+
+
 def test_an_unknown_command_suggests_the_close_one(capsys):
     err = _error(capsys, ["evall"])
     assert "did you mean eval?" in err

@@ -1325,6 +1325,8 @@ class _Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
             close += [c for c in choices if _spelling(c) == _spelling(str(value))]
             hint = f"; did you mean {close[-1]}?" if close else ""
+            if len(choices) == 1 and os.path.splitext(str(value))[1]:  # a file, kind left out
+                hint = f"; name the kind first: {self.prog} {choices[0]} {value} ..."
             raise argparse.ArgumentError(
                 action, f"invalid choice {value!r} (choose from {', '.join(choices)}){hint}"
             )
