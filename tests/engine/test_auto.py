@@ -241,7 +241,8 @@ def test_finetune_fills_only_the_batch_and_length_and_says_why():
     filled, line = apply_finetune(config, num_images=50)
     assert (filled.batch_size, filled.epochs, filled.lr) == (16, 100, config.lr)
     assert line == (
-        "recipe finetune: 50 images -> batch 16 (32, halved until an epoch has two steps), "
+        "recipe finetune: 50 images -> batch 16 (the recipe's 32, halved until an epoch has "
+        "two steps), "
         "300 steps (100 epochs; 10 epochs, at least 300 steps)"
     )
     # Given values win; the floor counts a given batch's steps.
@@ -256,4 +257,4 @@ def test_finetune_fills_only_the_batch_and_length_and_says_why():
     # Under torchrun the batch is per process and the images are shared.
     filled, line = apply_finetune(config, num_images=200, world_size=2)
     assert (filled.batch_size, filled.epochs) == (32, 100)
-    assert "batch 32 per process, 64 in all (32)" in line
+    assert "batch 32 per process, 64 in all (the recipe's 32)" in line

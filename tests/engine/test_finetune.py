@@ -158,7 +158,8 @@ def test_a_fine_tuning_run_on_a_few_images_takes_a_batch_that_leaves_none_out(
     assert main(["train", *args, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     log = " ".join((captured.out + captured.err).split())  # as one line, however wrapped
-    assert "recipe finetune: 40 images -> batch 16 (32, halved until an epoch has two steps)" in log
+    says = "recipe finetune: 40 images -> batch 16 (the recipe's 32, halved until an epoch"
+    assert f"{says} has two steps)" in log
     config = json.loads((out / "config.json").read_text())
     assert (config["recipe"], config["batch_size"], config["epochs"]) == ("finetune", 16, 1)
 

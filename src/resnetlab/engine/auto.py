@@ -250,9 +250,12 @@ def finetune_length(num_images: int, *, world_size: int = 1) -> tuple[int, int]:
     batch = FINETUNE_BATCH
     while batch > 1 and batch > per_process // 2:
         batch //= 2
-    steps_per_epoch = max(1, per_process // batch)
+    return batch, _finetune_epochs(max(1, per_process // batch))
+
+
+def _finetune_epochs(steps_per_epoch: int) -> int:
     wanted = math.ceil(FINETUNE_MIN_STEPS / steps_per_epoch)
-    return batch, min(MAX_EPOCHS, max(FINETUNE_EPOCHS, wanted))
+    return min(MAX_EPOCHS, max(FINETUNE_EPOCHS, wanted))
 
 
 def apply_finetune(
@@ -262,24 +265,20 @@ def apply_finetune(
     were left unset (``finetune_length``), and the line that says what they are and why;
     ``--max-steps`` sets the length as it does for ``auto``."""
     c = config
-    batch, epochs = finetune_length(num_images, world_size=world_size)
     given_batch = c.batch_size is not None
-    batch = c.batch_size if given_batch else batch
+    batch = c.batch_size if given_batch else finetune_length(num_images, world_size=world_size)[0]
     steps_per_epoch = max(1, num_images // world_size // batch)
     length = f"{FINETUNE_EPOCHS} epochs, at least {FINETUNE_MIN_STEPS} steps"
     if c.max_steps is not None:
         epochs, length = math.ceil(c.max_steps / steps_per_epoch), "given"
     elif c.epochs is not None:
         epochs, length = c.epochs, "given"
-    elif given_batch:  # the floor counts the given batch's steps
-        wanted = math.ceil(FINETUNE_MIN_STEPS / steps_per_epoch)
-        epochs = min(MAX_EPOCHS, max(FINETUNE_EPOCHS, wanted))
+    else:  # the floor counts the steps of the batch trained, given or not
+        epochs = _finetune_epochs(steps_per_epoch)
     steps = c.max_steps or epochs * steps_per_epoch
-    rule = "given"
-    if not given_batch:
-        rule = f"{FINETUNE_BATCH}"
-        if batch < FINETUNE_BATCH:
-            rule += ", halved until an epoch has two steps"
+    rule = "given" if given_batch else f"the recipe's {FINETUNE_BATCH}"
+    if batch < FINETUNE_BATCH and not given_batch:
+        rule += ", halved until an epoch has two steps"
     line = (
         f"recipe finetune: {num_images:,} images -> {_batch_words(batch, world_size)} "
         f"({rule}), {count_of(steps, 'step')} ({count_of(epochs, 'epoch')}; {length})"
