@@ -551,6 +551,8 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
     names follow. A file with other names is left as it is, for the checks that follow; one
     with only automatic names but other counts of layers is refused with those counts.
     """
+    if not keras_file.layers:
+        return keras_file
     built: dict[str, list[tuple[int, str]]] = {"conv2d": [], "batch_normalization": [], "dense": []}
     for name in keras_file.layers:
         match = _AUTO_NAME.fullmatch(name)
@@ -559,8 +561,6 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
         built[match[1]].append((int(match[2] or 0), name))
     convs, norms = _seed_build_order()
     counts = (len(built["conv2d"]), len(built["batch_normalization"]), len(built["dense"]))
-    if not keras_file.layers:
-        return keras_file
     if counts != (len(convs), len(norms), 1):
         shown = ", ".join(list(keras_file.layers)[:4]) + (
             ", ..." if len(keras_file.layers) > 4 else ""

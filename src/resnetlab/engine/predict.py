@@ -206,8 +206,8 @@ def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tenso
         The names of the images read (their paths; an open image its file's name, else
         ``image <i>``, its position in ``inputs``), and their pixels: uint8 (N, H, W, 3).
     """
-    parts = list(decoded_parts(inputs, meta, stacklevel=4))
-    return [n for names, _ in parts for n in names], torch.cat([images for _, images in parts])
+    [(names, images)] = decoded_parts(inputs, meta, stacklevel=4)  # one part: all of them
+    return names, images
 
 
 def decoded_parts(
