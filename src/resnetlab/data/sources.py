@@ -362,7 +362,7 @@ def load_dataset(
         if held_out in source.borrowed:
             val = _found_next_to(val, data)
         if held_out == "test":
-            val.notes = [*val.notes, TEST_VALIDATES_NOTE]
+            val = _with_notes(val, [TEST_VALIDATES_NOTE])
         used = f"the {held_out} split of {data}"
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
