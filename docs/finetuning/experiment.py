@@ -8,6 +8,7 @@ the project root:
 
     python docs/finetuning/experiment.py signs --pretrained runs/cifar-r18 --seeds 0 1 2
     python docs/finetuning/experiment.py length --pretrained runs/cifar-r18 --seeds 0 1 2
+    python docs/finetuning/experiment.py validation --pretrained runs/cifar-r18 --seeds 0 1 2
     python docs/finetuning/experiment.py keras --pretrained ResNet50.h5 --seeds 0
     python docs/finetuning/experiment.py table
 """
@@ -91,6 +92,30 @@ def length_runs(pretrained: str, seeds: list[int]) -> list[dict]:
                     dict(
                         name=f"length-{per_class}-{tag}-{seed}",
                         experiment="length",
+                        per_class=per_class,
+                        start=f"pretrained, {label}",
+                        seed=seed,
+                        args=args,
+                        eval_data=SIGNS_FOLDER,
+                    )
+                )
+    return runs
+
+
+def validation_runs(pretrained: str, seeds: list[int]) -> list[dict]:
+    """The ``length`` experiment's default runs, validated as the run decides (every few of
+    their short epochs) and every epoch (``--val-every 1``), one after the other."""
+    runs = []
+    for seed in seeds:
+        for per_class in LENGTHS:
+            for label, flags in (("default", []), ("--val-every 1", ["--val-every", "1"])):
+                args = ["--model", "resnet18", "--data", SIGNS_FOLDER, "--input-size", "64"]
+                args += ["--subset", str(per_class * SIGNS_CLASSES), "--seed", str(seed)]
+                args += ["--pretrained", pretrained, *flags]
+                runs.append(
+                    dict(
+                        name=f"validation-{per_class}-{'every' if flags else 'default'}-{seed}",
+                        experiment="validation",
                         per_class=per_class,
                         start=f"pretrained, {label}",
                         seed=seed,
@@ -197,15 +222,16 @@ def table() -> str:
         groups.setdefault((r["experiment"], r["per_class"] or 10**9, start), []).append(r)
     lines = [
         "| experiment | images per class | start | runs | test accuracy | validation accuracy "
-        "| training time | load average |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| training time | wall time | load average |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (experiment, per_class, start), rs in sorted(groups.items()):
         loads = [v for r in rs for v in (r["loadavg_before"], r["loadavg_after"])]
         lines.append(
             f"| {experiment} | {'all' if per_class == 10**9 else per_class} | {start} "
             f"| {len(rs)} | {_spread(rs, 'test_acc')}% | {_spread(rs, 'final_val_acc')}% "
-            f"| {_spread(rs, 'train_time_s', 1.0)} s | {min(loads):.1f}-{max(loads):.1f} |"
+            f"| {_spread(rs, 'train_time_s', 1.0)} s | {_spread(rs, 'wall_s', 1.0)} s "
+            f"| {min(loads):.1f}-{max(loads):.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -221,7 +247,7 @@ def _spread(rows: list[dict], key: str, scale: float = 100.0) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("signs", "length", "keras", "table"))
+    parser.add_argument("experiment", choices=("signs", "length", "validation", "keras", "table"))
     parser.add_argument("--pretrained", help="the weights to start from")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=5, help="keras: epochs of every run")
@@ -235,6 +261,8 @@ def main() -> None:
         specs = signs_runs(args.pretrained, args.seeds)
     elif args.experiment == "length":
         specs = length_runs(args.pretrained, args.seeds)
+    elif args.experiment == "validation":
+        specs = validation_runs(args.pretrained, args.seeds)
     else:
         specs = keras_runs(args.pretrained, args.seeds, args.epochs, args.recipe)
     finished = done()

@@ -325,6 +325,9 @@ TRAIN_HELP = {
     "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
     "(e.g. 0.91; time-to-accuracy runs)",
     "patience": "stop after N epochs without a better validation accuracy (early stopping)",
+    "val_every": "validate, and save the model and checkpoint, every N epochs and after the "
+    "last (default: every epoch; every few when an epoch trains fewer images than a "
+    "validation scores)",
     "clip_grad_norm": "clip the gradients' total norm to this (0: off)",
     "recalibrate_bn": "recompute BatchNorm statistics on up to ten training batches (at most "
     "512 images) before each validation (default: on; the running averages lag behind the "

@@ -13,6 +13,7 @@ from resnetlab.engine.auto import (
     auto_recipe,
     finetune_length,
     is_digit_like,
+    validation_interval,
 )
 
 # (images, image size, classes, model)
@@ -233,6 +234,26 @@ FINETUNE_TABLE = [
 @pytest.mark.parametrize(("images", "expected"), FINETUNE_TABLE)
 def test_finetune_length_is_a_function_of_the_image_count(images, expected):
     assert finetune_length(images) == expected
+
+
+# (training images an epoch, validation images, epochs) -> validate every this many epochs:
+# every epoch unless validation scores more images than an epoch trains; then every as many
+# epochs as train that many, leaving at least 10 validations.
+VALIDATION_TABLE = [
+    ((1_000, 250, 30), 1),  # the usual case: a held-out fifth
+    ((250, 250, 30), 1),
+    ((48, 216, 100), 5),  # 60 photos fine-tuned, batch 16: 3 steps of 16 an epoch
+    ((160, 216, 60), 2),
+    ((48, 216, 20), 2),  # 20 epochs: every 2, not 5, to leave 10 validations
+    ((48, 216, 9), 1),  # fewer than 10 epochs: every one
+    ((1, 1_000_000, 200), 20),
+    ((100, 0, 50), 1),  # no validation set
+]
+
+
+@pytest.mark.parametrize(("counts", "expected"), VALIDATION_TABLE)
+def test_validation_interval_is_a_function_of_the_image_counts(counts, expected):
+    assert validation_interval(*counts) == expected
 
 
 def test_finetune_fills_only_the_batch_and_length_and_says_why():

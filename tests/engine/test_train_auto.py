@@ -17,7 +17,7 @@ from resnetlab.engine.auto import LossGuard
 from resnetlab.engine.config import AUTO_FIELDS
 from resnetlab.engine.evaluate import EvalResult
 from resnetlab.engine.predict import predict
-from resnetlab.engine.report import RunLog
+from resnetlab.engine.report import RunLog, read_metrics
 from resnetlab.engine.train import Trainer
 
 
@@ -119,6 +119,86 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
         ]
         is False
     )
+
+
+# Digits at 8x8: 40 training images, 5 steps of 8 an epoch; 100 validation images.
+SHORT_EPOCHS = dict(data="digits", input_size=8, subset=40, val_subset=100, batch_size=8)
+
+
+def _validated_epochs(run_dir):
+    rows = [r for r in read_metrics(run_dir / "metrics.csv") if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))  # a row every epoch
+    return [r["epoch"] for r in rows if r["val_acc"] is not None]
+
+
+def test_short_epochs_validate_every_few_and_say_so(tmp_path, capsys):
+    # An epoch trains 40 images and a validation scores 100: every 3 epochs, and the last.
+    result = train(**SHORT_EPOCHS, epochs=31, out=str(tmp_path / "r"))
+    assert (
+        "validation every 3 epochs and after the last: an epoch trains 40 images, a "
+        "validation scores 100 (--val-every 1 validates every epoch)"
+    ) in capsys.readouterr().err
+    assert _validated_epochs(result.run_dir) == [*range(3, 31, 3), 31]
+    assert result.summary["val_every"] == 3
+    # Fewer than 10 validations that way: every epoch.
+    result = train(**SHORT_EPOCHS, epochs=9, out=str(tmp_path / "s"))
+    assert _validated_epochs(result.run_dir) == list(range(1, 10))
+    assert "validation every" not in capsys.readouterr().err
+
+
+def test_the_best_epoch_is_a_validated_one_and_patience_gets_its_validation(tmp_path, monkeypatch):
+    # --val-every 3 with --patience 2: epochs 3 and 6 are validated, and so are 5 and 7,
+    # where two epochs have passed since the best; 7 is no better than 5: the run stops.
+    accuracies = iter([0.5, 0.7, 0.6, 0.6])
+    validated = []
+
+    def scripted(model, loader, num_classes, autocast=None, observe=None):
+        acc = next(accuracies)
+        return EvalResult(1 - acc, acc, 10, torch.zeros(num_classes, num_classes, dtype=int))
+
+    monkeypatch.setattr(sys.modules[Trainer.__module__], "evaluate_loader", scripted)
+    monkeypatch.setattr(
+        Trainer, "_end_epoch", _recording(Trainer._end_epoch, validated), raising=True
+    )
+    result = train(**SHORT_EPOCHS, epochs=12, val_every=3, patience=2, out=str(tmp_path / "r"))
+    summary = result.summary
+    assert validated == [3, 5, 6, 7] == _validated_epochs(result.run_dir)
+    assert (summary["epochs"], summary["best_epoch"], summary["stopped_early"]) == (7, 5, True)
+    assert (
+        resnetlab.load_model(result.run_dir / "best.safetensors").meta.training["best_epoch"] == 5
+    )
+
+
+def _recording(end_epoch, epochs):
+    def wrapped(self, *args, **kwargs):
+        end_epoch(self, *args, **kwargs)
+        epochs.append(self.epoch)
+
+    return wrapped
+
+
+def test_a_run_stopped_between_validations_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    # Nothing is saved between validations; Ctrl-C after epoch 4 (of 7, validated at 3, 6
+    # and 7) saves where the run is, and the resumed run ends as the uninterrupted one.
+    common = dict(**SHORT_EPOCHS, epochs=7, val_every=3)
+    whole = train(**common, out=str(tmp_path / "whole"))
+    unvalidated = Trainer._end_unvalidated_epoch
+
+    def interrupted(self, train_stats):
+        unvalidated(self, train_stats)
+        if self.epoch == 4:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_end_unvalidated_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(**common, out=str(tmp_path / "cut"))
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 4
+    resumed = train(resume=tmp_path / "cut")
+    assert _validated_epochs(resumed.run_dir) == [3, 6, 7]
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert resumed.summary["best_val_acc"] == whole.summary["best_val_acc"]
 
 
 def _wide(path, centre=(200, 30, 30), sides=(30, 30, 200)):

@@ -38,17 +38,20 @@ def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> None:
 
 @any_script
 def plot_curves(epoch_rows: Sequence[dict], path: str | Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, train and validation, side by side."""
-    epochs = [r["epoch"] for r in epoch_rows]
+    """Loss and accuracy per epoch, train and validation, side by side; validation at the
+    epochs that were validated (every ``val_every``), joined by lines."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.3))
     losses = []
     for split, style in (("train", "-"), ("val", "--")):
-        loss = [r.get(f"{split}_loss") for r in epoch_rows]
-        acc = [r.get(f"{split}_acc") for r in epoch_rows]
-        if any(v is not None for v in loss):
-            ax_loss.plot(epochs, _nan(loss), style, marker=".", label=split)
-            ax_acc.plot(epochs, _nan(acc), style, marker=".", label=split)
-            losses += [v for v in loss if v is not None and v > 0 and v == v]
+        rows = [r for r in epoch_rows if r.get(f"{split}_loss") is not None]
+        if rows:
+            epochs = [r["epoch"] for r in rows]
+            loss = [r[f"{split}_loss"] for r in rows]
+            ax_loss.plot(epochs, loss, style, marker=".", label=split)
+            ax_acc.plot(
+                epochs, _nan([r.get(f"{split}_acc") for r in rows]), style, marker=".", label=split
+            )
+            losses += [v for v in loss if v > 0 and v == v]
     if losses and max(losses) > LOG_LOSS_RANGE * min(losses):
         ax_loss.set_yscale("log")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")

@@ -270,6 +270,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
     target_accuracy: float | None = None  # stop after the first epoch whose accuracy reaches it
     patience: int | None = None  # stop after this many epochs without a better accuracy
+    val_every: int | None = None  # validate and save every N epochs (None: engine.auto decides)
     clip_grad_norm: float = 0.0  # > 0 clips the gradients' total norm to it
     recalibrate_bn: bool = True  # BN statistics recomputed on training batches before validating
     crop_padding: int | None = 4
@@ -680,6 +681,10 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
             f"crop padding must be at least 0, got {c.crop_padding}",
         ),
         (c.cutout >= 0, f"cutout must be at least 0, got {c.cutout}"),
+        (
+            c.val_every is None or c.val_every >= 1,
+            f"the validation interval (val_every) must be at least 1 epoch, got {c.val_every}",
+        ),
         (
             c.num_workers is None or c.num_workers >= 0,
             f"num workers must be at least 0, got {c.num_workers}",

@@ -51,7 +51,14 @@ from ..storage import (
     remove_stale_temps,
     write_error,
 )
-from .auto import LossGuard, apply_auto, apply_finetune, count_of, is_digit_like
+from .auto import (
+    LossGuard,
+    apply_auto,
+    apply_finetune,
+    count_of,
+    is_digit_like,
+    validation_interval,
+)
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
@@ -309,6 +316,17 @@ class Trainer:
         )
         self.watched = (0.0, 0)  # loss sum and images the guard has seen since the last log
         check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
+        epoch_images = self.steps_per_epoch * c.batch_size  # per process, as validation is
+        self.val_every = c.val_every or validation_interval(
+            epoch_images, self.num_val, self.num_epochs
+        )
+        self.val_every_line = (
+            f"validation every {count_of(self.val_every, 'epoch')} and after the last: an "
+            f"epoch trains {epoch_images:,} images, a validation scores {self.num_val:,} "
+            "(--val-every 1 validates every epoch)"
+            if c.val_every is None and self.val_every > 1
+            else None
+        )
         c.head_epochs = self.tuning.head_epochs  # config.json records the resolved value
 
     def _set_position(self, run_dir: Path, resume: bool) -> None:
@@ -326,6 +344,7 @@ class Trainer:
         self.epoch_sums = (0.0, 0.0, 0)
         self.resumed = resume
         self.bn_note: str | None = None  # what happened to BN statistics before validation
+        self.finite_step: int | None = None  # the step whose weights were last found finite
         self.mistakes: Mistakes | None = None  # the last validation pass's, for errors.png
         if resume:
             assert run_dir is not None
@@ -493,8 +512,10 @@ class Trainer:
                 ):
                     train_stats = self._train_epoch()
                     self._sync_buffers()
-                    val = self._evaluate()
-                    self._end_epoch(train_stats, val)
+                    if self._validates():
+                        self._end_epoch(train_stats, self._evaluate())
+                    else:
+                        self._end_unvalidated_epoch(train_stats)
             if self._reached_target() and self.dist.is_main:
                 self.log.message(
                     f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
@@ -548,6 +569,8 @@ class Trainer:
         self._explain_speed()
         if self.auto_line:
             self.log.message(self.auto_line)
+        if self.val_every_line:
+            self.log.message(self.val_every_line)
         report = getattr(self.model, "pretrained", None)
         if report is not None:  # a fresh run from pretrained weights
             self.pretrained_record = write_record(self.run_dir, report, c)
@@ -656,6 +679,17 @@ class Trainer:
                 f"start ({g.start:.2f}), at lr {lr:.3g} in step {self.step + 1}: too high a rate "
                 f"for this model; auto halves the peak rate to {c.lr:.3g} (--lr sets it)"
             )
+
+    def _validates(self) -> bool:
+        """Whether the epoch just trained ends with validation and saving: every
+        ``val_every`` epochs, the last, and the one where ``patience`` would run out."""
+        done = self.epoch + 1
+        patience, best = self.config.patience, self.best["epoch"]
+        return (
+            done % self.val_every == 0
+            or done >= self.num_epochs
+            or (patience is not None and best is not None and done - best >= patience)
+        )
 
     def _out_of_patience(self) -> bool:
         """``patience`` epochs have passed since the best one (early stopping)."""
@@ -780,6 +814,7 @@ class Trainer:
             # The epoch just trained (self.epoch is not yet advanced): its frozen BN layers.
             keep = self.tuning.kept_batchnorms(self.epoch)
             recalibrate(model, self._calibration_batches(), self._autocast(), keep=keep)
+            self.finite_step = None  # new statistics: checked again before they are saved
             return None
         lag = lag_steps(model)
         if self.step < lag:
@@ -788,6 +823,15 @@ class Trainer:
                 "validation may be far below training; --recalibrate-bn recomputes them"
             )
         return None
+
+    def _end_unvalidated_epoch(self, train_stats: dict[str, float]) -> None:
+        """An epoch between validations: its training row and line; nothing saved (the
+        next checkpoint is at the next validation, a few short epochs on)."""
+        self.epoch += 1
+        self.batch = 0
+        self.last_train = train_stats
+        row = dict(epoch=self.epoch, step=self.step, **train_stats)
+        self.log.epoch_end(row)
 
     def _end_epoch(self, train_stats: dict[str, float], val: EvalResult | None) -> None:
         if val is not None and val.count and not math.isfinite(val.loss):
@@ -851,8 +895,14 @@ class Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
+    def _check_saved_finite(self) -> None:
+        """Refuse to save NaN/inf weights; a check made at this step (by every process, or
+        before the other file was saved) holds while no BN statistic has changed since."""
+        if self.finite_step != self.step:
+            self._check_finite(collective=False)
+
     def _save_model(self, path: Path) -> None:
-        self._check_finite(collective=False)
+        self._check_saved_finite()
         save_model(
             self._eval_model(),
             path,
@@ -865,7 +915,7 @@ class Trainer:
         )
 
     def _save_checkpoint(self) -> None:
-        self._check_finite(collective=False)
+        self._check_saved_finite()
         state = {
             "epoch": self.epoch,
             "batch": self.batch,
@@ -980,6 +1030,7 @@ class Trainer:
         first = next((name for (name, _), b in zip(named, bad, strict=True) if b), None)
         if first is not None:
             self._diverged(f"the weights ({first})", lr if lr is not None else self._lr())
+        self.finite_step = self.step
 
     def _diverged(self, what: str, lr: float) -> None:
         raise TrainingDiverged(
@@ -1120,6 +1171,7 @@ class Trainer:
             "final_val_acc": val.accuracy if val else None,
             "final_val_top5": val.top5 if val else None,
             "stopped_early": self._out_of_patience() and self.epoch < self.num_epochs,
+            "val_every": self.val_every,
             "final_val_loss": val.loss if val else None,
             "final_train_acc": train_stats.get("train_acc"),
             "final_train_loss": train_stats.get("train_loss"),
