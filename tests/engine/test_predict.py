@@ -312,6 +312,35 @@ def test_a_large_folder_is_decoded_and_classified_a_part_at_a_time(
         assert [q for _, q in a.top] == pytest.approx([q for _, q in b.top], abs=1e-6)
 
 
+def test_a_large_folder_is_decoded_by_worker_processes_to_the_same_predictions(
+    model_file, digit_folder, tmp_path, monkeypatch
+):
+    folder = tmp_path / "mixed"
+    shutil.copytree(digit_folder / "3", folder)
+    (folder / "0010-broken.png").write_text("not an image")
+    with pytest.warns(DataWarning) as serial_warnings:
+        serial = resnetlab.predict(model_file, [folder], top_k=2)
+    predict_module = sys.modules[resnetlab.predict.__module__]
+    pooled = []
+    real = predict_module.read_images
+    monkeypatch.setattr(predict_module, "PARALLEL_MIN_FILES", 8)  # the folder: 30 files
+    monkeypatch.setattr(predict_module, "DECODED_PART", 16)  # two parts: 16 and 14 files
+    monkeypatch.setattr(
+        predict_module,
+        "read_images",
+        lambda paths, *a, **k: pooled.append(len(paths)) or real(paths, *a, workers=2, **k),
+    )
+    with pytest.warns(DataWarning) as pooled_warnings:
+        parts = resnetlab.predict(model_file, [folder], top_k=2)
+    assert pooled == [16, 14]
+    assert [(p.source, p.label) for p in parts] == [(p.source, p.label) for p in serial]
+    for a, b in zip(parts, serial, strict=True):
+        assert [q for _, q in a.top] == pytest.approx([q for _, q in b.top], abs=1e-6)
+    # The files the workers could not read get the same warnings as when read one by one.
+    assert [str(w.message) for w in pooled_warnings] == [str(w.message) for w in serial_warnings]
+    assert "0010-broken.png is not a readable image" in str(pooled_warnings[-1].message)
+
+
 def test_windows_files_named_by_a_shell_glob_are_skipped(
     model_file, digit_folder, tmp_path, capsys
 ):

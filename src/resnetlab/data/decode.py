@@ -425,6 +425,20 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
     return [note]
 
 
+def read_images(
+    paths: Sequence[str],
+    size: int | Size | None = None,
+    resize: str = "squash",
+    *,
+    workers: int | None = None,
+) -> list[np.ndarray | str]:
+    """``read_image`` of each file, in worker processes when there are many: its pixels, or
+    why it could not be read (``read_error_reason``)."""
+    return _map_chunks(
+        _read_chunk, paths, _as_size(size), resize, workers=workers, label="decoding"
+    )
+
+
 def decode_files(
     paths: Sequence[str],
     size: int | Size | None = None,
@@ -443,7 +457,7 @@ def decode_files(
         could not be read, and the count of each native ``(height, width)``.
     """
     target = _as_size(size)
-    decoded = _map_chunks(_read_chunk, paths, target, resize, workers=workers, label="decoding")
+    decoded = read_images(paths, target, resize, workers=workers)
     failed = [(p, r) for p, r in zip(paths, decoded, strict=True) if isinstance(r, str)]
     kept = np.array([i for i, r in enumerate(decoded) if not isinstance(r, str)], dtype=np.int64)
     sizes = Counter(r.shape[:2] for r in decoded if not isinstance(r, str))

@@ -18,7 +18,13 @@ from PIL import Image
 from torch import nn
 
 from ..data import DeviceLoader, read_image
-from ..data.decode import READ_ERRORS, format_to_convert, unreadable_image
+from ..data.decode import (
+    PARALLEL_MIN_FILES,
+    READ_ERRORS,
+    format_to_convert,
+    read_images,
+    unreadable_image,
+)
 from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
 from ..data.sources import H5_SUFFIXES
 from ..errors import DataWarning, ResnetlabError, count_argument, path_argument
@@ -214,27 +220,46 @@ def decoded_parts(
     inputs: Inputs, meta: ModelMeta, size: int | None = None, *, stacklevel: int = 3
 ) -> Iterator[tuple[list[str], torch.Tensor]]:
     """``load_inputs``' names and pixels, ``size`` images at a time (all at once: None)."""
-    names, decoded = [], []
     items = expand_inputs(inputs)
     if not items:
         raise ResnetlabError("no images given: pass image files, folders or PIL images")
     read = 0
-    for i, (item, named) in enumerate(items):
-        name = str(item) if isinstance(item, Path) else getattr(item, "filename", "")
-        name = name or f"image {i}"
-        try:
-            decoded.append(torch.from_numpy(read_input(item, meta)))
-            names.append(name)
-        except ResnetlabError as e:
-            if named:
-                raise
-            warnings.warn(f"{e}; skipped", DataWarning, stacklevel=stacklevel)
-        if decoded and (len(decoded) == size or i == len(items) - 1):
+    step = size or len(items)
+    for start in range(0, len(items), step):
+        part = items[start : start + step]
+        names, decoded = [], []
+        pooled = _decode_part(part, meta)
+        for i, ((item, named), pixels) in enumerate(zip(part, pooled, strict=True), start):
+            name = str(item) if isinstance(item, Path) else getattr(item, "filename", "")
+            if pixels is None:  # read here: an open image, or a file the workers could not
+                try:
+                    pixels = read_input(item, meta)
+                except ResnetlabError as e:
+                    if named:
+                        raise
+                    warnings.warn(f"{e}; skipped", DataWarning, stacklevel=stacklevel)
+                    continue
+            decoded.append(torch.from_numpy(pixels))
+            names.append(name or f"image {i}")
+        if decoded:
             read += len(decoded)
             yield names, torch.stack(decoded)
-            names, decoded = [], []
     if not read:
         raise ResnetlabError("none of the images could be read")
+
+
+def _decode_part(items: list[tuple[Path | Image.Image, bool]], meta: ModelMeta) -> list:
+    """The pixels of a part of the files, decoded by worker processes when there are many
+    (as a training folder is); None for each image left to ``read_input``: all of them when
+    the part is small or holds open images, and every file the workers could not read (its
+    error is then ``read_input``'s own)."""
+    paths = [str(item) for item, _ in items if isinstance(item, Path)]
+    if len(paths) < len(items) or len(paths) < PARALLEL_MIN_FILES:
+        return [None] * len(items)
+    return [
+        p if isinstance(p, np.ndarray) else None
+        for p in read_images(paths, meta.input_size, meta.resize)
+    ]
 
 
 def model_batches(
