@@ -18,6 +18,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,16 @@ def reference(tmp_path_factory) -> tuple[Path, dict[str, int]]:
     return root / "run", json.loads((root / "counts.json").read_text())
 
 
-def killed_and_resumed(out: Path, kills: list[str]) -> int:
+@pytest.fixture(scope="module")
+def validated_every_2(tmp_path_factory) -> Path:
+    """The same run validated (and saved) after epochs 2 and 3 only."""
+    out = tmp_path_factory.mktemp("every-2") / "run"
+    done = run([*TRAIN, "--val-every", "2", "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def killed_and_resumed(out: Path, kills: list[str], train: Sequence[str] = TRAIN) -> int:
     """Run, kill at each point in turn (resuming after each), then run to the end.
 
     A resumed run starts counting events afresh; a kill point it never reaches lets it
@@ -90,7 +100,7 @@ def killed_and_resumed(out: Path, kills: list[str]) -> int:
         if hit == 0 or not (out / "config.json").exists():
             # The first run; or one killed before it wrote its config, which left nothing
             # to resume: what the error message says to do is to run it again.
-            args = [*TRAIN, "--out", str(out)]
+            args = [*train, "--out", str(out)]
         else:
             args = ["train", "--resume", str(out)]
         done = run(args, kill=kill)
@@ -130,6 +140,19 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_same_result(tmp_
     # The first epoch's checkpoint, torn halfway: the resume starts from the one before.
     assert killed_and_resumed(tmp_path / "run", ["checkpoint:write:2:0.5"]) == 1
     assert_same_run(tmp_path / "run", want)
+    tally("kill points")
+    tally("resumes matched")
+
+
+def test_a_run_killed_between_validations_resumes_to_the_same_result(tmp_path, validated_every_2):
+    # Killed in epoch 2, the first epoch's end having saved nothing: the resume starts from
+    # the checkpoint the run wrote as it started, and drops the rows of epoch 1.
+    train = [*TRAIN, "--val-every", "2"]
+    assert killed_and_resumed(tmp_path / "run", ["step:write:12:0.5"], train) == 1
+    assert_same_run(tmp_path / "run", validated_every_2)
+    rows = list(csv.DictReader((validated_every_2 / "metrics.csv").open()))
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert [bool(r["val_acc"]) for r in epochs] == [False, True, True]
     tally("kill points")
     tally("resumes matched")
 
