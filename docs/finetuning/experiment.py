@@ -80,50 +80,48 @@ LENGTHS = {
 def length_runs(pretrained: str, seeds: list[int]) -> list[dict]:
     """resnet18 at 64x64 on a few SIGNS photos, fine-tuned from the given weights with the
     ``finetune`` recipe for several lengths: the default and explicit batch and epochs."""
-    runs = []
-    for seed in seeds:
-        for per_class, lengths in LENGTHS.items():
-            for label, flags in lengths.items():
-                args = ["--model", "resnet18", "--data", SIGNS_FOLDER, "--input-size", "64"]
-                args += ["--subset", str(per_class * SIGNS_CLASSES), "--seed", str(seed)]
-                args += ["--pretrained", pretrained, *flags]
-                tag = "default" if not flags else "-".join(flags[1::2])
-                runs.append(
-                    dict(
-                        name=f"length-{per_class}-{tag}-{seed}",
-                        experiment="length",
-                        per_class=per_class,
-                        start=f"pretrained, {label}",
-                        seed=seed,
-                        args=args,
-                        eval_data=SIGNS_FOLDER,
-                    )
-                )
-    return runs
+    return [
+        _few_photos_run("length", tag, label, flags, per_class, seed, pretrained)
+        for seed in seeds
+        for per_class, lengths in LENGTHS.items()
+        for label, flags in lengths.items()
+        for tag in ["default" if not flags else "-".join(flags[1::2])]
+    ]
 
 
 def validation_runs(pretrained: str, seeds: list[int]) -> list[dict]:
     """The ``length`` experiment's default runs, validated as the run decides (every few of
     their short epochs) and every epoch (``--val-every 1``), one after the other."""
-    runs = []
-    for seed in seeds:
-        for per_class in LENGTHS:
-            for label, flags in (("default", []), ("--val-every 1", ["--val-every", "1"])):
-                args = ["--model", "resnet18", "--data", SIGNS_FOLDER, "--input-size", "64"]
-                args += ["--subset", str(per_class * SIGNS_CLASSES), "--seed", str(seed)]
-                args += ["--pretrained", pretrained, *flags]
-                runs.append(
-                    dict(
-                        name=f"validation-{per_class}-{'every' if flags else 'default'}-{seed}",
-                        experiment="validation",
-                        per_class=per_class,
-                        start=f"pretrained, {label}",
-                        seed=seed,
-                        args=args,
-                        eval_data=SIGNS_FOLDER,
-                    )
-                )
-    return runs
+    ways = (("default", "default", []), ("every", "--val-every 1", ["--val-every", "1"]))
+    return [
+        _few_photos_run("validation", tag, label, flags, per_class, seed, pretrained)
+        for seed in seeds
+        for per_class in LENGTHS
+        for tag, label, flags in ways
+    ]
+
+
+def _few_photos_run(
+    experiment: str,
+    tag: str,
+    label: str,
+    flags: list[str],
+    per_class: int,
+    seed: int,
+    pretrained: str,
+) -> dict:
+    """resnet18 at 64x64 fine-tuned on ``per_class`` SIGNS photos a class, with ``flags``."""
+    args = ["--model", "resnet18", "--data", SIGNS_FOLDER, "--input-size", "64"]
+    args += ["--subset", str(per_class * SIGNS_CLASSES), "--seed", str(seed)]
+    return dict(
+        name=f"{experiment}-{per_class}-{tag}-{seed}",
+        experiment=experiment,
+        per_class=per_class,
+        start=f"pretrained, {label}",
+        seed=seed,
+        args=[*args, "--pretrained", pretrained, *flags],
+        eval_data=SIGNS_FOLDER,
+    )
 
 
 def keras_runs(
