@@ -601,8 +601,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         # The images predict read, not args.images again: a folder's unreadable files were
         # warned of and skipped once already.
-        written = explain(model, [p.source for p in predictions]).save(args.cam)
+        explanation = explain(model, [p.source for p in predictions])
+        written = explanation.save(args.cam)
         print(f"wrote {len(written)} files to {args.cam}", file=sys.stderr)
+        for note in explanation.notes:
+            print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
         return 0
@@ -699,6 +702,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _check_outside_inputs(out, args.images, "--out" if args.out else "the default --out")
     result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
     written = result.save(out)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     overlays = written[: len(result.sources)]
     rows = [
         {

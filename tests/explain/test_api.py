@@ -234,3 +234,61 @@ def test_explanations_written_beside_their_images_never_replace_one(model_file, 
     with pytest.raises(resnetlab.ResnetlabError, match=r"folder to write .*: an empty value"):
         result.save("")  # not the current folder
     assert len(result.save(tmp_path / "cams")) == 4  # two overlays, maps.npz, sheet.png
+
+
+@pytest.mark.parametrize(
+    ("name", "side", "note"),
+    [
+        (
+            "resnet18",
+            32,
+            "layer4's feature map is 1x1 for images of 32x32 pixels: one cell points "
+            "at no place, so every map is blank; take --layer layer3, or train at a larger "
+            "--input-size",
+        ),
+        (
+            "resnet18",
+            64,
+            "layer4's feature map is 2x2 for images of 64x64 pixels: each cell "
+            "covers a quarter of the image or more; --layer layer3 draws a finer map",
+        ),
+        ("resnet18", 128, None),  # 4x4
+        (
+            "preresnet20",
+            8,
+            "stages.2's feature map is 2x2 for images of 8x8 pixels: each cell "
+            "covers a quarter of the image or more; --layer stages.1 draws a finer map",
+        ),
+    ],
+)
+def test_a_feature_map_too_coarse_to_point_at_a_place_is_noted(name, side, note):
+    model = resnetlab.create_model(name, num_classes=3)
+    result = explain(model, torch.zeros(1, side, side, 3, dtype=torch.uint8))
+    assert result.notes == ([note] if note else [])
+    if side == 32:  # one cell: the maps are blank indeed
+        assert not result.maps.any()
+
+
+def test_the_course_models_keras_layer_names_get_the_earlier_stage():
+    model = resnetlab.create_model("resnet50_keras", num_classes=3)
+    images = torch.zeros(1, 64, 64, 3, dtype=torch.uint8)
+    assert explain(model, images, layer="res4f_branch2c").notes == []  # layer3 at 64 px: 4x4
+    (note,) = explain(model, images, layer="res5c_branch2c").notes
+    assert note == (
+        "res5c_branch2c's feature map is 2x2 for images of 64x64 pixels: each cell covers a "
+        "quarter of the image or more; --layer layer3 draws a finer map"
+    )
+
+
+def test_explain_and_predict_cam_print_the_note(tmp_path, capsys):
+    model_file = tmp_path / "r18.safetensors"
+    model = resnetlab.create_model("resnet18", num_classes=3)
+    resnetlab.save_model(model, model_file, class_names=CLASSES, input_size=32)
+    image = tmp_path / "photos" / "0.png"
+    image.parent.mkdir()
+    Image.fromarray(squares(1, seed=3)[0][0].numpy()).save(image)
+    note = "note: layer4's feature map is 1x1 for images of 32x32 pixels: one cell points"
+    assert main(["explain", str(model_file), str(image), "--out", str(tmp_path / "c")]) == 0
+    assert note in capsys.readouterr().err
+    assert main(["predict", str(model_file), str(image), "--cam", str(tmp_path / "p")]) == 0
+    assert note in capsys.readouterr().err

@@ -6,7 +6,7 @@ import operator
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
-from .cam import class_activation_maps, default_layer
+from .cam import class_activation_maps, coarse_map_note, default_layer
 from .render import render_overlay, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
@@ -40,6 +40,8 @@ class Explanation:
     class_names: list[str]
     method: str
     layer: str
+    # What to know about the maps: a layer's feature map too coarse to point at a place.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def predicted(self) -> torch.Tensor:
@@ -265,6 +267,8 @@ def explain(
         maps.append(result.maps.cpu())
         probs.append(result.logits.softmax(1).cpu())
         explained.append(result.targets.cpu())
+    layer = default_layer(model) if layer is None else layer
+    note = coarse_map_note(model, layer, result.grid, pixels.shape[1])
     return Explanation(
         sources=sources,
         images=pixels,
@@ -273,5 +277,6 @@ def explain(
         targets=torch.cat(explained),
         class_names=names,
         method=method,
-        layer=default_layer(model) if layer is None else layer,
+        layer=layer,
+        notes=[note] if note else [],
     )

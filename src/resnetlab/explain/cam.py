@@ -54,6 +54,41 @@ def default_layer(model: nn.Module) -> str:
     return model.stage_name(stages)
 
 
+# Feature-map cells a side at or below which a map points at a quarter of the image or more.
+COARSE_SIDE = 2
+
+
+def coarse_map_note(model: nn.Module, layer: str, grid: tuple[int, int], side: int) -> str | None:
+    """A line when ``layer``'s feature map (``grid`` cells, for images of ``side`` pixels)
+    is too coarse for its maps to point at a place, naming the layer to take instead: one
+    cell (every map blank) or two a side (ResNet-18's ``layer4`` at 64 px)."""
+    h, w = grid
+    if max(h, w) > COARSE_SIDE:
+        return None
+    finer = _earlier_stage(model, layer)
+    instead = f"--layer {finer}" if finer else "an earlier --layer"
+    at = f"{h}x{w} for images of {side}x{side} pixels"
+    if h * w == 1:
+        return (
+            f"{layer}'s feature map is {at}: one cell points at no place, so every map is "
+            f"blank; take {instead}, or train at a larger --input-size"
+        )
+    return (
+        f"{layer}'s feature map is {at}: each cell covers a quarter of the image or more; "
+        f"{instead} draws a finer map"
+    )
+
+
+def _earlier_stage(model: nn.Module, layer: str) -> str | None:
+    """The stage before the one ``layer`` is in (or is), if there is one."""
+    if not hasattr(model, "stage_of"):
+        return None
+    module = find_layer(model, layer)
+    own = next(name for name, m in model.named_modules() if m is module)
+    stage = model.stage_of(own)
+    return model.stage_name(stage - 1) if 2 <= stage <= model.num_stages else None
+
+
 def layer_choices(model: nn.Module) -> list[str]:
     """The stem's modules, the stages and their blocks: the layers worth naming."""
     names = []
