@@ -81,7 +81,8 @@ def test_a_nan_bn_statistic_stops_the_run_while_the_loss_is_still_finite(
     monkeypatch.setattr(Trainer, "_train_step", poisoning_step)
     out = tmp_path / "run"
     args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--subset", "128"]
-    code, err = cli(capsys, "train", *args, "--batch-size", "32", "--log-every", "2", "--out", out)
+    args += ["--batch-size", "32", "--log-every", "2", "--val-every", "1"]  # saved each epoch
+    code, err = cli(capsys, "train", *args, "--out", out)
     assert_one_line_error(code, err, "the weights (layer2.0.bn1.running_var) became NaN/inf")
     assert "step 8" in err  # the next log point
     assert strict_json(out / "summary.json")["status"] == "diverged"
