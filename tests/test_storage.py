@@ -91,6 +91,9 @@ def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):
     with pytest.raises(WriteError, match="that is a folder; give a file name"):
         atomic_write_text(tmp_path / "d", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    (tmp_path / "f").write_text("")
+    with pytest.raises(WriteError, match="a file stands where a folder is needed"):
+        atomic_write_text(tmp_path / "f" / "g.json", "x")
 
 
 def test_an_os_error_on_a_named_file_is_one_line():

@@ -139,11 +139,11 @@ def _write_fix(error: OSError) -> str:
         fix = "free some space on that disk or choose another folder"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "choose a folder you can write to"
-    elif error.errno in (errno.ENOENT, errno.ENOTDIR):
+    elif error.errno == errno.ENOENT:
         fix = "its folder does not exist; create it or choose another"
     elif error.errno == errno.EISDIR:
         fix = "that is a folder; give a file name"
-    elif error.errno == errno.EEXIST:
+    elif error.errno in (errno.EEXIST, errno.ENOTDIR):
         fix = "a file stands where a folder is needed; choose another path"
     else:
         fix = "check the disk and the folder"
