@@ -1058,6 +1058,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"--machine {args.machine!r}: letters, digits, '.', '-' and '_' only (it names "
             "the results file)"
         )
+    if not args.no_save:  # a results folder it cannot write is said before, not after
+        bench.check_results(args.results)
     # The command that reruns it, with every default spelled out (where a log goes is not
     # part of the measurement).
     shown = {k: v for k, v in options.items() if k != "log"}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from resnetlab.bench import default_results_dir, results_path
-from resnetlab.bench.records import append_record
+from resnetlab.bench.records import append_record, check_results
 from resnetlab.cli import main
 from resnetlab.errors import ResnetlabError
 
@@ -74,3 +74,20 @@ def test_runs_appending_to_one_file_take_turns(tmp_path):
         other.write(b'{"n": 2}\n')
     appending.join()
     assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_results_that_cannot_be_written_are_refused_before_measuring(tmp_path, monkeypatch, capsys):
+    import resnetlab.bench
+
+    def measure(*args, **kwargs):
+        raise AssertionError("measured before the results folder was checked")
+
+    monkeypatch.setattr(resnetlab.bench, "bench_train", measure)
+    (tmp_path / "a-file").write_text("")
+    for results in (tmp_path / "a-file" / "sub", tmp_path / "a-file" / "r.jsonl"):
+        assert main(["bench", "train", *TINY, "--results", str(results)]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write {results}" in err and "--no-save" in err
+    check_results(tmp_path / "new" / "deeper" / "r.jsonl")  # missing folders are made
+    assert (tmp_path / "new" / "deeper").is_dir()
+    assert not list((tmp_path / "new" / "deeper").iterdir())  # and left empty

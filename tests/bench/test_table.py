@@ -1,5 +1,7 @@
 import errno
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -139,10 +141,19 @@ def _fails(error):
     return fail
 
 
-def test_a_record_that_cannot_be_saved_is_one_line_and_was_printed(tmp_path, capsys):
-    (tmp_path / "file").write_text("")
+def test_a_record_that_cannot_be_saved_is_one_line_and_was_printed(tmp_path, capsys, monkeypatch):
+    # The disk fills up during the measurement (a folder that cannot be written is refused
+    # before it).
+    real_open = Path.open
+
+    def full_disk(self, mode="r", *args, **kwargs):
+        if "a" in mode:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_disk)
     args = ["bench", "infer", "--model", "resnet8", "--steps", "1", "--warmup", "0"]
-    code = main([*args, "--repeats", "1", "--results", str(tmp_path / "file")])
+    code = main([*args, "--repeats", "1", "--results", str(tmp_path / "results")])
     out, err = capsys.readouterr()
     assert code == 2 and "img/s" in out  # the measurement is not lost
     assert err.strip().splitlines()[-1].startswith("error: cannot write ")

@@ -15,7 +15,7 @@ record (a dict) that ``records.append_record`` appends as one JSON line to
 from .calibration import bench_calibrate
 from .inference import bench_infer
 from .loading import bench_data
-from .records import append_record, default_results_dir, read_records, results_path
+from .records import append_record, check_results, default_results_dir, read_records, results_path
 from .table import as_record, describe, render_table, update_readme
 from .time_to_accuracy import bench_time_to_accuracy
 from .training import bench_train
@@ -31,6 +31,7 @@ __all__ = [
     "bench_time_to_accuracy",
     "bench_train",
     "bench_tta",
+    "check_results",
     "default_results_dir",
     "describe",
     "read_records",

@@ -22,6 +22,7 @@ import platform
 import re
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,24 @@ def results_path(machine: str, results: str | os.PathLike | None = None) -> Path
     """
     path = Path(results) if results is not None else default_results_dir()
     return path if path.suffix == ".jsonl" else path / f"{machine}.jsonl"
+
+
+def check_results(results: str | os.PathLike | None = None) -> None:
+    """Refuse, before anything is measured, a results location that ``append_record``
+    could not write: its folder is created and a file is made in it and removed.
+
+    Raises:
+        WriteError: naming the path and the fix (``--no-save`` among them).
+    """
+    path = Path(results) if results is not None else default_results_dir()
+    folder = path.parent if path.suffix == ".jsonl" else path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        error = write_error(path, e)
+        raise type(error)(f"{error}; or add --no-save") from None
 
 
 def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
