@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -1074,20 +1074,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2))
     else:
         print("\n".join(bench.describe(record)))
-    if getattr(args, "explain_speed", False):
-        _explain_speed(record)
+    if getattr(args, "explain_speed", False):  # beside --json, stdout stays one JSON document
+        _explain_speed(record, file=sys.stderr if args.json else sys.stdout)
     if not args.no_save:
         path = bench.append_record(record, bench.results_path(record["machine"], args.results))
         print(f"appended to {path}", file=sys.stderr)
     return 0
 
 
-def _explain_speed(record: dict) -> None:
+def _explain_speed(record: dict, file: TextIO) -> None:
     from .engine.calibrate import CpuPlan, speed_lines
 
     plan = record["ours"].get("cpu_plan")
     plan = CpuPlan.from_record(plan) if plan is not None else None
-    print("\n".join(speed_lines(plan, record["device"], detailed=True)))
+    print("\n".join(speed_lines(plan, record["device"], detailed=True)), file=file)
 
 
 # Training options the experiment commands take as flags; any other through --option.

@@ -150,6 +150,10 @@ def test_explain_speed_prints_the_cpu_plan(capsys):
     assert main([*args, "--explain-speed"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)"
+    assert main([*args, "--explain-speed", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["kind"] == "train"  # stdout is the record alone
+    assert err.splitlines()[-1].startswith("CPU plan: fp32, channels-last")
 
 
 def test_compiled_runs_are_warmed_up_past_their_compilation():
