@@ -101,7 +101,21 @@ def test_terminal_lines_name_both_sides():
     lines = as_record(TRAIN).lines()
     assert lines[0] == "train resnet18, 64x64, batch 64, bf16"
     assert lines[2].startswith("  peer: 150 img/s (149-160), 34% of the fp32")
-    assert lines[3] == "  ours/peer: 2.00x (median of the per-repeat ratios)"
+    assert lines[3] == (
+        "  ours/peer: 2.00x (speed: above 1, ours is faster; median of the per-repeat ratios)"
+    )
+    # A latency ratio is a speed ratio too: ours at 2 ms against the peer's 4 ms is 2x.
+    infer = {
+        **TRAIN,
+        "kind": "infer",
+        "ours": {"what": "ours", "latency_ms": _spread(2.0), "images_per_s": _spread(500.0)},
+        "peer": {"what": "peer", "latency_ms": _spread(4.0), "images_per_s": _spread(250.0)},
+        "ratio": {"latency": _spread(2.0), "throughput": _spread(2.0)},
+    }
+    assert as_record(infer).lines()[3] == (
+        "  ours/peer: latency 2.00x, throughput 2.00x (speed: above 1, ours is faster; median "
+        "of the per-repeat ratios)"
+    )
     assert lines[4] == (
         "  AMD EPYC (family 25 model 17, AVX512, bf16), 2 cores, 2 threads, load 1.5, torch 2.14.1"
     )
