@@ -34,3 +34,9 @@ def test_bench_calibrate_says_when_calibration_is_off(capsys):
     assert capsys.readouterr().out == (
         "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)\n"
     )
+
+
+def test_bench_calibrate_refuses_a_batch_of_one_that_reaches_1x1_maps(capsys):
+    args = ["bench", "calibrate", "--model", "resnet18", "--input-size", "32", "--batch-size", "1"]
+    assert main(args) == 2
+    assert "BatchNorm in training needs more than one value" in capsys.readouterr().err

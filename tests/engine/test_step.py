@@ -11,7 +11,13 @@ from resnetlab.engine import TrainConfig, train
 from resnetlab.engine import config as config_module
 from resnetlab.engine.distributed import DistInfo
 from resnetlab.engine.optim import set_lr
-from resnetlab.engine.step import GRAPH_WARMUP_STEPS, EmaUpdate, TrainStep, build_training
+from resnetlab.engine.step import (
+    GRAPH_WARMUP_STEPS,
+    EmaUpdate,
+    TrainStep,
+    build_training,
+    refuse_lone_values,
+)
 
 CPU = torch.device("cpu")
 FAST = dict(
@@ -325,3 +331,12 @@ def test_gradient_clipping_bounds_the_update():
     assert (after - before).norm() == pytest.approx(0.01, rel=1e-4)
     unclipped = TrainStep(copy.deepcopy(model), torch.optim.SGD(model.parameters(), lr=1.0))
     assert unclipped.clip_grad_norm == 0
+
+
+def test_a_batch_of_one_that_reaches_1x1_maps_is_refused_before_training():
+    # ResNet-18 at 32x32 ends in 1x1 maps: one image gives BatchNorm one value per channel.
+    config = TrainConfig(model="resnet18", batch_size=1, device="cpu")
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^--batch-size 1: resnet18 at 32x32"):
+        build_training(config, torch.device("cpu"), num_classes=10, input_size=32)
+    refuse_lone_values(config, num_classes=10, input_size=64)  # 2x2 maps: four values
+    refuse_lone_values(dataclasses.replace(config, batch_size=2), num_classes=10, input_size=32)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..engine.calibrate import CpuPlan, cpu_matmul_tflops, plan_cpu
 from ..engine.config import resolve_config
+from ..engine.step import refuse_lone_values
 from ..models import model_info
 from .sides import use_threads
 
@@ -68,12 +69,9 @@ def bench_calibrate(
         device="cpu",
     )
     info = model_info(model)
-    plan = plan_cpu(
-        config,
-        num_classes=num_classes or info.num_classes,
-        input_size=config.input_size or info.input_size,
-        force=force,
-    )
+    num_classes, input_size = num_classes or info.num_classes, config.input_size or info.input_size
+    refuse_lone_values(config, num_classes, input_size)
+    plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, force=force)
     if plan.how.startswith("not calibrated"):
         return Calibration(plan)
     tried = (name.split(" ")[0] for name in plan.steps)

@@ -359,6 +359,33 @@ def _sync_batchnorm(model: nn.Module, device: torch.device, dist: DistInfo) -> n
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
+def refuse_lone_values(config: TrainConfig, num_classes: int, input_size: int) -> None:
+    """Refuse a batch of one image where the model's feature maps reach 1x1: BatchNorm in
+    training needs more than one value per channel. PyTorch's own check says so, in a
+    forward pass on the meta device (no memory, no arithmetic); a batch of two always has
+    two values.
+
+    Raises:
+        ResnetlabError: naming the model, the input size and the fix.
+    """
+    if config.batch_size != 1:
+        return
+    kwargs = {**model_info(config.model).size_kwargs(input_size), **config.model_kwargs}
+    with torch.device("meta"):
+        model = create_model(config.model, num_classes=num_classes, **kwargs)
+        images = torch.empty(1, 3, input_size, input_size)  # (B, C, H, W)
+    try:
+        model.train()(images)
+    except ValueError as e:
+        if "more than 1 value per channel" not in str(e):
+            return  # not this: the run itself says what it is
+        raise ResnetlabError(
+            f"--batch-size 1: {config.model} at {input_size}x{input_size} reaches 1x1 feature "
+            "maps, and BatchNorm in training needs more than one value per channel; use a "
+            "batch of 2 or more, or a larger --input-size"
+        ) from None
+
+
 def build_training(
     config: TrainConfig,
     device: torch.device,
@@ -387,6 +414,7 @@ def build_training(
             which measures nothing for a run of few ``run_steps``.
     """
     dist = dist or DistInfo()
+    refuse_lone_values(config, num_classes, input_size)
     # The parts are built in the order they wrap each other (model, layout, CPU plan,
     # SyncBN, optimizer, EMA, DDP, compile, step).
     resolve_cuda_graphs(config, device.type, dist.world_size)  # an impossible one: refused now
