@@ -3,20 +3,18 @@
 import os as _os
 import sys as _sys
 
+from .errors import ResnetlabError  # (imports no torch)
+
 # PyTorch's CPU threads (GNU OpenMP) spin at every barrier by default. When other processes
 # hold some of the cores, each op then waits for a descheduled thread: on 2 cores with one
 # busy, ResNet-20 trained at 91-94 img/s instead of 164-166 (benchmarks/omp-wait/). Passive
 # waiting avoids that, for about 6% on an idle machine. OpenMP reads the setting when torch
 # loads it, so it is made here, before torch is imported, unless torch is already loaded or
-# the user chose how threads wait.
-if "torch" not in _sys.modules and not _os.environ.keys() & {
-    "OMP_WAIT_POLICY",
-    "GOMP_SPINCOUNT",
-    "KMP_BLOCKTIME",
-}:
+# the user chose how threads wait: these settings, which the CPU calibration is also kept
+# per (the thread count that trains fastest depends on them).
+OMP_WAIT_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+if "torch" not in _sys.modules and not _os.environ.keys() & set(OMP_WAIT_SETTINGS):
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
-from .errors import ResnetlabError
 
 __version__ = "0.1.0"
 

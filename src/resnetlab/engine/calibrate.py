@@ -34,16 +34,16 @@ PyTorch's unless fewer threads are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS``
 it). Margins keep the decision from flipping on noise, towards what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
-machine key: the CPU model, family and instruction sets, PyTorch's thread count, the
-torch version and ``CALIBRATION_VERSION``. A change to any of them measures again; an
-unreadable file is reported and measured over. Timings are kept with the CPU time other
-work took from this process's cores while they were measured (``OtherWork``: other
-processes and, in a virtual machine, other guests; this process's own threads do not
-count). Timings shared with ``CONTENDED`` cores' worth or more of other work are used while
-the cores stay shared and measured again by the first run that finds them quiet
-(``quieter``): shared cores can make fewer threads, or another plan, look faster than
-they are on the machine alone. Where the counters cannot be read (not Linux), timings are
-kept as measured.
+machine key: the CPU model, family and instruction sets, PyTorch's thread count, how its
+threads wait (``OMP_WAIT_SETTINGS``), the torch version and ``CALIBRATION_VERSION``. A
+change to any of them measures again; an unreadable file is reported and measured over.
+Timings are kept with the CPU time other work took from this process's cores while they were
+measured (``OtherWork``: other processes and, in a virtual machine, other guests; this
+process's own threads do not count). Timings shared with ``CONTENDED`` cores' worth or more
+of other work are used while the cores stay shared and measured again by the first run that
+finds them quiet (``quieter``): shared cores can make fewer threads, or another plan, look
+faster than they are on the machine alone. Where the counters cannot be read (not Linux),
+timings are kept as measured.
 ``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
 channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
 choices). Calibration costs seconds to about a minute, once per workload: eight training
@@ -71,6 +71,7 @@ from typing import Any
 
 import torch
 
+from .. import OMP_WAIT_SETTINGS
 from ..data.decode import available_cpus
 from ..errors import CacheWarning, SettingWarning
 from .auto import count_of
@@ -233,6 +234,8 @@ def machine_key() -> dict[str, Any]:
         "bf16": info["bf16"],
         "amx": info["amx"],
         "threads": torch.get_num_threads(),
+        # Spinning or passive waiting moves the thread count that wins (README: Speed).
+        "omp_wait": {name: os.environ.get(name) for name in OMP_WAIT_SETTINGS},
         "torch": torch.__version__,
         "version": CALIBRATION_VERSION,
     }
