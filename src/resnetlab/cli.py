@@ -882,7 +882,11 @@ def add_bench(p: argparse.ArgumentParser) -> None:
         "shape: oneDNN or a matrix product; NCHW or channels-last; fp32 or bf16 autocast on "
         "CPUs with bf16 hardware), cache the choice for `resnetlab train`, and show it.",
     )
-    c.add_argument("--model", required=True, help="a registered model name")
+    c.add_argument(
+        "--model",
+        required=True,
+        help="a registered model name, or a model file (its architecture, classes and size)",
+    )
     c.add_argument(
         "--batch-size",
         type=int,

@@ -40,3 +40,17 @@ def test_bench_calibrate_refuses_a_batch_of_one_that_reaches_1x1_maps(capsys):
     args = ["bench", "calibrate", "--model", "resnet18", "--input-size", "32", "--batch-size", "1"]
     assert main(args) == 2
     assert "BatchNorm in training needs more than one value" in capsys.readouterr().err
+
+
+def test_bench_calibrate_takes_a_model_file_as_bench_train_does(monkeypatch, capsys, tmp_path):
+    from resnetlab.models import create_model, save_model
+
+    fake_cpu(monkeypatch)
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(STEPS))
+    path = tmp_path / "m.safetensors"
+    model = create_model("resnet8", num_classes=3, shortcut="B")
+    save_model(model, path, class_names=["a", "b", "c"], input_size=16)
+    assert main(["bench", "calibrate", "--model", str(path), "--batch-size", "8", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    # Its architecture, options, size and classes: the workload its training runs.
+    assert plan["workload"] == 'resnet8{"shortcut": "B"} at 16x16, batch 8, 3 classes'

@@ -15,7 +15,7 @@ from ..engine.calibrate import CpuPlan, cpu_matmul_tflops, plan_cpu
 from ..engine.config import resolve_config
 from ..engine.step import refuse_lone_values
 from ..models import model_info
-from .sides import use_threads
+from .sides import model_of, use_threads
 
 
 @dataclass
@@ -48,7 +48,8 @@ def bench_calibrate(
     """Calibrate training ``model`` on this CPU (or read the cached calibration).
 
     Args:
-        model: a registered model name.
+        model: a registered model name, or a model file: its architecture, options, classes
+            and input size.
         batch_size: default: the model's recipe's.
         input_size, num_classes: default: the model's.
         precision: ``auto`` (default: fp32 and, with bf16 hardware, bf16) or one to keep.
@@ -58,18 +59,21 @@ def bench_calibrate(
         force: measure again even where the cache has timings.
     """
     use_threads(threads)
+    model, file_size, file_classes, options = model_of(model)
     config = resolve_config(
         recipe="modern",  # its batch size and optimizer: auto would need a data set to decide
         model=model,
         batch_size=batch_size,
-        input_size=input_size,
+        input_size=input_size or file_size,
         precision=precision,
         channels_last=channels_last,
         optimizer=optimizer,
         device="cpu",
+        **({"model_kwargs": options} if options else {}),
     )
     info = model_info(model)
-    num_classes, input_size = num_classes or info.num_classes, config.input_size or info.input_size
+    num_classes = num_classes or file_classes or info.num_classes
+    input_size = config.input_size or info.input_size
     refuse_lone_values(config, num_classes, input_size)
     plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, force=force)
     if plan.how.startswith("not calibrated"):
