@@ -75,6 +75,8 @@ def test_each_kind_of_record_has_its_row():
     cells = as_record(time_to_accuracy).cells()
     assert cells["what"] == "time to 95.00% `resnet20` on `digits`"
     assert cells["ours"] == "12.6 s, reached (96.66% after 4 epochs)"
+    one = as_record({**time_to_accuracy, "epochs": 1, "reached": False}).cells()["ours"]
+    assert one == "12.6 s, missed (96.66% after 1 epoch)"
     old = {**time_to_accuracy, "kind": "tta"}  # the name before 0.2
     assert as_record(old).cells() == cells
     data = {

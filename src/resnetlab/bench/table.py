@@ -250,7 +250,8 @@ class TimeToAccuracyRecord(BenchRecord):
     def ours(self) -> str:
         r = self.data
         reached = "reached" if r["reached"] else "missed"
-        return f"{r['seconds']:.1f} s, {reached} ({r['accuracy']:.2%} after {r['epochs']} epochs)"
+        epochs = f"{r['epochs']} epoch{'s' if r['epochs'] != 1 else ''}"
+        return f"{r['seconds']:.1f} s, {reached} ({r['accuracy']:.2%} after {epochs})"
 
 
 RECORD_TYPES: dict[str, type[BenchRecord]] = {
