@@ -35,6 +35,10 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     assert "unknown training option: colour" in capsys.readouterr().err
     assert main(["bench", "tta", "--data", "digits", "--timeout", "0", "--no-save"]) == 2
     assert "--timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
+    assert main(["bench", "tta", "--data", "digits", "--target", "91", "--no-save"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --target must be in (0, 1], got 91; a fraction: 0.91 for 91%\n"
+    )
     # Found by the training process.
     missing = str(tmp_path / "missing")
     log = tmp_path / "failed.log"

@@ -87,7 +87,8 @@ def bench_time_to_accuracy(
         log: write the training run's output to this file, also when it fails.
     """
     if not 0 < target <= 1:
-        raise ResnetlabError(f"--target must be in (0, 1], got {target}")
+        percent = f"; a fraction: {target / 100:g} for {target:g}%" if 1 < target <= 100 else ""
+        raise ResnetlabError(f"--target must be in (0, 1], got {target:g}{percent}")
     if timeout is not None and not timeout > 0:
         raise ResnetlabError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     device_ = resolve_device(device)
