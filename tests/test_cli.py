@@ -73,6 +73,9 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     lines = err.strip().splitlines()
     assert lines[0] == "usage: resnetlab train ... (see resnetlab train --help)"
     assert lines[1] == "error: unrecognized arguments: --modle (did you mean --model?) resnet8"
+    # The dashes every flag starts with make no likeness: --seconds is not --json.
+    err = _error(capsys, ["bench", "train", "--model", "resnet8", "--seconds", "1"])
+    assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
 def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):

@@ -1318,11 +1318,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"usage: {self.prog} ... (see {self.prog} --help)\nerror: {message}\n")
 
     def unknown(self, extras: list[str]) -> NoReturn:
-        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        # Compared without their dashes, which every flag shares: --seconds is not like --json.
+        names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
+        flags = [f"--{name}" for name in names]
         parts = []
         for item in extras:
             name = item.split("=", 1)[0]
-            close = difflib.get_close_matches(name, flags, n=1) if name.startswith("-") else []
+            close = []
+            if name.startswith("-"):
+                close = [f"--{c}" for c in difflib.get_close_matches(name.lstrip("-"), names, n=1)]
             if not close and "--data" in flags and not name.startswith("-") and _is_data(item):
                 close = [f"--data {item}"]  # `resnetlab train photos/`: the data is an option
             parts.append(f"{item} (did you mean {close[0]}?)" if close else item)
