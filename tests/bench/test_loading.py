@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from resnetlab.bench import bench_data
+from resnetlab.errors import DataWarning
 
 
 def test_bench_data_on_digits():
@@ -35,3 +36,17 @@ def test_bench_data_on_an_image_folder_reads_the_files_both_ways(tmp_path):
     files = record["files"]
     assert files["images"] == 24
     assert files["ratio"] == files["imagefolder_epoch_s"] / files["streaming_epoch_s"]
+
+
+def test_bench_data_on_a_folder_named_by_class_in_the_file_names_says_why_no_files_epoch(
+    tmp_path,
+):
+    # SIGNS as JPEGs: 0_IMG_1.jpg, 1_IMG_2.jpg ... in one folder, which ImageFolder cannot read.
+    rng = np.random.default_rng(0)
+    (tmp_path / "signs").mkdir()
+    for i in range(16):
+        pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "signs" / f"{i % 2}_IMG_{i}.png")
+    with pytest.warns(DataWarning, match="no epoch read from the files is timed against Image"):
+        record = bench_data(str(tmp_path / "signs"), batch_size=8, steps=1, workers=0)
+    assert record["images"] == 16 and "files" not in record

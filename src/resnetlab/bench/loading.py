@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 
 from ..data import Augment, ImageSet, load_dataset, make_loader, split_stats
 from ..data.decode import available_cpus
+from ..data.folders import NAMED_CLASSES_NOTE
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
 from ..engine.optim import set_lr
@@ -37,7 +39,7 @@ from ..engine.step import (
     resolve_channels_last,
 )
 from ..engine.timing import Clock
-from ..errors import ResnetlabError, count_argument
+from ..errors import DataWarning, ResnetlabError, count_argument
 from .records import environment, load_average, seed_cache
 from .sides import use_threads
 
@@ -95,7 +97,14 @@ def bench_data(
             channels_last=resolve_channels_last(None, device_),  # the train command's default
         )
         record.update(_loader_epochs(loader, train, batch_size, mean, std, workers, device_))
-        if Path(train.source).is_dir():
+        if Path(train.source).is_dir() and NAMED_CLASSES_NOTE in train.notes:
+            warnings.warn(
+                f"{train.source}: no epoch read from the files is timed against ImageFolder, "
+                f"which reads one sub-folder per class ({NAMED_CLASSES_NOTE} here)",
+                DataWarning,
+                stacklevel=2,
+            )
+        elif Path(train.source).is_dir():
             folder = Path(train.source)
             record["files"] = _file_epochs(data, folder, batch_size, mean, std, workers, cache)
         record["epoch_share"] = _epoch_share(
