@@ -906,7 +906,12 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     c.add_argument("--json", action="store_true", help="print the plan as JSON")
     c.set_defaults(bench_fn="bench_calibrate", bench_name="calibrate")
     r = kinds.add_parser("table", help="the README's Markdown table of recorded results")
-    r.add_argument("paths", nargs="*", help=".jsonl files, folders (default: the results folder)")
+    r.add_argument(
+        "paths",
+        nargs="*",
+        help=".jsonl files, folders of them, or a record saved from --json (default: the "
+        "results folder)",
+    )
     r.add_argument("--update", metavar="README", help="write it between the README's markers")
     r.set_defaults(bench_fn=None, bench_name="table")
     for q in (*measured[:3], c):

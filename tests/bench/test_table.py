@@ -207,6 +207,18 @@ def test_a_broken_results_file_is_named(tmp_path):
         read_records([tmp_path / "empty"])
 
 
+def test_a_record_saved_from_json_output_is_read(tmp_path, capsys):
+    # `resnetlab bench train ... --json > mine.json`: one record over several lines.
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(TRAIN, indent=2) + "\n")
+    assert read_records([path]) == [TRAIN]
+    assert main(["bench", "table", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == as_record(TRAIN).row()
+    path.write_text(json.dumps({"kind": "train"}, indent=2))
+    with pytest.raises(resnetlab.ResnetlabError, match=r"mine.json: a damaged benchmark record"):
+        read_records([path])
+
+
 def test_readme_table_is_rendered_from_the_recorded_results():
     text = (PROJECT_ROOT / "README.md").read_text()
     assert BEGIN in text and END in text

@@ -14,6 +14,7 @@ the user happens to be in.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import json
@@ -201,7 +202,8 @@ def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Every record in the given ``.jsonl`` files and folders of them, oldest first."""
+    """Every record in the given ``.jsonl`` files and folders of them, oldest first; a
+    file may also hold one record as ``--json`` prints it."""
     records = []
     for item in paths:
         item = Path(item)
@@ -224,6 +226,13 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                     f"{file} is not a text file; benchmark records are .jsonl files, one JSON "
                     "object a line"
                 ) from None
+            whole = None
+            if len(text.strip().splitlines()) > 1:  # one record as `--json` prints it?
+                with contextlib.suppress(json.JSONDecodeError):
+                    whole = json.loads(text)
+            if isinstance(whole, dict):
+                records.append(_checked(whole, str(file)))
+                continue
             for number, line in enumerate(text.splitlines(), start=1):
                 if line.strip():
                     try:
