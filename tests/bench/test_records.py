@@ -49,7 +49,7 @@ def test_a_record_that_does_not_fit_leaves_the_file_as_it_was(tmp_path, monkeypa
 
     def full_disk(self, mode="r", buffering=-1, *args, **kwargs):
         if "a" in mode:
-            return _FullDisk(str(self), "ab")
+            return _FullDisk(str(self), mode)
         return real_open(self, mode, buffering, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", full_disk)
@@ -58,6 +58,14 @@ def test_a_record_that_does_not_fit_leaves_the_file_as_it_was(tmp_path, monkeypa
             append_record({"n": 2, "text": "x" * 100}, path)
     assert kept.read_bytes() == before  # no half line for the next record to follow
     assert not (tmp_path / "new.jsonl").exists()  # no empty file
+
+
+def test_a_record_goes_on_a_line_of_its_own_after_a_last_line_without_newline(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"n": 1}')  # saved by an editor that leaves out the last newline
+    append_record({"n": 2}, path)
+    append_record({"n": 3}, path)
+    assert path.read_text() == '{"n": 1}\n{"n": 2}\n{"n": 3}\n'
 
 
 def test_runs_appending_to_one_file_take_turns(tmp_path):

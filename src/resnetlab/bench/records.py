@@ -184,9 +184,13 @@ def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     new = not path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab", buffering=0) as f:  # one write call, nothing left buffered
+        with path.open("a+b", buffering=0) as f:  # one write call, nothing left buffered
             lock_open_file(f)  # another run's record is not cut by this one's truncate
             start = f.seek(0, os.SEEK_END)
+            if start:
+                f.seek(start - 1)
+                if f.read(1) != b"\n":  # a last line left without its newline (an edited file)
+                    line = b"\n" + line
             try:
                 if f.write(line) != len(line):  # a short write: the disk filled up
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
