@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import errno
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -115,6 +116,25 @@ def lock_open_file(file: BinaryIO) -> None:
 def temp_path(path: Path) -> Path:
     """The hidden temporary file that ``atomic_write`` writes ``path`` through."""
     return path.with_name(f".{path.name}.tmp")
+
+
+def check_writable(path: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Before long work whose result goes to ``path`` in ``folder`` (or into ``path``, a
+    folder, when the two are one): make the folder (and its parents) and a file in it,
+    which is removed, so that a path that cannot be written is said now, not once the work
+    is done.
+
+    Raises:
+        WriteError: naming ``path`` and the fix.
+    """
+    try:
+        if Path(path) != Path(folder) and Path(path).is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise write_error(path, e) from None
 
 
 def write_error(path: str | os.PathLike, error: OSError) -> WriteError:

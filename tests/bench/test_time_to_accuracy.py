@@ -39,6 +39,19 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "error: --target must be in (0, 1], got 91; a fraction: 0.91 for 91%\n"
     )
+    # A log that cannot be written: said before the run, not after it.
+    (tmp_path / "a-file").write_text("")
+    for log, says in [
+        (
+            tmp_path / "a-file" / "x.log",
+            "a file stands where a folder is needed; choose another path",
+        ),
+        (tmp_path, "that is a folder; give a file name"),
+    ]:
+        args = ["bench", "tta", "--data", "digits", "--log", str(log), "--no-save"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: cannot write {log}: ") and err.endswith(f"; {says}\n")
     # Found by the training process.
     missing = str(tmp_path / "missing")
     log = tmp_path / "failed.log"

@@ -23,7 +23,6 @@ import platform
 import re
 import shlex
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from ..data.cache import cache_root
 from ..data.decode import available_cpus
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
-from ..storage import lock_open_file, write_error
+from ..storage import WriteError, check_writable, lock_open_file, write_error
 from .table import as_record
 
 REPOSITORY_RESULTS = Path("benchmarks") / "results"
@@ -165,14 +164,10 @@ def check_results(results: str | os.PathLike | None = None) -> None:
         WriteError: naming the path and the fix (``--no-save`` among them).
     """
     path = Path(results) if results is not None else default_results_dir()
-    folder = path.parent if path.suffix == ".jsonl" else path
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        error = write_error(path, e)
-        raise type(error)(f"{error}; or add --no-save") from None
+        check_writable(path, path.parent if path.suffix == ".jsonl" else path)
+    except WriteError as e:
+        raise WriteError(f"{e}; or add --no-save") from None
 
 
 def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:

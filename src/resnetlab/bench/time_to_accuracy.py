@@ -28,6 +28,7 @@ from ..data.cache import cache_root
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
 from ..errors import ResnetlabError
+from ..storage import check_writable
 from .records import environment, load_average, seed_cache
 
 # ResNet-20 on CIFAR-10 on one GPU: a starting point for the time-to-accuracy recipe, not
@@ -98,6 +99,8 @@ def bench_time_to_accuracy(
     options.update(train_options or {})
     # Mistakes in the options are found here, not after the child process has started.
     resolve_config(model=model, data=data, target_accuracy=target, **options)
+    if log is not None:
+        check_writable(log, Path(log).parent)
     env = environment(device_)
     train_args = ["train", "--model", model, "--data", data, "--device", str(device_)]
     train_args += ["--target-accuracy", str(target), *_flags(options)]
