@@ -216,6 +216,22 @@ def test_a_cpu_without_bf16_hardware_trains_in_fp32(calibrating, monkeypatch):
     assert plan.precision == "fp32"
 
 
+def test_what_was_measured_before_ctrl_c_is_kept(calibrating):
+    class Interrupted(FakeMachine):
+        def __call__(self, what, calls, rounds=3):
+            if set(calls) >= {FP32_CL, FP32_NCHW}:  # the whole steps, after the convolutions
+                raise KeyboardInterrupt
+            return super().__call__(what, calls, rounds)
+
+    first = Interrupted(BF16_WINS)
+    with pytest.raises(KeyboardInterrupt):
+        _plan(first)
+    assert first.timed  # the convolutions were measured
+    again = FakeMachine(BF16_WINS)
+    assert _plan(again).how == "measured now"
+    assert set(again.timed).isdisjoint(first.timed)  # and not measured again
+
+
 def test_a_changed_torch_version_thread_count_or_thread_waiting_calibrates_again(
     calibrating, monkeypatch
 ):

@@ -635,28 +635,30 @@ def _calibrate(
     probe = initial_model(config, num_classes, input_size)
     counts = Counter(shape for shape in conv_shapes(probe, input_size).values())
     shapes = [shape for shape in counts if shape.matmul_candidate]
-    convs, fresh = _calibrate_convs(store, measure, force, candidates, shapes, batch)
-    matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
     options = json.dumps(config.model_kwargs, sort_keys=True) if config.model_kwargs else ""
     workload = (
         f"{config.model}{options} at {input_size}x{input_size}, batch {config.batch_size}, "
         f"{num_classes} classes"
     )
-    ways = [
-        way
-        for c in candidates
-        for way in ([c, replace(c, onednn_only=True)] if matmul[c.name] else [c])
-    ]
-    step_call = partial(_step_call, config, num_classes, input_size, matmul=matmul, batch=batch)
-    key = f"{workload}, {config.optimizer}, b{batch}"
-    steps, others, new = _calibrate_steps(store, measure, force, key, ways, step_call)
-    chosen = decide(steps) if steps else ways[0]
-    base = chosen.per_shape.name
-    threads, thread_steps, thread_others, new_threads = _calibrate_threads(
-        store, measure, force, f"{key}, {chosen.name}", partial(step_call, chosen)
-    )
-    fresh = fresh or new or new_threads
-    store.save()
+    try:  # what was measured is kept, also when Ctrl-C stops a later part
+        convs, fresh = _calibrate_convs(store, measure, force, candidates, shapes, batch)
+        matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
+        ways = [
+            way
+            for c in candidates
+            for way in ([c, replace(c, onednn_only=True)] if matmul[c.name] else [c])
+        ]
+        step_call = partial(_step_call, config, num_classes, input_size, matmul=matmul, batch=batch)
+        key = f"{workload}, {config.optimizer}, b{batch}"
+        steps, others, new = _calibrate_steps(store, measure, force, key, ways, step_call)
+        chosen = decide(steps) if steps else ways[0]
+        base = chosen.per_shape.name
+        threads, thread_steps, thread_others, new_threads = _calibrate_threads(
+            store, measure, force, f"{key}, {chosen.name}", partial(step_call, chosen)
+        )
+        fresh = fresh or new or new_threads
+    finally:
+        store.save()
     return CpuPlan(
         precision=chosen.precision,
         channels_last=chosen.channels_last,
