@@ -162,8 +162,14 @@ def check_results(results: str | os.PathLike | None = None) -> None:
 
     Raises:
         WriteError: naming the path and the fix (``--no-save`` among them).
+        ResnetlabError: a ``.json`` file named (records are JSON lines, ``.jsonl``).
     """
     path = Path(results) if results is not None else default_results_dir()
+    if path.suffix == ".json" and not path.is_dir():  # not made a folder of that name
+        raise ResnetlabError(
+            f"--results {results}: records are JSON lines; name a .jsonl file "
+            f"({path.with_suffix('.jsonl')}) or a folder"
+        )
     try:
         check_writable(path, path.parent if path.suffix == ".jsonl" else path)
     except WriteError as e:
