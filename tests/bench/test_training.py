@@ -29,7 +29,7 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
     assert record["versions"]["torch"] == torch.__version__
     assert record["versions"]["resnetlab"] == resnetlab.__version__
     assert re.search(r", \d+ cores?$", record["device"]) and record["threads"] >= 1
-    assert set(record["cpu"]) == {"model", "family", "capability", "bf16", "amx"}
+    assert set(record["cpu"]) == {"model", "family", "capability", "bf16", "amx", "fp16"}
     assert record["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
     assert record["git"] is None or len(record["git"]["commit"]) == 12
     assert record["load_before"] is None or len(record["load_before"]) == 3

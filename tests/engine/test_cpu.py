@@ -1,4 +1,5 @@
 import contextlib
+import warnings
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from resnetlab.engine.cpu import (
 )
 from resnetlab.engine.optim import set_lr
 from resnetlab.engine.step import build_training
+from resnetlab.errors import SettingWarning
 
 SHAPES = {  # (in, out, kernel, stride, padding, bias, input side, input needs a gradient)
     "3x3 on a 2x2 map": (16, 32, 3, 1, 1, False, 2, True),
@@ -123,17 +125,52 @@ def test_a_training_step_on_matrix_products_gives_the_plain_loss():
 
 
 @pytest.mark.parametrize(
-    ("entries", "bf16", "amx"),
+    ("entries", "bf16", "amx", "fp16"),
     [
-        ({"flags": "fpu avx2 avx512f avx512_bf16 avx512_vnni"}, True, False),
-        ({"flags": "fpu avx2 avx512f amx_bf16 amx_tile amx_int8"}, True, True),
-        ({"flags": "fpu avx2 fma"}, False, False),
-        ({"Features": "fp asimd sve bf16 i8mm"}, True, False),  # Arm
-        ({}, False, False),  # no /proc/cpuinfo (macOS, Windows)
+        ({"flags": "fpu avx2 avx512f avx512_bf16 avx512_vnni"}, True, False, False),
+        ({"flags": "fpu avx2 avx512f amx_bf16 amx_tile amx_int8"}, True, True, False),
+        ({"flags": "avx512_bf16 avx512_fp16 amx_bf16 amx_fp16 amx_tile"}, True, True, True),
+        ({"flags": "fpu avx2 fma"}, False, False, False),
+        ({"Features": "fp asimd asimdhp sve bf16 i8mm"}, True, False, True),  # Arm
+        ({}, False, False, False),  # no /proc/cpuinfo (macOS, Windows)
     ],
 )
-def test_bf16_hardware_is_read_from_the_cpu_flags(monkeypatch, entries, bf16, amx):
+def test_reduced_precision_hardware_is_read_from_the_cpu_flags(
+    monkeypatch, entries, bf16, amx, fp16
+):
     monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Some CPU", **entries})
     info = cpu.cpu_info()
-    assert (info["bf16"], info["amx"], info["model"]) == (bf16, amx, "Some CPU")
+    assert (info["bf16"], info["amx"], info["fp16"], info["model"]) == (bf16, amx, fp16, "Some CPU")
     assert info["capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+@pytest.mark.parametrize(
+    ("precision", "flags", "warned"),
+    [
+        ("fp16", "avx2 avx512f avx512_bf16", True),
+        ("fp16", "avx512f avx512_fp16", False),
+        ("bf16", "avx2 fma", True),
+        ("bf16", "avx512f avx512_bf16", False),
+        ("fp32", "avx2", False),
+        ("auto", "avx2", False),  # auto measures
+    ],
+)
+def test_a_precision_the_cpu_emulates_is_warned_of_when_training_starts(
+    monkeypatch, precision, flags, warned
+):
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Some CPU", "flags": flags})
+    monkeypatch.setenv("RESNETLAB_CALIBRATE", "off")
+    config = TrainConfig(model="resnet8", precision=precision, batch_size=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_training(config, torch.device("cpu"), num_classes=3, input_size=8)
+    said = [str(w.message) for w in caught if issubclass(w.category, SettingWarning)]
+    if not warned:
+        assert said == []
+        return
+    hardware = cpu.PRECISION_HARDWARE[precision]
+    assert said == [
+        f"--precision {precision}: this CPU has no {precision} arithmetic ({hardware}), so "
+        "PyTorch emulates it, usually slower than fp32; --precision auto measures which is "
+        "faster here"
+    ]

@@ -68,7 +68,8 @@ def cpu_info() -> dict[str, Any]:
     """What a measurement on this CPU depends on: model, family, instruction sets.
 
     ``bf16`` is hardware bfloat16 arithmetic (x86 AVX512_BF16 or AMX, Arm's BF16
-    extension), without which bf16 autocast is emulated and slower than float32.
+    extension), without which bf16 autocast is emulated and slower than float32; ``fp16``
+    likewise for float16 (x86 AVX512_FP16 or AMX-FP16, Arm's half-precision SIMD).
     """
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
@@ -78,8 +79,26 @@ def cpu_info() -> dict[str, Any]:
         or None,
         "capability": cpu_capability(),
         "bf16": bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}),
+        "fp16": bool(flags & {"avx512_fp16", "amx_fp16", "asimdhp"}),
         "amx": bool(flags & {"amx_bf16", "amx_tile"}),
     }
+
+
+# The instructions that do each reduced precision's arithmetic, by name.
+PRECISION_HARDWARE = {"bf16": "AVX512_BF16 or AMX", "fp16": "AVX512_FP16 or AMX-FP16"}
+
+
+def emulated_precision_note(precision: str) -> str | None:
+    """A line when ``--precision`` names a reduced precision this CPU has no arithmetic for:
+    PyTorch then emulates it, usually slower than float32 (fp16 at about half its speed
+    on an AVX-512 CPU without FP16)."""
+    if precision not in PRECISION_HARDWARE or cpu_info()[precision]:
+        return None
+    return (
+        f"--precision {precision}: this CPU has no {precision} arithmetic "
+        f"({PRECISION_HARDWARE[precision]}), so PyTorch emulates it, usually slower than "
+        "fp32; --precision auto measures which is faster here"
+    )
 
 
 @dataclass(frozen=True)

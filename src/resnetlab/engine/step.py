@@ -42,7 +42,7 @@ from ..convert.pretrained import PretrainedWeights, load_pretrained
 from ..errors import ResnetlabError, SettingWarning
 from ..models import create_model, model_info
 from .config import TrainConfig, resolve_cuda_graphs
-from .cpu import keep_freed_memory, use_matmul_convs
+from .cpu import emulated_precision_note, keep_freed_memory, use_matmul_convs
 from .distributed import DistInfo
 from .finetune import FineTuning, head_epochs_for
 from .optim import build_optimizer
@@ -422,6 +422,8 @@ def build_training(
         from .calibrate import plan_cpu  # (which times this module's TrainStep)
 
         keep_freed_memory()
+        if (note := emulated_precision_note(config.precision)) is not None:
+            warnings.warn(note, SettingWarning, stacklevel=3)
         if cpu_plan is None:
             cpu_plan = plan_cpu(
                 config,
