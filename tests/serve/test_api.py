@@ -170,11 +170,12 @@ def test_the_page_and_its_files(server):
 
 
 def test_serve_errors_are_one_line(model_file, tmp_path, capsys):
+    # --port 0: the port is bound before the model loads, and 8000 may be taken here
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"not really")
-    assert main(["serve", str(onnx)]) == 2
+    assert main(["serve", str(onnx), "--port", "0"]) == 2
     assert ".onnx" in capsys.readouterr().err
-    assert main(["serve", str(tmp_path / "missing.safetensors")]) == 2
+    assert main(["serve", str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
     assert "model file not found" in capsys.readouterr().err
     for flags in (["--max-batch", "0"], ["--max-wait-ms", "-1"], ["--port", "70000"]):
         assert main(["serve", str(model_file), *flags]) == 2
