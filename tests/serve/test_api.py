@@ -128,6 +128,25 @@ def test_bad_input_gets_a_json_error_and_the_server_goes_on(server, model_file, 
     assert server.process.poll() is None
 
 
+def test_an_image_sent_with_curl_d_is_told_to_use_data_binary(server, image_files):
+    """`curl -d @photo.jpg` sends the file as a urlencoded form without its line breaks."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for name in ("red.jpg", "green.png"):
+        data = image_files[name].read_bytes()
+        stripped = data.replace(b"\n", b"").replace(b"\r", b"")
+        answer = server.post("predict", content=stripped, headers=form)
+        assert answer.status_code in (415, 422), name
+        assert answer.json()["error"].endswith(
+            "; curl -d drops a file's line breaks: send it with curl --data-binary @FILE "
+            "or -F image=@FILE"
+        ), name
+        # As `curl --data-binary` sends it (the same type), the file is read.
+        assert server.post("predict", content=data, headers=form).status_code == 200, name
+    # Line breaks kept: a file that is no image, with no word of curl -d.
+    answer = server.post("predict", content=b"name,value\nx,1\n" * 20, headers=form)
+    assert answer.status_code == 415 and "curl -d" not in answer.json()["error"]
+
+
 def test_other_errors_are_json_too(server):
     assert server.get("nowhere").status_code == 404
     assert server.get("nowhere").json() == {"error": "Not Found"}
