@@ -150,7 +150,12 @@ def test_an_image_sent_with_curl_d_is_told_to_use_data_binary(server, image_file
 def test_other_errors_are_json_too(server):
     assert server.get("nowhere").status_code == 404
     assert server.get("nowhere").json() == {"error": "Not Found"}
-    assert server.get("predict").status_code == 405
+    how = server.get("predict")  # what a browser opening /predict shows
+    assert how.status_code == 405 and how.headers["allow"] == "POST"
+    assert how.json() == {
+        "error": f"/predict takes an image by POST: curl -F image=@photo.jpg {server.url}predict; "
+        f"the page at {server.url} sends one from a browser"
+    }
     answer = server.post("predict", params={"cam": "maybe"}, content=b"x")
     assert answer.status_code == 400 and "cam" in answer.json()["error"]
 

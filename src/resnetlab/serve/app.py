@@ -132,6 +132,17 @@ def create_app(
             "batching": batcher.stats(),
         }
 
+    # A browser opening /predict asks with GET: say how to send an image, and where the page is.
+    @app.get("/predict", include_in_schema=False)
+    async def predict_how(request: Request) -> JSONResponse:
+        base = str(request.base_url)
+        return _error(
+            f"/predict takes an image by POST: curl -F image=@photo.jpg {base}predict; "
+            f"the page at {base} sends one from a browser",
+            405,
+            {"Allow": "POST"},
+        )
+
     @app.post("/predict")
     async def predict(request: Request) -> dict:
         k, cam = _options(request, top_k)
