@@ -9,6 +9,8 @@ from torch import nn
 import resnetlab
 from resnetlab.serve import Predictor, RequestError
 
+from .test_api import png_bomb
+
 
 class Weightless(nn.Module):
     """A model with no PyTorch weights, as one run by another runtime is: fixed logits."""
@@ -47,3 +49,18 @@ def test_a_cut_short_upload_is_named_in_the_words_predict_uses(model_file, image
             "the upload is not a readable image (the file is truncated, as a copy or "
             "download that stopped leaves it)"
         )
+
+
+def test_too_many_pixels_is_said_once_in_the_words_predict_uses(model_file, tmp_path):
+    """A decompression bomb's 413 is predict's line for that file, the limit and the fix
+    said once."""
+    predictor = Predictor(Weightless(resnetlab.read_model_meta(model_file)))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(12_000, 12_000))
+    with pytest.raises(resnetlab.ResnetlabError) as in_predict:
+        resnetlab.predict(model_file, [bomb])
+    with pytest.raises(RequestError) as refused:
+        predictor.decode(bomb.read_bytes(), "bomb.png")
+    assert refused.value.status == 413
+    assert str(refused.value) == str(in_predict.value).replace(str(bomb), "the upload bomb.png")
+    assert str(refused.value).count("decompression") == 1

@@ -151,12 +151,8 @@ def _check_header(data: bytes, what: str) -> None:
     """Refuse what is no image (415) or too many pixels to decode (413), from the header."""
     try:
         read_header_size(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise RequestError(
-            f"{what} has too many pixels ({e}); the limit is against decompression bombs: "
-            "send a smaller image",
-            413,
-        ) from None
+    except Image.DecompressionBombError as e:  # in predict's words, which give the fix
+        raise RequestError(unreadable_image(what, e), 413) from None
     except UnidentifiedImageError as e:
         if (reason := read_error_reason(e)) != NOT_AN_IMAGE:  # a HEIC photo named .jpg...
             raise RequestError(f"{what}: {reason}", 415) from None
