@@ -222,6 +222,30 @@ def test_a_busy_port_is_one_line(model_file, capsys):
     assert err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("lan", ["192.0.2.7", None])
+def test_on_all_addresses_the_network_address_is_printed(model_file, monkeypatch, capsys, lan):
+    """--host 0.0.0.0 (to try it from a phone): http://0.0.0.0:PORT/ opens nowhere there, so
+    the machine's address on its network is printed too, where it has one."""
+    from resnetlab.serve import server
+
+    class NoServer:  # uvicorn left out: its Config would set up logging in this process
+        def __init__(self, _config) -> None:
+            pass
+
+        def run(self, sockets) -> None:
+            sockets[0].close()
+
+    monkeypatch.setattr(server, "_lan_address", lambda _family: lan)
+    monkeypatch.setattr(server.uvicorn, "Config", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(server.uvicorn, "Server", NoServer)
+    server.serve(model_file, host="0.0.0.0", port=0)
+    lines = capsys.readouterr().out.splitlines()
+    port = lines[0].rsplit(":", 1)[1].rstrip("/")
+    assert lines[0].endswith(f" at http://0.0.0.0:{port}/")
+    network = [f"from another device on this network: http://{lan}:{port}/"] if lan else []
+    assert lines[1:] == network
+
+
 def test_without_the_extra_the_command_says_what_to_install(model_file, monkeypatch, capsys):
     import sys
 

@@ -66,6 +66,10 @@ def serve(
         f"{meta.input_size}x{meta.input_size} input) at http://{shown}:{address[1]}/",
         flush=True,
     )
+    # 0.0.0.0 is no address a phone can open: name the one this machine has on its network.
+    if ipaddress.ip_address(address[0]).is_unspecified and (lan := _lan_address(sock.family)):
+        shown_lan = f"[{lan}]" if sock.family == socket.AF_INET6 else lan
+        print(f"from another device on this network: http://{shown_lan}:{address[1]}/", flush=True)
     if not ipaddress.ip_address(address[0]).is_loopback:
         print(
             f"warning: listening on {address[0]}: anyone who can reach this machine can use "
@@ -92,6 +96,19 @@ def _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
         raise ResnetlabError(
             f"--max-upload-mb must be a finite positive number, got {max_upload_mb}"
         )
+
+
+def _lan_address(family: socket.AddressFamily) -> str | None:
+    """This machine's address on the network its traffic leaves by, or None (no network).
+    Connecting a UDP socket picks the route and sends nothing."""
+    probe = ("10.254.254.254", 1) if family == socket.AF_INET else ("fd00::1", 1)
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect(probe)
+            address = udp.getsockname()[0]
+    except OSError:
+        return None
+    return None if ipaddress.ip_address(address).is_loopback else address
 
 
 def _listen(host: str, port: int) -> socket.socket:
