@@ -150,6 +150,10 @@ def test_a_path_with_another_formats_suffix_is_not_written(tmp_path, suffix):
     assert not path.exists()
     resnetlab.save_model(resnetlab.create_model("resnet8"), tmp_path / "model")  # no suffix
     assert resnetlab.load_model(tmp_path / "model").meta.model == "resnet8"
+    doubled = tmp_path / f"model.safetensors{suffix}"  # the fix is one suffix less
+    with pytest.raises(ResnetlabError) as refused:
+        resnetlab.save_model(resnetlab.create_model("resnet8"), doubled)
+    assert str(refused.value).endswith(f"; write {tmp_path / 'model.safetensors'}")
 
 
 def test_model_files_get_the_usual_permissions(tmp_path):

@@ -265,10 +265,12 @@ def save_model(
     path = Path(path_argument(path, "the model file to write"))
     if (suffix := path.suffix.lower()) in FILE_SUFFIXES and suffix != ".safetensors":
         # Read back as what the suffix says (torch.load, an export, a Keras file), it fails.
+        # model.safetensors.pt is model.safetensors with one suffix too many.
+        doubled = Path(path.stem).suffix.lower() == ".safetensors"
         raise ResnetlabError(
             f"{path}: not written: a model file is a .safetensors file, and {suffix} names "
             f"another format (torch.save's, an export's or Keras's); write "
-            f"{path.with_suffix('.safetensors')}"
+            f"{path.with_suffix('' if doubled else '.safetensors')}"
         )
     if isinstance(class_names, str):  # a string is a sequence, of its letters
         raise ResnetlabError(
