@@ -98,6 +98,19 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
     return [
         ("empty body", {"content": b""}, 400, "no image"),
         ("multipart without a file", {"files": {"note": (None, b"hello")}}, 400, "no file"),
+        (
+            "multipart with two files",
+            {"files": [("a", ("a.jpg", jpeg)), ("b", ("b.jpg", jpeg))]},
+            400,
+            "the multipart form is refused (Too many files. Maximum number of files is 1); "
+            "send one image as a file field, e.g. curl -F image=@photo.jpg",
+        ),
+        (
+            "multipart without its boundary",
+            {"content": jpeg, "headers": {"Content-Type": "multipart/form-data"}},
+            400,
+            "the multipart form is refused (Missing boundary in multipart); send one image",
+        ),
         ("text", {"content": b"name,value\nx,1\n" * 20}, 415, "not an image"),
         ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),
         ("truncated JPEG", {"content": jpeg[: len(jpeg) // 2]}, 422, "truncated"),

@@ -222,12 +222,13 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None]:
     whole body (no name)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await request.body(), None
-    async with request.form(max_files=1, max_fields=16) as form:
-        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-        if not files:
-            raise RequestError(
-                "the multipart form has no file; send the image as a file field, "
-                "e.g. curl -F image=@photo.jpg",
-                400,
-            )
-        return await files[0].read(), files[0].filename or None
+    fix = "send one image as a file field, e.g. curl -F image=@photo.jpg"
+    try:
+        async with request.form(max_files=1, max_fields=16) as form:
+            files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            if not files:
+                raise RequestError(f"the multipart form has no file; {fix}", 400)
+            return await files[0].read(), files[0].filename or None
+    except HTTPException as e:  # Starlette's words: two files, no boundary, a broken part...
+        why = str(e.detail).rstrip(".")
+        raise RequestError(f"the multipart form is refused ({why}); {fix}", 400) from None
