@@ -97,6 +97,9 @@ class Server:
     def post(self, path: str, **kwargs) -> httpx.Response:
         return httpx.post(self.url + path, timeout=60, **kwargs)
 
+    def put(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.put(self.url + path, timeout=60, **kwargs)
+
     def stop(self) -> None:
         self.running.stop()
 

@@ -81,6 +81,16 @@ def test_answers_equal_predict(server, model_file, image_files):
     assert {p.label for p in expected[:6]} == set(COLOURS)
 
 
+def test_an_image_put_as_curl_t_sends_it_gets_predicts_numbers(server, model_file, image_files):
+    """`curl -T photo.jpg URL/predict`, as TorchServe's examples upload, sends PUT."""
+    path = image_files["blue.jpg"]
+    (expected,) = resnetlab.predict(model_file, [path], top_k=3)
+    answer = server.put("predict", content=path.read_bytes())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["image"] == "upload"
+    assert_same_top(answer.json()["top"], expected.top)
+
+
 def test_top_k(server, model_file, image_files):
     path = image_files["gray.png"]
     (full,) = resnetlab.predict(model_file, [path], top_k=3)
@@ -164,7 +174,7 @@ def test_other_errors_are_json_too(server):
     assert server.get("nowhere").status_code == 404
     assert server.get("nowhere").json() == {"error": "Not Found"}
     how = server.get("predict")  # what a browser opening /predict shows
-    assert how.status_code == 405 and how.headers["allow"] == "POST"
+    assert how.status_code == 405 and how.headers["allow"] == "POST, PUT"
     assert how.json() == {
         "error": f"/predict takes an image by POST: curl -F image=@photo.jpg {server.url}predict; "
         f"the page at {server.url} sends one from a browser"

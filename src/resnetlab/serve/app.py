@@ -140,10 +140,11 @@ def create_app(
             f"/predict takes an image by POST: curl -F image=@photo.jpg {base}predict; "
             f"the page at {base} sends one from a browser",
             405,
-            {"Allow": "POST"},
+            {"Allow": "POST, PUT"},
         )
 
-    @app.post("/predict")
+    # PUT too: TorchServe's examples upload with `curl -T photo.jpg`, which sends PUT.
+    @app.api_route("/predict", methods=["POST", "PUT"])
     async def predict(request: Request) -> dict:
         k, cam = _options(request, top_k)
         if cam:
