@@ -6,8 +6,11 @@ without a traceback. Messages name the thing that is wrong and, where there is o
 
 import operator
 import os
+import re
 
 SHOWN_CHARS = 80  # of a wrong value's repr in a message; a longer one is named by its type
+# https://..., file://...: a scheme of two letters or more, so that C://photos stays a path.
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 class ResnetlabError(Exception):
@@ -61,16 +64,22 @@ def empty_problem(value: object, give: str = "one") -> str | None:
     return None
 
 
-def path_argument(value: object, what: str, give: str = "one") -> str | os.PathLike:
-    """``value`` when it is a path (``str`` or ``os.PathLike``) that is not empty, else one
-    line naming ``what`` and what was given instead (``give``: what to give for an empty
-    one, see ``empty_problem``)."""
+def path_argument(
+    value: object, what: str, give: str = "one", *, reading: bool = True
+) -> str | os.PathLike:
+    """``value`` when it is a path (``str`` or ``os.PathLike``) that is not empty nor a URL,
+    else one line naming ``what`` and what was given instead (``give``: what to give for an
+    empty one, see ``empty_problem``; ``reading``: a URL is told to be downloaded first,
+    else to be a local path)."""
     if not isinstance(value, str | os.PathLike):
         raise ResnetlabError(
             f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}"
         )
     if problem := empty_problem(value, give):
         raise ResnetlabError(f"{what}: {problem}")
+    if URL.match(text := os.fspath(value)):  # read as a path, it would be 'not found'
+        fix = f"download it first (curl -O {text})" if reading else "give a local path"
+        raise ResnetlabError(f"{what}: {text} is a URL, and resnetlab works on local files; {fix}")
     return value
 
 

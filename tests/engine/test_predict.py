@@ -153,6 +153,17 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     )
     assert main(["predict", str(tmp_path / "missing.safetensors"), str(text)]) == 2
     assert "model file not found" in capsys.readouterr().err
+    # A URL, named whole (a path would read https:/...) with what to do instead.
+    url = "https://example.com/cat.jpg"
+    assert main(["predict", str(model_file), url]) == 2
+    assert capsys.readouterr().err == (
+        f"error: an image path: {url} is a URL, and resnetlab works on local files; download it "
+        f"first (curl -O {url})\n"
+    )
+    assert main(["predict", "https://example.com/model.safetensors", str(text)]) == 2
+    assert "error: the model file: https://example.com/model.safetensors is a URL" in (
+        capsys.readouterr().err
+    )
 
 
 def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):

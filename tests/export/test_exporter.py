@@ -237,6 +237,14 @@ def test_bad_export_options_are_one_line_errors(cifar_file, tmp_path, capsys, ar
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_url_to_write_to_is_told_to_be_a_local_path(cifar_file, capsys):
+    assert main(["export", str(cifar_file), "s3://bucket/m.onnx"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the file to write: s3://bucket/m.onnx is a URL, and resnetlab works on local "
+        "files; give a local path\n"
+    )
+
+
 def test_a_file_that_is_not_a_model_file_is_a_one_line_error(tmp_path, capsys):
     notes = tmp_path / "notes.safetensors"
     notes.write_text("not a model")

@@ -101,7 +101,7 @@ class Explanation:
         Returns:
             The files written, overlays first.
         """
-        out = Path(path_argument(out, "the folder to write the explanations into"))
+        out = Path(path_argument(out, "the folder to write the explanations into", reading=False))
         if out.exists() and not out.is_dir():
             raise ResnetlabError(
                 f"{out} is a file; the explanations are written into a folder: name a new one"

@@ -225,7 +225,7 @@ def export_model(
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
     path_argument(model_file, "the model file")
-    out = Path(path_argument(out, "the file to write"))
+    out = Path(path_argument(out, "the file to write", reading=False))
     fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
     _check_options(fmt, opset, fp16, data, quantize)

@@ -262,7 +262,7 @@ def save_model(
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
-    path = Path(path_argument(path, "the model file to write"))
+    path = Path(path_argument(path, "the model file to write", reading=False))
     if (suffix := path.suffix.lower()) in FILE_SUFFIXES and suffix != ".safetensors":
         # Read back as what the suffix says (torch.load, an export, a Keras file), it fails.
         # model.safetensors.pt is model.safetensors with one suffix too many.
