@@ -108,6 +108,33 @@ def test_a_failing_batch_fails_its_requests_only():
     assert asyncio.run(main()).tolist() == [2, 2]
 
 
+def test_a_stopped_batcher_refuses_at_once_rather_than_queueing_for_ever():
+    async def main():
+        batcher = Batcher(_rows)
+        await batcher.start()
+        first = await batcher.submit(_image(1))
+        await batcher.stop()
+        with pytest.raises(RuntimeError, match="the app's lifespan events start it"):
+            await asyncio.wait_for(batcher.submit(_image(2)), HANG_GUARD_S)
+        return first
+
+    assert asyncio.run(main()).tolist() == [1, 1]
+
+
+def test_an_app_run_without_its_lifespan_says_what_starts_the_batching(model_file, image_files):
+    from fastapi.testclient import TestClient
+
+    app = create_app(Predictor(resnetlab.load_model(model_file)))
+    client = TestClient(app, raise_server_exceptions=False)  # outside `with`: no lifespan
+    answer = client.post("/predict", content=image_files["red.png"].read_bytes())
+    assert answer.status_code == 500
+    assert answer.json()["error"] == (
+        "internal error (RuntimeError: request batching is not running: the app's lifespan "
+        "events start it; run the app under an ASGI server that sends them (uvicorn does; in "
+        "tests, `with TestClient(app) as client:`))"
+    )
+
+
 def test_busy_server_answers_503_with_retry_after(model_file, image_files):
     """Through the app: one request running, one queued, the next is refused."""
     from fastapi.testclient import TestClient

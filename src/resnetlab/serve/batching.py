@@ -69,6 +69,8 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        # An image queued now would wait for ever: submit refuses until the next start.
+        self._queue = self._task = self._executor = None
 
     async def submit(self, image: torch.Tensor) -> torch.Tensor:
         """The result row for one uint8 (H, W, 3) image, computed in some batch.
@@ -77,7 +79,11 @@ class Batcher:
             QueueFull: ``max_queue`` images are already waiting.
         """
         if self._queue is None:
-            raise RuntimeError("Batcher.start() was not called")
+            raise RuntimeError(
+                "request batching is not running: the app's lifespan events start it; run the "
+                "app under an ASGI server that sends them (uvicorn does; in tests, "
+                "`with TestClient(app) as client:`)"
+            )
         future = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((image, future))
