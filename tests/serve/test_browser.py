@@ -13,6 +13,8 @@ import pytest
 import resnetlab
 from resnetlab.serve.predictor import cam_available
 
+from .conftest import start_server
+
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (dev extra) is missing")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -89,3 +91,19 @@ def test_page_reports_a_bad_file(browser, server, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(bad))
     WebDriverWait(browser, WAIT_S).until(lambda b: b.find_element(By.ID, "error").is_displayed())
     assert "not an image file" in _text(browser, "error")
+
+
+def test_page_names_a_fractional_upload_limit_as_given(browser, model_file, tmp_path):
+    """--max-upload-mb 0.5: a larger file is refused on the page, naming 0.5 MB, not 1."""
+    big = tmp_path / "big.png"
+    big.write_bytes(bytes(600 * 1024))
+    small_limit = start_server(model_file, tmp_path / "server", "--max-upload-mb", "0.5")
+    try:
+        browser.get(small_limit.url)
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(lambda b: "resnet8" in _text(b, "model"))
+        browser.find_element(By.ID, "file").send_keys(str(big))
+        wait.until(lambda b: b.find_element(By.ID, "error").is_displayed())
+        assert _text(browser, "error") == "big.png is 0.6 MB; the limit is 0.5 MB"
+    finally:
+        small_limit.stop()

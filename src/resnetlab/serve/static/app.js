@@ -62,8 +62,9 @@ async function classify(file) {
   if (!file || busy) return;
   $("error").hidden = true;
   if (file.size > maxBytes) {
+    // The limit as --max-upload-mb gave it (0.5, not rounded to 1)
     showError(`${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; the limit is ` +
-      `${(maxBytes / 2 ** 20).toFixed(0)} MB`);
+      `${Number((maxBytes / 2 ** 20).toPrecision(3))} MB`);
     return;
   }
   busy = true;
