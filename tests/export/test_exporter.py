@@ -75,7 +75,8 @@ def test_every_family_in_every_format_gives_the_pytorch_logits(
 
 def test_with_preprocessing_on_uint8_pixels_equals_predict(cifar_file, photos, exported):
     out, report = exported(with_preprocessing=True, batch=1)
-    assert report.metadata["input"] == "uint8 (N, 16, 16, 3) RGB pixels"
+    assert report.metadata["input"] == "uint8 (1, 16, 16, 3) RGB pixels"  # its one batch size
+    assert report.metadata["output"] == "float32 (1, 3) logits, in class_names order"
     assert report.check.batches == [1] and report.metadata["batch"] == 1
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     (graph_input,) = session.get_inputs()
@@ -98,6 +99,7 @@ def test_onnx_metadata_gives_the_class_names_and_preprocessing_back(exported):
     assert json.loads(props["mean"]) == pytest.approx([0.5, 0.4, 0.3])
     assert json.loads(props["std"]) == pytest.approx([0.25, 0.2, 0.3])
     assert props["precision"] == "fp32" and props["batch"] == "dynamic"
+    assert props["input"].startswith("float32 (N, 3, 16, 16) RGB")  # any batch size
     assert json.loads(props["resnetlab"])["model"] == "resnet8"
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert session.get_modelmeta().custom_metadata_map == props  # what a client reads

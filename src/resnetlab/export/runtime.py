@@ -45,10 +45,11 @@ def deploy_metadata(
 ) -> dict[str, Any]:
     """What an exported file says about itself (see the module docstring)."""
     size, k = meta.input_size, meta.num_classes
+    n = "N" if batch is None else batch  # a fixed batch is the only one the file takes
     if pixels:
-        takes = f"uint8 (N, {size}, {size}, 3) RGB pixels"
+        takes = f"uint8 ({n}, {size}, {size}, 3) RGB pixels"
     else:
-        takes = f"float32 (N, 3, {size}, {size}) RGB, (pixels / 255 - mean) / std per channel"
+        takes = f"float32 ({n}, 3, {size}, {size}) RGB, (pixels / 255 - mean) / std per channel"
     return {
         META_KEY: meta.to_json(),
         "model": meta.model,
@@ -58,7 +59,7 @@ def deploy_metadata(
         "mean": list(meta.mean),
         "std": list(meta.std),
         "input": takes,
-        "output": f"float32 (N, {k}) logits, in class_names order",
+        "output": f"float32 ({n}, {k}) logits, in class_names order",
         "precision": precision,
         "batch": "dynamic" if batch is None else batch,
     }
