@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -68,3 +70,28 @@ def test_variant_peers_come_from_torchvision_or_timm():
 def test_cifar_nets_without_a_reference_say_so(name):
     with pytest.raises(resnetlab.ResnetlabError, match=f"no reference implementation of {name}"):
         peer_model(name, num_classes=10, input_size=32)
+
+
+@pytest.mark.parametrize(("threads", "warned"), [(1, False), (2, False), (3, True)])
+def test_more_threads_than_cores_is_warned_of(monkeypatch, threads, warned):
+    from resnetlab.bench import sides
+    from resnetlab.errors import SettingWarning
+
+    monkeypatch.setattr(sides, "available_cpus", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sides.use_threads(threads)
+        assert torch.get_num_threads() == threads  # set all the same
+    finally:
+        torch.set_num_threads(before)
+    said = [str(w.message) for w in caught if w.category is SettingWarning]
+    assert said == (
+        [
+            f"--threads {threads} is more than the 2 cores this process may run on: the "
+            "threads take turns, and the timings show that; give at most 2"
+        ]
+        if warned
+        else []
+    )

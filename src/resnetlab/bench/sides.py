@@ -16,6 +16,7 @@ sides; left out, each runs its own defaults: ours resnetlab's, the peer PyTorch'
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.decode import available_cpus
 from ..engine.calibrate import cpu_threads, synthetic_batch
 from ..engine.config import TrainConfig, resolve_config, resolve_cuda_graphs
 from ..engine.distributed import resolve_device
@@ -37,7 +39,7 @@ from ..engine.step import (
     resolve_channels_last,
     resolve_precision,
 )
-from ..errors import ResnetlabError, count_argument
+from ..errors import ResnetlabError, SettingWarning, count_argument
 from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
 
@@ -159,10 +161,19 @@ def bench_spec(
 
 
 def use_threads(threads: int | None) -> None:
-    """Set PyTorch's CPU thread count when one is given."""
+    """Set PyTorch's CPU thread count when one is given; more threads than cores is warned
+    of (they take turns on the cores, which times the crowding, not the machine)."""
     if threads is not None:
         if threads < 1:
             raise ResnetlabError(f"--threads must be at least 1, got {threads}")
+        cores = available_cpus()
+        if threads > cores:
+            warnings.warn(
+                f"--threads {threads} is more than the {cores} cores this process may run on: "
+                f"the threads take turns, and the timings show that; give at most {cores}",
+                SettingWarning,
+                stacklevel=2,
+            )
         torch.set_num_threads(threads)
 
 
