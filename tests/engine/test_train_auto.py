@@ -180,7 +180,7 @@ def _recording(end_epoch, epochs):
 def test_a_run_stopped_between_validations_resumes_to_the_same_weights(tmp_path, monkeypatch):
     # Nothing is saved between validations; Ctrl-C after epoch 4 (of 7, validated at 3, 6
     # and 7) saves where the run is, and the resumed run ends as the uninterrupted one.
-    common = dict(**SHORT_EPOCHS, epochs=7, val_every=3)
+    common = dict(**SHORT_EPOCHS, epochs=7, val_every=3, deterministic=True)
     whole = train(**common, out=str(tmp_path / "whole"))
     unvalidated = Trainer._end_unvalidated_epoch
 
