@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
+import resnetlab
 from resnetlab import ResnetlabError
 from resnetlab.cli import main
 from resnetlab.explain import (
@@ -168,3 +169,22 @@ def test_a_map_no_better_than_chance_is_said_so():
     )
     assert chance_note(replace(row, deletion_drop=0.120)) is None  # 2.5 points more
     assert chance_note(replace(row, deletion_drop=0.114)) is not None  # 1.9 points more
+
+
+def test_the_check_notes_a_feature_map_too_coarse_to_point_at_a_place(tmp_path, capsys):
+    model_file = tmp_path / "r18.safetensors"
+    model = resnetlab.create_model("resnet18", num_classes=len(CLASSES))
+    resnetlab.save_model(model, model_file, class_names=CLASSES, input_size=32)
+    folder = tmp_path / "squares"
+    pixels, labels = squares(6, seed=5)
+    for i, (image, label) in enumerate(zip(pixels.numpy(), labels.tolist(), strict=True)):
+        (folder / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / CLASSES[label] / f"{i}.png")
+    command = ["explain", str(model_file), str(folder), "--check", "--method", "gradcam"]
+    assert main(command) == 0
+    assert (
+        "note: layer4's feature map is 1x1 for images of 32x32 pixels: one cell points at no "
+        "place, so every map is blank; take --layer layer3, or train at a larger --input-size"
+    ) in capsys.readouterr().err
+    assert main([*command, "--layer", "layer3"]) == 0  # 2x2: finer, still coarse
+    assert "note: layer3's feature map is 2x2" in capsys.readouterr().err

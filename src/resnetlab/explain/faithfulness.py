@@ -25,7 +25,14 @@ from torch import nn
 
 from ..errors import ResnetlabError
 from ..models import create_model
-from .cam import METHODS, CamResult, class_activation_maps, default_layer, upsample
+from .cam import (
+    METHODS,
+    CamResult,
+    class_activation_maps,
+    coarse_map_note,
+    default_layer,
+    upsample,
+)
 
 FRACTION = 0.2
 # How much more the top of a map must take off the probability than as much at random for
@@ -243,8 +250,9 @@ def check_model(
     minutes), and ``on_row`` each method's row as it is done.
 
     Returns:
-        A row per method, and notes: which images were used, and each method whose map
-        points no better than chance at what the prediction depends on.
+        A row per method, and notes: which images were used, a layer whose feature map is
+        too coarse to point at a place, and each method whose map points no better than
+        chance at what the prediction depends on.
     """
     from ..data import make_loader
     from ..engine.distributed import resolve_device
@@ -281,7 +289,13 @@ def check_model(
         seed=seed,
         on_row=on_row,
     )
-    return rows, list(split.notes) + [verdict for r in rows if (verdict := chance_note(r))]
+    notes = list(split.notes)
+    layer = default_layer(model) if layer is None else layer
+    size = meta.input_size
+    grid = class_activation_maps(model, torch.zeros(1, 3, size, size, device=device_), layer=layer)
+    if coarse := coarse_map_note(model, layer, grid.grid, size):
+        notes.append(coarse)
+    return rows, notes + [verdict for r in rows if (verdict := chance_note(r))]
 
 
 def chance_note(row: CheckRow) -> str | None:
