@@ -131,8 +131,7 @@ def check_writable(path: str | os.PathLike, folder: str | os.PathLike) -> None:
         if Path(path) != Path(folder) and Path(path).is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        tempfile.TemporaryFile(dir=folder).close()  # made and removed: the folder takes files
     except OSError as e:
         raise write_error(path, e) from None
 

@@ -19,7 +19,7 @@ from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
-from .cam import class_activation_maps, coarse_map_note, default_layer
+from .cam import class_activation_maps, coarse_map_note
 from .render import render_overlay, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
@@ -267,8 +267,7 @@ def explain(
         maps.append(result.maps.cpu())
         probs.append(result.logits.softmax(1).cpu())
         explained.append(result.targets.cpu())
-    layer = default_layer(model) if layer is None else layer
-    note = coarse_map_note(model, layer, result.grid, pixels.shape[1])
+    note = coarse_map_note(model, result.layer, result.grid, pixels.shape[1])
     return Explanation(
         sources=sources,
         images=pixels,
@@ -277,6 +276,6 @@ def explain(
         targets=torch.cat(explained),
         class_names=names,
         method=method,
-        layer=layer,
+        layer=result.layer,
         notes=[note] if note else [],
     )

@@ -40,6 +40,7 @@ class CamResult:
     logits: torch.Tensor  # (B, K) for the unchanged images
     targets: torch.Tensor  # (B,) int64: the class each map explains
     grid: tuple[int, int]  # (h, w) of the layer's feature map
+    layer: str  # the layer's name: as given, or the default (``default_layer``)
 
 
 def default_layer(model: nn.Module) -> str:
@@ -267,4 +268,4 @@ def class_activation_maps(
     # not the upsampling's rounding errors scaled up to [0, 1].
     flat = cam.flatten(1)
     maps[flat.amax(1) == flat.amin(1)] = 0
-    return CamResult(maps, logits.detach().float(), targets, tuple(a.shape[-2:]))
+    return CamResult(maps, logits.detach().float(), targets, tuple(a.shape[-2:]), name)

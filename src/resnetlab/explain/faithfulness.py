@@ -290,10 +290,9 @@ def check_model(
         on_row=on_row,
     )
     notes = list(split.notes)
-    layer = default_layer(model) if layer is None else layer
-    size = meta.input_size
-    grid = class_activation_maps(model, torch.zeros(1, 3, size, size, device=device_), layer=layer)
-    if coarse := coarse_map_note(model, layer, grid.grid, size):
+    size = meta.input_size  # one blank image: the layer's feature-map size at the input's
+    probe = class_activation_maps(model, torch.zeros(1, 3, size, size, device=device_), layer=layer)
+    if coarse := coarse_map_note(model, probe.layer, probe.grid, size):
         notes.append(coarse)
     return rows, notes + [verdict for r in rows if (verdict := chance_note(r))]
 
