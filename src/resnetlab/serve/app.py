@@ -132,16 +132,7 @@ def create_app(
             "batching": batcher.stats(),
         }
 
-    # A browser opening /predict asks with GET: say how to send an image, and where the page is.
-    @app.get("/predict", include_in_schema=False)
-    async def predict_how(request: Request) -> JSONResponse:
-        base = str(request.base_url)
-        return _error(
-            f"/predict takes an image by POST: curl -F image=@photo.jpg {base}predict; "
-            f"the page at {base} sends one from a browser",
-            405,
-            {"Allow": "POST, PUT"},
-        )
+    app.add_api_route("/predict", _how_to_predict, methods=["GET"], include_in_schema=False)
 
     # PUT too: TorchServe's examples upload with `curl -T photo.jpg`, which sends PUT.
     @app.api_route("/predict", methods=["POST", "PUT"])
@@ -208,6 +199,18 @@ def _options(request: Request, default_top_k: int) -> tuple[int, bool]:
     if cam not in ("0", "1", "true", "false", ""):
         raise RequestError(f"cam must be 0 or 1, got {cam!r}", 400)
     return int(text), cam in ("1", "true")
+
+
+async def _how_to_predict(request: Request) -> JSONResponse:
+    """``GET /predict``, as a browser opening it asks: how to send an image, and where the
+    page is."""
+    base = str(request.base_url)
+    return _error(
+        f"/predict takes an image by POST: curl -F image=@photo.jpg {base}predict; "
+        f"the page at {base} sends one from a browser",
+        405,
+        {"Allow": "POST, PUT"},
+    )
 
 
 def _sent_by_curl_d(request: Request, data: bytes) -> bool:
