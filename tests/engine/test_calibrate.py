@@ -362,10 +362,13 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
         assert _plan(machine).how == "measured now" and machine.timed == [steps], bad
 
 
-def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, recwarn):
+def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, recwarn, capsys):
     store = CalibrationStore()
     store.path.mkdir(parents=True)  # a folder where the file goes
     plan = _plan(FakeMachine(BF16_WINS))
+    err = capsys.readouterr().err
+    assert "measuring this CPU's convolutions to choose the fastest (for this run only: " in err
+    assert "then cached" not in err
     assert plan.precision == "bf16"  # measured and used all the same
     _plan(FakeMachine(BF16_WINS))
     said = [str(w.message) for w in recwarn if issubclass(w.category, CacheWarning)]
@@ -416,7 +419,10 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     # Off a terminal (a log), the measuring says so in a line before it starts, once for
     # all the convolution shapes.
     assert err.count("measuring this CPU's training steps to choose the fastest") == 1
-    assert err.count("measuring this CPU's convolutions to choose the fastest") == 1
+    assert (
+        err.count("measuring this CPU's convolutions to choose the fastest (once; then cached)")
+        == 1
+    )
     assert "data: no flips: the images look like digits" in err  # and the log says why
     cores = calibrate.available_cpus()
     load = calibrate.BUSY_LOAD * cores + 1  # other work on every core, whatever their number

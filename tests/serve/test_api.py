@@ -103,6 +103,25 @@ def test_top_k(server, model_file, image_files):
         assert answer.status_code == 400 and "top_k" in answer.json()["error"]
 
 
+def test_options_as_form_fields(server, model_file, image_files):
+    """``curl -F image=@photo.jpg -F top_k=1`` asks as ``?top_k=1`` does; the query string wins
+    where both say."""
+    path = image_files["gray.png"]
+    (full,) = resnetlab.predict(model_file, [path], top_k=3)
+    upload = {"image": (path.name, path.read_bytes())}
+    one = server.post("predict", files=upload, data={"top_k": "1"}).json()
+    assert_same_top(one["top"], full.top[:1])
+    two = server.post("predict", files=upload, data={"top_k": "1"}, params={"top_k": 2}).json()
+    assert_same_top(two["top"], full.top[:2])
+    bad = server.post("predict", files=upload, data={"top_k": "two"})
+    assert (
+        bad.status_code == 400
+        and bad.json()["error"] == "top_k must be a positive whole number, got 'two'"
+    )
+    bad = server.post("predict", files=upload, data={"cam": "yes"})
+    assert bad.status_code == 400 and "cam must be 0 or 1" in bad.json()["error"]
+
+
 def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
     jpeg = image_files["red.jpg"].read_bytes()
     return [

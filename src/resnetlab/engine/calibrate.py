@@ -256,6 +256,20 @@ class CalibrationStore:
         self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
         self.data = self._read(warn=True)
         self.changed = False
+        self._savable: bool | None = None
+
+    def savable(self) -> bool:
+        """Whether what is measured can be saved here (the folder made, a file written in
+        it): the run says "then cached" only where it will be."""
+        if self._savable is None:
+            from ..storage import WriteError, check_writable
+
+            try:
+                check_writable(self.path, self.path.parent)
+                self._savable = True
+            except WriteError:
+                self._savable = False
+        return self._savable
 
     def _read(self, *, warn: bool) -> dict[str, Any]:
         empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
@@ -849,7 +863,8 @@ def _cached(
     if measure is _cache_only:
         raise _Unmeasured(section)  # before saying that the CPU is being measured
     to_time = calls()
-    with _measuring(section, logged=section in _ANNOUNCED, again=cached is not None):
+    again = cached is not None
+    with _measuring(section, logged=section in _ANNOUNCED, again=again, kept=store.savable()):
         watch = OtherWork()
         timings: dict[str, Any] = measure(key, to_time, rounds)
         others = watch.cores()
@@ -861,12 +876,15 @@ def _cached(
 
 
 @contextlib.contextmanager
-def _measuring(section: str, *, logged: bool = False, again: bool = False) -> Iterator[None]:
+def _measuring(
+    section: str, *, logged: bool = False, again: bool = False, kept: bool = True
+) -> Iterator[None]:
     """What the run is doing while the CPU is measured (the first run of a model on a
     machine spends some seconds to a minute here before its first line): a spinner on an
     interactive terminal, the same words as one line in a log (not again once ``logged``:
     a model's convolution shapes are measured one after another). ``again``: cached
-    timings taken beside other work are measured anew."""
+    timings taken beside other work are measured anew; not ``kept``: the cache cannot be
+    written, and the next run measures again."""
     what = {
         "convs": "convolutions to choose the fastest",
         "steps": "training steps to choose the fastest",
@@ -876,6 +894,8 @@ def _measuring(section: str, *, logged: bool = False, again: bool = False) -> It
         "again (the cached timings were taken beside other work, which has gone)"
         if again
         else "(once; then cached)"
+        if kept
+        else "(for this run only: the cache cannot be written)"
     )
     if not sys.stderr.isatty():
         if not logged:

@@ -8,6 +8,7 @@ queue is full; nothing a client sends stops the server.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -137,10 +138,10 @@ def create_app(
     # PUT too: TorchServe's examples upload with `curl -T photo.jpg`, which sends PUT.
     @app.api_route("/predict", methods=["POST", "PUT"])
     async def predict(request: Request) -> dict:
-        k, cam = _options(request, top_k)
+        data, name, fields = await _read_upload(request)
+        k, cam = _options({**fields, **request.query_params}, top_k)
         if cam:
             predictor.require_cam()  # before the work, not after
-        data, name = await _read_upload(request)
         try:
             pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
         except RequestError as e:
@@ -188,9 +189,9 @@ def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
         return _error(str(e.detail), e.status_code, e.headers)
 
 
-def _options(request: Request, default_top_k: int) -> tuple[int, bool]:
-    """``?top_k=N`` and ``?cam=1`` from the query string."""
-    query = request.query_params
+def _options(query: Mapping[str, str], default_top_k: int) -> tuple[int, bool]:
+    """``top_k=N`` and ``cam=1``, from the query string or a multipart form's text fields
+    (``curl -F top_k=5``)."""
     text = query.get("top_k", str(default_top_k))
     # isdigit() alone also passes '²' and other digits int() does not read
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
@@ -221,18 +222,19 @@ def _sent_by_curl_d(request: Request, data: bytes) -> bool:
     return form and b"\n" not in data and b"\r" not in data
 
 
-async def _read_upload(request: Request) -> tuple[bytes, str | None]:
-    """The image's bytes and its file name: the first file of a multipart form, else the
-    whole body (no name)."""
+async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
+    """The image's bytes, its file name and the form's text fields: the first file of a
+    multipart form, else the whole body (no name, no fields)."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await request.body(), None
+        return await request.body(), None, {}
     fix = "send one image as a file field, e.g. curl -F image=@photo.jpg"
     try:
         async with request.form(max_files=1, max_fields=16) as form:
             files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not files:
                 raise RequestError(f"the multipart form has no file; {fix}", 400)
-            return await files[0].read(), files[0].filename or None
+            fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+            return await files[0].read(), files[0].filename or None, fields
     except HTTPException as e:  # Starlette's words: two files, no boundary, a broken part...
         why = str(e.detail).rstrip(".")
         raise RequestError(f"the multipart form is refused ({why}); {fix}", 400) from None
