@@ -126,8 +126,8 @@ def test_cuda_graphs_wherever_the_step_can_be_captured(
 ):
     from torch.torch_version import TorchVersion
 
+    monkeypatch.setattr(torch, "__version__", TorchVersion(version))  # first: the config checks it
     config = TrainConfig(model="resnet20", cuda_graphs=asked, precision=precision)
-    monkeypatch.setattr(torch, "__version__", TorchVersion(version))
     assert config_module.resolve_cuda_graphs(config, device, processes, head_epochs) is graphed
 
 
