@@ -80,19 +80,23 @@ def _join(base: str | None, part: str) -> str | None:
     return None if base is None else base + part
 
 
-def seed_resnet50(input_shape=(64, 64, 3), classes: int = 6, *, named: bool = True) -> keras.Model:
+def seed_resnet50(
+    input_shape=(64, 64, 3), classes: int = 6, *, named: bool = True, rescaling=None
+) -> keras.Model:
     """The course's ``ResNet50(input_shape, classes)``, with Keras's automatic layer names
     (``input_layer``, ``activation_1``...) counted from zero whatever was built before.
 
     ``named=False`` builds it as the course's current notebook does: no layer named (Keras
     numbers them, here from where the notebook's block tests left the count: ``conv2d_4``
-    on) and the average pool left at Keras's default padding, 'valid'.
+    on) and the average pool left at Keras's default padding, 'valid'. ``rescaling``:
+    ``(scale, offset)`` of a ``Rescaling`` layer first, as models fed raw pixels have.
     """
     keras.backend.clear_session()
     if not named:  # the notebook tests its blocks before it builds the model
         convolutional_block(layers.Input((4, 4, 3)), 2, [2, 2, 4], stage=0, block="", named=False)
     x_input = layers.Input(input_shape)
-    x = layers.ZeroPadding2D((3, 3))(x_input)
+    x = x_input if rescaling is None else layers.Rescaling(*rescaling)(x_input)
+    x = layers.ZeroPadding2D((3, 3))(x)
     x = layers.Conv2D(64, (7, 7), strides=(2, 2), name="conv1" if named else None)(x)
     x = layers.BatchNormalization(axis=3, name="bn_conv1" if named else None)(x)
     x = layers.Activation("relu")(x)

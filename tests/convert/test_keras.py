@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import resnetlab
 from resnetlab import ResnetlabError
@@ -586,6 +587,82 @@ def test_the_seeds_test_set_gets_the_keras_models_predictions(shared_data, tmp_p
     ours = resnetlab_probabilities(model, x)
     assert (ours.argmax(1) == expected.argmax(1)).all()
     assert np.abs(ours - expected).max() < 1e-5
+
+
+# A Rescaling layer first: raw pixels in --------------------------------------------------
+
+RESCALINGS = {
+    "1/255": ((1 / 255, 0.0), (0.0,) * 3, (1.0,) * 3),
+    "[-1, 1]": ((1 / 127.5, -1.0), (0.5,) * 3, (0.5,) * 3),
+    "per channel": (
+        ([1 / 58.4, 1 / 57.1, 1 / 57.4], [-123.7 / 58.4, -116.3 / 57.1, -103.5 / 57.4]),
+        (123.7 / 255, 116.3 / 255, 103.5 / 255),
+        (58.4 / 255, 57.1 / 255, 57.4 / 255),
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", ["keras3-archive", "tf-keras2-h5"])
+@pytest.mark.parametrize("rescaling", list(RESCALINGS))
+def test_a_rescaling_layer_first_becomes_the_normalisation(tmp_path, rescaling, layout):
+    """A model fed raw pixels by a Rescaling layer converts to a model file whose
+    normalisation does what that layer did: predict on a photo gives Keras's numbers on its
+    raw pixels."""
+    args, mean, std = RESCALINGS[rescaling]
+    keras.utils.set_random_seed(3)
+    model = seed_resnet50((32, 32, 3), 4, rescaling=args)
+    randomize(model, 3)
+    src = write_files(model, tmp_path / "keras", [layout])[layout]
+    dst = tmp_path / "m.safetensors"
+    report = convert_keras(src, dst)
+    assert report.mean == pytest.approx(mean) and report.std == pytest.approx(std)
+    assert "inputs rescaled by rescaling (pixels * " in report.describe()
+    pixels = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(photo)
+    (answer,) = resnetlab.predict(dst, [photo], top_k=4)
+    expected = keras_probabilities(model, pixels[None].astype(np.float32))[0]
+    got = dict(answer.top)
+    assert [got[str(i)] for i in range(4)] == pytest.approx(expected.tolist(), abs=1e-5)
+    # As pretrained weights, the same normalisation.
+    pretrained = resnetlab.create_model("resnet50_keras", pretrained=src).pretrained
+    assert pretrained.mean == pytest.approx(mean) and pretrained.std == pytest.approx(std)
+
+
+def _rescaling_edit(where: int, **config):
+    def edit(layer_list, _):
+        layer = {"class_name": "Rescaling", "name": "rescale", "config": config}
+        layer_list.insert(where, layer)
+
+    return edit_config(edit)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _rescaling_edit(5, scale=1 / 255, offset=0.0),
+            "its layer rescale is a Rescaling inside the network; one is read only as the "
+            "first layer after the input",
+        ),
+        (
+            _rescaling_edit(1, scale=[1.0, 2.0], offset=0.0),
+            "its layer rescale rescales with scale=[1.0, 2.0], which is not one number or "
+            "one per colour channel",
+        ),
+        (
+            _rescaling_edit(1, scale=-1 / 255, offset=1.0),
+            "only a positive scale reads as a normalisation of the inputs",
+        ),
+    ],
+    ids=["inside", "two channels", "negative"],
+)
+def test_a_rescaling_that_is_no_normalisation_is_refused(
+    files64, target64, tmp_path, edit, message
+):
+    path = edited_copy(files64["keras3-h5"], tmp_path / "other.h5", edit)
+    with pytest.raises(ResnetlabError, match=re.escape(message)):
+        load_keras_h5(target64, path)
 
 
 # Command line ---------------------------------------------------------------------------

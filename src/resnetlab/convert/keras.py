@@ -36,6 +36,13 @@ moving_variance -> weight, bias, running_mean, running_var. Keras's Flatten orde
 last feature map (H, W, C), PyTorch's (C, H, W); ``KerasResNet50`` flattens in Keras's
 order itself, so the rows of the Dense kernel need no permutation when that map is
 larger than 1x1.
+
+The seed takes ``pixels / 255``, divided before the model. A model built with Keras's
+``Rescaling(scale, offset)`` as its first layer takes raw pixels instead: that layer has no
+weights and becomes the model file's normalisation, ``mean = -offset / (255 * scale)`` and
+``std = 1 / (255 * scale)`` per channel, so that ``(pixels / 255 - mean) / std`` is
+``pixels * scale + offset``, what the layer computes. A weights-only file cannot say that
+its model had one.
 """
 
 from __future__ import annotations
@@ -144,16 +151,65 @@ class KerasImportReport:
     file_input_size: int | None
     architecture_checked: bool
     matched_by_order: bool = False
+    input_scaling: InputScaling | None = None
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        """The normalisation the model's inputs take, on pixels / 255: the seed's (none)
+        unless the file's first layer rescales them."""
+        return self.input_scaling.mean if self.input_scaling else (0.0, 0.0, 0.0)
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.input_scaling.std if self.input_scaling else (1.0, 1.0, 1.0)
+
+    @property
+    def normalisation_note(self) -> str:
+        if self.input_scaling is None:
+            return "pixels / 255, as the seed's Keras model was trained"
+        return f"{self.input_scaling}, as the file's first layer"
 
     def describe(self) -> str:
         """One line for people: the file, its layout and what was loaded."""
         version = f", Keras {self.keras_version}" if self.keras_version else ""
         order = " (unnamed, matched in the order they were built)" if self.matched_by_order else ""
+        scaling = f"; inputs {self.input_scaling}" if self.input_scaling else ""
         return (
             f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.layers_loaded} "
             f"layers{order}, {self.tensors_loaded} tensors, {self.values_loaded:,} values; "
-            f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs"
+            f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs{scaling}"
         )
+
+
+@dataclass(frozen=True)
+class InputScaling:
+    """A Keras ``Rescaling`` layer before the seed's network: raw pixels * scale + offset,
+    per channel, as the normalisation of pixels / 255 that gives the same numbers."""
+
+    layer: str
+    scale: tuple[float, float, float]
+    offset: tuple[float, float, float]
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return tuple(_tidy(-o / (255 * s)) for s, o in zip(self.scale, self.offset, strict=True))
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return tuple(_tidy(1 / (255 * s)) for s in self.scale)
+
+    def __str__(self) -> str:
+        def show(values: tuple[float, ...]) -> str:
+            if len(set(values)) == 1:
+                return f"{values[0]:.6g}"
+            return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+        return f"rescaled by {self.layer} (pixels * {show(self.scale)} + {show(self.offset)})"
+
+
+def _tidy(value: float) -> float:
+    """``value`` without the last bits of float rounding: 1 / (255 * (1 / 255)) is 1."""
+    return float(f"{value:.12g}")
 
 
 @dataclass
@@ -297,8 +353,8 @@ def convert_keras(
     its architecture when it holds one. An argument supplies what the file lacks and must
     agree with what it holds. A weights-only file whose last feature map is 1x1 is taken
     to be for the seed's 64x64 inputs. The model file records the seed's
-    preprocessing, ``pixels / 255`` (mean 0, std 1), and is written only once everything
-    has been checked.
+    preprocessing, ``pixels / 255`` (mean 0, std 1), or the file's first ``Rescaling``
+    layer as mean and std, and is written only once everything has been checked.
 
     Args:
         src: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
@@ -324,8 +380,8 @@ def convert_keras(
             dst,
             class_names=class_names,
             input_size=report.input_size,
-            mean=(0.0, 0.0, 0.0),  # the seed feeds pixels / 255
-            std=(1.0, 1.0, 1.0),
+            mean=report.mean,  # the seed's pixels / 255, unless a Rescaling layer says
+            std=report.std,
             resize="squash",  # Keras's load_img(target_size=...) resizes the whole image
             training={
                 "converted_from": report.path.name,
@@ -721,6 +777,8 @@ def _check_architecture(
     last_map = keras_feature_sizes(model.input_size)["stage5"]
     for layer in layers:
         name, kind, config = layer["name"], layer["class_name"], layer["config"]
+        if kind == "Rescaling":  # the inputs' normalisation, read by _input_scaling
+            continue
         if kind not in _SEED_LAYER_CLASSES:
             raise ResnetlabError(
                 f"{path} {_NOT_SEED}: its layer {name} is a {kind}, which the seed does not use"
@@ -854,6 +912,7 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
     """Check everything, then copy the file's weights into the model."""
     expected = _expected_layers(model, keras_file)
     _check_layer_set(keras_file, expected)
+    scaling = _input_scaling(keras_file)
     if keras_file.config_layers is not None:
         _check_architecture(model, keras_file, expected)
     tensors: dict[str, torch.Tensor] = {}
@@ -875,7 +934,47 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
         file_input_size=keras_file.input_size,
         architecture_checked=keras_file.config_layers is not None,
         matched_by_order=bool(keras_file.own_names),
+        input_scaling=scaling,
     )
+
+
+def _input_scaling(keras_file: _KerasFile) -> InputScaling | None:
+    """The file's ``Rescaling`` layer, which must come first after the input, or None."""
+    layers = keras_file.config_layers or []
+    found = [i for i, layer in enumerate(layers) if layer["class_name"] == "Rescaling"]
+    if not found:
+        return None
+    path = keras_file.path
+    misplaced = [i for i in found if i != 1 or layers[0]["class_name"] != "InputLayer"]
+    if misplaced:
+        raise ResnetlabError(
+            f"{path} {_NOT_SEED}: its layer {layers[misplaced[0]]['name']} is a Rescaling "
+            f"inside the network; one is read only as the first layer after the input, where "
+            f"it is the inputs' normalisation"
+        )
+    layer = layers[found[0]]
+    values = {}
+    for setting, default in (("scale", 1.0), ("offset", 0.0)):
+        value = layer["config"].get(setting, default)
+        if isinstance(value, dict):  # Keras 3 writes an array as {"config": {"value": ...}}
+            value = value.get("config", {}).get("value", value)
+        numbers = value if isinstance(value, list) else [value]
+        if len(numbers) not in (1, 3) or not all(_finite_number(v) for v in numbers):
+            raise ResnetlabError(
+                f"{path}: its layer {layer['name']} rescales with {setting}={value!r}, which "
+                f"is not one number or one per colour channel"
+            )
+        values[setting] = tuple(float(v) for v in numbers * (3 // len(numbers)))
+    if not all(v > 0 for v in values["scale"]):
+        raise ResnetlabError(
+            f"{path}: its layer {layer['name']} rescales with scale={layer['config']['scale']!r}; "
+            f"only a positive scale reads as a normalisation of the inputs"
+        )
+    return InputScaling(layer["name"], values["scale"], values["offset"])
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _convert_layer(
