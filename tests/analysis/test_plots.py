@@ -63,10 +63,12 @@ def test_text_is_cut_into_runs_each_in_a_font_that_has_it(monkeypatch):
     files = {"DejaVu Sans": ("dejavu.ttf", latin), "Noto Sans CJK JP": ("noto.ttf", cjk)}
     monkeypatch.setattr(fonts, "installed_families", lambda: {"Noto Sans CJK JP", "Other"})
     monkeypatch.setattr(fonts, "_font", lambda family: files.get(family, (None, frozenset())))
-    assert fonts.font_runs("ab 日本 c.ж") == [
+    with pytest.warns(UserWarning, match=r"Glyph 1078 \(ж\) missing from font"):
+        runs = fonts.font_runs("ab 日本 c.ж")
+    assert runs == [
         ("dejavu.ttf", "ab "),
         ("noto.ttf", "日本 "),
-        ("dejavu.ttf", "c.ж"),  # a character no font has: DejaVu's box
+        ("dejavu.ttf", "c.ж"),  # a character no font has: DejaVu's box, and a warning
     ]
 
 

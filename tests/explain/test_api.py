@@ -1,6 +1,7 @@
 import io
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -8,8 +9,10 @@ import torch
 from PIL import Image
 
 import resnetlab
+from resnetlab.analysis import fonts
 from resnetlab.cli import main
 from resnetlab.engine.predict import read_input
+from resnetlab.errors import DataWarning
 from resnetlab.explain import explain, render_overlay
 
 from .conftest import CLASSES, squares
@@ -202,6 +205,22 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
             result.overlay(wrong)
         message = f"no image {wrong!r} in this explanation of {n}: give an index from 0 to {n - 1}"
         assert str(e.value) == message
+
+
+def test_names_no_font_has_are_one_warning_naming_the_fix(model_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
+    pixels, _ = squares(2, seed=7)
+    for i, image in enumerate(pixels.numpy()):
+        Image.fromarray(image).save(tmp_path / f"猫{i}.png")
+    result = explain(model_file, [tmp_path / "猫0.png", tmp_path / "猫1.png"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = result.save(tmp_path / "cams")
+    (warning,) = caught  # not one per character and picture
+    assert warning.category is DataWarning
+    assert str(warning.message).startswith("some characters in the figure's text (猫)")
+    assert "fonts-noto-cjk" in str(warning.message)
+    assert [p.name for p in written] == ["猫0.png", "猫1.png", "maps.npz", "sheet.png"]
 
 
 def test_an_explanation_of_a_folder_is_one_short_line(model_file, image_folder):

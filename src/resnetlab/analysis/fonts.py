@@ -101,13 +101,22 @@ def default_font_file() -> str:
 
 def font_runs(text: str) -> list[tuple[str, str]]:
     """``text`` cut into runs of characters, each with the file of the first of
-    ``font_families`` that has them (DejaVu Sans for a character none has: a box), as
-    matplotlib falls back character by character."""
-    fonts = [_font(family) for family in font_families(installed_families())]
+    ``font_families`` that has them (DejaVu Sans for a character none has: a box, and a
+    warning as matplotlib's), as matplotlib falls back character by character."""
+    families = font_families(installed_families())
+    fonts = [_font(family) for family in families]
     fonts = [(path, covered) for path, covered in fonts if path is not None]
     runs: list[tuple[str, str]] = []
     for char in text:
-        path = next((p for p, covered in fonts if ord(char) in covered), default_font_file())
+        path = next((p for p, covered in fonts if ord(char) in covered), None)
+        if path is None:
+            # In matplotlib's words, so that ``any_script`` gathers these into its one warning.
+            warnings.warn(
+                f"Glyph {ord(char)} ({char}) missing from font(s) {', '.join(families)}.",
+                UserWarning,
+                stacklevel=2,
+            )
+            path = default_font_file()
         if char.isspace() and runs:
             path = runs[-1][0]  # a space stays in the run it is in
         if runs and runs[-1][0] == path:

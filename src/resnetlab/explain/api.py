@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..analysis.fonts import any_script
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, path_argument, shown
@@ -90,6 +91,7 @@ class Explanation:
             )
         return index
 
+    @any_script
     def save(self, out: str | os.PathLike) -> list[Path]:
         """Write an overlay PNG per image, ``maps.npz`` and, for several images, ``sheet.png``
         (for one, an earlier ``sheet.png`` in ``out`` is removed).

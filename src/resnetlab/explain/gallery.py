@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..analysis.fonts import any_script
 from ..storage import atomic_write
 from .cam import class_activation_maps
 from .render import render_overlay, tile
@@ -108,6 +109,7 @@ def _mistakes(source: ErrorSource, limit: int) -> Mistakes:
     return mistakes
 
 
+@any_script
 def write_error_gallery(
     source: ErrorSource, class_names: Sequence[str], path: str | Path, *, title: str = ""
 ) -> int:
