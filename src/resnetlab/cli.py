@@ -205,9 +205,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     console = Console(markup=False)  # paths and class names print as they are: "photos [old]"
     names = list(summary["splits"])
+    classes = len(summary["class_names"])
     console.print(
         Text(args.path, style="bold"),
-        f": {summary['format']}, {len(summary['class_names'])} classes",
+        f": {summary['format']}, {classes} class{'es' if classes != 1 else ''}",
         sep="",
         soft_wrap=True,
     )

@@ -65,6 +65,12 @@ def test_inspect_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert err == f"error: {tmp_path / 'missing'}: no such file or folder\n"
 
 
+def test_inspect_counts_one_class_in_the_singular(tmp_path, capsys):
+    root = write_tree(tmp_path / "cats", {"cat": [noise(i) for i in range(3)]})
+    assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
+    assert capsys.readouterr().out.startswith(f"{root}: image-folder, 1 class\n")
+
+
 def test_inspect_prints_warnings_as_lines(tmp_path, capsys):
     root = write_tree(
         tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}

@@ -262,6 +262,7 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
         shutil.copy(path, camera / f"IMG_{i:04d}.png")
     with pytest.raises(ResnetlabError) as caught:
         resnetlab.evaluate(model_file, str(camera))
+    assert str(caught.value).startswith(f"{camera} has 1 class [IMG] but the model was trained")
     assert str(caught.value).endswith(
         "[IMG] is not among them; classes here come from the file names (the text before the "
         "first '_'): name each file <class>_<anything> with one of the model's classes, or put "

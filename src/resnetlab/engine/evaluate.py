@@ -200,8 +200,9 @@ def held_out_split(data: str, meta: ModelMeta):
                     "name each file <class>_<anything> with one of the model's classes, or "
                     "put the images in class folders"
                 )
+            classes = "class" if len(class_names) == 1 else "classes"  # a camera's IMG_0001.jpg...
             raise ResnetlabError(
-                f"{_scored_folder(data, split)} has {len(class_names)} classes {_short(named)} "
+                f"{_scored_folder(data, split)} has {len(class_names)} {classes} {_short(named)} "
                 "but the model "
                 f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
                 f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them; "
