@@ -331,7 +331,18 @@ def test_images_beside_the_split_folders_are_said_to_be_ignored(tmp_path):
         noise(20 + i).save(root / f"stray{i}.jpg")
     data = load_dataset(str(root))
     assert (len(data.train), len(data.val)) == (2, 2)
-    assert f"2 images directly in {root} ignored: not in a split's class folder" in (
+    assert (
+        f"2 images directly in {root} ignored (stray0.jpg, stray1.jpg): not in a split's "
+        "class folder" in data.train.notes
+    )
+
+
+def test_an_image_beside_the_class_folders_is_named_as_left_out(tmp_path):
+    root = write_tree(tmp_path / "pets", {"cat": [noise(0), noise(1)], "dog": [noise(2), noise(3)]})
+    noise(4).save(root / "stray.jpg")
+    data = load_dataset(str(root), val_split=0.5)
+    assert len(data.train) + len(data.val) == 4
+    assert f"1 image directly in {root} ignored (stray.jpg): not in a class folder" in (
         data.train.notes
     )
 

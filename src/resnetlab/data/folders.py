@@ -240,6 +240,16 @@ def _direct_images(folder: Path) -> list[Path]:
     ]
 
 
+def _loose_note(loose: list[Path], folder: Path, where: str) -> str:
+    """A note on the images directly in ``folder``, beside its class or split folders: how
+    many, some names, and that they are left out, not being in ``where``."""
+    n, names = len(loose), sorted(p.name for p in loose)
+    shown = ", ".join(names[:3]) + (", ..." if n > 3 else "")
+    return (
+        f"{n} image{'s' if n != 1 else ''} directly in {folder} ignored ({shown}): not in {where}"
+    )
+
+
 # The note on a split whose classes come from its file names.
 NAMED_CLASSES_NOTE = "classes from the file names (the text before the first '_')"
 
@@ -431,7 +441,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         stamps += [f"{d.name}/{s}" for s in file_stamps]
     notes = _case_twins_note(class_dirs) + _misfiled_note(class_dirs, stamps)
     if loose:
-        notes.append(f"{len(loose)} images directly in {folder} ignored: not in a class folder")
+        notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
 
@@ -538,11 +548,7 @@ def folder_splits(
         if ignored:
             notes.append(f"folders in {root} other than the splits ignored: {', '.join(ignored)}")
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
-            n = len(loose)
-            notes.append(
-                f"{n} image{'s' if n != 1 else ''} directly in {root} ignored: not in a split's "
-                "class folder"
-            )
+            notes.append(_loose_note(loose, root, "a split's class folder"))
     else:
         split_dirs = {"all": root}
     if len(split_dirs) == 1:
