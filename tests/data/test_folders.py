@@ -714,6 +714,24 @@ def test_class_folders_that_differ_only_in_case_are_named(tmp_path):
     assert not [note for note in data.train.notes if "differ only in case" in note]
 
 
+def test_classes_from_file_names_that_differ_only_in_case_are_named(tmp_path):
+    # Cat_1.jpg beside cat_2.jpg (two cameras, or a rename by hand): two classes, said so.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, name in enumerate(["Cat", "cat", "cat", "Cat", "dog", "dog"]):
+        noise(i).save(flat / f"{name}_{i}.png")
+    data = load_dataset(str(flat), val_split=0.5)
+    assert data.class_names == ["Cat", "cat", "dog"]
+    assert (
+        "classes read from the file names that differ only in case are separate classes: "
+        "Cat and cat; rename the files to one spelling if they hold one class"
+    ) in data.train.notes
+    (flat / "Cat_0.png").rename(flat / "cat_0.png")
+    (flat / "Cat_3.png").rename(flat / "cat_3.png")
+    data = load_dataset(str(flat), val_split=0.5)
+    assert not [note for note in data.train.notes if "differ only in case" in note]
+
+
 def test_a_link_to_a_folder_above_it_is_named(tmp_path):
     # photos/cats/backup -> photos: without a check the scan goes round until its depth
     # limit, and the error shows a path of 32 folders instead of the link to remove.

@@ -398,6 +398,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
         notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
+        notes += _case_twins_note(class_names, from_files=True)
         notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
     if all(split_role(d.name) for d in class_dirs):
@@ -439,25 +440,30 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths += files
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
-    notes = _case_twins_note(class_dirs) + _misfiled_note(class_dirs, stamps)
+    notes = _case_twins_note([d.name for d in class_dirs]) + _misfiled_note(class_dirs, stamps)
     if loose:
         notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
 
 
-def _case_twins_note(class_dirs: list[Path]) -> list[str]:
-    """A note on class folders whose names differ only in case (``Cats`` and ``cats``): two
-    classes here, where macOS and Windows would have kept one folder; seldom what was meant."""
+def _case_twins_note(class_names: list[str], *, from_files: bool = False) -> list[str]:
+    """A note on class names that differ only in case (``Cats`` and ``cats``): two classes
+    here, where macOS and Windows would have kept one folder; seldom what was meant. With
+    ``from_files`` the names are read from file names (``Cat_1.jpg``, ``cat_2.jpg``)."""
     names: dict[str, list[str]] = {}
-    for d in class_dirs:
-        names.setdefault(readable(d.name).casefold(), []).append(d.name)
+    for name in class_names:
+        names.setdefault(readable(name).casefold(), []).append(name)
     twins = [" and ".join(group) for group in names.values() if len(group) > 1]
     if not twins:
         return []
+    if from_files:
+        what, fix = "classes read from the file names that", "rename the files to one spelling"
+    else:
+        what, fix = "class folders whose names", "merge each into one folder"
     return [
-        f"class folders whose names differ only in case are separate classes: "
-        f"{'; '.join(twins)}; merge each into one folder if they hold one class"
+        f"{what} differ only in case are separate classes: "
+        f"{'; '.join(twins)}; {fix} if they hold one class"
     ]
 
 
