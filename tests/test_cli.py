@@ -284,3 +284,24 @@ def test_square_brackets_in_paths_and_class_names_print_as_they_are(tmp_path, ca
     printed = capsys.readouterr().out
     assert printed.startswith(f"{root}: image-folder, 2 classes")
     assert "dog [2]" in printed and "ignored (read [me].txt)" in printed
+
+
+def test_eval_confusion_table_fits_the_terminal_or_says_where_the_matrix_is():
+    # Squeezed into 80 columns, twelve names of eleven letters would all read "cla…".
+    from rich.console import Console
+
+    from resnetlab.cli import confusion_table
+
+    console = Console(width=80, record=True)
+    for k, header in ((3, "class_00"), (12, "0"), (40, None)):
+        names = [f"class_{i:02d}" for i in range(k)]
+        confusion = [[6 if i == j else 0 for j in range(k)] for i in range(k)]
+        table = confusion_table(names, confusion, console)
+        if header is None:
+            assert table is None  # the eval command points to the image and --json instead
+            continue
+        assert table.columns[1].header == header
+        console.print(table)
+        drawn = console.export_text()
+        assert "…" not in drawn and all(name in drawn for name in names)
+        assert max(map(len, drawn.splitlines())) <= 80

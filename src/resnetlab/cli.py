@@ -518,15 +518,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     console.print(table)
     console.print("confusion (rows: true, columns: predicted)", highlight=False)
-    matrix = Table()
-    matrix.add_column("")
-    for name in report.class_names:
-        matrix.add_column(name, justify="right")
-    for name, counts in zip(report.class_names, data["confusion"], strict=True):
-        matrix.add_row(name, *(str(c) if c else "." for c in counts))
-    console.print(matrix)
+    matrix = confusion_table(report.class_names, data["confusion"], console)
+    if matrix is None:
+        console.print(
+            f"({len(report.class_names)} classes are too many for {console.width} columns of "
+            "text: see the image, or --json)",
+            highlight=False,
+        )
+    else:
+        console.print(matrix)
     console.print(f"confusion matrix image: {png}", highlight=False, soft_wrap=True)
     return 0
+
+
+def confusion_table(
+    names: Sequence[str], confusion: Sequence[Sequence[int]], console: Console
+) -> Table | None:
+    """The confusion matrix as a table that fits the console: columns headed by the class
+    names, else by their numbers (each row names its number), else None. Squeezed, rich
+    would cut every name to its first letters, "class…" alike."""
+    from rich.measure import Measurement
+
+    for numbered in (False, True):
+        matrix = Table()
+        matrix.add_column("")
+        for i, name in enumerate(names):
+            matrix.add_column(str(i) if numbered else name, justify="right")
+        for i, (name, counts) in enumerate(zip(names, confusion, strict=True)):
+            matrix.add_row(
+                f"{i} {name}" if numbered else name, *(str(c) if c else "." for c in counts)
+            )
+        unbounded = console.options.update(max_width=sys.maxsize)
+        if Measurement.get(console, unbounded, matrix).minimum <= console.width:
+            return matrix
+    return None
 
 
 def check_figure_file(path: Path, flag: str) -> None:
