@@ -255,6 +255,17 @@ def test_the_advice_on_shrunk_images_names_a_larger_input_size(tmp_path, capsys)
         "detail is lost; a larger --input-size keeps it (photos: e.g. --model resnet18 "
         "--input-size 128" in err
     )
+    # Shrunk to 128 px already, the example is larger than that, not 128 again.
+    write_tree(tmp_path / "big", {k: [noise(i, (800, 800)) for i in range(4)] for k in "ab"})
+    args = ["--data", str(tmp_path / "big"), "--model", "resnet8", "--input-size", "128"]
+    args += ["--max-steps", "1", "--out", str(tmp_path / "run2"), "--device", "cpu"]
+    assert main(["train", *args]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "data: the images are mostly 800x800, shrunk to 128x128 (the input size): much of their "
+        "detail is lost; a larger --input-size keeps it (e.g. --input-size 256, which takes "
+        "about four times as long)" in err
+    )
 
 
 @pytest.mark.parametrize("command", ["predict", "serve"])

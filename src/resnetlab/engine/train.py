@@ -403,7 +403,9 @@ class Trainer:
         self.class_names = data.class_names
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
-        self.data_notes = [_with_advice(note) for note in unwarned(data.train.notes)]
+        self.data_notes = [
+            _with_advice(note, self.input_size) for note in unwarned(data.train.notes)
+        ]
         if data.val is not None:  # where the validation images come from, what was done to them
             self.data_notes += [
                 f"validation: {note}"
@@ -1195,15 +1197,19 @@ class Trainer:
         return summary
 
 
-def _with_advice(note: str) -> str:
+def _with_advice(note: str, input_size: int) -> str:
     """A data note, with what to do about images far from the input size."""
     if note.startswith(ENLARGED_NOTE):
         return f"{note}; --input-size sets it, and a size near theirs trains much faster"
     if note.startswith(SHRUNK_NOTE):
-        return (
-            f"{note}: much of their detail is lost; a larger --input-size keeps it (photos: "
-            "e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px)"
+        # The example is a size larger than the one shrunk to: 128 px photos for a small
+        # input, else twice the input (a phone's photos at an ImageNet net's 224 px).
+        larger = (
+            "photos: e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px"
+            if input_size < 128
+            else f"e.g. --input-size {2 * input_size}, which takes about four times as long"
         )
+        return f"{note}: much of their detail is lost; a larger --input-size keeps it ({larger})"
     return note
 
 
