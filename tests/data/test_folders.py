@@ -417,6 +417,29 @@ def test_one_class_only(tmp_path):
         load_dataset(str(root))
 
 
+def test_one_folder_of_files_named_by_class_says_to_point_at_it(tmp_path):
+    # photos/signs/3_IMG_1.jpg, as an archive of the course's folder unpacks: the one
+    # folder is a class here; the error says that the names carry classes, and where to point.
+    inner = tmp_path / "photos" / "signs"
+    inner.mkdir(parents=True)
+    for i in range(6):
+        noise(i).save(inner / f"{i % 3}_IMG_{i}.png")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "photos"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'photos'}: every training image is of one class (signs); a classifier "
+        "needs images of two classes at least: the file names in signs/ carry classes "
+        f"(0, 1, 2), but as the only folder here it is one class; --data {inner} reads the "
+        "classes from the names"
+    )
+    assert load_dataset(str(inner), val_split=0.5).class_names == ["0", "1", "2"]
+    # One class folder of photos named otherwise is a set of one class, without the note.
+    (inner / "0_IMG_0.png").rename(inner / "IMG0.png")
+    assert not any(
+        note.startswith("the file names in") for note in load_eval_split(str(inner.parent)).notes
+    )
+
+
 def test_images_without_class_folders(tmp_path):
     (tmp_path / "flat").mkdir()
     for i in range(3):

@@ -268,6 +268,20 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
         "first '_'): name each file <class>_<anything> with one of the model's classes, or put "
         "the images in class folders"
     )
+    # A folder holding one folder of files named by class is one class, named for the
+    # folder; the error says where the names are read as classes.
+    named = tmp_path / "named" / "sevens"
+    named.mkdir(parents=True)
+    for path in (
+        sorted((digit_folder / "7").iterdir())[:2] + sorted((digit_folder / "3").iterdir())[:2]
+    ):
+        shutil.copy(path, named / f"{path.parent.name}_{path.name}")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.evaluate(model_file, str(named.parent))
+    assert str(caught.value).endswith(
+        "[sevens] is not among them; the file names in sevens/ carry classes (3, 7), but as the "
+        f"only folder here it is one class; --data {named} reads the classes from the names"
+    )
 
 
 def test_a_data_set_file_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):

@@ -252,6 +252,8 @@ def _loose_note(loose: list[Path], folder: Path, where: str) -> str:
 
 # The note on a split whose classes come from its file names.
 NAMED_CLASSES_NOTE = "classes from the file names (the text before the first '_')"
+# The start of the note on a lone class folder whose file names carry classes of their own.
+NAMED_FILES_NOTE = "the file names in"
 
 
 def _name_labels(paths: list[str], least: int = 2) -> list[str] | None:
@@ -441,10 +443,29 @@ def scan_classes(folder: Path) -> FolderSplit:
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
     notes = _case_twins_note([d.name for d in class_dirs]) + _misfiled_note(class_dirs, stamps)
+    if len(class_dirs) == 1:
+        notes += _named_files_note(class_dirs[0])
     if loose:
         notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _named_files_note(class_dir: Path) -> list[str]:
+    """A note on the one class folder of a folder when its images' names carry several
+    classes (``signs/train_signs/3_IMG_5864.jpg``, as an archive of the folder unpacks): the
+    folder is one class here, and pointing at it reads the classes from the names."""
+    if _visible_dirs(class_dir):
+        return []
+    names = _name_labels(list(map(str, _direct_images(class_dir))))
+    if names is None:
+        return []
+    classes = sorted(set(map(readable, names)))
+    shown = ", ".join(classes[:5]) + (", ..." if len(classes) > 5 else "")
+    return [
+        f"{NAMED_FILES_NOTE} {class_dir.name}/ carry classes ({shown}), but as the only "
+        f"folder here it is one class; --data {class_dir} reads the classes from the names"
+    ]
 
 
 def _case_twins_note(class_names: list[str], *, from_files: bool = False) -> list[str]:

@@ -28,6 +28,7 @@ from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
 from .folders import (
     NAMED_CLASSES_NOTE,
+    NAMED_FILES_NOTE,
     find_root,
     folder_splits,
     looked_through_note,
@@ -607,6 +608,9 @@ def _check_two_classes(train: Split) -> None:
                 "images in a sub-folder named after the class, or name every file "
                 "<class>_<anything> (3_IMG_5864.jpg)"
             )
+        named = [note for note in train.notes if note.startswith(NAMED_FILES_NOTE)]
+        if named:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
+            fix = named[0]
         raise DataError(
             f"{train.source}: every training image is of one class ({only}); a classifier "
             f"needs images of two classes at least: {fix}"

@@ -174,7 +174,7 @@ def held_out_split(data: str, meta: ModelMeta):
     know is refused, as is a set without names whose class count is not the model's.
     """
     from ..data import load_eval_split
-    from ..data.folders import NAMED_CLASSES_NOTE
+    from ..data.folders import NAMED_CLASSES_NOTE, NAMED_FILES_NOTE
 
     trained_on = (meta.training or {}).get("data")
     split = load_eval_split(
@@ -200,6 +200,9 @@ def held_out_split(data: str, meta: ModelMeta):
                     "name each file <class>_<anything> with one of the model's classes, or "
                     "put the images in class folders"
                 )
+            named_files = [note for note in split.notes if note.startswith(NAMED_FILES_NOTE)]
+            if named_files:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
+                fix = named_files[0]
             classes = "class" if len(class_names) == 1 else "classes"  # a camera's IMG_0001.jpg...
             raise ResnetlabError(
                 f"{_scored_folder(data, split)} has {len(class_names)} {classes} {_short(named)} "
