@@ -253,6 +253,21 @@ def test_explanations_written_beside_their_images_never_replace_one(model_file, 
     with pytest.raises(resnetlab.ResnetlabError, match=r"folder to write .*: an empty value"):
         result.save("")  # not the current folder
     assert len(result.save(tmp_path / "cams")) == 4  # two overlays, maps.npz, sheet.png
+    # Photos of other names (photos/cats/1.jpg): no overlay would replace one, but written
+    # beside them the overlays would be read as more photos by the next run on the folder.
+    cats = tmp_path / "photos" / "cats"
+    cats.mkdir(parents=True)
+    Image.fromarray(pixels.numpy()[0]).save(cats / "1.jpg")
+    with pytest.raises(resnetlab.ResnetlabError) as error:
+        explain(model_file, [cats / "1.jpg"]).save(cats)
+    assert str(error.value) == (
+        f"{cats} holds 1.jpg, one of the images explained: the overlays would be read as "
+        "images beside it next time; write the explanations into another folder"
+    )
+    image = str(cats / "1.jpg")
+    assert main(["predict", str(model_file), image, "--cam", str(cats)]) == 2
+    assert "holds 1.jpg, one of the images explained" in capsys.readouterr().err
+    assert [p.name for p in cats.iterdir()] == ["1.jpg"]
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,14 @@ class Explanation:
                 f"{clash} is one of the images explained, which its overlay would replace; "
                 "write the explanations into another folder"
             )
+        # Beside the images (a class folder's photos/cats/1.jpg), the overlays would be read
+        # as more of them by the next run on that folder.
+        held = next((i for i in sorted(images) if i.parent == out.resolve()), None)
+        if held is not None:
+            raise ResnetlabError(
+                f"{out} holds {held.name}, one of the images explained: the overlays would be "
+                "read as images beside it next time; write the explanations into another folder"
+            )
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
