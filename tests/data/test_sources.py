@@ -95,6 +95,23 @@ def test_data_that_is_not_a_name_or_path_is_one_line():
         load_dataset(5)
 
 
+def test_a_run_folder_given_as_data_is_named_as_one(tmp_path):
+    # train's output, given as --data in place of --pretrained: its figures are no data set.
+    run = tmp_path / "runs" / "pets"
+    run.mkdir(parents=True)
+    for name in ("curves.png", "confusion.png"):
+        noise(0).save(run / name)
+    (run / "config.json").write_text("{}")
+    (run / "checkpoint.pt").write_bytes(b"")
+    for load in (load_dataset, load_eval_split):
+        with pytest.raises(DataError) as caught:
+            load(str(run))
+        assert str(caught.value) == (
+            f"{run} is a run folder (what train writes), not a data set; give a folder of "
+            f"images (or, to train from the run's weights, --pretrained {run})"
+        )
+
+
 def test_named_source_hint_for_a_missing_path():
     with pytest.raises(
         DataError, match=r"^cifar: no such file or folder \(named data sets: digits, cifar10\)$"
