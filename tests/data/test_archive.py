@@ -53,6 +53,26 @@ def test_zip_of_an_image_tree(tmp_path):
     assert data.train.class_counts() == [2, 1] and data.class_names == ["cat", "dog"]
 
 
+def test_zip_names_in_utf8_without_the_flag_are_read_as_utf8(tmp_path):
+    # macOS's Archive Utility writes UTF-8 names without the flag that says so; read as
+    # cp437, as the zip format's default, the class "kätzchen" would be "k├ñtzchen".
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i, name in enumerate(["kätzchen", "犬", "kätzchen", "犬"]):
+            zf.writestr(f"pets/{name}/{i}.png", _png_bytes(i))
+    data = bytearray(buffer.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the flag bits
+        at = data.find(signature)
+        while at >= 0:
+            data[at + offset + 1] &= ~0x08  # bit 11: UTF-8 names
+            at = data.find(signature, at + 4)
+    archive = tmp_path / "pets.zip"
+    archive.write_bytes(bytes(data))
+    assert zipfile.ZipFile(archive).namelist()[0] == "pets/k├ñtzchen/0.png"  # as zipfile reads it
+    loaded = load_dataset(str(archive), cache_dir=tmp_path / "c", val_split=0.5)
+    assert loaded.class_names == ["kätzchen", "犬"]
+
+
 @pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
 def test_tar_members_are_written_as_they_are(tmp_path, mode):
     # As `tar -czf x.tar.gz -C dir .` writes them: "./" before every name, a folder member

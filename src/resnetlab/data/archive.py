@@ -12,6 +12,7 @@ resolves every path on disk, which made CIFAR-10's 60,000 files take 18 s instea
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,6 +25,7 @@ from ..errors import DataError
 from .cache import file_key
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
+_ZIP_UTF8 = 0x800  # a zip member's flag bit: its name is UTF-8 (else cp437)
 
 
 def is_archive(path: Path) -> bool:
@@ -85,6 +87,11 @@ def _extract_tar(archive: Path, dest: Path) -> None:
 def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipInfo]]:
     out = []
     for m in zf.infolist():
+        if not m.flag_bits & _ZIP_UTF8 and not m.filename.isascii():
+            # macOS's Archive Utility writes UTF-8 names without the zip's UTF-8 flag, which
+            # zipfile then reads as cp437: class "kätzchen" would be "k├ñtzchen".
+            with contextlib.suppress(UnicodeError):  # else cp437 indeed (old Windows zips)
+                m.filename = m.filename.encode("cp437").decode("utf-8")
         rel = _safe_member_path(archive, m.filename)
         # Unix file type bits, when the zip records them (many writers leave them 0).
         kind = stat.S_IFMT(m.external_attr >> 16)
