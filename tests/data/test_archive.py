@@ -53,6 +53,18 @@ def test_zip_of_an_image_tree(tmp_path):
     assert data.train.class_counts() == [2, 1] and data.class_names == ["cat", "dog"]
 
 
+def test_zip_paths_with_backslashes_unpack_into_folders(tmp_path):
+    # Windows PowerShell 5's Compress-Archive writes pets\cat\0.png, against the zip format.
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(["cat", "cat", "dog", "dog"]):
+            zf.writestr(f"pets\\{name}\\{i}.png", _png_bytes(i))
+    data = load_dataset(str(archive), cache_dir=tmp_path / "c", val_split=0.5)
+    assert data.class_names == ["cat", "dog"]
+    (extracted,) = (tmp_path / "c" / "extracted").iterdir()
+    assert (extracted / "pets" / "dog" / "3.png").is_file()
+
+
 def test_zip_names_in_utf8_without_the_flag_are_read_as_utf8(tmp_path):
     # macOS's Archive Utility writes UTF-8 names without the flag that says so; read as
     # cp437, as the zip format's default, the class "kätzchen" would be "k├ñtzchen".

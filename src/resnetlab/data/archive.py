@@ -92,6 +92,9 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[PurePosixPath
             # zipfile then reads as cp437: class "kätzchen" would be "k├ñtzchen".
             with contextlib.suppress(UnicodeError):  # else cp437 indeed (old Windows zips)
                 m.filename = m.filename.encode("cp437").decode("utf-8")
+        # Windows tools that wrote pets\cat\1.png (PowerShell 5's Compress-Archive), which other
+        # systems would write as one file of that name at the top, where folders were meant.
+        m.filename = m.filename.replace("\\", "/")
         rel = _safe_member_path(archive, m.filename)
         # Unix file type bits, when the zip records them (many writers leave them 0).
         kind = stat.S_IFMT(m.external_attr >> 16)
