@@ -316,3 +316,16 @@ def test_eval_confusion_table_fits_the_terminal_or_says_where_the_matrix_is():
         drawn = console.export_text()
         assert "…" not in drawn and all(name in drawn for name in names)
         assert max(map(len, drawn.splitlines())) <= 80
+
+
+def test_a_run_with_one_image_of_each_class_trains_without_validation(tmp_path, capsys):
+    write_tree(tmp_path / "two", {"a": [noise(0)], "b": [noise(1)]})
+    args = ["--data", str(tmp_path / "two"), "--model", "resnet8", "--input-size", "8"]
+    out = tmp_path / "run"
+    assert main(["train", *args, "--max-steps", "2", "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "2 training images, no validation set" in err
+    epoch = next(line for line in err.splitlines() if line.startswith("epoch"))
+    assert "val" not in epoch and "nan" not in epoch
+    assert "no misclassified validation images" not in err
+    assert not (out / "confusion.png").exists() and (out / "last.safetensors").is_file()

@@ -124,6 +124,12 @@ def test_a_class_of_one_image_is_said_never_validated(tmp_path):
     with pytest.warns(DataWarning, match=r"^1 class with one image, trained on and never "):
         data = load_dataset(str(tmp_path / "d"), val_split=0.5)
     assert data.val.class_counts() == [1, 0, 1] and data.train.class_counts() == [1, 1, 1]
+    # One image of every class: nothing to validate on, so no validation set (not an empty
+    # one, which training would score as NaN).
+    write_tree(tmp_path / "e", {"a": [noise(4)], "b": [noise(5)]})
+    with pytest.warns(DataWarning, match=r"^2 classes with one image, trained on and never "):
+        data = load_dataset(str(tmp_path / "e"), val_split=0.5)
+    assert data.val is None and data.train.class_counts() == [1, 1]
 
 
 def test_holding_out_more_than_is_trained_on_is_said(tmp_path):

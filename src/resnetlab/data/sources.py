@@ -374,6 +374,8 @@ def load_dataset(
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
         train, val = _hold_out(train, fraction, seed, given=val_split is not None)
+        if not len(val):  # one image of every class: none to hold out (_hold_out says so)
+            val = None
         used = None
     else:
         val, used = None, None
