@@ -184,6 +184,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
+        check_output_file(Path(args.out), "--out")
     sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
     if not args.no_sheet and (folder := data_folder_holding(sheet, [args.path])):
         raise ResnetlabError(

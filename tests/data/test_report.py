@@ -71,6 +71,21 @@ def test_inspect_counts_one_class_in_the_singular(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"{root}: image-folder, 1 class\n")
 
 
+def test_inspect_out_a_folder_is_refused_before_the_images_are_read(tmp_path, capsys, monkeypatch):
+    root = write_tree(tmp_path / "pets", {"cat": [noise(0)], "dog": [noise(1)]})
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+
+    def read(*args, **kwargs):
+        raise AssertionError("the images were read before --out was checked")
+
+    monkeypatch.setattr("resnetlab.data.report.describe", read)
+    assert main(["data", "inspect", str(root), "--out", str(folder)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --out {folder} is a folder; give a file name, e.g. {folder}/out.png\n"
+    )
+
+
 def test_inspect_prints_warnings_as_lines(tmp_path, capsys):
     root = write_tree(
         tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
