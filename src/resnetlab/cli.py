@@ -475,6 +475,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .analysis.plots import plot_confusion
     from .data.decode import unwarned
+    from .data.folders import data_folder_holding
     from .data.sources import data_name
     from .engine import evaluate
     from .engine.report import data_tag
@@ -487,6 +488,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.png:
         check_figure_file(png, "--png")  # before the evaluation, not after it
         check_output_file(png, "--png")
+    if folder := data_folder_holding(png, [args.data]):
+        raise ResnetlabError(
+            f"the confusion matrix image {png} would be inside the data folder {folder}, "
+            "where the next run would read it as an image: give --png outside it"
+        )
     report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
     title = f"{model_file.name} on {data_name(args.data)} ({report.result.count:,} images)"
     make_folder_for(png, "--png")

@@ -216,6 +216,17 @@ def test_eval_names_the_split_folder_that_holds_a_class_the_model_lacks(tmp_path
     )
 
 
+def test_eval_refuses_a_png_inside_the_data_folder(digit_folder, model_file, capsys):
+    # photos/7/confusion.png would be a seven the next time photos/ is read.
+    png = digit_folder / "7" / "confusion.png"
+    assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the confusion matrix image {png} would be inside the data folder "
+        f"{digit_folder}, where the next run would read it as an image: give --png outside it\n"
+    )
+    assert not png.exists()
+
+
 def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_file, tmp_path):
     # A test folder without most classes: scored on the model's own outputs, by class name.
     some = tmp_path / "three-sevens-and-fives"
