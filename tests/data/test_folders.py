@@ -65,6 +65,29 @@ def test_read_image_resizes_to_the_requested_size(tmp_path):
     assert read_image(tmp_path / "x.png", (12, 20)).shape == (12, 20, 3)
 
 
+def test_a_crop_scales_the_centre_alone(tmp_path, monkeypatch):
+    """``resize="crop"`` gives what scaling the whole image and cutting its centre gives (to
+    a level of rounding) without making the scaled whole: for a long strip that would be
+    gigabytes."""
+    pixels = np.random.default_rng(0).integers(0, 256, (48, 300, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "strip.png")
+    whole = Image.fromarray(pixels).resize((200, 32), Image.BILINEAR)  # shorter side 32
+    expected = np.asarray(whole.crop((84, 0, 116, 32)), dtype=int)
+    made = []
+    resize = Image.Image.resize
+
+    def recording(im, size, *args, **kwargs):
+        made.append(size)
+        return resize(im, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", recording)
+    got = read_image(tmp_path / "strip.png", 32, "crop")
+    assert np.abs(got.astype(int) - expected).max() <= 1
+    assert made == [(32, 32)]
+    Image.new("RGB", (100_000, 1), "red").save(tmp_path / "line.png")  # 22 GB scaled whole
+    assert (read_image(tmp_path / "line.png", 224, "crop") == (255, 0, 0)).all()
+
+
 def test_a_jpeg_with_more_pictures_decodes_as_a_jpeg(tmp_path):
     # Pillow opens a JPEG that carries more pictures after the first (MPO: many phones'
     # photos) as format "MPO"; its first picture is decoded as any JPEG is, at the reduced
