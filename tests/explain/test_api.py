@@ -125,6 +125,17 @@ def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, caps
     assert "image not found" in capsys.readouterr().err
 
 
+def test_a_class_named_in_another_case_is_the_models_as_eval_takes_it():
+    from resnetlab.explain.api import _targets
+
+    assert _targets("BLUE", ["blue", "green", "red"], 2).tolist() == [0, 0]
+    assert _targets(["red", "Red"], ["Red", "red"], 2).tolist() == [1, 0]  # as named first
+    with pytest.raises(
+        resnetlab.ResnetlabError, match=r"no class 'RED'; the model's classes: Red, red"
+    ):
+        _targets("RED", ["Red", "red"], 1)  # two classes it could be: neither
+
+
 def test_predict_cam_writes_the_same_overlays(model_file, image_folder, tmp_path, capsys):
     assert main(["predict", str(model_file), str(image_folder), "--cam", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("%") == 4 * 3

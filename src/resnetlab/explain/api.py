@@ -205,8 +205,12 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
     indices = []
     for item in items:
         if isinstance(item, str):
-            if item not in names:
-                raise ResnetlabError(f"no class {item!r}; the model's classes: {', '.join(names)}")
+            if item not in names:  # in another case, where one class is so named (as eval)
+                alike = [name for name in names if name.casefold() == item.casefold()]
+                if len(alike) != 1:
+                    classes = ", ".join(names)
+                    raise ResnetlabError(f"no class {item!r}; the model's classes: {classes}")
+                item = alike[0]
             item = names.index(item)
         if not 0 <= item < len(names):
             raise ResnetlabError(f"class index {item} out of range for {len(names)} classes")
