@@ -233,7 +233,16 @@ def test_the_advice_on_enlarged_images_is_given_where_it_helps_training(tmp_path
     out = tmp_path / "run"
     assert main(["train", *args, "--max-steps", "1", "--out", str(out), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert "data: most images are 8x8, enlarged to 32x32 (the input size); --input-size" in err
+    # --input-size given: the advice does not point to it.
+    assert "enlarged to 32x32 (the input size); a size near theirs trains much faster" in err
+    args = args[:-2]  # the model's own 32 px
+    assert (
+        main(["train", *args, "--max-steps", "1", "--out", str(out / "2"), "--device", "cpu"]) == 0
+    )
+    err = capsys.readouterr().err
+    assert (
+        "data: most images are 8x8, enlarged to 32x32 (the input size); --input-size sets it" in err
+    )
     model = str(out / "best.safetensors")
     assert main(["eval", model, "--data", str(tmp_path / "small"), "--device", "cpu"]) == 0
     printed = "".join(capsys.readouterr())

@@ -252,6 +252,7 @@ class Trainer:
             assert run_dir is not None
             self.pretrained_record = (run_dir / PRETRAINED_RECORD).read_text()
         weights = self.start.weights if self.start else None
+        self.size_given = c.input_size is not None  # --input-size, not the weights' or model's
         if c.input_size is None and weights is not None and weights.input_size:
             # The size they were trained at, unless --input-size says otherwise.
             self.config = c = dataclasses.replace(c, input_size=weights.input_size)
@@ -404,7 +405,8 @@ class Trainer:
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
         self.data_notes = [
-            _with_advice(note, self.input_size) for note in unwarned(data.train.notes)
+            _with_advice(note, self.input_size, self.size_given)
+            for note in unwarned(data.train.notes)
         ]
         if data.val is not None:  # where the validation images come from, what was done to them
             self.data_notes += [
@@ -1197,10 +1199,12 @@ class Trainer:
         return summary
 
 
-def _with_advice(note: str, input_size: int) -> str:
-    """A data note, with what to do about images far from the input size."""
+def _with_advice(note: str, input_size: int, size_given: bool = False) -> str:
+    """A data note, with what to do about images far from the input size (``size_given``:
+    by --input-size, which then needs no mention)."""
     if note.startswith(ENLARGED_NOTE):
-        return f"{note}; --input-size sets it, and a size near theirs trains much faster"
+        how = "" if size_given else "--input-size sets it, and "
+        return f"{note}; {how}a size near theirs trains much faster"
     if note.startswith(SHRUNK_NOTE):
         # The example is a size larger than the one shrunk to: 128 px photos for a small
         # input, else twice the input (a phone's photos at an ImageNet net's 224 px).
