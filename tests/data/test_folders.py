@@ -842,6 +842,26 @@ def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     )
 
 
+def test_a_crop_of_long_images_says_how_little_it_keeps(tmp_path):
+    """Panoramas (4:1) lose three quarters to the square crop: said, with the way to keep
+    them whole. Photos of 3:2 are not noted, nor anything squashed."""
+    wide = {"a": [noise(i, (128, 32)) for i in range(4)], "b": [noise(9, (128, 32))] * 3}
+    wide["b"].append(noise(10, (48, 32)))
+    root = write_tree(tmp_path / "panoramas", wide)
+    note = (
+        "the crop keeps the centre square of most images, which are 2 or more times as long "
+        "as they are wide (128x32: 25% of it); --resize squash keeps them whole"
+    )
+    for stream in (False, True):
+        assert note in load_dataset(str(root), image_size=32, stream=stream).train.notes
+    assert note in load_dataset(str(root), image_size=32).train.notes  # from the cache too
+    squashed = load_dataset(str(root), image_size=32, resize="squash").train.notes
+    assert not [n for n in squashed if "crop keeps" in n]
+    photos = {"a": [noise(i, (48, 32)) for i in range(4)], "b": [noise(9, (48, 32))] * 4}
+    notes = load_dataset(str(write_tree(tmp_path / "photos", photos)), image_size=32).train.notes
+    assert not [n for n in notes if "crop keeps" in n]
+
+
 def test_a_size_note_counts_every_size_not_the_most_common_alone(tmp_path):
     """Mixed sizes: the most common (16x16, 3 of 8 images) is small, but most images are
     not: no note. Most of them small, in several sizes: the note says what they share."""

@@ -59,6 +59,7 @@ _ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val"
 _NAMED_UNREADABLE: set[str] = set()
 ENLARGED_NOTE = "most images are"  # the start of the note on images enlarged to the input size
 SHRUNK_NOTE = "the images are mostly"  # ... on images far larger than the input size
+ELONGATED = 2  # images this many times as long as wide (and more) lose most of them to a crop
 # Images whose shorter side is this many times the input size or more get SHRUNK_NOTE: 480 px
 # photos at a CIFAR net's 32 px keep 1/225 of their pixels.
 SHRUNK_FACTOR = 6
@@ -629,9 +630,9 @@ def load_folder(
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
         return _cached_split(folder, scan, key, *hit)
-    enlarged = _resize_note(scan, image_size, workers) if image_size is not None else []
+    resized = _resize_notes(scan, image_size, resize, workers) if image_size is not None else []
     if stream is not False:
-        size, notes = (image_size, image_size), list(enlarged)
+        size, notes = (image_size, image_size), list(resized)
         if target is not None:
             size, notes = target, scaled
         elif image_size is None:
@@ -656,7 +657,7 @@ def load_folder(
                 resize=resize,
             )
     return _decoded_split(
-        folder, scan, key, cache, image_size or target, enlarged + scaled, workers, resize
+        folder, scan, key, cache, image_size or target, resized + scaled, workers, resize
     )
 
 
@@ -785,15 +786,33 @@ def _mixed_sizes_note(sizes: Counter, used: tuple[int, int], resize: str) -> str
     )
 
 
-def _resize_note(scan: FolderSplit, image_size: int, workers: int | None) -> list[str]:
-    """A note when most images (more than half of a sample) are at most half the size they
-    are decoded at (28 px photos trained at a model's 224 px: 64 times the pixels, and the
-    time, for no more detail), or ``SHRUNK_FACTOR`` times it and more (480 px photos at
-    32 px: little of their detail); named by their size where they share one."""
+def _resize_notes(
+    scan: FolderSplit, image_size: int, resize: str, workers: int | None
+) -> list[str]:
+    """Notes on what resizing does to most images (more than half of a sample): the size
+    note (``_size_note``), and for a crop of images at least ``ELONGATED`` times as long as
+    they are wide, how little of them the square keeps."""
     try:
         _, counts = _sample_size(scan, workers)
     except DataError:
         return []  # none readable in the sample: decoding says which files
+    notes = _size_note(counts, image_size)
+    long = {s for s in counts if max(s) >= ELONGATED * min(s)}
+    if resize == "crop" and sum(counts[s] for s in long) > sum(counts.values()) / 2:
+        h, w = max(long, key=lambda s: (counts[s], s))  # the most common such shape
+        notes.append(
+            f"the crop keeps the centre square of most images, which are {ELONGATED} or more "
+            f"times as long as they are wide ({format_size((h, w))}: "
+            f"{min(h, w) / max(h, w):.0%} of it); --resize squash keeps them whole"
+        )
+    return notes
+
+
+def _size_note(counts: Counter, image_size: int) -> list[str]:
+    """A note when most images are at most half the size they are decoded at (28 px photos
+    trained at a model's 224 px: 64 times the pixels, and the time, for no more detail), or
+    ``SHRUNK_FACTOR`` times it and more (480 px photos at 32 px: little of their detail);
+    named by their size where they share one."""
     size = f"{image_size}x{image_size} (the input size)"
     half = sum(counts.values()) / 2
     # Counted over every size, not read off the most common one, which in a folder of
