@@ -561,6 +561,35 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     assert f"{run} already finished its 1 epoch; add --epochs N" in out.out + out.err
 
 
+def test_a_run_whose_data_moved_resumes_on_it_where_given(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for i, colour in enumerate(("red", "blue")):
+        (photos / colour).mkdir(parents=True)
+        for j in range(6):
+            Image.new("RGB", (12, 12), (200 * (1 - i), 9 * j, 200 * i)).save(
+                photos / colour / f"{j}.png"
+            )
+    run = tmp_path / "run"
+    args = ["--model", "resnet8", "--input-size", "16", "--device", "cpu"]
+    assert main(["train", "--data", str(photos), *args, "--epochs", "1", "--out", str(run)]) == 0
+    moved = photos.rename(tmp_path / "photos2")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run} trained on {photos}, which is not there now; if it moved, give its new "
+        f"place ({moved}{os.sep}?): --resume {run} --data PATH\n"
+    )
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--data", str(moved)]) == 0
+    err = capsys.readouterr().err
+    assert f"{photos}, which {run} trained on, is not there now: resuming on {moved}" in err
+    assert json.loads((run / "config.json").read_text())["data"] == str(moved)
+    epochs = [row["epoch"] for row in csv.DictReader((run / "metrics.csv").open())]
+    assert epochs[-1] == "2" and "1" in epochs  # the first epoch's rows kept, the second's added
+    # Data that is there is the run's: another folder is refused, as before.
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--data", str(tmp_path)]) == 2
+    assert "its data cannot change" in capsys.readouterr().err
+
+
 def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
     args = ["train", "--model", "resnet20", "--model-option", "shortcut=C"]
     assert main([*args, "--out", str(tmp_path / "run")]) == 2

@@ -130,7 +130,7 @@ def open_source(
     return source
 
 
-def _near_name(path: Path) -> str | None:
+def near_name(path: Path) -> str | None:
     """A file or folder beside ``path`` whose name is close to its name (``my_photos`` for
     ``my_photo``), as the path to give, or None."""
     try:
@@ -156,7 +156,7 @@ def _open_path(
     path = Path(spec).expanduser()
     if not path.exists():
         hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
-        if near := _near_name(path):
+        if near := near_name(path):
             hint = f"; did you mean {near}?"
         raise DataError(f"{spec}: no such file or folder{hint}")
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:

@@ -36,7 +36,7 @@ from ..convert.pretrained import PretrainedWeights
 from ..data import Augment, Dataset, load_dataset, make_loader, split_stats, stratified_sample
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
-from ..data.sources import class_balance_note
+from ..data.sources import class_balance_note, near_name
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
@@ -148,6 +148,8 @@ def train(
         stored_paths(values)  # a run stored before data paths were absolute
         stored_paths(given)
         changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
+        moved = _moved_data(values, given, run_dir)
+        changed = [k for k in changed if k not in moved]
         if changed:
             raise ResnetlabError(
                 f"--resume continues {run_dir} as it was set up; its {', '.join(changed)} "
@@ -167,6 +169,37 @@ def train(
         config = resolve_config(config.to_dict(), **overrides)
     with global_state_kept():
         return Trainer(config).run()
+
+
+def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) -> list[str]:
+    """The data options (``data``, ``val_data``) of a run to resume whose folder or file is
+    no longer where the run read it, and which are given anew: read there in its place, as
+    a warning says (the run then checks that it holds as many images). Refused, naming the
+    way, when one is gone and not given."""
+    moved = []
+    for key in ("data", "val_data"):
+        stored = values.get(key)
+        # A local path is stored absolute (stored_paths); digits, cifar10... are names.
+        if not (isinstance(stored, str) and Path(stored).is_absolute()):
+            continue
+        if Path(stored).exists():
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key not in given:
+            near = near_name(Path(stored))
+            hint = f" ({near}?)" if near else ""
+            raise ResnetlabError(
+                f"{run_dir} trained on {stored}, which is not there now; if it moved, give its "
+                f"new place{hint}: --resume {run_dir} {flag} PATH"
+            )
+        warnings.warn(
+            f"{stored}, which {run_dir} trained on, is not there now: resuming on "
+            f"{given[key]} in its place ({flag})",
+            SettingWarning,
+            stacklevel=3,
+        )
+        moved.append(key)
+    return moved
 
 
 # What a checkpoint was made with: a resumed run cannot change these.
