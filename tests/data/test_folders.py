@@ -842,6 +842,23 @@ def test_images_enlarged_to_twice_their_size_or_more_are_noted(tmp_path):
     )
 
 
+def test_a_split_folder_beside_class_folders_holding_them_is_refused(tmp_path):
+    """photos/{cat,dog,test/{cat,dog}}: test/ would be a third class of cats and dogs."""
+    root = write_tree(tmp_path / "photos", {"cat": [noise(0)] * 2, "dog": [noise(1)] * 2})
+    write_tree(root / "test", {"cat": [noise(2)], "dog": [noise(3)]})
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root))
+    assert str(e.value) == (
+        f"{root}: test/ holds folders named as the classes beside it (cat, dog), so it would "
+        f"train as a class 'test'; to keep it as the test split, move the class folders into "
+        f"{root / 'train'}, or move test/ out of the folder"
+    )
+    # A class named like a split whose sub-folders are no other class's is a class.
+    (root / "test" / "cat").rename(root / "test" / "2019")
+    (root / "test" / "dog").rename(root / "test" / "2020")
+    assert load_dataset(str(root)).class_names == ["cat", "dog", "test"]
+
+
 def test_a_crop_of_long_images_says_how_little_it_keeps(tmp_path):
     """Panoramas (4:1) lose three quarters to the square crop: said, with the way to keep
     them whole. Photos of 3:2 are not noted, nor anything squashed."""

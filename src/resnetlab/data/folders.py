@@ -410,6 +410,7 @@ def scan_classes(folder: Path) -> FolderSplit:
             "but hold no class folders; put each split's images in one sub-folder per class "
             "(train/<class>/*.jpg)"
         )
+    _check_no_split_among_classes(folder, class_dirs)
     # One class folder is a test set of one class; training refuses it (load_dataset). With
     # images beside it, those were likely meant as another class.
     if len(class_dirs) == 1 and loose:
@@ -487,6 +488,26 @@ def _case_twins_note(class_names: list[str], *, from_files: bool = False) -> lis
         f"{what} differ only in case are separate classes: "
         f"{'; '.join(twins)}; {fix} if they hold one class"
     ]
+
+
+def _check_no_split_among_classes(folder: Path, class_dirs: list[Path]) -> None:
+    """Refuse a split folder beside class folders that holds folders named as those classes
+    (``photos/{cat,dog,test/{cat,dog}}``): it would be a class of its own, ``test``, whose
+    images are cats and dogs."""
+    classes = {d.name.casefold() for d in class_dirs}
+    for d in class_dirs:
+        if (role := named_role(d.name)) is None:
+            continue
+        inner = [
+            s.name for s in _visible_dirs(d) if s.name.casefold() in classes - {d.name.casefold()}
+        ]
+        if inner:
+            raise DataError(
+                f"{folder}: {d.name}/ holds folders named as the classes beside it "
+                f"({', '.join(inner)}), so it would train as a class '{d.name}'; to keep it as "
+                f"the {role} split, move the class folders into {folder / 'train'}, or move "
+                f"{d.name}/ out of the folder"
+            )
 
 
 def _misfiled_note(class_dirs: list[Path], stamps: list[str]) -> list[str]:
