@@ -559,6 +559,20 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--model", FAST["model"], "--epochs", "1"]) == 0
     out = capsys.readouterr()
     assert f"{run} already finished its 1 epoch; add --epochs N" in out.out + out.err
+    # The checkpoint counts batches of its size and holds its optimizer's state: a change
+    # is named as one, not taken for a damaged checkpoint.
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for flags, name in [
+        (["--batch-size", "32"], "batch_size"),
+        (["--optimizer", "adamw"], "optimizer"),
+        (["--decay-norm-bias"], "no_decay_norm_bias"),
+        (["--weight-decay", "0", "--epochs", "2"], "weight_decay"),
+    ]:
+        assert main(["train", "--resume", str(run), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --resume continues {run} as it was set up; its {name} ")
+        assert "damaged" not in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_a_run_whose_data_moved_resumes_on_it_where_given(tmp_path, capsys):

@@ -214,6 +214,11 @@ RUN_DEFINING = (
     "subset",
     "val_subset",
     "seed",
+    # The checkpoint's position counts batches of this size, and its optimizer state has
+    # this optimizer's moments for these parameter groups.
+    "batch_size",
+    "optimizer",
+    "no_decay_norm_bias",
     "pretrained",
     "freeze",
     "head_epochs",
@@ -1005,6 +1010,12 @@ class Trainer:
                 raise ValueError(f"its model has {problem}")
             self.model.load_state_dict(state["model"])
             problem = optimizer_problem(self.optimizer, state["optimizer"])
+            if problem and "weight_decay" in self.given:  # to or from 0: one group or two
+                raise ResnetlabError(
+                    f"--resume continues {run_dir} as it was set up; its weight_decay cannot "
+                    "change to or from 0, which regroups the optimizer's parameters (start a "
+                    f"new run: --config {run_dir / 'config.json'} with the new values)"
+                )
             if problem:
                 raise ValueError(problem)
             self.optimizer.load_state_dict(state["optimizer"])
