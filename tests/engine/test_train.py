@@ -572,6 +572,16 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"error: --resume continues {run} as it was set up; its {name} ")
         assert "damaged" not in err and err.count("\n") == 1
+    # A resumed run trains in its own folder: another --out is refused, not ignored.
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["train", "--resume", str(run), "--out", str(elsewhere), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: --resume continues the run in {run}, where its files are, not in {elsewhere}; "
+        f"drop --out (a new run with its settings in {elsewhere}: --config "
+        f"{run / 'config.json'} --out {elsewhere})\n"
+    )
+    assert not elsewhere.exists()
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 

@@ -147,6 +147,12 @@ def train(
         given = {k: v for k, v in overrides.items() if v is not None}
         stored_paths(values)  # a run stored before data paths were absolute
         stored_paths(given)
+        if "out" in given and Path(given["out"]).resolve() != run_dir.resolve():
+            raise ResnetlabError(
+                f"--resume continues the run in {run_dir}, where its files are, not in "
+                f"{given['out']}; drop --out (a new run with its settings in {given['out']}: "
+                f"--config {run_dir / 'config.json'} --out {given['out']})"
+            )
         changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
         moved = _moved_data(values, given, run_dir)
         changed = [k for k in changed if k not in moved]
