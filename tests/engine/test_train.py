@@ -1,4 +1,5 @@
 import csv
+import errno
 import gc
 import json
 import math
@@ -209,6 +210,40 @@ def test_a_folder_another_run_trains_in_is_refused_before_the_data_is_read(
     with pytest.raises(FolderInUse, match=r"or choose another --out$"):
         train(**FAST, max_steps=1, out=str(fresh))
     assert read == [] and sorted(p.name for p in fresh.iterdir()) == [".lock"]
+
+
+def test_a_read_only_run_folder_is_named_before_the_data_is_read(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    run = tmp_path / "run"
+    train(**FAST, max_steps=1, out=str(run))
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    make = tempfile.TemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # a folder on a read-only mount
+        if dir is not None and Path(dir) in (run, empty):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return make(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    read = []
+    monkeypatch.setattr(sys.modules[Trainer.__module__], "load_dataset", read.append)
+    flags = ["--model", "resnet8", "--max-steps", "1"]
+    assert main(["train", *flags, "--out", str(empty)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {empty}: Read-only file system; choose a folder you can write to\n"
+    )
+    # Resuming cannot move to another folder: the fix is the folder's, not "choose another".
+    assert main(["train", "--resume", str(run), "--max-steps", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {run}: Read-only file system; --resume trains on in the run's own "
+        "folder: make it writable, or copy it to a folder you can write to and resume the copy\n"
+    )
+    assert read == [] and list(empty.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_a_finished_or_failed_run_lets_its_folder_go(tmp_path, capsys):

@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -46,6 +47,7 @@ from ..storage import (
     atomic_link,
     atomic_write,
     atomic_write_text,
+    check_writable,
     hold_folder,
     release_folder,
     remove_stale_temps,
@@ -1319,6 +1321,14 @@ def _check_resumable(run_dir: Path) -> None:
             f"config file not found: {config}; {run_dir} holds no run to resume (a run "
             f"stopped before writing its config left nothing): start it again with --out {run_dir}"
         )
+    try:  # said now, not at the run's first write, once its data is read
+        tempfile.TemporaryFile(dir=run_dir).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise WriteError(
+            f"cannot write {run_dir}: {reason}; --resume trains on in the run's own folder: make "
+            "it writable, or copy it to a folder you can write to and resume the copy"
+        ) from None
 
 
 def _stored_plan(run_dir: Path | None) -> CpuPlan | None:
@@ -1384,10 +1394,7 @@ def _make_folder(run_dir: Path) -> list[Path]:
     if run_dir.exists() and not run_dir.is_dir():
         raise ResnetlabError(f"--out {run_dir} is a file; a run needs a folder: choose another")
     made = _missing_folders(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise write_error(run_dir, e) from None
+    check_writable(run_dir, run_dir)  # an existing folder too, before the data is read
     return made
 
 
