@@ -153,6 +153,38 @@ def test_a_run_folder_is_not_overwritten(tmp_path):
         train(**FAST, epochs=1, out=str(tmp_path / "run"))
 
 
+def test_files_a_new_run_would_write_over_are_kept(tmp_path, capsys):
+    # Model files whose checkpoint was deleted to save space; a config.json of one's own;
+    # a run stopped before its first checkpoint: each is kept, with the way on named.
+    trained = train(**FAST, max_steps=1, out=str(tmp_path / "trained")).run_dir
+    (trained / "checkpoint.pt").unlink()
+    own = tmp_path / "project"
+    own.mkdir()
+    (own / "config.json").write_text('{"mine": true}\n')
+    early = tmp_path / "early"
+    early.mkdir()
+    shutil.copy(trained / "config.json", early / "config.json")
+    capsys.readouterr()
+    for folder, kept in [
+        (trained, "config.json, cpu_plan.json, best.safetensors, last.safetensors, summary"),
+        (own, "config.json"),
+        (early, "config.json"),
+    ]:
+        before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        assert main(["train", "--model", "resnet8", "--max-steps", "1", "--out", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {folder} already holds {kept}")
+        assert "which a new run would write over; choose another --out" in err
+        assert err.count("\n") == 1 and ("--resume" in err) == (folder != trained)
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert err.endswith(
+        "or, if it is a run stopped before its first checkpoint, continue it with "
+        f"--resume {early}\n"
+    )
+    assert main(["train", "--resume", str(early)]) == 0  # from the start, where it stopped
+    assert (early / "checkpoint.pt").exists()
+
+
 def test_runs_started_in_the_same_second_each_get_their_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(report_module.time, "strftime", lambda fmt: "20261204-120000")
     first = report_module.new_run_dir("resnet20", "digits", tmp_path)

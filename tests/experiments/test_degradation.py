@@ -100,6 +100,14 @@ def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, mo
     assert (out / "plain8-seed0" / "last.safetensors").stat().st_mtime_ns == finished_model
     again = _experiment(out)
     assert [r.action for r in again.runs] == ["skipped"] * 4
+    # A run killed after its config.json and before its first checkpoint starts again there.
+    run = out / "resnet8-seed0"
+    for path in run.iterdir():
+        if path.name != "config.json":
+            path.unlink()
+    third = _experiment(out)
+    assert [r.action for r in third.runs] == ["skipped", "resumed", "skipped", "skipped"]
+    assert third.runs[1].status == "finished" and third.runs[1].summary["steps"] == 4
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):

@@ -1404,3 +1404,18 @@ def _check_fresh(run_dir: Path) -> None:
             f"{run_dir} already holds a run; continue it with --resume {run_dir} "
             f"or choose another --out"
         )
+    # A run stopped before its first checkpoint, one whose checkpoint was deleted to save
+    # space, or another program's files: a new run would write over them. (metrics.csv is
+    # written before config.json: a run killed before that left nothing else.)
+    kept = [n for n in RUN_FILES if n != "metrics.csv" and (run_dir / n).exists()]
+    if kept:
+        resume = (
+            f", or, if it is a run stopped before its first checkpoint, continue it with "
+            f"--resume {run_dir}"
+            if "config.json" in kept and not set(TRAINED_FILES) & set(kept)
+            else ""
+        )
+        raise ResnetlabError(
+            f"{run_dir} already holds {', '.join(kept)}, which a new run would write over; "
+            f"choose another --out{resume}"
+        )

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
-from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..errors import ResnetlabError
@@ -172,7 +171,7 @@ def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") 
         _say(f"{prefix}{config.model} seed {config.seed}: {status} earlier, skipped")
         action = "skipped"
     else:
-        resume = (run_dir / CHECKPOINT_NAME).exists()
+        resume = config_file.exists()  # from its checkpoint, or from the start before one
         action = "resumed" if resume else "trained"
         _say(f"{prefix}{config.model} seed {config.seed}: {'resuming' if resume else 'training'}")
         try:
