@@ -538,3 +538,10 @@ def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):
             resnetlab.create_model("resnet20", num_classes=10, pretrained=cut)
         assert str(caught.value).startswith(f"{cut} is cut short ({kept:,} of ")
         assert str(caught.value).endswith("copy it again")
+    empty = tmp_path / "empty.safetensors"  # a download that failed before its first byte
+    empty.touch()
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet20", num_classes=10, pretrained=empty)
+    assert str(caught.value) == (
+        f"{empty} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
+    )

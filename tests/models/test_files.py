@@ -98,6 +98,13 @@ def test_a_file_cut_short_says_so_and_how_far(tmp_path):
         cut.write_bytes(data[:keep])  # in the tensors, then in the header
         with pytest.raises(ResnetlabError, match=rf"is cut short \({keep:,} {of}.*copy it again"):
             resnetlab.load_model(cut)
+    cut.write_bytes(b"")  # a download that failed, not a file of another format
+    for read in (resnetlab.load_model, resnetlab.read_model_meta):
+        with pytest.raises(ResnetlabError) as caught:
+            read(cut)
+        assert str(caught.value) == (
+            f"{cut} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
+        )
 
 
 def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):

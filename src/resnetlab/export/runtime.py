@@ -123,6 +123,11 @@ class OnnxModel(ExternalModel):
         ort = import_extra("onnxruntime", f"running {path.name}")
         if not path.is_file():
             raise ResnetlabError(f"model file not found: {path}")
+        if path.stat().st_size == 0:  # onnxruntime: "No graph was found in the protobuf"
+            raise ResnetlabError(
+                f"{path} is empty (0 bytes), as a copy or download that failed leaves it; copy "
+                "it again, or export it again"
+            )
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads

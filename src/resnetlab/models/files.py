@@ -310,9 +310,13 @@ def save_model(
 
 
 def cut_short(path: Path) -> str | None:
-    """What is wrong with a safetensors file that ends before its header says it does (a
-    copy or download that stopped), or None when it does not."""
+    """What is wrong with a safetensors file that is empty or ends before its header says it
+    does (a copy or download that failed or stopped), or None when it does not."""
     size, (needed, known) = path.stat().st_size, _safetensors_size(path)
+    if size == 0:
+        return (
+            f"{path} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
+        )
     if needed <= size:
         return None
     of = f"{needed:,}" if known else f"at least {needed:,}"
