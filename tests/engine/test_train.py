@@ -372,6 +372,21 @@ def test_resume_of_a_folder_without_a_run_is_a_clear_error(tmp_path, capsys):
         f"error: no run folder at {tmp_path / 'nothere'}: --resume takes the folder a run was "
         "written to (the run folder its first lines printed, or its --out)\n"
     )
+    # A file of a run (its model file, its checkpoint): the folder it is in is named.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "best.safetensors").write_bytes(b"weights")
+    assert main(["train", "--resume", str(run / "best.safetensors")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --resume takes a run folder; {run / 'best.safetensors'} is a file: give the run "
+        f"folder it is in, --resume {run}\n"
+    )
+    (tmp_path / "photo.png").write_bytes(b"png")
+    assert main(["train", "--resume", str(tmp_path / "photo.png")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --resume takes a run folder; {tmp_path / 'photo.png'} is a file\n"
+    )
 
 
 def test_ctrl_c_on_the_cli_says_where_the_run_stopped_once(tmp_path, monkeypatch, capsys):

@@ -1296,7 +1296,9 @@ def _check_resumable(run_dir: Path) -> None:
             "(the run folder its first lines printed, or its --out)"
         )
     if not run_dir.is_dir():
-        raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file")
+        inside = (run_dir.parent / "config.json").is_file()  # a run's model file or checkpoint
+        hint = f": give the run folder it is in, --resume {run_dir.parent}" if inside else ""
+        raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file{hint}")
     config = run_dir / "config.json"
     if not config.exists() and (run_dir / CHECKPOINT_NAME).exists():
         # The checkpoint holds weights and position, not the configuration to rebuild the run.
