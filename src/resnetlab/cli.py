@@ -702,7 +702,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     given = {k: v for k, v in check_options.items() if v is not None}
     if given and not args.check:
         flags = " and ".join(f"--{k}" for k in given)
-        raise ResnetlabError(f"{flags} set the faithfulness check: add --check, or drop them")
+        sets, them = ("set", "them") if len(given) > 1 else ("sets", "it")
+        raise ResnetlabError(f"{flags} {sets} the faithfulness check: add --check, or drop {them}")
     model = load_model(args.model_file, device=resolve_device(args.device))
     if args.check:
         printed: list[CheckRow] = []

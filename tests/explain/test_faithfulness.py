@@ -154,6 +154,10 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "error: --fraction and --stages set the faithfulness check: add --check, or drop them"
     )
+    assert main(["explain", str(model_file), image, "--fraction", "0.5"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --fraction sets the faithfulness check: add --check, or drop it\n"
+    )
     # Data whose classes are not the model's is refused, as evaluate refuses it.
     (folder / "red").rename(folder / "orange")
     assert main(["explain", str(model_file), str(folder), "--check"]) == 2
