@@ -414,11 +414,14 @@ def test_exports_and_checkpoints_named_as_model_files_say_what_they_are(tmp_path
         assert cli(capsys, "export", model, tmp_path / name)[0] == 0
     torch.save({"model": {}, "images_trained": 0}, tmp_path / "checkpoint.pt")
     torch.save(resnetlab.create_model("resnet8").state_dict(), tmp_path / "r8.pth")
+    torch.save(resnetlab.create_model("resnet8"), tmp_path / "whole.pt")  # no state_dict()
     says = {
         "m.pt": "is a TorchScript export, not a model file",
         "m.pt2": "is a torch.export program (.pt2 export), not a model file",
         "checkpoint.pt": "is a training checkpoint (for --resume), not a model file",
         "r8.pth": "is a PyTorch weights file (torch.save), which --pretrained takes",
+        "whole.pt": "is a pickled whole model (torch.save(model)), never unpickled here as it "
+        "could run code; --pretrained takes its torch.save(model.state_dict()), not a model file",
     }
     for name, what in says.items():
         for command in ("predict", "explain"):

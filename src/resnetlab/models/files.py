@@ -455,8 +455,14 @@ def other_format(path: Path) -> str | None:
             if "data.pkl" in names:
                 # The pickle holds the dict's keys, not the tensors (those are separate
                 # entries): small, and read as bytes, not unpickled.
-                if b"images_trained" in archive.read(names["data.pkl"]):
+                pickled = archive.read(names["data.pkl"])
+                if b"images_trained" in pickled:
                     return CHECKPOINT_KIND
+                if b"_parameters" in pickled and b"_modules" in pickled:  # an nn.Module's own
+                    return (
+                        "a pickled whole model (torch.save(model)), never unpickled here as it "
+                        "could run code; --pretrained takes its torch.save(model.state_dict())"
+                    )
                 return "a PyTorch weights file (torch.save), which --pretrained takes"
     except (zipfile.BadZipFile, OSError):
         return None
