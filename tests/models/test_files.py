@@ -84,8 +84,12 @@ def test_bad_files_are_clear_errors(tmp_path):
         resnetlab.load_model(junk)
     bare = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(2)}, str(bare))
-    with pytest.raises(ResnetlabError, match="no resnetlab metadata"):
+    with pytest.raises(ResnetlabError) as caught:
         resnetlab.load_model(bare)
+    assert str(caught.value) == (
+        f"{bare} has no resnetlab metadata: it holds bare weights, which train --pretrained takes "
+        "(or, in Python, create_model(...).load_state_dict)"
+    )
 
 
 def test_a_file_cut_short_says_so_and_how_far(tmp_path):

@@ -410,8 +410,8 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
     if META_KEY not in metadata:
         raise ResnetlabError(
-            f"{path} has no resnetlab metadata; for a bare state dict, build the model with "
-            f"create_model and call load_state_dict"
+            f"{path} has no resnetlab metadata: it holds bare weights, which train --pretrained "
+            "takes (or, in Python, create_model(...).load_state_dict)"
         )
     try:
         meta = ModelMeta.from_json(metadata[META_KEY])
