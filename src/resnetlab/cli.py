@@ -1374,7 +1374,8 @@ class _Parser(argparse.ArgumentParser):
     def _check_value(self, action: argparse.Action, value) -> None:
         # An empty value (an unset shell variable: --pretrained "$WEIGHTS") is not the
         # option left out, nor the current folder: no option takes one.
-        give = "one or leave the option out" if action.option_strings else "one"
+        optional = action.option_strings and not action.required  # eval's --data is not
+        give = "one or leave the option out" if optional else "one"
         if isinstance(value, str) and (problem := empty_problem(value, give)):
             raise argparse.ArgumentError(action, problem)
         if action.choices is not None and value not in action.choices:

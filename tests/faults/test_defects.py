@@ -270,6 +270,13 @@ def test_an_empty_positional_is_refused(capsys):
     code, err = _parse_error(capsys, "predict", "", "x.png")
     assert_one_line_error(code, err, "argument MODEL_FILE: an empty value; give one")
     assert "leave the option out" not in err
+    for args in (
+        ["eval", "m.safetensors", "--data", ""],
+        ["experiment", "gradients", "--data", ""],
+    ):
+        code, err = _parse_error(capsys, *args)  # a required option cannot be left out
+        assert_one_line_error(code, err, "argument --data: an empty value; give one")
+        assert "leave the option out" not in err
 
 
 def test_an_empty_setting_from_the_python_api_is_refused():
