@@ -507,6 +507,25 @@ def test_a_checkpoint_with_tensor_learning_rates_resumes_without_a_graph(tmp_pat
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
+def test_a_length_shorter_than_an_interrupted_run_went_is_refused(tmp_path, monkeypatch, capsys):
+    # Stopped in its second epoch of 22 steps: one epoch would end before where it stands,
+    # and is not recorded as finished there.
+    run = tmp_path / "run"
+    train_interrupted(monkeypatch, 30, **FAST, epochs=3, out=str(run))
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (
+        f"error: {run} stopped at step 29, past the 22 steps now asked for; give --epochs 2 or "
+        "more (or --max-steps 29 or more), or leave the length out to train on to its own end"
+    )
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["status"], summary["steps"], summary["epochs"]) == ("finished", 44, 2)
+
+
 def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
     # 10 steps an epoch: 13 steps end inside the second epoch.
     few = dict(**FAST, subset=640, val_subset=100, deterministic=True)

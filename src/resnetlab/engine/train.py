@@ -1107,6 +1107,15 @@ class Trainer:
         """A resumed run that has nothing left to train: say so, and change nothing; unless
         it was killed while writing its summary, which is then written."""
         summary = _read_summary(self.run_dir / "summary.json") if self.dist.is_main else {}
+        unfinished = self.dist.is_main and (summary is None or summary["status"] != "finished")
+        if unfinished and self.step > self.total_steps:  # a length given that it went past
+            self.log.close()
+            raise ResnetlabError(
+                f"{self.run_dir} stopped at step {self.step:,}, past the "
+                f"{count_of(self.total_steps, 'step')} now asked for; give --epochs "
+                f"{math.ceil(self.step / self.steps_per_epoch)} or more (or --max-steps "
+                f"{self.step} or more), or leave the length out to train on to its own end"
+            )
         if summary is None or summary["status"] != "finished":
             summary = self._final_summary("finished")
         elif self.dist.is_main and self._out_of_patience() and self.step < self.total_steps:
