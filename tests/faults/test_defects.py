@@ -688,7 +688,25 @@ def test_a_checkpoint_of_another_model_is_refused_in_a_few_words(finished_run, t
     assert_one_line_error(
         code, err, f"{checkpoint} does not fit", "its model has unexpected layer1.1.", " more)"
     )
+    assert err.strip().endswith(f"--config {finished_run / 'config.json'} and another --out")
     assert err.strip().splitlines()[-1].count("layer") == 1  # not all 72 of ResNet-20's keys
+
+
+def test_a_damaged_checkpoint_names_a_way_on_that_works(finished_run, tmp_path, capsys):
+    # Not "start the run again": a new run in its folder would write over it, and is refused.
+    checkpoint = finished_run / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # a copy that stopped
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    fix = (
+        f"restore the checkpoint from a copy, or start a new run with --config "
+        f"{finished_run / 'config.json'} and another --out"
+    )
+    assert_one_line_error(code, err, f"{checkpoint} is not a readable resnetlab checkpoint")
+    assert err.strip().endswith(fix)
+    code, err = cli(
+        capsys, "train", "--config", finished_run / "config.json", "--out", tmp_path / "b"
+    )
+    assert code == 0, err
 
 
 def test_a_wrong_type_in_config_json_names_the_file(finished_run, tmp_path, capsys):

@@ -38,15 +38,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: say which, not how unpickling failed
         raise ResnetlabError(
-            f"{path} is not a readable resnetlab checkpoint ({type(e).__name__})"
+            f"{path} is not a readable resnetlab checkpoint ({type(e).__name__}); "
+            f"{checkpoint_fix(path.parent)}"
         ) from None
     problem = _problem(state)
     if problem:
         raise ResnetlabError(
-            f"{path} is damaged or not a resnetlab checkpoint ({problem}); start the run "
-            "again, or restore the file from a copy"
+            f"{path} is damaged or not a resnetlab checkpoint ({problem}); "
+            f"{checkpoint_fix(path.parent)}"
         )
     return state
+
+
+def checkpoint_fix(run_dir: Path) -> str:
+    """What to do with a run whose checkpoint cannot be used. Not "start the run again":
+    its folder holds a run, which a new run there would write over (and refuses to)."""
+    return (
+        f"restore the checkpoint from a copy, or start a new run with --config "
+        f"{run_dir / 'config.json'} and another --out"
+    )
 
 
 # What a training checkpoint holds (see Trainer._save_checkpoint).

@@ -63,7 +63,13 @@ from .auto import (
 )
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
 from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, optimizer_problem, save_checkpoint
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_fix,
+    load_checkpoint,
+    optimizer_problem,
+    save_checkpoint,
+)
 from .config import (
     TrainConfig,
     augmentation_problem,
@@ -1005,7 +1011,7 @@ class Trainer:
             raise ResnetlabError(
                 f"{run_dir / CHECKPOINT_NAME} is at epoch {epoch}, batch {batch}, step {step}, "
                 f"which does not fit this run's {spe} steps per epoch; the checkpoint is "
-                "damaged or from another run: start the run again"
+                f"damaged or from another run: {checkpoint_fix(run_dir)}"
             )
         if cut_short and step < self.total_steps:  # now longer: go on inside that epoch
             epoch, batch = epoch - 1, step - (epoch - 1) * spe
@@ -1065,7 +1071,7 @@ class Trainer:
             first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
             raise ResnetlabError(
                 f"{run_dir / CHECKPOINT_NAME} does not fit the run in {run_dir} ({first}); "
-                "the checkpoint is damaged or from another run: start the run again"
+                f"the checkpoint is damaged or from another run: {checkpoint_fix(run_dir)}"
             ) from None
 
     def _check_finite(self, lr: float | None = None, *, collective: bool = True) -> None:
