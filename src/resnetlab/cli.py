@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import fnmatch
 import gc
+import inspect
 import json
 import os
 import re
@@ -1230,6 +1231,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments.runner import FAMILIES, default_out
 
     options = parse_options(args.train_option) if args.train_option else {}
+    run = run_degradation if args.experiment == "degradation" else run_gradients
+    own = inspect.signature(run).parameters  # set by the command's own flags
+    if taken := [
+        k for k in options if k in own and k != "recipe" and own[k].kind != own[k].VAR_KEYWORD
+    ]:
+        flag = "--" + taken[0].replace("_", "-")
+        raise ResnetlabError(
+            f"--train-option {taken[0]}: the experiment's {flag} sets that; give {flag} instead"
+        )
     options.update(
         {
             n: getattr(args, n)

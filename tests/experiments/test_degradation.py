@@ -124,6 +124,22 @@ def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):
     assert not (tmp_path / "a").exists()  # nothing ran
 
 
+def test_a_train_option_that_a_flag_of_the_experiment_sets_is_one_line(tmp_path, capsys):
+    for experiment, key, flag in [
+        ("degradation", "out", "--out"),
+        ("degradation", "seeds", "--seeds"),
+        ("degradation", "family", "--family"),
+        ("gradients", "probe_size", "--probe-size"),
+        ("gradients", "data", "--data"),
+    ]:
+        args = ["experiment", experiment, "--data", "digits", "--out", str(tmp_path / "e")]
+        assert main([*args, "--train-option", f"{key}=1"]) == 2
+        assert capsys.readouterr().err == (
+            f"error: --train-option {key}: the experiment's {flag} sets that; give {flag} instead\n"
+        )
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.parametrize("depth", [8, 20, 56])
 def test_plain_and_residual_nets_start_from_identical_weights(tmp_path, depth):
     def start(model, seed=0):
