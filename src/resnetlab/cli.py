@@ -434,14 +434,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_options(items: list[str]) -> dict:
+def parse_options(items: list[str], flag: str = "--model-option") -> dict:
     """``["shortcut=B", "zero_init_residual=true"]`` -> ``{"shortcut": "B", ...: True}``:
-    JSON values, ``True``/``False`` in any case, else the text as it is."""
+    JSON values, ``True``/``False`` in any case, else the text as it is. ``flag``: the
+    option the items were given with, which a malformed one is named by."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ResnetlabError(f"model option {item!r} is not KEY=VALUE")
+            raise ResnetlabError(f"{flag} {item!r} is not KEY=VALUE")
         if value.lower() in ("true", "false"):
             options[key] = value.lower() == "true"
             continue
@@ -1109,7 +1110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     shown = {k: v for k, v in options.items() if k != "log"}
     if getattr(args, "train_option", None):
         shown["train_option"] = args.train_option
-        options["train_options"] = parse_options(args.train_option)
+        options["train_options"] = parse_options(args.train_option, "--train-option")
     record = {"command": command_line(args.bench_name, shown)}
     record.update(fn(**options))
     if args.machine:
@@ -1230,7 +1231,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments.gradients import markdown as gradient_markdown
     from .experiments.runner import FAMILIES, default_out
 
-    options = parse_options(args.train_option) if args.train_option else {}
+    options = parse_options(args.train_option, "--train-option") if args.train_option else {}
     run = run_degradation if args.experiment == "degradation" else run_gradients
     own = inspect.signature(run).parameters  # set by the command's own flags
     if taken := [

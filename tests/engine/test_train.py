@@ -720,6 +720,8 @@ def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B, D\n"
+    assert main(["train", "--model-option", "shortcut", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == "error: --model-option 'shortcut' is not KEY=VALUE\n"
     # True and False as Python spells them are the switches they name.
     from resnetlab.cli import parse_options
 

@@ -137,6 +137,9 @@ def test_a_train_option_that_a_flag_of_the_experiment_sets_is_one_line(tmp_path,
         assert capsys.readouterr().err == (
             f"error: --train-option {key}: the experiment's {flag} sets that; give {flag} instead\n"
         )
+    args = ["experiment", "gradients", "--data", "digits", "--out", str(tmp_path / "e")]
+    assert main([*args, "--train-option", "weight_decay"]) == 2
+    assert capsys.readouterr().err == "error: --train-option 'weight_decay' is not KEY=VALUE\n"
     assert not (tmp_path / "e").exists()
 
 
