@@ -33,6 +33,16 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     args = ["bench", "tta", "--data", "digits", "--train-option", "colour=red", "--no-save"]
     assert main(args) == 2
     assert "unknown training option: colour" in capsys.readouterr().err
+    # What the command's own flags set, and the folder it trains in, are not train options.
+    for option, says in [
+        ("model=resnet8", "the benchmark's --model sets that; give --model instead"),
+        ("target_accuracy=0.5", "the benchmark's --target sets that; give --target instead"),
+        ("out=elsewhere", "the benchmark trains in a folder of its own; drop that option"),
+    ]:
+        args = ["bench", "tta", "--data", "digits", "--train-option", option, "--no-save"]
+        assert main(args) == 2
+        key = option.split("=")[0]
+        assert capsys.readouterr().err == f"error: --train-option {key}: {says}\n"
     assert main(["bench", "tta", "--data", "digits", "--timeout", "0", "--no-save"]) == 2
     assert "--timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
     assert main(["bench", "tta", "--data", "digits", "--target", "91", "--no-save"]) == 2

@@ -92,6 +92,17 @@ def bench_time_to_accuracy(
         raise ResnetlabError(f"--target must be in (0, 1], got {target:g}{percent}")
     if timeout is not None and not timeout > 0:
         raise ResnetlabError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    # What the benchmark's own flags set, and its run's folder, which is its own.
+    own = {"model": "--model", "data": "--data", "target_accuracy": "--target"}
+    own.update(device="--device", out=None)
+    if taken := [key for key in train_options or {} if key in own]:
+        flag = own[taken[0]]
+        fix = (
+            f"the benchmark's {flag} sets that; give {flag} instead"
+            if flag
+            else "the benchmark trains in a folder of its own; drop that option"
+        )
+        raise ResnetlabError(f"--train-option {taken[0]}: {fix}")
     device_ = resolve_device(device)
     given = dict(epochs=epochs, batch_size=batch_size, lr=lr, recipe=recipe, input_size=input_size)
     given.update(precision=precision, compile=compile, cuda_graphs=cuda_graphs)
