@@ -722,6 +722,14 @@ def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):
     assert err == "error: resnet20: unknown shortcut 'C'; choose one of A, B, D\n"
     assert main(["train", "--model-option", "shortcut", "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == "error: --model-option 'shortcut' is not KEY=VALUE\n"
+    # What create_model takes itself is not a constructor option.
+    for option, says in [
+        ("name=resnet8", "--model names the model; drop --model-option name"),
+        ("pretrained=true", "start from pretrained weights with --pretrained, not --model-option"),
+    ]:
+        assert main(["train", "--model-option", option, "--out", str(tmp_path / "run")]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {says}")
+    assert not (tmp_path / "run").exists()
     # True and False as Python spells them are the switches they name.
     from resnetlab.cli import parse_options
 

@@ -111,6 +111,27 @@ def test_a_file_cut_short_says_so_and_how_far(tmp_path):
         )
 
 
+def test_metadata_naming_the_model_or_its_weights_among_its_options_is_refused(tmp_path):
+    # create_model takes these itself: an edited file must not reach it with them twice.
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path))
+    for options in ({"name": "resnet20"}, {"pretrained": "torchvision"}):
+        meta = resnetlab.read_model_meta(path)
+        meta.model_kwargs = options
+        edited = tmp_path / "edited.safetensors"
+        save_file(weights, str(edited), metadata={"resnetlab": meta.to_json()})
+        with pytest.raises(ResnetlabError) as caught:
+            resnetlab.load_model(edited)
+        assert str(caught.value) == (
+            f"{edited} has invalid resnetlab metadata (model_kwargs sets the model's name or "
+            "pretrained weights, which no file holds); the file is damaged or was edited: save "
+            "the model again"
+        )
+
+
 def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
     path = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet20"), path)

@@ -702,6 +702,11 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
             "input_size" not in c.model_kwargs,
             "set the input size with --input-size, not --model-option input_size",
         ),
+        ("name" not in c.model_kwargs, "--model names the model; drop --model-option name"),
+        (
+            "pretrained" not in c.model_kwargs,
+            "start from pretrained weights with --pretrained, not --model-option pretrained",
+        ),
     ]
 
 

@@ -149,7 +149,7 @@ def meta_problem(data: Any) -> str | None:
 
     The schema: ``model`` a name (whether this version has it, building the model says);
     ``model_kwargs`` an object of constructor options (JSON scalars or lists of them; not
-    ``num_classes``); ``num_classes`` an integer
+    ``num_classes``, ``name`` nor ``pretrained``); ``num_classes`` an integer
     in 1..``MAX_CLASSES``; ``input_size`` an integer in ``MIN_INPUT_SIZE``..``MAX_INPUT_SIZE``
     (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
     three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``resize``
@@ -176,6 +176,10 @@ def meta_problem(data: Any) -> str | None:
         (
             isinstance(kwargs, dict) and "num_classes" not in kwargs,
             "model_kwargs sets num_classes, which belongs in num_classes",
+        ),
+        (
+            isinstance(kwargs, dict) and not {"name", "pretrained"} & kwargs.keys(),
+            "model_kwargs sets the model's name or pretrained weights, which no file holds",
         ),
         (
             _is_int(num_classes) and 1 <= num_classes <= MAX_CLASSES,
