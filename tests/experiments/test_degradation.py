@@ -124,6 +124,23 @@ def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):
     assert not (tmp_path / "a").exists()  # nothing ran
 
 
+def test_a_training_run_folder_as_out_is_refused_and_kept(tmp_path, capsys):
+    from resnetlab.engine import train
+
+    run = train(model="resnet8", data="digits", out=str(tmp_path / "run"), **TINY).run_dir
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    for experiment in (["degradation", "--max-steps", "1"], ["gradients", "--steps", "1"]):
+        args = ["experiment", *experiment, "--data", "digits", "--depths", "8", "--out", str(run)]
+        assert main(args) == 2
+        assert capsys.readouterr().err == (
+            f"error: --out {run} is the folder of a training run, whose curves.png the "
+            "experiment's would replace: choose another --out\n"
+        )
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert [p.name for p in run.iterdir() if p.is_dir()] == []
+
+
 def test_a_train_option_that_a_flag_of_the_experiment_sets_is_one_line(tmp_path, capsys):
     for experiment, key, flag in [
         ("degradation", "out", "--out"),

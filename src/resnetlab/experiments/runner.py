@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
+from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..errors import ResnetlabError
@@ -205,6 +206,11 @@ def run_pairs(
     ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
     configuration is checked before the first run starts, not an hour into it."""
     kind = kind or FAMILIES["plain"]
+    if (out / "config.json").is_file() or (out / CHECKPOINT_NAME).is_file():
+        raise ResnetlabError(
+            f"--out {out} is the folder of a training run, whose curves.png the experiment's "
+            "would replace: choose another --out"
+        )
     plan = [
         (depth, changed, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
         for seed in seeds
