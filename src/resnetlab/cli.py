@@ -1198,7 +1198,9 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
     for q in (d, g):
         q.add_argument("--data", required=True, help="data spec, e.g. cifar10 or an archive")
         q.add_argument("--download", action="store_true", help="fetch cifar10 if not cached")
-        q.add_argument("--out", help="experiment folder (default: runs/<experiment>-<data>)")
+        quick_tag = "[-quick]" if q is d else ""  # the plain family unnamed
+        default = f"runs/{'degradation' if q is d else 'gradients'}[-preact]{quick_tag}-<data>"
+        q.add_argument("--out", help=f"experiment folder (default: {default})")
         q.add_argument(
             "--family",
             choices=list(FAMILIES),

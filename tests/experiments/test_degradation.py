@@ -292,3 +292,21 @@ def test_gap_verdict_asks_whether_the_change_helps_the_deepest_net():
     assert tolerant["deep_better"] == 1 and tolerant["shows"] is False
     errors[(1, 110, True)] = None
     assert gap_verdict(errors)["complete_seeds"] == 1
+
+
+def test_the_help_names_the_default_folders_the_experiments_use(capsys):
+    from pathlib import Path
+
+    from resnetlab.experiments.runner import default_out
+
+    for experiment, pattern in [
+        ("degradation", "runs/degradation[-preact][-quick]-<data>"),
+        ("gradients", "runs/gradients[-preact]-<data>"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["experiment", experiment, "--help"])
+        assert pattern in " ".join(capsys.readouterr().out.split())
+    assert default_out("degradation", "digits", family="preact", quick=True) == Path(
+        "runs/degradation-preact-quick-digits"
+    )
+    assert default_out("gradients", "digits") == Path("runs/gradients-digits")
