@@ -278,10 +278,18 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
     torch.save({"w": torch.zeros(1)}, weights)
     image = tmp_path / "photo.png"
     Image.new("RGB", (4, 4)).save(image)
+    run = tmp_path / "run"  # a training run's folder: its figures are no training images
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    Image.new("RGB", (4, 4)).save(run / "curves.png")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(run / "best.safetensors"))
     for path, kind in [
         (keras_file, "a Keras model (.keras)"),
         (weights, "a PyTorch weights file (torch.save), which --pretrained takes"),
         (image, "an image"),
+        (run / "best.safetensors", "a model file, which --pretrained takes"),
     ]:
         with pytest.raises(
             DataError,
@@ -289,3 +297,9 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
             r"\.h5 file, an image folder",
         ):
             load_dataset(str(path))
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(run))
+    assert str(caught.value) == (
+        f"{run} is a training run's folder, not a data set; give the images it trained on (its "
+        f"config.json names them), or start from its weights: train --pretrained {run}"
+    )

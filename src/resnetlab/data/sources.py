@@ -164,11 +164,19 @@ def _open_path(
         roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()
         role = next(iter(roles)) if len(roles) == 1 else None
         return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
+    run_files = ("checkpoint.pt", "best.safetensors")  # beside a run's config.json
+    if (path / "config.json").is_file() and any((path / n).is_file() for n in run_files):
+        raise DataError(
+            f"{path} is a training run's folder, not a data set; give the images it trained on "
+            f"(its config.json names them), or start from its weights: train --pretrained {path}"
+        )
     notes = []
     given: Path | None = path  # the user's own folder; an archive's copy is not
     if path.is_file():
         if not is_archive(path):
             kind = other_format(path)  # a model, an export or a checkpoint given as data
+            if kind is None and path.suffix.lower() == ".safetensors":
+                kind = "a model file, which --pretrained takes"
             raise DataError(
                 f"{f'{path} is {kind}, not a data set' if kind else f'{path}: not a data set'}"
                 ": expected an .h5 file, an image folder, a cifar-10-batches-bin folder, or a "
