@@ -668,6 +668,7 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
         (["--optimizer", "adamw"], "optimizer"),
         (["--decay-norm-bias"], "no_decay_norm_bias"),
         (["--weight-decay", "0", "--epochs", "2"], "weight_decay"),
+        (["--recipe", "course", "--epochs", "2"], "recipe"),
     ]:
         assert main(["train", "--resume", str(run), *flags]) == 2
         err = capsys.readouterr().err

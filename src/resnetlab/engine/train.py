@@ -233,6 +233,7 @@ RUN_DEFINING = (
     "batch_size",
     "optimizer",
     "no_decay_norm_bias",
+    "recipe",  # its settings are in config.json already: a new name would misname them
     "pretrained",
     "freeze",
     "head_epochs",
