@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from resnetlab.cli import main
 from resnetlab.engine import TrainConfig, calibrate, train
 from resnetlab.engine.calibrate import (
     CalibrationStore,
@@ -558,6 +559,15 @@ def test_a_resumed_run_keeps_the_plan_it_started_with(calibrating, monkeypatch, 
     with pytest.warns(SettingWarning, match="cannot read the CPU plan .* measures the CPU again"):
         train(resume=run, max_steps=5)
     assert "CPU plan: bf16 autocast" in capsys.readouterr().err
+    # A precision or layout given on resuming is the one it trains with from there on, not
+    # recorded in config.json while the kept plan trains.
+    assert main(["train", "--resume", str(run), "--max-steps", "6", "--precision", "fp32"]) == 0
+    assert "CPU plan: fp32" in capsys.readouterr().err
+    assert json.loads((run / "cpu_plan.json").read_text())["precision"] == "fp32"
+    assert json.loads((run / "summary.json").read_text())["precision"] == "fp32"
+    assert main(["train", "--resume", str(run), "--max-steps", "7", "--no-channels-last"]) == 0
+    assert "CPU plan: fp32, NCHW" in capsys.readouterr().err
+    assert json.loads((run / "cpu_plan.json").read_text())["channels_last"] is False
 
 
 @pytest.mark.parametrize(

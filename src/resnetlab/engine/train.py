@@ -313,7 +313,10 @@ class Trainer:
         self._load_data()  # also fills in what the auto recipe chose from the data
         if problem := augmentation_problem(self.config, self.input_size):
             raise ResnetlabError(problem)
-        self._build_model(weights, _stored_plan(run_dir) if resume else None)
+        # A resumed run keeps the CPU plan it started with, unless told another precision
+        # or layout (which then holds from here on, as --lr does).
+        keep = resume and not {"precision", "channels_last"} & self.given
+        self._build_model(weights, _stored_plan(run_dir) if keep else None)
         self._plan_schedule()
         self._set_position(run_dir, resume)
 
