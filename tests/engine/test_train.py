@@ -651,6 +651,21 @@ def test_a_rate_given_on_resuming_is_the_rate_it_trains_at(tmp_path):
     assert all(given[k] == pytest.approx(3 * kept[k]) for k in kept)
 
 
+def test_optimizer_settings_given_on_resuming_are_the_ones_it_trains_with(tmp_path):
+    # Not the checkpoint's, which its optimizer state brings along, while config.json
+    # records the new ones.
+    run = train(**FAST, max_steps=2, out=str(tmp_path / "run")).run_dir
+    saved = load_checkpoint(run / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert [(g["momentum"], g["nesterov"]) for g in saved] == [(0.9, True)] * 2
+    train(resume=run, max_steps=3, momentum=0.5, nesterov=False, weight_decay=1e-3)
+    groups = load_checkpoint(run / "checkpoint.pt")["optimizer"]["param_groups"]
+    assert [(g["momentum"], g["nesterov"], g["weight_decay"]) for g in groups] == [
+        (0.5, False, 1e-3),
+        (0.5, False, 0.0),  # BN parameters and biases still without decay
+    ]
+    assert json.loads((run / "config.json").read_text())["momentum"] == 0.5
+
+
 def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
     capsys.readouterr()

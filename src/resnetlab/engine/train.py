@@ -1036,8 +1036,13 @@ class Trainer:
                 )
             if problem:
                 raise ValueError(problem)
+            # The checkpoint's groups bring their settings along; those given anew on
+            # resuming win, as --lr does (the groups as built hold them).
+            anew = [k for k in ("momentum", "nesterov", "weight_decay") if k in self.given]
+            built = [{k: g[k] for k in anew if k in g} for g in self.optimizer.param_groups]
             self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:
+            for group, settings in zip(self.optimizer.param_groups, built, strict=True):
+                group.update(settings)
                 # Saved by a step captured in a CUDA graph, which keeps its rates in device
                 # tensors; an optimizer outside a graph takes numbers (AdamW refuses tensors),
                 # and a graph makes tensors of them again.
