@@ -37,6 +37,16 @@ def test_version_and_help_do_not_import_torch(argv):
     assert "torch imported: False" in done.stdout
 
 
+def test_eval_help_gives_the_defaults_the_readme_gives(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE images per batch (256)" in text
+    assert "--device DEVICE auto, cpu, cuda, cuda:N or mps" in text
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "resnetlab eval MODEL_FILE --data SPEC [--png PATH] [--batch-size 256]" in readme
+
+
 def test_the_command_exits_without_a_final_garbage_collection(monkeypatch, capsys):
     """``resnetlab`` (the console script and ``python -m resnetlab``) runs ``main`` with the
     process's arguments and returns its exit status, leaving what is alive frozen: the

@@ -462,8 +462,8 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data", required=True, help="data spec; its test (else validation) split is used"
     )
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument(
         "--png",
         help="confusion matrix image (default: MODEL.DATA.confusion.png next to the model file)",
