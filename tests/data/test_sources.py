@@ -107,8 +107,8 @@ def test_a_run_folder_given_as_data_is_named_as_one(tmp_path):
         with pytest.raises(DataError) as caught:
             load(str(run))
         assert str(caught.value) == (
-            f"{run} is a run folder (what train writes), not a data set; give a folder of "
-            f"images (or, to train from the run's weights, --pretrained {run})"
+            f"{run} is a training run's folder, not a data set; give the images it trained on "
+            f"(its config.json names them), or start from its weights: train --pretrained {run}"
         )
 
 

@@ -164,6 +164,7 @@ def _open_path(
         roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()
         role = next(iter(roles)) if len(roles) == 1 else None
         return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
+    # Its figures would read as images of no class folder, which misnames the mistake.
     run_files = ("checkpoint.pt", "best.safetensors")  # beside a run's config.json
     if (path / "config.json").is_file() and any((path / n).is_file() for n in run_files):
         raise DataError(
@@ -189,12 +190,6 @@ def _open_path(
             else f"{path.name} extracted into the cache, once: later runs read that copy"
         )
         path, given = extracted_folder(path, root), None
-    if (path / "config.json").is_file() and (path / "checkpoint.pt").is_file():
-        # Its figures would read as images of no class folder, which misnames the mistake.
-        raise DataError(
-            f"{path} is a run folder (what train writes), not a data set; give a folder of "
-            f"images (or, to train from the run's weights, --pretrained {path})"
-        )
     folder = find_root(path)
     for candidate in (folder, folder / cifar10.FOLDER_NAME):
         if cifar10.is_cifar10_folder(candidate):
