@@ -4,6 +4,7 @@ The CLI prints a ``ResnetlabError`` as one line, ``error: <message>``, and exits
 without a traceback. Messages name the thing that is wrong and, where there is one, the fix.
 """
 
+import math
 import operator
 import os
 import re
@@ -41,6 +42,12 @@ class SettingWarning(UserWarning):
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a training run, which has saved its checkpoint and said
     how to go on: the CLI adds nothing to that."""
+
+
+def finite_number(value: object) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool): what a number read from a
+    JSON file or a config must be."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def shown(value: object) -> str:

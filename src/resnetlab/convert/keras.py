@@ -66,7 +66,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, finite_number
 from ..models.files import save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
@@ -959,7 +959,7 @@ def _input_scaling(keras_file: _KerasFile) -> InputScaling | None:
         if isinstance(value, dict):  # Keras 3 writes an array as {"config": {"value": ...}}
             value = value.get("config", {}).get("value", value)
         numbers = value if isinstance(value, list) else [value]
-        if len(numbers) not in (1, 3) or not all(_finite_number(v) for v in numbers):
+        if len(numbers) not in (1, 3) or not all(finite_number(v) for v in numbers):
             raise ResnetlabError(
                 f"{path}: its layer {layer['name']} rescales with {setting}={value!r}, which "
                 f"is not one number or one per colour channel"
@@ -971,10 +971,6 @@ def _input_scaling(keras_file: _KerasFile) -> InputScaling | None:
             f"only a positive scale reads as a normalisation of the inputs"
         )
     return InputScaling(layer["name"], values["scale"], values["offset"])
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _convert_layer(

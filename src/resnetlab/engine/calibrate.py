@@ -73,7 +73,7 @@ import torch
 
 from .. import OMP_WAIT_SETTINGS
 from ..data.decode import available_cpus
-from ..errors import CacheWarning, SettingWarning
+from ..errors import CacheWarning, SettingWarning, finite_number
 from .auto import count_of
 from .config import TrainConfig
 from .cpu import (
@@ -305,11 +305,11 @@ class CalibrationStore:
             return None
         for name in names:
             values = entry.get(name)
-            if not (isinstance(values, list) and values and all(map(_number, values))):
+            if not (isinstance(values, list) and values and all(map(finite_number, values))):
                 return None
             if not all(v > 0 for v in values):
                 return None
-        if "others" in entry and not (_number(entry["others"]) and entry["others"] >= 0):
+        if "others" in entry and not (finite_number(entry["others"]) and entry["others"] >= 0):
             return None
         return entry
 
@@ -343,11 +343,6 @@ class CalibrationStore:
                     stacklevel=2,
                 )
         self.changed = False
-
-
-def _number(value: Any) -> bool:
-    """Whether ``value`` is a finite int or float (not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # What this process has warned about, once each: calibration files it could not read or

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
-from ..errors import ResnetlabError, SettingWarning, empty_problem, shown
+from ..errors import ResnetlabError, SettingWarning, empty_problem, finite_number, shown
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from ..models.registry import built_options
@@ -649,10 +649,7 @@ def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
     if ok and kind == "float":
         ok = math.isfinite(value)
     elif ok and kind == "tuple[float, ...]":
-        ok = all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in value
-        )
+        ok = all(map(finite_number, value))
     elif ok and kind == "dict[str, Any]":
         ok = all(isinstance(k, str) for k in value)
     name = f.name.replace("_", " ")

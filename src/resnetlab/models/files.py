@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch import nn
 
-from ..errors import ResnetlabError, path_argument, shown
+from ..errors import ResnetlabError, finite_number, path_argument, shown
 from ..storage import atomic_write
 from .registry import built_options, create_model, list_models, model_info
 
@@ -124,10 +124,6 @@ def _is_input_size(value: Any) -> bool:
     return _is_int(value) and MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_json_option(value: Any) -> bool:
     """A constructor option as JSON gives it: a scalar, or a list of scalars."""
     scalar = (type(None), bool, int, float, str)
@@ -140,7 +136,7 @@ def _triple(value: Any, low: float, high: float) -> bool:
     return (
         isinstance(value, (list, tuple))
         and len(value) == 3
-        and all(_is_number(v) and low <= v <= high for v in value)
+        and all(finite_number(v) and low <= v <= high for v in value)
     )
 
 
