@@ -118,14 +118,16 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
-def check_writable(path: str | os.PathLike, folder: str | os.PathLike) -> None:
+def check_writable(
+    path: str | os.PathLike, folder: str | os.PathLike, fix: str | None = None
+) -> None:
     """Before long work whose result goes to ``path`` in ``folder`` (or into ``path``, a
     folder, when the two are one): make the folder (and its parents) and a file in it,
     which is removed, so that a path that cannot be written is said now, not once the work
     is done.
 
     Raises:
-        WriteError: naming ``path`` and the fix.
+        WriteError: naming ``path`` and the fix (``fix``, else the one for the error).
     """
     try:
         if Path(path) != Path(folder) and Path(path).is_dir():
@@ -133,13 +135,14 @@ def check_writable(path: str | os.PathLike, folder: str | os.PathLike) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()  # made and removed: the folder takes files
     except OSError as e:
-        raise write_error(path, e) from None
+        raise write_error(path, e, fix) from None
 
 
-def write_error(path: str | os.PathLike, error: OSError) -> WriteError:
-    """A one-line error for ``error`` raised while writing ``path``."""
+def write_error(path: str | os.PathLike, error: OSError, fix: str | None = None) -> WriteError:
+    """A one-line error for ``error`` raised while writing ``path``, with ``fix`` or the one
+    that fits the error."""
     reason = error.strerror or str(error) or type(error).__name__
-    return WriteError(f"cannot write {path}: {reason}; {_write_fix(error)}")
+    return WriteError(f"cannot write {path}: {reason}; {fix or _write_fix(error)}")
 
 
 def os_error_line(error: OSError) -> str | None:

@@ -18,7 +18,6 @@ import itertools
 import json
 import math
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -1347,14 +1346,13 @@ def _check_resumable(run_dir: Path) -> None:
             f"config file not found: {config}; {run_dir} holds no run to resume (a run "
             f"stopped before writing its config left nothing): start it again with --out {run_dir}"
         )
-    try:  # said now, not at the run's first write, once its data is read
-        tempfile.TemporaryFile(dir=run_dir).close()
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise WriteError(
-            f"cannot write {run_dir}: {reason}; --resume trains on in the run's own folder: make "
-            "it writable, or copy it to a folder you can write to and resume the copy"
-        ) from None
+    # Said now, not at the run's first write, once its data is read.
+    check_writable(
+        run_dir,
+        run_dir,
+        "--resume trains on in the run's own folder: make it writable, or copy it to a folder "
+        "you can write to and resume the copy",
+    )
 
 
 def _stored_plan(run_dir: Path | None) -> CpuPlan | None:
