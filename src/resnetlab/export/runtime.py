@@ -23,7 +23,7 @@ import torch
 from ..data.loader import normalisation
 from ..engine.inference import ExternalModel
 from ..errors import ResnetlabError
-from ..models.files import META_KEY, ModelMeta
+from ..models.files import META_KEY, ModelMeta, empty_file_problem
 
 INSTALL_EXPORT = "pip install 'resnetlab[export]'"
 EXTRA_FILE = "resnetlab.json"  # the metadata inside a TorchScript file or an exported program
@@ -124,10 +124,7 @@ class OnnxModel(ExternalModel):
         if not path.is_file():
             raise ResnetlabError(f"model file not found: {path}")
         if path.stat().st_size == 0:  # onnxruntime: "No graph was found in the protobuf"
-            raise ResnetlabError(
-                f"{path} is empty (0 bytes), as a copy or download that failed leaves it; copy "
-                "it again, or export it again"
-            )
+            raise ResnetlabError(empty_file_problem(path, "copy it again, or export it again"))
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads

@@ -309,14 +309,17 @@ def save_model(
     return meta
 
 
+def empty_file_problem(path: Path, fix: str = "copy it again") -> str:
+    """The message for a model file of 0 bytes."""
+    return f"{path} is empty (0 bytes), as a copy or download that failed leaves it; {fix}"
+
+
 def cut_short(path: Path) -> str | None:
     """What is wrong with a safetensors file that is empty or ends before its header says it
     does (a copy or download that failed or stopped), or None when it does not."""
     size, (needed, known) = path.stat().st_size, _safetensors_size(path)
     if size == 0:
-        return (
-            f"{path} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
-        )
+        return empty_file_problem(path)
     if needed <= size:
         return None
     of = f"{needed:,}" if known else f"at least {needed:,}"
