@@ -761,7 +761,8 @@ def _calibrate_threads(
     ``OMP_NUM_THREADS`` sets the count: that is kept. Nor from timings taken beside other
     work (``contended``): there fewer threads win because another job holds cores, which
     it gives back later, and one thread on quiet cores costs more than two on shared ones;
-    PyTorch's count is kept until a quiet run measures again.
+    PyTorch's count is kept until a quiet run measures again. While a run trains, its
+    ``engine.threads.ThreadWatch`` follows the other work of the moment.
     """
     threads = torch.get_num_threads()
     if not _threads_free() or threads == 1:
@@ -821,12 +822,11 @@ def _threads_free() -> bool:
 
 @contextlib.contextmanager
 def cpu_threads(plan: CpuPlan | None) -> Iterator[None]:
-    """The plan's thread count inside (where it chose one), PyTorch's before it after."""
-    if plan is None or plan.threads is None:
-        yield
-        return
+    """The plan's thread count inside (where it chose one), PyTorch's before it after (which
+    a run's ``ThreadWatch`` may also have moved)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(plan.threads)
+    if plan is not None and plan.threads is not None:
+        torch.set_num_threads(plan.threads)
     try:
         yield
     finally:

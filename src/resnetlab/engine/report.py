@@ -246,8 +246,7 @@ class RunLog:
             self.console.print(f"run folder: {self.run_dir}", highlight=False)
 
     def message(self, text: str) -> None:
-        if self.enabled:
-            self._stop_bar()
+        if self.enabled:  # above the progress bar where one is live (the same console)
             self.console.print(text, highlight=False)
 
     def epoch_begin(self, epoch: int, steps: int, done: int) -> None:

@@ -89,6 +89,7 @@ from .step import (
     precision_name,
     resolve_channels_last,
 )
+from .threads import ThreadWatch, watch_threads
 
 DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
 
@@ -371,6 +372,7 @@ class Trainer:
             LossGuard(len(self.class_names), 2 * self.warmup_steps) if self.lr_by_auto else None
         )
         self.watched = (0.0, 0)  # loss sum and images the guard has seen since the last log
+        self.thread_watch: ThreadWatch | None = None  # on the CPU: fewer threads on shared cores
         check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
         epoch_images = self.steps_per_epoch * c.batch_size  # per process, as validation is
         self.val_every = c.val_every or validation_interval(
@@ -564,6 +566,10 @@ class Trainer:
             if self.dist.is_main:
                 self._start_run()
             with self._stop_between_steps(), cpu_threads(self.cpu_plan):
+                if not self.dist.enabled:  # (every process steps at the slowest's pace)
+                    self.thread_watch = watch_threads(
+                        self.cpu_plan, deterministic=c.deterministic, say=self.log.message
+                    )
                 while (
                     self.epoch < self.num_epochs
                     and not self._reached_target()
@@ -682,7 +688,10 @@ class Trainer:
                 raise KeyboardInterrupt
             lr = self._lr()
             set_lr(self.optimizer, lr)
+            started = time.perf_counter()
             self._train_step(x, y)
+            if self.thread_watch is not None:
+                self.thread_watch.after_step(time.perf_counter() - started)
             seen += len(y)
             if self.guard is not None and self.guard.watching(self.step):
                 self._watch_loss(seen, lr)

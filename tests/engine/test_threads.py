@@ -1,0 +1,172 @@
+"""The thread count during a run on shared cores, driven by given step times and other work:
+nothing here depends on measured speed."""
+
+import pytest
+import torch
+
+from resnetlab.engine import calibrate, threads, train
+from resnetlab.engine.calibrate import CpuPlan
+from resnetlab.engine.threads import (
+    MAX_RETRY_SECONDS,
+    RETRY_SECONDS,
+    TRIAL_ROUNDS,
+    WINDOW_SECONDS,
+    ThreadWatch,
+    watch_threads,
+)
+
+from ..fake_cpu import FakeMachine, fake_cpu
+
+# A busy process beside a bf16 run on 2 cores (README: Speed): 1.90 s a step on 2 threads,
+# 0.52 on 1; in float32 the two counts were close (0.89 and 0.84 s).
+CONTENDED_BF16 = {2: 1.90, 1: 0.52}
+CONTENDED_FP32 = {2: 0.89, 1: 0.84}
+
+
+class Cores:
+    """The other work each ``OtherWork`` window reports, and the thread counts set."""
+
+    def __init__(self, monkeypatch, others: float | None = 0.0) -> None:
+        self.others = others
+        self.set: list[int] = []
+        cores = self
+
+        class FakeOtherWork:
+            def cores(self) -> float | None:
+                return cores.others
+
+        monkeypatch.setattr(calibrate, "OtherWork", FakeOtherWork)
+        monkeypatch.setattr(torch, "set_num_threads", self.set.append)
+
+
+def _steps(watch: ThreadWatch, times: dict[int, float], n: int) -> None:
+    """``n`` training steps, each as long as ``times`` says for the count the watch set."""
+    for _ in range(n):
+        watch.after_step(times[watch.threads])
+
+
+def _until_tried(watch: ThreadWatch, cores: Cores, times: dict[int, float]) -> float:
+    """Steps until the watch tries the counts again; the training time that took."""
+    cores.set.clear()
+    spent = 0.0
+    while not cores.set:
+        spent += times[watch.threads]
+        watch.after_step(times[watch.threads])
+    _steps(watch, times, 2 * TRIAL_ROUNDS)  # the rest of the trial
+    return spent
+
+
+def test_shared_cores_train_on_the_count_that_ran_fastest_on_them(monkeypatch):
+    cores = Cores(monkeypatch)
+    said = []
+    watch = ThreadWatch([2, 1], said.append)
+    _steps(watch, CONTENDED_BF16, 20)  # quiet: nothing tried
+    assert cores.set == [] and watch.threads == 2
+    cores.others = 1.0
+    spent = _until_tried(watch, cores, CONTENDED_BF16)
+    assert spent <= WINDOW_SECONDS + 1.9  # at the next look at the cores
+    # Three rounds of one step on each count, then the fastest.
+    assert cores.set == [2, 1, 2, 1, 2, 1, 1] and watch.threads == 1
+    assert said == [
+        "threads: other work holds 1.0 cores' worth; training on 1 thread (a step took "
+        "2 threads 1.90 s, 1 thread 0.52 s; OMP_NUM_THREADS fixes the count)"
+    ]
+    # Still shared: tried again after RETRY_SECONDS of training, then after twice as long.
+    spent = _until_tried(watch, cores, CONTENDED_BF16)
+    assert RETRY_SECONDS <= spent <= RETRY_SECONDS + WINDOW_SECONDS + 0.52
+    assert cores.set == [2, 1, 2, 1, 2, 1, 1] and watch.retry == 2 * RETRY_SECONDS
+    assert len(said) == 1  # the same choice is not said again
+    # Quiet again: back to the plan's count at the next look, said once.
+    cores.others = 0.0
+    cores.set.clear()
+    _steps(watch, CONTENDED_BF16, 10)
+    assert cores.set == [2] and watch.threads == 2 and watch.retry == RETRY_SECONDS
+    assert said[-1] == "threads: the cores are quiet again; back to 2 threads"
+    cores.others = 1.0  # shared once more: tried at once
+    assert _until_tried(watch, cores, CONTENDED_BF16) <= WINDOW_SECONDS + 1.9
+
+
+def test_a_count_no_faster_by_the_margin_keeps_the_plans_and_asks_less_often(monkeypatch):
+    cores = Cores(monkeypatch, others=1.0)
+    said = []
+    watch = ThreadWatch([2, 1], said.append)
+    _until_tried(watch, cores, CONTENDED_FP32)
+    assert cores.set == [2, 1, 2, 1, 2, 1, 2] and watch.threads == 2 and said == []
+    for retry in (RETRY_SECONDS, 2 * RETRY_SECONDS, 4 * RETRY_SECONDS, 8 * RETRY_SECONDS):
+        assert retry <= _until_tried(watch, cores, CONTENDED_FP32) <= retry + WINDOW_SECONDS + 1
+    assert watch.retry == MAX_RETRY_SECONDS and said == []
+
+
+@pytest.mark.parametrize(
+    ("others", "why"),
+    [
+        (0.2, "between quiet and shared: no change either way"),
+        (None, "the counters cannot be read (not Linux)"),
+    ],
+)
+def test_other_work_not_known_to_share_the_cores_changes_nothing(monkeypatch, others, why):
+    cores = Cores(monkeypatch, others=others)
+    watch = ThreadWatch([4, 2, 1], [].append)
+    _steps(watch, {4: 1.0, 2: 0.1, 1: 0.1}, 100)
+    assert cores.set == [] and watch.threads == 4, why
+
+
+def test_four_counts_take_turns_in_each_round(monkeypatch):
+    cores = Cores(monkeypatch, others=2.0)
+    said = []
+    watch = ThreadWatch([4, 2, 1], said.append)
+    _until_tried(watch, cores, {4: 1.0, 2: 0.6, 1: 0.8})
+    _steps(watch, {4: 1.0, 2: 0.6, 1: 0.8}, 3)  # the third round
+    assert cores.set == [4, 2, 1, 4, 2, 1, 4, 2, 1, 2] and watch.threads == 2
+    assert "training on 2 threads" in said[0]
+
+
+@pytest.mark.parametrize(
+    ("plan", "deterministic", "omp", "counts"),
+    [
+        (CpuPlan(how="measured now"), False, None, [2, 1]),
+        (CpuPlan(how="from the cache", threads=1), False, None, None),  # one thread already
+        (None, False, None, None),  # not the CPU
+        (CpuPlan(how="not calibrated: RESNETLAB_CALIBRATE=off"), False, None, None),
+        (CpuPlan(how="measured now"), True, None, None),  # --deterministic
+        (CpuPlan(how="measured now"), False, "2", None),  # OMP_NUM_THREADS fixes the count
+    ],
+)
+def test_which_runs_watch_their_cores(monkeypatch, plan, deterministic, omp, counts):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    watch = watch_threads(plan, deterministic=deterministic, say=[].append)
+    assert (watch.counts if watch else None) == counts
+
+
+def test_a_run_on_shared_cores_moves_its_thread_count_and_puts_it_back(
+    monkeypatch, tmp_path, capsys
+):
+    from resnetlab.engine.train import Trainer
+
+    others = fake_cpu(monkeypatch, threads=2)
+    monkeypatch.setattr(
+        calibrate, "measure_in_turns", FakeMachine({"fp32 channels-last": 1.0, "fp32 NCHW": 1.0})
+    )
+    monkeypatch.setattr(threads, "WINDOW_SECONDS", 0.0)  # a look after every step
+    # What the counts measured is tested above; here one thread wins whatever they took.
+    monkeypatch.setattr(threads, "choose", lambda timings, default, margin: "1 thread")
+    during = []
+    step = Trainer._train_step
+
+    def counting_step(self, x, y):
+        during.append(torch.get_num_threads())
+        others[0] = 0.0 if len(during) == 9 else 1.0  # shared cores, quiet at step 9
+        return step(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", counting_step)
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=10)
+    result = train(**common, device="cpu", precision="fp32", out=str(tmp_path / "run"))
+    assert during == [2, 2, 1, 2, 1, 2, 1, 1, 1, 2]
+    assert torch.get_num_threads() == 2 and result.summary["status"] == "finished"
+    err = capsys.readouterr().err
+    assert "other work holds 1.0 cores' worth; training on 1 thread" in err
+    assert "the cores are quiet again; back to 2 threads" in err
