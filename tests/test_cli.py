@@ -1,5 +1,6 @@
 """The command line itself: start-up, errors, names."""
 
+import argparse
 import gc
 import os
 import subprocess
@@ -25,7 +26,10 @@ print("torch imported:", "torch" in sys.modules)
 """
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--version"], ["--help"], ["predict", "--help"], ["eval", "--help"], ["serve", "--help"]],
+)
 def test_version_and_help_do_not_import_torch(argv):
     done = subprocess.run(
         [sys.executable, "-c", IMPORTS_TORCH.format(argv=argv)],
@@ -35,6 +39,16 @@ def test_version_and_help_do_not_import_torch(argv):
         check=True,
     )
     assert "torch imported: False" in done.stdout
+
+
+def test_the_inference_precisions_offered_are_the_engines():
+    from resnetlab.cli import _add_inference_precision
+    from resnetlab.engine.inference import INFERENCE_PRECISIONS
+
+    parser = argparse.ArgumentParser()
+    _add_inference_precision(parser)
+    (action,) = [a for a in parser._actions if a.dest == "precision"]
+    assert tuple(action.choices) == INFERENCE_PRECISIONS and action.default == "fp32"
 
 
 def test_eval_help_gives_the_defaults_the_readme_gives(capsys):

@@ -453,6 +453,19 @@ def parse_options(items: list[str], flag: str = "--model-option") -> dict:
     return options
 
 
+def _add_inference_precision(p: argparse.ArgumentParser) -> None:
+    """``--precision`` of the commands that run a model file (predict, eval, serve); named
+    here, not imported from ``engine.inference``, so that their --help need not load torch
+    (a test holds the two the same)."""
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="fp32 (default), or bf16/fp16 autocast: faster on hardware with that arithmetic "
+        "(CPUs with AMX or AVX512_BF16, GPUs), probabilities to a few thousandths",
+    )
+
+
 def add_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "model_file",
@@ -464,6 +477,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_inference_precision(p)
     p.add_argument(
         "--png",
         help="confusion matrix image (default: MODEL.DATA.confusion.png next to the model file)",
@@ -495,7 +509,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"the confusion matrix image {png} would be inside the data folder {folder}, "
             "where the next run would read it as an image: give --png outside it"
         )
-    report = evaluate(args.model_file, args.data, batch_size=args.batch_size, device=args.device)
+    report = evaluate(
+        args.model_file,
+        args.data,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+    )
     title = f"{model_file.name} on {data_name(args.data)} ({report.result.count:,} images)"
     make_folder_for(png, "--png")
     plot_confusion(report.result.confusion, report.class_names, png, title=title)
@@ -612,6 +632,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
         "--top-k", type=_at_least_one, default=3, help="classes to show per image (default 3)"
     )
     p.add_argument("--device", default="auto")
+    _add_inference_precision(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--cam", metavar="DIR", help="also write Grad-CAM overlays to DIR (see explain)")
     p.set_defaults(func=cmd_predict)
@@ -630,7 +651,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     if args.cam:
         _check_outside_inputs(Path(args.cam), args.images, "--cam")
-    predictions = predict(model, args.images, top_k=args.top_k, device=args.device)
+    predictions = predict(
+        model, args.images, top_k=args.top_k, device=args.device, precision=args.precision
+    )
     if args.cam:
         from .explain import explain
 
@@ -819,6 +842,7 @@ def add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top-k", type=_at_least_one, default=3, help="classes per answer (3; ?top_k=N)"
     )
+    _add_inference_precision(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -835,6 +859,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
         top_k=args.top_k,
+        precision=args.precision,
     )
     return 0
 

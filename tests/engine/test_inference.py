@@ -51,3 +51,47 @@ def test_folded_model_gives_the_same_outputs(name, kwargs, size):
 def test_folding_needs_eval_mode():
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(resnetlab.create_model("resnet20").train())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_runs_under_autocast_and_answers_in_float32(precision):
+    model = _trained_statistics(resnetlab.create_model("resnet20", num_classes=10), 32)
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exact = inference_model(model, "cpu")(x)
+        fast = inference_model(model, "cpu", precision=precision)
+        got = fast(x)
+    assert got.dtype == torch.float32 and is_channels_last(fast)
+    assert not torch.equal(got, exact)  # the reduced precision was used
+    # bf16 keeps 8 bits of mantissa, fp16 11: a few hundredths of the logits' range.
+    spread = float(exact.abs().max())
+    torch.testing.assert_close(got, exact, rtol=0, atol=0.05 * spread)
+    torch.testing.assert_close(got.softmax(1), exact.softmax(1), rtol=0, atol=0.02)
+
+
+def test_a_precision_for_inference_is_checked(monkeypatch):
+    from resnetlab.engine import cpu
+    from resnetlab.engine.inference import ExternalModel
+    from resnetlab.errors import ResnetlabError, SettingWarning
+
+    model = resnetlab.create_model("resnet8", num_classes=3)
+    with pytest.raises(ResnetlabError, match=r"precision 'auto' is not one of fp32, bf16, fp16"):
+        inference_model(model, "cpu", precision="auto")
+    with pytest.raises(ResnetlabError, match=r"an exported model runs in the precision it was"):
+        inference_model(ExternalModel(), "cpu", precision="bf16")
+    assert inference_model(ExternalModel(), "cpu", precision="fp32") is not None
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Some CPU", "flags": "avx2"})
+    with pytest.warns(SettingWarning, match=r"no bf16 arithmetic .* the default, fp32, is faster"):
+        inference_model(model, "cpu", precision="bf16")
+
+
+def test_the_small_map_matrix_products_are_a_float32_choice():
+    from resnetlab.engine.cpu import MatmulConv2d
+
+    model = resnetlab.create_model("resnet18", num_classes=10)
+
+    def matmuls(net: nn.Module) -> int:
+        return sum(isinstance(m, MatmulConv2d) for m in net.modules())
+
+    assert matmuls(inference_model(model, "cpu", input_size=64)) > 0  # 2x2 maps at 64 px
+    assert matmuls(inference_model(model, "cpu", input_size=64, precision="bf16")) == 0

@@ -476,3 +476,44 @@ def test_a_shell_glob_over_a_drive_skips_the_folders_its_system_keeps(tmp_path):
     with pytest.warns(DataWarning, match=r"RECYCLE\.BIN: a folder a system keeps at the top of"):
         found = expand_inputs(sorted(tmp_path.iterdir()))
     assert found == [(tmp_path / "a.jpg", True)]
+
+
+def test_predict_and_eval_in_bf16_agree_with_float32(digit_folder, model_file, capsys):
+    exact = resnetlab.predict(model_file, [digit_folder / "3"], top_k=10)
+    reduced = resnetlab.predict(model_file, [digit_folder / "3"], top_k=10, precision="bf16")
+    for a, b in zip(exact, reduced, strict=True):
+        a_probs, b_probs = dict(a.top), dict(b.top)
+        assert max(abs(a_probs[name] - b_probs[name]) for name in a_probs) < 0.02
+    assert [a.top for a in exact] != [b.top for b in reduced]  # bf16 did run
+    report = resnetlab.evaluate(model_file, str(digit_folder), precision="bf16")
+    assert report.result.count == 300
+    assert (
+        abs(
+            report.result.accuracy
+            - resnetlab.evaluate(model_file, str(digit_folder)).result.accuracy
+        )
+        <= 3 / 300
+    )
+    assert (
+        main(
+            [
+                "eval",
+                str(model_file),
+                "--data",
+                str(digit_folder),
+                "--precision",
+                "bf16",
+                "--json",
+                "--png",
+                str(model_file.parent / "cm.png"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["count"] == 300
+    image = str(sorted((digit_folder / "3").iterdir())[0])
+    assert main(["predict", str(model_file), image, "--precision", "fp16", "--json"]) == 0
+    (answer,) = json.loads(capsys.readouterr().out)
+    by_class = {row["class"]: row["probability"] for row in answer["top"]}
+    (alone,) = [p for p in exact if p.source == image]
+    assert abs(by_class[alone.label] - dict(alone.top)[alone.label]) < 0.02

@@ -64,3 +64,24 @@ def test_too_many_pixels_is_said_once_in_the_words_predict_uses(model_file, tmp_
     assert refused.value.status == 413
     assert str(refused.value) == str(in_predict.value).replace(str(bomb), "the upload bomb.png")
     assert str(refused.value).count("decompression") == 1
+
+
+def test_a_predictor_in_bf16_answers_as_in_float32_and_says_so(model_file, image_files):
+    model = resnetlab.load_model(model_file)
+    exact, reduced = Predictor(model), Predictor(model, precision="bf16")
+    assert exact.describe()["precision"] == "fp32"
+    assert reduced.describe()["precision"] == "bf16"
+    pixels = torch.from_numpy(exact.decode(image_files["red.png"].read_bytes(), "red.png"))[None]
+    torch.testing.assert_close(reduced(pixels), exact(pixels), rtol=0, atol=0.02)
+
+
+def test_serve_takes_the_precision_it_runs_in(monkeypatch, model_file):
+    from resnetlab import serve
+    from resnetlab.cli import main
+
+    given = {}
+    monkeypatch.setattr(serve, "serve", lambda model_file, **kwargs: given.update(kwargs))
+    assert main(["serve", str(model_file), "--precision", "bf16"]) == 0
+    assert given["precision"] == "bf16"
+    assert main(["serve", str(model_file)]) == 0
+    assert given["precision"] == "fp32"

@@ -88,7 +88,9 @@ def cpu_info() -> dict[str, Any]:
 PRECISION_HARDWARE = {"bf16": "AVX512_BF16 or AMX", "fp16": "AVX512_FP16 or AMX-FP16"}
 
 
-def emulated_precision_note(precision: str) -> str | None:
+def emulated_precision_note(
+    precision: str, *, fix: str = "--precision auto measures which is faster here"
+) -> str | None:
     """A line when ``--precision`` names a reduced precision this CPU has no arithmetic for:
     PyTorch then emulates it, usually slower than float32 (fp16 at about half its speed
     on an AVX-512 CPU without FP16)."""
@@ -97,7 +99,7 @@ def emulated_precision_note(precision: str) -> str | None:
     return (
         f"--precision {precision}: this CPU has no {precision} arithmetic "
         f"({PRECISION_HARDWARE[precision]}), so PyTorch emulates it, usually slower than "
-        "fp32; --precision auto measures which is faster here"
+        f"fp32; {fix}"
     )
 
 

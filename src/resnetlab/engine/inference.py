@@ -10,22 +10,32 @@ matrix-product path of ``engine.cpu``, and the process keeps the memory a forwar
 (``engine.cpu.keep_freed_memory``, as training does): a batch's activations are large
 blocks that glibc would give back to the OS after every batch and fault in again (about
 650,000 page faults a batch for ResNet-50 at 224 px, batch 32).
+
+``precision="bf16"`` (or ``"fp16"``) runs the folded model under autocast and gives its
+outputs back in float32 (``MixedPrecision``), without the small-map matrix products, which
+are a float32 choice: in bf16 on a CPU with AMX they made ResNet-18 at 64 px five times
+slower than oneDNN's convolutions (README: Evaluate and predict). Float32 stays the
+default: what ``eval`` reports is exact.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import ResnetlabError, path_argument
+from ..errors import ResnetlabError, SettingWarning, path_argument
 from ..models import ModelMeta, load_model
-from .cpu import keep_freed_memory, use_small_map_convs
-from .step import resolve_channels_last
+from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
+from .step import PRECISION_DTYPES, resolve_channels_last
+
+INFERENCE_PRECISIONS = tuple(PRECISION_DTYPES)  # fp32, bf16, fp16: no "auto", nothing measured
+FP32_FIX = "the default, fp32, is faster here"
 
 
 class ExternalModel(nn.Module):
@@ -95,12 +105,26 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return model
 
 
+class MixedPrecision(nn.Module):
+    """``model`` run under autocast in ``dtype`` (bf16 or fp16); its outputs in float32."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.model(x).float()
+
+
 def inference_model(
     model: nn.Module,
     device: torch.device | str,
     *,
     channels_last: bool | None = None,
     input_size: int | None = None,
+    precision: str = "fp32",
 ) -> nn.Module:
     """An eval-mode copy of ``model`` on ``device``, BN folded, channels-last by default
     (an ``ExternalModel`` is returned as it is).
@@ -111,7 +135,13 @@ def inference_model(
         channels_last: default: ``resolve_channels_last``'s (on for CUDA and CPU).
         input_size: the image side it will see, if known (lays out the CPU's small-map
             convolutions for it, see ``engine.cpu``).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast (``MixedPrecision``).
+
+    Raises:
+        ResnetlabError: another precision, or a reduced one for an ``ExternalModel``
+            (which runs as it was exported) or a GPU without bf16.
     """
+    dtype = _inference_dtype(precision, model, torch.device(device))
     if isinstance(model, ExternalModel):
         return model
     device = torch.device(device)
@@ -121,9 +151,30 @@ def inference_model(
         fast = fast.to(memory_format=torch.channels_last)
     if device.type == "cpu":
         keep_freed_memory()
-        if input_size is not None:
+        if input_size is not None and dtype is None:  # (slower in bf16: measured, README)
             use_small_map_convs(fast, input_size)
-    return fast
+    return fast if dtype is None else MixedPrecision(fast, dtype)
+
+
+def _inference_dtype(precision: str, model: nn.Module, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype ``precision`` names for ``model`` on ``device`` (None: float32)."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ResnetlabError(
+            f"precision {precision!r} is not one of {', '.join(INFERENCE_PRECISIONS)}"
+        )
+    dtype = PRECISION_DTYPES[precision]
+    if dtype is None:
+        return None
+    if isinstance(model, ExternalModel):
+        raise ResnetlabError(
+            f"--precision {precision} applies to a .safetensors model file; an exported model "
+            "runs in the precision it was exported in (resnetlab export --fp16 for float16)"
+        )
+    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ResnetlabError(f"{device} has no bf16 arithmetic; give --precision fp16")
+    if device.type == "cpu" and (note := emulated_precision_note(precision, fix=FP32_FIX)):
+        warnings.warn(note, SettingWarning, stacklevel=3)
+    return dtype
 
 
 def is_channels_last(model: nn.Module) -> bool:

@@ -53,15 +53,26 @@ class Predictor:
             images in, (N, K) logits out.
         device: where it runs.
         source: the file it came from, for ``/metadata``.
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast (``inference_model``).
     """
 
-    def __init__(self, model: nn.Module, *, device: str | torch.device = "cpu", source: str = ""):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+        source: str = "",
+        precision: str = "fp32",
+    ):
         self.meta = model.meta
         self.names = class_names(self.meta)
         self.device = resolve_device(str(device))
         self.source = source
         self.model = model  # as loaded: what class activation maps are drawn from
-        self.fast = inference_model(model, self.device, input_size=self.meta.input_size)
+        self.precision = precision
+        self.fast = inference_model(
+            model, self.device, input_size=self.meta.input_size, precision=precision
+        )
 
     def decode(self, data: bytes, name: str | None = None) -> np.ndarray:
         """The uint8 (H, W, 3) pixels the model takes, from an uploaded file's bytes (``name``:
@@ -112,6 +123,7 @@ class Predictor:
                 "std": list(meta.std),
             },
             "device": str(self.device),
+            "precision": self.precision,
             "training": meta.training,
         }
 
@@ -164,7 +176,9 @@ def _check_header(data: bytes, what: str) -> None:
         raise RequestError(unreadable_image(what, e), 422) from None
 
 
-def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predictor:
+def load_predictor(
+    path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32"
+) -> Predictor:
     """A ``Predictor`` for a model file written by resnetlab: ``.safetensors``, or ``.onnx``
     from ``resnetlab export`` (run by onnxruntime on the CPU; no class activation maps).
 
@@ -173,7 +187,7 @@ def load_predictor(path: str | os.PathLike, *, device: str = "auto") -> Predicto
     """
     device_ = resolve_device(device)
     model = load_model_file(path, device=device_)
-    return Predictor(model, device=device_, source=str(path))
+    return Predictor(model, device=device_, source=str(path), precision=precision)
 
 
 def _resize_words(meta: ModelMeta) -> str:

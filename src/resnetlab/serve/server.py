@@ -27,6 +27,7 @@ def serve(
     max_queue: int = 256,
     max_upload_mb: float = 20.0,
     top_k: int = 3,
+    precision: str = "fp32",
     log_level: str = "info",
 ) -> None:
     """Serve a model file over HTTP until interrupted (Ctrl+C or SIGTERM).
@@ -41,12 +42,14 @@ def serve(
         max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
         max_upload_mb: largest upload accepted, in MiB.
         top_k: classes per answer unless the request says (``?top_k=N``).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has
+            that arithmetic; probabilities to a few thousandths).
         log_level: uvicorn's log level.
     """
     _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
     sock = _listen(host, port)  # first: a busy port is reported before the model loads
     try:
-        predictor = load_predictor(model_file, device=device)
+        predictor = load_predictor(model_file, device=device, precision=precision)
     except BaseException:
         sock.close()
         raise
