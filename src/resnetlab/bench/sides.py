@@ -221,10 +221,14 @@ def ours_side(spec: BenchSpec) -> Side:
         return _ours_training(spec)
     model = spec.build_model()
     channels_last = resolve_channels_last(spec.channels_last, spec.device)
-    net = inference_model(
-        model, spec.device, channels_last=channels_last, input_size=spec.input_size
-    )
     amp = resolve_precision(spec.precision or "auto", spec.device)
+    net = inference_model(  # in ``amp`` as predict runs it (``--precision``)
+        model,
+        spec.device,
+        channels_last=channels_last,
+        input_size=spec.input_size,
+        precision=precision_name(amp),
+    )
     if spec.compile:
         net = torch.compile(net)
     return Side(
