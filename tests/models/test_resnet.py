@@ -88,3 +88,17 @@ def test_plain_imagenet_nets_are_the_resnets_without_projections():
     assert set(plain) < set(res)
     assert {k for k in res if k not in plain} == {k for k in res if ".downsample." in k}
     assert all(plain[k].shape == res[k].shape for k in plain)
+
+
+def test_norm_eps_sets_every_batchnorms_epsilon_and_a_model_file_keeps_it(tmp_path):
+    """keras.applications' ResNets use BN epsilon 1.001e-5; the option gives it exactly."""
+    model = resnetlab.create_model("resnet50", norm_eps=1.001e-5, num_classes=3)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 53 and {m.eps for m in norms} == {1.001e-5}
+    _randomise_bn_statistics(model)
+    resnetlab.save_model(model, tmp_path / "m.safetensors")
+    loaded = resnetlab.load_model(tmp_path / "m.safetensors")
+    assert loaded.bn1.eps == 1.001e-5 and _outputs_match(model, loaded) == 0
+    for bad, message in ((0, "must be a positive number"), ("1e-5", "must be a number")):
+        with pytest.raises(resnetlab.ResnetlabError, match=f"resnet50: norm_eps {message}"):
+            resnetlab.create_model("resnet50", norm_eps=bad)

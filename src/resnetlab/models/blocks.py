@@ -135,7 +135,7 @@ def make_shortcut(
 # false, whole numbers (or None), numbers.
 SWITCHES = ("residual", "stride_in_1x1", "zero_init_residual", "bias")
 COUNTS = ("stem_width", "groups", "base_width")
-RATES = ("drop_rate",)
+RATES = ("drop_rate", "norm_eps")
 
 
 def check_option_types(**options: object) -> None:

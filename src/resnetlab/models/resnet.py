@@ -10,6 +10,7 @@ each is a choice of block, stem, shortcut, groups, width and attention, not a cl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
 import torch
@@ -95,6 +96,8 @@ class ResNet(nn.Module):
             as an identity map.
         norm_layer, act_layer: factories for the normalisation and activation.
         bias: give every conv a bias (the Keras seed does).
+        norm_eps: the epsilon of every normalisation layer; default the layer's own
+            (PyTorch's BatchNorm: 1e-5). keras.applications' ResNets use 1.001e-5.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class ResNet(nn.Module):
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = nn.ReLU,
         bias: bool = False,
+        norm_eps: float | None = None,
     ) -> None:
         super().__init__()
         check_option_types(
@@ -126,7 +130,12 @@ class ResNet(nn.Module):
             stem_width=stem_width,
             groups=groups,
             base_width=base_width,
+            **({"norm_eps": norm_eps} if norm_eps is not None else {}),
         )
+        if norm_eps is not None:
+            if not norm_eps > 0:
+                raise ValueError(f"norm_eps must be a positive number, got {norm_eps!r}")
+            norm_layer = partial(norm_layer, eps=norm_eps)
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stages but {len(widths)} widths")
         block_kwargs = dict(
