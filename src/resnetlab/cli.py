@@ -239,10 +239,13 @@ def add_convert(p: argparse.ArgumentParser) -> None:
     sources = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
     k = sources.add_parser(
         "keras",
-        help="the seed's Keras ResNet50 (.h5, .weights.h5 or .keras) -> a resnetlab model file",
-        description="Convert the deeplearning.ai course's Keras ResNet50 into a resnetlab "
-        "model file. The classes and input size are read from the Keras file when it holds "
-        "them; the flags override, and contradicting the file is an error.",
+        help="the seed's Keras ResNet50 or a keras.applications ResNet50/101/152 (.h5, "
+        ".weights.h5 or .keras) -> a resnetlab model file",
+        description="Convert the deeplearning.ai course's Keras ResNet50, or a "
+        "keras.applications ResNet50/101/152 (v1; alone or as the base of a transfer model: "
+        "GlobalAveragePooling2D, Dropout, one Dense), into a resnetlab model file. The "
+        "classes and input size are read from the Keras file when it holds them; the flags "
+        "supply what it lacks, and contradicting the file is an error.",
     )
     k.add_argument(
         "src", metavar="SRC", help="Keras file: model.save('x.h5'), save_weights(...) or .keras"

@@ -385,7 +385,11 @@ def test_a_model_built_for_another_input_size_is_refused(files64):
 
 
 def test_only_the_seeds_model_is_a_target(files64):
-    with pytest.raises(ResnetlabError, match=r"seed's ResNet50 only.*not ResNet"):
+    with pytest.raises(
+        ResnetlabError,
+        match=r"is not a keras.applications ResNet, and loads only as the seed's "
+        r"ResNet50: build the model with create_model\('resnet50_keras', \.\.\.\), not a ResNet$",
+    ):
         load_keras_h5(resnetlab.create_model("resnet50"), files64["keras3-h5"])
 
 
@@ -447,18 +451,18 @@ def test_another_keras_model_is_not_the_seed(target64, tmp_path):
         load_keras_h5(target64, tmp_path / "other.h5")
 
 
-def test_a_keras_applications_resnet_says_what_to_use_instead(tmp_path):
+def test_a_keras_applications_resnet_is_not_the_seed(target64, tmp_path):
+    """It converts to resnetlab's resnet50 (test_keras_applications.py), not into the seed's."""
     keras.backend.clear_session()
     model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=6)
     model.save(tmp_path / "resnet50.keras")
     with pytest.raises(
         ResnetlabError,
-        match=r"resnet50.keras is a ResNet of keras.applications \(conv1_conv, "
-        r"conv2_block1_1_conv, ...\), not the course's ResNet50, and does not convert: .*; "
-        r"for ImageNet weights, train --model resnet50 --pretrained torchvision$",
+        match=r"resnet50.keras holds keras.applications ResNet50; load it into "
+        r"create_model\('resnet50', num_classes=6, stride_in_1x1=True, bias=True, "
+        r"norm_eps=1.001e-05\)$",
     ):
-        convert_keras(tmp_path / "resnet50.keras", tmp_path / "m.safetensors")
-    assert not (tmp_path / "m.safetensors").exists()
+        load_keras_h5(target64, tmp_path / "resnet50.keras")
 
 
 @pytest.mark.parametrize("name", ["outer.keras", "outer.weights.h5", "outer.h5"])

@@ -1,4 +1,5 @@
-"""Import the seed's Keras ResNet50 from the files Keras writes, exactly.
+"""Import the seed's Keras ResNet50 from the files Keras writes, exactly; and, through
+``keras_applications``, keras.applications' ResNet50/101/152 and transfer models on them.
 
 Layouts, told apart by what is inside the file rather than by its name:
 
@@ -20,6 +21,12 @@ Layouts, told apart by what is inside the file rather than by its name:
 ``keras3-archive``
     Keras 3 ``model.save("x.keras")``: a zip of ``config.json`` (the architecture) and
     ``model.weights.h5`` (the layout above).
+
+A model nested in another (a transfer model's base) is read layer by layer among the outer
+model's layers: in the HDF5 layouts its group's weight names name its layers
+(``conv1_conv/kernel``), in Keras 3's its group holds a ``layers`` group of its own, and its
+config is a ``Functional`` or ``Sequential`` layer with a layer list. Only
+keras.applications' ResNets convert nested; the seed's model must be saved as itself.
 
 Layers are matched by the seed's names (``conv1``, ``bn_conv1``, ``res2a_branch2a``,
 ``bn2a_branch1``... ``fc6``), weights by the last part of their name, with or without the
@@ -113,9 +120,13 @@ _SEED_LAYER_CLASSES = {
 # Keras's automatic layer names, numbered in the order the layers were built.
 _AUTO_NAME = re.compile(r"(conv2d|batch_normalization|dense)(?:_(\d+))?")
 _NOT_SEED = "is not the seed's ResNet50 (the deeplearning.ai course's)"
-# keras.applications' ResNet, ResNet-v2 (conv1_conv, conv2_block1_1_conv, ...).
-_KERAS_APPLICATIONS_RESNET = re.compile(r"conv\d_block\d+_(\d|preact)_(conv|bn)")
 _SEED_LAYERS = 107  # layers with weights: 53 Conv2D, 53 BatchNormalization, 1 Dense
+# keras.applications' preprocess_input for its ResNets ('caffe' mode): RGB -> BGR, then
+# this mean subtracted from 0-255 pixels, per channel in BGR order; no scaling.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+CAFFE_NOTE = (
+    "Keras's 'caffe' preprocess_input (RGB to BGR, ImageNet's mean subtracted from 0-255 pixels)"
+)
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,15 @@ class KerasImportReport:
             layer by layer against the seed's (strides, padding, epsilon, pooling...).
         matched_by_order: whether the file's layers had Keras's automatic names
             (``conv2d_7``...) and were matched to the seed's in the order they were built.
+        input_scaling: the file's first ``Rescaling`` layer, the seed's inputs'
+            normalisation.
+        model, model_kwargs: the resnetlab model the file converts to, and its options
+            (``resnet50`` with ``stride_in_1x1``, ``bias`` and ``norm_eps`` for a
+            keras.applications ResNet).
+        network: for a keras.applications ResNet, the Keras network: ``keras.applications
+            ResNet50``, and the layers after it in a transfer model.
+        caffe_preprocessing: the model takes Keras's ``preprocess_input`` for ResNets
+            ('caffe': RGB to BGR, ImageNet's mean subtracted from 0-255 pixels).
     """
 
     path: Path
@@ -152,19 +172,30 @@ class KerasImportReport:
     architecture_checked: bool
     matched_by_order: bool = False
     input_scaling: InputScaling | None = None
+    model: str = "resnet50_keras"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    network: str | None = None
+    caffe_preprocessing: bool = False
 
     @property
     def mean(self) -> tuple[float, float, float]:
-        """The normalisation the model's inputs take, on pixels / 255: the seed's (none)
-        unless the file's first layer rescales them."""
+        """The normalisation the model's inputs take, on pixels / 255 in RGB order: the
+        seed's (none) unless the file's first layer rescales them; ImageNet's mean for
+        Keras's 'caffe' preprocessing."""
+        if self.caffe_preprocessing:
+            return tuple(v / 255 for v in reversed(CAFFE_MEAN_BGR))
         return self.input_scaling.mean if self.input_scaling else (0.0, 0.0, 0.0)
 
     @property
     def std(self) -> tuple[float, float, float]:
+        if self.caffe_preprocessing:  # 0-255 pixels: (pixels / 255 - mean) / (1 / 255)
+            return (1 / 255,) * 3
         return self.input_scaling.std if self.input_scaling else (1.0, 1.0, 1.0)
 
     @property
     def normalisation_note(self) -> str:
+        if self.caffe_preprocessing:
+            return CAFFE_NOTE
         if self.input_scaling is None:
             return "pixels / 255, as the seed's Keras model was trained"
         return f"{self.input_scaling}, as the file's first layer"
@@ -172,6 +203,15 @@ class KerasImportReport:
     def describe(self) -> str:
         """One line for people: the file, its layout and what was loaded."""
         version = f", Keras {self.keras_version}" if self.keras_version else ""
+        if self.network is not None:
+            options = ", ".join(f"{k}={v}" for k, v in self.model_kwargs.items())
+            return (
+                f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.network}, as "
+                f"{self.model} ({options}): {self.layers_loaded} layers, "
+                f"{self.tensors_loaded} tensors, {self.values_loaded:,} values; "
+                f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs; "
+                f"inputs as {CAFFE_NOTE}, recorded in the model file"
+            )
         order = " (unnamed, matched in the order they were built)" if self.matched_by_order else ""
         scaling = f"; inputs {self.input_scaling}" if self.input_scaling else ""
         return (
@@ -223,6 +263,8 @@ class _KerasFile:
     keras_version: str | None
     # The seed's name -> the file's own, for layers matched by order (Keras's automatic names).
     own_names: dict[str, str] = field(default_factory=dict)
+    # A model nested in the file's (a transfer model's base), whose layers are among ``layers``.
+    nested: str | None = None
 
     def label(self, name: str) -> str:
         """A layer as the file names it, with the seed's name when they differ."""
@@ -231,6 +273,8 @@ class _KerasFile:
 
     @cached_property
     def input_size(self) -> int | None:
+        """The side of the square inputs of the architecture's first input layer: None for
+        a model built for any size, or a file without an architecture."""
         for layer in self.config_layers or ():
             config = layer.get("config", {})
             shape = config.get("batch_shape") or config.get("batch_input_shape")
@@ -238,15 +282,16 @@ class _KerasFile:
                 continue
             if len(shape) != 4 or shape[3] != 3:
                 raise ResnetlabError(
-                    f"{self.path} {_NOT_SEED}: it takes inputs of shape {_shape(shape[1:])}, "
-                    f"not (size, size, 3)"
+                    f"{self.path} takes inputs of shape {_shape(shape[1:])}, not (size, size, "
+                    f"3) RGB images"
                 )
             height, width = shape[1], shape[2]
             if height != width:
                 raise ResnetlabError(
-                    f"{self.path} takes {height}x{width} inputs; resnet50_keras takes square inputs"
+                    f"{self.path} takes {height}x{width} inputs; a converted model takes square "
+                    f"ones: build the Keras model for (size, size, 3) inputs"
                 )
-            return height  # None when the model was built for any size
+            return height
         return None
 
     @property
@@ -256,33 +301,44 @@ class _KerasFile:
 
 
 def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportReport:
-    """Load the seed's Keras weights into a ``resnet50_keras`` model, in place.
+    """Load a Keras file's weights into the model it converts to, in place.
 
     Every layout Keras writes is read (see the module docstring). The file must hold
     exactly the model's layers, with the model's shapes; when it also holds the
-    architecture, that is checked against the seed's too. Nothing is changed in
-    ``model`` unless everything checks out.
+    architecture, that is checked too. Nothing is changed in ``model`` unless everything
+    checks out. The model's inputs take the report's ``mean`` and ``std``.
 
     Args:
-        model: a ``KerasResNet50``, e.g. ``create_model("resnet50_keras", num_classes=6)``,
-            built for the file's number of classes and input size.
+        model: for the seed's file a ``KerasResNet50``, e.g. ``create_model(
+            "resnet50_keras", num_classes=6)``, built for the file's number of classes and
+            input size; for a keras.applications ResNet, ``create_model("resnet50",
+            num_classes=K, stride_in_1x1=True, bias=True, norm_eps=1.001e-5)`` (101, 152:
+            the file's depth; the error for another model names the call).
         path: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
 
     Returns:
         A report of the file's layout and what was loaded.
 
     Raises:
-        ResnetlabError: the file is not HDF5 or not a Keras file, is not the seed's
-            ResNet50, lacks one of the model's layers or has one more, or a weight's
-            shape differs from the model's.
+        ResnetlabError: the file is not HDF5 or not a Keras file, is neither the seed's
+            ResNet50 nor a keras.applications ResNet50/101/152, lacks one of the model's
+            layers or has one more, or a weight's shape differs from the model's.
     """
+    from . import keras_applications as applications
+
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    keras_file = _read_keras_file(path)
+    if applications.is_keras_applications_resnet(keras_file):
+        plan = applications.plan(keras_file)
+        applications.check_target(model, keras_file, plan)
+        size = applications.input_size(keras_file, None)
+        return applications.load(model, keras_file, plan, size)
     if not isinstance(model, KerasResNet50):
         raise ResnetlabError(
-            f"load_keras_h5 loads the seed's ResNet50 only; build the model with "
-            f"create_model('resnet50_keras', ...), not {type(model).__name__}"
+            f"{keras_file.path} is not a keras.applications ResNet, and loads only as the "
+            f"seed's ResNet50: build the model with create_model('resnet50_keras', ...), not "
+            f"a {type(model).__name__}"
         )
-    keras_file = _read_keras_file(path)
     _check_looks_like_seed(keras_file)
     file_size = keras_file.input_size
     if file_size is not None and file_size != model.input_size:
@@ -300,8 +356,10 @@ def read_keras_model(
     input_size: int | None = None,
     num_classes: int | None = None,
     class_names: list[str] | None = None,
-) -> tuple[KerasResNet50, KerasImportReport]:
-    """The seed's ResNet50 built for a Keras file (its classes, its input size) and loaded.
+) -> tuple[nn.Module, KerasImportReport]:
+    """The model a Keras file converts to, built for it (its classes, its input size) and
+    loaded: ``resnet50_keras`` for the seed's, ``resnet50``/``resnet101``/``resnet152``
+    with keras.applications' options for theirs (see ``keras_applications``).
 
     Args:
         src: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
@@ -315,7 +373,16 @@ def read_keras_model(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
+    from . import keras_applications as applications
+
     keras_file = _read_keras_file(src)
+    if applications.is_keras_applications_resnet(keras_file):
+        plan = applications.plan(keras_file)
+        if class_names is not None and len(class_names) != plan.num_classes:
+            _class_count_problem(keras_file, class_names, plan.num_classes, plan.classifier)
+        size = applications.input_size(keras_file, input_size)
+        model = applications.build(keras_file, plan, num_classes)
+        return model, applications.load(model, keras_file, plan, size)
     _check_looks_like_seed(keras_file)
     file_classes = _file_num_classes(keras_file)
     if num_classes is not None and num_classes != file_classes:
@@ -326,17 +393,41 @@ def read_keras_model(
             f"convert the file that has {num_classes}"
         )
     if class_names is not None and len(class_names) != file_classes:
-        words = " ".join(class_names).split()  # "0 1 2 3 4 5": names separated by spaces
-        hint = f": {','.join(words)}" if len(words) == file_classes else ""
-        raise ResnetlabError(
-            f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
-            f"classes (its classifier {keras_file.label(keras_file.classifier)}); give one "
-            f"name per class, separated by commas{hint}"
+        _class_count_problem(
+            keras_file, class_names, file_classes, keras_file.label(keras_file.classifier)
         )
     size = _choose_input_size(keras_file, input_size)
     model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
     report = _load(model, keras_file)
     return model, report
+
+
+def keras_model_of(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
+    """The resnetlab model (and its options) a Keras file converts to: ``resnet50_keras``
+    for the seed's, ``resnet50`` (101, 152) with keras.applications' options for theirs;
+    None for a file that does not convert (reading it says why)."""
+    from . import keras_applications as applications
+
+    try:
+        keras_file = _read_keras_file(path)
+        if applications.is_keras_applications_resnet(keras_file):
+            plan = applications.plan(keras_file)
+            return plan.model, plan.model_kwargs
+    except ResnetlabError:
+        return None
+    return "resnet50_keras", {}
+
+
+def _class_count_problem(
+    keras_file: _KerasFile, class_names: list[str], file_classes: int, classifier: str
+) -> None:
+    words = " ".join(class_names).split()  # "0 1 2 3 4 5": names separated by spaces
+    hint = f": {','.join(words)}" if len(words) == file_classes else ""
+    raise ResnetlabError(
+        f"{len(class_names)} class names given but {keras_file.path} has {file_classes} "
+        f"classes (its classifier {classifier}); give one name per class, separated by "
+        f"commas{hint}"
+    )
 
 
 def convert_keras(
@@ -347,14 +438,17 @@ def convert_keras(
     num_classes: int | None = None,
     class_names: list[str] | None = None,
 ) -> KerasImportReport:
-    """Convert a Keras file of the seed's ResNet50 into a resnetlab model file.
+    """Convert a Keras file of the seed's ResNet50, or of a keras.applications ResNet (or a
+    transfer model on one), into a resnetlab model file.
 
-    The number of classes comes from the file's classifier (``fc{K}``), the input size from
-    its architecture when it holds one. An argument supplies what the file lacks and must
-    agree with what it holds. A weights-only file whose last feature map is 1x1 is taken
-    to be for the seed's 64x64 inputs. The model file records the seed's
-    preprocessing, ``pixels / 255`` (mean 0, std 1), or the file's first ``Rescaling``
-    layer as mean and std, and is written only once everything has been checked.
+    The number of classes comes from the file's classifier (``fc{K}``; a keras.applications
+    network's Dense layer), the input size from its architecture when it holds one. An
+    argument supplies what the file lacks and must agree with what it holds. A seed's
+    weights-only file whose last feature map is 1x1 is taken to be for the seed's 64x64
+    inputs; a keras.applications network without an input size for 224x224. The model file
+    records the seed's preprocessing, ``pixels / 255`` (mean 0, std 1), or the file's
+    first ``Rescaling`` layer as mean and std, or for keras.applications Keras's 'caffe'
+    ``preprocess_input``; it is written only once everything has been checked.
 
     Args:
         src: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
@@ -387,6 +481,7 @@ def convert_keras(
                 "converted_from": report.path.name,
                 "keras_layout": report.layout,
                 "keras_version": report.keras_version,
+                **({"keras_network": report.network} if report.network else {}),
             },
         )
     except OSError as e:
@@ -427,19 +522,23 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
     with _open_h5(path, path) as f:
         if "model_weights" in f:
             config = _attr_text(f.attrs, "model_config")
+            layers, nested = _read_legacy_layers(f["model_weights"], path)
             return _KerasFile(
                 path,
                 "h5-model",
-                _read_legacy_layers(f["model_weights"], path),
+                layers,
                 _config_layers(config, path) if config else None,
                 _keras_version(f["model_weights"].attrs) or _keras_version(f.attrs),
+                nested=nested,
             )
         if _attr_strings(f.attrs, "layer_names") is not None:
+            layers, nested = _read_legacy_layers(f, path)
             return _KerasFile(
-                path, "h5-weights", _read_legacy_layers(f, path), None, _keras_version(f.attrs)
+                path, "h5-weights", layers, None, _keras_version(f.attrs), nested=nested
             )
         if isinstance(f.get("layers"), h5py.Group):
-            return _KerasFile(path, "keras3-weights", _read_keras3_layers(f, path), None, None)
+            layers, nested = _read_keras3_layers(f, path)
+            return _KerasFile(path, "keras3-weights", layers, None, None, nested=nested)
     raise ResnetlabError(
         f"{path} is an HDF5 file but not one Keras wrote (no model_weights group, layer_names "
         f"attribute or layers group); give the file of model.save('x.h5') or "
@@ -462,9 +561,14 @@ def _read_keras_archive(path: Path) -> _KerasFile:
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as e:
         raise ResnetlabError(f"cannot read the Keras archive {path} ({e})") from None
     with _open_h5(weights, path) as f:
-        layers = _read_keras3_layers(f, path)
+        layers, nested = _read_keras3_layers(f, path)
     return _KerasFile(
-        path, "keras3-archive", layers, _config_layers(config, path), metadata.get("keras_version")
+        path,
+        "keras3-archive",
+        layers,
+        _config_layers(config, path),
+        metadata.get("keras_version"),
+        nested=nested,
     )
 
 
@@ -485,39 +589,56 @@ def _open_h5(source: Path | io.BytesIO, path: Path) -> Iterator[h5py.File]:
         yield f
 
 
-def _read_legacy_layers(group: h5py.Group, path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Layers of the Keras 2 layout (and Keras 3's legacy writer), by their weight names."""
-    layers = {}
+def _read_legacy_layers(
+    group: h5py.Group, path: Path
+) -> tuple[dict[str, dict[str, np.ndarray]], str | None]:
+    """Layers of the Keras 2 layout (and Keras 3's legacy writer), by their weight names,
+    and the name of a model nested in the file's, whose layers are read among its own.
+
+    A nested model is one group whose weight names (``conv1_conv/kernel``,
+    ``conv1_bn/gamma``...) name several layers: each becomes a layer of its own.
+    """
+    layers: dict[str, dict[str, np.ndarray]] = {}
+    nested = None
     for layer in _attr_strings(group.attrs, "layer_names") or []:
         layer_group = group.get(layer)
         if not isinstance(layer_group, h5py.Group):
             raise ResnetlabError(f"{path} lists a layer {layer} that it holds no group for")
-        weights = {}
+        inner: dict[str, dict[str, np.ndarray]] = {}  # the weights' own layer -> weights
         for weight in _attr_strings(layer_group.attrs, "weight_names") or []:
             dataset = layer_group.get(weight)
             if not isinstance(dataset, h5py.Dataset):
                 raise ResnetlabError(f"{path} lists a weight {weight} that it does not hold")
-            name = re.sub(r":\d+$", "", weight.rsplit("/", 1)[-1])
+            parts = weight.split("/")
+            name = re.sub(r":\d+$", "", parts[-1])
+            weights = inner.setdefault(parts[-2] if len(parts) > 1 else layer, {})
             if name in weights:
-                raise ResnetlabError(
-                    f"layer {layer} in {path} holds two weights named {name}; a model nested "
-                    f"in another cannot be converted, save the inner model itself"
-                )
+                raise ResnetlabError(f"layer {layer} in {path} holds two weights named {name}")
             weights[name] = dataset[()]
-        if weights:
-            layers[layer] = weights
-    return layers
+        if len(inner) > 1:  # a model of its own
+            nested = nested or layer
+            for name, weights in inner.items():
+                if name in layers:
+                    raise ResnetlabError(f"{path} holds two layers named {name}")
+                layers[name] = weights
+        elif inner:  # tf.keras 2 on TensorFlow 1 may have renamed the scope: the group names it
+            layers[layer] = next(iter(inner.values()))
+    return layers, nested
 
 
-def _read_keras3_layers(f: h5py.File, path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Layers of the Keras 3 weights layout, named by the ``name`` attribute of ``vars``."""
-    layers = {}
+def _read_keras3_layers(
+    f: h5py.Group, path: Path, layers: dict[str, dict[str, np.ndarray]] | None = None
+) -> tuple[dict[str, dict[str, np.ndarray]], str | None]:
+    """Layers of the Keras 3 weights layout, named by the ``name`` attribute of ``vars``,
+    and the name of a model nested in the file's (``layers/<model>/layers/...``), whose
+    layers are read among its own."""
+    layers = {} if layers is None else layers
+    nested = None
     for key, group in f["layers"].items():
         if isinstance(group, h5py.Group) and isinstance(group.get("layers"), h5py.Group):
-            raise ResnetlabError(
-                f"layer {key} in {path} is a model of its own; a model nested in another "
-                f"cannot be converted, save the inner model itself"
-            )
+            nested = nested or key
+            _read_keras3_layers(group, path, layers)
+            continue
         variables = group.get("vars") if isinstance(group, h5py.Group) else None
         if not isinstance(variables, h5py.Group) or len(variables) == 0:
             continue  # a layer without weights (activation, pooling...)
@@ -538,7 +659,7 @@ def _read_keras3_layers(f: h5py.File, path: Path) -> dict[str, dict[str, np.ndar
         if name in layers:
             raise ResnetlabError(f"{path} holds two layers named {name}")
         layers[name] = dict(zip(names, values, strict=True))
-    return layers
+    return layers, nested
 
 
 def _config_layers(text: str, path: Path) -> list[dict[str, Any]]:
@@ -546,18 +667,36 @@ def _config_layers(text: str, path: Path) -> list[dict[str, Any]]:
         config = json.loads(text)
     except json.JSONDecodeError as e:
         raise ResnetlabError(f"{path} has an unreadable model config ({e})") from None
+    layers = _model_layers(config)
+    if layers is None:
+        raise ResnetlabError(f"{path} {_NOT_SEED}: its model config lists no layers")
+    return _flat_layers(layers)
+
+
+def _model_layers(config: Any) -> list[Any] | None:
+    """The layer list of a model's config (a Functional's or a Sequential's), or None."""
     inner = config.get("config") if isinstance(config, dict) else None
     layers = inner.get("layers") if isinstance(inner, dict) else inner
-    if not isinstance(layers, list):
-        raise ResnetlabError(f"{path} {_NOT_SEED}: its model config lists no layers")
-    return [
-        {
-            "class_name": layer.get("class_name"),
-            "name": layer.get("name") or layer.get("config", {}).get("name"),
-            "config": layer.get("config", {}),
-        }
-        for layer in layers
-    ]
+    return layers if isinstance(layers, list) else None
+
+
+def _flat_layers(layers: list[Any], model: str | None = None) -> list[dict[str, Any]]:
+    """Each layer's class, name and config, in order; a model nested in the file's (a
+    transfer model's base) in its place, layer by layer, each with ``model`` its name."""
+    out = []
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+        name = layer.get("name") or config.get("name")
+        inner = _model_layers(layer)
+        if inner is not None:
+            out += _flat_layers(inner, model or name)
+            continue
+        out.append(
+            {"class_name": layer.get("class_name"), "name": name, "config": config, "model": model}
+        )
+    return out
 
 
 def _text(value: Any) -> str | None:
@@ -655,15 +794,12 @@ def _check_looks_like_seed(keras_file: _KerasFile) -> None:
     """Refuse files of other architectures before listing a hundred missing layers."""
     names = list(keras_file.layers)
     seed_like = [n for n in names if _SEED_NAME.fullmatch(n)]
+    if keras_file.nested is not None:
+        raise ResnetlabError(
+            f"layer {keras_file.nested} in {keras_file.path} is a model of its own; a model "
+            f"nested in another cannot be converted, save the inner model itself"
+        )
     if 2 * len(seed_like) < max(_SEED_LAYERS, len(names)):
-        if "conv1_conv" in names and any(map(_KERAS_APPLICATIONS_RESNET.fullmatch, names)):
-            raise ResnetlabError(
-                f"{keras_file.path} is a ResNet of keras.applications (conv1_conv, "
-                f"conv2_block1_1_conv, ...), not the course's ResNet50, and does not convert: "
-                f"it is built otherwise (BN epsilon 1.001e-5, a padded max pool, global "
-                f"average pooling); for ImageNet weights, train --model resnet50 --pretrained "
-                f"torchvision"
-            )
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         raise ResnetlabError(
             f"{keras_file.path} {_NOT_SEED}: it has {len(names)} layers with weights "
@@ -935,6 +1071,7 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
         architecture_checked=keras_file.config_layers is not None,
         matched_by_order=bool(keras_file.own_names),
         input_scaling=scaling,
+        model_kwargs={"input_size": model.input_size},
     )
 
 
@@ -974,9 +1111,10 @@ def _input_scaling(keras_file: _KerasFile) -> InputScaling | None:
 
 
 def _convert_layer(
-    model: KerasResNet50, keras_file: _KerasFile, keras_name: str, module_name: str
+    model: nn.Module, keras_file: _KerasFile, keras_name: str, module_name: str
 ) -> dict[str, torch.Tensor]:
-    """One layer's weights as PyTorch state-dict entries, checked against the model."""
+    """One layer's weights as PyTorch state-dict entries, checked against the model (the
+    seed's, or the keras.applications ResNet's)."""
     path = keras_file.path
     module = model.get_submodule(module_name)
     kind = _keras_kind(module)
@@ -985,8 +1123,7 @@ def _convert_layer(
     if set(weights) != set(shapes):
         raise ResnetlabError(
             f"layer {keras_file.label(keras_name)} in {path} holds {', '.join(weights)}; the "
-            f"seed's {kind} "
-            f"{keras_name} has {', '.join(shapes)}"
+            f"model's {kind} for it has {', '.join(shapes)}"
         )
     out = {}
     for weight, want in shapes.items():

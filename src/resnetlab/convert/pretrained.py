@@ -18,7 +18,8 @@ a ``.pth``, ``.pt`` or ``.bin`` file
 a ``.safetensors`` file
     a resnetlab model file, or a bare state dict with torchvision's or timm's keys.
 a Keras file (``.h5``, ``.keras``)
-    the seed's ResNet50, read by the Keras converter (``convert.keras``).
+    the seed's ResNet50, or a keras.applications ResNet50/101/152 (or a transfer model on
+    one), read by the Keras converter (``convert.keras``).
 a folder
     a resnetlab run folder: its ``best.safetensors``.
 
@@ -29,8 +30,10 @@ does not (another number of classes).
 
 Weights carry the preprocessing they were trained with, and a model started from them
 keeps it: ImageNet's mean and standard deviation for torchvision and timm weights, the
-recorded ones for resnetlab files, ``pixels / 255`` for Keras files. A bare state dict of
-an ImageNet ResNet does not say; ImageNet's statistics are assumed, and the report says so.
+recorded ones for resnetlab files, ``pixels / 255`` (or the file's ``Rescaling``) for the
+seed's Keras files, Keras's 'caffe' preprocessing for keras.applications ResNets. A bare
+state dict of an ImageNet ResNet does not say; ImageNet's statistics are assumed, and the
+report says so.
 """
 
 from __future__ import annotations
@@ -389,7 +392,9 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
         return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
     path = Path(text).expanduser()
     if path.suffix.lower() in KERAS_SUFFIXES and path.is_file():
-        return "resnet50_keras", {}  # the one model a Keras file converts to
+        from .keras import keras_model_of
+
+        return keras_model_of(path)
     file = path / "best.safetensors" if path.is_dir() else path
     if file.suffix.lower() != ".safetensors" or not file.is_file():
         return None
@@ -567,8 +572,8 @@ def _from_keras(path: Path, source: str) -> PretrainedWeights:
         std=report.std,
         normalisation_note=report.normalisation_note,
         preprocessing={"input_size": report.input_size},
-        model="resnet50_keras",
-        model_kwargs={"input_size": report.input_size},
+        model=report.model,
+        model_kwargs=report.model_kwargs,
         num_classes=report.num_classes,
         input_size=report.input_size,
     )

@@ -1,0 +1,401 @@
+"""keras.applications' ResNets, built and saved by Keras itself, imported as resnetlab's own.
+
+Keras runs on its PyTorch backend (``conftest.py``); no weights are downloaded: each network
+is built with ``weights=None`` at 32x32 and given random biases, BN scales, offsets and
+moving statistics, so that every part of the conversion shows in the outputs. Keras's side
+of each comparison is ``model.predict(preprocess_input(images))``; resnetlab's is
+``predict`` on the same RGB images through the model file's recorded normalisation.
+"""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import resnetlab
+from resnetlab import ResnetlabError
+from resnetlab.cli import main
+from resnetlab.convert import convert_keras, load_keras_h5, read_keras_model
+from resnetlab.engine.predict import class_names
+
+keras = pytest.importorskip("keras")
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+from .keras_seed import randomize  # noqa: E402  (needs keras, imported above)
+
+SIZE = 32
+LAYERS = keras.layers
+APPLICATIONS_OPTIONS = {"stride_in_1x1": True, "bias": True, "norm_eps": 1.001e-5}
+CLASSIFIER_SCALE = 0.05
+CAFFE_MEAN = (123.68 / 255, 116.779 / 255, 103.939 / 255)  # RGB, on pixels / 255
+
+
+def randomize_all(model, seed: int) -> None:
+    """``randomize`` for the model and every model nested in it (a transfer model's base),
+    with a classifier of small weights: probabilities away from 0 and 1, where a difference
+    in the network shows."""
+    randomize(model, seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            randomize_all(layer, seed + 1)
+        elif isinstance(layer, LAYERS.Dense):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * CLASSIFIER_SCALE, bias])
+
+
+def full_resnet50(classes: int = 6, seed: int = 0):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=classes)
+    randomize_all(model, seed)
+    return model
+
+
+def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=()):
+    """ResNet50(include_top=False) nested in a model: GlobalAveragePooling2D, Dropout, Dense."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = inputs
+    for layer in before:
+        x = layer(x)
+    x = base(x, training=False)
+    x = LAYERS.GlobalAveragePooling2D()(x)
+    x = LAYERS.Dropout(0.3)(x)
+    for layer in extra:
+        x = layer(x)
+    outputs = LAYERS.Dense(classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    randomize_all(model, seed)
+    return model
+
+
+def rgb_images(count: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def keras_probabilities(model, images: np.ndarray) -> np.ndarray:
+    """What Keras's ``model.predict(preprocess_input(images))`` gives."""
+    x = keras.applications.resnet.preprocess_input(images.astype(np.float32))
+    with torch.no_grad():
+        return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def resnetlab_probabilities(model_file, images: np.ndarray) -> np.ndarray:
+    """``predict`` on the RGB images: the model file's normalisation, then the model."""
+    predictions = resnetlab.predict(
+        model_file, [Image.fromarray(image) for image in images], top_k=1000, device="cpu"
+    )
+    names = class_names(resnetlab.read_model_meta(model_file))  # "0", "1"... when unnamed
+    out = []
+    for prediction in predictions:
+        probabilities = dict(prediction.top)
+        out.append([probabilities[name] for name in names])
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    return full_resnet50()
+
+
+@pytest.fixture(scope="module")
+def resnet50_files(resnet50, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("resnet50")
+    files = {
+        "keras": folder / "resnet50.keras",
+        "h5": folder / "resnet50.h5",
+        "weights": folder / "resnet50.weights.h5",
+    }
+    resnet50.save(files["keras"])
+    resnet50.save(files["h5"])
+    resnet50.save_weights(files["weights"])
+    return files
+
+
+@pytest.fixture(scope="module")
+def images():
+    return rgb_images()
+
+
+@pytest.fixture(scope="module")
+def resnet50_probabilities(resnet50, images):
+    return keras_probabilities(resnet50, images)
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    return transfer_model()
+
+
+@pytest.fixture(scope="module")
+def transfer_files(transfer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("transfer")
+    files = {
+        "keras": folder / "transfer.keras",
+        "h5": folder / "transfer.h5",
+        "weights": folder / "transfer.weights.h5",
+    }
+    transfer.save(files["keras"])
+    transfer.save(files["h5"])
+    transfer.save_weights(files["weights"])
+    return files
+
+
+# What converts, and to what ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5", "weights"])
+def test_resnet50_gives_kerass_probabilities_on_rgb_images(
+    kind, resnet50_files, images, resnet50_probabilities, tmp_path
+):
+    names = ["a", "b", "c", "d", "e", "f"]
+    dst = tmp_path / "m.safetensors"
+    size = SIZE if kind == "weights" else None  # a weights file does not record it
+    report = convert_keras(resnet50_files[kind], dst, input_size=size, class_names=names)
+    assert (report.model, report.num_classes, report.input_size) == ("resnet50", 6, SIZE)
+    assert (report.layers_loaded, report.tensors_loaded, report.values_loaded) == (
+        107,
+        320,
+        23_600_006,  # Keras's model.count_params()
+    )
+    assert report.architecture_checked == (kind != "weights")
+    meta = resnetlab.read_model_meta(dst)
+    assert (meta.model, meta.model_kwargs, meta.input_size) == (
+        "resnet50",
+        APPLICATIONS_OPTIONS,
+        32,
+    )
+    assert meta.class_names == names
+    assert np.allclose(meta.mean, CAFFE_MEAN, rtol=0, atol=1e-12)
+    assert np.allclose(meta.std, (1 / 255,) * 3, rtol=0, atol=1e-12)
+    ours = resnetlab_probabilities(dst, images)
+    assert np.abs(ours - resnet50_probabilities).max() < 1e-4
+    # The outputs differ enough between images for the comparison to mean something.
+    assert np.abs(resnet50_probabilities[0] - resnet50_probabilities[1]).max() > 5e-3
+
+
+def test_the_report_says_which_network_and_what_preprocessing(resnet50_files, tmp_path):
+    report = convert_keras(resnet50_files["keras"], tmp_path / "m.safetensors")
+    assert report.describe() == (
+        "resnet50.keras (full model, Keras 3 model.save('x.keras'), Keras "
+        f"{keras.__version__}): keras.applications ResNet50, as resnet50 (stride_in_1x1=True, "
+        "bias=True, norm_eps=1.001e-05): 107 layers, 320 tensors, 23,600,006 values; 6 "
+        "classes, 32x32 inputs; inputs as Keras's 'caffe' preprocess_input (RGB to BGR, "
+        "ImageNet's mean subtracted from 0-255 pixels), recorded in the model file"
+    )
+
+
+@pytest.mark.parametrize("kind", ["keras", "h5", "weights"])
+def test_a_transfer_model_gives_kerass_probabilities(kind, transfer, transfer_files, tmp_path):
+    images = rgb_images(seed=1)
+    dst = tmp_path / "m.safetensors"
+    size = SIZE if kind == "weights" else None
+    report = convert_keras(transfer_files[kind], dst, input_size=size)
+    head = "GlobalAveragePooling2D, Dropout, Dense dense" if kind != "weights" else "Dense dense"
+    assert report.network == f"keras.applications ResNet50 (include_top=False) + {head}"
+    assert (report.model, report.num_classes, report.values_loaded) == (
+        "resnet50",
+        5,
+        23_597_957,
+    )
+    ours = resnetlab_probabilities(dst, images)
+    theirs = keras_probabilities(transfer, images)
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+def test_a_transfer_model_on_the_bases_output_is_not_nested(tmp_path):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(4)
+    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    x = LAYERS.GlobalAveragePooling2D()(base.output)
+    outputs = LAYERS.Dense(4, activation="softmax", name="flowers")(LAYERS.Dropout(0.2)(x))
+    model = keras.Model(base.input, outputs)
+    randomize_all(model, 4)
+    model.save(tmp_path / "flat.h5")
+    report = convert_keras(tmp_path / "flat.h5", tmp_path / "m.safetensors")
+    assert report.network == (
+        "keras.applications ResNet50 (include_top=False) + GlobalAveragePooling2D, Dropout, "
+        "Dense flowers"
+    )
+    images = rgb_images(seed=4)
+    ours = resnetlab_probabilities(tmp_path / "m.safetensors", images)
+    assert np.abs(ours - keras_probabilities(model, images)).max() < 1e-4
+
+
+def test_a_base_that_pools_itself_in_a_sequential_model(tmp_path):
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(2)
+    base = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+    model = keras.Sequential([base, LAYERS.Dropout(0.5), LAYERS.Dense(3)])  # logits
+    randomize_all(model, 2)
+    model.save(tmp_path / "seq.keras")
+    # Built for any input size: 224 unless given.
+    report = convert_keras(tmp_path / "seq.keras", tmp_path / "m.safetensors", input_size=SIZE)
+    assert report.network == (
+        "keras.applications ResNet50 (include_top=False, pooling='avg') + Dropout, Dense dense"
+    )
+    assert (report.input_size, report.file_input_size) == (SIZE, None)
+    images = rgb_images(seed=2)
+    x = keras.applications.resnet.preprocess_input(images.astype(np.float32))
+    with torch.no_grad():
+        theirs = keras.ops.convert_to_numpy(keras.ops.softmax(model(x, training=False)))
+    assert np.abs(resnetlab_probabilities(tmp_path / "m.safetensors", images) - theirs).max() < 1e-4
+    default = convert_keras(tmp_path / "seq.keras", tmp_path / "d.safetensors")
+    assert default.input_size == 224
+
+
+@pytest.mark.parametrize(
+    ("name", "builder"),
+    [
+        ("resnet101", "ResNet101"),
+        pytest.param("resnet152", "ResNet152", marks=pytest.mark.slow),
+    ],
+)
+def test_resnet101_and_152_are_recognised_by_their_blocks(name, builder, tmp_path):
+    keras.backend.clear_session()
+    model = getattr(keras.applications, builder)(
+        weights=None, input_shape=(SIZE, SIZE, 3), classes=6
+    )
+    randomize_all(model, 3)
+    model.save(tmp_path / f"{name}.h5")
+    report = convert_keras(tmp_path / f"{name}.h5", tmp_path / f"{name}.safetensors")
+    assert (report.model, report.values_loaded) == (name, model.count_params())
+    assert report.network == f"keras.applications {builder}"
+    images = rgb_images(2, seed=3)
+    ours = resnetlab_probabilities(tmp_path / f"{name}.safetensors", images)
+    assert np.abs(ours - keras_probabilities(model, images)).max() < 1e-4
+
+
+# From Python and as pretrained weights ----------------------------------------------------
+
+
+def test_load_keras_h5_into_the_model_it_converts_to(
+    resnet50_files, images, resnet50_probabilities
+):
+    model = resnetlab.create_model("resnet50", num_classes=6, **APPLICATIONS_OPTIONS)
+    report = load_keras_h5(model, resnet50_files["h5"])
+    assert report.model == "resnet50" and report.mean == pytest.approx(CAFFE_MEAN)
+    x = torch.from_numpy(images / 255).float().permute(0, 3, 1, 2)  # RGB, (B, 3, H, W)
+    mean = torch.tensor(report.mean).view(1, 3, 1, 1)
+    std = torch.tensor(report.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ours = model.eval()((x - mean) / std).softmax(-1).numpy()
+    assert np.abs(ours - resnet50_probabilities).max() < 1e-4
+    with pytest.raises(
+        ResnetlabError,
+        match=r"resnet50.h5 holds keras.applications ResNet50; load it into "
+        r"create_model\('resnet50', num_classes=6, stride_in_1x1=True, bias=True, "
+        r"norm_eps=1.001e-05\)$",
+    ):
+        load_keras_h5(resnetlab.create_model("resnet50", num_classes=6), resnet50_files["h5"])
+
+
+def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_path):
+    from resnetlab.convert.pretrained import declared_model
+    from resnetlab.engine.config import resolve_config
+
+    path = resnet50_files["keras"]
+    assert declared_model(path) == ("resnet50", APPLICATIONS_OPTIONS)
+    config = resolve_config(pretrained=path, data="digits")
+    assert (config.model, config.model_kwargs) == ("resnet50", APPLICATIONS_OPTIONS)
+    model = resnetlab.create_model("resnet50", pretrained=path, **APPLICATIONS_OPTIONS)
+    report = model.pretrained
+    assert report.head == "kept" and report.weights["kind"] == "keras"
+    assert report.mean == pytest.approx(CAFFE_MEAN) and report.std == pytest.approx((1 / 255,) * 3)
+    converted, _ = read_keras_model(path)
+    for key, value in converted.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    with pytest.raises(ResnetlabError, match="built with options stride_in_1x1=true, bias=true"):
+        resnetlab.create_model("resnet50", pretrained=path)
+
+
+def test_cli_converts_and_predict_reads_the_file(resnet50_files, tmp_path, capsys):
+    dst = tmp_path / "m.safetensors"
+    assert main(["convert", "keras", str(resnet50_files["h5"]), str(dst)]) == 0
+    out = capsys.readouterr().out
+    assert "keras.applications ResNet50, as resnet50" in out and f"wrote {dst}" in out
+    model = resnetlab.load_model(dst)
+    assert model.bn1.eps == 1.001e-5 and model.layer2[0].conv1.stride == (2, 2)
+    assert model.conv1.bias is not None
+
+
+# What does not convert --------------------------------------------------------------------
+
+
+def test_a_resnet_v2_is_refused(tmp_path):
+    keras.backend.clear_session()
+    model = keras.applications.ResNet50V2(weights=None, input_shape=(SIZE, SIZE, 3), classes=6)
+    model.save_weights(tmp_path / "v2.weights.h5")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"v2.weights.h5 is a keras.applications ResNetV2 \(pre-activation: .*\), which "
+        r"does not convert; keras.applications' ResNet50, ResNet101 and ResNet152 \(v1\) do$",
+    ):
+        convert_keras(tmp_path / "v2.weights.h5", tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "before", "message"),
+    [
+        (
+            [LAYERS.Dense(16, name="hidden")],
+            [],
+            r"has ResNet50 and after it layers with weights hidden, dense; it converts with "
+            r"nothing after the network but GlobalAveragePooling2D \(or its pooling='avg'\), "
+            r"Dropout and one Dense classifier$",
+        ),
+        (
+            [LAYERS.Activation("relu", name="act")],
+            [],
+            r"its layer act is a Activation, which keras.applications' ResNet50 does not have",
+        ),
+        (
+            [],
+            [LAYERS.Rescaling(1 / 255, name="scale")],
+            r"its layer scale is a Rescaling, which keras.applications' ResNet50 does not have; "
+            r"it converts with nothing before the network and",
+        ),
+    ],
+)
+def test_other_layers_around_the_network_are_refused(extra, before, message, tmp_path):
+    model = transfer_model(extra=extra, before=before)
+    model.save(tmp_path / "t.keras")
+    with pytest.raises(ResnetlabError, match=message):
+        convert_keras(tmp_path / "t.keras", tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"num_classes": 10},
+            r"resnet50.keras has 6 classes \(its classifier predictions\) but --num-classes "
+            r"is 10; drop the flag or convert the file that has 10$",
+        ),
+        (
+            {"class_names": ["a", "b"]},
+            r"2 class names given but .*resnet50.keras has 6 classes \(its classifier "
+            r"predictions\); give one name per class, separated by commas$",
+        ),
+        (
+            {"input_size": 64},
+            r"resnet50.keras holds a model for 32x32 inputs but --input-size is 64; drop the "
+            r"flag$",
+        ),
+    ],
+)
+def test_flags_that_contradict_the_file_are_errors(resnet50_files, tmp_path, kwargs, message):
+    with pytest.raises(ResnetlabError, match=message):
+        convert_keras(resnet50_files["keras"], tmp_path / "m.safetensors", **kwargs)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_an_input_size_keras_would_not_build_is_refused(resnet50_files, tmp_path):
+    with pytest.raises(
+        ResnetlabError, match=r"take inputs of at least 32x32 pixels, not 16x16; give "
+    ):
+        convert_keras(resnet50_files["weights"], tmp_path / "m.safetensors", input_size=16)
