@@ -797,7 +797,8 @@ def _check_looks_like_seed(keras_file: _KerasFile) -> None:
     if keras_file.nested is not None:
         raise ResnetlabError(
             f"layer {keras_file.nested} in {keras_file.path} is a model of its own; a model "
-            f"nested in another cannot be converted, save the inner model itself"
+            f"nested in another converts only when it is a keras.applications ResNet, save "
+            f"the inner model itself"
         )
     if 2 * len(seed_like) < max(_SEED_LAYERS, len(names)):
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
