@@ -1045,6 +1045,24 @@ def _shape(shape: Any) -> str:
 # Loading ----------------------------------------------------------------------------------
 
 
+def load_layers(
+    model: nn.Module, keras_file: _KerasFile, layers: dict[str, str], *, bgr: bool = False
+) -> dict[str, torch.Tensor]:
+    """Copy the file's ``layers`` (Keras name -> module name) into ``model``, each shape
+    checked; the tensors copied. ``bgr``: the network reads BGR images, so the converted
+    one's first conv takes its input channels reversed (RGB, as every resnetlab model)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for keras_name, module_name in layers.items():
+        tensors |= _convert_layer(model, keras_file, keras_name, module_name)
+    if bgr:
+        tensors["conv1.weight"] = tensors["conv1.weight"].flip(1)
+    state = model.state_dict()
+    with torch.no_grad():
+        for key, value in tensors.items():
+            state[key].copy_(value)
+    return tensors
+
+
 def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
     """Check everything, then copy the file's weights into the model."""
     expected = _expected_layers(model, keras_file)
@@ -1052,13 +1070,7 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
     scaling = _input_scaling(keras_file)
     if keras_file.config_layers is not None:
         _check_architecture(model, keras_file, expected)
-    tensors: dict[str, torch.Tensor] = {}
-    for keras_name, module_name in expected.items():
-        tensors |= _convert_layer(model, keras_file, keras_name, module_name)
-    state = model.state_dict()
-    with torch.no_grad():
-        for key, value in tensors.items():
-            state[key].copy_(value)
+    tensors = load_layers(model, keras_file, expected)
     return KerasImportReport(
         path=keras_file.path,
         layout=keras_file.layout,

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..errors import ResnetlabError, finite_number
 from ..models.registry import create_model
-from .keras import KerasImportReport, _convert_layer, _KerasFile, _padding, _pair
+from .keras import KerasImportReport, _KerasFile, _padding, _pair, load_layers
 
 KERAS_BN_EPS = 1.001e-5  # keras.applications' BatchNormalization epsilon
 MIN_INPUT_SIZE = 32  # the smallest input keras.applications builds these networks for
@@ -351,16 +350,8 @@ def check_target(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan) -> N
 
 def load(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan, size: int) -> KerasImportReport:
     """Copy the file's weights into ``model`` (built by ``build``), checking every shape."""
-    tensors: dict[str, torch.Tensor] = {}
     layers = {**the_plan.modules, the_plan.classifier: "fc"}
-    for keras_name, module_name in layers.items():
-        tensors |= _convert_layer(model, keras_file, keras_name, module_name)
-    # The network sees BGR images; the converted one RGB: its first conv reads them reversed.
-    tensors["conv1.weight"] = tensors["conv1.weight"].flip(1)
-    state = model.state_dict()
-    with torch.no_grad():
-        for key, value in tensors.items():
-            state[key].copy_(value)
+    tensors = load_layers(model, keras_file, layers, bgr=True)  # 'caffe' preprocessing
     return KerasImportReport(
         path=keras_file.path,
         layout=keras_file.layout,
