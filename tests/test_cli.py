@@ -102,6 +102,17 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
+def test_an_unknown_model_option_is_one_line_naming_the_options(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--model-option", "foo=1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "error: resnet20 has no option foo; it takes widths, stem, stem_width, residual, "
+        "shortcut, stride_in_1x1, groups, base_width, attn_layer, zero_init_residual, "
+        "norm_layer, act_layer, bias\n"
+    )
+    assert not out.exists()
+
+
 def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
     err = _error(capsys, ["train", str(tmp_path), "--epochs", "1"])
     assert err.splitlines()[1] == (

@@ -171,9 +171,22 @@ def test_unknown_model_suggests_close_names():
         resnetlab.create_model("resnet5")
 
 
-def test_unknown_option_is_a_clear_error():
-    with pytest.raises(ResnetlabError, match=r"resnet20 does not take that option.*depth_boost"):
-        resnetlab.create_model("resnet20", depth_boost=3)
+def test_unknown_option_names_it_and_the_options_the_model_takes():
+    with pytest.raises(ResnetlabError) as info:
+        resnetlab.create_model("resnet20", depth_boost=3, shortcat="B")
+    message = str(info.value)
+    assert message.startswith(
+        "resnet20 has no option depth_boost, shortcat (did you mean shortcut?); it takes widths,"
+    )
+    assert "zero_init_residual" in message and "\n" not in message
+    assert "unexpected keyword" not in message  # not Python's wording
+
+
+def test_model_options_are_the_builders_and_its_classes():
+    assert registry.model_options("resnet50_keras") == ["input_size"]
+    assert "drop_rate" in registry.model_options("wrn28_10")
+    assert "drop_rate" not in registry.model_options("resnet20")
+    assert "num_classes" not in registry.model_options("resnet50")
 
 
 def test_duplicate_names_are_refused():

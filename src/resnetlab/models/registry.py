@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import (
@@ -132,6 +133,49 @@ def model_info(name: str) -> ModelInfo:
         ) from None
 
 
+def model_options(name: str) -> list[str]:
+    """The options ``create_model(name, ...)`` takes (besides ``num_classes`` and
+    ``pretrained``), in the constructor's order: the builder's own keywords, and where the
+    builder passes the rest on (``**kwargs``), those of the class it builds, which is built
+    on the meta device to find it (no weights are made)."""
+    info = model_info(name)
+
+    def keywords(function: Callable) -> tuple[list[str], bool]:
+        params = inspect.signature(function).parameters.values()
+        named = [
+            p.name
+            for p in params
+            if p.name != "num_classes"
+            and (
+                p.kind is p.KEYWORD_ONLY
+                or (p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not p.empty)
+            )
+        ]
+        return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+    options, passes_on = keywords(info.builder)
+    if passes_on:
+        with torch.device("meta"):
+            model = info.builder(num_classes=info.num_classes)
+        options += [o for o in keywords(type(model).__init__)[0] if o not in options]
+    return options
+
+
+def _unknown_options(info: ModelInfo, kwargs: dict[str, Any]) -> str | None:
+    """One line naming the options in ``kwargs`` that ``info``'s model does not take and
+    those it does (with the closest where one is near), or None where all are its own."""
+    options = model_options(info.name)
+    unknown = [k for k in kwargs if k not in options]
+    if not unknown:
+        return None
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, options, n=1)
+        named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    takes = f"it takes {', '.join(options)}" if options else "it takes none"
+    return f"{info.name} has no option {', '.join(named)}; {takes}"
+
+
 def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     """Options as a model file or run folder stored them, each switch saved as text turned
     into what the net was built with: ``--model-option residual=False`` once stored the
@@ -185,7 +229,7 @@ def create_model(
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
-        raise ResnetlabError(f"{name} does not take that option ({e})") from None
+        raise ResnetlabError(_unknown_options(info, kwargs) or f"{name}: {e}") from None
     except ValueError as e:  # a value the constructor refuses, e.g. shortcut="C"
         raise ResnetlabError(f"{name}: {e}") from None
     missing = [a for a in MODEL_INTERFACE if not hasattr(model, a)]
