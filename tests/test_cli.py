@@ -113,6 +113,16 @@ def test_an_unknown_model_option_is_one_line_naming_the_options(capsys, tmp_path
     assert not out.exists()
 
 
+def test_an_out_of_range_value_in_a_config_file_is_named_with_the_file(capsys, tmp_path):
+    config, out = tmp_path / "config.json", tmp_path / "run"
+    config.write_text('{"epochs": 4, "lr": 0}')
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 2
+    assert (
+        capsys.readouterr().err == f"error: {config}: lr: learning rate must be positive, got 0\n"
+    )
+    assert not out.exists()
+
+
 def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
     err = _error(capsys, ["train", str(tmp_path), "--epochs", "1"])
     assert err.splitlines()[1] == (

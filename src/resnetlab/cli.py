@@ -429,7 +429,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(resume=args.resume, **flags)
         return 0
     file_values = TrainConfig.load(args.config) if args.config else None
-    config = resolve_config(file_values, **flags)
+    config = resolve_config(file_values, source=args.config, **flags)
     warn_of_settings_that_do_not_apply(config, flags)
     if args.config and os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
         warn_if_weights_changed(args.config, config)

@@ -71,6 +71,35 @@ def test_bad_values_are_clear_errors(tmp_path):
         resolve_config(val_split=1.5)
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"epochs": -3}, "epochs must be at least 1, got -3"),
+        ({"lr": 0}, "lr: learning rate must be positive, got 0"),
+        ({"weight_decay": -1e-4}, "weight decay must be at least 0, got -0.0001"),
+    ],
+)
+def test_an_out_of_range_value_in_a_config_file_names_the_file_and_the_key(
+    tmp_path, values, message
+):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(ResnetlabError) as info:
+        resolve_config(TrainConfig.load(path), source=path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_a_flag_that_replaces_a_config_files_bad_value_is_taken_and_its_own_is_its_own(
+    tmp_path,
+):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": -3, "lr": 0.05}))
+    assert resolve_config(TrainConfig.load(path), source=path, epochs=2).epochs == 2
+    with pytest.raises(ResnetlabError) as info:  # the flag is wrong, not the file
+        resolve_config(TrainConfig.load(path), source=path, epochs=0)
+    assert str(info.value) == "epochs must be at least 1, got 0"
+
+
 def test_an_unknown_model_is_refused_when_the_config_is_made():
     with pytest.raises(ResnetlabError, match=r"unknown model 'resnet5'; did you mean resnet56"):
         TrainConfig(model="resnet5")

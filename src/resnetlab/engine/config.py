@@ -524,21 +524,28 @@ def cuda_graphs_problem(
     return None
 
 
-def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> TrainConfig:
+def resolve_config(
+    file_values: dict[str, Any] | None = None,
+    *,
+    source: str | os.PathLike | None = None,
+    **flags: Any,
+) -> TrainConfig:
     """Resolve defaults < file's recipe < config file < flag's recipe < flags.
 
     Without a recipe anywhere, the model's default recipe is used (``default_recipe``).
 
     ``None`` flags mean "not given". A ``recipe`` flag applies that preset over the file's
     values, so ``--config old.json --recipe course`` switches the recipe and keeps the rest.
+    ``source``: the file ``file_values`` were read from, named in the error when one of its
+    values (not replaced by a flag) is out of range.
     """
     flags = {k: v for k, v in flags.items() if v is not None}
     values = dict(file_values or {})
     for given in (flags, values):
         if "recipe" in given:
             given["recipe"] = recipe_name(given["recipe"])
-    if "recipe" in flags:
-        values.update(RECIPES[known_recipe(flags["recipe"])])
+    preset = RECIPES[known_recipe(flags["recipe"])] if "recipe" in flags else {}
+    values.update(preset)
     values.update(flags)
     stored_paths(values)
     if "model" not in values and isinstance(values.get("pretrained"), str):
@@ -546,7 +553,36 @@ def resolve_config(file_values: dict[str, Any] | None = None, **flags: Any) -> T
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
     )
-    return TrainConfig.from_recipe(recipe, **values)
+    try:
+        return TrainConfig.from_recipe(recipe, **values)
+    except ResnetlabError as e:
+        if source is None:
+            raise
+        from_file = [k for k in file_values or {} if k in values and k not in {*flags, *preset}]
+        raise _named_in_file(e, recipe, values, from_file, source) from None
+
+
+def _named_in_file(
+    error: ResnetlabError,
+    recipe: str,
+    values: dict[str, Any],
+    from_file: list[str],
+    source: str | os.PathLike,
+) -> ResnetlabError:
+    """``error``, raised by the config of ``recipe`` and ``values``, with the file ``source``
+    and the key named in front where a value of it (``from_file``) is what is wrong: the
+    first without which the error is another or none. Else ``error`` as it is (a flag's)."""
+    for key in from_file:
+        try:
+            TrainConfig.from_recipe(recipe, **{k: v for k, v in values.items() if k != key})
+        except ResnetlabError as other:
+            if str(other) == str(error):
+                continue
+        message = str(error)
+        # Named as a type error from the file is ("weight decay must be ..."), else by its key.
+        named = message.startswith(key.replace("_", " ") + " ")
+        return ResnetlabError(f"{source}: {message}" if named else f"{source}: {key}: {message}")
+    return error
 
 
 # Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
