@@ -70,7 +70,7 @@ def test_paper_numbers_sit_next_to_the_resnets(tmp_path):
     assert PAPER_TEST_ERROR == {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
 
-def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, monkeypatch):
+def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, monkeypatch, capsys):
     out = tmp_path / "exp"
     original = Trainer._train_step
     calls = {"n": 0}
@@ -85,6 +85,12 @@ def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         _experiment(out)
     monkeypatch.setattr(Trainer, "_train_step", original)
+    # The way on that the stop names is the experiment's own, which the rest of this test runs.
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "interrupted at epoch 1, batch 1; checkpoint saved. Continue with: the same "
+        "experiment command again, which skips the runs that ended and resumes the one that "
+        "stopped from its checkpoint"
+    )
     finished_model = (out / "plain8-seed0" / "last.safetensors").stat().st_mtime_ns
     assert (
         json.loads((out / "resnet8-seed0" / "summary.json").read_text())["status"] == "interrupted"
@@ -108,6 +114,25 @@ def test_resume_skips_finished_runs_and_continues_an_unfinished_one(tmp_path, mo
     third = _experiment(out)
     assert [r.action for r in third.runs] == ["skipped", "resumed", "skipped", "skipped"]
     assert third.runs[1].status == "finished" and third.runs[1].summary["steps"] == 4
+
+
+def test_ctrl_c_between_training_steps_of_an_experiment_says_how_to_go_on(
+    tmp_path, monkeypatch, capsys
+):
+    def interrupted_start(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "__init__", interrupted_start)
+    assert main(["experiment", "degradation", "--data", "digits", "--depths", "8",
+                 "--out", str(tmp_path / "exp")]) == 130  # fmt: skip
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith(
+            "] interrupted. Continue with: the same experiment command again, which skips the "
+            "runs that ended and resumes the one that stopped from its checkpoint"
+        )
+    )
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):

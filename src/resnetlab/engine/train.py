@@ -24,6 +24,7 @@ import warnings
 import weakref
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,22 @@ from .step import (
 from .threads import ThreadWatch, watch_threads
 
 DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
+
+
+# How a stopped run goes on, in the messages that say so: by default its own
+# `resnetlab train --resume RUN`; an experiment, which resumes its runs itself, names its own.
+_CONTINUE_WITH: ContextVar[str | None] = ContextVar("continue_with", default=None)
+
+
+@contextlib.contextmanager
+def continued_with(how: str) -> Iterator[None]:
+    """Within it, the runs that stop (Ctrl-C, a failed write) say to go on with ``how``
+    instead of ``resnetlab train --resume RUN``."""
+    token = _CONTINUE_WITH.set(how)
+    try:
+        yield
+    finally:
+        _CONTINUE_WITH.reset(token)
 
 
 class TrainingDiverged(ResnetlabError):
@@ -599,9 +616,10 @@ class Trainer:
                 except TrainingDiverged:
                     status = "diverged"
                     raise
+                how = _CONTINUE_WITH.get() or f"resnetlab train --resume {self.run_dir}"
                 self.log.message(
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
-                    f"Continue with: resnetlab train --resume {self.run_dir}"
+                    f"Continue with: {how}"
                 )
                 raise RunInterrupted from None
             raise
@@ -1119,6 +1137,8 @@ class Trainer:
         )
 
     def _resume_hint(self) -> str:
+        if how := _CONTINUE_WITH.get():
+            return f"then continue with: {how}"
         if (self.run_dir / "config.json").exists():
             return f"then continue with: resnetlab train --resume {self.run_dir}"
         return f"then start the run again with --out {self.run_dir}"

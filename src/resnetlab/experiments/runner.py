@@ -8,7 +8,7 @@ An experiment folder holds one run folder per (model, seed), named ``<model>-see
 each written by ``resnetlab.train`` exactly as ``resnetlab train`` writes it. Running the
 experiment again skips the runs that ended (finished or diverged), continues an unfinished
 one from its checkpoint, and starts the rest, so a killed experiment loses at most the work
-since the last checkpoint of the run it was in.
+since the last checkpoint of the run it was in; a stopped one says so (``CONTINUE``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
-from ..errors import ResnetlabError
+from ..engine.train import continued_with
+from ..errors import ResnetlabError, RunInterrupted
 from ..models import list_models, model_info
 
 # Options that do not change what a run computes: a rerun may set them differently.
@@ -37,6 +38,11 @@ DECIDED_AT_START = ("head_epochs", "warmup_steps", "flip", *AUTO_FIELDS)
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
 ENDED = ("finished", "diverged")
+# How a stopped experiment goes on (run_pairs below): the same command (the same call).
+CONTINUE = (
+    "the same experiment command again, which skips the runs that ended and resumes "
+    "the one that stopped from its checkpoint"
+)
 
 
 @dataclass(frozen=True)
@@ -219,10 +225,17 @@ def run_pairs(
         for name in [cifar_name(depth, changed, kind)]
     ]
     out.mkdir(parents=True, exist_ok=True)
-    return [
-        run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
-        for i, (depth, changed, config) in enumerate(plan, start=1)
-    ]
+    try:
+        with continued_with(CONTINUE):
+            return [
+                run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
+                for i, (depth, changed, config) in enumerate(plan, start=1)
+            ]
+    except RunInterrupted:  # the run said where it stopped and how to go on
+        raise
+    except KeyboardInterrupt:  # between runs, or while one started or ended
+        _say(f"interrupted. Continue with: {CONTINUE}")
+        raise RunInterrupted from None
 
 
 def default_out(
