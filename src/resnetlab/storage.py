@@ -31,7 +31,16 @@ LOCK_NAME = ".lock"  # the file in a held folder that the lock is taken on
 
 
 class WriteError(ResnetlabError):
-    """A file could not be written: a full disk, a read-only folder, a missing folder."""
+    """A file could not be written: a full disk, a read-only folder, a missing folder.
+
+    ``path`` and ``error``: the file and the ``OSError``, where ``write_error`` made it, so
+    that a caller who knows more can make it again with its own fix."""
+
+    def __init__(
+        self, message: str, path: str | os.PathLike | None = None, error: OSError | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path, self.error = path, error
 
 
 class FolderInUse(ResnetlabError):
@@ -119,7 +128,11 @@ def temp_path(path: Path) -> Path:
 
 
 def check_writable(
-    path: str | os.PathLike, folder: str | os.PathLike, fix: str | None = None
+    path: str | os.PathLike,
+    folder: str | os.PathLike,
+    fix: str | None = None,
+    *,
+    in_place: bool = False,
 ) -> None:
     """Before long work whose result goes to ``path`` in ``folder`` (or into ``path``, a
     folder, when the two are one): make the folder (and its parents) and a file in it,
@@ -127,7 +140,8 @@ def check_writable(
     is done.
 
     Raises:
-        WriteError: naming ``path`` and the fix (``fix``, else the one for the error).
+        WriteError: naming ``path`` and the fix (``fix``, else the one for the error; see
+            ``write_error`` for ``in_place``).
     """
     try:
         if Path(path) != Path(folder) and Path(path).is_dir():
@@ -135,14 +149,27 @@ def check_writable(
         Path(folder).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()  # made and removed: the folder takes files
     except OSError as e:
-        raise write_error(path, e, fix) from None
+        raise write_error(path, e, fix, in_place=in_place) from None
 
 
-def write_error(path: str | os.PathLike, error: OSError, fix: str | None = None) -> WriteError:
+def write_error(
+    path: str | os.PathLike, error: OSError, fix: str | None = None, *, in_place: bool = False
+) -> WriteError:
     """A one-line error for ``error`` raised while writing ``path``, with ``fix`` or the one
-    that fits the error."""
+    that fits the error.
+
+    ``in_place``: the file has to be where it is (a run's own folder, which ``--resume``
+    trains on in), so a full disk's fix is only to free space, whatever ``fix`` says.
+    """
     reason = error.strerror or str(error) or type(error).__name__
-    return WriteError(f"cannot write {path}: {reason}; {fix or _write_fix(error)}")
+    if in_place and full_disk(error):
+        fix = FREE_SPACE
+    return WriteError(f"cannot write {path}: {reason}; {fix or _write_fix(error)}", path, error)
+
+
+def full_disk(error: OSError) -> bool:
+    """Whether ``error`` is a full disk (or a full quota)."""
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def os_error_line(error: OSError) -> str | None:
@@ -156,9 +183,12 @@ def os_error_line(error: OSError) -> str | None:
     return f"{error.filename}: {reason}; {_write_fix(error)}"
 
 
+FREE_SPACE = "free some space on that disk"
+
+
 def _write_fix(error: OSError) -> str:
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = "free some space on that disk or choose another folder"
+    if full_disk(error):
+        fix = f"{FREE_SPACE} or choose another folder"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "choose a folder you can write to"
     elif error.errno == errno.ENOENT:

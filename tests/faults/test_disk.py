@@ -68,7 +68,13 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
     out = tmp_path / "run"
     monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
     code, err = cli(capsys, *TRAIN, "--out", out)
-    assert_one_line_error(code, err, "cannot write", "No space left on device", f"--resume {out}")
+    # The run goes on in its own folder: another folder would start it over.
+    assert err.splitlines()[-1] == (
+        f"error: cannot write {out / 'checkpoint.pt'}: No space left on device; free some space "
+        f"on that disk (the last checkpoint is intact); then continue with: resnetlab train "
+        f"--resume {out}"
+    )
+    assert_one_line_error(code, err)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
     assert strict_json(out / "summary.json")["status"] == "failed"
@@ -76,6 +82,38 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
     code, err = cli(capsys, "train", "--resume", out)
     assert code == 0, err
     assert strict_json(out / "summary.json")["status"] == "finished"
+
+
+def test_a_full_disk_while_resuming_says_to_free_space_not_to_choose_a_folder(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    code, err = cli(capsys, *TRAIN[:-4], "--epochs", "1", "--log-every", "2", "--out", out)
+    assert code == 0, err
+    saved = (out / "checkpoint.pt").read_bytes()
+    monkeypatch.setattr(storage, "open", FullDisk(n=1), raising=False)
+    code, err = cli(capsys, "train", "--resume", out, "--epochs", "2")
+    assert_one_line_error(
+        code,
+        err,
+        "No space left on device; free some space on that disk (the last checkpoint is "
+        f"intact); then continue with: resnetlab train --resume {out}",
+    )
+    assert "another folder" not in err
+    assert (out / "checkpoint.pt").read_bytes() == saved
+    monkeypatch.undo()
+
+    # Full before it starts: the run's folder is where it must go on.
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage.tempfile, "TemporaryFile", no_room)
+    code, err = cli(capsys, "train", "--resume", out, "--epochs", "2")
+    assert err == (
+        f"error: cannot write {out}: No space left on device; free some space on that disk\n"
+    )
+    assert code == 2
+    assert (out / "checkpoint.pt").read_bytes() == saved
 
 
 # Runs inside the mount namespace: fill a tmpfs, report, make room, resume, report.

@@ -48,6 +48,7 @@ from ..storage import (
     atomic_write,
     atomic_write_text,
     check_writable,
+    full_disk,
     hold_folder,
     release_folder,
     remove_stale_temps,
@@ -616,15 +617,14 @@ class Trainer:
                 except TrainingDiverged:
                     status = "diverged"
                     raise
-                how = _CONTINUE_WITH.get() or f"resnetlab train --resume {self.run_dir}"
                 self.log.message(
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
-                    f"Continue with: {how}"
+                    f"Continue with: {self._continue_with()}"
                 )
                 raise RunInterrupted from None
             raise
         except WriteError as e:
-            raise WriteError(f"{e}; {self._resume_hint()}") from None
+            raise self._write_failed(e) from None
         finally:
             summary = self._final_summary(status)
             self.log.close()
@@ -1136,12 +1136,27 @@ class Trainer:
             f"lower --lr and start again, or resume from it"
         )
 
+    def _write_failed(self, error: WriteError) -> WriteError:
+        """``error``, raised while the run trained, with how to go on. Once the run can be
+        resumed, it goes on in its own folder: a full disk's fix is to free space there."""
+        if self._resumable() and error.error is not None and full_disk(error.error):
+            error = write_error(error.path, error.error, in_place=True)
+            if (self.run_dir / CHECKPOINT_NAME).is_file():  # written whole or not at all
+                error = WriteError(f"{error} (the last checkpoint is intact)")
+        return WriteError(f"{error}; {self._resume_hint()}")
+
+    def _resumable(self) -> bool:
+        """Whether the run goes on in its own folder (else it starts again, anywhere)."""
+        return _CONTINUE_WITH.get() is not None or (self.run_dir / "config.json").exists()
+
     def _resume_hint(self) -> str:
-        if how := _CONTINUE_WITH.get():
-            return f"then continue with: {how}"
-        if (self.run_dir / "config.json").exists():
-            return f"then continue with: resnetlab train --resume {self.run_dir}"
-        return f"then start the run again with --out {self.run_dir}"
+        if not self._resumable():
+            return f"then start the run again with --out {self.run_dir}"
+        return f"then continue with: {self._continue_with()}"
+
+    def _continue_with(self) -> str:
+        """The command that continues the run (see ``continued_with``)."""
+        return _CONTINUE_WITH.get() or f"resnetlab train --resume {self.run_dir}"
 
     def _nothing_to_train(self) -> bool:
         return self.step >= self.total_steps or self._reached_target() or self._out_of_patience()
@@ -1381,6 +1396,7 @@ def _check_resumable(run_dir: Path) -> None:
         run_dir,
         "--resume trains on in the run's own folder: make it writable, or copy it to a folder "
         "you can write to and resume the copy",
+        in_place=True,
     )
 
 
