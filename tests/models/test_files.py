@@ -188,6 +188,27 @@ def test_a_path_with_another_formats_suffix_is_not_written(tmp_path, suffix):
     assert str(refused.value).endswith(f"; write {tmp_path / 'model.safetensors'}")
 
 
+@pytest.mark.parametrize(
+    ("name", "instead"),
+    [
+        ("model.bin", "model.safetensors"),
+        ("model.safetensors.ckpt", "model.safetensors"),
+        ("acc0.91", "acc0.91.safetensors"),  # a part of the name, kept
+    ],
+)
+def test_a_path_with_an_unknown_suffix_is_not_written(tmp_path, name, instead):
+    path = tmp_path / name
+    with pytest.raises(ResnetlabError) as refused:
+        resnetlab.save_model(resnetlab.create_model("resnet8"), path)
+    suffix = path.suffix
+    assert str(refused.value) == (
+        f"{path}: not written: a model file is a .safetensors file, not {suffix}; "
+        f"write {tmp_path / instead}"
+    )
+    assert list(tmp_path.iterdir()) == []
+    resnetlab.save_model(resnetlab.create_model("resnet8"), tmp_path / "m.SafeTensors")
+
+
 def test_model_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0o022)
     try:

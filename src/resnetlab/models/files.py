@@ -263,15 +263,8 @@ def save_model(
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
     path = Path(path_argument(path, "the model file to write", reading=False))
-    if (suffix := path.suffix.lower()) in FILE_SUFFIXES and suffix != ".safetensors":
-        # Read back as what the suffix says (torch.load, an export, a Keras file), it fails.
-        # model.safetensors.pt is model.safetensors with one suffix too many.
-        doubled = Path(path.stem).suffix.lower() == ".safetensors"
-        raise ResnetlabError(
-            f"{path}: not written: a model file is a .safetensors file, and {suffix} names "
-            f"another format (torch.save's, an export's or Keras's); write "
-            f"{path.with_suffix('' if doubled else '.safetensors')}"
-        )
+    if problem := model_path_problem(path):
+        raise ResnetlabError(f"{path}: not written: {problem}")
     if isinstance(class_names, str):  # a string is a sequence, of its letters
         raise ResnetlabError(
             f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
@@ -352,6 +345,31 @@ def _safetensors_size(path: Path) -> tuple[int, bool]:
 # Suffixes of the files a MODEL_OR_FILE argument may name: model files, and the exports,
 # weights and Keras files that are mistaken for them (and are then named as what they are).
 FILE_SUFFIXES = (".safetensors", ".onnx", ".pt2", ".pt", ".pth", ".torchscript", ".h5", ".keras")
+
+
+def model_path_problem(path: str | os.PathLike) -> str | None:
+    """Why a model file may not be written to ``path``, with the path to write instead, or
+    None: its suffix is ``.safetensors`` (any case) or there is none. Another format's
+    (``.pt``, ``.onnx``, ``.h5``...) would be read back as that format, and fail; an unknown
+    one (``.bin``) would hide what the file is."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not suffix or suffix == ".safetensors":
+        return None
+    # model.safetensors.pt is model.safetensors with one suffix too many; a word (.bin,
+    # .ckpt) is a format's suffix, to replace; anything else is a part of the name (.v2).
+    if Path(path.stem).suffix.lower() == ".safetensors":
+        fixed = path.with_suffix("")
+    elif suffix in FILE_SUFFIXES or suffix[1:].isalpha():
+        fixed = path.with_suffix(".safetensors")
+    else:
+        fixed = Path(f"{path}.safetensors")
+    if suffix in FILE_SUFFIXES:
+        return (
+            f"a model file is a .safetensors file, and {suffix} names another format "
+            f"(torch.save's, an export's or Keras's); write {fixed}"
+        )
+    return f"a model file is a .safetensors file, not {suffix}; write {fixed}"
 
 
 def names_a_file(value: str) -> bool:
