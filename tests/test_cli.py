@@ -2,6 +2,7 @@
 
 import argparse
 import gc
+import io
 import os
 import subprocess
 import sys
@@ -383,3 +384,14 @@ def test_a_run_with_one_image_of_each_class_trains_without_validation(tmp_path, 
     assert "val" not in epoch and "nan" not in epoch
     assert "no misclassified validation images" not in err
     assert not (out / "confusion.png").exists() and (out / "last.safetensors").is_file()
+
+
+def test_json_is_printed_as_utf8_and_escaped_only_where_the_output_cannot_show_it(monkeypatch):
+    from resnetlab.cli import print_json
+
+    for encoding, expected in (("utf-8", '[\n  "café"\n]\n'), ("ascii", '[\n  "caf\\u00e9"\n]\n')):
+        out = io.TextIOWrapper(io.BytesIO(), encoding=encoding, newline="\n")
+        monkeypatch.setattr(sys, "stdout", out)
+        print_json(["café"])
+        out.flush()
+        assert out.buffer.getvalue().decode(encoding) == expected

@@ -62,7 +62,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
         )
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return 0
     console = Console()
     for group in dict.fromkeys(r["group"] for r in rows):
@@ -84,6 +84,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             )
         console.print(table)
     return 0
+
+
+def print_json(value: object) -> None:
+    """``--json``'s output: indented, with names as they are ("café", not "caf\\u00e9"); a
+    terminal whose encoding cannot show them gets the escapes, which are the same JSON."""
+    try:
+        print(json.dumps(value, indent=2, ensure_ascii=False))
+    except UnicodeEncodeError:  # raised before anything is written
+        print(json.dumps(value, indent=2))
 
 
 def _close_models(pattern: str) -> str:
@@ -140,7 +149,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         model = create_model(name, num_classes=args.num_classes, **info.size_kwargs(input_size))
     summary = (keras_summary if args.keras else summarize)(model, input_size, name=name)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print_json(summary.to_dict())
     else:
         print_summary(summary)
     return 0
@@ -203,7 +212,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         split = splits.get("train") or next(iter(splits.values()))
         summary["sheet"] = str(contact_sheet(split, sheet, title=args.path))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
         return 0
     console = Console(markup=False)  # paths and class names print as they are: "photos [old]"
     names = list(summary["splits"])
@@ -524,7 +533,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     plot_confusion(report.result.confusion, report.class_names, png, title=title)
     data = report.to_dict()
     if args.json:
-        print(json.dumps({**data, "confusion_png": str(png)}, indent=2))
+        print_json({**data, "confusion_png": str(png)})
         return 0
     console = Console(markup=False)  # notes and tables name classes: "[dog, ship]", as they are
     result = report.result
@@ -668,7 +677,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for note in explanation.notes:
             print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+        print_json([p.to_dict() for p in predictions])
         return 0
     for p in predictions:
         ranked = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
@@ -752,7 +761,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             **given,
         )
         if args.json:
-            print(json.dumps({"notes": notes, "rows": [r.to_dict() for r in rows]}, indent=2))
+            print_json({"notes": notes, "rows": [r.to_dict() for r in rows]})
             return 0
         for note in unwarned(notes):
             print(f"note: {note}", file=sys.stderr)
@@ -778,7 +787,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for i, (source, png) in enumerate(zip(result.sources, overlays, strict=True))
     ]
     if args.json:
-        print(json.dumps({"images": rows, "files": [str(w) for w in written]}, indent=2))
+        print_json({"images": rows, "files": [str(w) for w in written]})
         return 0
     for row in rows:
         explained = "" if row["explained"] == row["class"] else f", map of {row['explained']}"
@@ -913,7 +922,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         quantize=args.quantize,
     )
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json(report.to_dict())
     else:
         print("\n".join(report.describe()))
     return 0
@@ -1124,7 +1133,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = {k: v for k, v in vars(args).items() if k in names}
     if args.bench_name == "calibrate":
         done = fn(**options)
-        print(json.dumps(done.to_record(), indent=2) if args.json else "\n".join(done.lines()))
+        if args.json:
+            print_json(done.to_record())
+        else:
+            print("\n".join(done.lines()))
         return 0
     if getattr(args, "machine", None) and not re.fullmatch(r"[\w.+-]+", args.machine):
         raise ResnetlabError(
@@ -1144,7 +1156,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.machine:
         record["machine"] = args.machine
     if args.json:
-        print(json.dumps(record, indent=2))
+        print_json(record)
     else:
         print("\n".join(bench.describe(record)))
     if getattr(args, "explain_speed", False):  # beside --json, stdout stays one JSON document

@@ -486,30 +486,12 @@ def test_predict_and_eval_in_bf16_agree_with_float32(digit_folder, model_file, c
         assert max(abs(a_probs[name] - b_probs[name]) for name in a_probs) < 0.02
     assert [a.top for a in exact] != [b.top for b in reduced]  # bf16 did run
     report = resnetlab.evaluate(model_file, str(digit_folder), precision="bf16")
+    exact_accuracy = resnetlab.evaluate(model_file, str(digit_folder)).result.accuracy
     assert report.result.count == 300
-    assert (
-        abs(
-            report.result.accuracy
-            - resnetlab.evaluate(model_file, str(digit_folder)).result.accuracy
-        )
-        <= 3 / 300
-    )
-    assert (
-        main(
-            [
-                "eval",
-                str(model_file),
-                "--data",
-                str(digit_folder),
-                "--precision",
-                "bf16",
-                "--json",
-                "--png",
-                str(model_file.parent / "cm.png"),
-            ]
-        )
-        == 0
-    )
+    assert abs(report.result.accuracy - exact_accuracy) <= 3 / 300
+    png = str(model_file.parent / "cm.png")
+    command = ["eval", str(model_file), "--data", str(digit_folder), "--json", "--png", png]
+    assert main([*command, "--precision", "bf16"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 300
     image = str(sorted((digit_folder / "3").iterdir())[0])
     assert main(["predict", str(model_file), image, "--precision", "fp16", "--json"]) == 0
@@ -517,3 +499,14 @@ def test_predict_and_eval_in_bf16_agree_with_float32(digit_folder, model_file, c
     by_class = {row["class"]: row["probability"] for row in answer["top"]}
     (alone,) = [p for p in exact if p.source == image]
     assert abs(by_class[alone.label] - dict(alone.top)[alone.label]) < 0.02
+
+
+def test_cli_json_writes_class_names_as_they_are(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    net = resnetlab.create_model("resnet8", num_classes=2)
+    resnetlab.save_model(net, model, class_names=["café", "naïve"], input_size=8)
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "a.png")
+    assert main(["predict", str(model), str(tmp_path / "a.png"), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"café"' in out and '"naïve"' in out and "\\u00" not in out
+    assert {t["class"] for t in json.loads(out)[0]["top"]} == {"café", "naïve"}
