@@ -395,3 +395,45 @@ def test_json_is_printed_as_utf8_and_escaped_only_where_the_output_cannot_show_i
         print_json(["café"])
         out.flush()
         assert out.buffer.getvalue().decode(encoding) == expected
+
+
+@pytest.mark.parametrize(
+    ("dst", "message"),
+    [
+        (
+            "out.bin",
+            "{dst}: not written: a model file is a .safetensors file, not .bin; write {fix}",
+        ),
+        ("folder", "cannot write {dst}: Is a directory; that is a folder; give a file name"),
+        (
+            "a-file/out.safetensors",
+            "cannot write {dst}: File exists; a file stands where a folder is needed; "
+            "choose another path",
+        ),
+    ],
+)
+def test_convert_checks_its_destination_before_reading_the_keras_file(
+    tmp_path, capsys, monkeypatch, dst, message
+):
+    import resnetlab.convert.keras as keras
+
+    def not_to_be_read(*args, **kwargs):
+        raise AssertionError("the Keras file was read")
+
+    monkeypatch.setattr(keras, "read_keras_model", not_to_be_read)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    before = sorted(tmp_path.rglob("*"))
+    dst = tmp_path / dst
+    assert main(["convert", "keras", str(tmp_path / "seed.h5"), str(dst)]) == 2
+    fix = tmp_path / "out.safetensors"
+    assert capsys.readouterr().err == f"error: {message.format(dst=dst, fix=fix)}\n"
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_convert_removes_the_folders_it_made_when_the_keras_file_is_refused(tmp_path, capsys):
+    (tmp_path / "seed.h5").write_text("not hdf5")
+    dst = tmp_path / "new" / "deeper" / "model.safetensors"
+    assert main(["convert", "keras", str(tmp_path / "seed.h5"), str(dst)]) == 2
+    assert "is not an HDF5 file" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

@@ -127,6 +127,16 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
+def missing_folders(folder: str | os.PathLike) -> list[Path]:
+    """``folder`` and the folders above it that do not exist, innermost first: those that
+    writing into it makes, to remove again (while empty) if the work fails."""
+    folder, missing = Path(folder), []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 def check_writable(
     path: str | os.PathLike,
     folder: str | os.PathLike,

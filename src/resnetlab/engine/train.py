@@ -50,6 +50,7 @@ from ..storage import (
     check_writable,
     full_disk,
     hold_folder,
+    missing_folders,
     release_folder,
     remove_stale_temps,
     write_error,
@@ -284,7 +285,7 @@ class Trainer:
                 run_dir = Path(c.out) if c.out else None
                 _check_outside_data(run_dir, [c.data, c.val_data])
                 if run_dir is None:  # runs started in the same second each get their own
-                    made = _missing_folders(Path(RUNS_ROOT))
+                    made = missing_folders(Path(RUNS_ROOT))
                     run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
                     made.insert(0, run_dir)
                 else:
@@ -1449,20 +1450,11 @@ def _check_outside_data(run_dir: Path | None, data: list[str | None]) -> None:
         )
 
 
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and the folders above it that do not exist, innermost first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
 def _make_folder(run_dir: Path) -> list[Path]:
     """Make ``--out``; return the folders that were made for it, innermost first."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ResnetlabError(f"--out {run_dir} is a file; a run needs a folder: choose another")
-    made = _missing_folders(run_dir)
+    made = missing_folders(run_dir)
     check_writable(run_dir, run_dir)  # an existing folder too, before the data is read
     return made
 
