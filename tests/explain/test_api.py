@@ -220,6 +220,7 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
 
 def test_names_no_font_has_are_one_warning_naming_the_fix(model_file, tmp_path, monkeypatch):
     monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
+    monkeypatch.setattr(fonts, "_told", False)  # said once per process: as in a new one
     pixels, _ = squares(2, seed=7)
     for i, image in enumerate(pixels.numpy()):
         Image.fromarray(image).save(tmp_path / f"猫{i}.png")

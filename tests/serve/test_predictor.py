@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import resnetlab
+from resnetlab.analysis import fonts
+from resnetlab.errors import DataWarning
 from resnetlab.serve import Predictor, RequestError
+from resnetlab.serve.predictor import load_predictor
 
 from .test_api import png_bomb
 
@@ -85,3 +91,24 @@ def test_serve_takes_the_precision_it_runs_in(monkeypatch, model_file):
     assert given["precision"] == "bf16"
     assert main(["serve", str(model_file)]) == 0
     assert given["precision"] == "fp32"
+
+
+def test_names_no_font_has_are_said_once_however_many_maps_are_drawn(tmp_path, monkeypatch):
+    monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
+    monkeypatch.setattr(fonts, "_told", False)  # said once per process: as in a new one
+    path = tmp_path / "cats.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=2),
+        path,
+        class_names=["猫", "ねこ"],
+        input_size=16,
+    )
+    predictor = load_predictor(path, device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # no help from Python's once per place
+        for shade in (0, 255, 0, 255):  # requests for both classes' maps
+            predictor.cam_png(np.full((16, 16, 3), shade, np.uint8))
+    (warning,) = caught
+    assert warning.category is DataWarning
+    assert "are drawn as boxes" in str(warning.message)
+    assert "fonts-noto-cjk" in str(warning.message)

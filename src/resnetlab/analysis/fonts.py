@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -43,6 +44,9 @@ INSTALL_HINT = (
 )
 _MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from font")
 Drawing = TypeVar("Drawing", bound=Callable[..., Any])
+# Whether this process has said that some characters are drawn as boxes (missing_glyphs).
+_told = False
+_told_lock = threading.Lock()  # serve draws maps in a thread of its own
 
 
 def font_families(installed: set[str]) -> list[str]:
@@ -59,7 +63,8 @@ def installed_families() -> set[str]:
 
 def any_script(draw: Drawing) -> Drawing:
     """Draw ``draw``'s matplotlib text with the installed fallback fonts; characters none of
-    them has are one warning that names the fix, not one of matplotlib's per character."""
+    them has are one warning that names the fix (``missing_glyphs``), not one of
+    matplotlib's per character."""
 
     @functools.wraps(draw)
     def drawn(*args, **kwargs):
@@ -79,17 +84,31 @@ def any_script(draw: Drawing) -> Drawing:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             elif chr(int(glyph.group(1))) not in missing:
                 missing.append(chr(int(glyph.group(1))))
-        if missing:
-            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
-            warnings.warn(
-                f"some characters in the figure's text ({shown}) are drawn as boxes: no "
-                f"installed font has them; {INSTALL_HINT}",
-                DataWarning,
-                stacklevel=2,
-            )
+        missing_glyphs(missing, stacklevel=2)
         return result
 
     return drawn  # type: ignore[return-value]
+
+
+def missing_glyphs(chars: list[str], stacklevel: int = 2) -> None:
+    """Warn that ``chars`` (if any), which no installed font has, are drawn as boxes, with
+    the fix: once per process, as the fix is one for every picture (a server drawing a map
+    for each request would otherwise say it for each). ``stacklevel`` as ``warnings.warn``
+    takes it from the caller."""
+    global _told
+    if not chars:
+        return
+    with _told_lock:
+        if _told:
+            return
+        _told = True
+    shown = ", ".join(chars[:3]) + (", ..." if len(chars) > 3 else "")
+    warnings.warn(
+        f"some characters in the figure's text ({shown}) are drawn as boxes: no installed "
+        f"font has them; {INSTALL_HINT}",
+        DataWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def default_font_file() -> str:
@@ -101,21 +120,18 @@ def default_font_file() -> str:
 
 def font_runs(text: str) -> list[tuple[str, str]]:
     """``text`` cut into runs of characters, each with the file of the first of
-    ``font_families`` that has them (DejaVu Sans for a character none has: a box, and a
-    warning as matplotlib's), as matplotlib falls back character by character."""
+    ``font_families`` that has them (DejaVu Sans for a character none has: a box, and
+    ``missing_glyphs``'s warning), as matplotlib falls back character by character."""
     families = font_families(installed_families())
     fonts = [_font(family) for family in families]
     fonts = [(path, covered) for path, covered in fonts if path is not None]
     runs: list[tuple[str, str]] = []
+    missing: list[str] = []
     for char in text:
         path = next((p for p, covered in fonts if ord(char) in covered), None)
         if path is None:
-            # In matplotlib's words, so that ``any_script`` gathers these into its one warning.
-            warnings.warn(
-                f"Glyph {ord(char)} ({char}) missing from font(s) {', '.join(families)}.",
-                UserWarning,
-                stacklevel=2,
-            )
+            if char not in missing:
+                missing.append(char)
             path = default_font_file()
         if char.isspace() and runs:
             path = runs[-1][0]  # a space stays in the run it is in
@@ -123,6 +139,7 @@ def font_runs(text: str) -> list[tuple[str, str]]:
             runs[-1] = (path, runs[-1][1] + char)
         else:
             runs.append((path, char))
+    missing_glyphs(missing)
     return runs
 
 
