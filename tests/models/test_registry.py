@@ -182,6 +182,21 @@ def test_unknown_option_names_it_and_the_options_the_model_takes():
     assert "unexpected keyword" not in message  # not Python's wording
 
 
+def test_an_unknown_option_of_a_builder_that_cannot_be_inspected_keeps_pythons_words(
+    monkeypatch,
+):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # the test's own
+
+    @register_model(family="cifar", input_size=32, num_classes=10, description="picky")
+    def picky_net(*, num_classes=10, **kwargs):
+        if "width" not in kwargs:
+            raise RuntimeError("this builder needs a width")
+        return nn.Linear(1, num_classes, **{k: v for k, v in kwargs.items() if k != "width"})
+
+    with pytest.raises(ResnetlabError, match=r"^picky_net: .*unexpected keyword.*'colour'"):
+        resnetlab.create_model("picky_net", width=1, colour="red")
+
+
 def test_model_options_are_the_builders_and_its_classes():
     assert registry.model_options("resnet50_keras") == ["input_size"]
     assert "drop_rate" in registry.model_options("wrn28_10")

@@ -164,7 +164,10 @@ def model_options(name: str) -> list[str]:
 def _unknown_options(info: ModelInfo, kwargs: dict[str, Any]) -> str | None:
     """One line naming the options in ``kwargs`` that ``info``'s model does not take and
     those it does (with the closest where one is near), or None where all are its own."""
-    options = model_options(info.name)
+    try:
+        options = model_options(info.name)
+    except Exception:  # a builder registered from outside that needs more to build
+        return None
     unknown = [k for k in kwargs if k not in options]
     if not unknown:
         return None
