@@ -109,7 +109,7 @@ def test_an_unknown_model_option_is_one_line_naming_the_options(capsys, tmp_path
     assert capsys.readouterr().err == (
         "error: resnet20 has no option foo; it takes widths, stem, stem_width, residual, "
         "shortcut, stride_in_1x1, groups, base_width, attn_layer, zero_init_residual, "
-        "norm_layer, act_layer, bias\n"
+        "norm_layer, act_layer, bias, norm_eps\n"
     )
     assert not out.exists()
 
