@@ -116,6 +116,38 @@ def test_a_full_disk_while_resuming_says_to_free_space_not_to_choose_a_folder(
     assert (out / "checkpoint.pt").read_bytes() == saved
 
 
+def test_a_full_disk_while_ctrl_c_saves_says_to_free_space_and_how_to_continue(
+    tmp_path, capsys, monkeypatch
+):
+    from resnetlab.engine.train import Trainer
+
+    out = tmp_path / "run"
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def interrupting_step(self, x, y):  # Ctrl-C at the third step
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    # The first checkpoint is written at the start; the second is the interrupt's.
+    monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
+    code, err = cli(capsys, *TRAIN, "--out", out)
+    assert err.splitlines()[-1] == (
+        f"error: cannot write {out / 'checkpoint.pt'}: No space left on device; free some space "
+        f"on that disk (the last checkpoint is intact); then continue with: resnetlab train "
+        f"--resume {out}"
+    )
+    assert_one_line_error(code, err)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
+    monkeypatch.undo()
+    code, err = cli(capsys, "train", "--resume", out)
+    assert code == 0, err
+    assert strict_json(out / "summary.json")["status"] == "finished"
+
+
 # Runs inside the mount namespace: fill a tmpfs, report, make room, resume, report.
 # (Its contents vanish with the namespace, so the reports are what comes back.)
 TMPFS_DRIVER = """

@@ -618,6 +618,8 @@ class Trainer:
                 except TrainingDiverged:
                     status = "diverged"
                     raise
+                except WriteError as e:  # not caught below: it is raised inside a handler
+                    raise self._write_failed(e) from None
                 self.log.message(
                     f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
                     f"Continue with: {self._continue_with()}"
