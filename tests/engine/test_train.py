@@ -702,6 +702,25 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+def test_an_out_of_range_value_in_a_runs_config_is_named_with_the_file_and_key(tmp_path, capsys):
+    run = train(**FAST, epochs=1, schedule="constant", out=str(tmp_path / "run")).run_dir
+    config = run / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "epochs": -3}))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert capsys.readouterr().err == f"error: {config}: epochs must be at least 1, got -3\n"
+    # A flag's own value is its own; one that replaces the file's is taken.
+    assert main(["train", "--resume", str(run), "--epochs", "0"]) == 2
+    assert capsys.readouterr().err == "error: epochs must be at least 1, got 0\n"
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # The recipe given again, as it was: its preset does not replace the run's values.
+    recipe = json.loads(config.read_text())["recipe"]
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--recipe", recipe]) == 0
+    saved = json.loads(config.read_text())
+    assert (saved["epochs"], saved["recipe"], saved["schedule"]) == (2, recipe, "constant")
+
+
 def test_a_run_whose_data_moved_resumes_on_it_where_given(tmp_path, capsys):
     photos = tmp_path / "photos"
     for i, colour in enumerate(("red", "blue")):

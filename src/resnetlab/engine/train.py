@@ -191,8 +191,10 @@ def train(
             )
         if "epochs" in given and "max_steps" not in given:
             values["max_steps"] = None  # a length in epochs replaces one in steps
-        values.update(given)
-        config = TrainConfig(**values)
+        # The recipe cannot change (above); given again, its preset must not replace the
+        # run's own values. A value of config.json that is out of range is named with it.
+        flags = {k: v for k, v in given.items() if k != "recipe"}
+        config = resolve_config(values, source=run_dir / "config.json", **flags)
         with global_state_kept():
             return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
