@@ -125,8 +125,32 @@ def test_only_the_auto_recipe_may_leave_values_unset(tmp_path):
     values = TrainConfig.load(tmp_path / "config.json")
     assert resolve_config(values).unset() == list(AUTO_FIELDS)
     values["recipe"] = "modern"
-    with pytest.raises(ResnetlabError, match=r"batch_size, optimizer, lr, .* unset: only the auto"):
+    with pytest.raises(ResnetlabError, match=r"batch_size, optimizer, lr, .* unset under recipe"):
         TrainConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("values", "unset"),
+    [
+        ({"recipe": "modern", "lr": None, "epochs": None}, "lr, epochs unset under recipe modern"),
+        ({"recipe": "course", "batch_size": None}, "batch_size unset under recipe course"),
+        # finetune decides the batch and the length itself: only the rate is missing.
+        (
+            {"recipe": "finetune", "epochs": None, "lr": None, "batch_size": None},
+            "lr unset under recipe finetune",
+        ),
+    ],
+)
+def test_values_a_config_file_leaves_unset_are_all_named_once(tmp_path, values, unset):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(values))
+    with pytest.raises(ResnetlabError) as info:
+        resolve_config(TrainConfig.load(path), source=path)
+    them, each = ("them", "each") if "," in unset else ("it", "it")
+    assert str(info.value) == (
+        f"{path}: {unset}: only the auto recipe chooses {them} from the data (finetune: "
+        f"batch_size and epochs); give {each} a value"
+    )
 
 
 def test_a_config_file_from_before_resize_squashes(tmp_path):

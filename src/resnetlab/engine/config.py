@@ -218,6 +218,19 @@ CHOICES = {
 }
 
 
+class UnsetValues(ResnetlabError):
+    """Options left unset (None) under a recipe that does not decide them from the data.
+    ``names``: those options, which the message names first, every one."""
+
+    def __init__(self, names: list[str], recipe: str) -> None:
+        self.names = names
+        them, each = ("them", "each") if len(names) > 1 else ("it", "it")
+        super().__init__(
+            f"{', '.join(names)} unset under recipe {recipe}: only the auto recipe chooses "
+            f"{them} from the data (finetune: batch_size and epochs); give {each} a value"
+        )
+
+
 @dataclass(init=False)
 class TrainConfig:
     """Everything a training run depends on. Defaults: the offline demo on ``digits``.
@@ -346,11 +359,6 @@ class TrainConfig:
                 f"unknown resize {self.resize!r}; choose {_choices(RESIZE_MODES)}",
             ),
             (
-                set(self.unset()) <= set(DECIDED_FROM_DATA.get(self.recipe, ())),
-                f"{', '.join(self.unset())} unset: only the auto recipe chooses "
-                "them from the data (finetune: batch_size and epochs); give a value",
-            ),
-            (
                 self.epochs is None or self.epochs >= 1,
                 f"epochs must be at least 1, got {self.epochs}",
             ),
@@ -429,6 +437,9 @@ class TrainConfig:
         for ok, message in checks + _range_checks(self):
             if not ok:
                 raise ResnetlabError(message)
+        decided = DECIDED_FROM_DATA.get(self.recipe, ())
+        if undecided := [name for name in self.unset() if name not in decided]:
+            raise UnsetValues(undecided, self.recipe)
 
     def unset(self) -> list[str]:
         """The fields left to the auto recipe, not yet decided."""
@@ -579,8 +590,10 @@ def _named_in_file(
             if str(other) == str(error):
                 continue
         message = str(error)
-        # Named as a type error from the file is ("weight decay must be ..."), else by its key.
-        named = message.startswith(key.replace("_", " ") + " ")
+        # Named as a type error from the file is ("weight decay must be ..."), or as the
+        # unset ones are (all of them, each a None of the file's: a flag is never one, and
+        # a recipe leaves unset only what it decides), else by its key.
+        named = isinstance(error, UnsetValues) or message.startswith(key.replace("_", " ") + " ")
         return ResnetlabError(f"{source}: {message}" if named else f"{source}: {key}: {message}")
     return error
 
