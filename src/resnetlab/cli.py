@@ -7,7 +7,6 @@ mistakes raise ``ResnetlabError`` and are printed as one line with exit status 2
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import difflib
 import fnmatch
@@ -273,33 +272,19 @@ def add_convert(p: argparse.ArgumentParser) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_keras
-    from .models.files import model_path_problem
-    from .storage import check_writable, missing_folders
 
     class_names = None
     if args.classes is not None:
         class_names = [name.strip() for name in args.classes.split(",")]
         if not all(class_names):
             raise ResnetlabError(f'--classes has an empty name: "{args.classes}"')
-    # DST is checked before the Keras file is read, which takes a while and imports h5py;
-    # the folders made for it are removed again if the conversion fails.
-    if problem := model_path_problem(args.dst):
-        raise ResnetlabError(f"{args.dst}: not written: {problem}")
-    made = missing_folders(Path(args.dst).parent)
-    check_writable(args.dst, Path(args.dst).parent)
-    try:
-        report = convert_keras(
-            args.src,
-            args.dst,
-            input_size=args.input_size,
-            num_classes=args.num_classes,
-            class_names=class_names,
-        )
-    except BaseException:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while nothing is in it
-        raise
+    report = convert_keras(  # checks DST before it reads the Keras file
+        args.src,
+        args.dst,
+        input_size=args.input_size,
+        num_classes=args.num_classes,
+        class_names=class_names,
+    )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")
     return 0

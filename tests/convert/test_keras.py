@@ -312,6 +312,42 @@ def test_the_keras_file_is_never_overwritten(files64):
     assert src.stat().st_size == size
 
 
+@pytest.mark.parametrize(
+    ("dst", "message"),
+    [
+        ("out.bin", "{dst}: not written: a model file is a .safetensors file, not .bin; write "),
+        ("folder", "cannot write {dst}: Is a directory; that is a folder; give a file name"),
+        ("a-file/m.safetensors", "cannot write {dst}: File exists; a file stands where a folder"),
+    ],
+)
+def test_the_destination_is_checked_before_the_keras_file_is_read(
+    tmp_path, monkeypatch, dst, message
+):
+    import resnetlab.convert.keras as module
+
+    def not_to_be_read(*args, **kwargs):
+        raise AssertionError("the Keras file was read")
+
+    monkeypatch.setattr(module, "read_keras_model", not_to_be_read)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    before = sorted(tmp_path.rglob("*"))
+    dst = tmp_path / dst
+    with pytest.raises(ResnetlabError) as info:
+        convert_keras(tmp_path / "seed.h5", dst)
+    assert str(info.value).startswith(message.format(dst=dst))
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_the_folders_made_for_the_destination_are_removed_when_the_conversion_fails(tmp_path):
+    (tmp_path / "seed.h5").write_text("not hdf5")
+    (tmp_path / "kept").mkdir()
+    dst = tmp_path / "kept" / "new" / "deeper" / "m.safetensors"
+    with pytest.raises(ResnetlabError, match="is not an HDF5 file"):
+        convert_keras(tmp_path / "seed.h5", dst)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept", "seed.h5"]
+
+
 # Errors ---------------------------------------------------------------------------------
 
 

@@ -62,7 +62,7 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -74,9 +74,10 @@ import torch
 from torch import nn
 
 from ..errors import ResnetlabError, finite_number
-from ..models.files import save_model
+from ..models.files import model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
+from ..storage import check_writable, missing_folders
 
 LAYOUTS = {
     "h5-model": "full model, model.save('x.h5')",
@@ -463,8 +464,32 @@ def convert_keras(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
-    if Path(dst).resolve() == Path(src).resolve():
+    dst = Path(dst)
+    if dst.resolve() == Path(src).resolve():
         raise ResnetlabError(f"{dst} is the Keras file itself; write the model to another path")
+    # DST is checked before the Keras file is read, which takes a while; the folders made
+    # for it are removed again if the conversion fails.
+    if problem := model_path_problem(dst):
+        raise ResnetlabError(f"{dst}: not written: {problem}")
+    made = missing_folders(dst.parent)
+    try:
+        check_writable(dst, dst.parent)
+        return _convert(src, dst, input_size, num_classes, class_names)
+    except BaseException:
+        for folder in made:
+            with suppress(OSError):
+                folder.rmdir()  # only while nothing is in it
+        raise
+
+
+def _convert(
+    src: str | os.PathLike,
+    dst: Path,
+    input_size: int | None,
+    num_classes: int | None,
+    class_names: list[str] | None,
+) -> KerasImportReport:
+    """``convert_keras`` once ``dst`` is known to be writable."""
     model, report = read_keras_model(
         src, input_size=input_size, num_classes=num_classes, class_names=class_names
     )
