@@ -401,6 +401,33 @@ def _folder(root, classes=("cat", "dog"), per_class=10, size=16):
 TINY = ["--model", "resnet8", "--input-size", "16", "--max-steps", "2"]
 
 
+def test_export_and_convert_refuse_to_write_over_a_runs_own_files(tmp_path, capsys):
+    from resnetlab.engine.train import run_file_problem
+
+    run = tmp_path / "run"
+    run.mkdir()
+    best = model_file(run / "best.safetensors")
+    (run / "last.safetensors").write_bytes(best.read_bytes())
+    (run / "checkpoint.pt").write_bytes(b"the run's checkpoint")
+    (run / "config.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    seed = tmp_path / "seed.h5"
+    for dst, args, instead in [
+        (run / "checkpoint.pt", ["export", best], run / "best.pt"),  # TorchScript's suffix
+        (run / "last.safetensors", ["export", best, "--format", "onnx"], run / "best.onnx"),
+        (run / "best.safetensors", ["convert", "keras", seed], run / "seed.safetensors"),
+    ]:
+        code, err = cli(capsys, *args, dst)
+        assert err == (
+            f"error: {dst} is a file of the run in {run}, which writing it would replace; "
+            f"name another file to write, e.g. {instead}\n"
+        )
+        assert code == 2
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # no temporary file either
+    # The same names outside a run folder are anyone's.
+    assert run_file_problem(tmp_path / "checkpoint.pt", tmp_path / "m.pt") is None
+
+
 def test_exporting_a_model_onto_its_own_file_is_refused(tmp_path, capsys):
     model = model_file(tmp_path / "m.safetensors")
     before = model.read_bytes()

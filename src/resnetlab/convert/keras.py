@@ -471,6 +471,10 @@ def convert_keras(
     # for it are removed again if the conversion fails.
     if problem := model_path_problem(dst):
         raise ResnetlabError(f"{dst}: not written: {problem}")
+    from ..engine.train import run_file_problem  # (engine imports convert)
+
+    if problem := run_file_problem(dst, dst.with_name(f"{Path(src).stem}.safetensors")):
+        raise ResnetlabError(problem)
     made = missing_folders(dst.parent)
     try:
         check_writable(dst, dst.parent)

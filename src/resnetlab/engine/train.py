@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -132,6 +133,23 @@ RUN_FILES = (
     "confusion.png",
 )
 TRAINED_FILES = ("best.safetensors", "last.safetensors")  # written from the first epoch on
+
+
+def run_file_problem(path: str | os.PathLike, example: str | os.PathLike) -> str | None:
+    """Why a command other than ``train`` (export, convert) may not write ``path``: it is
+    one of the files a run keeps in its folder (``RUN_FILES``, in a folder holding a run's
+    config or checkpoint), which it would replace; ``example`` is a path to write instead.
+    None for any other path."""
+    path = Path(path)
+    folder = path.parent
+    if path.name not in RUN_FILES:
+        return None
+    if not any((folder / name).is_file() for name in ("config.json", CHECKPOINT_NAME)):
+        return None
+    return (
+        f"{path} is a file of the run in {folder}, which writing it would replace; "
+        f"name another file to write, e.g. {example}"
+    )
 
 
 @dataclass

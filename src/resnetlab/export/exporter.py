@@ -31,6 +31,7 @@ from torch import nn
 from ..data.decode import unwarned
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
+from ..engine.train import run_file_problem
 from ..errors import ResnetlabError, path_argument
 from ..models import ModelMeta, load_model
 from ..storage import write_error
@@ -278,7 +279,7 @@ def export_model(
 
 def _output_format(out: Path, model_file: str | os.PathLike, format: str | None) -> str:
     """The format to write ``out`` in, once ``out`` is known to be a file name that is not
-    the model file itself."""
+    the model file itself, nor another file of a run (``run_file_problem``)."""
     if out.is_dir():
         raise ResnetlabError(
             f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
@@ -289,7 +290,11 @@ def _output_format(out: Path, model_file: str | os.PathLike, format: str | None)
             f"{out} is the model file being exported; name another file to write, e.g. "
             f"{out.with_suffix(suffix)}"
         )
-    return resolve_format(out, format)
+    fmt = resolve_format(out, format)
+    instead = out.with_name(Path(model_file).stem + FORMATS[fmt][0])
+    if problem := run_file_problem(out, instead):
+        raise ResnetlabError(problem)
+    return fmt
 
 
 def _temporary_file(out: Path, fmt: str) -> Path:
