@@ -219,6 +219,12 @@ def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_pa
     [
         (["m.txt"], "cannot tell the format from {tmp}/m.txt's suffix; name it .onnx (onnx)"),
         (["m.pt2", "--format", "onnx"], "{tmp}/m.pt2 has the suffix of exported-program but"),
+        (
+            ["m.safetensors", "--format", "torchscript"],
+            "{tmp}/m.safetensors: .safetensors is the suffix of resnetlab's own model files, "
+            "which export does not write (resnetlab.save_model does); name it m.pt",
+        ),
+        (["m.safetensors"], "{tmp}/m.safetensors: .safetensors is the suffix of resnetlab's"),
         (["m.pt", "--opset", "17"], "--opset applies to ONNX files, not to torchscript"),
         (["m.pt", "--batch", "0"], "--batch must be 'dynamic' or a positive number, got '0'"),
         (["m.pt", "--batch", "some"], "--batch must be 'dynamic' or a positive number"),

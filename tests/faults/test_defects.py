@@ -414,7 +414,7 @@ def test_export_and_convert_refuse_to_write_over_a_runs_own_files(tmp_path, caps
     seed = tmp_path / "seed.h5"
     for dst, args, instead in [
         (run / "checkpoint.pt", ["export", best], run / "best.pt"),  # TorchScript's suffix
-        (run / "last.safetensors", ["export", best, "--format", "onnx"], run / "best.onnx"),
+        (run / "config.json", ["export", best, "--format", "onnx"], run / "best.onnx"),
         (run / "best.safetensors", ["convert", "keras", seed], run / "seed.safetensors"),
     ]:
         code, err = cli(capsys, *args, dst)

@@ -161,6 +161,12 @@ def resolve_format(out: Path, format: str | None) -> str:
     """The format named, else the one ``out``'s suffix stands for."""
     by_suffix = {s: f for f, suffixes in FORMATS.items() for s in suffixes}
     implied = by_suffix.get(out.suffix.lower())
+    if out.suffix.lower() == ".safetensors":  # read by predict and load_model as a model file
+        named = out.with_suffix(FORMATS.get(format or "onnx", (".onnx",))[0]).name
+        raise ResnetlabError(
+            f"{out}: .safetensors is the suffix of resnetlab's own model files, which export "
+            f"does not write (resnetlab.save_model does); name it {named}"
+        )
     if format is None:
         if implied is None:
             known = ", ".join(f"{s} ({f})" for s, f in by_suffix.items())
