@@ -77,6 +77,7 @@ def test_bad_values_are_clear_errors(tmp_path):
         ({"epochs": -3}, "epochs must be at least 1, got -3"),
         ({"lr": 0}, "lr: learning rate must be positive, got 0"),
         ({"weight_decay": -1e-4}, "weight decay must be at least 0, got -0.0001"),
+        ({"log_every": 0}, "log every must be at least 1, got 0"),  # named once
     ],
 )
 def test_an_out_of_range_value_in_a_config_file_names_the_file_and_the_key(

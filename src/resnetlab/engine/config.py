@@ -431,7 +431,7 @@ class TrainConfig:
                 all(0 < m < 1 for m in self.milestones),
                 f"milestones are fractions of training in (0, 1), got {self.milestones}",
             ),
-            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.log_every >= 1, f"log every must be at least 1, got {self.log_every}"),
             (graph_problem is None, graph_problem),
         ]
         for ok, message in checks + _range_checks(self):
