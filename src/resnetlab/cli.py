@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import ResnetlabError, RunInterrupted, empty_problem
+from .errors import ResnetlabError, RunInterrupted, empty_problem, folder_problem
 from .storage import os_error_line
 
 
@@ -194,7 +194,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
-        check_output_file(Path(args.out), "--out")
+        check_output_file(args.out, "--out")
     sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
     if not args.no_sheet and (folder := data_folder_holding(sheet, [args.path])):
         raise ResnetlabError(
@@ -515,7 +515,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.png:
         check_figure_file(png, "--png")  # before the evaluation, not after it
-        check_output_file(png, "--png")
+        check_output_file(args.png, "--png")
     if folder := data_folder_holding(png, [args.data]):
         raise ResnetlabError(
             f"the confusion matrix image {png} would be inside the data folder {folder}, "
@@ -607,10 +607,12 @@ def check_figure_file(path: Path, flag: str) -> None:
         )
 
 
-def check_output_file(path: Path, flag: str) -> None:
-    """A file a command will write: not a folder, nor below a file."""
-    if path.is_dir():
-        raise ResnetlabError(f"{flag} {path} is a folder; give a file name, e.g. {path}/out.png")
+def check_output_file(value: str, flag: str) -> None:
+    """A file a command will write (as given: ``out/`` names a folder): not a folder, nor
+    below a file."""
+    if problem := folder_problem(value, "out.png"):
+        raise ResnetlabError(f"{flag} {problem}")
+    path = Path(value)
     above = next((p for p in path.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise ResnetlabError(f"{flag} {path}: {above} is a file, not a folder; choose another")

@@ -90,6 +90,17 @@ def path_argument(
     return value
 
 
+def folder_problem(value: str | os.PathLike, example: str) -> str | None:
+    """``"<value> names a folder; give a file name, e.g. <value>/<example>"`` when ``value``, a
+    file to write, names a folder: one that exists, or a path ending in a separator, which
+    ``Path`` drops (``out/`` would be written as a file named ``out``); else None."""
+    text = os.fspath(value)
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    if text.endswith(separators) or os.path.isdir(text):
+        return f"{text} names a folder; give a file name, e.g. {os.path.join(text, example)}"
+    return None
+
+
 def count_argument(value: object, what: str, minimum: int = 1) -> int:
     """``value`` as an ``int`` when it is a whole number (any integer type, a NumPy count
     too; not a bool, a float or a string) of at least ``minimum``, else one line naming

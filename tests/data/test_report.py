@@ -83,7 +83,7 @@ def test_inspect_out_a_folder_is_refused_before_the_images_are_read(tmp_path, ca
     monkeypatch.setattr("resnetlab.data.report.describe", read)
     assert main(["data", "inspect", str(root), "--out", str(folder)]) == 2
     assert capsys.readouterr().err == (
-        f"error: --out {folder} is a folder; give a file name, e.g. {folder}/out.png\n"
+        f"error: --out {folder} names a folder; give a file name, e.g. {folder}/out.png\n"
     )
 
 

@@ -104,6 +104,13 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: --png {png}/x.png: {png} is a file, not a folder; choose another\n"
     )
+    # A path ending in a slash names a folder (Path would drop the slash: a file "figs").
+    assert main(["eval", str(model_file), "--data", "digits", "--png", f"{tmp_path}/figs/"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --png {tmp_path}/figs/ names a folder; give a file name, e.g. "
+        f"{tmp_path}/figs/out.png\n"
+    )
+    assert not (tmp_path / "figs").exists()
     assert main(["eval", str(model_file), "--data", str(digit_folder), "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out

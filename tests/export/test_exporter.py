@@ -234,7 +234,7 @@ def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_pa
         ),
         (["m.pt", "--quantize", "int8", "--data", "digits"], "--quantize int8 uses onnxruntime"),
         (["m.onnx", "--quantize", "int8", "--fp16"], "--quantize int8 and --fp16 exclude"),
-        (["."], "{tmp} is a folder; name the file to write"),
+        (["."], "{tmp} names a folder; give a file name, e.g. {tmp}/model.onnx"),
     ],
 )
 def test_bad_export_options_are_one_line_errors(cifar_file, tmp_path, capsys, args, message):
@@ -242,6 +242,15 @@ def test_bad_export_options_are_one_line_errors(cifar_file, tmp_path, capsys, ar
     assert main(["export", str(cifar_file), str(tmp_path / out), *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {message.format(tmp=tmp_path)}") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_ending_in_a_separator_names_a_folder_not_a_file(cifar_file, tmp_path, capsys):
+    out = f"{tmp_path}/new/"  # Path would drop the slash and write a file named new
+    assert main(["export", str(cifar_file), out]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} names a folder; give a file name, e.g. {out}model.onnx\n"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -319,7 +319,7 @@ def test_eval_png_naming_a_folder_writes_nothing_beside_it(digits_model, tmp_pat
     folder = tmp_path / "figures"
     folder.mkdir()
     code, err = cli(capsys, "eval", digits_model, "--data", "digits", "--png", folder)
-    assert_one_line_error(code, err, f"--png {folder} is a folder")
+    assert_one_line_error(code, err, f"--png {folder} names a folder; give a file name")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]
 
 

@@ -209,6 +209,21 @@ def test_a_path_with_an_unknown_suffix_is_not_written(tmp_path, name, instead):
     resnetlab.save_model(resnetlab.create_model("resnet8"), tmp_path / "m.SafeTensors")
 
 
+def test_a_folder_is_not_written_as_a_model_file(tmp_path):
+    model = resnetlab.create_model("resnet8")
+    # "out/" names a folder: Path would drop the slash and write a file named out.
+    with pytest.raises(ResnetlabError) as refused:
+        resnetlab.save_model(model, f"{tmp_path}/out/")
+    assert str(refused.value) == (
+        f"{tmp_path}/out/ names a folder; give a file name, e.g. {tmp_path}/out/model.safetensors"
+    )
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ResnetlabError, match=r"models names a folder; give a file name, e\.g\. "):
+        resnetlab.save_model(model, tmp_path / "models")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
 def test_model_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0o022)
     try:

@@ -32,7 +32,7 @@ from ..data.decode import unwarned
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
 from ..engine.train import run_file_problem
-from ..errors import ResnetlabError, path_argument
+from ..errors import ResnetlabError, folder_problem, path_argument
 from ..models import ModelMeta, load_model
 from ..storage import write_error
 from .runtime import (
@@ -232,7 +232,10 @@ def export_model(
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
     path_argument(model_file, "the model file")
-    out = Path(path_argument(out, "the file to write", reading=False))
+    out = path_argument(out, "the file to write", reading=False)
+    if problem := folder_problem(out, "model.onnx"):
+        raise ResnetlabError(problem)
+    out = Path(out)
     fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
     _check_options(fmt, opset, fp16, data, quantize)
@@ -285,11 +288,8 @@ def export_model(
 
 def _output_format(out: Path, model_file: str | os.PathLike, format: str | None) -> str:
     """The format to write ``out`` in, once ``out`` is known to be a file name that is not
-    the model file itself, nor another file of a run (``run_file_problem``)."""
-    if out.is_dir():
-        raise ResnetlabError(
-            f"{out} is a folder; name the file to write, e.g. {out / 'model.onnx'}"
-        )
+    the model file itself, nor another file of a run (``run_file_problem``), nor a folder
+    (``folder_problem``)."""
     if out.exists() and out.resolve() == Path(model_file).resolve():
         suffix = FORMATS[format if format in FORMATS else "onnx"][0]
         raise ResnetlabError(

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch import nn
 
-from ..errors import ResnetlabError, finite_number, path_argument, shown
+from ..errors import ResnetlabError, finite_number, folder_problem, path_argument, shown
 from ..storage import atomic_write
 from .registry import built_options, create_model, list_models, model_info
 
@@ -262,7 +262,10 @@ def save_model(
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
-    path = Path(path_argument(path, "the model file to write", reading=False))
+    path = path_argument(path, "the model file to write", reading=False)
+    if problem := folder_problem(path, "model.safetensors"):
+        raise ResnetlabError(problem)
+    path = Path(path)
     if problem := model_path_problem(path):
         raise ResnetlabError(f"{path}: not written: {problem}")
     if isinstance(class_names, str):  # a string is a sequence, of its letters
