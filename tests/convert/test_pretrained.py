@@ -494,6 +494,24 @@ def test_a_classifier_for_the_same_classes_follows_the_datas_class_order(tmp_pat
     assert torch.equal(other.conv1.weight, source.conv1.weight)
 
 
+def test_a_classifier_from_weights_that_name_no_classes_says_it_takes_the_datas_order(tmp_path):
+    """A Keras file, a state dict or a model file converted without --classes: the outputs
+    cannot be matched by name, so the report says which class each one is now taken for."""
+    torch.manual_seed(3)
+    source = resnetlab.create_model("resnet8", num_classes=4)
+    path = tmp_path / "unnamed.safetensors"
+    resnetlab.save_model(source, path)
+    model = resnetlab.create_model("resnet8", num_classes=4)
+    report = load_pretrained(model, path, class_names=["fox", "cat", "emu", "dog"])
+    assert report.head == "kept" and torch.equal(model.fc.weight, source.fc.weight)
+    assert report.head_note == (
+        "classifier kept, its outputs taken as the data's classes in order (fox, cat, emu, "
+        "dog): the weights name no classes (a model file that names them, as convert keras "
+        "--classes writes, is matched by name)"
+    )
+    assert load_pretrained(model, path).head_note == ""  # no classes on either side
+
+
 def test_a_bare_state_dict_for_a_cifar_model_says_its_normalisation_is_not_known(tmp_path):
     """Outside a training run, nothing computes the data's statistics: the report says the
     file lacks them rather than naming statistics the model does not have; its repr is one

@@ -830,7 +830,15 @@ def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabEr
 def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[int] | None, str]:
     """How a classifier that fits in shape is loaded, when both sides name the classes:
     (None, "") as it is; (the weights' rows in ``ours``' order, a note) for the same
-    classes listed in another order; ([], a note) for other classes: it is replaced."""
+    classes listed in another order; ([], a note) for other classes: it is replaced.
+    Weights that name no classes are loaded as they are, and the note says that their
+    outputs are taken in the data's order, which nothing can check."""
+    if not theirs and ours:
+        return None, (
+            f"classifier kept, its outputs taken as the data's classes in order "
+            f"({_names(list(ours))}): the weights name no classes (a model file that names "
+            f"them, as convert keras --classes writes, is matched by name)"
+        )
     if not theirs or not ours or list(theirs) == list(ours):
         return None, ""
     if sorted(theirs) == sorted(ours) and len(set(theirs)) == len(theirs):
