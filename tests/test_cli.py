@@ -52,6 +52,17 @@ def test_the_inference_precisions_offered_are_the_engines():
     assert tuple(action.choices) == INFERENCE_PRECISIONS and action.default == "fp32"
 
 
+def test_the_readme_gives_the_inference_precisions_of_predict_eval_and_serve():
+    from resnetlab.engine.inference import INFERENCE_PRECISIONS
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    flag = f"[--precision {'|'.join(INFERENCE_PRECISIONS)}]"
+    for command in ("eval", "predict", "serve"):
+        (line,) = [s for s in readme.splitlines() if s.startswith(f"resnetlab {command} MODEL")]
+        assert flag in line, command
+    assert '`--precision bf16` (or `fp16`; `precision="bf16"`' in readme
+
+
 def test_eval_help_gives_the_defaults_the_readme_gives(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])

@@ -474,7 +474,8 @@ def _add_inference_precision(p: argparse.ArgumentParser) -> None:
         choices=("fp32", "bf16", "fp16"),
         default="fp32",
         help="fp32 (default), or bf16/fp16 autocast: faster on hardware with that arithmetic "
-        "(CPUs with AMX or AVX512_BF16, GPUs), probabilities to a few thousandths",
+        "(CPUs with AMX or AVX512_BF16, GPUs), probabilities within a few thousandths (a "
+        "few hundredths at worst)",
     )
 
 

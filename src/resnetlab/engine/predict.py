@@ -152,7 +152,7 @@ def predict(
         device: ``auto``, ``cpu``, ``cuda``...
         batch_size: images per forward pass.
         precision: ``fp32``, or ``bf16``/``fp16`` autocast: faster on hardware with that
-            arithmetic, probabilities to a few thousandths.
+            arithmetic, probabilities within a few thousandths, a few hundredths at worst.
 
     Returns:
         One ``Prediction`` per image, in input order. An image named in ``inputs`` must be

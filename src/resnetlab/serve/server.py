@@ -43,7 +43,7 @@ def serve(
         max_upload_mb: largest upload accepted, in MiB.
         top_k: classes per answer unless the request says (``?top_k=N``).
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has
-            that arithmetic; probabilities to a few thousandths).
+            that arithmetic; probabilities within a few thousandths, a few hundredths at worst).
         log_level: uvicorn's log level.
     """
     _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
