@@ -287,6 +287,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")
+    if class_names is None:  # a Keras file names no classes
+        print(
+            f"note: its {report.num_classes} classes are named 0 to {report.num_classes - 1}; "
+            f'--classes "a,b,..." names them in the order of the outputs, so that eval and '
+            f"train --pretrained match them to a data set's classes by name"
+        )
     return 0
 
 
