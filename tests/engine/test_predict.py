@@ -442,6 +442,26 @@ def test_eval_matches_class_folders_that_differ_only_in_case(tmp_path):
         resnetlab.evaluate(model, str(tmp_path / "test"))
 
 
+def test_eval_of_a_model_that_names_no_classes_says_it_takes_the_datas_order(tmp_path):
+    """A Keras model converted without --classes: nothing can be matched by name, and the
+    score depends on the data's order being the model's, so the report says it."""
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
+    for name in ("squares", "circles"):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "test" / name / "0.png")
+    report = resnetlab.evaluate(model, str(tmp_path / "test"))
+    assert report.notes[-1] == (
+        "the model names no classes: its outputs are taken as the data's classes in order "
+        "[circles, squares]"
+    )
+    # Classes 0, 1, ... are the model's own numbering: nothing to say.
+    for i, name in enumerate(("circles", "squares")):
+        (tmp_path / "test" / name).rename(tmp_path / "test" / str(i))
+    notes = resnetlab.evaluate(model, str(tmp_path / "test")).notes
+    assert not any("names no classes" in note for note in notes)
+
+
 def test_a_class_named_in_another_case_is_only_matched_when_that_is_unambiguous():
     from resnetlab.engine.evaluate import _case_matches
 

@@ -174,7 +174,8 @@ def held_out_split(data: str, meta: ModelMeta):
 
     A set with some of the model's classes (a test folder without one of them), or all of
     them listed in another order, is matched by class name; a class the model does not
-    know is refused, as is a set without names whose class count is not the model's.
+    know is refused, as is a set without names whose class count is not the model's. For a
+    model that names no classes, a note says that the set's are taken in its order.
     """
     from ..data import load_eval_split
     from ..data.folders import NAMED_CLASSES_NOTE, NAMED_FILES_NOTE
@@ -233,6 +234,13 @@ def held_out_split(data: str, meta: ModelMeta):
         raise ResnetlabError(
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
         )
+    if meta.class_names is None and class_names != [str(i) for i in range(len(class_names))]:
+        # Nothing to match by name: a model converted without --classes scores in this order.
+        note = (
+            f"the model names no classes: its outputs are taken as the data's classes in order "
+            f"{_short(class_names)}"
+        )
+        return replace(split, notes=[*split.notes, note])
     return split
 
 
