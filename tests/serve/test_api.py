@@ -288,6 +288,24 @@ def test_on_all_addresses_the_network_address_is_printed(model_file, monkeypatch
     assert lines[1:] == network
 
 
+def test_the_first_line_says_a_reduced_precision(model_file, monkeypatch, capsys):
+    from resnetlab.serve import server
+
+    class NoServer:  # as above: uvicorn left out
+        def __init__(self, _config) -> None:
+            pass
+
+        def run(self, sockets) -> None:
+            sockets[0].close()
+
+    monkeypatch.setattr(server.uvicorn, "Config", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(server.uvicorn, "Server", NoServer)
+    server.serve(model_file, port=0, precision="bf16")
+    assert ", bf16 autocast) at http://127.0.0.1:" in capsys.readouterr().out
+    server.serve(model_file, port=0)
+    assert "autocast" not in capsys.readouterr().out
+
+
 def test_without_the_extra_the_command_says_what_to_install(model_file, monkeypatch, capsys):
     import sys
 

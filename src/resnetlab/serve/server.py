@@ -64,9 +64,10 @@ def serve(
     address = sock.getsockname()
     shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]
     meta = predictor.meta
+    reduced = f", {precision} autocast" if precision != "fp32" else ""  # answers move a little
     print(
         f"serving {model_file} ({meta.model}, {meta.num_classes} classes, "
-        f"{meta.input_size}x{meta.input_size} input) at http://{shown}:{address[1]}/",
+        f"{meta.input_size}x{meta.input_size} input{reduced}) at http://{shown}:{address[1]}/",
         flush=True,
     )
     # 0.0.0.0 is no address a phone can open: name the one this machine has on its network.
