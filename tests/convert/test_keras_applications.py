@@ -176,6 +176,28 @@ def test_resnet50_gives_kerass_probabilities_on_rgb_images(
     assert np.abs(resnet50_probabilities[0] - resnet50_probabilities[1]).max() > 5e-3
 
 
+def test_a_photo_of_another_size_is_resized_as_keras_load_img_bilinear_does(
+    resnet50, resnet50_files, tmp_path
+):
+    """predict squashes a larger photo with PIL's bilinear filter: Keras's numbers on
+    ``load_img(path, target_size=..., interpolation="bilinear")``, not on its default
+    "nearest" (README: keras.applications ResNets)."""
+    dst = tmp_path / "m.safetensors"
+    convert_keras(resnet50_files["keras"], dst)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rgb_images(1, seed=5)[0]).resize((57, 45), Image.NEAREST).save(photo)
+    names = class_names(resnetlab.read_model_meta(dst))
+    (prediction,) = resnetlab.predict(dst, [photo], top_k=1000, device="cpu")
+    ours = np.array([dict(prediction.top)[name] for name in names])
+    keras_side = {}
+    for interpolation in ("bilinear", "nearest"):
+        image = keras.utils.load_img(photo, target_size=(SIZE, SIZE), interpolation=interpolation)
+        pixels = keras.utils.img_to_array(image).astype(np.uint8)[None]
+        keras_side[interpolation] = keras_probabilities(resnet50, pixels)[0]
+    assert np.abs(ours - keras_side["bilinear"]).max() < 1e-4
+    assert np.abs(ours - keras_side["nearest"]).max() > 1e-3
+
+
 def test_the_report_says_which_network_and_what_preprocessing(resnet50_files, tmp_path):
     report = convert_keras(resnet50_files["keras"], tmp_path / "m.safetensors")
     assert report.describe() == (
