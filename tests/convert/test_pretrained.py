@@ -494,6 +494,21 @@ def test_a_classifier_for_the_same_classes_follows_the_datas_class_order(tmp_pat
     assert torch.equal(other.conv1.weight, source.conv1.weight)
 
 
+def test_a_model_started_from_weights_is_saved_at_their_input_size(tmp_path):
+    """A model file (or a Keras file) records the size its weights were trained at: a model
+    started from it and saved with no input_size takes that, not the registry's 224."""
+    weights = tmp_path / "small.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet18", num_classes=2), weights, input_size=64)
+    started = resnetlab.create_model("resnet18", pretrained=weights)
+    resnetlab.save_model(started, tmp_path / "started.safetensors")
+    assert resnetlab.read_model_meta(tmp_path / "started.safetensors").input_size == 64
+    resnetlab.save_model(started, tmp_path / "given.safetensors", input_size=96)  # given wins
+    assert resnetlab.read_model_meta(tmp_path / "given.safetensors").input_size == 96
+    fresh = resnetlab.create_model("resnet18", num_classes=2)
+    resnetlab.save_model(fresh, tmp_path / "fresh.safetensors")
+    assert resnetlab.read_model_meta(tmp_path / "fresh.safetensors").input_size == 224
+
+
 def test_a_classifier_from_weights_that_name_no_classes_says_it_takes_the_datas_order(tmp_path):
     """A Keras file, a state dict or a model file converted without --classes: the outputs
     cannot be matched by name, so the report says which class each one is now taken for."""

@@ -238,7 +238,9 @@ def save_model(
         model: the model; a ``torch.compile`` or DistributedDataParallel wrapper is unwrapped.
         path: the file to write (its folder is made if missing); ``load_model`` reads it.
         class_names: one name per output, for ``predict``'s answers.
-        input_size: the image side it takes; default: the model's own.
+        input_size: the image side it takes; default: the model's own, else the size the
+            pretrained weights it started from were trained at (``model.pretrained``), else
+            the registry's.
         mean, std: per RGB channel, on pixels in [0, 1]: the model sees
             ``(pixels / 255 - mean) / std``.
         training: anything to keep about how it was trained (JSON values).
@@ -278,8 +280,9 @@ def save_model(
     mean = (0.0, 0.0, 0.0) if mean is None else mean
     std = (1.0, 1.0, 1.0) if std is None else std
     kwargs = dict(getattr(model, "model_kwargs", {}))
-    if input_size is None:
-        input_size = getattr(model, "input_size", None) or model_info(name).input_size
+    if input_size is None:  # the model's own, else that of the weights it started from
+        started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
+        input_size = getattr(model, "input_size", None) or started or model_info(name).input_size
     meta = ModelMeta(
         model=name,
         model_kwargs=kwargs,
