@@ -287,6 +287,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")
+    if report.network is not None and report.file_input_size is None and not args.input_size:
+        size = report.input_size  # keras.applications' default: any size would load
+        print(
+            f"note: {Path(args.src).name} does not record its input size: {size}x{size} "
+            f"taken; convert with --input-size N if the model was trained at another size "
+            f"(predict resizes photos to it)"
+        )
     if class_names is None:  # a Keras file names no classes
         print(
             f"note: its {report.num_classes} classes are named 0 to {report.num_classes - 1}; "

@@ -333,6 +333,23 @@ def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_pa
         resnetlab.create_model("resnet50", pretrained=path)
 
 
+def test_cli_says_which_input_size_it_takes_for_a_file_that_records_none(
+    resnet50_files, tmp_path, capsys
+):
+    dst = tmp_path / "m.safetensors"
+    assert main(["convert", "keras", str(resnet50_files["weights"]), str(dst)]) == 0
+    assert (
+        "note: resnet50.weights.h5 does not record its input size: 224x224 taken; convert "
+        "with --input-size N if the model was trained at another size (predict resizes "
+        "photos to it)"
+    ) in capsys.readouterr().out.splitlines()
+    argv = ["convert", "keras", str(resnet50_files["weights"]), str(dst), "--input-size", "32"]
+    assert main(argv) == 0
+    assert "does not record its input size" not in capsys.readouterr().out
+    assert main(["convert", "keras", str(resnet50_files["keras"]), str(dst)]) == 0
+    assert "does not record its input size" not in capsys.readouterr().out
+
+
 def test_cli_converts_and_predict_reads_the_file(resnet50_files, tmp_path, capsys):
     dst = tmp_path / "m.safetensors"
     assert main(["convert", "keras", str(resnet50_files["h5"]), str(dst)]) == 0
