@@ -759,6 +759,14 @@ def test_cli_refuses_a_file_that_is_not_keras(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {src} is not an HDF5 file") and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.h5"]
+    # A resnetlab model file given to convert: it needs no converting.
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8"), model)
+    assert main(["convert", "keras", str(model), str(tmp_path / "again.safetensors")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {model} is a .safetensors file, not a Keras file: a resnetlab model file "
+        "needs no converting (predict, eval, serve and train --pretrained take it as it is)\n"
+    )
 
 
 # As pretrained weights ------------------------------------------------------------------

@@ -543,6 +543,11 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
             f"{path} is cut short (a zip archive, as .keras files are, without its end), as a "
             "copy or download that stopped leaves it; copy it again"
         )
+    if not h5py.is_hdf5(path) and path.suffix.lower() == ".safetensors":
+        raise ResnetlabError(
+            f"{path} is a .safetensors file, not a Keras file: a resnetlab model file needs no "
+            "converting (predict, eval, serve and train --pretrained take it as it is)"
+        )
     if not h5py.is_hdf5(path):
         raise ResnetlabError(
             f"{path} is not an HDF5 file (nor a .keras archive); give a file written by "
