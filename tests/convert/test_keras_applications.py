@@ -329,8 +329,17 @@ def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_pa
     converted, _ = read_keras_model(path)
     for key, value in converted.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+    # Named without options, the model is built with the file's (from Python as by train).
+    alike = resnetlab.create_model("resnet50", pretrained=path)
+    assert alike.model_kwargs == model.model_kwargs
+    config = resolve_config(model="resnet50", pretrained=path, data="digits")
+    assert config.model_kwargs == APPLICATIONS_OPTIONS
+    # Options of its own that differ from the file's are refused, naming the file's.
     with pytest.raises(ResnetlabError, match="built with options stride_in_1x1=true, bias=true"):
-        resnetlab.create_model("resnet50", pretrained=path)
+        resnetlab.create_model("resnet50", pretrained=path, bias=False)
+    config = resolve_config(model="resnet50", model_kwargs={"bias": False}, pretrained=path)
+    with pytest.raises(ResnetlabError, match="built with options stride_in_1x1=true, bias=true"):
+        resnetlab.engine.finetune.PretrainedStart.of(config)
 
 
 def test_cli_says_which_input_size_it_takes_for_a_file_that_records_none(

@@ -321,11 +321,17 @@ def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):
     # ResNet-50 v1 and v1.5 differ only in where the stride is: same keys, other numbers.
     v1 = resnetlab.create_model("resnet50", num_classes=2, stride_in_1x1=True)
     resnetlab.save_model(v1, tmp_path / "v1.safetensors")
+    # Named without options, the model is built as the weights were.
+    started = resnetlab.create_model("resnet50", pretrained=tmp_path / "v1.safetensors")
+    assert started.model_kwargs["stride_in_1x1"] is True
     with pytest.raises(ResnetlabError) as e:
-        resnetlab.create_model("resnet50", pretrained=tmp_path / "v1.safetensors")
+        resnetlab.create_model(
+            "resnet50", pretrained=tmp_path / "v1.safetensors", stride_in_1x1=False
+        )
     assert str(e.value).endswith(
-        "is a resnet50 built with options stride_in_1x1=true, the model with no options; "
-        "build it with the weights' options (--model-option stride_in_1x1=true)"
+        "is a resnet50 built with options stride_in_1x1=true, the model with options "
+        "stride_in_1x1=false; build it with the weights' options "
+        "(--model-option stride_in_1x1=true)"
     )
     plain = resnetlab.create_model("resnet50", num_classes=2)
     resnetlab.save_model(plain, tmp_path / "v15.safetensors")

@@ -716,11 +716,17 @@ def create_pretrained(
     """``create_model(name, pretrained=...)``: the model built and started from the weights.
 
     ``num_classes`` defaults to the weights' classes, so their classifier is kept; the
-    seed's Keras model is built for the weights' input size unless ``input_size`` is given.
+    seed's Keras model is built for the weights' input size unless ``input_size`` is given;
+    weights that record their model's options (a model file, a keras.applications ResNet)
+    build it with them unless options are given.
     ``pretrained=True`` means torchvision's default weights.
     """
     source = "torchvision" if pretrained is True else pretrained
     weights = resolve_pretrained(source, name, kwargs)
+    if weights.model == name and weights.model_kwargs and set(kwargs) <= {"input_size"}:
+        # Their own model named without options: built as they were (as train does).
+        theirs = weights.model_kwargs.items()
+        kwargs = {**{k: v for k, v in theirs if k not in ("input_size", "num_classes")}, **kwargs}
     if num_classes is None and weights.num_classes:
         num_classes = weights.num_classes
     if model_info(name).family == "keras" and weights.input_size is not None:

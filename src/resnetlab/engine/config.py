@@ -559,7 +559,7 @@ def resolve_config(
     values.update(preset)
     values.update(flags)
     stored_paths(values)
-    if "model" not in values and isinstance(values.get("pretrained"), str):
+    if isinstance(values.get("pretrained"), str):
         _model_of_weights(values)
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
@@ -632,18 +632,23 @@ def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any
 
 
 def _model_of_weights(values: dict[str, Any]) -> None:
-    """No model named, weights from a run, a resnetlab model file, a Keras file or a named
-    timm or torchvision source: their model, built with their options (unless options are
-    given)."""
+    """Weights from a run, a resnetlab model file, a Keras file or a named timm or
+    torchvision source, with no model named or with theirs named without options: their
+    model, built with their options (a keras.applications ResNet50 is a ``resnet50`` with
+    three). Another model, or options given, are checked against the weights later."""
     from ..convert.pretrained import declared_model
 
     declared = declared_model(values["pretrained"])
-    if declared is not None:
-        model, options = declared
-        values["model"] = model
-        # The input size is an option of the run (--input-size), not of the model.
-        options = {k: v for k, v in options.items() if k not in ("input_size", "num_classes")}
-        values.setdefault("model_kwargs", options)
+    if declared is None:
+        return
+    model, options = declared
+    if values.get("model", model) != model or values.get("model_kwargs"):
+        return
+    values["model"] = model
+    # The input size is an option of the run (--input-size), not of the model.
+    values["model_kwargs"] = {
+        k: v for k, v in options.items() if k not in ("input_size", "num_classes")
+    }
 
 
 def stored_paths(values: dict[str, Any]) -> None:
