@@ -84,6 +84,14 @@ def test_shared_cores_train_on_the_count_that_ran_fastest_on_them(monkeypatch):
     assert said[-1] == "threads: the cores are quiet again; back to 2 threads"
     cores.others = 1.0  # shared once more: tried at once
     assert _until_tried(watch, cores, CONTENDED_BF16) <= WINDOW_SECONDS + 1.9
+    # Another answer on cores still shared (the other work eased): said, and asked again
+    # after RETRY_SECONDS once more.
+    eased = {2: 0.5, 1: 0.9}
+    _until_tried(watch, cores, eased)
+    assert watch.threads == 2 and watch.retry == RETRY_SECONDS
+    assert said[-1].startswith("threads: other work holds 1.0 cores' worth; training on 2 threads")
+    assert RETRY_SECONDS <= _until_tried(watch, cores, eased) <= RETRY_SECONDS + WINDOW_SECONDS + 1
+    assert watch.retry == 2 * RETRY_SECONDS and len(said) == 4
 
 
 def test_a_count_no_faster_by_the_margin_keeps_the_plans_and_asks_less_often(monkeypatch):

@@ -108,7 +108,9 @@ class ThreadWatch:
         timings = {name: trial[i :: len(self.counts)] for i, name in enumerate(names)}
         chosen = self.counts[names.index(choose(timings, names[0], THREAD_MARGIN))]
         self._trial = None
-        if self.since_choice is not None:  # asked again on cores still shared
+        if chosen != self._trial_threads:
+            self.retry = RETRY_SECONDS
+        elif self.since_choice is not None:  # the same answer again, on cores still shared
             self.retry = min(2 * self.retry, MAX_RETRY_SECONDS)
         self.since_choice = 0.0
         self._set(chosen)
