@@ -7,6 +7,8 @@ of each comparison is ``model.predict(preprocess_input(images))``; resnetlab's i
 ``predict`` on the same RGB images through the model file's recorded normalisation.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -100,18 +102,22 @@ def resnet50():
     return full_resnet50()
 
 
+def saved(model, folder: Path, stem: str) -> dict[str, Path]:
+    """``model`` written each way Keras writes it: ``.keras``, ``.h5``, ``.weights.h5``."""
+    files = {
+        "keras": folder / f"{stem}.keras",
+        "h5": folder / f"{stem}.h5",
+        "weights": folder / f"{stem}.weights.h5",
+    }
+    model.save(files["keras"])
+    model.save(files["h5"])
+    model.save_weights(files["weights"])
+    return files
+
+
 @pytest.fixture(scope="module")
 def resnet50_files(resnet50, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("resnet50")
-    files = {
-        "keras": folder / "resnet50.keras",
-        "h5": folder / "resnet50.h5",
-        "weights": folder / "resnet50.weights.h5",
-    }
-    resnet50.save(files["keras"])
-    resnet50.save(files["h5"])
-    resnet50.save_weights(files["weights"])
-    return files
+    return saved(resnet50, tmp_path_factory.mktemp("resnet50"), "resnet50")
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +137,7 @@ def transfer():
 
 @pytest.fixture(scope="module")
 def transfer_files(transfer, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("transfer")
-    files = {
-        "keras": folder / "transfer.keras",
-        "h5": folder / "transfer.h5",
-        "weights": folder / "transfer.weights.h5",
-    }
-    transfer.save(files["keras"])
-    transfer.save(files["h5"])
-    transfer.save_weights(files["weights"])
-    return files
+    return saved(transfer, tmp_path_factory.mktemp("transfer"), "transfer")
 
 
 # What converts, and to what ---------------------------------------------------------------

@@ -62,18 +62,23 @@ class _Full:
         self.f.close()
 
 
+def full_disk_line(run: Path) -> str:
+    """What a run says when the disk fills under its checkpoint: the run goes on in its own
+    folder (another folder would start it over)."""
+    return (
+        f"error: cannot write {run / 'checkpoint.pt'}: No space left on device; free some space "
+        f"on that disk (the last checkpoint is intact); then continue with: resnetlab train "
+        f"--resume {run}"
+    )
+
+
 def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
     tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "run"
     monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
     code, err = cli(capsys, *TRAIN, "--out", out)
-    # The run goes on in its own folder: another folder would start it over.
-    assert err.splitlines()[-1] == (
-        f"error: cannot write {out / 'checkpoint.pt'}: No space left on device; free some space "
-        f"on that disk (the last checkpoint is intact); then continue with: resnetlab train "
-        f"--resume {out}"
-    )
+    assert err.splitlines()[-1] == full_disk_line(out)
     assert_one_line_error(code, err)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
@@ -134,11 +139,7 @@ def test_a_full_disk_while_ctrl_c_saves_says_to_free_space_and_how_to_continue(
     # The first checkpoint is written at the start; the second is the interrupt's.
     monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
     code, err = cli(capsys, *TRAIN, "--out", out)
-    assert err.splitlines()[-1] == (
-        f"error: cannot write {out / 'checkpoint.pt'}: No space left on device; free some space "
-        f"on that disk (the last checkpoint is intact); then continue with: resnetlab train "
-        f"--resume {out}"
-    )
+    assert err.splitlines()[-1] == full_disk_line(out)
     assert_one_line_error(code, err)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
