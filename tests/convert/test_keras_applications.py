@@ -331,6 +331,8 @@ def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_pa
     assert alike.model_kwargs == model.model_kwargs
     config = resolve_config(model="resnet50", pretrained=path, data="digits")
     assert config.model_kwargs == APPLICATIONS_OPTIONS
+    # Options said to be none (a run's config.json) stay the run's: checked, not filled in.
+    assert resolve_config(model="resnet50", model_kwargs={}, pretrained=path).model_kwargs == {}
     # Options of its own that differ from the file's are refused, naming the file's.
     with pytest.raises(ResnetlabError, match="built with options stride_in_1x1=true, bias=true"):
         resnetlab.create_model("resnet50", pretrained=path, bias=False)

@@ -642,7 +642,8 @@ def _model_of_weights(values: dict[str, Any]) -> None:
     if declared is None:
         return
     model, options = declared
-    if values.get("model", model) != model or values.get("model_kwargs"):
+    # Options given, even none (a run's config.json says {}), are the run's own.
+    if values.get("model", model) != model or values.get("model_kwargs") is not None:
         return
     values["model"] = model
     # The input size is an option of the run (--input-size), not of the model.
