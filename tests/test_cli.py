@@ -3,6 +3,7 @@
 import argparse
 import gc
 import io
+import json
 import os
 import subprocess
 import sys
@@ -406,6 +407,12 @@ def test_json_is_printed_as_utf8_and_escaped_only_where_the_output_cannot_show_i
         print_json(["café"])
         out.flush()
         assert out.buffer.getvalue().decode(encoding) == expected
+    # A file name that is not UTF-8 (byte 0xe9 of Latin-1) reads back as JSON, escaped.
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdout", out)
+    print_json([os.fsdecode(b"caf\xe9.jpg")])
+    out.flush()
+    assert json.loads(out.buffer.getvalue().decode("utf-8")) == ["caf\udce9.jpg"]
 
 
 @pytest.mark.parametrize(

@@ -87,12 +87,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def print_json(value: object) -> None:
-    """``--json``'s output: indented, with names as they are ("café", not "caf\\u00e9"); a
-    terminal whose encoding cannot show them gets the escapes, which are the same JSON."""
+    """``--json``'s output: indented, with names as they are ("café", not "caf\\u00e9"); an
+    output whose encoding cannot show them, and a file name that is not valid UTF-8 (a
+    surrogate, which stdout would write back as its raw byte), get the escapes, which are
+    the same JSON."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
     try:
-        print(json.dumps(value, indent=2, ensure_ascii=False))
-    except UnicodeEncodeError:  # raised before anything is written
-        print(json.dumps(value, indent=2))
+        text.encode(sys.stdout.encoding or "utf-8")  # strict, as JSON's readers are
+    except UnicodeEncodeError:
+        text = json.dumps(value, indent=2)
+    print(text)
 
 
 def _close_models(pattern: str) -> str:

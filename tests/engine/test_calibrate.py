@@ -2,6 +2,9 @@
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -619,3 +622,29 @@ def test_a_short_run_measures_nothing_and_takes_what_the_cache_holds(
     assert measured.how == "measured now" and not measured.channels_last
     train(**common, max_steps=3, out=str(tmp_path / "again"))
     assert "CPU plan: fp32, NCHW" in capsys.readouterr().err  # from the cache
+
+
+@pytest.mark.skipif(
+    not list(Path("/proc/self/task").glob("*/children")),
+    reason="needs Linux's /proc/<pid>/task/<tid>/children",
+)
+def test_the_cpu_time_of_child_processes_is_the_runs_own_not_other_work():
+    """A streaming loader's worker processes are the run's own work: their CPU time counts
+    with this process's, so that a run does not take its workers for another job."""
+    code = (
+        "import sys, time\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 0.3: pass\n"
+        "print('done', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    before = calibrate.children_seconds()
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline() == "done\n"
+        assert calibrate.children_seconds() - before >= 0.3 - 0.02  # (clock ticks of 10 ms)
+    finally:
+        child.kill()
+        child.wait()

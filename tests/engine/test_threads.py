@@ -4,7 +4,7 @@ nothing here depends on measured speed."""
 import pytest
 import torch
 
-from resnetlab.engine import calibrate, threads, train
+from resnetlab.engine import TrainConfig, calibrate, threads, train
 from resnetlab.engine.calibrate import CpuPlan
 from resnetlab.engine.threads import (
     MAX_RETRY_SECONDS,
@@ -129,24 +129,31 @@ def test_four_counts_take_turns_in_each_round(monkeypatch):
     assert "training on 2 threads" in said[0]
 
 
+KEPT = CpuPlan(how="kept from the run's start, cpu_plan.json")  # what a resumed run has
+
+
 @pytest.mark.parametrize(
-    ("plan", "deterministic", "omp", "counts"),
+    ("plan", "settings", "env", "counts"),
     [
-        (CpuPlan(how="measured now"), False, None, [2, 1]),
-        (CpuPlan(how="from the cache", threads=1), False, None, None),  # one thread already
-        (None, False, None, None),  # not the CPU
-        (CpuPlan(how="not calibrated: RESNETLAB_CALIBRATE=off"), False, None, None),
-        (CpuPlan(how="measured now"), True, None, None),  # --deterministic
-        (CpuPlan(how="measured now"), False, "2", None),  # OMP_NUM_THREADS fixes the count
+        (CpuPlan(how="measured now"), {}, {}, [2, 1]),
+        (KEPT, {}, {}, [2, 1]),
+        (CpuPlan(how="from the cache", threads=1), {}, {}, None),  # one thread already
+        (None, {}, {}, None),  # not the CPU
+        (CpuPlan(how="not calibrated: RESNETLAB_CALIBRATE=off"), {}, {}, None),
+        (KEPT, {}, {"RESNETLAB_CALIBRATE": "off"}, None),  # resumed, not calibrated
+        (KEPT, {"compile": True}, {}, None),  # resumed --compile run
+        (CpuPlan(how="measured now"), {"deterministic": True}, {}, None),
+        (CpuPlan(how="measured now"), {}, {"OMP_NUM_THREADS": "2"}, None),  # fixed count
     ],
 )
-def test_which_runs_watch_their_cores(monkeypatch, plan, deterministic, omp, counts):
+def test_which_runs_watch_their_cores(monkeypatch, plan, settings, env, counts):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    if omp is None:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("OMP_NUM_THREADS", omp)
-    watch = watch_threads(plan, deterministic=deterministic, say=[].append)
+    for name in ("OMP_NUM_THREADS", "RESNETLAB_CALIBRATE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = TrainConfig(model="resnet8", batch_size=8, **settings)
+    watch = watch_threads(plan, config, [].append)
     assert (watch.counts if watch else None) == counts
 
 

@@ -935,8 +935,9 @@ def quieter(now: Callable[[], float | None], *, than: float | None) -> bool:
 class OtherWork:
     """The CPU time that other work took from the cores this process may run on, from when
     it is made to each ``cores()``, in cores' worth (1.0: one core busy throughout):
-    every process but this one, and in a virtual machine the time other guests took
-    (steal). None where the counters cannot be read (``/proc/stat``: Linux only)."""
+    every process but this one and its children, and in a virtual machine the time other
+    guests took (steal). None where the counters cannot be read (``/proc/stat``: Linux
+    only)."""
 
     def __init__(self) -> None:
         self.start = _cpu_counters()
@@ -980,8 +981,9 @@ def busy_seconds(stat: str, cpus: Collection[int]) -> float | None:
 
 
 def _cpu_counters() -> tuple[float, float, float] | None:
-    """(seconds the cores this process may use have been busy, this process's CPU seconds,
-    the monotonic clock), or None where ``/proc/stat`` cannot be read."""
+    """(seconds the cores this process may use have been busy, the CPU seconds of this
+    process and its child processes, the monotonic clock), or None where ``/proc/stat``
+    cannot be read."""
     try:
         with open("/proc/stat") as f:
             stat = f.read()
@@ -989,7 +991,27 @@ def _cpu_counters() -> tuple[float, float, float] | None:
     except (OSError, AttributeError):
         return None
     busy = busy_seconds(stat, cpus)
-    return None if busy is None else (busy, time.process_time(), time.monotonic())
+    own = time.process_time() + children_seconds()
+    return None if busy is None else (busy, own, time.monotonic())
+
+
+def children_seconds() -> float:
+    """The CPU seconds of this process's live child processes (a streaming loader's
+    workers, which are the run's own work, not other work), from ``/proc``; 0 elsewhere."""
+    ticks = 0
+    for listing in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids = listing.read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:  # gone since it was listed
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15
+    return ticks / os.sysconf("SC_CLK_TCK") if ticks else 0.0
 
 
 def busy_note() -> str | None:

@@ -32,6 +32,7 @@ from .calibrate import (
     thread_counts,
     threads_name,
 )
+from .config import TrainConfig
 
 WINDOW_SECONDS = 5.0  # training time between two looks at the other work on the cores
 TRIAL_ROUNDS = 3  # steps on each thread count when the cores are shared
@@ -40,13 +41,16 @@ MAX_RETRY_SECONDS = 960.0  # the longest that interval grows to while the choice
 
 
 def watch_threads(
-    plan: CpuPlan | None, *, deterministic: bool, say: Callable[[str], None]
+    plan: CpuPlan | None, config: TrainConfig, say: Callable[[str], None]
 ) -> ThreadWatch | None:
     """The watch for a CPU run with ``plan``, or None where the thread count stays put: no
-    plan (not the CPU), a plan not calibrated (``RESNETLAB_CALIBRATE=off``, ``--compile``,
-    a short run), a count fixed from outside (``OMP_NUM_THREADS``), one thread, or a
+    plan (not the CPU), a run not calibrated (``RESNETLAB_CALIBRATE=off``, ``--compile``,
+    a short run; asked of the settings too, as a resumed run's plan says only that it was
+    kept), a count fixed from outside (``OMP_NUM_THREADS``), one thread, or a
     ``deterministic`` run (another thread count may round differently)."""
-    if plan is None or plan.how.startswith("not calibrated") or deterministic:
+    if plan is None or plan.how.startswith("not calibrated"):
+        return None
+    if config.deterministic or config.compile or calibrate._calibration_off():
         return None
     if not calibrate._threads_free():
         return None

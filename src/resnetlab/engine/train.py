@@ -606,9 +606,7 @@ class Trainer:
                 self._start_run()
             with self._stop_between_steps(), cpu_threads(self.cpu_plan):
                 if not self.dist.enabled:  # (every process steps at the slowest's pace)
-                    self.thread_watch = watch_threads(
-                        self.cpu_plan, deterministic=c.deterministic, say=self.log.message
-                    )
+                    self.thread_watch = watch_threads(self.cpu_plan, c, self.log.message)
                 while (
                     self.epoch < self.num_epochs
                     and not self._reached_target()
