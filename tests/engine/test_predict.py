@@ -1,3 +1,4 @@
+import importlib
 import json
 import shutil
 import sys
@@ -537,3 +538,12 @@ def test_cli_json_writes_class_names_as_they_are(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"café"' in out and '"naïve"' in out and "\\u00" not in out
     assert {t["class"] for t in json.loads(out)[0]["top"]} == {"café", "naïve"}
+
+
+def test_evaluate_refuses_a_precision_before_reading_the_data(model_file, monkeypatch):
+    evaluation = importlib.import_module("resnetlab.engine.evaluate")  # (the module)
+    read = []
+    monkeypatch.setattr(evaluation, "held_out_split", lambda *args: read.append(args))
+    with pytest.raises(ResnetlabError, match=r"precision 'bf' is not one of fp32, bf16, fp16"):
+        resnetlab.evaluate(model_file, "digits", precision="bf")
+    assert read == []

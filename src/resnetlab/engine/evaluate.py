@@ -147,9 +147,10 @@ def evaluate(
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)
     meta = model_file_meta(model, "evaluate")
+    # Before the data is read: a precision the model cannot run in is said at once.
+    fast = inference_model(model, device_, input_size=meta.input_size, precision=precision)
     split = held_out_split(data, meta)
     class_names = list(split.class_names)
-    fast = inference_model(model, device_, input_size=meta.input_size, precision=precision)
     loader = make_loader(
         split,
         train=False,
