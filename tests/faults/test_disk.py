@@ -62,14 +62,18 @@ class _Full:
         self.f.close()
 
 
-def full_disk_line(run: Path) -> str:
-    """What a run says when the disk fills under its checkpoint: the run goes on in its own
-    folder (another folder would start it over)."""
-    return (
+def assert_full_disk_kept(code: int, err: str, run: Path) -> None:
+    """What a run says when the disk fills under its checkpoint, one line: the run goes on
+    in its own folder (another folder would start it over), whose first checkpoint stays
+    whole and no temporary file is left beside it."""
+    assert err.splitlines()[-1] == (
         f"error: cannot write {run / 'checkpoint.pt'}: No space left on device; free some space "
         f"on that disk (the last checkpoint is intact); then continue with: resnetlab train "
         f"--resume {run}"
     )
+    assert_one_line_error(code, err)
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 0  # the one before, intact
 
 
 def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
@@ -78,10 +82,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
     out = tmp_path / "run"
     monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
     code, err = cli(capsys, *TRAIN, "--out", out)
-    assert err.splitlines()[-1] == full_disk_line(out)
-    assert_one_line_error(code, err)
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
-    assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
+    assert_full_disk_kept(code, err, out)
     assert strict_json(out / "summary.json")["status"] == "failed"
     monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)
@@ -139,10 +140,7 @@ def test_a_full_disk_while_ctrl_c_saves_says_to_free_space_and_how_to_continue(
     # The first checkpoint is written at the start; the second is the interrupt's.
     monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
     code, err = cli(capsys, *TRAIN, "--out", out)
-    assert err.splitlines()[-1] == full_disk_line(out)
-    assert_one_line_error(code, err)
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
-    assert load_checkpoint(out / "checkpoint.pt")["step"] == 0  # the one before, intact
+    assert_full_disk_kept(code, err, out)
     monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)
     assert code == 0, err

@@ -1080,11 +1080,18 @@ def _shape(shape: Any) -> str:
 
 
 def load_layers(
-    model: nn.Module, keras_file: _KerasFile, layers: dict[str, str], *, bgr: bool = False
-) -> dict[str, torch.Tensor]:
+    model: nn.Module,
+    keras_file: _KerasFile,
+    layers: dict[str, str],
+    /,
+    *,
+    bgr: bool = False,
+    **details: Any,
+) -> KerasImportReport:
     """Copy the file's ``layers`` (Keras name -> module name) into ``model``, each shape
-    checked; the tensors copied. ``bgr``: the network reads BGR images, so the converted
-    one's first conv takes its input channels reversed (RGB, as every resnetlab model)."""
+    checked; the report of what was loaded, with ``details`` (the classes, the input size,
+    the model...). ``bgr``: the network reads BGR images, so the converted one's first conv
+    takes its input channels reversed (RGB, as every resnetlab model)."""
     tensors: dict[str, torch.Tensor] = {}
     for keras_name, module_name in layers.items():
         tensors |= _convert_layer(model, keras_file, keras_name, module_name)
@@ -1094,7 +1101,17 @@ def load_layers(
     with torch.no_grad():
         for key, value in tensors.items():
             state[key].copy_(value)
-    return tensors
+    return KerasImportReport(
+        path=keras_file.path,
+        layout=keras_file.layout,
+        keras_version=keras_file.keras_version,
+        layers_loaded=len(layers),
+        tensors_loaded=len(tensors),
+        values_loaded=sum(t.numel() for t in tensors.values()),
+        file_input_size=keras_file.input_size,
+        architecture_checked=keras_file.config_layers is not None,
+        **details,
+    )
 
 
 def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
@@ -1104,18 +1121,12 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
     scaling = _input_scaling(keras_file)
     if keras_file.config_layers is not None:
         _check_architecture(model, keras_file, expected)
-    tensors = load_layers(model, keras_file, expected)
-    return KerasImportReport(
-        path=keras_file.path,
-        layout=keras_file.layout,
-        keras_version=keras_file.keras_version,
-        layers_loaded=len(expected),
-        tensors_loaded=len(tensors),
-        values_loaded=sum(t.numel() for t in tensors.values()),
+    return load_layers(
+        model,
+        keras_file,
+        expected,
         num_classes=model.num_classes,
         input_size=model.input_size,
-        file_input_size=keras_file.input_size,
-        architecture_checked=keras_file.config_layers is not None,
         matched_by_order=bool(keras_file.own_names),
         input_scaling=scaling,
         model_kwargs={"input_size": model.input_size},

@@ -351,18 +351,13 @@ def check_target(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan) -> N
 def load(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan, size: int) -> KerasImportReport:
     """Copy the file's weights into ``model`` (built by ``build``), checking every shape."""
     layers = {**the_plan.modules, the_plan.classifier: "fc"}
-    tensors = load_layers(model, keras_file, layers, bgr=True)  # 'caffe' preprocessing
-    return KerasImportReport(
-        path=keras_file.path,
-        layout=keras_file.layout,
-        keras_version=keras_file.keras_version,
-        layers_loaded=len(layers),
-        tensors_loaded=len(tensors),
-        values_loaded=sum(t.numel() for t in tensors.values()),
+    return load_layers(
+        model,
+        keras_file,
+        layers,
+        bgr=True,  # 'caffe' preprocessing
         num_classes=the_plan.num_classes,
         input_size=size,
-        file_input_size=keras_file.input_size,
-        architecture_checked=keras_file.config_layers is not None,
         model=the_plan.model,
         model_kwargs=the_plan.model_kwargs,
         network=the_plan.network,
