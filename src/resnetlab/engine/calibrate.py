@@ -566,7 +566,7 @@ def plan_cpu(
     default = CpuPlan(candidates[0].precision, resolve_channels_last(config.channels_last, CPU))
     skip = (
         f"not calibrated: {ENV}=off"
-        if _calibration_off()
+        if calibration_off()
         else "not calibrated: --compile chooses its own kernels"
         if config.compile
         else None
@@ -765,7 +765,7 @@ def _calibrate_threads(
     ``engine.threads.ThreadWatch`` follows the other work of the moment.
     """
     threads = torch.get_num_threads()
-    if not _threads_free() or threads == 1:
+    if not threads_free() or threads == 1:
         return None, {}, None, False
     counts = thread_counts(threads)
     names = [threads_name(n) for n in counts]
@@ -795,7 +795,7 @@ def _calibrate_threads(
     return (best if best != threads else None), timings, others, new
 
 
-def _calibration_off() -> bool:
+def calibration_off() -> bool:
     """Whether ``RESNETLAB_CALIBRATE`` turns the calibration off; a value that neither turns
     it off nor leaves it on is warned about (once), and leaves it on."""
     value = os.environ.get(ENV, "").strip().lower()
@@ -812,7 +812,7 @@ def _calibration_off() -> bool:
     return False
 
 
-def _threads_free() -> bool:
+def threads_free() -> bool:
     """Whether the calibration may train on fewer threads than PyTorch's count: not where
     ``OMP_NUM_THREADS`` sets it (a positive number, or a list of them, one per nesting
     level; OpenMP ignores any other value, with a message of its own, and so does this)."""

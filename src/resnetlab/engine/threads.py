@@ -50,9 +50,9 @@ def watch_threads(
     ``deterministic`` run (another thread count may round differently)."""
     if plan is None or plan.how.startswith("not calibrated"):
         return None
-    if config.deterministic or config.compile or calibrate._calibration_off():
+    if config.deterministic or config.compile or calibrate.calibration_off():
         return None
-    if not calibrate._threads_free():
+    if not calibrate.threads_free():
         return None
     counts = thread_counts(plan.threads or torch.get_num_threads())
     return ThreadWatch(counts, say) if len(counts) > 1 else None
