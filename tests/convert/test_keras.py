@@ -7,6 +7,7 @@ module; the files it is saved to are shared by the tests, which edit copies of t
 import json
 import re
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -312,16 +313,36 @@ def test_the_keras_file_is_never_overwritten(files64):
     assert src.stat().st_size == size
 
 
+def _convert(via: str, src: Path, dst: Path, capsys) -> str:
+    """Convert from Python or by the command; the one-line error either gives."""
+    if via == "api":
+        with pytest.raises(ResnetlabError) as info:
+            convert_keras(src, dst)
+        return str(info.value)
+    assert main(["convert", "keras", str(src), str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    return err.removeprefix("error: ").removesuffix("\n")
+
+
+@pytest.mark.parametrize("via", ["api", "cli"])
 @pytest.mark.parametrize(
     ("dst", "message"),
     [
-        ("out.bin", "{dst}: not written: a model file is a .safetensors file, not .bin; write "),
+        (
+            "out.bin",
+            "{dst}: not written: a model file is a .safetensors file, not .bin; write {fix}",
+        ),
         ("folder", "cannot write {dst}: Is a directory; that is a folder; give a file name"),
-        ("a-file/m.safetensors", "cannot write {dst}: File exists; a file stands where a folder"),
+        (
+            "a-file/out.safetensors",
+            "cannot write {dst}: File exists; a file stands where a folder is needed; "
+            "choose another path",
+        ),
     ],
 )
 def test_the_destination_is_checked_before_the_keras_file_is_read(
-    tmp_path, monkeypatch, dst, message
+    tmp_path, monkeypatch, capsys, via, dst, message
 ):
     import resnetlab.convert.keras as module
 
@@ -333,18 +354,19 @@ def test_the_destination_is_checked_before_the_keras_file_is_read(
     (tmp_path / "a-file").write_text("")
     before = sorted(tmp_path.rglob("*"))
     dst = tmp_path / dst
-    with pytest.raises(ResnetlabError) as info:
-        convert_keras(tmp_path / "seed.h5", dst)
-    assert str(info.value).startswith(message.format(dst=dst))
+    said = _convert(via, tmp_path / "seed.h5", dst, capsys)
+    assert said == message.format(dst=dst, fix=tmp_path / "out.safetensors")
     assert sorted(tmp_path.rglob("*")) == before
 
 
-def test_the_folders_made_for_the_destination_are_removed_when_the_conversion_fails(tmp_path):
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_the_folders_made_for_the_destination_are_removed_when_the_conversion_fails(
+    tmp_path, capsys, via
+):
     (tmp_path / "seed.h5").write_text("not hdf5")
     (tmp_path / "kept").mkdir()
     dst = tmp_path / "kept" / "new" / "deeper" / "m.safetensors"
-    with pytest.raises(ResnetlabError, match="is not an HDF5 file"):
-        convert_keras(tmp_path / "seed.h5", dst)
+    assert "is not an HDF5 file" in _convert(via, tmp_path / "seed.h5", dst, capsys)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept", "seed.h5"]
 
 
