@@ -129,6 +129,25 @@ def test_four_counts_take_turns_in_each_round(monkeypatch):
     assert "training on 2 threads" in said[0]
 
 
+def test_work_between_epochs_runs_on_the_count_in_force_not_a_trials(monkeypatch):
+    cores = Cores(monkeypatch, others=1.0)
+    watch = ThreadWatch([2, 1], [].append)
+    while not cores.set:  # until a trial begins
+        watch.after_step(CONTENDED_BF16[watch.threads])
+    watch.after_step(CONTENDED_BF16[2])  # the trial's first step; the next is on 1 thread
+    assert watch.threads == 1
+    cores.set.clear()
+    with watch.settled():  # an epoch ends in the middle of the trial: validation
+        assert cores.set == [2]  # the count the run had before the trial
+    assert cores.set == [2, 1]  # the trial goes on where it was
+    _steps(watch, CONTENDED_BF16, 2 * TRIAL_ROUNDS - 1)  # the rest of it: 1 thread chosen
+    assert watch.threads == 1
+    cores.set.clear()
+    with watch.settled():  # no trial: the chosen count stays
+        pass
+    assert cores.set == [1, 1]
+
+
 KEPT = CpuPlan(how="kept from the run's start, cpu_plan.json")  # what a resumed run has
 
 

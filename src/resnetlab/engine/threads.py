@@ -17,8 +17,9 @@ plan's count.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -105,6 +106,17 @@ class ThreadWatch:
                 self.say(
                     f"threads: the cores are quiet again; back to {threads_name(self.threads)}"
                 )
+
+    @contextlib.contextmanager
+    def settled(self) -> Iterator[None]:
+        """Work between steps (validation, checkpoints) runs on the count in force, not on
+        a count that an unfinished trial is timing; the trial goes on after it."""
+        trial_count = self.threads
+        torch.set_num_threads(self._trial_threads if self._trial is not None else self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(trial_count)
 
     def _choose(self, trial: list[float]) -> None:
         """Go on with the count that ran fastest on the shared cores, by ``THREAD_MARGIN``."""

@@ -613,11 +613,12 @@ class Trainer:
                     and not self._out_of_patience()
                 ):
                     train_stats = self._train_epoch()
-                    self._sync_buffers()
-                    if self._validates():
-                        self._end_epoch(train_stats, self._evaluate())
-                    else:
-                        self._end_unvalidated_epoch(train_stats)
+                    with self._between_epochs():
+                        self._sync_buffers()
+                        if self._validates():
+                            self._end_epoch(train_stats, self._evaluate())
+                        else:
+                            self._end_unvalidated_epoch(train_stats)
             if self._reached_target() and self.dist.is_main:
                 self.log.message(
                     f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
@@ -681,6 +682,11 @@ class Trainer:
             self.log.message(f"pretrained: {report.describe()}")
         if not (self.run_dir / CHECKPOINT_NAME).exists():
             self._save_checkpoint()  # so that even a first-epoch failure leaves one
+
+    def _between_epochs(self) -> contextlib.AbstractContextManager:
+        """Validation and the epoch's saving run on the thread count in force."""
+        watch = self.thread_watch
+        return watch.settled() if watch is not None else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _stop_between_steps(self):
