@@ -312,11 +312,15 @@ def test_load_keras_h5_into_the_model_it_converts_to(
 
 
 def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_path):
-    from resnetlab.convert.pretrained import declared_model
+    from resnetlab.convert.pretrained import declared_model, resolve_pretrained
     from resnetlab.engine.config import resolve_config
 
     path = resnet50_files["keras"]
     assert declared_model(path) == ("resnet50", APPLICATIONS_OPTIONS)
+    # The input size is the file's; a weights-only file has none (224 is no more than
+    # convert's default), so training says which it takes.
+    assert resolve_pretrained(path, "resnet50").input_size == SIZE
+    assert resolve_pretrained(resnet50_files["weights"], "resnet50").input_size is None
     config = resolve_config(pretrained=path, data="digits")
     assert (config.model, config.model_kwargs) == ("resnet50", APPLICATIONS_OPTIONS)
     model = resnetlab.create_model("resnet50", pretrained=path, **APPLICATIONS_OPTIONS)

@@ -177,6 +177,23 @@ def test_pretrained_runs_default_to_the_finetune_recipe():
         FineTuning(resnetlab.create_model("resnet20"), freeze="layer4")
 
 
+def test_weights_that_do_not_record_their_input_size_say_which_is_taken(tmp_path, capsys):
+    path = tmp_path / "r20.pt"
+    torch.save(resnetlab.create_model("resnet20").state_dict(), path)
+    args = ["--model", "resnet20", "--data", "digits", "--subset", "32", "--val-subset", "10"]
+    args += ["--batch-size", "16", "--max-steps", "1", "--pretrained", str(path)]
+    note = (
+        "pretrained: r20.pt does not record the input size it was trained at: 32x32 taken "
+        "(resnet20's); --input-size N trains at another"
+    )
+    assert main(["train", *args, "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert note in " ".join((captured.out + captured.err).split())
+    assert main(["train", *args, "--input-size", "32", "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert "does not record the input size" not in captured.out + captured.err
+
+
 def test_imagenet_weights_keep_imagenet_normalisation_for_eval_and_predict(
     torchvision_file, tmp_path, capsys
 ):

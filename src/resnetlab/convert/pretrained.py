@@ -561,6 +561,9 @@ def _from_keras(path: Path, source: str) -> PretrainedWeights:
     from .keras import read_keras_model
 
     model, report = read_keras_model(path)
+    # A keras.applications file without an architecture does not say its size (224 is
+    # only the converter's default); the seed's classifier always does.
+    size = report.file_input_size if report.network is not None else report.input_size
     return PretrainedWeights(
         source=source,
         kind="keras",
@@ -571,11 +574,11 @@ def _from_keras(path: Path, source: str) -> PretrainedWeights:
         mean=report.mean,
         std=report.std,
         normalisation_note=report.normalisation_note,
-        preprocessing={"input_size": report.input_size},
+        preprocessing={"input_size": size} if size else {},
         model=report.model,
         model_kwargs=report.model_kwargs,
         num_classes=report.num_classes,
-        input_size=report.input_size,
+        input_size=size,
     )
 
 

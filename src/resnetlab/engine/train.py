@@ -349,6 +349,13 @@ class Trainer:
             # The size they were trained at, unless --input-size says otherwise.
             self.config = c = dataclasses.replace(c, input_size=weights.input_size)
         self.input_size = c.input_size or model_info(c.model).input_size
+        self.size_note = None
+        if c.input_size is None and weights is not None and weights.location:
+            self.size_note = (
+                f"pretrained: {Path(weights.location).name} does not record the input size "
+                f"it was trained at: {self.input_size}x{self.input_size} taken ({c.model}'s); "
+                f"--input-size N trains at another"
+            )
         self._load_data()  # also fills in what the auto recipe chose from the data
         if problem := augmentation_problem(self.config, self.input_size):
             raise ResnetlabError(problem)
@@ -680,6 +687,8 @@ class Trainer:
         if report is not None:  # a fresh run from pretrained weights
             self.pretrained_record = write_record(self.run_dir, report, c)
             self.log.message(f"pretrained: {report.describe()}")
+            if self.size_note:
+                self.log.message(self.size_note)
         if not (self.run_dir / CHECKPOINT_NAME).exists():
             self._save_checkpoint()  # so that even a first-epoch failure leaves one
 
