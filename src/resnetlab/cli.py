@@ -627,8 +627,12 @@ def check_figure_file(path: Path, flag: str) -> None:
 
 def check_output_file(value: str, flag: str) -> None:
     """A file a command will write (as given: ``out/`` names a folder): not a folder, nor
-    below a file."""
+    below a file, nor a file of a run folder (its curves.png, say)."""
+    from .engine.train import run_file_problem
+
     if problem := folder_problem(value, "out.png"):
+        raise ResnetlabError(f"{flag} {problem}")
+    if problem := run_file_problem(value, Path(value).with_name(f"out{Path(value).suffix}")):
         raise ResnetlabError(f"{flag} {problem}")
     path = Path(value)
     above = next((p for p in path.parents if p.exists()), None)

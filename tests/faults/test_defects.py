@@ -410,17 +410,23 @@ def test_export_and_convert_refuse_to_write_over_a_runs_own_files(tmp_path, caps
     (run / "last.safetensors").write_bytes(best.read_bytes())
     (run / "checkpoint.pt").write_bytes(b"the run's checkpoint")
     (run / "config.json").write_text("{}")
+    for figure in ("curves.png", "confusion.png", "errors.png"):
+        (run / figure).write_bytes(b"the run's figure")
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     seed = tmp_path / "seed.h5"
     for dst, args, instead in [
         (run / "checkpoint.pt", ["export", best], run / "best.pt"),  # TorchScript's suffix
         (run / "config.json", ["export", best, "--format", "onnx"], run / "best.onnx"),
         (run / "best.safetensors", ["convert", "keras", seed], run / "seed.safetensors"),
+        (run / "confusion.png", ["eval", best, "--data", "digits", "--png"], run / "out.png"),
+        (run / "errors.png", ["data", "inspect", "digits", "--out"], run / "out.png"),
+        (run / "pretrained.json", ["export", best, "--format", "onnx"], run / "best.onnx"),
     ]:
         code, err = cli(capsys, *args, dst)
+        flag = f"{args[-1]} " if str(args[-1]).startswith("--") else ""
         assert err == (
-            f"error: {dst} is a file of the run in {run}, which writing it would replace; "
-            f"name another file to write, e.g. {instead}\n"
+            f"error: {flag}{dst} is a file of the run in {run}, which writing it would "
+            f"replace; name another file to write, e.g. {instead}\n"
         )
         assert code == 2
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # no temporary file either

@@ -131,6 +131,8 @@ RUN_FILES = (
     "summary.json",
     "curves.png",
     "confusion.png",
+    "errors.png",
+    PRETRAINED_RECORD,
 )
 TRAINED_FILES = ("best.safetensors", "last.safetensors")  # written from the first epoch on
 
