@@ -56,8 +56,15 @@ def format_to_convert(name: str | os.PathLike) -> str | None:
 
 
 # More than this fraction of unreadable files means the folder itself is wrong (the wrong
-# format, a half-finished copy), not that a few files are damaged: loading stops.
+# format, a half-finished copy), not that a few files are damaged: loading stops. One
+# damaged file is skipped however few the others (as in a folder of a dozen photos).
 MAX_UNREADABLE_FRACTION = 0.05
+
+
+def unreadable_allowed(total: int) -> float:
+    """How many of ``total`` files may be unreadable before loading stops."""
+    return max(MAX_UNREADABLE_FRACTION * total, 1)
+
 
 # Below this many files a process pool costs more to start than it saves.
 PARALLEL_MIN_FILES = 1000
@@ -420,7 +427,7 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
     for path, reason in failed:
         warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
     note = f"{UNREADABLE_NOTE} {len(failed)} of {total} images that could not be read"
-    if len(failed) > MAX_UNREADABLE_FRACTION * total:
+    if len(failed) > unreadable_allowed(total):
         raise DataError(
             f"{source}: {len(failed)} of {total} images cannot be read (first: {failed[0][0]}: "
             f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable "

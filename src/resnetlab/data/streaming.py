@@ -26,6 +26,7 @@ from .decode import (
     available_cpus,
     read_error_reason,
     read_image,
+    unreadable_allowed,
 )
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
@@ -294,11 +295,11 @@ class StreamingLoader:
                 # Judged over the folder a part was taken from, but never past half the part.
                 files = max(self.num_samples, self.split.scanned // self.world_size)
                 half = self.num_samples / 2
-                if failed > min(MAX_UNREADABLE_FRACTION * files, half):
+                if failed > min(unreadable_allowed(files), half):
                     share = (
                         f"of {files:,} images could not be read so far this epoch; more than "
                         f"{MAX_UNREADABLE_FRACTION:.0%} unreadable"
-                        if MAX_UNREADABLE_FRACTION * files <= half
+                        if unreadable_allowed(files) <= half
                         else f"of the part's {self.num_samples:,} images could not be read so "
                         "far this epoch; more than half unreadable"
                     )
