@@ -872,10 +872,15 @@ def test_an_accuracy_no_better_than_the_largest_class_is_called_so():
 def test_a_run_result_prints_its_folder_and_summary_not_every_layer():
     from resnetlab.engine.train import RunResult
 
-    result = RunResult(Path("runs/r"), {"status": "finished"}, resnetlab.create_model("resnet8"))
+    summary = {"status": "finished", "model": "resnet8", "data": "digits", "best_val_acc": 0.99443}
+    summary |= {"best_epoch": 3, "final_val_acc": None, "steps": 120, "class_names": ["0"] * 10}
+    result = RunResult(Path("runs/r"), summary, resnetlab.create_model("resnet8"))
     run_dir = Path("runs/r")
-    assert repr(result) == f"RunResult(run_dir={run_dir!r}, summary={{'status': 'finished'}})"
-    assert result.model.num_classes == 10
+    assert repr(result) == (
+        f"RunResult(run_dir={run_dir!r}, status='finished', model='resnet8', data='digits', "
+        "best_val_acc=0.9944, best_epoch=3, steps=120)"
+    )
+    assert result.summary["class_names"] == ["0"] * 10 and result.model.num_classes == 10
 
 
 def test_a_run_leaves_the_callers_random_state_and_backend_flags_as_they_were(tmp_path):

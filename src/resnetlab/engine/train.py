@@ -162,6 +162,26 @@ class RunResult:
     # the repr, which would otherwise print every layer after the run's summary.
     model: nn.Module = dataclasses.field(repr=False)
 
+    def __repr__(self) -> str:  # the summary's headline: all of it runs to dozens of keys
+        shown = [f"run_dir={self.run_dir!r}"]
+        for key in _SHOWN_SUMMARY:
+            value = self.summary.get(key)
+            if value is not None:
+                shown.append(f"{key}={round(value, 4) if isinstance(value, float) else value!r}")
+        return f"RunResult({', '.join(shown)})"
+
+
+_SHOWN_SUMMARY = (
+    "status",
+    "model",
+    "data",
+    "best_val_acc",
+    "best_epoch",
+    "final_val_acc",
+    "steps",
+    "train_time_s",
+)
+
 
 def train(
     config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any
