@@ -61,7 +61,9 @@ def watch_threads(
 
 class ThreadWatch:
     """Moves the thread count with the other work on the cores: ``after_step`` is told each
-    training step's seconds and sets the count for the next (``torch.set_num_threads``).
+    training step's seconds (with the wait for its batch: fewer compute threads leave more
+    of the cores to a streaming loader's workers) and sets the count for the next
+    (``torch.set_num_threads``).
 
     Args:
         counts: the plan's thread count, then the fewer ones to try (``thread_counts``).

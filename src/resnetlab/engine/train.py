@@ -759,15 +759,17 @@ class Trainer:
         lr = self._lr()
         tick = time.perf_counter()
         self.log.epoch_begin(self.epoch, self.steps_per_epoch, self.batch)
-        for x, y in batches:
+        last = time.perf_counter()  # the end of the last step: what a step costs includes
+        for x, y in batches:  # waiting for its batch, which the thread count changes too
             if self.stop_requested:
                 raise KeyboardInterrupt
             lr = self._lr()
             set_lr(self.optimizer, lr)
-            started = time.perf_counter()
             self._train_step(x, y)
             if self.thread_watch is not None:
-                self.thread_watch.after_step(time.perf_counter() - started)
+                now = time.perf_counter()
+                self.thread_watch.after_step(now - last)
+                last = now
             seen += len(y)
             if self.guard is not None and self.guard.watching(self.step):
                 self._watch_loss(seen, lr)
