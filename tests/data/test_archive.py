@@ -43,6 +43,19 @@ def test_tar_gz_of_an_image_tree_is_extracted_once(tmp_path):
     assert "pets.tar.gz read from its copy extracted into the cache" in again.train.notes
 
 
+def test_a_copy_extracted_by_another_version_of_extraction_is_not_read(tmp_path, monkeypatch):
+    from resnetlab.data import archive as archive_module
+
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pets\\cat\\1.png", b"written by a tool that uses backslashes")
+    before = extracted_folder(archive, tmp_path / "c")
+    monkeypatch.setattr(archive_module, "EXTRACTION_VERSION", archive_module.EXTRACTION_VERSION + 1)
+    after = extracted_folder(archive, tmp_path / "c")
+    assert after != before and after.parent == before.parent
+    assert (after / "pets" / "cat" / "1.png").is_file()
+
+
 def test_zip_of_an_image_tree(tmp_path):
     archive = tmp_path / "pets.zip"
     with zipfile.ZipFile(archive, "w") as zf:

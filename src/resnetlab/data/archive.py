@@ -25,6 +25,10 @@ from ..errors import DataError
 from .cache import file_key
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
+# Part of an extraction folder's name: raised when extraction writes other files than before
+# (2: zip names in backslashes and in unflagged UTF-8 unpack into their folders), so that a
+# cache extracted by an older version is not read as this one's.
+EXTRACTION_VERSION = 2
 _ZIP_UTF8 = 0x800  # a zip member's flag bit: its name is UTF-8 (else cp437)
 
 
@@ -126,14 +130,15 @@ def extract_archive(archive: Path, dest: Path) -> None:
 
 def extraction_folder(archive: Path, cache_root: Path) -> Path:
     """Where ``extracted_folder`` puts ``archive``'s files (there once it has run)."""
-    key = hashlib.sha256(file_key(archive).encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{file_key(archive)}:{EXTRACTION_VERSION}".encode()).hexdigest()[:16]
     return cache_root / "extracted" / f"{archive_stem(archive)}-{key}"
 
 
 def extracted_folder(archive: Path, cache_root: Path) -> Path:
     """The folder ``archive`` unpacks to under ``<cache_root>/extracted``, extracting it once.
 
-    The folder is keyed by the archive's path, size and modification time, and appears only
+    The folder is keyed by the archive's path, size and modification time (and
+    ``EXTRACTION_VERSION``), and appears only
     when extraction has finished (extract to a temporary name, then rename), so concurrent
     or interrupted runs never see a half-extracted tree.
     """
