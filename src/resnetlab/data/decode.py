@@ -16,6 +16,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import BinaryIO
 
 import numpy as np
@@ -389,11 +390,41 @@ def _map_chunks(
     else:
         # Worker processes, not threads: PIL parses file headers in Python under the GIL,
         # which for small images is most of the work.
+        leave_if_starting_a_worker()
         context = multiprocessing.get_context()
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(fn, c, *args) for c in chunks]
-            results = [f.result() for f in _progress(futures, label, len(paths))]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [pool.submit(fn, c, *args) for c in chunks]
+                results = [f.result() for f in _progress(futures, label, len(paths))]
+        except BrokenProcessPool:
+            raise workers_stopped("the worker processes decoding the images") from None
     return [r for chunk in results for r in chunk]
+
+
+def leave_if_starting_a_worker() -> None:
+    """Exit, quietly, a worker process that is starting workers of its own: with the
+    'spawn' and 'forkserver' start methods (macOS, Windows; Linux from Python 3.14) a worker
+    imports the main script again, and a script that calls resnetlab outside
+    ``if __name__ == "__main__":`` arrives here in each of them. The process that started
+    it then says why (``workers_stopped``)."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(1)
+
+
+def workers_stopped(workers: str) -> DataError:
+    """The error for ``workers`` (worker processes, named) that stopped without an answer."""
+    method = multiprocessing.get_context().get_start_method()
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if method != "fork" and script:
+        return DataError(
+            f"{workers} stopped as they started: with the {method!r} start "
+            f"method each one runs {os.path.basename(script)} again, so a script must call "
+            f'resnetlab under `if __name__ == "__main__":`'
+        )
+    return DataError(
+        f"{workers} stopped without an answer (killed, or out of memory); "
+        "free memory and run again"
+    )
 
 
 def _progress(futures: list, label: str, total: int) -> list:

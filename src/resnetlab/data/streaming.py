@@ -25,8 +25,10 @@ from .decode import (
     UNREADABLE_FIX,
     available_cpus,
     read_error_reason,
+    leave_if_starting_a_worker,
     read_image,
     unreadable_allowed,
+    workers_stopped,
 )
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
@@ -251,6 +253,8 @@ class StreamingLoader:
         )
         self._plan = lambda epoch: plan(epoch=epoch)
         self._batches = _PlanBatches(self._plan, batch_size, len(self))
+        if num_workers > 0:
+            leave_if_starting_a_worker()
         self._loader = torch.utils.data.DataLoader(
             _Files(split, self.augment.crop_padding),
             batch_sampler=self._batches,
@@ -277,7 +281,7 @@ class StreamingLoader:
         # The sampler draws the same plan inside the DataLoader; cutout needs its own copy here.
         plan = self._plan(self.epoch) if self.augment.cutout else None
         failed, start = 0, 0
-        for x, y, said in self._loader:  # (B, 3, H, W) uint8, (B,) int64, B texts
+        for x, y, said in _answered(self._loader):  # (B, 3, H, W) uint8, (B,) int64, B texts
             _warn_once(said)
             unread = int((y < 0).sum())  # labels still on the host: no wait for the device
             x = x.to(self.device, non_blocking=True)
@@ -319,3 +323,18 @@ class StreamingLoader:
                 DataWarning,
                 stacklevel=2,
             )
+
+
+def _answered(loader: torch.utils.data.DataLoader) -> Iterator:
+    """The loader's batches; its workers stopping is a ``DataError`` saying why."""
+    batches = iter(loader)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except RuntimeError as e:
+            if "exited unexpectedly" not in str(e):
+                raise
+            raise workers_stopped("the data loader's worker processes") from None
+        yield batch

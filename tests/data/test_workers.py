@@ -1,0 +1,87 @@
+"""Worker processes under the 'spawn' start method (macOS's and Windows' default, Linux's
+'forkserver' from Python 3.14 behaves the same): each imports the main script again, so a
+script that calls resnetlab outside ``if __name__ == "__main__":`` gets one error saying
+so, instead of a broken pool's traceback."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from resnetlab.data.decode import leave_if_starting_a_worker, workers_stopped
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+START = """
+import multiprocessing
+multiprocessing.set_start_method("spawn", force=True)
+import resnetlab
+from resnetlab.data import decode, load_dataset, make_loader
+print("the script's top")
+"""
+
+DECODE = """
+decode.PARALLEL_MIN_FILES = 1  # a pool for a few files
+paths = [str(p) for p in sorted(__import__("pathlib").Path("images").rglob("*.png"))]
+print(len(decode.read_images(paths, 8, workers=2)))
+"""
+
+STREAM = """
+data = load_dataset("images", stream=True)
+loader = make_loader(
+    data.train, train=False, batch_size=4, device="cpu", mean=(0.5,) * 3, std=(0.5,) * 3,
+    num_workers=1,
+)
+print(sum(len(y) for _, y in loader))
+"""
+
+
+def _run(folder: Path, body: str, guarded: bool) -> subprocess.CompletedProcess:
+    for c in "ab":
+        (folder / "images" / c).mkdir(parents=True, exist_ok=True)
+        for i in range(4):
+            pixels = np.random.default_rng(i).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / "images" / c / f"{i}.png")
+    if guarded:
+        body = 'if __name__ == "__main__":\n' + textwrap.indent(body, "    ")
+    (folder / "script.py").write_text(START + body)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "RESNETLAB_CACHE": str(folder / "cache")}
+    return subprocess.run(
+        [sys.executable, "script.py"], cwd=folder, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "workers", "images"),
+    [
+        (DECODE, "the worker processes decoding the images", "8"),
+        (STREAM, "the data loader's worker processes", "8"),
+    ],
+)
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, body, workers, images):
+    done = _run(tmp_path, body, guarded=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"resnetlab.errors.DataError: {workers} stopped as they started: with the 'spawn' "
+        "start method each one runs script.py again, so a script must call resnetlab under "
+        '`if __name__ == "__main__":`'
+    )
+    # The workers left quietly: no traceback of theirs, only the script's top again.
+    assert done.stderr.count("Traceback") == 1 and done.stdout.count("the script's top") >= 2
+    done = _run(tmp_path, body, guarded=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == images
+
+
+def test_workers_that_stop_for_another_reason_say_so(monkeypatch):
+    monkeypatch.setattr(sys.modules["__main__"], "__file__", None, raising=False)
+    assert str(workers_stopped("the data loader's worker processes")) == (
+        "the data loader's worker processes stopped without an answer (killed, or out of "
+        "memory); free memory and run again"
+    )
+    leave_if_starting_a_worker()  # not a worker starting: nothing happens
