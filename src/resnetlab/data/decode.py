@@ -422,8 +422,7 @@ def workers_stopped(workers: str) -> DataError:
             f'resnetlab under `if __name__ == "__main__":`'
         )
     return DataError(
-        f"{workers} stopped without an answer (killed, or out of memory); "
-        "free memory and run again"
+        f"{workers} stopped without an answer (killed, or out of memory); free memory and run again"
     )
 
 
