@@ -202,6 +202,14 @@ def test_timm_without_the_weights_offline_is_one_line(hf_cache):
     with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
     assert "\n" not in str(e.value) and str(e.value).startswith("cannot fetch timm's resnet18")
+    assert str(e.value).endswith(
+        "; without a network, download https://huggingface.co/timm/resnet18.a1_in1k/resolve/"
+        "main/model.safetensors on a machine that has one and pass it (--pretrained "
+        f"model.safetensors), or copy that machine's Hugging Face cache to {hf_cache}"
+    )
+    # `timm` alone names the tag it would fetch: timm's default for the model.
+    with pytest.raises(ResnetlabError, match=r"^cannot fetch timm's resnet18\.a1_in1k \("):
+        resnetlab.create_model("resnet18", pretrained="timm")
     with pytest.raises(ResnetlabError, match="timm's resnet50d, not resnet50"):
         resnetlab.create_model("resnet50", pretrained="timm:resnet50d.ra2_in1k")
     with pytest.raises(ResnetlabError, match=re.escape("no pretrained weights 'resnet18.nope'")):

@@ -329,10 +329,9 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
             net = timm.create_model(tag, pretrained=True)
     except Exception as e:  # timm and huggingface_hub raise many kinds; all mean "not fetched"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        name, fix = _timm_offline_fix(tag)
         raise ResnetlabError(
-            f"cannot fetch timm's {tag} ({type(e).__name__}: {first[:200]}); without a "
-            f"network, download it elsewhere into the Hugging Face cache ($HF_HOME) or pass "
-            f"its model.safetensors: --pretrained FILE.safetensors"
+            f"cannot fetch timm's {name} ({type(e).__name__}: {first[:200]}){fix}"
         ) from None
     cfg = net.pretrained_cfg
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
@@ -356,6 +355,31 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         model=model,
         num_classes=int(cfg.get("num_classes", 1000)),
         input_size=size,
+    )
+
+
+def _timm_offline_fix(tag: str) -> tuple[str, str]:
+    """timm's full name for ``tag`` (its default tag for a bare architecture), and where
+    its file is for a machine without a network: the download address, the file to pass
+    and the Hugging Face cache to copy into (empty where timm names no file)."""
+    from huggingface_hub import constants
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(tag)
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        name = hub_id.split("/", 1)[-1]
+        file = getattr(cfg, "hf_hub_filename", None) or "model.safetensors"
+        address = f"https://huggingface.co/{hub_id}/resolve/main/{file}"
+    elif cfg is not None and getattr(cfg, "url", None):
+        name, address = tag, cfg.url
+        file = address.rsplit("/", 1)[-1]
+    else:
+        return tag, ""
+    return name, (
+        f"; without a network, download {address} on a machine that has one and pass it "
+        f"(--pretrained {file}), or copy that machine's Hugging Face cache to "
+        f"{constants.HF_HUB_CACHE}"
     )
 
 
