@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,6 +87,9 @@ class Dataset:
     train: Split
     val: Split | None
     class_names: list[str]
+    # How ``val`` was held out of the training images, where it was (``held_out_record``):
+    # model files keep it, so that ``eval`` scores the same images.
+    held_out: dict[str, Any] | None = None
 
 
 def open_source(
@@ -376,9 +380,10 @@ def load_dataset(
         used = f"the {held_out} split of {data}"
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
+        held_out = held_out_record(train, fraction, seed)
         train, val = _hold_out(train, fraction, seed, given=val_split is not None)
         if not len(val):  # one image of every class: none to hold out (_hold_out says so)
-            val = None
+            val, held_out = None, None
         used = None
     else:
         val, used = None, None
@@ -391,7 +396,29 @@ def load_dataset(
         )
     if val is not None:
         val = _matched_to_training(val, train, image_size, resize)
-    return Dataset(train, val, list(train.class_names))
+    return Dataset(train, val, list(train.class_names), held_out if val is not None else None)
+
+
+def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any]:
+    """What ``stratified_split`` needs to hold out the same images of ``split`` again, with
+    the images per class it was made from (a folder that changed since gives other ones)."""
+    per_class = torch.bincount(split.labels, minlength=len(split.class_names)).tolist()
+    return {"fraction": fraction, "seed": seed, "per_class": per_class}
+
+
+def _held_out_again(split: Split, record: Any) -> Split | None:
+    """The images of ``split`` that a run holding out ``record`` validated on, or None
+    where the record does not fit it (another folder, or one whose images changed)."""
+    try:
+        fraction, seed = float(record["fraction"]), int(record["seed"])
+        per_class = [int(n) for n in record["per_class"]]
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not 0 < fraction < 1:
+        return None
+    if torch.bincount(split.labels, minlength=len(split.class_names)).tolist() != per_class:
+        return None
+    return split.subset(stratified_split(split.labels, fraction, seed)[1])
 
 
 def _matched_to_training(val: Split, train: Split, image_size: int | None, resize: str) -> Split:
@@ -416,27 +443,49 @@ def load_eval_split(
     cache_dir: str | Path | None = None,
     resize: str = DEFAULT_RESIZE,
     trained_on: str | None = None,
+    held_out: dict[str, Any] | None = None,
 ) -> Split:
-    """The split to evaluate a model on: the held-out split (test, else val), else all of it.
+    """The split to evaluate a model on: the held-out split (test, else val), else the
+    images its training run held out of it for validation, else all of it.
 
     ``trained_on``: the data the model was trained on, where known; a set of another name
-    scored whole is not said to hold the training images.
+    scored whole is not said to hold the training images. ``held_out``: how the run held
+    its validation images out of that data (``held_out_record``).
     """
     source = open_source(
         data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
     )
     key = source.key("test", "val", "all", "train")
     split = _with_notes(source.splits[key](), source.notes)
+    same_data = trained_on is not None and data_name(trained_on) == data_name(data)
     if key in source.borrowed:
         split = _found_next_to(split, data)
     elif key == "all" and source.all_role in ("test", "val"):
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
+    elif key in ("all", "train") and same_data and held_out is not None:
+        again = _held_out_again(split, held_out)
+        if again is not None:
+            split = _with_notes(again, [HELD_OUT_SCORED_NOTE.format(data=data, n=len(again))])
+        else:
+            changed = f"{_scored_whole_note(data, len(split), trained_on)}; {HELD_OUT_LOST}"
+            split = _with_notes(split, [changed])
     elif key in ("all", "train"):
         split = _with_notes(split, [_scored_whole_note(data, len(split), trained_on)])
     elif key == "val":
         split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
 
+
+# The notes on an eval of the images a training run held out of the same data set.
+HELD_OUT_SCORED_NOTE = (
+    "scored: the {n:,} images of {data} that the model's training run held out for "
+    "validation (its best epoch was picked on them, which flatters the score a little; a "
+    "test/ folder is scored instead where there is one)"
+)
+HELD_OUT_LOST = (
+    "the images it held out for validation cannot be found again, as the classes' image "
+    "counts changed since"
+)
 
 # The note on an eval of a data set's val split, for want of a test split.
 VAL_SCORED_NOTE = (

@@ -170,8 +170,9 @@ def evaluate(
 
 
 def held_out_split(data: str, meta: ModelMeta):
-    """The split of ``data`` that ``evaluate`` scores (test, else validation, else all), at
-    the model's input size, labelled as the model's outputs are.
+    """The split of ``data`` that ``evaluate`` scores (test, else validation, else the
+    images the model's run held out of it, else all), at the model's input size, labelled
+    as the model's outputs are.
 
     A set with some of the model's classes (a test folder without one of them), or all of
     them listed in another order, is matched by class name; a class the model does not
@@ -182,11 +183,13 @@ def held_out_split(data: str, meta: ModelMeta):
     from ..data.folders import NAMED_CLASSES_NOTE, NAMED_FILES_NOTE
 
     trained_on = (meta.training or {}).get("data")
+    held_out = (meta.training or {}).get("held_out")
     split = load_eval_split(
         data,
         image_size=meta.input_size,
         resize=meta.resize,
         trained_on=trained_on if isinstance(trained_on, str) else None,
+        held_out=held_out if isinstance(held_out, dict) else None,
     )
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:

@@ -527,6 +527,7 @@ class Trainer:
         if c.val_subset is not None and data.val is not None:
             data.val = stratified_sample(data.val, c.val_subset, c.seed)
         self.class_names = data.class_names
+        self.held_out = data.held_out  # how validation was held out, for eval to do again
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
         self.data_notes = [
@@ -1317,6 +1318,7 @@ class Trainer:
             "steps": self.step,
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
+            **({"held_out": self.held_out} if self.held_out else {}),
             **({"pretrained": start} if start else {}),
         }
 
