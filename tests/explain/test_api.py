@@ -37,12 +37,8 @@ def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
     assert main(["explain", str(model_file), str(image_folder), "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     overlays = [item["overlay"] for item in report["images"]]
-    assert [p.split("/")[-1] for p in overlays] == [
-        "0000-0.png",
-        "0001-1.png",
-        "0002-0.png",
-        "0003-1.png",
-    ]
+    # Two files of each name, in two folders: the folder's name goes in front.
+    assert [p.split("/")[-1] for p in overlays] == ["a-0.png", "a-1.png", "b-0.png", "b-1.png"]
     for path in overlays:
         with Image.open(path) as im:
             assert im.format == "PNG" and im.width == 2 * 256 + 4 and im.height > 256
@@ -70,7 +66,7 @@ def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
     # One image into the folder of four: the four's overlays stay, as cp leaves them, but
     # not their sheet, which would show other images than maps.npz holds.
     assert main(["explain", str(model_file), str(image), "--out", str(out)]) == 0
-    assert not (out / "sheet.png").exists() and (out / "0003-1.png").is_file()
+    assert not (out / "sheet.png").exists() and (out / "b-1.png").is_file()
     with np.load(out / "maps.npz") as saved:
         assert saved["maps"].shape == (1, 32, 32)
 
@@ -139,7 +135,7 @@ def test_a_class_named_in_another_case_is_the_models_as_eval_takes_it():
 def test_predict_cam_writes_the_same_overlays(model_file, image_folder, tmp_path, capsys):
     assert main(["predict", str(model_file), str(image_folder), "--cam", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("%") == 4 * 3
-    assert len(list(tmp_path.glob("000*.png"))) == 4 and (tmp_path / "sheet.png").is_file()
+    assert len(list(tmp_path.glob("[ab]-*.png"))) == 4 and (tmp_path / "sheet.png").is_file()
     with np.load(tmp_path / "maps.npz") as saved:
         expected = explain(model_file, [image_folder])
         np.testing.assert_allclose(saved["maps"], expected.maps.numpy(), atol=1e-6)
@@ -338,3 +334,16 @@ def test_explain_and_predict_cam_print_the_note(tmp_path, capsys):
     assert note in capsys.readouterr().err
     assert main(["predict", str(model_file), str(image), "--cam", str(tmp_path / "p")]) == 0
     assert note in capsys.readouterr().err
+
+
+def test_overlay_names_keep_the_class_folder_and_the_sheet_spreads_over_the_classes():
+    from resnetlab.explain.api import SHEET_LIMIT, _file_names, _on_sheet
+
+    sources = ["p/cat/1.jpg", "p/dog/1.jpg", "p/dog/2.jpg", "q/dog/1.png", "image 4"]
+    # Unique stems keep their name; a folder's name and then a number tell repeats apart.
+    assert _file_names(sources) == ["cat-1", "0001-dog-1", "2", "0003-dog-1", "image 4"]
+    # 402 images of 4 classes in folder order: the sheet's come from all of them.
+    assert _on_sheet(3) == [0, 1, 2]
+    picked = _on_sheet(402)
+    assert len(picked) == SHEET_LIMIT and picked[0] == 0 and picked[-1] == 401
+    assert len(set(picked)) == SHEET_LIMIT and {i // 100 for i in picked} == {0, 1, 2, 3, 4}

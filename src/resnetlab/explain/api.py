@@ -154,10 +154,14 @@ class Explanation:
         )
         written.append(out / "maps.npz")
         if len(self.sources) > 1:
-            shown = min(len(self.sources), SHEET_LIMIT)
-            more = f" (first {shown} of {len(self.sources)})" if shown < len(self.sources) else ""
+            shown = _on_sheet(len(self.sources))
+            more = (
+                f" ({len(shown)} of {len(self.sources)}, evenly spread)"
+                if len(shown) < len(self.sources)
+                else ""
+            )
             sheet = tile(
-                [self.overlay(i, side=SHEET_SIDE, on_sheet=True) for i in range(shown)],
+                [self.overlay(i, side=SHEET_SIDE, on_sheet=True) for i in shown],
                 title=f"{self.method} at {self.layer}{more}",
             )
             atomic_write(out / "sheet.png", lambda f: sheet.save(f, format="PNG"))
@@ -176,10 +180,25 @@ def _shortened(name: str, limit: int = NAME_CHARS) -> str:
 
 
 def _file_names(sources: Sequence[str]) -> list[str]:
-    """A file name per source: its stem, numbered where two stems are the same."""
-    stems = [Path(s).stem for s in sources]
-    repeated = {s for s, n in Counter(stems).items() if n > 1}
-    return [f"{i:04d}-{s}" if s in repeated else s for i, s in enumerate(stems)]
+    """A file name per source: its stem; where two stems are the same, its folder's name
+    in front (a class folder's: ``photos/cat/1.jpg`` -> ``cat-1``), numbered where that
+    still repeats."""
+    paths = [Path(s) for s in sources]
+    repeated = {s for s, n in Counter(p.stem for p in paths).items() if n > 1}
+    named = [
+        f"{p.parent.name}-{p.stem}" if p.stem in repeated and p.parent.name else p.stem
+        for p in paths
+    ]
+    again = {s for s, n in Counter(named).items() if n > 1}
+    return [f"{i:04d}-{s}" if s in again else s for i, s in enumerate(named)]
+
+
+def _on_sheet(count: int) -> list[int]:
+    """The images a contact sheet shows: all, or ``SHEET_LIMIT`` spread evenly over them (a
+    folder's images come class by class: the first ones would all be of one class)."""
+    if count <= SHEET_LIMIT:
+        return list(range(count))
+    return [round(i * (count - 1) / (SHEET_LIMIT - 1)) for i in range(SHEET_LIMIT)]
 
 
 def _meta(model: nn.Module, side: int | None = None) -> ModelMeta:
