@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 from PIL import Image
 
@@ -13,7 +15,7 @@ def _batches(x, y, size=8):
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
-def test_gallery_shows_the_mistakes_and_nothing_without_any(trained_resnet8, tmp_path):
+def test_gallery_shows_the_mistakes_and_nothing_without_any(trained_resnet8, tmp_path, monkeypatch):
     pixels, _ = squares(20, seed=41)
     x = normalise(pixels)
     with torch.no_grad():
@@ -27,6 +29,23 @@ def test_gallery_shows_the_mistakes_and_nothing_without_any(trained_resnet8, tmp
     assert write_error_gallery(source, CLASSES, path, title="squares") == 5
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width > 4 * 2 * 128  # 4 columns of image + map
+    # Images read from files are captioned with their file, to find a mislabelled one.
+    captions = []
+    monkeypatch.setattr(
+        gallery_module,
+        "render_overlay",
+        lambda pixels, cam, caption, side: captions.append(caption),
+    )
+    monkeypatch.setattr(gallery_module, "tile", lambda pictures, title: Image.new("RGB", (8, 8)))
+    paths = [f"photos/{CLASSES[int(c)]}/{i}.jpg" for i, c in enumerate(labels)]
+    source = ErrorSource(trained_resnet8, _batches(x, labels), (0, 0, 0), (1, 1, 1), paths=paths)
+    assert write_error_gallery(source, CLASSES, path) == 5
+    named = sorted(int(caption.rsplit("/", 1)[1].split(".")[0]) for caption in captions)
+    assert named == [0, 4, 8, 12, 16]  # the five called something else
+    for caption in captions:
+        i = int(caption.rsplit("/", 1)[1].split(".")[0])
+        assert caption.startswith(f"true {CLASSES[int(labels[i])]}\npredicted ")
+        assert caption.endswith(f"\n{CLASSES[int(labels[i])]}/{i}.jpg")
     assert (
         write_error_gallery(
             ErrorSource(trained_resnet8, _batches(x, predicted), (0, 0, 0), (1, 1, 1)),
@@ -54,10 +73,10 @@ def test_mistakes_kept_batch_by_batch_are_the_most_confident_of_all():
             mistakes.add(x[i : i + batch], y[i : i + batch], logits[i : i + batch])
         rows, count = mistakes.most_confident()
         assert count == len(wrong)
-        assert [int(image[0, 0, 0]) for _, image, _, _ in rows] == expected[:limit]
-        for prob, image, true, guess in rows:
+        assert [int(row.image[0, 0, 0]) for row in rows] == expected[:limit]
+        for prob, image, true, guess, place in rows:
             i = int(image[0, 0, 0])
-            assert (true, guess) == (int(y[i]), int(predicted[i]))
+            assert (true, guess, place) == (int(y[i]), int(predicted[i]), i)
             assert abs(prob - float(p[i])) < 1e-6
     # Equally confident mistakes (saturated probabilities) are kept in the order seen.
     saturated = torch.full((40, 4), -30.0)
@@ -66,7 +85,7 @@ def test_mistakes_kept_batch_by_batch_are_the_most_confident_of_all():
     for i in range(0, 40, 6):
         batch = saturated[i : i + 6]
         ties.add(x[i : i + len(batch)], torch.ones(len(batch), dtype=torch.int64), batch)
-    assert [int(image[0, 0, 0]) for _, image, _, _ in ties.most_confident()[0]] == [0, 1, 2, 3, 4]
+    assert [row.place for row in ties.most_confident()[0]] == [0, 1, 2, 3, 4]
     everything_right = Mistakes()
     everything_right.add(x[:10], predicted[:10], logits[:10])
     assert everything_right.most_confident() == ([], 0)
@@ -87,8 +106,11 @@ def test_every_run_folder_gets_its_error_gallery(tmp_path, monkeypatch):
     def second_pass(*args):
         raise AssertionError("a second pass over the validation images")
 
+    sources = []
     monkeypatch.setattr(
-        gallery_module, "_mistakes", lambda source, limit: source.seen or second_pass()
+        gallery_module,
+        "_mistakes",
+        lambda source, limit: sources.append(source) or source.seen or second_pass(),
     )
     # One short epoch: far from perfect, so there are mistakes to show.
     run = resnetlab.train(
@@ -100,5 +122,10 @@ def test_every_run_folder_gets_its_error_gallery(tmp_path, monkeypatch):
         out=str(tmp_path / "run"),
     )
     assert run.summary["final_val_acc"] < 1 and passes
+    # The gallery knows each validation image's file, in the order validation saw them.
+    (source,) = sources
+    assert len(source.paths) == run.summary["val_images"] == sum(len(y) for _, y in source.loader)
+    labels = torch.cat([y for _, y in source.loader]).tolist()
+    assert [CLASSES[label] for label in labels] == [Path(p).parent.name for p in source.paths]
     with Image.open(run.run_dir / "errors.png") as im:
         assert im.format == "PNG" and im.height > 128

@@ -723,6 +723,7 @@ def _decoded_split(
         str(folder),
         notes,
         skipped=failed,
+        paths=[scan.paths[i] for i in kept],
     )
 
 
@@ -741,6 +742,8 @@ def _cached_split(
                 stacklevel=3,
             )
     _NAMED_UNREADABLE.add(key)
+    unread = {path for path, _ in skipped}
+    paths = [path for path in scan.paths if path not in unread]
     return ImageSet(
         torch.from_numpy(images),
         torch.from_numpy(labels),
@@ -750,6 +753,7 @@ def _cached_split(
         # changing the images), then what decoding found.
         scan.notes + meta["decode_notes"] if "decode_notes" in meta else meta["notes"],
         skipped=skipped,
+        paths=paths if len(paths) == len(labels) else None,
     )
 
 

@@ -30,6 +30,7 @@ class ImageSet:
         source: where the images came from, for messages.
         notes: what loading adjusted or skipped.
         skipped: ``(path, reason)`` of each file that could not be read and was left out.
+        paths: the file each image was read from, where the images came from files.
     """
 
     images: torch.Tensor
@@ -38,6 +39,7 @@ class ImageSet:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    paths: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
@@ -48,6 +50,10 @@ class ImageSet:
         if len(self.images) != len(self.labels):
             raise ValueError(
                 f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
+            )
+        if self.paths is not None and len(self.paths) != len(self.labels):
+            raise ValueError(
+                f"{self.source}: {len(self.labels)} images but {len(self.paths)} paths"
             )
 
     def __repr__(self) -> str:  # not the pixels
@@ -69,7 +75,10 @@ class ImageSet:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
-        return dataclasses.replace(self, images=self.images[indices], labels=self.labels[indices])
+        paths = None if self.paths is None else [self.paths[i] for i in indices.tolist()]
+        return dataclasses.replace(
+            self, images=self.images[indices], labels=self.labels[indices], paths=paths
+        )
 
     def resized(
         self, size: int | tuple[int, int], chunk: int = 1024, resize: str = "squash"

@@ -35,7 +35,15 @@ from torch import nn
 
 from ..analysis import count_parameters
 from ..convert.pretrained import PretrainedWeights
-from ..data import Augment, Dataset, load_dataset, make_loader, split_stats, stratified_sample
+from ..data import (
+    Augment,
+    Dataset,
+    ImageSet,
+    load_dataset,
+    make_loader,
+    split_stats,
+    stratified_sample,
+)
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
 from ..data.sources import class_balance_note, near_name
@@ -594,6 +602,9 @@ class Trainer:
             else None
         )
         self.num_train, self.num_val = len(data.train), len(data.val) if data.val is not None else 0
+        # The files of the validation images in the loader's order, for errors.png (streamed
+        # ones may be dropped as unreadable, which would shift the rest).
+        self.val_paths = data.val.paths if isinstance(data.val, ImageSet) else None
         size = calibration_size(c.batch_size, len(data.train))
         self.calibration_split = stratified_sample(data.train, size, c.seed)
         self.calibration_loader = None  # made when first needed
@@ -1374,7 +1385,12 @@ class Trainer:
         }
         if self.dist.is_main:
             errors = ErrorSource(
-                self._eval_model(), self.val_loader, self.mean, self.std, seen=self.mistakes
+                self._eval_model(),
+                self.val_loader,
+                self.mean,
+                self.std,
+                seen=self.mistakes,
+                paths=self.val_paths,
             )
             self.log.finish(summary, val, self.class_names, errors)
         return summary

@@ -21,11 +21,10 @@ from ..errors import ResnetlabError, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, coarse_map_note
-from .render import render_overlay, tile
+from .render import render_overlay, shortened, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
 SHEET_SIDE = 128  # pixels of each image on the sheet
-NAME_CHARS = 32  # of a file name under its image on the sheet (about its width)
 SHOWN_SOURCES = 3  # the images an Explanation's repr names
 
 
@@ -68,7 +67,7 @@ class Explanation:
         if target != pred:
             text += f"; map of {self.class_names[target]} {self.probabilities[i, target]:.1%}"
         below = (
-            _shortened(Path(self.sources[i]).name) if on_sheet else f"{self.method}, {self.layer}"
+            shortened(Path(self.sources[i]).name) if on_sheet else f"{self.method}, {self.layer}"
         )
         return f"{text}\n{below}"
 
@@ -169,14 +168,6 @@ class Explanation:
         else:  # an earlier call's sheet would show other images than this maps.npz holds
             (out / "sheet.png").unlink(missing_ok=True)
         return written
-
-
-def _shortened(name: str, limit: int = NAME_CHARS) -> str:
-    """``name``, its middle replaced by an ellipsis where it is longer than ``limit``."""
-    if len(name) <= limit:
-        return name
-    head = (limit - 1) // 2
-    return f"{name[:head]}…{name[len(name) - (limit - 1 - head) :]}"
 
 
 def _file_names(sources: Sequence[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 from ..analysis.fonts import any_script
 from ..storage import atomic_write
 from .cam import class_activation_maps
-from .render import render_overlay, tile
+from .render import render_overlay, shortened, tile
 
 GALLERY_SIZE = 16  # the most confident mistakes are shown
 
@@ -26,7 +27,8 @@ class Mistakes:
     def __init__(self, limit: int = GALLERY_SIZE) -> None:
         self.limit = limit
         self.count: torch.Tensor | int = 0  # misclassified images in all
-        # (probability of the predicted class, image, true class, predicted class)
+        self.seen = 0  # images added: the next one's place among them
+        # (probability of the predicted class, image, true class, predicted class, place)
         self.kept: tuple[torch.Tensor, ...] | None = None
 
     @torch.no_grad()
@@ -35,32 +37,45 @@ class Mistakes:
         wrong = predicted != y
         self.count = self.count + wrong.sum()
         score = torch.where(wrong, p, -1.0)  # a right answer never ranks above a mistake
+        place = torch.arange(self.seen, self.seen + len(y), device=y.device)
+        self.seen += len(y)
         # The batch's own first: copies of ``limit`` images at most, never of the batch.
-        kept = _most(score, self.limit, score, x, y, predicted)
+        kept = _most(score, self.limit, score, x, y, predicted, place)
         if self.kept is not None:
             both = [torch.cat(pair) for pair in zip(self.kept, kept, strict=True)]
             kept = _most(both[0], self.limit, *both)  # earlier images first among equals
         self.kept = kept
 
-    def most_confident(self) -> tuple[list[tuple[float, torch.Tensor, int, int]], int]:
-        """(probability, image, true, predicted) of the kept mistakes, the most confident
-        first, and how many images were misclassified in all."""
+    def most_confident(self) -> tuple[list[Mistake], int]:
+        """The kept mistakes, the most confident first, and how many images were
+        misclassified in all."""
         if self.kept is None:
             return [], 0
-        score, x, y, predicted = self.kept
+        score, x, y, predicted, place = self.kept
         order = score.argsort(descending=True, stable=True)
         rows = [
-            (p, x[i], t, q)
-            for i, p, t, q in zip(
+            Mistake(p, x[i], t, q, n)
+            for i, p, t, q, n in zip(
                 order.tolist(),
                 score[order].tolist(),
                 y[order].tolist(),
                 predicted[order].tolist(),
+                place[order].tolist(),
                 strict=True,
             )
             if p >= 0
         ]
         return rows, int(self.count)
+
+
+class Mistake(NamedTuple):
+    """One misclassified image: ``place`` is its position in the order the images came."""
+
+    probability: float  # of the predicted class
+    image: torch.Tensor
+    true: int
+    predicted: int
+    place: int
 
 
 def _most(score: torch.Tensor, limit: int, *rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -77,6 +92,7 @@ class ErrorSource:
 
     ``loader`` yields ``(x, y)`` normalised as ``(pixels / 255 - mean) / std``. ``seen``:
     the mistakes ``model`` made in a pass over ``loader`` already, when there was one.
+    ``paths``: the file of each image, in the loader's order, where they came from files.
     """
 
     model: nn.Module
@@ -84,6 +100,7 @@ class ErrorSource:
     mean: Sequence[float]
     std: Sequence[float]
     seen: Mistakes | None = None
+    paths: Sequence[str] | None = None
 
 
 def _pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -125,21 +142,31 @@ def write_error_gallery(
     if not kept:
         path.unlink(missing_ok=True)
         return 0
-    x = torch.stack([k[1] for k in kept])
-    predicted = torch.tensor([k[3] for k in kept], device=x.device)
+    x = torch.stack([k.image for k in kept])
+    predicted = torch.tensor([k.predicted for k in kept], device=x.device)
     cams = class_activation_maps(source.model, x, targets=predicted).maps.cpu()
     pixels = _pixels(x, source.mean, source.std).cpu()
     pictures = [
         render_overlay(
             pixels[i],
             cams[i],
-            f"true {class_names[y]}\npredicted {class_names[pred]} {p:.0%}",
+            f"true {class_names[k.true]}\npredicted {class_names[k.predicted]} "
+            f"{k.probability:.0%}{_file_line(source.paths, k.place)}",
             side=128,
         )
-        for i, (p, _, y, pred) in enumerate(kept)
+        for i, k in enumerate(kept)
     ]
     shown = f"the {len(kept)} most confident of " if len(kept) < count else ""
     heading = f"{shown}{count} misclassified validation images; Grad-CAM of the predicted class"
     sheet = tile(pictures, title=f"{title}: {heading}" if title else heading)
     atomic_write(path, lambda f: sheet.save(f, format="PNG"))
     return count
+
+
+def _file_line(paths: Sequence[str] | None, place: int) -> str:
+    """The caption's line naming the image's file (its class folder and name), so that a
+    mislabelled photo can be found; nothing where the images came from no files."""
+    if paths is None or not 0 <= place < len(paths):
+        return ""
+    path = Path(paths[place])
+    return "\n" + shortened(f"{path.parent.name}/{path.name}" if path.parent.name else path.name)

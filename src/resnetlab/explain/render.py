@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..analysis.fonts import default_font_file, font_runs
 
 DISPLAY_SIDE = 256  # overlays show each half at least this many pixels tall
+NAME_CHARS = 32  # of a file name under a 128-pixel image on a sheet (about its width)
 ALPHA = 0.5  # weight of the heat map in the blend
 COLORMAP = "jet"  # the usual CAM colours: blue (low) to red (high)
 _BACKGROUND = (255, 255, 255)
@@ -115,3 +116,11 @@ def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") 
     if title:
         _text(ImageDraw.Draw(sheet), (pad, 6), title, text_size)
     return sheet
+
+
+def shortened(name: str, limit: int = NAME_CHARS) -> str:
+    """``name``, its middle replaced by an ellipsis where it is longer than ``limit``."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (limit - 1 - head) :]}"
