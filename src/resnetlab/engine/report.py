@@ -160,9 +160,17 @@ def majority_note(
     share = support[largest].item() / val.count
     if accuracy > share + 1e-9 or share == 1:
         return None
+    name = class_names[largest]
+    # Equal within rounding: "too"; below it, the baseline beats the model, which is the news.
+    score = (
+        f"{share:.4f} too (its share of the validation images)"
+        if accuracy >= share - 1e-9
+        else f"{share:.4f} (its share of the validation images), more than this run's best, "
+        f"{accuracy:.4f}"
+    )
     return (
-        f"note: always answering {class_names[largest]} would score {share:.4f} too (its share "
-        "of the validation images): check each class's recall (confusion.png, resnetlab eval)"
+        f"note: always answering {name} would score {score}: check each class's recall "
+        "(confusion.png, resnetlab eval)"
     )
 
 
