@@ -21,7 +21,7 @@ from resnetlab.engine import TrainConfig, train
 from resnetlab.engine import report as report_module
 from resnetlab.engine.checkpoint import load_checkpoint
 from resnetlab.engine.train import Trainer
-from resnetlab.errors import SettingWarning
+from resnetlab.errors import DataWarning, SettingWarning
 from resnetlab.storage import FolderInUse
 
 from .interrupt import train_interrupted
@@ -477,6 +477,28 @@ def test_subset_and_max_steps(tmp_path):
     share = torch.bincount(full, minlength=10) * 640 / len(full)
     kept = torch.bincount(trainer.train_loader.labels, minlength=10)
     assert (kept - share).abs().max() < 1
+
+
+def test_a_subset_smaller_than_the_classes_says_so_with_its_fix(tmp_path):
+    # Digits has 10 classes: 8 training images leave 2 without any, 3 validation images 7.
+    few = dict(FAST, batch_size=2, subset=8, val_subset=3, out=str(tmp_path / "few"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(TrainConfig(**few))
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+
+    def missing(loader, shown=5):  # the classes a subset took no image of, as named
+        names = [repr(str(c)) for c in sorted(set(range(10)) - set(loader.labels.tolist()))]
+        return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+    assert said == [
+        f"--subset 8 leaves 2 classes without training images ({missing(trainer.train_loader)}"
+        "): it takes fewer images than the 10 classes; give --subset 10 or more to keep one "
+        "image of each class at least",
+        f"--val-subset 3 leaves 7 classes without validation images "
+        f"({missing(trainer.val_loader)}): it takes fewer images than the 10 classes; give "
+        "--val-subset 10 or more to keep one image of each class at least",
+    ]  # and not the advice to add images of a class, which has plenty
 
 
 def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):

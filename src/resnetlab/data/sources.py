@@ -282,6 +282,26 @@ def stratified_sample(split: Split, n: int, seed: int = 0) -> Split:
     return split.subset(torch.cat(kept).sort().values)
 
 
+def subset_note(flag: str, n: int, before: Split, after: Split, what: str) -> str | None:
+    """A note when a subset of ``n`` (asked for by ``flag``: ``--subset``) took no image of
+    some classes that have images: fewer images than classes, so the fix is a larger subset,
+    not more images (as ``class_balance_note`` would advise)."""
+    had, has = before.class_counts(), after.class_counts()
+    emptied = [after.class_names[c] for c, k in enumerate(had) if k and not has[c]]
+    if not emptied:
+        return None
+    classes = sum(1 for k in had if k)
+    if len(emptied) == 1:
+        which = f"class {emptied[0]!r} without {what} images"
+    else:
+        shown = ", ".join(map(repr, emptied[:5])) + (", ..." if len(emptied) > 5 else "")
+        which = f"{len(emptied)} classes without {what} images ({shown})"
+    return (
+        f"{flag} {n} leaves {which}: it takes fewer images than the {classes} classes; give "
+        f"{flag} {classes} or more to keep one image of each class at least"
+    )
+
+
 def sample_counts(counts: list[int], n: int) -> list[int]:
     """How many images of each class a sample of ``n`` takes: each class its share of
     ``n``, rounded so that they add up to ``n`` (the largest remainders round up), and

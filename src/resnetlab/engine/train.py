@@ -46,7 +46,7 @@ from ..data import (
 )
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
-from ..data.sources import class_balance_note, near_name
+from ..data.sources import class_balance_note, near_name, subset_note
 from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
@@ -530,10 +530,18 @@ class Trainer:
             default_val_split=DEFAULT_VAL_SPLIT,
             resize=c.resize,
         )
+        # A subset smaller than the classes leaves some without images: said as that, with
+        # its fix, in place of the small-class warning on the training images.
+        self.subset_emptied = False
         if c.subset is not None:
-            data.train = stratified_sample(data.train, c.subset, c.seed)
+            whole, data.train = data.train, stratified_sample(data.train, c.subset, c.seed)
+            if note := subset_note("--subset", c.subset, whole, data.train, "training"):
+                warnings.warn(note, DataWarning, stacklevel=3)
+                self.subset_emptied = True
         if c.val_subset is not None and data.val is not None:
-            data.val = stratified_sample(data.val, c.val_subset, c.seed)
+            whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
+            if note := subset_note("--val-subset", c.val_subset, whole, data.val, "validation"):
+                warnings.warn(note, DataWarning, stacklevel=3)
         self.class_names = data.class_names
         self.held_out = data.held_out  # how validation was held out, for eval to do again
         # How the data was read (classes from file names, files ignored, streamed); the
@@ -584,7 +592,7 @@ class Trainer:
                 f"{len(data.train)} training images make no full batch of {c.batch_size}; "
                 f"lower --batch-size"
             )
-        if (note := class_balance_note(data.train)) is not None:
+        if not self.subset_emptied and (note := class_balance_note(data.train)) is not None:
             warnings.warn(note, DataWarning, stacklevel=3)
         per_process = len(data.train) // self.dist.world_size
         if c.batch_size > per_process:
