@@ -4,10 +4,12 @@ The CLI prints a ``ResnetlabError`` as one line, ``error: <message>``, and exits
 without a traceback. Messages name the thing that is wrong and, where there is one, the fix.
 """
 
+import difflib
 import math
 import operator
 import os
 import re
+from pathlib import Path
 
 SHOWN_CHARS = 80  # of a wrong value's repr in a message; a longer one is named by its type
 # https://..., file://...: a scheme of two letters or more, so that C://photos stays a path.
@@ -99,6 +101,20 @@ def folder_problem(value: str | os.PathLike, example: str) -> str | None:
     if text.endswith(separators) or os.path.isdir(text):
         return f"{text} names a folder; give a file name, e.g. {os.path.join(text, example)}"
     return None
+
+
+def near_name(path: Path) -> str | None:
+    """A file or folder beside ``path`` whose name is close to its name (``my_photos`` for
+    ``my_photo``), as the path to give, or None."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if not p.name.startswith(".")]
+    except OSError:
+        return None
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    if not close:
+        return None
+    near = path.with_name(close[0])
+    return f"{near}{os.sep}" if near.is_dir() else str(near)
 
 
 def count_argument(value: object, what: str, minimum: int = 1) -> int:

@@ -397,8 +397,26 @@ def test_a_model_file_of_a_model_this_version_lacks_is_named_with_the_file(tmp_p
 
 
 def test_unknown_and_missing_sources_are_one_line(tmp_path):
-    with pytest.raises(ResnetlabError, match=r"pretrained weights not found: .*nope\.pth"):
+    with pytest.raises(ResnetlabError, match=r"pretrained weights not found: .*nope\.pth \("):
         resolve_pretrained(tmp_path / "nope.pth", "resnet18")
+    # A misspelt source name, or a path one letter off a file that is there: the near name.
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_pretrained("torchvison", "resnet18")
+    assert (
+        str(caught.value) == "pretrained weights not found: torchvison; did you mean torchvision?"
+    )
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_pretrained("tim:resnet18.a1_in1k", "resnet18")
+    assert str(caught.value) == (
+        "pretrained weights not found: tim:resnet18.a1_in1k; did you mean timm:resnet18.a1_in1k?"
+    )
+    (tmp_path / "best.safetensors").write_bytes(b"x")
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_pretrained(tmp_path / "best.safetensor", "resnet18")
+    assert str(caught.value) == (
+        f"pretrained weights not found: {tmp_path / 'best.safetensor'}; did you mean "
+        f"{tmp_path / 'best.safetensors'}?"
+    )
     (tmp_path / "w.npz").write_bytes(b"x")
     with pytest.raises(ResnetlabError, match=re.escape("unknown kind of weights file .npz")):
         resolve_pretrained(tmp_path / "w.npz", "resnet18")

@@ -101,6 +101,11 @@ def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys
     )
     assert main(["predict", str(tmp_path / "missing.onnx"), str(photos[0])]) == 2
     assert capsys.readouterr().err == f"error: model file not found: {tmp_path / 'missing.onnx'}\n"
+    assert main(["predict", str(tmp_path / "bare.onx"), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: model file not found: {tmp_path / 'bare.onx'}; did you mean "
+        f"{tmp_path / 'bare.onnx'}?\n"
+    )
     empty = tmp_path / "empty.onnx"  # a failed download, or a redirect that wrote nothing
     empty.touch()
     assert main(["predict", str(empty), str(photos[0])]) == 2

@@ -78,6 +78,13 @@ def test_class_names_must_match_the_head(tmp_path):
 def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(ResnetlabError, match="model file not found"):
         resnetlab.load_model(tmp_path / "missing.safetensors")
+    (tmp_path / "best.safetensors").write_bytes(b"x")  # a name one letter off: the hint
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(tmp_path / "best.safetensor")
+    assert str(caught.value) == (
+        f"model file not found: {tmp_path / 'best.safetensor'}; did you mean "
+        f"{tmp_path / 'best.safetensors'}?"
+    )
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"this is not a model")
     with pytest.raises(ResnetlabError, match="is not a safetensors model file"):

@@ -38,6 +38,7 @@ report says so.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -57,7 +58,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import ResnetlabError, path_argument
+from ..errors import ResnetlabError, near_name, path_argument
 from ..models.files import (
     CHECKPOINT_KIND,
     EXPORT_KINDS,
@@ -82,6 +83,7 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 # Options that change initialisation or the classifier's input, not the trained layers.
 _HEAD_OR_INIT_OPTIONS = ("zero_init_residual", "input_size")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, Lightning
+NAMED_SOURCES = ("torchvision", "timm")  # each alone, or before a colon: timm:<model>.<tag>
 _SOURCES = (
     "torchvision, torchvision:<WEIGHTS>, timm, timm:<model>.<tag>, a weights file "
     f"({'/'.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))}) or a run folder"
@@ -447,7 +449,17 @@ def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
 
 def _from_path(path: Path, source: str) -> PretrainedWeights:
     if not path.exists():
-        raise ResnetlabError(f"pretrained weights not found: {path} (SOURCE is {_SOURCES})")
+        # A misspelt name (torchvison, timm:...) reads as a path; a misspelt path has a near
+        # name beside it (best.safetensor for best.safetensors).
+        name, colon, rest = source.partition(":")
+        named = difflib.get_close_matches(name, NAMED_SOURCES, n=1, cutoff=0.8)
+        if named and os.sep not in source:
+            hint = f"; did you mean {named[0]}{colon}{rest}?"
+        elif near := near_name(path):
+            hint = f"; did you mean {near}?"
+        else:
+            hint = f" (SOURCE is {_SOURCES})"
+        raise ResnetlabError(f"pretrained weights not found: {path}{hint}")
     if path.is_dir():
         best = path / "best.safetensors"
         if not best.is_file():

@@ -8,7 +8,6 @@ either (extracted once into the cache folder). Each source offers some of the sp
 
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from collections import Counter
@@ -20,7 +19,14 @@ from typing import Any
 
 import torch
 
-from ..errors import DataError, DataWarning, ResnetlabError, count_argument, path_argument
+from ..errors import (
+    DataError,
+    DataWarning,
+    ResnetlabError,
+    count_argument,
+    near_name,
+    path_argument,
+)
 from ..models.files import other_format
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
@@ -132,20 +138,6 @@ def open_source(
             "which is always loaded into memory; do not ask for streaming"
         )
     return source
-
-
-def near_name(path: Path) -> str | None:
-    """A file or folder beside ``path`` whose name is close to its name (``my_photos`` for
-    ``my_photo``), as the path to give, or None."""
-    try:
-        names = [p.name for p in path.parent.iterdir() if not p.name.startswith(".")]
-    except OSError:
-        return None
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
-    if not close:
-        return None
-    near = path.with_name(close[0])
-    return f"{near}{os.sep}" if near.is_dir() else str(near)
 
 
 def _open_path(

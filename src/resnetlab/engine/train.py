@@ -46,8 +46,15 @@ from ..data import (
 )
 from ..data.decode import unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
-from ..data.sources import class_balance_note, near_name, subset_note
-from ..errors import DataWarning, ResnetlabError, RunInterrupted, SettingWarning, path_argument
+from ..data.sources import class_balance_note, subset_note
+from ..errors import (
+    DataWarning,
+    ResnetlabError,
+    RunInterrupted,
+    SettingWarning,
+    near_name,
+    path_argument,
+)
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
 from ..models.files import shapes_problem

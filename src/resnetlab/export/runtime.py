@@ -22,7 +22,7 @@ import torch
 
 from ..data.loader import normalisation
 from ..engine.inference import ExternalModel
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, near_name
 from ..models.files import META_KEY, ModelMeta, empty_file_problem
 
 INSTALL_EXPORT = "pip install 'resnetlab[export]'"
@@ -122,7 +122,8 @@ class OnnxModel(ExternalModel):
         path = Path(path)
         ort = import_extra("onnxruntime", f"running {path.name}")
         if not path.is_file():
-            raise ResnetlabError(f"model file not found: {path}")
+            hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
+            raise ResnetlabError(f"model file not found: {path}{hint}")
         if path.stat().st_size == 0:  # onnxruntime: "No graph was found in the protobuf"
             raise ResnetlabError(empty_file_problem(path, "copy it again, or export it again"))
         options = ort.SessionOptions()

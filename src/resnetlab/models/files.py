@@ -26,7 +26,14 @@ from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 from torch import nn
 
-from ..errors import ResnetlabError, finite_number, folder_problem, path_argument, shown
+from ..errors import (
+    ResnetlabError,
+    finite_number,
+    folder_problem,
+    near_name,
+    path_argument,
+    shown,
+)
 from ..storage import atomic_write
 from .registry import built_options, create_model, list_models, model_info
 
@@ -405,7 +412,8 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             )
         raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
     if not path.is_file():
-        raise ResnetlabError(f"model file not found: {path}")
+        hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
+        raise ResnetlabError(f"model file not found: {path}{hint}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
