@@ -205,12 +205,39 @@ def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
         (tmp_path / "pets" / name).mkdir(parents=True)
         for i in range(3):
             Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pets" / name / f"{i}.png")
+    # None of them is the model's: data for another model, not folders to move out.
     assert main(["eval", str(model_file), "--data", str(tmp_path / "pets")]) == 2
-    err = capsys.readouterr().err
-    assert "has 2 classes [cat, dog] but the model was trained on 10: [0, 1," in err
-    assert err.rstrip().endswith(
-        "[cat, dog] are not among them; score it without those classes (move the folders "
-        "out), or with a model trained on them"
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'pets'} has 2 classes [cat, dog], and the model was trained on 10 "
+        "other classes: [0, 1, 2, 3, 4, 5, ...]; score it with a model trained on its classes, "
+        "or score this model on images of its own classes\n"
+    )
+
+
+def test_eval_hints_at_the_model_class_a_folder_name_is_near(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    names = ["airplane", "automobile", "cat", "ship"]
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=4), model, class_names=names)
+    photos = tmp_path / "photos"
+    for k, name in enumerate(("airplane", "cat", "ships")):
+        (photos / name).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (k * 90, 0, 0)).save(photos / name / "0.png")
+    assert main(["eval", str(model), "--data", str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {photos} has 3 classes [airplane, cat, ships] but the model was trained on "
+        "4: [airplane, automobile, cat, ship]; [ships] is not among them (did you mean ship?); "
+        "rename the folder to the model's class name, score it without that class (move the "
+        "folders out), or with a model trained on them\n"
+    )
+    # None of the data's classes is the model's, but each is near one: rename, not move out.
+    shutil.rmtree(photos / "airplane")
+    (photos / "cat").rename(photos / "cats")
+    assert main(["eval", str(model), "--data", str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {photos} has 2 classes [cats, ships] but the model was trained on 4: "
+        "[airplane, automobile, cat, ship]; [cats, ships] are not among them (did you mean cat "
+        "for cats, ship for ships?); rename the folders to the model's class names, or score it "
+        "with a model trained on these classes\n"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -180,7 +181,6 @@ def held_out_split(data: str, meta: ModelMeta):
     model that names no classes, a note says that the set's are taken in its order.
     """
     from ..data import load_eval_split
-    from ..data.folders import NAMED_CLASSES_NOTE, NAMED_FILES_NOTE
 
     trained_on = (meta.training or {}).get("data")
     held_out = (meta.training or {}).get("held_out")
@@ -196,29 +196,8 @@ def held_out_split(data: str, meta: ModelMeta):
         by_case = _case_matches(class_names, meta.class_names)
         named = class_names  # as the data names them, for messages
         class_names = [by_case.get(name, name) for name in class_names]
-        unknown = [name for name in class_names if name not in meta.class_names]
-        if unknown:
-            fix = (
-                f"score it without {'that class' if len(unknown) == 1 else 'those classes'} "
-                "(move the folders out), or with a model trained on them"
-            )
-            if NAMED_CLASSES_NOTE in split.notes:  # IMG_0001.jpg reads as class IMG
-                fix = (
-                    "classes here come from the file names (the text before the first '_'): "
-                    "name each file <class>_<anything> with one of the model's classes, or "
-                    "put the images in class folders"
-                )
-            named_files = [note for note in split.notes if note.startswith(NAMED_FILES_NOTE)]
-            if named_files:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
-                fix = named_files[0]
-            classes = "class" if len(class_names) == 1 else "classes"  # a camera's IMG_0001.jpg...
-            raise ResnetlabError(
-                f"{_scored_folder(data, split)} has {len(class_names)} {classes} {_short(named)} "
-                "but the model "
-                f"was trained on {len(meta.class_names)}: {_short(meta.class_names)}; "
-                f"{_short(unknown)} {'is' if len(unknown) == 1 else 'are'} not among them; "
-                f"{fix}"
-            )
+        if any(name not in meta.class_names for name in class_names):
+            raise ResnetlabError(_unknown_classes_problem(data, split, named, class_names, meta))
         to_model = torch.tensor([meta.class_names.index(name) for name in class_names])
         note = (
             "classes matched to the model's by name"
@@ -246,6 +225,63 @@ def held_out_split(data: str, meta: ModelMeta):
         )
         return replace(split, notes=[*split.notes, note])
     return split
+
+
+def _unknown_classes_problem(
+    data: str, split, named: list[str], matched: list[str], meta: ModelMeta
+) -> str:
+    """Why ``split`` cannot be scored by a model that lacks some of its classes (``named``
+    as the data names them, ``matched`` as matched to the model's, case aside), and the fix:
+    a near name of a class the model has (``ships`` for ``ship``) is hinted at; data of none
+    of its classes is data for another model, not folders to move out."""
+    from ..data.folders import NAMED_CLASSES_NOTE, NAMED_FILES_NOTE
+
+    unknown = [name for name in matched if name not in meta.class_names]
+    missing = [name for name in meta.class_names if name not in matched]
+    near = {
+        name: close[0]
+        for name in unknown
+        if (close := difflib.get_close_matches(name, missing, n=1, cutoff=0.8))
+    }
+    hint = ""
+    if len(near) == 1 and len(unknown) == 1:
+        hint = f" (did you mean {next(iter(near.values()))}?)"
+    elif near:
+        hint = f" (did you mean {', '.join(f'{b} for {a}' for a, b in near.items())}?)"
+    one = len(unknown) == 1
+    classes = "class" if len(named) == 1 else "classes"  # a camera's IMG_0001.jpg...
+    scored = _scored_folder(data, split)
+    rename = f"rename {'the folder' if len(near) == 1 else 'the folders'} to the model's "
+    rename += f"class {'name' if len(near) == 1 else 'names'}"
+    if len(unknown) < len(named):
+        fix = (
+            f"score it without {'that class' if one else 'those classes'} (move the folders "
+            "out), or with a model trained on them"
+        )
+        fix = f"{rename}, {fix}" if near else fix
+    else:  # nothing to score: a folder to rename, else another model's data
+        fix = f"{rename}, or score it with a model trained on these classes" if near else None
+    if NAMED_CLASSES_NOTE in split.notes:  # IMG_0001.jpg reads as class IMG
+        fix = (
+            "classes here come from the file names (the text before the first '_'): "
+            "name each file <class>_<anything> with one of the model's classes, or "
+            "put the images in class folders"
+        )
+    named_files = [note for note in split.notes if note.startswith(NAMED_FILES_NOTE)]
+    if named_files:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
+        fix = named_files[0]
+    if fix is None:
+        return (
+            f"{scored} has {len(named)} {classes} {_short(named)}, and the model was trained "
+            f"on {len(meta.class_names)} other classes: {_short(meta.class_names)}; score it "
+            "with a model trained on its classes, or score this model on images of its own "
+            "classes"
+        )
+    return (
+        f"{scored} has {len(named)} {classes} {_short(named)} but the model was trained on "
+        f"{len(meta.class_names)}: {_short(meta.class_names)}; {_short(unknown)} "
+        f"{'is' if one else 'are'} not among them{hint}; {fix}"
+    )
 
 
 def _scored_folder(data: str, split) -> str:
