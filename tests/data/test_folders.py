@@ -475,6 +475,18 @@ def test_images_without_class_folders(tmp_path):
         load_dataset(str(tmp_path / "flat"))
 
 
+def test_a_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
+    # photos/cat given for photos/: its images have no class folders, but its parent holds
+    # it beside other folders of images, the classes.
+    photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "abc"})
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(photos / "b"))
+    assert str(caught.value) == (
+        f"{photos / 'b'}: 2 image files but no class folders; it is one of the class folders "
+        f"in {photos} (a, b, c): give that folder, --data {photos}{os.sep}"
+    )
+
+
 def test_images_named_with_their_class_before_a_dot_are_told_how_to_name_them(tmp_path):
     # Kaggle's dogs-vs-cats: train/cat.0.jpg, train/dog.0.jpg. The class before a '.' is
     # not read; the error says that it is there, and how to name the files instead.
@@ -493,8 +505,11 @@ def test_images_named_with_their_class_before_a_dot_are_told_how_to_name_them(tm
 
 
 def _flat(folder, names):
-    """Tiny images under ``names`` in ``folder``, and a text file named ``x.jpg`` beside them."""
-    folder.mkdir()
+    """Tiny images under ``names`` in ``folder``, and a text file named ``x.jpg`` beside them;
+    ``folder`` is made inside a folder of its own: beside other folders of images, it would
+    read as one class of their parent's data set, which the error would point at."""
+    folder = folder.parent / f"{folder.name}-alone" / folder.name
+    folder.mkdir(parents=True)
     for i, name in enumerate(names):
         noise(i).save(folder / name)
     (folder / "x.jpg").write_text("not an image")
@@ -509,9 +524,11 @@ def _message(folder):
 
 def test_stray_file_among_photos_without_classes(tmp_path):
     # A folder of photos and a text file named as a JPEG: the folder has no classes, and the
-    # stray (counted by its suffix, as nothing is opened yet) is not what is wrong.
-    plain = _message(_flat(tmp_path / "cats", ["a.jpg", "b.jpg", "c.jpg"]))
-    assert plain.startswith(f"{tmp_path / 'cats'}: 4 image files but no class folders; put ")
+    # stray (counted by its suffix, as nothing is opened yet) is not what is wrong. Each
+    # folder is alone in its parent (_flat), not one of a parent's class folders.
+    cats = _flat(tmp_path / "cats", ["a.jpg", "b.jpg", "c.jpg"])
+    plain = _message(cats)
+    assert plain.startswith(f"{cats}: 4 image files but no class folders; put ")
     assert "x.jpg" not in plain
     # A camera's names read as one class (IMG), which is not two.
     camera = _message(_flat(tmp_path / "phone", [f"IMG_000{i}.jpg" for i in range(3)]))
@@ -521,14 +538,15 @@ def test_stray_file_among_photos_without_classes(tmp_path):
         "sub-folder named after the class, or name every file <class>_<anything>"
     ) in camera
     assert "x.jpg" not in camera
-    one = _message(_flat(tmp_path / "named", ["cat_1.jpg", "cat_2.jpg", "cat_3.jpg"]))
+    named = _flat(tmp_path / "named", ["cat_1.jpg", "cat_2.jpg", "cat_3.jpg"])
+    one = _message(named)
     assert "named: 4 image files but no class folders, and their names give one class " in one
     assert "(3 of them named cat_...); a classifier needs two;" in one
     # Without the stray every name carries the class: one class, which training refuses
     # saying how names give classes (a test set of one class is scored: test_eval).
-    (tmp_path / "named" / "x.jpg").unlink()
-    assert _message(str(tmp_path / "named")) == (
-        f"{tmp_path / 'named'}: every training image is of one class (cat); a classifier "
+    (Path(named) / "x.jpg").unlink()
+    assert _message(named) == (
+        f"{named}: every training image is of one class (cat); a classifier "
         "needs images of two classes at least: the class is read from the file names, all "
         "cat_...; put each class's images in a sub-folder named after the class, or name "
         "every file <class>_<anything> (3_IMG_5864.jpg)"

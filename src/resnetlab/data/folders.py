@@ -346,6 +346,14 @@ def _holds_classes(folder: Path) -> bool:
     )
 
 
+def _sibling_class_folders(folder: Path) -> list[str]:
+    """The names of the folders of images beside ``folder`` (itself a folder of images),
+    when it is no split folder: then it is likely one class of the data set its parent is."""
+    if named_role(folder.name):
+        return []
+    return [d.name for d in _visible_dirs(folder.parent) if d != folder and _direct_images(d)]
+
+
 def find_root(folder: Path) -> Path:
     """Look through folders that hold nothing but one sub-folder with sub-folders of its own;
     not past a split folder found inside (``photos/train/``), whose one sub-folder is a class
@@ -393,10 +401,19 @@ def scan_classes(folder: Path) -> FolderSplit:
         # (load_dataset), saying how names give classes.
         names = _name_labels(paths, least=1)
         if names is None:
-            raise DataError(
-                f"{folder}: {_why_no_classes(paths)}; put each class's images in a sub-folder "
-                "named after the class, or name every file <class>_<anything> (3_IMG_5864.jpg)"
+            fix = (
+                "put each class's images in a sub-folder named after the class, or name every "
+                "file <class>_<anything> (3_IMG_5864.jpg)"
             )
+            if siblings := _sibling_class_folders(folder):  # photos/cat given for photos/
+                classes = [folder.name, *siblings]
+                shown = ", ".join(sorted(classes, key=readable)[:5])
+                more = ", ..." if len(classes) > 5 else ""
+                fix = (
+                    f"it is one of the class folders in {folder.parent} ({shown}{more}): give "
+                    f"that folder, --data {folder.parent}{os.sep}"
+                )
+            raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
         names = [readable(n) for n in names]
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
