@@ -965,6 +965,28 @@ def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_p
     ]
 
 
+def test_files_beside_the_class_or_split_folders_are_named_too(tmp_path):
+    # photos/notes.txt beside the class folders is left out as one in a class folder is.
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(4)], "b": [noise(i) for i in range(9, 13)]}
+    )
+    (root / "notes.txt").write_text("taken on holiday")
+    (root / "a" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (root / "desktop.ini").write_text("[.ShellClassInfo]")  # a system's file: not named
+    assert load_dataset(str(root)).train.notes == [
+        "2 files that are not images ignored (notes.txt, IMG_0001.HEIC); HEIC photos need "
+        "converting to JPEG or PNG first"
+    ]
+    # Beside split folders: photos/labels.csv next to photos/train and photos/val.
+    splits = tmp_path / "splits"
+    for split in ("train", "val"):
+        write_tree(splits / split, {"a": [noise(1), noise(2)], "b": [noise(3), noise(4)]})
+    (splits / "labels.csv").write_text("file,label")
+    assert (
+        "1 file that is not an image ignored (labels.csv)" in load_dataset(str(splits)).train.notes
+    )
+
+
 def test_a_class_folder_of_camera_raw_files_is_told_to_convert_them(tmp_path):
     # A photographer's class folder of raw files only (Canon's .CR2, Nikon's .NEF): the
     # error names them with the fix, as it does an iPhone's HEIC photos.

@@ -241,6 +241,19 @@ def _direct_images(folder: Path) -> list[Path]:
     ]
 
 
+def _direct_others(folder: Path) -> list[str]:
+    """The names of the files directly in ``folder`` that are not images (a notes.txt beside
+    the class folders), left out as ``_images_under`` leaves such files out below it."""
+    return sorted(
+        e.name
+        for e in _listing(folder)
+        if not e.is_dir()
+        and not e.name.startswith(".")
+        and e.name.lower() not in SYSTEM_FILES
+        and os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS
+    )
+
+
 def _loose_note(loose: list[Path], folder: Path, where: str) -> str:
     """A note on the images directly in ``folder``, beside its class or split folders: how
     many, some names, and that they are left out, not being in ``where``."""
@@ -436,7 +449,7 @@ def scan_classes(folder: Path) -> FolderSplit:
             "directly in the folder, which belong to no class; put each class's images in "
             "its own sub-folder"
         )
-    paths, labels, stamps, others = [], [], [], []
+    paths, labels, stamps, others = [], [], [], _direct_others(folder)
     resolved: dict[Path, Path] | None = None  # the class folders by resolved path, once
     for label, d in enumerate(class_dirs):
         # A class folder that is itself a link (wolves -> dogs) is checked as links in it are.
@@ -615,6 +628,7 @@ def folder_splits(
             notes.append(f"folders in {root} other than the splits ignored: {', '.join(ignored)}")
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
             notes.append(_loose_note(loose, root, "a split's class folder"))
+        notes += _others_note(_direct_others(root))
     else:
         split_dirs = {"all": root}
     if len(split_dirs) == 1:
