@@ -266,8 +266,9 @@ def test_a_busy_port_is_one_line(model_file, capsys):
 
 @pytest.mark.parametrize("lan", ["192.0.2.7", None])
 def test_on_all_addresses_the_network_address_is_printed(model_file, monkeypatch, capsys, lan):
-    """--host 0.0.0.0 (to try it from a phone): http://0.0.0.0:PORT/ opens nowhere there, so
-    the machine's address on its network is printed too, where it has one."""
+    """--host 0.0.0.0 (to try it from a phone): http://0.0.0.0:PORT/ opens nowhere, so the
+    first line gives this machine's address, and the next its address on its network, where
+    it has one."""
     from resnetlab.serve import server
 
     class NoServer:  # uvicorn left out: its Config would set up logging in this process
@@ -282,8 +283,10 @@ def test_on_all_addresses_the_network_address_is_printed(model_file, monkeypatch
     monkeypatch.setattr(server.uvicorn, "Server", NoServer)
     server.serve(model_file, host="0.0.0.0", port=0)
     lines = capsys.readouterr().out.splitlines()
-    port = lines[0].rsplit(":", 1)[1].rstrip("/")
-    assert lines[0].endswith(f" at http://0.0.0.0:{port}/")
+    port = lines[0].split("http://127.0.0.1:", 1)[1].split("/", 1)[0]
+    assert lines[0].endswith(
+        f" at http://127.0.0.1:{port}/ on this machine (listening on 0.0.0.0, all its addresses)"
+    )
     network = [f"from another device on this network: http://{lan}:{port}/"] if lan else []
     assert lines[1:] == network
 

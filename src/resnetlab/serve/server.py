@@ -32,7 +32,9 @@ def serve(
 ) -> None:
     """Serve a model file over HTTP until interrupted (Ctrl+C or SIGTERM).
 
-    Prints ``serving ... at http://HOST:PORT/`` once it can take requests' connections.
+    Prints ``serving ... at http://HOST:PORT/`` once it can take requests' connections (for
+    a ``host`` of all addresses, 0.0.0.0, this machine's own: 127.0.0.1, and its address on
+    its network on a line of its own).
 
     Args:
         model_file: a model file written by resnetlab.
@@ -62,18 +64,22 @@ def serve(
         top_k=top_k,
     )
     address = sock.getsockname()
-    shown = f"[{address[0]}]" if sock.family == socket.AF_INET6 else address[0]
+    v6 = sock.family == socket.AF_INET6
     meta = predictor.meta
     reduced = f", {precision} autocast" if precision != "fp32" else ""  # answers move a little
+    # 0.0.0.0 (or ::) is no address to give a browser: the first line gives this machine's
+    # own, and the next the one it has on its network, for a phone.
+    everywhere = ipaddress.ip_address(address[0]).is_unspecified
+    local = ("::1" if v6 else "127.0.0.1") if everywhere else address[0]
+    where = f" on this machine (listening on {address[0]}, all its addresses)" if everywhere else ""
     print(
         f"serving {model_file} ({meta.model}, {meta.num_classes} classes, "
-        f"{meta.input_size}x{meta.input_size} input{reduced}) at http://{shown}:{address[1]}/",
+        f"{meta.input_size}x{meta.input_size} input{reduced}) at "
+        f"{_url(local, address[1], v6)}{where}",
         flush=True,
     )
-    # 0.0.0.0 is no address a phone can open: name the one this machine has on its network.
-    if ipaddress.ip_address(address[0]).is_unspecified and (lan := _lan_address(sock.family)):
-        shown_lan = f"[{lan}]" if sock.family == socket.AF_INET6 else lan
-        print(f"from another device on this network: http://{shown_lan}:{address[1]}/", flush=True)
+    if everywhere and (lan := _lan_address(sock.family)):
+        print(f"from another device on this network: {_url(lan, address[1], v6)}", flush=True)
     if not ipaddress.ip_address(address[0]).is_loopback:
         print(
             f"warning: listening on {address[0]}: anyone who can reach this machine can use "
@@ -82,6 +88,10 @@ def serve(
         )
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _url(host: str, port: int, v6: bool) -> str:
+    return f"http://[{host}]:{port}/" if v6 else f"http://{host}:{port}/"
 
 
 def _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> None:
