@@ -303,3 +303,45 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
         f"{run} is a training run's folder, not a data set; give the images it trained on (its "
         f"config.json names them), or start from its weights: train --pretrained {run}"
     )
+
+
+def test_the_images_a_run_held_out_are_found_again_only_in_the_same_files(tmp_path, monkeypatch):
+    from resnetlab.data.sources import load_eval_split
+
+    root = write_tree(
+        tmp_path / "photos", {c: [noise(i + 20 * k) for i in range(10)] for k, c in enumerate("ab")}
+    )
+    (root / "b" / "bad.png").write_bytes(b"damaged")  # skipped, in the cache's record too
+    with pytest.warns(DataWarning, match="skipped"):
+        data = load_dataset(str(root), default_val_split=0.2)
+    record = data.held_out
+    assert set(record) == {"fraction", "seed", "per_class", "files"} and record["per_class"] == [
+        10,
+        10,
+    ]
+    again = load_eval_split(str(tmp_path / "photos" / "."), trained_on="photos", held_out=record)
+    assert torch.equal(again.images, data.val.images) and again.paths == data.val.paths
+    assert any(note.startswith("scored: the 4 images of") for note in again.notes)
+    # Another spelling of the folder reads the decoding cache: its files are still known.
+    monkeypatch.chdir(tmp_path)
+    paths = load_eval_split("photos", held_out=record, trained_on="photos").paths
+    assert [os.path.abspath(p) for p in paths] == data.val.paths
+    # One photo of a class replaced by another: the counts hold, but not the files.
+    (root / "a" / "000.png").unlink()
+    noise(99).save(root / "a" / "new.png")
+    whole = load_eval_split(str(root), trained_on="photos", held_out=record)
+    assert len(whole) == 20
+    assert any(note.endswith("as its images changed since") for note in whole.notes)
+    # A streamed split is not held out again (its unreadable files drop out only when read).
+    assert load_dataset(str(root), default_val_split=0.2, stream=True).held_out is None
+    # Data with a validation split of its own records no held-out part.
+    split = write_tree(
+        tmp_path / "split" / "train", {c: [noise(i) for i in range(3)] for c in "ab"}
+    )
+    write_tree(split.parent / "val", {c: [noise(5)] for c in "ab"})
+    assert load_dataset(str(split.parent), default_val_split=0.2).held_out is None
+    # A mask keeps the images' files with them.
+    masked = data.train.subset(data.train.labels == 1)
+    assert masked.paths == [
+        p for p, y in zip(data.train.paths, data.train.labels.tolist(), strict=True) if y == 1
+    ]

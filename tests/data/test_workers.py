@@ -56,11 +56,22 @@ def _run(folder: Path, body: str, guarded: bool) -> subprocess.CompletedProcess:
     )
 
 
+TRAIN = """
+decode.PARALLEL_MIN_FILES = 1
+result = resnetlab.train(
+    model="resnet8", data="images", input_size=8, max_steps=1, out="runs/r", val_split=0.25
+)
+print(result.summary["val_images"])
+"""
+
+
 @pytest.mark.parametrize(
     ("body", "workers", "images"),
     [
         (DECODE, "the worker processes decoding the images", "8"),
         (STREAM, "the data loader's worker processes", "8"),
+        # Training leaves at once in a worker: the run folder the script holds is not taken.
+        (TRAIN, "the worker processes decoding the images", "2"),
     ],
 )
 def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, body, workers, images):
@@ -78,10 +89,16 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, body, worke
     assert done.stdout.splitlines()[-1] == images
 
 
-def test_workers_that_stop_for_another_reason_say_so(monkeypatch):
-    monkeypatch.setattr(sys.modules["__main__"], "__file__", None, raising=False)
+def test_workers_that_stop_for_another_reason_say_so():
+    """A worker killed (out of memory) or crashed leaves no mark: the script is not blamed."""
+    from resnetlab.data.decode import _unguarded_mark
+
+    assert not _unguarded_mark().exists()
     assert str(workers_stopped("the data loader's worker processes")) == (
         "the data loader's worker processes stopped without an answer (killed, or out of "
         "memory); free memory and run again"
     )
     leave_if_starting_a_worker()  # not a worker starting: nothing happens
+    _unguarded_mark().touch()  # as a worker that ran the script's call leaves it
+    assert "must call resnetlab under" in str(workers_stopped("the workers"))
+    assert not _unguarded_mark().exists()  # said once

@@ -102,8 +102,7 @@ def test_eval_of_the_training_folder_scores_the_images_the_run_held_out(
     assert report.notes == [
         f"{copy} has no held-out split: all 301 images are scored, including any the model was "
         "trained on (a folder named test/ or *_test/ is taken for test images); the images it "
-        "held out for validation cannot be found again, as the classes' image counts changed "
-        "since"
+        "held out for validation cannot be found again, as its images changed since"
     ]
 
 

@@ -289,6 +289,13 @@ def test_on_all_addresses_the_network_address_is_printed(model_file, monkeypatch
     )
     network = [f"from another device on this network: http://{lan}:{port}/"] if lan else []
     assert lines[1:] == network
+    # The helper that starts a server for scripts and tests finds the address in that line.
+    from resnetlab.serve.process import served_url
+
+    assert served_url("\n".join(lines)) == f"http://127.0.0.1:{port}/"
+    assert served_url("serving m.safetensors at http://127.0.0.1:8000/\n") == (
+        "http://127.0.0.1:8000/"
+    )
 
 
 def test_the_first_line_says_a_reduced_precision(model_file, monkeypatch, capsys):

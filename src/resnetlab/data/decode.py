@@ -8,15 +8,18 @@ model sees the same pixels for the same file however it was fed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import sys
+import tempfile
 import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -405,21 +408,35 @@ def leave_if_starting_a_worker() -> None:
     """Exit, quietly, a worker process that is starting workers of its own: with the
     'spawn' and 'forkserver' start methods (macOS, Windows; Linux from Python 3.14) a worker
     imports the main script again, and a script that calls resnetlab outside
-    ``if __name__ == "__main__":`` arrives here in each of them. The process that started
-    it then says why (``workers_stopped``)."""
+    ``if __name__ == "__main__":`` arrives here in each of them. It leaves a mark that the
+    process which started it finds (``workers_stopped``), to say why."""
     if getattr(multiprocessing.current_process(), "_inheriting", False):
+        with contextlib.suppress(OSError):
+            _unguarded_mark().touch()
         raise SystemExit(1)
 
 
+def _unguarded_mark() -> Path:
+    """The file a worker that ran the main script's resnetlab call leaves: named after the
+    key the process that started it shares with its workers (the worker has it before
+    it imports the script)."""
+    key = hashlib.sha256(bytes(multiprocessing.current_process().authkey)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"resnetlab-unguarded-{key}"
+
+
 def workers_stopped(workers: str) -> DataError:
-    """The error for ``workers`` (worker processes, named) that stopped without an answer."""
-    method = multiprocessing.get_context().get_start_method()
+    """The error for ``workers`` (worker processes, named) that stopped without an answer:
+    a script without the main guard, where one of them left the mark saying so, else a
+    worker killed (out of memory) or crashed."""
+    mark = _unguarded_mark()
     script = getattr(sys.modules.get("__main__"), "__file__", None)
-    if method != "fork" and script:
+    if mark.exists():
+        mark.unlink(missing_ok=True)
+        method = multiprocessing.get_context().get_start_method()
         return DataError(
-            f"{workers} stopped as they started: with the {method!r} start "
-            f"method each one runs {os.path.basename(script)} again, so a script must call "
-            f'resnetlab under `if __name__ == "__main__":`'
+            f"{workers} stopped as they started: with the {method!r} start method each one "
+            f"runs {os.path.basename(script or 'the main script')} again, so a script must "
+            f'call resnetlab under `if __name__ == "__main__":`'
         )
     return DataError(
         f"{workers} stopped without an answer (killed, or out of memory); free memory and run again"

@@ -423,8 +423,8 @@ def scan_classes(folder: Path) -> FolderSplit:
                 shown = ", ".join(sorted(classes, key=readable)[:5])
                 more = ", ..." if len(classes) > 5 else ""
                 fix = (
-                    f"it is one of the class folders in {folder.parent} ({shown}{more}): give "
-                    f"that folder, --data {folder.parent}{os.sep}"
+                    f"if it is one of the class folders in {folder.parent} ({shown}{more}), "
+                    f"give that folder: --data {folder.parent}{os.sep}; else {fix}"
                 )
             raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
         names = [readable(n) for n in names]
@@ -742,6 +742,7 @@ def _decoded_split(
         decode_notes = notes[len(scan.notes) :]
         meta = {"notes": notes, "decode_notes": decode_notes, "skipped_note": "".join(skipped_note)}
         meta["skipped"] = failed
+        meta["kept"] = [int(i) for i in kept]  # which of the scanned files the images are
         cache.put(key, images, labels, meta)
     except OSError as e:
         warnings.warn(
@@ -773,8 +774,14 @@ def _cached_split(
                 stacklevel=3,
             )
     _NAMED_UNREADABLE.add(key)
-    unread = {path for path, _ in skipped}
-    paths = [path for path in scan.paths if path not in unread]
+    kept = meta.get("kept")
+    if isinstance(kept, list) and all(
+        isinstance(i, int) and 0 <= i < len(scan.paths) for i in kept
+    ):
+        paths = [scan.paths[i] for i in kept]
+    else:  # a cache written before it recorded them: by name
+        unread = {path for path, _ in skipped}
+        paths = [path for path in scan.paths if path not in unread]
     return ImageSet(
         torch.from_numpy(images),
         torch.from_numpy(labels),

@@ -75,6 +75,8 @@ class ImageSet:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
+        if indices.dtype == torch.bool:  # a mask: the places it holds
+            indices = indices.nonzero().flatten()
         paths = None if self.paths is None else [self.paths[i] for i in indices.tolist()]
         return dataclasses.replace(
             self, images=self.images[indices], labels=self.labels[indices], paths=paths

@@ -8,6 +8,7 @@ either (extracted once into the cache folder). Each source offers some of the sp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections import Counter
@@ -380,6 +381,7 @@ def load_dataset(
     held_out = source.key("val", "test") if train_key == "train" else None
     if held_out in source.borrowed and val_split is not None:
         held_out = None  # asked to split the training file: do that, not the file beside it
+    record = None  # how validation is held out of the training images, where it is
     if val_data is not None:
         val = _validation_data(val_data, train, data, opts)
         used = f"the validation data {val_data}"
@@ -392,10 +394,10 @@ def load_dataset(
         used = f"the {held_out} split of {data}"
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
-        held_out = held_out_record(train, fraction, seed)
+        record = held_out_record(train, fraction, seed)
         train, val = _hold_out(train, fraction, seed, given=val_split is not None)
         if not len(val):  # one image of every class: none to hold out (_hold_out says so)
-            val, held_out = None, None
+            val, record = None, None
         used = None
     else:
         val, used = None, None
@@ -408,14 +410,33 @@ def load_dataset(
         )
     if val is not None:
         val = _matched_to_training(val, train, image_size, resize)
-    return Dataset(train, val, list(train.class_names), held_out if val is not None else None)
+    return Dataset(train, val, list(train.class_names), record)
 
 
-def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any]:
+def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] | None:
     """What ``stratified_split`` needs to hold out the same images of ``split`` again, with
-    the images per class it was made from (a folder that changed since gives other ones)."""
+    the images per class and, for files, a digest of their names and classes in order (a
+    folder that changed since gives other ones). None for a streamed split, whose
+    unreadable files are dropped only as they are read, where a decoded one leaves them out
+    before the split."""
+    if not isinstance(split, ImageSet):
+        return None
     per_class = torch.bincount(split.labels, minlength=len(split.class_names)).tolist()
-    return {"fraction": fraction, "seed": seed, "per_class": per_class}
+    record: dict[str, Any] = {"fraction": fraction, "seed": seed, "per_class": per_class}
+    if split.paths is not None:
+        record["files"] = _files_digest(split)
+    return record
+
+
+def _files_digest(split: ImageSet) -> str:
+    """A digest of ``split``'s files in order, each by its class and the last two parts of
+    its path (``cat/1.jpg``), however the folder above them is spelled."""
+    assert split.paths is not None
+    rows = (
+        f"{split.class_names[label]}\t{Path(path).parent.name}/{Path(path).name}"
+        for label, path in zip(split.labels.tolist(), split.paths, strict=True)
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def _held_out_again(split: Split, record: Any) -> Split | None:
@@ -424,11 +445,14 @@ def _held_out_again(split: Split, record: Any) -> Split | None:
     try:
         fraction, seed = float(record["fraction"]), int(record["seed"])
         per_class = [int(n) for n in record["per_class"]]
-    except (TypeError, KeyError, ValueError):
+        files = record.get("files")
+    except (AttributeError, TypeError, KeyError, ValueError):
         return None
-    if not 0 < fraction < 1:
+    if not 0 < fraction < 1 or not isinstance(split, ImageSet):
         return None
     if torch.bincount(split.labels, minlength=len(split.class_names)).tolist() != per_class:
+        return None
+    if files is not None and (split.paths is None or _files_digest(split) != files):
         return None
     return split.subset(stratified_split(split.labels, fraction, seed)[1])
 
@@ -495,8 +519,7 @@ HELD_OUT_SCORED_NOTE = (
     "test/ folder is scored instead where there is one)"
 )
 HELD_OUT_LOST = (
-    "the images it held out for validation cannot be found again, as the classes' image "
-    "counts changed since"
+    "the images it held out for validation cannot be found again, as its images changed since"
 )
 
 # The note on an eval of a data set's val split, for want of a test split.

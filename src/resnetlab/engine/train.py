@@ -44,7 +44,7 @@ from ..data import (
     split_stats,
     stratified_sample,
 )
-from ..data.decode import unwarned
+from ..data.decode import leave_if_starting_a_worker, unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
 from ..data.sources import class_balance_note, subset_note
 from ..errors import (
@@ -216,6 +216,9 @@ def train(
     The run seeds PyTorch's random generators with ``seed`` and sets the backend flags that
     ``deterministic`` asks for; both are as they were before once it returns or fails.
     """
+    # A worker process running the main script again (no main guard under 'spawn') leaves
+    # before it takes the run folder the script's own process holds.
+    leave_if_starting_a_worker()
     if config is not None and not isinstance(config, TrainConfig):
         raise ResnetlabError(
             f"train takes a TrainConfig or keyword options (train(model=..., data=...)), not a "

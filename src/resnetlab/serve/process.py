@@ -57,9 +57,9 @@ class ServerProcess:
             self.process = subprocess.Popen(self.command, stdout=out, stderr=err, env=env)
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline and self.process.poll() is None:
-            found = re.search(r" at (http://\S+/)$", stdout.read_text(), re.MULTILINE)
-            if found and _healthy(found.group(1)):
-                self.url = found.group(1)
+            url = served_url(stdout.read_text())
+            if url and _healthy(url):
+                self.url = url
                 return self
             time.sleep(0.1)
         self.stop()
@@ -96,3 +96,10 @@ def _healthy(url: str) -> bool:
             return json.load(answer) == {"status": "ok"}
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def served_url(output: str) -> str | None:
+    """The address ``resnetlab serve``'s first line gives (``serving ... at URL``, followed
+    by where it listens when that is every address), once it is printed."""
+    found = re.search(r" at (http://\S+/)( on this machine \(.*\))?$", output, re.MULTILINE)
+    return found.group(1) if found else None
