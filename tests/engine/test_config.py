@@ -102,7 +102,9 @@ def test_a_flag_that_replaces_a_config_files_bad_value_is_taken_and_its_own_is_i
 
 
 def test_an_unknown_model_is_refused_when_the_config_is_made():
-    with pytest.raises(ResnetlabError, match=r"unknown model 'resnet5'; did you mean resnet56"):
+    with pytest.raises(
+        ResnetlabError, match=r"unknown model 'resnet5'; did you mean resnet50, resnet56"
+    ):
         TrainConfig(model="resnet5")
 
 

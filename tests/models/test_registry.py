@@ -166,9 +166,23 @@ def test_list_models_pattern():
     assert resnetlab.list_models("") == resnetlab.list_models()  # as timm's empty filter
 
 
-def test_unknown_model_suggests_close_names():
-    with pytest.raises(UnknownModelError, match=r"resnet5'.*did you mean resnet56, resnet50"):
-        resnetlab.create_model("resnet5")
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("resnet5", "resnet50, resnet56, resnet50_keras"),  # names it begins
+        ("resnext50", "resnext50_32x4d, seresnext50_32x4d, resnet50"),  # then holds
+        ("resnext", "resnext50_32x4d, resnext101_32x8d, resnext101_64x4d"),
+        ("preact", "preresnet8, preresnet14, preresnet20"),  # a group: pre-activation
+        ("Resnet18", "resnet18, resnet18d, resnet8"),  # case aside
+        ("resnt20", "resnet20, resnet1202, resnet50"),  # then the closest spellings
+    ],
+)
+def test_unknown_model_suggests_the_models_meant(name, meant):
+    with pytest.raises(UnknownModelError) as caught:
+        resnetlab.create_model(name)
+    assert str(caught.value) == (
+        f"unknown model {name!r}; did you mean {meant}? `resnetlab models` lists all"
+    )
 
 
 def test_unknown_option_names_it_and_the_options_the_model_takes():

@@ -126,11 +126,30 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        close = _near_models(name)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UnknownModelError(
             f"unknown model {name!r}; {hint}`resnetlab models` lists all"
         ) from None
+
+
+def _near_models(name: str, shown: int = 3) -> list[str]:
+    """The registered models ``name`` may mean: those it begins (``resnext`` for
+    ``resnext50_32x4d``) or is part of, then those of a group it names (``preact``: the
+    pre-activation ResNets), then the closest spellings."""
+    query = name.lower().replace("-", "").replace("_", "")
+    names = list(_REGISTRY)
+    if not query:
+        return []
+
+    def squashed(text: str) -> str:
+        return text.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+    found = [n for n in names if squashed(n).startswith(query)]
+    found += [n for n in names if query in squashed(n)]
+    found += [n for n in names if len(query) >= 4 and query in squashed(_REGISTRY[n].group)]
+    found += difflib.get_close_matches(name, names, n=shown, cutoff=0.5)
+    return list(dict.fromkeys(found))[:shown]
 
 
 def model_options(name: str) -> list[str]:
