@@ -597,3 +597,34 @@ def test_evaluate_refuses_a_precision_before_reading_the_data(model_file, monkey
     with pytest.raises(ResnetlabError, match=r"precision 'bf' is not one of fp32, bf16, fp16"):
         resnetlab.evaluate(model_file, "digits", precision="bf")
     assert read == []
+
+
+def test_a_test_set_given_as_validation_data_is_said_to_flatter_its_eval(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name in ("photos", "photos_test"):
+        for label in ("a", "b"):
+            (tmp_path / name / label).mkdir(parents=True)
+            for i in range(6):
+                pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / name / label / f"{i}.png")
+    test = tmp_path / "photos_test"
+    args = ["train", "--model", "resnet8", "--data", str(tmp_path / "photos")]
+    args += ["--val-data", str(test), "--input-size", "8", "--max-steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    assert (
+        f"--val-data {test} is a test set: the best epoch is picked on it, so an eval on it "
+        "afterwards flatters the model; validate on other images (a val split, or "
+        "--val-split) to keep it unseen"
+    ) in " ".join((captured.out + captured.err).split())
+    report = resnetlab.evaluate(tmp_path / "run" / "best.safetensors", str(test))
+    assert report.notes[-1] == (
+        "these are the images the model's training run validated on (--val-data): its best "
+        "epoch was picked on them, which flatters the score"
+    )
+    # Scored on other images of that name (here fewer), it is not said.
+    shutil.rmtree(test / "b")
+    shutil.copytree(test / "a", test / "b")
+    (test / "b" / "0.png").unlink()
+    notes = resnetlab.evaluate(tmp_path / "run" / "best.safetensors", str(test)).notes
+    assert not any("validated on" in note for note in notes)

@@ -320,6 +320,16 @@ TEST_VALIDATES_NOTE = (
     "an eval on them afterwards flatters the model; add a val/ folder or give --val-data to "
     "keep them unseen"
 )
+TEST_GIVEN_NOTE = (
+    "--val-data {val_data} is a test set: the best epoch is picked on it, so an eval on it "
+    "afterwards flatters the model; validate on other images (a val split, or --val-split) "
+    "to keep it unseen"
+)
+# The note on an eval of the images the model's run validated on (--val-data).
+VALIDATED_SCORED_NOTE = (
+    "these are the images the model's training run validated on (--val-data): its best "
+    "epoch was picked on them, which flatters the score"
+)
 
 
 def load_dataset(
@@ -480,13 +490,15 @@ def load_eval_split(
     resize: str = DEFAULT_RESIZE,
     trained_on: str | None = None,
     held_out: dict[str, Any] | None = None,
+    validated_on: dict[str, Any] | None = None,
 ) -> Split:
     """The split to evaluate a model on: the held-out split (test, else val), else the
     images its training run held out of it for validation, else all of it.
 
     ``trained_on``: the data the model was trained on, where known; a set of another name
     scored whole is not said to hold the training images. ``held_out``: how the run held
-    its validation images out of that data (``held_out_record``).
+    its validation images out of that data (``held_out_record``). ``validated_on``: the
+    ``--val-data`` it validated on (``data``, a name, and ``images``), said when scored.
     """
     source = open_source(
         data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
@@ -507,6 +519,13 @@ def load_eval_split(
             split = _with_notes(split, [changed])
     elif key in ("all", "train"):
         split = _with_notes(split, [_scored_whole_note(data, len(split), trained_on)])
+    if (
+        isinstance(validated_on, dict)
+        and validated_on.get("data") is not None
+        and data_name(str(validated_on["data"])) == data_name(data)
+        and validated_on.get("images") == len(split)
+    ):
+        split.notes = [*split.notes, VALIDATED_SCORED_NOTE]
     elif key == "val":
         split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
@@ -595,13 +614,16 @@ def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Spli
     """The split ``--val-data`` names: its own val, else test split, else all of it (not a
     file it would borrow from beside it); the training images themselves are refused."""
     source = open_source(val_data, **opts, what="the validation data")
-    val = source.splits[source.key("val", "test", "all", "train", own=True)]()
+    key = source.key("val", "test", "all", "train", own=True)
+    val = source.splits[key]()
     if _same_images(train, val):
         raise DataError(
             f"--val-data {val_data} holds the same images as the training data {data}: "
             "validation needs images the model does not train on; give another set, or "
             "leave --val-data out to hold some of the training images out (--val-split)"
         )
+    if key == "test" or (key == "all" and source.all_role == "test"):
+        val = _with_notes(val, [TEST_GIVEN_NOTE.format(val_data=val_data)])
     return _with_notes(val, source.notes)
 
 

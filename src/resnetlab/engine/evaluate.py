@@ -190,6 +190,7 @@ def held_out_split(data: str, meta: ModelMeta):
         resize=meta.resize,
         trained_on=trained_on if isinstance(trained_on, str) else None,
         held_out=held_out if isinstance(held_out, dict) else None,
+        validated_on=(meta.training or {}).get("validated_on"),
     )
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:

@@ -1348,6 +1348,11 @@ class Trainer:
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
             **({"held_out": self.held_out} if self.held_out else {}),
+            **(
+                {"validated_on": {"data": Path(c.val_data).name, "images": self.num_val}}
+                if c.val_data
+                else {}
+            ),
             **({"pretrained": start} if start else {}),
         }
 
