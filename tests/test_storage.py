@@ -88,7 +88,7 @@ def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):
     with pytest.raises(WriteError, match="its folder does not exist"):
         atomic_write_text(tmp_path / "nope" / "f.json", "x")
     (tmp_path / "d").mkdir()
-    with pytest.raises(WriteError, match="that is a folder; give a file name"):
+    with pytest.raises(WriteError, match="Is a directory; name a file in it"):
         atomic_write_text(tmp_path / "d", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
     (tmp_path / "f").write_text("")

@@ -204,7 +204,7 @@ def _write_fix(error: OSError) -> str:
     elif error.errno == errno.ENOENT:
         fix = "its folder does not exist; create it or choose another"
     elif error.errno == errno.EISDIR:
-        fix = "that is a folder; give a file name"
+        fix = "name a file in it"
     elif error.errno in (errno.EEXIST, errno.ENOTDIR):
         fix = "a file stands where a folder is needed; choose another path"
     else:

@@ -333,7 +333,7 @@ def _convert(via: str, src: Path, dst: Path, capsys) -> str:
             "out.bin",
             "{dst}: not written: a model file is a .safetensors file, not .bin; write {fix}",
         ),
-        ("folder", "cannot write {dst}: Is a directory; that is a folder; give a file name"),
+        ("folder", "{dst} names a folder; give a file name, e.g. {dst}/seed.safetensors"),
         (
             "a-file/out.safetensors",
             "cannot write {dst}: File exists; a file stands where a folder is needed; "
@@ -478,8 +478,14 @@ def test_a_file_cut_short_says_so(name, files64, target64, tmp_path):
 def test_a_folder_or_a_missing_file_is_named_as_such(target64, tmp_path):
     with pytest.raises(ResnetlabError, match=r"is a folder; give the Keras model file in it"):
         load_keras_h5(target64, tmp_path)
-    with pytest.raises(ResnetlabError, match=r"Keras file not found: .*nope.h5"):
+    with pytest.raises(ResnetlabError, match=r"Keras file not found: .*nope.h5$"):
         load_keras_h5(target64, tmp_path / "nope.h5")
+    (tmp_path / "ResNet50.h5").write_bytes(b"")  # the name meant, one letter off
+    with pytest.raises(ResnetlabError) as caught:
+        load_keras_h5(target64, tmp_path / "ResNet5.h5")
+    assert str(caught.value) == (
+        f"Keras file not found: {tmp_path / 'ResNet5.h5'}; did you mean {tmp_path / 'ResNet50.h5'}?"
+    )
 
 
 def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ResnetlabError, finite_number
+from ..errors import ResnetlabError, finite_number, folder_problem, near_name
 from ..models.files import model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
@@ -464,6 +464,8 @@ def convert_keras(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
+    if problem := folder_problem(dst, f"{Path(src).stem}.safetensors"):
+        raise ResnetlabError(problem)
     dst = Path(dst)
     if dst.resolve() == Path(src).resolve():
         raise ResnetlabError(f"{dst} is the Keras file itself; write the model to another path")
@@ -533,7 +535,10 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
             "SavedModel folder converts to one with tf.keras.models.load_model(...).save()"
         )
     if not path.is_file():
-        raise ResnetlabError(f"Keras file not found: {path}")
+        near = near_name(path)
+        raise ResnetlabError(
+            f"Keras file not found: {path}" + (f"; did you mean {near}?" if near else "")
+        )
     if zipfile.is_zipfile(path):
         return _read_keras_archive(path)
     with open(path, "rb") as f:
