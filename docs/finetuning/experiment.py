@@ -127,7 +127,7 @@ def _few_photos_run(
 def keras_runs(
     pretrained: str, seeds: list[int], epochs: int, recipe: str | None = None
 ) -> list[dict]:
-    """The seed's model on the course's SIGNS files: continued from a Keras file, or not.
+    """The course's model on the course's SIGNS files: continued from a Keras file, or not.
 
     From scratch the model trains with its default recipe (``seed``); continued, with
     ``recipe`` (default: ``finetune``, the default with ``--pretrained``).

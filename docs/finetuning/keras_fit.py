@@ -1,4 +1,4 @@
-"""Train the seed's ResNet50 in Keras as the course's notebook does, and save it as .h5.
+"""Train the course's ResNet50 in Keras as the course's notebook does, and save it as .h5.
 
 The course builds ``ResNet50(input_shape=(64, 64, 3), classes=6)``, compiles it with Adam and
 categorical cross-entropy, fits it for 2 epochs with batch 32 on SIGNS scaled to [0, 1],

@@ -1,4 +1,4 @@
-"""resnetlab: residual networks in PyTorch, from the Keras seed to the paper's experiments."""
+"""resnetlab: residual networks in PyTorch, from the course's Keras model to the paper."""
 
 import os as _os
 import sys as _sys

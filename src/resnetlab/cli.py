@@ -252,7 +252,7 @@ def add_convert(p: argparse.ArgumentParser) -> None:
     sources = p.add_subparsers(dest="source", metavar="SOURCE", required=True)
     k = sources.add_parser(
         "keras",
-        help="the seed's Keras ResNet50 or a keras.applications ResNet50/101/152 (.h5, "
+        help="the course's Keras ResNet50 or a keras.applications ResNet50/101/152 (.h5, "
         ".weights.h5 or .keras) -> a resnetlab model file",
         description="Convert the deeplearning.ai course's Keras ResNet50, or a "
         "keras.applications ResNet50/101/152 (v1; alone or as the base of a transfer model: "

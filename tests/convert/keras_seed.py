@@ -1,4 +1,4 @@
-"""The seed's ResNet50 built in Keras itself, and the tf.keras 2 file layouts.
+"""The course's ResNet50 built in Keras itself, and the tf.keras 2 file layouts.
 
 ``seed_resnet50`` is the deeplearning.ai course's model, block for block and name for name.
 tf.keras 2 cannot be installed next to Keras 3, so its two HDF5 layouts are written here

@@ -1,4 +1,4 @@
-"""The seed's Keras ResNet50, built and saved by Keras itself, imported into resnetlab.
+"""The course's Keras ResNet50, built and saved by Keras itself, imported into resnetlab.
 
 Keras runs on its PyTorch backend (``conftest.py``). Each Keras model is built once per
 module; the files it is saved to are shared by the tests, which edit copies of them.
@@ -179,12 +179,12 @@ def test_errors_about_unnamed_layers_give_the_files_name_and_the_seeds(
     )
     with pytest.raises(
         ResnetlabError,
-        match=r"layer conv2d_6 \(the seed's res2a_branch2b\) in .* has a kernel of shape "
+        match=r"layer conv2d_6 \(the course's res2a_branch2b\) in .* has a kernel of shape "
         r"\(3, 3, 64, 32\), the model expects \(3, 3, 64, 64\)$",
     ):
         load_keras_h5(target64, path)
     with pytest.raises(
-        ResnetlabError, match=r"classes \(its classifier dense \(the seed's fc6\)\)"
+        ResnetlabError, match=r"classes \(its classifier dense \(the course's fc6\)\)"
     ):
         convert_keras(course_files64["keras3-archive"], tmp_path / "m.safetensors", num_classes=3)
     # Unnamed, but a layer short: the counts are what can be said.
@@ -193,9 +193,9 @@ def test_errors_about_unnamed_layers_give_the_files_name_and_the_seeds(
     )
     with pytest.raises(
         ResnetlabError,
-        match=r"short.h5 is not the seed's ResNet50 .*: its layers have the names Keras makes "
-        r"up \(.*\), and it has 52 Conv2D, 53 BatchNormalization and 1 Dense layers, where "
-        r"the seed has 53, 53 and 1$",
+        match=r"short.h5 is not the deeplearning.ai course's ResNet50: its layers have the names "
+        r"Keras makes up \(.*\), and it has 52 Conv2D, 53 BatchNormalization and 1 Dense "
+        r"layers, where the course's model has 53, 53 and 1$",
     ):
         load_keras_h5(target64, path)
 
@@ -405,11 +405,11 @@ def reshape_kernel(layer, shape):
     [
         (
             drop_layer("res3b_branch2b"),
-            r"has no layer res3b_branch2b, which the seed's ResNet50 has",
+            r"has no layer res3b_branch2b, which the course's ResNet50 has",
         ),
         (
             add_layer("res5d_branch2a", (1, 1, 2048, 512)),
-            r"has a layer res5d_branch2a with weights, which the seed's ResNet50 does not have",
+            r"has a layer res5d_branch2a with weights, which the course's ResNet50 does not have",
         ),
         (
             reshape_kernel("res2a_branch2b", (3, 3, 64, 32)),
@@ -445,7 +445,7 @@ def test_a_model_built_for_another_input_size_is_refused(files64):
 def test_only_the_seeds_model_is_a_target(files64):
     with pytest.raises(
         ResnetlabError,
-        match=r"is not a keras.applications ResNet, and loads only as the seed's "
+        match=r"is not a keras.applications ResNet, and loads only as the course's "
         r"ResNet50: build the model with create_model\('resnet50_keras', \.\.\.\), not a ResNet$",
     ):
         load_keras_h5(resnetlab.create_model("resnet50"), files64["keras3-h5"])
@@ -509,14 +509,14 @@ def test_another_keras_model_is_not_the_seed(target64, tmp_path):
     other.save(tmp_path / "other.h5")
     with pytest.raises(
         ResnetlabError,
-        match=r"other.h5 is not the seed's ResNet50 .*: it has 3 layers with weights "
-        r"\(block1_conv1, block1_bn, predictions\), 0 of them named as the seed's",
+        match=r"other.h5 is not the deeplearning.ai course's ResNet50: it has 3 layers with "
+        r"weights \(block1_conv1, block1_bn, predictions\), 0 of them named as the course's",
     ):
         load_keras_h5(target64, tmp_path / "other.h5")
 
 
 def test_a_keras_applications_resnet_is_not_the_seed(target64, tmp_path):
-    """It converts to resnetlab's resnet50 (test_keras_applications.py), not into the seed's."""
+    """It converts to resnetlab's resnet50 (test_keras_applications.py), not into the course's."""
     keras.backend.clear_session()
     model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=6)
     model.save(tmp_path / "resnet50.keras")
@@ -571,31 +571,36 @@ def add_dropout(layer_list, _):
     [
         (
             set_option("res3a_branch2a", "strides", [1, 1]),
-            r"res3a_branch2a has strides=\(1, 1\), the seed's \(2, 2\)",
+            r"res3a_branch2a has strides=\(1, 1\), the course's \(2, 2\)",
         ),
         (
             set_option("res2a_branch2b", "padding", "valid"),
-            r"res2a_branch2b has padding='valid', the seed's 'same'",
+            r"res2a_branch2b has padding='valid', the course's 'same'",
         ),
         (
             set_option("bn_conv1", "epsilon", 1.001e-5),
-            r"bn_conv1 has epsilon=1.001e-05, the seed's 0.001",
+            r"bn_conv1 has epsilon=1.001e-05, the course's 0.001",
         ),
         (
             set_option("avg_pool", "pool_size", [3, 3]),
-            r"avg_pool has pool_size=\(3, 3\), the seed's \(2, 2\)",
+            r"avg_pool has pool_size=\(3, 3\), the course's \(2, 2\)",
         ),
         (
             set_option("fc6", "activation", "sigmoid"),
-            r"fc6 has activation='sigmoid', the seed's 'softmax'",
+            r"fc6 has activation='sigmoid', the course's 'softmax'",
         ),
-        (edit_config(add_dropout), r"its layer dropout is a Dropout, which the seed does not use"),
+        (
+            edit_config(add_dropout),
+            r"its layer dropout is a Dropout, which the course's model does not use",
+        ),
     ],
     ids=["strides", "padding", "epsilon", "pooling", "activation", "extra layer"],
 )
 def test_an_architecture_that_is_not_the_seeds(files64, target64, tmp_path, edit, message):
     path = edited_copy(files64["keras3-h5"], tmp_path / "other.h5", edit)
-    with pytest.raises(ResnetlabError, match=r"other.h5 is not the seed's ResNet50 .*" + message):
+    with pytest.raises(
+        ResnetlabError, match=r"other.h5 is not the deeplearning.ai course's ResNet50: .*" + message
+    ):
         load_keras_h5(target64, path)
 
 
@@ -612,8 +617,9 @@ def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_pa
     model = resnetlab.create_model("resnet50_keras", num_classes=3, input_size=96)
     with pytest.raises(
         ResnetlabError,
-        match=r"odd.h5 is not the seed's ResNet50 .*: its layer avg_pool has padding='valid', "
-        r"which pools the 3x3 last feature map to 1x1; the seed's 'same' gives 2x2$",
+        match=r"odd.h5 is not the deeplearning.ai course's ResNet50: its layer avg_pool has "
+        r"padding='valid', which pools the 3x3 last feature map to 1x1; the course's 'same' "
+        r"gives 2x2$",
     ):
         load_keras_h5(model, odd)
 
@@ -629,12 +635,12 @@ def test_a_keras3_weights_file_without_layer_names(files64, target64, tmp_path):
         load_keras_h5(target64, path)
 
 
-# The seed's data ------------------------------------------------------------------------
+# The course's data ------------------------------------------------------------------------
 
 
 def test_the_seeds_test_set_gets_the_keras_models_predictions(shared_data, tmp_path):
     with h5py.File(shared_data / "signs" / "test_signs.h5") as f:
-        x = f["test_set_x"][()].astype(np.float32) / 255  # (120, 64, 64, 3), the seed's input
+        x = f["test_set_x"][()].astype(np.float32) / 255  # (120, 64, 64, 3), the course's input
         y = f["test_set_y"][()]
     keras_model = build_keras_seed(64, 6, seed=2)
     # A classifier fitted to these images' features, so that the predictions span the classes
@@ -807,7 +813,7 @@ def test_a_keras_file_is_a_pretrained_source(files64, x64, probs64):
     assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
     report = model.pretrained
     assert report.head == "kept" and report.weights["kind"] == "keras"
-    assert (report.mean, report.std) == ((0.0,) * 3, (1.0,) * 3)  # the seed's pixels / 255
+    assert (report.mean, report.std) == ((0.0,) * 3, (1.0,) * 3)  # the course's pixels / 255
     ten = resnetlab.create_model("resnet50_keras", num_classes=10, pretrained=path)
     assert ten.pretrained.head == "replaced" and ten.pretrained.new == ["fc.weight", "fc.bias"]
     assert len(ten.pretrained.loaded) == len(ten.state_dict()) - 2

@@ -25,7 +25,7 @@ TABLE = [
     # CIFAR-sized images, a few hundred of them: pad-and-crop, at least 1,000 steps; a
     # CIFAR-style network: SGD.
     ((500, 32, 10, "resnet20"), (16, "sgd", 0.035355, 5e-4, 33, 1023, 100, 4, 0.0)),
-    # The SIGNS training file (1,080 photos at 64x64) with the seed's model: the course's
+    # The SIGNS training file (1,080 photos at 64x64) with the course's model: the course's
     # optimizer, rate and batch.
     ((1080, 64, 6, "resnet50_keras"), (32, "adam", 0.001, 0.0, 31, 1023, 100, 8, 0.0)),
     # The 1,651 hand photos at 64x64: 30 epochs make more than 1,000 steps.

@@ -8,7 +8,7 @@ from resnetlab.models import register_model, registry
 from resnetlab.models.registry import UnknownModelError
 
 # Parameter counts (classifier included): He et al. 2015 and torchvision for the ImageNet
-# nets, 1000 classes; the paper's CIFAR nets with option A shortcuts, 10 classes; the seed's
+# nets, 1000 classes; the paper's CIFAR nets with option A shortcuts, 10 classes; the course's
 # Keras ResNet50 at 64x64 with 6 classes (trainable only; Keras adds 53,120 BN statistics).
 # The ImageNet variants' counts are torchvision 0.29's and timm 1.0.31's for the same names;
 # the CIFAR pre-activation and wide nets are checked against their papers in test_cifar.py.

@@ -111,7 +111,7 @@ def summarize(model: nn.Module, input_size: int, name: str | None = None) -> Mod
 
 
 def keras_summary(model: nn.Module, input_size: int, name: str | None = None) -> ModelSummary:
-    """The summary Keras's ``model.summary()`` prints for the seed's model (``resnet50_keras``).
+    """The summary Keras's ``model.summary()`` prints for the course's model (``resnet50_keras``).
 
     Keras's layer names and order, shapes as (H, W, C), and its rows that are no module here
     (InputLayer, ZeroPadding2D, Activation, Add, Flatten); a BatchNormalization row counts its

@@ -1,4 +1,4 @@
-"""Weight import: the seed's Keras files; pretrained torchvision, timm, file and run weights."""
+"""Weight import: the course's Keras files; pretrained torchvision, timm, file and run weights."""
 
 from .keras import LAYOUTS, KerasImportReport, convert_keras, load_keras_h5, read_keras_model
 from .pretrained import PretrainedReport, PretrainedWeights, load_pretrained, resolve_pretrained

@@ -1,4 +1,4 @@
-"""Import the seed's Keras ResNet50 from the files Keras writes, exactly; and, through
+"""Import the course's Keras ResNet50 from the files Keras writes, exactly; and, through
 ``keras_applications``, keras.applications' ResNet50/101/152 and transfer models on them.
 
 Layouts, told apart by what is inside the file rather than by its name:
@@ -26,16 +26,16 @@ A model nested in another (a transfer model's base) is read layer by layer among
 model's layers: in the HDF5 layouts its group's weight names name its layers
 (``conv1_conv/kernel``), in Keras 3's its group holds a ``layers`` group of its own, and its
 config is a ``Functional`` or ``Sequential`` layer with a layer list. Only
-keras.applications' ResNets convert nested; the seed's model must be saved as itself.
+keras.applications' ResNets convert nested; the course's model must be saved as itself.
 
-Layers are matched by the seed's names (``conv1``, ``bn_conv1``, ``res2a_branch2a``,
+Layers are matched by the course's names (``conv1``, ``bn_conv1``, ``res2a_branch2a``,
 ``bn2a_branch1``... ``fc6``), weights by the last part of their name, with or without the
 ``:0`` suffix; the scope part is ignored because Keras on TensorFlow 1 renamed it
 (``conv1_1/kernel:0``) when a notebook built the model twice. The course's current notebook
 names no layer: a file whose 107 layers with weights all have Keras's automatic names
 (``conv2d_7``, ``batch_normalization_7``, ``dense``) has them matched in the order Keras
 numbered them, which is the order the notebook builds them in (each block's main path,
-then its shortcut), as the seed's are; the shapes of every weight are checked after.
+then its shortcut), as the course's are; the shapes of every weight are checked after.
 
 Tensors change layout on the way: conv kernels (kh, kw, in, out) -> (out, in, kh, kw);
 Dense kernels (in, out) -> (out, in); BatchNormalization gamma, beta, moving_mean,
@@ -120,7 +120,7 @@ _SEED_LAYER_CLASSES = {
 }
 # Keras's automatic layer names, numbered in the order the layers were built.
 _AUTO_NAME = re.compile(r"(conv2d|batch_normalization|dense)(?:_(\d+))?")
-_NOT_SEED = "is not the seed's ResNet50 (the deeplearning.ai course's)"
+_NOT_SEED = "is not the deeplearning.ai course's ResNet50"
 _SEED_LAYERS = 107  # layers with weights: 53 Conv2D, 53 BatchNormalization, 1 Dense
 # keras.applications' preprocess_input for its ResNets ('caffe' mode): RGB -> BGR, then
 # this mean subtracted from 0-255 pixels, per channel in BGR order; no scaling.
@@ -147,10 +147,10 @@ class KerasImportReport:
         file_input_size: the input size recorded in the file's architecture, or ``None``
             for weights-only files.
         architecture_checked: whether the file held an architecture that was checked
-            layer by layer against the seed's (strides, padding, epsilon, pooling...).
+            layer by layer against the course's (strides, padding, epsilon, pooling...).
         matched_by_order: whether the file's layers had Keras's automatic names
-            (``conv2d_7``...) and were matched to the seed's in the order they were built.
-        input_scaling: the file's first ``Rescaling`` layer, the seed's inputs'
+            (``conv2d_7``...) and were matched to the course's in the order they were built.
+        input_scaling: the file's first ``Rescaling`` layer, the course's inputs'
             normalisation.
         model, model_kwargs: the resnetlab model the file converts to, and its options
             (``resnet50`` with ``stride_in_1x1``, ``bias`` and ``norm_eps`` for a
@@ -198,7 +198,7 @@ class KerasImportReport:
         if self.caffe_preprocessing:
             return CAFFE_NOTE
         if self.input_scaling is None:
-            return "pixels / 255, as the seed's Keras model was trained"
+            return "pixels / 255, as the course's Keras model was trained"
         return f"{self.input_scaling}, as the file's first layer"
 
     def describe(self) -> str:
@@ -224,7 +224,7 @@ class KerasImportReport:
 
 @dataclass(frozen=True)
 class InputScaling:
-    """A Keras ``Rescaling`` layer before the seed's network: raw pixels * scale + offset,
+    """A Keras ``Rescaling`` layer before the course's network: raw pixels * scale + offset,
     per channel, as the normalisation of pixels / 255 that gives the same numbers."""
 
     layer: str
@@ -262,15 +262,15 @@ class _KerasFile:
     layers: dict[str, dict[str, np.ndarray]]  # layer name -> weight name -> array
     config_layers: list[dict[str, Any]] | None  # the model config's layer list, in order
     keras_version: str | None
-    # The seed's name -> the file's own, for layers matched by order (Keras's automatic names).
+    # The course's name -> the file's own, for layers matched by order (Keras's automatic names).
     own_names: dict[str, str] = field(default_factory=dict)
     # A model nested in the file's (a transfer model's base), whose layers are among ``layers``.
     nested: str | None = None
 
     def label(self, name: str) -> str:
-        """A layer as the file names it, with the seed's name when they differ."""
+        """A layer as the file names it, with the course's name when they differ."""
         own = self.own_names.get(name)
-        return f"{own} (the seed's {name})" if own else name
+        return f"{own} (the course's {name})" if own else name
 
     @cached_property
     def input_size(self) -> int | None:
@@ -310,7 +310,7 @@ def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportRepor
     checks out. The model's inputs take the report's ``mean`` and ``std``.
 
     Args:
-        model: for the seed's file a ``KerasResNet50``, e.g. ``create_model(
+        model: for the course's file a ``KerasResNet50``, e.g. ``create_model(
             "resnet50_keras", num_classes=6)``, built for the file's number of classes and
             input size; for a keras.applications ResNet, ``create_model("resnet50",
             num_classes=K, stride_in_1x1=True, bias=True, norm_eps=1.001e-5)`` (101, 152:
@@ -321,7 +321,7 @@ def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportRepor
         A report of the file's layout and what was loaded.
 
     Raises:
-        ResnetlabError: the file is not HDF5 or not a Keras file, is neither the seed's
+        ResnetlabError: the file is not HDF5 or not a Keras file, is neither the course's
             ResNet50 nor a keras.applications ResNet50/101/152, lacks one of the model's
             layers or has one more, or a weight's shape differs from the model's.
     """
@@ -337,7 +337,7 @@ def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportRepor
     if not isinstance(model, KerasResNet50):
         raise ResnetlabError(
             f"{keras_file.path} is not a keras.applications ResNet, and loads only as the "
-            f"seed's ResNet50: build the model with create_model('resnet50_keras', ...), not "
+            f"course's ResNet50: build the model with create_model('resnet50_keras', ...), not "
             f"a {type(model).__name__}"
         )
     _check_looks_like_seed(keras_file)
@@ -359,7 +359,7 @@ def read_keras_model(
     class_names: list[str] | None = None,
 ) -> tuple[nn.Module, KerasImportReport]:
     """The model a Keras file converts to, built for it (its classes, its input size) and
-    loaded: ``resnet50_keras`` for the seed's, ``resnet50``/``resnet101``/``resnet152``
+    loaded: ``resnet50_keras`` for the course's, ``resnet50``/``resnet101``/``resnet152``
     with keras.applications' options for theirs (see ``keras_applications``).
 
     Args:
@@ -405,7 +405,7 @@ def read_keras_model(
 
 def keras_model_of(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
     """The resnetlab model (and its options) a Keras file converts to: ``resnet50_keras``
-    for the seed's, ``resnet50`` (101, 152) with keras.applications' options for theirs;
+    for the course's, ``resnet50`` (101, 152) with keras.applications' options for theirs;
     None for a file that does not convert (reading it says why)."""
     from . import keras_applications as applications
 
@@ -439,15 +439,15 @@ def convert_keras(
     num_classes: int | None = None,
     class_names: list[str] | None = None,
 ) -> KerasImportReport:
-    """Convert a Keras file of the seed's ResNet50, or of a keras.applications ResNet (or a
+    """Convert a Keras file of the course's ResNet50, or of a keras.applications ResNet (or a
     transfer model on one), into a resnetlab model file.
 
     The number of classes comes from the file's classifier (``fc{K}``; a keras.applications
     network's Dense layer), the input size from its architecture when it holds one. An
     argument supplies what the file lacks and must agree with what it holds. A seed's
-    weights-only file whose last feature map is 1x1 is taken to be for the seed's 64x64
+    weights-only file whose last feature map is 1x1 is taken to be for the course's 64x64
     inputs; a keras.applications network without an input size for 224x224. The model file
-    records the seed's preprocessing, ``pixels / 255`` (mean 0, std 1), or the file's
+    records the course's preprocessing, ``pixels / 255`` (mean 0, std 1), or the file's
     first ``Rescaling`` layer as mean and std, or for keras.applications Keras's 'caffe'
     ``preprocess_input``; it is written only once everything has been checked.
 
@@ -505,7 +505,7 @@ def _convert(
             dst,
             class_names=class_names,
             input_size=report.input_size,
-            mean=report.mean,  # the seed's pixels / 255, unless a Rescaling layer says
+            mean=report.mean,  # the course's pixels / 255, unless a Rescaling layer says
             std=report.std,
             resize="squash",  # Keras's load_img(target_size=...) resizes the whole image
             training={
@@ -767,7 +767,7 @@ def _keras_version(attrs: h5py.AttributeManager) -> str | None:
 
 @cache
 def _seed_build_order() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The seed's Conv2D and BatchNormalization layer names, in the order it builds them."""
+    """The course's Conv2D and BatchNormalization layer names, in the order it builds them."""
     with torch.device("meta"):  # names only: no memory, no initialisation
         model = create_model("resnet50_keras")
     names = model.keras_layer_names()
@@ -778,10 +778,10 @@ def _seed_build_order() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
-    """Give the seed's names to a model built without names (the course's current notebook).
+    """Give the course's names to a model built without names (the course's current notebook).
 
     Keras numbers the layers of each class as they are built (``conv2d``, ``conv2d_1``...,
-    from wherever the session's count stood), so their numbers give the order the seed's
+    from wherever the session's count stood), so their numbers give the order the course's
     names follow. A file with other names is left as it is, for the checks that follow; one
     with only automatic names but other counts of layers is refused with those counts.
     """
@@ -802,7 +802,8 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
         raise ResnetlabError(
             f"{keras_file.path} {_NOT_SEED}: its layers have the names Keras makes up "
             f"({shown}), and it has {counts[0]} Conv2D, {counts[1]} BatchNormalization and "
-            f"{counts[2]} Dense layers, where the seed has {len(convs)}, {len(norms)} and 1"
+            f"{counts[2]} Dense layers, where the course's model has {len(convs)}, "
+            f"{len(norms)} and 1"
         )
     dense = built["dense"][0][1]
     kernel = keras_file.layers[dense].get("kernel")
@@ -843,7 +844,7 @@ def _check_looks_like_seed(keras_file: _KerasFile) -> None:
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
         raise ResnetlabError(
             f"{keras_file.path} {_NOT_SEED}: it has {len(names)} layers with weights "
-            f"({shown or 'none'}), {len(seed_like)} of them named as the seed's (conv1, "
+            f"({shown or 'none'}), {len(seed_like)} of them named as the course's (conv1, "
             f"bn_conv1, res2a_branch2a, ..., fc6)"
         )
 
@@ -854,8 +855,8 @@ def _file_num_classes(keras_file: _KerasFile) -> int:
         found = [n for n in keras_file.layers if _CLASSIFIER.fullmatch(n)]
         detail = f"it has {', '.join(found)}" if found else "it has none"
         raise ResnetlabError(
-            f"{keras_file.path} {_NOT_SEED}: the seed has one classifier layer fc<classes>, "
-            f"{detail}"
+            f"{keras_file.path} {_NOT_SEED}: the course's model has one classifier layer "
+            f"fc<classes>, {detail}"
         )
     kernel = keras_file.layers[classifier].get("kernel")
     if kernel is None or kernel.ndim != 2:
@@ -896,7 +897,7 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None) -> int:
 
 
 def _expected_layers(model: KerasResNet50, keras_file: _KerasFile) -> dict[str, str]:
-    """The seed's Keras layer name -> the model's module name."""
+    """The course's Keras layer name -> the model's module name."""
     names = {keras_name: module for module, keras_name in model.keras_layer_names().items()}
     classifier, seed_classifier = keras_file.classifier, f"fc{model.num_classes}"
     # The seed names its classifier after its width, which the kernel's shape then checks
@@ -933,13 +934,13 @@ def _check_layer_set(keras_file: _KerasFile, expected: dict[str, str]) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more: {', '.join(missing[1:6])})" if missing[1:] else ""
         raise ResnetlabError(
-            f"{path} has no layer {missing[0]}{more}, which the seed's ResNet50 has; it is "
+            f"{path} has no layer {missing[0]}{more}, which the course's ResNet50 has; it is "
             f"truncated or a different model"
         )
     if extra:
         more = f" (and {len(extra) - 1} more: {', '.join(extra[1:6])})" if extra[1:] else ""
         raise ResnetlabError(
-            f"{path} has a layer {extra[0]}{more} with weights, which the seed's ResNet50 does "
+            f"{path} has a layer {extra[0]}{more} with weights, which the course's ResNet50 does "
             f"not have; it is a different model"
         )
 
@@ -947,7 +948,7 @@ def _check_layer_set(keras_file: _KerasFile, expected: dict[str, str]) -> None:
 def _check_architecture(
     model: KerasResNet50, keras_file: _KerasFile, expected: dict[str, str]
 ) -> None:
-    """Check a saved architecture against the seed's: what the weights alone cannot show."""
+    """Check a saved architecture against the course's: what the weights alone cannot show."""
     path = keras_file.path
     layers = keras_file.config_layers or []
     last_map = keras_feature_sizes(model.input_size)["stage5"]
@@ -957,7 +958,8 @@ def _check_architecture(
             continue
         if kind not in _SEED_LAYER_CLASSES:
             raise ResnetlabError(
-                f"{path} {_NOT_SEED}: its layer {name} is a {kind}, which the seed does not use"
+                f"{path} {_NOT_SEED}: its layer {name} is a {kind}, which the course's model "
+                "does not use"
             )
         if name in expected:
             module = model.get_submodule(expected[name])
@@ -990,19 +992,20 @@ def _check_architecture(
     for kind, want in want_counts.items():
         if counts[kind] != want:
             raise ResnetlabError(
-                f"{path} {_NOT_SEED}: it has {counts[kind]} {kind} layers, the seed has {want}"
+                f"{path} {_NOT_SEED}: it has {counts[kind]} {kind} layers, the course's model "
+                f"has {want}"
             )
 
 
 def _layer_problem(
     kind: str, config: dict[str, Any], module: nn.Module | None, *, is_stem: bool, last_map: int
 ) -> str | None:
-    """What in a layer's config differs from the seed's, or None.
+    """What in a layer's config differs from the course's, or None.
 
     ``last_map`` is the side of the last feature map, which the average pool reads.
     """
     if config.get("data_format", "channels_last") not in ("channels_last", None):
-        return f"uses data_format={config['data_format']}, the seed channels_last"
+        return f"uses data_format={config['data_format']}, the course's model channels_last"
     checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, seed's value)
     if kind == "Conv2D" and module is not None:
         checks += [
@@ -1026,9 +1029,9 @@ def _layer_problem(
         ]
     elif kind == "Dense":
         activation = config.get("activation", "linear")
-        # Either gives the seed's logits; its probabilities are softmax(logits).
+        # Either gives the course's logits; its probabilities are softmax(logits).
         if activation not in ("softmax", "linear"):
-            return f"has activation={activation!r}, the seed's 'softmax'"
+            return f"has activation={activation!r}, the course's 'softmax'"
     elif kind == "Activation":
         checks.append(("activation", config.get("activation"), "relu"))
     elif kind == "ReLU":
@@ -1053,7 +1056,7 @@ def _layer_problem(
         if padding == "valid" and last_map % 2:
             return (
                 f"has padding='valid', which pools the {last_map}x{last_map} last feature map "
-                f"to {last_map // 2}x{last_map // 2}; the seed's 'same' gives "
+                f"to {last_map // 2}x{last_map // 2}; the course's 'same' gives "
                 f"{-(-last_map // 2)}x{-(-last_map // 2)}"
             )
         checks += [
@@ -1063,7 +1066,7 @@ def _layer_problem(
         ]
     for setting, have, want in checks:
         if have != want:
-            return f"has {setting}={have!r}, the seed's {want!r}"
+            return f"has {setting}={have!r}, the course's {want!r}"
     return None
 
 

@@ -18,7 +18,7 @@ a ``.pth``, ``.pt`` or ``.bin`` file
 a ``.safetensors`` file
     a resnetlab model file, or a bare state dict with torchvision's or timm's keys.
 a Keras file (``.h5``, ``.keras``)
-    the seed's ResNet50, or a keras.applications ResNet50/101/152 (or a transfer model on
+    the course's ResNet50, or a keras.applications ResNet50/101/152 (or a transfer model on
     one), read by the Keras converter (``convert.keras``).
 a folder
     a resnetlab run folder: its ``best.safetensors``.
@@ -598,7 +598,7 @@ def _from_keras(path: Path, source: str) -> PretrainedWeights:
 
     model, report = read_keras_model(path)
     # A keras.applications file without an architecture does not say its size (224 is
-    # only the converter's default); the seed's classifier always does.
+    # only the converter's default); the course's classifier always does.
     size = report.file_input_size if report.network is not None else report.input_size
     return PretrainedWeights(
         source=source,

@@ -5,7 +5,7 @@ in training. Those start at mean 0 and variance 1 and follow the batches with we
 ``momentum`` per step: PyTorch's 0.1 forgets the start within about 40 steps, Keras's
 0.99 (PyTorch momentum 0.01) only after about 460. A model evaluated before then, or
 while a high learning rate still moves the weights faster than the averages follow, is
-evaluated with statistics of another network: the seed's model on SIGNS showed chance
+evaluated with statistics of another network: the course's model on SIGNS showed chance
 accuracy after two epochs, ResNet-18 a validation loss of 371,527, ResNet-20 with scale
 jitter a validation at chance after its third epoch, at the peak of its learning rate.
 

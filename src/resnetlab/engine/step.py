@@ -17,7 +17,7 @@ What makes it fast, and why:
 - CUDA graphs (on CUDA wherever the step can be captured; ``config.resolve_cuda_graphs``):
   forward, backward, optimizer step, EMA and metrics are captured once into a CUDA graph
   and replayed, one launch per step instead of hundreds. Small-kernel models (the CIFAR
-  nets, the seed's 64x64 model) are limited by launch overhead, not by arithmetic.
+  nets, the course's 64x64 model) are limited by launch overhead, not by arithmetic.
 - On the CPU, the precision, the layout and, per convolution shape, oneDNN or one matrix
   product: whichever measured fastest on this machine (``engine.calibrate``, cached).
 - An EMA update without host reads (``AveragedModel.update_parameters`` reads its counter
@@ -404,7 +404,7 @@ def build_training(
         config: the run's configuration (model, optimizer, precision and speed options).
         device: where to train.
         num_classes: classifier outputs.
-        input_size: image side; the seed's Keras model is built for it.
+        input_size: image side; the course's Keras model is built for it.
         dist: this process's place under torchrun (wraps the model in DDP).
         pretrained: the weights of ``config.pretrained``, read by the caller (a resumed
             run passes none: its checkpoint holds the weights).

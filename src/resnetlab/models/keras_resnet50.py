@@ -56,7 +56,7 @@ class KerasBatchNorm2d(nn.BatchNorm2d):
 
 
 def keras_feature_sizes(input_size: int) -> dict[str, int]:
-    """Spatial size after each part of the seed's network, as Keras computes it."""
+    """Spatial size after each part of the course's network, as Keras computes it."""
     input_size = count_argument(input_size, "resnet50_keras's input_size")
     sizes = {"conv1": (input_size + 2 * 3 - 7) // 2 + 1}  # ZeroPadding(3), 7x7/2 valid
     if sizes["conv1"] < 3:
@@ -73,7 +73,7 @@ def keras_feature_sizes(input_size: int) -> dict[str, int]:
 
 
 class KerasResNet50(ResNet):
-    """The seed's ResNet50 for ``input_size`` x ``input_size`` RGB images.
+    """The course's ResNet50 for ``input_size`` x ``input_size`` RGB images.
 
     The classifier's input size depends on ``input_size`` (as Keras's Dense does on
     ``input_shape``): 2048 features at 64x64, ``2048 * s * s`` when the last map is s x s.
@@ -114,7 +114,8 @@ class KerasResNet50(ResNet):
         return x if pre_logits else self.fc(x)
 
     def keras_layer_names(self) -> dict[str, str]:
-        """Module name -> the seed's Keras layer name (``layer1.0.conv1`` -> ``res2a_branch2a``)."""
+        """Module name -> the course's Keras layer name (``layer1.0.conv1`` ->
+        ``res2a_branch2a``)."""
         names = {"conv1": "conv1", "bn1": "bn_conv1"}
         for stage_index, stage in enumerate(self.stages, start=2):
             for block_index, block in enumerate(stage):
@@ -135,7 +136,7 @@ class KerasResNet50(ResNet):
     family="keras",
     input_size=64,
     num_classes=6,
-    description="the seed's Keras ResNet50 (deeplearning.ai course), exact; SIGNS 64x64",
+    description="the deeplearning.ai course's Keras ResNet50, exact; SIGNS 64x64",
     group="Keras",
     source="the deeplearning.ai course's Keras model; Keras names via keras_layer_names()",
 )
