@@ -67,6 +67,15 @@ QUICK: dict[str, Any] = dict(
     log_every=10,
 )
 
+# When an answer is settled (``unsettled`` below). Early in training a deeper net can
+# simply be slower to start (ResNet-56 trails ResNet-20 for its first 3,000 iterations on
+# all of CIFAR-10), so a run shorter than this says little about depth; the quick mode
+# trains 620 iterations.
+MIN_STEPS = 500
+# The shallowest nets must end at most this fraction of guessing's error (67.5% with ten
+# classes): nets that have barely learnt differ by depth for no reason worth a verdict.
+LEARNT_FRACTION = 0.75
+
 
 @dataclass
 class DegradationResult:
@@ -78,7 +87,8 @@ class DegradationResult:
         rows: one per model (over seeds), as in ``table.md``.
         verdict: whether the plain nets' training error rose with depth while the
             ResNets' did not (``family="preact"``: whether the pre-activation nets trained
-            the deepest depth better), per seed and on the means; None with a single depth.
+            the deepest depth better), per seed and on the means, and whether that answer
+            is ``settled`` (else the reasons, ``unsettled``); None with a single depth.
         settings: data, recipe, family and options of the runs.
     """
 
@@ -97,9 +107,12 @@ class DegradationResult:
         # and table.md and the verdict's text say what was found.
         done = Counter(run.action for run in self.runs)
         actions = ", ".join(f"{n} {action}" for action, n in done.items())
-        shows = None if self.verdict is None else self.verdict["shows"]
+        shows = settled = None
+        if self.verdict is not None:
+            shows, settled = self.verdict["shows"], self.verdict["settled"]
         return (
-            f"DegradationResult(out={self.out!r}, runs={len(self.runs)} ({actions}), shows={shows})"
+            f"DegradationResult(out={self.out!r}, runs={len(self.runs)} ({actions}), "
+            f"shows={shows}, settled={settled})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +192,15 @@ def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> Degradat
     images = min(counts) if counts else None
     errors = {(r.seed, r.depth, r.changed): final_errors(r)[0] for r in runs}
     found = verdict(errors, images) if kind.name == "plain" else gap_verdict(errors, images)
+    if found is not None:
+        finished = [r.summary for r in runs if r.status == "finished"]
+        reasons = unsettled(
+            seeds=found["complete_seeds"],
+            shallow_errors=_shallow_errors(found),
+            chance=_chance_error(finished[0]["num_classes"]) if finished else None,
+            steps=min(f["steps"] for f in finished) if finished else None,
+        )
+        found |= {"settled": not reasons, "unsettled": reasons}
     result = DegradationResult(Path(out), list(runs), rows, found, settings)
     title = _title(runs, settings)
     panels = (f"{kind.nouns[0]}s", f"{kind.nouns[1]}s")
@@ -260,8 +282,8 @@ def verdict_text(v: dict[str, Any]) -> str:
         )
     else:
         answer = "No"
-    return (
-        f"{answer}. From depth {lo} to {hi} the final training error changes by "
+    return _settled_text(v, answer) + (
+        f". From depth {lo} to {hi} the final training error changes by "
         f"{v['plain_change']:+.1f} points for the plain nets and {v['resnet_change']:+.1f} for "
         f"the ResNets (mean over seeds; {per_seed}). The plain nets' training error rises "
         f"at every step in depth in {v['plain_rises']} of {n} seeds; the deepest ResNet's "
@@ -280,13 +302,77 @@ def gap_text(v: dict[str, Any], kind: Family) -> str:
         f"seed {s['seed']}: " + ", ".join(f"{g:+.1f}" for g in s["gaps"]) for s in v["seeds"]
     )
     answer = "Yes" if v["shows"] else "No"
-    return (
-        f"{answer}. The {base}s' final training error minus the {changed}s' (positive: the "
+    return _settled_text(v, answer) + (
+        f". The {base}s' final training error minus the {changed}s' (positive: the "
         f"{changed} trains better), by depth: {gaps} points (mean over seeds; {per_seed}). At the "
         f"deepest depth, {v['deep']}, the {changed} trains better in {v['deep_better']} of "
         f"{n} seeds, and the gap is wider there than at depth {v['shallow']} in "
         f"{v['widens']} of {n}." + _sampling_note(v, "a gap counts")
     )
+
+
+def unsettled(
+    *, seeds: int, shallow_errors: Sequence[float], chance: float | None, steps: int | None
+) -> list[str]:
+    """Why a verdict's answer is not settled yet, each reason with what to run instead.
+
+    The per-seed tests (``verdict``, ``gap_verdict``) allow for the sampling error of each
+    training error, but not for three things that make any answer premature: training too
+    short to tell a slow start from a worse net (fewer than ``MIN_STEPS`` iterations),
+    shallowest nets that have barely learnt (training error above ``LEARNT_FRACTION`` of
+    guessing's), and a single seed, which leaves the spread between seeds unknown.
+
+    Args:
+        seeds: seeds with every run finished.
+        shallow_errors: final training error (%) of each net at the shallowest depth, mean
+            over those seeds.
+        chance: training error (%) of guessing a class at random; None: not known.
+        steps: iterations of the shortest finished run; None: not known.
+
+    Returns:
+        The reasons, in words (empty: the answer stands).
+    """
+    reasons = []
+    if steps is not None and steps < MIN_STEPS:
+        reasons.append(
+            f"{steps:,} iterations are too few to tell a net that is slower to start from "
+            f"one that trains worse (train for at least {MIN_STEPS}: more --epochs)"
+        )
+    worst = max(shallow_errors, default=None)
+    if chance is not None and worst is not None and worst > LEARNT_FRACTION * chance:
+        reasons.append(
+            f"the shallowest nets end at {worst:.1f}% training error against {chance:.1f}% "
+            "for guessing, so they have barely learnt (train longer, more --epochs, or on "
+            "more images, a larger --subset)"
+        )
+    if seeds == 1:
+        reasons.append(
+            "one seed, so how far the errors spread from seed to seed is unknown (run "
+            "several: --seeds 0 1 2)"
+        )
+    return reasons
+
+
+def _settled_text(v: dict[str, Any], answer: str) -> str:
+    """The answer, or "Not settled" with the reasons and the answer of these runs alone."""
+    reasons = v.get("unsettled")
+    if not reasons:
+        return answer
+    return f"Not settled: {'; '.join(reasons)}. These runs alone would answer: {answer}"
+
+
+def _shallow_errors(v: dict[str, Any]) -> list[float]:
+    """Each net's final training error at the shallowest depth, mean over the seeds."""
+    seeds = v["seeds"]
+    if not seeds:
+        return []
+    keys = [k for k in ("plain", "resnet", "baseline", "changed") if k in seeds[0]]
+    return [statistics.fmean(s[k][0] for s in seeds) for k in keys]
+
+
+def _chance_error(num_classes: int) -> float:
+    """Training error (%) of guessing one of ``num_classes`` classes at random."""
+    return 100 * (1 - 1 / num_classes)
 
 
 def _sampling_note(v: dict[str, Any], what: str = "a change counts as a rise") -> str:
