@@ -435,3 +435,27 @@ def test_the_experiment_records_whether_its_verdict_is_settled(tmp_path):
     assert "settled=False" in repr(result)
     md = (tmp_path / "exp" / "table.md").read_text()
     assert "## Does the degradation show?\n\nNot settled: 4 iterations are too few" in md
+
+
+def test_an_experiment_that_cannot_start_removes_the_folders_it_made(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["experiment", "degradation", "--data", "cifar100", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "plain8 seed 0: training" in err and "error: cifar100" in err
+    assert list(tmp_path.iterdir()) == []  # neither runs/ nor the experiment's folder
+
+    # --out inside folders that did not exist: all of them go.
+    args = ["experiment", "gradients", "--data", "nosuch", "--depths", "8", "--steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "a" / "b")]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+    # A folder that was there before stays, with what it held.
+    kept = tmp_path / "exp"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main([*args, "--out", str(kept)]) == 2
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*args, "--out", str(empty)]) == 2
+    assert empty.is_dir() and list(empty.iterdir()) == []

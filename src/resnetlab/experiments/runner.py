@@ -13,6 +13,7 @@ since the last checkpoint of the run it was in; a stopped one says so (``CONTINU
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -28,6 +29,7 @@ from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with
 from ..errors import ResnetlabError, RunInterrupted
 from ..models import list_models, model_info
+from ..storage import missing_folders
 
 # Options that do not change what a run computes: a rerun may set them differently.
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
@@ -224,7 +226,22 @@ def run_pairs(
         for changed in (False, True)
         for name in [cifar_name(depth, changed, kind)]
     ]
+    made = missing_folders(out)  # innermost first: removed again if they stay empty
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_plan(plan)
+    except BaseException:
+        # A run that cannot start removes its own folder; the experiment's folders go too
+        # when nothing was trained into them. rmdir removes only an empty folder, so a
+        # folder that held anything (a resumed experiment's) stays.
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _run_plan(plan: list[tuple[int, bool, TrainConfig]]) -> list[Run]:
+    """Each planned run in turn; a stop says how to go on (``CONTINUE``)."""
     try:
         with continued_with(CONTINUE):
             return [
