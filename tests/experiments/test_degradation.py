@@ -459,3 +459,26 @@ def test_an_experiment_that_cannot_start_removes_the_folders_it_made(tmp_path, m
     empty.mkdir()
     assert main([*args, "--out", str(empty)]) == 2
     assert empty.is_dir() and list(empty.iterdir()) == []
+
+
+def test_one_depth_says_that_a_verdict_needs_two(tmp_path, capsys):
+    out = tmp_path / "exp"
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "--max-steps", "2"]
+    args += ["--input-size", "8", "--batch-size", "64", "--val-subset", "100"]
+    assert main([*args, "--train-option", "crop_padding=1", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    expected = (
+        "No verdict: it compares depths, and this experiment has one (8); give at least "
+        "two, e.g. --depths 8 14."
+    )
+    assert f"note: {expected}" in captured.err.splitlines()[0]  # before any training
+    assert f"## Does the degradation show?\n\n{expected}\n" in captured.out
+    assert expected in (out / "table.md").read_text()
+    assert json.loads((out / "table.json").read_text())["verdict"] is None
+
+
+def test_one_depth_text_offers_registered_depths():
+    from resnetlab.experiments.degradation import one_depth_text
+
+    assert one_depth_text(56, FAMILIES["plain"]).endswith("e.g. --depths 56 110.")
+    assert one_depth_text(1202, FAMILIES["plain"]).endswith("e.g. --depths 110 1202.")

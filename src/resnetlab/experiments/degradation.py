@@ -40,7 +40,15 @@ from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..data.sources import data_name
 from ..errors import ResnetlabError
 from ..storage import atomic_write_text
-from .runner import FAMILIES, Family, Run, default_out, get_family, run_pairs
+from .runner import (
+    FAMILIES,
+    Family,
+    Run,
+    cifar_depths,
+    default_out,
+    get_family,
+    run_pairs,
+)
 
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: the best of
 # five runs; its mean is 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
@@ -176,7 +184,9 @@ def run_degradation(
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe
     out = Path(out) if out is not None else default_out("degradation", data, family=kind.name)
-    runs = run_pairs(data, depths, seeds, out, recipe, options, kind)
+    # Said before the training, not only in the table after it.
+    note = one_depth_text(depths[0], kind) if len(depths) < 2 else None
+    runs = run_pairs(data, depths, seeds, out, recipe, options, kind, note=note)
     settings = {"data": data, "recipe": recipe, "depths": depths, "seeds": seeds, **options}
     if kind.name != "plain":
         settings["family"] = kind.name
@@ -260,7 +270,20 @@ def markdown(result: DegradationResult) -> str:
         v = result.verdict
         text = verdict_text(v) if kind.name == "plain" else gap_text(v, kind)
         lines += [f"## {kind.question}", "", text, ""]
+    else:
+        lines += [f"## {kind.question}", "", one_depth_text(result.rows[0]["depth"], kind), ""]
     return "\n".join(lines)
+
+
+def one_depth_text(depth: int, kind: Family) -> str:
+    """Why an experiment of one depth has no verdict, and the depths to give instead."""
+    registered = cifar_depths(kind)
+    deeper = [d for d in registered if d > depth]
+    pair = (depth, deeper[0]) if deeper else ([d for d in registered if d < depth][-1], depth)
+    return (
+        f"No verdict: it compares depths, and this experiment has one ({depth}); give at "
+        f"least two, e.g. --depths {pair[0]} {pair[1]}."
+    )
 
 
 def verdict_text(v: dict[str, Any]) -> str:

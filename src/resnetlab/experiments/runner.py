@@ -209,10 +209,13 @@ def run_pairs(
     recipe: str,
     options: dict[str, Any],
     kind: Family | None = None,
+    *,
+    note: str | None = None,
 ) -> list[Run]:
     """Train (or resume, or skip) the family's two nets (default ``plainN`` and
     ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
-    configuration is checked before the first run starts, not an hour into it."""
+    configuration is checked before the first run starts, not an hour into it. ``note``
+    is said once the configurations pass, before the first run."""
     kind = kind or FAMILIES["plain"]
     if (out / "config.json").is_file() or (out / CHECKPOINT_NAME).is_file():
         raise ResnetlabError(
@@ -226,6 +229,8 @@ def run_pairs(
         for changed in (False, True)
         for name in [cifar_name(depth, changed, kind)]
     ]
+    if note:
+        _say(f"note: {note}")
     made = missing_folders(out)  # innermost first: removed again if they stay empty
     out.mkdir(parents=True, exist_ok=True)
     try:
