@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ from resnetlab import ResnetlabError, create_model
 from resnetlab.cli import main
 from resnetlab.data import load_dataset, make_loader, split_stats
 from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
-from resnetlab.experiments.gradients import markdown
+from resnetlab.experiments.gradients import conclusion, flow, markdown
+from resnetlab.experiments.runner import FAMILIES
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +117,77 @@ def test_preact_family_measures_original_and_preactivation_nets(tmp_path, capsys
     pre = saved["models"][1]
     assert pre["layers"][0] == "stem.conv" and pre["layers"][-1] == "head.fc"
     assert len(pre["layers"]) == 8  # 6n + 2 weighted layers, as the original net's
+
+
+@pytest.mark.parametrize(
+    "ratios, words",
+    [
+        # The README's CIFAR-10 run, seed 0: plain nets at initialisation and after 100 steps.
+        (
+            {20: 4.73, 56: 659, 110: 1.52e6},
+            "explodes toward the input, more the deeper the net, rather than vanishing "
+            "(first/fc 4.73, 659, 1.52e+06 at depths 20, 56, 110)",
+        ),
+        (
+            {20: 1.6, 56: 0.00283, 110: 3.55e-6},
+            "vanishes toward the input, more the deeper the net (first/fc 1.6, 0.00283, 3.55e-06",
+        ),
+        # ...and the ResNets at initialisation.
+        (
+            {20: 0.241, 56: 0.193, 110: 0.495},
+            "neither explodes nor vanishes, staying within a factor of 10 (first/fc 0.241",
+        ),
+        ({8: 50.0, 14: 20.0}, "explodes toward the input, rather than vanishing (first/fc 50, 20"),
+        ({8: 0.5, 14: 0.05}, "vanishes toward the input, more the deeper the net"),
+        (
+            {8: 10.0},
+            "neither explodes nor vanishes, staying within a factor of 10 (first/fc 10 at depth 8)",
+        ),
+        ({8: 10.1}, "explodes toward the input, rather than vanishing (first/fc 10.1 at depth 8)"),
+        ({8: 0.099}, "vanishes toward the input (first/fc 0.099 at depth 8)"),
+    ],
+)
+def test_flow_says_what_the_ratios_show(ratios, words):
+    assert words in flow(ratios)
+
+
+def test_conclusion_of_the_documented_run_is_the_readmes():
+    saved = Path(__file__).parents[2] / "docs" / "degradation" / "gradients" / "gradients.json"
+    data = json.loads(saved.read_text())
+    rows = [{**m, "changed": m.get("changed", m.get("residual"))} for m in data["models"]]
+    init, after = conclusion(rows, data["steps"], FAMILIES["plain"])
+    assert init.startswith(
+        "- At initialisation, the plain nets' gradient explodes toward the input, more the "
+        "deeper the net, rather than vanishing"
+    )
+    assert "the ResNets' gradient neither explodes nor vanishes" in init
+    assert after.startswith("- After 100 steps, the plain nets' gradient vanishes")
+    rows[-2] = {**rows[-2], "trained": None, "trained_ratio": None}  # plain110 diverged
+    _, after = conclusion(rows, data["steps"], FAMILIES["plain"])
+    assert "at depths 20, 56)" in after and "110" not in after
+
+
+def test_probe_runs_print_the_data_notes_once_and_no_majority_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(
+        "resnetlab.engine.report.majority_note", lambda *a: "note: always answering MAJORITY"
+    )
+    args = ["experiment", "gradients", "--data", "digits", "--depths", "8", "14", "--steps", "1"]
+    args += ["--input-size", "8", "--batch-size", "32", "--probe-size", "32"]
+    args += ["--val-subset", "50", "--option", "crop_padding=1", "--out", str(tmp_path / "g")]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).splitlines()
+    notes = [line for line in lines if line.startswith("data: ")]
+    assert notes and len(notes) == len(set(notes))  # digits: at least the no-flips note
+    assert "MAJORITY" not in printed.out + printed.err
+    assert "## What the ratios show" in printed.out
+    assert "- At initialisation, the plain nets' gradient" in printed.out
+    # A degradation experiment's runs are measured by their accuracy: the note stays there.
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "14"]
+    args += ["--max-steps", "1", "--input-size", "8", "--batch-size", "32"]
+    args += ["--val-subset", "50", "--option", "crop_padding=1", "--out", str(tmp_path / "d")]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert (printed.out + printed.err).count("MAJORITY") == 4
+    notes = [line for line in (printed.out + printed.err).splitlines() if line.startswith("data: ")]
+    assert notes and len(notes) == len(set(notes))

@@ -347,11 +347,14 @@ class RunLog:
         val: EvalResult | None,
         class_names: list[str],
         errors: ErrorSource | None = None,
+        *,
+        majority: bool = True,
     ) -> None:
         """Write the figures (``errors.png``, from ``errors``: the model and its validation
         batches, after a finished run) and summary.json (strict JSON: NaN and inf become
-        null), and say where they are. summary.json comes last: a run killed before it is not
-        complete, and ``--resume`` finishes it. A full disk still gets the summary if the
+        null), and say where they are (and, with ``majority``, whether the accuracy beats
+        always answering the largest class). summary.json comes last: a run killed before it
+        is not complete, and ``--resume`` finishes it. A full disk still gets the summary if the
         figures failed."""
         if not self.enabled:
             return
@@ -391,7 +394,7 @@ class RunLog:
                 f"Run folder: {self.run_dir}",
                 highlight=False,
             )
-            note = majority_note(best, val, class_names)
+            note = majority_note(best, val, class_names) if majority else None
             if note:
                 self.out.print(note, highlight=False)
 

@@ -129,6 +129,30 @@ def continued_with(how: str) -> Iterator[None]:
         _CONTINUE_WITH.reset(token)
 
 
+@dataclass
+class _Series:
+    said: set[str] = dataclasses.field(default_factory=set)  # data notes printed so far
+    majority_note: bool = True
+
+
+# The runs of one experiment, which read the same data (see ``run_series``).
+_SERIES: ContextVar[_Series | None] = ContextVar("series", default=None)
+
+
+@contextlib.contextmanager
+def run_series(*, majority_note: bool = True) -> Iterator[None]:
+    """Within it, runs print each note about their data once, for the first run that has
+    it, not again for every run of an experiment on the same data; with
+    ``majority_note=False`` they also leave out the note that the accuracy is no better than
+    always answering the largest class (probe runs of a few steps, whose accuracy is not
+    what they are for)."""
+    token = _SERIES.set(_Series(majority_note=majority_note))
+    try:
+        yield
+    finally:
+        _SERIES.reset(token)
+
+
 class TrainingDiverged(ResnetlabError):
     """The loss, a weight or a BN statistic became NaN or infinite."""
 
@@ -728,7 +752,12 @@ class Trainer:
                 self.log.message(note)
             if self.log.metrics_lost:
                 warnings.warn(self._lost_metrics_note(), DataWarning, stacklevel=3)
+        series = _SERIES.get()
         for note in self.data_notes:
+            if series is not None:
+                if note in series.said:
+                    continue
+                series.said.add(note)
             self.log.message(f"data: {note}")
         self._explain_speed()
         if self.auto_line:
@@ -1415,7 +1444,9 @@ class Trainer:
                 seen=self.mistakes,
                 paths=self.val_paths,
             )
-            self.log.finish(summary, val, self.class_names, errors)
+            series = _SERIES.get()
+            majority = series is None or series.majority_note
+            self.log.finish(summary, val, self.class_names, errors, majority=majority)
         return summary
 
 

@@ -26,7 +26,7 @@ from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
-from ..engine.train import continued_with
+from ..engine.train import continued_with, run_series
 from ..errors import ResnetlabError, RunInterrupted
 from ..models import list_models, model_info
 from ..storage import missing_folders
@@ -210,12 +210,15 @@ def run_pairs(
     options: dict[str, Any],
     kind: Family | None = None,
     *,
+    probe: bool = False,
     note: str | None = None,
 ) -> list[Run]:
     """Train (or resume, or skip) the family's two nets (default ``plainN`` and
     ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
-    configuration is checked before the first run starts, not an hour into it. ``note``
-    is said once the configurations pass, before the first run."""
+    configuration is checked before the first run starts, not an hour into it. The notes
+    on the data are printed once, not for every run; ``probe`` runs (a few steps, trained
+    to be measured) leave out the note on always answering the largest class. ``note`` is
+    said once the configurations pass, before the first run."""
     kind = kind or FAMILIES["plain"]
     if (out / "config.json").is_file() or (out / CHECKPOINT_NAME).is_file():
         raise ResnetlabError(
@@ -234,7 +237,7 @@ def run_pairs(
     made = missing_folders(out)  # innermost first: removed again if they stay empty
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run_plan(plan)
+        return _run_plan(plan, probe)
     except BaseException:
         # A run that cannot start removes its own folder; the experiment's folders go too
         # when nothing was trained into them. rmdir removes only an empty folder, so a
@@ -245,10 +248,10 @@ def run_pairs(
         raise
 
 
-def _run_plan(plan: list[tuple[int, bool, TrainConfig]]) -> list[Run]:
+def _run_plan(plan: list[tuple[int, bool, TrainConfig]], probe: bool) -> list[Run]:
     """Each planned run in turn; a stop says how to go on (``CONTINUE``)."""
     try:
-        with continued_with(CONTINUE):
+        with continued_with(CONTINUE), run_series(majority_note=not probe):
             return [
                 run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
                 for i, (depth, changed, config) in enumerate(plan, start=1)
