@@ -170,6 +170,21 @@ def test_eval_of_a_val_split_says_it_is_one_and_what_that_may_mean(tmp_path):
     ]
 
 
+def test_only_the_split_a_run_validated_on_is_said_to_be_it(tmp_path):
+    # --val-data held validated on held/val; an eval of held scores held/test, as many
+    # images, which the run never saw.
+    root = tmp_path / "held"
+    for split, seed in (("val", 0), ("test", 10)):
+        write_tree(root / split, {"a": [noise(seed), noise(seed + 1)], "b": [noise(seed + 2)]})
+    validated = {"data": "held", "images": 3}
+    test = load_eval_split(str(root), validated_on=validated)
+    assert test.source == str(root / "test")
+    assert not any("validated on (--val-data)" in note for note in test.notes)
+    (root / "test").rename(tmp_path / "elsewhere")
+    val = load_eval_split(str(root), validated_on=validated)
+    assert val.notes[-1].startswith("these are the images the model's training run validated")
+
+
 @pytest.mark.parametrize(
     ("counts", "n", "take"),
     [

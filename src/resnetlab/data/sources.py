@@ -325,6 +325,8 @@ TEST_GIVEN_NOTE = (
     "afterwards flatters the model; validate on other images (a val split, or --val-split) "
     "to keep it unseen"
 )
+# The split of --val-data that validates: its own val, else test split, else all of it.
+VAL_DATA_SPLITS = ("val", "test", "all", "train")
 # The note on an eval of the images the model's run validated on (--val-data).
 VALIDATED_SCORED_NOTE = (
     "these are the images the model's training run validated on (--val-data): its best "
@@ -523,6 +525,7 @@ def load_eval_split(
         isinstance(validated_on, dict)
         and validated_on.get("data") is not None
         and data_name(str(validated_on["data"])) == data_name(data)
+        and source.key(*VAL_DATA_SPLITS, own=True) == key  # not its test/ beside a val/
         and validated_on.get("images") == len(split)
     ):
         split.notes = [*split.notes, VALIDATED_SCORED_NOTE]
@@ -614,7 +617,7 @@ def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Spli
     """The split ``--val-data`` names: its own val, else test split, else all of it (not a
     file it would borrow from beside it); the training images themselves are refused."""
     source = open_source(val_data, **opts, what="the validation data")
-    key = source.key("val", "test", "all", "train", own=True)
+    key = source.key(*VAL_DATA_SPLITS, own=True)
     val = source.splits[key]()
     if _same_images(train, val):
         raise DataError(
