@@ -435,6 +435,17 @@ def test_the_experiment_records_whether_its_verdict_is_settled(tmp_path):
     assert "settled=False" in repr(result)
     md = (tmp_path / "exp" / "table.md").read_text()
     assert "## Does the degradation show?\n\nNot settled: 4 iterations are too few" in md
+    # --max-steps set the length: more epochs would train no longer, so they are not advised.
+    assert "(train for at least 500: a larger --max-steps)" in v["unsettled"][0]
+    assert "more --epochs" not in md
+
+
+def test_unsettled_advises_more_epochs_unless_max_steps_set_the_length():
+    short = dict(seeds=3, shallow_errors=[80.0], chance=90.0, steps=100)
+    for capped, longer in ((False, "more --epochs"), (True, "a larger --max-steps")):
+        too_few, barely = unsettled(**short, max_steps=capped)
+        assert too_few.endswith(f"(train for at least 500: {longer})")
+        assert f"(train longer, {longer}, or on more images" in barely
 
 
 def test_an_experiment_that_cannot_start_removes_the_folders_it_made(tmp_path, monkeypatch, capsys):

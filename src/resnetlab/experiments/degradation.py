@@ -209,6 +209,7 @@ def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> Degradat
             shallow_errors=_shallow_errors(found),
             chance=_chance_error(finished[0]["num_classes"]) if finished else None,
             steps=min(f["steps"] for f in finished) if finished else None,
+            max_steps=settings.get("max_steps") is not None,
         )
         found |= {"settled": not reasons, "unsettled": reasons}
     result = DegradationResult(Path(out), list(runs), rows, found, settings)
@@ -335,7 +336,12 @@ def gap_text(v: dict[str, Any], kind: Family) -> str:
 
 
 def unsettled(
-    *, seeds: int, shallow_errors: Sequence[float], chance: float | None, steps: int | None
+    *,
+    seeds: int,
+    shallow_errors: Sequence[float],
+    chance: float | None,
+    steps: int | None,
+    max_steps: bool = False,
 ) -> list[str]:
     """Why a verdict's answer is not settled yet, each reason with what to run instead.
 
@@ -351,22 +357,24 @@ def unsettled(
             over those seeds.
         chance: training error (%) of guessing a class at random; None: not known.
         steps: iterations of the shortest finished run; None: not known.
+        max_steps: whether ``--max-steps`` set the length (then more epochs train no longer).
 
     Returns:
         The reasons, in words (empty: the answer stands).
     """
     reasons = []
+    longer = "a larger --max-steps" if max_steps else "more --epochs"
     if steps is not None and steps < MIN_STEPS:
         reasons.append(
             f"{steps:,} iterations are too few to tell a net that is slower to start from "
-            f"one that trains worse (train for at least {MIN_STEPS}: more --epochs)"
+            f"one that trains worse (train for at least {MIN_STEPS}: {longer})"
         )
     worst = max(shallow_errors, default=None)
     if chance is not None and worst is not None and worst > LEARNT_FRACTION * chance:
         reasons.append(
             f"the shallowest nets end at {worst:.1f}% training error against {chance:.1f}% "
-            "for guessing, so they have barely learnt (train longer, more --epochs, or on "
-            "more images, a larger --subset)"
+            f"for guessing, so they have barely learnt (train longer, {longer}, or on more "
+            "images, a larger --subset)"
         )
     if seeds == 1:
         reasons.append(
