@@ -175,6 +175,9 @@ def test_list_models_pattern():
         ("preact", "preresnet8, preresnet14, preresnet20"),  # a group: pre-activation
         ("Resnet18", "resnet18, resnet18d, resnet8"),  # case aside
         ("resnt20", "resnet20, resnet1202, resnet50"),  # then the closest spellings
+        ("RESNT20", "resnet20, resnet1202, resnet50"),  # those too, case aside
+        ("ResNet 50", "resnet50, resnet50_keras, resnet50c"),  # a space as a separator
+        ("pre act", "preresnet8, preresnet14, preresnet20"),
     ],
 )
 def test_unknown_model_suggests_the_models_meant(name, meant):
