@@ -139,8 +139,8 @@ class KerasImportReport:
         layout: one of ``LAYOUTS`` (``"h5-model"``, ``"h5-weights"``, ``"keras3-weights"``,
             ``"keras3-archive"``).
         keras_version: the Keras version that wrote the file, when it says.
-        layers_loaded: Keras layers whose weights were loaded (107 for the seed).
-        tensors_loaded: weights and BN statistics loaded (320 for the seed).
+        layers_loaded: Keras layers whose weights were loaded (107 for the course's model).
+        tensors_loaded: weights and BN statistics loaded (320 for the course's model).
         values_loaded: numbers loaded, the Keras summary's total parameter count.
         num_classes: outputs of the classifier.
         input_size: the side of the square input the model was built for.
@@ -181,7 +181,7 @@ class KerasImportReport:
     @property
     def mean(self) -> tuple[float, float, float]:
         """The normalisation the model's inputs take, on pixels / 255 in RGB order: the
-        seed's (none) unless the file's first layer rescales them; ImageNet's mean for
+        course's (none) unless the file's first layer rescales them; ImageNet's mean for
         Keras's 'caffe' preprocessing."""
         if self.caffe_preprocessing:
             return tuple(v / 255 for v in reversed(CAFFE_MEAN_BGR))
@@ -444,12 +444,13 @@ def convert_keras(
 
     The number of classes comes from the file's classifier (``fc{K}``; a keras.applications
     network's Dense layer), the input size from its architecture when it holds one. An
-    argument supplies what the file lacks and must agree with what it holds. A seed's
-    weights-only file whose last feature map is 1x1 is taken to be for the course's 64x64
-    inputs; a keras.applications network without an input size for 224x224. The model file
-    records the course's preprocessing, ``pixels / 255`` (mean 0, std 1), or the file's
-    first ``Rescaling`` layer as mean and std, or for keras.applications Keras's 'caffe'
-    ``preprocess_input``; it is written only once everything has been checked.
+    argument supplies what the file lacks and must agree with what it holds. A
+    weights-only file of the course's model whose last feature map is 1x1 is taken to be
+    for the course's 64x64 inputs; a keras.applications network without an input size
+    for 224x224. The model file records the course's preprocessing, ``pixels / 255``
+    (mean 0, std 1), or the file's first ``Rescaling`` layer as mean and std, or for
+    keras.applications Keras's 'caffe' ``preprocess_input``; it is written only once
+    everything has been checked.
 
     Args:
         src: the Keras file (``.h5``, ``.weights.h5`` or ``.keras``).
@@ -1006,7 +1007,7 @@ def _layer_problem(
     """
     if config.get("data_format", "channels_last") not in ("channels_last", None):
         return f"uses data_format={config['data_format']}, the course's model channels_last"
-    checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, seed's value)
+    checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, course model's value)
     if kind == "Conv2D" and module is not None:
         checks += [
             ("strides", _pair(config.get("strides", 1)), tuple(module.stride)),
@@ -1180,7 +1181,7 @@ def _convert_layer(
     model: nn.Module, keras_file: _KerasFile, keras_name: str, module_name: str
 ) -> dict[str, torch.Tensor]:
     """One layer's weights as PyTorch state-dict entries, checked against the model (the
-    seed's, or the keras.applications ResNet's)."""
+    course's, or the keras.applications ResNet's)."""
     path = keras_file.path
     module = model.get_submodule(module_name)
     kind = _keras_kind(module)

@@ -31,7 +31,7 @@ does not (another number of classes).
 Weights carry the preprocessing they were trained with, and a model started from them
 keeps it: ImageNet's mean and standard deviation for torchvision and timm weights, the
 recorded ones for resnetlab files, ``pixels / 255`` (or the file's ``Rescaling``) for the
-seed's Keras files, Keras's 'caffe' preprocessing for keras.applications ResNets. A bare
+course's Keras files, Keras's 'caffe' preprocessing for keras.applications ResNets. A bare
 state dict of an ImageNet ResNet does not say; ImageNet's statistics are assumed, and the
 report says so.
 """
@@ -755,7 +755,7 @@ def create_pretrained(
     """``create_model(name, pretrained=...)``: the model built and started from the weights.
 
     ``num_classes`` defaults to the weights' classes, so their classifier is kept; the
-    seed's Keras model is built for the weights' input size unless ``input_size`` is given;
+    course's Keras model is built for the weights' input size unless ``input_size`` is given;
     weights that record their model's options (a model file, a keras.applications ResNet)
     build it with them unless options are given.
     ``pretrained=True`` means torchvision's default weights.
