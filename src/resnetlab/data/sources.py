@@ -332,6 +332,10 @@ VALIDATED_SCORED_NOTE = (
     "these are the images the model's training run validated on (--val-data): its best "
     "epoch was picked on them, which flatters the score"
 )
+VALIDATED_SAMPLE_NOTE = (
+    "the model's training run validated on {n:,} of these images (--val-data, --val-subset): "
+    "its best epoch was picked on them, which flatters the score"
+)
 
 
 def load_dataset(
@@ -448,7 +452,8 @@ def _files_digest(split: ImageSet) -> str:
         f"{split.class_names[label]}\t{Path(path).parent.name}/{Path(path).name}"
         for label, path in zip(split.labels.tolist(), split.paths, strict=True)
     )
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+    text = "\n".join(rows).encode(errors="surrogateescape")  # names that are not UTF-8 too
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def _held_out_again(split: Split, record: Any) -> Split | None:
@@ -500,7 +505,8 @@ def load_eval_split(
     ``trained_on``: the data the model was trained on, where known; a set of another name
     scored whole is not said to hold the training images. ``held_out``: how the run held
     its validation images out of that data (``held_out_record``). ``validated_on``: the
-    ``--val-data`` it validated on (``data``, a name, and ``images``), said when scored.
+    ``--val-data`` it validated on (``data``, a name, ``images``, and ``sample``, the
+    number validated on where ``--val-subset`` took fewer), said when scored.
     """
     source = open_source(
         data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
@@ -528,7 +534,11 @@ def load_eval_split(
         and source.key(*VAL_DATA_SPLITS, own=True) == key  # not its test/ beside a val/
         and validated_on.get("images") == len(split)
     ):
-        split.notes = [*split.notes, VALIDATED_SCORED_NOTE]
+        sample = validated_on.get("sample")
+        split.notes = [
+            *split.notes,
+            VALIDATED_SAMPLE_NOTE.format(n=sample) if sample else VALIDATED_SCORED_NOTE,
+        ]
     elif key == "val":
         split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
