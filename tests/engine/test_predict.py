@@ -628,3 +628,10 @@ def test_a_test_set_given_as_validation_data_is_said_to_flatter_its_eval(tmp_pat
     (test / "b" / "0.png").unlink()
     notes = resnetlab.evaluate(tmp_path / "run" / "best.safetensors", str(test)).notes
     assert not any("validated on" in note for note in notes)
+    # A run that validated on a sample of it (--val-subset) says so when it is scored whole.
+    assert main([*args, "--val-subset", "4", "--out", str(tmp_path / "sampled")]) == 0
+    report = resnetlab.evaluate(tmp_path / "sampled" / "best.safetensors", str(test))
+    assert report.notes[-1] == (
+        "the model's training run validated on 4 of these images (--val-data, --val-subset): "
+        "its best epoch was picked on them, which flatters the score"
+    )

@@ -572,6 +572,7 @@ class Trainer:
             if note := subset_note("--subset", c.subset, whole, data.train, "training"):
                 warnings.warn(note, DataWarning, stacklevel=3)
                 self.subset_emptied = True
+        self.val_images = len(data.val) if data.val is not None else 0  # before any sample
         if c.val_subset is not None and data.val is not None:
             whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
             if note := subset_note("--val-subset", c.val_subset, whole, data.val, "validation"):
@@ -1377,13 +1378,15 @@ class Trainer:
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
             **({"held_out": self.held_out} if self.held_out else {}),
-            **(
-                {"validated_on": {"data": Path(c.val_data).name, "images": self.num_val}}
-                if c.val_data
-                else {}
-            ),
+            **({"validated_on": self._validated_on()} if c.val_data else {}),
             **({"pretrained": start} if start else {}),
         }
+
+    def _validated_on(self) -> dict[str, Any]:
+        """The ``--val-data`` set by name and image count, and the number validated on
+        where ``--val-subset`` took a sample of it: for eval to say when it scores them."""
+        record = {"data": Path(self.config.val_data).name, "images": self.val_images}
+        return record | ({"sample": self.num_val} if self.num_val < self.val_images else {})
 
     def _final_summary(self, status: str) -> dict[str, Any]:
         """The summary, written unless the write fails while another error is on its way
