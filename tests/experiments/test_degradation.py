@@ -344,7 +344,7 @@ def test_the_help_names_the_default_folders_the_experiments_use(capsys):
 
 TOO_FEW = "too few to tell a net that is slower to start"
 BARELY = "barely learnt"
-ONE_SEED = "one seed, so how far the errors spread"
+ONE_SEED = "one seed with every run finished, so how far the errors spread"
 
 
 @pytest.mark.parametrize(

@@ -378,8 +378,8 @@ def unsettled(
         )
     if seeds == 1:
         reasons.append(
-            "one seed, so how far the errors spread from seed to seed is unknown (run "
-            "several: --seeds 0 1 2)"
+            "one seed with every run finished, so how far the errors spread from seed to "
+            "seed is unknown (run two or more seeds to the end: --seeds 0 1 2)"
         )
     return reasons
 
