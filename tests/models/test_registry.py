@@ -188,6 +188,12 @@ def test_unknown_model_suggests_the_models_meant(name, meant):
     )
 
 
+def test_one_letter_is_not_matched_inside_model_names():
+    with pytest.raises(UnknownModelError) as caught:
+        resnetlab.create_model("a")  # in every plainN, but means none of them
+    assert str(caught.value) == "unknown model 'a'; `resnetlab models` lists all"
+
+
 def test_unknown_option_names_it_and_the_options_the_model_takes():
     with pytest.raises(ResnetlabError) as info:
         resnetlab.create_model("resnet20", depth_boost=3, shortcat="B")

@@ -135,8 +135,8 @@ def model_info(name: str) -> ModelInfo:
 
 def _near_models(name: str, shown: int = 3) -> list[str]:
     """The registered models ``name`` may mean: those it begins (``resnext`` for
-    ``resnext50_32x4d``) or is part of, then those of a group it names (``preact``: the
-    pre-activation ResNets), then the closest spellings."""
+    ``resnext50_32x4d``) or is part of (two characters or more), then those of a group it
+    names (``preact``: the pre-activation ResNets), then the closest spellings."""
 
     def squashed(text: str) -> str:
         return text.lower().replace("-", "").replace("_", "").replace(" ", "")
@@ -146,7 +146,7 @@ def _near_models(name: str, shown: int = 3) -> list[str]:
     if not query:
         return []
     found = [n for n in names if squashed(n).startswith(query)]
-    found += [n for n in names if query in squashed(n)]
+    found += [n for n in names if len(query) >= 2 and query in squashed(n)]  # not "a"
     found += [n for n in names if len(query) >= 4 and query in squashed(_REGISTRY[n].group)]
     found += difflib.get_close_matches(name.lower(), names, n=shown, cutoff=0.5)
     return list(dict.fromkeys(found))[:shown]
