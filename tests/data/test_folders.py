@@ -483,9 +483,9 @@ def test_a_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
         load_dataset(str(photos / "b"))
     assert str(caught.value) == (
         f"{photos / 'b'}: 2 image files but no class folders; if it is one of the class "
-        f"folders in {photos} (a, b, c), give that folder: --data {photos}{os.sep}; else put "
-        "each class's images in a sub-folder named after the class, or name every file "
-        "<class>_<anything> (3_IMG_5864.jpg)"
+        f"folders in {photos} (a, b, c), give the folder that holds them: {photos}{os.sep}; "
+        "else put each class's images in a sub-folder named after the class, or name every "
+        "file <class>_<anything> (3_IMG_5864.jpg)"
     )
 
 

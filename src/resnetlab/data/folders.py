@@ -424,7 +424,7 @@ def scan_classes(folder: Path) -> FolderSplit:
                 more = ", ..." if len(classes) > 5 else ""
                 fix = (
                     f"if it is one of the class folders in {folder.parent} ({shown}{more}), "
-                    f"give that folder: --data {folder.parent}{os.sep}; else {fix}"
+                    f"give the folder that holds them: {folder.parent}{os.sep}; else {fix}"
                 )
             raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
         names = [readable(n) for n in names]
