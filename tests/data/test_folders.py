@@ -489,6 +489,32 @@ def test_a_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
     )
 
 
+def test_a_class_folder_of_camera_names_given_as_the_data_points_at_its_parent(tmp_path):
+    # photos/cat of a phone's IMG_0001.jpg...: the names read as one class, IMG, which
+    # training refuses; the folders beside it are the classes, which the error points at.
+    photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "ac"})
+    (photos / "b").mkdir()
+    for i in range(3):
+        noise(i).save(photos / "b" / f"IMG_000{i}.jpg")
+    fix = (
+        f"b/ looks like one of the class folders in {photos} (a, b, c); if it is, give the "
+        f"folder that holds them: {photos}{os.sep}"
+    )
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(photos / "b"))
+    assert str(caught.value) == (
+        f"{photos / 'b'}: every training image is of one class (IMG); a classifier needs "
+        f"images of two classes at least: {fix}; else the class is read from the file names, "
+        "all IMG_...; put each class's images in a sub-folder named after the class, or name "
+        "every file <class>_<anything> (3_IMG_5864.jpg)"
+    )
+    assert fix in load_eval_split(str(photos / "b")).notes  # data inspect shows it
+    # Alone in its folder, it is a folder of one class by name, without the note.
+    alone = tmp_path / "alone"
+    (photos / "b").rename(alone)
+    assert not any("class folders in" in note for note in load_eval_split(str(alone)).notes)
+
+
 def test_images_named_with_their_class_before_a_dot_are_told_how_to_name_them(tmp_path):
     # Kaggle's dogs-vs-cats: train/cat.0.jpg, train/dog.0.jpg. The class before a '.' is
     # not read; the error says that it is there, and how to name the files instead.

@@ -1,5 +1,6 @@
 import importlib
 import json
+import os
 import shutil
 import sys
 
@@ -324,8 +325,8 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     assert torch.equal(by_name.result.confusion, sevens.result.confusion)
     # A camera's names read as one class (IMG), which the model lacks: how names give
     # classes is said, not "move the folders out".
-    camera = tmp_path / "camera"
-    camera.mkdir()
+    camera = tmp_path / "alone" / "camera"
+    camera.mkdir(parents=True)
     for i, path in enumerate(sorted((digit_folder / "7").iterdir())[:3]):
         shutil.copy(path, camera / f"IMG_{i:04d}.png")
     with pytest.raises(ResnetlabError) as caught:
@@ -336,6 +337,16 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
         "first '_'): name each file <class>_<anything> with one of the model's classes, or put "
         "the images in class folders"
     )
+    # Beside other folders of images, it is likely one of their classes: the error says so.
+    shutil.copytree(digit_folder / "3", tmp_path / "beside" / "3")
+    shutil.copytree(camera, tmp_path / "beside" / "7")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.evaluate(model_file, str(tmp_path / "beside" / "7"))
+    assert (
+        f"[IMG] is not among them; 7/ looks like one of the class folders in "
+        f"{tmp_path / 'beside'} (3, 7); if it is, give the folder that holds them: "
+        f"{tmp_path / 'beside'}{os.sep}; else classes here come from the file names"
+    ) in str(caught.value)
     # A folder holding one folder of files named by class is one class, named for the
     # folder; the error says where the names are read as classes.
     named = tmp_path / "named" / "sevens"

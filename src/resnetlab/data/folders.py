@@ -268,6 +268,9 @@ def _loose_note(loose: list[Path], folder: Path, where: str) -> str:
 NAMED_CLASSES_NOTE = "classes from the file names (the text before the first '_')"
 # The start of the note on a lone class folder whose file names carry classes of their own.
 NAMED_FILES_NOTE = "the file names in"
+# In the note on a folder of one class by name (a camera's IMG_0001.jpg) beside other folders
+# of images: likely one class of the data set its parent is (photos/cat given for photos/).
+CLASS_FOLDER_NOTE = "looks like one of the class folders in"
 
 
 def _name_labels(paths: list[str], least: int = 2) -> list[str] | None:
@@ -367,6 +370,13 @@ def _sibling_class_folders(folder: Path) -> list[str]:
     return [d.name for d in _visible_dirs(folder.parent) if d != folder and _direct_images(d)]
 
 
+def _with_siblings(folder: Path, siblings: list[str]) -> str:
+    """``folder``'s name among those of the folders beside it, the first five in order."""
+    classes = [folder.name, *siblings]
+    shown = ", ".join(sorted(classes, key=readable)[:5])
+    return shown + (", ..." if len(classes) > 5 else "")
+
+
 def find_root(folder: Path) -> Path:
     """Look through folders that hold nothing but one sub-folder with sub-folders of its own;
     not past a split folder found inside (``photos/train/``), whose one sub-folder is a class
@@ -419,18 +429,22 @@ def scan_classes(folder: Path) -> FolderSplit:
                 "file <class>_<anything> (3_IMG_5864.jpg)"
             )
             if siblings := _sibling_class_folders(folder):  # photos/cat given for photos/
-                classes = [folder.name, *siblings]
-                shown = ", ".join(sorted(classes, key=readable)[:5])
-                more = ", ..." if len(classes) > 5 else ""
                 fix = (
-                    f"if it is one of the class folders in {folder.parent} ({shown}{more}), "
-                    f"give the folder that holds them: {folder.parent}{os.sep}; else {fix}"
+                    f"if it is one of the class folders in {folder.parent} "
+                    f"({_with_siblings(folder, siblings)}), give the folder that holds them: "
+                    f"{folder.parent}{os.sep}; else {fix}"
                 )
             raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
         names = [readable(n) for n in names]
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
         notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
+        if len(class_names) == 1 and (siblings := _sibling_class_folders(folder)):
+            notes.append(  # photos/cat of IMG_0001.jpg... given for photos/
+                f"{folder.name}/ {CLASS_FOLDER_NOTE} {folder.parent} "
+                f"({_with_siblings(folder, siblings)}); if it is, give the folder that "
+                f"holds them: {folder.parent}{os.sep}"
+            )
         notes += _case_twins_note(class_names, from_files=True)
         notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)

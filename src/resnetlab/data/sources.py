@@ -35,6 +35,7 @@ from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
 from .folders import (
+    CLASS_FOLDER_NOTE,
     NAMED_CLASSES_NOTE,
     NAMED_FILES_NOTE,
     find_root,
@@ -738,6 +739,9 @@ def _check_two_classes(train: Split) -> None:
                 "images in a sub-folder named after the class, or name every file "
                 "<class>_<anything> (3_IMG_5864.jpg)"
             )
+        beside = [note for note in train.notes if CLASS_FOLDER_NOTE in note]
+        if beside:  # photos/cat given for photos/
+            fix = f"{beside[0]}; else {fix}"
         named = [note for note in train.notes if note.startswith(NAMED_FILES_NOTE)]
         if named:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
             fix = named[0]
