@@ -93,6 +93,11 @@ def test_eval_of_the_training_folder_scores_the_images_the_run_held_out(
         "validation (its best epoch was picked on them, which flatters the score a little; a "
         "test/ folder is scored instead where there is one)"
     ]
+    # A link to the folder, named otherwise, is the same folder.
+    link = tmp_path / "my-photos"
+    link.symlink_to(digit_folder, target_is_directory=True)
+    linked = resnetlab.evaluate(model_file, str(link))
+    assert (linked.result.count, linked.result.accuracy) == (60, summary["best_val_acc"])
     # The folder changed since (an image more): those images cannot be found again, so all
     # of it is scored, and the report says why.
     copy = shutil.copytree(digit_folder, tmp_path / digit_folder.name)

@@ -514,7 +514,11 @@ def load_eval_split(
     )
     key = source.key("test", "val", "all", "train")
     split = _with_notes(source.splits[key](), source.notes)
-    same_data = trained_on is not None and data_name(trained_on) == data_name(data)
+    # A link to the training folder is that folder, whatever the link is called.
+    same_data = trained_on is not None and data_name(trained_on) in (
+        data_name(data),
+        data_name(os.path.realpath(data)),
+    )
     if key in source.borrowed:
         split = _found_next_to(split, data)
     elif key == "all" and source.all_role in ("test", "val"):
