@@ -150,6 +150,12 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
             415,
             "holds a HEIC photo, whatever its name says, which Pillow cannot read; convert it",
         ),
+        (
+            "HEIC photo as named",
+            {"files": {"image": ("IMG_1.HEIC", b"\x00\x00\x00\x18ftypheic" + bytes(100))}},
+            415,
+            "the upload IMG_1.HEIC: HEIC photos cannot be read here; convert it to JPEG or PNG",
+        ),
         ("decompression bomb", {"content": png_bomb(12_000, 12_000)}, 413, "12000x12000"),
         ("2 MB upload", {"content": b"\xff" * (2 * 2**20)}, 413, "1 MB"),
         ("2 MB chunked upload", {"content": iter([b"\xff" * 2**16] * 32)}, 413, "1 MB"),

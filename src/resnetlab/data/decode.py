@@ -59,6 +59,11 @@ def format_to_convert(name: str | os.PathLike) -> str | None:
     return None if suffix in IMAGE_EXTENSIONS else CONVERT_FIRST.get(suffix)
 
 
+def convert_first(name: str | os.PathLike, photo: str) -> str:
+    """Why ``name``, a ``photo`` file by its name (``format_to_convert``), is not read."""
+    return f"{name}: {photo} photos cannot be read here; convert it to JPEG or PNG first"
+
+
 # More than this fraction of unreadable files means the folder itself is wrong (the wrong
 # format, a half-finished copy), not that a few files are damaged: loading stops. One
 # damaged file is skipped however few the others (as in a folder of a dozen photos).

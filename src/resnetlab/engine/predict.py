@@ -21,6 +21,7 @@ from ..data import DeviceLoader, read_image
 from ..data.decode import (
     PARALLEL_MIN_FILES,
     READ_ERRORS,
+    convert_first,
     format_to_convert,
     read_images,
     unreadable_image,
@@ -198,9 +199,7 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
                 f"scored with: resnetlab eval MODEL_FILE --data {name}"
             ) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
-            raise ResnetlabError(
-                f"{name}: {photo} photos cannot be read here; convert it to JPEG or PNG first"
-            ) from None
+            raise ResnetlabError(convert_first(name, photo)) from None
         raise ResnetlabError(unreadable_image(name, e)) from None
 
 

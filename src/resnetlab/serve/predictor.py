@@ -21,7 +21,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from ..data.decode import NOT_AN_IMAGE, read_error_reason, read_header_size, unreadable_image
+from ..data.decode import (
+    NOT_AN_IMAGE,
+    convert_first,
+    format_to_convert,
+    read_error_reason,
+    read_header_size,
+    unreadable_image,
+)
 from ..engine.distributed import resolve_device
 from ..engine.inference import inference_model, load_model_file
 from ..engine.predict import class_names, class_probabilities, read_input
@@ -90,7 +97,7 @@ class Predictor:
                 400,
             )
         what = f"the upload {name}" if name else "the upload"
-        _check_header(data, what)
+        _check_header(data, what, name)
         buffer = io.BytesIO(data)
         buffer.name = what  # read_input names the file in its message
         try:
@@ -159,13 +166,16 @@ class Predictor:
         return out.getvalue()
 
 
-def _check_header(data: bytes, what: str) -> None:
-    """Refuse what is no image (415) or too many pixels to decode (413), from the header."""
+def _check_header(data: bytes, what: str, name: str | None = None) -> None:
+    """Refuse what is no image (415) or too many pixels to decode (413), from the header
+    (``name``: the upload's file name, if it came with one)."""
     try:
         read_header_size(io.BytesIO(data))
     except Image.DecompressionBombError as e:  # in predict's words, which give the fix
         raise RequestError(unreadable_image(what, e), 413) from None
     except UnidentifiedImageError as e:
+        if name and (photo := format_to_convert(name)) is not None:  # IMG_1.HEIC, as named
+            raise RequestError(convert_first(what, photo), 415) from None
         if (reason := read_error_reason(e)) != NOT_AN_IMAGE:  # a HEIC photo named .jpg...
             raise RequestError(f"{what}: {reason}", 415) from None
         raise RequestError(
