@@ -190,6 +190,16 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     assert (
         err == f"error: {heic}: HEIC photos cannot be read here; convert it to JPEG or PNG first\n"
     )
+    # Among other images (photos/*, as a shell names them), it is still an error, which
+    # says how to classify the others.
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8), "red").save(good)
+    assert main(["predict", str(model_file), str(good), str(heic)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {heic}: HEIC photos cannot be read here; convert it to JPEG or PNG first; leave "
+        f"it out, or give its folder ({tmp_path}{os.sep}): a folder's unreadable files are "
+        "skipped with a warning\n"
+    )
     assert main(["predict", str(tmp_path / "missing.safetensors"), str(text)]) == 2
     assert "model file not found" in capsys.readouterr().err
     # A URL, named whole (a path would read https:/...) with what to do instead.

@@ -237,6 +237,11 @@ def decoded_parts(
                 try:
                     pixels = read_input(item, meta)
                 except ResnetlabError as e:
+                    if named and isinstance(item, Path) and len(items) > 1:  # photos/* of a HEIC
+                        raise ResnetlabError(
+                            f"{e}; leave it out, or give its folder ({item.parent}{os.sep}): a "
+                            "folder's unreadable files are skipped with a warning"
+                        ) from None
                     if named:
                         raise
                     warnings.warn(f"{e}; skipped", DataWarning, stacklevel=stacklevel)
