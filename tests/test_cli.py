@@ -181,6 +181,17 @@ def test_a_pattern_that_matches_no_model_is_an_error(capsys):
     assert "no model matches 'resnt*'; did you mean resnet" in capsys.readouterr().err
 
 
+def test_a_pattern_the_shell_expanded_to_a_file_says_to_quote_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet18-f37072fd.pth").write_bytes(b"")  # what `models resnet1*` then gives
+    assert main(["models", "resnet18-f37072fd.pth"]) == 2
+    assert capsys.readouterr().err == (
+        "error: no model matches 'resnet18-f37072fd.pth', a file here: the shell replaces a "
+        "pattern left unquoted with the files it matches; quote it, as in resnetlab models "
+        "'wide*'\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("pattern", "hint"),
     [

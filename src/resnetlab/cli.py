@@ -42,6 +42,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .models import create_model, list_models, model_info
 
     names = list_models(args.pattern)
+    if not names and args.pattern and os.path.exists(args.pattern):  # `models resnet1*`
+        kind = "folder" if os.path.isdir(args.pattern) else "file"
+        raise ResnetlabError(
+            f"no model matches {args.pattern!r}, a {kind} here: the shell replaces a pattern "
+            "left unquoted with the files it matches; quote it, as in resnetlab models 'wide*'"
+        )
     if not names:
         raise ResnetlabError(f"no model matches {args.pattern!r}; {_close_models(args.pattern)}")
     rows = []
