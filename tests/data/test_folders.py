@@ -1077,16 +1077,20 @@ def test_a_class_folder_inside_another_is_named(tmp_path):
 
 def test_copies_of_an_image_are_named_with_their_twins(tmp_path):
     root = write_tree(tmp_path / "t", {"cats": [noise(i) for i in range(4)], "dogs": [noise(9)]})
-    noise(0).save(root / "cats" / "000 (1).png")  # saved twice
-    noise(1).save(root / "dogs" / "stray.png")  # and a copy filed under another class
+    for i in range(3):
+        noise(i).save(root / "cats" / f"00{i} (1).png")  # saved twice
+    noise(3).save(root / "dogs" / "stray.png")  # and a copy filed under another class
     split = load_dataset(str(root)).train
+    # The copy in another class, which contradicts its twin, is named first.
     assert (
-        "2 images are copies of another (the same pixels): cats/000.png = cats/000 (1).png, "
-        "dogs/stray.png = cats/001.png; copies count twice, and a held-out split can put a "
-        "copy in validation while its twin trains; 1 in another class than its twin: delete "
-        "the copies"
+        "4 images are copies of another (the same pixels): dogs/stray.png = cats/003.png, "
+        "cats/000.png = cats/000 (1).png, cats/001.png = cats/001 (1).png and 1 more; copies "
+        "count twice, and a held-out split can put a copy in validation while its twin trains; "
+        "1 in another class than its twin: delete the copies"
     ) in split.notes
-    assert len(split) == 7  # noted, not dropped
+    assert len(split) == 9  # noted, not dropped
+    for i in range(1, 3):
+        (root / "cats" / f"00{i} (1).png").unlink()
     (root / "cats" / "000 (1).png").unlink()
     (root / "dogs" / "stray.png").unlink()
     assert not any("copies" in n or "copy" in n for n in load_dataset(str(root)).train.notes)

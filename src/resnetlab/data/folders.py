@@ -824,6 +824,7 @@ def _copies_note(
             twins.append((i, j))
     if not twins:
         return []
+    twins.sort(key=lambda t: bool(labels[t[0]] == labels[t[1]]))  # twins in two classes first
 
     def name(i: int) -> str:
         return os.path.relpath(paths[i], folder)
