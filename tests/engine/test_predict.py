@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -378,7 +379,7 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     )
 
 
-def test_a_data_set_file_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
+def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
     import h5py
 
     signs = tmp_path / "test_signs.h5"
@@ -388,6 +389,15 @@ def test_a_data_set_file_given_as_an_image_points_to_eval(model_file, tmp_path, 
     assert capsys.readouterr().err == (
         f"error: {signs} is an HDF5 file, not an image; the images of a data set file are "
         f"scored with: resnetlab eval MODEL_FILE --data {signs}\n"
+    )
+    # So is an archive of photos, which predict does not open.
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cat/1.png", b"")
+    assert main(["predict", str(model_file), str(archive)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {archive} is an archive, not an image; extract it and give its folder, or score "
+        f"the images of a data set's archive with: resnetlab eval MODEL_FILE --data {archive}\n"
     )
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from torch import nn
 
 from ..data import DeviceLoader, read_image
+from ..data.archive import is_archive
 from ..data.decode import (
     PARALLEL_MIN_FILES,
     READ_ERRORS,
@@ -197,6 +198,11 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             raise ResnetlabError(
                 f"{name} is an HDF5 file, not an image; the images of a data set file are "
                 f"scored with: resnetlab eval MODEL_FILE --data {name}"
+            ) from None
+        if isinstance(name, str | os.PathLike) and is_archive(Path(name)):  # photos.zip
+            raise ResnetlabError(
+                f"{name} is an archive, not an image; extract it and give its folder, or score "
+                f"the images of a data set's archive with: resnetlab eval MODEL_FILE --data {name}"
             ) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise ResnetlabError(convert_first(name, photo)) from None
