@@ -1,5 +1,6 @@
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -318,6 +319,26 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
         f"{run} is a training run's folder, not a data set; give the images it trained on (its "
         f"config.json names them), or start from its weights: train --pretrained {run}"
     )
+
+
+def test_a_copy_of_the_training_folder_is_scored_on_the_images_held_out(tmp_path):
+    from resnetlab.data.sources import load_eval_split
+
+    classes = {c: [noise(i + 20 * k) for i in range(10)] for k, c in enumerate("ab")}
+    root = write_tree(tmp_path / "photos", classes)
+    data = load_dataset(str(root), default_val_split=0.2)
+    backup = tmp_path / "photos_backup"
+    shutil.copytree(root, backup)
+    again = load_eval_split(str(backup), trained_on="photos", held_out=data.held_out)
+    assert torch.equal(again.images, data.val.images)
+    assert again.notes[-1].endswith(
+        f"; {backup} holds the same files as photos, which it was trained on"
+    )
+    # Files of the same names and counts but other contents (sizes) are other images.
+    bigger = {c: [noise(i + 20 * k, size=(12, 12)) for i in range(10)] for k, c in enumerate("ab")}
+    other = write_tree(tmp_path / "other", bigger)
+    whole = load_eval_split(str(other), trained_on="photos", held_out=data.held_out)
+    assert len(whole) == 20 and whole.notes[-1].startswith(f"all 20 images of {other}")
 
 
 def test_the_images_a_run_held_out_are_found_again_only_in_the_same_files(tmp_path, monkeypatch):

@@ -440,19 +440,24 @@ def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] 
         return None
     per_class = torch.bincount(split.labels, minlength=len(split.class_names)).tolist()
     record: dict[str, Any] = {"fraction": fraction, "seed": seed, "per_class": per_class}
-    if split.paths is not None:
-        record["files"] = _files_digest(split)
+    if split.paths is not None and (files := _files_digest(split)) is not None:
+        record["files"] = files
     return record
 
 
-def _files_digest(split: ImageSet) -> str:
-    """A digest of ``split``'s files in order, each by its class and the last two parts of
-    its path (``cat/1.jpg``), however the folder above them is spelled."""
+def _files_digest(split: ImageSet) -> str | None:
+    """A digest of ``split``'s files in order, each by its class, the last two parts of its
+    path (``cat/1.jpg``) and its size in bytes, however the folder above them is spelled
+    (a copy of the folder, or a link to it, gives the same); None where a file is gone."""
     assert split.paths is not None
-    rows = (
-        f"{split.class_names[label]}\t{Path(path).parent.name}/{Path(path).name}"
-        for label, path in zip(split.labels.tolist(), split.paths, strict=True)
-    )
+    try:
+        rows = [
+            f"{split.class_names[label]}\t{Path(path).parent.name}/{Path(path).name}\t"
+            f"{os.path.getsize(path)}"
+            for label, path in zip(split.labels.tolist(), split.paths, strict=True)
+        ]
+    except OSError:
+        return None
     text = "\n".join(rows).encode(errors="surrogateescape")  # names that are not UTF-8 too
     return hashlib.sha256(text).hexdigest()[:16]
 
@@ -514,24 +519,12 @@ def load_eval_split(
     )
     key = source.key("test", "val", "all", "train")
     split = _with_notes(source.splits[key](), source.notes)
-    # A link to the training folder is that folder, whatever the link is called.
-    same_data = trained_on is not None and data_name(trained_on) in (
-        data_name(data),
-        data_name(os.path.realpath(data)),
-    )
     if key in source.borrowed:
         split = _found_next_to(split, data)
     elif key == "all" and source.all_role in ("test", "val"):
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
-    elif key in ("all", "train") and same_data and held_out is not None:
-        again = _held_out_again(split, held_out)
-        if again is not None:
-            split = _with_notes(again, [HELD_OUT_SCORED_NOTE.format(data=data, n=len(again))])
-        else:
-            changed = f"{_scored_whole_note(data, len(split), trained_on)}; {HELD_OUT_LOST}"
-            split = _with_notes(split, [changed])
     elif key in ("all", "train"):
-        split = _with_notes(split, [_scored_whole_note(data, len(split), trained_on)])
+        split = _whole_or_held_out(split, data, trained_on, held_out)
     if (
         isinstance(validated_on, dict)
         and validated_on.get("data") is not None
@@ -547,6 +540,27 @@ def load_eval_split(
     elif key == "val":
         split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
+
+
+def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out: Any) -> Split:
+    """A data set without a held-out split: the images a training run held out of it where
+    it is that run's data (by name, through a link, or a copy found by its files' names
+    and sizes), else all of it; with a note saying which."""
+    same_data = trained_on is not None and data_name(trained_on) in (
+        data_name(data),
+        data_name(os.path.realpath(data)),  # a link to the training folder is that folder
+    )
+    by_files = isinstance(held_out, dict) and held_out.get("files") is not None
+    again = _held_out_again(split, held_out) if same_data or by_files else None
+    if again is not None:
+        note = HELD_OUT_SCORED_NOTE.format(data=data, n=len(again))
+        if not same_data:
+            note += f"; {data} holds the same files as {trained_on}, which it was trained on"
+        return _with_notes(again, [note])
+    whole = _scored_whole_note(data, len(split), trained_on)
+    if same_data and held_out is not None:
+        whole += f"; {HELD_OUT_LOST}"
+    return _with_notes(split, [whole])
 
 
 # The notes on an eval of the images a training run held out of the same data set.
