@@ -9,11 +9,26 @@ import math
 import operator
 import os
 import re
+import sys
+import warnings
 from pathlib import Path
 
 SHOWN_CHARS = 80  # of a wrong value's repr in a message; a longer one is named by its type
 # https://..., file://...: a scheme of two letters or more, so that C://photos stays a path.
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn``, shown at the first line outside resnetlab on the way to it: the
+    line of the script that called ``resnetlab.train(...)``, not one of this package (as
+    Python 3.12's ``skip_file_prefixes`` does)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
 
 
 class ResnetlabError(Exception):

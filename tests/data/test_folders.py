@@ -1,6 +1,7 @@
 import io
 import os
 import struct
+import sys
 import warnings
 from pathlib import Path
 
@@ -1195,3 +1196,15 @@ def test_a_folder_that_may_not_be_listed_is_one_line_saying_so(tmp_path, monkeyp
         f"{root / 'dog'}: no permission to list this folder (Permission denied); give yourself "
         "read access to it (chmod -R u+rX), or move it out of the data folder"
     )
+
+
+def test_a_warning_is_shown_at_the_line_that_called_resnetlab(tmp_path):
+    # Python shows a warning's file and line: the script's call, not a line inside the package.
+    root = write_tree(
+        tmp_path / "photos", {c: [noise(i + 9 * k) for i in range(4)] for k, c in enumerate("ab")}
+    )
+    (root / "a" / "bad.png").write_bytes(b"damaged")
+    with pytest.warns(DataWarning) as caught:
+        line = sys._getframe().f_lineno + 1
+        load_dataset(str(root), default_val_split=0.25, cache_dir=tmp_path / "cache")
+    assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import DataWarning
+from ..errors import DataWarning, warn
 
 # Tried in order for characters DejaVu Sans lacks; those installed are used. Noto and Droid
 # cover most scripts on Linux, the others are the systems' own on macOS and Windows.
@@ -84,17 +84,16 @@ def any_script(draw: Drawing) -> Drawing:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             elif chr(int(glyph.group(1))) not in missing:
                 missing.append(chr(int(glyph.group(1))))
-        missing_glyphs(missing, stacklevel=2)
+        missing_glyphs(missing)
         return result
 
     return drawn  # type: ignore[return-value]
 
 
-def missing_glyphs(chars: list[str], stacklevel: int = 2) -> None:
+def missing_glyphs(chars: list[str]) -> None:
     """Warn that ``chars`` (if any), which no installed font has, are drawn as boxes, with
     the fix: once per process, as the fix is one for every picture (a server drawing a map
-    for each request would otherwise say it for each). ``stacklevel`` as ``warnings.warn``
-    takes it from the caller."""
+    for each request would otherwise say it for each)."""
     global _told
     if not chars:
         return
@@ -103,11 +102,10 @@ def missing_glyphs(chars: list[str], stacklevel: int = 2) -> None:
             return
         _told = True
     shown = ", ".join(chars[:3]) + (", ..." if len(chars) > 3 else "")
-    warnings.warn(
+    warn(
         f"some characters in the figure's text ({shown}) are drawn as boxes: no installed "
         f"font has them; {INSTALL_HINT}",
         DataWarning,
-        stacklevel=stacklevel + 1,
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from ..engine.step import (
     resolve_channels_last,
 )
 from ..engine.timing import Clock
-from ..errors import DataWarning, ResnetlabError, count_argument
+from ..errors import DataWarning, ResnetlabError, count_argument, warn
 from .records import environment, load_average, seed_cache
 from .sides import use_threads
 
@@ -98,11 +97,10 @@ def bench_data(
         )
         record.update(_loader_epochs(loader, train, batch_size, mean, std, workers, device_))
         if Path(train.source).is_dir() and NAMED_CLASSES_NOTE in train.notes:
-            warnings.warn(
+            warn(
                 f"{train.source}: no epoch read from the files is timed against ImageFolder, "
                 f"which reads one sub-folder per class ({NAMED_CLASSES_NOTE} here)",
                 DataWarning,
-                stacklevel=2,
             )
         elif Path(train.source).is_dir():
             folder = Path(train.source)

@@ -16,7 +16,6 @@ sides; left out, each runs its own defaults: ours resnetlab's, the peer PyTorch'
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ from ..engine.step import (
     resolve_channels_last,
     resolve_precision,
 )
-from ..errors import ResnetlabError, SettingWarning, count_argument
+from ..errors import ResnetlabError, SettingWarning, count_argument, warn
 from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
 
@@ -168,11 +167,10 @@ def use_threads(threads: int | None) -> None:
             raise ResnetlabError(f"--threads must be at least 1, got {threads}")
         cores = available_cpus()
         if threads > cores:
-            warnings.warn(
+            warn(
                 f"--threads {threads} is more than the {cores} cores this process may run on: "
                 f"the threads take turns, and the timings show that; give at most {cores}",
                 SettingWarning,
-                stacklevel=2,
             )
         torch.set_num_threads(threads)
 

@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
 # .jfif and .jpe are JPEGs too: what a browser on Windows names the photos it saves.
@@ -257,11 +257,10 @@ def _metadata_warnings(name: str) -> Iterator[None]:
             _SENT_ON.add(sent)
     if from_pillow:
         said = "; ".join(dict.fromkeys(str(w.message).strip() for w in from_pillow))
-        warnings.warn(
+        warn(
             f"{name}: part of its metadata is damaged and was skipped (Pillow: {said}); "
             "the image is kept (as stored, unturned, if its EXIF orientation was in that part)",
             DataWarning,
-            stacklevel=3,
         )
 
 
@@ -477,7 +476,7 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
     if not failed:
         return []
     for path, reason in failed:
-        warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
+        warn(f"{path}: skipped, cannot read it ({reason})", DataWarning)
     note = f"{UNREADABLE_NOTE} {len(failed)} of {total} images that could not be read"
     if len(failed) > unreadable_allowed(total):
         raise DataError(
@@ -485,7 +484,7 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
             f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable "
             f"{UNREADABLE_FIX}"
         )
-    warnings.warn(f"{source}: {note}", DataWarning, stacklevel=3)
+    warn(f"{source}: {note}", DataWarning)
     return [note]
 
 

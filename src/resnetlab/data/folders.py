@@ -20,7 +20,6 @@ import os
 import random
 import re
 import unicodedata
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 from .cache import DecodeCache, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
@@ -227,7 +226,7 @@ def image_files(folder: Path) -> list[Path]:
     others: list[str] = []
     paths = [Path(p) for p in _images_under(folder, others=others)[0]]
     for note in _others_note(others):
-        warnings.warn(f"{folder}: {note}", DataWarning, stacklevel=3)
+        warn(f"{folder}: {note}", DataWarning)
     return paths
 
 
@@ -759,9 +758,7 @@ def _decoded_split(
         meta["kept"] = [int(i) for i in kept]  # which of the scanned files the images are
         cache.put(key, images, labels, meta)
     except OSError as e:
-        warnings.warn(
-            f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning, stacklevel=2
-        )
+        warn(f"cannot write the decoding cache in {cache.folder} ({e})", DataWarning)
     return ImageSet(
         torch.from_numpy(images),
         torch.from_numpy(labels),
@@ -780,12 +777,10 @@ def _cached_split(
     skipped = [(path, reason) for path, reason in meta.get("skipped", [])]
     if key not in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
         for path, reason in skipped:
-            warnings.warn(f"{path}: skipped, cannot read it ({reason})", DataWarning, stacklevel=3)
+            warn(f"{path}: skipped, cannot read it ({reason})", DataWarning)
         if meta.get("skipped_note"):
-            warnings.warn(
-                f"{folder}: {meta['skipped_note']} (when first decoded; cached since)",
-                DataWarning,
-                stacklevel=3,
+            warn(
+                f"{folder}: {meta['skipped_note']} (when first decoded; cached since)", DataWarning
             )
     _NAMED_UNREADABLE.add(key)
     kept = meta.get("kept")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from ..errors import (
     count_argument,
     near_name,
     path_argument,
+    warn,
 )
 from ..models.files import other_format
 from . import cifar10
@@ -419,11 +419,10 @@ def load_dataset(
     else:
         val, used = None, None
     if val_split is not None and used is not None:
-        warnings.warn(
+        warn(
             f"--val-split {val_split} not used: validating on {used} (to split the training "
             "images instead, point --data at the training folder alone)",
             DataWarning,
-            stacklevel=2,
         )
     if val is not None:
         val = _matched_to_training(val, train, image_size, resize)
@@ -490,7 +489,7 @@ def _matched_to_training(val: Split, train: Split, image_size: int | None, resiz
         val = _resize(val, _size(train), resize)
         val.notes = [*val.notes, note]
     if copies := copies_of_training_images(train, val, "validation"):
-        warnings.warn(copies, DataWarning, stacklevel=3)  # load_dataset's caller
+        warn(copies, DataWarning)  # load_dataset's caller
     return val
 
 
@@ -632,7 +631,7 @@ def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple
             f"({len(val_idx):,} validated, {len(train_idx):,} trained on); 0.1 to 0.2 is usual"
         )
     for note in notes:
-        warnings.warn(note, DataWarning, stacklevel=3)
+        warn(note, DataWarning)
     return kept, val
 
 
@@ -802,12 +801,11 @@ def _aligned_classes(train: Split, val: Split) -> Split:
     )
     absent = sorted(set(range(len(train.class_names))) - set(to_train.tolist()))
     if absent:
-        warnings.warn(
+        warn(
             f"{val.source} has no images of {len(absent)} training "
             f"class{'es' if len(absent) != 1 else ''} ({_class_list(train, absent)}): trained "
             "on and never validated",
             DataWarning,
-            stacklevel=4,  # load_dataset's caller
         )
     aligned = replace(val, labels=to_train[val.labels], class_names=list(train.class_names))
     return _with_notes(aligned, notes)

@@ -18,7 +18,7 @@ from functools import partial
 
 import torch
 
-from ..errors import DataError, DataWarning
+from ..errors import DataError, DataWarning, warn
 from .decode import (
     MAX_UNREADABLE_FRACTION,
     READ_ERRORS,
@@ -149,7 +149,7 @@ def _warn_once(said: Sequence[str]) -> None:
     for line in (line for text in said if text for line in text.split("\n")):
         if line not in _WARNED:
             _WARNED.add(line)
-            warnings.warn(line, DataWarning, stacklevel=3)
+            warn(line, DataWarning)
 
 
 class _PlanBatches(torch.utils.data.Sampler):
@@ -317,11 +317,10 @@ class StreamingLoader:
             yield x, y
         if failed and failed != self._failed_before:  # said again only when it changes
             self._failed_before = failed
-            warnings.warn(
+            warn(
                 f"{self.split.source}: skipped {failed} unreadable "
                 f"{'image' if failed == 1 else 'images'} this epoch",
                 DataWarning,
-                stacklevel=2,
             )
 
 

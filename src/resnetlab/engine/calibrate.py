@@ -61,7 +61,6 @@ import re
 import statistics
 import sys
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -73,7 +72,7 @@ import torch
 
 from .. import OMP_WAIT_SETTINGS
 from ..data.decode import available_cpus
-from ..errors import CacheWarning, SettingWarning, finite_number
+from ..errors import CacheWarning, SettingWarning, finite_number, warn
 from .auto import count_of
 from .config import TrainConfig
 from .cpu import (
@@ -283,11 +282,10 @@ class CalibrationStore:
             if warn and ("read", self.path) not in _WARNED:  # once a process
                 _WARNED.add(("read", self.path))
                 reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
-                warnings.warn(
+                warn(
                     f"ignoring the unreadable CPU calibration {self.path} ({reason}); "
                     "measuring again",
                     CacheWarning,
-                    stacklevel=3,
                 )
             return empty
         return data if data.get("key") == self.key else empty
@@ -335,12 +333,11 @@ class CalibrationStore:
                 tmp.unlink(missing_ok=True)
             if ("save", self.path) not in _WARNED:  # once a process, not once a section
                 _WARNED.add(("save", self.path))
-                warnings.warn(
+                warn(
                     f"could not save the CPU calibration to {self.path} ({e.strerror or e}); "
                     "it is measured again by the next run; set RESNETLAB_CACHE to a folder "
                     "you can write to",
                     CacheWarning,
-                    stacklevel=2,
                 )
         self.changed = False
 
@@ -803,11 +800,10 @@ def calibration_off() -> bool:
         return True
     if value not in ("", "on", "1", "yes", "true") and (ENV, value) not in _WARNED:
         _WARNED.add((ENV, value))
-        warnings.warn(
+        warn(
             f"{ENV}={os.environ[ENV]!r} is neither off nor on; calibrating (set it to off "
             "to train with the defaults)",
             SettingWarning,
-            stacklevel=3,
         )
     return False
 

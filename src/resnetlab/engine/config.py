@@ -12,14 +12,13 @@ import difflib
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
-from ..errors import ResnetlabError, SettingWarning, empty_problem, finite_number, shown
+from ..errors import ResnetlabError, SettingWarning, empty_problem, finite_number, shown, warn
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 from ..models.registry import built_options
@@ -615,19 +614,17 @@ def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any
     named = {k for k, v in given.items() if v is not None}
     preset = RECIPES.get(config.recipe, {}).get("optimizer")
     if "optimizer" in named and "lr" not in named and preset not in (None, config.optimizer):
-        warnings.warn(
+        warn(
             f"--optimizer {config.optimizer} under recipe {config.recipe} trains at the "
             f"recipe's lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
             f"near {USUAL_RATES[config.optimizer]}: give --lr",
             SettingWarning,
-            stacklevel=2,
         )
     if "milestones" in named and config.schedule != "step":
-        warnings.warn(
+        warn(
             f"--milestones are for --schedule step, and this run's schedule is "
             f"{config.schedule}, which ignores them: add --schedule step to use them",
             SettingWarning,
-            stacklevel=2,
         )
 
 

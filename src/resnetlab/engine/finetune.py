@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from ..convert.pretrained import (
     resolve_pretrained,
     weights_normalisation,
 )
-from ..errors import ResnetlabError, SettingWarning
+from ..errors import ResnetlabError, SettingWarning, warn
 from ..storage import atomic_write_text
 from .config import TrainConfig
 
@@ -233,12 +232,11 @@ def warn_if_weights_changed(config_file: str | Path, config: TrainConfig) -> Non
         return
     now = file_sha256(location)
     if now != then:
-        warnings.warn(
+        warn(
             f"{location} has changed since the run of {config_file} started from it "
             f"(sha256 {then[:12]} then, {now[:12]} now): this run starts from the new "
             "weights, so it does not repeat that run",
             SettingWarning,
-            stacklevel=2,
         )
 
 

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import ResnetlabError, SettingWarning, path_argument
+from ..errors import ResnetlabError, SettingWarning, path_argument, warn
 from ..models import ModelMeta, load_model
 from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
 from .step import PRECISION_DTYPES, resolve_channels_last
@@ -173,7 +172,7 @@ def _inference_dtype(precision: str, model: nn.Module, device: torch.device) -> 
     if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
         raise ResnetlabError(f"{device} has no bf16 arithmetic; give --precision fp16")
     if device.type == "cpu" and (note := emulated_precision_note(precision, fix=FP32_FIX)):
-        warnings.warn(note, SettingWarning, stacklevel=3)
+        warn(note, SettingWarning)
     return dtype
 
 

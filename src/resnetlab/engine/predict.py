@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import glob
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..data.decode import (
 )
 from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
 from ..data.sources import H5_SUFFIXES
-from ..errors import DataWarning, ResnetlabError, count_argument, path_argument
+from ..errors import DataWarning, ResnetlabError, count_argument, path_argument, warn
 from ..models import ModelMeta
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
@@ -107,11 +106,7 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
             if item.name in DRIVE_FOLDERS
             else "a folder of copies or thumbnails that tools leave beside photos"
         )
-        warnings.warn(
-            f"{item}: {what}, not images; skipped",
-            DataWarning,
-            stacklevel=4,
-        )
+        warn(f"{item}: {what}, not images; skipped", DataWarning)
     elif item.is_dir():
         found = image_files(item)
         if not found:
@@ -119,11 +114,7 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
         paths += [(p, False) for p in found]
     elif item.name.lower() in SYSTEM_FILES and item.is_file():
         # Named by a shell's `photos/*` as often as by hand: left out, as a folder does.
-        warnings.warn(
-            f"{item}: a file Windows keeps in image folders, not an image; skipped",
-            DataWarning,
-            stacklevel=4,
-        )
+        warn(f"{item}: a file Windows keeps in image folders, not an image; skipped", DataWarning)
     elif item.is_file() or item.is_symlink():  # a broken link: reading it says so
         paths.append((item, True))
     else:
@@ -220,12 +211,12 @@ def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tenso
         The names of the images read (their paths; an open image its file's name, else
         ``image <i>``, its position in ``inputs``), and their pixels: uint8 (N, H, W, 3).
     """
-    [(names, images)] = decoded_parts(inputs, meta, stacklevel=4)  # one part: all of them
+    [(names, images)] = decoded_parts(inputs, meta)  # one part: all of them
     return names, images
 
 
 def decoded_parts(
-    inputs: Inputs, meta: ModelMeta, size: int | None = None, *, stacklevel: int = 3
+    inputs: Inputs, meta: ModelMeta, size: int | None = None
 ) -> Iterator[tuple[list[str], torch.Tensor]]:
     """``load_inputs``' names and pixels, ``size`` images at a time (all at once: None)."""
     items = expand_inputs(inputs)
@@ -250,7 +241,7 @@ def decoded_parts(
                         ) from None
                     if named:
                         raise
-                    warnings.warn(f"{e}; skipped", DataWarning, stacklevel=stacklevel)
+                    warn(f"{e}; skipped", DataWarning)
                     continue
             decoded.append(torch.from_numpy(pixels))
             names.append(name or f"image {i}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..convert.pretrained import PretrainedWeights, load_pretrained
-from ..errors import ResnetlabError, SettingWarning
+from ..errors import ResnetlabError, SettingWarning, warn
 from ..models import create_model, model_info
 from .config import TrainConfig, resolve_cuda_graphs
 from .cpu import emulated_precision_note, keep_freed_memory, use_matmul_convs
@@ -344,11 +343,10 @@ def _sync_batchnorm(model: nn.Module, device: torch.device, dist: DistInfo) -> n
     """``model`` with SyncBatchNorm for ``--sync-bn``: under torchrun on GPUs; refused on
     the CPU, and warned of in one process, where there is nothing to share."""
     if not dist.enabled:
-        warnings.warn(
+        warn(
             "--sync-bn has no effect in one process: it shares BatchNorm statistics between "
             "torchrun's GPU processes",
             SettingWarning,
-            stacklevel=3,
         )
         return model
     if device.type != "cuda":
@@ -423,7 +421,7 @@ def build_training(
 
         keep_freed_memory()
         if (note := emulated_precision_note(config.precision)) is not None:
-            warnings.warn(note, SettingWarning, stacklevel=3)
+            warn(note, SettingWarning)
         if cpu_plan is None:
             cpu_plan = plan_cpu(
                 config,
@@ -500,11 +498,10 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
         model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn
     )
     if config.freeze and not config.pretrained:
-        warnings.warn(
+        warn(
             f"--freeze {config.freeze} without --pretrained: the frozen layers keep the random "
             "weights they start with; add --pretrained (torchvision, timm:MODEL.TAG, a weights "
             "file or a run folder)",
             SettingWarning,
-            stacklevel=2,
         )
     return tuning

@@ -21,7 +21,6 @@ import os
 import signal
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -54,6 +53,7 @@ from ..errors import (
     SettingWarning,
     near_name,
     path_argument,
+    warn,
 )
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, save_model
@@ -309,11 +309,10 @@ def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) ->
                 f"{run_dir} trained on {stored}, which is not there now; if it moved, give its "
                 f"new place{hint}: --resume {run_dir} {flag} PATH"
             )
-        warnings.warn(
+        warn(
             f"{stored}, which {run_dir} trained on, is not there now: resuming on "
             f"{given[key]} in its place ({flag})",
             SettingWarning,
-            stacklevel=3,
         )
         moved.append(key)
     return moved
@@ -470,12 +469,11 @@ class Trainer:
             else round(c.warmup_epochs * self.steps_per_epoch)
         )
         if self.warmup_steps >= self.total_steps > 1 and c.schedule != "constant":
-            warnings.warn(
+            warn(
                 f"the warm-up ({count_of(self.warmup_steps, 'step')}) is as long as the run "
                 f"({count_of(self.total_steps, 'step')}): the rate rises to its peak and never "
                 "decays; give a shorter --warmup-steps, or a longer run",
                 SettingWarning,
-                stacklevel=2,
             )
         # The auto recipe's rate is lowered if the loss climbs while it rises (engine.auto).
         self.guard = (
@@ -570,13 +568,13 @@ class Trainer:
         if c.subset is not None:
             whole, data.train = data.train, stratified_sample(data.train, c.subset, c.seed)
             if note := subset_note("--subset", c.subset, whole, data.train, "training"):
-                warnings.warn(note, DataWarning, stacklevel=3)
+                warn(note, DataWarning)
                 self.subset_emptied = True
         self.val_images = len(data.val) if data.val is not None else 0  # before any sample
         if c.val_subset is not None and data.val is not None:
             whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
             if note := subset_note("--val-subset", c.val_subset, whole, data.val, "validation"):
-                warnings.warn(note, DataWarning, stacklevel=3)
+                warn(note, DataWarning)
         self.class_names = data.class_names
         self.held_out = data.held_out  # how validation was held out, for eval to do again
         # How the data was read (classes from file names, files ignored, streamed); the
@@ -628,15 +626,14 @@ class Trainer:
                 f"lower --batch-size"
             )
         if not self.subset_emptied and (note := class_balance_note(data.train)) is not None:
-            warnings.warn(note, DataWarning, stacklevel=3)
+            warn(note, DataWarning)
         per_process = len(data.train) // self.dist.world_size
         if c.batch_size > per_process:
-            warnings.warn(
+            warn(
                 f"a batch of {c.batch_size} is more than the {per_process:,} training images: "
                 f"each epoch is one step over all of them; a --batch-size of at most "
                 f"{max(1, per_process // 2)} gives the optimizer more steps",
                 SettingWarning,
-                stacklevel=3,
             )
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
@@ -752,7 +749,7 @@ class Trainer:
             if note := self._low_rate_note():
                 self.log.message(note)
             if self.log.metrics_lost:
-                warnings.warn(self._lost_metrics_note(), DataWarning, stacklevel=3)
+                warn(self._lost_metrics_note(), DataWarning)
         series = _SERIES.get()
         for note in self.data_notes:
             if series is not None:
@@ -1550,11 +1547,10 @@ def _stored_plan(run_dir: Path | None) -> CpuPlan | None:
         if not (plan.threads is None or (isinstance(plan.threads, int) and plan.threads > 0)):
             raise ValueError(f"threads {plan.threads!r}")
     except (OSError, ValueError, TypeError, AttributeError) as e:
-        warnings.warn(
+        warn(
             f"cannot read the CPU plan {path} ({e}); the resumed run measures the CPU again, "
             "and may take another precision or layout than it started with",
             SettingWarning,
-            stacklevel=2,
         )
         return None
     return dataclasses.replace(plan, how=f"kept from the run's start, {CPU_PLAN_NAME}")

@@ -12,7 +12,6 @@ import difflib
 import fnmatch
 import inspect
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from ..errors import (
     UnknownModelError,
     count_argument,
     shown,
+    warn,
 )
 from .blocks import SWITCHES
 
@@ -205,11 +205,10 @@ def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     false."""
     built = {k: bool(v) if k in SWITCHES and isinstance(v, str) else v for k, v in kwargs.items()}
     for key in (k for k in kwargs if kwargs[k] is not built[k]):
-        warnings.warn(
+        warn(
             f"{where}: {key} is stored as the text {kwargs[key]!r}, which built the net with "
             f"{key}={built[key]}; it is rebuilt so (an option now takes true or false)",
             SettingWarning,
-            stacklevel=3,
         )
     return built
 
