@@ -21,6 +21,23 @@ URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+# Folders that messages name as the user gave them: an archive's copy extracted into the
+# cache, as the archive (photos.zip/cat/1.jpg, as Python's zipfile.Path names a member).
+_GIVEN_AS: dict[str, str] = {}
+
+
+def name_as_given(folder: str | os.PathLike, given: str | os.PathLike) -> None:
+    """Say ``given`` in messages where they would name ``folder``."""
+    _GIVEN_AS[str(folder)] = str(given)
+
+
+def as_given(text: str) -> str:
+    """``text`` with the folders ``name_as_given`` registered named as the user gave them."""
+    for folder, given in _GIVEN_AS.items():
+        text = text.replace(folder, given)
+    return text
+
+
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn``, shown at the first line outside resnetlab on the way to it: the
     line of the script that called ``resnetlab.train(...)``, not one of this package (as
@@ -28,11 +45,14 @@ def warn(message: str, category: type[Warning]) -> None:
     level, frame = 2, sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         level, frame = level + 1, frame.f_back
-    warnings.warn(message, category, stacklevel=level)
+    warnings.warn(as_given(message), category, stacklevel=level)
 
 
 class ResnetlabError(Exception):
     """A user mistake or bad input, reported as one line."""
+
+    def __str__(self) -> str:
+        return as_given(super().__str__())
 
 
 class UnknownModelError(ResnetlabError, ValueError):

@@ -8,7 +8,7 @@ import torch
 
 from resnetlab.data import load_dataset
 from resnetlab.data.archive import extract_archive, extracted_folder
-from resnetlab.errors import DataError
+from resnetlab.errors import DataError, DataWarning
 
 from .conftest import noise, write_tree
 
@@ -64,6 +64,30 @@ def test_zip_of_an_image_tree(tmp_path):
         zf.writestr("__MACOSX/pets/._a.png", b"resource fork")
     data = load_dataset(str(archive))
     assert data.train.class_counts() == [2, 1] and data.class_names == ["cat", "dog"]
+
+
+def test_messages_name_an_archives_files_inside_the_archive(tmp_path):
+    # Not by their copy extracted into the cache, which the user never saw.
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"]):
+            zf.writestr(f"pets/{name}", _png_bytes(i))
+        zf.writestr("pets/cat/bad.png", b"damaged")
+    with pytest.warns(DataWarning) as caught:
+        load_dataset(str(archive), cache_dir=tmp_path / "c")
+    assert [str(w.message) for w in caught] == [
+        f"{archive}/pets/cat/bad.png: skipped, cannot read it (not an image format Pillow "
+        "can read)",
+        f"{archive}/pets: skipped 1 of 5 images that could not be read",
+    ]
+    damaged = tmp_path / "damaged.zip"  # an error too: too many of its files unreadable
+    with zipfile.ZipFile(damaged, "w") as zf:
+        for name in ["cat/a.png", "cat/b.png", "dog/c.png"]:
+            zf.writestr(f"pets/{name}", b"damaged")
+    with pytest.raises(DataError) as error:
+        load_dataset(str(damaged), cache_dir=tmp_path / "c")
+    assert str(error.value).startswith(f"{damaged}/pets: none of 3 sampled images could be read")
+    assert str(tmp_path / "c") not in str(error.value)
 
 
 def test_zip_paths_with_backslashes_unpack_into_folders(tmp_path):

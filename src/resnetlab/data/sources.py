@@ -24,6 +24,7 @@ from ..errors import (
     DataWarning,
     ResnetlabError,
     count_argument,
+    name_as_given,
     near_name,
     path_argument,
     warn,
@@ -187,7 +188,8 @@ def _open_path(
             if done
             else f"{path.name} extracted into the cache, once: later runs read that copy"
         )
-        path, given = extracted_folder(path, root), None
+        archive, path, given = path, extracted_folder(path, root), None
+        name_as_given(path, archive)  # its files are named in messages as in the archive
     folder = find_root(path)
     for candidate in (folder, folder / cifar10.FOLDER_NAME):
         if cifar10.is_cifar10_folder(candidate):
