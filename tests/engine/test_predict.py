@@ -170,6 +170,11 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
 def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys):
     assert main(["predict", str(model_file), str(tmp_path / "nope.jpg")]) == 2
     assert capsys.readouterr().err.strip() == f"error: image not found: {tmp_path / 'nope.jpg'}"
+    assert main(["predict", str(model_file), "-"]) == 2  # standard input, as some tools read
+    assert capsys.readouterr().err.strip() == (
+        "error: images are read from files, not from standard input (-): save the image to a "
+        "file and give its path, or send it to `resnetlab serve`"
+    )
     (tmp_path / "moved.jpg").symlink_to(tmp_path / "elsewhere.jpg")  # a link left behind
     assert main(["predict", str(model_file), str(tmp_path / "moved.jpg")]) == 2
     assert capsys.readouterr().err.strip() == (

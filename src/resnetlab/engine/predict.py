@@ -117,6 +117,11 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
         warn(f"{item}: a file Windows keeps in image folders, not an image; skipped", DataWarning)
     elif item.is_file() or item.is_symlink():  # a broken link: reading it says so
         paths.append((item, True))
+    elif str(item) == "-":  # a shell's way to say standard input, not a file here
+        raise ResnetlabError(
+            "images are read from files, not from standard input (-): save the image to a "
+            "file and give its path, or send it to `resnetlab serve`"
+        )
     else:
         raise ResnetlabError(f"image not found: {item}")
     return paths
