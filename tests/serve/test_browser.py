@@ -93,6 +93,17 @@ def test_page_reports_a_bad_file(browser, server, tmp_path):
     assert "not an image file" in _text(browser, "error")
 
 
+def test_page_sends_the_file_name_which_names_a_format_to_convert(browser, server, tmp_path):
+    heic = tmp_path / "IMG_0001.HEIC"  # an iPhone's photo, picked on a desktop
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    browser.get(server.url)
+    browser.find_element(By.ID, "file").send_keys(str(heic))
+    WebDriverWait(browser, WAIT_S).until(lambda b: b.find_element(By.ID, "error").is_displayed())
+    assert _text(browser, "error") == (
+        "the upload IMG_0001.HEIC: HEIC photos cannot be read here; convert it to JPEG or PNG first"
+    )
+
+
 def test_page_names_a_fractional_upload_limit_as_given(browser, model_file, tmp_path):
     """--max-upload-mb 0.5: a larger file is refused on the page, naming 0.5 MB, not 1."""
     big = tmp_path / "big.png"

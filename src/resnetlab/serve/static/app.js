@@ -77,10 +77,12 @@ async function classify(file) {
   $("cam-figure").hidden = true;
   const cam = !$("cam-option").hidden && $("cam").checked;
   try {
+    // As a form's file, so that the server knows its name (photo.heic: a format to convert).
+    const form = new FormData();
+    form.append("image", file, file.name || "pasted image");
     const response = await fetch("predict" + (cam ? "?cam=1" : ""), {
       method: "POST",
-      headers: { "Content-Type": file.type || "application/octet-stream" },
-      body: file,
+      body: form,
     });
     const answer = await response.json();
     if (!response.ok) throw new Error(answer.error || response.statusText);
