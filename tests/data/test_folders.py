@@ -132,6 +132,28 @@ def test_truncated_jpeg_is_skipped_named_and_counted(tmp_path, monkeypatch):
     assert any("skipped 1 of 21 images" in m and "cached since" in m for m in messages)
 
 
+def test_unreadable_files_from_the_cache_are_named_as_the_folder_is_given_now(
+    tmp_path, monkeypatch
+):
+    # Decoded as photos from tmp_path, loaded again as ../photos from a folder beside it.
+    root = write_tree(
+        tmp_path / "photos", {c: [noise(i + 9 * k) for i in range(4)] for k, c in enumerate("ab")}
+    )
+    (root / "a" / "bad.png").write_bytes(b"damaged")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(DataWarning):
+        load_dataset("photos", default_val_split=0.25, cache_dir=tmp_path / "cache")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr(folders_module, "_NAMED_UNREADABLE", set())  # as a new process
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset("../photos", default_val_split=0.25, cache_dir=tmp_path / "cache")
+    assert str(record[0].message).startswith(
+        f"{os.path.join('..', 'photos', 'a', 'bad.png')}: skipped, cannot read it"
+    )
+    assert data.train.skipped[0][0] == os.path.join("..", "photos", "a", "bad.png")
+
+
 def test_unreadable_files_are_listed_with_the_split_held_out_from(tmp_path):
     root = write_tree(
         tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}

@@ -775,6 +775,19 @@ def _cached_split(
 ) -> ImageSet:
     """A split from the decoding cache, its unreadable files named again (once a process)."""
     skipped = [(path, reason) for path, reason in meta.get("skipped", [])]
+    kept = meta.get("kept")
+    if isinstance(kept, list) and all(
+        isinstance(i, int) and 0 <= i < len(scan.paths) for i in kept
+    ):
+        paths = [scan.paths[i] for i in kept]
+        # The unreadable files as this scan names them: the folder may be given otherwise
+        # than when it was decoded (../photos from another folder, a cache given relative).
+        unread = sorted(set(range(len(scan.paths))) - set(kept))
+        if len(unread) == len(skipped):
+            skipped = [(scan.paths[i], why) for i, (_, why) in zip(unread, skipped, strict=True)]
+    else:  # a cache written before it recorded them: by name
+        unread_names = {path for path, _ in skipped}
+        paths = [path for path in scan.paths if path not in unread_names]
     if key not in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
         for path, reason in skipped:
             warn(f"{path}: skipped, cannot read it ({reason})", DataWarning)
@@ -783,14 +796,6 @@ def _cached_split(
                 f"{folder}: {meta['skipped_note']} (when first decoded; cached since)", DataWarning
             )
     _NAMED_UNREADABLE.add(key)
-    kept = meta.get("kept")
-    if isinstance(kept, list) and all(
-        isinstance(i, int) and 0 <= i < len(scan.paths) for i in kept
-    ):
-        paths = [scan.paths[i] for i in kept]
-    else:  # a cache written before it recorded them: by name
-        unread = {path for path, _ in skipped}
-        paths = [path for path in scan.paths if path not in unread]
     return ImageSet(
         torch.from_numpy(images),
         torch.from_numpy(labels),
