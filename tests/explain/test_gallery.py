@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import torch
@@ -129,3 +130,9 @@ def test_every_run_folder_gets_its_error_gallery(tmp_path, monkeypatch):
     assert [CLASSES[label] for label in labels] == [Path(p).parent.name for p in source.paths]
     with Image.open(run.run_dir / "errors.png") as im:
         assert im.format == "PNG" and im.height > 128
+
+
+def test_a_file_name_that_is_not_utf8_is_captioned_as_its_class_folder_is_named():
+    # As Latin-1, not as undecodable bytes, which no font has a glyph for.
+    path = os.fsdecode(b"photos/caf\xe9/photo-\xe8.jpg")
+    assert gallery_module._file_line([path], 0) == "\ncafé/photo-è.jpg"

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..analysis.fonts import any_script
+from ..data.folders import readable
 from ..storage import atomic_write
 from .cam import class_activation_maps
 from .render import render_overlay, shortened, tile
@@ -169,4 +170,5 @@ def _file_line(paths: Sequence[str] | None, place: int) -> str:
     if paths is None or not 0 <= place < len(paths):
         return ""
     path = Path(paths[place])
-    return "\n" + shortened(f"{path.parent.name}/{path.name}" if path.parent.name else path.name)
+    name = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return "\n" + shortened(readable(name))  # bytes that are not UTF-8 shown, as class names
