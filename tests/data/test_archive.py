@@ -216,3 +216,19 @@ def test_real_cifar10_jpg_archive(shared_data, tmp_path):
     assert data.train.class_counts() == [5000] * 10 and data.val.class_counts() == [1000] * 10
     again = load_dataset(str(shared_data / "cifar10-jpg.tar.gz"), cache_dir=tmp_path / "c")
     assert torch.equal(again.train.images, data.train.images)
+
+
+def test_notes_name_an_archives_folders_inside_the_archive(tmp_path):
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(["cat/a.png", "cat/b.png", "dog/c.png", "dog/d.png"]):
+            for split in ("train", "val"):
+                zf.writestr(f"pets/{split}/{name}", _png_bytes(i + 4 * (split == "val")))
+        zf.writestr("pets/misc/x/e.png", _png_bytes(9))
+        zf.writestr("pets/stray.png", _png_bytes(10))
+    data = load_dataset(str(archive), cache_dir=tmp_path / "c")
+    assert f"folders in {archive}/pets other than the splits ignored: misc" in data.train.notes
+    assert (
+        f"1 image directly in {archive}/pets ignored (stray.png): not in a split's class folder"
+        in data.train.notes
+    )

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, DataWarning, warn
+from ..errors import DataError, DataWarning, as_given, warn
 from .cache import DecodeCache, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
@@ -259,7 +259,8 @@ def _loose_note(loose: list[Path], folder: Path, where: str) -> str:
     n, names = len(loose), sorted(p.name for p in loose)
     shown = ", ".join(names[:3]) + (", ..." if n > 3 else "")
     return (
-        f"{n} image{'s' if n != 1 else ''} directly in {folder} ignored ({shown}): not in {where}"
+        f"{n} image{'s' if n != 1 else ''} directly in {as_given(str(folder))} ignored "
+        f"({shown}): not in {where}"
     )
 
 
@@ -638,7 +639,8 @@ def folder_splits(
         used = {f for split in split_dirs.values() for f in (split, *split.parents)}
         ignored = [d.name for d in _visible_dirs(root) if d not in used]
         if ignored:
-            notes.append(f"folders in {root} other than the splits ignored: {', '.join(ignored)}")
+            where = as_given(str(root))  # an archive's folder, named inside the archive
+            notes.append(f"folders in {where} other than the splits ignored: {', '.join(ignored)}")
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
             notes.append(_loose_note(loose, root, "a split's class folder"))
         notes += _others_note(_direct_others(root))
