@@ -512,6 +512,22 @@ def test_a_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
     )
 
 
+def test_the_class_folder_one_is_in_given_as_dot_points_at_its_parent(tmp_path, monkeypatch):
+    # cd photos/b, then --data .: Path(".").parent is ".", which holds no folders beside it.
+    photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "abc"})
+    monkeypatch.chdir(photos / "b")
+    with pytest.raises(DataError) as caught:
+        load_dataset(".")
+    assert str(caught.value).startswith(
+        ".: 2 image files but no class folders; if it is one of the class folders in .. "
+        f"(a, b, c), give the folder that holds them: ..{os.sep}; else "
+    )
+    for i, image in enumerate(sorted((photos / "b").iterdir())):  # a phone's names: class IMG
+        image.rename(photos / "b" / f"IMG_000{i}.png")
+    with pytest.raises(DataError, match=r"b/ looks like one of the class folders in \.\. \(a"):
+        load_dataset(".")
+
+
 def test_a_class_folder_of_camera_names_given_as_the_data_points_at_its_parent(tmp_path):
     # photos/cat of a phone's IMG_0001.jpg...: the names read as one class, IMG, which
     # training refuses; the folders beside it are the classes, which the error points at.

@@ -370,6 +370,15 @@ def _sibling_class_folders(folder: Path) -> list[str]:
     return [d.name for d in _visible_dirs(folder.parent) if d != folder and _direct_images(d)]
 
 
+def _by_name(folder: Path) -> Path:
+    """``folder`` spelled to end in its own name: ``.``, a class folder one is in, as
+    ``../cat``, whose parent holds the folders beside it (``Path(".").parent`` is ``.``)."""
+    name = os.path.basename(os.path.abspath(folder))
+    if folder.name in ("", "..") and name:
+        return Path(os.path.normpath(folder / os.pardir)) / name
+    return folder
+
+
 def _with_siblings(folder: Path, siblings: list[str]) -> str:
     """``folder``'s name among those of the folders beside it, the first five in order."""
     classes = [folder.name, *siblings]
@@ -428,22 +437,24 @@ def scan_classes(folder: Path) -> FolderSplit:
                 "put each class's images in a sub-folder named after the class, or name every "
                 "file <class>_<anything> (3_IMG_5864.jpg)"
             )
-            if siblings := _sibling_class_folders(folder):  # photos/cat given for photos/
+            named = _by_name(folder)
+            if siblings := _sibling_class_folders(named):  # photos/cat given for photos/
                 fix = (
-                    f"if it is one of the class folders in {folder.parent} "
-                    f"({_with_siblings(folder, siblings)}), give the folder that holds them: "
-                    f"{folder.parent}{os.sep}; else {fix}"
+                    f"if it is one of the class folders in {named.parent} "
+                    f"({_with_siblings(named, siblings)}), give the folder that holds them: "
+                    f"{named.parent}{os.sep}; else {fix}"
                 )
             raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
         names = [readable(n) for n in names]
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
         notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
-        if len(class_names) == 1 and (siblings := _sibling_class_folders(folder)):
+        named = _by_name(folder)
+        if len(class_names) == 1 and (siblings := _sibling_class_folders(named)):
             notes.append(  # photos/cat of IMG_0001.jpg... given for photos/
-                f"{folder.name}/ {CLASS_FOLDER_NOTE} {folder.parent} "
-                f"({_with_siblings(folder, siblings)}); if it is, give the folder that "
-                f"holds them: {folder.parent}{os.sep}"
+                f"{named.name}/ {CLASS_FOLDER_NOTE} {named.parent} "
+                f"({_with_siblings(named, siblings)}); if it is, give the folder that "
+                f"holds them: {named.parent}{os.sep}"
             )
         notes += _case_twins_note(class_names, from_files=True)
         notes += _others_note(others)
