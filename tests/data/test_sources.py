@@ -340,6 +340,16 @@ def test_a_copy_of_the_training_folder_is_scored_on_the_images_held_out(tmp_path
     whole = load_eval_split(str(other), trained_on="photos", held_out=data.held_out)
     assert len(whole) == 20 and whole.notes[-1].startswith(f"all 20 images of {other}")
 
+    # Nor are files of one size (BMPs of one image size) with other pixels under those names.
+    def bmps(tree, seed):
+        classes = {c: [noise(i + 10 * k + seed) for i in range(10)] for k, c in enumerate("ab")}
+        return write_tree(tmp_path / tree, classes, ".bmp")
+
+    trained = load_dataset(str(bmps("bmp", 0)), default_val_split=0.2)
+    test = bmps("more_bmp", 100)
+    whole = load_eval_split(str(test), trained_on="bmp", held_out=trained.held_out)
+    assert len(whole) == 20 and whole.notes[-1].startswith(f"all 20 images of {test}")
+
 
 def test_the_images_a_run_held_out_are_found_again_only_in_the_same_files(tmp_path, monkeypatch):
     from resnetlab.data.sources import load_eval_split

@@ -446,10 +446,15 @@ def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] 
     return record
 
 
+DIGEST_FILES = 8  # of a held-out record's files, read whole into its digest
+
+
 def _files_digest(split: ImageSet) -> str | None:
     """A digest of ``split``'s files in order, each by its class, the last two parts of its
-    path (``cat/1.jpg``) and its size in bytes, however the folder above them is spelled
-    (a copy of the folder, or a link to it, gives the same); None where a file is gone."""
+    path (``cat/1.jpg``) and its size in bytes, and of the contents of a few of them (files
+    of one size, BMPs say, hold other images under the same names), however the folder
+    above them is spelled (a copy of the folder, or a link to it, gives the same); None
+    where a file is gone."""
     assert split.paths is not None
     try:
         rows = [
@@ -457,10 +462,13 @@ def _files_digest(split: ImageSet) -> str | None:
             f"{os.path.getsize(path)}"
             for label, path in zip(split.labels.tolist(), split.paths, strict=True)
         ]
+        text = "\n".join(rows).encode(errors="surrogateescape")  # names that are not UTF-8 too
+        digest = hashlib.sha256(text)
+        for path in split.paths[:: max(1, len(split.paths) // DIGEST_FILES)]:
+            digest.update(Path(path).read_bytes())
     except OSError:
         return None
-    text = "\n".join(rows).encode(errors="surrogateescape")  # names that are not UTF-8 too
-    return hashlib.sha256(text).hexdigest()[:16]
+    return digest.hexdigest()[:16]
 
 
 def _held_out_again(split: Split, record: Any) -> Split | None:
@@ -545,8 +553,8 @@ def load_eval_split(
 
 def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out: Any) -> Split:
     """A data set without a held-out split: the images a training run held out of it where
-    it is that run's data (by name, through a link, or a copy found by its files' names
-    and sizes), else all of it; with a note saying which."""
+    it is that run's data (by name, through a link, or a copy found by its files' names,
+    sizes and contents), else all of it; with a note saying which."""
     same_data = trained_on is not None and data_name(trained_on) in (
         data_name(data),
         data_name(os.path.realpath(data)),  # a link to the training folder is that folder
