@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import ResnetlabError, RunInterrupted, empty_problem, folder_problem
+from .errors import ResnetlabError, RunInterrupted, as_given, empty_problem, folder_problem
 from .storage import os_error_line
 
 
@@ -1560,5 +1560,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:  # a path given that cannot be used, which no command named itself
         if (line := os_error_line(e)) is None:
             raise
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {as_given(line)}", file=sys.stderr)  # an archive's file: in it
         return 2

@@ -23,18 +23,20 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 # Folders that messages name as the user gave them: an archive's copy extracted into the
 # cache, as the archive (photos.zip/cat/1.jpg, as Python's zipfile.Path names a member).
-_GIVEN_AS: dict[str, str] = {}
+_GIVEN_AS: dict[re.Pattern[str], str] = {}
 
 
 def name_as_given(folder: str | os.PathLike, given: str | os.PathLike) -> None:
-    """Say ``given`` in messages where they would name ``folder``."""
-    _GIVEN_AS[str(folder)] = str(given)
+    """Say ``given`` in messages where they would name ``folder`` (as given, and absolute):
+    the whole path, not one it is part of (``x/c/...``, ``folder.123.tmp``)."""
+    for spelled in dict.fromkeys([str(folder), os.path.abspath(folder)]):
+        _GIVEN_AS[re.compile(rf"(?<![\w./\\-]){re.escape(spelled)}(?![\w.-])")] = str(given)
 
 
 def as_given(text: str) -> str:
     """``text`` with the folders ``name_as_given`` registered named as the user gave them."""
     for folder, given in _GIVEN_AS.items():
-        text = text.replace(folder, given)
+        text = folder.sub(lambda _, given=given: given, text)
     return text
 
 

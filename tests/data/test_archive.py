@@ -232,3 +232,21 @@ def test_notes_name_an_archives_folders_inside_the_archive(tmp_path):
         f"1 image directly in {archive}/pets ignored (stray.png): not in a split's class folder"
         in data.train.notes
     )
+
+
+def test_only_the_whole_extracted_folder_is_named_as_the_archive(tmp_path, monkeypatch):
+    from resnetlab import errors
+    from resnetlab.errors import as_given, name_as_given
+
+    monkeypatch.setattr(errors, "_GIVEN_AS", {})  # none of the other tests' archives
+    monkeypatch.chdir(tmp_path)
+    name_as_given("c/extracted/pets-0a1b", "pets.zip")
+    assert as_given("c/extracted/pets-0a1b/cat/1.png: skipped") == "pets.zip/cat/1.png: skipped"
+    absolute = tmp_path / "c" / "extracted" / "pets-0a1b"
+    assert as_given(f"in {absolute}/cat") == "in pets.zip/cat"  # spelled from the root too
+    for other in [
+        "abc/extracted/pets-0a1b/x",
+        "c/extracted/pets-0a1b.77.tmp",
+        "/x/c/extracted/pets-0a1b",
+    ]:
+        assert as_given(other) == other
