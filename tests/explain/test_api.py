@@ -179,6 +179,11 @@ def test_one_uploaded_image_to_a_png(model_file, image_folder):
         read_input(io.BytesIO(b"not an image"), model.meta)
 
 
+def test_a_batch_size_below_one_is_one_line(model_file, image_folder):
+    with pytest.raises(resnetlab.ResnetlabError, match="batch size must be at least 1, got 0"):
+        explain(model_file, [image_folder], batch_size=0)
+
+
 def test_overlay_shows_the_map_in_jet_colours():
     image = np.full((16, 16, 3), 128, dtype=np.uint8)
     cam = np.zeros((16, 16), dtype=np.float32)

@@ -17,7 +17,7 @@ from torch import nn
 from ..analysis.fonts import any_script
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
-from ..errors import ResnetlabError, path_argument, shown
+from ..errors import ResnetlabError, count_argument, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, coarse_map_note
@@ -277,6 +277,7 @@ def explain(
     Returns:
         The maps (the images' size, in [0, 1]), images, probabilities and classes.
     """
+    batch_size = count_argument(batch_size, "batch size")
     if not isinstance(model, nn.Module):
         model = load_model(model, device=resolve_device(device))
     meta, sources, pixels = _read(model, images)
