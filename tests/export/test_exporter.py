@@ -245,6 +245,13 @@ def test_bad_export_options_are_one_line_errors(cifar_file, tmp_path, capsys, ar
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("opset", "message"), [("17", "got '17'"), (0, "at least 1, got 0")])
+def test_an_opset_that_is_not_a_number_is_one_line(cifar_file, tmp_path, opset, message):
+    with pytest.raises(resnetlab.ResnetlabError, match=f"--opset must be .*{message}"):
+        export_model(cifar_file, tmp_path / "m.onnx", opset=opset)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_path_ending_in_a_separator_names_a_folder_not_a_file(cifar_file, tmp_path, capsys):
     out = f"{tmp_path}/new/"  # Path would drop the slash and write a file named new
     assert main(["export", str(cifar_file), out]) == 2
