@@ -69,6 +69,9 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert config["model"] == "resnet20" and config["epochs"] == 4
     model = resnetlab.load_model(run / "best.safetensors")
     assert model.meta.class_names == summary["class_names"] and model.meta.input_size == 8
+    # The model returned is the last epoch's, with its file's metadata: predict takes it.
+    assert result.model.meta == resnetlab.read_model_meta(run / "last.safetensors")
+    assert resnetlab.evaluate(result.model, "digits").result.count == summary["val_images"]
     assert model.meta.training["best_epoch"] == summary["best_epoch"]
     # The best epoch's file is the last one's on disk when they are the same epoch, only then.
     same_file = os.path.samefile(run / "best.safetensors", run / "last.safetensors")

@@ -56,7 +56,7 @@ from ..errors import (
     warn,
 )
 from ..explain.gallery import ErrorSource, Mistakes
-from ..models import model_info, save_model
+from ..models import model_info, read_model_meta, save_model
 from ..models.files import shapes_problem
 from ..storage import (
     WriteError,
@@ -197,8 +197,9 @@ def run_file_problem(path: str | os.PathLike, example: str | os.PathLike) -> str
 class RunResult:
     run_dir: Path
     summary: dict[str, Any]
-    # The model that was saved last (the EMA weights when EMA is on), eval mode; left out of
-    # the repr, which would otherwise print every layer after the run's summary.
+    # The model that was saved last (the EMA weights when EMA is on), eval mode, with that
+    # file's ``meta``; left out of the repr, which would otherwise print every layer after
+    # the run's summary.
     model: nn.Module = dataclasses.field(repr=False)
 
     def __repr__(self) -> str:  # the summary's headline: all of it runs to dozens of keys
@@ -235,7 +236,8 @@ def train(
         **overrides: ``TrainConfig`` fields.
 
     Returns:
-        The run folder, its summary, and the trained model.
+        The run folder, its summary, and the trained model (``last.safetensors``'s, with its
+        ``meta``, as ``load_model`` gives it: ``predict`` and ``evaluate`` take it).
 
     The run seeds PyTorch's random generators with ``seed`` and sets the backend flags that
     ``deterministic`` asks for; both are as they were before once it returns or fails.
@@ -734,8 +736,7 @@ class Trainer:
             summary = self._final_summary(status)
             self.log.close()
             shutdown(self.dist)
-        final_model = self._eval_model()
-        return RunResult(self.run_dir, summary, final_model.eval())
+        return RunResult(self.run_dir, summary, self._final_model())
 
     def _start_run(self) -> None:
         """The run folder's first files and the log's opening lines (main process only)."""
@@ -1100,6 +1101,16 @@ class Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
+    def _final_model(self) -> nn.Module:
+        """The model ``last.safetensors`` holds, in eval mode, with that file's metadata as
+        ``model.meta`` (as ``load_model`` gives it), so that ``predict``, ``evaluate`` and
+        ``explain`` take it as it is."""
+        model = self._eval_model().eval()
+        last = self.run_dir / "last.safetensors"
+        if last.is_file():
+            model.meta = read_model_meta(last)
+        return model
+
     def _check_saved_finite(self) -> None:
         """Refuse to save NaN/inf weights; a check made at this step (by every process, or
         before the other file was saved) holds while no BN statistic has changed since."""
@@ -1313,7 +1324,7 @@ class Trainer:
             self.log.message(f"{self.run_dir} already finished its {length} to train it further")
         self.log.close()
         shutdown(self.dist)
-        return RunResult(self.run_dir, summary, self._eval_model().eval())
+        return RunResult(self.run_dir, summary, self._final_model())
 
     # -- reporting -----------------------------------------------------------------------
 
