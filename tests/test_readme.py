@@ -64,3 +64,30 @@ def test_readme_client_decodes_as_predict_does(resize, tmp_path):
             exec(code.replace('"photo.jpg"', repr(str(path))), scope)
             expected = read_image(path, size, resize)
             assert np.array_equal(np.asarray(scope["image"]), expected), (path.name, size)
+
+
+def test_readme_plain_pytorch_code_gives_what_predict_gives(tmp_path, monkeypatch):
+    text = (PROJECT_ROOT / "README.md").read_text()
+    start = text.index("from resnetlab.engine.predict import read_input\n\nmeta = model.meta")
+    code = text[text.rindex("```python", 0, start) + len("```python") : text.index("```", start)]
+    rng = np.random.default_rng(0)
+    from PIL import Image
+
+    Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3),
+        tmp_path / "model.safetensors",
+        input_size=16,
+        class_names=["a", "b", "c"],
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
+    )
+    model = resnetlab.load_model(tmp_path / "model.safetensors")
+    monkeypatch.chdir(tmp_path)
+    scope = {"model": model}
+    exec(code, scope)
+    (expected,) = resnetlab.predict(model, "photo.jpg", top_k=3, device="cpu")
+    got = dict(zip(model.meta.class_names, scope["probabilities"].tolist(), strict=True))
+    assert [got[name] for name, _ in expected.top] == pytest.approx(
+        [p for _, p in expected.top], abs=1e-5
+    )
