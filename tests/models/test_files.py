@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import re
 import stat
@@ -36,6 +37,28 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_loaded_model_saved_again_keeps_how_its_images_are_prepared(tmp_path):
+    model = resnetlab.create_model("resnet20", num_classes=3)
+    first = resnetlab.save_model(
+        model,
+        tmp_path / "first.safetensors",
+        input_size=24,
+        class_names=["a", "b", "c"],
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.2, 0.2),
+        resize="squash",
+        training={"best_val_acc": 0.9},
+    )
+    loaded = resnetlab.load_model(tmp_path / "first.safetensors")
+    again = resnetlab.save_model(loaded, tmp_path / "again.safetensors")
+    assert again == dataclasses.replace(first, training={})
+    # Given values win; class names that no longer fit the head are left out.
+    loaded.reset_classifier(2)
+    other = resnetlab.save_model(loaded, tmp_path / "other.safetensors", mean=(0.1,) * 3)
+    assert other.class_names is None and other.mean == (0.1,) * 3 and other.std == (1.0,) * 3
+    assert (other.input_size, other.resize) == (24, "squash")
 
 
 @pytest.mark.parametrize(

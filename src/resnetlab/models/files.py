@@ -237,7 +237,7 @@ def save_model(
     mean: tuple[float, float, float] | None = None,
     std: tuple[float, float, float] | None = None,
     training: dict[str, Any] | None = None,
-    resize: str = "crop",
+    resize: str | None = None,
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
@@ -257,8 +257,11 @@ def save_model(
     Returns:
         The metadata written, as ``load_model`` gives it back in ``model.meta``.
 
-    ``mean`` and ``std`` default to those of the pretrained weights the model started from
-    (``model.pretrained``), else to 0 and 1 (``pixels / 255``). The file is written to a
+    A model that came from a model file (``load_model``, or ``train(...).model``) keeps
+    that file's class names (while its class count is the same), input size, ``mean``,
+    ``std`` and ``resize`` where they are not given. Otherwise ``mean`` and ``std`` default
+    to those of the pretrained weights the model started from (``model.pretrained``), else
+    to 0 and 1 (``pixels / 255``), and ``resize`` to ``crop``. The file is written to a
     temporary name and renamed, so a crash never leaves a torn file. A model whose weights
     hold NaN or inf, or whose metadata the schema refuses (``meta_problem``), is not written.
 
@@ -282,10 +285,21 @@ def save_model(
             f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
         )
     pretrained = getattr(model, "pretrained", None)
+    loaded = getattr(model, "meta", None)  # load_model's: saved again, its images stay the same
+    if isinstance(loaded, ModelMeta):
+        if class_names is None and loaded.num_classes == model.num_classes:
+            class_names = loaded.class_names
+        if mean is None and std is None:
+            mean, std = loaded.mean, loaded.std
+        if input_size is None:
+            input_size = getattr(model, "input_size", None) or loaded.input_size
+        if resize is None:
+            resize = loaded.resize
     if mean is None and std is None and pretrained is not None and pretrained.mean is not None:
         mean, std = pretrained.mean, pretrained.std
     mean = (0.0, 0.0, 0.0) if mean is None else mean
     std = (1.0, 1.0, 1.0) if std is None else std
+    resize = "crop" if resize is None else resize
     kwargs = dict(getattr(model, "model_kwargs", {}))
     if input_size is None:  # the model's own, else that of the weights it started from
         started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
