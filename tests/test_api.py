@@ -212,3 +212,15 @@ def test_the_submodules_the_readme_names_are_attributes_of_the_package():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["class_activation_maps", "OnnxModel", "create_app"]
     assert {"explain", "export", "serve"} <= set(dir(resnetlab))
+
+
+def test_what_the_api_returns_says_what_it_holds_in_help():
+    from resnetlab.engine.evaluate import EvalReport, EvalResult
+    from resnetlab.engine.predict import Prediction
+    from resnetlab.engine.train import RunResult
+    from resnetlab.explain import Explanation
+    from resnetlab.export import ExportReport
+
+    for kind in (RunResult, EvalReport, EvalResult, Prediction, Explanation, ExportReport):
+        # A dataclass without a docstring gets its signature as one: help() says no more.
+        assert not kind.__doc__.startswith(f"{kind.__name__}("), kind.__name__

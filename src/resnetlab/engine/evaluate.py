@@ -19,6 +19,9 @@ from ..models import ModelMeta
 
 @dataclass
 class EvalResult:
+    """Mean cross-entropy loss, top-1 (and top-5) accuracy over ``count`` images, and the
+    confusion matrix."""
+
     loss: float
     accuracy: float
     count: int

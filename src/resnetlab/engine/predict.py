@@ -40,6 +40,10 @@ DECODED_PART = 1024
 
 @dataclass
 class Prediction:
+    """One image's answer from ``resnetlab.predict``: the image (its path, else
+    ``image <i>``, its place in the list) and its ``top_k`` classes; ``label`` is the
+    first."""
+
     source: str
     top: list[tuple[str, float]]  # (class name, probability), most probable first
 

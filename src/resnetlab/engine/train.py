@@ -195,6 +195,10 @@ def run_file_problem(path: str | os.PathLike, example: str | os.PathLike) -> str
 
 @dataclass
 class RunResult:
+    """``resnetlab.train``'s answer: the run folder (``config.json``, ``metrics.csv``,
+    ``best.safetensors``, ``last.safetensors``...), the run's ``summary.json`` as a dict,
+    and the trained model."""
+
     run_dir: Path
     summary: dict[str, Any]
     # The model that was saved last (the EMA weights when EMA is on), eval mode, with that
