@@ -132,6 +132,18 @@ def test_a_class_named_in_another_case_is_the_models_as_eval_takes_it():
         _targets("RED", ["Red", "red"], 1)  # two classes it could be: neither
 
 
+def test_a_target_class_that_is_neither_a_name_nor_an_index_is_one_line():
+    from resnetlab.explain.api import _targets
+
+    assert _targets(np.int64(2), ["a", "b", "c"], 2).tolist() == [2, 2]
+    assert _targets(torch.tensor([2, 0]), ["a", "b", "c"], 2).tolist() == [2, 0]
+    for target in (1.5, [0, 1.5]):
+        with pytest.raises(
+            resnetlab.ResnetlabError, match=r"^a target class is a class name or index, got 1.5"
+        ):
+            _targets(target, ["a", "b", "c"], 2)
+
+
 def test_predict_cam_writes_the_same_overlays(model_file, image_folder, tmp_path, capsys):
     assert main(["predict", str(model_file), str(image_folder), "--cam", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("%") == 4 * 3

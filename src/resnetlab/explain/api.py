@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,7 +209,8 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
     """``target`` as class indices, one per image, or None for the predicted classes."""
     if target is None:
         return None
-    items = [target] * n if isinstance(target, int | str) else list(target)
+    single = isinstance(target, int | str) or not isinstance(target, Iterable)  # np.int64 too
+    items = [target] * n if single else list(target)
     if len(items) != n:
         raise ResnetlabError(f"{len(items)} target classes for {n} images")
     indices = []
@@ -222,6 +223,13 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
                     raise ResnetlabError(f"no class {item!r}; the model's classes: {classes}")
                 item = alike[0]
             item = names.index(item)
+        else:
+            try:
+                item = operator.index(item)
+            except TypeError:
+                raise ResnetlabError(
+                    f"a target class is a class name or index, got {shown(item)}"
+                ) from None
         if not 0 <= item < len(names):
             raise ResnetlabError(f"class index {item} out of range for {len(names)} classes")
         indices.append(item)
