@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
@@ -288,5 +289,6 @@ def test_paths_from_the_python_api_and_near_misses(tmp_path):
     config = resolve_config(data=tmp_path / "photos", out=tmp_path / "run")
     assert (config.data, config.out) == (str(tmp_path / "photos"), str(tmp_path / "run"))
     assert TrainConfig(pretrained=tmp_path / "w.pth").pretrained == str(tmp_path / "w.pth")
+    assert TrainConfig(device=torch.device("cuda", 1)).device == "cuda:1"  # a torch.device too
     with pytest.raises(ResnetlabError, match=r"option: modle \(did you mean model\?\)$"):
         resolve_config(modle="resnet18")

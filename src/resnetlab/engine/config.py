@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
 from ..errors import ResnetlabError, SettingWarning, empty_problem, finite_number, shown, warn
@@ -328,6 +330,8 @@ class TrainConfig:
         for name in PATH_FIELDS:  # pathlib.Path from the Python API
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.device, torch.device):  # as load_model, predict and evaluate take it
+            self.device = str(self.device)
         _check_types(self)
         self.milestones = tuple(float(m) for m in self.milestones)
         self.validate()
