@@ -123,6 +123,9 @@ def test_a_named_layer_and_the_errors_for_bad_ones(trained_resnet8):
         class_activation_maps(trained_resnet8, x, layer="fc")
     with pytest.raises(ResnetlabError, match=r"unknown CAM method 'gradcam\+'"):
         class_activation_maps(trained_resnet8, x, method="gradcam+")
+    pixels = squares(2, seed=1)[0]  # uint8 (2, 32, 32, 3): what explain takes, not this
+    with pytest.raises(ResnetlabError, match=r"^x must be normalised float \(B, 3, H, W\) "):
+        class_activation_maps(trained_resnet8, pixels)
 
 
 def test_the_keras_models_layers_go_by_their_keras_names_too():

@@ -240,6 +240,11 @@ def class_activation_maps(
     """
     if method not in METHODS:
         raise ResnetlabError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}")
+    if not (x.is_floating_point() and x.dim() == 4 and x.shape[1] == 3):  # pixels, say
+        raise ResnetlabError(
+            f"x must be normalised float (B, 3, H, W) images, got {x.dtype} {tuple(x.shape)}; "
+            "resnetlab.explain.explain takes uint8 (N, H, W, 3) pixels, files and PIL images"
+        )
     name = default_layer(model) if layer is None else layer
     module = find_layer(model, name)
     was_training = model.training
