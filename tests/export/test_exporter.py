@@ -297,7 +297,10 @@ def test_onnx_export_without_the_extra_says_what_to_install(
 def test_a_model_or_nothing_where_a_path_goes_is_one_line(cifar_file, tmp_path):
     model = resnetlab.load_model(cifar_file)
     cases = [
-        ((model, tmp_path / "m.onnx"), "the model file must be a path (str or pathlib.Path), got"),
+        (
+            (model, tmp_path / "m.onnx"),
+            "export_model takes a model file, not a ResNet: write it with resnetlab.save_model(",
+        ),
         ((cifar_file, None), "the file to write must be a path (str or pathlib.Path), got"),
         ((cifar_file, ""), "the file to write: an empty value; give one"),
     ]

@@ -231,6 +231,12 @@ def export_model(
         ResnetlabError: a bad option or input, or a written file whose outputs differ from
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
+    if isinstance(model_file, nn.Module):  # predict and evaluate take one; export checks a file
+        raise ResnetlabError(
+            f"export_model takes a model file, not a {type(model_file).__name__}: write it with "
+            "resnetlab.save_model(model, 'model.safetensors') (a loaded model keeps its class "
+            "names and normalisation) and export that file"
+        )
     path_argument(model_file, "the model file")
     out = path_argument(out, "the file to write", reading=False)
     if problem := folder_problem(out, "model.onnx"):
