@@ -232,7 +232,9 @@ def create_model(
             or a run folder (see ``resnetlab.convert.pretrained``). A classifier of
             another size is replaced; ``model.pretrained`` reports what was loaded.
         **kwargs: options of the model's constructor (``shortcut="B"``,
-            ``stride_in_1x1=True``, ``zero_init_residual=True``, ``input_size=96``...).
+            ``stride_in_1x1=True``, ``zero_init_residual=True``...; ``input_size=96`` for
+            ``resnet50_keras`` alone, whose classifier depends on it: the others take any
+            image size). An option the model lacks is refused, naming the ones it has.
 
     Returns:
         The model, in train mode, with ``model_name`` and ``model_kwargs`` set so that
