@@ -1,3 +1,4 @@
+import copy
 import csv
 import errno
 import gc
@@ -917,6 +918,12 @@ def test_a_run_result_prints_its_folder_and_summary_not_every_layer():
         "best_val_acc=0.9944, best_epoch=3, steps=120)"
     )
     assert result.summary["class_names"] == ["0"] * 10 and result.model.num_classes == 10
+    # What the repr shows reads as attributes; the model is the model.
+    assert (result.best_val_acc, result.steps, result.status) == (0.99443, 120, "finished")
+    assert isinstance(result.model, torch.nn.Module) and "best_epoch" in dir(result)
+    with pytest.raises(AttributeError, match="no attribute 'accuracy'; its summary has status, "):
+        _ = result.accuracy
+    assert copy.deepcopy(result).steps == 120
 
 
 def test_a_run_leaves_the_callers_random_state_and_backend_flags_as_they_were(tmp_path):

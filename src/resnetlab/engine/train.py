@@ -197,7 +197,12 @@ def run_file_problem(path: str | os.PathLike, example: str | os.PathLike) -> str
 class RunResult:
     """``resnetlab.train``'s answer: the run folder (``config.json``, ``metrics.csv``,
     ``best.safetensors``, ``last.safetensors``...), the run's ``summary.json`` as a dict,
-    and the trained model."""
+    and the trained model.
+
+    The summary's keys, which the repr shows as ``key=value``, read as attributes too:
+    ``result.best_val_acc`` is ``result.summary["best_val_acc"]`` (``result.model`` is the
+    model itself; its name is ``result.summary["model"]``).
+    """
 
     run_dir: Path
     summary: dict[str, Any]
@@ -213,6 +218,18 @@ class RunResult:
             if value is not None:
                 shown.append(f"{key}={round(value, 4) if isinstance(value, float) else value!r}")
         return f"RunResult({', '.join(shown)})"
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not attributes
+        summary = self.__dict__.get("summary", {})
+        if name in summary:
+            return summary[name]
+        raise AttributeError(
+            f"'RunResult' object has no attribute {name!r}; its summary has "
+            f"{', '.join(summary) or 'no keys'}"
+        )
+
+    def __dir__(self) -> list[str]:  # a notebook's completion offers the summary's keys
+        return sorted({*super().__dir__(), *self.__dict__.get("summary", {})})
 
 
 _SHOWN_SUMMARY = (
