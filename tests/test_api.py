@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import resnetlab
+from resnetlab.engine.predict import read_input
 from resnetlab.explain import explain
 
 
@@ -25,6 +26,15 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
         (lambda: resnetlab.train({"data": "digits"}), "not a dict; unpack it: train(**options)"),
         (lambda: resnetlab.train(resume=123), "resume must be a path (str or pathlib.Path)"),
         (lambda: resnetlab.read_model_meta(np.zeros(3)), "got ndarray"),
+        (
+            lambda: read_input(np.zeros((8, 8, 3)), resnetlab.read_model_meta(model)),
+            "read_input takes a path (str or pathlib.Path), an open binary file or a PIL image, "
+            "got ndarray",
+        ),
+        (
+            lambda: read_input(Image.new("RGB", (8, 8)), resnetlab.load_model(model)),
+            "read_input takes the model file's metadata (model.meta), got ResNet",
+        ),
         (lambda: resnetlab.predict(model, None), "a PIL image or a list of them, got NoneType"),
         (lambda: explain(model, b"\x89PNG"), "a PIL image or a list of them, got bytes"),
         (

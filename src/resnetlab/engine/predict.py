@@ -190,6 +190,15 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
     Raises:
         ResnetlabError: the file is not a readable image.
     """
+    if not isinstance(meta, ModelMeta):  # the model itself, say, rather than its model.meta
+        raise ResnetlabError(
+            f"read_input takes the model file's metadata (model.meta), got {type(meta).__name__}"
+        )
+    if not isinstance(source, str | os.PathLike | Image.Image) and not hasattr(source, "read"):
+        raise ResnetlabError(
+            "read_input takes a path (str or pathlib.Path), an open binary file or a PIL "
+            f"image, got {type(source).__name__}"
+        )
     try:
         return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
