@@ -292,3 +292,6 @@ def test_paths_from_the_python_api_and_near_misses(tmp_path):
     assert TrainConfig(device=torch.device("cuda", 1)).device == "cuda:1"  # a torch.device too
     with pytest.raises(ResnetlabError, match=r"option: modle \(did you mean model\?\)$"):
         resolve_config(modle="resnet18")
+    # The flag's name for it: --model-option KEY=VALUE.
+    with pytest.raises(ResnetlabError, match=r"model_option \(did you mean model_kwargs\?\)$"):
+        resolve_config(model_option={"shortcut": "B"})

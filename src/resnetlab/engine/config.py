@@ -779,13 +779,18 @@ def augmentation_problem(c: TrainConfig, input_size: int) -> str | None:
     return None
 
 
+# Flags whose field is named otherwise: --model-option KEY=VALUE pairs are model_kwargs.
+_FLAG_FIELDS = {"model_option": "model_kwargs", "model_options": "model_kwargs"}
+
+
 def _check_keys(values: dict[str, Any], what: str) -> None:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         named = []
         for key in unknown:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            close = [_FLAG_FIELDS[key]] if key in _FLAG_FIELDS else []
+            close = close or difflib.get_close_matches(str(key), known, n=1)
             named.append(f"{key} (did you mean {close[0]}?)" if close else str(key))
         raise ResnetlabError(f"unknown training {what}: {', '.join(named)}")
 
