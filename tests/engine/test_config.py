@@ -290,6 +290,8 @@ def test_paths_from_the_python_api_and_near_misses(tmp_path):
     assert (config.data, config.out) == (str(tmp_path / "photos"), str(tmp_path / "run"))
     assert TrainConfig(pretrained=tmp_path / "w.pth").pretrained == str(tmp_path / "w.pth")
     assert TrainConfig(device=torch.device("cuda", 1)).device == "cuda:1"  # a torch.device too
+    assert TrainConfig(pretrained=True).pretrained == "torchvision"  # as create_model takes it
+    assert TrainConfig(pretrained=False).pretrained is None
     with pytest.raises(ResnetlabError, match=r"option: modle \(did you mean model\?\)$"):
         resolve_config(modle="resnet18")
     # The flag's name for it: --model-option KEY=VALUE.

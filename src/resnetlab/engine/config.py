@@ -332,6 +332,8 @@ class TrainConfig:
                 setattr(self, name, os.fspath(getattr(self, name)))
         if isinstance(self.device, torch.device):  # as load_model, predict and evaluate take it
             self.device = str(self.device)
+        if isinstance(self.pretrained, bool):  # as create_model takes it: True is torchvision
+            self.pretrained = "torchvision" if self.pretrained else None
         _check_types(self)
         self.milestones = tuple(float(m) for m in self.milestones)
         self.validate()
