@@ -313,91 +313,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-# Help for each TrainConfig field; every field is a flag of `resnetlab train`.
-TRAIN_HELP = {
-    "model": "model name (see `resnetlab models`); default resnet20",
-    "data": "training data: digits, cifar10, a SIGNS .h5 file, an image folder or archive",
-    "val_data": "validation data (default: the data's own held-out split, else --val-split)",
-    "val_split": "fraction of the training data held out for validation (default: 0.2 when the "
-    "data has no validation or test split of its own)",
-    "subset": "train on N training images, each class keeping its share (seeded)",
-    "val_subset": "validate on N of the validation images, likewise",
-    "input_size": "image side the model sees; images are resized once (default: the model's)",
-    "download": "download the data set if it is not in the cache (cifar10)",
-    "stream": "stream images from disk instead of holding them in memory (default: by size)",
-    "resize": "how an image that is not square meets the input size: crop (shorter side to "
-    "it, then the centre; the default) or squash (resized to it, aspect ratio lost); "
-    "recorded in the model file for predict",
-    "recipe": "preset: auto (the default: chosen from the data and model, printed when the "
-    "run starts), course (the course's Adam 1e-3, batch 32; seed before), paper-cifar (He "
-    "et al. 4.2), preact-cifar (He et al. 2016), wrn-cifar (Zagoruyko & Komodakis 2016), "
-    "modern, finetune (the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
-    "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
-    "IMAGENET1K_V2), timm (its default tag for --model) or timm:MODEL.TAG, a weights file "
-    "(.pth, .pt, .bin, .ckpt, .safetensors, .h5, .hdf5, .keras) or a run folder; the "
-    "classifier is replaced when the class count differs, and the default recipe is finetune",
-    "freeze": "freeze the network up to and including a stage: stem, layer1..layer4, or "
-    "backbone (all but the classifier: a linear probe)",
-    "head_epochs": "train the classifier alone for the first N epochs, then the rest "
-    "(default: 1 when --pretrained leaves a new classifier, else 0)",
-    "layer_lr_decay": "each stage trains at F times the next one's learning rate (the "
-    "classifier at --lr, the stem at the lowest); 1: off",
-    "freeze_bn": "keep the BatchNorm statistics of every stage (default: those of frozen "
-    "stages only; --no-freeze-bn re-estimates them everywhere)",
-    "epochs": "passes over the training data",
-    "max_steps": "train for this many steps instead of --epochs (the schedule spans them)",
-    "batch_size": "images per step (per process under torchrun)",
-    "optimizer": "sgd, adam or adamw",
-    "lr": "peak learning rate",
-    "momentum": "SGD momentum",
-    "nesterov": "Nesterov momentum for SGD",
-    "weight_decay": "L2 weight decay (decoupled for adamw)",
-    "no_decay_norm_bias": "no weight decay on BN parameters and biases",
-    "schedule": "learning-rate schedule: constant, step, cosine or onecycle",
-    "milestones": "for --schedule step: fractions of training where the rate drops",
-    "gamma": "for --schedule step: factor applied at each milestone",
-    "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
-    "warmup_steps": "linear learning-rate warmup, in steps (wins over --warmup-epochs)",
-    "label_smoothing": "label smoothing of the cross-entropy loss",
-    "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
-    "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
-    "(e.g. 0.91; time-to-accuracy runs)",
-    "patience": "stop after N epochs without a better validation accuracy (early stopping)",
-    "val_every": "validate, and save the model and checkpoint, every N epochs and after the "
-    "last (default: every epoch; every few when an epoch trains fewer images than a "
-    "validation scores)",
-    "clip_grad_norm": "clip the gradients' total norm to this (0: off)",
-    "recalibrate_bn": "recompute BatchNorm statistics on up to ten training batches (at most "
-    "512 images) before each validation (default: on; the running averages lag behind the "
-    "weights, slowest with Keras's momentum 0.99)",
-    "crop_padding": "random crops after padding by this many pixels (0: off)",
-    "scale_jitter": "random crops of between this share of the area and all of it, aspect "
-    "3:4 to 4:3, resized back (0: off; auto uses 0.35 from 128 px up)",
-    "flip": "random horizontal flips (default: on, except for digit-like data: digits, "
-    "classes 0-9, grayscale letters)",
-    "cutout": "cutout square side in pixels (0: off)",
-    "seed": "seed for initialisation, data order and augmentation",
-    "device": "auto, cpu, cuda, cuda:N or mps",
-    "precision": "auto (bf16 on GPUs that support it and on CPUs where it measured faster, "
-    "else fp32), fp32, bf16 or fp16",
-    "channels_last": "channels-last memory format (default: on for CUDA; on a CPU, whichever "
-    "measured faster)",
-    "compile": "compile the model with torch.compile",
-    "cuda_graphs": "capture the whole training step into a CUDA graph and replay it (default: "
-    "on CUDA wherever the step can be captured; 3.5-3.9x for the CIFAR nets, whose steps are "
-    "launch-bound)",
-    "deterministic": "use deterministic algorithms only (slower on GPU)",
-    "sync_bn": "synchronise BatchNorm statistics across processes under torchrun",
-    "num_workers": "loader worker processes for streamed data",
-    "out": "run folder (default: runs/<model>-<data>-<time>)",
-    "log_every": "steps between progress updates and metrics.csv rows",
-    "tensorboard": "also write TensorBoard logs to RUN/tensorboard",
-    "explain_speed": "say what the CPU calibration chose and the timings behind it",
-}
-
-
 def add_train(p: argparse.ArgumentParser) -> None:
     from .engine import CHOICES, TrainConfig
+    from .engine.config import TRAIN_HELP
 
     p.description = (
         "Train a model. With no flags: resnet20 on the bundled digits with the auto recipe, "
@@ -1058,6 +976,8 @@ def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warm
 
 
 def _add_bench_train(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
+    from .engine.config import TRAIN_HELP
+
     t = kinds.add_parser("train", help="images/s of full training steps (synthetic data)")
     t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
     _add_bench_timed(t, choices, steps=10, warmup=5)
@@ -1222,6 +1142,7 @@ EXPERIMENT_TRAIN_FLAGS = (
 def add_experiment(p: argparse.ArgumentParser) -> None:
     # Declarations only: the two experiments' shared and own options.
     from .engine import CHOICES
+    from .engine.config import TRAIN_HELP
     from .experiments import QUICK, QUICK_DEPTHS
     from .experiments.degradation import DEFAULT_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS
     from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS

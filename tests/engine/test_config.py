@@ -297,3 +297,11 @@ def test_paths_from_the_python_api_and_near_misses(tmp_path):
     # The flag's name for it: --model-option KEY=VALUE.
     with pytest.raises(ResnetlabError, match=r"model_option \(did you mean model_kwargs\?\)$"):
         resolve_config(model_option={"shortcut": "B"})
+
+
+def test_help_of_train_config_says_what_every_field_does():
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        assert f"\n    {f.name}: " in TrainConfig.__doc__, f.name
+    assert "    batch_size: images per step" in TrainConfig.__doc__
