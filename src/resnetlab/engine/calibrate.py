@@ -253,7 +253,7 @@ class CalibrationStore:
         slug = re.sub(r"[^a-z0-9]+", "-", self.key["cpu"].lower()).strip("-") or "cpu"
         root = Path(folder) if folder is not None else cache_root() / "calibration"
         self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
-        self.data = self._read(warn=True)
+        self.data = self._read(warn_unreadable=True)
         self.changed = False
         self._savable: bool | None = None
 
@@ -270,7 +270,7 @@ class CalibrationStore:
                 self._savable = False
         return self._savable
 
-    def _read(self, *, warn: bool) -> dict[str, Any]:
+    def _read(self, *, warn_unreadable: bool) -> dict[str, Any]:
         empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
         try:
             data = json.loads(self.path.read_text())
@@ -279,7 +279,7 @@ class CalibrationStore:
         except FileNotFoundError:
             return empty
         except (OSError, ValueError) as e:
-            if warn and ("read", self.path) not in _WARNED:  # once a process
+            if warn_unreadable and ("read", self.path) not in _WARNED:  # once a process
                 _WARNED.add(("read", self.path))
                 reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
                 warn(
@@ -319,7 +319,7 @@ class CalibrationStore:
         """Write what was measured, merged with what other processes wrote meanwhile."""
         if not self.changed:
             return
-        merged = self._read(warn=False)
+        merged = self._read(warn_unreadable=False)
         for section in self.SECTIONS:
             merged[section].update(self.data[section])
         merged["key"] = self.key
