@@ -196,6 +196,14 @@ def test_a_batch_size_below_one_is_one_line(model_file, image_folder):
         explain(model_file, [image_folder], batch_size=0)
 
 
+def test_a_loaded_models_device_is_checked_and_taken_as_predict_takes_it(model_file, image_folder):
+    model = resnetlab.load_model(model_file)
+    with pytest.raises(resnetlab.ResnetlabError, match="unknown device 'gpu'"):
+        explain(model, [image_folder / "a" / "0.png"], device="gpu")
+    named = explain(model, [image_folder / "a" / "0.png"], device="cpu")
+    assert torch.equal(named.maps, explain(model, [image_folder / "a" / "0.png"]).maps)
+
+
 def test_overlay_shows_the_map_in_jet_colours():
     image = np.full((16, 16, 3), 128, dtype=np.uint8)
     cam = np.zeros((16, 16), dtype=np.float32)

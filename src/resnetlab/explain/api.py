@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import operator
 import os
 from collections import Counter
@@ -286,8 +287,11 @@ def explain(
         The maps (the images' size, in [0, 1]), images, probabilities and classes.
     """
     batch_size = count_argument(batch_size, "batch size")
+    device_ = resolve_device(device)  # checked for a loaded model too, as predict does
     if not isinstance(model, nn.Module):
-        model = load_model(model, device=resolve_device(device))
+        model = load_model(model, device=device_)
+    elif device != "auto" and next(model.parameters()).device != device_:
+        model = copy.deepcopy(model).to(device_)  # the caller's model stays where it is
     meta, sources, pixels = _read(model, images)
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     targets = _targets(target, names, len(pixels))
