@@ -252,6 +252,13 @@ def test_an_opset_that_is_not_a_number_is_one_line(cifar_file, tmp_path, opset, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("flag", ["fp16", "with_preprocessing"])
+def test_a_switch_that_is_not_true_or_false_is_one_line(cifar_file, tmp_path, flag):
+    with pytest.raises(resnetlab.ResnetlabError, match=f"^{flag} is True or False, got 'no'$"):
+        export_model(cifar_file, tmp_path / "m.onnx", **{flag: "no"})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_path_ending_in_a_separator_names_a_folder_not_a_file(cifar_file, tmp_path, capsys):
     out = f"{tmp_path}/new/"  # Path would drop the slash and write a file named new
     assert main(["export", str(cifar_file), out]) == 2

@@ -32,7 +32,7 @@ from ..data.decode import unwarned
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
 from ..engine.train import run_file_problem
-from ..errors import ResnetlabError, count_argument, folder_problem, path_argument
+from ..errors import ResnetlabError, count_argument, folder_problem, path_argument, shown
 from ..models import ModelMeta, load_model
 from ..storage import write_error
 from .runtime import (
@@ -245,6 +245,9 @@ def export_model(
     fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
     opset = None if opset is None else count_argument(opset, "--opset")
+    for name, value in (("fp16", fp16), ("with_preprocessing", with_preprocessing)):
+        if not isinstance(value, bool):  # "no" would be taken as True
+            raise ResnetlabError(f"{name} is True or False, got {shown(value)}")
     _check_options(fmt, opset, fp16, data, quantize)
     if fmt == "onnx":
         for module in ("onnx", "onnxscript", "onnxruntime"):
