@@ -315,10 +315,18 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
     # The same keys in a plain net compute something else: refused by name.
     with pytest.raises(ResnetlabError, match="holds a resnet20, not a plain20"):
         resnetlab.create_model("plain20", pretrained=run)
+    # The folder of the runs (runs/ for runs/<run>) names the newest run in it.
     with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet20", pretrained=tmp_path)
     assert str(e.value) == (
-        f"{tmp_path} is a folder without best.safetensors (a run folder has one once its "
+        f"{tmp_path} is a folder of 1 run folder(s), not one run: --pretrained takes one "
+        f"of them, e.g. the newest, {run}"
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet20", pretrained=tmp_path / "empty")
+    assert str(e.value) == (
+        f"{tmp_path / 'empty'} is a folder without best.safetensors (a run folder has one once its "
         "first epoch has finished); --pretrained takes torchvision, torchvision:<WEIGHTS>, "
         "timm, timm:<model>.<tag>, a weights file "
         "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"

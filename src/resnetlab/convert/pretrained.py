@@ -463,6 +463,12 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
     if path.is_dir():
         best = path / "best.safetensors"
         if not best.is_file():
+            runs = sorted(path.glob("*/best.safetensors"), key=lambda f: f.stat().st_mtime)
+            if runs:  # the folder of the runs (runs/), not one of them (runs/<run>)
+                raise ResnetlabError(
+                    f"{path} is a folder of {len(runs)} run folder(s), not one run: "
+                    f"--pretrained takes one of them, e.g. the newest, {runs[-1].parent}"
+                )
             raise ResnetlabError(
                 f"{path} is a folder without best.safetensors (a run folder has one once "
                 f"its first epoch has finished); --pretrained takes {_SOURCES}"
