@@ -285,6 +285,25 @@ def test_milestones_without_the_step_schedule_are_named(recwarn):
     assert warned(schedule="constant") == []
 
 
+def test_head_epochs_and_layer_decay_under_a_frozen_backbone_are_named(recwarn):
+    def warned(**given):
+        recwarn.clear()
+        warn_of_settings_that_do_not_apply(resolve_config(pretrained="torchvision", **given), given)
+        return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
+
+    (message,) = warned(freeze="backbone", head_epochs=1, layer_lr_decay=0.5)
+    assert message == (
+        "--freeze backbone trains the classifier alone throughout, so --head-epochs and "
+        "--layer-lr-decay change nothing: drop them, or freeze less (--freeze layer3 trains "
+        "layer4 and the classifier)"
+    )
+    (message,) = warned(freeze="backbone", head_epochs=2)
+    assert "so --head-epochs changes nothing: drop it, or freeze less" in message
+    assert warned(freeze="layer3", head_epochs=1, layer_lr_decay=0.5) == []
+    assert warned(freeze="backbone", head_epochs=0) == []
+    assert warned(freeze="backbone") == []
+
+
 def test_paths_from_the_python_api_and_near_misses(tmp_path):
     config = resolve_config(data=tmp_path / "photos", out=tmp_path / "run")
     assert (config.data, config.out) == (str(tmp_path / "photos"), str(tmp_path / "run"))

@@ -716,7 +716,9 @@ def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any
       ``finetune`` (SGD, 0.01) would train Adam at ten times its usual rate (the auto
       recipe scales the rate to the optimizer itself);
     - ``--milestones`` are the steps of ``--schedule step``, and any other schedule
-      ignores them.
+      ignores them;
+    - ``--freeze backbone`` trains the classifier alone throughout, so ``--head-epochs``
+      and ``--layer-lr-decay`` change nothing.
     """
     named = {k for k, v in given.items() if v is not None}
     preset = RECIPES.get(config.recipe, {}).get("optimizer")
@@ -731,6 +733,22 @@ def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any
         warn(
             f"--milestones are for --schedule step, and this run's schedule is "
             f"{config.schedule}, which ignores them: add --schedule step to use them",
+            SettingWarning,
+        )
+    idle = [
+        flag
+        for flag, used in (
+            ("--head-epochs", (config.head_epochs or 0) > 0),
+            ("--layer-lr-decay", config.layer_lr_decay != 1.0),
+        )
+        if used and flag[2:].replace("-", "_") in named
+    ]
+    if config.freeze == "backbone" and idle:
+        warn(
+            f"--freeze backbone trains the classifier alone throughout, so "
+            f"{' and '.join(idle)} change{'' if len(idle) > 1 else 's'} nothing: drop "
+            f"{'them' if len(idle) > 1 else 'it'}, or freeze less "
+            f"(--freeze layer3 trains layer4 and the classifier)",
             SettingWarning,
         )
 
