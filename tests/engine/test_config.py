@@ -181,6 +181,8 @@ def test_new_options_are_checked():
     ]:
         with pytest.raises(ResnetlabError, match=message):
             resolve_config(**bad)
+    # Under --freeze backbone there is no rest to leave epochs to (a warning says it is idle).
+    assert resolve_config(head_epochs=1, epochs=1, freeze="backbone").head_epochs == 1
 
 
 def _lr_by_epoch(config, steps_per_epoch=391):

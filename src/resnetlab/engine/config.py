@@ -495,7 +495,11 @@ class TrainConfig:
                 f"head epochs must be 0 or more, got {self.head_epochs}",
             ),
             (
-                self.head_epochs is None or self.epochs is None or self.head_epochs < self.epochs,
+                # Under --freeze backbone the classifier trains alone throughout: no rest.
+                self.head_epochs is None
+                or self.epochs is None
+                or self.freeze == "backbone"
+                or self.head_epochs < self.epochs,
                 f"--head-epochs {self.head_epochs} leaves none of the {self.epochs} epochs to "
                 "train the rest of the network; lower it or raise --epochs (to train only the "
                 "classifier: --freeze backbone)",
