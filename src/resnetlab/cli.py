@@ -379,7 +379,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train(resume=args.resume, **flags)
         return 0
     if args.model is None and not args.config:
-        _check_pretrained_names_model(args.pretrained)
+        from .convert.pretrained import check_names_model
+
+        check_names_model(args.pretrained)
     file_values = TrainConfig.load(args.config) if args.config else None
     config = resolve_config(file_values, source=args.config, **flags)
     warn_of_settings_that_do_not_apply(config, flags)
@@ -387,22 +389,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         warn_if_weights_changed(args.config, config)
     train(config)
     return 0
-
-
-def _check_pretrained_names_model(source: str | None) -> None:
-    """``--pretrained torchvision`` (or ``timm``, ``torchvision:IMAGENET1K_V1``) names no
-    model: without ``--model`` the run would try train's default, resnet20, and the error
-    would name a model the user never asked for."""
-    from .convert.pretrained import declared_model
-
-    if not source or source.partition(":")[0] not in ("torchvision", "timm"):
-        return
-    if declared_model(source) is None:
-        raise ResnetlabError(
-            f"--pretrained {source} does not say which model its weights are for: give "
-            "--model (e.g. --model resnet18), or name the weights in full "
-            "(torchvision:ResNet18_Weights.IMAGENET1K_V1, timm:resnet18.a1_in1k)"
-        )
 
 
 def parse_options(items: list[str], flag: str = "--model-option") -> dict:

@@ -627,6 +627,8 @@ def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):
 def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys):
     """``--pretrained torchvision`` alone names no model: the error asks for --model instead
     of naming train's default (resnet20), which the user did not choose."""
+    with pytest.raises(ResnetlabError, match=r"^--pretrained torchvision does not say"):
+        resnetlab.train(pretrained=True, data="digits", out=tmp_path / "run")
     for source in ("torchvision", "timm", "torchvision:IMAGENET1K_V1"):
         args = ["train", "--pretrained", source, "--data", "digits"]
         assert main([*args, "--out", str(tmp_path / "run")]) == 2
@@ -634,3 +636,5 @@ def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys
         assert err.startswith(f"error: --pretrained {source} does not say which model"), err
         assert "resnet20" not in err and "give --model" in err
         assert not (tmp_path / "run").exists()
+        with pytest.raises(ResnetlabError, match=r"does not say which model .* give --model"):
+            resnetlab.train(pretrained=source, data="digits", out=tmp_path / "run")

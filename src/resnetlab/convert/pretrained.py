@@ -403,6 +403,21 @@ def _check_served(
         )
 
 
+def check_names_model(source: str | os.PathLike | None) -> None:
+    """For a run with no model named: ``torchvision`` or ``timm`` alone (or
+    ``torchvision:IMAGENET1K_V1``) names none, and the run would try train's default,
+    resnet20, with an error naming a model the user never asked for."""
+    if source is True:  # as create_model takes it: torchvision's weights
+        source = "torchvision"
+    text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else ""
+    if text.partition(":")[0] in ("torchvision", "timm") and declared_model(text) is None:
+        raise ResnetlabError(
+            f"--pretrained {text} does not say which model its weights are for: give "
+            "--model (e.g. --model resnet18), or name the weights in full "
+            "(torchvision:ResNet18_Weights.IMAGENET1K_V1, timm:resnet18.a1_in1k)"
+        )
+
+
 def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
     """The model (and its options) that a run folder, a resnetlab model file, a Keras file
     (the course's ``resnet50_keras``) or a named source (``timm:resnet50.a1_in1k``,

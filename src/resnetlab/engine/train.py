@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..analysis import count_parameters
-from ..convert.pretrained import PretrainedWeights
+from ..convert.pretrained import PretrainedWeights, check_names_model
 from ..data import (
     Augment,
     Dataset,
@@ -303,6 +303,8 @@ def train(
         with global_state_kept():
             return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
+        if overrides.get("model") is None:
+            check_names_model(overrides.get("pretrained"))
         config = resolve_config(**overrides)
         warn_of_settings_that_do_not_apply(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
