@@ -749,3 +749,20 @@ def test_a_wrong_type_in_config_json_names_the_file(finished_run, tmp_path, caps
     assert_one_line_error(code, err, f"{config}: lr must be a finite number, got 'fast'")
     code, err = cli(capsys, "train", "--config", config, "--out", tmp_path / "again")
     assert_one_line_error(code, err, f"{config}: lr must be a finite number, got 'fast'")
+
+
+def test_a_run_from_a_run_on_the_same_folder_that_held_out_others_warns(tmp_path, capsys):
+    """Fine-tuning a run's model on the same photos with another --seed validates on images
+    the weights trained on: said, with the flags that hold out the same ones."""
+    data = _folder(tmp_path / "photos", per_class=10)
+    first = ["train", "--data", str(data), *TINY, "--seed", "3", "--out", str(tmp_path / "a")]
+    assert main(first) == 0
+    capsys.readouterr()
+    again = ["train", "--data", str(data), "--pretrained", str(tmp_path / "a"), "--max-steps"]
+    assert main([*again, "1", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "the weights' run held out 0.2 of these images with seed 3, this run 0.2 with " in err
+    assert "seed 0: its validation images include some the weights trained on" in err
+    assert "give --seed 3 to hold out the same ones" in err
+    assert main([*again, "1", "--seed", "3", "--out", str(tmp_path / "c")]) == 0
+    assert "the weights' run held out" not in capsys.readouterr().err

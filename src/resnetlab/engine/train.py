@@ -574,6 +574,31 @@ class Trainer:
             )
         return dataclasses.replace(c, flip=flip)
 
+    def _held_out_unlike_the_weights(self) -> str | None:
+        """Weights of a run on the same files that held out other images (another --seed or
+        --val-split): this run would validate on images they trained on."""
+        weights = self.start.weights if self.start is not None else None
+        if weights is None or weights.kind not in ("run", "resnetlab") or not self.held_out:
+            return None
+        assert weights.location is not None
+        theirs = (read_model_meta(weights.location).training or {}).get("held_out")
+        ours = self.held_out
+        if not isinstance(theirs, dict) or theirs.get("files") != ours.get("files"):
+            return None  # other data, or a folder that changed since
+        if (theirs.get("fraction"), theirs.get("seed")) == (ours["fraction"], ours["seed"]):
+            return None
+        flags = " ".join(
+            f"--{flag} {theirs.get(key)}"
+            for flag, key in (("seed", "seed"), ("val-split", "fraction"))
+            if theirs.get(key) != ours[key]
+        )
+        return (
+            f"the weights' run held out {theirs.get('fraction')} of these images with seed "
+            f"{theirs.get('seed')}, this run {ours['fraction']} with seed {ours['seed']}: its "
+            f"validation images include some the weights trained on, which flatters its "
+            f"accuracy; give {flags} to hold out the same ones"
+        )
+
     def _load_data(self) -> None:
         """Decode the data once, at the model's input size; loaders normalised with the
         training split's statistics."""
@@ -604,6 +629,8 @@ class Trainer:
                 warn(note, DataWarning)
         self.class_names = data.class_names
         self.held_out = data.held_out  # how validation was held out, for eval to do again
+        if note := self._held_out_unlike_the_weights():
+            warn(note, DataWarning)
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
         self.data_notes = [
