@@ -273,6 +273,17 @@ NAMED_FILES_NOTE = "the file names in"
 CLASS_FOLDER_NOTE = "looks like one of the class folders in"
 
 
+def with_folder_notes(notes: list[str], fix: str | None) -> str | None:
+    """``fix`` for data whose classes went wrong, after what its folder notes say first: a
+    class folder given for the folder that holds it (``photos/cat`` for ``photos/``); or, for
+    a lone folder of files named by class, that the folder itself is the class."""
+    named = [note for note in notes if note.startswith(NAMED_FILES_NOTE)]
+    if named:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
+        return named[0]
+    beside = [note for note in notes if CLASS_FOLDER_NOTE in note]
+    return f"{beside[0]}; else {fix}" if beside else fix
+
+
 def _name_labels(paths: list[str], least: int = 2) -> list[str] | None:
     """Each file's class from its name (``<class>_<rest>``), or None unless every name has one
     and they name at least ``least`` classes."""

@@ -36,13 +36,12 @@ from .cache import cache_root
 from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
 from .digits import load_digits_set
 from .folders import (
-    CLASS_FOLDER_NOTE,
     NAMED_CLASSES_NOTE,
-    NAMED_FILES_NOTE,
     find_root,
     folder_splits,
     looked_through_note,
     named_role,
+    with_folder_notes,
 )
 from .imageset import ImageSet, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats
@@ -766,12 +765,7 @@ def _check_two_classes(train: Split) -> None:
                 "images in a sub-folder named after the class, or name every file "
                 "<class>_<anything> (3_IMG_5864.jpg)"
             )
-        beside = [note for note in train.notes if CLASS_FOLDER_NOTE in note]
-        if beside:  # photos/cat given for photos/
-            fix = f"{beside[0]}; else {fix}"
-        named = [note for note in train.notes if note.startswith(NAMED_FILES_NOTE)]
-        if named:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
-            fix = named[0]
+        fix = with_folder_notes(train.notes, fix)
         raise DataError(
             f"{train.source}: every training image is of one class ({only}); a classifier "
             f"needs images of two classes at least: {fix}"

@@ -238,7 +238,7 @@ def _unknown_classes_problem(
     as the data names them, ``matched`` as matched to the model's, case aside), and the fix:
     a near name of a class the model has (``ships`` for ``ship``) is hinted at; data of none
     of its classes is data for another model, not folders to move out."""
-    from ..data.folders import CLASS_FOLDER_NOTE, NAMED_CLASSES_NOTE, NAMED_FILES_NOTE
+    from ..data.folders import NAMED_CLASSES_NOTE, with_folder_notes
 
     unknown = [name for name in matched if name not in meta.class_names]
     missing = [name for name in meta.class_names if name not in matched]
@@ -271,12 +271,7 @@ def _unknown_classes_problem(
             "name each file <class>_<anything> with one of the model's classes, or "
             "put the images in class folders"
         )
-        beside = [note for note in split.notes if CLASS_FOLDER_NOTE in note]
-        if beside:  # photos/cat given for photos/
-            fix = f"{beside[0]}; else {fix}"
-    named_files = [note for note in split.notes if note.startswith(NAMED_FILES_NOTE)]
-    if named_files:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
-        fix = named_files[0]
+    fix = with_folder_notes(split.notes, fix)
     if fix is None:
         return (
             f"{scored} has {len(named)} {classes} {_short(named)}, and the model was trained "
