@@ -432,8 +432,8 @@ def load_dataset(
 
 def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] | None:
     """What ``stratified_split`` needs to hold out the same images of ``split`` again, with
-    the images per class and, for files, a digest of their names and classes in order (a
-    folder that changed since gives other ones). None for a streamed split, whose
+    the images per class and, for files, a digest of them (``_files_digest``: a folder
+    that changed since gives another one). None for a streamed split, whose
     unreadable files are dropped only as they are read, where a decoded one leaves them out
     before the split."""
     if not isinstance(split, ImageSet):
@@ -463,7 +463,7 @@ def _files_digest(split: ImageSet) -> str | None:
         ]
         text = "\n".join(rows).encode(errors="surrogateescape")  # names that are not UTF-8 too
         digest = hashlib.sha256(text)
-        for path in split.paths[:: max(1, len(split.paths) // DIGEST_FILES)]:
+        for path in split.paths[:: max(1, len(split.paths) // DIGEST_FILES)][:DIGEST_FILES]:
             digest.update(Path(path).read_bytes())
     except OSError:
         return None
@@ -498,7 +498,7 @@ def _matched_to_training(val: Split, train: Split, image_size: int | None, resiz
         val = _resize(val, _size(train), resize)
         val.notes = [*val.notes, note]
     if copies := copies_of_training_images(train, val, "validation"):
-        warn(copies, DataWarning)  # load_dataset's caller
+        warn(copies, DataWarning)
     return val
 
 
