@@ -766,3 +766,18 @@ def test_a_run_from_a_run_on_the_same_folder_that_held_out_others_warns(tmp_path
     assert "give --seed 3 to hold out the same ones" in err
     assert main([*again, "1", "--seed", "3", "--out", str(tmp_path / "c")]) == 0
     assert "the weights' run held out" not in capsys.readouterr().err
+
+
+def test_a_run_from_a_run_on_a_set_of_no_files_warns_only_on_the_same_set(tmp_path, capsys):
+    # digits has no files to digest: the same set is known by its name and class counts.
+    first = ["train", "--data", "digits", *TINY, "--seed", "3", "--out", str(tmp_path / "a")]
+    assert main(first) == 0
+    capsys.readouterr()
+    again = ["train", "--pretrained", str(tmp_path / "a"), "--max-steps", "1"]
+    assert main([*again, "--data", "digits", "--out", str(tmp_path / "b")]) == 0
+    assert "give --seed 3 to hold out the same ones" in capsys.readouterr().err
+    rng = np.random.default_rng(0)  # other images of no files, of ten classes too
+    x = rng.integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+    other = _h5(tmp_path / "other.h5", x, np.arange(40) % 10)
+    assert main([*again, "--data", str(other), "--out", str(tmp_path / "c")]) == 0
+    assert "the weights' run held out" not in capsys.readouterr().err

@@ -581,10 +581,17 @@ class Trainer:
         if weights is None or weights.kind not in ("run", "resnetlab") or not self.held_out:
             return None
         assert weights.location is not None
-        theirs = (read_model_meta(weights.location).training or {}).get("held_out")
-        ours = self.held_out
-        if not isinstance(theirs, dict) or theirs.get("files") != ours.get("files"):
-            return None  # other data, or a folder that changed since
+        training = read_model_meta(weights.location).training or {}
+        theirs, ours = training.get("held_out"), self.held_out
+        if not isinstance(theirs, dict):
+            return None
+        if ours.get("files") is not None:
+            same = theirs.get("files") == ours["files"]  # not: a folder changed since
+        else:  # a data set of no files (an .h5, digits): by its name and images per class
+            named = training.get("data") == Path(self.config.data).name
+            same = named and theirs.get("per_class") == ours["per_class"]
+        if not same:
+            return None
         if (theirs.get("fraction"), theirs.get("seed")) == (ours["fraction"], ours["seed"]):
             return None
         flags = " ".join(
