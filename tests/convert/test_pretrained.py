@@ -90,6 +90,11 @@ def test_torchvision_source_reads_torchs_hub_cache(torchvision18, tmp_path, monk
     # Saved, it keeps the weights' normalisation, so predict feeds it what they expect.
     meta = resnetlab.save_model(six, tmp_path / "six.safetensors")
     assert (meta.mean, meta.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert meta.class_names is None and meta.resize == "crop"  # a new classifier: no names
+    # The classifier kept, its outputs keep ImageNet's names: predict answers with them.
+    kept = resnetlab.save_model(model, tmp_path / "imagenet.safetensors")
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert kept.class_names == list(categories) and kept.input_size == 224
 
 
 def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):
@@ -551,6 +556,28 @@ def test_a_model_started_from_weights_is_saved_at_their_input_size(tmp_path):
     fresh = resnetlab.create_model("resnet18", num_classes=2)
     resnetlab.save_model(fresh, tmp_path / "fresh.safetensors")
     assert resnetlab.read_model_meta(tmp_path / "fresh.safetensors").input_size == 224
+
+
+def test_a_model_started_from_a_model_file_is_saved_with_its_classes_and_resize(tmp_path):
+    weights = tmp_path / "pets.safetensors"
+    pets = resnetlab.create_model("resnet20", num_classes=3)
+    names = ["cat", "dog", "fish"]
+    resnetlab.save_model(pets, weights, class_names=names, resize="squash")
+    started = resnetlab.create_model("resnet20", pretrained=weights)
+    assert started.pretrained.class_names == names and started.pretrained.resize == "squash"
+    meta = resnetlab.save_model(started, tmp_path / "again.safetensors")
+    assert meta.class_names == names and meta.resize == "squash"
+    # In another order, the rows follow the names given, and so do the names saved.
+    reordered = resnetlab.create_model("resnet20", num_classes=3)
+    load_pretrained(reordered, weights, class_names=["fish", "cat", "dog"])
+    meta = resnetlab.save_model(reordered, tmp_path / "reordered.safetensors")
+    assert meta.class_names == ["fish", "cat", "dog"]
+    # Other classes get a new classifier, which no name describes; given ones win.
+    other = resnetlab.create_model("resnet20", num_classes=2, pretrained=weights)
+    assert other.pretrained.class_names is None
+    assert resnetlab.save_model(other, tmp_path / "o.safetensors").class_names is None
+    given = resnetlab.save_model(started, tmp_path / "g.safetensors", class_names=["a", "b", "c"])
+    assert given.class_names == ["a", "b", "c"]
 
 
 def test_a_classifier_from_weights_that_name_no_classes_says_it_takes_the_datas_order(tmp_path):

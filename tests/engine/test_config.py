@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+import resnetlab
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
 from resnetlab.engine.config import AUTO_FIELDS, warn_of_settings_that_do_not_apply
@@ -326,3 +327,16 @@ def test_help_of_train_config_says_what_every_field_does():
     for f in dataclasses.fields(TrainConfig):
         assert f"\n    {f.name}: " in TrainConfig.__doc__, f.name
     assert "    batch_size: images per step" in TrainConfig.__doc__
+
+
+def test_weights_from_a_model_file_keep_its_resize_unless_one_is_given(tmp_path):
+    weights = tmp_path / "squashed.safetensors"
+    model = resnetlab.create_model("resnet20", num_classes=2)
+    resnetlab.save_model(model, weights, resize="squash")
+    assert resolve_config(pretrained=weights, data="digits").resize == "squash"
+    assert resolve_config(pretrained=tmp_path / "none.pth").resize == "crop"  # not one: default
+    given = resolve_config(pretrained=weights, data="digits", resize="crop")
+    assert given.resize == "crop"
+    # A rerun from its config.json keeps what the run used.
+    assert resolve_config({"resize": "crop", "pretrained": str(weights)}).resize == "crop"
+    assert resolve_config(recipe="modern", model="resnet20").resize == "crop"

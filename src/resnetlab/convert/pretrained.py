@@ -63,6 +63,7 @@ from ..models.files import (
     CHECKPOINT_KIND,
     EXPORT_KINDS,
     META_KEY,
+    ModelMeta,
     cut_short,
     model_skeleton,
     other_format,
@@ -109,6 +110,8 @@ class PretrainedWeights:
         num_classes: outputs of the weights' classifier (0 without one).
         class_names: their names, when the source has them.
         input_size: the image side the weights were trained at, when known.
+        resize: how their images met that size: ``crop`` (shorter side, then the centre)
+            or ``squash`` (the whole image), when known.
     """
 
     source: str
@@ -128,6 +131,7 @@ class PretrainedWeights:
     num_classes: int | None = None
     class_names: list[str] | None = field(default=None, repr=False)
     input_size: int | None = None
+    resize: str | None = None
 
     def provenance(self) -> dict[str, Any]:
         """What a run folder and a model file record about the weights a model started from."""
@@ -157,6 +161,9 @@ class PretrainedReport:
             to use the training data's.
         normalisation_note: where it comes from.
         preprocessing: the source's recorded preprocessing.
+        class_names: the names of the kept classifier's outputs, when the weights (or the
+            ``class_names`` they were loaded for) name them; None for a new classifier.
+        resize: how the weights' images met their input size, when known.
     """
 
     weights: dict[str, Any]
@@ -170,6 +177,8 @@ class PretrainedReport:
     std: tuple[float, ...] | None = None
     normalisation_note: str = ""
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    class_names: list[str] | None = field(default=None, repr=False)
+    resize: str | None = None
 
     @property
     def head_is_new(self) -> bool:
@@ -302,6 +311,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
         num_classes=len(weights.meta["categories"]),
         class_names=list(weights.meta["categories"]),
         input_size=crop,
+        resize="crop",  # the shorter side to resize_size, then the centre
     )
 
 
@@ -357,6 +367,7 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         model=model,
         num_classes=int(cfg.get("num_classes", 1000)),
         input_size=size,
+        resize="crop",
     )
 
 
@@ -436,6 +447,17 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
         from .keras import keras_model_of
 
         return keras_model_of(path)
+    meta = recorded_meta(path)
+    if meta is None or meta.model not in list_models():
+        return None  # reading the weights names the file and the model this version lacks
+    return meta.model, dict(meta.model_kwargs)
+
+
+def recorded_meta(source: str | os.PathLike) -> ModelMeta | None:
+    """The metadata of the resnetlab model file that ``source`` names (a run folder's
+    ``best.safetensors``, or the file); None for any other source or a file that cannot be
+    read (the run reports that when it reads the weights)."""
+    path = Path(source).expanduser()
     file = path / "best.safetensors" if path.is_dir() else path
     if file.suffix.lower() != ".safetensors" or not file.is_file():
         return None
@@ -443,12 +465,9 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
         with safe_open(str(file), framework="pt") as f:
             if META_KEY not in (f.metadata() or {}):
                 return None
-        meta = read_model_meta(file)
+        return read_model_meta(file)
     except (SafetensorError, OSError, ValueError, ResnetlabError):
         return None
-    if meta.model not in list_models():
-        return None  # reading the weights names the file and the model this version lacks
-    return meta.model, dict(meta.model_kwargs)
 
 
 def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
@@ -552,6 +571,7 @@ def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
         num_classes=meta.num_classes,
         class_names=meta.class_names,
         input_size=meta.input_size,
+        resize=meta.resize,
     )
 
 
@@ -756,6 +776,8 @@ def load_pretrained(
         std=std,
         normalisation_note=note,
         preprocessing=dict(weights.preprocessing),
+        class_names=_output_names(head, rows, weights.class_names, class_names),
+        resize=weights.resize,
     )
     model.pretrained = report
     return report
@@ -891,6 +913,18 @@ def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabEr
         else "they are for another architecture (choose the --model they were made for)"
     )
     return ResnetlabError(f"{weights.description} does not fit {name}: {detail}; {fix}")
+
+
+def _output_names(
+    head: str, rows: list[int] | None, theirs: list[str] | None, ours: list[str] | None
+) -> list[str] | None:
+    """The names of a model's outputs after its classifier was loaded (``head`` and
+    ``rows`` as ``load_pretrained`` decided them): the weights' own, or ours where the rows
+    were put in our order; None for a classifier that starts anew."""
+    if head != "kept":
+        return None
+    names = ours if rows else theirs or ours
+    return list(names) if names else None
 
 
 def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[int] | None, str]:

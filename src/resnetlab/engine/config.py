@@ -671,6 +671,7 @@ def resolve_config(
     stored_paths(values)
     if isinstance(values.get("pretrained"), str):
         _model_of_weights(values)
+        _resize_of_weights(values)
     recipe = values.pop("recipe", None) or default_recipe(
         values.get("model", TrainConfig.model), values.get("pretrained")
     )
@@ -776,6 +777,19 @@ def _model_of_weights(values: dict[str, Any]) -> None:
     values["model_kwargs"] = {
         k: v for k, v in options.items() if k not in ("input_size", "num_classes")
     }
+
+
+def _resize_of_weights(values: dict[str, Any]) -> None:
+    """Weights from a run or a resnetlab model file, with no ``resize`` given: theirs, so
+    that photos of another shape meet the input size as the weights learnt them (as their
+    input size is taken, unless given)."""
+    from ..convert.pretrained import recorded_meta
+
+    if "resize" in values:
+        return
+    meta = recorded_meta(values["pretrained"])
+    if meta is not None:
+        values["resize"] = meta.resize
 
 
 def stored_paths(values: dict[str, Any]) -> None:

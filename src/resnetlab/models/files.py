@@ -259,9 +259,10 @@ def save_model(
 
     A model that came from a model file (``load_model``, or ``train(...).model``) keeps
     that file's class names (while its class count is the same), input size, ``mean``,
-    ``std`` and ``resize`` where they are not given. Otherwise ``mean`` and ``std`` default
-    to those of the pretrained weights the model started from (``model.pretrained``), else
-    to 0 and 1 (``pixels / 255``), and ``resize`` to ``crop``. The file is written to a
+    ``std`` and ``resize`` where they are not given. Otherwise they default to those of the
+    pretrained weights the model started from (``model.pretrained``; class names where its
+    classifier was kept), else ``mean`` and ``std`` to 0 and 1 (``pixels / 255``) and
+    ``resize`` to ``crop``. The file is written to a
     temporary name and renamed, so a crash never leaves a torn file. A model whose weights
     hold NaN or inf, or whose metadata the schema refuses (``meta_problem``), is not written.
 
@@ -295,8 +296,13 @@ def save_model(
             input_size = getattr(model, "input_size", None) or loaded.input_size
         if resize is None:
             resize = loaded.resize
-    if mean is None and std is None and pretrained is not None and pretrained.mean is not None:
-        mean, std = pretrained.mean, pretrained.std
+    if pretrained is not None:  # what the weights it started from say, where kept
+        if mean is None and std is None and pretrained.mean is not None:
+            mean, std = pretrained.mean, pretrained.std
+        names = getattr(pretrained, "class_names", None)
+        if class_names is None and names and len(names) == model.num_classes:
+            class_names = names
+        resize = resize or getattr(pretrained, "resize", None)
     mean = (0.0, 0.0, 0.0) if mean is None else mean
     std = (1.0, 1.0, 1.0) if std is None else std
     resize = "crop" if resize is None else resize
