@@ -198,7 +198,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data.decode import unwarned
-    from .data.folders import data_folder_holding
+    from .data.folders import class_folder_note, data_folder_holding, with_folder_notes
     from .data.report import class_table, contact_sheet, describe
     from .engine.report import data_tag
 
@@ -207,10 +207,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out")
     sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
     if not args.no_sheet and (folder := data_folder_holding(sheet, [args.path])):
-        raise ResnetlabError(
+        inside = (
             f"the contact sheet {sheet} would be inside the data folder {folder}, where the "
             "next run would read it as an image: give --out outside it, or --no-sheet"
         )
+        note = class_folder_note(Path(args.path))  # `data inspect .` in photos/cat/
+        raise ResnetlabError(with_folder_notes([note] if note else [], inside))
     summary, splits = describe(
         args.path,
         image_size=args.input_size,

@@ -240,3 +240,14 @@ def test_inspect_refuses_to_write_its_contact_sheet_into_the_data_folder(
     assert main(["data", "inspect", ".", "--out", str(tmp_path / "sheet.png")]) == 0
     assert main(["data", "inspect", ".", "--no-sheet"]) == 0
     assert sorted(p.name for p in root.iterdir()) == ["cat", "dog"]
+    # Run in one of its class folders, the likelier mistake is named first.
+    monkeypatch.chdir(root / "cat")
+    capsys.readouterr()
+    assert main(["data", "inspect", "."]) == 2
+    assert capsys.readouterr().err == (
+        "error: cat/ looks like one of the class folders in .. (cat, dog); if it is, give the "
+        "folder that holds them: ../; else the contact sheet runs/cat-samples.png would be "
+        "inside the data folder ., where the next run would read it as an image: give --out "
+        "outside it, or --no-sheet\n"
+    )
+    assert sorted(p.name for p in (root / "cat").iterdir()) == ["000.png"]

@@ -381,6 +381,21 @@ def _sibling_class_folders(folder: Path) -> list[str]:
     return [d.name for d in _visible_dirs(folder.parent) if d != folder and _direct_images(d)]
 
 
+def class_folder_note(folder: Path) -> str | None:
+    """For a folder of images and no folders, with folders of images beside it: that it
+    looks like one class of the data set its parent is (``photos/cat`` given for
+    ``photos/``), and what to give instead; else None."""
+    if not folder.is_dir() or _visible_dirs(folder) or not _direct_images(folder):
+        return None
+    named = _by_name(folder)
+    if not (siblings := _sibling_class_folders(named)):
+        return None
+    return (
+        f"{named.name}/ {CLASS_FOLDER_NOTE} {named.parent} ({_with_siblings(named, siblings)}); "
+        f"if it is, give the folder that holds them: {named.parent}{os.sep}"
+    )
+
+
 def _by_name(folder: Path) -> Path:
     """``folder`` spelled to end in its own name: ``.``, a class folder one is in, as
     ``../cat``, whose parent holds the folders beside it (``Path(".").parent`` is ``.``)."""
@@ -460,13 +475,8 @@ def scan_classes(folder: Path) -> FolderSplit:
         class_names = sorted(set(names))
         index = {name: i for i, name in enumerate(class_names)}
         notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
-        named = _by_name(folder)
-        if len(class_names) == 1 and (siblings := _sibling_class_folders(named)):
-            notes.append(  # photos/cat of IMG_0001.jpg... given for photos/
-                f"{named.name}/ {CLASS_FOLDER_NOTE} {named.parent} "
-                f"({_with_siblings(named, siblings)}); if it is, give the folder that "
-                f"holds them: {named.parent}{os.sep}"
-            )
+        if len(class_names) == 1 and (note := class_folder_note(folder)):
+            notes.append(note)  # photos/cat of IMG_0001.jpg... given for photos/
         notes += _case_twins_note(class_names, from_files=True)
         notes += _others_note(others)
         return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
