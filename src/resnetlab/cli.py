@@ -491,6 +491,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{args.model_file} on {args.data}: accuracy {result.accuracy:.4f} "
         f"({round(result.accuracy * result.count)}/{result.count}), "
         + (f"top-5 {result.top5:.4f}, " if result.top5 is not None else "")
+        + (f"balanced accuracy {result.balanced_accuracy:.4f}, " if result.imbalanced else "")
         + f"loss {result.loss:.4f}",
         highlight=False,
         soft_wrap=True,  # one line, whatever the width: scripts read it

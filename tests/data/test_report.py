@@ -141,15 +141,16 @@ def test_inspect_names_a_class_far_smaller_than_the_others(tmp_path, capsys):
     (split,) = json.loads(capsys.readouterr().out)["splits"].values()
     assert split["notes"] == [
         "class 'b' has 1 image, 'a' 10: a class this small is barely learnt; add images of it, "
-        "or check that its images are sorted or named right"
+        "weigh the classes equally (train --class-weights balanced), or check that its images "
+        "are sorted or named right"
     ]
     write_tree(tmp_path / "d", {"c": [noise(20)], "d": [noise(21), noise(22)]})  # each named
     assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
     (split,) = json.loads(capsys.readouterr().out)["splits"].values()
     assert split["notes"] == [
         "2 classes have a tenth of the images of 'a' (10) or fewer: 'b' 1, 'c' 1; a class "
-        "this small is barely learnt; add images of them, or check that their images are "
-        "sorted or named right"
+        "this small is barely learnt; add images of them, weigh the classes equally (train "
+        "--class-weights balanced), or check that their images are sorted or named right"
     ]
     for name in "cd":
         for file in (root / name).iterdir():

@@ -1,5 +1,10 @@
+import pytest
 import torch
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
 
 from resnetlab.engine.evaluate import EvalReport, evaluate_loader
 
@@ -39,6 +44,23 @@ def test_confusion_precision_and_recall_agree_with_scikit_learn():
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     assert abs(result.loss - loss) < 1e-6 and result.count == n
     assert result.accuracy == (predicted == labels).sum().item() / n
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_balanced_accuracy_agrees_with_scikit_learn_and_shows_only_where_classes_differ():
+    generator = torch.Generator().manual_seed(1)
+    k, n = 4, 150
+    logits = torch.randn(n, k, generator=generator)
+    labels = torch.cat([torch.zeros(100), torch.ones(40), torch.full((10,), 2)]).long()
+    result = evaluate_loader(Lookup(logits), [(torch.arange(n), labels)], k)  # class 3: none
+    expected = balanced_accuracy_score(labels, logits.argmax(1))
+    assert result.balanced_accuracy == pytest.approx(expected, abs=1e-12)
+    assert result.imbalanced and result.balanced_accuracy != result.accuracy
+    report = EvalReport(result, ["a", "b", "c", "d"], "data", "model").to_dict()
+    assert report["balanced_accuracy"] == result.balanced_accuracy
+    even = torch.arange(3).repeat(20)  # 20 images of each class
+    result = evaluate_loader(Lookup(logits[:60]), [(torch.arange(60), even)], k)
+    assert not result.imbalanced
 
 
 def test_top5_accuracy_counts_the_true_class_among_the_five_most_probable():

@@ -16,7 +16,9 @@ from resnetlab.engine.step import (
     EmaUpdate,
     TrainStep,
     build_training,
+    class_weights,
     refuse_lone_values,
+    weighed_classes_note,
 )
 
 CPU = torch.device("cpu")
@@ -331,6 +333,60 @@ def test_gradient_clipping_bounds_the_update():
     assert (after - before).norm() == pytest.approx(0.01, rel=1e-4)
     unclipped = TrainStep(copy.deepcopy(model), torch.optim.SGD(model.parameters(), lr=1.0))
     assert unclipped.clip_grad_norm == 0
+
+
+@pytest.mark.parametrize(
+    "counts, expected",
+    [
+        ([10, 10], [1.0, 1.0]),  # balanced data: every image weighs the same
+        ([90, 10], [100 / 180, 100 / 20]),  # the small class's images weigh nine times more
+        ([6, 3, 1], [10 / 18, 10 / 9, 10 / 3]),
+        ([8, 0, 2], [10 / 24, 1.0, 10 / 6]),  # no images of a class: its weight is unused
+    ],
+)
+def test_balanced_class_weights_are_scikit_learns(counts, expected):
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = class_weights("balanced", counts, CPU)
+    assert weights.tolist() == pytest.approx(expected)
+    labels = [c for c, n in enumerate(counts) for _ in range(n)]
+    present = [c for c, n in enumerate(counts) if n]
+    theirs = compute_class_weight("balanced", classes=np.array(present), y=np.array(labels))
+    if len(present) == len(counts):
+        assert weights.tolist() == pytest.approx(theirs.tolist())
+    assert class_weights("none", counts, CPU) is None
+
+
+def test_the_step_weighs_each_class_in_the_loss():
+    # One image of class 1 among seven of class 0: the weighted mean, each image's loss
+    # times its class's weight over the sum of the weights.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    x, y = torch.randn(8, 4), torch.tensor([0] * 7 + [1])
+    weights = class_weights("balanced", [70, 10], CPU)
+    with torch.no_grad():
+        logits = model(x)
+    expected = torch.nn.functional.cross_entropy(logits, y, weight=weights)
+    per_image = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    by_hand = (per_image * weights[y]).sum() / weights[y].sum()
+    assert expected.item() == pytest.approx(by_hand.item())
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.0), class_weights=weights)
+    step(x, y)
+    assert step.take_sums()[0].item() / len(y) == pytest.approx(expected.item(), rel=1e-6)
+    assert weighed_classes_note(["cat", "dog"], [70, 10]) == (
+        "each class weighs in the loss in inverse proportion to its training images "
+        "(--class-weights balanced): 'dog' x4.00, 'cat' x0.57"
+    )
+
+
+def test_training_with_balanced_class_weights_records_and_says_them(tmp_path, capsys):
+    config = TrainConfig(
+        **FAST, max_steps=2, warmup_steps=1, class_weights="balanced", out=str(tmp_path / "r")
+    )
+    train(config)
+    assert TrainConfig.load(tmp_path / "r" / "config.json")["class_weights"] == "balanced"
+    assert "data: each class weighs in the loss" in capsys.readouterr().err
 
 
 def test_a_batch_of_one_that_reaches_1x1_maps_is_refused_before_training():

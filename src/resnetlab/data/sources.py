@@ -726,10 +726,13 @@ def copies_of_training_images(train: Split, held_out: Split, what: str) -> str |
     )
 
 
-def class_balance_note(split: Split, what: str = "training image") -> str | None:
+def class_balance_note(
+    split: Split, what: str = "training image", weighed: bool = False
+) -> str | None:
     """A note when classes have a tenth of the images of the largest or fewer, naming each
     (the smallest first): a misnamed file or a stray folder looks like that, and a real
-    class that small is barely learnt."""
+    class that small is barely learnt. ``weighed``: training weighs the classes equally
+    already (``--class-weights balanced``), which the note then does not advise."""
     counts = split.class_counts()
     most = max(counts)
     small = sorted((n, c) for c, n in enumerate(counts) if n * 10 <= most)
@@ -740,16 +743,20 @@ def class_balance_note(split: Split, what: str = "training image") -> str | None
         [(few, c)] = small
         return (
             f"class {split.class_names[c]!r} has {few:,} {what}{'s' if few != 1 else ''}, "
-            f"{large!r} {most:,}: a class this small is barely learnt; add images of it, or "
-            "check that its images are sorted or named right"
+            f"{large!r} {most:,}: a class this small is barely learnt; add images of it"
+            f"{_weighing(weighed)}, or check that its images are sorted or named right"
         )
     shown = ", ".join(f"{split.class_names[c]!r} {n:,}" for n, c in small[:10])
     more = f" and {len(small) - 10:,} more" if len(small) > 10 else ""
     return (
         f"{len(small)} classes have a tenth of the {what}s of {large!r} ({most:,}) or fewer: "
-        f"{shown}{more}; a class this small is barely learnt; add images of them, or check "
-        "that their images are sorted or named right"
+        f"{shown}{more}; a class this small is barely learnt; add images of them"
+        f"{_weighing(weighed)}, or check that their images are sorted or named right"
     )
+
+
+def _weighing(weighed: bool) -> str:
+    return "" if weighed else ", weigh the classes equally (train --class-weights balanced)"
 
 
 def _check_two_classes(train: Split) -> None:

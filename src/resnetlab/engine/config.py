@@ -208,6 +208,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FREEZE_CHOICES = ("stem", "layer1", "layer2", "layer3", "layer4", "backbone")  # engine.finetune
+CLASS_WEIGHTS = ("none", "balanced")  # engine.step.class_weights
 
 # The options that take one of a list of values, for validation and the command line.
 CHOICES = {
@@ -217,6 +218,7 @@ CHOICES = {
     "precision": PRECISIONS,
     "resize": RESIZE_MODES,
     "freeze": FREEZE_CHOICES,
+    "class_weights": CLASS_WEIGHTS,
 }
 
 
@@ -280,6 +282,9 @@ TRAIN_HELP = {
     "warmup_epochs": "linear learning-rate warmup, in epochs (fractions allowed)",
     "warmup_steps": "linear learning-rate warmup, in steps (wins over --warmup-epochs)",
     "label_smoothing": "label smoothing of the cross-entropy loss",
+    "class_weights": "none, or balanced: each class's images weigh in the loss in inverse "
+    "proportion to its share of the training images (scikit-learn's 'balanced', Keras's "
+    "class_weight), so a small class counts as much as a large one",
     "ema_decay": "keep and save an exponential moving average of the weights (e.g. 0.999)",
     "target_accuracy": "stop after the first epoch whose validation accuracy reaches this "
     "(e.g. 0.91; time-to-accuracy runs)",
@@ -366,6 +371,7 @@ class TrainConfig:
     warmup_epochs: float | None = 1.0
     warmup_steps: int | None = None  # in steps instead of epochs; wins over warmup_epochs
     label_smoothing: float = 0.1
+    class_weights: str = "none"  # "balanced": each class weighs the same in the loss
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
     target_accuracy: float | None = None  # stop after the first epoch whose accuracy reaches it
     patience: int | None = None  # stop after this many epochs without a better accuracy
@@ -447,6 +453,10 @@ class TrainConfig:
             (
                 self.resize in RESIZE_MODES,
                 f"unknown resize {self.resize!r}; choose {_choices(RESIZE_MODES)}",
+            ),
+            (
+                self.class_weights in CLASS_WEIGHTS,
+                f"unknown class weights {self.class_weights!r}; choose {_choices(CLASS_WEIGHTS)}",
             ),
             (
                 self.epochs is None or self.epochs >= 1,

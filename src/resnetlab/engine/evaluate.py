@@ -38,6 +38,26 @@ class EvalResult:
         recall = (tp / c.sum(1).clamp_min(1)).tolist()
         return precision, recall
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """The recall of each class that has images here, averaged: what the accuracy would
+        be if every class had as many images (scikit-learn's ``balanced_accuracy_score``);
+        NaN without images."""
+        support = self.confusion.sum(1)
+        seen = support > 0
+        if not seen.any():
+            return float("nan")
+        recall = self.confusion.diag()[seen].double() / support[seen]
+        return recall.mean().item()
+
+    @property
+    def imbalanced(self) -> bool:
+        """Whether the classes that have images here have different numbers of them, so that
+        the balanced accuracy says something the accuracy does not."""
+        support = self.confusion.sum(1)
+        support = support[support > 0]
+        return len(support) > 1 and bool(support.min() != support.max())
+
 
 @torch.no_grad()
 def evaluate_loader(
@@ -111,6 +131,7 @@ class EvalReport:
             "count": self.result.count,
             "accuracy": self.result.accuracy,
             "top5_accuracy": self.result.top5,
+            "balanced_accuracy": self.result.balanced_accuracy,
             "loss": self.result.loss,
             "per_class": [{"class": name, **row} for name, row in self.per_class().items()],
             "confusion": self.result.confusion.tolist(),

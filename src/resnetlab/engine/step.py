@@ -178,6 +178,8 @@ class TrainStep:
             another shape, such as a last smaller one, runs eagerly).
         clip_grad_norm: > 0 scales the gradients down to this total norm when above it
             (on the device, no host read: it fits in a CUDA graph).
+        class_weights: (K,) weights of the classes in the loss (``class_weights``), or
+            None: every image weighs the same.
     """
 
     def __init__(
@@ -193,8 +195,10 @@ class TrainStep:
         ema_decay: float = 0.0,
         cuda_graphs: bool = False,
         clip_grad_norm: float = 0.0,
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         self.net = net
+        self.class_weights = class_weights
         self.clip_grad_norm = clip_grad_norm
         self.optimizer = optimizer
         self.model = model if model is not None else net
@@ -239,7 +243,9 @@ class TrainStep:
         # Autocast's weight cast cache would hold tensors from outside a graph's memory pool.
         with autocast(self.device, self.amp_dtype, cache_enabled=not self.cuda_graphs):
             logits = self.net(x)  # (B, K)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(
+            logits.float(), y, weight=self.class_weights, label_smoothing=self.label_smoothing
+        )
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -395,6 +401,7 @@ def build_training(
     class_names: list[str] | None = None,
     cpu_plan: CpuPlan | None = None,
     run_steps: int | None = None,
+    class_counts: list[int] | None = None,
 ) -> TrainParts:
     """The model, optimizer, EMA and step of a training run of ``config`` on ``device``.
 
@@ -410,6 +417,7 @@ def build_training(
         cpu_plan: on the CPU, the plan to train with (a resumed run keeps the one it
             started with); default: the calibration's (``engine.calibrate.plan_cpu``),
             which measures nothing for a run of few ``run_steps``.
+        class_counts: training images per class, which ``config.class_weights`` weighs by.
     """
     dist = dist or DistInfo()
     refuse_lone_values(config, num_classes, input_size)
@@ -459,9 +467,36 @@ def build_training(
         ema_decay=config.ema_decay,
         cuda_graphs=cuda_graphs,
         clip_grad_norm=config.clip_grad_norm,
+        class_weights=class_weights(config.class_weights, class_counts, device),
     )
     return TrainParts(
         model, net, optimizer, scaler, ema, step, amp_dtype, channels_last, tuning, cpu_plan
+    )
+
+
+def class_weights(kind: str, counts: list[int] | None, device: torch.device) -> torch.Tensor | None:
+    """The loss's weight of each class: None for ``none`` (each image weighs the same); for
+    ``balanced``, ``images / (classes * images of the class)``, scikit-learn's "balanced",
+    so that each class weighs as much in all as a class of the mean size (a class without
+    training images weighs 1, which no image of it uses)."""
+    if kind == "none" or not counts:
+        return None
+    total, k = sum(counts), len(counts)
+    weights = [total / (k * n) if n else 1.0 for n in counts]
+    return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def weighed_classes_note(class_names: list[str], counts: list[int]) -> str:
+    """The line a run with ``--class-weights balanced`` logs: each class's weight in the
+    loss, the heaviest (smallest) first, up to six."""
+    weights = class_weights("balanced", counts, torch.device("cpu"))
+    assert weights is not None
+    order = sorted(range(len(counts)), key=lambda c: -weights[c].item())
+    shown = ", ".join(f"{class_names[c]!r} x{weights[c].item():.2f}" for c in order[:6])
+    more = f" and {len(order) - 6:,} more" if len(order) > 6 else ""
+    return (
+        f"each class weighs in the loss in inverse proportion to its training images "
+        f"(--class-weights balanced): {shown}{more}"
     )
 
 

@@ -107,6 +107,7 @@ from .step import (
     global_state_kept,
     precision_name,
     resolve_channels_last,
+    weighed_classes_note,
 )
 from .threads import ThreadWatch, watch_threads
 
@@ -467,6 +468,7 @@ class Trainer:
             class_names=self.class_names,
             cpu_plan=plan,
             run_steps=self.config.max_steps or self.config.epochs * len(self.train_loader),
+            class_counts=self.class_counts,
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
         self.net = parts.net
@@ -686,8 +688,12 @@ class Trainer:
                 f"{len(data.train)} training images make no full batch of {c.batch_size}; "
                 f"lower --batch-size"
             )
-        if not self.subset_emptied and (note := class_balance_note(data.train)) is not None:
-            warn(note, DataWarning)
+        self.class_counts = data.train.class_counts()  # what --class-weights balanced weighs by
+        if c.class_weights == "balanced":
+            self.data_notes.append(weighed_classes_note(self.class_names, self.class_counts))
+        balance = class_balance_note(data.train, weighed=c.class_weights == "balanced")
+        if not self.subset_emptied and balance is not None:
+            warn(balance, DataWarning)
         per_process = len(data.train) // self.dist.world_size
         if c.batch_size > per_process:
             warn(
