@@ -137,6 +137,20 @@ def test_predict_and_explain_take_open_images_as_their_files(tmp_path):
     assert maps.sources == ["image 0"]
 
 
+def test_predict_shows_its_warnings_at_the_line_that_called_it(tmp_path):
+    # predict runs under torch.no_grad(), whose wrapper is not the script's line.
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    (photos / "b.png").write_bytes(b"damaged")
+    with pytest.warns(resnetlab.errors.DataWarning, match="b.png") as caught:
+        line = sys._getframe().f_lineno + 1
+        resnetlab.predict(model, [photos])
+    assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}
+
+
 def test_predict_and_evaluate_of_a_model_with_no_file_say_to_load_or_save_one(tmp_path):
     image = tmp_path / "x.png"
     Image.new("RGB", (32, 32)).save(image)

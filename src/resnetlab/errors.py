@@ -19,6 +19,9 @@ URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# Decorators between a script and the package's function it called (``@torch.no_grad()``,
+# ``contextlib``'s): their frames are not the script's line either.
+_WRAPPERS = (os.path.join("torch", "utils", "_contextlib.py"), os.sep + "contextlib.py")
 
 
 # Folders that messages name as the user gave them: an archive's copy extracted into the
@@ -45,7 +48,10 @@ def warn(message: str, category: type[Warning]) -> None:
     line of the script that called ``resnetlab.train(...)``, not one of this package (as
     Python 3.12's ``skip_file_prefixes`` does)."""
     level, frame = 2, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE)
+        or frame.f_code.co_filename.endswith(_WRAPPERS)
+    ):
         level, frame = level + 1, frame.f_back
     warnings.warn(as_given(message), category, stacklevel=level)
 
