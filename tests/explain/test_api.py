@@ -132,6 +132,15 @@ def test_a_class_named_in_another_case_is_the_models_as_eval_takes_it():
         _targets("RED", ["Red", "red"], 1)  # two classes it could be: neither
 
 
+def test_a_class_name_in_either_unicode_form_is_the_models():
+    # Pasted from macOS's Finder, "café" comes decomposed: e and a combining accent.
+    from resnetlab.explain.api import _targets
+
+    names = ["café", "thé"]
+    assert _targets("cafe\u0301", names, 1).tolist() == [0]
+    assert _targets("THE\u0301", names, 1).tolist() == [1]
+
+
 def test_a_target_class_that_is_neither_a_name_nor_an_index_is_one_line():
     from resnetlab.explain.api import _targets
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import operator
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -217,8 +218,15 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
     indices = []
     for item in items:
         if isinstance(item, str):
-            if item not in names:  # in another case, where one class is so named (as eval)
-                alike = [name for name in names if name.casefold() == item.casefold()]
+            if item not in names:  # in another case, where one class is so named (as eval),
+                # or in the other Unicode form (a name pasted from macOS's Finder)
+                key = unicodedata.normalize("NFC", item)
+                alike = [name for name in names if unicodedata.normalize("NFC", name) == key]
+                alike = alike or [
+                    name
+                    for name in names
+                    if unicodedata.normalize("NFC", name).casefold() == key.casefold()
+                ]
                 if len(alike) != 1:
                     classes = ", ".join(names)
                     raise ResnetlabError(f"no class {item!r}; the model's classes: {classes}")
