@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,6 +150,22 @@ def test_predict_shows_its_warnings_at_the_line_that_called_it(tmp_path):
         line = sys._getframe().f_lineno + 1
         resnetlab.predict(model, [photos])
     assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}
+
+
+def test_paths_from_the_home_folder_are_read_as_a_shell_reads_them(tmp_path, monkeypatch):
+    # "~/photos" is the home folder's for the model file, the images and the folder written
+    # to, as it is for the data (--data ~/photos), not a folder named "~" here.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "..")
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=2), tmp_path / "m.safetensors", input_size=8
+    )
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (found,) = resnetlab.predict("~/m.safetensors", ["~/a.png"])
+    assert found.source == str(tmp_path / "a.png")
+    assert resnetlab.load_model(Path("~/m.safetensors")).num_classes == 2
+    explain("~/m.safetensors", "~/a.png").save("~/cams")
+    assert (tmp_path / "cams" / "a.png").is_file()
 
 
 def test_predict_and_evaluate_of_a_model_with_no_file_say_to_load_or_save_one(tmp_path):

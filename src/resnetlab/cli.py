@@ -457,10 +457,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .engine.report import data_tag
 
     # By default beside the model file, named after both: another data set's is kept.
-    model_file = Path(args.model_file)
+    model_file = Path(args.model_file).expanduser()
     png = Path(
         args.png or model_file.with_name(f"{model_file.stem}.{data_tag(args.data)}.confusion.png")
-    )
+    ).expanduser()
     if args.png:
         check_figure_file(png, "--png")  # before the evaluation, not after it
         check_output_file(args.png, "--png")

@@ -120,9 +120,10 @@ def path_argument(
     value: object, what: str, give: str = "one", *, reading: bool = True
 ) -> str | os.PathLike:
     """``value`` when it is a path (``str`` or ``os.PathLike``) that is not empty nor a URL,
-    else one line naming ``what`` and what was given instead (``give``: what to give for an
-    empty one, see ``empty_problem``; ``reading``: a URL is told to be downloaded first,
-    else to be a local path)."""
+    with a leading ``~`` expanded to the home folder as a shell would (and as data paths
+    are), else one line naming ``what`` and what was given instead (``give``: what to give
+    for an empty one, see ``empty_problem``; ``reading``: a URL is told to be downloaded
+    first, else to be a local path)."""
     if not isinstance(value, str | os.PathLike):
         raise ResnetlabError(
             f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}"
@@ -132,6 +133,8 @@ def path_argument(
     if URL.match(text := os.fspath(value)):  # read as a path, it would be 'not found'
         fix = f"download it first (curl -O {text})" if reading else "give a local path"
         raise ResnetlabError(f"{what}: {text} is a URL, and resnetlab works on local files; {fix}")
+    if text.startswith("~") and (home := os.path.expanduser(text)) != text:
+        return type(value)(home) if isinstance(value, Path) else home
     return value
 
 

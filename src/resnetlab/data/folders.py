@@ -215,7 +215,12 @@ def data_folder_holding(path: Path, data: list[str | None]) -> str | None:
     """The data folder among ``data`` (specs) that holds ``path``, or None: a figure written
     there would be read as an image, of a class of its own, by the next run on that folder."""
     for spec in data:
-        if spec and Path(spec).is_dir() and path.resolve().is_relative_to(Path(spec).resolve()):
+        folder = Path(spec).expanduser() if spec else None
+        if (
+            folder
+            and folder.is_dir()
+            and path.expanduser().resolve().is_relative_to(folder.resolve())
+        ):
             return spec
     return None
 

@@ -50,7 +50,8 @@ def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cp
     """The model in a file, for ``predict``, ``eval`` and ``serve``: a ``.safetensors`` file
     (``load_model``), or an ``.onnx`` file written by ``resnetlab export`` (run by onnxruntime
     on the CPU)."""
-    if Path(path_argument(path, "the model file")).suffix.lower() == ".onnx":
+    path = path_argument(path, "the model file")
+    if Path(path).suffix.lower() == ".onnx":
         from ..export import OnnxModel
 
         return OnnxModel(path)

@@ -237,7 +237,7 @@ def export_model(
             "resnetlab.save_model(model, 'model.safetensors') (a loaded model keeps its class "
             "names and normalisation) and export that file"
         )
-    path_argument(model_file, "the model file")
+    model_file = path_argument(model_file, "the model file")
     out = path_argument(out, "the file to write", reading=False)
     if problem := folder_problem(out, "model.onnx"):
         raise ResnetlabError(problem)

@@ -542,6 +542,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     from ..engine.distributed import resolve_device  # engine builds on models
 
     device = resolve_device(str(device))
+    path = path_argument(path, "the model file")
     meta = read_model_meta(path)
     _check_shapes(path, meta)
     # The drawn weights are replaced by the file's; drawing them leaves the caller's generator
