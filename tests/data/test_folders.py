@@ -20,7 +20,7 @@ from resnetlab.data import (
 )
 from resnetlab.data import decode as decode_module
 from resnetlab.data import folders as folders_module
-from resnetlab.data.decode import READ_ERRORS, read_error_reason
+from resnetlab.data.decode import READ_ERRORS, read_error_reason, read_header_size
 from resnetlab.errors import DataError, DataWarning
 
 from .conftest import noise, solid, write_tree
@@ -248,6 +248,18 @@ def test_an_image_read_from_a_stream_that_cannot_seek(tmp_path):
     noise(0, size=(12, 10)).save(tmp_path / "x.png")
     pixels = read_image(_Pipe((tmp_path / "x.png").read_bytes()))
     assert np.array_equal(pixels, read_image(tmp_path / "x.png"))
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tiff"])
+def test_a_turned_images_header_size_is_the_size_it_is_read_at(tmp_path, suffix):
+    # Stored 16 wide and 8 high, shown a quarter turn round (EXIF orientation 6): 8 wide.
+    # Pillow turns a TIFF itself, its size too; the header's size is not turned again.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"turned{suffix}"
+    noise(1, size=(16, 8)).save(path, exif=exif)
+    assert read_image(path).shape[:2] == (16, 8)
+    assert read_header_size(path) == (16, 8)
 
 
 def test_damaged_exif_data_is_one_warning_that_names_the_file(tmp_path):

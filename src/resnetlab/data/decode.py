@@ -353,6 +353,8 @@ def read_header_size(path: str | os.PathLike) -> Size:
     with _ignoring(UserWarning, module=r"PIL\."), _open(path) as im:
         width, height = im.size
         turned = (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1)
+        if im.format == "TIFF" and im.size != (im.tag_v2.get(256), im.tag_v2.get(257)):
+            turned = 1  # a newer Pillow turns a TIFF itself, its size too: not again
     if turned in (5, 6, 7, 8):  # a quarter turn: read_image swaps the sides
         width, height = height, width
     return height, width
