@@ -1,6 +1,8 @@
 import errno
 import json
+import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +214,14 @@ def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_pa
     assert main(["export", str(cifar_file), str(out), "--data", str(folder), "--json"]) == 0
     check = json.loads(capsys.readouterr().out)["check"]
     assert check["images"] == f"7 images of {folder}" and check["count"] == 7
+    # An archive of it is named as given, not by its copy extracted into the cache.
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*.*")):
+            zf.write(path, path.relative_to(tmp_path))
+    assert main(["export", str(cifar_file), str(out), "--data", str(archive), "--json"]) == 0
+    check = json.loads(capsys.readouterr().out)["check"]
+    assert check["images"] == f"7 images of {archive}{os.sep}data"
 
 
 @pytest.mark.parametrize(

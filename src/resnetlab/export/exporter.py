@@ -32,7 +32,14 @@ from ..data.decode import unwarned
 from ..data.loader import normalisation
 from ..engine.inference import fold_batchnorm
 from ..engine.train import run_file_problem
-from ..errors import ResnetlabError, count_argument, folder_problem, path_argument, shown
+from ..errors import (
+    ResnetlabError,
+    as_given,
+    count_argument,
+    folder_problem,
+    path_argument,
+    shown,
+)
 from ..models import ModelMeta, load_model
 from ..storage import write_error
 from .runtime import (
@@ -592,7 +599,8 @@ def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
 
     split = held_out_split(data, meta)
     images = split_pixels(split, CHECK_IMAGES)
-    return images, f"{len(images)} images of {split.source or data}"
+    # An archive's images named by the archive, not by its copy extracted into the cache.
+    return images, as_given(f"{len(images)} images of {split.source or data}")
 
 
 def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Tensor:
