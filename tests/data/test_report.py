@@ -1,5 +1,6 @@
 import json
 import warnings
+import zipfile
 
 from PIL import Image
 
@@ -122,6 +123,21 @@ def test_inspect_json_names_each_skipped_file_decoded_and_cached(tmp_path, capsy
     monkeypatch.setattr("resnetlab.data.folders.decode_files", no_decoding)
     cached = inspect()
     assert cached["skipped"] == decoded["skipped"] and cached["images"] == 20
+
+
+def test_inspect_json_names_a_skipped_file_of_an_archive_by_the_archive(tmp_path, capsys):
+    # As the warning names it (photos.zip/photos/b/bad.png), not by its extracted copy.
+    root = write_tree(
+        tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    (root / "b" / "bad.png").write_text("not an image")
+    archive = tmp_path / "d.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(root.rglob("*.png")):
+            zf.write(path, path.relative_to(tmp_path))
+    assert main(["data", "inspect", str(archive), "--no-sheet", "--json"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["splits"].values()
+    assert [s["path"] for s in split["skipped"]] == [str(archive / "d" / "b" / "bad.png")]
 
 
 def test_inspect_says_the_unreadable_count_once(tmp_path, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..analysis.fonts import any_script
+from ..errors import as_given
 from ..storage import atomic_write, write_error
 from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
 from .imageset import ImageSet
@@ -73,8 +74,8 @@ def describe(
                 "streamed": not isinstance(split, ImageSet),
                 "class_counts": dict(zip(split.class_names, split.class_counts(), strict=True)),
                 "notes": [*split.notes, *filter(None, [class_balance_note(split, "image")])],
-                "skipped": [
-                    {"path": path, "reason": reason}
+                "skipped": [  # an archive's files named in it, as the warnings name them
+                    {"path": as_given(path), "reason": reason}
                     for path, reason in (split.skipped if isinstance(split, ImageSet) else [])
                 ],
             }
