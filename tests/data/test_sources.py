@@ -351,6 +351,26 @@ def test_a_copy_of_the_training_folder_is_scored_on_the_images_held_out(tmp_path
     assert len(whole) == 20 and whole.notes[-1].startswith(f"all 20 images of {test}")
 
 
+def test_a_copy_whose_names_are_in_the_other_unicode_form_is_the_same_files(tmp_path):
+    # As macOS spells "café" (e and a combining accent) against a copy made elsewhere: the
+    # same classes, so the same files; the record of a run made before says the same.
+    from resnetlab.data import sources
+    from resnetlab.data.sources import load_eval_split
+
+    classes = {c: [noise(i + 20 * k) for i in range(10)] for k, c in enumerate(["cafe\u0301", "b"])}
+    root = write_tree(tmp_path / "photos", classes)
+    data = load_dataset(str(root), default_val_split=0.2)
+    composed = tmp_path / "photos_copy"
+    shutil.copytree(root / "cafe\u0301", composed / "caf\u00e9")
+    shutil.copytree(root / "b", composed / "b")
+    again = load_eval_split(str(composed), trained_on="photos", held_out=data.held_out)
+    assert torch.equal(again.images, data.val.images)
+    whole = load_dataset(str(root)).train  # not split: all the files the record is of
+    before = {**data.held_out, "files": sources._files_digest(whole, composed=False)}
+    again = load_eval_split(str(root), trained_on="photos", held_out=before)
+    assert torch.equal(again.images, data.val.images)
+
+
 def test_the_images_a_run_held_out_are_found_again_only_in_the_same_files(tmp_path, monkeypatch):
     from resnetlab.data.sources import load_eval_split
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -448,17 +449,23 @@ def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] 
 DIGEST_FILES = 8  # of a held-out record's files, read whole into its digest
 
 
-def _files_digest(split: ImageSet) -> str | None:
+def _files_digest(split: ImageSet, *, composed: bool = True) -> str | None:
     """A digest of ``split``'s files in order, each by its class, the last two parts of its
     path (``cat/1.jpg``) and its size in bytes, and of the contents of a few of them (files
     of one size, BMPs say, hold other images under the same names), however the folder
     above them is spelled (a copy of the folder, or a link to it, gives the same); None
-    where a file is gone."""
+    where a file is gone. The names are taken in Unicode's composed form (NFC), as class
+    names are (``readable``): a copy of a macOS folder made elsewhere gives the same;
+    ``composed=False``: as they are spelled, as records made before that were."""
     assert split.paths is not None
+
+    def spelled(name: str) -> str:
+        return unicodedata.normalize("NFC", name) if composed else name
+
     try:
         rows = [
-            f"{split.class_names[label]}\t{Path(path).parent.name}/{Path(path).name}\t"
-            f"{os.path.getsize(path)}"
+            f"{split.class_names[label]}\t{spelled(Path(path).parent.name)}/"
+            f"{spelled(Path(path).name)}\t{os.path.getsize(path)}"
             for label, path in zip(split.labels.tolist(), split.paths, strict=True)
         ]
         text = "\n".join(rows).encode(errors="surrogateescape")  # names that are not UTF-8 too
@@ -483,9 +490,15 @@ def _held_out_again(split: Split, record: Any) -> Split | None:
         return None
     if torch.bincount(split.labels, minlength=len(split.class_names)).tolist() != per_class:
         return None
-    if files is not None and (split.paths is None or _files_digest(split) != files):
+    if files is not None and (split.paths is None or not _same_files(split, files)):
         return None
     return split.subset(stratified_split(split.labels, fraction, seed)[1])
+
+
+def _same_files(split: ImageSet, files: str) -> bool:
+    """Whether ``split`` holds the files of the digest ``files``: of their names composed,
+    or as they are spelled (a record made before names were composed)."""
+    return _files_digest(split) == files or _files_digest(split, composed=False) == files
 
 
 def _matched_to_training(val: Split, train: Split, image_size: int | None, resize: str) -> Split:
