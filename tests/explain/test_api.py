@@ -104,6 +104,23 @@ def test_overlays_are_never_written_inside_the_folder_explained(
     assert sorted(folder.rglob("*")) == before  # nothing written
 
 
+def test_overlays_do_not_replace_the_figures_of_a_run_folder(model_file, image_folder, tmp_path):
+    # A photo named curves.jpg explained into a run folder would replace the run's curves.png.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    Image.new("RGB", (4, 4)).save(run / "curves.png")
+    before = (run / "curves.png").read_bytes()
+    photo = tmp_path / "curves.jpg"
+    photo.write_bytes((image_folder / "a" / "0.png").read_bytes())
+    with pytest.raises(resnetlab.ResnetlabError, match=r"curves.png is a file of the run in "):
+        explain(model_file, [photo]).save(run)
+    assert (run / "curves.png").read_bytes() == before and sorted(run.iterdir()) == [
+        run / "config.json",
+        run / "curves.png",
+    ]
+
+
 def test_cli_user_mistakes_are_one_line(model_file, image_folder, tmp_path, capsys):
     image = str(image_folder / "a" / "0.png")
     cases = [

@@ -128,6 +128,15 @@ class Explanation:
                 f"{out} holds {held.name}, one of the images explained: the overlays would be "
                 "read as images beside it next time; write the explanations into another folder"
             )
+        # Into a run folder, a photo named curves.jpg would replace the run's curves.png.
+        from ..engine.train import run_file_problem
+
+        clash = next((t for t in targets if run_file_problem(t, t) is not None), None)
+        if clash is not None:
+            raise ResnetlabError(
+                f"{clash} is a file of the run in {out}, which its overlay would replace; "
+                f"write the explanations into another folder, e.g. {out / 'cams'}"
+            )
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
