@@ -686,3 +686,51 @@ def test_a_test_set_given_as_validation_data_is_said_to_flatter_its_eval(tmp_pat
         "the model's training run validated on 4 of these images (--val-data, --val-subset): "
         "its best epoch was picked on them, which flatters the score"
     )
+
+
+def test_an_eval_of_the_test_split_that_validated_says_so(tmp_path):
+    """Without a val split, a run validates on the test split; an eval of it later says its
+    best epoch was picked there (photos/{train,test}, and the course's two HDF5 files)."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            (tmp_path / "photos" / split / label).mkdir(parents=True)
+            for i in range(6):
+                pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "photos" / split / label / f"{i}.png")
+    signs = tmp_path / "signs"
+    signs.mkdir()
+    for prefix, n in (("train", 24), ("test", 12)):
+        with h5py.File(signs / f"{prefix}_signs.h5", "w") as f:
+            f[f"{prefix}_set_x"] = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+            f[f"{prefix}_set_y"] = np.arange(n) % 2
+    said = (
+        "these are the images the model's training run validated on (the test split, as the "
+        "data has no val split): its best epoch was picked on {them}, which flatters the score"
+    )
+    args = ["train", "--model", "resnet8", "--input-size", "8", "--max-steps", "1"]
+    for data, scored in (
+        (tmp_path / "photos", tmp_path / "photos"),
+        (signs / "train_signs.h5", signs / "test_signs.h5"),
+    ):
+        run = tmp_path / f"run-{data.name}"
+        assert main([*args, "--data", str(data), "--out", str(run)]) == 0
+        notes = resnetlab.evaluate(run / "best.safetensors", str(scored)).notes
+        assert notes[-1] == said.format(them="them")
+    sampled, photos = tmp_path / "sampled", str(tmp_path / "photos")
+    assert main([*args, "--data", photos, "--val-subset", "4", "--out", str(sampled)]) == 0
+    notes = resnetlab.evaluate(sampled / "best.safetensors", str(tmp_path / "photos")).notes
+    assert notes[-1] == said.format(them="4 of them (--val-subset)")
+    # A run that split the training images validated on a sample of those it held out.
+    shutil.rmtree(tmp_path / "photos" / "test")
+    folder = tmp_path / "photos" / "train"
+    held = ["--val-split", "0.5", "--val-subset", "2", "--out", str(tmp_path / "held")]
+    assert main([*args, "--data", str(folder), *held]) == 0
+    notes = resnetlab.evaluate(tmp_path / "held" / "best.safetensors", str(folder)).notes
+    assert notes[-1] == (
+        f"scored: the 6 images of {folder} that the model's training run held out for "
+        "validation (its best epoch was picked on 2 of them (--val-subset), which flatters the "
+        "score a little; a test/ folder is scored instead where there is one)"
+    )

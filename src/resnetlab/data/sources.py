@@ -46,7 +46,7 @@ from .folders import (
 )
 from .imageset import ImageSet, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats
-from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits
+from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, sibling_test_file
 from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
@@ -99,6 +99,10 @@ class Dataset:
     # How ``val`` was held out of the training images, where it was (``held_out_record``):
     # model files keep it, so that ``eval`` scores the same images.
     held_out: dict[str, Any] | None = None
+    # The data whose test split validates, for want of a val split (``photos`` of
+    # photos/{train,test}, the test_signs.h5 beside train_signs.h5): model files name it,
+    # so that ``eval`` of that split says the best epoch was picked on it.
+    validated_test: str | None = None
 
 
 def open_source(
@@ -339,6 +343,11 @@ VALIDATED_SAMPLE_NOTE = (
     "the model's training run validated on {n:,} of these images (--val-data, --val-subset): "
     "its best epoch was picked on them, which flatters the score"
 )
+# The same, for a test split that validated for want of a val split.
+VALIDATED_TEST_NOTE = (
+    "these are the images the model's training run validated on (the test split, as the "
+    "data has no val split): its best epoch was picked on {them}, which flatters the score"
+)
 
 
 def load_dataset(
@@ -401,6 +410,7 @@ def load_dataset(
     if held_out in source.borrowed and val_split is not None:
         held_out = None  # asked to split the training file: do that, not the file beside it
     record = None  # how validation is held out of the training images, where it is
+    validated_test = None
     if val_data is not None:
         val = _validation_data(val_data, train, data, opts)
         used = f"the validation data {val_data}"
@@ -410,6 +420,8 @@ def load_dataset(
             val = _found_next_to(val, data)
         if held_out == "test":
             val = _with_notes(val, [TEST_VALIDATES_NOTE])
+            borrowed = held_out in source.borrowed and sibling_test_file(Path(data).expanduser())
+            validated_test = os.fspath(borrowed or data)
         used = f"the {held_out} split of {data}"
     elif val_split is not None or default_val_split is not None:
         fraction = val_split if val_split is not None else default_val_split
@@ -428,7 +440,7 @@ def load_dataset(
         )
     if val is not None:
         val = _matched_to_training(val, train, image_size, resize)
-    return Dataset(train, val, list(train.class_names), record)
+    return Dataset(train, val, list(train.class_names), record, validated_test)
 
 
 def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] | None:
@@ -554,10 +566,12 @@ def load_eval_split(
         and validated_on.get("images") == len(split)
     ):
         sample = validated_on.get("sample")
-        split.notes = [
-            *split.notes,
-            VALIDATED_SAMPLE_NOTE.format(n=sample) if sample else VALIDATED_SCORED_NOTE,
-        ]
+        if validated_on.get("split") == "test":
+            them = f"{sample:,} of them (--val-subset)" if sample else "them"
+            note = VALIDATED_TEST_NOTE.format(them=them)
+        else:
+            note = VALIDATED_SAMPLE_NOTE.format(n=sample) if sample else VALIDATED_SCORED_NOTE
+        split.notes = [*split.notes, note]
     elif key == "val":
         split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
@@ -575,6 +589,8 @@ def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out
     again = _held_out_again(split, held_out) if same_data or by_files else None
     if again is not None:
         note = HELD_OUT_SCORED_NOTE.format(data=data, n=len(again))
+        if isinstance(sample := held_out.get("sample"), int):  # --val-subset: on some of them
+            note = note.replace("picked on them", f"picked on {sample:,} of them (--val-subset)")
         if not same_data:
             note += f"; {data} holds the same files as {trained_on}, which it was trained on"
         return _with_notes(again, [note])

@@ -638,6 +638,7 @@ class Trainer:
                 warn(note, DataWarning)
         self.class_names = data.class_names
         self.held_out = data.held_out  # how validation was held out, for eval to do again
+        self.validated_test = data.validated_test  # a test split that validates, for eval
         if note := self._held_out_unlike_the_weights():
             warn(note, DataWarning)
         # How the data was read (classes from file names, files ignored, streamed); the
@@ -1450,16 +1451,27 @@ class Trainer:
             "steps": self.step,
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
-            **({"held_out": self.held_out} if self.held_out else {}),
-            **({"validated_on": self._validated_on()} if c.val_data else {}),
+            **({"held_out": self._held_out()} if self.held_out else {}),
+            **({"validated_on": self._validated_on()} if c.val_data or self.validated_test else {}),
             **({"pretrained": start} if start else {}),
         }
 
     def _validated_on(self) -> dict[str, Any]:
-        """The ``--val-data`` set by name and image count, and the number validated on
-        where ``--val-subset`` took a sample of it: for eval to say when it scores them."""
-        record = {"data": Path(self.config.val_data).name, "images": self.val_images}
-        return record | ({"sample": self.num_val} if self.num_val < self.val_images else {})
+        """The ``--val-data`` set (or the data whose test split validated, ``split``: test)
+        by name and image count, and the number validated on where ``--val-subset`` took a
+        sample of it: for eval to say when it scores them."""
+        given = self.config.val_data
+        record = {"data": Path(given or self.validated_test).name, "images": self.val_images}
+        record |= {"split": "test"} if not given else {}
+        return record | self._sample()
+
+    def _held_out(self) -> dict[str, Any]:
+        """How validation was held out (``held_out_record``), with the number validated on
+        where ``--val-subset`` took a sample of the images held out."""
+        return {**self.held_out, **self._sample()}
+
+    def _sample(self) -> dict[str, int]:
+        return {"sample": self.num_val} if self.num_val < self.val_images else {}
 
     def _final_summary(self, status: str) -> dict[str, Any]:
         """The summary, written unless the write fails while another error is on its way
