@@ -755,11 +755,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
-    """Overlays are not written inside a folder of the images explained: the next run on that
-    folder would read them as its images (and train them as a class of their own)."""
-    from .data.folders import data_folder_holding
+    """Overlays are not written inside a folder of the images explained, or the data set of
+    class folders one is in: the next run on that folder would read them as its images (and
+    train them as a class of their own)."""
+    from .data.folders import data_folder_holding, data_sets_around
 
-    if folder := data_folder_holding(out, inputs):
+    if folder := data_folder_holding(out, data_sets_around(inputs)):
         fix = "a folder" if flag == "--cam" else "--out"
         raise ResnetlabError(
             f"{flag} {out} is inside {folder}, the folder of images explained: the overlays "
