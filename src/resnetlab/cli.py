@@ -755,16 +755,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
-    """Overlays are not written inside a folder of the images explained, or the data set of
-    class folders one is in: the next run on that folder would read them as its images (and
-    train them as a class of their own)."""
+    """Overlays are not written inside a folder of the images explained: the next run on that
+    folder would read them as its images (and train them as a class of their own). Inside
+    the data set of class folders that an image explained is in, a warning says so."""
     from .data.folders import data_folder_holding, data_sets_around
+    from .errors import DataWarning, warn
 
-    if folder := data_folder_holding(out, data_sets_around(inputs)):
-        fix = "a folder" if flag == "--cam" else "--out"
+    fix = "a folder" if flag == "--cam" else "--out"
+    if folder := data_folder_holding(out, inputs):
         raise ResnetlabError(
             f"{flag} {out} is inside {folder}, the folder of images explained: the overlays "
             f"would be read as its images next time; give {fix} outside it"
+        )
+    if folder := data_folder_holding(out, data_sets_around(inputs)):
+        warn(
+            f"{flag} {out} is inside {folder}, which looks like a data set of class folders "
+            f"(the images explained are in one): a run on {folder} would read the overlays "
+            f"as its images; give {fix} outside it to keep them apart",
+            DataWarning,
         )
 
 

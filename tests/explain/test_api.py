@@ -101,20 +101,29 @@ def test_overlays_are_never_written_inside_the_folder_explained(
     assert says in capsys.readouterr().err
     assert main(["predict", str(model_file), str(folder), "--cam", str(folder / "cams")]) == 2
     assert f"{says}; give a folder outside it" in capsys.readouterr().err
-    # One image of a class folder explained into the data set beside it: a class "cams" next
-    # time; and the default ./cams of a run in a class folder.
-    image = str(folder / "a" / "0.png")
-    assert main(["explain", str(model_file), image, "--out", str(folder / "cams")]) == 2
-    assert f"is inside {folder}, {says}" in capsys.readouterr().err
-    assert main(["predict", str(model_file), image, "--cam", str(folder / "b" / "x")]) == 2
-    monkeypatch.chdir(folder / "a")
-    assert main(["explain", str(model_file), "0.png"]) == 2
     assert sorted(folder.rglob("*")) == before  # nothing written
-    # Elsewhere, beside a loose photo, overlays are written as ever.
+    # One image of a class folder explained into the data set beside it (a class "cams" next
+    # time), or from a class folder into its default ./cams: written, with a warning.
+    image = str(folder / "a" / "0.png")
+    capsys.readouterr()
+    assert main(["explain", str(model_file), image, "--out", str(folder / "cams")]) == 0
+    assert (
+        f"warning: --out {folder / 'cams'} is inside {folder}, which looks like a data set of "
+        f"class folders (the images explained are in one): a run on {folder} would read the "
+        "overlays as its images; give --out outside it to keep them apart\n"
+    ) in capsys.readouterr().err
+    monkeypatch.chdir(folder / "a")
+    assert main(["explain", str(model_file), "0.png"]) == 0
+    assert "warning: the default --out cams is inside .., which looks like" in (
+        capsys.readouterr().err
+    )
+    # Beside a loose photo, or with earlier overlays beside the photos, nothing is said.
     monkeypatch.chdir(tmp_path)
     shutil.copy(image, tmp_path / "photo.png")
     assert main(["explain", str(model_file), "photo.png"]) == 0
     assert (tmp_path / "cams" / "photo.png").is_file()
+    assert main(["explain", str(model_file), image, "--out", str(tmp_path / "c")]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_overlays_do_not_replace_the_figures_of_a_run_folder(model_file, image_folder, tmp_path):

@@ -226,15 +226,13 @@ def data_folder_holding(path: Path, data: list[str | None]) -> str | None:
 
 
 def data_sets_around(inputs: list[str]) -> list[str]:
-    """``inputs`` (image files and folders) that are folders, and the folder of class
-    folders that an input's folder is one of (``photos`` for ``photos/cat/1.jpg`` or
-    ``photos/cat``, where every folder in ``photos`` holds images and ``photos`` holds
-    none of its own): a file written in one would join that data set at its next run."""
+    """The folders of class folders that the folders of ``inputs`` (image files and folders)
+    are one of: ``photos`` for ``photos/cat/1.jpg`` or ``photos/cat``, where every folder in
+    ``photos`` holds images and ``photos`` holds none of its own. A file written in one
+    would join that data set at its next run."""
     found: list[str] = []
     for spec in inputs:
         path = Path(spec).expanduser()
-        if path.is_dir():
-            found.append(spec)
         folder = path if path.is_dir() else path.parent
         root = _by_name(folder).parent
         if root != folder and _is_class_folder_set(root):
@@ -243,9 +241,10 @@ def data_sets_around(inputs: list[str]) -> list[str]:
 
 
 def _is_class_folder_set(folder: Path) -> bool:
-    """Two folders or more, each of images, and no images beside them: a data set's layout."""
+    """Two folders or more, each of images, and no images beside them: a data set's layout
+    (explain's output folders, which hold maps.npz, are not taken for classes)."""
     try:
-        dirs = _visible_dirs(folder)
+        dirs = [d for d in _visible_dirs(folder) if not (d / "maps.npz").exists()]
         return len(dirs) > 1 and not _direct_images(folder) and all(map(_direct_images, dirs))
     except OSError:
         return False
