@@ -25,7 +25,14 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
-from .errors import ResnetlabError, RunInterrupted, as_given, empty_problem, folder_problem
+from .errors import (
+    ResnetlabError,
+    RunInterrupted,
+    as_given,
+    empty_problem,
+    folder_problem,
+    named_as_given,
+)
 from .storage import os_error_line
 
 
@@ -367,6 +374,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine import TrainConfig, resolve_config, train
     from .engine.config import warn_of_settings_that_do_not_apply
     from .engine.finetune import warn_if_weights_changed
+    from .engine.train import data_as_given
 
     flags = {
         f.name: getattr(args, f.name)
@@ -389,7 +397,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     warn_of_settings_that_do_not_apply(config, flags)
     if args.config and os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
         warn_if_weights_changed(args.config, config)
-    train(config)
+    with named_as_given(data_as_given(config, flags)):
+        train(config)
     return 0
 
 

@@ -11,6 +11,8 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SHOWN_CHARS = 80  # of a wrong value's repr in a message; a longer one is named by its type
@@ -29,17 +31,51 @@ _WRAPPERS = (os.path.join("torch", "utils", "_contextlib.py"), os.sep + "context
 _GIVEN_AS: dict[re.Pattern[str], str] = {}
 
 
-def name_as_given(folder: str | os.PathLike, given: str | os.PathLike) -> None:
+def name_as_given(folder: str | os.PathLike, given: str | os.PathLike) -> list[re.Pattern[str]]:
     """Say ``given`` in messages where they would name ``folder`` (as given, and absolute):
-    the whole path, not one it is part of (``x/c/...``, ``folder.123.tmp``)."""
+    the whole path, not one it is part of (``x/c/...``, ``folder.123.tmp``). Returns the
+    patterns it added (``named_as_given`` removes them again)."""
+    added = []
     for spelled in dict.fromkeys([str(folder), os.path.abspath(folder)]):
-        _GIVEN_AS[re.compile(rf"(?<![\w./\\-]){re.escape(spelled)}(?![\w.-])")] = str(given)
+        pattern = re.compile(rf"(?<![\w./\\-]){re.escape(spelled)}(?![\w.-])")
+        if pattern not in _GIVEN_AS:
+            added.append(pattern)
+        _GIVEN_AS[pattern] = str(given)
+    return added
+
+
+@contextmanager
+def named_as_given(pairs: dict[str, str]) -> Iterator[None]:
+    """Within the block, messages name each folder of ``pairs`` (``{stored: given}``, a
+    run's absolute data path and the path as the user typed it) as given: the spelling
+    holds only while the working folder it is relative to does. An error leaving the block
+    keeps its message as said inside it."""
+    added = [
+        p
+        for stored, given in pairs.items()
+        if stored != given
+        for p in name_as_given(stored, given)
+    ]
+    try:
+        yield
+    except ResnetlabError as e:
+        e.args = (str(e), *e.args[1:])
+        raise
+    finally:
+        for pattern in added:
+            _GIVEN_AS.pop(pattern, None)
 
 
 def as_given(text: str) -> str:
-    """``text`` with the folders ``name_as_given`` registered named as the user gave them."""
-    for folder, given in _GIVEN_AS.items():
-        text = folder.sub(lambda _, given=given: given, text)
+    """``text`` with the folders ``name_as_given`` registered named as the user gave them;
+    again while that names another (an archive's copy named as the archive, at its absolute
+    path, which the user gave as ``photos.zip``)."""
+    for _ in range(len(_GIVEN_AS)):
+        before = text
+        for folder, given in _GIVEN_AS.items():
+            text = folder.sub(lambda _, given=given: given, text)
+        if text == before:
+            break
     return text
 
 

@@ -221,8 +221,8 @@ def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(photos)
     with pytest.raises(resnetlab.ResnetlabError) as caught:
         train(**{**FAST, "data": "."})
-    assert str(caught.value) == (
-        f"the default run folder, in runs/, is inside the data folder {photos}; the run's "
+    assert str(caught.value) == (  # the data named as given
+        "the default run folder, in runs/, is inside the data folder .; the run's "
         "figures would become training images: give --out outside it"
     )
     assert sorted(p.name for p in photos.iterdir()) == ["c0", "c1"]
@@ -933,3 +933,53 @@ def test_a_run_leaves_the_callers_random_state_and_backend_flags_as_they_were(tm
     train(**FAST, max_steps=2, deterministic=True, out=str(tmp_path / "run"))
     assert torch.equal(torch.rand(3), expected)  # not the run's seed, nor its draws
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_messages_name_the_data_as_given_though_the_run_keeps_its_absolute_path(
+    tmp_path, monkeypatch, capsys
+):
+    import zipfile
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{i}.png")
+    (tmp_path / "photos" / "cat" / "bad.png").write_bytes(b"damaged")
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        for file in sorted((tmp_path / "photos").rglob("*.png")):
+            z.write(file, file.relative_to(tmp_path).as_posix())
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--model", "resnet8", "--input-size", "8", "--max-steps", "1"]
+    for data, bad in (
+        ("photos", "photos/cat/bad.png"),
+        ("photos.zip", "photos.zip/photos/cat/bad.png"),
+    ):
+        assert main([*args, "--data", data, "--out", f"run-{data}"]) == 0
+        err = capsys.readouterr().err
+        assert f"warning: {bad}: skipped, cannot read it" in err
+        assert f"resnet8 (74,770 parameters) on {data}: " in err
+        assert str(tmp_path) not in err
+        config = TrainConfig.load(tmp_path / f"run-{data}" / "config.json")
+        assert config["data"] == str(tmp_path / data)  # reruns find it from any folder
+    with pytest.warns(DataWarning) as caught:  # and so from Python
+        resnetlab.train(
+            model="resnet8", data="photos", input_size=8, max_steps=1, out="run-api", stream=True
+        )
+    assert any(str(w.message).startswith("photos/cat/bad.png: ") for w in caught)
+
+
+def test_data_is_named_as_given_only_while_the_run_lasts(tmp_path):
+    from resnetlab.errors import ResnetlabError, as_given, named_as_given
+
+    stored = str(tmp_path / "photos")
+    said = f"{stored}/cat/1.jpg: skipped"
+    with pytest.raises(ResnetlabError) as caught, named_as_given({stored: "photos"}):
+        assert as_given(said) == "photos/cat/1.jpg: skipped"
+        assert as_given(f"{stored}x/1.jpg") == f"{stored}x/1.jpg"  # another folder
+        raise ResnetlabError(f"{stored}/cat: no images")
+    assert str(caught.value) == "photos/cat: no images"  # as said within the run
+    assert as_given(said) == said  # after it, another working folder may hold another photos/

@@ -266,8 +266,16 @@ def test_a_busy_port_is_one_line(model_file, capsys):
         taken.listen()
         port = taken.getsockname()[1]
         assert main(["serve", str(model_file), "--port", str(port)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+        # A file it cannot serve is the first thing to fix, named before the port.
+        export = model_file.with_suffix(".pt2")
+        export.write_bytes(b"")
+        assert main(["serve", str(export), "--port", str(port)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {export} is ")
+        missing = model_file.with_name("missing.safetensors")
+        assert main(["serve", str(missing), "--port", str(port)]) == 2
+        assert capsys.readouterr().err.startswith(f"error: model file not found: {missing}")
 
 
 @pytest.mark.parametrize("lan", ["192.0.2.7", None])

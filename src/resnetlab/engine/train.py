@@ -51,6 +51,8 @@ from ..errors import (
     ResnetlabError,
     RunInterrupted,
     SettingWarning,
+    as_given,
+    named_as_given,
     near_name,
     path_argument,
     warn,
@@ -310,8 +312,20 @@ def train(
         warn_of_settings_that_do_not_apply(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
         config = resolve_config(config.to_dict(), **overrides)
-    with global_state_kept():
+    with global_state_kept(), named_as_given(data_as_given(config, overrides)):
         return Trainer(config).run()
+
+
+def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
+    """``{stored: given}`` for the data of ``config`` (kept absolute, for reruns from any
+    folder) that ``given`` spelled otherwise: messages name it so (``errors.named_as_given``:
+    ``photos/cat/1.jpg``, not ``/home/.../photos/cat/1.jpg``)."""
+    pairs = {}
+    for key in ("data", "val_data"):
+        stored, spelled = getattr(config, key), given.get(key)
+        if stored and spelled is not None:
+            pairs[stored] = os.fspath(spelled)
+    return pairs
 
 
 def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) -> list[str]:
@@ -1410,7 +1424,7 @@ class Trainer:
             precision += ", CUDA graphs"
         val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
         return (
-            f"{c.model} ({params}) on {c.data}: {self.num_train:,} training images"
+            f"{c.model} ({params}) on {as_given(c.data)}: {self.num_train:,} training images"
             f"{val}, {len(self.class_names)} classes, {self.input_size}x{self.input_size}; "
             f"recipe {c.recipe}, {self._length()}; "
             f"{self.device}{world}, {precision}"

@@ -49,7 +49,8 @@ def serve(
         log_level: uvicorn's log level.
     """
     _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
-    sock = _listen(host, port)  # first: a busy port is reported before the model loads
+    _check_model_file(model_file)  # a file it cannot serve is named before a busy port
+    sock = _listen(host, port)  # then: a busy port is reported before the model loads
     try:
         predictor = load_predictor(model_file, device=device, precision=precision)
     except BaseException:
@@ -92,6 +93,19 @@ def serve(
 
 def _url(host: str, port: int, v6: bool) -> str:
     return f"http://[{host}]:{port}/" if v6 else f"http://{host}:{port}/"
+
+
+def _check_model_file(model_file: str | os.PathLike) -> None:
+    """What a model file's header says is wrong with it (missing, another format, no
+    metadata), read without its weights; an ONNX file is checked when it loads."""
+    from pathlib import Path
+
+    from ..errors import path_argument
+    from ..models.files import read_model_meta
+
+    path = path_argument(model_file, "the model file")
+    if Path(path).suffix.lower() != ".onnx":
+        read_model_meta(path)
 
 
 def _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> None:
