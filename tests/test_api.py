@@ -73,6 +73,13 @@ def test_a_class_count_that_is_not_a_whole_number_from_0_is_refused(count):
         resnetlab.create_model("resnet8", num_classes=count)
 
 
+def test_a_class_count_no_model_file_may_record_is_refused_before_building():
+    with pytest.raises(
+        resnetlab.ResnetlabError, match=r"^num_classes must be at most 100,000, got 10,000,000,000$"
+    ):
+        resnetlab.create_model("resnet8", num_classes=10**10)
+
+
 @pytest.mark.parametrize(
     ("call", "says"),
     [

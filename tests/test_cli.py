@@ -356,6 +356,14 @@ def test_a_top_k_below_one_is_a_misused_flag(capsys, command):
     ]
 
 
+def test_a_class_count_beyond_what_a_model_file_may_record_is_a_misused_flag(capsys):
+    err = _error(capsys, ["summary", "resnet8", "--num-classes", "10000000000"])
+    assert err.strip().splitlines() == [
+        "usage: resnetlab summary ... (see resnetlab summary --help)",
+        "error: argument --num-classes: must be at most 100,000, got 10,000,000,000",
+    ]
+
+
 def test_square_brackets_in_paths_and_class_names_print_as_they_are(tmp_path, capsys):
     root = write_tree(
         tmp_path / "photos [old]",

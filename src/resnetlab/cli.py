@@ -138,7 +138,7 @@ def add_summary(p: argparse.ArgumentParser) -> None:
         "--input-size", type=_input_size, help="image side in pixels (default: the model's)"
     )
     p.add_argument(
-        "--num-classes", type=_at_least_one, help="classifier size (default: the model's)"
+        "--num-classes", type=_class_count, help="classifier size (default: the model's)"
     )
     p.add_argument(
         "--keras",
@@ -283,7 +283,7 @@ def add_convert(p: argparse.ArgumentParser) -> None:
         "--input-size", type=_input_size, help="input side in pixels (default: the file's)"
     )
     k.add_argument(
-        "--num-classes", type=_at_least_one, help="number of classes, checked against the file"
+        "--num-classes", type=_class_count, help="number of classes, checked against the file"
     )
     k.add_argument("--classes", help='class names in output order, e.g. "0,1,2,3,4,5"')
     k.set_defaults(func=cmd_convert)
@@ -941,7 +941,7 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     )
     c.add_argument("--input-size", type=_input_size, help="image side (default: the model's)")
     c.add_argument(
-        "--num-classes", type=_at_least_one, help="classifier outputs (default: the model's)"
+        "--num-classes", type=_class_count, help="classifier outputs (default: the model's)"
     )
     c.add_argument("--precision", choices=CHOICES["precision"], help="default auto")
     c.add_argument(
@@ -974,7 +974,7 @@ def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warm
     )
     q.add_argument("--input-size", type=_input_size, help="image side (default: the model's)")
     q.add_argument(
-        "--num-classes", type=_at_least_one, help="classifier outputs (default: the model's)"
+        "--num-classes", type=_class_count, help="classifier outputs (default: the model's)"
     )
     q.add_argument(
         "--precision",
@@ -1366,6 +1366,16 @@ def _at_least_one(text: str) -> int:
     count = _whole_number(text)
     if count < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
+
+
+def _class_count(text: str) -> int:
+    """A ``--num-classes``: at least one, and no more than a model file may record."""
+    from .models.files import MAX_CLASSES
+
+    count = _at_least_one(text)
+    if count > MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CLASSES:,}, got {count:,}")
     return count
 
 

@@ -247,6 +247,10 @@ def create_model(
     info = model_info(name)
     num_classes = info.num_classes if num_classes is None else num_classes
     num_classes = count_argument(num_classes, "num_classes", minimum=0)
+    from .files import MAX_CLASSES  # files builds on the registry
+
+    if num_classes > MAX_CLASSES:  # a 10^10-class classifier asks for terabytes
+        raise ResnetlabError(f"num_classes must be at most {MAX_CLASSES:,}, got {num_classes:,}")
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
     except TypeError as e:
