@@ -228,6 +228,9 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         (["--model-option", "num_classes=5"], "drop --model-option num_classes"),
         (["--crop-padding", "8"], "--crop-padding 8 is not smaller than the 8-pixel images"),
         (["--cutout", "8"], "--cutout 8 covers the whole 8-pixel image"),
+        # Padding no memory holds, refused before the images are padded by it.
+        (["--crop-padding", "100000000"], "--crop-padding 100000000 is not smaller than"),
+        (["--warmup-epochs", "1e308"], "warmup epochs 1e+308 is more steps than can be counted"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):

@@ -459,6 +459,10 @@ class Trainer:
                 f"it was trained at: {self.input_size}x{self.input_size} taken ({c.model}'s); "
                 f"--input-size N trains at another"
             )
+        # Checked as given before the data is loaded, whose images are padded by
+        # --crop-padding once, and again with what the auto recipe chose.
+        if problem := augmentation_problem(self.config, self.input_size):
+            raise ResnetlabError(problem)
         self._load_data()  # also fills in what the auto recipe chose from the data
         if problem := augmentation_problem(self.config, self.input_size):
             raise ResnetlabError(problem)
@@ -504,6 +508,11 @@ class Trainer:
         self.total_steps = c.max_steps or c.epochs * self.steps_per_epoch
         # With max_steps the last epoch may be cut short.
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        if c.warmup_steps is None and not math.isfinite(c.warmup_epochs * self.steps_per_epoch):
+            raise ResnetlabError(
+                f"warmup epochs {c.warmup_epochs:g} is more steps than can be counted; give "
+                f"at most the run's {count_of(self.num_epochs, 'epoch')}, or --warmup-steps"
+            )
         self.warmup_steps = (
             c.warmup_steps
             if c.warmup_steps is not None
