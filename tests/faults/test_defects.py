@@ -318,6 +318,15 @@ def test_a_contact_sheet_of_an_unknown_format_is_refused_before_decoding(tmp_pat
     assert not sheet.exists()
 
 
+@pytest.mark.parametrize("size", [(0, 0), (0, 20), (20, 0)])
+def test_a_pil_image_with_no_pixels_is_a_one_line_error(digits_model, size):
+    model = resnetlab.load_model(digits_model)
+    with pytest.raises(ResnetlabError) as error:
+        resnetlab.predict(model, Image.new("RGB", size))
+    width, height = size
+    assert str(error.value) == f"image is not a readable image (it has no pixels: {width}x{height})"
+
+
 def test_eval_png_naming_a_folder_writes_nothing_beside_it(digits_model, tmp_path, capsys):
     folder = tmp_path / "figures"
     folder.mkdir()

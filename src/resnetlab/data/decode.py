@@ -199,6 +199,8 @@ def read_image(
             side = max(crop_resize_plan((im.height, im.width), target)[0])
             im.draft("RGB", (target[1], target[0]) if resize == "squash" else (side, side))
         im.load()
+        if not im.width or not im.height:  # a crop of nothing: there is nothing to resize
+            raise OSError(f"it has no pixels: {im.width}x{im.height}")
         if im.format == "TIFF" or "exif" in im.info:
             im = ImageOps.exif_transpose(im)
         im = _to_rgb(im)
