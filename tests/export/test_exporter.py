@@ -177,6 +177,29 @@ def test_an_export_whose_check_fails_leaves_nothing_behind(cifar_file, tmp_path,
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
+def test_ctrl_c_that_the_onnx_exporter_reports_as_its_failure_is_an_interruption(
+    cifar_file, tmp_path, monkeypatch, capsys
+):
+    def interrupted_export(*args, **kwargs):
+        # As torch's exporter does: Ctrl-C in one of its steps, its handler failing on it,
+        # and its own error raised from that.
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise AttributeError("module 'torch._dynamo' has no attribute 'exc'") from None
+        except AttributeError as e:
+            raise RuntimeError("Failed to export the model with torch.export.") from e
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted_export)
+    out = tmp_path / "m.onnx"
+    out.write_text("an earlier export")
+    assert main(["export", str(cifar_file), str(out)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert out.read_text() == "an earlier export"  # kept, and no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
 def test_a_folder_that_cannot_take_the_file_fails_first_in_one_line(
     cifar_file, tmp_path, monkeypatch
 ):

@@ -284,6 +284,10 @@ def export_model(
         os.replace(tmp, out)
     except OSError as e:  # a file the writer or the check could not write or read back
         raise write_error(out, e) from None
+    except Exception as e:
+        if _interrupted(e):  # Ctrl-C, which torch's ONNX exporter reports as its own failure
+            raise KeyboardInterrupt from None
+        raise
     finally:
         with contextlib.suppress(OSError):  # a read-only folder refuses even this
             tmp.unlink(missing_ok=True)
@@ -318,6 +322,19 @@ def _output_format(out: Path, model_file: str | os.PathLike, format: str | None)
     if problem := run_file_problem(out, instead):
         raise ResnetlabError(problem)
     return fmt
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` was raised while handling a ``KeyboardInterrupt``: torch's ONNX
+    exporter catches what its steps raise, Ctrl-C too, and raises its own error from it
+    ("Failed to export the model with torch.export")."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _temporary_file(out: Path, fmt: str) -> Path:
