@@ -99,6 +99,21 @@ def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys
         f"error: {tmp_path / 'bare.onnx'} has no resnetlab metadata; export the model file "
         "with `resnetlab export`\n"
     )
+    edited = onnx.load(str(onnx_files["plain"]))
+    for prop in edited.metadata_props:
+        if prop.key == "resnetlab":
+            prop.value = '{"model": "resnet20"}'
+    onnx.save(edited, str(tmp_path / "edited.onnx"))
+    for command in (
+        ["predict", str(tmp_path / "edited.onnx"), str(photos[0])],
+        ["eval", str(tmp_path / "edited.onnx"), "--data", "digits"],
+    ):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            f"error: {tmp_path / 'edited.onnx'} has invalid resnetlab metadata (no "
+            "num_classes, input_size); the file is damaged or was edited: export the model "
+            "file again\n"
+        )
     assert main(["predict", str(tmp_path / "missing.onnx"), str(photos[0])]) == 2
     assert capsys.readouterr().err == f"error: model file not found: {tmp_path / 'missing.onnx'}\n"
     assert main(["predict", str(tmp_path / "bare.onx"), str(photos[0])]) == 2

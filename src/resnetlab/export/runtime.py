@@ -78,8 +78,11 @@ def read_deploy_meta(metadata: dict[str, Any], path: str | os.PathLike) -> Model
         )
     try:
         return ModelMeta.from_json(metadata[META_KEY])
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ResnetlabError(f"{path} has unreadable resnetlab metadata ({e})") from None
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ResnetlabError(
+            f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was edited: "
+            "export the model file again"
+        ) from None
 
 
 def in_batches(
