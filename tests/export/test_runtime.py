@@ -130,6 +130,32 @@ def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys
     )
 
 
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"input_size": 64}, "its graph takes 16x16 images, its metadata says 64x64"),
+        (
+            {"num_classes": 4, "class_names": ["a", "b", "c", "d"]},
+            "its graph gives 3 classes, its metadata says 4",
+        ),
+    ],
+)
+def test_an_onnx_file_whose_metadata_contradicts_its_graph_is_refused(
+    onnx_files, photos, tmp_path, capsys, change, says
+):
+    edited = onnx.load(str(onnx_files["plain"]))
+    for prop in edited.metadata_props:
+        if prop.key == "resnetlab":
+            prop.value = json.dumps({**json.loads(prop.value), **change})
+    path = tmp_path / "edited.onnx"
+    onnx.save(edited, str(path))
+    assert main(["predict", str(path), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path} has invalid resnetlab metadata ({says}); the file is damaged or was "
+        "edited: export the model file again\n"
+    )
+
+
 def test_predict_cam_needs_the_pytorch_weights(onnx_files, photos, tmp_path, capsys):
     onnx_file = onnx_files["plain"]
     assert main(["predict", str(onnx_file), str(photos[0]), "--cam", str(tmp_path)]) == 2

@@ -105,6 +105,24 @@ def in_batches(
     return np.concatenate(outputs)
 
 
+def _check_graph_meta(path: Path, takes: list[Any], gives: list[Any], model: OnnxModel) -> None:
+    """Refuse a file whose metadata says another input size or class count than its graph
+    has: it was edited, and running it would fail in onnxruntime or name wrong classes."""
+    meta = model.meta
+    side = takes[1:3] if model.takes_pixels else takes[2:4]
+    size = meta.input_size
+    if len(side) == 2 and all(isinstance(n, int) for n in side) and side != [size, size]:
+        problem = f"its graph takes {side[0]}x{side[1]} images, its metadata says {size}x{size}"
+    elif isinstance(gives[-1], int) and gives[-1] != meta.num_classes:
+        problem = f"its graph gives {gives[-1]} classes, its metadata says {meta.num_classes}"
+    else:
+        return
+    raise ResnetlabError(
+        f"{path} has invalid resnetlab metadata ({problem}); the file is damaged or was "
+        "edited: export the model file again"
+    )
+
+
 class OnnxModel(ExternalModel):
     """An ONNX file written by ``resnetlab export``, run by onnxruntime on the CPU.
 
@@ -148,6 +166,7 @@ class OnnxModel(ExternalModel):
         self.takes_pixels = graph_input.type == "tensor(uint8)"
         first = graph_input.shape[0]
         self.batch = first if isinstance(first, int) else None
+        _check_graph_meta(path, graph_input.shape, session.get_outputs()[0].shape, self)
         self._scale, self._shift = normalisation(
             self.meta.mean, self.meta.std, torch.device("cpu"), torch.float32
         )
