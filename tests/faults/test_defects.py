@@ -231,6 +231,9 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         # Padding no memory holds, refused before the images are padded by it.
         (["--crop-padding", "100000000"], "--crop-padding 100000000 is not smaller than"),
         (["--warmup-epochs", "1e308"], "warmup epochs 1e+308 is more steps than can be counted"),
+        # Finite, but more than the optimizers' float32 scalars hold.
+        (["--lr", "1e39"], "learning rate must be at most 3.4e+38 (float32's largest)"),
+        (["--weight-decay", "1e308"], "weight decay must be at most 3.4e+38"),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):

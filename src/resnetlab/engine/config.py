@@ -204,6 +204,9 @@ AUTO_FIELDS = (
 
 DECIDED_FROM_DATA = {"auto": AUTO_FIELDS, "finetune": ("batch_size", "epochs")}
 
+# The optimizers take the rate and the decay as float32 scalars: a larger one fails in
+# torch ("value cannot be converted to type float without overflow").
+FLOAT32_MAX = torch.finfo(torch.float32).max
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")  # see optim.lr_at
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -479,6 +482,11 @@ class TrainConfig:
                 f"batch size must be at least 1, got {self.batch_size}",
             ),
             (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (
+                self.lr is None or self.lr <= FLOAT32_MAX,
+                f"learning rate must be at most {FLOAT32_MAX:.3g} (float32's largest), "
+                f"got {self.lr}",
+            ),
             (
                 self.warmup_steps is None or self.warmup_steps >= 0,
                 f"warm-up steps must be 0 or more, got {self.warmup_steps}",
@@ -872,6 +880,11 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
         (
             c.weight_decay is None or c.weight_decay >= 0,
             f"weight decay must be at least 0, got {c.weight_decay}",
+        ),
+        (
+            c.weight_decay is None or c.weight_decay <= FLOAT32_MAX,
+            f"weight decay must be at most {FLOAT32_MAX:.3g} (float32's largest), "
+            f"got {c.weight_decay}",
         ),
         (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
         (
