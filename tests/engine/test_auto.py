@@ -126,6 +126,10 @@ def test_explicit_values_win():
     assert "batch 64 (given), SGD (a CIFAR-style network) lr 0.0707 (0.1 x sqrt(" in line
     config, _ = _apply(lr=0.3, warmup_epochs=2)
     assert (config.lr, config.warmup_epochs, config.warmup_steps) == (0.3, 2, None)
+    # A batch larger than the images trains on all 100 at each step: the rate is theirs.
+    config, line = _apply(num_images=100, batch_size=10**9, max_steps=2)
+    assert (config.batch_size, config.lr) == (10**9, pytest.approx(0.1 * (100 / 128) ** 0.5))
+    assert "lr 0.0884 (0.1 x sqrt(images / 128), fewer than the batch)" in line
     config, line = _apply(crop_padding=2)  # one augmentation given: the other stays off
     assert (config.crop_padding, config.scale_jitter) == (2, 0.0)
     assert "pad-2 crops (given)" in line

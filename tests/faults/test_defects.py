@@ -234,6 +234,10 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         # Finite, but more than the optimizers' float32 scalars hold.
         (["--lr", "1e39"], "learning rate must be at most 3.4e+38 (float32's largest)"),
         (["--weight-decay", "1e308"], "weight decay must be at most 3.4e+38"),
+        (
+            ["--schedule", "step", "--gamma", "1e308"],
+            "gamma 1e+308 raises the rate beyond float32's largest number after 2 milestones",
+        ),
     ],
 )
 def test_bad_training_options_are_one_line_errors(tmp_path, capsys, flags, says):

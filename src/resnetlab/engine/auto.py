@@ -220,7 +220,8 @@ def apply_auto(
         steps = epochs * steps_per_epoch
     optimizer = c.optimizer if c.optimizer is not None else choice.optimizer
     fill: dict = {"batch_size": batch, "epochs": epochs, "optimizer": optimizer}
-    fill["lr"] = auto_lr(batch * world_size, optimizer)
+    # A batch larger than the images takes all of them at each step: the rate follows that.
+    fill["lr"] = auto_lr(min(batch, max(1, num_images // world_size)) * world_size, optimizer)
     fill["weight_decay"] = WEIGHT_DECAY[optimizer]
     if c.warmup_epochs is None:
         fill["warmup_epochs"] = 0.0
@@ -332,14 +333,16 @@ def _describe(
     else:
         warmup = f"warm-up {c.warmup_epochs:g} epochs (given)"
     length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
-    total = "total batch" if world_size > 1 else "batch"
+    total, all_of_them = "total batch" if world_size > 1 else "batch", ""
+    if c.batch_size > max(1, num_images // world_size):  # each step takes all the images
+        total, all_of_them = "images", ", fewer than the batch"
     if c.optimizer == "sgd":
-        rate = f"{BASE_LR:g} x sqrt({total} / {BASE_BATCH})"
+        rate = f"{BASE_LR:g} x sqrt({total} / {BASE_BATCH}){all_of_them}"
         network = (
             f"{ADAM_BELOW:,} images or more" if imagenet_style(c.model) else "a CIFAR-style network"
         )
     else:
-        rate = f"{ADAM_LR:g} x sqrt({total} / {ADAM_BATCH})"
+        rate = f"{ADAM_LR:g} x sqrt({total} / {ADAM_BATCH}){all_of_them}"
         network = f"an ImageNet-style network, under {ADAM_BELOW:,} images"
     return (
         f"recipe auto: {num_images:,} images at {image_size}x{image_size} -> "

@@ -873,6 +873,15 @@ def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
+def _step_rates_overflow(c: TrainConfig) -> bool:
+    """Whether ``--schedule step``'s last rate, lr x gamma ^ milestones, is beyond float32
+    (which the optimizer takes it as); the auto recipe's rate is below 1."""
+    if c.schedule != "step" or c.gamma <= 1 or not c.milestones:
+        return False
+    lr = c.lr if c.lr is not None and c.lr > 0 else 1.0
+    return math.log(lr) + len(c.milestones) * math.log(c.gamma) > math.log(FLOAT32_MAX)
+
+
 def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
     """Ranges of the numeric options that ``validate`` does not check itself."""
     return [
@@ -887,6 +896,11 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
             f"got {c.weight_decay}",
         ),
         (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
+        (
+            not _step_rates_overflow(c),
+            f"gamma {c.gamma:g} raises the rate beyond float32's largest number after "
+            f"{len(c.milestones)} milestones; gamma below 1 lowers it (0.1: ten times at each)",
+        ),
         (
             c.warmup_epochs is None or c.warmup_epochs >= 0,
             f"warmup epochs must be at least 0, got {c.warmup_epochs}",
