@@ -92,6 +92,16 @@ def warn(message: str, category: type[Warning]) -> None:
     warnings.warn(as_given(message), category, stacklevel=level)
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory: CUDA's ``OutOfMemoryError``, or
+    the CPU's and MPS's allocators, which raise a plain ``RuntimeError`` saying so."""
+    text = str(error)
+    return type(error).__name__ == "OutOfMemoryError" or (
+        isinstance(error, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in text.lower())
+    )
+
+
 class ResnetlabError(Exception):
     """A user mistake or bad input, reported as one line."""
 

@@ -983,3 +983,38 @@ def test_data_is_named_as_given_only_while_the_run_lasts(tmp_path):
         raise ResnetlabError(f"{stored}/cat: no images")
     assert str(caught.value) == "photos/cat: no images"  # as said within the run
     assert as_given(said) == said  # after it, another working folder may hold another photos/
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    ],
+)
+def test_a_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypatch, error):
+    from resnetlab.engine.step import TrainStep
+
+    step = TrainStep.__call__
+    calls = []
+
+    def runs_out(self, x, y):
+        calls.append(1)
+        if len(calls) > 3:  # after the first epoch, whose checkpoint stays
+            raise error
+        return step(self, x, y)
+
+    monkeypatch.setattr(TrainStep, "__call__", runs_out)
+    run = tmp_path / "run"
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        train(model="resnet8", data="digits", input_size=8, batch_size=480, epochs=3, out=str(run))
+    assert str(caught.value) == (
+        "out of memory on cpu at epoch 2, step 3: resnet8 on batches of 480 images at 8x8 does "
+        "not fit; start again with a smaller --batch-size (e.g. 240) or --input-size; the last "
+        f"checkpoint is in {run}"
+    )
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+    assert resnetlab.load_model(run / "best.safetensors").num_classes == 10
+    monkeypatch.setattr(TrainStep, "__call__", lambda *_: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError, match=r"^x$"):  # any other error is not one
+        train(model="resnet8", data="digits", input_size=8, max_steps=1, out=str(tmp_path / "o"))

@@ -54,6 +54,7 @@ from ..errors import (
     as_given,
     named_as_given,
     near_name,
+    out_of_memory,
     path_argument,
     warn,
 )
@@ -819,6 +820,10 @@ class Trainer:
             raise
         except WriteError as e:
             raise self._write_failed(e) from None
+        except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one too
+            if not out_of_memory(e):
+                raise
+            raise ResnetlabError(self._out_of_memory()) from None
         finally:
             summary = self._final_summary(status)
             self.log.close()
@@ -1361,6 +1366,22 @@ class Trainer:
             if (self.run_dir / CHECKPOINT_NAME).is_file():  # written whole or not at all
                 error = WriteError(f"{error} (the last checkpoint is intact)")
         return WriteError(f"{error}; {self._resume_hint()}")
+
+    def _out_of_memory(self) -> str:
+        """What to do when the device's memory ran out: a smaller batch, or smaller images."""
+        c = self.config
+        smaller = f" (e.g. {c.batch_size // 2})" if c.batch_size > 1 else ""
+        kept = (
+            f"; the last checkpoint is in {self.run_dir}"
+            if (self.run_dir / CHECKPOINT_NAME).is_file()
+            else ""
+        )
+        return (
+            f"out of memory on {self.device} at epoch {self.epoch + 1}, step {self.step:,}: "
+            f"{c.model} on batches of {c.batch_size} images at {self.input_size}x"
+            f"{self.input_size} does not fit; start again with a smaller --batch-size"
+            f"{smaller} or --input-size{kept}"
+        )
 
     def _resumable(self) -> bool:
         """Whether the run goes on in its own folder (else it starts again, anywhere)."""
