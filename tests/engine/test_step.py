@@ -19,6 +19,7 @@ from resnetlab.engine.step import (
     class_weights,
     refuse_lone_values,
     weighed_classes_note,
+    weighed_cross_entropy,
 )
 
 CPU = torch.device("cpu")
@@ -358,35 +359,68 @@ def test_balanced_class_weights_are_scikit_learns(counts, expected):
     assert class_weights("none", counts, CPU) is None
 
 
-def test_the_step_weighs_each_class_in_the_loss():
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_the_step_weighs_each_images_loss_by_its_class(smoothing):
     # One image of class 1 among seven of class 0: the weighted mean, each image's loss
-    # times its class's weight over the sum of the weights.
+    # (smoothed or not) times its class's weight, over the sum of the weights.
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 2)
     x, y = torch.randn(8, 4), torch.tensor([0] * 7 + [1])
     weights = class_weights("balanced", [70, 10], CPU)
     with torch.no_grad():
         logits = model(x)
-    expected = torch.nn.functional.cross_entropy(logits, y, weight=weights)
-    per_image = torch.nn.functional.cross_entropy(logits, y, reduction="none")
-    by_hand = (per_image * weights[y]).sum() / weights[y].sum()
-    assert expected.item() == pytest.approx(by_hand.item())
-    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.0), class_weights=weights)
+    each = torch.nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
+    by_hand = (each * weights[y]).sum() / weights[y].sum()
+    step = TrainStep(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        class_weights=weights,
+        label_smoothing=smoothing,
+    )
     step(x, y)
-    assert step.take_sums()[0].item() / len(y) == pytest.approx(expected.item(), rel=1e-6)
+    assert step.take_sums()[0].item() / len(y) == pytest.approx(by_hand.item(), rel=1e-6)
     assert weighed_classes_note(["cat", "dog"], [70, 10]) == (
         "each class weighs in the loss in inverse proportion to its training images "
         "(--class-weights balanced): 'dog' x4.00, 'cat' x0.57"
     )
 
 
-def test_training_with_balanced_class_weights_records_and_says_them(tmp_path, capsys):
+def test_balanced_weights_with_label_smoothing_keep_each_image_on_its_own_class():
+    """At 99:1, the loss of an image of the large class is least where it answers its own
+    class, as without weights; torch's per-class weights with smoothing would move it to
+    84% on the small class."""
+    weights = class_weights("balanced", [990, 10], CPU)
+    y = torch.tensor([0] * 99 + [1])
+    p_small = torch.linspace(0.01, 0.99, 99)
+    losses = []
+    for p in p_small:  # the same answer for every image of the large class
+        logits = torch.log(torch.tensor([1 - p, p])).repeat(100, 1)
+        logits[-1] = torch.tensor([-5.0, 5.0])  # the small class's image, answered right
+        losses.append(weighed_cross_entropy(logits, y, weights, 0.1).item())
+    best = p_small[int(torch.tensor(losses).argmin())].item()
+    assert best < 0.1  # 0.05, the smoothing's share of the other class
+
+
+def test_training_with_balanced_class_weights_records_and_says_them(tmp_path, capsys, monkeypatch):
+    weights = []
+    init = TrainStep.__init__
+
+    def kept(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        weights.append(self.class_weights)
+
+    monkeypatch.setattr(TrainStep, "__init__", kept)
     config = TrainConfig(
         **FAST, max_steps=2, warmup_steps=1, class_weights="balanced", out=str(tmp_path / "r")
     )
     train(config)
     assert TrainConfig.load(tmp_path / "r" / "config.json")["class_weights"] == "balanced"
     assert "data: each class weighs in the loss" in capsys.readouterr().err
+    (used,) = weights  # digits' training images per class, weighed as class_weights says
+    counts = torch.bincount(
+        torch.tensor(resnetlab.data.load_dataset("digits", val_split=0.2).train.labels)
+    )
+    assert used.tolist() == pytest.approx(class_weights("balanced", counts.tolist(), CPU).tolist())
 
 
 def test_a_batch_of_one_that_reaches_1x1_maps_is_refused_before_training():

@@ -243,9 +243,7 @@ class TrainStep:
         # Autocast's weight cast cache would hold tensors from outside a graph's memory pool.
         with autocast(self.device, self.amp_dtype, cache_enabled=not self.cuda_graphs):
             logits = self.net(x)  # (B, K)
-        loss = F.cross_entropy(
-            logits.float(), y, weight=self.class_weights, label_smoothing=self.label_smoothing
-        )
+        loss = weighed_cross_entropy(logits.float(), y, self.class_weights, self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -484,6 +482,21 @@ def class_weights(kind: str, counts: list[int] | None, device: torch.device) -> 
     total, k = sum(counts), len(counts)
     weights = [total / (k * n) if n else 1.0 for n in counts]
     return torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def weighed_cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None, label_smoothing: float
+) -> torch.Tensor:
+    """The cross-entropy loss, each image's weighed by its class's weight (``weights``; None:
+    the mean). Not ``F.cross_entropy(weight=...)``: with label smoothing that weighs each
+    class's share of every image's smoothed target too, which pushes the images of a large
+    class towards a heavy small one (at 99:1, a large class's image would be best answered
+    with 84% on the small class)."""
+    if weights is None:
+        return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    each = F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing)
+    weight = weights[y]
+    return (each * weight).sum() / weight.sum()
 
 
 def weighed_classes_note(class_names: list[str], counts: list[int]) -> str:
