@@ -432,3 +432,27 @@ def test_json_is_printed_as_utf8_and_escaped_only_where_the_output_cannot_show_i
     print_json([os.fsdecode(b"caf\xe9.jpg")])
     out.flush()
     assert json.loads(out.buffer.getvalue().decode("utf-8")) == ["caf\udce9.jpg"]
+
+
+def test_files_written_under_a_quoted_home_folder_land_there(tmp_path, monkeypatch, capsys):
+    """'~/...' quoted (or from Python) is the home folder, as a shell would expand it, for
+    every file a command writes, and the checks look at the file written."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", "digits", "--model", "resnet8", "--input-size", "8"]
+    assert main([*args, "--max-steps", "1", "--out", "~/run"]) == 0
+    assert (home / "run" / "config.json").is_file() and (
+        home / "run" / "best.safetensors"
+    ).is_file()
+    assert resnetlab.engine.TrainConfig(out="~/r").out == str(home / "r")
+    curves = (home / "run" / "curves.png").read_bytes()
+    model = str(home / "run" / "best.safetensors")
+    assert main(["eval", model, "--data", "digits", "--png", "~/run/curves.png"]) == 2
+    assert "is a file of the run in" in capsys.readouterr().err
+    assert (home / "run" / "curves.png").read_bytes() == curves
+    photos = write_tree(tmp_path / "photos", {"a": [noise(0)], "b": [noise(1)]})
+    assert main(["data", "inspect", str(photos), "--out", "~/sheet.png"]) == 0
+    assert (home / "sheet.png").is_file()
+    assert not (tmp_path / "~").exists()

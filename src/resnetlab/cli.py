@@ -212,7 +212,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
         check_output_file(args.out, "--out")
-    sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png")
+    sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png").expanduser()
     if not args.no_sheet and (folder := data_folder_holding(sheet, [args.path])):
         inside = (
             f"the contact sheet {sheet} would be inside the data folder {folder}, where the "
@@ -570,6 +570,7 @@ def check_output_file(value: str, flag: str) -> None:
     below a file, nor a file of a run folder (its curves.png, say)."""
     from .engine.train import run_file_problem
 
+    value = os.path.expanduser(value)  # '~/figures/x.png', quoted: the file written
     if problem := folder_problem(value, "out.png"):
         raise ResnetlabError(f"{flag} {problem}")
     if problem := run_file_problem(value, Path(value).with_name(f"out{Path(value).suffix}")):

@@ -73,7 +73,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ResnetlabError, finite_number, folder_problem, near_name
+from ..errors import ResnetlabError, finite_number, folder_problem, near_name, path_argument
 from ..models.files import model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
@@ -465,6 +465,7 @@ def convert_keras(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
+    dst = path_argument(dst, "the model file to write", reading=False)  # ~ expanded
     if problem := folder_problem(dst, f"{Path(src).stem}.safetensors"):
         raise ResnetlabError(problem)
     dst = Path(dst)

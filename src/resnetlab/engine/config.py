@@ -424,6 +424,8 @@ class TrainConfig:
         for name in PATH_FIELDS:  # pathlib.Path from the Python API
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
+        if isinstance(self.out, str) and self.out.startswith("~"):  # '~/runs/x', quoted
+            self.out = os.path.expanduser(self.out)
         if isinstance(self.device, torch.device):  # as load_model, predict and evaluate take it
             self.device = str(self.device)
         if isinstance(self.pretrained, bool):  # as create_model takes it: True is torchvision
