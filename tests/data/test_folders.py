@@ -1258,3 +1258,30 @@ def test_a_warning_is_shown_at_the_line_that_called_resnetlab(tmp_path):
         line = sys._getframe().f_lineno + 1
         load_dataset(str(root), default_val_split=0.25, cache_dir=tmp_path / "cache")
     assert {(w.filename, w.lineno) for w in caught} == {(__file__, line)}
+
+
+def test_the_data_set_around_images_is_looked_for_once_per_folder_and_never_blocks(
+    tmp_path, monkeypatch
+):
+    from resnetlab.data import folders
+
+    root = write_tree(
+        tmp_path / "photos", {"cat": [noise(i) for i in range(30)], "dog": [noise(9)]}
+    )
+    files = [str(p) for p in sorted((root / "cat").iterdir())]
+    looked = []
+    is_set = folders._is_class_folder_set
+    monkeypatch.setattr(folders, "_is_class_folder_set", lambda f: looked.append(f) or is_set(f))
+    assert folders.data_sets_around([*files, str(root / "dog" / "000.png")]) == [str(root)]
+    assert looked == [root]  # one look, for thirty photos of two folders beside each other
+    # A folder above them that cannot be listed (a home folder of mode 711) is no data set.
+    listing = folders._listing
+
+    def refused(folder):
+        if Path(folder) == root:
+            raise DataError(f"{folder}: no permission to list this folder")
+        return listing(folder)
+
+    monkeypatch.setattr(folders, "_listing", refused)
+    assert folders.data_sets_around(files) == []
+    assert folders.class_folder_note(root / "cat") is None

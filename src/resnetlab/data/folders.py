@@ -230,23 +230,23 @@ def data_sets_around(inputs: list[str]) -> list[str]:
     are one of: ``photos`` for ``photos/cat/1.jpg`` or ``photos/cat``, where every folder in
     ``photos`` holds images and ``photos`` holds none of its own. A file written in one
     would join that data set at its next run."""
-    found: list[str] = []
+    folders = {}  # each folder once: a thousand photos of one folder are one look
     for spec in inputs:
         path = Path(spec).expanduser()
         folder = path if path.is_dir() else path.parent
-        root = _by_name(folder).parent
-        if root != folder and _is_class_folder_set(root):
-            found.append(str(root))
-    return list(dict.fromkeys(found))
+        folders.setdefault(str(folder), folder)
+    roots = {str(r): r for f in folders.values() if (r := _by_name(f).parent) != f}
+    return [name for name, root in roots.items() if _is_class_folder_set(root)]
 
 
 def _is_class_folder_set(folder: Path) -> bool:
     """Two folders or more, each of images, and no images beside them: a data set's layout
-    (explain's output folders, which hold maps.npz, are not taken for classes)."""
+    (explain's output folders, which hold maps.npz, are not taken for classes). A folder
+    that cannot be listed is taken for none: this guess only ever warns."""
     try:
         dirs = [d for d in _visible_dirs(folder) if not (d / "maps.npz").exists()]
         return len(dirs) > 1 and not _direct_images(folder) and all(map(_direct_images, dirs))
-    except OSError:
+    except (OSError, DataError):
         return False
 
 
@@ -415,10 +415,13 @@ def class_folder_note(folder: Path) -> str | None:
     """For a folder of images and no folders, with folders of images beside it: that it
     looks like one class of the data set its parent is (``photos/cat`` given for
     ``photos/``), and what to give instead; else None."""
-    if not folder.is_dir() or _visible_dirs(folder) or not _direct_images(folder):
-        return None
-    named = _by_name(folder)
-    if not (siblings := _sibling_class_folders(named)):
+    try:
+        if not folder.is_dir() or _visible_dirs(folder) or not _direct_images(folder):
+            return None
+        named = _by_name(folder)
+        if not (siblings := _sibling_class_folders(named)):
+            return None
+    except (OSError, DataError):  # a folder that cannot be listed: no guess
         return None
     return (
         f"{named.name}/ {CLASS_FOLDER_NOTE} {named.parent} ({_with_siblings(named, siblings)}); "
