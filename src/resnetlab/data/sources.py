@@ -561,8 +561,8 @@ def load_eval_split(
     if (
         isinstance(validated_on, dict)
         and validated_on.get("data") is not None
-        and data_name(str(validated_on["data"])) == data_name(data)
-        and source.key(*VAL_DATA_SPLITS, own=True) == key  # not its test/ beside a val/
+        and data_name(str(validated_on["data"]))
+        in _names_of_split(data, source, key, test=validated_on.get("split") == "test")
         and validated_on.get("images") == len(split)
     ):
         sample = validated_on.get("sample")
@@ -575,6 +575,24 @@ def load_eval_split(
     elif key == "val":
         split = _with_notes(split, [VAL_SCORED_NOTE.format(data=data)])
     return split
+
+
+def _names_of_split(data: str | os.PathLike, source: Source, key: str, *, test: bool) -> set[str]:
+    """The names the split ``key`` of ``data`` goes by, for a model file's ``validated_on``
+    to be matched: the data's, where it is the split that would validate (not a test/
+    beside a val/); and for a test split that validated (``test``), the file it was found
+    next to (test_signs.h5 for train_signs.h5) and the folder above a split folder given
+    alone (photos for photos/test)."""
+    names = set()
+    if source.key(*VAL_DATA_SPLITS, own=True) == key:
+        names.add(data_name(data))
+    if not test:
+        return names
+    if key in source.borrowed and (beside := sibling_test_file(Path(data).expanduser())):
+        names.add(data_name(beside))
+    if key == "all" and source.all_role == "test" and Path(data).expanduser().is_dir():
+        names.add(data_name(data, above=1))
+    return names
 
 
 def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out: Any) -> Split:
