@@ -1285,3 +1285,17 @@ def test_the_data_set_around_images_is_looked_for_once_per_folder_and_never_bloc
     monkeypatch.setattr(folders, "_listing", refused)
     assert folders.data_sets_around(files) == []
     assert folders.class_folder_note(root / "cat") is None
+
+
+def test_a_folder_of_one_class_with_a_sub_folder_is_not_looked_through(tmp_path):
+    from resnetlab.data.folders import find_root
+
+    # onecls/cat/{six images, more/{two}}: one class folder, given with the folder above it.
+    one = write_tree(tmp_path / "onecls", {"cat": [noise(i) for i in range(6)]})
+    write_tree(one / "cat", {"more": [noise(7), noise(8)]})
+    assert find_root(one) == one
+    # wrapper/photos/{cat/{six}, stray.png}: photos holds the classes; the stray is told.
+    wrapper = tmp_path / "wrapper"
+    write_tree(wrapper / "photos", {"cat": [noise(i) for i in range(6)]})
+    noise(9).save(wrapper / "photos" / "stray.png")
+    assert find_root(wrapper) == wrapper / "photos"

@@ -457,7 +457,17 @@ def find_root(folder: Path) -> Path:
         role = named_role(folder.name) if folder != given else None
         if role and named_role(dirs[0].name) != role:
             return folder
+        if _mostly_its_own_images(dirs[0]):  # one class, some of it in a sub-folder
+            return folder
         folder = dirs[0]
+
+
+def _mostly_its_own_images(folder: Path) -> bool:
+    """Whether ``folder`` holds at least as many images of its own as its sub-folders hold
+    beside them: a class folder with a sub-folder (``cat/{1..94}.jpg, cat/more/``), not a
+    folder of class folders with a stray image (``photos/{cat/, stray.jpg}``)."""
+    own = len(_direct_images(folder))
+    return own > 0 and own >= sum(len(_direct_images(d)) for d in _visible_dirs(folder))
 
 
 def looked_through_note(given: Path, root: Path) -> list[str]:
