@@ -1,6 +1,7 @@
 import contextlib
 import copy
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -430,3 +431,34 @@ def test_a_batch_of_one_that_reaches_1x1_maps_is_refused_before_training():
         build_training(config, torch.device("cpu"), num_classes=10, input_size=32)
     refuse_lone_values(config, num_classes=10, input_size=64)  # 2x2 maps: four values
     refuse_lone_values(dataclasses.replace(config, batch_size=2), num_classes=10, input_size=32)
+
+
+@pytest.mark.parametrize("weights, best", [("none", 1), ("balanced", 2)])
+def test_balanced_class_weights_pick_the_epoch_of_the_best_balanced_accuracy(
+    tmp_path, monkeypatch, capsys, weights, best
+):
+    from resnetlab.engine.evaluate import EvalResult
+    from resnetlab.engine.train import Trainer
+
+    # 91 images of class 0 and one of each other: epoch 1 answers 0 everywhere (accuracy
+    # 0.91, balanced 0.1), epoch 2 misses ten of class 0 (0.90, balanced 0.989).
+    first, second = torch.zeros(10, 10, dtype=torch.int64), torch.zeros(10, 10, dtype=torch.int64)
+    first[:, 0] = torch.tensor([91] + [1] * 9)
+    second[0, 0], second[0, 1] = 81, 10
+    second[torch.arange(1, 10), torch.arange(1, 10)] = 1
+    results = iter(
+        EvalResult(loss=1.0, accuracy=c.diag().sum().item() / 100, count=100, confusion=c)
+        for c in (first, second)
+    )
+    monkeypatch.setattr(Trainer, "_evaluate", lambda self: next(results))
+    config = TrainConfig(
+        **FAST, epochs=2, warmup_steps=1, class_weights=weights, out=str(tmp_path / "r")
+    )
+    summary = json.loads((train(config).run_dir / "summary.json").read_text())
+    assert summary["best_epoch"] == best
+    metric = "balanced accuracy" if weights == "balanced" else "accuracy"
+    assert summary["best_metric"] == metric
+    expected = (81 / 91 + 9) / 10 if weights == "balanced" else 0.91
+    assert summary["best_val_acc"] == pytest.approx(expected)
+    said = "best val balanced acc" if weights == "balanced" else "best val acc"
+    assert f"{said} {expected:.4f} (epoch {best})" in capsys.readouterr().out

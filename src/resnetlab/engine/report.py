@@ -384,8 +384,9 @@ class RunLog:
             raise figure_error
         if summary["status"] == "finished":
             best = summary["best_val_acc"]
+            balanced = " balanced" if summary.get("best_metric") == "balanced accuracy" else ""
             result = (
-                f"best val acc {best:.4f} (epoch {summary['best_epoch']})"
+                f"best val{balanced} acc {best:.4f} (epoch {summary['best_epoch']})"
                 if best is not None
                 else (f"final train acc {summary['final_train_acc']:.4f}")
             )

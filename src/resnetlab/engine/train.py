@@ -994,8 +994,19 @@ class Trainer:
         patience, best = self.config.patience, self.best["epoch"]
         return patience is not None and best is not None and self.epoch - best >= patience
 
+    def _metric_of(self, val: EvalResult) -> float:
+        """What picks the best epoch: the validation accuracy, or under --class-weights
+        balanced the balanced accuracy, which weighs each class the same as the loss does
+        (the accuracy on a split as skewed as the training images favours the epochs that
+        neglect a small class)."""
+        return val.balanced_accuracy if self._balanced() else val.accuracy
+
+    def _balanced(self) -> bool:
+        return self.config.class_weights == "balanced" and bool(self.num_val)
+
     def _patience_message(self) -> str:
         what = "validation" if self.num_val else "training"
+        what += " balanced" if self._balanced() else ""
         return (
             f"stopped early after epoch {self.epoch} of {self.num_epochs}: no better {what} "
             f"accuracy for {count_of(self.config.patience, 'epoch')} (--patience), best "
@@ -1138,7 +1149,7 @@ class Trainer:
         self.batch = 0
         self.last_val = val
         self.last_train = train_stats
-        metric = val.accuracy if val is not None else train_stats["train_acc"]
+        metric = self._metric_of(val) if val is not None else train_stats["train_acc"]
         self.last_metric = metric
         improved = metric > self.best["metric"]
         if improved:
@@ -1495,6 +1506,7 @@ class Trainer:
             "steps": self.step,
             "best_val_acc" if self.num_val else "best_train_acc": self.best["metric"],
             "best_epoch": self.best["epoch"],
+            **({"best_metric": "balanced accuracy"} if self._balanced() else {}),
             **({"held_out": self._held_out()} if self.held_out else {}),
             **({"validated_on": self._validated_on()} if c.val_data or self.validated_test else {}),
             **({"pretrained": start} if start else {}),
@@ -1546,6 +1558,9 @@ class Trainer:
             "steps": self.step,
             "best_val_acc": self.best["metric"] if self.num_val and self.best["epoch"] else None,
             "best_epoch": self.best["epoch"],
+            # What best_val_acc is: the accuracy, or the balanced accuracy that picked the
+            # best epoch under --class-weights balanced.
+            "best_metric": "balanced accuracy" if self._balanced() else "accuracy",
             "target_accuracy": self.config.target_accuracy,
             "reached_target": self._reached_target() if self.config.target_accuracy else None,
             "final_val_acc": val.accuracy if val else None,
@@ -1577,7 +1592,8 @@ class Trainer:
                 paths=self.val_paths,
             )
             series = _SERIES.get()
-            majority = series is None or series.majority_note
+            # Always answering the largest class scores 1/K balanced: no note to make.
+            majority = (series is None or series.majority_note) and not self._balanced()
             self.log.finish(summary, val, self.class_names, errors, majority=majority)
         return summary
 
