@@ -952,18 +952,22 @@ def test_messages_name_the_data_as_given_though_the_run_keeps_its_absolute_path(
     with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
         for file in sorted((tmp_path / "photos").rglob("*.png")):
             z.write(file, file.relative_to(tmp_path).as_posix())
+    shutil.copytree(tmp_path / "photos", tmp_path / "album")
     monkeypatch.chdir(tmp_path)
     args = ["train", "--model", "resnet8", "--input-size", "8", "--max-steps", "1"]
-    for data, bad in (
-        ("photos", "photos/cat/bad.png"),
-        ("photos.zip", "photos.zip/photos/cat/bad.png"),
+    for i, (data, bad) in enumerate(
+        [
+            ("photos", "photos/cat/bad.png"),
+            ("album/", "album/cat/bad.png"),  # not album//cat/bad.png
+            ("photos.zip", "photos.zip/photos/cat/bad.png"),
+        ]
     ):
-        assert main([*args, "--data", data, "--out", f"run-{data}"]) == 0
+        assert main([*args, "--data", data, "--out", f"run-{i}"]) == 0
         err = capsys.readouterr().err
         assert f"warning: {bad}: skipped, cannot read it" in err
-        assert f"resnet8 (74,770 parameters) on {data}: " in err
+        assert f"resnet8 (74,770 parameters) on {data.rstrip('/')}: " in err
         assert str(tmp_path) not in err
-        config = TrainConfig.load(tmp_path / f"run-{data}" / "config.json")
+        config = TrainConfig.load(tmp_path / f"run-{i}" / "config.json")
         assert config["data"] == str(tmp_path / data)  # reruns find it from any folder
     with pytest.warns(DataWarning) as caught:  # and so from Python
         resnetlab.train(

@@ -324,8 +324,8 @@ def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
     pairs = {}
     for key in ("data", "val_data"):
         stored, spelled = getattr(config, key), given.get(key)
-        if stored and spelled is not None:
-            pairs[stored] = os.fspath(spelled)
+        if stored and spelled is not None:  # photos/ named photos: photos/cat/1.jpg
+            pairs[stored] = os.path.normpath(os.fspath(spelled))
     return pairs
 
 
