@@ -456,3 +456,24 @@ def test_files_written_under_a_quoted_home_folder_land_there(tmp_path, monkeypat
     assert main(["data", "inspect", str(photos), "--out", "~/sheet.png"]) == 0
     assert (home / "sheet.png").is_file()
     assert not (tmp_path / "~").exists()
+
+
+def test_a_device_out_of_memory_in_any_command_is_one_line(monkeypatch, capsys):
+    from resnetlab import cli
+
+    def runs_out(args):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 1228800000000 bytes.\nmore lines"
+        )
+
+    monkeypatch.setattr(cli, "cmd_models", runs_out)
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == (
+        "error: out of memory ([enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+        "can't allocate memory: you tried to allocate 1228800000000 bytes.); lower --batch-size "
+        "(or --input-size)\n"
+    )
+    monkeypatch.setattr(cli, "cmd_models", lambda args: (_ for _ in ()).throw(RuntimeError("x")))
+    with pytest.raises(RuntimeError, match=r"^x$"):  # a bug stays a traceback
+        main(["models"])

@@ -32,6 +32,7 @@ from .errors import (
     empty_problem,
     folder_problem,
     named_as_given,
+    out_of_memory,
 )
 from .storage import os_error_line
 
@@ -1518,4 +1519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (line := os_error_line(e)) is None:
             raise
         print(f"error: {as_given(line)}", file=sys.stderr)  # an archive's file: in it
+        return 2
+    except RuntimeError as e:  # a device out of memory where no command said more (bench)
+        if not out_of_memory(e):
+            raise
+        what = str(e).strip().splitlines()[0][:200]
+        print(
+            f"error: out of memory ({what}); lower --batch-size (or --input-size)",
+            file=sys.stderr,
+        )
         return 2
