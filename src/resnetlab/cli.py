@@ -647,8 +647,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     for p in predictions:
         ranked = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
-        print(f"{p.source}: {ranked}")
+        print(f"{one_line(p.source)}: {ranked}")
     return 0
+
+
+def one_line(name: str) -> str:
+    """A file name as one line of output: a line break in it (which a file name may hold)
+    written as ``\\n``, so that each image's answer stays one line; --json has it as it is."""
+    return name.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def add_explain(p: argparse.ArgumentParser) -> None:
@@ -758,7 +764,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for row in rows:
         explained = "" if row["explained"] == row["class"] else f", map of {row['explained']}"
         print(
-            f"{row['image']}: {row['class']} {row['probability']:.1%}{explained} "
+            f"{one_line(row['image'])}: {row['class']} {row['probability']:.1%}{explained} "
             f"-> {row['overlay']}"
         )
     print("also wrote " + ", ".join(str(w) for w in written[len(overlays) :]))

@@ -735,3 +735,15 @@ def test_an_eval_of_the_test_split_that_validated_says_so(tmp_path):
         "validation (its best epoch was picked on 2 of them (--val-subset), which flatters the "
         "score a little; a test/ folder is scored instead where there is one)"
     )
+
+
+def test_a_file_name_with_a_line_break_is_one_line_of_output(
+    model_file, digit_folder, tmp_path, capsys
+):
+    image = tmp_path / "new\nline.png"
+    shutil.copy(next((digit_folder / "3").iterdir()), image)
+    assert main(["predict", str(model_file), str(image)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{tmp_path}/new\\nline.png: ")
+    assert main(["predict", str(model_file), str(image), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["image"] == str(image)  # as it is
