@@ -1299,3 +1299,9 @@ def test_a_folder_of_one_class_with_a_sub_folder_is_not_looked_through(tmp_path)
     write_tree(wrapper / "photos", {"cat": [noise(i) for i in range(6)]})
     noise(9).save(wrapper / "photos" / "stray.png")
     assert find_root(wrapper) == wrapper / "photos"
+    # wrapper/photos/{cover.png, cat/2019/{six}, dog/2020/{six}}: classes of nested folders.
+    nested = tmp_path / "nested"
+    write_tree(nested / "photos" / "cat", {"2019": [noise(i) for i in range(6)]})
+    write_tree(nested / "photos" / "dog", {"2020": [noise(i) for i in range(6)]})
+    noise(9).save(nested / "photos" / "cover.png")
+    assert find_root(nested) == nested / "photos"

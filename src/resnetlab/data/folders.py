@@ -467,7 +467,16 @@ def _mostly_its_own_images(folder: Path) -> bool:
     beside them: a class folder with a sub-folder (``cat/{1..94}.jpg, cat/more/``), not a
     folder of class folders with a stray image (``photos/{cat/, stray.jpg}``)."""
     own = len(_direct_images(folder))
-    return own > 0 and own >= sum(len(_direct_images(d)) for d in _visible_dirs(folder))
+    if not own:
+        return False
+    below, folders = 0, _visible_dirs(folder)  # at any depth, as a class's images are read
+    while folders:
+        sub = folders.pop()
+        below += len(_direct_images(sub))
+        if below > own:
+            return False
+        folders += _visible_dirs(sub)
+    return True
 
 
 def looked_through_note(given: Path, root: Path) -> list[str]:
