@@ -447,6 +447,8 @@ def test_files_written_under_a_quoted_home_folder_land_there(tmp_path, monkeypat
         home / "run" / "best.safetensors"
     ).is_file()
     assert resnetlab.engine.TrainConfig(out="~/r").out == str(home / "r")
+    main(["train", "--resume", "~/run", "--out", "~/run", "--max-steps", "2"])
+    assert "drop --out" not in capsys.readouterr().err  # the same folder, spelled alike
     curves = (home / "run" / "curves.png").read_bytes()
     model = str(home / "run" / "best.safetensors")
     assert main(["eval", model, "--data", "digits", "--png", "~/run/curves.png"]) == 2

@@ -72,7 +72,7 @@ def as_given(text: str) -> str:
     path, which the user gave as ``photos.zip``)."""
     for _ in range(len(_GIVEN_AS)):
         before = text
-        for folder, given in _GIVEN_AS.items():
+        for folder, given in list(_GIVEN_AS.items()):  # (a run in another thread may add)
             text = folder.sub(lambda _, given=given: given, text)
         if text == before:
             break

@@ -452,13 +452,25 @@ def test_balanced_class_weights_pick_the_epoch_of_the_best_balanced_accuracy(
     )
     monkeypatch.setattr(Trainer, "_evaluate", lambda self: next(results))
     config = TrainConfig(
-        **FAST, epochs=2, warmup_steps=1, class_weights=weights, out=str(tmp_path / "r")
+        **FAST,
+        epochs=2,
+        warmup_steps=1,
+        class_weights=weights,
+        target_accuracy=0.95,  # the accuracy's, which neither epoch reaches
+        out=str(tmp_path / "r"),
     )
     summary = json.loads((train(config).run_dir / "summary.json").read_text())
-    assert summary["best_epoch"] == best
+    assert summary["best_epoch"] == best and summary["reached_target"] is False
     metric = "balanced accuracy" if weights == "balanced" else "accuracy"
     assert summary["best_metric"] == metric
     expected = (81 / 91 + 9) / 10 if weights == "balanced" else 0.91
     assert summary["best_val_acc"] == pytest.approx(expected)
     said = "best val balanced acc" if weights == "balanced" else "best val acc"
     assert f"{said} {expected:.4f} (epoch {best})" in capsys.readouterr().out
+
+
+def test_class_weights_cannot_change_on_resume(tmp_path):
+    run = tmp_path / "r"
+    train(TrainConfig(**FAST, epochs=2, max_steps=1, warmup_steps=1, out=str(run)))
+    with pytest.raises(resnetlab.ResnetlabError, match="its class_weights cannot change"):
+        train(resume=run, class_weights="balanced")  # its best epoch was picked otherwise

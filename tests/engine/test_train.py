@@ -1014,8 +1014,8 @@ def test_a_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypat
         train(model="resnet8", data="digits", input_size=8, batch_size=480, epochs=3, out=str(run))
     assert str(caught.value) == (
         "out of memory on cpu at epoch 2, step 3: resnet8 on batches of 480 images at 8x8 does "
-        "not fit; start again with a smaller --batch-size (e.g. 240) or --input-size; the last "
-        f"checkpoint is in {run}"
+        f"not fit; start a new run with a smaller batch (--config {run / 'config.json'} "
+        "--batch-size 240 --out NEW_FOLDER), or smaller images (--input-size)"
     )
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
     assert resnetlab.load_model(run / "best.safetensors").num_classes == 10

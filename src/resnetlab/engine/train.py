@@ -205,7 +205,9 @@ class RunResult:
 
     The summary's keys, which the repr shows as ``key=value``, read as attributes too:
     ``result.best_val_acc`` is ``result.summary["best_val_acc"]`` (``result.model`` is the
-    model itself; its name is ``result.summary["model"]``).
+    model itself; its name is ``result.summary["model"]``): the best epoch's validation
+    accuracy, or its balanced accuracy where that picked it (``result.best_metric``, under
+    ``class_weights="balanced"``).
     """
 
     run_dir: Path
@@ -283,7 +285,7 @@ def train(
         given = {k: v for k, v in overrides.items() if v is not None}
         stored_paths(values)  # a run stored before data paths were absolute
         stored_paths(given)
-        if "out" in given and Path(given["out"]).resolve() != run_dir.resolve():
+        if "out" in given and Path(given["out"]).expanduser().resolve() != run_dir.resolve():
             raise ResnetlabError(
                 f"--resume continues the run in {run_dir}, where its files are, not in "
                 f"{given['out']}; drop --out (a new run with its settings in {given['out']}: "
@@ -382,6 +384,7 @@ RUN_DEFINING = (
     "head_epochs",
     "layer_lr_decay",
     "freeze_bn",
+    "class_weights",  # the best epoch so far was picked by its metric (balanced or not)
 )
 
 
@@ -1149,8 +1152,9 @@ class Trainer:
         self.batch = 0
         self.last_val = val
         self.last_train = train_stats
-        metric = self._metric_of(val) if val is not None else train_stats["train_acc"]
-        self.last_metric = metric
+        accuracy = val.accuracy if val is not None else train_stats["train_acc"]
+        self.last_metric = accuracy  # --target-accuracy's, whatever picks the best epoch
+        metric = self._metric_of(val) if val is not None else accuracy
         improved = metric > self.best["metric"]
         if improved:
             self.best = {"metric": metric, "epoch": self.epoch}
@@ -1381,17 +1385,19 @@ class Trainer:
     def _out_of_memory(self) -> str:
         """What to do when the device's memory ran out: a smaller batch, or smaller images."""
         c = self.config
-        smaller = f" (e.g. {c.batch_size // 2})" if c.batch_size > 1 else ""
-        kept = (
-            f"; the last checkpoint is in {self.run_dir}"
-            if (self.run_dir / CHECKPOINT_NAME).is_file()
-            else ""
+        half = max(1, c.batch_size // 2)
+        # A run cannot be resumed with another batch size (its position counts batches):
+        # a new run, with this one's settings and a smaller batch.
+        again = (
+            f"--config {self.run_dir / 'config.json'} --batch-size {half} --out NEW_FOLDER"
+            if (self.run_dir / "config.json").is_file()
+            else f"--batch-size {half}"
         )
         return (
             f"out of memory on {self.device} at epoch {self.epoch + 1}, step {self.step:,}: "
             f"{c.model} on batches of {c.batch_size} images at {self.input_size}x"
-            f"{self.input_size} does not fit; start again with a smaller --batch-size"
-            f"{smaller} or --input-size{kept}"
+            f"{self.input_size} does not fit; start a new run with a smaller batch ({again}), "
+            "or smaller images (--input-size)"
         )
 
     def _resumable(self) -> bool:
