@@ -974,6 +974,11 @@ def test_messages_name_the_data_as_given_though_the_run_keeps_its_absolute_path(
             model="resnet8", data="photos", input_size=8, max_steps=1, out="run-api", stream=True
         )
     assert any(str(w.message).startswith("photos/cat/bad.png: ") for w in caught)
+    # A resumed run whose data moved, given its new place, names that as given too.
+    (tmp_path / "photos").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", "run-0", "--data", "moved", "--max-steps", "2"]) == 0
+    assert "resnet8 (74,770 parameters) on moved: " in capsys.readouterr().err
 
 
 def test_data_is_named_as_given_only_while_the_run_lasts(tmp_path):

@@ -306,7 +306,7 @@ def train(
         # run's own values. A value of config.json that is out of range is named with it.
         flags = {k: v for k, v in given.items() if k != "recipe"}
         config = resolve_config(values, source=run_dir / "config.json", **flags)
-        with global_state_kept():
+        with global_state_kept(), named_as_given(data_as_given(config, overrides)):
             return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config is None:
         if overrides.get("model") is None:
