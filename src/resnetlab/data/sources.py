@@ -606,9 +606,9 @@ def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out
     by_files = isinstance(held_out, dict) and held_out.get("files") is not None
     again = _held_out_again(split, held_out) if same_data or by_files else None
     if again is not None:
-        note = HELD_OUT_SCORED_NOTE.format(data=data, n=len(again))
-        if isinstance(sample := held_out.get("sample"), int):  # --val-subset: on some of them
-            note = note.replace("picked on them", f"picked on {sample:,} of them (--val-subset)")
+        sample = held_out.get("sample")  # --val-subset: validated on some of them
+        them = f"{sample:,} of them (--val-subset)" if isinstance(sample, int) else "them"
+        note = HELD_OUT_SCORED_NOTE.format(data=data, n=len(again), them=them)
         if not same_data:
             note += f"; {data} holds the same files as {trained_on}, which it was trained on"
         return _with_notes(again, [note])
@@ -621,7 +621,7 @@ def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out
 # The notes on an eval of the images a training run held out of the same data set.
 HELD_OUT_SCORED_NOTE = (
     "scored: the {n:,} images of {data} that the model's training run held out for "
-    "validation (its best epoch was picked on them, which flatters the score a little; a "
+    "validation (its best epoch was picked on {them}, which flatters the score a little; a "
     "test/ folder is scored instead where there is one)"
 )
 HELD_OUT_LOST = (

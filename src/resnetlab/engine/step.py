@@ -479,9 +479,13 @@ def class_weights(kind: str, counts: list[int] | None, device: torch.device) -> 
     training images weighs 1, which no image of it uses)."""
     if kind == "none" or not counts:
         return None
+    return torch.tensor(balanced_weights(counts), dtype=torch.float32, device=device)
+
+
+def balanced_weights(counts: list[int]) -> list[float]:
+    """``images / (classes * images of the class)`` for each class's image count."""
     total, k = sum(counts), len(counts)
-    weights = [total / (k * n) if n else 1.0 for n in counts]
-    return torch.tensor(weights, dtype=torch.float32, device=device)
+    return [total / (k * n) if n else 1.0 for n in counts]
 
 
 def weighed_cross_entropy(
@@ -502,10 +506,9 @@ def weighed_cross_entropy(
 def weighed_classes_note(class_names: list[str], counts: list[int]) -> str:
     """The line a run with ``--class-weights balanced`` logs: each class's weight in the
     loss, the heaviest (smallest) first, up to six."""
-    weights = class_weights("balanced", counts, torch.device("cpu"))
-    assert weights is not None
-    order = sorted(range(len(counts)), key=lambda c: -weights[c].item())
-    shown = ", ".join(f"{class_names[c]!r} x{weights[c].item():.2f}" for c in order[:6])
+    weights = balanced_weights(counts)
+    order = sorted(range(len(counts)), key=lambda c: -weights[c])
+    shown = ", ".join(f"{class_names[c]!r} x{weights[c]:.2f}" for c in order[:6])
     more = f" and {len(order) - 6:,} more" if len(order) > 6 else ""
     return (
         f"each class weighs in the loss in inverse proportion to its training images "

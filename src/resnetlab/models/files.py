@@ -299,10 +299,10 @@ def save_model(
     if pretrained is not None:  # what the weights it started from say, where kept
         if mean is None and std is None and pretrained.mean is not None:
             mean, std = pretrained.mean, pretrained.std
-        names = getattr(pretrained, "class_names", None)
+        names = pretrained.class_names
         if class_names is None and names and len(names) == model.num_classes:
             class_names = names
-        resize = resize or getattr(pretrained, "resize", None)
+        resize = resize or pretrained.resize
     mean = (0.0, 0.0, 0.0) if mean is None else mean
     std = (1.0, 1.0, 1.0) if std is None else std
     resize = "crop" if resize is None else resize
