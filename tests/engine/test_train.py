@@ -1027,3 +1027,12 @@ def test_a_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypat
     monkeypatch.setattr(TrainStep, "__call__", lambda *_: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError, match=r"^x$"):  # any other error is not one
         train(model="resnet8", data="digits", input_size=8, max_steps=1, out=str(tmp_path / "o"))
+
+
+def test_validation_batches_shrink_with_the_training_batch():
+    from resnetlab.engine.train import validation_batch_size
+
+    sizes = [validation_batch_size(b) for b in (1, 8, 32, 64, 128, 256, 512)]
+    assert sizes == [4, 32, 128, 256, 256, 256, 512]
+    # Halving --batch-size, as the out-of-memory advice says, never leaves validation larger.
+    assert all(validation_batch_size(b // 2) <= validation_batch_size(b) for b in range(2, 600))

@@ -732,7 +732,9 @@ class Trainer:
             )
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
-            make_loader(data.val, train=False, batch_size=max(256, c.batch_size), **loader_args)
+            make_loader(
+                data.val, train=False, batch_size=validation_batch_size(c.batch_size), **loader_args
+            )
             if data.val is not None
             else None
         )
@@ -1602,6 +1604,13 @@ class Trainer:
             majority = (series is None or series.majority_note) and not self._balanced()
             self.log.finish(summary, val, self.class_names, errors, majority=majority)
         return summary
+
+
+def validation_batch_size(batch_size: int) -> int:
+    """The batch that validation runs in: up to four training batches (no gradients are kept),
+    256 at most unless training's own batch is larger, so that a smaller ``--batch-size``
+    also shrinks validation when memory runs out."""
+    return max(batch_size, min(256, 4 * batch_size))
 
 
 def _with_advice(note: str, input_size: int, size_given: bool = False) -> str:
