@@ -94,11 +94,15 @@ def warn(message: str, category: type[Warning]) -> None:
 
 def out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` is a device running out of memory: CUDA's ``OutOfMemoryError``, or
-    the CPU's and MPS's allocators, which raise a plain ``RuntimeError`` saying so."""
+    the CPU's and MPS's allocators, which raise a plain ``RuntimeError`` saying so, as do
+    cuBLAS and cuDNN when they cannot allocate their workspace (``CUBLAS_STATUS_ALLOC_FAILED``)."""
     text = str(error)
     return type(error).__name__ == "OutOfMemoryError" or (
         isinstance(error, RuntimeError)
-        and ("can't allocate memory" in text or "out of memory" in text.lower())
+        and (
+            any(sign in text for sign in ("can't allocate memory", "_STATUS_ALLOC_FAILED"))
+            or "out of memory" in text.lower()
+        )
     )
 
 

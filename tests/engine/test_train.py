@@ -999,6 +999,7 @@ def test_data_is_named_as_given_only_while_the_run_lasts(tmp_path):
     [
         RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
         torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
     ],
 )
 def test_a_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypatch, error):
