@@ -162,6 +162,17 @@ def test_tar_members_escaping_the_folder_are_refused(tmp_path, name):
     assert not dest.exists()  # what came before the refused member is removed too
 
 
+def test_a_tar_member_whose_name_holds_a_nul_is_refused_in_one_line(tmp_path):
+    archive = tmp_path / "bad.tar"
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tf:
+        _add(tf, "pets/cat/a.png", _png_bytes(0))
+        _add(tf, "pets/k\u00e4t\x00ze/b.png", _png_bytes(1))  # kept whole in a PAX header
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"bad\.tar: member .* has a NUL character in its name"):
+        extract_archive(archive, dest)
+    assert not dest.exists()
+
+
 def test_zip_member_escaping_the_folder_is_refused(tmp_path):
     archive = tmp_path / "bad.zip"
     with zipfile.ZipFile(archive, "w") as zf:

@@ -761,6 +761,16 @@ def test_a_damaged_checkpoint_names_a_way_on_that_works(finished_run, tmp_path, 
     assert code == 0, err
 
 
+def test_a_checkpoint_whose_image_count_is_no_count_is_named_so(finished_run, capsys):
+    checkpoint = finished_run / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    torch.save({**state, "train_images": [{"b": None}]}, checkpoint)
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert_one_line_error(
+        code, err, f"{checkpoint} is damaged", "(train_images is [{'b': None}], not a count)"
+    )
+
+
 def test_a_wrong_type_in_config_json_names_the_file(finished_run, tmp_path, capsys):
     config = finished_run / "config.json"
     config.write_text(json.dumps({**strict_json(config), "lr": "fast"}))

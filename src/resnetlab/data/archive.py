@@ -45,7 +45,13 @@ def archive_stem(path: Path) -> str:
 
 
 def _safe_member_path(archive: Path, name: str) -> PurePosixPath:
-    """The member's path relative to the extraction folder, or an error if it escapes."""
+    """The member's path relative to the extraction folder, or an error if it escapes or
+    cannot be a file name."""
+    if "\0" in name:  # no file system takes it: a damaged or crafted archive
+        raise DataError(
+            f"{archive}: member {name!r} has a NUL character in its name, which no file can "
+            "have; the archive is damaged (extract what you can yourself and pass the folder)"
+        )
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or name.startswith(("/", "\\")) or (p.parts and ":" in p.parts[0]):
         raise DataError(

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, shown
 from ..storage import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -107,6 +107,9 @@ def _problem(state: Any) -> str | None:
         and _is_count(sums[2])
     ):
         return "epoch_sums is not a loss, a number of hits and a count"
+    images = state.get("train_images")  # absent in checkpoints written before it existed
+    if images is not None and not _is_count(images):
+        return f"train_images is {shown(images)}, not a count"
     if not isinstance(state["train_time"], (int, float)) or not math.isfinite(state["train_time"]):
         return f"train_time is {state['train_time']!r}"
     rng = state["rng_cpu"]
