@@ -340,3 +340,19 @@ def test_weights_from_a_model_file_keep_its_resize_unless_one_is_given(tmp_path)
     # A rerun from its config.json keeps what the run used.
     assert resolve_config({"resize": "crop", "pretrained": str(weights)}).resize == "crop"
     assert resolve_config(recipe="modern", model="resnet20").resize == "crop"
+
+
+def test_a_recipe_switched_to_from_a_config_file_brings_its_warm_up_and_crops():
+    # An auto run's config.json holds the warm-up it chose in steps and its augmentation
+    # (scale jitter at 128 px and more): the recipe's own warm-up and crops replace them.
+    values = resolve_config(recipe="auto", model="resnet18").to_dict()
+    values.update(warmup_steps=100, warmup_epochs=0.0, crop_padding=0, scale_jitter=0.35)
+    paper = resolve_config(values, recipe="paper-cifar")
+    assert (paper.recipe, paper.warmup_steps, paper.warmup_epochs) == ("paper-cifar", None, 0.0)
+    assert (paper.crop_padding, paper.scale_jitter) == (4, 0.0)
+    assert resolve_config(values, recipe="preact-cifar").warmup_steps is None
+    # Given as flags with the recipe, they stay; without a recipe, the file's stay.
+    given = resolve_config(values, recipe="paper-cifar", warmup_steps=50, scale_jitter=0.5)
+    assert (given.warmup_steps, given.scale_jitter) == (50, 0.5)
+    rerun = resolve_config(values)
+    assert (rerun.recipe, rerun.warmup_steps, rerun.scale_jitter) == ("auto", 100, 0.35)

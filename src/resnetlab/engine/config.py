@@ -676,7 +676,9 @@ def resolve_config(
     Without a recipe anywhere, the model's default recipe is used (``default_recipe``).
 
     ``None`` flags mean "not given". A ``recipe`` flag applies that preset over the file's
-    values, so ``--config old.json --recipe course`` switches the recipe and keeps the rest.
+    values, so ``--config old.json --recipe course`` switches the recipe and keeps the rest
+    but its warm-up in steps and scale/aspect jitter, which would win over the preset's
+    warm-up and join its crops.
     ``source``: the file ``file_values`` were read from, named in the error when one of its
     values (not replaced by a flag) is out of range.
     """
@@ -687,6 +689,10 @@ def resolve_config(
             given["recipe"] = recipe_name(given["recipe"])
     preset = RECIPES[known_recipe(flags["recipe"])] if "recipe" in flags else {}
     values.update(preset)
+    if "crop_padding" in preset and "scale_jitter" not in preset:
+        values.pop("scale_jitter", None)  # the file's would join the recipe's crops
+    if "warmup_epochs" in preset:
+        values.pop("warmup_steps", None)  # the file's would win over the recipe's warm-up
     values.update(flags)
     stored_paths(values)
     if isinstance(values.get("pretrained"), str):
