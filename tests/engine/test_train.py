@@ -18,6 +18,7 @@ from PIL import Image
 
 import resnetlab
 from resnetlab.cli import main
+from resnetlab.data.loader import DeviceLoader
 from resnetlab.engine import TrainConfig, train
 from resnetlab.engine import report as report_module
 from resnetlab.engine.checkpoint import load_checkpoint
@@ -134,6 +135,24 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     for name in ("train_loss", "train_acc"):
         got, want = ([float(r[name]) for r in t if r["kind"] == "epoch"] for t in (rows, uncut))
         assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_path, monkeypatch):
+    # The signal arrives between steps, while the loader makes the 8th batch: the 6th and
+    # 7th steps, trained after the log of the 5th, are in the checkpoint's record too.
+    original, made = DeviceLoader._batch, {"n": 0}
+
+    def batch(self, *args, **kwargs):
+        made["n"] += 1
+        if made["n"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeviceLoader, "_batch", batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(**FAST, epochs=1, out=str(tmp_path / "run"))
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
 
 
 def test_a_model_file_names_its_data_without_the_folders_above(tmp_path):

@@ -915,10 +915,38 @@ class Trainer:
             self.epoch_sums = (0.0, 0.0, 0)
         lr = self._lr()
         tick = time.perf_counter()
+
+        def log_steps() -> None:
+            """The steps since the last log into the epoch's record and a progress row."""
+            nonlocal images_now, seen
+            loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
+            if not math.isfinite(loss_sum):
+                self._diverged("the training loss", lr)
+            self._check_finite(lr)
+            total_loss, total_hits, total_n = self.epoch_sums
+            self.epoch_sums = (total_loss + loss_sum, total_hits + hit_sum, total_n + n)
+            images_now += n
+            self.images_trained += n
+            self.watched = (0.0, 0)
+            self.log.progress(
+                epoch=self.epoch + self.batch / self.steps_per_epoch,
+                step=self.step,
+                batch=self.batch,
+                train_loss=loss_sum / n,
+                train_acc=hit_sum / n,
+                lr=lr,
+                images_per_s=images_now / max(time.perf_counter() - tick, 1e-9),
+            )
+            seen = 0
+
         self.log.epoch_begin(self.epoch, self.steps_per_epoch, self.batch)
         last = time.perf_counter()  # the end of the last step: what a step costs includes
         for x, y in batches:  # waiting for its batch, which the thread count changes too
             if self.stop_requested:
+                # Ctrl-C while this batch was made: the steps since the last log go into
+                # the checkpoint's record too.
+                if seen:
+                    log_steps()
                 raise KeyboardInterrupt
             lr = self._lr()
             set_lr(self.optimizer, lr)
@@ -935,25 +963,7 @@ class Trainer:
             self.log.tick(self.batch)
             # Ctrl-C: the steps since the last log go into the checkpoint's record too.
             if self.batch % c.log_every == 0 or self.batch == epoch_steps or self.stop_requested:
-                loss_sum, hit_sum, n = self._reduce(self.train_step.take_sums(), seen)
-                if not math.isfinite(loss_sum):
-                    self._diverged("the training loss", lr)
-                self._check_finite(lr)
-                total_loss, total_hits, total_n = self.epoch_sums
-                self.epoch_sums = (total_loss + loss_sum, total_hits + hit_sum, total_n + n)
-                images_now += n
-                self.images_trained += n
-                self.watched = (0.0, 0)
-                self.log.progress(
-                    epoch=self.epoch + self.batch / self.steps_per_epoch,
-                    step=self.step,
-                    batch=self.batch,
-                    train_loss=loss_sum / n,
-                    train_acc=hit_sum / n,
-                    lr=lr,
-                    images_per_s=images_now / max(time.perf_counter() - tick, 1e-9),
-                )
-                seen = 0
+                log_steps()
         elapsed = time.perf_counter() - tick
         self.train_time += elapsed
         loss_sum, hit_sum, n = self.epoch_sums
