@@ -356,3 +356,12 @@ def test_a_recipe_switched_to_from_a_config_file_brings_its_warm_up_and_crops():
     assert (given.warmup_steps, given.scale_jitter) == (50, 0.5)
     rerun = resolve_config(values)
     assert (rerun.recipe, rerun.warmup_steps, rerun.scale_jitter) == ("auto", 100, 0.35)
+
+
+def test_a_warm_up_in_epochs_given_with_a_config_file_replaces_its_warm_up_in_steps():
+    values = resolve_config(recipe="auto").to_dict()
+    values.update(warmup_steps=100, warmup_epochs=0.0)  # as an auto run's config.json says
+    given = resolve_config(values, warmup_epochs=2.0)
+    assert (given.warmup_steps, given.warmup_epochs) == (None, 2.0)
+    both = resolve_config(values, warmup_epochs=2.0, warmup_steps=50)
+    assert (both.warmup_steps, both.warmup_epochs) == (50, 2.0)  # steps win, as documented

@@ -678,7 +678,8 @@ def resolve_config(
     ``None`` flags mean "not given". A ``recipe`` flag applies that preset over the file's
     values, so ``--config old.json --recipe course`` switches the recipe and keeps the rest
     but its warm-up in steps and scale/aspect jitter, which would win over the preset's
-    warm-up and join its crops.
+    warm-up and join its crops; so does ``--warmup-epochs`` given (alone) over the file's
+    warm-up in steps, with ``--config`` or on resuming.
     ``source``: the file ``file_values`` were read from, named in the error when one of its
     values (not replaced by a flag) is out of range.
     """
@@ -691,8 +692,8 @@ def resolve_config(
     values.update(preset)
     if "crop_padding" in preset and "scale_jitter" not in preset:
         values.pop("scale_jitter", None)  # the file's would join the recipe's crops
-    if "warmup_epochs" in preset:
-        values.pop("warmup_steps", None)  # the file's would win over the recipe's warm-up
+    if "warmup_epochs" in preset or "warmup_epochs" in flags:
+        values.pop("warmup_steps", None)  # the file's would win over the warm-up given
     values.update(flags)
     stored_paths(values)
     if isinstance(values.get("pretrained"), str):
