@@ -365,3 +365,12 @@ def test_a_warm_up_in_epochs_given_with_a_config_file_replaces_its_warm_up_in_st
     assert (given.warmup_steps, given.warmup_epochs) == (None, 2.0)
     both = resolve_config(values, warmup_epochs=2.0, warmup_steps=50)
     assert (both.warmup_steps, both.warmup_epochs) == (50, 2.0)  # steps win, as documented
+
+
+def test_epochs_given_with_a_config_file_replace_its_length_in_steps():
+    values = resolve_config(recipe="modern", max_steps=30).to_dict()
+    assert (resolve_config(values, epochs=5).max_steps, resolve_config(values).max_steps) == (
+        None,
+        30,
+    )
+    assert resolve_config(values, epochs=5, max_steps=40).max_steps == 40  # steps win

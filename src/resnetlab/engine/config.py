@@ -679,7 +679,8 @@ def resolve_config(
     values, so ``--config old.json --recipe course`` switches the recipe and keeps the rest
     but its warm-up in steps and scale/aspect jitter, which would win over the preset's
     warm-up and join its crops; so does ``--warmup-epochs`` given (alone) over the file's
-    warm-up in steps, with ``--config`` or on resuming.
+    warm-up in steps, with ``--config`` or on resuming, and ``--epochs`` over its length
+    in steps (``--max-steps``, unless given too).
     ``source``: the file ``file_values`` were read from, named in the error when one of its
     values (not replaced by a flag) is out of range.
     """
@@ -694,6 +695,8 @@ def resolve_config(
         values.pop("scale_jitter", None)  # the file's would join the recipe's crops
     if "warmup_epochs" in preset or "warmup_epochs" in flags:
         values.pop("warmup_steps", None)  # the file's would win over the warm-up given
+    if "epochs" in flags:
+        values.pop("max_steps", None)  # a length in epochs replaces the file's in steps
     values.update(flags)
     stored_paths(values)
     if isinstance(values.get("pretrained"), str):

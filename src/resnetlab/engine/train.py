@@ -300,8 +300,6 @@ def train(
                 f"cannot change (start a new run: --config {run_dir / 'config.json'} with the "
                 "new values)"
             )
-        if "epochs" in given and "max_steps" not in given:
-            values["max_steps"] = None  # a length in epochs replaces one in steps
         # The recipe cannot change (above); given again, its preset must not replace the
         # run's own values. A value of config.json that is out of range is named with it.
         flags = {k: v for k, v in given.items() if k != "recipe"}
