@@ -524,6 +524,17 @@ def test_a_subset_smaller_than_the_classes_says_so_with_its_fix(tmp_path):
     ]  # and not the advice to add images of a class, which has plenty
 
 
+def test_a_run_resumed_after_an_unvalidated_epoch_goes_on_to_its_target(tmp_path, monkeypatch):
+    # Validated every third epoch: stopped in the second, the run has no validated accuracy
+    # yet, and the first epoch's training accuracy is not what --target-accuracy stops at.
+    run = dict(FAST, batch_size=32, subset=320, val_subset=100, epochs=4, val_every=3)
+    run.update(target_accuracy=0.01, out=str(tmp_path / "run"))
+    train_interrupted(monkeypatch, 15, **run)
+    resumed = train(resume=tmp_path / "run")
+    assert (resumed.summary["epochs"], resumed.summary["steps"]) == (3, 30)
+    assert resumed.summary["reached_target"] and resumed.summary["final_val_acc"] is not None
+
+
 def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
     whole = train(**FAST, max_steps=30, out=str(tmp_path / "whole"), deterministic=True)
     split = dict(**FAST, max_steps=30, out=str(tmp_path / "split"), deterministic=True)

@@ -99,6 +99,9 @@ def _problem(state: Any) -> str | None:
         return "last_train is not a dictionary of numbers"
     if last_val is not None and not _is_eval_state(last_val):
         return "last_val is not an evaluation result"
+    last_metric = state.get("last_metric")  # absent in checkpoints written before it existed
+    if last_metric is not None and not isinstance(last_metric, float):
+        return f"last_metric is {last_metric!r}"
     sums = state.get("epoch_sums")  # absent in checkpoints written before it existed
     if sums is not None and not (
         isinstance(sums, (tuple, list))

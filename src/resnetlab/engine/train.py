@@ -1266,6 +1266,8 @@ class Trainer:
             "last_train": self.last_train,
             "epoch_sums": self.epoch_sums,
             "last_val": _val_state(self.last_val),
+            # --target-accuracy's: of the last validated epoch, not of one trained since.
+            "last_metric": self.last_metric,
             "loss_guard": self.guard.state_dict() if self.guard is not None else None,
             "peak_lr": self.config.lr,  # the rate the guard has left, with its state
             "train_images": self.num_train,  # a resumed run must see the same data
@@ -1345,7 +1347,9 @@ class Trainer:
                 if not (isinstance(peak_lr, float) and math.isfinite(peak_lr) and peak_lr > 0):
                     raise ValueError(f"its learning rate is {peak_lr!r}")
                 self.config.lr = peak_lr
-            if self.epoch > 0 and (self.last_val or self.last_train):
+            if state.get("last_metric") is not None:
+                self.last_metric = float(state["last_metric"])
+            elif self.epoch > 0 and (self.last_val or self.last_train):  # older checkpoints
                 self.last_metric = (
                     self.last_val.accuracy if self.last_val else self.last_train["train_acc"]
                 )
