@@ -395,7 +395,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_names_model(args.pretrained)
     file_values = TrainConfig.load(args.config) if args.config else None
     config = resolve_config(file_values, source=args.config, **flags)
-    warn_of_settings_that_do_not_apply(config, flags)
+    warn_of_settings_that_do_not_apply(config, flags, file_values)
     if args.config and os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
         warn_if_weights_changed(args.config, config)
     with named_as_given(data_as_given(config, flags)):

@@ -270,6 +270,13 @@ def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     check(optimizer="adam")  # auto scales the rate to the optimizer
     resolve_config(recipe="modern", optimizer="adam")  # resolving alone (bench) says nothing
     assert not [w for w in recwarn if issubclass(w.category, SettingWarning)]
+    # An auto run's config.json holds the rate auto chose for its optimizer, which a rerun
+    # with another keeps: said as under a named recipe.
+    chosen = {**resolve_config().to_dict(), "optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4}
+    rerun = resolve_config(chosen, optimizer="adam")
+    warn_of_settings_that_do_not_apply(rerun, {"optimizer": "adam"}, chosen)
+    (warning,) = [w for w in recwarn if issubclass(w.category, SettingWarning)]
+    assert "recipe auto trains at the config file's lr 0.05, set for sgd" in str(warning.message)
 
 
 def test_milestones_without_the_step_schedule_are_named(recwarn):

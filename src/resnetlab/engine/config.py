@@ -743,13 +743,16 @@ def _named_in_file(
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
 
 
-def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any]) -> None:
+def warn_of_settings_that_do_not_apply(
+    config: TrainConfig, given: dict[str, Any], file_values: dict[str, Any] | None = None
+) -> None:
     """Before a training run, a warning for each option given (``given``; ``None``: not
     given) that the run would not use as meant:
 
     - a named recipe's rate is for its own optimizer, and ``--optimizer adam`` under
       ``finetune`` (SGD, 0.01) would train Adam at ten times its usual rate (the auto
-      recipe scales the rate to the optimizer itself);
+      recipe scales the rate to the optimizer itself, but not the rate of a config file,
+      ``file_values``, which an auto run's holds for the optimizer it chose);
     - ``--milestones`` are the steps of ``--schedule step``, and any other schedule
       ignores them;
     - ``--freeze backbone`` trains the classifier alone throughout, so ``--head-epochs``
@@ -757,10 +760,13 @@ def warn_of_settings_that_do_not_apply(config: TrainConfig, given: dict[str, Any
     """
     named = {k for k, v in given.items() if v is not None}
     preset = RECIPES.get(config.recipe, {}).get("optimizer")
+    whose = "the recipe's"
+    if file_values and file_values.get("lr") is not None and "recipe" not in named:
+        preset, whose = file_values.get("optimizer"), "the config file's"
     if "optimizer" in named and "lr" not in named and preset not in (None, config.optimizer):
         warn(
-            f"--optimizer {config.optimizer} under recipe {config.recipe} trains at the "
-            f"recipe's lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
+            f"--optimizer {config.optimizer} under recipe {config.recipe} trains at "
+            f"{whose} lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
             f"near {USUAL_RATES[config.optimizer]}: give --lr",
             SettingWarning,
         )
