@@ -155,6 +155,36 @@ def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_p
     assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
 
 
+def test_a_second_ctrl_c_in_the_middle_of_a_step_keeps_the_last_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    # Both arrive in the third step's forward pass, after its BN layers moved their
+    # statistics: a checkpoint then would hold part of a step, which --resume trains again.
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def twice(module, args, output):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] != 3:
+            return original(self, x, y)
+        handle = self.model.fc.register_forward_hook(twice)
+        try:
+            return original(self, x, y)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    with pytest.raises(KeyboardInterrupt):
+        train(**FAST, epochs=1, out=str(tmp_path / "run"))
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (state["step"], int(state["model"]["bn1.num_batches_tracked"])) == (0, 0)  # the start's
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupted in the middle of step 3, which a checkpoint cannot hold: the last" in err
+
+
 def test_a_model_file_names_its_data_without_the_folders_above(tmp_path):
     photos = tmp_path / "private" / "photos"
     for k, colour in enumerate([(200, 0, 0), (0, 0, 200)]):

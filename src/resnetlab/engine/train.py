@@ -565,6 +565,9 @@ class Trainer:
         self.resumed = resume
         self.bn_note: str | None = None  # what happened to BN statistics before validation
         self.finite_step: int | None = None  # the step whose weights were last found finite
+        # From a step's start until it is counted: the model, optimizer and BN statistics
+        # may hold part of it, which no checkpoint may keep.
+        self.mid_step = False
         self.mistakes: Mistakes | None = None  # the last validation pass's, for errors.png
         if resume:
             assert run_dir is not None
@@ -807,6 +810,13 @@ class Trainer:
             raise
         except KeyboardInterrupt:
             status = "interrupted"
+            if self.dist.is_main and self.mid_step:  # a second Ctrl-C, or one under torchrun
+                self.log.message(
+                    f"interrupted in the middle of step {self.step + 1:,}, which a checkpoint "
+                    "cannot hold: the last one is kept. Continue with: "
+                    f"{self._continue_with()}"
+                )
+                raise RunInterrupted from None
             if self.dist.is_main:
                 try:
                     self._save_checkpoint()
@@ -958,6 +968,7 @@ class Trainer:
                 self._watch_loss(seen, lr)
             self.step += 1
             self.batch += 1
+            self.mid_step = False
             self.log.tick(self.batch)
             # Ctrl-C: the steps since the last log go into the checkpoint's record too.
             if self.batch % c.log_every == 0 or self.batch == epoch_steps or self.stop_requested:
@@ -1078,6 +1089,7 @@ class Trainer:
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One optimizer step; the loss and hits accumulate on the device. Its own method so
         that the fault suite can count steps (tests/faults/killer.py)."""
+        self.mid_step = True
         self.train_step(x, y)
 
     def _reduce(self, sums: torch.Tensor, seen: int) -> tuple[float, float, int]:
