@@ -473,9 +473,9 @@ torch.save(result.model.state_dict(), os.path.join(sys.argv[1], f"rank{os.enviro
 """
 
 
-def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
-    script = tmp_path / "ddp_train.py"
-    script.write_text(DDP_SCRIPT)
+def _two_ranks(script: str, tmp_path: Path) -> tuple[dict, dict]:
+    """Run ``script`` under torchrun in two CPU processes; the state dicts each one saved."""
+    (tmp_path / "ddp_train.py").write_text(script)
     torchrun = [
         sys.executable,
         "-m",
@@ -485,15 +485,18 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
         "2",
     ]
     done = subprocess.run(
-        [*torchrun, str(script), str(tmp_path)],
+        [*torchrun, str(tmp_path / "ddp_train.py"), str(tmp_path)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=1800,  # a hang guard, far beyond any machine's run time
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
+def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
+    rank0, rank1 = _two_ranks(DDP_SCRIPT, tmp_path)
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1  # only rank 0 writes
@@ -501,6 +504,18 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
     assert summary["world_size"] == 2 and summary["status"] == "finished"
     # Each process took half of every epoch: 1,438 images -> 2 x 719 -> 22 batches of 32.
     assert summary["steps"] == 2 * (719 // 32)
+
+
+def test_ddp_with_ema_evaluates_the_same_statistics_on_every_rank(tmp_path):
+    # Without recalibration the EMA's BN statistics follow each rank's own shard: they are
+    # made rank 0's with the model's, so that every rank validates (and stops) alike.
+    script = DDP_SCRIPT.replace("epochs=2,", "epochs=1, subset=320, ema_decay=0.9,").replace(
+        'device="cpu"', 'device="cpu", recalibrate_bn=False'
+    )
+    assert "ema_decay=0.9" in script and "recalibrate_bn=False" in script
+    rank0, rank1 = _two_ranks(script, tmp_path)
+    assert any("running_var" in k for k in rank0)  # the EMA's, as the run returns it
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
 
 
 def test_tensorboard_logs(tmp_path):

@@ -1102,10 +1102,11 @@ class Trainer:
 
     def _sync_buffers(self) -> None:
         """Under torchrun, give every process rank 0's buffers (BN statistics drift apart on
-        different shards): what is evaluated, recalibrated and saved is then the same model
-        everywhere."""
+        different shards, and so do the EMA's, which follow them): what is evaluated,
+        recalibrated and saved is then the same model everywhere."""
         if self.dist.enabled:
-            for buffer in self.model.buffers():
+            models = [self.model] + ([self.ema] if self.ema is not None else [])
+            for buffer in itertools.chain.from_iterable(m.buffers() for m in models):
                 torch.distributed.broadcast(buffer, src=0)
 
     def _evaluate(self) -> EvalResult | None:
