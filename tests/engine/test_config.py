@@ -279,6 +279,23 @@ def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     assert "recipe auto trains at the config file's lr 0.05, set for sgd" in str(warning.message)
 
 
+def test_another_batch_with_a_config_file_names_the_rate_for_it(recwarn):
+    chosen = {**resolve_config().to_dict(), "batch_size": 64, "lr": 0.08}
+
+    def warned(**given):
+        recwarn.clear()
+        warn_of_settings_that_do_not_apply(resolve_config(chosen, **given), given, chosen)
+        return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
+
+    assert warned(batch_size=16) == [
+        "--batch-size 16 trains at the config file's lr 0.08, set for batch 64; the rate that "
+        "follows the batch (as the square root of it) is --lr 0.04"
+    ]
+    assert warned(batch_size=16, lr=0.05) == []  # a rate given with it
+    assert warned(batch_size=64) == []  # the file's own batch
+    assert warned(batch_size=16, recipe="course") == []  # the recipe's rate, for its batch
+
+
 def test_milestones_without_the_step_schedule_are_named(recwarn):
     def warned(**given):
         recwarn.clear()

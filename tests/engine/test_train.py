@@ -1093,10 +1093,12 @@ def test_a_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypat
     run = tmp_path / "run"
     with pytest.raises(resnetlab.ResnetlabError) as caught:
         train(model="resnet8", data="digits", input_size=8, batch_size=480, epochs=3, out=str(run))
+    lr = json.loads((run / "config.json").read_text())["lr"]  # the auto recipe's, at 480
     assert str(caught.value) == (
         "out of memory on cpu at epoch 2, step 3: resnet8 on batches of 480 images at 8x8 does "
         f"not fit; start a new run with a smaller batch (--config {run / 'config.json'} "
-        "--batch-size 240 --out NEW_FOLDER), or smaller images (--input-size)"
+        f"--batch-size 240 --lr {lr * 0.5**0.5:.3g} --out NEW_FOLDER), or smaller images "
+        "(--input-size)"
     )
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
     assert resnetlab.load_model(run / "best.safetensors").num_classes == 10

@@ -740,6 +740,12 @@ def _named_in_file(
 
 
 # Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
+def scaled_lr(lr: float, batch_size: int, new_batch_size: int) -> float:
+    """The rate for ``new_batch_size`` where ``lr`` was set for ``batch_size``: scaled by the
+    square root of their ratio, as the auto recipe scales its rates with the batch."""
+    return lr * math.sqrt(new_batch_size / batch_size)
+
+
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
 
 
@@ -753,6 +759,7 @@ def warn_of_settings_that_do_not_apply(
       ``finetune`` (SGD, 0.01) would train Adam at ten times its usual rate (the auto
       recipe scales the rate to the optimizer itself, but not the rate of a config file,
       ``file_values``, which an auto run's holds for the optimizer it chose);
+    - a config file's rate is for its batch, and ``--batch-size`` alone keeps it;
     - ``--milestones`` are the steps of ``--schedule step``, and any other schedule
       ignores them;
     - ``--freeze backbone`` trains the classifier alone throughout, so ``--head-epochs``
@@ -768,6 +775,19 @@ def warn_of_settings_that_do_not_apply(
             f"--optimizer {config.optimizer} under recipe {config.recipe} trains at "
             f"{whose} lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
             f"near {USUAL_RATES[config.optimizer]}: give --lr",
+            SettingWarning,
+        )
+    old_batch = (file_values or {}).get("batch_size")
+    if (
+        {"batch_size"} == named & {"batch_size", "lr", "recipe"}
+        and (file_values or {}).get("lr") is not None
+        and isinstance(old_batch, int)
+        and old_batch != config.batch_size
+    ):
+        warn(
+            f"--batch-size {config.batch_size} trains at the config file's lr {config.lr:g}, "
+            f"set for batch {old_batch}; the rate that follows the batch (as the square root "
+            f"of it) is --lr {scaled_lr(config.lr, old_batch, config.batch_size):.3g}",
             SettingWarning,
         )
     if "milestones" in named and config.schedule != "step":

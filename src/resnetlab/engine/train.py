@@ -95,6 +95,7 @@ from .config import (
     TrainConfig,
     augmentation_problem,
     resolve_config,
+    scaled_lr,
     stored_paths,
     warn_of_settings_that_do_not_apply,
 )
@@ -312,7 +313,9 @@ def train(
         config = resolve_config(**overrides)
         warn_of_settings_that_do_not_apply(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
-        config = resolve_config(config.to_dict(), **overrides)
+        values = config.to_dict()
+        config = resolve_config(values, **overrides)
+        warn_of_settings_that_do_not_apply(config, overrides, values)
     with global_state_kept(), named_as_given(data_as_given(config, overrides)):
         return Trainer(config).run()
 
@@ -1415,8 +1418,10 @@ class Trainer:
         half = max(1, c.batch_size // 2)
         # A run cannot be resumed with another batch size (its position counts batches):
         # a new run, with this one's settings and a smaller batch.
+        lr = scaled_lr(c.lr, c.batch_size, half)  # the rate that goes with the smaller batch
         again = (
-            f"--config {self.run_dir / 'config.json'} --batch-size {half} --out NEW_FOLDER"
+            f"--config {self.run_dir / 'config.json'} --batch-size {half} --lr {lr:.3g} "
+            "--out NEW_FOLDER"
             if (self.run_dir / "config.json").is_file()
             else f"--batch-size {half}"
         )
