@@ -307,6 +307,12 @@ def test_milestones_without_the_step_schedule_are_named(recwarn):
         "--milestones are for --schedule step, and this run's schedule is cosine, which "
         "ignores them: add --schedule step to use them"
     )
+    assert warned(gamma=0.2) == [
+        "--gamma is for --schedule step, and this run's schedule is cosine, which ignores it: "
+        "add --schedule step to use it"
+    ]
+    assert warned(gamma=0.2, milestones=(0.5,))[0].startswith("--milestones and --gamma are for")
+    assert warned(gamma=0.2, schedule="step") == []
     assert warned(milestones=(0.3, 0.6), schedule="step") == []
     assert warned(milestones=(0.3, 0.6), recipe="paper-cifar") == []  # a step recipe
     assert warned(schedule="constant") == []

@@ -760,8 +760,8 @@ def warn_of_settings_that_do_not_apply(
       recipe scales the rate to the optimizer itself, but not the rate of a config file,
       ``file_values``, which an auto run's holds for the optimizer it chose);
     - a config file's rate is for its batch, and ``--batch-size`` alone keeps it;
-    - ``--milestones`` are the steps of ``--schedule step``, and any other schedule
-      ignores them;
+    - ``--milestones`` and ``--gamma`` are the steps of ``--schedule step``, and any other
+      schedule ignores them;
     - ``--freeze backbone`` trains the classifier alone throughout, so ``--head-epochs``
       and ``--layer-lr-decay`` change nothing.
     """
@@ -790,10 +790,12 @@ def warn_of_settings_that_do_not_apply(
             f"of it) is --lr {scaled_lr(config.lr, old_batch, config.batch_size):.3g}",
             SettingWarning,
         )
-    if "milestones" in named and config.schedule != "step":
+    step_flags = [f"--{f}" for f in ("milestones", "gamma") if f in named]
+    if step_flags and config.schedule != "step":
+        are, them = ("is", "it") if step_flags == ["--gamma"] else ("are", "them")
         warn(
-            f"--milestones are for --schedule step, and this run's schedule is "
-            f"{config.schedule}, which ignores them: add --schedule step to use them",
+            f"{' and '.join(step_flags)} {are} for --schedule step, and this run's schedule "
+            f"is {config.schedule}, which ignores {them}: add --schedule step to use {them}",
             SettingWarning,
         )
     idle = [
