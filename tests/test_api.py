@@ -26,6 +26,10 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
         (lambda: resnetlab.evaluate(123, "digits"), "the model file must be a path"),
         (lambda: resnetlab.train({"data": "digits"}), "not a dict; unpack it: train(**options)"),
         (lambda: resnetlab.train(resume=123), "resume must be a path (str or pathlib.Path)"),
+        (
+            lambda: resnetlab.train(resnetlab.TrainConfig(), resume=tmp_path),
+            "give what changes as keywords (train(resume=run, epochs=30)), not a TrainConfig",
+        ),
         (lambda: resnetlab.read_model_meta(np.zeros(3)), "got ndarray"),
         (
             lambda: read_input(np.zeros((8, 8, 3)), resnetlab.read_model_meta(model)),

@@ -279,6 +279,11 @@ def train(
             f"{type(config).__name__}"
             + ("; unpack it: train(**options)" if isinstance(config, dict) else "")
         )
+    if resume is not None and config is not None:
+        raise ResnetlabError(
+            "train(resume=...) continues the run with its own config.json; give what changes "
+            "as keywords (train(resume=run, epochs=30)), not a TrainConfig"
+        )
     if resume is not None:
         run_dir = Path(path_argument(resume, "resume"))
         _check_resumable(run_dir)
