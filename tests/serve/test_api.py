@@ -122,6 +122,21 @@ def test_options_as_form_fields(server, model_file, image_files):
     assert bad.status_code == 400 and "cam must be 0 or 1" in bad.json()["error"]
 
 
+def test_unknown_option_refused(server, image_files):
+    """A misspelt option (``?topk=1``) is refused, naming the one meant, not answered with the
+    default top-k as if it had not been sent."""
+    path = image_files["gray.png"]
+    bad = server.post("predict", params={"topk": 1}, content=path.read_bytes())
+    assert bad.status_code == 400
+    assert bad.json()["error"] == (
+        "unknown option 'topk': did you mean top_k? /predict takes top_k and cam"
+    )
+    upload = {"image": (path.name, path.read_bytes())}
+    bad = server.post("predict", files=upload, data={"size": "64"})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "unknown option 'size': /predict takes top_k and cam"
+
+
 def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
     jpeg = image_files["red.jpg"].read_bytes()
     return [

@@ -8,6 +8,7 @@ queue is full; nothing a client sends stops the server.
 from __future__ import annotations
 
 import base64
+import difflib
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from .predictor import Predictor, RequestError
 
 STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
+OPTIONS = ("top_k", "cam")  # what /predict reads from the query string or the form's fields
 CURL_D_FIX = (
     "curl -d drops a file's line breaks: send it with curl --data-binary @FILE or -F image=@FILE"
 )
@@ -191,7 +193,15 @@ def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
 
 def _options(query: Mapping[str, str], default_top_k: int) -> tuple[int, bool]:
     """``top_k=N`` and ``cam=1``, from the query string or a multipart form's text fields
-    (``curl -F top_k=5``)."""
+    (``curl -F top_k=5``); any other name is refused, as a misspelt option (``topk=5``)
+    would otherwise be answered with the defaults."""
+    for name in query:
+        if name not in OPTIONS:
+            close = difflib.get_close_matches(name.lower(), OPTIONS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise RequestError(
+                f"unknown option {name!r}: {hint}/predict takes {' and '.join(OPTIONS)}", 400
+            )
     text = query.get("top_k", str(default_top_k))
     # isdigit() alone also passes '²' and other digits int() does not read
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
