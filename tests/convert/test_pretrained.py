@@ -530,6 +530,24 @@ def test_a_classifier_for_the_same_classes_follows_the_datas_class_order(tmp_pat
         got = shuffled.eval()(x)
     torch.testing.assert_close(got, expected[:, [names.index(c) for c in order]])
 
+    # The same classes named in another case (folders Cat and Fox), as eval matches them:
+    # each output keeps its class, named as the data names it.
+    cased = ["Fox", "cat", "emu", "dog"]
+    recased = resnetlab.create_model("resnet8", num_classes=4)
+    report = load_pretrained(recased, path, class_names=cased)
+    assert report.head == "kept" and report.class_names == cased
+    assert "rows put in the data's class order; Fox as fox (case aside)" in report.describe()
+    with torch.no_grad():
+        torch.testing.assert_close(recased.eval()(x), expected[:, [3, 0, 2, 1]])
+    report = load_pretrained(
+        resnetlab.create_model("resnet8", num_classes=4),
+        path,
+        class_names=["Cat", "dog", "emu", "fox"],
+    )
+    assert report.head == "kept" and "classifier kept; Cat as cat (case aside)" in (
+        report.describe()
+    )
+
     # Four other classes: same shape, but the classifier means nothing for them.
     other = resnetlab.create_model("resnet8", num_classes=4)
     drawn = other.fc.weight.detach().clone()

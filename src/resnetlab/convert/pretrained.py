@@ -64,6 +64,7 @@ from ..models.files import (
     EXPORT_KINDS,
     META_KEY,
     ModelMeta,
+    case_matches,
     cut_short,
     model_skeleton,
     other_format,
@@ -930,7 +931,8 @@ def _output_names(
 def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[int] | None, str]:
     """How a classifier that fits in shape is loaded, when both sides name the classes:
     (None, "") as it is; (the weights' rows in ``ours``' order, a note) for the same
-    classes listed in another order; ([], a note) for other classes: it is replaced.
+    classes listed in another order or named in another case (``case_matches``, as ``eval``
+    matches them); ([], a note) for other classes: it is replaced.
     Weights that name no classes are loaded as they are, and the note says that their
     outputs are taken in the data's order, which nothing can check."""
     if not theirs and ours:
@@ -941,9 +943,16 @@ def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[
         )
     if not theirs or not ours or list(theirs) == list(ours):
         return None, ""
-    if sorted(theirs) == sorted(ours) and len(set(theirs)) == len(theirs):
-        rows = [list(theirs).index(name) for name in ours]
-        return rows, "classifier kept, its rows put in the data's class order"
+    by_case = case_matches(list(ours), list(theirs))  # a folder cat for the class Cat
+    named = [by_case.get(name, name) for name in ours]
+    if sorted(theirs) == sorted(named) and len(set(theirs)) == len(theirs):
+        rows = [list(theirs).index(name) for name in named]
+        note = "classifier kept"
+        if rows != sorted(rows):
+            note += ", its rows put in the data's class order"
+        if by_case:
+            note += "; " + ", ".join(f"{a} as {b}" for a, b in by_case.items()) + " (case aside)"
+        return rows, note
     return [], (
         f"classifier replaced (the weights' classes are {_names(list(theirs))}, "
         f"the data's {_names(list(ours))})"

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import ResnetlabError, count_argument
 from ..models import ModelMeta
+from ..models.files import case_matches
 
 
 @dataclass
@@ -218,7 +219,7 @@ def held_out_split(data: str, meta: ModelMeta):
     )
     class_names = list(split.class_names)
     if meta.class_names is not None and class_names != meta.class_names:
-        by_case = _case_matches(class_names, meta.class_names)
+        by_case = case_matches(class_names, meta.class_names)
         named = class_names  # as the data names them, for messages
         class_names = [by_case.get(name, name) for name in class_names]
         if any(name not in meta.class_names for name in class_names):
@@ -314,23 +315,6 @@ def _scored_folder(data: str, split) -> str:
     if given.is_dir() and source != given and source.is_relative_to(given):
         return str(Path(data) / source.relative_to(given))
     return data
-
-
-def _case_matches(names: list[str], known: list[str]) -> dict[str, str]:
-    """``{name: model class}`` for the names the model does not have as they are but has in
-    one other case (a folder ``circles`` for the class ``Circles``), when that class is not
-    also named as it is."""
-    folded: dict[str, list[str]] = {}
-    for k in known:
-        folded.setdefault(k.casefold(), []).append(k)
-    out = {}
-    for name in names:
-        if name in known:
-            continue
-        match = folded.get(name.casefold(), [])
-        if len(match) == 1 and match[0] not in names:
-            out[name] = match[0]
-    return out
 
 
 def _short(names: list[str], limit: int = 6) -> str:

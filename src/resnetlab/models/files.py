@@ -123,6 +123,24 @@ class ModelMeta:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def case_matches(names: list[str], known: list[str]) -> dict[str, str]:
+    """``{name: model class}`` for the names the model does not have as they are but has in
+    one other case (a folder ``circles`` for the class ``Circles``), when that class is not
+    also named as it is: how ``eval`` matches a data set's classes to a model's, and
+    ``--pretrained`` a classifier's to the data's."""
+    folded: dict[str, list[str]] = {}
+    for k in known:
+        folded.setdefault(k.casefold(), []).append(k)
+    out = {}
+    for name in names:
+        if name in known:
+            continue
+        match = folded.get(name.casefold(), [])
+        if len(match) == 1 and match[0] not in names:
+            out[name] = match[0]
+    return out
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
