@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from safetensors.torch import save_file
 
 import resnetlab
 from resnetlab import ResnetlabError
@@ -339,6 +340,17 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
         "first epoch has finished); --pretrained takes torchvision, torchvision:<WEIGHTS>, "
         "timm, timm:<model>.<tag>, a weights file "
         "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
+    )
+    # A Hugging Face model's folder: the weights file in it is named, as the one to give.
+    hub = tmp_path / "resnet20-hub"
+    hub.mkdir()
+    (hub / "config.json").write_text("{}")
+    save_file(resnetlab.create_model("resnet20").state_dict(), hub / "model.safetensors")
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet20", pretrained=hub)
+    assert str(e.value) == (
+        f"{hub} is a folder without best.safetensors, so not a run folder; for the weights "
+        f"file in it, give that file: --pretrained {hub / 'model.safetensors'}"
     )
 
 

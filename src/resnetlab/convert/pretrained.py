@@ -504,6 +504,13 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
                     f"{path} is a folder of {len(runs)} run folder(s), not one run: "
                     f"--pretrained takes one of them, e.g. the newest, {runs[-1].parent}"
                 )
+            suffixes = (".safetensors", *TORCH_SUFFIXES, *KERAS_SUFFIXES)
+            files = sorted(f for f in path.iterdir() if f.suffix.lower() in suffixes)
+            if files:  # a Hugging Face model's folder (model.safetensors, config.json)
+                raise ResnetlabError(
+                    f"{path} is a folder without best.safetensors, so not a run folder; "
+                    f"for the weights file in it, give that file: --pretrained {files[0]}"
+                )
             raise ResnetlabError(
                 f"{path} is a folder without best.safetensors (a run folder has one once "
                 f"its first epoch has finished); --pretrained takes {_SOURCES}"
