@@ -5,6 +5,7 @@ the name torchvision expects, timm's a snapshot placed in the Hugging Face cache
 both libraries' own loading code runs. The files hold the libraries' own initialisation.
 """
 
+import argparse
 import os
 import pickle
 import re
@@ -266,6 +267,28 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path):
         with pytest.raises(ResnetlabError, match="refused: it holds more than tensors"):
             resnetlab.create_model("resnet18", pretrained=bad)
     assert not marker.exists()
+
+
+def test_a_checkpoint_with_options_names_them_and_how_to_keep_its_weights(tmp_path):
+    """A training checkpoint as torchvision's reference scripts save it, its options an
+    argparse.Namespace beside the weights: refused, naming what it holds, with the way to
+    take the weights out of a file one trusts, which then loads."""
+    weights = torchvision.models.resnet18().state_dict()
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": weights, "epoch": 3, "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained=path)
+    assert str(e.value) == (
+        f"{path} was refused: it holds more than tensors (argparse.Namespace), and unpickling "
+        "it could run code; if you trust the file, save its weights alone and give that file: "
+        f"torch.save(torch.load({str(path)!r}, weights_only=False).state_dict(), 'weights.pth') "
+        "for a model saved whole, with ['model'] or ['state_dict'] in place of .state_dict() "
+        "for a training checkpoint"
+    )
+    out = tmp_path / "weights.pth"
+    torch.save(torch.load(path, weights_only=False)["model"], out)
+    model = resnetlab.create_model("resnet18", pretrained=out)
+    assert torch.equal(model.conv1.weight, weights["conv1.weight"])
 
 
 def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_path, capsys):

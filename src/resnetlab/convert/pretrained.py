@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import socket
 import urllib.error
 import urllib.parse
@@ -592,11 +593,16 @@ def _from_torch_file(path: Path, source: str) -> PretrainedWeights:
             )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as e:
+        # torch names what it would not unpickle: "Unsupported global: GLOBAL argparse.Namespace"
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        held = f" ({found.group(1)})" if found else ""
         raise ResnetlabError(
-            f"{path} was refused: it holds more than tensors, and unpickling it could run "
-            f"code; save the weights with torch.save(model.state_dict(), path) or as "
-            f".safetensors"
+            f"{path} was refused: it holds more than tensors{held}, and unpickling it could "
+            "run code; if you trust the file, save its weights alone and give that file: "
+            f"torch.save(torch.load({os.fspath(path)!r}, weights_only=False).state_dict(), "
+            "'weights.pth') for a model saved whole, with ['model'] or ['state_dict'] in "
+            "place of .state_dict() for a training checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise ResnetlabError(
