@@ -325,6 +325,18 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
     torch.save(odd, tmp_path / "odd.pth")
     with pytest.raises(ResnetlabError, match=r"another architecture \(choose the --model"):
         resnetlab.create_model("resnet18", pretrained=tmp_path / "odd.pth")
+    # A training module's checkpoint (Lightning's): the network under net., beside its
+    # loss's tensors, so no prefix is on every key; not another architecture.
+    wrapped = {f"net.{k}": v for k, v in torchvision.models.resnet18().state_dict().items()}
+    wrapped["loss_fn.weight"] = torch.ones(4)
+    torch.save({"state_dict": wrapped, "epoch": 3}, tmp_path / "module.ckpt")
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained=tmp_path / "module.ckpt")
+    assert str(e.value) == (
+        "module.ckpt does not fit resnet18: resnet18's conv1.weight (64, 3, 7, 7) is not in "
+        "them; they hold a resnet18 under 'net.', beside other tensors (a training module's); "
+        "save that part alone, its keys without 'net.', and give that file"
+    )
 
 
 def test_resnetlab_model_file_and_run_folder(tmp_path):

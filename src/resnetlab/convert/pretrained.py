@@ -919,13 +919,33 @@ def _models_that_fit(source: dict[str, torch.Tensor]) -> list[str]:
     return fits
 
 
+def _wrapped_in(source: dict[str, torch.Tensor], name: str) -> str | None:
+    """The prefix under which ``source`` holds the whole backbone of a ``name`` model (a
+    training module's ``net.``, beside its loss's tensors, so that not every key has it);
+    None where it holds none."""
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        target = create_model(name).state_dict()
+    first = next((k for k in target if not _is_head(k) and not _is_counter(k)), None)
+    if first is None:
+        return None
+    for prefix in sorted({k[: -len(first)] for k in source if k.endswith("." + first)}):
+        inner = {k[len(prefix) :]: t for k, t in source.items() if k.startswith(prefix)}
+        if _backbone_problem(target, inner, name) is None:
+            return prefix
+    return None
+
+
 def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabError:
     fits = _models_that_fit(weights.state_dict)
-    fix = (
-        f"they fit {' and '.join(fits)}: give --model {fits[0]}"
-        if fits
-        else "they are for another architecture (choose the --model they were made for)"
-    )
+    if fits:
+        fix = f"they fit {' and '.join(fits)}: give --model {fits[0]}"
+    elif prefix := _wrapped_in(weights.state_dict, name):
+        fix = (
+            f"they hold a {name} under {prefix!r}, beside other tensors (a training module's); "
+            f"save that part alone, its keys without {prefix!r}, and give that file"
+        )
+    else:
+        fix = "they are for another architecture (choose the --model they were made for)"
     return ResnetlabError(f"{weights.description} does not fit {name}: {detail}; {fix}")
 
 
