@@ -238,6 +238,22 @@ def test_files_a_new_run_would_write_over_are_kept(tmp_path, capsys):
     assert (early / "checkpoint.pt").exists()
 
 
+def test_a_folder_of_images_is_not_a_run_folder(tmp_path, capsys):
+    """--out naming a folder of one's photos (new/ of images to predict) is refused, as the
+    run's figures would be read as images with them; the folder is left as it was."""
+    photos = tmp_path / "new"
+    photos.mkdir()
+    for i in range(4):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(photos / f"{i}.png")
+    capsys.readouterr()
+    assert main(["train", "--model", "resnet8", "--max-steps", "1", "--out", str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {photos} holds images (0.png, 1.png, 2.png, ...), which the run's figures "
+        "(curves.png, confusion.png, errors.png) would join: choose a new or empty --out\n"
+    )
+    assert sorted(p.name for p in photos.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
 def test_runs_started_in_the_same_second_each_get_their_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(report_module.time, "strftime", lambda fmt: "20261204-120000")
     first = report_module.new_run_dir("resnet20", "digits", tmp_path)

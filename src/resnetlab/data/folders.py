@@ -260,6 +260,15 @@ def image_files(folder: Path) -> list[Path]:
     return paths
 
 
+def images_in(folder: Path) -> list[str]:
+    """The names of the images directly in ``folder``, sorted: someone's photos, where a
+    figure written beside them would be read as one of them."""
+    try:
+        return sorted(p.name for p in _direct_images(folder))
+    except (OSError, DataError):
+        return []
+
+
 def _direct_images(folder: Path) -> list[Path]:
     return [
         Path(e.path)

@@ -44,7 +44,7 @@ from ..data import (
     stratified_sample,
 )
 from ..data.decode import leave_if_starting_a_worker, unwarned
-from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding
+from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding, images_in
 from ..data.sources import class_balance_note, subset_note
 from ..errors import (
     DataWarning,
@@ -1807,4 +1807,10 @@ def _check_fresh(run_dir: Path) -> None:
         raise ResnetlabError(
             f"{run_dir} already holds {', '.join(kept)}, which a new run would write over; "
             f"choose another --out{resume}"
+        )
+    if images := images_in(run_dir):  # --out photos/new for a run that scores photos/new
+        shown = ", ".join(images[:3]) + (", ..." if len(images) > 3 else "")
+        raise ResnetlabError(
+            f"{run_dir} holds images ({shown}), which the run's figures (curves.png, "
+            "confusion.png, errors.png) would join: choose a new or empty --out"
         )
