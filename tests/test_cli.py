@@ -143,6 +143,23 @@ def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
     )
 
 
+def test_a_shell_pattern_of_class_folders_names_the_folder_that_holds_them(capsys, tmp_path):
+    """``--data photos/*``, which the shell expands to each class folder: the first is taken
+    as --data, and the error names photos, not one more class folder, as the data to give."""
+    classes = [tmp_path / "photos" / name for name in ("cat", "dog", "emu")]
+    for folder in classes:
+        folder.mkdir(parents=True)
+    rest = " ".join(map(str, classes[1:]))
+    err = _error(capsys, ["train", "--data", *map(str, classes), "--epochs", "1"])
+    assert err.splitlines()[1] == (
+        f"error: unrecognized arguments: {rest} (a pattern such as {tmp_path / 'photos'}/* "
+        f"names each folder in {tmp_path / 'photos'}: give the folder that holds them, "
+        f"--data {tmp_path / 'photos'})"
+    )
+    err = _error(capsys, ["data", "inspect", *map(str, classes)])
+    assert err.splitlines()[1].endswith(f"give the folder that holds them, {tmp_path / 'photos'})")
+
+
 def test_a_misspelt_flag_of_a_nested_command_names_that_command(capsys):
     err = _error(capsys, ["data", "inspect", "digits", "--no-shet"])
     assert "usage: resnetlab data inspect ..." in err

@@ -1396,6 +1396,15 @@ def _is_data(item: str) -> bool:
     return item in NAMED_SOURCES
 
 
+def _folders_of_one_folder(items: list[str]) -> str | None:
+    """The folder that holds every one of ``items``, where they are two folders or more
+    (the class folders a shell's ``photos/*`` expands to); None otherwise."""
+    if len(items) < 2 or not all(Path(i).expanduser().is_dir() for i in items):
+        return None
+    parents = {os.path.dirname(os.path.normpath(i)) for i in items}
+    return parents.pop() if len(parents) == 1 and "" not in parents else None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with short errors: the command's usage line, the problem, and a suggestion
     for a misspelt option or choice, instead of the whole usage of a long command."""
@@ -1407,6 +1416,12 @@ class _Parser(argparse.ArgumentParser):
         # Compared without their dashes, which every flag shares: --seconds is not like --json.
         names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
         flags = [f"--{name}" for name in names]
+        if parent := _folders_of_one_folder(extras):  # --data photos/*: a class folder each
+            given = "--data " if "--data" in flags else ""
+            self.error(
+                f"unrecognized arguments: {' '.join(extras)} (a pattern such as {parent}/* "
+                f"names each folder in {parent}: give the folder that holds them, {given}{parent})"
+            )
         parts = []
         for item in extras:
             name = item.split("=", 1)[0]
