@@ -69,6 +69,21 @@ def test_cli_writes_an_overlay_per_image_the_maps_and_a_sheet(
     assert not (out / "sheet.png").exists() and (out / "b-1.png").is_file()
     with np.load(out / "maps.npz") as saved:
         assert saved["maps"].shape == (1, 32, 32)
+    # A folder of one's photos, which holds no maps.npz: refused, its photos untouched (a
+    # photo named 0.png would be replaced, one named sheet.png removed).
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("0.png", "sheet.png"):
+        shutil.copy(image, photos / name)
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    capsys.readouterr()
+    assert main(["explain", str(model_file), str(image), "--out", str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {photos} holds images (0.png, sheet.png) and no maps.npz of earlier "
+        "explanations: the overlays would join them, replacing any of the same name; write "
+        "the explanations into a new or empty folder\n"
+    )
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
 
 
 def test_cli_without_out_never_writes_over_an_earlier_run(

@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.fonts import any_script
+from ..data.folders import images_in
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, count_argument, path_argument, shown
@@ -136,6 +137,15 @@ class Explanation:
             raise ResnetlabError(
                 f"{clash} is a file of the run in {out}, which its overlay would replace; "
                 f"write the explanations into another folder, e.g. {out / 'cams'}"
+            )
+        # A folder of one's photos, not of earlier explanations (which hold maps.npz): the
+        # overlays would replace those of the same name, and a photo named sheet.png go.
+        if out.is_dir() and not (out / "maps.npz").exists() and (photos := images_in(out)):
+            shown = ", ".join(photos[:3]) + (", ..." if len(photos) > 3 else "")
+            raise ResnetlabError(
+                f"{out} holds images ({shown}) and no maps.npz of earlier explanations: the "
+                "overlays would join them, replacing any of the same name; write the "
+                "explanations into a new or empty folder"
             )
         try:
             out.mkdir(parents=True, exist_ok=True)
