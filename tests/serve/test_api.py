@@ -77,6 +77,8 @@ def test_answers_equal_predict(server, model_file, image_files):
         assert form.status_code == 200, form.text
         assert form.json()["image"] == path.name
         assert_same_top(form.json()["top"], prediction.top)
+        climbing = server.post("predict", files={"image": (f"../../etc/{path.name}", data)})
+        assert climbing.json()["image"] == path.name  # the name, not the folders sent with it
     # The colour pictures are told apart: the model is not answering one class for all.
     assert {p.label for p in expected[:6]} == set(COLOURS)
 

@@ -11,7 +11,7 @@ import base64
 import difflib
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import anyio
 import torch
@@ -244,7 +244,9 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
             if not files:
                 raise RequestError(f"the multipart form has no file; {fix}", 400)
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-            return await files[0].read(), files[0].filename or None, fields
+            # The name without folders a client may have sent with it (../x.jpg, C:\x.jpg).
+            name = PurePosixPath((files[0].filename or "").replace("\\", "/")).name
+            return await files[0].read(), name or None, fields
     except HTTPException as e:  # Starlette's words: two files, no boundary, a broken part...
         why = str(e.detail).rstrip(".")
         raise RequestError(f"the multipart form is refused ({why}); {fix}", 400) from None
