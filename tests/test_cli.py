@@ -13,6 +13,7 @@ import pytest
 
 import resnetlab
 from resnetlab.cli import build_parser, main
+from resnetlab.engine.train import _with_advice
 
 from .conftest import PROJECT_ROOT
 from .data.conftest import noise, write_tree
@@ -350,6 +351,15 @@ def test_the_advice_on_shrunk_images_names_a_larger_input_size(tmp_path, capsys)
         "detail is lost; a larger --input-size keeps it (photos: e.g. --model resnet18 "
         "--input-size 128" in err
     )
+    # Resumed, the size cannot change: the note alone.
+    resume = ["train", "--resume", str(tmp_path / "run"), "--max-steps", "2", "--device", "cpu"]
+    assert main(resume) == 0
+    err = capsys.readouterr().err
+    assert "data: the images are mostly 64x48, shrunk to 8x8 (the input size)\n" in err
+    assert "a larger --input-size" not in err
+    # An ImageNet-style net already: only the size to give.
+    note = "the images are mostly 640x480, shrunk to 32x32 (the input size)"
+    assert _with_advice(note, 32, model="resnet18").endswith("(photos: e.g. --input-size 128)")
     # Shrunk to 128 px already, the example is larger than that, not 128 again.
     write_tree(tmp_path / "big", {k: [noise(i, (800, 800)) for i in range(4)] for k in "ab"})
     args = ["--data", str(tmp_path / "big"), "--model", "resnet8", "--input-size", "128"]

@@ -79,6 +79,7 @@ from .auto import (
     apply_auto,
     apply_finetune,
     count_of,
+    imagenet_style,
     is_digit_like,
     validation_interval,
 )
@@ -445,6 +446,7 @@ class Trainer:
         # The parts are set up in the order they depend on each other: weights, data and
         # recipe, model, schedule, then the position in the run and its folder.
         c = self.config
+        self.resumed = resume
         torch.manual_seed(c.seed)
         configure_backends(self.device, c.deterministic)
         self.channels_last = resolve_channels_last(c.channels_last, self.device)
@@ -570,7 +572,6 @@ class Trainer:
         # Loss x images, hits and images of the epoch so far; kept by a checkpoint inside an
         # epoch, so that a resumed epoch's record covers all of it.
         self.epoch_sums = (0.0, 0.0, 0)
-        self.resumed = resume
         self.bn_note: str | None = None  # what happened to BN statistics before validation
         self.finite_step: int | None = None  # the step whose weights were last found finite
         # From a step's start until it is counted: the model, optimizer and BN statistics
@@ -680,7 +681,7 @@ class Trainer:
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
         self.data_notes = [
-            _with_advice(note, self.input_size, self.size_given)
+            _with_advice(note, self.input_size, self.size_given, c.model, self.resumed)
             for note in unwarned(data.train.notes)
         ]
         if data.val is not None:  # where the validation images come from, what was done to them
@@ -1648,20 +1649,29 @@ def validation_batch_size(batch_size: int) -> int:
     return max(batch_size, min(256, 4 * batch_size))
 
 
-def _with_advice(note: str, input_size: int, size_given: bool = False) -> str:
+def _with_advice(
+    note: str, input_size: int, size_given: bool = False, model: str = "", resumed: bool = False
+) -> str:
     """A data note, with what to do about images far from the input size (``size_given``:
-    by --input-size, which then needs no mention)."""
+    by --input-size, which then needs no mention; none for a ``resumed`` run, whose size
+    cannot change)."""
+    if resumed and note.startswith((ENLARGED_NOTE, SHRUNK_NOTE)):
+        return note
     if note.startswith(ENLARGED_NOTE):
         how = "" if size_given else "--input-size sets it, and "
         return f"{note}; {how}a size near theirs trains much faster"
     if note.startswith(SHRUNK_NOTE):
         # The example is a size larger than the one shrunk to: 128 px photos for a small
-        # input, else twice the input (a phone's photos at an ImageNet net's 224 px).
-        larger = (
-            "photos: e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px"
-            if input_size < 128
-            else f"e.g. --input-size {2 * input_size}, which takes about four times as long"
-        )
+        # input (on an ImageNet-style net, which a CIFAR net is not), else twice the input
+        # (a phone's photos at an ImageNet net's 224 px).
+        if input_size >= 128:
+            larger = f"e.g. --input-size {2 * input_size}, which takes about four times as long"
+        elif model and imagenet_style(model):
+            larger = "photos: e.g. --input-size 128"
+        else:
+            larger = (
+                "photos: e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px"
+            )
         return f"{note}: much of their detail is lost; a larger --input-size keeps it ({larger})"
     return note
 
