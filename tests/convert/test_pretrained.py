@@ -6,6 +6,7 @@ both libraries' own loading code runs. The files hold the libraries' own initial
 """
 
 import argparse
+import json
 import os
 import pickle
 import re
@@ -177,7 +178,12 @@ def test_timm_source_reads_the_hugging_face_cache(hf_cache):
     model = resnetlab.create_model("resnet18", num_classes=3, pretrained=path)
     _same_features(model, net)
     assert model.pretrained.head == "replaced"
-    assert model.pretrained.normalisation_note.startswith("ImageNet mean/std (assumed")
+    # Its config.json beside it, as the hub keeps it, gives timm's preprocessing.
+    assert model.pretrained.normalisation_note == (
+        "the weights' mean/std (timm's config.json beside them)"
+    )
+    assert model.pretrained.mean == tuple(net.pretrained_cfg["mean"])
+    assert model.pretrained.preprocessing["input_size"] == net.pretrained_cfg["input_size"][-1]
 
 
 def test_an_unreachable_hub_is_asked_nothing(tmp_path, monkeypatch):
@@ -730,3 +736,62 @@ def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys
         assert not (tmp_path / "run").exists()
         with pytest.raises(ResnetlabError, match=r"does not say which model .* give --model"):
             resnetlab.train(pretrained=source, data="digits", out=tmp_path / "run")
+
+
+def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_preprocessing(
+    tmp_path,
+):
+    """A timm model from Hugging Face is a folder of model.safetensors (or pytorch_model.bin)
+    and config.json: the weights keep its normalisation, input size, classes and model."""
+    from resnetlab.convert.pretrained import declared_model
+    from resnetlab.engine.config import resolve_config
+
+    net = resnetlab.create_model("resnet18", num_classes=3)
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, weights)
+    config = {
+        "architecture": "resnet18",
+        "num_classes": 3,
+        "label_names": ["ant", "bee", "cat"],
+        "pretrained_cfg": {
+            "input_size": [3, 160, 160],
+            "crop_pct": 0.8,
+            "interpolation": "bicubic",
+            "mean": [0.5, 0.4, 0.3],
+            "std": [0.2, 0.25, 0.3],
+        },
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    model = resnetlab.create_model("resnet18", num_classes=3, pretrained=weights)
+    report = model.pretrained
+    assert (report.mean, report.std) == ((0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    assert report.class_names == ["ant", "bee", "cat"]
+    assert report.preprocessing == {
+        "resize": 200,
+        "crop": 160,
+        "crop_pct": 0.8,
+        "interpolation": "bicubic",
+        "input_size": 160,
+    }
+    saved = tmp_path / "saved.safetensors"
+    resnetlab.save_model(model, saved)
+    meta = resnetlab.read_model_meta(saved)
+    assert (meta.input_size, meta.class_names, meta.mean) == (
+        160,
+        ["ant", "bee", "cat"],
+        (0.5, 0.4, 0.3),
+    )
+    # Without --model, the run trains the model the config names.
+    assert declared_model(weights) == ("resnet18", {})
+    assert resolve_config(pretrained=str(weights), data="digits").model == "resnet18"
+    torch.save(net.state_dict(), folder / "pytorch_model.bin")
+    assert resnetlab.create_model(
+        "resnet18", pretrained=folder / "pytorch_model.bin"
+    ).pretrained.mean == (0.5, 0.4, 0.3)
+    # A config.json of another kind (a transformers model's) is not timm's: not read.
+    (folder / "config.json").write_text(json.dumps({"model_type": "resnet", "num_labels": 3}))
+    plain = resnetlab.create_model("resnet18", num_classes=3, pretrained=weights).pretrained
+    assert (plain.mean, plain.std) == (IMAGENET_MEAN, IMAGENET_STD)  # assumed, and said so
+    assert declared_model(weights) is None

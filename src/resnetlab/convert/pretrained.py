@@ -50,7 +50,7 @@ import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -433,7 +433,8 @@ def check_names_model(source: str | os.PathLike | None) -> None:
 
 def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
     """The model (and its options) that a run folder, a resnetlab model file, a Keras file
-    (the course's ``resnet50_keras``) or a named source (``timm:resnet50.a1_in1k``,
+    (the course's ``resnet50_keras``), a timm model's weights with their ``config.json``
+    or a named source (``timm:resnet50.a1_in1k``,
     ``torchvision:ResNet18_Weights.IMAGENET1K_V1``) says its weights are for; None for
     other sources (a bare state dict, ``torchvision`` alone),
     and for a path that is not one of them (the run reports that when it reads the
@@ -450,6 +451,9 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
 
         return keras_model_of(path)
     meta = recorded_meta(path)
+    if meta is None and path.suffix.lower() in (".safetensors", *TORCH_SUFFIXES):
+        timm = timm_config(path)
+        return (timm.architecture, {}) if timm and timm.architecture in list_models() else None
     if meta is None or meta.model not in list_models():
         return None  # reading the weights names the file and the model this version lacks
     return meta.model, dict(meta.model_kwargs)
@@ -530,14 +534,87 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
         )
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return _from_safetensors(path, source)
+        return _with_timm_config(_from_safetensors(path, source), path)
     if suffix in TORCH_SUFFIXES:
-        return _from_torch_file(path, source)
+        return _with_timm_config(_from_torch_file(path, source), path)
     if suffix in KERAS_SUFFIXES:
         return _from_keras(path, source)
     raise ResnetlabError(
         f"{path}: unknown kind of weights file {suffix or '(no suffix)'}; give a "
         f"{', '.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))} file or a run folder"
+    )
+
+
+TIMM_CONFIG = "config.json"  # beside the weights of a timm model from Hugging Face
+
+
+@dataclass(frozen=True)
+class TimmConfig:
+    """What a timm model's ``config.json`` says of its weights."""
+
+    architecture: str
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int
+    crop_pct: float
+    interpolation: str | None
+    class_names: list[str] | None
+
+
+def timm_config(weights_file: Path) -> TimmConfig | None:
+    """The ``config.json`` beside ``weights_file`` where it is a timm model's, as Hugging
+    Face's timm models keep one beside ``model.safetensors`` (``architecture``,
+    ``num_classes``, ``pretrained_cfg`` with ``mean``, ``std`` and ``input_size``); None
+    where there is none, or another kind of file of that name."""
+    try:
+        config = json.loads((weights_file.parent / TIMM_CONFIG).read_text(encoding="utf-8"))
+        cfg = config["pretrained_cfg"]
+        mean = tuple(float(v) for v in cfg["mean"])
+        std = tuple(float(v) for v in cfg["std"])
+        size = int(cfg["input_size"][-1])
+        names = config.get("label_names")
+        found = TimmConfig(
+            architecture=str(config["architecture"]),
+            num_classes=int(config.get("num_classes", cfg.get("num_classes", 0))),
+            mean=mean,
+            std=std,
+            input_size=size,
+            crop_pct=float(cfg.get("crop_pct", 0.875)),
+            interpolation=cfg.get("interpolation"),
+            class_names=[str(n) for n in names] if isinstance(names, list) else None,
+        )
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None
+    if len(found.mean) != 3 or len(found.std) != 3 or min(found.std) <= 0 or size < 1:
+        return None
+    return found
+
+
+def _with_timm_config(weights: PretrainedWeights, path: Path) -> PretrainedWeights:
+    """A bare state dict with what a timm ``config.json`` beside it says: the model, the
+    normalisation, the input size and the classes."""
+    config = timm_config(path) if weights.kind == "state-dict" else None
+    if config is None:
+        return weights
+    names = config.class_names
+    return replace(
+        weights,
+        description=f"{path.name} (timm {config.architecture}, with its {TIMM_CONFIG})",
+        mean=config.mean,
+        std=config.std,
+        normalisation_note=f"the weights' mean/std (timm's {TIMM_CONFIG} beside them)",
+        preprocessing={
+            "resize": int(config.input_size / config.crop_pct),
+            "crop": config.input_size,
+            "crop_pct": config.crop_pct,
+            "interpolation": config.interpolation,
+        },
+        model=config.architecture if config.architecture in list_models() else None,
+        num_classes=config.num_classes,
+        class_names=names if names and len(names) == config.num_classes else None,
+        input_size=config.input_size,
+        resize="crop",
     )
 
 
@@ -789,7 +866,11 @@ def load_pretrained(
         mean=mean,
         std=std,
         normalisation_note=note,
-        preprocessing=dict(weights.preprocessing),
+        # With the size they were trained at, which a model saved from them keeps.
+        preprocessing={
+            **weights.preprocessing,
+            **({"input_size": weights.input_size} if weights.input_size else {}),
+        },
         class_names=_output_names(head, rows, weights.class_names, class_names),
         resize=weights.resize,
     )
