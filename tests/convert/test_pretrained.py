@@ -343,6 +343,12 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
         "them; they hold a resnet18 under 'net.', beside other tensors (a training module's); "
         "save that part alone, its keys without 'net.', and give that file"
     )
+    with pytest.raises(ResnetlabError) as e:  # given to another model: the one they hold
+        resnetlab.create_model("resnet20", pretrained=tmp_path / "module.ckpt")
+    assert str(e.value).endswith(
+        "they hold a resnet18 under 'net.', beside other tensors (a training module's); save "
+        "that part alone, its keys without 'net.', and give that file with --model resnet18"
+    )
 
 
 def test_resnetlab_model_file_and_run_folder(tmp_path):

@@ -985,45 +985,50 @@ def _backbone_problem(
     return None
 
 
-def _models_that_fit(source: dict[str, torch.Tensor]) -> list[str]:
-    """The registered models (with their default options) whose backbone ``source`` fits,
-    each built on the meta device: no memory, no arithmetic."""
-    fits = []
+def _registered_states() -> dict[str, dict[str, torch.Tensor]]:
+    """Each registered model's state dict (default options), by name, built on the meta
+    device: no memory, no arithmetic."""
+    states = {}
     for name in list_models():
         try:
             with torch.device("meta"), torch.random.fork_rng(devices=[]):
-                target = create_model(name).state_dict()
+                states[name] = create_model(name).state_dict()
         except Exception:  # a model registered elsewhere that needs options to be built
             continue
-        if _backbone_problem(target, source, name) is None:
-            fits.append(name)
-    return fits
+    return states
 
 
-def _wrapped_in(source: dict[str, torch.Tensor], name: str) -> str | None:
-    """The prefix under which ``source`` holds the whole backbone of a ``name`` model (a
-    training module's ``net.``, beside its loss's tensors, so that not every key has it);
-    None where it holds none."""
-    with torch.device("meta"), torch.random.fork_rng(devices=[]):
-        target = create_model(name).state_dict()
-    first = next((k for k in target if not _is_head(k) and not _is_counter(k)), None)
-    if first is None:
-        return None
-    for prefix in sorted({k[: -len(first)] for k in source if k.endswith("." + first)}):
-        inner = {k[len(prefix) :]: t for k, t in source.items() if k.startswith(prefix)}
-        if _backbone_problem(target, inner, name) is None:
-            return prefix
+def _wrapped_in(
+    source: dict[str, torch.Tensor], name: str, states: dict[str, dict[str, torch.Tensor]]
+) -> tuple[str, str] | None:
+    """(prefix, model) where ``source`` holds the whole backbone of a registered model under
+    a prefix (a training module's ``net.``, beside its loss's tensors, so that not every key
+    has it): ``name`` where it is that, else the first model found; None where it holds
+    none."""
+    for model in sorted(states, key=lambda n: n != name):  # name first
+        target = states[model]
+        first = next((k for k in target if not _is_head(k) and not _is_counter(k)), None)
+        if first is None:
+            continue
+        for prefix in sorted({k[: -len(first)] for k in source if k.endswith("." + first)}):
+            inner = {k[len(prefix) :]: t for k, t in source.items() if k.startswith(prefix)}
+            if _backbone_problem(target, inner, model) is None:
+                return prefix, model
     return None
 
 
 def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabError:
-    fits = _models_that_fit(weights.state_dict)
+    states = _registered_states()
+    source = weights.state_dict
+    fits = [n for n, target in states.items() if _backbone_problem(target, source, n) is None]
     if fits:
         fix = f"they fit {' and '.join(fits)}: give --model {fits[0]}"
-    elif prefix := _wrapped_in(weights.state_dict, name):
+    elif wrapped := _wrapped_in(source, name, states):
+        prefix, model = wrapped
         fix = (
-            f"they hold a {name} under {prefix!r}, beside other tensors (a training module's); "
+            f"they hold a {model} under {prefix!r}, beside other tensors (a training module's); "
             f"save that part alone, its keys without {prefix!r}, and give that file"
+            + (f" with --model {model}" if model != name else "")
         )
     else:
         fix = "they are for another architecture (choose the --model they were made for)"
