@@ -45,6 +45,20 @@ def model_file(digit_folder, tmp_path_factory):
     return out / "best.safetensors"
 
 
+def test_eval_finds_the_images_a_streamed_run_held_out(digit_folder, tmp_path):
+    run = resnetlab.train(
+        model="resnet8",
+        data=str(digit_folder),
+        input_size=8,
+        stream=True,
+        max_steps=2,
+        out=str(tmp_path / "run"),
+    )
+    report = resnetlab.evaluate(run.run_dir / "best.safetensors", str(digit_folder))
+    assert report.result.count == run.summary["val_images"] == 60
+    assert report.notes[0].startswith(f"scored: the 60 images of {digit_folder} that the")
+
+
 def another_set(folder: Path, dest: Path) -> Path:
     """A copy of ``folder`` with one file renamed: the same images, but not the training
     folder's files (a copy of those is scored on the images its run held out)."""
@@ -119,7 +133,8 @@ def test_eval_of_the_training_folder_scores_the_images_the_run_held_out(
     assert report.notes == [
         f"{copy} has no held-out split: all 301 images are scored, including any the model was "
         "trained on (a folder named test/ or *_test/ is taken for test images); the images it "
-        "held out for validation cannot be found again, as its images changed since"
+        "held out for validation cannot be found again, as its images changed since (files "
+        "added, removed or changed, or a file it streamed now skipped as unreadable)"
     ]
 
 

@@ -443,14 +443,12 @@ def load_dataset(
     return Dataset(train, val, list(train.class_names), record, validated_test)
 
 
-def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] | None:
+def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any]:
     """What ``stratified_split`` needs to hold out the same images of ``split`` again, with
     the images per class and, for files, a digest of them (``_files_digest``: a folder
-    that changed since gives another one). None for a streamed split, whose
-    unreadable files are dropped only as they are read, where a decoded one leaves them out
-    before the split."""
-    if not isinstance(split, ImageSet):
-        return None
+    that changed since gives another one). A streamed split counts the files it will find
+    unreadable, which a decoded one leaves out: the counts then differ, and the split is
+    not taken for the same."""
     per_class = torch.bincount(split.labels, minlength=len(split.class_names)).tolist()
     record: dict[str, Any] = {"fraction": fraction, "seed": seed, "per_class": per_class}
     if split.paths is not None and (files := _files_digest(split)) is not None:
@@ -461,7 +459,7 @@ def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any] 
 DIGEST_FILES = 8  # of a held-out record's files, read whole into its digest
 
 
-def _files_digest(split: ImageSet, *, composed: bool = True) -> str | None:
+def _files_digest(split: Split, *, composed: bool = True) -> str | None:
     """A digest of ``split``'s files in order, each by its class, the last two parts of its
     path (``cat/1.jpg``) and its size in bytes, and of the contents of a few of them (files
     of one size, BMPs say, hold other images under the same names), however the folder
@@ -498,7 +496,7 @@ def _held_out_again(split: Split, record: Any) -> Split | None:
         files = record.get("files")
     except (AttributeError, TypeError, KeyError, ValueError):
         return None
-    if not 0 < fraction < 1 or not isinstance(split, ImageSet):
+    if not 0 < fraction < 1:
         return None
     if torch.bincount(split.labels, minlength=len(split.class_names)).tolist() != per_class:
         return None
@@ -507,7 +505,7 @@ def _held_out_again(split: Split, record: Any) -> Split | None:
     return split.subset(stratified_split(split.labels, fraction, seed)[1])
 
 
-def _same_files(split: ImageSet, files: str) -> bool:
+def _same_files(split: Split, files: str) -> bool:
     """Whether ``split`` holds the files of the digest ``files``: of their names composed,
     or as they are spelled (a record made before names were composed)."""
     return _files_digest(split) == files or _files_digest(split, composed=False) == files
@@ -625,7 +623,8 @@ HELD_OUT_SCORED_NOTE = (
     "test/ folder is scored instead where there is one)"
 )
 HELD_OUT_LOST = (
-    "the images it held out for validation cannot be found again, as its images changed since"
+    "the images it held out for validation cannot be found again, as its images changed since "
+    "(files added, removed or changed, or a file it streamed now skipped as unreadable)"
 )
 
 # The note on an eval of a data set's val split, for want of a test split.
