@@ -138,13 +138,13 @@ def test_the_table_command_renders_recorded_results(tmp_path, capsys, monkeypatc
     assert readme.read_text() == f"# x\n\n{BEGIN}\n{table}{END}\n\nrest\n"
     # A README that cannot be written is named in one line and left whole.
     before = readme.read_text()
-    monkeypatch.setattr(
-        "resnetlab.bench.table.atomic_write", _fails(OSError(errno.ENOSPC, "No space left"))
-    )
-    with pytest.raises(resnetlab.ResnetlabError, match=r"cannot write .*README\.md: No space"):
-        update_readme(readme, table)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            "resnetlab.bench.table.atomic_write", _fails(OSError(errno.ENOSPC, "No space left"))
+        )
+        with pytest.raises(resnetlab.ResnetlabError, match=r"cannot write .*README\.md: No space"):
+            update_readme(readme, table)
     assert readme.read_text() == before
-    monkeypatch.undo()
     readme.write_text("no markers\n")
     with pytest.raises(resnetlab.ResnetlabError, match="no <!-- bench-table --> "):
         update_readme(readme, table)

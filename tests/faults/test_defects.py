@@ -687,16 +687,16 @@ def test_a_run_folder_removed_while_training_is_written_again_whole(tmp_path, ca
             shutil.rmtree(self.run_dir)
         return train_epoch(self)
 
-    monkeypatch.setattr(Trainer, "_train_epoch", removing_epoch)
     out = tmp_path / "run"
-    code, err = cli(capsys, *TRAIN, "--subset", "128", "--epochs", "2", "--out", out)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", removing_epoch)
+        code, err = cli(capsys, *TRAIN, "--subset", "128", "--epochs", "2", "--out", out)
     assert code == 0, err
     assert f"warning: the run folder {out} was removed while the run trained" in err
     assert strict_json(out / "config.json")["epochs"] == 2
     epochs = [r for r in (out / "metrics.csv").read_text().splitlines() if r.startswith("epoch,")]
     assert [r.split(",")[1] for r in epochs] == ["1", "2"]  # the first epoch's row kept
     assert strict_json(out / "summary.json")["status"] == "finished"
-    monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)  # resumable as any finished run
     assert code == 0 and "already finished its 2 epochs" in err
 
@@ -719,15 +719,15 @@ def test_a_fine_tuning_run_folder_removed_while_training_can_be_resumed(
             shutil.rmtree(self.run_dir)
         return train_epoch(self)
 
-    monkeypatch.setattr(Trainer, "_train_epoch", removing_epoch)
     weights = finished_run / "last.safetensors"
     out = tmp_path / "tuned"
     flags = ["--subset", "128", "--epochs", "2", "--pretrained", weights, "--out", out]
-    code, err = cli(capsys, *TRAIN, *flags)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_epoch", removing_epoch)
+        code, err = cli(capsys, *TRAIN, *flags)
     assert code == 0, err
     assert "was removed while the run trained" in err
     assert strict_json(out / "pretrained.json")["weights"]["source"] == str(weights)
-    monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)
     assert code == 0 and "already finished its 2 epochs" in err, err
 

@@ -80,11 +80,11 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_when_there_is_space(
     tmp_path, capsys, monkeypatch
 ):
     out = tmp_path / "run"
-    monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
-    code, err = cli(capsys, *TRAIN, "--out", out)
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "open", FullDisk(n=2), raising=False)
+        code, err = cli(capsys, *TRAIN, "--out", out)
     assert_full_disk_kept(code, err, out)
     assert strict_json(out / "summary.json")["status"] == "failed"
-    monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)
     assert code == 0, err
     assert strict_json(out / "summary.json")["status"] == "finished"
@@ -97,8 +97,9 @@ def test_a_full_disk_while_resuming_says_to_free_space_not_to_choose_a_folder(
     code, err = cli(capsys, *TRAIN[:-4], "--epochs", "1", "--log-every", "2", "--out", out)
     assert code == 0, err
     saved = (out / "checkpoint.pt").read_bytes()
-    monkeypatch.setattr(storage, "open", FullDisk(n=1), raising=False)
-    code, err = cli(capsys, "train", "--resume", out, "--epochs", "2")
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "open", FullDisk(n=1), raising=False)
+        code, err = cli(capsys, "train", "--resume", out, "--epochs", "2")
     assert_one_line_error(
         code,
         err,
@@ -107,7 +108,6 @@ def test_a_full_disk_while_resuming_says_to_free_space_not_to_choose_a_folder(
     )
     assert "another folder" not in err
     assert (out / "checkpoint.pt").read_bytes() == saved
-    monkeypatch.undo()
 
     # Full before it starts: the run's folder is where it must go on.
     def no_room(*args, **kwargs):
@@ -136,12 +136,12 @@ def test_a_full_disk_while_ctrl_c_saves_says_to_free_space_and_how_to_continue(
             raise KeyboardInterrupt
         return original(self, x, y)
 
-    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
-    # The first checkpoint is written at the start; the second is the interrupt's.
-    monkeypatch.setattr(storage, "open", FullDisk(n=2), raising=False)
-    code, err = cli(capsys, *TRAIN, "--out", out)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_train_step", interrupting_step)
+        # The first checkpoint is written at the start; the second is the interrupt's.
+        patch.setattr(storage, "open", FullDisk(n=2), raising=False)
+        code, err = cli(capsys, *TRAIN, "--out", out)
     assert_full_disk_kept(code, err, out)
-    monkeypatch.undo()
     code, err = cli(capsys, "train", "--resume", out)
     assert code == 0, err
     assert strict_json(out / "summary.json")["status"] == "finished"
