@@ -77,7 +77,8 @@ def _cpu_unless_marked_gpu(request, monkeypatch):
     """Every test not marked ``gpu`` runs on the CPU, whatever the machine has: there
     ``--device auto`` means the CPU, in this process and in the processes it starts, so
     that tolerances, exact resumes and the CPU's log lines give the same verdicts on a
-    machine with a GPU. A test that needs one is marked ``gpu``."""
+    machine with a GPU. A test that needs one is marked ``gpu``. Fixtures shared by a
+    module or the session are made before this one applies: those name the CPU."""
     if request.node.get_closest_marker("gpu") is not None:
         return
     from resnetlab.engine import distributed

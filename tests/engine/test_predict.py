@@ -40,6 +40,7 @@ def model_file(digit_folder, tmp_path_factory):
         crop_padding=1,
         batch_size=32,
         epochs=10,
+        device="cpu",  # a module's fixture runs before the conftest's CPU-only rule
         out=str(out),
     )
     return out / "best.safetensors"

@@ -18,6 +18,7 @@ def digits_model(tmp_path_factory):
         crop_padding=1,
         batch_size=32,
         epochs=6,
+        device="cpu",  # a module's fixture runs before the conftest's CPU-only rule
         out=str(out),
     )
     return out / "best.safetensors"

@@ -181,7 +181,13 @@ def test_model_file_bytes(model_path, image, data):
 def trainer(work) -> Trainer:
     """A resumable run: its Trainer restores every tampered checkpoint and takes a step."""
     config = TrainConfig(
-        model="resnet8", data="digits", input_size=8, subset=64, batch_size=32, epochs=1
+        model="resnet8",
+        data="digits",
+        input_size=8,
+        subset=64,
+        batch_size=32,
+        epochs=1,
+        device="cpu",  # a module's fixture runs before the conftest's CPU-only rule
     )
     resnetlab.train(config, out=str(work / "run"))
     return Trainer(config, run_dir=work / "run", resume=True)

@@ -48,6 +48,9 @@ TRAIN = [
     "--log-every",
     "3",
     "--deterministic",
+    # The reference run is a module's fixture, started before the conftest's CPU-only rule.
+    "--device",
+    "cpu",
 ]
 WRITE_KINDS = ("checkpoint", "model", "summary", "config", "metrics", "figure")
 TIMED = ("images_per_s", "train_time_s", "run_dir")

@@ -117,6 +117,8 @@ def start_server(model: Path, log_dir: Path, *args: str) -> Server:
 def server(model_file, tmp_path_factory):
     """The model served with batching on and a 1 MB upload limit (keeps the big-upload test
     small)."""
-    running = start_server(model_file, tmp_path_factory.mktemp("server"), "--max-upload-mb", "1")
+    # A session's fixture runs before the conftest's CPU-only rule: it names the CPU.
+    folder = tmp_path_factory.mktemp("server")
+    running = start_server(model_file, folder, "--max-upload-mb", "1", "--device", "cpu")
     yield running
     running.stop()
