@@ -57,7 +57,7 @@ def test_the_inference_precisions_offered_are_the_engines():
 def test_the_readme_gives_the_inference_precisions_of_predict_eval_and_serve():
     from resnetlab.engine.inference import INFERENCE_PRECISIONS
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     flag = f"[--precision {'|'.join(INFERENCE_PRECISIONS)}]"
     for command in ("eval", "predict", "serve"):
         (line,) = [s for s in readme.splitlines() if s.startswith(f"resnetlab {command} MODEL")]
@@ -71,7 +71,7 @@ def test_eval_help_gives_the_defaults_the_readme_gives(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--batch-size BATCH_SIZE images per batch (256)" in text
     assert "--device DEVICE auto, cpu, cuda, cuda:N or mps" in text
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     assert "resnetlab eval MODEL_FILE --data SPEC [--png PATH] [--batch-size 256]" in readme
 
 

@@ -12,7 +12,7 @@ from .conftest import PROJECT_ROOT
 
 
 def test_readme_model_table_matches_the_registry():
-    text = (PROJECT_ROOT / "README.md").read_text()
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     rows = re.findall(
         r"^\| `(\w+)` \| ([\d,]+) \| (\d+) \| (\d+) \| [^|]+ \| ([^|]+) \|$", text, re.MULTILINE
     )
@@ -31,7 +31,7 @@ def test_readme_model_table_matches_the_registry():
 
 def _client_decoding() -> str:
     """The README's ONNX client code, from opening the photo to the resize."""
-    text = (PROJECT_ROOT / "README.md").read_text()
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     block = text[text.index("**A client**") :]
     block = block[block.index("```python") : block.index("\n```\n", block.index("```python"))]
     start = block.index('image = Image.open("photo.jpg")')
@@ -67,7 +67,7 @@ def test_readme_client_decodes_as_predict_does(resize, tmp_path):
 
 
 def test_readme_plain_pytorch_code_gives_what_predict_gives(tmp_path, monkeypatch):
-    text = (PROJECT_ROOT / "README.md").read_text()
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     start = text.index("from resnetlab.engine.predict import read_input\n\nmeta = model.meta")
     code = text[text.rindex("```python", 0, start) + len("```python") : text.index("```", start)]
     rng = np.random.default_rng(0)

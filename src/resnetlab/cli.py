@@ -1292,7 +1292,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             recipe=recipe,
             **options,
         )
-        print((result.out / "table.md").read_text())
+        print((result.out / "table.md").read_text(encoding="utf-8"))
         written = ("curves.png", "depth.png", "table.md", "table.json")
     else:
         result = run_gradients(

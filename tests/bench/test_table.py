@@ -220,7 +220,7 @@ def test_a_record_saved_from_json_output_is_read(tmp_path, capsys):
 
 
 def test_readme_table_is_rendered_from_the_recorded_results():
-    text = (PROJECT_ROOT / "README.md").read_text()
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     assert BEGIN in text and END in text
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
     assert table == render_table(read_records([RESULTS]))

@@ -221,7 +221,7 @@ def test_timm_without_the_weights_offline_is_one_line(hf_cache):
         f"model.safetensors), or copy that machine's Hugging Face cache to {hf_cache}"
     )
     # docs/finetuning.md quotes it, with <HF_HOME>/hub for the cache folder.
-    docs = (Path(__file__).parents[2] / "docs" / "finetuning.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "finetuning.md").read_text(encoding="utf-8")
     advice = str(e.value).partition("; without a network")[2].replace(str(hf_cache), "")
     assert f"; without a network{advice}<HF_HOME>/hub\n" in docs
     # `timm` alone names the tag it would fetch: timm's default for the model.

@@ -54,7 +54,7 @@ def test_runner_writes_every_output_with_one_row_per_model(tmp_path):
     assert (v["shallow"], v["deep"], v["complete_seeds"]) == (8, 14, 1)
     assert v["images"] == 4 * 64  # the training error's sample: 4 steps of 64, not the set
 
-    md = (out / "table.md").read_text()
+    md = (out / "table.md").read_text(encoding="utf-8")
     model_rows = [
         line
         for line in md.splitlines()
@@ -70,7 +70,7 @@ def test_paper_numbers_sit_next_to_the_resnets(tmp_path):
     assert by_model["resnet20"]["paper_test_error"] == 8.75
     assert by_model["plain20"]["paper_test_error"] is None  # the paper has curves only
     assert by_model["resnet8"]["paper_test_error"] is None  # not in the paper
-    md = (tmp_path / "exp" / "table.md").read_text()
+    md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
     assert "| resnet20 | 20 | 269,722 |" in md and "| 8.75 |" in md
     assert PAPER_TEST_ERROR == {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
@@ -298,7 +298,7 @@ def test_preact_family_pairs_original_and_preactivation_nets(tmp_path):
     assert [row["changed"] for row in table["models"]] == [False, True, False, True]
     assert table["settings"]["family"] == "preact"
     assert set(table["verdict"]["gaps"]) == {"8", "14"}  # JSON keys
-    md = (tmp_path / "exp" / "table.md").read_text()
+    md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
     assert md.startswith("# ResNets vs pre-activation ResNets on CIFAR")
     assert "## Does pre-activation train the deeper nets better?" in md
     assert "Identity Mappings, Table 3" in md
@@ -433,7 +433,7 @@ def test_the_experiment_records_whether_its_verdict_is_settled(tmp_path):
     v = json.loads((tmp_path / "exp" / "table.json").read_text())["verdict"]
     assert v["settled"] is False and len(v["unsettled"]) >= 2
     assert "settled=False" in repr(result)
-    md = (tmp_path / "exp" / "table.md").read_text()
+    md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
     assert "## Does the degradation show?\n\nNot settled: 4 iterations are too few" in md
     # --max-steps set the length: more epochs would train no longer, so they are not advised.
     assert "(train for at least 500: a larger --max-steps)" in v["unsettled"][0]
@@ -484,7 +484,7 @@ def test_one_depth_says_that_a_verdict_needs_two(tmp_path, capsys):
     )
     assert f"note: {expected}" in captured.err.splitlines()[0]  # before any training
     assert f"## Does the degradation show?\n\n{expected}\n" in captured.out
-    assert expected in (out / "table.md").read_text()
+    assert expected in (out / "table.md").read_text(encoding="utf-8")
     assert json.loads((out / "table.json").read_text())["verdict"] is None
 
 

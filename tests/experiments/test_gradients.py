@@ -78,7 +78,7 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
     saved = json.loads((out / "gradients.json").read_text())
     assert saved["steps"] == 3 and saved["settings"]["probe_size"] == 40
     assert Image.open(out / "gradients.png").size[0] > 600
-    md = (out / "gradients.md").read_text()
+    md = (out / "gradients.md").read_text(encoding="utf-8")
     assert "| plain14 | 14 |" in md and "first/fc (after 3 steps)" in md
     assert "- depth 14: the plain net's first/fc ratio is" in md and "after 3 steps than" in md
     one = markdown(dataclasses.replace(result, steps=1))

@@ -181,7 +181,7 @@ def test_the_readme_client_example_gives_what_predict_gives(
 ):
     from ..conftest import PROJECT_ROOT
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     blocks = readme.split("```python\n")[1:]
     (client,) = [b.split("```")[0] for b in blocks if "import onnxruntime as ort" in b]
     assert "resnetlab" not in client and "torch" not in client  # onnxruntime, numpy, Pillow

@@ -302,7 +302,7 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
     path = Path(path)
     if not path.is_file():
         raise ResnetlabError(f"{path} not found; --update takes the Markdown file to update")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise ResnetlabError(f"{path} has no {BEGIN} ... {END} markers to put the table between")
     head, rest = text.split(BEGIN, 1)
