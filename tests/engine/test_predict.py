@@ -580,12 +580,12 @@ def test_eval_of_a_model_that_names_no_classes_says_it_takes_the_datas_order(tmp
 
 
 def test_a_class_named_in_another_case_is_only_matched_when_that_is_unambiguous():
-    from resnetlab.engine.evaluate import _case_matches
+    from resnetlab.models.files import case_matches
 
-    assert _case_matches(["circles", "Squares"], ["Circles", "Squares"]) == {"circles": "Circles"}
-    assert _case_matches(["a"], ["A", "a"]) == {}  # the model has it as it is
-    assert _case_matches(["b"], ["B", "b2"]) == {"b": "B"}
-    assert _case_matches(["x", "X"], ["X"]) == {}  # X is there as it is: x is another class
+    assert case_matches(["circles", "Squares"], ["Circles", "Squares"]) == {"circles": "Circles"}
+    assert case_matches(["a"], ["A", "a"]) == {}  # the model has it as it is
+    assert case_matches(["b"], ["B", "b2"]) == {"b": "B"}
+    assert case_matches(["x", "X"], ["X"]) == {}  # X is there as it is: x is another class
 
 
 def test_a_pattern_the_shell_left_is_expanded_as_a_shell_would(tmp_path):
