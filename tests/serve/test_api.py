@@ -358,3 +358,21 @@ def test_without_the_extra_the_command_says_what_to_install(model_file, monkeypa
     assert main(["serve", str(model_file)]) == 2
     err = capsys.readouterr().err
     assert "fastapi" in err and "pip install 'resnetlab[serve]'" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not cam_available(), reason="this build has no resnetlab.explain")
+def test_a_map_too_coarse_to_point_at_a_place_comes_with_a_note(tmp_path, image_files):
+    from fastapi.testclient import TestClient
+
+    from resnetlab.serve import Predictor, create_app
+
+    path = tmp_path / "r18.safetensors"  # ResNet-18 at 64 px: layer4 is 2x2
+    resnetlab.save_model(resnetlab.create_model("resnet18", num_classes=3), path, input_size=64)
+    with TestClient(create_app(Predictor(resnetlab.load_model(path)))) as client:
+        image = image_files["red.png"].read_bytes()
+        answer = client.post("/predict", params={"cam": 1}, content=image).json()
+    assert answer["cam"].startswith("data:image/png;base64,")
+    assert answer["cam_note"] == (
+        "layer4's feature map is 2x2 for images of 64x64 pixels: each cell covers a quarter "
+        "of the image or more"
+    )

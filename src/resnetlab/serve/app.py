@@ -154,8 +154,10 @@ def create_app(
         (top,) = top_classes(probs[None], predictor.names, k)
         answer = Prediction(name or "upload", top).to_dict()
         if cam:
-            png = await batcher.run(predictor.cam_png, pixels)
+            png, note = await batcher.run(predictor.cam_png, pixels)
             answer["cam"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+            if note:  # a map too coarse to point at a place
+                answer["cam_note"] = note
         return answer
 
     return app

@@ -154,16 +154,18 @@ class Predictor:
         if problem := self.cam_problem():
             raise RequestError(problem, 501)
 
-    def cam_png(self, pixels: np.ndarray) -> bytes:
+    def cam_png(self, pixels: np.ndarray) -> tuple[bytes, str | None]:
         """A PNG of the image (uint8 (H, W, 3), from ``decode``) beside its class activation
-        map for the predicted class, drawn by ``resnetlab.explain``."""
+        map for the predicted class, drawn by ``resnetlab.explain``, and the note on a map
+        too coarse to point at a place (``explain.cam.coarse_map_note``, without the
+        command line's advice), or None."""
         self.require_cam()
         from ..explain import explain
 
         result = explain(self.model, pixels[None], device=str(self.device))
         out = io.BytesIO()
         result.overlay(0).save(out, format="PNG")
-        return out.getvalue()
+        return out.getvalue(), (result.notes[0].split(";")[0] if result.notes else None)
 
 
 def _check_header(data: bytes, what: str, name: str | None = None) -> None:

@@ -89,6 +89,7 @@ async function classify(file) {
     showBars(answer.top);
     if (answer.cam) {
       $("cam-image").src = answer.cam;
+      $("cam-caption").textContent = answer.cam_note || "where the model looked";
       $("cam-figure").hidden = false;
     }
     $("status").textContent = "";
