@@ -296,6 +296,28 @@ def test_another_batch_with_a_config_file_names_the_rate_for_it(recwarn):
     assert warned(batch_size=16, recipe="course") == []  # the recipe's rate, for its batch
 
 
+def test_weights_given_with_a_config_file_of_a_run_from_scratch(recwarn, tmp_path):
+    scratch = {**resolve_config().to_dict(), "head_epochs": 0, "lr": 0.05}
+    weights = str(tmp_path / "weights.pth")
+
+    def warned(**given):
+        recwarn.clear()
+        config = resolve_config(scratch, **given)
+        warn_of_settings_that_do_not_apply(config, given, scratch)
+        return config, [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
+
+    config, messages = warned(pretrained=weights)
+    assert messages == [
+        "--pretrained with the config file of a run from scratch keeps its recipe auto (lr "
+        "0.05), which may wash out the weights; give --recipe finetune to fine-tune them, as a "
+        "run without the file would"
+    ]
+    assert config.head_epochs is None  # decided for these weights, not the file's 0
+    config, messages = warned(pretrained=weights, recipe="finetune")
+    assert (config.recipe, config.lr, messages) == ("finetune", 0.01, [])
+    assert warned(pretrained=weights, head_epochs=0)[0].head_epochs == 0  # given: kept
+
+
 def test_milestones_without_the_step_schedule_are_named(recwarn):
     def warned(**given):
         recwarn.clear()

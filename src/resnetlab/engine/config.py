@@ -680,7 +680,8 @@ def resolve_config(
     but its warm-up in steps and scale/aspect jitter, which would win over the preset's
     warm-up and join its crops; so does ``--warmup-epochs`` given (alone) over the file's
     warm-up in steps, with ``--config`` or on resuming, and ``--epochs`` over its length
-    in steps (``--max-steps``, unless given too).
+    in steps (``--max-steps``, unless given too), and ``--pretrained`` over its head epochs
+    (decided anew for the weights given).
     ``source``: the file ``file_values`` were read from, named in the error when one of its
     values (not replaced by a flag) is out of range.
     """
@@ -697,6 +698,8 @@ def resolve_config(
         values.pop("warmup_steps", None)  # the file's would win over the warm-up given
     if "epochs" in flags:
         values.pop("max_steps", None)  # a length in epochs replaces the file's in steps
+    if "pretrained" in flags:
+        values.pop("head_epochs", None)  # the file's was for its own start, not these weights
     values.update(flags)
     stored_paths(values)
     if isinstance(values.get("pretrained"), str):
@@ -739,13 +742,13 @@ def _named_in_file(
     return error
 
 
-# Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
 def scaled_lr(lr: float, batch_size: int, new_batch_size: int) -> float:
     """The rate for ``new_batch_size`` where ``lr`` was set for ``batch_size``: scaled by the
     square root of their ratio, as the auto recipe scales its rates with the batch."""
     return lr * math.sqrt(new_batch_size / batch_size)
 
 
+# Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
 
 
@@ -760,6 +763,8 @@ def warn_of_settings_that_do_not_apply(
       recipe scales the rate to the optimizer itself, but not the rate of a config file,
       ``file_values``, which an auto run's holds for the optimizer it chose);
     - a config file's rate is for its batch, and ``--batch-size`` alone keeps it;
+    - a config file of a run from scratch keeps its recipe under ``--pretrained``, where a
+      run without the file would fine-tune (the ``finetune`` recipe's lower rate);
     - ``--milestones`` and ``--gamma`` are the steps of ``--schedule step``, and any other
       schedule ignores them;
     - ``--freeze backbone`` trains the classifier alone throughout, so ``--head-epochs``
@@ -788,6 +793,18 @@ def warn_of_settings_that_do_not_apply(
             f"--batch-size {config.batch_size} trains at the config file's lr {config.lr:g}, "
             f"set for batch {old_batch}; the rate that follows the batch (as the square root "
             f"of it) is --lr {scaled_lr(config.lr, old_batch, config.batch_size):.3g}",
+            SettingWarning,
+        )
+    if (
+        file_values
+        and not file_values.get("pretrained")
+        and {"pretrained"} == named & {"pretrained", "recipe", "lr"}
+        and config.recipe != "finetune"
+    ):
+        warn(
+            f"--pretrained with the config file of a run from scratch keeps its recipe "
+            f"{config.recipe} (lr {config.lr:g}), which may wash out the weights; give "
+            f"--recipe finetune to fine-tune them, as a run without the file would",
             SettingWarning,
         )
     step_flags = [f"--{f}" for f in ("milestones", "gamma") if f in named]
