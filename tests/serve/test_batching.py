@@ -4,6 +4,7 @@ bounded."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -215,3 +216,12 @@ def test_a_failing_batch_is_a_json_500_and_the_server_goes_on(model_file, image_
         assert failed.json() == {"error": "internal error (RuntimeError: CUDA out of memory)"}
         answer = client.post("/predict", content=data)
         assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "red"
+
+
+def test_a_fractional_upload_limit_is_named_as_given():
+    from resnetlab.serve.app import _too_large
+
+    answer = _too_large(int(0.01 * 2**20))  # 10,485 bytes
+    assert json.loads(answer.body)["error"] == (
+        "the upload is larger than the limit of 0.01 MB (--max-upload-mb)"
+    )

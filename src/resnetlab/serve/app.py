@@ -67,7 +67,7 @@ class BodyLimit:
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
-    mb = max_bytes / 2**20
+    mb = round(max_bytes / 2**20, 3)  # --max-upload-mb 0.01 is 10,485 bytes: 0.01, not 0.00999928
     return _error(f"the upload is larger than the limit of {mb:g} MB (--max-upload-mb)", 413)
 
 
