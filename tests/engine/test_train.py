@@ -1072,6 +1072,26 @@ def test_messages_name_the_data_as_given_though_the_run_keeps_its_absolute_path(
     assert "resnet8 (74,770 parameters) on moved: " in capsys.readouterr().err
 
 
+def test_a_file_found_beside_the_data_is_named_as_given(tmp_path, monkeypatch, capsys):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "signs").mkdir()
+    for split, n in (("train", 12), ("test", 6)):
+        with h5py.File(tmp_path / "signs" / f"{split}_signs.h5", "w") as f:
+            f[f"{split}_set_x"] = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+            f[f"{split}_set_y"] = np.arange(n) % 2
+            f["list_classes"] = np.arange(2)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    args = ["train", "--model", "resnet8", "--input-size", "8", "--max-steps", "1"]
+    assert main([*args, "--data", "../signs/train_signs.h5", "--out", "run"]) == 0
+    err = capsys.readouterr().err
+    assert "held out: ../signs/test_signs.h5:test, found next to ../signs/train_signs.h5" in err
+    assert str(tmp_path) not in err
+
+
 def test_data_is_named_as_given_only_while_the_run_lasts(tmp_path):
     from resnetlab.errors import ResnetlabError, as_given, named_as_given
 

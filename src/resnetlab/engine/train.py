@@ -329,12 +329,16 @@ def train(
 def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
     """``{stored: given}`` for the data of ``config`` (kept absolute, for reruns from any
     folder) that ``given`` spelled otherwise: messages name it so (``errors.named_as_given``:
-    ``photos/cat/1.jpg``, not ``/home/.../photos/cat/1.jpg``)."""
+    ``photos/cat/1.jpg``, not ``/home/.../photos/cat/1.jpg``). A file's folder is named so
+    too, for the files found beside it (the ``test_signs.h5`` next to ``train_signs.h5``)."""
     pairs = {}
     for key in ("data", "val_data"):
         stored, spelled = getattr(config, key), given.get(key)
         if stored and spelled is not None:  # photos/ named photos: photos/cat/1.jpg
             pairs[stored] = os.path.normpath(os.fspath(spelled))
+            folder = os.path.dirname(pairs[stored])
+            if folder and os.path.isfile(stored):
+                pairs.setdefault(os.path.dirname(stored), folder)
     return pairs
 
 
@@ -873,7 +877,7 @@ class Trainer:
                 if note in series.said:
                     continue
                 series.said.add(note)
-            self.log.message(f"data: {note}")
+            self.log.message(f"data: {as_given(note)}")
         self._explain_speed()
         if self.auto_line:
             self.log.message(self.auto_line)
