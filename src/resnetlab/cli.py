@@ -1276,38 +1276,43 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     )
     if args.download:
         options["download"] = True
-    if args.experiment == "degradation":
-        depths = args.depths or default_depths(args.family, args.quick)
-        if args.quick:
-            options = {**QUICK, **options}
-        recipe = args.recipe or options.pop("recipe", None) or FAMILIES[args.family].recipe
-        quick_out = default_out("degradation", args.data, family=args.family, quick=True)
-        out = args.out or (quick_out if args.quick else None)
-        result = run_degradation(
-            args.data,
-            depths,
-            family=args.family,
-            seeds=args.seeds,
-            out=out,
-            recipe=recipe,
-            **options,
-        )
-        print((result.out / "table.md").read_text(encoding="utf-8"))
-        written = ("curves.png", "depth.png", "table.md", "table.json")
-    else:
-        result = run_gradients(
-            args.data,
-            args.depths or None,
-            steps=args.steps,
-            seed=args.seed,
-            probe_size=args.probe_size,
-            out=args.out,
-            recipe=args.recipe or options.pop("recipe", None),
-            family=args.family,
-            **options,
-        )
-        print(gradient_markdown(result))
-        written = ("gradients.png", "gradients.md", "gradients.json")
+    # The runs keep the data's absolute path; their messages name it as it was given.
+    from .engine.train import path_as_given
+
+    local = os.path.exists(args.data)
+    with named_as_given(path_as_given(os.path.abspath(args.data), args.data) if local else {}):
+        if args.experiment == "degradation":
+            depths = args.depths or default_depths(args.family, args.quick)
+            if args.quick:
+                options = {**QUICK, **options}
+            recipe = args.recipe or options.pop("recipe", None) or FAMILIES[args.family].recipe
+            quick_out = default_out("degradation", args.data, family=args.family, quick=True)
+            out = args.out or (quick_out if args.quick else None)
+            result = run_degradation(
+                args.data,
+                depths,
+                family=args.family,
+                seeds=args.seeds,
+                out=out,
+                recipe=recipe,
+                **options,
+            )
+            print((result.out / "table.md").read_text(encoding="utf-8"))
+            written = ("curves.png", "depth.png", "table.md", "table.json")
+        else:
+            result = run_gradients(
+                args.data,
+                args.depths or None,
+                steps=args.steps,
+                seed=args.seed,
+                probe_size=args.probe_size,
+                out=args.out,
+                recipe=args.recipe or options.pop("recipe", None),
+                family=args.family,
+                **options,
+            )
+            print(gradient_markdown(result))
+            written = ("gradients.png", "gradients.md", "gradients.json")
     print("wrote " + ", ".join(str(result.out / name) for name in written))
     return 0
 

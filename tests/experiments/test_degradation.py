@@ -493,3 +493,25 @@ def test_one_depth_text_offers_registered_depths():
 
     assert one_depth_text(56, FAMILIES["plain"]).endswith("e.g. --depths 56 110.")
     assert one_depth_text(1202, FAMILIES["plain"]).endswith("e.g. --depths 110 1202.")
+
+
+def test_the_runs_name_the_data_as_the_command_was_given_it(tmp_path, monkeypatch, capsys):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "signs").mkdir()
+    for split, n in (("train", 12), ("test", 6)):
+        with h5py.File(tmp_path / "signs" / f"{split}_signs.h5", "w") as f:
+            f[f"{split}_set_x"] = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+            f[f"{split}_set_y"] = np.arange(n) % 2
+            f["list_classes"] = np.arange(2)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    data = "../signs/train_signs.h5"
+    args = ["experiment", "degradation", "--data", data, "--depths", "8", "--out", "exp"]
+    assert main([*args, "--input-size", "8", "--max-steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"plain8 (74,770 parameters) on {data}: " in err
+    assert f"held out: ../signs/test_signs.h5:test, found next to {data}" in err
+    assert str(tmp_path) not in err

@@ -335,10 +335,16 @@ def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
     for key in ("data", "val_data"):
         stored, spelled = getattr(config, key), given.get(key)
         if stored and spelled is not None:  # photos/ named photos: photos/cat/1.jpg
-            pairs[stored] = os.path.normpath(os.fspath(spelled))
-            folder = os.path.dirname(pairs[stored])
-            if folder and os.path.isfile(stored):
-                pairs.setdefault(os.path.dirname(stored), folder)
+            pairs = {**path_as_given(stored, spelled), **pairs}
+    return pairs
+
+
+def path_as_given(stored: str, spelled: str | os.PathLike) -> dict[str, str]:
+    """``{stored: given}`` for one data path, and for a file's folder as well."""
+    pairs = {stored: os.path.normpath(os.fspath(spelled))}
+    folder = os.path.dirname(pairs[stored])
+    if folder and os.path.isfile(stored):
+        pairs[os.path.dirname(stored)] = folder
     return pairs
 
 
