@@ -494,6 +494,8 @@ class Trainer:
         self._build_model(weights, _stored_plan(run_dir) if keep else None)
         self._plan_schedule()
         self._set_position(run_dir, resume)
+        if self.warmup_note and not (resume and self._nothing_to_train()):
+            warn(self.warmup_note, SettingWarning)
 
     def _build_model(self, weights: PretrainedWeights | None, plan: CpuPlan | None) -> None:
         """Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
@@ -540,14 +542,14 @@ class Trainer:
             if c.warmup_steps is not None
             else round(c.warmup_epochs * self.steps_per_epoch)
         )
+        self.warmup_note = None  # said once the position is known: not for a run that is over
         if self.warmup_steps >= self.total_steps > 1 and c.schedule != "constant":
             # The recipe's warm-up is in epochs: said so, as the user may not have set one.
             epochs = f", the recipe's {c.warmup_epochs:g} epochs" if c.warmup_steps is None else ""
-            warn(
+            self.warmup_note = (
                 f"the warm-up ({count_of(self.warmup_steps, 'step')}{epochs}) is as long as the "
                 f"run ({count_of(self.total_steps, 'step')}): the rate rises to its peak and "
-                "never decays; give a shorter --warmup-steps, or a longer run",
-                SettingWarning,
+                "never decays; give a shorter --warmup-steps, or a longer run"
             )
         # The auto recipe's rate is lowered if the loss climbs while it rises (engine.auto).
         self.guard = (
