@@ -386,7 +386,7 @@ def test_explanations_written_beside_their_images_never_replace_one(model_file, 
         (
             "preresnet20",
             8,
-            "stages.2's feature map is 2x2 for images of 8x8 pixels: each cell "
+            "act's feature map is 2x2 for images of 8x8 pixels: each cell "
             "covers a quarter of the image or more; --layer stages.1 draws a finer map",
         ),
     ],

@@ -4,7 +4,15 @@ import torch
 
 import resnetlab
 from resnetlab.errors import ResnetlabError
-from resnetlab.explain import METHODS, class_activation_maps, explain, find_layer, layer_choices
+from resnetlab.explain import (
+    METHODS,
+    class_activation_maps,
+    default_layer,
+    explain,
+    find_layer,
+    layer_choices,
+)
+from resnetlab.explain.cam import scale_maps, upsample
 
 from .conftest import fit, normalise, squares
 
@@ -24,7 +32,47 @@ def test_maps_have_the_image_size_and_vary_for_each_family(name, size):
         assert torch.isfinite(result.maps).all()
         flat = result.maps.flatten(1)
         assert (flat.amax(1) - flat.amin(1) > 0.5).all()  # each map scaled to [0, 1]
-        assert result.layer == model.stage_name(model.num_stages)
+        assert result.layer == model.feature_layer()
+
+
+@pytest.mark.parametrize(
+    "name, layer",
+    [
+        ("resnet8", "layer3"),
+        ("resnet18d", "layer4"),
+        ("seresnet50", "layer4"),
+        ("resnet50_keras", "layer4"),
+        ("preresnet8", "act"),
+        ("wrn16_8", "act"),
+        ("resnetv2_50", "act"),
+    ],
+)
+def test_the_default_layer_is_the_feature_map_the_classifier_sees(name, layer):
+    """The output of forward_features: for the pre-activation nets the final BN-ReLU, not
+    the last stage before it. Where the head pools that map and applies a linear layer
+    (all but resnet50_keras's Flatten-Dense), Grad-CAM there is exactly CAM: the class's
+    classifier weights over the feature map."""
+    torch.manual_seed(0)
+    kwargs = {"input_size": 64} if name == "resnet50_keras" else {}
+    model = resnetlab.create_model(name, num_classes=3, **kwargs).eval()
+    with torch.no_grad():  # BN statistics that are not the identity, so norm and act count
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    assert default_layer(model) == layer
+    if name == "resnet50_keras":
+        return
+    x = torch.randn(2, 3, 64, 64)
+    result = class_activation_maps(model, x, method="gradcam")
+    assert result.layer == layer
+    with torch.no_grad():
+        features = model.forward_features(x)  # (B, C, h, w)
+        fc = model.get_submodule("head.fc" if hasattr(model, "head") else "fc")
+        weights = fc.weight.reshape(fc.weight.shape[0], -1)[result.targets]  # (B, C)
+        cam = torch.einsum("bc,bchw->bhw", weights, features).clamp_min(0)
+        expected = scale_maps(upsample(cam, x.shape[-2:]))
+    torch.testing.assert_close(result.maps, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_a_feature_map_of_one_cell_gives_maps_of_zeros():

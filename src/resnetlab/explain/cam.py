@@ -44,9 +44,13 @@ class CamResult:
 
 
 def default_layer(model: nn.Module) -> str:
-    """The last stage (``layer4`` of the ImageNet nets and ``resnet50_keras``, ``layer3`` of
-    the CIFAR nets, ``stages.3``/``stages.2`` of the pre-activation nets): the last stage's
-    feature map, as Grad-CAM uses."""
+    """The last feature map before the pooling, as Grad-CAM uses: the last stage
+    (``layer4`` of the ImageNet nets and ``resnet50_keras``, ``layer3`` of the CIFAR nets),
+    or for the pre-activation nets the final BN-ReLU after it (``act``), whose output the
+    classifier sees (``feature_layer``)."""
+    feature_layer = getattr(model, "feature_layer", None)
+    if feature_layer is not None:
+        return feature_layer()
     stages = getattr(model, "num_stages", None)
     if stages is None:
         raise ResnetlabError(
@@ -111,7 +115,7 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
         own = {keras: own for own, keras in keras_names().items()}.get(name)
         module = modules.get(own) if own is not None else None
     if module is None:
-        last = f"{default_layer(model)}." if hasattr(model, "num_stages") else ""
+        last = f"{model.stage_name(model.num_stages)}." if hasattr(model, "stage_name") else ""
         convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
         example = next((n for n in convs if n.startswith(last)), "conv1")
         keras = ", or a Keras layer name, e.g. res5c_branch2c" if keras_names is not None else ""

@@ -160,14 +160,20 @@ class PreActResNet(nn.Module):
         """The module name of stage ``i`` (1-based): ``stages.{i - 1}``."""
         return f"stages.{i - 1}"
 
+    def feature_layer(self) -> str:
+        """The module whose output is ``forward_features``'s: ``act``, the final BN-ReLU's
+        ReLU. The last stage's output comes before that BN-ReLU, which the pooling and the
+        classifier see through."""
+        return "act"
+
     def stage_of(self, name: str) -> int:
         """The stage of a parameter, buffer or module by its name: 0 for the stem, ``i`` for
-        ``stages.{i - 1}`` (the final ``norm`` with the last), ``num_stages + 1`` for the
-        head."""
+        ``stages.{i - 1}`` (the final ``norm`` and ``act`` with the last), ``num_stages + 1``
+        for the head."""
         top, _, rest = name.partition(".")
         if top == "head":
             return self.num_stages + 1
-        if top == "norm":
+        if top in ("norm", "act"):
             return self.num_stages
         index = rest.split(".", 1)[0]
         return int(index) + 1 if top == "stages" and index.isdigit() else 0

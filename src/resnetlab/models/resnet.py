@@ -205,6 +205,10 @@ class ResNet(nn.Module):
         """The module name of stage ``i`` (1-based): ``layer{i}``."""
         return f"layer{i}"
 
+    def feature_layer(self) -> str:
+        """The module whose output is ``forward_features``'s: the last stage (``layer4``)."""
+        return self.stage_name(self.num_stages)
+
     def stage_of(self, name: str) -> int:
         """The stage of a parameter, buffer or module by its name: 0 for the stem
         (``conv1``, ``bn1``), ``i`` for ``layer{i}``, ``num_stages + 1`` for the head (``fc``)."""
