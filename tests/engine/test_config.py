@@ -175,6 +175,10 @@ def test_new_options_are_checked():
         (dict(warmup_steps=-1), "warm-up steps must be 0 or more"),
         (dict(head_epochs=-1), "head epochs must be 0 or more, got -1"),
         (
+            dict(model_kwargs={"act_layer": torch.nn.SiLU}),
+            "model_kwargs: option act_layer=<class .* is no JSON value",
+        ),
+        (
             dict(head_epochs=2, epochs=2),
             r"--head-epochs 2 leaves none of the 2 epochs to train the rest of the network; "
             r"lower it or raise --epochs \(to train only the classifier: --freeze backbone\)$",

@@ -348,3 +348,16 @@ def test_model_meta_repr_is_one_line_that_names_the_first_classes(tmp_path):
         in text
     )
     assert text.startswith("ModelMeta(model='resnet8', num_classes=1000, input_size=")
+
+
+def test_an_option_a_model_file_cannot_hold_is_refused_in_one_line(tmp_path):
+    """A module class (act_layer=nn.SiLU) is no JSON value: saving it stopped with json's
+    TypeError; a tuple is written as a list and rebuilds the same model."""
+    path = tmp_path / "m.safetensors"
+    model = resnetlab.create_model("resnet20", num_classes=2, act_layer=torch.nn.SiLU)
+    with pytest.raises(ResnetlabError, match=r"not written: resnet20's option act_layer=<class"):
+        resnetlab.save_model(model, path)
+    assert not path.exists()
+    model = resnetlab.create_model("resnet20", num_classes=2, widths=(8, 16, 32))
+    resnetlab.save_model(model, path)
+    assert resnetlab.load_model(path).model_kwargs == {"widths": [8, 16, 32]}

@@ -205,6 +205,19 @@ def test_unknown_option_names_it_and_the_options_the_model_takes():
     assert "unexpected keyword" not in message  # not Python's wording
 
 
+@pytest.mark.parametrize("name", ["resnet20", "seresnet50", "resnetv2_50", "wrn16_8"])
+@pytest.mark.parametrize("option", ["norm_layer", "act_layer", "attn_layer"])
+def test_a_part_given_as_a_string_is_one_line_not_a_traceback(name, option):
+    """--model-option act_layer=silu gives a string; it failed deep inside a block with
+    Python's TypeError ('str' object is not callable)."""
+    if option == "attn_layer" and name in ("resnetv2_50", "wrn16_8"):
+        return  # the pre-activation nets have no attention option
+    with pytest.raises(ResnetlabError, match=rf"^{name}: {option} must be a module class"):
+        resnetlab.create_model(name, **{option: "silu"})
+    model = resnetlab.create_model(name, num_classes=2, act_layer=nn.SiLU)
+    assert any(isinstance(m, nn.SiLU) for m in model.modules())
+
+
 def test_an_unknown_option_of_a_builder_that_cannot_be_inspected_keeps_pythons_words(
     monkeypatch,
 ):

@@ -23,7 +23,7 @@ from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
 from ..errors import ResnetlabError, SettingWarning, empty_problem, finite_number, shown, warn
 from ..models import model_info
-from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE, option_problem
 from ..models.registry import built_options
 from ..storage import atomic_write_text
 
@@ -989,6 +989,11 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
             "set the input size with --input-size, not --model-option input_size",
         ),
         ("name" not in c.model_kwargs, "--model names the model; drop --model-option name"),
+        (
+            (problem := option_problem(c.model_kwargs)) is None,
+            f"model_kwargs: {problem}; a run writes its options into config.json and its "
+            "model files, so give JSON values",
+        ),
         (
             "pretrained" not in c.model_kwargs,
             "start from pretrained weights with --pretrained, not --model-option pretrained",

@@ -136,12 +136,21 @@ def make_shortcut(
 SWITCHES = ("residual", "stride_in_1x1", "zero_init_residual", "bias")
 COUNTS = ("stem_width", "groups", "base_width")
 RATES = ("drop_rate", "norm_eps")
+PARTS = ("norm_layer", "act_layer", "attn_layer")  # module classes or factories; attn may be None
 
 
 def check_option_types(**options: object) -> None:
-    """Each option of the type its kind (``SWITCHES``, ``COUNTS``, ``RATES``) must have. A
-    string such as ``"False"`` would otherwise count as true; a ValueError names it."""
+    """Each option of the type its kind (``SWITCHES``, ``COUNTS``, ``RATES``, ``PARTS``) must
+    have. A string such as ``"False"`` would otherwise count as true, and one given for a
+    part would fail deep inside a block; a ValueError names it."""
     for name, value in options.items():
+        if name in PARTS and not (callable(value) or (name == "attn_layer" and value is None)):
+            example = {"norm_layer": "torch.nn.BatchNorm2d", "act_layer": "torch.nn.SiLU"}
+            raise ValueError(
+                f"{name} must be a module class or factory (such as "
+                f"{example.get(name, 'SqueezeExcite')}), got {value!r}; it is a Python "
+                "option, which --model-option and model files cannot hold"
+            )
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if name in SWITCHES and not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r}")

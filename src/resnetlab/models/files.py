@@ -157,6 +157,18 @@ def _is_json_option(value: Any) -> bool:
     return isinstance(value, scalar) and (not isinstance(value, float) or math.isfinite(value))
 
 
+def option_problem(kwargs: dict[str, Any]) -> str | None:
+    """The first constructor option a model file cannot hold (one that is no JSON value,
+    such as a module class for ``act_layer``), in words; None when all fit."""
+    for key, value in kwargs.items():  # a tuple is written as a list, which rebuilds it
+        if not _is_json_option(list(value) if isinstance(value, tuple) else value):
+            return (
+                f"option {key}={value!r} is no JSON value (a number, string, true/false or a "
+                "list of them), which is all a model file holds"
+            )
+    return None
+
+
 def _triple(value: Any, low: float, high: float) -> bool:
     return (
         isinstance(value, (list, tuple))
@@ -325,6 +337,10 @@ def save_model(
     std = (1.0, 1.0, 1.0) if std is None else std
     resize = "crop" if resize is None else resize
     kwargs = dict(getattr(model, "model_kwargs", {}))
+    if problem := option_problem(kwargs):
+        raise ResnetlabError(
+            f"{path}: not written: {name}'s {problem}, so load_model could not rebuild it"
+        )
     if input_size is None:  # the model's own, else that of the weights it started from
         started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
         input_size = getattr(model, "input_size", None) or started or model_info(name).input_size

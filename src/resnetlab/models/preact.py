@@ -121,6 +121,8 @@ class PreActResNet(nn.Module):
             groups=groups,
             base_width=base_width,
             drop_rate=drop_rate,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
         )
         if len(layers) != len(widths):
             raise ValueError(f"{len(layers)} stages but {len(widths)} widths")

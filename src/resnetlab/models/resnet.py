@@ -130,6 +130,9 @@ class ResNet(nn.Module):
             stem_width=stem_width,
             groups=groups,
             base_width=base_width,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            attn_layer=attn_layer,
             **({"norm_eps": norm_eps} if norm_eps is not None else {}),
         )
         if norm_eps is not None:
