@@ -109,6 +109,14 @@ def test_user_options_override_the_variants_parts():
         ("resnet50", {"stride_in_1x1": 1}, "stride_in_1x1 must be true or false, got 1"),
         ("resnext50_32x4d", {"groups": 2.5}, "groups must be a whole number, got 2.5"),
         ("wrn16_8", {"drop_rate": "abc"}, "wrn16_8: drop_rate must be a number, got 'abc'"),
+        # --model-option values that failed inside PyTorch or named the wrong count
+        ("resnet20", {"stem_width": -3}, "resnet20: stem_width must be at least 1, got -3"),
+        ("resnet20", {"stem_width": 0}, "stem_width must be at least 1, got 0"),  # was ignored
+        ("resnet50", {"groups": -1}, "resnet50: groups must be at least 1, got -1"),
+        ("resnet50", {"base_width": 0}, "base_width must be at least 1, got 0"),
+        ("preresnet20", {"widths": 8}, r"widths must be a list of whole numbers .* got 8$"),
+        ("resnet20", {"widths": "8,16,32"}, r"widths must be a list .* got '8,16,32'$"),
+        ("resnetv2_50", {"widths": [64, 0, 256, 512]}, r"widths must be a list"),
     ],
 )
 def test_an_option_of_the_wrong_type_is_named(name, option, says):

@@ -140,9 +140,10 @@ PARTS = ("norm_layer", "act_layer", "attn_layer")  # module classes or factories
 
 
 def check_option_types(**options: object) -> None:
-    """Each option of the type its kind (``SWITCHES``, ``COUNTS``, ``RATES``, ``PARTS``) must
-    have. A string such as ``"False"`` would otherwise count as true, and one given for a
-    part would fail deep inside a block; a ValueError names it."""
+    """Each option of the type its kind (``SWITCHES``, ``COUNTS``, ``RATES``, ``PARTS``,
+    ``widths``) must have. A string such as ``"False"`` would otherwise count as true, and
+    one given for a part or the widths would fail deep inside PyTorch; a ValueError names
+    it."""
     for name, value in options.items():
         if name in PARTS and not (callable(value) or (name == "attn_layer" and value is None)):
             example = {"norm_layer": "torch.nn.BatchNorm2d", "act_layer": "torch.nn.SiLU"}
@@ -156,6 +157,17 @@ def check_option_types(**options: object) -> None:
             raise ValueError(f"{name} must be true or false, got {value!r}")
         if name in COUNTS and value is not None and not (number and isinstance(value, int)):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if name in COUNTS and value is not None and value < 1:  # a conv of no channels
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+        if name == "widths" and not (
+            isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)
+        ):
+            raise ValueError(
+                f"widths must be a list of whole numbers of channels, one per stage, such as "
+                f"[16, 32, 64], got {value!r}"
+            )
         if name in RATES and not (number and value == value):  # NaN is not a rate
             raise ValueError(f"{name} must be a number, got {value!r}")
 

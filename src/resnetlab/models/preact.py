@@ -114,6 +114,7 @@ class PreActResNet(nn.Module):
     ) -> None:
         super().__init__()
         check_option_types(
+            widths=widths,
             residual=residual,
             stride_in_1x1=stride_in_1x1,
             zero_init_residual=zero_init_residual,
