@@ -91,7 +91,10 @@ def test_a_class_count_no_model_file_may_record_is_refused_before_building():
             lambda: resnetlab.create_model("resnet50_keras", input_size="64"),
             "resnet50_keras's input_size must be a whole number, got '64'",
         ),
-        (lambda: resnetlab.list_models(3), "the pattern is a glob such as 'resnet*', got 3"),
+        (
+            lambda: resnetlab.list_models(3),
+            "the pattern is a glob such as 'resnet*' or a list of them, got 3",
+        ),
         (
             lambda: resnetlab.bench.bench_train("resnet8", steps="2", device="cpu"),
             "--steps must be a whole number, got '2'",

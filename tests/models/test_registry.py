@@ -164,6 +164,20 @@ def test_list_models_pattern():
     ]
     assert resnetlab.list_models("nothing*") == []
     assert resnetlab.list_models("") == resnetlab.list_models()  # as timm's empty filter
+    # As timm's: a list of globs (any of them), and exclude_filters.
+    assert resnetlab.list_models(["wrn*", "resnetv2*"]) == [
+        "resnetv2_50",
+        "resnetv2_101",
+        "wrn16_8",
+        "wrn28_10",
+    ]
+    assert resnetlab.list_models("resnet5*", exclude_filters=["*_keras", "resnet50?"]) == [
+        "resnet50",
+        "resnet56",
+    ]
+    assert resnetlab.list_models(exclude_filters="*") == []
+    with pytest.raises(ResnetlabError, match=r"^the pattern is a glob such as 'resnet\*' or a"):
+        resnetlab.list_models(5)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import difflib
 import fnmatch
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,17 +106,35 @@ def register_model(
     return decorator
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names by family, then registration order; optionally a glob's
-    (an empty pattern, like None, filters nothing)."""
-    if pattern is not None and not isinstance(pattern, str):
-        raise ResnetlabError(f"the pattern is a glob such as 'resnet*', got {pattern!r}")
+def list_models(
+    pattern: str | Sequence[str] | None = None, *, exclude_filters: str | Sequence[str] = ""
+) -> list[str]:
+    """Registered model names by family, then registration order; optionally those that
+    match a glob or any glob of a list (an empty pattern, like None, filters nothing), less
+    those that match ``exclude_filters`` (a glob or a list of them), as timm's
+    ``list_models(filter, exclude_filters=...)``."""
+    include = _globs(pattern, "the pattern")
+    exclude = _globs(exclude_filters, "exclude_filters")
     families = {
         n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
         for n, i in _REGISTRY.items()
     }
-    names = [n for n in _REGISTRY if not pattern or fnmatch.fnmatch(n, pattern)]
+    names = [
+        n
+        for n in _REGISTRY
+        if (not include or any(fnmatch.fnmatch(n, p) for p in include))
+        and not any(fnmatch.fnmatch(n, p) for p in exclude)
+    ]
     return sorted(names, key=families.__getitem__)  # stable: registration order within
+
+
+def _globs(patterns: str | Sequence[str] | None, what: str) -> list[str]:
+    """A glob or a list of globs as a list, empty ones left out."""
+    if patterns is None or isinstance(patterns, str):
+        return [patterns] if patterns else []
+    if isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns):
+        return [p for p in patterns if p]
+    raise ResnetlabError(f"{what} is a glob such as 'resnet*' or a list of them, got {patterns!r}")
 
 
 def model_info(name: str) -> ModelInfo:
