@@ -31,3 +31,18 @@ def write_tree(root: Path, classes: dict[str, list[Image.Image]], suffix: str = 
 def noise(seed: int, size=(8, 8)) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def write_signs_pair(folder: Path, sizes=(("train", 12), ("test", 6))) -> Path:
+    """The course's pair of files in small: ``train_signs.h5`` and ``test_signs.h5`` of 8x8
+    noise in two classes, in ``folder`` (made)."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes:
+        with h5py.File(folder / f"{split}_signs.h5", "w") as f:
+            f[f"{split}_set_x"] = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
+            f[f"{split}_set_y"] = np.arange(n) % 2
+            f["list_classes"] = np.arange(2)
+    return folder

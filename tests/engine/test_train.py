@@ -26,6 +26,7 @@ from resnetlab.engine.train import Trainer
 from resnetlab.errors import DataWarning, SettingWarning
 from resnetlab.storage import FolderInUse
 
+from ..data.conftest import write_signs_pair
 from .interrupt import train_interrupted
 
 # Digits at their native 8x8 with resnet20: a real data set, a few seconds per run.
@@ -1076,16 +1077,7 @@ def test_messages_name_the_data_as_given_though_the_run_keeps_its_absolute_path(
 
 
 def test_a_file_found_beside_the_data_is_named_as_given(tmp_path, monkeypatch, capsys):
-    import h5py
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    (tmp_path / "signs").mkdir()
-    for split, n in (("train", 12), ("test", 6)):
-        with h5py.File(tmp_path / "signs" / f"{split}_signs.h5", "w") as f:
-            f[f"{split}_set_x"] = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
-            f[f"{split}_set_y"] = np.arange(n) % 2
-            f["list_classes"] = np.arange(2)
+    write_signs_pair(tmp_path / "signs")
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     args = ["train", "--model", "resnet8", "--input-size", "8", "--max-steps", "1"]

@@ -21,6 +21,8 @@ from resnetlab.experiments.degradation import (
 )
 from resnetlab.experiments.runner import FAMILIES, run_config
 
+from ..data.conftest import write_signs_pair
+
 DOCS = Path(__file__).parents[2] / "docs" / "degradation"
 
 # Digits at their native 8x8: a real data set, a second or two per run.
@@ -496,16 +498,7 @@ def test_one_depth_text_offers_registered_depths():
 
 
 def test_the_runs_name_the_data_as_the_command_was_given_it(tmp_path, monkeypatch, capsys):
-    import h5py
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    (tmp_path / "signs").mkdir()
-    for split, n in (("train", 12), ("test", 6)):
-        with h5py.File(tmp_path / "signs" / f"{split}_signs.h5", "w") as f:
-            f[f"{split}_set_x"] = rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8)
-            f[f"{split}_set_y"] = np.arange(n) % 2
-            f["list_classes"] = np.arange(2)
+    write_signs_pair(tmp_path / "signs")
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
     data = "../signs/train_signs.h5"
