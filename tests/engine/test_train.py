@@ -403,11 +403,11 @@ def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path):
     out = tmp_path / "killed"
     args = [
         "--model",
-        "resnet20",
+        "resnet8",
         "--data",
         "digits",
         "--input-size",
-        "32",
+        "8",
         "--epochs",
         "3",
         "--batch-size",

@@ -39,6 +39,7 @@ report says so.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -987,9 +988,14 @@ def _backbone_problem(
 
 def _registered_states() -> dict[str, dict[str, torch.Tensor]]:
     """Each registered model's state dict (default options), by name, built on the meta
-    device: no memory, no arithmetic."""
+    device: no memory, no arithmetic (2 s for them all, kept while the registry stays)."""
+    return _states_of(tuple(list_models()))
+
+
+@functools.cache
+def _states_of(names: tuple[str, ...]) -> dict[str, dict[str, torch.Tensor]]:
     states = {}
-    for name in list_models():
+    for name in names:
         try:
             with torch.device("meta"), torch.random.fork_rng(devices=[]):
                 states[name] = create_model(name).state_dict()
