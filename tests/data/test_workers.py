@@ -70,7 +70,7 @@ print(result.summary["val_images"])
     ("body", "workers", "images"),
     [
         (DECODE, "the worker processes decoding the images", "8"),
-        (STREAM, "the data loader's worker processes", "8"),
+        pytest.param(STREAM, "the data loader's worker processes", "8", marks=pytest.mark.slow),
         # Training leaves at once in a worker: the run folder the script holds is not taken.
         (TRAIN, "the worker processes decoding the images", "2"),
     ],

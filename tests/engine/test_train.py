@@ -399,6 +399,7 @@ def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsy
 KILLER = Path(__file__).parents[1] / "faults" / "killer.py"
 
 
+@pytest.mark.slow  # tests/faults/test_kill.py kills runs at counted steps and writes too
 def test_sigkill_mid_epoch_leaves_a_checkpoint_that_resumes(tmp_path):
     out = tmp_path / "killed"
     args = [
