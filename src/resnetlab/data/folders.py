@@ -260,13 +260,15 @@ def image_files(folder: Path) -> list[Path]:
     return paths
 
 
-def images_in(folder: Path) -> list[str]:
-    """The names of the images directly in ``folder``, sorted: someone's photos, where a
-    figure written beside them would be read as one of them."""
+def images_in(folder: Path, shown: int = 3) -> str | None:
+    """The first ``shown`` names of the images directly in ``folder``, sorted (``a.jpg,
+    b.jpg, c.jpg, ...``), or None where it holds none: someone's photos, where a figure
+    written beside them would be read as one of them."""
     try:
-        return sorted(p.name for p in _direct_images(folder))
+        names = sorted(p.name for p in _direct_images(folder))
     except (OSError, DataError):
-        return []
+        return None
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "") if names else None
 
 
 def _direct_images(folder: Path) -> list[Path]:

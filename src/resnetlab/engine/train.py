@@ -1831,8 +1831,7 @@ def _check_fresh(run_dir: Path) -> None:
             f"choose another --out{resume}"
         )
     if images := images_in(run_dir):  # --out photos/new for a run that scores photos/new
-        shown = ", ".join(images[:3]) + (", ..." if len(images) > 3 else "")
         raise ResnetlabError(
-            f"{run_dir} holds images ({shown}), which the run's figures (curves.png, "
+            f"{run_dir} holds images ({images}), which the run's figures (curves.png, "
             "confusion.png, errors.png) would join: choose a new or empty --out"
         )

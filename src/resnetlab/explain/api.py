@@ -141,9 +141,8 @@ class Explanation:
         # A folder of one's photos, not of earlier explanations (which hold maps.npz): the
         # overlays would replace those of the same name, and a photo named sheet.png go.
         if out.is_dir() and not (out / "maps.npz").exists() and (photos := images_in(out)):
-            shown = ", ".join(photos[:3]) + (", ..." if len(photos) > 3 else "")
             raise ResnetlabError(
-                f"{out} holds images ({shown}) and no maps.npz of earlier explanations: the "
+                f"{out} holds images ({photos}) and no maps.npz of earlier explanations: the "
                 "overlays would join them, replacing any of the same name; write the "
                 "explanations into a new or empty folder"
             )
