@@ -106,59 +106,31 @@ class Explanation:
             The files written, overlays first.
         """
         out = Path(path_argument(out, "the folder to write the explanations into", reading=False))
-        if out.exists() and not out.is_dir():
-            raise ResnetlabError(
-                f"{out} is a file; the explanations are written into a folder: name a new one"
-            )
-        names = _file_names(self.sources)
-        # An overlay is named after its image: written into the images' own folder, it
-        # would replace a PNG it explains.
-        images = {Path(s).resolve() for s in self.sources if Path(s).is_file()}
-        targets = [out / f"{name}.png" for name in names] + [out / "maps.npz", out / "sheet.png"]
-        clash = next((t for t in targets if t.resolve() in images), None)
-        if clash is not None:
-            raise ResnetlabError(
-                f"{clash} is one of the images explained, which its overlay would replace; "
-                "write the explanations into another folder"
-            )
-        # Beside the images (a class folder's photos/cats/1.jpg), the overlays would be read
-        # as more of them by the next run on that folder.
-        held = next((i for i in sorted(images) if i.parent == out.resolve()), None)
-        if held is not None:
-            raise ResnetlabError(
-                f"{out} holds {held.name}, one of the images explained: the overlays would be "
-                "read as images beside it next time; write the explanations into another folder"
-            )
-        # Into a run folder, a photo named curves.jpg would replace the run's curves.png.
-        from ..engine.train import run_file_problem
-
-        clash = next((t for t in targets if run_file_problem(t, t) is not None), None)
-        if clash is not None:
-            raise ResnetlabError(
-                f"{clash} is a file of the run in {out}, which its overlay would replace; "
-                f"write the explanations into another folder, e.g. {out / 'cams'}"
-            )
-        # A folder of one's photos, not of earlier explanations (which hold maps.npz): the
-        # overlays would replace those of the same name, and a photo named sheet.png go.
-        if out.is_dir() and not (out / "maps.npz").exists() and (photos := images_in(out)):
-            raise ResnetlabError(
-                f"{out} holds images ({photos}) and no maps.npz of earlier explanations: the "
-                "overlays would join them, replacing any of the same name; write the "
-                "explanations into a new or empty folder"
-            )
+        _check_destination(out, self.sources)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise write_error(out, e) from None
         written = []
-        for i, name in enumerate(names):
+        for i, name in enumerate(_file_names(self.sources)):
             path = out / f"{name}.png"
             overlay = self.overlay(i)
             atomic_write(path, lambda f, overlay=overlay: overlay.save(f, format="PNG"))
             written.append(path)
+        self._save_maps(out / "maps.npz")
+        written.append(out / "maps.npz")
+        if len(self.sources) > 1:
+            self._save_sheet(out / "sheet.png")
+            written.append(out / "sheet.png")
+        else:  # an earlier call's sheet would show other images than this maps.npz holds
+            (out / "sheet.png").unlink(missing_ok=True)
+        return written
+
+    def _save_maps(self, path: Path) -> None:
+        """Write the maps and predictions to ``path`` (``maps.npz``; ``save`` lists its keys)."""
         predicted = self.predicted
         atomic_write(
-            out / "maps.npz",
+            path,
             lambda f: np.savez_compressed(
                 f,
                 maps=self.maps.numpy(),
@@ -171,23 +143,67 @@ class Explanation:
                 layer=np.array(self.layer),
             ),
         )
-        written.append(out / "maps.npz")
-        if len(self.sources) > 1:
-            shown = _on_sheet(len(self.sources))
-            more = (
-                f" ({len(shown)} of {len(self.sources)}, evenly spread)"
-                if len(shown) < len(self.sources)
-                else ""
-            )
-            sheet = tile(
-                [self.overlay(i, side=SHEET_SIDE, on_sheet=True) for i in shown],
-                title=f"{self.method} at {self.layer}{more}",
-            )
-            atomic_write(out / "sheet.png", lambda f: sheet.save(f, format="PNG"))
-            written.append(out / "sheet.png")
-        else:  # an earlier call's sheet would show other images than this maps.npz holds
-            (out / "sheet.png").unlink(missing_ok=True)
-        return written
+
+    def _save_sheet(self, path: Path) -> None:
+        """Write the contact sheet to ``path``: the overlays of up to ``SHEET_LIMIT`` images,
+        tiled."""
+        shown = _on_sheet(len(self.sources))
+        more = (
+            f" ({len(shown)} of {len(self.sources)}, evenly spread)"
+            if len(shown) < len(self.sources)
+            else ""
+        )
+        sheet = tile(
+            [self.overlay(i, side=SHEET_SIDE, on_sheet=True) for i in shown],
+            title=f"{self.method} at {self.layer}{more}",
+        )
+        atomic_write(path, lambda f: sheet.save(f, format="PNG"))
+
+
+def _check_destination(out: Path, sources: Sequence[str]) -> None:
+    """Refuse to write the explanations of ``sources`` (an overlay named after each image,
+    ``maps.npz``, ``sheet.png``) into ``out`` where they would replace or join files that
+    are not earlier explanations: the images themselves, a run's files, one's photos."""
+    if out.exists() and not out.is_dir():
+        raise ResnetlabError(
+            f"{out} is a file; the explanations are written into a folder: name a new one"
+        )
+    # An overlay is named after its image: written into the images' own folder, it
+    # would replace a PNG it explains.
+    images = {Path(s).resolve() for s in sources if Path(s).is_file()}
+    overlays = [out / f"{name}.png" for name in _file_names(sources)]
+    targets = [*overlays, out / "maps.npz", out / "sheet.png"]
+    clash = next((t for t in targets if t.resolve() in images), None)
+    if clash is not None:
+        raise ResnetlabError(
+            f"{clash} is one of the images explained, which its overlay would replace; "
+            "write the explanations into another folder"
+        )
+    # Beside the images (a class folder's photos/cats/1.jpg), the overlays would be read
+    # as more of them by the next run on that folder.
+    held = next((i for i in sorted(images) if i.parent == out.resolve()), None)
+    if held is not None:
+        raise ResnetlabError(
+            f"{out} holds {held.name}, one of the images explained: the overlays would be "
+            "read as images beside it next time; write the explanations into another folder"
+        )
+    # Into a run folder, a photo named curves.jpg would replace the run's curves.png.
+    from ..engine.train import run_file_problem
+
+    clash = next((t for t in targets if run_file_problem(t, t) is not None), None)
+    if clash is not None:
+        raise ResnetlabError(
+            f"{clash} is a file of the run in {out}, which its overlay would replace; "
+            f"write the explanations into another folder, e.g. {out / 'cams'}"
+        )
+    # A folder of one's photos, not of earlier explanations (which hold maps.npz): the
+    # overlays would replace those of the same name, and a photo named sheet.png go.
+    if out.is_dir() and not (out / "maps.npz").exists() and (photos := images_in(out)):
+        raise ResnetlabError(
+            f"{out} holds images ({photos}) and no maps.npz of earlier explanations: the "
+            "overlays would join them, replacing any of the same name; write the "
+            "explanations into a new or empty folder"
+        )
 
 
 def _file_names(sources: Sequence[str]) -> list[str]:
