@@ -305,43 +305,21 @@ def save_model(
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
-    path = path_argument(path, "the model file to write", reading=False)
-    if problem := folder_problem(path, "model.safetensors"):
-        raise ResnetlabError(problem)
-    path = Path(path)
-    if problem := model_path_problem(path):
-        raise ResnetlabError(f"{path}: not written: {problem}")
+    path = _model_file_to_write(path)
     if isinstance(class_names, str):  # a string is a sequence, of its letters
         raise ResnetlabError(
             f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
         )
-    pretrained = getattr(model, "pretrained", None)
-    loaded = getattr(model, "meta", None)  # load_model's: saved again, its images stay the same
-    if isinstance(loaded, ModelMeta):
-        if class_names is None and loaded.num_classes == model.num_classes:
-            class_names = loaded.class_names
-        if mean is None and std is None:
-            mean, std = loaded.mean, loaded.std
-        if input_size is None:
-            input_size = getattr(model, "input_size", None) or loaded.input_size
-        if resize is None:
-            resize = loaded.resize
-    if pretrained is not None:  # what the weights it started from say, where kept
-        if mean is None and std is None and pretrained.mean is not None:
-            mean, std = pretrained.mean, pretrained.std
-        names = pretrained.class_names
-        if class_names is None and names and len(names) == model.num_classes:
-            class_names = names
-        resize = resize or pretrained.resize
-    mean = (0.0, 0.0, 0.0) if mean is None else mean
-    std = (1.0, 1.0, 1.0) if std is None else std
-    resize = "crop" if resize is None else resize
+    class_names, input_size, mean, std, resize = _usage_defaults(
+        model, class_names, input_size, mean, std, resize
+    )
     kwargs = dict(getattr(model, "model_kwargs", {}))
     if problem := option_problem(kwargs):
         raise ResnetlabError(
             f"{path}: not written: {name}'s {problem}, so load_model could not rebuild it"
         )
     if input_size is None:  # the model's own, else that of the weights it started from
+        pretrained = getattr(model, "pretrained", None)
         started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
         input_size = getattr(model, "input_size", None) or started or model_info(name).input_size
     meta = ModelMeta(
@@ -367,6 +345,60 @@ def save_model(
     # creates files readable by the owner only) and a full disk reported as OSError.
     atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
     return meta
+
+
+def _model_file_to_write(path: str | os.PathLike) -> Path:
+    """``save_model``'s ``path`` as a Path, refused in one line where it names a folder or
+    another format's file (``model_path_problem``)."""
+    path = path_argument(path, "the model file to write", reading=False)
+    if problem := folder_problem(path, "model.safetensors"):
+        raise ResnetlabError(problem)
+    path = Path(path)
+    if problem := model_path_problem(path):
+        raise ResnetlabError(f"{path}: not written: {problem}")
+    return path
+
+
+def _usage_defaults(
+    model: nn.Module,
+    class_names: list[str] | None,
+    input_size: int | None,
+    mean: tuple[float, float, float] | None,
+    std: tuple[float, float, float] | None,
+    resize: str | None,
+) -> tuple[
+    list[str] | None,
+    int | None,
+    tuple[float, float, float],
+    tuple[float, float, float],
+    str,
+]:
+    """``save_model``'s class names, input size, mean, std and resize, each as given, else
+    as the model file the model was loaded from says, else as the pretrained weights it
+    started from say (``model.pretrained``), else ``pixels / 255`` and ``crop``. The input
+    size stays None unless given or loaded: ``save_model`` decides it last."""
+    pretrained = getattr(model, "pretrained", None)
+    loaded = getattr(model, "meta", None)  # load_model's: saved again, its images stay the same
+    if isinstance(loaded, ModelMeta):
+        if class_names is None and loaded.num_classes == model.num_classes:
+            class_names = loaded.class_names
+        if mean is None and std is None:
+            mean, std = loaded.mean, loaded.std
+        if input_size is None:
+            input_size = getattr(model, "input_size", None) or loaded.input_size
+        if resize is None:
+            resize = loaded.resize
+    if pretrained is not None:  # what the weights it started from say, where kept
+        if mean is None and std is None and pretrained.mean is not None:
+            mean, std = pretrained.mean, pretrained.std
+        names = pretrained.class_names
+        if class_names is None and names and len(names) == model.num_classes:
+            class_names = names
+        resize = resize or pretrained.resize
+    mean = (0.0, 0.0, 0.0) if mean is None else mean
+    std = (1.0, 1.0, 1.0) if std is None else std
+    resize = "crop" if resize is None else resize
+    return class_names, input_size, mean, std, resize
 
 
 def empty_file_problem(path: Path, fix: str = "copy it again") -> str:
