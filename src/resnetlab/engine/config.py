@@ -442,27 +442,12 @@ class TrainConfig:
             check_val_split(self.val_split)
         graph_problem = cuda_graphs_problem(self.precision) if self.cuda_graphs else None
         checks = [
-            (self.recipe in RECIPES, f"unknown recipe {self.recipe!r}; choose {_choices(RECIPES)}"),
-            (
-                self.optimizer is None or self.optimizer in OPTIMIZERS,
-                f"unknown optimizer {self.optimizer!r}; choose {_choices(OPTIMIZERS)}",
-            ),
-            (
-                self.schedule in SCHEDULES,
-                f"unknown schedule {self.schedule!r}; choose {_choices(SCHEDULES)}",
-            ),
-            (
-                self.precision in PRECISIONS,
-                f"unknown precision {self.precision!r}; choose {_choices(PRECISIONS)}",
-            ),
-            (
-                self.resize in RESIZE_MODES,
-                f"unknown resize {self.resize!r}; choose {_choices(RESIZE_MODES)}",
-            ),
-            (
-                self.class_weights in CLASS_WEIGHTS,
-                f"unknown class weights {self.class_weights!r}; choose {_choices(CLASS_WEIGHTS)}",
-            ),
+            _one_of("recipe", self.recipe, RECIPES),
+            _one_of("optimizer", self.optimizer, OPTIMIZERS, optional=True),
+            _one_of("schedule", self.schedule, SCHEDULES),
+            _one_of("precision", self.precision, PRECISIONS),
+            _one_of("resize", self.resize, RESIZE_MODES),
+            _one_of("class weights", self.class_weights, CLASS_WEIGHTS),
             (
                 self.epochs is None or self.epochs >= 1,
                 f"epochs must be at least 1, got {self.epochs}",
@@ -506,10 +491,7 @@ class TrainConfig:
                 f"scale jitter is the smallest crop's share of the area, in (0, 1] (0: off), "
                 f"got {self.scale_jitter}",
             ),
-            (
-                self.freeze is None or self.freeze in FREEZE_CHOICES,
-                f"unknown --freeze {self.freeze!r}; choose {_choices(FREEZE_CHOICES)}",
-            ),
+            _one_of("--freeze", self.freeze, FREEZE_CHOICES, optional=True),
             (
                 self.head_epochs is None or self.head_epochs >= 0,
                 f"head epochs must be 0 or more, got {self.head_epochs}",
@@ -1035,3 +1017,10 @@ def _check_keys(values: dict[str, Any], what: str) -> None:
 
 def _choices(options) -> str:
     return ", ".join(options)
+
+
+def _one_of(what: str, value: Any, choices, *, optional: bool = False) -> tuple[bool, str]:
+    """``validate``'s check that ``value`` is one of ``choices`` (or None, where
+    ``optional``), with the message that names them."""
+    ok = (optional and value is None) or value in choices
+    return ok, f"unknown {what} {value!r}; choose {_choices(choices)}"
