@@ -1309,54 +1309,13 @@ class Trainer:
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
 
     def _restore(self, state: dict[str, Any], run_dir: Path) -> None:
-        spe = self.steps_per_epoch
-        epoch, batch, step = state["epoch"], state["batch"], state["step"]
-        images = state.get("train_images")  # absent in older checkpoints
-        if images is not None and images != self.num_train:
-            raise ResnetlabError(
-                f"{run_dir} was trained on {images:,} images and its data ({self.config.data}) "
-                f"now has {self.num_train:,}: the training data changed since; restore it, or "
-                f"start a new run with --config {run_dir / 'config.json'}"
-            )
-        # --max-steps may have cut the last epoch short: it ended after `step` steps.
-        cut_short = batch == 0 and epoch >= 1 and (epoch - 1) * spe < step < epoch * spe
-        if batch > spe or not (step == epoch * spe + batch or cut_short):
-            raise ResnetlabError(
-                f"{run_dir / CHECKPOINT_NAME} is at epoch {epoch}, batch {batch}, step {step}, "
-                f"which does not fit this run's {spe} steps per epoch; the checkpoint is "
-                f"damaged or from another run: {checkpoint_fix(run_dir)}"
-            )
-        if cut_short and step < self.total_steps:  # now longer: go on inside that epoch
-            epoch, batch = epoch - 1, step - (epoch - 1) * spe
-        self.epoch, self.batch, self.step = epoch, batch, step
-        self.train_time = state["train_time"]
-        self.images_trained = state["images_trained"]
+        self._restore_progress(state, run_dir)
         try:
             # In a few words: load_state_dict's own message names every key that differs.
             if problem := shapes_problem(_shapes(self.model.state_dict()), _shapes(state["model"])):
                 raise ValueError(f"its model has {problem}")
             self.model.load_state_dict(state["model"])
-            problem = optimizer_problem(self.optimizer, state["optimizer"])
-            if problem and "weight_decay" in self.given:  # to or from 0: one group or two
-                raise ResnetlabError(
-                    f"--resume continues {run_dir} as it was set up; its weight_decay cannot "
-                    "change to or from 0, which regroups the optimizer's parameters (start a "
-                    f"new run: --config {run_dir / 'config.json'} with the new values)"
-                )
-            if problem:
-                raise ValueError(problem)
-            # The checkpoint's groups bring their settings along; those given anew on
-            # resuming win, as --lr does (the groups as built hold them).
-            anew = [k for k in ("momentum", "nesterov", "weight_decay") if k in self.given]
-            built = [{k: g[k] for k in anew if k in g} for g in self.optimizer.param_groups]
-            self.optimizer.load_state_dict(state["optimizer"])
-            for group, settings in zip(self.optimizer.param_groups, built, strict=True):
-                group.update(settings)
-                # Saved by a step captured in a CUDA graph, which keeps its rates in device
-                # tensors; an optimizer outside a graph takes numbers (AdamW refuses tensors),
-                # and a graph makes tensors of them again.
-                if isinstance(group["lr"], torch.Tensor):
-                    group["lr"] = float(group["lr"])
+            self._restore_optimizer(state["optimizer"], run_dir)
             if self.ema is not None and state.get("ema") is not None:
                 self.ema.load_state_dict(state["ema"])
             if self.scaler is not None and state.get("scaler") is not None:
@@ -1393,6 +1352,56 @@ class Trainer:
                 f"{run_dir / CHECKPOINT_NAME} does not fit the run in {run_dir} ({first}); "
                 f"the checkpoint is damaged or from another run: {checkpoint_fix(run_dir)}"
             ) from None
+
+    def _restore_progress(self, state: dict[str, Any], run_dir: Path) -> None:
+        """Where the checkpoint's run stopped (epoch, batch, step) and what it had trained,
+        refused where that does not fit this run's data or steps per epoch."""
+        spe = self.steps_per_epoch
+        epoch, batch, step = state["epoch"], state["batch"], state["step"]
+        images = state.get("train_images")  # absent in older checkpoints
+        if images is not None and images != self.num_train:
+            raise ResnetlabError(
+                f"{run_dir} was trained on {images:,} images and its data ({self.config.data}) "
+                f"now has {self.num_train:,}: the training data changed since; restore it, or "
+                f"start a new run with --config {run_dir / 'config.json'}"
+            )
+        # --max-steps may have cut the last epoch short: it ended after `step` steps.
+        cut_short = batch == 0 and epoch >= 1 and (epoch - 1) * spe < step < epoch * spe
+        if batch > spe or not (step == epoch * spe + batch or cut_short):
+            raise ResnetlabError(
+                f"{run_dir / CHECKPOINT_NAME} is at epoch {epoch}, batch {batch}, step {step}, "
+                f"which does not fit this run's {spe} steps per epoch; the checkpoint is "
+                f"damaged or from another run: {checkpoint_fix(run_dir)}"
+            )
+        if cut_short and step < self.total_steps:  # now longer: go on inside that epoch
+            epoch, batch = epoch - 1, step - (epoch - 1) * spe
+        self.epoch, self.batch, self.step = epoch, batch, step
+        self.train_time = state["train_time"]
+        self.images_trained = state["images_trained"]
+
+    def _restore_optimizer(self, saved: dict[str, Any], run_dir: Path) -> None:
+        """The checkpoint's optimizer state, with the settings given anew on resuming."""
+        problem = optimizer_problem(self.optimizer, saved)
+        if problem and "weight_decay" in self.given:  # to or from 0: one group or two
+            raise ResnetlabError(
+                f"--resume continues {run_dir} as it was set up; its weight_decay cannot "
+                "change to or from 0, which regroups the optimizer's parameters (start a "
+                f"new run: --config {run_dir / 'config.json'} with the new values)"
+            )
+        if problem:
+            raise ValueError(problem)
+        # The checkpoint's groups bring their settings along; those given anew on
+        # resuming win, as --lr does (the groups as built hold them).
+        anew = [k for k in ("momentum", "nesterov", "weight_decay") if k in self.given]
+        built = [{k: g[k] for k in anew if k in g} for g in self.optimizer.param_groups]
+        self.optimizer.load_state_dict(saved)
+        for group, settings in zip(self.optimizer.param_groups, built, strict=True):
+            group.update(settings)
+            # Saved by a step captured in a CUDA graph, which keeps its rates in device
+            # tensors; an optimizer outside a graph takes numbers (AdamW refuses tensors),
+            # and a graph makes tensors of them again.
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"] = float(group["lr"])
 
     def _check_finite(self, lr: float | None = None, *, collective: bool = True) -> None:
         """Stop the run if a weight or BN statistic (of the model or its EMA) is NaN or
