@@ -511,38 +511,12 @@ def scan_classes(folder: Path) -> FolderSplit:
     """The class folders under ``folder`` and the image files in each."""
     class_dirs = _visible_dirs(folder)
     loose = _direct_images(folder)
+    if not class_dirs and not loose:
+        h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
+        hint = f"; it holds {', '.join(h5[:3])}: give that file as --data" if h5 else ""
+        raise DataError(f"{folder}: no class folders and no images in it{hint}")
     if not class_dirs:
-        if not loose:
-            h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
-            hint = f"; it holds {', '.join(h5[:3])}: give that file as --data" if h5 else ""
-            raise DataError(f"{folder}: no class folders and no images in it{hint}")
-        others: list[str] = []
-        paths, stamps = _images_under(folder, others=others)
-        # One class by name is a test set of one class (3_*.jpg); training refuses it
-        # (load_dataset), saying how names give classes.
-        names = _name_labels(paths, least=1)
-        if names is None:
-            fix = (
-                "put each class's images in a sub-folder named after the class, or name every "
-                "file <class>_<anything> (3_IMG_5864.jpg)"
-            )
-            named = _by_name(folder)
-            if siblings := _sibling_class_folders(named):  # photos/cat given for photos/
-                fix = (
-                    f"if it is one of the class folders in {named.parent} "
-                    f"({_with_siblings(named, siblings)}), give the folder that holds them: "
-                    f"{named.parent}{os.sep}; else {fix}"
-                )
-            raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
-        names = [readable(n) for n in names]
-        class_names = sorted(set(names))
-        index = {name: i for i, name in enumerate(class_names)}
-        notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
-        if len(class_names) == 1 and (note := class_folder_note(folder)):
-            notes.append(note)  # photos/cat of IMG_0001.jpg... given for photos/
-        notes += _case_twins_note(class_names, from_files=True)
-        notes += _others_note(others)
-        return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
+        return _scan_named_files(folder)
     if all(split_role(d.name) for d in class_dirs):
         raise DataError(
             f"{folder}: {', '.join(d.name for d in class_dirs)} look like splits, not classes, "
@@ -590,6 +564,38 @@ def scan_classes(folder: Path) -> FolderSplit:
         notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _scan_named_files(folder: Path) -> FolderSplit:
+    """``scan_classes`` of a folder of images and no class folders: the images in it and
+    below it, each of the class its name begins with (``<class>_<anything>``)."""
+    others: list[str] = []
+    paths, stamps = _images_under(folder, others=others)
+    # One class by name is a test set of one class (3_*.jpg); training refuses it
+    # (load_dataset), saying how names give classes.
+    names = _name_labels(paths, least=1)
+    if names is None:
+        fix = (
+            "put each class's images in a sub-folder named after the class, or name every "
+            "file <class>_<anything> (3_IMG_5864.jpg)"
+        )
+        named = _by_name(folder)
+        if siblings := _sibling_class_folders(named):  # photos/cat given for photos/
+            fix = (
+                f"if it is one of the class folders in {named.parent} "
+                f"({_with_siblings(named, siblings)}), give the folder that holds them: "
+                f"{named.parent}{os.sep}; else {fix}"
+            )
+        raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
+    names = [readable(n) for n in names]
+    class_names = sorted(set(names))
+    index = {name: i for i, name in enumerate(class_names)}
+    notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
+    if len(class_names) == 1 and (note := class_folder_note(folder)):
+        notes.append(note)  # photos/cat of IMG_0001.jpg... given for photos/
+    notes += _case_twins_note(class_names, from_files=True)
+    notes += _others_note(others)
+    return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
 
 
 def _named_files_note(class_dir: Path) -> list[str]:
