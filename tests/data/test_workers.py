@@ -72,7 +72,9 @@ print(result.summary["val_images"])
         (DECODE, "the worker processes decoding the images", "8"),
         pytest.param(STREAM, "the data loader's worker processes", "8", marks=pytest.mark.slow),
         # Training leaves at once in a worker: the run folder the script holds is not taken.
-        (TRAIN, "the worker processes decoding the images", "2"),
+        pytest.param(
+            TRAIN, "the worker processes decoding the images", "2", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, body, workers, images):

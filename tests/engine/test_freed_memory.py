@@ -53,25 +53,31 @@ def _faults(mode: str) -> int:
     return int(out.stdout)
 
 
+@pytest.fixture(scope="module")
+def default_faults() -> int:
+    """The faults of a step with glibc's defaults, which each setting is compared with."""
+    return _faults("default")
+
+
 @glibc
-def test_a_freed_block_is_reused_without_page_faults():
+def test_a_freed_block_is_reused_without_page_faults(default_faults):
     # 16,384 faults per tensor with 4 KiB pages, but 32 where it is mapped in 2 MiB huge
     # pages (transparent huge pages always on, or PyTorch's THP_MEM_ALLOC_ENABLE: 2,176
     # faults in all here instead of 65,540); the verdict must not depend on the kernel's.
     pages = (64 << 20) // (2 << 20)
-    default, keep = _faults("default"), _faults("keep")
+    default, keep = default_faults, _faults("keep")
     assert default >= pages  # given back to the OS, faulted in again
     assert keep * 20 < default
 
 
 @glibc
-def test_where_glibc_refuses_a_large_threshold_nothing_is_mapped():
-    assert _faults("old-glibc") * 20 < _faults("default")
+def test_where_glibc_refuses_a_large_threshold_nothing_is_mapped(default_faults):
+    assert _faults("old-glibc") * 20 < default_faults
 
 
 @glibc
-def test_an_inference_model_on_the_cpu_keeps_freed_memory_too():
-    assert _faults("inference") * 20 < _faults("default")
+def test_an_inference_model_on_the_cpu_keeps_freed_memory_too(default_faults):
+    assert _faults("inference") * 20 < default_faults
 
 
 @glibc

@@ -29,9 +29,9 @@ from resnetlab.storage import FolderInUse
 from ..data.conftest import write_signs_pair
 from .interrupt import train_interrupted
 
-# Digits at their native 8x8 with resnet20: a real data set, a few seconds per run.
+# Digits at their native 8x8 with resnet8: a real data set, a second or two per run.
 FAST = dict(
-    model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
+    model="resnet8", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
 )
 
 
@@ -56,7 +56,7 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 4
     assert summary["best_val_acc"] > 0.6  # chance is 0.1
-    assert summary["params"] == 269_722 and summary["class_names"] == [str(i) for i in range(10)]
+    assert summary["params"] == 75_290 and summary["class_names"] == [str(i) for i in range(10)]
     # How it ran: the uncalibrated CPU plan (the tests turn calibration off), no graphs.
     assert (summary["precision"], summary["channels_last"], summary["cuda_graphs"]) == (
         "fp32",
@@ -69,7 +69,7 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert float(epochs[-1]["train_loss"]) < float(epochs[0]["train_loss"])
     assert all(r["images_per_s"] for r in epochs)  # each epoch's rate is recorded
     config = TrainConfig.load(run / "config.json")
-    assert config["model"] == "resnet20" and config["epochs"] == 4
+    assert config["model"] == "resnet8" and config["epochs"] == 4
     model = resnetlab.load_model(run / "best.safetensors")
     assert model.meta.class_names == summary["class_names"] and model.meta.input_size == 8
     # The model returned is the last epoch's, with its file's metadata: predict takes it.
@@ -257,16 +257,16 @@ def test_a_folder_of_images_is_not_a_run_folder(tmp_path, capsys):
 
 def test_runs_started_in_the_same_second_each_get_their_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(report_module.time, "strftime", lambda fmt: "20261204-120000")
-    first = report_module.new_run_dir("resnet20", "digits", tmp_path)
-    second = report_module.new_run_dir("resnet20", "digits", tmp_path)
+    first = report_module.new_run_dir("resnet8", "digits", tmp_path)
+    second = report_module.new_run_dir("resnet8", "digits", tmp_path)
     assert first.is_dir() and second.is_dir()  # made when named: a second run cannot take it
     assert (first.name, second.name) == (
-        "resnet20-digits-20261204-120000",
-        "resnet20-digits-20261204-120000-2",
+        "resnet8-digits-20261204-120000",
+        "resnet8-digits-20261204-120000-2",
     )
     monkeypatch.chdir(tmp_path)
     third = train(**FAST, max_steps=1).run_dir
-    assert third == Path("runs/resnet20-digits-20261204-120000")
+    assert third == Path("runs/resnet8-digits-20261204-120000")
     assert (third / "last.safetensors").is_file()
 
 
@@ -781,7 +781,7 @@ def test_optimizer_settings_given_on_resuming_are_the_ones_it_trains_with(tmp_pa
 def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
     capsys.readouterr()
-    assert main(["train", "--resume", str(run), "--model", "resnet8"]) == 2
+    assert main(["train", "--resume", str(run), "--model", "resnet20"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume continues {run} as it was set up; its model cannot")
     assert main(["train", "--resume", str(run), "--model", FAST["model"], "--epochs", "1"]) == 0

@@ -89,7 +89,13 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(sys.modules[Trainer.__module__], "evaluate_loader", scripted)
     result = train(
-        data="digits", input_size=8, subset=100, epochs=7, patience=3, out=str(tmp_path / "r")
+        model="resnet8",
+        data="digits",
+        input_size=8,
+        subset=100,
+        epochs=7,
+        patience=3,
+        out=str(tmp_path / "r"),
     )
     summary = result.summary
     assert (summary["epochs"], summary["best_epoch"], summary["stopped_early"]) == (5, 2, True)
@@ -114,15 +120,22 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
     # Without patience the same run goes on to the end.
     accuracies = iter([0.5, 0.7, 0.7, 0.6, 0.65, 0.9, 0.9])
     assert (
-        train(data="digits", input_size=8, subset=100, epochs=7, out=str(tmp_path / "s")).summary[
-            "stopped_early"
-        ]
+        train(
+            model="resnet8",
+            data="digits",
+            input_size=8,
+            subset=100,
+            epochs=7,
+            out=str(tmp_path / "s"),
+        ).summary["stopped_early"]
         is False
     )
 
 
 # Digits at 8x8: 40 training images, 5 steps of 8 an epoch; 100 validation images.
-SHORT_EPOCHS = dict(data="digits", input_size=8, subset=40, val_subset=100, batch_size=8)
+SHORT_EPOCHS = dict(
+    model="resnet8", data="digits", input_size=8, subset=40, val_subset=100, batch_size=8
+)
 
 
 def _validated_epochs(run_dir):
