@@ -232,7 +232,7 @@ def test_imagenet_weights_keep_imagenet_normalisation_for_eval_and_predict(
 def test_a_run_started_from_a_run_keeps_its_normalisation_and_resumes_exactly(
     tmp_path, monkeypatch
 ):
-    fast = dict(model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64)
+    fast = dict(model="resnet8", data="digits", input_size=8, crop_padding=1, batch_size=64)
     first = train(**fast, max_steps=3, out=str(tmp_path / "first"))
     tuned = dict(
         fast,
@@ -273,7 +273,7 @@ def test_pre_activation_nets_freeze_by_the_same_stage_names():
 
 
 def test_a_run_from_weights_trains_at_their_input_size_unless_told(tmp_path):
-    fast = dict(model="resnet20", data="digits", crop_padding=1, batch_size=64, max_steps=1)
+    fast = dict(model="resnet8", data="digits", crop_padding=1, batch_size=64, max_steps=1)
     first = train(**fast, input_size=16, out=str(tmp_path / "first"))
     tuned = train(**fast, pretrained=str(first.run_dir), out=str(tmp_path / "tuned"))
     assert resnetlab.read_model_meta(tuned.run_dir / "last.safetensors").input_size == 16

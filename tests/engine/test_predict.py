@@ -34,7 +34,7 @@ def digit_folder(tmp_path_factory):
 def model_file(digit_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
     resnetlab.train(
-        model="resnet20",
+        model="resnet8",
         data=str(digit_folder),
         input_size=8,
         crop_padding=1,

@@ -25,7 +25,7 @@ from resnetlab.engine.step import (
 
 CPU = torch.device("cpu")
 FAST = dict(
-    model="resnet20", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
+    model="resnet8", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
 )
 
 
