@@ -205,3 +205,12 @@ def test_the_model_is_left_as_it_was():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN too
     frozen = resnetlab.create_model("resnet8", num_classes=3).requires_grad_(False).eval()
     assert torch.isfinite(class_activation_maps(frozen, x).maps).all()
+
+
+def test_stage_names_of_the_imagenet_nets_name_the_pre_activation_nets_stages():
+    # --freeze layer3 freezes preresnet20's stages.2; --layer layer3 explains it too.
+    model = resnetlab.create_model("preresnet20", num_classes=3).eval()
+    assert find_layer(model, "layer3") is find_layer(model, "stages.2")
+    for name in ("layer4", "layer0", "layer3.0"):  # three stages; a block is stages.2.blocks.0
+        with pytest.raises(ResnetlabError, match=f"no layer '{name}' in preresnet20"):
+            find_layer(model, name)

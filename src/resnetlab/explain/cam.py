@@ -115,6 +115,8 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
         own = {keras: own for own, keras in keras_names().items()}.get(name)
         module = modules.get(own) if own is not None else None
     if module is None:
+        module = modules.get(_stage_alias(model, name))
+    if module is None:
         last = f"{model.stage_name(model.num_stages)}." if hasattr(model, "stage_name") else ""
         convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
         example = next((n for n in convs if n.startswith(last)), "conv1")
@@ -125,6 +127,15 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
             f"e.g. {example}{keras})"
         )
     return module
+
+
+def _stage_alias(model: nn.Module, name: str) -> str | None:
+    """``layerN`` as the model names its stage ``N`` (the pre-activation nets'
+    ``stages.<N-1>``), as ``--freeze layerN`` takes it."""
+    index = name.removeprefix("layer")
+    if not (name.startswith("layer") and index.isdigit() and hasattr(model, "stage_name")):
+        return None
+    return model.stage_name(int(index)) if 1 <= int(index) <= model.num_stages else None
 
 
 @contextlib.contextmanager
