@@ -224,6 +224,11 @@ def test_an_empty_value_is_refused_in_the_command_lines_wording(tmp_path, monkey
             lambda: resnetlab.TrainConfig(pretrained=empty),
             "pretrained: an empty value; give one or leave it out",
         ),
+        (
+            lambda: resnetlab.create_model("resnet8", pretrained=empty),
+            "pretrained (torchvision, timm, timm:<model>.<tag>, a weights file or a run "
+            "folder): an empty value; give one or leave it out",
+        ),
     ]
     for call, says in cases:
         with pytest.raises(resnetlab.ResnetlabError) as error:

@@ -248,7 +248,7 @@ def resolve_pretrained(
     """
     kwargs = dict(model_kwargs or {})
     what = "pretrained (torchvision, timm, timm:<model>.<tag>, a weights file or a run folder)"
-    text = os.fspath(path_argument(source, what))
+    text = os.fspath(path_argument(source, what, "one or leave it out"))
     if text == "torchvision" or text.startswith("torchvision:"):
         return _from_torchvision(text, model, kwargs)
     if text == "timm" or text.startswith("timm:"):
