@@ -311,6 +311,31 @@ def test_the_progress_bar_moves_on_a_clock_not_on_log_every(tmp_path):
     log.close()
 
 
+def test_the_progress_bar_of_an_epoch_that_max_steps_cuts_short_counts_its_own_steps(
+    tmp_path, monkeypatch
+):
+    # 18 training images at batch 8: 2 steps an epoch; --max-steps 3 trains 2, then 1 of
+    # the next epoch, whose bar must end full rather than at 1/2 with time still "left".
+    totals = []
+    begin = RunLog.epoch_begin
+
+    def recorded(self, epoch, steps, done):
+        totals.append((epoch, steps, done))
+        return begin(self, epoch, steps, done)
+
+    monkeypatch.setattr(RunLog, "epoch_begin", recorded)
+    data = _colour_folder(tmp_path / "photos", per_class=8, size=(8, 8))
+    train(
+        model="resnet8",
+        data=str(data),
+        input_size=8,
+        batch_size=8,
+        max_steps=3,
+        out=str(tmp_path / "run"),
+    )
+    assert totals == [(0, 2, 0), (1, 1, 0)]
+
+
 def test_the_epoch_line_says_how_long_the_run_has_left(tmp_path, capsys):
     now = [0.0]
     log = RunLog(tmp_path, epochs=77, clock=lambda: now[0])

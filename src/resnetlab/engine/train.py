@@ -968,7 +968,7 @@ class Trainer:
             )
             seen = 0
 
-        self.log.epoch_begin(self.epoch, self.steps_per_epoch, self.batch)
+        self.log.epoch_begin(self.epoch, epoch_steps, self.batch)
         last = time.perf_counter()  # the end of the last step: what a step costs includes
         for x, y in batches:  # waiting for its batch, which the thread count changes too
             if self.stop_requested:
