@@ -143,6 +143,12 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
     jpeg = image_files["red.jpg"].read_bytes()
     return [
         ("empty body", {"content": b""}, 400, "no image"),
+        (
+            "empty file in a form",
+            {"files": {"image": ("IMG_1.jpg", b"")}},
+            400,
+            "the upload IMG_1.jpg is empty (0 bytes); send a file that holds an image",
+        ),
         ("multipart without a file", {"files": {"note": (None, b"hello")}}, 400, "no file"),
         (
             "multipart with two files",

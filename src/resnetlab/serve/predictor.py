@@ -86,10 +86,14 @@ class Predictor:
         its file name, if it came with one).
 
         Raises:
-            RequestError: 400 nothing sent, 415 not an image format PIL reads, 413 more
-                pixels than PIL's decompression-bomb limit (checked from the header, before
-                decoding), 422 a damaged or truncated image.
+            RequestError: 400 nothing sent (or a file of 0 bytes), 415 not an image format
+                PIL reads, 413 more pixels than PIL's decompression-bomb limit (checked from
+                the header, before decoding), 422 a damaged or truncated image.
         """
+        if not data and name:  # a form's file field that holds nothing
+            raise RequestError(
+                f"the upload {name} is empty (0 bytes); send a file that holds an image", 400
+            )
         if not data:
             raise RequestError(
                 "no image in the request: send an image file as the body or as a multipart "
