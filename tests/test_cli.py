@@ -186,6 +186,15 @@ def test_an_unknown_command_suggests_the_close_one(capsys):
     assert "did you mean eval?" in err
 
 
+def test_an_action_given_without_its_command_names_the_command(capsys):
+    # `resnetlab inspect photos/` for `resnetlab data inspect photos/`: not "predict", the
+    # command whose spelling is nearest.
+    err = _error(capsys, ["inspect", "photos/"])
+    assert err.rstrip().endswith("; did you mean data inspect?")
+    assert "did you mean convert keras?" in _error(capsys, ["keras", "ResNet50.h5", "out"])
+    assert "did you mean experiment degradation?" in _error(capsys, ["degradation"])
+
+
 def test_the_model_table_keeps_each_name_whole_in_80_columns(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")  # a pipe, or a narrow terminal
     assert main(["models", "wide*"]) == 0

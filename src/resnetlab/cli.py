@@ -1450,12 +1450,30 @@ class _Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
             close += [c for c in choices if _spelling(c) == _spelling(str(value))]
             hint = f"; did you mean {close[-1]}?" if close else ""
+            if action.dest == "command" and (full := _command_of_action(str(value))):
+                hint = f"; did you mean {full}?"  # `resnetlab inspect`: data inspect
             if len(choices) == 1 and os.path.splitext(str(value))[1]:  # a file, kind left out
                 hint = f"; name the kind first: {self.prog} {choices[0]} {value} ..."
             raise argparse.ArgumentError(
                 action, f"invalid choice {value!r} (choose from {', '.join(choices)}){hint}"
             )
         super()._check_value(action, value)
+
+
+def _command_of_action(name: str) -> str | None:
+    """``data inspect`` for ``inspect``: the command and action ``name`` is the action of,
+    for an action given without its command; None where no command has it. Builds every
+    command's arguments (some import PyTorch): only on the way to an error."""
+    for command, parser in _subcommands(build_parser()).items():
+        if name in _subcommands(parser):
+            return f"{command} {name}"
+    return None
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parsers of ``parser``'s commands (or actions) by name; none where it has none."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(subs[0].choices) if subs else {}
 
 
 def build_parser(only: str | None = None, *, complete: bool = True) -> argparse.ArgumentParser:
@@ -1489,13 +1507,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> _Parser:
     """The (sub)parser of the deepest command named in ``argv``."""
     while True:
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs:
-            return parser
-        name = next((a for a in argv if a in subs[0].choices), None)
+        commands = _subcommands(parser)
+        name = next((a for a in argv if a in commands), None)
         if name is None:
             return parser
-        parser = subs[0].choices[name]
+        parser = commands[name]
         argv = argv[argv.index(name) + 1 :]
 
 
