@@ -201,12 +201,14 @@ def folder_problem(value: str | os.PathLike, example: str) -> str | None:
 
 def near_name(path: Path) -> str | None:
     """A file or folder beside ``path`` whose name is close to its name (``my_photos`` for
-    ``my_photo``), as the path to give, or None."""
+    ``my_photo``; ``IMG_1.JPG`` for ``IMG_1.jpg``, the same but for letter case, first), as
+    the path to give, or None."""
     try:
         names = [p.name for p in path.parent.iterdir() if not p.name.startswith(".")]
     except OSError:
         return None
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+    close = [n for n in names if n.casefold() == path.name.casefold()]
+    close = close or difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
     if not close:
         return None
     near = path.with_name(close[0])

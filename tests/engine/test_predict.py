@@ -186,6 +186,13 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
 def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys):
     assert main(["predict", str(model_file), str(tmp_path / "nope.jpg")]) == 2
     assert capsys.readouterr().err.strip() == f"error: image not found: {tmp_path / 'nope.jpg'}"
+    (tmp_path / "IMG_0001.JPG").write_bytes(b"")  # as a camera names it
+    assert main(["predict", str(model_file), str(tmp_path / "IMG_0001.jpg")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: image not found: {tmp_path / 'IMG_0001.jpg'}; did you mean "
+        f"{tmp_path / 'IMG_0001.JPG'}?"
+    )
+    (tmp_path / "IMG_0001.JPG").unlink()
     assert main(["predict", str(model_file), "-"]) == 2  # standard input, as some tools read
     assert capsys.readouterr().err.strip() == (
         "error: images are read from files, not from standard input (-): save the image to a "

@@ -28,7 +28,14 @@ from ..data.decode import (
 )
 from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
 from ..data.sources import H5_SUFFIXES
-from ..errors import DataWarning, ResnetlabError, count_argument, path_argument, warn
+from ..errors import (
+    DataWarning,
+    ResnetlabError,
+    count_argument,
+    near_name,
+    path_argument,
+    warn,
+)
 from ..models import ModelMeta
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
@@ -127,7 +134,8 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
             "file and give its path, or send it to `resnetlab serve`"
         )
     else:
-        raise ResnetlabError(f"image not found: {item}")
+        hint = f"; did you mean {near}?" if (near := near_name(item)) else ""
+        raise ResnetlabError(f"image not found: {item}{hint}")
     return paths
 
 
