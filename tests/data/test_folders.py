@@ -453,8 +453,15 @@ def test_empty_class_folder(tmp_path):
     (root / "c" / ".DS_Store").write_bytes(b"\0")  # hidden: still empty
     with pytest.raises(DataError, match=r"d/c: empty class folder, no images in it"):
         load_dataset(str(root))
-    # Not empty: a class of an iPhone's HEIC photos is named as such, with the fix.
+    # Not empty, but no images either: the same fix.
     (root / "c" / "notes.txt").write_text("no images")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'c'}: no images in this class folder, only 1 file that is not an image "
+        "(notes.txt); add images or remove the folder"
+    )
+    # A class of an iPhone's HEIC photos is named as such, with the fix.
     (root / "c" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
     with pytest.raises(DataError) as caught:
         load_dataset(str(root))

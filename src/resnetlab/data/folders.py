@@ -545,9 +545,10 @@ def scan_classes(folder: Path) -> FolderSplit:
             resolved = resolved or {c.resolve(): c for c in real_last}
             _check_links(d, links, resolved)
         if not files and len(others) > before:  # not empty: files of no image format read
+            mine = others[before:]  # HEIC or raw photos: the note says to convert them
+            fix = "" if any(map(format_to_convert, mine)) else "; add images or remove the folder"
             raise DataError(
-                f"{d}: no images in this class folder, only "
-                f"{_others_note(others[before:], said='')[0]}"
+                f"{d}: no images in this class folder, only {_others_note(mine, said='')[0]}{fix}"
             )
         if not files:
             raise DataError(
