@@ -1081,6 +1081,22 @@ def test_a_file_found_beside_the_data_is_named_as_given(tmp_path, monkeypatch, c
     assert str(tmp_path) not in err
 
 
+def test_a_class_folder_given_as_the_data_names_its_data_set_as_given(
+    tmp_path, monkeypatch, capsys
+):
+    # --data photos/cat: the fix names photos/ as typed, not at its absolute path.
+    for label in ("cat", "dog"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "photos" / label / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--model", "resnet8", "--input-size", "8", "--max-steps", "1"]
+    assert main([*args, "--data", "photos/cat", "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert f"give the folder that holds them: photos{os.sep};" in err
+    assert str(tmp_path) not in err
+
+
 def test_data_is_named_as_given_only_while_the_run_lasts(tmp_path):
     from resnetlab.errors import ResnetlabError, as_given, named_as_given
 

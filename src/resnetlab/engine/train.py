@@ -340,10 +340,12 @@ def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
 
 
 def path_as_given(stored: str, spelled: str | os.PathLike) -> dict[str, str]:
-    """``{stored: given}`` for one data path, and for a file's folder as well."""
+    """``{stored: given}`` for one data path, and for the folder above it as well: a file's,
+    for the files found beside it; a folder's, for the data set it may be a class folder of
+    (``photos/`` for ``--data photos/cat``)."""
     pairs = {stored: os.path.normpath(os.fspath(spelled))}
     folder = os.path.dirname(pairs[stored])
-    if folder and os.path.isfile(stored):
+    if folder:
         pairs[os.path.dirname(stored)] = folder
     return pairs
 
