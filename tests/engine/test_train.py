@@ -959,8 +959,12 @@ def test_train_says_where_the_validation_images_come_from(tmp_path, capsys):
 
 
 def test_a_run_inside_its_warm_up_says_the_rate_never_decays(tmp_path):
-    with pytest.warns(SettingWarning, match=r"warm-up \(10 steps\) is as long as the run"):
-        train(**FAST, max_steps=5, warmup_steps=10, out=str(tmp_path / "a"))
+    with pytest.warns(SettingWarning, match=r"warm-up \(5 steps\) is as long as the run") as w:
+        train(**FAST, max_steps=5, warmup_steps=5, out=str(tmp_path / "a"))
+    assert "the rate rises to its peak and never decays;" in str(w[0].message)
+    longer = r"warm-up \(10 steps\) is longer than the run \(5 steps\): the rate never reaches"
+    with pytest.warns(SettingWarning, match=longer):
+        train(**FAST, max_steps=5, warmup_steps=10, out=str(tmp_path / "a2"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", SettingWarning)
         train(**FAST, max_steps=5, out=str(tmp_path / "b"))  # auto: a quarter of the run

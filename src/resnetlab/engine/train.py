@@ -548,10 +548,15 @@ class Trainer:
         if self.warmup_steps >= self.total_steps > 1 and c.schedule != "constant":
             # The recipe's warm-up is in epochs: said so, as the user may not have set one.
             epochs = f", the recipe's {c.warmup_epochs:g} epochs" if c.warmup_steps is None else ""
+            run = f"the run ({count_of(self.total_steps, 'step')})"
+            how = (
+                f"longer than {run}: the rate never reaches its peak, nor decays"
+                if self.warmup_steps > self.total_steps
+                else f"as long as {run}: the rate rises to its peak and never decays"
+            )
             self.warmup_note = (
-                f"the warm-up ({count_of(self.warmup_steps, 'step')}{epochs}) is as long as the "
-                f"run ({count_of(self.total_steps, 'step')}): the rate rises to its peak and "
-                "never decays; give a shorter --warmup-steps, or a longer run"
+                f"the warm-up ({count_of(self.warmup_steps, 'step')}{epochs}) is {how}; give a "
+                "shorter --warmup-steps, or a longer run"
             )
         # The auto recipe's rate is lowered if the loss climbs while it rises (engine.auto).
         self.guard = (
