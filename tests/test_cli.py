@@ -144,6 +144,19 @@ def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
     )
 
 
+def test_data_given_without_the_flag_a_command_requires_is_named_with_it(capsys, tmp_path):
+    # `resnetlab eval model.safetensors photos/`: --data is required, and photos/ is there.
+    model = tmp_path / "best.safetensors"
+    model.write_bytes(b"")
+    for args in ([str(tmp_path)], ["--json", str(tmp_path)]):
+        err = _error(capsys, ["eval", str(model), *args])
+        assert err.splitlines()[1] == (
+            f"error: the following arguments are required: --data (did you mean --data {tmp_path}?)"
+        )
+    err = _error(capsys, ["eval", str(model), "--png", str(tmp_path / "m.png")])
+    assert err.splitlines()[1] == "error: the following arguments are required: --data"
+
+
 def test_a_shell_pattern_of_class_folders_names_the_folder_that_holds_them(capsys, tmp_path):
     """``--data photos/*``, which the shell expands to each class folder: the first is taken
     as --data, and the error names photos, not one more class folder, as the data to give."""

@@ -1498,10 +1498,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     command = next((a for a in argv if not a.startswith("-")), None)
     known = command in {name for name, _, _ in COMMANDS}
     parser = build_parser(command if known else None, complete=False)
+    _data_without_its_flag(_command_parser(parser, argv), argv)
     args, extras = parser.parse_known_args(argv)
     if extras:
         _command_parser(parser, argv).unknown(extras)
     return args
+
+
+def _data_without_its_flag(parser: _Parser, argv: list[str]) -> None:
+    """``resnetlab eval model.safetensors photos/``: a command that requires --data, given a
+    data set as an argument too many and no --data, is told to name it so, as ``resnetlab
+    train photos/`` is (``_Parser.unknown``), rather than only that --data is required."""
+    data = next((a for a in parser._actions if "--data" in a.option_strings), None)
+    if data is None or not data.required or {"-h", "--help"} & set(argv):
+        return
+    if any(a.split("=")[0] == "--data" for a in argv):
+        return
+    # The words that are no option's value: the command's names, its positionals, strays.
+    valued = {o for a in parser._actions if a.nargs != 0 for o in a.option_strings}
+    words = [
+        a for i, a in enumerate(argv) if a[:1] != "-" and (i == 0 or argv[i - 1] not in valued)
+    ]
+    taken = len(parser.prog.split()) - 1 + sum(not a.option_strings for a in parser._actions)
+    stray = [w for w in words[taken:] if _is_data(w)]
+    if stray:
+        parser.error(
+            f"the following arguments are required: --data (did you mean --data {stray[-1]}?)"
+        )
 
 
 def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> _Parser:
