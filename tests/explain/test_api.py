@@ -285,12 +285,15 @@ def test_overlay_shows_the_map_in_jet_colours():
 def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image_folder):
     result = explain(model_file, [image_folder])
     assert result.caption(2).splitlines()[1] == "gradcam, layer3"
-    assert result.caption(2, on_sheet=True).splitlines()[1] == "0.png"
+    assert result.caption(2, on_sheet=True).splitlines()[1] == "b/0.png"  # a/0.png too
     long = "a-very-long-photo-name-from-a-phone-camera-2026-12-03.jpg"
     result.sources[2] = f"/photos/{long}"
     shown = result.caption(2, on_sheet=True).splitlines()[1]
     assert len(shown) == 32 and shown.startswith("a-very-long-pho") and shown.endswith("03.jpg")
     assert "…" in shown
+    # A name that repeats (IMG_0001.jpg of the cat and of the dog folder) keeps its folder.
+    result.sources[0], result.sources[1] = "/photos/cat/IMG_0001.jpg", "/photos/dog/IMG_0001.jpg"
+    assert result.caption(1, on_sheet=True).splitlines()[1] == "dog/IMG_0001.jpg"
     result.sources[3] = "/photos/café-日本.png"  # any script draws
     assert result.overlay(3, side=128, on_sheet=True).height > 128
     n = len(result.sources)

@@ -69,10 +69,16 @@ class Explanation:
         target = int(self.targets[i])
         if target != pred:
             text += f"; map of {self.class_names[target]} {self.probabilities[i, target]:.1%}"
-        below = (
-            shortened(Path(self.sources[i]).name) if on_sheet else f"{self.method}, {self.layer}"
-        )
+        below = shortened(self._sheet_name(i)) if on_sheet else f"{self.method}, {self.layer}"
         return f"{text}\n{below}"
+
+    def _sheet_name(self, i: int) -> str:
+        """Image ``i``'s file name; with its folder's where another image has the same name
+        (``cat/IMG_0001.jpg`` and ``dog/IMG_0001.jpg``), as its overlay's name has."""
+        path = Path(self.sources[i])
+        if path.parent.name and sum(Path(s).name == path.name for s in self.sources) > 1:
+            return f"{path.parent.name}/{path.name}"
+        return path.name
 
     def overlay(self, i: int, *, side: int | None = None, on_sheet: bool = False) -> Image.Image:
         """Image ``i`` beside its heat map, captioned with the prediction."""
