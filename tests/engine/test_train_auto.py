@@ -4,6 +4,7 @@ early stopping, resizing that keeps the aspect ratio, a progress bar that moves.
 import csv
 import json
 import math
+import shutil
 import sys
 
 import numpy as np
@@ -19,6 +20,7 @@ from resnetlab.engine.evaluate import EvalResult
 from resnetlab.engine.predict import predict
 from resnetlab.engine.report import RunLog, read_metrics
 from resnetlab.engine.train import Trainer
+from resnetlab.errors import DataWarning
 
 
 @pytest.fixture(autouse=True)
@@ -334,6 +336,26 @@ def test_the_progress_bar_of_an_epoch_that_max_steps_cuts_short_counts_its_own_s
         out=str(tmp_path / "run"),
     )
     assert totals == [(0, 2, 0), (1, 1, 0)]
+
+
+def test_copies_in_validation_are_counted_among_the_images_that_validate(tmp_path):
+    # Every image twice: most validation images have a twin in training. With
+    # --val-subset 3, the warning counts copies among the 3 that validate, not among all 6.
+    data = _colour_folder(tmp_path / "photos", per_class=6, size=(8, 8))
+    for image in list(data.rglob("*.png")):
+        shutil.copy(image, image.with_name(f"copy-{image.name}"))
+    with pytest.warns(DataWarning) as caught:
+        train(
+            model="resnet8",
+            data=str(data),
+            input_size=8,
+            max_steps=1,
+            val_subset=3,
+            out=str(tmp_path / "run"),
+        )
+    copies = [str(w.message) for w in caught if "a copy of a training image" in str(w.message)]
+    copies += [str(w.message) for w in caught if "copies of training images" in str(w.message)]
+    assert len(copies) == 1 and " of the 3 validation images " in copies[0]
 
 
 def test_the_epoch_line_says_how_long_the_run_has_left(tmp_path, capsys):

@@ -362,6 +362,7 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     default_val_split: float | None = None,
     resize: str = DEFAULT_RESIZE,
+    warn_copies: bool = True,
 ) -> Dataset:
     """Load a training split and a validation split from data set specs.
 
@@ -388,6 +389,8 @@ def load_dataset(
             ``$RESNETLAB_CACHE`` or ``~/.cache/resnetlab``).
         resize: how an image of another shape meets the size: ``squash`` to it, or
             ``crop`` (scale the shorter side to it, cut the centre).
+        warn_copies: warn of validation images that are copies of training images
+            (``copies_of_training_images``); ``train`` does after taking its subsets.
 
     Raises:
         DataError: a missing or unreadable source, or train and validation classes that
@@ -439,7 +442,7 @@ def load_dataset(
             DataWarning,
         )
     if val is not None:
-        val = _matched_to_training(val, train, image_size, resize)
+        val = _matched_to_training(val, train, image_size, resize, warn_copies)
     return Dataset(train, val, list(train.class_names), record, validated_test)
 
 
@@ -511,7 +514,9 @@ def _same_files(split: Split, files: str) -> bool:
     return _files_digest(split) == files or _files_digest(split, composed=False) == files
 
 
-def _matched_to_training(val: Split, train: Split, image_size: int | None, resize: str) -> Split:
+def _matched_to_training(
+    val: Split, train: Split, image_size: int | None, resize: str, warn_copies: bool = True
+) -> Split:
     """``val`` made to score a model trained on ``train``: its classes in the training order,
     at the training size where no size was asked for; its copies of training images warned
     of."""
@@ -520,7 +525,7 @@ def _matched_to_training(val: Split, train: Split, image_size: int | None, resiz
         note = f"resized from {format_size(_size(val))} to the training size"
         val = _resize(val, _size(train), resize)
         val.notes = [*val.notes, note]
-    if copies := copies_of_training_images(train, val, "validation"):
+    if warn_copies and (copies := copies_of_training_images(train, val, "validation")):
         warn(copies, DataWarning)
     return val
 

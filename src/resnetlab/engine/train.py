@@ -45,7 +45,7 @@ from ..data import (
 )
 from ..data.decode import leave_if_starting_a_worker, unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding, images_in
-from ..data.sources import class_balance_note, subset_note
+from ..data.sources import class_balance_note, copies_of_training_images, subset_note
 from ..errors import (
     DataWarning,
     ResnetlabError,
@@ -678,6 +678,7 @@ class Trainer:
             stream=c.stream,
             default_val_split=DEFAULT_VAL_SPLIT,
             resize=c.resize,
+            warn_copies=False,  # below, among the images --subset and --val-subset keep
         )
         # A subset smaller than the classes leaves some without images: said as that, with
         # its fix, in place of the small-class warning on the training images.
@@ -692,6 +693,10 @@ class Trainer:
             whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
             if note := subset_note("--val-subset", c.val_subset, whole, data.val, "validation"):
                 warn(note, DataWarning)
+        if data.val is not None and (
+            copies := copies_of_training_images(data.train, data.val, "validation")
+        ):
+            warn(copies, DataWarning)
         self.class_names = data.class_names
         self.held_out = data.held_out  # how validation was held out, for eval to do again
         self.validated_test = data.validated_test  # a test split that validates, for eval
