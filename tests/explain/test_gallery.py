@@ -136,3 +136,12 @@ def test_a_file_name_that_is_not_utf8_is_captioned_as_its_class_folder_is_named(
     # As Latin-1, not as undecodable bytes, which no font has a glyph for.
     path = os.fsdecode(b"photos/caf\xe9/photo-\xe8.jpg")
     assert gallery_module._file_line([path], 0) == "\ncafé/photo-è.jpg"
+
+
+def test_an_image_deeper_in_its_class_folder_is_captioned_from_the_class_folder():
+    # photos/cat/2019/IMG_1.jpg: "cat/2019/IMG_1.jpg" finds the photo; "2019/IMG_1.jpg"
+    # names a folder that photos/ does not hold.
+    paths = ["photos/cat/2019/IMG_1.jpg", "photos/cat/IMG_2.jpg", "signs/3_IMG_5.jpg"]
+    assert gallery_module._file_line(paths, 0, "cat") == "\ncat/2019/IMG_1.jpg"
+    assert gallery_module._file_line(paths, 1, "cat") == "\ncat/IMG_2.jpg"
+    assert gallery_module._file_line(paths, 2, "3") == "\nsigns/3_IMG_5.jpg"  # classes by name

@@ -152,7 +152,7 @@ def write_error_gallery(
             pixels[i],
             cams[i],
             f"true {class_names[k.true]}\npredicted {class_names[k.predicted]} "
-            f"{k.probability:.0%}{_file_line(source.paths, k.place)}",
+            f"{k.probability:.0%}{_file_line(source.paths, k.place, class_names[k.true])}",
             side=128,
         )
         for i, k in enumerate(kept)
@@ -164,11 +164,17 @@ def write_error_gallery(
     return count
 
 
-def _file_line(paths: Sequence[str] | None, place: int) -> str:
-    """The caption's line naming the image's file (its class folder and name), so that a
-    mislabelled photo can be found; nothing where the images came from no files."""
+def _file_line(paths: Sequence[str] | None, place: int, class_name: str | None = None) -> str:
+    """The caption's line naming the image's file (its class folder and name, and the
+    folders between where it sits deeper, ``cat/2019/1.jpg``), so that a mislabelled photo
+    can be found; nothing where the images came from no files."""
     if paths is None or not 0 <= place < len(paths):
         return ""
     path = Path(paths[place])
     name = f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    folders = path.parent.parts
+    for i in range(len(folders) - 1, -1, -1):  # the nearest folder named as its class
+        if readable(folders[i]) == class_name:
+            name = "/".join(path.parts[i:])
+            break
     return "\n" + shortened(readable(name))  # bytes that are not UTF-8 shown, as class names
