@@ -59,3 +59,14 @@ def test_an_int8_file_that_loses_too_much_accuracy_is_not_written(
     assert err.startswith("error: the int8 file scores ") and err.count("\n") == 1
     assert "nothing written, export fp32 instead" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_int8_refusal_says_how_many_images_the_accuracies_are():
+    # On a few dozen held-out photos, 2 points is one image: the counts show it.
+    accuracy = {"data": "photos/", "count": 61, "fp32": 36 / 61, "int8": 34 / 61, "notes": []}
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        exporter._judge_int8(accuracy)
+    assert str(caught.value) == (
+        "the int8 file scores 55.74% (34 of 61 images) on photos/ against 59.02% (36) for fp32 "
+        "(allowed: 2 points less); nothing written, export fp32 instead"
+    )
