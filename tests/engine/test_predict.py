@@ -524,6 +524,12 @@ def test_windows_files_named_by_a_shell_glob_are_skipped(
     assert out.err == (
         f"warning: {thumbs}: a file Windows keeps in image folders, not an image; skipped\n"
     )
+    # Given alone, it leaves nothing: said so, not that no images were given.
+    assert main(["predict", str(model_file), str(thumbs)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: no images left to read: what was given was skipped, as said above; give image "
+        "files or folders of them"
+    )
 
 
 def test_predict_on_a_shell_glob_skips_a_nas_thumbnail_folder(model_file, digit_folder, tmp_path):

@@ -81,7 +81,9 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             f"list of them, got {type(inputs).__name__}"
         )
     paths: list[tuple[Path | Image.Image, bool]] = []
+    named = False  # anything at all: a Thumbs.db alone leaves nothing, said so
     for given in inputs:
+        named = True
         if isinstance(given, Image.Image):
             paths.append((given, True))
             continue
@@ -104,6 +106,11 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             raise ResnetlabError(f"image not found: {item} (no file matches it as a pattern)")
         for match in matches:
             paths += _expand_path(Path(match))
+    if named and not paths:  # Thumbs.db alone, or a NAS's @eaDir: each skipped with a warning
+        raise ResnetlabError(
+            "no images left to read: what was given was skipped, as said above; give image "
+            "files or folders of them"
+        )
     return paths
 
 
