@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import struct
 import zlib
 
@@ -382,3 +384,54 @@ def test_a_map_too_coarse_to_point_at_a_place_comes_with_a_note(tmp_path, image_
         "layer4's feature map is 2x2 for images of 64x64 pixels: each cell covers a quarter "
         "of the image or more"
     )
+
+
+def _asgi_post(app, receive, query: bytes = b"", headers: tuple = ()) -> list[dict]:
+    """What ``app`` sends for a POST /predict whose body comes from ``receive``, called as an
+    ASGI server calls it; an exception it raises is what the server would log."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize("content_type", [b"image/png", b"multipart/form-data; boundary=x"])
+def test_a_client_gone_mid_upload_is_no_server_error(model_file, content_type):
+    """A client that disconnects before its upload is complete is not logged as the server's
+    error (uvicorn logs whatever the app raises, with a traceback)."""
+    from resnetlab.serve import Predictor, create_app
+
+    app = create_app(Predictor(resnetlab.load_model(model_file)))
+    part = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+    messages = iter(
+        [
+            {"type": "http.request", "body": part + b"\x89PNG\r\n", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict:
+        return next(messages)
+
+    sent = _asgi_post(app, receive, headers=((b"content-type", content_type),))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {
+        "error": "the client disconnected before its upload was complete"
+    }

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.decode import available_cpus
@@ -173,6 +174,12 @@ def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(_request: Request, _e: BodyTooLarge) -> JSONResponse:
         return _too_large(max_bytes)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_request: Request, _e: ClientDisconnect) -> JSONResponse:
+        # Nothing wrong with the server, and no one to read the answer: handled here, as the
+        # handler of every other exception re-raises it for the server to log.
+        return _error("the client disconnected before its upload was complete", 400)
 
     @app.exception_handler(QueueFull)
     async def queue_full(_request: Request, _e: QueueFull) -> JSONResponse:
