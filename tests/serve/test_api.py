@@ -386,7 +386,7 @@ def test_a_map_too_coarse_to_point_at_a_place_comes_with_a_note(tmp_path, image_
     )
 
 
-def _asgi_post(app, receive, query: bytes = b"", headers: tuple = ()) -> list[dict]:
+async def asgi_post(app, receive, headers: tuple = ()) -> list[dict]:
     """What ``app`` sends for a POST /predict whose body comes from ``receive``, called as an
     ASGI server calls it; an exception it raises is what the server would log."""
     scope = {
@@ -397,7 +397,7 @@ def _asgi_post(app, receive, query: bytes = b"", headers: tuple = ()) -> list[di
         "scheme": "http",
         "path": "/predict",
         "raw_path": b"/predict",
-        "query_string": query,
+        "query_string": b"",
         "root_path": "",
         "headers": [(b"host", b"testserver"), *headers],
         "client": ("127.0.0.1", 50000),
@@ -408,7 +408,7 @@ def _asgi_post(app, receive, query: bytes = b"", headers: tuple = ()) -> list[di
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    await app(scope, receive, send)
     return sent
 
 
@@ -430,7 +430,7 @@ def test_a_client_gone_mid_upload_is_no_server_error(model_file, content_type):
     async def receive() -> dict:
         return next(messages)
 
-    sent = _asgi_post(app, receive, headers=((b"content-type", content_type),))
+    sent = asyncio.run(asgi_post(app, receive, headers=((b"content-type", content_type),)))
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"]) == {
         "error": "the client disconnected before its upload was complete"

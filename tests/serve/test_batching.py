@@ -16,7 +16,7 @@ import resnetlab
 from resnetlab.serve import Batcher, Predictor, QueueFull, create_app
 
 from .conftest import start_server
-from .test_api import assert_same_top
+from .test_api import asgi_post, assert_same_top
 
 HANG_GUARD_S = 60
 
@@ -169,6 +169,44 @@ def test_busy_server_answers_503_with_retry_after(model_file, image_files):
         for answer in (running.result(HANG_GUARD_S), queued.result(HANG_GUARD_S)):
             assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "blue"
         assert client.get("/metadata").json()["batching"]["rejected"] == 1
+
+
+def test_a_request_cancelled_as_the_server_stops_is_answered_503(model_file, image_files):
+    """uvicorn cancels the requests still running when its graceful shutdown runs out of
+    time: each is told the server stopped, in JSON, rather than answered a plain-text 500
+    with a traceback in the log."""
+    entered, gate = threading.Event(), threading.Event()
+
+    class Gated(Predictor):
+        def __call__(self, images):
+            entered.set()
+            assert gate.wait(HANG_GUARD_S)
+            return super().__call__(images)
+
+    app = create_app(Gated(resnetlab.load_model(model_file)), max_batch=1, max_wait_ms=0)
+    body = [{"type": "http.request", "body": image_files["red.png"].read_bytes()}]
+
+    async def receive() -> dict:
+        if body:
+            return body.pop()
+        await asyncio.Event().wait()  # no disconnect: the client waits for its answer
+        raise AssertionError("unreachable")
+
+    async def main() -> list[dict]:
+        async with app.router.lifespan_context(app):
+            try:
+                request = asyncio.create_task(asgi_post(app, receive))
+                assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)  # in its batch
+                request.cancel()
+                return await request
+            finally:
+                gate.set()
+
+    start, answer = asyncio.run(main())
+    assert start["status"] == 503
+    assert json.loads(answer["body"]) == {
+        "error": "the server stopped before answering this request; send it again once it is back"
+    }
 
 
 def test_concurrent_requests_share_batches_with_unbatched_answers(

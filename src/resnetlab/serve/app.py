@@ -7,6 +7,7 @@ queue is full; nothing a client sends stops the server.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import difflib
 from collections.abc import Mapping
@@ -67,6 +68,35 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class AnswerWhenStopped:
+    """Tell a request the server cancels as it stops so, in JSON: uvicorn cancels those still
+    running when its graceful shutdown runs out of time, and would answer each with a
+    plain-text 500 and log a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:  # half an answer sent: nothing to do but let the connection close
+                raise
+            stopped = (
+                "the server stopped before answering this request; send it again once it is back"
+            )
+            await _error(stopped, 503)(scope, receive, send)
+
+
 def _too_large(max_bytes: int) -> JSONResponse:
     mb = round(max_bytes / 2**20, 3)  # --max-upload-mb 0.01 is 10,485 bytes: 0.01, not 0.00999928
     return _error(f"the upload is larger than the limit of {mb:g} MB (--max-upload-mb)", 413)
@@ -112,6 +142,7 @@ def create_app(
         openapi_url=None,
     )
     app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    app.add_middleware(AnswerWhenStopped)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     _add_error_handlers(app, max_bytes, max_queue)
