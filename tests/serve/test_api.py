@@ -355,6 +355,29 @@ def test_the_first_line_says_a_reduced_precision(model_file, monkeypatch, capsys
     assert "autocast" not in capsys.readouterr().out
 
 
+def test_the_address_printed_takes_connections(model_file, monkeypatch, capsys):
+    """A script that reads the first line and connects at once is not refused: the socket
+    listens before the line is printed, and connections wait for uvicorn to accept them."""
+    import socket
+
+    from resnetlab.serve import server
+
+    class Connects:  # uvicorn left out, as above: connect where the line says, then close
+        def __init__(self, _config) -> None:
+            pass
+
+        def run(self, sockets) -> None:
+            port = int(capsys.readouterr().out.split("http://127.0.0.1:", 1)[1].split("/")[0])
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=10).close()
+            finally:
+                sockets[0].close()
+
+    monkeypatch.setattr(server.uvicorn, "Config", lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(server.uvicorn, "Server", Connects)
+    server.serve(model_file, port=0)
+
+
 def test_without_the_extra_the_command_says_what_to_install(model_file, monkeypatch, capsys):
     import sys
 

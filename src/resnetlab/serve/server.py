@@ -64,6 +64,9 @@ def serve(
         max_upload_mb=max_upload_mb,
         top_k=top_k,
     )
+    # Listening from here, with the model loaded, rather than once uvicorn starts: a client
+    # that connects on reading the line below waits to be accepted instead of being refused.
+    sock.listen()
     address = sock.getsockname()
     v6 = sock.family == socket.AF_INET6
     meta = predictor.meta
