@@ -233,6 +233,20 @@ def test_other_errors_are_json_too(server):
     assert answer.status_code == 400 and "cam" in answer.json()["error"]
 
 
+def test_a_method_predict_does_not_take_is_told_the_ones_it_does(model_file):
+    """DELETE /predict (or HEAD, PATCH) is answered 405 with ``Allow: POST, PUT``, as GET is;
+    not ``Allow: GET``, which would send the client to the one method that is refused too."""
+    from fastapi.testclient import TestClient
+
+    from resnetlab.serve import Predictor, create_app
+
+    client = TestClient(create_app(Predictor(resnetlab.load_model(model_file))))
+    for method in ("DELETE", "HEAD", "PATCH"):
+        answer = client.request(method, "/predict")
+        assert answer.status_code == 405, method
+        assert sorted(answer.headers["allow"].split(", ")) == ["POST", "PUT"], method
+
+
 @pytest.mark.skipif(cam_available(), reason="this build draws class activation maps")
 def test_cam_without_the_explain_module_is_501(server, image_files):
     answer = server.post("predict", params={"cam": 1}, content=image_files["red.png"].read_bytes())

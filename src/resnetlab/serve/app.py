@@ -167,8 +167,6 @@ def create_app(
             "batching": batcher.stats(),
         }
 
-    app.add_api_route("/predict", _how_to_predict, methods=["GET"], include_in_schema=False)
-
     # PUT too: TorchServe's examples upload with `curl -T photo.jpg`, which sends PUT.
     @app.api_route("/predict", methods=["POST", "PUT"])
     async def predict(request: Request) -> dict:
@@ -192,6 +190,9 @@ def create_app(
                 answer["cam_note"] = note
         return answer
 
+    # After POST and PUT: a method neither route takes (DELETE) is answered with the first
+    # route of its path's methods, in Allow.
+    app.add_api_route("/predict", _how_to_predict, methods=["GET"], include_in_schema=False)
     return app
 
 
