@@ -137,12 +137,18 @@ def test_an_app_run_without_its_lifespan_says_what_starts_the_batching(model_fil
 
 
 def test_busy_server_answers_503_with_retry_after(model_file, image_files):
-    """Through the app: one request running, one queued, the next is refused."""
+    """Through the app: one request running, one queued, the next is refused, before its
+    image is decoded."""
     from fastapi.testclient import TestClient
 
     entered, gate = threading.Event(), threading.Event()
+    decoded = []
 
     class Gated(Predictor):
+        def decode(self, data, name=None):
+            decoded.append(name)
+            return super().decode(data, name)
+
         def __call__(self, images):
             entered.set()
             assert gate.wait(HANG_GUARD_S)
@@ -169,6 +175,8 @@ def test_busy_server_answers_503_with_retry_after(model_file, image_files):
         for answer in (running.result(HANG_GUARD_S), queued.result(HANG_GUARD_S)):
             assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "blue"
         assert client.get("/metadata").json()["batching"]["rejected"] == 1
+    # The refused image was not decoded: a full queue costs an overloaded server no more work.
+    assert len(decoded) == 2
 
 
 def test_a_request_cancelled_as_the_server_stops_is_answered_503(model_file, image_files):

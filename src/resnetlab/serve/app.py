@@ -174,6 +174,7 @@ def create_app(
         k, cam = _options({**fields, **request.query_params}, top_k)
         if cam:
             predictor.require_cam()  # before the work, not after
+        batcher.refuse_if_full()  # as is an image that would wait in a full queue
         try:
             pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
         except RequestError as e:

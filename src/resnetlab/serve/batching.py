@@ -84,13 +84,17 @@ class Batcher:
                 "app under an ASGI server that sends them (uvicorn does; in tests, "
                 "`with TestClient(app) as client:`)"
             )
+        self.refuse_if_full()
         future = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((image, future))
-        except asyncio.QueueFull:
-            self.rejected += 1
-            raise QueueFull from None
+        self._queue.put_nowait((image, future))  # no await since the check: there is room
         return await future
+
+    def refuse_if_full(self) -> None:
+        """Raise ``QueueFull`` if ``max_queue`` images are waiting: ``submit`` does, and a
+        caller may ask first, before it spends work on an image that would be refused."""
+        if self._queue is not None and self._queue.full():
+            self.rejected += 1
+            raise QueueFull
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` on the inference thread, between batches (for one-off model work)."""
