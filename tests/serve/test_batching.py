@@ -14,6 +14,7 @@ import torch
 
 import resnetlab
 from resnetlab.serve import Batcher, Predictor, QueueFull, create_app
+from resnetlab.serve.batching import Stopped
 
 from .conftest import start_server
 from .test_api import asgi_post, assert_same_top
@@ -120,6 +121,21 @@ def test_a_stopped_batcher_refuses_at_once_rather_than_queueing_for_ever():
         return first
 
     assert asyncio.run(main()).tolist() == [1, 1]
+
+
+def test_images_waiting_when_the_batcher_stops_are_refused_not_left_waiting():
+    """An ASGI server that ends the lifespan with requests still waiting (uvicorn cancels them
+    first; another server, or a TestClient, may not) gets an answer for each, not a hang."""
+
+    async def main():
+        batcher = Batcher(_rows, max_batch=4, max_wait_ms=HANG_GUARD_S * 1000)
+        await batcher.start()
+        waiting = [asyncio.create_task(batcher.submit(_image(i))) for i in range(2)]
+        await asyncio.sleep(0)  # both queued; the batch waits for two more
+        await batcher.stop()
+        return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
+
+    assert [type(result) for result in asyncio.run(main())] == [Stopped, Stopped]
 
 
 def test_an_app_run_without_its_lifespan_says_what_starts_the_batching(model_file, image_files):

@@ -26,12 +26,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.decode import available_cpus
 from ..engine.predict import Prediction, top_classes
-from .batching import Batcher, QueueFull
+from .batching import Batcher, QueueFull, Stopped
 from .predictor import Predictor, RequestError
 
 STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
 OPTIONS = ("top_k", "cam")  # what /predict reads from the query string or the form's fields
+STOPPED = "the server stopped before answering this request; send it again once it is back"
 CURL_D_FIX = (
     "curl -d drops a file's line breaks: send it with curl --data-binary @FILE or -F image=@FILE"
 )
@@ -91,10 +92,7 @@ class AnswerWhenStopped:
         except asyncio.CancelledError:
             if started:  # half an answer sent: nothing to do but let the connection close
                 raise
-            stopped = (
-                "the server stopped before answering this request; send it again once it is back"
-            )
-            await _error(stopped, 503)(scope, receive, send)
+            await _error(STOPPED, 503)(scope, receive, send)
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -213,6 +211,10 @@ def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
         # Nothing wrong with the server, and no one to read the answer: handled here, as the
         # handler of every other exception re-raises it for the server to log.
         return _error("the client disconnected before its upload was complete", 400)
+
+    @app.exception_handler(Stopped)
+    async def stopped(_request: Request, _e: Stopped) -> JSONResponse:
+        return _error(STOPPED, 503)
 
     @app.exception_handler(QueueFull)
     async def queue_full(_request: Request, _e: QueueFull) -> JSONResponse:

@@ -26,6 +26,10 @@ class QueueFull(Exception):
     """More images are waiting than the queue holds."""
 
 
+class Stopped(Exception):
+    """The batching stopped before the image's batch was answered."""
+
+
 class Batcher:
     """Groups single images into batches for ``run_batch``.
 
@@ -54,6 +58,7 @@ class Batcher:
         self.batch_sizes: Counter[int] = Counter()
         self.rejected = 0
         self._queue: asyncio.Queue | None = None
+        self._waiting: set[asyncio.Future] = set()  # futures of images not yet answered
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -69,7 +74,11 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        # An image queued now would wait for ever: submit refuses until the next start.
+        # Images queued, or in a batch not answered, would wait for ever: they are refused,
+        # and so is one submitted from now on, until the next start.
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_exception(Stopped())
         self._queue = self._task = self._executor = None
 
     async def submit(self, image: torch.Tensor) -> torch.Tensor:
@@ -87,6 +96,8 @@ class Batcher:
         self.refuse_if_full()
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((image, future))  # no await since the check: there is room
+        self._waiting.add(future)
+        future.add_done_callback(self._waiting.discard)
         return await future
 
     def refuse_if_full(self) -> None:
