@@ -110,6 +110,30 @@ def test_a_failing_batch_fails_its_requests_only():
     assert asyncio.run(main()).tolist() == [2, 2]
 
 
+def test_a_batch_answered_with_the_wrong_number_of_rows_fails_its_requests_only():
+    """A model that returns a row too many (a fixed-batch export padding its input, say) fails
+    that batch's requests, and the batching goes on: it does not stop, leaving every later
+    request waiting for ever."""
+    calls = []
+
+    def run_batch(images):
+        calls.append(len(images))
+        rows = _rows(images)
+        return torch.cat([rows, rows[:1]]) if len(calls) == 1 else rows
+
+    async def main():
+        batcher = Batcher(run_batch, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="2 rows for a batch of 1 image"):
+                await batcher.submit(_image(1))
+            return await asyncio.wait_for(batcher.submit(_image(2)), HANG_GUARD_S)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()).tolist() == [2, 2]
+
+
 def test_a_stopped_batcher_refuses_at_once_rather_than_queueing_for_ever():
     async def main():
         batcher = Batcher(_rows)

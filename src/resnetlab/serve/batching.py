@@ -152,6 +152,11 @@ class Batcher:
             try:
                 images = torch.stack([image for image, _ in batch])  # (N, H, W, 3)
                 results = await self.run(self.run_batch, images)
+                if len(results) != len(batch):  # rows to the wrong requests, or none
+                    raise RuntimeError(
+                        f"the model returned {len(results)} rows for a batch of {len(batch)} "
+                        f"image{'s' if len(batch) > 1 else ''}"
+                    )
             except Exception as e:  # the requests fail, the server goes on
                 log.exception("batch of %d failed", len(batch))
                 for _, future in batch:
