@@ -60,6 +60,26 @@ def test_eval_finds_the_images_a_streamed_run_held_out(digit_folder, tmp_path):
     assert report.notes[0].startswith(f"scored: the 60 images of {digit_folder} that the")
 
 
+def test_eval_finds_them_where_the_folder_holds_a_file_it_cannot_read(digit_folder, tmp_path):
+    # The streamed run split every file, the unreadable one too; eval decodes and skips it.
+    photos = shutil.copytree(digit_folder, tmp_path / "photos")
+    for label in "0123":
+        (photos / label / f"broken-{label}.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    run = resnetlab.train(
+        model="resnet8",
+        data=str(photos),
+        input_size=8,
+        stream=True,
+        max_steps=2,
+        out=str(tmp_path / "run"),
+    )
+    with pytest.warns(DataWarning, match="cannot read it"):
+        report = resnetlab.evaluate(run.run_dir / "best.safetensors", str(photos))
+    assert report.notes[0].startswith(f"scored: the {report.result.count} images of {photos}")
+    assert run.summary["val_images"] - 4 <= report.result.count <= run.summary["val_images"]
+    assert report.result.accuracy == run.summary["best_val_acc"]  # the images it validated on
+
+
 def another_set(folder: Path, dest: Path) -> Path:
     """A copy of ``folder`` with one file renamed: the same images, but not the training
     folder's files (a copy of those is scored on the images its run held out)."""

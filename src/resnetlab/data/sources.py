@@ -42,6 +42,7 @@ from .folders import (
     folder_splits,
     looked_through_note,
     named_role,
+    scan_classes,
     with_folder_notes,
 )
 from .imageset import ImageSet, pixel_digests
@@ -502,10 +503,29 @@ def _held_out_again(split: Split, record: Any) -> Split | None:
     if not 0 < fraction < 1:
         return None
     if torch.bincount(split.labels, minlength=len(split.class_names)).tolist() != per_class:
-        return None
+        return _streamed_held_out_again(split, record)
     if files is not None and (split.paths is None or not _same_files(split, files)):
         return None
     return split.subset(stratified_split(split.labels, fraction, seed)[1])
+
+
+def _streamed_held_out_again(split: Split, record: Any) -> Split | None:
+    """The images of a decoded ``split`` that a streamed run held out: it split every file
+    of the folder, the ones it could not read among them (it reads a file only as it
+    trains), so the split is taken again over the folder's files, less the skipped ones."""
+    if not (isinstance(split, ImageSet) and split.skipped and split.paths is not None):
+        return None
+    scan = scan_classes(Path(split.source))
+    every = StreamingSet(
+        scan.paths, torch.tensor(scan.labels, dtype=torch.int64), scan.class_names, (1, 1)
+    )
+    if every.class_names != split.class_names or len(every) <= len(split):
+        return None
+    held = _held_out_again(every, record)
+    if held is None:
+        return None
+    kept = set(held.paths)
+    return split.subset(torch.tensor([i for i, p in enumerate(split.paths) if p in kept]))
 
 
 def _same_files(split: Split, files: str) -> bool:
