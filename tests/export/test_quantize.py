@@ -1,6 +1,8 @@
+import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
+from PIL import Image
 
 import resnetlab
 from resnetlab.cli import main
@@ -70,3 +72,24 @@ def test_an_int8_refusal_says_how_many_images_the_accuracies_are():
         "the int8 file scores 55.74% (34 of 61 images) on photos/ against 59.02% (36) for fp32 "
         "(allowed: 2 points less); nothing written, export fp32 instead"
     )
+
+
+def test_calibration_leaves_out_the_images_the_check_scores(tmp_path):
+    # A folder without splits: its run held out a fifth, which the int8 check scores.
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(20):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "photos" / c / f"{i}.png")
+    photos = str(tmp_path / "photos")
+    run = resnetlab.train(
+        model="resnet8", data=photos, input_size=8, max_steps=1, out=str(tmp_path / "r")
+    )
+    meta = resnetlab.read_model_meta(run.run_dir / "best.safetensors")
+    calibration = exporter.calibration_images(meta, photos).numpy()
+    scored = resnetlab.evaluate(run.run_dir / "best.safetensors", photos)
+    assert scored.result.count == run.summary["val_images"] == 8
+    assert len(calibration) == 32  # the 32 training images
+    held_out = {image.tobytes() for image in exporter.check_images(meta, photos)[0].numpy()}
+    assert len(held_out) == 8 and not held_out & {image.tobytes() for image in calibration}

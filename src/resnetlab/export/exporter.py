@@ -621,12 +621,22 @@ def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
 
 
 def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Tensor:
-    """Up to ``count`` images of the training images of ``data`` (else all of it)."""
+    """Up to ``count`` training images of ``data``: its train split, else the images the
+    model's run did not hold out of it (the check scores those), else all of it."""
     from ..data.sources import open_source
+    from ..engine.evaluate import held_out_split
 
     source = open_source(data, image_size=meta.input_size, resize=meta.resize)
     key = source.key("train", "all", "val", "test")
-    return split_pixels(source.splits[key](), count)
+    split = source.splits[key]()
+    if key == "all" and split.paths is not None:
+        held = held_out_split(data, meta)
+        if len(held) < len(split) and held.paths is not None:
+            scored = set(held.paths)
+            split = split.subset(
+                torch.tensor([i for i, p in enumerate(split.paths) if p not in scored])
+            )
+    return split_pixels(split, count)
 
 
 def split_pixels(split: Any, count: int) -> torch.Tensor:  # an ImageSet or a StreamingSet
