@@ -361,3 +361,22 @@ def test_an_option_a_model_file_cannot_hold_is_refused_in_one_line(tmp_path):
     model = resnetlab.create_model("resnet20", num_classes=2, widths=(8, 16, 32))
     resnetlab.save_model(model, path)
     assert resnetlab.load_model(path).model_kwargs == {"widths": [8, 16, 32]}
+
+
+def test_a_model_whose_classifier_was_replaced_by_hand_is_not_written(tmp_path):
+    """model.fc = nn.Linear(64, 5), as torchvision's tutorials do, left a file that
+    load_model refused (its metadata still said 10 classes)."""
+    path = tmp_path / "m.safetensors"
+    model = resnetlab.create_model("resnet8", num_classes=10)
+    model.fc = torch.nn.Linear(64, 5)
+    with pytest.raises(ResnetlabError) as error:
+        resnetlab.save_model(model, path)
+    assert str(error.value) == (
+        f"{path}: not written: its weights are not those of resnet8 with num_classes=10, "
+        "which load_model would rebuild (fc.weight has shape [5, 64], the model's is "
+        "[10, 64]); change the classes with model.reset_classifier(N) rather than a new layer"
+    )
+    assert not list(tmp_path.iterdir())
+    model.reset_classifier(5)
+    resnetlab.save_model(model, path)
+    assert resnetlab.load_model(path).num_classes == 5

@@ -340,6 +340,19 @@ def save_model(
     bad = _first_nonfinite(tensors)
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
+    # A layer replaced by hand (model.fc = nn.Linear(512, 5)) leaves the name and options
+    # describing another model: load_model would refuse the file.
+    expected = {k: tuple(v.shape) for k, v in model_skeleton(path, meta).state_dict().items()}
+    if problem := shapes_problem(expected, {k: tuple(v.shape) for k, v in tensors.items()}):
+        fix = (
+            "; change the classes with model.reset_classifier(N) rather than a new layer"
+            if "fc." in problem
+            else ""
+        )
+        raise ResnetlabError(
+            f"{path}: not written: its weights are not those of {name} with "
+            f"num_classes={meta.num_classes}, which load_model would rebuild ({problem}){fix}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Serialised in memory and written as a plain file: the usual permissions (safetensors
     # creates files readable by the owner only) and a full disk reported as OSError.
