@@ -1,4 +1,5 @@
 import dataclasses
+import errno
 import os
 import re
 import stat
@@ -380,3 +381,23 @@ def test_a_model_whose_classifier_was_replaced_by_hand_is_not_written(tmp_path):
     model.reset_classifier(5)
     resnetlab.save_model(model, path)
     assert resnetlab.load_model(path).num_classes == 5
+
+
+def test_a_model_file_that_cannot_be_written_is_one_line_and_leaves_no_folder(
+    tmp_path, monkeypatch
+):
+    model = resnetlab.create_model("resnet8")
+    (tmp_path / "a.safetensors").write_bytes(b"mine")
+    with pytest.raises(ResnetlabError) as error:  # was FileExistsError, naming a.safetensors
+        resnetlab.save_model(model, tmp_path / "a.safetensors" / "m.safetensors")
+    assert str(error.value).startswith(f"cannot write {tmp_path}/a.safetensors/m.safetensors: ")
+    assert "a file stands where a folder is needed" in str(error.value)
+    assert (tmp_path / "a.safetensors").read_bytes() == b"mine"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("resnetlab.storage.os.fsync", full)
+    with pytest.raises(ResnetlabError, match=r"No space left on device; free some space"):
+        resnetlab.save_model(model, tmp_path / "new" / "deeper" / "m.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]

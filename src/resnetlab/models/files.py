@@ -10,6 +10,7 @@ or an attempt to allocate a classifier of a billion classes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,7 +35,7 @@ from ..errors import (
     path_argument,
     shown,
 )
-from ..storage import atomic_write
+from ..storage import WriteError, atomic_write, missing_folders, write_error
 from .registry import built_options, create_model, list_models, model_info
 
 FORMAT = "resnetlab.model/1"
@@ -353,10 +354,21 @@ def save_model(
             f"{path}: not written: its weights are not those of {name} with "
             f"num_classes={meta.num_classes}, which load_model would rebuild ({problem}){fix}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Serialised in memory and written as a plain file: the usual permissions (safetensors
-    # creates files readable by the owner only) and a full disk reported as OSError.
-    atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
+    made = missing_folders(path.parent)  # removed again if the file cannot be written
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a folder is needed, a folder not ours to write
+            raise write_error(path, e) from None
+        # Serialised in memory and written as a plain file: the usual permissions
+        # (safetensors creates files readable by the owner only) and a full disk reported
+        # as OSError.
+        atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
+    except WriteError:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while nothing is in it
+        raise
     return meta
 
 
