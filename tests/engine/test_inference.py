@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import resnetlab
@@ -95,3 +97,18 @@ def test_the_small_map_matrix_products_are_a_float32_choice():
 
     assert matmuls(inference_model(model, "cpu", input_size=64)) > 0  # 2x2 maps at 64 px
     assert matmuls(inference_model(model, "cpu", input_size=64, precision="bf16")) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_in_another_dtype_is_run_in_float32(tmp_path, dtype):
+    """predict(model.half(), ...) stopped in a convolution: 'Input type (float) and bias
+    type (c10::Half) should be the same'."""
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path, input_size=8)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8))
+    expected = resnetlab.predict(path, image, device="cpu")[0]
+    model = resnetlab.load_model(path).to(dtype)
+    got = resnetlab.predict(model, image, device="cpu")[0]
+    assert next(model.parameters()).dtype == dtype  # the caller's model is left as it was
+    assert got.label == expected.label
+    assert got.top[0][1] == pytest.approx(expected.top[0][1], abs=1e-2)

@@ -126,7 +126,7 @@ def inference_model(
     input_size: int | None = None,
     precision: str = "fp32",
 ) -> nn.Module:
-    """An eval-mode copy of ``model`` on ``device``, BN folded, channels-last by default
+    """An eval-mode float32 copy of ``model`` on ``device``, BN folded, channels-last by default
     (an ``ExternalModel`` is returned as it is).
 
     Args:
@@ -146,7 +146,8 @@ def inference_model(
         return model
     device = torch.device(device)
     channels_last = resolve_channels_last(channels_last, device)
-    fast = fold_batchnorm(copy.deepcopy(model).eval()).to(device)
+    # In float32 whatever the dtype of the model given (model.half()): its inputs are.
+    fast = fold_batchnorm(copy.deepcopy(model).float().eval()).to(device)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     if device.type == "cpu":
