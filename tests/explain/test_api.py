@@ -200,6 +200,9 @@ def test_a_target_class_that_is_neither_a_name_nor_an_index_is_one_line():
 
     assert _targets(np.int64(2), ["a", "b", "c"], 2).tolist() == [2, 2]
     assert _targets(torch.tensor([2, 0]), ["a", "b", "c"], 2).tolist() == [2, 0]
+    # One class as a 0-d tensor or array (logits.argmax()): not 'iteration over a 0-d tensor'
+    assert _targets(torch.tensor(1), ["a", "b", "c"], 2).tolist() == [1, 1]
+    assert _targets(np.array(2), ["a", "b", "c"], 1).tolist() == [2]
     for target in (1.5, [0, 1.5]):
         with pytest.raises(
             resnetlab.ResnetlabError, match=r"^a target class is a class name or index, got 1.5"

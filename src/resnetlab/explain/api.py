@@ -251,7 +251,12 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
     """``target`` as class indices, one per image, or None for the predicted classes."""
     if target is None:
         return None
-    single = isinstance(target, int | str) or not isinstance(target, Iterable)  # np.int64 too
+    # np.int64 too, and a 0-d tensor (logits.argmax()), which is Iterable but not iterated
+    single = (
+        isinstance(target, int | str)
+        or not isinstance(target, Iterable)
+        or getattr(target, "ndim", None) == 0
+    )
     items = [target] * n if single else list(target)
     if len(items) != n:
         raise ResnetlabError(f"{len(items)} target classes for {n} images")
