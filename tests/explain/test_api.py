@@ -253,6 +253,11 @@ def test_one_uploaded_image_to_a_png(model_file, image_folder):
     assert torch.equal(result.maps, from_file.maps)
     with pytest.raises(resnetlab.ResnetlabError, match=r"uint8 \(N, 32, 32, 3\) for this model"):
         explain(model, np.zeros((64, 64, 3), dtype=np.uint8))
+    # No images was an UnboundLocalError; a mirrored view, torch's negative-strides ValueError.
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^no images given: the pixels are \(0, 32"):
+        explain(model, np.zeros((0, 32, 32, 3), dtype=np.uint8))
+    mirrored = explain(model, pixels[:, ::-1], method="gradcam++")
+    assert torch.equal(mirrored.images[0], torch.from_numpy(pixels[:, ::-1].copy()))
     with pytest.raises(resnetlab.ResnetlabError, match="not a readable image"):
         read_input(io.BytesIO(b"not an image"), model.meta)
 

@@ -296,6 +296,8 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
         meta = _meta(model)
         paths, pixels = load_inputs(images, meta)
         return meta, [str(p) for p in paths], pixels
+    if isinstance(images, np.ndarray):  # a flipped or rotated view (image[:, ::-1]), too
+        images = np.ascontiguousarray(images)
     pixels = torch.as_tensor(images)
     pixels = pixels[None] if pixels.ndim == 3 else pixels
     meta = _meta(model, pixels.shape[1] if pixels.ndim == 4 else None)
@@ -305,6 +307,8 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
             f"images must be uint8 (N, {size[0]}, {size[1]}, 3) for this model, got "
             f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file"
         )
+    if not len(pixels):
+        raise ResnetlabError(f"no images given: the pixels are {tuple(pixels.shape)}")
     return meta, [f"image {i}" for i in range(len(pixels))], pixels
 
 
