@@ -275,6 +275,19 @@ def test_a_loaded_models_device_is_checked_and_taken_as_predict_takes_it(model_f
     assert torch.equal(named.maps, explain(model, [image_folder / "a" / "0.png"]).maps)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_in_another_dtype_is_explained_in_float32(model_file, image_folder, dtype):
+    """explain(model.half(), ...) stopped in a convolution: 'expected scalar type Float but
+    found Half'."""
+    image = image_folder / "a" / "0.png"
+    expected = explain(model_file, [image])
+    model = resnetlab.load_model(model_file).to(dtype)
+    got = explain(model, [image])
+    assert next(model.parameters()).dtype == dtype  # the caller's model is left as it was
+    assert torch.equal(got.targets, expected.targets)
+    torch.testing.assert_close(got.maps, expected.maps, atol=0.05, rtol=0)
+
+
 def test_overlay_shows_the_map_in_jet_colours():
     image = np.full((16, 16, 3), 128, dtype=np.uint8)
     cam = np.zeros((16, 16), dtype=np.float32)

@@ -347,8 +347,11 @@ def explain(
     device_ = resolve_device(device)  # checked for a loaded model too, as predict does
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
-    elif device != "auto" and next(model.parameters()).device != device_:
-        model = copy.deepcopy(model).to(device_)  # the caller's model stays where it is
+    else:  # on the device named, in float32 as its inputs are (not a model.half()'s float16)
+        weight = next(model.parameters())
+        to = device_ if device != "auto" else weight.device
+        if weight.device != to or weight.dtype != torch.float32:
+            model = copy.deepcopy(model).to(to, torch.float32)  # the caller's stays as it is
     meta, sources, pixels = _read(model, images)
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     targets = _targets(target, names, len(pixels))
