@@ -174,6 +174,12 @@ def test_a_named_layer_and_the_errors_for_bad_ones(trained_resnet8):
     pixels = squares(2, seed=1)[0]  # uint8 (2, 32, 32, 3): what explain takes, not this
     with pytest.raises(ResnetlabError, match=r"^x must be normalised float \(B, 3, H, W\) "):
         class_activation_maps(trained_resnet8, pixels)
+    # Not numpy's AttributeError ('no attribute is_floating_point') nor a convolution's
+    # 'expected scalar type Double but found Float'.
+    with pytest.raises(ResnetlabError, match=r"got ndarray \(a tensor of it: torch.from_numpy"):
+        class_activation_maps(trained_resnet8, x.numpy())
+    in_float64 = class_activation_maps(trained_resnet8, x.double())
+    torch.testing.assert_close(in_float64.maps, class_activation_maps(trained_resnet8, x).maps)
 
 
 def test_the_keras_models_layers_go_by_their_keras_names_too():

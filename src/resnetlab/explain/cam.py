@@ -25,6 +25,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -255,11 +256,17 @@ def class_activation_maps(
     """
     if method not in METHODS:
         raise ResnetlabError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}")
-    if not (x.is_floating_point() and x.dim() == 4 and x.shape[1] == 3):  # pixels, say
+    tensor = isinstance(x, torch.Tensor)
+    if not (tensor and x.is_floating_point() and x.dim() == 4 and x.shape[1] == 3):  # pixels
+        got = f"{x.dtype} {tuple(x.shape)}" if tensor else type(x).__name__
+        if isinstance(x, np.ndarray):
+            got += " (a tensor of it: torch.from_numpy(x))"
         raise ResnetlabError(
-            f"x must be normalised float (B, 3, H, W) images, got {x.dtype} {tuple(x.shape)}; "
+            f"x must be normalised float (B, 3, H, W) images, got {got}; "
             "resnetlab.explain.explain takes uint8 (N, H, W, 3) pixels, files and PIL images"
         )
+    weight = next(model.parameters())
+    x = x.to(weight.device, weight.dtype)  # float64 images for a float32 model, say
     name = default_layer(model) if layer is None else layer
     module = find_layer(model, name)
     was_training = model.training
