@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -370,6 +371,14 @@ def test_paths_from_the_python_api_and_near_misses(tmp_path):
     assert TrainConfig(device=torch.device("cuda", 1)).device == "cuda:1"  # a torch.device too
     assert TrainConfig(pretrained=True).pretrained == "torchvision"  # as create_model takes it
     assert TrainConfig(pretrained=False).pretrained is None
+    # NumPy's numbers, as a sweep over np.logspace gives them: they were refused ('lr must
+    # be a finite number, got np.float32(0.1)'); config.json holds them as JSON numbers.
+    config = TrainConfig(lr=np.float32(0.5), batch_size=np.int64(8), milestones=np.array([0.5]))
+    assert (config.lr, config.batch_size, config.milestones) == (0.5, 8, (0.5,))
+    assert type(config.lr) is float and type(config.batch_size) is int
+    assert json.loads(json.dumps(config.to_dict()))["batch_size"] == 8
+    with pytest.raises(ResnetlabError, match=r"^batch size must be an integer, got 8.5$"):
+        TrainConfig(batch_size=np.float64(8.5))
     with pytest.raises(ResnetlabError, match=r"option: modle \(did you mean model\?\)$"):
         resolve_config(modle="resnet18")
     # The flag's name for it: --model-option KEY=VALUE.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
@@ -421,6 +422,8 @@ class TrainConfig:
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # np.float32(0.1), a value of np.logspace(...)
+            setattr(self, f.name, _python_value(getattr(self, f.name)))
         for name in PATH_FIELDS:  # pathlib.Path from the Python API
             if isinstance(getattr(self, name), os.PathLike):
                 setattr(self, name, os.fspath(getattr(self, name)))
@@ -882,6 +885,16 @@ _TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
     "tuple[float, ...]": ("a list of finite numbers", (list, tuple)),
     "dict[str, Any]": ("an object of KEY: VALUE options", (dict,)),
 }
+
+
+def _python_value(value: Any) -> Any:
+    """A NumPy number or array (and those in a list) as the Python number or list it holds,
+    which the type checks take and config.json can hold; anything else as it is."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if type(value) in (list, tuple):
+        return type(value)(map(_python_value, value))
+    return value
 
 
 def _check_types(config: TrainConfig) -> None:
