@@ -43,6 +43,27 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
 
 
+def test_two_writers_of_one_file_at_once_each_write_a_whole_file(tmp_path):
+    """Two commands writing the same output: both wrote through .f.bin.tmp, so that the
+    second's rename left the first writing into the file it had renamed (a mix of the two)
+    and the first failed with 'No such file or directory'."""
+    path = tmp_path / "f.bin"
+
+    def first(f):
+        f.write(b"1" * 10)
+        atomic_write(path, b"2" * 100)  # the other command, meanwhile
+        assert path.read_bytes() == b"2" * 100
+        f.write(b"1" * 10)
+
+    atomic_write(path, first)
+    assert path.read_bytes() == b"1" * 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+    (tmp_path / ".f.bin.tmp").write_bytes(b"torn")  # a killed writer's
+    atomic_write(path, b"3")
+    assert path.read_bytes() == b"3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
 def test_a_link_is_a_second_name_that_a_later_write_of_the_first_leaves_alone(tmp_path):
     last, best = tmp_path / "last.bin", tmp_path / "best.bin"
     atomic_write(last, b"epoch 1")

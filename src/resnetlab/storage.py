@@ -2,7 +2,8 @@
 
 Every file a run keeps (checkpoints, model files, ``config.json``, ``summary.json``,
 ``metrics.csv`` when it is rewritten, figures) is written by ``atomic_write``: into a hidden
-temporary file next to it (``.<name>.tmp``), flushed to disk, and renamed over the target.
+temporary file next to it (``.<name>.tmp``, or one of its own while another writer of the
+same file holds that), flushed to disk, and renamed over the target.
 A kill at any moment leaves the old file or the new one; a failed write removes its
 temporary file and raises a one-line ``WriteError`` naming the file and the fix, and the
 old file stays as it was. ``hold_folder`` keeps a second process out of a folder that one
@@ -14,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import itertools
 import os
 import tempfile
 from collections.abc import Callable
@@ -226,7 +228,11 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
             file is left behind.
     """
     path = Path(path)
-    tmp = temp_path(path)
+    replaced = False
+    try:
+        tmp, held = _own_temp(path)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with open(tmp, "wb") as f:
             if isinstance(content, (bytes, bytearray, memoryview)):
@@ -236,11 +242,46 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
             f.flush()
             os.fsync(f.fileno())  # on disk before it replaces the old file
         os.replace(tmp, path)
+        replaced = True
     except OSError as e:
         raise write_error(path, e) from None
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if not replaced:  # (once renamed, the name may be another writer's temporary file)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if held is not None:
+            os.close(held)
+
+
+def _own_temp(path: Path) -> tuple[Path, int | None]:
+    """The temporary file that this writer alone writes ``path`` through, made now, and the
+    descriptor whose lock holds it until it is renamed (None without locks).
+
+    ``temp_path(path)``, one that a killed writer left included; while another writer holds
+    that one (two commands writing the same file at once), a name of this writer's own,
+    ``.<name>.<pid>-<n>.tmp``: the two would otherwise write into one file, and rename it
+    over ``path`` torn.
+    """
+    for n in itertools.count():
+        tmp = temp_path(path) if n == 0 else path.with_name(f".{path.name}.{os.getpid()}-{n}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o666)
+        if fcntl is None:  # Windows: no locks; the first name, as before
+            os.close(fd)
+            return tmp, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another writer's
+            os.close(fd)
+            continue
+        except OSError:  # a file system without locks
+            return tmp, fd
+        try:  # still the file of that name, not one another writer renamed away meanwhile
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return tmp, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise AssertionError("unreachable")  # (itertools.count never ends)
 
 
 def atomic_link(source: str | os.PathLike, path: str | os.PathLike) -> bool:
