@@ -230,7 +230,7 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
     path = Path(path)
     replaced = False
     try:
-        tmp, held = _own_temp(path)
+        tmp, held = own_temp(temp_path(path))
     except OSError as e:
         raise write_error(path, e) from None
     try:
@@ -253,17 +253,17 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
             os.close(held)
 
 
-def _own_temp(path: Path) -> tuple[Path, int | None]:
-    """The temporary file that this writer alone writes ``path`` through, made now, and the
-    descriptor whose lock holds it until it is renamed (None without locks).
+def own_temp(first: Path) -> tuple[Path, int | None]:
+    """A temporary file that this writer alone writes through, made now, and the descriptor
+    whose lock holds it until it is renamed or removed (None without locks).
 
-    ``temp_path(path)``, one that a killed writer left included; while another writer holds
-    that one (two commands writing the same file at once), a name of this writer's own,
-    ``.<name>.<pid>-<n>.tmp``: the two would otherwise write into one file, and rename it
-    over ``path`` torn.
+    ``first`` (``.<name>.tmp``), one that a killed writer left included; while another
+    writer holds that one (two commands writing the same file at once), a name of this
+    writer's own with the same suffix (``.<name>.<pid>-<n>.tmp``): the two would otherwise
+    write into one file, and rename it over the target torn.
     """
     for n in itertools.count():
-        tmp = temp_path(path) if n == 0 else path.with_name(f".{path.name}.{os.getpid()}-{n}.tmp")
+        tmp = first if n == 0 else first.with_name(f"{first.stem}.{os.getpid()}-{n}{first.suffix}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o666)
         if fcntl is None:  # Windows: no locks; the first name, as before
             os.close(fd)

@@ -203,13 +203,38 @@ def test_ctrl_c_that_the_onnx_exporter_reports_as_its_failure_is_an_interruption
 def test_a_folder_that_cannot_take_the_file_fails_first_in_one_line(
     cifar_file, tmp_path, monkeypatch
 ):
-    def read_only(self, *args, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system", str(self))
+    def read_only(path, *args, **kwargs):
+        if Path(path).parent == tmp_path:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "touch", read_only)
+    real_open = os.open
+    monkeypatch.setattr(os, "open", read_only)
     with pytest.raises(ResnetlabError, match=r"cannot write .*m.onnx: Read-only file system"):
         export_model(cifar_file, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_exports_to_one_file_at_once_each_write_a_whole_file(cifar_file, tmp_path, monkeypatch):
+    """Both wrote and checked .m.tmp.pt: the second's rename took the first's file away
+    before its check ('cannot write m.pt: No such file or directory')."""
+    from resnetlab.export import exporter
+
+    other = write_model_file(tmp_path / "other.safetensors", "plain")
+    out = tmp_path / "m.pt"
+    check = exporter._check
+
+    def another_export_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(exporter, "_check", check)
+        assert export_model(other, out).model == "plain8"
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "_check", another_export_meanwhile)
+    assert export_model(cifar_file, out).model == "resnet8"
+    extra = {EXTRA_FILE: ""}
+    torch.jit.load(str(out), _extra_files=extra)
+    assert json.loads(json.loads(extra[EXTRA_FILE])["resnetlab"])["model"] == "resnet8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "other.safetensors"]
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ from ..errors import (
     shown,
 )
 from ..models import ModelMeta, load_model
-from ..storage import write_error
+from ..storage import own_temp, write_error
 from .runtime import (
     EXTRA_FILE,
     OnnxModel,
@@ -267,8 +267,8 @@ def export_model(
     images, described = check_images(meta, data)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
-    tmp = _temporary_file(out, fmt)
-    int8_accuracy = None
+    tmp, held = _temporary_file(out, fmt)
+    int8_accuracy, renamed = None, False
     try:
         opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
         if quantize:
@@ -282,6 +282,7 @@ def export_model(
             int8_accuracy = _int8_accuracy(model, tmp, data)
             _judge_int8(int8_accuracy)
         os.replace(tmp, out)
+        renamed = True
     except OSError as e:  # a file the writer or the check could not write or read back
         raise write_error(out, e) from None
     except Exception as e:
@@ -290,7 +291,10 @@ def export_model(
         raise
     finally:
         with contextlib.suppress(OSError):  # a read-only folder refuses even this
-            tmp.unlink(missing_ok=True)
+            if not renamed:  # (once renamed, the name may be another export's file)
+                tmp.unlink(missing_ok=True)
+        if held is not None:
+            os.close(held)
     return ExportReport(
         source=str(model_file),
         path=str(out),
@@ -337,18 +341,17 @@ def _interrupted(error: BaseException) -> bool:
     return False
 
 
-def _temporary_file(out: Path, fmt: str) -> Path:
+def _temporary_file(out: Path, fmt: str) -> tuple[Path, int | None]:
     """The hidden file beside ``out`` that the export is written to and checked in, made
     now: a folder that cannot take it is found before the export's work. It ends in the
     format's suffix whatever ``out`` is named (torch.export logs warnings when it saves or
-    loads a program whose name does not end in .pt2)."""
-    tmp = out.with_name(f".{out.stem}.tmp{FORMATS[fmt][0]}")
+    loads a program whose name does not end in .pt2); another export to ``out`` under way
+    meanwhile has its own (``own_temp``, which gives the descriptor that holds it)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.touch()
+        return own_temp(out.with_name(f".{out.stem}.tmp{FORMATS[fmt][0]}"))
     except OSError as e:
         raise write_error(out, e) from None
-    return tmp
 
 
 def _check_options(
