@@ -44,6 +44,15 @@ def test_onnx_model_is_used_as_a_loaded_model_file(onnx_files, cifar_file, kind)
     x = ((pixels / 255 - mean) / std).permute(0, 3, 1, 2)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x), rtol=0, atol=1e-4)
+    for wrong, got in [
+        (x.permute(0, 2, 3, 1), r"torch.float32 \(7, 16, 16, 3\)"),  # not onnxruntime's error
+        (x[:, :, :8, :8], r"torch.float32 \(7, 3, 8, 8\)"),
+        (pixels, r"torch.uint8 \(7, 16, 16, 3\)"),
+        (x.numpy(), r"ndarray \(a tensor of it: torch.from_numpy\(x\)\)"),  # AttributeError
+    ]:
+        says = rf"^{onnx_files[kind]} takes normalised float \(N, 3, 16, 16\) images, got {got}; "
+        with pytest.raises(resnetlab.ResnetlabError, match=says):
+            model(wrong)
 
 
 @pytest.mark.parametrize("kind", ["plain", "pixels"])

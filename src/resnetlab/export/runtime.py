@@ -181,6 +181,16 @@ class OnnxModel(ExternalModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised (N, 3, H, W) images -> (N, K) float32 logits, on ``x``'s device."""
+        size = self.meta.input_size
+        tensor = isinstance(x, torch.Tensor)
+        if not (tensor and x.is_floating_point() and tuple(x.shape[1:]) == (3, size, size)):
+            got = f"{x.dtype} {tuple(x.shape)}" if tensor else type(x).__name__
+            if isinstance(x, np.ndarray):
+                got += " (a tensor of it: torch.from_numpy(x))"
+            raise ResnetlabError(  # not onnxruntime's INVALID_ARGUMENT, nor an AttributeError
+                f"{self.path} takes normalised float (N, 3, {size}, {size}) images, got {got}; "
+                "resnetlab.predict takes image files and PIL images"
+            )
         x_cpu = x.detach().float().cpu()
         if self.takes_pixels:
             # Back to the pixels the normalisation came from: exact, since pixels are whole
