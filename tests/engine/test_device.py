@@ -36,6 +36,29 @@ def test_unknown_devices_list_the_known_ones(name):
         resolve_device(name)
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"), [(None, "None"), (1.5, "1.5"), (True, "True"), ([0], r"\[0\]")]
+)
+def test_a_device_that_is_no_device_name_is_one_line(name, shown):
+    """predict(..., device=None) was torch's TypeError ('device() received an invalid
+    combination of arguments'); True would be CUDA device 1."""
+    with pytest.raises(ResnetlabError, match=rf"^unknown device {shown}; use auto, cpu, cuda"):
+        resolve_device(name)
+
+
+def test_load_model_takes_the_devices_predict_takes(no_accelerators, tmp_path):
+    """A CUDA index was 'unknown device '0'' in load_model (it named str(0)), and 'cpu:0'
+    blamed the file: 'its weights cannot be read (device cpu:0 is invalid)'."""
+    import resnetlab
+
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8"), path)
+    with pytest.raises(ResnetlabError, match=r"^device 0: CUDA is not available on this machine"):
+        resnetlab.load_model(path, device=0)
+    for device in ("cpu:0", torch.device("cpu", 0)):
+        assert next(resnetlab.load_model(path, device=device).parameters()).device.type == "cpu"
+
+
 def test_auto_falls_back_to_the_cpu(no_accelerators):
     assert resolve_device("auto") == torch.device("cpu")
     assert resolve_device("cpu") == torch.device("cpu")

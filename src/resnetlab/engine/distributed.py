@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, shown
 
 # Seconds a process waits for the others to join before it says what it waits for (the
 # process group waits up to 30 minutes, silently).
@@ -57,21 +57,26 @@ ACCELERATORS: dict[str, tuple[str, Callable[[], bool]]] = {
 }
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str | int | torch.device, local_rank: int = 0) -> torch.device:
     """``auto`` picks CUDA (this process's GPU under torchrun), then Apple's MPS, then CPU;
-    a named accelerator this machine lacks is a ``ResnetlabError``."""
+    a named accelerator this machine lacks is a ``ResnetlabError``. Also takes what
+    ``torch.device`` takes: a ``torch.device`` and a CUDA index."""
+    if isinstance(name, torch.device):
+        name = str(name)  # named in messages as 'cuda:1', not device(type='cuda', index=1)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
+    try:  # (torch would take True as index 1)
+        device = None if isinstance(name, bool) else torch.device(name)
+    except (RuntimeError, TypeError):  # TypeError: None, 1.5, a list
         device = None
     if device is None or (device.type != "cpu" and device.type not in ACCELERATORS):
-        raise ResnetlabError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N, mps or xpu")
+        raise ResnetlabError(
+            f"unknown device {shown(name)}; use auto, cpu, cuda, cuda:N, mps or xpu"
+        )
     if device.type in ACCELERATORS:
         label, available = ACCELERATORS[device.type]
         if not available():
@@ -80,6 +85,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             )
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    if device.type == "cpu":  # 'cpu:0' is the one CPU, and safetensors refuses the index
+        device = torch.device("cpu")
     return device
 
 

@@ -632,7 +632,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     """
     from ..engine.distributed import resolve_device  # engine builds on models
 
-    device = resolve_device(str(device))
+    device = resolve_device(device)
     path = path_argument(path, "the model file")
     meta = read_model_meta(path)
     _check_shapes(path, meta)
