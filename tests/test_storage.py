@@ -1,5 +1,7 @@
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -103,6 +105,29 @@ def test_a_held_folder_is_refused_to_other_processes_until_the_holder_ends(
     release_folder(tmp_path)
     assert not (tmp_path / LOCK_NAME).exists()
     release_folder(tmp_path)  # one release too many changes nothing
+
+
+def test_a_folder_on_a_full_disk_is_held_without_its_holders_name(tmp_path, monkeypatch):
+    """Writing the holder's process id to .lock raised the OSError of a full disk from
+    hold_folder: train --out on a full disk was a traceback."""
+    lock, write = tmp_path / LOCK_NAME, os.write
+
+    def full(fd, data):
+        if lock.exists() and os.path.samestat(os.fstat(fd), os.stat(lock)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    hold_folder(tmp_path, "wait for it")
+    monkeypatch.undo()
+    code = "import sys; from pathlib import Path; from resnetlab.storage import hold_folder; "
+    code += "hold_folder(Path(sys.argv[1]), 'wait for it')"
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
+    assert f"{tmp_path} is in use by another process: wait for it" in other.stderr
+    release_folder(tmp_path)
+    assert not lock.exists()
 
 
 def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):

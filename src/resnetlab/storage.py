@@ -87,8 +87,10 @@ def hold_folder(folder: Path, fix: str) -> None:
         return
     file.seek(0)
     file.truncate()
-    file.write(f"{os.getpid()}\n")
-    file.flush()
+    # Only a refusal's message reads it: on a full disk the folder is held, the holder not
+    # named. (Unbuffered: a write left in the file's buffer would fail again when closed.)
+    with contextlib.suppress(OSError):
+        os.write(file.fileno(), f"{os.getpid()}\n".encode())
     _held[key] = [file, 1]
 
 
