@@ -215,6 +215,26 @@ def test_a_folder_that_cannot_take_the_file_fails_first_in_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".pt2"])
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(
+    cifar_file, tmp_path, monkeypatch, suffix
+):
+    """torch.jit.save and torch.export.save, writing the file themselves, aborted the
+    process on a full disk ('terminate called after throwing an instance of c10::Error')."""
+    write_bytes = Path.write_bytes
+
+    def full(self, data):
+        if self.parent == tmp_path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    out = tmp_path / f"m{suffix}"
+    with pytest.raises(ResnetlabError, match=rf"^cannot write {out}: No space left on device; "):
+        export_model(cifar_file, out)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_two_exports_to_one_file_at_once_each_write_a_whole_file(cifar_file, tmp_path, monkeypatch):
     """Both wrote and checked .m.tmp.pt: the second's rename took the first's file away
     before its check ('cannot write m.pt: No such file or directory')."""

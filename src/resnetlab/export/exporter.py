@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import io
 import json
 import logging
 import os
@@ -484,9 +485,11 @@ def _write_torchscript(
     opset: int | None,
     metadata: dict[str, Any],
 ) -> None:
+    program = io.BytesIO()
     with _quiet_torchscript(), torch.no_grad():
         traced = torch.jit.trace(graph, (example,), check_trace=False)  # checked after writing
-        torch.jit.save(traced, str(path), _extra_files={EXTRA_FILE: json.dumps(metadata)})
+        torch.jit.save(traced, program, _extra_files={EXTRA_FILE: json.dumps(metadata)})
+    path.write_bytes(program.getbuffer())  # see _write_exported_program
 
 
 def _write_exported_program(
@@ -499,7 +502,12 @@ def _write_exported_program(
 ) -> None:
     shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
     program = torch.export.export(graph, (example,), dynamic_shapes=shapes)
-    torch.export.save(program, str(path), extra_files={EXTRA_FILE: json.dumps(metadata)})
+    # Saved in memory, then written: PyTorch's zip writer, writing to a full disk itself,
+    # aborts the process ('terminate called after throwing an instance of c10::Error'),
+    # where a write from Python raises the OSError that export_model reports in one line.
+    saved = io.BytesIO()
+    torch.export.save(program, saved, extra_files={EXTRA_FILE: json.dumps(metadata)})
+    path.write_bytes(saved.getbuffer())
 
 
 WRITERS: dict[str, Callable[..., int | None]] = {
