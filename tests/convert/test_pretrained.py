@@ -253,6 +253,10 @@ def test_torch_state_dict_file(torchvision18, torchvision18_file):
     path = torchvision18_file.with_name("wrapped.pt")
     torch.save({"epoch": 3, "state_dict": wrapped}, path)
     _same_outputs(resnetlab.create_model("resnet18", pretrained=path), torchvision18)
+    # Named as timm's train.py names its checkpoints: was 'unknown kind of weights file .tar'.
+    path = torchvision18_file.with_name("model_best.pth.tar")
+    torch.save({"epoch": 3, "arch": "resnet18", "state_dict": wrapped, "version": 2}, path)
+    _same_outputs(resnetlab.create_model("resnet18", pretrained=path), torchvision18)
 
 
 class _RunsCode:

@@ -83,6 +83,9 @@ HEAD_PREFIXES = ("fc.", "head.")
 # connection attempt can otherwise hang for minutes.
 NETWORK_TIMEOUT_S = 30.0
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+# Checkpoints named as timm's train.py and PyTorch's ImageNet example save them
+# (model_best.pth.tar): torch.save files too, not tar archives.
+TORCH_ARCHIVES = (".pth.tar",)
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 # Options that change initialisation or the classifier's input, not the trained layers.
 _HEAD_OR_INIT_OPTIONS = ("zero_init_residual", "input_size")
@@ -534,6 +537,8 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
             f"model files record the model, its classes and its normalisation"
         )
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(TORCH_ARCHIVES):
+        suffix = ".pth"
     if suffix == ".safetensors":
         return _with_timm_config(_from_safetensors(path, source), path)
     if suffix in TORCH_SUFFIXES:
