@@ -112,3 +112,26 @@ def test_names_no_font_has_are_said_once_however_many_maps_are_drawn(tmp_path, m
     assert warning.category is DataWarning
     assert "are drawn as boxes" in str(warning.message)
     assert "fonts-noto-cjk" in str(warning.message)
+
+
+def test_create_app_refuses_what_it_cannot_serve_in_one_line(model_file):
+    """A path or a loaded model made an app that failed at each request, and limits out of
+    range (top_k=0, max_upload_mb=-1) were taken; a limit given as text was a TypeError."""
+    from resnetlab.serve import create_app
+
+    says = r"^create_app takes a Predictor: resnetlab.serve.load_predictor\('model.safetensors'\)"
+    for wrong in (str(model_file), resnetlab.load_model(model_file)):
+        with pytest.raises(resnetlab.ResnetlabError, match=says):
+            create_app(wrong)
+    predictor = load_predictor(model_file, device="cpu")
+    for options, message in [
+        ({"top_k": 0}, "--top-k must be at least 1, got 0"),
+        ({"max_batch": "16"}, "--max-batch must be a whole number, got '16'"),
+        ({"max_upload_mb": -1}, "--max-upload-mb must be a finite positive number, got -1"),
+        ({"max_wait_ms": "2"}, "--max-wait-ms must be a finite number of at least 0, got '2'"),
+    ]:
+        with pytest.raises(resnetlab.ResnetlabError) as error:
+            create_app(predictor, **options)
+        assert str(error.value) == message
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^--port must be a whole number"):
+        resnetlab.serve.serve(model_file, port="8000")

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.decode import available_cpus
 from ..engine.predict import Prediction, top_classes
+from ..errors import ResnetlabError, count_argument, finite_number, shown
 from .batching import Batcher, QueueFull, Stopped
 from .predictor import Predictor, RequestError
 
@@ -121,6 +122,12 @@ def create_app(
         max_upload_mb: largest request body accepted, in MiB.
         top_k: classes in an answer when the request does not say (``?top_k=N``).
     """
+    if not isinstance(predictor, Predictor):  # a path or a loaded model failed at each request
+        raise ResnetlabError(
+            "create_app takes a Predictor: resnetlab.serve.load_predictor('model.safetensors'), "
+            f"not a {type(predictor).__name__}"
+        )
+    check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
     batcher = Batcher(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
     max_bytes = int(max_upload_mb * 2**20)
     # Decoding runs in worker threads; this many at once bounds the memory big images take.
@@ -193,6 +200,22 @@ def create_app(
     # route of its path's methods, in Allow.
     app.add_api_route("/predict", _how_to_predict, methods=["GET"], include_in_schema=False)
     return app
+
+
+def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> None:
+    """One line, naming the ``serve`` flag, for a limit that is out of range or no number."""
+    for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--top-k", top_k)):
+        count_argument(value, flag)
+    # NaN passes every comparison below, and an infinite wait would hold a lone request
+    # for ever: both are refused as the numbers they are not.
+    if not (finite_number(max_wait_ms) and max_wait_ms >= 0):
+        raise ResnetlabError(
+            f"--max-wait-ms must be a finite number of at least 0, got {shown(max_wait_ms)}"
+        )
+    if not (finite_number(max_upload_mb) and max_upload_mb > 0):
+        raise ResnetlabError(
+            f"--max-upload-mb must be a finite positive number, got {shown(max_upload_mb)}"
+        )
 
 
 def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:

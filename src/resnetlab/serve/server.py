@@ -4,15 +4,14 @@ one-line error and ``--port 0`` picks a free port that is then printed."""
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import socket
 import sys
 
 import uvicorn
 
-from ..errors import ResnetlabError
-from .app import create_app
+from ..errors import ResnetlabError, count_argument
+from .app import check_limits, create_app
 from .predictor import load_predictor
 
 
@@ -112,21 +111,9 @@ def _check_model_file(model_file: str | os.PathLike) -> None:
 
 
 def _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> None:
-    if not 0 <= port <= 65535:
+    if count_argument(port, "--port", minimum=0) > 65535:
         raise ResnetlabError(f"--port must be between 0 and 65535, got {port}")
-    for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--top-k", top_k)):
-        if value < 1:
-            raise ResnetlabError(f"{flag} must be at least 1, got {value}")
-    # NaN passes every comparison below, and an infinite wait would hold a lone request
-    # for ever: both are refused as the numbers they are not.
-    if not (math.isfinite(max_wait_ms) and max_wait_ms >= 0):
-        raise ResnetlabError(
-            f"--max-wait-ms must be a finite number of at least 0, got {max_wait_ms}"
-        )
-    if not (math.isfinite(max_upload_mb) and max_upload_mb > 0):
-        raise ResnetlabError(
-            f"--max-upload-mb must be a finite positive number, got {max_upload_mb}"
-        )
+    check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
 
 
 def _lan_address(family: socket.AddressFamily) -> str | None:
