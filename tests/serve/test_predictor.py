@@ -40,6 +40,8 @@ def test_any_model_with_meta_serves_and_maps_need_weights(model_file, image_file
     with pytest.raises(RequestError, match="PyTorch weights") as refused:
         predictor.cam_png(pixels)
     assert refused.value.status == 501
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^Predictor takes a model file, or a "):
+        Predictor(resnetlab.create_model("resnet8"))  # was AttributeError: no attribute 'meta'
 
 
 def test_a_cut_short_upload_is_named_in_the_words_predict_uses(model_file, image_files):

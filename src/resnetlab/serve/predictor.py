@@ -30,7 +30,7 @@ from ..data.decode import (
     unreadable_image,
 )
 from ..engine.distributed import resolve_device
-from ..engine.inference import inference_model, load_model_file
+from ..engine.inference import inference_model, load_model_file, model_file_meta
 from ..engine.predict import class_names, class_probabilities, read_input
 from ..errors import ResnetlabError
 from ..models import ModelMeta
@@ -71,7 +71,7 @@ class Predictor:
         source: str = "",
         precision: str = "fp32",
     ):
-        self.meta = model.meta
+        self.meta = model_file_meta(model, "Predictor")  # not an AttributeError for 'meta'
         self.names = class_names(self.meta)
         self.device = resolve_device(str(device))
         self.source = source
