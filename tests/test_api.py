@@ -152,6 +152,18 @@ def test_predict_and_explain_take_open_images_as_their_files(tmp_path):
     assert maps.sources == ["image 0"]
 
 
+def test_an_open_image_with_premultiplied_alpha_is_read_as_its_straight_alpha(tmp_path):
+    """Mode 'La' was 'not a readable image (conversion from La to L not supported)'."""
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), model, input_size=8)
+    rng = np.random.default_rng(0)
+    straight = Image.fromarray(rng.integers(0, 256, (8, 8, 2), dtype=np.uint8), "LA")
+    premultiplied = straight.convert("La")
+    (got,) = resnetlab.predict(model, premultiplied, top_k=3)
+    (expected,) = resnetlab.predict(model, premultiplied.convert("LA"), top_k=3)
+    assert got.top == expected.top
+
+
 def test_predict_shows_its_warnings_at_the_line_that_called_it(tmp_path):
     # predict runs under torch.no_grad(), whose wrapper is not the script's line.
     model = tmp_path / "m.safetensors"

@@ -280,7 +280,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(gray).convert("RGB")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
-    if im.mode in ("LA", "La", "PA"):
+    if im.mode == "La":  # premultiplied, which Pillow converts to LA and to nothing else
+        im = im.convert("LA")
+    if im.mode in ("LA", "PA"):
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "RGBa"):
         # Over black, so a transparent pixel does not show whatever colour it happens to hold.
