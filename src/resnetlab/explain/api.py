@@ -82,7 +82,7 @@ class Explanation:
 
     def overlay(self, i: int, *, side: int | None = None, on_sheet: bool = False) -> Image.Image:
         """Image ``i`` beside its heat map, captioned with the prediction."""
-        kwargs = {} if side is None else {"side": side}
+        kwargs = {} if side is None else {"side": count_argument(side, "side")}
         caption = self.caption(i, on_sheet=on_sheet)
         return render_overlay(self.images[i], self.maps[i], caption, **kwargs)
 
