@@ -301,6 +301,8 @@ def test_a_keras_file_given_as_a_model_file_says_how_to_convert_it(tmp_path):
         (None, {}, "the model file to write must be a path (str or pathlib.Path), got NoneType"),
         ("m.safetensors", {"mean": 0.5}, "mean must be three numbers, one per RGB channel"),
         ("m.safetensors", {"std": "0.2"}, "std must be three numbers, one per RGB channel"),
+        ("m.safetensors", {"input_size": "32"}, "input_size must be a whole number, got '32'"),
+        ("m.safetensors", {"input_size": 32.5}, "input_size must be a whole number, got 32.5"),
     ],
 )
 def test_save_model_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, path, options, says):

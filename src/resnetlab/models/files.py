@@ -29,6 +29,7 @@ from torch import nn
 
 from ..errors import (
     ResnetlabError,
+    count_argument,
     finite_number,
     folder_problem,
     near_name,
@@ -327,7 +328,7 @@ def save_model(
         model=name,
         model_kwargs=kwargs,
         num_classes=model.num_classes,
-        input_size=int(input_size),
+        input_size=count_argument(input_size, "input_size"),  # not '32' or 32.5 taken as 32
         class_names=list(class_names) if class_names is not None else None,
         mean=mean,
         std=std,
