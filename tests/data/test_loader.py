@@ -224,3 +224,26 @@ def test_augmentation_out_of_range_is_one_line_when_made(options, says):
     with pytest.raises(ResnetlabError) as error:
         Augment(**options)
     assert str(error.value).startswith(says)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"batch_size": "32"}, "batch_size must be a whole number, got '32'"),
+        ({"mean": (0.5, 0.5)}, "mean must be three numbers, one per RGB channel, got (0.5, 0.5)"),
+        ({"std": 0.25}, "std must be three numbers, one per RGB channel, got 0.25"),
+        ({"std": (0.25, 0, 0.25)}, "std must be above 0 for each channel, got (0.25, 0, 0.25)"),
+        ({"augment": {"crop_padding": 4}}, "augment must be an Augment (Augment(crop_padding=4, "),
+    ],
+)
+def test_make_loader_names_a_wrong_argument_in_one_line(options, says):
+    """Not torch's 'The size of tensor a (2) must match ...' at the first batch, a
+    comparison's TypeError, a dict's AttributeError, or batches of inf from a std of 0."""
+    from resnetlab.data import make_loader
+
+    images, labels = _images()
+    split = ImageSet(images, labels, [str(i) for i in range(10)])
+    given = {"batch_size": 4, "device": "cpu", "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    with pytest.raises(ResnetlabError) as error:
+        make_loader(split, train=True, **{**given, **options})
+    assert str(error.value).startswith(says)

@@ -9,6 +9,7 @@ either (extracted once into the cache folder). Each source offers some of the sp
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import unicodedata
 from collections import Counter
@@ -28,6 +29,7 @@ from ..errors import (
     name_as_given,
     near_name,
     path_argument,
+    shown,
     warn,
 )
 from ..models.files import other_format
@@ -930,6 +932,24 @@ def make_loader(
             cores, at most 8, shared among ``world_size``); unused for an ``ImageSet``.
     """
     _check_split(split, "make_loader")
+    batch_size = count_argument(batch_size, "batch_size")
+    for key, value in (("mean", mean), ("std", std)):  # not torch's error at the first batch
+        try:
+            values = [float(v) for v in value]
+        except (TypeError, ValueError):  # a single number, or text
+            values = []
+        if len(values) != 3 or not all(map(math.isfinite, values)):
+            raise ResnetlabError(
+                f"{key} must be three numbers, one per RGB channel, got {shown(value)}"
+            )
+        if key == "std" and min(values) <= 0:  # every image would be inf or NaN
+            raise ResnetlabError(f"std must be above 0 for each channel, got {shown(value)}")
+    if augment is not None and not isinstance(augment, Augment):
+        unpack = "; unpack it: Augment(**augment)" if isinstance(augment, dict) else ""
+        raise ResnetlabError(
+            f"augment must be an Augment (Augment(crop_padding=4, flip=True)), got "
+            f"{type(augment).__name__}{unpack}"
+        )
     if not isinstance(device, torch.device):
         from ..engine.distributed import resolve_device  # the engine builds on the data
 
