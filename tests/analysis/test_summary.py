@@ -34,6 +34,24 @@ def test_a_model_name_where_a_built_model_goes_is_one_line():
         summarize(None, 32)
 
 
+def test_an_image_side_no_model_takes_is_one_line():
+    """Not torch's 'Kernel size can't be greater than actual input size' (0) nor
+    zeros()'s TypeError ('32'), nor an allocation of the side asked."""
+    from resnetlab.analysis import training_flops
+
+    model = resnetlab.create_model("resnet8")
+    for function in (summarize, training_flops):
+        name = function.__name__
+        for side, says in [
+            (0, f"{name}'s input_size must be at least 8, got 0"),
+            (10**5, f"{name}'s input_size must be at most 2,048, got 100,000"),
+            ("32", f"{name}'s input_size must be a whole number, got '32'"),
+        ]:
+            with pytest.raises(ResnetlabError) as error:
+                function(model, side)
+            assert str(error.value) == says
+
+
 def test_flops_come_from_a_real_counter():
     # ResNet-50 at 224x224: 4.09 G multiply-adds, the figure torchvision publishes (4.09 GFLOPS).
     summary = summarize(resnetlab.create_model("resnet50"), 224)

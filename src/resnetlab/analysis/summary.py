@@ -17,7 +17,8 @@ from rich.table import Table
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import ResnetlabError, shown
+from ..errors import ResnetlabError, count_argument, shown
+from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 
 @dataclass
@@ -61,6 +62,17 @@ def _check_module(model: object, function: str) -> nn.Module:
     return model
 
 
+def _check_input_size(value: object, function: str) -> int:
+    """``value`` as the image side of ``function``'s pass when it is one that models take
+    (``--input-size``'s range), else one line: not torch's error for a kernel larger than
+    the map, nor an allocation of the size asked."""
+    what = f"{function}'s input_size"
+    size = count_argument(value, what, minimum=MIN_INPUT_SIZE)
+    if size > MAX_INPUT_SIZE:
+        raise ResnetlabError(f"{what} must be at most {MAX_INPUT_SIZE:,}, got {size:,}")
+    return size
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, non-trainable) as Keras reports them."""
     _check_module(model, "count_parameters")
@@ -73,6 +85,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 def summarize(model: nn.Module, input_size: int, name: str | None = None) -> ModelSummary:
     """Run one ``input_size`` x ``input_size`` image through ``model`` and describe each layer."""
     _check_module(model, "summarize")
+    input_size = _check_input_size(input_size, "summarize")
     rows: list[LayerRow] = []
     seen: set[str] = set()
 
@@ -187,6 +200,8 @@ def training_flops(model: nn.Module, input_size: int) -> int:
     counts as 2) on a batch of two, in training mode. Run it on a model built on the meta
     device (``with torch.device("meta"): create_model(...)``) to count without computing.
     """
+    _check_module(model, "training_flops")
+    input_size = _check_input_size(input_size, "training_flops")
     param = next(model.parameters())
     x = torch.zeros(2, 3, input_size, input_size, device=param.device, dtype=param.dtype)
     y = torch.zeros(2, dtype=torch.int64, device=param.device)
