@@ -13,7 +13,7 @@ from resnetlab.analysis import fonts
 from resnetlab.cli import main
 from resnetlab.engine.predict import read_input
 from resnetlab.errors import DataWarning
-from resnetlab.explain import explain, render_overlay
+from resnetlab.explain import class_activation_maps, explain, render_overlay
 
 from .conftest import CLASSES, squares
 
@@ -276,6 +276,37 @@ def test_a_loaded_models_device_is_checked_and_taken_as_predict_takes_it(model_f
         explain(model, [image_folder / "a" / "0.png"], device="gpu")
     named = explain(model, [image_folder / "a" / "0.png"], device="cpu")
     assert torch.equal(named.maps, explain(model, [image_folder / "a" / "0.png"]).maps)
+
+
+class Compiled(torch.nn.Module):
+    """What torch.compile returns (an OptimizedModule: the model as _orig_mod, its
+    attributes passed through), without the seconds that importing the compiler takes."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = model
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._orig_mod, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._orig_mod(x)
+
+
+def test_a_compiled_model_is_explained_as_the_model_inside_it(model_file, image_folder):
+    """torch.compile's wrapper names its layers _orig_mod.<name>: the default layer was
+    'no layer 'layer3' in resnet8; choose one of _orig_mod, _orig_mod.conv1, ...'."""
+    image = image_folder / "a" / "0.png"
+    model = resnetlab.load_model(model_file)
+    expected = explain(model, [image])
+    got = explain(Compiled(model), [image])
+    assert got.layer == expected.layer and torch.equal(got.maps, expected.maps)
+    x = torch.zeros(1, 3, 32, 32)
+    named = class_activation_maps(Compiled(model), x, layer="layer2")
+    assert torch.equal(named.maps, class_activation_maps(model, x, layer="layer2").maps)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

@@ -345,6 +345,7 @@ def explain(
     """
     batch_size = count_argument(batch_size, "batch size")
     device_ = resolve_device(device)  # checked for a loaded model too, as predict does
+    model = getattr(model, "_orig_mod", model)  # torch.compile's: its layers are the model's
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
     else:  # on the device named, in float32 as its inputs are (not a model.half()'s float16)

@@ -267,6 +267,9 @@ def class_activation_maps(
         )
     weight = next(model.parameters())
     x = x.to(weight.device, weight.dtype)  # float64 images for a float32 model, say
+    # torch.compile's wrapper names every layer _orig_mod.<name>, and runs a graph that
+    # calls no hooks: the maps are drawn from the model inside it, run eagerly.
+    model = getattr(model, "_orig_mod", model)
     name = default_layer(model) if layer is None else layer
     module = find_layer(model, name)
     was_training = model.training
