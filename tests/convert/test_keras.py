@@ -486,6 +486,16 @@ def test_a_folder_or_a_missing_file_is_named_as_such(target64, tmp_path):
     assert str(caught.value) == (
         f"Keras file not found: {tmp_path / 'ResNet5.h5'}; did you mean {tmp_path / 'ResNet50.h5'}?"
     )
+    # Nothing, or an empty value, where the file goes: pathlib's TypeError, and the current
+    # folder ("." is a folder; give the Keras model file in it).
+    for call in (
+        lambda: load_keras_h5(target64, None),
+        lambda: convert_keras(None, tmp_path / "m.safetensors"),
+    ):
+        with pytest.raises(ResnetlabError, match=r"^the Keras file must be a path \(str or "):
+            call()
+    with pytest.raises(ResnetlabError, match=r"^the Keras file: an empty value; give one$"):
+        convert_keras("", tmp_path / "m.safetensors")
 
 
 def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):

@@ -465,6 +465,7 @@ def convert_keras(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
+    src = path_argument(src, "the Keras file")
     dst = path_argument(dst, "the model file to write", reading=False)  # ~ expanded
     if problem := folder_problem(dst, f"{Path(src).stem}.safetensors"):
         raise ResnetlabError(problem)
@@ -530,7 +531,7 @@ def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
 
 
 def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
-    path = Path(path)
+    path = Path(path_argument(path, "the Keras file"))  # not pathlib's TypeError for None
     if path.is_dir():
         raise ResnetlabError(
             f"{path} is a folder; give the Keras model file in it (.h5, .hdf5 or .keras); a "
