@@ -4,6 +4,7 @@ import os
 import re
 import stat
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -403,3 +404,26 @@ def test_a_model_file_that_cannot_be_written_is_one_line_and_leaves_no_folder(
     with pytest.raises(ResnetlabError, match=r"No space left on device; free some space"):
         resnetlab.save_model(model, tmp_path / "new" / "deeper" / "m.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]
+
+
+def test_a_training_record_of_numpy_and_torch_numbers_is_written_as_json(tmp_path):
+    """An accuracy computed as a tensor or a NumPy number was json's TypeError ('Object of
+    type Tensor is not JSON serializable'); a value JSON has no form for is one line."""
+    path = tmp_path / "m.safetensors"
+    model = resnetlab.create_model("resnet8")
+    record = {"acc": torch.tensor(0.5), "top5": np.float32(0.75), "per_class": np.arange(2)}
+    resnetlab.save_model(model, path, training=record)
+    assert resnetlab.read_model_meta(path).training == {
+        "acc": 0.5,
+        "top5": 0.75,
+        "per_class": [0, 1],
+    }
+    with pytest.raises(ResnetlabError) as error:
+        resnetlab.save_model(model, tmp_path / "n.safetensors", training={"when": dataclasses})
+    assert str(error.value) == (
+        f"{tmp_path / 'n.safetensors'}: not written: training holds a module, which a model "
+        "file cannot hold (numbers, text, true/false, and lists and dicts of them)"
+    )
+    with pytest.raises(ResnetlabError, match=r"^training must be a dict of what to keep"):
+        resnetlab.save_model(model, tmp_path / "n.safetensors", training=[1, 2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
@@ -320,6 +321,7 @@ def save_model(
         raise ResnetlabError(
             f"{path}: not written: {name}'s {problem}, so load_model could not rebuild it"
         )
+    training = _training_record(path, training)
     if input_size is None:  # the model's own, else that of the weights it started from
         pretrained = getattr(model, "pretrained", None)
         started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
@@ -332,7 +334,7 @@ def save_model(
         class_names=list(class_names) if class_names is not None else None,
         mean=mean,
         std=std,
-        training=dict(training or {}),
+        training=training,
         resize=resize,
     )
     problem = meta_problem(json.loads(meta.to_json()))
@@ -425,6 +427,32 @@ def _usage_defaults(
     std = (1.0, 1.0, 1.0) if std is None else std
     resize = "crop" if resize is None else resize
     return class_names, input_size, mean, std, resize
+
+
+def _training_record(path: Path, training: object) -> dict[str, Any]:
+    """``save_model``'s ``training`` as the JSON the file holds: NumPy and PyTorch numbers
+    (an accuracy computed as a tensor) as the numbers they hold; one line for a value JSON
+    has no form for (json's TypeError), or a record that is no dict."""
+    if training is None:
+        return {}
+    if not isinstance(training, dict):
+        raise ResnetlabError(
+            f"training must be a dict of what to keep ({{'epochs': 10, ...}}), got "
+            f"{type(training).__name__}"
+        )
+
+    def plain(value: object) -> object:
+        if isinstance(value, np.generic | np.ndarray | torch.Tensor):
+            return value.tolist()
+        raise TypeError(type(value).__name__)
+
+    try:
+        return json.loads(json.dumps(training, default=plain))
+    except TypeError as e:
+        raise ResnetlabError(
+            f"{path}: not written: training holds a {e}, which a model file cannot hold "
+            "(numbers, text, true/false, and lists and dicts of them)"
+        ) from None
 
 
 def empty_file_problem(path: Path, fix: str = "copy it again") -> str:
