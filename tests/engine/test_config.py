@@ -63,6 +63,9 @@ def test_bad_values_are_clear_errors(tmp_path):
         TrainConfig.load(bad)
     with pytest.raises(ResnetlabError, match="config file not found"):
         TrainConfig.load(tmp_path / "missing.json")
+    for call in (lambda: TrainConfig.load(3), lambda: TrainConfig().save(None)):  # TypeError
+        with pytest.raises(ResnetlabError, match=r"config file.* must be a path \(str or "):
+            call()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")
     with pytest.raises(ResnetlabError, match=r"run is a folder; --config takes a file: give .*"):

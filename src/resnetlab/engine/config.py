@@ -22,7 +22,15 @@ import torch
 
 from ..data.decode import DEFAULT_RESIZE, RESIZE_MODES
 from ..data.sources import check_val_split
-from ..errors import ResnetlabError, SettingWarning, empty_problem, finite_number, shown, warn
+from ..errors import (
+    ResnetlabError,
+    SettingWarning,
+    empty_problem,
+    finite_number,
+    path_argument,
+    shown,
+    warn,
+)
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE, option_problem
 from ..models.registry import built_options
@@ -556,13 +564,14 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config; ``out`` is left empty so that a rerun gets a folder of its own."""
+        path = path_argument(path, "the config file to write", reading=False)
         values = {**self.to_dict(), "out": None}
         atomic_write_text(path, json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> dict[str, Any]:
         """The values stored in a ``config.json`` (checked, not yet resolved)."""
-        path = Path(path)
+        path = Path(path_argument(path, "the config file"))  # not pathlib's TypeError
         if path.is_dir():
             inside = path / "config.json"
             hint = f"give {inside}" if inside.is_file() else "give a run's config.json"
