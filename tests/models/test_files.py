@@ -427,3 +427,18 @@ def test_a_training_record_of_numpy_and_torch_numbers_is_written_as_json(tmp_pat
     with pytest.raises(ResnetlabError, match=r"^training must be a dict of what to keep"):
         resnetlab.save_model(model, tmp_path / "n.safetensors", training=[1, 2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_model_on_the_meta_device_is_not_written(tmp_path):
+    """Built under torch.device("meta") (as for counting FLOPs), it has no values to save:
+    NotImplementedError 'Cannot copy out of meta tensor; no data!'."""
+    with torch.device("meta"):
+        model = resnetlab.create_model("resnet8")
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ResnetlabError) as error:
+        resnetlab.save_model(model, path)
+    assert str(error.value).startswith(
+        f"{path}: not written: the model's conv1.weight is on the meta device, which holds "
+        "shapes and no values; "
+    )
+    assert not list(tmp_path.iterdir())

@@ -340,7 +340,14 @@ def save_model(
     problem = meta_problem(json.loads(meta.to_json()))
     if problem:
         raise ResnetlabError(f"{path}: not written: its metadata would be invalid ({problem})")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    if empty := next((k for k, v in state.items() if v.is_meta), None):  # no values to copy
+        raise ResnetlabError(
+            f"{path}: not written: the model's {empty} is on the meta device, which holds "
+            "shapes and no values; build the model on a real device, or give it weights "
+            "(model.to_empty(device='cpu'), then load_state_dict)"
+        )
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     bad = _first_nonfinite(tensors)
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
