@@ -775,7 +775,7 @@ def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
     """Overlays are not written inside a folder of the images explained: the next run on that
     folder would read them as its images (and train them as a class of their own). Inside
     the data set of class folders that an image explained is in, a warning says so."""
-    from .data.folders import data_folder_holding, data_sets_around
+    from .data.folders import data_folder_holding, data_set_above, data_sets_around
     from .errors import DataWarning, warn
 
     fix = "a folder" if flag == "--cam" else "--out"
@@ -784,11 +784,14 @@ def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
             f"{flag} {out} is inside {folder}, the folder of images explained: the overlays "
             f"would be read as its images next time; give {fix} outside it"
         )
-    if folder := data_folder_holding(out, data_sets_around(inputs)):
+    why = " (the images explained are in one)"
+    if not (folder := data_folder_holding(out, data_sets_around(inputs))):
+        folder, why = data_set_above(out), ""
+    if folder:
         warn(
-            f"{flag} {out} is inside {folder}, which looks like a data set of class folders "
-            f"(the images explained are in one): a run on {folder} would read the overlays "
-            f"as its images; give {fix} outside it to keep them apart",
+            f"{flag} {out} is inside {folder}, which looks like a data set of class folders"
+            f"{why}: a run on {folder} would read the overlays as its images; give {fix} "
+            "outside it to keep them apart",
             DataWarning,
         )
 

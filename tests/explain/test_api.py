@@ -132,6 +132,15 @@ def test_overlays_are_never_written_inside_the_folder_explained(
     assert "warning: the default --out cams is inside .., which looks like" in (
         capsys.readouterr().err
     )
+    # Photos from elsewhere explained into the data set, or into one of its class folders.
+    shutil.copy(image, tmp_path / "new.png")
+    for out in (folder / "cams-new", folder / "b" / "cams"):
+        assert main(["explain", str(model_file), str(tmp_path / "new.png"), "--out", str(out)]) == 0
+        assert (
+            f"warning: --out {out} is inside {folder}, which looks like a data set of class "
+            f"folders: a run on {folder} would read the overlays as its images; give --out "
+            "outside it to keep them apart\n"
+        ) in capsys.readouterr().err
     # Beside a loose photo, or with earlier overlays beside the photos, nothing is said.
     monkeypatch.chdir(tmp_path)
     shutil.copy(image, tmp_path / "photo.png")

@@ -239,6 +239,17 @@ def data_sets_around(inputs: list[str]) -> list[str]:
     return [name for name, root in roots.items() if _is_class_folder_set(root)]
 
 
+def data_set_above(path: Path) -> str | None:
+    """The folder of class folders that ``path``, a folder to write into, is a class folder
+    of (``photos`` for ``photos/cams``) or inside one of (``photos/cat/cams``), or None:
+    what is written there joins that data set at its next run."""
+    spelled = list(path.expanduser().parents)  # named as given where it can be
+    for i, folder in enumerate(path.expanduser().absolute().parents[:2]):
+        if _is_class_folder_set(folder):
+            return str(spelled[i] if i < len(spelled) else folder)
+    return None
+
+
 def _is_class_folder_set(folder: Path) -> bool:
     """Two folders or more, each of images, and no images beside them: a data set's layout
     (explain's output folders, which hold maps.npz, are not taken for classes). A folder
