@@ -265,6 +265,9 @@ def test_cam_is_a_png_data_url(server, model_file, image_files):
     assert answer.json()["cam"].startswith(prefix)
     png = Image.open(io.BytesIO(base64.b64decode(answer.json()["cam"][len(prefix) :])))
     assert png.format == "PNG" and png.width > png.height  # the image beside its map
+    # A bare ?cam asks for the map too; cam=0 does not.
+    assert "cam" in server.post("predict?cam", content=path.read_bytes()).json()
+    assert "cam" not in server.post("predict?cam=0", content=path.read_bytes()).json()
 
 
 def test_the_page_and_its_files(server):

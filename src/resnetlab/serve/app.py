@@ -276,7 +276,7 @@ def _options(query: Mapping[str, str], default_top_k: int) -> tuple[int, bool]:
     cam = query.get("cam", "0").lower()
     if cam not in ("0", "1", "true", "false", ""):
         raise RequestError(f"cam must be 0 or 1, got {cam!r}", 400)
-    return int(text), cam in ("1", "true")
+    return int(text), cam in ("1", "true", "")  # a bare ?cam asks for it
 
 
 async def _how_to_predict(request: Request) -> JSONResponse:

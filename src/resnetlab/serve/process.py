@@ -69,7 +69,8 @@ class ServerProcess:
         )
 
     def stop(self) -> None:
-        """SIGTERM (uvicorn finishes the requests in flight), then SIGKILL after 30 s."""
+        """SIGTERM (uvicorn answers the requests in flight for up to 5 s, then 503 to the rest),
+        then SIGKILL after 30 s."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
