@@ -1067,6 +1067,12 @@ def test_messages_name_the_data_as_given_though_the_run_keeps_its_absolute_path(
             model="resnet8", data="photos", input_size=8, max_steps=1, out="run-api", stream=True
         )
     assert any(str(w.message).startswith("photos/cat/bad.png: ") for w in caught)
+    # Resumed, or rerun from its config.json, in the folder it was typed in: named from there.
+    assert main(["train", "--resume", "run-1", "--max-steps", "2"]) == 0
+    assert main(["train", "--config", "run-1/config.json", "--out", "run-again"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("resnet8 (74,770 parameters) on album: ") == 2
+    assert str(tmp_path) not in err
     # A resumed run whose data moved, given its new place, names that as given too.
     (tmp_path / "photos").rename(tmp_path / "moved")
     capsys.readouterr()

@@ -334,9 +334,18 @@ def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
     pairs = {}
     for key in ("data", "val_data"):
         stored, spelled = getattr(config, key), given.get(key)
+        if stored and spelled is None and _inside_working_folder(stored):
+            spelled = os.path.relpath(stored)  # a resumed run named as it was typed there
         if stored and spelled is not None:  # photos/ named photos: photos/cat/1.jpg
             pairs = {**path_as_given(stored, spelled), **pairs}
     return pairs
+
+
+def _inside_working_folder(path: str) -> bool:
+    try:
+        return os.path.isabs(path) and Path(path).is_relative_to(Path.cwd())
+    except OSError:  # a working folder since removed
+        return False
 
 
 def path_as_given(stored: str, spelled: str | os.PathLike) -> dict[str, str]:
