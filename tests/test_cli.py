@@ -157,6 +157,20 @@ def test_data_given_without_the_flag_a_command_requires_is_named_with_it(capsys,
     assert err.splitlines()[1] == "error: the following arguments are required: --data"
 
 
+def test_eval_of_one_image_points_to_predict(capsys, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "new.jpg"
+    Image.new("RGB", (8, 8)).save(image)
+    model = tmp_path / "best.safetensors"
+    model.write_bytes(b"")  # never read: the data is refused first
+    assert main(["eval", str(model), "--data", str(image)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {image} is an image, not a data set to score (a folder of class folders, an "
+        f".h5 file...); to classify it: resnetlab predict {model} {image}\n"
+    )
+
+
 def test_a_shell_pattern_of_class_folders_names_the_folder_that_holds_them(capsys, tmp_path):
     """``--data photos/*``, which the shell expands to each class folder: the first is taken
     as --data, and the error names photos, not one more class folder, as the data to give."""

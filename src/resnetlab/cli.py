@@ -465,6 +465,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data.sources import data_name
     from .engine import evaluate
     from .engine.report import data_tag
+    from .models.files import other_format
 
     # By default beside the model file, named after both: another data set's is kept.
     model_file = Path(args.model_file).expanduser()
@@ -478,6 +479,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ResnetlabError(
             f"the confusion matrix image {png} would be inside the data folder {folder}, "
             "where the next run would read it as an image: give --png outside it"
+        )
+    if Path(args.data).expanduser().is_file() and other_format(Path(args.data)) == "an image":
+        raise ResnetlabError(
+            f"{args.data} is an image, not a data set to score (a folder of class folders, "
+            f"an .h5 file...); to classify it: resnetlab predict {args.model_file} {args.data}"
         )
     report = evaluate(
         args.model_file,
