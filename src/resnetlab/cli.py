@@ -228,6 +228,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         download=args.download,
         cache_dir=args.cache_dir,
     )
+    summary["sheet"] = None  # --no-sheet: the key is there, as JSON readers expect it
     if not args.no_sheet:
         split = splits.get("train") or next(iter(splits.values()))
         summary["sheet"] = str(contact_sheet(split, sheet, title=args.path))
@@ -259,7 +260,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     ]
     for note in notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
-    if "sheet" in summary:
+    if summary["sheet"] is not None:
         console.print(f"contact sheet: {summary['sheet']}", highlight=False, soft_wrap=True)
     return 0
 

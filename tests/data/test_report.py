@@ -94,7 +94,9 @@ def test_inspect_prints_warnings_as_lines(tmp_path, capsys):
     )
     (root / "b" / "bad.png").write_bytes(b"\x89PNG broken")
     assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
-    err = capsys.readouterr().err.splitlines()
+    out, err = capsys.readouterr()
+    assert json.loads(out)["sheet"] is None  # there, as null, with --no-sheet
+    err = err.splitlines()
     assert err[0].startswith(f"warning: {root / 'b' / 'bad.png'}: skipped, cannot read it")
     assert err[1] == f"warning: {root}: skipped 1 of 21 images that could not be read"
 
