@@ -142,6 +142,7 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         raise ResnetlabError(
-            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host"
+            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port (--port 0 "
+            "picks a free one) or --host"
         ) from None
     return sock
