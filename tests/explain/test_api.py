@@ -257,7 +257,11 @@ def test_one_uploaded_image_to_a_png(model_file, image_folder):
     assert result.maps.shape == (1, 32, 32) and result.sources == ["image 0"]
     png = io.BytesIO()
     result.overlay(0).save(png, format="PNG")
-    for side, says in (("256", "a whole number, got '256'"), (0, "at least 1, got 0")):
+    for side, says in (
+        ("256", "a whole number, got '256'"),
+        (0, "at least 1, got 0"),
+        (100_000, "at most 8,192 pixels, got 100,000"),
+    ):
         with pytest.raises(resnetlab.ResnetlabError, match=f"^side must be {says}$"):
             result.overlay(0, side=side)  # was a TypeError; 0 drew the image at 1 px a pixel
     assert Image.open(io.BytesIO(png.getvalue())).size == result.overlay(0).size

@@ -24,7 +24,7 @@ from ..errors import ResnetlabError, count_argument, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, coarse_map_note
-from .render import render_overlay, shortened, tile
+from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
 SHEET_SIDE = 128  # pixels of each image on the sheet
@@ -83,6 +83,10 @@ class Explanation:
     def overlay(self, i: int, *, side: int | None = None, on_sheet: bool = False) -> Image.Image:
         """Image ``i`` beside its heat map, captioned with the prediction."""
         kwargs = {} if side is None else {"side": count_argument(side, "side")}
+        if kwargs and kwargs["side"] > MAX_OVERLAY_SIDE:  # two panels of side x side pixels
+            raise ResnetlabError(
+                f"side must be at most {MAX_OVERLAY_SIDE:,} pixels, got {kwargs['side']:,}"
+            )
         caption = self.caption(i, on_sheet=on_sheet)
         return render_overlay(self.images[i], self.maps[i], caption, **kwargs)
 

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..analysis.fonts import default_font_file, font_runs
 
 DISPLAY_SIDE = 256  # overlays show each half at least this many pixels tall
+MAX_OVERLAY_SIDE = 8192  # a larger side asked for is a mistake: 400 MB of pixels and more
 NAME_CHARS = 32  # of a file name under a 128-pixel image on a sheet (about its width)
 ALPHA = 0.5  # weight of the heat map in the blend
 COLORMAP = "jet"  # the usual CAM colours: blue (low) to red (high)
