@@ -505,6 +505,16 @@ def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):
         load_keras_h5(target64, tmp_path / "data.h5")
 
 
+def test_a_data_set_given_as_the_keras_file_says_to_give_it_as_the_data(target64, tmp_path):
+    data = tmp_path / "train_signs.h5"
+    with h5py.File(data, "w") as f:
+        f["train_set_x"] = np.zeros((2, 64, 64, 3), np.uint8)
+        f["train_set_y"] = np.zeros(2, np.int64)
+    with pytest.raises(ResnetlabError, match=r"train_signs.h5 is a data set \(train_set_x, "):
+        convert_keras(data, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 def test_another_keras_model_is_not_the_seed(target64, tmp_path):
     layers = keras.layers
     other = keras.Sequential(

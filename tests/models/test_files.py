@@ -295,6 +295,22 @@ def test_a_keras_file_given_as_a_model_file_says_how_to_convert_it(tmp_path):
         )
 
 
+def test_a_data_set_given_as_a_model_file_says_to_give_it_as_the_data(tmp_path):
+    import h5py
+
+    data = tmp_path / "test_signs.h5"  # as the course's: the images and labels of one split
+    with h5py.File(data, "w") as f:
+        f["test_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)
+        f["test_set_y"] = np.zeros(2, np.int64)
+        f["list_classes"] = np.arange(6)
+    with pytest.raises(ResnetlabError) as info:
+        resnetlab.load_model(data)
+    assert str(info.value) == (
+        f"{data} is a data set (test_set_x, test_set_y), not a model; give it after --data: "
+        f"resnetlab eval MODEL_FILE --data {data}, or resnetlab train --data {data}"
+    )
+
+
 @pytest.mark.parametrize(
     ("path", "options", "says"),
     [

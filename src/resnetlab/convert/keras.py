@@ -581,6 +581,10 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
         if isinstance(f.get("layers"), h5py.Group):
             layers, nested = _read_keras3_layers(f, path)
             return _KerasFile(path, "keras3-weights", layers, None, None, nested=nested)
+    from ..data.signs import data_set_as_model  # (data imports convert's modules)
+
+    if (data_set := data_set_as_model(path)) is not None:
+        raise ResnetlabError(data_set)
     raise ResnetlabError(
         f"{path} is an HDF5 file but not one Keras wrote (no model_weights group, layer_names "
         f"attribute or layers group); give the file of model.save('x.h5') or "

@@ -67,6 +67,21 @@ def h5_prefixes(path: Path) -> list[str]:
     return prefixes
 
 
+def data_set_as_model(path: Path) -> str | None:
+    """The line for a SIGNS-style data set given where a model goes (``eval
+    test_signs.h5``, ``convert keras train_signs.h5``), or None when ``path`` holds no
+    ``<split>_set_x`` / ``<split>_set_y`` pair (a Keras model, another HDF5 file)."""
+    try:
+        prefixes = h5_prefixes(path)
+    except DataError:
+        return None
+    arrays = ", ".join(f"{p}_set_x, {p}_set_y" for p in prefixes)
+    return (
+        f"{path} is a data set ({arrays}), not a model; give it after --data: resnetlab "
+        f"eval MODEL_FILE --data {path}, or resnetlab train --data {path}"
+    )
+
+
 def _dataset(path: Path, f, key: str):
     """``f[key]``, which must be an array (an HDF5 dataset), not a group."""
     import h5py

@@ -571,6 +571,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path} is an image, not a model file; give a .safetensors model file "
                 "(predict and explain take it first: MODEL_FILE IMAGE...)"
             ) from None
+        if kind == "an HDF5 file":
+            from ..data.signs import data_set_as_model  # (data imports this module)
+
+            if (data_set := data_set_as_model(path)) is not None:
+                raise ResnetlabError(data_set) from None
         if kind in ("an HDF5 file", "a Keras model (.keras)"):
             raise ResnetlabError(
                 f"{path} is {kind}, not a model file; a Keras model converts to one: "
