@@ -119,10 +119,27 @@ def test_a_keras_model_file_given_as_data_is_named_as_one(tmp_path, write):
     with pytest.raises(
         DataError,
         match=rf"^{re.escape(str(path))} is a Keras model file, not a data set; give the "
-        rf"images as the data, and start from the model with --pretrained "
+        rf"images as the data, and the model converted \(resnetlab convert keras "
+        rf"{re.escape(str(path))} ResNet50.safetensors\) or, to train from it, as --pretrained "
         rf"{re.escape(str(path))}$",
     ):
         load_dataset(str(path))
+
+
+def test_a_keras_archive_given_as_data_is_named_as_the_h5_model_is(tmp_path):
+    import zipfile
+
+    path = tmp_path / "ResNet50.keras"
+    with zipfile.ZipFile(path, "w") as archive:  # model.save('x.keras')
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    assert str(info.value) == (
+        f"{path} is a Keras model file, not a data set; give the images as the data, and the "
+        f"model converted (resnetlab convert keras {path} ResNet50.safetensors) or, to train "
+        f"from it, as --pretrained {path}"
+    )
 
 
 def test_labels_outside_the_class_list(tmp_path):

@@ -301,8 +301,9 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(1)}, str(run / "best.safetensors"))
+    with pytest.raises(DataError, match=r"model.keras is a Keras model file, not a data set; "):
+        load_dataset(str(keras_file))  # (tests/data/test_signs.py: the whole line)
     for path, kind in [
-        (keras_file, "a Keras model (.keras)"),
         (weights, "a PyTorch weights file (torch.save), which --pretrained takes"),
         (image, "an image"),
         (run / "best.safetensors", "a model file, which --pretrained takes"),

@@ -54,10 +54,7 @@ def h5_prefixes(path: Path) -> list[str]:
         m["prefix"] for k in keys if (m := _X_KEY.match(k)) and f"{m['prefix']}_set_y" in keys
     ]
     if not prefixes and keras:
-        raise DataError(
-            f"{path} is a Keras model file, not a data set; give the images as the data, and "
-            f"start from the model with --pretrained {path}"
-        )
+        raise DataError(keras_model_as_data(path))
     if not prefixes:
         raise DataError(
             f"{path}: no image data found: expected datasets <split>_set_x and <split>_set_y "
@@ -65,6 +62,16 @@ def h5_prefixes(path: Path) -> list[str]:
             f"{', '.join(keys) if keys else 'no datasets'}"
         )
     return prefixes
+
+
+def keras_model_as_data(path: Path) -> str:
+    """The line for a Keras model file (``.h5``, ``.keras``) given as the data: ``train``
+    starts from it with ``--pretrained``, ``eval`` takes it converted."""
+    return (
+        f"{path} is a Keras model file, not a data set; give the images as the data, and the "
+        f"model converted (resnetlab convert keras {path} {Path(path).stem}.safetensors) or, "
+        f"to train from it, as --pretrained {path}"
+    )
 
 
 def data_set_as_model(path: Path) -> str | None:

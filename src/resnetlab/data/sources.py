@@ -49,7 +49,7 @@ from .folders import (
 )
 from .imageset import ImageSet, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats
-from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, sibling_test_file
+from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, keras_model_as_data, sibling_test_file
 from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
@@ -182,6 +182,8 @@ def _open_path(
     if path.is_file():
         if not is_archive(path):
             kind = other_format(path)  # a model, an export or a checkpoint given as data
+            if kind == "a Keras model (.keras)":
+                raise DataError(keras_model_as_data(path))
             if kind is None and path.suffix.lower() == ".safetensors":
                 kind = "a model file, which --pretrained takes"
             raise DataError(
