@@ -586,6 +586,27 @@ def add_dropout(layer_list, _):
     layer_list.insert(-1, {"class_name": "Dropout", "name": "dropout", "config": {"rate": 0.5}})
 
 
+@pytest.mark.parametrize(("class_name", "shown"), [("Lambda", "Lambda"), ("Custom>Scale", "Scale")])
+def test_a_preprocessing_layer_of_code_says_how_to_convert_the_model(
+    files64, target64, tmp_path, class_name, shown
+):
+    # A Lambda, or a class of the user's (register_keras_serializable's Custom>Scale in an
+    # HDF5 file), first after the input: the file holds no code for it.
+    def add_first(layer_list, _):
+        layer_list.insert(1, {"class_name": class_name, "name": "scale", "config": {}})
+
+    path = edited_copy(files64["keras3-h5"], tmp_path / "other.h5", edit_config(add_first))
+    with pytest.raises(ResnetlabError) as info:
+        load_keras_h5(target64, path)
+    assert str(info.value) == (
+        f"{path} is not the deeplearning.ai course's ResNet50: its layer scale is a {shown}, "
+        "which the course's model does not use; where it scales the pixels, build the model "
+        "with keras.layers.Rescaling(scale, offset) in its place (or with nothing, for "
+        "pixels / 255 done before it), copy the weights (new_model.set_weights("
+        "model.get_weights())), save that and convert it"
+    )
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -611,7 +632,7 @@ def add_dropout(layer_list, _):
         ),
         (
             edit_config(add_dropout),
-            r"its layer dropout is a Dropout, which the course's model does not use",
+            r"its layer dropout is a Dropout, which the course's model does not use$",
         ),
     ],
     ids=["strides", "padding", "epsilon", "pooling", "activation", "extra layer"],

@@ -121,6 +121,21 @@ _SEED_LAYER_CLASSES = {
 # Keras's automatic layer names, numbered in the order the layers were built.
 _AUTO_NAME = re.compile(r"(conv2d|batch_normalization|dense)(?:_(\d+))?")
 _NOT_SEED = "is not the deeplearning.ai course's ResNet50"
+# For a layer without weights that the pixels go through first (a Lambda, a custom layer):
+# the file holds no code for it, and the course's model takes pixels / 255 or a Rescaling.
+_REBUILD_PREPROCESSING = (
+    "; where it scales the pixels, build the model with keras.layers.Rescaling(scale, offset) "
+    "in its place (or with nothing, for pixels / 255 done before it), copy the weights "
+    "(new_model.set_weights(model.get_weights())), save that and convert it"
+)
+
+
+def shown_class(kind: str) -> str:
+    """A layer's class as its code names it: an HDF5 file names a class registered with
+    ``register_keras_serializable`` ``Package>Class`` (``Custom>Scale``)."""
+    return kind.rsplit(">", 1)[-1]
+
+
 _SEED_LAYERS = 107  # layers with weights: 53 Conv2D, 53 BatchNormalization, 1 Dense
 # keras.applications' preprocess_input for its ResNets ('caffe' mode): RGB -> BGR, then
 # this mean subtracted from 0-255 pixels, per channel in BGR order; no scaling.
@@ -964,9 +979,11 @@ def _check_architecture(
         if kind == "Rescaling":  # the inputs' normalisation, read by _input_scaling
             continue
         if kind not in _SEED_LAYER_CLASSES:
+            first = layers.index(layer) == 1 and layers[0]["class_name"] == "InputLayer"
             raise ResnetlabError(
-                f"{path} {_NOT_SEED}: its layer {name} is a {kind}, which the course's model "
-                "does not use"
+                f"{path} {_NOT_SEED}: its layer {name} is a {shown_class(kind)}, which the "
+                "course's model does not use"
+                + (_REBUILD_PREPROCESSING if first and not keras_file.layers.get(name) else "")
             )
         if name in expected:
             module = model.get_submodule(expected[name])

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import ResnetlabError, finite_number
 from ..models.registry import create_model
-from .keras import KerasImportReport, _KerasFile, _padding, _pair, load_layers
+from .keras import KerasImportReport, _KerasFile, _padding, _pair, load_layers, shown_class
 
 KERAS_BN_EPS = 1.001e-5  # keras.applications' BatchNormalization epsilon
 MIN_INPUT_SIZE = 32  # the smallest input keras.applications builds these networks for
@@ -48,6 +48,13 @@ SUPPORTED = "keras.applications' ResNet50, ResNet101 and ResNet152 (v1)"
 HEAD = (
     "nothing after the network but GlobalAveragePooling2D (or its pooling='avg'), "
     "Dropout and one Dense classifier"
+)
+# For a layer the pixels go through before the network: preprocess_input called on the
+# model's input (its GetItem, Stack and Add layers), a Lambda, a Rescaling.
+_SAVE_WITHOUT_PREPROCESSING = (
+    "; where it is preprocess_input, the converted model does that normalisation itself: "
+    "build the model on the network's own input (keras.applications.ResNet50(...).input), "
+    "copy the weights (new_model.set_weights(model.get_weights())), save that and convert it"
 )
 _STEM = {"conv1_conv": "conv1", "conv1_bn": "bn1"}
 _BLOCK = re.compile(r"conv([2-5])_block(\d+)_([0-3])_(conv|bn)")
@@ -188,13 +195,17 @@ def _check_architecture(
     layers = keras_file.config_layers or []
     epsilons = set()
     head = []
+    in_network = False
     for layer in layers:
         name, kind, config = layer["name"], layer["class_name"], layer["config"]
         expected = _expected_class(name, modules)
+        in_network = in_network or (expected is not None and kind != "InputLayer")
         if expected is None and kind not in _HEAD_CLASSES:
+            before = "" if in_network else _SAVE_WITHOUT_PREPROCESSING
             raise ResnetlabError(
-                f"{path}: its layer {name} is a {kind}, which keras.applications' {network} "
-                f"does not have; it converts with nothing before the network and {HEAD}"
+                f"{path}: its layer {name} is a {shown_class(kind)}, which keras.applications' "
+                f"{network} does not have; it converts with nothing before the network and "
+                f"{HEAD}{before}"
             )
         if expected is not None and kind != expected:
             raise ResnetlabError(f"{path}: its layer {name} is a {kind}, not a {expected}")
