@@ -19,8 +19,17 @@ def test_the_python_api_names_an_argument_of_the_wrong_type(tmp_path):
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model, input_size=8)
     cases = [
         (
-            lambda: resnetlab.predict(model, [np.zeros((8, 8, 3))]),
+            lambda: resnetlab.predict(model, [np.zeros((8, 8, 3), np.uint8)]),
             "or a PIL image, got ndarray; for uint8 (H, W, 3) pixels, PIL.Image.fromarray(pixels)",
+        ),
+        (  # the course's X_test / 255: fromarray refuses floats
+            lambda: resnetlab.predict(model, list(np.zeros((2, 8, 8, 3)) / 255)),
+            "got ndarray; for (H, W, 3) pixels in [0, 1] (the course's X / 255), "
+            "PIL.Image.fromarray((pixels * 255).round().astype('uint8'))",
+        ),
+        (
+            lambda: resnetlab.predict(model, [torch.zeros(8, 8, 3, dtype=torch.uint8)]),
+            "got Tensor; for uint8 (H, W, 3) pixels, PIL.Image.fromarray(pixels.numpy())",
         ),
         (lambda: resnetlab.load_model(None), "the model file must be a path"),
         (lambda: resnetlab.evaluate(123, "digits"), "the model file must be a path"),

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -70,6 +70,23 @@ class Prediction:
 Inputs = Sequence[str | os.PathLike | Image.Image] | str | os.PathLike | Image.Image
 
 
+def _pixels_hint(given: Any) -> str:
+    """How to make a PIL image of an array of pixels given in its place: ``fromarray``
+    takes uint8, and the course's images are floats in [0, 1] (``X / 255``)."""
+    if not isinstance(given, np.ndarray | torch.Tensor):
+        return ""
+    array = "pixels.numpy()" if isinstance(given, torch.Tensor) else "pixels"
+    floating = (
+        given.is_floating_point() if isinstance(given, torch.Tensor) else given.dtype.kind == "f"
+    )
+    if floating:
+        return (
+            "; for (H, W, 3) pixels in [0, 1] (the course's X / 255), "
+            f"PIL.Image.fromarray(({array} * 255).round().astype('uint8'))"
+        )
+    return f"; for uint8 (H, W, 3) pixels, PIL.Image.fromarray({array})"
+
+
 def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
     """Image files named directly, the images inside named folders (sorted), and open
     images, each with whether it was named directly. One alone stands for a list of it."""
@@ -88,11 +105,9 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             paths.append((given, True))
             continue
         if not isinstance(given, str | os.PathLike):
-            pixels = isinstance(given, np.ndarray | torch.Tensor)
             raise ResnetlabError(
                 "each image to predict must be a path (str or pathlib.Path) or a PIL image, "
-                f"got {type(given).__name__}"
-                + ("; for uint8 (H, W, 3) pixels, PIL.Image.fromarray(pixels)" if pixels else "")
+                f"got {type(given).__name__}{_pixels_hint(given)}"
             )
         give = "an image file or a folder (. for the current folder)"
         item = Path(path_argument(given, "an image path", give))
