@@ -863,6 +863,23 @@ def test_a_keras_file_is_a_pretrained_source(files64, x64, probs64):
         resnetlab.create_model("resnet50", pretrained=path)
 
 
+def test_a_weights_only_file_at_another_size_starts_a_model_built_for_that_size(files96):
+    """train --pretrained x.weights.h5 --input-size 96 and create_model(..., input_size=96)
+    take the size given, which the weights alone do not record."""
+    from resnetlab.convert import resolve_pretrained
+    from resnetlab.engine.config import resolve_config
+    from resnetlab.engine.finetune import PretrainedStart
+
+    src = files96["tf-keras2-weights"]
+    model = resnetlab.create_model("resnet50_keras", pretrained=src, input_size=96)
+    assert (model.input_size, model.pretrained.head) == (96, "kept")
+    assert len(model.pretrained.loaded) == len(model.state_dict())
+    config = resolve_config(pretrained=src, data="digits", input_size=96)  # train's
+    assert PretrainedStart.of(config).weights.input_size == 96
+    with pytest.raises(ResnetlabError, match=r"from inputs of 69 to 132 pixels; give the size"):
+        resolve_pretrained(src, "resnet50_keras", input_size=64)  # the classifier fits no 64
+
+
 def test_a_run_from_a_keras_file_without_model_trains_the_keras_model(files64):
     """A Keras file holds the course's model, as a model file holds its own: without
     --model the run builds it, not the default resnet20 that the weights cannot fit."""

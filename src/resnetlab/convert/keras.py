@@ -372,6 +372,7 @@ def read_keras_model(
     input_size: int | None = None,
     num_classes: int | None = None,
     class_names: list[str] | None = None,
+    unrecorded_input_size: int | None = None,
 ) -> tuple[nn.Module, KerasImportReport]:
     """The model a Keras file converts to, built for it (its classes, its input size) and
     loaded: ``resnet50_keras`` for the course's, ``resnet50``/``resnet101``/``resnet152``
@@ -382,6 +383,9 @@ def read_keras_model(
         input_size: the side of the square inputs, for files that do not record it.
         num_classes: the number of classes, to check against the file.
         class_names: class names, to check that there is one per class.
+        unrecorded_input_size: the side to take for the course's model from a file that
+            does not record it, when its classifier fits that side (``train --pretrained``
+            with ``--input-size``); a file that records one keeps its own.
 
     Returns:
         The model, in train mode, and the report of ``load_keras_h5``.
@@ -412,7 +416,7 @@ def read_keras_model(
         _class_count_problem(
             keras_file, class_names, file_classes, keras_file.label(keras_file.classifier)
         )
-    size = _choose_input_size(keras_file, input_size)
+    size = _choose_input_size(keras_file, input_size, unrecorded_input_size)
     model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
     report = _load(model, keras_file)
     return model, report
@@ -886,7 +890,7 @@ def _file_num_classes(keras_file: _KerasFile) -> int:
     return int(kernel.shape[1])
 
 
-def _choose_input_size(keras_file: _KerasFile, flag: int | None) -> int:
+def _choose_input_size(keras_file: _KerasFile, flag: int | None, unrecorded: int | None) -> int:
     file_size = keras_file.input_size
     if flag is not None and file_size is not None and flag != file_size:
         raise ResnetlabError(
@@ -900,9 +904,6 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None) -> int:
     # Weights only: the classifier's width says how large the last feature map was.
     dense_inputs = keras_file.layers[keras_file.classifier]["kernel"].shape[0]
     final = math.isqrt(dense_inputs // 2048)
-    seed_size = model_info("resnet50_keras").input_size
-    if dense_inputs == 2048 * final**2 and final == keras_feature_sizes(seed_size)["avgpool"]:
-        return seed_size
     sizes = [s for s in range(5, 64 * (final + 2)) if keras_feature_sizes(s)["avgpool"] == final]
     if dense_inputs != 2048 * final**2 or not sizes:
         raise ResnetlabError(
@@ -910,6 +911,9 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None) -> int:
             f"{keras_file.label(keras_file.classifier)} takes "
             f"{dense_inputs} inputs, not 2048 per position of the last feature map"
         )
+    for size in (unrecorded, model_info("resnet50_keras").input_size):
+        if size in sizes:
+            return size
     raise ResnetlabError(
         f"{keras_file.path} holds weights only, and its classifier "
         f"{keras_file.label(keras_file.classifier)} "

@@ -236,6 +236,8 @@ def resolve_pretrained(
     source: str | os.PathLike,
     model: str,
     model_kwargs: dict[str, Any] | None = None,
+    *,
+    input_size: int | None = None,
 ) -> PretrainedWeights:
     """Read the weights ``source`` names for the registered model ``model``.
 
@@ -244,6 +246,10 @@ def resolve_pretrained(
         model: the registered model the weights are for (which torchvision weights, which
             timm architecture to expect).
         model_kwargs: its options.
+        input_size: the side of the images the model will take (default: ``model_kwargs``'),
+            for weights that do not record the one they were trained at and cannot load
+            without it (the course's Keras model saved with ``save_weights`` at another
+            size than 64).
 
     Raises:
         ResnetlabError: an unknown or missing source, a download that fails (no network),
@@ -256,7 +262,7 @@ def resolve_pretrained(
         return _from_torchvision(text, model, kwargs)
     if text == "timm" or text.startswith("timm:"):
         return _from_timm(text, model, kwargs)
-    return _from_path(Path(text).expanduser(), text)
+    return _from_path(Path(text).expanduser(), text, input_size or kwargs.get("input_size"))
 
 
 def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWeights:
@@ -491,7 +497,7 @@ def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _from_path(path: Path, source: str) -> PretrainedWeights:
+def _from_path(path: Path, source: str, input_size: int | None = None) -> PretrainedWeights:
     if not path.exists():
         # A misspelt name (torchvison, timm:...) reads as a path; a misspelt path has a near
         # name beside it (best.safetensor for best.safetensors).
@@ -544,7 +550,7 @@ def _from_path(path: Path, source: str) -> PretrainedWeights:
     if suffix in TORCH_SUFFIXES:
         return _with_timm_config(_from_torch_file(path, source), path)
     if suffix in KERAS_SUFFIXES:
-        return _from_keras(path, source)
+        return _from_keras(path, source, input_size)
     raise ResnetlabError(
         f"{path}: unknown kind of weights file {suffix or '(no suffix)'}; give a "
         f"{', '.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))} file or a run folder"
@@ -731,10 +737,10 @@ def _unwrap_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-def _from_keras(path: Path, source: str) -> PretrainedWeights:
+def _from_keras(path: Path, source: str, input_size: int | None) -> PretrainedWeights:
     from .keras import read_keras_model
 
-    model, report = read_keras_model(path)
+    model, report = read_keras_model(path, unrecorded_input_size=input_size)
     # A keras.applications file without an architecture does not say its size (224 is
     # only the converter's default); the course's classifier always does.
     size = report.file_input_size if report.network is not None else report.input_size

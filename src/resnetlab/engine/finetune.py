@@ -199,7 +199,9 @@ class PretrainedStart:
             record = json.loads(path.read_text())
             mean, std = record["mean"], record["std"]
             return cls(None, _tuple(mean), _tuple(std), record["weights"])
-        weights = resolve_pretrained(config.pretrained, config.model, config.model_kwargs)
+        weights = resolve_pretrained(
+            config.pretrained, config.model, config.model_kwargs, input_size=config.input_size
+        )
         check_pretrained(weights, config.model, config.model_kwargs)
         mean, std, _ = weights_normalisation(weights, config.model)
         return cls(weights, mean, std, weights.provenance())
