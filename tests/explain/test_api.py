@@ -283,6 +283,21 @@ def test_a_batch_size_below_one_is_one_line(model_file, image_folder):
         explain(model_file, [image_folder], batch_size=0)
 
 
+def test_float_pixels_in_0_1_say_how_to_make_them_uint8(model_file):
+    meta = resnetlab.read_model_meta(model_file)
+    side = meta.input_size
+    fix = "for floats in [0, 1] (the course's X / 255), give"
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        explain(model_file, np.zeros((2, side, side, 3)) / 255)
+    assert str(info.value).endswith(f"{fix} (X * 255).round().astype('uint8')")
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        explain(model_file, torch.zeros(2, side, side, 3))
+    assert str(info.value).endswith(f"{fix} X.mul(255).round().byte()")
+    with pytest.raises(resnetlab.ResnetlabError) as info:  # uint8 of another size: no floats
+        explain(model_file, np.zeros((2, side + 1, side + 1, 3), np.uint8))
+    assert str(info.value).endswith("read_input decodes and resizes a file")
+
+
 def test_a_loaded_models_device_is_checked_and_taken_as_predict_takes_it(model_file, image_folder):
     model = resnetlab.load_model(model_file)
     with pytest.raises(resnetlab.ResnetlabError, match="unknown device 'gpu'"):
