@@ -333,6 +333,17 @@ def _convert(via: str, src: Path, dst: Path, capsys) -> str:
             "out.bin",
             "{dst}: not written: a model file is a .safetensors file, not .bin; write {fix}",
         ),
+        (  # an export's suffix: the model file first, then export
+            "out.onnx",
+            "{dst}: not written: a model file is a .safetensors file, and .onnx names another "
+            "format (torch.save's, an export's or Keras's); write {fix}, then make out.onnx of "
+            "it with resnetlab export",
+        ),
+        (
+            "out.h5",
+            "{dst}: not written: a model file is a .safetensors file, and .h5 names another "
+            "format (torch.save's, an export's or Keras's); write {fix}",
+        ),
         ("folder", "{dst} names a folder; give a file name, e.g. {dst}/seed.safetensors"),
         (
             "a-file/out.safetensors",

@@ -494,6 +494,10 @@ def convert_keras(
     # DST is checked before the Keras file is read, which takes a while; the folders made
     # for it are removed again if the conversion fails.
     if problem := model_path_problem(dst):
+        from ..export.exporter import FORMATS
+
+        if any(dst.suffix.lower() in suffixes for suffixes in FORMATS.values()):  # model.onnx
+            problem += f", then make {dst.name} of it with resnetlab export"
         raise ResnetlabError(f"{dst}: not written: {problem}")
     from ..engine.train import run_file_problem  # (engine imports convert)
 
