@@ -437,6 +437,25 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
     )
 
 
+def test_a_keras_model_given_as_an_image_says_to_convert_it(model_file, tmp_path, capsys):
+    import h5py
+
+    saved = tmp_path / "ResNet50.h5"  # model.save('ResNet50.h5'): no images in it
+    with h5py.File(saved, "w") as f:
+        f.create_group("model_weights")
+    archive = tmp_path / "ResNet50.keras"  # model.save('ResNet50.keras')
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("model.weights.h5", b"")
+    for keras_file in (saved, archive):
+        assert main(["predict", str(model_file), str(keras_file)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {keras_file} is a Keras model file, not an image; convert it (resnetlab "
+            f"convert keras {keras_file} ResNet50.safetensors) and give that model file first, "
+            "the images after it\n"
+        )
+
+
 def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
     import h5py
 

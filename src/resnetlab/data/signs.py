@@ -44,12 +44,25 @@ def _open(path: Path):
         raise DataError(f"{path}: not a readable HDF5 file ({e})") from e
 
 
+def _written_by_keras(f) -> bool:
+    """model.save('x.h5'), tf.keras 2's save_weights('x.h5'), Keras 3's 'x.weights.h5'."""
+    return "model_weights" in f or "layer_names" in f.attrs or {"layers", "vars"} <= {*f}
+
+
+def is_keras_h5(path: Path) -> bool:
+    """Whether an HDF5 file holds a Keras model or its weights, not images."""
+    try:
+        with _open(path) as f:
+            return _written_by_keras(f)
+    except DataError:  # not a readable HDF5 file
+        return False
+
+
 def h5_prefixes(path: Path) -> list[str]:
     """The ``<prefix>`` of every ``<prefix>_set_x`` / ``<prefix>_set_y`` pair in the file."""
     with _open(path) as f:
         keys = sorted(f.keys())
-        # model.save('x.h5'), tf.keras 2's save_weights('x.h5'), Keras 3's 'x.weights.h5'
-        keras = "model_weights" in f or "layer_names" in f.attrs or {"layers", "vars"} <= {*f}
+        keras = _written_by_keras(f)
     prefixes = [
         m["prefix"] for k in keys if (m := _X_KEY.match(k)) and f"{m['prefix']}_set_y" in keys
     ]

@@ -27,6 +27,7 @@ from ..data.decode import (
     unreadable_image,
 )
 from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
+from ..data.signs import is_keras_h5
 from ..data.sources import H5_SUFFIXES
 from ..errors import (
     DataWarning,
@@ -37,6 +38,7 @@ from ..errors import (
     warn,
 )
 from ..models import ModelMeta
+from ..models.files import other_format
 from .distributed import resolve_device
 from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
 
@@ -233,6 +235,15 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
         return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
+        if isinstance(name, str | os.PathLike) and (
+            is_keras_h5(Path(name)) or other_format(Path(name)) == "a Keras model (.keras)"
+        ):  # predict model.safetensors ResNet50.h5, meaning to compare the two
+            safetensors = f"{Path(name).stem}.safetensors"
+            raise ResnetlabError(
+                f"{name} is a Keras model file, not an image; convert it (resnetlab convert "
+                f"keras {name} {safetensors}) and give that model file first, the images "
+                f"after it"
+            ) from None
         if os.path.splitext(str(name))[1].lower() in H5_SUFFIXES:  # SIGNS's file, say
             raise ResnetlabError(
                 f"{name} is an HDF5 file, not an image; the images of a data set file are "
