@@ -1,4 +1,5 @@
 import re
+import warnings
 
 import h5py
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from resnetlab.data import load_dataset, load_eval_split
 from resnetlab.data.signs import h5_prefixes, h5_splits, read_h5_split
-from resnetlab.errors import DataError
+from resnetlab.errors import DataError, DataWarning
 
 
 def _write_h5(path, **datasets):
@@ -23,6 +24,27 @@ def test_real_test_file_keys_detected_120_images_20_per_class(shared_data):
     assert split.images.shape == (120, 64, 64, 3) and split.images.dtype.is_floating_point is False
     assert split.class_names == ["0", "1", "2", "3", "4", "5"]
     assert split.class_counts() == [20] * 6
+
+
+def test_training_on_a_test_file_warns_and_names_the_training_file_beside_it(tmp_path):
+    rng, labels = np.random.default_rng(0), np.arange(8) % 2
+    images = rng.integers(0, 256, (8, 4, 4, 3), np.uint8)
+    test = _write_h5(tmp_path / "test_signs.h5", test_set_x=images, test_set_y=labels)
+    with pytest.warns(DataWarning) as caught:
+        load_dataset(str(test), default_val_split=0.25)
+    said = [str(w.message) for w in caught if "test split only" in str(w.message)]
+    assert said == [
+        f"{test} holds a test split only (test_set_x): a model trained on it has no unseen "
+        "images left to be tested on; train on the training images and score the model on "
+        "this file with eval"
+    ]
+    train_images = rng.integers(0, 256, (8, 4, 4, 3), np.uint8)
+    _write_h5(tmp_path / "train_signs.h5", train_set_x=train_images, train_set_y=labels)
+    with pytest.warns(DataWarning, match=rf"; train on {re.escape(str(tmp_path))}.train_signs"):
+        load_dataset(str(test), default_val_split=0.25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataWarning)  # the training file: no warning
+        load_dataset(str(tmp_path / "train_signs.h5"))
 
 
 def test_real_train_file_1080_images_180_per_class_with_its_test_file(shared_data):

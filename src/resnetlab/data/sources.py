@@ -355,6 +355,29 @@ VALIDATED_TEST_NOTE = (
 )
 
 
+def _test_split_only(data: str) -> str | None:
+    """A warning for training on an HDF5 file that holds a test split alone (the course's
+    test_signs.h5 given for train_signs.h5): nothing unseen is left to test the model on."""
+    path = Path(data).expanduser()
+    if path.suffix.lower() not in H5_SUFFIXES or not path.is_file():
+        return None
+    prefixes = h5_prefixes(path)
+    if len(prefixes) != 1 or SPLIT_ALIASES.get(prefixes[0].lower()) != "test":
+        return None
+    train = (
+        path.with_name(f"train{path.name[4:]}") if path.name.lower().startswith("test") else None
+    )
+    instead = (
+        f"train on {train} and score the model on this file with eval"
+        if train is not None and train.is_file()
+        else "train on the training images and score the model on this file with eval"
+    )
+    return (
+        f"{path} holds a test split only ({prefixes[0]}_set_x): a model trained on it has no "
+        f"unseen images left to be tested on; {instead}"
+    )
+
+
 def load_dataset(
     data: str | os.PathLike,
     val_data: str | os.PathLike | None = None,
@@ -412,6 +435,8 @@ def load_dataset(
         raise DataError(
             f"{data}: no training split: has {', '.join(source.splits)} but no train/ folder"
         )
+    if train_key == "all" and (test_only := _test_split_only(data)):
+        warn(test_only, DataWarning)
     train = _with_notes(source.splits[train_key](), source.notes)
     _check_two_classes(train)
     held_out = source.key("val", "test") if train_key == "train" else None
