@@ -643,7 +643,9 @@ def test_a_preprocessing_layer_of_code_says_how_to_convert_the_model(
         ),
         (
             edit_config(add_dropout),
-            r"its layer dropout is a Dropout, which the course's model does not use$",
+            r"its layer dropout is a Dropout, which the course's model does not use; a "
+            r"Dropout changes no prediction: build the model without it, copy the weights "
+            r"\(new_model.set_weights\(model.get_weights\(\)\)\), save that and convert it$",
         ),
     ],
     ids=["strides", "padding", "epsilon", "pooling", "activation", "extra layer"],

@@ -129,6 +129,12 @@ _REBUILD_PREPROCESSING = (
     "(new_model.set_weights(model.get_weights())), save that and convert it"
 )
 
+# A Dropout passes its inputs on unchanged at inference, and has no weights.
+_REBUILD_WITHOUT_DROPOUT = (
+    "; a Dropout changes no prediction: build the model without it, copy the weights "
+    "(new_model.set_weights(model.get_weights())), save that and convert it"
+)
+
 
 def shown_class(kind: str) -> str:
     """A layer's class as its code names it: an HDF5 file names a class registered with
@@ -988,10 +994,14 @@ def _check_architecture(
             continue
         if kind not in _SEED_LAYER_CLASSES:
             first = layers.index(layer) == 1 and layers[0]["class_name"] == "InputLayer"
+            hint = ""
+            if kind == "Dropout":
+                hint = _REBUILD_WITHOUT_DROPOUT
+            elif first and not keras_file.layers.get(name):
+                hint = _REBUILD_PREPROCESSING
             raise ResnetlabError(
                 f"{path} {_NOT_SEED}: its layer {name} is a {shown_class(kind)}, which the "
-                "course's model does not use"
-                + (_REBUILD_PREPROCESSING if first and not keras_file.layers.get(name) else "")
+                f"course's model does not use{hint}"
             )
         if name in expected:
             module = model.get_submodule(expected[name])
