@@ -116,6 +116,14 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
+def test_the_python_keyword_typed_as_a_flag_names_the_flag(capsys, tmp_path):
+    # explain(model, images, target=3) in Python; --class on the command line.
+    err = _error(capsys, ["explain", str(tmp_path / "m.safetensors"), "x.jpg", "--target", "3"])
+    assert err.strip().splitlines()[1] == (
+        "error: unrecognized arguments: --target (did you mean --class?) 3"
+    )
+
+
 def test_an_unknown_model_option_is_one_line_naming_the_options(capsys, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--model-option", "foo=1", "--out", str(out)]) == 2

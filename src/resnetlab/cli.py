@@ -1420,6 +1420,10 @@ def _folders_of_one_folder(items: list[str]) -> str | None:
     return parents.pop() if len(parents) == 1 and "" not in parents else None
 
 
+# Keywords of the Python API whose flag has another name: typed as flags, they name it.
+_KEYWORD_FLAGS = {"target": "class"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with short errors: the command's usage line, the problem, and a suggestion
     for a misspelt option or choice, instead of the whole usage of a long command."""
@@ -1441,7 +1445,9 @@ class _Parser(argparse.ArgumentParser):
         for item in extras:
             name = item.split("=", 1)[0]
             close = []
-            if name.startswith("-"):
+            if name.startswith("-") and (flag := _KEYWORD_FLAGS.get(name.lstrip("-"))) in names:
+                close = [f"--{flag}"]  # explain(target=...) in Python is --class here
+            elif name.startswith("-"):
                 close = [f"--{c}" for c in difflib.get_close_matches(name.lstrip("-"), names, n=1)]
             if not close and "--data" in flags and not name.startswith("-") and _is_data(item):
                 close = [f"--data {item}"]  # `resnetlab train photos/`: the data is an option
