@@ -970,6 +970,8 @@ def test_a_run_inside_its_warm_up_says_the_rate_never_decays(tmp_path):
         train(**FAST, max_steps=5, out=str(tmp_path / "b"))  # auto: a quarter of the run
     with pytest.warns(SettingWarning, match=r"warm-up \(11 steps, the recipe's 0.5 epochs\)"):
         train(**FAST, recipe="finetune", max_steps=5, out=str(tmp_path / "c"))
+    with pytest.warns(SettingWarning, match=r"warm-up \(\d+ steps, the recipe's 1 epoch\)"):
+        train(**FAST, recipe="modern", max_steps=5, out=str(tmp_path / "d"))
     with warnings.catch_warnings():  # resumed with nothing left to train: nothing to warn of
         warnings.simplefilter("error", SettingWarning)
         train(resume=str(tmp_path / "a"), max_steps=5)
