@@ -124,8 +124,10 @@ def test_explicit_values_win():
     config, line = _apply(batch_size=64)
     assert (config.batch_size, config.lr) == (64, pytest.approx(0.0707, abs=1e-4))
     assert "batch 64 (given), SGD (a CIFAR-style network) lr 0.0707 (0.1 x sqrt(" in line
-    config, _ = _apply(lr=0.3, warmup_epochs=2)
+    config, line = _apply(lr=0.3, warmup_epochs=2)
     assert (config.lr, config.warmup_epochs, config.warmup_steps) == (0.3, 2, None)
+    assert "warm-up 2 epochs (given)" in line
+    assert "warm-up 1 epoch (given)" in _apply(warmup_epochs=1)[1]
     # A batch larger than the images trains on all 100 at each step: the rate is theirs.
     config, line = _apply(num_images=100, batch_size=10**9, max_steps=2)
     assert (config.batch_size, config.lr) == (10**9, pytest.approx(0.1 * (100 / 128) ** 0.5))

@@ -187,6 +187,7 @@ def test_new_options_are_checked():
             r"--head-epochs 2 leaves none of the 2 epochs to train the rest of the network; "
             r"lower it or raise --epochs \(to train only the classifier: --freeze backbone\)$",
         ),
+        (dict(head_epochs=1, epochs=1), r"--head-epochs 1 leaves none of the 1 epoch to train "),
     ]:
         with pytest.raises(ResnetlabError, match=message):
             resolve_config(**bad)

@@ -331,7 +331,8 @@ def _describe(
             rule = "a quarter of training"
         warmup = f"warm-up {count_of(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
-        warmup = f"warm-up {c.warmup_epochs:g} epochs (given)"
+        unit = "epoch" if c.warmup_epochs == 1 else "epochs"  # 0.5 epochs, 1 epoch
+        warmup = f"warm-up {c.warmup_epochs:g} {unit} (given)"
     length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
     total, all_of_them = "total batch" if world_size > 1 else "batch", ""
     if c.batch_size > max(1, num_images // world_size):  # each step takes all the images

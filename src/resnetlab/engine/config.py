@@ -513,8 +513,9 @@ class TrainConfig:
                 or self.epochs is None
                 or self.freeze == "backbone"
                 or self.head_epochs < self.epochs,
-                f"--head-epochs {self.head_epochs} leaves none of the {self.epochs} epochs to "
-                "train the rest of the network; lower it or raise --epochs (to train only the "
+                f"--head-epochs {self.head_epochs} leaves none of the "
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} to train the rest of the "
+                "network; lower it or raise --epochs (to train only the "
                 "classifier: --freeze backbone)",
             ),
             (
