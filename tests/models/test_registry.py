@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -124,6 +127,28 @@ def test_head_interface(name):
     assert model.forward_head(features, pre_logits=True).shape == (1, model.num_features)
     model.reset_classifier(3)
     assert model(x).shape == (1, 3) and model.num_classes == 3
+
+
+@pytest.mark.parametrize("name", ["resnet8", "preresnet8"])
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (-1, "num_classes must be at least 0, got -1"),
+        ("5", "num_classes must be a whole number, got '5'"),
+        (5.0, "num_classes must be a whole number, got 5.0"),
+        (None, "num_classes must be a whole number, got None"),
+        (True, "num_classes must be a whole number, got True"),
+        (10**9, "num_classes must be at most 100,000, got 1,000,000,000"),
+    ],
+)
+def test_reset_classifier_refuses_a_size_that_is_no_class_count(name, given, said):
+    # -1 made no classifier and recorded num_classes -1; the others were torch's TypeError.
+    model = resnetlab.create_model(name, num_classes=3)
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(said)}$"):
+        model.reset_classifier(given)
+    assert model.num_classes == 3 and model(torch.zeros(1, 3, 8, 8)).shape == (1, 3)
+    model.reset_classifier(np.int64(0))  # no classifier: the pooled features
+    assert model.num_classes == 0 and model(torch.zeros(1, 3, 8, 8)).shape == (1, 64)
 
 
 def test_models_are_listed_family_by_family():

@@ -29,6 +29,7 @@ from .blocks import (
     check_option_types,
     make_stage,
 )
+from .registry import classifier_size
 from .resnet import init_weights
 
 PreActBlock = type[PreActBasicBlock] | type[PreActBottleneck]
@@ -194,7 +195,9 @@ class PreActResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` outputs."""
+        """Replace the head with a freshly initialised one for ``num_classes`` outputs
+        (0: none, ``forward`` gives the pooled features)."""
+        num_classes = classifier_size(num_classes)
         self.num_classes = num_classes
         self.head = ConvHead(self.num_features, num_classes)
 

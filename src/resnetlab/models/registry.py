@@ -231,6 +231,18 @@ def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     return built
 
 
+def classifier_size(num_classes: object) -> int:
+    """``num_classes`` as a classifier's size (0: none, pooled features out) when it is a
+    whole number from 0 to ``MAX_CLASSES``, else one line naming it: what ``create_model``
+    and every model's ``reset_classifier`` take."""
+    num_classes = count_argument(num_classes, "num_classes", minimum=0)
+    from .files import MAX_CLASSES  # files builds on the registry
+
+    if num_classes > MAX_CLASSES:  # a 10^10-class classifier asks for terabytes
+        raise ResnetlabError(f"num_classes must be at most {MAX_CLASSES:,}, got {num_classes:,}")
+    return num_classes
+
+
 def create_model(
     name: str,
     *,
@@ -263,12 +275,7 @@ def create_model(
 
         return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
     info = model_info(name)
-    num_classes = info.num_classes if num_classes is None else num_classes
-    num_classes = count_argument(num_classes, "num_classes", minimum=0)
-    from .files import MAX_CLASSES  # files builds on the registry
-
-    if num_classes > MAX_CLASSES:  # a 10^10-class classifier asks for terabytes
-        raise ResnetlabError(f"num_classes must be at most {MAX_CLASSES:,}, got {num_classes:,}")
+    num_classes = classifier_size(info.num_classes if num_classes is None else num_classes)
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
     except TypeError as e:

@@ -28,7 +28,7 @@ from .blocks import (
     conv3x3,
     make_stage,
 )
-from .registry import register_model
+from .registry import classifier_size, register_model
 
 Stem = Literal["imagenet", "cifar", "deep"]
 STEMS = ("imagenet", "cifar", "deep")
@@ -238,7 +238,9 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one for ``num_classes`` outputs."""
+        """Replace the head with a freshly initialised one for ``num_classes`` outputs
+        (0: none, ``forward`` gives the pooled features)."""
+        num_classes = classifier_size(num_classes)
         self.num_classes = num_classes
         self.fc = self._make_classifier(num_classes)
 
