@@ -234,16 +234,27 @@ def test_augmentation_out_of_range_is_one_line_when_made(options, says):
         ({"std": 0.25}, "std must be three numbers, one per RGB channel, got 0.25"),
         ({"std": (0.25, 0, 0.25)}, "std must be above 0 for each channel, got (0.25, 0, 0.25)"),
         ({"augment": {"crop_padding": 4}}, "augment must be an Augment (Augment(crop_padding=4, "),
+        ({"seed": "1"}, "seed must be a whole number, got '1'"),
+        ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+        ({"world_size": 0}, "world_size must be at least 1, got 0"),
+        ({"world_size": "2"}, "world_size must be a whole number, got '2'"),
+        ({"rank": 0.0, "world_size": 2}, "rank must be a whole number, got 0.0"),
+        ({"rank": 2, "world_size": 2}, "rank must be below world_size (2), got 2"),
+        ({"rank": -1, "world_size": 2}, "rank must be at least 0, got -1"),
+        ({"num_workers": -1}, "num_workers must be at least 0, got -1"),
+        ({"train": "false"}, "train is True or False, got 'false'"),
+        ({"channels_last": "no"}, "channels_last is True or False, got 'no'"),
     ],
 )
 def test_make_loader_names_a_wrong_argument_in_one_line(options, says):
     """Not torch's 'The size of tensor a (2) must match ...' at the first batch, a
-    comparison's TypeError, a dict's AttributeError, or batches of inf from a std of 0."""
+    comparison's TypeError, a dict's AttributeError, batches of inf from a std of 0, a
+    ZeroDivisionError for world_size 0, a shard past the last, or 'false' read as True."""
     from resnetlab.data import make_loader
 
     images, labels = _images()
     split = ImageSet(images, labels, [str(i) for i in range(10)])
     given = {"batch_size": 4, "device": "cpu", "mean": (0.5,) * 3, "std": (0.25,) * 3}
     with pytest.raises(ResnetlabError) as error:
-        make_loader(split, train=True, **{**given, **options})
+        make_loader(split, **{"train": True, **given, **options})
     assert str(error.value).startswith(says)

@@ -960,6 +960,16 @@ def make_loader(
     """
     _check_split(split, "make_loader")
     batch_size = count_argument(batch_size, "batch_size")
+    seed = count_argument(seed, "seed", minimum=0)  # not torch's manual_seed error
+    world_size = count_argument(world_size, "world_size")  # 0 divided the split by zero
+    rank = count_argument(rank, "rank", minimum=0)
+    if rank >= world_size:  # a shard past the last would take another's images
+        raise ResnetlabError(f"rank must be below world_size ({world_size}), got {rank}")
+    if num_workers is not None:
+        num_workers = count_argument(num_workers, "num_workers", minimum=0)
+    for key, value in (("train", train), ("channels_last", channels_last)):
+        if not isinstance(value, bool):  # "false" would be taken as True
+            raise ResnetlabError(f"{key} is True or False, got {shown(value)}")
     for key, value in (("mean", mean), ("std", std)):  # not torch's error at the first batch
         try:
             values = [float(v) for v in value]
