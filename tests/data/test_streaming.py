@@ -1,6 +1,8 @@
+import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +17,7 @@ from resnetlab.data import (
     split_stats,
 )
 from resnetlab.data import streaming as streaming_module
-from resnetlab.errors import DataError, DataWarning
+from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
 from .conftest import noise, write_tree
 
@@ -256,3 +258,25 @@ def test_splits_print_as_a_summary_not_as_their_pixels():
     assert repr(images) == "ImageSet(5 images of 8x6, 1 classes, source='')"
     files = StreamingSet(["x.png"] * 3, torch.zeros(3).long(), ["a", "b"], (16, 16), "d")
     assert repr(files) == "StreamingSet(3 image files decoded at 16x16, 2 classes, source='d')"
+
+
+@pytest.mark.parametrize(
+    ("epoch", "says"),
+    [
+        ("1", "epoch must be a whole number, got '1'"),
+        (None, "epoch must be a whole number, got None"),
+        (1.5, "epoch must be a whole number, got 1.5"),
+        (-1, "epoch must be at least 0, got -1"),
+    ],
+)
+def test_set_epoch_refuses_what_is_no_epoch_in_one_line(tree, epoch, says):
+    """When given, not when iterated (a TypeError adding text or None to the seed); an
+    epoch of 1.5 or -1 would draw an order no whole epoch has."""
+    memory, streamed = _both(tree)
+    kw = dict(train=True, batch_size=4, device="cpu", mean=MEAN, std=STD)
+    for loader in (make_loader(memory, **kw), make_loader(streamed, num_workers=0, **kw)):
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            loader.set_epoch(epoch)
+        assert loader.epoch == 0
+        loader.set_epoch(np.int64(2))
+        assert loader.epoch == 2 and type(loader.epoch) is int

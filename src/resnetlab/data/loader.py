@@ -261,7 +261,7 @@ class DeviceLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration yields."""
-        self.epoch = epoch
+        self.epoch = count_argument(epoch, "epoch", minimum=0)  # not an error when iterated
 
     def _epoch_plan(self) -> dict[str, torch.Tensor]:
         """This epoch's order and per-image augmentation parameters, for this shard."""

@@ -18,7 +18,7 @@ from functools import partial
 
 import torch
 
-from ..errors import DataError, DataWarning, warn
+from ..errors import DataError, DataWarning, count_argument, warn
 from .decode import (
     MAX_UNREADABLE_FRACTION,
     READ_ERRORS,
@@ -274,8 +274,8 @@ class StreamingLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order and augmentation the next iteration yields."""
-        self.epoch = epoch
-        self._batches.epoch = epoch
+        self.epoch = count_argument(epoch, "epoch", minimum=0)  # not an error when iterated
+        self._batches.epoch = self.epoch
 
     def __iter__(self) -> Iterator[Batch]:
         # The sampler draws the same plan inside the DataLoader; cutout needs its own copy here.
