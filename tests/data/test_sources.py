@@ -417,3 +417,25 @@ def test_the_images_a_run_held_out_are_found_again_only_in_the_same_files(tmp_pa
     assert masked.paths == [
         p for p, y in zip(data.train.paths, data.train.labels.tolist(), strict=True) if y == 1
     ]
+
+
+@pytest.mark.parametrize(
+    ("cache_dir", "says"),
+    [
+        ("", "the cache folder: an empty value; give one, or leave it out"),
+        (" ", "the cache folder: an empty value; give one, or leave it out"),
+        (3, "the cache folder must be a path (str or pathlib.Path), got int"),
+    ],
+)
+def test_a_cache_folder_that_is_no_path_is_refused_in_one_line(
+    tmp_path, monkeypatch, cache_dir, says
+):
+    """An empty one was the current folder, filled with decoded/*.npy; a number pathlib's
+    TypeError."""
+    data = write_tree(tmp_path / "photos", {c: [noise(i) for i in range(3)] for c in "ab"})
+    monkeypatch.chdir(tmp_path)
+    for function in (load_dataset, load_eval_split):
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            function(str(data), cache_dir=cache_dir)
+    assert sorted(os.listdir(tmp_path)) == ["photos"]
+    assert len(load_dataset(str(data), cache_dir=tmp_path / "cache").train) == 6

@@ -17,14 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import path_argument
+
 # Bump when the decoded pixels for the same files would change (decoder or resize changes).
 DECODE_VERSION = 1
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """``cache_dir``, else ``$RESNETLAB_CACHE``, else ``~/.cache/resnetlab``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
+    if cache_dir is not None:  # "" is not the current folder, to fill with .npy files
+        given = path_argument(cache_dir, "the cache folder", "one, or leave it out", reading=False)
+        return Path(given)
     env = os.environ.get("RESNETLAB_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "resnetlab"
 
