@@ -439,3 +439,10 @@ def test_a_cache_folder_that_is_no_path_is_refused_in_one_line(
             function(str(data), cache_dir=cache_dir)
     assert sorted(os.listdir(tmp_path)) == ["photos"]
     assert len(load_dataset(str(data), cache_dir=tmp_path / "cache").train) == 6
+
+
+def test_an_image_size_beyond_what_models_take_is_refused_in_one_line():
+    """Not an allocation of 1,797 images at 100,000 x 100,000 (54 TB): the allocator's error."""
+    for function in (load_dataset, load_eval_split):
+        with pytest.raises(DataError, match=r"^image size must be at most 2,048, got 100,000$"):
+            function("digits", image_size=100_000)

@@ -32,7 +32,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..models.files import other_format
+from ..models.files import MAX_INPUT_SIZE, other_format
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
@@ -131,6 +131,8 @@ def open_source(
     root = cache_root(cache_dir)
     if image_size is not None:
         image_size = count_argument(image_size, "image size")
+        if image_size > MAX_INPUT_SIZE:  # --input-size's limit, not an allocation of terabytes
+            raise DataError(f"image size must be at most {MAX_INPUT_SIZE:,}, got {image_size:,}")
     if resize not in RESIZE_MODES:
         raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
     if spec == "digits":
