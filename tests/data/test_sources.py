@@ -446,3 +446,36 @@ def test_an_image_size_beyond_what_models_take_is_refused_in_one_line():
     for function in (load_dataset, load_eval_split):
         with pytest.raises(DataError, match=r"^image size must be at most 2,048, got 100,000$"):
             function("digits", image_size=100_000)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"n": -1}, "the sample's size n must be at least 1, got -1"),
+        ({"n": 0}, "the sample's size n must be at least 1, got 0"),
+        ({"n": "3"}, "the sample's size n must be a whole number, got '3'"),
+        ({"n": 3.0}, "the sample's size n must be a whole number, got 3.0"),
+        ({"n": 3, "seed": "1"}, "seed must be a whole number, got '1'"),
+        ({"n": 3, "seed": 1.5}, "seed must be a whole number, got 1.5"),
+    ],
+)
+def test_stratified_sample_refuses_a_size_or_seed_that_is_no_count(options, says):
+    """n=-1 was taken as a sample of all but the last image of each class, '3' a
+    comparison's TypeError, and a seed of 1.5 torch's manual_seed error."""
+    images = torch.zeros(20, 4, 4, 3, dtype=torch.uint8)
+    split = ImageSet(images, torch.tensor([0, 1] * 10), ["a", "b"])
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+        stratified_sample(split, **options)
+    assert len(stratified_sample(split, 10, seed=1)) == 10
+
+
+def test_stratified_split_refuses_a_seed_that_is_no_count():
+    from resnetlab.data import stratified_split
+
+    labels = torch.tensor([0, 1] * 5)
+    with pytest.raises(ResnetlabError, match=r"^seed must be a whole number, got '1'$"):
+        stratified_split(labels, 0.2, seed="1")
+    with pytest.raises(ResnetlabError, match=r"^seed must be a whole number, got 1\.5$"):
+        load_dataset("digits", val_split=0.2, seed=1.5)
+    train, val = stratified_split(labels, 0.2, seed=1)
+    assert len(train) == 8 and len(val) == 2

@@ -264,6 +264,7 @@ def stratified_split(
         ``(train_indices, val_indices)``, each sorted.
     """
     check_val_split(fraction, "a held-out fraction")
+    seed = count_argument(seed, "seed", minimum=0)  # not torch's manual_seed error
     generator = torch.Generator().manual_seed(seed)
     train, val = [], []
     for c in torch.unique(labels).tolist():
@@ -278,6 +279,8 @@ def stratified_split(
 def stratified_sample(split: Split, n: int, seed: int = 0) -> Split:
     """``n`` images of ``split`` (an ``ImageSet`` or ``StreamingSet``), each class keeping
     its share (``sample_counts``); the same ``n`` and seed always give the same images."""
+    n = count_argument(n, "the sample's size n")  # -1 took all but one image of each class
+    seed = count_argument(seed, "seed", minimum=0)
     if n >= len(split):
         return split
     take = sample_counts(torch.bincount(split.labels).tolist(), n)
