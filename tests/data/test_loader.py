@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -258,3 +261,43 @@ def test_make_loader_names_a_wrong_argument_in_one_line(options, says):
     with pytest.raises(ResnetlabError) as error:
         make_loader(split, **{"train": True, **given, **options})
     assert str(error.value).startswith(says)
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "says"),
+    [
+        (
+            np.zeros((2, 4, 4, 3), np.uint8),
+            torch.tensor([0, 1]),
+            "ImageSet: images must be a tensor, uint8 (N, H, W, 3), got ndarray; convert it with "
+            "torch.from_numpy",
+        ),
+        (
+            torch.zeros(2, 4, 4, 3, dtype=torch.uint8),
+            [0, 1],
+            "ImageSet: labels must be a tensor, int64 (N,), got list; convert it with torch.tensor",
+        ),
+        (
+            torch.zeros(2, 4, 4, 3, dtype=torch.uint8),
+            torch.tensor([0.0, 1.0]),
+            "ImageSet: labels must be class indices, int64 (N,), got torch.float32 (2,)",
+        ),
+        (
+            torch.zeros(2, 4, 4, 3, dtype=torch.uint8),
+            torch.tensor([0, 5]),
+            "ImageSet: labels must be from 0 to 1, one per class name, got 0 to 5",
+        ),
+        (
+            torch.zeros(2, 4, 4, 3, dtype=torch.uint8),
+            torch.tensor([-1, 1]),
+            "ImageSet: labels must be from 0 to 1, one per class name, got -1 to 1",
+        ),
+    ],
+)
+def test_an_image_set_of_what_it_cannot_hold_is_refused_when_made(images, labels, says):
+    """Not "expected uint8 (N, H, W, 3), got uint8 (2, 4, 4, 3)" for an array, an
+    AttributeError for a list, bincount's NotImplementedError for float labels, or cross
+    entropy's 'Target 5 is out of bounds' at the first batch."""
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        ImageSet(images, labels, ["cat", "dog"])
+    ImageSet(torch.zeros(2, 4, 4, 3, dtype=torch.uint8), torch.tensor([1, 1]), ["cat", "dog"])

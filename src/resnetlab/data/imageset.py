@@ -42,6 +42,14 @@ class ImageSet:
     paths: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        for key, shape in (("images", "uint8 (N, H, W, 3)"), ("labels", "int64 (N,)")):
+            value = getattr(self, key)
+            if not isinstance(value, torch.Tensor):  # an array's dtype reads as the tensor's
+                fix = "torch.from_numpy" if isinstance(value, np.ndarray) else "torch.tensor"
+                raise ValueError(
+                    f"{self.source or 'ImageSet'}: {key} must be a tensor, {shape}, got "
+                    f"{type(value).__name__}; convert it with {fix}"
+                )
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
             raise ValueError(
                 f"{self.source or 'images'}: expected uint8 (N, H, W, 3), "
@@ -50,6 +58,18 @@ class ImageSet:
         if len(self.images) != len(self.labels):
             raise ValueError(
                 f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
+            )
+        labels, classes = self.labels, len(self.class_names)
+        if labels.ndim != 1 or labels.is_floating_point() or labels.is_complex():
+            raise ValueError(
+                f"{self.source or 'ImageSet'}: labels must be class indices, int64 (N,), got "
+                f"{labels.dtype} {tuple(labels.shape)}"
+            )
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+            # training would stop at its first batch with cross entropy's 'Target is out of bounds'
+            raise ValueError(
+                f"{self.source or 'ImageSet'}: labels must be from 0 to {classes - 1}, one per "
+                f"class name, got {int(labels.min())} to {int(labels.max())}"
             )
         if self.paths is not None and len(self.paths) != len(self.labels):
             raise ValueError(
