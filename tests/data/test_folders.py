@@ -1,5 +1,6 @@
 import io
 import os
+import re
 import struct
 import sys
 import warnings
@@ -21,7 +22,7 @@ from resnetlab.data import (
 from resnetlab.data import decode as decode_module
 from resnetlab.data import folders as folders_module
 from resnetlab.data.decode import READ_ERRORS, read_error_reason, read_header_size
-from resnetlab.errors import DataError, DataWarning
+from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
 from .conftest import noise, solid, write_tree
 
@@ -64,6 +65,44 @@ def test_read_image_resizes_to_the_requested_size(tmp_path):
     assert read_image(tmp_path / "x.png").shape == (30, 40, 3)
     assert read_image(tmp_path / "x.png", 16).shape == (16, 16, 3)
     assert read_image(tmp_path / "x.png", (12, 20)).shape == (12, 20, 3)
+
+
+@pytest.mark.parametrize(
+    ("path", "options", "says"),
+    [
+        (
+            None,
+            {},
+            "read_image takes an image file (a path or an open binary file) or a PIL "
+            "image, not NoneType",
+        ),
+        (
+            b"\x89PNG",
+            {},
+            "read_image takes an image file (a path or an open binary file) or a "
+            "PIL image, not bytes; give io.BytesIO(data) for an image's bytes",
+        ),
+        ("", {}, "the image file: an empty value; give one"),
+        ("x.png", {"size": 0}, "size's height must be at least 1, got 0"),
+        ("x.png", {"size": "16"}, "size's height must be a whole number, got '16'"),
+        ("x.png", {"size": (16, 8.5)}, "size's width must be a whole number, got 8.5"),
+        ("x.png", {"size": (16, 8, 3)}, "size must be a side or (height, width), got (16, 8, 3)"),
+        (
+            "x.png",
+            {"size": 16, "resize": "stretch"},
+            "unknown resize 'stretch'; choose squash, crop",
+        ),
+    ],
+)
+def test_read_image_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, path, options, says):
+    """Not PIL's AttributeError for None, 'embedded null byte' for bytes, 'height and width
+    must be > 0' or a TypeError for the size, nor a squash for a resize it does not know."""
+    noise(0, size=(40, 30)).save(tmp_path / "x.png")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$") as caught:
+        read_image(path, **options)
+    assert not isinstance(caught.value, READ_ERRORS)  # not a file to skip as unreadable
+    assert read_image("x.png", [12, 20], resize="crop").shape == (12, 20, 3)
 
 
 def test_a_crop_scales_the_centre_alone(tmp_path, monkeypatch):

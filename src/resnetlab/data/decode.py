@@ -25,7 +25,15 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DataError, DataWarning, warn
+from ..errors import (
+    DataError,
+    DataWarning,
+    ResnetlabError,
+    count_argument,
+    path_argument,
+    shown,
+    warn,
+)
 
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
 # .jfif and .jpe are JPEGs too: what a browser on Windows names the photos it saves.
@@ -155,9 +163,15 @@ def fit_image(im: Image.Image, target: Size, resize: str = "squash") -> Image.Im
 
 
 def _as_size(size: int | Size | None) -> Size | None:
-    if size is None or isinstance(size, tuple):
-        return size
-    return (size, size)
+    """``size`` as ``(height, width)``; one line for a size that is none (PIL's TypeError or
+    'height and width must be > 0' otherwise). Argument errors are no ``READ_ERRORS``: they
+    are not a file's, to be skipped as unreadable."""
+    if size is None:
+        return None
+    sides = tuple(size) if isinstance(size, tuple | list) else (size, size)
+    if len(sides) != 2:
+        raise ResnetlabError(f"size must be a side or (height, width), got {shown(size)}")
+    return count_argument(sides[0], "size's height"), count_argument(sides[1], "size's width")
 
 
 def read_image(
@@ -182,8 +196,22 @@ def read_image(
 
     Raises:
         One of ``READ_ERRORS``: the file is not a readable image.
+        ResnetlabError: an argument that is none of the above (not one of those, so that
+            it is not counted as an unreadable file).
     """
+    if isinstance(path, bytes | bytearray) or not (
+        isinstance(path, str | os.PathLike | Image.Image) or hasattr(path, "read")
+    ):
+        wrap = "; give io.BytesIO(data) for an image's bytes" if isinstance(path, bytes) else ""
+        raise ResnetlabError(
+            "read_image takes an image file (a path or an open binary file) or a PIL image, "
+            f"not {type(path).__name__}{wrap}"
+        )
+    if isinstance(path, str | os.PathLike):  # '' is not the current folder
+        path = path_argument(path, "the image file")
     target = _as_size(size)
+    if resize not in RESIZE_MODES:  # anything else was a squash
+        raise ResnetlabError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
     given = isinstance(path, Image.Image)
     name = str(path) if isinstance(path, str | os.PathLike) else getattr(path, "filename", "")
     with (
