@@ -301,3 +301,31 @@ def test_an_image_set_of_what_it_cannot_hold_is_refused_when_made(images, labels
     with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
         ImageSet(images, labels, ["cat", "dog"])
     ImageSet(torch.zeros(2, 4, 4, 3, dtype=torch.uint8), torch.tensor([1, 1]), ["cat", "dog"])
+
+
+@pytest.mark.parametrize(
+    ("size", "options", "says"),
+    [
+        (0, {}, "size's height must be at least 1, got 0"),
+        ("8", {}, "size's height must be a whole number, got '8'"),
+        ((8, 0), {}, "size's width must be at least 1, got 0"),
+        (8, {"resize": "stretch"}, "unknown resize 'stretch'; choose squash, crop"),
+    ],
+)
+def test_resized_names_a_size_or_resize_that_is_none_in_one_line(tmp_path, size, options, says):
+    """Not torch's 'Input and output sizes should be greater than 0', an unpacking
+    ValueError, a squash for a resize it does not know, or, streamed, an error for each
+    file when read."""
+    from resnetlab.data import StreamingSet
+
+    images, labels = _images()
+    names = [str(i) for i in range(10)]
+    split = ImageSet(images, labels, names)
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+        split.resized(size, **options)
+    assert split.resized((4, 6), resize="crop").image_size == (4, 6)
+    streamed = StreamingSet([str(tmp_path / f"{i}.png") for i in names], labels, names, (8, 8))
+    if not options:
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            streamed.resized(size)
+    assert streamed.resized(6).image_size == (6, 6)

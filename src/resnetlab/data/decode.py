@@ -162,7 +162,7 @@ def fit_image(im: Image.Image, target: Size, resize: str = "squash") -> Image.Im
     return im.resize((target[1], target[0]), Image.BILINEAR, box=box)
 
 
-def _as_size(size: int | Size | None) -> Size | None:
+def as_size(size: int | Size | None) -> Size | None:
     """``size`` as ``(height, width)``; one line for a size that is none (PIL's TypeError or
     'height and width must be > 0' otherwise). Argument errors are no ``READ_ERRORS``: they
     are not a file's, to be skipped as unreadable."""
@@ -172,6 +172,14 @@ def _as_size(size: int | Size | None) -> Size | None:
     if len(sides) != 2:
         raise ResnetlabError(f"size must be a side or (height, width), got {shown(size)}")
     return count_argument(sides[0], "size's height"), count_argument(sides[1], "size's width")
+
+
+def resize_argument(resize: object) -> str:
+    """``resize`` when it is one of ``RESIZE_MODES``, else one line (anything else was
+    taken as a squash)."""
+    if resize not in RESIZE_MODES:
+        raise ResnetlabError(f"unknown resize {shown(resize)}; choose {', '.join(RESIZE_MODES)}")
+    return resize
 
 
 def read_image(
@@ -209,9 +217,8 @@ def read_image(
         )
     if isinstance(path, str | os.PathLike):  # '' is not the current folder
         path = path_argument(path, "the image file")
-    target = _as_size(size)
-    if resize not in RESIZE_MODES:  # anything else was a squash
-        raise ResnetlabError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
+    target = as_size(size)
+    resize_argument(resize)
     given = isinstance(path, Image.Image)
     name = str(path) if isinstance(path, str | os.PathLike) else getattr(path, "filename", "")
     with (
@@ -531,9 +538,7 @@ def read_images(
 ) -> list[np.ndarray | str]:
     """``read_image`` of each file, in worker processes when there are many: its pixels, or
     why it could not be read (``read_error_reason``)."""
-    return _map_chunks(
-        _read_chunk, paths, _as_size(size), resize, workers=workers, label="decoding"
-    )
+    return _map_chunks(_read_chunk, paths, as_size(size), resize, workers=workers, label="decoding")
 
 
 def decode_files(
@@ -553,7 +558,7 @@ def decode_files(
         the indices into ``paths`` of those files, ``(path, reason)`` for each file that
         could not be read, and the count of each native ``(height, width)``.
     """
-    target = _as_size(size)
+    target = as_size(size)
     decoded = read_images(paths, target, resize, workers=workers)
     failed = [(p, r) for p, r in zip(paths, decoded, strict=True) if isinstance(r, str)]
     kept = np.array([i for i, r in enumerate(decoded) if not isinstance(r, str)], dtype=np.int64)

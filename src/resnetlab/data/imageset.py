@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .decode import crop_resize_plan
+from .decode import as_size, crop_resize_plan, resize_argument
 
 
 def pixel_digests(images: Iterable[np.ndarray]) -> list[bytes]:
@@ -107,7 +107,8 @@ class ImageSet:
     ) -> ImageSet:
         """The images resized to ``size`` x ``size`` or ``(height, width)``, bilinear:
         squashed, or with ``resize="crop"`` scaled to cover it and centre-cropped."""
-        height, width = (size, size) if isinstance(size, int) else size
+        height, width = as_size(size)  # not torch's error for a side of 0
+        resize_argument(resize)
         if self.image_size == (height, width):
             return self
         scaled, (top, left) = (height, width), (0, 0)

@@ -23,6 +23,7 @@ from .decode import (
     MAX_UNREADABLE_FRACTION,
     READ_ERRORS,
     UNREADABLE_FIX,
+    as_size,
     available_cpus,
     leave_if_starting_a_worker,
     read_error_reason,
@@ -93,7 +94,7 @@ class StreamingSet:
 
     def resized(self, size: int | tuple[int, int]) -> StreamingSet:
         """The same files, to be decoded at ``size`` x ``size`` or ``(height, width)``."""
-        return dataclasses.replace(self, image_size=(size, size) if isinstance(size, int) else size)
+        return dataclasses.replace(self, image_size=as_size(size))  # checked, not when read
 
 
 class _Files(torch.utils.data.Dataset):
