@@ -479,3 +479,22 @@ def test_stratified_split_refuses_a_seed_that_is_no_count():
         load_dataset("digits", val_split=0.2, seed=1.5)
     train, val = stratified_split(labels, 0.2, seed=1)
     assert len(train) == 8 and len(val) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"stream": "false"}, "stream is True, False or None (as the size decides), got 'false'"),
+        ({"stream": 0}, "stream is True, False or None (as the size decides), got 0"),
+        ({"download": "no"}, "download is True or False, got 'no'"),
+    ],
+)
+def test_stream_and_download_given_as_text_are_refused(tmp_path, options, says):
+    """stream='false' streamed the folder, as any text is true."""
+    data = write_tree(tmp_path / "photos", {c: [noise(i) for i in range(3)] for c in "ab"})
+    for function in (load_dataset, load_eval_split):
+        if "stream" in options and function is load_eval_split:
+            continue
+        with pytest.raises(DataError, match=f"^{re.escape(says)}$"):
+            function(str(data), cache_dir=tmp_path / "cache", **options)
+    assert isinstance(load_dataset(str(data), stream=False, cache_dir=tmp_path).train, ImageSet)

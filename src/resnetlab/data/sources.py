@@ -135,6 +135,10 @@ def open_source(
             raise DataError(f"image size must be at most {MAX_INPUT_SIZE:,}, got {image_size:,}")
     if resize not in RESIZE_MODES:
         raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
+    if stream is not None and not isinstance(stream, bool):  # "false" would stream
+        raise DataError(f"stream is True, False or None (as the size decides), got {shown(stream)}")
+    if not isinstance(download, bool):
+        raise DataError(f"download is True or False, got {shown(download)}")
     if spec == "digits":
         source = Source(spec, "digits", {"all": partial(load_digits_set, image_size)})
     elif spec == "cifar10":
