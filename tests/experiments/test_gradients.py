@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,25 @@ def test_probe_runs_print_the_data_notes_once_and_no_majority_note(tmp_path, cap
     assert (printed.out + printed.err).count("MAJORITY") == 4
     notes = [line for line in (printed.out + printed.err).splitlines() if line.startswith("data: ")]
     assert notes and len(notes) == len(set(notes))
+
+
+@pytest.mark.parametrize(
+    ("out", "says"),
+    [
+        ("", "out, the experiment folder: an empty value; give one, or leave it out"),
+        (3, "out, the experiment folder must be a path (str or pathlib.Path), got int"),
+    ],
+)
+def test_experiments_refuse_an_out_that_is_no_folder_before_training(
+    tmp_path, monkeypatch, out, says
+):
+    """out='' was the current folder, which took the runs and the figures; 3 pathlib's
+    TypeError."""
+    from resnetlab.experiments import run_degradation
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+        run_gradients("digits", [8], out=out, steps=1)
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+        run_degradation("digits", [8], out=out, max_steps=1)
+    assert list(tmp_path.iterdir()) == []

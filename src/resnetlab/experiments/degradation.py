@@ -45,8 +45,8 @@ from .runner import (
     Family,
     Run,
     cifar_depths,
-    default_out,
     get_family,
+    out_folder,
     run_pairs,
 )
 
@@ -183,7 +183,7 @@ def run_degradation(
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe
-    out = Path(out) if out is not None else default_out("degradation", data, family=kind.name)
+    out = out_folder(out, "degradation", data, family=kind.name)
     # Said before the training, not only in the table after it.
     note = one_depth_text(depths[0], kind) if len(depths) < 2 else None
     runs = run_pairs(data, depths, seeds, out, recipe, options, kind, note=note)

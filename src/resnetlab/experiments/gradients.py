@@ -39,7 +39,7 @@ from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError
 from ..models import load_model, read_model_meta
 from ..storage import atomic_write_text
-from .runner import Family, Run, default_out, get_family, run_pairs
+from .runner import Family, Run, get_family, out_folder, run_pairs
 
 DEFAULT_DEPTHS = (20, 56, 110)
 DEFAULT_STEPS = 100
@@ -151,7 +151,7 @@ def run_gradients(
         )
     if "max_steps" in options or "epochs" in options:
         raise ResnetlabError("the gradient experiment sets the length of training with --steps")
-    out = Path(out) if out is not None else default_out("gradients", data, family=kind.name)
+    out = out_folder(out, "gradients", data, family=kind.name)
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)
     images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))

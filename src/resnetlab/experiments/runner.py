@@ -27,7 +27,7 @@ from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, run_series
-from ..errors import ResnetlabError, RunInterrupted
+from ..errors import ResnetlabError, RunInterrupted, path_argument
 from ..models import list_models, model_info
 from ..storage import missing_folders
 
@@ -276,6 +276,15 @@ def default_out(
     tag = data_tag(str(data))
     name = kind + ("" if family == "plain" else f"-{family}") + ("-quick" if quick else "")
     return Path(root) / f"{name}-{tag}"
+
+
+def out_folder(out: object, kind: str, data: str, *, family: str = "plain") -> Path:
+    """The experiment folder ``out`` where given, else ``default_out``'s; one line for an
+    ``out`` that is not a path or is empty (``Path("")``, the current folder, would take the
+    runs and figures)."""
+    if out is None:
+        return default_out(kind, data, family=family)
+    return Path(path_argument(out, "out, the experiment folder", "one, or leave it out"))
 
 
 def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
