@@ -214,3 +214,27 @@ def test_experiments_refuse_an_out_that_is_no_folder_before_training(
     with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
         run_degradation("digits", [8], out=out, max_steps=1)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"depths": 20}, "depths must be a list, e.g. [20, 56], got 20"),
+        ({"depths": "20"}, "depths must be a list, e.g. [20, 56], got '20'"),
+        ({"depths": [20.0]}, "each of depths must be a whole number, got 20.0"),
+        ({"depths": ["20"]}, "each of depths must be a whole number, got '20'"),
+        ({"steps": "2"}, "--steps must be a whole number, got '2'"),
+        ({"probe_size": "4"}, "--probe-size must be a whole number, got '4'"),
+        ({"seeds": 1}, "seeds must be a list, e.g. [0, 1, 2], got 1"),
+    ],
+)
+def test_experiments_name_a_list_or_count_of_another_kind_in_one_line(tmp_path, options, says):
+    """depths=20 and seeds=1 were 'int object is not iterable', '20' the depths 2 and 0
+    ('no registered CIFAR plain net of depth 0'), and steps='2' a comparison's TypeError."""
+    from resnetlab.experiments import run_degradation
+
+    experiment = run_degradation if "seeds" in options else run_gradients
+    options = {"depths": [8], **options}
+    with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+        experiment("digits", out=tmp_path / "exp", **options)
+    assert not (tmp_path / "exp").exists()

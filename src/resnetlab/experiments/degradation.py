@@ -46,6 +46,7 @@ from .runner import (
     Run,
     cifar_depths,
     get_family,
+    number_list,
     out_folder,
     run_pairs,
 )
@@ -178,8 +179,10 @@ def run_degradation(
         The runs, the table rows and the verdict.
     """
     kind = get_family(family)
+    if depths is not None:
+        depths = number_list(depths, "depths", "[20, 56]", minimum=1)
     depths = sorted(set(depths or default_depths(kind.name)))
-    seeds = list(dict.fromkeys(seeds))
+    seeds = list(dict.fromkeys(number_list(seeds, "seeds", "[0, 1, 2]")))
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe

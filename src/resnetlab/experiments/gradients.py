@@ -36,10 +36,10 @@ from ..engine import initial_model
 from ..engine.auto import count_of
 from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, count_argument
 from ..models import load_model, read_model_meta
 from ..storage import atomic_write_text
-from .runner import Family, Run, get_family, out_folder, run_pairs
+from .runner import Family, Run, get_family, number_list, out_folder, run_pairs
 
 DEFAULT_DEPTHS = (20, 56, 110)
 DEFAULT_STEPS = 100
@@ -142,10 +142,11 @@ def run_gradients(
     """
     kind = get_family(family)
     recipe = recipe or kind.recipe
+    if depths is not None:
+        depths = number_list(depths, "depths", "[20, 56]", minimum=1)
     depths = sorted(set(depths or DEFAULT_DEPTHS))
-    if steps < 1:
-        raise ResnetlabError(f"--steps must be at least 1, got {steps}")
-    if probe_size < 2:
+    steps = count_argument(steps, "--steps")
+    if count_argument(probe_size, "--probe-size", minimum=0) < 2:
         raise ResnetlabError(
             f"--probe-size must be at least 2 (BN needs a batch), got {probe_size}"
         )

@@ -17,7 +17,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, run_series
-from ..errors import ResnetlabError, RunInterrupted, path_argument
+from ..errors import ResnetlabError, RunInterrupted, count_argument, path_argument, shown
 from ..models import list_models, model_info
 from ..storage import missing_folders
 
@@ -114,6 +114,15 @@ def get_family(name: str) -> Family:
         raise ResnetlabError(
             f"unknown family {name!r}; choose one of {', '.join(FAMILIES)}"
         ) from None
+
+
+def number_list(values: object, what: str, example: str, minimum: int = 0) -> list[int]:
+    """``values`` (a list, tuple or range of whole numbers of at least ``minimum``) as a
+    list, else one line naming ``what``: one number alone is no list (a TypeError), nor is
+    text, whose characters would be taken ("20": depths 2 and 0)."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ResnetlabError(f"{what} must be a list, e.g. {example}, got {shown(values)}")
+    return [count_argument(v, f"each of {what}", minimum) for v in values]
 
 
 @dataclass
