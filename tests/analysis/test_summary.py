@@ -32,6 +32,26 @@ def test_a_model_name_where_a_built_model_goes_is_one_line():
         summarize("resnet20", 32)
     with pytest.raises(ResnetlabError, match=r"^summarize takes a built model, not None$"):
         summarize(None, 32)
+    with pytest.raises(ResnetlabError, match=f"^keras_summary {says}"):
+        keras_summary("resnet20", 64)  # not "str has no Keras counterpart"
+
+
+def test_print_summary_of_what_is_no_summary_is_one_line():
+    """The model, or None, was an AttributeError for input_size."""
+    from resnetlab.analysis import print_summary
+
+    model = resnetlab.create_model("resnet8")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"^print_summary takes the ModelSummary that summarize\(model, input_size\) "
+        r"returns, not ResNet$",
+    ):
+        print_summary(model)
+    with pytest.raises(
+        ResnetlabError,
+        match=r"^print_summary takes the ModelSummary that summarize returns, not None$",
+    ):
+        print_summary(None)
 
 
 def test_an_image_side_no_model_takes_is_one_line():

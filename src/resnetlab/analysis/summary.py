@@ -131,6 +131,7 @@ def keras_summary(model: nn.Module, input_size: int, name: str | None = None) ->
     moving mean and variance too (4 x channels), as Keras does. Auto-named layers are named as
     Keras 3 names them in a fresh session (``activation``, ``activation_1``, ..., ``add``).
     """
+    _check_module(model, "keras_summary")  # a name is not "str has no Keras counterpart"
     if not hasattr(model, "keras_layer_names"):
         model_name = name or type(model).__name__
         raise ResnetlabError(
@@ -218,6 +219,11 @@ def training_flops(model: nn.Module, input_size: int) -> int:
 
 def print_summary(summary: ModelSummary, console: Console | None = None) -> None:
     """Print the summary as a table with totals, like Keras's ``model.summary()``."""
+    if not isinstance(summary, ModelSummary):  # the model itself: an AttributeError
+        how = "summarize(model, input_size)" if isinstance(summary, nn.Module) else "summarize"
+        raise ResnetlabError(
+            f"print_summary takes the ModelSummary that {how} returns, not {shown(summary)}"
+        )
     console = console or Console()
     size = summary.input_size
     table = Table(
