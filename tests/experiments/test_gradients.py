@@ -238,3 +238,35 @@ def test_experiments_name_a_list_or_count_of_another_kind_in_one_line(tmp_path, 
     with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
         experiment("digits", out=tmp_path / "exp", **options)
     assert not (tmp_path / "exp").exists()
+
+
+def test_gradient_norms_names_what_it_cannot_measure_in_one_line():
+    """Not weight_layers' AttributeError for a name, conv2d's TypeError for an array, or
+    cross entropy's 'Target 5 is out of bounds'."""
+    model = create_model("resnet8", num_classes=3)
+    images, labels = torch.randn(2, 3, 8, 8), torch.tensor([0, 2])
+    wrong = [
+        (
+            (model, images.numpy(), labels),
+            "gradient_norms' images must be a tensor, got "
+            "ndarray; convert it with torch.from_numpy",
+        ),
+        (
+            (model, images, [0, 2]),
+            "gradient_norms' labels must be a tensor, got list; convert it with torch.tensor",
+        ),
+        (
+            (model, images, torch.tensor([0, 5])),
+            "gradient_norms' labels must be class indices from 0 to 2, got 0 to 5",
+        ),
+        (
+            ("resnet8", images, labels),
+            "gradient_norms takes a built model (create_model('resnet8')), not 'resnet8'",
+        ),
+    ]
+    for arguments, says in wrong:
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            gradient_norms(*arguments)
+    with pytest.raises(ResnetlabError, match=r"^weight_layers takes a built model \("):
+        weight_layers("resnet8")
+    assert len(gradient_norms(model, images, labels)) == len(weight_layers(model)) == 8

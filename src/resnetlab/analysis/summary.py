@@ -54,7 +54,7 @@ class ModelSummary:
         return data
 
 
-def _check_module(model: object, function: str) -> nn.Module:
+def check_module(model: object, function: str) -> nn.Module:
     """``model`` when it is a built model, else one line saying how to build one."""
     if not isinstance(model, nn.Module):
         hint = f" (create_model({model!r}))" if isinstance(model, str) else ""
@@ -75,7 +75,7 @@ def _check_input_size(value: object, function: str) -> int:
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, non-trainable) as Keras reports them."""
-    _check_module(model, "count_parameters")
+    check_module(model, "count_parameters")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     stats = sum(b.numel() for b in model.buffers() if b.is_floating_point())
@@ -84,7 +84,7 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def summarize(model: nn.Module, input_size: int, name: str | None = None) -> ModelSummary:
     """Run one ``input_size`` x ``input_size`` image through ``model`` and describe each layer."""
-    _check_module(model, "summarize")
+    check_module(model, "summarize")
     input_size = _check_input_size(input_size, "summarize")
     rows: list[LayerRow] = []
     seen: set[str] = set()
@@ -131,7 +131,7 @@ def keras_summary(model: nn.Module, input_size: int, name: str | None = None) ->
     moving mean and variance too (4 x channels), as Keras does. Auto-named layers are named as
     Keras 3 names them in a fresh session (``activation``, ``activation_1``, ..., ``add``).
     """
-    _check_module(model, "keras_summary")  # a name is not "str has no Keras counterpart"
+    check_module(model, "keras_summary")  # a name is not "str has no Keras counterpart"
     if not hasattr(model, "keras_layer_names"):
         model_name = name or type(model).__name__
         raise ResnetlabError(
@@ -201,7 +201,7 @@ def training_flops(model: nn.Module, input_size: int) -> int:
     counts as 2) on a batch of two, in training mode. Run it on a model built on the meta
     device (``with torch.device("meta"): create_model(...)``) to count without computing.
     """
-    _check_module(model, "training_flops")
+    check_module(model, "training_flops")
     input_size = _check_input_size(input_size, "training_flops")
     param = next(model.parameters())
     x = torch.zeros(2, 3, input_size, input_size, device=param.device, dtype=param.dtype)

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.plots import plot_gradient_norms
+from ..analysis.summary import check_module
 from ..data import load_dataset, make_loader, stratified_sample
 from ..engine import initial_model
 from ..engine.auto import count_of
@@ -56,6 +58,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     For the ResNets that is input to output: the stem conv first, the fc last (a block's
     projection shortcut, where there is one, comes after the block's convs).
     """
+    check_module(model, "weight_layers")
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
@@ -73,6 +76,20 @@ def gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
     Returns:
         One norm per layer of ``weight_layers(model)``, in that order.
     """
+    check_module(model, "gradient_norms")
+    for key, value in (("images", images), ("labels", labels)):  # not conv2d's TypeError
+        if not isinstance(value, torch.Tensor):
+            fix = "torch.from_numpy" if isinstance(value, np.ndarray) else "torch.tensor"
+            raise ResnetlabError(
+                f"gradient_norms' {key} must be a tensor, got {type(value).__name__}; "
+                f"convert it with {fix}"
+            )
+    classes = getattr(model, "num_classes", 0)
+    if len(labels) and classes and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+        raise ResnetlabError(  # not cross entropy's 'Target 5 is out of bounds'
+            f"gradient_norms' labels must be class indices from 0 to {classes - 1}, got "
+            f"{int(labels.min())} to {int(labels.max())}"
+        )
     model = copy.deepcopy(model).train()
     model.zero_grad(set_to_none=True)
     F.cross_entropy(model(images), labels).backward()
