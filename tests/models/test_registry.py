@@ -307,3 +307,30 @@ def test_a_registered_builder_without_the_model_interface_is_one_line(monkeypatc
         "tinynet's builder made a Sequential without num_classes, num_stages, stage_of, which "
         "training, saving and explaining use; see help(resnetlab.register_model)"
     )
+
+
+@pytest.mark.parametrize("name", ["resnet8", "preresnet8", "resnet18d"])
+def test_images_a_stem_cannot_take_are_named_with_the_fix(name):
+    """Not the first BN's 'expected 4D input (got 3D input)' or the stem conv's 'expected
+    input[2, 16, 16, 3] to have 3 channels, but got 16 channels instead'."""
+    model = resnetlab.create_model(name, num_classes=3).eval()
+    x = torch.randn(2, 3, 16, 16)
+    wrong = [
+        (x[0], "(3, 16, 16); one image has no batch dimension: give x.unsqueeze(0)"),
+        (
+            x.permute(0, 2, 3, 1),
+            "(2, 16, 16, 3); channels last (B, H, W, 3): give x.permute(0, 3, 1, 2)",
+        ),
+        (x[:, :1], "(2, 1, 16, 16); one channel, grayscale: give x.expand(-1, 3, -1, -1)"),
+        (torch.randn(2, 4, 16, 16), "(2, 4, 16, 16); give images of 3 channels, RGB"),
+    ]
+    for images, says in wrong:
+        for function in (model, model.forward_features):
+            with pytest.raises(ResnetlabError, match=re.escape(f"(B, 3, H, W), got {says}") + "$"):
+                function(images)
+    with pytest.raises(ResnetlabError, match=r"^the model takes a tensor of images, got ndarray; "):
+        model(x.numpy())
+    assert model(x).shape == (2, 3)
+    # What works in torchvision still does: channels-last memory, a side below the stride.
+    assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), model(x))
+    assert model(torch.randn(1, 3, 4, 4)).shape == (1, 3)

@@ -34,12 +34,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ResnetlabError
+
 Shortcut = Literal["A", "B", "D"]
 NormLayer = Callable[[int], nn.Module]
 ActLayer = Callable[[], nn.Module]
 AttnLayer = Callable[[int], nn.Module]
 
 SHORTCUTS = ("A", "B", "D")
+
+
+def check_images(x: object) -> None:
+    """One line for what a stem cannot take as its (B, 3, H, W) images, with the fix for the
+    usual mistakes (one image without its batch, channels last, grayscale), instead of the
+    first BN's or conv's error ('expected 4D input', 'to have 3 channels, but got 16')."""
+    if torch.jit.is_tracing():  # its sizes are traced values: a TracerWarning each
+        return
+    if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == 3:
+        return
+    if not isinstance(x, torch.Tensor):
+        fix = "; convert it with torch.from_numpy" if type(x).__module__ == "numpy" else ""
+        raise ResnetlabError(f"the model takes a tensor of images, got {type(x).__name__}{fix}")
+    shape = tuple(x.shape)
+    if x.ndim == 3 and shape[0] == 3:
+        fix = "one image has no batch dimension: give x.unsqueeze(0)"
+    elif x.ndim == 4 and shape[-1] == 3:
+        fix = "channels last (B, H, W, 3): give x.permute(0, 3, 1, 2)"
+    elif x.ndim == 4 and shape[1] == 1:
+        fix = "one channel, grayscale: give x.expand(-1, 3, -1, -1)"
+    else:
+        fix = "give images of 3 channels, RGB"
+    raise ResnetlabError(f"the model takes images as (B, 3, H, W), got {shape}; {fix}")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:

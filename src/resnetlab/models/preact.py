@@ -26,6 +26,7 @@ from .blocks import (
     PreActBasicBlock,
     PreActBottleneck,
     Shortcut,
+    check_images,
     check_option_types,
     make_stage,
 )
@@ -184,6 +185,7 @@ class PreActResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images -> (B, C, h, w) last feature map, after the final BN-ReLU."""
+        check_images(x)
         return self.act(self.norm(self.stages(self.stem(x))))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

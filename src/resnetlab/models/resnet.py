@@ -24,6 +24,7 @@ from .blocks import (
     Bottleneck,
     NormLayer,
     Shortcut,
+    check_images,
     check_option_types,
     conv3x3,
     make_stage,
@@ -224,6 +225,7 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images -> (B, C, h, w) last feature map."""
+        check_images(x)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for stage in self.stages:
             x = stage(x)
