@@ -330,6 +330,12 @@ def test_images_a_stem_cannot_take_are_named_with_the_fix(name):
                 function(images)
     with pytest.raises(ResnetlabError, match=r"^the model takes a tensor of images, got ndarray; "):
         model(x.numpy())
+    with pytest.raises(
+        ResnetlabError,
+        match=r"^the model takes float images, got torch\.uint8; give them normalised as it was "
+        r"trained, or at least x\.float\(\) / 255$",
+    ):
+        model(torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
     assert model(x).shape == (2, 3)
     # What works in torchvision still does: channels-last memory, a side below the stride.
     assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), model(x))

@@ -45,13 +45,19 @@ SHORTCUTS = ("A", "B", "D")
 
 
 def check_images(x: object) -> None:
-    """One line for what a stem cannot take as its (B, 3, H, W) images, with the fix for the
-    usual mistakes (one image without its batch, channels last, grayscale), instead of the
-    first BN's or conv's error ('expected 4D input', 'to have 3 channels, but got 16')."""
+    """One line for what a stem cannot take as its (B, 3, H, W) float images, with the fix for
+    the usual mistakes (one image without its batch, channels last, grayscale, uint8 pixels),
+    instead of the first BN's or conv's error ('expected 4D input', 'to have 3 channels,
+    but got 16', 'expected scalar type Byte but found Float')."""
     if torch.jit.is_tracing():  # its sizes are traced values: a TracerWarning each
         return
     if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == 3:
-        return
+        if x.is_floating_point():
+            return
+        raise ResnetlabError(  # not the conv's 'expected scalar type Byte but found Float'
+            f"the model takes float images, got {x.dtype}; give them normalised as it was "
+            "trained, or at least x.float() / 255"
+        )
     if not isinstance(x, torch.Tensor):
         fix = "; convert it with torch.from_numpy" if type(x).__module__ == "numpy" else ""
         raise ResnetlabError(f"the model takes a tensor of images, got {type(x).__name__}{fix}")
