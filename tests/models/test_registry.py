@@ -340,3 +340,25 @@ def test_images_a_stem_cannot_take_are_named_with_the_fix(name):
     # What works in torchvision still does: channels-last memory, a side below the stride.
     assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), model(x))
     assert model(torch.randn(1, 3, 4, 4)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", ["resnet8", "preresnet8", "resnet50_keras"])
+def test_forward_head_refuses_what_is_no_feature_map(name):
+    """Pooled (B, C) features were a matmul's shape error, or with no classifier an answer
+    of shape (1, 1); a map of other channels a matmul's error too."""
+    model = resnetlab.create_model(name, num_classes=3).eval()
+    side = resnetlab.model_info(name).input_size
+    features = model.forward_features(torch.randn(2, 3, side, side))
+    channels = features.shape[1]
+    for wrong in (features.mean((2, 3)), features[:, : channels // 2], features[0]):
+        for classes in (3, 0):
+            model.reset_classifier(classes)
+            with pytest.raises(
+                ResnetlabError,
+                match=re.escape(
+                    f"forward_head takes the (B, {channels}, h, w) feature map that "
+                    f"forward_features returns, got {tuple(wrong.shape)}"
+                ),
+            ):
+                model.forward_head(wrong)
+    assert model.forward_head(features).shape[0] == 2

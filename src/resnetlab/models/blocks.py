@@ -73,6 +73,21 @@ def check_images(x: object) -> None:
     raise ResnetlabError(f"the model takes images as (B, 3, H, W), got {shape}; {fix}")
 
 
+def check_features(x: object, channels: int) -> None:
+    """One line for what ``forward_head`` cannot take as its (B, ``channels``, h, w) feature
+    map: pooled features (B, C) were a matmul's shape error, or with no classifier a wrong
+    answer of shape (1, 1)."""
+    if torch.jit.is_tracing():  # as check_images
+        return
+    if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] == channels:
+        return
+    got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+    raise ResnetlabError(
+        f"forward_head takes the (B, {channels}, h, w) feature map that forward_features "
+        f"returns, got {got}"
+    )
+
+
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ResnetlabError, count_argument
-from .blocks import Bottleneck
+from .blocks import Bottleneck, check_features
 from .registry import register_model
 from .resnet import ResNet
 
@@ -103,6 +103,7 @@ class KerasResNet50(ResNet):
                 nn.init.zeros_(m.bias)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        check_features(x, self.num_features // self.final_size**2)  # 2048
         x = self.avgpool(x)  # (B, 2048, s, s)
         if x.shape[-1] != self.final_size or x.shape[-2] != self.final_size:
             raise ResnetlabError(

@@ -26,6 +26,7 @@ from .blocks import (
     PreActBasicBlock,
     PreActBottleneck,
     Shortcut,
+    check_features,
     check_images,
     check_option_types,
     make_stage,
@@ -190,6 +191,7 @@ class PreActResNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, C, h, w) feature map -> (B, num_classes) logits, or pooled features."""
+        check_features(x, self.num_features)
         x = self.avgpool(x)  # (B, C, 1, 1)
         return x.flatten(1) if pre_logits else self.head(x)
 

@@ -24,6 +24,7 @@ from .blocks import (
     Bottleneck,
     NormLayer,
     Shortcut,
+    check_features,
     check_images,
     check_option_types,
     conv3x3,
@@ -233,6 +234,7 @@ class ResNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, C, h, w) feature map -> (B, num_classes) logits, or pooled features."""
+        check_features(x, self.num_features)
         x = torch.flatten(self.avgpool(x), 1)
         return x if pre_logits else self.fc(x)
 
