@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -79,3 +80,25 @@ def test_a_model_file_is_benched_as_its_architecture_classes_and_size(tmp_path, 
     monkeypatch.chdir(tmp_path)
     spec = bench_spec("resnet8", training=False, input_size=None, num_classes=None, **common)
     assert (spec.model, spec.num_classes) == ("resnet8", 10)
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"threads": "2"}, "--threads must be a whole number, got '2'"),
+        ({"channels_last": "no"}, "--channels-last is True or False, got 'no'"),
+        ({"compile": "no"}, "--compile is True or False, got 'no'"),
+        ({"compile": None}, "--compile is True or False, got None"),
+        ({"model": None}, "a model name is a string, got None"),
+    ],
+)
+def test_bench_names_a_wrong_option_before_timing(options, says):
+    """threads='2' was a comparison's TypeError, model=None os.stat's, and 'no' for
+    channels_last or compile was taken as True."""
+    from resnetlab.bench import bench_infer, bench_train
+
+    model = options.pop("model", "resnet8")
+    timed = dict(batch_size=2, input_size=8, device="cpu", steps=1, warmup=0, repeats=1)
+    for bench in (bench_infer, bench_train):
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            bench(model, **timed, **options)

@@ -16,6 +16,7 @@ sides; left out, each runs its own defaults: ours resnetlab's, the peer PyTorch'
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ from ..engine.step import (
     resolve_channels_last,
     resolve_precision,
 )
-from ..errors import ResnetlabError, SettingWarning, count_argument, warn
+from ..errors import ResnetlabError, SettingWarning, count_argument, shown, warn
 from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
 
@@ -79,8 +80,8 @@ def model_of(model: str) -> tuple[str, int | None, int | None, dict[str, Any]]:
     options), the sizes None for a name (its own defaults apply)."""
     from ..models.files import names_a_file, read_model_meta
 
-    if not names_a_file(model):
-        return model, None, None, {}
+    if not isinstance(model, str | os.PathLike) or not names_a_file(model):
+        return model, None, None, {}  # model_info names what is no model name
 
     meta = read_model_meta(model)
     options = {k: v for k, v in meta.model_kwargs.items() if k not in ("input_size", "num_classes")}
@@ -133,6 +134,9 @@ def bench_spec(
     warmup = count_argument(warmup, "--warmup", minimum=0)
     if vs is not None and vs not in PEERS:
         raise ResnetlabError(f"unknown peer {vs!r}; choose {', '.join(PEERS)}")
+    for name, value in (("--channels-last", channels_last), ("--compile", compile)):
+        if not isinstance(value, bool) and (value is not None or name == "--compile"):
+            raise ResnetlabError(f"{name} is True or False, got {shown(value)}")  # 'no' is true
     use_threads(threads)
     device_ = resolve_device(device)
     model, file_size, file_classes, options = model_of(model)
@@ -163,8 +167,7 @@ def use_threads(threads: int | None) -> None:
     """Set PyTorch's CPU thread count when one is given; more threads than cores is warned
     of (they take turns on the cores, which times the crowding, not the machine)."""
     if threads is not None:
-        if threads < 1:
-            raise ResnetlabError(f"--threads must be at least 1, got {threads}")
+        threads = count_argument(threads, "--threads")  # '2' was a comparison's TypeError
         cores = available_cpus()
         if threads > cores:
             warn(
