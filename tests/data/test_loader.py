@@ -329,3 +329,32 @@ def test_resized_names_a_size_or_resize_that_is_none_in_one_line(tmp_path, size,
         with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
             streamed.resized(size)
     assert streamed.resized(6).image_size == (6, 6)
+
+
+def test_channel_stats_refuses_what_are_no_pixels():
+    """Floats in [0, 1] were read as pixels of 0 to 255 (a mean of 0.002), channels first
+    a size mismatch, and no images a mean of NaN."""
+    from resnetlab.data import split_stats
+
+    images, labels = _images()
+    wrong = [
+        (
+            images.float() / 255,
+            "channel_stats takes uint8 (N, H, W, 3) images, got torch.float32 (10, 8, 8, 3)",
+        ),
+        (
+            images.permute(0, 3, 1, 2),
+            "channel_stats takes uint8 (N, H, W, 3) images, got torch.uint8 (10, 3, 8, 8)",
+        ),
+        (images.numpy(), "channel_stats takes uint8 (N, H, W, 3) images, got ndarray"),
+        (images[:0], "channel_stats needs at least one image, got none"),
+    ]
+    for given, says in wrong:
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            channel_stats(given)
+    split = ImageSet(images, labels, [str(i) for i in range(10)])
+    with pytest.raises(ResnetlabError, match=r"^sample must be at least 1, got 0$"):
+        split_stats(split, sample=0)
+    with pytest.raises(ResnetlabError, match=r"^seed must be a whole number, got '1'$"):
+        split_stats(split, seed="1")
+    assert split_stats(split) == channel_stats(images)

@@ -98,6 +98,18 @@ def channel_stats(
     images: torch.Tensor, chunk: int | None = None
 ) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 (N, H, W, 3) images, in [0, 1] units."""
+    if not (
+        isinstance(images, torch.Tensor)
+        and images.dtype == torch.uint8
+        and images.ndim == 4
+        and images.shape[-1] == 3
+    ):  # floats in [0, 1] were read as pixels of 0 to 255: a mean of 0.002
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else None
+        raise ResnetlabError(
+            f"channel_stats takes uint8 (N, H, W, 3) images, got {got or type(images).__name__}"
+        )
+    if not len(images):  # NaN for every channel
+        raise ResnetlabError("channel_stats needs at least one image, got none")
     if chunk is None:  # about 128 MB of float64 at a time, whatever the image size
         chunk = max(1, 2**24 // max(1, images[0].numel() if len(images) else 1))
     total = torch.zeros(3, dtype=torch.float64)

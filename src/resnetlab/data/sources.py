@@ -1037,6 +1037,8 @@ def split_stats(
     images of a ``StreamingSet`` (decoding all of a large folder to get six numbers is not
     worth it).
     """
+    sample = count_argument(sample, "sample")  # 0 'could read none of the 0 sampled'
+    seed = count_argument(seed, "seed", minimum=0)
     if isinstance(_check_split(split, "split_stats"), ImageSet):
         return channel_stats(split.images)
     generator = torch.Generator().manual_seed(seed)
