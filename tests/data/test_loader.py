@@ -358,3 +358,33 @@ def test_channel_stats_refuses_what_are_no_pixels():
     with pytest.raises(ResnetlabError, match=r"^seed must be a whole number, got '1'$"):
         split_stats(split, seed="1")
     assert split_stats(split) == channel_stats(images)
+
+
+def test_subset_takes_positions_as_a_list_and_names_what_are_none(tmp_path):
+    """A list was an AttributeError for dtype, a position past the end the paths' 'list
+    index out of range', and a mask of a streamed set took paths 0 and 1 for its places."""
+    from resnetlab.data import StreamingSet
+
+    images, labels = _images()
+    names = [str(i) for i in range(10)]
+    paths = [str(tmp_path / f"{i}.png") for i in range(10)]
+    memory = ImageSet(images, labels, names, paths=paths)
+    streamed = StreamingSet(paths, labels, names, (8, 8))
+    mask = labels >= 8
+    for split in (memory, streamed):
+        assert split.subset([2, 5]).labels.tolist() == [2, 5]
+        assert split.subset(mask).labels.tolist() == [8, 9]
+        assert split.subset(mask).paths == paths[8:]
+        assert len(split.subset([])) == 0
+        with pytest.raises(
+            ResnetlabError,
+            match=r"^subset's positions must be from 0 to 9 \(the images there are\), got 2 to "
+            r"100$",
+        ):
+            split.subset([2, 100])
+        with pytest.raises(
+            ResnetlabError,
+            match=r"^subset takes the positions of images .*"
+            r"got \[0\.5\]$",
+        ):
+            split.subset([0.5])

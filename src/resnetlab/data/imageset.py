@@ -11,12 +11,37 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ResnetlabError, shown
 from .decode import as_size, crop_resize_plan, resize_argument
 
 
 def pixel_digests(images: Iterable[np.ndarray]) -> list[bytes]:
     """A 16-byte digest of each image's pixels: two images with one digest are copies."""
     return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
+
+
+def subset_positions(indices: object, n: int) -> torch.Tensor:
+    """``indices`` of a split of ``n`` images (a tensor, array or list of positions, or a
+    mask of ``n``) as int64 positions; one line for anything else, or a position past the
+    end (a list's 'index out of range' or an AttributeError before)."""
+    try:
+        positions = torch.as_tensor(indices).flatten()  # as_tensor([]) is float
+        positions = positions.long() if not len(positions) else positions
+    except (TypeError, ValueError, RuntimeError):
+        positions = None
+    if positions is not None and positions.dtype == torch.bool and len(positions) == n:
+        return positions.nonzero().flatten()  # a mask: the places it holds
+    if positions is None or positions.is_floating_point() or positions.dtype == torch.bool:
+        raise ResnetlabError(
+            f"subset takes the positions of images (a tensor or list of whole numbers) or a "
+            f"mask of all {n:,}, got {shown(indices)}"
+        )
+    if len(positions) and not -n <= int(positions.min()) <= int(positions.max()) < n:
+        raise ResnetlabError(
+            f"subset's positions must be from 0 to {n - 1:,} (the images there are), got "
+            f"{int(positions.min()):,} to {int(positions.max()):,}"
+        )
+    return positions
 
 
 @dataclass
@@ -95,8 +120,7 @@ class ImageSet:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor) -> ImageSet:
-        if indices.dtype == torch.bool:  # a mask: the places it holds
-            indices = indices.nonzero().flatten()
+        indices = subset_positions(indices, len(self))
         paths = None if self.paths is None else [self.paths[i] for i in indices.tolist()]
         return dataclasses.replace(
             self, images=self.images[indices], labels=self.labels[indices], paths=paths

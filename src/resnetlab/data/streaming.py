@@ -31,6 +31,7 @@ from .decode import (
     unreadable_allowed,
     workers_stopped,
 )
+from .imageset import subset_positions
 from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
 
 # Warnings this process has given about files: each once, not every epoch nor once per
@@ -85,6 +86,7 @@ class StreamingSet:
         return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
 
     def subset(self, indices: torch.Tensor) -> StreamingSet:
+        indices = subset_positions(indices, len(self))
         return dataclasses.replace(
             self,
             paths=[self.paths[i] for i in indices.tolist()],
