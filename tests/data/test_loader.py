@@ -388,3 +388,33 @@ def test_subset_takes_positions_as_a_list_and_names_what_are_none(tmp_path):
             r"got \[0\.5\]$",
         ):
             split.subset([0.5])
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"batch_size": "1"}, "batch_size must be a whole number, got '1'"),
+        ({"world_size": 0}, "world_size must be at least 1, got 0"),
+        ({"seed": "1"}, "seed must be a whole number, got '1'"),
+        ({"augment": {"flip": True}}, "augment must be an Augment (Augment(crop_padding=4, "),
+        ({"shuffle": "false"}, "shuffle is True or False, got 'false'"),
+        ({"mean": (0.5, 0.5)}, "mean must be three numbers, one per RGB channel"),
+        ({"labels": [0, 1]}, "DeviceLoader's labels must be a tensor, got list"),
+        (
+            {"images": np.zeros((2, 4, 4, 3), np.uint8)},
+            "DeviceLoader's images must be a tensor, got ndarray",
+        ),
+    ],
+)
+def test_a_device_loader_made_directly_checks_its_options_as_make_loader_does(options, says):
+    """A batch size as text was a comparison's TypeError, world_size=0 a ZeroDivisionError,
+    a dict for augment an AttributeError, an array 'expected uint8, got uint8'."""
+    given = {
+        "images": torch.zeros(2, 4, 4, 3, dtype=torch.uint8),
+        "labels": torch.tensor([0, 1]),
+        "batch_size": 1,
+        **options,
+    }
+    with pytest.raises(ResnetlabError) as error:
+        list(DeviceLoader(given.pop("images"), given.pop("labels"), **given))
+    assert str(error.value).startswith(says)

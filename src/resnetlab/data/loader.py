@@ -195,6 +195,49 @@ def normalisation(
     return (1 / (255 * std_t)).to(dtype), (-mean_t / std_t).to(dtype)
 
 
+def loader_options(
+    batch_size: object,
+    mean: object,
+    std: object,
+    augment: object,
+    seed: object,
+    rank: object,
+    world_size: object,
+    **switches: object,
+) -> tuple[int, int, int, int]:
+    """The checks of a loader's options, ``make_loader``'s and the loaders' own, each a line
+    instead of an error at the first batch (torch's size mismatch for two means, a
+    ZeroDivisionError for world_size 0, 'false' taken as True for a switch). Returns
+    ``(batch_size, seed, rank, world_size)`` as ints."""
+    batch_size = count_argument(batch_size, "batch_size")
+    seed = count_argument(seed, "seed", minimum=0)  # not torch's manual_seed error
+    world_size = count_argument(world_size, "world_size")  # 0 divided the split by zero
+    rank = count_argument(rank, "rank", minimum=0)
+    if rank >= world_size:  # a shard past the last would take another's images
+        raise ResnetlabError(f"rank must be below world_size ({world_size}), got {rank}")
+    for key, value in switches.items():
+        if not isinstance(value, bool):  # "false" would be taken as True
+            raise ResnetlabError(f"{key} is True or False, got {shown(value)}")
+    for key, value in (("mean", mean), ("std", std)):
+        try:
+            values = [float(v) for v in value]
+        except (TypeError, ValueError):  # a single number, or text
+            values = []
+        if len(values) != 3 or not all(map(math.isfinite, values)):
+            raise ResnetlabError(
+                f"{key} must be three numbers, one per RGB channel, got {shown(value)}"
+            )
+        if key == "std" and min(values) <= 0:  # every image would be inf or NaN
+            raise ResnetlabError(f"std must be above 0 for each channel, got {shown(value)}")
+    if augment is not None and not isinstance(augment, Augment):
+        unpack = "; unpack it: Augment(**augment)" if isinstance(augment, dict) else ""
+        raise ResnetlabError(
+            f"augment must be an Augment (Augment(crop_padding=4, flip=True)), got "
+            f"{type(augment).__name__}{unpack}"
+        )
+    return batch_size, seed, rank, world_size
+
+
 class DeviceLoader:
     """Batches of normalised images from uint8 (N, H, W, 3) images held on one device.
 
@@ -233,14 +276,21 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        for key, value in (("images", images), ("labels", labels)):
+            if not isinstance(value, torch.Tensor):  # an array's dtype reads as the tensor's
+                raise ResnetlabError(
+                    f"DeviceLoader's {key} must be a tensor, got {type(value).__name__}"
+                )
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
                 f"expected uint8 (N, H, W, 3) images, got {images.dtype} {tuple(images.shape)}"
             )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {batch_size}")
+        batch_size, seed, rank, world_size = loader_options(
+            batch_size, mean, std, augment, seed, rank, world_size,
+            shuffle=shuffle, drop_last=drop_last, channels_last=channels_last,
+        )  # fmt: skip
         self.device = torch.device(device)
         self.augment = augment or Augment()
         pad = self.augment.crop_padding

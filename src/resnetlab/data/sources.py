@@ -9,7 +9,6 @@ either (extracted once into the cache folder). Each source offers some of the sp
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import unicodedata
 from collections import Counter
@@ -48,7 +47,7 @@ from .folders import (
     with_folder_notes,
 )
 from .imageset import ImageSet, pixel_digests
-from .loader import Augment, DeviceLoader, channel_stats
+from .loader import Augment, DeviceLoader, channel_stats, loader_options
 from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, keras_model_as_data, sibling_test_file
 from .streaming import StreamingLoader, StreamingSet
 
@@ -968,34 +967,12 @@ def make_loader(
             cores, at most 8, shared among ``world_size``); unused for an ``ImageSet``.
     """
     _check_split(split, "make_loader")
-    batch_size = count_argument(batch_size, "batch_size")
-    seed = count_argument(seed, "seed", minimum=0)  # not torch's manual_seed error
-    world_size = count_argument(world_size, "world_size")  # 0 divided the split by zero
-    rank = count_argument(rank, "rank", minimum=0)
-    if rank >= world_size:  # a shard past the last would take another's images
-        raise ResnetlabError(f"rank must be below world_size ({world_size}), got {rank}")
+    batch_size, seed, rank, world_size = loader_options(
+        batch_size, mean, std, augment, seed, rank, world_size,
+        train=train, channels_last=channels_last,
+    )  # fmt: skip
     if num_workers is not None:
         num_workers = count_argument(num_workers, "num_workers", minimum=0)
-    for key, value in (("train", train), ("channels_last", channels_last)):
-        if not isinstance(value, bool):  # "false" would be taken as True
-            raise ResnetlabError(f"{key} is True or False, got {shown(value)}")
-    for key, value in (("mean", mean), ("std", std)):  # not torch's error at the first batch
-        try:
-            values = [float(v) for v in value]
-        except (TypeError, ValueError):  # a single number, or text
-            values = []
-        if len(values) != 3 or not all(map(math.isfinite, values)):
-            raise ResnetlabError(
-                f"{key} must be three numbers, one per RGB channel, got {shown(value)}"
-            )
-        if key == "std" and min(values) <= 0:  # every image would be inf or NaN
-            raise ResnetlabError(f"std must be above 0 for each channel, got {shown(value)}")
-    if augment is not None and not isinstance(augment, Augment):
-        unpack = "; unpack it: Augment(**augment)" if isinstance(augment, dict) else ""
-        raise ResnetlabError(
-            f"augment must be an Augment (Augment(crop_padding=4, flip=True)), got "
-            f"{type(augment).__name__}{unpack}"
-        )
     if not isinstance(device, torch.device):
         from ..engine.distributed import resolve_device  # the engine builds on the data
 

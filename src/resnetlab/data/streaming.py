@@ -32,7 +32,15 @@ from .decode import (
     workers_stopped,
 )
 from .imageset import subset_positions
-from .loader import Augment, Batch, cutout_mask, epoch_plan, normalisation, resized_crops
+from .loader import (
+    Augment,
+    Batch,
+    cutout_mask,
+    epoch_plan,
+    loader_options,
+    normalisation,
+    resized_crops,
+)
 
 # Warnings this process has given about files: each once, not every epoch nor once per
 # loader worker (the workers hand theirs to the main process; see ``_Files``).
@@ -223,8 +231,12 @@ class StreamingLoader:
         world_size: int = 1,
         num_workers: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {batch_size}")
+        batch_size, seed, rank, world_size = loader_options(
+            batch_size, mean, std, augment, seed, rank, world_size,
+            shuffle=shuffle, drop_last=drop_last, channels_last=channels_last,
+        )  # fmt: skip
+        if num_workers is not None:
+            num_workers = count_argument(num_workers, "num_workers", minimum=0)
         self.split = split
         self._failed_before = 0  # unreadable images in the last epoch that had any
         self.device = torch.device(device)
