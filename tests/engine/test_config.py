@@ -443,3 +443,15 @@ def test_epochs_given_with_a_config_file_replace_its_length_in_steps():
         30,
     )
     assert resolve_config(values, epochs=5, max_steps=40).max_steps == 40  # steps win
+
+
+def test_an_option_the_model_lacks_is_refused_by_the_config():
+    """Not by create_model once the data is decoded, which for a large folder is minutes
+    later."""
+    with pytest.raises(
+        ResnetlabError, match=r"^resnet8 has no option shortcutt \(did you mean shortcut\?\); "
+    ):
+        TrainConfig(model="resnet8", model_kwargs={"shortcutt": "B"})
+    assert TrainConfig(model="resnet8", model_kwargs={"shortcut": "B"}).model_kwargs == {
+        "shortcut": "B"
+    }

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..models import model_info
 from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE, option_problem
-from ..models.registry import built_options
+from ..models.registry import built_options, unknown_options
 from ..storage import atomic_write_text
 
 # Options that name files or folders: a pathlib.Path is taken for them as its string.
@@ -448,7 +448,7 @@ class TrainConfig:
     def validate(self) -> None:
         # Long but flat: one (condition, message) pair per option, read as a table.
         _check_types(self)
-        model_info(self.model)  # an unknown name is refused here, with the names near it
+        info = model_info(self.model)  # an unknown name is refused here, with the names near it
         if self.val_split is not None:
             check_val_split(self.val_split)
         graph_problem = cuda_graphs_problem(self.precision) if self.cuda_graphs else None
@@ -545,6 +545,8 @@ class TrainConfig:
         for ok, message in checks + _range_checks(self):
             if not ok:
                 raise ResnetlabError(message)
+        if self.model_kwargs and (problem := unknown_options(info, self.model_kwargs)):
+            raise ResnetlabError(problem)  # here, not once the data is decoded
         decided = DECIDED_FROM_DATA.get(self.recipe, ())
         if undecided := [name for name in self.unset() if name not in decided]:
             raise UnsetValues(undecided, self.recipe)

@@ -198,7 +198,7 @@ def model_options(name: str) -> list[str]:
     return options
 
 
-def _unknown_options(info: ModelInfo, kwargs: dict[str, Any]) -> str | None:
+def unknown_options(info: ModelInfo, kwargs: dict[str, Any]) -> str | None:
     """One line naming the options in ``kwargs`` that ``info``'s model does not take and
     those it does (with the closest where one is near), or None where all are its own."""
     try:
@@ -281,7 +281,7 @@ def create_model(
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
-        raise ResnetlabError(_unknown_options(info, kwargs) or f"{name}: {e}") from None
+        raise ResnetlabError(unknown_options(info, kwargs) or f"{name}: {e}") from None
     except ValueError as e:  # a value the constructor refuses, e.g. shortcut="C"
         raise ResnetlabError(f"{name}: {e}") from None
     missing = [a for a in MODEL_INTERFACE if not hasattr(model, a)]
