@@ -41,7 +41,8 @@ def test_int8_export_is_quantized_calibrated_and_judged_by_accuracy(digits_model
     assert any(v.min() == -64 or v.max() == 64 for v in values)  # the range is used
     assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["precision"] == "int8"
     accuracy = report.int8_accuracy
-    assert accuracy["count"] == 1797 and accuracy["fp32"] > 0.5  # chance is 0.1
+    # The 359 digits the model's run held out (eval scores those of its own data set).
+    assert accuracy["count"] == 359 and accuracy["fp32"] > 0.5  # chance is 0.1
     assert abs(accuracy["int8"] - accuracy["fp32"]) <= exporter.MAX_INT8_DROP
     # The reported figures are what eval says of each file.
     assert resnetlab.evaluate(out, "digits", device="cpu").result.accuracy == accuracy["int8"]
