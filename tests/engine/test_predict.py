@@ -80,6 +80,12 @@ def test_eval_finds_them_where_the_folder_holds_a_file_it_cannot_read(digit_fold
     assert report.result.accuracy == run.summary["best_val_acc"]  # the images it validated on
 
 
+def test_a_data_set_given_as_a_path_is_reported_as_text(digit_folder, model_file):
+    report = resnetlab.evaluate(model_file, digit_folder)  # a pathlib.Path
+    assert report.data == str(digit_folder)
+    assert json.loads(json.dumps(report.to_dict()))["data"] == str(digit_folder)
+
+
 def another_set(folder: Path, dest: Path) -> Path:
     """A copy of ``folder`` with one file renamed: the same images, but not the training
     folder's files (a copy of those is scored on the images its run held out)."""

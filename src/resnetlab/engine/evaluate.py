@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -192,7 +193,8 @@ def evaluate(
             f"{name}: the model's outputs are NaN or inf on {data}; its weights or "
             "normalisation are damaged"
         )
-    return EvalReport(result, class_names, data, name, list(split.notes))
+    spec = os.fspath(data) if isinstance(data, os.PathLike) else data  # a Path named as text
+    return EvalReport(result, class_names, spec, name, list(split.notes))
 
 
 def held_out_split(data: str, meta: ModelMeta):
