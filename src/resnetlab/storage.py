@@ -277,11 +277,10 @@ def own_temp(first: Path) -> tuple[Path, int | None]:
             continue
         except OSError:  # a file system without locks
             return tmp, fd
-        try:  # still the file of that name, not one another writer renamed away meanwhile
+        # Still the file of that name, not one another writer renamed away meanwhile.
+        with contextlib.suppress(FileNotFoundError):
             if os.path.samestat(os.fstat(fd), os.stat(tmp)):
                 return tmp, fd
-        except FileNotFoundError:
-            pass
         os.close(fd)
     raise AssertionError("unreachable")  # (itertools.count never ends)
 

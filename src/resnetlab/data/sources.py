@@ -976,7 +976,7 @@ def make_loader(
     if not isinstance(device, torch.device):
         from ..engine.distributed import resolve_device  # the engine builds on the data
 
-        device = resolve_device(str(device))
+        device = resolve_device(device)
     common = dict(
         batch_size=batch_size,
         mean=mean,

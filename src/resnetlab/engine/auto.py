@@ -331,8 +331,7 @@ def _describe(
             rule = "a quarter of training"
         warmup = f"warm-up {count_of(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
-        unit = "epoch" if c.warmup_epochs == 1 else "epochs"  # 0.5 epochs, 1 epoch
-        warmup = f"warm-up {c.warmup_epochs:g} {unit} (given)"
+        warmup = f"warm-up {count_of(c.warmup_epochs, 'epoch')} (given)"
     length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
     total, all_of_them = "total batch" if world_size > 1 else "batch", ""
     if c.batch_size > max(1, num_images // world_size):  # each step takes all the images
@@ -363,9 +362,10 @@ def _batch_words(batch: int, world_size: int) -> str:
     return f"batch {batch} per process, {batch * world_size} in all"
 
 
-def count_of(n: int, noun: str) -> str:
-    """``1 epoch``, ``1,320 steps``: a number with its noun."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+def count_of(n: float, noun: str) -> str:
+    """``1 epoch``, ``1,320 steps``, ``0.5 epochs``: a number with its noun."""
+    text = f"{n:,}" if isinstance(n, int) else f"{n:g}"
+    return f"{text} {noun}" if n == 1 else f"{text} {noun}s"
 
 
 def is_digit_like(

@@ -556,8 +556,8 @@ class Trainer:
         self.warmup_note = None  # said once the position is known: not for a run that is over
         if self.warmup_steps >= self.total_steps > 1 and c.schedule != "constant":
             # The recipe's warm-up is in epochs: said so, as the user may not have set one.
-            unit = "epoch" if c.warmup_epochs == 1 else "epochs"  # 0.5 epochs, 1 epoch
-            epochs = f", the recipe's {c.warmup_epochs:g} {unit}" if c.warmup_steps is None else ""
+            recipe = f", the recipe's {count_of(c.warmup_epochs, 'epoch')}"
+            epochs = recipe if c.warmup_steps is None else ""
             run = f"the run ({count_of(self.total_steps, 'step')})"
             how = (
                 f"longer than {run}: the rate never reaches its peak, nor decays"

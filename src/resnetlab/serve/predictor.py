@@ -73,7 +73,7 @@ class Predictor:
     ):
         self.meta = model_file_meta(model, "Predictor")  # not an AttributeError for 'meta'
         self.names = class_names(self.meta)
-        self.device = resolve_device(str(device))
+        self.device = resolve_device(device)
         self.source = source
         self.model = model  # as loaded: what class activation maps are drawn from
         self.precision = precision
