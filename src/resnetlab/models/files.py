@@ -351,19 +351,7 @@ def save_model(
     bad = _first_nonfinite(tensors)
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
-    # A layer replaced by hand (model.fc = nn.Linear(512, 5)) leaves the name and options
-    # describing another model: load_model would refuse the file.
-    expected = {k: tuple(v.shape) for k, v in model_skeleton(path, meta).state_dict().items()}
-    if problem := shapes_problem(expected, {k: tuple(v.shape) for k, v in tensors.items()}):
-        fix = (
-            "; change the classes with model.reset_classifier(N) rather than a new layer"
-            if "fc." in problem
-            else ""
-        )
-        raise ResnetlabError(
-            f"{path}: not written: its weights are not those of {name} with "
-            f"num_classes={meta.num_classes}, which load_model would rebuild ({problem}){fix}"
-        )
+    _check_weights_fit(path, meta, tensors)
     made = missing_folders(path.parent)  # removed again if the file cannot be written
     try:
         try:
@@ -380,6 +368,23 @@ def save_model(
                 folder.rmdir()  # only while nothing is in it
         raise
     return meta
+
+
+def _check_weights_fit(path: Path, meta: ModelMeta, tensors: dict[str, torch.Tensor]) -> None:
+    """``save_model``'s refusal of weights that are not those of the model ``meta`` names: a
+    layer replaced by hand (``model.fc = nn.Linear(512, 5)``) leaves the name and options
+    describing another model, whose file load_model would refuse."""
+    expected = {k: tuple(v.shape) for k, v in model_skeleton(path, meta).state_dict().items()}
+    if problem := shapes_problem(expected, {k: tuple(v.shape) for k, v in tensors.items()}):
+        fix = (
+            "; change the classes with model.reset_classifier(N) rather than a new layer"
+            if "fc." in problem
+            else ""
+        )
+        raise ResnetlabError(
+            f"{path}: not written: its weights are not those of {meta.model} with "
+            f"num_classes={meta.num_classes}, which load_model would rebuild ({problem}){fix}"
+        )
 
 
 def _model_file_to_write(path: str | os.PathLike) -> Path:
