@@ -1167,3 +1167,19 @@ def test_validation_batches_shrink_with_the_training_batch():
     assert sizes == [4, 32, 128, 256, 256, 256, 512]
     # Halving --batch-size, as the out-of-memory advice says, never leaves validation larger.
     assert all(validation_batch_size(b // 2) <= validation_batch_size(b) for b in range(2, 600))
+
+
+def test_a_class_name_no_model_file_can_hold_is_refused_before_training(tmp_path, capsys):
+    """A class folder named with a newline trained for the whole run, then the model file
+    refused the name at the end."""
+    for label in ("cat", "dog\nx"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "photos" / label / f"{i}.png")
+    args = ["train", "--model", "resnet8", "--input-size", "8", "--epochs", "1"]
+    assert main([*args, "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: {tmp_path / 'photos'}: the class name 'dog\\nx' holds a control character, "
+        "which a model file cannot hold; rename the class\n"
+    )
+    assert not (tmp_path / "run").exists()

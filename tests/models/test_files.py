@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import resnetlab
 from resnetlab import ResnetlabError
@@ -328,6 +328,52 @@ def test_save_model_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, pa
         resnetlab.save_model(resnetlab.create_model("resnet8"), path, **options)
     assert str(error.value).startswith(says)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("names", "says"),
+    [
+        (["a", "", "c"], "class_names[1] '' is empty; give each class a name of one line"),
+        (["a", "b", " "], "class_names[2] ' ' is empty; give each class a name of one line"),
+        (
+            ["a", "b\nx", "c"],
+            "class_names[1] 'b\\nx' holds a control character; give each class a name of one line",
+        ),
+        (
+            ["a\tb", "c", "d"],
+            "class_names[0] 'a\\tb' holds a control character; give each class a name of one line",
+        ),
+        (
+            [0, 1, 2],
+            "class_names[0] 0 is not text; give the names as strings ([str(n) for n in names])",
+        ),
+        (3, "class_names must be a list of names, got 3; give [name, ...]"),
+    ],
+)
+def test_class_names_a_model_file_cannot_hold_are_refused_by_position(tmp_path, names, says):
+    """They were written (an empty name, a newline splitting predict's line) or refused as
+    'class_names is not a list of strings', without saying which."""
+    with pytest.raises(ResnetlabError) as error:
+        resnetlab.save_model(
+            resnetlab.create_model("resnet8", num_classes=3),
+            tmp_path / "m.safetensors",
+            class_names=names,
+        )
+    assert str(error.value) == says
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_file_written_with_an_empty_class_name_still_loads(tmp_path):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    meta = resnetlab.read_model_meta(path)
+    meta.class_names = ["", "b\nx"]  # as an earlier version wrote
+    tensors = load_file(path)
+    save_file(tensors, path, metadata={"resnetlab": meta.to_json()})
+    loaded = resnetlab.load_model(path)
+    assert loaded.meta.class_names == ["", "b\nx"]
+    resnetlab.save_model(loaded, tmp_path / "again.safetensors")  # its own names, kept
+    assert resnetlab.read_model_meta(tmp_path / "again.safetensors").class_names == ["", "b\nx"]
 
 
 def test_a_device_that_does_not_exist_or_is_not_here_is_one_line(tmp_path, monkeypatch):

@@ -47,6 +47,7 @@ from ..data.decode import leave_if_starting_a_worker, unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding, images_in
 from ..data.sources import class_balance_note, copies_of_training_images, subset_note
 from ..errors import (
+    DataError,
     DataWarning,
     ResnetlabError,
     RunInterrupted,
@@ -60,7 +61,7 @@ from ..errors import (
 )
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, read_model_meta, save_model
-from ..models.files import shapes_problem
+from ..models.files import class_name_problem, shapes_problem
 from ..storage import (
     WriteError,
     atomic_link,
@@ -708,6 +709,12 @@ class Trainer:
         ):
             warn(copies, DataWarning)
         self.class_names = data.class_names
+        if bad := next((n for n in self.class_names if class_name_problem(n)), None):
+            # refused now, not when the model file is written at the end of the run
+            raise DataError(
+                f"{c.data}: the class name {bad!r} {class_name_problem(bad)}, which "
+                "a model file cannot hold; rename the class"
+            )
         self.held_out = data.held_out  # how validation was held out, for eval to do again
         self.validated_test = data.validated_test  # a test split that validates, for eval
         if note := self._held_out_unlike_the_weights():

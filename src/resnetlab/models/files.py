@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import unicodedata
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from torch import nn
 from ..errors import (
     ResnetlabError,
     count_argument,
+    empty_problem,
     finite_number,
     folder_problem,
     near_name,
@@ -309,12 +311,8 @@ def save_model(
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
     path = _model_file_to_write(path)
-    if isinstance(class_names, str):  # a string is a sequence, of its letters
-        raise ResnetlabError(
-            f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
-        )
     class_names, input_size, mean, std, resize = _usage_defaults(
-        model, class_names, input_size, mean, std, resize
+        model, _class_names_argument(class_names), input_size, mean, std, resize
     )
     kwargs = dict(getattr(model, "model_kwargs", {}))
     if problem := option_problem(kwargs):
@@ -385,6 +383,46 @@ def _check_weights_fit(path: Path, meta: ModelMeta, tensors: dict[str, torch.Ten
             f"{path}: not written: its weights are not those of {meta.model} with "
             f"num_classes={meta.num_classes}, which load_model would rebuild ({problem}){fix}"
         )
+
+
+def class_name_problem(name: object) -> str | None:
+    """What makes ``name`` no class name for a model file to write, or None: not a string,
+    empty or blank, or holding a control character (a newline would split the line
+    ``predict`` prints for it)."""
+    if not isinstance(name, str):
+        return "is not text"
+    if empty_problem(name):
+        return "is empty"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "holds a control character"
+    return None
+
+
+def _class_names_argument(class_names: object) -> list[str] | None:
+    """``save_model``'s ``class_names`` as a list, refused in one line naming the first bad
+    name's position (``class_name_problem``). Files already written are not held to this:
+    only names given here are."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, str):  # a string is a sequence, of its letters
+        raise ResnetlabError(
+            f"class_names must be a list of names, got the string {class_names!r}; give [name, ...]"
+        )
+    try:
+        names = list(class_names)
+    except TypeError:
+        raise ResnetlabError(
+            f"class_names must be a list of names, got {shown(class_names)}; give [name, ...]"
+        ) from None
+    for i, name in enumerate(names):
+        if problem := class_name_problem(name):
+            fix = (
+                "give the names as strings ([str(n) for n in names])"
+                if not isinstance(name, str)
+                else "give each class a name of one line"
+            )
+            raise ResnetlabError(f"class_names[{i}] {shown(name)} {problem}; {fix}")
+    return names
 
 
 def _model_file_to_write(path: str | os.PathLike) -> Path:
