@@ -16,11 +16,12 @@ import atexit
 import contextlib
 import errno
 import itertools
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import ResnetlabError
 
@@ -310,6 +311,18 @@ def atomic_link(source: str | os.PathLike, path: str | os.PathLike) -> bool:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """``atomic_write`` of a text file (UTF-8)."""
     atomic_write(path, text.encode("utf-8"))
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, so that ``json.dumps`` writes
+    valid JSON (it writes ``NaN``, which JSON does not have, otherwise)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def remove_stale_temps(folder: Path, names: tuple[str, ...]) -> None:

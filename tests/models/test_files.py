@@ -1,5 +1,6 @@
 import dataclasses
 import errno
+import json
 import os
 import re
 import stat
@@ -7,6 +8,7 @@ import stat
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import resnetlab
@@ -489,6 +491,19 @@ def test_a_training_record_of_numpy_and_torch_numbers_is_written_as_json(tmp_pat
     with pytest.raises(ResnetlabError, match=r"^training must be a dict of what to keep"):
         resnetlab.save_model(model, tmp_path / "n.safetensors", training=[1, 2])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_a_training_record_holding_nan_or_inf_is_written_as_json_null(tmp_path):
+    """json.dumps wrote NaN and Infinity, which JSON does not have (a strict reader of the
+    metadata fails on them), where a run's summary.json writes null."""
+    path = tmp_path / "m.safetensors"
+    record = {"val_loss": float("nan"), "losses": [1.5, float("inf")], "acc": np.float32("nan")}
+    resnetlab.save_model(resnetlab.create_model("resnet8"), path, training=record)
+    with safe_open(path, "pt") as f:
+        text = f.metadata()["resnetlab"]
+    training = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the metadata"))
+    assert training["training"] == {"val_loss": None, "losses": [1.5, None], "acc": None}
+    assert resnetlab.read_model_meta(path).training == training["training"]
 
 
 def test_a_model_on_the_meta_device_is_not_written(tmp_path):

@@ -32,7 +32,7 @@ from ..data.folders import split_role
 from ..data.sources import data_name
 from ..errors import ResnetlabError
 from ..explain.gallery import ErrorSource, write_error_gallery
-from ..storage import WriteError, atomic_write_text, write_error
+from ..storage import WriteError, atomic_write_text, strict_json, write_error
 from .evaluate import EvalResult
 
 METRIC_FIELDS = (
@@ -172,18 +172,6 @@ def majority_note(
         f"note: always answering {name} would score {score}: check each class's recall "
         "(confusion.png, resnetlab eval)"
     )
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by None, so that ``json.dumps`` writes
-    valid JSON (it writes ``NaN``, which JSON does not have, otherwise)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
 
 
 class RunLog:

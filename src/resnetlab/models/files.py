@@ -39,7 +39,7 @@ from ..errors import (
     path_argument,
     shown,
 )
-from ..storage import WriteError, atomic_write, missing_folders, write_error
+from ..storage import WriteError, atomic_write, missing_folders, strict_json, write_error
 from .registry import built_options, create_model, list_models, model_info
 
 FORMAT = "resnetlab.model/1"
@@ -481,8 +481,9 @@ def _usage_defaults(
 
 def _training_record(path: Path, training: object) -> dict[str, Any]:
     """``save_model``'s ``training`` as the JSON the file holds: NumPy and PyTorch numbers
-    (an accuracy computed as a tensor) as the numbers they hold; one line for a value JSON
-    has no form for (json's TypeError), or a record that is no dict."""
+    (an accuracy computed as a tensor) as the numbers they hold, NaN and infinities as null
+    (as a run's summary.json has them: JSON has no NaN); one line for a value JSON has no
+    form for (json's TypeError), or a record that is no dict."""
     if training is None:
         return {}
     if not isinstance(training, dict):
@@ -497,7 +498,7 @@ def _training_record(path: Path, training: object) -> dict[str, Any]:
         raise TypeError(type(value).__name__)
 
     try:
-        return json.loads(json.dumps(training, default=plain))
+        return strict_json(json.loads(json.dumps(training, default=plain)))
     except TypeError as e:
         raise ResnetlabError(
             f"{path}: not written: training holds a {e}, which a model file cannot hold "
