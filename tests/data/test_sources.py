@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -498,3 +499,21 @@ def test_stream_and_download_given_as_text_are_refused(tmp_path, options, says):
         with pytest.raises(DataError, match=f"^{re.escape(says)}$"):
             function(str(data), cache_dir=tmp_path / "cache", **options)
     assert isinstance(load_dataset(str(data), stream=False, cache_dir=tmp_path).train, ImageSet)
+
+
+@pytest.mark.parametrize("trained_on", [3, ["digits"]])
+def test_eval_data_trained_on_what_is_no_data_set_is_one_line(trained_on):
+    """It was TypeError 'expected str, bytes or os.PathLike object, not int'."""
+    with pytest.raises(DataError) as error:
+        load_eval_split("digits", trained_on=trained_on)
+    assert str(error.value) == (
+        "trained_on must be the data the model was trained on (a data set name or a path) "
+        f"or None, got {trained_on!r}"
+    )
+
+
+def test_eval_data_trained_on_a_path_names_it():
+    (note,) = load_eval_split("digits", trained_on=Path("photos")).notes
+    assert note.startswith(
+        "all 1,797 images of digits are scored (the model was trained on photos;"
+    )

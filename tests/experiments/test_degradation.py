@@ -310,6 +310,22 @@ def test_preact_family_pairs_original_and_preactivation_nets(tmp_path):
         run_degradation("digits", (1202,), family="preact", out=tmp_path / "x", **TINY)
 
 
+@pytest.mark.parametrize(
+    ("family", "says"),
+    [
+        (["plain"], "family must be a name, one of plain, preact, got ['plain']"),
+        (3, "family must be a name, one of plain, preact, got 3"),
+        ("Plain", "unknown family 'Plain'; choose one of plain, preact"),
+    ],
+)
+def test_a_family_that_is_not_one_of_the_names_is_one_line(tmp_path, family, says):
+    """A list was TypeError 'unhashable type: list'."""
+    with pytest.raises(ResnetlabError) as error:
+        run_degradation("digits", (8,), family=family, out=tmp_path / "x", **TINY)
+    assert str(error.value) == says
+    assert not (tmp_path / "x").exists()
+
+
 def test_gap_verdict_asks_whether_the_change_helps_the_deepest_net():
     errors = {}
     for seed, base, pre in ((0, (10, 20, 30), (10, 15, 18)), (1, (11, 19, 31), (12, 18, 29))):

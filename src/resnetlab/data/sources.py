@@ -594,7 +594,7 @@ def load_eval_split(
     download: bool = False,
     cache_dir: str | Path | None = None,
     resize: str = DEFAULT_RESIZE,
-    trained_on: str | None = None,
+    trained_on: str | os.PathLike | None = None,
     held_out: dict[str, Any] | None = None,
     validated_on: dict[str, Any] | None = None,
 ) -> Split:
@@ -607,6 +607,11 @@ def load_eval_split(
     ``--val-data`` it validated on (``data``, a name, ``images``, and ``sample``, the
     number validated on where ``--val-subset`` took fewer), said when scored.
     """
+    if trained_on is not None and not isinstance(trained_on, str | os.PathLike):
+        raise DataError(
+            "trained_on must be the data the model was trained on (a data set name or a "
+            f"path) or None, got {shown(trained_on)}"
+        )
     source = open_source(
         data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
     )

@@ -108,6 +108,10 @@ FAMILIES = {
 
 def get_family(name: str) -> Family:
     """The family called ``name``, or a clear error."""
+    if not isinstance(name, str):  # a list or a number: a TypeError or KeyError below
+        raise ResnetlabError(
+            f"family must be a name, one of {', '.join(FAMILIES)}, got {shown(name)}"
+        )
     try:
         return FAMILIES[name]
     except KeyError:
