@@ -6,6 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from resnetlab.data import (
     make_loader,
     split_stats,
     stratified_sample,
+    stratified_split,
 )
 from resnetlab.data.sources import sample_counts
 from resnetlab.engine.distributed import resolve_device
@@ -517,3 +519,35 @@ def test_eval_data_trained_on_a_path_names_it():
     assert note.startswith(
         "all 1,797 images of digits are scored (the model was trained on photos;"
     )
+
+
+def test_a_stratified_split_takes_a_list_or_array_as_a_tensor():
+    labels = [0, 1, 0, 1, 0, 1, 2, 2]
+    expected = stratified_split(torch.tensor(labels), 0.5, seed=1)
+    for given in (labels, tuple(labels), np.array(labels)):
+        got = stratified_split(given, 0.5, seed=1)
+        assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("labels", "says"),
+    [
+        ([], "stratified_split: no labels given; give the class index of each image"),
+        (torch.tensor([], dtype=torch.long), "stratified_split: no labels given;"),
+        (
+            ["cat", "dog"],
+            "stratified_split: labels must be class indices (a tensor, array or list of whole "
+            "numbers, one per image), got ['cat', 'dog']",
+        ),
+        (
+            [0.5, 1.0],
+            "stratified_split: labels must be class indices, int64 (N,), got torch.float32 (2,)",
+        ),
+    ],
+)
+def test_a_stratified_split_of_no_labels_or_no_class_indices_is_one_line(labels, says):
+    """torch's 'expected a non-empty list of Tensors' for none; '_unique2(): argument
+    'input' must be Tensor, not list' for a list."""
+    with pytest.raises(DataError) as error:
+        stratified_split(labels, 0.2)
+    assert str(error.value).startswith(says)

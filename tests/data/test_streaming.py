@@ -280,3 +280,30 @@ def test_set_epoch_refuses_what_is_no_epoch_in_one_line(tree, epoch, says):
         assert loader.epoch == 0
         loader.set_epoch(np.int64(2))
         assert loader.epoch == 2 and type(loader.epoch) is int
+
+
+@pytest.mark.parametrize(
+    ("labels", "says"),
+    [
+        (
+            [0, 1],
+            "StreamingSet: labels must be a tensor, int64 (N,), got list; convert it with "
+            "torch.tensor",
+        ),
+        (
+            torch.tensor([0.0, 1.0]),
+            "StreamingSet: labels must be class indices, int64 (N,), got torch.float32 (2,)",
+        ),
+        (
+            torch.tensor([0, 5]),
+            "StreamingSet: labels must be from 0 to 1, one per class name, got 0 to 5",
+        ),
+        (torch.tensor([0, 1, 1]), "StreamingSet: 2 files but 3 labels"),
+    ],
+)
+def test_a_streaming_set_of_labels_it_cannot_use_is_refused_when_made(labels, says):
+    """As ImageSet refuses them: a label past the classes stopped training at its first
+    batch with cross entropy's 'Target 5 is out of bounds'; a list, with an AttributeError."""
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+        StreamingSet(["a.png", "b.png"], labels, ["cat", "dog"], (8, 8))
+    StreamingSet(["a.png", "b.png"], torch.tensor([1, 1]), ["cat", "dog"], (8, 8))

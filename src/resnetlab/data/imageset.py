@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ResnetlabError, shown
+from ..errors import DataError, ResnetlabError, shown
 from .decode import as_size, crop_resize_plan, resize_argument
 
 
@@ -44,6 +44,34 @@ def subset_positions(indices: object, n: int) -> torch.Tensor:
     return positions
 
 
+def _tensor_fix(value: object) -> str:
+    return "torch.from_numpy" if isinstance(value, np.ndarray) else "torch.tensor"
+
+
+def check_labels(labels: object, what: str, classes: int | None = None) -> None:
+    """The one check of a split's labels (``ImageSet``'s, ``StreamingSet``'s): a tensor of
+    class indices, int64 (N,), each from 0 to ``classes`` - 1 where ``classes`` is given;
+    else a ``DataError`` naming ``what``, the split, and the fix."""
+    if not isinstance(labels, torch.Tensor):
+        raise DataError(
+            f"{what}: labels must be a tensor, int64 (N,), got {type(labels).__name__}; "
+            f"convert it with {_tensor_fix(labels)}"
+        )
+    if labels.ndim != 1 or labels.is_floating_point() or labels.is_complex():
+        raise DataError(
+            f"{what}: labels must be class indices, int64 (N,), got "
+            f"{labels.dtype} {tuple(labels.shape)}"
+        )
+    if classes is not None and len(labels):
+        low, high = int(labels.min()), int(labels.max())
+        if not 0 <= low <= high < classes:
+            # training would stop at its first batch with cross entropy's 'Target is out of bounds'
+            raise DataError(
+                f"{what}: labels must be from 0 to {classes - 1}, one per class name, got "
+                f"{low} to {high}"
+            )
+
+
 @dataclass
 class ImageSet:
     """Images, labels and class names of one split.
@@ -67,14 +95,12 @@ class ImageSet:
     paths: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for key, shape in (("images", "uint8 (N, H, W, 3)"), ("labels", "int64 (N,)")):
-            value = getattr(self, key)
-            if not isinstance(value, torch.Tensor):  # an array's dtype reads as the tensor's
-                fix = "torch.from_numpy" if isinstance(value, np.ndarray) else "torch.tensor"
-                raise ValueError(
-                    f"{self.source or 'ImageSet'}: {key} must be a tensor, {shape}, got "
-                    f"{type(value).__name__}; convert it with {fix}"
-                )
+        if not isinstance(self.images, torch.Tensor):  # an array's dtype reads as the tensor's
+            raise ValueError(
+                f"{self.source or 'ImageSet'}: images must be a tensor, uint8 (N, H, W, 3), got "
+                f"{type(self.images).__name__}; convert it with {_tensor_fix(self.images)}"
+            )
+        check_labels(self.labels, self.source or "ImageSet", len(self.class_names))
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[-1] != 3:
             raise ValueError(
                 f"{self.source or 'images'}: expected uint8 (N, H, W, 3), "
@@ -83,18 +109,6 @@ class ImageSet:
         if len(self.images) != len(self.labels):
             raise ValueError(
                 f"{self.source}: {len(self.images)} images but {len(self.labels)} labels"
-            )
-        labels, classes = self.labels, len(self.class_names)
-        if labels.ndim != 1 or labels.is_floating_point() or labels.is_complex():
-            raise ValueError(
-                f"{self.source or 'ImageSet'}: labels must be class indices, int64 (N,), got "
-                f"{labels.dtype} {tuple(labels.shape)}"
-            )
-        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
-            # training would stop at its first batch with cross entropy's 'Target is out of bounds'
-            raise ValueError(
-                f"{self.source or 'ImageSet'}: labels must be from 0 to {classes - 1}, one per "
-                f"class name, got {int(labels.min())} to {int(labels.max())}"
             )
         if self.paths is not None and len(self.paths) != len(self.labels):
             raise ValueError(

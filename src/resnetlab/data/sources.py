@@ -12,7 +12,7 @@ import hashlib
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -46,7 +46,7 @@ from .folders import (
     scan_classes,
     with_folder_notes,
 )
-from .imageset import ImageSet, pixel_digests
+from .imageset import ImageSet, check_labels, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats, loader_options
 from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, keras_model_as_data, sibling_test_file
 from .streaming import StreamingLoader, StreamingSet
@@ -255,7 +255,7 @@ def check_val_split(fraction: object, name: str = "--val-split") -> None:
 
 
 def stratified_split(
-    labels: torch.Tensor, fraction: float, seed: int = 0
+    labels: torch.Tensor | Sequence[int], fraction: float, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of a seeded split that keeps each class's share, ``fraction`` of it held out.
 
@@ -263,9 +263,23 @@ def stratified_split(
     one, never all) to the held-out part. The same labels, fraction and seed always give
     the same split.
 
+    Args:
+        labels: the class index of each image: a tensor, NumPy array or list.
+
     Returns:
         ``(train_indices, val_indices)``, each sorted.
     """
+    try:  # a list or array too, as scikit-learn takes
+        tensor = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):  # text, ragged lists
+        raise DataError(
+            "stratified_split: labels must be class indices (a tensor, array or list of whole "
+            f"numbers, one per image), got {shown(labels)}"
+        ) from None
+    if not tensor.numel():  # (an empty list is a float tensor)
+        raise DataError("stratified_split: no labels given; give the class index of each image")
+    check_labels(tensor, "stratified_split")
+    labels = tensor
     check_val_split(fraction, "a held-out fraction")
     seed = count_argument(seed, "seed", minimum=0)  # not torch's manual_seed error
     generator = torch.Generator().manual_seed(seed)

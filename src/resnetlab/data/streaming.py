@@ -31,7 +31,7 @@ from .decode import (
     unreadable_allowed,
     workers_stopped,
 )
-from .imageset import subset_positions
+from .imageset import check_labels, subset_positions
 from .loader import (
     Augment,
     Batch,
@@ -75,9 +75,11 @@ class StreamingSet:
     scanned: int = 0
 
     def __post_init__(self) -> None:
+        check_labels(self.labels, self.source or "StreamingSet", len(self.class_names))
         if len(self.paths) != len(self.labels):
             raise ValueError(
-                f"{self.source}: {len(self.paths)} files but {len(self.labels)} labels"
+                f"{self.source or 'StreamingSet'}: {len(self.paths)} files but "
+                f"{len(self.labels)} labels"
             )
 
     def __repr__(self) -> str:  # not every path
