@@ -72,6 +72,33 @@ def test_an_image_side_no_model_takes_is_one_line():
             assert str(error.value) == says
 
 
+def test_a_name_or_console_of_the_wrong_kind_is_one_line():
+    """A number as the name was printed as the title; a console that is no Console was an
+    AttributeError ('int' object has no attribute 'print')."""
+    from resnetlab.analysis import print_summary
+
+    model = resnetlab.create_model("resnet8")
+    for call, says in [
+        (
+            lambda: summarize(model, 32, name=3),
+            "summarize's name must be a string (the model's name to show) or None, got 3",
+        ),
+        (
+            lambda: keras_summary(model, 32, name=["resnet8"]),
+            "keras_summary's name must be a string (the model's name to show) or None, got "
+            "['resnet8']",
+        ),
+        (
+            lambda: print_summary(summarize(model, 32), console=3),
+            "print_summary's console must be a rich.console.Console or None, got 3",
+        ),
+    ]:
+        with pytest.raises(ResnetlabError) as error:
+            call()
+        assert str(error.value) == says
+    assert summarize(model, 32, name="mine").model == "mine"
+
+
 def test_flops_come_from_a_real_counter():
     # ResNet-50 at 224x224: 4.09 G multiply-adds, the figure torchvision publishes (4.09 GFLOPS).
     summary = summarize(resnetlab.create_model("resnet50"), 224)

@@ -73,6 +73,15 @@ def _check_input_size(value: object, function: str) -> int:
     return size
 
 
+def _check_name(value: object, function: str) -> None:
+    """One line where ``function``'s ``name``, the title its summary shows, is no string."""
+    if value is not None and not isinstance(value, str):
+        raise ResnetlabError(
+            f"{function}'s name must be a string (the model's name to show) or None, got "
+            f"{shown(value)}"
+        )
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, non-trainable) as Keras reports them."""
     check_module(model, "count_parameters")
@@ -86,6 +95,7 @@ def summarize(model: nn.Module, input_size: int, name: str | None = None) -> Mod
     """Run one ``input_size`` x ``input_size`` image through ``model`` and describe each layer."""
     check_module(model, "summarize")
     input_size = _check_input_size(input_size, "summarize")
+    _check_name(name, "summarize")
     rows: list[LayerRow] = []
     seen: set[str] = set()
 
@@ -132,6 +142,7 @@ def keras_summary(model: nn.Module, input_size: int, name: str | None = None) ->
     Keras 3 names them in a fresh session (``activation``, ``activation_1``, ..., ``add``).
     """
     check_module(model, "keras_summary")  # a name is not "str has no Keras counterpart"
+    _check_name(name, "keras_summary")
     if not hasattr(model, "keras_layer_names"):
         model_name = name or type(model).__name__
         raise ResnetlabError(
@@ -223,6 +234,10 @@ def print_summary(summary: ModelSummary, console: Console | None = None) -> None
         how = "summarize(model, input_size)" if isinstance(summary, nn.Module) else "summarize"
         raise ResnetlabError(
             f"print_summary takes the ModelSummary that {how} returns, not {shown(summary)}"
+        )
+    if console is not None and not isinstance(console, Console):  # an AttributeError
+        raise ResnetlabError(
+            f"print_summary's console must be a rich.console.Console or None, got {shown(console)}"
         )
     console = console or Console()
     size = summary.input_size
