@@ -297,6 +297,21 @@ def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, caps
     assert "holds a resnet32, not a resnet20" in err and "train --model resnet32" in err
 
 
+def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(
+    torchvision_file, tmp_path, capsys
+):
+    """'does not fit resnet20' named a model the user never asked for."""
+    args = ["train", "--pretrained", str(torchvision_file), "--data", "digits"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: resnet18.pth does not fit the default model, resnet20: conv1.weight is "
+        "(64, 3, 7, 7) in them and (16, 3, 3, 3) in resnet20; they fit resnet18: give --model "
+        "resnet18"
+    )
+    assert main([*args, "--model", "resnet32", "--out", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith("error: resnet18.pth does not fit resnet32: ")
+
+
 def test_a_rerun_says_when_the_weights_it_starts_from_have_changed(tmp_path, capsys):
     fast = ["--model", "resnet20", "--data", "digits", "--input-size", "8", "--max-steps", "1"]
     first, tuned = tmp_path / "first", tmp_path / "tuned"

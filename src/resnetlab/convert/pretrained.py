@@ -890,13 +890,17 @@ def load_pretrained(
     return report
 
 
-def check_pretrained(weights: PretrainedWeights, name: str, kwargs: dict[str, Any]) -> None:
+def check_pretrained(
+    weights: PretrainedWeights, name: str, kwargs: dict[str, Any], *, said: str | None = None
+) -> None:
     """Raise as ``load_pretrained`` would for a ``name`` model, without making its tensors
-    (the model is built on the meta device): a mismatch shows before any data is read."""
+    (the model is built on the meta device): a mismatch shows before any data is read.
+    ``said``: how the mismatch names the model, where not as ``name`` (train's "the default
+    model, resnet20", which the user may not know was chosen)."""
     with torch.device("meta"):
         model = create_model(name, **kwargs)
     _check_declared_model(weights, name, kwargs)  # first: it names the model they are for
-    _match(model.state_dict(), weights, name)
+    _match(model.state_dict(), weights, name, said)
 
 
 def create_pretrained(
@@ -962,12 +966,13 @@ def _options_text(options: dict[str, Any]) -> str:
 
 
 def _match(
-    target: dict[str, torch.Tensor], weights: PretrainedWeights, name: str
+    target: dict[str, torch.Tensor], weights: PretrainedWeights, name: str, said: str | None = None
 ) -> tuple[list[str], list[str], list[str]]:
-    """(loaded, new, dropped) keys; raises on the first backbone key that does not fit."""
+    """(loaded, new, dropped) keys; raises on the first backbone key that does not fit
+    (naming the model as ``said``, where given)."""
     source = weights.state_dict
     if problem := _backbone_problem(target, source, name):
-        raise _mismatch(weights, name, problem)
+        raise _mismatch(weights, name, problem, said)
     head_fits = all(
         k in source and source[k].shape == t.shape for k, t in target.items() if _is_head(k)
     )
@@ -1034,7 +1039,9 @@ def _wrapped_in(
     return None
 
 
-def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabError:
+def _mismatch(
+    weights: PretrainedWeights, name: str, detail: str, said: str | None = None
+) -> ResnetlabError:
     states = _registered_states()
     source = weights.state_dict
     fits = [n for n, target in states.items() if _backbone_problem(target, source, n) is None]
@@ -1049,7 +1056,7 @@ def _mismatch(weights: PretrainedWeights, name: str, detail: str) -> ResnetlabEr
         )
     else:
         fix = "they are for another architecture (choose the --model they were made for)"
-    return ResnetlabError(f"{weights.description} does not fit {name}: {detail}; {fix}")
+    return ResnetlabError(f"{weights.description} does not fit {said or name}: {detail}; {fix}")
 
 
 def _output_names(

@@ -202,7 +202,10 @@ class PretrainedStart:
         weights = resolve_pretrained(
             config.pretrained, config.model, config.model_kwargs, input_size=config.input_size
         )
-        check_pretrained(weights, config.model, config.model_kwargs)
+        # The model no option named: the mismatch says it was chosen, not asked for.
+        default = config.model == TrainConfig.model and not config.model_kwargs
+        said = f"the default model, {config.model}" if default else None
+        check_pretrained(weights, config.model, config.model_kwargs, said=said)
         mean, std, _ = weights_normalisation(weights, config.model)
         return cls(weights, mean, std, weights.provenance())
 
