@@ -845,6 +845,13 @@ def add_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top-k", type=_at_least_one, default=3, help="classes per answer (3; ?top_k=N)"
     )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the next part of an upload before answering 408 and closing "
+        "the connection (30)",
+    )
     _add_inference_precision(p)
     p.set_defaults(func=cmd_serve)
 
@@ -862,6 +869,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
         top_k=args.top_k,
+        request_timeout=args.request_timeout,
         precision=args.precision,
     )
     return 0

@@ -294,7 +294,13 @@ def test_serve_errors_are_one_line(model_file, tmp_path, capsys):
     for flags in (["--max-batch", "0"], ["--max-wait-ms", "-1"], ["--port", "70000"]):
         assert main(["serve", str(model_file), *flags]) == 2
         assert flags[0] in capsys.readouterr().err
-    for flags in (["--max-wait-ms", "inf"], ["--max-upload-mb", "nan"], ["--max-upload-mb", "inf"]):
+    for flags in (
+        ["--max-wait-ms", "inf"],
+        ["--max-upload-mb", "nan"],
+        ["--max-upload-mb", "inf"],
+        ["--request-timeout", "0"],
+        ["--request-timeout", "nan"],
+    ):
         assert main(["serve", str(model_file), *flags]) == 2  # not a traceback, nor a hang
         err = capsys.readouterr().err
         assert f"error: {flags[0]} must be a finite" in err and "Traceback" not in err

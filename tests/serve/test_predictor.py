@@ -131,6 +131,10 @@ def test_create_app_refuses_what_it_cannot_serve_in_one_line(model_file):
         ({"max_batch": "16"}, "--max-batch must be a whole number, got '16'"),
         ({"max_upload_mb": -1}, "--max-upload-mb must be a finite positive number, got -1"),
         ({"max_wait_ms": "2"}, "--max-wait-ms must be a finite number of at least 0, got '2'"),
+        (
+            {"request_timeout": 0},
+            "--request-timeout must be a finite positive number of seconds, got 0",
+        ),
     ]:
         with pytest.raises(resnetlab.ResnetlabError) as error:
             create_app(predictor, **options)

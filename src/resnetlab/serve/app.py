@@ -43,13 +43,21 @@ class BodyTooLarge(Exception):
     """The request body passed the upload limit."""
 
 
+class BodyStalled(Exception):
+    """The next part of the request body did not come in time."""
+
+
 class BodyLimit:
     """Refuse request bodies over ``max_bytes``: at once when ``Content-Length`` says so, else
-    as soon as the body read so far passes the limit (chunked uploads)."""
+    as soon as the body read so far passes the limit (chunked uploads); and bodies whose
+    next part takes over ``timeout_s`` to come (a client that stalls mid-upload would
+    otherwise hold its connection and the body read so far for ever: uvicorn has no read
+    timeout)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,14 +65,20 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
         if length.isdigit() and int(length) > self.max_bytes:
             return await _too_large(self.max_bytes)(scope, receive, send)
-        seen = 0
+        seen, complete = 0, False
 
         async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # no more body: the app waits for the client to disconnect
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except asyncio.TimeoutError:
+                raise BodyStalled from None
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise BodyTooLarge
+            complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited, send)
@@ -113,6 +127,7 @@ def create_app(
     max_queue: int = 256,
     max_upload_mb: float = 20.0,
     top_k: int = 3,
+    request_timeout: float = 30.0,
 ) -> FastAPI:
     """The ASGI app serving ``predictor``.
 
@@ -121,13 +136,15 @@ def create_app(
         max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
         max_upload_mb: largest request body accepted, in MiB.
         top_k: classes in an answer when the request does not say (``?top_k=N``).
+        request_timeout: longest wait, in seconds, for the next part of a request's body;
+            a client that sends nothing for that long is answered 408 and disconnected.
     """
     if not isinstance(predictor, Predictor):  # a path or a loaded model failed at each request
         raise ResnetlabError(
             "create_app takes a Predictor: resnetlab.serve.load_predictor('model.safetensors'), "
             f"not a {type(predictor).__name__}"
         )
-    check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
+    check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout)
     batcher = Batcher(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
     max_bytes = int(max_upload_mb * 2**20)
     # Decoding runs in worker threads; this many at once bounds the memory big images take.
@@ -146,11 +163,11 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_bytes, timeout_s=request_timeout)
     app.add_middleware(AnswerWhenStopped)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    _add_error_handlers(app, max_bytes, max_queue)
+    _add_error_handlers(app, max_bytes, max_queue, request_timeout)
 
     # HEAD as well, as Starlette's own routes and the static files answer it: what
     # `curl -I` and uptime checks send.
@@ -202,7 +219,7 @@ def create_app(
     return app
 
 
-def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> None:
+def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout) -> None:
     """One line, naming the ``serve`` flag, for a limit that is out of range or no number."""
     for flag, value in (("--max-batch", max_batch), ("--max-queue", max_queue), ("--top-k", top_k)):
         count_argument(value, flag)
@@ -216,9 +233,16 @@ def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> Non
         raise ResnetlabError(
             f"--max-upload-mb must be a finite positive number, got {shown(max_upload_mb)}"
         )
+    if not (finite_number(request_timeout) and request_timeout > 0):
+        raise ResnetlabError(
+            f"--request-timeout must be a finite positive number of seconds, got "
+            f"{shown(request_timeout)}"
+        )
 
 
-def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
+def _add_error_handlers(
+    app: FastAPI, max_bytes: int, max_queue: int, request_timeout: float
+) -> None:
     """Every error as ``{"error": "..."}`` with its status."""
 
     @app.exception_handler(RequestError)
@@ -228,6 +252,15 @@ def _add_error_handlers(app: FastAPI, max_bytes: int, max_queue: int) -> None:
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(_request: Request, _e: BodyTooLarge) -> JSONResponse:
         return _too_large(max_bytes)
+
+    @app.exception_handler(BodyStalled)
+    async def body_stalled(_request: Request, _e: BodyStalled) -> JSONResponse:
+        # Connection: close, as the rest of the body may still come: uvicorn then closes it.
+        return _error(
+            f"the upload stalled: nothing came for {request_timeout:g} s (--request-timeout)",
+            408,
+            {"Connection": "close"},
+        )
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(_request: Request, _e: ClientDisconnect) -> JSONResponse:

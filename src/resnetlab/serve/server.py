@@ -26,6 +26,7 @@ def serve(
     max_queue: int = 256,
     max_upload_mb: float = 20.0,
     top_k: int = 3,
+    request_timeout: float = 30.0,
     precision: str = "fp32",
     log_level: str = "info",
 ) -> None:
@@ -43,11 +44,13 @@ def serve(
         max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
         max_upload_mb: largest upload accepted, in MiB.
         top_k: classes per answer unless the request says (``?top_k=N``).
+        request_timeout: longest wait, in seconds, for the next part of a request's body
+            (then 408, and the connection is closed).
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has
             that arithmetic; probabilities within a few thousandths, a few hundredths at worst).
         log_level: uvicorn's log level.
     """
-    _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
+    _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout)
     _check_model_file(model_file)  # a file it cannot serve is named before a busy port
     sock = _listen(host, port)  # then: a busy port is reported before the model loads
     try:
@@ -62,6 +65,7 @@ def serve(
         max_queue=max_queue,
         max_upload_mb=max_upload_mb,
         top_k=top_k,
+        request_timeout=request_timeout,
     )
     # Listening from here, with the model loaded, rather than once uvicorn starts: a client
     # that connects on reading the line below waits to be accepted instead of being refused.
@@ -110,10 +114,12 @@ def _check_model_file(model_file: str | os.PathLike) -> None:
         read_model_meta(path)
 
 
-def _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k) -> None:
+def _check_limits(
+    port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout
+) -> None:
     if count_argument(port, "--port", minimum=0) > 65535:
         raise ResnetlabError(f"--port must be between 0 and 65535, got {port}")
-    check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k)
+    check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout)
 
 
 def _lan_address(family: socket.AddressFamily) -> str | None:

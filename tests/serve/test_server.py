@@ -1,0 +1,51 @@
+"""`resnetlab serve` under careless or hostile clients, against a real server process."""
+
+from __future__ import annotations
+
+import socket
+import urllib.parse
+
+from .conftest import start_server
+
+WAIT_S = 60  # longest wait for an answer that should come at once: a hang fails, not hangs
+
+
+def connect(server) -> socket.socket:
+    url = urllib.parse.urlsplit(server.url)
+    return socket.create_connection((url.hostname, url.port), timeout=WAIT_S)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+STALLED = {  # requests sent in part, then nothing
+    "raw": b"Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG",
+    "chunked": b"Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n\x89PNG\r\n",
+    "multipart": b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000\r\n\r\n"
+    b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n\x89PNG',
+    "no body": b"Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n",
+}
+
+
+def test_a_stalled_upload_is_answered_408_and_its_connection_closed(model_file, tmp_path):
+    """A client that sends part of its request and then nothing was held for ever, with the
+    body read so far."""
+    server = start_server(model_file, tmp_path, "--request-timeout", "0.5")
+    try:
+        for what, head in STALLED.items():
+            with connect(server) as sock:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + head)
+                answer = read_until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 408 "), (what, answer)
+            assert b"\r\nconnection: close\r\n" in answer.lower(), what
+            assert answer.endswith(
+                b'{"error":"the upload stalled: nothing came for 0.5 s (--request-timeout)"}'
+            ), what
+        assert server.get("healthz").json() == {"status": "ok"}
+    finally:
+        server.stop()
