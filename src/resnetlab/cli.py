@@ -852,6 +852,13 @@ def add_serve(p: argparse.ArgumentParser) -> None:
         help="seconds to wait for the next part of an upload before answering 408 and closing "
         "the connection (30)",
     )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        help="connections open at once; a request on one more is answered 503 (default: "
+        "--max-queue + --max-batch, 272: one for each image the queue and a running batch "
+        "hold, so that uploads in memory stay under this many times --max-upload-mb)",
+    )
     _add_inference_precision(p)
     p.set_defaults(func=cmd_serve)
 
@@ -870,6 +877,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb,
         top_k=args.top_k,
         request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
         precision=args.precision,
     )
     return 0

@@ -291,7 +291,12 @@ def test_serve_errors_are_one_line(model_file, tmp_path, capsys):
     assert ".onnx" in capsys.readouterr().err
     assert main(["serve", str(tmp_path / "missing.safetensors"), "--port", "0"]) == 2
     assert "model file not found" in capsys.readouterr().err
-    for flags in (["--max-batch", "0"], ["--max-wait-ms", "-1"], ["--port", "70000"]):
+    for flags in (
+        ["--max-batch", "0"],
+        ["--max-wait-ms", "-1"],
+        ["--port", "70000"],
+        ["--max-connections", "0"],
+    ):
         assert main(["serve", str(model_file), *flags]) == 2
         assert flags[0] in capsys.readouterr().err
     for flags in (

@@ -118,3 +118,18 @@ def test_page_names_a_fractional_upload_limit_as_given(browser, model_file, tmp_
         assert _text(browser, "error") == "big.png is 0.6 MB; the limit is 0.5 MB"
     finally:
         small_limit.stop()
+
+
+def test_page_reports_an_answer_that_is_not_json(browser, server, image_files):
+    """Past --max-connections uvicorn itself answers, 503 in plain text: the page named a
+    JSON syntax error."""
+    browser.get(server.url)
+    WebDriverWait(browser, WAIT_S).until(lambda b: "resnet8" in _text(b, "model"))
+    browser.execute_script(
+        "window.fetch = async () => new Response('Service Unavailable', "
+        "{status: 503, statusText: 'Service Unavailable', "
+        "headers: {'content-type': 'text/plain; charset=utf-8'}});"
+    )
+    browser.find_element(By.ID, "file").send_keys(str(image_files["red.png"]))
+    WebDriverWait(browser, WAIT_S).until(lambda b: b.find_element(By.ID, "error").is_displayed())
+    assert _text(browser, "error") == "503 Service Unavailable"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.parse
 
 from .conftest import start_server
@@ -48,4 +49,31 @@ def test_a_stalled_upload_is_answered_408_and_its_connection_closed(model_file, 
             ), what
         assert server.get("healthz").json() == {"status": "ok"}
     finally:
+        server.stop()
+
+
+def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
+    """Each connection may hold an upload of up to --max-upload-mb: past --max-connections a
+    request is refused (by uvicorn, in plain text) before its body is read."""
+    server = start_server(model_file, tmp_path, "--max-connections", "2")
+    held = [connect(server) for _ in range(2)]
+    try:
+        for sock in held:  # answered: the server has the connection; then an upload stalls
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + STALLED["raw"])
+        with connect(server) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + STALLED["raw"])
+            answer = read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer
+        assert answer.endswith(b"\r\n\r\nService Unavailable")
+        held.pop().close()
+        deadline = time.monotonic() + WAIT_S  # until the server sees that one closed
+        while (status := server.get("healthz").status_code) == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert status == 200
+    finally:
+        for sock in held:
+            sock.close()
         server.stop()

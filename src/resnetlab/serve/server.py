@@ -27,6 +27,7 @@ def serve(
     max_upload_mb: float = 20.0,
     top_k: int = 3,
     request_timeout: float = 30.0,
+    max_connections: int | None = None,
     precision: str = "fp32",
     log_level: str = "info",
 ) -> None:
@@ -46,11 +47,17 @@ def serve(
         top_k: classes per answer unless the request says (``?top_k=N``).
         request_timeout: longest wait, in seconds, for the next part of a request's body
             (then 408, and the connection is closed).
+        max_connections: most connections open at once; a request on one more is answered
+            503 by uvicorn. None: ``max_queue + max_batch``, a connection for each image the
+            queue and a running batch hold.
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has
             that arithmetic; probabilities within a few thousandths, a few hundredths at worst).
         log_level: uvicorn's log level.
     """
     _check_limits(port, max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout)
+    if max_connections is None:
+        max_connections = max_queue + max_batch
+    count_argument(max_connections, "--max-connections")
     _check_model_file(model_file)  # a file it cannot serve is named before a busy port
     sock = _listen(host, port)  # then: a busy port is reported before the model loads
     try:
@@ -93,7 +100,14 @@ def serve(
             "the model (there is no authentication)",
             file=sys.stderr,
         )
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        # uvicorn counts the connection a request comes on: at its limit N, N - 1 are served.
+        limit_concurrency=max_connections + 1,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -84,8 +84,9 @@ async function classify(file) {
       method: "POST",
       body: form,
     });
-    const answer = await response.json();
-    if (!response.ok) throw new Error(answer.error || response.statusText);
+    // uvicorn's own refusal (503 past --max-connections) is plain text, not JSON.
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(answer.error || `${response.status} ${response.statusText}`);
     showBars(answer.top);
     if (answer.cam) {
       $("cam-image").src = answer.cam;
