@@ -15,6 +15,7 @@ import torch
 import resnetlab
 from resnetlab.serve import Batcher, Predictor, QueueFull, create_app
 from resnetlab.serve.batching import Stopped
+from resnetlab.serve.predictor import cam_available
 
 from .conftest import start_server
 from .test_api import asgi_post, assert_same_top
@@ -86,6 +87,40 @@ def test_a_full_queue_refuses_at_once_and_the_rest_complete():
     first, second, stats = asyncio.run(main())
     assert first.tolist() == [1, 1] and second.tolist() == [2, 2]
     assert stats["rejected"] == 1 and stats["images"] == 2
+
+
+def test_one_off_jobs_count_against_the_queue():
+    """Class activation maps run on the inference thread after their image's batch: they
+    were not counted, so a flood of ?cam=1 requests piled up there without limit."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def job(i):
+        entered.set()
+        assert gate.wait(HANG_GUARD_S)
+        return i
+
+    async def main():
+        batcher = Batcher(_rows, max_batch=1, max_wait_ms=0, max_queue=2)
+        await batcher.start()
+        try:
+            running = asyncio.create_task(batcher.run(job, 1))
+            assert await asyncio.to_thread(entered.wait, HANG_GUARD_S)
+            waiting = asyncio.create_task(batcher.run(job, 2))
+            await asyncio.sleep(0)  # lets it take the second place
+            assert batcher.stats()["queued"] == 2
+            with pytest.raises(QueueFull):
+                await batcher.run(job, 3)
+            with pytest.raises(QueueFull):
+                await batcher.submit(_image(3))
+            gate.set()
+            return await running, await waiting, batcher.stats()
+        finally:
+            gate.set()
+            await batcher.stop()
+
+    running, waiting, stats = asyncio.run(main())
+    assert (running, waiting) == (1, 2)
+    assert stats["rejected"] == 2 and stats["queued"] == 0
 
 
 def test_a_failing_batch_fails_its_requests_only():
@@ -217,6 +252,37 @@ def test_busy_server_answers_503_with_retry_after(model_file, image_files):
         assert client.get("/metadata").json()["batching"]["rejected"] == 1
     # The refused image was not decoded: a full queue costs an overloaded server no more work.
     assert len(decoded) == 2
+
+
+def test_a_map_being_drawn_takes_a_place_in_the_queue(model_file, image_files):
+    """Through the app, --max-queue 1: while one request's map is drawn, the next request
+    is refused 503, as it is while an image waits."""
+    from fastapi.testclient import TestClient
+
+    if not cam_available():
+        pytest.skip("this build cannot draw class activation maps")
+    entered, gate = threading.Event(), threading.Event()
+
+    class Gated(Predictor):
+        def cam_png(self, pixels):
+            entered.set()
+            assert gate.wait(HANG_GUARD_S)
+            return super().cam_png(pixels)
+
+    app = create_app(Gated(resnetlab.load_model(model_file)), max_batch=1, max_queue=1)
+    data = image_files["red.png"].read_bytes()
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        try:
+            drawing = pool.submit(client.post, "/predict", params={"cam": 1}, content=data)
+            assert entered.wait(HANG_GUARD_S)
+            refused = [client.post("/predict", params=p, content=data) for p in ({"cam": 1}, {})]
+        finally:
+            gate.set()
+        assert [r.status_code for r in refused] == [503, 503]
+        assert refused[0].headers["retry-after"] == "1"
+        answer = drawing.result(HANG_GUARD_S)
+        assert answer.status_code == 200 and answer.json()["cam"].startswith("data:image/png")
+        assert client.get("/metadata").json()["batching"]["rejected"] == 2
 
 
 def test_a_request_cancelled_as_the_server_stops_is_answered_503(model_file, image_files):

@@ -4,7 +4,8 @@ Each request puts its decoded image on a bounded queue and waits. One task takes
 image waiting, then more until it has ``max_batch`` or ``max_wait_ms`` has passed, and runs
 the batch on the one inference thread. Images that arrive while a batch runs wait for the
 next one, so under load batches grow by themselves even with ``max_wait_ms=0``. A full
-queue refuses at once (``QueueFull``, answered 503) rather than growing without limit.
+queue refuses at once (``QueueFull``, answered 503) rather than growing without limit; one-off
+work for the inference thread (``run``: class activation maps) counts against the same limit.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Batcher:
             thread, one batch at a time.
         max_batch: most images in one batch (1: no batching).
         max_wait_ms: how long the first image of a batch waits for others.
-        max_queue: most images waiting; one more is refused with ``QueueFull``.
+        max_queue: most images and one-off jobs (``run``) waiting; one more is refused with
+            ``QueueFull``.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Batcher:
         self.rejected = 0
         self._queue: asyncio.Queue | None = None
         self._waiting: set[asyncio.Future] = set()  # futures of images not yet answered
+        self._jobs = 0  # one-off jobs (``run``) waiting or running
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -101,18 +104,33 @@ class Batcher:
         return await future
 
     def refuse_if_full(self) -> None:
-        """Raise ``QueueFull`` if ``max_queue`` images are waiting: ``submit`` does, and a
-        caller may ask first, before it spends work on an image that would be refused."""
-        if self._queue is not None and self._queue.full():
+        """Raise ``QueueFull`` if ``max_queue`` images and jobs are waiting: ``submit`` and
+        ``run`` do, and a caller may ask first, before it spends work on an image that would
+        be refused."""
+        if self._queue is not None and self._queue.qsize() + self._jobs >= self.max_queue:
             self.rejected += 1
             raise QueueFull
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` on the inference thread, between batches (for one-off model work)."""
+        """``fn(*args)`` on the inference thread, between batches (for one-off model work),
+        counted against ``max_queue`` until it returns.
+
+        Raises:
+            QueueFull: ``max_queue`` images and jobs are already waiting.
+        """
+        self.refuse_if_full()
+        self._jobs += 1
+        try:
+            return await self._on_thread(fn, *args)
+        finally:
+            self._jobs -= 1
+
+    async def _on_thread(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def stats(self) -> dict:
-        """Counters for ``/metadata``: batches run by size, images, refusals, queue length."""
+        """Counters for ``/metadata``: batches run by size, images, refusals, queue length
+        (images and one-off jobs waiting)."""
         return {
             "max_batch": self.max_batch,
             "max_wait_ms": self.max_wait * 1000,
@@ -122,7 +140,7 @@ class Batcher:
             "largest_batch": max(self.batch_sizes, default=0),
             "batch_sizes": {str(n): self.batch_sizes[n] for n in sorted(self.batch_sizes)},
             "rejected": self.rejected,
-            "queued": self._queue.qsize() if self._queue is not None else 0,
+            "queued": self._queue.qsize() + self._jobs if self._queue is not None else 0,
         }
 
     async def _collect(self) -> list[tuple[torch.Tensor, asyncio.Future]]:
@@ -151,7 +169,7 @@ class Batcher:
                 continue  # every request in it was cancelled
             try:
                 images = torch.stack([image for image, _ in batch])  # (N, H, W, 3)
-                results = await self.run(self.run_batch, images)
+                results = await self._on_thread(self.run_batch, images)
                 if len(results) != len(batch):  # rows to the wrong requests, or none
                     raise RuntimeError(
                         f"the model returned {len(results)} rows for a batch of {len(batch)} "
