@@ -350,7 +350,7 @@ def test_on_all_addresses_the_network_address_is_printed(model_file, monkeypatch
 
     monkeypatch.setattr(server, "_lan_address", lambda _family: lan)
     monkeypatch.setattr(server.uvicorn, "Config", lambda *_args, **_kwargs: None)
-    monkeypatch.setattr(server.uvicorn, "Server", NoServer)
+    monkeypatch.setattr(server, "_Server", NoServer)
     server.serve(model_file, host="0.0.0.0", port=0)
     lines = capsys.readouterr().out.splitlines()
     port = lines[0].split("http://127.0.0.1:", 1)[1].split("/", 1)[0]
@@ -379,7 +379,7 @@ def test_the_first_line_says_a_reduced_precision(model_file, monkeypatch, capsys
             sockets[0].close()
 
     monkeypatch.setattr(server.uvicorn, "Config", lambda *_args, **_kwargs: None)
-    monkeypatch.setattr(server.uvicorn, "Server", NoServer)
+    monkeypatch.setattr(server, "_Server", NoServer)
     server.serve(model_file, port=0, precision="bf16")
     assert ", bf16 autocast) at http://127.0.0.1:" in capsys.readouterr().out
     server.serve(model_file, port=0)
@@ -405,7 +405,7 @@ def test_the_address_printed_takes_connections(model_file, monkeypatch, capsys):
                 sockets[0].close()
 
     monkeypatch.setattr(server.uvicorn, "Config", lambda *_args, **_kwargs: None)
-    monkeypatch.setattr(server.uvicorn, "Server", Connects)
+    monkeypatch.setattr(server, "_Server", Connects)
     server.serve(model_file, port=0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 import urllib.parse
@@ -77,3 +78,26 @@ def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
         for sock in held:
             sock.close()
         server.stop()
+
+
+def test_a_second_ctrl_c_while_stopping_quits_at_once_in_one_line(model_file, tmp_path):
+    """uvicorn's forced exit logged a KeyboardInterrupt's and a CancelledError's tracebacks."""
+    server = start_server(model_file, tmp_path)
+    stderr = tmp_path / "stderr.txt"
+    with connect(server) as sock:  # a request in flight keeps the server stopping
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + STALLED["raw"])
+        server.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + WAIT_S
+        while "Shutting down" not in stderr.read_text():
+            assert time.monotonic() < deadline, stderr.read_text()
+            time.sleep(0.05)
+        server.process.send_signal(signal.SIGINT)
+        code = server.process.wait(WAIT_S)
+    err = stderr.read_text()
+    assert code == 130
+    assert "Traceback" not in err and "Error" not in err, err
+    assert err.splitlines()[-1] == (
+        "interrupted again: stopped without answering the requests in flight"
+    )

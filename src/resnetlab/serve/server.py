@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 import sys
 
@@ -108,7 +109,23 @@ def serve(
         # uvicorn counts the connection a request comes on: at its limit N, N - 1 are served.
         limit_concurrency=max_connections + 1,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, where a second Ctrl-C while it stops quits at once with one line:
+    uvicorn's own forced exit leaves the app's lifespan to be cancelled, which logs a
+    KeyboardInterrupt's and a CancelledError's tracebacks."""
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            print(
+                "interrupted again: stopped without answering the requests in flight",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(130)  # the requests in flight are given up, as uvicorn's force quit does
+        super().handle_exit(sig, frame)
 
 
 def _url(host: str, port: int, v6: bool) -> str:
