@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 import struct
 import zlib
 
@@ -165,6 +166,15 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
             400,
             "the multipart form is refused (Missing boundary in multipart); send one image",
         ),
+        (
+            "multipart with a wrong boundary",
+            {
+                "content": b"--y\r\n" + jpeg + b"\r\n--y--\r\n",
+                "headers": {"Content-Type": "multipart/form-data; boundary=x"},
+            },
+            400,
+            "the multipart form is refused (Invalid multipart data); send one image",
+        ),
         ("text", {"content": b"name,value\nx,1\n" * 20}, 415, "not an image"),
         ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),
         ("truncated JPEG", {"content": jpeg[: len(jpeg) // 2]}, 422, "truncated"),
@@ -188,7 +198,11 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
 
 
 def test_bad_input_gets_a_json_error_and_the_server_goes_on(server, model_file, image_files):
+    """Each answered, and nothing but the server's own log lines written: python-multipart
+    wrote a line of its own for a wrong boundary."""
     good = image_files["green.png"]
+    stderr = server.running.log_dir / "stderr.txt"
+    logged = len(stderr.read_text())
     (expected,) = resnetlab.predict(model_file, [good], top_k=3)
     for what, request, status, phrase in _bad_inputs(image_files):
         answer = server.post("predict", **request)
@@ -199,6 +213,12 @@ def test_bad_input_gets_a_json_error_and_the_server_goes_on(server, model_file, 
         assert after.status_code == 200, f"after {what}: {after.text}"
         assert_same_top(after.json()["top"], expected.top)
     assert server.process.poll() is None
+    unprefixed = [
+        line
+        for line in stderr.read_text()[logged:].splitlines()
+        if not re.match(r"(INFO|WARNING|ERROR): |warning: ", line)
+    ]
+    assert unprefixed == []
 
 
 def test_an_image_sent_with_curl_d_is_told_to_use_data_binary(server, image_files):

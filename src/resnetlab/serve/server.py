@@ -4,6 +4,7 @@ one-line error and ``--port 0`` picks a free port that is then printed."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -101,6 +102,10 @@ def serve(
             "the model (there is no authentication)",
             file=sys.stderr,
         )
+    # python-multipart logs why it refuses a malformed form, to a logger with no handler, so
+    # Python printed it bare on stderr; the client's 400 says so, the server's log need not.
+    for name in ("python_multipart", "multipart"):  # its import name, and older releases'
+        logging.getLogger(name).addHandler(logging.NullHandler())
     config = uvicorn.Config(
         app,
         log_level=log_level,
