@@ -9,8 +9,10 @@ import os
 import signal
 import socket
 import sys
+import warnings
 
 import uvicorn
+from PIL import Image
 
 from ..errors import ResnetlabError, count_argument
 from .app import check_limits, create_app
@@ -106,6 +108,10 @@ def serve(
     # Python printed it bare on stderr; the client's 400 says so, the server's log need not.
     for name in ("python_multipart", "multipart"):  # its import name, and older releases'
         logging.getLogger(name).addHandler(logging.NullHandler())
+    # Each image over the decompression-bomb limit is answered 413 from its header; PIL's
+    # warning on it, which decoding in worker threads cannot silence as predict does, would
+    # add a line to the log for each such upload.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     config = uvicorn.Config(
         app,
         log_level=log_level,
