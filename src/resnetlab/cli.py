@@ -849,8 +849,8 @@ def add_serve(p: argparse.ArgumentParser) -> None:
         "--request-timeout",
         type=float,
         default=30.0,
-        help="seconds to wait for the next part of an upload before answering 408 and closing "
-        "the connection (30)",
+        help="seconds to wait for a request's headers, or the next part of its body, before "
+        "closing the connection (a body that stalls is answered 408 first) (30)",
     )
     p.add_argument(
         "--max-connections",

@@ -34,9 +34,10 @@ STALLED = {  # requests sent in part, then nothing
 }
 
 
-def test_a_stalled_upload_is_answered_408_and_its_connection_closed(model_file, tmp_path):
+def test_a_stalled_request_is_answered_408_and_its_connection_closed(model_file, tmp_path):
     """A client that sends part of its request and then nothing was held for ever, with the
-    body read so far."""
+    body read so far: after --request-timeout a stalled body is answered 408, and a
+    connection still waiting for a request's headers is closed."""
     server = start_server(model_file, tmp_path, "--request-timeout", "0.5")
     try:
         for what, head in STALLED.items():
@@ -48,6 +49,18 @@ def test_a_stalled_upload_is_answered_408_and_its_connection_closed(model_file, 
             assert answer.endswith(
                 b'{"error":"the upload stalled: nothing came for 0.5 s (--request-timeout)"}'
             ), what
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        for what, sent in {
+            "nothing": [],
+            "part of the headers": [b"POST /predict HTTP/1.1\r\nHost: x\r\n"],
+            # uvicorn's keep-alive timeout ends at the next request's first byte
+            "a request, then part of the next": [healthz, b"GET /healthz HTTP/1.1\r\n"],
+        }.items():
+            with connect(server) as sock:
+                for data in sent:
+                    sock.sendall(data)
+                answer = read_until_closed(sock)
+            assert answer.count(b"HTTP/1.1 ") == sent.count(healthz), (what, answer)
         assert server.get("healthz").json() == {"status": "ok"}
     finally:
         server.stop()

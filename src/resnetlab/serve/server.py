@@ -3,6 +3,7 @@ one-line error and ``--port 0`` picks a free port that is then printed."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -49,8 +50,8 @@ def serve(
         max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
         max_upload_mb: largest upload accepted, in MiB.
         top_k: classes per answer unless the request says (``?top_k=N``).
-        request_timeout: longest wait, in seconds, for the next part of a request's body
-            (then 408, and the connection is closed).
+        request_timeout: longest wait, in seconds, for a request's headers or the next part
+            of its body; then the connection is closed (a stalled body is answered 408 first).
         max_connections: most connections open at once; a request on one more is answered
             503 by uvicorn. None: ``max_queue + max_batch``, a connection for each image the
             queue and a running batch hold.
@@ -119,8 +120,37 @@ def serve(
         timeout_graceful_shutdown=5,
         # uvicorn counts the connection a request comes on: at its limit N, N - 1 are served.
         limit_concurrency=max_connections + 1,
+        http=_protocol(request_timeout),
     )
     _Server(config).run(sockets=[sock])
+
+
+def _protocol(timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (h11 or httptools, as uvicorn picks), closing a connection
+    that has waited ``timeout_s`` for a request's headers: uvicorn would wait for ever for a
+    client that connects and sends nothing, or part of its headers (its keep-alive timeout
+    ends at the first byte), and each such connection counts against --max-connections."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class HeadersTimeout(AutoHTTPProtocol):  # the class uvicorn would use, whichever it is
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            self._headers_due = self.loop.call_later(timeout_s, self._no_headers)
+
+        def on_response_complete(self) -> None:  # the next request's headers are due
+            super().on_response_complete()
+            self._headers_due.cancel()
+            self._headers_due = self.loop.call_later(timeout_s, self._no_headers)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._headers_due.cancel()
+            super().connection_lost(exc)
+
+        def _no_headers(self) -> None:
+            if self.cycle is None or self.cycle.response_complete:  # no request under way
+                self.transport.close()
+
+    return HeadersTimeout
 
 
 class _Server(uvicorn.Server):
