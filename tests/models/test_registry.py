@@ -362,3 +362,14 @@ def test_forward_head_refuses_what_is_no_feature_map(name):
             ):
                 model.forward_head(wrong)
     assert model.forward_head(features).shape[0] == 2
+
+
+@pytest.mark.parametrize("name", [n for n in resnetlab.list_models() if n != "resnet50_keras"])
+def test_every_model_but_the_keras_one_takes_residual(name):
+    # The README: every model but resnet50_keras takes residual=False. plain18 and plain34
+    # passed residual=False themselves as well, and failed with Python's TypeError.
+    with torch.device("meta"):  # shapes only
+        plain = resnetlab.create_model(name, residual=False)
+        residual = resnetlab.create_model(name, residual=True)
+    assert not any(getattr(m, "residual", False) for m in plain.modules())
+    assert any(getattr(m, "residual", False) for m in residual.modules())

@@ -299,7 +299,8 @@ def resnet152(*, num_classes: int = 1000, **kwargs) -> ResNet:
     description="the paper's plain 18-layer net: ResNet-18, no shortcuts",
 )
 def plain18(*, num_classes: int = 1000, **kwargs) -> ResNet:
-    return _imagenet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, residual=False, **kwargs)
+    kwargs = {"residual": False, **kwargs}  # an option given wins, as for the CIFAR plain nets
+    return _imagenet(BasicBlock, (2, 2, 2, 2), num_classes=num_classes, **kwargs)
 
 
 @register_model(
@@ -308,4 +309,5 @@ def plain18(*, num_classes: int = 1000, **kwargs) -> ResNet:
     description="the paper's plain 34-layer net: ResNet-34, no shortcuts",
 )
 def plain34(*, num_classes: int = 1000, **kwargs) -> ResNet:
-    return _imagenet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, residual=False, **kwargs)
+    kwargs = {"residual": False, **kwargs}  # an option given wins, as for the CIFAR plain nets
+    return _imagenet(BasicBlock, (3, 4, 6, 3), num_classes=num_classes, **kwargs)
