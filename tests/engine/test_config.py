@@ -358,11 +358,13 @@ def test_head_epochs_and_layer_decay_under_a_frozen_backbone_are_named(recwarn):
     (message,) = warned(freeze="backbone", head_epochs=1, layer_lr_decay=0.5)
     assert message == (
         "--freeze backbone trains the classifier alone throughout, so --head-epochs and "
-        "--layer-lr-decay change nothing: drop them, or freeze less (--freeze layer3 trains "
-        "layer4 and the classifier)"
+        "--layer-lr-decay change nothing: drop them, or freeze less (--freeze layer2 trains "
+        "the stages after it and the classifier)"
     )
     (message,) = warned(freeze="backbone", head_epochs=2)
     assert "so --head-epochs changes nothing: drop it, or freeze less" in message
+    # The stage it names is one every model has: resnet20, the default, has no layer4.
+    assert "layer4" not in message
     assert warned(freeze="layer3", head_epochs=1, layer_lr_decay=0.5) == []
     assert warned(freeze="backbone", head_epochs=0) == []
     assert warned(freeze="backbone") == []

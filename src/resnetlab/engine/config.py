@@ -825,7 +825,7 @@ def warn_of_settings_that_do_not_apply(
             f"--freeze backbone trains the classifier alone throughout, so "
             f"{' and '.join(idle)} change{'' if len(idle) > 1 else 's'} nothing: drop "
             f"{'them' if len(idle) > 1 else 'it'}, or freeze less "
-            f"(--freeze layer3 trains layer4 and the classifier)",
+            f"(--freeze layer2 trains the stages after it and the classifier)",
             SettingWarning,
         )
 
