@@ -1,4 +1,5 @@
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -91,3 +92,61 @@ def test_readme_plain_pytorch_code_gives_what_predict_gives(tmp_path, monkeypatc
     assert [got[name] for name, _ in expected.top] == pytest.approx(
         [p for _, p in expected.top], abs=1e-5
     )
+
+
+def _readme() -> str:
+    return (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_readme_command_lines_parse():
+    """Every ``resnetlab ...`` line of the README's shell blocks is a command line the
+    parser takes (the synopsis of the Command line section, with its [options], aside)."""
+    from resnetlab.cli import _subcommands, build_parser
+
+    parser = build_parser()
+    known, parsers = {"--version"}, [parser]
+    while parsers:  # every option of every command, spelt out: argparse takes abbreviations
+        p = parsers.pop()
+        known |= {o for a in p._actions for o in a.option_strings}
+        parsers += _subcommands(p).values()
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", _readme(), re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split("  #")[0].split(" # ")[0])
+            if words[:1] == ["resnetlab"] and not any(w.startswith("[") for w in words):
+                lines.append(words[1:])
+    assert len(lines) > 30
+    for words in lines:
+        try:
+            parser.parse_args(words)
+        except SystemExit:
+            pytest.fail(f"the README's `resnetlab {' '.join(words)}` does not parse")
+        assert [w for w in words if w.startswith("--") and w.split("=")[0] not in known] == []
+
+
+def test_readme_training_options_are_train_options():
+    """The options the Training section names are ``resnetlab train``'s (those of the
+    other programs it quotes, torchrun and the benchmark script, aside)."""
+    from resnetlab.cli import _subcommands, build_parser
+
+    train = _subcommands(build_parser("train"))["train"]
+    known = {o for a in train._actions for o in a.option_strings}
+    text = _section(_readme(), "Training")
+    text = re.sub(r"`python\s[^`]*`|^torchrun .*$", "", text, flags=re.MULTILINE)
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
+    assert len(named) > 40
+    assert sorted(named - known) == []
+
+
+def test_readme_size_of_the_cam_module():
+    """The README gives the size of explain/cam.py, which grows with its fixes."""
+    (said,) = re.findall(r"one module of about (\d+) lines", _readme())
+    path = PROJECT_ROOT / "src" / "resnetlab" / "explain" / "cam.py"
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert abs(lines - int(said)) <= 0.15 * lines, f"cam.py has {lines} lines"
