@@ -19,11 +19,11 @@ from resnetlab.data import (
     stratified_sample,
     stratified_split,
 )
-from resnetlab.data.sources import sample_counts
+from resnetlab.data.sources import VALIDATED_SCORED_NOTE, sample_counts
 from resnetlab.engine.distributed import resolve_device
 from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
-from .conftest import noise, write_tree
+from .conftest import noise, write_signs_pair, write_tree
 
 
 def test_digits_offline_default():
@@ -187,6 +187,18 @@ def test_only_the_split_a_run_validated_on_is_said_to_be_it(tmp_path):
     (root / "test").rename(tmp_path / "elsewhere")
     val = load_eval_split(str(root), validated_on=validated)
     assert val.notes[-1].startswith("these are the images the model's training run validated")
+
+
+def test_the_test_file_next_to_a_training_file_is_said_to_be_the_val_data_it_was(tmp_path):
+    # The course's run: --data train_signs.h5 --val-data test_signs.h5. An eval of
+    # train_signs.h5 scores test_signs.h5, found next to it: the images the run validated on.
+    folder = write_signs_pair(tmp_path / "signs")
+    validated = {"data": "test_signs.h5", "images": 6}
+    split = load_eval_split(str(folder / "train_signs.h5"), validated_on=validated)
+    assert any("found next to" in note for note in split.notes)
+    assert split.notes[-1] == VALIDATED_SCORED_NOTE
+    direct = load_eval_split(str(folder / "test_signs.h5"), validated_on=validated)
+    assert direct.notes[-1] == VALIDATED_SCORED_NOTE
 
 
 @pytest.mark.parametrize(

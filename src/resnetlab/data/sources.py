@@ -661,14 +661,15 @@ def _names_of_split(data: str | os.PathLike, source: Source, key: str, *, test: 
     to be matched: the data's, where it is the split that would validate (not a test/
     beside a val/); and for a test split that validated (``test``), the file it was found
     next to (test_signs.h5 for train_signs.h5) and the folder above a split folder given
-    alone (photos for photos/test)."""
+    alone (photos for photos/test). The file found next to it is that file whichever way
+    it validated: for the course's --val-data test_signs.h5 too."""
     names = set()
     if source.key(*VAL_DATA_SPLITS, own=True) == key:
         names.add(data_name(data))
-    if not test:
-        return names
     if key in source.borrowed and (beside := sibling_test_file(Path(data).expanduser())):
         names.add(data_name(beside))
+    if not test:
+        return names
     if key == "all" and source.all_role == "test" and Path(data).expanduser().is_dir():
         names.add(data_name(data, above=1))
     return names
