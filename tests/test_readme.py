@@ -150,3 +150,41 @@ def test_readme_size_of_the_cam_module():
     path = PROJECT_ROOT / "src" / "resnetlab" / "explain" / "cam.py"
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert abs(lines - int(said)) <= 0.15 * lines, f"cam.py has {lines} lines"
+
+
+def test_readme_run_folder_table_names_the_files_a_run_writes():
+    from resnetlab.engine.train import RUN_FILES
+
+    text = _section(_readme(), "Training")
+    table = text[text.index("**The run folder**") :]
+    table = table[: table.index("\n\n", table.index("| file | what |"))]
+    named = set()
+    for cell in re.findall(r"^\| ([^|]+) \|", table, re.MULTILINE):
+        named |= set(re.findall(r"`([^`]+)`", cell))
+    assert named == {*RUN_FILES, "tensorboard/"}
+
+
+def test_readme_metrics_columns_and_auto_line_are_what_a_run_writes():
+    from resnetlab.engine.auto import apply_auto
+    from resnetlab.engine.config import TrainConfig
+    from resnetlab.engine.report import METRIC_FIELDS
+
+    text = _section(_readme(), "Training")
+    (columns,) = re.findall(r"^\| `metrics.csv` \| `([^`]+)`", text, re.MULTILINE)
+    assert columns == ",".join(METRIC_FIELDS)
+    # The auto recipe's line for the SIGNS training file (1,080 images at 64 px, ResNet-18).
+    (said,) = re.findall(r"^recipe auto: 1,080 images.*$", text, re.MULTILINE)
+    config = TrainConfig(recipe="auto", model="resnet18")
+    assert apply_auto(config, num_images=1080, image_size=64, num_classes=6)[1] == said
+
+
+def test_readme_serve_defaults_are_the_commands():
+    from resnetlab.cli import _subcommands, build_parser
+
+    serve = _subcommands(build_parser("serve"))["serve"]
+    defaults = {a.option_strings[0]: a.default for a in serve._actions if a.option_strings}
+    text = _section(_readme(), "Serve")
+    said = dict(re.findall(r"`(--max-[a-z-]+)` \((\d+)\)", text))
+    assert said.keys() == {"--max-batch", "--max-wait-ms", "--max-queue", "--max-upload-mb"}
+    assert {flag: float(n) for flag, n in said.items()} == {f: defaults[f] for f in said}
+    assert "(default `--top-k`, 3)" in text and defaults["--top-k"] == 3
