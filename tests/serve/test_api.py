@@ -166,6 +166,8 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
             400,
             "the multipart form is refused (Missing boundary in multipart); send one image",
         ),
+        # The reason in brackets is the parser's: Starlette's words, or with older Starlette
+        # python-multipart's own ("Did not find boundary character 121 at index 4").
         (
             "multipart with a wrong boundary",
             {
@@ -173,7 +175,7 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
                 "headers": {"Content-Type": "multipart/form-data; boundary=x"},
             },
             400,
-            "the multipart form is refused (Invalid multipart data); send one image",
+            "the multipart form is refused (",
         ),
         ("text", {"content": b"name,value\nx,1\n" * 20}, 415, "not an image"),
         ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),

@@ -80,7 +80,9 @@ def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + STALLED["raw"])
             answer = read_until_closed(sock)
         assert answer.startswith(b"HTTP/1.1 503 "), answer
-        assert answer.endswith(b"\r\n\r\nService Unavailable")
+        assert (
+            b"Service Unavailable" in answer.partition(b"\r\n\r\n")[2]
+        )  # (chunked in older uvicorn)
         held.pop().close()
         deadline = time.monotonic() + WAIT_S  # until the server sees that one closed
         while (status := server.get("healthz").status_code) == 503:

@@ -350,3 +350,14 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
     except HTTPException as e:  # Starlette's words: two files, no boundary, a broken part...
         why = str(e.detail).rstrip(".")
         raise RequestError(f"the multipart form is refused ({why}); {fix}", 400) from None
+    except _form_parser_error() as e:  # the parser's own, which older Starlette let through
+        raise RequestError(f"the multipart form is refused ({e}); {fix}", 400) from None
+
+
+def _form_parser_error() -> type[Exception]:
+    """python-multipart's base error, under its import name or older releases' one."""
+    try:
+        from python_multipart.exceptions import FormParserError
+    except ImportError:
+        from multipart.exceptions import FormParserError
+    return FormParserError
