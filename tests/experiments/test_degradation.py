@@ -458,6 +458,14 @@ def test_the_experiment_records_whether_its_verdict_is_settled(tmp_path):
     assert "more --epochs" not in md
 
 
+def test_a_run_of_one_iteration_is_counted_in_the_singular(tmp_path):
+    _experiment(tmp_path / "exp", max_steps=1)
+    md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
+    assert ": 1 iteration. Seeds: 0." in md
+    assert "Not settled: 1 iteration is too few to tell" in md
+    assert "1 iterations" not in md
+
+
 def test_unsettled_advises_more_epochs_unless_max_steps_set_the_length():
     short = dict(seeds=3, shallow_errors=[80.0], chance=90.0, steps=100)
     for capped, longer in ((False, "more --epochs"), (True, "a larger --max-steps")):

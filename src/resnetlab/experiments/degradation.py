@@ -38,6 +38,7 @@ from typing import Any
 
 from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..data.sources import data_name
+from ..engine.auto import count_of
 from ..errors import ResnetlabError
 from ..storage import atomic_write_text
 from .runner import (
@@ -243,7 +244,7 @@ def markdown(result: DegradationResult) -> str:
         "",
         f"Data `{s['data']}`: {first['train_images']:,} training and "
         f"{first['val_images']:,} held-out images at {first['input_size']}x{first['input_size']}. "
-        f"Recipe `{s['recipe']}`{_options_text(s)}: {steps:,} iterations. "
+        f"Recipe `{s['recipe']}`{_options_text(s)}: {count_of(steps, 'iteration')}. "
         f"Seeds: {', '.join(map(str, s['seeds']))}.",
         "",
         "| model | depth | parameters | train error (%) | test error (%) "
@@ -369,8 +370,9 @@ def unsettled(
     longer = "a larger --max-steps" if max_steps else "more --epochs"
     if steps is not None and steps < MIN_STEPS:
         reasons.append(
-            f"{steps:,} iterations are too few to tell a net that is slower to start from "
-            f"one that trains worse (train for at least {MIN_STEPS}: {longer})"
+            f"{count_of(steps, 'iteration')} {'is' if steps == 1 else 'are'} too few to tell a "
+            "net that is slower to start from one that trains worse "
+            f"(train for at least {MIN_STEPS}: {longer})"
         )
     worst = max(shallow_errors, default=None)
     if chance is not None and worst is not None and worst > LEARNT_FRACTION * chance:
