@@ -124,6 +124,20 @@ def test_bench_train_mistakes_are_one_line_errors(capsys, torch_2_5):
         bench_train("resnet20", cuda_graphs=True, device="cpu", steps=1, repeats=1)
 
 
+@pytest.mark.parametrize("name", ["preresnet20", "plain18"])
+def test_a_model_without_a_peer_is_refused_before_ours_is_measured(name, capsys, _cache_in_tmp):
+    args = ["bench", "train", "--model", name, *TINY, "--vs", "torchvision", "--no-save"]
+    assert main([*args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1  # no CPU measuring first
+    assert not (_cache_in_tmp / "calibration").exists()
+    common = dict(input_size=8, num_classes=None, precision=None, channels_last=None)
+    common.update(device="cpu", steps=1, warmup=0, repeats=1, threads=None, compile=False)
+    for training in (True, False):  # bench infer too: before ours is built
+        with pytest.raises(resnetlab.ResnetlabError, match=f"{name}"):
+            bench_spec(name, training=training, batch_size=2, vs="torchvision", **common)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bench_train_on_a_gpu_with_cuda_graphs():

@@ -157,6 +157,9 @@ def bench_spec(
         warmup = max(warmup, 2)
     configure_backends(device_, deterministic=False)
     size, classes = input_size or info.input_size, num_classes or info.num_classes
+    if vs is not None:  # a model without a peer is refused now, not once ours is calibrated
+        with torch.device("meta"):  # built for its shapes only: nothing is allocated
+            peer_model(model, num_classes=classes, input_size=size)
     return BenchSpec(
         model, training, batch_size, size, classes, precision, channels_last, compile,
         device_, steps, warmup, repeats, vs, config, options,
