@@ -1,5 +1,7 @@
+import argparse
 import re
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 
 import resnetlab
 from resnetlab.analysis import count_parameters
+from resnetlab.cli import COMMANDS, build_parser, main
 from resnetlab.data.decode import read_image
 
 from .conftest import PROJECT_ROOT
@@ -98,10 +101,83 @@ def _readme() -> str:
     return (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _section(text: str, heading: str) -> str:
-    start = text.index(f"\n## {heading}\n")
+def _section(title: str) -> str:
+    text = _readme()
+    start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
+
+
+def _command_parser(words: list[str]) -> tuple[argparse.ArgumentParser | None, list[str]]:
+    """The parser of ``resnetlab WORDS...``'s (sub)command, and the words after its names;
+    None for ``bench train|infer|...``, whose names are checked here."""
+    parser, rest = build_parser(words[0]), words
+    while rest and not rest[0].startswith(("-", "[")):
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subparsers or not re.fullmatch(r"[a-z|-]+", rest[0]):
+            break
+        for name in rest[0].split("|"):
+            assert name in subparsers[0].choices, f"resnetlab {' '.join(words)}: {name}"
+        if "|" in rest[0]:
+            return None, []
+        parser, rest = subparsers[0].choices[rest[0]], rest[1:]
+    return parser, rest
+
+
+def test_readme_command_line_synopsis_matches_the_parsers():
+    block = re.search(r"```bash\n(.*?)```", _section("Command line"), re.DOTALL)[1]
+    lines = [line.split(" #")[0] for line in block.splitlines()]
+    assert {line.split()[1] for line in lines} == {name for name, _, _ in COMMANDS}
+    for line in lines:
+        parser, rest = _command_parser(line.split()[1:])
+        if parser is None:
+            continue
+        options = {o: a for a in parser._actions for o in a.option_strings}
+        for i, word in enumerate(rest):
+            flag = re.match(r"\[?(--[a-z][a-z0-9-]*)", word)
+            if flag is None:
+                continue
+            assert flag[1] in options, f"{line.split()[:3]}: {flag[1]}"
+            action = options[flag[1]]
+            value = rest[i + 1].strip("[]") if i + 1 < len(rest) else ""
+            if "|" in value and action.choices is not None:  # the choices, in any order
+                assert set(value.split("|")) == set(action.choices), (line, flag[1])
+            elif re.fullmatch(r"\d+(\.\d+)?", value) and action.default is not None:
+                # the default, where the parser holds it (not resolved later)
+                assert float(value) == float(action.default), (line, flag[1])
+
+
+def test_readme_command_line_errors_are_printed_as_shown(tmp_path, monkeypatch, capsys):
+    block = re.search(r"```text\n(.*?)```", _section("Command line"), re.DOTALL)[1]
+    examples = re.findall(r"^\$ resnetlab (.*)\n((?:(?!\$ ).*\n?)*)", block, re.MULTILINE)
+    assert len(examples) >= 5
+    monkeypatch.chdir(tmp_path)
+    for argv, expected in examples:
+        words = shlex.split(argv)
+        for word in words:  # the files the examples' mistakes are near
+            if word.endswith(".safetensor"):
+                Path(word + "s").parent.mkdir(parents=True, exist_ok=True)
+                Path(word + "s").touch()
+            elif word.endswith("/"):
+                Path(word).mkdir(exist_ok=True)
+        try:
+            status = main(words)
+        except SystemExit as stop:  # a misused flag: argparse's way out
+            status = stop.code
+        assert status == 2, argv
+        assert capsys.readouterr().err == expected.rstrip("\n") + "\n", argv
+
+
+def test_readme_links_lead_to_headings_and_files():
+    text = re.sub(r"```.*?```", "", _readme(), flags=re.DOTALL)  # a `# comment` is no heading
+    slugs = {
+        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        for heading in re.findall(r"^#+ (.*)$", text, re.MULTILINE)
+    }
+    anchors = re.findall(r"\]\(#([^)]+)\)", text)
+    assert anchors and set(anchors) <= slugs, set(anchors) - slugs
+    for target in re.findall(r"\]\((?!#|https?:)([^)#]+)", text):
+        assert (PROJECT_ROOT / target).exists(), target
 
 
 def test_readme_command_lines_parse():
@@ -137,7 +213,7 @@ def test_readme_training_options_are_train_options():
 
     train = _subcommands(build_parser("train"))["train"]
     known = {o for a in train._actions for o in a.option_strings}
-    text = _section(_readme(), "Training")
+    text = _section("Training")
     text = re.sub(r"`python\s[^`]*`|^torchrun .*$", "", text, flags=re.MULTILINE)
     named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", text))
     assert len(named) > 40
@@ -155,7 +231,7 @@ def test_readme_size_of_the_cam_module():
 def test_readme_run_folder_table_names_the_files_a_run_writes():
     from resnetlab.engine.train import RUN_FILES
 
-    text = _section(_readme(), "Training")
+    text = _section("Training")
     table = text[text.index("**The run folder**") :]
     table = table[: table.index("\n\n", table.index("| file | what |"))]
     named = set()
@@ -169,7 +245,7 @@ def test_readme_metrics_columns_and_auto_line_are_what_a_run_writes():
     from resnetlab.engine.config import TrainConfig
     from resnetlab.engine.report import METRIC_FIELDS
 
-    text = _section(_readme(), "Training")
+    text = _section("Training")
     (columns,) = re.findall(r"^\| `metrics.csv` \| `([^`]+)`", text, re.MULTILINE)
     assert columns == ",".join(METRIC_FIELDS)
     # The auto recipe's line for the SIGNS training file (1,080 images at 64 px, ResNet-18).
@@ -183,7 +259,7 @@ def test_readme_serve_defaults_are_the_commands():
 
     serve = _subcommands(build_parser("serve"))["serve"]
     defaults = {a.option_strings[0]: a.default for a in serve._actions if a.option_strings}
-    text = _section(_readme(), "Serve")
+    text = _section("Serve")
     said = dict(re.findall(r"`(--max-[a-z-]+)` \((\d+)\)", text))
     assert said.keys() == {"--max-batch", "--max-wait-ms", "--max-queue", "--max-upload-mb"}
     assert {flag: float(n) for flag, n in said.items()} == {f: defaults[f] for f in said}
