@@ -264,3 +264,42 @@ def test_readme_serve_defaults_are_the_commands():
     assert said.keys() == {"--max-batch", "--max-wait-ms", "--max-queue", "--max-upload-mb"}
     assert {flag: float(n) for flag, n in said.items()} == {f: defaults[f] for f in said}
     assert "(default `--top-k`, 3)" in text and defaults["--top-k"] == 3
+
+
+def test_readme_numbers_are_the_codes():
+    """The limits and margins the README states, against the constants that set them."""
+    from resnetlab import data
+    from resnetlab.engine import calibrate, threads
+    from resnetlab.export import exporter
+    from resnetlab.models import files
+
+    text = " ".join(_readme().split())
+    facts = [
+        ("`num_classes` from 1 to 100,000", files.MAX_CLASSES, 100_000),
+        ("`input_size` from 8 to 2,048", (files.MIN_INPUT_SIZE, files.MAX_INPUT_SIZE), (8, 2048)),
+        ("three `std` values from 1e-6 to 1,000", files.MIN_STD, 1e-6),
+        ("runs the file on up to 32 of the images", exporter.CHECK_IMAGES, 32),
+        ("without `--data` on 8 generated ones", exporter.GENERATED_IMAGES, 8),
+        ("may be 1e-4 (fp32) or 1e-2 (fp16)", exporter.TOLERANCE, {"fp32": 1e-4, "fp16": 1e-2}),
+        ("refuses a file more than 2 points worse", exporter.MAX_INT8_DROP, 0.02),
+        ("take at most 4 GiB", data.STREAM_ABOVE_BYTES, 4 * 2**30),
+        ("more than 5% unreadable", data.MAX_UNREADABLE_FRACTION, 0.05),
+        (
+            "(5 rounds per convolution, 7 for the whole step)",
+            (calibrate.REPEATS, calibrate.STEP_REPEATS),
+            (5, 7),
+        ),
+        ("matrix product is 10% faster", calibrate.CONV_MARGIN, 0.10),
+        ("channels-last unless NCHW is 5% faster", calibrate.LAYOUT_MARGIN, 0.05),
+        ("unless bf16 is 10% faster", calibrate.PRECISION_MARGIN, 0.10),
+        ("unless fewer threads are 25% faster", calibrate.THREAD_MARGIN, 0.25),
+        ("where it would exceed 40 GFLOP", calibrate.STEP_FLOPS_BUDGET, 40e9),
+        ("a load average above 1.5 per core", calibrate.BUSY_LOAD, 1.5),
+        ("as many images as 500 timed steps", calibrate.MEASURE_MIN_STEPS, 500),
+        ("Every 5 s of training", threads.WINDOW_SECONDS, 5),
+        ("tried again after a minute of training", threads.RETRY_SECONDS, 60),
+        ("at most 16 minutes", threads.MAX_RETRY_SECONDS, 16 * 60),
+    ]
+    for phrase, value, expected in facts:
+        assert phrase in text, phrase
+        assert value == expected, phrase
