@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import resnetlab
 from resnetlab.analysis import count_parameters
@@ -303,3 +304,36 @@ def test_readme_numbers_are_the_codes():
     for phrase, value, expected in facts:
         assert phrase in text, phrase
         assert value == expected, phrase
+
+
+def test_readme_data_loader_code_runs_as_written(shared_data, monkeypatch):
+    text = _readme()
+    start = text.index("from resnetlab.data import load_dataset, make_loader")
+    code = text[start : text.index("```", start)]
+    monkeypatch.chdir(PROJECT_ROOT)  # its paths are the project root's ../shared/data
+    scope: dict = {}
+    exec(code, scope)
+    data, x, y = scope["data"], scope["x"], scope["y"]
+    assert (len(data.train), len(data.val)) == (1080, 120)  # as its comments say
+    assert x.shape == (32, 3, 64, 64) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+def test_readme_export_python_code_runs_as_written(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    text = _readme()
+    start = text.index("from resnetlab.export import OnnxModel, export_model")
+    code = text[text.rindex("```python", 0, start) + len("```python") : text.index("```", start)]
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3),
+        tmp_path / "best.safetensors",
+        input_size=16,
+        class_names=["a", "b", "c"],
+    )
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(code, scope)
+    assert capsys.readouterr().out.splitlines()[-1] == "['a', 'b', 'c'] True"
+    (prediction,) = scope["predictions"]
+    assert len(prediction.top) == 3
