@@ -179,6 +179,12 @@ def test_readme_links_lead_to_headings_and_files():
     assert anchors and set(anchors) <= slugs, set(anchors) - slugs
     for target in re.findall(r"\]\((?!#|https?:)([^)#]+)", text):
         assert (PROJECT_ROOT / target).exists(), target
+    # The files it names in its prose (the table's rows are records of past commands).
+    prose = "\n".join(line for line in text.splitlines() if not line.startswith("|"))
+    named = re.findall(r"`((?:benchmarks|docs|src|tests)/[^` ]+)`(?!, since removed)", prose)
+    assert len(named) > 10
+    for path in named:
+        assert (PROJECT_ROOT / path).exists(), path
 
 
 def test_readme_command_lines_parse():
