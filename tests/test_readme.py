@@ -1,4 +1,5 @@
 import argparse
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -343,3 +344,19 @@ def test_readme_export_python_code_runs_as_written(tmp_path, monkeypatch, capsys
     assert capsys.readouterr().out.splitlines()[-1] == "['a', 'b', 'c'] True"
     (prediction,) = scope["predictions"]
     assert len(prediction.top) == 3
+
+
+def test_readme_python_names_exist():
+    names = set(re.findall(r"`(resnetlab(?:\.\w+)+)", _readme())) - {"resnetlab.json"}  # a file
+    assert len(names) > 10
+    for name in sorted(names):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):  # the longest module, then its attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+            except ImportError:
+                continue
+            for attribute in parts[i:]:
+                assert hasattr(obj, attribute), name
+                obj = getattr(obj, attribute)
+            break
