@@ -187,9 +187,11 @@ def test_probe_runs_print_the_data_notes_once_and_no_majority_note(tmp_path, cap
     args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "14"]
     args += ["--max-steps", "1", "--input-size", "8", "--batch-size", "32"]
     args += ["--val-subset", "50", "--option", "crop_padding=1", "--out", str(tmp_path / "d")]
+    args += ["--subset", "30"]  # a batch of 32 is more than them: a warning for the first run
     assert main(args) == 0
     printed = capsys.readouterr()
     assert (printed.out + printed.err).count("MAJORITY") == 4
+    assert printed.err.count("a batch of 32 is more than the 30 training images") == 1
     notes = [line for line in (printed.out + printed.err).splitlines() if line.startswith("data: ")]
     assert notes and len(notes) == len(set(notes))
 

@@ -146,10 +146,23 @@ class _Series:
 _SERIES: ContextVar[_Series | None] = ContextVar("series", default=None)
 
 
+def _first_in_series(note: str) -> bool:
+    """Whether ``note`` is to be said: always outside a ``run_series``; within one, only by
+    the first run that has it."""
+    series = _SERIES.get()
+    if series is None:
+        return True
+    if note in series.said:
+        return False
+    series.said.add(note)
+    return True
+
+
 @contextlib.contextmanager
 def run_series(*, majority_note: bool = True) -> Iterator[None]:
-    """Within it, runs print each note about their data once, for the first run that has
-    it, not again for every run of an experiment on the same data; with
+    """Within it, runs print each note about their data (and a batch larger than it) once,
+    for the first run that has it, not again for every run of an experiment on the same
+    data; with
     ``majority_note=False`` they also leave out the note that the accuracy is no better than
     always answering the largest class (probe runs of a few steps, whose accuracy is not
     what they are for)."""
@@ -774,13 +787,13 @@ class Trainer:
         if not self.subset_emptied and balance is not None:
             warn(balance, DataWarning)
         per_process = len(data.train) // self.dist.world_size
-        if c.batch_size > per_process:
-            warn(
-                f"a batch of {c.batch_size} is more than the {per_process:,} training images: "
-                f"each epoch is one step over all of them; a --batch-size of at most "
-                f"{max(1, per_process // 2)} gives the optimizer more steps",
-                SettingWarning,
-            )
+        too_large = (
+            f"a batch of {c.batch_size} is more than the {per_process:,} training images: "
+            f"each epoch is one step over all of them; a --batch-size of at most "
+            f"{max(1, per_process // 2)} gives the optimizer more steps"
+        )
+        if c.batch_size > per_process and _first_in_series(too_large):
+            warn(too_large, SettingWarning)
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
             make_loader(
@@ -908,13 +921,9 @@ class Trainer:
                 self.log.message(note)
             if self.log.metrics_lost:
                 warn(self._lost_metrics_note(), DataWarning)
-        series = _SERIES.get()
         for note in self.data_notes:
-            if series is not None:
-                if note in series.said:
-                    continue
-                series.said.add(note)
-            self.log.message(f"data: {as_given(note)}")
+            if _first_in_series(note):
+                self.log.message(f"data: {as_given(note)}")
         self._explain_speed()
         if self.auto_line:
             self.log.message(self.auto_line)
