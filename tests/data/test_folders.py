@@ -258,7 +258,8 @@ def test_a_heic_photo_named_jpg_is_named_as_heic(tmp_path):
     with pytest.raises(OSError, match="holds a HEIC photo"):
         read_image(io.BytesIO(heic))
     (root / "a" / "noise.jpg").write_bytes(bytes(range(200)))  # no image at all: as before
-    with pytest.raises(OSError, match="cannot identify image file"):
+    # (Pillow 10.1 takes these bytes for a truncated image of some format)
+    with pytest.raises(OSError, match=r"cannot identify image file|image file is truncated"):
         read_image(root / "a" / "noise.jpg")
 
 

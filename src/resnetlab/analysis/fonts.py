@@ -42,7 +42,8 @@ INSTALL_HINT = (
     "then delete matplotlib's font list (fontlist-*.json in matplotlib.get_cachedir()) so "
     "that it finds the new font"
 )
-_MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from font")
+# "missing from font(s) DejaVu Sans.", or in matplotlib 3.7 "missing from current font."
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .* missing from (current )?font")
 Drawing = TypeVar("Drawing", bound=Callable[..., Any])
 # Whether this process has said that some characters are drawn as boxes (missing_glyphs).
 _told = False
