@@ -47,6 +47,17 @@ def test_class_names_under_the_columns_do_not_overlap(drawn, tmp_path, names):
     assert all(upright) is (max(map(len, names)) == 1)  # short names stay upright
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Glyph 26085 (\\N{CJK UNIFIED IDEOGRAPH-65E5}) missing from font(s) DejaVu Sans.",
+        "Glyph 26085 (\\N{CJK UNIFIED IDEOGRAPH-65E5}) missing from current font.",  # 3.7
+    ],
+)
+def test_matplotlibs_missing_glyph_warnings_are_recognised_in_each_wording(message):
+    assert fonts._MISSING_GLYPH.search(message)[1] == "26085"
+
+
 def test_characters_no_font_has_are_one_warning_naming_the_fix(drawn, tmp_path, monkeypatch):
     monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
     monkeypatch.setattr(fonts, "_told", False)  # said once per process: as in a new one
