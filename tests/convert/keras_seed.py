@@ -13,7 +13,10 @@ inbound nodes as ``[[[layer, node, tensor, {}]]]``).
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -217,3 +220,32 @@ def _histories(obj) -> list[list]:
             return [[*obj, {}]]  # Keras 3's input_layers / output_layers entries
         return [h for value in obj for h in _histories(value)]
     return []
+
+
+def without_layer_names(src: Path, dst: Path) -> Path:
+    """A Keras 3 file (``.weights.h5``, or the weights inside a ``.keras`` archive) as Keras
+    3.0 to 3.5 wrote it: the same layout, without the ``name`` attribute of each layer's
+    ``vars`` group."""
+
+    def strip(f: h5py.File) -> None:
+        def visit(_, group) -> None:
+            if isinstance(group, h5py.Group) and "vars" in group:
+                group["vars"].attrs.pop("name", None)
+
+        f.visititems(visit)
+
+    if not zipfile.is_zipfile(src):
+        shutil.copy(src, dst)
+        with h5py.File(dst, "a") as f:
+            strip(f)
+        return dst
+    with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w") as out:
+        for name in archive.namelist():
+            data = archive.read(name)
+            if name == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "a") as f:
+                    strip(f)
+                data = buffer.getvalue()
+            out.writestr(name, data)
+    return dst

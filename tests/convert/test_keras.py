@@ -27,6 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 from .keras_seed import (  # noqa: E402  (needs keras, imported above)
     randomize,
     seed_resnet50,
+    without_layer_names,
     write_tf_keras2_model,
     write_tf_keras2_weights,
 )
@@ -678,15 +679,40 @@ def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_pa
         load_keras_h5(model, odd)
 
 
-def test_a_keras3_weights_file_without_layer_names(files64, target64, tmp_path):
-    def strip_names(f):
-        for group in f["layers"].values():
-            if "vars" in group:
-                group["vars"].attrs.pop("name", None)
+@pytest.mark.parametrize("name", ["keras3-weights", "keras3-archive"])
+@pytest.mark.parametrize("built", ["named", "unnamed"])
+def test_keras_3_0_to_3_5_files_without_layer_names_convert_as_with_them(
+    name, built, files64, course_files64, tmp_path
+):
+    """Keras 3.0 to 3.5 wrote no name for a layer's weights: an archive names them from its
+    config, a weights file by their groups' keys (conv2d_7), matched in the order they were
+    built."""
+    named = (files64 if built == "named" else course_files64)[name]
+    old = without_layer_names(named, tmp_path / f"old{SUFFIX[name]}")
+    models = []
+    for path in (named, old):
+        models.append(resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64))
+        report = load_keras_h5(models[-1], path)
+        assert report.layout == LAYOUTS[name][1]
+    assert report.matched_by_order == (built == "unnamed" or name == "keras3-weights")
+    assert report.architecture_checked == (name == "keras3-archive")
+    theirs = models[0].state_dict()
+    for key, value in models[1].state_dict().items():
+        assert torch.equal(value, theirs[key]), key
 
-    path = edited_copy(files64["keras3-weights"], tmp_path / "old.weights.h5", strip_names)
-    with pytest.raises(ResnetlabError, match=r"does not record its layers' names"):
-        load_keras_h5(target64, path)
+
+def test_a_keras_3_0_to_3_5_weights_file_of_another_model_says_how_to_save_it(target64, tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc6")])
+    model.save_weights(tmp_path / "new.weights.h5")
+    old = without_layer_names(tmp_path / "new.weights.h5", tmp_path / "old.weights.h5")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"old.weights.h5 was written by Keras 3.0 to 3.5, whose weights files record no "
+        r"layer names; without them only the course's ResNet50 converts \(by the order of its "
+        r"layers\): save the model with model.save\('x.keras'\) \(or 'x.h5'\) and convert "
+        r"that$",
+    ):
+        load_keras_h5(target64, old)
 
 
 # The course's data ------------------------------------------------------------------------

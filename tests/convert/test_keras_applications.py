@@ -23,7 +23,7 @@ from resnetlab.engine.predict import class_names
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-from .keras_seed import randomize  # noqa: E402  (needs keras, imported above)
+from .keras_seed import randomize, without_layer_names  # noqa: E402  (needs keras, imported above)
 
 SIZE = 32
 LAYERS = keras.layers
@@ -222,6 +222,37 @@ def test_a_transfer_model_gives_kerass_probabilities(kind, transfer, transfer_fi
     ours = resnetlab_probabilities(dst, images)
     theirs = keras_probabilities(transfer, images)
     assert np.abs(ours - theirs).max() < 1e-4
+
+
+@pytest.mark.parametrize("network", ["resnet50", "transfer"])
+def test_a_keras_3_0_to_3_5_archive_without_layer_names_converts_as_with_them(
+    network, resnet50_files, transfer_files, tmp_path
+):
+    """Keras 3.0 to 3.5 wrote no name for a layer's weights; the archive's config names
+    them, a nested network's too."""
+    named = (resnet50_files if network == "resnet50" else transfer_files)["keras"]
+    old = without_layer_names(named, tmp_path / "old.keras")
+    models = [read_keras_model(path)[0] for path in (named, old)]
+    theirs = models[0].state_dict()
+    for key, value in models[1].state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+
+
+@pytest.mark.parametrize("network", ["resnet50", "transfer"])
+def test_a_keras_3_0_to_3_5_weights_file_says_to_save_the_model(
+    network, resnet50_files, transfer_files, tmp_path
+):
+    """Without names, keras.applications' layers are told from the course's by their order
+    only (the shortcut before the main path's last conv): refused, with the way out."""
+    named = (resnet50_files if network == "resnet50" else transfer_files)["weights"]
+    old = without_layer_names(named, tmp_path / "old.weights.h5")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"old.weights.h5 was written by Keras 3.0 to 3.5, whose weights files record no "
+        r"layer names; .* save the model with model.save\('x.keras'\) \(or 'x.h5'\) and "
+        r"convert that$",
+    ):
+        read_keras_model(old, input_size=SIZE)
 
 
 def test_a_transfer_model_on_the_bases_output_is_not_nested(tmp_path):

@@ -15,12 +15,17 @@ Layouts, told apart by what is inside the file rather than by its name:
     architecture.
 ``keras3-weights``
     Keras 3 ``model.save_weights("x.weights.h5")``: ``layers/<class>[_<n>]/vars/<i>``. The
-    groups are named after the layer's class, the variables by position (Conv2D and Dense:
-    kernel, bias; BatchNormalization: gamma, beta, moving_mean, moving_variance), and the
-    layer's own name is the ``name`` attribute of ``vars``.
+    groups are keyed by the layer's class and its place among the model's layers (the
+    first Conv2D ``conv2d``, the next ``conv2d_1``...), the variables by position (Conv2D
+    and Dense: kernel, bias; BatchNormalization: gamma, beta, moving_mean,
+    moving_variance); from Keras 3.6 on, the layer's own name is the ``name`` attribute of
+    ``vars``. Keras 3.0 to 3.5 wrote none: the keys then stand for the names, matched as
+    automatic names are (below), since the course's model lists its layers in the order it
+    builds them; a file whose shapes are not the course's in that order is refused.
 ``keras3-archive``
     Keras 3 ``model.save("x.keras")``: a zip of ``config.json`` (the architecture) and
-    ``model.weights.h5`` (the layout above).
+    ``model.weights.h5`` (the layout above). Without the ``name`` attributes (Keras 3.0 to
+    3.5), the config's layer lists name the groups, by the keys Keras gives them.
 
 A model nested in another (a transfer model's base) is read layer by layer among the outer
 model's layers: in the HDF5 layouts its group's weight names name its layers
@@ -287,6 +292,8 @@ class _KerasFile:
     own_names: dict[str, str] = field(default_factory=dict)
     # A model nested in the file's (a transfer model's base), whose layers are among ``layers``.
     nested: str | None = None
+    # A Keras 3.0-3.5 weights file: its layers are named by their groups' keys (conv2d_7).
+    named_by_key: bool = False
 
     def label(self, name: str) -> str:
         """A layer as the file names it, with the course's name when they differ."""
@@ -608,8 +615,10 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
                 path, "h5-weights", layers, None, _keras_version(f.attrs), nested=nested
             )
         if isinstance(f.get("layers"), h5py.Group):
-            layers, nested = _read_keras3_layers(f, path)
-            return _KerasFile(path, "keras3-weights", layers, None, None, nested=nested)
+            layers, nested, by_key = _read_keras3_layers(f, path, None)
+            return _KerasFile(
+                path, "keras3-weights", layers, None, None, nested=nested, named_by_key=by_key
+            )
     from ..data.signs import data_set_as_model  # (data imports convert's modules)
 
     if (data_set := data_set_as_model(path)) is not None:
@@ -636,7 +645,7 @@ def _read_keras_archive(path: Path) -> _KerasFile:
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as e:
         raise ResnetlabError(f"cannot read the Keras archive {path} ({e})") from None
     with _open_h5(weights, path) as f:
-        layers, nested = _read_keras3_layers(f, path)
+        layers, nested, _ = _read_keras3_layers(f, path, _keras3_group_names(config, path))
     return _KerasFile(
         path,
         "keras3-archive",
@@ -702,39 +711,100 @@ def _read_legacy_layers(
 
 
 def _read_keras3_layers(
-    f: h5py.Group, path: Path, layers: dict[str, dict[str, np.ndarray]] | None = None
-) -> tuple[dict[str, dict[str, np.ndarray]], str | None]:
-    """Layers of the Keras 3 weights layout, named by the ``name`` attribute of ``vars``,
-    and the name of a model nested in the file's (``layers/<model>/layers/...``), whose
-    layers are read among its own."""
+    f: h5py.Group,
+    path: Path,
+    names: dict[str, str] | None,
+    layers: dict[str, dict[str, np.ndarray]] | None = None,
+    where: str = "layers",
+) -> tuple[dict[str, dict[str, np.ndarray]], str | None, bool]:
+    """Layers of the Keras 3 weights layout, named by the ``name`` attribute of ``vars``; the
+    name of a model nested in the file's (``layers/<model>/layers/...``), whose layers are
+    read among its own; and whether the layers are named by their groups' keys.
+
+    Keras 3.0 to 3.5 wrote no ``name`` attribute: a layer is then named from ``names`` (its
+    group's path -> its name, from an archive's config), or in a weights file alone by its
+    group's key (``conv2d_7``: its class and its place among the model's layers).
+    """
     layers = {} if layers is None else layers
-    nested = None
-    for key, group in f["layers"].items():
+    nested, by_key = None, False
+    for key, group in f[where].items():
         if isinstance(group, h5py.Group) and isinstance(group.get("layers"), h5py.Group):
             nested = nested or key
-            _read_keras3_layers(group, path, layers)
+            _read_keras3_layers(f, path, names, layers, f"{where}/{key}/layers")
             continue
         variables = group.get("vars") if isinstance(group, h5py.Group) else None
         if not isinstance(variables, h5py.Group) or len(variables) == 0:
             continue  # a layer without weights (activation, pooling...)
         name = _text(variables.attrs.get("name"))
-        if name is None:
-            raise ResnetlabError(
-                f"{path} does not record its layers' names (some Keras 3 releases wrote "
-                f"weights files without them); save the model with model.save('x.h5') and "
-                f"convert that"
-            )
+        if name is None and names is not None:
+            name = names.get(f"{where}/{key}")
+            if name is None:
+                raise ResnetlabError(
+                    f"{path} holds weights at {where}/{key}, where no layer of its "
+                    f"config.json is saved; its model.weights.h5 is not its model's"
+                )
+        elif name is None:
+            if where != "layers":  # a nested model's keys repeat its outer model's
+                raise ResnetlabError(_unnamed_keras3(path))
+            name, by_key = key, True
         if sorted(variables, key=str) != sorted(str(i) for i in range(len(variables))):
             raise ResnetlabError(f"{path} has unreadable variables in layer {name}")
         values = [variables[str(i)][()] for i in range(len(variables))]
         kind = re.sub(r"_\d+$", "", key)
-        names = _KERAS3_VARIABLES.get(kind, ())
-        if len(names) != len(values):
-            names = tuple(f"variable {i}" for i in range(len(values)))
+        kinds = _KERAS3_VARIABLES.get(kind, ())
+        if len(kinds) != len(values):
+            kinds = tuple(f"variable {i}" for i in range(len(values)))
         if name in layers:
             raise ResnetlabError(f"{path} holds two layers named {name}")
-        layers[name] = dict(zip(names, values, strict=True))
-    return layers, nested
+        layers[name] = dict(zip(kinds, values, strict=True))
+    return layers, nested, by_key
+
+
+def _unnamed_keras3(path: Path) -> str:
+    return (
+        f"{path} was written by Keras 3.0 to 3.5, whose weights files record no layer names; "
+        f"without them only the course's ResNet50 converts (by the order of its layers): save "
+        f"the model with model.save('x.keras') (or 'x.h5') and convert that"
+    )
+
+
+def _keras3_group_names(text: str, path: Path) -> dict[str, str]:
+    """Each layer's group in a Keras 3 archive's weights (``layers/conv2d_7``, a nested
+    model's ``layers/functional/layers/conv2d``) -> the layer's name, from ``config.json``.
+
+    Keras's saving_lib keys the layers of a model by their class in snake case, in the
+    order of ``model.layers``, which is the order of its config's layer list: the first of
+    a class bare, the next ``_1``, ``_2``... A Sequential's config lists its input layer
+    too, which ``model.layers`` leaves out; its key (``input_layer``) is no other's.
+    """
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResnetlabError(f"{path} has an unreadable model config ({e})") from None
+    names: dict[str, str] = {}
+
+    def walk(model: Any, where: str) -> None:
+        used: Counter[str] = Counter()
+        for layer in _model_layers(model) or []:
+            if not isinstance(layer, dict):
+                continue
+            kind = _snake_case(str(layer.get("class_name")))
+            key = f"{kind}_{used[kind]}" if used[kind] else kind
+            used[kind] += 1
+            config = layer.get("config") if isinstance(layer.get("config"), dict) else {}
+            names[f"{where}/{key}"] = layer.get("name") or config.get("name")
+            if _model_layers(layer) is not None:
+                walk(layer, f"{where}/{key}/layers")
+
+    walk(config, "layers")
+    return names
+
+
+def _snake_case(name: str) -> str:
+    """Keras's ``naming.to_snake_case``: ``BatchNormalization`` -> ``batch_normalization``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _config_layers(text: str, path: Path) -> list[dict[str, Any]]:
@@ -802,14 +872,22 @@ def _keras_version(attrs: h5py.AttributeManager) -> str | None:
 
 
 @cache
+def _seed_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """The course's Conv2D and BatchNormalization layers, in the order it builds them, and
+    the shapes of their weights."""
+    with torch.device("meta"):  # names and shapes only: no memory, no initialisation
+        model = create_model("resnet50_keras")
+    modules = {
+        name: model.get_submodule(module) for module, name in model.keras_layer_names().items()
+    }
+    return {name: _keras_shapes(m) for name, m in modules.items() if not isinstance(m, nn.Linear)}
+
+
 def _seed_build_order() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The course's Conv2D and BatchNormalization layer names, in the order it builds them."""
-    with torch.device("meta"):  # names only: no memory, no initialisation
-        model = create_model("resnet50_keras")
-    names = model.keras_layer_names()
-    kinds = {name: _keras_kind(model.get_submodule(module)) for module, name in names.items()}
-    convs = tuple(name for name, kind in kinds.items() if kind == "Conv2D")
-    norms = tuple(name for name, kind in kinds.items() if kind == "BatchNormalization")
+    shapes = _seed_shapes()
+    convs = tuple(name for name, weights in shapes.items() if "kernel" in weights)
+    norms = tuple(name for name, weights in shapes.items() if "gamma" in weights)
     return convs, norms
 
 
@@ -826,11 +904,15 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
     built: dict[str, list[tuple[int, str]]] = {"conv2d": [], "batch_normalization": [], "dense": []}
     for name in keras_file.layers:
         match = _AUTO_NAME.fullmatch(name)
+        if match is None and keras_file.named_by_key:
+            raise ResnetlabError(_unnamed_keras3(keras_file.path))
         if match is None:
             return keras_file
         built[match[1]].append((int(match[2] or 0), name))
     convs, norms = _seed_build_order()
     counts = (len(built["conv2d"]), len(built["batch_normalization"]), len(built["dense"]))
+    if counts != (len(convs), len(norms), 1) and keras_file.named_by_key:
+        raise ResnetlabError(_unnamed_keras3(keras_file.path))
     if counts != (len(convs), len(norms), 1):
         shown = ", ".join(list(keras_file.layers)[:4]) + (
             ", ..." if len(keras_file.layers) > 4 else ""
@@ -843,6 +925,8 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
         )
     dense = built["dense"][0][1]
     kernel = keras_file.layers[dense].get("kernel")
+    if (kernel is None or kernel.ndim != 2) and keras_file.named_by_key:
+        raise ResnetlabError(_unnamed_keras3(keras_file.path))
     if kernel is None or kernel.ndim != 2:
         return keras_file
     seed_names = {dense: f"fc{kernel.shape[1]}"}
@@ -855,9 +939,20 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
             layer | {"name": seed_names.get(layer["name"], layer["name"])}
             for layer in config_layers
         ]
+    layers = {seed_names[name]: weights for name, weights in keras_file.layers.items()}
+    if keras_file.named_by_key:
+        # Keyed by their place in model.layers, which is the course's build order; a network
+        # in another order (keras.applications' puts each shortcut before its main path's
+        # last conv) or of other widths shows in the shapes.
+        shapes = _seed_shapes()
+        if any(
+            {k: v.shape for k, v in layers[name].items()} != shapes[name]
+            for name in (*convs, *norms)
+        ):
+            raise ResnetlabError(_unnamed_keras3(keras_file.path))
     return replace(
         keras_file,
-        layers={seed_names[name]: weights for name, weights in keras_file.layers.items()},
+        layers=layers,
         config_layers=config_layers,
         own_names={seed: own for own, seed in seed_names.items()},
     )
