@@ -550,3 +550,57 @@ def test_a_device_out_of_memory_in_any_command_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_models", lambda args: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError, match=r"^x$"):  # a bug stays a traceback
         main(["models"])
+
+
+ASCII_LOCALE_SESSION = """
+import os
+import sys
+from resnetlab.cli import run
+for argv in {commands!a}:  # as a shell would give them: their UTF-8 bytes
+    sys.argv = ["resnetlab", *(os.fsdecode(a.encode("utf-8")) for a in argv)]
+    print("exit", run(), flush=True)
+"""
+
+
+def test_non_ascii_names_work_in_an_ascii_locale(tmp_path):
+    """LC_ALL=C with Python's UTF-8 mode off: file names come as undecodable bytes and
+    stdout takes ASCII only. Class names are still read as UTF-8, figures drawn, ONNX files
+    run, and names printed escaped, never a traceback."""
+    data = write_tree(
+        tmp_path / "写真",
+        {"été": [noise(i) for i in range(6)], "日本犬": [noise(10 + i) for i in range(6)]},
+    )
+    run_dir, onnx = tmp_path / "run é", tmp_path / "模型.onnx"
+    model = run_dir / "best.safetensors"
+    commands = [
+        [
+            "train",
+            "--data",
+            str(data),
+            "--model",
+            "resnet8",
+            "--input-size",
+            "16",
+            "--max-steps",
+            "1",
+            "--out",
+            str(run_dir),
+        ],
+        ["predict", str(model), str(data / "été")],
+        ["export", str(model), str(onnx)],
+        ["eval", str(onnx), "--data", str(data)],
+    ]
+    env = {**os.environ, "LC_ALL": "C", "LANG": "", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    env["PYTHONPATH"] = str(Path(resnetlab.__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", ASCII_LOCALE_SESSION.format(commands=commands)],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    out, err = done.stdout.decode("ascii"), done.stderr.decode("ascii")
+    assert "Traceback" not in err, err
+    assert out.count("exit 0") == 4, (out, err)
+    assert "\\xe9t\\xe9 " in out  # predict's line names the class, escaped
+    summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
+    assert summary["class_names"] == ["été", "日本犬"]

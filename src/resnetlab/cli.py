@@ -7,11 +7,13 @@ mistakes raise ``ResnetlabError`` and are printed as one line with exit status 2
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import difflib
 import fnmatch
 import gc
 import inspect
+import io
 import json
 import os
 import re
@@ -462,7 +464,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .analysis.plots import plot_confusion
     from .data.decode import unwarned
-    from .data.folders import data_folder_holding
+    from .data.folders import data_folder_holding, readable
     from .data.sources import data_name
     from .engine import evaluate
     from .engine.report import data_tag
@@ -493,7 +495,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
     )
-    title = f"{model_file.name} on {data_name(args.data)} ({report.result.count:,} images)"
+    count = report.result.count
+    title = f"{readable(model_file.name)} on {data_name(args.data)} ({count:,} images)"
     make_folder_for(png, "--png")
     plot_confusion(report.result.confusion, report.class_names, png, title=title)
     data = report.to_dict()
@@ -1582,6 +1585,11 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
 def run() -> int:
     """The ``resnetlab`` command: ``main``, then an exit that skips the garbage collector's
     passes over what is left (PyTorch's objects and the rest, about half a second)."""
+    # Class and file names as stdout can show them: an output in an ASCII locale (LC_ALL=C,
+    # Python's UTF-8 mode off) gets "\xe9t\xe9" for "été", as stderr does, not a traceback.
+    stdout = sys.stdout
+    if isinstance(stdout, io.TextIOWrapper) and codecs.lookup(stdout.encoding).name != "utf-8":
+        stdout.reconfigure(errors="backslashreplace")
     code = main()
     gc.freeze()
     return code

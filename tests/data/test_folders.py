@@ -1352,3 +1352,11 @@ def test_a_folder_of_one_class_with_a_sub_folder_is_not_looked_through(tmp_path)
     write_tree(nested / "photos" / "dog", {"2020": [noise(i) for i in range(6)]})
     noise(9).save(nested / "photos" / "cover.png")
     assert find_root(nested) == nested / "photos"
+
+
+def test_file_names_are_read_as_utf8_whatever_the_locale_and_as_latin1_failing_that():
+    from resnetlab.data.folders import readable
+
+    ascii_locale = "".join(chr(0xDC00 + b) if b > 127 else chr(b) for b in "été".encode())
+    assert readable(ascii_locale) == "été"  # LC_ALL=C, Python's UTF-8 mode off
+    assert readable(os.fsdecode(b"caf\xe9")) == "café"  # Latin-1 bytes

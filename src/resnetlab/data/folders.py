@@ -342,7 +342,7 @@ def _name_labels(paths: list[str], least: int = 2) -> list[str] | None:
     matches = [_LABELLED_NAME.match(os.path.basename(p)) for p in paths]
     if not matches or not all(matches):
         return None
-    labels = [m["label"] for m in matches]
+    labels = [readable(m["label"]) for m in matches]
     return labels if len(set(labels)) >= least else None
 
 
@@ -688,15 +688,21 @@ def _misfiled_note(class_dirs: list[Path], stamps: list[str]) -> list[str]:
 
 
 def readable(name: str) -> str:
-    """A file name as text that can be shown and stored: a name whose bytes are not UTF-8
-    (an old archive's Latin-1, say) is read as Latin-1 instead of carrying the undecodable
-    bytes along; and in Unicode's composed form (NFC), so that a class folder named "café"
-    on macOS (which stores the accent as a character of its own) is the same class as
-    "café" typed elsewhere."""
+    """A file name as text that can be shown and stored: its bytes read as UTF-8 even where
+    Python read them otherwise (an ASCII locale, ``LC_ALL=C`` without UTF-8 mode, gives
+    "日本" as undecodable bytes), and a name whose bytes are not UTF-8 (an old archive's
+    Latin-1, say) read as Latin-1 instead of carrying the undecodable bytes along; and in
+    Unicode's composed form (NFC), so that a class folder named "café" on macOS (which
+    stores the accent as a character of its own) is the same class as "café" typed
+    elsewhere."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        name = os.fsencode(name).decode("latin-1")
+        raw = os.fsencode(name)
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = raw.decode("latin-1")
     return unicodedata.normalize("NFC", name)
 
 

@@ -43,6 +43,7 @@ from .folders import (
     folder_splits,
     looked_through_note,
     named_role,
+    readable,
     scan_classes,
     with_folder_notes,
 )
@@ -737,12 +738,13 @@ def data_name(spec: str | os.PathLike, *, above: int = 0) -> str:
     """What a data spec is called in messages and file names: the folder or file it names,
     without the folders above it or a data file's suffix (``../data/photos/`` -> ``photos``,
     ``.`` -> the current folder's name, ``train_signs.h5`` -> ``train_signs``); with
-    ``above``, the name of the folder that many levels above it."""
+    ``above``, the name of the folder that many levels above it. The name is ``readable``
+    text, which figure titles can draw in any locale."""
     text = os.fspath(spec)
     if text in NAMED_SOURCES:
         return text
     path = Path(os.path.abspath(os.path.expanduser(text)))
-    name = (path.parents[above - 1] if above else path).name or text
+    name = readable((path.parents[above - 1] if above else path).name or text)
     suffix = next((s for s in DATA_SUFFIXES if name.lower().endswith(s)), "")
     return name[: len(name) - len(suffix)] or name
 

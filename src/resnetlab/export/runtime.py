@@ -151,7 +151,11 @@ class OnnxModel(ExternalModel):
         if threads is not None:
             options.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            # onnxruntime takes a path as UTF-8 text: one Python holds as undecodable bytes
+            # (an ASCII locale's "日本") is given as the file's contents instead.
+            undecoded = any("\udc80" <= c <= "\udcff" for c in str(path))
+            source = path.read_bytes() if undecoded else str(path)
+            session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime has its own exception types, one per failure
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ResnetlabError(
