@@ -604,3 +604,32 @@ def test_non_ascii_names_work_in_an_ascii_locale(tmp_path):
     assert "\\xe9t\\xe9 " in out  # predict's line names the class, escaped
     summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
     assert summary["class_names"] == ["été", "日本犬"]
+
+
+def test_output_folders_that_cannot_be_written_name_the_flag_to_change(
+    tmp_path, monkeypatch, capsys
+):
+    """A current folder where nothing can be written (read-only; here `runs` is a file)
+    is said by naming --out; eval still shows its scores when the confusion image cannot
+    go beside the model file (a shared model's read-only folder; here a folder is there)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("")
+    assert main(["train", "--data", "digits", "--model", "resnet8", "--max-steps", "1"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write runs") and "give --out a folder" in last
+    photos = write_tree(tmp_path / "photos", {f"c{i}": [noise(i), noise(9 + i)] for i in range(3)})
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3),
+        model,
+        input_size=8,
+        class_names=["c0", "c1", "c2"],
+    )
+    image = str(photos / "c0" / "000.png")
+    assert main(["explain", str(model), image, "--out", str(tmp_path / "runs" / "cams")]) == 2
+    assert "choose another --out" in capsys.readouterr().err
+    (tmp_path / "m.photos.confusion.png").mkdir()  # where eval would write its image
+    assert main(["eval", str(model), "--data", str(photos), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["confusion_png"] is None
+    assert "warning: cannot write" in err and "give --png" in err

@@ -36,7 +36,7 @@ from .errors import (
     named_as_given,
     out_of_memory,
 )
-from .storage import os_error_line
+from .storage import WriteError, os_error_line, refixed
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -468,6 +468,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .data.sources import data_name
     from .engine import evaluate
     from .engine.report import data_tag
+    from .errors import SettingWarning, warn
     from .models.files import other_format
 
     # By default beside the model file, named after both: another data set's is kept.
@@ -498,10 +499,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     count = report.result.count
     title = f"{readable(model_file.name)} on {data_name(args.data)} ({count:,} images)"
     make_folder_for(png, "--png")
-    plot_confusion(report.result.confusion, report.class_names, png, title=title)
+    try:
+        plot_confusion(report.result.confusion, report.class_names, png, title=title)
+    except WriteError as e:
+        if args.png:
+            raise
+        # The default, beside the model file, whose folder may be read-only (a shared model):
+        # the scores are still shown.
+        warn(str(refixed(e, "give --png a file in a folder you can write to")), SettingWarning)
+        png = None
     data = report.to_dict()
     if args.json:
-        print_json({**data, "confusion_png": str(png)})
+        print_json({**data, "confusion_png": png and str(png)})
         return 0
     console = Console(markup=False)  # notes and tables name classes: "[dog, ship]", as they are
     result = report.result
@@ -537,7 +546,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     else:
         console.print(matrix)
-    console.print(f"confusion matrix image: {png}", highlight=False, soft_wrap=True)
+    if png:
+        console.print(f"confusion matrix image: {png}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -754,7 +764,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _unused_folder(Path("cams"))
     _check_outside_inputs(out, args.images, "--out" if args.out else "the default --out")
     result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
-    written = result.save(out)
+    try:
+        written = result.save(out)
+    except WriteError as e:  # the default, ./cams, in a read-only current folder
+        raise refixed(e, "choose another --out, a folder you can write to") from None
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     overlays = written[: len(result.sources)]

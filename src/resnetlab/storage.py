@@ -182,6 +182,14 @@ def write_error(
     return WriteError(f"cannot write {path}: {reason}; {fix or _write_fix(error)}", path, error)
 
 
+def refixed(error: WriteError, fix: str) -> WriteError:
+    """``error`` again with ``fix``, the caller's (which names its flag: "choose another
+    --out"); a full disk keeps its own, to free space."""
+    if error.path is None or error.error is None or full_disk(error.error):
+        return error
+    return write_error(error.path, error.error, fix)
+
+
 def full_disk(error: OSError) -> bool:
     """Whether ``error`` is a full disk (or a full quota)."""
     return error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -336,7 +336,8 @@ def test_a_read_only_run_folder_is_named_before_the_data_is_read(tmp_path, monke
     flags = ["--model", "resnet8", "--max-steps", "1"]
     assert main(["train", *flags, "--out", str(empty)]) == 2
     assert capsys.readouterr().err == (
-        f"error: cannot write {empty}: Read-only file system; choose a folder you can write to\n"
+        f"error: cannot write {empty}: Read-only file system; choose another --out, a folder "
+        "you can write to\n"
     )
     # Resuming cannot move to another folder: the fix is the folder's, not "choose another".
     assert main(["train", "--resume", str(run), "--max-steps", "2"]) == 2

@@ -71,6 +71,7 @@ from ..storage import (
     full_disk,
     hold_folder,
     missing_folders,
+    refixed,
     release_folder,
     remove_stale_temps,
     write_error,
@@ -453,12 +454,21 @@ class Trainer:
             if not resume:
                 run_dir = Path(c.out) if c.out else None
                 _check_outside_data(run_dir, [c.data, c.val_data])
-                if run_dir is None:  # runs started in the same second each get their own
-                    made = missing_folders(Path(RUNS_ROOT))
-                    run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
-                    made.insert(0, run_dir)
-                else:
-                    made = _make_folder(run_dir)
+                try:
+                    if run_dir is None:  # runs started in the same second each get their own
+                        made = missing_folders(Path(RUNS_ROOT))
+                        run_dir = new_run_dir(c.model, c.data, RUNS_ROOT)
+                        made.insert(0, run_dir)
+                    else:
+                        made = _make_folder(run_dir)
+                except WriteError as e:  # a read-only current folder, most often
+                    fix = "choose another --out, a folder you can write to"
+                    if not c.out:
+                        fix = (
+                            "give --out a folder you can write to (without it the run goes "
+                            f"in {RUNS_ROOT}/ in the current folder)"
+                        )
+                    raise refixed(e, fix) from None
             assert run_dir is not None
             in_use = "a run is training in it; wait for it to end"
             hold_folder(run_dir, in_use if resume else f"{in_use}, or choose another --out")
