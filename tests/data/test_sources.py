@@ -250,6 +250,14 @@ def test_a_data_spec_is_named_by_its_last_part_without_a_data_suffix(tmp_path, m
         "test_signs",
         "digits",
     ]
+    # Letters of any script are kept: eval's images of two data sets never share a name.
+    assert [data_tag(s) for s in ("写真/", "画像", "été", "हिन्दी", "a b[1]")] == [
+        "写真",
+        "画像",
+        "été",
+        "हिन्दी",
+        "a_b_1_",
+    ]
 
 
 def test_scoring_a_whole_set_warns_unless_it_is_named_apart_from_the_training_data():

@@ -13,8 +13,10 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +54,20 @@ BAR_UPDATES_PER_S = 4  # the bar's step count moves on a clock, not with log_eve
 
 def data_tag(data: str) -> str:
     """A data spec as a part of a file name: its ``data_name`` in safe characters, after
-    the folder above it where it is named as a split (``photos/test`` -> ``photos-test``)."""
+    the folder above it where it is named as a split (``photos/test`` -> ``photos-test``).
+    Letters of any script are kept (``写真``, ``हिन्दी``): two data sets named in Japanese
+    get two names, not one ``_``. The tag is in the file system's encoding, which an ASCII
+    locale can only write as the UTF-8 bytes the name came as."""
     name = data_name(data)
     if name.isalpha() and split_role(name):
         name = f"{data_name(data, above=1)}-{name}"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "data"
+    kept = "".join(c if _in_tag(c) else "\0" for c in name)  # \0: in no file name
+    return os.fsdecode(re.sub("\0+", "_", kept).encode("utf-8")) or "data"
+
+
+def _in_tag(c: str) -> bool:
+    """Letters and digits of any script with their marks (a Devanagari vowel sign), ``_.-``."""
+    return c.isalnum() or c in "_.-" or unicodedata.category(c).startswith("M")
 
 
 RUNS_ROOT = "runs"  # where a run's folder goes without --out
