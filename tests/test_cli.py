@@ -633,3 +633,49 @@ def test_output_folders_that_cannot_be_written_name_the_flag_to_change(
     out, err = capsys.readouterr()
     assert json.loads(out)["confusion_png"] is None
     assert "warning: cannot write" in err and "give --png" in err
+
+
+def test_a_cache_folder_that_cannot_be_written_costs_one_warning(tmp_path):
+    """No RESNETLAB_CACHE and a home folder that cannot be written (here a file, which
+    stops root too): the run trains, with one warning naming RESNETLAB_CACHE, not one per
+    split nor matplotlib's lines on its own folders."""
+    for split, seed in (("train", 0), ("test", 20)):
+        write_tree(
+            tmp_path / "photos" / split,
+            {c: [noise(seed + i + 10 * j) for i in range(4)] for j, c in enumerate("ab")},
+        )
+    (tmp_path / "home").write_text("")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RESNETLAB_CACHE", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "MPLCONFIGDIR")
+    }
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(Path(resnetlab.__file__).parents[1]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "resnetlab",
+            "train",
+            "--data",
+            "photos",
+            "--model",
+            "resnet8",
+            "--input-size",
+            "8",
+            "--max-steps",
+            "1",
+            "--out",
+            "run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "summary.json").is_file()
+    warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "cannot write the cache folder" in warned[0], done.stderr
+    assert "set RESNETLAB_CACHE to a folder you can write to" in warned[0]
+    assert "Matplotlib" not in done.stderr and "mkdir -p failed" not in done.stderr

@@ -15,6 +15,7 @@ import gc
 import inspect
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -1595,6 +1596,13 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
     print(f"warning: {kind}{message}", file=sys.stderr)
 
 
+def _not_matplotlib_config_dir(record: logging.LogRecord) -> bool:
+    """Drops matplotlib's lines on a config or cache folder it cannot write (a read-only or
+    missing home folder): it works on in a temporary one, at the cost of listing the fonts
+    again; resnetlab's own cache says once where it cannot be written."""
+    return record.funcName != "_get_config_or_cache_dir"
+
+
 def run() -> int:
     """The ``resnetlab`` command: ``main``, then an exit that skips the garbage collector's
     passes over what is left (PyTorch's objects and the rest, about half a second)."""
@@ -1611,6 +1619,7 @@ def run() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
+    logging.getLogger("matplotlib").addFilter(_not_matplotlib_config_dir)  # added once
     try:
         args = parse_args(argv)  # imports PyTorch for some commands: Ctrl-C may come here
     except KeyboardInterrupt:
