@@ -43,6 +43,21 @@ def test_tar_gz_of_an_image_tree_is_extracted_once(tmp_path):
     assert "pets.tar.gz read from its copy extracted into the cache" in again.train.notes
 
 
+def test_an_archive_with_no_cache_to_extract_into_names_the_cache(tmp_path, monkeypatch):
+    from resnetlab.errors import ResnetlabError
+
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(["cat/a.png", "dog/c.png"]):
+            zf.writestr(f"pets/{name}", _png_bytes(i))
+    (tmp_path / "taken").write_text("")  # a cache folder that cannot be made, even by root
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "taken"))
+    with pytest.raises(ResnetlabError) as e:
+        load_dataset(str(archive))
+    assert str(e.value).startswith(f"cannot write {tmp_path / 'taken' / 'extracted'}: ")
+    assert "pets.zip is extracted there: set RESNETLAB_CACHE to a folder you can" in str(e.value)
+
+
 def test_a_copy_extracted_by_another_version_of_extraction_is_not_read(tmp_path, monkeypatch):
     from resnetlab.data import archive as archive_module
 

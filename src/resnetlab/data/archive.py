@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
+from ..storage import check_writable
 from .cache import file_key
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
@@ -153,6 +154,12 @@ def extracted_folder(archive: Path, cache_root: Path) -> Path:
         return final
     tmp = final.with_name(f"{final.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    check_writable(  # said as the cache's, not as a folder the user named
+        final.parent,
+        final.parent,
+        f"{archive.name} is extracted there: set RESNETLAB_CACHE to a folder you can write to, "
+        "or extract it yourself and give the folder",
+    )
     try:
         extract_archive(archive, tmp)
         try:
