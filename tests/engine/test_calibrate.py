@@ -382,6 +382,26 @@ def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, r
     assert [p.name for p in store.path.parent.iterdir()] == [store.path.name]  # no .tmp
 
 
+def test_a_cache_that_cannot_be_written_is_one_warning_for_all_it_would_keep(
+    calibrating, tmp_path, recwarn
+):
+    """A long run decodes its images and measures the CPU: a cache folder that takes
+    neither is said once, not once for each."""
+    from resnetlab.data import load_dataset
+
+    from ..data.conftest import noise, write_tree
+
+    calibrating.folder.parent.write_text("")  # the cache folder cannot be made
+    photos = write_tree(tmp_path / "photos", {"a": [noise(0), noise(1)], "b": [noise(2)]})
+    load_dataset(str(photos))
+    assert _plan(FakeMachine(BF16_WINS)).precision == "bf16"  # measured all the same
+    said = [str(w.message) for w in recwarn if issubclass(w.category, CacheWarning)]
+    assert len(said) == 1 and said[0].startswith(
+        f"cannot write the cache folder {calibrating.folder.parent}"
+    )
+    assert said[0].endswith("set RESNETLAB_CACHE to a folder you can write to")
+
+
 def test_calibration_can_be_turned_off_and_is_off_for_compiled_runs(calibrating, monkeypatch):
     machine = FakeMachine(BF16_WINS)
     compiled = TrainConfig(model="resnet8", batch_size=8, compile=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import path_argument
+from ..errors import CacheWarning, path_argument, warn
 
 # Bump when the decoded pixels for the same files would change (decoder or resize changes).
 DECODE_VERSION = 1
@@ -30,6 +30,25 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
         return Path(given)
     env = os.environ.get("RESNETLAB_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "resnetlab"
+
+
+# The cache folders this process has said it cannot write to: once each, not once a split
+# or once a use (decoded images, CPU timings).
+_UNWRITABLE: set[Path] = set()
+
+
+def cache_unwritable(root: Path, error: OSError) -> None:
+    """Warn, once a process for ``root``, that the cache folder cannot be written: it costs
+    time (images decoded, the CPU measured again by the next command), never the command."""
+    if root in _UNWRITABLE:
+        return
+    _UNWRITABLE.add(root)
+    warn(
+        f"cannot write the cache folder {root} ({error.strerror or error}): what it would keep "
+        "(decoded images, CPU timings) is made again by the next command; set RESNETLAB_CACHE "
+        "to a folder you can write to",
+        CacheWarning,
+    )
 
 
 def file_key(path: Path) -> str:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CacheWarning, DataError, DataWarning, as_given, warn
-from .cache import DecodeCache, decode_key
+from ..errors import DataError, DataWarning, as_given, warn
+from .cache import DecodeCache, cache_unwritable, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
     decode_files,
@@ -56,8 +56,6 @@ _SPLIT_NAME = re.compile(
 _ROLES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
 # The decoded folders (cache keys) whose unreadable files this process has named already.
 _NAMED_UNREADABLE: set[str] = set()
-# The decoding caches this process has said it cannot write to.
-_UNWRITABLE_CACHES: set[Path] = set()
 ENLARGED_NOTE = "most images are"  # the start of the note on images enlarged to the input size
 SHRUNK_NOTE = "the images are mostly"  # ... on images far larger than the input size
 ELONGATED = 2  # images this many times as long as wide (and more) lose most of them to a crop
@@ -880,15 +878,8 @@ def _decoded_split(
         meta["skipped"] = failed
         meta["kept"] = [int(i) for i in kept]  # which of the scanned files the images are
         cache.put(key, images, labels, meta)
-    except OSError as e:  # a cache costs speed, never the command: said once a folder
-        if cache.folder not in _UNWRITABLE_CACHES:
-            _UNWRITABLE_CACHES.add(cache.folder)
-            warn(
-                f"cannot write the cache folder {cache.folder} ({e.strerror or e}): the images "
-                "are decoded again by the next command; set RESNETLAB_CACHE to a folder you "
-                "can write to",
-                CacheWarning,
-            )
+    except OSError as e:
+        cache_unwritable(cache.folder.parent, e)
     return ImageSet(
         torch.from_numpy(images),
         torch.from_numpy(labels),

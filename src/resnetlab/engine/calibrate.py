@@ -71,6 +71,7 @@ from typing import Any
 import torch
 
 from .. import OMP_WAIT_SETTINGS
+from ..data.cache import cache_unwritable
 from ..data.decode import available_cpus
 from ..errors import CacheWarning, SettingWarning, finite_number, warn
 from .auto import count_of
@@ -251,7 +252,9 @@ class CalibrationStore:
         self.key = machine_key()
         digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:12]
         slug = re.sub(r"[^a-z0-9]+", "-", self.key["cpu"].lower()).strip("-") or "cpu"
-        root = Path(folder) if folder is not None else cache_root() / "calibration"
+        # The folder a warning names where it cannot be written: the cache's, by default.
+        self.cache = Path(folder) if folder is not None else cache_root()
+        root = Path(folder) if folder is not None else self.cache / "calibration"
         self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
         self.data = self._read(warn_unreadable=True)
         self.changed = False
@@ -276,7 +279,7 @@ class CalibrationStore:
             data = json.loads(self.path.read_text())
             if not (isinstance(data, dict) and all(isinstance(data.get(s), dict) for s in empty)):
                 raise ValueError("not a calibration file")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # none yet, or no cache folder
             return empty
         except (OSError, ValueError) as e:
             if warn_unreadable and ("read", self.path) not in _WARNED:  # once a process
@@ -331,19 +334,13 @@ class CalibrationStore:
         except OSError as e:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            if ("save", self.path) not in _WARNED:  # once a process, not once a section
-                _WARNED.add(("save", self.path))
-                warn(
-                    f"could not save the CPU calibration to {self.path} ({e.strerror or e}); "
-                    "it is measured again by the next run; set RESNETLAB_CACHE to a folder "
-                    "you can write to",
-                    CacheWarning,
-                )
+            cache_unwritable(self.cache, e)  # once a process, not once a section
         self.changed = False
 
 
-# What this process has warned about, once each: calibration files it could not read or
-# save (("read" | "save", path)) and RESNETLAB_CALIBRATE values ((ENV, value)).
+# What this process has warned about, once each: calibration files it could not read
+# (("read", path)) and RESNETLAB_CALIBRATE values ((ENV, value)); a cache folder it could
+# not write to is said by cache_unwritable.
 _WARNED: set[tuple[str, Path | str]] = set()
 
 
