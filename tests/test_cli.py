@@ -679,3 +679,22 @@ def test_a_cache_folder_that_cannot_be_written_costs_one_warning(tmp_path):
     assert len(warned) == 1 and "cannot write the cache folder" in warned[0], done.stderr
     assert "set RESNETLAB_CACHE to a folder you can write to" in warned[0]
     assert "Matplotlib" not in done.stderr and "mkdir -p failed" not in done.stderr
+
+
+def test_a_path_beginning_with_a_dash_is_named_with_the_spelling_that_works(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    write_tree(tmp_path / "-photos", {"a": [noise(0)], "b": [noise(1)]})
+    for argv in (
+        ["train", "--data", "-photos"],  # argparse: "expected one argument"
+        ["predict", "m.safetensors", "-photos/a/000.png"],  # "required: IMAGE_OR_FOLDER"
+    ):
+        assert _error(capsys, argv).splitlines()[-1] == (
+            f"error: {argv[-1]} begins with '-', which reads as an option: to name the file "
+            f"or folder, write ./{argv[-1]}"
+        )
+    (tmp_path / "-h").write_text("")  # an option is still the option
+    with pytest.raises(SystemExit):
+        main(["train", "-h"])
+    assert "usage: resnetlab train" in capsys.readouterr().out

@@ -1547,11 +1547,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     command = next((a for a in argv if not a.startswith("-")), None)
     known = command in {name for name, _, _ in COMMANDS}
     parser = build_parser(command if known else None, complete=False)
+    _dashed_paths(_command_parser(parser, argv), argv)
     _data_without_its_flag(_command_parser(parser, argv), argv)
     args, extras = parser.parse_known_args(argv)
     if extras:
         _command_parser(parser, argv).unknown(extras)
     return args
+
+
+def _dashed_paths(parser: _Parser, argv: list[str]) -> None:
+    """A file or folder whose name begins with a dash (``-photos``) is read by argparse as
+    an unknown option, which it then reports as a value or an argument missing: said as
+    what it is, with the spelling that works."""
+    options = {o for a in parser._actions for o in a.option_strings}
+    for item in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        if (
+            item[:1] == "-"
+            and item[:2] != "--"
+            and item not in options
+            and " " not in item  # argparse reads these as values already
+            and not re.fullmatch(r"-\d+(\.\d*)?", item)  # a negative number
+            and os.path.lexists(item)
+        ):
+            parser.error(
+                f"{item} begins with '-', which reads as an option: to name the file or "
+                f"folder, write ./{item}"
+            )
 
 
 def _data_without_its_flag(parser: _Parser, argv: list[str]) -> None:
