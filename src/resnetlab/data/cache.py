@@ -9,9 +9,13 @@ be deleted at any time.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,12 +28,32 @@ DECODE_VERSION = 1
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$RESNETLAB_CACHE``, else ``~/.cache/resnetlab``."""
+    """``cache_dir``, else ``$RESNETLAB_CACHE``, else ``~/.cache/resnetlab``; without a home
+    folder (no ``HOME``, a user unknown to the system, as in a container), a temporary folder
+    that lasts as long as the process, said once."""
     if cache_dir is not None:  # "" is not the current folder, to fill with .npy files
         given = path_argument(cache_dir, "the cache folder", "one, or leave it out", reading=False)
         return Path(given)
     env = os.environ.get("RESNETLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "resnetlab"
+    if env:
+        return Path(env).expanduser()
+    try:
+        return Path.home() / ".cache" / "resnetlab"
+    except RuntimeError:  # "Could not determine home directory"
+        return _process_cache()
+
+
+@functools.cache
+def _process_cache() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="resnetlab-cache-"))  # this user's alone
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    warn(
+        "no home folder to keep the cache in (HOME is not set and this user has none): "
+        f"caching in {root} for this command only; set RESNETLAB_CACHE to a folder you can "
+        "write to",
+        CacheWarning,
+    )
+    return root
 
 
 # The cache folders this process has said it cannot write to: once each, not once a split

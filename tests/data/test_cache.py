@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+
+from resnetlab.data import cache
+from resnetlab.errors import CacheWarning
+
+
+def test_without_a_home_folder_the_cache_is_a_temporary_folder_said_once(monkeypatch, recwarn):
+    """No HOME and a user the system does not know (a container's): Path.home() raises, and
+    the command caches in a folder of its own instead of stopping with a traceback."""
+
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("RESNETLAB_CACHE", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(no_home))
+    cache._process_cache.cache_clear()
+    try:
+        root = cache.cache_root()
+        assert root.is_dir() and cache.cache_root() == root
+        said = [str(w.message) for w in recwarn if issubclass(w.category, CacheWarning)]
+        assert said == [
+            "no home folder to keep the cache in (HOME is not set and this user has none): "
+            f"caching in {root} for this command only; set RESNETLAB_CACHE to a folder you "
+            "can write to"
+        ]
+    finally:
+        cache._process_cache.cache_clear()
+    with pytest.raises(RuntimeError):  # the patch is what the test thinks it is
+        Path.home()
