@@ -633,6 +633,11 @@ def test_output_folders_that_cannot_be_written_name_the_flag_to_change(
     out, err = capsys.readouterr()
     assert json.loads(out)["confusion_png"] is None
     assert "warning: cannot write" in err and "give --png" in err
+    # data inspect's default sheet goes under runs/: the data set is still described.
+    assert main(["data", "inspect", str(photos), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["sheet"] is None and json.loads(out)["class_names"] == ["c0", "c1", "c2"]
+    assert "warning: cannot write runs" in err and "give --out a file" in err
 
 
 def test_a_cache_folder_that_cannot_be_written_costs_one_warning(tmp_path):

@@ -212,6 +212,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.folders import class_folder_note, data_folder_holding, with_folder_notes
     from .data.report import class_table, contact_sheet, describe
     from .engine.report import data_tag
+    from .errors import SettingWarning, warn
 
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
@@ -234,7 +235,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     summary["sheet"] = None  # --no-sheet: the key is there, as JSON readers expect it
     if not args.no_sheet:
         split = splits.get("train") or next(iter(splits.values()))
-        summary["sheet"] = str(contact_sheet(split, sheet, title=args.path))
+        try:
+            summary["sheet"] = str(contact_sheet(split, sheet, title=args.path))
+        except WriteError as e:
+            if args.out:
+                raise
+            # The default, under runs/ in the current folder, which may be read-only: the
+            # data set is still described.
+            fix = "give --out a file in a folder you can write to, or --no-sheet"
+            warn(str(refixed(e, fix)), SettingWarning)
     if args.json:
         print_json(summary)
         return 0
