@@ -589,6 +589,7 @@ def test_non_ascii_names_work_in_an_ascii_locale(tmp_path):
         ["predict", str(model), str(data / "été")],
         ["export", str(model), str(onnx)],
         ["eval", str(onnx), "--data", str(data)],
+        ["explain", str(model), str(data / "été"), "--class", "日本犬", "--out", "cams"],
     ]
     env = {**os.environ, "LC_ALL": "C", "LANG": "", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
     env["PYTHONPATH"] = str(Path(resnetlab.__file__).parents[1])
@@ -600,7 +601,7 @@ def test_non_ascii_names_work_in_an_ascii_locale(tmp_path):
     )
     out, err = done.stdout.decode("ascii"), done.stderr.decode("ascii")
     assert "Traceback" not in err, err
-    assert out.count("exit 0") == 4, (out, err)
+    assert out.count("exit 0") == 5, (out, err)
     assert "\\xe9t\\xe9 " in out  # predict's line names the class, escaped
     summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
     assert summary["class_names"] == ["été", "日本犬"]

@@ -36,6 +36,7 @@ from .errors import (
     folder_problem,
     named_as_given,
     out_of_memory,
+    readable,
 )
 from .storage import WriteError, os_error_line, refixed
 
@@ -299,7 +300,9 @@ def add_convert(p: argparse.ArgumentParser) -> None:
     k.add_argument(
         "--num-classes", type=_class_count, help="number of classes, checked against the file"
     )
-    k.add_argument("--classes", help='class names in output order, e.g. "0,1,2,3,4,5"')
+    k.add_argument(
+        "--classes", type=readable, help='class names in output order, e.g. "0,1,2,3,4,5"'
+    )
     k.set_defaults(func=cmd_convert)
 
 
@@ -474,7 +477,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .analysis.plots import plot_confusion
     from .data.decode import unwarned
-    from .data.folders import data_folder_holding, readable
+    from .data.folders import data_folder_holding
     from .data.sources import data_name
     from .engine import evaluate
     from .engine.report import data_tag
@@ -710,6 +713,7 @@ def add_explain(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--class",
         dest="target",
+        type=readable,  # typed in an ASCII locale, as the model file's names are
         metavar="NAME",
         help="explain this class (default: each image's predicted class)",
     )

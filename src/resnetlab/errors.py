@@ -10,6 +10,7 @@ import operator
 import os
 import re
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,26 @@ def named_as_given(pairs: dict[str, str]) -> Iterator[None]:
     finally:
         for pattern in added:
             _GIVEN_AS.pop(pattern, None)
+
+
+def readable(name: str) -> str:
+    """A file name, or a name typed on the command line, as text that can be shown, stored
+    and compared with the names in a model file: its bytes read as UTF-8 even where
+    Python read them otherwise (an ASCII locale, ``LC_ALL=C`` without UTF-8 mode, gives
+    "日本" as undecodable bytes), and a name whose bytes are not UTF-8 (an old archive's
+    Latin-1, say) read as Latin-1 instead of carrying the undecodable bytes along; and in
+    Unicode's composed form (NFC), so that a class folder named "café" on macOS (which
+    stores the accent as a character of its own) is the same class as "café" typed
+    elsewhere."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            name = raw.decode("latin-1")
+    return unicodedata.normalize("NFC", name)
 
 
 def as_given(text: str) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, DataWarning, as_given, warn
+from ..errors import DataError, DataWarning, as_given, readable, warn
 from .cache import DecodeCache, cache_unwritable, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
@@ -685,25 +684,6 @@ def _misfiled_note(class_dirs: list[Path], stamps: list[str]) -> list[str]:
         f"images in a class folder's sub-folder named as another class count as the outer "
         f"class: {', '.join(found)}; move them if they belong to the inner one"
     ]
-
-
-def readable(name: str) -> str:
-    """A file name as text that can be shown and stored: its bytes read as UTF-8 even where
-    Python read them otherwise (an ASCII locale, ``LC_ALL=C`` without UTF-8 mode, gives
-    "日本" as undecodable bytes), and a name whose bytes are not UTF-8 (an old archive's
-    Latin-1, say) read as Latin-1 instead of carrying the undecodable bytes along; and in
-    Unicode's composed form (NFC), so that a class folder named "café" on macOS (which
-    stores the accent as a character of its own) is the same class as "café" typed
-    elsewhere."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raw = os.fsencode(name)
-        try:
-            name = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            name = raw.decode("latin-1")
-    return unicodedata.normalize("NFC", name)
 
 
 def _split_folders(root: Path) -> dict[str, Path]:

@@ -28,6 +28,7 @@ from ..errors import (
     name_as_given,
     near_name,
     path_argument,
+    readable,
     shown,
     warn,
 )
@@ -43,7 +44,6 @@ from .folders import (
     folder_splits,
     looked_through_note,
     named_role,
-    readable,
     scan_classes,
     with_folder_notes,
 )

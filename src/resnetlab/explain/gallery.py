@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..analysis.fonts import any_script
-from ..data.folders import readable
+from ..errors import readable
 from ..storage import atomic_write
 from .cam import class_activation_maps
 from .render import render_overlay, shortened, tile
