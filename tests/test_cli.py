@@ -704,3 +704,22 @@ def test_a_path_beginning_with_a_dash_is_named_with_the_spelling_that_works(
     with pytest.raises(SystemExit):
         main(["train", "-h"])
     assert "usage: resnetlab train" in capsys.readouterr().out
+
+
+def test_onnxscripts_warnings_of_its_own_deprecated_names_are_not_shown(monkeypatch, capsys):
+    """onnxscript 0.1 warns of its own deprecated names when torch 2.4 imports it, which it
+    does for every training run: not the command's user's to act on. Others still show."""
+    import warnings
+
+    from resnetlab import cli
+
+    def command(_args):
+        for module in ("onnxscript.converter", "resnetlab.engine"):
+            warnings.warn_explicit(f"{module} deprecated", FutureWarning, "x.py", 1, module)
+        return 0
+
+    monkeypatch.setattr(cli, "parse_args", lambda argv: argparse.Namespace(func=command))
+    with warnings.catch_warnings():
+        assert main([]) == 0
+    err = capsys.readouterr().err
+    assert "onnxscript.converter" not in err and "resnetlab.engine deprecated" in err

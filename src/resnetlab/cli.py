@@ -1654,6 +1654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     logging.getLogger("matplotlib").addFilter(_not_matplotlib_config_dir)  # added once
+    # onnxscript 0.1 warns of its own deprecated names when imported, which torch 2.4 does
+    # for every training run: nothing the user of the command can change.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="onnxscript")
     try:
         args = parse_args(argv)  # imports PyTorch for some commands: Ctrl-C may come here
     except KeyboardInterrupt:

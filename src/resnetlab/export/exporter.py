@@ -431,9 +431,13 @@ def write_onnx(
             )
         else:  # torch 2.4: the TorchScript-based exporter
             axes = {"images": {0: "batch"}, "logits": {0: "batch"}} if batch is None else None
+            # Into memory, then written by Python: its C++ side cannot take a path that is
+            # not valid text in the locale (a name with é in LC_ALL=C).
+            buffer = io.BytesIO()
             try:
                 with _quiet_torchscript():
-                    torch.onnx.export(graph, (example,), str(path), dynamic_axes=axes, **names)
+                    torch.onnx.export(graph, (example,), buffer, dynamic_axes=axes, **names)
+                path.write_bytes(buffer.getvalue())
             except torch.onnx.errors.OnnxExporterError:
                 if opset is None:
                     raise
