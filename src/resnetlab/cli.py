@@ -201,7 +201,10 @@ def add_data(p: argparse.ArgumentParser) -> None:
         help=f"how images that are not square meet --input-size, as for train ({DEFAULT_RESIZE})",
     )
     q.add_argument("--download", action="store_true", help="fetch cifar10 if it is not cached")
-    q.add_argument("--cache-dir", help="default: $RESNETLAB_CACHE or ~/.cache/resnetlab")
+    q.add_argument(
+        "--cache-dir",
+        help="default: $RESNETLAB_CACHE, else $XDG_CACHE_HOME/resnetlab or ~/.cache/resnetlab",
+    )
     q.add_argument("--json", action="store_true", help="print JSON instead of tables")
     q.set_defaults(func=cmd_data)
 

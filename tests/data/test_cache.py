@@ -6,6 +6,24 @@ from resnetlab.data import cache
 from resnetlab.errors import CacheWarning
 
 
+@pytest.mark.parametrize(
+    ("resnetlab_cache", "xdg", "expected"),
+    [
+        ("/r", "/x", "/r"),
+        ("", "/x", "/x/resnetlab"),
+        ("", "relative", "HOME/.cache/resnetlab"),  # the XDG rules: a relative path is ignored
+        ("", "", "HOME/.cache/resnetlab"),
+    ],
+)
+def test_the_cache_folder_is_resnetlab_cache_then_xdg_cache_home_then_home(
+    monkeypatch, tmp_path, resnetlab_cache, xdg, expected
+):
+    monkeypatch.setenv("RESNETLAB_CACHE", resnetlab_cache)
+    monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path))
+    assert cache.cache_root() == Path(expected.replace("HOME", str(tmp_path)))
+
+
 def test_without_a_home_folder_the_cache_is_a_temporary_folder_said_once(monkeypatch, recwarn):
     """No HOME and a user the system does not know (a container's): Path.home() raises, and
     the command caches in a folder of its own instead of stopping with a traceback."""
@@ -14,6 +32,7 @@ def test_without_a_home_folder_the_cache_is_a_temporary_folder_said_once(monkeyp
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.delenv("RESNETLAB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(Path, "home", classmethod(no_home))
     cache._process_cache.cache_clear()
     try:

@@ -28,15 +28,19 @@ DECODE_VERSION = 1
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir``, else ``$RESNETLAB_CACHE``, else ``~/.cache/resnetlab``; without a home
-    folder (no ``HOME``, a user unknown to the system, as in a container), a temporary folder
-    that lasts as long as the process, said once."""
+    """``cache_dir``, else ``$RESNETLAB_CACHE``, else ``$XDG_CACHE_HOME/resnetlab`` (where
+    that is an absolute path, as the XDG base directory rules ask), else
+    ``~/.cache/resnetlab``; without a home folder (no ``HOME``, a user unknown to the system,
+    as in a container), a temporary folder that lasts as long as the process, said once."""
     if cache_dir is not None:  # "" is not the current folder, to fill with .npy files
         given = path_argument(cache_dir, "the cache folder", "one, or leave it out", reading=False)
         return Path(given)
     env = os.environ.get("RESNETLAB_CACHE")
     if env:
         return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # as torch hub and matplotlib take it
+        return Path(xdg) / "resnetlab"
     try:
         return Path.home() / ".cache" / "resnetlab"
     except RuntimeError:  # "Could not determine home directory"
