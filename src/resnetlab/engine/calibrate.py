@@ -254,7 +254,7 @@ class CalibrationStore:
         slug = re.sub(r"[^a-z0-9]+", "-", self.key["cpu"].lower()).strip("-") or "cpu"
         # The folder a warning names where it cannot be written: the cache's, by default.
         self.cache = Path(folder) if folder is not None else cache_root()
-        root = Path(folder) if folder is not None else self.cache / "calibration"
+        root = self.cache if folder is not None else self.cache / "calibration"
         self.path = root / f"{slug}-{self.key['threads']}t-{digest}.json"
         self.data = self._read(warn_unreadable=True)
         self.changed = False

@@ -16,6 +16,7 @@ import uvicorn
 from PIL import Image
 
 from ..errors import ResnetlabError, count_argument
+from ..models.files import ModelMeta
 from .app import check_limits, create_app
 from .predictor import load_predictor
 
@@ -82,9 +83,28 @@ def serve(
     # Listening from here, with the model loaded, rather than once uvicorn starts: a client
     # that connects on reading the line below waits to be accepted instead of being refused.
     sock.listen()
+    _say_where(sock, model_file, predictor.meta, precision)
+    _quiet_logs()
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        # uvicorn counts the connection a request comes on: at its limit N, N - 1 are served.
+        limit_concurrency=max_connections + 1,
+        http=_protocol(request_timeout),
+    )
+    _Server(config).run(sockets=[sock])
+
+
+def _say_where(
+    sock: socket.socket, model_file: str | os.PathLike, meta: ModelMeta, precision: str
+) -> None:
+    """The line naming the model and the address it is served at (for all addresses, this
+    machine's own and, on a line of its own, its address on its network), and a warning
+    where the server can be reached from other machines."""
     address = sock.getsockname()
     v6 = sock.family == socket.AF_INET6
-    meta = predictor.meta
     reduced = f", {precision} autocast" if precision != "fp32" else ""  # answers move a little
     # 0.0.0.0 (or ::) is no address to give a browser: the first line gives this machine's
     # own, and the next the one it has on its network, for a phone.
@@ -105,6 +125,10 @@ def serve(
             "the model (there is no authentication)",
             file=sys.stderr,
         )
+
+
+def _quiet_logs() -> None:
+    """Lines the server's log need not hold: each is an answer the client already has."""
     # python-multipart logs why it refuses a malformed form, to a logger with no handler, so
     # Python printed it bare on stderr; the client's 400 says so, the server's log need not.
     for name in ("python_multipart", "multipart"):  # its import name, and older releases'
@@ -113,16 +137,6 @@ def serve(
     # warning on it, which decoding in worker threads cannot silence as predict does, would
     # add a line to the log for each such upload.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        # uvicorn counts the connection a request comes on: at its limit N, N - 1 are served.
-        limit_concurrency=max_connections + 1,
-        http=_protocol(request_timeout),
-    )
-    _Server(config).run(sockets=[sock])
 
 
 def _protocol(timeout_s: float) -> type[asyncio.Protocol]:
