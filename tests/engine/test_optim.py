@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -55,3 +57,36 @@ def test_build_optimizer(name):
     opt = build_optimizer(model, config, torch.device("cpu"))
     assert type(opt).__name__.lower() == name
     assert opt.param_groups[0]["lr"] == 0.05
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"optimizer": "sgd", "momentum": 0.9, "nesterov": True},
+        {"optimizer": "sgd", "momentum": 0.9, "nesterov": False},
+        {"optimizer": "sgd", "momentum": 0.0},
+        {"optimizer": "adam"},
+        {"optimizer": "adamw"},
+    ],
+)
+def test_the_cpu_optimizer_steps_as_pytorchs_reference_loop(settings):
+    """The fused kernels give the for-loop's updates, also to a parameter whose gradients
+    start steps after the others' (a backbone after a fine-tuning's head phase)."""
+    config = TrainConfig(lr=0.05, weight_decay=1e-3, **settings)
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3))
+    reference = copy.deepcopy(ours)
+    optimizer = build_optimizer(ours, config, torch.device("cpu"))
+    assert optimizer.defaults["fused"]
+    loop = build_optimizer(reference, config, torch.device("cpu"))
+    for group in loop.param_groups:
+        group.update(fused=None, foreach=False)
+    for step in range(4):
+        x = torch.randn(8, 6)
+        for model, opt in ((ours, optimizer), (reference, loop)):
+            model[0].requires_grad_(step >= 2)  # the first layer trains from the third step
+            opt.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            opt.step()
+    for mine, theirs in zip(ours.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-7)

@@ -50,7 +50,7 @@ def stage_param_groups(
 def build_optimizer(
     model: nn.Module, config: TrainConfig, device: torch.device, *, capturable: bool = False
 ) -> torch.optim.Optimizer:
-    """The configured optimizer, with the fused CUDA kernels or the multi-tensor path.
+    """The configured optimizer, with PyTorch's fused kernels where the device has them.
 
     ``capturable`` (a step captured into a CUDA graph): Adam and AdamW keep their step counts
     on the device so that a replay can advance them.
@@ -61,18 +61,38 @@ def build_optimizer(
         )
     else:
         groups = param_groups(model, config.weight_decay, config.no_decay_norm_bias)
-    # One kernel for all parameters: fused on CUDA, foreach (multi-tensor) elsewhere.
-    speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    # Fused: one pass over each parameter, its gradient and its state, where PyTorch's other
+    # paths make one pass per arithmetic operation (the CPU has no multi-tensor kernels:
+    # foreach there is a loop of those passes). On CUDA and CPU; foreach elsewhere (MPS).
+    speed = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
     if config.optimizer == "sgd":
         nesterov = config.nesterov and config.momentum > 0
-        return torch.optim.SGD(
+        sgd = torch.optim.SGD(
             groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov, **speed
         )
+        if speed.get("fused") and config.momentum > 0:
+            sgd.register_step_pre_hook(_start_momentum)
+        return sgd
     if capturable and device.type == "cuda":
         speed["capturable"] = True
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, **speed)
     return torch.optim.AdamW(groups, lr=config.lr, **speed)
+
+
+def _start_momentum(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    """A zero momentum buffer for each parameter with a gradient and none yet.
+
+    PyTorch's fused SGD starts its buffers only on a step where no parameter has one, and
+    fails on a step where some have one and others none: after a fine-tuning's head phase,
+    when the backbone's first gradients arrive, or on resuming a checkpoint written then.
+    A zero buffer gives the first step exactly what starting it gives: momentum * 0 + grad.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if p.grad is not None and state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(p)
 
 
 def lr_at(
