@@ -44,7 +44,7 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
         "channels_last": True,
         "compile": False,
         "cuda_graphs": False,
-        "optimizer": "SGD (fused)",
+        "optimizer": "SGD (foreach)",
         "steps": 1,
         "warmup": 1,
         "repeats": 2,

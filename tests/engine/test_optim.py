@@ -69,18 +69,20 @@ def test_build_optimizer(name):
         {"optimizer": "adamw"},
     ],
 )
-def test_the_cpu_optimizer_steps_as_pytorchs_reference_loop(settings):
-    """The fused kernels give the for-loop's updates, also to a parameter whose gradients
-    start steps after the others' (a backbone after a fine-tuning's head phase)."""
+def test_the_fused_optimizer_steps_as_pytorchs_reference_loop(settings):
+    """The fused kernels (CUDA's, run here by their CPU twins) give the for-loop's updates,
+    also to a parameter whose gradients start steps after the others' (a backbone after a
+    fine-tuning's head phase, where PyTorch's fused SGD alone fails)."""
     config = TrainConfig(lr=0.05, weight_decay=1e-3, **settings)
     torch.manual_seed(0)
     ours = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3))
     reference = copy.deepcopy(ours)
-    optimizer = build_optimizer(ours, config, torch.device("cpu"))
+    optimizer = build_optimizer(ours, config, torch.device("cpu"), fused=True)
     assert optimizer.defaults["fused"]
     loop = build_optimizer(reference, config, torch.device("cpu"))
+    assert loop.defaults["foreach"]  # the CPU's default
     for group in loop.param_groups:
-        group.update(fused=None, foreach=False)
+        group.update(foreach=False)
     for step in range(4):
         x = torch.randn(8, 6)
         for model, opt in ((ours, optimizer), (reference, loop)):

@@ -51,14 +51,14 @@ def _run(config, device, batches, *, input_size=16):
 
 
 def test_fast_path_gives_the_plain_fp32_loss():
-    """Every speed option on the CPU has (bf16, channels-last, fused SGD, EMA) vs none of them."""
+    """Every speed option on the CPU has (bf16, channels-last, foreach, EMA) vs none of them."""
     batches = [_batch()] * 3  # the same batch, so that the steps lower its loss
     plain = TrainConfig(model="resnet20", precision="fp32", channels_last=False)
     fast = TrainConfig(model="resnet20", precision="bf16", channels_last=True, ema_decay=0.9)
     plain_losses, _ = _run(plain, CPU, batches)
     fast_losses, fast_parts = _run(fast, CPU, batches)
     assert fast_parts.channels_last and fast_parts.amp_dtype == torch.bfloat16
-    assert fast_parts.optimizer.defaults["fused"]
+    assert fast_parts.optimizer.defaults["foreach"]
     # The first loss is computed from the same weights; the others after the same updates.
     assert fast_losses == pytest.approx(plain_losses, rel=2e-2)
     assert plain_losses[2] < plain_losses[0]

@@ -48,12 +48,19 @@ def stage_param_groups(
 
 
 def build_optimizer(
-    model: nn.Module, config: TrainConfig, device: torch.device, *, capturable: bool = False
+    model: nn.Module,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    capturable: bool = False,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """The configured optimizer, with PyTorch's fused kernels where the device has them.
+    """The configured optimizer: PyTorch's fused kernels on CUDA, foreach elsewhere.
 
     ``capturable`` (a step captured into a CUDA graph): Adam and AdamW keep their step counts
-    on the device so that a replay can advance them.
+    on the device so that a replay can advance them. ``fused`` chooses the kernels instead
+    of the device (PyTorch has fused CPU kernels too; they measured no faster than foreach
+    on 2-core CPUs, and slower while other work shared the cores: see the README).
     """
     if config.layer_lr_decay != 1:
         groups = stage_param_groups(
@@ -61,10 +68,9 @@ def build_optimizer(
         )
     else:
         groups = param_groups(model, config.weight_decay, config.no_decay_norm_bias)
-    # Fused: one pass over each parameter, its gradient and its state, where PyTorch's other
-    # paths make one pass per arithmetic operation (the CPU has no multi-tensor kernels:
-    # foreach there is a loop of those passes). On CUDA and CPU; foreach elsewhere (MPS).
-    speed = {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+    if fused is None:
+        fused = device.type == "cuda"
+    speed = {"fused": True} if fused else {"foreach": True}
     if config.optimizer == "sgd":
         nesterov = config.nesterov and config.momentum > 0
         sgd = torch.optim.SGD(

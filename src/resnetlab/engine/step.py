@@ -13,7 +13,7 @@ What makes it fast, and why:
   without the hardware bf16 is slower than float32.
 - Channels-last tensors: the native layout of cuDNN's and oneDNN's convolutions, so no
   layout conversion around each conv (on 2 CPU cores, 1.2x to 1.5x for the CIFAR nets).
-- PyTorch's fused optimizer kernels (CUDA and CPU): one pass over each parameter per step.
+- One optimizer kernel over all parameters: fused on CUDA, foreach elsewhere.
 - CUDA graphs (on CUDA wherever the step can be captured; ``config.resolve_cuda_graphs``):
   forward, backward, optimizer step, EMA and metrics are captured once into a CUDA graph
   and replayed, one launch per step instead of hundreds. Small-kernel models (the CIFAR
