@@ -8,17 +8,20 @@ from resnetlab.engine import calibrate
 class FakeMachine:
     """Timings by rule: matrix products win on 64-channel maps; steps as given (seconds),
     a step with oneDNN everywhere ``onednn_only`` times its way's step unless given; the
-    chosen step on ``n`` threads ``threads[n]`` (default 1.0: no count faster than another)."""
+    chosen step on ``n`` threads ``threads[n]`` (default 1.0: no count faster than another);
+    the optimizer's step with each kernel ``optimizer`` (default: foreach and fused alike)."""
 
     def __init__(
         self,
         steps: dict[str, float],
         onednn_only: float = 1.1,
         threads: dict[int, float] | None = None,
+        optimizer: dict[str, float] | None = None,
     ) -> None:
         self.steps = steps
         self.onednn_only = onednn_only
         self.threads = threads or {}
+        self.optimizer = optimizer or {"foreach": 0.01, "fused": 0.01}
         self.timed: list[str] = []
 
     def __call__(self, what, calls, rounds=3):
@@ -28,6 +31,8 @@ class FakeMachine:
         if set(calls) == {"onednn", "matmul"}:
             matmul = 0.5 if what.split(" b")[1].split(" ", 1)[1].startswith("64x") else 1.5
             return {"onednn": [1.0] * 3, "matmul": [matmul] * 3}
+        if set(calls) == {"foreach", "fused"}:
+            return {name: [self.optimizer[name]] * 3 for name in calls}
         if what.endswith(", threads"):
             return {name: [self.threads.get(int(name.split()[0]), 1.0)] * 3 for name in calls}
         return {name: [self._step(name)] * 3 for name in calls}

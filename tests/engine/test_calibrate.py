@@ -159,7 +159,7 @@ def test_the_plan_follows_the_timings_and_is_cached(calibrating):
     }
     convs_timed = [w for w in machine.timed if "b8 " in w]
     assert len(convs_timed) == 4 * len(plan.counts)  # every candidate shape in every candidate
-    assert len(machine.timed) == len(convs_timed) + 1  # and one round of steps
+    assert len(machine.timed) == len(convs_timed) + 2  # and the optimizer's, the steps'
 
     explained = "\n".join(plan.explain())
     assert "bf16 NCHW" in explained and "<- chosen" in explained
@@ -189,7 +189,34 @@ def test_named_settings_narrow_the_candidates(calibrating):
     assert (plan.precision, plan.channels_last) == ("fp32", True)
     assert set(plan.steps) == {FP32_CL, FP32_CL + ONLY}  # the paths, checked in the step
     convs = [w for w in machine.timed if w.startswith("fp32 channels-last b8 ")]
-    assert len(convs) == len(machine.timed) - 1
+    assert len(convs) == len(machine.timed) - 2  # and the optimizer's kernels, the steps
+
+
+@pytest.mark.parametrize(("fused", "chosen"), [(0.5, True), (0.95, False), (1.5, False)])
+def test_the_optimizer_runs_fused_kernels_where_they_measure_faster(
+    calibrating, monkeypatch, fused, chosen
+):
+    machine = FakeMachine(BF16_WINS, optimizer={"foreach": 1.0, "fused": fused})
+    monkeypatch.setattr(calibrate, "measure_in_turns", machine)
+    parts = build_training(CONFIG, torch.device("cpu"), num_classes=10, input_size=8)
+    plan = parts.cpu_plan
+    assert plan.fused_optimizer is chosen  # fused needs the margin: 0.95 keeps foreach
+    assert machine.timed[0] == "resnet8, 10 classes, sgd m0.9 nesterov wd"
+    kernel = "fused" if chosen else "foreach"
+    assert parts.optimizer.defaults.get(kernel) is True
+    # The steps are timed with the kernels chosen, and cached apart from the others'.
+    assert machine.timed[-1].endswith(", fused, b8" if chosen else " wd, b8")
+    assert ("fused optimizer" in plan.describe()) is chosen
+    explained = plan.explain()
+    at = explained.index(
+        "  the optimizer's step: median ms, and time relative to foreach "
+        "round by round; fused needs 10%:"
+    )
+    rows = {line.split()[0]: line for line in explained[at + 1 : at + 3]}
+    assert rows[kernel].endswith("<- chosen") and set(rows) == {"foreach", "fused"}
+    # A plan recorded before the optimizer was measured resumes on foreach.
+    record = {k: v for k, v in plan.to_record().items() if k != "fused_optimizer"}
+    assert not CpuPlan.from_record(record).fused_optimizer
 
 
 def test_matrix_products_that_lose_in_the_whole_step_are_not_used(calibrating, monkeypatch):
@@ -364,6 +391,18 @@ def test_a_corrupt_cache_file_is_ignored_with_a_warning(calibrating):
         store.path.write_text(json.dumps(data))
         machine = FakeMachine(BF16_WINS)
         assert _plan(machine).how == "measured now" and machine.timed == [steps], bad
+
+
+def test_a_cache_file_without_a_section_keeps_the_timings_it_has(calibrating, recwarn):
+    store = CalibrationStore()
+    _plan(FakeMachine(BF16_WINS))
+    data = json.loads(store.path.read_text())
+    del data["optimizer"]  # as written before the optimizer was measured
+    store.path.write_text(json.dumps(data))
+    machine = FakeMachine(BF16_WINS)
+    assert _plan(machine).precision == "bf16"
+    assert machine.timed == ["resnet8, 10 classes, sgd m0.9 nesterov wd"]  # that alone
+    assert not [w for w in recwarn if issubclass(w.category, CacheWarning)]
 
 
 def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, recwarn, capsys):

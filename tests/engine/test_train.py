@@ -620,6 +620,24 @@ def test_a_checkpoint_with_tensor_learning_rates_resumes_without_a_graph(tmp_pat
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
+def test_a_checkpoint_saved_with_cudas_kernels_resumes_with_the_cpus(tmp_path, monkeypatch):
+    # A run on CUDA saves fused kernels in its optimizer's groups (and capturable where a
+    # CUDA graph ran the step); resumed on a CPU they were taken along, and a capturable
+    # AdamW refused the CPU's tensors at its first step.
+    run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
+    whole = train(**run, out=str(tmp_path / "whole"))
+    train_interrupted(monkeypatch, 25, **run, out=str(tmp_path / "split"))
+    checkpoint = tmp_path / "split" / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:
+        group.update(fused=True, foreach=None, capturable=True)
+    torch.save(state, checkpoint)
+    resumed = train(resume=tmp_path / "split")
+    assert resumed.summary["steps"] == 30
+    expected, got = _weights(whole.model), _weights(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
 def test_a_length_shorter_than_an_interrupted_run_went_is_refused(tmp_path, monkeypatch, capsys):
     # Stopped in its second epoch of 22 steps: one epoch would end before where it stands,
     # and is not recorded as finished there.

@@ -17,7 +17,11 @@ on this machine and keeps the choice:
    may lose inside the model (other kernels, caches, layout changes between layers), so
    the whole step has the last word;
 3. the chosen step on PyTorch's thread count and on halvings of it (``thread_counts``):
-   a small step's many short operations can run faster on fewer threads.
+   a small step's many short operations can run faster on fewer threads;
+4. before the steps, the optimizer's step on the model's parameters with PyTorch's
+   foreach path (on a CPU, a loop of one pass over memory per arithmetic operation) and
+   with its fused kernels (one pass per parameter, a parallel region each); the steps
+   above run with the one chosen.
 
 Candidates take turns, one call each per round (``REPEATS`` rounds for a convolution,
 ``STEP_REPEATS`` for the whole step, after one untimed call), and each is compared with the
@@ -29,9 +33,10 @@ keeps the default unless another candidate is faster by a margin: a convolution 
 with oneDNN unless the matrix product is ``CONV_MARGIN`` faster, and keeps the paths so
 chosen only while the whole step with them is no slower than with oneDNN everywhere; the
 layout stays channels-last unless NCHW is ``LAYOUT_MARGIN`` faster, the precision
-stays float32 unless bf16 is ``PRECISION_MARGIN`` faster, and the thread count stays
-PyTorch's unless fewer threads are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS`` fixes
-it). Margins keep the decision from flipping on noise, towards what PyTorch does by itself.
+stays float32 unless bf16 is ``PRECISION_MARGIN`` faster, the optimizer stays foreach
+unless fused is ``OPTIMIZER_MARGIN`` faster, and the thread count stays PyTorch's unless
+fewer threads are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS`` fixes it). Margins keep
+the decision from flipping on noise, towards what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets, PyTorch's thread count, how its
@@ -89,7 +94,7 @@ from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
-CALIBRATION_VERSION = 5  # bump when what is measured, or how, changes
+CALIBRATION_VERSION = 6  # bump when what is measured, or how, changes
 REPEATS = 5  # rounds of a convolution's timing
 STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 10%
 CONV_MARGIN = 0.10
@@ -99,6 +104,11 @@ PRECISION_MARGIN = 0.10
 # slower than one for minutes (other guests), while one thread on quiet cores costs a
 # large step a third of its speed; a small step that gains does so by 1.5x to 2x.
 THREAD_MARGIN = 0.25
+# Fused optimizer kernels measured 3x faster than foreach on one 2-core machine (ResNet-18's
+# optimizer step 3.5 against 9.8 ms) and no faster on another, and far slower there while
+# other work shared the cores.
+OPTIMIZER_MARGIN = 0.10
+KERNELS = ("foreach", "fused")  # the ways the optimizer can step
 MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it
 # The most arithmetic a timed step may do: a run with a larger batch is timed at a smaller
 # one (a fixed number, not a measured time, so that the batch timed does not depend on how
@@ -244,7 +254,7 @@ def machine_key() -> dict[str, Any]:
 class CalibrationStore:
     """The cached timings of one machine key: a JSON file under ``<cache>/calibration``."""
 
-    SECTIONS = ("convs", "steps", "matmul")
+    SECTIONS = ("optimizer", "convs", "steps", "matmul")
 
     def __init__(self, folder: str | os.PathLike | None = None) -> None:
         from ..data.cache import cache_root
@@ -277,8 +287,10 @@ class CalibrationStore:
         empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
         try:
             data = json.loads(self.path.read_text())
-            if not (isinstance(data, dict) and all(isinstance(data.get(s), dict) for s in empty)):
+            if not (isinstance(data, dict) and isinstance(data.get("key"), dict)):
                 raise ValueError("not a calibration file")
+            if not all(isinstance(data.setdefault(s, {}), dict) for s in empty):
+                raise ValueError("not a calibration file")  # (a section added since: empty)
         except (FileNotFoundError, NotADirectoryError):  # none yet, or no cache folder
             return empty
         except (OSError, ValueError) as e:
@@ -405,6 +417,7 @@ class CpuPlan:
     channels_last: bool = True
     matmul_convs: frozenset[str] = frozenset()
     onednn_only: bool = False  # shapes chose matrix products, the whole step oneDNN
+    fused_optimizer: bool = False  # PyTorch's fused optimizer kernels, not foreach
     how: str = "default"  # measured now, from the cache, or why nothing was measured
     workload: str = ""
     batch: int | None = None  # the batch the step timings ran at
@@ -413,6 +426,7 @@ class CpuPlan:
     threads: int | None = None  # fewer threads than PyTorch's, where they were faster
     thread_steps: dict[str, list[float]] = field(default_factory=dict)  # threads_name -> s
     thread_others: float | None = None  # other work while the thread counts were timed
+    optimizer_steps: dict[str, list[float]] = field(default_factory=dict)  # KERNELS -> s
     convs: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # chosen candidate's
     counts: dict[str, int] = field(default_factory=dict)  # shape key -> convolutions of it
     machine: dict[str, Any] = field(default_factory=dict)
@@ -437,6 +451,8 @@ class CpuPlan:
                 f", matrix-product path for {len(self.matmul_convs)} of "
                 f"{len(self.counts)} convolution shapes"
             )
+        if self.fused_optimizer:
+            text += ", fused optimizer"
         if self.threads is not None:
             text += f", {threads_name(self.threads)} of {self.machine.get('threads', '?')}"
         return f"{text} ({self.how})"
@@ -480,6 +496,13 @@ class CpuPlan:
             )
             chosen = threads_name(self.threads) if self.threads is not None else first
             lines += _timing_rows(self.thread_steps, chosen)
+        if self.optimizer_steps:
+            lines.append(
+                "  the optimizer's step: median ms, and time relative to foreach round by "
+                f"round; fused needs {OPTIMIZER_MARGIN:.0%}:"
+            )
+            chosen = KERNELS[self.fused_optimizer]
+            lines += _timing_rows(self.optimizer_steps, chosen, digits=2)
         if self.convs:
             lines.append(
                 f"  convolutions in {self.candidate.per_shape.name}, forward and backward: "
@@ -509,7 +532,7 @@ class CpuPlan:
         return cls(**{**record, "matmul_convs": frozenset(record.get("matmul_convs", ()))})
 
 
-def _timing_rows(timings: Mapping[str, Sequence[float]], chosen: str) -> list[str]:
+def _timing_rows(timings: Mapping[str, Sequence[float]], chosen: str, digits: int = 1) -> list[str]:
     """A line per candidate: its median ms, and its time relative to the first's round by
     round (``relative``), the chosen one marked."""
     ratios = relative(timings, next(iter(timings)))
@@ -517,7 +540,7 @@ def _timing_rows(timings: Mapping[str, Sequence[float]], chosen: str) -> list[st
     for name, values in timings.items():
         mark = "  <- chosen" if name == chosen else ""
         ms = statistics.median(values) * 1e3
-        rows.append(f"    {name:<32} {ms:8.1f} {ratios.get(name, math.nan):6.2f}{mark}")
+        rows.append(f"    {name:<32} {ms:8.{digits}f} {ratios.get(name, math.nan):6.2f}{mark}")
     return rows
 
 
@@ -644,15 +667,22 @@ def _calibrate(
         f"{num_classes} classes"
     )
     try:  # what was measured is kept, also when Ctrl-C stops a later part
-        convs, fresh = _calibrate_convs(store, measure, force, candidates, shapes, batch)
+        kernel_key = f"{config.model}{options}, {num_classes} classes, {_optimizer_key(config)}"
+        fused, optimizer_steps, fresh = _calibrate_optimizer(
+            store, measure, force, kernel_key, partial(_optimizer_calls, probe, config)
+        )
+        convs, new = _calibrate_convs(store, measure, force, candidates, shapes, batch)
+        fresh = fresh or new
         matmul = {name: matmul_paths(timings) for name, timings in convs.items()}
         ways = [
             way
             for c in candidates
             for way in ([c, replace(c, onednn_only=True)] if matmul[c.name] else [c])
         ]
-        step_call = partial(_step_call, config, num_classes, input_size, matmul=matmul, batch=batch)
-        key = f"{workload}, {config.optimizer}, b{batch}"
+        step_call = partial(
+            _step_call, config, num_classes, input_size, matmul=matmul, batch=batch, fused=fused
+        )
+        key = f"{workload}, {_optimizer_key(config)}{', fused' if fused else ''}, b{batch}"
         steps, others, new = _calibrate_steps(store, measure, force, key, ways, step_call)
         chosen = decide(steps) if steps else ways[0]
         base = chosen.per_shape.name
@@ -667,6 +697,7 @@ def _calibrate(
         channels_last=chosen.channels_last,
         matmul_convs=frozenset() if chosen.onednn_only else matmul[base],
         onednn_only=chosen.onednn_only,
+        fused_optimizer=fused,
         how="measured now" if fresh else "from the cache",
         workload=workload,
         batch=batch,
@@ -675,6 +706,7 @@ def _calibrate(
         threads=threads,
         thread_steps=thread_steps,
         thread_others=thread_others,
+        optimizer_steps=optimizer_steps,
         convs=convs[base],
         counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
         machine=store.key,
@@ -715,6 +747,40 @@ def _calibrate_convs(
             timings, new = _cached(store, "convs", key, PATHS, calls, measure, force, REPEATS)
             convs[candidate.name][shape.key], fresh = timings, fresh or new
     return convs, fresh
+
+
+def _optimizer_key(config: TrainConfig) -> str:
+    """The optimizer's settings that change its arithmetic: ``sgd m0.9 nesterov wd``."""
+    if config.optimizer != "sgd":
+        return config.optimizer
+    nesterov = " nesterov" if config.nesterov and config.momentum else ""
+    return f"sgd m{config.momentum:g}{nesterov}{' wd' if config.weight_decay else ''}"
+
+
+def _calibrate_optimizer(
+    store: CalibrationStore,
+    measure: Measure,
+    force: bool,
+    key: str,
+    calls: Callable[[], Calls],
+) -> tuple[bool, dict[str, list[float]], bool]:
+    """Whether the optimizer runs PyTorch's fused kernels, the timings behind it, and
+    whether they were measured now."""
+    cached, new = _cached(store, "optimizer", key, KERNELS, calls, measure, force, STEP_REPEATS)
+    timings = {name: cached[name] for name in KERNELS}
+    return choose(timings, "foreach", OPTIMIZER_MARGIN) == "fused", timings, new
+
+
+def _optimizer_calls(model: torch.nn.Module, config: TrainConfig) -> Calls:
+    """The optimizer's step over ``model``'s parameters, each way of ``KERNELS``, with
+    gradients in place (both update the same parameters: only the time matters)."""
+    generator = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=generator)
+    return {
+        kernel: build_optimizer(model, config, CPU, fused=kernel == "fused").step
+        for kernel in KERNELS
+    }
 
 
 def _calibrate_steps(
@@ -876,6 +942,7 @@ def _measuring(
     what = {
         "convs": "convolutions to choose the fastest",
         "steps": "training steps to choose the fastest",
+        "optimizer": "optimizer kernels to choose the fastest",
         "matmul": "matrix-product rate",
     }[section]
     message = f"measuring this CPU's {what} " + (
@@ -896,8 +963,8 @@ def _measuring(
         yield
 
 
-# What the log has said is being measured ("convs", "steps", "matmul"), since the start of
-# the last plan: each once.
+# What the log has said is being measured (``CalibrationStore.SECTIONS``), since the start
+# of the last plan: each once.
 _ANNOUNCED: set[str] = set()
 
 
@@ -1065,6 +1132,7 @@ def _step_call(
     candidate: Candidate,
     matmul: Mapping[str, frozenset[str]],
     batch: int,
+    fused: bool = False,
 ) -> Callable[[], None]:
     """One training step of the run's model and optimizer, in the candidate's way
     (``matmul``: the shapes that chose matrix products, per precision and layout)."""
@@ -1075,7 +1143,7 @@ def _step_call(
         use_matmul_convs(model, input_size, matmul[candidate.per_shape.name])
     step = TrainStep(
         model,
-        build_optimizer(model, config, CPU),
+        build_optimizer(model, config, CPU, fused=fused),
         amp_dtype=PRECISION_DTYPES[candidate.precision],
         label_smoothing=config.label_smoothing,
     )

@@ -450,7 +450,8 @@ def build_training(
         use_matmul_convs(model, input_size, cpu_plan.matmul_convs)
     if config.sync_bn:
         model = _sync_batchnorm(model, device, dist)
-    optimizer = build_optimizer(model, config, device, capturable=cuda_graphs)
+    fused = cpu_plan.fused_optimizer if cpu_plan is not None else None  # None: the device's
+    optimizer = build_optimizer(model, config, device, capturable=cuda_graphs, fused=fused)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     ema = _ema(model, device, config.ema_decay) if config.ema_decay > 0 else None
     net = _wrapped(model, device, dist, tuning, compile=config.compile)

@@ -1439,8 +1439,11 @@ class Trainer:
         if problem:
             raise ValueError(problem)
         # The checkpoint's groups bring their settings along; those given anew on
-        # resuming win, as --lr does (the groups as built hold them).
+        # resuming win, as --lr does (the groups as built hold them), and so do the
+        # kernels, which are the device's: a run saved on CUDA (fused, capturable in a
+        # CUDA graph) resumes on a CPU with the CPU's.
         anew = [k for k in ("momentum", "nesterov", "weight_decay") if k in self.given]
+        anew += ["foreach", "fused", "capturable"]
         built = [{k: g[k] for k in anew if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(saved)
         for group, settings in zip(self.optimizer.param_groups, built, strict=True):
