@@ -13,6 +13,7 @@ import resnetlab
 from resnetlab.cli import main
 from resnetlab.convert.pretrained import IMAGENET_MEAN, IMAGENET_STD
 from resnetlab.engine import TrainConfig, resolve_config, train
+from resnetlab.engine.calibrate import CpuPlan
 from resnetlab.engine.finetune import FineTuning
 from resnetlab.engine.optim import lr_at, set_lr
 from resnetlab.engine.step import build_training
@@ -89,14 +90,23 @@ def test_without_frozen_statistics_frozen_stages_re_estimate_them(torchvision_fi
     assert not any(torch.equal(after[k], source[k]) for k in stats)
 
 
-def test_head_phase_trains_the_classifier_alone_then_everything(torchvision_file):
+@pytest.mark.parametrize("fused", [False, True])
+def test_head_phase_trains_the_classifier_alone_then_everything(torchvision_file, fused):
+    # fused: the optimizer's kernels where the calibration chose them (and CUDA's), whose
+    # SGD failed when the backbone's first gradients came after the head phase.
     weights = resnetlab.convert.resolve_pretrained(torchvision_file, "resnet18")
     config = TrainConfig.from_recipe(
         "finetune", **SMALL, pretrained=str(torchvision_file), head_epochs=1, freeze="stem"
     )
     parts = build_training(
-        config, torch.device("cpu"), num_classes=10, input_size=32, pretrained=weights
+        config,
+        torch.device("cpu"),
+        num_classes=10,
+        input_size=32,
+        pretrained=weights,
+        cpu_plan=CpuPlan(fused_optimizer=fused),
     )
+    assert parts.optimizer.defaults.get("fused") is (True if fused else None)
     model, tuning = parts.model, parts.tuning
     assert tuning.head_epochs == 1 and model.pretrained.head == "replaced"
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
