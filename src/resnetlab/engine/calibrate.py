@@ -287,10 +287,10 @@ class CalibrationStore:
         empty: dict[str, Any] = {section: {} for section in self.SECTIONS}
         try:
             data = json.loads(self.path.read_text())
-            if not (isinstance(data, dict) and isinstance(data.get("key"), dict)):
+            if isinstance(data, dict):  # a section added since the file was written: empty
+                data = {**empty, **data}
+            if not (isinstance(data, dict) and all(isinstance(data[s], dict) for s in empty)):
                 raise ValueError("not a calibration file")
-            if not all(isinstance(data.setdefault(s, {}), dict) for s in empty):
-                raise ValueError("not a calibration file")  # (a section added since: empty)
         except (FileNotFoundError, NotADirectoryError):  # none yet, or no cache folder
             return empty
         except (OSError, ValueError) as e:
