@@ -32,6 +32,7 @@ from .errors import (
     ResnetlabError,
     RunInterrupted,
     as_given,
+    command_line,
     empty_problem,
     folder_problem,
     named_as_given,
@@ -1666,7 +1667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), command_line():  # messages name flags, not keywords
             warnings.showwarning = _show_warning
             return args.func(args)
     except ResnetlabError as e:

@@ -14,6 +14,7 @@ import unicodedata
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 SHOWN_CHARS = 80  # of a wrong value's repr in a message; a longer one is named by its type
@@ -65,6 +66,39 @@ def named_as_given(pairs: dict[str, str]) -> Iterator[None]:
     finally:
         for pattern in added:
             _GIVEN_AS.pop(pattern, None)
+
+
+# Whether messages name a setting as the command line's flag or as the Python keyword: the
+# CLI runs every command within ``command_line()``.
+_COMMAND_LINE: ContextVar[bool] = ContextVar("command_line", default=False)
+_NO_VALUE = object()
+
+
+@contextmanager
+def command_line() -> Iterator[None]:
+    """Within the block, ``option`` names settings as the command line's flags."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def on_command_line() -> bool:
+    """Whether messages are for the command line (within ``command_line()``)."""
+    return _COMMAND_LINE.get()
+
+
+def option(name: str, value: object = _NO_VALUE) -> str:
+    """The setting ``name`` (a keyword: ``head_epochs``), with ``value`` where given, as a
+    message names it: ``--head-epochs 0`` on the command line, ``head_epochs=0`` where
+    Python called ``train``, ``create_model``... (a path as the string given)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if on_command_line():
+        flag = "--" + name.replace("_", "-")
+        return flag if value is _NO_VALUE else f"{flag} {value}"
+    return name if value is _NO_VALUE else f"{name}={value!r}"
 
 
 def readable(name: str) -> str:

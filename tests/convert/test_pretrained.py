@@ -24,6 +24,7 @@ from resnetlab.cli import main
 from resnetlab.convert import load_pretrained, resolve_pretrained
 from resnetlab.convert import pretrained as pretrained_module
 from resnetlab.convert.pretrained import IMAGENET_MEAN, IMAGENET_STD
+from resnetlab.errors import command_line
 
 
 def _same_outputs(ours, theirs, size: int = 64) -> None:
@@ -107,7 +108,7 @@ def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):
     with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet20") as e:
         resnetlab.create_model("resnet20", pretrained="torchvision")
     assert "torchvision is for resnet18, resnet34, " in str(e.value)
-    assert ": name one with --model (other models: a file or a run folder)" in str(e.value)
+    assert ": name one with model (other models: a file or a run folder)" in str(e.value)
     # timm's ResNet-D keys are not torchvision's: refused by name, not by a traceback.
     with pytest.raises(ResnetlabError, match=r"no weights for resnet50d; .*is for "):
         resnetlab.create_model("resnet50d", pretrained="torchvision")
@@ -129,7 +130,7 @@ def test_torchvision_without_a_network_is_one_line_and_leaves_no_file(tmp_path, 
         resnetlab.create_model("resnet18", pretrained="torchvision")
     message = str(e.value)
     assert "\n" not in message and message.startswith("cannot download torchvision's")
-    assert "resnet18-f37072fd.pth" in message and "--pretrained FILE.pth" in message
+    assert "resnet18-f37072fd.pth" in message and "pretrained='FILE.pth'" in message
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     assert not checkpoints.exists() or not any(checkpoints.iterdir())
 
@@ -221,12 +222,15 @@ def test_timm_without_the_weights_offline_is_one_line(hf_cache):
     assert "\n" not in str(e.value) and str(e.value).startswith("cannot fetch timm's resnet18")
     assert str(e.value).endswith(
         "; without a network, download https://huggingface.co/timm/resnet18.a1_in1k/resolve/"
-        "main/model.safetensors on a machine that has one and pass it (--pretrained "
-        f"model.safetensors), or copy that machine's Hugging Face cache to {hf_cache}"
+        "main/model.safetensors on a machine that has one and pass it "
+        f"(pretrained='model.safetensors'), or copy that machine's Hugging Face cache to {hf_cache}"
     )
-    # docs/finetuning.md quotes it, with <HF_HOME>/hub for the cache folder.
+    # docs/finetuning.md quotes the command line's, with <HF_HOME>/hub for the cache folder.
     docs = (Path(__file__).parents[2] / "docs" / "finetuning.md").read_text(encoding="utf-8")
+    with command_line(), pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
     advice = str(e.value).partition("; without a network")[2].replace(str(hf_cache), "")
+    assert "(--pretrained model.safetensors)" in advice
     assert f"; without a network{advice}<HF_HOME>/hub\n" in docs
     # `timm` alone names the tag it would fetch: timm's default for the model.
     with pytest.raises(ResnetlabError, match=r"^cannot fetch timm's resnet18\.a1_in1k \("):
@@ -314,7 +318,7 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
         load_pretrained(model, path)
     assert str(e.value) == (
         "resnet50.pth does not fit resnet18: layer1.0.conv1.weight is (64, 64, 1, 1) in them "
-        "and (64, 64, 3, 3) in resnet18; they fit resnet50: give --model resnet50"
+        "and (64, 64, 3, 3) in resnet18; they fit resnet50: give model='resnet50'"
     )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
     # A missing tensor is named with its shape; the command line says it in one line.
@@ -337,7 +341,7 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
     odd = torchvision.models.resnet18().state_dict()
     odd["conv1.weight"] = torch.zeros(64, 3, 5, 5)
     torch.save(odd, tmp_path / "odd.pth")
-    with pytest.raises(ResnetlabError, match=r"another architecture \(choose the --model"):
+    with pytest.raises(ResnetlabError, match=r"another architecture \(choose the model they"):
         resnetlab.create_model("resnet18", pretrained=tmp_path / "odd.pth")
     # A training module's checkpoint (Lightning's): the network under net., beside its
     # loss's tensors, so no prefix is on every key; not another architecture.
@@ -355,7 +359,7 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
         resnetlab.create_model("resnet20", pretrained=tmp_path / "module.ckpt")
     assert str(e.value).endswith(
         "they hold a resnet18 under 'net.', beside other tensors (a training module's); save "
-        "that part alone, its keys without 'net.', and give that file with --model resnet18"
+        "that part alone, its keys without 'net.', and give that file with model='resnet18'"
     )
 
 
@@ -384,7 +388,7 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
     with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet20", pretrained=tmp_path)
     assert str(e.value) == (
-        f"{tmp_path} is a folder of 1 run folder(s), not one run: --pretrained takes one "
+        f"{tmp_path} is a folder of 1 run folder(s), not one run: pretrained takes one "
         f"of them, e.g. the newest, {run}"
     )
     (tmp_path / "empty").mkdir()
@@ -392,7 +396,7 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
         resnetlab.create_model("resnet20", pretrained=tmp_path / "empty")
     assert str(e.value) == (
         f"{tmp_path / 'empty'} is a folder without best.safetensors (a run folder has one once its "
-        "first epoch has finished); --pretrained takes torchvision, torchvision:<WEIGHTS>, "
+        "first epoch has finished); pretrained takes torchvision, torchvision:<WEIGHTS>, "
         "timm, timm:<model>.<tag>, a weights file "
         "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
     )
@@ -405,7 +409,7 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
         resnetlab.create_model("resnet20", pretrained=hub)
     assert str(e.value) == (
         f"{hub} is a folder without best.safetensors, so not a run folder; for the weights "
-        f"file in it, give that file: --pretrained {hub / 'model.safetensors'}"
+        f"file in it, give that file: pretrained='{hub / 'model.safetensors'}'"
     )
 
 
@@ -423,7 +427,7 @@ def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):
     assert str(e.value).endswith(
         "is a resnet50 built with options stride_in_1x1=true, the model with options "
         "stride_in_1x1=false; build it with the weights' options "
-        "(--model-option stride_in_1x1=true)"
+        "(stride_in_1x1=True)"
     )
     plain = resnetlab.create_model("resnet50", num_classes=2)
     resnetlab.save_model(plain, tmp_path / "v15.safetensors")
@@ -433,7 +437,7 @@ def test_weights_of_the_same_keys_built_otherwise_are_refused(tmp_path):
         )
     assert str(e.value).endswith(
         "is a resnet50 built with no options, the model with options stride_in_1x1=true, "
-        "stem=deep; build it with the weights' options (no --model-option)"
+        "stem=deep; build it with the weights' options (no options)"
     )
 
 
@@ -534,7 +538,7 @@ def test_an_export_or_a_checkpoint_is_refused_naming_what_to_give(tmp_path):
             resolve_pretrained(tmp_path / name, "resnet8")
         assert str(e.value) == (
             f"{tmp_path / name} is {kind}, for inference only (every BatchNorm folded into "
-            "its convolution); --pretrained takes the .safetensors model file it was "
+            "its convolution); pretrained takes the .safetensors model file it was "
             "exported from, or its run folder"
         )
     # A run's checkpoint.pt holds weights, but not the normalisation they were trained with.
@@ -544,7 +548,7 @@ def test_an_export_or_a_checkpoint_is_refused_naming_what_to_give(tmp_path):
     with pytest.raises(ResnetlabError) as e:
         resolve_pretrained(run / "checkpoint.pt", "resnet8")
     assert str(e.value) == (
-        f"{run / 'checkpoint.pt'} is a training checkpoint (for --resume); --pretrained takes "
+        f"{run / 'checkpoint.pt'} is a training checkpoint (for --resume); pretrained takes "
         f"its run folder, {run}, whose model files record the model, its classes and its "
         "normalisation"
     )
@@ -569,7 +573,7 @@ def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):
 def test_weights_that_name_their_model_say_which_when_given_to_another(tmp_path):
     path = tmp_path / "r8.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path)
-    with pytest.raises(ResnetlabError, match=r"holds a resnet8, not a resnet18; .*--model resnet8"):
+    with pytest.raises(ResnetlabError, match=r"holds a resnet8, not a resnet18; .*model='resnet8'"):
         resnetlab.create_model("resnet18", pretrained=str(path))
 
 
@@ -739,7 +743,7 @@ def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):
 def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys):
     """``--pretrained torchvision`` alone names no model: the error asks for --model instead
     of naming train's default (resnet20), which the user did not choose."""
-    with pytest.raises(ResnetlabError, match=r"^--pretrained torchvision does not say"):
+    with pytest.raises(ResnetlabError, match=r"^pretrained=True does not say"):
         resnetlab.train(pretrained=True, data="digits", out=tmp_path / "run")
     for source in ("torchvision", "timm", "torchvision:IMAGENET1K_V1"):
         args = ["train", "--pretrained", source, "--data", "digits"]
@@ -748,8 +752,59 @@ def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys
         assert err.startswith(f"error: --pretrained {source} does not say which model"), err
         assert "resnet20" not in err and "give --model" in err
         assert not (tmp_path / "run").exists()
-        with pytest.raises(ResnetlabError, match=r"does not say which model .* give --model"):
+        with pytest.raises(
+            ResnetlabError,
+            match=r"does not say which model .* give model \(e\.g\. model='resnet18'\)",
+        ):
             resnetlab.train(pretrained=source, data="digits", out=tmp_path / "run")
+
+
+def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, capsys):
+    """The same mistake made with ``resnetlab train`` and with ``resnetlab.train``: each is
+    told the fix as it gives settings (``--model resnet18``, ``model='resnet18'``)."""
+    runs = tmp_path / "runs"
+    r8 = resnetlab.create_model("resnet8", num_classes=3)
+    resnetlab.save_model(r8, runs / "a" / "best.safetensors")
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    cases = [  # (settings, what the command line says, what Python says)
+        (
+            {"pretrained": runs},
+            ": --pretrained takes one of them",
+            ": pretrained takes one of them",
+        ),
+        (
+            {"model": "resnet34", "pretrained": tmp_path / "r18.pth"},
+            "they fit resnet18: give --model resnet18",
+            "they fit resnet18: give model='resnet18'",
+        ),
+        (
+            {"pretrained": "timm"},
+            "--pretrained timm does not say which model its weights are for: give --model "
+            "(e.g. --model resnet18)",
+            "pretrained='timm' does not say which model its weights are for: give model "
+            "(e.g. model='resnet18')",
+        ),
+        (
+            {"model": "resnet20", "pretrained": runs / "a"},
+            "or train --model resnet8",
+            "or train model='resnet8'",
+        ),
+    ]
+    out = tmp_path / "run"
+    for settings, flag_form, keyword_form in cases:
+        flags = [x for key, value in settings.items() for x in (f"--{key}", str(value))]
+        assert main(["train", *flags, "--data", "digits", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert flag_form in err and keyword_form not in err, err
+        with pytest.raises(ResnetlabError) as e:
+            resnetlab.train(data="digits", out=out, **settings)
+        assert keyword_form in str(e.value) and flag_form not in str(e.value), str(e.value)
+        assert not out.exists()
+    # Python is told keywords again once the command line's block has ended.
+    with command_line(), pytest.raises(ResnetlabError, match="give --model resnet18"):
+        resnetlab.create_model("resnet34", pretrained=tmp_path / "r18.pth")
+    with pytest.raises(ResnetlabError, match="give model='resnet18'"):
+        resnetlab.create_model("resnet34", pretrained=tmp_path / "r18.pth")
 
 
 def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_preprocessing(

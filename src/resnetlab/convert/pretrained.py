@@ -60,7 +60,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import ResnetlabError, near_name, path_argument
+from ..errors import ResnetlabError, near_name, on_command_line, option, path_argument
 from ..models.files import (
     CHECKPOINT_KIND,
     EXPORT_KINDS,
@@ -283,7 +283,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
     else:
         raise ResnetlabError(
             f"torchvision has no weights {name!r} for {model}; choose {choices} "
-            f"(--pretrained torchvision:{weights_enum.DEFAULT.name})"
+            f"({option('pretrained', f'torchvision:{weights_enum.DEFAULT.name}')})"
         )
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
@@ -294,7 +294,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
         raise ResnetlabError(
             f"cannot download torchvision's {weights_enum.__name__}.{weights.name} from "
             f"{weights.url} ({reason}); without a network, copy that file to {cached} or "
-            f"pass a local file: --pretrained FILE.pth"
+            f"pass a local file: {option('pretrained', 'FILE.pth')}"
         ) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
         raise ResnetlabError(
@@ -333,7 +333,7 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         import timm
     except ImportError:
         raise ResnetlabError(
-            f"--pretrained {source} needs timm: pip install 'resnetlab[timm]'"
+            f"{option('pretrained', source)} needs timm: pip install 'resnetlab[timm]'"
         ) from None
     architecture = tag.split(".", 1)[0]
     if architecture != model:
@@ -403,7 +403,7 @@ def _timm_offline_fix(tag: str) -> tuple[str, str]:
         return tag, ""
     return name, (
         f"; without a network, download {address} on a machine that has one and pass it "
-        f"(--pretrained {file}), or copy that machine's Hugging Face cache to "
+        f"({option('pretrained', file)}), or copy that machine's Hugging Face cache to "
         f"{constants.HF_HUB_CACHE}"
     )
 
@@ -417,7 +417,7 @@ def _check_served(
         ours = ", ".join(name for name in list_models() if name in served)
         raise ResnetlabError(
             f"{whom} has no weights for {model}; {source} is for {ours}: name one with "
-            "--model (other models: a file or a run folder)"
+            f"{option('model')} (other models: a file or a run folder)"
         )
     if kwargs.get("stride_in_1x1"):
         raise ResnetlabError(
@@ -430,14 +430,14 @@ def check_names_model(source: str | os.PathLike | None) -> None:
     """For a run with no model named: ``torchvision`` or ``timm`` alone (or
     ``torchvision:IMAGENET1K_V1``) names none, and the run would try train's default,
     resnet20, with an error naming a model the user never asked for."""
-    if source is True:  # as create_model takes it: torchvision's weights
-        source = "torchvision"
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else ""
+    if source is True:  # as create_model takes it: torchvision's weights
+        text = "torchvision"
     if text.partition(":")[0] in ("torchvision", "timm") and declared_model(text) is None:
         raise ResnetlabError(
-            f"--pretrained {text} does not say which model its weights are for: give "
-            "--model (e.g. --model resnet18), or name the weights in full "
-            "(torchvision:ResNet18_Weights.IMAGENET1K_V1, timm:resnet18.a1_in1k)"
+            f"{option('pretrained', source)} does not say which model its weights are for: "
+            f"give {option('model')} (e.g. {option('model', 'resnet18')}), or name the weights "
+            "in full (torchvision:ResNet18_Weights.IMAGENET1K_V1, timm:resnet18.a1_in1k)"
         )
 
 
@@ -517,29 +517,30 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
             if runs:  # the folder of the runs (runs/), not one of them (runs/<run>)
                 raise ResnetlabError(
                     f"{path} is a folder of {len(runs)} run folder(s), not one run: "
-                    f"--pretrained takes one of them, e.g. the newest, {runs[-1].parent}"
+                    f"{option('pretrained')} takes one of them, e.g. the newest, "
+                    f"{runs[-1].parent}"
                 )
             suffixes = (".safetensors", *TORCH_SUFFIXES, *KERAS_SUFFIXES)
             files = sorted(f for f in path.iterdir() if f.suffix.lower() in suffixes)
             if files:  # a Hugging Face model's folder (model.safetensors, config.json)
                 raise ResnetlabError(
                     f"{path} is a folder without best.safetensors, so not a run folder; "
-                    f"for the weights file in it, give that file: --pretrained {files[0]}"
+                    f"for the weights file in it, give that file: {option('pretrained', files[0])}"
                 )
             raise ResnetlabError(
                 f"{path} is a folder without best.safetensors (a run folder has one once "
-                f"its first epoch has finished); --pretrained takes {_SOURCES}"
+                f"its first epoch has finished); {option('pretrained')} takes {_SOURCES}"
             )
         return _from_model_file(best, source, kind="run")
     if (kind := other_format(path)) in EXPORT_KINDS:
         raise ResnetlabError(
             f"{path} is {kind}, for inference only (every BatchNorm folded into its "
-            f"convolution); --pretrained takes the .safetensors model file it was exported "
-            f"from, or its run folder"
+            f"convolution); {option('pretrained')} takes the .safetensors model file it was "
+            "exported from, or its run folder"
         )
     if kind == CHECKPOINT_KIND:  # its weights, without the normalisation they were trained with
         raise ResnetlabError(
-            f"{path} is {kind}; --pretrained takes its run folder, {path.parent}, whose "
+            f"{path} is {kind}; {option('pretrained')} takes its run folder, {path.parent}, whose "
             f"model files record the model, its classes and its normalisation"
         )
     suffix = path.suffix.lower()
@@ -939,18 +940,21 @@ def _check_declared_model(weights: PretrainedWeights, name: str, kwargs: dict[st
     if weights.model != name:
         raise ResnetlabError(
             f"{weights.description} holds a {weights.model}, not a {name}; start a {name} "
-            f"from {name} weights, or train --model {weights.model}"
+            f"from {name} weights, or train {option('model', weights.model)}"
         )
     if weights.model_kwargs is None:
         return
     theirs = {k: v for k, v in weights.model_kwargs.items() if k not in _HEAD_OR_INIT_OPTIONS}
     ours = {k: v for k, v in kwargs.items() if k not in _HEAD_OR_INIT_OPTIONS}
     if theirs != ours:
-        flags = " ".join(f"--model-option {k}={_option_text(v)}" for k, v in theirs.items())
+        if on_command_line():
+            flags = " ".join(f"--model-option {k}={_option_text(v)}" for k, v in theirs.items())
+            fix = flags or "no --model-option"
+        else:  # create_model's keywords (train's model_kwargs)
+            fix = ", ".join(f"{k}={v!r}" for k, v in theirs.items()) or "no options"
         raise ResnetlabError(
             f"{weights.description} is a {name} built with {_options_text(theirs)}, the "
-            f"model with {_options_text(ours)}; build it with the weights' options"
-            f" ({flags or 'no --model-option'})"
+            f"model with {_options_text(ours)}; build it with the weights' options ({fix})"
         )
 
 
@@ -1046,16 +1050,16 @@ def _mismatch(
     source = weights.state_dict
     fits = [n for n, target in states.items() if _backbone_problem(target, source, n) is None]
     if fits:
-        fix = f"they fit {' and '.join(fits)}: give --model {fits[0]}"
+        fix = f"they fit {' and '.join(fits)}: give {option('model', fits[0])}"
     elif wrapped := _wrapped_in(source, name, states):
         prefix, model = wrapped
         fix = (
             f"they hold a {model} under {prefix!r}, beside other tensors (a training module's); "
             f"save that part alone, its keys without {prefix!r}, and give that file"
-            + (f" with --model {model}" if model != name else "")
+            + (f" with {option('model', model)}" if model != name else "")
         )
     else:
-        fix = "they are for another architecture (choose the --model they were made for)"
+        fix = f"they are for another architecture (choose the {option('model')} they were made for)"
     return ResnetlabError(f"{weights.description} does not fit {said or name}: {detail}; {fix}")
 
 
