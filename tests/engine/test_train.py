@@ -21,7 +21,7 @@ from resnetlab.cli import main
 from resnetlab.data.loader import DeviceLoader
 from resnetlab.engine import TrainConfig, train
 from resnetlab.engine import report as report_module
-from resnetlab.engine.checkpoint import load_checkpoint
+from resnetlab.engine.checkpoint import load_checkpoint, load_optimizer_state
 from resnetlab.engine.train import Trainer
 from resnetlab.errors import DataWarning, SettingWarning
 from resnetlab.storage import FolderInUse
@@ -636,6 +636,23 @@ def test_a_checkpoint_saved_with_cudas_kernels_resumes_with_the_cpus(tmp_path, m
     assert resumed.summary["steps"] == 30
     expected, got = _weights(whole.model), _weights(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+@pytest.mark.parametrize("kernels", [dict(fused=True), dict(foreach=True, capturable=True)])
+def test_a_cpu_runs_adam_state_resumes_on_the_device_of_fused_kernels(kernels):
+    # A CPU run's foreach AdamW keeps its step counts on the CPU; resumed on CUDA with fused
+    # (or capturable, in a CUDA graph) kernels, they stayed there, and CUDA's fused Adam
+    # reads them as device memory. The meta device stands in for CUDA.
+    cpu = torch.nn.Linear(3, 2)
+    saved_by = torch.optim.AdamW(cpu.parameters(), foreach=True)
+    cpu(torch.randn(4, 3)).sum().backward()
+    saved_by.step()
+    device = torch.nn.Linear(3, 2, device="meta")
+    optimizer = torch.optim.AdamW(device.parameters(), **kernels)
+    load_optimizer_state(optimizer, saved_by.state_dict())
+    for p in device.parameters():
+        assert {v.device for v in optimizer.state[p].values()} == {p.device}
+    assert all(optimizer.param_groups[0][k] == v for k, v in kernels.items())
 
 
 def test_a_length_shorter_than_an_interrupted_run_went_is_refused(tmp_path, monkeypatch, capsys):

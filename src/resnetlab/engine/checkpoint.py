@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,29 @@ def optimizer_problem(optimizer: torch.optim.Optimizer, saved: Any) -> str | Non
             if not tensor and not _fits(v, 0.0):
                 return f"its optimizer's {name} of parameter {index} is {v!r}"
     return None
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], anew: Sequence[str] = ()
+) -> None:
+    """Load a saved optimizer state (checked by ``optimizer_problem``) into ``optimizer``.
+
+    The saved groups bring their settings along, but for those named in ``anew`` (given
+    anew on resuming, as ``--lr`` is) and the kernels, which are the device's: a run saved
+    on CUDA (fused, capturable in a CUDA graph) resumes on a CPU with the CPU's, and the
+    reverse. They are loaded with those settings, not set after: PyTorch places each step
+    count by the kernels of the groups it loads (fused or capturable ones on the
+    parameters' device, others where they were saved), and CUDA's fused Adam reads the
+    CPU counts of a run saved with foreach kernels as device memory. A learning rate saved
+    by a step captured in a CUDA graph is a device tensor; an optimizer outside a graph
+    takes numbers (AdamW refuses tensors), and a graph makes tensors of them again.
+    """
+    keep = [*anew, "foreach", "fused", "capturable"]
+    groups = [
+        {**group, **{k: built[k] for k in keep if k in built}, "lr": float(group["lr"])}
+        for group, built in zip(saved["param_groups"], optimizer.param_groups, strict=True)
+    ]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
 def _fits(value: Any, like: Any) -> bool:

@@ -91,6 +91,7 @@ from .checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_fix,
     load_checkpoint,
+    load_optimizer_state,
     optimizer_problem,
     save_checkpoint,
 )
@@ -1438,21 +1439,8 @@ class Trainer:
             )
         if problem:
             raise ValueError(problem)
-        # The checkpoint's groups bring their settings along; those given anew on
-        # resuming win, as --lr does (the groups as built hold them), and so do the
-        # kernels, which are the device's: a run saved on CUDA (fused, capturable in a
-        # CUDA graph) resumes on a CPU with the CPU's.
         anew = [k for k in ("momentum", "nesterov", "weight_decay") if k in self.given]
-        anew += ["foreach", "fused", "capturable"]
-        built = [{k: g[k] for k in anew if k in g} for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(saved)
-        for group, settings in zip(self.optimizer.param_groups, built, strict=True):
-            group.update(settings)
-            # Saved by a step captured in a CUDA graph, which keeps its rates in device
-            # tensors; an optimizer outside a graph takes numbers (AdamW refuses tensors),
-            # and a graph makes tensors of them again.
-            if isinstance(group["lr"], torch.Tensor):
-                group["lr"] = float(group["lr"])
+        load_optimizer_state(self.optimizer, saved, anew)
 
     def _check_finite(self, lr: float | None = None, *, collective: bool = True) -> None:
         """Stop the run if a weight or BN statistic (of the model or its EMA) is NaN or
