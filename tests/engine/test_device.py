@@ -30,6 +30,34 @@ def test_an_accelerator_the_machine_lacks_is_named(no_accelerators, name, label)
         resolve_device(name)
 
 
+@pytest.fixture
+def one_gpu(monkeypatch):
+    """A machine with one CUDA device, as far as choosing a device asks (nothing runs there)."""
+    monkeypatch.setitem(distributed.ACCELERATORS, "cuda", ("CUDA", lambda: True))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def test_a_gpu_the_machine_lacks_is_one_line(one_gpu):
+    """torch makes 'cuda:1' on a machine with one GPU, and the model sent there failed with
+    a traceback: 'CUDA error: invalid device ordinal'."""
+    for name in ("cuda", "cuda:0", 0, torch.device("cuda"), "auto"):
+        assert resolve_device(name) == torch.device("cuda", 0)
+    for name, shown in (("cuda:1", "'cuda:1'"), (1, "1"), (torch.device("cuda", 3), "'cuda:3'")):
+        with pytest.raises(ResnetlabError) as error:
+            resolve_device(name)
+        assert str(error.value) == (
+            f"device {shown}: this machine has 1 CUDA device; use cuda:0 or auto"
+        )
+    # Under torchrun, each process takes the GPU of its local rank: more processes than GPUs.
+    with pytest.raises(ResnetlabError, match=r"^device 'auto': torchrun's process 1 on this"):
+        resolve_device("auto", local_rank=1)
+    with pytest.raises(
+        ResnetlabError, match=r"start at most 1 per machine \(--nproc-per-node 1\)$"
+    ):
+        resolve_device("cuda", local_rank=1)
+
+
 @pytest.mark.parametrize("name", ["gpu", "meta", "tpu:0"])
 def test_unknown_devices_list_the_known_ones(name):
     with pytest.raises(ResnetlabError, match=r"unknown device .*use auto, cpu, cuda"):

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import ResnetlabError, shown
+from .auto import count_of
 
 # Seconds a process waits for the others to join before it says what it waits for (the
 # process group waits up to 30 minutes, silently).
@@ -65,7 +66,7 @@ def resolve_device(name: str | int | torch.device, local_rank: int = 0) -> torch
         name = str(name)  # named in messages as 'cuda:1', not device(type='cuda', index=1)
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
+            return _cuda_device(name, None, local_rank)
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -83,11 +84,32 @@ def resolve_device(name: str | int | torch.device, local_rank: int = 0) -> torch
             raise ResnetlabError(
                 f"device {name!r}: {label} is not available on this machine; use auto or cpu"
             )
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        return _cuda_device(name, device.index, local_rank)
     if device.type == "cpu":  # 'cpu:0' is the one CPU, and safetensors refuses the index
         device = torch.device("cpu")
     return device
+
+
+def _cuda_device(name: str | int, index: int | None, local_rank: int) -> torch.device:
+    """CUDA device ``index`` (None: this process's, under torchrun), refused in one line
+    where this machine has no such GPU: torch makes the device, and the first tensor sent
+    there fails ('invalid device ordinal')."""
+    count = torch.cuda.device_count()
+    chosen = local_rank if index is None else index
+    if chosen < count:
+        return torch.device("cuda", chosen)
+    gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+    if index is None:
+        raise ResnetlabError(
+            f"device {shown(name)}: torchrun's process {local_rank} on this machine has no GPU "
+            f"of its own (there are {gpus}); start at most {count} per machine "
+            f"(--nproc-per-node {count})"
+        )
+    raise ResnetlabError(
+        f"device {shown(name)}: this machine has {count_of(count, 'CUDA device')}; "
+        f"use {gpus} or auto"
+    )
 
 
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
