@@ -21,7 +21,12 @@ from resnetlab.cli import main
 from resnetlab.data.loader import DeviceLoader
 from resnetlab.engine import TrainConfig, train
 from resnetlab.engine import report as report_module
-from resnetlab.engine.checkpoint import load_checkpoint, load_optimizer_state
+from resnetlab.engine.checkpoint import (
+    cuda_rng_state,
+    load_checkpoint,
+    load_optimizer_state,
+    restore_cuda_rng,
+)
 from resnetlab.engine.train import Trainer
 from resnetlab.errors import DataWarning, SettingWarning
 from resnetlab.storage import FolderInUse
@@ -653,6 +658,29 @@ def test_a_cpu_runs_adam_state_resumes_on_the_device_of_fused_kernels(kernels):
     for p in device.parameters():
         assert {v.device for v in optimizer.state[p].values()} == {p.device}
     assert all(optimizer.param_groups[0][k] == v for k, v in kernels.items())
+
+
+def test_a_gpu_runs_random_state_resumes_on_a_machine_with_fewer_gpus(monkeypatch):
+    # A checkpoint kept every GPU's random state (torch.cuda.get_rng_state_all) and resuming
+    # set them all: on a machine with fewer GPUs, setting one it lacks raised IndexError.
+    # torch.cuda's random state calls are stubbed: nothing here runs on a GPU.
+    def state_of(device):
+        return torch.full((4,), device.index, dtype=torch.uint8)
+
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", state_of)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.__setitem__)
+    saved = cuda_rng_state(torch.device("cuda", 1))  # trained on one machine's second GPU
+    restore_cuda_rng(saved, torch.device("cuda", 0))  # resumed on another's only one
+    assert restored == {saved: torch.device("cuda", 0)} and saved.tolist() == [1] * 4
+    restored.clear()
+    older = [state_of(torch.device("cuda", i)) for i in range(2)]  # every GPU's, in a list
+    restore_cuda_rng(older, torch.device("cuda", 1))
+    assert restored == {older[1]: torch.device("cuda", 1)}
+    restored.clear()
+    restore_cuda_rng(older, torch.device("cuda", 2))  # a GPU the older checkpoint lacks
+    restore_cuda_rng(saved, torch.device("cpu"))
+    assert cuda_rng_state(torch.device("cpu")) is None and not restored
 
 
 def test_a_length_shorter_than_an_interrupted_run_went_is_refused(tmp_path, monkeypatch, capsys):

@@ -51,6 +51,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def cuda_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The random state a checkpoint keeps of the run's GPU (dropout draws there), None off
+    CUDA. Its GPU's alone, not every GPU's: the run may resume on a machine with fewer."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def restore_cuda_rng(saved: torch.Tensor | list[torch.Tensor] | None, device: torch.device) -> None:
+    """Give the run's GPU the random state of ``cuda_rng_state`` (an older checkpoint holds
+    every GPU's, in a list: this GPU's, where the list has it). A run on a CPU uses none."""
+    if device.type != "cuda" or saved is None:
+        return
+    if isinstance(saved, list):
+        if device.index >= len(saved):
+            return
+        saved = saved[device.index]
+    torch.cuda.set_rng_state(saved, device)
+
+
 def checkpoint_fix(run_dir: Path) -> str:
     """What to do with a run whose checkpoint cannot be used. Not "start the run again":
     its folder holds a run, which a new run there would write over (and refuses to)."""

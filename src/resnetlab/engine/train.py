@@ -90,9 +90,11 @@ from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
 from .checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_fix,
+    cuda_rng_state,
     load_checkpoint,
     load_optimizer_state,
     optimizer_problem,
+    restore_cuda_rng,
     save_checkpoint,
 )
 from .config import (
@@ -1344,7 +1346,7 @@ class Trainer:
             "train_time": self.train_time,
             "images_trained": self.images_trained,
             "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "rng_cuda": cuda_rng_state(self.device),
             # The last epoch's results: a resumed run's summary reports them too.
             "last_train": self.last_train,
             "epoch_sums": self.epoch_sums,
@@ -1370,8 +1372,7 @@ class Trainer:
             if self.scaler is not None and state.get("scaler") is not None:
                 self.scaler.load_state_dict(state["scaler"])
             torch.set_rng_state(state["rng_cpu"])
-            if state.get("rng_cuda") is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state_all(state["rng_cuda"])
+            restore_cuda_rng(state.get("rng_cuda"), self.device)
             self.best = {"metric": float(state["best"]["metric"]), "epoch": state["best"]["epoch"]}
             if state.get("last_val") is not None:
                 self.last_val = EvalResult(**state["last_val"])
