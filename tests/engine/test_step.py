@@ -19,6 +19,7 @@ from resnetlab.engine.step import (
     build_training,
     class_weights,
     refuse_lone_values,
+    resolve_precision,
     weighed_classes_note,
     weighed_cross_entropy,
 )
@@ -209,6 +210,27 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     assert step.eager_steps == GRAPH_WARMUP_STEPS + 1 and events[-1] == "replay"
     static_x, _ = step._static
     assert static_x.data_ptr() != x.data_ptr() and torch.equal(static_x, x)
+
+
+@pytest.fixture
+def gpu_of(monkeypatch):
+    """A GPU of the given compute capability, as choosing a precision asks of it; PyTorch
+    says bf16 is supported on every one (emulated before Ampere), as torch 2.4 and later do."""
+
+    def gpu(capability):
+        monkeypatch.setattr(torch.version, "hip", None)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        return torch.device("cuda", 0)
+
+    return gpu
+
+
+@pytest.mark.parametrize(("capability", "dtype"), [((7, 5), None), ((8, 0), torch.bfloat16)])
+def test_auto_precision_is_bf16_on_gpus_with_bf16_hardware(gpu_of, capability, dtype):
+    # A T4 or V100 emulates bf16, slower than float32: auto chose it there.
+    assert resolve_precision("auto", gpu_of(capability)) is dtype
+    assert resolve_precision("bf16", gpu_of(capability)) is torch.bfloat16  # as asked
 
 
 def test_set_lr_updates_a_tensor_rate_in_place():

@@ -31,7 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from ..errors import ResnetlabError, SettingWarning, path_argument, warn
 from ..models import ModelMeta, load_model
 from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
-from .step import PRECISION_DTYPES, resolve_channels_last
+from .step import PRECISION_DTYPES, cuda_has_bf16, resolve_channels_last
 
 INFERENCE_PRECISIONS = tuple(PRECISION_DTYPES)  # fp32, bf16, fp16: no "auto", nothing measured
 FP32_FIX = "the default, fp32, is faster here"
@@ -171,7 +171,7 @@ def _inference_dtype(precision: str, model: nn.Module, device: torch.device) -> 
             f"--precision {precision} applies to a .safetensors model file; an exported model "
             "runs in the precision it was exported in (resnetlab export --fp16 for float16)"
         )
-    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and dtype is torch.bfloat16 and not cuda_has_bf16(device):
         raise ResnetlabError(f"{device} has no bf16 arithmetic; give --precision fp16")
     if device.type == "cpu" and (note := emulated_precision_note(precision, fix=FP32_FIX)):
         warn(note, SettingWarning)

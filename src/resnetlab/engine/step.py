@@ -64,9 +64,16 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it
     (on a CPU, ``build_training`` decides ``auto`` by measuring; see ``engine.calibrate``)."""
     if precision == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else None
+        return torch.bfloat16 if device.type == "cuda" and cuda_has_bf16(device) else None
     return PRECISION_DTYPES[precision]
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether CUDA ``device`` does bf16 arithmetic in hardware: from Ampere (compute
+    capability 8.0) on, and on ROCm. Not ``torch.cuda.is_bf16_supported()``, which since
+    torch 2.4 also says yes where bf16 is only emulated (a T4, a V100: slower than float32)
+    and asks about the current GPU, not ``device``."""
+    return bool(torch.version.hip) or torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
