@@ -164,11 +164,11 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     The stubs run the captured step once at capture time and make replays do nothing,
     so only the sequence is checked here; the GPU tests check the numbers.
     """
-    events = []
+    events, capture_streams = [], []
 
     class Stream:
         def __init__(self, device=None):
-            pass
+            self.device = device
 
         def wait_stream(self, other):
             events.append("wait")
@@ -178,8 +178,8 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
             events.append("replay")
 
     class Capture:
-        def __init__(self, graph):
-            pass
+        def __init__(self, graph, stream=None):
+            capture_streams.append(stream)
 
         def __enter__(self):
             events.append("capture")
@@ -205,6 +205,9 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     step(x, y)  # capture, then replay this batch
     step(x, y)
     assert events[-3:] == ["capture", "replay", "replay"]
+    # Captured on the warm-up's stream, made on the run's device: PyTorch's default capture
+    # stream is on the current GPU, which a run on cuda:1 is not.
+    assert capture_streams == [step._side_stream] and step._side_stream.device == step.device
     assert step.eager_steps == GRAPH_WARMUP_STEPS  # the capture itself ran nothing
     step(x[:5], y[:5])  # another shape: eagerly
     assert step.eager_steps == GRAPH_WARMUP_STEPS + 1 and events[-1] == "replay"

@@ -293,7 +293,10 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         eager_steps = self.eager_steps
-        with torch.cuda.graph(graph):
+        # On the warm-up's stream, which is on the run's GPU: PyTorch's default capture
+        # stream is made on the current GPU, and a run on cuda:1 (the current GPU is still
+        # cuda:0) would launch its work outside the capture, leaving an empty graph.
+        with torch.cuda.graph(graph, stream=self._side_stream):
             self._step(static_x, static_y)
         self.eager_steps = eager_steps  # capturing runs nothing
         self.graph, self._static = graph, (static_x, static_y)
