@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+import torch
 
 from resnetlab.engine import timing
 from resnetlab.engine.timing import Clock, time_interleaved
@@ -25,6 +26,32 @@ def test_clock_sums_paused_intervals_and_reads_them_once(ticks):
     assert clock.read() == 0.0  # read resets
     clock.start()  # 10
     assert clock.stop() == 5.0  # 15
+
+
+def test_a_gpus_clock_times_that_gpus_stream(monkeypatch):
+    # An event records on the current GPU's stream unless given one: work on cuda:1 was
+    # timed on cuda:0's idle stream. torch.cuda's events and streams are stubbed here.
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self, stream=None):
+            self.t = len(recorded)
+            recorded.append(stream)
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return 1000.0 * (end.t - self.t)
+
+    recorded = []
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: f"stream of {device}")
+    clock = Clock("cuda:1")
+    clock.start()
+    assert clock.stop() == 1.0
+    assert recorded == ["stream of cuda:1"] * 2
 
 
 def test_candidates_take_turns_after_their_warm_up():

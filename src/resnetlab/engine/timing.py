@@ -37,7 +37,7 @@ class Clock:
     def start(self) -> None:
         if self.cuda:
             self._begin = torch.cuda.Event(enable_timing=True)
-            self._begin.record()
+            self._begin.record(self._stream())
         else:
             synchronize(self.device)
             self._t0 = time.perf_counter()
@@ -46,11 +46,16 @@ class Clock:
         """End the interval without waiting for the device."""
         if self.cuda:
             end = torch.cuda.Event(enable_timing=True)
-            end.record()
+            end.record(self._stream())
             self._events.append((self._begin, end))
         else:
             synchronize(self.device)
             self._seconds += time.perf_counter() - self._t0
+
+    def _stream(self) -> torch.cuda.Stream:
+        # The device's own stream: an event's default is the current GPU's, and timing work
+        # on cuda:1 from there (cuda:0 current) measures an idle stream.
+        return torch.cuda.current_stream(self.device)
 
     def read(self) -> float:
         """Seconds in the intervals since the last read (waits for the device once)."""
