@@ -58,6 +58,21 @@ def test_a_gpu_the_machine_lacks_is_one_line(one_gpu):
         resolve_device("cuda", local_rank=1)
 
 
+def test_one_gpu_named_for_every_torchrun_process_is_one_line(one_gpu, monkeypatch):
+    # Each process then took cuda:0, and NCCL refused the second ("Duplicate GPU detected")
+    # with a traceback as DDP started.
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    for name, value in {**env, "MASTER_ADDR": "h", "MASTER_PORT": "7"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ResnetlabError) as error:
+        distributed.init_distributed("cuda:0")
+    assert str(error.value) == (
+        "--device cuda:0 under torchrun puts this machine's 2 processes on one GPU; give "
+        "--device cuda (or auto): each process takes the GPU of its local rank"
+    )
+
+
 @pytest.mark.parametrize("name", ["gpu", "meta", "tpu:0"])
 def test_unknown_devices_list_the_known_ones(name):
     with pytest.raises(ResnetlabError, match=r"unknown device .*use auto, cpu, cuda"):

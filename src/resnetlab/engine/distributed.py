@@ -132,6 +132,14 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     if not 0 <= info.rank < world_size:
         raise ResnetlabError(f"RANK={info.rank} is not in 0..{world_size - 1} (WORLD_SIZE)")
     device = resolve_device(device_name, info.local_rank)
+    on_this_machine = _env_int("LOCAL_WORLD_SIZE", 1)
+    if device.type == "cuda" and on_this_machine > 1 and device.index != info.local_rank:
+        # NCCL refuses two processes on one GPU, with a traceback as DDP starts.
+        raise ResnetlabError(
+            f"--device {device_name} under torchrun puts this machine's {on_this_machine} "
+            "processes on one GPU; give --device cuda (or auto): each process takes the GPU "
+            "of its local rank"
+        )
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
