@@ -202,15 +202,17 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
         step(x, y)
     assert step.graph is None and step.eager_steps == GRAPH_WARMUP_STEPS
     assert all(isinstance(g["lr"], torch.Tensor) for g in parts.optimizer.param_groups)
+    step(x[:5], y[:5])  # smaller than the warm-up's: eagerly, not captured in that shape
+    assert step.graph is None and step.eager_steps == GRAPH_WARMUP_STEPS + 1
     step(x, y)  # capture, then replay this batch
     step(x, y)
     assert events[-3:] == ["capture", "replay", "replay"]
     # Captured on the warm-up's stream, made on the run's device: PyTorch's default capture
     # stream is on the current GPU, which a run on cuda:1 is not.
     assert capture_streams == [step._side_stream] and step._side_stream.device == step.device
-    assert step.eager_steps == GRAPH_WARMUP_STEPS  # the capture itself ran nothing
+    assert step.eager_steps == GRAPH_WARMUP_STEPS + 1  # the capture itself ran nothing
     step(x[:5], y[:5])  # another shape: eagerly
-    assert step.eager_steps == GRAPH_WARMUP_STEPS + 1 and events[-1] == "replay"
+    assert step.eager_steps == GRAPH_WARMUP_STEPS + 2 and events[-1] == "replay"
     static_x, _ = step._static
     assert static_x.data_ptr() != x.data_ptr() and torch.equal(static_x, x)
 

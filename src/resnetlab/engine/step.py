@@ -220,6 +220,7 @@ class TrainStep:
         self.eager_steps = 0  # steps run outside the graph (all of them without cuda_graphs)
         self._static: tuple[torch.Tensor, torch.Tensor] | None = None
         self._warmup_left = GRAPH_WARMUP_STEPS
+        self._largest_batch = 0  # of the warm-up
         self._side_stream: torch.cuda.Stream | None = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -228,6 +229,10 @@ class TrainStep:
             self._step(x, y)
         elif self.graph is None and self._warmup_left > 0:
             self._warmup(x, y)
+        elif self.graph is None and len(y) < self._largest_batch:
+            # Not captured on a batch smaller than the warm-up's (a streamed one with its
+            # unreadable images dropped): every full batch after would then run eagerly.
+            self._step(x, y)
         else:
             if self.graph is None:
                 self._capture(x, y)
@@ -283,6 +288,7 @@ class TrainStep:
             self._step(x, y)
         main.wait_stream(side)
         self._warmup_left -= 1
+        self._largest_batch = max(self._largest_batch, len(y))
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         # Learning rates must be device tensors, updated in place, for a replay to see them.
