@@ -607,35 +607,28 @@ def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def test_a_checkpoint_with_tensor_learning_rates_resumes_without_a_graph(tmp_path, monkeypatch):
-    # A step captured in a CUDA graph keeps its learning rates in device tensors, and the
-    # checkpoint holds them so; resumed without a graph (on the CPU, --no-cuda-graphs),
-    # AdamW refused them: "lr as a Tensor is not supported for capturable=False".
+# What a run on CUDA saves in its optimizer's groups. A step captured in a CUDA graph keeps
+# its learning rates in device tensors; resumed without a graph (on the CPU,
+# --no-cuda-graphs), AdamW refused them: "lr as a Tensor is not supported for
+# capturable=False". CUDA's kernels are fused (capturable where a graph ran the step);
+# resumed on a CPU they were taken along, and a capturable AdamW refused the CPU's tensors.
+SAVED_ON_CUDA = {
+    "tensor learning rates": lambda group: group.update(lr=torch.tensor(group["lr"])),
+    "fused, capturable kernels": lambda group: group.update(
+        fused=True, foreach=None, capturable=True
+    ),
+}
+
+
+@pytest.mark.parametrize("saved", SAVED_ON_CUDA.values(), ids=SAVED_ON_CUDA)
+def test_a_checkpoint_saved_on_cuda_resumes_on_the_cpu(tmp_path, monkeypatch, saved):
     run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
     whole = train(**run, out=str(tmp_path / "whole"))
     train_interrupted(monkeypatch, 25, **run, out=str(tmp_path / "split"))
     checkpoint = tmp_path / "split" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
     for group in state["optimizer"]["param_groups"]:
-        group["lr"] = torch.tensor(group["lr"])
-    torch.save(state, checkpoint)
-    resumed = train(resume=tmp_path / "split")
-    assert resumed.summary["steps"] == 30
-    expected, got = _weights(whole.model), _weights(resumed.model)
-    assert all(torch.equal(expected[k], got[k]) for k in expected)
-
-
-def test_a_checkpoint_saved_with_cudas_kernels_resumes_with_the_cpus(tmp_path, monkeypatch):
-    # A run on CUDA saves fused kernels in its optimizer's groups (and capturable where a
-    # CUDA graph ran the step); resumed on a CPU they were taken along, and a capturable
-    # AdamW refused the CPU's tensors at its first step.
-    run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
-    whole = train(**run, out=str(tmp_path / "whole"))
-    train_interrupted(monkeypatch, 25, **run, out=str(tmp_path / "split"))
-    checkpoint = tmp_path / "split" / "checkpoint.pt"
-    state = torch.load(checkpoint, weights_only=True)
-    for group in state["optimizer"]["param_groups"]:
-        group.update(fused=True, foreach=None, capturable=True)
+        saved(group)
     torch.save(state, checkpoint)
     resumed = train(resume=tmp_path / "split")
     assert resumed.summary["steps"] == 30
