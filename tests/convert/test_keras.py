@@ -756,8 +756,12 @@ RESCALINGS = {
 }
 
 
-@pytest.mark.parametrize("layout", ["keras3-archive", "tf-keras2-h5"])
-@pytest.mark.parametrize("rescaling", list(RESCALINGS))
+# Every rescaling from a Keras 3 archive, and the per-channel one (the one whose scale
+# and offset are lists) from a tf.keras 2 .h5, whose config is read by another path.
+@pytest.mark.parametrize(
+    ("rescaling", "layout"),
+    [(name, "keras3-archive") for name in RESCALINGS] + [("per channel", "tf-keras2-h5")],
+)
 def test_a_rescaling_layer_first_becomes_the_normalisation(tmp_path, rescaling, layout):
     """A model fed raw pixels by a Rescaling layer converts to a model file whose
     normalisation does what that layer did: predict on a photo gives Keras's numbers on its
