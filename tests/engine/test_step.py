@@ -2,6 +2,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -18,6 +19,8 @@ from resnetlab.engine.step import (
     TrainStep,
     build_training,
     class_weights,
+    configure_backends,
+    global_state_kept,
     refuse_lone_values,
     resolve_precision,
     weighed_classes_note,
@@ -501,3 +504,19 @@ def test_class_weights_cannot_change_on_resume(tmp_path):
     train(TrainConfig(**FAST, epochs=2, max_steps=1, warmup_steps=1, out=str(run)))
     with pytest.raises(resnetlab.ResnetlabError, match="its class_weights cannot change"):
         train(resume=run, class_weights="balanced")  # its best epoch was picked otherwise
+
+
+def test_deterministic_cuda_runs_fix_cublas_workspace_unless_the_user_did(monkeypatch):
+    # cuBLAS stays non-deterministic (PyTorch only warns) without a fixed workspace, which
+    # the environment must give before cuBLAS starts. Nothing here touches a GPU.
+    with global_state_kept():
+        monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        configure_backends(torch.device("cpu"), deterministic=True)
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        configure_backends(torch.device("cuda"), deterministic=False)
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        configure_backends(torch.device("cuda"), deterministic=True)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+        configure_backends(torch.device("cuda"), deterministic=True)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"

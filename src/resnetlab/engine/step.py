@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -90,8 +91,15 @@ def resolve_channels_last(channels_last: bool | None, device: torch.device) -> b
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:
-    """Deterministic algorithms when asked; otherwise let cuDNN time and pick its fastest."""
+    """Deterministic algorithms when asked; otherwise let cuDNN time and pick its fastest.
+
+    cuBLAS is deterministic only with a fixed workspace, which ``CUBLAS_WORKSPACE_CONFIG``
+    sets before it starts (PyTorch's reproducibility notes): set here for a CUDA run unless
+    the user set it (a process that used cuBLAS before keeps its workspace, with PyTorch's
+    warning)."""
     if deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     elif device.type == "cuda":
