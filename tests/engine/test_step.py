@@ -3,6 +3,7 @@ import copy
 import dataclasses
 import json
 import os
+import warnings
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import resnetlab
 from resnetlab.engine import TrainConfig, train
 from resnetlab.engine import config as config_module
+from resnetlab.engine import step as step_module
 from resnetlab.engine.distributed import DistInfo
 from resnetlab.engine.optim import set_lr
 from resnetlab.engine.step import (
@@ -26,6 +28,7 @@ from resnetlab.engine.step import (
     weighed_classes_note,
     weighed_cross_entropy,
 )
+from resnetlab.errors import SettingWarning
 
 CPU = torch.device("cpu")
 FAST = dict(
@@ -520,3 +523,16 @@ def test_deterministic_cuda_runs_fix_cublas_workspace_unless_the_user_did(monkey
         monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
         configure_backends(torch.device("cuda"), deterministic=True)
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_bf16_named_for_a_gpu_without_it_is_warned_about(monkeypatch):
+    # A T4 or a V100 (compute capability 7.x) emulates bf16; auto takes fp32 there.
+    monkeypatch.setattr(step_module, "cuda_has_bf16", lambda device: False)
+    gpu = torch.device("cuda")
+    with pytest.warns(SettingWarning, match=r"^precision='bf16': cuda has no bf16 arithmetic"):
+        assert resolve_precision("bf16", gpu) is torch.bfloat16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("auto", gpu) is None and resolve_precision("fp16", gpu)
+        monkeypatch.setattr(step_module, "cuda_has_bf16", lambda device: True)
+        assert resolve_precision("bf16", gpu) is torch.bfloat16

@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..convert.pretrained import PretrainedWeights, load_pretrained
-from ..errors import ResnetlabError, SettingWarning, warn
+from ..errors import ResnetlabError, SettingWarning, option, warn
 from ..models import create_model, model_info
 from .config import TrainConfig, resolve_cuda_graphs
 from .cpu import emulated_precision_note, keep_freed_memory, use_matmul_convs
@@ -63,9 +63,17 @@ PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for float32. ``auto``: bf16 on GPUs that support it
-    (on a CPU, ``build_training`` decides ``auto`` by measuring; see ``engine.calibrate``)."""
+    (on a CPU, ``build_training`` decides ``auto`` by measuring; see ``engine.calibrate``).
+    bf16 named for a GPU without it is warned about: PyTorch emulates it there."""
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" and cuda_has_bf16(device) else None
+    if precision == "bf16" and device.type == "cuda" and not cuda_has_bf16(device):
+        warn(
+            f"{option('precision', 'bf16')}: {device} has no bf16 arithmetic (it came with "
+            "compute capability 8.0), so PyTorch emulates it, usually slower than fp32; "
+            f"{option('precision', 'fp16')} runs in its hardware",
+            SettingWarning,
+        )
     return PRECISION_DTYPES[precision]
 
 
