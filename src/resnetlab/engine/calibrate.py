@@ -104,9 +104,9 @@ PRECISION_MARGIN = 0.10
 # slower than one for minutes (other guests), while one thread on quiet cores costs a
 # large step a third of its speed; a small step that gains does so by 1.5x to 2x.
 THREAD_MARGIN = 0.25
-# Fused optimizer kernels measured 3x faster than foreach on one 2-core machine (ResNet-18's
-# optimizer step 3.5 against 9.8 ms) and no faster on another, and far slower there while
-# other work shared the cores.
+# Fused optimizer kernels measured 3x faster than foreach on a 2-core EPYC VM (ResNet-18's
+# optimizer step 3.5 against 9.8 ms), where an earlier measurement on that kind of VM had
+# found them no faster, and far slower while other work shared the cores.
 OPTIMIZER_MARGIN = 0.10
 KERNELS = ("foreach", "fused")  # the ways the optimizer can step
 MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it

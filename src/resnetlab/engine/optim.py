@@ -59,8 +59,8 @@ def build_optimizer(
 
     ``capturable`` (a step captured into a CUDA graph): Adam and AdamW keep their step counts
     on the device so that a replay can advance them. ``fused`` chooses the kernels instead
-    of the device (PyTorch has fused CPU kernels too; they measured no faster than foreach
-    on 2-core CPUs, and slower while other work shared the cores: see the README).
+    of the device: PyTorch has fused CPU kernels too, which the CPU calibration takes where
+    they measure faster (``engine.calibrate``).
     """
     if config.layer_lr_decay != 1:
         groups = stage_param_groups(
@@ -76,7 +76,7 @@ def build_optimizer(
         sgd = torch.optim.SGD(
             groups, lr=config.lr, momentum=config.momentum, nesterov=nesterov, **speed
         )
-        if speed.get("fused") and config.momentum > 0:
+        if fused and config.momentum > 0:
             sgd.register_step_pre_hook(_start_momentum)
         return sgd
     if capturable and device.type == "cuda":
