@@ -90,3 +90,14 @@ def test_a_report_of_a_thousand_classes_is_one_short_line():
     text = repr(report)
     assert "\n" not in text and len(text) < 200
     assert "accuracy=1.0" in text and "data='imagenet/'" in text
+
+
+def test_the_batches_are_counted_without_reading_anything_back_from_the_device():
+    # Tensors on the meta device have no values: any step that must read one (as bincount
+    # reads the largest label on a GPU, each batch) fails there. Only the final sum may.
+    seen = []
+    model = torch.nn.Linear(4, 7).to("meta")
+    batches = [(torch.empty(8, 4, device="meta"), torch.empty(8, dtype=torch.int64, device="meta"))]
+    with pytest.raises(RuntimeError, match="meta tensor"):  # the final sum, the only read
+        evaluate_loader(model, batches * 3, 7, observe=lambda x, y, logits: seen.append(y))
+    assert len(seen) == 3

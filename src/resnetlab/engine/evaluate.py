@@ -83,9 +83,12 @@ def evaluate_loader(
             if observe is not None:
                 observe(x, y, logits)
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
-            pairs = torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes**2)
+            if confusion is None:
+                confusion = torch.zeros(num_classes**2, dtype=torch.int64, device=y.device)
+            # index_add_, not bincount: on a GPU bincount waits to read the largest index.
+            pairs = y * num_classes + logits.argmax(1)
+            confusion.index_add_(0, pairs, torch.ones_like(pairs))
             loss_sum = loss if loss_sum is None else loss_sum + loss
-            confusion = pairs if confusion is None else confusion + pairs
             if num_classes > 5:
                 hits = (logits.topk(5, dim=1).indices == y[:, None]).sum()
                 top5 = hits if top5 is None else top5 + hits
