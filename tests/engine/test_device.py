@@ -1,5 +1,6 @@
 """Device names: what a machine lacks is one clear line, whatever the machine has."""
 
+import contextlib
 import re
 import signal
 import threading
@@ -71,6 +72,27 @@ def test_one_gpu_named_for_every_torchrun_process_is_one_line(one_gpu, monkeypat
         "--device cuda:0 under torchrun puts this machine's 2 processes on one GPU; give "
         "--device cuda (or auto): each process takes the GPU of its local rank"
     )
+
+
+def test_a_run_on_a_second_gpu_makes_it_current_and_puts_the_first_back(one_gpu, monkeypatch):
+    # DataLoader's pin-memory thread takes the current GPU: a run on cuda:1 opened a CUDA
+    # context on GPU 0 as well, memory taken from whoever used that one. No GPU is touched.
+    from resnetlab.engine.step import global_state_kept
+
+    current = [0]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current[0])
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.__setitem__(0, _index(d)))
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices: contextlib.nullcontext())
+    with global_state_kept():
+        assert distributed.init_distributed("cuda:1")[1] == torch.device("cuda", 1)
+        assert current == [1]
+    assert current == [0]
+
+
+def _index(device: torch.device | int) -> int:
+    return torch.device("cuda", device).index if isinstance(device, int) else device.index
 
 
 @pytest.mark.parametrize("name", ["gpu", "meta", "tpu:0"])

@@ -116,7 +116,7 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; return this process's place and device."""
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
-        return DistInfo(), resolve_device(device_name)
+        return DistInfo(), _made_current(resolve_device(device_name))
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise ResnetlabError(
@@ -140,11 +140,19 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
             "processes on one GPU; give --device cuda (or auto): each process takes the GPU "
             "of its local rank"
         )
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    _made_current(device)
     if not dist.is_initialized():
         _join("nccl" if device.type == "cuda" else "gloo", info)
     return info, device
+
+
+def _made_current(device: torch.device) -> torch.device:
+    """``device``, made the current GPU where it is one: DataLoader's pin-memory thread and
+    CUDA's context go to the current GPU, which is GPU 0 for a run on cuda:1 otherwise
+    (``step.global_state_kept`` puts the one before back after a run)."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def _join(backend: str, info: DistInfo) -> None:

@@ -120,19 +120,22 @@ def global_state_kept() -> Iterator[None]:
     after the work inside: a run seeds them for itself, and a notebook's own draws after
     ``train`` go on as if there had been none (a search drawing its settings with
     ``torch.rand`` would otherwise draw the same ones after every run). The CUDA generators
-    are kept where CUDA was in use before."""
+    are kept where CUDA was in use before, and the current GPU (a run makes its own current)."""
     flags = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.benchmark,
     )
     cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+    current_gpu = torch.cuda.current_device() if cuda else 0
     try:
         with torch.random.fork_rng(devices=cuda):
             yield
     finally:
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         torch.backends.cudnn.benchmark = flags[2]
+        if torch.cuda.is_initialized():
+            torch.cuda.set_device(current_gpu)
 
 
 def autocast(
