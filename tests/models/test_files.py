@@ -57,12 +57,79 @@ def test_a_loaded_model_saved_again_keeps_how_its_images_are_prepared(tmp_path):
     )
     loaded = resnetlab.load_model(tmp_path / "first.safetensors")
     again = resnetlab.save_model(loaded, tmp_path / "again.safetensors")
-    assert again == dataclasses.replace(first, training={})
+    assert again == first
     # Given values win; class names that no longer fit the head are left out.
     loaded.reset_classifier(2)
     other = resnetlab.save_model(loaded, tmp_path / "other.safetensors", mean=(0.1,) * 3)
     assert other.class_names is None and other.mean == (0.1,) * 3 and other.std == (1.0,) * 3
     assert (other.input_size, other.resize) == (24, "squash")
+    assert other.training == {"weights_changed": True}  # its score was of the old weights
+    given = resnetlab.save_model(loaded, tmp_path / "given.safetensors", training={})
+    assert given.training == {}
+
+
+@pytest.fixture(scope="module")
+def trained_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    resnetlab.train(
+        model="resnet8", data="digits", input_size=8, max_steps=2, device="cpu", out=str(out)
+    )
+    return out / "best.safetensors"
+
+
+def _metadata(path) -> dict:
+    with safe_open(path, "pt") as f:
+        return f.metadata()
+
+
+def test_a_trained_model_loaded_and_saved_again_keeps_its_whole_record(trained_file, tmp_path):
+    """save_model wrote an empty training record for a loaded model: the copy lost what it
+    was trained on and how its validation images were held out, so eval scored it on all
+    of its data, the images it trained on too."""
+    again = tmp_path / "again.safetensors"
+    resnetlab.save_model(resnetlab.load_model(trained_file), again)
+    assert _metadata(again) == _metadata(trained_file)
+    twice = tmp_path / "twice.safetensors"
+    resnetlab.save_model(resnetlab.load_model(again), twice)
+    assert _metadata(twice) == _metadata(trained_file)
+    assert load_file(twice).keys() == load_file(trained_file).keys()
+    assert all(torch.equal(v, load_file(trained_file)[k]) for k, v in load_file(twice).items())
+    scored = resnetlab.evaluate(again, "digits").result.count
+    assert scored == resnetlab.evaluate(trained_file, "digits").result.count == 359
+
+
+def test_a_model_trained_further_after_loading_keeps_its_record_but_not_its_scores(
+    trained_file, tmp_path
+):
+    model = resnetlab.load_model(trained_file).to(memory_format=torch.channels_last)
+    path = tmp_path / "same.safetensors"
+    resnetlab.save_model(model, path)  # the same values in another layout: not a change
+    assert _metadata(path) == _metadata(trained_file)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 8, 8))  # BatchNorm's running statistics move
+        model.fc.bias.add_(1.0)
+    path = tmp_path / "changed.safetensors"
+    resnetlab.save_model(model, path)
+    before = resnetlab.read_model_meta(trained_file).training
+    assert {"best_val_acc", "best_epoch", "held_out"} <= before.keys()
+    after = resnetlab.load_model(path)
+    assert after.meta.training == {
+        **{k: v for k, v in before.items() if k not in ("best_val_acc", "best_epoch")},
+        "weights_changed": True,
+    }
+    assert after.meta == dataclasses.replace(model.meta, training=after.meta.training)
+    for key, value in model.state_dict().items():
+        assert torch.equal(after.state_dict()[key], value), key
+
+
+def test_a_training_runs_model_saved_keeps_its_record(tmp_path):
+    run = resnetlab.train(
+        model="resnet8", data="digits", input_size=8, max_steps=1, out=str(tmp_path / "run")
+    )
+    meta = resnetlab.save_model(run.model, tmp_path / "copy.safetensors")
+    assert meta == resnetlab.read_model_meta(run.run_dir / "last.safetensors")
+    assert "best_val_acc" in meta.training
 
 
 @pytest.mark.parametrize(

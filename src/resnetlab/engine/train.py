@@ -61,7 +61,7 @@ from ..errors import (
 )
 from ..explain.gallery import ErrorSource, Mistakes
 from ..models import model_info, read_model_meta, save_model
-from ..models.files import class_name_problem, shapes_problem
+from ..models.files import attach_meta, class_name_problem, shapes_problem
 from ..storage import (
     WriteError,
     atomic_link,
@@ -1310,7 +1310,7 @@ class Trainer:
         model = self._eval_model().eval()
         last = self.run_dir / "last.safetensors"
         if last.is_file():
-            model.meta = read_model_meta(last)
+            attach_meta(model, read_model_meta(last))
         return model
 
     def _check_saved_finite(self) -> None:

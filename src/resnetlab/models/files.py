@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -52,6 +53,9 @@ MIN_INPUT_SIZE = 8  # the smallest side the stems and stages can downsample
 MAX_INPUT_SIZE = 2048  # ResNets are trained at 32 to about 600 pixels
 MIN_STD = 1e-6  # split_stats' floor, for a channel that never changes
 SHOWN_CLASSES = 5  # the class names ModelMeta's repr names
+# The training record's keys (engine.train's _training_info) that measure the weights
+# themselves: a loaded model saved again after its weights changed leaves them out.
+WEIGHT_SCORES = ("best_val_acc", "best_train_acc", "best_epoch", "best_metric")
 
 
 @dataclass
@@ -285,7 +289,8 @@ def save_model(
             the registry's.
         mean, std: per RGB channel, on pixels in [0, 1]: the model sees
             ``(pixels / 255 - mean) / std``.
-        training: anything to keep about how it was trained (JSON values).
+        training: anything to keep about how it was trained (JSON values); default: the
+            record of the file the model came from (below), else none.
         resize: how images reach ``input_size``: ``crop`` (shorter side, then the centre,
             what ``train`` records by default) or ``squash`` (the whole image).
 
@@ -294,7 +299,10 @@ def save_model(
 
     A model that came from a model file (``load_model``, or ``train(...).model``) keeps
     that file's class names (while its class count is the same), input size, ``mean``,
-    ``std`` and ``resize`` where they are not given. Otherwise they default to those of the
+    ``std`` and ``resize`` where they are not given, and its training record: whole while
+    the weights are the ones the file held; once they changed (trained further, a new
+    classifier), without the scores measured on the file's weights (``WEIGHT_SCORES``) and
+    with ``weights_changed: true``. Otherwise they default to those of the
     pretrained weights the model started from (``model.pretrained``; class names where its
     classifier was kept), else ``mean`` and ``std`` to 0 and 1 (``pixels / 255``) and
     ``resize`` to ``crop``. The file is written to a
@@ -319,7 +327,17 @@ def save_model(
         raise ResnetlabError(
             f"{path}: not written: {name}'s {problem}, so load_model could not rebuild it"
         )
-    training = _training_record(path, training)
+    state = model.state_dict()
+    if empty := next((k for k, v in state.items() if v.is_meta), None):  # no values to copy
+        raise ResnetlabError(
+            f"{path}: not written: the model's {empty} is on the meta device, which holds "
+            "shapes and no values; build the model on a real device, or give it weights "
+            "(model.to_empty(device='cpu'), then load_state_dict)"
+        )
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    training = _training_record(
+        path, _loaded_record(model, tensors) if training is None else training
+    )
     if input_size is None:  # the model's own, else that of the weights it started from
         pretrained = getattr(model, "pretrained", None)
         started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
@@ -338,14 +356,6 @@ def save_model(
     problem = meta_problem(json.loads(meta.to_json()))
     if problem:
         raise ResnetlabError(f"{path}: not written: its metadata would be invalid ({problem})")
-    state = model.state_dict()
-    if empty := next((k for k, v in state.items() if v.is_meta), None):  # no values to copy
-        raise ResnetlabError(
-            f"{path}: not written: the model's {empty} is on the meta device, which holds "
-            "shapes and no values; build the model on a real device, or give it weights "
-            "(model.to_empty(device='cpu'), then load_state_dict)"
-        )
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     bad = _first_nonfinite(tensors)
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
@@ -477,6 +487,38 @@ def _usage_defaults(
     std = (1.0, 1.0, 1.0) if std is None else std
     resize = "crop" if resize is None else resize
     return class_names, input_size, mean, std, resize
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and values, whatever device or memory
+    layout (channels_last) holds them: whether two sets of weights are the same."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def attach_meta(model: nn.Module, meta: ModelMeta) -> nn.Module:
+    """``model`` with its file's metadata as ``model.meta``, and a digest of the weights it
+    has now: ``save_model`` keeps the file's training record whole while they are these."""
+    model.meta = meta
+    model._meta_weights = weights_digest(model.state_dict())
+    return model
+
+
+def _loaded_record(model: nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """The training record of the file a model came from (``attach_meta``): whole while its
+    weights are the ones it came with; once they changed, without the scores that measured
+    those (``WEIGHT_SCORES``) and saying so. None for a model that came from no file."""
+    loaded = getattr(model, "meta", None)
+    if not isinstance(loaded, ModelMeta) or not loaded.training:
+        return None
+    if getattr(model, "_meta_weights", None) == weights_digest(tensors):
+        return loaded.training
+    kept = {k: v for k, v in loaded.training.items() if k not in WEIGHT_SCORES}
+    return {**kept, "weights_changed": True}
 
 
 def _training_record(path: Path, training: object) -> dict[str, Any]:
@@ -740,8 +782,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         raise ResnetlabError(f"{path} does not match its model {meta.model}: {first}") from None
-    model.meta = meta
-    return model.to(device).eval()
+    return attach_meta(model, meta).to(device).eval()
 
 
 def model_skeleton(path: str | os.PathLike, meta: ModelMeta) -> nn.Module:
