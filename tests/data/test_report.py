@@ -59,8 +59,8 @@ def test_inspect_table_on_the_real_signs_file(shared_data, tmp_path, capsys, mon
     out = capsys.readouterr().out
     assert "signs-h5, 6 classes" in out and "120" in out and "64x64" in out
     assert "│ test  │" in out  # the file's one split is its test_set_*, and is called so
-    assert "contact sheet: runs/test_signs-samples.png" in out
-    assert (tmp_path / "runs" / "test_signs-samples.png").is_file()
+    assert "contact sheet: runs/test_signs.h5-samples.png" in out
+    assert (tmp_path / "runs" / "test_signs.h5-samples.png").is_file()
 
 
 def test_inspect_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -142,6 +142,21 @@ def test_inspect_json_names_a_skipped_file_of_an_archive_by_the_archive(tmp_path
     assert main(["data", "inspect", str(archive), "--no-sheet", "--json"]) == 0
     (split,) = json.loads(capsys.readouterr().out)["splits"].values()
     assert [s["path"] for s in split["skipped"]] == [str(archive / "d" / "b" / "bad.png")]
+
+
+def test_a_folder_and_an_archive_of_it_get_a_contact_sheet_each(tmp_path, capsys, monkeypatch):
+    """Both were runs/photos-samples.png: inspecting one overwrote the other's sheet."""
+    monkeypatch.chdir(tmp_path)
+    root = write_tree(tmp_path / "photos", {"cat": [noise(0)], "dog": [noise(1)]})
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as zf:
+        for path in sorted(root.rglob("*.png")):
+            zf.write(path, path.relative_to(tmp_path))
+    sheets = []
+    for spec in ("photos", "photos.zip"):
+        assert main(["data", "inspect", spec, "--json"]) == 0
+        sheets.append(json.loads(capsys.readouterr().out)["sheet"])
+    assert sheets == ["runs/photos-samples.png", "runs/photos.zip-samples.png"]
+    assert all((tmp_path / sheet).is_file() for sheet in sheets)
 
 
 def test_inspect_says_the_unreadable_count_once(tmp_path, capsys):

@@ -241,14 +241,19 @@ def test_a_data_spec_is_named_by_its_last_part_without_a_data_suffix(tmp_path, m
     ]
     assert data_name("photos.v1") != data_name("photos.v2")
     # In file names, a folder named as a split keeps the folder above it: two test sets, two
-    # names (eval's default image, a run folder's name).
+    # names (eval's default image, a run folder's name); a data file keeps its suffix, so a
+    # folder and an archive of it get two too (inspect's contact sheet, an experiment's folder).
     from resnetlab.engine.report import data_tag
 
-    assert [data_tag(s) for s in ("a/test", "b/test/", "x/test_signs.h5", "digits")] == [
+    specs = ("a/test", "b/test/", "x/test_signs.h5", "digits", "photos/", "photos.zip", "test.zip")
+    assert [data_tag(s) for s in specs] == [
         "a-test",
         "b-test",
-        "test_signs",
+        "test_signs.h5",
         "digits",
+        "photos",
+        "photos.zip",
+        f"{tmp_path.name}-test.zip",
     ]
     # Letters of any script are kept: eval's images of two data sets never share a name.
     assert [data_tag(s) for s in ("写真/", "画像", "été", "हिन्दी", "a b[1]")] == [

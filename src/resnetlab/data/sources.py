@@ -734,19 +734,21 @@ def _scored_whole_note(data: str | os.PathLike, count: int, trained_on: str | No
 DATA_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".h5", ".hdf5")
 
 
-def data_name(spec: str | os.PathLike, *, above: int = 0) -> str:
+def data_name(spec: str | os.PathLike, *, above: int = 0, suffix: bool = False) -> str:
     """What a data spec is called in messages and file names: the folder or file it names,
     without the folders above it or a data file's suffix (``../data/photos/`` -> ``photos``,
     ``.`` -> the current folder's name, ``train_signs.h5`` -> ``train_signs``); with
-    ``above``, the name of the folder that many levels above it. The name is ``readable``
-    text, which figure titles can draw in any locale."""
+    ``above``, the name of the folder that many levels above it; with ``suffix``, a data
+    file's suffix kept (``photos.zip``), as file names made from it need (``data_tag``):
+    a folder and an archive of it are two data sets. The name is ``readable`` text, which
+    figure titles can draw in any locale."""
     text = os.fspath(spec)
     if text in NAMED_SOURCES:
         return text
     path = Path(os.path.abspath(os.path.expanduser(text)))
     name = readable((path.parents[above - 1] if above else path).name or text)
-    suffix = next((s for s in DATA_SUFFIXES if name.lower().endswith(s)), "")
-    return name[: len(name) - len(suffix)] or name
+    ending = "" if suffix else next((s for s in DATA_SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(ending)] or name
 
 
 def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple[Split, Split]:

@@ -53,13 +53,14 @@ BAR_UPDATES_PER_S = 4  # the bar's step count moves on a clock, not with log_eve
 
 
 def data_tag(data: str) -> str:
-    """A data spec as a part of a file name: its ``data_name`` in safe characters, after
-    the folder above it where it is named as a split (``photos/test`` -> ``photos-test``).
+    """A data spec as a part of a file name: its ``data_name`` with a data file's suffix, in
+    safe characters, after the folder above it where it is named as a split
+    (``photos/test`` -> ``photos-test``; ``photos.zip`` and ``photos/`` stay two names).
     Letters of any script are kept (``写真``, ``हिन्दी``): two data sets named in Japanese
     get two names, not one ``_``. The tag is in the file system's encoding, which an ASCII
     locale can only write as the UTF-8 bytes the name came as."""
-    name = data_name(data)
-    if name.isalpha() and split_role(name):
+    name, stem = data_name(data, suffix=True), data_name(data)
+    if stem.isalpha() and split_role(stem):
         name = f"{data_name(data, above=1)}-{name}"
     kept = "".join(c if _in_tag(c) else "\0" for c in name)  # \0: in no file name
     return os.fsdecode(re.sub("\0+", "_", kept).encode("utf-8")) or "data"
