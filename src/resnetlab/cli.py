@@ -883,8 +883,8 @@ def add_serve(p: argparse.ArgumentParser) -> None:
         "--request-timeout",
         type=float,
         default=30.0,
-        help="seconds to wait for a request's headers, or the next part of its body, before "
-        "closing the connection (a body that stalls is answered 408 first) (30)",
+        help="seconds for a request's headers to come, and then for its whole body, before "
+        "the connection is closed (a body not all in is answered 408 first) (30)",
     )
     p.add_argument(
         "--max-connections",

@@ -43,16 +43,16 @@ class BodyTooLarge(Exception):
     """The request body passed the upload limit."""
 
 
-class BodyStalled(Exception):
-    """The next part of the request body did not come in time."""
+class BodyTimedOut(Exception):
+    """The request body was not all in within the time allowed."""
 
 
 class BodyLimit:
     """Refuse request bodies over ``max_bytes``: at once when ``Content-Length`` says so, else
-    as soon as the body read so far passes the limit (chunked uploads); and bodies whose
-    next part takes over ``timeout_s`` to come (a client that stalls mid-upload would
-    otherwise hold its connection and the body read so far for ever: uvicorn has no read
-    timeout)."""
+    as soon as the body read so far passes the limit (chunked uploads); and bodies not all in
+    within ``timeout_s`` of the request's headers (a client that stalls mid-upload, or sends
+    a byte now and then, would otherwise hold its connection and the body read so far for
+    ever: uvicorn has no read timeout)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
@@ -66,15 +66,19 @@ class BodyLimit:
         if length.isdigit() and int(length) > self.max_bytes:
             return await _too_large(self.max_bytes)(scope, receive, send)
         seen, complete = 0, False
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole body, not a wait for each part: a wait for each part
+        # is met by a client that sends a byte just before it runs out.
+        deadline = loop.time() + self.timeout_s
 
         async def limited() -> Message:
             nonlocal seen, complete
             if complete:  # no more body: the app waits for the client to disconnect
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout_s)
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
             except asyncio.TimeoutError:
-                raise BodyStalled from None
+                raise BodyTimedOut from None
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise BodyTooLarge
@@ -136,8 +140,9 @@ def create_app(
         max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
         max_upload_mb: largest request body accepted, in MiB.
         top_k: classes in an answer when the request does not say (``?top_k=N``).
-        request_timeout: longest wait, in seconds, for the next part of a request's body;
-            a client that sends nothing for that long is answered 408 and disconnected.
+        request_timeout: longest time, in seconds, for a request's whole body to come once
+            its headers are in; a client whose body is not all in by then is answered 408
+            and disconnected.
     """
     if not isinstance(predictor, Predictor):  # a path or a loaded model failed at each request
         raise ResnetlabError(
@@ -253,11 +258,11 @@ def _add_error_handlers(
     async def body_too_large(_request: Request, _e: BodyTooLarge) -> JSONResponse:
         return _too_large(max_bytes)
 
-    @app.exception_handler(BodyStalled)
-    async def body_stalled(_request: Request, _e: BodyStalled) -> JSONResponse:
+    @app.exception_handler(BodyTimedOut)
+    async def body_timed_out(_request: Request, _e: BodyTimedOut) -> JSONResponse:
         # Connection: close, as the rest of the body may still come: uvicorn then closes it.
         return _error(
-            f"the upload stalled: nothing came for {request_timeout:g} s (--request-timeout)",
+            f"the upload was not all in within {request_timeout:g} s (--request-timeout)",
             408,
             {"Connection": "close"},
         )

@@ -51,8 +51,9 @@ def serve(
         max_batch, max_wait_ms, max_queue: request batching (see ``Batcher``).
         max_upload_mb: largest upload accepted, in MiB.
         top_k: classes per answer unless the request says (``?top_k=N``).
-        request_timeout: longest wait, in seconds, for a request's headers or the next part
-            of its body; then the connection is closed (a stalled body is answered 408 first).
+        request_timeout: longest time, in seconds, for a request's headers to come, and then
+            for its whole body; then the connection is closed (a body not all in is answered
+            408 first).
         max_connections: most connections open at once; a request on one more is answered
             503 by uvicorn. None: ``max_queue + max_batch``, a connection for each image the
             queue and a running batch hold.
