@@ -123,6 +123,16 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def busy(why: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer to a request refused for want of room (``why``: what is full): 503, with
+    ``Retry-After``."""
+    return _error(
+        f"the server is busy ({why}); try again shortly",
+        503,
+        {"Retry-After": str(RETRY_AFTER_S), **(headers or {})},
+    )
+
+
 def create_app(
     predictor: Predictor,
     *,
@@ -279,11 +289,7 @@ def _add_error_handlers(
 
     @app.exception_handler(QueueFull)
     async def queue_full(_request: Request, _e: QueueFull) -> JSONResponse:
-        return _error(
-            f"the server is busy ({max_queue} images waiting); try again shortly",
-            503,
-            {"Retry-After": str(RETRY_AFTER_S)},
-        )
+        return busy(f"{max_queue} images waiting")
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, e: Exception) -> JSONResponse:

@@ -14,10 +14,11 @@ import warnings
 
 import uvicorn
 from PIL import Image
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ResnetlabError, count_argument
 from ..models.files import ModelMeta
-from .app import check_limits, create_app
+from .app import busy, check_limits, create_app
 from .predictor import load_predictor
 
 
@@ -55,8 +56,9 @@ def serve(
             for its whole body; then the connection is closed (a body not all in is answered
             408 first).
         max_connections: most connections open at once; a request on one more is answered
-            503 by uvicorn. None: ``max_queue + max_batch``, a connection for each image the
-            queue and a running batch hold.
+            503 with ``Retry-After``, as one past ``max_queue`` is, before its body is read.
+            None: ``max_queue + max_batch``, a connection for each image the queue and a
+            running batch hold.
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has
             that arithmetic; probabilities within a few thousandths, a few hundredths at worst).
         log_level: uvicorn's log level.
@@ -91,9 +93,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
-        # uvicorn counts the connection a request comes on: at its limit N, N - 1 are served.
-        limit_concurrency=max_connections + 1,
-        http=_protocol(request_timeout),
+        http=_protocol(request_timeout, max_connections),
     )
     _Server(config).run(sockets=[sock])
 
@@ -140,14 +140,42 @@ def _quiet_logs() -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def _protocol(timeout_s: float) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol (h11 or httptools, as uvicorn picks), closing a connection
-    that has waited ``timeout_s`` for a request's headers: uvicorn would wait for ever for a
-    client that connects and sends nothing, or part of its headers (its keep-alive timeout
-    ends at the first byte), and each such connection counts against --max-connections."""
+def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (h11 or httptools, as uvicorn picks), with two guards.
+
+    It closes a connection that has waited ``timeout_s`` for a request's headers: uvicorn
+    would wait for ever for a client that connects and sends nothing, or part of its headers
+    (its keep-alive timeout ends at the first byte), and each such connection counts against
+    --max-connections.
+
+    It answers a request on a connection past ``max_connections`` 503, before its body is
+    read, in JSON with ``Retry-After`` as the app says it is busy. (uvicorn's own limit,
+    ``limit_concurrency``, answers in plain text, with no Retry-After, and takes no other
+    answer.) As uvicorn's does, it counts the requests still running as well, whose
+    connections may have closed.
+    """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    class HeadersTimeout(AutoHTTPProtocol):  # the class uvicorn would use, whichever it is
+    class GuardedHTTP(AutoHTTPProtocol):  # the class uvicorn would use, whichever it is
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.app = self._limited(self.app)
+
+        def _limited(self, app: ASGIApp) -> ASGIApp:
+            async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+                # This request's connection and its task are counted among them.
+                if max(len(self.connections), len(self.tasks)) <= max_connections:
+                    return await app(scope, receive, send)
+                self.logger.warning(
+                    "a request was refused: %d connections open, the most --max-connections allows",
+                    max_connections,
+                )
+                # Connection: close, as the body, unread, may still come: uvicorn closes it.
+                refused = busy(f"{max_connections} connections open", {"Connection": "close"})
+                await refused(scope, receive, send)
+
+            return limited
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             self._headers_due = self.loop.call_later(timeout_s, self._no_headers)
@@ -165,7 +193,7 @@ def _protocol(timeout_s: float) -> type[asyncio.Protocol]:
             if self.cycle is None or self.cycle.response_complete:  # no request under way
                 self.transport.close()
 
-    return HeadersTimeout
+    return GuardedHTTP
 
 
 class _Server(uvicorn.Server):
