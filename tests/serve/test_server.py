@@ -6,10 +6,14 @@ import json
 import select
 import signal
 import socket
+import struct
 import time
 import urllib.parse
 
-from .conftest import start_server
+import numpy as np
+from PIL import Image
+
+from .conftest import colour_image, start_server
 
 WAIT_S = 60  # longest wait for an answer that should come at once: a hang fails, not hangs
 
@@ -129,6 +133,32 @@ def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
         for sock in held:
             sock.close()
         server.stop()
+
+
+def test_an_upload_with_damaged_exif_data_is_answered_without_a_warning_in_the_log(
+    model_file, tmp_path
+):
+    """Pillow warns of EXIF data it reads past ("Corrupt EXIF data", "Truncated File Read");
+    decoded in a worker thread, where read_image cannot turn it into one warning naming the
+    file, it reached the server's log bare, naming no upload."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera"  # stored outside its IFD entry: its offset is what breaks
+    data = exif.tobytes()
+    entry = struct.pack(">HHL", 0x010F, 2, 7)
+    at = data.index(entry) + len(entry)
+    data = data[:at] + struct.pack(">L", 60_000) + data[at + 4 :]
+    photo = tmp_path / "camera.jpg"
+    Image.fromarray(colour_image(np.random.default_rng(0), "red", 8, 16)).save(photo, exif=data)
+    server = start_server(model_file, tmp_path, "--device", "cpu")
+    try:
+        answer = server.post("predict", files={"image": ("camera.jpg", photo.read_bytes())})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["top"][0]["class"] == "red"
+    finally:
+        server.stop()
+    log = (tmp_path / "stderr.txt").read_text()
+    assert "Warning" not in log and "warning" not in log, log
 
 
 def test_a_second_ctrl_c_while_stopping_quits_at_once_in_one_line(model_file, tmp_path):

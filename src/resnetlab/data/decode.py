@@ -244,6 +244,12 @@ def read_image(
         return np.array(im, dtype=np.uint8)  # writable, unlike np.asarray of a PIL image
 
 
+# What Pillow says of damaged data it reads past ("Corrupt EXIF data", "Truncated File
+# Read"): a UserWarning from one of its modules, as ``warnings.filterwarnings`` takes them
+# (category, module pattern). ``_metadata_warnings`` tells the same ones by their file.
+PILLOW_DAMAGE_WARNINGS = (UserWarning, r"PIL\.")
+
+
 def _in_main_thread() -> bool:
     """Whether ``warnings.catch_warnings`` is safe here: it swaps process-wide state, which
     threads decoding at once (``serve``'s) would restore out of order."""
@@ -389,7 +395,7 @@ def _held_format(path: str | os.PathLike | BinaryIO, start: int | None) -> str |
 def read_header_size(path: str | os.PathLike) -> Size:
     """(height, width) from the file's header, without decoding the pixels."""
     # Pillow's warnings on damaged EXIF data are read_image's to give, naming the file.
-    with _ignoring(UserWarning, module=r"PIL\."), _open(path) as im:
+    with _ignoring(*PILLOW_DAMAGE_WARNINGS), _open(path) as im:
         width, height = im.size
         turned = (im.format == "TIFF" or "exif" in im.info) and im.getexif().get(0x0112, 1)
         if im.format == "TIFF" and im.size != (im.tag_v2.get(256), im.tag_v2.get(257)):

@@ -16,6 +16,7 @@ import uvicorn
 from PIL import Image
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..data.decode import PILLOW_DAMAGE_WARNINGS
 from ..errors import ResnetlabError, count_argument
 from ..models.files import ModelMeta
 from .app import busy, check_limits, create_app
@@ -138,6 +139,11 @@ def _quiet_logs() -> None:
     # warning on it, which decoding in worker threads cannot silence as predict does, would
     # add a line to the log for each such upload.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # Pillow's words on an upload's damaged metadata, which it reads past: the image is
+    # answered all the same, and a bare line naming no upload would tell the log nothing
+    # (read_image names the file in its warning only where it decodes on a main thread).
+    category, module = PILLOW_DAMAGE_WARNINGS
+    warnings.filterwarnings("ignore", category=category, module=module)
 
 
 def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
