@@ -22,18 +22,40 @@ IMPORTS_TORCH = """
 import sys
 from resnetlab.cli import main
 try:
-    main({argv!r})
-except SystemExit:
-    pass
+    code = main({argv!r})
+except SystemExit as stop:
+    code = stop.code
+print("exit:", code)
 print("torch imported:", "torch" in sys.modules)
 """
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [["--version"], ["--help"], ["predict", "--help"], ["eval", "--help"], ["serve", "--help"]],
-)
-def test_version_and_help_do_not_import_torch(argv):
+def _every_help() -> list[list[str]]:
+    """``--help`` of the command line, of each command, and of each command's actions."""
+    from resnetlab.cli import _subcommands
+
+    helps = [["--version"], ["--help"]]
+    for command, parser in _subcommands(build_parser()).items():
+        helps.append([command, "--help"])
+        helps += [[command, action, "--help"] for action in _subcommands(parser)]
+    return helps
+
+
+# Each of these stops at an argument error, with the hints that look at names and paths.
+ARGUMENT_ERRORS = [
+    ["train", "--bogus"],  # unknown flag
+    ["train", "photos"],  # a stray argument, looked up as data
+    ["train", "--recipe", "pepr"],  # a misspelt choice
+    ["eval", "model.safetensors", "digits"],  # required --data, given without its flag
+    ["experiment", "degradation"],  # a required option missing
+    ["inspect"],  # an action without its command: every command's parser is built
+    ["bench", "calibrate", "--model", "resnet20", "--input-size", "3"],
+    ["summary", "resnet20", "--num-classes", "0"],
+]
+
+
+@pytest.mark.parametrize("argv", [*_every_help(), *ARGUMENT_ERRORS], ids=" ".join)
+def test_help_and_argument_errors_do_not_import_torch(argv):
     done = subprocess.run(
         [sys.executable, "-c", IMPORTS_TORCH.format(argv=argv)],
         capture_output=True,
@@ -41,17 +63,18 @@ def test_version_and_help_do_not_import_torch(argv):
         cwd=PROJECT_ROOT,
         check=True,
     )
+    assert f"exit: {2 if argv in ARGUMENT_ERRORS else 0}" in done.stdout
     assert "torch imported: False" in done.stdout
 
 
 def test_the_inference_precisions_offered_are_the_engines():
     from resnetlab.cli import _add_inference_precision
-    from resnetlab.engine.inference import INFERENCE_PRECISIONS
+    from resnetlab.engine.step import PRECISION_DTYPES
 
     parser = argparse.ArgumentParser()
     _add_inference_precision(parser)
     (action,) = [a for a in parser._actions if a.dest == "precision"]
-    assert tuple(action.choices) == INFERENCE_PRECISIONS and action.default == "fp32"
+    assert tuple(action.choices) == tuple(PRECISION_DTYPES) and action.default == "fp32"
 
 
 def test_the_readme_gives_the_inference_precisions_of_predict_eval_and_serve():

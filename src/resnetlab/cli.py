@@ -39,6 +39,28 @@ from .errors import (
     out_of_memory,
     readable,
 )
+from .options import (
+    CHOICES,
+    DEFAULT_RESIZE,
+    DEGRADATION_DEPTHS,
+    FAMILIES,
+    GRADIENT_DEPTHS,
+    GRADIENT_STEPS,
+    INFERENCE_PRECISIONS,
+    MAX_CLASSES,
+    MAX_INPUT_SIZE,
+    METHODS,
+    MIN_INPUT_SIZE,
+    NAMED_SOURCES,
+    PREACT_DEPTHS,
+    PREACT_QUICK_DEPTHS,
+    QUICK,
+    QUICK_DEPTHS,
+    RESIZE_MODES,
+    RUNTIMES,
+    TRAIN_HELP,
+    TrainOptions,
+)
 from .storage import WriteError, os_error_line, refixed
 
 
@@ -179,8 +201,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def add_data(p: argparse.ArgumentParser) -> None:
-    from .data.decode import DEFAULT_RESIZE, RESIZE_MODES
-
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     q = data_sub.add_parser(
         "inspect", help="splits, images per class, image sizes, and a contact sheet of samples"
@@ -344,9 +364,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def add_train(p: argparse.ArgumentParser) -> None:
-    from .engine import CHOICES, TrainConfig
-    from .engine.config import TRAIN_HELP
-
     p.description = (
         "Train a model. With no flags: resnet20 on the bundled digits with the auto recipe, "
         "a few minutes on a laptop CPU. Flags override the recipe; --config reruns a run's "
@@ -362,7 +379,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="model constructor option, e.g. shortcut=B or zero_init_residual=true (repeatable)",
     )
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(TrainOptions):
         if f.name == "model_kwargs":
             continue
         flag = "--" + f.name.replace("_", "-")
@@ -443,12 +460,10 @@ def parse_options(items: list[str], flag: str = "--model-option") -> dict:
 
 
 def _add_inference_precision(p: argparse.ArgumentParser) -> None:
-    """``--precision`` of the commands that run a model file (predict, eval, serve); named
-    here, not imported from ``engine.inference``, so that their --help need not load torch
-    (a test holds the two the same)."""
+    """``--precision`` of the commands that run a model file (predict, eval, serve)."""
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=INFERENCE_PRECISIONS,
         default="fp32",
         help="fp32 (default), or bf16/fp16 autocast: faster on hardware with that arithmetic "
         "(CPUs with AMX or AVX512_BF16, GPUs), probabilities within a few thousandths (a "
@@ -695,8 +710,6 @@ def one_line(name: str) -> str:
 
 
 def add_explain(p: argparse.ArgumentParser) -> None:
-    from .explain import METHODS
-
     p.description = (
         "Write, for each image, an overlay PNG (the image, its heat map, the predicted class "
         "and probability), the raw maps in maps.npz and, for several images, a contact sheet. "
@@ -739,7 +752,7 @@ def add_explain(p: argparse.ArgumentParser) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     from .data.decode import unwarned
     from .engine.distributed import resolve_device
-    from .explain import METHODS, check_model, explain
+    from .explain import check_model, explain
     from .explain.faithfulness import CheckRow, markdown_header, markdown_row
     from .models import load_model
 
@@ -970,8 +983,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_bench(p: argparse.ArgumentParser) -> None:
-    from .engine import CHOICES
-
     p.description = (
         "Measure speed, ours and the peer's side by side in one process, and "
         "append each result as a JSON line to <results>/<machine>.jsonl: --results, else "
@@ -1069,8 +1080,6 @@ def _add_bench_timed(q: argparse.ArgumentParser, choices: dict, steps: int, warm
 
 
 def _add_bench_train(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
-    from .engine.config import TRAIN_HELP
-
     t = kinds.add_parser("train", help="images/s of full training steps (synthetic data)")
     t.add_argument("--batch-size", type=int, default=128, help="images per step (128)")
     _add_bench_timed(t, choices, steps=10, warmup=5)
@@ -1088,8 +1097,6 @@ def _add_bench_train(kinds: argparse._SubParsersAction, choices: dict) -> argpar
 
 
 def _add_bench_infer(kinds: argparse._SubParsersAction, choices: dict) -> argparse.ArgumentParser:
-    from .bench.inference import RUNTIMES
-
     i = kinds.add_parser("infer", help="batch-1 latency and large-batch throughput")
     i.add_argument("--batch-size", type=int, default=256, help="for throughput (256)")
     _add_bench_timed(i, choices, steps=10, warmup=3)
@@ -1234,14 +1241,6 @@ EXPERIMENT_TRAIN_FLAGS = (
 
 def add_experiment(p: argparse.ArgumentParser) -> None:
     # Declarations only: the two experiments' shared and own options.
-    from .engine import CHOICES
-    from .engine.config import TRAIN_HELP
-    from .experiments import QUICK, QUICK_DEPTHS
-    from .experiments.degradation import DEFAULT_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS
-    from .experiments.gradients import DEFAULT_DEPTHS as GRADIENT_DEPTHS
-    from .experiments.gradients import DEFAULT_STEPS
-    from .experiments.runner import FAMILIES
-
     kinds = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     quick = ", ".join(f"{k}={v}" for k, v in QUICK.items())
     d = kinds.add_parser(
@@ -1255,7 +1254,7 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
         "--depths",
         type=int,
         nargs="+",
-        help=f"default {list(DEFAULT_DEPTHS)}; --family preact: {list(PREACT_DEPTHS)}",
+        help=f"default {list(DEGRADATION_DEPTHS)}; --family preact: {list(PREACT_DEPTHS)}",
     )
     d.add_argument(
         "--quick",
@@ -1274,7 +1273,10 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--depths", type=int, nargs="+", help=f"default {list(GRADIENT_DEPTHS)}")
     g.add_argument(
-        "--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})"
+        "--steps",
+        type=int,
+        default=GRADIENT_STEPS,
+        help=f"training steps (default {GRADIENT_STEPS})",
     )
     g.add_argument("--seed", type=int, default=0, help="seed for weights, data order, batch")
     g.add_argument("--probe-size", type=int, default=128, help="images in the measured batch")
@@ -1312,10 +1314,10 @@ def add_experiment(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from .experiments import QUICK, run_degradation, run_gradients
+    from .experiments import run_degradation, run_gradients
     from .experiments.degradation import default_depths
     from .experiments.gradients import markdown as gradient_markdown
-    from .experiments.runner import FAMILIES, default_out
+    from .experiments.runner import default_out
 
     options = parse_options(args.train_option, "--train-option") if args.train_option else {}
     run = run_degradation if args.experiment == "degradation" else run_gradients
@@ -1425,8 +1427,6 @@ def _whole_number(text: str) -> int:
 
 def _input_size(text: str) -> int:
     """An ``--input-size``: a side the models can take (what model files may record)."""
-    from .models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
-
     size = _whole_number(text)
     if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
         raise argparse.ArgumentTypeError(
@@ -1444,8 +1444,6 @@ def _at_least_one(text: str) -> int:
 
 def _class_count(text: str) -> int:
     """A ``--num-classes``: at least one, and no more than a model file may record."""
-    from .models.files import MAX_CLASSES
-
     count = _at_least_one(text)
     if count > MAX_CLASSES:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_CLASSES:,}, got {count:,}")
@@ -1456,8 +1454,6 @@ def _is_data(item: str) -> bool:
     """Whether a stray argument names data: a path that exists, or a data set by name."""
     if os.path.exists(item):
         return True
-    from .data.sources import NAMED_SOURCES
-
     return item in NAMED_SOURCES
 
 
@@ -1529,7 +1525,7 @@ class _Parser(argparse.ArgumentParser):
 def _command_of_action(name: str) -> str | None:
     """``data inspect`` for ``inspect``: the command and action ``name`` is the action of,
     for an action given without its command; None where no command has it. Builds every
-    command's arguments (some import PyTorch): only on the way to an error."""
+    command's arguments: only on the way to an error."""
     for command, parser in _subcommands(build_parser()).items():
         if name in _subcommands(parser):
             return f"{command} {name}"
@@ -1662,7 +1658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # for every training run: nothing the user of the command can change.
     warnings.filterwarnings("ignore", category=FutureWarning, module="onnxscript")
     try:
-        args = parse_args(argv)  # imports PyTorch for some commands: Ctrl-C may come here
+        args = parse_args(argv)  # Ctrl-C may come here too
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ResnetlabError, count_argument, shown
-from ..models.files import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from ..options import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 
 @dataclass

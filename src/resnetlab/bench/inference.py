@@ -19,11 +19,10 @@ import torch
 
 from ..engine.timing import Clock, time_interleaved
 from ..errors import ResnetlabError
+from ..options import RUNTIMES
 from .records import environment, load_average
 from .sides import BenchSpec, Side, bench_spec, ours_side, peer_side, side_settings
 from .timing import spread
-
-RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 
 
 def bench_infer(

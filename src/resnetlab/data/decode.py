@@ -34,6 +34,7 @@ from ..errors import (
     shown,
     warn,
 )
+from ..options import RESIZE_MODES
 
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
 # .jfif and .jpe are JPEGs too: what a browser on Windows names the photos it saves.
@@ -130,12 +131,6 @@ def unreadable_image(name: object, error: BaseException) -> str:
 
 
 Size = tuple[int, int]  # (height, width)
-
-# How an image meets a size of another shape: "squash" resizes it to exactly that size
-# (the aspect ratio changes); "crop" scales it until it covers the size, keeping the aspect
-# ratio, and cuts the centre (torchvision's eval transform: Resize(side) + CenterCrop(side)).
-RESIZE_MODES = ("squash", "crop")
-DEFAULT_RESIZE = "crop"  # for training and data inspect; model files record their own
 
 
 def crop_resize_plan(size: Size, target: Size) -> tuple[Size, tuple[int, int]]:

@@ -10,8 +10,9 @@ import torch
 
 from ..analysis.fonts import any_script
 from ..errors import as_given
+from ..options import DEFAULT_RESIZE
 from ..storage import atomic_write, write_error
-from .decode import DEFAULT_RESIZE, READ_ERRORS, read_image
+from .decode import READ_ERRORS, read_image
 from .imageset import ImageSet
 from .sources import Split, class_balance_note, copies_of_training_images, open_source
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..models.files import MAX_CLASSES
+from ..options import MAX_CLASSES
 from .decode import format_size
 from .imageset import ImageSet
 
@@ -196,7 +196,7 @@ def read_h5_split(
     path: Path, prefix: str, image_size: int | None = None, resize: str = "squash"
 ) -> ImageSet:
     """The images of one ``<prefix>_set_x/_set_y`` pair, optionally resized (``resize``:
-    squashed or centre-cropped, see ``decode.RESIZE_MODES``)."""
+    squashed or centre-cropped, see ``options.RESIZE_MODES``)."""
     x_key, y_key = f"{prefix}_set_x", f"{prefix}_set_y"
     _image_shape(path, prefix)  # refuses variable-size data before reading it
     with _open(path) as f:

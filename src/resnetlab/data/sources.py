@@ -32,11 +32,12 @@ from ..errors import (
     shown,
     warn,
 )
-from ..models.files import MAX_INPUT_SIZE, other_format
+from ..models.files import other_format
+from ..options import DEFAULT_RESIZE, MAX_INPUT_SIZE, NAMED_SOURCES, RESIZE_MODES
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
-from .decode import DEFAULT_RESIZE, RESIZE_MODES, decode_files, format_size
+from .decode import decode_files, format_size
 from .digits import load_digits_set
 from .folders import (
     NAMED_CLASSES_NOTE,
@@ -53,7 +54,6 @@ from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, keras_model_as_data, s
 from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
-NAMED_SOURCES = ("digits", "cifar10")
 H5_SUFFIXES = (".h5", ".hdf5", ".he5")
 
 
@@ -121,7 +121,7 @@ def open_source(
 ) -> Source:
     """Find out what ``spec`` names and which splits it offers, without loading them.
 
-    ``resize`` (``squash`` or ``crop``, see ``decode.RESIZE_MODES``) is how images that are
+    ``resize`` (``squash`` or ``crop``, see ``options.RESIZE_MODES``) is how images that are
     not square meet ``image_size``; digits and CIFAR-10 are square, so it changes nothing there.
     ``max_side``: without ``image_size``, the longest side an image folder is loaded at
     (``folders.load_folder``). ``what``: how a message names ``spec``.

@@ -59,7 +59,7 @@ class StreamingSet:
         source: where the files came from, for messages.
         notes: what loading adjusted or skipped.
         resize: how an image of another shape meets ``image_size``: ``squash`` or
-            ``crop`` (see ``decode.RESIZE_MODES``).
+            ``crop`` (see ``options.RESIZE_MODES``).
         scanned: the files of the folder a held-out part was taken from (0: this split's
             own): the share of unreadable files is judged over the folder, as when it is
             decoded into memory, not over a small validation part of it.

@@ -1,6 +1,7 @@
 """Training, evaluation and prediction."""
 
-from .config import CHOICES, RECIPES, TrainConfig, resolve_config
+from ..options import CHOICES
+from .config import RECIPES, TrainConfig, resolve_config
 from .evaluate import EvalResult, evaluate
 from .optim import lr_at
 from .step import initial_model

@@ -30,10 +30,10 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import ResnetlabError, SettingWarning, path_argument, warn
 from ..models import ModelMeta, load_model
+from ..options import INFERENCE_PRECISIONS
 from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
 from .step import PRECISION_DTYPES, cuda_has_bf16, resolve_channels_last
 
-INFERENCE_PRECISIONS = tuple(PRECISION_DTYPES)  # fp32, bf16, fp16: no "auto", nothing measured
 FP32_FIX = "the default, fp32, is faster here"
 
 

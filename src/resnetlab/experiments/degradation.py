@@ -40,6 +40,7 @@ from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..data.sources import data_name
 from ..engine.auto import count_of
 from ..errors import ResnetlabError
+from ..options import DEGRADATION_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS, QUICK_DEPTHS
 from ..storage import atomic_write_text
 from .runner import (
     FAMILIES,
@@ -55,27 +56,6 @@ from .runner import (
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: the best of
 # five runs; its mean is 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
 PAPER_TEST_ERROR = FAMILIES["plain"].paper[1]
-
-DEFAULT_DEPTHS = (20, 32, 44, 56)
-# Identity Mappings, Table 3: ResNet-110 (basic units), -164 and -1001 (bottlenecks).
-PREACT_DEPTHS = (110, 164, 1001)
-
-# The CPU-sized version (``--quick``): 2,000 training images (200 a class) at full size,
-# batch 32 for more updates per image, 10 epochs (620 steps) of the family's paper's recipe
-# at learning rate 0.05, validated on 1,000 test images. docs/degradation.md has the
-# measured results and times. Flags override these.
-QUICK_DEPTHS = (8, 20, 32)
-# The pre-activation units matter in deep nets; the quick mode's deep end is ResNet-110,
-# the deepest that trains in tens of minutes on a CPU (docs/degradation.md).
-PREACT_QUICK_DEPTHS = (20, 56, 110)
-QUICK: dict[str, Any] = dict(
-    subset=2000,
-    val_subset=1000,
-    epochs=10,
-    batch_size=32,
-    lr=0.05,
-    log_every=10,
-)
 
 # When an answer is settled (``unsettled`` below). Early in training a deeper net can
 # simply be slower to start (ResNet-56 trails ResNet-20 for its first 3,000 iterations on
@@ -142,7 +122,7 @@ class DegradationResult:
 def default_depths(family_name: str = "plain", quick: bool = False) -> tuple[int, ...]:
     """The depths an experiment of that family trains when none are given."""
     depths = {
-        "plain": (DEFAULT_DEPTHS, QUICK_DEPTHS),
+        "plain": (DEGRADATION_DEPTHS, QUICK_DEPTHS),
         "preact": (PREACT_DEPTHS, PREACT_QUICK_DEPTHS),
     }
     return depths[get_family(family_name).name][quick]

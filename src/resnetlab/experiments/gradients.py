@@ -40,11 +40,10 @@ from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError, count_argument
 from ..models import load_model, read_model_meta
+from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
 from .runner import Family, Run, get_family, number_list, out_folder, run_pairs
 
-DEFAULT_DEPTHS = (20, 56, 110)
-DEFAULT_STEPS = 100
 # Validation is not what this experiment measures; a small sample keeps the runs short.
 DEFAULT_VAL_SUBSET = 1000
 # A first/fc ratio beyond this factor either way counts as a gradient that explodes
@@ -132,7 +131,7 @@ def run_gradients(
     data: str,
     depths: Sequence[int] | None = None,
     *,
-    steps: int = DEFAULT_STEPS,
+    steps: int = GRADIENT_STEPS,
     seed: int = 0,
     probe_size: int = 128,
     out: str | Path | None = None,
@@ -161,7 +160,7 @@ def run_gradients(
     recipe = recipe or kind.recipe
     if depths is not None:
         depths = number_list(depths, "depths", "[20, 56]", minimum=1)
-    depths = sorted(set(depths or DEFAULT_DEPTHS))
+    depths = sorted(set(depths or GRADIENT_DEPTHS))
     steps = count_argument(steps, "--steps")
     if count_argument(probe_size, "--probe-size", minimum=0) < 2:
         raise ResnetlabError(

@@ -29,6 +29,7 @@ from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, run_series
 from ..errors import ResnetlabError, RunInterrupted, count_argument, path_argument, shown
 from ..models import list_models, model_info
+from ..options import FAMILIES, Family
 from ..storage import missing_folders
 
 # Options that do not change what a run computes: a rerun may set them differently.
@@ -45,65 +46,6 @@ CONTINUE = (
     "the same experiment command again, which skips the runs that ended and resumes "
     "the one that stopped from its checkpoint"
 )
-
-
-@dataclass(frozen=True)
-class Family:
-    """Two registered CIFAR nets per depth, ``<baseline><depth>`` and ``<changed><depth>``.
-
-    Attributes:
-        name: the ``--family`` value.
-        baseline, changed: name prefixes of the two nets.
-        labels: short names for curves and legends (``"plain"``, ``"ResNet"``).
-        nouns: the two nets in sentences (``"plain net"``, ``"ResNet"``); plurals add "s".
-        recipe: the training recipe by default.
-        question: what the comparison asks (a heading of ``table.md``).
-        paper: published CIFAR-10 test error (%) by depth, for the baseline and the changed
-            nets, and where it comes from.
-    """
-
-    name: str
-    baseline: str
-    changed: str
-    labels: tuple[str, str]
-    nouns: tuple[str, str]
-    recipe: str
-    question: str
-    paper: tuple[dict[int, float], dict[int, float]]
-    paper_source: str
-
-
-FAMILIES = {
-    "plain": Family(
-        name="plain",
-        baseline="plain",
-        changed="resnet",
-        labels=("plain", "ResNet"),
-        nouns=("plain net", "ResNet"),
-        recipe="paper-cifar",
-        question="Does the degradation show?",
-        # He et al. (2015), Table 6 (ResNet-110: the best of five runs; its mean is
-        # 6.61 +- 0.16). The plain nets are shown only as curves (Fig. 6).
-        paper=({}, {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}),
-        paper_source="He et al. (2015), Table 6, CIFAR-10 test error after 64k iterations on "
-        "all 50,000 training images; it gives numbers for the ResNets only (the plain nets "
-        "appear as curves in Fig. 6, so their column is empty).",
-    ),
-    "preact": Family(
-        name="preact",
-        baseline="resnet",
-        changed="preresnet",
-        labels=("ResNet", "pre-act"),
-        nouns=("ResNet", "pre-activation ResNet"),
-        recipe="preact-cifar",
-        question="Does pre-activation train the deeper nets better?",
-        # He et al. (2016), "Identity Mappings", Table 3: original and pre-activation units.
-        paper=({110: 6.61, 164: 5.93, 1001: 7.61}, {110: 6.37, 164: 5.46, 1001: 4.92}),
-        paper_source="He et al. (2016), Identity Mappings, Table 3, CIFAR-10 test error with "
-        "the original and the pre-activation units after 64k iterations on all 50,000 "
-        "training images (ResNet-110: basic units; 164 and 1001: bottlenecks).",
-    ),
-}
 
 
 def get_family(name: str) -> Family:

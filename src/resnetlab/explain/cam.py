@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ResnetlabError
-
-METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
+from ..options import METHODS
 
 
 @dataclass

@@ -40,17 +40,13 @@ from ..errors import (
     path_argument,
     shown,
 )
+from ..options import MAX_CLASSES, MAX_INPUT_SIZE, MIN_INPUT_SIZE, RESIZE_MODES
 from ..storage import WriteError, atomic_write, missing_folders, strict_json, write_error
 from .registry import built_options, create_model, list_models, model_info
 
 FORMAT = "resnetlab.model/1"
 META_KEY = "resnetlab"
 
-# Limits no real model reaches. A file beyond them is damaged or was edited, and building
-# it would ask for more memory than any machine has (10^9 classes: a 256 GB classifier).
-MAX_CLASSES = 100_000  # ImageNet-21k, the largest common label set, has 21,841
-MIN_INPUT_SIZE = 8  # the smallest side the stems and stages can downsample
-MAX_INPUT_SIZE = 2048  # ResNets are trained at 32 to about 600 pixels
 MIN_STD = 1e-6  # split_stats' floor, for a channel that never changes
 SHOWN_CLASSES = 5  # the class names ModelMeta's repr names
 # The training record's keys (engine.train's _training_info) that measure the weights
@@ -88,7 +84,7 @@ class ModelMeta:
                 raise ResnetlabError(
                     f"{key} must be three numbers, one per RGB channel, got {shown(value)}"
                 ) from None
-        if self.resize not in ("squash", "crop"):  # data.decode.RESIZE_MODES
+        if self.resize not in RESIZE_MODES:
             raise ResnetlabError(f"unknown resize {self.resize!r} in the model file's metadata")
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ResnetlabError(
@@ -252,7 +248,7 @@ def meta_problem(data: Any) -> str | None:
             f"std is not three numbers in [{MIN_STD:g}, 1000]",
         ),
         (
-            data.get("resize", "squash") in ("squash", "crop"),  # data.decode.RESIZE_MODES
+            data.get("resize", "squash") in RESIZE_MODES,
             f"resize {data.get('resize')!r} is neither squash nor crop",
         ),
         (isinstance(data.get("training", {}), dict), "training is not an object"),

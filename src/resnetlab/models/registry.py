@@ -27,6 +27,7 @@ from ..errors import (
     shown,
     warn,
 )
+from ..options import MAX_CLASSES
 from .blocks import SWITCHES
 
 Builder = Callable[..., nn.Module]
@@ -236,8 +237,6 @@ def classifier_size(num_classes: object) -> int:
     whole number from 0 to ``MAX_CLASSES``, else one line naming it: what ``create_model``
     and every model's ``reset_classifier`` take."""
     num_classes = count_argument(num_classes, "num_classes", minimum=0)
-    from .files import MAX_CLASSES  # files builds on the registry
-
     if num_classes > MAX_CLASSES:  # a 10^10-class classifier asks for terabytes
         raise ResnetlabError(f"num_classes must be at most {MAX_CLASSES:,}, got {num_classes:,}")
     return num_classes
