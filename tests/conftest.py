@@ -73,6 +73,23 @@ def _plain_output(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _no_run_figures(request, monkeypatch):
+    """Training runs and ``eval --png`` draw no loss curves or confusion matrix, except in
+    tests marked ``figures``, which check them: matplotlib takes about a quarter of a second
+    for each figure, a third of the time of most tests that train."""
+    if request.node.get_closest_marker("figures") is not None:
+        return
+    from resnetlab.analysis import plots
+
+    monkeypatch.setattr(plots, "plot_curves", _not_drawn)
+    monkeypatch.setattr(plots, "plot_confusion", _not_drawn)
+
+
+def _not_drawn(*args, **kwargs) -> None:
+    pass
+
+
+@pytest.fixture(autouse=True)
 def _cpu_unless_marked_gpu(request, monkeypatch):
     """Every test not marked ``gpu`` runs on the CPU, whatever the machine has: there
     ``--device auto`` means the CPU, in this process and in the processes it starts, so

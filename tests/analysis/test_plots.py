@@ -6,6 +6,8 @@ import torch
 from resnetlab.analysis import fonts, plots
 from resnetlab.errors import DataWarning
 
+pytestmark = pytest.mark.figures
+
 
 @pytest.fixture
 def drawn(monkeypatch):
