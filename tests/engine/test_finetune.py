@@ -320,6 +320,26 @@ def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(
     )
     assert main([*args, "--model", "resnet32", "--out", str(tmp_path / "b")]) == 2
     assert capsys.readouterr().err.startswith("error: resnet18.pth does not fit resnet32: ")
+    # The default model named is the user's choice: it is not called the default.
+    assert main([*args, "--model", "resnet20", "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.startswith("error: resnet18.pth does not fit resnet20: ")
+    out = str(tmp_path / "d")
+    given = dict(pretrained=torchvision_file, data="digits", out=out)
+    for call, says in [
+        (lambda: train(**given), "the default model, resnet20"),
+        (lambda: train(model="resnet20", **given), "resnet20"),
+        (
+            lambda: train(TrainConfig(pretrained=str(torchvision_file)), out=out),
+            "the default model, resnet20",
+        ),
+        (
+            lambda: train(TrainConfig(model="resnet20", pretrained=str(torchvision_file), out=out)),
+            "resnet20",
+        ),
+    ]:
+        with pytest.raises(resnetlab.ResnetlabError) as e:
+            call()
+        assert str(e.value).startswith(f"resnet18.pth does not fit {says}: "), str(e.value)
 
 
 def test_a_rerun_says_when_the_weights_it_starts_from_have_changed(tmp_path, capsys):

@@ -129,6 +129,9 @@ class TrainConfig(TrainOptions):
             else:
                 value = f.default
             setattr(self, f.name, value)
+        # Not a field (nor in config.json): whether a model was chosen, in the values or
+        # their config file, or left to the default (which messages then say it is).
+        self.model_given = "model" in values
         self.__post_init__()
 
     def __post_init__(self) -> None:

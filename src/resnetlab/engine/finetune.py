@@ -203,7 +203,7 @@ class PretrainedStart:
             config.pretrained, config.model, config.model_kwargs, input_size=config.input_size
         )
         # The model no option named: the mismatch says it was chosen, not asked for.
-        default = config.model == TrainConfig.model and not config.model_kwargs
+        default = not config.model_given and not config.model_kwargs
         said = f"the default model, {config.model}" if default else None
         check_pretrained(weights, config.model, config.model_kwargs, said=said)
         mean, std, _ = weights_normalisation(weights, config.model)

@@ -338,6 +338,8 @@ def train(
         warn_of_settings_that_do_not_apply(config, overrides)
     elif overrides:  # a recipe among them applies its preset first, as --recipe does
         values = config.to_dict()
+        if not config.model_given:  # still the default, as messages say
+            del values["model"]
         config = resolve_config(values, **overrides)
         warn_of_settings_that_do_not_apply(config, overrides, values)
     with global_state_kept(), named_as_given(data_as_given(config, overrides)):
