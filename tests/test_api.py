@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +306,80 @@ def test_what_the_api_returns_says_what_it_holds_in_help():
     for kind in (RunResult, EvalReport, EvalResult, Prediction, Explanation, ExportReport):
         # A dataclass without a docstring gets its signature as one: help() says no more.
         assert not kind.__doc__.startswith(f"{kind.__name__}("), kind.__name__
+
+
+def _said(call):
+    """What ``call`` said: the message it raised, else its warnings and notes."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = call()
+        except resnetlab.ResnetlabError as e:
+            return str(e)
+    notes = getattr(result, "notes", [])
+    return "\n".join([*(str(w.message) for w in caught), *notes])
+
+
+# Per module, a case made in tmp_path: the Python call, the same on the command line, and
+# what each says.
+SETTINGS_NAMED = {
+    "engine.config": lambda t: (
+        lambda: resnetlab.TrainConfig(epochs=2, head_epochs=2),
+        ["train", "--epochs", "2", "--head-epochs", "2"],
+        "--head-epochs 2 leaves none of the 2 epochs",
+        "head_epochs=2 leaves none of the 2 epochs",
+    ),
+    "engine.config (model options)": lambda t: (
+        lambda: resnetlab.TrainConfig(model_kwargs={"num_classes": 3}),
+        ["train", "--model-option", "num_classes=3"],
+        "drop --model-option num_classes",
+        "drop model_kwargs['num_classes']",
+    ),
+    "engine.step": lambda t: (
+        lambda: resnetlab.train(model="resnet18", batch_size=1, input_size=32, out=t / "r"),
+        ["train", "--model", "resnet18", "--batch-size", "1", "--input-size", "32"],
+        "--batch-size 1: resnet18 at 32x32 reaches 1x1 feature maps",
+        "batch_size=1: resnet18 at 32x32 reaches 1x1 feature maps",
+    ),
+    "engine.finetune": lambda t: (
+        lambda: resnetlab.train(freeze="layer4", input_size=8, out=t / "r"),
+        ["train", "--freeze", "layer4", "--input-size", "8"],
+        "--freeze layer4: resnet20 has no such stage",
+        "freeze='layer4': resnet20 has no such stage",
+    ),
+    "engine.train": lambda t: (
+        lambda: resnetlab.train(resume=t / "gone"),
+        ["train", "--resume", str(t / "gone")],
+        "--resume takes the folder a run was written to (the run folder its first lines "
+        "printed, or its --out)",
+        "resume takes the folder a run was written to (the run folder its first lines "
+        "printed, or its out)",
+    ),
+    "data.sources": lambda t: (
+        lambda: resnetlab.data.load_dataset("digits", val_split=1),
+        ["train", "--val-split", "1"],
+        "--val-split must be between 0 and 1",
+        "val_split must be between 0 and 1",
+    ),
+    "models.files": lambda t: (
+        lambda: resnetlab.load_model(t / "checkpoint.pt"),
+        ["eval", str(t / "checkpoint.pt"), "--data", "digits"],
+        "(checkpoint.pt is for --resume)",
+        "(checkpoint.pt is for resume)",
+    ),
+}
+
+
+@pytest.mark.parametrize("module", SETTINGS_NAMED)
+def test_messages_name_settings_as_the_flag_or_as_the_keyword_given(module, tmp_path, capsys):
+    """The command line is told its flags (``--head-epochs 2``); Python, which was given
+    keywords, the keyword with the value as it writes it (``head_epochs=2``), never a flag."""
+    from resnetlab.cli import main
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02not safetensors")
+    call, args, flag_form, keyword_form = SETTINGS_NAMED[module](tmp_path)
+    said = _said(call)
+    assert keyword_form in said and "--" not in said, said
+    main([*args, *(["--out", str(tmp_path / "cli")] if args[0] == "train" else [])])
+    printed = "".join(capsys.readouterr())
+    assert flag_form in printed and keyword_form not in printed.replace(flag_form, ""), printed

@@ -14,6 +14,7 @@ import pytest
 import resnetlab
 from resnetlab.cli import build_parser, main
 from resnetlab.engine.train import _with_advice
+from resnetlab.errors import command_line
 
 from .conftest import PROJECT_ROOT
 from .data.conftest import noise, write_tree
@@ -426,7 +427,9 @@ def test_the_advice_on_shrunk_images_names_a_larger_input_size(tmp_path, capsys)
     assert "a larger --input-size" not in err
     # An ImageNet-style net already: only the size to give.
     note = "the images are mostly 640x480, shrunk to 32x32 (the input size)"
-    assert _with_advice(note, 32, model="resnet18").endswith("(photos: e.g. --input-size 128)")
+    with command_line():  # as the command line's run says it
+        advice = _with_advice(note, 32, model="resnet18")
+    assert advice.endswith("(photos: e.g. --input-size 128)")
     # Shrunk to 128 px already, the example is larger than that, not 128 again.
     write_tree(tmp_path / "big", {k: [noise(i, (800, 800)) for i in range(4)] for k in "ab"})
     args = ["--data", str(tmp_path / "big"), "--model", "resnet8", "--input-size", "128"]

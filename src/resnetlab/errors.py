@@ -89,16 +89,39 @@ def on_command_line() -> bool:
     return _COMMAND_LINE.get()
 
 
-def option(name: str, value: object = _NO_VALUE) -> str:
+def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> str:
     """The setting ``name`` (a keyword: ``head_epochs``), with ``value`` where given, as a
     message names it: ``--head-epochs 0`` on the command line, ``head_epochs=0`` where
-    Python called ``train``, ``create_model``... (a path as the string given)."""
+    Python called ``train``, ``create_model``... (a path as the string given; True as the
+    switch alone, ``--download``, and ``download=True``; False as its ``--no-`` form; a list
+    as the values one by one, ``--seeds 0 1 2``, and ``seeds=[0, 1, 2]``). ``text``, given
+    instead of ``value``, is shown as it is in both: a value to choose (``--epochs N``,
+    ``epochs=N``), a rounded number (``--lr 0.0141``, ``lr=0.0141``)."""
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
+    if text is not None:
+        value = _Shown(text)
     if on_command_line():
         flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            return flag if value else f"--no-{flag[2:]}"
+        if isinstance(value, list | tuple):
+            value = " ".join(map(str, value))
         return flag if value is _NO_VALUE else f"{flag} {value}"
     return name if value is _NO_VALUE else f"{name}={value!r}"
+
+
+def options(*named: str) -> str:
+    """Settings that ``option`` named, together: ``--data photos --val-split 0.2`` on the
+    command line, ``data='photos', val_split=0.2`` from Python."""
+    return (" " if on_command_line() else ", ").join(named)
+
+
+class _Shown(str):
+    """Text that a message shows as it is, in Python's form too (``option``'s ``text``)."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def readable(name: str) -> str:

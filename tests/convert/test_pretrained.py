@@ -548,7 +548,7 @@ def test_an_export_or_a_checkpoint_is_refused_naming_what_to_give(tmp_path):
     with pytest.raises(ResnetlabError) as e:
         resolve_pretrained(run / "checkpoint.pt", "resnet8")
     assert str(e.value) == (
-        f"{run / 'checkpoint.pt'} is a training checkpoint (for --resume); pretrained takes "
+        f"{run / 'checkpoint.pt'} is a training checkpoint (for resume); pretrained takes "
         f"its run folder, {run}, whose model files record the model, its classes and its "
         "normalisation"
     )

@@ -109,7 +109,7 @@ def test_named_cifar10_downloads_into_the_cache_when_asked(tmp_path, monkeypatch
     monkeypatch.setattr(cifar10, "URL", archive.as_uri())
     monkeypatch.setattr(cifar10, "MD5", md5)
     cache = tmp_path / "cache"
-    with pytest.raises(DataError, match=r"cifar10: not found in .*; add --download"):
+    with pytest.raises(DataError, match=r"cifar10: not found in .*; add download=True"):
         load_dataset("cifar10", cache_dir=cache)
     data = load_dataset("cifar10", download=True, cache_dir=cache)
     assert np.array_equal(data.train.images.numpy(), train_images) and len(data.val) == 2

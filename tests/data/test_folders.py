@@ -362,7 +362,7 @@ def test_too_many_unreadable_images_is_fatal(tmp_path):
     with (
         pytest.warns(DataWarning),
         pytest.raises(
-            DataError, match=r"remove or replace the files the warnings name, or point --data at"
+            DataError, match=r"remove or replace the files the warnings name, or point data at"
         ),
     ):
         load_dataset(str(root))
@@ -473,8 +473,8 @@ def test_a_validation_class_that_training_lacks_is_refused(tmp_path):
         DataError,
         match=r"class lists differ: .*train has 2 classes, .*val has 3 "
         r"\(only in validation: z\); validation needs classes the training data has: move "
-        r"the others out of .*val, or validate on other images \(--val-data, or --data "
-        r".*train --val-split 0\.2\)$",
+        r"the others out of .*val, or validate on other images \(val_data, or data="
+        r"'.*train', val_split=0\.2\)$",
     ):
         load_dataset(str(tmp_path / "d"))
 
@@ -1065,7 +1065,7 @@ def test_a_folder_of_hdf5_files_points_at_them(tmp_path):
     with pytest.raises(DataError, match=r"no class folders and no images in it$"):
         load_dataset(str(tmp_path / "empty"))
     (tmp_path / "empty" / "train_signs.h5").write_bytes(b"\x89HDF")
-    with pytest.raises(DataError, match=r"it holds train_signs\.h5: give that file as --data"):
+    with pytest.raises(DataError, match=r"it holds train_signs\.h5: give that file as data$"):
         load_dataset(str(tmp_path / "empty"))
 
 

@@ -86,7 +86,7 @@ def test_a_training_file_given_as_validation_data_is_itself(tmp_path):
     # The same images for both is refused, naming the fix.
     with pytest.raises(DataError, match="holds the same images as the training data"):
         load_dataset(test, val_data=test)
-    with pytest.raises(DataError, match="leave --val-data out"):
+    with pytest.raises(DataError, match="leave val_data out"):
         load_dataset("digits", val_data="digits")
 
 
@@ -142,8 +142,8 @@ def test_a_keras_model_file_given_as_data_is_named_as_one(tmp_path, write):
         DataError,
         match=rf"^{re.escape(str(path))} is a Keras model file, not a data set; give the "
         rf"images as the data, and the model converted \(resnetlab convert keras "
-        rf"{re.escape(str(path))} ResNet50.safetensors\) or, to train from it, as --pretrained "
-        rf"{re.escape(str(path))}$",
+        rf"{re.escape(str(path))} ResNet50.safetensors\) or, to train from it, as pretrained="
+        rf"'{re.escape(str(path))}'$",
     ):
         load_dataset(str(path))
 
@@ -160,7 +160,7 @@ def test_a_keras_archive_given_as_data_is_named_as_the_h5_model_is(tmp_path):
     assert str(info.value) == (
         f"{path} is a Keras model file, not a data set; give the images as the data, and the "
         f"model converted (resnetlab convert keras {path} ResNet50.safetensors) or, to train "
-        f"from it, as --pretrained {path}"
+        f"from it, as pretrained='{path}'"
     )
 
 

@@ -45,7 +45,7 @@ def test_digits_upscaled_to_the_model_input():
 def test_unused_val_split_is_said(tmp_path):
     for split in ("train", "test"):
         write_tree(tmp_path / "d" / split, {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
-    with pytest.warns(DataWarning, match=r"--val-split 0.5 not used: validating on the test split"):
+    with pytest.warns(DataWarning, match=r"val_split=0.5 not used: validating on the test split"):
         data = load_dataset(str(tmp_path / "d"), val_split=0.5)
     assert len(data.val) == 4
     # Pointing at the training folder alone splits it.
@@ -55,7 +55,7 @@ def test_unused_val_split_is_said(tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_val_split_outside_zero_one(fraction):
-    with pytest.raises(DataError, match=r"--val-split must be between 0 and 1"):
+    with pytest.raises(DataError, match=r"^val_split must be between 0 and 1"):
         load_dataset("digits", val_split=fraction)
 
 
@@ -112,7 +112,7 @@ def test_a_run_folder_given_as_data_is_named_as_one(tmp_path):
             load(str(run))
         assert str(caught.value) == (
             f"{run} is a training run's folder, not a data set; give the images it trained on "
-            f"(its config.json names them), or start from its weights: train --pretrained {run}"
+            f"(its config.json names them), or start from its weights: train pretrained='{run}'"
         )
 
 
@@ -140,7 +140,7 @@ def test_holding_out_more_than_is_trained_on_is_said(tmp_path):
     write_tree(
         tmp_path / "d", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
     )
-    with pytest.warns(DataWarning, match=r"--val-split 0.8 holds out more .* \(16 validated, 4 "):
+    with pytest.warns(DataWarning, match=r"val_split=0.8 holds out more .* \(16 validated, 4 "):
         load_dataset(str(tmp_path / "d"), val_split=0.8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -332,9 +332,9 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
     with pytest.raises(DataError, match=r"model.keras is a Keras model file, not a data set; "):
         load_dataset(str(keras_file))  # (tests/data/test_signs.py: the whole line)
     for path, kind in [
-        (weights, "a PyTorch weights file (torch.save), which --pretrained takes"),
+        (weights, "a PyTorch weights file (torch.save), which pretrained takes"),
         (image, "an image"),
-        (run / "best.safetensors", "a model file, which --pretrained takes"),
+        (run / "best.safetensors", "a model file, which pretrained takes"),
     ]:
         with pytest.raises(
             DataError,
@@ -346,7 +346,7 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
         load_dataset(str(run))
     assert str(caught.value) == (
         f"{run} is a training run's folder, not a data set; give the images it trained on (its "
-        f"config.json names them), or start from its weights: train --pretrained {run}"
+        f"config.json names them), or start from its weights: train pretrained='{run}'"
     )
 
 

@@ -23,7 +23,7 @@ from resnetlab.engine.calibrate import (
 )
 from resnetlab.engine.cpu import MatmulConv2d
 from resnetlab.engine.step import build_training
-from resnetlab.errors import CacheWarning, SettingWarning
+from resnetlab.errors import CacheWarning, SettingWarning, command_line
 
 from ..fake_cpu import FakeMachine, fake_cpu
 
@@ -503,8 +503,13 @@ def test_what_the_log_says_of_the_speed_choices():
         "speed on cuda: fixed choices (only CPUs are calibrated)"
     ]
     cached = CpuPlan(how="from the cache", steps={"fp32 channels-last": [0.1, 0.1, 0.1]})
-    assert calibrate.speed_lines(cached, "cpu", detailed=False) == [
+    with command_line():
+        said = calibrate.speed_lines(cached, "cpu", detailed=False)
+    assert said == [
         "CPU plan: fp32, channels-last (from the cache); --explain-speed shows the timings"
+    ]
+    assert calibrate.speed_lines(cached, "cpu", detailed=False) == [
+        "CPU plan: fp32, channels-last (from the cache); explain_speed=True shows the timings"
     ]
     assert calibrate.speed_lines(cached, "cpu", detailed=True) == cached.explain()
     off = CpuPlan(how="not calibrated: RESNETLAB_CALIBRATE=off")

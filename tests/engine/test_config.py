@@ -8,7 +8,7 @@ import resnetlab
 from resnetlab import ResnetlabError
 from resnetlab.engine import RECIPES, TrainConfig, resolve_config
 from resnetlab.engine.config import AUTO_FIELDS, warn_of_settings_that_do_not_apply
-from resnetlab.errors import SettingWarning
+from resnetlab.errors import SettingWarning, command_line
 
 
 def test_defaults_are_the_offline_demo():
@@ -71,7 +71,7 @@ def test_bad_values_are_clear_errors(tmp_path):
     with pytest.raises(ResnetlabError, match=r"run is a folder; --config takes a file: give .*"):
         TrainConfig.load(tmp_path / "run")
     # No held-out share at all: how to train on every image is the fix to name.
-    with pytest.raises(ResnetlabError, match=r"got 0.0; .* train on all .* --val-data"):
+    with pytest.raises(ResnetlabError, match=r"got 0.0; .* train on all .* with val_data$"):
         resolve_config(val_split=0.0)
     with pytest.raises(ResnetlabError, match=r"exclusive\), got 1.5$"):
         resolve_config(val_split=1.5)
@@ -184,10 +184,10 @@ def test_new_options_are_checked():
         ),
         (
             dict(head_epochs=2, epochs=2),
-            r"--head-epochs 2 leaves none of the 2 epochs to train the rest of the network; "
-            r"lower it or raise --epochs \(to train only the classifier: --freeze backbone\)$",
+            r"head_epochs=2 leaves none of the 2 epochs to train the rest of the network; "
+            r"lower it or raise epochs \(to train only the classifier: freeze='backbone'\)$",
         ),
-        (dict(head_epochs=1, epochs=1), r"--head-epochs 1 leaves none of the 1 epoch to train "),
+        (dict(head_epochs=1, epochs=1), r"head_epochs=1 leaves none of the 1 epoch to train "),
     ]:
         with pytest.raises(ResnetlabError, match=message):
             resolve_config(**bad)
@@ -293,7 +293,8 @@ def test_another_batch_with_a_config_file_names_the_rate_for_it(recwarn):
 
     def warned(**given):
         recwarn.clear()
-        warn_of_settings_that_do_not_apply(resolve_config(chosen, **given), given, chosen)
+        with command_line():  # as `resnetlab train --config` warns
+            warn_of_settings_that_do_not_apply(resolve_config(chosen, **given), given, chosen)
         return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
 
     assert warned(batch_size=16) == [
@@ -312,7 +313,8 @@ def test_weights_given_with_a_config_file_of_a_run_from_scratch(recwarn, tmp_pat
     def warned(**given):
         recwarn.clear()
         config = resolve_config(scratch, **given)
-        warn_of_settings_that_do_not_apply(config, given, scratch)
+        with command_line():
+            warn_of_settings_that_do_not_apply(config, given, scratch)
         return config, [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
 
     config, messages = warned(pretrained=weights)
@@ -330,7 +332,8 @@ def test_weights_given_with_a_config_file_of_a_run_from_scratch(recwarn, tmp_pat
 def test_milestones_without_the_step_schedule_are_named(recwarn):
     def warned(**given):
         recwarn.clear()
-        warn_of_settings_that_do_not_apply(resolve_config(**given), given)
+        with command_line():
+            warn_of_settings_that_do_not_apply(resolve_config(**given), given)
         return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
 
     (message,) = warned(milestones=(0.3, 0.6))  # the auto recipe's schedule is cosine
@@ -352,7 +355,9 @@ def test_milestones_without_the_step_schedule_are_named(recwarn):
 def test_head_epochs_and_layer_decay_under_a_frozen_backbone_are_named(recwarn):
     def warned(**given):
         recwarn.clear()
-        warn_of_settings_that_do_not_apply(resolve_config(pretrained="torchvision", **given), given)
+        config = resolve_config(pretrained="torchvision", **given)
+        with command_line():
+            warn_of_settings_that_do_not_apply(config, given)
         return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
 
     (message,) = warned(freeze="backbone", head_epochs=1, layer_lr_decay=0.5)

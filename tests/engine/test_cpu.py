@@ -17,7 +17,7 @@ from resnetlab.engine.cpu import (
 )
 from resnetlab.engine.optim import set_lr
 from resnetlab.engine.step import build_training
-from resnetlab.errors import SettingWarning
+from resnetlab.errors import SettingWarning, command_line
 
 SHAPES = {  # (in, out, kernel, stride, padding, bias, input side, input needs a gradient)
     "3x3 on a 2x2 map": (16, 32, 3, 1, 1, False, 2, True),
@@ -161,7 +161,7 @@ def test_a_precision_the_cpu_emulates_is_warned_of_when_training_starts(
     monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Some CPU", "flags": flags})
     monkeypatch.setenv("RESNETLAB_CALIBRATE", "off")
     config = TrainConfig(model="resnet8", precision=precision, batch_size=4)
-    with warnings.catch_warnings(record=True) as caught:
+    with command_line(), warnings.catch_warnings(record=True) as caught:  # as `train` says it
         warnings.simplefilter("always")
         build_training(config, torch.device("cpu"), num_classes=3, input_size=8)
     said = [str(w.message) for w in caught if issubclass(w.category, SettingWarning)]

@@ -11,7 +11,7 @@ import torch
 from resnetlab.cli import main
 from resnetlab.engine import distributed
 from resnetlab.engine.distributed import resolve_device
-from resnetlab.errors import ResnetlabError
+from resnetlab.errors import ResnetlabError, command_line
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_one_gpu_named_for_every_torchrun_process_is_one_line(one_gpu, monkeypat
     env = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
     for name, value in {**env, "MASTER_ADDR": "h", "MASTER_PORT": "7"}.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(ResnetlabError) as error:
+    with command_line(), pytest.raises(ResnetlabError) as error:
         distributed.init_distributed("cuda:0")
     assert str(error.value) == (
         "--device cuda:0 under torchrun puts this machine's 2 processes on one GPU; give "

@@ -178,7 +178,7 @@ def test_pretrained_runs_default_to_the_finetune_recipe():
     assert resolve_config(pretrained="torchvision").recipe == "finetune"
     assert resolve_config(pretrained="torchvision", recipe="modern").recipe == "modern"
     assert resolve_config().recipe == "auto"
-    with pytest.raises(resnetlab.ResnetlabError, match="unknown --freeze 'layer9'"):
+    with pytest.raises(resnetlab.ResnetlabError, match="unknown freeze 'layer9'"):
         TrainConfig(freeze="layer9")
     with pytest.raises(
         resnetlab.ResnetlabError,

@@ -89,14 +89,16 @@ def test_a_precision_for_inference_is_checked(monkeypatch):
 
 def test_bf16_inference_on_a_gpu_without_bf16_hardware_is_refused(monkeypatch):
     # A T4's bf16 is emulated, and PyTorch says it is supported (torch 2.4 and later).
-    from resnetlab.errors import ResnetlabError
+    from resnetlab.errors import ResnetlabError, command_line
 
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     model = resnetlab.create_model("resnet8", num_classes=3)
     refused = r"^cuda:0 has no bf16 arithmetic; give --precision fp16$"
-    with pytest.raises(ResnetlabError, match=refused):
+    with command_line(), pytest.raises(ResnetlabError, match=refused):
+        inference_model(model, torch.device("cuda", 0), precision="bf16")
+    with pytest.raises(ResnetlabError, match=r"give precision='fp16'$"):  # predict(...)
         inference_model(model, torch.device("cuda", 0), precision="bf16")
 
 

@@ -28,7 +28,7 @@ from resnetlab.engine.step import (
     weighed_classes_note,
     weighed_cross_entropy,
 )
-from resnetlab.errors import SettingWarning
+from resnetlab.errors import SettingWarning, command_line
 
 CPU = torch.device("cpu")
 FAST = dict(
@@ -109,9 +109,16 @@ def test_ema_update_matches_averaged_model():
 
 def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process(torch_2_5):
     config = TrainConfig(model="resnet20", cuda_graphs=True)
-    with pytest.raises(resnetlab.ResnetlabError, match="--cuda-graphs needs a CUDA device"):
+    with (
+        command_line(),
+        pytest.raises(resnetlab.ResnetlabError, match="--cuda-graphs needs a CUDA device"),
+    ):
         build_training(config, CPU, num_classes=10, input_size=16)
-    with pytest.raises(resnetlab.ResnetlabError, match="use --precision bf16"):
+    with command_line(), pytest.raises(resnetlab.ResnetlabError, match="use --precision bf16"):
+        TrainConfig(model="resnet20", cuda_graphs=True, precision="fp16")
+    with pytest.raises(
+        resnetlab.ResnetlabError, match=r"^cuda_graphs=True cannot .* precision='bf16'$"
+    ):
         TrainConfig(model="resnet20", cuda_graphs=True, precision="fp16")
     with pytest.raises(resnetlab.ResnetlabError, match="several processes"):
         build_training(config, CPU, num_classes=10, input_size=16, dist=DistInfo(0, 2, 0))
@@ -147,7 +154,9 @@ def test_cuda_graphs_asked_for_where_they_cannot_run_are_refused(torch_2_5):
     resolve = config_module.resolve_cuda_graphs
     with pytest.raises(resnetlab.ResnetlabError, match="needs a CUDA device; this run is on cpu"):
         resolve(config, "cpu")
-    with pytest.raises(resnetlab.ResnetlabError, match="add --head-epochs 0"):
+    with command_line(), pytest.raises(resnetlab.ResnetlabError, match="add --head-epochs 0"):
+        resolve(config, "cuda", head_epochs=1)
+    with pytest.raises(resnetlab.ResnetlabError, match="add head_epochs=0"):
         resolve(config, "cuda", head_epochs=1)
     # Without a GPU, the default trains eagerly and says nothing of graphs.
     parts = build_training(TrainConfig(model="resnet20"), CPU, num_classes=10, input_size=16)
@@ -413,7 +422,9 @@ def test_the_step_weighs_each_images_loss_by_its_class(smoothing):
     )
     step(x, y)
     assert step.take_sums()[0].item() / len(y) == pytest.approx(by_hand.item(), rel=1e-6)
-    assert weighed_classes_note(["cat", "dog"], [70, 10]) == (
+    with command_line():
+        note = weighed_classes_note(["cat", "dog"], [70, 10])
+    assert note == (
         "each class weighs in the loss in inverse proportion to its training images "
         "(--class-weights balanced): 'dog' x4.00, 'cat' x0.57"
     )
@@ -460,7 +471,10 @@ def test_training_with_balanced_class_weights_records_and_says_them(tmp_path, ca
 def test_a_batch_of_one_that_reaches_1x1_maps_is_refused_before_training():
     # ResNet-18 at 32x32 ends in 1x1 maps: one image gives BatchNorm one value per channel.
     config = TrainConfig(model="resnet18", batch_size=1, device="cpu")
-    with pytest.raises(resnetlab.ResnetlabError, match=r"^--batch-size 1: resnet18 at 32x32"):
+    with (
+        command_line(),
+        pytest.raises(resnetlab.ResnetlabError, match=r"^--batch-size 1: resnet18 at 32x32"),
+    ):
         build_training(config, torch.device("cpu"), num_classes=10, input_size=32)
     refuse_lone_values(config, num_classes=10, input_size=64)  # 2x2 maps: four values
     refuse_lone_values(dataclasses.replace(config, batch_size=2), num_classes=10, input_size=32)

@@ -28,7 +28,7 @@ from resnetlab.engine.checkpoint import (
     restore_cuda_rng,
 )
 from resnetlab.engine.train import Trainer
-from resnetlab.errors import DataWarning, SettingWarning
+from resnetlab.errors import DataWarning, SettingWarning, command_line
 from resnetlab.storage import FolderInUse
 
 from ..data.conftest import write_signs_pair
@@ -207,7 +207,7 @@ def test_a_model_file_names_its_data_without_the_folders_above(tmp_path):
 def test_a_run_folder_is_not_overwritten(tmp_path):
     train(**FAST, epochs=1, out=str(tmp_path / "run"))
     with pytest.raises(
-        resnetlab.ResnetlabError, match="already holds a run; continue it with --resume"
+        resnetlab.ResnetlabError, match="already holds a run; continue it with resume='"
     ):
         train(**FAST, epochs=1, out=str(tmp_path / "run"))
 
@@ -294,7 +294,7 @@ def test_a_run_that_cannot_start_leaves_no_empty_folder(tmp_path, monkeypatch):
         train(**{**FAST, "data": "."})
     assert str(caught.value) == (  # the data named as given
         "the default run folder, in runs/, is inside the data folder .; the run's "
-        "figures would become training images: give --out outside it"
+        "figures would become training images: give out outside it"
     )
     assert sorted(p.name for p in photos.iterdir()) == ["c0", "c1"]
 
@@ -314,7 +314,7 @@ def test_a_folder_another_run_trains_in_is_refused_before_the_data_is_read(
     fresh = tmp_path / "new"
     fresh.mkdir()
     hold_in_another_process(fresh)
-    with pytest.raises(FolderInUse, match=r"or choose another --out$"):
+    with pytest.raises(FolderInUse, match=r"or choose another out$"):
         train(**FAST, max_steps=1, out=str(fresh))
     assert read == [] and sorted(p.name for p in fresh.iterdir()) == [".lock"]
 
@@ -567,7 +567,7 @@ def test_subset_and_max_steps(tmp_path):
 def test_a_subset_smaller_than_the_classes_says_so_with_its_fix(tmp_path):
     # Digits has 10 classes: 8 training images leave 2 without any, 3 validation images 7.
     few = dict(FAST, batch_size=2, subset=8, val_subset=3, out=str(tmp_path / "few"))
-    with warnings.catch_warnings(record=True) as caught:
+    with command_line(), warnings.catch_warnings(record=True) as caught:  # as `train` says it
         warnings.simplefilter("always")
         trainer = Trainer(TrainConfig(**few))
     said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
@@ -734,7 +734,7 @@ def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
     assert (
         "the learning rate goes on at 0% of its peak (cosine schedule, stretched to the new "
         "length), so the added steps change the weights little; to train on at a higher "
-        f"rate, start a new run from these weights (--pretrained {short})"
+        f"rate, start a new run from these weights (pretrained='{short}')"
     ) in capsys.readouterr().err
 
 
@@ -954,10 +954,13 @@ def test_sync_bn_on_the_cpu_is_refused_and_alone_warned_of(monkeypatch):
 
     dist = SimpleNamespace(enabled=True, rank=0, world_size=2, local_rank=0, is_main=True)
     config = TrainConfig(model="resnet8", sync_bn=True)
-    with pytest.raises(resnetlab.ResnetlabError, match="--sync-bn needs CUDA devices"):
+    with (
+        command_line(),
+        pytest.raises(resnetlab.ResnetlabError, match="--sync-bn needs CUDA devices"),
+    ):
         build_training(config, torch.device("cpu"), num_classes=10, input_size=8, dist=dist)
     config = TrainConfig.from_recipe("modern", model="resnet8", sync_bn=True)
-    with pytest.warns(SettingWarning, match="--sync-bn has no effect in one process"):
+    with pytest.warns(SettingWarning, match="^sync_bn=True has no effect in one process"):
         build_training(config, torch.device("cpu"), num_classes=10, input_size=8)
 
 
@@ -1204,7 +1207,7 @@ def test_a_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypat
 
     monkeypatch.setattr(TrainStep, "__call__", runs_out)
     run = tmp_path / "run"
-    with pytest.raises(resnetlab.ResnetlabError) as caught:
+    with command_line(), pytest.raises(resnetlab.ResnetlabError) as caught:  # as `train` says it
         train(model="resnet8", data="digits", input_size=8, batch_size=480, epochs=3, out=str(run))
     lr = json.loads((run / "config.json").read_text())["lr"]  # the auto recipe's, at 480
     assert str(caught.value) == (

@@ -113,7 +113,7 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
     train(resume=result.run_dir)
     assert (
         "stopped early after epoch 5: no better accuracy for 3 epochs since epoch 2; add "
-        "--patience N (more than 3) to train it further"
+        "patience=N (more than 3) to train it further"
     ) in capsys.readouterr().err
     assert {name: (result.run_dir / name).read_bytes() for name in kept} == before
     # With more patience it goes on: epoch 6 is the new best.
@@ -151,7 +151,7 @@ def test_short_epochs_validate_every_few_and_say_so(tmp_path, capsys):
     result = train(**SHORT_EPOCHS, epochs=31, out=str(tmp_path / "r"))
     assert (
         "validation every 3 epochs and after the last: an epoch trains 40 images, a "
-        "validation scores 100 (--val-every 1 validates every epoch)"
+        "validation scores 100 (val_every=1 validates every epoch)"
     ) in capsys.readouterr().err
     assert _validated_epochs(result.run_dir) == [*range(3, 31, 3), 31]
     assert result.summary["val_every"] == 3
@@ -411,7 +411,7 @@ def test_the_loss_guard_halves_the_auto_rate_and_the_run_keeps_it(tmp_path, monk
     assert TrainConfig.load(result.run_dir / "config.json")["lr"] == pytest.approx(chosen / 2)
     err = capsys.readouterr().err
     assert "the training loss rose to 3.20, 1.6x its start (2.00)" in err
-    assert f"auto halves the peak rate to {chosen / 2:.3g} (--lr sets it)" in err
+    assert f"auto halves the peak rate to {chosen / 2:.3g} (lr sets it)" in err
     with open(result.run_dir / "metrics.csv") as f:
         last_epoch = [row for row in csv.DictReader(f) if row["kind"] == "epoch"][-1]
     assert float(last_epoch["lr"]) < chosen / 2 * 0.5  # the cosine's end, below the new peak

@@ -339,7 +339,7 @@ def test_a_run_folder_or_checkpoint_given_as_a_model_file_points_to_the_model_fi
     with pytest.raises(ResnetlabError, match="is a folder, not a model file; a run folder's"):
         resnetlab.load_model(tmp_path)
     (tmp_path / "checkpoint.pt").write_bytes(b"\x80\x02not safetensors")
-    with pytest.raises(ResnetlabError, match=r"\(checkpoint.pt is for --resume\)$"):
+    with pytest.raises(ResnetlabError, match=r"\(checkpoint.pt is for resume\)$"):
         resnetlab.load_model(tmp_path / "checkpoint.pt")
 
 

@@ -62,11 +62,11 @@ from torch import nn
 
 from ..errors import ResnetlabError, near_name, on_command_line, option, path_argument
 from ..models.files import (
-    CHECKPOINT_KIND,
     EXPORT_KINDS,
     META_KEY,
     ModelMeta,
     case_matches,
+    checkpoint_kind,
     cut_short,
     model_skeleton,
     other_format,
@@ -538,7 +538,7 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
             f"convolution); {option('pretrained')} takes the .safetensors model file it was "
             "exported from, or its run folder"
         )
-    if kind == CHECKPOINT_KIND:  # its weights, without the normalisation they were trained with
+    if kind == checkpoint_kind():  # its weights, without the normalisation they were trained with
         raise ResnetlabError(
             f"{path} is {kind}; {option('pretrained')} takes its run folder, {path.parent}, whose "
             f"model files record the model, its classes and its normalisation"

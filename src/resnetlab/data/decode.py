@@ -30,6 +30,7 @@ from ..errors import (
     DataWarning,
     ResnetlabError,
     count_argument,
+    option,
     path_argument,
     shown,
     warn,
@@ -90,11 +91,15 @@ _CHUNK = 256
 
 # How the note on a split's unreadable files begins (they were each warned about).
 UNREADABLE_NOTE = "skipped"
-# What too many unreadable files mean, and what to do, whether decoded now or streamed.
-UNREADABLE_FIX = (
-    "means the folder is not what it should be: remove or replace the files the warnings "
-    "name, or point --data at the image folder"
-)
+
+
+def unreadable_fix() -> str:
+    """What too many unreadable files mean, and what to do, whether decoded now or streamed."""
+    return (
+        "means the folder is not what it should be: remove or replace the files the warnings "
+        f"name, or point {option('data')} at the image folder"
+    )
+
 
 # What PIL raises on a damaged, unsupported or hostile file (a decompression bomb: an image
 # of hundreds of millions of pixels). The one list every reader of image files catches.
@@ -524,7 +529,7 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
         raise DataError(
             f"{source}: {len(failed)} of {total} images cannot be read (first: {failed[0][0]}: "
             f"{failed[0][1]}); more than {MAX_UNREADABLE_FRACTION:.0%} unreadable "
-            f"{UNREADABLE_FIX}"
+            f"{unreadable_fix()}"
         )
     warn(f"{source}: {note}", DataWarning)
     return [note]

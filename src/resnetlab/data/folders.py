@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, DataWarning, as_given, readable, warn
+from ..errors import DataError, DataWarning, as_given, option, readable, warn
 from .cache import DecodeCache, cache_unwritable, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
@@ -523,7 +523,7 @@ def scan_classes(folder: Path) -> FolderSplit:
     loose = _direct_images(folder)
     if not class_dirs and not loose:
         h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
-        hint = f"; it holds {', '.join(h5[:3])}: give that file as --data" if h5 else ""
+        hint = f"; it holds {', '.join(h5[:3])}: give that file as {option('data')}" if h5 else ""
         raise DataError(f"{folder}: no class folders and no images in it{hint}")
     if not class_dirs:
         return _scan_named_files(folder)

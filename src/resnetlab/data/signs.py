@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, option
 from ..options import MAX_CLASSES
 from .decode import format_size
 from .imageset import ImageSet
@@ -83,7 +83,7 @@ def keras_model_as_data(path: Path) -> str:
     return (
         f"{path} is a Keras model file, not a data set; give the images as the data, and the "
         f"model converted (resnetlab convert keras {path} {Path(path).stem}.safetensors) or, "
-        f"to train from it, as --pretrained {path}"
+        f"to train from it, as {option('pretrained', path)}"
     )
 
 

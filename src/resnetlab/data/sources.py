@@ -27,6 +27,8 @@ from ..errors import (
     count_argument,
     name_as_given,
     near_name,
+    option,
+    options,
     path_argument,
     readable,
     shown,
@@ -181,7 +183,8 @@ def _open_path(
     if (path / "config.json").is_file() and any((path / n).is_file() for n in run_files):
         raise DataError(
             f"{path} is a training run's folder, not a data set; give the images it trained on "
-            f"(its config.json names them), or start from its weights: train --pretrained {path}"
+            "(its config.json names them), or start from its weights: "
+            f"train {option('pretrained', path)}"
         )
     notes = []
     given: Path | None = path  # the user's own folder; an archive's copy is not
@@ -191,7 +194,7 @@ def _open_path(
             if kind == "a Keras model (.keras)":
                 raise DataError(keras_model_as_data(path))
             if kind is None and path.suffix.lower() == ".safetensors":
-                kind = "a model file, which --pretrained takes"
+                kind = f"a model file, which {option('pretrained')} takes"
             raise DataError(
                 f"{f'{path} is {kind}, not a data set' if kind else f'{path}: not a data set'}"
                 ": expected an .h5 file, an image folder, a cifar-10-batches-bin folder, or a "
@@ -231,8 +234,9 @@ def _cifar10_folder(root: Path, download: bool) -> Path:
     if not archive.is_file():
         if not download:
             raise DataError(
-                f"cifar10: not found in {root}; add --download to fetch it (163 MB), or give "
-                f"path/to/{cifar10.ARCHIVE_NAME} or a {cifar10.FOLDER_NAME} folder as the data"
+                f"cifar10: not found in {root}; add {option('download', True)} to fetch it "
+                f"(163 MB), or give path/to/{cifar10.ARCHIVE_NAME} or a {cifar10.FOLDER_NAME} "
+                "folder as the data"
             )
         archive = cifar10.download(root)
     found = find_root(extracted_folder(archive, root))
@@ -242,17 +246,21 @@ def _cifar10_folder(root: Path, download: bool) -> Path:
     raise DataError(f"{archive}: holds no CIFAR-10 batch files (data_batch_*.bin, test_batch.bin)")
 
 
-def check_val_split(fraction: object, name: str = "--val-split") -> None:
-    """The one range check of a held-out fraction: a number strictly between 0 and 1."""
+def check_val_split(fraction: object, name: str | None = None) -> None:
+    """The one range check of a held-out fraction: a number strictly between 0 and 1.
+    ``name``: what it is called (default: the ``val_split`` option)."""
     number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
     if not (number and 0 < fraction < 1):
         hint = ""
-        if number and fraction == 0 and name == "--val-split":
+        if number and fraction == 0 and name is None:
             hint = (
                 "; a run always validates on images it does not train on: to train on all "
-                "of these, give others to validate on with --val-data"
+                f"of these, give others to validate on with {option('val_data')}"
             )
-        raise DataError(f"{name} must be between 0 and 1 (exclusive), got {fraction!r}{hint}")
+        raise DataError(
+            f"{name or option('val_split')} must be between 0 and 1 (exclusive), "
+            f"got {fraction!r}{hint}"
+        )
 
 
 def stratified_split(
@@ -310,10 +318,10 @@ def stratified_sample(split: Split, n: int, seed: int = 0) -> Split:
     return split.subset(torch.cat(kept).sort().values)
 
 
-def subset_note(flag: str, n: int, before: Split, after: Split, what: str) -> str | None:
-    """A note when a subset of ``n`` (asked for by ``flag``: ``--subset``) took no image of
-    some classes that have images: fewer images than classes, so the fix is a larger subset,
-    not more images (as ``class_balance_note`` would advise)."""
+def subset_note(name: str, n: int, before: Split, after: Split, what: str) -> str | None:
+    """A note when a subset of ``n`` (asked for by the option ``name``: ``subset``) took no
+    image of some classes that have images: fewer images than classes, so the fix is a
+    larger subset, not more images (as ``class_balance_note`` would advise)."""
     had, has = before.class_counts(), after.class_counts()
     emptied = [after.class_names[c] for c, k in enumerate(had) if k and not has[c]]
     if not emptied:
@@ -325,8 +333,8 @@ def subset_note(flag: str, n: int, before: Split, after: Split, what: str) -> st
         shown = ", ".join(map(repr, emptied[:5])) + (", ..." if len(emptied) > 5 else "")
         which = f"{len(emptied)} classes without {what} images ({shown})"
     return (
-        f"{flag} {n} leaves {which}: it takes fewer images than the {classes} classes; give "
-        f"{flag} {classes} or more to keep one image of each class at least"
+        f"{option(name, n)} leaves {which}: it takes fewer images than the {classes} classes; "
+        f"give {option(name, classes)} or more to keep one image of each class at least"
     )
 
 
@@ -349,17 +357,24 @@ def sample_counts(counts: list[int], n: int) -> list[int]:
     return take
 
 
-# The note on a test split that validates, for want of a val split.
-TEST_VALIDATES_NOTE = (
-    "the test images validate (there is no val split): the best epoch is picked on them, so "
-    "an eval on them afterwards flatters the model; add a val/ folder or give --val-data to "
-    "keep them unseen"
-)
-TEST_GIVEN_NOTE = (
-    "--val-data {val_data} is a test set: the best epoch is picked on it, so an eval on it "
-    "afterwards flatters the model; validate on other images (a val split, or --val-split) "
-    "to keep it unseen"
-)
+def validating_test_note() -> str:
+    """The note on a test split that validates, for want of a val split."""
+    return (
+        "the test images validate (there is no val split): the best epoch is picked on them, "
+        f"so an eval on them afterwards flatters the model; add a val/ folder or give "
+        f"{option('val_data')} to keep them unseen"
+    )
+
+
+def given_test_set_note(val_data: str | os.PathLike) -> str:
+    """The note on validation data that is a test set."""
+    return (
+        f"{option('val_data', val_data)} is a test set: the best epoch is picked on it, so an "
+        "eval on it afterwards flatters the model; validate on other images (a val split, or "
+        f"{option('val_split')}) to keep it unseen"
+    )
+
+
 # The split of --val-data that validates: its own val, else test split, else all of it.
 VAL_DATA_SPLITS = ("val", "test", "all", "train")
 # The note on an eval of the images the model's run validated on (--val-data).
@@ -475,7 +490,7 @@ def load_dataset(
         if held_out in source.borrowed:
             val = _found_next_to(val, data)
         if held_out == "test":
-            val = _with_notes(val, [TEST_VALIDATES_NOTE])
+            val = _with_notes(val, [validating_test_note()])
             borrowed = held_out in source.borrowed and sibling_test_file(Path(data).expanduser())
             validated_test = os.fspath(borrowed or data)
         used = f"the {held_out} split of {data}"
@@ -490,8 +505,8 @@ def load_dataset(
         val, used = None, None
     if val_split is not None and used is not None:
         warn(
-            f"--val-split {val_split} not used: validating on {used} (to split the training "
-            "images instead, point --data at the training folder alone)",
+            f"{option('val_split', val_split)} not used: validating on {used} (to split the "
+            f"training images instead, point {option('data')} at the training folder alone)",
             DataWarning,
         )
     if val is not None:
@@ -768,7 +783,7 @@ def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple
         )
     if given and len(val_idx) > len(train_idx):
         notes.append(
-            f"--val-split {fraction} holds out more images than it trains on "
+            f"{option('val_split', fraction)} holds out more images than it trains on "
             f"({len(val_idx):,} validated, {len(train_idx):,} trained on); 0.1 to 0.2 is usual"
         )
     for note in notes:
@@ -790,12 +805,13 @@ def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Spli
     val = source.splits[key]()
     if _same_images(train, val):
         raise DataError(
-            f"--val-data {val_data} holds the same images as the training data {data}: "
-            "validation needs images the model does not train on; give another set, or "
-            "leave --val-data out to hold some of the training images out (--val-split)"
+            f"{option('val_data', val_data)} holds the same images as the training data "
+            f"{data}: validation needs images the model does not train on; give another set, "
+            f"or leave {option('val_data')} out to hold some of the training images out "
+            f"({option('val_split')})"
         )
     if key == "test" or (key == "all" and source.all_role == "test"):
-        val = _with_notes(val, [TEST_GIVEN_NOTE.format(val_data=val_data)])
+        val = _with_notes(val, [given_test_set_note(val_data)])
     return _with_notes(val, source.notes)
 
 
@@ -888,7 +904,9 @@ def class_balance_note(
 
 
 def _weighing(weighed: bool) -> str:
-    return "" if weighed else ", weigh the classes equally (train --class-weights balanced)"
+    if weighed:
+        return ""
+    return f", weigh the classes equally (train {option('class_weights', 'balanced')})"
 
 
 def _check_two_classes(train: Split) -> None:
@@ -931,7 +949,8 @@ def _aligned_classes(train: Split, val: Split) -> Split:
             f"class lists differ: {train.source} has {len(train.class_names)} classes, "
             f"{val.source} has {len(val.class_names)} ({detail}); validation needs classes "
             f"the training data has: move the others out of {val.source}, or validate on "
-            f"other images (--val-data, or --data {train.source} --val-split 0.2)"
+            f"other images ({option('val_data')}, or "
+            f"{options(option('data', train.source), option('val_split', 0.2))})"
         )
     matched = [train.class_names[by_name[c.casefold()]] for c in val.class_names]
     to_train = torch.tensor([by_name[c.casefold()] for c in val.class_names])

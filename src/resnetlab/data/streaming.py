@@ -22,13 +22,13 @@ from ..errors import DataError, DataWarning, count_argument, warn
 from .decode import (
     MAX_UNREADABLE_FRACTION,
     READ_ERRORS,
-    UNREADABLE_FIX,
     as_size,
     available_cpus,
     leave_if_starting_a_worker,
     read_error_reason,
     read_image,
     unreadable_allowed,
+    unreadable_fix,
     workers_stopped,
 )
 from .imageset import check_labels, subset_positions
@@ -324,7 +324,7 @@ class StreamingLoader:
                         else f"of the part's {self.num_samples:,} images could not be read so "
                         "far this epoch; more than half unreadable"
                     )
-                    raise DataError(f"{self.split.source}: {failed} {share} {UNREADABLE_FIX}")
+                    raise DataError(f"{self.split.source}: {failed} {share} {unreadable_fix()}")
                 ok = y >= 0
                 x, y = x[ok], y[ok]
                 if not len(y):

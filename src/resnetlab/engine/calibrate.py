@@ -78,7 +78,7 @@ import torch
 from .. import OMP_WAIT_SETTINGS
 from ..data.cache import cache_unwritable
 from ..data.decode import available_cpus
-from ..errors import CacheWarning, SettingWarning, finite_number, warn
+from ..errors import CacheWarning, SettingWarning, finite_number, option, warn
 from .auto import count_of
 from .config import TrainConfig
 from .cpu import (
@@ -551,7 +551,8 @@ def speed_lines(plan: CpuPlan | None, device: str, *, detailed: bool) -> list[st
         return [f"speed on {device}: fixed choices (only CPUs are calibrated)"] if detailed else []
     if detailed:
         return plan.explain()
-    return [plan.describe() + ("; --explain-speed shows the timings" if plan.steps else "")]
+    shows = f"; {option('explain_speed', True)} shows the timings"
+    return [plan.describe() + (shows if plan.steps else "")]
 
 
 def plan_cpu(

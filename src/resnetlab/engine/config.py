@@ -26,6 +26,8 @@ from ..errors import (
     SettingWarning,
     empty_problem,
     finite_number,
+    on_command_line,
+    option,
     path_argument,
     shown,
     warn,
@@ -207,7 +209,7 @@ class TrainConfig(TrainOptions):
                 f"scale jitter is the smallest crop's share of the area, in (0, 1] (0: off), "
                 f"got {self.scale_jitter}",
             ),
-            _one_of("--freeze", self.freeze, FREEZE_CHOICES, optional=True),
+            _one_of(option("freeze"), self.freeze, FREEZE_CHOICES, optional=True),
             (
                 self.head_epochs is None or self.head_epochs >= 0,
                 f"head epochs must be 0 or more, got {self.head_epochs}",
@@ -218,10 +220,10 @@ class TrainConfig(TrainOptions):
                 or self.epochs is None
                 or self.freeze == "backbone"
                 or self.head_epochs < self.epochs,
-                f"--head-epochs {self.head_epochs} leaves none of the "
+                f"{option('head_epochs', self.head_epochs)} leaves none of the "
                 f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} to train the rest of the "
-                "network; lower it or raise --epochs (to train only the "
-                "classifier: --freeze backbone)",
+                f"network; lower it or raise {option('epochs')} (to train only the "
+                f"classifier: {option('freeze', 'backbone')})",
             ),
             (
                 0 < self.layer_lr_decay <= 1,
@@ -334,8 +336,8 @@ def resolve_cuda_graphs(
     problem = cuda_graphs_problem(config.precision, device_type, processes)
     if problem is None and head_epochs:
         problem = (
-            "--cuda-graphs cannot follow the switch from training the classifier alone to "
-            "training the network; add --head-epochs 0"
+            f"{option('cuda_graphs', True)} cannot follow the switch from training the classifier "
+            f"alone to training the network; add {option('head_epochs', 0)}"
         )
     if config.cuda_graphs is None:
         return problem is None
@@ -354,15 +356,17 @@ def cuda_graphs_problem(
     import torch
 
     if processes > 1:
-        return "--cuda-graphs is not supported with several processes (torchrun)"
+        return f"{option('cuda_graphs', True)} is not supported with several processes (torchrun)"
     if device_type is not None and device_type != "cuda":
-        return f"--cuda-graphs needs a CUDA device; this run is on {device_type}"
+        return f"{option('cuda_graphs', True)} needs a CUDA device; this run is on {device_type}"
     if torch.__version__ < "2.5":  # tensor learning rates in every fused optimizer came in 2.5
-        return f"--cuda-graphs needs torch 2.5 or later; this is {torch.__version__}"
+        return (
+            f"{option('cuda_graphs', True)} needs torch 2.5 or later; this is {torch.__version__}"
+        )
     if precision == "fp16":
         return (
-            "--cuda-graphs cannot capture fp16's gradient scaler, which reads the device "
-            "every step; use --precision bf16"
+            f"{option('cuda_graphs', True)} cannot capture fp16's gradient scaler, which reads the "
+            f"device every step; use {option('precision', 'bf16')}"
         )
     return None
 
@@ -479,9 +483,9 @@ def warn_of_settings_that_do_not_apply(
         preset, whose = file_values.get("optimizer"), "the config file's"
     if "optimizer" in named and "lr" not in named and preset not in (None, config.optimizer):
         warn(
-            f"--optimizer {config.optimizer} under recipe {config.recipe} trains at "
+            f"{option('optimizer', config.optimizer)} under recipe {config.recipe} trains at "
             f"{whose} lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
-            f"near {USUAL_RATES[config.optimizer]}: give --lr",
+            f"near {USUAL_RATES[config.optimizer]}: give {option('lr')}",
             SettingWarning,
         )
     old_batch = (file_values or {}).get("batch_size")
@@ -491,10 +495,11 @@ def warn_of_settings_that_do_not_apply(
         and isinstance(old_batch, int)
         and old_batch != config.batch_size
     ):
+        scaled = f"{scaled_lr(config.lr, old_batch, config.batch_size):.3g}"
         warn(
-            f"--batch-size {config.batch_size} trains at the config file's lr {config.lr:g}, "
-            f"set for batch {old_batch}; the rate that follows the batch (as the square root "
-            f"of it) is --lr {scaled_lr(config.lr, old_batch, config.batch_size):.3g}",
+            f"{option('batch_size', config.batch_size)} trains at the config file's lr "
+            f"{config.lr:g}, set for batch {old_batch}; the rate that follows the batch (as the "
+            f"square root of it) is {option('lr', text=scaled)}",
             SettingWarning,
         )
     if (
@@ -504,33 +509,34 @@ def warn_of_settings_that_do_not_apply(
         and config.recipe != "finetune"
     ):
         warn(
-            f"--pretrained with the config file of a run from scratch keeps its recipe "
-            f"{config.recipe} (lr {config.lr:g}), which may wash out the weights; give "
-            f"--recipe finetune to fine-tune them, as a run without the file would",
+            f"{option('pretrained')} with the config file of a run from scratch keeps its "
+            f"recipe {config.recipe} (lr {config.lr:g}), which may wash out the weights; give "
+            f"{option('recipe', 'finetune')} to fine-tune them, as a run without the file would",
             SettingWarning,
         )
-    step_flags = [f"--{f}" for f in ("milestones", "gamma") if f in named]
-    if step_flags and config.schedule != "step":
-        are, them = ("is", "it") if step_flags == ["--gamma"] else ("are", "them")
+    step_options = [name for name in ("milestones", "gamma") if name in named]
+    if step_options and config.schedule != "step":
+        are, them = ("is", "it") if step_options == ["gamma"] else ("are", "them")
+        step = option("schedule", "step")
         warn(
-            f"{' and '.join(step_flags)} {are} for --schedule step, and this run's schedule "
-            f"is {config.schedule}, which ignores {them}: add --schedule step to use {them}",
+            f"{' and '.join(map(option, step_options))} {are} for {step}, and this run's "
+            f"schedule is {config.schedule}, which ignores {them}: add {step} to use {them}",
             SettingWarning,
         )
     idle = [
-        flag
-        for flag, used in (
-            ("--head-epochs", (config.head_epochs or 0) > 0),
-            ("--layer-lr-decay", config.layer_lr_decay != 1.0),
+        name
+        for name, used in (
+            ("head_epochs", (config.head_epochs or 0) > 0),
+            ("layer_lr_decay", config.layer_lr_decay != 1.0),
         )
-        if used and flag[2:].replace("-", "_") in named
+        if used and name in named
     ]
     if config.freeze == "backbone" and idle:
         warn(
-            f"--freeze backbone trains the classifier alone throughout, so "
-            f"{' and '.join(idle)} change{'' if len(idle) > 1 else 's'} nothing: drop "
-            f"{'them' if len(idle) > 1 else 'it'}, or freeze less "
-            f"(--freeze layer2 trains the stages after it and the classifier)",
+            f"{option('freeze', 'backbone')} trains the classifier alone throughout, so "
+            f"{' and '.join(map(option, idle))} change{'' if len(idle) > 1 else 's'} nothing: "
+            f"drop {'them' if len(idle) > 1 else 'it'}, or freeze less "
+            f"({option('freeze', 'layer2')} trains the stages after it and the classifier)",
             SettingWarning,
         )
 
@@ -694,13 +700,16 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
         ),
         (
             "num_classes" not in c.model_kwargs,
-            "the number of classes comes from the data; drop --model-option num_classes",
+            f"the number of classes comes from the data; drop {_model_option('num_classes')}",
         ),
         (
             "input_size" not in c.model_kwargs,
-            "set the input size with --input-size, not --model-option input_size",
+            f"set the input size with {option('input_size')}, not {_model_option('input_size')}",
         ),
-        ("name" not in c.model_kwargs, "--model names the model; drop --model-option name"),
+        (
+            "name" not in c.model_kwargs,
+            f"{option('model')} names the model; drop {_model_option('name')}",
+        ),
         (
             (problem := option_problem(c.model_kwargs)) is None,
             f"model_kwargs: {problem}; a run writes its options into config.json and its "
@@ -708,9 +717,16 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
         ),
         (
             "pretrained" not in c.model_kwargs,
-            "start from pretrained weights with --pretrained, not --model-option pretrained",
+            f"start from pretrained weights with {option('pretrained')}, not "
+            f"{_model_option('pretrained')}",
         ),
     ]
+
+
+def _model_option(key: str) -> str:
+    """The model option ``key`` as a message names it: ``--model-option KEY`` on the command
+    line, ``model_kwargs['KEY']`` where Python called ``train``."""
+    return f"--model-option {key}" if on_command_line() else f"model_kwargs[{key!r}]"
 
 
 def augmentation_problem(c: TrainConfig, input_size: int) -> str | None:
@@ -718,13 +734,13 @@ def augmentation_problem(c: TrainConfig, input_size: int) -> str | None:
     cutout as large as the image leaves crops, or whole images, with nothing of it."""
     if c.crop_padding is not None and c.crop_padding >= input_size:
         return (
-            f"--crop-padding {c.crop_padding} is not smaller than the {input_size}-pixel "
+            f"{option('crop_padding', c.crop_padding)} is not smaller than the {input_size}-pixel "
             f"images: a crop could hold no image at all; use about an eighth ({input_size // 8})"
         )
     if c.cutout >= input_size:
         return (
-            f"--cutout {c.cutout} covers the whole {input_size}-pixel image; use less than "
-            f"{input_size} (a quarter to a half of it is usual)"
+            f"{option('cutout', c.cutout)} covers the whole {input_size}-pixel image; use less "
+            f"than {input_size} (a quarter to a half of it is usual)"
         )
     return None
 

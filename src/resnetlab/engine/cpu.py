@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import option
+
 # Largest output map (pixels) on which a k x k convolution (k > 1) is a matrix-product
 # candidate: unfolding copies each input pixel k * k times, which on larger maps costs more
 # than the matrix product saves. 1x1 convolutions are candidates on any map (no unfolding).
@@ -88,16 +90,15 @@ def cpu_info() -> dict[str, Any]:
 PRECISION_HARDWARE = {"bf16": "AVX512_BF16 or AMX", "fp16": "AVX512_FP16 or AMX-FP16"}
 
 
-def emulated_precision_note(
-    precision: str, *, fix: str = "--precision auto measures which is faster here"
-) -> str | None:
+def emulated_precision_note(precision: str, *, fix: str | None = None) -> str | None:
     """A line when ``--precision`` names a reduced precision this CPU has no arithmetic for:
     PyTorch then emulates it, usually slower than float32 (fp16 at about half its speed
     on an AVX-512 CPU without FP16)."""
     if precision not in PRECISION_HARDWARE or cpu_info()[precision]:
         return None
+    fix = fix or f"{option('precision', 'auto')} measures which is faster here"
     return (
-        f"--precision {precision}: this CPU has no {precision} arithmetic "
+        f"{option('precision', precision)}: this CPU has no {precision} arithmetic "
         f"({PRECISION_HARDWARE[precision]}), so PyTorch emulates it, usually slower than "
         f"fp32; {fix}"
     )

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ResnetlabError, shown
+from ..errors import ResnetlabError, option, shown
 from .auto import count_of
 
 # Seconds a process waits for the others to join before it says what it waits for (the
@@ -136,9 +136,9 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     if device.type == "cuda" and on_this_machine > 1 and device.index != info.local_rank:
         # NCCL refuses two processes on one GPU, with a traceback as DDP starts.
         raise ResnetlabError(
-            f"--device {device_name} under torchrun puts this machine's {on_this_machine} "
-            "processes on one GPU; give --device cuda (or auto): each process takes the GPU "
-            "of its local rank"
+            f"{option('device', device_name)} under torchrun puts this machine's "
+            f"{on_this_machine} processes on one GPU; give {option('device', 'cuda')} (or "
+            "auto): each process takes the GPU of its local rank"
         )
     _made_current(device)
     if not dist.is_initialized():

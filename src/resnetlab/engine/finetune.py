@@ -34,7 +34,7 @@ from ..convert.pretrained import (
     resolve_pretrained,
     weights_normalisation,
 )
-from ..errors import ResnetlabError, SettingWarning, warn
+from ..errors import ResnetlabError, SettingWarning, option, warn
 from ..storage import atomic_write_text
 from .config import TrainConfig
 
@@ -52,7 +52,9 @@ def freeze_depth(freeze: str | None, num_stages: int, model: str) -> int:
     match = STAGE.fullmatch(freeze)
     if match is None or not 1 <= int(match.group(1)) <= num_stages:
         stages = ", ".join(["stem", *(f"layer{i}" for i in range(1, num_stages + 1)), "backbone"])
-        raise ResnetlabError(f"--freeze {freeze}: {model} has no such stage; choose {stages}")
+        raise ResnetlabError(
+            f"{option('freeze', freeze)}: {model} has no such stage; choose {stages}"
+        )
     return int(match.group(1))
 
 
@@ -161,9 +163,9 @@ def check_length(tuning: FineTuning, total_steps: int, steps_per_epoch: int, giv
         return
     if given:
         raise ResnetlabError(
-            f"--head-epochs {tuning.head_epochs} leaves no steps to train the rest of "
-            f"the network ({total_steps} steps in all); lower it, or --freeze backbone to "
-            f"train only the classifier"
+            f"{option('head_epochs', tuning.head_epochs)} leaves no steps to train the rest of "
+            f"the network ({total_steps} steps in all); lower it, or "
+            f"{option('freeze', 'backbone')} to train only the classifier"
         )
     tuning.head_epochs = 0
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import ResnetlabError, SettingWarning, path_argument, warn
+from ..errors import ResnetlabError, SettingWarning, option, path_argument, warn
 from ..models import ModelMeta, load_model
 from ..options import INFERENCE_PRECISIONS
 from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
@@ -168,11 +168,12 @@ def _inference_dtype(precision: str, model: nn.Module, device: torch.device) -> 
         return None
     if isinstance(model, ExternalModel):
         raise ResnetlabError(
-            f"--precision {precision} applies to a .safetensors model file; an exported model "
+            f"{option('precision', precision)} applies to a .safetensors model file; an "
+            "exported model "
             "runs in the precision it was exported in (resnetlab export --fp16 for float16)"
         )
     if device.type == "cuda" and dtype is torch.bfloat16 and not cuda_has_bf16(device):
-        raise ResnetlabError(f"{device} has no bf16 arithmetic; give --precision fp16")
+        raise ResnetlabError(f"{device} has no bf16 arithmetic; give {option('precision', 'fp16')}")
     if device.type == "cpu" and (note := emulated_precision_note(precision, fix=FP32_FIX)):
         warn(note, SettingWarning)
     return dtype

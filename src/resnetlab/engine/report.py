@@ -32,7 +32,7 @@ from rich.progress import (
 
 from ..data.folders import split_role
 from ..data.sources import data_name
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, option
 from ..explain.gallery import ErrorSource, write_error_gallery
 from ..storage import WriteError, atomic_write_text, strict_json, write_error
 from .evaluate import EvalResult
@@ -241,7 +241,7 @@ class RunLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise ResnetlabError(
-                    "--tensorboard needs the tensorboard package: "
+                    f"{option('tensorboard', True)} needs the tensorboard package: "
                     "pip install 'resnetlab[tensorboard]'"
                 ) from None
             self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)

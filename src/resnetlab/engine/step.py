@@ -383,15 +383,15 @@ def _sync_batchnorm(model: nn.Module, device: torch.device, dist: DistInfo) -> n
     the CPU, and warned of in one process, where there is nothing to share."""
     if not dist.enabled:
         warn(
-            "--sync-bn has no effect in one process: it shares BatchNorm statistics between "
-            "torchrun's GPU processes",
+            f"{option('sync_bn', True)} has no effect in one process: it shares BatchNorm "
+            "statistics between torchrun's GPU processes",
             SettingWarning,
         )
         return model
     if device.type != "cuda":
         raise ResnetlabError(
-            "--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm runs only on GPUs); "
-            "drop it on the CPU"
+            f"{option('sync_bn', True)} needs CUDA devices (PyTorch's SyncBatchNorm runs only on "
+            "GPUs); drop it on the CPU"
         )
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
@@ -417,9 +417,9 @@ def refuse_lone_values(config: TrainConfig, num_classes: int, input_size: int) -
         if "more than 1 value per channel" not in str(e):
             return  # not this: the run itself says what it is
         raise ResnetlabError(
-            f"--batch-size 1: {config.model} at {input_size}x{input_size} reaches 1x1 feature "
-            "maps, and BatchNorm in training needs more than one value per channel; use a "
-            "batch of 2 or more, or a larger --input-size"
+            f"{option('batch_size', 1)}: {config.model} at {input_size}x{input_size} reaches "
+            "1x1 feature maps, and BatchNorm in training needs more than one value per "
+            f"channel; use a batch of 2 or more, or a larger {option('input_size')}"
         ) from None
 
 
@@ -548,7 +548,7 @@ def weighed_classes_note(class_names: list[str], counts: list[int]) -> str:
     more = f" and {len(order) - 6:,} more" if len(order) > 6 else ""
     return (
         f"each class weighs in the loss in inverse proportion to its training images "
-        f"(--class-weights balanced): {shown}{more}"
+        f"({option('class_weights', 'balanced')}): {shown}{more}"
     )
 
 
@@ -586,9 +586,10 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
     )
     if config.freeze and not config.pretrained:
         warn(
-            f"--freeze {config.freeze} without --pretrained: the frozen layers keep the random "
-            "weights they start with; add --pretrained (torchvision, timm:MODEL.TAG, a weights "
-            "file or a run folder)",
+            f"{option('freeze', config.freeze)} without {option('pretrained')}: the frozen "
+            "layers keep the random weights they start with; add "
+            f"{option('pretrained')} (torchvision, timm:MODEL.TAG, a weights file or a run "
+            "folder)",
             SettingWarning,
         )
     return tuning

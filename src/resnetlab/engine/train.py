@@ -55,6 +55,9 @@ from ..errors import (
     as_given,
     named_as_given,
     near_name,
+    on_command_line,
+    option,
+    options,
     out_of_memory,
     path_argument,
     warn,
@@ -312,8 +315,9 @@ def train(
         stored_paths(given)
         if "out" in given and Path(given["out"]).expanduser().resolve() != run_dir.resolve():
             raise ResnetlabError(
-                f"--resume continues the run in {run_dir}, where its files are, not in "
-                f"{given['out']}; drop --out (a new run with its settings in {given['out']}: "
+                f"{option('resume')} continues the run in {run_dir}, where its files are, not "
+                f"in {given['out']}; drop {option('out')} (a new run with its settings in "
+                f"{given['out']}: "
                 f"--config {run_dir / 'config.json'} --out {given['out']})"
             )
         changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
@@ -321,7 +325,8 @@ def train(
         changed = [k for k in changed if k not in moved]
         if changed:
             raise ResnetlabError(
-                f"--resume continues {run_dir} as it was set up; its {', '.join(changed)} "
+                f"{option('resume')} continues {run_dir} as it was set up; its "
+                f"{', '.join(changed)} "
                 f"cannot change (start a new run: --config {run_dir / 'config.json'} with the "
                 "new values)"
             )
@@ -392,17 +397,16 @@ def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) ->
             continue
         if Path(stored).exists():
             continue
-        flag = "--" + key.replace("_", "-")
         if key not in given:
             near = near_name(Path(stored))
             hint = f" ({near}?)" if near else ""
             raise ResnetlabError(
                 f"{run_dir} trained on {stored}, which is not there now; if it moved, give its "
-                f"new place{hint}: --resume {run_dir} {flag} PATH"
+                f"new place{hint}: {options(option('resume', run_dir), option(key, text='PATH'))}"
             )
         warn(
             f"{stored}, which {run_dir} trained on, is not there now: resuming on "
-            f"{given[key]} in its place ({flag})",
+            f"{given[key]} in its place ({option(key)})",
             SettingWarning,
         )
         moved.append(key)
@@ -467,16 +471,18 @@ class Trainer:
                     else:
                         made = _make_folder(run_dir)
                 except WriteError as e:  # a read-only current folder, most often
-                    fix = "choose another --out, a folder you can write to"
+                    fix = f"choose another {option('out')}, a folder you can write to"
                     if not c.out:
                         fix = (
-                            "give --out a folder you can write to (without it the run goes "
-                            f"in {RUNS_ROOT}/ in the current folder)"
+                            f"give {option('out')} a folder you can write to (without it the "
+                            f"run goes in {RUNS_ROOT}/ in the current folder)"
                         )
                     raise refixed(e, fix) from None
             assert run_dir is not None
             in_use = "a run is training in it; wait for it to end"
-            hold_folder(run_dir, in_use if resume else f"{in_use}, or choose another --out")
+            hold_folder(
+                run_dir, in_use if resume else f"{in_use}, or choose another {option('out')}"
+            )
         # Released once: by run(), a failed start, or the trainer's collection if never run.
         self._release = weakref.finalize(self, release_folder, run_dir)
         if not self.dist.is_main:
@@ -519,7 +525,7 @@ class Trainer:
             self.size_note = (
                 f"pretrained: {Path(weights.location).name} does not record the input size "
                 f"it was trained at: {self.input_size}x{self.input_size} taken ({c.model}'s); "
-                f"--input-size N trains at another"
+                f"{option('input_size', text='N')} trains at another"
             )
         # Checked as given before the data is loaded, whose images are padded by
         # --crop-padding once, and again with what the auto recipe chose.
@@ -575,7 +581,8 @@ class Trainer:
         if c.warmup_steps is None and not math.isfinite(c.warmup_epochs * self.steps_per_epoch):
             raise ResnetlabError(
                 f"warmup epochs {c.warmup_epochs:g} is more steps than can be counted; give "
-                f"at most the run's {count_of(self.num_epochs, 'epoch')}, or --warmup-steps"
+                f"at most the run's {count_of(self.num_epochs, 'epoch')}, or "
+                f"{option('warmup_steps')}"
             )
         self.warmup_steps = (
             c.warmup_steps
@@ -595,7 +602,7 @@ class Trainer:
             )
             self.warmup_note = (
                 f"the warm-up ({count_of(self.warmup_steps, 'step')}{epochs}) is {how}; give a "
-                "shorter --warmup-steps, or a longer run"
+                f"shorter {option('warmup_steps')}, or a longer run"
             )
         # The auto recipe's rate is lowered if the loss climbs while it rises (engine.auto).
         self.guard = (
@@ -611,7 +618,7 @@ class Trainer:
         self.val_every_line = (
             f"validation every {count_of(self.val_every, 'epoch')} and after the last: an "
             f"epoch trains {epoch_images:,} images, a validation scores {self.num_val:,} "
-            "(--val-every 1 validates every epoch)"
+            f"({option('val_every', 1)} validates every epoch)"
             if c.val_every is None and self.val_every > 1
             else None
         )
@@ -667,7 +674,7 @@ class Trainer:
         if not flip:
             self.data_notes.append(
                 "no flips: the images look like digits or characters, which a mirror turns "
-                "into other symbols (--flip turns them on)"
+                f"into other symbols ({option('flip', True)} turns them on)"
             )
         return dataclasses.replace(c, flip=flip)
 
@@ -724,13 +731,13 @@ class Trainer:
         self.subset_emptied = False
         if c.subset is not None:
             whole, data.train = data.train, stratified_sample(data.train, c.subset, c.seed)
-            if note := subset_note("--subset", c.subset, whole, data.train, "training"):
+            if note := subset_note("subset", c.subset, whole, data.train, "training"):
                 warn(note, DataWarning)
                 self.subset_emptied = True
         self.val_images = len(data.val) if data.val is not None else 0  # before any sample
         if c.val_subset is not None and data.val is not None:
             whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
-            if note := subset_note("--val-subset", c.val_subset, whole, data.val, "validation"):
+            if note := subset_note("val_subset", c.val_subset, whole, data.val, "validation"):
                 warn(note, DataWarning)
         if data.val is not None and (
             copies := copies_of_training_images(data.train, data.val, "validation")
@@ -793,7 +800,7 @@ class Trainer:
         if len(self.train_loader) == 0:
             raise ResnetlabError(
                 f"{len(data.train)} training images make no full batch of {c.batch_size}; "
-                f"lower --batch-size"
+                f"lower {option('batch_size')}"
             )
         self.class_counts = data.train.class_counts()  # what --class-weights balanced weighs by
         if c.class_weights == "balanced":
@@ -804,7 +811,7 @@ class Trainer:
         per_process = len(data.train) // self.dist.world_size
         too_large = (
             f"a batch of {c.batch_size} is more than the {per_process:,} training images: "
-            f"each epoch is one step over all of them; a --batch-size of at most "
+            f"each epoch is one step over all of them; a {option('batch_size')} of at most "
             f"{max(1, per_process // 2)} gives the optimizer more steps"
         )
         if c.batch_size > per_process and _first_in_series(too_large):
@@ -1073,7 +1080,7 @@ class Trainer:
             self.log.message(
                 f"the training loss rose to {g.average:.2f}, {g.average / g.start:.1f}x its "
                 f"start ({g.start:.2f}), at lr {lr:.3g} in step {self.step + 1}: too high a rate "
-                f"for this model; auto halves the peak rate to {c.lr:.3g} (--lr sets it)"
+                f"for this model; auto halves the peak rate to {c.lr:.3g} ({option('lr')} sets it)"
             )
 
     def _validates(self) -> bool:
@@ -1107,7 +1114,7 @@ class Trainer:
         what += " balanced" if self._balanced() else ""
         return (
             f"stopped early after epoch {self.epoch} of {self.num_epochs}: no better {what} "
-            f"accuracy for {count_of(self.config.patience, 'epoch')} (--patience), best "
+            f"accuracy for {count_of(self.config.patience, 'epoch')} ({option('patience')}), best "
             f"{self.best['metric']:.4f} at epoch {self.best['epoch']}"
         )
 
@@ -1144,7 +1151,7 @@ class Trainer:
             f"the learning rate goes on at {share:.0%} of its peak ({self.config.schedule} "
             "schedule, stretched to the new length), so the added steps change the weights "
             "little; to train on at a higher rate, start a new run from these weights "
-            f"(--pretrained {self.run_dir})"
+            f"({option('pretrained', self.run_dir)})"
         )
 
     def _lr(self) -> float:
@@ -1229,7 +1236,8 @@ class Trainer:
         if self.step < lag:
             return (
                 f"BN running statistics still lag (step {self.step} of about {lag}): "
-                "validation may be far below training; --recalibrate-bn recomputes them"
+                "validation may be far below training; "
+                f"{option('recalibrate_bn', True)} recomputes them"
             )
         return None
 
@@ -1436,7 +1444,7 @@ class Trainer:
         problem = optimizer_problem(self.optimizer, saved)
         if problem and "weight_decay" in self.given:  # to or from 0: one group or two
             raise ResnetlabError(
-                f"--resume continues {run_dir} as it was set up; its weight_decay cannot "
+                f"{option('resume')} continues {run_dir} as it was set up; its weight_decay cannot "
                 "change to or from 0, which regroups the optimizer's parameters (start a "
                 f"new run: --config {run_dir / 'config.json'} with the new values)"
             )
@@ -1469,7 +1477,7 @@ class Trainer:
         raise TrainingDiverged(
             f"{what} became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
             f"(learning rate {lr:.3g}); stopped. The last good checkpoint is in {self.run_dir}: "
-            f"lower --lr and start again, or resume from it"
+            f"lower {option('lr')} and start again, or resume from it"
         )
 
     def _write_failed(self, error: WriteError) -> WriteError:
@@ -1492,13 +1500,13 @@ class Trainer:
             f"--config {self.run_dir / 'config.json'} --batch-size {half} --lr {lr:.3g} "
             "--out NEW_FOLDER"
             if (self.run_dir / "config.json").is_file()
-            else f"--batch-size {half}"
+            else option("batch_size", half)
         )
         return (
             f"out of memory on {self.device} at epoch {self.epoch + 1}, step {self.step:,}: "
             f"{c.model} on batches of {c.batch_size} images at {self.input_size}x"
             f"{self.input_size} does not fit; start a new run with a smaller batch ({again}), "
-            "or smaller images (--input-size)"
+            f"or smaller images ({option('input_size')})"
         )
 
     def _resumable(self) -> bool:
@@ -1507,12 +1515,16 @@ class Trainer:
 
     def _resume_hint(self) -> str:
         if not self._resumable():
-            return f"then start the run again with --out {self.run_dir}"
+            return f"then start the run again with {option('out', self.run_dir)}"
         return f"then continue with: {self._continue_with()}"
 
     def _continue_with(self) -> str:
         """The command that continues the run (see ``continued_with``)."""
-        return _CONTINUE_WITH.get() or f"resnetlab train --resume {self.run_dir}"
+        if how := _CONTINUE_WITH.get():
+            return how
+        if on_command_line():
+            return f"resnetlab train --resume {self.run_dir}"
+        return f"resnetlab.train(resume={os.fspath(self.run_dir)!r})"
 
     def _nothing_to_train(self) -> bool:
         return self.step >= self.total_steps or self._reached_target() or self._out_of_patience()
@@ -1526,9 +1538,10 @@ class Trainer:
             self.log.close()
             raise ResnetlabError(
                 f"{self.run_dir} stopped at step {self.step:,}, past the "
-                f"{count_of(self.total_steps, 'step')} now asked for; give --epochs "
-                f"{math.ceil(self.step / self.steps_per_epoch)} or more (or --max-steps "
-                f"{self.step} or more), or leave the length out to train on to its own end"
+                f"{count_of(self.total_steps, 'step')} now asked for; give "
+                f"{option('epochs', math.ceil(self.step / self.steps_per_epoch))} or more (or "
+                f"{option('max_steps', self.step)} or more), or leave the length out to train "
+                "on to its own end"
             )
         if summary is None or summary["status"] != "finished":
             summary = self._final_summary("finished")
@@ -1537,15 +1550,16 @@ class Trainer:
             self.log.message(
                 f"{self.run_dir} stopped early after epoch {self.epoch}: no better accuracy for "
                 f"{count_of(patience, 'epoch')} since epoch {self.best['epoch']}; add "
-                f"--patience N (more than {patience}) to train it further"
+                f"{option('patience', text='N')} (more than {patience}) to train it further"
             )
         elif self.dist.is_main:
             # What the run did, which may be more than the length asked for now.
             length = (
-                f"{count_of(self.step, 'step')}; add --max-steps N (more than {self.step:,}) "
-                "or --epochs N"
+                f"{count_of(self.step, 'step')}; add {option('max_steps', text='N')} (more than "
+                f"{self.step:,}) or {option('epochs', text='N')}"
                 if self.config.max_steps
-                else f"{count_of(self.epoch, 'epoch')}; add --epochs N (more than {self.epoch})"
+                else f"{count_of(self.epoch, 'epoch')}; add {option('epochs', text='N')} (more "
+                f"than {self.epoch})"
             )
             self.log.message(f"{self.run_dir} already finished its {length} to train it further")
         self.log.close()
@@ -1721,21 +1735,27 @@ def _with_advice(
     if resumed and note.startswith((ENLARGED_NOTE, SHRUNK_NOTE)):
         return note
     if note.startswith(ENLARGED_NOTE):
-        how = "" if size_given else "--input-size sets it, and "
+        how = "" if size_given else f"{option('input_size')} sets it, and "
         return f"{note}; {how}a size near theirs trains much faster"
     if note.startswith(SHRUNK_NOTE):
         # The example is a size larger than the one shrunk to: 128 px photos for a small
         # input (on an ImageNet-style net, which a CIFAR net is not), else twice the input
         # (a phone's photos at an ImageNet net's 224 px).
         if input_size >= 128:
-            larger = f"e.g. --input-size {2 * input_size}, which takes about four times as long"
+            larger = (
+                f"e.g. {option('input_size', 2 * input_size)}, which takes about four times as long"
+            )
         elif model and imagenet_style(model):
-            larger = "photos: e.g. --input-size 128"
+            larger = f"photos: e.g. {option('input_size', 128)}"
         else:
             larger = (
-                "photos: e.g. --model resnet18 --input-size 128; the CIFAR nets are made for 32 px"
+                f"photos: e.g. {options(option('model', 'resnet18'), option('input_size', 128))}; "
+                "the CIFAR nets are made for 32 px"
             )
-        return f"{note}: much of their detail is lost; a larger --input-size keeps it ({larger})"
+        return (
+            f"{note}: much of their detail is lost; a larger {option('input_size')} keeps it "
+            f"({larger})"
+        )
     return note
 
 
@@ -1762,43 +1782,46 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
 def _check_resumable(run_dir: Path) -> None:
     if not run_dir.exists():
         raise ResnetlabError(
-            f"no run folder at {run_dir}: --resume takes the folder a run was written to "
-            "(the run folder its first lines printed, or its --out)"
+            f"no run folder at {run_dir}: {option('resume')} takes the folder a run was written "
+            f"to (the run folder its first lines printed, or its {option('out')})"
         )
     if not run_dir.is_dir():
         inside = (run_dir.parent / "config.json").is_file()  # a run's model file or checkpoint
-        hint = f": give the run folder it is in, --resume {run_dir.parent}" if inside else ""
-        raise ResnetlabError(f"--resume takes a run folder; {run_dir} is a file{hint}")
+        hint = (
+            f": give the run folder it is in, {option('resume', run_dir.parent)}" if inside else ""
+        )
+        raise ResnetlabError(f"{option('resume')} takes a run folder; {run_dir} is a file{hint}")
     config = run_dir / "config.json"
     if not config.exists() and (run_dir / CHECKPOINT_NAME).exists():
         # The checkpoint holds weights and position, not the configuration to rebuild the run.
         weights = (
-            f", or start a new run from its weights: --pretrained {run_dir}"
+            f", or start a new run from its weights: {option('pretrained', run_dir)}"
             if (run_dir / "best.safetensors").exists()
             else ""
         )
         raise ResnetlabError(
-            f"{config} is missing, but {run_dir} holds the run's {CHECKPOINT_NAME}: --resume "
-            f"needs both; restore config.json{weights}"
+            f"{config} is missing, but {run_dir} holds the run's {CHECKPOINT_NAME}: "
+            f"{option('resume')} needs both; restore config.json{weights}"
         )
     if run_dir.is_dir() and not config.exists():
         # What a run killed before its config can leave: temporary files, its log.
         early = ("metrics.csv", "tensorboard")
         if any(not p.name.startswith(".") and p.name not in early for p in run_dir.iterdir()):
             raise ResnetlabError(
-                f"{run_dir} holds no run to resume (no config.json): --resume takes the folder "
-                "a run was written to (train --out)"
+                f"{run_dir} holds no run to resume (no config.json): {option('resume')} takes "
+                f"the folder a run was written to (train {option('out')})"
             )
         raise ResnetlabError(
             f"config file not found: {config}; {run_dir} holds no run to resume (a run "
-            f"stopped before writing its config left nothing): start it again with --out {run_dir}"
+            "stopped before writing its config left nothing): start it again with "
+            f"{option('out', run_dir)}"
         )
     # Said now, not at the run's first write, once its data is read.
     check_writable(
         run_dir,
         run_dir,
-        "--resume trains on in the run's own folder: make it writable, or copy it to a folder "
-        "you can write to and resume the copy",
+        f"{option('resume')} trains on in the run's own folder: make it writable, or copy it "
+        "to a folder you can write to and resume the copy",
         in_place=True,
     )
 
@@ -1843,8 +1866,8 @@ def _check_outside_data(run_dir: Path | None, data: list[str | None]) -> None:
     """Figures written into a data folder would be read as images by the next run.
     ``run_dir``: ``--out``, or None for the default, a folder in ``RUNS_ROOT``."""
     if spec := data_folder_holding(run_dir or Path(RUNS_ROOT), data):
-        where = f"--out {run_dir}" if run_dir else f"the default run folder, in {RUNS_ROOT}/,"
-        fix = "choose a folder outside it" if run_dir else "give --out outside it"
+        where = option("out", run_dir) if run_dir else f"the default run folder, in {RUNS_ROOT}/,"
+        fix = "choose a folder outside it" if run_dir else f"give {option('out')} outside it"
         raise ResnetlabError(
             f"{where} is inside the data folder {spec}; the run's figures would become "
             f"training images: {fix}"
@@ -1854,7 +1877,9 @@ def _check_outside_data(run_dir: Path | None, data: list[str | None]) -> None:
 def _make_folder(run_dir: Path) -> list[Path]:
     """Make ``--out``; return the folders that were made for it, innermost first."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise ResnetlabError(f"--out {run_dir} is a file; a run needs a folder: choose another")
+        raise ResnetlabError(
+            f"{option('out', run_dir)} is a file; a run needs a folder: choose another"
+        )
     made = missing_folders(run_dir)
     check_writable(run_dir, run_dir)  # an existing folder too, before the data is read
     return made
@@ -1863,8 +1888,8 @@ def _make_folder(run_dir: Path) -> list[Path]:
 def _check_fresh(run_dir: Path) -> None:
     if (run_dir / CHECKPOINT_NAME).exists():
         raise ResnetlabError(
-            f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-            f"or choose another --out"
+            f"{run_dir} already holds a run; continue it with {option('resume', run_dir)} "
+            f"or choose another {option('out')}"
         )
     # A run stopped before its first checkpoint, one whose checkpoint was deleted to save
     # space, or another program's files: a new run would write over them. (metrics.csv is
@@ -1873,16 +1898,16 @@ def _check_fresh(run_dir: Path) -> None:
     if kept:
         resume = (
             f", or, if it is a run stopped before its first checkpoint, continue it with "
-            f"--resume {run_dir}"
+            f"{option('resume', run_dir)}"
             if "config.json" in kept and not set(TRAINED_FILES) & set(kept)
             else ""
         )
         raise ResnetlabError(
             f"{run_dir} already holds {', '.join(kept)}, which a new run would write over; "
-            f"choose another --out{resume}"
+            f"choose another {option('out')}{resume}"
         )
     if images := images_in(run_dir):  # --out photos/new for a run that scores photos/new
         raise ResnetlabError(
             f"{run_dir} holds images ({images}), which the run's figures (curves.png, "
-            "confusion.png, errors.png) would join: choose a new or empty --out"
+            f"confusion.png, errors.png) would join: choose a new or empty {option('out')}"
         )

@@ -37,6 +37,7 @@ from ..errors import (
     finite_number,
     folder_problem,
     near_name,
+    option,
     path_argument,
     shown,
 )
@@ -675,7 +676,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             ) from None
         if (short := cut_short(path)) is not None:
             raise ResnetlabError(short) from None
-        hint = f"; {run_files} (checkpoint.pt is for --resume)" if path.suffix == ".pt" else ""
+        hint = (
+            f"; {run_files} (checkpoint.pt is for {option('resume')})"
+            if path.suffix == ".pt"
+            else ""
+        )
         raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
     if META_KEY not in metadata:
         raise ResnetlabError(
@@ -695,7 +700,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
 # What other_format calls the files that ``resnetlab export`` writes: inference programs
 # with every BatchNorm folded, which no command trains from.
 EXPORT_KINDS = ("an ONNX export", "a torch.export program (.pt2 export)", "a TorchScript export")
-CHECKPOINT_KIND = "a training checkpoint (for --resume)"  # a run's checkpoint.pt
+
+
+def checkpoint_kind() -> str:
+    """What other_format calls a run's checkpoint.pt."""
+    return f"a training checkpoint (for {option('resume')})"
 
 
 def other_format(path: Path) -> str | None:
@@ -726,13 +735,14 @@ def other_format(path: Path) -> str | None:
                 # entries): small, and read as bytes, not unpickled.
                 pickled = archive.read(names["data.pkl"])
                 if b"images_trained" in pickled:
-                    return CHECKPOINT_KIND
+                    return checkpoint_kind()
                 if b"_parameters" in pickled and b"_modules" in pickled:  # an nn.Module's own
                     return (
                         "a pickled whole model (torch.save(model)), never unpickled here as it "
-                        "could run code; --pretrained takes its torch.save(model.state_dict())"
+                        f"could run code; {option('pretrained')} takes its "
+                        "torch.save(model.state_dict())"
                     )
-                return "a PyTorch weights file (torch.save), which --pretrained takes"
+                return f"a PyTorch weights file (torch.save), which {option('pretrained')} takes"
     except (zipfile.BadZipFile, OSError):
         return None
     return None
