@@ -320,6 +320,18 @@ def _said(call):
     return "\n".join([*(str(w.message) for w in caught), *notes])
 
 
+def _model_file(folder, input_size=8):
+    path = folder / "m.safetensors"
+    model = resnetlab.create_model("resnet8", num_classes=2)
+    resnetlab.save_model(model, path, input_size=input_size, class_names=["a", "b"])
+    return path
+
+
+def _image(folder):
+    Image.new("RGB", (8, 8), "white").save(folder / "x.png")
+    return folder / "x.png"
+
+
 # Per module, a case made in tmp_path: the Python call, the same on the command line, and
 # what each says.
 SETTINGS_NAMED = {
@@ -366,6 +378,24 @@ SETTINGS_NAMED = {
         ["eval", str(t / "checkpoint.pt"), "--data", "digits"],
         "(checkpoint.pt is for --resume)",
         "(checkpoint.pt is for resume)",
+    ),
+    "export": lambda t: (
+        lambda: resnetlab.export.export_model(_model_file(t), t / "m.onnx", batch=0),
+        ["export", str(_model_file(t)), str(t / "m.onnx"), "--batch", "0"],
+        "--batch must be 'dynamic' or a positive number",
+        "batch must be 'dynamic' or a positive number",
+    ),
+    "explain": lambda t: (
+        lambda: explain(_model_file(t), [_image(t)]),
+        ["explain", str(_model_file(t)), str(_image(t)), "--out", str(t / "cams")],
+        "--layer layer2 draws a finer map",
+        "layer='layer2' draws a finer map",
+    ),
+    "experiments": lambda t: (
+        lambda: resnetlab.experiments.run_gradients("digits", (8,), steps=0, out=t / "g"),
+        ["experiment", "gradients", "--data", "digits", "--depths", "8", "--steps", "0"],
+        "--steps must be at least 1",
+        "steps must be at least 1",
     ),
 }
 

@@ -9,6 +9,7 @@ from resnetlab import ResnetlabError
 from resnetlab.cli import main
 from resnetlab.engine import initial_model
 from resnetlab.engine.train import Trainer
+from resnetlab.errors import command_line
 from resnetlab.experiments import QUICK, QUICK_DEPTHS, run_degradation
 from resnetlab.experiments.degradation import (
     PAPER_TEST_ERROR,
@@ -385,7 +386,8 @@ ONE_SEED = "one seed with every run finished, so how far the errors spread"
     ],
 )
 def test_unsettled_names_each_reason(seeds, shallow, chance, steps, expected):
-    reasons = unsettled(seeds=seeds, shallow_errors=shallow, chance=chance, steps=steps)
+    with command_line():  # as `resnetlab experiment degradation` says it
+        reasons = unsettled(seeds=seeds, shallow_errors=shallow, chance=chance, steps=steps)
     assert len(reasons) == len(expected)
     for reason, words in zip(reasons, expected, strict=True):
         assert words in reason
@@ -454,8 +456,8 @@ def test_the_experiment_records_whether_its_verdict_is_settled(tmp_path):
     md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
     assert "## Does the degradation show?\n\nNot settled: 4 iterations are too few" in md
     # --max-steps set the length: more epochs would train no longer, so they are not advised.
-    assert "(train for at least 500: a larger --max-steps)" in v["unsettled"][0]
-    assert "more --epochs" not in md
+    assert "(train for at least 500: a larger max_steps)" in v["unsettled"][0]
+    assert "more epochs" not in md
 
 
 def test_a_run_of_one_iteration_is_counted_in_the_singular(tmp_path):
@@ -469,7 +471,8 @@ def test_a_run_of_one_iteration_is_counted_in_the_singular(tmp_path):
 def test_unsettled_advises_more_epochs_unless_max_steps_set_the_length():
     short = dict(seeds=3, shallow_errors=[80.0], chance=90.0, steps=100)
     for capped, longer in ((False, "more --epochs"), (True, "a larger --max-steps")):
-        too_few, barely = unsettled(**short, max_steps=capped)
+        with command_line():
+            too_few, barely = unsettled(**short, max_steps=capped)
         assert too_few.endswith(f"(train for at least 500: {longer})")
         assert f"(train longer, {longer}, or on more images" in barely
 
@@ -517,8 +520,10 @@ def test_one_depth_says_that_a_verdict_needs_two(tmp_path, capsys):
 def test_one_depth_text_offers_registered_depths():
     from resnetlab.experiments.degradation import one_depth_text
 
-    assert one_depth_text(56, FAMILIES["plain"]).endswith("e.g. --depths 56 110.")
-    assert one_depth_text(1202, FAMILIES["plain"]).endswith("e.g. --depths 110 1202.")
+    with command_line():
+        assert one_depth_text(56, FAMILIES["plain"]).endswith("e.g. --depths 56 110.")
+        assert one_depth_text(1202, FAMILIES["plain"]).endswith("e.g. --depths 110 1202.")
+    assert one_depth_text(56, FAMILIES["plain"]).endswith("e.g. depths=[56, 110].")
 
 
 def test_the_runs_name_the_data_as_the_command_was_given_it(tmp_path, monkeypatch, capsys):

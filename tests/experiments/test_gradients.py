@@ -99,7 +99,7 @@ def test_gradients_cli(tmp_path, capsys):
     assert "| plain8 | 8 |" in printed and f"wrote {out / 'gradients.png'}" in printed
     with pytest.raises(SystemExit):
         main([*args, "--epochs", "3"])  # --steps sets the length
-    with pytest.raises(ResnetlabError, match="--steps must be at least 1"):
+    with pytest.raises(ResnetlabError, match=r"^steps must be at least 1"):
         run_gradients("digits", (8,), steps=0, out=tmp_path / "x")
 
 
@@ -225,8 +225,8 @@ def test_experiments_refuse_an_out_that_is_no_folder_before_training(
         ({"depths": "20"}, "depths must be a list, e.g. [20, 56], got '20'"),
         ({"depths": [20.0]}, "each of depths must be a whole number, got 20.0"),
         ({"depths": ["20"]}, "each of depths must be a whole number, got '20'"),
-        ({"steps": "2"}, "--steps must be a whole number, got '2'"),
-        ({"probe_size": "4"}, "--probe-size must be a whole number, got '4'"),
+        ({"steps": "2"}, "steps must be a whole number, got '2'"),
+        ({"probe_size": "4"}, "probe_size must be a whole number, got '4'"),
         ({"seeds": 1}, "seeds must be a list, e.g. [0, 1, 2], got 1"),
     ],
 )

@@ -459,21 +459,21 @@ def test_explanations_written_beside_their_images_never_replace_one(model_file, 
             "resnet18",
             32,
             "layer4's feature map is 1x1 for images of 32x32 pixels: one cell points "
-            "at no place, so every map is blank; take --layer layer3, or train at a larger "
-            "--input-size",
+            "at no place, so every map is blank; take layer='layer3', or train at a larger "
+            "input_size",
         ),
         (
             "resnet18",
             64,
             "layer4's feature map is 2x2 for images of 64x64 pixels: each cell "
-            "covers a quarter of the image or more; --layer layer3 draws a finer map",
+            "covers a quarter of the image or more; layer='layer3' draws a finer map",
         ),
         ("resnet18", 128, None),  # 4x4
         (
             "preresnet20",
             8,
             "act's feature map is 2x2 for images of 8x8 pixels: each cell "
-            "covers a quarter of the image or more; --layer stages.1 draws a finer map",
+            "covers a quarter of the image or more; layer='stages.1' draws a finer map",
         ),
     ],
 )
@@ -492,7 +492,7 @@ def test_the_course_models_keras_layer_names_get_the_earlier_stage():
     (note,) = explain(model, images, layer="res5c_branch2c").notes
     assert note == (
         "res5c_branch2c's feature map is 2x2 for images of 64x64 pixels: each cell covers a "
-        "quarter of the image or more; --layer layer3 draws a finer map"
+        "quarter of the image or more; layer='layer3' draws a finer map"
     )
 
 

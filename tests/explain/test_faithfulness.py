@@ -9,6 +9,7 @@ from scipy.stats import spearmanr
 import resnetlab
 from resnetlab import ResnetlabError
 from resnetlab.cli import main
+from resnetlab.errors import command_line
 from resnetlab.explain import (
     METHODS,
     class_activation_maps,
@@ -166,7 +167,9 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
 
 def test_a_map_no_better_than_chance_is_said_so():
     row = CheckRow("gradcam", "layer3", 60, 0.1, 0.090, 0.095, fraction=0.2, stages=1)
-    assert chance_note(row) == (
+    with command_line():  # as `explain --check` says it
+        note = chance_note(row)
+    assert note == (
         "gradcam: blanking the top 20% of its maps lowers the probability no more than "
         "blanking a random 20% (0.090 vs 0.095): its maps do not show what this model's "
         "predictions depend on (a model near chance, or try another --layer)"

@@ -39,7 +39,7 @@ from typing import Any
 from ..analysis.plots import ErrorCurve, plot_degradation, plot_error_vs_depth
 from ..data.sources import data_name
 from ..engine.auto import count_of
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, option
 from ..options import DEGRADATION_DEPTHS, PREACT_DEPTHS, PREACT_QUICK_DEPTHS, QUICK_DEPTHS
 from ..storage import atomic_write_text
 from .runner import (
@@ -267,7 +267,7 @@ def one_depth_text(depth: int, kind: Family) -> str:
     pair = (depth, deeper[0]) if deeper else ([d for d in registered if d < depth][-1], depth)
     return (
         f"No verdict: it compares depths, and this experiment has one ({depth}); give at "
-        f"least two, e.g. --depths {pair[0]} {pair[1]}."
+        f"least two, e.g. {option('depths', list(pair))}."
     )
 
 
@@ -347,7 +347,7 @@ def unsettled(
         The reasons, in words (empty: the answer stands).
     """
     reasons = []
-    longer = "a larger --max-steps" if max_steps else "more --epochs"
+    longer = f"a larger {option('max_steps')}" if max_steps else f"more {option('epochs')}"
     if steps is not None and steps < MIN_STEPS:
         reasons.append(
             f"{count_of(steps, 'iteration')} {'is' if steps == 1 else 'are'} too few to tell a "
@@ -359,12 +359,12 @@ def unsettled(
         reasons.append(
             f"the shallowest nets end at {worst:.1f}% training error against {chance:.1f}% "
             f"for guessing, so they have barely learnt (train longer, {longer}, or on more "
-            "images, a larger --subset)"
+            f"images, a larger {option('subset')})"
         )
     if seeds == 1:
         reasons.append(
             "one seed with every run finished, so how far the errors spread from seed to "
-            "seed is unknown (run two or more seeds to the end: --seeds 0 1 2)"
+            f"seed is unknown (run two or more seeds to the end: {option('seeds', [0, 1, 2])})"
         )
     return reasons
 

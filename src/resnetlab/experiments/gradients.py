@@ -38,7 +38,7 @@ from ..engine import initial_model
 from ..engine.auto import count_of
 from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
-from ..errors import ResnetlabError, count_argument
+from ..errors import ResnetlabError, count_argument, option
 from ..models import load_model, read_model_meta
 from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
@@ -161,13 +161,15 @@ def run_gradients(
     if depths is not None:
         depths = number_list(depths, "depths", "[20, 56]", minimum=1)
     depths = sorted(set(depths or GRADIENT_DEPTHS))
-    steps = count_argument(steps, "--steps")
-    if count_argument(probe_size, "--probe-size", minimum=0) < 2:
+    steps = count_argument(steps, option("steps"))
+    if count_argument(probe_size, option("probe_size"), minimum=0) < 2:
         raise ResnetlabError(
-            f"--probe-size must be at least 2 (BN needs a batch), got {probe_size}"
+            f"{option('probe_size')} must be at least 2 (BN needs a batch), got {probe_size}"
         )
     if "max_steps" in options or "epochs" in options:
-        raise ResnetlabError("the gradient experiment sets the length of training with --steps")
+        raise ResnetlabError(
+            f"the gradient experiment sets the length of training with {option('steps')}"
+        )
     out = out_folder(out, "gradients", data, family=kind.name)
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)

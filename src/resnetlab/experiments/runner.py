@@ -27,7 +27,14 @@ from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, run_series
-from ..errors import ResnetlabError, RunInterrupted, count_argument, path_argument, shown
+from ..errors import (
+    ResnetlabError,
+    RunInterrupted,
+    count_argument,
+    option,
+    path_argument,
+    shown,
+)
 from ..models import list_models, model_info
 from ..options import FAMILIES, Family
 from ..storage import missing_folders
@@ -177,8 +184,8 @@ def run_pairs(
     kind = kind or FAMILIES["plain"]
     if (out / "config.json").is_file() or (out / CHECKPOINT_NAME).is_file():
         raise ResnetlabError(
-            f"--out {out} is the folder of a training run, whose curves.png the experiment's "
-            "would replace: choose another --out"
+            f"{option('out', out)} is the folder of a training run, whose curves.png the "
+            f"experiment's would replace: choose another {option('out')}"
         )
     plan = [
         (depth, changed, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
@@ -261,7 +268,7 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
         k = differ[0]
         raise ResnetlabError(
             f"{run_dir} was trained with other settings ({k} {stored.get(k)!r}, now "
-            f"{wanted[k]!r}); rerun with its settings or choose another --out"
+            f"{wanted[k]!r}); rerun with its settings or choose another {option('out')}"
         )
 
 

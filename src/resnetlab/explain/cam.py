@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, option
 from ..options import METHODS
 
 
@@ -54,7 +54,8 @@ def default_layer(model: nn.Module) -> str:
     stages = getattr(model, "num_stages", None)
     if stages is None:
         raise ResnetlabError(
-            f"{type(model).__name__} has no stages to choose a layer from; name one with --layer"
+            f"{type(model).__name__} has no stages to choose a layer from; name one with "
+            f"{option('layer')}"
         )
     return model.stage_name(stages)
 
@@ -71,12 +72,12 @@ def coarse_map_note(model: nn.Module, layer: str, grid: tuple[int, int], side: i
     if max(h, w) > COARSE_SIDE:
         return None
     finer = _earlier_stage(model, layer)
-    instead = f"--layer {finer}" if finer else "an earlier --layer"
+    instead = option("layer", finer) if finer else f"an earlier {option('layer')}"
     at = f"{h}x{w} for images of {side}x{side} pixels"
     if h * w == 1:
         return (
             f"{layer}'s feature map is {at}: one cell points at no place, so every map is "
-            f"blank; take {instead}, or train at a larger --input-size"
+            f"blank; take {instead}, or train at a larger {option('input_size')}"
         )
     return (
         f"{layer}'s feature map is {at}: each cell covers a quarter of the image or more; "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, on_command_line, option
 from ..models import create_model
 from .cam import (
     METHODS,
@@ -272,9 +272,10 @@ def check_model(
         split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
     )
     if say is not None:
+        one_method = "--method gradcam" if on_command_line() else "methods=['gradcam']"
         slow = (
             " (Score-CAM runs a forward pass per feature map of the layer, by far the slowest; "
-            "--method gradcam checks one method alone)"
+            f"{one_method} checks one method alone)"
             if "scorecam" in methods and len(methods) > 1
             else ""
         )
@@ -307,7 +308,7 @@ def chance_note(row: CheckRow) -> str | None:
         f"{row.method}: blanking the top {row.fraction:.0%} of its maps lowers the probability "
         f"no more than blanking a random {row.fraction:.0%} ({row.deletion_drop:.3f} vs "
         f"{row.random_drop:.3f}): its maps do not show what this model's predictions depend "
-        "on (a model near chance, or try another --layer)"
+        f"on (a model near chance, or try another {option('layer')})"
     )
 
 

@@ -38,6 +38,7 @@ from ..errors import (
     as_given,
     count_argument,
     folder_problem,
+    option,
     path_argument,
     shown,
 )
@@ -179,14 +180,15 @@ def resolve_format(out: Path, format: str | None) -> str:
         if implied is None:
             known = ", ".join(f"{s} ({f})" for s, f in by_suffix.items())
             raise ResnetlabError(
-                f"cannot tell the format from {out}'s suffix; name it {known}, or pass --format"
+                f"cannot tell the format from {out}'s suffix; name it {known}, or pass "
+                f"{option('format')}"
             )
         return implied
     if format not in FORMATS:
         raise ResnetlabError(f"unknown format {format!r}; choose {', '.join(FORMATS)}")
     if implied is not None and implied != format:
         raise ResnetlabError(
-            f"{out} has the suffix of {implied} but --format is {format}; "
+            f"{out} has the suffix of {implied} but {option('format')} is {format}; "
             f"name it {FORMATS[format][0]}"
         )
     return format
@@ -201,7 +203,9 @@ def parse_batch(batch: str | int) -> int | None:
     except (TypeError, ValueError):
         value = 0
     if value < 1:
-        raise ResnetlabError(f"--batch must be 'dynamic' or a positive number, got {batch!r}")
+        raise ResnetlabError(
+            f"{option('batch')} must be 'dynamic' or a positive number, got {batch!r}"
+        )
     return value
 
 
@@ -252,7 +256,7 @@ def export_model(
     out = Path(out)
     fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
-    opset = None if opset is None else count_argument(opset, "--opset")
+    opset = None if opset is None else count_argument(opset, option("opset"))
     for name, value in (("fp16", fp16), ("with_preprocessing", with_preprocessing)):
         if not isinstance(value, bool):  # "no" would be taken as True
             raise ResnetlabError(f"{name} is True or False, got {shown(value)}")
@@ -359,18 +363,24 @@ def _check_options(
     fmt: str, opset: int | None, fp16: bool, data: str | None, quantize: str | None
 ) -> None:
     if opset is not None and fmt != "onnx":
-        raise ResnetlabError(f"--opset applies to ONNX files, not to {fmt}")
+        raise ResnetlabError(f"{option('opset')} applies to ONNX files, not to {fmt}")
     if quantize is None:
         return
     if quantize != "int8":
         raise ResnetlabError(f"unknown quantization {quantize!r}; the one offered is int8")
     if fmt != "onnx":
-        raise ResnetlabError(f"--quantize int8 uses onnxruntime's tools: write .onnx, not {fmt}")
+        raise ResnetlabError(
+            f"{option('quantize', 'int8')} uses onnxruntime's tools: write .onnx, not {fmt}"
+        )
     if fp16:
-        raise ResnetlabError("--quantize int8 and --fp16 exclude each other; choose one")
+        raise ResnetlabError(
+            f"{option('quantize', 'int8')} and {option('fp16', True)} exclude each other; "
+            "choose one"
+        )
     if data is None:
         raise ResnetlabError(
-            "--quantize int8 calibrates on real images: pass --data, e.g. the training data"
+            f"{option('quantize', 'int8')} calibrates on real images: pass {option('data')}, "
+            "e.g. the training data"
         )
 
 
@@ -411,8 +421,9 @@ def write_onnx(
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and opset > newest:  # else the exporter writes its own and says nothing
         raise ResnetlabError(
-            f"--opset {opset} is newer than the onnx {onnx.__version__} installed here knows "
-            f"(its newest is {newest}); ask for {newest} or earlier, or leave --opset out"
+            f"{option('opset', opset)} is newer than the onnx {onnx.__version__} installed here "
+            f"knows (its newest is {newest}); ask for {newest} or earlier, or leave "
+            f"{option('opset')} out"
         )
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
     with _quiet_loggers("torch.onnx", "onnxscript"):  # the outcome is checked below
@@ -444,7 +455,7 @@ def write_onnx(
                 # It has no op for some layer at that opset (opset 9: no strided Slice).
                 raise ResnetlabError(
                     f"the ONNX exporter of torch {torch.__version__} cannot write opset {opset} "
-                    "for this model; ask for a later opset, or leave --opset out"
+                    f"for this model; ask for a later opset, or leave {option('opset')} out"
                 ) from None
     proto = _set_onnx_metadata(path, metadata)
     written = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
@@ -452,7 +463,8 @@ def write_onnx(
         # The exporter writes its lowest opset when it cannot convert down to the one asked.
         raise ResnetlabError(
             f"the ONNX exporter of torch {torch.__version__} cannot write opset {opset} for "
-            f"this model (it wrote {written}); ask for {written} or later, or leave --opset out"
+            f"this model (it wrote {written}); ask for {written} or later, or leave "
+            f"{option('opset')} out"
         )
     return written
 

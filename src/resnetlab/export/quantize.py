@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import option
 from .runtime import import_extra, in_batches
 
 CALIBRATION_BATCH = 32
@@ -40,8 +41,8 @@ def quantize_int8(
             whose activations set the ranges.
         batch: the graph's fixed batch size, if it has one.
     """
-    onnx = import_extra("onnx", "--quantize int8")
-    quantization = import_extra("onnxruntime.quantization", "--quantize int8")
+    onnx = import_extra("onnx", option("quantize", "int8"))
+    quantization = import_extra("onnxruntime.quantization", option("quantize", "int8"))
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     step = batch or CALIBRATION_BATCH
     batches: list[np.ndarray] = []
