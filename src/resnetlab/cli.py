@@ -487,6 +487,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
         "--png",
         help="confusion matrix image (default: MODEL.DATA.confusion.png next to the model file)",
     )
+    p.add_argument("--download", action="store_true", help="fetch cifar10 if it is not cached")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=cmd_eval)
 
@@ -527,6 +528,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         precision=args.precision,
+        download=args.download,
     )
     count = report.result.count
     title = f"{readable(model_file.name)} on {data_name(args.data)} ({count:,} images)"

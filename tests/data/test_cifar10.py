@@ -115,3 +115,23 @@ def test_named_cifar10_downloads_into_the_cache_when_asked(tmp_path, monkeypatch
     assert np.array_equal(data.train.images.numpy(), train_images) and len(data.val) == 2
     monkeypatch.setattr(cifar10, "URL", "file:///nonexistent")  # cached now: no second fetch
     assert len(load_dataset("cifar10", cache_dir=cache).train) == 7
+
+
+def test_eval_downloads_cifar10_when_asked_as_its_message_says(tmp_path, monkeypatch, capsys):
+    # eval said "add --download" and then refused the flag (evaluate took no download).
+    from resnetlab import create_model, evaluate, save_model
+    from resnetlab.cli import main
+
+    archive, md5, _ = _fake_archive(tmp_path)
+    monkeypatch.setattr(cifar10, "URL", archive.as_uri())
+    monkeypatch.setattr(cifar10, "MD5", md5)
+    model = tmp_path / "m.safetensors"
+    save_model(create_model("resnet8", num_classes=3), model, input_size=32)  # the fake's 3
+    args = ["eval", str(model), "--data", "cifar10", "--png", str(tmp_path / "c.png")]
+    assert main(args) == 2
+    assert "; add --download to fetch it" in capsys.readouterr().err
+    with pytest.raises(DataError, match="; add download=True to fetch it"):
+        evaluate(model, "cifar10")
+    assert main([*args, "--download"]) == 0
+    assert "on cifar10: accuracy" in capsys.readouterr().out
+    assert evaluate(model, "cifar10").result.count == 2  # cached now

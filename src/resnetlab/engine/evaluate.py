@@ -151,6 +151,7 @@ def evaluate(
     batch_size: int = 256,
     device: str = "auto",
     precision: str = "fp32",
+    download: bool = False,
 ) -> EvalReport:
     """Evaluate a model file (or a loaded model) on a data set's held-out split.
 
@@ -163,6 +164,7 @@ def evaluate(
         device: ``auto``, ``cpu``, ``cuda``...
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has
             that arithmetic; the accuracy may move by an image or two).
+        download: fetch ``cifar10`` into the cache folder if it is not there.
 
     Returns:
         Loss, accuracy, confusion matrix and per-class precision and recall.
@@ -179,7 +181,7 @@ def evaluate(
     meta = model_file_meta(model, "evaluate")
     # Before the data is read: a precision the model cannot run in is said at once.
     fast = inference_model(model, device_, input_size=meta.input_size, precision=precision)
-    split = held_out_split(data, meta)
+    split = held_out_split(data, meta, download=download)
     class_names = list(split.class_names)
     loader = make_loader(
         split,
@@ -200,7 +202,7 @@ def evaluate(
     return EvalReport(result, class_names, spec, name, list(split.notes))
 
 
-def held_out_split(data: str, meta: ModelMeta):
+def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
     """The split of ``data`` that ``evaluate`` scores (test, else validation, else the
     images the model's run held out of it, else all), at the model's input size, labelled
     as the model's outputs are.
@@ -218,6 +220,7 @@ def held_out_split(data: str, meta: ModelMeta):
         data,
         image_size=meta.input_size,
         resize=meta.resize,
+        download=download,
         trained_on=trained_on if isinstance(trained_on, str) else None,
         held_out=held_out if isinstance(held_out, dict) else None,
         validated_on=(meta.training or {}).get("validated_on"),
