@@ -531,6 +531,7 @@ def test_json_is_printed_as_utf8_and_escaped_only_where_the_output_cannot_show_i
     assert json.loads(out.buffer.getvalue().decode("utf-8")) == ["caf\udce9.jpg"]
 
 
+@pytest.mark.figures
 def test_files_written_under_a_quoted_home_folder_land_there(tmp_path, monkeypatch, capsys):
     """'~/...' quoted (or from Python) is the home folder, as a shell would expand it, for
     every file a command writes, and the checks look at the file written."""
@@ -633,6 +634,7 @@ def test_non_ascii_names_work_in_an_ascii_locale(tmp_path):
     assert summary["class_names"] == ["été", "日本犬"]
 
 
+@pytest.mark.figures
 def test_output_folders_that_cannot_be_written_name_the_flag_to_change(
     tmp_path, monkeypatch, capsys
 ):

@@ -165,6 +165,7 @@ def test_eval_of_the_training_folder_scores_the_images_the_run_held_out(
     ]
 
 
+@pytest.mark.figures
 def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     png = tmp_path / "confusion.png"
     folder = another_set(digit_folder, tmp_path / "copy")  # not the training folder

@@ -44,6 +44,7 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.figures
 def test_training_learns_and_writes_the_run_folder(tmp_path):
     result = train(**FAST, epochs=4, out=str(tmp_path / "run"))
     run = result.run_dir

@@ -55,6 +55,7 @@ def test_onnx_model_is_used_as_a_loaded_model_file(onnx_files, cifar_file, kind)
             model(wrong)
 
 
+@pytest.mark.figures
 @pytest.mark.parametrize("kind", ["plain", "pixels"])
 def test_predict_and_eval_of_the_onnx_file_match_the_model_file(
     onnx_files, cifar_file, photos, folder_data, kind, tmp_path, capsys
