@@ -63,11 +63,18 @@ def torchvision18_file(torchvision18, tmp_path_factory):
 
 
 def _put_in_hub_cache(monkeypatch, tmp_path, state) -> Path:
+    """``state`` in torch's hub cache as torchvision's ResNet18_Weights.IMAGENET1K_V1, whose
+    address is made to name it as torchvision names its files (resnet18-<its sha256>.pth),
+    so that the hash check passes it."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    made = tmp_path / "resnet18.pth"
+    torch.save(state, made)
+    digest = pretrained_module.file_sha256(made)
+    monkeypatch.setattr(weights.value, "url", f"https://example.invalid/resnet18-{digest[:8]}.pth")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     cached.parent.mkdir(parents=True)
-    torch.save(state, cached)
+    made.rename(cached)
     return cached
 
 
@@ -99,6 +106,56 @@ def test_torchvision_source_reads_torchs_hub_cache(torchvision18, tmp_path, monk
     kept = resnetlab.save_model(model, tmp_path / "imagenet.safetensors")
     categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     assert kept.class_names == list(categories) and kept.input_size == 224
+
+
+def test_a_cached_torchvision_file_of_other_weights_is_refused(torchvision18, tmp_path, capsys):
+    """A file copied into torch's cache under torchvision's name is checked against the
+    hash that name carries, as torch checks a download: other weights, or a copy cut short,
+    are refused with the address to copy the file from, before anything is trained."""
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision18.state_dict(), cached)  # not torchvision's ImageNet weights
+    whole = cached.read_bytes()
+    run = tmp_path / "run"
+    args = ["train", "--data", "digits", "--model", "resnet18", "--pretrained", "torchvision"]
+    docs = (Path(__file__).parents[2] / "docs" / "finetuning.md").read_text(encoding="utf-8")
+    for data in (whole, whole[: len(whole) // 2]):  # another file; one cut short
+        cached.write_bytes(data)
+        digest = pretrained_module.file_sha256(cached)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TORCH_HOME", str(tmp_path / "torch"))
+            assert main([*args, "--input-size", "32", "--max-steps", "1", "--out", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"error: the cached file {cached} is not torchvision's "
+            f"ResNet18_Weights.IMAGENET1K_V1 (its sha256 starts {digest[:8]}, its name says "
+            f"f37072fd: another file, or one cut short); delete it and copy it again from "
+            f"{url} (with a network, deleting it is enough)\n"
+        )
+        assert not run.exists()
+        # docs/finetuning.md quotes it, with <TORCH_HOME> for the cache and its own digest.
+        quoted = err.replace(str(tmp_path / "torch"), "<TORCH_HOME>")
+        assert quoted.replace(digest[:8], "8e2ec3c4") in docs
+
+
+def test_a_cached_torchvision_file_that_torch_cannot_read_names_its_address(
+    torchvision18, tmp_path, monkeypatch
+):
+    """Past the hash check (a file of the hash its name says) torch may still fail to read
+    it: the message names the address to copy it from, as trying again offline cannot."""
+    cached = _put_in_hub_cache(monkeypatch, tmp_path, torchvision18.state_dict())
+    cached.write_bytes(cached.read_bytes()[:1000])
+    url = f"https://example.invalid/resnet18-{pretrained_module.file_sha256(cached)[:8]}.pth"
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.value, "url", url)
+    cached = cached.rename(cached.with_name(Path(url).name))
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="torchvision")
+    assert str(e.value) == (
+        f"the cached file {cached} is not torchvision's ResNet18_Weights.IMAGENET1K_V1 "
+        f"(RuntimeError: another file, or one cut short); delete it and copy it again from "
+        f"{url} (with a network, deleting it is enough)"
+    )
 
 
 def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):

@@ -286,21 +286,21 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
             f"({option('pretrained', f'torchvision:{weights_enum.DEFAULT.name}')})"
         )
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    named = f"torchvision's {weights_enum.__name__}.{weights.name}"
+    # torch checks the hash of a download, not of a file already in its cache (a copy the
+    # user made, or one cut short): checked here, as torch would, before it is loaded.
+    sha256 = _cached_hash(cached, weights.url, named) if cached.is_file() else None
     try:
         with _network_timeout():
             state = weights.get_state_dict(progress=True, check_hash=True, weights_only=True)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         reason = getattr(e, "reason", None) or e
         raise ResnetlabError(
-            f"cannot download torchvision's {weights_enum.__name__}.{weights.name} from "
-            f"{weights.url} ({reason}); without a network, copy that file to {cached} or "
-            f"pass a local file: {option('pretrained', 'FILE.pth')}"
+            f"cannot download {named} from {weights.url} ({reason}); without a network, copy "
+            f"that file to {cached} or pass a local file: {option('pretrained', 'FILE.pth')}"
         ) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise ResnetlabError(
-            f"the cached file {cached} is not readable torchvision weights "
-            f"({type(e).__name__}); delete it and try again"
-        ) from None
+        raise _bad_cached_file(cached, weights.url, named, type(e).__name__) from None
     transform = weights.transforms()
     crop = int(transform.crop_size[0])
     return PretrainedWeights(
@@ -309,7 +309,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
         description=f"torchvision {weights_enum.__name__}.{weights.name}",
         state_dict=state,
         location=str(cached),
-        sha256=file_sha256(cached) if cached.is_file() else None,
+        sha256=sha256 or (file_sha256(cached) if cached.is_file() else None),  # downloaded
         mean=tuple(transform.mean),
         std=tuple(transform.std),
         normalisation_note="ImageNet mean/std (the weights')",
@@ -324,6 +324,27 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
         class_names=list(weights.meta["categories"]),
         input_size=crop,
         resize="crop",  # the shorter side to resize_size, then the centre
+    )
+
+
+def _cached_hash(cached: Path, url: str, named: str) -> str:
+    """The sha256 of torch's cached copy of ``url``, which must start with the hex digits
+    its name ends in (``resnet18-f37072fd.pth``), as torch.hub checks a download."""
+    try:
+        digest = file_sha256(cached)
+    except OSError as e:
+        raise _bad_cached_file(cached, url, named, type(e).__name__) from None
+    found = torch.hub.HASH_REGEX.search(cached.name)
+    if found and not digest.startswith(found.group(1)):
+        why = f"its sha256 starts {digest[: len(found.group(1))]}, its name says {found.group(1)}"
+        raise _bad_cached_file(cached, url, named, why)
+    return digest
+
+
+def _bad_cached_file(cached: Path, url: str, named: str, why: str) -> ResnetlabError:
+    return ResnetlabError(
+        f"the cached file {cached} is not {named} ({why}: another file, or one cut short); "
+        f"delete it and copy it again from {url} (with a network, deleting it is enough)"
     )
 
 
