@@ -767,9 +767,24 @@ def test_new_and_dropped_keys_are_listed_in_the_models_order(tmp_path):
     torch.save(dict(sorted(state.items())), path)
     report = resnetlab.create_model("resnet20", num_classes=3, pretrained=path).pretrained
     assert report.new == report.dropped == ["fc.weight", "fc.bias"]
-    assert (
-        "initialised here: fc.weight, fc.bias; not used from the weights: fc.weight, fc.bias"
-        in report.describe()
+
+
+def test_a_replaced_classifier_is_said_once(tmp_path):
+    """The pretrained: line says a replaced classifier in its note alone, not again as
+    tensors initialised here and unused from the weights; tensors left out for another
+    reason (a model without a classifier) are still listed."""
+    path = tmp_path / "r20.pt"
+    torch.save(resnetlab.create_model("resnet20", num_classes=10).state_dict(), path)
+    report = resnetlab.create_model("resnet20", num_classes=3, pretrained=path).pretrained
+    assert report.new == report.dropped == ["fc.weight", "fc.bias"]  # pretrained.json's
+    assert report.describe() == (
+        "resnet20 from r20.pt: 114 tensors loaded; classifier replaced (the weights have 10 "
+        "classes, the model 3); normalisation: not in the file (training uses its data's "
+        "mean/std)"
+    )
+    headless = resnetlab.create_model("resnet20", num_classes=0, pretrained=path).pretrained
+    assert "; the model has no classifier; not used from the weights: fc.weight, fc.bias;" in (
+        headless.describe()
     )
 
 

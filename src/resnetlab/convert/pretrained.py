@@ -200,10 +200,12 @@ class PretrainedReport:
         parts[0] += " loaded"
         if self.head_note:
             parts.append(self.head_note)
-        if self.new:  # the model's tensors that keep their initialisation
-            parts.append(f"initialised here: {_names(self.new)}")
-        if self.dropped:  # the weights' tensors left out
-            parts.append(f"not used from the weights: {_names(self.dropped)}")
+        # A new classifier is said once, by the head note, not again in both lists.
+        said = {k for k in self.new if _is_head(k)} if self.head_is_new else set()
+        if new := [k for k in self.new if k not in said]:  # keep their initialisation
+            parts.append(f"initialised here: {_names(new)}")
+        if dropped := [k for k in self.dropped if k not in said]:  # the weights' left out
+            parts.append(f"not used from the weights: {_names(dropped)}")
         if self.normalisation_note:
             parts.append(f"normalisation: {self.normalisation_note}")
         return "; ".join(parts)
