@@ -18,6 +18,7 @@ from resnetlab.engine.finetune import FineTuning
 from resnetlab.engine.optim import lr_at, set_lr
 from resnetlab.engine.step import build_training
 
+from ..data.conftest import noise, write_tree
 from .interrupt import train_interrupted
 
 # ResNet-18 (four stages) on digits upsampled to 32x32: the smallest input an ImageNet
@@ -290,6 +291,28 @@ def test_a_run_from_weights_trains_at_their_input_size_unless_told(tmp_path):
     assert json.loads((tuned.run_dir / "config.json").read_text())["input_size"] == 16
     told = train(**fast, pretrained=str(first.run_dir), input_size=8, out=str(tmp_path / "told"))
     assert resnetlab.read_model_meta(told.run_dir / "last.safetensors").input_size == 8
+
+
+def test_the_advice_on_enlarged_images_says_the_size_came_from_the_weights(tmp_path, capsys):
+    """8x8 images enlarged to the 16 px a run trained at: the advice says the size is the
+    weights', and that a size near the images' would leave it, not only that it is faster."""
+    images = {c: [noise(i + 8 * k) for i in range(8)] for k, c in enumerate("ab")}
+    data = write_tree(tmp_path / "small", images)
+    fast = dict(model="resnet8", data=str(data), max_steps=1, device="cpu")
+    first = train(**fast, input_size=16, out=str(tmp_path / "a"))
+    args = ["train", "--pretrained", str(first.run_dir), "--data", str(data), "--max-steps", "1"]
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    err = " ".join(capsys.readouterr().err.split())  # as one line, however wrapped
+    assert (
+        "data: most images are 8x8, enlarged to 16x16 (the input size): the size the weights "
+        "were trained at, taken from them; --input-size near the images' trains much faster, "
+        "at a size the weights did not learn" in err
+    )
+    # The size given: the advice as for any run.
+    assert main([*args, "--input-size", "16", "--out", str(tmp_path / "c")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "enlarged to 16x16 (the input size); a size near theirs trains much faster" in err
+    assert "taken from them" not in err
 
 
 def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, capsys):

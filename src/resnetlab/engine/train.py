@@ -516,9 +516,11 @@ class Trainer:
             self.pretrained_record = (run_dir / PRETRAINED_RECORD).read_text()
         weights = self.start.weights if self.start else None
         self.size_given = c.input_size is not None  # --input-size, not the weights' or model's
+        self.size_of_weights = False  # the size the weights were trained at, taken from them
         if c.input_size is None and weights is not None and weights.input_size:
             # The size they were trained at, unless --input-size says otherwise.
             self.config = c = dataclasses.replace(c, input_size=weights.input_size)
+            self.size_of_weights = True
         self.input_size = c.input_size or model_info(c.model).input_size
         self.size_note = None
         if c.input_size is None and weights is not None and weights.location:
@@ -757,7 +759,9 @@ class Trainer:
         # How the data was read (classes from file names, files ignored, streamed); the
         # unreadable files were warned about as they were skipped.
         self.data_notes = [
-            _with_advice(note, self.input_size, self.size_given, c.model, self.resumed)
+            _with_advice(
+                note, self.input_size, self.size_given, c.model, self.resumed, self.size_of_weights
+            )
             for note in unwarned(data.train.notes)
         ]
         if data.val is not None:  # where the validation images come from, what was done to them
@@ -1727,13 +1731,25 @@ def validation_batch_size(batch_size: int) -> int:
 
 
 def _with_advice(
-    note: str, input_size: int, size_given: bool = False, model: str = "", resumed: bool = False
+    note: str,
+    input_size: int,
+    size_given: bool = False,
+    model: str = "",
+    resumed: bool = False,
+    size_of_weights: bool = False,
 ) -> str:
     """A data note, with what to do about images far from the input size (``size_given``:
     by --input-size, which then needs no mention; none for a ``resumed`` run, whose size
-    cannot change)."""
+    cannot change). ``size_of_weights``: the size pretrained weights were trained at, taken
+    from them, which a smaller one to train faster would leave."""
     if resumed and note.startswith((ENLARGED_NOTE, SHRUNK_NOTE)):
         return note
+    if note.startswith(ENLARGED_NOTE) and size_of_weights:
+        return (
+            f"{note}: the size the weights were trained at, taken from them; "
+            f"{option('input_size')} near the images' trains much faster, at a size the "
+            "weights did not learn"
+        )
     if note.startswith(ENLARGED_NOTE):
         how = "" if size_given else f"{option('input_size')} sets it, and "
         return f"{note}; {how}a size near theirs trains much faster"
