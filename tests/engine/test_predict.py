@@ -1,6 +1,7 @@
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 import zipfile
@@ -14,7 +15,7 @@ from sklearn.datasets import load_digits
 
 import resnetlab
 from resnetlab.cli import main
-from resnetlab.errors import DataWarning, ResnetlabError
+from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
 
 @pytest.fixture(scope="module")
@@ -293,6 +294,43 @@ def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
         "other classes: [0, 1, 2, 3, 4, 5, ...]; score it with a model trained on its classes, "
         "or score this model on images of its own classes\n"
     )
+
+
+def test_data_problems_of_predict_and_eval_raise_data_error(model_file, tmp_path):
+    """From Python, images that cannot be used raise DataError, as the README says; the
+    CLI prints the same line (test_bad_prediction_inputs_are_one_line_errors)."""
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)  # a JPEG's start, then nothing
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (8, 8), "red").save(good)
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        corrupt: f"{corrupt} is not a readable image",
+        text: f"{text} is not a readable image (not an image format Pillow can read)",
+        tmp_path / "missing.jpg": f"image not found: {tmp_path / 'missing.jpg'}",
+        tmp_path / "empty": f"no images in folder {tmp_path / 'empty'}",
+        heic: f"{heic}: HEIC photos cannot be read here",
+        tmp_path / "*.gif": "image not found: ",
+    }
+    for given, message in cases.items():
+        with pytest.raises(DataError, match=re.escape(message)):
+            resnetlab.predict(model_file, [given])
+    with pytest.raises(DataError, match="leave it out, or give its folder"):
+        resnetlab.predict(model_file, [good, text])  # among others, with the fix
+    for name in ("cat", "dog"):  # classes the model does not have
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pets" / name / f"{i}.png")
+    with pytest.raises(DataError, match="has 2 classes"):
+        resnetlab.evaluate(model_file, str(tmp_path / "pets"))
+    unnamed = tmp_path / "unnamed.safetensors"  # a model that names no classes: counted
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=4), unnamed)
+    with pytest.raises(DataError, match="has 2 classes but the model has 4 outputs"):
+        resnetlab.evaluate(unnamed, str(tmp_path / "pets"))
 
 
 def test_eval_hints_at_the_model_class_a_folder_name_is_near(tmp_path, capsys):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ResnetlabError, count_argument
+from ..errors import DataError, ResnetlabError, count_argument
 from ..models import ModelMeta
 from ..models.files import case_matches
 
@@ -231,7 +231,7 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
         named = class_names  # as the data names them, for messages
         class_names = [by_case.get(name, name) for name in class_names]
         if any(name not in meta.class_names for name in class_names):
-            raise ResnetlabError(_unknown_classes_problem(data, split, named, class_names, meta))
+            raise DataError(_unknown_classes_problem(data, split, named, class_names, meta))
         to_model = torch.tensor([meta.class_names.index(name) for name in class_names])
         note = (
             "classes matched to the model's by name"
@@ -248,7 +248,7 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
             notes=[*split.notes, note],
         )
     if len(class_names) != meta.num_classes:
-        raise ResnetlabError(
+        raise DataError(
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
         )
     if meta.class_names is None and class_names != [str(i) for i in range(len(class_names))]:

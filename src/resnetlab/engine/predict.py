@@ -30,6 +30,7 @@ from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_fi
 from ..data.signs import is_keras_h5
 from ..data.sources import H5_SUFFIXES
 from ..errors import (
+    DataError,
     DataWarning,
     ResnetlabError,
     count_argument,
@@ -120,11 +121,11 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
         # none): its matches, as a shell would name them.
         matches = sorted(glob.glob(str(item), recursive=True))
         if not matches:
-            raise ResnetlabError(f"image not found: {item} (no file matches it as a pattern)")
+            raise DataError(f"image not found: {item} (no file matches it as a pattern)")
         for match in matches:
             paths += _expand_path(Path(match))
     if named and not paths:  # Thumbs.db alone, or a NAS's @eaDir: each skipped with a warning
-        raise ResnetlabError(
+        raise DataError(
             "no images left to read: what was given was skipped, as said above; give image "
             "files or folders of them"
         )
@@ -145,7 +146,7 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
     elif item.is_dir():
         found = image_files(item)
         if not found:
-            raise ResnetlabError(f"no images in folder {item}")
+            raise DataError(f"no images in folder {item}")
         paths += [(p, False) for p in found]
     elif item.name.lower() in SYSTEM_FILES and item.is_file():
         # Named by a shell's `photos/*` as often as by hand: left out, as a folder does.
@@ -153,13 +154,13 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
     elif item.is_file() or item.is_symlink():  # a broken link: reading it says so
         paths.append((item, True))
     elif str(item) == "-":  # a shell's way to say standard input, not a file here
-        raise ResnetlabError(
+        raise DataError(
             "images are read from files, not from standard input (-): save the image to a "
             "file and give its path, or send it to `resnetlab serve`"
         )
     else:
         hint = f"; did you mean {near}?" if (near := near_name(item)) else ""
-        raise ResnetlabError(f"image not found: {item}{hint}")
+        raise DataError(f"image not found: {item}{hint}")
     return paths
 
 
@@ -220,7 +221,7 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
     is.
 
     Raises:
-        ResnetlabError: the file is not a readable image.
+        DataError: the file is not a readable image.
     """
     if not isinstance(meta, ModelMeta):  # the model itself, say, rather than its model.meta
         raise ResnetlabError(
@@ -239,24 +240,24 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             is_keras_h5(Path(name)) or other_format(Path(name)) == "a Keras model (.keras)"
         ):  # predict model.safetensors ResNet50.h5, meaning to compare the two
             safetensors = f"{Path(name).stem}.safetensors"
-            raise ResnetlabError(
+            raise DataError(
                 f"{name} is a Keras model file, not an image; convert it (resnetlab convert "
                 f"keras {name} {safetensors}) and give that model file first, the images "
                 f"after it"
             ) from None
         if os.path.splitext(str(name))[1].lower() in H5_SUFFIXES:  # SIGNS's file, say
-            raise ResnetlabError(
+            raise DataError(
                 f"{name} is an HDF5 file, not an image; the images of a data set file are "
                 f"scored with: resnetlab eval MODEL_FILE --data {name}"
             ) from None
         if isinstance(name, str | os.PathLike) and is_archive(Path(name)):  # photos.zip
-            raise ResnetlabError(
+            raise DataError(
                 f"{name} is an archive, not an image; extract it and give its folder, or score "
                 f"the images of a data set's archive with: resnetlab eval MODEL_FILE --data {name}"
             ) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
-            raise ResnetlabError(convert_first(name, photo)) from None
-        raise ResnetlabError(unreadable_image(name, e)) from None
+            raise DataError(convert_first(name, photo)) from None
+        raise DataError(unreadable_image(name, e)) from None
 
 
 def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tensor]:
@@ -280,7 +281,7 @@ def decoded_parts(
     """``load_inputs``' names and pixels, ``size`` images at a time (all at once: None)."""
     items = expand_inputs(inputs)
     if not items:
-        raise ResnetlabError("no images given: pass image files, folders or PIL images")
+        raise DataError("no images given: pass image files, folders or PIL images")
     read = 0
     step = size or len(items)
     for start in range(0, len(items), step):
@@ -294,7 +295,7 @@ def decoded_parts(
                     pixels = read_input(item, meta)
                 except ResnetlabError as e:
                     if named and isinstance(item, Path) and len(items) > 1:  # photos/* of a HEIC
-                        raise ResnetlabError(
+                        raise DataError(
                             f"{e}; leave it out, or give its folder ({item.parent}{os.sep}): a "
                             "folder's unreadable files are skipped with a warning"
                         ) from None
@@ -308,7 +309,7 @@ def decoded_parts(
             read += len(decoded)
             yield names, torch.stack(decoded)
     if not read:
-        raise ResnetlabError("none of the images could be read")
+        raise DataError("none of the images could be read")
 
 
 def _decode_part(items: list[tuple[Path | Image.Image, bool]], meta: ModelMeta) -> list:
