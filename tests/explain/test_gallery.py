@@ -1,10 +1,15 @@
+import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 import resnetlab
+from resnetlab.analysis import plots
+from resnetlab.engine import report as report_module
+from resnetlab.engine.train import Trainer
 from resnetlab.explain import ErrorSource, write_error_gallery
 from resnetlab.explain import gallery as gallery_module
 from resnetlab.explain.gallery import Mistakes
@@ -145,3 +150,59 @@ def test_an_image_deeper_in_its_class_folder_is_captioned_from_the_class_folder(
     assert gallery_module._file_line(paths, 0, "cat") == "\ncat/2019/IMG_1.jpg"
     assert gallery_module._file_line(paths, 1, "cat") == "\ncat/IMG_2.jpg"
     assert gallery_module._file_line(paths, 2, "3") == "\nsigns/3_IMG_5.jpg"  # classes by name
+
+
+def test_the_gallery_shows_the_mistakes_of_the_model_best_safetensors_holds(tmp_path, monkeypatch):
+    """errors.png is for finding mislabelled images with the model a run ships: where the
+    best epoch is not the last, its model's mistakes, said so in the title; and after a
+    resume (its pass's mistakes gone) a pass of that model over the validation images."""
+    folder = tmp_path / "data"
+    pixels, labels = squares(96, seed=43)
+    for i, (image, label) in enumerate(zip(pixels.numpy(), labels.tolist(), strict=True)):
+        (folder / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / CLASSES[label] / f"{i}.png")
+    trainer = sys.modules[Trainer.__module__]
+    real_evaluate = trainer.evaluate_loader
+    scripted = iter([0.9, 0.5, 0.6, 0.7])  # epoch 1 the best, whatever the model does
+
+    def evaluate_loader(*args, **kwargs):
+        return dataclasses.replace(real_evaluate(*args, **kwargs), accuracy=next(scripted))
+
+    monkeypatch.setattr(trainer, "evaluate_loader", evaluate_loader)
+    drawn = []
+    real_gallery = report_module.write_error_gallery
+    monkeypatch.setattr(
+        report_module,
+        "write_error_gallery",
+        lambda source, names, path, title: (
+            drawn.append((source, title)) or real_gallery(source, names, path, title=title)
+        ),
+    )
+    confusions = []  # the last validation's, as the title says
+    monkeypatch.setattr(plots, "plot_confusion", lambda *a, title: confusions.append(title))
+    common = dict(model="resnet8", data=str(folder), batch_size=32, lr=0.01, seed=1)
+    run = resnetlab.train(**common, epochs=3, out=str(tmp_path / "run"))
+    assert (run.summary["best_epoch"], run.summary["epochs"]) == (1, 3)
+    best = resnetlab.load_model(run.run_dir / "best.safetensors")
+    last = resnetlab.load_model(run.run_dir / "last.safetensors")
+
+    def shown(source):
+        kept, count = gallery_module._mistakes(source, gallery_module.GALLERY_SIZE).most_confident()
+        return [(k.place, k.predicted) for k in kept], count
+
+    def passed(model, source):
+        return shown(dataclasses.replace(source, model=model, seen=None))
+
+    (source, title) = drawn.pop()
+    assert shown(source) == passed(best, source) != passed(last, source)
+    state = source.model.state_dict()
+    assert all(torch.equal(state[k].cpu(), v) for k, v in best.state_dict().items())
+    assert title == "resnet8 of epoch 1 (best.safetensors) on the validation images"
+    assert (run.run_dir / "errors.png").is_file()
+    assert confusions == ["resnet8 of epoch 3 (last.safetensors) on the validation images"]
+    # Resumed for one more epoch (not the best): the best model's mistakes, from a pass.
+    resumed = resnetlab.train(resume=run.run_dir, epochs=4)
+    assert resumed.summary["best_epoch"] == 1
+    (source, title) = drawn.pop()
+    assert source.seen is None and title.startswith("resnet8 of epoch 1 (best.safetensors)")
+    assert shown(source) == passed(best, source)

@@ -186,6 +186,13 @@ def majority_note(
     )
 
 
+def _of_epoch(summary: dict[str, Any], epoch: int) -> str:
+    """A figure's title: the model of ``epoch`` on the validation images, named by the
+    file that holds it (best.safetensors where that epoch was the best)."""
+    held = "best" if epoch == summary["best_epoch"] else "last"
+    return f"{summary['model']} of epoch {epoch} ({held}.safetensors) on the validation images"
+
+
 class RunLog:
     def __init__(
         self,
@@ -369,11 +376,12 @@ class RunLog:
                 title = f"{summary['model']} on {data}"
                 plot_curves(epoch_rows, self.run_dir / "curves.png", title=title)
             if val is not None:
-                title = f"{summary['model']}, validation images after epoch {summary['epochs']}"
+                title = _of_epoch(summary, summary["epochs"])
                 confusion = self.run_dir / "confusion.png"
                 plot_confusion(val.confusion, class_names, confusion, title=title)
             if val is not None and errors is not None and summary["status"] == "finished":
                 gallery = self.run_dir / "errors.png"
+                title = _of_epoch(summary, errors.epoch or summary["epochs"])
                 if not write_error_gallery(errors, class_names, gallery, title=title):
                     self.console.print("no misclassified validation images: no errors.png")
         except WriteError as e:

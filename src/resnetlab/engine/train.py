@@ -63,7 +63,7 @@ from ..errors import (
     warn,
 )
 from ..explain.gallery import ErrorSource, Mistakes
-from ..models import model_info, read_model_meta, save_model
+from ..models import load_model, model_info, read_model_meta, save_model
 from ..models.files import attach_meta, class_name_problem, shapes_problem
 from ..storage import (
     WriteError,
@@ -644,7 +644,9 @@ class Trainer:
         # From a step's start until it is counted: the model, optimizer and BN statistics
         # may hold part of it, which no checkpoint may keep.
         self.mid_step = False
-        self.mistakes: Mistakes | None = None  # the last validation pass's, for errors.png
+        self.mistakes: Mistakes | None = None  # the last validation pass's
+        # The best epoch's pass's, for errors.png (None after a resume: a pass of its own).
+        self.best_mistakes: Mistakes | None = None
         if resume:
             assert run_dir is not None
             # A run killed before its first checkpoint starts again from step 0, which is
@@ -1267,6 +1269,7 @@ class Trainer:
         improved = metric > self.best["metric"]
         if improved:
             self.best = {"metric": metric, "epoch": self.epoch}
+            self.best_mistakes = self.mistakes
         row = dict(
             epoch=self.epoch,
             step=self.step,
@@ -1326,6 +1329,26 @@ class Trainer:
         if last.is_file():
             attach_meta(model, read_model_meta(last))
         return model
+
+    def _error_source(self) -> ErrorSource:
+        """What errors.png shows: the mistakes of the model best.safetensors holds, the one
+        a run ships and whose mistakes point at mislabelled images, where the last epoch's
+        is another."""
+        best = self.run_dir / "best.safetensors"
+        if self.best["epoch"] in (None, self.epoch) or not best.is_file():
+            model, seen, epoch = self._eval_model(), self.mistakes, self.epoch
+        else:
+            model, seen = load_model(best, device=self.device), self.best_mistakes
+            epoch = self.best["epoch"]
+        return ErrorSource(
+            model,
+            self.val_loader,
+            self.mean,
+            self.std,
+            seen=seen,
+            paths=self.val_paths,
+            epoch=epoch,
+        )
 
     def _check_saved_finite(self) -> None:
         """Refuse to save NaN/inf weights; a check made at this step (by every process, or
@@ -1708,14 +1731,7 @@ class Trainer:
             "pretrained": self.start.provenance if self.start else None,
         }
         if self.dist.is_main:
-            errors = ErrorSource(
-                self._eval_model(),
-                self.val_loader,
-                self.mean,
-                self.std,
-                seen=self.mistakes,
-                paths=self.val_paths,
-            )
+            errors = self._error_source() if status == "finished" else None
             series = _SERIES.get()
             # Always answering the largest class scores 1/K balanced: no note to make.
             majority = (series is None or series.majority_note) and not self._balanced()

@@ -94,6 +94,7 @@ class ErrorSource:
     ``loader`` yields ``(x, y)`` normalised as ``(pixels / 255 - mean) / std``. ``seen``:
     the mistakes ``model`` made in a pass over ``loader`` already, when there was one.
     ``paths``: the file of each image, in the loader's order, where they came from files.
+    ``epoch``: the training epoch ``model`` is of, for the caption.
     """
 
     model: nn.Module
@@ -102,6 +103,7 @@ class ErrorSource:
     std: Sequence[float]
     seen: Mistakes | None = None
     paths: Sequence[str] | None = None
+    epoch: int | None = None
 
 
 def _pixels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
