@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -331,6 +332,28 @@ def test_data_problems_of_predict_and_eval_raise_data_error(model_file, tmp_path
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=4), unnamed)
     with pytest.raises(DataError, match="has 2 classes but the model has 4 outputs"):
         resnetlab.evaluate(unnamed, str(tmp_path / "pets"))
+
+
+def test_predict_notes_an_image_far_smaller_than_the_input_size(model_file, tmp_path, capsys):
+    """As train and eval note images enlarged from at most half the input size (8 px here),
+    predict does: the model sees a few pixels blown up."""
+    tiny, small, fits = tmp_path / "tiny.png", tmp_path / "small.png", tmp_path / "fits.png"
+    Image.new("RGB", (1, 1), "red").save(tiny)
+    Image.new("RGB", (4, 3), "red").save(small)
+    Image.new("RGB", (5, 8), "red").save(fits)
+    assert main(["predict", str(model_file), str(tiny)]) == 0
+    out = capsys.readouterr()
+    assert out.err == f"warning: {tiny} is 1x1, enlarged to 8x8 (the model's input size)\n"
+    assert out.out.startswith(f"{tiny}: ")
+    with pytest.warns(DataWarning) as caught:
+        predictions = resnetlab.predict(model_file, [fits, small, Image.open(tiny)])
+    assert len(predictions) == 3 and [str(w.message) for w in caught] == [
+        f"2 of 3 images are at most 4 px a side (first: {small}, 4x3), enlarged to 8x8 "
+        "(the model's input size)"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resnetlab.predict(model_file, fits)
 
 
 def test_eval_hints_at_the_model_class_a_folder_name_is_near(tmp_path, capsys):

@@ -65,6 +65,13 @@ SHRUNK_FACTOR = 6
 _LABELLED_NAME = re.compile(r"^(?P<label>[^_]+)_.")
 
 
+def enlarged(size: tuple[int, int], image_size: int) -> bool:
+    """Whether an image of ``size`` (height, width) is at most half ``image_size`` a side:
+    what the notes of train, eval and predict on images enlarged to the input size count
+    (28 px images at 224 px: 64 times the pixels, and no more detail)."""
+    return max(size) * 2 <= image_size
+
+
 def split_role(name: str) -> str | None:
     m = _SPLIT_NAME.match(name)
     return _ROLES.get(m["role"].lower(), m["role"].lower()) if m else None
@@ -996,7 +1003,7 @@ def _size_note(counts: Counter, image_size: int) -> list[str]:
     half = sum(counts.values()) / 2
     # Counted over every size, not read off the most common one, which in a folder of
     # mixed sizes may be a small share of it.
-    small = {s for s in counts if max(s) * 2 <= image_size}
+    small = {s for s in counts if enlarged(s, image_size)}
     if sum(counts[s] for s in small) > half:
         one = len(small) == 1
         sizes = format_size(min(small)) if one else f"at most {image_size // 2} px a side"

@@ -21,12 +21,15 @@ from ..data.archive import is_archive
 from ..data.decode import (
     PARALLEL_MIN_FILES,
     READ_ERRORS,
+    Size,
     convert_first,
+    format_size,
     format_to_convert,
+    read_header_size,
     read_images,
     unreadable_image,
 )
-from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, image_files
+from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, enlarged, image_files
 from ..data.signs import is_keras_h5
 from ..data.sources import H5_SUFFIXES
 from ..errors import (
@@ -200,9 +203,10 @@ def predict(
         model = load_model_file(model, device=device_)
     meta = model_file_meta(model, "predict")
     model = inference_model(model, device_, input_size=meta.input_size, precision=precision)
-    predictions = []
+    predictions, small = [], []
     # A part of the images at a time: a folder of any size takes the memory of one part.
-    for names, images in decoded_parts(inputs, meta, DECODED_PART):
+    for names, images, sizes in decoded_parts(inputs, meta, DECODED_PART):
+        small += [(n, s) for n, s in zip(names, sizes, strict=True) if enlarged(s, meta.input_size)]
         probs = class_probabilities(model, images, meta, device=device_, batch_size=batch_size)
         broken = (~probs.isfinite().all(1)).nonzero().flatten().tolist()
         if broken:
@@ -212,7 +216,23 @@ def predict(
             )
         ranked = top_classes(probs, class_names(meta), top_k)
         predictions += [Prediction(name, top) for name, top in zip(names, ranked, strict=True)]
+    if small:
+        warn(_enlarged_note(small, len(predictions), meta.input_size), DataWarning)
     return predictions
+
+
+def _enlarged_note(small: list[tuple[str, Size]], total: int, input_size: int) -> str:
+    """The note on images enlarged to the input size from at most half of it (``small``:
+    their names and sizes as stored), as train and eval note them: what the model sees of
+    them is their few pixels, blown up."""
+    name, size = small[0]
+    images = (
+        f"{name} is {format_size(size)}"
+        if total == 1
+        else f"{len(small)} of {total} images are at most {input_size // 2} px a side "
+        f"(first: {name}, {format_size(size)})"
+    )
+    return f"{images}, enlarged to {input_size}x{input_size} (the model's input size)"
 
 
 def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMeta) -> np.ndarray:
@@ -271,14 +291,15 @@ def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tenso
         The names of the images read (their paths; an open image its file's name, else
         ``image <i>``, its position in ``inputs``), and their pixels: uint8 (N, H, W, 3).
     """
-    [(names, images)] = decoded_parts(inputs, meta)  # one part: all of them
+    [(names, images, _)] = decoded_parts(inputs, meta)  # one part: all of them
     return names, images
 
 
 def decoded_parts(
     inputs: Inputs, meta: ModelMeta, size: int | None = None
-) -> Iterator[tuple[list[str], torch.Tensor]]:
-    """``load_inputs``' names and pixels, ``size`` images at a time (all at once: None)."""
+) -> Iterator[tuple[list[str], torch.Tensor, list[Size]]]:
+    """``load_inputs``' names and pixels, ``size`` images at a time (all at once: None),
+    with the (height, width) of each image as stored."""
     items = expand_inputs(inputs)
     if not items:
         raise DataError("no images given: pass image files, folders or PIL images")
@@ -286,7 +307,7 @@ def decoded_parts(
     step = size or len(items)
     for start in range(0, len(items), step):
         part = items[start : start + step]
-        names, decoded = [], []
+        names, decoded, sizes = [], [], []
         pooled = _decode_part(part, meta)
         for i, ((item, named), pixels) in enumerate(zip(part, pooled, strict=True), start):
             name = str(item) if isinstance(item, Path) else getattr(item, "filename", "")
@@ -305,11 +326,18 @@ def decoded_parts(
                     continue
             decoded.append(torch.from_numpy(pixels))
             names.append(name or f"image {i}")
+            sizes.append(_stored_size(item))
         if decoded:
             read += len(decoded)
-            yield names, torch.stack(decoded)
+            yield names, torch.stack(decoded), sizes
     if not read:
         raise DataError("none of the images could be read")
+
+
+def _stored_size(item: Path | Image.Image) -> Size:
+    """An image's (height, width) as stored: its file header's (read, it was), or an open
+    image's own."""
+    return read_header_size(item) if isinstance(item, Path) else (item.height, item.width)
 
 
 def _decode_part(items: list[tuple[Path | Image.Image, bool]], meta: ModelMeta) -> list:
