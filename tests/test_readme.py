@@ -262,6 +262,27 @@ def test_readme_metrics_columns_and_auto_line_are_what_a_run_writes():
     assert apply_auto(config, num_images=1080, image_size=64, num_classes=6)[1] == said
 
 
+def test_readme_own_photos_names_the_default_model_and_the_settings_the_log_advises():
+    """`train --data photos/` without a model trains the default one at its own size, which
+    for photos is small: the README says which, and the settings the log names for photos."""
+    from resnetlab.data.folders import SHRUNK_NOTE
+    from resnetlab.engine.config import TrainConfig
+    from resnetlab.engine.train import _with_advice
+    from resnetlab.errors import command_line
+
+    text = " ".join(_section("Your own photos").split())
+    depth, size, side = re.search(
+        r"trains the default model, ResNet-(\d+) .*? from scratch at (\d+)x(\d+)", text
+    ).groups()
+    default = TrainConfig(data="photos").model
+    assert f"resnet{depth}" == default
+    assert int(size) == int(side) == resnetlab.model_info(default).input_size
+    with command_line():
+        advice = _with_advice(f"{SHRUNK_NOTE} 900x1200, shrunk to {size}x{size}", int(size))
+    (advised,) = re.findall(r"e\.g\. (--model \S+ --input-size \d+)", advice)
+    assert f"`{advised}`" in text
+
+
 def test_readme_serve_defaults_are_the_commands():
     from resnetlab.cli import _subcommands, build_parser
 
