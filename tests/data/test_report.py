@@ -216,7 +216,7 @@ def test_inspect_loads_large_photos_scaled_down_and_still_finds_unreadable_ones(
         tmp_path / "d",
         {
             "a": [noise(i, (80, 60)) for i in range(10)],
-            "b": [noise(i, (80, 60)) for i in range(10, 19)] + [noise(19, (60, 80))],
+            "b": [noise(i, (80, 60)) for i in range(10, 19)] + [noise(19, (100, 50))],
         },
     )
     (root / "b" / "bad.png").write_bytes(b"\x89PNG broken")
@@ -224,10 +224,12 @@ def test_inspect_loads_large_photos_scaled_down_and_still_finds_unreadable_ones(
     captured = capsys.readouterr()
     (split,) = json.loads(captured.out)["splits"].values()
     assert split["image_size"] == [24, 32] and split["images"] == 20  # 80x60 scaled to 32x24
-    assert "loaded at 32x24, scaled down from the most common size 80x60" in " ".join(
-        split["notes"]
+    assert split["notes"][0] == (  # one note: the size loaded at, and why
+        "mixed image sizes: 80x60 (19), 100x50 (1) (from a sample); all loaded at 32x24, "
+        "scaled down from the most common, 80x60 (centre-cropped where the shape differs: "
+        "--resize; --input-size loads them at another size)"
     )
-    assert "mixed image sizes: 80x60 (19), 60x80 (1)" in " ".join(split["notes"])
+    assert not any("80x60" in note for note in split["notes"][1:])
     assert "skipped 1 of 21 images that could not be read" in captured.err
     # Small images are loaded at their own size, and --input-size at the size it gives.
     assert main(["data", "inspect", str(root), "--no-sheet", "--json", "--input-size", "40"]) == 0
@@ -237,6 +239,36 @@ def test_inspect_loads_large_photos_scaled_down_and_still_finds_unreadable_ones(
     assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
     (split,) = json.loads(capsys.readouterr().out)["splits"].values()
     assert split["image_size"] == [60, 80]
+
+
+def test_inspect_loads_photos_of_both_orientations_square_and_says_so_once(tmp_path, capsys):
+    """Phone photos, some held upright and some not: the most common shape (portrait) would
+    turn every landscape one into a portrait crop of its middle in the contact sheet; loaded
+    square, each is cut alike, and one note says at which size."""
+    root = write_tree(
+        tmp_path / "photos",
+        {
+            "a": [noise(i, (1200, 1600)) for i in range(3)] + [noise(3, (1600, 1200))],
+            "b": [noise(4, (1200, 1600)), noise(5, (1600, 1200)), noise(6, (1600, 1200))],
+        },
+        suffix=".jpg",
+    )
+    sheet = tmp_path / "sheet.png"
+    assert main(["data", "inspect", str(root), "--out", str(sheet), "--json"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["splits"].values()
+    assert split["image_size"] == [512, 512]
+    assert split["notes"] == [
+        "mixed image sizes: 1200x1600 (4), 1600x1200 (3) (from a sample), portrait and "
+        "landscape: all loaded square, at 512x512 (centre-cropped; --input-size loads them "
+        "at another size)"
+    ]
+    with Image.open(sheet) as im:
+        assert im.format == "PNG"
+    # Small ones too: at the most common size's shorter side, not enlarged.
+    small = write_tree(tmp_path / "small", {"a": [noise(7, (40, 30)), noise(8, (30, 40))]})
+    assert main(["data", "inspect", str(small), "--no-sheet", "--json"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["splits"].values()
+    assert split["image_size"] == [30, 30]
 
 
 def test_inspect_shows_classes_that_only_some_splits_have(tmp_path, capsys):

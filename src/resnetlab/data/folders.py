@@ -962,13 +962,21 @@ def _check_every_class_read(folder: Path, labels: np.ndarray, class_names: list[
         )
 
 
-def _mixed_sizes_note(sizes: Counter, used: tuple[int, int], resize: str) -> str:
+def _sizes_listed(sizes: Counter) -> str:
+    """``mixed image sizes: 80x60 (19), 60x80 (1)``: the most common five, with counts."""
     listed = ", ".join(f"{format_size(s)} ({n:,})" for s, n in sizes.most_common(5))
     more = f" and {len(sizes) - 5} more" if len(sizes) > 5 else ""
-    how = "centre-cropped" if resize == "crop" else "squashed"
+    return f"mixed image sizes: {listed}{more}"
+
+
+def _resized_how(resize: str) -> str:
+    return "centre-cropped" if resize == "crop" else "squashed"
+
+
+def _mixed_sizes_note(sizes: Counter, used: tuple[int, int], resize: str) -> str:
     return (
-        f"mixed image sizes: {listed}{more}; all resized to the most common, "
-        f"{format_size(used)} ({how} where the shape differs: --resize)"
+        f"{_sizes_listed(sizes)}; all resized to the most common, "
+        f"{format_size(used)} ({_resized_how(resize)} where the shape differs: --resize)"
     )
 
 
@@ -1024,17 +1032,30 @@ def _scaled_size(
     native: tuple[int, int], counts: Counter, max_side: int, resize: str
 ) -> tuple[tuple[int, int] | None, list[str]]:
     """The size to load a folder at without an image size, given the most common native
-    size in a sample of headers (``_sample_size``): None (that size, as decoding finds it)
-    unless it is larger than ``max_side``, then it scaled down to ``max_side``; and notes
-    saying so."""
+    size in a sample of headers (``_sample_size``), and the one note that says which and
+    why: a square where the sample holds both portrait and landscape images (the most
+    common size's shorter side, ``max_side`` at most), so that each is cut (or squashed)
+    alike, where the most common shape would turn the others; else None (that size, as
+    decoding finds it) unless it is larger than ``max_side``, then it scaled down to
+    ``max_side``."""
+    # Flags as on the command line, as in the notes of decoding: cached with the images.
+    how, other = _resized_how(resize), "--input-size loads them at another size"
+    if any(h > w for h, w in counts) and any(w > h for h, w in counts):
+        side = min(*native, max_side)
+        return (side, side), [
+            f"{_sizes_listed(counts)} (from a sample), portrait and landscape: all loaded "
+            f"square, at {side}x{side} ({how}; {other})"
+        ]
     if max(native) <= max_side:
         return None, []
     scale = max_side / max(native)
     size = (max(1, round(native[0] * scale)), max(1, round(native[1] * scale)))
+    loaded = f"loaded at {format_size(size)}, scaled down from"
+    if len(counts) == 1:
+        return size, [f"{loaded} {format_size(native)} ({other})"]
     return size, [
-        *_sample_notes(counts, native, resize),
-        f"loaded at {format_size(size)}, scaled down from the most common size "
-        f"{format_size(native)} (--input-size loads them at another)",
+        f"{_sizes_listed(counts)} (from a sample); all {loaded} the most common, "
+        f"{format_size(native)} ({how} where the shape differs: --resize; {other})"
     ]
 
 
