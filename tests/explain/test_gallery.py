@@ -206,3 +206,21 @@ def test_the_gallery_shows_the_mistakes_of_the_model_best_safetensors_holds(tmp_
     (source, title) = drawn.pop()
     assert source.seen is None and title.startswith("resnet8 of epoch 1 (best.safetensors)")
     assert shown(source) == passed(best, source)
+
+
+def test_a_title_wider_than_the_sheet_is_broken_into_lines_that_fit_it():
+    # errors.png of a run with one mistake is one picture wide: its title ran off the edge.
+    from resnetlab.explain import render
+
+    title = "resnet20 of epoch 8 (best.safetensors) on the validation images: 1 misclassified"
+    sheet = render.tile([Image.new("RGB", (260, 150), (0, 0, 0))], title=title)
+    assert sheet.width == 260 + 16  # the grid's width, title or not
+    band = sheet.crop((0, 0, sheet.width, sheet.height - 150 - 16)).convert("L")
+    inked = [
+        y for y in range(band.height) if min(band.crop((0, y, sheet.width, y + 1)).getdata()) < 128
+    ]
+    text_size = 14  # tile's, for pictures up to 196 pixels tall
+    assert inked and inked[-1] - inked[0] > 1.5 * text_size  # lines under lines
+    lines = render._wrapped(title, text_size, sheet.width - 16)
+    assert len(lines) > 1 and " ".join(lines) == title
+    assert all(render._text_width(line, text_size) <= sheet.width - 16 for line in lines)

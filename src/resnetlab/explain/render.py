@@ -34,6 +34,23 @@ def _font(size: int, path: str | None = None) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path or default_font_file(), size)
 
 
+def _text_width(text: str, size: int) -> int:
+    """How wide ``_text`` draws ``text``, in pixels."""
+    return sum(round(_font(size, path).getlength(run)) for path, run in font_runs(text))
+
+
+def _wrapped(text: str, size: int, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken between words (a word wider
+    than that alone on its line)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and _text_width(f"{lines[-1]} {word}", size) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
 def _text(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, size: int) -> None:
     """``text`` drawn in any script the installed fonts have: each run of characters in
     the font that has them."""
@@ -98,7 +115,8 @@ def render_overlay(
 
 
 def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") -> Image.Image:
-    """Pictures in a grid, row by row, each cell the size of the largest, under a title."""
+    """Pictures in a grid, row by row, each cell the size of the largest, under a title
+    broken into lines as wide as the grid."""
     if not pictures:
         raise ValueError("nothing to tile")
     cell_w = max(p.width for p in pictures)
@@ -106,16 +124,18 @@ def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") 
     columns = min(columns, len(pictures))
     rows = math.ceil(len(pictures) / columns)
     text_size = max(14, cell_h // 14)
-    top = _font(text_size).getbbox("Ag")[3] + 12 if title else 0
     pad = 8
-    sheet = Image.new(
-        "RGB", (columns * (cell_w + pad) + pad, top + rows * (cell_h + pad) + pad), _BACKGROUND
-    )
+    width = columns * (cell_w + pad) + pad
+    lines = _wrapped(title, text_size, width - 2 * pad) if title else []
+    line_height = _font(text_size).getbbox("Ag")[3] + 2
+    top = len(lines) * line_height + 10 if lines else 0
+    sheet = Image.new("RGB", (width, top + rows * (cell_h + pad) + pad), _BACKGROUND)
     for i, picture in enumerate(pictures):
         row, col = divmod(i, columns)
         sheet.paste(picture, (pad + col * (cell_w + pad), top + pad + row * (cell_h + pad)))
-    if title:
-        _text(ImageDraw.Draw(sheet), (pad, 6), title, text_size)
+    draw = ImageDraw.Draw(sheet)
+    for i, line in enumerate(lines):
+        _text(draw, (pad, 6 + i * line_height), line, text_size)
     return sheet
 
 
