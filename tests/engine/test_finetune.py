@@ -383,3 +383,41 @@ def test_a_rerun_says_when_the_weights_it_starts_from_have_changed(tmp_path, cap
     err = capsys.readouterr().err
     assert f"{location} has changed since the run of {tuned / 'config.json'} started from it" in err
     assert "this run starts from the new weights, so it does not repeat that run" in err
+
+
+def test_weights_holding_nan_are_refused_before_training_naming_the_file(tmp_path, capsys):
+    # They were loaded, and the run's first check blamed its learning rate ("became NaN/inf
+    # at epoch 1, step 0 ... lower --lr") and named a checkpoint that it never wrote.
+    state = torchvision.models.resnet18().state_dict()
+    state["layer2.1.conv2.weight"][0, 0, 0, 0] = float("nan")
+    damaged = tmp_path / "damaged.pth"
+    torch.save(state, damaged)
+    says = rf"^{damaged}: its layer2.1.conv2.weight holds NaN or inf; the file is damaged"
+    with pytest.raises(resnetlab.ResnetlabError, match=says):
+        train(**SMALL, pretrained=str(damaged), max_steps=1, out=str(tmp_path / "run"))
+    with pytest.raises(resnetlab.ResnetlabError, match=says):
+        resnetlab.create_model("resnet18", pretrained=str(damaged))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_run_from_weights_stopped_before_its_first_checkpoint_resumes_from_them(
+    torchvision_file, tmp_path
+):
+    # Resumed with no checkpoint, it started again from step 0 with freshly drawn weights,
+    # having read only the weights' record: the run finished as if fine-tuned.
+    whole = train(
+        **SMALL,
+        pretrained=str(torchvision_file),
+        max_steps=2,
+        warmup_steps=1,
+        out=str(tmp_path / "a"),
+    )
+    stopped = tmp_path / "b"  # as a run killed after writing these, before its checkpoint
+    stopped.mkdir()
+    for name in ("config.json", "pretrained.json"):
+        text = (tmp_path / "a" / name).read_text()
+        (stopped / name).write_text(text.replace(str(tmp_path / "a"), str(stopped)))
+    resumed = train(resume=str(stopped))
+    assert resumed.summary["status"] == "finished"
+    for key, tensor in _state(whole.model).items():
+        assert torch.equal(tensor, _state(resumed.model)[key]), key

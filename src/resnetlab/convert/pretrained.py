@@ -68,6 +68,7 @@ from ..models.files import (
     case_matches,
     checkpoint_kind,
     cut_short,
+    first_nonfinite,
     model_skeleton,
     other_format,
     read_model_meta,
@@ -1004,6 +1005,13 @@ def _match(
         k in source and source[k].shape == t.shape for k, t in target.items() if _is_head(k)
     )
     loaded = [k for k in target if k in source and (not _is_head(k) or head_fits)]
+    if (bad := first_nonfinite({k: source[k] for k in loaded})) is not None:
+        # Trained from, they fail the run's first check, blamed on its learning rate.
+        raise ResnetlabError(
+            f"{weights.location or weights.source}: its {bad} holds NaN or inf; the file is "
+            "damaged or comes from a run that diverged: copy it again, or start from other "
+            "weights"
+        )
     new = [k for k in target if k not in loaded and not _is_counter(k)]
     # Listed in the model's order, as ``new`` is, whatever order the file keeps them in.
     dropped = [k for k in target if k in source and k not in loaded and not _is_counter(k)]

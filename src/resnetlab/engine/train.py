@@ -507,11 +507,16 @@ class Trainer:
         configure_backends(self.device, c.deterministic)
         self.channels_last = resolve_channels_last(c.channels_last, self.device)
         # Pretrained weights are read first: they may set the input size and normalisation.
-        self.start = PretrainedStart.of(c, run_dir if resume else None) if c.pretrained else None
+        # A run resumed from its checkpoint reads their record; one stopped before its first
+        # checkpoint starts again from step 0, from the weights.
+        from_record = resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).exists()
+        self.start = (
+            PretrainedStart.of(c, run_dir if from_record else None) if c.pretrained else None
+        )
         # pretrained.json's text, written again if the run folder is removed mid-run: a run
         # from pretrained weights cannot be resumed without it.
         self.pretrained_record: str | None = None
-        if resume and c.pretrained:
+        if from_record and c.pretrained:
             assert run_dir is not None
             self.pretrained_record = (run_dir / PRETRAINED_RECORD).read_text()
         weights = self.start.weights if self.start else None
@@ -1503,8 +1508,13 @@ class Trainer:
     def _diverged(self, what: str, lr: float) -> None:
         raise TrainingDiverged(
             f"{what} became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
-            f"(learning rate {lr:.3g}); stopped. The last good checkpoint is in {self.run_dir}: "
-            f"lower {option('lr')} and start again, or resume from it"
+            f"(learning rate {lr:.3g}); stopped. "
+            + (
+                f"The last good checkpoint is in {self.run_dir}: lower {option('lr')} and start "
+                "again, or resume from it"
+                if (self.run_dir / CHECKPOINT_NAME).is_file()
+                else f"Lower {option('lr')} and start again"
+            )
         )
 
     def _write_failed(self, error: WriteError) -> WriteError:

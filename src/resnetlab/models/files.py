@@ -257,7 +257,7 @@ def meta_problem(data: Any) -> str | None:
     return next((message for ok, message in checks if not ok), None)
 
 
-def _first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
     """The name of the first floating-point tensor holding NaN or inf, or None."""
     return next(
         (k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()), None
@@ -353,7 +353,7 @@ def save_model(
     problem = meta_problem(json.loads(meta.to_json()))
     if problem:
         raise ResnetlabError(f"{path}: not written: its metadata would be invalid ({problem})")
-    bad = _first_nonfinite(tensors)
+    bad = first_nonfinite(tensors)
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
     _check_weights_fit(path, meta, tensors)
@@ -777,7 +777,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
         raise ResnetlabError(f"{path}: its weights cannot be read ({e})") from None
-    bad = _first_nonfinite(state)
+    bad = first_nonfinite(state)
     if bad is not None:
         raise ResnetlabError(
             f"{path}: its {bad} holds NaN or inf; the file is damaged or comes from a run "
