@@ -933,3 +933,19 @@ def test_a_run_from_a_keras_file_without_model_trains_the_keras_model(files64):
         assert (config.model, config.recipe) == ("resnet50_keras", "finetune"), path
     given = resolve_config(pretrained=files64["keras3-h5"], data="digits", model="resnet18")
     assert given.model == "resnet18"  # a --model given stays; the weights then name theirs
+
+
+def test_a_file_holding_nan_is_refused_naming_it(files64, tmp_path):
+    # convert blamed the file it was to write ("m.safetensors: not written: the model's
+    # layer2.2.conv2.weight holds NaN or inf"), and train --pretrained loaded it.
+    def poison(f):
+        kernels = []
+        f.visititems(lambda name, item: kernels.append(item) if name.endswith("kernel") else None)
+        kernels[len(kernels) // 2][(0,) * kernels[len(kernels) // 2].ndim] = np.nan
+
+    src = edited_copy(files64["keras3-h5"], tmp_path / "nan.h5", poison)
+    with pytest.raises(ResnetlabError, match=rf"^{src}: its weights hold NaN or inf \(converted"):
+        resnetlab.convert.convert_keras(src, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+    with pytest.raises(ResnetlabError, match=rf"^{src}: its \S+ holds NaN or inf; the file is"):
+        resnetlab.create_model("resnet50_keras", pretrained=str(src))

@@ -79,7 +79,7 @@ import torch
 from torch import nn
 
 from ..errors import ResnetlabError, finite_number, folder_problem, near_name, path_argument
-from ..models.files import model_path_problem, save_model
+from ..models.files import first_nonfinite, model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
 from ..storage import check_writable, missing_folders
@@ -538,6 +538,11 @@ def _convert(
     model, report = read_keras_model(
         src, input_size=input_size, num_classes=num_classes, class_names=class_names
     )
+    if (bad := first_nonfinite(model.state_dict())) is not None:  # the source is to blame
+        raise ResnetlabError(
+            f"{report.path}: its weights hold NaN or inf (converted to {bad}); the file is "
+            "damaged or comes from a training that diverged: copy or save it again"
+        )
     try:
         save_model(
             model.eval(),
