@@ -65,6 +65,8 @@ def test_runner_writes_every_output_with_one_row_per_model(tmp_path):
     ]
     assert [line.split(" | ")[0][2:] for line in model_rows] == MODELS
     assert "Fig. 6" in md and "## Does the degradation show?" in md
+    # The paper's numbers are CIFAR-10's, whatever data the experiment ran on (here digits).
+    assert "| paper's CIFAR-10 test error (%) |" in md
 
 
 def test_paper_numbers_sit_next_to_the_resnets(tmp_path):

@@ -228,7 +228,7 @@ def markdown(result: DegradationResult) -> str:
         f"Seeds: {', '.join(map(str, s['seeds']))}.",
         "",
         "| model | depth | parameters | train error (%) | test error (%) "
-        "| paper test error (%) | runs |",
+        "| paper's CIFAR-10 test error (%) | runs |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result.rows:
