@@ -6,6 +6,7 @@ both libraries' own loading code runs. The files hold the libraries' own initial
 """
 
 import argparse
+import errno
 import json
 import os
 import pickle
@@ -936,3 +937,20 @@ def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_prepr
     plain = resnetlab.create_model("resnet18", num_classes=3, pretrained=weights).pretrained
     assert (plain.mean, plain.std) == (IMAGENET_MEAN, IMAGENET_STD)  # assumed, and said so
     assert declared_model(weights) is None
+
+
+def test_a_download_that_cannot_be_saved_blames_the_folder_not_a_cached_file(tmp_path, monkeypatch):
+    # A full disk while torch downloaded was "the cached file ... is not torchvision's
+    # weights ...: delete it", naming a file that was never there.
+    def full_disk(url, dst, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", full_disk)
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="torchvision")
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert str(e.value) == (
+        f"cannot save torchvision's ResNet18_Weights.IMAGENET1K_V1 to {cached} (No space left "
+        "on device); free space there, or set TORCH_HOME to a folder you can write to"
+    )

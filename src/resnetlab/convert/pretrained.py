@@ -302,7 +302,15 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
             f"cannot download {named} from {weights.url} ({reason}); without a network, copy "
             f"that file to {cached} or pass a local file: {option('pretrained', 'FILE.pth')}"
         ) from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+    except OSError as e:
+        if sha256 is not None:
+            raise _bad_cached_file(cached, weights.url, named, type(e).__name__) from None
+        # Downloading it: the cache held no file to blame (a full disk, an unwritable folder).
+        raise ResnetlabError(
+            f"cannot save {named} to {cached} ({e.strerror or e}); free space there, or set "
+            "TORCH_HOME to a folder you can write to"
+        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         raise _bad_cached_file(cached, weights.url, named, type(e).__name__) from None
     transform = weights.transforms()
     crop = int(transform.crop_size[0])
