@@ -356,7 +356,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     if class_names is None:  # a Keras file names no classes
         print(
-            f"note: its {report.num_classes} classes are named 0 to {report.num_classes - 1}; "
+            f"note: {Path(args.src).name} names no classes: predict calls its "
+            f"{report.num_classes} outputs 0 to {report.num_classes - 1}, and eval and train "
+            f"--pretrained take a data set's classes in their order; "
             f'--classes "a,b,..." names them in the order of the outputs, so that eval and '
             f"train --pretrained match them to a data set's classes by name"
         )

@@ -839,12 +839,14 @@ def test_cli_converts_to_a_file_load_model_rebuilds(files64, x64, probs64, tmp_p
     assert (model.meta.input_size, model.meta.num_classes) == (64, 6)
     assert model.meta.training["converted_from"] == "tf-keras2-h5.h5"
     assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
-    # Without --classes the outputs are numbered, and the last line says how to name them.
+    # Without --classes the file names none (eval and train --pretrained then take a data
+    # set's classes in order), and the last line says so and how to name them.
     assert main(["convert", "keras", str(files64["tf-keras2-h5"]), str(dst)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
-        'note: its 6 classes are named 0 to 5; --classes "a,b,..." names them in the order of '
-        "the outputs, so that eval and train --pretrained match them to a data set's classes "
-        "by name"
+        "note: tf-keras2-h5.h5 names no classes: predict calls its 6 outputs 0 to 5, and eval "
+        "and train --pretrained take a data set's classes in their order; "
+        '--classes "a,b,..." names them in the order of the outputs, so that eval and train '
+        "--pretrained match them to a data set's classes by name"
     )
     assert resnetlab.load_model(dst).meta.class_names is None
 

@@ -330,8 +330,13 @@ def test_data_problems_of_predict_and_eval_raise_data_error(model_file, tmp_path
         resnetlab.evaluate(model_file, str(tmp_path / "pets"))
     unnamed = tmp_path / "unnamed.safetensors"  # a model that names no classes: counted
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=4), unnamed)
-    with pytest.raises(DataError, match="has 2 classes but the model has 4 outputs"):
+    with pytest.raises(DataError, match="has 2 classes but the model has 4 outputs") as e:
         resnetlab.evaluate(unnamed, str(tmp_path / "pets"))
+    assert str(e.value).endswith(  # and the ways out
+        "names no classes to match them by: score it on data of the model's 4 classes, or, "
+        'for a converted Keras model, convert it again with --classes "a,b,..." naming its '
+        "outputs in order"
+    )
 
 
 def test_predict_notes_an_image_far_smaller_than_the_input_size(model_file, tmp_path, capsys):

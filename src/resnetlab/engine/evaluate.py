@@ -249,7 +249,10 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
         )
     if len(class_names) != meta.num_classes:
         raise DataError(
-            f"{data} has {len(class_names)} classes but the model has {meta.num_classes} outputs"
+            f"{data} has {len(class_names)} classes but the model has {meta.num_classes} "
+            f"outputs and names no classes to match them by: score it on data of the model's "
+            f"{meta.num_classes} classes, or, for a converted Keras model, convert it again "
+            f'with --classes "a,b,..." naming its outputs in order'
         )
     if meta.class_names is None and class_names != [str(i) for i in range(len(class_names))]:
         # Nothing to match by name: a model converted without --classes scores in this order.
