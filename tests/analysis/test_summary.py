@@ -183,9 +183,19 @@ def test_keras_summary_is_the_one_keras_prints_for_the_seed():
     assert sum(r.params for r in summary.layers) == summary.total == 23_600_006
 
 
-def test_keras_summary_refuses_a_model_without_keras_names():
-    with pytest.raises(ResnetlabError, match="--keras is for resnet50_keras"):
+def test_keras_summary_refuses_a_model_without_keras_names(tmp_path, capsys):
+    with pytest.raises(ResnetlabError, match="--keras prints the course model's"):
         keras_summary(resnetlab.create_model("resnet20"), 32)
+    # A model file of another model (a keras.applications ResNet50 converted is resnet50):
+    # the error says what --keras is for and to drop it.
+    path = tmp_path / "ka.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path, input_size=8)
+    assert main(["summary", str(path), "--keras"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: resnet8 has no Keras counterpart: --keras prints the course model's "
+        "(resnet50_keras) table as Keras's model.summary() does; drop --keras for resnet8's "
+        "own table"
+    )
 
 
 def test_summary_of_a_model_file_uses_its_own_size_and_classes(tmp_path, capsys):

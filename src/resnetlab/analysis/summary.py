@@ -146,7 +146,9 @@ def keras_summary(model: nn.Module, input_size: int, name: str | None = None) ->
     if not hasattr(model, "keras_layer_names"):
         model_name = name or type(model).__name__
         raise ResnetlabError(
-            f"{model_name} has no Keras counterpart; --keras is for resnet50_keras"
+            f"{model_name} has no Keras counterpart: --keras prints the course model's "
+            f"(resnet50_keras) table as Keras's model.summary() does; drop --keras for "
+            f"{model_name}'s own table"
         )
     plain = summarize(model, input_size, name=name)
     shapes = {row.name: row.output_shape for row in plain.layers}
