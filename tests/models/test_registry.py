@@ -238,10 +238,17 @@ def test_unknown_option_names_it_and_the_options_the_model_takes():
         resnetlab.create_model("resnet20", depth_boost=3, shortcat="B")
     message = str(info.value)
     assert message.startswith(
-        "resnet20 has no option depth_boost, shortcat (did you mean shortcut?); it takes widths,"
+        "resnet20 has no option depth_boost, shortcat (did you mean shortcut?); it takes "
+        "num_classes, widths,"
     )
     assert "zero_init_residual" in message and "\n" not in message
     assert "unexpected keyword" not in message  # not Python's wording
+    # The course's model takes no residual: the list is what its builder takes.
+    with pytest.raises(ResnetlabError) as info:
+        resnetlab.create_model("resnet50_keras", residual=False)
+    assert str(info.value) == (
+        "resnet50_keras has no option residual; it takes num_classes, input_size"
+    )
 
 
 @pytest.mark.parametrize("name", ["resnet20", "seresnet50", "resnetv2_50", "wrn16_8"])

@@ -199,11 +199,14 @@ def model_options(name: str) -> list[str]:
     return options
 
 
-def unknown_options(info: ModelInfo, kwargs: dict[str, Any]) -> str | None:
+def unknown_options(
+    info: ModelInfo, kwargs: dict[str, Any], *, num_classes: bool = False
+) -> str | None:
     """One line naming the options in ``kwargs`` that ``info``'s model does not take and
-    those it does (with the closest where one is near), or None where all are its own."""
+    those it does (with the closest where one is near), or None where all are its own.
+    ``num_classes`` lists that too, for ``create_model``'s keywords (not --model-option's)."""
     try:
-        options = model_options(info.name)
+        options = ["num_classes"] * num_classes + model_options(info.name)
     except Exception:  # a builder registered from outside that needs more to build
         return None
     unknown = [k for k in kwargs if k not in options]
@@ -280,7 +283,8 @@ def create_model(
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
-        raise ResnetlabError(unknown_options(info, kwargs) or f"{name}: {e}") from None
+        problem = unknown_options(info, kwargs, num_classes=True)
+        raise ResnetlabError(problem or f"{name}: {e}") from None
     except ValueError as e:  # a value the constructor refuses, e.g. shortcut="C"
         raise ResnetlabError(f"{name}: {e}") from None
     missing = [a for a in MODEL_INTERFACE if not hasattr(model, a)]
