@@ -125,7 +125,12 @@ _SEED_LAYER_CLASSES = {
 }
 # Keras's automatic layer names, numbered in the order the layers were built.
 _AUTO_NAME = re.compile(r"(conv2d|batch_normalization|dense)(?:_(\d+))?")
-_NOT_SEED = "is not the deeplearning.ai course's ResNet50"
+# Said only once the file is known not to be a keras.applications ResNet: what converts.
+_NOT_SEED = (
+    "is neither the deeplearning.ai course's ResNet50 nor a keras.applications ResNet50, "
+    "ResNet101 or ResNet152 (alone or as a transfer model's base), the networks resnetlab "
+    "converts"
+)
 # For a layer without weights that the pixels go through first (a Lambda, a custom layer):
 # the file holds no code for it, and the course's model takes pixels / 255 or a Rescaling.
 _REBUILD_PREPROCESSING = (
