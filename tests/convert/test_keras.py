@@ -793,6 +793,8 @@ def test_a_rescaling_layer_first_becomes_the_normalisation(tmp_path, rescaling, 
     # As pretrained weights, the same normalisation.
     pretrained = resnetlab.create_model("resnet50_keras", pretrained=src).pretrained
     assert pretrained.mean == pytest.approx(mean) and pretrained.std == pytest.approx(std)
+    # Counted as convert counts them (weights and BN statistics, no BN batch counters).
+    assert f": {report.tensors_loaded} tensors loaded" in pretrained.describe()
 
 
 def _rescaling_edit(where: int, **config):

@@ -779,7 +779,7 @@ def test_a_replaced_classifier_is_said_once(tmp_path):
     report = resnetlab.create_model("resnet20", num_classes=3, pretrained=path).pretrained
     assert report.new == report.dropped == ["fc.weight", "fc.bias"]  # pretrained.json's
     assert report.describe() == (
-        "resnet20 from r20.pt: 114 tensors loaded; classifier replaced (the weights have 10 "
+        "resnet20 from r20.pt: 95 tensors loaded; classifier replaced (the weights have 10 "
         "classes, the model 3); normalisation: not in the file (training uses its data's "
         "mean/std)"
     )

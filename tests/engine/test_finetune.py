@@ -215,7 +215,7 @@ def test_imagenet_weights_keep_imagenet_normalisation_for_eval_and_predict(
     assert main(["train", *args, "--out", str(out)]) == 0
     captured = capsys.readouterr()
     log = " ".join((captured.out + captured.err).split())  # as one line, however wrapped
-    assert "pretrained: resnet18 from resnet18.pth: 120 tensors loaded; classifier replaced" in log
+    assert "pretrained: resnet18 from resnet18.pth: 100 tensors loaded; classifier replaced" in log
     model = resnetlab.load_model(out / "best.safetensors")
     assert (model.meta.mean, model.meta.std) == (IMAGENET_MEAN, IMAGENET_STD)
     assert model.meta.training["pretrained"]["kind"] == "state-dict"

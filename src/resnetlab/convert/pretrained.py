@@ -197,8 +197,10 @@ class PretrainedReport:
 
     def describe(self) -> str:
         """One line for people."""
-        parts = [f"{self.model} from {self.weights['description']}: {len(self.loaded)} tensors"]
-        parts[0] += " loaded"
+        # Weights and BN statistics, as convert counts a Keras file's: BN's batch counters
+        # (in PyTorch's state dicts, never in Keras files) hold no weight.
+        count = sum(not _is_counter(k) for k in self.loaded)
+        parts = [f"{self.model} from {self.weights['description']}: {count} tensors loaded"]
         if self.head_note:
             parts.append(self.head_note)
         # A new classifier is said once, by the head note, not again in both lists.
