@@ -68,6 +68,25 @@ def test_help_and_argument_errors_do_not_import_torch(argv):
     assert "torch imported: False" in done.stdout
 
 
+PLOTTING_MODULES = ("matplotlib", "torch.utils.flop_counter")  # the latter imports triton
+
+
+def test_predict_starts_without_the_plotting_modules(tmp_path):
+    """It took 0.7-1 s more to start: matplotlib came with the error gallery the training
+    loop imports, triton with the FLOP counter of the model summary."""
+    from PIL import Image
+
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=10), model)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), (90, 40, 200)).save(image)
+    argv = ["predict", str(model), str(image)]
+    script = IMPORTS_TORCH.format(argv=argv) + f"print(*{PLOTTING_MODULES!r} & sys.modules.keys())"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "exit: 0" in done.stdout, done.stderr
+    assert done.stdout.splitlines()[-1] == "", done.stdout
+
+
 def test_the_inference_precisions_offered_are_the_engines():
     from resnetlab.cli import _add_inference_precision
     from resnetlab.engine.step import PRECISION_DTYPES

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import ResnetlabError, count_argument, shown
 from ..options import MAX_INPUT_SIZE, MIN_INPUT_SIZE
@@ -96,6 +95,8 @@ def summarize(model: nn.Module, input_size: int, name: str | None = None) -> Mod
     check_module(model, "summarize")
     input_size = _check_input_size(input_size, "summarize")
     _check_name(name, "summarize")
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton where installed
+
     rows: list[LayerRow] = []
     seen: set[str] = set()
 
@@ -214,6 +215,8 @@ def training_flops(model: nn.Module, input_size: int) -> int:
     counts as 2) on a batch of two, in training mode. Run it on a model built on the meta
     device (``with torch.device("meta"): create_model(...)``) to count without computing.
     """
+    from torch.utils.flop_counter import FlopCounterMode
+
     check_module(model, "training_flops")
     input_size = _check_input_size(input_size, "training_flops")
     param = next(model.parameters())

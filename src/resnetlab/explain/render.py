@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from ..analysis.fonts import default_font_file, font_runs
@@ -67,6 +66,8 @@ def _array(a: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def heat_map(cam: torch.Tensor | np.ndarray) -> np.ndarray:
     """(H, W) map in [0, 1] -> uint8 (H, W, 3) colours."""
+    from matplotlib import colormaps  # matplotlib: only here, not where prediction starts
+
     rgb = colormaps[COLORMAP](np.clip(_array(cam), 0, 1))[..., :3]
     return (rgb * 255).round().astype(np.uint8)
 
