@@ -462,9 +462,7 @@ def test_training_with_balanced_class_weights_records_and_says_them(tmp_path, ca
     assert TrainConfig.load(tmp_path / "r" / "config.json")["class_weights"] == "balanced"
     assert "data: each class weighs in the loss" in capsys.readouterr().err
     (used,) = weights  # digits' training images per class, weighed as class_weights says
-    counts = torch.bincount(
-        torch.tensor(resnetlab.data.load_dataset("digits", val_split=0.2).train.labels)
-    )
+    counts = torch.bincount(resnetlab.data.load_dataset("digits", val_split=0.2).train.labels)
     assert used.tolist() == pytest.approx(class_weights("balanced", counts.tolist(), CPU).tolist())
 
 
