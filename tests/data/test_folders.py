@@ -1360,3 +1360,26 @@ def test_file_names_are_read_as_utf8_whatever_the_locale_and_as_latin1_failing_t
     ascii_locale = "".join(chr(0xDC00 + b) if b > 127 else chr(b) for b in "été".encode())
     assert readable(ascii_locale) == "été"  # LC_ALL=C, Python's UTF-8 mode off
     assert readable(os.fsdecode(b"caf\xe9")) == "café"  # Latin-1 bytes
+
+
+def test_a_folder_beside_that_cannot_be_listed_leaves_the_error_as_it_is(tmp_path):
+    # /tmp/photos of IMG0.png...: the hint looks at the folders beside it, where /tmp holds
+    # other users' folders and links that loop; those are passed over, not raised instead.
+    photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "ac"})
+    (photos / "b").mkdir()
+    for i in range(2):
+        noise(i).save(photos / "b" / f"photo{i}.png")
+    (photos / "loops").mkdir()
+    (photos / "loops" / "lp").symlink_to("lp")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(photos / "b"))
+    assert str(caught.value).startswith(
+        f"{photos / 'b'}: 2 image files but no class folders; if it is one of the class "
+        f"folders in {photos} (a, b, c), give the folder that holds them: {photos}{os.sep}; "
+    )
+    (tmp_path / "flat").mkdir()  # a link that loops beside the folder itself
+    for i in range(2):
+        noise(i).save(tmp_path / "flat" / f"photo{i}.png")
+    (tmp_path / "lp").symlink_to("lp")
+    with pytest.raises(DataError, match=r"flat: 2 image files but no class folders; put each"):
+        load_dataset(str(tmp_path / "flat"))
