@@ -243,6 +243,22 @@ def test_an_image_sent_with_curl_d_is_told_to_use_data_binary(server, image_file
     assert answer.status_code == 415 and "curl -d" not in answer.json()["error"]
 
 
+def test_an_image_sent_in_json_is_told_to_send_the_file(server, image_files):
+    """Base64 in a JSON field, as other serving APIs take it (``requests.post(url,
+    json=...)``): refused, saying what /predict takes instead."""
+    photo = base64.b64encode(image_files["red.jpg"].read_bytes()).decode("ascii")
+    for kind in ("application/json", "application/json; charset=utf-8"):
+        answer = server.post(
+            "predict", content=json.dumps({"image": photo}), headers={"Content-Type": kind}
+        )
+        assert answer.status_code == 415
+        assert answer.json()["error"] == (
+            "the upload is not an image file that can be read (JPEG, PNG, WebP, GIF, BMP, "
+            "TIFF...); /predict takes the image file itself, not JSON (base64 or other): send "
+            "it with curl --data-binary @FILE or -F image=@FILE"
+        )
+
+
 def test_other_errors_are_json_too(server):
     assert server.get("nowhere").status_code == 404
     assert server.get("nowhere").json() == {"error": "Not Found"}

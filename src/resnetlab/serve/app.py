@@ -34,9 +34,10 @@ STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
 OPTIONS = ("top_k", "cam")  # what /predict reads from the query string or the form's fields
 STOPPED = "the server stopped before answering this request; send it again once it is back"
-CURL_D_FIX = (
-    "curl -d drops a file's line breaks: send it with curl --data-binary @FILE or -F image=@FILE"
-)
+SEND_WHOLE = "send it with curl --data-binary @FILE or -F image=@FILE"
+CURL_D_FIX = f"curl -d drops a file's line breaks: {SEND_WHOLE}"
+# What other serving APIs take (base64 in a JSON field) is no image here.
+JSON_FIX = f"/predict takes the image file itself, not JSON (base64 or other): {SEND_WHOLE}"
 
 
 class BodyTooLarge(Exception):
@@ -215,8 +216,8 @@ def create_app(
         try:
             pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
         except RequestError as e:
-            if e.status in (415, 422) and _sent_by_curl_d(request, data):
-                raise RequestError(f"{e}; {CURL_D_FIX}", e.status) from None
+            if e.status in (415, 422) and (fix := _how_to_send(request, data)):
+                raise RequestError(f"{e}; {fix}", e.status) from None
             raise
         probs = await batcher.submit(torch.from_numpy(pixels))
         (top,) = top_classes(probs[None], predictor.names, k)
@@ -335,12 +336,17 @@ async def _how_to_predict(request: Request) -> JSONResponse:
     )
 
 
-def _sent_by_curl_d(request: Request, data: bytes) -> bool:
-    """Whether the body came as ``curl -d @photo.jpg`` sends a file: typed a urlencoded form,
-    its line-break bytes (0x0A, 0x0D) gone, where a PNG's signature holds both and a photo of
-    a few kB all but surely does."""
-    form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
-    return form and b"\n" not in data and b"\r" not in data
+def _how_to_send(request: Request, data: bytes) -> str | None:
+    """For a body that is no image, how to send one where the request shows how it went
+    wrong, else None: JSON (typed so, as ``requests.post(url, json=...)`` sends it), or
+    ``curl -d @photo.jpg``'s urlencoded form, its line-break bytes (0x0A, 0x0D) gone, where
+    a PNG's signature holds both and a photo of a few kB all but surely does."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        return JSON_FIX
+    if kind == "application/x-www-form-urlencoded" and b"\n" not in data and b"\r" not in data:
+        return CURL_D_FIX
+    return None
 
 
 async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
