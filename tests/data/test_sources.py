@@ -350,6 +350,18 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
     )
 
 
+def test_the_held_out_digits_are_scored_without_a_word_of_test_folders():
+    # digits, a data set of no folders, has no test/ folder to put instead.
+    from resnetlab.data.sources import load_eval_split
+
+    record = load_dataset("digits", default_val_split=0.2).held_out
+    again = load_eval_split("digits", trained_on="digits", held_out=record)
+    assert len(again) == 359 and again.notes[-1] == (
+        "scored: the 359 images of digits that the model's training run held out for "
+        "validation (its best epoch was picked on them, which flatters the score a little)"
+    )
+
+
 def test_a_copy_of_the_training_folder_is_scored_on_the_images_held_out(tmp_path):
     from resnetlab.data.sources import load_eval_split
 

@@ -704,7 +704,9 @@ def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out
     if again is not None:
         sample = held_out.get("sample")  # --val-subset: validated on some of them
         them = f"{sample:,} of them (--val-subset)" if isinstance(sample, int) else "them"
-        note = HELD_OUT_SCORED_NOTE.format(data=data, n=len(again), them=them)
+        # digits has no folders: a test/ folder is no choice there
+        instead = "" if os.fspath(data) in NAMED_SOURCES else HELD_OUT_TEST_FOLDER
+        note = HELD_OUT_SCORED_NOTE.format(data=data, n=len(again), them=them, instead=instead)
         if not same_data:
             note += f"; {data} holds the same files as {trained_on}, which it was trained on"
         return _with_notes(again, [note])
@@ -717,9 +719,10 @@ def _whole_or_held_out(split: Split, data: str, trained_on: str | None, held_out
 # The notes on an eval of the images a training run held out of the same data set.
 HELD_OUT_SCORED_NOTE = (
     "scored: the {n:,} images of {data} that the model's training run held out for "
-    "validation (its best epoch was picked on {them}, which flatters the score a little; a "
-    "test/ folder is scored instead where there is one)"
+    "validation (its best epoch was picked on {them}, which flatters the score a little"
+    "{instead})"
 )
+HELD_OUT_TEST_FOLDER = "; a test/ folder is scored instead where there is one"
 HELD_OUT_LOST = (
     "the images it held out for validation cannot be found again, as its images changed since "
     "(files added, removed or changed, or a file it streamed now skipped as unreadable)"
