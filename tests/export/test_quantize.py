@@ -54,7 +54,7 @@ def test_int8_export_is_quantized_calibrated_and_judged_by_accuracy(digits_model
 def test_an_int8_file_that_loses_too_much_accuracy_is_not_written(
     digits_model, tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(exporter, "MAX_INT8_DROP", -1.0)  # any file loses too much
+    monkeypatch.setattr(exporter, "allowed_int8_loss", lambda count: -1)  # any file loses too much
     out = tmp_path / "int8.onnx"
     args = ["export", str(digits_model), str(out), "--quantize", "int8", "--data", "digits"]
     assert main(args) == 2
@@ -71,8 +71,32 @@ def test_an_int8_refusal_says_how_many_images_the_accuracies_are():
         exporter._judge_int8(accuracy)
     assert str(caught.value) == (
         "the int8 file scores 55.74% (34 of 61 images) on photos/ against 59.02% (36) for fp32 "
-        "(allowed: 2 points less); nothing written, export fp32 instead"
+        "(allowed: 1 image fewer, 2 points and at least one); nothing written, export fp32 "
+        "instead"
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "fp32_right", "int8_right", "kept"),
+    [
+        (24, 22, 21, True),  # one image of 24 is 4.2 points: it was refused
+        (24, 22, 20, False),
+        (49, 40, 39, True),
+        (50, 40, 39, True),  # 2 points of 50 are one image
+        (50, 40, 38, False),
+        (1000, 900, 880, True),  # 2 points
+        (1000, 900, 879, False),
+        (359, 300, 301, True),  # the int8 file better
+        (24, 22, float("nan"), False),
+    ],
+)
+def test_an_int8_file_may_lose_2_points_and_at_least_one_image(count, fp32_right, int8_right, kept):
+    accuracy = {"data": "d", "count": count, "fp32": fp32_right / count, "int8": int8_right / count}
+    if kept:
+        exporter._judge_int8(accuracy)
+    else:
+        with pytest.raises(resnetlab.ResnetlabError, match="nothing written"):
+            exporter._judge_int8(accuracy)
 
 
 def test_calibration_leaves_out_the_images_the_check_scores(tmp_path):
