@@ -251,6 +251,35 @@ def test_unknown_option_names_it_and_the_options_the_model_takes():
     )
 
 
+@pytest.mark.parametrize(
+    "option, says",
+    [
+        ("weights", "weights (torchvision's weights load with pretrained='torchvision' here"),
+        ("checkpoint_path", "checkpoint_path (a weights file loads with pretrained='FILE')"),
+        ("in_chans", "in_chans (every model takes RGB images; grayscale ones are read with"),
+        ("in_channels", "in_channels (every model takes RGB images"),
+        ("drop_rate", "drop_rate (dropout is an option of wrn16_8, wrn28_10 and preresnet8"),
+    ],
+)
+def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
+    """A torchvision or timm user's weights=None was met with "did you mean widths?", and
+    in_chans or drop_rate with nothing but the list of the model's options."""
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet18", **{option: None})
+    message = str(caught.value)
+    assert message.startswith(f"resnet18 has no option {says}")
+    assert "did you mean" not in message and "\n" not in message
+    # A wrn takes drop_rate, and its dropout is the hint's.
+    assert resnetlab.create_model("wrn16_8", drop_rate=0.3).stages[0].blocks[0].drop.p == 0.3
+
+
+def test_the_torchvision_hint_names_the_flag_under_model_option():
+    from resnetlab.errors import command_line
+
+    with command_line(), pytest.raises(ResnetlabError, match="with --pretrained torchvision here"):
+        resnetlab.create_model("resnet18", weights="DEFAULT")
+
+
 @pytest.mark.parametrize("name", ["resnet20", "seresnet50", "resnetv2_50", "wrn16_8"])
 @pytest.mark.parametrize("option", ["norm_layer", "act_layer", "attn_layer"])
 def test_a_part_given_as_a_string_is_one_line_not_a_traceback(name, option):

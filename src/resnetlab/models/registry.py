@@ -24,6 +24,7 @@ from ..errors import (
     SettingWarning,
     UnknownModelError,
     count_argument,
+    option,
     shown,
     warn,
 )
@@ -215,9 +216,29 @@ def unknown_options(
     named = []
     for key in unknown:
         close = difflib.get_close_matches(key, options, n=1)
-        named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        if hint := _peer_option(key):
+            named.append(f"{key} ({hint})")
+        else:
+            named.append(f"{key} (did you mean {close[0]}?)" if close else key)
     takes = f"it takes {', '.join(options)}" if options else "it takes none"
     return f"{info.name} has no option {', '.join(named)}; {takes}"
+
+
+def _peer_option(key: str) -> str | None:
+    """What to give instead of an option of torchvision's or timm's builders that users
+    bring along, where a near spelling would mislead (``weights`` is not ``widths``)."""
+    if key == "weights":
+        return (
+            f"torchvision's weights load with {option('pretrained', 'torchvision')} here, "
+            "and weights=None is the default"
+        )
+    if key == "checkpoint_path":
+        return f"a weights file loads with {option('pretrained', 'FILE')}"
+    if key in ("in_chans", "in_channels"):
+        return "every model takes RGB images; grayscale ones are read with the channel repeated"
+    if key == "drop_rate":
+        return "dropout is an option of wrn16_8, wrn28_10 and preresnet8 to preresnet110"
+    return None
 
 
 def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
