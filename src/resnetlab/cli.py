@@ -36,6 +36,7 @@ from .errors import (
     empty_problem,
     folder_problem,
     named_as_given,
+    options_under,
     out_of_memory,
     readable,
 )
@@ -1346,7 +1347,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from .engine.train import path_as_given
 
     local = os.path.exists(args.data)
-    with named_as_given(path_as_given(os.path.abspath(args.data), args.data) if local else {}):
+    # The training options the experiment has no flag for are given under --train-option,
+    # and messages say them so; it sets each run's model, seed and folder itself.
+    under = set(TRAIN_HELP) - set(vars(args)) - {"model", "seed", "out"}
+    with (
+        named_as_given(path_as_given(os.path.abspath(args.data), args.data) if local else {}),
+        options_under("--train-option", under),
+    ):
         if args.experiment == "degradation":
             depths = args.depths or default_depths(args.family, args.quick)
             if args.quick:

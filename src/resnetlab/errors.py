@@ -5,6 +5,7 @@ without a traceback. Messages name the thing that is wrong and, where there is o
 """
 
 import difflib
+import json
 import math
 import operator
 import os
@@ -12,7 +13,7 @@ import re
 import sys
 import unicodedata
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -84,6 +85,23 @@ def command_line() -> Iterator[None]:
         _COMMAND_LINE.reset(token)
 
 
+# Settings that the running command takes as KEY=VALUE pairs under one flag, having no flag
+# of their own: ``experiment``'s training options, ``--train-option warmup_steps=10``.
+_UNDER: ContextVar[tuple[str, frozenset[str]]] = ContextVar("under", default=("", frozenset()))
+
+
+@contextmanager
+def options_under(flag: str, names: Iterable[str]) -> Iterator[None]:
+    """Within the block, ``option`` names each setting of ``names`` on the command line as
+    ``flag NAME=VALUE``: a command that runs training (``experiment``) says the training
+    options it has no flags for as they are given to it."""
+    token = _UNDER.set((flag, frozenset(names)))
+    try:
+        yield
+    finally:
+        _UNDER.reset(token)
+
+
 def on_command_line() -> bool:
     """Whether messages are for the command line (within ``command_line()``)."""
     return _COMMAND_LINE.get()
@@ -101,6 +119,13 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
         value = os.fspath(value)
     if text is not None:
         value = _Shown(text)
+    under, names = _UNDER.get()
+    if on_command_line() and name in names:
+        if value is _NO_VALUE:
+            value = _Shown("...")
+        elif isinstance(value, bool | list | tuple):
+            value = json.dumps(value)
+        return f"{under} {name}={value}"
     if on_command_line():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

@@ -9,7 +9,7 @@ from resnetlab import ResnetlabError
 from resnetlab.cli import main
 from resnetlab.engine import initial_model
 from resnetlab.engine.train import Trainer
-from resnetlab.errors import command_line
+from resnetlab.errors import command_line, option
 from resnetlab.experiments import QUICK, QUICK_DEPTHS, run_degradation
 from resnetlab.experiments.degradation import (
     PAPER_TEST_ERROR,
@@ -539,3 +539,19 @@ def test_the_runs_name_the_data_as_the_command_was_given_it(tmp_path, monkeypatc
     assert f"plain8 (74,770 parameters) on {data}: " in err
     assert f"held out: ../signs/test_signs.h5:test, found next to {data}" in err
     assert str(tmp_path) not in err
+
+
+def test_the_runs_name_training_options_as_the_experiment_takes_them(tmp_path, capsys):
+    """The runs' advice named train's flags (give a shorter --warmup-steps), which the
+    experiment does not have: it takes them as --train-option KEY=VALUE."""
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8"]
+    args += ["--max-steps", "2", "--input-size", "8", "--val-subset", "100"]
+    args += ["--train-option", "warmup_steps=5", "--out", str(tmp_path / "exp")]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "give a shorter --train-option warmup_steps=..., or a longer run" in printed.err
+    assert "--warmup-steps" not in printed.err
+    # Its own flags keep their names, and train names its own.
+    assert "give at least two, e.g. --depths 8" in printed.err
+    with command_line():
+        assert option("warmup_steps", 5) == "--warmup-steps 5"
