@@ -150,6 +150,30 @@ def test_overlays_are_never_written_inside_the_folder_explained(
     assert "warning" not in capsys.readouterr().err
 
 
+def test_overlays_into_the_runs_folder_are_not_warned_of(
+    model_file, image_folder, tmp_path, capsys
+):
+    """runs/ holds run folders, each with its figures (curves.png, confusion.png) beside its
+    config.json: not a data set of class folders, so --out runs/cams is not warned of."""
+    for run in ("resnet18-a", "resnet18-b"):
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        (tmp_path / "runs" / run / "config.json").write_text("{}")
+        for figure in ("curves.png", "confusion.png"):
+            Image.new("RGB", (4, 4)).save(tmp_path / "runs" / run / figure)
+    image = str(image_folder / "a" / "0.png")
+    for args in (
+        ["explain", str(model_file), image, "--out"],
+        ["predict", str(model_file), image, "--cam"],
+    ):
+        assert main([*args, str(tmp_path / "runs" / "cams")]) == 0
+        assert "looks like a data set" not in capsys.readouterr().err
+    # The same folders without a run's config.json are classes, and warned of.
+    for run in ("resnet18-a", "resnet18-b"):
+        (tmp_path / "runs" / run / "config.json").unlink()
+    assert main(["explain", str(model_file), image, "--out", str(tmp_path / "runs" / "c2")]) == 0
+    assert "looks like a data set of class folders" in capsys.readouterr().err
+
+
 def test_overlays_do_not_replace_the_figures_of_a_run_folder(model_file, image_folder, tmp_path):
     # A photo named curves.jpg explained into a run folder would replace the run's curves.png.
     run = tmp_path / "run"

@@ -258,10 +258,15 @@ def data_set_above(path: Path) -> str | None:
 
 def _is_class_folder_set(folder: Path) -> bool:
     """Two folders or more, each of images, and no images beside them: a data set's layout
-    (explain's output folders, which hold maps.npz, are not taken for classes). A folder
-    that cannot be listed is taken for none: this guess only ever warns."""
+    (explain's output folders, which hold maps.npz, and training's run folders, whose
+    config.json sits beside their figures, are not taken for classes: ``runs/`` is no data
+    set). A folder that cannot be listed is taken for none: this guess only ever warns."""
     try:
-        dirs = [d for d in _visible_dirs(folder) if not (d / "maps.npz").exists()]
+        dirs = [
+            d
+            for d in _visible_dirs(folder)
+            if not (d / "maps.npz").exists() and not (d / "config.json").exists()
+        ]
         return len(dirs) > 1 and not _direct_images(folder) and all(map(_direct_images, dirs))
     except (OSError, DataError):
         return False
