@@ -144,11 +144,15 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
         assert -1 <= rho <= 1 and drop > random_drop
     assert main(["explain", str(model_file), str(folder), "--check", "--fraction", "1.5"]) == 2
     captured = capsys.readouterr()
-    assert "between 0 and 1" in captured.err and captured.out == ""  # no table begun
+    assert captured.err == (  # named as the flag it was given with
+        "error: --fraction, the share of each image blanked, must be between 0 and 1 "
+        "(0.2 blanks a fifth), got 1.5\n"
+    )
+    assert captured.out == ""  # no table begun
     # Stages the model lacks: refused before the check starts, not after its first line.
     assert main(["explain", str(model_file), str(folder), "--check", "--stages", "9"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: stages must be 1..") and "checking" not in err
+    assert err == "error: --stages must be from 1 to 3 (resnet8's stages), got 9\n"
     # The check's settings without --check are not ignored.
     image = str(folder / "red" / os.listdir(folder / "red")[0])
     assert main(["explain", str(model_file), image, "--stages", "2", "--fraction", "0.5"]) == 2

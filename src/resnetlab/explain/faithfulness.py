@@ -47,7 +47,10 @@ def _check_stages(model: nn.Module, stages: int) -> str:
     if name is None or not hasattr(model, "num_stages"):
         raise ResnetlabError("the sanity check needs a resnetlab model (create_model, load_model)")
     if not 1 <= stages <= model.num_stages:
-        raise ResnetlabError(f"stages must be 1..{model.num_stages}, got {stages}")
+        raise ResnetlabError(
+            f"{option('stages')} must be from 1 to {model.num_stages} ({name}'s "
+            f"stages), got {stages}"
+        )
     return name
 
 
@@ -261,7 +264,10 @@ def check_model(
     from ..models import load_model
 
     if not 0 < fraction < 1:
-        raise ResnetlabError(f"the blanked fraction must be between 0 and 1, got {fraction}")
+        raise ResnetlabError(
+            f"{option('fraction')}, the share of each image blanked, must be between 0 and 1 "
+            f"(0.2 blanks a fifth), got {fraction:g}"
+        )
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
