@@ -127,6 +127,15 @@ def test_head_interface(name):
     assert model.forward_head(features, pre_logits=True).shape == (1, model.num_features)
     model.reset_classifier(3)
     assert model(x).shape == (1, 3) and model.num_classes == 3
+    # timm's get_classifier: the module reset_classifier replaced, the head's parameters.
+    classifier = model.get_classifier()
+    head = [n for n, _ in model.named_parameters() if model.stage_of(n) == model.num_stages + 1]
+    assert {id(p) for p in classifier.parameters()} == {
+        id(p) for n, p in model.named_parameters() if n in head
+    }
+    assert classifier.weight.shape[0] == 3
+    model.reset_classifier(0)
+    assert isinstance(model.get_classifier(), torch.nn.Identity)
 
 
 @pytest.mark.parametrize("name", ["resnet8", "preresnet8"])

@@ -198,6 +198,11 @@ class PreActResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        """The classifier, ``head.fc`` (a 1x1 conv; an ``nn.Identity`` without one), as
+        timm's ``ResNetV2`` gives it."""
+        return self.head.fc
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one for ``num_classes`` outputs
         (0: none, ``forward`` gives the pooled features)."""

@@ -241,6 +241,10 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        """The classifier, ``fc`` (an ``nn.Identity`` without one), as timm's models give it."""
+        return self.fc
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one for ``num_classes`` outputs
         (0: none, ``forward`` gives the pooled features)."""
