@@ -282,6 +282,20 @@ def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
     assert resnetlab.create_model("wrn16_8", drop_rate=0.3).stages[0].blocks[0].drop.p == 0.3
 
 
+def test_an_unknown_option_is_refused_before_pretrained_weights_are_fetched(monkeypatch):
+    """With pretrained=, a timm user's in_chans=1 was said only after the weights were
+    downloaded (or, offline, not at all: the download's error came first)."""
+    from resnetlab.convert import pretrained
+
+    def fetch(*args, **kwargs):
+        raise AssertionError("the weights were fetched")
+
+    monkeypatch.setattr(pretrained, "resolve_pretrained", fetch)
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet18", pretrained=True, num_classes=6, in_chans=1)
+    assert str(caught.value).startswith("resnet18 has no option in_chans (every model takes RGB")
+
+
 def test_the_torchvision_hint_names_the_flag_under_model_option():
     from resnetlab.errors import command_line
 

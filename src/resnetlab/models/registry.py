@@ -293,11 +293,14 @@ def create_model(
         The model, in train mode, with ``model_name`` and ``model_kwargs`` set so that
         ``save_model`` can record how to rebuild it.
     """
+    info = model_info(name)
     if pretrained is not None and pretrained is not False:
         from ..convert.pretrained import create_pretrained  # convert builds on models
 
+        # An option the model lacks is said before the weights are fetched (a download).
+        if problem := unknown_options(info, kwargs, num_classes=True):
+            raise ResnetlabError(problem)
         return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
-    info = model_info(name)
     num_classes = classifier_size(info.num_classes if num_classes is None else num_classes)
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
