@@ -242,6 +242,21 @@ def test_experiments_name_a_list_or_count_of_another_kind_in_one_line(tmp_path, 
     assert not (tmp_path / "exp").exists()
 
 
+def test_a_depth_or_seed_out_of_range_is_named_as_its_flag(tmp_path, capsys):
+    """--seeds -1 was 'each of seeds must be at least 0'."""
+    from resnetlab.cli import main
+
+    for experiment, flag, value, says in [
+        ("degradation", "--seeds", "-1", "each of --seeds must be at least 0, got -1"),
+        ("degradation", "--depths", "0", "each of --depths must be at least 1, got 0"),
+        ("gradients", "--depths", "0", "each of --depths must be at least 1, got 0"),
+    ]:
+        args = ["experiment", experiment, "--data", "digits", flag, value]
+        assert main([*args, "--out", str(tmp_path / "e")]) == 2
+        assert capsys.readouterr().err == f"error: {says}\n"
+    assert not (tmp_path / "e").exists()
+
+
 def test_gradient_norms_names_what_it_cannot_measure_in_one_line():
     """Not weight_layers' AttributeError for a name, conv2d's TypeError for an array, or
     cross entropy's 'Target 5 is out of bounds'."""

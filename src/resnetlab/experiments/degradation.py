@@ -161,9 +161,9 @@ def run_degradation(
     """
     kind = get_family(family)
     if depths is not None:
-        depths = number_list(depths, "depths", "[20, 56]", minimum=1)
+        depths = number_list(depths, option("depths"), "[20, 56]", minimum=1)
     depths = sorted(set(depths or default_depths(kind.name)))
-    seeds = list(dict.fromkeys(number_list(seeds, "seeds", "[0, 1, 2]")))
+    seeds = list(dict.fromkeys(number_list(seeds, option("seeds"), "[0, 1, 2]")))
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe

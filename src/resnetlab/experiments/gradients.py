@@ -159,7 +159,7 @@ def run_gradients(
     kind = get_family(family)
     recipe = recipe or kind.recipe
     if depths is not None:
-        depths = number_list(depths, "depths", "[20, 56]", minimum=1)
+        depths = number_list(depths, option("depths"), "[20, 56]", minimum=1)
     depths = sorted(set(depths or GRADIENT_DEPTHS))
     steps = count_argument(steps, option("steps"))
     if count_argument(probe_size, option("probe_size"), minimum=0) < 2:
