@@ -322,6 +322,29 @@ def test_float_pixels_in_0_1_say_how_to_make_them_uint8(model_file):
     assert str(info.value).endswith("read_input decodes and resizes a file")
 
 
+def test_channels_first_pixels_say_how_to_move_the_channels_last(model_file):
+    """A torchvision user's (B, 3, H, W) tensor (ToTensor's floats) was told to scale to
+    uint8, after which it was refused again, its channels still first."""
+    side = resnetlab.read_model_meta(model_file).input_size
+    x = torch.rand(2, 3, side, side)
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        explain(model_file, x)
+    fix = "X.mul(255).round().byte().permute(0, 2, 3, 1)"
+    assert f"give {fix}; a normalised (B, 3, H, W) batch goes to class_activation_maps" in str(
+        info.value
+    )
+    maps = explain(model_file, x.mul(255).round().byte().permute(0, 2, 3, 1)).maps
+    assert maps.shape == (2, side, side)  # the fix given works
+    for given, fix in [
+        (x.mul(255).byte(), "X.permute(0, 2, 3, 1)"),
+        (x[0].mul(255).byte(), "X.permute(1, 2, 0)"),
+        (x[0].mul(255).byte().numpy(), "X.transpose(1, 2, 0)"),
+    ]:
+        with pytest.raises(resnetlab.ResnetlabError) as info:
+            explain(model_file, given)
+        assert str(info.value).endswith(f"; with the channels first, give {fix}")
+
+
 def test_a_loaded_models_device_is_checked_and_taken_as_predict_takes_it(model_file, image_folder):
     model = resnetlab.load_model(model_file)
     with pytest.raises(resnetlab.ResnetlabError, match="unknown device 'gpu'"):

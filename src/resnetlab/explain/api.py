@@ -307,19 +307,22 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
     meta = _meta(model, pixels.shape[1] if pixels.ndim == 4 else None)
     size = (meta.input_size, meta.input_size)
     if pixels.dtype != torch.uint8 or pixels.ndim != 4 or tuple(pixels.shape[1:]) != (*size, 3):
-        # The course's X_test / 255: floats in [0, 1], which are not pixels.
-        scaled = "(X * 255).round().astype('uint8')"
-        if isinstance(images, torch.Tensor):
-            scaled = "X.mul(255).round().byte()"
-        floats = (
-            f"; for floats in [0, 1] (the course's X / 255), give {scaled}"
-            if pixels.is_floating_point()
-            else ""
-        )
+        # The course's X_test / 255: floats in [0, 1], which are not pixels. A torchvision
+        # user's (C, H, W) tensors (ToTensor's) need their channels moved last as well.
+        tensor = isinstance(images, torch.Tensor)
+        scaled = "X.mul(255).round().byte()" if tensor else "(X * 255).round().astype('uint8')"
+        channels_first = pixels.ndim == 4 and tuple(pixels.shape[1:]) == (3, *size)
+        order = "(1, 2, 0)" if images.ndim == 3 else "(0, 2, 3, 1)"
+        moved = f".{'permute' if tensor else 'transpose'}{order}" if channels_first else ""
+        if pixels.is_floating_point():
+            fix = f"; for floats in [0, 1] (the course's X / 255), give {scaled}{moved}"
+            if channels_first:
+                fix += "; a normalised (B, 3, H, W) batch goes to class_activation_maps"
+        else:
+            fix = f"; with the channels first, give X{moved}" if channels_first else ""
         raise ResnetlabError(
             f"images must be uint8 (N, {size[0]}, {size[1]}, 3) for this model, got "
-            f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file"
-            f"{floats}"
+            f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file{fix}"
         )
     if not len(pixels):
         raise ResnetlabError(f"no images given: the pixels are {tuple(pixels.shape)}")
