@@ -670,6 +670,9 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     _add_inference_precision(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--cam", metavar="DIR", help="also write Grad-CAM overlays to DIR (see explain)")
+    p.add_argument(
+        "--layer", help="with --cam: module whose feature map is used (default: the last stage)"
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -684,6 +687,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"--cam needs the model's PyTorch weights, which {args.model_file} does not hold; "
             "give the .safetensors model file it was exported from"
         )
+    if args.layer is not None and not args.cam:
+        raise ResnetlabError(
+            "--layer sets the layer of the --cam overlays: add --cam DIR, or drop it"
+        )
     if args.cam:
         _check_outside_inputs(Path(args.cam), args.images, "--cam")
     predictions = predict(
@@ -694,7 +701,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         # The images predict read, not args.images again: a folder's unreadable files were
         # warned of and skipped once already.
-        explanation = explain(model, [p.source for p in predictions])
+        explanation = explain(model, [p.source for p in predictions], layer=args.layer)
         written = explanation.save(args.cam)
         print(f"wrote {len(written)} files to {args.cam}", file=sys.stderr)
         for note in explanation.notes:

@@ -555,6 +555,17 @@ def test_explain_and_predict_cam_print_the_note(tmp_path, capsys):
     assert note in capsys.readouterr().err
     assert main(["predict", str(model_file), str(image), "--cam", str(tmp_path / "p")]) == 0
     assert note in capsys.readouterr().err
+    # The layer the note offers, --layer layer3, is a flag predict takes with --cam (it
+    # was refused as an unrecognized argument).
+    cam = ["predict", str(model_file), str(image), "--cam", str(tmp_path / "p")]
+    assert main([*cam, "--layer", "layer3"]) == 0
+    assert "--layer layer2 draws a finer map" in capsys.readouterr().err
+    with np.load(tmp_path / "p" / "maps.npz", allow_pickle=False) as maps:
+        assert str(maps["layer"]) == "layer3"
+    assert main(["predict", str(model_file), str(image), "--layer", "layer3"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --layer sets the layer of the --cam overlays: add --cam DIR, or drop it\n"
+    )
 
 
 def test_overlay_names_keep_the_class_folder_and_the_sheet_spreads_over_the_classes():
