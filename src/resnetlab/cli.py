@@ -776,6 +776,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         flags = " and ".join(f"--{k}" for k in given)
         sets, them = ("set", "them") if len(given) > 1 else ("sets", "it")
         raise ResnetlabError(f"{flags} {sets} the faithfulness check: add --check, or drop {them}")
+    drawn = [flag for flag, value in (("--class", args.target), ("--out", args.out)) if value]
+    if args.check and drawn:
+        flags = " and ".join(drawn)
+        apply, them = ("apply", "them") if len(drawn) > 1 else ("applies", "it")
+        raise ResnetlabError(
+            f"{flags} {apply} to the overlays explain draws; --check measures the maps of each "
+            f"image's predicted class and writes no files: drop {them}"
+        )
     model = load_model(args.model_file, device=resolve_device(args.device))
     if args.check:
         printed: list[CheckRow] = []

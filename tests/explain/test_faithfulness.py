@@ -153,6 +153,15 @@ def test_cli_check_prints_one_row_per_method(model_file, tmp_path, capsys):
     assert main(["explain", str(model_file), str(folder), "--check", "--stages", "9"]) == 2
     err = capsys.readouterr().err
     assert err == "error: --stages must be from 1 to 3 (resnet8's stages), got 9\n"
+    # Nor are the overlays' settings with --check, which explains the predicted classes.
+    assert main(["explain", str(model_file), str(folder), "--check", "--class", "red"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --class applies to the overlays explain draws; --check measures the maps of "
+        "each image's predicted class and writes no files: drop it\n"
+    )
+    given = ["--check", "--class", "red", "--out", str(folder / "cams")]
+    assert main(["explain", str(model_file), str(folder), *given]) == 2
+    assert capsys.readouterr().err.startswith("error: --class and --out apply to the overlays")
     # The check's settings without --check are not ignored.
     image = str(folder / "red" / os.listdir(folder / "red")[0])
     assert main(["explain", str(model_file), image, "--stages", "2", "--fraction", "0.5"]) == 2
