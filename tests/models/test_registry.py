@@ -1,3 +1,4 @@
+import functools
 import re
 
 import numpy as np
@@ -294,6 +295,22 @@ def test_an_unknown_option_is_refused_before_pretrained_weights_are_fetched(monk
     with pytest.raises(ResnetlabError) as caught:
         resnetlab.create_model("resnet18", pretrained=True, num_classes=6, in_chans=1)
     assert str(caught.value).startswith("resnet18 has no option in_chans (every model takes RGB")
+
+
+def test_a_part_that_cannot_be_called_so_says_how_the_blocks_call_it():
+    """norm_layer=nn.GroupNorm (which needs its group count first) was a TypeError from
+    deep inside a block."""
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet18", norm_layer=nn.GroupNorm)
+    assert str(caught.value) == (
+        "resnet18: building with norm_layer failed (GroupNorm.__init__() missing 1 required "
+        "positional argument: 'num_channels'); the blocks call norm_layer(channels) (as "
+        "torchvision's do), act_layer() and attn_layer(channels): give a factory of that "
+        "form, e.g. norm_layer=functools.partial(nn.GroupNorm, 32)"
+    )
+    model = resnetlab.create_model("resnet18", norm_layer=functools.partial(nn.GroupNorm, 32))
+    assert isinstance(model.bn1, nn.GroupNorm)  # the fix given builds the net
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 1000)
 
 
 def test_the_torchvision_hint_names_the_flag_under_model_option():

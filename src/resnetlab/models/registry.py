@@ -29,7 +29,7 @@ from ..errors import (
     warn,
 )
 from ..options import MAX_CLASSES
-from .blocks import SWITCHES
+from .blocks import PARTS, SWITCHES
 
 Builder = Callable[..., nn.Module]
 
@@ -305,10 +305,17 @@ def create_model(
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
     except TypeError as e:
-        if "unexpected keyword argument" not in str(e):
+        if "unexpected keyword argument" in str(e):
+            problem = unknown_options(info, kwargs, num_classes=True)
+            raise ResnetlabError(problem or f"{name}: {e}") from None
+        if not (parts := [p for p in PARTS if kwargs.get(p) is not None]):
             raise
-        problem = unknown_options(info, kwargs, num_classes=True)
-        raise ResnetlabError(problem or f"{name}: {e}") from None
+        # A part called as torchvision's are, which it does not take: nn.GroupNorm alone.
+        raise ResnetlabError(
+            f"{name}: building with {', '.join(parts)} failed ({e}); the blocks call "
+            "norm_layer(channels) (as torchvision's do), act_layer() and attn_layer(channels): "
+            "give a factory of that form, e.g. norm_layer=functools.partial(nn.GroupNorm, 32)"
+        ) from None
     except ValueError as e:  # a value the constructor refuses, e.g. shortcut="C"
         raise ResnetlabError(f"{name}: {e}") from None
     missing = [a for a in MODEL_INTERFACE if not hasattr(model, a)]
