@@ -343,6 +343,21 @@ def test_a_run_folder_or_checkpoint_given_as_a_model_file_points_to_the_model_fi
         resnetlab.load_model(tmp_path / "checkpoint.pt")
 
 
+@pytest.mark.parametrize("name", ["config.json", "metrics.csv", "summary.json"])
+def test_another_file_of_a_run_given_as_a_model_file_names_the_runs_model_files(tmp_path, name):
+    # It said "not a safetensors model file (Error while deserializing header: header too
+    # large)", as `explain runs/a/config.json hand.jpg` showed.
+    resnetlab.save_model(resnetlab.create_model("resnet8"), tmp_path / "best.safetensors")
+    (tmp_path / name).write_text('{"model": "resnet8"}\n' if name.endswith("json") else "epoch\n")
+    with pytest.raises(ResnetlabError) as info:
+        resnetlab.load_model(tmp_path / name)
+    assert str(info.value) == (
+        f"{tmp_path / name} is a file of the run in {tmp_path}, not a model file; give "
+        f"{tmp_path / 'best.safetensors'} (the best epoch's model) or last.safetensors (the "
+        "last epoch's)"
+    )
+
+
 def test_a_keras_file_given_as_a_model_file_says_how_to_convert_it(tmp_path):
     import zipfile
 

@@ -636,10 +636,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     run_files = "a run folder's model files are best.safetensors and last.safetensors"
     if path.is_dir():
         if (path / "best.safetensors").is_file():
-            raise ResnetlabError(
-                f"{path} is a run folder, not a model file; give {path / 'best.safetensors'} "
-                "(the best epoch's model) or last.safetensors (the last epoch's)"
-            )
+            raise ResnetlabError(f"{path} is a run folder, not a model file; {_run_models(path)}")
         raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
     if not path.is_file():
         hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
@@ -676,6 +673,12 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             ) from None
         if (short := cut_short(path)) is not None:
             raise ResnetlabError(short) from None
+        if path.suffix != ".safetensors" and (path.parent / "best.safetensors").is_file():
+            # config.json, metrics.csv...
+            raise ResnetlabError(
+                f"{path} is a file of the run in {path.parent}, not a model file; "
+                f"{_run_models(path.parent)}"
+            ) from None
         hint = (
             f"; {run_files} (checkpoint.pt is for {option('resume')})"
             if path.suffix == ".pt"
@@ -695,6 +698,13 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             "save the model again"
         ) from None
     return dataclasses.replace(meta, model_kwargs=built_options(meta.model_kwargs, str(path)))
+
+
+def _run_models(folder: Path) -> str:
+    return (
+        f"give {folder / 'best.safetensors'} (the best epoch's model) or last.safetensors "
+        "(the last epoch's)"
+    )
 
 
 # What other_format calls the files that ``resnetlab export`` writes: inference programs
