@@ -388,6 +388,19 @@ def test_eval_hints_at_the_model_class_a_folder_name_is_near(tmp_path, capsys):
     )
 
 
+def test_eval_of_data_without_folders_says_no_folders_to_move_out(tmp_path, capsys):
+    # digits' classes are not read from folders: none to move out or rename.
+    model = tmp_path / "m.safetensors"
+    names = [str(i) for i in range(6)]
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=6), model, class_names=names)
+    assert main(["eval", str(model), "--data", "digits"]) == 2
+    assert capsys.readouterr().err == (
+        "error: digits has 10 classes [0, 1, 2, 3, 4, 5, ...] but the model was trained on 6: "
+        "[0, 1, 2, 3, 4, 5]; [6, 7, 8, 9] are not among them; score it with a model trained on "
+        "all of its classes\n"
+    )
+
+
 def test_eval_titles_its_tables_on_one_line_whatever_their_width(tmp_path, capsys):
     """Two classes of one letter make tables narrower than their titles: the titles are
     printed whole, not wrapped to the table's width."""

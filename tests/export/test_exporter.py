@@ -292,6 +292,40 @@ def test_export_checks_on_the_held_out_images_of_data(cifar_file, photos, tmp_pa
     assert check["images"] == f"7 images of {archive}{os.sep}data"
 
 
+def test_export_data_of_other_classes_says_to_give_other_data_or_none(
+    cifar_file, photos, tmp_path, capsys
+):
+    """--data only checks (and calibrates) the export: the fix is data of the model's
+    classes, or none, not eval's "score it without those classes"."""
+    folder = tmp_path / "data"
+    for i, path in enumerate(photos):
+        name = ("paper", "rock", "lizard")[i % 3]
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        (folder / name / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "m.onnx"
+    said = (
+        f"error: {folder} has 3 classes [lizard, paper, rock] but the model was trained on 3: "
+        "[paper, rock, scissors]; [lizard] is not among them; "
+    )
+    assert main(["export", str(cifar_file), str(out), "--data", str(folder)]) == 2
+    assert capsys.readouterr().err == said + (
+        "the export is only checked on --data: give data of the model's classes (its training "
+        "data, say), or leave --data out to check it on generated images\n"
+    )
+    assert main(["export", str(cifar_file), str(out), "--data", str(folder), "--quantize", "int8"])
+    assert capsys.readouterr().err == said + (
+        "--quantize int8 calibrates and checks the file on --data: give data of the model's "
+        "classes (its training data, say)\n"
+    )
+    with pytest.raises(ResnetlabError) as caught:  # digits: no folders, none of its classes
+        export_model(cifar_file, out, data="digits")
+    assert str(caught.value).endswith(
+        "are not among them; the export is only checked on data: give data of the model's "
+        "classes (its training data, say), or leave data out to check it on generated images"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

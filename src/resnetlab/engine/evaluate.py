@@ -202,7 +202,7 @@ def evaluate(
     return EvalReport(result, class_names, spec, name, list(split.notes))
 
 
-def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
+def held_out_split(data: str, meta: ModelMeta, *, download: bool = False, fix: str | None = None):
     """The split of ``data`` that ``evaluate`` scores (test, else validation, else the
     images the model's run held out of it, else all), at the model's input size, labelled
     as the model's outputs are.
@@ -211,6 +211,9 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
     them listed in another order, is matched by class name; a class the model does not
     know is refused, as is a set without names whose class count is not the model's. For a
     model that names no classes, a note says that the set's are taken in its order.
+    ``fix`` is what the refusal of a class the model lacks says to do, for a caller whose
+    data only checks the model (export's); eval's own is to score without the class or
+    with another model.
     """
     from ..data import load_eval_split
 
@@ -231,7 +234,7 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
         named = class_names  # as the data names them, for messages
         class_names = [by_case.get(name, name) for name in class_names]
         if any(name not in meta.class_names for name in class_names):
-            raise DataError(_unknown_classes_problem(data, split, named, class_names, meta))
+            raise DataError(_unknown_classes_problem(data, split, named, class_names, meta, fix))
         to_model = torch.tensor([meta.class_names.index(name) for name in class_names])
         note = (
             "classes matched to the model's by name"
@@ -265,13 +268,14 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False):
 
 
 def _unknown_classes_problem(
-    data: str, split, named: list[str], matched: list[str], meta: ModelMeta
+    data: str, split, named: list[str], matched: list[str], meta: ModelMeta, fix: str | None
 ) -> str:
     """Why ``split`` cannot be scored by a model that lacks some of its classes (``named``
-    as the data names them, ``matched`` as matched to the model's, case aside), and the fix:
-    a near name of a class the model has (``ships`` for ``ship``) is hinted at; data of none
-    of its classes is data for another model, not folders to move out."""
-    from ..data.folders import NAMED_CLASSES_NOTE, with_folder_notes
+    as the data names them, ``matched`` as matched to the model's, case aside), and the fix
+    (``fix`` where given): a near name of a class the model has (``ships`` for ``ship``) is
+    hinted at; data of none of its classes is data for another model, not folders to move
+    out; data read from no folders (digits, a SIGNS file) has none to move out or rename."""
+    from ..data.folders import with_folder_notes
 
     unknown = [name for name in matched if name not in meta.class_names]
     missing = [name for name in meta.class_names if name not in matched]
@@ -288,22 +292,8 @@ def _unknown_classes_problem(
     one = len(unknown) == 1
     classes = "class" if len(named) == 1 else "classes"  # a camera's IMG_0001.jpg...
     scored = _scored_folder(data, split)
-    rename = f"rename {'the folder' if len(near) == 1 else 'the folders'} to the model's "
-    rename += f"class {'name' if len(near) == 1 else 'names'}"
-    if len(unknown) < len(named):
-        fix = (
-            f"score it without {'that class' if one else 'those classes'} (move the folders "
-            "out), or with a model trained on them"
-        )
-        fix = f"{rename}, {fix}" if near else fix
-    else:  # nothing to score: a folder to rename, else another model's data
-        fix = f"{rename}, or score it with a model trained on these classes" if near else None
-    if NAMED_CLASSES_NOTE in split.notes:  # IMG_0001.jpg reads as class IMG
-        fix = (
-            "classes here come from the file names (the text before the first '_'): "
-            "name each file <class>_<anything> with one of the model's classes, or "
-            "put the images in class folders"
-        )
+    if fix is None:
+        fix = _eval_fix(split, named, unknown, near)
     fix = with_folder_notes(split.notes, fix)
     if fix is None:
         return (
@@ -317,6 +307,31 @@ def _unknown_classes_problem(
         f"{len(meta.class_names)}: {_short(meta.class_names)}; {_short(unknown)} "
         f"{'is' if one else 'are'} not among them{hint}; {fix}"
     )
+
+
+def _eval_fix(split, named: list[str], unknown: list[str], near: dict[str, str]) -> str | None:
+    """What eval says to do with data of classes the model lacks (``unknown`` of ``named``,
+    ``near`` those like one of its own), or None for data of none of its classes."""
+    from ..data.folders import NAMED_CLASSES_NOTE
+
+    if NAMED_CLASSES_NOTE in split.notes:  # IMG_0001.jpg reads as class IMG
+        return (
+            "classes here come from the file names (the text before the first '_'): "
+            "name each file <class>_<anything> with one of the model's classes, or "
+            "put the images in class folders"
+        )
+    none = len(unknown) == len(named)  # nothing to score: another model's data
+    if split.paths is None:  # digits, a SIGNS file, CIFAR-10's batches: no folders
+        return None if none else "score it with a model trained on all of its classes"
+    rename = f"rename {'the folder' if len(near) == 1 else 'the folders'} to the model's "
+    rename += f"class {'name' if len(near) == 1 else 'names'}"
+    if none:  # unless a folder to rename
+        return f"{rename}, or score it with a model trained on these classes" if near else None
+    fix = (
+        f"score it without {'that class' if len(unknown) == 1 else 'those classes'} (move the "
+        "folders out), or with a model trained on them"
+    )
+    return f"{rename}, {fix}" if near else fix
 
 
 def _scored_folder(data: str, split) -> str:

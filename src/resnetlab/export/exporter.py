@@ -271,7 +271,7 @@ def export_model(
     precision = "int8" if quantize else "fp16" if fp16 else "fp32"
     pixels = with_preprocessing
     metadata = deploy_metadata(meta, pixels=pixels, precision=precision, batch=batch_)
-    images, described = check_images(meta, data)
+    images, described = check_images(meta, data, calibrated=quantize is not None)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
     tmp, held = _temporary_file(out, fmt)
@@ -628,11 +628,14 @@ def _as_inputs(images: torch.Tensor, meta: ModelMeta, pixels: bool) -> np.ndarra
     return images.numpy() if pixels else _normalised(images, meta).numpy()
 
 
-def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
+def check_images(
+    meta: ModelMeta, data: str | None, *, calibrated: bool = False
+) -> tuple[torch.Tensor, str]:
     """uint8 (N, S, S, 3) images to check an export on, and what they are, in words.
 
     Up to ``CHECK_IMAGES`` of the held-out images of ``data`` (an even spread over it), or
-    ``GENERATED_IMAGES`` smooth random images when there is no data.
+    ``GENERATED_IMAGES`` smooth random images when there is no data. ``calibrated``: the
+    int8 model is calibrated on ``data`` too, so it cannot be left out.
     """
     size = meta.input_size
     if data is None:
@@ -643,10 +646,25 @@ def check_images(meta: ModelMeta, data: str | None) -> tuple[torch.Tensor, str]:
         return images, f"{GENERATED_IMAGES} generated images"
     from ..engine.evaluate import held_out_split
 
-    split = held_out_split(data, meta)
+    split = held_out_split(data, meta, fix=_data_fix(calibrated))
     images = split_pixels(split, CHECK_IMAGES)
     # An archive's images named by the archive, not by its copy extracted into the cache.
     return images, as_given(f"{len(images)} images of {split.source or data}")
+
+
+def _data_fix(calibrated: bool) -> str:
+    """What to do about export data of classes the model lacks: it only checks (and
+    calibrates) the export, so other data, or none."""
+    data = option("data")
+    if calibrated:
+        return (
+            f"{option('quantize', 'int8')} calibrates and checks the file on {data}: give data "
+            "of the model's classes (its training data, say)"
+        )
+    return (
+        f"the export is only checked on {data}: give data of the model's classes (its training "
+        f"data, say), or leave {data} out to check it on generated images"
+    )
 
 
 def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Tensor:
@@ -659,7 +677,7 @@ def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Te
     key = source.key("train", "all", "val", "test")
     split = source.splits[key]()
     if key == "all" and split.paths is not None:
-        held = held_out_split(data, meta)
+        held = held_out_split(data, meta, fix=_data_fix(True))
         if len(held) < len(split) and held.paths is not None:
             scored = set(held.paths)
             split = split.subset(
