@@ -94,6 +94,37 @@ def _predictions(out: str) -> dict[str, dict[str, float]]:
     return parsed
 
 
+def test_a_model_file_or_torch_file_given_as_onnx_says_what_it_is(
+    cifar_file, photos, tmp_path, capsys
+):
+    """onnxruntime's own words ("Protobuf parsing failed") would not say that the file is
+    a model file, renamed or given to OnnxModel, nor what to do."""
+    renamed = tmp_path / "model.onnx"
+    renamed.write_bytes(cifar_file.read_bytes())
+    for command in (["predict", str(renamed), str(photos[0])], ["serve", str(renamed)]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            f"error: {renamed} is a safetensors file named .onnx, not an ONNX export: name it "
+            f"model.safetensors and give it as the model file, or export that to ONNX: "
+            f"resnetlab export {tmp_path / 'model.safetensors'} {renamed}\n"
+        )
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        OnnxModel(cifar_file)
+    assert str(caught.value) == (
+        f"{cifar_file} is a safetensors file, not an ONNX export: load it with "
+        "resnetlab.load_model (predict, eval and serve take it as it is), or export it to "
+        f"ONNX first: resnetlab export {cifar_file} {cifar_file.with_suffix('.onnx')}"
+    )
+    weights = tmp_path / "weights.onnx"
+    torch.save(resnetlab.load_model(cifar_file).state_dict(), weights)
+    assert main(["eval", str(weights), "--data", "digits"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {weights} is a PyTorch weights file (torch.save), which --pretrained takes, "
+        "not an ONNX export; predict, eval and serve take a model file (.safetensors) or its "
+        f"ONNX export: resnetlab export MODEL_FILE {weights}\n"
+    )
+
+
 def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys):
     junk = tmp_path / "junk.onnx"
     junk.write_text("not a graph")

@@ -23,7 +23,13 @@ import torch
 from ..data.loader import normalisation
 from ..engine.inference import ExternalModel
 from ..errors import ResnetlabError, near_name
-from ..models.files import META_KEY, ModelMeta, empty_file_problem
+from ..models.files import (
+    META_KEY,
+    SAFETENSORS_KIND,
+    ModelMeta,
+    empty_file_problem,
+    other_format,
+)
 
 INSTALL_EXPORT = "pip install 'resnetlab[export]'"
 EXTRA_FILE = "resnetlab.json"  # the metadata inside a TorchScript file or an exported program
@@ -123,6 +129,32 @@ def _check_graph_meta(path: Path, takes: list[Any], gives: list[Any], model: Onn
     )
 
 
+def _not_onnx_problem(path: Path, reason: str) -> str:
+    """Why onnxruntime could not load ``path``: what the file is, where it is a model file
+    or another export (by its bytes, whatever its name), and what to do; else onnxruntime's
+    ``reason``."""
+    kind = other_format(path, by_content=True)
+    onnx = path.with_suffix(".onnx")
+    if kind == SAFETENSORS_KIND and path.suffix.lower() == ".onnx":
+        named = path.with_suffix(".safetensors")
+        return (
+            f"{path} is {kind} named .onnx, not an ONNX export: name it {named.name} and "
+            f"give it as the model file, or export that to ONNX: resnetlab export {named} {onnx}"
+        )
+    if kind == SAFETENSORS_KIND:
+        return (
+            f"{path} is {kind}, not an ONNX export: load it with resnetlab.load_model "
+            f"(predict, eval and serve take it as it is), or export it to ONNX first: "
+            f"resnetlab export {path} {onnx}"
+        )
+    if kind is not None:
+        return (
+            f"{path} is {kind}, not an ONNX export; predict, eval and serve take a model file "
+            f"(.safetensors) or its ONNX export: resnetlab export MODEL_FILE {onnx}"
+        )
+    return f"{path} is not an ONNX model onnxruntime can load ({reason})"
+
+
 class OnnxModel(ExternalModel):
     """An ONNX file written by ``resnetlab export``, run by onnxruntime on the CPU.
 
@@ -158,9 +190,7 @@ class OnnxModel(ExternalModel):
             session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime has its own exception types, one per failure
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ResnetlabError(
-                f"{path} is not an ONNX model onnxruntime can load ({reason})"
-            ) from None
+            raise ResnetlabError(_not_onnx_problem(path, reason)) from None
         self.path = path
         self.session = session
         self.metadata = session.get_modelmeta().custom_metadata_map

@@ -717,11 +717,19 @@ def checkpoint_kind() -> str:
     return f"a training checkpoint (for {option('resume')})"
 
 
-def other_format(path: Path) -> str | None:
+# What other_format(by_content=True) calls a safetensors file (a model file, or bare weights).
+SAFETENSORS_KIND = "a safetensors file"
+
+
+def other_format(path: Path, *, by_content: bool = False) -> str | None:
     """What a file that is not a safetensors file is, when it is one of the PyTorch, ONNX or
     Keras files users mistake for a model file: exports (``resnetlab export``), checkpoints,
-    and Keras models not yet converted."""
-    if path.suffix.lower() == ".onnx":
+    and Keras models not yet converted. ``by_content``: what its bytes say, safetensors
+    (``SAFETENSORS_KIND``) included, for a file that is not what its ``.onnx`` says."""
+    if by_content:
+        if _safetensors_size(path)[0]:
+            return SAFETENSORS_KIND
+    elif path.suffix.lower() == ".onnx":
         return EXPORT_KINDS[0]
     from ..data.decode import IMAGE_EXTENSIONS  # (data imports this module)
 
