@@ -63,10 +63,22 @@ def test_readme_client_decodes_as_predict_does(resize, tmp_path):
         bands = rng.integers(0, 255, (200, 300, len(mode)), dtype=np.uint8)
         Image.fromarray(bands, mode).save(path)
         files.append(path)
+    # Grayscale beyond 8 bits, which Pillow's own conversion clips: 16-bit (I;16), 32-bit
+    # integers of 16-bit values (I), floats from 0 to 1 and from 0 to 255 (F).
+    gray = rng.integers(0, 256, (90, 120)).astype(np.float32)
+    for name, image in [
+        ("16.png", Image.fromarray((gray * 257).astype(np.uint16))),
+        ("32.tif", Image.fromarray((gray * 257).astype(np.int32), "I")),
+        ("float1.tif", Image.fromarray(gray / 255, "F")),
+        ("float255.tif", Image.fromarray(gray + 0.4, "F")),
+    ]:
+        image.save(tmp_path / name)
+        files.append(tmp_path / name)
     code = _client_decoding()
     for path in files:
         for size in (32, 64, 224):
-            scope = {"Image": Image, "ImageOps": ImageOps, "size": size, "crop": resize == "crop"}
+            crop = resize == "crop"
+            scope = {"Image": Image, "ImageOps": ImageOps, "np": np, "size": size, "crop": crop}
             exec(code.replace('"photo.jpg"', repr(str(path))), scope)
             expected = read_image(path, size, resize)
             assert np.array_equal(np.asarray(scope["image"]), expected), (path.name, size)
