@@ -497,6 +497,18 @@ def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_f
         "first '_'): name each file <class>_<anything> with one of the model's classes, or put "
         "the images in class folders"
     )
+    # File names that are classes, some of them the model's: their files are to move out,
+    # not to be renamed (the names are right).
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i, path in enumerate(sorted((digit_folder / "7").iterdir())[:4]):
+        shutil.copy(path, mixed / f"{'7' if i % 2 else 'cat'}_{i}.png")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.evaluate(model_file, str(mixed))
+    assert str(caught.value).endswith(
+        "[cat] is not among them; score it without that class (move their files out), or with "
+        "a model trained on them"
+    )
     # Beside other folders of images, it is likely one of their classes: the error says so.
     shutil.copytree(digit_folder / "3", tmp_path / "beside" / "3")
     shutil.copytree(camera, tmp_path / "beside" / "7")

@@ -314,23 +314,24 @@ def _eval_fix(split, named: list[str], unknown: list[str], near: dict[str, str])
     ``near`` those like one of its own), or None for data of none of its classes."""
     from ..data.folders import NAMED_CLASSES_NOTE
 
-    if NAMED_CLASSES_NOTE in split.notes:  # IMG_0001.jpg reads as class IMG
-        return (
-            "classes here come from the file names (the text before the first '_'): "
-            "name each file <class>_<anything> with one of the model's classes, or "
-            "put the images in class folders"
-        )
     none = len(unknown) == len(named)  # nothing to score: another model's data
+    those = "that class" if len(unknown) == 1 else "those classes"
+    if NAMED_CLASSES_NOTE in split.notes:
+        if none:  # IMG_0001.jpg reads as class IMG
+            return (
+                "classes here come from the file names (the text before the first '_'): "
+                "name each file <class>_<anything> with one of the model's classes, or "
+                "put the images in class folders"
+            )
+        # 0_a.jpg ... 5_f.jpg for a model of 0 to 2: the names are classes, some unknown
+        return f"score it without {those} (move their files out), or with a model trained on them"
     if split.paths is None:  # digits, a SIGNS file, CIFAR-10's batches: no folders
         return None if none else "score it with a model trained on all of its classes"
     rename = f"rename {'the folder' if len(near) == 1 else 'the folders'} to the model's "
     rename += f"class {'name' if len(near) == 1 else 'names'}"
     if none:  # unless a folder to rename
         return f"{rename}, or score it with a model trained on these classes" if near else None
-    fix = (
-        f"score it without {'that class' if len(unknown) == 1 else 'those classes'} (move the "
-        "folders out), or with a model trained on them"
-    )
+    fix = f"score it without {those} (move the folders out), or with a model trained on them"
     return f"{rename}, {fix}" if near else fix
 
 
