@@ -977,6 +977,29 @@ def test_a_metrics_file_from_before_top5_still_reads(tmp_path):
     assert (row["epoch"], row["step"], row["val_acc"], row["val_top5"]) == (1, 12, 0.5, None)
 
 
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("epoch,1,12," + "9" * 200_000 + ",0.4,1.2,0.5,0.1,300\n", "field larger than field limit"),
+        ("epoch,1,12,1.5\x00,0.4,1.2,0.5,0.1,300\n", None),  # csv's error before Python 3.11
+    ],
+)
+def test_a_metrics_line_csv_cannot_parse_is_named(tmp_path, line, problem):
+    # csv.Error came through as a traceback (the fault suite's fuzzing found it on 3.10).
+    from resnetlab.engine.report import read_metrics
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "kind,epoch,step,train_loss,train_acc,val_loss,val_acc,lr,images_per_s\n" + line
+    )
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        read_metrics(path)
+    assert str(caught.value).startswith(f"{path}, line 2: {problem or ''}")
+    assert str(caught.value).endswith(
+        "; the file is damaged: restore it, or delete it to go on without the history"
+    )
+
+
 def test_train_says_the_classes_came_from_the_file_names(tmp_path, capsys):
     flat = tmp_path / "photos"
     flat.mkdir()

@@ -112,25 +112,30 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith(("\n", "\r")):
         lines.pop()  # unfinished
-    records = list(csv.reader(lines))
+    reader = csv.reader(lines)
+    try:
+        records = list(reader)
+    except csv.Error as e:  # a field over csv's size limit; a NUL byte before Python 3.11
+        raise _damaged(path, reader.line_num, str(e)) from None
     # Files written before val_top5 existed have the header without it.
     headers = (METRIC_FIELDS, tuple(f for f in METRIC_FIELDS if f != "val_top5"))
     if not records or tuple(records[0]) not in headers:
-        raise ResnetlabError(
-            f"{path}, line 1: not the metrics header ({','.join(METRIC_FIELDS)}); the file is "
-            "damaged: restore it, or delete it to go on without the history"
-        )
+        raise _damaged(path, 1, f"not the metrics header ({','.join(METRIC_FIELDS)})")
     rows = []
     fields = tuple(records[0])
     for number, values in enumerate(records[1:], start=2):
         row = _metrics_row(values, fields)
         if isinstance(row, str):
-            raise ResnetlabError(
-                f"{path}, line {number}: {row}; the file is damaged: restore it, or delete it "
-                "to go on without the history"
-            )
+            raise _damaged(path, number, row)
         rows.append(row)
     return rows
+
+
+def _damaged(path: str | Path, line: int, problem: str) -> ResnetlabError:
+    return ResnetlabError(
+        f"{path}, line {line}: {problem}; the file is damaged: restore it, or delete it to go "
+        "on without the history"
+    )
 
 
 def _metrics_row(values: list[str], fields: tuple[str, ...]) -> dict[str, Any] | str:
