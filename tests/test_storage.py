@@ -1,7 +1,9 @@
 import errno
 import os
+import stat
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -43,6 +45,29 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_nothing_behind(tmp_path):
     )
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def read_fifo(path):
+    """A reader of the FIFO ``path`` in a thread (a writer's open waits for one): its
+    bytes, once joined, in ``got`` (nothing, and the thread left waiting, if nothing opens
+    the FIFO to write)."""
+    got = []
+    thread = threading.Thread(target=lambda: got.append(path.read_bytes()), daemon=True)
+    thread.start()
+    return thread, got
+
+
+def test_a_pipe_or_device_is_written_into_never_replaced(tmp_path):
+    """It was renamed over: a FIFO became a file, and a command run as root with
+    `--png /dev/null` put a PNG in place of the system's /dev/null."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    thread, got = read_fifo(fifo)
+    atomic_write(fifo, lambda f: f.write(b"new"))
+    thread.join(timeout=10)
+    assert got == [b"new"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_two_writers_of_one_file_at_once_each_write_a_whole_file(tmp_path):

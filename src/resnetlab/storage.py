@@ -15,9 +15,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import io
 import itertools
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -226,7 +228,8 @@ def _write_fix(error: OSError) -> str:
 
 
 def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None]) -> None:
-    """Write ``content`` to ``path`` through a temporary file, then rename it over ``path``.
+    """Write ``content`` to ``path`` through a temporary file, then rename it over ``path``
+    (into ``path`` itself where it is a device or a pipe: ``is_special``).
 
     Args:
         path: the file to write.
@@ -239,6 +242,14 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
             file is left behind.
     """
     path = Path(path)
+    if is_special(path):
+        buffer = io.BytesIO()
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            buffer.write(content)
+        else:
+            content(buffer)
+        write_into(path, buffer.getbuffer())
+        return
     replaced = False
     try:
         tmp, held = own_temp(temp_path(path))
@@ -262,6 +273,30 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
                 tmp.unlink(missing_ok=True)
         if held is not None:
             os.close(held)
+
+
+def is_special(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a device or a pipe (``/dev/null``, ``/dev/full``, a FIFO): a file
+    is written into it, never renamed over it, which would put a file in its place (and, run
+    as root, the system's ``/dev/null`` with it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def write_into(path: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Write ``data`` into ``path`` as it is (a device or a pipe: ``is_special``).
+
+    Raises:
+        WriteError: naming ``path`` and the fix (``/dev/full``: a full disk's).
+    """
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise write_error(path, e) from None
 
 
 def own_temp(first: Path) -> tuple[Path, int | None]:

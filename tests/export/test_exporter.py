@@ -1,4 +1,5 @@
 import errno
+import io
 import json
 import os
 import warnings
@@ -233,6 +234,20 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(
     with pytest.raises(ResnetlabError, match=rf"^cannot write {out}: No space left on device; "):
         export_model(cifar_file, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_to_a_pipe_is_written_into_it(cifar_file, tmp_path):
+    """The checked file was renamed over the pipe (as root, over /dev/null too)."""
+    from ..test_storage import read_fifo
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    thread, got = read_fifo(fifo)
+    report = export_model(cifar_file, fifo, format="torchscript")
+    thread.join(timeout=10)
+    assert report.size_bytes == len(got[0]) > 0
+    assert zipfile.is_zipfile(io.BytesIO(got[0]))  # a TorchScript file is a zip archive
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
 def test_two_exports_to_one_file_at_once_each_write_a_whole_file(cifar_file, tmp_path, monkeypatch):
