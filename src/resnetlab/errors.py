@@ -307,7 +307,12 @@ def near_name(path: Path) -> str | None:
     ``my_photo``; ``IMG_1.JPG`` for ``IMG_1.jpg``, the same but for letter case, first), as
     the path to give, or None."""
     try:
-        names = [p.name for p in path.parent.iterdir() if not p.name.startswith(".")]
+        # Not its own name: a link to nothing is a name that exists but is not found.
+        names = [
+            p.name
+            for p in path.parent.iterdir()
+            if not p.name.startswith(".") and p.name != path.name
+        ]
     except OSError:
         return None
     close = [n for n in names if n.casefold() == path.name.casefold()]

@@ -944,6 +944,33 @@ def test_a_link_to_a_folder_above_it_is_named(tmp_path):
     assert len(load_dataset(str(root)).train) == 8
 
 
+def test_a_loop_of_links_is_read_as_a_broken_link(tmp_path):
+    """a.jpg -> b.jpg -> a.jpg stopped the scan ("Too many levels of symbolic links; check
+    the disk and the folder"), and a data path that is such a link was "no such file or
+    folder; did you mean loop?", its own name."""
+    root = write_tree(
+        tmp_path / "photos", {"cats": [noise(i) for i in range(20)], "dogs": [noise(9)] * 20}
+    )
+    (root / "cats" / "a.jpg").symlink_to("b.jpg")
+    (root / "cats" / "b.jpg").symlink_to("a.jpg")
+    (root / "dogs" / "loop").symlink_to("loop")  # no image: a file that is not one
+    (root / "birds").symlink_to("birds")  # no class folder
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset(str(root))
+    assert data.class_names == ["cats", "dogs"]
+    skipped = [str(root / "cats" / name) for name in ("a.jpg", "b.jpg")]
+    assert [path for path, _ in data.train.skipped] == skipped
+    loop = "a link to b.jpg, one of a loop of links that never reaches a file"
+    assert any(f"a.jpg: skipped, cannot read it ({loop})" in str(w.message) for w in record)
+    assert "2 files that are not images ignored (birds, loop)" in data.train.notes
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root / "birds"))
+    assert str(caught.value) == (
+        f"{root / 'birds'}: a link to birds, one of a loop of links that never reaches a file; "
+        "point the link at the data, or give the data's path"
+    )
+
+
 def test_a_nas_thumbnail_folder_is_left_out(tmp_path):
     # A Synology NAS keeps thumbnails of each photo in @eaDir/<photo>/ beside it: JPEGs,
     # but copies of the class's photos at other sizes, which would train as more photos.

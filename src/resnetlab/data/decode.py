@@ -8,6 +8,7 @@ model sees the same pixels for the same file however it was fed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import multiprocessing
 import os
@@ -332,14 +333,28 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def dead_link(path: str | os.PathLike) -> str | None:
+    """Why ``path``, a link that leads to no file or folder, leads nowhere (its target gone,
+    or a loop of links: ``a -> b -> a``); None where it is no such link."""
+    if not os.path.islink(path) or os.path.exists(path):
+        return None
+    target = os.readlink(path)
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return f"a link to {target}, one of a loop of links that never reaches a file"
+    return f"a link to {target}, which does not exist"
+
+
 def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     """``Image.open``, refusing (``DecompressionBombError``) an image of more pixels than
     PIL's decompression-bomb limit, which PIL itself only warns about below twice it; an
     empty file is said to be one (PIL: "cannot identify image file")."""
     if isinstance(path, str | os.PathLike) and os.path.isfile(path) and not os.path.getsize(path):
         raise OSError("the file is empty (0 bytes)")
-    if isinstance(path, str | os.PathLike) and os.path.islink(path) and not os.path.exists(path):
-        raise FileNotFoundError(f"a link to {os.readlink(path)}, which does not exist")
+    if isinstance(path, str | os.PathLike) and (why := dead_link(path)):
+        raise FileNotFoundError(why)
     fix = "save a smaller copy of it to use it"
     with _ignoring(Image.DecompressionBombWarning):
         start = _position(path)

@@ -121,13 +121,23 @@ def _listing(folder: Path) -> list[os.DirEntry]:
         ) from None
 
 
+def _leads_nowhere(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a link to nothing: its target gone, or a loop of links (``a ->
+    b -> a``, on which ``is_dir`` and ``is_file`` raise). Read as a broken link is: an image
+    file that cannot be read, or a file that is no image."""
+    return entry.is_symlink() and not os.path.exists(entry.path)
+
+
 def _visible_dirs(folder: Path) -> list[Path]:
     """Sub-folders, in the order of their names as classes are named (``readable``)."""
     return sorted(
         (
             Path(e.path)
             for e in _listing(folder)
-            if e.is_dir() and not e.name.startswith(".") and e.name not in SYSTEM_FOLDERS
+            if not _leads_nowhere(e)
+            and e.is_dir()
+            and not e.name.startswith(".")
+            and e.name not in SYSTEM_FOLDERS
         ),
         key=lambda p: readable(p.name),
     )
@@ -153,7 +163,8 @@ def _images_under(
     for e in entries:
         if e.name.startswith(".") or e.name in SYSTEM_FOLDERS or e.name.lower() in SYSTEM_FILES:
             continue
-        if e.is_dir():
+        nowhere = _leads_nowhere(e)
+        if not nowhere and e.is_dir():
             if e.is_symlink() and _holds((target := Path(e.path).resolve()), folder):
                 raise DataError(
                     f"{e.path}: a link to {target}, which holds the link itself, so its images "
@@ -165,13 +176,11 @@ def _images_under(
             sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others, links)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
-        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and (
-            e.is_file() or (e.is_symlink() and not os.path.exists(e.path))
-        ):
+        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and (nowhere or e.is_file()):
             # A link whose target is gone (a photo moved, a drive not mounted) is an image
             # that cannot be read, skipped and named as such, not a file that is no image.
-            st = e.stat(follow_symlinks=e.is_file())
-            if e.is_symlink() and links is not None:
+            st = e.stat(follow_symlinks=not nowhere)
+            if e.is_symlink() and not nowhere and links is not None:
                 links.append(e.path)
             paths.append(e.path)
             stamps.append(f"{e.name}|{st.st_size}|{st.st_mtime_ns}")
@@ -297,7 +306,8 @@ def _direct_images(folder: Path) -> list[Path]:
     return [
         Path(e.path)
         for e in _listing(folder)
-        if e.is_file()
+        if not _leads_nowhere(e)
+        and e.is_file()
         and not e.name.startswith(".")
         and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
     ]
@@ -309,7 +319,7 @@ def _direct_others(folder: Path) -> list[str]:
     return sorted(
         e.name
         for e in _listing(folder)
-        if not e.is_dir()
+        if (_leads_nowhere(e) or not e.is_dir())
         and not e.name.startswith(".")
         and e.name.lower() not in SYSTEM_FILES
         and os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS

@@ -39,7 +39,7 @@ from ..options import DEFAULT_RESIZE, MAX_INPUT_SIZE, NAMED_SOURCES, RESIZE_MODE
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
-from .decode import decode_files, format_size
+from .decode import dead_link, decode_files, format_size
 from .digits import load_digits_set
 from .folders import (
     NAMED_CLASSES_NOTE,
@@ -168,6 +168,8 @@ def _open_path(
     max_side: int | None = None,
 ) -> Source:
     path = Path(spec).expanduser()
+    if why := dead_link(path):
+        raise DataError(f"{spec}: {why}; point the link at the data, or give the data's path")
     if not path.exists():
         hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
         if near := near_name(path):
