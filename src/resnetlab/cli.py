@@ -1695,8 +1695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ResnetlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except RunInterrupted:  # the run said where it stopped and how to go on
-        return 130
+    except RunInterrupted as e:  # the run said where it stopped and how to go on
+        return e.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ import math
 import operator
 import os
 import re
+import signal
 import sys
 import unicodedata
 import warnings
@@ -239,7 +240,12 @@ class SettingWarning(UserWarning):
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a training run, which has saved its checkpoint and said
-    how to go on: the CLI adds nothing to that."""
+    how to go on: the CLI adds nothing to that, and exits with ``exit_status``, a shell's
+    for the signal (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__()
+        self.exit_status = 128 + signum
 
 
 def finite_number(value: object) -> bool:

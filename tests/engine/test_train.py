@@ -162,6 +162,35 @@ def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_p
     assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_exits_143(tmp_path, monkeypatch, capsys):
+    """`kill`, `docker stop` or a batch system's preemption: SIGTERM ended the process at
+    once, losing the steps since the last epoch's checkpoint, without a word."""
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, x, y)
+
+    def not_the_runs(signum, frame):  # (the default would end the test process)
+        raise AssertionError("the run left SIGTERM to the handler before it")
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    before = signal.signal(signal.SIGTERM, not_the_runs)
+    run = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--batch-size", "64"]
+    try:
+        assert main(["train", *args, "--epochs", "1", "--out", str(run)]) == 143
+        assert signal.getsignal(signal.SIGTERM) is not_the_runs
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupted by SIGTERM at epoch 1, batch 3; checkpoint saved. Continue with: " in err
+
+
 def test_a_second_ctrl_c_in_the_middle_of_a_step_keeps_the_last_checkpoint(
     tmp_path, monkeypatch, capsys
 ):

@@ -649,6 +649,7 @@ class Trainer:
         # From a step's start until it is counted: the model, optimizer and BN statistics
         # may hold part of it, which no checkpoint may keep.
         self.mid_step = False
+        self.stop_signal = signal.SIGINT  # what stops the run: Ctrl-C, or SIGTERM
         self.mistakes: Mistakes | None = None  # the last validation pass's
         # The best epoch's pass's, for errors.png (None after a resume: a pass of its own).
         self.best_mistakes: Mistakes | None = None
@@ -912,7 +913,7 @@ class Trainer:
                     "cannot hold: the last one is kept. Continue with: "
                     f"{self._continue_with()}"
                 )
-                raise RunInterrupted from None
+                raise RunInterrupted(self.stop_signal) from None
             if self.dist.is_main:
                 try:
                     self._save_checkpoint()
@@ -921,11 +922,12 @@ class Trainer:
                     raise
                 except WriteError as e:  # not caught below: it is raised inside a handler
                     raise self._write_failed(e) from None
+                by = "" if self.stop_signal == signal.SIGINT else " by SIGTERM"
                 self.log.message(
-                    f"interrupted at epoch {self.epoch + 1}, batch {self.batch}; checkpoint saved. "
-                    f"Continue with: {self._continue_with()}"
+                    f"interrupted{by} at epoch {self.epoch + 1}, batch {self.batch}; checkpoint "
+                    f"saved. Continue with: {self._continue_with()}"
                 )
-                raise RunInterrupted from None
+                raise RunInterrupted(self.stop_signal) from None
             raise
         except WriteError as e:
             raise self._write_failed(e) from None
@@ -978,25 +980,28 @@ class Trainer:
 
     @contextlib.contextmanager
     def _stop_between_steps(self):
-        """Ctrl-C lets the current step finish, so that the checkpoint written on the way out
-        holds whole steps (a step cut short has already moved BN's statistics). A second
-        Ctrl-C interrupts at once. Not under torchrun, where every process must stop at the
-        same step."""
+        """Ctrl-C, or SIGTERM (`kill`, `docker stop`, a batch system's preemption), lets the
+        current step finish, so that the checkpoint written on the way out holds whole steps
+        (a step cut short has already moved BN's statistics). A second one interrupts at
+        once. Not under torchrun, where every process must stop at the same step."""
         self.stop_requested = False
         if self.dist.enabled or threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def request_stop(signum, frame):
-            self.stop_requested = True
-            signal.signal(signal.SIGINT, previous)
+            self.stop_requested, self.stop_signal = True, signum
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
-        signal.signal(signal.SIGINT, request_stop)
+        for sig in previous:
+            signal.signal(sig, request_stop)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _train_epoch(self) -> dict[str, float]:
         c = self.config
