@@ -109,6 +109,9 @@ def test_predict_refuses_a_decompression_bomb_named_and_skips_one_in_a_folder(
     Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(folder / "fine.png")
     code, err = cli(capsys, "predict", model, bomb)
     assert_one_line_error(code, err, str(bomb), "decompression", "save a smaller copy of it")
+    # The same words either side of twice the limit (PIL's own gave twice it as the limit).
+    pixels = f"{side[0] * side[1]:,} pixels, more than PIL's decompression-bomb limit of "
+    assert f"{pixels}89,478,485 (which guards against files made to exhaust memory)" in err
     assert "; save a smaller copy of it to use it" in err
     code, err = cli(capsys, "predict", model, folder)
     assert code == 0, err

@@ -12,6 +12,7 @@ import errno
 import hashlib
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -360,8 +361,10 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
         start = _position(path)
         try:
             im = Image.open(path)
-        except Image.DecompressionBombError as e:  # twice the limit and more: PIL's own words
-            raise Image.DecompressionBombError(f"{str(e).rstrip('.')}; {fix}") from None
+        except Image.DecompressionBombError as e:  # twice the limit and more: PIL refuses
+            said = re.search(r"\((\d+) pixels\)", str(e))  # its size, in PIL's words
+            pixels = f"{int(said[1]):,} pixels" if said else str(e).rstrip(".")
+            raise Image.DecompressionBombError(_too_many_pixels(pixels, fix)) from None
         except UnidentifiedImageError:
             if (photo := _held_format(path, start)) is None:
                 raise
@@ -372,12 +375,17 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and im.width * im.height > limit:
         im.close()
-        raise Image.DecompressionBombError(
-            f"{im.width}x{im.height} is {im.width * im.height:,} pixels, more than PIL's "
-            f"decompression-bomb limit of {limit:,} (which guards against files made to "
-            f"exhaust memory); {fix}"
-        )
+        pixels = f"{im.width}x{im.height} is {im.width * im.height:,} pixels"
+        raise Image.DecompressionBombError(_too_many_pixels(pixels, fix))
     return im
+
+
+def _too_many_pixels(pixels: str, fix: str) -> str:
+    """Why an image of ``pixels`` is refused, the same at any size over the limit."""
+    return (
+        f"{pixels}, more than PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} "
+        f"(which guards against files made to exhaust memory); {fix}"
+    )
 
 
 def _position(file: str | os.PathLike | BinaryIO) -> int | None:
