@@ -4,6 +4,7 @@ import errno
 import gc
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import signal
@@ -31,7 +32,7 @@ from resnetlab.engine.train import Trainer
 from resnetlab.errors import DataWarning, SettingWarning, command_line
 from resnetlab.storage import FolderInUse
 
-from ..data.conftest import write_signs_pair
+from ..data.conftest import noise, write_signs_pair, write_tree
 from .interrupt import train_interrupted
 
 # Digits at their native 8x8 with resnet8: a real data set, a second or two per run.
@@ -189,6 +190,44 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_exits_143(tmp_path, monkeypatch,
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
     err = " ".join(capsys.readouterr().err.split())
     assert "interrupted by SIGTERM at epoch 1, batch 3; checkpoint saved. Continue with: " in err
+
+
+def test_sigterm_to_the_process_group_ends_a_streamed_run_as_sigterm_to_it_alone(
+    tmp_path, monkeypatch, capsys
+):
+    """A batch system's cancel signals every process of the job: the loader's workers
+    ended too, and PyTorch's report of it ("DataLoader worker (pid N) is killed by signal:
+    Terminated") came out as a traceback instead of the run's stop."""
+    photos = write_tree(
+        tmp_path / "photos", {c: [noise(i + 40 * k) for i in range(40)] for k, c in enumerate("ab")}
+    )
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 3:  # from another process, as a worker's parent's SIGTERM is not
+            pids = [os.getpid(), *(p.pid for p in multiprocessing.active_children())]
+            subprocess.run(["kill", "-TERM", *map(str, pids)], check=True)
+        return original(self, x, y)
+
+    def not_the_runs(signum, frame):
+        raise AssertionError("the run left SIGTERM to the handler before it")
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    # (SIGCHLD: PyTorch's handler, put in place by the first loader with workers, stays.)
+    before = {signal.SIGCHLD: signal.getsignal(signal.SIGCHLD)}
+    before[signal.SIGTERM] = signal.signal(signal.SIGTERM, not_the_runs)
+    run = tmp_path / "run"
+    args = ["--data", str(photos), "--model", "resnet8", "--input-size", "8", "--batch-size", "8"]
+    try:
+        code = main(["train", *args, "--stream", "--num-workers", "2", "--out", str(run)])
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
+    assert "interrupted by SIGTERM at epoch 1, batch 3; checkpoint saved." in err
 
 
 def test_a_second_ctrl_c_in_the_middle_of_a_step_keeps_the_last_checkpoint(

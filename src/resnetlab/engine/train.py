@@ -989,16 +989,29 @@ class Trainer:
             yield
             return
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # SIGTERM sent to the whole process group (a batch system's cancel or time limit)
+        # ends the data loader's worker processes too, which PyTorch reports on SIGCHLD as
+        # an error in whatever runs then, up to the process's end: left unsaid, and the
+        # batch they no longer make stops the run as the signal does.
+        sigchld = getattr(signal, "SIGCHLD", None)  # (none on Windows)
 
         def request_stop(signum, frame):
             self.stop_requested, self.stop_signal = True, signum
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if sigchld is not None and signum == signal.SIGTERM:
+                signal.signal(sigchld, lambda signum, frame: None)
 
         for sig in previous:
             signal.signal(sig, request_stop)
         try:
             yield
+        except (RuntimeError, DataError, OSError, EOFError):
+            # The loader's workers, ended by the same SIGTERM: PyTorch's report, the batch
+            # they no longer make, or one cut off in its passing (connection reset).
+            if self.stop_requested:
+                raise KeyboardInterrupt from None
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
