@@ -230,6 +230,35 @@ def test_sigterm_to_the_process_group_ends_a_streamed_run_as_sigterm_to_it_alone
     assert "interrupted by SIGTERM at epoch 1, batch 3; checkpoint saved." in err
 
 
+def test_a_loader_worker_killed_mid_run_is_one_line_that_says_how_to_go_on(
+    tmp_path, monkeypatch, capsys
+):
+    """The system's out-of-memory killer ends a worker with SIGKILL: PyTorch's report of it
+    ("DataLoader worker (pid N) is killed by signal: Killed") was a traceback."""
+    photos = write_tree(
+        tmp_path / "photos", {c: [noise(i + 40 * k) for i in range(40)] for k, c in enumerate("ab")}
+    )
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            worker = multiprocessing.active_children()[0].pid
+            subprocess.run(["kill", "-KILL", str(worker)], check=True)
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    run = tmp_path / "run"
+    args = ["--data", str(photos), "--model", "resnet8", "--input-size", "8", "--batch-size", "8"]
+    code = main(["train", *args, "--stream", "--num-workers", "2", "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "killed" in line, err
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 0  # the start's, kept
+    assert json.loads((run / "summary.json").read_text())["status"] == "failed"
+
+
 def test_a_second_ctrl_c_in_the_middle_of_a_step_keeps_the_last_checkpoint(
     tmp_path, monkeypatch, capsys
 ):

@@ -932,6 +932,8 @@ class Trainer:
         except WriteError as e:
             raise self._write_failed(e) from None
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one too
+            if "DataLoader worker" in str(e):  # killed: the system's out-of-memory killer
+                raise ResnetlabError(self._worker_lost(e)) from None
             if not out_of_memory(e):
                 raise
             raise ResnetlabError(self._out_of_memory()) from None
@@ -1562,6 +1564,19 @@ class Trainer:
             f"{c.model} on batches of {c.batch_size} images at {self.input_size}x"
             f"{self.input_size} does not fit; start a new run with a smaller batch ({again}), "
             f"or smaller images ({option('input_size')})"
+        )
+
+    def _worker_lost(self, error: RuntimeError) -> str:
+        """What to do when a data loader worker process ended mid-run (PyTorch's ``error``
+        says how: "killed by signal: Killed" is, most often, the system short of memory)."""
+        what = str(error).strip().rstrip(".")
+        fewer = getattr(self.train_loader, "num_workers", 1) // 2
+        return (
+            f"a data loader worker process stopped ({what}) at epoch {self.epoch + 1}, step "
+            f"{self.step:,}, most often the system ending it for lack of memory; the last "
+            "checkpoint is kept: "
+            f"continue with: {self._continue_with()}, giving fewer worker processes "
+            f"({option('num_workers', fewer)})"
         )
 
     def _resumable(self) -> bool:
