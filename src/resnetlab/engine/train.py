@@ -1574,9 +1574,8 @@ class Trainer:
         return (
             f"a data loader worker process stopped ({what}) at epoch {self.epoch + 1}, step "
             f"{self.step:,}, most often the system ending it for lack of memory; the last "
-            "checkpoint is kept: "
-            f"continue with: {self._continue_with()}, giving fewer worker processes "
-            f"({option('num_workers', fewer)})"
+            f"checkpoint is kept; continue with {self._continue_with()}, giving fewer worker "
+            f"processes ({option('num_workers', fewer)})"
         )
 
     def _resumable(self) -> bool:
