@@ -756,7 +756,12 @@ def test_a_damaged_checkpoint_names_a_way_on_that_works(finished_run, tmp_path, 
         f"restore the checkpoint from a copy, or start a new run with --config "
         f"{finished_run / 'config.json'} and another --out"
     )
-    assert_one_line_error(code, err, f"{checkpoint} is not a readable resnetlab checkpoint")
+    assert_one_line_error(
+        code,
+        err,
+        f"{checkpoint} is not a readable resnetlab checkpoint (it is cut short, as a copy or a "
+        "write that stopped leaves it)",
+    )
     assert err.strip().endswith(fix)
     code, err = cli(
         capsys, "train", "--config", finished_run / "config.json", "--out", tmp_path / "b"

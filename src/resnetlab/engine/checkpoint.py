@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: say which, not how unpickling failed
         raise ResnetlabError(
-            f"{path} is not a readable resnetlab checkpoint ({type(e).__name__}); "
+            f"{path} is not a readable resnetlab checkpoint ({_unreadable(path, e)}); "
             f"{checkpoint_fix(path.parent)}"
         ) from None
     problem = _problem(state)
@@ -67,6 +68,19 @@ def restore_cuda_rng(saved: torch.Tensor | list[torch.Tensor] | None, device: to
             return
         saved = saved[device.index]
     torch.cuda.set_rng_state(saved, device)
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why torch could not read ``path``: cut short (a zip file's start without its end, as
+    a copy or a write that stopped leaves it), else the error's kind."""
+    try:
+        with path.open("rb") as f:
+            starts_as_zip = f.read(4) == b"PK\x03\x04"
+        if starts_as_zip and not zipfile.is_zipfile(path):
+            return "it is cut short, as a copy or a write that stopped leaves it"
+    except OSError:
+        pass
+    return type(error).__name__
 
 
 def checkpoint_fix(run_dir: Path) -> str:
