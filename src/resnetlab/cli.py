@@ -412,10 +412,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import TrainConfig, resolve_config, train
-    from .engine.config import warn_of_settings_that_do_not_apply
-    from .engine.finetune import warn_if_weights_changed
-    from .engine.train import data_as_given
+    from .engine import TrainConfig, train
 
     flags = {
         f.name: getattr(args, f.name)
@@ -424,22 +421,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if args.model_option:
         flags["model_kwargs"] = parse_options(args.model_option)
-    if args.resume:
-        if args.config:
-            raise ResnetlabError("--resume continues a run with its own config; drop --config")
-        train(resume=args.resume, **flags)
-        return 0
-    if args.model is None and not args.config:
-        from .convert.pretrained import check_names_model
-
-        check_names_model(args.pretrained)
-    file_values = TrainConfig.load(args.config) if args.config else None
-    config = resolve_config(file_values, source=args.config, **flags)
-    warn_of_settings_that_do_not_apply(config, flags, file_values)
-    if args.config and os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
-        warn_if_weights_changed(args.config, config)
-    with named_as_given(data_as_given(config, flags)):
-        train(config)
+    train(args.config, resume=args.resume, **flags)
     return 0
 
 

@@ -110,6 +110,16 @@ def test_config_json_reruns_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_reruns_a_config_json_given_as_a_path_with_keywords_overriding_it(tmp_path):
+    first = train(**FAST, max_steps=3, out=str(tmp_path / "a"))
+    again = train(first.run_dir / "config.json", max_steps=2, out=str(tmp_path / "b"))
+    stored = json.loads((again.run_dir / "config.json").read_text())
+    assert stored == {**json.loads((first.run_dir / "config.json").read_text()), "max_steps": 2}
+    assert again.summary["steps"] == 2
+    with pytest.raises(resnetlab.ResnetlabError, match=r"resume='RUN', epochs=30\), not config"):
+        train(str(first.run_dir / "config.json"), resume=first.run_dir)
+
+
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
     whole = train(**FAST, epochs=2, out=str(tmp_path / "whole"), deterministic=True)
     expected = _weights(whole.model)

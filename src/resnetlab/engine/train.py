@@ -110,7 +110,13 @@ from .config import (
 )
 from .distributed import all_reduce_sum, broadcast_object, init_distributed, shutdown
 from .evaluate import EvalResult, evaluate_loader
-from .finetune import PRETRAINED_RECORD, PretrainedStart, check_length, write_record
+from .finetune import (
+    PRETRAINED_RECORD,
+    PretrainedStart,
+    check_length,
+    warn_if_weights_changed,
+    write_record,
+)
 from .optim import lr_at, set_lr
 from .report import RUNS_ROOT, RunLog, new_run_dir
 from .step import (
@@ -274,13 +280,17 @@ _SHOWN_SUMMARY = (
 
 
 def train(
-    config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any
+    config: TrainConfig | str | os.PathLike | None = None,
+    *,
+    resume: str | Path | None = None,
+    **overrides: Any,
 ) -> RunResult:
     """Train a model and write its run folder.
 
     Args:
-        config: the full configuration; or leave it out and pass options as keywords
-            (``train(model="resnet56", data="cifar10", recipe="paper-cifar")``).
+        config: the full configuration, or a run's ``config.json`` to rerun with the
+            keywords overriding it (``--config``); or leave it out and pass options as
+            keywords (``train(model="resnet56", data="cifar10", recipe="paper-cifar")``).
         resume: a run folder to continue from its last checkpoint, with its own config
             (keywords such as ``epochs`` may extend it).
         **overrides: ``TrainConfig`` fields.
@@ -295,16 +305,19 @@ def train(
     # A worker process running the main script again (no main guard under 'spawn') leaves
     # before it takes the run folder the script's own process holds.
     leave_if_starting_a_worker()
-    if config is not None and not isinstance(config, TrainConfig):
+    config_file = config if isinstance(config, str | os.PathLike) else None
+    if config is not None and config_file is None and not isinstance(config, TrainConfig):
         raise ResnetlabError(
-            f"train takes a TrainConfig or keyword options (train(model=..., data=...)), not a "
-            f"{type(config).__name__}"
+            f"train takes a TrainConfig, a config.json or keyword options (train(model=..., "
+            f"data=...)), not a {type(config).__name__}"
             + ("; unpack it: train(**options)" if isinstance(config, dict) else "")
         )
     if resume is not None and config is not None:
         raise ResnetlabError(
-            "train(resume=...) continues the run with its own config.json; give what changes "
-            "as keywords (train(resume=run, epochs=30)), not a TrainConfig"
+            f"{option('resume')} continues the run with its own config.json; give what "
+            f"changes as {'flags' if on_command_line() else 'keywords'} "
+            f"({options(option('resume', 'RUN'), option('epochs', 30))}), not "
+            f"{option('config') if config_file is not None else 'a TrainConfig'}"
         )
     if resume is not None:
         run_dir = Path(path_argument(resume, "resume"))
@@ -336,7 +349,13 @@ def train(
         config = resolve_config(values, source=run_dir / "config.json", **flags)
         with global_state_kept(), named_as_given(data_as_given(config, overrides)):
             return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
-    if config is None:
+    if config_file is not None:
+        values = TrainConfig.load(config_file)
+        config = resolve_config(values, source=config_file, **overrides)
+        warn_of_settings_that_do_not_apply(config, overrides, values)
+        if os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
+            warn_if_weights_changed(config_file, config)
+    elif config is None:
         if overrides.get("model") is None:
             check_names_model(overrides.get("pretrained"))
         config = resolve_config(**overrides)
