@@ -70,6 +70,17 @@ def test_bad_values_are_clear_errors(tmp_path):
     (tmp_path / "run" / "config.json").write_text("{}")
     with pytest.raises(ResnetlabError, match=r"run is a folder; --config takes a file: give .*"):
         TrainConfig.load(tmp_path / "run")
+    # A run's other files name its config.json, not what fails to parse in them.
+    (tmp_path / "run" / "summary.json").write_text(json.dumps({"status": "finished"}))
+    (tmp_path / "run" / "metrics.csv").write_text("kind,epoch\n")
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"PK\x03\x04\xff\xfe")
+    for name in ("summary.json", "metrics.csv", "checkpoint.pt"):
+        with command_line(), pytest.raises(ResnetlabError) as caught:
+            TrainConfig.load(tmp_path / "run" / name)
+        assert str(caught.value) == (
+            f"{tmp_path / 'run' / name} is a file of the run in {tmp_path / 'run'}, not its "
+            f"configuration; --config takes {tmp_path / 'run' / 'config.json'}"
+        )
     # No held-out share at all: how to train on every image is the fix to name.
     with pytest.raises(ResnetlabError, match=r"got 0.0; .* train on all .* with val_data$"):
         resolve_config(val_split=0.0)

@@ -288,14 +288,25 @@ class TrainConfig(TrainOptions):
             raise ResnetlabError(f"{path} is a folder; --config takes a file: {hint}")
         if not path.is_file():
             raise ResnetlabError(f"config file not found: {path}")
+        run_config = path.parent / "config.json"
+        # summary.json, metrics.csv... of a run: named so, not by what fails to parse in it
+        run_file = path.name != run_config.name and run_config.is_file()
+        wrong_file = f"{path} is a file of the run in {path.parent}, not its configuration; "
+        wrong_file += f"{option('config')} takes {run_config}"
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
+            if run_file:
+                raise ResnetlabError(wrong_file) from None
             raise ResnetlabError(
                 f"{path} is not a text file; --config takes a run's config.json"
             ) from None
         except json.JSONDecodeError as e:
+            if run_file:
+                raise ResnetlabError(wrong_file) from None
             raise ResnetlabError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+        if run_file and (not isinstance(values, dict) or not _known_keys(values)):
+            raise ResnetlabError(wrong_file)
         if not isinstance(values, dict):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
@@ -747,6 +758,10 @@ def augmentation_problem(c: TrainConfig, input_size: int) -> str | None:
 
 # Flags whose field is named otherwise: --model-option KEY=VALUE pairs are model_kwargs.
 _FLAG_FIELDS = {"model_option": "model_kwargs", "model_options": "model_kwargs"}
+
+
+def _known_keys(values: dict[str, Any]) -> bool:
+    return set(values) <= {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _check_keys(values: dict[str, Any], what: str) -> None:
