@@ -118,6 +118,13 @@ def test_train_reruns_a_config_json_given_as_a_path_with_keywords_overriding_it(
     assert again.summary["steps"] == 2
     with pytest.raises(resnetlab.ResnetlabError, match=r"resume='RUN', epochs=30\), not config"):
         train(str(first.run_dir / "config.json"), resume=first.run_dir)
+    # What resuming cannot change points to the rerun as Python gives it, which runs.
+    rerun = f"config='{first.run_dir / 'config.json'}'"
+    with pytest.raises(resnetlab.ResnetlabError, match=f"start a new run: {rerun} with the new"):
+        train(resume=first.run_dir, seed=5)
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        train(resume=first.run_dir, out=str(tmp_path / "c"))
+    assert str(caught.value).endswith(f"{rerun}, out='{tmp_path / 'c'}')")
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):

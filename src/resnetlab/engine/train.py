@@ -327,11 +327,11 @@ def train(
         stored_paths(values)  # a run stored before data paths were absolute
         stored_paths(given)
         if "out" in given and Path(given["out"]).expanduser().resolve() != run_dir.resolve():
+            rerun = options(option("config", run_dir / "config.json"), option("out", given["out"]))
             raise ResnetlabError(
                 f"{option('resume')} continues the run in {run_dir}, where its files are, not "
                 f"in {given['out']}; drop {option('out')} (a new run with its settings in "
-                f"{given['out']}: "
-                f"--config {run_dir / 'config.json'} --out {given['out']})"
+                f"{given['out']}: {rerun})"
             )
         changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
         moved = _moved_data(values, given, run_dir)
@@ -340,8 +340,8 @@ def train(
             raise ResnetlabError(
                 f"{option('resume')} continues {run_dir} as it was set up; its "
                 f"{', '.join(changed)} "
-                f"cannot change (start a new run: --config {run_dir / 'config.json'} with the "
-                "new values)"
+                f"cannot change (start a new run: {option('config', run_dir / 'config.json')} "
+                "with the new values)"
             )
         # The recipe cannot change (above); given again, its preset must not replace the
         # run's own values. A value of config.json that is out of range is named with it.
