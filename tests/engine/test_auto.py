@@ -106,6 +106,13 @@ def test_the_batch_line_names_the_rule_that_set_it(num_images, rule):
     assert rule in line
 
 
+def test_the_length_names_the_epoch_cap_where_it_leaves_fewer_steps_than_the_floor():
+    # 40 images make 2 steps an epoch: 200 epochs, the most the recipe takes, are 400 steps.
+    config, line = _apply(num_images=40)
+    assert config.epochs == 200
+    assert "400 steps (200 epochs; at least 1,000 steps, but at most 200 epochs)" in line
+
+
 def test_under_torchrun_the_line_gives_the_batch_per_process_and_in_all():
     config, line = apply_auto(
         resolve_config(), num_images=40, image_size=64, num_classes=10, world_size=2
@@ -276,6 +283,9 @@ def test_finetune_fills_only_the_batch_and_length_and_says_why():
     filled, line = apply_finetune(dataclasses.replace(config, batch_size=8), num_images=50)
     assert (filled.batch_size, filled.epochs) == (8, 50)
     assert "batch 8 (given), 300 steps (50 epochs;" in line
+    filled, line = apply_finetune(dataclasses.replace(config, batch_size=32), num_images=50)
+    assert filled.epochs == 200  # one step an epoch: the cap, short of the floor
+    assert line.endswith("200 steps (200 epochs; at least 300 steps, but at most 200 epochs)")
     filled, line = apply_finetune(dataclasses.replace(config, epochs=3), num_images=50)
     assert (filled.batch_size, filled.epochs) == (16, 3)
     assert line.endswith("9 steps (3 epochs; given)")

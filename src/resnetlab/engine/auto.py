@@ -255,6 +255,14 @@ def finetune_length(num_images: int, *, world_size: int = 1) -> tuple[int, int]:
     return batch, _finetune_epochs(max(1, per_process // batch))
 
 
+def _length_rule(epochs: int, steps: int, least_epochs: int, least_steps: int) -> str:
+    """The rule that set a recipe's length, in words: its epochs, its floor of steps, or
+    ``MAX_EPOCHS``, which leaves a set of a step or two an epoch short of that floor."""
+    if epochs == MAX_EPOCHS and steps < least_steps:
+        return f"at least {least_steps:,} steps, but at most {MAX_EPOCHS} epochs"
+    return f"{least_epochs} epochs, at least {least_steps:,} steps"
+
+
 def _finetune_epochs(steps_per_epoch: int) -> int:
     wanted = math.ceil(FINETUNE_MIN_STEPS / steps_per_epoch)
     return min(MAX_EPOCHS, max(FINETUNE_EPOCHS, wanted))
@@ -285,7 +293,7 @@ def apply_finetune(
     given_batch = c.batch_size is not None
     batch = c.batch_size if given_batch else finetune_length(num_images, world_size=world_size)[0]
     steps_per_epoch = max(1, num_images // world_size // batch)
-    length = f"{FINETUNE_EPOCHS} epochs, at least {FINETUNE_MIN_STEPS} steps"
+    length = ""
     if c.max_steps is not None:
         epochs, length = math.ceil(c.max_steps / steps_per_epoch), "given"
     elif c.epochs is not None:
@@ -293,6 +301,7 @@ def apply_finetune(
     else:  # the floor counts the steps of the batch trained, given or not
         epochs = _finetune_epochs(steps_per_epoch)
     steps = c.max_steps or epochs * steps_per_epoch
+    length = length or _length_rule(epochs, steps, FINETUNE_EPOCHS, FINETUNE_MIN_STEPS)
     rule = "given" if given_batch else f"the recipe's {FINETUNE_BATCH}"
     if batch < FINETUNE_BATCH and not given_batch:
         rule += ", halved until an epoch has two steps"
@@ -332,7 +341,7 @@ def _describe(
         warmup = f"warm-up {count_of(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
         warmup = f"warm-up {count_of(c.warmup_epochs, 'epoch')} (given)"
-    length = why("epochs", f"{EPOCHS} epochs, at least {MIN_STEPS:,} steps")
+    length = why("epochs", _length_rule(c.epochs, steps, EPOCHS, MIN_STEPS))
     total, all_of_them = "total batch" if world_size > 1 else "batch", ""
     if c.batch_size > max(1, num_images // world_size):  # each step takes all the images
         total, all_of_them = "images", ", fewer than the batch"
