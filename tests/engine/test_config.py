@@ -81,6 +81,11 @@ def test_bad_values_are_clear_errors(tmp_path):
             f"{tmp_path / 'run' / name} is a file of the run in {tmp_path / 'run'}, not its "
             f"configuration; --config takes {tmp_path / 'run' / 'config.json'}"
         )
+    # The option is named as it was given: a flag on the command line, a keyword in Python.
+    with pytest.raises(ResnetlabError, match=r"^the validation interval \(val_every\) must"):
+        resolve_config(val_every=0)
+    with command_line(), pytest.raises(ResnetlabError, match=r"^the validation interval \(--val"):
+        resolve_config(val_every=0)
     # No held-out share at all: how to train on every image is the fix to name.
     with pytest.raises(ResnetlabError, match=r"got 0.0; .* train on all .* with val_data$"):
         resolve_config(val_split=0.0)

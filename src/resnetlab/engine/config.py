@@ -698,7 +698,8 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
         (c.cutout >= 0, f"cutout must be at least 0, got {c.cutout}"),
         (
             c.val_every is None or c.val_every >= 1,
-            f"the validation interval (val_every) must be at least 1 epoch, got {c.val_every}",
+            f"the validation interval ({option('val_every')}) must be at least 1 epoch, "
+            f"got {c.val_every}",
         ),
         (
             c.num_workers is None or c.num_workers >= 0,
