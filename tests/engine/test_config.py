@@ -68,8 +68,10 @@ def test_bad_values_are_clear_errors(tmp_path):
             call()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")
-    with pytest.raises(ResnetlabError, match=r"run is a folder; --config takes a file: give .*"):
+    with command_line(), pytest.raises(ResnetlabError, match=r"run is a folder; --config takes"):
         TrainConfig.load(tmp_path / "run")
+    with pytest.raises(ResnetlabError, match=r"run is a folder; config takes a file: give .*"):
+        resnetlab.train(tmp_path / "run")  # as Python names it
     # A run's other files name its config.json, not what fails to parse in them.
     (tmp_path / "run" / "summary.json").write_text(json.dumps({"status": "finished"}))
     (tmp_path / "run" / "metrics.csv").write_text("kind,epoch\n")

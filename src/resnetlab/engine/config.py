@@ -285,7 +285,7 @@ class TrainConfig(TrainOptions):
         if path.is_dir():
             inside = path / "config.json"
             hint = f"give {inside}" if inside.is_file() else "give a run's config.json"
-            raise ResnetlabError(f"{path} is a folder; --config takes a file: {hint}")
+            raise ResnetlabError(f"{path} is a folder; {option('config')} takes a file: {hint}")
         if not path.is_file():
             raise ResnetlabError(f"config file not found: {path}")
         run_config = path.parent / "config.json"
@@ -299,7 +299,7 @@ class TrainConfig(TrainOptions):
             if run_file:
                 raise ResnetlabError(wrong_file) from None
             raise ResnetlabError(
-                f"{path} is not a text file; --config takes a run's config.json"
+                f"{path} is not a text file; {option('config')} takes a run's config.json"
             ) from None
         except json.JSONDecodeError as e:
             if run_file:
