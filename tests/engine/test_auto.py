@@ -113,6 +113,18 @@ def test_the_length_names_the_epoch_cap_where_it_leaves_fewer_steps_than_the_flo
     assert "400 steps (200 epochs; at least 1,000 steps, but at most 200 epochs)" in line
 
 
+@pytest.mark.parametrize(
+    ("max_steps", "warmup"),
+    [
+        (20, "warm-up 5 steps (a quarter of training)"),
+        (2, "warm-up 1 step (1 step at least, more than a quarter of this run)"),
+    ],
+)
+def test_a_short_runs_warmup_names_the_rule_that_set_it(max_steps, warmup):
+    _, line = _apply(max_steps=max_steps)
+    assert warmup in line
+
+
 def test_under_torchrun_the_line_gives_the_batch_per_process_and_in_all():
     config, line = apply_auto(
         resolve_config(), num_images=40, image_size=64, num_classes=10, world_size=2

@@ -338,6 +338,8 @@ def _describe(
         rule = f"{WARMUP_FRACTION:.0%}, at least {MIN_WARMUP_STEPS}"
         if c.warmup_steps < MIN_WARMUP_STEPS:
             rule = "a quarter of training"
+            if c.warmup_steps > steps // 4:  # a run of 1 to 3 steps
+                rule = "1 step at least, more than a quarter of this run"
         warmup = f"warm-up {count_of(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
         warmup = f"warm-up {count_of(c.warmup_epochs, 'epoch')} (given)"
