@@ -113,6 +113,12 @@ def test_the_length_names_the_epoch_cap_where_it_leaves_fewer_steps_than_the_flo
     assert "400 steps (200 epochs; at least 1,000 steps, but at most 200 epochs)" in line
 
 
+def test_the_line_gives_the_epochs_that_max_steps_makes_even_beside_epochs():
+    # 1,651 images at batch 32 make 51 steps an epoch; --max-steps sets the length.
+    _, line = _apply(max_steps=200, epochs=2)
+    assert "200 steps (4 epochs; given)" in line
+
+
 @pytest.mark.parametrize(
     ("max_steps", "warmup"),
     [

@@ -370,6 +370,20 @@ def test_milestones_without_the_step_schedule_are_named(recwarn):
     assert warned(schedule="constant") == []
 
 
+def test_epochs_beside_max_steps_are_named_as_not_applying(recwarn):
+    def warned(**given):
+        recwarn.clear()
+        with command_line():
+            warn_of_settings_that_do_not_apply(resolve_config(**given), given)
+        return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
+
+    assert warned(epochs=2, max_steps=200) == [
+        "--epochs 2 does not apply: --max-steps 200 sets the length, and the schedule spans "
+        "its steps; drop one of them"
+    ]
+    assert warned(max_steps=200) == warned(epochs=2) == []
+
+
 def test_head_epochs_and_layer_decay_under_a_frozen_backbone_are_named(recwarn):
     def warned(**given):
         recwarn.clear()

@@ -212,9 +212,9 @@ def apply_auto(
     choice = auto_recipe(num_images, image_size, num_classes, c.model, world_size=world_size)
     batch = c.batch_size if c.batch_size is not None else choice.batch_size
     steps_per_epoch = max(1, num_images // world_size // batch)
-    if c.max_steps is not None:
+    if c.max_steps is not None:  # the length, even beside --epochs (warned of)
         steps = c.max_steps
-        epochs = c.epochs if c.epochs is not None else math.ceil(steps / steps_per_epoch)
+        epochs = math.ceil(steps / steps_per_epoch)
     else:
         epochs = c.epochs if c.epochs is not None else auto_epochs(steps_per_epoch)
         steps = epochs * steps_per_epoch
@@ -237,7 +237,8 @@ def apply_auto(
         given.add("epochs")
     if c.scale_jitter is not None:
         given.add("crop_padding")
-    return resolved, _describe(resolved, num_images, image_size, steps, given, world_size)
+    described = dataclasses.replace(resolved, epochs=epochs)  # the epochs the steps make
+    return resolved, _describe(described, num_images, image_size, steps, given, world_size)
 
 
 def finetune_length(num_images: int, *, world_size: int = 1) -> tuple[int, int]:
