@@ -83,6 +83,14 @@ def test_bad_values_are_clear_errors(tmp_path):
             f"{tmp_path / 'run' / name} is a file of the run in {tmp_path / 'run'}, not its "
             f"configuration; --config takes {tmp_path / 'run' / 'config.json'}"
         )
+    # A percentage where a fraction is meant gets the fraction to give.
+    with command_line(), pytest.raises(ResnetlabError) as caught:
+        resolve_config(target_accuracy=95)
+    assert str(caught.value) == (
+        "target accuracy must be in (0, 1], got 95; a fraction: for 95% give --target-accuracy 0.95"
+    )
+    with pytest.raises(ResnetlabError, match=r"got 1.5$"):
+        resolve_config(target_accuracy=1.5)
     # The option is named as it was given: a flag on the command line, a keyword in Python.
     with pytest.raises(ResnetlabError, match=r"^the validation interval \(val_every\) must"):
         resolve_config(val_every=0)

@@ -236,7 +236,8 @@ class TrainConfig(TrainOptions):
             (0 <= self.ema_decay < 1, f"EMA decay must be in [0, 1), got {self.ema_decay}"),
             (
                 self.target_accuracy is None or 0 < self.target_accuracy <= 1,
-                f"target accuracy must be in (0, 1], got {self.target_accuracy}",
+                f"target accuracy must be in (0, 1], got {self.target_accuracy}"
+                + _percent_hint("target_accuracy", self.target_accuracy),
             ),
             (
                 self.input_size is None or self.input_size >= MIN_INPUT_SIZE,
@@ -665,6 +666,14 @@ def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
     if kind == "str" and (problem := empty_problem(value, "one or leave it out")):
         return f"{name}: {problem}"
     return None
+
+
+def _percent_hint(name: str, value: float | None) -> str:
+    """``; a fraction: for 95% give --target-accuracy 0.95`` where ``value`` reads as a
+    percentage (10 to 100: an accuracy under 10% is no target), else nothing."""
+    if value is None or not 10 <= value <= 100:
+        return ""
+    return f"; a fraction: for {value:g}% give {option(name, text=f'{value / 100:g}')}"
 
 
 def _step_rates_overflow(c: TrainConfig) -> bool:
