@@ -47,6 +47,20 @@ def test_config_file_round_trip_and_flag_precedence(tmp_path):
     assert (switched.recipe, switched.optimizer, switched.model) == ("course", "adam", "resnet32")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "meant"),
+    [
+        ("class_weights", "Balanced", "balanced"),
+        ("recipe", "moden", "modern"),
+        ("resize", "CROP", "crop"),
+    ],
+)
+def test_a_near_choice_is_hinted_in_python_as_on_the_command_line(option, value, meant):
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_config(**{option: value})
+    assert f"{value!r} (did you mean {meant}?); choose " in str(caught.value)
+
+
 def test_bad_values_are_clear_errors(tmp_path):
     with pytest.raises(ResnetlabError, match="unknown recipe 'fast'"):
         resolve_config(recipe="fast")

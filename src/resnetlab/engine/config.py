@@ -13,6 +13,7 @@ import json
 import math
 import os
 import textwrap
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,9 @@ def recipe_name(recipe: Any) -> Any:
 def known_recipe(recipe: Any) -> str:
     """``recipe``'s current name; a name of no recipe is refused."""
     name = recipe_name(recipe)
-    if not isinstance(name, str) or name not in RECIPES:
-        raise ResnetlabError(f"unknown recipe {name!r}; choose {_choices(RECIPES)}")
+    known, problem = _one_of("recipe", name, RECIPES)
+    if not known:
+        raise ResnetlabError(problem)
     return name
 
 
@@ -801,5 +803,12 @@ def _choices(options) -> str:
 def _one_of(what: str, value: Any, choices, *, optional: bool = False) -> tuple[bool, str]:
     """``validate``'s check that ``value`` is one of ``choices`` (or None, where
     ``optional``), with the message that names them."""
-    ok = (optional and value is None) or value in choices
-    return ok, f"unknown {what} {value!r}; choose {_choices(choices)}"
+    ok = (optional and value is None) or (isinstance(value, Hashable) and value in choices)
+    hint = ""
+    if not ok and isinstance(value, str):  # as the command line's choices hint
+        names = [str(c) for c in choices]
+        near = [n for n in names if n.lower() == value.lower()] or difflib.get_close_matches(
+            value, names, n=1
+        )
+        hint = f" (did you mean {near[0]}?)" if near else ""
+    return ok, f"unknown {what} {value!r}{hint}; choose {_choices(choices)}"
