@@ -116,7 +116,9 @@ def test_train_reruns_a_config_json_given_as_a_path_with_keywords_overriding_it(
     stored = json.loads((again.run_dir / "config.json").read_text())
     assert stored == {**json.loads((first.run_dir / "config.json").read_text()), "max_steps": 2}
     assert again.summary["steps"] == 2
-    with pytest.raises(resnetlab.ResnetlabError, match=r"resume='RUN', epochs=30\), not config"):
+    with pytest.raises(
+        resnetlab.ResnetlabError, match=r"\(train\(resume=run, epochs=30\)\), not a config.json$"
+    ):
         train(str(first.run_dir / "config.json"), resume=first.run_dir)
     # What resuming cannot change points to the rerun as Python gives it, which runs.
     rerun = f"config='{first.run_dir / 'config.json'}'"

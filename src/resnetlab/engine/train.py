@@ -313,11 +313,16 @@ def train(
             + ("; unpack it: train(**options)" if isinstance(config, dict) else "")
         )
     if resume is not None and config is not None:
+        if on_command_line():
+            who, changes = "--resume", "flags (--resume RUN --epochs 30), not --config"
+        else:
+            given = "a config.json" if config_file is not None else "a TrainConfig"
+            who, changes = (
+                "train(resume=...)",
+                f"keywords (train(resume=run, epochs=30)), not {given}",
+            )
         raise ResnetlabError(
-            f"{option('resume')} continues the run with its own config.json; give what "
-            f"changes as {'flags' if on_command_line() else 'keywords'} "
-            f"({options(option('resume', 'RUN'), option('epochs', 30))}), not "
-            f"{option('config') if config_file is not None else 'a TrainConfig'}"
+            f"{who} continues the run with its own config.json; give what changes as {changes}"
         )
     if resume is not None:
         run_dir = Path(path_argument(resume, "resume"))
