@@ -21,6 +21,7 @@ import math
 import os
 import stat
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -297,6 +298,18 @@ def write_into(path: str | os.PathLike, data: bytes | memoryview) -> None:
             f.write(data)
     except OSError as e:
         raise write_error(path, e) from None
+
+
+def is_cut_short_zip(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts as a zip archive (``torch.save``'s files, ``.keras`` models)
+    but lacks its end, where a zip keeps its directory: a copy or a write that stopped."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":
+                return False
+        return not zipfile.is_zipfile(path)
+    except OSError:
+        return False
 
 
 def own_temp(first: Path) -> tuple[Path, int | None]:

@@ -82,7 +82,7 @@ from ..errors import ResnetlabError, finite_number, folder_problem, near_name, p
 from ..models.files import first_nonfinite, model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
-from ..storage import check_writable, missing_folders
+from ..storage import check_writable, is_cut_short_zip, missing_folders
 
 LAYOUTS = {
     "h5-model": "full model, model.save('x.h5')",
@@ -590,9 +590,7 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
         )
     if zipfile.is_zipfile(path):
         return _read_keras_archive(path)
-    with open(path, "rb") as f:
-        zip_start = f.read(4) == b"PK\x03\x04"
-    if zip_start:  # a zip's directory is at its end: a zip without one was cut short
+    if is_cut_short_zip(path):
         raise ResnetlabError(
             f"{path} is cut short (a zip archive, as .keras files are, without its end), as a "
             "copy or download that stopped leaves it; copy it again"

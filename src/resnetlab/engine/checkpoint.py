@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import ResnetlabError, shown
-from ..storage import atomic_write
+from ..storage import atomic_write, is_cut_short_zip
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -71,15 +70,9 @@ def restore_cuda_rng(saved: torch.Tensor | list[torch.Tensor] | None, device: to
 
 
 def _unreadable(path: Path, error: Exception) -> str:
-    """Why torch could not read ``path``: cut short (a zip file's start without its end, as
-    a copy or a write that stopped leaves it), else the error's kind."""
-    try:
-        with path.open("rb") as f:
-            starts_as_zip = f.read(4) == b"PK\x03\x04"
-        if starts_as_zip and not zipfile.is_zipfile(path):
-            return "it is cut short, as a copy or a write that stopped leaves it"
-    except OSError:
-        pass
+    """Why torch could not read ``path``: cut short, else the error's kind."""
+    if is_cut_short_zip(path):
+        return "it is cut short, as a copy or a write that stopped leaves it"
     return type(error).__name__
 
 
