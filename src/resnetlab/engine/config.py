@@ -308,7 +308,7 @@ class TrainConfig(TrainOptions):
             if run_file:
                 raise ResnetlabError(wrong_file) from None
             raise ResnetlabError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
-        if run_file and (not isinstance(values, dict) or not _known_keys(values)):
+        if run_file and (not isinstance(values, dict) or _unknown_keys(values)):
             raise ResnetlabError(wrong_file)
         if not isinstance(values, dict):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
@@ -780,14 +780,14 @@ def augmentation_problem(c: TrainConfig, input_size: int) -> str | None:
 _FLAG_FIELDS = {"model_option": "model_kwargs", "model_options": "model_kwargs"}
 
 
-def _known_keys(values: dict[str, Any]) -> bool:
-    return set(values) <= {f.name for f in dataclasses.fields(TrainConfig)}
+def _unknown_keys(values: dict[str, Any]) -> list[str]:
+    """The keys of ``values`` that name no training option."""
+    return sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
 
 
 def _check_keys(values: dict[str, Any], what: str) -> None:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
+    if unknown := _unknown_keys(values):
+        known = [f.name for f in dataclasses.fields(TrainConfig)]
         named = []
         for key in unknown:
             close = [_FLAG_FIELDS[key]] if key in _FLAG_FIELDS else []
