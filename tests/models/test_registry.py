@@ -268,7 +268,7 @@ def test_unknown_option_names_it_and_the_options_the_model_takes():
         ("checkpoint_path", "checkpoint_path (a weights file loads with pretrained='FILE')"),
         ("in_chans", "in_chans (every model takes RGB images; grayscale ones are read with"),
         ("in_channels", "in_channels (every model takes RGB images"),
-        ("drop_rate", "drop_rate (dropout is an option of wrn16_8, wrn28_10 and preresnet8"),
+        ("drop_rate", "drop_rate (dropout is an option of resnetv2_50, resnetv2_101, preresnet8"),
     ],
 )
 def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
@@ -279,8 +279,12 @@ def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
     message = str(caught.value)
     assert message.startswith(f"resnet18 has no option {says}")
     assert "did you mean" not in message and "\n" not in message
-    # A wrn takes drop_rate, and its dropout is the hint's.
+    # A wrn takes drop_rate, and its dropout is the hint's; the hint names every model that
+    # takes it (it named 9 of the 13).
     assert resnetlab.create_model("wrn16_8", drop_rate=0.3).stages[0].blocks[0].drop.p == 0.3
+    if option == "drop_rate":
+        takes = [n for n in resnetlab.list_models() if "drop_rate" in registry.model_options(n)]
+        assert message.split("dropout is an option of ")[1].startswith(f"{', '.join(takes)}); ")
 
 
 def test_an_unknown_option_is_refused_before_pretrained_weights_are_fetched(monkeypatch):

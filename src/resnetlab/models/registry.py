@@ -8,6 +8,7 @@ CIFAR, Keras), and within a family in the order they are registered: group by gr
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import inspect
@@ -237,8 +238,18 @@ def _peer_option(key: str) -> str | None:
     if key in ("in_chans", "in_channels"):
         return "every model takes RGB images; grayscale ones are read with the channel repeated"
     if key == "drop_rate":
-        return "dropout is an option of wrn16_8, wrn28_10 and preresnet8 to preresnet110"
+        return f"dropout is an option of {', '.join(_models_taking(key))}"
     return None
+
+
+def _models_taking(option: str) -> list[str]:
+    """The registered models whose builders take ``option``."""
+    taking = []
+    for name in list_models():
+        with contextlib.suppress(Exception):  # a builder registered from outside
+            if option in model_options(name):
+                taking.append(name)
+    return taking
 
 
 def built_options(kwargs: dict[str, Any], where: str) -> dict[str, Any]:
