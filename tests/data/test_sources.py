@@ -298,15 +298,40 @@ def test_make_loader_takes_device_names_as_the_model_functions_do():
         make_loader(data.train, device="gpu", **kw)
 
 
-def test_loading_digits_leaves_pythons_random_state_alone():
+@pytest.mark.parametrize("through_scikit_learn", [False, True], ids=["file", "scikit-learn"])
+def test_loading_digits_leaves_pythons_random_state_alone(through_scikit_learn):
     # Importing scikit-learn's datasets draws from Python's generator: only a process that
-    # has not imported them yet shows it.
+    # has not imported them yet shows it. Read from scikit-learn's file, digits import none
+    # of it (a second or more at every start).
     code = (
-        "import random; from resnetlab.data import load_dataset; random.seed(5); "
-        "load_dataset('digits'); print(random.random() == random.Random(5).random())"
+        "import random, sys; import resnetlab.data.digits as d; "
+        "from resnetlab.data import load_dataset; random.seed(5); "
+        f"{'d.read_bundled_digits = lambda: None; ' * through_scikit_learn}"
+        "load_dataset('digits'); print(random.random() == random.Random(5).random(), "
+        "'sklearn' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.stdout.strip() == "True", done.stderr
+    assert done.stdout.split() == ["True", str(through_scikit_learn)], done.stderr
+
+
+def test_digits_read_from_the_file_are_scikit_learns(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    import resnetlab.data.digits as digits
+
+    reference = load_digits()
+    scans, targets = digits.read_bundled_digits()
+    assert np.array_equal(scans, reference.images) and np.array_equal(targets, reference.target)
+    # Where the file is not as scikit-learn writes it, scikit-learn reads it.
+    from_file = digits.load_digits_set()
+    short = tmp_path / "digits.csv.gz"
+    np.savetxt(short, np.zeros((3, 65)), delimiter=",")
+    for path in (short, tmp_path / "missing.csv.gz", None):
+        monkeypatch.setattr(digits, "_bundled_digits_file", lambda path=path: path)
+        assert digits.read_bundled_digits() is None
+        again = digits.load_digits_set()
+        assert torch.equal(again.images, from_file.images)
+        assert torch.equal(again.labels, from_file.labels)
 
 
 def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
