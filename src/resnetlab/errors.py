@@ -225,6 +225,11 @@ class DataError(ResnetlabError, ValueError):
     """A data set that cannot be read as given: missing, malformed or inconsistent."""
 
 
+class WorkersLost(DataError):
+    """Worker processes reading the data ended without an answer: killed (most often by the
+    system, short of memory) or crashed."""
+
+
 class DataWarning(UserWarning):
     """Something in a data set was skipped or adjusted; loading went on."""
 

@@ -278,6 +278,39 @@ def test_a_loader_worker_killed_mid_run_is_one_line_that_says_how_to_go_on(
     assert json.loads((run / "summary.json").read_text())["status"] == "failed"
 
 
+def test_a_loader_worker_found_gone_while_waiting_for_a_batch_says_how_to_go_on(
+    tmp_path, monkeypatch, capsys
+):
+    """A worker killed between two batches can be found gone by the loader's wait for the
+    next one, before PyTorch's SIGCHLD report: the same line, with the resume command."""
+    from resnetlab.data import streaming
+
+    photos = write_tree(
+        tmp_path / "photos", {c: [noise(i + 40 * k) for i in range(40)] for k, c in enumerate("ab")}
+    )
+    answered = streaming._answered
+
+    def lost_at_the_third(loader):
+        for i, batch in enumerate(answered(loader)):
+            if i == 2:
+                raise streaming.workers_stopped("the data loader's worker processes")
+            yield batch
+
+    monkeypatch.setattr(streaming, "_answered", lost_at_the_third)
+    run = tmp_path / "run"
+    args = ["--data", str(photos), "--model", "resnet8", "--input-size", "8", "--batch-size", "8"]
+    code = main(["train", *args, "--stream", "--num-workers", "2", "--out", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "error: a data loader worker process stopped without an answer at epoch 1, step 2, "
+        "most often the system ending it for lack of memory; the last checkpoint is kept; "
+        f"continue with resnetlab train --resume {run}, giving fewer worker processes "
+        "(--num-workers 1)"
+    )
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 0
+
+
 def test_a_second_ctrl_c_in_the_middle_of_a_step_keeps_the_last_checkpoint(
     tmp_path, monkeypatch, capsys
 ):

@@ -31,6 +31,7 @@ from ..errors import (
     DataError,
     DataWarning,
     ResnetlabError,
+    WorkersLost,
     count_argument,
     option,
     path_argument,
@@ -512,7 +513,7 @@ def workers_stopped(workers: str) -> DataError:
             f"runs {os.path.basename(script or 'the main script')} again, so a script must "
             f'call resnetlab under `if __name__ == "__main__":`'
         )
-    return DataError(
+    return WorkersLost(
         f"{workers} stopped without an answer (killed, or out of memory); free memory and run again"
     )
 

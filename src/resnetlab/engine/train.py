@@ -52,6 +52,7 @@ from ..errors import (
     ResnetlabError,
     RunInterrupted,
     SettingWarning,
+    WorkersLost,
     as_given,
     named_as_given,
     near_name,
@@ -955,6 +956,8 @@ class Trainer:
             raise
         except WriteError as e:
             raise self._write_failed(e) from None
+        except WorkersLost:  # found while waiting for a batch, before PyTorch's SIGCHLD did
+            raise ResnetlabError(self._worker_lost()) from None
         except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one too
             if "DataLoader worker" in str(e):  # killed: the system's out-of-memory killer
                 raise ResnetlabError(self._worker_lost(e)) from None
@@ -1590,13 +1593,14 @@ class Trainer:
             f"or smaller images ({option('input_size')})"
         )
 
-    def _worker_lost(self, error: RuntimeError) -> str:
-        """What to do when a data loader worker process ended mid-run (PyTorch's ``error``
-        says how: "killed by signal: Killed" is, most often, the system short of memory)."""
-        what = str(error).strip().rstrip(".")
+    def _worker_lost(self, error: RuntimeError | None = None) -> str:
+        """What to do when a data loader worker process ended mid-run (PyTorch's ``error``,
+        where it reported it, says how: "killed by signal: Killed" is, most often, the system
+        short of memory)."""
+        how = f" ({str(error).strip().rstrip('.')})" if error else " without an answer"
         fewer = getattr(self.train_loader, "num_workers", 1) // 2
         return (
-            f"a data loader worker process stopped ({what}) at epoch {self.epoch + 1}, step "
+            f"a data loader worker process stopped{how} at epoch {self.epoch + 1}, step "
             f"{self.step:,}, most often the system ending it for lack of memory; the last "
             f"checkpoint is kept; continue with {self._continue_with()}, giving fewer worker "
             f"processes ({option('num_workers', fewer)})"
