@@ -184,8 +184,13 @@ def test_keras_summary_is_the_one_keras_prints_for_the_seed():
 
 
 def test_keras_summary_refuses_a_model_without_keras_names(tmp_path, capsys):
-    with pytest.raises(ResnetlabError, match="--keras prints the course model's"):
+    with pytest.raises(ResnetlabError) as python:
         keras_summary(resnetlab.create_model("resnet20"), 32)
+    assert str(python.value) == (
+        "resnet20 has no Keras counterpart: keras_summary prints the course model's "
+        "(resnet50_keras) table as Keras's model.summary() does; use summarize for resnet20's "
+        "own table"
+    )
     # A model file of another model (a keras.applications ResNet50 converted is resnet50):
     # the error says what --keras is for and to drop it.
     path = tmp_path / "ka.safetensors"

@@ -295,9 +295,12 @@ def test_a_weights_only_file_with_a_larger_map_needs_its_input_size(files96, tmp
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(num_classes=10), r"has 6 classes \(its classifier fc6\) but --num-classes is 10"),
+        (
+            dict(num_classes=10),
+            r"has 6 classes \(its classifier fc6\) but num_classes=10 was given; drop it",
+        ),
         (dict(class_names=["a", "b"]), r"2 class names given but .* has 6 classes"),
-        (dict(input_size=96), r"holds a model for 64x64 inputs but --input-size is 96"),
+        (dict(input_size=96), r"holds a model for 64x64 inputs but input_size=96 was given; drop"),
     ],
 )
 def test_flags_that_contradict_the_file_are_errors(files64, tmp_path, kwargs, message):
@@ -864,11 +867,14 @@ def test_cli_converts_to_a_file_load_model_rebuilds(files64, x64, probs64, tmp_p
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--num-classes", "10"], "has 6 classes (its classifier fc6) but --num-classes is 10"),
+        (
+            ["--num-classes", "10"],
+            "has 6 classes (its classifier fc6) but --num-classes 10 was given; drop it",
+        ),
         (["--classes", "a,b,c"], "3 class names given but"),
         (["--classes", "a b c d e f"], "give one name per class, separated by commas: a,b,c,d,e,f"),
         (["--classes", "a,,b,c,d,e"], "--classes has an empty name"),
-        (["--input-size", "96"], "holds a model for 64x64 inputs but --input-size is 96"),
+        (["--input-size", "96"], "holds a model for 64x64 inputs but --input-size 96 was given"),
     ],
 )
 def test_cli_failures_are_one_line_and_write_nothing(files64, tmp_path, capsys, args, message):

@@ -460,8 +460,8 @@ def test_other_layers_around_the_network_are_refused(extra, before, message, tmp
     [
         (
             {"num_classes": 10},
-            r"resnet50.keras has 6 classes \(its classifier predictions\) but --num-classes "
-            r"is 10; drop the flag or convert the file that has 10$",
+            r"resnet50.keras has 6 classes \(its classifier predictions\) but num_classes=10 "
+            r"was given; drop it or convert the file that has 10$",
         ),
         (
             {"class_names": ["a", "b"]},
@@ -470,8 +470,8 @@ def test_other_layers_around_the_network_are_refused(extra, before, message, tmp
         ),
         (
             {"input_size": 64},
-            r"resnet50.keras holds a model for 32x32 inputs but --input-size is 64; drop the "
-            r"flag$",
+            r"resnet50.keras holds a model for 32x32 inputs but input_size=64 was given; "
+            r"drop it$",
         ),
     ],
 )
@@ -483,6 +483,7 @@ def test_flags_that_contradict_the_file_are_errors(resnet50_files, tmp_path, kwa
 
 def test_an_input_size_keras_would_not_build_is_refused(resnet50_files, tmp_path):
     with pytest.raises(
-        ResnetlabError, match=r"take inputs of at least 32x32 pixels, not 16x16; give "
+        ResnetlabError,
+        match=r"take inputs of at least 32x32 pixels, not 16x16; give input_size=32 or more$",
     ):
         convert_keras(resnet50_files["weights"], tmp_path / "m.safetensors", input_size=16)

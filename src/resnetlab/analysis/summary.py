@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from ..errors import ResnetlabError, count_argument, shown
+from ..errors import ResnetlabError, count_argument, on_command_line, shown
 from ..options import MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 
@@ -145,10 +145,13 @@ def keras_summary(model: nn.Module, input_size: int, name: str | None = None) ->
     check_module(model, "keras_summary")  # a name is not "str has no Keras counterpart"
     _check_name(name, "keras_summary")
     if not hasattr(model, "keras_layer_names"):
-        model_name = name or type(model).__name__
+        model_name = name or getattr(model, "model_name", None) or type(model).__name__
+        keras, own = (
+            ("--keras", "drop --keras") if on_command_line() else ("keras_summary", "use summarize")
+        )
         raise ResnetlabError(
-            f"{model_name} has no Keras counterpart: --keras prints the course model's "
-            f"(resnet50_keras) table as Keras's model.summary() does; drop --keras for "
+            f"{model_name} has no Keras counterpart: {keras} prints the course model's "
+            f"(resnet50_keras) table as Keras's model.summary() does; {own} for "
             f"{model_name}'s own table"
         )
     plain = summarize(model, input_size, name=name)

@@ -78,7 +78,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ResnetlabError, finite_number, folder_problem, near_name, path_argument
+from ..errors import (
+    ResnetlabError,
+    finite_number,
+    folder_problem,
+    near_name,
+    option,
+    path_argument,
+)
 from ..models.files import first_nonfinite, model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
@@ -426,9 +433,9 @@ def read_keras_model(
     if num_classes is not None and num_classes != file_classes:
         raise ResnetlabError(
             f"{keras_file.path} has {file_classes} classes (its classifier "
-            f"{keras_file.label(keras_file.classifier)}) but --num-classes is {num_classes}; "
-            f"drop the flag or "
-            f"convert the file that has {num_classes}"
+            f"{keras_file.label(keras_file.classifier)}) but "
+            f"{option('num_classes', num_classes)} was given; drop it or convert the file that "
+            f"has {num_classes}"
         )
     if class_names is not None and len(class_names) != file_classes:
         _class_count_problem(
@@ -1008,7 +1015,7 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None, unrecorded: int
     if flag is not None and file_size is not None and flag != file_size:
         raise ResnetlabError(
             f"{keras_file.path} holds a model for {file_size}x{file_size} inputs but "
-            f"--input-size is {flag}; drop the flag"
+            f"{option('input_size', flag)} was given; drop it"
         )
     size = flag if flag is not None else file_size
     if size is not None:
@@ -1031,7 +1038,8 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None, unrecorded: int
         f"{keras_file.path} holds weights only, and its classifier "
         f"{keras_file.label(keras_file.classifier)} "
         f"takes {dense_inputs} inputs: a {final}x{final} last feature map, from inputs of "
-        f"{sizes[0]} to {sizes[-1]} pixels; give the size it was trained at with --input-size"
+        f"{sizes[0]} to {sizes[-1]} pixels; give the size it was trained at with "
+        f"{option('input_size')}"
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..errors import ResnetlabError, finite_number
+from ..errors import ResnetlabError, finite_number, option
 from ..models.registry import create_model
 from .keras import KerasImportReport, _KerasFile, _padding, _pair, load_layers, shown_class
 
@@ -315,15 +315,15 @@ def input_size(keras_file: _KerasFile, flag: int | None) -> int:
     file_size = keras_file.input_size
     if flag is not None and file_size is not None and flag != file_size:
         raise ResnetlabError(
-            f"{path} holds a model for {file_size}x{file_size} inputs but --input-size is "
-            f"{flag}; drop the flag"
+            f"{path} holds a model for {file_size}x{file_size} inputs but "
+            f"{option('input_size', flag)} was given; drop it"
         )
     size = flag if flag is not None else file_size or DEFAULT_INPUT_SIZE
     if size < MIN_INPUT_SIZE:
         raise ResnetlabError(
             f"keras.applications' ResNets take inputs of at least {MIN_INPUT_SIZE}x"
-            f"{MIN_INPUT_SIZE} pixels, not {size}x{size}; give --input-size {MIN_INPUT_SIZE} "
-            f"or more"
+            f"{MIN_INPUT_SIZE} pixels, not {size}x{size}; give "
+            f"{option('input_size', MIN_INPUT_SIZE)} or more"
         )
     return size
 
@@ -333,8 +333,8 @@ def build(keras_file: _KerasFile, the_plan: _Plan, num_classes: int | None) -> n
     if num_classes is not None and num_classes != the_plan.num_classes:
         raise ResnetlabError(
             f"{keras_file.path} has {the_plan.num_classes} classes (its classifier "
-            f"{the_plan.classifier}) but --num-classes is {num_classes}; drop the flag or "
-            f"convert the file that has {num_classes}"
+            f"{the_plan.classifier}) but {option('num_classes', num_classes)} was given; drop "
+            f"it or convert the file that has {num_classes}"
         )
     return create_model(the_plan.model, num_classes=the_plan.num_classes, **the_plan.model_kwargs)
 
