@@ -630,6 +630,41 @@ def test_images_named_with_their_class_before_a_dot_are_told_how_to_name_them(tm
     )
 
 
+def test_a_split_folder_of_names_with_the_class_before_a_dot_is_not_read_as_a_class(tmp_path):
+    # Kaggle's dogs-vs-cats unpacks to train/ (cat.0.jpg, dog.0.jpg, ...) beside test1/ (1.jpg,
+    # unlabelled): read as class folders, they trained two classes, 'test1' and 'train'.
+    root = tmp_path / "dogs-vs-cats"
+    (root / "train").mkdir(parents=True)
+    (root / "test1").mkdir()
+    for i in range(2):
+        for name in ("cat", "dog"):
+            noise(i).save(root / "train" / f"{name}.{i}.jpg")
+        noise(9 + i).save(root / "test1" / f"{i + 1}.jpg")
+    message = (
+        f"{root / 'train'}: a folder named as a split, of images whose names put the class "
+        "before a '.' (cat.0.jpg), which is not read as one: it would be one class, 'train'; "
+        "put each class's images in a sub-folder named after the class (train/cat/cat.0.jpg), "
+        "or name every file <class>_<anything> (cat_0.jpg)"
+    )
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == message
+    # The same, alone in its folder (the zip's train.zip unpacked by itself).
+    (root / "test1" / "1.jpg").unlink()
+    (root / "test1" / "2.jpg").unlink()
+    (root / "test1").rmdir()
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == message
+    # A class of trains beside others, its photos numbered so, is still a class.
+    vehicles = tmp_path / "vehicles"
+    for name in ("bus", "train"):
+        (vehicles / name).mkdir(parents=True)
+        for i in range(2):
+            noise(i).save(vehicles / name / f"{name}.{i}.jpg")
+    assert load_dataset(str(vehicles)).class_names == ["bus", "train"]
+
+
 def _flat(folder, names):
     """Tiny images under ``names`` in ``folder``, and a text file named ``x.jpg`` beside them;
     ``folder`` is made inside a folder of its own: beside other folders of images, it would

@@ -428,14 +428,39 @@ def _why_no_classes(paths: list[str]) -> str:
     if len(labels) > 1 and len(unnamed) < len(files) / 2:
         shown = ", ".join(unnamed[:3]) + (", ..." if len(unnamed) > 3 else "")
         return f"{what} the names of {len(unnamed)} of them carry no class ({shown})"
-    dotted = Counter(m["label"] for f in files if (m := _DOTTED_NAME.match(f)))
-    if len(dotted) > 1 and dotted.total() > len(files) / 2:  # Kaggle's cat.0.jpg, dog.1.jpg
-        example = next(f for f in files if _DOTTED_NAME.match(f))
+    if example := _dotted_example(files):
         return (
             f"{what} no class folders, and their names put the class before a '.' "
             f"({example}), which is not read as one"
         )
     return f"{what} no class folders"
+
+
+def _dotted_example(files: list[str]) -> str | None:
+    """One of ``files`` (names) when most of them put a class before a dot and a number, two
+    classes or more (Kaggle's ``cat.0.jpg``, ``dog.1.jpg``), else None."""
+    dotted = Counter(m["label"] for f in files if (m := _DOTTED_NAME.match(f)))
+    if len(dotted) > 1 and dotted.total() > len(files) / 2:
+        return next(f for f in files if _DOTTED_NAME.match(f))
+    return None
+
+
+def _check_no_dotted_split(folder: Path) -> None:
+    """Refuse a folder named as a split whose images' names carry their classes before a dot:
+    Kaggle's dogs-vs-cats unpacks to ``train/`` of ``cat.0.jpg``, ``dog.0.jpg`` beside
+    ``test1/``, which would otherwise train as two classes, ``train`` and ``test1``."""
+    if not named_role(folder.name) or _visible_dirs(folder):
+        return
+    example = _dotted_example(sorted(p.name for p in _direct_images(folder)))
+    if example is None:
+        return
+    label, rest = example.split(".", 1)
+    raise DataError(
+        f"{folder}: a folder named as a split, of images whose names put the class before a "
+        f"'.' ({example}), which is not read as one: it would be one class, '{folder.name}'; "
+        f"put each class's images in a sub-folder named after the class ({folder.name}/"
+        f"{label}/{example}), or name every file <class>_<anything> ({label}_{rest})"
+    )
 
 
 def _holds_classes(folder: Path) -> bool:
@@ -555,6 +580,8 @@ def scan_classes(folder: Path) -> FolderSplit:
         raise DataError(f"{folder}: no class folders and no images in it{hint}")
     if not class_dirs:
         return _scan_named_files(folder)
+    for d in class_dirs:
+        _check_no_dotted_split(d)
     if all(split_role(d.name) for d in class_dirs):
         raise DataError(
             f"{folder}: {', '.join(d.name for d in class_dirs)} look like splits, not classes, "
