@@ -59,6 +59,14 @@ def test_val_split_outside_zero_one(fraction):
         load_dataset("digits", val_split=fraction)
 
 
+def test_val_split_given_as_a_percentage_says_the_fraction():
+    with pytest.raises(DataError) as caught:
+        load_dataset("digits", val_split=20)
+    assert str(caught.value) == (
+        "val_split must be between 0 and 1 (exclusive), got 20; it is a fraction: for 20%, give 0.2"
+    )
+
+
 def test_no_validation_unless_asked():
     assert load_dataset("digits").val is None
 
