@@ -466,6 +466,23 @@ def test_validation_classes_are_matched_to_the_training_classes_by_name(tmp_path
     )
 
 
+def test_validation_classes_match_training_classes_that_differ_only_in_case_as_eval_does(
+    tmp_path,
+):
+    # Training's Cat and cat are two classes; a val/ with cat and dog matches them by their
+    # names (Cat never validated, warned), as eval matches a data set's to a model's; a
+    # val/ with CAT as well is refused: CAT would be either.
+    classes = {c: [noise(i)] for i, c in enumerate(["Cat", "cat", "dog"])}
+    write_tree(tmp_path / "d" / "train", classes)
+    write_tree(tmp_path / "d" / "val", {"cat": [noise(3)], "dog": [noise(4)]})
+    with pytest.warns(DataWarning, match=r"val has no images of 1 training class \(Cat\)"):
+        data = load_dataset(str(tmp_path / "d"))
+    assert data.val.class_names == ["Cat", "cat", "dog"] and data.val.labels.tolist() == [1, 2]
+    write_tree(tmp_path / "d" / "val", {"CAT": [noise(5)]})
+    with pytest.raises(DataError, match=r"only in training: Cat; only in validation: CAT\)"):
+        load_dataset(str(tmp_path / "d"))
+
+
 def test_a_validation_class_that_training_lacks_is_refused(tmp_path):
     write_tree(tmp_path / "d" / "train", {"a": [noise(0)], "b": [noise(1)]})
     write_tree(tmp_path / "d" / "val", {"a": [noise(0)], "b": [noise(1)], "z": [noise(2)]})

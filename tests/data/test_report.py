@@ -292,6 +292,28 @@ def test_inspect_shows_classes_that_only_some_splits_have(tmp_path, capsys):
     assert "note: the test split has classes the train split lacks (fish)" in out
 
 
+def test_inspect_counts_a_split_s_classes_as_training_matches_them(tmp_path, capsys):
+    # Training's Cat and cat are two classes, and so are val's CAT and cat: cat is counted
+    # as cat, and CAT, which training cannot match to one of them, is a class of its own
+    # (it was counted under Cat and cat both, 6 validation images in a split of 4).
+    root = tmp_path / "photos"
+    write_tree(root / "train", {c: [noise(i)] * 2 for i, c in enumerate(["Cat", "cat", "dog"])})
+    write_tree(root / "val", {"CAT": [noise(5)], "cat": [noise(6)] * 2, "dog": [noise(7)]})
+    assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        cells[0]: cells[1:]
+        for line in out.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 3
+    }
+    assert rows["Cat"] == ["2", "0"] and rows["cat"] == ["2", "2"]
+    assert rows["dog"] == ["2", "1"] and rows["CAT"] == ["0", "1"]
+    assert (
+        "note: the val split has no images of Cat (classes of the train split); and classes "
+        "the train split lacks (CAT): a model trained on it cannot score them"
+    ) in out
+
+
 def test_inspect_refuses_to_write_its_contact_sheet_into_the_data_folder(
     tmp_path, monkeypatch, capsys
 ):

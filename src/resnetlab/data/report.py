@@ -10,6 +10,7 @@ import torch
 
 from ..analysis.fonts import any_script
 from ..errors import as_given
+from ..models.files import case_matches
 from ..options import DEFAULT_RESIZE
 from ..storage import atomic_write, write_error
 from .decode import READ_ERRORS, read_image
@@ -90,28 +91,31 @@ def describe(
 def class_table(summary: dict[str, Any]) -> list[tuple[str, list[int]]]:
     """Each class of a ``describe`` summary with its count in each split: the first split's
     classes, then those only other splits have (a test folder's class that training lacks),
-    sorted; a split's class is counted under the first split's of that name case aside, as
-    training matches them."""
+    sorted; a split's class is counted under the first split's that training matches it to
+    (``case_matches``: the same name, or one in another case)."""
     first = list(summary["class_names"])
-    known = {c.casefold() for c in first}
-    splits = list(summary["splits"].values())
-    others = sorted({c for s in splits for c in s["class_counts"] if c.casefold() not in known})
+    splits = [s["class_counts"] for s in summary["splits"].values()]
+    # Each split's class names as the first split's where they match one.
+    renames = [case_matches(list(counts), first) for counts in splits]
+    as_first = [{c: r.get(c, c) for c in counts} for counts, r in zip(splits, renames, strict=True)]
+    others = sorted({c for names in as_first for c in names.values() if c not in first})
 
-    def count(counts: dict[str, int], name: str) -> int:
-        if name in counts:
-            return counts[name]
-        return sum(n for c, n in counts.items() if c.casefold() == name.casefold())
+    def count(counts: dict[str, int], names: dict[str, str], name: str) -> int:
+        return sum(n for c, n in counts.items() if names[c] == name)
 
-    return [(name, [count(s["class_counts"], name) for s in splits]) for name in first + others]
+    return [
+        (name, [count(c, n, name) for c, n in zip(splits, as_first, strict=True)])
+        for name in first + others
+    ]
 
 
 def _other_classes_note(name: str, split: Split, first_name: str, first: Split) -> str:
     """Which classes ``split`` has that ``first`` lacks, and the other way, matched by name
-    case aside as training matches a validation split's classes to its own."""
-    ours = {c.casefold() for c in split.class_names}
-    theirs = {c.casefold() for c in first.class_names}
-    extra = [c for c in split.class_names if c.casefold() not in theirs]
-    missing = [c for c in first.class_names if c.casefold() not in ours]
+    as training matches a validation split's classes to its own (``case_matches``)."""
+    renamed_as = case_matches(list(split.class_names), list(first.class_names))
+    extra = [c for c in split.class_names if c not in first.class_names and c not in renamed_as]
+    matched = {renamed_as.get(c, c) for c in split.class_names}
+    missing = [c for c in first.class_names if c not in matched]
     said = []
     if missing:
         said.append(f"no images of {_listed(missing)} (classes of the {first_name} split)")

@@ -34,7 +34,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..models.files import other_format
+from ..models.files import case_matches, other_format
 from ..options import DEFAULT_RESIZE, MAX_INPUT_SIZE, NAMED_SOURCES, RESIZE_MODES
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
@@ -942,11 +942,15 @@ def _aligned_classes(train: Split, val: Split) -> Split:
     class training lacks is refused."""
     if list(train.class_names) == list(val.class_names):
         return val
-    by_name = {name.casefold(): i for i, name in enumerate(train.class_names)}
-    extra = [c for c in val.class_names if c.casefold() not in by_name]
-    if extra or len(by_name) < len(train.class_names):  # names equal case aside: exact only
-        missing = [c for c in train.class_names if c not in val.class_names]
-        extra = [c for c in val.class_names if c not in train.class_names]
+    # The rule eval matches a data set's classes to a model's by: a name in another case
+    # where that names one training class and no other validation class (Cat and cat both
+    # in training, or both in validation, are matched only as they are named).
+    renamed_as = case_matches(list(val.class_names), list(train.class_names))
+    index = {name: i for i, name in enumerate(train.class_names)}
+    extra = [c for c in val.class_names if c not in index and c not in renamed_as]
+    if extra:
+        validated = {renamed_as.get(c, c) for c in val.class_names}
+        missing = [c for c in train.class_names if c not in validated]
         detail = "; ".join(
             f"only in {where}: {', '.join(names[:10])}"
             for where, names in (("training", missing), ("validation", extra))
@@ -959,8 +963,8 @@ def _aligned_classes(train: Split, val: Split) -> Split:
             f"other images ({option('val_data')}, or "
             f"{options(option('data', train.source), option('val_split', 0.2))})"
         )
-    matched = [train.class_names[by_name[c.casefold()]] for c in val.class_names]
-    to_train = torch.tensor([by_name[c.casefold()] for c in val.class_names])
+    matched = [renamed_as.get(c, c) for c in val.class_names]
+    to_train = torch.tensor([index[c] for c in matched])
     renamed = [f"{c} as {t}" for c, t in zip(val.class_names, matched, strict=True) if c != t]
     # Said where a name differs (by case); matching by name alone goes without saying.
     notes = (
