@@ -314,6 +314,54 @@ def test_inspect_counts_a_split_s_classes_as_training_matches_them(tmp_path, cap
     ) in out
 
 
+def test_inspect_finds_copies_of_training_images_in_splits_of_another_size(tmp_path, capsys):
+    # Without --input-size each split loads at its own size: training photos square at 30
+    # px, validation ones at 50, so a photo copied from train/ into val/ went unsaid (train
+    # warns of it); and a test/ without one of training's classes was not compared at all.
+    root = tmp_path / "photos"
+    shapes = [(40, 30), (30, 40)]  # portrait and landscape: loaded square
+    write_tree(
+        root / "train",
+        {c: [noise(i + 2 * k, shapes[i]) for i in range(2)] for k, c in enumerate(["cat", "dog"])},
+    )
+    write_tree(
+        root / "val",
+        {
+            c: [noise(10 + i + 2 * k, (60, 50)) for i in range(2)]
+            for k, c in enumerate(["cat", "dog"])
+        },
+    )
+    noise(11, (50, 60)).save(root / "val" / "dog" / "portrait.png")
+    noise(2, shapes[0]).save(root / "val" / "dog" / "copy.png")  # train/dog/000.png
+    write_tree(root / "test", {"cat": [noise(1, shapes[1])]})  # train/cat/001.png
+    assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["splits"]["train"]["image_size"] == [30, 30]
+    assert summary["splits"]["val"]["image_size"] == [50, 50]
+    assert summary["notes"][-2:] == [
+        "1 of the 6 validation images is a copy of a training image (the same pixels; by "
+        "class: dog 1): scored as unseen though the model trains on it, which flatters the "
+        "validation accuracy; remove the copies from one side",
+        "1 of the 1 test images is a copy of a training image (the same pixels; by class: cat "
+        "1): scored as unseen though the model trains on it, which flatters the test accuracy; "
+        "remove the copies from one side",
+    ]
+    # Training's images all landscape, at 40x30: val's, at 60x50, are not loaded again at a
+    # size that is not square; the note says so, and how to compare them.
+    for path in (root / "train").rglob("001.png"):
+        noise(int(path.parent.name == "dog") * 2 + 1, shapes[0]).save(path)
+    (root / "test" / "cat" / "000.png").unlink()
+    (root / "test" / "cat").rmdir()
+    (root / "test").rmdir()
+    assert main(["data", "inspect", str(root), "--no-sheet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["notes"][-1] == (
+        "copies of training images are not looked for in the val split, loaded at another "
+        "size than the train split's 40x30; --input-size N loads every split at one size, and "
+        "compares them"
+    )
+
+
 def test_inspect_refuses_to_write_its_contact_sheet_into_the_data_folder(
     tmp_path, monkeypatch, capsys
 ):

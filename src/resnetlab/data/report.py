@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,13 @@ from ..options import DEFAULT_RESIZE
 from ..storage import atomic_write, write_error
 from .decode import READ_ERRORS, read_image
 from .imageset import ImageSet
-from .sources import Split, class_balance_note, copies_of_training_images, open_source
+from .sources import (
+    Source,
+    Split,
+    class_balance_note,
+    copies_of_training_images,
+    open_source,
+)
 
 # Without an image size, the longest side an image folder is loaded at: photos at their own
 # size (a phone's 4032x3024: 36 MB an image decoded) would fill the memory to no purpose.
@@ -62,9 +70,17 @@ def describe(
     for name, split in splits.items():
         if split.class_names != first.class_names:
             notes.append(_other_classes_note(name, split, first_name, first))
-        elif name in ("val", "test") and "train" in splits:
-            what = "validation" if name == "val" else "test"
-            notes += filter(None, [copies_of_training_images(splits["train"], split, what)])
+    notes += _copies_notes(
+        splits,
+        lambda side: open_source(
+            data,
+            image_size=side,
+            resize=resize,
+            download=download,
+            cache_dir=cache_dir,
+            max_side=INSPECT_MAX_SIDE,
+        ),
+    )
     summary = {
         "data": data,
         "format": source.kind,
@@ -86,6 +102,40 @@ def describe(
         "notes": notes,
     }
     return summary, splits
+
+
+def _copies_notes(splits: dict[str, Split], reopen: Callable[[int], Source]) -> list[str]:
+    """Notes on the val and test images that are copies of training images, as ``train``
+    warns of them. Without an image size each split loads at its own most common size; one
+    at another size than the training split's is loaded again at that size where it is
+    square (as a mixed folder of photos loads), else a note says it was not compared."""
+    train = splits.get("train")
+    notes: list[str] = []
+    apart: list[str] = []
+    for name in ("val", "test"):
+        split = splits.get(name)
+        if train is None or split is None:
+            continue
+        in_memory = isinstance(train, ImageSet) and isinstance(split, ImageSet)
+        if in_memory and split.image_size != train.image_size:
+            height, width = train.image_size
+            if height != width:
+                apart.append(name)
+                continue
+            with warnings.catch_warnings():  # its unreadable files are named already
+                warnings.simplefilter("ignore")
+                split = reopen(height).splits[name]()
+        what = "validation" if name == "val" else "test"
+        notes += filter(None, [copies_of_training_images(train, split, what)])
+    if apart:
+        height, width = train.image_size
+        notes.append(
+            f"copies of training images are not looked for in the {' and '.join(apart)} "
+            f"split{'s' if len(apart) > 1 else ''}, loaded at another size than the train "
+            f"split's {width}x{height}; --input-size N loads every split at one size, and "
+            "compares them"
+        )
+    return notes
 
 
 def class_table(summary: dict[str, Any]) -> list[tuple[str, list[int]]]:
