@@ -255,9 +255,10 @@ def test_streaming_jitter_equals_the_device_loaders(tree):
 
 def test_splits_print_as_a_summary_not_as_their_pixels():
     images = ImageSet(torch.zeros(5, 8, 6, 3, dtype=torch.uint8), torch.zeros(5).long(), ["a"])
-    assert repr(images) == "ImageSet(5 images of 8x6, 1 classes, source='')"
-    files = StreamingSet(["x.png"] * 3, torch.zeros(3).long(), ["a", "b"], (16, 16), "d")
-    assert repr(files) == "StreamingSet(3 image files decoded at 16x16, 2 classes, source='d')"
+    # Sizes as every message gives them: width x height (these are 8 high, 6 wide).
+    assert repr(images) == "ImageSet(5 images of 6x8, 1 classes, source='')"
+    files = StreamingSet(["x.png"] * 3, torch.zeros(3).long(), ["a", "b"], (16, 12), "d")
+    assert repr(files) == "StreamingSet(3 image files decoded at 12x16, 2 classes, source='d')"
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ class ImageSet:
     def __repr__(self) -> str:  # not the pixels
         h, w = self.image_size
         return (
-            f"ImageSet({len(self):,} images of {h}x{w}, {len(self.class_names)} classes, "
+            f"ImageSet({len(self):,} images of {w}x{h}, {len(self.class_names)} classes, "
             f"source={self.source!r})"
         )
 

@@ -85,7 +85,7 @@ class StreamingSet:
     def __repr__(self) -> str:  # not every path
         h, w = self.image_size
         return (
-            f"StreamingSet({len(self):,} image files decoded at {h}x{w}, "
+            f"StreamingSet({len(self):,} image files decoded at {w}x{h}, "
             f"{len(self.class_names)} classes, source={self.source!r})"
         )
 
