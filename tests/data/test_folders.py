@@ -396,6 +396,25 @@ def test_split_folders_train_val_test(tmp_path):
     assert len(load_eval_split(str(tmp_path / "d"))) == 2  # test/ for evaluation
 
 
+def test_a_split_folder_that_holds_no_classes_is_named_with_why_it_was_ignored(tmp_path):
+    # An empty val/ was listed as a folder "other than the splits", beside the note that
+    # the run validates on images held out of train/ and that a val/ folder would do better.
+    root = write_tree(
+        tmp_path / "d",
+        {f"train/{c}": [noise(i + 9 * k) for i in range(5)] for k, c in enumerate("ab")},
+    )
+    (root / "val").mkdir()
+    (root / "test").mkdir()
+    noise(40).save(root / "test" / "1.png")
+    (root / "extra").mkdir()
+    data = load_dataset(str(root), val_split=0.2)
+    assert (len(data.train), len(data.val)) == (8, 2)  # held out of train/
+    assert (
+        f"folders in {root} other than the splits ignored: extra, test (images in no class "
+        "folder), val (no images in it)"
+    ) in data.train.notes
+
+
 def test_split_folders_named_by_their_last_word_and_wrapped_in_their_own_name(tmp_path):
     # Kaggle's Intel Image Classification: seg_train/seg_train/<class>, seg_test/seg_test/
     # <class> and seg_pred/seg_pred/ of unlabelled images. Not three classes, seg_pred,

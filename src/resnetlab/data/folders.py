@@ -762,6 +762,16 @@ def _split_folders(root: Path) -> dict[str, Path]:
     return {}
 
 
+def _beside_the_splits(folder: Path) -> str:
+    """A folder that is no split, as the note on the ignored ones names it: one named like a
+    split says why it is none (an empty val/ read as ignored, beside a note to add one)."""
+    if not named_role(folder.name):
+        return folder.name
+    if _direct_images(folder):
+        return f"{folder.name} (images in no class folder)"
+    return f"{folder.name} (no images in it)"
+
+
 def _through_same_role(folder: Path, role: str) -> Path:
     """``folder``, or the folder inside it named for the same split that it alone holds."""
     while (
@@ -791,7 +801,7 @@ def folder_splits(
     notes = []
     if split_dirs:
         used = {f for split in split_dirs.values() for f in (split, *split.parents)}
-        ignored = [d.name for d in _visible_dirs(root) if d not in used]
+        ignored = [_beside_the_splits(d) for d in _visible_dirs(root) if d not in used]
         if ignored:
             where = as_given(str(root))  # an archive's folder, named inside the archive
             notes.append(f"folders in {where} other than the splits ignored: {', '.join(ignored)}")
