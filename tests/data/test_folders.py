@@ -515,6 +515,30 @@ def test_a_validation_class_that_training_lacks_is_refused(tmp_path):
         load_dataset(str(tmp_path / "d"))
 
 
+def test_a_class_folder_given_as_validation_data_is_said_to_be_one(tmp_path):
+    # --val-data photos/cat: one class of files named IMG_..., "only in validation: IMG",
+    # with the advice to move classes out of it; a class folder of the training data or of
+    # another folder is now said to be one.
+    photos = write_tree(tmp_path / "photos", {"cat": [noise(0), noise(1)], "dog": [noise(2)]})
+    other = write_tree(tmp_path / "other", {"cat": [noise(3)], "dog": [noise(4)]})
+    for folder in (photos, other):
+        for i, image in enumerate((folder / "cat").iterdir()):
+            image.rename(folder / "cat" / f"IMG_{i:04d}.png")
+    with pytest.raises(DataError) as inside:
+        load_dataset(str(photos), val_data=str(photos / "cat"))
+    assert str(inside.value).endswith(
+        f"(only in training: cat, dog; only in validation: IMG); validation needs classes the "
+        f"training data has: {photos / 'cat'} is one of the training data's class folders; "
+        f"validate on other images (val_data, or data='{photos}', val_split=0.2)"
+    )
+    with pytest.raises(DataError) as beside:
+        load_dataset(str(photos), val_data=str(other / "cat"))
+    assert (
+        f"the training data has: cat/ looks like one of the class folders in {other} (cat, "
+        f"dog); if it is, give the folder that holds them: {other}/; else move the others out"
+    ) in str(beside.value)
+
+
 def test_val_data_from_another_folder(tmp_path):
     train = write_tree(tmp_path / "tr", {"a": [noise(0)] * 2, "b": [noise(1)] * 2})
     val = write_tree(tmp_path / "va", {"a": [noise(0, (16, 16))], "b": [noise(1, (16, 16))]})

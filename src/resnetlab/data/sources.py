@@ -956,12 +956,20 @@ def _aligned_classes(train: Split, val: Split) -> Split:
             for where, names in (("training", missing), ("validation", extra))
             if names
         )
+        elsewhere = (
+            f"validate on other images ({option('val_data')}, or "
+            f"{options(option('data', train.source), option('val_split', 0.2))})"
+        )
+        if os.path.dirname(os.path.normpath(val.source)) == os.path.normpath(train.source):
+            fix = f"{val.source} is one of the training data's class folders; {elsewhere}"
+        else:  # a class folder given for the folder that holds it, said first
+            fix = with_folder_notes(
+                val.notes, f"move the others out of {val.source}, or {elsewhere}"
+            )
         raise DataError(
             f"class lists differ: {train.source} has {len(train.class_names)} classes, "
             f"{val.source} has {len(val.class_names)} ({detail}); validation needs classes "
-            f"the training data has: move the others out of {val.source}, or validate on "
-            f"other images ({option('val_data')}, or "
-            f"{options(option('data', train.source), option('val_split', 0.2))})"
+            f"the training data has: {fix}"
         )
     matched = [renamed_as.get(c, c) for c in val.class_names]
     to_train = torch.tensor([index[c] for c in matched])
