@@ -1043,6 +1043,10 @@ def add_bench(p: argparse.ArgumentParser) -> None:
     r.set_defaults(bench_fn=None, bench_name="table")
     for q in (*measured[:3], c):
         q.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    for q in measured:  # the record's command writes their --no- form where it was given
+        q.set_defaults(
+            negatable=[a.dest for a in q._actions if isinstance(a, argparse.BooleanOptionalAction)]
+        )
     p.set_defaults(func=cmd_bench)
 
 
@@ -1203,7 +1207,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if getattr(args, "train_option", None):
         shown["train_option"] = args.train_option
         options["train_options"] = parse_options(args.train_option, "--train-option")
-    record = {"command": command_line(args.bench_name, shown)}
+    record = {"command": command_line(args.bench_name, shown, args.negatable)}
     record.update(fn(**options))
     if args.machine:
         record["machine"] = args.machine

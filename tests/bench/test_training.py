@@ -86,6 +86,21 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
     )
 
 
+def test_the_recorded_command_keeps_a_setting_turned_off(tmp_path):
+    # --no-channels-last is not the default (ours: channels-last or what calibration
+    # chose), so the command that reruns the measurement must say it.
+    results = tmp_path / "results.jsonl"
+    args = ["bench", "train", "--model", "resnet8", *TINY, "--repeats", "1", "--device", "cpu"]
+    assert main([*args, "--no-channels-last", "--no-cuda-graphs", "--results", str(results)]) == 0
+    record = json.loads(results.read_text())
+    assert record["settings"]["channels_last"] is False
+    words = shlex.split(record["command"])
+    assert "--no-channels-last" in words and "--no-cuda-graphs" in words
+    assert "--no-compile" not in words  # a plain switch left off is the default: not written
+    again = build_parser().parse_args(words[1:])
+    assert (again.channels_last, again.cuda_graphs, again.compile) == (False, False, False)
+
+
 def test_named_settings_apply_to_torchvision_too():
     record = bench_train(
         "resnet18",

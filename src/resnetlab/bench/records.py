@@ -23,7 +23,7 @@ import platform
 import re
 import shlex
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +130,19 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
-def command_line(subcommand: str, options: Mapping[str, Any]) -> str:
-    """``resnetlab bench <subcommand>`` with every option spelled out, for rerunning."""
+def command_line(
+    subcommand: str, options: Mapping[str, Any], negatable: Collection[str] = ()
+) -> str:
+    """``resnetlab bench <subcommand>`` with every option spelled out, for rerunning.
+
+    ``negatable``: the options that have a ``--no-`` form and are left out as None; False
+    for one of them was asked for (``--no-channels-last``) and is written so. For the
+    others False is the default and is left out."""
     words = ["resnetlab", "bench", subcommand]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
+        if value is False and key in negatable:
+            words.append("--no-" + flag[2:])
         if value is None or value is False:
             continue
         if value is True:
