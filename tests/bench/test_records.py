@@ -103,3 +103,21 @@ def test_results_that_cannot_be_written_are_refused_before_measuring(tmp_path, m
     check_results(tmp_path / "new" / "deeper" / "r.jsonl")  # missing folders are made
     assert (tmp_path / "new" / "deeper").is_dir()
     assert not list((tmp_path / "new" / "deeper").iterdir())  # and left empty
+
+
+def test_an_unwritable_results_folder_names_the_flag_that_moves_it(tmp_path, monkeypatch, capsys):
+    import resnetlab.bench
+
+    def measure(*args, **kwargs):
+        raise AssertionError("measured before the results folder was checked")
+
+    monkeypatch.setattr(resnetlab.bench, "bench_train", measure)
+    monkeypatch.chdir(tmp_path)  # not a checkout: the default folder is <cache>/bench
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "a-file"))
+    assert main(["bench", "train", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {tmp_path / 'a-file' / 'bench'}: ")
+    assert err.endswith("; give --results a folder you can write to, or add --no-save\n")
+    assert main(["bench", "train", *TINY, "--results", "a-file/r.jsonl"]) == 2
+    assert capsys.readouterr().err.endswith("; choose another --results, or add --no-save\n")

@@ -34,7 +34,7 @@ from ..data.cache import cache_root
 from ..data.decode import available_cpus
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
-from ..storage import WriteError, check_writable, lock_open_file, write_error
+from ..storage import WriteError, check_writable, lock_open_file, refixed, write_error
 from .table import as_record
 
 REPOSITORY_RESULTS = Path("benchmarks") / "results"
@@ -181,7 +181,14 @@ def check_results(results: str | os.PathLike | None = None) -> None:
     try:
         check_writable(path, path.parent if path.suffix == ".jsonl" else path)
     except WriteError as e:
-        raise WriteError(f"{e}; or add --no-save") from None
+        # The flag that moves it, also where the folder is the default one (a user who
+        # named no path has none to "choose another" of); a full disk keeps its own fix.
+        fix = (
+            "choose another --results"
+            if results is not None
+            else ("give --results a folder you can write to")
+        )
+        raise WriteError(f"{refixed(e, fix)}, or add --no-save") from None
 
 
 def append_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
