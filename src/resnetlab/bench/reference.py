@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.config import TrainConfig
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, option
 from ..models import model_info
 from ..models.cifar import BOTTLENECK_DEPTHS
 from ..models.keras_resnet50 import keras_feature_sizes
@@ -156,8 +156,10 @@ def peer_model(name: str, *, num_classes: int, input_size: int) -> Peer:
         basic = depth.isdigit() and int(depth) not in BOTTLENECK_DEPTHS
         if not basic or info.group != "CIFAR ResNet":
             raise ResnetlabError(
-                f"there is no reference implementation of {name} to compare with; the CIFAR "
-                f"ResNets and plain nets of He et al. (2015) have one"
+                f"there is no peer for {name}: torchvision has no CIFAR nets, and the one "
+                "written the usual way is of the basic-block ResNets and plain nets of He et "
+                "al. (2015) only (resnet8..resnet1202, plain8..plain110); leave out "
+                f"{option('vs')} to time ours alone"
             )
         model = UsualCifarResNet(int(depth), num_classes, residual=residual)
         kind = "ResNet" if residual else "plain net"
