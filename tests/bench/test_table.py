@@ -55,7 +55,7 @@ TRAIN["ours"]["fraction_of_matmul"] = 0.1551
 
 def test_each_kind_of_record_has_its_row():
     assert as_record(TRAIN).row() == (
-        "| train `resnet18`, 64x64, batch 64, bf16 | 301 img/s (298-310), 16% of the bf16 "
+        "| train `resnet18`, 64x64, batch 64, bf16, NCHW | 301 img/s (298-310), 16% of the bf16 "
         "matrix-product rate | 150 img/s (149-160), 34% of the fp32 matrix-product rate: "
         "torchvision.models.resnet18, fp32, NCHW | 2.00x | `resnetlab bench train --model "
         "resnet18` | AMD EPYC (family 25 model 17, AVX512, bf16), 2 cores, 2 threads, load 1.5 | "
@@ -101,7 +101,7 @@ def test_each_kind_of_record_has_its_row():
 
 def test_terminal_lines_name_both_sides():
     lines = as_record(TRAIN).lines()
-    assert lines[0] == "train resnet18, 64x64, batch 64, bf16"
+    assert lines[0] == "train resnet18, 64x64, batch 64, bf16, NCHW"
     assert lines[2].startswith("  peer: 150 img/s (149-160), 34% of the fp32")
     assert lines[3] == (
         "  ours/peer: 2.00x (speed: above 1, ours is faster; median of the per-repeat ratios)"

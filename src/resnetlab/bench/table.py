@@ -135,6 +135,8 @@ class _Comparison(BenchRecord):
         parts = [f"{s['input_size']}x{s['input_size']}", f"batch {s['batch_size']}", s["precision"]]
         if s.get("runtime", "torch") != "torch":
             parts.append(s["runtime"].removesuffix("-int8"))
+        elif s.get("channels_last") is False:  # named as the peer's is: ours may run either
+            parts.append("NCHW")
         parts += [name for key, name in self.FLAGS if s.get(key)]
         return ", ".join(parts)
 
