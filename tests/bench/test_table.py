@@ -195,6 +195,13 @@ def test_a_broken_results_file_is_named(tmp_path):
         ("[1, 2]\n", r"bad.jsonl:1: a JSON list, not a record \(a JSON object\); remove the line$"),
         ('{"kind": "train"}\n', r"bad.jsonl:1: a damaged benchmark record \(no '\w+'\); remove"),
         ('{"kind": "fast"}\n', r"bad.jsonl:1: unknown kind of benchmark record: 'fast'"),
+        # A CPU plan (`bench calibrate --json`) is not a measurement: said so, not "None".
+        (
+            '{"precision": "fp32"}\n',
+            r"/bad.jsonl:1: not a benchmark record \(no 'kind'\); the table shows what `bench "
+            r"train`, `infer`, `data` and `time-to-accuracy` record \(their .jsonl files, or "
+            r"one saved from --json\)$",
+        ),
     ]:
         path.write_text(text)
         with pytest.raises(resnetlab.ResnetlabError, match=says):

@@ -266,6 +266,11 @@ RECORD_TYPES: dict[str, type[BenchRecord]] = {
 def as_record(data: Mapping[str, Any]) -> BenchRecord:
     """The stored record ``data`` as the type that shows its kind."""
     kind = data.get("kind")
+    if kind is None:  # a CPU plan from `bench calibrate --json`, say: not a measurement
+        raise ResnetlabError(
+            "not a benchmark record (no 'kind'); the table shows what `bench train`, `infer`, "
+            "`data` and `time-to-accuracy` record (their .jsonl files, or one saved from --json)"
+        )
     if kind not in RECORD_TYPES:
         raise ResnetlabError(f"unknown kind of benchmark record: {kind!r}")
     return RECORD_TYPES[kind](data)
