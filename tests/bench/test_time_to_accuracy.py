@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from resnetlab.cli import main
 
@@ -70,3 +71,46 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: the training run failed: error: ") and "no such file" in err
     assert "no such file" in log.read_text()  # the whole output is kept
+
+
+def _fake_training(calls):
+    """A stand-in for the timed ``resnetlab train`` process: it records how it was started
+    and writes the summary a run that reached its target writes."""
+    import subprocess
+
+    real_run = subprocess.run
+
+    def run(command, *args, **kwargs):
+        if "--out" not in command:  # not the training process (git, asked for the commit)
+            return real_run(command, *args, **kwargs)
+        calls.append(kwargs["env"])
+        out = Path(command[command.index("--out") + 1])
+        out.mkdir(parents=True)
+        summary = {"reached_target": True, "final_val_acc": 0.5, "epochs": 1}
+        summary.update(train_time_s=0.1, images_per_s=100.0)
+        (out / "summary.json").write_text(json.dumps(summary))
+        return subprocess.CompletedProcess(command, 0)
+
+    return run
+
+
+def test_a_cache_folder_that_cannot_be_written_is_warned_of_not_fatal(
+    tmp_path, monkeypatch, capsys
+):
+    # As for `train`: an unwritable cache costs time (the CPU measured in the run's own
+    # cache), never the command.
+    from resnetlab.bench import time_to_accuracy
+
+    calls = []
+    monkeypatch.setattr(time_to_accuracy.subprocess, "run", _fake_training(calls))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "a-file"))
+    out = tmp_path / "tta.jsonl"
+    args = ["bench", "tta", "--model", "resnet8", "--data", "digits", "--target", "0.3"]
+    assert main([*args, "--device", "cpu", "--results", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: cannot write the cache folder {tmp_path / 'a-file'}" in err
+    assert "set RESNETLAB_CACHE to a folder you can write to" in err
+    assert json.loads(out.read_text())["reached"] is True
+    (env,) = calls
+    assert not (Path(env["RESNETLAB_CACHE"]) / "calibration").exists()

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..data.cache import cache_root
+from ..data.cache import cache_root, cache_unwritable
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
 from ..errors import ResnetlabError
@@ -141,10 +141,16 @@ def _timed_run(
             cache = Path(tmp) / "cache"
             cache.mkdir()
             seed_cache(data, cache)
-            # The CPU calibration is kept: it is made once per machine, not per run.
+            # The CPU calibration is kept: it is made once per machine, not per run. A cache
+            # folder that cannot be made costs that (the run measures in its own cache), as
+            # it costs `train` time, never the command.
             calibration = cache_root() / "calibration"
-            calibration.mkdir(parents=True, exist_ok=True)
-            (cache / "calibration").symlink_to(calibration, target_is_directory=True)
+            try:
+                calibration.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                cache_unwritable(cache_root(), e)
+            else:
+                (cache / "calibration").symlink_to(calibration, target_is_directory=True)
             child_env["RESNETLAB_CACHE"] = str(cache)
         log = Path(tmp) / "train.log"
         command = [sys.executable, "-m", "resnetlab", *train_args, "--out", str(run_dir)]
