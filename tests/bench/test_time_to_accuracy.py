@@ -114,3 +114,24 @@ def test_a_cache_folder_that_cannot_be_written_is_warned_of_not_fatal(
     assert json.loads(out.read_text())["reached"] is True
     (env,) = calls
     assert not (Path(env["RESNETLAB_CACHE"]) / "calibration").exists()
+
+
+def test_a_run_past_its_timeout_names_the_flag(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from resnetlab.bench import time_to_accuracy
+
+    real_run = subprocess.run
+
+    def too_long(command, *args, **kwargs):
+        if "--out" not in command:
+            return real_run(command, *args, **kwargs)
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(time_to_accuracy.subprocess, "run", too_long)
+    args = ["bench", "tta", "--model", "resnet8", "--data", "digits", "--timeout", "6"]
+    assert main([*args, "--device", "cpu", "--no-save"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the training run took more than 6 s (--timeout 6): give it more seconds, or "
+        "leave --timeout out to wait for the run\n"
+    )

@@ -27,7 +27,7 @@ from typing import Any
 from ..data.cache import cache_root, cache_unwritable
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, option
 from ..storage import check_writable
 from .records import environment, load_average, seed_cache
 
@@ -161,7 +161,11 @@ def _timed_run(
                     command, stdout=out, stderr=subprocess.STDOUT, env=child_env, timeout=timeout
                 )
         except subprocess.TimeoutExpired:
-            raise ResnetlabError(f"the training run took more than {timeout:g} s") from None
+            given = option("timeout", text=f"{timeout:g}")
+            raise ResnetlabError(
+                f"the training run took more than {timeout:g} s ({given}): give it more "
+                f"seconds, or leave {option('timeout')} out to wait for the run"
+            ) from None
         finally:
             if keep_log is not None:
                 Path(keep_log).parent.mkdir(parents=True, exist_ok=True)
