@@ -82,6 +82,32 @@ def test_a_model_file_is_benched_as_its_architecture_classes_and_size(tmp_path, 
     assert (spec.model, spec.num_classes) == ("resnet8", 10)
 
 
+def test_a_model_file_unlike_its_peer_is_refused_with_vs(tmp_path, capsys):
+    # The peer is the registered architecture: a file whose options change the network
+    # (projection shortcuts: more parameters) would be timed against another network.
+    from resnetlab.models import create_model, save_model
+
+    path = tmp_path / "m.safetensors"
+    save_model(create_model("resnet8", num_classes=3, shortcut="B"), path, input_size=16)
+    args = ["bench", "infer", "--model", str(path), "--device", "cpu", "--no-save"]
+    args += ["--batch-size", "2", "--steps", "1", "--warmup", "0", "--repeats", "1"]
+    assert main([*args, "--vs", "torchvision"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path} is resnet8 with shortcut='B' (77,587 parameters), which its peer is "
+        "not (resnet8 has 74,835); leave out --vs to time your model alone, or compare "
+        "--model resnet8\n"
+    )
+    # Options that leave the network as it is (how it starts) keep the comparison.
+    same = tmp_path / "same.safetensors"
+    model = create_model("resnet8", num_classes=3, zero_init_residual=True)
+    save_model(model, same, input_size=16)
+    assert main([*args[:3], str(same), *args[4:], "--vs", "torchvision"]) == 0
+    capsys.readouterr()
+    args[1] = "train"  # bench train says it alike
+    assert main([*args, "--vs", "torchvision"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {path} is resnet8 with shortcut='B' (")
+
+
 @pytest.mark.parametrize(
     ("options", "says"),
     [

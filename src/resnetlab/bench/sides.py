@@ -39,7 +39,7 @@ from ..engine.step import (
     resolve_channels_last,
     resolve_precision,
 )
-from ..errors import ResnetlabError, SettingWarning, count_argument, shown, warn
+from ..errors import ResnetlabError, SettingWarning, count_argument, option, shown, warn
 from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
 
@@ -139,7 +139,7 @@ def bench_spec(
             raise ResnetlabError(f"{name} is True or False, got {shown(value)}")  # 'no' is true
     use_threads(threads)
     device_ = resolve_device(device)
-    model, file_size, file_classes, options = model_of(model)
+    named_as, (model, file_size, file_classes, options) = model, model_of(model)
     info = model_info(model)
     input_size, num_classes = input_size or file_size, num_classes or file_classes
     config = None
@@ -160,6 +160,8 @@ def bench_spec(
     if vs is not None:  # a model without a peer is refused now, not once ours is calibrated
         with torch.device("meta"):  # built for its shapes only: nothing is allocated
             peer_model(model, num_classes=classes, input_size=size)
+            if options:
+                _check_peer_architecture(named_as, model, options, size, classes)
     return BenchSpec(
         model, training, batch_size, size, classes, precision, channels_last, compile,
         device_, steps, warmup, repeats, vs, config, options,
@@ -179,6 +181,28 @@ def use_threads(threads: int | None) -> None:
                 SettingWarning,
             )
         torch.set_num_threads(threads)
+
+
+def _check_peer_architecture(
+    path: str, model: str, options: dict[str, Any], input_size: int, num_classes: int
+) -> None:
+    """Refuse to compare a model file whose options change its network (``shortcut='B'``:
+    more parameters) with the peer, which is the registered architecture; options that
+    leave the network as it is (``zero_init_residual``) keep the comparison."""
+    size_kwargs = model_info(model).size_kwargs(input_size)
+
+    def parameters(**kwargs: Any) -> int:
+        net = create_model(model, num_classes=num_classes, **size_kwargs, **kwargs)
+        return sum(p.numel() for p in net.parameters())
+
+    ours, registered = parameters(**options), parameters()
+    if ours != registered:
+        named = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise ResnetlabError(
+            f"{path} is {model} with {named} ({ours:,} parameters), which its peer is not "
+            f"({model} has {registered:,}); leave out {option('vs')} to time your model alone, "
+            f"or compare {option('model', model)}"
+        )
 
 
 @dataclass
