@@ -54,3 +54,15 @@ def test_bench_calibrate_takes_a_model_file_as_bench_train_does(monkeypatch, cap
     plan = json.loads(capsys.readouterr().out)
     # Its architecture, options, size and classes: the workload its training runs.
     assert plan["workload"] == 'resnet8{"shortcut": "B"} at 16x16, batch 8, 3 classes'
+
+
+def test_bench_calibrate_force_says_it_measures_again_as_asked(monkeypatch, capsys):
+    fake_cpu(monkeypatch)
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(STEPS))
+    assert main([*ARGS, "--force"]) == 0  # nothing cached yet: measured for the first time
+    err = capsys.readouterr().err
+    assert "(once; then cached)" in err and "as asked" not in err
+    assert main([*ARGS, "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "measuring this CPU's training steps to choose the fastest again, as asked " in err
+    assert "once" not in err

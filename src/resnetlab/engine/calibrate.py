@@ -919,7 +919,9 @@ def _cached(
         raise _Unmeasured(section)  # before saying that the CPU is being measured
     to_time = calls()
     again = cached is not None
-    with _measuring(section, logged=section in _ANNOUNCED, again=again, kept=store.savable()):
+    kept = store.savable()
+    asked = force and store.timings(section, key, names) is not None  # not the first time
+    with _measuring(section, logged=section in _ANNOUNCED, again=again, asked=asked, kept=kept):
         watch = OtherWork()
         timings: dict[str, Any] = measure(key, to_time, rounds)
         others = watch.cores()
@@ -932,26 +934,35 @@ def _cached(
 
 @contextlib.contextmanager
 def _measuring(
-    section: str, *, logged: bool = False, again: bool = False, kept: bool = True
+    section: str,
+    *,
+    logged: bool = False,
+    again: bool = False,
+    asked: bool = False,
+    kept: bool = True,
 ) -> Iterator[None]:
     """What the run is doing while the CPU is measured (the first run of a model on a
     machine spends some seconds to a minute here before its first line): a spinner on an
     interactive terminal, the same words as one line in a log (not again once ``logged``:
     a model's convolution shapes are measured one after another). ``again``: cached
-    timings taken beside other work are measured anew; not ``kept``: the cache cannot be
-    written, and the next run measures again."""
+    timings taken beside other work are measured anew; ``asked``: measured again as asked
+    (``force``), whatever the cache holds; not ``kept``: the cache cannot be written, and the
+    next run measures again."""
     what = {
         "convs": "convolutions to choose the fastest",
         "steps": "training steps to choose the fastest",
         "optimizer": "optimizer kernels to choose the fastest",
         "matmul": "matrix-product rate",
     }[section]
+    kept_or_not = "then cached" if kept else "for this run only: the cache cannot be written"
     message = f"measuring this CPU's {what} " + (
-        "again (the cached timings were taken beside other work, which has gone)"
+        f"again, as asked ({kept_or_not})"
+        if asked
+        else "again (the cached timings were taken beside other work, which has gone)"
         if again
         else "(once; then cached)"
         if kept
-        else "(for this run only: the cache cannot be written)"
+        else f"({kept_or_not})"
     )
     if not sys.stderr.isatty():
         if not logged:
