@@ -421,6 +421,15 @@ def test_a_cache_that_cannot_be_written_is_said_once_with_the_fix(calibrating, r
     assert [p.name for p in store.path.parent.iterdir()] == [store.path.name]  # no .tmp
 
 
+def test_the_explanation_names_no_cache_file_that_was_not_written(calibrating, recwarn):
+    store = CalibrationStore()
+    store.path.mkdir(parents=True)  # a folder where the file goes
+    explained = "\n".join(_plan(FakeMachine(BF16_WINS)).explain())
+    assert f"cache {store.path}" not in explained
+    assert f"not saved to {store.path} (" in explained  # and why
+    assert "): the next run measures again" in explained
+
+
 def test_a_cache_that_cannot_be_written_is_one_warning_for_all_it_would_keep(
     calibrating, tmp_path, recwarn
 ):

@@ -269,6 +269,7 @@ class CalibrationStore:
         self.data = self._read(warn_unreadable=True)
         self.changed = False
         self._savable: bool | None = None
+        self.unsaved: str | None = None  # why the last save could not write the file
 
     def savable(self) -> bool:
         """Whether what is measured can be saved here (the folder made, a file written in
@@ -343,9 +344,11 @@ class CalibrationStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(merged, indent=1) + "\n")
             os.replace(tmp, self.path)
+            self.unsaved = None
         except OSError as e:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+            self.unsaved = e.strerror or str(e)
             cache_unwritable(self.cache, e)  # once a process, not once a section
         self.changed = False
 
@@ -431,6 +434,7 @@ class CpuPlan:
     counts: dict[str, int] = field(default_factory=dict)  # shape key -> convolutions of it
     machine: dict[str, Any] = field(default_factory=dict)
     cache: str | None = None
+    unsaved: str | None = None  # why what was measured could not be written to ``cache``
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -466,7 +470,11 @@ class CpuPlan:
             lines.append(
                 f"  {self.workload} on {m['cpu']} ({m['capability']}, {bf16}), "
                 f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}, torch {m['torch']}; "
-                f"cache {self.cache}"
+                + (
+                    f"not saved to {self.cache} ({self.unsaved}): the next run measures again"
+                    if self.unsaved
+                    else f"cache {self.cache}"
+                )
             )
         if len(self.steps) > 1:
             shared = ""
@@ -712,6 +720,7 @@ def _calibrate(
         counts={shape.key: n for shape, n in counts.items() if shape.matmul_candidate},
         machine=store.key,
         cache=str(store.path),
+        unsaved=store.unsaved,
     )
 
 
