@@ -96,10 +96,17 @@ def test_results_that_cannot_be_written_are_refused_before_measuring(tmp_path, m
         assert main(["bench", "train", *TINY, "--results", str(results)]) == 2
         err = capsys.readouterr().err
         assert f"cannot write {results}" in err and "--no-save" in err
-    # A .json name is not made a folder: records are JSON lines.
-    with pytest.raises(ResnetlabError, match=r"JSON lines; name a .jsonl file \(.*r.jsonl\)"):
-        check_results(tmp_path / "r.json")
-    assert not (tmp_path / "r.json").exists()
+    # A .json or .txt name is not made a folder: records are JSON lines.
+    for name in ("r.json", "r.txt"):
+        with pytest.raises(ResnetlabError, match=r"JSON lines\); name a .jsonl file \(.*r.jsonl\)"):
+            check_results(tmp_path / name)
+        assert not (tmp_path / name).exists()
+    assert main(["bench", "train", *TINY, "--results", str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err
+    assert f"--results {tmp_path / 'x.txt'}: takes a folder or a .jsonl file" in err
+    assert not (tmp_path / "x.txt").exists()
+    (tmp_path / "runs.v2").mkdir()  # a folder that exists is taken, whatever its name
+    check_results(tmp_path / "runs.v2")
     check_results(tmp_path / "new" / "deeper" / "r.jsonl")  # missing folders are made
     assert (tmp_path / "new" / "deeper").is_dir()
     assert not list((tmp_path / "new" / "deeper").iterdir())  # and left empty

@@ -170,13 +170,16 @@ def check_results(results: str | os.PathLike | None = None) -> None:
 
     Raises:
         WriteError: naming the path and the fix (``--no-save`` among them).
-        ResnetlabError: a ``.json`` file named (records are JSON lines, ``.jsonl``).
+        ResnetlabError: a file of another kind named (``r.json``, ``r.txt``): records are
+            JSON lines, ``.jsonl``.
     """
     path = Path(results) if results is not None else default_results_dir()
-    if path.suffix == ".json" and not path.is_dir():  # not made a folder of that name
+    # A name with another suffix is meant as a file, not a folder to make: one that exists
+    # is taken as the folder it is.
+    if results is not None and path.suffix not in ("", ".jsonl") and not path.is_dir():
         raise ResnetlabError(
-            f"--results {results}: records are JSON lines; name a .jsonl file "
-            f"({path.with_suffix('.jsonl')}) or a folder"
+            f"--results {results}: takes a folder or a .jsonl file (records are JSON lines); "
+            f"name a .jsonl file ({path.with_suffix('.jsonl')}), or make the folder first"
         )
     try:
         check_writable(path, path.parent if path.suffix == ".jsonl" else path)
