@@ -29,10 +29,13 @@ def test_bench_calibrate_measures_caches_and_explains(monkeypatch, capsys, _cach
     assert "measured now" in capsys.readouterr().out
 
 
-def test_bench_calibrate_says_when_calibration_is_off(capsys):
-    assert main(ARGS) == 0
-    assert capsys.readouterr().out == (
-        "CPU plan: fp32, channels-last (not calibrated: RESNETLAB_CALIBRATE=off)\n"
+def test_bench_calibrate_refuses_when_calibration_is_off(monkeypatch, capsys):
+    monkeypatch.setenv("RESNETLAB_CALIBRATE", "off")
+    assert main(ARGS) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "error: RESNETLAB_CALIBRATE=off turns the CPU calibration off; unset it (or set it to "
+        "on) to calibrate\n"
     )
 
 

@@ -8,12 +8,14 @@ matrix-product rates, which ``bench train`` puts training rates against.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.calibrate import CpuPlan, cpu_matmul_tflops, plan_cpu
+from ..engine.calibrate import ENV, CpuPlan, calibration_off, cpu_matmul_tflops, plan_cpu
 from ..engine.config import resolve_config
 from ..engine.step import refuse_lone_values
+from ..errors import ResnetlabError
 from ..models import model_info
 from .sides import model_of, use_threads
 
@@ -57,6 +59,9 @@ def bench_calibrate(
         optimizer: default: the recipe's.
         threads: CPU threads for PyTorch (the calibration holds for this count).
         force: measure again even where the cache has timings.
+
+    Raises:
+        ResnetlabError: ``RESNETLAB_CALIBRATE=off`` turns the calibration off.
     """
     use_threads(threads)
     model, file_size, file_classes, options = model_of(model)
@@ -75,6 +80,11 @@ def bench_calibrate(
     num_classes = num_classes or file_classes or info.num_classes
     input_size = config.input_size or info.input_size
     refuse_lone_values(config, num_classes, input_size)
+    if calibration_off():  # the whole command is the calibration that the setting turns off
+        raise ResnetlabError(
+            f"{ENV}={os.environ[ENV]} turns the CPU calibration off; unset it (or set it to "
+            "on) to calibrate"
+        )
     plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, force=force)
     if plan.how.startswith("not calibrated"):
         return Calibration(plan)
