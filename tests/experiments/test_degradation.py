@@ -151,6 +151,15 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
         _experiment(tmp_path / "exp", max_steps=5)
 
 
+def test_a_run_of_other_settings_later_in_the_plan_is_refused_before_any_training(tmp_path):
+    # resnet8 of a pre-activation experiment, then the plain family in the same folder: its
+    # resnet8 is the second run, and plain8, the first, must not train before the refusal.
+    run_degradation("digits", (8,), family="preact", out=tmp_path / "exp", **TINY)
+    with pytest.raises(ResnetlabError, match=r"resnet8-seed0 was trained with other settings"):
+        run_degradation("digits", (8,), out=tmp_path / "exp", **TINY)
+    assert not (tmp_path / "exp" / "plain8-seed0").exists()
+
+
 def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):
     with pytest.raises(ResnetlabError, match="no registered CIFAR plain net of depth 26"):
         run_degradation("digits", (8, 26), out=tmp_path / "a", **TINY)

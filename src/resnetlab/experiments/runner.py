@@ -133,10 +133,9 @@ def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") 
     config_file = run_dir / "config.json"
     summary_file = run_dir / "summary.json"
     status = None
-    if config_file.exists():
-        _check_same_settings(config, run_dir)
-        if summary_file.exists():
-            status = json.loads(summary_file.read_text())["status"]
+    # Its settings, where config.json holds some, were checked with the plan's (run_pairs).
+    if config_file.exists() and summary_file.exists():
+        status = json.loads(summary_file.read_text())["status"]
     prefix = f"{label} " if label else ""
     if status in ENDED:
         _say(f"{prefix}{config.model} seed {config.seed}: {status} earlier, skipped")
@@ -194,6 +193,9 @@ def run_pairs(
         for changed in (False, True)
         for name in [cifar_name(depth, changed, kind)]
     ]
+    for _, _, config in plan:  # a run made with other settings, before any run trains
+        if (Path(config.out) / "config.json").exists():
+            _check_same_settings(config, Path(config.out))
     if note:
         _say(f"note: {note}")
     made = missing_folders(out)  # innermost first: removed again if they stay empty
