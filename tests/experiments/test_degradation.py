@@ -160,6 +160,30 @@ def test_a_run_of_other_settings_later_in_the_plan_is_refused_before_any_trainin
     assert not (tmp_path / "exp" / "plain8-seed0").exists()
 
 
+def test_a_damaged_summary_of_a_run_is_written_again_or_named_in_one_line(tmp_path):
+    out = tmp_path / "exp"
+    run_degradation("digits", (8,), out=out, **TINY)
+    summary = out / "plain8-seed0" / "summary.json"
+    expected = json.loads(summary.read_text())
+    # Cut short (as train --resume takes it): the run resumes and writes it again.
+    summary.write_text(summary.read_text()[:20])
+    result = run_degradation("digits", (8,), out=out, **TINY)
+    assert [r.action for r in result.runs] == ["resumed", "skipped"]
+    assert json.loads(summary.read_text())["params"] == expected["params"]
+    # A summary that says the run finished but lacks what the table needs: one line.
+    for damaged, problem in [({}, "params is None"), ({"params": "75290"}, "params is '75290'")]:
+        summary.write_text(json.dumps({**expected, "params": None, **damaged}))
+        with pytest.raises(ResnetlabError) as e:
+            run_degradation("digits", (8,), out=out, **TINY)
+        assert str(e.value) == (
+            f"{summary} is damaged (its {problem}); delete it and run the same experiment "
+            "command again, which writes it again from the run's checkpoint"
+        )
+    summary.unlink()  # as the line says
+    result = run_degradation("digits", (8,), out=out, **TINY)
+    assert result.runs[0].status == "finished" and result.rows[0]["params"] == 75_290
+
+
 def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):
     with pytest.raises(ResnetlabError, match="no registered CIFAR plain net of depth 26"):
         run_degradation("digits", (8, 26), out=tmp_path / "a", **TINY)

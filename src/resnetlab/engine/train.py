@@ -1629,7 +1629,7 @@ class Trainer:
     def _finished_before(self) -> RunResult:
         """A resumed run that has nothing left to train: say so, and change nothing; unless
         it was killed while writing its summary, which is then written."""
-        summary = _read_summary(self.run_dir / "summary.json") if self.dist.is_main else {}
+        summary = read_summary(self.run_dir / "summary.json") if self.dist.is_main else {}
         unfinished = self.dist.is_main and (summary is None or summary["status"] != "finished")
         if unfinished and self.step > self.total_steps:  # a length given that it went past
             self.log.close()
@@ -1872,7 +1872,7 @@ def _val_state(val: EvalResult | None) -> dict[str, Any] | None:
     return dataclasses.asdict(val) if val is not None else None
 
 
-def _read_summary(path: Path) -> dict[str, Any] | None:
+def read_summary(path: Path) -> dict[str, Any] | None:
     """A run's summary.json, or None if it is missing or damaged."""
     try:
         summary = json.loads(path.read_text())

@@ -26,7 +26,7 @@ from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
-from ..engine.train import continued_with, run_series
+from ..engine.train import continued_with, read_summary, run_series
 from ..errors import (
     ResnetlabError,
     RunInterrupted,
@@ -48,6 +48,17 @@ DECIDED_AT_START = ("head_epochs", "warmup_steps", "flip", *AUTO_FIELDS)
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
 ENDED = ("finished", "diverged")
+# What the experiments read from each run's summary.json, and the type of each.
+SUMMARY_FIELDS = {
+    "status": str,
+    "params": int,
+    "steps": int,
+    "train_images": int,
+    "val_images": int,
+    "input_size": int,
+    "num_classes": int,
+    "train_time_s": int | float,
+}
 # How a stopped experiment goes on (run_pairs below): the same command (the same call).
 CONTINUE = (
     "the same experiment command again, which skips the runs that ended and resumes "
@@ -134,8 +145,9 @@ def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") 
     summary_file = run_dir / "summary.json"
     status = None
     # Its settings, where config.json holds some, were checked with the plan's (run_pairs).
-    if config_file.exists() and summary_file.exists():
-        status = json.loads(summary_file.read_text())["status"]
+    # A summary that is missing or damaged leaves the run to resume, which writes it again.
+    if config_file.exists() and (summary := read_summary(summary_file)):
+        status = summary["status"]
     prefix = f"{label} " if label else ""
     if status in ENDED:
         _say(f"{prefix}{config.model} seed {config.seed}: {status} earlier, skipped")
@@ -148,7 +160,7 @@ def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") 
             train(resume=run_dir) if resume else train(config)
         except TrainingDiverged as e:
             _say(f"{config.model} seed {config.seed} diverged: {e}")
-    summary = json.loads(summary_file.read_text())
+    summary = _checked_summary(summary_file)
     return Run(
         model=config.model,
         depth=depth,
@@ -249,6 +261,22 @@ def out_folder(out: object, kind: str, data: str, *, family: str = "plain") -> P
     if out is None:
         return default_out(kind, data, family=family)
     return Path(path_argument(out, "out, the experiment folder", "one, or leave it out"))
+
+
+def _checked_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json with the fields the experiments read (``SUMMARY_FIELDS``), or
+    one line naming what is wrong and the fix: the run writes it again when it is gone."""
+    summary = read_summary(path)
+    problem = "it is not a run's summary" if summary is None else None
+    for key, kind in SUMMARY_FIELDS.items():
+        if problem is None and not isinstance(summary.get(key), kind):
+            problem = f"its {key} is {shown(summary.get(key))}"
+    if problem is not None:
+        raise ResnetlabError(
+            f"{path} is damaged ({problem}); delete it and run the same experiment command "
+            "again, which writes it again from the run's checkpoint"
+        )
+    return summary
 
 
 def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
