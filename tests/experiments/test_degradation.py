@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,37 @@ def test_a_damaged_summary_of_a_run_is_written_again_or_named_in_one_line(tmp_pa
     summary.unlink()  # as the line says
     result = run_degradation("digits", (8,), out=out, **TINY)
     assert result.runs[0].status == "finished" and result.rows[0]["params"] == 75_290
+
+
+def test_a_finished_run_whose_history_the_table_cannot_use_is_one_line_with_the_fix(tmp_path):
+    out = tmp_path / "exp"
+    run_degradation("digits", (8,), out=out, **TINY)
+    run = out / "plain8-seed0"
+    metrics = run / "metrics.csv"
+    rows = metrics.read_text().splitlines(keepends=True)
+    fix = (
+        f"restore it from a copy, or delete the folder {run} and run the same experiment "
+        "command again, which trains that run again"
+    )
+    no_epoch = " has no epoch row, which the table needs"
+    for text, problem in [
+        (None, " is gone; the experiment's table needs it"),
+        (rows[0], no_epoch),  # a header alone
+        ("".join(r for r in rows if not r.startswith("epoch")), no_epoch),
+        (
+            "".join(rows) + "x,y\n",
+            f", line {len(rows) + 1}: 2 fields, expected 10; the file is damaged",
+        ),
+    ]:
+        metrics.unlink(missing_ok=True)
+        if text is not None:
+            metrics.write_text(text)
+        with pytest.raises(ResnetlabError) as e:
+            run_degradation("digits", (8,), out=out, **TINY)
+        assert str(e.value) == f"{metrics}{problem}: {fix}"
+    shutil.rmtree(run)  # as the line says
+    result = run_degradation("digits", (8,), out=out, **TINY)
+    assert [r.action for r in result.runs] == ["trained", "skipped"]
 
 
 def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):

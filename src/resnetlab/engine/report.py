@@ -94,12 +94,16 @@ def new_run_dir(model: str, data: str, root: str | Path = RUNS_ROOT) -> Path:
             raise write_error(path, e) from None
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+# What to do about a damaged metrics.csv, where a run can go on without its history.
+HISTORY_FIX = "restore it, or delete it to go on without the history"
+
+
+def read_metrics(path: str | Path, *, fix: str = HISTORY_FIX) -> list[dict[str, Any]]:
     """Rows of a ``metrics.csv``, numbers as floats (epoch and step as ints where whole).
 
     A last line without its line break is a row whose writing was cut short (a kill, a full
     disk) and is left out; any other damage is an error naming the line, never a row
-    silently dropped or misread.
+    silently dropped or misread, and ``fix``, what to do about it.
 
     Raises:
         ResnetlabError: the file cannot be read, or a line is not a metrics row.
@@ -116,26 +120,23 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     try:
         records = list(reader)
     except csv.Error as e:  # a field over csv's size limit; a NUL byte before Python 3.11
-        raise _damaged(path, reader.line_num, str(e)) from None
+        raise _damaged(path, reader.line_num, str(e), fix) from None
     # Files written before val_top5 existed have the header without it.
     headers = (METRIC_FIELDS, tuple(f for f in METRIC_FIELDS if f != "val_top5"))
     if not records or tuple(records[0]) not in headers:
-        raise _damaged(path, 1, f"not the metrics header ({','.join(METRIC_FIELDS)})")
+        raise _damaged(path, 1, f"not the metrics header ({','.join(METRIC_FIELDS)})", fix)
     rows = []
     fields = tuple(records[0])
     for number, values in enumerate(records[1:], start=2):
         row = _metrics_row(values, fields)
         if isinstance(row, str):
-            raise _damaged(path, number, row)
+            raise _damaged(path, number, row, fix)
         rows.append(row)
     return rows
 
 
-def _damaged(path: str | Path, line: int, problem: str) -> ResnetlabError:
-    return ResnetlabError(
-        f"{path}, line {line}: {problem}; the file is damaged: restore it, or delete it to go "
-        "on without the history"
-    )
+def _damaged(path: str | Path, line: int, problem: str, fix: str) -> ResnetlabError:
+    return ResnetlabError(f"{path}, line {line}: {problem}; the file is damaged: {fix}")
 
 
 def _metrics_row(values: list[str], fields: tuple[str, ...]) -> dict[str, Any] | str:

@@ -105,7 +105,19 @@ class Run:
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
-        return read_metrics(self.run_dir / "metrics.csv")
+        """The run's metrics.csv rows; one line for a file the table cannot be made from,
+        with the fix (an experiment cannot go on without a run's history)."""
+        path = self.run_dir / "metrics.csv"
+        fix = (
+            f"restore it from a copy, or delete the folder {self.run_dir} and run the same "
+            "experiment command again, which trains that run again"
+        )
+        if not path.is_file():
+            raise ResnetlabError(f"{path} is gone; the experiment's table needs it: {fix}")
+        rows = read_metrics(path, fix=fix)
+        if self.status == "finished" and not any(m["kind"] == "epoch" for m in rows):
+            raise ResnetlabError(f"{path} has no epoch row, which the table needs: {fix}")
+        return rows
 
 
 def cifar_name(depth: int, changed: bool, kind: Family | None = None) -> str:
