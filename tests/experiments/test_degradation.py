@@ -23,7 +23,7 @@ from resnetlab.experiments.degradation import (
 )
 from resnetlab.experiments.runner import FAMILIES, run_config
 
-from ..data.conftest import write_signs_pair
+from ..data.conftest import noise, write_signs_pair, write_tree
 
 DOCS = Path(__file__).parents[2] / "docs" / "degradation"
 
@@ -214,6 +214,30 @@ def test_a_finished_run_whose_history_the_table_cannot_use_is_one_line_with_the_
     shutil.rmtree(run)  # as the line says
     result = run_degradation("digits", (8,), out=out, **TINY)
     assert [r.action for r in result.runs] == ["trained", "skipped"]
+
+
+def test_an_experiment_folder_inside_the_data_folder_is_refused_before_any_run(
+    tmp_path, monkeypatch, capsys
+):
+    photos = write_tree(tmp_path / "photos", {"a": [noise(i) for i in range(4)],
+                                              "b": [noise(9 + i) for i in range(4)]})  # fmt: skip
+    out = photos / "exp"
+    with pytest.raises(ResnetlabError) as e:
+        run_degradation(str(photos), (8,), out=out, **TINY)
+    assert str(e.value) == (
+        f"out={str(out)!r} is inside the data folder {photos}; the experiment's figures would "
+        "become training images: give an out outside it"
+    )
+    # The default folder, runs/ in the current folder, when that is the data folder.
+    monkeypatch.chdir(photos)
+    for experiment in ("degradation", "gradients"):
+        assert main(["experiment", experiment, "--data", ".", "--depths", "8"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --out runs/{experiment}-") and err.endswith(
+            "is inside the data folder .; the experiment's figures would become training "
+            "images: give an --out outside it\n"
+        ), err
+    assert sorted(p.name for p in photos.iterdir()) == ["a", "b"]
 
 
 def test_unknown_depth_and_reserved_options_are_clear_errors(tmp_path):

@@ -167,7 +167,7 @@ def run_degradation(
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe
-    out = out_folder(out, "degradation", data, family=kind.name)
+    out = out_folder(out, "degradation", data, family=kind.name, val_data=options.get("val_data"))
     # Said before the training, not only in the table after it.
     note = one_depth_text(depths[0], kind) if len(depths) < 2 else None
     runs = run_pairs(data, depths, seeds, out, recipe, options, kind, note=note)

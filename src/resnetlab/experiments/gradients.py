@@ -170,7 +170,7 @@ def run_gradients(
         raise ResnetlabError(
             f"the gradient experiment sets the length of training with {option('steps')}"
         )
-    out = out_folder(out, "gradients", data, family=kind.name)
+    out = out_folder(out, "gradients", data, family=kind.name, val_data=options.get("val_data"))
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)
     images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.folders import data_folder_holding
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
@@ -266,13 +267,22 @@ def default_out(
     return Path(root) / f"{name}-{tag}"
 
 
-def out_folder(out: object, kind: str, data: str, *, family: str = "plain") -> Path:
+def out_folder(
+    out: object, kind: str, data: str, *, family: str = "plain", val_data: str | None = None
+) -> Path:
     """The experiment folder ``out`` where given, else ``default_out``'s; one line for an
     ``out`` that is not a path or is empty (``Path("")``, the current folder, would take the
-    runs and figures)."""
+    runs and figures), and for one inside a data folder, said before any run starts."""
     if out is None:
-        return default_out(kind, data, family=family)
-    return Path(path_argument(out, "out, the experiment folder", "one, or leave it out"))
+        folder = default_out(kind, data, family=family)
+    else:
+        folder = Path(path_argument(out, "out, the experiment folder", "one, or leave it out"))
+    if spec := data_folder_holding(folder, [data, val_data]):
+        raise ResnetlabError(
+            f"{option('out', folder)} is inside the data folder {spec}; the experiment's "
+            f"figures would become training images: give an {option('out')} outside it"
+        )
+    return folder
 
 
 def _checked_summary(path: Path) -> dict[str, Any]:
