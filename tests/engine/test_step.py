@@ -521,6 +521,21 @@ def test_class_weights_cannot_change_on_resume(tmp_path):
         train(resume=run, class_weights="balanced")  # its best epoch was picked otherwise
 
 
+def test_a_ctrl_c_stays_a_ctrl_c_when_restoring_the_global_state_fails(monkeypatch):
+    # A Ctrl-C inside PyTorch's lazy import of torch._dynamo leaves it half-imported, and
+    # use_deterministic_algorithms, which imports torch._inductor, then raises ImportError.
+    def half_imported(*args, **kwargs):
+        raise ImportError("cannot import name '_inductor' from 'torch'")
+
+    with pytest.raises(KeyboardInterrupt), global_state_kept():
+        monkeypatch.setattr(torch, "use_deterministic_algorithms", half_imported)
+        raise KeyboardInterrupt
+    monkeypatch.undo()
+    with pytest.raises(ImportError), global_state_kept():  # with nothing else on its way
+        monkeypatch.setattr(torch, "use_deterministic_algorithms", half_imported)
+    monkeypatch.undo()  # before the fixtures that restore PyTorch's settings
+
+
 def test_deterministic_cuda_runs_fix_cublas_workspace_unless_the_user_did(monkeypatch):
     # cuBLAS stays non-deterministic (PyTorch only warns) without a fixed workspace, which
     # the environment must give before cuBLAS starts. Nothing here touches a GPU.

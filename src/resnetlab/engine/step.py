@@ -128,14 +128,24 @@ def global_state_kept() -> Iterator[None]:
     )
     cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
     current_gpu = torch.cuda.current_device() if cuda else 0
-    try:
-        with torch.random.fork_rng(devices=cuda):
-            yield
-    finally:
+
+    def restore() -> None:
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         torch.backends.cudnn.benchmark = flags[2]
         if torch.cuda.is_initialized():
             torch.cuda.set_device(current_gpu)
+
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    except BaseException:
+        # The error on its way out is the one to report: a Ctrl-C inside one of PyTorch's
+        # lazy imports (the first forward imports torch._dynamo) leaves it half-imported,
+        # and restoring the flags, which imports more of it, would fail over the Ctrl-C.
+        with contextlib.suppress(Exception):
+            restore()
+        raise
+    restore()
 
 
 def autocast(
