@@ -1,5 +1,6 @@
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from resnetlab import ResnetlabError
 from resnetlab.cli import main
 from resnetlab.engine import initial_model
 from resnetlab.engine.train import Trainer
-from resnetlab.errors import command_line, option
+from resnetlab.errors import RunInterrupted, command_line, option
 from resnetlab.experiments import QUICK, QUICK_DEPTHS, run_degradation
 from resnetlab.experiments.degradation import (
     PAPER_TEST_ERROR,
@@ -144,6 +145,33 @@ def test_ctrl_c_between_training_steps_of_an_experiment_says_how_to_go_on(
             "runs that ended and resumes the one that stopped from its checkpoint"
         )
     )
+
+
+def test_ctrl_c_while_a_run_ends_stops_the_experiment_before_the_next_run(
+    tmp_path, monkeypatch, capsys
+):
+    # The Ctrl-C comes during the first run's last validation, after its last step: the run
+    # finishes, and the next one must not start as if nothing had been pressed.
+    original = Trainer._evaluate
+
+    def pressed_while_validating(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # the run's handler takes it as a request to stop
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_evaluate", pressed_while_validating)
+    out = tmp_path / "exp"
+    with pytest.raises(RunInterrupted):
+        run_degradation("digits", (8,), out=out, **TINY)
+    monkeypatch.setattr(Trainer, "_evaluate", original)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "interrupted as the run ended, which it finished. Continue with: the same experiment "
+        "command again, which skips the runs that ended and resumes the one that stopped from "
+        "its checkpoint"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["plain8-seed0"]
+    assert json.loads((out / "plain8-seed0" / "summary.json").read_text())["status"] == "finished"
+    result = run_degradation("digits", (8,), out=out, **TINY)
+    assert [r.action for r in result.runs] == ["skipped", "trained"]
 
 
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):

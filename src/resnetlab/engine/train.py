@@ -968,7 +968,17 @@ class Trainer:
             summary = self._final_summary(status)
             self.log.close()
             shutdown(self.dist)
-        return RunResult(self.run_dir, summary, self._final_model())
+        result = RunResult(self.run_dir, summary, self._final_model())
+        if self.stop_requested and _CONTINUE_WITH.get() is not None:
+            # Ctrl-C (or SIGTERM) after the last step, while the run validated and saved: it
+            # finished, and the runs after it in the series (an experiment's) must not start.
+            by = "" if self.stop_signal == signal.SIGINT else " by SIGTERM"
+            self.log.message(
+                f"interrupted{by} as the run ended, which it finished. Continue with: "
+                f"{self._continue_with()}"
+            )
+            raise RunInterrupted(self.stop_signal)
+        return result
 
     def _start_run(self) -> None:
         """The run folder's first files and the log's opening lines (main process only)."""
