@@ -250,6 +250,10 @@ def test_a_depth_or_seed_out_of_range_is_named_as_its_flag(tmp_path, capsys):
         ("degradation", "--seeds", "-1", "each of --seeds must be at least 0, got -1"),
         ("degradation", "--depths", "0", "each of --depths must be at least 1, got 0"),
         ("gradients", "--depths", "0", "each of --depths must be at least 1, got 0"),
+        # Beyond the range a run takes: was the run's 'seed must be in 0..2**32-1'.
+        ("degradation", "--seeds", str(2**32), f"each of --seeds must be below 2**32, got {2**32}"),
+        ("gradients", "--seed", "-1", "--seed must be at least 0, got -1"),
+        ("gradients", "--seed", str(2**32), f"--seed must be below 2**32, got {2**32}"),
     ]:
         args = ["experiment", experiment, "--data", "digits", flag, value]
         assert main([*args, "--out", str(tmp_path / "e")]) == 2

@@ -54,6 +54,8 @@ from ..storage import atomic_write_text
 
 # Options that name files or folders: a pathlib.Path is taken for them as its string.
 PATH_FIELDS = ("data", "val_data", "pretrained", "out")
+# Seeds are below this (NumPy's generators take 32 bits).
+SEED_LIMIT = 2**32
 
 
 def recipe_name(recipe: Any) -> Any:
@@ -724,7 +726,7 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
             c.num_workers is None or c.num_workers >= 0,
             f"num workers must be at least 0, got {c.num_workers}",
         ),
-        (0 <= c.seed < 2**32, f"seed must be in 0..2**32-1, got {c.seed}"),
+        (0 <= c.seed < SEED_LIMIT, f"seed must be in 0..2**32-1, got {c.seed}"),
         (
             c.input_size is None or c.input_size <= MAX_INPUT_SIZE,
             f"input size must be at most {MAX_INPUT_SIZE}, got {c.input_size}",

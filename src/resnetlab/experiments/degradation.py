@@ -51,6 +51,7 @@ from .runner import (
     number_list,
     out_folder,
     run_pairs,
+    seed_argument,
 )
 
 # He et al. (2015), Table 6: CIFAR-10 test error (%) of the ResNets (ResNet-110: the best of
@@ -163,7 +164,8 @@ def run_degradation(
     if depths is not None:
         depths = number_list(depths, option("depths"), "[20, 56]", minimum=1)
     depths = sorted(set(depths or default_depths(kind.name)))
-    seeds = list(dict.fromkeys(number_list(seeds, option("seeds"), "[0, 1, 2]")))
+    seeds = number_list(seeds, option("seeds"), "[0, 1, 2]")
+    seeds = list(dict.fromkeys(seed_argument(s, f"each of {option('seeds')}") for s in seeds))
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe

@@ -42,7 +42,7 @@ from ..errors import ResnetlabError, count_argument, option
 from ..models import load_model, read_model_meta
 from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
-from .runner import Family, Run, get_family, number_list, out_folder, run_pairs
+from .runner import Family, Run, get_family, number_list, out_folder, run_pairs, seed_argument
 
 # Validation is not what this experiment measures; a small sample keeps the runs short.
 DEFAULT_VAL_SUBSET = 1000
@@ -162,6 +162,7 @@ def run_gradients(
         depths = number_list(depths, option("depths"), "[20, 56]", minimum=1)
     depths = sorted(set(depths or GRADIENT_DEPTHS))
     steps = count_argument(steps, option("steps"))
+    seed = seed_argument(seed, option("seed"))
     if count_argument(probe_size, option("probe_size"), minimum=0) < 2:
         raise ResnetlabError(
             f"{option('probe_size')} must be at least 2 (BN needs a batch), got {probe_size}"

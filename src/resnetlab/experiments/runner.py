@@ -25,7 +25,7 @@ from typing import Any
 from ..data.folders import data_folder_holding
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
-from ..engine.config import AUTO_FIELDS, recipe_name, stored_paths
+from ..engine.config import AUTO_FIELDS, SEED_LIMIT, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, read_summary, run_series
 from ..errors import (
@@ -88,6 +88,15 @@ def number_list(values: object, what: str, example: str, minimum: int = 0) -> li
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ResnetlabError(f"{what} must be a list, e.g. {example}, got {shown(values)}")
     return [count_argument(v, f"each of {what}", minimum) for v in values]
+
+
+def seed_argument(value: object, what: str) -> int:
+    """``value`` as a seed (a whole number from 0 to 2**32-1), else one line naming ``what``
+    (a run would name its ``seed`` instead, not the experiment's flag)."""
+    seed = count_argument(value, what, minimum=0)
+    if seed >= SEED_LIMIT:
+        raise ResnetlabError(f"{what} must be below 2**32, got {seed}")
+    return seed
 
 
 @dataclass
