@@ -261,6 +261,19 @@ def test_a_depth_or_seed_out_of_range_is_named_as_its_flag(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+def test_a_run_whose_model_file_is_gone_is_named_with_the_fix(tmp_path):
+    settings = dict(steps=2, probe_size=8, out=tmp_path / "g", input_size=8, val_subset=20)
+    run_gradients("digits", (8,), **settings)
+    run = tmp_path / "g" / "resnet8-seed0"
+    (run / "last.safetensors").unlink()
+    with pytest.raises(ResnetlabError) as e:
+        run_gradients("digits", (8,), **settings)
+    assert str(e.value) == (
+        f"{run / 'last.safetensors'} is gone, and the experiment measures it: delete the folder "
+        f"{run} and run the same experiment command again, which trains that run again"
+    )
+
+
 def test_gradient_norms_names_what_it_cannot_measure_in_one_line():
     """Not weight_layers' AttributeError for a name, conv2d's TypeError for an array, or
     cross entropy's 'Target 5 is out of bounds'."""

@@ -207,7 +207,7 @@ def probe_batch(
     data: str, run: Run, size: int, seed: int, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``size`` training images (each class its share), normalised as ``run`` trained."""
-    meta = read_model_meta(run.run_dir / "last.safetensors")
+    meta = read_model_meta(_model_file(run))
     train = load_dataset(
         data,
         image_size=meta.input_size,
@@ -223,13 +223,25 @@ def probe_batch(
     return next(iter(loader))
 
 
+def _model_file(run: Run) -> Path:
+    """The model a run ended with, which is measured; one line with the fix when it is gone
+    (``load_model`` would offer the run's best model, which is not what was measured)."""
+    path = run.run_dir / "last.safetensors"
+    if not path.is_file():
+        raise ResnetlabError(
+            f"{path} is gone, and the experiment measures it: delete the folder {run.run_dir} "
+            "and run the same experiment command again, which trains that run again"
+        )
+    return path
+
+
 def _measure(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    meta = read_model_meta(run.run_dir / "last.safetensors")
+    meta = read_model_meta(_model_file(run))
     start = initial_model(run.config, meta.num_classes, meta.input_size)
     init = gradient_norms(start, images, labels)
     trained = None
     if run.status == "finished":
-        trained = gradient_norms(load_model(run.run_dir / "last.safetensors"), images, labels)
+        trained = gradient_norms(load_model(_model_file(run)), images, labels)
     return {
         "model": run.model,
         "depth": run.depth,
