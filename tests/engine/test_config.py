@@ -70,8 +70,12 @@ def test_bad_values_are_clear_errors(tmp_path):
         resolve_config(colour="red")
     bad = tmp_path / "c.json"
     bad.write_text("{not json")
-    with pytest.raises(ResnetlabError, match="is not valid JSON"):
+    with pytest.raises(ResnetlabError) as caught:  # a run's cut short too: what to do
         TrainConfig.load(bad)
+    assert str(caught.value) == (
+        f"{bad} is not valid JSON (Expecting property name enclosed in double quotes, line 1); "
+        "correct it, or restore it from a copy"
+    )
     bad.write_text(json.dumps({"epochz": 3}))
     with pytest.raises(ResnetlabError, match=r"unknown training option in .*: epochz"):
         TrainConfig.load(bad)

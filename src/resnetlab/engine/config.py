@@ -309,7 +309,10 @@ class TrainConfig(TrainOptions):
         except json.JSONDecodeError as e:
             if run_file:
                 raise ResnetlabError(wrong_file) from None
-            raise ResnetlabError(f"{path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+            raise ResnetlabError(
+                f"{path} is not valid JSON ({e.msg}, line {e.lineno}); correct it, or restore "
+                "it from a copy"
+            ) from None
         if run_file and (not isinstance(values, dict) or _unknown_keys(values)):
             raise ResnetlabError(wrong_file)
         if not isinstance(values, dict):
