@@ -281,11 +281,7 @@ def test_inspect_shows_classes_that_only_some_splits_have(tmp_path, capsys):
     write_tree(root / "test", {c: [noise(7), noise(8)] for c in ("bird", "cat", "dog", "fish")})
     assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
     out = capsys.readouterr().out
-    rows = {
-        cells[0]: cells[1:]
-        for line in out.splitlines()
-        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 4
-    }
+    rows = table_rows(out, columns=4)
     assert rows["bird"] == ["3", "0", "2"] and rows["cat"] == ["3", "1", "2"]
     assert rows["fish"] == ["0", "0", "2"] and "Cat" not in rows
     assert "note: the val split has no images of bird (classes of the train split)" in out
@@ -301,11 +297,7 @@ def test_inspect_counts_a_split_s_classes_as_training_matches_them(tmp_path, cap
     write_tree(root / "val", {"CAT": [noise(5)], "cat": [noise(6)] * 2, "dog": [noise(7)]})
     assert main(["data", "inspect", str(root), "--no-sheet"]) == 0
     out = capsys.readouterr().out
-    rows = {
-        cells[0]: cells[1:]
-        for line in out.splitlines()
-        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == 3
-    }
+    rows = table_rows(out, columns=3)
     assert rows["Cat"] == ["2", "0"] and rows["cat"] == ["2", "2"]
     assert rows["dog"] == ["2", "1"] and rows["CAT"] == ["0", "1"]
     assert (
@@ -389,3 +381,12 @@ def test_inspect_refuses_to_write_its_contact_sheet_into_the_data_folder(
         "outside it, or --no-sheet\n"
     )
     assert sorted(p.name for p in (root / "cat").iterdir()) == ["000.png"]
+
+
+def table_rows(out: str, *, columns: int) -> dict[str, list[str]]:
+    """The rows of the class table printed in ``out``, by class: each split's count."""
+    return {
+        cells[0]: cells[1:]
+        for line in out.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == columns
+    }
