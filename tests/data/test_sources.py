@@ -21,7 +21,7 @@ from resnetlab.data import (
 )
 from resnetlab.data.sources import VALIDATED_SCORED_NOTE, sample_counts
 from resnetlab.engine.distributed import resolve_device
-from resnetlab.errors import DataError, DataWarning, ResnetlabError
+from resnetlab.errors import DataError, DataWarning, ResnetlabError, command_line
 
 from .conftest import noise, write_signs_pair, write_tree
 
@@ -63,8 +63,13 @@ def test_val_split_given_as_a_percentage_says_the_fraction():
     with pytest.raises(DataError) as caught:
         load_dataset("digits", val_split=20)
     assert str(caught.value) == (
-        "val_split must be between 0 and 1 (exclusive), got 20; it is a fraction: for 20%, give 0.2"
+        "val_split must be between 0 and 1 (exclusive), got 20; a fraction: for 20% give "
+        "val_split=0.2"
     )
+    with command_line(), pytest.raises(DataError, match=r"for 20% give --val-split 0.2$"):
+        load_dataset("digits", val_split=20)
+    with pytest.raises(DataError, match=r"got 1.5$"):  # no percentage: a val split of 1.5%?
+        load_dataset("digits", val_split=1.5)
 
 
 def test_no_validation_unless_asked():

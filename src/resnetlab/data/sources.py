@@ -259,8 +259,10 @@ def check_val_split(fraction: object, name: str | None = None) -> None:
                 "; a run always validates on images it does not train on: to train on all "
                 f"of these, give others to validate on with {option('val_data')}"
             )
-        elif number and 1 < fraction < 100:  # a percentage: --val-split 20 for a fifth
-            hint = f"; it is a fraction: for {fraction:g}%, give {fraction / 100:g}"
+        elif number and 2 <= fraction < 100:  # a percentage: --val-split 20 for a fifth
+            share = f"{fraction / 100:g}"
+            given = share if name else option("val_split", text=share)
+            hint = f"; a fraction: for {fraction:g}% give {given}"
         raise DataError(
             f"{name or option('val_split')} must be between 0 and 1 (exclusive), "
             f"got {fraction!r}{hint}"
