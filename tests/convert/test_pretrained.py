@@ -813,6 +813,25 @@ def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):
     )
 
 
+def test_a_weights_file_with_changed_bytes_is_refused_not_loaded(tmp_path):
+    """torch.load does not check the CRC-32 that torch.save's zip archive keeps for each
+    entry: bytes changed in a copy loaded as weights, silently other than the file's."""
+    good = tmp_path / "good.pth"
+    torch.save(resnetlab.create_model("resnet20", num_classes=10).state_dict(), good)
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside conv weights' bytes, away from the zip records
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet20", num_classes=10, pretrained=bad)
+    assert re.fullmatch(
+        rf"{re.escape(str(bad))} is damaged: its entry good/data/\d+ fails the checksum the "
+        r"file records for it \(a copy or download gone wrong\); copy it again",
+        str(caught.value),
+    ), str(caught.value)
+    resnetlab.create_model("resnet20", num_classes=10, pretrained=good)  # the copy intact
+
+
 def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys):
     """``--pretrained torchvision`` alone names no model: the error asks for --model instead
     of naming train's default (resnet20), which the user did not choose."""

@@ -49,6 +49,7 @@ import socket
 import urllib.error
 import urllib.parse
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -711,10 +712,16 @@ def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
 def _from_torch_file(path: Path, source: str) -> PretrainedWeights:
     with open(path, "rb") as f:
         # torch.save writes a zip archive, or before torch 1.6 a pickle (PROTO opcode 0x80).
-        if not (zipfile.is_zipfile(f) or (f.seek(0) == 0 and f.read(1) == b"\x80")):
+        archive = zipfile.is_zipfile(f)
+        if not (archive or (f.seek(0) == 0 and f.read(1) == b"\x80")):
             raise ResnetlabError(
                 f"{path} is not a PyTorch file, or is cut short (torch.save writes a zip archive)"
             )
+    if archive and (damaged := _damaged_member(path)):
+        raise ResnetlabError(
+            f"{path} is damaged: its entry {damaged} fails the checksum the file records for "
+            "it (a copy or download gone wrong); copy it again"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -740,6 +747,24 @@ def _from_torch_file(path: Path, source: str) -> PretrainedWeights:
         location=str(path),
         sha256=file_sha256(path),
     )
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The first member of a torch.save zip archive whose bytes fail the CRC-32 stored
+    beside them: torch.load does not check it, and loads bytes changed in a copy or a
+    download as weights (a file cut short fails earlier: its archive does not open)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        while member.read(1 << 20):
+                            pass
+                except (zipfile.BadZipFile, zlib.error):  # a CRC, or compressed bytes, wrong
+                    return info.filename
+    except (zipfile.BadZipFile, OSError, EOFError):
+        pass  # torch.load reports it, naming the file
+    return None
 
 
 def _find_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
