@@ -328,6 +328,17 @@ def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, caps
     assert main([*args, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "holds a resnet32, not a resnet20" in err and "train --model resnet32" in err
+    # Options given without a model: still the weights' model, the options checked against
+    # theirs (it trained the default model, resnet20, "not the resnet32" the weights hold).
+    args = ["train", "--pretrained", str(first.run_dir), "--data", "digits"]
+    assert main([*args, "--model-option", "shortcut=B", "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: the run {first.run_dir.name} (resnet32, 10 classes) is a resnet32 built with "
+        "no options, the model with options shortcut=B; build it with the weights' options "
+        "(no --model-option)"
+    )
+    config = resolve_config(pretrained=str(best), model_kwargs={"zero_init_residual": True})
+    assert config.model == "resnet32" and config.model_kwargs == {"zero_init_residual": True}
 
 
 def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(

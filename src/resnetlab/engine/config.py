@@ -570,19 +570,24 @@ def warn_of_settings_that_do_not_apply(
 
 def _model_of_weights(values: dict[str, Any]) -> None:
     """Weights from a run, a resnetlab model file, a Keras file or a named timm or
-    torchvision source, with no model named or with theirs named without options: their
-    model, built with their options (a keras.applications ResNet50 is a ``resnet50`` with
-    three). Another model, or options given, are checked against the weights later."""
+    torchvision source, with no model named: their model; with no options given either, or
+    with theirs named without options: built with their options (a keras.applications
+    ResNet50 is a ``resnet50`` with three). Another model, or options given, are checked
+    against the weights later."""
     from ..convert.pretrained import declared_model
 
     declared = declared_model(values["pretrained"])
     if declared is None:
         return
     model, options = declared
-    # Options given, even none (a run's config.json says {}), are the run's own.
-    if values.get("model", model) != model or values.get("model_kwargs") is not None:
+    if values.get("model", model) != model:
         return
+    # No model named, options given: still their model (not train's default, which the
+    # weights would be said not to be for), its options then checked against theirs.
     values["model"] = model
+    # Options given, even none (a run's config.json says {}), are the run's own.
+    if values.get("model_kwargs") is not None:
+        return
     # The input size is an option of the run (--input-size), not of the model.
     values["model_kwargs"] = {
         k: v for k, v in options.items() if k not in ("input_size", "num_classes")
