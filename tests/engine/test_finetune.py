@@ -2,6 +2,7 @@
 and runs started from pretrained weights keep their normalisation."""
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from resnetlab.engine.calibrate import CpuPlan
 from resnetlab.engine.finetune import FineTuning
 from resnetlab.engine.optim import lr_at, set_lr
 from resnetlab.engine.step import build_training
+from resnetlab.errors import SettingWarning
 
 from ..data.conftest import noise, write_tree
 from .interrupt import train_interrupted
@@ -127,6 +129,26 @@ def test_head_phase_trains_the_classifier_alone_then_everything(torchvision_file
     changed = steps(1)  # then every stage after the frozen stem
     assert changed["layer1.0.conv1.weight"] and changed["layer4.1.bn2.running_var"]
     assert not any(changed[k] for k in changed if _stage(k) == 0)
+
+
+def test_frozen_batchnorm_statistics_without_pretrained_weights_are_warned_of(torchvision_file):
+    """--freeze-bn keeps statistics only pretrained weights have: without them every BN kept
+    its mean 0 and variance 1, and resnet20's loss ran to NaN, blamed on the rate."""
+    from resnetlab.engine.step import fine_tuning
+
+    config = TrainConfig.from_recipe("modern", model="resnet20", freeze_bn=True)
+    with pytest.warns(SettingWarning) as caught:
+        fine_tuning(config, resnetlab.create_model("resnet20", num_classes=10))
+    assert [str(w.message) for w in caught] == [
+        "freeze_bn without pretrained: every BatchNorm keeps the statistics it starts with "
+        "(mean 0, variance 1), which normalise nothing, and training may diverge; drop "
+        "freeze_bn, or add pretrained"
+    ]
+    tuned = TrainConfig.from_recipe("finetune", **SMALL, pretrained=str(torchvision_file))
+    tuned.freeze_bn = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fine_tuning(tuned, resnetlab.create_model("resnet18", num_classes=10))
 
 
 def test_each_phase_runs_its_own_schedule():

@@ -602,4 +602,12 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
             "folder)",
             SettingWarning,
         )
+    if config.freeze_bn and not config.pretrained:
+        # They normalise nothing then: a CIFAR net's loss ran to NaN within an epoch.
+        warn(
+            f"{option('freeze_bn')} without {option('pretrained')}: every BatchNorm keeps the "
+            "statistics it starts with (mean 0, variance 1), which normalise nothing, and "
+            f"training may diverge; drop {option('freeze_bn')}, or add {option('pretrained')}",
+            SettingWarning,
+        )
     return tuning
