@@ -103,6 +103,22 @@ def options_under(flag: str, names: Iterable[str]) -> Iterator[None]:
         _UNDER.reset(token)
 
 
+# Settings that the running Python call takes under another keyword: create_model names
+# the model ``name`` (its first argument), where train and the command line say ``model``.
+_KEYWORDS: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("keywords", default=())
+
+
+@contextmanager
+def keywords_of_call(renamed: dict[str, str]) -> Iterator[None]:
+    """Within the block, ``option`` names each setting of ``renamed`` (``{"model": "name"}``)
+    by its keyword there, off the command line: the fix a message gives is the call's own."""
+    token = _KEYWORDS.set(tuple(renamed.items()))
+    try:
+        yield
+    finally:
+        _KEYWORDS.reset(token)
+
+
 def on_command_line() -> bool:
     """Whether messages are for the command line (within ``command_line()``)."""
     return _COMMAND_LINE.get()
@@ -134,6 +150,7 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
         if isinstance(value, list | tuple):
             value = " ".join(map(str, value))
         return flag if value is _NO_VALUE else f"{flag} {value}"
+    name = dict(_KEYWORDS.get()).get(name, name)
     return name if value is _NO_VALUE else f"{name}={value!r}"
 
 

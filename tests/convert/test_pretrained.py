@@ -166,7 +166,7 @@ def test_torchvision_weights_that_do_not_exist_are_named(tmp_path, monkeypatch):
     with pytest.raises(ResnetlabError, match="torchvision has no weights for resnet20") as e:
         resnetlab.create_model("resnet20", pretrained="torchvision")
     assert "torchvision is for resnet18, resnet34, " in str(e.value)
-    assert ": name one with model (other models: a file or a run folder)" in str(e.value)
+    assert ": name one with name=MODEL (other models: a file or a run folder)" in str(e.value)
     # timm's ResNet-D keys are not torchvision's: refused by name, not by a traceback.
     with pytest.raises(ResnetlabError, match=r"no weights for resnet50d; .*is for "):
         resnetlab.create_model("resnet50d", pretrained="torchvision")
@@ -399,7 +399,7 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
     odd = torchvision.models.resnet18().state_dict()
     odd["conv1.weight"] = torch.zeros(64, 3, 5, 5)
     torch.save(odd, tmp_path / "odd.pth")
-    with pytest.raises(ResnetlabError, match=r"another architecture \(choose the model they"):
+    with pytest.raises(ResnetlabError, match=r"another architecture \(choose the name they"):
         resnetlab.create_model("resnet18", pretrained=tmp_path / "odd.pth")
     # A training module's checkpoint (Lightning's): the network under net., beside its
     # loss's tensors, so no prefix is on every key; not another architecture.
@@ -417,7 +417,7 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
         resnetlab.create_model("resnet20", pretrained=tmp_path / "module.ckpt")
     assert str(e.value).endswith(
         "they hold a resnet18 under 'net.', beside other tensors (a training module's); save "
-        "that part alone, its keys without 'net.', and give that file with model='resnet18'"
+        "that part alone, its keys without 'net.', and give that file with name='resnet18'"
     )
 
 
@@ -631,7 +631,7 @@ def test_a_pre_activation_net_gets_a_new_head_for_another_class_count(tmp_path):
 def test_weights_that_name_their_model_say_which_when_given_to_another(tmp_path):
     path = tmp_path / "r8.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path)
-    with pytest.raises(ResnetlabError, match=r"holds a resnet8, not a resnet18; .*model='resnet8'"):
+    with pytest.raises(ResnetlabError, match=r"holds a resnet8, not a resnet18; .*name='resnet8'"):
         resnetlab.create_model("resnet18", pretrained=str(path))
 
 
@@ -895,8 +895,15 @@ def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, ca
     # Python is told keywords again once the command line's block has ended.
     with command_line(), pytest.raises(ResnetlabError, match="give --model resnet18"):
         resnetlab.create_model("resnet34", pretrained=tmp_path / "r18.pth")
-    with pytest.raises(ResnetlabError, match="give model='resnet18'"):
+    # create_model names the model by its argument name (model= is no keyword of it), and
+    # says so only within the call: train after it is told model= again.
+    with pytest.raises(ResnetlabError, match="give name='resnet18'"):
         resnetlab.create_model("resnet34", pretrained=tmp_path / "r18.pth")
+    with pytest.raises(ResnetlabError, match="give model='resnet18'"):
+        resnetlab.train(
+            model="resnet34", pretrained=tmp_path / "r18.pth", data="digits", out=tmp_path / "b"
+        )
+    resnetlab.create_model(name="resnet18", pretrained=tmp_path / "r18.pth")  # the fix, as said
 
 
 def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_preprocessing(

@@ -452,7 +452,7 @@ def _check_served(
         ours = ", ".join(name for name in list_models() if name in served)
         raise ResnetlabError(
             f"{whom} has no weights for {model}; {source} is for {ours}: name one with "
-            f"{option('model')} (other models: a file or a run folder)"
+            f"{option('model', text='MODEL')} (other models: a file or a run folder)"
         )
     if kwargs.get("stride_in_1x1"):
         raise ResnetlabError(

@@ -25,6 +25,7 @@ from ..errors import (
     SettingWarning,
     UnknownModelError,
     count_argument,
+    keywords_of_call,
     option,
     shown,
     warn,
@@ -311,7 +312,8 @@ def create_model(
         # An option the model lacks is said before the weights are fetched (a download).
         if problem := unknown_options(info, kwargs, num_classes=True):
             raise ResnetlabError(problem)
-        return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
+        with keywords_of_call({"model": "name"}):  # create_model(name="resnet18"), not model=
+            return create_pretrained(name, pretrained, num_classes=num_classes, **kwargs)
     num_classes = classifier_size(info.num_classes if num_classes is None else num_classes)
     try:
         model = info.builder(num_classes=num_classes, **kwargs)
