@@ -249,6 +249,34 @@ def test_timm_source_reads_the_hugging_face_cache(hf_cache):
     assert model.pretrained.preprocessing["input_size"] == net.pretrained_cfg["input_size"][-1]
 
 
+def test_a_damaged_file_in_the_hugging_face_cache_is_named_with_the_folder_to_delete(hf_cache):
+    """It was 'cannot fetch' with the advice to download or copy a cache: the cached file,
+    read again on every try (with a network too), went unnamed."""
+    timm = pytest.importorskip("timm")
+    from timm.models import _hub
+
+    if not _hub._has_hf_hub:
+        pytest.skip("this timm cannot import the installed huggingface_hub: upgrade timm")
+    net = timm.create_model("resnet18.a1_in1k", pretrained=False)
+    repo = hf_cache / "models--timm--resnet18.a1_in1k"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    _hub.save_for_hf(net, snapshot, safe_serialization=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    cached = snapshot / "model.safetensors"
+    cached.write_bytes(cached.read_bytes()[:1000])  # a download cut short
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"the cached file {cached} of timm's resnet18.a1_in1k cannot be read (SafetensorError: "
+    )
+    assert f"cut short or damaged; delete {repo} (with a network, it is downloaded again), " in (
+        message
+    )
+
+
 def test_an_unreachable_hub_is_asked_nothing(tmp_path, monkeypatch):
     """Without a network, Hugging Face's offline mode: no minute of retried requests."""
     timm = pytest.importorskip("timm")

@@ -389,6 +389,16 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
     except Exception as e:  # timm and huggingface_hub raise many kinds; all mean "not fetched"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         name, fix = _timm_offline_fix(tag)
+        if (cached := _timm_cached_file(tag)) is not None:
+            # Found, not read: fetching again finds the same file (the hub's copy has not
+            # changed), even with its snapshot link deleted (the blob it points to is kept).
+            folder = next((p for p in cached.parents if p.name.startswith("models--")), cached)
+            raise ResnetlabError(
+                f"the cached file {cached} of timm's {name} cannot be read "
+                f"({type(e).__name__}: {first[:200]}): a copy or download cut short or "
+                f"damaged; delete {folder} (with a network, it is downloaded again)"
+                + fix.replace("; without a network,", ", and without a network", 1)
+            ) from None
         raise ResnetlabError(
             f"cannot fetch timm's {name} ({type(e).__name__}: {first[:200]}){fix}"
         ) from None
@@ -441,6 +451,20 @@ def _timm_offline_fix(tag: str) -> tuple[str, str]:
         f"({option('pretrained', file)}), or copy that machine's Hugging Face cache to "
         f"{constants.HF_HUB_CACHE}"
     )
+
+
+def _timm_cached_file(tag: str) -> Path | None:
+    """The Hugging Face cache's copy of the weights file of timm's ``tag``, where it has one."""
+    from huggingface_hub import try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(tag)
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if not hub_id:
+        return None
+    file = getattr(cfg, "hf_hub_filename", None) or "model.safetensors"
+    found = try_to_load_from_cache(hub_id, file)
+    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
 
 
 def _check_served(
