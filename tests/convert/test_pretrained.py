@@ -594,6 +594,18 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
     (tmp_path / "w.npz").write_bytes(b"x")
     with pytest.raises(ResnetlabError, match=re.escape("unknown kind of weights file .npz")):
         resolve_pretrained(tmp_path / "w.npz", "resnet18")
+    # A run's other files given for the run: was "unknown kind of weights file .json".
+    (tmp_path / "config.json").write_text("{}")
+    for name in ("config.json", "summary.json", "metrics.csv"):
+        (tmp_path / name).touch()
+        with pytest.raises(ResnetlabError) as caught:
+            resolve_pretrained(tmp_path / name, "resnet18")
+        assert str(caught.value) == (
+            f"{tmp_path / name} is a file of the run in {tmp_path}, not weights; pretrained "
+            f"takes the run folder: pretrained={str(tmp_path)!r}"
+        )
+    for name in ("config.json", "summary.json", "metrics.csv"):
+        (tmp_path / name).unlink()
     (tmp_path / "torn.pth").write_bytes(b"not a zip")
     with pytest.raises(ResnetlabError, match=re.escape("torn.pth is not a PyTorch file")):
         resolve_pretrained(tmp_path / "torn.pth", "resnet18")

@@ -611,6 +611,16 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
         return _with_timm_config(_from_torch_file(path, source), path)
     if suffix in KERAS_SUFFIXES:
         return _from_keras(path, source, input_size)
+    run = path.parent
+    # A run's files from its first epoch (best.safetensors) or step (engine's CHECKPOINT_NAME,
+    # which this module, imported by the engine, cannot import).
+    kept = ("best.safetensors", "checkpoint.pt")
+    if (run / "config.json").is_file() and any((run / name).is_file() for name in kept):
+        # A run's config.json, summary.json, metrics.csv... given for the run.
+        raise ResnetlabError(
+            f"{path} is a file of the run in {run}, not weights; "
+            f"{option('pretrained')} takes the run folder: {option('pretrained', run)}"
+        )
     raise ResnetlabError(
         f"{path}: unknown kind of weights file {suffix or '(no suffix)'}; give a "
         f"{', '.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))} file or a run folder"
