@@ -980,7 +980,7 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--model", "resnet20"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --resume continues {run} as it was set up; its model cannot")
+    assert err.startswith(f"error: --resume continues {run} as it was set up; its --model cannot")
     assert main(["train", "--resume", str(run), "--model", FAST["model"], "--epochs", "1"]) == 0
     out = capsys.readouterr()
     assert f"{run} already finished its 1 epoch; add --epochs N" in out.out + out.err
@@ -988,11 +988,11 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
     # is named as one, not taken for a damaged checkpoint.
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     for flags, name in [
-        (["--batch-size", "32"], "batch_size"),
-        (["--optimizer", "adamw"], "optimizer"),
-        (["--decay-norm-bias"], "no_decay_norm_bias"),
-        (["--weight-decay", "0", "--epochs", "2"], "weight_decay"),
-        (["--recipe", "course", "--epochs", "2"], "recipe"),
+        (["--batch-size", "32"], "--batch-size"),
+        (["--optimizer", "adamw"], "--optimizer"),
+        (["--decay-norm-bias"], "--no-decay-norm-bias"),  # the setting's flag
+        (["--weight-decay", "0", "--epochs", "2"], "--weight-decay"),
+        (["--recipe", "course", "--epochs", "2"], "--recipe"),
     ]:
         assert main(["train", "--resume", str(run), *flags]) == 2
         err = capsys.readouterr().err
@@ -1056,7 +1056,8 @@ def test_a_run_whose_data_moved_resumes_on_it_where_given(tmp_path, capsys):
     assert epochs[-1] == "2" and "1" in epochs  # the first epoch's rows kept, the second's added
     # Data that is there is the run's: another folder is refused, as before.
     assert main(["train", "--resume", str(run), "--epochs", "3", "--data", str(tmp_path)]) == 2
-    assert "its data cannot change" in capsys.readouterr().err
+    # Named as given: the flag on the command line (Python's keyword: test_step.py).
+    assert "its --data cannot change (start a new run: --config" in capsys.readouterr().err
 
 
 def test_a_model_option_value_the_model_refuses_is_one_line(tmp_path, capsys):

@@ -345,7 +345,7 @@ def train(
         if changed:
             raise ResnetlabError(
                 f"{option('resume')} continues {run_dir} as it was set up; its "
-                f"{', '.join(changed)} "
+                f"{', '.join(map(option, changed))} "
                 f"cannot change (start a new run: {option('config', run_dir / 'config.json')} "
                 "with the new values)"
             )
@@ -1533,9 +1533,10 @@ class Trainer:
         problem = optimizer_problem(self.optimizer, saved)
         if problem and "weight_decay" in self.given:  # to or from 0: one group or two
             raise ResnetlabError(
-                f"{option('resume')} continues {run_dir} as it was set up; its weight_decay cannot "
-                "change to or from 0, which regroups the optimizer's parameters (start a "
-                f"new run: --config {run_dir / 'config.json'} with the new values)"
+                f"{option('resume')} continues {run_dir} as it was set up; its "
+                f"{option('weight_decay')} cannot change to or from 0, which regroups the "
+                "optimizer's parameters (start a new run: "
+                f"{option('config', run_dir / 'config.json')} with the new values)"
             )
         if problem:
             raise ValueError(problem)
