@@ -38,6 +38,8 @@ report says so.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -787,17 +789,14 @@ def _damaged_member(path: Path) -> str | None:
     """The first member of a torch.save zip archive whose bytes fail the CRC-32 stored
     beside them: torch.load does not check it, and loads bytes changed in a copy or a
     download as weights (a file cut short fails earlier: its archive does not open)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                try:
-                    with archive.open(info) as member:
-                        while member.read(1 << 20):
-                            pass
-                except (zipfile.BadZipFile, zlib.error):  # a CRC, or compressed bytes, wrong
-                    return info.filename
-    except (zipfile.BadZipFile, OSError, EOFError):
-        pass  # torch.load reports it, naming the file
+    unopened = (zipfile.BadZipFile, OSError, EOFError)  # torch.load's to report, naming the file
+    with contextlib.suppress(*unopened), zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            try:
+                with archive.open(info) as member:  # zipfile checks the CRC at the end
+                    collections.deque(iter(functools.partial(member.read, 1 << 20), b""), 0)
+            except (zipfile.BadZipFile, zlib.error):  # a CRC, or compressed bytes, wrong
+                return info.filename
     return None
 
 
