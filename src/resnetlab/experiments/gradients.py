@@ -42,7 +42,16 @@ from ..errors import ResnetlabError, count_argument, option
 from ..models import load_model, read_model_meta
 from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
-from .runner import Family, Run, get_family, number_list, out_folder, run_pairs, seed_argument
+from .runner import (
+    Family,
+    Run,
+    get_family,
+    number_list,
+    out_folder,
+    run_pairs,
+    seed_argument,
+    train_again,
+)
 
 # Validation is not what this experiment measures; a small sample keeps the runs short.
 DEFAULT_VAL_SUBSET = 1000
@@ -229,8 +238,7 @@ def _model_file(run: Run) -> Path:
     path = run.run_dir / "last.safetensors"
     if not path.is_file():
         raise ResnetlabError(
-            f"{path} is gone, and the experiment measures it: delete the folder {run.run_dir} "
-            "and run the same experiment command again, which trains that run again"
+            f"{path} is gone, and the experiment measures it: {train_again(run.run_dir)}"
         )
     return path
 

@@ -90,6 +90,14 @@ def number_list(values: object, what: str, example: str, minimum: int = 0) -> li
     return [count_argument(v, f"each of {what}", minimum) for v in values]
 
 
+def train_again(run_dir: Path) -> str:
+    """The fix for a run whose finished files the experiment cannot do without."""
+    return (
+        f"delete the folder {run_dir} and run the same experiment command again, which "
+        "trains that run again"
+    )
+
+
 def seed_argument(value: object, what: str) -> int:
     """``value`` as a seed (a whole number from 0 to 2**32-1), else one line naming ``what``
     (a run would name its ``seed`` instead, not the experiment's flag)."""
@@ -118,10 +126,7 @@ class Run:
         """The run's metrics.csv rows; one line for a file the table cannot be made from,
         with the fix (an experiment cannot go on without a run's history)."""
         path = self.run_dir / "metrics.csv"
-        fix = (
-            f"restore it from a copy, or delete the folder {self.run_dir} and run the same "
-            "experiment command again, which trains that run again"
-        )
+        fix = f"restore it from a copy, or {train_again(self.run_dir)}"
         if not path.is_file():
             raise ResnetlabError(f"{path} is gone; the experiment's table needs it: {fix}")
         rows = read_metrics(path, fix=fix)
