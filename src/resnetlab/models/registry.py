@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import functools
 import inspect
 import os
 from collections.abc import Callable, Sequence
@@ -178,8 +179,15 @@ def model_options(name: str) -> list[str]:
     """The options ``create_model(name, ...)`` takes (besides ``num_classes`` and
     ``pretrained``), in the constructor's order: the builder's own keywords, and where the
     builder passes the rest on (``**kwargs``), those of the class it builds, which is built
-    on the meta device to find it (no weights are made)."""
+    on the meta device to find it (no weights are made; once per builder: ResNet-1202 takes
+    a second even so)."""
     info = model_info(name)
+    return list(_builder_options(info.builder, info.num_classes))
+
+
+@functools.cache
+def _builder_options(builder: Builder, num_classes: int) -> tuple[str, ...]:
+    """``model_options`` of the model ``builder`` builds."""
 
     def keywords(function: Callable) -> tuple[list[str], bool]:
         params = inspect.signature(function).parameters.values()
@@ -194,12 +202,12 @@ def model_options(name: str) -> list[str]:
         ]
         return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
-    options, passes_on = keywords(info.builder)
+    options, passes_on = keywords(builder)
     if passes_on:
         with torch.device("meta"):
-            model = info.builder(num_classes=info.num_classes)
+            model = builder(num_classes=num_classes)
         options += [o for o in keywords(type(model).__init__)[0] if o not in options]
-    return options
+    return tuple(options)
 
 
 def unknown_options(
