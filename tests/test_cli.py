@@ -182,9 +182,7 @@ def test_an_out_of_range_value_in_a_config_file_is_named_with_the_file(capsys, t
     config, out = tmp_path / "config.json", tmp_path / "run"
     config.write_text('{"epochs": 4, "lr": 0}')
     assert main(["train", "--config", str(config), "--out", str(out)]) == 2
-    assert (
-        capsys.readouterr().err == f"error: {config}: lr: learning rate must be positive, got 0\n"
-    )
+    assert capsys.readouterr().err == f"error: {config}: lr must be positive, got 0\n"
     assert not out.exists()
 
 

@@ -30,7 +30,7 @@ def test_time_to_accuracy_on_digits(tmp_path, capsys):
 def test_mistakes_are_one_line_errors(tmp_path, capsys):
     # Found before the training process starts; `tta` is the command's name before 0.2.
     assert main(["bench", "tta", "--data", "digits", "--lr", "-1", "--no-save"]) == 2
-    assert capsys.readouterr().err == "error: learning rate must be positive, got -1.0\n"
+    assert capsys.readouterr().err == "error: --lr must be positive, got -1.0\n"
     args = ["bench", "tta", "--data", "digits", "--train-option", "colour=red", "--no-save"]
     assert main(args) == 2
     assert "unknown training option: colour" in capsys.readouterr().err

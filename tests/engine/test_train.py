@@ -1021,7 +1021,7 @@ def test_an_out_of_range_value_in_a_runs_config_is_named_with_the_file_and_key(t
     assert capsys.readouterr().err == f"error: {config}: epochs must be at least 1, got -3\n"
     # A flag's own value is its own; one that replaces the file's is taken.
     assert main(["train", "--resume", str(run), "--epochs", "0"]) == 2
-    assert capsys.readouterr().err == "error: epochs must be at least 1, got 0\n"
+    assert capsys.readouterr().err == "error: --epochs must be at least 1, got 0\n"
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     # The recipe given again, as it was: its preset does not replace the run's values.
     recipe = json.loads(config.read_text())["recipe"]

@@ -303,7 +303,7 @@ def test_one_uploaded_image_to_a_png(model_file, image_folder):
 
 
 def test_a_batch_size_below_one_is_one_line(model_file, image_folder):
-    with pytest.raises(resnetlab.ResnetlabError, match="batch size must be at least 1, got 0"):
+    with pytest.raises(resnetlab.ResnetlabError, match="batch_size must be at least 1, got 0"):
         explain(model_file, [image_folder], batch_size=0)
 
 

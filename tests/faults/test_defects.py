@@ -219,15 +219,15 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--batch-size", "0"], "batch size must be at least 1"),
-        (["--momentum", "-5"], "momentum must be in [0, 1)"),
-        (["--crop-padding", "-1"], "crop padding must be at least 0"),
-        (["--cutout", "-3"], "cutout must be at least 0"),
-        (["--warmup-epochs", "-1"], "warmup epochs must be at least 0"),
-        (["--num-workers", "-1"], "num workers must be at least 0"),
-        (["--gamma", "nan"], "gamma must be a finite number"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--momentum", "-5"], "--momentum must be in [0, 1)"),
+        (["--crop-padding", "-1"], "--crop-padding must be at least 0"),
+        (["--cutout", "-3"], "--cutout must be at least 0"),
+        (["--warmup-epochs", "-1"], "--warmup-epochs must be at least 0"),
+        (["--num-workers", "-1"], "--num-workers must be at least 0"),
+        (["--gamma", "nan"], "--gamma must be a finite number"),
         (["--lr", "inf"], "lr must be a finite number"),
-        (["--weight-decay", "nan"], "weight decay must be a finite number"),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number"),
         (["--model-option", "num_classes=5"], "drop --model-option num_classes"),
         (["--crop-padding", "8"], "--crop-padding 8 is not smaller than the 8-pixel images"),
         (["--cutout", "8"], "--cutout 8 covers the whole 8-pixel image"),
@@ -235,8 +235,8 @@ TRAIN = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
         (["--crop-padding", "100000000"], "--crop-padding 100000000 is not smaller than"),
         (["--warmup-epochs", "1e308"], "warmup epochs 1e+308 is more steps than can be counted"),
         # Finite, but more than the optimizers' float32 scalars hold.
-        (["--lr", "1e39"], "learning rate must be at most 3.4e+38 (float32's largest)"),
-        (["--weight-decay", "1e308"], "weight decay must be at most 3.4e+38"),
+        (["--lr", "1e39"], "--lr must be at most 3.4e+38 (float32's largest)"),
+        (["--weight-decay", "1e308"], "--weight-decay must be at most 3.4e+38"),
         (
             ["--schedule", "step", "--gamma", "1e308"],
             "gamma 1e+308 raises the rate beyond float32's largest number after 2 milestones",
@@ -308,7 +308,7 @@ def test_out_naming_a_file_is_a_one_line_error(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
         (
             ["--png", "/proc/nope/x.png"],
             "--png /proc/nope/x.png: cannot make the folder /proc/nope",

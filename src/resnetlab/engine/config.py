@@ -170,54 +170,24 @@ class TrainConfig(TrainOptions):
             _one_of("precision", self.precision, PRECISIONS),
             _one_of("resize", self.resize, RESIZE_MODES),
             _one_of("class weights", self.class_weights, CLASS_WEIGHTS),
-            (
-                self.epochs is None or self.epochs >= 1,
-                f"epochs must be at least 1, got {self.epochs}",
-            ),
-            (
-                self.max_steps is None or self.max_steps >= 1,
-                f"max steps must be at least 1, got {self.max_steps}",
-            ),
-            (
-                self.subset is None or self.subset >= 1,
-                f"subset must be at least 1 image, got {self.subset}",
-            ),
-            (
-                self.val_subset is None or self.val_subset >= 1,
-                f"val subset must be at least 1 image, got {self.val_subset}",
-            ),
-            (
-                self.batch_size is None or self.batch_size >= 1,
-                f"batch size must be at least 1, got {self.batch_size}",
-            ),
-            (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (
-                self.lr is None or self.lr <= FLOAT32_MAX,
-                f"learning rate must be at most {FLOAT32_MAX:.3g} (float32's largest), "
-                f"got {self.lr}",
-            ),
-            (
-                self.warmup_steps is None or self.warmup_steps >= 0,
-                f"warm-up steps must be 0 or more, got {self.warmup_steps}",
-            ),
-            (
-                self.patience is None or self.patience >= 1,
-                f"patience must be at least 1 epoch, got {self.patience}",
-            ),
-            (
-                self.clip_grad_norm >= 0,
-                f"gradient clipping norm must be 0 (off) or positive, got {self.clip_grad_norm}",
-            ),
-            (
+            _at_least(self, "epochs", 1),
+            _at_least(self, "max_steps", 1),
+            _at_least(self, "subset", 1, " image"),
+            _at_least(self, "val_subset", 1, " image"),
+            _at_least(self, "batch_size", 1),
+            _must(self, "lr", self.lr is None or self.lr > 0, "positive"),
+            _must(self, "lr", self.lr is None or self.lr <= FLOAT32_MAX, _AT_MOST_FLOAT32),
+            _at_least(self, "warmup_steps", 0),
+            _at_least(self, "patience", 1, " epoch"),
+            _must(self, "clip_grad_norm", self.clip_grad_norm >= 0, "0 (off) or positive"),
+            _must(
+                self,
+                "scale_jitter",
                 self.scale_jitter is None or 0 <= self.scale_jitter <= 1,
-                f"scale jitter is the smallest crop's share of the area, in (0, 1] (0: off), "
-                f"got {self.scale_jitter}",
+                "the smallest crop's share of the area, in (0, 1] (0: off)",
             ),
             _one_of(option("freeze"), self.freeze, FREEZE_CHOICES, optional=True),
-            (
-                self.head_epochs is None or self.head_epochs >= 0,
-                f"head epochs must be 0 or more, got {self.head_epochs}",
-            ),
+            _at_least(self, "head_epochs", 0),
             (
                 # Under --freeze backbone the classifier trains alone throughout: no rest.
                 self.head_epochs is None
@@ -229,29 +199,24 @@ class TrainConfig(TrainOptions):
                 f"network; lower it or raise {option('epochs')} (to train only the "
                 f"classifier: {option('freeze', 'backbone')})",
             ),
-            (
-                0 < self.layer_lr_decay <= 1,
-                f"layer LR decay must be in (0, 1], got {self.layer_lr_decay}",
-            ),
-            (
-                0 <= self.label_smoothing < 1,
-                f"label smoothing must be in [0, 1), got {self.label_smoothing}",
-            ),
-            (0 <= self.ema_decay < 1, f"EMA decay must be in [0, 1), got {self.ema_decay}"),
-            (
+            _must(self, "layer_lr_decay", 0 < self.layer_lr_decay <= 1, "in (0, 1]"),
+            _must(self, "label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            _must(self, "ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
+            _must(
+                self,
+                "target_accuracy",
                 self.target_accuracy is None or 0 < self.target_accuracy <= 1,
-                f"target accuracy must be in (0, 1], got {self.target_accuracy}"
-                + _percent_hint("target_accuracy", self.target_accuracy),
+                "in (0, 1]",
+                _percent_hint("target_accuracy", self.target_accuracy),
             ),
-            (
-                self.input_size is None or self.input_size >= MIN_INPUT_SIZE,
-                f"input size must be at least {MIN_INPUT_SIZE}, got {self.input_size}",
-            ),
-            (
+            _at_least(self, "input_size", MIN_INPUT_SIZE),
+            _must(
+                self,
+                "milestones",
                 all(0 < m < 1 for m in self.milestones),
-                f"milestones are fractions of training in (0, 1), got {self.milestones}",
+                "fractions of training in (0, 1)",
             ),
-            (self.log_every >= 1, f"log every must be at least 1, got {self.log_every}"),
+            _at_least(self, "log_every", 1),
             (graph_problem is None, graph_problem),
         ]
         for ok, message in checks + _range_checks(self):
@@ -319,7 +284,7 @@ class TrainConfig(TrainOptions):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
         _check_keys(values, f"option in {path}")
         for f in dataclasses.fields(cls):  # named here: a flag may not be what is wrong
-            if f.name in values and (problem := _type_problem(f, values[f.name])):
+            if f.name in values and (problem := _type_problem(f, values[f.name], f.name)):
                 raise ResnetlabError(f"{path}: {problem}")
         values.setdefault("resize", "squash")  # written before --resize existed, which squashed
         if isinstance(values.get("model_kwargs"), dict):
@@ -459,10 +424,13 @@ def _named_in_file(
             if str(other) == str(error):
                 continue
         message = str(error)
-        # Named as a type error from the file is ("weight decay must be ..."), or as the
-        # unset ones are (all of them, each a None of the file's: a flag is never one, and
-        # a recipe leaves unset only what it decides), else by its key.
-        named = isinstance(error, UnsetValues) or message.startswith(key.replace("_", " ") + " ")
+        flag = option(key)  # a range error names the flag; in a file, the key is wrong
+        if flag != key and message.startswith(f"{flag} must be "):
+            message = key + message[len(flag) :]
+        # Named as a range or type error from the file is ("weight_decay must be ..."), or
+        # as the unset ones are (all of them, each a None of the file's: a flag is never one,
+        # and a recipe leaves unset only what it decides), else by its key.
+        named = isinstance(error, UnsetValues) or message.startswith(key + " ")
         return ResnetlabError(f"{source}: {message}" if named else f"{source}: {key}: {message}")
     return error
 
@@ -659,8 +627,9 @@ def _check_types(config: TrainConfig) -> None:
             raise ResnetlabError(problem)
 
 
-def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
-    """Why ``value`` cannot be the value of the field ``f``, or None when it can."""
+def _type_problem(f: dataclasses.Field, value: Any, name: str | None = None) -> str | None:
+    """Why ``value`` cannot be the value of the field ``f``, or None when it can; the field
+    named ``name`` (a config file's key), else as given (``--weight-decay``, ``weight_decay``)."""
     kind, _, optional = str(f.type).partition(" | ")
     if kind not in _TYPES or (optional == "None" and value is None):
         return None
@@ -672,7 +641,7 @@ def _type_problem(f: dataclasses.Field, value: Any) -> str | None:
         ok = all(map(finite_number, value))
     elif ok and kind == "dict[str, Any]":
         ok = all(isinstance(k, str) for k in value)
-    name = f.name.replace("_", " ")
+    name = name or option(f.name)
     if not ok:
         return f"{name} must be {what}, got {shown(value)}"
     if kind == "str" and (problem := empty_problem(value, "one or leave it out")):
@@ -700,44 +669,32 @@ def _step_rates_overflow(c: TrainConfig) -> bool:
 def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
     """Ranges of the numeric options that ``validate`` does not check itself."""
     return [
-        (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
-        (
-            c.weight_decay is None or c.weight_decay >= 0,
-            f"weight decay must be at least 0, got {c.weight_decay}",
-        ),
-        (
+        _must(c, "momentum", 0 <= c.momentum < 1, "in [0, 1)"),
+        _at_least(c, "weight_decay", 0),
+        _must(
+            c,
+            "weight_decay",
             c.weight_decay is None or c.weight_decay <= FLOAT32_MAX,
-            f"weight decay must be at most {FLOAT32_MAX:.3g} (float32's largest), "
-            f"got {c.weight_decay}",
+            _AT_MOST_FLOAT32,
         ),
-        (c.gamma > 0, f"gamma must be positive, got {c.gamma}"),
+        _must(c, "gamma", c.gamma > 0, "positive"),
         (
             not _step_rates_overflow(c),
-            f"gamma {c.gamma:g} raises the rate beyond float32's largest number after "
-            f"{len(c.milestones)} milestones; gamma below 1 lowers it (0.1: ten times at each)",
+            f"{option('gamma', text=f'{c.gamma:g}')} raises the rate beyond float32's largest "
+            f"number after {len(c.milestones)} milestones; gamma below 1 lowers it (0.1: ten "
+            "times at each)",
         ),
-        (
-            c.warmup_epochs is None or c.warmup_epochs >= 0,
-            f"warmup epochs must be at least 0, got {c.warmup_epochs}",
-        ),
-        (
-            c.crop_padding is None or c.crop_padding >= 0,
-            f"crop padding must be at least 0, got {c.crop_padding}",
-        ),
-        (c.cutout >= 0, f"cutout must be at least 0, got {c.cutout}"),
-        (
-            c.val_every is None or c.val_every >= 1,
-            f"the validation interval ({option('val_every')}) must be at least 1 epoch, "
-            f"got {c.val_every}",
-        ),
-        (
-            c.num_workers is None or c.num_workers >= 0,
-            f"num workers must be at least 0, got {c.num_workers}",
-        ),
-        (0 <= c.seed < SEED_LIMIT, f"seed must be in 0..2**32-1, got {c.seed}"),
-        (
+        _at_least(c, "warmup_epochs", 0),
+        _at_least(c, "crop_padding", 0),
+        _at_least(c, "cutout", 0),
+        _at_least(c, "val_every", 1, " epoch"),
+        _at_least(c, "num_workers", 0),
+        _must(c, "seed", 0 <= c.seed < SEED_LIMIT, "in 0..2**32-1"),
+        _must(
+            c,
+            "input_size",
             c.input_size is None or c.input_size <= MAX_INPUT_SIZE,
-            f"input size must be at most {MAX_INPUT_SIZE}, got {c.input_size}",
+            f"at most {MAX_INPUT_SIZE}",
         ),
         (
             "num_classes" not in c.model_kwargs,
@@ -762,6 +719,23 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
             f"{_model_option('pretrained')}",
         ),
     ]
+
+
+_AT_MOST_FLOAT32 = f"at most {FLOAT32_MAX:.3g} (float32's largest)"
+
+
+def _must(
+    c: TrainConfig, name: str, ok: bool, requirement: str, hint: str = ""
+) -> tuple[bool, str]:
+    """A range check of the setting ``name``, with the message that names it as it was given
+    (``--lr must be positive, got -1.0``; ``lr`` from Python and in a config file)."""
+    return ok, f"{option(name)} must be {requirement}, got {getattr(c, name)}{hint}"
+
+
+def _at_least(c: TrainConfig, name: str, least: int, unit: str = "") -> tuple[bool, str]:
+    """``_must``: the setting ``name`` is ``least`` (``unit``) or more, or not set."""
+    value = getattr(c, name)
+    return _must(c, name, value is None or value >= least, f"at least {least}{unit}")
 
 
 def _model_option(key: str) -> str:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DataError, ResnetlabError, count_argument
+from ..errors import DataError, ResnetlabError, count_argument, option
 from ..models import ModelMeta
 from ..models.files import case_matches
 
@@ -173,7 +173,7 @@ def evaluate(
     from .distributed import resolve_device
     from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
 
-    batch_size = count_argument(batch_size, "batch size")
+    batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):

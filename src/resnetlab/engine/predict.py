@@ -38,6 +38,7 @@ from ..errors import (
     ResnetlabError,
     count_argument,
     near_name,
+    option,
     path_argument,
     warn,
 )
@@ -196,8 +197,8 @@ def predict(
         One ``Prediction`` per image, in input order. An image named in ``inputs`` must be
         readable; one inside a folder that is not is skipped with a warning.
     """
-    top_k = count_argument(top_k, "top_k")
-    batch_size = count_argument(batch_size, "batch size")
+    top_k = count_argument(top_k, option("top_k"))
+    batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device_)

@@ -20,7 +20,7 @@ from ..analysis.fonts import any_script
 from ..data.folders import images_in
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
-from ..errors import ResnetlabError, count_argument, path_argument, shown
+from ..errors import ResnetlabError, count_argument, option, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
 from .cam import class_activation_maps, coarse_map_note
@@ -360,7 +360,7 @@ def explain(
     Returns:
         The maps (the images' size, in [0, 1]), images, probabilities and classes.
     """
-    batch_size = count_argument(batch_size, "batch size")
+    batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)  # checked for a loaded model too, as predict does
     model = getattr(model, "_orig_mod", model)  # torch.compile's: its layers are the model's
     if not isinstance(model, nn.Module):
