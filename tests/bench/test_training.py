@@ -15,7 +15,10 @@ from resnetlab.cli import build_parser, main
 TINY = ["--batch-size", "4", "--input-size", "16", "--steps", "1", "--warmup", "1"]
 
 
-def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
+def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys, monkeypatch):
+    # How PyTorch's threads wait, by GNU's OpenMP and by Intel's: recorded as set.
+    monkeypatch.setenv("GOMP_SPINCOUNT", "3000")
+    monkeypatch.setenv("KMP_BLOCKTIME", "0")
     results = tmp_path / "results"
     args = ["bench", "train", "--model", "resnet20", *TINY, "--repeats", "2", "--vs", "torchvision"]
     assert main([*args, "--device", "cpu", "--results", str(results)]) == 0
@@ -34,6 +37,7 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys):
     assert record["git"] is None or len(record["git"]["commit"]) == 12
     assert record["load_before"] is None or len(record["load_before"]) == 3
     assert record["date"][:2] == "20"
+    assert (record["gomp_spincount"], record["kmp_blocktime"]) == ("3000", "0")
 
     settings, ours, peer = record["settings"], record["ours"], record["peer"]
     assert settings == {

@@ -117,6 +117,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu": cpu_info(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+        "kmp_blocktime": os.environ.get("KMP_BLOCKTIME"),  # Intel's OpenMP (conda's torch)
         "load_before": load_average(),
         "versions": {
             "python": platform.python_version(),
