@@ -103,6 +103,9 @@ def test_terminal_lines_name_both_sides():
     lines = as_record(TRAIN).lines()
     assert lines[0] == "train resnet18, 64x64, batch 64, bf16, NCHW"
     assert lines[2].startswith("  peer: 150 img/s (149-160), 34% of the fp32")
+    # A share under 1% (a tiny net on a large GPU) in two digits, not as "0%".
+    tiny = {**TRAIN, "ours": {**TRAIN["ours"], "fraction_of_matmul": 0.00423}}
+    assert ", 0.42% of the bf16 matrix-product rate" in as_record(tiny).lines()[1]
     assert lines[3] == (
         "  ours/peer: 2.00x (speed: above 1, ours is faster; median of the per-repeat ratios)"
     )

@@ -50,10 +50,15 @@ def _fraction(side: Mapping[str, Any]) -> str:
     """``, 31% of the bf16 matrix-product rate`` (older records: of a GPU's bf16 peak)."""
     if side.get("fraction_of_matmul") is not None:
         precision = side.get("precision", "fp32")
-        return f", {side['fraction_of_matmul']:.0%} of the {precision} matrix-product rate"
+        return f", {_percent(side['fraction_of_matmul'])} of the {precision} matrix-product rate"
     if side.get("fraction_of_bf16_peak") is not None:
         return f", {side['fraction_of_bf16_peak']:.1%} of bf16 peak"
     return ""
+
+
+def _percent(fraction: float) -> str:
+    """``31%``; under 1%, two significant digits (``0.42%``), not ``0%``."""
+    return f"{fraction:.0%}" if fraction >= 0.005 else f"{fraction * 100:.2g}%"
 
 
 class BenchRecord(ABC):
