@@ -293,6 +293,15 @@ def test_a_training_run_folder_as_out_is_refused_and_kept(tmp_path, capsys):
     assert [p.name for p in run.iterdir() if p.is_dir()] == []
 
 
+def test_data_that_is_not_there_is_refused_before_the_first_runs_line(tmp_path, capsys):
+    out = tmp_path / "exp"
+    args = ["experiment", "degradation", "--data", str(tmp_path / "photoz"), "--depths", "8"]
+    assert main([*args, "--max-steps", "1", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {tmp_path / 'photoz'}: no such file or folder\n"
+    assert "training" not in captured.out and not out.exists()
+
+
 def test_a_train_option_that_a_flag_of_the_experiment_sets_is_one_line(tmp_path, capsys):
     for experiment, key, flag in [
         ("degradation", "out", "--out"),

@@ -158,6 +158,23 @@ def open_source(
     return source
 
 
+def missing_data(spec: str) -> str | None:
+    """Why the data ``spec`` names is not there (a path that does not exist, a dead link), in
+    one line with the fix, or None: what commands that open the data later (an experiment's
+    first run) check before they start."""
+    if spec in NAMED_SOURCES:
+        return None
+    path = Path(spec).expanduser()
+    if why := dead_link(path):
+        return f"{spec}: {why}; point the link at the data, or give the data's path"
+    if not path.exists():
+        hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
+        if near := near_name(path):
+            hint = f"; did you mean {near}?"
+        return f"{spec}: no such file or folder{hint}"
+    return None
+
+
 def _open_path(
     spec: str,
     *,
@@ -167,14 +184,9 @@ def _open_path(
     resize: str,
     max_side: int | None = None,
 ) -> Source:
+    if problem := missing_data(spec):
+        raise DataError(problem)
     path = Path(spec).expanduser()
-    if why := dead_link(path):
-        raise DataError(f"{spec}: {why}; point the link at the data, or give the data's path")
-    if not path.exists():
-        hint = f" (named data sets: {', '.join(NAMED_SOURCES)})" if "/" not in spec else ""
-        if near := near_name(path):
-            hint = f"; did you mean {near}?"
-        raise DataError(f"{spec}: no such file or folder{hint}")
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
         splits, borrowed = h5_splits(path, image_size, resize)
         roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -23,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from ..data.folders import data_folder_holding
+from ..data.sources import missing_data
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME
 from ..engine.config import AUTO_FIELDS, SEED_LIMIT, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, read_summary, run_series
 from ..errors import (
+    DataError,
     ResnetlabError,
     RunInterrupted,
     count_argument,
@@ -220,6 +223,8 @@ def run_pairs(
     to be measured) leave out the note on always answering the largest class. ``note`` is
     said once the configurations pass, before the first run."""
     kind = kind or FAMILIES["plain"]
+    if isinstance(data, str | os.PathLike) and (problem := missing_data(os.fspath(data))):
+        raise DataError(problem)  # before the first run's line, not after it
     if (out / "config.json").is_file() or (out / CHECKPOINT_NAME).is_file():
         raise ResnetlabError(
             f"{option('out', out)} is the folder of a training run, whose curves.png the "
