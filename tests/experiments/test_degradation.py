@@ -606,14 +606,18 @@ def test_unsettled_advises_more_epochs_unless_max_steps_set_the_length():
 
 
 def test_an_experiment_that_cannot_start_removes_the_folders_it_made(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"  # data that is there, but holds no images: the first run fails
+    empty.mkdir()
+    tmp_path = tmp_path / "work"
+    tmp_path.mkdir()
     monkeypatch.chdir(tmp_path)
-    assert main(["experiment", "degradation", "--data", "cifar100", "--quick"]) == 2
+    assert main(["experiment", "degradation", "--data", str(empty), "--quick"]) == 2
     err = capsys.readouterr().err
-    assert "plain8 seed 0: training" in err and "error: cifar100" in err
+    assert "plain8 seed 0: training" in err and f"error: {empty}" in err
     assert list(tmp_path.iterdir()) == []  # neither runs/ nor the experiment's folder
 
     # --out inside folders that did not exist: all of them go.
-    args = ["experiment", "gradients", "--data", "nosuch", "--depths", "8", "--steps", "1"]
+    args = ["experiment", "gradients", "--data", str(empty), "--depths", "8", "--steps", "1"]
     assert main([*args, "--out", str(tmp_path / "a" / "b")]) == 2
     assert list(tmp_path.iterdir()) == []
 
