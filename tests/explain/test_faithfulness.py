@@ -19,7 +19,7 @@ from resnetlab.explain import (
     run_checks,
     sanity_check,
 )
-from resnetlab.explain.faithfulness import CheckRow, chance_note
+from resnetlab.explain.faithfulness import CheckRow, chance_note, check_model
 
 from .conftest import CLASSES, normalise, squares
 
@@ -208,3 +208,39 @@ def test_the_check_notes_a_feature_map_too_coarse_to_point_at_a_place(tmp_path, 
     ) in capsys.readouterr().err
     assert main([*command, "--layer", "layer3"]) == 0  # 2x2: finer, still coarse
     assert "note: layer3's feature map is 2x2" in capsys.readouterr().err
+
+
+def _square_folder(folder, n: int = 6, seed: int = 5):
+    pixels, labels = squares(n, seed=seed)
+    for i, (image, label) in enumerate(zip(pixels.numpy(), labels.tolist(), strict=True)):
+        (folder / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / CLASSES[label] / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_loaded_model_in_another_dtype_is_checked_in_float32(model_file, tmp_path, dtype):
+    """check_model(model.double(), data) stopped in a convolution: 'Input type
+    (torch.FloatTensor) and weight type (torch.DoubleTensor) should be the same'; explain
+    takes such a model in float32."""
+    folder = _square_folder(tmp_path / "squares")
+    expected, _ = check_model(model_file, str(folder), methods=["gradcam"], device="cpu")
+    model = resnetlab.load_model(model_file).to(dtype)
+    got, _ = check_model(model, str(folder), methods=["gradcam"], device="cpu")
+    assert next(model.parameters()).dtype == dtype  # the caller's model is left as it was
+    assert got[0].images == expected[0].images
+    assert got[0].deletion_drop == pytest.approx(expected[0].deletion_drop, abs=0.02)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_loaded_model_is_checked_on_the_device_named(model_file, tmp_path):
+    """A model loaded on the CPU (load_model's default) and checked on a GPU ('auto' on a
+    machine with one takes the model's device; 'cuda' moves a copy there)."""
+    folder = _square_folder(tmp_path / "squares")
+    expected, _ = check_model(model_file, str(folder), methods=["gradcam"], device="cpu")
+    model = resnetlab.load_model(model_file)
+    for device in ("auto", "cuda"):
+        got, _ = check_model(model, str(folder), methods=["gradcam"], device=device)
+        assert got[0].deletion_drop == pytest.approx(expected[0].deletion_drop, abs=0.02)
+    assert next(model.parameters()).device.type == "cpu"

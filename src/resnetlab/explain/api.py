@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import operator
 import os
 import unicodedata
@@ -23,7 +22,7 @@ from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, count_argument, option, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, write_error
-from .cam import class_activation_maps, coarse_map_note
+from .cam import class_activation_maps, coarse_map_note, model_on
 from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
@@ -362,14 +361,10 @@ def explain(
     """
     batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)  # checked for a loaded model too, as predict does
-    model = getattr(model, "_orig_mod", model)  # torch.compile's: its layers are the model's
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
-    else:  # on the device named, in float32 as its inputs are (not a model.half()'s float16)
-        weight = next(model.parameters())
-        to = device_ if device != "auto" else weight.device
-        if weight.device != to or weight.dtype != torch.float32:
-            model = copy.deepcopy(model).to(to, torch.float32)  # the caller's stays as it is
+    else:  # on the device named (auto: where it is), in float32
+        model = model_on(model, device_ if device != "auto" else None)
     meta, sources, pixels = _read(model, images)
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     targets = _targets(target, names, len(pixels))

@@ -22,6 +22,7 @@ respect to the layer's output only, and everything stays on the model's device.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,19 @@ from torch import nn
 
 from ..errors import ResnetlabError, option
 from ..options import METHODS
+
+
+def model_on(model: nn.Module, device: torch.device | None) -> nn.Module:
+    """``model`` as maps are drawn from it: the model inside a ``torch.compile`` wrapper, on
+    ``device`` (None: where it is) in float32, as its normalised inputs are. A copy where it
+    is elsewhere or in another dtype (a ``model.half()``), so that the caller's stays as it is.
+    """
+    model = getattr(model, "_orig_mod", model)
+    weight = next(model.parameters())
+    to = device if device is not None else weight.device
+    if weight.device != to or weight.dtype != torch.float32:
+        model = copy.deepcopy(model).to(to, torch.float32)
+    return model
 
 
 @dataclass

@@ -31,6 +31,7 @@ from .cam import (
     class_activation_maps,
     coarse_map_note,
     default_layer,
+    model_on,
     upsample,
 )
 
@@ -271,6 +272,9 @@ def check_model(
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
         model = load_model(model, device=device_)
+    else:  # as explain takes it: on the device named (auto: where it is), in float32
+        model = model_on(model, device_ if device != "auto" else None)
+        device_ = next(model.parameters()).device
     meta = model_file_meta(model, "the faithfulness check")
     _check_stages(model, stages)  # before minutes of work, not after
     split = held_out_split(data, meta)
