@@ -179,7 +179,7 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     The stubs run the captured step once at capture time and make replays do nothing,
     so only the sequence is checked here; the GPU tests check the numbers.
     """
-    events, capture_streams = [], []
+    events, capture_streams, capture_modes = [], [], []
 
     class Stream:
         def __init__(self, device=None):
@@ -193,8 +193,9 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
             events.append("replay")
 
     class Capture:
-        def __init__(self, graph, stream=None):
+        def __init__(self, graph, stream=None, capture_error_mode="global"):
             capture_streams.append(stream)
+            capture_modes.append(capture_error_mode)
 
         def __enter__(self):
             events.append("capture")
@@ -225,6 +226,9 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     # Captured on the warm-up's stream, made on the run's device: PyTorch's default capture
     # stream is on the current GPU, which a run on cuda:1 is not.
     assert capture_streams == [step._side_stream] and step._side_stream.device == step.device
+    # Not PyTorch's "global" mode, which a CUDA call from another thread breaks: a streamed
+    # loader's pin-memory thread pins the next batch while the step is captured.
+    assert capture_modes == ["thread_local"]
     assert step.eager_steps == GRAPH_WARMUP_STEPS + 1  # the capture itself ran nothing
     step(x[:5], y[:5])  # another shape: eagerly
     assert step.eager_steps == GRAPH_WARMUP_STEPS + 2 and events[-1] == "replay"

@@ -331,7 +331,10 @@ class TrainStep:
         # On the warm-up's stream, which is on the run's GPU: PyTorch's default capture
         # stream is made on the current GPU, and a run on cuda:1 (the current GPU is still
         # cuda:0) would launch its work outside the capture, leaving an empty graph.
-        with torch.cuda.graph(graph, stream=self._side_stream):
+        # Thread-local: in PyTorch's default mode ("global") a CUDA call from any thread
+        # breaks the capture, and a streamed loader's pin-memory thread allocates pinned
+        # memory for the next batch while it runs; that thread never touches this stream.
+        with torch.cuda.graph(graph, stream=self._side_stream, capture_error_mode="thread_local"):
             self._step(static_x, static_y)
         self.eager_steps = eager_steps  # capturing runs nothing
         self.graph, self._static = graph, (static_x, static_y)
