@@ -659,11 +659,10 @@ def add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .engine.distributed import resolve_device
     from .engine.inference import ExternalModel, load_model_file
     from .engine.predict import predict
 
-    model = load_model_file(args.model_file, device=resolve_device(args.device))
+    model = load_model_file(args.model_file, device=args.device)
     if args.cam and isinstance(model, ExternalModel):
         raise ResnetlabError(
             f"--cam needs the model's PyTorch weights, which {args.model_file} does not hold; "

@@ -127,3 +127,29 @@ def test_a_model_in_another_dtype_is_run_in_float32(tmp_path, dtype):
     assert next(model.parameters()).dtype == dtype  # the caller's model is left as it was
     assert got.label == expected.label
     assert got.top[0][1] == pytest.approx(expected.top[0][1], abs=1e-2)
+
+
+def test_an_onnx_file_is_refused_on_a_gpu_named_for_it(tmp_path, monkeypatch):
+    """onnxruntime runs an .onnx file on the CPU: `predict model.onnx --device cuda:1` ran
+    there without a word, the images sent to the GPU and back."""
+    import resnetlab.engine.inference as inference_module
+    from resnetlab.engine.inference import load_model_file
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not read: refused before it is opened")
+    gpu = torch.device("cuda", 1)  # (this machine may have none: its answer is stubbed)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(
+        inference_module, "resolve_device", lambda name, *args: cpu if str(name) == "cpu" else gpu
+    )
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        load_model_file(path, device="cuda:1")
+    assert str(info.value) == (
+        f"{path} is run by onnxruntime on the CPU, not on cuda:1; give device='cpu' (or auto), "
+        "or the .safetensors model file it was exported from to run on cuda:1"
+    )
+    with pytest.raises(resnetlab.ResnetlabError, match="not on cuda:1"):
+        load_model_file(path, device=gpu)  # a torch.device, as load_model takes too
+    for device in ("auto", "cpu"):  # auto runs it on the CPU, whatever it picks for images
+        with pytest.raises(resnetlab.ResnetlabError, match="is not an ONNX model"):
+            load_model_file(path, device=device)  # opened: not refused for the device

@@ -177,7 +177,7 @@ def evaluate(
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):
-        model = load_model_file(model, device=device_)
+        model = load_model_file(model, device=device)
     meta = model_file_meta(model, "evaluate")
     # Before the data is read: a precision the model cannot run in is said at once.
     fast = inference_model(model, device_, input_size=meta.input_size, precision=precision)

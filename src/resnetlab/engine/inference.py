@@ -32,6 +32,7 @@ from ..errors import ResnetlabError, SettingWarning, option, path_argument, warn
 from ..models import ModelMeta, load_model
 from ..options import INFERENCE_PRECISIONS
 from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
+from .distributed import resolve_device
 from .step import PRECISION_DTYPES, cuda_has_bf16, resolve_channels_last
 
 FP32_FIX = "the default, fp32, is faster here"
@@ -48,12 +49,24 @@ class ExternalModel(nn.Module):
 
 def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """The model in a file, for ``predict``, ``eval`` and ``serve``: a ``.safetensors`` file
-    (``load_model``), or an ``.onnx`` file written by ``resnetlab export`` (run by onnxruntime
-    on the CPU)."""
+    (``load_model``), or an ``.onnx`` file written by ``resnetlab export``, which onnxruntime
+    runs on the CPU: ``device`` as given, so that a GPU named for one is refused (``auto``
+    runs it on the CPU whatever it picks for the images).
+
+    Raises:
+        ResnetlabError: a GPU named for an ``.onnx`` file.
+    """
     path = path_argument(path, "the model file")
     if Path(path).suffix.lower() == ".onnx":
         from ..export import OnnxModel
 
+        named = resolve_device(device) if str(device) != "auto" else torch.device("cpu")
+        if named.type != "cpu":
+            raise ResnetlabError(
+                f"{path} is run by onnxruntime on the CPU, not on {named}; give "
+                f"{option('device', 'cpu')} (or auto), or the .safetensors model file it was "
+                f"exported from to run on {named}"
+            )
         return OnnxModel(path)
     return load_model(path, device=device)
 

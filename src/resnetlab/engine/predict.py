@@ -201,7 +201,7 @@ def predict(
     batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)
     if not isinstance(model, nn.Module):
-        model = load_model_file(model, device=device_)
+        model = load_model_file(model, device=device)
     meta = model_file_meta(model, "predict")
     model = inference_model(model, device_, input_size=meta.input_size, precision=precision)
     predictions, small = [], []

@@ -202,7 +202,7 @@ def load_predictor(
         ResnetlabError: the file is missing or not a model file.
     """
     device_ = resolve_device(device)
-    model = load_model_file(path, device=device_)
+    model = load_model_file(path, device=device)
     return Predictor(model, device=device_, source=str(path), precision=precision)
 
 
