@@ -173,13 +173,13 @@ def test_cuda_graphs_need_torch_2_5(monkeypatch):
         TrainConfig(model="resnet20", cuda_graphs=True)
 
 
-def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_2_5):
-    """The warm-up, capture, replay and fallback sequence, runnable without a GPU.
-
-    The stubs run the captured step once at capture time and make replays do nothing,
-    so only the sequence is checked here; the GPU tests check the numbers.
-    """
-    events, capture_streams, capture_modes = [], [], []
+@pytest.fixture
+def stubbed_graphs(monkeypatch, torch_2_5):
+    """The CUDA calls of the graphed step stubbed, so that its control flow runs on the CPU:
+    a capture runs the step once and a replay does nothing. Records the events ("wait",
+    "capture", "replay") and the stream and mode of each capture."""
+    record = {"events": [], "streams": [], "modes": []}
+    events = record["events"]
 
     class Stream:
         def __init__(self, device=None):
@@ -194,8 +194,8 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
 
     class Capture:
         def __init__(self, graph, stream=None, capture_error_mode="global"):
-            capture_streams.append(stream)
-            capture_modes.append(capture_error_mode)
+            record["streams"].append(stream)
+            record["modes"].append(capture_error_mode)
 
         def __enter__(self):
             events.append("capture")
@@ -210,6 +210,17 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     monkeypatch.setattr(torch.cuda, "graph", Capture)
     # Built as a run builds it; only the rule that refuses a CPU device is lifted.
     monkeypatch.setattr(config_module, "cuda_graphs_problem", lambda *args: None)
+    return record
+
+
+def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(stubbed_graphs):
+    """The warm-up, capture, replay and fallback sequence, runnable without a GPU.
+
+    The stubs run the captured step once at capture time and make replays do nothing,
+    so only the sequence is checked here; the GPU tests check the numbers.
+    """
+    events, capture_streams = stubbed_graphs["events"], stubbed_graphs["streams"]
+    capture_modes = stubbed_graphs["modes"]
     config = TrainConfig(model="resnet20", cuda_graphs=True)
     parts = build_training(config, CPU, num_classes=10, input_size=16)
     step = parts.step
@@ -234,6 +245,26 @@ def test_cuda_graph_control_flow_with_the_cuda_calls_stubbed(monkeypatch, torch_
     assert step.eager_steps == GRAPH_WARMUP_STEPS + 2 and events[-1] == "replay"
     static_x, _ = step._static
     assert static_x.data_ptr() != x.data_ptr() and torch.equal(static_x, x)
+
+
+def test_a_batch_larger_than_the_warm_ups_is_warmed_up_before_it_is_captured(stubbed_graphs):
+    """A streamed run whose warm-up batches each lost an unreadable image captured the
+    first full batch, a shape never run: cuDNN timed its algorithms (and torch.compile
+    compiled) inside the capture, where neither may run."""
+    events = stubbed_graphs["events"]
+    config = TrainConfig(model="resnet20", cuda_graphs=True)
+    step = build_training(config, CPU, num_classes=10, input_size=16).step
+    x, y = _batch()
+    for _ in range(GRAPH_WARMUP_STEPS):
+        step(x[:-1], y[:-1])
+    step(x, y)  # larger than every warm-up batch: one more warm-up, in its shape
+    assert step.graph is None and step.eager_steps == GRAPH_WARMUP_STEPS + 1
+    assert events.count("wait") == 2 * (GRAPH_WARMUP_STEPS + 1)  # all on the side stream
+    step(x, y)  # a shape warmed up: captured, then replayed
+    assert events[-2:] == ["capture", "replay"]
+    assert step._static[0].shape == x.shape
+    step(x[:-1], y[:-1])  # the warm-up's smaller shape: eagerly
+    assert step.eager_steps == GRAPH_WARMUP_STEPS + 2 and events[-1] == "replay"
 
 
 @pytest.fixture

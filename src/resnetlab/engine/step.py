@@ -256,7 +256,10 @@ class TrainStep:
         """Train on images ``x`` (B, 3, H, W) with labels ``y`` (B,); adds to ``sums``."""
         if not self.cuda_graphs:
             self._step(x, y)
-        elif self.graph is None and self._warmup_left > 0:
+        elif self.graph is None and (self._warmup_left > 0 or len(y) > self._largest_batch):
+            # A batch larger than the warm-up's (those were streamed ones with unreadable
+            # images dropped) is a shape the capture has not seen: cuDNN would time its
+            # algorithms for it, and torch.compile compile, inside the capture.
             self._warmup(x, y)
         elif self.graph is None and len(y) < self._largest_batch:
             # Not captured on a batch smaller than the warm-up's (a streamed one with its
