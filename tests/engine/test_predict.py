@@ -913,3 +913,30 @@ def test_a_file_name_with_a_line_break_is_one_line_of_output(
     assert line.startswith(f"{tmp_path}/new\\nline.png: ")
     assert main(["predict", str(model_file), str(image), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["image"] == str(image)  # as it is
+
+
+def test_outputs_that_overflow_float16_are_said_to_and_not_blamed_on_the_weights(tmp_path, capsys):
+    """Logits past float16's 65,504 came out inf under --precision fp16, and predict and eval
+    said the model's 'weights or normalisation are damaged': they are finite (checked at
+    load), and fp32 answers."""
+    model = tmp_path / "large.safetensors"
+    net = resnetlab.create_model("resnet8", num_classes=2)
+    with torch.no_grad():
+        net.fc.weight.mul_(1e6)  # logits of about a million
+    resnetlab.save_model(net, model, class_names=["a", "b"], input_size=8)
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 0, 90)).save(tmp_path / "data" / label / "0.png")
+    image = str(tmp_path / "data" / "a" / "0.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16 on a CPU without it: emulated, said so
+        assert main(["predict", str(model), image, "--device", "cpu"]) == 0
+        assert main(["predict", str(model), image, "--device", "cpu", "--precision", "fp16"]) == 2
+        overflow = (
+            "in fp16 its activations overflowed (float16 holds at most 65,504); give "
+            "--precision fp32, or bf16, which has float32's range\n"
+        )
+        assert capsys.readouterr().err.endswith(f"for {image}; {overflow}")
+        data = ["--data", str(tmp_path / "data"), "--device", "cpu", "--precision", "fp16"]
+        assert main(["eval", str(model), *data]) == 2
+        assert capsys.readouterr().err.endswith(f"; {overflow}")

@@ -171,7 +171,13 @@ def evaluate(
     """
     from ..data import make_loader
     from .distributed import resolve_device
-    from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
+    from .inference import (
+        inference_model,
+        is_channels_last,
+        load_model_file,
+        model_file_meta,
+        nonfinite_outputs_cause,
+    )
 
     batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)
@@ -195,8 +201,8 @@ def evaluate(
     result = evaluate_loader(fast, loader, meta.num_classes)
     if result.count and not math.isfinite(result.loss):
         raise ResnetlabError(
-            f"{name}: the model's outputs are NaN or inf on {data}; its weights or "
-            "normalisation are damaged"
+            f"{name}: the model's outputs are NaN or inf on {data}; "
+            + nonfinite_outputs_cause(precision)
         )
     spec = os.fspath(data) if isinstance(data, os.PathLike) else data  # a Path named as text
     return EvalReport(result, class_names, spec, name, list(split.notes))

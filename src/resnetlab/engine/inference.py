@@ -170,6 +170,18 @@ def inference_model(
     return fast if dtype is None else MixedPrecision(fast, dtype)
 
 
+def nonfinite_outputs_cause(precision: str) -> str:
+    """Why a model's outputs came out NaN or inf, and the fix, as ``predict`` and ``eval`` say
+    it: in fp16 the activations overflow (a model file's weights are checked finite when it
+    is loaded), in bf16 and fp32, which have float32's range, the model is damaged."""
+    if precision == "fp16":
+        return (
+            "in fp16 its activations overflowed (float16 holds at most 65,504); give "
+            f"{option('precision', 'fp32')}, or bf16, which has float32's range"
+        )
+    return "its weights or normalisation are damaged"
+
+
 def _inference_dtype(precision: str, model: nn.Module, device: torch.device) -> torch.dtype | None:
     """The autocast dtype ``precision`` names for ``model`` on ``device`` (None: float32)."""
     if precision not in INFERENCE_PRECISIONS:

@@ -45,7 +45,13 @@ from ..errors import (
 from ..models import ModelMeta
 from ..models.files import other_format
 from .distributed import resolve_device
-from .inference import inference_model, is_channels_last, load_model_file, model_file_meta
+from .inference import (
+    inference_model,
+    is_channels_last,
+    load_model_file,
+    model_file_meta,
+    nonfinite_outputs_cause,
+)
 
 # Images predict decodes before it classifies them: its memory, not the folder's size, sets
 # how much it holds (1,024 at 224x224: 154 MB).
@@ -212,8 +218,8 @@ def predict(
         broken = (~probs.isfinite().all(1)).nonzero().flatten().tolist()
         if broken:
             raise ResnetlabError(
-                f"the model's outputs are NaN or inf for {names[broken[0]]}; its weights or "
-                "normalisation are damaged"
+                f"the model's outputs are NaN or inf for {names[broken[0]]}; "
+                + nonfinite_outputs_cause(precision)
             )
         ranked = top_classes(probs, class_names(meta), top_k)
         predictions += [Prediction(name, top) for name, top in zip(names, ranked, strict=True)]
