@@ -37,6 +37,7 @@ def one_gpu(monkeypatch):
     monkeypatch.setitem(distributed.ACCELERATORS, "cuda", ("CUDA", lambda: True))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
 
 
 def test_a_gpu_the_machine_lacks_is_one_line(one_gpu):
@@ -89,6 +90,19 @@ def test_a_run_on_a_second_gpu_makes_it_current_and_puts_the_first_back(one_gpu,
         assert distributed.init_distributed("cuda:1")[1] == torch.device("cuda", 1)
         assert current == [1]
     assert current == [0]
+
+
+def test_cuda_without_an_index_is_the_current_gpu_as_in_pytorch(one_gpu, monkeypatch):
+    """After torch.cuda.set_device(1), 'cuda' put a model on GPU 0, while the user's
+    x.cuda() went to GPU 1: the model's first call stopped on tensors of two devices."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for name in ("cuda", torch.device("cuda"), "auto"):
+        assert resolve_device(name) == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    # Under torchrun each process takes the GPU of its local rank, whatever is current.
+    assert resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    assert resolve_device("auto", local_rank=0) == torch.device("cuda", 0)
 
 
 def _index(device: torch.device | int) -> int:

@@ -58,10 +58,12 @@ ACCELERATORS: dict[str, tuple[str, Callable[[], bool]]] = {
 }
 
 
-def resolve_device(name: str | int | torch.device, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (this process's GPU under torchrun), then Apple's MPS, then CPU;
-    a named accelerator this machine lacks is a ``ResnetlabError``. Also takes what
-    ``torch.device`` takes: a ``torch.device`` and a CUDA index."""
+def resolve_device(name: str | int | torch.device, local_rank: int | None = None) -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then CPU; a named accelerator this machine
+    lacks is a ``ResnetlabError``. Also takes what ``torch.device`` takes: a ``torch.device``
+    and a CUDA index. ``cuda`` (and ``auto``) without an index is, as in PyTorch, the current
+    GPU (``torch.cuda.set_device``), or under torchrun (``local_rank`` given) the GPU of the
+    process's local rank."""
     if isinstance(name, torch.device):
         name = str(name)  # named in messages as 'cuda:1', not device(type='cuda', index=1)
     if name == "auto":
@@ -91,12 +93,15 @@ def resolve_device(name: str | int | torch.device, local_rank: int = 0) -> torch
     return device
 
 
-def _cuda_device(name: str | int, index: int | None, local_rank: int) -> torch.device:
-    """CUDA device ``index`` (None: this process's, under torchrun), refused in one line
-    where this machine has no such GPU: torch makes the device, and the first tensor sent
-    there fails ('invalid device ordinal')."""
+def _cuda_device(name: str | int, index: int | None, local_rank: int | None) -> torch.device:
+    """CUDA device ``index`` (None: the local rank's under torchrun, else the current GPU),
+    refused in one line where this machine has no such GPU: torch makes the device, and the
+    first tensor sent there fails ('invalid device ordinal')."""
     count = torch.cuda.device_count()
-    chosen = local_rank if index is None else index
+    if index is not None:
+        chosen = index
+    else:
+        chosen = local_rank if local_rank is not None else torch.cuda.current_device()
     if chosen < count:
         return torch.device("cuda", chosen)
     gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
