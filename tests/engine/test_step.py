@@ -114,10 +114,13 @@ def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process(torch_2_5):
         pytest.raises(resnetlab.ResnetlabError, match="--cuda-graphs needs a CUDA device"),
     ):
         build_training(config, CPU, num_classes=10, input_size=16)
-    with command_line(), pytest.raises(resnetlab.ResnetlabError, match="use --precision bf16"):
+    with command_line(), pytest.raises(resnetlab.ResnetlabError) as caught:
         TrainConfig(model="resnet20", cuda_graphs=True, precision="fp16")
+    assert str(caught.value).endswith(
+        "use --precision bf16 (a GPU of Ampere or later; older ones emulate it: --precision fp32)"
+    )
     with pytest.raises(
-        resnetlab.ResnetlabError, match=r"^cuda_graphs=True cannot .* precision='bf16'$"
+        resnetlab.ResnetlabError, match=r"^cuda_graphs=True cannot .* precision='fp32'\)$"
     ):
         TrainConfig(model="resnet20", cuda_graphs=True, precision="fp16")
     with pytest.raises(resnetlab.ResnetlabError, match="several processes"):
@@ -135,6 +138,7 @@ def test_cuda_graphs_need_cuda_bf16_or_fp32_and_one_process(torch_2_5):
         (None, "cuda", "auto", 2, 0, "2.11.0", False),  # torchrun
         (None, "cuda", "auto", 1, 1, "2.11.0", False),  # fine-tuning's head epoch, then all
         (None, "cuda", "auto", 1, 0, "2.4.1", False),  # no tensor learning rates yet
+        (None, "cuda", "auto", 1, 0, "2.5.0a0+872d972e41", True),  # NVIDIA's containers' 2.5
         (False, "cuda", "auto", 1, 0, "2.11.0", False),
         (True, "cuda", "bf16", 1, 0, "2.11.0", True),
     ],

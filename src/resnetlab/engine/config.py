@@ -343,14 +343,17 @@ def cuda_graphs_problem(
         return f"{option('cuda_graphs', True)} is not supported with several processes (torchrun)"
     if device_type is not None and device_type != "cuda":
         return f"{option('cuda_graphs', True)} needs a CUDA device; this run is on {device_type}"
-    if torch.__version__ < "2.5":  # tensor learning rates in every fused optimizer came in 2.5
+    # Tensor learning rates in every fused optimizer came in 2.5; NVIDIA's containers name
+    # their builds of a release as its pre-release (2.5.0a0+...), which is below "2.5".
+    if torch.__version__ < "2.5.0a0":
         return (
             f"{option('cuda_graphs', True)} needs torch 2.5 or later; this is {torch.__version__}"
         )
     if precision == "fp16":
         return (
             f"{option('cuda_graphs', True)} cannot capture fp16's gradient scaler, which reads the "
-            f"device every step; use {option('precision', 'bf16')}"
+            f"device every step; use {option('precision', 'bf16')} (a GPU of Ampere or later; "
+            f"older ones emulate it: {option('precision', 'fp32')})"
         )
     return None
 
