@@ -510,6 +510,18 @@ def test_a_finished_or_failed_run_lets_its_folder_go(tmp_path, capsys):
     assert not (run / ".lock").exists()
 
 
+def test_a_nan_loss_in_fp16_names_float16s_overflow_too(tmp_path, capsys):
+    args = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
+    args += ["--precision", "fp16", "--lr", "1e6", "--max-steps", "6", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "became NaN/inf" in err and "lower --lr" in err
+    assert err.rstrip().endswith(
+        "in fp16 the activations may have overflowed (float16 holds at most 65,504): "
+        "--precision bf16 or fp32 cannot"
+    )
+
+
 def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
     code = main(
@@ -534,6 +546,7 @@ def test_nan_loss_stops_with_a_message_and_a_loadable_checkpoint(tmp_path, capsy
     assert code == 2
     err = capsys.readouterr().err
     assert "became NaN/inf" in err and "lower --lr" in err
+    assert "fp16" not in err  # in fp32: no overflow of float16 to name
     state = load_checkpoint(out / "checkpoint.pt")
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"

@@ -1564,6 +1564,12 @@ class Trainer:
         self.finite_step = self.step
 
     def _diverged(self, what: str, lr: float) -> None:
+        overflow = ""
+        if self.amp_dtype == torch.float16:
+            overflow = (
+                "; in fp16 the activations may have overflowed (float16 holds at most 65,504): "
+                f"{option('precision', 'bf16')} or fp32 cannot"
+            )
         raise TrainingDiverged(
             f"{what} became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
             f"(learning rate {lr:.3g}); stopped. "
@@ -1573,6 +1579,7 @@ class Trainer:
                 if (self.run_dir / CHECKPOINT_NAME).is_file()
                 else f"Lower {option('lr')} and start again"
             )
+            + overflow
         )
 
     def _write_failed(self, error: WriteError) -> WriteError:
