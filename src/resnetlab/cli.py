@@ -237,6 +237,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .data.decode import unwarned
     from .data.folders import class_folder_note, data_folder_holding, with_folder_notes
     from .data.report import class_table, contact_sheet, describe
+    from .data.sources import run_folder_as_data
     from .engine.report import data_tag
     from .errors import SettingWarning, warn
 
@@ -244,6 +245,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
         check_output_file(args.out, "--out")
     sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png").expanduser()
+    if problem := run_folder_as_data(args.path):
+        raise ResnetlabError(problem)
     if not args.no_sheet and (folder := data_folder_holding(sheet, [args.path])):
         inside = (
             f"the contact sheet {sheet} would be inside the data folder {folder}, where the "
@@ -483,7 +486,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .analysis.plots import plot_confusion
     from .data.decode import unwarned
     from .data.folders import data_folder_holding
-    from .data.sources import data_name
+    from .data.sources import data_name, run_folder_as_data
     from .engine import evaluate
     from .engine.report import data_tag
     from .errors import SettingWarning, warn
@@ -497,6 +500,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.png:
         check_figure_file(png, "--png")  # before the evaluation, not after it
         check_output_file(args.png, "--png")
+    if problem := run_folder_as_data(args.data):  # not "the image would be inside the data"
+        raise ResnetlabError(problem)
     if folder := data_folder_holding(png, [args.data]):
         raise ResnetlabError(
             f"the confusion matrix image {png} would be inside the data folder {folder}, "

@@ -390,3 +390,19 @@ def table_rows(out: str, *, columns: int) -> dict[str, list[str]]:
         for line in out.splitlines()
         if len(cells := [c.strip() for c in line.strip("│┃ ").split("│")]) == columns
     }
+
+
+def test_inspect_of_a_run_folder_names_the_run_folder(tmp_path, monkeypatch, capsys):
+    # `resnetlab data inspect .` in a run folder: the mistake is the data, not the place the
+    # contact sheet would go (inside it, as for any data folder).
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "best.safetensors").write_bytes(b"")
+    monkeypatch.chdir(run)
+    assert main(["data", "inspect", "."]) == 2
+    assert capsys.readouterr().err == (
+        "error: . is a training run's folder, not a data set; give the images it trained on "
+        "(its config.json names them), or start from its weights: train --pretrained .\n"
+    )
+    assert sorted(p.name for p in run.iterdir()) == ["best.safetensors", "config.json"]

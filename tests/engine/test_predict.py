@@ -448,6 +448,18 @@ def test_eval_refuses_a_png_inside_the_data_folder(digit_folder, model_file, cap
     assert not png.exists()
 
 
+def test_eval_of_a_run_folder_as_data_names_the_run_folder(model_file, capsys):
+    # The image's default place, beside the model file, is inside the run folder given as
+    # data: the mistake is the data, which is said, not the image's place.
+    run = model_file.parent
+    assert main(["eval", str(model_file), "--data", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run} is a training run's folder, not a data set; give the images it trained "
+        f"on (its config.json names them), or start from its weights: train --pretrained {run}\n"
+    )
+    assert not list(run.glob("*.confusion.png"))
+
+
 def test_eval_scores_a_set_with_some_of_the_models_classes(digit_folder, model_file, tmp_path):
     # A test folder without most classes: scored on the model's own outputs, by class name.
     some = tmp_path / "three-sevens-and-fives"

@@ -175,6 +175,21 @@ def missing_data(spec: str) -> str | None:
     return None
 
 
+def run_folder_as_data(path: str | os.PathLike) -> str | None:
+    """The line refusing ``path`` as data where it is a training run's folder (a config.json
+    beside its checkpoint or model file), else None. Commands that write a figure beside the
+    data ask first, so that the run folder is named as the mistake, not the figure's place."""
+    path = Path(path).expanduser()
+    run_files = ("checkpoint.pt", "best.safetensors")
+    if (path / "config.json").is_file() and any((path / n).is_file() for n in run_files):
+        return (
+            f"{path} is a training run's folder, not a data set; give the images it trained on "
+            "(its config.json names them), or start from its weights: "
+            f"train {option('pretrained', path)}"
+        )
+    return None
+
+
 def _open_path(
     spec: str,
     *,
@@ -193,13 +208,8 @@ def _open_path(
         role = next(iter(roles)) if len(roles) == 1 else None
         return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
     # Its figures would read as images of no class folder, which misnames the mistake.
-    run_files = ("checkpoint.pt", "best.safetensors")  # beside a run's config.json
-    if (path / "config.json").is_file() and any((path / n).is_file() for n in run_files):
-        raise DataError(
-            f"{path} is a training run's folder, not a data set; give the images it trained on "
-            "(its config.json names them), or start from its weights: "
-            f"train {option('pretrained', path)}"
-        )
+    if problem := run_folder_as_data(path):
+        raise DataError(problem)
     notes = []
     given: Path | None = path  # the user's own folder; an archive's copy is not
     if path.is_file():
