@@ -566,6 +566,22 @@ def test_a_keras_model_given_as_an_image_says_to_convert_it(model_file, tmp_path
         )
 
 
+def test_a_model_file_given_as_an_image_says_to_give_one_model_first(model_file, tmp_path, capsys):
+    # predict a.safetensors b.safetensors photo.jpg, meaning to compare the two models.
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07")  # named by its suffix, never read as an image
+    for other, kind in [
+        (model_file, "a model file"),
+        (onnx, "an ONNX export"),
+        (model_file.parent / "checkpoint.pt", "a training checkpoint (for --resume)"),
+    ]:
+        assert main(["predict", str(model_file), str(other)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {other} is {kind}, not an image; give one model file first and the "
+            "images after it (to compare models, run once with each)\n"
+        )
+
+
 def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
     import h5py
 

@@ -43,7 +43,7 @@ from ..errors import (
     warn,
 )
 from ..models import ModelMeta
-from ..models.files import other_format
+from ..models.files import EXPORT_KINDS, checkpoint_kind, other_format
 from .distributed import resolve_device
 from .inference import (
     inference_model,
@@ -272,6 +272,12 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
                 f"keras {name} {safetensors}) and give that model file first, the images "
                 f"after it"
             ) from None
+        if isinstance(name, str | os.PathLike) and (kind := _model_kind(Path(name))):
+            # predict a.safetensors b.safetensors photo.jpg, meaning to compare the two
+            raise DataError(
+                f"{name} is {kind}, not an image; give one model file first and the images "
+                "after it (to compare models, run once with each)"
+            ) from None
         if os.path.splitext(str(name))[1].lower() in H5_SUFFIXES:  # SIGNS's file, say
             raise DataError(
                 f"{name} is an HDF5 file, not an image; the images of a data set file are "
@@ -285,6 +291,15 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise DataError(convert_first(name, photo)) from None
         raise DataError(unreadable_image(name, e)) from None
+
+
+def _model_kind(path: Path) -> str | None:
+    """What ``path`` is where it is a model file, an export or a checkpoint: a file that
+    predict and explain take first, if at all, not among the images; else None."""
+    kind = other_format(path)
+    if kind is None and path.suffix.lower() == ".safetensors":
+        return "a model file"
+    return kind if kind in (*EXPORT_KINDS, checkpoint_kind()) else None
 
 
 def load_inputs(inputs: Inputs, meta: ModelMeta) -> tuple[list[str], torch.Tensor]:
