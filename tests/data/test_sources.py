@@ -187,6 +187,17 @@ def test_eval_of_a_val_split_says_it_is_one_and_what_that_may_mean(tmp_path):
     ]
 
 
+def test_eval_of_a_folder_with_a_test_split_says_it_scored_that_split(tmp_path):
+    # photos/train and photos/test: the score is of photos/test's images alone, said so, as
+    # for a test file or a test/ folder given itself.
+    root = tmp_path / "photos"
+    for split, seed in (("train", 0), ("test", 10)):
+        write_tree(root / split, {"a": [noise(seed), noise(seed + 1)], "b": [noise(seed + 2)]})
+    split = load_eval_split(str(root))
+    assert split.source == str(root / "test") and len(split) == 3
+    assert split.notes == [f"scored: the test split of {root}"]
+
+
 def test_only_the_split_a_run_validated_on_is_said_to_be_it(tmp_path):
     # --val-data held validated on held/val; an eval of held scores held/test, as many
     # images, which the run never saw.

@@ -677,6 +677,8 @@ def load_eval_split(
     split = _with_notes(source.splits[key](), source.notes)
     if key in source.borrowed:
         split = _found_next_to(split, data)
+    elif key == "test":  # photos/{train,test}: which of its images the score is of
+        split = _with_notes(split, [f"scored: the test split of {data}"])
     elif key == "all" and source.all_role in ("test", "val"):
         split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
     elif key in ("all", "train"):
