@@ -582,6 +582,17 @@ def test_a_model_file_given_as_an_image_says_to_give_one_model_first(model_file,
         )
 
 
+def test_a_run_folder_given_as_images_is_refused(model_file, capsys):
+    # Its images are the run's curves and confusion matrices: none is a photo.
+    run = model_file.parent
+    assert any(run.glob("*.png"))
+    assert main(["predict", str(model_file), str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {run} is a training run's folder, whose images are its figures "
+        "(curves.png...), not images to classify; give the image files or folders\n"
+    )
+
+
 def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
     import h5py
 

@@ -175,13 +175,19 @@ def missing_data(spec: str) -> str | None:
     return None
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a training run's folder: a config.json beside its checkpoint or
+    model file. Its images are the run's figures, neither data nor photos to classify."""
+    run_files = ("checkpoint.pt", "best.safetensors")
+    return (path / "config.json").is_file() and any((path / n).is_file() for n in run_files)
+
+
 def run_folder_as_data(path: str | os.PathLike) -> str | None:
     """The line refusing ``path`` as data where it is a training run's folder (a config.json
     beside its checkpoint or model file), else None. Commands that write a figure beside the
     data ask first, so that the run folder is named as the mistake, not the figure's place."""
     path = Path(path).expanduser()
-    run_files = ("checkpoint.pt", "best.safetensors")
-    if (path / "config.json").is_file() and any((path / n).is_file() for n in run_files):
+    if is_run_folder(path):
         return (
             f"{path} is a training run's folder, not a data set; give the images it trained on "
             "(its config.json names them), or start from its weights: "

@@ -31,7 +31,7 @@ from ..data.decode import (
 )
 from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, enlarged, image_files
 from ..data.signs import is_keras_h5
-from ..data.sources import H5_SUFFIXES
+from ..data.sources import H5_SUFFIXES, is_run_folder
 from ..errors import (
     DataError,
     DataWarning,
@@ -153,6 +153,11 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
             else "a folder of copies or thumbnails that tools leave beside photos"
         )
         warn(f"{item}: {what}, not images; skipped", DataWarning)
+    elif item.is_dir() and is_run_folder(item):
+        raise DataError(
+            f"{item} is a training run's folder, whose images are its figures (curves.png...), "
+            "not images to classify; give the image files or folders"
+        )
     elif item.is_dir():
         found = image_files(item)
         if not found:
