@@ -768,3 +768,11 @@ def test_onnxscripts_warnings_of_its_own_deprecated_names_are_not_shown(monkeypa
         assert main([]) == 0
     err = capsys.readouterr().err
     assert "onnxscript.converter" not in err and "resnetlab.engine deprecated" in err
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "explain"])
+def test_the_device_option_of_each_command_that_runs_a_model_file_says_its_values(command):
+    parser = build_parser(command)
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    (device,) = (a for a in sub.choices[command]._actions if "--device" in a.option_strings)
+    assert device.help == "auto, cpu, cuda, cuda:N or mps"

@@ -469,7 +469,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
         "--data", required=True, help="data spec; its test (else validation) split is used"
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (256)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="auto", help=TRAIN_HELP["device"])
     _add_inference_precision(p)
     p.add_argument(
         "--png",
@@ -653,7 +653,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top-k", type=_at_least_one, default=3, help="classes to show per image (default 3)"
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=TRAIN_HELP["device"])
     _add_inference_precision(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--cam", metavar="DIR", help="also write Grad-CAM overlays to DIR (see explain)")
@@ -737,7 +737,7 @@ def add_explain(p: argparse.ArgumentParser) -> None:
         "--out",
         help="output folder (default: ./cams, or cams-2, cams-3... when it is taken)",
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=TRAIN_HELP["device"])
     p.add_argument(
         "--check", action="store_true", help="run the faithfulness checks on the data set DATA"
     )
