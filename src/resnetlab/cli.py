@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import dataclasses
 import difflib
 import fnmatch
@@ -62,7 +63,7 @@ from .options import (
     TRAIN_HELP,
     TrainOptions,
 )
-from .storage import WriteError, os_error_line, refixed
+from .storage import WriteError, check_writable, missing_folders, os_error_line, refixed
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -512,14 +513,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{args.data} is an image, not a data set to score (a folder of class folders, "
             f"an .h5 file...); to classify it: resnetlab predict {args.model_file} {args.data}"
         )
-    report = evaluate(
-        args.model_file,
-        args.data,
-        batch_size=args.batch_size,
-        device=args.device,
-        precision=args.precision,
-        download=args.download,
-    )
+    # A --png that cannot be written is said before the images are scored, not after; the
+    # folders made for it are removed again if the evaluation fails.
+    made = missing_folders(png.parent) if args.png else []
+    try:
+        if args.png:
+            make_folder_for(png, "--png")
+            check_writable(png, png.parent, "give --png a file in a folder you can write to")
+        report = evaluate(
+            args.model_file,
+            args.data,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            download=args.download,
+        )
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while nothing is in it
+        raise
     count = report.result.count
     title = f"{readable(model_file.name)} on {data_name(args.data)} ({count:,} images)"
     make_folder_for(png, "--png")

@@ -448,6 +448,34 @@ def test_eval_refuses_a_png_inside_the_data_folder(digit_folder, model_file, cap
     assert not png.exists()
 
 
+def test_eval_png_that_cannot_be_written_is_refused_before_scoring(
+    model_file, tmp_path, monkeypatch, capsys
+):
+    # A long evaluation is not run only to fail at its last step; the folders made for the
+    # image are removed again when the evaluation fails.
+    png = tmp_path / "figures" / "cm.png"
+    with monkeypatch.context() as patch:
+
+        def cannot_write(*args, dir, **kwargs):
+            raise PermissionError(13, "Permission denied", dir)
+
+        patch.setattr("tempfile.TemporaryFile", cannot_write)
+        patch.setattr(
+            "resnetlab.engine.evaluate",
+            lambda *a, **k: pytest.fail("the images were scored before --png was checked"),
+        )
+        assert main(["eval", str(model_file), "--data", "digits", "--png", str(png)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {png}: Permission denied; give --png a file in a folder you can "
+        "write to\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    missing = tmp_path / "missing"
+    assert main(["eval", str(model_file), "--data", str(missing), "--png", str(png)]) == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such file or folder\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_eval_of_a_run_folder_as_data_names_the_run_folder(model_file, capsys):
     # The image's default place, beside the model file, is inside the run folder given as
     # data: the mistake is the data, which is said, not the image's place.
