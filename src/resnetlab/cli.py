@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -692,15 +692,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     if args.cam:
         _check_outside_inputs(Path(args.cam), args.images, "--cam")
-    predictions = predict(
-        model, args.images, top_k=args.top_k, device=args.device, precision=args.precision
-    )
-    if args.cam:
-        from .explain import explain
+    cam = Path(args.cam) if args.cam else None
+    with _output_folder(cam, "choose another --cam, a folder you can write to"):
+        predictions = predict(
+            model, args.images, top_k=args.top_k, device=args.device, precision=args.precision
+        )
+        if args.cam:
+            from .explain import explain
 
-        # The images predict read, not args.images again: a folder's unreadable files were
-        # warned of and skipped once already.
-        explanation = explain(model, [p.source for p in predictions], layer=args.layer)
+            # The images predict read, not args.images again: a folder's unreadable files
+            # were warned of and skipped once already.
+            explanation = explain(model, [p.source for p in predictions], layer=args.layer)
+    if args.cam:
         written = explanation.save(args.cam)
         print(f"wrote {len(written)} files to {args.cam}", file=sys.stderr)
         for note in explanation.notes:
@@ -813,11 +816,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     method = args.method[0] if args.method else "gradcam"
     out = Path(args.out) if args.out else _unused_folder(Path("cams"))
     _check_outside_inputs(out, args.images, "--out" if args.out else "the default --out")
-    result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
+    fix = "choose another --out, a folder you can write to"
+    with _output_folder(out, fix):
+        result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
     try:
         written = result.save(out)
     except WriteError as e:  # the default, ./cams, in a read-only current folder
-        raise refixed(e, "choose another --out, a folder you can write to") from None
+        raise refixed(e, fix) from None
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     overlays = written[: len(result.sources)]
@@ -867,6 +872,28 @@ def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
             "outside it to keep them apart",
             DataWarning,
         )
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path | None, fix: str) -> Iterator[None]:
+    """The work within, whose files go into the folder ``out`` (None: none): a folder that
+    cannot be written is said before the work, not after it, and the folders made for it
+    are removed again if the work fails."""
+    from .explain.api import check_output_folder
+
+    made = missing_folders(out.expanduser()) if out else []
+    try:
+        if out:
+            try:
+                check_output_folder(out)
+            except WriteError as e:
+                raise refixed(e, fix) from None
+        yield
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while nothing is in it
+        raise
 
 
 def _unused_folder(folder: Path) -> Path:

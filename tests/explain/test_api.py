@@ -579,3 +579,33 @@ def test_overlay_names_keep_the_class_folder_and_the_sheet_spreads_over_the_clas
     picked = _on_sheet(402)
     assert len(picked) == SHEET_LIMIT and picked[0] == 0 and picked[-1] == 401
     assert len(set(picked)) == SHEET_LIMIT and {i // 100 for i in picked} == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(("command", "flag"), [("explain", "--out"), ("predict", "--cam")])
+def test_an_overlay_folder_that_cannot_be_written_is_refused_before_the_work(
+    model_file, image_folder, tmp_path, monkeypatch, capsys, command, flag
+):
+    # A folder of thousands of photos is not classified and explained only to fail at the
+    # first overlay; the folders made for them are removed again.
+    out = tmp_path / "figures" / "cams"
+    with monkeypatch.context() as patch:
+
+        def cannot_write(*args, dir, **kwargs):
+            raise PermissionError(13, "Permission denied", dir)
+
+        def work(*args, **kwargs):
+            pytest.fail(f"the images were read before {flag} was checked")
+
+        patch.setattr("tempfile.TemporaryFile", cannot_write)
+        patch.setattr("resnetlab.engine.predict.predict", work)
+        patch.setattr("resnetlab.explain.explain", work)
+        assert main([command, str(model_file), str(image_folder), flag, str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot write {out}: Permission denied; choose another {flag}, a folder you "
+        "can write to\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+    missing = tmp_path / "missing.png"
+    assert main([command, str(model_file), str(missing), flag, str(out)]) == 2
+    assert capsys.readouterr().err == f"error: image not found: {missing}\n"
+    assert list(tmp_path.iterdir()) == []

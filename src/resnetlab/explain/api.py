@@ -21,7 +21,7 @@ from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, count_argument, option, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
-from ..storage import atomic_write, write_error
+from ..storage import atomic_write, check_writable, write_error
 from .cam import class_activation_maps, coarse_map_note, model_on
 from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
 
@@ -169,14 +169,26 @@ class Explanation:
         atomic_write(path, lambda f: sheet.save(f, format="PNG"))
 
 
-def _check_destination(out: Path, sources: Sequence[str]) -> None:
-    """Refuse to write the explanations of ``sources`` (an overlay named after each image,
-    ``maps.npz``, ``sheet.png``) into ``out`` where they would replace or join files that
-    are not earlier explanations: the images themselves, a run's files, one's photos."""
+def _check_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ResnetlabError(
             f"{out} is a file; the explanations are written into a folder: name a new one"
         )
+
+
+def check_output_folder(out: str | os.PathLike) -> None:
+    """Before the maps are computed: ``out`` is a folder, or one can be made there (it is
+    made), that takes files; else the one line ``save`` would give once the work is done."""
+    out = Path(path_argument(out, "the folder to write the explanations into", reading=False))
+    _check_folder(out)
+    check_writable(out, out)
+
+
+def _check_destination(out: Path, sources: Sequence[str]) -> None:
+    """Refuse to write the explanations of ``sources`` (an overlay named after each image,
+    ``maps.npz``, ``sheet.png``) into ``out`` where they would replace or join files that
+    are not earlier explanations: the images themselves, a run's files, one's photos."""
+    _check_folder(out)
     # An overlay is named after its image: written into the images' own folder, it
     # would replace a PNG it explains.
     images = {Path(s).resolve() for s in sources if Path(s).is_file()}
