@@ -212,6 +212,21 @@ def test_cli_eval_json_and_png(digit_folder, model_file, tmp_path, capsys):
     )
 
 
+def test_an_image_from_a_pipe_is_refused_before_it_is_read(model_file, tmp_path, capsys):
+    # `cat photo.jpg | resnetlab predict m /dev/stdin`, or a named pipe: the image would be
+    # read twice (its size, then its pixels), and a pipe gives its bytes once.
+    pipe = tmp_path / "photo.jpg"
+    os.mkfifo(pipe)  # never opened: nothing blocks
+    link = tmp_path / "stdin"
+    link.symlink_to(pipe)  # as /dev/stdin links to the pipe it reads
+    for given in (pipe, link):
+        assert main(["predict", str(model_file), str(given)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: images are read from files, not from a pipe or a device ({given}): save "
+            "the image to a file and give its path, or send it to `resnetlab serve`\n"
+        )
+
+
 def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys):
     assert main(["predict", str(model_file), str(tmp_path / "nope.jpg")]) == 2
     assert capsys.readouterr().err.strip() == f"error: image not found: {tmp_path / 'nope.jpg'}"

@@ -44,6 +44,7 @@ from ..errors import (
 )
 from ..models import ModelMeta
 from ..models.files import EXPORT_KINDS, checkpoint_kind, other_format
+from ..storage import is_special
 from .distributed import resolve_device
 from .inference import (
     inference_model,
@@ -166,6 +167,11 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
     elif item.name.lower() in SYSTEM_FILES and item.is_file():
         # Named by a shell's `photos/*` as often as by hand: left out, as a folder does.
         warn(f"{item}: a file Windows keeps in image folders, not an image; skipped", DataWarning)
+    elif is_special(item):  # `cat x.jpg | resnetlab predict m /dev/stdin`: a pipe, read once
+        raise DataError(
+            f"images are read from files, not from a pipe or a device ({item}): save the image "
+            "to a file and give its path, or send it to `resnetlab serve`"
+        )
     elif item.is_file() or item.is_symlink():  # a broken link: reading it says so
         paths.append((item, True))
     elif str(item) == "-":  # a shell's way to say standard input, not a file here
