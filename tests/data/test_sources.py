@@ -84,6 +84,18 @@ def test_bad_image_size(size, says):
         load_dataset("digits", image_size=size)
 
 
+def test_data_from_a_pipe_is_named_as_one(tmp_path):
+    # `--data <(cat test_signs.h5)`: a pipe, which was "Not a directory".
+    pipe = tmp_path / "signs.h5"
+    os.mkfifo(pipe)  # never opened: nothing blocks
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(pipe))
+    assert str(caught.value) == (
+        f"{pipe} is a pipe or a device, not a data set: save the data to a file (an .h5 file, "
+        "a .tar.gz/.zip of a folder) or a folder and give its path"
+    )
+
+
 def test_a_missing_path_names_a_close_one_beside_it(tmp_path):
     (tmp_path / "my_photos").mkdir()
     near = re.escape(f"{tmp_path / 'my_photos'}{os.sep}")

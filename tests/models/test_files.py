@@ -169,6 +169,18 @@ def test_class_names_must_match_the_head(tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_a_model_file_from_a_pipe_is_named_as_one(tmp_path):
+    # `resnetlab predict <(cat m.safetensors) x.jpg`: a pipe, which was "not found".
+    pipe = tmp_path / "m.safetensors"
+    os.mkfifo(pipe)  # never opened: nothing blocks
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(pipe)
+    assert str(caught.value) == (
+        f"{pipe} is a pipe or a device, not a model file: save the model to a file and give "
+        "its path"
+    )
+
+
 def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(ResnetlabError, match="model file not found"):
         resnetlab.load_model(tmp_path / "missing.safetensors")

@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..models.files import case_matches, other_format
 from ..options import DEFAULT_RESIZE, MAX_INPUT_SIZE, NAMED_SOURCES, RESIZE_MODES
+from ..storage import is_special
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
@@ -208,6 +209,11 @@ def _open_path(
     if problem := missing_data(spec):
         raise DataError(problem)
     path = Path(spec).expanduser()
+    if is_special(path):  # `--data <(cat x.h5)`: a pipe, which is neither file nor folder
+        raise DataError(
+            f"{spec} is a pipe or a device, not a data set: save the data to a file (an .h5 "
+            "file, a .tar.gz/.zip of a folder) or a folder and give its path"
+        )
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
         splits, borrowed = h5_splits(path, image_size, resize)
         roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()

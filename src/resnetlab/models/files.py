@@ -42,7 +42,14 @@ from ..errors import (
     shown,
 )
 from ..options import MAX_CLASSES, MAX_INPUT_SIZE, MIN_INPUT_SIZE, RESIZE_MODES
-from ..storage import WriteError, atomic_write, missing_folders, strict_json, write_error
+from ..storage import (
+    WriteError,
+    atomic_write,
+    is_special,
+    missing_folders,
+    strict_json,
+    write_error,
+)
 from .registry import built_options, create_model, list_models, model_info
 
 FORMAT = "resnetlab.model/1"
@@ -638,6 +645,11 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         if (path / "best.safetensors").is_file():
             raise ResnetlabError(f"{path} is a run folder, not a model file; {_run_models(path)}")
         raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
+    if is_special(path):  # `<(cat m.safetensors)`: a pipe, which safetensors cannot map
+        raise ResnetlabError(
+            f"{path} is a pipe or a device, not a model file: save the model to a file and "
+            "give its path"
+        )
     if not path.is_file():
         hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
         raise ResnetlabError(f"model file not found: {path}{hint}")
