@@ -692,6 +692,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     if args.cam:
         _check_outside_inputs(Path(args.cam), args.images, "--cam")
+    if args.cam and args.layer is not None:
+        from .explain.cam import find_layer
+
+        find_layer(model, args.layer)  # a misspelt --layer said before the images are classified
     cam = Path(args.cam) if args.cam else None
     with _output_folder(cam, "choose another --cam, a folder you can write to"):
         predictions = predict(

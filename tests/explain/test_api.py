@@ -609,3 +609,17 @@ def test_an_overlay_folder_that_cannot_be_written_is_refused_before_the_work(
     assert main([command, str(model_file), str(missing), flag, str(out)]) == 2
     assert capsys.readouterr().err == f"error: image not found: {missing}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_cam_with_an_unknown_layer_is_refused_before_the_images_are_classified(
+    model_file, image_folder, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "cams"
+    monkeypatch.setattr(
+        "resnetlab.engine.predict.predict",
+        lambda *a, **k: pytest.fail("the images were classified before --layer was checked"),
+    )
+    args = ["predict", str(model_file), str(image_folder), "--cam", str(out), "--layer", "layr3"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("error: no layer 'layr3' in ")
+    assert not out.exists()
