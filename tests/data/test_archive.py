@@ -217,6 +217,24 @@ def test_corrupt_archive(tmp_path):
         load_dataset(str(archive))
 
 
+def test_an_empty_or_damaged_archive_says_what_to_do(tmp_path):
+    empty = tmp_path / "photos.zip"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(empty))
+    assert str(caught.value) == (
+        f"{empty} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
+    )
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(broken))
+    assert str(caught.value).endswith(
+        "; copy it again if a copy or download of it stopped, or extract it yourself and give "
+        "the folder"
+    )
+
+
 def test_unsupported_file(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("a,b\n")

@@ -209,3 +209,25 @@ def test_not_an_hdf5_file(tmp_path):
     path.write_text("not hdf5")
     with pytest.raises(DataError, match=r"fake\.h5: not a readable HDF5 file"):
         load_dataset(str(path))
+
+
+def test_an_empty_or_cut_short_hdf5_file_says_to_copy_it_again(tmp_path, shared_data):
+    # What a stopped copy or download leaves: said so, with the fix, as for a model file.
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(empty))
+    assert str(caught.value) == (
+        f"{empty} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
+    )
+    cut = tmp_path / "test_signs.h5"
+    cut.write_bytes((shared_data / "signs" / "test_signs.h5").read_bytes()[:100_000])
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(cut))
+    said = str(caught.value)
+    assert said.startswith(f"{cut} is cut short, as a copy or download that stopped leaves it (")
+    assert said.endswith("); copy it again")
+    fake = tmp_path / "fake.h5"
+    fake.write_text("not hdf5")
+    with pytest.raises(DataError, match=r"; give the data set's own \.h5 file$"):
+        load_dataset(str(fake))

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
+from ..models.files import empty_file_problem
 from ..storage import check_writable
 from .cache import file_key
 
@@ -131,7 +132,12 @@ def extract_archive(archive: Path, dest: Path) -> None:
     except BaseException as e:
         shutil.rmtree(dest, ignore_errors=True)
         if isinstance(e, tarfile.TarError | zipfile.BadZipFile | EOFError | OSError):
-            raise DataError(f"{archive}: cannot extract it ({type(e).__name__}: {e})") from e
+            if archive.stat().st_size == 0:
+                raise DataError(empty_file_problem(archive)) from e
+            raise DataError(
+                f"{archive}: cannot extract it ({type(e).__name__}: {e}); copy it again if a "
+                "copy or download of it stopped, or extract it yourself and give the folder"
+            ) from e
         raise
 
 

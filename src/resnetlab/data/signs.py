@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, option
+from ..models.files import empty_file_problem
 from ..options import MAX_CLASSES
 from .decode import format_size
 from .imageset import ImageSet
@@ -41,7 +42,16 @@ def _open(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise DataError(f"{path}: not a readable HDF5 file ({e})") from e
+        if os.path.getsize(path) == 0:
+            raise DataError(empty_file_problem(path)) from e
+        if "truncated file" in str(e):  # h5py's words for a file that ends too soon
+            raise DataError(
+                f"{path} is cut short, as a copy or download that stopped leaves it ({e}); "
+                "copy it again"
+            ) from e
+        raise DataError(
+            f"{path}: not a readable HDF5 file ({e}); give the data set's own .h5 file"
+        ) from e
 
 
 def _written_by_keras(f) -> bool:
