@@ -491,6 +491,18 @@ def test_a_file_cut_short_says_so(name, files64, target64, tmp_path):
         load_keras_h5(target64, path)
 
 
+@pytest.mark.parametrize("name", ["model.h5", "model.keras"])
+def test_an_empty_file_says_to_copy_it_again(name, target64, tmp_path):
+    # A copy or download that failed: said as for a model file, not as a file of another kind.
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(ResnetlabError) as caught:
+        load_keras_h5(target64, path)
+    assert str(caught.value) == (
+        f"{path} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
+    )
+
+
 def test_a_folder_or_a_missing_file_is_named_as_such(target64, tmp_path):
     with pytest.raises(ResnetlabError, match=r"is a folder; give the Keras model file in it"):
         load_keras_h5(target64, tmp_path)

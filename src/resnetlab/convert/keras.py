@@ -86,7 +86,7 @@ from ..errors import (
     option,
     path_argument,
 )
-from ..models.files import first_nonfinite, model_path_problem, save_model
+from ..models.files import empty_file_problem, first_nonfinite, model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
 from ..storage import check_writable, is_cut_short_zip, missing_folders
@@ -595,6 +595,8 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
         raise ResnetlabError(
             f"Keras file not found: {path}" + (f"; did you mean {near}?" if near else "")
         )
+    if path.stat().st_size == 0:  # a stopped copy, not a file of another kind
+        raise ResnetlabError(empty_file_problem(path))
     if zipfile.is_zipfile(path):
         return _read_keras_archive(path)
     if is_cut_short_zip(path):
