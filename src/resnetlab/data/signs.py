@@ -42,7 +42,7 @@ def _open(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        if os.path.getsize(path) == 0:
+        if os.path.isfile(path) and os.path.getsize(path) == 0:  # (a broken link: no size)
             raise DataError(empty_file_problem(path)) from e
         if "truncated file" in str(e):  # h5py's words for a file that ends too soon
             raise DataError(
