@@ -63,7 +63,14 @@ from .options import (
     TRAIN_HELP,
     TrainOptions,
 )
-from .storage import WriteError, check_writable, missing_folders, os_error_line, refixed
+from .storage import (
+    WriteError,
+    check_writable,
+    missing_folders,
+    os_error_line,
+    refixed,
+    removed_on_failure,
+)
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -515,8 +522,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     # A --png that cannot be written is said before the images are scored, not after; the
     # folders made for it are removed again if the evaluation fails.
-    made = missing_folders(png.parent) if args.png else []
-    try:
+    with removed_on_failure(missing_folders(png.parent) if args.png else []):
         if args.png:
             make_folder_for(png, "--png")
             check_writable(png, png.parent, "give --png a file in a folder you can write to")
@@ -528,11 +534,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             precision=args.precision,
             download=args.download,
         )
-    except BaseException:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while nothing is in it
-        raise
     count = report.result.count
     title = f"{readable(model_file.name)} on {data_name(args.data)} ({count:,} images)"
     make_folder_for(png, "--png")
@@ -885,19 +886,13 @@ def _output_folder(out: Path | None, fix: str) -> Iterator[None]:
     are removed again if the work fails."""
     from .explain.api import check_output_folder
 
-    made = missing_folders(out.expanduser()) if out else []
-    try:
+    with removed_on_failure(missing_folders(out.expanduser()) if out else []):
         if out:
             try:
                 check_output_folder(out)
             except WriteError as e:
                 raise refixed(e, fix) from None
         yield
-    except BaseException:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while nothing is in it
-        raise
 
 
 def _unused_folder(folder: Path) -> Path:

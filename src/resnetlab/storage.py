@@ -22,7 +22,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -143,6 +143,23 @@ def missing_folders(folder: str | os.PathLike) -> list[Path]:
         missing.append(folder)
         folder = folder.parent
     return missing
+
+
+@contextlib.contextmanager
+def removed_on_failure(
+    folders: Sequence[Path],
+    errors: type[BaseException] | tuple[type[BaseException], ...] = BaseException,
+) -> Iterator[None]:
+    """Within the block, which makes ``folders`` (``missing_folders``: innermost first), they
+    are removed again if it raises one of ``errors``, each while it is empty: work that
+    fails leaves no empty folders behind, and never removes what a folder holds."""
+    try:
+        yield
+    except errors:
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while nothing is in it
+        raise
 
 
 def check_writable(

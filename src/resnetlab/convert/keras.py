@@ -67,7 +67,7 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -89,7 +89,7 @@ from ..errors import (
 from ..models.files import empty_file_problem, first_nonfinite, model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
-from ..storage import check_writable, is_cut_short_zip, missing_folders
+from ..storage import check_writable, is_cut_short_zip, missing_folders, removed_on_failure
 
 LAYOUTS = {
     "h5-model": "full model, model.save('x.h5')",
@@ -528,15 +528,9 @@ def convert_keras(
 
     if problem := run_file_problem(dst, dst.with_name(f"{Path(src).stem}.safetensors")):
         raise ResnetlabError(problem)
-    made = missing_folders(dst.parent)
-    try:
+    with removed_on_failure(missing_folders(dst.parent)):
         check_writable(dst, dst.parent)
         return _convert(src, dst, input_size, num_classes, class_names)
-    except BaseException:
-        for folder in made:
-            with suppress(OSError):
-                folder.rmdir()  # only while nothing is in it
-        raise
 
 
 def _convert(

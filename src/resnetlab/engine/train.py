@@ -78,6 +78,7 @@ from ..storage import (
     refixed,
     release_folder,
     remove_stale_temps,
+    removed_on_failure,
     write_error,
 )
 from .auto import (
@@ -512,16 +513,14 @@ class Trainer:
         self._release = weakref.finalize(self, release_folder, run_dir)
         if not self.dist.is_main:
             self._release.detach()
-        try:
-            if self.dist.is_main and not resume:
-                _check_fresh(run_dir)
-            self._set_up(run_dir, resume)
-        except BaseException:
-            self._release()
-            for folder in made:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only while nothing is in it
-            raise
+        with removed_on_failure(made):
+            try:
+                if self.dist.is_main and not resume:
+                    _check_fresh(run_dir)
+                self._set_up(run_dir, resume)
+            except BaseException:
+                self._release()  # the folder is let go of before it is removed
+                raise
 
     def _set_up(self, run_dir: Path | None, resume: bool) -> None:
         # The parts are set up in the order they depend on each other: weights, data and

@@ -13,7 +13,6 @@ since the last checkpoint of the run it was in; a stopped one says so (``CONTINU
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ from ..errors import (
 )
 from ..models import list_models, model_info
 from ..options import FAMILIES, Family
-from ..storage import missing_folders
+from ..storage import missing_folders, removed_on_failure
 
 # Options that do not change what a run computes: a rerun may set them differently.
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
@@ -242,18 +241,13 @@ def run_pairs(
             _check_same_settings(config, Path(config.out))
     if note:
         _say(f"note: {note}")
-    made = missing_folders(out)  # innermost first: removed again if they stay empty
-    out.mkdir(parents=True, exist_ok=True)
-    try:
+    # A run that cannot start removes its own folder; the experiment's folders go too when
+    # nothing was trained into them. A folder that held anything (a resumed experiment's)
+    # stays.
+    made = missing_folders(out)
+    with removed_on_failure(made):
+        out.mkdir(parents=True, exist_ok=True)
         return _run_plan(plan, probe)
-    except BaseException:
-        # A run that cannot start removes its own folder; the experiment's folders go too
-        # when nothing was trained into them. rmdir removes only an empty folder, so a
-        # folder that held anything (a resumed experiment's) stays.
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
 
 
 def _run_plan(plan: list[tuple[int, bool, TrainConfig]], probe: bool) -> list[Run]:

@@ -10,7 +10,6 @@ or an attempt to allocate a classifier of a billion classes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -47,6 +46,7 @@ from ..storage import (
     atomic_write,
     is_special,
     missing_folders,
+    removed_on_failure,
     strict_json,
     write_error,
 )
@@ -364,8 +364,7 @@ def save_model(
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
     _check_weights_fit(path, meta, tensors)
-    made = missing_folders(path.parent)  # removed again if the file cannot be written
-    try:
+    with removed_on_failure(missing_folders(path.parent), WriteError):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file where a folder is needed, a folder not ours to write
@@ -374,11 +373,6 @@ def save_model(
         # (safetensors creates files readable by the owner only) and a full disk reported
         # as OSError.
         atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
-    except WriteError:
-        for folder in made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while nothing is in it
-        raise
     return meta
 
 
