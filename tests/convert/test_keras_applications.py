@@ -376,6 +376,38 @@ def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_pa
         resnetlab.engine.finetune.PretrainedStart.of(config)
 
 
+@pytest.mark.parametrize("kind", ["keras", "weights"])
+def test_the_network_without_a_classifier_is_a_backbone_not_a_model_file(
+    kind, transfer, transfer_files, tmp_path
+):
+    """``ResNet50(include_top=False)`` saved alone names no classes: converting it says how
+    to train on it, and as pretrained weights it gives the backbone and a new classifier."""
+    (base,) = [layer for layer in transfer.layers if isinstance(layer, keras.Model)]
+    path = tmp_path / ("base.keras" if kind == "keras" else "base.weights.h5")
+    base.save(path) if kind == "keras" else base.save_weights(path)
+    dst = tmp_path / "m.safetensors"
+    with pytest.raises(
+        ResnetlabError,
+        match=r"base.(keras|weights.h5) holds keras.applications ResNet50 \(include_top=False\) "
+        r"with no Dense classifier after it; a model file needs one: train one on it with "
+        r"resnetlab train --pretrained .*base.(keras|weights.h5) --data DATA, or convert the "
+        r"model saved with its classifier$",
+    ):
+        convert_keras(path, dst)
+    assert not dst.exists()
+    model = resnetlab.create_model("resnet50", num_classes=3, pretrained=path)
+    assert model.pretrained.head == "new" and model.fc.out_features == 3
+    assert model.pretrained.mean == pytest.approx(CAFFE_MEAN)
+    converted, _ = read_keras_model(transfer_files["keras"])
+    theirs = converted.state_dict()
+    for key, value in model.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(value, theirs[key]), key
+    target = resnetlab.create_model("resnet50", num_classes=3, **APPLICATIONS_OPTIONS)
+    with pytest.raises(ResnetlabError, match=r"start a model from it with create_model\('resnet"):
+        load_keras_h5(target, path)
+
+
 def test_cli_says_which_input_size_it_takes_for_a_file_that_records_none(
     resnet50_files, tmp_path, capsys
 ):

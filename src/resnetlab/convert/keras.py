@@ -180,7 +180,8 @@ class KerasImportReport:
         layers_loaded: Keras layers whose weights were loaded (107 for the course's model).
         tensors_loaded: weights and BN statistics loaded (320 for the course's model).
         values_loaded: numbers loaded, the Keras summary's total parameter count.
-        num_classes: outputs of the classifier.
+        num_classes: outputs of the classifier (0 for a keras.applications network saved
+            without one, read as pretrained weights).
         input_size: the side of the square input the model was built for.
         file_input_size: the input size recorded in the file's architecture, or ``None``
             for weights-only files.
@@ -248,7 +249,8 @@ class KerasImportReport:
                 f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.network}, as "
                 f"{self.model} ({options}): {self.layers_loaded} layers, "
                 f"{self.tensors_loaded} tensors, {self.values_loaded:,} values; "
-                f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs; "
+                f"{f'{self.num_classes} classes' if self.num_classes else 'no classifier'}, "
+                f"{self.input_size}x{self.input_size} inputs; "
                 f"inputs as {CAFFE_NOTE}, recorded in the model file"
             )
         order = " (unnamed, matched in the order they were built)" if self.matched_by_order else ""
@@ -398,6 +400,7 @@ def read_keras_model(
     num_classes: int | None = None,
     class_names: list[str] | None = None,
     unrecorded_input_size: int | None = None,
+    backbone: bool = False,
 ) -> tuple[nn.Module, KerasImportReport]:
     """The model a Keras file converts to, built for it (its classes, its input size) and
     loaded: ``resnet50_keras`` for the course's, ``resnet50``/``resnet101``/``resnet152``
@@ -411,6 +414,9 @@ def read_keras_model(
         unrecorded_input_size: the side to take for the course's model from a file that
             does not record it, when its classifier fits that side (``train --pretrained``
             with ``--input-size``); a file that records one keeps its own.
+        backbone: take a keras.applications network without a classifier
+            (``include_top=False``) too, as pretrained weights for its backbone: the model's
+            classifier is then a fresh one, and the report's ``num_classes`` 0.
 
     Returns:
         The model, in train mode, and the report of ``load_keras_h5``.
@@ -423,6 +429,12 @@ def read_keras_model(
     keras_file = _read_keras_file(src)
     if applications.is_keras_applications_resnet(keras_file):
         plan = applications.plan(keras_file)
+        if plan.classifier is None and not backbone:
+            fix = (
+                f"a model file needs one: train one on it with resnetlab train --pretrained "
+                f"{keras_file.path} --data DATA"
+            )
+            raise ResnetlabError(applications.without_classifier(keras_file, plan, fix))
         if class_names is not None and len(class_names) != plan.num_classes:
             _class_count_problem(keras_file, class_names, plan.num_classes, plan.classifier)
         size = applications.input_size(keras_file, input_size)

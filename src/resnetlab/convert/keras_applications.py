@@ -83,8 +83,8 @@ class _Plan:
     """What the file holds: the network, its classifier and the layers mapped to modules."""
 
     model: str  # resnet50, resnet101, resnet152
-    classifier: str  # the Dense layer's name
-    num_classes: int
+    classifier: str | None  # the Dense layer's name; None for the network alone
+    num_classes: int  # 0 without a classifier
     modules: dict[str, str]  # Keras layer name -> the model's module name
     norm_eps: float
     # The layers after the network in a transfer model; None for the whole network
@@ -102,7 +102,8 @@ class _Plan:
         if self.head is None:
             return network
         pooling = ", pooling='avg'" if self.pooled else ""
-        return f"{network} (include_top=False{pooling}) + {', '.join(self.head)}"
+        after = f" + {', '.join(self.head)}" if self.head else ""
+        return f"{network} (include_top=False{pooling}){after}"
 
 
 def plan(keras_file: _KerasFile) -> _Plan:
@@ -147,6 +148,14 @@ def plan(keras_file: _KerasFile) -> _Plan:
         )
     others = [n for n in names if n not in modules]
     dense = [n for n in others if _is_dense(keras_file.layers[n])]
+    if not others:  # include_top=False saved alone: the network without a classifier
+        norm_eps, head, pooled = KERAS_BN_EPS, (), False
+        if keras_file.config_layers is not None:
+            norm_eps, head, pooled = _check_architecture(keras_file, model, modules, None)
+            if head == ("GlobalAveragePooling2D",) and keras_file.nested is None:
+                # saved alone: its own pooling="avg"
+                head, pooled = (), True
+        return _Plan(model, None, 0, modules, norm_eps, head, pooled)
     if len(others) != 1 or len(dense) != 1:
         found = ", ".join(others) or "none"
         raise ResnetlabError(
@@ -184,12 +193,13 @@ def _is_dense(weights: dict[str, np.ndarray]) -> bool:
 
 
 def _check_architecture(
-    keras_file: _KerasFile, model: str, modules: dict[str, str], classifier: str
+    keras_file: _KerasFile, model: str, modules: dict[str, str], classifier: str | None
 ) -> tuple[float, tuple[str, ...], bool]:
     """Check each layer of a saved architecture: what the weights cannot show (strides,
     padding, pooling, activations, the layers after the network). Returns the BN epsilon,
     the layers after the network's last block (outside a nested network), and whether a
-    nested network pools itself (``pooling='avg'``)."""
+    nested network pools itself (``pooling='avg'``). ``classifier`` None: the network
+    alone, with at most its GlobalAveragePooling2D after it."""
     path = keras_file.path
     network = _KERAS_NAMES[model]
     layers = keras_file.config_layers or []
@@ -217,13 +227,15 @@ def _check_architecture(
         if expected is None and kind != "InputLayer" and layer.get("model") is None:
             head.append(f"{kind} {name}" if kind == "Dense" else kind)
     counts = Counter(layer["class_name"] for layer in layers)
-    if counts["GlobalAveragePooling2D"] != 1 or counts["Dense"] != 1:
+    if classifier is None and counts["GlobalAveragePooling2D"] <= 1 and not counts["Dense"]:
+        pass  # the network alone (include_top=False), pooled or not
+    elif counts["GlobalAveragePooling2D"] != 1 or counts["Dense"] != 1:
         raise ResnetlabError(
             f"{path} has {counts['GlobalAveragePooling2D']} GlobalAveragePooling2D and "
             f"{counts['Dense']} Dense layers after {network}; it converts with {HEAD}"
         )
     order = [layer["class_name"] for layer in layers]
-    if order.index("GlobalAveragePooling2D") > order.index("Dense"):
+    if classifier is not None and order.index("GlobalAveragePooling2D") > order.index("Dense"):
         raise ResnetlabError(
             f"{path}: its Dense layer comes before its GlobalAveragePooling2D; it converts "
             f"with {HEAD}"
@@ -328,8 +340,19 @@ def input_size(keras_file: _KerasFile, flag: int | None) -> int:
     return size
 
 
+def without_classifier(keras_file: _KerasFile, the_plan: _Plan, fix: str) -> str:
+    """Why a file of the network alone (``include_top=False``) makes no classifier, and ``fix``."""
+    return (
+        f"{keras_file.path} holds {the_plan.network} with no Dense classifier after it; "
+        f"{fix}, or convert the model saved with its classifier"
+    )
+
+
 def build(keras_file: _KerasFile, the_plan: _Plan, num_classes: int | None) -> nn.Module:
-    """The resnetlab model for the file, with fresh weights."""
+    """The resnetlab model for the file, with fresh weights (a fresh classifier, of
+    ``num_classes`` or 1 outputs, for a network without one)."""
+    if the_plan.classifier is None:
+        return create_model(the_plan.model, num_classes=num_classes or 1, **the_plan.model_kwargs)
     if num_classes is not None and num_classes != the_plan.num_classes:
         raise ResnetlabError(
             f"{keras_file.path} has {the_plan.num_classes} classes (its classifier "
@@ -347,6 +370,16 @@ def check_target(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan) -> N
         for k, v in getattr(model, "model_kwargs", {}).items()
         if k not in ("zero_init_residual", "input_size")
     }
+    if the_plan.classifier is None:
+        raise ResnetlabError(
+            without_classifier(
+                keras_file,
+                the_plan,
+                f"start a model from it with create_model({the_plan.model!r}, "
+                f"num_classes=K, pretrained={str(keras_file.path)!r}) and train its new "
+                f"classifier",
+            )
+        )
     if (
         name != the_plan.model
         or kwargs != the_plan.model_kwargs
@@ -360,8 +393,11 @@ def check_target(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan) -> N
 
 
 def load(model: nn.Module, keras_file: _KerasFile, the_plan: _Plan, size: int) -> KerasImportReport:
-    """Copy the file's weights into ``model`` (built by ``build``), checking every shape."""
-    layers = {**the_plan.modules, the_plan.classifier: "fc"}
+    """Copy the file's weights into ``model`` (built by ``build``), checking every shape;
+    a network without a classifier leaves the model's as it is."""
+    layers = dict(the_plan.modules)
+    if the_plan.classifier is not None:
+        layers[the_plan.classifier] = "fc"
     return load_layers(
         model,
         keras_file,

@@ -19,7 +19,8 @@ a ``.safetensors`` file
     a resnetlab model file, or a bare state dict with torchvision's or timm's keys.
 a Keras file (``.h5``, ``.keras``)
     the course's ResNet50, or a keras.applications ResNet50/101/152 (or a transfer model on
-    one), read by the Keras converter (``convert.keras``).
+    one; the network alone, ``include_top=False``, as a backbone), read by the Keras
+    converter (``convert.keras``).
 a folder
     a resnetlab run folder: its ``best.safetensors``.
 
@@ -833,15 +834,19 @@ def _unwrap_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _from_keras(path: Path, source: str, input_size: int | None) -> PretrainedWeights:
     from .keras import read_keras_model
 
-    model, report = read_keras_model(path, unrecorded_input_size=input_size)
+    model, report = read_keras_model(path, unrecorded_input_size=input_size, backbone=True)
+    state_dict = model.state_dict()
+    if not report.num_classes:  # the network alone (include_top=False): no classifier
+        state_dict = {k: v for k, v in state_dict.items() if not _is_head(k)}
     # A keras.applications file without an architecture does not say its size (224 is
     # only the converter's default); the course's classifier always does.
     size = report.file_input_size if report.network is not None else report.input_size
     return PretrainedWeights(
         source=source,
         kind="keras",
-        description=f"{path.name} ({report.layout}, {report.num_classes} classes)",
-        state_dict=model.state_dict(),
+        description=f"{path.name} ({report.layout}, "
+        + (f"{report.num_classes} classes)" if report.num_classes else "no classifier)"),
+        state_dict=state_dict,
         location=str(path),
         sha256=file_sha256(path),
         mean=report.mean,
