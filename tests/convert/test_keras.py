@@ -526,6 +526,49 @@ def test_a_folder_or_a_missing_file_is_named_as_such(target64, tmp_path):
         convert_keras("", tmp_path / "m.safetensors")
 
 
+def tensorflow_files(folder: Path) -> tuple[Path, Path]:
+    """A TensorFlow SavedModel folder and a checkpoint prefix, as tf.keras 2 writes them for
+    model.save('sm') and model.save_weights('ckpt/weights') (the files' bytes do not matter)."""
+    saved_model = folder / "sm"
+    (saved_model / "variables").mkdir(parents=True)
+    for name in ("saved_model.pb", "keras_metadata.pb", "variables/variables.index"):
+        (saved_model / name).write_bytes(b"\x08\x01")
+    checkpoint = folder / "ckpt"
+    checkpoint.mkdir()
+    for name in ("checkpoint", "weights.index", "weights.data-00000-of-00001"):
+        (checkpoint / name).write_bytes(b"\x08\x01")
+    return saved_model, checkpoint / "weights"
+
+
+def test_tensorflows_own_formats_say_how_to_make_a_keras_file(target64, tmp_path, capsys):
+    saved_model, prefix = tensorflow_files(tmp_path)
+    for given in (saved_model, saved_model / "saved_model.pb", saved_model / "variables"):
+        with pytest.raises(ResnetlabError) as caught:
+            load_keras_h5(target64, given)
+        assert str(caught.value) == (
+            f"{saved_model} is a TensorFlow SavedModel (tf.keras 2's model.save to a path "
+            "without .h5 or .keras), which does not convert; with TensorFlow 2.15 or earlier "
+            f"(or tf_keras), load it with tf.keras.models.load_model('{saved_model}'), save it "
+            "with model.save('model.h5') and use that file"
+        )
+    for given in (prefix, prefix.with_suffix(".index"), prefix.parent / "checkpoint"):
+        with pytest.raises(ResnetlabError) as caught:
+            load_keras_h5(target64, given)
+        assert str(caught.value) == (
+            f"{prefix} is a TensorFlow checkpoint (tf.keras 2's model.save_weights to a path "
+            "without .h5), which does not convert; in TensorFlow, build the model, load it "
+            f"with model.load_weights('{prefix}'), save it with model.save('model.h5') and use "
+            "that file"
+        )
+    dst = tmp_path / "m.safetensors"
+    assert main(["convert", "keras", str(saved_model), str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: {saved_model} is a TensorFlow SavedModel") and err.count("\n") == 1
+    )
+    assert not dst.exists()
+
+
 def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f["test_set_x"] = np.zeros((2, 64, 64, 3), np.uint8)

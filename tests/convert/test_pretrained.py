@@ -486,6 +486,16 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
         "timm, timm:<model>.<tag>, a weights file "
         "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
     )
+    # TensorFlow's SavedModel folder and checkpoint prefix: how to make a Keras file of them.
+    saved_model, prefix = tmp_path / "sm", tmp_path / "ckpt" / "weights"
+    for name in (saved_model / "saved_model.pb", prefix.with_suffix(".index")):
+        name.parent.mkdir()
+        name.write_bytes(b"\x08\x01")
+    (prefix.parent / "weights.data-00000-of-00001").write_bytes(b"\x08\x01")
+    with pytest.raises(ResnetlabError, match=r"sm is a TensorFlow SavedModel \(tf.keras 2's "):
+        resnetlab.create_model("resnet20", pretrained=saved_model)
+    with pytest.raises(ResnetlabError, match=r"weights is a TensorFlow checkpoint \(tf.keras 2's "):
+        resnetlab.create_model("resnet20", pretrained=prefix)
     # A Hugging Face model's folder: the weights file in it is named, as the one to give.
     hub = tmp_path / "resnet20-hub"
     hub.mkdir()

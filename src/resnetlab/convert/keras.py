@@ -584,6 +584,45 @@ def _convert(
 
 # Reading ----------------------------------------------------------------------------------
 
+# TensorFlow's own formats, which hold a graph or a checkpoint's variables, not Keras's layers.
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+_CHECKPOINT_DATA = re.compile(r"(.+)\.data-\d{5}-of-\d{5}")
+
+
+def tensorflow_format_problem(path: Path) -> str | None:
+    """Why ``path`` does not convert when it is (or is part of, or the prefix of) a
+    TensorFlow SavedModel or checkpoint, with the way to a Keras file; None otherwise."""
+    folder = path if path.is_dir() else path.parent
+    saved_model = folder.parent if folder.name == "variables" else folder
+    part = path.name in (*_SAVED_MODEL_FILES, "keras_metadata.pb", "fingerprint.pb")
+    if any((saved_model / name).is_file() for name in _SAVED_MODEL_FILES) and (
+        path.is_dir() or part or folder.name == "variables"
+    ):
+        return (
+            f"{saved_model} is a TensorFlow SavedModel (tf.keras 2's model.save to a path "
+            f"without .h5 or .keras), which does not convert; with TensorFlow 2.15 or earlier "
+            f"(or tf_keras), load it with tf.keras.models.load_model({str(saved_model)!r}), "
+            f"save it with model.save('model.h5') and use that file"
+        )
+    prefix = None
+    if match := _CHECKPOINT_DATA.fullmatch(path.name):
+        prefix = path.with_name(match[1])
+    elif path.suffix == ".index" or path.name == "checkpoint" or not path.exists():
+        index = path if path.suffix == ".index" else path.with_name(f"{path.name}.index")
+        if path.name == "checkpoint":  # tf.keras 2's list of a folder's checkpoints
+            index = next(folder.glob("*.index"), index)
+        data = index.with_name(f"{index.stem}.data-00000-of-00001")
+        if index.is_file() and (data.is_file() or any(folder.glob(f"{index.stem}.data-*"))):
+            prefix = index.with_suffix("")
+    if prefix is None:
+        return None
+    return (
+        f"{prefix} is a TensorFlow checkpoint (tf.keras 2's model.save_weights to a path "
+        f"without .h5), which does not convert; in TensorFlow, build the model, load it with "
+        f"model.load_weights({str(prefix)!r}), save it with model.save('model.h5') and "
+        f"use that file"
+    )
+
 
 def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
     return _name_unnamed_layers(_read_keras_layout(path))
@@ -591,10 +630,11 @@ def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
 
 def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
     path = Path(path_argument(path, "the Keras file"))  # not pathlib's TypeError for None
+    if problem := tensorflow_format_problem(path):
+        raise ResnetlabError(problem)
     if path.is_dir():
         raise ResnetlabError(
-            f"{path} is a folder; give the Keras model file in it (.h5, .hdf5 or .keras); a "
-            "SavedModel folder converts to one with tf.keras.models.load_model(...).save()"
+            f"{path} is a folder; give the Keras model file in it (.h5, .hdf5 or .keras)"
         )
     if not path.is_file():
         near = near_name(path)

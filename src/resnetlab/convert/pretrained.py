@@ -560,6 +560,10 @@ def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def _from_path(path: Path, source: str, input_size: int | None = None) -> PretrainedWeights:
+    from .keras import tensorflow_format_problem
+
+    if problem := tensorflow_format_problem(path):
+        raise ResnetlabError(problem)
     if not path.exists():
         # A misspelt name (torchvison, timm:...) reads as a path; a misspelt path has a near
         # name beside it (best.safetensor for best.safetensors).
