@@ -7,6 +7,7 @@ module; the files it is saved to are shared by the tests, which edit copies of t
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -472,6 +473,21 @@ def test_a_file_that_is_not_hdf5(target64, tmp_path):
     path.write_text("not a model")
     with pytest.raises(ResnetlabError, match=r"model.h5 is not an HDF5 file"):
         load_keras_h5(target64, path)
+
+
+def test_a_keras_archive_without_its_weights(files64, target64, tmp_path):
+    path = tmp_path / "light.keras"
+    with zipfile.ZipFile(files64["keras3-archive"]) as archive, zipfile.ZipFile(path, "w") as out:
+        for name in archive.namelist():
+            if name != "model.weights.h5":
+                out.writestr(name, archive.read(name))
+    with pytest.raises(ResnetlabError) as caught:
+        load_keras_h5(target64, path)
+    assert str(caught.value) == (
+        f"{path} is a Keras archive without its weights (no model.weights.h5 beside its "
+        "config.json), as one edited or repacked after saving leaves it; save the model again "
+        "with model.save('x.keras') and convert that"
+    )
 
 
 @pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights", "keras3-archive"])

@@ -697,6 +697,12 @@ def _read_keras_archive(path: Path) -> _KerasFile:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
+            if "config.json" in names and "model.weights.h5" not in names:
+                raise ResnetlabError(
+                    f"{path} is a Keras archive without its weights (no model.weights.h5 "
+                    f"beside its config.json), as one edited or repacked after saving leaves "
+                    f"it; save the model again with model.save('x.keras') and convert that"
+                )
             if not {"config.json", "model.weights.h5"} <= names:
                 raise ResnetlabError(
                     f"{path} is a zip file but not a Keras model (it needs config.json and "
