@@ -238,6 +238,24 @@ def test_a_keras_3_0_to_3_5_archive_without_layer_names_converts_as_with_them(
         assert torch.equal(value, theirs[key]), key
 
 
+def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_files, tmp_path):
+    """``model.save(folder, zipped=False)``, as a Keras model downloaded from the Hugging Face
+    Hub is: the archive's files unzipped."""
+    folder = tmp_path / "flowers"
+    transfer.save(folder, zipped=False)
+    report = convert_keras(folder, tmp_path / "m.safetensors")
+    assert report.layout == "keras3-folder" and report.architecture_checked
+    assert report.describe().startswith(
+        "flowers (full model, Keras 3 model.save('x', zipped=False), Keras "
+    )
+    archive, _ = read_keras_model(transfer_files["keras"])
+    theirs = archive.state_dict()
+    for key, value in resnetlab.load_model(tmp_path / "m.safetensors").state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+    model = resnetlab.create_model("resnet50", pretrained=folder)
+    assert model.pretrained.head == "kept" and model.model_kwargs["stride_in_1x1"] is True
+
+
 @pytest.mark.parametrize("network", ["resnet50", "transfer"])
 def test_a_keras_3_0_to_3_5_weights_file_says_to_save_the_model(
     network, resnet50_files, transfer_files, tmp_path

@@ -26,6 +26,9 @@ Layouts, told apart by what is inside the file rather than by its name:
     Keras 3 ``model.save("x.keras")``: a zip of ``config.json`` (the architecture) and
     ``model.weights.h5`` (the layout above). Without the ``name`` attributes (Keras 3.0 to
     3.5), the config's layer lists name the groups, by the keys Keras gives them.
+``keras3-folder``
+    Keras 3 ``model.save("x", zipped=False)``, as the Hugging Face Hub holds Keras models:
+    the archive's files in a folder.
 
 A model nested in another (a transfer model's base) is read layer by layer among the outer
 model's layers: in the HDF5 layouts its group's weight names name its layers
@@ -96,6 +99,7 @@ LAYOUTS = {
     "h5-weights": "weights, tf.keras 2 model.save_weights('x.h5')",
     "keras3-weights": "weights, Keras 3 model.save_weights('x.weights.h5')",
     "keras3-archive": "full model, Keras 3 model.save('x.keras')",
+    "keras3-folder": "full model, Keras 3 model.save('x', zipped=False)",
 }
 
 # Variables of a Keras 3 layer, by position, keyed by the group name's class part.
@@ -175,7 +179,7 @@ class KerasImportReport:
     Attributes:
         path: the Keras file.
         layout: one of ``LAYOUTS`` (``"h5-model"``, ``"h5-weights"``, ``"keras3-weights"``,
-            ``"keras3-archive"``).
+            ``"keras3-archive"``, ``"keras3-folder"``).
         keras_version: the Keras version that wrote the file, when it says.
         layers_loaded: Keras layers whose weights were loaded (107 for the course's model).
         tensors_loaded: weights and BN statistics loaded (320 for the course's model).
@@ -584,6 +588,8 @@ def _convert(
 
 # Reading ----------------------------------------------------------------------------------
 
+# A Keras 3 model saved as a folder: model.save(folder, zipped=False), the Hugging Face Hub's.
+_KERAS3_FOLDER = ("config.json", "model.weights.h5")
 # TensorFlow's own formats, which hold a graph or a checkpoint's variables, not Keras's layers.
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _CHECKPOINT_DATA = re.compile(r"(.+)\.data-\d{5}-of-\d{5}")
@@ -632,6 +638,8 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
     path = Path(path_argument(path, "the Keras file"))  # not pathlib's TypeError for None
     if problem := tensorflow_format_problem(path):
         raise ResnetlabError(problem)
+    if is_keras_folder(path):
+        return _read_keras_folder(path)
     if path.is_dir():
         raise ResnetlabError(
             f"{path} is a folder; give the Keras model file in it (.h5, .hdf5 or .keras)"
@@ -713,16 +721,33 @@ def _read_keras_archive(path: Path) -> _KerasFile:
             weights = io.BytesIO(archive.read("model.weights.h5"))
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as e:
         raise ResnetlabError(f"cannot read the Keras archive {path} ({e})") from None
+    return _keras3_model(path, "keras3-archive", config, metadata, weights)
+
+
+def is_keras_folder(path: Path) -> bool:
+    """Whether ``path`` is a Keras 3 model saved as a folder (``zipped=False``)."""
+    return path.is_dir() and all((path / name).is_file() for name in _KERAS3_FOLDER)
+
+
+def _read_keras_folder(path: Path) -> _KerasFile:
+    """What ``model.save(folder, zipped=False)`` writes, as a Hugging Face Hub download of a
+    Keras model holds it: the files of a ``.keras`` archive, unzipped."""
+    try:
+        config = (path / "config.json").read_text(encoding="utf8")
+        meta = path / "metadata.json"
+        metadata = json.loads(meta.read_text(encoding="utf8")) if meta.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResnetlabError(f"cannot read the Keras model folder {path} ({e})") from None
+    return _keras3_model(path, "keras3-folder", config, metadata, path / "model.weights.h5")
+
+
+def _keras3_model(
+    path: Path, layout: str, config: str, metadata: Any, weights: Path | io.BytesIO
+) -> _KerasFile:
     with _open_h5(weights, path) as f:
         layers, nested, _ = _read_keras3_layers(f, path, _keras3_group_names(config, path))
-    return _KerasFile(
-        path,
-        "keras3-archive",
-        layers,
-        _config_layers(config, path),
-        metadata.get("keras_version"),
-        nested=nested,
-    )
+    version = metadata.get("keras_version") if isinstance(metadata, dict) else None
+    return _KerasFile(path, layout, layers, _config_layers(config, path), version, nested=nested)
 
 
 @contextmanager

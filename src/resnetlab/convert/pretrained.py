@@ -22,7 +22,8 @@ a Keras file (``.h5``, ``.keras``)
     one; the network alone, ``include_top=False``, as a backbone), read by the Keras
     converter (``convert.keras``).
 a folder
-    a resnetlab run folder: its ``best.safetensors``.
+    a resnetlab run folder: its ``best.safetensors``; or a Keras 3 model saved as a folder
+    (``model.save("x", zipped=False)``).
 
 Keys are matched by name. The backbone must match exactly (a missing, extra or reshaped
 tensor is an error naming the first such key and both shapes); the classifier ``fc`` is
@@ -518,9 +519,9 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
     if text.startswith("torchvision:"):
         return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
     path = Path(text).expanduser()
-    if path.suffix.lower() in KERAS_SUFFIXES and path.is_file():
-        from .keras import keras_model_of
+    from .keras import is_keras_folder, keras_model_of
 
+    if (path.suffix.lower() in KERAS_SUFFIXES and path.is_file()) or is_keras_folder(path):
         return keras_model_of(path)
     meta = recorded_meta(path)
     if meta is None and path.suffix.lower() in (".safetensors", *TORCH_SUFFIXES):
@@ -560,10 +561,12 @@ def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def _from_path(path: Path, source: str, input_size: int | None = None) -> PretrainedWeights:
-    from .keras import tensorflow_format_problem
+    from .keras import is_keras_folder, tensorflow_format_problem
 
     if problem := tensorflow_format_problem(path):
         raise ResnetlabError(problem)
+    if is_keras_folder(path):  # model.save(folder, zipped=False)
+        return _from_keras(path, source, input_size)
     if not path.exists():
         # A misspelt name (torchvison, timm:...) reads as a path; a misspelt path has a near
         # name beside it (best.safetensor for best.safetensors).
@@ -852,7 +855,7 @@ def _from_keras(path: Path, source: str, input_size: int | None) -> PretrainedWe
         + (f"{report.num_classes} classes)" if report.num_classes else "no classifier)"),
         state_dict=state_dict,
         location=str(path),
-        sha256=file_sha256(path),
+        sha256=file_sha256(path / "model.weights.h5" if path.is_dir() else path),
         mean=report.mean,
         std=report.std,
         normalisation_note=report.normalisation_note,
