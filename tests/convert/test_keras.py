@@ -740,6 +740,45 @@ def test_an_architecture_that_is_not_the_seeds(files64, target64, tmp_path, edit
         load_keras_h5(target64, path)
 
 
+def channels_first(layer_list, _):
+    """The architecture as Keras builds it after set_image_data_format('channels_first')."""
+    for layer in layer_list:
+        config = layer["config"]
+        if layer["class_name"] == "InputLayer":
+            config["batch_shape"] = [None, 3, 64, 64]
+        if "data_format" in config:
+            config["data_format"] = "channels_first"
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            edit_config(channels_first),
+            r"takes inputs of shape \(3, 64, 64\), channels first, where a converted model's "
+            r"are \(size, size, 3\)",
+        ),
+        (
+            set_option("res2a_branch2b", "data_format", "channels_first"),
+            r"its layer res2a_branch2b uses data_format=channels_first, the course's model "
+            r"channels_last",
+        ),
+    ],
+    ids=["inputs", "layer"],
+)
+def test_a_channels_first_model_says_how_to_save_it_channels_last(
+    files64, target64, tmp_path, edit, problem
+):
+    path = edited_copy(files64["keras3-h5"], tmp_path / "first.h5", edit)
+    with pytest.raises(
+        ResnetlabError,
+        match=problem + r"; build the model again after keras.config.set_image_data_format\("
+        r"'channels_last'\), copy the weights \(new_model.set_weights\(model.get_weights\(\)\)\), "
+        r"save that and convert it$",
+    ):
+        load_keras_h5(target64, path)
+
+
 def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_path):
     # 64x64 inputs leave a 2x2 map, which 'valid' and 'same' pool alike.
     even = edited_copy(

@@ -531,6 +531,39 @@ def test_flags_that_contradict_the_file_are_errors(resnet50_files, tmp_path, kwa
     assert not (tmp_path / "m.safetensors").exists()
 
 
+def test_a_channels_first_network_is_refused_with_a_way_out_that_works(tmp_path):
+    """Keras keeps its kernels alike in either data format: the weights of a channels_first
+    model, set into the same model built channels_last, convert to the same numbers."""
+    images = rgb_images(seed=6)
+    keras.backend.clear_session()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        first = keras.applications.ResNet50(weights=None, input_shape=(3, SIZE, SIZE), classes=4)
+        randomize_all(first, 6)
+        first.save(tmp_path / "first.keras")
+        x = keras.applications.resnet.preprocess_input(
+            images.astype(np.float32), data_format="channels_last"
+        )
+        with torch.no_grad():
+            theirs = keras.ops.convert_to_numpy(first(x.transpose(0, 3, 1, 2), training=False))
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    with pytest.raises(
+        ResnetlabError,
+        match=r"first.keras: its layer conv1_pad uses data_format=channels_first; the network's "
+        r"is channels_last; build the model again after keras.config.set_image_data_format\("
+        r"'channels_last'\), copy the weights \(new_model.set_weights\(model.get_weights\(\)\)\), "
+        r"save that and convert it$",
+    ):
+        convert_keras(tmp_path / "first.keras", tmp_path / "m.safetensors")
+    last = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=4)
+    last.set_weights(first.get_weights())
+    last.save(tmp_path / "last.keras")
+    convert_keras(tmp_path / "last.keras", tmp_path / "m.safetensors")
+    ours = resnetlab_probabilities(tmp_path / "m.safetensors", images)
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
 def test_an_input_size_keras_would_not_build_is_refused(resnet50_files, tmp_path):
     with pytest.raises(
         ResnetlabError,

@@ -150,6 +150,12 @@ _REBUILD_PREPROCESSING = (
     "(new_model.set_weights(model.get_weights())), save that and convert it"
 )
 
+# Keras keeps a conv kernel as (kh, kw, in, out) in either data format, and its Flatten
+# orders channels_first maps as channels_last ones: the weights carry over as they are.
+CHANNELS_LAST_FIX = (
+    "; build the model again after keras.config.set_image_data_format('channels_last'), copy "
+    "the weights (new_model.set_weights(model.get_weights())), save that and convert it"
+)
 # A Dropout passes its inputs on unchanged at inference, and has no weights.
 _REBUILD_WITHOUT_DROPOUT = (
     "; a Dropout changes no prediction: build the model without it, copy the weights "
@@ -327,6 +333,11 @@ class _KerasFile:
             shape = config.get("batch_shape") or config.get("batch_input_shape")
             if layer.get("class_name") != "InputLayer" or not shape:
                 continue
+            if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
+                raise ResnetlabError(
+                    f"{self.path} takes inputs of shape {_shape(shape[1:])}, channels first, "
+                    f"where a converted model's are (size, size, 3){CHANNELS_LAST_FIX}"
+                )
             if len(shape) != 4 or shape[3] != 3:
                 raise ResnetlabError(
                     f"{self.path} takes inputs of shape {_shape(shape[1:])}, not (size, size, "
@@ -1237,7 +1248,10 @@ def _layer_problem(
     ``last_map`` is the side of the last feature map, which the average pool reads.
     """
     if config.get("data_format", "channels_last") not in ("channels_last", None):
-        return f"uses data_format={config['data_format']}, the course's model channels_last"
+        return (
+            f"uses data_format={config['data_format']}, the course's model channels_last"
+            f"{CHANNELS_LAST_FIX}"
+        )
     checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, course model's value)
     if kind == "Conv2D" and module is not None:
         checks += [

@@ -36,7 +36,15 @@ from torch import nn
 
 from ..errors import ResnetlabError, finite_number, option
 from ..models.registry import create_model
-from .keras import KerasImportReport, _KerasFile, _padding, _pair, load_layers, shown_class
+from .keras import (
+    CHANNELS_LAST_FIX,
+    KerasImportReport,
+    _KerasFile,
+    _padding,
+    _pair,
+    load_layers,
+    shown_class,
+)
 
 KERAS_BN_EPS = 1.001e-5  # keras.applications' BatchNormalization epsilon
 MIN_INPUT_SIZE = 32  # the smallest input keras.applications builds these networks for
@@ -266,7 +274,10 @@ def _expected_class(name: str, modules: dict[str, str]) -> str | None:
 def _layer_problem(name: str, kind: str, config: dict[str, Any], classifier: str) -> str | None:
     """What in a layer's config differs from keras.applications' ResNet, or None."""
     if config.get("data_format", "channels_last") not in ("channels_last", None):
-        return f"uses data_format={config['data_format']}; the network's is channels_last"
+        return (
+            f"uses data_format={config['data_format']}; the network's is channels_last"
+            f"{CHANNELS_LAST_FIX}"
+        )
     checks: list[tuple[str, Any, Any]] = []  # (setting, file's value, the network's)
     if kind == "Conv2D":
         match = _BLOCK.fullmatch(name)
