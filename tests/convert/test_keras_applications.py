@@ -256,6 +256,22 @@ def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_fi
     assert model.pretrained.head == "kept" and model.model_kwargs["stride_in_1x1"] is True
 
 
+def test_sharded_weights_say_how_to_save_them_in_one_file(transfer, tmp_path):
+    index = tmp_path / "big.weights.json"
+    transfer.save_weights(index, max_shard_size=0.05)
+    shard = tmp_path / "big_00000.weights.h5"
+    assert shard.is_file()
+    for given, what in ((index, ""), (shard, "a shard of ")):
+        with pytest.raises(ResnetlabError) as caught:
+            convert_keras(given, tmp_path / "m.safetensors")
+        assert str(caught.value) == (
+            f"{given} is {what}Keras's sharded weights (model.save_weights('big.weights.json', "
+            "max_shard_size=...)), which do not convert; save them to one file with "
+            "model.save_weights('x.weights.h5'), or the model with model.save('x.keras'), and "
+            "convert that"
+        )
+
+
 @pytest.mark.parametrize("network", ["resnet50", "transfer"])
 def test_a_keras_3_0_to_3_5_weights_file_says_to_save_the_model(
     network, resnet50_files, transfer_files, tmp_path

@@ -669,6 +669,8 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
             f"{path} is cut short (a zip archive, as .keras files are, without its end), as a "
             "copy or download that stopped leaves it; copy it again"
         )
+    if problem := _sharded_problem(path):
+        raise ResnetlabError(problem)
     if not h5py.is_hdf5(path) and path.suffix.lower() == ".safetensors":
         raise ResnetlabError(
             f"{path} is a .safetensors file, not a Keras file: a resnetlab model file needs no "
@@ -709,6 +711,24 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
         f"{path} is an HDF5 file but not one Keras wrote (no model_weights group, layer_names "
         f"attribute or layers group); give the file of model.save('x.h5') or "
         f"model.save_weights(...)"
+    )
+
+
+_SHARD = re.compile(r"(.+)_\d{5}\.weights\.h5")
+
+
+def _sharded_problem(path: Path) -> str | None:
+    """Why the index or a shard of Keras 3's sharded weights does not convert, or None."""
+    index = path
+    if match := _SHARD.fullmatch(path.name):
+        index = path.with_name(f"{match[1]}.weights.json")
+    if not index.name.endswith(".weights.json") or not index.is_file():
+        return None
+    return (
+        f"{path} is {'a shard of ' if index != path else ''}Keras's sharded weights "
+        f"(model.save_weights('{index.name}', max_shard_size=...)), which do not convert; "
+        f"save them to one file with model.save_weights('x.weights.h5'), or the model with "
+        f"model.save('x.keras'), and convert that"
     )
 
 
