@@ -329,6 +329,30 @@ def is_cut_short_zip(path: str | os.PathLike) -> bool:
         return False
 
 
+def stand_in_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not the file it stands in for, when it is what a fetch leaves in its
+    place: a Git LFS pointer (a clone without Git LFS) or a web page (a download link that
+    answered with a sign-in or confirmation page); None otherwise."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return (
+            f"{path} is a Git LFS pointer ({os.path.getsize(path):,} bytes), not the file it "
+            "stands for: its repository was cloned without Git LFS; fetch the file with "
+            "git lfs pull (or download it from the repository's page)"
+        )
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return (
+            f"{path} is a web page (HTML), not the file it is named for, as a download link "
+            "that answers with a sign-in or confirmation page leaves it; download the file "
+            "itself (from the page, or with its direct link)"
+        )
+    return None
+
+
 def own_temp(first: Path) -> tuple[Path, int | None]:
     """A temporary file that this writer alone writes through, made now, and the descriptor
     whose lock holds it until it is renamed or removed (None without locks).

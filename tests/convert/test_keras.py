@@ -475,6 +475,29 @@ def test_a_file_that_is_not_hdf5(target64, tmp_path):
         load_keras_h5(target64, path)
 
 
+@pytest.mark.parametrize("name", ["ResNet50.h5", "model.keras"])
+def test_what_a_failed_fetch_leaves_is_named(target64, tmp_path, name):
+    """The course's ResNet50.h5 travels by Git LFS and download links: a clone without LFS
+    leaves a pointer, a link that answers with a page leaves HTML."""
+    path = tmp_path / name
+    path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d1d\nsize 94978552\n")
+    with pytest.raises(ResnetlabError) as caught:
+        load_keras_h5(target64, path)
+    assert str(caught.value) == (
+        f"{path} is a Git LFS pointer ({path.stat().st_size} bytes), not the file it stands "
+        "for: its repository was cloned without Git LFS; fetch the file with git lfs pull (or "
+        "download it from the repository's page)"
+    )
+    path.write_text("\n<!DOCTYPE html><html><head><title>Virus scan warning</title>")
+    with pytest.raises(ResnetlabError) as caught:
+        load_keras_h5(target64, path)
+    assert str(caught.value) == (
+        f"{path} is a web page (HTML), not the file it is named for, as a download link that "
+        "answers with a sign-in or confirmation page leaves it; download the file itself "
+        "(from the page, or with its direct link)"
+    )
+
+
 def test_a_keras_archive_without_its_weights(files64, target64, tmp_path):
     path = tmp_path / "light.keras"
     with zipfile.ZipFile(files64["keras3-archive"]) as archive, zipfile.ZipFile(path, "w") as out:

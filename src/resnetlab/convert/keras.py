@@ -92,7 +92,13 @@ from ..errors import (
 from ..models.files import empty_file_problem, first_nonfinite, model_path_problem, save_model
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
-from ..storage import check_writable, is_cut_short_zip, missing_folders, removed_on_failure
+from ..storage import (
+    check_writable,
+    is_cut_short_zip,
+    missing_folders,
+    removed_on_failure,
+    stand_in_problem,
+)
 
 LAYOUTS = {
     "h5-model": "full model, model.save('x.h5')",
@@ -676,6 +682,8 @@ def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
             f"{path} is a .safetensors file, not a Keras file: a resnetlab model file needs no "
             "converting (predict, eval, serve and train --pretrained take it as it is)"
         )
+    if not h5py.is_hdf5(path) and (problem := stand_in_problem(path)):
+        raise ResnetlabError(problem)
     if not h5py.is_hdf5(path):
         raise ResnetlabError(
             f"{path} is not an HDF5 file (nor a .keras archive); give a file written by "
