@@ -197,6 +197,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
             raise ResnetlabError("--num-classes is for model names; a model file has its own")
         model = load_model(args.model)
         name, input_size = model.meta.model, args.input_size or model.meta.input_size
+        built_for = model.meta.input_size
+        if input_size != built_for and model_info(name).takes_input_size:
+            raise ResnetlabError(
+                f"{args.model} holds {name}, built for {built_for}x{built_for} inputs, which "
+                f"its classifier fixes; drop --input-size (or give the model name: summary "
+                f"{name} --input-size {input_size})"
+            )
     else:
         info = model_info(args.model)
         name, input_size = args.model, args.input_size or info.input_size

@@ -215,6 +215,20 @@ def test_summary_of_a_model_file_uses_its_own_size_and_classes(tmp_path, capsys)
     data = json.loads(capsys.readouterr().out)
     assert (data["model"], data["input_size"], data["num_classes"]) == ("resnet8", 24, 3)
     assert data["layers"][-1]["output_shape"] == [3]
+    # A model whose builder takes its input size (the course's: its classifier fixes it) is
+    # summarized at the file's; another size is the model name's to give.
+    path = tmp_path / "signs.safetensors"
+    model = resnetlab.create_model("resnet50_keras", num_classes=2, input_size=32)
+    resnetlab.save_model(model, path)
+    for keras in ([], ["--keras"]):
+        assert main(["summary", str(path), "--input-size", "64", *keras]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: {path} holds resnet50_keras, built for 32x32 inputs, which its classifier "
+            "fixes; drop --input-size (or give the model name: summary resnet50_keras "
+            "--input-size 64)"
+        )
+    assert main(["summary", str(path), "--input-size", "32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_size"] == 32
 
 
 @pytest.mark.parametrize("arg", ["missing.safetensors", "runs/old/best.safetensors", "ResNet50.h5"])
