@@ -347,6 +347,20 @@ def test_model_files_get_the_usual_permissions(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
+def test_a_keras_model_folder_given_as_a_model_file_says_to_convert_it(tmp_path):
+    """model.save('flowers', zipped=False) writes a folder, as the Hugging Face Hub holds it."""
+    folder = tmp_path / "flowers"
+    folder.mkdir()
+    for name in ("config.json", "metadata.json", "model.weights.h5"):
+        (folder / name).write_bytes(b"{}")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(folder)
+    assert str(caught.value) == (
+        f"{folder} is a Keras model (a folder, model.save(..., zipped=False)), not a model file; "
+        f"a Keras model converts to one: resnetlab convert keras {folder} flowers.safetensors"
+    )
+
+
 def test_a_run_folder_or_checkpoint_given_as_a_model_file_points_to_the_model_files(tmp_path):
     with pytest.raises(ResnetlabError, match="is a folder, not a model file; a run folder's"):
         resnetlab.load_model(tmp_path)

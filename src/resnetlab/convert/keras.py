@@ -89,7 +89,13 @@ from ..errors import (
     option,
     path_argument,
 )
-from ..models.files import empty_file_problem, first_nonfinite, model_path_problem, save_model
+from ..models.files import (
+    empty_file_problem,
+    first_nonfinite,
+    is_keras_folder,
+    model_path_problem,
+    save_model,
+)
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
 from ..storage import (
@@ -605,8 +611,6 @@ def _convert(
 
 # Reading ----------------------------------------------------------------------------------
 
-# A Keras 3 model saved as a folder: model.save(folder, zipped=False), the Hugging Face Hub's.
-_KERAS3_FOLDER = ("config.json", "model.weights.h5")
 # TensorFlow's own formats, which hold a graph or a checkpoint's variables, not Keras's layers.
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _CHECKPOINT_DATA = re.compile(r"(.+)\.data-\d{5}-of-\d{5}")
@@ -761,11 +765,6 @@ def _read_keras_archive(path: Path) -> _KerasFile:
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as e:
         raise ResnetlabError(f"cannot read the Keras archive {path} ({e})") from None
     return _keras3_model(path, "keras3-archive", config, metadata, weights)
-
-
-def is_keras_folder(path: Path) -> bool:
-    """Whether ``path`` is a Keras 3 model saved as a folder (``zipped=False``)."""
-    return path.is_dir() and all((path / name).is_file() for name in _KERAS3_FOLDER)
 
 
 def _read_keras_folder(path: Path) -> _KerasFile:

@@ -74,6 +74,7 @@ from ..models.files import (
     checkpoint_kind,
     cut_short,
     first_nonfinite,
+    is_keras_folder,
     model_skeleton,
     other_format,
     read_model_meta,
@@ -519,7 +520,7 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
     if text.startswith("torchvision:"):
         return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
     path = Path(text).expanduser()
-    from .keras import is_keras_folder, keras_model_of
+    from .keras import keras_model_of
 
     if (path.suffix.lower() in KERAS_SUFFIXES and path.is_file()) or is_keras_folder(path):
         return keras_model_of(path)
@@ -561,7 +562,7 @@ def _torchvision_model(weights_enum: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def _from_path(path: Path, source: str, input_size: int | None = None) -> PretrainedWeights:
-    from .keras import is_keras_folder, tensorflow_format_problem
+    from .keras import tensorflow_format_problem
 
     if problem := tensorflow_format_problem(path):
         raise ResnetlabError(problem)

@@ -631,6 +631,15 @@ def names_a_file(value: str) -> bool:
     )
 
 
+# A Keras 3 model saved as a folder: model.save(folder, zipped=False), the Hugging Face Hub's.
+KERAS_FOLDER_FILES = ("config.json", "model.weights.h5")
+
+
+def is_keras_folder(path: Path) -> bool:
+    """Whether ``path`` is a Keras 3 model saved as a folder (``zipped=False``)."""
+    return path.is_dir() and all((path / name).is_file() for name in KERAS_FOLDER_FILES)
+
+
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The metadata of a model file, without reading its weights."""
     path = Path(path_argument(path, "the model file"))
@@ -638,6 +647,12 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     if path.is_dir():
         if (path / "best.safetensors").is_file():
             raise ResnetlabError(f"{path} is a run folder, not a model file; {_run_models(path)}")
+        if is_keras_folder(path):
+            raise ResnetlabError(
+                f"{path} is a Keras model (a folder, model.save(..., zipped=False)), not a model "
+                f"file; a Keras model converts to one: resnetlab convert keras {path} "
+                f"{path.name}.safetensors"
+            )
         raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
     if is_special(path):  # `<(cat m.safetensors)`: a pipe, which safetensors cannot map
         raise ResnetlabError(
