@@ -344,7 +344,9 @@ def add_convert(p: argparse.ArgumentParser) -> None:
         "--num-classes", type=_class_count, help="number of classes, checked against the file"
     )
     k.add_argument(
-        "--classes", type=readable, help='class names in output order, e.g. "0,1,2,3,4,5"'
+        "--classes",
+        type=readable,
+        help='class names in output order, e.g. "0,1,2,3,4,5"; imagenet: ImageNet\'s 1000',
     )
     k.set_defaults(func=cmd_convert)
 
@@ -355,7 +357,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     class_names = None
     if args.classes is not None:
         class_names = [name.strip() for name in args.classes.split(",")]
-        if not all(class_names):
+        if class_names == ["imagenet"]:  # ImageNet's 1000, named by convert_keras
+            class_names = "imagenet"
+        elif not all(class_names):
             raise ResnetlabError(f'--classes has an empty name: "{args.classes}"')
     report = convert_keras(  # checks DST before it reads the Keras file
         args.src,
@@ -380,6 +384,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
             f"--pretrained take a data set's classes in their order; "
             f'--classes "a,b,..." names them in the order of the outputs, so that eval and '
             f"train --pretrained match them to a data set's classes by name"
+            + (
+                " (--classes imagenet: ImageNet's, for weights='imagenet')"
+                if report.network is not None and report.num_classes == 1000
+                else ""
+            )
         )
     return 0
 

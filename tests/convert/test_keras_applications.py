@@ -459,6 +459,32 @@ def test_cli_says_which_input_size_it_takes_for_a_file_that_records_none(
     assert "does not record its input size" not in capsys.readouterr().out
 
 
+def test_imagenets_classifier_is_named_by_classes_imagenet(resnet50_files, tmp_path, capsys):
+    """ResNet50(weights="imagenet") keeps ImageNet's 1000 outputs, in the synsets' order."""
+    keras.backend.clear_session()
+    path = tmp_path / "imagenet.weights.h5"
+    keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3)).save_weights(path)
+    dst = tmp_path / "m.safetensors"
+    argv = ["convert", "keras", str(path), str(dst), "--input-size", str(SIZE)]
+    assert main(argv) == 0
+    assert "(--classes imagenet: ImageNet's, for weights='imagenet')" in capsys.readouterr().out
+    assert main([*argv, "--classes", "imagenet"]) == 0
+    names = resnetlab.read_model_meta(dst).class_names
+    assert (len(names), names[0], names[1], names[999]) == (
+        1000,
+        "tench",
+        "goldfish",
+        "toilet tissue",
+    )
+    with pytest.raises(
+        ResnetlabError,
+        match=r"ImageNet's 1000 class names given but .*resnet50.keras has 6 classes \(its "
+        r"classifier predictions\); they name the outputs of an ImageNet classifier only: give "
+        r"the file's own, one per class, separated by commas$",
+    ):
+        convert_keras(resnet50_files["keras"], dst, class_names="imagenet")
+
+
 def test_cli_converts_and_predict_reads_the_file(resnet50_files, tmp_path, capsys):
     dst = tmp_path / "m.safetensors"
     assert main(["convert", "keras", str(resnet50_files["h5"]), str(dst)]) == 0

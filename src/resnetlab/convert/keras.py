@@ -505,6 +505,14 @@ def keras_model_of(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None
 def _class_count_problem(
     keras_file: _KerasFile, class_names: list[str], file_classes: int, classifier: str
 ) -> None:
+    from .pretrained import imagenet_class_names
+
+    if class_names == imagenet_class_names():
+        raise ResnetlabError(
+            f"ImageNet's 1000 class names given but {keras_file.path} has {file_classes} "
+            f"classes (its classifier {classifier}); they name the outputs of an ImageNet "
+            f"classifier only: give the file's own, one per class, separated by commas"
+        )
     words = " ".join(class_names).split()  # "0 1 2 3 4 5": names separated by spaces
     hint = f": {','.join(words)}" if len(words) == file_classes else ""
     raise ResnetlabError(
@@ -520,7 +528,7 @@ def convert_keras(
     *,
     input_size: int | None = None,
     num_classes: int | None = None,
-    class_names: list[str] | None = None,
+    class_names: list[str] | str | None = None,
 ) -> KerasImportReport:
     """Convert a Keras file of the course's ResNet50, or of a keras.applications ResNet (or a
     transfer model on one), into a resnetlab model file.
@@ -540,7 +548,9 @@ def convert_keras(
         dst: the ``.safetensors`` file to write.
         input_size: the side of the square inputs the model was trained at.
         num_classes: the number of classes, to check against the file.
-        class_names: a name for each class, in the order of the model's outputs.
+        class_names: a name for each class, in the order of the model's outputs; or
+            ``"imagenet"``, ImageNet's 1000 (a keras.applications network with
+            ``weights="imagenet"`` and its top).
 
     Returns:
         The report of ``load_keras_h5``.
@@ -550,6 +560,10 @@ def convert_keras(
     """
     src = path_argument(src, "the Keras file")
     dst = path_argument(dst, "the model file to write", reading=False)  # ~ expanded
+    if isinstance(class_names, str) and class_names.lower() == "imagenet":
+        from .pretrained import imagenet_class_names
+
+        class_names = imagenet_class_names()
     if problem := folder_problem(dst, f"{Path(src).stem}.safetensors"):
         raise ResnetlabError(problem)
     dst = Path(dst)

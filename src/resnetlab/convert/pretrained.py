@@ -276,6 +276,14 @@ def resolve_pretrained(
     return _from_path(Path(text).expanduser(), text, input_size or kwargs.get("input_size"))
 
 
+def imagenet_class_names() -> list[str]:
+    """ImageNet's 1,000 class names in the order of its classifiers' outputs: torchvision's,
+    the synsets' order, which keras.applications' ``decode_predictions`` follows too."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWeights:
     import torchvision
     from torchvision.models import get_model_weights
