@@ -49,6 +49,7 @@ from .options import (
     GRADIENT_DEPTHS,
     GRADIENT_STEPS,
     INFERENCE_PRECISIONS,
+    KERAS_INPUTS,
     MAX_CLASSES,
     MAX_INPUT_SIZE,
     METHODS,
@@ -348,6 +349,13 @@ def add_convert(p: argparse.ArgumentParser) -> None:
         type=readable,
         help='class names in output order, e.g. "0,1,2,3,4,5"; imagenet: ImageNet\'s 1000',
     )
+    k.add_argument(
+        "--inputs",
+        choices=KERAS_INPUTS,
+        help="how the Keras model's images were prepared: caffe (preprocess_input, the "
+        "default for keras.applications networks), 0-1 (pixels / 255, the course's default) "
+        "or 0-255 (pixels as they are)",
+    )
     k.set_defaults(func=cmd_convert)
 
 
@@ -367,6 +375,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         num_classes=args.num_classes,
         class_names=class_names,
+        inputs=args.inputs,
     )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")

@@ -25,6 +25,11 @@ NAMED_SOURCES = ("digits", "cifar10")
 RESIZE_MODES = ("squash", "crop")
 DEFAULT_RESIZE = "crop"  # for training and data inspect; model files record their own
 
+# How a Keras model's images were prepared (convert keras --inputs): keras.applications'
+# preprocess_input ('caffe': BGR, ImageNet's mean subtracted from 0-255 pixels), pixels / 255
+# (the course's), or the pixels as they are.
+KERAS_INPUTS = ("caffe", "0-1", "0-255")
+
 # Each recipe is a set of TrainConfig values; flags override any of them.
 RECIPES: dict[str, dict[str, Any]] = {
     # The course's notebook trains with Adam, learning rate 1e-3, batch 32. On SIGNS that alone

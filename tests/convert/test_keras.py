@@ -931,6 +931,11 @@ def test_a_rescaling_layer_first_becomes_the_normalisation(tmp_path, rescaling, 
     assert pretrained.mean == pytest.approx(mean) and pretrained.std == pytest.approx(std)
     # Counted as convert counts them (weights and BN statistics, no BN batch counters).
     assert f": {report.tensors_loaded} tensors loaded" in pretrained.describe()
+    # The layer says how the inputs were scaled: --inputs would contradict it.
+    with pytest.raises(
+        ResnetlabError, match=r"scales its inputs itself \(rescaled by rescaling \(pixels \* "
+    ):
+        convert_keras(src, tmp_path / "other.safetensors", inputs="0-255")
 
 
 def _rescaling_edit(where: int, **config):

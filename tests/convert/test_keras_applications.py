@@ -224,6 +224,27 @@ def test_a_transfer_model_gives_kerass_probabilities(kind, transfer, transfer_fi
     assert np.abs(ours - theirs).max() < 1e-4
 
 
+@pytest.mark.parametrize("inputs", ["0-1", "0-255"])
+def test_a_model_fed_other_inputs_than_preprocess_input(inputs, transfer, transfer_files, tmp_path):
+    """A transfer model trained on pixels / 255 (ImageDataGenerator(rescale=1/255)) or on
+    the pixels as they are, not on preprocess_input: --inputs says so, and the model file
+    takes RGB images scaled so."""
+    images = rgb_images(seed=7)
+    dst = tmp_path / "m.safetensors"
+    report = convert_keras(transfer_files["keras"], dst, inputs=inputs)
+    note = "pixels / 255" if inputs == "0-1" else "0-255 pixels as they are"
+    assert report.describe().endswith(f"inputs as {note}, recorded in the model file")
+    x = images / 255 if inputs == "0-1" else images.astype(np.float32)
+    with torch.no_grad():
+        theirs = keras.ops.convert_to_numpy(transfer(x, training=False))
+    error = np.abs(resnetlab_probabilities(dst, images) - theirs).max()
+    convert_keras(transfer_files["keras"], tmp_path / "caffe.safetensors")
+    wrong = np.abs(resnetlab_probabilities(tmp_path / "caffe.safetensors", images) - theirs).max()
+    assert error < 1e-5 and wrong > 100 * error
+    with pytest.raises(ResnetlabError, match=r"^inputs='tf': choose caffe, 0-1 or 0-255, how"):
+        convert_keras(transfer_files["keras"], dst, inputs="tf")
+
+
 @pytest.mark.parametrize("network", ["resnet50", "transfer"])
 def test_a_keras_3_0_to_3_5_archive_without_layer_names_converts_as_with_them(
     network, resnet50_files, transfer_files, tmp_path

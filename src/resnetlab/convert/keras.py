@@ -98,6 +98,7 @@ from ..models.files import (
 )
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
+from ..options import KERAS_INPUTS
 from ..storage import (
     check_writable,
     is_cut_short_zip,
@@ -238,6 +239,7 @@ class KerasImportReport:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     network: str | None = None
     caffe_preprocessing: bool = False
+    raw_pixels: bool = False
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -250,16 +252,28 @@ class KerasImportReport:
 
     @property
     def std(self) -> tuple[float, float, float]:
-        if self.caffe_preprocessing:  # 0-255 pixels: (pixels / 255 - mean) / (1 / 255)
+        if self.caffe_preprocessing or self.raw_pixels:  # 0-255: (pixels / 255 - m) / (1 / 255)
             return (1 / 255,) * 3
         return self.input_scaling.std if self.input_scaling else (1.0, 1.0, 1.0)
+
+    @property
+    def inputs(self) -> str:
+        """What the model takes, as ``--inputs`` names it: ``caffe``, ``0-1`` or ``0-255``
+        (a file's ``Rescaling`` layer: ``0-255``, rescaled inside)."""
+        if self.caffe_preprocessing:
+            return "caffe"
+        return "0-255" if self.raw_pixels or self.input_scaling else "0-1"
 
     @property
     def normalisation_note(self) -> str:
         if self.caffe_preprocessing:
             return CAFFE_NOTE
-        if self.input_scaling is None:
+        if self.raw_pixels:
+            return "0-255 pixels as they are"
+        if self.input_scaling is None and self.network is None:
             return "pixels / 255, as the course's Keras model was trained"
+        if self.input_scaling is None:
+            return "pixels / 255"
         return f"{self.input_scaling}, as the file's first layer"
 
     def describe(self) -> str:
@@ -273,10 +287,12 @@ class KerasImportReport:
                 f"{self.tensors_loaded} tensors, {self.values_loaded:,} values; "
                 f"{f'{self.num_classes} classes' if self.num_classes else 'no classifier'}, "
                 f"{self.input_size}x{self.input_size} inputs; "
-                f"inputs as {CAFFE_NOTE}, recorded in the model file"
+                f"inputs as {self.normalisation_note}, recorded in the model file"
             )
         order = " (unnamed, matched in the order they were built)" if self.matched_by_order else ""
         scaling = f"; inputs {self.input_scaling}" if self.input_scaling else ""
+        if self.caffe_preprocessing or self.raw_pixels:
+            scaling = f"; inputs as {self.normalisation_note}"
         return (
             f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.layers_loaded} "
             f"layers{order}, {self.tensors_loaded} tensors, {self.values_loaded:,} values; "
@@ -428,6 +444,7 @@ def read_keras_model(
     class_names: list[str] | None = None,
     unrecorded_input_size: int | None = None,
     backbone: bool = False,
+    inputs: str | None = None,
 ) -> tuple[nn.Module, KerasImportReport]:
     """The model a Keras file converts to, built for it (its classes, its input size) and
     loaded: ``resnet50_keras`` for the course's, ``resnet50``/``resnet101``/``resnet152``
@@ -444,6 +461,9 @@ def read_keras_model(
         backbone: take a keras.applications network without a classifier
             (``include_top=False``) too, as pretrained weights for its backbone: the model's
             classifier is then a fresh one, and the report's ``num_classes`` 0.
+        inputs: how the Keras model's inputs were prepared, when not as its network's are
+            (``KERAS_INPUTS``): ``caffe`` (keras.applications' ``preprocess_input``),
+            ``0-1`` (pixels / 255, the course's) or ``0-255`` (pixels as they are).
 
     Returns:
         The model, in train mode, and the report of ``load_keras_h5``.
@@ -453,6 +473,11 @@ def read_keras_model(
     """
     from . import keras_applications as applications
 
+    if inputs is not None and inputs not in KERAS_INPUTS:
+        raise ResnetlabError(
+            f"{option('inputs', inputs)}: choose {', '.join(KERAS_INPUTS[:-1])} or "
+            f"{KERAS_INPUTS[-1]}, how the Keras model's images were prepared"
+        )
     keras_file = _read_keras_file(src)
     if applications.is_keras_applications_resnet(keras_file):
         plan = applications.plan(keras_file)
@@ -466,7 +491,8 @@ def read_keras_model(
             _class_count_problem(keras_file, class_names, plan.num_classes, plan.classifier)
         size = applications.input_size(keras_file, input_size)
         model = applications.build(keras_file, plan, num_classes)
-        return model, applications.load(model, keras_file, plan, size)
+        report = applications.load(model, keras_file, plan, size)
+        return model, _fed_as(model, report, inputs)
     _check_looks_like_seed(keras_file)
     file_classes = _file_num_classes(keras_file)
     if num_classes is not None and num_classes != file_classes:
@@ -483,7 +509,24 @@ def read_keras_model(
     size = _choose_input_size(keras_file, input_size, unrecorded_input_size)
     model = create_model("resnet50_keras", num_classes=file_classes, input_size=size)
     report = _load(model, keras_file)
-    return model, report
+    return model, _fed_as(model, report, inputs)
+
+
+def _fed_as(model: nn.Module, report: KerasImportReport, inputs: str | None) -> KerasImportReport:
+    """The model and report for inputs prepared as ``inputs`` says; 'caffe' takes BGR
+    images, which the first conv's input channels, reversed, take as RGB."""
+    if inputs is None or (inputs == report.inputs and report.input_scaling is None):
+        return report
+    if report.input_scaling is not None:
+        raise ResnetlabError(
+            f"{report.path} scales its inputs itself ({report.input_scaling}); drop "
+            f"{option('inputs', inputs)}"
+        )
+    caffe = inputs == "caffe"
+    if caffe != report.caffe_preprocessing:
+        with torch.no_grad():
+            model.conv1.weight.copy_(model.conv1.weight.flip(1))
+    return replace(report, caffe_preprocessing=caffe, raw_pixels=inputs == "0-255")
 
 
 def keras_model_of(path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
@@ -529,6 +572,7 @@ def convert_keras(
     input_size: int | None = None,
     num_classes: int | None = None,
     class_names: list[str] | str | None = None,
+    inputs: str | None = None,
 ) -> KerasImportReport:
     """Convert a Keras file of the course's ResNet50, or of a keras.applications ResNet (or a
     transfer model on one), into a resnetlab model file.
@@ -551,6 +595,9 @@ def convert_keras(
         class_names: a name for each class, in the order of the model's outputs; or
             ``"imagenet"``, ImageNet's 1000 (a keras.applications network with
             ``weights="imagenet"`` and its top).
+        inputs: how the Keras model's images were prepared, when not as its network's
+            are: ``caffe`` (``preprocess_input``, a keras.applications network's),
+            ``0-1`` (pixels / 255, the course's) or ``0-255`` (pixels as they are).
 
     Returns:
         The report of ``load_keras_h5``.
@@ -583,7 +630,7 @@ def convert_keras(
         raise ResnetlabError(problem)
     with removed_on_failure(missing_folders(dst.parent)):
         check_writable(dst, dst.parent)
-        return _convert(src, dst, input_size, num_classes, class_names)
+        return _convert(src, dst, input_size, num_classes, class_names, inputs)
 
 
 def _convert(
@@ -592,10 +639,15 @@ def _convert(
     input_size: int | None,
     num_classes: int | None,
     class_names: list[str] | None,
+    inputs: str | None,
 ) -> KerasImportReport:
     """``convert_keras`` once ``dst`` is known to be writable."""
     model, report = read_keras_model(
-        src, input_size=input_size, num_classes=num_classes, class_names=class_names
+        src,
+        input_size=input_size,
+        num_classes=num_classes,
+        class_names=class_names,
+        inputs=inputs,
     )
     if (bad := first_nonfinite(model.state_dict())) is not None:  # the source is to blame
         raise ResnetlabError(
