@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -367,6 +368,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         class_names = [name.strip() for name in args.classes.split(",")]
         if class_names == ["imagenet"]:  # ImageNet's 1000, named by convert_keras
             class_names = "imagenet"
+        elif len(class_names) == 1 and Path(args.classes).expanduser().is_file():
+            raise ResnetlabError(
+                f"--classes takes the class names, not a file of them ({args.classes}); give "
+                f'them separated by commas, for a file of one a line: --classes "$(paste -sd, '
+                f'{shlex.quote(args.classes)})"'
+            )
         elif not all(class_names):
             raise ResnetlabError(f'--classes has an empty name: "{args.classes}"')
     report = convert_keras(  # checks DST before it reads the Keras file

@@ -1026,6 +1026,19 @@ def test_cli_failures_are_one_line_and_write_nothing(files64, tmp_path, capsys, 
     assert list(out_dir.iterdir()) == []
 
 
+def test_cli_classes_given_a_file_of_names_says_how_to_give_them(files64, tmp_path, capsys):
+    labels = tmp_path / "my labels.txt"  # one name a line, as label files keep them
+    labels.write_text("a\nb\nc\nd\ne\nf\n")
+    dst = tmp_path / "m.safetensors"
+    argv = ["convert", "keras", str(files64["keras3-h5"]), str(dst), "--classes", str(labels)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: --classes takes the class names, not a file of them ({labels}); give them "
+        f"separated by commas, for a file of one a line: --classes \"$(paste -sd, '{labels}')\"\n"
+    )
+    assert not dst.exists()
+
+
 def test_cli_refuses_a_file_that_is_not_keras(tmp_path, capsys):
     src = tmp_path / "notes.h5"
     src.write_text("weights are elsewhere")
