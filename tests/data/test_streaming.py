@@ -17,7 +17,7 @@ from resnetlab.data import (
     split_stats,
 )
 from resnetlab.data import streaming as streaming_module
-from resnetlab.errors import DataError, DataWarning, ResnetlabError
+from resnetlab.errors import DataError, DataWarning, ResnetlabError, WorkersLost
 
 from .conftest import noise, write_tree
 
@@ -308,3 +308,19 @@ def test_a_streaming_set_of_labels_it_cannot_use_is_refused_when_made(labels, sa
     with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
         StreamingSet(["a.png", "b.png"], labels, ["cat", "dog"], (8, 8))
     StreamingSet(["a.png", "b.png"], torch.tensor([1, 1]), ["cat", "dog"], (8, 8))
+
+
+@pytest.mark.parametrize("lost", [ConnectionResetError, ConnectionRefusedError])
+def test_a_worker_killed_as_its_batch_is_taken_is_a_lost_worker(lost):
+    # A worker passes a batch's memory over a connection of its own: killed just then, the
+    # batch's unpickling in this process failed with ConnectionResetError, a traceback,
+    # before PyTorch's SIGCHLD handler said that a worker exited.
+    class Loader:
+        def __iter__(self):
+            yield "first batch"
+            raise lost(104, "Connection reset by peer")
+
+    batches = streaming_module._answered(Loader())
+    assert next(batches) == "first batch"
+    with pytest.raises(WorkersLost, match=r"stopped without an answer \(killed, or out of mem"):
+        next(batches)

@@ -353,4 +353,8 @@ def _answered(loader: torch.utils.data.DataLoader) -> Iterator:
             if "exited unexpectedly" not in str(e):
                 raise
             raise workers_stopped("the data loader's worker processes") from None
+        except ConnectionError:
+            # A worker hands a batch's memory over a connection of its own, which it closes
+            # as it dies: killed while the batch is taken, before PyTorch's SIGCHLD says so.
+            raise workers_stopped("the data loader's worker processes") from None
         yield batch
