@@ -1,3 +1,4 @@
+import codecs
 import os
 import subprocess
 import sys
@@ -105,6 +106,20 @@ def _cpu_unless_marked_gpu(request, monkeypatch):
     for kind, (label, _) in list(distributed.ACCELERATORS.items()):
         monkeypatch.setitem(distributed.ACCELERATORS, kind, (label, lambda: False))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the processes a test starts
+
+
+@pytest.fixture
+def utf8_file_names() -> None:
+    """For a test that writes file names outside ASCII (写真, café): Python names files in
+    its file-system encoding, which in an ASCII or Latin-1 locale with UTF-8 mode off
+    (``LC_ALL=C PYTHONUTF8=0``) cannot spell them; the test skips there, saying how to run it.
+    What resnetlab does in such a locale is tested in processes started with one."""
+    encoding = sys.getfilesystemencoding()
+    if codecs.lookup(encoding).name != "utf-8":
+        pytest.skip(
+            f"writes non-ASCII file names, which this Python's file-system encoding "
+            f"({encoding}) cannot spell; run the tests with PYTHONUTF8=1"
+        )
 
 
 @pytest.fixture

@@ -606,7 +606,7 @@ for argv in {commands!a}:  # as a shell would give them: their UTF-8 bytes
 """
 
 
-def test_non_ascii_names_work_in_an_ascii_locale(tmp_path):
+def test_non_ascii_names_work_in_an_ascii_locale(tmp_path, utf8_file_names):
     """LC_ALL=C with Python's UTF-8 mode off: file names come as undecodable bytes and
     stdout takes ASCII only. Class names are still read as UTF-8, figures drawn, ONNX files
     run, and names printed escaped, never a traceback."""

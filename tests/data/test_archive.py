@@ -117,7 +117,7 @@ def test_zip_paths_with_backslashes_unpack_into_folders(tmp_path):
     assert (extracted / "pets" / "dog" / "3.png").is_file()
 
 
-def test_zip_names_in_utf8_without_the_flag_are_read_as_utf8(tmp_path):
+def test_zip_names_in_utf8_without_the_flag_are_read_as_utf8(tmp_path, utf8_file_names):
     # macOS's Archive Utility writes UTF-8 names without the flag that says so; read as
     # cp437, as the zip format's default, the class "kätzchen" would be "k├ñtzchen".
     buffer = io.BytesIO()

@@ -972,7 +972,7 @@ def test_stream_refused_for_in_memory_formats():
         load_dataset("digits", stream=True)
 
 
-def test_a_class_name_in_either_unicode_form_is_one_class(tmp_path):
+def test_a_class_name_in_either_unicode_form_is_one_class(tmp_path, utf8_file_names):
     # macOS writes "café" as "cafe" + a combining accent; typed elsewhere it is one character.
     decomposed, composed = "cafe\u0301", "caf\u00e9"
     root = tmp_path / "split"

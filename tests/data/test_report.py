@@ -33,7 +33,9 @@ def test_inspect_json_counts_sizes_and_sheet(tmp_path, capsys):
         assert im.format == "PNG" and im.width > 300 and im.height > 100
 
 
-def test_class_names_no_font_has_are_one_warning_naming_the_fix(tmp_path, monkeypatch):
+def test_class_names_no_font_has_are_one_warning_naming_the_fix(
+    tmp_path, monkeypatch, utf8_file_names
+):
     monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
     monkeypatch.setattr(fonts, "_told", False)  # said once per process: as in a new one
     root = write_tree(tmp_path / "pets", {"猫": [noise(0)], "犬": [noise(1)]})

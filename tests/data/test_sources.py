@@ -265,7 +265,9 @@ def test_a_sample_of_n_images_has_n_images_and_is_seeded():
     assert not torch.equal(stratified_sample(split, 10, seed=2).images, sample.images)
 
 
-def test_a_data_spec_is_named_by_its_last_part_without_a_data_suffix(tmp_path, monkeypatch):
+def test_a_data_spec_is_named_by_its_last_part_without_a_data_suffix(
+    tmp_path, monkeypatch, utf8_file_names
+):
     from resnetlab.data.sources import data_name
 
     monkeypatch.chdir(tmp_path)
@@ -453,7 +455,9 @@ def test_a_copy_of_the_training_folder_is_scored_on_the_images_held_out(tmp_path
     assert len(whole) == 20 and whole.notes[-1].startswith(f"all 20 images of {test}")
 
 
-def test_a_copy_whose_names_are_in_the_other_unicode_form_is_the_same_files(tmp_path):
+def test_a_copy_whose_names_are_in_the_other_unicode_form_is_the_same_files(
+    tmp_path, utf8_file_names
+):
     # As macOS spells "café" (e and a combining accent) against a copy made elsewhere: the
     # same classes, so the same files; the record of a run made before says the same.
     from resnetlab.data import sources

@@ -435,7 +435,9 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
         assert str(e.value) == message
 
 
-def test_names_no_font_has_are_one_warning_naming_the_fix(model_file, tmp_path, monkeypatch):
+def test_names_no_font_has_are_one_warning_naming_the_fix(
+    model_file, tmp_path, monkeypatch, utf8_file_names
+):
     monkeypatch.setattr(fonts, "installed_families", set)  # DejaVu Sans alone: no CJK
     monkeypatch.setattr(fonts, "_told", False)  # said once per process: as in a new one
     pixels, _ = squares(2, seed=7)
