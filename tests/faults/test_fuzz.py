@@ -260,7 +260,7 @@ def test_config_json(work, data):
         text = mutate_bytes(json.dumps(base).encode(), data.draw).decode(errors="replace")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "config.json"
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")  # as resnetlab writes and reads it
         try:
             config = resolve_config(TrainConfig.load(path))
         except ResnetlabError:
@@ -288,7 +288,7 @@ def test_metrics_csv(metrics_text, data):
     )
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "metrics.csv"
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")  # as resnetlab writes and reads it
         try:
             rows = read_metrics(path)
         except ResnetlabError:
