@@ -68,6 +68,13 @@ def _safe_member_path(archive: Path, name: str) -> PurePosixPath:
     return p
 
 
+def _on_disk(name: str) -> str:
+    """A member's name as a file name: its UTF-8 bytes in the file system's encoding. An
+    ASCII locale (``LC_ALL=C`` with UTF-8 mode off) cannot encode "kätzchen" otherwise, and
+    the extraction stopped; the folders read back as UTF-8 (``errors.readable``)."""
+    return os.fsdecode(name.encode("utf-8", "surrogateescape"))
+
+
 def _check_tar_member(archive: Path, member: tarfile.TarInfo) -> PurePosixPath:
     """The member's path relative to the extraction folder, if it is one to extract."""
     rel = _safe_member_path(archive, member.name)
@@ -85,7 +92,7 @@ def _extract_tar(archive: Path, dest: Path) -> None:
     with tarfile.open(archive, mode="r|*") as tf:  # one pass over the compressed stream
         for member in tf:
             rel = _check_tar_member(archive, member)
-            target = dest.joinpath(*rel.parts)
+            target = dest.joinpath(*map(_on_disk, rel.parts))
             folder = target if member.isdir() else target.parent
             if folder not in made:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -115,6 +122,7 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[PurePosixPath
                 f"{archive}: member '{m.filename}' is a link or special file; only plain files "
                 "and folders are extracted (extract it yourself and pass the folder)"
             )
+        m.filename = _on_disk(m.filename)  # as zipfile's extraction names the file
         out.append((rel, m))
     return out
 
