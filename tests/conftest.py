@@ -11,6 +11,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # Tests never depend on measured speed: CPU training takes the uncalibrated defaults
 # (tests/engine/test_calibrate.py drives the calibration with fixed timings).
 os.environ["RESNETLAB_CALIBRATE"] = "off"
+# torchrun's variables, which a shell inside a torchrun job or a Kubernetes PyTorchJob pod
+# has: with WORLD_SIZE set every run would join a process group. Removed here, before any
+# fixture trains; the tests of distributed runs set their own.
+os.environ.pop("WORLD_SIZE", None)
+os.environ.pop("RANK", None)
+os.environ.pop("LOCAL_RANK", None)
+os.environ.pop("LOCAL_WORLD_SIZE", None)
+os.environ.pop("MASTER_ADDR", None)
+os.environ.pop("MASTER_PORT", None)
 
 from pathlib import Path
 
