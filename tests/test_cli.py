@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -609,11 +611,24 @@ for argv in {commands!a}:  # as a shell would give them: their UTF-8 bytes
 def test_non_ascii_names_work_in_an_ascii_locale(tmp_path, utf8_file_names):
     """LC_ALL=C with Python's UTF-8 mode off: file names come as undecodable bytes and
     stdout takes ASCII only. Class names are still read as UTF-8, figures drawn, ONNX files
-    run, and names printed escaped, never a traceback."""
+    run, names printed escaped, and archives of such names extracted, never a traceback."""
     data = write_tree(
         tmp_path / "写真",
         {"été": [noise(i) for i in range(6)], "日本犬": [noise(10 + i) for i in range(6)]},
     )
+    # The same images in a zip and a tar: "kätzchen" has no spelling in an ASCII file system
+    # encoding, and their extraction stopped with a UnicodeEncodeError.
+    members = [
+        (image, f"pets/{name}/{i}.png")
+        for i, (image, name) in enumerate(
+            zip(sorted(data.rglob("*.png")), ["kätzchen", "犬"] * 6, strict=True)
+        )
+    ]
+    zipped, tarred = tmp_path / "pets.zip", tmp_path / "pets.tar"
+    with zipfile.ZipFile(zipped, "w") as zf, tarfile.open(tarred, "w") as tf:
+        for image, name in members:
+            zf.write(image, name)
+            tf.add(image, name)
     run_dir, onnx = tmp_path / "run é", tmp_path / "模型.onnx"
     model = run_dir / "best.safetensors"
     commands = [
@@ -634,6 +649,8 @@ def test_non_ascii_names_work_in_an_ascii_locale(tmp_path, utf8_file_names):
         ["export", str(model), str(onnx)],
         ["eval", str(onnx), "--data", str(data)],
         ["explain", str(model), str(data / "été"), "--class", "日本犬", "--out", "cams"],
+        ["data", "inspect", str(zipped), "--no-sheet"],
+        ["data", "inspect", str(tarred), "--no-sheet"],
     ]
     env = {**os.environ, "LC_ALL": "C", "LANG": "", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
     env["PYTHONPATH"] = str(Path(resnetlab.__file__).parents[1])
@@ -645,7 +662,7 @@ def test_non_ascii_names_work_in_an_ascii_locale(tmp_path, utf8_file_names):
     )
     out, err = done.stdout.decode("ascii"), done.stderr.decode("ascii")
     assert "Traceback" not in err, err
-    assert out.count("exit 0") == 5, (out, err)
+    assert out.count("exit 0") == 7, (out, err)
     assert "\\xe9t\\xe9 " in out  # predict's line names the class, escaped
     summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
     assert summary["class_names"] == ["été", "日本犬"]
