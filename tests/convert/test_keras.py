@@ -904,7 +904,12 @@ RESCALINGS = {
 # and offset are lists) from a tf.keras 2 .h5, whose config is read by another path.
 @pytest.mark.parametrize(
     ("rescaling", "layout"),
-    [(name, "keras3-archive") for name in RESCALINGS] + [("per channel", "tf-keras2-h5")],
+    [
+        # The per-channel one by default; the two of one scale and offset in the slow run.
+        pytest.param(name, "keras3-archive", marks=[pytest.mark.slow] * (name != "per channel"))
+        for name in RESCALINGS
+    ]
+    + [("per channel", "tf-keras2-h5")],
 )
 def test_a_rescaling_layer_first_becomes_the_normalisation(tmp_path, rescaling, layout):
     """A model fed raw pixels by a Rescaling layer converts to a model file whose

@@ -186,6 +186,7 @@ def _namespace() -> list[str]:
     return command
 
 
+@pytest.mark.slow  # a real disk's; the failure simulated in-process runs by default (below)
 def test_a_full_tmpfs(tmp_path):
     command = _namespace()
     mount = tmp_path / "mnt"
