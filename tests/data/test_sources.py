@@ -650,3 +650,25 @@ def test_a_stratified_split_of_no_labels_or_no_class_indices_is_one_line(labels,
     with pytest.raises(DataError) as error:
         stratified_split(labels, 0.2)
     assert str(error.value).startswith(says)
+
+
+def test_download_asked_for_data_that_cannot_be_downloaded_is_warned_of(tmp_path):
+    """Only cifar10 is fetched: --download with other data reads it as it is, and says so;
+    with cifar10 among the data (as validation data, say) nothing is said."""
+    from resnetlab.data.report import describe
+    from resnetlab.data.sources import warn_of_download_unused
+    from resnetlab.errors import SettingWarning
+
+    says = r"^--download fetches cifar10 only; digits is read as it is \(drop the flag\)$"
+    for load in (
+        lambda: load_dataset("digits", download=True),
+        lambda: load_eval_split("digits", download=True),
+        lambda: describe("digits", download=True),
+    ):
+        with command_line(), pytest.warns(SettingWarning, match=says):
+            load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset("digits", download=False)
+        warn_of_download_unused(True, "digits", "cifar10")
+        warn_of_download_unused(False, "digits")

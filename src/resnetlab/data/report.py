@@ -23,6 +23,7 @@ from .sources import (
     class_balance_note,
     copies_of_training_images,
     open_source,
+    warn_of_download_unused,
 )
 
 # Without an image size, the longest side an image folder is loaded at: photos at their own
@@ -49,6 +50,7 @@ def describe(
         empty for a streamed split, whose files are read only when iterated; and ``notes``
         about the whole source) and the loaded splits.
     """
+    warn_of_download_unused(download, data)
     source = open_source(
         data,
         image_size=image_size,

@@ -24,6 +24,7 @@ from ..errors import (
     DataError,
     DataWarning,
     ResnetlabError,
+    SettingWarning,
     count_argument,
     name_as_given,
     near_name,
@@ -157,6 +158,18 @@ def open_source(
             "which is always loaded into memory; do not ask for streaming"
         )
     return source
+
+
+def warn_of_download_unused(download: object, *specs: object) -> None:
+    """A warning where ``download`` is asked for data of which none can be downloaded (only
+    ``cifar10`` can): ``--data photos/ --download`` reads the folder as it is."""
+    named = [os.fspath(s) for s in specs if isinstance(s, str | os.PathLike)]
+    if download is True and "cifar10" not in named:
+        warn(
+            f"{option('download', True)} fetches cifar10 only; {', '.join(named)} is read as it "
+            "is (drop the flag)",
+            SettingWarning,
+        )
 
 
 def missing_data(spec: str) -> str | None:
@@ -504,6 +517,7 @@ def load_dataset(
     """
     if val_split is not None:
         check_val_split(val_split)
+    warn_of_download_unused(download, data, val_data)
     opts = dict(
         image_size=image_size, download=download, stream=stream, cache_dir=cache_dir, resize=resize
     )
@@ -682,6 +696,7 @@ def load_eval_split(
             "trained_on must be the data the model was trained on (a data set name or a "
             f"path) or None, got {shown(trained_on)}"
         )
+    warn_of_download_unused(download, data)
     source = open_source(
         data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
     )
