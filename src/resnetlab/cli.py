@@ -521,18 +521,55 @@ def add_eval(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .analysis.plots import plot_confusion
-    from .data.decode import unwarned
-    from .data.folders import data_folder_holding
-    from .data.sources import data_name, run_folder_as_data
+    from .data.sources import data_name
     from .engine import evaluate
-    from .engine.report import data_tag
     from .errors import SettingWarning, warn
+
+    png = _eval_png(args)
+    # A --png that cannot be written is said before the images are scored, not after; the
+    # folders made for it are removed again if the evaluation fails.
+    with removed_on_failure(missing_folders(png.parent) if args.png else []):
+        if args.png:
+            make_folder_for(png, "--png")
+            check_writable(png, png.parent, "give --png a file in a folder you can write to")
+        report = evaluate(
+            args.model_file,
+            args.data,
+            batch_size=args.batch_size,
+            device=args.device,
+            precision=args.precision,
+            download=args.download,
+        )
+    count = report.result.count
+    name = readable(Path(args.model_file).expanduser().name)
+    title = f"{name} on {data_name(args.data)} ({count:,} images)"
+    make_folder_for(png, "--png")
+    try:
+        plot_confusion(report.result.confusion, report.class_names, png, title=title)
+    except WriteError as e:
+        if args.png:
+            raise
+        # The default, beside the model file, whose folder may be read-only (a shared model):
+        # the scores are still shown.
+        warn(str(refixed(e, "give --png a file in a folder you can write to")), SettingWarning)
+        png = None
+    if args.json:
+        print_json({**report.to_dict(), "confusion_png": png and str(png)})
+    else:
+        _print_eval_report(args, report, png)
+    return 0
+
+
+def _eval_png(args: argparse.Namespace) -> Path:
+    """Where ``eval`` draws its confusion matrix, checked with the data before the images
+    are scored: by default beside the model file, named after both (another data set's is
+    kept), never inside the data folder, nor for data that is a run folder or an image."""
+    from .data.folders import data_folder_holding
+    from .data.sources import run_folder_as_data
+    from .engine.report import data_tag
     from .models.files import other_format
 
-    # By default beside the model file, named after both: another data set's is kept.
     model_file = Path(args.model_file).expanduser()
     png = Path(
         args.png or model_file.with_name(f"{model_file.stem}.{data_tag(args.data)}.confusion.png")
@@ -552,36 +589,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{args.data} is an image, not a data set to score (a folder of class folders, "
             f"an .h5 file...); to classify it: resnetlab predict {args.model_file} {args.data}"
         )
-    # A --png that cannot be written is said before the images are scored, not after; the
-    # folders made for it are removed again if the evaluation fails.
-    with removed_on_failure(missing_folders(png.parent) if args.png else []):
-        if args.png:
-            make_folder_for(png, "--png")
-            check_writable(png, png.parent, "give --png a file in a folder you can write to")
-        report = evaluate(
-            args.model_file,
-            args.data,
-            batch_size=args.batch_size,
-            device=args.device,
-            precision=args.precision,
-            download=args.download,
-        )
-    count = report.result.count
-    title = f"{readable(model_file.name)} on {data_name(args.data)} ({count:,} images)"
-    make_folder_for(png, "--png")
-    try:
-        plot_confusion(report.result.confusion, report.class_names, png, title=title)
-    except WriteError as e:
-        if args.png:
-            raise
-        # The default, beside the model file, whose folder may be read-only (a shared model):
-        # the scores are still shown.
-        warn(str(refixed(e, "give --png a file in a folder you can write to")), SettingWarning)
-        png = None
+    return png
+
+
+def _print_eval_report(args: argparse.Namespace, report, png: Path | None) -> None:
+    """``eval``'s report as text: the notes, the scores in one line, the per-class table and
+    the confusion matrix (as text where it fits the terminal)."""
+    from .data.decode import unwarned
+
     data = report.to_dict()
-    if args.json:
-        print_json({**data, "confusion_png": png and str(png)})
-        return 0
     console = Console(markup=False)  # notes and tables name classes: "[dog, ship]", as they are
     result = report.result
     for note in unwarned(report.notes):
@@ -618,7 +634,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         console.print(matrix)
     if png:
         console.print(f"confusion matrix image: {png}", highlight=False, soft_wrap=True)
-    return 0
 
 
 def confusion_table(
