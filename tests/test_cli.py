@@ -222,6 +222,21 @@ def test_eval_of_one_image_points_to_predict(capsys, tmp_path):
     )
 
 
+def test_eval_of_a_model_file_as_data_says_the_model_comes_first(capsys, tmp_path):
+    # `resnetlab eval photos.h5 --data best.safetensors`, or the same file twice: the data
+    # layer's "which --pretrained takes" is train's fix, not eval's.
+    model = tmp_path / "best.safetensors"
+    model.write_bytes(b"")
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")
+    for data, kind in ((model, "a model file"), (onnx, "an ONNX export")):
+        assert main(["eval", str(model), "--data", str(data)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {data} is {kind}, not a data set to score: the model comes first and the "
+            f"images after --data (resnetlab eval {data} --data IMAGES)\n"
+        )
+
+
 def test_a_shell_pattern_of_class_folders_names_the_folder_that_holds_them(capsys, tmp_path):
     """``--data photos/*``, which the shell expands to each class folder: the first is taken
     as --data, and the error names photos, not one more class folder, as the data to give."""

@@ -568,7 +568,7 @@ def _eval_png(args: argparse.Namespace) -> Path:
     from .data.folders import data_folder_holding
     from .data.sources import run_folder_as_data
     from .engine.report import data_tag
-    from .models.files import other_format
+    from .models.files import EXPORT_KINDS, other_format
 
     model_file = Path(args.model_file).expanduser()
     png = Path(
@@ -584,10 +584,19 @@ def _eval_png(args: argparse.Namespace) -> Path:
             f"the confusion matrix image {png} would be inside the data folder {folder}, "
             "where the next run would read it as an image: give --png outside it"
         )
-    if Path(args.data).expanduser().is_file() and other_format(Path(args.data)) == "an image":
+    data = Path(args.data).expanduser()
+    kind = data.is_file() and (
+        "a model file" if data.suffix.lower() == ".safetensors" else other_format(data)
+    )
+    if kind == "an image":
         raise ResnetlabError(
             f"{args.data} is an image, not a data set to score (a folder of class folders, "
             f"an .h5 file...); to classify it: resnetlab predict {args.model_file} {args.data}"
+        )
+    if kind in ("a model file", *EXPORT_KINDS):
+        raise ResnetlabError(
+            f"{args.data} is {kind}, not a data set to score: the model comes first and the "
+            f"images after --data (resnetlab eval {args.data} --data IMAGES)"
         )
     return png
 
