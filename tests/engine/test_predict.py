@@ -636,6 +636,29 @@ def test_a_run_folder_given_as_images_is_refused(model_file, capsys):
     )
 
 
+def test_run_folders_inside_a_folder_of_images_are_skipped_with_a_warning(
+    model_file, tmp_path, capsys
+):
+    # `resnetlab predict m.safetensors work/`, where work/ holds the photos and runs/ of runs.
+    import shutil
+
+    from PIL import Image
+
+    work = tmp_path / "work"
+    runs = work / "runs"
+    for name in ("a", "b"):
+        shutil.copytree(model_file.parent, runs / name)
+    (work / "new").mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(work / "new" / "x.png")
+    assert main(["predict", str(model_file), str(work)]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(work / "new" / "x.png")]
+    assert err == (
+        f"warning: 2 training run folders skipped ({runs / 'a'}, {runs / 'b'}): their images "
+        "are the runs' figures\n"
+    )
+
+
 def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
     import h5py
 

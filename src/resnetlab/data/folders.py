@@ -149,11 +149,16 @@ SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})
 
 
 def _images_under(
-    folder: Path, depth: int = 0, others: list[str] | None = None, links: list[str] | None = None
+    folder: Path,
+    depth: int = 0,
+    others: list[str] | None = None,
+    links: list[str] | None = None,
+    runs: list[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Image files under ``folder`` (recursively, sorted) and a stamp of each for the cache;
     the names of the other visible files go into ``others``, and the symbolic links followed
-    (to folders and to images) into ``links``, when they are given."""
+    (to folders and to images) into ``links``, when they are given. Given ``runs``, training
+    run folders below ``folder`` are not looked into but named there."""
     if depth > 32:
         raise DataError(f"{folder}: folders nested more than 32 deep; is there a symlink loop?")
     paths: list[str] = []
@@ -173,7 +178,10 @@ def _images_under(
                 )
             if e.is_symlink() and links is not None:
                 links.append(e.path)
-            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others, links)
+            if runs is not None and is_run_folder(Path(e.path)):
+                runs.append(e.path)
+                continue
+            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others, links, runs)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and (nowhere or e.is_file()):
@@ -283,12 +291,29 @@ def _is_class_folder_set(folder: Path) -> bool:
 
 def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` as training reads them: recursively, sorted, without
-    hidden files and folders or ``SYSTEM_FOLDERS``; other visible files are a warning."""
+    hidden files and folders or ``SYSTEM_FOLDERS``; other visible files are a warning, and
+    training run folders (``runs/``: their images are figures, curves.png...) are skipped
+    with one."""
     others: list[str] = []
-    paths = [Path(p) for p in _images_under(folder, others=others)[0]]
+    runs: list[str] = []
+    paths = [Path(p) for p in _images_under(folder, others=others, runs=runs)[0]]
     for note in _others_note(others):
         warn(f"{folder}: {note}", DataWarning)
+    if runs:
+        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        warn(
+            f"{len(runs)} training run folder{'s' * (len(runs) > 1)} skipped ({shown}): their "
+            "images are the runs' figures",
+            DataWarning,
+        )
     return paths
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a training run's folder: a config.json beside its checkpoint or
+    model file. Its images are the run's figures, neither data nor photos to classify."""
+    run_files = ("checkpoint.pt", "best.safetensors")
+    return (path / "config.json").is_file() and any((path / n).is_file() for n in run_files)
 
 
 def images_in(folder: Path, shown: int = 3) -> str | None:

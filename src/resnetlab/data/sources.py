@@ -47,6 +47,7 @@ from .folders import (
     NAMED_CLASSES_NOTE,
     find_root,
     folder_splits,
+    is_run_folder,
     looked_through_note,
     named_role,
     scan_classes,
@@ -187,13 +188,6 @@ def missing_data(spec: str) -> str | None:
             hint = f"; did you mean {near}?"
         return f"{spec}: no such file or folder{hint}"
     return None
-
-
-def is_run_folder(path: Path) -> bool:
-    """Whether ``path`` is a training run's folder: a config.json beside its checkpoint or
-    model file. Its images are the run's figures, neither data nor photos to classify."""
-    run_files = ("checkpoint.pt", "best.safetensors")
-    return (path / "config.json").is_file() and any((path / n).is_file() for n in run_files)
 
 
 def run_folder_as_data(path: str | os.PathLike) -> str | None:

@@ -29,9 +29,16 @@ from ..data.decode import (
     read_images,
     unreadable_image,
 )
-from ..data.folders import DRIVE_FOLDERS, SYSTEM_FILES, SYSTEM_FOLDERS, enlarged, image_files
+from ..data.folders import (
+    DRIVE_FOLDERS,
+    SYSTEM_FILES,
+    SYSTEM_FOLDERS,
+    enlarged,
+    image_files,
+    is_run_folder,
+)
 from ..data.signs import is_keras_h5
-from ..data.sources import H5_SUFFIXES, is_run_folder
+from ..data.sources import H5_SUFFIXES
 from ..errors import (
     DataError,
     DataWarning,
