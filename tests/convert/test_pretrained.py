@@ -419,10 +419,6 @@ def test_another_architecture_is_one_line_naming_the_key_and_both_shapes(tmp_pat
     assert err.startswith("error: r18.pth does not fit resnet50: ") and err.count("\n") == 1
     assert err.endswith("; they fit resnet18: give --model resnet18\n")
     assert not (tmp_path / "run").exists()
-    # Without --model the default (resnet20) is tried; the error names the model they fit.
-    args = ["train", "--pretrained", str(tmp_path / "r18.pth"), "--data", "digits"]
-    assert main([*args, "--out", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().err.endswith("; they fit resnet18: give --model resnet18\n")
     # Weights that fit no model here say so.
     odd = torchvision.models.resnet18().state_dict()
     odd["conv1.weight"] = torch.zeros(64, 3, 5, 5)
@@ -1012,7 +1008,7 @@ def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_prepr
     (folder / "config.json").write_text(json.dumps({"model_type": "resnet", "num_labels": 3}))
     plain = resnetlab.create_model("resnet18", num_classes=3, pretrained=weights).pretrained
     assert (plain.mean, plain.std) == (IMAGENET_MEAN, IMAGENET_STD)  # assumed, and said so
-    assert declared_model(weights) is None
+    assert declared_model(weights) == ("resnet18", {})  # the one model its tensors fit
 
 
 def test_a_download_that_cannot_be_saved_blames_the_folder_not_a_cached_file(tmp_path, monkeypatch):

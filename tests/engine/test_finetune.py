@@ -9,6 +9,7 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
+from safetensors.torch import save_file
 
 import resnetlab
 from resnetlab.cli import main
@@ -363,39 +364,63 @@ def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, caps
     assert config.model == "resnet32" and config.model_kwargs == {"zero_init_residual": True}
 
 
+def test_a_state_dict_without_a_model_named_trains_the_one_model_it_fits(
+    torchvision_file, tmp_path
+):
+    """`train --pretrained resnet18.pth --data photos/`: torchvision's weights, saved as its
+    users do, fit resnet18 alone; the run trained the default model, resnet20, and stopped
+    with "give --model resnet18"."""
+    config = resolve_config(pretrained=str(torchvision_file), data="digits")
+    assert (config.model, config.model_kwargs, config.recipe) == ("resnet18", {}, "finetune")
+    as_safetensors = tmp_path / "resnet18.safetensors"
+    save_file(torch.load(torchvision_file, weights_only=True), as_safetensors)
+    assert resolve_config(pretrained=str(as_safetensors), data="digits").model == "resnet18"
+    # Under a training module's prefix (DDP's module.), as the weights are read.
+    wrapped = tmp_path / "ddp.pth"
+    torch.save({f"module.{k}": v for k, v in torch.load(torchvision_file).items()}, wrapped)
+    assert resolve_config(pretrained=str(wrapped), data="digits").model == "resnet18"
+    # A model named is the one built, and the weights are checked against it.
+    assert resolve_config(pretrained=str(torchvision_file), model="resnet34").model == "resnet34"
+
+
 def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(
     torchvision_file, tmp_path, capsys
 ):
-    """'does not fit resnet20' named a model the user never asked for."""
-    args = ["train", "--pretrained", str(torchvision_file), "--data", "digits"]
+    """'does not fit resnet20' named a model the user never asked for. (Weights that fit one
+    model here train it: these fit none, their stem being 5x5.)"""
+    odd = torch.load(torchvision_file, weights_only=True)
+    odd["conv1.weight"] = torch.zeros(64, 3, 5, 5)
+    weights = tmp_path / "odd.pth"
+    torch.save(odd, weights)
+    args = ["train", "--pretrained", str(weights), "--data", "digits"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 2
     assert capsys.readouterr().err.startswith(
-        "error: resnet18.pth does not fit the default model, resnet20: conv1.weight is "
-        "(64, 3, 7, 7) in them and (16, 3, 3, 3) in resnet20; they fit resnet18: give --model "
-        "resnet18"
+        "error: odd.pth does not fit the default model, resnet20: conv1.weight is "
+        "(64, 3, 5, 5) in them and (16, 3, 3, 3) in resnet20; they are for another "
+        "architecture (choose the --model they were made for)"
     )
     assert main([*args, "--model", "resnet32", "--out", str(tmp_path / "b")]) == 2
-    assert capsys.readouterr().err.startswith("error: resnet18.pth does not fit resnet32: ")
+    assert capsys.readouterr().err.startswith("error: odd.pth does not fit resnet32: ")
     # The default model named is the user's choice: it is not called the default.
     assert main([*args, "--model", "resnet20", "--out", str(tmp_path / "c")]) == 2
-    assert capsys.readouterr().err.startswith("error: resnet18.pth does not fit resnet20: ")
+    assert capsys.readouterr().err.startswith("error: odd.pth does not fit resnet20: ")
     out = str(tmp_path / "d")
-    given = dict(pretrained=torchvision_file, data="digits", out=out)
+    given = dict(pretrained=weights, data="digits", out=out)
     for call, says in [
         (lambda: train(**given), "the default model, resnet20"),
         (lambda: train(model="resnet20", **given), "resnet20"),
         (
-            lambda: train(TrainConfig(pretrained=str(torchvision_file)), out=out),
+            lambda: train(TrainConfig(pretrained=str(weights)), out=out),
             "the default model, resnet20",
         ),
         (
-            lambda: train(TrainConfig(model="resnet20", pretrained=str(torchvision_file), out=out)),
+            lambda: train(TrainConfig(model="resnet20", pretrained=str(weights), out=out)),
             "resnet20",
         ),
     ]:
         with pytest.raises(resnetlab.ResnetlabError) as e:
             call()
-        assert str(e.value).startswith(f"resnet18.pth does not fit {says}: "), str(e.value)
+        assert str(e.value).startswith(f"odd.pth does not fit {says}: "), str(e.value)
 
 
 def test_a_rerun_says_when_the_weights_it_starts_from_have_changed(tmp_path, capsys):

@@ -533,12 +533,44 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
     if (path.suffix.lower() in KERAS_SUFFIXES and path.is_file()) or is_keras_folder(path):
         return keras_model_of(path)
     meta = recorded_meta(path)
-    if meta is None and path.suffix.lower() in (".safetensors", *TORCH_SUFFIXES):
-        timm = timm_config(path)
-        return (timm.architecture, {}) if timm and timm.architecture in list_models() else None
+    torch_file = path.name.lower().endswith(TORCH_ARCHIVES)
+    if meta is None and (torch_file or path.suffix.lower() in (".safetensors", *TORCH_SUFFIXES)):
+        if timm := timm_config(path):
+            return (timm.architecture, {}) if timm.architecture in list_models() else None
+        return _model_that_fits(path)
     if meta is None or meta.model not in list_models():
         return None  # reading the weights names the file and the model this version lacks
     return meta.model, dict(meta.model_kwargs)
+
+
+def _model_that_fits(path: Path) -> tuple[str, dict[str, Any]] | None:
+    """The model a bare state dict (``torch.save(model.state_dict())``, or its safetensors
+    twin) is for: the one registered model, with default options, whose backbone its
+    tensors fit by name and shape (torchvision's resnet18 weights fit resnet18 alone). None
+    where none or several fit, or where the file cannot be read for its shapes (reading the
+    weights then says why)."""
+    shapes = _state_shapes(path)
+    if not shapes:
+        return None
+    states = _registered_states()
+    fits = [name for name, target in states.items() if not _backbone_problem(target, shapes, name)]
+    return (fits[0], {}) if len(fits) == 1 else None
+
+
+def _state_shapes(path: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of the state dict in ``path`` as shapes only (the safetensors header;
+    torch.save's archive memory-mapped, its data unread), or None where that fails: a
+    torch.save file from before torch 1.6, a damaged file, one holding no state dict."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                names = f.keys()
+                shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in names}
+            return _unwrap_keys(shapes)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return _unwrap_keys(_find_state_dict(obj, path))
+    except Exception:  # any reason: the weights are read in full later, which names it
+        return None
 
 
 def recorded_meta(source: str | os.PathLike) -> ModelMeta | None:
