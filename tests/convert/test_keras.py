@@ -608,6 +608,25 @@ def test_tensorflows_own_formats_say_how_to_make_a_keras_file(target64, tmp_path
     assert not dst.exists()
 
 
+def test_tensorflows_own_formats_given_as_a_model_file_say_how_to_make_one(tmp_path, capsys):
+    # predict, eval, export and serve said "sm is a folder, not a model file; a run
+    # folder's model files are best.safetensors and last.safetensors".
+    saved_model, prefix = tensorflow_files(tmp_path)
+    image = tmp_path / "new.png"
+    Image.new("RGB", (8, 8)).save(image)
+    for given, kind in ((saved_model, "SavedModel"), (prefix, "checkpoint")):
+        for args in (["predict", str(given), str(image)], ["export", str(given), "m.onnx"]):
+            assert main(args) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {given} is a TensorFlow {kind} (tf.keras 2's "), err
+            assert err.endswith(
+                "and use that file once converted: resnetlab convert keras model.h5 "
+                "model.safetensors\n"
+            )
+    with pytest.raises(ResnetlabError, match="is a TensorFlow SavedModel"):
+        resnetlab.load_model(saved_model)
+
+
 def test_an_hdf5_file_keras_did_not_write(target64, tmp_path):
     with h5py.File(tmp_path / "data.h5", "w") as f:
         f["test_set_x"] = np.zeros((2, 64, 64, 3), np.uint8)

@@ -640,6 +640,18 @@ def is_keras_folder(path: Path) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in KERAS_FOLDER_FILES)
 
 
+def _refuse_tensorflow_format(path: Path) -> None:
+    """Refuse a TensorFlow SavedModel or checkpoint given as a model file, with the way to
+    one (it was "a folder, not a model file"). Asked only of what is no safetensors file:
+    the Keras module, h5py with it, is not imported to load a model."""
+    from ..convert.keras import tensorflow_format_problem  # (convert imports this module)
+
+    if problem := tensorflow_format_problem(path):
+        raise ResnetlabError(
+            f"{problem} once converted: resnetlab convert keras model.h5 model.safetensors"
+        )
+
+
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The metadata of a model file, without reading its weights."""
     path = Path(path_argument(path, "the model file"))
@@ -653,6 +665,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"file; a Keras model converts to one: resnetlab convert keras {path} "
                 f"{path.name}.safetensors"
             )
+        _refuse_tensorflow_format(path)
         raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
     if is_special(path):  # `<(cat m.safetensors)`: a pipe, which safetensors cannot map
         raise ResnetlabError(
@@ -660,12 +673,14 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             "give its path"
         )
     if not path.is_file():
+        _refuse_tensorflow_format(path)  # a checkpoint's prefix, which names no file
         hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
         raise ResnetlabError(f"model file not found: {path}{hint}")
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
+        _refuse_tensorflow_format(path)
         kind = other_format(path)
         if kind == "an image":
             raise ResnetlabError(
