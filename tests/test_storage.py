@@ -70,6 +70,18 @@ def test_a_pipe_or_device_is_written_into_never_replaced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc")
+def test_dev_stdout_is_written_into_the_file_it_names(tmp_path):
+    """`--png /dev/stdout > f.png`: /dev/stdout (/dev/fd/N, /proc/self/fd/N) is a link to the
+    file the shell opened, and the temporary file was made beside the link, in /proc (which
+    failed), or renamed over it (as root, replacing the system's /dev/stdout)."""
+    path = tmp_path / "f.bin"
+    with path.open("wb") as opened:
+        atomic_write(f"/proc/self/fd/{opened.fileno()}", lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
 def test_two_writers_of_one_file_at_once_each_write_a_whole_file(tmp_path):
     """Two commands writing the same output: both wrote through .f.bin.tmp, so that the
     second's rename left the first writing into the file it had renamed (a mix of the two)

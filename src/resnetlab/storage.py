@@ -247,7 +247,7 @@ def _write_fix(error: OSError) -> str:
 
 def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], None]) -> None:
     """Write ``content`` to ``path`` through a temporary file, then rename it over ``path``
-    (into ``path`` itself where it is a device or a pipe: ``is_special``).
+    (into ``path`` itself where it is a device, a pipe or ``/dev/stdout``: ``written_into``).
 
     Args:
         path: the file to write.
@@ -260,7 +260,7 @@ def atomic_write(path: str | os.PathLike, content: bytes | Callable[[BinaryIO], 
             file is left behind.
     """
     path = Path(path)
-    if is_special(path):
+    if written_into(path):
         buffer = io.BytesIO()
         if isinstance(content, (bytes, bytearray, memoryview)):
             buffer.write(content)
@@ -304,8 +304,21 @@ def is_special(path: str | os.PathLike) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def written_into(path: str | os.PathLike) -> bool:
+    """Whether a file to write at ``path`` is written into it rather than renamed over it:
+    a device or a pipe (``is_special``), or a name the system gives an open file
+    (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``), which is a link to whatever the
+    shell opened, a plain file included (``> out.onnx``): renamed over, the link itself was
+    replaced (run as root, the system's ``/dev/stdout``), or the rename failed."""
+    if is_special(path):
+        return True
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    return folder == "/dev" or folder.startswith("/proc/")
+
+
 def write_into(path: str | os.PathLike, data: bytes | memoryview) -> None:
-    """Write ``data`` into ``path`` as it is (a device or a pipe: ``is_special``).
+    """Write ``data`` into ``path`` as it is (a device, a pipe or a name like ``/dev/stdout``:
+    ``written_into``).
 
     Raises:
         WriteError: naming ``path`` and the fix (``/dev/full``: a full disk's).

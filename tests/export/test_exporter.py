@@ -250,6 +250,44 @@ def test_an_export_to_a_pipe_is_written_into_it(cifar_file, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="no /proc")
+def test_an_export_to_dev_stdout_is_written_into_the_file_it_names(cifar_file, tmp_path):
+    """`export m /dev/stdout --format torchscript > m.pt`: /dev/stdout, /dev/fd/N and
+    /proc/self/fd/N are links to the file the shell opened, and the checked file was renamed
+    over the link (run as root, the system's /dev/stdout became a file) or made beside it in
+    /proc, which failed ('cannot write /proc/self/fd/N')."""
+    target = tmp_path / "m.pt"
+    with target.open("wb") as opened:
+        report = export_model(cifar_file, f"/proc/self/fd/{opened.fileno()}", format="torchscript")
+    assert target.stat().st_size == report.size_bytes > 0
+    assert zipfile.is_zipfile(target)  # a TorchScript file is a zip archive
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_an_export_to_a_pipe_in_a_folder_that_takes_no_files_is_written_into_it(
+    cifar_file, tmp_path, monkeypatch
+):
+    """/dev/null for a user who is not root: the file to check was made beside it, in a
+    folder that takes none ('cannot write /dev/null: Permission denied')."""
+    from ..test_storage import read_fifo
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    real_open = os.open
+
+    def no_new_files(path, flags, *args, **kwargs):
+        if Path(path).parent == tmp_path and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_new_files)
+    thread, got = read_fifo(fifo)
+    report = export_model(cifar_file, fifo, format="torchscript")
+    thread.join(timeout=10)
+    assert report.size_bytes == len(got[0]) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
 def test_two_exports_to_one_file_at_once_each_write_a_whole_file(cifar_file, tmp_path, monkeypatch):
     """Both wrote and checked .m.tmp.pt: the second's rename took the first's file away
     before its check ('cannot write m.pt: No such file or directory')."""

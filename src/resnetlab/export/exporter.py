@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,7 @@ from ..errors import (
     shown,
 )
 from ..models import ModelMeta, load_model
-from ..storage import is_special, own_temp, write_error, write_into
+from ..storage import own_temp, write_error, write_into, written_into
 from .runtime import (
     EXTRA_FILE,
     OnnxModel,
@@ -289,7 +290,7 @@ def export_model(
             int8_accuracy = _int8_accuracy(model, tmp, data)
             _judge_int8(int8_accuracy)
         size_bytes = tmp.stat().st_size
-        if is_special(out):  # /dev/null: written into, the checked file then removed
+        if written_into(out):  # /dev/null, /dev/stdout: the checked file then removed
             write_into(out, tmp.read_bytes())
         else:
             os.replace(tmp, out)
@@ -357,10 +358,15 @@ def _temporary_file(out: Path, fmt: str) -> tuple[Path, int | None]:
     now: a folder that cannot take it is found before the export's work. It ends in the
     format's suffix whatever ``out`` is named (torch.export logs warnings when it saves or
     loads a program whose name does not end in .pt2); another export to ``out`` under way
-    meanwhile has its own (``own_temp``, which gives the descriptor that holds it)."""
+    meanwhile has its own (``own_temp``, which gives the descriptor that holds it). An
+    ``out`` written into (``/dev/stdout``, a pipe: ``written_into``) has it in the temporary
+    folder: ``/dev`` and ``/proc`` take no files (``/dev`` does as root, which it should not)."""
+    name = f".{out.stem}.tmp{FORMATS[fmt][0]}"
     try:
+        if written_into(out):
+            return own_temp(Path(tempfile.gettempdir()) / name)
         out.parent.mkdir(parents=True, exist_ok=True)
-        return own_temp(out.with_name(f".{out.stem}.tmp{FORMATS[fmt][0]}"))
+        return own_temp(out.with_name(name))
     except OSError as e:
         raise write_error(out, e) from None
 
