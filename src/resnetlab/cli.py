@@ -1065,6 +1065,9 @@ def add_export(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
+    # `export m.safetensors /dev/stdout --format onnx > m.onnx`: the report goes to stderr,
+    # not into the file after (or, through a file's own offset, over) the exported bytes.
+    report_to = sys.stderr if _is_stdout(args.out) else sys.stdout
     report = export_model(
         args.model_file,
         args.out,
@@ -1076,11 +1079,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         data=args.data,
         quantize=args.quantize,
     )
-    if args.json:
-        print_json(report.to_dict())
-    else:
-        print("\n".join(report.describe()))
+    with contextlib.redirect_stdout(report_to):
+        if args.json:
+            print_json(report.to_dict())
+        else:
+            print("\n".join(report.describe()))
     return 0
+
+
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` is where standard output goes (``/dev/stdout``, the file or pipe
+    the shell opened for it)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such file; a stdout without a file
+        return False
 
 
 def add_bench(p: argparse.ArgumentParser) -> None:

@@ -264,6 +264,19 @@ def test_an_export_to_dev_stdout_is_written_into_the_file_it_names(cifar_file, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="no /proc")
+def test_an_export_to_stdout_prints_its_report_on_stderr(cifar_file, tmp_path, monkeypatch, capsys):
+    """The report was printed into the exported file, over its first bytes."""
+    target = tmp_path / "m.pt"
+    with target.open("w") as stdout:
+        monkeypatch.setattr("sys.stdout", stdout)
+        out = f"/proc/self/fd/{stdout.fileno()}"  # what /dev/stdout links to
+        assert main(["export", str(cifar_file), out, "--format", "torchscript"]) == 0
+    assert target.read_bytes()[:4] == b"PK\x03\x04"  # a TorchScript file is a zip archive
+    torch.jit.load(str(target))
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"wrote {out} (")
+
+
 def test_an_export_to_a_pipe_in_a_folder_that_takes_no_files_is_written_into_it(
     cifar_file, tmp_path, monkeypatch
 ):
