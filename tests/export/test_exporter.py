@@ -178,6 +178,14 @@ def test_an_export_whose_check_fails_leaves_nothing_behind(cifar_file, tmp_path,
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
+def test_a_failed_export_removes_the_folders_it_made(cifar_file, tmp_path, monkeypatch):
+    """They were left behind, empty, by an export that said it wrote nothing."""
+    forward = DeployedModel.forward
+    monkeypatch.setattr(DeployedModel, "forward", lambda self, x: forward(self, x) + 1.0)
+    assert main(["export", str(cifar_file), str(tmp_path / "new" / "sub" / "m.pt")]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_that_the_onnx_exporter_reports_as_its_failure_is_an_interruption(
     cifar_file, tmp_path, monkeypatch, capsys
 ):

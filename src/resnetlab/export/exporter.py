@@ -46,7 +46,14 @@ from ..errors import (
     shown,
 )
 from ..models import ModelMeta, load_model
-from ..storage import own_temp, write_error, write_into, written_into
+from ..storage import (
+    missing_folders,
+    own_temp,
+    removed_on_failure,
+    write_error,
+    write_into,
+    written_into,
+)
 from .runtime import (
     EXTRA_FILE,
     OnnxModel,
@@ -275,38 +282,41 @@ def export_model(
     images, described = check_images(meta, data, calibrated=quantize is not None)
     graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
     example = _example(meta, pixels, batch_)
-    tmp, held = _temporary_file(out, fmt)
-    int8_accuracy, renamed = None, False
-    try:
-        opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
-        if quantize:
-            from .quantize import quantize_int8
+    # Folders made for OUT go again when the export fails: it leaves nothing behind.
+    made = [] if written_into(out) else missing_folders(out.parent)
+    with removed_on_failure(made):
+        tmp, held = _temporary_file(out, fmt)
+        int8_accuracy, renamed = None, False
+        try:
+            opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
+            if quantize:
+                from .quantize import quantize_int8
 
-            calibration = _as_inputs(calibration_images(meta, data), meta, pixels)
-            quantize_int8(tmp, tmp, calibration, batch=batch_)
-            _set_onnx_metadata(tmp, metadata)
-        check = _check(fmt, tmp, model, meta, images, described, pixels, batch_, precision)
-        if quantize:
-            int8_accuracy = _int8_accuracy(model, tmp, data)
-            _judge_int8(int8_accuracy)
-        size_bytes = tmp.stat().st_size
-        if written_into(out):  # /dev/null, /dev/stdout: the checked file then removed
-            write_into(out, tmp.read_bytes())
-        else:
-            os.replace(tmp, out)
-            renamed = True
-    except OSError as e:  # a file the writer or the check could not write or read back
-        raise write_error(out, e) from None
-    except Exception as e:
-        if _interrupted(e):  # Ctrl-C, which torch's ONNX exporter reports as its own failure
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        with contextlib.suppress(OSError):  # a read-only folder refuses even this
-            if not renamed:  # (once renamed, the name may be another export's file)
-                tmp.unlink(missing_ok=True)
-        if held is not None:
-            os.close(held)
+                calibration = _as_inputs(calibration_images(meta, data), meta, pixels)
+                quantize_int8(tmp, tmp, calibration, batch=batch_)
+                _set_onnx_metadata(tmp, metadata)
+            check = _check(fmt, tmp, model, meta, images, described, pixels, batch_, precision)
+            if quantize:
+                int8_accuracy = _int8_accuracy(model, tmp, data)
+                _judge_int8(int8_accuracy)
+            size_bytes = tmp.stat().st_size
+            if written_into(out):  # /dev/null, /dev/stdout: the checked file then removed
+                write_into(out, tmp.read_bytes())
+            else:
+                os.replace(tmp, out)
+                renamed = True
+        except OSError as e:  # a file the writer or the check could not write or read back
+            raise write_error(out, e) from None
+        except Exception as e:
+            if _interrupted(e):  # Ctrl-C, which torch's ONNX exporter reports as its own failure
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            with contextlib.suppress(OSError):  # a read-only folder refuses even this
+                if not renamed:  # (once renamed, the name may be another export's file)
+                    tmp.unlink(missing_ok=True)
+            if held is not None:
+                os.close(held)
     return ExportReport(
         source=str(model_file),
         path=str(out),
