@@ -1,4 +1,6 @@
 import json
+import os
+import threading
 
 import numpy as np
 import onnx
@@ -92,6 +94,38 @@ def _predictions(out: str) -> dict[str, dict[str, float]]:
         pairs = (item.rsplit(" ", 1) for item in ranked.split(", "))
         parsed[image] = {name: float(percent.rstrip("%")) for name, percent in pairs}
     return parsed
+
+
+def test_an_onnx_file_of_another_name_is_run_as_one(onnx_files, cifar_file, photos, tmp_path):
+    """`export --format onnx` writes any name; predict took such a file for a model file
+    ("model is not a safetensors model file (... header too large)")."""
+    renamed = tmp_path / "model"
+    renamed.write_bytes(onnx_files["plain"].read_bytes())
+    got = resnetlab.predict(renamed, photos[:2])
+    expected = resnetlab.predict(onnx_files["plain"], photos[:2])
+    assert [p.top for p in got] == [p.top for p in expected]
+    with pytest.raises(resnetlab.ResnetlabError, match=rf"^{renamed} is an ONNX export, which"):
+        resnetlab.load_model(renamed)  # as export and convert take it
+
+
+def test_a_pipe_given_as_the_model_file_is_not_waited_on(photos, tmp_path):
+    """Looking at its first bytes for ONNX's would wait for a writer that never comes."""
+    fifo = tmp_path / "model"
+    os.mkfifo(fifo)
+    failed = []
+    thread = threading.Thread(target=_failure, args=(fifo, photos[0], failed), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    if thread.is_alive():  # let it go: a writer opens the pipe and closes it at once
+        os.close(os.open(fifo, os.O_WRONLY))
+    assert failed and "is a pipe or a device, not a model file" in failed[0]
+
+
+def _failure(model, image, failed):
+    try:
+        resnetlab.predict(model, [image])
+    except resnetlab.ResnetlabError as e:
+        failed.append(str(e))
 
 
 def test_a_model_file_or_torch_file_given_as_onnx_says_what_it_is(

@@ -30,6 +30,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import ResnetlabError, SettingWarning, option, path_argument, warn
 from ..models import ModelMeta, load_model
+from ..models.files import is_onnx_file
 from ..options import INFERENCE_PRECISIONS
 from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
 from .distributed import resolve_device
@@ -49,15 +50,17 @@ class ExternalModel(nn.Module):
 
 def load_model_file(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """The model in a file, for ``predict``, ``eval`` and ``serve``: a ``.safetensors`` file
-    (``load_model``), or an ``.onnx`` file written by ``resnetlab export``, which onnxruntime
-    runs on the CPU: ``device`` as given, so that a GPU named for one is refused (``auto``
-    runs it on the CPU whatever it picks for the images).
+    (``load_model``), or an ONNX file written by ``resnetlab export`` (``.onnx``, or known by
+    its bytes under another name), which onnxruntime runs on the CPU: ``device`` as given, so
+    that a GPU named for one is refused (``auto`` runs it on the CPU whatever it picks for
+    the images).
 
     Raises:
         ResnetlabError: a GPU named for an ``.onnx`` file.
     """
     path = path_argument(path, "the model file")
-    if Path(path).suffix.lower() == ".onnx":
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx" or (suffix != ".safetensors" and is_onnx_file(path)):
         from ..export import OnnxModel
 
         named = resolve_device(device) if str(device) != "auto" else torch.device("cpu")

@@ -757,6 +757,25 @@ def checkpoint_kind() -> str:
 SAFETENSORS_KIND = "a safetensors file"
 
 
+# The tags (field number << 3 | wire type) of the ModelProto fields that follow its first,
+# ir_version: producer name and version, domain, model version, doc string, graph, opsets.
+ONNX_FIELDS = frozenset((0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42))
+
+
+def is_onnx_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` begins as an ONNX model does, whatever its name (``export --format
+    onnx`` writes any name): ``ir_version`` (field 1, a small number), then a later field.
+    A pipe is not read (nor waited on, without a writer): it is no file to run."""
+    if not Path(path).is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(3)
+    except OSError:
+        return False
+    return len(head) == 3 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] in ONNX_FIELDS
+
+
 def other_format(path: Path, *, by_content: bool = False) -> str | None:
     """What a file that is not a safetensors file is, when it is one of the PyTorch, ONNX or
     Keras files users mistake for a model file: exports (``resnetlab export``), checkpoints,
@@ -765,7 +784,7 @@ def other_format(path: Path, *, by_content: bool = False) -> str | None:
     if by_content:
         if _safetensors_size(path)[0]:
             return SAFETENSORS_KIND
-    elif path.suffix.lower() == ".onnx":
+    elif path.suffix.lower() == ".onnx" or is_onnx_file(path):
         return EXPORT_KINDS[0]
     from ..data.decode import IMAGE_EXTENSIONS  # (data imports this module)
 
