@@ -438,6 +438,15 @@ def test_an_opset_that_is_not_a_number_is_one_line(cifar_file, tmp_path, opset, 
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("batch", [True, 4.5, "4.5", None])
+def test_a_batch_that_is_not_a_whole_number_is_one_line(cifar_file, tmp_path, batch):
+    """True was a batch of 1 and 4.5 one of 4 (int() of either)."""
+    says = rf"^batch must be 'dynamic' or a positive number, got {batch!r}$"
+    with pytest.raises(resnetlab.ResnetlabError, match=says.replace(".", r"\.")):
+        export_model(cifar_file, tmp_path / "m.onnx", batch=batch)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("flag", ["fp16", "with_preprocessing"])
 def test_a_switch_that_is_not_true_or_false_is_one_line(cifar_file, tmp_path, flag):
     with pytest.raises(resnetlab.ResnetlabError, match=f"^{flag} is True or False, got 'no'$"):

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+import operator
 import os
 import tempfile
 import warnings
@@ -205,13 +206,17 @@ def resolve_format(out: Path, format: str | None) -> str:
 
 
 def parse_batch(batch: str | int) -> int | None:
-    """``dynamic`` -> None; a positive whole number -> itself."""
+    """``dynamic`` -> None; a positive whole number (or its digits) -> itself. Not a bool
+    nor a float: ``int`` made True a batch of 1 and 4.5 one of 4."""
     if batch == "dynamic":
         return None
-    try:
-        value = int(batch)
-    except (TypeError, ValueError):
-        value = 0
+    if isinstance(batch, str):
+        value = int(batch) if batch.strip().isdecimal() else 0
+    else:
+        try:
+            value = 0 if isinstance(batch, bool) else operator.index(batch)
+        except TypeError:
+            value = 0
     if value < 1:
         raise ResnetlabError(
             f"{option('batch')} must be 'dynamic' or a positive number, got {batch!r}"
