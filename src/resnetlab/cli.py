@@ -1041,7 +1041,10 @@ def add_export(p: argparse.ArgumentParser) -> None:
         "model_file", metavar="MODEL_FILE", help="a model file written by resnetlab (.safetensors)"
     )
     p.add_argument(
-        "out", metavar="OUT", help="the file to write: .onnx, .pt2 (exported program) or .pt"
+        "out",
+        metavar="OUT",
+        help="the file to write: .onnx, .pt2 (exported program) or .pt; - (with --format): "
+        "standard output",
     )
     p.add_argument(
         "--format",
@@ -1088,8 +1091,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _is_stdout(path: str) -> bool:
-    """Whether ``path`` is where standard output goes (``/dev/stdout``, the file or pipe
-    the shell opened for it)."""
+    """Whether ``path`` is where standard output goes (``-``, ``/dev/stdout``, the file or
+    pipe the shell opened for it)."""
+    if path == "-":
+        return True
     try:
         return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
     except (OSError, ValueError, AttributeError):  # no such file; a stdout without a file

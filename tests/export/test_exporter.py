@@ -285,6 +285,20 @@ def test_an_export_to_stdout_prints_its_report_on_stderr(cifar_file, tmp_path, m
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"wrote {out} (")
 
 
+@pytest.mark.skipif(not Path("/dev/stdout").exists(), reason="no /dev/stdout")
+def test_an_export_to_dash_goes_to_stdout(cifar_file, tmp_path, monkeypatch, capfdbinary):
+    """A file named '-' was written in the current folder."""
+    from resnetlab.storage import written_into
+
+    assert written_into("/dev/stdout")  # (else, run as root, the export would replace it)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(cifar_file), "-", "--format", "torchscript"]) == 0
+    written = capfdbinary.readouterr()
+    torch.jit.load(io.BytesIO(written.out))
+    assert written.err.decode().splitlines()[-1].startswith("wrote /dev/stdout (")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_export_to_a_pipe_in_a_folder_that_takes_no_files_is_written_into_it(
     cifar_file, tmp_path, monkeypatch
 ):

@@ -75,6 +75,7 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 # An int8 file is judged by its accuracy on the held-out split instead: at most this far
 # below the fp32 model's, and at least one image (``allowed_int8_loss``).
 MAX_INT8_DROP = 0.02
+STDOUT = "/dev/stdout"  # what OUT "-" stands for
 CHECK_IMAGES = 32  # images from --data for the check (fewer are generated without it)
 GENERATED_IMAGES = 8
 
@@ -266,6 +267,8 @@ def export_model(
         )
     model_file = path_argument(model_file, "the model file")
     out = path_argument(out, "the file to write", reading=False)
+    if str(out) == "-":  # a shell's way to say standard output, not a file named "-"
+        out = _standard_output()
     if problem := folder_problem(out, "model.onnx"):
         raise ResnetlabError(problem)
     out = Path(out)
@@ -353,6 +356,15 @@ def _output_format(out: Path, model_file: str | os.PathLike, format: str | None)
     if problem := run_file_problem(out, instead):
         raise ResnetlabError(problem)
     return fmt
+
+
+def _standard_output() -> str:
+    """The name of standard output, written into (``written_into``) as the file to write."""
+    if not os.path.exists(STDOUT):  # Windows
+        raise ResnetlabError(
+            "export writes a file, not standard output (-) on this system; give a file name"
+        )
+    return STDOUT
 
 
 def _interrupted(error: BaseException) -> bool:
