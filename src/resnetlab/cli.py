@@ -1071,6 +1071,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     # `export m.safetensors /dev/stdout --format onnx > m.onnx`: the report goes to stderr,
     # not into the file after (or, through a file's own offset, over) the exported bytes.
     report_to = sys.stderr if _is_stdout(args.out) else sys.stdout
+    if report_to is sys.stderr and sys.stdout.isatty():  # (as gzip refuses)
+        raise ResnetlabError(
+            f"OUT {args.out} is the terminal, which would show the exported file's bytes; "
+            "pipe it into a command, or give a file name"
+        )
     report = export_model(
         args.model_file,
         args.out,

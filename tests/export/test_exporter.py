@@ -299,6 +299,26 @@ def test_an_export_to_dash_goes_to_stdout(cifar_file, tmp_path, monkeypatch, cap
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_export_to_stdout_on_a_terminal_is_refused(cifar_file, tmp_path, monkeypatch, capsys):
+    """It wrote the file's bytes onto the screen."""
+    from resnetlab.storage import written_into
+
+    assert written_into("/dev/stdout")  # (else, run as root, the export would replace it)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdout", Terminal())
+    assert main(["export", str(cifar_file), "-", "--format", "onnx"]) == 2
+    assert capsys.readouterr().err == (
+        "error: OUT - is the terminal, which would show the exported file's bytes; pipe it "
+        "into a command, or give a file name\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_export_to_a_pipe_in_a_folder_that_takes_no_files_is_written_into_it(
     cifar_file, tmp_path, monkeypatch
 ):
