@@ -108,6 +108,18 @@ def test_an_onnx_file_of_another_name_is_run_as_one(onnx_files, cifar_file, phot
         resnetlab.load_model(renamed)  # as export and convert take it
 
 
+def test_a_folder_named_onnx_is_said_to_be_a_folder(onnx_files, photos, tmp_path, capsys):
+    """It was 'model file not found: out.onnx', with a near name to try."""
+    folder = tmp_path / "out.onnx"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(onnx_files["plain"].read_bytes())
+    assert main(["predict", str(folder), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {folder} is a folder, not an ONNX file; give the file, e.g. "
+        f"{folder / 'model.onnx'}\n"
+    )
+
+
 def test_a_pipe_given_as_the_model_file_is_not_waited_on(photos, tmp_path):
     """Looking at its first bytes for ONNX's would wait for a writer that never comes."""
     fifo = tmp_path / "model"

@@ -174,6 +174,10 @@ class OnnxModel(ExternalModel):
         super().__init__()
         path = Path(path)
         ort = import_extra("onnxruntime", f"running {path.name}")
+        if path.is_dir():  # not "not found; did you mean ...?"
+            inside = sorted(path.glob("*.onnx"))
+            named = f", e.g. {inside[0]}" if inside else ""
+            raise ResnetlabError(f"{path} is a folder, not an ONNX file; give the file{named}")
         if not path.is_file():
             hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
             raise ResnetlabError(f"model file not found: {path}{hint}")
