@@ -4,6 +4,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import resnetlab
 from resnetlab.engine import TrainConfig, cpu
@@ -69,6 +70,42 @@ def test_every_cpu_path_gives_conv2d_outputs_and_gradients(shape, path, channels
     assert len(got_grads) == len(expected_grads) == 2 + bias - (not input_grad)
     for g, e in zip(got_grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e, rtol=10 * rtol, atol=atol * e.abs().max().item())
+
+
+class _Ops(TorchDispatchMode):
+    """The ATen operators run inside it, by name (``mm``, ``bmm``...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("kernel", [1, 3], ids=["1x1", "3x3"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("grad", [True, False], ids=["training", "no-grad"])
+def test_the_matrix_product_path_is_one_product_also_without_gradients(
+    kernel, channels_last, precision, grad
+):
+    """BN recalibration and validation run the training model under ``no_grad``: there
+    autocast's bf16 copy of the weight needs no gradient, and ``matmul`` then multiplied the
+    batch of patches by the weight repeated per image (``bmm``), 10 to 20 times as slow."""
+    conv, x = nn.Conv2d(16, 32, kernel, padding=kernel // 2), torch.randn(4, 16, 4, 4)
+    if channels_last:  # as use_matmul_convs finds a channels-last model
+        conv = conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    to_matmul(conv)
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+    context = torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+    with torch.set_grad_enabled(grad), context, _Ops() as ops:
+        y = conv(x)
+    assert [n for n in ops.names if "mm" in n] == ["mm"]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert y.is_contiguous(memory_format=layout)
 
 
 def test_conv_shapes_are_found_as_the_model_runs_them():
