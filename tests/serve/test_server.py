@@ -104,7 +104,9 @@ def test_a_body_that_drips_in_is_answered_408_once_its_time_is_up(model_file, tm
 def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
     """Each connection may hold an upload of up to --max-upload-mb: past --max-connections a
     request is refused before its body is read, in JSON with Retry-After as a full queue is
-    (uvicorn's own limit answered in plain text, with no Retry-After)."""
+    (uvicorn's own limit answered in plain text, with no Retry-After). A client that sends
+    its whole body before it reads (httpx's AsyncClient), a photo of some MB, was reset
+    instead: the connection was closed with the body unread."""
     server = start_server(model_file, tmp_path, "--max-connections", "2")
     held = [connect(server) for _ in range(2)]
     try:
@@ -112,17 +114,22 @@ def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + STALLED["raw"])
-        with connect(server) as sock:
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + STALLED["raw"])
-            answer = read_until_closed(sock)
-        head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 503 "), answer
-        headers = head.lower().split(b"\r\n")
-        assert b"retry-after: 1" in headers and b"connection: close" in headers
-        assert b"content-type: application/json" in headers
-        assert json.loads(body) == {
-            "error": "the server is busy (2 connections open); try again shortly"
-        }
+        size = 16 * 2**20  # more than the socket buffers hold, under --max-upload-mb
+        for request in (
+            STALLED["raw"],
+            b"Content-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % size + bytes(size),
+        ):
+            with connect(server) as sock:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + request)
+                answer = read_until_closed(sock)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 "), answer
+            headers = head.lower().split(b"\r\n")
+            assert b"retry-after: 1" in headers and b"connection: close" in headers
+            assert b"content-type: application/json" in headers
+            assert json.loads(body) == {
+                "error": "the server is busy (2 connections open); try again shortly"
+            }
         held.pop().close()
         deadline = time.monotonic() + WAIT_S  # until the server sees that one closed
         while (status := server.get("healthz").status_code) == 503:

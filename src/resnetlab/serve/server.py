@@ -159,6 +159,13 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
     ``limit_concurrency``, answers in plain text, with no Retry-After, and takes no other
     answer.) As uvicorn's does, it counts the requests still running as well, whose
     connections may have closed.
+
+    A connection closed after an answer given before the request's body was all in (that
+    503, a 408) is closed as web servers close it, lingering: the answer and the end of
+    what the server sends go out, and what the client still sends of its body is read and
+    dropped until it closes its side, for ``timeout_s`` at most. Closed at once, with the
+    body's bytes unread, the connection is reset, and a client still sending (a photo of a
+    few MB) saw the reset instead of its answer.
     """
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
@@ -166,6 +173,7 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
         def __init__(self, *args: object, **kwargs: object) -> None:
             super().__init__(*args, **kwargs)
             self.app = self._limited(self.app)
+            self._lingering: asyncio.TimerHandle | None = None
 
         def _limited(self, app: ASGIApp) -> ASGIApp:
             async def limited(scope: Scope, receive: Receive, send: Send) -> None:
@@ -185,6 +193,22 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
             self._headers_due = self.loop.call_later(timeout_s, self._no_headers)
+            self.transport = _LingeringClose(self.transport, self)
+
+        def linger(self) -> bool:
+            """Start a lingering close where the request's body is not all in (False: close
+            at once)."""
+            transport = self.transport.transport
+            if self.cycle is None or not self.cycle.more_body or not transport.can_write_eof():
+                return False
+            transport.write_eof()  # after the answer: the client reads it, then the end
+            self.flow.resume_reading()  # paused where the unread body filled uvicorn's buffer
+            self._lingering = self.loop.call_later(timeout_s, transport.close)
+            return True
+
+        def data_received(self, data: bytes) -> None:
+            if self._lingering is None:  # else the rest of a body answered already: dropped
+                super().data_received(data)
 
         def on_response_complete(self) -> None:  # the next request's headers are due
             super().on_response_complete()
@@ -193,13 +217,39 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._headers_due.cancel()
+            if self._lingering is not None:
+                self._lingering.cancel()
             super().connection_lost(exc)
 
         def _no_headers(self) -> None:
             if self.cycle is None or self.cycle.response_complete:  # no request under way
-                self.transport.close()
+                # At once, not lingering: the time for a body answered already is up too.
+                self.transport.transport.close()
 
     return GuardedHTTP
+
+
+class _LingeringClose:
+    """A connection's transport, as uvicorn's protocol uses it, whose ``close`` lingers
+    where the protocol says so (``GuardedHTTP.linger``); a second ``close`` (the server
+    stopping, the request timeout) closes it at once."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: asyncio.Protocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.lingering or self.transport.is_closing() or not self.protocol.linger():
+            self.transport.close()
+        else:
+            self.lingering = True
 
 
 class _Server(uvicorn.Server):
