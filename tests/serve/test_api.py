@@ -528,3 +528,17 @@ def test_a_client_gone_mid_upload_is_no_server_error(model_file, content_type):
     assert json.loads(sent[1]["body"]) == {
         "error": "the client disconnected before its upload was complete"
     }
+
+
+def test_the_readme_synopsis_names_every_serve_option():
+    """The README's one line for `resnetlab serve` left out --request-timeout and
+    --max-connections, which the Serve section speaks of."""
+    from resnetlab.cli import _subcommands, build_parser
+
+    from ..conftest import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = re.findall(r"^resnetlab serve MODEL_FILE .*$", readme, re.MULTILINE)
+    serve = _subcommands(build_parser("serve"))["serve"]
+    options = {a.option_strings[-1] for a in serve._actions if a.option_strings} - {"--help"}
+    assert set(re.findall(r"\[(--[a-z-]+)", line.split(" #")[0])) == options
