@@ -542,3 +542,14 @@ def test_the_readme_synopsis_names_every_serve_option():
     serve = _subcommands(build_parser("serve"))["serve"]
     options = {a.option_strings[-1] for a in serve._actions if a.option_strings} - {"--help"}
     assert set(re.findall(r"\[(--[a-z-]+)", line.split(" #")[0])) == options
+
+
+def test_an_upload_limit_too_large_to_count_in_bytes_is_one_line(model_file, capsys):
+    """--max-upload-mb 1e308 is a finite number of MB but no number of bytes: it ended in a
+    traceback (OverflowError) once the model had loaded."""
+    assert main(["serve", str(model_file), "--port", "0", "--max-upload-mb", "1e308"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --max-upload-mb 1e+308 is too large to count in bytes; give a size in MB, "
+        "as 20 (the default)\n"
+    )

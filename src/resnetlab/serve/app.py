@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import difflib
+import math
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
@@ -248,6 +249,11 @@ def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, reques
     if not (finite_number(max_upload_mb) and max_upload_mb > 0):
         raise ResnetlabError(
             f"--max-upload-mb must be a finite positive number, got {shown(max_upload_mb)}"
+        )
+    if not math.isfinite(max_upload_mb * 2**20):  # 1e308 MB is no count of bytes
+        raise ResnetlabError(
+            f"--max-upload-mb {max_upload_mb:g} is too large to count in bytes; give a size in "
+            "MB, as 20 (the default)"
         )
     if not (finite_number(request_timeout) and request_timeout > 0):
         raise ResnetlabError(
