@@ -553,3 +553,13 @@ def test_an_upload_limit_too_large_to_count_in_bytes_is_one_line(model_file, cap
         "error: --max-upload-mb 1e+308 is too large to count in bytes; give a size in MB, "
         "as 20 (the default)\n"
     )
+
+
+def test_another_machines_address_is_named_so(model_file, capsys):
+    """--host with an address this machine does not have was told to choose another --port,
+    which cannot help."""
+    host = "203.0.113.7"  # TEST-NET-3: no machine's own
+    assert main(["serve", str(model_file), "--host", host, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --host {host}: not an address of this machine (")
+    assert err.endswith("); give 127.0.0.1 (this machine only) or 0.0.0.0 (all its addresses)\n")

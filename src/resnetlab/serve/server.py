@@ -4,6 +4,7 @@ one-line error and ``--port 0`` picks a free port that is then printed."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -318,6 +319,11 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as e:
         sock.close()
+        if e.errno == errno.EADDRNOTAVAIL:  # another machine's address: no port will do
+            raise ResnetlabError(
+                f"--host {host}: not an address of this machine ({e.strerror}); give "
+                "127.0.0.1 (this machine only) or 0.0.0.0 (all its addresses)"
+            ) from None
         raise ResnetlabError(
             f"cannot listen on {host}:{port} ({e.strerror}); choose another --port (--port 0 "
             "picks a free one) or --host"
