@@ -272,6 +272,20 @@ def test_other_errors_are_json_too(server):
     assert answer.status_code == 400 and "cam" in answer.json()["error"]
 
 
+def test_an_image_sent_to_the_page_is_told_where_it_goes(server, image_files):
+    """`curl -F image=@photo.jpg http://HOST:PORT/`, the address the server prints, was
+    answered "Method Not Allowed" and no more."""
+    with image_files["red.png"].open("rb") as f:
+        answer = server.post("", files={"image": ("red.png", f, "image/png")})
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET, HEAD"
+    assert answer.json() == {
+        "error": f"{server.url} is the page, which takes no upload; send the image to "
+        f"/predict: curl -F image=@photo.jpg {server.url}predict"
+    }
+    assert server.put("", content=b"x").json() == answer.json()
+    assert server.get("").status_code == 200
+
+
 def test_a_method_predict_does_not_take_is_told_the_ones_it_does(model_file):
     """DELETE /predict (or HEAD, PATCH) is answered 405 with ``Allow: POST, PUT``, as GET is;
     not ``Allow: GET``, which would send the client to the one method that is refused too."""

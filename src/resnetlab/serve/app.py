@@ -233,6 +233,8 @@ def create_app(
     # After POST and PUT: a method neither route takes (DELETE) is answered with the first
     # route of its path's methods, in Allow.
     app.add_api_route("/predict", _how_to_predict, methods=["GET"], include_in_schema=False)
+    # An image sent to the page's address (the server prints that one): where it goes.
+    app.add_api_route("/", _not_the_page, methods=["POST", "PUT"], include_in_schema=False)
     return app
 
 
@@ -339,6 +341,17 @@ async def _how_to_predict(request: Request) -> JSONResponse:
         f"the page at {base} sends one from a browser",
         405,
         {"Allow": "POST, PUT"},
+    )
+
+
+async def _not_the_page(request: Request) -> JSONResponse:
+    """``POST /`` (``curl -F image=@photo.jpg http://HOST:PORT/``): the address to send to."""
+    base = str(request.base_url)
+    return _error(
+        f"{base} is the page, which takes no upload; send the image to /predict: "
+        f"curl -F image=@photo.jpg {base}predict",
+        405,
+        {"Allow": "GET, HEAD"},
     )
 
 
