@@ -141,3 +141,23 @@ def test_create_app_refuses_what_it_cannot_serve_in_one_line(model_file):
         assert str(error.value) == message
     with pytest.raises(resnetlab.ResnetlabError, match=r"^--port must be a whole number"):
         resnetlab.serve.serve(model_file, port="8000")
+
+
+def test_a_postscript_upload_is_refused_before_ghostscript_could_run(model_file, image_files):
+    """Pillow reads an EPS file by running Ghostscript on it, where it is installed: an
+    upload of one, from anyone, ran a PostScript interpreter on the server's machine."""
+    import io
+
+    from PIL import Image
+
+    predictor = Predictor(Weightless(resnetlab.read_model_meta(model_file)))
+    eps = io.BytesIO()
+    Image.open(image_files["red.jpg"]).save(eps, format="EPS")  # Pillow writes one without it
+    for name, what in (("red.eps", "the upload red.eps"), (None, "the upload")):
+        with pytest.raises(RequestError) as refused:
+            predictor.decode(eps.getvalue(), name)
+        assert refused.value.status == 415
+        assert str(refused.value) == (
+            f"{what} is a PostScript (EPS) file, which the server does not read (Pillow would "
+            "run Ghostscript on it); convert it to PNG or JPEG first"
+        )

@@ -37,6 +37,8 @@ from ..models import ModelMeta
 
 # The module that draws class activation maps; a build without it answers ?cam=1 with 501.
 EXPLAIN_MODULE = "resnetlab.explain"
+# Formats Pillow reads by running another program on the file: refused in uploads (415).
+RUN_BY_ANOTHER_PROGRAM = {"EPS": "a PostScript (EPS) file"}
 
 
 class RequestError(ResnetlabError):
@@ -190,6 +192,14 @@ def _check_header(data: bytes, what: str, name: str | None = None) -> None:
         ) from None
     except Exception as e:  # PIL raises many kinds of error on malformed headers
         raise RequestError(unreadable_image(what, e), 422) from None
+    with Image.open(io.BytesIO(data)) as im:  # the header again, read as it was just now
+        kind = im.format
+    if kind in RUN_BY_ANOTHER_PROGRAM:
+        raise RequestError(
+            f"{what} is {RUN_BY_ANOTHER_PROGRAM[kind]}, which the server does not read (Pillow "
+            "would run Ghostscript on it); convert it to PNG or JPEG first",
+            415,
+        )
 
 
 def load_predictor(
