@@ -300,6 +300,29 @@ def test_a_method_predict_does_not_take_is_told_the_ones_it_does(model_file):
         assert sorted(answer.headers["allow"].split(", ")) == ["POST", "PUT"], method
 
 
+def test_outputs_nan_or_inf_are_a_500_in_the_words_predict_uses(model_file, image_files):
+    """A model whose activations overflow float16 (--precision fp16) gives NaN: the answer
+    was a 200 with "probability": null for each class, where predict names the cause."""
+    import torch
+    from fastapi.testclient import TestClient
+
+    from resnetlab.serve import Predictor, create_app
+
+    class Overflows(Predictor):
+        def __call__(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.full((len(images), len(COLOURS)), float("nan"))
+
+    predictor = Overflows(resnetlab.load_model(model_file), precision="fp16")
+    with TestClient(create_app(predictor)) as client, image_files["red.png"].open("rb") as f:
+        answer = client.post("/predict", files={"image": ("red.png", f, "image/png")})
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": "the model's outputs are NaN or inf for red.png; in fp16 its activations "
+        "overflowed (float16 holds at most 65,504); give precision='fp32', or bf16, which has "
+        "float32's range"  # the Predictor's keyword, as it was made in Python
+    }
+
+
 @pytest.mark.skipif(cam_available(), reason="this build draws class activation maps")
 def test_cam_without_the_explain_module_is_501(server, image_files):
     answer = server.post("predict", params={"cam": 1}, content=image_files["red.png"].read_bytes())

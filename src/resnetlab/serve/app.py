@@ -26,9 +26,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.decode import available_cpus
+from ..engine.inference import nonfinite_outputs_cause
 from ..engine.predict import Prediction, top_classes
 from ..errors import ResnetlabError, count_argument, finite_number, shown
-from .batching import Batcher, QueueFull, Stopped
+from .batching import Batcher, QueueFull, Stopped, log
 from .predictor import Predictor, RequestError
 
 STATIC = Path(__file__).parent / "static"
@@ -221,6 +222,11 @@ def create_app(
                 raise RequestError(f"{e}; {fix}", e.status) from None
             raise
         probs = await batcher.submit(torch.from_numpy(pixels))
+        if not bool(probs.isfinite().all()):  # JSON has no NaN: the answer said null
+            problem = f"the model's outputs are NaN or inf for {name or 'the upload'}; "
+            problem += nonfinite_outputs_cause(predictor.precision)
+            log.warning("%s", problem)  # the server's to fix: its log says so too
+            raise RequestError(problem, 500)
         (top,) = top_classes(probs[None], predictor.names, k)
         answer = Prediction(name or "upload", top).to_dict()
         if cam:
