@@ -246,7 +246,10 @@ def test_busy_server_answers_503_with_retry_after(model_file, image_files):
             gate.set()
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
-        assert "busy" in refused.json()["error"]
+        # "1 image", not "1 images"
+        assert refused.json() == {
+            "error": "the server is busy (1 image waiting); try again shortly"
+        }
         for answer in (running.result(HANG_GUARD_S), queued.result(HANG_GUARD_S)):
             assert answer.status_code == 200 and answer.json()["top"][0]["class"] == "blue"
         assert client.get("/metadata").json()["batching"]["rejected"] == 1

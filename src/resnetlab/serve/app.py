@@ -26,6 +26,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.decode import available_cpus
+from ..engine.auto import count_of
 from ..engine.inference import nonfinite_outputs_cause
 from ..engine.predict import Prediction, top_classes
 from ..errors import ResnetlabError, count_argument, finite_number, shown
@@ -304,7 +305,7 @@ def _add_error_handlers(
 
     @app.exception_handler(QueueFull)
     async def queue_full(_request: Request, _e: QueueFull) -> JSONResponse:
-        return busy(f"{max_queue} images waiting")
+        return busy(f"{count_of(max_queue, 'image')} waiting")
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, e: Exception) -> JSONResponse:

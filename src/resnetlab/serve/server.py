@@ -18,6 +18,7 @@ from PIL import Image
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..data.decode import PILLOW_DAMAGE_WARNINGS
+from ..engine.auto import count_of
 from ..errors import ResnetlabError, count_argument
 from ..models.files import ModelMeta
 from .app import busy, check_limits, create_app
@@ -181,12 +182,12 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
                 # This request's connection and its task are counted among them.
                 if max(len(self.connections), len(self.tasks)) <= max_connections:
                     return await app(scope, receive, send)
+                open_ = f"{count_of(max_connections, 'connection')} open"
                 self.logger.warning(
-                    "a request was refused: %d connections open, the most --max-connections allows",
-                    max_connections,
+                    "a request was refused: %s, the most --max-connections allows", open_
                 )
                 # Connection: close, as the body, unread, may still come: uvicorn closes it.
-                refused = busy(f"{max_connections} connections open", {"Connection": "close"})
+                refused = busy(open_, {"Connection": "close"})
                 await refused(scope, receive, send)
 
             return limited
