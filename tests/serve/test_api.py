@@ -103,9 +103,16 @@ def test_top_k(server, model_file, image_files):
     assert_same_top(one["top"], full.top[:1])
     many = server.post("predict", params={"top_k": 50}, content=path.read_bytes()).json()
     assert_same_top(many["top"], full.top)  # all three classes, no more
-    for bad in ("0", "-1", "two", "\u00b2"):  # a superscript two passes str.isdigit()
+    for bad in ("0", "-1", "two", "\u00b2", "000"):  # a superscript two passes str.isdigit()
         answer = server.post("predict", params={"top_k": bad}, content=path.read_bytes())
         assert answer.status_code == 400 and "top_k" in answer.json()["error"]
+    # Past int()'s 4,300 digits: all the classes, as for 50, not a 500 (ValueError).
+    for huge in ("9" * 5000, "0" * 5000 + "2"):
+        answer = server.post("predict", params={"top_k": huge}, content=path.read_bytes())
+        assert answer.status_code == 200, answer.json()
+    assert_same_top(answer.json()["top"], full.top[:2])  # 000...2 is 2
+    answer = server.post("predict", params={"top_k": "9" * 5000}, content=path.read_bytes())
+    assert_same_top(answer.json()["top"], full.top)
 
 
 def test_options_as_form_fields(server, model_file, image_files):

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import difflib
 import math
+import sys
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
@@ -330,13 +331,16 @@ def _options(query: Mapping[str, str], default_top_k: int) -> tuple[int, bool]:
                 f"unknown option {name!r}: {hint}/predict takes {' and '.join(OPTIONS)}", 400
             )
     text = query.get("top_k", str(default_top_k))
+    digits = text.lstrip("0")
     # isdigit() alone also passes '²' and other digits int() does not read
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not digits:
         raise RequestError(f"top_k must be a positive whole number, got {text!r}", 400)
+    # More than any model has classes: all of them (int() refuses 4,300 digits and more).
+    top_k = int(digits) if len(digits) < 19 else sys.maxsize
     cam = query.get("cam", "0").lower()
     if cam not in ("0", "1", "true", "false", ""):
         raise RequestError(f"cam must be 0 or 1, got {cam!r}", 400)
-    return int(text), cam in ("1", "true", "")  # a bare ?cam asks for it
+    return top_k, cam in ("1", "true", "")  # a bare ?cam asks for it
 
 
 async def _how_to_predict(request: Request) -> JSONResponse:
