@@ -132,6 +132,23 @@ def test_options_as_form_fields(server, model_file, image_files):
     )
     bad = server.post("predict", files=upload, data={"cam": "yes"})
     assert bad.status_code == 400 and "cam must be 0 or 1" in bad.json()["error"]
+    # A file's contents in a text field (curl -F top_k=<photo.jpg, meaning @): one line,
+    # its start and its length, not the whole of it back.
+    text = "x" * 100_000
+    for field, words in (
+        ("top_k", "top_k must be a positive whole number"),
+        ("cam", "cam must be 0 or 1"),
+    ):
+        bad = server.post("predict", files=upload, data={field: text})
+        assert bad.status_code == 400
+        assert bad.json()["error"] == f"{words}, got {'x' * 40!r}... (100,000 characters)"
+    bad = server.post("predict", files=upload, data={"CAM": "YES"}, params={"cam": "YES"})
+    assert (
+        bad.json()["error"]
+        == "unknown option 'CAM': did you mean cam? /predict takes top_k and cam"
+    )
+    bad = server.post("predict", files=upload, params={"cam": "YES"})
+    assert bad.json()["error"] == "cam must be 0 or 1, got 'YES'"  # as given, not lowercased
 
 
 def test_unknown_option_refused(server, image_files):

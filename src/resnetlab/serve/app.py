@@ -328,19 +328,28 @@ def _options(query: Mapping[str, str], default_top_k: int) -> tuple[int, bool]:
             close = difflib.get_close_matches(name.lower(), OPTIONS, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]}? " if close else ""
             raise RequestError(
-                f"unknown option {name!r}: {hint}/predict takes {' and '.join(OPTIONS)}", 400
+                f"unknown option {_given(name)}: {hint}/predict takes {' and '.join(OPTIONS)}",
+                400,
             )
     text = query.get("top_k", str(default_top_k))
     digits = text.lstrip("0")
     # isdigit() alone also passes '²' and other digits int() does not read
     if not (text.isascii() and text.isdigit()) or not digits:
-        raise RequestError(f"top_k must be a positive whole number, got {text!r}", 400)
+        raise RequestError(f"top_k must be a positive whole number, got {_given(text)}", 400)
     # More than any model has classes: all of them (int() refuses 4,300 digits and more).
     top_k = int(digits) if len(digits) < 19 else sys.maxsize
-    cam = query.get("cam", "0").lower()
-    if cam not in ("0", "1", "true", "false", ""):
-        raise RequestError(f"cam must be 0 or 1, got {cam!r}", 400)
-    return top_k, cam in ("1", "true", "")  # a bare ?cam asks for it
+    cam = query.get("cam", "0")
+    if cam.lower() not in ("0", "1", "true", "false", ""):
+        raise RequestError(f"cam must be 0 or 1, got {_given(cam)}", 400)
+    return top_k, cam.lower() in ("1", "true", "")  # a bare ?cam asks for it
+
+
+def _given(text: str, limit: int = 40) -> str:
+    """A value the client gave, as an error shows it: whole where short, else its start and
+    its length (a form field that holds a file, ``-F top_k=<photo.jpg``, ran to a page)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 async def _how_to_predict(request: Request) -> JSONResponse:
