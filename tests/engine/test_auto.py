@@ -267,11 +267,16 @@ def test_finetune_length_is_a_function_of_the_image_count(images, expected):
     assert finetune_length(images) == expected
 
 
-# (training images an epoch, validation images, epochs) -> validate every this many epochs:
-# every epoch unless validation scores more images than an epoch trains; then every as many
-# epochs as train that many, leaving at least 10 validations.
+# (training images an epoch, validation images, epochs[, BN recalibration images]) ->
+# validate every this many epochs: every epoch unless a validation passes more images
+# forward than an epoch trains; then every as many epochs as train that many, leaving at
+# least 10 validations.
 VALIDATION_TABLE = [
     ((1_000, 250, 30), 1),  # the usual case: a held-out fifth
+    ((1_000, 250, 30, 320), 1),  # with BN statistics recomputed on 10 batches of 32
+    ((160, 40, 60, 160), 2),  # 200 photos fine-tuned: recalibrated on all 160, scored on 40
+    ((160, 40, 60, 0), 1),  # the same without BN layers to recalibrate
+    ((48, 216, 100, 48), 6),
     ((250, 250, 30), 1),
     ((48, 216, 100), 5),  # 60 photos fine-tuned, batch 16: 3 steps of 16 an epoch
     ((160, 216, 60), 2),

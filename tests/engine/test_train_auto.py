@@ -147,11 +147,14 @@ def _validated_epochs(run_dir):
 
 
 def test_short_epochs_validate_every_few_and_say_so(tmp_path, capsys):
-    # An epoch trains 40 images and a validation scores 100: every 3 epochs, and the last.
+    # An epoch trains 40 images and a validation passes 140 forward (it scores 100, after
+    # recomputing the BN statistics on all 40): every 4 epochs, but 3 to leave 10
+    # validations, and the last.
     result = train(**SHORT_EPOCHS, epochs=31, out=str(tmp_path / "r"))
     assert (
         "validation every 3 epochs and after the last: an epoch trains 40 images, a "
-        "validation scores 100 (val_every=1 validates every epoch)"
+        "validation scores 100 after recomputing BN statistics on 40 (val_every=1 validates "
+        "every epoch)"
     ) in capsys.readouterr().err
     assert _validated_epochs(result.run_dir) == [*range(3, 31, 3), 31]
     assert result.summary["val_every"] == 3

@@ -643,13 +643,17 @@ class Trainer:
         self.thread_watch: ThreadWatch | None = None  # on the CPU: fewer threads on shared cores
         check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
         epoch_images = self.steps_per_epoch * c.batch_size  # per process, as validation is
-        self.val_every = c.val_every or validation_interval(
-            epoch_images, self.num_val, self.num_epochs
+        recomputed = (
+            len(self.calibration_split) if c.recalibrate_bn and batchnorm_layers(self.model) else 0
         )
+        self.val_every = c.val_every or validation_interval(
+            epoch_images, self.num_val, self.num_epochs, recomputed
+        )
+        first = f" after recomputing BN statistics on {recomputed:,}" if recomputed else ""
         self.val_every_line = (
             f"validation every {count_of(self.val_every, 'epoch')} and after the last: an "
-            f"epoch trains {epoch_images:,} images, a validation scores {self.num_val:,} "
-            f"({option('val_every', 1)} validates every epoch)"
+            f"epoch trains {epoch_images:,} images, a validation scores {self.num_val:,}"
+            f"{first} ({option('val_every', 1)} validates every epoch)"
             if c.val_every is None and self.val_every > 1
             else None
         )
