@@ -94,7 +94,7 @@ from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
-CALIBRATION_VERSION = 6  # bump when what is measured, or how, changes
+CALIBRATION_VERSION = 7  # bump when what is measured, or how, changes
 REPEATS = 5  # rounds of a convolution's timing
 STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 10%
 CONV_MARGIN = 0.10
