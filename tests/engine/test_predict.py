@@ -371,6 +371,9 @@ def test_predict_notes_an_image_far_smaller_than_the_input_size(model_file, tmp_
         f"2 of 3 images are at most 4 px a side (first: {small}, 4x3), enlarged to 8x8 "
         "(the model's input size)"
     ]
+    with pytest.warns(DataWarning) as caught:  # one of several: "is", not "are"
+        resnetlab.predict(model_file, [fits, small])
+    assert str(caught[0].message).startswith("1 of 2 images is at most 4 px a side (first: ")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         resnetlab.predict(model_file, fits)

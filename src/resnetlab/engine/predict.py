@@ -254,7 +254,8 @@ def _enlarged_note(small: list[tuple[str, Size]], total: int, input_size: int) -
     images = (
         f"{name} is {format_size(size)}"
         if total == 1
-        else f"{len(small)} of {total} images are at most {input_size // 2} px a side "
+        else f"{len(small)} of {total} images {'is' if len(small) == 1 else 'are'} at most "
+        f"{input_size // 2} px a side "
         f"(first: {name}, {format_size(size)})"
     )
     return f"{images}, enlarged to {input_size}x{input_size} (the model's input size)"
