@@ -379,8 +379,13 @@ def test_a_state_dict_without_a_model_named_trains_the_one_model_it_fits(
     wrapped = tmp_path / "ddp.pth"
     torch.save({f"module.{k}": v for k, v in torch.load(torchvision_file).items()}, wrapped)
     assert resolve_config(pretrained=str(wrapped), data="digits").model == "resnet18"
-    # A model named is the one built, and the weights are checked against it.
+    # A model named is the one built, and the weights are checked against it later: the
+    # models they might fit are not looked for (that builds all of them, seconds).
+    from resnetlab.convert.pretrained import _states_of
+
+    _states_of.cache_clear()
     assert resolve_config(pretrained=str(torchvision_file), model="resnet34").model == "resnet34"
+    assert _states_of.cache_info().misses == 0
 
 
 def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(

@@ -513,14 +513,17 @@ def check_names_model(source: str | os.PathLike | None) -> None:
         )
 
 
-def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
+def declared_model(
+    source: str | os.PathLike, *, by_shapes: bool = True
+) -> tuple[str, dict[str, Any]] | None:
     """The model (and its options) that a run folder, a resnetlab model file, a Keras file
     (the course's ``resnet50_keras``), a timm model's weights with their ``config.json``
     or a named source (``timm:resnet50.a1_in1k``,
-    ``torchvision:ResNet18_Weights.IMAGENET1K_V1``) says its weights are for; None for
-    other sources (a bare state dict, ``torchvision`` alone),
-    and for a path that is not one of them (the run reports that when it reads the
-    weights)."""
+    ``torchvision:ResNet18_Weights.IMAGENET1K_V1``) says its weights are for; for a bare
+    state dict, the one model its tensors fit (``by_shapes``; not asked where a model is
+    named: finding it builds every registered model on the meta device, seconds); None for
+    other sources (``torchvision`` alone), and for a path that is not one of them (the run
+    reports that when it reads the weights)."""
     text = os.fspath(source)
     if text.startswith("timm:"):
         architecture = text.partition(":")[2].split(".", 1)[0]
@@ -537,7 +540,7 @@ def declared_model(source: str | os.PathLike) -> tuple[str, dict[str, Any]] | No
     if meta is None and (torch_file or path.suffix.lower() in (".safetensors", *TORCH_SUFFIXES)):
         if timm := timm_config(path):
             return (timm.architecture, {}) if timm.architecture in list_models() else None
-        return _model_that_fits(path)
+        return _model_that_fits(path) if by_shapes else None
     if meta is None or meta.model not in list_models():
         return None  # reading the weights names the file and the model this version lacks
     return meta.model, dict(meta.model_kwargs)

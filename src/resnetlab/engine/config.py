@@ -547,7 +547,7 @@ def _model_of_weights(values: dict[str, Any]) -> None:
     against the weights later."""
     from ..convert.pretrained import declared_model
 
-    declared = declared_model(values["pretrained"])
+    declared = declared_model(values["pretrained"], by_shapes="model" not in values)
     if declared is None:
         return
     model, options = declared
