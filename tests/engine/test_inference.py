@@ -102,16 +102,26 @@ def test_bf16_inference_on_a_gpu_without_bf16_hardware_is_refused(monkeypatch):
         inference_model(model, torch.device("cuda", 0), precision="bf16")
 
 
-def test_the_small_map_matrix_products_are_a_float32_choice():
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_the_small_map_matrix_products_serve_every_precision(precision):
     from resnetlab.engine.cpu import MatmulConv2d
 
-    model = resnetlab.create_model("resnet18", num_classes=10)
+    model = _trained_statistics(resnetlab.create_model("resnet18", num_classes=10), 64)
 
-    def matmuls(net: nn.Module) -> int:
-        return sum(isinstance(m, MatmulConv2d) for m in net.modules())
+    def matmuls(net: nn.Module) -> set[str]:
+        return {n.removeprefix("model.") for n, m in net.named_modules() if type(m) is MatmulConv2d}
 
-    assert matmuls(inference_model(model, "cpu", input_size=64)) > 0  # 2x2 maps at 64 px
-    assert matmuls(inference_model(model, "cpu", input_size=64, precision="bf16")) == 0
+    exact_net = inference_model(model, "cpu", input_size=64)
+    fast = inference_model(model, "cpu", input_size=64, precision=precision)
+    assert matmuls(exact_net)  # layer4's convolutions: 2x2 maps at 64 px
+    assert matmuls(fast) == matmuls(exact_net)
+    x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exact, got = exact_net(x), fast(x)
+    assert got.dtype == torch.float32 and not torch.equal(got, exact)
+    spread = float(exact.abs().max())  # the tolerance of the test above
+    torch.testing.assert_close(got, exact, rtol=0, atol=0.05 * spread)
+    torch.testing.assert_close(got.softmax(1), exact.softmax(1), rtol=0, atol=0.02)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

@@ -11,11 +11,9 @@ matrix-product path of ``engine.cpu``, and the process keeps the memory a forwar
 blocks that glibc would give back to the OS after every batch and fault in again (about
 650,000 page faults a batch for ResNet-50 at 224 px, batch 32).
 
-``precision="bf16"`` (or ``"fp16"``) runs the folded model under autocast and gives its
-outputs back in float32 (``MixedPrecision``), without the small-map matrix products, which
-are a float32 choice: in bf16 on a CPU with AMX they made ResNet-18 at 64 px five times
-slower than oneDNN's convolutions (README: Evaluate and predict). Float32 stays the
-default: what ``eval`` reports is exact.
+``precision="bf16"`` (or ``"fp16"``) runs the same model, small-map matrix products
+included, under autocast and gives its outputs back in float32 (``MixedPrecision``). Float32
+stays the default: what ``eval`` reports is exact.
 """
 
 from __future__ import annotations
@@ -168,7 +166,7 @@ def inference_model(
         fast = fast.to(memory_format=torch.channels_last)
     if device.type == "cpu":
         keep_freed_memory()
-        if input_size is not None and dtype is None:  # (slower in bf16: measured, README)
+        if input_size is not None:
             use_small_map_convs(fast, input_size)
     return fast if dtype is None else MixedPrecision(fast, dtype)
 
