@@ -1,5 +1,6 @@
 """The Python API's arguments: the wrong kind of value is one line naming it."""
 
+import io
 import subprocess
 import sys
 import warnings
@@ -219,6 +220,31 @@ def test_predict_of_no_images_says_so(tmp_path):
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
     with pytest.raises(resnetlab.ResnetlabError, match=r"^no images given: pass image files"):
         resnetlab.predict(path, [])  # not "none of the images could be read"
+
+
+def test_an_open_file_or_its_bytes_is_named_with_the_way_to_give_it(tmp_path):
+    # An open file iterates over its lines, bytes over numbers: neither is "got bytes".
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), model)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (16, 16)).save(photo)
+    data = photo.read_bytes()
+    opened = r"got (BufferedReader|BytesIO); for an open image file, PIL.Image.open\(file\)"
+    from_bytes = r"got bytes; for an image file's bytes, PIL.Image.open\(io.BytesIO\(data\)\)"
+    for call in (resnetlab.predict, explain):
+        with open(photo, "rb") as file:
+            with pytest.raises(resnetlab.ResnetlabError, match=opened):
+                call(model, file)
+            with pytest.raises(resnetlab.ResnetlabError, match=opened):
+                call(model, [photo, file])
+        with pytest.raises(resnetlab.ResnetlabError, match=opened):
+            call(model, io.BytesIO(data))
+        with pytest.raises(resnetlab.ResnetlabError, match=from_bytes):
+            call(model, data)
+        with pytest.raises(resnetlab.ResnetlabError, match=from_bytes):
+            call(model, [data])
+        with pytest.raises(resnetlab.ResnetlabError, match=r"or a list of them, got dict$"):
+            call(model, {"photo": photo})  # not its keys read as paths
 
 
 @pytest.mark.parametrize("empty", ["", " "])

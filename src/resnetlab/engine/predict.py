@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -92,8 +92,13 @@ Inputs = Sequence[str | os.PathLike | Image.Image] | str | os.PathLike | Image.I
 
 
 def _pixels_hint(given: Any) -> str:
-    """How to make a PIL image of an array of pixels given in its place: ``fromarray``
-    takes uint8, and the course's images are floats in [0, 1] (``X / 255``)."""
+    """How to make a PIL image of what was given in its place: of an array of pixels
+    (``fromarray`` takes uint8, and the course's images are floats in [0, 1], ``X / 255``),
+    of an open file, or of a file's bytes (an upload's)."""
+    if isinstance(given, bytes | bytearray | memoryview):
+        return "; for an image file's bytes, PIL.Image.open(io.BytesIO(data))"
+    if hasattr(given, "read"):
+        return "; for an open image file, PIL.Image.open(file), or its path"
     if not isinstance(given, np.ndarray | torch.Tensor):
         return ""
     array = "pixels.numpy()" if isinstance(given, torch.Tensor) else "pixels"
@@ -113,10 +118,14 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
     images, each with whether it was named directly. One alone stands for a list of it."""
     if isinstance(inputs, (str, os.PathLike, Image.Image)):  # not the characters of a path
         inputs = [inputs]
-    elif not isinstance(inputs, Iterable) or isinstance(inputs, bytes | bytearray):
+    elif (
+        not isinstance(inputs, Iterable)
+        or isinstance(inputs, bytes | bytearray | memoryview | Mapping)
+        or hasattr(inputs, "read")  # an open file iterates over its lines of bytes
+    ):
         raise ResnetlabError(
             "the images to predict must be a path (str or pathlib.Path), a PIL image or a "
-            f"list of them, got {type(inputs).__name__}"
+            f"list of them, got {type(inputs).__name__}{_pixels_hint(inputs)}"
         )
     paths: list[tuple[Path | Image.Image, bool]] = []
     named = False  # anything at all: a Thumbs.db alone leaves nothing, said so
