@@ -82,6 +82,19 @@ def test_bad_values_are_clear_errors(tmp_path):
         TrainConfig.load(bad)
     with pytest.raises(ResnetlabError, match="config file not found"):
         TrainConfig.load(tmp_path / "missing.json")
+    with pytest.raises(ResnetlabError, match=r"^config file not found: .*missing.json$"):
+        resnetlab.train(tmp_path / "missing.json")  # no model named by a path
+
+
+def test_a_model_name_given_as_the_config_says_how_to_name_the_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    says = "config file not found: resnet20 (resnet20 is a model: {})"
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.train("resnet20")  # the first argument is the config
+    assert str(caught.value) == says.format("model='resnet20'")
+    with command_line(), pytest.raises(ResnetlabError) as caught:
+        TrainConfig.load("resnet20")
+    assert str(caught.value) == says.format("--model resnet20")
     for call in (lambda: TrainConfig.load(3), lambda: TrainConfig().save(None)):  # TypeError
         with pytest.raises(ResnetlabError, match=r"config file.* must be a path \(str or "):
             call()

@@ -33,7 +33,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..models import model_info
+from ..models import list_models, model_info
 from ..models.files import option_problem
 from ..models.registry import built_options, unknown_options
 from ..options import (
@@ -257,7 +257,10 @@ class TrainConfig(TrainOptions):
             hint = f"give {inside}" if inside.is_file() else "give a run's config.json"
             raise ResnetlabError(f"{path} is a folder; {option('config')} takes a file: {hint}")
         if not path.is_file():
-            raise ResnetlabError(f"config file not found: {path}")
+            # train("resnet20"): the first argument taken for the model it names
+            named = str(path) in list_models() and not path.suffix
+            hint = f" ({path} is a model: {option('model', str(path))})" if named else ""
+            raise ResnetlabError(f"config file not found: {path}{hint}")
         run_config = path.parent / "config.json"
         # summary.json, metrics.csv... of a run: named so, not by what fails to parse in it
         run_file = path.name != run_config.name and run_config.is_file()
