@@ -367,6 +367,39 @@ def test_duplicate_names_are_refused():
             raise AssertionError
 
 
+@pytest.mark.parametrize(
+    ("given", "error", "says"),
+    [
+        (
+            {"family": "cifarr"},
+            ValueError,
+            "register_model's family must be one of 'imagenet', 'cifar', 'keras', got 'cifarr'",
+        ),
+        (
+            {"input_size": "32"},
+            resnetlab.ResnetlabError,
+            "register_model's input_size must be a whole number, got '32'",
+        ),
+        (
+            {"input_size": 4},
+            resnetlab.ResnetlabError,
+            "register_model's input_size must be at least 8, got 4",
+        ),
+        (
+            {"num_classes": 2.5},
+            resnetlab.ResnetlabError,
+            "register_model's num_classes must be a whole number, got 2.5",
+        ),
+    ],
+)
+def test_registering_names_a_wrong_value_before_anything_is_registered(given, error, says):
+    # Not a TypeError from deep in a training run of the model ('>=' between int and str).
+    values = {"family": "cifar", "input_size": 32, "num_classes": 10, "description": "d"}
+    with pytest.raises(error) as caught:
+        register_model(**{**values, **given})
+    assert str(caught.value) == says
+
+
 def test_create_model_records_how_to_rebuild():
     model = resnetlab.create_model("resnet20", num_classes=7, shortcut="B")
     assert model.model_name == "resnet20"

@@ -31,7 +31,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..options import MAX_CLASSES
+from ..options import MAX_CLASSES, MIN_INPUT_SIZE
 from .blocks import PARTS, SWITCHES
 
 Builder = Callable[..., nn.Module]
@@ -96,8 +96,17 @@ def register_model(
         source: where the architecture comes from.
 
     Raises:
-        ValueError: the name is registered already.
+        ValueError: the name is registered already, or ``family`` is not one of these.
+        ResnetlabError: ``input_size`` or ``num_classes`` is not a whole number in range.
     """
+    # Checked here, where the mistake is made, not as a TypeError deep in a training run.
+    if family not in _FAMILIES:
+        raise ValueError(
+            f"register_model's family must be one of {', '.join(map(repr, _FAMILIES))}, "
+            f"got {family!r}"
+        )
+    input_size = count_argument(input_size, "register_model's input_size", MIN_INPUT_SIZE)
+    num_classes = count_argument(num_classes, "register_model's num_classes", 0)
 
     def decorator(builder: Builder) -> Builder:
         name = builder.__name__
