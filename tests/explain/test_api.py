@@ -321,6 +321,14 @@ def test_float_pixels_in_0_1_say_how_to_make_them_uint8(model_file):
         explain(model_file, np.zeros((2, side + 1, side + 1, 3), np.uint8))
     assert str(info.value).endswith("read_input decodes and resizes a file")
 
+    # What was given, as given: not torch's dtype for a NumPy array, nor a batch of one.
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        explain(model_file, np.zeros((side + 1, side + 1, 3), np.float32))
+    assert f", got float32 ({side + 1}, {side + 1}, 3); read_input" in str(info.value)
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        explain(model_file, torch.zeros(side, side, dtype=torch.uint8))
+    assert f", got torch.uint8 ({side}, {side}); read_input" in str(info.value)
+
 
 def test_channels_first_pixels_say_how_to_move_the_channels_last(model_file):
     """A torchvision user's (B, 3, H, W) tensor (ToTensor's floats) was told to scale to

@@ -333,7 +333,7 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
             fix = f"; with the channels first, give X{moved}" if channels_first else ""
         raise ResnetlabError(
             f"images must be uint8 (N, {size[0]}, {size[1]}, 3) for this model, got "
-            f"{pixels.dtype} {tuple(pixels.shape)}; read_input decodes and resizes a file{fix}"
+            f"{images.dtype} {tuple(images.shape)}; read_input decodes and resizes a file{fix}"
         )
     if not len(pixels):
         raise ResnetlabError(f"no images given: the pixels are {tuple(pixels.shape)}")
