@@ -330,6 +330,19 @@ def test_float_pixels_in_0_1_say_how_to_make_them_uint8(model_file):
     assert f", got torch.uint8 ({side}, {side}); read_input" in str(info.value)
 
 
+def test_a_list_of_pixel_arrays_is_named_with_the_stack_that_explain_takes(model_file):
+    side = resnetlab.read_model_meta(model_file).input_size
+    pixels = np.zeros((side, side, 3), np.uint8)
+    says = "explain takes pixels as one uint8 (N, H, W, 3) array, not a list of arrays: give "
+    with pytest.raises(resnetlab.ResnetlabError) as info:  # was "each image to predict"
+        explain(model_file, [pixels, pixels])
+    assert str(info.value) == says + "np.stack(images)"
+    with pytest.raises(resnetlab.ResnetlabError) as info:
+        explain(model_file, [torch.from_numpy(pixels)])
+    assert str(info.value) == says + "torch.stack(images)"
+    assert explain(model_file, np.stack([pixels, pixels])).maps.shape == (2, side, side)
+
+
 def test_channels_first_pixels_say_how_to_move_the_channels_last(model_file):
     """A torchvision user's (B, 3, H, W) tensor (ToTensor's floats) was told to scale to
     uint8, after which it was refused again, its channels still first."""

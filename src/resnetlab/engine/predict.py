@@ -124,7 +124,7 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
         or hasattr(inputs, "read")  # an open file iterates over its lines of bytes
     ):
         raise ResnetlabError(
-            "the images to predict must be a path (str or pathlib.Path), a PIL image or a "
+            "the images must be a path (str or pathlib.Path), a PIL image or a "
             f"list of them, got {type(inputs).__name__}{_pixels_hint(inputs)}"
         )
     paths: list[tuple[Path | Image.Image, bool]] = []
@@ -136,7 +136,7 @@ def expand_inputs(inputs: Inputs) -> list[tuple[Path | Image.Image, bool]]:
             continue
         if not isinstance(given, str | os.PathLike):
             raise ResnetlabError(
-                "each image to predict must be a path (str or pathlib.Path) or a PIL image, "
+                "each image must be a path (str or pathlib.Path) or a PIL image, "
                 f"got {type(given).__name__}{_pixels_hint(given)}"
             )
         give = "an image file or a folder (. for the current folder)"

@@ -307,6 +307,16 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
 
 def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]:
     """The model's metadata, and the images' names and uint8 (N, H, W, 3) pixels."""
+    if (  # beside files and PIL images, an array is refused as such (fromarray)
+        isinstance(images, list | tuple)
+        and images
+        and all(isinstance(i, np.ndarray | torch.Tensor) for i in images)
+    ):
+        stack = "torch.stack" if isinstance(images[0], torch.Tensor) else "np.stack"
+        raise ResnetlabError(
+            "explain takes pixels as one uint8 (N, H, W, 3) array, not a list of arrays: "
+            f"give {stack}(images)"
+        )
     if not isinstance(images, np.ndarray | torch.Tensor):
         meta = _meta(model)
         paths, pixels = load_inputs(images, meta)
