@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 import resnetlab
 from resnetlab import ResnetlabError
 from resnetlab.engine.distributed import ACCELERATORS
+from resnetlab.errors import command_line
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path):
@@ -413,12 +414,19 @@ def test_a_data_set_given_as_a_model_file_says_to_give_it_as_the_data(tmp_path):
         f["test_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)
         f["test_set_y"] = np.zeros(2, np.int64)
         f["list_classes"] = np.arange(6)
-    with pytest.raises(ResnetlabError) as info:
+    with command_line(), pytest.raises(ResnetlabError) as info:
         resnetlab.load_model(data)
     assert str(info.value) == (
         f"{data} is a data set (test_set_x, test_set_y), not a model; give it after --data: "
         f"resnetlab eval MODEL_FILE --data {data}, or resnetlab train --data {data}"
     )
+    for call in (resnetlab.load_model, lambda path: resnetlab.evaluate(path, "digits")):
+        with pytest.raises(ResnetlabError) as info:  # from Python, as Python writes it
+            call(data)
+        assert str(info.value) == (
+            f"{data} is a data set (test_set_x, test_set_y), not a model; give it as the "
+            f"data: resnetlab.evaluate(model_file, '{data}'), or resnetlab.train(data='{data}')"
+        )
 
 
 @pytest.mark.parametrize(

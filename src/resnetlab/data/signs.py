@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, option
+from ..errors import DataError, on_command_line, option
 from ..models.files import empty_file_problem
 from ..options import MAX_CLASSES
 from .decode import format_size
@@ -106,9 +106,13 @@ def data_set_as_model(path: Path) -> str | None:
     except DataError:
         return None
     arrays = ", ".join(f"{p}_set_x, {p}_set_y" for p in prefixes)
+    if on_command_line():
+        give = f"after --data: resnetlab eval MODEL_FILE --data {path}, or resnetlab train"
+        return f"{path} is a data set ({arrays}), not a model; give it {give} --data {path}"
+    data = repr(os.fspath(path))  # as Python writes it, where a script called
     return (
-        f"{path} is a data set ({arrays}), not a model; give it after --data: resnetlab "
-        f"eval MODEL_FILE --data {path}, or resnetlab train --data {path}"
+        f"{path} is a data set ({arrays}), not a model; give it as the data: "
+        f"resnetlab.evaluate(model_file, {data}), or resnetlab.train(data={data})"
     )
 
 
