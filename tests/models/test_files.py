@@ -438,6 +438,8 @@ def test_a_data_set_given_as_a_model_file_says_to_give_it_as_the_data(tmp_path):
         ("m.safetensors", {"std": "0.2"}, "std must be three numbers, one per RGB channel"),
         ("m.safetensors", {"input_size": "32"}, "input_size must be a whole number, got '32'"),
         ("m.safetensors", {"input_size": 32.5}, "input_size must be a whole number, got 32.5"),
+        # the argument given, not "unknown resize 'stretch' in the model file's metadata"
+        ("m.safetensors", {"resize": "stretch"}, "unknown resize 'stretch'; choose squash, crop"),
     ],
 )
 def test_save_model_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, path, options, says):

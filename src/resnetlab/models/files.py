@@ -323,6 +323,8 @@ def save_model(
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
     path = _model_file_to_write(path)
+    if resize is not None and resize not in RESIZE_MODES:  # not "in the file's metadata"
+        raise ResnetlabError(f"unknown resize {shown(resize)}; choose {', '.join(RESIZE_MODES)}")
     class_names, input_size, mean, std, resize = _usage_defaults(
         model, _class_names_argument(class_names), input_size, mean, std, resize
     )
