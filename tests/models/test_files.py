@@ -450,6 +450,16 @@ def test_save_model_names_a_wrong_argument_in_one_line(tmp_path, monkeypatch, pa
     assert not list(tmp_path.iterdir())
 
 
+def test_class_names_from_numpy_are_kept_as_the_text_a_loaded_file_gives(tmp_path):
+    path = tmp_path / "m.safetensors"
+    names = np.array(["cat", "dog", "fox"])  # np.unique(labels), say: np.str_ each
+    meta = resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3), path, class_names=names
+    )
+    assert meta == resnetlab.read_model_meta(path)
+    assert [type(n) for n in meta.class_names] == [str, str, str]
+
+
 @pytest.mark.parametrize(
     ("names", "says"),
     [

@@ -432,7 +432,7 @@ def _class_names_argument(class_names: object) -> list[str] | None:
                 else "give each class a name of one line"
             )
             raise ResnetlabError(f"class_names[{i}] {shown(name)} {problem}; {fix}")
-    return names
+    return [str(name) for name in names]  # NumPy's np.str_ too: plain text, as read back
 
 
 def _model_file_to_write(path: str | os.PathLike) -> Path:
