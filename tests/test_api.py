@@ -293,8 +293,8 @@ def test_a_value_with_a_long_repr_is_named_by_its_type():
             "pretrained must be a string, got ResNet",
         ),
         (
-            lambda: resnetlab.TrainConfig(data=torch.zeros(100, 3, 8, 8)),
-            "data must be a string, got Tensor",
+            lambda: resnetlab.TrainConfig(out=torch.zeros(100, 3, 8, 8)),
+            "out must be a string, got Tensor",  # (as data, it is named as arrays of images)
         ),
         (
             lambda: resnetlab.create_model("resnet8", num_classes=model),

@@ -539,3 +539,21 @@ def test_an_option_the_model_lacks_is_refused_by_the_config():
     assert TrainConfig(model="resnet8", model_kwargs={"shortcut": "B"}).model_kwargs == {
         "shortcut": "B"
     }
+
+
+def test_arrays_of_images_given_as_the_data_say_how_to_train_on_them():
+    # The course's X_train, Y_train: was "data must be a string, got list" (the arrays made
+    # lists first), for arrays that are no list and data that may be a path.
+    x, y = np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64)
+    fix = (
+        "names a data set (digits, cifar10, a file or a folder), not arrays of images, got "
+        "{}; write the arrays to an HDF5 file as the course's: {}_set_x uint8 (N, H, W, 3), "
+        "{}_set_y (N,) class indices, and give its path"
+    )
+    for given, kind in [((x, y), "tuple"), (x, "ndarray"), (torch.from_numpy(x), "Tensor")]:
+        with pytest.raises(ResnetlabError) as caught:
+            TrainConfig(data=given)
+        assert str(caught.value) == "data " + fix.format(kind, "train", "train")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.train(val_data=[x, y])
+    assert str(caught.value) == "val_data " + fix.format("list", "test", "test")

@@ -141,6 +141,9 @@ class TrainConfig(TrainOptions):
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        for name in ("data", "val_data"):  # before arrays become lists, "got list"
+            if problem := _arrays_as_data(name, getattr(self, name)):
+                raise ResnetlabError(problem)
         for f in dataclasses.fields(self):  # np.float32(0.1), a value of np.logspace(...)
             setattr(self, f.name, _python_value(getattr(self, f.name)))
         for name in PATH_FIELDS:  # pathlib.Path from the Python API
@@ -614,6 +617,21 @@ _TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
     "tuple[float, ...]": ("a list of finite numbers", (list, tuple)),
     "dict[str, Any]": ("an object of KEY: VALUE options", (dict,)),
 }
+
+
+def _arrays_as_data(name: str, value: Any) -> str | None:
+    """The way to train on arrays of images (the course's ``X_train, Y_train``) given as
+    ``data``, which names a data set, or None where ``value`` holds no array."""
+    arrays = value if type(value) in (list, tuple) else [value]
+    if not any(isinstance(a, np.ndarray | torch.Tensor) for a in arrays):
+        return None
+    split = "test" if name == "val_data" else "train"
+    return (
+        f"{option(name)} names a data set (digits, cifar10, a file or a folder), not arrays "
+        f"of images, got {type(value).__name__}; write the arrays to an HDF5 file as the "
+        f"course's: {split}_set_x uint8 (N, H, W, 3), {split}_set_y (N,) class indices, "
+        f"and give its path"
+    )
 
 
 def _python_value(value: Any) -> Any:
