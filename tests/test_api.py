@@ -215,6 +215,19 @@ def test_predict_and_evaluate_of_a_model_with_no_file_say_to_load_or_save_one(tm
         resnetlab.evaluate(model, "digits")
 
 
+def test_evaluate_on_arrays_of_images_says_how_to_give_them(tmp_path):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    x_test, y_test = np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64)
+    with pytest.raises(resnetlab.ResnetlabError) as caught:  # was "must be a path"
+        resnetlab.evaluate(path, (x_test, y_test))
+    assert str(caught.value) == (
+        "data names a data set (digits, cifar10, a file or a folder), not arrays of images, "
+        "got tuple; write the arrays to an HDF5 file as the course's: test_set_x uint8 "
+        "(N, H, W, 3), test_set_y (N,) class indices, and give its path"
+    )
+
+
 def test_predict_of_no_images_says_so(tmp_path):
     path = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)

@@ -141,8 +141,8 @@ class TrainConfig(TrainOptions):
         self.__post_init__()
 
     def __post_init__(self) -> None:
-        for name in ("data", "val_data"):  # before arrays become lists, "got list"
-            if problem := _arrays_as_data(name, getattr(self, name)):
+        for name, split in (("data", "train"), ("val_data", "test")):  # not "got list"
+            if problem := arrays_as_data(name, getattr(self, name), split):
                 raise ResnetlabError(problem)
         for f in dataclasses.fields(self):  # np.float32(0.1), a value of np.logspace(...)
             setattr(self, f.name, _python_value(getattr(self, f.name)))
@@ -619,13 +619,13 @@ _TYPES: dict[str, tuple[str, tuple[type, ...]]] = {
 }
 
 
-def _arrays_as_data(name: str, value: Any) -> str | None:
-    """The way to train on arrays of images (the course's ``X_train, Y_train``) given as
-    ``data``, which names a data set, or None where ``value`` holds no array."""
+def arrays_as_data(name: str, value: Any, split: str) -> str | None:
+    """The way to use arrays of images (the course's ``X_train, Y_train``) given as the
+    option ``name``, which names a data set: written as ``split`` of an HDF5 file; or None
+    where ``value`` holds no array."""
     arrays = value if type(value) in (list, tuple) else [value]
     if not any(isinstance(a, np.ndarray | torch.Tensor) for a in arrays):
         return None
-    split = "test" if name == "val_data" else "train"
     return (
         f"{option(name)} names a data set (digits, cifar10, a file or a folder), not arrays "
         f"of images, got {type(value).__name__}; write the arrays to an HDF5 file as the "

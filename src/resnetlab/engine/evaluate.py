@@ -170,6 +170,7 @@ def evaluate(
         Loss, accuracy, confusion matrix and per-class precision and recall.
     """
     from ..data import make_loader
+    from .config import arrays_as_data
     from .distributed import resolve_device
     from .inference import (
         inference_model,
@@ -180,6 +181,8 @@ def evaluate(
     )
 
     batch_size = count_argument(batch_size, option("batch_size"))
+    if problem := arrays_as_data("data", data, "test"):  # X_test, Y_test
+        raise ResnetlabError(problem)
     device_ = resolve_device(device)
     name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):
