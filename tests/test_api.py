@@ -228,6 +228,26 @@ def test_evaluate_on_arrays_of_images_says_how_to_give_them(tmp_path):
     )
 
 
+def test_read_input_of_bytes_or_a_file_open_as_text_says_how_to_give_it(tmp_path):
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path, input_size=16)
+    meta = resnetlab.read_model_meta(path)
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (16, 16)).save(photo)
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        read_input(photo.read_bytes(), meta)
+    assert str(caught.value).endswith("got bytes; for an image file's bytes, io.BytesIO(data)")
+    with open(photo) as text, pytest.raises(resnetlab.ResnetlabError) as caught:
+        read_input(text, meta)  # was "not a readable image (UnicodeDecodeError: ...)"
+    assert str(caught.value) == (
+        f"read_input takes an open binary file; {photo} was opened as text: give "
+        f"open({str(photo)!r}, 'rb'), or its path"
+    )
+    with open(photo, "rb") as binary:
+        assert read_input(binary, meta).shape == (16, 16, 3)  # the fix given works
+    assert read_input(io.BytesIO(photo.read_bytes()), meta).shape == (16, 16, 3)
+
+
 def test_predict_of_no_images_says_so(tmp_path):
     path = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)

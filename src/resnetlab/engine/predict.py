@@ -5,6 +5,7 @@ centre-cropped), normalised with its mean and standard deviation."""
 from __future__ import annotations
 
 import glob
+import io
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -283,9 +284,20 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             f"read_input takes the model file's metadata (model.meta), got {type(meta).__name__}"
         )
     if not isinstance(source, str | os.PathLike | Image.Image) and not hasattr(source, "read"):
+        fix = (
+            "; for an image file's bytes, io.BytesIO(data)"
+            if isinstance(source, bytes | bytearray | memoryview)
+            else _pixels_hint(source)
+        )
         raise ResnetlabError(
             "read_input takes a path (str or pathlib.Path), an open binary file or a PIL "
-            f"image, got {type(source).__name__}"
+            f"image, got {type(source).__name__}{fix}"
+        )
+    if isinstance(source, io.TextIOBase):  # open(path): its bytes decoded as UTF-8 text
+        name = getattr(source, "name", "the file")
+        raise ResnetlabError(
+            f"read_input takes an open binary file; {name} was opened as text: give "
+            f"open({name!r}, 'rb'), or its path"
         )
     try:
         return read_image(source, meta.input_size, meta.resize)
