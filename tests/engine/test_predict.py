@@ -682,6 +682,14 @@ def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file,
         f"error: {archive} is an archive, not an image; extract it and give its folder, or score "
         f"the images of a data set's archive with: resnetlab eval MODEL_FILE --data {archive}\n"
     )
+    # From Python, as Python calls it.
+    for given, says in [
+        (signs, "the images of a data set file are scored with: "),
+        (archive, "score the images of a data set's archive with: "),
+    ]:
+        with pytest.raises(DataError) as caught:
+            resnetlab.predict(model_file, [given])
+        assert str(caught.value).endswith(f"{says}resnetlab.evaluate(model_file, '{given}')")
 
 
 def test_an_unreadable_image_in_a_folder_is_skipped_with_a_warning(

@@ -46,6 +46,7 @@ from ..errors import (
     ResnetlabError,
     count_argument,
     near_name,
+    on_command_line,
     option,
     path_argument,
     warn,
@@ -321,16 +322,24 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
         if os.path.splitext(str(name))[1].lower() in H5_SUFFIXES:  # SIGNS's file, say
             raise DataError(
                 f"{name} is an HDF5 file, not an image; the images of a data set file are "
-                f"scored with: resnetlab eval MODEL_FILE --data {name}"
+                f"scored with: {_evaluation_of(name)}"
             ) from None
         if isinstance(name, str | os.PathLike) and is_archive(Path(name)):  # photos.zip
             raise DataError(
                 f"{name} is an archive, not an image; extract it and give its folder, or score "
-                f"the images of a data set's archive with: resnetlab eval MODEL_FILE --data {name}"
+                f"the images of a data set's archive with: {_evaluation_of(name)}"
             ) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise DataError(convert_first(name, photo)) from None
         raise DataError(unreadable_image(name, e)) from None
+
+
+def _evaluation_of(data: str | os.PathLike) -> str:
+    """The call that scores a data set file's images, as the caller writes it: the command
+    line's ``eval``, or Python's ``evaluate``."""
+    if on_command_line():
+        return f"resnetlab eval MODEL_FILE --data {data}"
+    return f"resnetlab.evaluate(model_file, {os.fspath(data)!r})"
 
 
 def _model_kind(path: Path) -> str | None:
