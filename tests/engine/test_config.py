@@ -539,6 +539,16 @@ def test_an_option_the_model_lacks_is_refused_by_the_config():
     assert TrainConfig(model="resnet8", model_kwargs={"shortcut": "B"}).model_kwargs == {
         "shortcut": "B"
     }
+    # A misspelt num_classes, which training does not take: not "did you mean norm_layer?"
+    with pytest.raises(
+        ResnetlabError,
+        match=r"^resnet8 has no option num_clases \(the number of classes comes from the data\); ",
+    ):
+        TrainConfig(model="resnet8", model_kwargs={"num_clases": 3})
+    with pytest.raises(
+        ResnetlabError, match=r"no option num_clases \(did you mean num_classes\?\)"
+    ):
+        resnetlab.create_model("resnet8", num_clases=3)  # which takes it
 
 
 def test_arrays_of_images_given_as_the_data_say_how_to_train_on_them():

@@ -237,6 +237,9 @@ def unknown_options(
         close = difflib.get_close_matches(key, options, n=1)
         if hint := _peer_option(key):
             named.append(f"{key} ({hint})")
+        elif not num_classes and difflib.get_close_matches(key, ["num_classes"], n=1):
+            # num_clases: not "did you mean norm_layer?", the closest of the rest
+            named.append(f"{key} (the number of classes comes from the data)")
         else:
             named.append(f"{key} (did you mean {close[0]}?)" if close else key)
     takes = f"it takes {', '.join(options)}" if options else "it takes none"
