@@ -8,6 +8,7 @@ from torch import nn
 
 import resnetlab
 from resnetlab import ResnetlabError
+from resnetlab.errors import command_line
 from resnetlab.models import register_model, registry
 from resnetlab.models.registry import UnknownModelError
 
@@ -237,6 +238,21 @@ def test_unknown_model_suggests_the_models_meant(name, meant):
     )
 
 
+def test_a_path_given_as_the_model_name_points_to_pretrained(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), "m.safetensors")
+    says = "unknown model 'm.safetensors': that is a path, not a model name; to start from the "
+    with pytest.raises(UnknownModelError) as caught:  # was "`resnetlab models` lists all"
+        resnetlab.create_model("m.safetensors")
+    assert str(caught.value) == (
+        says + "weights it holds, give pretrained='m.safetensors'; resnetlab.load_model reads "
+        "a model file whole"
+    )
+    with command_line(), pytest.raises(UnknownModelError) as caught:
+        resnetlab.TrainConfig(model="m.safetensors")
+    assert str(caught.value) == says + "weights it holds, give --pretrained m.safetensors"
+
+
 def test_one_letter_is_not_matched_inside_model_names():
     with pytest.raises(UnknownModelError) as caught:
         resnetlab.create_model("a")  # in every plainN, but means none of them
@@ -318,7 +334,6 @@ def test_a_part_that_cannot_be_called_so_says_how_the_blocks_call_it():
 
 
 def test_the_torchvision_hint_names_the_flag_under_model_option():
-    from resnetlab.errors import command_line
 
     with command_line(), pytest.raises(ResnetlabError, match="with --pretrained torchvision here"):
         resnetlab.create_model("resnet18", weights="DEFAULT")

@@ -27,6 +27,7 @@ from ..errors import (
     UnknownModelError,
     count_argument,
     keywords_of_call,
+    on_command_line,
     option,
     shown,
     warn,
@@ -158,6 +159,12 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if name and os.path.exists(name):  # a model file or run folder, to start from
+            whole = "" if on_command_line() else "; resnetlab.load_model reads a model file whole"
+            raise UnknownModelError(
+                f"unknown model {name!r}: that is a path, not a model name; to start from the "
+                f"weights it holds, give {option('pretrained', name)}{whole}"
+            ) from None
         close = _near_models(name)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UnknownModelError(
