@@ -33,6 +33,22 @@ def folder_data(photos, tmp_path_factory):
     return root
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((None,), "the ONNX file must be a path (str or pathlib.Path), got NoneType"),
+        (("plain", "2"), "threads must be a whole number, got '2'"),
+        (("plain", -1), "threads must be at least 0, got -1"),
+    ],
+)
+def test_onnx_model_names_a_wrong_argument_in_one_line(onnx_files, args, says):
+    # Not pathlib's or onnxruntime's TypeError ("incompatible function arguments").
+    path, *threads = args
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        OnnxModel(onnx_files.get(path, path), threads=threads[0] if threads else None)
+    assert str(caught.value) == says
+
+
 @pytest.mark.parametrize("kind", ["plain", "pixels"])
 def test_onnx_model_is_used_as_a_loaded_model_file(onnx_files, cifar_file, kind):
     model = OnnxModel(onnx_files[kind])

@@ -22,7 +22,7 @@ import torch
 
 from ..data.loader import normalisation
 from ..engine.inference import ExternalModel
-from ..errors import ResnetlabError, near_name
+from ..errors import ResnetlabError, count_argument, near_name, path_argument
 from ..models.files import (
     META_KEY,
     SAFETENSORS_KIND,
@@ -172,7 +172,9 @@ class OnnxModel(ExternalModel):
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
         super().__init__()
-        path = Path(path)
+        path = Path(path_argument(path, "the ONNX file"))  # not Path's TypeError
+        if threads is not None:  # 0: onnxruntime's choice; not its pybind TypeError
+            threads = count_argument(threads, "threads", minimum=0)
         ort = import_extra("onnxruntime", f"running {path.name}")
         if path.is_dir():  # not "not found; did you mean ...?"
             inside = sorted(path.glob("*.onnx"))
