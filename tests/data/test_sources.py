@@ -80,7 +80,7 @@ def test_no_validation_unless_asked():
     ("size", "says"), [(0, "at least 1, got 0"), ("32", "a whole number, got '32'")]
 )
 def test_bad_image_size(size, says):
-    with pytest.raises(ResnetlabError, match=f"^image size must be {says}$"):
+    with pytest.raises(ResnetlabError, match=f"^image_size must be {says}$"):
         load_dataset("digits", image_size=size)
 
 
@@ -546,7 +546,7 @@ def test_a_cache_folder_that_is_no_path_is_refused_in_one_line(
 def test_an_image_size_beyond_what_models_take_is_refused_in_one_line():
     """Not an allocation of 1,797 images at 100,000 x 100,000 (54 TB): the allocator's error."""
     for function in (load_dataset, load_eval_split):
-        with pytest.raises(DataError, match=r"^image size must be at most 2,048, got 100,000$"):
+        with pytest.raises(DataError, match=r"^image_size must be at most 2,048, got 100,000$"):
             function("digits", image_size=100_000)
 
 

@@ -135,9 +135,9 @@ def open_source(
     spec = os.fspath(path_argument(spec, what, "one (. for the current folder)"))
     root = cache_root(cache_dir)
     if image_size is not None:
-        image_size = count_argument(image_size, "image size")
+        image_size = count_argument(image_size, "image_size")  # as Python names it
         if image_size > MAX_INPUT_SIZE:  # --input-size's limit, not an allocation of terabytes
-            raise DataError(f"image size must be at most {MAX_INPUT_SIZE:,}, got {image_size:,}")
+            raise DataError(f"image_size must be at most {MAX_INPUT_SIZE:,}, got {image_size:,}")
     if resize not in RESIZE_MODES:
         raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
     if stream is not None and not isinstance(stream, bool):  # "false" would stream
