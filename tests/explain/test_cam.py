@@ -165,6 +165,12 @@ def test_a_named_layer_and_the_errors_for_bad_ones(trained_resnet8):
     assert "conv1, bn1, relu, layer1, layer1.0, layer2, layer2.0, layer3, layer3.0" in message
     with pytest.raises(ResnetlabError, match="no layer '' in resnet8"):  # not the default
         class_activation_maps(trained_resnet8, x, layer="")
+    with pytest.raises(ResnetlabError) as error:  # was str's AttributeError (removeprefix)
+        class_activation_maps(trained_resnet8, x, layer=3)
+    assert str(error.value) == (
+        "layer is a module's name, got 3 ('layer3' for stage 3); choose one of conv1, bn1, "
+        "relu, layer1, layer1.0, layer2, layer2.0, layer3, layer3.0"
+    )
     with pytest.raises(ResnetlabError, match=r"runs 2 times in one forward pass.*layer3\.0$"):
         class_activation_maps(trained_resnet8, x, layer="layer3.0.relu")
     with pytest.raises(ResnetlabError, match=r"'fc' gives \(2, 3\), not a \(B, C, h, w\)"):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ResnetlabError, option
+from ..errors import ResnetlabError, option, shown
 from ..options import METHODS
 
 
@@ -123,6 +123,12 @@ def layer_choices(model: nn.Module) -> list[str]:
 def find_layer(model: nn.Module, name: str) -> nn.Module:
     """The module called ``name`` (for ``resnet50_keras`` also its Keras layer name, such as
     ``res5c_branch2c``); an unknown name raises with the valid ones."""
+    if not isinstance(name, str):  # layer=4 for the last stage: not str's AttributeError
+        meant = f" ('layer{name}' for stage {name})" if type(name) is int else ""
+        raise ResnetlabError(
+            f"layer is a module's name, got {shown(name)}{meant}; choose one of "
+            f"{', '.join(layer_choices(model))}"
+        )
     modules = dict(model.named_modules())
     module = modules.get(name) if name else None
     keras_names = getattr(model, "keras_layer_names", None)
