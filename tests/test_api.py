@@ -1,6 +1,7 @@
 """The Python API's arguments: the wrong kind of value is one line naming it."""
 
 import io
+import re
 import subprocess
 import sys
 import warnings
@@ -246,6 +247,20 @@ def test_read_input_of_bytes_or_a_file_open_as_text_says_how_to_give_it(tmp_path
     with open(photo, "rb") as binary:
         assert read_input(binary, meta).shape == (16, 16, 3)  # the fix given works
     assert read_input(io.BytesIO(photo.read_bytes()), meta).shape == (16, 16, 3)
+
+
+def test_train_prints_its_result_alone_to_standard_output_as_its_docstring_says(tmp_path, capsys):
+    result = resnetlab.train(model="resnet8", max_steps=1, subset=64, out=tmp_path / "run")
+    out, err = capsys.readouterr()
+    assert re.fullmatch(
+        r"done in [\d.]+ s of training: best val acc [\d.]+ \(epoch 1\)\. Run "
+        rf"folder: {re.escape(str(result.run_dir))}\n(note: .*\n)?",
+        out,
+    )
+    assert "epoch   1/1" in err and "Run folder" not in err
+    doc = " ".join(resnetlab.train.__doc__.split())
+    assert "each epoch to standard error, and the result (``done in ... Run folder: ...``" in doc
+    assert "KeyboardInterrupt: Ctrl-C" in doc
 
 
 def test_predict_of_no_images_says_so(tmp_path):

@@ -301,8 +301,19 @@ def train(
         The run folder, its summary, and the trained model (``last.safetensors``'s, with its
         ``meta``, as ``load_model`` gives it: ``predict`` and ``evaluate`` take it).
 
-    The run seeds PyTorch's random generators with ``seed`` and sets the backend flags that
-    ``deterministic`` asks for; both are as they were before once it returns or fails.
+    Raises:
+        ResnetlabError: a setting or input that cannot be used (``DataError`` for the data,
+            ``UnknownModelError`` for the model's name), before the run starts where it can.
+        KeyboardInterrupt: Ctrl-C (or the kernel's interrupt), once the run has saved a
+            checkpoint that ``resume=`` continues from.
+
+    It prints what the command prints: the setup, progress and each epoch to standard
+    error, and the result (``done in ... Run folder: ...``, and a note where always
+    answering one class would score as well) to standard output; what the command calls
+    ``warning:`` is a Python warning (``resnetlab.errors``' ``DataWarning``,
+    ``SettingWarning``...). The run seeds PyTorch's random generators with ``seed`` and
+    sets the backend flags that ``deterministic`` asks for; both are as they were before
+    once it returns or fails.
     """
     # A worker process running the main script again (no main guard under 'spawn') leaves
     # before it takes the run folder the script's own process holds.
