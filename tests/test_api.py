@@ -263,6 +263,24 @@ def test_train_prints_its_result_alone_to_standard_output_as_its_docstring_says(
     assert "KeyboardInterrupt: Ctrl-C" in doc
 
 
+def test_what_train_returned_given_where_a_path_goes_says_which_path(tmp_path):
+    from resnetlab.engine.train import RunResult
+
+    result = RunResult(tmp_path / "run", {"status": "finished"}, None)
+    hint = (
+        "; of what train returned, give result.run_dir / 'best.safetensors' (its best model "
+        "file) or result.run_dir (the run's folder)"
+    )
+    for call, says in [
+        (lambda: resnetlab.predict(result, "x.png"), "the model file must be a path (str or "),
+        (lambda: resnetlab.load_model(result), "the model file must be a path (str or "),
+        (lambda: resnetlab.TrainConfig(pretrained=result), "pretrained must be a string, got "),
+    ]:
+        with pytest.raises(resnetlab.ResnetlabError) as caught:
+            call()
+        assert str(caught.value).startswith(says) and str(caught.value).endswith(hint)
+
+
 def test_predict_of_no_images_says_so(tmp_path):
     path = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)

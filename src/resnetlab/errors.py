@@ -297,6 +297,19 @@ def empty_problem(value: object, give: str = "one") -> str | None:
     return None
 
 
+def run_result_hint(value: object) -> str:
+    """How to name what ``train`` returned (a ``RunResult``, given whole where a path goes):
+    its folder or its model file; else nothing."""
+    if type(value).__name__ != "RunResult" or not isinstance(
+        getattr(value, "run_dir", None), os.PathLike
+    ):
+        return ""
+    return (
+        "; of what train returned, give result.run_dir / 'best.safetensors' (its best model "
+        "file) or result.run_dir (the run's folder)"
+    )
+
+
 def path_argument(
     value: object, what: str, give: str = "one", *, reading: bool = True
 ) -> str | os.PathLike:
@@ -308,6 +321,7 @@ def path_argument(
     if not isinstance(value, str | os.PathLike):
         raise ResnetlabError(
             f"{what} must be a path (str or pathlib.Path), got {type(value).__name__}"
+            + run_result_hint(value)
         )
     if problem := empty_problem(value, give):
         raise ResnetlabError(f"{what}: {problem}")

@@ -30,6 +30,7 @@ from ..errors import (
     on_command_line,
     option,
     path_argument,
+    run_result_hint,
     shown,
     warn,
 )
@@ -667,7 +668,7 @@ def _type_problem(f: dataclasses.Field, value: Any, name: str | None = None) -> 
         ok = all(isinstance(k, str) for k in value)
     name = name or option(f.name)
     if not ok:
-        return f"{name} must be {what}, got {shown(value)}"
+        return f"{name} must be {what}, got {shown(value)}{run_result_hint(value)}"
     if kind == "str" and (problem := empty_problem(value, "one or leave it out")):
         return f"{name}: {problem}"
     return None
