@@ -380,3 +380,8 @@ def test_a_fractional_upload_limit_is_named_as_given():
     assert json.loads(answer.body)["error"] == (
         "the upload is larger than the limit of 0.01 MB (--max-upload-mb)"
     )
+    answer = _too_large(int(0.0001 * 2**20))  # 104 bytes: not "the limit of 0 MB"
+    assert json.loads(answer.body)["error"] == (
+        "the upload is larger than the limit of 9.92e-05 MB (--max-upload-mb)"
+    )
+    assert "limit of 1000 MB" in json.loads(_too_large(1000 * 2**20).body)["error"]

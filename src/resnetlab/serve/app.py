@@ -120,7 +120,9 @@ class AnswerWhenStopped:
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
-    mb = round(max_bytes / 2**20, 3)  # --max-upload-mb 0.01 is 10,485 bytes: 0.01, not 0.00999928
+    # --max-upload-mb 0.01 is 10,485 bytes: 0.01, not 0.00999928; 0.0001 is 9.92e-05, not 0.
+    mb = max_bytes / 2**20
+    mb = round(mb, 3) if mb >= 0.001 else float(f"{mb:.3g}")
     return _error(f"the upload is larger than the limit of {mb:g} MB (--max-upload-mb)", 413)
 
 
