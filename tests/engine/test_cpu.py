@@ -72,6 +72,19 @@ def test_every_cpu_path_gives_conv2d_outputs_and_gradients(shape, path, channels
         torch.testing.assert_close(g, e, rtol=10 * rtol, atol=atol * e.abs().max().item())
 
 
+@pytest.mark.parametrize("kernel", [1, 3], ids=["1x1", "3x3"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+def test_an_empty_batch_gives_an_empty_output_as_conv2d_does(kernel, channels_last):
+    """Zero images are zero rows, which left the product's view with ``-1`` undecided."""
+    conv = nn.Conv2d(16, 32, kernel, padding=kernel // 2)
+    x = torch.randn(0, 16, 4, 4)
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = conv(x)
+    assert to_matmul(conv)(x).shape == expected.shape == (0, 32, 4, 4)
+
+
 class _Ops(TorchDispatchMode):
     """The ATen operators run inside it, by name (``mm``, ``bmm``...)."""
 

@@ -201,7 +201,9 @@ class MatmulConv2d(nn.Conv2d):
         does not, and a batched product of the weight repeated B times took 10 to 20 times as
         long (ResNet-18's 4x4 maps, batch 32)."""
         weight = self.weight.reshape(self.out_channels, -1)  # (C_out, C_in * kh * kw)
-        out = (rows @ weight.t()).view(*size, -1).permute(0, 3, 1, 2)  # channels-last
+        # C_out named, not -1: an empty batch's zero rows leave -1 undecided.
+        out = rows @ weight.t()  # (B * h * w, C_out)
+        out = out.view(*size, self.out_channels).permute(0, 3, 1, 2)  # channels-last
         return out if channels_last else out.contiguous()
 
 
