@@ -82,6 +82,19 @@ def test_dev_stdout_is_written_into_the_file_it_names(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
+def test_dev_fd_is_written_into_where_it_is_a_folder_of_its_own(tmp_path, monkeypatch):
+    """macOS's /dev/fd is a folder of /dev, not a link into /proc as Linux's: /dev/fd/N was
+    taken for a plain name there, and the temporary file made beside it failed."""
+    realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p: p if p == "/dev/fd" else realpath(p))
+    path = tmp_path / "f.bin"
+    with path.open("wb") as opened:
+        atomic_write(f"/dev/fd/{opened.fileno()}", lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
 def test_two_writers_of_one_file_at_once_each_write_a_whole_file(tmp_path):
     """Two commands writing the same output: both wrote through .f.bin.tmp, so that the
     second's rename left the first writing into the file it had renamed (a mix of the two)

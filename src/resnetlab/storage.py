@@ -313,7 +313,8 @@ def written_into(path: str | os.PathLike) -> bool:
     if is_special(path):
         return True
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    return folder == "/dev" or folder.startswith("/proc/")
+    # /dev/fd: Linux's links to /proc/self/fd, macOS's and the BSDs' a folder of its own.
+    return folder in ("/dev", "/dev/fd") or folder.startswith("/proc/")
 
 
 def write_into(path: str | os.PathLike, data: bytes | memoryview) -> None:
