@@ -82,6 +82,17 @@ def test_dev_stdout_is_written_into_the_file_it_names(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc")
+def test_dev_stdout_appended_to_keeps_what_the_file_held(tmp_path):
+    """`export model.safetensors - >> all.bin`: the shell opened the file to append to it,
+    and /proc/self/fd/N, opened anew to write, was emptied first (O_TRUNC)."""
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"earlier\n")
+    with path.open("ab") as opened:
+        atomic_write(f"/proc/self/fd/{opened.fileno()}", lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"earlier\nnew"
+
+
 @pytest.mark.skipif(not os.path.isdir("/dev/fd"), reason="no /dev/fd")
 def test_dev_fd_is_written_into_where_it_is_a_folder_of_its_own(tmp_path, monkeypatch):
     """macOS's /dev/fd is a folder of /dev, not a link into /proc as Linux's: /dev/fd/N was

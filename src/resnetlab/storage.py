@@ -324,11 +324,20 @@ def write_into(path: str | os.PathLike, data: bytes | memoryview) -> None:
     Raises:
         WriteError: naming ``path`` and the fix (``/dev/full``: a full disk's).
     """
+    # A plain file here is one the shell opened (`> f`, emptied already; `>> f`, appended
+    # to): opened anew with "wb", it was emptied, `>> f`'s earlier content with it.
     try:
-        with open(path, "wb") as f:
+        with open(path, "ab" if _is_plain_file(path) else "wb") as f:
             f.write(data)
     except OSError as e:
         raise write_error(path, e) from None
+
+
+def _is_plain_file(path: str | os.PathLike) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def is_cut_short_zip(path: str | os.PathLike) -> bool:
