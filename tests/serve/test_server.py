@@ -142,6 +142,31 @@ def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
         server.stop()
 
 
+def test_a_uvicorn_without_what_the_lingering_close_reads_closes_at_once():
+    """The lingering close reads uvicorn's protocol (its request ``cycle``, ``more_body``,
+    ``flow``): a release without them raised AttributeError from the transport's close, in
+    the answer's send, and the connection was left open."""
+    from resnetlab.serve.server import _LingeringClose, _protocol
+
+    class Transport:
+        closed = False
+
+        def is_closing(self):
+            return self.closed
+
+        def can_write_eof(self):
+            return True
+
+        def close(self):
+            self.closed = True
+
+    protocol = object.__new__(_protocol(1.0, 1))  # none of uvicorn's attributes set
+    raw = Transport()
+    protocol.transport = _LingeringClose(raw, protocol)
+    protocol.transport.close()
+    assert raw.closed
+
+
 def test_an_upload_with_damaged_exif_data_is_answered_without_a_warning_in_the_log(
     model_file, tmp_path
 ):

@@ -199,12 +199,17 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
 
         def linger(self) -> bool:
             """Start a lingering close where the request's body is not all in (False: close
-            at once)."""
+            at once, also where uvicorn's protocol lacks what this reads of it: ``cycle``,
+            its ``more_body``, ``flow``; raised there, the answer's send failed and the
+            connection stayed open)."""
             transport = self.transport.transport
-            if self.cycle is None or not self.cycle.more_body or not transport.can_write_eof():
+            cycle, flow = getattr(self, "cycle", None), getattr(self, "flow", None)
+            if not getattr(cycle, "more_body", False) or flow is None:
+                return False
+            if not transport.can_write_eof():
                 return False
             transport.write_eof()  # after the answer: the client reads it, then the end
-            self.flow.resume_reading()  # paused where the unread body filled uvicorn's buffer
+            flow.resume_reading()  # paused where the unread body filled uvicorn's buffer
             self._lingering = self.loop.call_later(timeout_s, transport.close)
             return True
 
