@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import select
 import signal
 import socket
 import struct
 import time
+import types
 import urllib.parse
 
 import numpy as np
@@ -161,6 +164,36 @@ def test_a_uvicorn_without_what_the_lingering_close_reads_closes_at_once():
             self.closed = True
 
     protocol = object.__new__(_protocol(1.0, 1))  # none of uvicorn's attributes set
+    raw = Transport()
+    protocol.transport = _LingeringClose(raw, protocol)
+    protocol.transport.close()
+    assert raw.closed
+
+
+def test_a_client_gone_as_the_lingering_close_starts_is_closed_at_once():
+    """shutdown(SHUT_WR) on a socket whose client reset it raises (ENOTCONN, which macOS
+    gives readily): raised from the transport's close, the answer's send failed with a
+    traceback in the log."""
+    from resnetlab.serve.server import _LingeringClose, _protocol
+
+    class Transport:
+        closed = False
+
+        def is_closing(self):
+            return self.closed
+
+        def can_write_eof(self):
+            return True
+
+        def write_eof(self):
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+
+        def close(self):
+            self.closed = True
+
+    protocol = object.__new__(_protocol(1.0, 1))
+    protocol.cycle = types.SimpleNamespace(more_body=True)  # the body not all in
+    protocol.flow = types.SimpleNamespace(resume_reading=lambda: None)
     raw = Transport()
     protocol.transport = _LingeringClose(raw, protocol)
     protocol.transport.close()

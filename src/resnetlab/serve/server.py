@@ -208,7 +208,10 @@ def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
                 return False
             if not transport.can_write_eof():
                 return False
-            transport.write_eof()  # after the answer: the client reads it, then the end
+            try:  # after the answer: the client reads it, then the end
+                transport.write_eof()
+            except OSError:  # the client gone meanwhile (shutdown's ENOTCONN: macOS)
+                return False
             flow.resume_reading()  # paused where the unread body filled uvicorn's buffer
             self._lingering = self.loop.call_later(timeout_s, transport.close)
             return True
