@@ -556,6 +556,28 @@ def test_a_named_source_says_its_model_so_a_run_without_model_trains_it(tmp_path
     )
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_pipe_of_weights_is_not_read_for_the_model_its_tensors_fit(tmp_path):
+    """Finding a bare state dict's model reads its shapes: from a named pipe (weights.pth),
+    that waited for ever on a pipe without a writer, or took the bytes the weights' read
+    that follows needs."""
+    import threading
+
+    from resnetlab.convert.pretrained import declared_model
+
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)
+    got = []
+    thread = threading.Thread(target=lambda: got.append(declared_model(fifo)), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # opened to read: a writer that closes at once lets it go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=10)
+        pytest.fail("declared_model opened the pipe to read it")
+    assert got == [None]
+
+
 def test_a_model_file_of_a_model_this_version_lacks_is_named_with_the_file(tmp_path):
     from safetensors.torch import load_file, save_file
 

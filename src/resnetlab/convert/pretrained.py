@@ -563,7 +563,11 @@ def _model_that_fits(path: Path) -> tuple[str, dict[str, Any]] | None:
 def _state_shapes(path: Path) -> dict[str, torch.Tensor] | None:
     """The tensors of the state dict in ``path`` as shapes only (the safetensors header;
     torch.save's archive memory-mapped, its data unread), or None where that fails: a
-    torch.save file from before torch 1.6, a damaged file, one holding no state dict."""
+    torch.save file from before torch 1.6, a damaged file, one holding no state dict; and
+    without a look where ``path`` is no plain file: a named pipe's bytes, read here, would
+    be gone for the weights' read (and one without a writer waits for ever)."""
+    if not path.is_file():
+        return None
     try:
         if path.suffix.lower() == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
