@@ -448,6 +448,7 @@ def test_export_data_of_other_classes_says_to_give_other_data_or_none(
         (["m.pt", "--opset", "17"], "--opset applies to ONNX files, not to torchscript"),
         (["m.pt", "--batch", "0"], "--batch must be 'dynamic' or a positive number, got '0'"),
         (["m.pt", "--batch", "some"], "--batch must be 'dynamic' or a positive number"),
+        (["m.pt", "--batch", "9" * 5000], "--batch of 5,000 digits is more images than any"),
         (
             ["m.onnx", "--quantize", "int8"],
             "--quantize int8 calibrates on real images: pass --data",
