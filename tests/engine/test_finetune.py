@@ -211,6 +211,19 @@ def test_pretrained_runs_default_to_the_finetune_recipe():
         FineTuning(resnetlab.create_model("resnet20"), freeze="layer4")
 
 
+def test_a_head_phase_as_long_as_max_steps_says_to_raise_max_steps():
+    from resnetlab.engine.auto import apply_finetune
+
+    # --max-steps sets the length even beside --epochs, so raising --epochs would not help.
+    config = resolve_config(pretrained="torchvision", head_epochs=2, epochs=4, max_steps=5)
+    with pytest.raises(
+        resnetlab.ResnetlabError,
+        match=r"head_epochs=2 leaves none of the 2 epochs of max_steps=5 to train the rest of "
+        r"the network; lower it or raise max_steps \(",
+    ):
+        apply_finetune(config, num_images=120)
+
+
 def test_weights_that_do_not_record_their_input_size_say_which_is_taken(tmp_path, capsys):
     path = tmp_path / "r20.pt"
     torch.save(resnetlab.create_model("resnet20").state_dict(), path)

@@ -167,6 +167,11 @@ class TrainConfig(TrainOptions):
         if self.val_split is not None:
             check_val_split(self.val_split)
         graph_problem = cuda_graphs_problem(self.precision) if self.cuda_graphs else None
+        # --max-steps sets the length even beside --epochs: the one to raise is the one that set it.
+        length_option = option("max_steps" if self.max_steps is not None else "epochs")
+        length_set_by = (
+            f" of {option('max_steps', self.max_steps)}" if self.max_steps is not None else ""
+        )
         checks = [
             _one_of("recipe", self.recipe, RECIPES),
             _one_of("optimizer", self.optimizer, OPTIMIZERS, optional=True),
@@ -199,8 +204,8 @@ class TrainConfig(TrainOptions):
                 or self.freeze == "backbone"
                 or self.head_epochs < self.epochs,
                 f"{option('head_epochs', self.head_epochs)} leaves none of the "
-                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} to train the rest of the "
-                f"network; lower it or raise {option('epochs')} (to train only the "
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}{length_set_by} to train "
+                f"the rest of the network; lower it or raise {length_option} (to train only the "
                 f"classifier: {option('freeze', 'backbone')})",
             ),
             _must(self, "layer_lr_decay", 0 < self.layer_lr_decay <= 1, "in (0, 1]"),
