@@ -224,6 +224,29 @@ def test_a_head_phase_as_long_as_max_steps_says_to_raise_max_steps():
         apply_finetune(config, num_images=120)
 
 
+def test_freezing_the_last_stage_warns_as_freeze_backbone_does_of_idle_settings():
+    from resnetlab.engine.step import fine_tuning
+
+    model = resnetlab.create_model("resnet20", num_classes=3)
+    config = resolve_config(
+        model="resnet20", pretrained="torchvision", freeze="layer3", head_epochs=1, epochs=3
+    )
+    with pytest.warns(SettingWarning) as caught:
+        tuning = fine_tuning(config, model)
+    assert tuning.head_epochs == 0  # all of it frozen: nothing is left to follow a head phase
+    said = [str(w.message) for w in caught]
+    assert said == [
+        "freeze='layer3' (resnet20's last stage: the whole backbone) trains the classifier "
+        "alone throughout, so head_epochs changes nothing: drop it, or freeze less "
+        "(freeze='layer2' trains the stages after it and the classifier)"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither set: nothing idle to warn of
+        fine_tuning(
+            resolve_config(model="resnet20", pretrained="torchvision", freeze="layer3"), model
+        )
+
+
 def test_weights_that_do_not_record_their_input_size_say_which_is_taken(tmp_path, capsys):
     path = tmp_path / "r20.pt"
     torch.save(resnetlab.create_model("resnet20").state_dict(), path)

@@ -533,6 +533,14 @@ def warn_of_settings_that_do_not_apply(
             f"schedule is {config.schedule}, which ignores {them}: add {step} to use {them}",
             SettingWarning,
         )
+    if config.freeze == "backbone":
+        warn_idle_under_full_freeze(config, named)
+
+
+def warn_idle_under_full_freeze(config: TrainConfig, named: set[str], whole: str = "") -> None:
+    """A warning that ``--head-epochs`` and ``--layer-lr-decay`` change nothing when
+    ``--freeze`` leaves the classifier alone to train (``backbone``, or the model's last
+    stage, which ``whole`` then describes)."""
     idle = [
         name
         for name, used in (
@@ -541,11 +549,11 @@ def warn_of_settings_that_do_not_apply(
         )
         if used and name in named
     ]
-    if config.freeze == "backbone" and idle:
+    if idle:
         warn(
-            f"{option('freeze', 'backbone')} trains the classifier alone throughout, so "
-            f"{' and '.join(map(option, idle))} change{'' if len(idle) > 1 else 's'} nothing: "
-            f"drop {'them' if len(idle) > 1 else 'it'}, or freeze less "
+            f"{option('freeze', config.freeze)}{whole} trains the classifier alone throughout, "
+            f"so {' and '.join(map(option, idle))} change{'' if len(idle) > 1 else 's'} "
+            f"nothing: drop {'them' if len(idle) > 1 else 'it'}, or freeze less "
             f"({option('freeze', 'layer2')} trains the stages after it and the classifier)",
             SettingWarning,
         )

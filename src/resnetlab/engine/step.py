@@ -41,7 +41,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..convert.pretrained import PretrainedWeights, load_pretrained
 from ..errors import ResnetlabError, SettingWarning, option, warn
 from ..models import create_model, model_info
-from .config import TrainConfig, resolve_cuda_graphs
+from .config import TrainConfig, resolve_cuda_graphs, warn_idle_under_full_freeze
 from .cpu import emulated_precision_note, keep_freed_memory, use_matmul_convs
 from .distributed import DistInfo
 from .finetune import FineTuning, head_epochs_for
@@ -600,6 +600,11 @@ def fine_tuning(config: TrainConfig, model: nn.Module) -> FineTuning:
     tuning = FineTuning(
         model, freeze=config.freeze, head_epochs=head_epochs, freeze_bn=config.freeze_bn
     )
+    if config.freeze != "backbone" and tuning.frozen == tuning.num_stages:
+        # The same linear probe under the last stage's name (--freeze layer4 of a resnet18).
+        given = {"head_epochs"} if config.head_epochs else set()
+        whole = f" ({getattr(model, 'model_name', 'the model')}'s last stage: the whole backbone)"
+        warn_idle_under_full_freeze(config, given | {"layer_lr_decay"}, whole)
     if config.freeze and not config.pretrained:
         warn(
             f"{option('freeze', config.freeze)} without {option('pretrained')}: the frozen "
