@@ -308,7 +308,8 @@ def test_timm_without_the_weights_offline_is_one_line(hf_cache):
     assert "\n" not in str(e.value) and str(e.value).startswith("cannot fetch timm's resnet18")
     assert str(e.value).endswith(
         "; without a network, download https://huggingface.co/timm/resnet18.a1_in1k/resolve/"
-        "main/model.safetensors on a machine that has one and pass it "
+        "main/model.safetensors and https://huggingface.co/timm/resnet18.a1_in1k/resolve/main/"
+        "config.json into one folder on a machine that has one and pass it "
         f"(pretrained='model.safetensors'), or copy that machine's Hugging Face cache to {hf_cache}"
     )
     # docs/finetuning.md quotes the command line's, with <HF_HOME>/hub for the cache folder.

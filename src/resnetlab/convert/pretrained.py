@@ -450,17 +450,21 @@ def _timm_offline_fix(tag: str) -> tuple[str, str]:
 
     cfg = get_pretrained_cfg(tag)
     hub_id = getattr(cfg, "hf_hub_id", None)
+    beside = ""
     if hub_id:
         name = hub_id.split("/", 1)[-1]
         file = getattr(cfg, "hf_hub_filename", None) or "model.safetensors"
         address = f"https://huggingface.co/{hub_id}/resolve/main/{file}"
+        # Without config.json the file brings no normalisation, input size or class names,
+        # and ImageNet's mean/std would be assumed (resnetv2_50.a1h_in1k's mean is 0.5).
+        beside = f" and https://huggingface.co/{hub_id}/resolve/main/config.json into one folder"
     elif cfg is not None and getattr(cfg, "url", None):
         name, address = tag, cfg.url
         file = address.rsplit("/", 1)[-1]
     else:
         return tag, ""
     return name, (
-        f"; without a network, download {address} on a machine that has one and pass it "
+        f"; without a network, download {address}{beside} on a machine that has one and pass it "
         f"({option('pretrained', file)}), or copy that machine's Hugging Face cache to "
         f"{constants.HF_HUB_CACHE}"
     )
