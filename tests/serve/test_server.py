@@ -145,26 +145,36 @@ def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
         server.stop()
 
 
+class _Transport:
+    """The part of an asyncio transport the lingering close uses; ``write_eof`` raises where
+    the client has gone (``shutdown``'s ENOTCONN)."""
+
+    def __init__(self, client_gone: bool = False) -> None:
+        self.closed = False
+        self.client_gone = client_gone
+
+    def is_closing(self):
+        return self.closed
+
+    def can_write_eof(self):
+        return True
+
+    def write_eof(self):
+        if self.client_gone:
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+
+    def close(self):
+        self.closed = True
+
+
 def test_a_uvicorn_without_what_the_lingering_close_reads_closes_at_once():
     """The lingering close reads uvicorn's protocol (its request ``cycle``, ``more_body``,
     ``flow``): a release without them raised AttributeError from the transport's close, in
     the answer's send, and the connection was left open."""
     from resnetlab.serve.server import _LingeringClose, _protocol
 
-    class Transport:
-        closed = False
-
-        def is_closing(self):
-            return self.closed
-
-        def can_write_eof(self):
-            return True
-
-        def close(self):
-            self.closed = True
-
     protocol = object.__new__(_protocol(1.0, 1))  # none of uvicorn's attributes set
-    raw = Transport()
+    raw = _Transport()
     protocol.transport = _LingeringClose(raw, protocol)
     protocol.transport.close()
     assert raw.closed
@@ -176,25 +186,10 @@ def test_a_client_gone_as_the_lingering_close_starts_is_closed_at_once():
     traceback in the log."""
     from resnetlab.serve.server import _LingeringClose, _protocol
 
-    class Transport:
-        closed = False
-
-        def is_closing(self):
-            return self.closed
-
-        def can_write_eof(self):
-            return True
-
-        def write_eof(self):
-            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
-
-        def close(self):
-            self.closed = True
-
     protocol = object.__new__(_protocol(1.0, 1))
     protocol.cycle = types.SimpleNamespace(more_body=True)  # the body not all in
     protocol.flow = types.SimpleNamespace(resume_reading=lambda: None)
-    raw = Transport()
+    raw = _Transport(client_gone=True)
     protocol.transport = _LingeringClose(raw, protocol)
     protocol.transport.close()
     assert raw.closed
