@@ -471,7 +471,7 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
     with pytest.raises(ResnetlabError) as e:
         resnetlab.create_model("resnet20", pretrained=tmp_path)
     assert str(e.value) == (
-        f"{tmp_path} is a folder of 1 run folder(s), not one run: pretrained takes one "
+        f"{tmp_path} is a folder of 1 run folder, not one run: pretrained takes one "
         f"of them, e.g. the newest, {run}"
     )
     (tmp_path / "empty").mkdir()

@@ -637,7 +637,8 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
             runs = sorted(path.glob("*/best.safetensors"), key=lambda f: f.stat().st_mtime)
             if runs:  # the folder of the runs (runs/), not one of them (runs/<run>)
                 raise ResnetlabError(
-                    f"{path} is a folder of {len(runs)} run folder(s), not one run: "
+                    f"{path} is a folder of {len(runs)} run folder{'s' * (len(runs) > 1)}, "
+                    "not one run: "
                     f"{option('pretrained')} takes one of them, e.g. the newest, "
                     f"{runs[-1].parent}"
                 )
