@@ -1023,6 +1023,15 @@ def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_prepr
     # Without --model, the run trains the model the config names.
     assert declared_model(weights) == ("resnet18", {})
     assert resolve_config(pretrained=str(weights), data="digits").model == "resnet18"
+    # The folder itself, as `hf download` leaves it, gives the same (it said "give that file").
+    assert declared_model(folder) == ("resnet18", {})
+    assert resolve_config(pretrained=str(folder), data="digits").model == "resnet18"
+    whole = resnetlab.create_model("resnet18", num_classes=3, pretrained=folder).pretrained
+    assert (whole.mean, whole.class_names, whole.weights["location"]) == (
+        (0.5, 0.4, 0.3),
+        ["ant", "bee", "cat"],
+        str(weights),
+    )
     torch.save(net.state_dict(), folder / "pytorch_model.bin")
     assert resnetlab.create_model(
         "resnet18", pretrained=folder / "pytorch_model.bin"

@@ -535,6 +535,7 @@ def declared_model(
     if text.startswith("torchvision:"):
         return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
     path = Path(text).expanduser()
+    path = _timm_folder_weights(path) or path
     from .keras import keras_model_of
 
     if (path.suffix.lower() in KERAS_SUFFIXES and path.is_file()) or is_keras_folder(path):
@@ -631,6 +632,8 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
         else:
             hint = f" (SOURCE is {_SOURCES})"
         raise ResnetlabError(f"pretrained weights not found: {path}{hint}")
+    if (hub_weights := _timm_folder_weights(path)) is not None:
+        return _from_path(hub_weights, source, input_size)
     if path.is_dir():
         best = path / "best.safetensors"
         if not best.is_file():
@@ -691,6 +694,23 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
 
 
 TIMM_CONFIG = "config.json"  # beside the weights of a timm model from Hugging Face
+TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # the weights' names there
+
+
+def _timm_folder_weights(path: Path) -> Path | None:
+    """The weights file in ``path`` where it is a timm model's folder as Hugging Face keeps
+    it (``hf download``): ``model.safetensors`` or ``pytorch_model.bin`` beside timm's
+    ``config.json``; None for any other path."""
+    if not path.is_dir():
+        return None
+    return next(
+        (
+            path / name
+            for name in TIMM_WEIGHTS
+            if (path / name).is_file() and timm_config(path / name)
+        ),
+        None,
+    )
 
 
 @dataclass(frozen=True)
