@@ -558,10 +558,7 @@ def _model_that_fits(path: Path) -> tuple[str, dict[str, Any]] | None:
     where none or several fit, or where the file cannot be read for its shapes (reading the
     weights then says why)."""
     shapes = _state_shapes(path)
-    if not shapes:
-        return None
-    states = _registered_states()
-    fits = [name for name, target in states.items() if not _backbone_problem(target, shapes, name)]
+    fits = _models_fitting(shapes) if shapes else []
     return (fits[0], {}) if len(fits) == 1 else None
 
 
@@ -1208,6 +1205,13 @@ def _states_of(names: tuple[str, ...]) -> dict[str, dict[str, torch.Tensor]]:
     return states
 
 
+def _models_fitting(source: dict[str, torch.Tensor]) -> list[str]:
+    """The registered models (default options) whose backbone the tensors ``source`` fit
+    by name and shape."""
+    states = _registered_states()
+    return [name for name, target in states.items() if not _backbone_problem(target, source, name)]
+
+
 def _wrapped_in(
     source: dict[str, torch.Tensor], name: str, states: dict[str, dict[str, torch.Tensor]]
 ) -> tuple[str, str] | None:
@@ -1232,8 +1236,7 @@ def _mismatch(
 ) -> ResnetlabError:
     states = _registered_states()
     source = weights.state_dict
-    fits = [n for n, target in states.items() if _backbone_problem(target, source, n) is None]
-    if fits:
+    if fits := _models_fitting(source):
         fix = f"they fit {' and '.join(fits)}: give {option('model', fits[0])}"
     elif wrapped := _wrapped_in(source, name, states):
         prefix, model = wrapped

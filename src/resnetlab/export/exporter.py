@@ -212,13 +212,14 @@ def parse_batch(batch: str | int) -> int | None:
     if batch == "dynamic":
         return None
     if isinstance(batch, str):
-        digits = batch.strip().lstrip("0")
-        if batch.strip().isdecimal() and len(digits) > 18:  # not int()'s ValueError from 4,300
+        text = batch.strip()
+        digits = text.lstrip("0")
+        if text.isdecimal() and len(digits) > 18:  # not int()'s ValueError from 4,300
             raise ResnetlabError(
                 f"{option('batch')} of {len(digits):,} digits is more images than any export "
                 "runs at once; give a batch size such as 1 or 32, or 'dynamic'"
             )
-        value = int(batch) if batch.strip().isdecimal() else 0
+        value = int(text) if text.isdecimal() else 0
     else:
         try:
             value = 0 if isinstance(batch, bool) else operator.index(batch)

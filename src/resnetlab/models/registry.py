@@ -131,7 +131,7 @@ def list_models(
     include = _globs(pattern, "the pattern")
     exclude = _globs(exclude_filters, "exclude_filters")
     families = {
-        n: _FAMILIES.index(i.family) if i.family in _FAMILIES else len(_FAMILIES)
+        n: _FAMILIES.index(i.family)  # (register_model takes no other)
         for n, i in _REGISTRY.items()
     }
     names = [
