@@ -284,8 +284,13 @@ def test_an_image_sent_in_json_is_told_to_send_the_file(server, image_files):
 
 
 def test_other_errors_are_json_too(server):
-    assert server.get("nowhere").status_code == 404
-    assert server.get("nowhere").json() == {"error": "Not Found"}
+    lost = server.get("predicts")  # a mistyped address: the ones that exist, named
+    assert lost.status_code == 404
+    assert lost.json() == {
+        "error": "no such address '/predicts'; this server answers GET / (the page), "
+        "GET /healthz, GET /metadata and POST /predict"
+    }
+    assert server.get("static/nothing.js").status_code == 404
     how = server.get("predict")  # what a browser opening /predict shows
     assert how.status_code == 405 and how.headers["allow"] == "POST, PUT"
     assert how.json() == {

@@ -37,6 +37,7 @@ from .predictor import Predictor, RequestError
 STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
 OPTIONS = ("top_k", "cam")  # what /predict reads from the query string or the form's fields
+ADDRESSES = "this server answers GET / (the page), GET /healthz, GET /metadata and POST /predict"
 STOPPED = "the server stopped before answering this request; send it again once it is back"
 SEND_WHOLE = "send it with curl --data-binary @FILE or -F image=@FILE"
 CURL_D_FIX = f"curl -d drops a file's line breaks: {SEND_WHOLE}"
@@ -317,7 +318,9 @@ def _add_error_handlers(
         return _error(f"internal error ({type(e).__name__}: {e})", 500)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, e: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        if e.status_code == 404 and e.detail == "Not Found":  # Starlette's, for no route
+            return _error(f"no such address {_given(request.url.path)}; {ADDRESSES}", 404)
         return _error(str(e.detail), e.status_code, e.headers)
 
 
