@@ -604,6 +604,30 @@ def test_overlay_names_keep_the_class_folder_and_the_sheet_spreads_over_the_clas
     assert len(set(picked)) == SHEET_LIMIT and {i // 100 for i in picked} == {0, 1, 2, 3, 4}
 
 
+def test_a_photo_named_sheet_keeps_its_overlay_beside_the_contact_sheet(
+    model_file, tmp_path, capsys
+):
+    from resnetlab.explain.api import _file_names
+
+    # Its overlay would be sheet.png: replaced by the contact sheet of several images,
+    # removed as an earlier call's sheet for one.
+    names = ["p/cat/sheet.jpg", "p/dog/Sheet.png", "sheet.jpg", "p/1.jpg"]
+    assert _file_names(names) == ["cat-sheet", "dog-Sheet", "0002-sheet", "1"]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pixels, _ = squares(2, seed=5)
+    for name, image in zip(["sheet.png", "b.png"], pixels.numpy(), strict=True):
+        Image.fromarray(image).save(folder / name)
+    for sources, out in [([folder], tmp_path / "two"), ([folder / "sheet.png"], tmp_path / "one")]:
+        assert main(["explain", str(model_file), *map(str, sources), "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "sheet.png: " in printed and f"-> {out / 'photos-sheet.png'}\n" in printed
+        with Image.open(out / "photos-sheet.png") as overlay:
+            assert overlay.width == 2 * 256 + 4  # the image and its map, not a sheet
+    assert (tmp_path / "two" / "sheet.png").exists()
+    assert not (tmp_path / "one" / "sheet.png").exists()
+
+
 @pytest.mark.parametrize(("command", "flag"), [("explain", "--out"), ("predict", "--cam")])
 def test_an_overlay_folder_that_cannot_be_written_is_refused_before_the_work(
     model_file, image_folder, tmp_path, monkeypatch, capsys, command, flag

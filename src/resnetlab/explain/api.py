@@ -28,6 +28,7 @@ from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
 SHEET_SIDE = 128  # pixels of each image on the sheet
 SHOWN_SOURCES = 3  # the images an Explanation's repr names
+SHEET_STEM = "sheet"  # the contact sheet is sheet.png
 
 
 @dataclass
@@ -129,10 +130,10 @@ class Explanation:
         self._save_maps(out / "maps.npz")
         written.append(out / "maps.npz")
         if len(self.sources) > 1:
-            self._save_sheet(out / "sheet.png")
-            written.append(out / "sheet.png")
+            self._save_sheet(out / f"{SHEET_STEM}.png")
+            written.append(out / f"{SHEET_STEM}.png")
         else:  # an earlier call's sheet would show other images than this maps.npz holds
-            (out / "sheet.png").unlink(missing_ok=True)
+            (out / f"{SHEET_STEM}.png").unlink(missing_ok=True)
         return written
 
     def _save_maps(self, path: Path) -> None:
@@ -193,7 +194,7 @@ def _check_destination(out: Path, sources: Sequence[str]) -> None:
     # would replace a PNG it explains.
     images = {Path(s).resolve() for s in sources if Path(s).is_file()}
     overlays = [out / f"{name}.png" for name in _file_names(sources)]
-    targets = [*overlays, out / "maps.npz", out / "sheet.png"]
+    targets = [*overlays, out / "maps.npz", out / f"{SHEET_STEM}.png"]
     clash = next((t for t in targets if t.resolve() in images), None)
     if clash is not None:
         raise ResnetlabError(
@@ -228,17 +229,24 @@ def _check_destination(out: Path, sources: Sequence[str]) -> None:
 
 
 def _file_names(sources: Sequence[str]) -> list[str]:
-    """A file name per source: its stem; where two stems are the same, its folder's name
-    in front (a class folder's: ``photos/cat/1.jpg`` -> ``cat-1``), numbered where that
-    still repeats."""
+    """A file name per source: its stem; where two stems are the same, or the stem is the
+    contact sheet's (a photo ``sheet.jpg``, whose overlay the sheet would replace), its
+    folder's name in front (a class folder's: ``photos/cat/1.jpg`` -> ``cat-1``), numbered
+    where that still repeats or is the sheet's."""
     paths = [Path(s) for s in sources]
-    repeated = {s for s, n in Counter(p.stem for p in paths).items() if n > 1}
+    counts = Counter(p.stem for p in paths)
+    repeated = {s for s, n in counts.items() if n > 1 or _is_sheet(s)}
     named = [
         f"{p.parent.name}-{p.stem}" if p.stem in repeated and p.parent.name else p.stem
         for p in paths
     ]
-    again = {s for s, n in Counter(named).items() if n > 1}
+    again = {s for s, n in Counter(named).items() if n > 1 or _is_sheet(s)}
     return [f"{i:04d}-{s}" if s in again else s for i, s in enumerate(named)]
+
+
+def _is_sheet(stem: str) -> bool:
+    # casefolded: on macOS and Windows, Sheet.png is the file sheet.png
+    return stem.casefold() == SHEET_STEM
 
 
 def _on_sheet(count: int) -> list[int]:
