@@ -433,6 +433,27 @@ def test_overlay_shows_the_map_in_jet_colours():
         render_overlay(image, cam[:8])
 
 
+@pytest.mark.parametrize(
+    ("image", "said"),
+    [
+        (np.full((16, 16, 3), 0.5), "float64 (16, 16, 3); for floats in [0, 1], give (X * 255)"),
+        (
+            torch.rand(3, 16, 16),
+            "float32 (3, 16, 16); for floats in [0, 1], give X.mul(255).round().byte(); with "
+            "the channels first, give X.permute(1, 2, 0)",
+        ),
+        (np.zeros((16, 16), np.uint8), "uint8 (16, 16)"),
+        (Image.new("RGB", (16, 16)), "a PIL image; give np.asarray(image.convert('RGB'))"),
+    ],
+)
+def test_an_overlay_of_what_are_not_uint8_pixels_is_one_line(image, said):
+    # PIL's 'Cannot handle this data type: (1, 1, 3), <f8' and NumPy's broadcasting error
+    # named neither the image nor what it should be.
+    with pytest.raises(resnetlab.ResnetlabError, match=r"^image must be uint8 ") as e:
+        render_overlay(image, np.zeros((16, 16), np.float32), "caption")
+    assert said in str(e.value)
+
+
 def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image_folder):
     result = explain(model_file, [image_folder])
     assert result.caption(2).splitlines()[1] == "gradcam, layer3"

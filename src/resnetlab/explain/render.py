@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..analysis.fonts import default_font_file, font_runs
+from ..errors import ResnetlabError, shown
 
 DISPLAY_SIDE = 256  # overlays show each half at least this many pixels tall
 MAX_OVERLAY_SIDE = 8192  # a larger side asked for is a mistake: 400 MB of pixels and more
@@ -90,6 +91,7 @@ def render_overlay(
     Returns:
         An RGB PIL image.
     """
+    _check_pixels(image)
     image, cam = _array(image), _array(cam).astype(np.float32)
     if image.shape[:2] != cam.shape:
         raise ValueError(f"image {image.shape[:2]} and map {cam.shape} differ in size")
@@ -113,6 +115,32 @@ def render_overlay(
     for i, line in enumerate(lines):
         _text(draw, (4, size[1] + 3 + i * line_height), line, text_size)
     return canvas
+
+
+def _check_pixels(image: object) -> None:
+    """Refuse, in one line, an image that is not uint8 (H, W, 3) pixels: the course's floats
+    in [0, 1], a torchvision (3, H, W) tensor, a grey (H, W) array, which PIL and NumPy would
+    stop on with 'Cannot handle this data type' or a broadcasting error."""
+    if not isinstance(image, np.ndarray | torch.Tensor):
+        pil = isinstance(image, Image.Image)
+        got = "a PIL image; give np.asarray(image.convert('RGB'))" if pil else shown(image)
+        raise ResnetlabError(
+            f"image must be uint8 (H, W, 3) pixels, a NumPy array or tensor, got {got}"
+        )
+    shape, dtype = tuple(image.shape), str(image.dtype).removeprefix("torch.")
+    if dtype == "uint8" and len(shape) == 3 and shape[2] == 3:
+        return
+    tensor = isinstance(image, torch.Tensor)
+    fixes = []
+    if image.is_floating_point() if tensor else image.dtype.kind == "f":
+        scaled = "X.mul(255).round().byte()" if tensor else "(X * 255).round().astype('uint8')"
+        fixes.append(f"for floats in [0, 1], give {scaled}")
+    if len(shape) == 3 and shape[0] == 3 and shape[2] != 3:
+        fixes.append(
+            f"with the channels first, give X.{'permute' if tensor else 'transpose'}(1, 2, 0)"
+        )
+    fix = f"; {'; '.join(fixes)}" if fixes else ""
+    raise ResnetlabError(f"image must be uint8 (H, W, 3) pixels, got {dtype} {shape}{fix}")
 
 
 def tile(pictures: Sequence[Image.Image], *, columns: int = 4, title: str = "") -> Image.Image:
