@@ -691,3 +691,33 @@ def test_predict_cam_with_an_unknown_layer_is_refused_before_the_images_are_clas
     assert main(args) == 2
     assert capsys.readouterr().err.startswith("error: no layer 'layr3' in ")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["explain", "explain --check"])
+def test_a_misspelt_layer_or_method_is_said_before_the_images_are_read(
+    model_file, image_folder, monkeypatch, capsys, check
+):
+    # A folder of thousands of photos, or a data set, was decoded before the name was looked
+    # at; predict --cam says it first, as --check says stages the model lacks.
+    import importlib
+
+    def read(*args, **kwargs):
+        pytest.fail("the images were read before the layer was checked")
+
+    monkeypatch.setattr(importlib.import_module("resnetlab.explain.api"), "load_inputs", read)
+    evaluate_module = importlib.import_module("resnetlab.engine.evaluate")  # not the function
+    monkeypatch.setattr(evaluate_module, "held_out_split", read)
+    given = ["explain", str(model_file), str(image_folder), *(["--check"] * check)]
+    assert main([*given, "--layer", "layer9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no layer 'layer9' in resnet8; choose one of conv1,")
+    if check:  # a layer that runs twice, too: --check runs a blank image first
+        assert main([*given, "--layer", "layer1.0.relu"]) == 2
+        assert "runs 2 times in one forward pass" in capsys.readouterr().err
+    with pytest.raises(resnetlab.ResnetlabError, match="unknown CAM method 'GradCAM'"):
+        if check:
+            from resnetlab.explain import check_model
+
+            check_model(model_file, str(image_folder), methods=["GradCAM"])
+        else:
+            explain(model_file, [image_folder], method="GradCAM")

@@ -22,7 +22,7 @@ from ..engine.predict import Inputs, load_inputs, model_batches
 from ..errors import ResnetlabError, count_argument, option, path_argument, shown
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, check_writable, write_error
-from .cam import class_activation_maps, coarse_map_note, model_on
+from .cam import check_method, class_activation_maps, coarse_map_note, find_layer, model_on
 from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
 
 SHEET_LIMIT = 64  # images on a contact sheet; more are written as overlays only
@@ -395,6 +395,9 @@ def explain(
         model = load_model(model, device=device_)
     else:  # on the device named (auto: where it is), in float32
         model = model_on(model, device_ if device != "auto" else None)
+    check_method(method)  # a misspelt method or layer said before a folder is decoded
+    if layer is not None:
+        find_layer(model, layer)
     meta, sources, pixels = _read(model, images)
     names = meta.class_names or [str(i) for i in range(meta.num_classes)]
     targets = _targets(target, names, len(pixels))

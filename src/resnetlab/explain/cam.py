@@ -249,6 +249,12 @@ def scale_maps(maps: torch.Tensor) -> torch.Tensor:
     return (maps - low) / span
 
 
+def check_method(method: str) -> None:
+    """Refuse, in one line, a method that is not one of ``METHODS``."""
+    if method not in METHODS:
+        raise ResnetlabError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}")
+
+
 def class_activation_maps(
     model: nn.Module,
     x: torch.Tensor,
@@ -274,8 +280,7 @@ def class_activation_maps(
         The maps at the input's size, the logits, the classes explained and the layer's
         feature-map size.
     """
-    if method not in METHODS:
-        raise ResnetlabError(f"unknown CAM method {method!r}; choose one of {', '.join(METHODS)}")
+    check_method(method)
     tensor = isinstance(x, torch.Tensor)
     if not (tensor and x.is_floating_point() and x.dim() == 4 and x.shape[1] == 3):  # pixels
         got = f"{x.dtype} {tuple(x.shape)}" if tensor else type(x).__name__

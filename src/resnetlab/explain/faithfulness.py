@@ -28,6 +28,7 @@ from ..models import create_model
 from .cam import (
     METHODS,
     CamResult,
+    check_method,
     class_activation_maps,
     coarse_map_note,
     default_layer,
@@ -277,6 +278,12 @@ def check_model(
         device_ = next(model.parameters()).device
     meta = model_file_meta(model, "the faithfulness check")
     _check_stages(model, stages)  # before minutes of work, not after
+    for method in methods:
+        check_method(method)
+    # One blank image: the layer, a misspelt one said before the data is read, and its
+    # feature-map size at the input's (for the note on a map too coarse)
+    size = meta.input_size
+    probe = class_activation_maps(model, torch.zeros(1, 3, size, size, device=device_), layer=layer)
     split = held_out_split(data, meta)
     loader = make_loader(
         split, train=False, batch_size=batch_size, device=device_, mean=meta.mean, std=meta.std
@@ -301,8 +308,6 @@ def check_model(
         on_row=on_row,
     )
     notes = list(split.notes)
-    size = meta.input_size  # one blank image: the layer's feature-map size at the input's
-    probe = class_activation_maps(model, torch.zeros(1, 3, size, size, device=device_), layer=layer)
     if coarse := coarse_map_note(model, probe.layer, probe.grid, size):
         notes.append(coarse)
     return rows, notes + [verdict for r in rows if (verdict := chance_note(r))]
