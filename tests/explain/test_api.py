@@ -694,7 +694,7 @@ def test_predict_cam_with_an_unknown_layer_is_refused_before_the_images_are_clas
 
 
 @pytest.mark.parametrize("check", [False, True], ids=["explain", "explain --check"])
-def test_a_misspelt_layer_or_method_is_said_before_the_images_are_read(
+def test_a_misspelt_layer_class_or_method_is_said_before_the_images_are_read(
     model_file, image_folder, monkeypatch, capsys, check
 ):
     # A folder of thousands of photos, or a data set, was decoded before the name was looked
@@ -702,7 +702,7 @@ def test_a_misspelt_layer_or_method_is_said_before_the_images_are_read(
     import importlib
 
     def read(*args, **kwargs):
-        pytest.fail("the images were read before the layer was checked")
+        pytest.fail("the images were read before the settings were checked")
 
     monkeypatch.setattr(importlib.import_module("resnetlab.explain.api"), "load_inputs", read)
     evaluate_module = importlib.import_module("resnetlab.engine.evaluate")  # not the function
@@ -714,6 +714,11 @@ def test_a_misspelt_layer_or_method_is_said_before_the_images_are_read(
     if check:  # a layer that runs twice, too: --check runs a blank image first
         assert main([*given, "--layer", "layer1.0.relu"]) == 2
         assert "runs 2 times in one forward pass" in capsys.readouterr().err
+    if not check:  # nor a class the model lacks
+        assert main([*given, "--class", "purple"]) == 2
+        assert capsys.readouterr().err == (
+            "error: no class 'purple'; the model's classes: blue, green, red\n"
+        )
     with pytest.raises(resnetlab.ResnetlabError, match="unknown CAM method 'GradCAM'"):
         if check:
             from resnetlab.explain import check_model

@@ -270,17 +270,26 @@ def _meta(model: nn.Module, side: int | None = None) -> ModelMeta:
     return ModelMeta(name, dict(getattr(model, "model_kwargs", {})), model.num_classes, size)
 
 
-def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n: int):
-    """``target`` as class indices, one per image, or None for the predicted classes."""
-    if target is None:
-        return None
-    # np.int64 too, and a 0-d tensor (logits.argmax()), which is Iterable but not iterated
-    single = (
+def _one_target(target: object) -> bool:
+    """Whether ``target`` is one class for every image: a name or an index (np.int64 too,
+    and a 0-d tensor, logits.argmax(), which is Iterable but not iterated)."""
+    return (
         isinstance(target, int | str)
         or not isinstance(target, Iterable)
         or getattr(target, "ndim", None) == 0
     )
-    items = [target] * n if single else list(target)
+
+
+def _class_names(meta: ModelMeta) -> list[str]:
+    """The model's class names; its class indices as text where it has none."""
+    return meta.class_names or [str(i) for i in range(meta.num_classes)]
+
+
+def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n: int):
+    """``target`` as class indices, one per image, or None for the predicted classes."""
+    if target is None:
+        return None
+    items = [target] * n if _one_target(target) else list(target)
     if len(items) != n:
         raise ResnetlabError(f"{len(items)} target classes for {n} images")
     indices = []
@@ -398,8 +407,10 @@ def explain(
     check_method(method)  # a misspelt method or layer said before a folder is decoded
     if layer is not None:
         find_layer(model, layer)
+    if target is not None and _one_target(target):  # a misspelt --class, likewise
+        _targets(target, _class_names(_meta(model)), 1)
     meta, sources, pixels = _read(model, images)
-    names = meta.class_names or [str(i) for i in range(meta.num_classes)]
+    names = _class_names(meta)
     targets = _targets(target, names, len(pixels))
     device_ = next(model.parameters()).device
     loader = model_batches(pixels, meta, device=device_, batch_size=batch_size)
