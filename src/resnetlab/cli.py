@@ -754,7 +754,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         find_layer(model, args.layer)  # a misspelt --layer said before the images are classified
     cam = Path(args.cam) if args.cam else None
-    with _output_folder(cam, "choose another --cam, a folder you can write to"):
+    with _output_folder(cam, "choose another --cam, a folder you can write to", args.images):
         predictions = predict(
             model, args.images, top_k=args.top_k, device=args.device, precision=args.precision
         )
@@ -878,7 +878,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _unused_folder(Path("cams"))
     _check_outside_inputs(out, args.images, "--out" if args.out else "the default --out")
     fix = "choose another --out, a folder you can write to"
-    with _output_folder(out, fix):
+    with _output_folder(out, fix, args.images):
         result = explain(model, args.images, method=method, target=args.target, layer=args.layer)
     try:
         written = result.save(out)
@@ -936,16 +936,17 @@ def _check_outside_inputs(out: Path, inputs: list[str], flag: str) -> None:
 
 
 @contextlib.contextmanager
-def _output_folder(out: Path | None, fix: str) -> Iterator[None]:
+def _output_folder(out: Path | None, fix: str, inputs: list[str]) -> Iterator[None]:
     """The work within, whose files go into the folder ``out`` (None: none): a folder that
-    cannot be written is said before the work, not after it, and the folders made for it
-    are removed again if the work fails."""
+    cannot be written, or that the overlays of the image files among ``inputs`` may not be
+    written into (someone's photos, a run's figures), is said before the work, not after
+    it, and the folders made for it are removed again if the work fails."""
     from .explain.api import check_output_folder
 
     with removed_on_failure(missing_folders(out.expanduser()) if out else []):
         if out:
             try:
-                check_output_folder(out)
+                check_output_folder(out, [i for i in inputs if Path(i).is_file()])
             except WriteError as e:
                 raise refixed(e, fix) from None
         yield

@@ -679,6 +679,27 @@ def test_an_overlay_folder_that_cannot_be_written_is_refused_before_the_work(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("command", "flag"), [("explain", "--out"), ("predict", "--cam")])
+def test_an_overlay_folder_of_other_images_is_refused_before_the_work(
+    model_file, image_folder, tmp_path, monkeypatch, capsys, command, flag
+):
+    # A run folder or a folder of photos, or one that holds an image named: refused after
+    # every image was classified and explained (minutes of Score-CAM), not before.
+    run = tmp_path / "run"
+    run.mkdir()
+    Image.new("RGB", (8, 8)).save(run / "curves.png")
+    image = image_folder / "a" / "0.png"
+    monkeypatch.setattr("resnetlab.engine.predict.predict", lambda *a, **k: pytest.fail("work"))
+    monkeypatch.setattr("resnetlab.explain.explain", lambda *a, **k: pytest.fail("work"))
+    assert main([command, str(model_file), str(image_folder), flag, str(run)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {run} holds images (curves.png) and no ")
+    assert main([command, str(model_file), str(image), flag, str(image.parent)]) == 2
+    assert f"error: {image} is one of the images explained, which its overlay" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_predict_cam_with_an_unknown_layer_is_refused_before_the_images_are_classified(
     model_file, image_folder, tmp_path, monkeypatch, capsys
 ):

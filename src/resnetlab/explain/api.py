@@ -177,12 +177,15 @@ def _check_folder(out: Path) -> None:
         )
 
 
-def check_output_folder(out: str | os.PathLike) -> None:
+def check_output_folder(out: str | os.PathLike, sources: Sequence[str] = ()) -> None:
     """Before the maps are computed: ``out`` is a folder, or one can be made there (it is
-    made), that takes files; else the one line ``save`` would give once the work is done."""
+    made), that takes files and that the explanations of ``sources`` (the image files
+    known so far) may be written into; else the one line ``save`` would give once the
+    work is done."""
     out = Path(path_argument(out, "the folder to write the explanations into", reading=False))
     _check_folder(out)
     check_writable(out, out)
+    _check_destination(out, sources)
 
 
 def _check_destination(out: Path, sources: Sequence[str]) -> None:
