@@ -224,7 +224,9 @@ def test_a_loaded_model_in_another_dtype_is_checked_in_float32(model_file, tmp_p
     (torch.FloatTensor) and weight type (torch.DoubleTensor) should be the same'; explain
     takes such a model in float32."""
     folder = _square_folder(tmp_path / "squares")
-    expected, _ = check_model(model_file, str(folder), methods=["gradcam"], device="cpu")
+    # gradcam named twice (--method gradcam --method gradcam): one row, not the same row twice
+    expected, _ = check_model(model_file, str(folder), methods=["gradcam"] * 2, device="cpu")
+    assert [row.method for row in expected] == ["gradcam"]
     model = resnetlab.load_model(model_file).to(dtype)
     got, _ = check_model(model, str(folder), methods=["gradcam"], device="cpu")
     assert next(model.parameters()).dtype == dtype  # the caller's model is left as it was

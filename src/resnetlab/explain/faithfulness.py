@@ -278,6 +278,7 @@ def check_model(
         device_ = next(model.parameters()).device
     meta = model_file_meta(model, "the faithfulness check")
     _check_stages(model, stages)  # before minutes of work, not after
+    methods = list(dict.fromkeys(methods))  # a method named twice is checked once
     for method in methods:
         check_method(method)
     # One blank image: the layer, a misspelt one said before the data is read, and its
