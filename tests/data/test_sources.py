@@ -53,6 +53,35 @@ def test_unused_val_split_is_said(tmp_path):
     assert len(data.train) == len(data.val) == 2
 
 
+def test_unused_val_split_names_the_fix_that_fits_the_data(tmp_path):
+    # A file's own test split has no training folder to point at, and --val-data given is
+    # what to leave out: neither was told to point --data at the training folder.
+    import h5py
+
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "both.h5", "w") as f:
+        f["train_set_x"] = rng.integers(0, 255, (8, 8, 8, 3), dtype=np.uint8)
+        f["train_set_y"] = np.arange(8) % 2
+        f["test_set_x"] = rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8)
+        f["test_set_y"] = np.arange(4) % 2
+        f["list_classes"] = np.arange(2)
+    with command_line(), pytest.warns(DataWarning) as caught:
+        load_dataset(str(tmp_path / "both.h5"), val_split=0.5)
+    said = [str(w.message) for w in caught if "not used" in str(w.message)]
+    assert said == [
+        f"--val-split 0.5 not used: validating on the test split of {tmp_path / 'both.h5'} "
+        "(its own held-out split; leave out --val-split)"
+    ]
+    write_tree(tmp_path / "val", {"0": [noise(0)], "1": [noise(1)]})
+    with command_line(), pytest.warns(DataWarning) as caught:
+        load_dataset(str(tmp_path / "both.h5"), val_data=str(tmp_path / "val"), val_split=0.5)
+    said = [str(w.message) for w in caught if "not used" in str(w.message)]
+    assert said == [
+        f"--val-split 0.5 not used: validating on the validation data {tmp_path / 'val'} "
+        "(leave out --val-data to hold out training images instead)"
+    ]
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_val_split_outside_zero_one(fraction):
     with pytest.raises(DataError, match=r"^val_split must be between 0 and 1"):

@@ -552,9 +552,17 @@ def load_dataset(
     else:
         val, used = None, None
     if val_split is not None and used is not None:
+        if val_data is not None:
+            instead = f"leave out {option('val_data')} to hold out training images instead"
+        elif source.kind == "image-folder":
+            instead = (
+                "to split the training images instead, point "
+                f"{option('data')} at the training folder alone"
+            )
+        else:  # a file's or CIFAR-10's own held-out split: no folder of training images
+            instead = f"its own held-out split; leave out {option('val_split')}"
         warn(
-            f"{option('val_split', val_split)} not used: validating on {used} (to split the "
-            f"training images instead, point {option('data')} at the training folder alone)",
+            f"{option('val_split', val_split)} not used: validating on {used} ({instead})",
             DataWarning,
         )
     if val is not None:
