@@ -292,9 +292,9 @@ def h5_splits(
             listed = " but ".join(
                 f"{files[p].name}:{p}_set_x holds {format_size(s)} images" for p, s in sizes.items()
             )
+            size = "--input-size N" if on_command_line() else "image_size=N"
             raise DataError(
-                f"{path}: mismatched image sizes: {listed}; pass an image size "
-                "(--image-size N) to resize them all"
+                f"{path}: mismatched image sizes: {listed}; give {size} to resize them all"
             )
     splits = {
         split: partial(read_h5_split, files[prefix], prefix, image_size, resize)
