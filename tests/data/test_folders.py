@@ -570,6 +570,17 @@ def test_empty_class_folder(tmp_path):
         "(IMG_0001.HEIC, notes.txt); HEIC photos need converting to JPEG or PNG first"
     )
 
+    # A folder of nothing but such photos, given as the data, says so too.
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "IMG_0002.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "phone" / ".DS_Store").write_bytes(b"\0")  # hidden: not named
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "phone"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'phone'}: no class folders and no images in it, only 1 file that is "
+        "not an image (IMG_0002.HEIC); HEIC photos need converting to JPEG or PNG first"
+    )
+
 
 def test_one_class_only(tmp_path):
     root = write_tree(tmp_path / "d", {"only": [noise(0), noise(1)]})

@@ -602,6 +602,8 @@ def scan_classes(folder: Path) -> FolderSplit:
     if not class_dirs and not loose:
         h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
         hint = f"; it holds {', '.join(h5[:3])}: give that file as {option('data')}" if h5 else ""
+        if not h5 and (others := _direct_others(folder)):  # a phone's HEIC photos, say
+            hint = f", only {_others_note(others, said='')[0]}"
         raise DataError(f"{folder}: no class folders and no images in it{hint}")
     if not class_dirs:
         return _scan_named_files(folder)
