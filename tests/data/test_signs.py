@@ -175,6 +175,21 @@ def test_labels_outside_the_class_list(tmp_path):
         load_dataset(str(path))
 
 
+def test_labels_that_are_not_whole_numbers(tmp_path):
+    path = _write_h5(
+        tmp_path / "frac.h5",
+        train_set_x=np.zeros((3, 4, 4, 3), np.uint8),
+        train_set_y=np.array([0.0, 1.5, np.nan]),
+        list_classes=np.array([0, 1]),
+    )
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert str(caught.value) == (
+        f"{path}: train_set_y holds labels that are not whole numbers (1.5, nan); expected "
+        "integer class indices into list_classes"
+    )
+
+
 def test_mismatched_image_sizes_in_one_file(tmp_path):
     path = _write_h5(
         tmp_path / "sizes.h5",

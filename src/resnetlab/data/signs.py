@@ -231,7 +231,12 @@ def read_h5_split(
                 f"expected ({len(x)},) labels"
             )
         if y.dtype.kind == "f" and not np.all(y == np.round(y)):
-            raise DataError(f"{path}: {y_key} holds non-integer labels")
+            odd = np.unique(y[y != np.round(y)])
+            shown = ", ".join(f"{v:g}" for v in odd[:3]) + (", ..." if len(odd) > 3 else "")
+            raise DataError(
+                f"{path}: {y_key} holds labels that are not whole numbers ({shown}); expected "
+                "integer class indices into list_classes"
+            )
         labels = y.astype(np.int64)
         class_names, notes = _class_names(path, f, labels)
     bad = labels[(labels < 0) | (labels >= len(class_names))]
