@@ -135,3 +135,22 @@ def test_eval_downloads_cifar10_when_asked_as_its_message_says(tmp_path, monkeyp
     assert main([*args, "--download"]) == 0
     assert "on cifar10: accuracy" in capsys.readouterr().out
     assert evaluate(model, "cifar10").result.count == 2  # cached now
+
+
+def test_missing_official_batches_are_named(tmp_path, monkeypatch):
+    # The official batches hold 10,000 images each; 4 here, to keep the files small.
+    monkeypatch.setattr(cifar10, "OFFICIAL_BATCH", 4)
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for i in (1, 2, 4):
+        (folder / f"data_batch_{i}.bin").write_bytes(_records([0, 1, 2, 1], seed=i)[0])
+    (folder / "test_batch.bin").write_bytes(_records([1, 0], seed=9)[0])
+    (folder / "batches.meta.txt").write_text("\n".join(cifar10.CLASS_NAMES) + "\n\n")
+    data = load_dataset(str(folder))
+    assert data.train.notes == [
+        f"data_batch_3.bin and data_batch_5.bin are missing from {folder}: the other 3 are "
+        "read alone; extract cifar-10-binary.tar.gz again for all 50,000 training images"
+    ]
+    assert not any("missing" in note for note in data.val.notes)  # the test batch is there
+    # Batches of another size are a data set of its own in this format: nothing is missing.
+    assert load_dataset(str(_batches_folder(tmp_path / "own")[0])).train.notes == []

@@ -31,6 +31,7 @@ CLASS_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 ]  # fmt: skip
 RECORD = 1 + 3 * 32 * 32
+OFFICIAL_BATCH = 10_000  # images in each of the official batch files
 
 
 def is_cifar10_folder(folder: Path) -> bool:
@@ -72,8 +73,29 @@ def _class_names(folder: Path) -> tuple[list[str], list[str]]:
     return names, []
 
 
+def _missing_batches_note(folder: Path, files: list[Path]) -> list[str]:
+    """A note on the official training batches missing among ``files`` (an extraction that
+    stopped early): the others train without a word, on a fifth fewer images each. Only
+    where the batches there are the official ones, of 10,000 images each: a data set of
+    another's own in this format may hold as many batches as it likes."""
+    if any(f.stat().st_size != OFFICIAL_BATCH * RECORD for f in files):
+        return []
+    names = {f.name for f in files}
+    missing = [f"data_batch_{i}.bin" for i in range(1, 6) if f"data_batch_{i}.bin" not in names]
+    if not missing:
+        return []
+    what = f"{', '.join(missing[:-1])} and {missing[-1]} are" if missing[1:] else f"{missing[0]} is"
+    read = f"the other {len(names)} are" if len(names) > 1 else f"{next(iter(names))} is"
+    return [
+        f"{what} missing from {folder}: {read} read alone; extract {ARCHIVE_NAME} again for "
+        "all 50,000 training images"
+    ]
+
+
 def _load(folder: Path, files: list[Path], image_size: int | None, split: str) -> ImageSet:
     class_names, notes = _class_names(folder)
+    if split != "test":
+        notes += _missing_batches_note(folder, files)
     x, y = read_batches(files, class_names)
     images = ImageSet(
         torch.from_numpy(x), torch.from_numpy(y), class_names, f"{folder}:{split}", notes
