@@ -1077,6 +1077,28 @@ def test_a_loop_of_links_is_read_as_a_broken_link(tmp_path):
     )
 
 
+def test_a_class_folder_link_to_nothing_is_refused(tmp_path):
+    # A class kept on a drive that is not mounted: the link leads nowhere, and its class was
+    # left out as "a file that is not an image", the model trained without it.
+    root = write_tree(tmp_path / "photos", {"cats": [noise(0)] * 2, "dogs": [noise(1)] * 2})
+    (root / "birds").symlink_to(tmp_path / "usb" / "birds")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(root))
+    assert str(caught.value) == (
+        f"{root / 'birds'}: a link to {tmp_path / 'usb' / 'birds'}, which does not exist, beside "
+        "the folders cats, dogs: 'birds' would be left out of the data; mount or restore what "
+        "it leads to, or remove the link"
+    )
+    (root / "birds").unlink()
+    (root / "birds.jpg").symlink_to(tmp_path / "usb" / "birds.jpg")  # an image's name: loose
+    assert load_dataset(str(root)).class_names == ["cats", "dogs"]
+    # A split folder so linked, beside the one split there, was not even noted.
+    write_tree(tmp_path / "d" / "train", {"cats": [noise(0)] * 2, "dogs": [noise(1)] * 2})
+    (tmp_path / "d" / "val").symlink_to(tmp_path / "usb" / "val")
+    with pytest.raises(DataError, match=r"d/val: a link to .*, beside the folder train: 'val' "):
+        load_dataset(str(tmp_path / "d"))
+
+
 def test_a_nas_thumbnail_folder_is_left_out(tmp_path):
     # A Synology NAS keeps thumbnails of each photo in @eaDir/<photo>/ beside it: JPEGs,
     # but copies of the class's photos at other sizes, which would train as more photos.

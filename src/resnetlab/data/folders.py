@@ -32,6 +32,7 @@ from ..errors import DataError, DataWarning, as_given, option, readable, warn
 from .cache import DecodeCache, cache_unwritable, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
+    dead_link,
     decode_files,
     format_size,
     format_to_convert,
@@ -551,6 +552,8 @@ def find_root(folder: Path) -> Path:
     given = folder
     while True:
         dirs = _visible_dirs(folder)
+        if dirs:  # a class or split folder linked from elsewhere, gone: not passed over
+            _check_no_dead_folder_links(folder, dirs)
         if len(dirs) != 1 or _direct_images(folder) or not _visible_dirs(dirs[0]):
             return folder
         role = named_role(folder.name) if folder != given else None
@@ -595,6 +598,28 @@ def looked_through_note(given: Path, root: Path) -> list[str]:
     ]
 
 
+def _check_no_dead_folder_links(folder: Path, dirs: list[Path]) -> None:
+    """Refuse a link beside the folders ``dirs`` of ``folder`` (its classes or splits) to
+    something that is not there, not named as an image: a class or split folder linked from
+    a drive that is not mounted, or moved since. Left out as a file that is no image, its
+    class was dropped from the model (or its split from the run) with one note at most. (A
+    loop of links never led to a folder: it stays such a file.)"""
+    for e in _listing(folder):
+        name, suffix = e.name, os.path.splitext(e.name)[1].lower()
+        if (
+            _leads_nowhere(e)
+            and not os.path.lexists(os.path.join(folder, os.readlink(e.path)))
+            and not name.startswith(".")
+            and suffix not in IMAGE_EXTENSIONS
+        ):
+            shown = ", ".join(d.name for d in dirs[:3]) + (", ..." if len(dirs) > 3 else "")
+            beside = f"the folder{'s' if dirs[1:] else ''} {shown}"
+            raise DataError(
+                f"{e.path}: {dead_link(e.path)}, beside {beside}: {readable(name)!r} would be "
+                "left out of the data; mount or restore what it leads to, or remove the link"
+            )
+
+
 def scan_classes(folder: Path) -> FolderSplit:
     """The class folders under ``folder`` and the image files in each."""
     class_dirs = _visible_dirs(folder)
@@ -607,6 +632,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         raise DataError(f"{folder}: no class folders and no images in it{hint}")
     if not class_dirs:
         return _scan_named_files(folder)
+    _check_no_dead_folder_links(folder, class_dirs)
     for d in class_dirs:
         _check_no_dotted_split(d)
     if all(split_role(d.name) for d in class_dirs):
