@@ -380,6 +380,24 @@ def test_data_inspect_takes_input_size_and_writes_its_sheet_under_runs(tmp_path,
     assert args.input_size == 9  # the earlier name still works
 
 
+def test_data_inspect_takes_the_data_as_train_takes_it(tmp_path, monkeypatch, capsys):
+    # `--data DATA`, as train and eval take it and as messages about data name it ("give
+    # that file as --data"): it was "unrecognized arguments: --data".
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "inspect", "--data", "digits", "--no-sheet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == "digits"
+    assert main(["data", "inspect", "digits", "--data", "cifar10", "--no-sheet"]) == 2
+    assert capsys.readouterr().err == (
+        "error: two data sets given, digits and --data cifar10; data inspect describes one: "
+        "give it once\n"
+    )
+    assert main(["data", "inspect", "--no-sheet"]) == 2
+    assert capsys.readouterr().err == (
+        "error: give the data set to describe: resnetlab data inspect DATA (digits, cifar10, or "
+        "a file or folder)\n"
+    )
+
+
 def test_eval_of_the_course_test_file_says_it_scored_its_test_split(shared_data, tmp_path):
     path = tmp_path / "signs.safetensors"
     model = resnetlab.create_model("resnet8", num_classes=6)

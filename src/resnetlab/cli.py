@@ -223,7 +223,9 @@ def add_data(p: argparse.ArgumentParser) -> None:
     q = data_sub.add_parser(
         "inspect", help="splits, images per class, image sizes, and a contact sheet of samples"
     )
-    q.add_argument("path", metavar="DATA", help="digits, cifar10, or a file or folder")
+    q.add_argument("path", metavar="DATA", nargs="?", help="digits, cifar10, or a file or folder")
+    # --data DATA, as train and eval take it, and as messages about data name it
+    q.add_argument("--data", dest="data_option", metavar="DATA", help=argparse.SUPPRESS)
     q.add_argument("--out", help="contact sheet PNG (default: runs/<name>-samples.png)")
     q.add_argument("--no-sheet", action="store_true", help="do not write a contact sheet")
     q.add_argument(
@@ -258,6 +260,17 @@ def cmd_data(args: argparse.Namespace) -> int:
     from .engine.report import data_tag
     from .errors import SettingWarning, warn
 
+    if args.data_option is not None and args.path not in (None, args.data_option):
+        raise ResnetlabError(
+            f"two data sets given, {args.path} and --data {args.data_option}; data inspect "
+            "describes one: give it once"
+        )
+    args.path = args.path if args.data_option is None else args.data_option
+    if args.path is None:
+        raise ResnetlabError(
+            "give the data set to describe: resnetlab data inspect DATA (digits, cifar10, or "
+            "a file or folder)"
+        )
     if args.out and not args.no_sheet:
         check_figure_file(Path(args.out), "--out")  # before decoding the data
         check_output_file(args.out, "--out")
@@ -1615,7 +1628,8 @@ class _Parser(argparse.ArgumentParser):
     def unknown(self, extras: list[str]) -> NoReturn:
         # Compared without their dashes, which every flag shares: --seconds is not like --json.
         names = [o[2:] for a in self._actions for o in a.option_strings if o.startswith("--")]
-        flags = [f"--{name}" for name in names]
+        # --data as the command shows it: not data inspect's alias of its DATA argument
+        flags = {o for a in self._actions if a.help != argparse.SUPPRESS for o in a.option_strings}
         if parent := _folders_of_one_folder(extras):  # --data photos/*: a class folder each
             given = "--data " if "--data" in flags else ""
             self.error(
