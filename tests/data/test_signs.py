@@ -250,3 +250,24 @@ def test_an_empty_or_cut_short_hdf5_file_says_to_copy_it_again(tmp_path, shared_
     fake.write_text("not hdf5")
     with pytest.raises(DataError, match=r"; give the data set's own \.h5 file$"):
         load_dataset(str(fake))
+
+
+def test_validation_of_other_classes_names_the_training_file_as_data(tmp_path):
+    # The fix named the training split as --data train.h5:train, which is no path.
+    train = _write_h5(
+        tmp_path / "train.h5",
+        train_set_x=np.zeros((4, 4, 4, 3), np.uint8),
+        train_set_y=np.array([0, 1, 0, 1]),
+        list_classes=np.array([0, 1]),
+    )
+    other = _write_h5(
+        tmp_path / "other.h5",
+        train_set_x=np.zeros((2, 4, 4, 3), np.uint8),
+        train_set_y=np.array([0, 1]),
+        list_classes=np.array([b"non-cat", b"cat"]),
+    )
+    with command_line(), pytest.raises(DataError) as caught:
+        load_dataset(str(train), val_data=str(other))
+    assert str(caught.value).endswith(
+        f"validate on other images (--val-data, or --data {train} --val-split 0.2)"
+    )

@@ -25,6 +25,7 @@ from ..errors import (
     DataWarning,
     ResnetlabError,
     SettingWarning,
+    as_given,
     count_argument,
     name_as_given,
     near_name,
@@ -566,7 +567,7 @@ def load_dataset(
             DataWarning,
         )
     if val is not None:
-        val = _matched_to_training(val, train, image_size, resize, warn_copies)
+        val = _matched_to_training(val, train, image_size, resize, warn_copies, data=data)
     return Dataset(train, val, list(train.class_names), record, validated_test)
 
 
@@ -658,12 +659,17 @@ def _same_files(split: Split, files: str) -> bool:
 
 
 def _matched_to_training(
-    val: Split, train: Split, image_size: int | None, resize: str, warn_copies: bool = True
+    val: Split,
+    train: Split,
+    image_size: int | None,
+    resize: str,
+    warn_copies: bool = True,
+    data: str | os.PathLike | None = None,
 ) -> Split:
-    """``val`` made to score a model trained on ``train``: its classes in the training order,
-    at the training size where no size was asked for; its copies of training images warned
-    of."""
-    val = _aligned_classes(train, val)
+    """``val`` made to score a model trained on ``train`` (of the spec ``data``): its classes
+    in the training order, at the training size where no size was asked for; its copies of
+    training images warned of."""
+    val = _aligned_classes(train, val, data)
     if image_size is None and _size(val) != _size(train):
         note = f"resized from {format_size(_size(val))} to the training size"
         val = _resize(val, _size(train), resize)
@@ -991,10 +997,10 @@ def _check_two_classes(train: Split) -> None:
         )
 
 
-def _aligned_classes(train: Split, val: Split) -> Split:
-    """``val`` labelled as ``train`` is: classes matched by name, case aside, in the training
-    order; a validation set without some training classes is warned about, and one with a
-    class training lacks is refused."""
+def _aligned_classes(train: Split, val: Split, data: str | os.PathLike | None = None) -> Split:
+    """``val`` labelled as ``train`` (of the spec ``data``) is: classes matched by name, case
+    aside, in the training order; a validation set without some training classes is warned
+    about, and one with a class training lacks is refused."""
     if list(train.class_names) == list(val.class_names):
         return val
     # The rule eval matches a data set's classes to a model's by: a name in another case
@@ -1011,9 +1017,13 @@ def _aligned_classes(train: Split, val: Split) -> Split:
             for where, names in (("training", missing), ("validation", extra))
             if names
         )
+        # The training folder alone where it is one (photos/train); else the spec, not the
+        # split's name (train_signs.h5:train is no path) nor an archive's extracted copy
+        own_folder = os.path.isdir(train.source) and as_given(train.source) == train.source
+        spec = train.source if data is None or own_folder else data
         elsewhere = (
             f"validate on other images ({option('val_data')}, or "
-            f"{options(option('data', train.source), option('val_split', 0.2))})"
+            f"{options(option('data', spec), option('val_split', 0.2))})"
         )
         if os.path.dirname(os.path.normpath(val.source)) == os.path.normpath(train.source):
             fix = f"{val.source} is one of the training data's class folders; {elsewhere}"
