@@ -526,11 +526,17 @@ def test_a_class_folder_given_as_validation_data_is_said_to_be_one(tmp_path):
             image.rename(folder / "cat" / f"IMG_{i:04d}.png")
     with pytest.raises(DataError) as inside:
         load_dataset(str(photos), val_data=str(photos / "cat"))
-    assert str(inside.value).endswith(
-        f"(only in training: cat, dog; only in validation: IMG); validation needs classes the "
-        f"training data has: {photos / 'cat'} is one of the training data's class folders; "
-        f"validate on other images (val_data, or data='{photos}', val_split=0.2)"
+    assert str(inside.value) == (
+        f"val_data='{photos / 'cat'}' is inside the training data {photos}: its images are "
+        "trained on, and validation needs images the model does not train on; give a folder "
+        "apart, or leave val_data out to hold some of the training images out (val_split)"
     )
+    # So is one of plain names, which failed before as a folder of no class folders whose
+    # fix, the folder that holds it, was the training data itself.
+    (photos / "dog" / "more").mkdir()
+    noise(5).save(photos / "dog" / "more" / "0.png")
+    with pytest.raises(DataError, match=r"^val_data='.*more' is inside the training data "):
+        load_dataset(str(photos), val_data=str(photos / "dog" / "more"))
     with pytest.raises(DataError) as beside:
         load_dataset(str(photos), val_data=str(other / "cat"))
     assert (

@@ -867,7 +867,17 @@ def _class_list(split: Split, labels: list[int], shown: int = 5) -> str:
 
 def _validation_data(val_data: str, train: Split, data: str, opts: dict) -> Split:
     """The split ``--val-data`` names: its own val, else test split, else all of it (not a
-    file it would borrow from beside it); the training images themselves are refused."""
+    file it would borrow from beside it); the training images themselves are refused, and
+    a folder of them (one of the training data's class folders)."""
+    given = Path(val_data).expanduser()
+    inside = os.path.isdir(train.source) and given.is_dir()
+    if inside and Path(train.source).resolve() in given.resolve().parents:
+        raise DataError(
+            f"{option('val_data', val_data)} is inside the training data {train.source}: its "
+            "images are trained on, and validation needs images the model does not train on; "
+            f"give a folder apart, or leave {option('val_data')} out to hold some of the "
+            f"training images out ({option('val_split')})"
+        )
     source = open_source(val_data, **opts, what="the validation data")
     key = source.key(*VAL_DATA_SPLITS, own=True)
     val = source.splits[key]()
@@ -1025,12 +1035,8 @@ def _aligned_classes(train: Split, val: Split, data: str | os.PathLike | None = 
             f"validate on other images ({option('val_data')}, or "
             f"{options(option('data', spec), option('val_split', 0.2))})"
         )
-        if os.path.dirname(os.path.normpath(val.source)) == os.path.normpath(train.source):
-            fix = f"{val.source} is one of the training data's class folders; {elsewhere}"
-        else:  # a class folder given for the folder that holds it, said first
-            fix = with_folder_notes(
-                val.notes, f"move the others out of {val.source}, or {elsewhere}"
-            )
+        # (a class folder of the training data's own is refused before: _validation_data)
+        fix = with_folder_notes(val.notes, f"move the others out of {val.source}, or {elsewhere}")
         raise DataError(
             f"class lists differ: {train.source} has {len(train.class_names)} classes, "
             f"{val.source} has {len(val.class_names)} ({detail}); validation needs classes "
