@@ -88,6 +88,15 @@ def test_val_split_outside_zero_one(fraction):
         load_dataset("digits", val_split=fraction)
 
 
+def test_val_split_given_as_text_says_it_is_no_number():
+    # '0.2' lies between 0 and 1 as read: "must be between 0 and 1, got '0.2'" misled.
+    with pytest.raises(DataError) as caught:
+        load_dataset("digits", val_split="0.2")
+    assert str(caught.value) == (
+        "val_split must be a number (int or float) between 0 and 1, got '0.2' (str)"
+    )
+
+
 def test_val_split_given_as_a_percentage_says_the_fraction():
     with pytest.raises(DataError) as caught:
         load_dataset("digits", val_split=20)

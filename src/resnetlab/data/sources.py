@@ -294,14 +294,19 @@ def check_val_split(fraction: object, name: str | None = None) -> None:
     """The one range check of a held-out fraction: a number strictly between 0 and 1.
     ``name``: what it is called (default: the ``val_split`` option)."""
     number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
-    if not (number and 0 < fraction < 1):
+    if not number:  # '0.2' is no number, though it reads as one between 0 and 1
+        raise DataError(
+            f"{name or option('val_split')} must be a number (int or float) between 0 and 1, "
+            f"got {fraction!r} ({type(fraction).__name__})"
+        )
+    if not 0 < fraction < 1:
         hint = ""
-        if number and fraction == 0 and name is None:
+        if fraction == 0 and name is None:
             hint = (
                 "; a run always validates on images it does not train on: to train on all "
                 f"of these, give others to validate on with {option('val_data')}"
             )
-        elif number and 2 <= fraction < 100:  # a percentage: --val-split 20 for a fifth
+        elif 2 <= fraction < 100:  # a percentage: --val-split 20 for a fifth
             share = f"{fraction / 100:g}"
             given = share if name else option("val_split", text=share)
             hint = f"; a fraction: for {fraction:g}% give {given}"
