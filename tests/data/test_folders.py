@@ -896,6 +896,17 @@ def test_split_named_folders_without_classes(tmp_path):
         noise(0).save(tmp_path / "d" / split / "photo.png")
     with pytest.raises(DataError, match=r"d: train, val look like splits, not classes"):
         load_dataset(str(tmp_path / "d"))
+    # Kaggle's layout: one train/ of images, their labels in a table beside it.
+    (tmp_path / "d" / "val" / "photo.png").unlink()
+    (tmp_path / "d" / "val").rmdir()
+    (tmp_path / "d" / "train.csv").write_text("id,label\nphoto.png,cat\n")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "d"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'd'}: train looks like a split, not a class, but holds no class folders; "
+        "put each split's images in one sub-folder per class (train/<class>/*.jpg) (the labels "
+        "in train.csv are not read: sort the images by it)"
+    )
 
 
 def test_signs_jpeg_splits_with_classes_in_file_names(shared_data):

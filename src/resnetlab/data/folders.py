@@ -636,10 +636,18 @@ def scan_classes(folder: Path) -> FolderSplit:
     for d in class_dirs:
         _check_no_dotted_split(d)
     if all(split_role(d.name) for d in class_dirs):
+        names = ", ".join(d.name for d in class_dirs)
+        what = "looks like a split, not a class, but holds"
+        if class_dirs[1:]:
+            what = "look like splits, not classes, but hold"
+        # Kaggle's layout: train/ of images, their labels in train.csv beside it
+        tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(".csv"))
+        table = ""
+        if tables:
+            table = f" (the labels in {tables[0]} are not read: sort the images by it)"
         raise DataError(
-            f"{folder}: {', '.join(d.name for d in class_dirs)} look like splits, not classes, "
-            "but hold no class folders; put each split's images in one sub-folder per class "
-            "(train/<class>/*.jpg)"
+            f"{folder}: {names} {what} no class folders; put each split's images in one "
+            f"sub-folder per class (train/<class>/*.jpg){table}"
         )
     _check_no_split_among_classes(folder, class_dirs)
     # One class folder is a test set of one class; training refuses it (load_dataset). With
