@@ -271,3 +271,5 @@ def test_validation_of_other_classes_names_the_training_file_as_data(tmp_path):
     assert str(caught.value).endswith(
         f"validate on other images (--val-data, or --data {train} --val-split 0.2)"
     )
+    # Nor are classes moved out of a file, as they are out of a folder.
+    assert "move the others out" not in str(caught.value)

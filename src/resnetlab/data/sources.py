@@ -1041,7 +1041,9 @@ def _aligned_classes(train: Split, val: Split, data: str | os.PathLike | None = 
             f"{options(option('data', spec), option('val_split', 0.2))})"
         )
         # (a class folder of the training data's own is refused before: _validation_data)
-        fix = with_folder_notes(val.notes, f"move the others out of {val.source}, or {elsewhere}")
+        # Classes are moved out of a folder; a file's (val.h5:val) are not
+        move = f"move the others out of {val.source}, or " if os.path.isdir(val.source) else ""
+        fix = with_folder_notes(val.notes, f"{move}{elsewhere}")
         raise DataError(
             f"class lists differ: {train.source} has {len(train.class_names)} classes, "
             f"{val.source} has {len(val.class_names)} ({detail}); validation needs classes "
