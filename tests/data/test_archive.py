@@ -294,3 +294,15 @@ def test_only_the_whole_extracted_folder_is_named_as_the_archive(tmp_path, monke
         "/x/c/extracted/pets-0a1b",
     ]:
         assert as_given(other) == other
+
+
+def test_an_archive_of_an_hdf5_file_says_to_extract_it(tmp_path):
+    # "give that file as data" named a file inside the archive, which no path reaches.
+    archive = tmp_path / "signs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train_signs.h5", b"\x89HDF")
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(archive))
+    assert str(caught.value).endswith(
+        "it holds train_signs.h5: extract it and give that file as data"
+    )
