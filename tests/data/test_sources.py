@@ -710,3 +710,28 @@ def test_download_asked_for_data_that_cannot_be_downloaded_is_warned_of(tmp_path
         load_dataset("digits", download=False)
         warn_of_download_unused(True, "digits", "cifar10")
         warn_of_download_unused(False, "digits")
+
+
+def test_data_without_a_training_split_says_what_to_give(tmp_path):
+    # It said "no train/ folder", with no fix, of an HDF5 file too.
+    for split in ("val", "test"):
+        write_tree(tmp_path / "d" / split, {"a": [noise(0)], "b": [noise(1)]})
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "d"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'd'}: no training split: has test, val but no train/ folder; add one "
+        "beside them (a folder per class), or give the folder of one of them as data to train "
+        "on it"
+    )
+    import h5py
+
+    with h5py.File(tmp_path / "vt.h5", "w") as f:
+        for split in ("val", "test"):
+            f[f"{split}_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)
+            f[f"{split}_set_y"] = np.arange(2)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(tmp_path / "vt.h5"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'vt.h5'}: no training split: has val, test but no train split "
+        "(train_set_x, train_set_y); give the file that has it"
+    )

@@ -524,9 +524,15 @@ def load_dataset(
     source = open_source(data, **opts)
     train_key = source.key("train", "all")
     if train_key is None:
-        raise DataError(
-            f"{data}: no training split: has {', '.join(source.splits)} but no train/ folder"
-        )
+        has = ", ".join(source.splits)
+        if source.kind == "image-folder":
+            fix = (
+                "but no train/ folder; add one beside them (a folder per class), or give the "
+                f"folder of one of them as {option('data')} to train on it"
+            )
+        else:  # an HDF5 file of val_set_* and test_set_*
+            fix = "but no train split (train_set_x, train_set_y); give the file that has it"
+        raise DataError(f"{data}: no training split: has {has} {fix}")
     if train_key == "all" and (test_only := _test_split_only(data)):
         warn(test_only, DataWarning)
     train = _with_notes(source.splits[train_key](), source.notes)
