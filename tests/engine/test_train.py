@@ -736,6 +736,22 @@ def test_a_subset_smaller_than_the_classes_says_so_with_its_fix(tmp_path):
     ]  # and not the advice to add images of a class, which has plenty
 
 
+def test_a_subset_larger_than_the_images_says_all_are_used(tmp_path):
+    # Digits' 1,797 images less the default fifth held out: --subset 5000 takes them all.
+    many = dict(FAST, subset=5000, val_subset=1000, out=str(tmp_path / "many"))
+    with command_line(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(TrainConfig(**many))
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert said == [
+        f"--subset 5000 is more than the {trainer.num_train:,} training images: all of them "
+        "are used",
+        f"--val-subset 1000 is more than the {trainer.num_val:,} validation images: all of "
+        "them are used",
+    ]
+    assert trainer.num_train + trainer.num_val == 1797
+
+
 def test_a_run_resumed_after_an_unvalidated_epoch_goes_on_to_its_target(tmp_path, monkeypatch):
     # Validated every third epoch: stopped in the second, the run has no validated accuracy
     # yet, and the first epoch's training accuracy is not what --target-accuracy stops at.

@@ -371,6 +371,14 @@ def stratified_sample(split: Split, n: int, seed: int = 0) -> Split:
     return split.subset(torch.cat(kept).sort().values)
 
 
+def subset_all_note(name: str, n: int, images: Split, what: str) -> str | None:
+    """A note when a subset of ``n`` (the option ``name``) asks for more than the ``what``
+    images there are (after those held out for validation): all of them are used."""
+    if n <= len(images):
+        return None
+    return f"{option(name, n)} is more than the {len(images):,} {what} images: all of them are used"
+
+
 def subset_note(name: str, n: int, before: Split, after: Split, what: str) -> str | None:
     """A note when a subset of ``n`` (asked for by the option ``name``: ``subset``) took no
     image of some classes that have images: fewer images than classes, so the fix is a

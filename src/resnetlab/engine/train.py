@@ -45,7 +45,12 @@ from ..data import (
 )
 from ..data.decode import leave_if_starting_a_worker, unwarned
 from ..data.folders import ENLARGED_NOTE, SHRUNK_NOTE, data_folder_holding, images_in
-from ..data.sources import class_balance_note, copies_of_training_images, subset_note
+from ..data.sources import (
+    class_balance_note,
+    copies_of_training_images,
+    subset_all_note,
+    subset_note,
+)
 from ..errors import (
     DataError,
     DataWarning,
@@ -779,12 +784,16 @@ class Trainer:
         # its fix, in place of the small-class warning on the training images.
         self.subset_emptied = False
         if c.subset is not None:
+            if note := subset_all_note("subset", c.subset, data.train, "training"):
+                warn(note, DataWarning)
             whole, data.train = data.train, stratified_sample(data.train, c.subset, c.seed)
             if note := subset_note("subset", c.subset, whole, data.train, "training"):
                 warn(note, DataWarning)
                 self.subset_emptied = True
         self.val_images = len(data.val) if data.val is not None else 0  # before any sample
         if c.val_subset is not None and data.val is not None:
+            if note := subset_all_note("val_subset", c.val_subset, data.val, "validation"):
+                warn(note, DataWarning)
             whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
             if note := subset_note("val_subset", c.val_subset, whole, data.val, "validation"):
                 warn(note, DataWarning)
