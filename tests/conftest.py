@@ -30,6 +30,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Back in the folder the suite started in before a test's fixtures are torn down: a
+    test that moved into its ``tmp_path`` (``monkeypatch.chdir``) is moved back only when
+    ``monkeypatch`` is torn down, which the autouse fixtures below take first and so undo
+    last, after ``tmp_path`` (removed when its test passes) is gone; the teardowns between
+    would run in a folder that is no more (``os.getcwd()`` raises)."""
+    os.chdir(item.config.invocation_params.dir)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
