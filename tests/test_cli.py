@@ -371,13 +371,19 @@ def test_the_norm_and_bias_decay_flag_reads_as_english(flags, value):
     assert args.no_decay_norm_bias is value
 
 
-def test_data_inspect_takes_input_size_and_writes_its_sheet_under_runs(tmp_path, monkeypatch):
+def test_data_inspect_takes_input_size_and_writes_its_sheet_under_runs(
+    tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     assert main(["data", "inspect", "digits", "--input-size", "16", "--json"]) == 0
     assert (tmp_path / "runs" / "digits-samples.png").is_file()
     assert not list(tmp_path.glob("*.png"))
     args = build_parser("data").parse_args(["data", "inspect", "digits", "--image-size", "9"])
     assert args.input_size == 9  # the earlier name still works
+    # and is not shown in the errors of the current one ('argument --input-size/--image-size')
+    with pytest.raises(SystemExit):
+        build_parser("data").parse_args(["data", "inspect", "digits", "--input-size", "0"])
+    assert "error: argument --input-size: must be from 8" in capsys.readouterr().err
 
 
 def test_data_inspect_takes_the_data_as_train_takes_it(tmp_path, monkeypatch, capsys):

@@ -229,12 +229,10 @@ def add_data(p: argparse.ArgumentParser) -> None:
     q.add_argument("--out", help="contact sheet PNG (default: runs/<name>-samples.png)")
     q.add_argument("--no-sheet", action="store_true", help="do not write a contact sheet")
     q.add_argument(
-        "--input-size",
-        "--image-size",  # the earlier name
-        dest="input_size",
-        type=_input_size,
-        help="resize images to N x N, as training would",
+        "--input-size", type=_input_size, help="resize images to N x N, as training would"
     )
+    # the earlier name, apart: argparse names all of an option's flags in its errors
+    q.add_argument("--image-size", dest="input_size", type=_input_size, help=argparse.SUPPRESS)
     q.add_argument(
         "--resize",
         choices=RESIZE_MODES,
