@@ -1239,6 +1239,9 @@ def test_a_folder_of_hdf5_files_points_at_them(tmp_path):
     (tmp_path / "empty" / "train_signs.h5").write_bytes(b"\x89HDF")
     with pytest.raises(DataError, match=r"it holds train_signs\.h5: give that file as data$"):
         load_dataset(str(tmp_path / "empty"))
+    (tmp_path / "empty" / "test_signs.h5").write_bytes(b"\x89HDF")  # the course's two files
+    with pytest.raises(DataError, match=r"holds test_signs\.h5, train_signs\.h5: give one of "):
+        load_dataset(str(tmp_path / "empty"))
 
 
 def test_files_that_are_not_images_are_named_with_the_fix_for_phone_photos(tmp_path):

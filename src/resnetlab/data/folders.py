@@ -628,7 +628,9 @@ def scan_classes(folder: Path) -> FolderSplit:
         h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
         # An archive's files are in its extracted copy: taken out of it, one is data
         give = "give" if as_given(str(folder)) == str(folder) else "extract it and give"
-        hint = f"; it holds {', '.join(h5[:3])}: {give} that file as {option('data')}" if h5 else ""
+        listed = ", ".join(h5[:3]) + (", ..." if len(h5) > 3 else "")
+        which = "that file" if len(h5) == 1 else "one of them"
+        hint = f"; it holds {listed}: {give} {which} as {option('data')}" if h5 else ""
         if not h5 and (others := _direct_others(folder)):  # a phone's HEIC photos, say
             hint = f", only {_others_note(others, said='')[0]}"
         raise DataError(f"{folder}: no class folders and no images in it{hint}")
