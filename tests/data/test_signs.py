@@ -119,6 +119,22 @@ def test_missing_keys_lists_the_keys_found(tmp_path):
         load_dataset(str(path))
 
 
+def test_the_datasets_inside_a_group_are_named_with_the_fix(tmp_path):
+    import h5py
+
+    path = tmp_path / "grouped.h5"
+    with h5py.File(path, "w") as f:
+        group = f.create_group("data")
+        group["train_set_x"] = np.zeros((2, 4, 4, 3), np.uint8)
+        group["train_set_y"] = np.zeros(2, np.int64)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert str(caught.value).endswith(
+        "but the file has data/train_set_x, data/train_set_y inside a group; move them to "
+        "the file's top level (h5py: f.move('data/train_set_x', 'train_set_x'))"
+    )
+
+
 def _keras_model_h5(f):  # model.save('x.h5'): the weights under model_weights/
     f.create_group("model_weights").create_group("conv1")
 

@@ -73,18 +73,40 @@ def h5_prefixes(path: Path) -> list[str]:
     with _open(path) as f:
         keys = sorted(f.keys())
         keras = _written_by_keras(f)
+        nested = [] if keras else _nested_datasets(f)
     prefixes = [
         m["prefix"] for k in keys if (m := _X_KEY.match(k)) and f"{m['prefix']}_set_y" in keys
     ]
     if not prefixes and keras:
         raise DataError(keras_model_as_data(path))
     if not prefixes:
+        has = ", ".join(keys) if keys else "no datasets"
+        inside = [name for name in nested if re.search(r"_set_[xy]$", name)]
+        if inside:  # the pairs in a group (data/train_set_x): where they are, and the fix
+            shown = ", ".join(inside[:3]) + (", ..." if len(inside) > 3 else "")
+            has = (
+                f"{shown} inside a group; move them to the file's top level (h5py: "
+                f"f.move('{inside[0]}', '{inside[0].rsplit('/', 1)[-1]}'))"
+            )
         raise DataError(
             f"{path}: no image data found: expected datasets <split>_set_x and <split>_set_y "
-            f"(e.g. train_set_x, train_set_y) and list_classes, but the file has "
-            f"{', '.join(keys) if keys else 'no datasets'}"
+            f"(e.g. train_set_x, train_set_y) and list_classes, but the file has {has}"
         )
     return prefixes
+
+
+def _nested_datasets(f) -> list[str]:
+    """The paths of the datasets inside the groups of the open HDF5 file ``f``, sorted."""
+    import h5py
+
+    names: list[str] = []
+
+    def visit(name: str, item: object) -> None:
+        if "/" in name and isinstance(item, h5py.Dataset):
+            names.append(name)
+
+    f.visititems(visit)
+    return sorted(names)
 
 
 def keras_model_as_data(path: Path) -> str:
