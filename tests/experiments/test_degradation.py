@@ -174,6 +174,19 @@ def test_ctrl_c_while_a_run_ends_stops_the_experiment_before_the_next_run(
     assert [r.action for r in result.runs] == ["skipped", "trained"]
 
 
+def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp_path):
+    # A deep plain net at the paper's rate can blow up in its first steps: no metrics row,
+    # so no point to draw; the figures and table are written all the same.
+    result = _experiment(tmp_path / "exp", lr=1e12)
+    assert [r.status for r in result.runs] == ["diverged"] * 4
+    assert [row["diverged"] for row in result.rows] == [1] * 4
+    for name in ("curves.png", "depth.png", "table.json"):
+        assert (tmp_path / "exp" / name).is_file(), name
+    assert "| plain8 | 8 | 75,290 | — | — | — | 0 (+1 diverged) |" in (
+        tmp_path / "exp" / "table.md"
+    ).read_text(encoding="utf-8")
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

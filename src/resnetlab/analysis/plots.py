@@ -165,7 +165,8 @@ def plot_degradation(
                     marker=".",
                     label=f"{name} test",
                 )
-            top = max(top, *c.train_error, *c.test_error)
+            # (a run that diverged before its first logged step has no points)
+            top = max([top, *c.train_error, *c.test_error])
         ax.set(xlabel="iteration", title=panels[changed])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
