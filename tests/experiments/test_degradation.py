@@ -1,6 +1,7 @@
 import json
 import shutil
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -177,7 +178,11 @@ def test_ctrl_c_while_a_run_ends_stops_the_experiment_before_the_next_run(
 def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp_path):
     # A deep plain net at the paper's rate can blow up in its first steps: no metrics row,
     # so no point to draw; the figures and table are written all the same.
-    result = _experiment(tmp_path / "exp", lr=1e12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _experiment(tmp_path / "exp", lr=1e12)
+    # matplotlib's "No artists with labels found to put in legend" is no news to a user
+    assert not [str(w.message) for w in caught if "legend" in str(w.message)]
     assert [r.status for r in result.runs] == ["diverged"] * 4
     assert [row["diverged"] for row in result.rows] == [1] * 4
     for name in ("curves.png", "depth.png", "table.json"):

@@ -210,7 +210,8 @@ def plot_error_vs_depth(
         ax.set(xlabel="depth (weighted layers)", ylabel=f"final {split} error (%)", title=split)
         ax.set_xticks(sorted({r["depth"] for r in rows}))
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # none where every run diverged
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
