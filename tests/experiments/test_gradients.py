@@ -274,6 +274,35 @@ def test_a_run_whose_model_file_is_gone_is_named_with_the_fix(tmp_path):
     )
 
 
+def test_a_diverged_run_is_measured_at_initialisation_only(tmp_path):
+    # A diverged run writes no model file; the others' say how the images were seen.
+    settings = dict(steps=2, probe_size=8, out=tmp_path / "g", input_size=8, val_subset=20)
+    first = run_gradients("digits", (8,), **settings)
+    run = tmp_path / "g" / "plain8-seed0"  # the first run, whose model file was read
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged"}))
+    for name in ("best.safetensors", "last.safetensors"):
+        (run / name).unlink()
+    result = run_gradients("digits", (8,), **settings)
+    plain, resnet = result.rows
+    assert (plain["status"], plain["trained"], plain["trained_ratio"]) == ("diverged", None, None)
+    assert plain["init"] == first.rows[0]["init"] and resnet == first.rows[1]
+    assert "| plain8 | 8 |" in (md := (tmp_path / "g" / "gradients.md").read_text())
+    assert "| diverged |" in md
+
+
+def test_an_experiment_whose_every_run_diverged_says_so_in_one_line(tmp_path, capsys):
+    out = tmp_path / "g"
+    args = ["experiment", "gradients", "--data", "digits", "--depths", "8", "--steps", "2"]
+    args += ["--input-size", "8", "--val-subset", "20", "--lr", "1e12", "--out", str(out)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: every run in {out} diverged (NaN/inf), so no net has a model to measure: "
+        "lower --lr and choose another --out"
+    )
+    assert (out / "plain8-seed0" / "summary.json").is_file()  # the runs are kept
+
+
 def test_gradient_norms_names_what_it_cannot_measure_in_one_line():
     """Not weight_layers' AttributeError for a name, conv2d's TypeError for an array, or
     cross entropy's 'Target 5 is out of bounds'."""

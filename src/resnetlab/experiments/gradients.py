@@ -39,7 +39,7 @@ from ..engine.auto import count_of
 from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
 from ..errors import ResnetlabError, count_argument, option
-from ..models import load_model, read_model_meta
+from ..models import ModelMeta, load_model, read_model_meta
 from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
 from .runner import (
@@ -183,9 +183,11 @@ def run_gradients(
     out = out_folder(out, "gradients", data, family=kind.name, val_data=options.get("val_data"))
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)
-    images, labels = probe_batch(data, runs[0], probe_size, seed, options.get("download", False))
+    seen_as = _measured_run(runs, out)
+    images, labels = probe_batch(data, seen_as, probe_size, seed, options.get("download", False))
+    meta = read_model_meta(_model_file(seen_as))
     with global_state_kept():  # initial_model seeds the global generator, as a run does
-        rows = [_measure(run, images, labels) for run in runs]
+        rows = [_measure(run, images, labels, meta) for run in runs]
     settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
     settings["probe_size"] = len(labels)
     if kind.name != "plain":
@@ -243,8 +245,24 @@ def _model_file(run: Run) -> Path:
     return path
 
 
-def _measure(run: Run, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    meta = read_model_meta(_model_file(run))
+def _measured_run(runs: Sequence[Run], out: Path) -> Run:
+    """The first finished run, whose model file says how every run of the experiment saw
+    the images (the same data and options: the same size and normalisation); a diverged
+    run writes no model file. One line with the fix when every run diverged."""
+    for run in runs:
+        if run.status == "finished":
+            return run
+    raise ResnetlabError(
+        f"every run in {out} diverged (NaN/inf), so no net has a model to measure: lower "
+        f"{option('lr')} and choose another {option('out')}"
+    )
+
+
+def _measure(
+    run: Run, images: torch.Tensor, labels: torch.Tensor, meta: ModelMeta
+) -> dict[str, Any]:
+    """The norms of ``run``'s net at initialisation and, where it finished, after its
+    steps; ``meta`` gives the classes and image size (a diverged run has no model file)."""
     start = initial_model(run.config, meta.num_classes, meta.input_size)
     init = gradient_norms(start, images, labels)
     trained = None
