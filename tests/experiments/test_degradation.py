@@ -192,6 +192,21 @@ def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp
     ).read_text(encoding="utf-8")
 
 
+def test_a_diverged_run_says_how_the_experiment_goes_on(tmp_path, capsys):
+    # Not train's "lower lr and start again, or resume from it": rerunning the experiment
+    # skips the run, and a lower rate in the same folder is refused as other settings.
+    run_degradation("digits", (8,), out=tmp_path / "exp", **{**TINY, "lr": 1e12})
+    said = [line for line in capsys.readouterr().err.splitlines() if " diverged: " in line]
+    assert len(said) == 2, said
+    assert all(
+        line.endswith(
+            "stopped. The experiment goes on without it, and running it again skips it; to "
+            "train it again, lower lr and choose another out"
+        )
+        for line in said
+    ), said
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

@@ -1593,16 +1593,23 @@ class Trainer:
                 "; in fp16 the activations may have overflowed (float16 holds at most 65,504): "
                 f"{option('precision', 'bf16')} or fp32 cannot"
             )
+        if _SERIES.get() is not None:
+            # An experiment's run: rerunning the experiment skips it, and a lower rate in
+            # the same folder is refused as other settings (a resumed one would be too).
+            fix = (
+                "The experiment goes on without it, and running it again skips it; to train "
+                f"it again, lower {option('lr')} and choose another {option('out')}"
+            )
+        elif (self.run_dir / CHECKPOINT_NAME).is_file():
+            fix = (
+                f"The last good checkpoint is in {self.run_dir}: lower {option('lr')} and "
+                "start again, or resume from it"
+            )
+        else:
+            fix = f"Lower {option('lr')} and start again"
         raise TrainingDiverged(
             f"{what} became NaN/inf at epoch {self.epoch + 1}, step {self.step} "
-            f"(learning rate {lr:.3g}); stopped. "
-            + (
-                f"The last good checkpoint is in {self.run_dir}: lower {option('lr')} and start "
-                "again, or resume from it"
-                if (self.run_dir / CHECKPOINT_NAME).is_file()
-                else f"Lower {option('lr')} and start again"
-            )
-            + overflow
+            f"(learning rate {lr:.3g}); stopped. {fix}{overflow}"
         )
 
     def _write_failed(self, error: WriteError) -> WriteError:
