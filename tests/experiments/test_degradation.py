@@ -1,3 +1,4 @@
+import errno
 import json
 import shutil
 import signal
@@ -664,6 +665,23 @@ def test_an_experiment_that_cannot_start_removes_the_folders_it_made(tmp_path, m
     empty.mkdir()
     assert main([*args, "--out", str(empty)]) == 2
     assert empty.is_dir() and list(empty.iterdir()) == []
+
+
+def test_an_experiment_folder_that_cannot_be_made_names_out(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ro" / "exp"
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):  # a folder on a read-only mount
+        if self == out:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main(["experiment", "degradation", "--data", "digits", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cannot write {out}: Read-only file system; choose another --out, a folder you "
+        "can write to"
+    )
 
 
 def test_one_depth_says_that_a_verdict_needs_two(tmp_path, capsys):

@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..models import list_models, model_info
 from ..options import FAMILIES, Family
-from ..storage import missing_folders, removed_on_failure
+from ..storage import missing_folders, removed_on_failure, write_error
 
 # Options that do not change what a run computes: a rerun may set them differently.
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
@@ -246,7 +246,11 @@ def run_pairs(
     # stays.
     made = missing_folders(out)
     with removed_on_failure(made):
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only folder: named with the flag, as train names it
+            fix = f"choose another {option('out')}, a folder you can write to"
+            raise write_error(out, e, fix) from None
         return _run_plan(plan, probe)
 
 
