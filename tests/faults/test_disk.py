@@ -255,3 +255,30 @@ def test_the_pretrained_record_on_a_full_disk_is_one_line(tmp_path, capsys, monk
     train = [*TRAIN[:-4], "--max-steps", "2", "--pretrained", weights, "--out", out]
     code, err = cli(capsys, *train)
     assert_one_line_error(code, err, f"cannot write {out / 'pretrained.json'}", "No space left")
+
+
+@pytest.mark.parametrize("experiment", ["degradation", "gradients"])
+def test_an_experiments_table_on_a_full_disk_says_to_run_it_again_in_its_folder(
+    tmp_path, capsys, monkeypatch, experiment
+):
+    # Not "choose another folder": an experiment there would train every run again.
+    out = tmp_path / "exp"
+    args = ["experiment", experiment, "--data", "digits", "--depths", "8", "--input-size", "8"]
+    args += ["--val-subset", "20", "--out", out]
+    args += ["--max-steps", "2"] if experiment == "degradation" else ["--steps", "2"]
+    table = "table.json" if experiment == "degradation" else "gradients.json"
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "open", FullFolder(out, table), raising=False)
+        code, err = cli(capsys, *args)
+    assert_one_line_error(
+        code,
+        err,
+        f"cannot write {out / table}: No space left on device; free some space on that disk, "
+        "then run the same experiment command again, which skips the runs that ended and "
+        "writes the figures and tables from them",
+    )
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    code, err = cli(capsys, *args)
+    assert code == 0, err
+    assert "plain8 seed 0: finished earlier, skipped" in err
+    assert strict_json(out / table)

@@ -50,6 +50,7 @@ from .runner import (
     get_family,
     number_list,
     out_folder,
+    results_written,
     run_pairs,
     seed_argument,
 )
@@ -201,12 +202,13 @@ def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> Degradat
     result = DegradationResult(Path(out), list(runs), rows, found, settings)
     title = _title(runs, settings)
     panels = (f"{kind.nouns[0]}s", f"{kind.nouns[1]}s")
-    plot_degradation(
-        _curves(runs), out / "curves.png", title=title, names=kind.labels, panels=panels
-    )
-    plot_error_vs_depth(rows, out / "depth.png", title=title, names=kind.labels)
-    atomic_write_text(out / "table.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    atomic_write_text(out / "table.md", markdown(result))
+    with results_written(out):
+        plot_degradation(
+            _curves(runs), out / "curves.png", title=title, names=kind.labels, panels=panels
+        )
+        plot_error_vs_depth(rows, out / "depth.png", title=title, names=kind.labels)
+        atomic_write_text(out / "table.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / "table.md", markdown(result))
     return result
 
 

@@ -48,6 +48,7 @@ from .runner import (
     get_family,
     number_list,
     out_folder,
+    results_written,
     run_pairs,
     seed_argument,
     train_again,
@@ -193,24 +194,22 @@ def run_gradients(
     if kind.name != "plain":
         settings["family"] = kind.name
     result = GradientResult(out, steps, rows, settings)
-    plot_gradient_norms(
-        [
-            {
-                "depth": r["depth"],
-                "changed": r["changed"],
-                "stages": {
-                    "at initialisation": r["init"],
-                    **({f"after {count_of(steps, 'step')}": r["trained"]} if r["trained"] else {}),
-                },
-            }
-            for r in rows
-        ],
-        out / "gradients.png",
-        title=f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels)}",
-        names=kind.labels,
-    )
-    atomic_write_text(out / "gradients.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    atomic_write_text(out / "gradients.md", markdown(result))
+    models = [
+        {
+            "depth": r["depth"],
+            "changed": r["changed"],
+            "stages": {
+                "at initialisation": r["init"],
+                **({f"after {count_of(steps, 'step')}": r["trained"]} if r["trained"] else {}),
+            },
+        }
+        for r in rows
+    ]
+    title = f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels)}"
+    with results_written(out):
+        plot_gradient_norms(models, out / "gradients.png", title=title, names=kind.labels)
+        atomic_write_text(out / "gradients.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / "gradients.md", markdown(result))
     return result
 
 

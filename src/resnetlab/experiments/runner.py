@@ -13,11 +13,12 @@ since the last checkpoint of the run it was in; a stopped one says so (``CONTINU
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,14 @@ from ..errors import (
 )
 from ..models import list_models, model_info
 from ..options import FAMILIES, Family
-from ..storage import missing_folders, removed_on_failure, write_error
+from ..storage import (
+    FREE_SPACE,
+    WriteError,
+    full_disk,
+    missing_folders,
+    removed_on_failure,
+    write_error,
+)
 
 # Options that do not change what a run computes: a rerun may set them differently.
 INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
@@ -67,6 +75,25 @@ CONTINUE = (
     "the same experiment command again, which skips the runs that ended and resumes "
     "the one that stopped from its checkpoint"
 )
+
+
+@contextlib.contextmanager
+def results_written(out: Path) -> Iterator[None]:
+    """Within it, a figure or table of the experiment that cannot be written (a full disk, a
+    folder made read-only) says to make room and run the experiment again, which skips the
+    runs that ended and writes them from those: not to choose another folder, whose
+    experiment would train every run again."""
+    try:
+        yield
+    except WriteError as e:
+        if e.path is None or e.error is None:
+            raise
+        what = FREE_SPACE if full_disk(e.error) else f"make {out} writable"
+        fix = (
+            f"{what}, then run the same experiment command again, which skips the runs that "
+            "ended and writes the figures and tables from them"
+        )
+        raise write_error(e.path, e.error, fix) from None
 
 
 def get_family(name: str) -> Family:
