@@ -208,6 +208,25 @@ def test_a_diverged_run_says_how_the_experiment_goes_on(tmp_path, capsys):
     ), said
 
 
+def test_a_run_whose_checkpoint_cannot_be_used_is_trained_again_by_the_experiment(tmp_path):
+    # Not train's "start a new run with --config": a run outside the experiment.
+    out = tmp_path / "exp"
+    _experiment(out)
+    run = out / "plain8-seed0"
+    (run / "summary.json").unlink()  # the run resumes, from its checkpoint
+    checkpoint = run / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # a copy that stopped
+    again = f"delete the folder {run} and run the same experiment command again, which trains "
+    again += "that run again"
+    with pytest.raises(ResnetlabError) as e:
+        _experiment(out)
+    assert str(e.value).endswith(f"; restore the checkpoint from a copy, or {again}")
+    checkpoint.unlink()
+    with pytest.raises(ResnetlabError) as e:
+        _experiment(out)
+    assert str(e.value).endswith(f"would overwrite: restore the checkpoint, or {again}")
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

@@ -7,9 +7,11 @@ It is read with ``weights_only=True``: only tensors and plain containers are unp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +78,34 @@ def _unreadable(path: Path, error: Exception) -> str:
     return type(error).__name__
 
 
+# How a run that cannot go on from its checkpoint is trained again, where not by a new run
+# from its config.json (``started_over_with``: an experiment's runs).
+_START_OVER: ContextVar[Callable[[Path], str] | None] = ContextVar("start_over", default=None)
+
+
+@contextlib.contextmanager
+def started_over_with(how: Callable[[Path], str]) -> Iterator[None]:
+    """Within it, a run whose checkpoint cannot be used says to train it again as
+    ``how(run_dir)`` says, instead of with ``--config RUN/config.json``."""
+    token = _START_OVER.set(how)
+    try:
+        yield
+    finally:
+        _START_OVER.reset(token)
+
+
+def start_over(run_dir: Path, new_run: str) -> str:
+    """How to train the run of ``run_dir`` again: ``new_run``, or the way of the
+    ``started_over_with`` around it."""
+    how = _START_OVER.get()
+    return how(run_dir) if how is not None else new_run
+
+
 def checkpoint_fix(run_dir: Path) -> str:
     """What to do with a run whose checkpoint cannot be used. Not "start the run again":
     its folder holds a run, which a new run there would write over (and refuses to)."""
-    return (
-        f"restore the checkpoint from a copy, or start a new run with --config "
-        f"{run_dir / 'config.json'} and another --out"
-    )
+    new_run = f"start a new run with --config {run_dir / 'config.json'} and another --out"
+    return f"restore the checkpoint from a copy, or {start_over(run_dir, new_run)}"
 
 
 # What a training checkpoint holds (see Trainer._save_checkpoint).

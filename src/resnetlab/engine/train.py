@@ -106,6 +106,7 @@ from .checkpoint import (
     optimizer_problem,
     restore_cuda_rng,
     save_checkpoint,
+    start_over,
 )
 from .config import (
     TrainConfig,
@@ -2007,8 +2008,8 @@ def _check_untrained(run_dir: Path) -> None:
     if trained:
         raise ResnetlabError(
             f"{run_dir / CHECKPOINT_NAME} is missing, but {run_dir} holds {', '.join(trained)} "
-            f"from training that starting over would overwrite: restore the checkpoint, or "
-            f"start a new run with --config {run_dir / 'config.json'}"
+            "from training that starting over would overwrite: restore the checkpoint, or "
+            + start_over(run_dir, f"start a new run with --config {run_dir / 'config.json'}")
         )
 
 

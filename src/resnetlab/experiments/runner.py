@@ -26,7 +26,7 @@ from typing import Any
 from ..data.folders import data_folder_holding
 from ..data.sources import missing_data
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
-from ..engine.checkpoint import CHECKPOINT_NAME
+from ..engine.checkpoint import CHECKPOINT_NAME, started_over_with
 from ..engine.config import AUTO_FIELDS, SEED_LIMIT, recipe_name, stored_paths
 from ..engine.report import RUNS_ROOT, data_tag, read_metrics
 from ..engine.train import continued_with, read_summary, run_series
@@ -284,7 +284,11 @@ def run_pairs(
 def _run_plan(plan: list[tuple[int, bool, TrainConfig]], probe: bool) -> list[Run]:
     """Each planned run in turn; a stop says how to go on (``CONTINUE``)."""
     try:
-        with continued_with(CONTINUE), run_series(majority_note=not probe):
+        with (
+            continued_with(CONTINUE),
+            started_over_with(train_again),
+            run_series(majority_note=not probe),
+        ):
             return [
                 run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
                 for i, (depth, changed, config) in enumerate(plan, start=1)
