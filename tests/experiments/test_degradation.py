@@ -266,6 +266,32 @@ def test_a_damaged_summary_of_a_run_is_written_again_or_named_in_one_line(tmp_pa
     assert result.runs[0].status == "finished" and result.rows[0]["params"] == 75_290
 
 
+@pytest.mark.parametrize(
+    ("damaged", "problem"),
+    [
+        ({"final_val_acc": "0.9"}, "final_val_acc is '0.9'"),
+        ({"final_val_acc": 5}, "final_val_acc is 5, not an accuracy from 0 to 1"),
+        ({"world_size": "2"}, "world_size is '2'"),
+        ({"world_size": 0}, "world_size is 0"),
+    ],
+)
+def test_a_summary_whose_other_numbers_the_table_reads_are_damaged_is_one_line(
+    tmp_path, damaged, problem
+):
+    # The test error and the training error's sample come from these: not a TypeError
+    # traceback, nor a test error of -400%.
+    out = tmp_path / "exp"
+    run_degradation("digits", (8,), out=out, **TINY)
+    summary = out / "plain8-seed0" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), **damaged}))
+    with pytest.raises(ResnetlabError) as e:
+        run_degradation("digits", (8,), out=out, **TINY)
+    assert str(e.value) == (
+        f"{summary} is damaged (its {problem}); delete it and run the same experiment "
+        "command again, which writes it again from the run's checkpoint"
+    )
+
+
 def test_a_finished_run_whose_history_the_table_cannot_use_is_one_line_with_the_fix(tmp_path):
     out = tmp_path / "exp"
     run_degradation("digits", (8,), out=out, **TINY)

@@ -69,6 +69,7 @@ SUMMARY_FIELDS = {
     "input_size": int,
     "num_classes": int,
     "train_time_s": int | float,
+    "final_val_acc": int | float | None,  # None: never validated
 }
 # How a stopped experiment goes on (run_pairs below): the same command (the same call).
 CONTINUE = (
@@ -341,6 +342,12 @@ def _checked_summary(path: Path) -> dict[str, Any]:
     for key, kind in SUMMARY_FIELDS.items():
         if problem is None and not isinstance(summary.get(key), kind):
             problem = f"its {key} is {shown(summary.get(key))}"
+    acc = None if problem is not None else summary.get("final_val_acc")
+    if acc is not None and not 0 <= acc <= 1:  # NaN too
+        problem = f"its final_val_acc is {shown(acc)}, not an accuracy from 0 to 1"
+    processes = summary.get("world_size", 1) if problem is None else 1  # older: absent
+    if not isinstance(processes, int) or processes < 1:
+        problem = f"its world_size is {shown(processes)}"
     if problem is not None:
         raise ResnetlabError(
             f"{path} is damaged ({problem}); delete it and run the same experiment command "
