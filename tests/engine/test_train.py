@@ -1166,6 +1166,31 @@ def test_a_metrics_line_csv_cannot_parse_is_named(tmp_path, line, problem):
     )
 
 
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ("1.5,5.4,1.2,0.5", "train_acc '5.4'"),  # a flipped digit
+        ("1.5,0.4,1.2,nan", "val_acc 'nan'"),
+        ("1.5,-0.4,1.2,0.5", "train_acc '-0.4'"),
+    ],
+)
+def test_an_accuracy_outside_0_to_1_in_metrics_is_named(tmp_path, values, problem):
+    # Not read as it is: an experiment's table would give a training error of -440%.
+    from resnetlab.engine.report import read_metrics
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(
+        "kind,epoch,step,train_loss,train_acc,val_loss,val_acc,lr,images_per_s\n"
+        f"epoch,1,12,{values},0.1,300\n"
+    )
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        read_metrics(path)
+    assert str(caught.value) == (
+        f"{path}, line 2: {problem} is not an accuracy from 0 to 1; the file is damaged: "
+        "restore it, or delete it to go on without the history"
+    )
+
+
 def test_train_says_the_classes_came_from_the_file_names(tmp_path, capsys):
     flat = tmp_path / "photos"
     flat.mkdir()

@@ -296,6 +296,8 @@ def test_metrics_csv(metrics_text, data):
         else:
             assert all(set(r) == set(METRIC_FIELDS) for r in rows)
             assert all(r["kind"] in ("step", "epoch") and r["step"] >= 0 for r in rows)
+            accuracies = [r[k] for r in rows for k in ("train_acc", "val_acc", "val_top5")]
+            assert all(a is None or 0 <= a <= 1 for a in accuracies)
     tally("files fuzzed")
 
 

@@ -156,6 +156,9 @@ def _metrics_row(values: list[str], fields: tuple[str, ...]) -> dict[str, Any] |
     for key in ("epoch", "step"):
         if row[key] is None or not math.isfinite(row[key]) or row[key] < 0:
             return f"{key} {raw[key]!r} is not a count"
+    for key in ("train_acc", "val_acc", "val_top5"):  # a flipped digit: 5.09375
+        if row[key] is not None and not 0 <= row[key] <= 1:  # NaN too
+            return f"{key} {raw[key]!r} is not an accuracy from 0 to 1"
     if row["step"] != int(row["step"]) or (
         row["kind"] == "epoch" and row["epoch"] != int(row["epoch"])
     ):
