@@ -227,6 +227,26 @@ def test_a_run_whose_checkpoint_cannot_be_used_is_trained_again_by_the_experimen
     assert str(e.value).endswith(f"would overwrite: restore the checkpoint, or {again}")
 
 
+def test_a_run_out_of_memory_says_how_to_run_the_experiment_again(tmp_path, monkeypatch, capsys):
+    # Not train's "start a new run with --config RUN/config.json": outside the experiment.
+    from resnetlab.engine.step import TrainStep
+
+    def runs_out(self, x, y):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1")
+
+    monkeypatch.setattr(TrainStep, "__call__", runs_out)
+    out = tmp_path / "exp"
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "--input-size"]
+    args += ["8", "--max-steps", "2", "--batch-size", "64", "--out", str(out)]
+    assert main(args) == 2
+    lr = json.loads((out / "plain8-seed0" / "config.json").read_text())["lr"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: out of memory on cpu at epoch 1, step 0: plain8 on batches of 64 images at 8x8 "
+        "does not fit; run the experiment again in another --out with a smaller batch "
+        f"(--batch-size 32 --lr {lr * 0.5**0.5:.3g}) or smaller images (--input-size)"
+    )
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

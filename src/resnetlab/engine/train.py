@@ -1635,11 +1635,19 @@ class Trainer:
             if (self.run_dir / "config.json").is_file()
             else option("batch_size", half)
         )
+        how = f"start a new run with a smaller batch ({again}),"
+        if _SERIES.get() is not None:
+            # An experiment's run: the experiment again, in a folder of its own (its runs
+            # share their settings, and its folder refuses runs of others).
+            smaller = options(option("batch_size", half), option("lr", text=f"{lr:.3g}"))
+            how = (
+                f"run the experiment again in another {option('out')} with a smaller batch "
+                f"({smaller})"
+            )
         return (
             f"out of memory on {self.device} at epoch {self.epoch + 1}, step {self.step:,}: "
             f"{c.model} on batches of {c.batch_size} images at {self.input_size}x"
-            f"{self.input_size} does not fit; start a new run with a smaller batch ({again}), "
-            f"or smaller images ({option('input_size')})"
+            f"{self.input_size} does not fit; {how} or smaller images ({option('input_size')})"
         )
 
     def _worker_lost(self, error: RuntimeError | None = None) -> str:
