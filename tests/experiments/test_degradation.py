@@ -247,6 +247,18 @@ def test_a_run_out_of_memory_says_how_to_run_the_experiment_again(tmp_path, monk
     )
 
 
+def test_train_resume_of_an_experiment_folder_says_how_an_experiment_goes_on(tmp_path, capsys):
+    out = tmp_path / "exp"
+    run_degradation("digits", (8,), out=out, **TINY)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} is a folder of runs (plain8-seed0, resnet8-seed0), not a run: an "
+        "experiment goes on when its command is run again; --resume takes one of its runs, "
+        f"e.g. --resume {out / 'plain8-seed0'}\n"
+    )
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

@@ -1965,6 +1965,14 @@ def _check_resumable(run_dir: Path) -> None:
     if run_dir.is_dir() and not config.exists():
         # What a run killed before its config can leave: temporary files, its log.
         early = ("metrics.csv", "tensorboard")
+        runs = sorted(p.name for p in run_dir.iterdir() if (p / "config.json").is_file())
+        if runs:  # an experiment's folder, or one a user keeps runs in
+            shown_runs = ", ".join(runs[:2]) + (", ..." if len(runs) > 2 else "")
+            raise ResnetlabError(
+                f"{run_dir} is a folder of runs ({shown_runs}), not a run: an experiment "
+                f"goes on when its command is run again; {option('resume')} takes one of its "
+                f"runs, e.g. {option('resume', run_dir / runs[0])}"
+            )
         if any(not p.name.startswith(".") and p.name not in early for p in run_dir.iterdir()):
             raise ResnetlabError(
                 f"{run_dir} holds no run to resume (no config.json): {option('resume')} takes "
