@@ -259,6 +259,21 @@ def test_train_resume_of_an_experiment_folder_says_how_an_experiment_goes_on(tmp
     )
 
 
+def test_a_folder_of_photos_as_out_is_refused_before_any_run(tmp_path, capsys):
+    # As train refuses it: the figures would join the photos (and replace a curves.png).
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "holiday.jpg")
+    for experiment, length in (("degradation", "--max-steps"), ("gradients", "--steps")):
+        args = ["experiment", experiment, "--data", "digits", "--depths", "8", length, "1"]
+        assert main([*args, "--out", str(photos)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {photos} holds images (holiday.jpg), which the experiment's figures "
+            "would join: choose a new or empty --out\n"
+        )
+    assert [p.name for p in photos.iterdir()] == ["holiday.jpg"]
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

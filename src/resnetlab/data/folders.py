@@ -20,7 +20,7 @@ import os
 import random
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -317,12 +317,13 @@ def is_run_folder(path: Path) -> bool:
     return (path / "config.json").is_file() and any((path / n).is_file() for n in run_files)
 
 
-def images_in(folder: Path, shown: int = 3) -> str | None:
+def images_in(folder: Path, shown: int = 3, *, besides: Collection[str] = ()) -> str | None:
     """The first ``shown`` names of the images directly in ``folder``, sorted (``a.jpg,
     b.jpg, c.jpg, ...``), or None where it holds none: someone's photos, where a figure
-    written beside them would be read as one of them."""
+    written beside them would be read as one of them. Images named in ``besides`` (the
+    figures of the work that writes there) are not counted."""
     try:
-        names = sorted(p.name for p in _direct_images(folder))
+        names = sorted(p.name for p in _direct_images(folder) if p.name not in besides)
     except (OSError, DataError):
         return None
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "") if names else None

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.folders import data_folder_holding
+from ..data.folders import data_folder_holding, images_in
 from ..data.sources import missing_data
 from ..engine import TrainConfig, TrainingDiverged, resolve_config, train
 from ..engine.checkpoint import CHECKPOINT_NAME, started_over_with
@@ -56,6 +56,9 @@ INCIDENTAL = ("out", "download", "num_workers", "tensorboard")
 # config.json holds the decided value, which an unset option accepts.
 DECIDED_AT_START = ("head_epochs", "warmup_steps", "flip", *AUTO_FIELDS)
 
+# The figures experiments write into their folder (degradation.py, gradients.py), which a
+# folder of an experiment run before holds.
+FIGURES = ("curves.png", "depth.png", "gradients.png")
 # Ended runs: running the experiment again leaves them as they are (a diverged run would
 # diverge again: the run is deterministic up to floating-point reduction order).
 ENDED = ("finished", "diverged")
@@ -256,6 +259,11 @@ def run_pairs(
         raise ResnetlabError(
             f"{option('out', out)} is the folder of a training run, whose curves.png the "
             f"experiment's would replace: choose another {option('out')}"
+        )
+    if images := images_in(out, besides=FIGURES):  # a folder of photos, the figures beside
+        raise ResnetlabError(
+            f"{out} holds images ({images}), which the experiment's figures would join: "
+            f"choose a new or empty {option('out')}"
         )
     plan = [
         (depth, changed, run_config(data, name, seed, out / f"{name}-seed{seed}", recipe, options))
