@@ -774,6 +774,13 @@ def test_an_experiment_folder_that_cannot_be_made_names_out(tmp_path, monkeypatc
         f"error: cannot write {out}: Read-only file system; choose another --out, a folder you "
         "can write to"
     )
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main(["experiment", "gradients", "--data", "digits", "--out", str(a_file)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --out {a_file} is a file; an experiment needs a folder: choose another\n"
+    )
+    assert a_file.read_text() == "mine"
 
 
 def test_one_depth_says_that_a_verdict_needs_two(tmp_path, capsys):

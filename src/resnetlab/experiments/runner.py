@@ -281,6 +281,10 @@ def run_pairs(
     # nothing was trained into them. A folder that held anything (a resumed experiment's)
     # stays.
     made = missing_folders(out)
+    if out.exists() and not out.is_dir():
+        raise ResnetlabError(
+            f"{option('out', out)} is a file; an experiment needs a folder: choose another"
+        )
     with removed_on_failure(made):
         try:
             out.mkdir(parents=True, exist_ok=True)
