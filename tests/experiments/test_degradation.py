@@ -274,6 +274,15 @@ def test_a_folder_of_photos_as_out_is_refused_before_any_run(tmp_path, capsys):
     assert [p.name for p in photos.iterdir()] == ["holiday.jpg"]
 
 
+def test_a_warm_up_as_long_as_the_runs_is_said_once_per_experiment(tmp_path):
+    # preact-cifar warms up for an epoch, longer than TINY's 4 steps: the same for each run.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_degradation("digits", (8, 14), family="preact", out=tmp_path / "exp", **TINY)
+    said = [str(w.message) for w in caught if str(w.message).startswith("the warm-up")]
+    assert len(said) == 1, said
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

@@ -181,9 +181,9 @@ def _first_in_series(note: str) -> bool:
 
 @contextlib.contextmanager
 def run_series(*, majority_note: bool = True) -> Iterator[None]:
-    """Within it, runs print each note about their data (and a batch larger than it) once,
-    for the first run that has it, not again for every run of an experiment on the same
-    data; with
+    """Within it, runs print each note about their data (and a batch larger than it, or a
+    warm-up as long as the run) once, for the first run that has it, not again for every
+    run of an experiment on the same data; with
     ``majority_note=False`` they also leave out the note that the accuracy is no better than
     always answering the largest class (probe runs of a few steps, whose accuracy is not
     what they are for)."""
@@ -588,7 +588,11 @@ class Trainer:
         self._build_model(weights, _stored_plan(run_dir) if keep else None)
         self._plan_schedule()
         self._set_position(run_dir, resume)
-        if self.warmup_note and not (resume and self._nothing_to_train()):
+        if (
+            self.warmup_note
+            and not (resume and self._nothing_to_train())
+            and _first_in_series(self.warmup_note)  # an experiment's runs share the recipe
+        ):
             warn(self.warmup_note, SettingWarning)
 
     def _build_model(self, weights: PretrainedWeights | None, plan: CpuPlan | None) -> None:
