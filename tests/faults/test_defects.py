@@ -782,10 +782,11 @@ def test_a_checkpoint_whose_image_count_is_no_count_is_named_so(finished_run, ca
 def test_a_wrong_type_in_config_json_names_the_file(finished_run, tmp_path, capsys):
     config = finished_run / "config.json"
     config.write_text(json.dumps({**strict_json(config), "lr": "fast"}))
+    said = f"{config}: lr must be a finite number, got 'fast'; correct it in the file, or "
     code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
-    assert_one_line_error(code, err, f"{config}: lr must be a finite number, got 'fast'")
+    assert_one_line_error(code, err, said)
     code, err = cli(capsys, "train", "--config", config, "--out", tmp_path / "again")
-    assert_one_line_error(code, err, f"{config}: lr must be a finite number, got 'fast'")
+    assert_one_line_error(code, err, said)
 
 
 def test_a_run_from_a_run_on_the_same_folder_that_held_out_others_warns(tmp_path, capsys):

@@ -297,7 +297,8 @@ class TrainConfig(TrainOptions):
         _check_keys(values, f"option in {path}")
         for f in dataclasses.fields(cls):  # named here: a flag may not be what is wrong
             if f.name in values and (problem := _type_problem(f, values[f.name], f.name)):
-                raise ResnetlabError(f"{path}: {problem}")
+                fix = "correct it in the file, or restore the file from a copy"
+                raise ResnetlabError(f"{path}: {problem}; {fix}")
         values.setdefault("resize", "squash")  # written before --resize existed, which squashed
         if isinstance(values.get("model_kwargs"), dict):
             values["model_kwargs"] = built_options(values["model_kwargs"], str(path))
