@@ -1507,6 +1507,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             )
             print((result.out / "table.md").read_text(encoding="utf-8"))
             written = ("curves.png", "depth.png", "table.md", "table.json")
+            if result.verdict is not None and not result.verdict["complete_seeds"]:
+                # Every seed lost a run (diverged): no verdict, which a script must not
+                # take for one; the table and the runs that finished are kept.
+                print("wrote " + ", ".join(str(result.out / name) for name in written))
+                return 1
         else:
             result = run_gradients(
                 args.data,

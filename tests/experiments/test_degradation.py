@@ -193,6 +193,17 @@ def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp
     ).read_text(encoding="utf-8")
 
 
+def test_an_experiment_where_every_seed_lost_a_run_exits_1(tmp_path, capsys):
+    # No verdict to give: a script that runs the experiment must not take it for one.
+    out = tmp_path / "exp"
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "14"]
+    tiny = ["--input-size", "8", "--batch-size", "64", "--max-steps", "4", "--val-subset", "100"]
+    assert main([*args, *tiny, "--lr", "1e12", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "nothing to compare" in printed and f"wrote {out / 'curves.png'}" in printed
+    assert (out / "table.md").is_file()
+
+
 def test_a_diverged_run_says_how_the_experiment_goes_on(tmp_path, capsys):
     # Not train's "lower lr and start again, or resume from it": rerunning the experiment
     # skips the run, and a lower rate in the same folder is refused as other settings.
