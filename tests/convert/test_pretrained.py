@@ -715,7 +715,9 @@ def test_a_classifier_for_the_same_classes_follows_the_datas_class_order(tmp_pat
         expected = source.eval()(x)
 
     same = resnetlab.create_model("resnet8", num_classes=4)
-    assert load_pretrained(same, path, class_names=names).head == "kept"
+    report = load_pretrained(same, path, class_names=names)
+    assert report.head == "kept"
+    assert "; classifier kept (the same 4 classes)" in report.describe()  # said, as a new one is
     with torch.no_grad():
         torch.testing.assert_close(same.eval()(x), expected)
 

@@ -1275,8 +1275,10 @@ def _class_rows(theirs: list[str] | None, ours: list[str] | None) -> tuple[list[
             f"({_names(list(ours))}): the weights name no classes (a model file that names "
             f"them, as convert keras --classes writes, is matched by name)"
         )
-    if not theirs or not ours or list(theirs) == list(ours):
+    if not theirs or not ours:
         return None, ""
+    if list(theirs) == list(ours):  # the model's own classes: fine-tuned further
+        return None, f"classifier kept (the same {len(ours)} classes)"
     by_case = case_matches(list(ours), list(theirs))  # a folder cat for the class Cat
     named = [by_case.get(name, name) for name in ours]
     if sorted(theirs) == sorted(named) and len(set(theirs)) == len(theirs):
