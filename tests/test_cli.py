@@ -559,6 +559,29 @@ def test_eval_confusion_table_fits_the_terminal_or_says_where_the_matrix_is():
         assert max(map(len, drawn.splitlines())) <= 80
 
 
+def test_eval_per_class_table_keeps_each_class_name_whole(capsys, monkeypatch):
+    # Cut to the width of a narrow terminal, names that share a long beginning
+    # (PlantVillage's "Tomato___...") would each read "Tomato___Spider_mi…", alike.
+    import torch
+
+    from resnetlab.cli import _print_eval_report
+    from resnetlab.engine.evaluate import EvalReport, EvalResult
+
+    names = [f"very_long_class_name_for_{c}" for c in ("fist", "five", "three")]
+    result = EvalResult(loss=1.0, accuracy=1.0, count=6, confusion=2 * torch.eye(3).long())
+    args = argparse.Namespace(model_file="m.safetensors", data="photos")
+    for columns in (60, 36):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        _print_eval_report(args, EvalReport(result, names, "photos", "m.safetensors"), None)
+        out = capsys.readouterr().out
+        per_class = out[out.index("per class") : out.index("confusion (rows")]
+        rows = [line.split("│")[1:-1] for line in per_class.splitlines() if "│" in line]
+        assert "".join(row[0].strip() for row in rows) == "".join(names)  # each name whole
+        numbers = [[cell.strip() for cell in row[1:]] for row in rows if row[1].strip()]
+        assert numbers == [["1.000", "1.000", "2"]] * 3
+        assert max(map(len, per_class.splitlines())) <= columns
+
+
 def test_a_run_with_one_image_of_each_class_trains_without_validation(tmp_path, capsys):
     write_tree(tmp_path / "two", {"a": [noise(0)], "b": [noise(1)]})
     args = ["--data", str(tmp_path / "two"), "--model", "resnet8", "--input-size", "8"]

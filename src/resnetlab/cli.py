@@ -634,13 +634,19 @@ def _print_eval_report(args: argparse.Namespace, report, png: Path | None) -> No
     # The titles as lines of their own: as a table's title rich wraps them to the table's
     # width, which a few classes with short names make narrower than the words.
     console.print("per class", highlight=False)
+    rows = [
+        (row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
+        for row in data["per_class"]
+    ]
+    # In a narrow terminal a long name folds onto more lines and the numbers stay whole:
+    # cut short, names that share a long beginning would read alike (Tomato___Spider_mi…).
     table = Table()
-    for column in ("class", "precision", "recall", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in data["per_class"]:
-        table.add_row(
-            row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"])
-        )
+    table.add_column("class", overflow="fold")
+    for i, column in enumerate(("precision", "recall", "support"), 1):
+        width = max((len(row[i]) for row in rows), default=0)
+        table.add_column(column, justify="right", min_width=width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print("confusion (rows: true, columns: predicted)", highlight=False)
     matrix = confusion_table(report.class_names, data["confusion"], console)
