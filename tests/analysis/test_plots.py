@@ -49,6 +49,28 @@ def test_class_names_under_the_columns_do_not_overlap(drawn, tmp_path, names):
     assert all(upright) is (max(map(len, names)) == 1)  # short names stay upright
 
 
+@pytest.mark.parametrize("k", [3, 6, 12])
+def test_long_class_names_leave_the_matrix_its_room_and_the_title_whole(drawn, tmp_path, k):
+    # Names of 30 letters took their room from the matrix, which shrank to a corner while
+    # the title, centred over it, ran off the figure's right edge.
+    names = [f"very_long_class_name_for_no_{i:02d}" for i in range(k)]
+    title = "best.safetensors on photos/test (60 images, accuracy 0.4167)"
+    plots.plot_confusion(torch.eye(k, dtype=torch.int64), names, tmp_path / "c.png", title=title)
+    (fig,) = drawn
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    (ax,) = fig.axes
+    texts = [ax.title, *ax.get_xticklabels(), *ax.get_yticklabels()]
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1, text.get_text()
+        assert canvas.y0 <= box.y0 and box.y1 <= canvas.y1, text.get_text()
+    short = ["a"] * k  # the matrix drawn for names of one letter
+    plots.plot_confusion(torch.eye(k, dtype=torch.int64), short, tmp_path / "c.png", title=title)
+    width = ax.get_window_extent(renderer).width / fig.dpi
+    assert width >= 0.8 * drawn[1].axes[0].get_window_extent().width / drawn[1].dpi
+
+
 @pytest.mark.parametrize(
     "message",
     [

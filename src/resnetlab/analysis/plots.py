@@ -76,13 +76,19 @@ def plot_confusion(
     k = len(class_names)
     counted = k <= COUNTED_CLASSES
     size = max(4.0, 0.45 * k + 2) if counted else min(0.2 * k + 8, 30.0)
-    fig, ax = plt.subplots(figsize=(size, size))
+    named = k <= NAMED_CLASSES
+    # The names' length (about 0.09 in. a character at the default size, 0.055 at 6 pt)
+    # beyond a short name's, added to the figure beside and under the matrix, so that
+    # long names do not take the matrix's room nor push its title off the figure.
+    longest = max(map(len, class_names), default=0) if named else 0
+    char = 0.09 if counted else 0.055
+    label = min(char * max(longest - 6, 0), 30.0 - size)  # a picture that still opens
+    # Upright where the longest name fits its column, else turned to read upwards.
+    upright = named and k <= 10 and 0.09 * longest < 0.8 * (size - 2) / k
+    fig, ax = plt.subplots(figsize=(size + label, size + (0 if upright else label)))
     ax.imshow(confusion.numpy(), cmap="Blues")
-    if k <= NAMED_CLASSES:
+    if named:
         font = {} if counted else {"fontsize": 6}
-        # Upright where the longest name fits its column (about 0.09 in. a character at
-        # the default size), else turned to read upwards.
-        upright = k <= 10 and 0.09 * max(map(len, class_names)) < 0.8 * (size - 2) / k
         ax.set_xticks(range(k), class_names, rotation=0 if upright else 90, **font)
         ax.set_yticks(range(k), class_names, **font)
     if counted:
