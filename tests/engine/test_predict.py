@@ -621,11 +621,18 @@ def test_a_model_file_given_as_an_image_says_to_give_one_model_first(model_file,
         (onnx, "an ONNX export"),
         (model_file.parent / "checkpoint.pt", "a training checkpoint (for --resume)"),
     ]:
-        assert main(["predict", str(model_file), str(other)]) == 2
-        assert capsys.readouterr().err == (
+        said = (
             f"error: {other} is {kind}, not an image; give one model file first and the "
             "images after it (to compare models, run once with each)\n"
         )
+        assert main(["predict", str(model_file), str(other)]) == 2
+        assert capsys.readouterr().err == said
+        # Among the photos, as it is when meant to compare: not "or give its folder", which
+        # for a run folder is refused, and holds no photos to give.
+        photo = tmp_path / "photo.png"
+        Image.new("RGB", (8, 8), "red").save(photo)
+        assert main(["predict", str(model_file), str(other), str(photo)]) == 2
+        assert capsys.readouterr().err == said
 
 
 def test_a_run_folder_given_as_images_is_refused(model_file, capsys):
@@ -668,11 +675,16 @@ def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file,
     signs = tmp_path / "test_signs.h5"
     with h5py.File(signs, "w") as f:
         f["test_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)
-    assert main(["predict", str(model_file), str(signs)]) == 2
-    assert capsys.readouterr().err == (
+    said = (
         f"error: {signs} is an HDF5 file, not an image; the images of a data set file are "
         f"scored with: resnetlab eval MODEL_FILE --data {signs}\n"
     )
+    assert main(["predict", str(model_file), str(signs)]) == 2
+    assert capsys.readouterr().err == said
+    photo = tmp_path / "photo.png"  # among photos too: no folder of them to give
+    Image.new("RGB", (8, 8), "red").save(photo)
+    assert main(["predict", str(model_file), str(photo), str(signs)]) == 2
+    assert capsys.readouterr().err == said
     # So is an archive of photos, which predict does not open.
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as z:

@@ -304,34 +304,40 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
         return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
-        if isinstance(name, str | os.PathLike) and (
-            is_keras_h5(Path(name)) or other_format(Path(name)) == "a Keras model (.keras)"
-        ):  # predict model.safetensors ResNet50.h5, meaning to compare the two
-            safetensors = f"{Path(name).stem}.safetensors"
-            raise DataError(
-                f"{name} is a Keras model file, not an image; convert it (resnetlab convert "
-                f"keras {name} {safetensors}) and give that model file first, the images "
-                f"after it"
-            ) from None
-        if isinstance(name, str | os.PathLike) and (kind := _model_kind(Path(name))):
-            # predict a.safetensors b.safetensors photo.jpg, meaning to compare the two
-            raise DataError(
-                f"{name} is {kind}, not an image; give one model file first and the images "
-                "after it (to compare models, run once with each)"
-            ) from None
-        if os.path.splitext(str(name))[1].lower() in H5_SUFFIXES:  # SIGNS's file, say
-            raise DataError(
-                f"{name} is an HDF5 file, not an image; the images of a data set file are "
-                f"scored with: {_evaluation_of(name)}"
-            ) from None
-        if isinstance(name, str | os.PathLike) and is_archive(Path(name)):  # photos.zip
-            raise DataError(
-                f"{name} is an archive, not an image; extract it and give its folder, or score "
-                f"the images of a data set's archive with: {_evaluation_of(name)}"
-            ) from None
+        if isinstance(name, str | os.PathLike) and (problem := _other_file(name)):
+            raise DataError(problem) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise DataError(convert_first(name, photo)) from None
         raise DataError(unreadable_image(name, e)) from None
+
+
+def _other_file(name: str | os.PathLike) -> str | None:
+    """What to say of a file that is no image but another kind of file (a model, a data set
+    file, an archive), with where to give it, or None."""
+    path = Path(name)
+    if is_keras_h5(path) or other_format(path) == "a Keras model (.keras)":
+        # predict model.safetensors ResNet50.h5, meaning to compare the two
+        return (
+            f"{name} is a Keras model file, not an image; convert it (resnetlab convert "
+            f"keras {name} {path.stem}.safetensors) and give that model file first, the images "
+            "after it"
+        )
+    if kind := _model_kind(path):  # predict a.safetensors b.safetensors photo.jpg
+        return (
+            f"{name} is {kind}, not an image; give one model file first and the images after "
+            "it (to compare models, run once with each)"
+        )
+    if path.suffix.lower() in H5_SUFFIXES:  # SIGNS's file, say
+        return (
+            f"{name} is an HDF5 file, not an image; the images of a data set file are scored "
+            f"with: {_evaluation_of(name)}"
+        )
+    if is_archive(path):  # photos.zip
+        return (
+            f"{name} is an archive, not an image; extract it and give its folder, or score the "
+            f"images of a data set's archive with: {_evaluation_of(name)}"
+        )
+    return None
 
 
 def _evaluation_of(data: str | os.PathLike) -> str:
@@ -386,7 +392,13 @@ def decoded_parts(
                 try:
                     pixels = read_input(item, meta)
                 except ResnetlabError as e:
-                    if named and isinstance(item, Path) and len(items) > 1:  # photos/* of a HEIC
+                    # photos/* of a HEIC; not a model file or a data set's, said as what it is
+                    if (
+                        named
+                        and isinstance(item, Path)
+                        and len(items) > 1
+                        and not _other_file(item)
+                    ):
                         raise DataError(
                             f"{e}; leave it out, or give its folder ({item.parent}{os.sep}): a "
                             "folder's unreadable files are skipped with a warning"
