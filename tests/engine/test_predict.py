@@ -354,6 +354,28 @@ def test_data_problems_of_predict_and_eval_raise_data_error(model_file, tmp_path
     )
 
 
+def test_an_image_pil_closed_before_predict_read_it_says_so(model_file, tmp_path):
+    # [im for p in paths: with Image.open(p) as im: ...]: each closed at its block's end,
+    # which PIL met with a bare AssertionError, or 'image is not a readable image'.
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8), "red").save(photo)
+    with Image.open(photo) as unread:
+        pass
+    read = Image.open(photo)
+    read.load()
+    read.close()
+    for closed in (unread, read):
+        with pytest.raises(DataError) as caught:
+            resnetlab.predict(model_file, [closed])
+        assert str(caught.value) == (
+            f"{photo} was closed before it was read (a with Image.open(...) block closes its "
+            "image at the block's end): read it inside the block (im.load()), or give its path"
+        )
+    with Image.open(photo) as loaded:
+        loaded.load()  # read inside the block: its pixels outlive it
+    assert len(resnetlab.predict(model_file, [loaded, Image.new("RGB", (8, 8))])) == 2
+
+
 def test_predict_notes_an_image_far_smaller_than_the_input_size(model_file, tmp_path, capsys):
     """As train and eval note images enlarged from at most half the input size (8 px here),
     predict does: the model sees a few pixels blown up."""

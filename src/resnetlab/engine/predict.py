@@ -300,6 +300,12 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             f"read_input takes an open binary file; {name} was opened as text: give "
             f"open({name!r}, 'rb'), or its path"
         )
+    if isinstance(source, Image.Image) and _closed(source):
+        raise DataError(
+            f"{source.filename or 'an image'} was closed before it was read (a with "
+            "Image.open(...) block closes its image at the block's end): read it inside the "
+            "block (im.load()), or give its path"
+        )
     try:
         return read_image(source, meta.input_size, meta.resize)
     except READ_ERRORS as e:
@@ -309,6 +315,19 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise DataError(convert_first(name, photo)) from None
         raise DataError(unreadable_image(name, e)) from None
+
+
+def _closed(im: Image.Image) -> bool:
+    """Whether PIL closed ``im`` before its pixels were read: by ``im.close()``, or at the end
+    of the ``with Image.open(...)`` block it was opened in, unread (PIL then fails to read it
+    with a bare AssertionError)."""
+    if getattr(im, "fp", None) is not None:  # its file still open: readable, or damaged
+        return False
+    try:
+        im.load()
+    except (AssertionError, AttributeError, ValueError):
+        return True
+    return False
 
 
 def _other_file(name: str | os.PathLike) -> str | None:
