@@ -246,6 +246,25 @@ def test_metadata_naming_the_model_or_its_weights_among_its_options_is_refused(t
         )
 
 
+def test_metadata_naming_a_class_twice_is_refused_naming_the_file(tmp_path):
+    # It said "class names repeated: a; give each class a name of its own", naming no
+    # file, and a fix for save_model's caller, not for a file read back.
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=3), path)
+    from safetensors.torch import load_file
+
+    meta = json.loads(resnetlab.read_model_meta(path).to_json())
+    meta["class_names"] = ["a", "a", "b"]
+    save_file(load_file(str(path)), str(path), metadata={"resnetlab": json.dumps(meta)})
+    for read in (resnetlab.load_model, resnetlab.read_model_meta):
+        with pytest.raises(ResnetlabError) as caught:
+            read(path)
+        assert str(caught.value) == (
+            f"{path} has invalid resnetlab metadata (class names repeated: a); the file is "
+            "damaged or was edited: save the model again"
+        )
+
+
 def test_weights_that_do_not_fit_the_model_are_a_clear_error(tmp_path):
     path = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet20"), path)

@@ -211,6 +211,8 @@ def meta_problem(data: Any) -> str | None:
     kwargs = data.get("model_kwargs", {})
     num_classes, input_size = data["num_classes"], data["input_size"]
     names = data.get("class_names")
+    named = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    repeated = [n for n, k in Counter(names).items() if k > 1] if named else []
     checks = (
         (fmt == FORMAT, f"format {fmt!r}, expected {FORMAT!r} (a newer resnetlab wrote it?)"),
         (isinstance(name, str) and bool(name), f"model {name!r} is not a model name"),
@@ -241,15 +243,13 @@ def meta_problem(data: Any) -> str | None:
             or _is_input_size(kwargs["input_size"]),
             f"model_kwargs input_size is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
         ),
-        (
-            names is None or (isinstance(names, list) and all(isinstance(n, str) for n in names)),
-            "class_names is not a list of strings",
-        ),
+        (names is None or named, "class_names is not a list of strings"),
         (
             not isinstance(names, list) or len(names) == num_classes,
             f"{len(names) if isinstance(names, list) else 0} class names for "
             f"{num_classes!r} classes",
         ),
+        (not repeated, f"class names repeated: {', '.join(repeated[:5])}"),
         (_triple(data.get("mean", (0, 0, 0)), 0.0, 1.0), "mean is not three numbers in [0, 1]"),
         (
             _triple(data.get("std", (1, 1, 1)), MIN_STD, 1000.0),
