@@ -358,7 +358,16 @@ def near_name(path: Path) -> str | None:
     except OSError:
         return None
     close = [n for n in names if n.casefold() == path.name.casefold()]
-    close = close or difflib.get_close_matches(path.name, names, n=1, cutoff=0.8)
+
+    def likeness(name: str) -> float:
+        # A name with the path's suffix is compared by its stem: the suffix they share
+        # (".safetensors") made any short name close (hf.safetensors for nosuch.safetensors).
+        same_suffix = path.suffix and Path(name).suffix.casefold() == path.suffix.casefold()
+        pair = (path.stem, Path(name).stem) if same_suffix else (path.name, name)
+        return difflib.SequenceMatcher(None, *pair).ratio()
+
+    ranked = sorted(names, key=lambda n: (-likeness(n), n))
+    close = close or [n for n in ranked[:1] if likeness(n) >= 0.8]
     if not close:
         return None
     near = path.with_name(close[0])

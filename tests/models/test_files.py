@@ -206,6 +206,19 @@ def test_bad_files_are_clear_errors(tmp_path):
     )
 
 
+def test_a_missing_file_is_not_said_to_be_one_that_shares_only_its_suffix(tmp_path):
+    # nosuch.safetensors was "did you mean hf.safetensors?": the shared ".safetensors" made
+    # any short name close. A name close in its stem is still given.
+    (tmp_path / "hf.safetensors").write_bytes(b"x")
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(tmp_path / "nosuch.safetensors")
+    assert str(caught.value) == f"model file not found: {tmp_path / 'nosuch.safetensors'}"
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(tmp_path / "modle.safetensors")
+    assert str(caught.value).endswith(f"; did you mean {tmp_path / 'model.safetensors'}?")
+
+
 def test_a_file_cut_short_says_so_and_how_far(tmp_path):
     whole = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), whole)
