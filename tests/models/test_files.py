@@ -315,6 +315,35 @@ def test_a_model_or_option_this_version_lacks_names_the_file(tmp_path, change, s
         resnetlab.load_model(path)
 
 
+def test_a_file_of_a_newer_format_says_to_upgrade_not_to_save_again(tmp_path):
+    # It said "(a newer resnetlab wrote it?); the file is damaged or was edited: save the
+    # model again", which cannot be done without loading it. The export runtime reads its
+    # files' metadata so too.
+    from resnetlab.export.runtime import read_deploy_meta
+
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    text = json.dumps(
+        {**json.loads(resnetlab.read_model_meta(path).to_json()), "format": "resnetlab.model/2"}
+    )
+    save_file(load_file(str(path)), str(path), metadata={"resnetlab": text})
+    says = (
+        "was written by a newer resnetlab (format 'resnetlab.model/2'; resnetlab "
+        f"{resnetlab.__version__} reads 'resnetlab.model/1'); upgrade resnetlab to load it"
+    )
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(path)
+    assert str(caught.value) == f"{path} {says}"
+    with pytest.raises(ResnetlabError) as caught:
+        read_deploy_meta({"resnetlab": text}, "m.onnx")
+    assert str(caught.value) == f"m.onnx {says}"
+    for other in ("resnetlab.model/0", "other/2"):  # no newer resnetlab's: damaged or edited
+        text = json.dumps({**json.loads(text), "format": other})
+        save_file(load_file(str(path)), str(path), metadata={"resnetlab": text})
+        with pytest.raises(ResnetlabError, match=r"the file is damaged or was edited: save"):
+            resnetlab.load_model(path)
+
+
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".onnx", ".pt2", ".h5", ".keras"])
 def test_a_path_with_another_formats_suffix_is_not_written(tmp_path, suffix):
     path = tmp_path / f"model{suffix}"

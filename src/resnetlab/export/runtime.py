@@ -28,6 +28,7 @@ from ..models.files import (
     SAFETENSORS_KIND,
     ModelMeta,
     empty_file_problem,
+    newer_format_problem,
     other_format,
 )
 
@@ -86,8 +87,9 @@ def read_deploy_meta(metadata: dict[str, Any], path: str | os.PathLike) -> Model
         return ModelMeta.from_json(metadata[META_KEY])
     except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise ResnetlabError(
-            f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was edited: "
-            "export the model file again"
+            newer_format_problem(path, metadata[META_KEY])
+            or f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was "
+            "edited: export the model file again"
         ) from None
 
 

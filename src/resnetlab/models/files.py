@@ -214,7 +214,7 @@ def meta_problem(data: Any) -> str | None:
     named = isinstance(names, list) and all(isinstance(n, str) for n in names)
     repeated = [n for n, k in Counter(names).items() if k > 1] if named else []
     checks = (
-        (fmt == FORMAT, f"format {fmt!r}, expected {FORMAT!r} (a newer resnetlab wrote it?)"),
+        (fmt == FORMAT, f"format {fmt!r}, expected {FORMAT!r}"),
         (isinstance(name, str) and bool(name), f"model {name!r} is not a model name"),
         (isinstance(kwargs, dict), f"model_kwargs {kwargs!r} is not an object"),
         (
@@ -262,6 +262,26 @@ def meta_problem(data: Any) -> str | None:
         (isinstance(data.get("training", {}), dict), "training is not an object"),
     )
     return next((message for ok, message in checks if not ok), None)
+
+
+def newer_format_problem(path: str | os.PathLike, text: str) -> str | None:
+    """The message for a file whose metadata (``text``) says a newer resnetlab wrote it
+    (``resnetlab.model/N`` past ``FORMAT``), which no saving again here mends; else None."""
+    from .. import __version__
+
+    kind, _, current = FORMAT.rpartition("/")
+    try:
+        fmt = json.loads(text).get("format")
+        given, _, version = fmt.rpartition("/")
+        newer = given == kind and int(version) > int(current)
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return None
+    if not newer:
+        return None
+    return (
+        f"{path} was written by a newer resnetlab (format {fmt!r}; resnetlab {__version__} "
+        f"reads {FORMAT!r}); upgrade resnetlab to load it"
+    )
 
 
 def first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -732,8 +752,9 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         meta = ModelMeta.from_json(metadata[META_KEY])
     except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise ResnetlabError(
-            f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was edited: "
-            "save the model again"
+            newer_format_problem(path, metadata[META_KEY])
+            or f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was "
+            "edited: save the model again"
         ) from None
     return dataclasses.replace(meta, model_kwargs=built_options(meta.model_kwargs, str(path)))
 
