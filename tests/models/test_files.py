@@ -206,6 +206,19 @@ def test_bad_files_are_clear_errors(tmp_path):
     )
 
 
+def test_a_file_that_is_no_safetensors_file_says_what_to_do(tmp_path):
+    # It said only "is not a safetensors model file (Error while deserializing header: ...)".
+    for name, fix in [
+        ("junk.safetensors", "the file is damaged: copy it again, or save the model again"),
+        ("junk.npy", "give the .safetensors file that train or save_model wrote"),
+    ]:
+        (tmp_path / name).write_bytes(b"this is not a model")
+        with pytest.raises(ResnetlabError) as caught:
+            resnetlab.load_model(tmp_path / name)
+        assert str(caught.value).startswith(f"{tmp_path / name} is not a safetensors model file (")
+        assert str(caught.value).endswith(f"); {fix}")
+
+
 def test_a_missing_file_is_not_said_to_be_one_that_shares_only_its_suffix(tmp_path):
     # nosuch.safetensors was "did you mean hf.safetensors?": the shared ".safetensors" made
     # any short name close. A name close in its stem is still given.

@@ -737,11 +737,12 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path} is a file of the run in {path.parent}, not a model file; "
                 f"{_run_models(path.parent)}"
             ) from None
-        hint = (
-            f"; {run_files} (checkpoint.pt is for {option('resume')})"
-            if path.suffix == ".pt"
-            else ""
-        )
+        if path.suffix == ".pt":
+            hint = f"; {run_files} (checkpoint.pt is for {option('resume')})"
+        elif path.suffix.lower() == ".safetensors":  # named one, and unreadable as one
+            hint = "; the file is damaged: copy it again, or save the model again"
+        else:
+            hint = "; give the .safetensors file that train or save_model wrote"
         raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
     if META_KEY not in metadata:
         raise ResnetlabError(
