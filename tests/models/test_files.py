@@ -206,6 +206,22 @@ def test_bad_files_are_clear_errors(tmp_path):
     )
 
 
+def test_a_model_without_a_classifier_is_not_written_and_says_how_to_give_it_one(tmp_path):
+    # It said "its metadata would be invalid (num_classes 0 is not an integer in 1..100,000)".
+    model = resnetlab.create_model("resnet8", num_classes=0)
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.save_model(model, path)
+    assert str(caught.value) == (
+        f"{path}: not written: resnet8 has no classifier (num_classes=0), and a model file "
+        "holds a classifier; give it one first: model.reset_classifier(N)"
+    )
+    assert not path.exists()
+    model.reset_classifier(3)
+    resnetlab.save_model(model, path)
+    assert resnetlab.load_model(path).meta.num_classes == 3
+
+
 def test_a_file_that_is_no_safetensors_file_says_what_to_do(tmp_path):
     # It said only "is not a safetensors model file (Error while deserializing header: ...)".
     for name, fix in [

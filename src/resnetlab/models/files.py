@@ -343,6 +343,11 @@ def save_model(
     if name is None:
         raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
     path = _model_file_to_write(path)
+    if model.num_classes == 0:  # timm's feature extractor: no classifier for predict to use
+        raise ResnetlabError(
+            f"{path}: not written: {name} has no classifier (num_classes=0), and a model file "
+            "holds a classifier; give it one first: model.reset_classifier(N)"
+        )
     if resize is not None and resize not in RESIZE_MODES:  # not "in the file's metadata"
         raise ResnetlabError(f"unknown resize {shown(resize)}; choose {', '.join(RESIZE_MODES)}")
     class_names, input_size, mean, std, resize = _usage_defaults(
