@@ -161,6 +161,17 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
+def test_a_misspelt_flag_without_a_command_is_named_not_the_missing_command(capsys):
+    # `resnetlab --verison` said only "the following arguments are required: COMMAND".
+    err = _error(capsys, ["--verison"])
+    assert err.strip().splitlines() == [
+        "usage: resnetlab ... (see resnetlab --help)",
+        "error: unrecognized arguments: --verison (did you mean --version?)",
+    ]
+    err = _error(capsys, [])  # nothing given: the command is what is missing
+    assert err.strip().splitlines()[1] == "error: the following arguments are required: COMMAND"
+
+
 def test_the_python_keyword_typed_as_a_flag_names_the_flag(capsys, tmp_path):
     # explain(model, images, target=3) in Python; --class on the command line.
     err = _error(capsys, ["explain", str(tmp_path / "m.safetensors"), "x.jpg", "--target", "3"])

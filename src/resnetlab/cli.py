@@ -1718,6 +1718,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     command = next((a for a in argv if not a.startswith("-")), None)
     known = command in {name for name, _, _ in COMMANDS}
     parser = build_parser(command if known else None, complete=False)
+    if command is None:  # `resnetlab --verison`: argparse would say only that COMMAND is missing
+        options = {o for a in parser._actions for o in a.option_strings}
+        if strays := [a for a in argv if a != "--" and a.split("=")[0] not in options]:
+            parser.unknown(strays)
     _dashed_paths(_command_parser(parser, argv), argv)
     _data_without_its_flag(_command_parser(parser, argv), argv)
     args, extras = parser.parse_known_args(argv)
