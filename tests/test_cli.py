@@ -172,6 +172,14 @@ def test_a_misspelt_flag_without_a_command_is_named_not_the_missing_command(caps
     assert err.strip().splitlines()[1] == "error: the following arguments are required: COMMAND"
 
 
+def test_help_typed_as_a_command_points_to_the_help_flag(capsys):
+    # `resnetlab help` said "did you mean eval?".
+    err = _error(capsys, ["help"])
+    assert err.strip().splitlines()[1].endswith("; did you mean resnetlab --help?")
+    err = _error(capsys, ["bench", "help"])
+    assert err.strip().splitlines()[1].endswith("; did you mean resnetlab bench --help?")
+
+
 def test_the_python_keyword_typed_as_a_flag_names_the_flag(capsys, tmp_path):
     # explain(model, images, target=3) in Python; --class on the command line.
     err = _error(capsys, ["explain", str(tmp_path / "m.safetensors"), "x.jpg", "--target", "3"])

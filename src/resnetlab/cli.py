@@ -1672,6 +1672,8 @@ class _Parser(argparse.ArgumentParser):
             hint = f"; did you mean {close[-1]}?" if close else ""
             if action.dest == "command" and (full := _command_of_action(str(value))):
                 hint = f"; did you mean {full}?"  # `resnetlab inspect`: data inspect
+            if value == "help" and action.nargs == argparse.PARSER:  # as git and cargo take it
+                hint = f"; did you mean {self.prog} --help?"
             if len(choices) == 1 and os.path.splitext(str(value))[1]:  # a file, kind left out
                 hint = f"; name the kind first: {self.prog} {choices[0]} {value} ..."
             raise argparse.ArgumentError(
