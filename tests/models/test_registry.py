@@ -253,6 +253,22 @@ def test_a_path_given_as_the_model_name_points_to_pretrained(tmp_path, monkeypat
     assert str(caught.value) == says + "weights it holds, give --pretrained m.safetensors"
 
 
+def test_a_timm_name_with_its_weights_tag_names_the_model_and_the_weights():
+    # timm's create_model("resnet50.a1_in1k") picks the weights too; it was "did you mean
+    # resnet50_keras, resnet50, resnet50s?"
+    says = "the model is resnet50, and timm's weights a1_in1k for it are given apart: "
+    for name in ("resnet50.a1_in1k", "timm/resnet50.a1_in1k"):
+        with pytest.raises(UnknownModelError) as caught:
+            resnetlab.create_model(name)
+        expected = f"unknown model {name!r}: {says}pretrained='timm:resnet50.a1_in1k'"
+        assert str(caught.value) == expected
+    with command_line(), pytest.raises(UnknownModelError) as caught:
+        resnetlab.TrainConfig(model="resnet50.a1_in1k")
+    assert str(caught.value).endswith(f"{says}--pretrained timm:resnet50.a1_in1k")
+    with pytest.raises(UnknownModelError, match="did you mean resnet50, "):  # a file's suffix
+        resnetlab.create_model("resnet50.h5")
+
+
 def test_one_letter_is_not_matched_inside_model_names():
     with pytest.raises(UnknownModelError) as caught:
         resnetlab.create_model("a")  # in every plainN, but means none of them

@@ -165,6 +165,14 @@ def model_info(name: str) -> ModelInfo:
                 f"unknown model {name!r}: that is a path, not a model name; to start from the "
                 f"weights it holds, give {option('pretrained', name)}{whole}"
             ) from None
+        base, dot, tag = name.removeprefix("timm/").partition(".")
+        # timm's model.tag (resnet50.a1_in1k): its model and its weights; "_in1k"-like tags
+        # only, not a file's suffix (resnet50.h5)
+        if dot and "_" in tag and base in _REGISTRY and _REGISTRY[base].family == "imagenet":
+            raise UnknownModelError(
+                f"unknown model {name!r}: the model is {base}, and timm's weights {tag} for "
+                f"it are given apart: {option('pretrained', f'timm:{base}.{tag}')}"
+            ) from None
         close = _near_models(name)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UnknownModelError(
