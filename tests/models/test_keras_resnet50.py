@@ -55,6 +55,17 @@ def test_wrong_input_size_is_a_clear_error():
         resnetlab.create_model("resnet50_keras", input_size=4)
 
 
+def test_an_input_size_too_large_is_refused_before_its_dense_layer_is_allocated():
+    # 10^6 pixels asked for a 12 TB Dense layer: a RuntimeError from the allocator.
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet50_keras", input_size=10**6)
+    assert str(caught.value) == (
+        "resnet50_keras's input_size must be at most 2,048 pixels, got 1,000,000"
+    )
+    with torch.device("meta"):  # the largest a model file holds is built
+        assert resnetlab.create_model("resnet50_keras", input_size=2048).fc.in_features > 0
+
+
 def test_layers_are_the_seeds():
     model = resnetlab.create_model("resnet50_keras")
     assert model.conv1.kernel_size == (7, 7) and model.conv1.padding == (3, 3)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ResnetlabError, count_argument
+from ..options import MAX_INPUT_SIZE
 from .blocks import Bottleneck, check_features
 from .registry import register_model
 from .resnet import ResNet
@@ -58,6 +59,11 @@ class KerasBatchNorm2d(nn.BatchNorm2d):
 def keras_feature_sizes(input_size: int) -> dict[str, int]:
     """Spatial size after each part of the course's network, as Keras computes it."""
     input_size = count_argument(input_size, "resnet50_keras's input_size")
+    if input_size > MAX_INPUT_SIZE:  # its Dense layer grows as the square: 12 TB at 10^6
+        raise ResnetlabError(
+            f"resnet50_keras's input_size must be at most {MAX_INPUT_SIZE:,} pixels, got "
+            f"{input_size:,}"
+        )
     sizes = {"conv1": (input_size + 2 * 3 - 7) // 2 + 1}  # ZeroPadding(3), 7x7/2 valid
     if sizes["conv1"] < 3:
         raise ResnetlabError(
