@@ -248,6 +248,18 @@ def test_a_missing_file_is_not_said_to_be_one_that_shares_only_its_suffix(tmp_pa
     assert str(caught.value).endswith(f"; did you mean {tmp_path / 'model.safetensors'}?")
 
 
+def test_a_link_to_no_file_is_named_with_where_it_leads(tmp_path):
+    # It was "model file not found: m.safetensors", a name ls lists.
+    link = tmp_path / "m.safetensors"
+    link.symlink_to("gone.safetensors")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(link)
+    assert str(caught.value) == (
+        f"model file not found: {link} is a link to gone.safetensors, which does not exist; "
+        "point the link at the model file, or give the file's path"
+    )
+
+
 def test_a_file_cut_short_says_so_and_how_far(tmp_path):
     whole = tmp_path / "m.safetensors"
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), whole)

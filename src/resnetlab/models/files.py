@@ -701,6 +701,13 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
         )
     if not path.is_file():
         _refuse_tensorflow_format(path)  # a checkpoint's prefix, which names no file
+        from ..data.decode import dead_link  # (data imports this module)
+
+        if why := dead_link(path):  # listed by ls, so not "not found" alone
+            raise ResnetlabError(
+                f"model file not found: {path} is {why}; point the link at the model file, "
+                "or give the file's path"
+            )
         hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
         raise ResnetlabError(f"model file not found: {path}{hint}")
     try:
