@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import resnetlab
 from resnetlab import ResnetlabError
+from resnetlab.cli import main
 from resnetlab.engine.distributed import ACCELERATORS
 from resnetlab.errors import command_line
 
@@ -246,6 +247,29 @@ def test_a_missing_file_is_not_said_to_be_one_that_shares_only_its_suffix(tmp_pa
     with pytest.raises(ResnetlabError) as caught:
         resnetlab.load_model(tmp_path / "modle.safetensors")
     assert str(caught.value).endswith(f"; did you mean {tmp_path / 'model.safetensors'}?")
+
+
+def test_an_archive_given_as_a_model_file_is_named_as_one(tmp_path, capsys):
+    # `resnetlab predict cifar10.tar.gz x.jpg` was "is not a safetensors model file (Error
+    # while deserializing header: invalid UTF-8 in header...)".
+    import tarfile
+
+    archive = tmp_path / "photos.tar.gz"
+    (tmp_path / "a.txt").write_text("a")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "a.txt", arcname="photos/a.txt")
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.load_model(archive)
+    assert str(caught.value) == (
+        f"{archive} is an archive, not a model file: give a data set in it as the data: "
+        f"resnetlab.evaluate(model_file, {str(archive)!r}), or extract a model file from it first"
+    )
+    assert main(["summary", str(archive)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {archive} is an archive, not a model file: give a data set in it after "
+        f"--data: resnetlab eval MODEL_FILE --data {archive}, or extract a model file from it "
+        "first\n"
+    )
 
 
 def test_a_link_to_no_file_is_named_with_where_it_leads(tmp_path):

@@ -21,7 +21,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError
+from ..errors import DataError, on_command_line
 from ..models.files import empty_file_problem
 from ..storage import check_writable
 from .cache import file_key
@@ -36,6 +36,22 @@ _ZIP_UTF8 = 0x800  # a zip member's flag bit: its name is UTF-8 (else cp437)
 
 def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def archive_as_model(path: Path) -> str | None:
+    """The line for an archive given where a model file goes (``predict cifar10.tar.gz``,
+    ``summary photos.zip``): a data set in it is given as the data, a model file in it is
+    extracted first; None when ``path`` is no archive."""
+    if not is_archive(path):
+        return None
+    if on_command_line():
+        data = f"after --data: resnetlab eval MODEL_FILE --data {path}"
+    else:
+        data = f"as the data: resnetlab.evaluate(model_file, {os.fspath(path)!r})"
+    return (
+        f"{path} is an archive, not a model file: give a data set in it {data}, or extract "
+        "a model file from it first"
+    )
 
 
 def archive_stem(path: Path) -> str:

@@ -743,6 +743,10 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             ) from None
         if (short := cut_short(path)) is not None:
             raise ResnetlabError(short) from None
+        from ..data.archive import archive_as_model  # (data imports this module)
+
+        if (archive := archive_as_model(path)) is not None:
+            raise ResnetlabError(archive) from None
         if path.suffix != ".safetensors" and (path.parent / "best.safetensors").is_file():
             # config.json, metrics.csv...
             raise ResnetlabError(
