@@ -307,7 +307,7 @@ def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
     """A torchvision or timm user's weights=None was met with "did you mean widths?", and
     in_chans or drop_rate with nothing but the list of the model's options."""
     with pytest.raises(ResnetlabError) as caught:
-        resnetlab.create_model("resnet18", **{option: None})
+        resnetlab.create_model("resnet18", **{option: "DEFAULT" if option == "weights" else None})
     message = str(caught.value)
     assert message.startswith(f"resnet18 has no option {says}")
     assert "did you mean" not in message and "\n" not in message
@@ -317,6 +317,18 @@ def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
     if option == "drop_rate":
         takes = [n for n in resnetlab.list_models() if "drop_rate" in registry.model_options(n)]
         assert message.split("dropout is an option of ")[1].startswith(f"{', '.join(takes)}); ")
+
+
+def test_weights_none_is_torchvisions_model_without_weights():
+    """resnet18(weights=None), as torchvision's code writes it: the model with fresh weights,
+    which the option does not follow into the model file's options."""
+    torch.manual_seed(0)
+    model = resnetlab.create_model("resnet18", num_classes=3, weights=None)
+    torch.manual_seed(0)
+    plain = resnetlab.create_model("resnet18", num_classes=3)
+    assert "weights" not in model.model_kwargs
+    for a, b in zip(model.state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_an_unknown_option_is_refused_before_pretrained_weights_are_fetched(monkeypatch):

@@ -266,8 +266,8 @@ def _peer_option(key: str) -> str | None:
     bring along, where a near spelling would mislead (``weights`` is not ``widths``)."""
     if key == "weights":
         return (
-            f"torchvision's weights load with {option('pretrained', 'torchvision')} here, "
-            "and weights=None is the default"
+            f"torchvision's weights load with {option('pretrained', 'torchvision')} here "
+            "(weights=None is taken, and is the default)"
         )
     if key == "checkpoint_path":
         return f"a weights file loads with {option('pretrained', 'FILE')}"
@@ -341,6 +341,8 @@ def create_model(
         ``save_model`` can record how to rebuild it.
     """
     info = model_info(name)
+    if "weights" in kwargs and kwargs["weights"] is None:  # torchvision's "no weights", ours too
+        kwargs.pop("weights")
     if pretrained is not None and pretrained is not False:
         from ..convert.pretrained import create_pretrained  # convert builds on models
 
