@@ -313,6 +313,9 @@ def test_the_model_table_keeps_each_name_whole_in_80_columns(capsys, monkeypatch
     out = capsys.readouterr().out
     assert all(name in out for name in ("wide_resnet50_2", "wide_resnet101_2"))
     assert max(map(len, out.splitlines())) <= 80
+    # A word longer than its column is folded onto the next line, not cut ("(WRN-50-2…")
+    assert main(["models"]) == 0
+    assert "…" not in capsys.readouterr().out
 
 
 def test_a_pattern_that_matches_no_model_is_an_error(capsys):

@@ -124,6 +124,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 column,
                 justify="right" if column in ("params", "classes") else "left",
                 no_wrap=column in ("model", "params"),  # whole, to copy: the text wraps
+                overflow="fold",  # a word longer than its column folds, not cut (torchvisi…)
             )
         for r in (r for r in rows if r["group"] == group):
             table.add_row(
