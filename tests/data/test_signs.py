@@ -189,6 +189,30 @@ def test_labels_outside_the_class_list(tmp_path):
     )
     with pytest.raises(DataError, match=r"bad\.h5: labels outside the class list: .*holds 7"):
         load_dataset(str(path))
+    # Without list_classes, the classes come from the labels: the file is not said to list any
+    path = _write_h5(
+        tmp_path / "unlisted.h5",
+        train_set_x=np.zeros((3, 4, 4, 3), np.uint8),
+        train_set_y=np.array([0, 1, -1]),
+    )
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert str(caught.value).endswith(
+        "train_set_y holds -1 but the file has no list_classes, and its labels give 2 classes "
+        "(indices 0..1)"
+    )
+
+
+def test_pixel_values_that_are_nan_are_named_as_such(tmp_path):
+    x = np.zeros((3, 4, 4, 3), np.float32)
+    x[1, 0, 0, 0] = np.nan  # not "pixel values from nan to nan"
+    path = _write_h5(tmp_path / "nan.h5", train_set_x=x, train_set_y=np.array([0, 1, 1]))
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert str(caught.value) == (
+        f"{path}: train_set_x holds NaN or infinite pixel values (1 of its 3 images); expected "
+        "0..255 (or 0..1): mend or leave out those images"
+    )
 
 
 def test_labels_that_are_not_whole_numbers(tmp_path):

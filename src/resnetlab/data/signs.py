@@ -186,6 +186,12 @@ def _hw(shape: tuple[int, ...]) -> tuple[int, int]:
 def _to_uint8(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum()) if x.ndim > 1 else 1
+        raise DataError(
+            f"{path}: {key} holds NaN or infinite pixel values ({bad:,} of its {len(x):,} "
+            "images); expected 0..255 (or 0..1): mend or leave out those images"
+        )
     lo, hi = (x.min(), x.max()) if x.size else (0, 0)
     if x.dtype.kind == "f" and hi <= 1.0 and lo >= 0.0:
         x = x * 255.0  # stored as [0, 1] floats
@@ -264,9 +270,13 @@ def read_h5_split(
     bad = labels[(labels < 0) | (labels >= len(class_names))]
     if bad.size:
         shown = ", ".join(str(v) for v in np.unique(bad)[:5])
+        # Without list_classes the classes are 0..max label: only a negative one is outside
+        listed = "list_classes has"
+        if any(note.startswith("no list_classes") for note in notes):
+            listed = "the file has no list_classes, and its labels give"
         raise DataError(
-            f"{path}: labels outside the class list: {y_key} holds {shown} but list_classes "
-            f"has {len(class_names)} classes (indices 0..{len(class_names) - 1})"
+            f"{path}: labels outside the class list: {y_key} holds {shown} but {listed} "
+            f"{len(class_names)} classes (indices 0..{len(class_names) - 1})"
         )
     images = ImageSet(
         torch.from_numpy(x), torch.from_numpy(labels), class_names, f"{path}:{prefix}", notes
