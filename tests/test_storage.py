@@ -201,6 +201,8 @@ def test_a_missing_folder_or_a_folder_as_target_is_one_line(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(WriteError, match="a file stands where a folder is needed"):
         atomic_write_text(tmp_path / "f" / "g.json", "x")
+    with pytest.raises(WriteError, match=r"File name too long; choose a shorter name$"):
+        atomic_write_text(tmp_path / ("x" * 300 + ".json"), "x")  # 255 bytes a name at most
 
 
 def test_an_os_error_on_a_named_file_is_one_line():

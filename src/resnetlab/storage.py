@@ -240,6 +240,8 @@ def _write_fix(error: OSError) -> str:
         fix = "name a file in it"
     elif error.errno in (errno.EEXIST, errno.ENOTDIR):
         fix = "a file stands where a folder is needed; choose another path"
+    elif error.errno == errno.ENAMETOOLONG:  # most file systems: 255 bytes a name
+        fix = "choose a shorter name"
     else:
         fix = "check the disk and the folder"
     return fix
