@@ -882,6 +882,12 @@ def test_a_cut_short_weights_file_is_said_to_be_cut_short(tmp_path):
     assert str(caught.value) == (
         f"{empty} is empty (0 bytes), as a copy or download that failed leaves it; copy it again"
     )
+    garbled = tmp_path / "garbled.safetensors"  # whole, but its header is no JSON
+    garbled.write_bytes(data[:8] + b"#" * (len(data) - 8))
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet20", num_classes=10, pretrained=garbled)
+    assert str(caught.value).startswith(f"{garbled} is not a readable safetensors file (")
+    assert str(caught.value).endswith("; it is damaged: copy or download it again")
 
 
 def test_a_weights_file_with_changed_bytes_is_refused_not_loaded(tmp_path):

@@ -785,7 +785,10 @@ def _from_safetensors(path: Path, source: str) -> PretrainedWeights:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        problem = cut_short(path) or f"{path} is not a readable safetensors file ({e})"
+        problem = cut_short(path) or (
+            f"{path} is not a readable safetensors file ({e}); it is damaged: copy or "
+            "download it again"
+        )
         raise ResnetlabError(problem) from None
     if META_KEY in metadata:
         return _from_model_file(path, source, kind="resnetlab")
