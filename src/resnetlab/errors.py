@@ -326,11 +326,22 @@ def path_argument(
     if problem := empty_problem(value, give):
         raise ResnetlabError(f"{what}: {problem}")
     if URL.match(text := os.fspath(value)):  # read as a path, it would be 'not found'
-        fix = f"download it first (curl -O {text})" if reading else "give a local path"
+        fix = _download_fix(text) if reading else "give a local path"
         raise ResnetlabError(f"{what}: {text} is a URL, and resnetlab works on local files; {fix}")
     if text.startswith("~") and (home := os.path.expanduser(text)) != text:
         return type(value)(home) if isinstance(value, Path) else home
     return value
+
+
+def _download_fix(url: str) -> str:
+    """How to have ``url`` as a local file: curl for the web's schemes, the cloud's own
+    tools for theirs (curl knows no s3:// nor gs://)."""
+    command = {
+        "s3": f"aws s3 cp {url} .",
+        "gs": f"gcloud storage cp {url} .",
+        **dict.fromkeys(("http", "https", "ftp", "ftps"), f"curl -O {url}"),
+    }.get(url.split("://", 1)[0].lower())
+    return f"download it first ({command})" if command else "copy it to a local file first"
 
 
 def folder_problem(value: str | os.PathLike, example: str) -> str | None:

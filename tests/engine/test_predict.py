@@ -296,6 +296,14 @@ def test_bad_prediction_inputs_are_one_line_errors(model_file, tmp_path, capsys)
     assert "error: the model file: https://example.com/model.safetensors is a URL" in (
         capsys.readouterr().err
     )
+    # Cloud storage, which curl does not fetch: its own tool, or a copy of one's own
+    for url, fix in [
+        ("s3://bucket/cat.jpg", "download it first (aws s3 cp s3://bucket/cat.jpg .)"),
+        ("gs://bucket/cat.jpg", "download it first (gcloud storage cp gs://bucket/cat.jpg .)"),
+        ("hf://datasets/me/cats/cat.jpg", "copy it to a local file first"),
+    ]:
+        assert main(["predict", str(model_file), url]) == 2
+        assert capsys.readouterr().err.endswith(f"works on local files; {fix}\n")
 
 
 def test_eval_refuses_data_with_other_classes(model_file, tmp_path, capsys):
