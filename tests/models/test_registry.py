@@ -212,6 +212,10 @@ def test_list_models_pattern():
         "resnet56",
     ]
     assert resnetlab.list_models(exclude_filters="*") == []
+    # timm's keyword for the pattern, as timm's code calls it
+    assert resnetlab.list_models(filter="wrn*") == ["wrn16_8", "wrn28_10"]
+    with pytest.raises(ResnetlabError, match="give pattern or filter, not both"):
+        resnetlab.list_models("wrn*", filter="resnet*")
     with pytest.raises(ResnetlabError, match=r"^the pattern is a glob such as 'resnet\*' or a"):
         resnetlab.list_models(5)
 

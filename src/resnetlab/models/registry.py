@@ -122,12 +122,20 @@ def register_model(
 
 
 def list_models(
-    pattern: str | Sequence[str] | None = None, *, exclude_filters: str | Sequence[str] = ""
+    pattern: str | Sequence[str] | None = None,
+    *,
+    exclude_filters: str | Sequence[str] = "",
+    filter: str | Sequence[str] | None = None,  # timm's name of pattern
 ) -> list[str]:
     """Registered model names by family, then registration order; optionally those that
     match a glob or any glob of a list (an empty pattern, like None, filters nothing), less
     those that match ``exclude_filters`` (a glob or a list of them), as timm's
-    ``list_models(filter, exclude_filters=...)``."""
+    ``list_models(filter, exclude_filters=...)`` (``filter=`` is ``pattern``, by timm's
+    name)."""
+    if filter is not None:
+        if pattern is not None:
+            raise ResnetlabError("list_models takes one pattern: give pattern or filter, not both")
+        pattern = filter
     include = _globs(pattern, "the pattern")
     exclude = _globs(exclude_filters, "exclude_filters")
     families = {
