@@ -47,12 +47,15 @@ def test_flatten_is_in_height_width_channel_order():
     assert flat[0, 2048].item() == features[0, 0, 0, 1].item()
 
 
-def test_wrong_input_size_is_a_clear_error():
+def test_wrong_input_size_is_a_clear_error(tmp_path):
     model = resnetlab.create_model("resnet50_keras")
     with pytest.raises(ResnetlabError, match="built for 64x64 inputs"):
         model(torch.randn(1, 3, 128, 128))
-    with pytest.raises(ResnetlabError, match="at least 5x5"):
-        resnetlab.create_model("resnet50_keras", input_size=4)
+    for side in (4, 7):  # 5 to 7 ran, but a model file takes no side under 8: save refused it
+        with pytest.raises(ResnetlabError, match=f"must be from 8 to 2,048 pixels, got {side}$"):
+            resnetlab.create_model("resnet50_keras", input_size=side)
+    smallest = resnetlab.create_model("resnet50_keras", input_size=8)
+    resnetlab.save_model(smallest, tmp_path / "smallest.safetensors")
 
 
 def test_an_input_size_too_large_is_refused_before_its_dense_layer_is_allocated():
@@ -60,7 +63,7 @@ def test_an_input_size_too_large_is_refused_before_its_dense_layer_is_allocated(
     with pytest.raises(ResnetlabError) as caught:
         resnetlab.create_model("resnet50_keras", input_size=10**6)
     assert str(caught.value) == (
-        "resnet50_keras's input_size must be at most 2,048 pixels, got 1,000,000"
+        "resnet50_keras's input_size must be from 8 to 2,048 pixels, got 1,000,000"
     )
     with torch.device("meta"):  # the largest a model file holds is built
         assert resnetlab.create_model("resnet50_keras", input_size=2048).fc.in_features > 0

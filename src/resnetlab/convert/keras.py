@@ -98,7 +98,7 @@ from ..models.files import (
 )
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
-from ..options import KERAS_INPUTS
+from ..options import KERAS_INPUTS, MIN_INPUT_SIZE
 from ..storage import (
     check_writable,
     is_cut_short_zip,
@@ -1207,7 +1207,11 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None, unrecorded: int
     # Weights only: the classifier's width says how large the last feature map was.
     dense_inputs = keras_file.layers[keras_file.classifier]["kernel"].shape[0]
     final = math.isqrt(dense_inputs // 2048)
-    sizes = [s for s in range(5, 64 * (final + 2)) if keras_feature_sizes(s)["avgpool"] == final]
+    sizes = [
+        s
+        for s in range(MIN_INPUT_SIZE, 64 * (final + 2))
+        if keras_feature_sizes(s)["avgpool"] == final
+    ]
     if dense_inputs != 2048 * final**2 or not sizes:
         raise ResnetlabError(
             f"{keras_file.path} {_NOT_SEED}: its classifier "
