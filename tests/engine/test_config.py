@@ -429,6 +429,19 @@ def test_epochs_beside_max_steps_are_named_as_not_applying(recwarn):
     assert warned(max_steps=200) == warned(epochs=2) == []
 
 
+def test_warmup_epochs_beside_warmup_steps_are_named_as_not_applying(recwarn):
+    def warned(**given):
+        recwarn.clear()
+        with command_line():
+            warn_of_settings_that_do_not_apply(resolve_config(**given), given)
+        return [str(w.message) for w in recwarn if issubclass(w.category, SettingWarning)]
+
+    assert warned(warmup_epochs=1.0, warmup_steps=10) == [
+        "--warmup-epochs 1.0 does not apply: --warmup-steps 10 sets the warm-up; drop one of them"
+    ]
+    assert warned(warmup_epochs=1.0) == warned(warmup_steps=10) == []
+
+
 def test_head_epochs_and_layer_decay_under_a_frozen_backbone_are_named(recwarn):
     def warned(**given):
         recwarn.clear()

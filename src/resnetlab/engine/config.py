@@ -474,7 +474,8 @@ def warn_of_settings_that_do_not_apply(
     - a config file's rate is for its batch, and ``--batch-size`` alone keeps it;
     - a config file of a run from scratch keeps its recipe under ``--pretrained``, where a
       run without the file would fine-tune (the ``finetune`` recipe's lower rate);
-    - ``--max-steps`` sets the length instead of ``--epochs``, given or not;
+    - ``--max-steps`` sets the length instead of ``--epochs``, given or not, and
+      ``--warmup-steps`` the warm-up instead of ``--warmup-epochs``;
     - ``--milestones`` and ``--gamma`` are the steps of ``--schedule step``, and any other
       schedule ignores them;
     - ``--freeze backbone`` trains the classifier alone throughout, so ``--head-epochs``
@@ -523,6 +524,12 @@ def warn_of_settings_that_do_not_apply(
             f"{option('epochs', config.epochs)} does not apply: "
             f"{option('max_steps', config.max_steps)} sets the length, and the schedule spans "
             f"its steps; drop one of them",
+            SettingWarning,
+        )
+    if {"warmup_epochs", "warmup_steps"} <= named:
+        warn(
+            f"{option('warmup_epochs', config.warmup_epochs)} does not apply: "
+            f"{option('warmup_steps', config.warmup_steps)} sets the warm-up; drop one of them",
             SettingWarning,
         )
     step_options = [name for name in ("milestones", "gamma") if name in named]
