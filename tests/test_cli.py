@@ -207,6 +207,26 @@ def test_an_out_of_range_value_in_a_config_file_is_named_with_the_file(capsys, t
     assert not out.exists()
 
 
+def test_a_json_file_of_other_settings_given_as_config_is_named_not_a_runs(capsys, tmp_path):
+    # Another library's config.json, or a run's summary.json copied away from its run: most
+    # keys are no training option, and a list of them with near names would mislead.
+    other, out = tmp_path / "config.json", tmp_path / "run"
+    other.write_text('{"architectures": ["ResNet"], "model_type": "resnet", "depths": [3, 4]}')
+    assert main(["train", "--config", str(other), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {other} is not a run's config.json: architectures, depths, model_type are no "
+        "training options; --config takes the config.json a run wrote in its folder "
+        "(runs/<run>/config.json)\n"
+    )
+    assert not out.exists()
+    # A run's configuration with a key mistyped is told of that key.
+    other.write_text('{"epochs": 4, "lr": 0.1, "bacth_size": 8}')
+    assert main(["train", "--config", str(other), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: unknown training option in {other}: bacth_size (did you mean batch_size?)\n"
+    )
+
+
 def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
     err = _error(capsys, ["train", str(tmp_path), "--epochs", "1"])
     assert err.splitlines()[1] == (

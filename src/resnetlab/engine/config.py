@@ -294,6 +294,16 @@ class TrainConfig(TrainOptions):
             raise ResnetlabError(wrong_file)
         if not isinstance(values, dict):
             raise ResnetlabError(f"{path} must hold a JSON object of training options")
+        unknown = _unknown_keys(values)
+        # Mostly keys of no option: another tool's settings (or a run's summary.json), not
+        # a run's config with a typo, which the check below names with the option meant.
+        if len(unknown) >= 3 and len(unknown) > len(values) - len(unknown):
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            raise ResnetlabError(
+                f"{path} is not a run's config.json: {', '.join(map(str, unknown[:5]))}{more} "
+                f"are no training options; {option('config')} takes the config.json a run "
+                "wrote in its folder (runs/<run>/config.json)"
+            )
         _check_keys(values, f"option in {path}")
         for f in dataclasses.fields(cls):  # named here: a flag may not be what is wrong
             if f.name in values and (problem := _type_problem(f, values[f.name], f.name)):
