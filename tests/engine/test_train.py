@@ -752,6 +752,21 @@ def test_a_subset_larger_than_the_images_says_all_are_used(tmp_path):
     assert trainer.num_train + trainer.num_val == 1797
 
 
+def test_num_workers_for_images_held_in_memory_is_named_as_not_applying(tmp_path):
+    def warned(**given):
+        with command_line(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Trainer(TrainConfig(**FAST, subset=100, out=str(tmp_path / "w"), **given))
+        return [str(w.message) for w in caught if issubclass(w.category, SettingWarning)]
+
+    assert warned(num_workers=2) == [
+        "--num-workers 2 does not apply: the training images are held in memory and "
+        "augmented there in batches, without worker processes; it sets those of data "
+        "streamed from disk (--stream)"
+    ]
+    assert warned() == []
+
+
 def test_a_run_resumed_after_an_unvalidated_epoch_goes_on_to_its_target(tmp_path, monkeypatch):
     # Validated every third epoch: stopped in the second, the run has no validated accuracy
     # yet, and the first epoch's training accuracy is not what --target-accuracy stops at.

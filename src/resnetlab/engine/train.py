@@ -37,6 +37,7 @@ from ..convert.pretrained import PretrainedWeights, check_names_model
 from ..data import (
     Augment,
     Dataset,
+    DeviceLoader,
     ImageSet,
     load_dataset,
     make_loader,
@@ -862,6 +863,13 @@ class Trainer:
             num_workers=c.num_workers,
             **loader_args,
         )
+        if c.num_workers is not None and isinstance(self.train_loader, DeviceLoader):
+            warn(
+                f"{option('num_workers', c.num_workers)} does not apply: the training images "
+                "are held in memory and augmented there in batches, without worker processes; "
+                f"it sets those of data streamed from disk ({option('stream', True)})",
+                SettingWarning,
+            )
         if len(self.train_loader) == 0:
             raise ResnetlabError(
                 f"{len(data.train)} training images make no full batch of {c.batch_size}; "
