@@ -227,6 +227,17 @@ def test_a_json_file_of_other_settings_given_as_config_is_named_not_a_runs(capsy
     )
 
 
+def test_a_config_files_data_that_is_gone_says_to_give_its_new_place(capsys, tmp_path):
+    config, out, gone = tmp_path / "config.json", tmp_path / "run", tmp_path / "photos"
+    config.write_text(json.dumps({"model": "resnet8", "data": str(gone), "epochs": 1}))
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config} trained on {gone}, which is not there now; if it moved, give its new "
+        f"place: --config {config} --data PATH\n"
+    )
+    assert not out.exists()
+
+
 def test_data_given_without_its_flag_is_named_with_it(capsys, tmp_path):
     err = _error(capsys, ["train", str(tmp_path), "--epochs", "1"])
     assert err.splitlines()[1] == (

@@ -376,6 +376,7 @@ def train(
             return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
     if config_file is not None:
         values = TrainConfig.load(config_file)
+        _gone_config_data(values, overrides, config_file)
         config = resolve_config(values, source=config_file, **overrides)
         warn_of_settings_that_do_not_apply(config, overrides, values)
         if os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
@@ -442,12 +443,7 @@ def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) ->
         if Path(stored).exists():
             continue
         if key not in given:
-            near = near_name(Path(stored))
-            hint = f" ({near}?)" if near else ""
-            raise ResnetlabError(
-                f"{run_dir} trained on {stored}, which is not there now; if it moved, give its "
-                f"new place{hint}: {options(option('resume', run_dir), option(key, text='PATH'))}"
-            )
+            raise ResnetlabError(_gone(run_dir, stored, key, option("resume", run_dir)))
         warn(
             f"{stored}, which {run_dir} trained on, is not there now: resuming on "
             f"{given[key]} in its place ({option(key)})",
@@ -455,6 +451,30 @@ def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) ->
         )
         moved.append(key)
     return moved
+
+
+def _gone(owner: str | os.PathLike, stored: str, key: str, way: str) -> str:
+    """The message for data (``key``: ``data``, ``val_data``) that ``owner`` (a run folder,
+    a config file) trained on at ``stored``, gone since: give its new place after ``way``."""
+    near = near_name(Path(stored))
+    hint = f" ({near}?)" if near else ""
+    return (
+        f"{owner} trained on {stored}, which is not there now; if it moved, give its new "
+        f"place{hint}: {options(way, option(key, text='PATH'))}"
+    )
+
+
+def _gone_config_data(values: dict[str, Any], given: dict[str, Any], config_file: Path) -> None:
+    """Refuse a config file's data folder or file that is no longer where the run read it
+    and is not given anew, naming the way (as ``_moved_data`` does on resuming)."""
+    for key in ("data", "val_data"):
+        stored = values.get(key)
+        if given.get(key) is not None or not (
+            isinstance(stored, str) and Path(stored).is_absolute()
+        ):
+            continue
+        if not Path(stored).exists():
+            raise ResnetlabError(_gone(config_file, stored, key, option("config", config_file)))
 
 
 # What a checkpoint was made with: a resumed run cannot change these.
