@@ -673,6 +673,16 @@ def test_a_run_of_heavy_steps_measures_sooner(calibrating, monkeypatch):
         "not calibrated: a run of 62 steps would spend longer measuring than training; runs "
         "of 63 steps or more (at batch 64) measure the CPU, once"
     )
+    # A batch larger than the data: each step trains the 10 images there are, not 64, so
+    # 63 steps are the work of 79 timed steps of 8 images; measuring waits for 400 of them
+    # (a one-step run of batch 100,000 on 1,438 images spent a minute measuring)
+    few = plan_cpu(
+        config, num_classes=10, input_size=8, measure=machine, run_steps=63, step_images=10
+    )
+    assert machine.timed == [] and few.how == (
+        "not calibrated: a run of 63 steps would spend longer measuring than training; runs "
+        "of 400 steps or more (at 10 images a step) measure the CPU, once"
+    )
     measured = plan_cpu(config, num_classes=10, input_size=8, measure=machine, run_steps=63)
     assert measured.how == "measured now" and measured.batch == 8 and machine.timed
 

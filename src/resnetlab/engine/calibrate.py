@@ -573,6 +573,7 @@ def plan_cpu(
     measure: Measure | None = None,
     store: CalibrationStore | None = None,
     run_steps: int | None = None,
+    step_images: int | None = None,
 ) -> CpuPlan:
     """The plan for training ``config`` on this CPU: from the cache, or measured now.
 
@@ -587,6 +588,8 @@ def plan_cpu(
         run_steps: the training steps of the run; one of fewer than ``measured_from`` takes
             what the cache holds and measures nothing (the defaults where the cache lacks
             timings): measuring costs about a hundred timed steps.
+        step_images: the images each of those steps trains, where fewer than the batch (a
+            batch larger than the data: one step over all of it).
     """
     candidates = _candidates(config)
     default = CpuPlan(candidates[0].precision, resolve_channels_last(config.channels_last, CPU))
@@ -609,7 +612,8 @@ def plan_cpu(
             store = store or CalibrationStore()
             measure = measure or measure_in_turns
             batch = _calibration_batch(config, num_classes, input_size)
-            least = measured_from(config.batch_size, batch)
+            step = min(config.batch_size, step_images or config.batch_size)
+            least = measured_from(step, batch)
             if run_steps is not None and run_steps < least:
                 measure = _cache_only
             try:
@@ -617,10 +621,11 @@ def plan_cpu(
                     config, num_classes, input_size, candidates, store, measure, force, batch
                 )
             except _Unmeasured:
+                at = f"batch {step:,}" if step == config.batch_size else f"{step:,} images a step"
                 default.how = (
                     f"not calibrated: a run of {count_of(run_steps or 0, 'step')} would spend "
                     f"longer measuring than training; runs of {least:,} steps or more (at "
-                    f"batch {config.batch_size}) measure the CPU, once"
+                    f"{at}) measure the CPU, once"
                 )
                 plan = default
     return broadcast_object(plan, dist)

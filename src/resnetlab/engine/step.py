@@ -450,6 +450,7 @@ def build_training(
     class_names: list[str] | None = None,
     cpu_plan: CpuPlan | None = None,
     run_steps: int | None = None,
+    step_images: int | None = None,
     class_counts: list[int] | None = None,
 ) -> TrainParts:
     """The model, optimizer, EMA and step of a training run of ``config`` on ``device``.
@@ -465,7 +466,8 @@ def build_training(
         class_names: the data's classes, which a pretrained classifier must be for.
         cpu_plan: on the CPU, the plan to train with (a resumed run keeps the one it
             started with); default: the calibration's (``engine.calibrate.plan_cpu``),
-            which measures nothing for a run of few ``run_steps``.
+            which measures nothing for a run of few ``run_steps`` (of ``step_images`` each,
+            where a batch larger than the data makes them fewer than the batch).
         class_counts: training images per class, which ``config.class_weights`` weighs by.
     """
     dist = dist or DistInfo()
@@ -486,6 +488,7 @@ def build_training(
                 input_size=input_size,
                 dist=dist,
                 run_steps=run_steps,
+                step_images=step_images,
             )
         amp_dtype, channels_last = cpu_plan.amp_dtype, cpu_plan.channels_last
     else:

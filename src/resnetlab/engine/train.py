@@ -629,6 +629,8 @@ class Trainer:
             class_names=self.class_names,
             cpu_plan=plan,
             run_steps=self.config.max_steps or self.config.epochs * len(self.train_loader),
+            # a batch larger than the data: each step trains all of it, not the batch
+            step_images=self.num_train // self.dist.world_size,
             class_counts=self.class_counts,
         )
         self.model = parts.model  # unwrapped: what is saved and averaged
