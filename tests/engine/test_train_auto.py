@@ -132,6 +132,13 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
         ).summary["stopped_early"]
         is False
     )
+    # Given more epochs and a patience already spent, it is not said to have stopped early
+    capsys.readouterr()
+    train(resume=tmp_path / "s", epochs=9, patience=1)
+    assert (
+        "ran its 7 epochs, with no better accuracy for the last 1 epoch (since epoch 6), so "
+        "patience=1 would stop it at once; add patience=N (more than 1) to train it further"
+    ) in capsys.readouterr().err
 
 
 # Digits at 8x8: 40 training images, 5 steps of 8 an epoch; 100 validation images.

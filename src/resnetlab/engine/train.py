@@ -1734,11 +1734,22 @@ class Trainer:
         if summary is None or summary["status"] != "finished":
             summary = self._final_summary("finished")
         elif self.dist.is_main and self._out_of_patience() and self.step < self.total_steps:
-            patience = self.config.patience
+            patience, best = self.config.patience, self.best["epoch"]
+            since = self.epoch - best
+            if summary.get("stopped_early"):
+                said = (
+                    f"stopped early after epoch {self.epoch}: no better accuracy for "
+                    f"{count_of(patience, 'epoch')} since epoch {best}"
+                )
+            else:  # it ran its length, and the --patience given now is already spent
+                said = (
+                    f"ran its {count_of(self.epoch, 'epoch')}, with no better accuracy for the "
+                    f"last {count_of(since, 'epoch')} (since epoch {best}), so "
+                    f"{option('patience', patience)} would stop it at once"
+                )
             self.log.message(
-                f"{self.run_dir} stopped early after epoch {self.epoch}: no better accuracy for "
-                f"{count_of(patience, 'epoch')} since epoch {self.best['epoch']}; add "
-                f"{option('patience', text='N')} (more than {patience}) to train it further"
+                f"{self.run_dir} {said}; add {option('patience', text='N')} (more than "
+                f"{since if since > patience else patience}) to train it further"
             )
         elif self.dist.is_main:
             # What the run did, which may be more than the length asked for now.
