@@ -701,13 +701,20 @@ def test_a_device_out_of_memory_in_any_command_is_one_line(monkeypatch, capsys):
             "memory: you tried to allocate 1228800000000 bytes.\nmore lines"
         )
 
-    monkeypatch.setattr(cli, "cmd_models", runs_out)
-    assert main(["models"]) == 2
+    monkeypatch.setattr(cli, "cmd_bench", runs_out)
+    assert main(["bench", "train", "--model", "resnet20"]) == 2
     assert capsys.readouterr().err == (
         "error: out of memory ([enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
         "can't allocate memory: you tried to allocate 1228800000000 bytes.); lower --batch-size "
         "(or --input-size)\n"
     )
+    # Each command's own flags: export's batch is --batch (--batch 10**9 ran out so)
+    monkeypatch.setattr(cli, "cmd_export", runs_out)
+    assert main(["export", "m.safetensors", "m.onnx", "--batch", "1000000000"]) == 2
+    assert capsys.readouterr().err.endswith("bytes.); lower --batch\n")
+    monkeypatch.setattr(cli, "cmd_models", runs_out)
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err.endswith("; free memory, or run it on a machine with more\n")
     monkeypatch.setattr(cli, "cmd_models", lambda args: (_ for _ in ()).throw(RuntimeError("x")))
     with pytest.raises(RuntimeError, match=r"^x$"):  # a bug stays a traceback
         main(["models"])

@@ -1537,6 +1537,24 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _smaller_work(args: argparse.Namespace) -> str:
+    """How to ask the command of ``args`` for less memory: by its own batch flag (export's
+    is --batch, serve's --max-batch) and its --input-size, where it has them."""
+    flags = [
+        flag
+        for flag, dest in (
+            ("--batch-size", "batch_size"),
+            ("--batch", "batch"),
+            ("--max-batch", "max_batch"),
+            ("--input-size", "input_size"),
+        )
+        if hasattr(args, dest)
+    ]
+    if not flags:
+        return "free memory, or run it on a machine with more"
+    return f"lower {flags[0]}" + (f" (or {flags[1]})" if flags[1:] else "")
+
+
 # Every command: name, one-line help, and the function that adds its arguments. Only the
 # command being run gets its arguments, so ``resnetlab --help`` and ``--version`` never
 # import PyTorch.
@@ -1853,8 +1871,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not out_of_memory(e):
             raise
         what = str(e).strip().splitlines()[0][:200]
-        print(
-            f"error: out of memory ({what}); lower --batch-size (or --input-size)",
-            file=sys.stderr,
-        )
+        print(f"error: out of memory ({what}); {_smaller_work(args)}", file=sys.stderr)
         return 2
