@@ -736,6 +736,23 @@ def test_a_subset_smaller_than_the_classes_says_so_with_its_fix(tmp_path):
     ]  # and not the advice to add images of a class, which has plenty
 
 
+def test_a_batch_that_leaves_a_fifth_of_the_images_out_of_each_epoch_is_warned_of(tmp_path):
+    # Digits' 1,438 training images in full batches of 1,000: 438 are never in an epoch
+    def setting_warnings(**options):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Trainer(TrainConfig(**{**FAST, "out": str(tmp_path / "r"), **options}))
+        return [str(w.message) for w in caught if issubclass(w.category, SettingWarning)]
+
+    assert setting_warnings(batch_size=1000) == [
+        "a batch of 1000 leaves 438 of the 1,438 training images out of each epoch (the last, "
+        "partial batch is dropped; the shuffle leaves out others each epoch); batch_size=719 "
+        "trains on all of them"
+    ]
+    assert setting_warnings(batch_size=64) == []  # 22 batches, 30 images left: no more
+    assert setting_warnings(batch_size=None, recipe="auto") == []  # the recipe's own choice
+
+
 def test_a_subset_larger_than_the_images_says_all_are_used(tmp_path):
     # Digits' 1,797 images less the default fifth held out: --subset 5000 takes them all.
     many = dict(FAST, subset=5000, val_subset=1000, out=str(tmp_path / "many"))
@@ -756,7 +773,7 @@ def test_num_workers_for_images_held_in_memory_is_named_as_not_applying(tmp_path
     def warned(**given):
         with command_line(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            Trainer(TrainConfig(**FAST, subset=100, out=str(tmp_path / "w"), **given))
+            Trainer(TrainConfig(**FAST, subset=128, out=str(tmp_path / "w"), **given))
         return [str(w.message) for w in caught if issubclass(w.category, SettingWarning)]
 
     assert warned(num_workers=2) == [

@@ -453,6 +453,23 @@ def _moved_data(values: dict[str, Any], given: dict[str, Any], run_dir: Path) ->
     return moved
 
 
+def _left_out_note(batch_size: int, images: int) -> str | None:
+    """A line when full batches of ``batch_size`` leave more than a fifth of the ``images``
+    out of every epoch (the last, partial batch is dropped, so that every step has the same
+    shape), with the batch that takes them all in; else None."""
+    steps = images // batch_size
+    left = images - steps * batch_size
+    if not steps or left <= images / 5:
+        return None
+    better = images // (steps + 1)
+    kept = "all of them" if images % (steps + 1) == 0 else f"all but {images % (steps + 1)}"
+    return (
+        f"a batch of {batch_size} leaves {left:,} of the {images:,} training images out of "
+        "each epoch (the last, partial batch is dropped; the shuffle leaves out others each "
+        f"epoch); {option('batch_size', better)} trains on {kept}"
+    )
+
+
 def _gone(owner: str | os.PathLike, stored: str, key: str, way: str) -> str:
     """The message for data (``key``: ``data``, ``val_data``) that ``owner`` (a run folder,
     a config file) trained on at ``stored``, gone since: give its new place after ``way``."""
@@ -911,6 +928,9 @@ class Trainer:
         )
         if c.batch_size > per_process and _first_in_series(too_large):
             warn(too_large, SettingWarning)
+        left = None if self.batch_by_recipe else _left_out_note(c.batch_size, per_process)
+        if left and _first_in_series(left):
+            warn(left, SettingWarning)
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
             make_loader(
@@ -931,6 +951,7 @@ class Trainer:
         """The config with what the auto (or finetune) recipe leaves to the data filled in."""
         self.auto_line = None
         self.lr_by_auto = self.config.recipe == "auto" and "lr" in self.config.unset()
+        self.batch_by_recipe = "batch_size" in self.config.unset()  # chosen for the data
         if not self.config.unset():
             return self.config
         if self.config.recipe == "finetune":
