@@ -193,6 +193,18 @@ def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp
     ).read_text(encoding="utf-8")
 
 
+def test_a_run_of_other_settings_is_named_by_its_flag(tmp_path, capsys):
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8"]
+    tiny = ["--input-size", "8", "--batch-size", "64", "--max-steps", "2", "--val-subset", "100"]
+    out = ["--out", str(tmp_path / "exp")]
+    assert main([*args, *tiny, *out]) == 0
+    capsys.readouterr()
+    assert main([*args, *tiny, *out, "--lr", "0.05"]) == 2
+    assert "was trained with other settings (--lr 0.1, now 0.05); rerun with its settings" in (
+        capsys.readouterr().err
+    )
+
+
 def test_an_experiment_where_every_seed_lost_a_run_exits_1(tmp_path, capsys):
     # No verdict to give: a script that runs the experiment must not take it for one.
     out = tmp_path / "exp"

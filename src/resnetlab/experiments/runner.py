@@ -386,7 +386,7 @@ def _check_same_settings(config: TrainConfig, run_dir: Path) -> None:
     if differ:
         k = differ[0]
         raise ResnetlabError(
-            f"{run_dir} was trained with other settings ({k} {stored.get(k)!r}, now "
+            f"{run_dir} was trained with other settings ({option(k)} {stored.get(k)!r}, now "
             f"{wanted[k]!r}); rerun with its settings or choose another {option('out')}"
         )
 
