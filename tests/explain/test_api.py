@@ -454,7 +454,7 @@ def test_an_overlay_of_what_are_not_uint8_pixels_is_one_line(image, said):
     assert said in str(e.value)
 
 
-def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image_folder):
+def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image_folder, tmp_path):
     result = explain(model_file, [image_folder])
     assert result.caption(2).splitlines()[1] == "gradcam, layer3"
     assert result.caption(2, on_sheet=True).splitlines()[1] == "b/0.png"  # a/0.png too
@@ -466,6 +466,15 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
     # A name that repeats (IMG_0001.jpg of the cat and of the dog folder) keeps its folder.
     result.sources[0], result.sources[1] = "/photos/cat/IMG_0001.jpg", "/photos/dog/IMG_0001.jpg"
     assert result.caption(1, on_sheet=True).splitlines()[1] == "dog/IMG_0001.jpg"
+    # ...and where that repeats too (two cat folders), the number its overlay file has
+    result.sources[1] = "/more/cat/IMG_0001.jpg"
+    captions = [result.caption(i, on_sheet=True).splitlines()[1] for i in (0, 1)]
+    assert captions == ["0000-cat/IMG_0001.jpg", "0001-cat/IMG_0001.jpg"]
+    assert result.save(tmp_path / "cams")[:2] == [
+        tmp_path / "cams" / "0000-cat-IMG_0001.png",
+        tmp_path / "cams" / "0001-cat-IMG_0001.png",
+    ]
+    result.sources[1] = "/photos/dog/IMG_0001.jpg"
     result.sources[3] = "/photos/café-日本.png"  # any script draws
     assert result.overlay(3, side=128, on_sheet=True).height > 128
     n = len(result.sources)

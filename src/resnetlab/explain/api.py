@@ -74,11 +74,19 @@ class Explanation:
 
     def _sheet_name(self, i: int) -> str:
         """Image ``i``'s file name; with its folder's where another image has the same name
-        (``cat/IMG_0001.jpg`` and ``dog/IMG_0001.jpg``), as its overlay's name has."""
-        path = Path(self.sources[i])
-        if path.parent.name and sum(Path(s).name == path.name for s in self.sources) > 1:
-            return f"{path.parent.name}/{path.name}"
-        return path.name
+        (``cat/IMG_0001.jpg`` and ``dog/IMG_0001.jpg``), as its overlay's name has; and the
+        overlay's number where that still repeats (``a/cat/1.jpg``, ``b/cat/1.jpg``)."""
+        paths = [Path(s) for s in self.sources]
+
+        def named(path: Path) -> str:
+            if path.parent.name and sum(p.name == path.name for p in paths) > 1:
+                return f"{path.parent.name}/{path.name}"
+            return path.name
+
+        name = named(paths[i])
+        if sum(named(p) == name for p in paths) > 1:
+            return f"{_file_names(self.sources)[i].split('-', 1)[0]}-{name}"
+        return name
 
     def overlay(self, i: int, *, side: int | None = None, on_sheet: bool = False) -> Image.Image:
         """Image ``i`` beside its heat map, captioned with the prediction."""
