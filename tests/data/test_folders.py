@@ -1106,6 +1106,14 @@ def test_a_class_folder_link_to_nothing_is_refused(tmp_path):
         "the folders cats, dogs: 'birds' would be left out of the data; mount or restore what "
         "it leads to, or remove the link"
     )
+    # Through a second link (photos/birds -> birds-link -> the drive): the same
+    (root / "birds").unlink()
+    (tmp_path / "birds-link").symlink_to(tmp_path / "usb" / "birds")
+    (root / "birds").symlink_to(tmp_path / "birds-link")
+    with pytest.raises(
+        DataError, match=r"birds: a link to .*birds-link, a link that leads to nothing"
+    ):
+        load_dataset(str(root))
     (root / "birds").unlink()
     (root / "birds.jpg").symlink_to(tmp_path / "usb" / "birds.jpg")  # an image's name: loose
     assert load_dataset(str(root)).class_names == ["cats", "dogs"]

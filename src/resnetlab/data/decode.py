@@ -346,6 +346,8 @@ def dead_link(path: str | os.PathLike) -> str | None:
     except OSError as e:
         if e.errno == errno.ELOOP:
             return f"a link to {target}, one of a loop of links that never reaches a file"
+    if os.path.islink(os.path.join(os.path.dirname(path), target)):  # a -> b -> gone
+        return f"a link to {target}, a link that leads to nothing"
     return f"a link to {target}, which does not exist"
 
 
