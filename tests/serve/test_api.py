@@ -203,6 +203,12 @@ def _bad_inputs(image_files) -> list[tuple[str, dict, int, str]]:
         ),
         ("text", {"content": b"name,value\nx,1\n" * 20}, 415, "not an image"),
         ("text as a file", {"files": {"image": ("notes.txt", b"hello")}}, 415, "notes.txt"),
+        (  # a name of a page, said by its start and its end, not whole
+            "text with a long name",
+            {"files": {"image": ("n" * 900 + ".txt", b"hello")}},
+            415,
+            f"the upload {'n' * 50}...{'n' * 16}.txt is not",
+        ),
         ("truncated JPEG", {"content": jpeg[: len(jpeg) // 2]}, 422, "truncated"),
         ("JPEG header only", {"content": jpeg[:40]}, 422, "truncated"),
         (

@@ -407,6 +407,8 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
             # The name without folders a client may have sent with it (../x.jpg, C:\x.jpg).
             name = PurePosixPath((files[0].filename or "").replace("\\", "/")).name
+            if len(name) > 80:  # said in errors: its start and its suffix, not a page
+                name = f"{name[:50]}...{name[-20:]}"
             return await files[0].read(), name or None, fields
     except HTTPException as e:  # Starlette's words: two files, no boundary, a broken part...
         why = str(e.detail).rstrip(".")
