@@ -90,11 +90,21 @@ def cpu_info() -> dict[str, Any]:
 PRECISION_HARDWARE = {"bf16": "AVX512_BF16 or AMX", "fp16": "AVX512_FP16 or AMX-FP16"}
 
 
-def emulated_precision_note(precision: str, *, fix: str | None = None) -> str | None:
+def slow_precision_note(precision: str, *, fix: str | None = None) -> str | None:
     """A line when ``--precision`` names a reduced precision this CPU has no arithmetic for:
     PyTorch then emulates it, usually slower than float32 (fp16 at about half its speed
-    on an AVX-512 CPU without FP16)."""
-    if precision not in PRECISION_HARDWARE or cpu_info()[precision]:
+    on an AVX-512 CPU without FP16); or fp16 on a CPU whose matrix tiles (AMX) take bf16
+    and not fp16, where fp16 ran at 0.4x to 0.9x of float32 (an AMX Xeon, AVX512_FP16)."""
+    if precision not in PRECISION_HARDWARE:
+        return None
+    flags = set((_cpuinfo().get("flags") or "").split())
+    if precision == "fp16" and "amx_bf16" in flags and "amx_fp16" not in flags:
+        return (
+            f"{option('precision', 'fp16')}: this CPU's matrix tiles (AMX) multiply bf16, not "
+            "fp16, so fp16 runs on its vector units, slower than fp32 where measured; "
+            f"{option('precision', 'bf16')} uses the tiles"
+        )
+    if cpu_info()[precision]:
         return None
     fix = fix or f"{option('precision', 'auto')} measures which is faster here"
     return (

@@ -30,7 +30,7 @@ from ..errors import ResnetlabError, SettingWarning, option, path_argument, warn
 from ..models import ModelMeta, load_model
 from ..models.files import is_onnx_file
 from ..options import INFERENCE_PRECISIONS
-from .cpu import emulated_precision_note, keep_freed_memory, use_small_map_convs
+from .cpu import keep_freed_memory, slow_precision_note, use_small_map_convs
 from .distributed import resolve_device
 from .step import PRECISION_DTYPES, cuda_has_bf16, resolve_channels_last
 
@@ -200,7 +200,7 @@ def _inference_dtype(precision: str, model: nn.Module, device: torch.device) -> 
         )
     if device.type == "cuda" and dtype is torch.bfloat16 and not cuda_has_bf16(device):
         raise ResnetlabError(f"{device} has no bf16 arithmetic; give {option('precision', 'fp16')}")
-    if device.type == "cpu" and (note := emulated_precision_note(precision, fix=FP32_FIX)):
+    if device.type == "cpu" and (note := slow_precision_note(precision, fix=FP32_FIX)):
         warn(note, SettingWarning)
     return dtype
 

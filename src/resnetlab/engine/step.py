@@ -42,7 +42,7 @@ from ..convert.pretrained import PretrainedWeights, load_pretrained
 from ..errors import ResnetlabError, SettingWarning, option, warn
 from ..models import create_model, model_info
 from .config import TrainConfig, resolve_cuda_graphs, warn_idle_under_full_freeze
-from .cpu import emulated_precision_note, keep_freed_memory, use_matmul_convs
+from .cpu import keep_freed_memory, slow_precision_note, use_matmul_convs
 from .distributed import DistInfo
 from .finetune import FineTuning, head_epochs_for
 from .optim import build_optimizer
@@ -479,7 +479,7 @@ def build_training(
         from .calibrate import plan_cpu  # (which times this module's TrainStep)
 
         keep_freed_memory()
-        if (note := emulated_precision_note(config.precision)) is not None:
+        if (note := slow_precision_note(config.precision)) is not None:
             warn(note, SettingWarning)
         if cpu_plan is None:
             cpu_plan = plan_cpu(
