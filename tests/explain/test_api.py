@@ -756,3 +756,20 @@ def test_a_misspelt_layer_class_or_method_is_said_before_the_images_are_read(
             check_model(model_file, str(image_folder), methods=["GradCAM"])
         else:
             explain(model_file, [image_folder], method="GradCAM")
+
+
+def test_a_data_set_file_among_the_images_points_to_the_check(model_file, tmp_path, capsys):
+    """explain MODEL test_signs.h5 was told to score it with eval, which draws no maps."""
+    data = tmp_path / "test_signs.h5"
+    data.write_bytes(b"\x89HDF\r\n\x1a\n")
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        explain(model_file, [str(data)])
+    assert str(caught.value) == (
+        f"{data} is an HDF5 data set, not an image: explain draws maps of image files; how "
+        "well the maps point at what the model uses on its images is measured with: "
+        f"resnetlab.explain.check_model(model, {str(data)!r})"
+    )
+    assert main(["explain", str(model_file), str(data)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"measured with: resnetlab explain MODEL_FILE {data} --check\n"
+    )

@@ -17,9 +17,17 @@ from torch import nn
 
 from ..analysis.fonts import any_script
 from ..data.folders import images_in
+from ..data.sources import H5_SUFFIXES
 from ..engine.distributed import resolve_device
 from ..engine.predict import Inputs, load_inputs, model_batches
-from ..errors import ResnetlabError, count_argument, option, path_argument, shown
+from ..errors import (
+    ResnetlabError,
+    count_argument,
+    on_command_line,
+    option,
+    path_argument,
+    shown,
+)
 from ..models import ModelMeta, load_model, model_info
 from ..storage import atomic_write, check_writable, write_error
 from .cam import check_method, class_activation_maps, coarse_map_note, find_layer, model_on
@@ -333,6 +341,28 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
     return torch.tensor(indices)
 
 
+def _refuse_data_set_files(images: object) -> None:
+    """Refuse an HDF5 data set file among the images (the course's test_signs.h5) with what
+    explanations do take of a data set: the check of its maps on the images (``--check``),
+    where predict's message points to ``eval``, which draws no maps."""
+    named = [images] if isinstance(images, str | os.PathLike) else images
+    if not isinstance(named, list | tuple):
+        return
+    for item in named:
+        path = Path(item) if isinstance(item, str | os.PathLike) else None
+        if path is not None and path.suffix.lower() in H5_SUFFIXES and path.is_file():
+            check = (
+                f"resnetlab explain MODEL_FILE {item} --check"
+                if on_command_line()
+                else f"resnetlab.explain.check_model(model, {os.fspath(item)!r})"
+            )
+            raise ResnetlabError(
+                f"{item} is an HDF5 data set, not an image: explain draws maps of image files; "
+                f"how well the maps point at what the model uses on its images is measured "
+                f"with: {check}"
+            )
+
+
 def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]:
     """The model's metadata, and the images' names and uint8 (N, H, W, 3) pixels."""
     if (  # beside files and PIL images, an array is refused as such (fromarray)
@@ -346,6 +376,7 @@ def _read(model: nn.Module, images) -> tuple[ModelMeta, list[str], torch.Tensor]
             f"give {stack}(images)"
         )
     if not isinstance(images, np.ndarray | torch.Tensor):
+        _refuse_data_set_files(images)
         meta = _meta(model)
         paths, pixels = load_inputs(images, meta)
         return meta, [str(p) for p in paths], pixels
