@@ -213,10 +213,11 @@ def test_a_class_named_in_another_case_is_the_models_as_eval_takes_it():
 
     assert _targets("BLUE", ["blue", "green", "red"], 2).tolist() == [0, 0]
     assert _targets(["red", "Red"], ["Red", "red"], 2).tolist() == [1, 0]  # as named first
-    with pytest.raises(
-        resnetlab.ResnetlabError, match=r"no class 'RED'; the model's classes: Red, red"
-    ):
-        _targets("RED", ["Red", "red"], 1)  # two classes it could be: neither
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        _targets("RED", ["Red", "red"], 1)  # two classes it could be: neither, and why
+    assert str(caught.value) == (
+        "'RED' is 'Red' and 'red' but for case, two classes of the model: give one as it is written"
+    )
 
 
 def test_a_class_name_in_either_unicode_form_is_the_models():

@@ -323,7 +323,12 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
                     for name in names
                     if unicodedata.normalize("NFC", name).casefold() == key.casefold()
                 ]
-                if len(alike) != 1:
+                if len(alike) > 1:  # One and one: the case that tells them apart is needed
+                    raise ResnetlabError(
+                        f"{item!r} is {' and '.join(map(repr, alike))} but for case, two "
+                        "classes of the model: give one as it is written"
+                    )
+                if not alike:
                     classes = ", ".join(names)
                     raise ResnetlabError(f"no class {item!r}; the model's classes: {classes}")
                 item = alike[0]
