@@ -2,6 +2,7 @@ import errno
 import json
 import shutil
 import signal
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -202,6 +203,39 @@ def test_a_run_of_other_settings_is_named_by_its_flag(tmp_path, capsys):
     assert main([*args, *tiny, *out, "--lr", "0.05"]) == 2
     assert "was trained with other settings (--lr 0.1, now 0.05); rerun with its settings" in (
         capsys.readouterr().err
+    )
+
+
+def test_a_stopped_run_in_a_read_only_folder_says_the_experiments_fix(tmp_path, monkeypatch):
+    # Not train's "copy it to a folder you can write to and resume the copy": an experiment
+    # goes on in its own folder.
+    out = tmp_path / "exp"
+    original = Trainer._train_step
+    calls = {"n": 0}
+
+    def interrupting_step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
+    with pytest.raises(KeyboardInterrupt):
+        run_degradation("digits", (8,), out=out, **TINY)
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    make = tempfile.TemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):  # the run's folder on a read-only mount
+        if dir is not None and Path(dir) == out / "plain8-seed0":
+            raise OSError(errno.EROFS, "Read-only file system")
+        return make(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(ResnetlabError) as caught:
+        run_degradation("digits", (8,), out=out, **TINY)
+    assert str(caught.value).endswith(
+        "Read-only file system; an experiment trains on in its runs' folders: make it "
+        "writable, then run it again"
     )
 
 

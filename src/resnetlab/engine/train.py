@@ -2050,13 +2050,13 @@ def _check_resumable(run_dir: Path) -> None:
             f"{option('out', run_dir)}"
         )
     # Said now, not at the run's first write, once its data is read.
-    check_writable(
-        run_dir,
-        run_dir,
+    fix = (
         f"{option('resume')} trains on in the run's own folder: make it writable, or copy it "
-        "to a folder you can write to and resume the copy",
-        in_place=True,
+        "to a folder you can write to and resume the copy"
     )
+    if _SERIES.get() is not None:  # an experiment's run: its folder is the experiment's
+        fix = "an experiment trains on in its runs' folders: make it writable, then run it again"
+    check_writable(run_dir, run_dir, fix, in_place=True)
 
 
 def _stored_plan(run_dir: Path | None) -> CpuPlan | None:
