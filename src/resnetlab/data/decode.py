@@ -335,17 +335,24 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def in_a_loop(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a link in a loop of links (``a -> b -> a``), which never reaches
+    a file, rather than one whose chain ends at something gone (``a -> b -> gone``)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
 def dead_link(path: str | os.PathLike) -> str | None:
     """Why ``path``, a link that leads to no file or folder, leads nowhere (its target gone,
     or a loop of links: ``a -> b -> a``); None where it is no such link."""
     if not os.path.islink(path) or os.path.exists(path):
         return None
     target = os.readlink(path)
-    try:
-        os.stat(path)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return f"a link to {target}, one of a loop of links that never reaches a file"
+    if in_a_loop(path):
+        return f"a link to {target}, one of a loop of links that never reaches a file"
     if os.path.islink(os.path.join(os.path.dirname(path), target)):  # a -> b -> gone
         return f"a link to {target}, a link that leads to nothing"
     return f"a link to {target}, which does not exist"

@@ -36,6 +36,7 @@ from .decode import (
     decode_files,
     format_size,
     format_to_convert,
+    in_a_loop,
     read_header_sizes,
     report_unreadable,
 )
@@ -609,7 +610,7 @@ def _check_no_dead_folder_links(folder: Path, dirs: list[Path]) -> None:
         name, suffix = e.name, os.path.splitext(e.name)[1].lower()
         if (
             _leads_nowhere(e)
-            and not _in_a_loop(e.path)
+            and not in_a_loop(e.path)
             and not name.startswith(".")
             and suffix not in IMAGE_EXTENSIONS
         ):
@@ -619,19 +620,6 @@ def _check_no_dead_folder_links(folder: Path, dirs: list[Path]) -> None:
                 f"{e.path}: {dead_link(e.path)}, beside {beside}: {readable(name)!r} would be "
                 "left out of the data; mount or restore what it leads to, or remove the link"
             )
-
-
-def _in_a_loop(link: str) -> bool:
-    """Whether the link ``link``, which leads nowhere, is one of a loop of links (``a -> b ->
-    a``) rather than a chain whose last link's target is gone (``a -> b -> gone``)."""
-    seen = set()
-    path = link
-    while os.path.islink(path):
-        if path in seen:
-            return True
-        seen.add(path)
-        path = os.path.join(os.path.dirname(path), os.readlink(path))
-    return False
 
 
 def scan_classes(folder: Path) -> FolderSplit:
