@@ -85,14 +85,15 @@ class Explanation:
         (``cat/IMG_0001.jpg`` and ``dog/IMG_0001.jpg``), as its overlay's name has; and the
         overlay's number where that still repeats (``a/cat/1.jpg``, ``b/cat/1.jpg``)."""
         paths = [Path(s) for s in self.sources]
+        names = Counter(p.name for p in paths)
 
         def named(path: Path) -> str:
-            if path.parent.name and sum(p.name == path.name for p in paths) > 1:
+            if path.parent.name and names[path.name] > 1:
                 return f"{path.parent.name}/{path.name}"
             return path.name
 
         name = named(paths[i])
-        if sum(named(p) == name for p in paths) > 1:
+        if Counter(map(named, paths))[name] > 1:
             return f"{_file_names(self.sources)[i].split('-', 1)[0]}-{name}"
         return name
 
