@@ -74,7 +74,7 @@ def cpu_info() -> dict[str, Any]:
     likewise for float16 (x86 AVX512_FP16 or AMX-FP16, Arm's half-precision SIMD).
     """
     info = _cpuinfo()
-    flags = set((info.get("flags") or info.get("Features") or "").split())
+    flags = _flags(info)
     return {
         "model": cpu_name(),
         "family": "/".join(info[k] for k in ("cpu family", "model", "stepping") if k in info)
@@ -84,6 +84,12 @@ def cpu_info() -> dict[str, Any]:
         "fp16": bool(flags & {"avx512_fp16", "amx_fp16", "asimdhp"}),
         "amx": bool(flags & {"amx_bf16", "amx_tile"}),
     }
+
+
+def _flags(info: dict[str, str]) -> set[str]:
+    """The instruction-set flags of ``/proc/cpuinfo``'s entries (x86's flags, Arm's
+    Features)."""
+    return set((info.get("flags") or info.get("Features") or "").split())
 
 
 # The instructions that do each reduced precision's arithmetic, by name.
@@ -97,7 +103,7 @@ def slow_precision_note(precision: str, *, fix: str | None = None) -> str | None
     and not fp16, where fp16 ran at 0.4x to 0.9x of float32 (an AMX Xeon, AVX512_FP16)."""
     if precision not in PRECISION_HARDWARE:
         return None
-    flags = set((_cpuinfo().get("flags") or "").split())
+    flags = _flags(_cpuinfo())
     if precision == "fp16" and "amx_bf16" in flags and "amx_fp16" not in flags:
         return (
             f"{option('precision', 'fp16')}: this CPU's matrix tiles (AMX) multiply bf16, not "
