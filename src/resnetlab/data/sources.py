@@ -532,15 +532,7 @@ def load_dataset(
     source = open_source(data, **opts)
     train_key = source.key("train", "all")
     if train_key is None:
-        has = ", ".join(source.splits)
-        if source.kind == "image-folder":
-            fix = (
-                "but no train/ folder; add one beside them (a folder per class), or give the "
-                f"folder of one of them as {option('data')} to train on it"
-            )
-        else:  # an HDF5 file of val_set_* and test_set_*
-            fix = "but no train split (train_set_x, train_set_y); give the file that has it"
-        raise DataError(f"{data}: no training split: has {has} {fix}")
+        raise _no_training_split(data, source)
     if train_key == "all" and (test_only := _test_split_only(data)):
         warn(test_only, DataWarning)
     train = _with_notes(source.splits[train_key](), source.notes)
@@ -572,22 +564,41 @@ def load_dataset(
     else:
         val, used = None, None
     if val_split is not None and used is not None:
-        if val_data is not None:
-            instead = f"leave out {option('val_data')} to hold out training images instead"
-        elif source.kind == "image-folder":
-            instead = (
-                "to split the training images instead, point "
-                f"{option('data')} at the training folder alone"
-            )
-        else:  # a file's or CIFAR-10's own held-out split: no folder of training images
-            instead = f"its own held-out split; leave out {option('val_split')}"
-        warn(
-            f"{option('val_split', val_split)} not used: validating on {used} ({instead})",
-            DataWarning,
-        )
+        warn(_val_split_unused(val_split, used, val_data, source), DataWarning)
     if val is not None:
         val = _matched_to_training(val, train, image_size, resize, warn_copies, data=data)
     return Dataset(train, val, list(train.class_names), record, validated_test)
+
+
+def _no_training_split(data: str | os.PathLike, source: Source) -> DataError:
+    """The error for data with held-out splits alone, with what to give: a train/ folder
+    beside a folder's, the file that has the split for an HDF5 file's."""
+    has = ", ".join(source.splits)
+    if source.kind == "image-folder":
+        fix = (
+            "but no train/ folder; add one beside them (a folder per class), or give the "
+            f"folder of one of them as {option('data')} to train on it"
+        )
+    else:  # an HDF5 file of val_set_* and test_set_*
+        fix = "but no train split (train_set_x, train_set_y); give the file that has it"
+    return DataError(f"{data}: no training split: has {has} {fix}")
+
+
+def _val_split_unused(
+    val_split: float, used: str, val_data: str | os.PathLike | None, source: Source
+) -> str:
+    """The warning for a ``val_split`` given where the data's own validation images (or
+    ``val_data``'s, named ``used``) validate, with the fix that fits the data."""
+    if val_data is not None:
+        instead = f"leave out {option('val_data')} to hold out training images instead"
+    elif source.kind == "image-folder":
+        instead = (
+            f"to split the training images instead, point {option('data')} at the training "
+            "folder alone"
+        )
+    else:  # a file's or CIFAR-10's own held-out split: no folder of training images
+        instead = f"its own held-out split; leave out {option('val_split')}"
+    return f"{option('val_split', val_split)} not used: validating on {used} ({instead})"
 
 
 def held_out_record(split: Split, fraction: float, seed: int) -> dict[str, Any]:
