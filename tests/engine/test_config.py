@@ -335,7 +335,10 @@ def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     config = check(recipe="finetune", optimizer="adam")
     assert (config.optimizer, config.lr) == ("adam", 0.01)  # named recipes stay as they are
     (warning,) = [w for w in recwarn if issubclass(w.category, SettingWarning)]
-    assert "recipe finetune trains at the recipe's lr 0.01, set for sgd" in str(warning.message)
+    assert (
+        "recipe finetune trains at the recipe's lr 0.01 and weight decay 0.0001, set for sgd;"
+        in (str(warning.message))
+    )
     recwarn.clear()
     check(recipe="finetune", optimizer="adam", lr=1e-3)  # a rate given
     check(recipe="course", optimizer="adam")  # the recipe's own optimizer
@@ -348,7 +351,19 @@ def test_another_optimizer_under_a_named_recipe_warns_of_its_rate(recwarn):
     rerun = resolve_config(chosen, optimizer="adam")
     warn_of_settings_that_do_not_apply(rerun, {"optimizer": "adam"}, chosen)
     (warning,) = [w for w in recwarn if issubclass(w.category, SettingWarning)]
-    assert "recipe auto trains at the config file's lr 0.05, set for sgd" in str(warning.message)
+    # The weight decay too, as auto gives each optimizer its own.
+    assert str(warning.message).endswith(
+        "recipe auto trains at the config file's lr 0.05 and weight decay 0.0005, set for sgd; "
+        "adam usually starts near lr 1e-3 at batch 32 with weight decay 0: give lr and "
+        "weight_decay"
+    )
+    recwarn.clear()
+    rerun = resolve_config(chosen, optimizer="adam", weight_decay=1e-4)  # a decay given
+    warn_of_settings_that_do_not_apply(rerun, {"optimizer": "adam", "weight_decay": 1e-4}, chosen)
+    (warning,) = [w for w in recwarn if issubclass(w.category, SettingWarning)]
+    assert str(warning.message).endswith(
+        "set for sgd; adam usually starts near 1e-3 at batch 32: give lr"
+    )
 
 
 def test_another_batch_with_a_config_file_names_the_rate_for_it(recwarn):

@@ -51,14 +51,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..models.registry import model_info
-from .config import AUTO_FIELDS, TrainConfig
+from .config import AUTO_FIELDS, WEIGHT_DECAY, TrainConfig
 
 BASE_LR, BASE_BATCH = 0.1, 128  # SGD
 ADAM_LR, ADAM_BATCH = 1e-3, 32  # Adam and AdamW: the course's rate at the course's batch
 ADAM_BELOW = 5000  # images: Adam for ImageNet-style networks on sets smaller than this
 ADAM_FAMILIES = ("imagenet", "keras")
 # none for Adam (the course's), PyTorch's default for AdamW (decoupled)
-WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.01}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 MIN_BATCH, MAX_BATCH = 16, 256
 EPOCHS = 30

@@ -467,8 +467,10 @@ def scaled_lr(lr: float, batch_size: int, new_batch_size: int) -> float:
     return lr * math.sqrt(new_batch_size / batch_size)
 
 
-# Where each optimizer's rate starts, for the warning below (the auto recipe's rule).
+# Where each optimizer's rate starts, for the warning below (the auto recipe's rule), and
+# the weight decay the auto recipe gives it.
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
+WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.01}
 
 
 def warn_of_settings_that_do_not_apply(
@@ -497,10 +499,16 @@ def warn_of_settings_that_do_not_apply(
     if file_values and file_values.get("lr") is not None and "recipe" not in named:
         preset, whose = file_values.get("optimizer"), "the config file's"
     if "optimizer" in named and "lr" not in named and preset not in (None, config.optimizer):
+        kept, usual, flags = f"lr {config.lr:g}", USUAL_RATES[config.optimizer], option("lr")
+        decay = WEIGHT_DECAY[config.optimizer]
+        if "weight_decay" not in named and config.weight_decay not in (None, decay):
+            kept += f" and weight decay {config.weight_decay:g}"
+            usual = f"lr {usual} with weight decay {decay:g}"
+            flags += f" and {option('weight_decay')}"
         warn(
             f"{option('optimizer', config.optimizer)} under recipe {config.recipe} trains at "
-            f"{whose} lr {config.lr:g}, set for {preset}; {config.optimizer} usually starts "
-            f"near {USUAL_RATES[config.optimizer]}: give {option('lr')}",
+            f"{whose} {kept}, set for {preset}; {config.optimizer} usually starts "
+            f"near {usual}: give {flags}",
             SettingWarning,
         )
     old_batch = (file_values or {}).get("batch_size")
