@@ -2,6 +2,7 @@ import copy
 import csv
 import errno
 import gc
+import io
 import json
 import math
 import multiprocessing
@@ -629,6 +630,38 @@ def test_ctrl_c_on_the_cli_says_where_the_run_stopped_once(tmp_path, monkeypatch
         f"--resume {tmp_path / 'run'}"
     )
     assert "interrupted" not in err[:-1]
+
+
+class _ReaderGoneAfter(io.StringIO):
+    """A pipe whose reader leaves (``| head``) once ``text`` has been written to it."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def write(self, s: str) -> int:
+        if self.text in self.getvalue():
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        return super().write(s)
+
+
+def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkeypatch):
+    # `resnetlab train 2>&1 | head -3`: the lines after the first epoch's find no reader:
+    # the second epoch's. The run stops at its next step with its checkpoint (it ended
+    # "failed" at the write), as a process ended by SIGPIPE does, and a resume finishes it.
+    stderr = _ReaderGoneAfter("epoch   1/3")
+    monkeypatch.setattr(sys, "stderr", stderr)
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    assert main(["train", *args, "--out", str(out)]) == 128 + 13
+    assert "epoch   1/3" in stderr.getvalue() and "epoch   2/3" not in stderr.getvalue()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (2, 0)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert main(["train", "--resume", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 3
 
 
 def test_ema_model_is_what_gets_saved(tmp_path):

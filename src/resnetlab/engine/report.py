@@ -17,6 +17,7 @@ import os
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,13 @@ def _of_epoch(summary: dict[str, Any], epoch: int) -> str:
     return f"{summary['model']} of epoch {epoch} ({held}.safetensors) on the validation images"
 
 
+class _LogConsole(Console):
+    """A console whose lost reader is the log's to handle (rich's own way exits)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 class RunLog:
     def __init__(
         self,
@@ -221,14 +229,18 @@ class RunLog:
         self.epochs = epochs
         self.enabled = enabled
         # Lines name paths and classes, printed as they are ("photos [old]"), never as markup.
-        self.console = Console(stderr=True, soft_wrap=True, markup=False)  # progress, epochs
-        self.out = Console(soft_wrap=True, markup=False)  # the result, for scripts that read stdout
+        self.console = _LogConsole(stderr=True, soft_wrap=True, markup=False)  # progress, epochs
+        self.out = _LogConsole(soft_wrap=True, markup=False)  # the result, for scripts to read
         self.interactive = self.console.is_terminal
         self.progress_bar: Progress | None = None
         self.task = None
         self.writer = None
         self.rows: list[dict[str, Any]] = []
         self.metrics_lost = False  # a resumed run whose metrics.csv is gone
+        # The reader of the output gone (`resnetlab train ... | head`): said to on_output_lost
+        # once, and nothing more is written to the screen; the run's files go on.
+        self.output_lost = False
+        self.on_output_lost: Callable[[], None] | None = None
         if not enabled:
             return
         try:
@@ -266,12 +278,28 @@ class RunLog:
         if self.enabled:
             if self._new and self._metrics_file is None:
                 self._open_metrics()
-            self.console.print(description, highlight=False)
-            self.console.print(f"run folder: {self.run_dir}", highlight=False)
+            self._print(description)
+            self._print(f"run folder: {self.run_dir}")
 
     def message(self, text: str) -> None:
         if self.enabled:  # above the progress bar where one is live (the same console)
-            self.console.print(text, highlight=False)
+            self._print(text)
+
+    def _print(self, text: str, console: Console | None = None) -> None:
+        """``text`` on ``console`` (the log's, by default) unless the output is lost; a
+        pipe whose reader has gone loses it (what is still buffered then goes nowhere,
+        rather than failing again at exit)."""
+        if self.output_lost:
+            return
+        console = console or self.console
+        try:
+            console.print(text, highlight=False)
+        except BrokenPipeError:
+            self.output_lost = True
+            with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor
+                os.dup2(os.open(os.devnull, os.O_WRONLY), console.file.fileno())
+            if self.on_output_lost is not None:
+                self.on_output_lost()
 
     def epoch_begin(self, epoch: int, steps: int, done: int) -> None:
         if self.first_epoch is None:  # the clock of the run's time left starts here
@@ -338,7 +366,7 @@ class RunLog:
             line += f"  {left}"
         if note:
             line += f"  ({note})"
-        self.console.print(line, highlight=False)
+        self._print(line)
         if self.writer is not None:
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5"):
                 if row.get(key) is not None:
@@ -392,7 +420,7 @@ class RunLog:
                 gallery = self.run_dir / "errors.png"
                 title = _of_epoch(summary, errors.epoch or summary["epochs"])
                 if not write_error_gallery(errors, class_names, gallery, title=title):
-                    self.console.print("no misclassified validation images: no errors.png")
+                    self._print("no misclassified validation images: no errors.png")
         except WriteError as e:
             figure_error = e
         text = json.dumps(strict_json(summary), indent=2, allow_nan=False)
@@ -407,14 +435,14 @@ class RunLog:
                 if best is not None
                 else (f"final train acc {summary['final_train_acc']:.4f}")
             )
-            self.out.print(
+            self._print(
                 f"done in {summary['train_time_s']:.1f} s of training: {result}. "
                 f"Run folder: {self.run_dir}",
-                highlight=False,
+                self.out,
             )
             note = majority_note(best, val, class_names) if majority else None
             if note:
-                self.out.print(note, highlight=False)
+                self._print(note, self.out)
 
     def close(self) -> None:
         self._stop_bar()

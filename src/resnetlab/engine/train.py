@@ -761,6 +761,8 @@ class Trainer:
             resume_step=self.step if resume else None,
             resume_epoch=self.epoch if resume else None,
         )
+        if not self.dist.enabled:  # (under torchrun every process must stop at one step)
+            self.log.on_output_lost = self._output_lost
 
     def _decide_flip(self, mean: tuple[float, ...], std: tuple[float, ...]) -> TrainConfig:
         """The config with ``flip`` decided where it was left open: off for images that look
@@ -1026,7 +1028,7 @@ class Trainer:
                     raise
                 except WriteError as e:  # not caught below: it is raised inside a handler
                     raise self._write_failed(e) from None
-                by = "" if self.stop_signal == signal.SIGINT else " by SIGTERM"
+                by = self._stopped_by()
                 self.log.message(
                     f"interrupted{by} at epoch {self.epoch + 1}, batch {self.batch}; checkpoint "
                     f"saved. Continue with: {self._continue_with()}"
@@ -1051,7 +1053,7 @@ class Trainer:
         if self.stop_requested and _CONTINUE_WITH.get() is not None:
             # Ctrl-C (or SIGTERM) after the last step, while the run validated and saved: it
             # finished, and the runs after it in the series (an experiment's) must not start.
-            by = "" if self.stop_signal == signal.SIGINT else " by SIGTERM"
+            by = self._stopped_by()
             self.log.message(
                 f"interrupted{by} as the run ended, which it finished. Continue with: "
                 f"{self._continue_with()}"
@@ -1096,13 +1098,25 @@ class Trainer:
         watch = self.thread_watch
         return watch.settled() if watch is not None else contextlib.nullcontext()
 
+    def _stopped_by(self) -> str:
+        """How the run was stopped, for its last line: "" for Ctrl-C, " by SIGTERM"."""
+        if self.stop_signal == signal.SIGINT:
+            return ""
+        return f" by {signal.Signals(self.stop_signal).name}"
+
+    def _output_lost(self) -> None:
+        """The reader of the run's output has gone (`resnetlab train ... | head`): the run
+        stops after its step, saving its checkpoint as on Ctrl-C, and exits as a process
+        ended by SIGPIPE does (141)."""
+        self.stop_requested, self.stop_signal = True, getattr(signal, "SIGPIPE", 13)
+
     @contextlib.contextmanager
     def _stop_between_steps(self):
         """Ctrl-C, or SIGTERM (`kill`, `docker stop`, a batch system's preemption), lets the
         current step finish, so that the checkpoint written on the way out holds whole steps
         (a step cut short has already moved BN's statistics). A second one interrupts at
         once. Not under torchrun, where every process must stop at the same step."""
-        self.stop_requested = False
+        self.stop_requested = self.log.output_lost  # (lost while the run was set up)
         if self.dist.enabled or threading.current_thread() is not threading.main_thread():
             yield
             return
