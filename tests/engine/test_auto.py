@@ -318,3 +318,10 @@ def test_finetune_fills_only_the_batch_and_length_and_says_why():
     filled, line = apply_finetune(config, num_images=200, world_size=2)
     assert (filled.batch_size, filled.epochs) == (32, 100)
     assert "batch 32 per process, 64 in all (the recipe's 32)" in line
+
+
+def test_the_recipe_lines_count_one_image_in_the_singular():
+    _, line = _apply(num_images=1)
+    assert line.startswith("recipe auto: 1 image at 64x64 -> batch 1 ")
+    _, line = apply_finetune(resolve_config(recipe="finetune"), num_images=1)
+    assert line.startswith("recipe finetune: 1 image -> batch 1 ")

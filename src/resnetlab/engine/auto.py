@@ -312,7 +312,7 @@ def apply_finetune(
     if batch < FINETUNE_BATCH and not given_batch:
         rule += ", halved until an epoch has two steps"
     line = (
-        f"recipe finetune: {num_images:,} images -> {_batch_words(batch, world_size)} "
+        f"recipe finetune: {count_of(num_images, 'image')} -> {_batch_words(batch, world_size)} "
         f"({rule}), {count_of(steps, 'step')} ({count_of(epochs, 'epoch')}; {length})"
     )
     return dataclasses.replace(c, batch_size=batch, epochs=epochs), line
@@ -362,7 +362,7 @@ def _describe(
         rate = f"{ADAM_LR:g} x sqrt({total} / {ADAM_BATCH}){all_of_them}"
         network = f"an ImageNet-style network, under {ADAM_BELOW:,} images"
     return (
-        f"recipe auto: {num_images:,} images at {image_size}x{image_size} -> "
+        f"recipe auto: {count_of(num_images, 'image')} at {image_size}x{image_size} -> "
         f"{_batch_words(c.batch_size, world_size)} "
         f"({why('batch_size', _batch_and_rule(num_images)[1])}), "
         f"{OPTIMIZER_NAMES[c.optimizer]} ({why('optimizer', network)}) "

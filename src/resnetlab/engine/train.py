@@ -1819,9 +1819,10 @@ class Trainer:
         if self.train_step.cuda_graphs:
             precision += ", CUDA graphs"
         val = f", {self.num_val:,} validation" if self.num_val else ", no validation set"
+        train = count_of(self.num_train, "training image")
         return (
-            f"{c.model} ({params}) on {as_given(c.data)}: {self.num_train:,} training images"
-            f"{val}, {len(self.class_names)} classes, {self.input_size}x{self.input_size}; "
+            f"{c.model} ({params}) on {as_given(c.data)}: {train}{val}, "
+            f"{len(self.class_names)} classes, {self.input_size}x{self.input_size}; "
             f"recipe {c.recipe}, {self._length()}; "
             f"{self.device}{world}, {precision}"
         )
