@@ -217,6 +217,23 @@ def test_corrupt_archive(tmp_path):
         load_dataset(str(archive))
 
 
+def test_a_zip_cut_short_is_named_as_one(tmp_path):
+    # A zip lists its files at its end: a copy that stopped lost the list, and was read
+    # as a tar ("ReadError: truncated header").
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        for i in range(4):
+            zf.writestr(f"pets/{'cat' if i % 2 else 'dog'}/{i}.png", _png_bytes(i))
+    cut = tmp_path / "photos.zip"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(cut))
+    assert str(caught.value) == (
+        f"{cut}: a zip archive cut short (the list of its files, at its end, is missing): "
+        "copy it again if a copy or download of it stopped"
+    )
+
+
 def test_an_empty_or_damaged_archive_says_what_to_do(tmp_path):
     empty = tmp_path / "photos.zip"
     empty.write_bytes(b"")
