@@ -1,6 +1,7 @@
 import io
 import os
 import re
+import shutil
 import struct
 import sys
 import warnings
@@ -1566,3 +1567,29 @@ def test_a_folder_beside_that_cannot_be_listed_leaves_the_error_as_it_is(tmp_pat
     (tmp_path / "lp").symlink_to("lp")
     with pytest.raises(DataError, match=r"flat: 2 image files but no class folders; put each"):
         load_dataset(str(tmp_path / "flat"))
+
+
+def test_folders_resnetlab_wrote_among_the_classes_are_left_out_and_named(tmp_path):
+    # `resnetlab explain` run from the data folder writes cams/ there; a run's folder copied
+    # in brings its figures: neither is a class of photos.
+    root = write_tree(
+        tmp_path / "photos", {c: [noise(k * 3 + i) for i in range(3)] for k, c in enumerate("ab")}
+    )
+    write_tree(root, {"cams": [noise(20), noise(21)], "run1": [noise(22)]})
+    np.savez(root / "cams" / "maps.npz", maps=np.zeros((2, 4, 4)))
+    (root / "run1" / "config.json").write_text("{}")
+    (root / "run1" / "best.safetensors").write_bytes(b"weights")
+    data = load_dataset(str(root))
+    assert data.class_names == ["a", "b"] and len(data.train) == 6
+    assert data.train.notes[:2] == [
+        "cams left out: it holds the maps resnetlab explain wrote (maps.npz), not a class's "
+        "images; move it out of the data folder",
+        "run1 left out: it is a training run's folder (config.json, its figures), not a "
+        "class's images; move it out of the data folder",
+    ]
+    for d in ("a", "b"):
+        shutil.rmtree(root / d)
+    with pytest.raises(
+        DataError, match=r"photos: no class folders in it; cams left out: it holds the maps"
+    ):
+        load_dataset(str(root))

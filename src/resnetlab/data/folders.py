@@ -622,10 +622,32 @@ def _check_no_dead_folder_links(folder: Path, dirs: list[Path]) -> None:
             )
 
 
+def _written_here(folder: Path) -> str | None:
+    """What wrote ``folder``, where resnetlab did (its images are figures or overlays, no
+    class's photos): ``resnetlab explain`` run from the data folder (cams/), or a training
+    run's folder copied into it."""
+    if (folder / "maps.npz").is_file():
+        return "holds the maps resnetlab explain wrote (maps.npz)"
+    if is_run_folder(folder):
+        return "is a training run's folder (config.json, its figures)"
+    return None
+
+
 def scan_classes(folder: Path) -> FolderSplit:
-    """The class folders under ``folder`` and the image files in each."""
-    class_dirs = _visible_dirs(folder)
+    """The class folders under ``folder`` and the image files in each (not those resnetlab
+    wrote there, named in a note)."""
+    class_dirs, written = [], []
+    for d in _visible_dirs(folder):
+        if (what := _written_here(d)) is not None:
+            written.append(
+                f"{d.name} left out: it {what}, not a class's images; move it out of "
+                f"the data folder"
+            )
+        else:
+            class_dirs.append(d)
     loose = _direct_images(folder)
+    if not class_dirs and not loose and written:
+        raise DataError(f"{folder}: no class folders in it; {written[0]}")
     if not class_dirs and not loose:
         h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
         # An archive's files are in its extracted copy: taken out of it, one is data
@@ -690,7 +712,8 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths += files
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
-    notes = _case_twins_note([d.name for d in class_dirs]) + _misfiled_note(class_dirs, stamps)
+    notes = written + _case_twins_note([d.name for d in class_dirs])
+    notes += _misfiled_note(class_dirs, stamps)
     if len(class_dirs) == 1:
         notes += _named_files_note(class_dirs[0])
     if loose:
