@@ -217,7 +217,8 @@ TRAIN_HELP = {
     "modern, finetune (the default with --pretrained: SGD 0.01, batch 32, short warm-up)",
     "pretrained": "start from pretrained weights: torchvision, torchvision:WEIGHTS (e.g. "
     "IMAGENET1K_V2), timm (its default tag for --model) or timm:MODEL.TAG, a weights file "
-    "(.pth, .pt, .bin, .ckpt, .safetensors, .h5, .hdf5, .keras) or a run folder; the "
+    "(.pth, .pt, .bin, .ckpt, .safetensors, .h5, .hdf5, .keras), a Hugging Face model's "
+    "folder (timm, or a transformers ResNet such as microsoft/resnet-50) or a run folder; the "
     "classifier is replaced when the class count differs, and the default recipe is finetune",
     "freeze": "freeze the network up to and including a stage: stem, layer1..layer4, or "
     "backbone (all but the classifier: a linear probe)",

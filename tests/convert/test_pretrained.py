@@ -481,7 +481,8 @@ def test_resnetlab_model_file_and_run_folder(tmp_path):
         f"{tmp_path / 'empty'} is a folder without best.safetensors (a run folder has one once its "
         "first epoch has finished); pretrained takes torchvision, torchvision:<WEIGHTS>, "
         "timm, timm:<model>.<tag>, a weights file "
-        "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras) or a run folder"
+        "(.pth/.pt/.bin/.ckpt/.safetensors/.h5/.hdf5/.keras), a Hugging Face model's folder "
+        "(timm, or a transformers ResNet) or a run folder"
     )
     # TensorFlow's SavedModel folder and checkpoint prefix: how to make a Keras file of them.
     saved_model, prefix = tmp_path / "sm", tmp_path / "ckpt" / "weights"

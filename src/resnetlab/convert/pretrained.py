@@ -17,6 +17,10 @@ a ``.pth``, ``.pt`` or ``.bin`` file
     run code is refused.
 a ``.safetensors`` file
     a resnetlab model file, or a bare state dict with torchvision's or timm's keys.
+a Hugging Face model's folder (``hf download``), or its weights file
+    a timm model's (its ``config.json`` names the model and normalisation), or a
+    transformers ResNet's (``microsoft/resnet-50``: ``config.json`` and
+    ``preprocessor_config.json``; ``convert.transformers_resnet`` renames its tensors).
 a Keras file (``.h5``, ``.keras``)
     the course's ResNet50, or a keras.applications ResNet50/101/152 (or a transfer model on
     one; the network alone, ``include_top=False``, as a backbone), read by the Keras
@@ -80,6 +84,15 @@ from ..models.files import (
     read_model_meta,
 )
 from ..models.registry import create_model, list_models, model_info
+from .transformers_resnet import CONFIG as HF_CONFIG
+from .transformers_resnet import PREPROCESSOR as HF_PREPROCESSOR
+from .transformers_resnet import (
+    TransformersResNet,
+    has_transformers_names,
+    is_transformers_resnet,
+    torchvision_names,
+    transformers_resnet,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,7 +113,8 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, L
 NAMED_SOURCES = ("torchvision", "timm")  # each alone, or before a colon: timm:<model>.<tag>
 _SOURCES = (
     "torchvision, torchvision:<WEIGHTS>, timm, timm:<model>.<tag>, a weights file "
-    f"({'/'.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))}) or a run folder"
+    f"({'/'.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))}), a Hugging Face "
+    "model's folder (timm, or a transformers ResNet) or a run folder"
 )
 
 
@@ -535,7 +549,7 @@ def declared_model(
     if text.startswith("torchvision:"):
         return _torchvision_model(text.partition(":")[2].split(".", 1)[0])
     path = Path(text).expanduser()
-    path = _timm_folder_weights(path) or path
+    path = _hub_folder_weights(path) or path
     from .keras import keras_model_of
 
     if (path.suffix.lower() in KERAS_SUFFIXES and path.is_file()) or is_keras_folder(path):
@@ -545,6 +559,10 @@ def declared_model(
     if meta is None and (torch_file or path.suffix.lower() in (".safetensors", *TORCH_SUFFIXES)):
         if timm := timm_config(path):
             return (timm.architecture, {}) if timm.architecture in list_models() else None
+        if is_transformers_resnet(path) and has_transformers_names(_state_shapes(path) or {}):
+            with contextlib.suppress(ResnetlabError):  # (said on reading the weights)
+                return (transformers_resnet(path).model, {})
+            return None
         return _model_that_fits(path) if by_shapes else None
     if meta is None or meta.model not in list_models():
         return None  # reading the weights names the file and the model this version lacks
@@ -629,7 +647,7 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
         else:
             hint = f" (SOURCE is {_SOURCES})"
         raise ResnetlabError(f"pretrained weights not found: {path}{hint}")
-    if (hub_weights := _timm_folder_weights(path)) is not None:
+    if (hub_weights := _hub_folder_weights(path)) is not None:
         return _from_path(hub_weights, source, input_size)
     if path.is_dir():
         best = path / "best.safetensors"
@@ -669,9 +687,9 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
     if path.name.lower().endswith(TORCH_ARCHIVES):
         suffix = ".pth"
     if suffix == ".safetensors":
-        return _with_timm_config(_from_safetensors(path, source), path)
+        return _with_hub_config(_from_safetensors(path, source), path)
     if suffix in TORCH_SUFFIXES:
-        return _with_timm_config(_from_torch_file(path, source), path)
+        return _with_hub_config(_from_torch_file(path, source), path)
     if suffix in KERAS_SUFFIXES:
         return _from_keras(path, source, input_size)
     run = path.parent
@@ -691,20 +709,21 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
 
 
 TIMM_CONFIG = "config.json"  # beside the weights of a timm model from Hugging Face
-TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # the weights' names there
+HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # the weights' names there
 
 
-def _timm_folder_weights(path: Path) -> Path | None:
-    """The weights file in ``path`` where it is a timm model's folder as Hugging Face keeps
-    it (``hf download``): ``model.safetensors`` or ``pytorch_model.bin`` beside timm's
-    ``config.json``; None for any other path."""
+def _hub_folder_weights(path: Path) -> Path | None:
+    """The weights file in ``path`` where it is a model's folder as Hugging Face keeps it
+    (``hf download``): ``model.safetensors`` or ``pytorch_model.bin`` beside the
+    ``config.json`` of a timm model or a transformers ResNet; None for any other path."""
     if not path.is_dir():
         return None
     return next(
         (
             path / name
-            for name in TIMM_WEIGHTS
-            if (path / name).is_file() and timm_config(path / name)
+            for name in HUB_WEIGHTS
+            if (path / name).is_file()
+            and (timm_config(path / name) or is_transformers_resnet(path / name))
         ),
         None,
     )
@@ -753,10 +772,15 @@ def timm_config(weights_file: Path) -> TimmConfig | None:
     return found
 
 
-def _with_timm_config(weights: PretrainedWeights, path: Path) -> PretrainedWeights:
-    """A bare state dict with what a timm ``config.json`` beside it says: the model, the
-    normalisation, the input size and the classes."""
-    config = timm_config(path) if weights.kind == "state-dict" else None
+def _with_hub_config(weights: PretrainedWeights, path: Path) -> PretrainedWeights:
+    """A bare state dict with what the config files of a Hugging Face model beside it say
+    (timm's or transformers'): the model, the normalisation, the input size and the classes;
+    a transformers ResNet's tensors under this project's names."""
+    if weights.kind != "state-dict":
+        return weights
+    if has_transformers_names(weights.state_dict) and (hf := transformers_resnet(path)):
+        return _with_transformers_config(weights, path, hf)
+    config = timm_config(path)
     if config is None:
         return weights
     names = config.class_names
@@ -777,6 +801,44 @@ def _with_timm_config(weights: PretrainedWeights, path: Path) -> PretrainedWeigh
         class_names=names if names and len(names) == config.num_classes else None,
         input_size=config.input_size,
         resize="crop",
+    )
+
+
+def _with_transformers_config(
+    weights: PretrainedWeights, path: Path, hf: TransformersResNet
+) -> PretrainedWeights:
+    """``weights``, a transformers ResNet's, under this project's names, with what its
+    config files say (``hf``)."""
+    state = torchvision_names(weights.state_dict)
+    head = state.get("fc.weight")
+    num_classes = int(head.shape[0]) if head is not None else 0
+    names = hf.class_names if hf.class_names and len(hf.class_names) == num_classes else None
+    preprocessing = {}
+    if hf.input_size is not None:
+        crop_pct = hf.crop_pct or 1.0
+        preprocessing = {
+            "resize": int(hf.input_size / crop_pct),
+            "crop": hf.input_size,
+            "crop_pct": crop_pct,
+            "interpolation": hf.interpolation,
+        }
+    return replace(
+        weights,
+        description=f"{path.name} (transformers {hf.architecture}, with its {HF_CONFIG})",
+        state_dict=state,
+        mean=hf.mean,
+        std=hf.std,
+        normalisation_note=(
+            f"the weights' mean/std (transformers' {HF_PREPROCESSOR} beside them)"
+            if hf.mean is not None
+            else ""
+        ),
+        preprocessing=preprocessing,
+        model=hf.model,
+        num_classes=num_classes,
+        class_names=names,
+        input_size=hf.input_size,
+        resize=hf.resize,
     )
 
 

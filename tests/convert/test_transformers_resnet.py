@@ -1,0 +1,175 @@
+"""Hugging Face transformers' ResNets (microsoft/resnet-50 and its kin) as pretrained weights:
+the same outputs as transformers' own model, and the config files read as the hub has them."""
+
+import json
+
+import pytest
+import torch
+
+import resnetlab
+from resnetlab import ResnetlabError
+from resnetlab.cli import main
+from resnetlab.convert.pretrained import declared_model
+from resnetlab.convert.transformers_resnet import transformers_resnet
+from resnetlab.engine.config import resolve_config
+
+# microsoft/resnet-50's preprocessor_config.json, as the hub serves it.
+PREPROCESSOR = {
+    "crop_pct": 0.875,
+    "do_normalize": True,
+    "do_resize": True,
+    "feature_extractor_type": "ConvNextFeatureExtractor",
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "resample": 3,
+    "size": 224,
+}
+
+
+def _hub_folder(tmp_path, layer_type, depths, widths, labels):
+    """A transformers ResNet with random weights and BN statistics, saved as `hf download`
+    leaves one (config.json, model.safetensors, preprocessor_config.json)."""
+    transformers = pytest.importorskip(
+        "transformers", reason="the reference model; installed by the dev extra"
+    )
+    config = transformers.ResNetConfig(
+        depths=depths,
+        hidden_sizes=widths,
+        layer_type=layer_type,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+    )
+    torch.manual_seed(0)
+    reference = transformers.ResNetForImageClassification(config).eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    folder = tmp_path / "resnet"
+    reference.save_pretrained(folder, safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+    return folder, reference
+
+
+@pytest.mark.parametrize(
+    ("layer_type", "depths", "widths", "name"),
+    [
+        ("basic", [2, 2, 2, 2], [64, 128, 256, 512], "resnet18"),
+        ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048], "resnet50"),
+    ],
+)
+def test_a_transformers_resnet_gives_transformers_outputs(
+    tmp_path, layer_type, depths, widths, name
+):
+    folder, reference = _hub_folder(tmp_path, layer_type, depths, widths, ["ant", "bee", "cat"])
+    assert declared_model(folder) == (name, {})  # a run without --model trains it
+    model = resnetlab.create_model(name, pretrained=folder).eval()
+    report = model.pretrained
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x).logits, rtol=1e-5, atol=1e-5)
+    assert report.head == "kept" and report.class_names == ["ant", "bee", "cat"]
+    assert not report.new and not report.dropped  # every tensor, renamed, and no other
+    assert (report.mean, report.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert report.preprocessing == {
+        "resize": 256,
+        "crop": 224,
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "input_size": 224,
+    }
+    assert report.describe().startswith(
+        f"{name} from model.safetensors (transformers ResNetForImageClassification, with its "
+        "config.json): "
+    )
+
+
+def test_a_transformers_resnet_fine_tunes_from_the_command_line(tmp_path, capsys):
+    folder, reference = _hub_folder(
+        tmp_path, "basic", [2, 2, 2, 2], [64, 128, 256, 512], ["LABEL_0", "LABEL_1"]
+    )
+    # Its pytorch_model.bin, as older hub folders hold the weights, reads the same.
+    torch.save(reference.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    assert resolve_config(pretrained=str(folder), data="digits").model == "resnet18"
+    capsys.readouterr()  # (transformers' own progress bars)
+    out = tmp_path / "run"
+    args = ["--data", "digits", "--input-size", "32", "--max-steps", "2", "--out", str(out)]
+    assert main(["train", "--pretrained", str(folder), *args]) == 0
+    err = capsys.readouterr().err
+    assert "\nresnet18 (" in err  # the model its config names, without --model
+    assert (
+        "pretrained: resnet18 from pytorch_model.bin (transformers ResNetForImageClassification, "
+        "with its config.json): 100 tensors loaded; classifier replaced (the weights have 2 "
+        "classes, the model 10); normalisation: the weights' mean/std (transformers' "
+        "preprocessor_config.json beside them)"
+    ) in err
+    meta = resnetlab.read_model_meta(out / "best.safetensors")
+    assert (meta.model, meta.mean) == ("resnet18", (0.485, 0.456, 0.406))
+
+
+def _config_folder(tmp_path, preprocessor=None, **config):
+    folder = tmp_path / "hub"
+    folder.mkdir(exist_ok=True)
+    base = {"model_type": "resnet", "architectures": ["ResNetForImageClassification"]}
+    (folder / "config.json").write_text(json.dumps({**base, **config}))
+    if preprocessor is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return folder / "model.safetensors"
+
+
+def test_the_config_files_are_read_as_the_hub_keeps_them(tmp_path):
+    bottleneck = {"layer_type": "bottleneck", "depths": [3, 4, 23, 3]}
+    labels = {"id2label": {"1": "dog", "0": "cat", "10": "yak", "2": "eel"}}  # keys as text
+    found = transformers_resnet(_config_folder(tmp_path, **bottleneck, **labels))
+    assert found.model == "resnet101" and found.class_names[:3] == ["cat", "dog", "eel"]
+    assert found.mean is None and found.input_size is None  # no preprocessor_config.json
+    placeholders = {"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}
+    assert (
+        transformers_resnet(_config_folder(tmp_path, **bottleneck, **placeholders)).class_names
+        is None
+    )
+    # The image processors' sizes: an int, shortest_edge, or height and width; ConvNext's
+    # processor takes the whole image from 384 px, without the crop.
+    for size, expected in [
+        (224, (224, "crop", 0.875)),
+        ({"shortest_edge": 224}, (224, "crop", 0.875)),
+        ({"height": 256, "width": 256}, (256, "crop", 0.875)),
+        ({"shortest_edge": 384}, (384, "squash", 1.0)),
+    ]:
+        weights = _config_folder(tmp_path, {**PREPROCESSOR, "size": size}, **bottleneck)
+        found = transformers_resnet(weights)
+        assert (found.input_size, found.resize, found.crop_pct) == expected
+    # Another kind of model's config.json is not read here.
+    (tmp_path / "hub" / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    assert transformers_resnet(tmp_path / "hub" / "model.safetensors") is None
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"layer_type": "bottleneck", "depths": [1, 1, 1, 1]},
+            "a transformers ResNet of bottleneck blocks [1, 1, 1, 1], which no model here "
+            "builds; the ones that load are basic [2, 2, 2, 2] (resnet18), ",
+        ),
+        (
+            {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "downsample_in_bottleneck": True},
+            "downsample_in_bottleneck is true, and resnet50 here has false (torchvision's "
+            "network): these weights are for another one",
+        ),
+        (
+            {"layer_type": "basic", "depths": [2, 2, 2, 2], "hidden_act": "gelu"},
+            'hidden_act is "gelu", and resnet18 here has "relu"',
+        ),
+    ],
+)
+def test_a_transformers_resnet_of_another_network_is_refused_naming_the_setting(
+    tmp_path, config, message
+):
+    with pytest.raises(ResnetlabError, match=r"config\.json: ") as caught:
+        transformers_resnet(_config_folder(tmp_path, **config))
+    assert message in str(caught.value)
