@@ -319,9 +319,14 @@ def test_a_wrong_choice_is_two_lines_with_the_close_one(capsys):
 def test_convert_given_a_file_where_its_kind_goes_shows_the_command(capsys):
     err = _error(capsys, ["convert", "ResNet50.h5", "out.safetensors"])
     assert err.rstrip().endswith(
-        "invalid choice 'ResNet50.h5' (choose from keras); name the kind first: "
+        "invalid choice 'ResNet50.h5' (choose from keras, pretrained); name the kind first: "
         "resnetlab convert keras ResNet50.h5 ..."
     )
+    for source in ("resnet18-f37072fd.pth", "timm:resnet50.a1_in1k"):
+        err = _error(capsys, ["convert", source, "out.safetensors"])
+        assert err.rstrip().endswith(
+            f"name the kind first: resnetlab convert pretrained {source} ..."
+        )
 
 
 def test_an_unknown_command_suggests_the_close_one(capsys):

@@ -370,6 +370,34 @@ def add_convert(p: argparse.ArgumentParser) -> None:
         "or 0-255 (pixels as they are)",
     )
     k.set_defaults(func=cmd_convert)
+    w = sources.add_parser(
+        "pretrained",
+        help="torchvision, timm or Hugging Face weights as they are -> a resnetlab model file",
+        description="Write pretrained weights, their classifier kept, to a resnetlab model "
+        "file: their classes (ImageNet's for torchvision's and timm's ImageNet weights), "
+        "normalisation and input size, for predict, eval, explain, export and serve.",
+    )
+    w.add_argument(
+        "src",
+        metavar="SOURCE",
+        help="torchvision:WEIGHTS, timm:MODEL.TAG, a Hugging Face model's folder (timm, or a "
+        "transformers ResNet) or a weights file, as train --pretrained takes them",
+    )
+    w.add_argument("dst", metavar="DST", help="the .safetensors model file to write")
+    w.add_argument("--model", help="the model the weights are for (default: the one SOURCE names)")
+    w.add_argument(
+        "--input-size", type=_input_size, help="input side in pixels (default: the weights')"
+    )
+    w.set_defaults(func=cmd_convert_pretrained)
+
+
+def cmd_convert_pretrained(args: argparse.Namespace) -> int:
+    from .convert.pretrained import convert_pretrained
+
+    report = convert_pretrained(args.src, args.dst, model=args.model, input_size=args.input_size)
+    print(f"converted {report.describe()}")
+    print(f"wrote {args.dst}")
+    return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -1695,10 +1723,23 @@ class _Parser(argparse.ArgumentParser):
                 hint = f"; did you mean {self.prog} --help?"
             if len(choices) == 1 and os.path.splitext(str(value))[1]:  # a file, kind left out
                 hint = f"; name the kind first: {self.prog} {choices[0]} {value} ..."
+            if action.dest == "source" and (kind := _convert_kind(str(value))):
+                hint = f"; name the kind first: {self.prog} {kind} {value} ..."  # convert's
             raise argparse.ArgumentError(
                 action, f"invalid choice {value!r} (choose from {', '.join(choices)}){hint}"
             )
         super()._check_value(action, value)
+
+
+def _convert_kind(source: str) -> str | None:
+    """The kind of ``convert`` that ``source``, given without its kind, is for: ``keras``
+    for a Keras file, ``pretrained`` for other weights (a file, a folder, timm:...)."""
+    from .convert.pretrained import KERAS_SUFFIXES, NAMED_SOURCES
+
+    if Path(source).suffix.lower() in KERAS_SUFFIXES:
+        return "keras"
+    named = source.partition(":")[0] in NAMED_SOURCES
+    return "pretrained" if named or Path(source).suffix or os.path.isdir(source) else None
 
 
 def _command_of_action(name: str) -> str | None:

@@ -109,6 +109,43 @@ def test_torchvision_source_reads_torchs_hub_cache(torchvision18, tmp_path, monk
     assert kept.class_names == list(categories) and kept.input_size == 224
 
 
+def test_convert_pretrained_writes_torchvisions_weights_as_a_model_file(
+    torchvision18, tmp_path, monkeypatch, capsys
+):
+    # ImageNet's classifier kept, with its class names and preprocessing, for predict,
+    # explain, export and serve as they are.
+    _put_in_hub_cache(monkeypatch, tmp_path, torchvision18.state_dict())
+    out = tmp_path / "models" / "r18.safetensors"
+    assert (
+        main(
+            ["convert", "pretrained", "torchvision:IMAGENET1K_V1", str(out), "--model", "resnet18"]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == (
+        "converted resnet18 from torchvision ResNet18_Weights.IMAGENET1K_V1: 102 tensors loaded; "
+        "normalisation: ImageNet mean/std (the weights')\n"
+        f"wrote {out}\n"
+    )
+    model = resnetlab.load_model(out)
+    _same_outputs(model, torchvision18)
+    categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert model.meta.class_names == list(categories)
+    assert (model.meta.input_size, model.meta.mean) == (224, IMAGENET_MEAN)
+    # The weights named in full say their model; torchvision alone does not.
+    full = tmp_path / "full.safetensors"
+    assert (
+        main(["convert", "pretrained", "torchvision:ResNet18_Weights.IMAGENET1K_V1", str(full)])
+        == 0
+    )
+    assert main(["convert", "pretrained", "torchvision", str(tmp_path / "x.safetensors")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: torchvision does not say which model its weights are for: give it, --model "
+        "resnet50, or name the weights in full (timm:resnet50.a1_in1k)\n"
+    )
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_a_cached_torchvision_file_of_other_weights_is_refused(torchvision18, tmp_path, capsys):
     """A file copied into torch's cache under torchvision's name is checked against the
     hash that name carries, as torch checks a download: other weights, or a copy cut short,

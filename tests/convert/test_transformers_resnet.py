@@ -173,3 +173,26 @@ def test_a_transformers_resnet_of_another_network_is_refused_naming_the_setting(
     with pytest.raises(ResnetlabError, match=r"config\.json: ") as caught:
         transformers_resnet(_config_folder(tmp_path, **config))
     assert message in str(caught.value)
+
+
+def test_convert_pretrained_makes_a_model_file_that_predicts_with_its_labels(tmp_path, capsys):
+    folder, reference = _hub_folder(
+        tmp_path, "basic", [2, 2, 2, 2], [64, 128, 256, 512], ["ant", "bee", "cat"]
+    )
+    out = tmp_path / "r18.safetensors"
+    assert main(["convert", "pretrained", str(folder), str(out)]) == 0
+    model = resnetlab.load_model(out).eval()
+    assert (model.meta.model, model.meta.class_names) == ("resnet18", ["ant", "bee", "cat"])
+    assert (model.meta.input_size, model.meta.resize) == (224, "crop")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x).logits, rtol=1e-5, atol=1e-5)
+    # Its own weights file is not written over.
+    weights = folder / "model.safetensors"
+    before = weights.read_bytes()
+    capsys.readouterr()
+    assert main(["convert", "pretrained", str(folder), str(weights)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {weights} is the weights file itself; write the model to another path\n"
+    )
+    assert weights.read_bytes() == before

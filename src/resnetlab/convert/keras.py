@@ -84,7 +84,6 @@ from torch import nn
 from ..errors import (
     ResnetlabError,
     finite_number,
-    folder_problem,
     near_name,
     option,
     path_argument,
@@ -93,17 +92,13 @@ from ..models.files import (
     empty_file_problem,
     first_nonfinite,
     is_keras_folder,
-    model_path_problem,
     save_model,
 )
 from ..models.keras_resnet50 import KerasResNet50, keras_feature_sizes
 from ..models.registry import create_model, model_info
 from ..options import KERAS_INPUTS, MIN_INPUT_SIZE
 from ..storage import (
-    check_writable,
     is_cut_short_zip,
-    missing_folders,
-    removed_on_failure,
     stand_in_problem,
 )
 
@@ -605,31 +600,12 @@ def convert_keras(
     Raises:
         ResnetlabError: as ``load_keras_h5``, or when an argument contradicts the file.
     """
+    from .pretrained import imagenet_class_names, writing_model_file
+
     src = path_argument(src, "the Keras file")
-    dst = path_argument(dst, "the model file to write", reading=False)  # ~ expanded
     if isinstance(class_names, str) and class_names.lower() == "imagenet":
-        from .pretrained import imagenet_class_names
-
         class_names = imagenet_class_names()
-    if problem := folder_problem(dst, f"{Path(src).stem}.safetensors"):
-        raise ResnetlabError(problem)
-    dst = Path(dst)
-    if dst.resolve() == Path(src).resolve():
-        raise ResnetlabError(f"{dst} is the Keras file itself; write the model to another path")
-    # DST is checked before the Keras file is read, which takes a while; the folders made
-    # for it are removed again if the conversion fails.
-    if problem := model_path_problem(dst):
-        from ..export.exporter import FORMATS
-
-        if any(dst.suffix.lower() in suffixes for suffixes in FORMATS.values()):  # model.onnx
-            problem += f", then make {dst.name} of it with resnetlab export"
-        raise ResnetlabError(f"{dst}: not written: {problem}")
-    from ..engine.train import run_file_problem  # (engine imports convert)
-
-    if problem := run_file_problem(dst, dst.with_name(f"{Path(src).stem}.safetensors")):
-        raise ResnetlabError(problem)
-    with removed_on_failure(missing_folders(dst.parent)):
-        check_writable(dst, dst.parent)
+    with writing_model_file(dst, f"{Path(src).stem}.safetensors", src, "the Keras file") as dst:
         return _convert(src, dst, input_size, num_classes, class_names, inputs)
 
 

@@ -69,7 +69,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import ResnetlabError, near_name, on_command_line, option, path_argument
+from ..errors import (
+    ResnetlabError,
+    folder_problem,
+    near_name,
+    on_command_line,
+    option,
+    path_argument,
+)
 from ..models.files import (
     EXPORT_KINDS,
     META_KEY,
@@ -79,11 +86,14 @@ from ..models.files import (
     cut_short,
     first_nonfinite,
     is_keras_folder,
+    model_path_problem,
     model_skeleton,
     other_format,
     read_model_meta,
+    save_model,
 )
 from ..models.registry import create_model, list_models, model_info
+from ..storage import check_writable, missing_folders, removed_on_failure
 from .transformers_resnet import CONFIG as HF_CONFIG
 from .transformers_resnet import PREPROCESSOR as HF_PREPROCESSOR
 from .transformers_resnet import (
@@ -1141,6 +1151,91 @@ def check_pretrained(
         model = create_model(name, **kwargs)
     _check_declared_model(weights, name, kwargs)  # first: it names the model they are for
     _match(model.state_dict(), weights, name, said)
+
+
+@contextmanager
+def writing_model_file(
+    dst: str | os.PathLike,
+    default_name: str,
+    source: str | os.PathLike | None = None,
+    what: str = "the weights file",
+) -> Iterator[Path]:
+    """``dst``, the model file a conversion writes, checked before the source is read
+    (which takes a while): a path that can be written, and not the ``source`` file itself
+    (``what``) nor an export's or a run's file (a folder given gets ``default_name`` in
+    it); the folders made for it are removed again if the conversion fails."""
+    dst = path_argument(dst, "the model file to write", reading=False)  # ~ expanded
+    if problem := folder_problem(dst, default_name):
+        raise ResnetlabError(problem)
+    dst = Path(dst)
+    if source is not None and dst.resolve() == Path(source).resolve():
+        raise ResnetlabError(f"{dst} is {what} itself; write the model to another path")
+    if problem := model_path_problem(dst):
+        from ..export.exporter import FORMATS
+
+        if any(dst.suffix.lower() in suffixes for suffixes in FORMATS.values()):  # model.onnx
+            problem += f", then make {dst.name} of it with resnetlab export"
+        raise ResnetlabError(f"{dst}: not written: {problem}")
+    from ..engine.train import run_file_problem  # (engine imports convert)
+
+    if problem := run_file_problem(dst, dst.with_name(default_name)):
+        raise ResnetlabError(problem)
+    with removed_on_failure(missing_folders(dst.parent)):
+        check_writable(dst, dst.parent)
+        yield dst
+
+
+def convert_pretrained(
+    source: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    model: str | None = None,
+    input_size: int | None = None,
+) -> PretrainedReport:
+    """Write pretrained weights, as they are, to a resnetlab model file: their classifier,
+    class names (ImageNet's for torchvision's and timm's ImageNet weights) and
+    preprocessing, for ``predict``, ``eval``, ``explain``, ``export`` and ``serve``.
+
+    Args:
+        source: what ``create_model(pretrained=...)`` takes (``torchvision:IMAGENET1K_V2``,
+            ``timm:resnet50.a1_in1k``, a Hugging Face model's folder, a weights file).
+        dst: the ``.safetensors`` file to write (checked before the weights are read).
+        model: the model they are for; default: the one the source names.
+        input_size: the image side predict resizes to; default: the weights'.
+
+    Returns:
+        The report of loading them (``describe()`` says what was loaded).
+    """
+    if model is None:
+        declared = declared_model(source)
+        if declared is None:
+            named = os.fspath(source).partition(":")[0] in NAMED_SOURCES
+            raise ResnetlabError(
+                f"{source} does not say which model its weights are for: give it, "
+                f"{option('model', 'resnet50')}"
+                + (", or name the weights in full (timm:resnet50.a1_in1k)" if named else "")
+            )
+        model = declared[0]
+    default_name = f"{model}.safetensors"
+    with writing_model_file(dst, default_name, _local_file(source)) as dst:
+        net = create_pretrained(model, source, num_classes=None)
+        if (bad := first_nonfinite(net.state_dict())) is not None:
+            raise ResnetlabError(
+                f"{source}: its weights hold NaN or inf ({bad}); the file is damaged or comes "
+                "from a training that diverged"
+            )
+        save_model(net.eval(), dst, input_size=input_size)
+    return net.pretrained
+
+
+def _local_file(source: str | os.PathLike) -> Path | None:
+    """The file here that ``source`` reads (a folder's weights file), if any: not for
+    ``torchvision`` or ``timm:...``."""
+    text = os.fspath(source)
+    if text.partition(":")[0] in NAMED_SOURCES:
+        return None
+    path = Path(text).expanduser()
+    return _hub_folder_weights(path) or (path / "best.safetensors" if path.is_dir() else path)
 
 
 def create_pretrained(
