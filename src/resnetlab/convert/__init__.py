@@ -1,7 +1,14 @@
-"""Weight import: the course's Keras files; pretrained torchvision, timm, file and run weights."""
+"""Weight import: the course's Keras files; pretrained torchvision, timm, Hugging Face, file
+and run weights."""
 
 from .keras import LAYOUTS, KerasImportReport, convert_keras, load_keras_h5, read_keras_model
-from .pretrained import PretrainedReport, PretrainedWeights, load_pretrained, resolve_pretrained
+from .pretrained import (
+    PretrainedReport,
+    PretrainedWeights,
+    convert_pretrained,
+    load_pretrained,
+    resolve_pretrained,
+)
 
 __all__ = [
     "LAYOUTS",
@@ -9,6 +16,7 @@ __all__ = [
     "PretrainedReport",
     "PretrainedWeights",
     "convert_keras",
+    "convert_pretrained",
     "load_keras_h5",
     "load_pretrained",
     "read_keras_model",
