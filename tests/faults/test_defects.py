@@ -806,6 +806,37 @@ def test_a_run_from_a_run_on_the_same_folder_that_held_out_others_warns(tmp_path
     assert "the weights' run held out" not in capsys.readouterr().err
 
 
+def test_a_run_from_a_run_on_its_folder_with_photos_added_since_warns(tmp_path, capsys):
+    """Photos added to the folder reshuffle each class that got some: the next run from
+    the first's model holds out other images, some of which the weights trained on."""
+    data = _folder(tmp_path / "photos", per_class=10)
+    first = ["train", "--data", str(data), *TINY, "--out", str(tmp_path / "a")]
+    assert main(first) == 0
+    capsys.readouterr()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(data / "cat" / "new.png")
+    again = ["train", "--data", str(data), "--pretrained", str(tmp_path / "a"), "--max-steps"]
+    assert main([*again, "1", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert "the weights' run split photos when it counted other images per class (added" in err
+    assert "some of them ones the weights trained on, which flatters its validation" in err
+    assert f"move them out of {data} and give them with --val-data DIR" in err
+    other = _folder(tmp_path / "elsewhere" / "pictures", per_class=11)  # another folder
+    assert main([*again, "1", "--data", str(other), "--out", str(tmp_path / "c")]) == 0
+    assert "the weights' run" not in capsys.readouterr().err
+    # A photo edited in place, the counts kept: the same images are held out.
+    (data / "cat" / "new.png").unlink()
+    Image.new("RGB", (16, 16), (10, 200, 10)).save(data / "dog" / "0.png")
+    assert main([*again, "1", "--out", str(tmp_path / "d")]) == 0
+    assert "the weights' run" not in capsys.readouterr().err
+    # An unreadable file: a streamed run splits it with the rest, a decoded one leaves it out.
+    (data / "cat" / "broken.png").write_bytes(b"not an image")
+    assert main([*first[:-1], str(tmp_path / "e")]) == 0
+    capsys.readouterr()
+    streamed = [*again[:-2], str(tmp_path / "e"), "--stream", "--max-steps", "1"]
+    assert main([*streamed, "--out", str(tmp_path / "f")]) == 0
+    assert "or the unreadable ones that a run with --stream counts)" in capsys.readouterr().err
+
+
 def test_a_run_from_a_run_on_a_set_of_no_files_warns_only_on_the_same_set(tmp_path, capsys):
     # digits has no files to digest: the same set is known by its name and class counts.
     first = ["train", "--data", "digits", *TINY, "--seed", "3", "--out", str(tmp_path / "a")]

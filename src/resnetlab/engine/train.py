@@ -781,7 +781,11 @@ class Trainer:
 
     def _held_out_unlike_the_weights(self) -> str | None:
         """Weights of a run on the same files that held out other images (another --seed or
-        --val-split): this run would validate on images they trained on."""
+        --val-split), or on this folder counted otherwise (images added or removed since,
+        or its unreadable files counted by a streamed run and not by a decoded one): the
+        split shuffles each class in turn from one generator, so another count anywhere
+        moves the images held out after it. This run would validate on images they trained
+        on."""
         weights = self.start.weights if self.start is not None else None
         if weights is None or weights.kind not in ("run", "resnetlab") or not self.held_out:
             return None
@@ -790,10 +794,21 @@ class Trainer:
         theirs, ours = training.get("held_out"), self.held_out
         if not isinstance(theirs, dict):
             return None
+        name = Path(self.config.data).name  # "" for ".": no name to know the data by
+        named = bool(name) and training.get("data") == name
         if ours.get("files") is not None:
-            same = theirs.get("files") == ours["files"]  # not: a folder changed since
+            same = theirs.get("files") == ours["files"]
+            if not same and named and theirs.get("per_class") != ours["per_class"]:
+                return (
+                    f"the weights' run split {training['data']} when it counted other "
+                    "images per class (added or removed since, or the unreadable ones that "
+                    "a run with --stream counts): this run holds out other images than it "
+                    "did, some of them ones the weights trained on, which "
+                    "flatters its validation accuracy; to validate on images the weights "
+                    f"never saw, move them out of {self.config.data} and give them with "
+                    f"{option('val_data', text='DIR')}"
+                )
         else:  # a data set of no files (an .h5, digits): by its name and images per class
-            named = training.get("data") == Path(self.config.data).name
             same = named and theirs.get("per_class") == ours["per_class"]
         if not same:
             return None
