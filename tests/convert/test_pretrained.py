@@ -966,6 +966,25 @@ def test_train_with_a_bare_hub_source_and_no_model_asks_for_one(tmp_path, capsys
             resnetlab.train(pretrained=source, data="digits", out=tmp_path / "run")
 
 
+def test_a_model_named_where_torchvision_weights_go_is_told_both_right_forms(
+    tmp_path, capsys, monkeypatch
+):
+    """``torchvision:resnet18`` (as ``timm:resnet18`` names a model) was told it named no
+    model, with --model, and with it that resnet18 had no weights 'resnet18'."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fix = (
+        "names a model, not torchvision's weights: give --model resnet18 --pretrained "
+        "torchvision (its default weights), or --pretrained "
+        "torchvision:ResNet18_Weights.IMAGENET1K_V1"
+    )
+    for model in ([], ["--model", "resnet18"]):
+        args = ["train", "--pretrained", "torchvision:resnet18", *model, "--data", "digits"]
+        code, err = main([*args, "--out", str(tmp_path / "run")]), capsys.readouterr().err
+        assert (code, err) == (2, f"error: --pretrained torchvision:resnet18 {fix}\n")
+    with pytest.raises(ResnetlabError, match="give name='resnet18' pretrained='torchvision' "):
+        resnetlab.create_model("resnet18", pretrained="torchvision:ResNet18")
+
+
 def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, capsys):
     """The same mistake made with ``resnetlab train`` and with ``resnetlab.train``: each is
     told the fix as it gives settings (``--model resnet18``, ``model='resnet18'``)."""

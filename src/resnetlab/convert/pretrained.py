@@ -314,6 +314,8 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
 
     served = set(torchvision.models.list_models(module=torchvision.models))
     _check_served(source, model, kwargs, "torchvision", served)
+    if problem := _model_for_weights(source):
+        raise ResnetlabError(problem)
     weights_enum = get_model_weights(model)
     name = source.partition(":")[2]
     if name.startswith(weights_enum.__name__ + "."):
@@ -526,6 +528,27 @@ def _check_served(
         )
 
 
+def _model_for_weights(source: str) -> str | None:
+    """The fix for ``torchvision:resnet18``, a model named where torchvision's weights go
+    (as ``timm:resnet18`` names one): its default weights, named either way."""
+    whom, _, name = source.partition(":")
+    if whom != "torchvision" or name.lower() not in list_models():
+        return None
+    import torchvision
+    from torchvision.models import get_model_weights
+
+    model = name.lower()
+    if model not in torchvision.models.list_models(module=torchvision.models):
+        return None
+    weights = get_model_weights(model)
+    full = f"torchvision:{weights.__name__}.{weights.DEFAULT.name}"
+    return (
+        f"{option('pretrained', source)} names a model, not torchvision's weights: give "
+        f"{option('model', model)} {option('pretrained', 'torchvision')} (its default "
+        f"weights), or {option('pretrained', full)}"
+    )
+
+
 def check_names_model(source: str | os.PathLike | None) -> None:
     """For a run with no model named: ``torchvision`` or ``timm`` alone (or
     ``torchvision:IMAGENET1K_V1``) names none, and the run would try train's default,
@@ -533,6 +556,8 @@ def check_names_model(source: str | os.PathLike | None) -> None:
     text = os.fspath(source) if isinstance(source, (str, os.PathLike)) else ""
     if source is True:  # as create_model takes it: torchvision's weights
         text = "torchvision"
+    if problem := _model_for_weights(text):
+        raise ResnetlabError(problem)
     if text.partition(":")[0] in ("torchvision", "timm") and declared_model(text) is None:
         raise ResnetlabError(
             f"{option('pretrained', source)} does not say which model its weights are for: "
