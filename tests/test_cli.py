@@ -161,6 +161,24 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
+def test_another_commands_flag_names_the_commands_that_take_it_not_a_lookalike(capsys):
+    # `eval --input-size 128` was asked "did you mean --batch-size?", another setting.
+    err = _error(capsys, ["eval", "m.safetensors", "--data", "digits", "--input-size", "128"])
+    assert err.strip().splitlines()[1] == (
+        "error: unrecognized arguments: --input-size (an option of train, summary, "
+        "data inspect, ...; not of eval) 128"
+    )
+    err = _error(capsys, ["explain", "m.safetensors", "x.jpg", "--top-k", "5"])
+    assert err.strip().splitlines()[1] == (
+        "error: unrecognized arguments: --top-k (an option of predict, serve; not of explain) 5"
+    )
+    err = _error(capsys, ["--json"])
+    assert err.strip().splitlines()[1] == (
+        "error: unrecognized arguments: --json (an option of eval, predict, explain, ...; "
+        "name the command first)"
+    )
+
+
 def test_a_misspelt_flag_without_a_command_is_named_not_the_missing_command(capsys):
     # `resnetlab --verison` said only "the following arguments are required: COMMAND".
     err = _error(capsys, ["--verison"])

@@ -1698,6 +1698,14 @@ class _Parser(argparse.ArgumentParser):
             close = []
             if name.startswith("-") and (flag := _KEYWORD_FLAGS.get(name.lstrip("-"))) in names:
                 close = [f"--{flag}"]  # explain(target=...) in Python is --class here
+            elif name.startswith("-") and (others := _commands_taking(name)):
+                # Another command's option (eval --input-size): not a misspelling of one of
+                # this command's, which a likeness of letters would offer (--batch-size).
+                shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+                command = self.prog.removeprefix("resnetlab ")
+                fix = "name the command first" if command == self.prog else f"not of {command}"
+                parts.append(f"{item} (an option of {shown}; {fix})")
+                continue
             elif name.startswith("-"):
                 close = [f"--{c}" for c in difflib.get_close_matches(name.lstrip("-"), names, n=1)]
             if not close and "--data" in flags and not name.startswith("-") and _is_data(item):
@@ -1750,6 +1758,20 @@ def _command_of_action(name: str) -> str | None:
         if name in _subcommands(parser):
             return f"{command} {name}"
     return None
+
+
+def _commands_taking(flag: str) -> list[str]:
+    """The commands (``train``, ``data inspect``) that take the option ``flag``, in the order
+    ``resnetlab --help`` lists them; built in full here, on the way to an error."""
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> Iterator[str]:
+        subs = _subcommands(parser)
+        if not subs and any(flag in a.option_strings for a in parser._actions):
+            yield path
+        for name, sub in subs.items():
+            yield from walk(sub, f"{path} {name}".strip())
+
+    return list(walk(build_parser(), ""))
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
