@@ -338,6 +338,35 @@ def test_an_unreachable_hub_is_asked_nothing(tmp_path, monkeypatch):
     assert seen == [True] and constants.HF_HUB_OFFLINE is False  # offline inside only
 
 
+def test_a_long_hub_error_is_cut_after_a_sentence(tmp_path, monkeypatch):
+    """Hugging Face's offline error (about 250 characters) was cut at 200, mid-sentence:
+    '... try again or make sure your Internet connection)'."""
+    timm = pytest.importorskip("timm")
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    said = (
+        "An error happened while trying to locate the file on the Hub and we cannot find the "
+        "requested files in the local cache. Please check your connection and try again or "
+        "make sure your Internet connection is on."
+    )
+
+    def create_model(name, pretrained):
+        raise RuntimeError(said)
+
+    def unreachable(address, timeout=None):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(pretrained_module.socket, "create_connection", unreachable)
+    monkeypatch.setattr(timm, "create_model", create_model)
+    with pytest.raises(ResnetlabError) as e:
+        resnetlab.create_model("resnet18", pretrained="timm:resnet18.a1_in1k")
+    assert str(e.value).startswith(
+        "cannot fetch timm's resnet18.a1_in1k (RuntimeError: An error happened while trying "
+        "to locate the file on the Hub and we cannot find the requested files in the local "
+        "cache.); without a network, download "
+    )
+
+
 def test_timm_without_the_weights_offline_is_one_line(hf_cache):
     pytest.importorskip("timm")
     with pytest.raises(ResnetlabError) as e:

@@ -426,7 +426,7 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         with _network_timeout(), _hub_offline_unless_reachable():
             net = timm.create_model(tag, pretrained=True)
     except Exception as e:  # timm and huggingface_hub raise many kinds; all mean "not fetched"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_words(e)
         name, fix = _timm_offline_fix(tag)
         if (cached := _timm_cached_file(tag)) is not None:
             # Found, not read: fetching again finds the same file (the hub's copy has not
@@ -434,12 +434,12 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
             folder = next((p for p in cached.parents if p.name.startswith("models--")), cached)
             raise ResnetlabError(
                 f"the cached file {cached} of timm's {name} cannot be read "
-                f"({type(e).__name__}: {first[:200]}): a copy or download cut short or "
+                f"({type(e).__name__}: {first}): a copy or download cut short or "
                 f"damaged; delete {folder} (with a network, it is downloaded again)"
                 + fix.replace("; without a network,", ", and without a network", 1)
             ) from None
         raise ResnetlabError(
-            f"cannot fetch timm's {name} ({type(e).__name__}: {first[:200]}){fix}"
+            f"cannot fetch timm's {name} ({type(e).__name__}: {first}){fix}"
         ) from None
     cfg = net.pretrained_cfg
     size = int(cfg.get("input_size", (3, 224, 224))[-1])
@@ -465,6 +465,18 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         input_size=size,
         resize="crop",
     )
+
+
+def _first_words(e: Exception, most: int = 200) -> str:
+    """The first line of ``e``'s message, at most ``most`` characters, cut after a whole
+    sentence where one ends in them: Hugging Face's offline error runs past 250, and cut
+    at a count it read "... or make sure your Internet connection"."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if len(first) <= most:
+        return first
+    end = first.rfind(". ", 0, most)
+    return first[: end + 1] if end > 0 else first[:most].rstrip() + "..."
 
 
 def _timm_offline_fix(tag: str) -> tuple[str, str]:
