@@ -664,6 +664,27 @@ def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkey
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
 
 
+def test_the_first_line_counts_what_the_run_trains(tmp_path, capsys):
+    # A length in steps that ends within an epoch says where; one image is one image.
+    args = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]
+    out = str(tmp_path / "a")
+    assert (
+        main([*args, "--subset", "40", "--batch-size", "8", "--max-steps", "7", "--out", out]) == 0
+    )
+    first = next(
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("resnet8")
+    )
+    assert ": 40 training images, " in first
+    assert "; recipe auto, 7 steps (2 epochs of 5 steps, the last 2); " in first
+    out = str(tmp_path / "b")
+    assert (
+        main([*args, "--subset", "40", "--batch-size", "8", "--max-steps", "3", "--out", out]) == 0
+    )
+    assert "; recipe auto, 3 steps (of an epoch of 5); " in capsys.readouterr().err
+    assert main([*args, "--subset", "1", "--max-steps", "1", "--out", str(tmp_path / "c")]) == 0
+    assert ": 1 training image, " in capsys.readouterr().err
+
+
 def test_ema_model_is_what_gets_saved(tmp_path):
     result = train(**FAST, epochs=1, ema_decay=0.9, out=str(tmp_path / "ema"))
     saved = resnetlab.load_model(result.run_dir / "last.safetensors").state_dict()

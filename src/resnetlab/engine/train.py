@@ -1854,13 +1854,16 @@ class Trainer:
             self.log.message(line)
 
     def _length(self) -> str:
-        full = self.num_epochs * self.steps_per_epoch
-        length = f"{count_of(self.num_epochs, 'epoch')} of {count_of(self.steps_per_epoch, 'step')}"
-        return (
-            length
-            if full == self.total_steps
-            else f"{count_of(self.total_steps, 'step')} ({length})"
-        )
+        """``4 epochs of 6 steps``; a length in steps that ends within an epoch says so:
+        ``20 steps (4 epochs of 6 steps, the last 2)``, ``3 steps (of an epoch of 44)``."""
+        spe, total = self.steps_per_epoch, self.total_steps
+        length = f"{count_of(self.num_epochs, 'epoch')} of {count_of(spe, 'step')}"
+        if self.num_epochs * spe == total:
+            return length
+        if self.num_epochs == 1:
+            return f"{count_of(total, 'step')} (of an epoch of {spe:,})"
+        last = total - (self.num_epochs - 1) * spe
+        return f"{count_of(total, 'step')} ({length}, the last {last:,})"
 
     def _training_info(self) -> dict[str, Any]:
         """The training summary a model file carries. Files and folders are named without
