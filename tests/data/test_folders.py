@@ -1593,3 +1593,15 @@ def test_folders_resnetlab_wrote_among_the_classes_are_left_out_and_named(tmp_pa
         DataError, match=r"photos: no class folders in it; cams left out: it holds the maps"
     ):
         load_dataset(str(root))
+
+
+def test_files_that_are_not_images_are_named_once_each_in_the_note(tmp_path):
+    # notes.txt in every class folder: "3 files ... (notes.txt, notes.txt, notes.txt)".
+    root = write_tree(
+        tmp_path / "photos", {c: [noise(k * 3 + i) for i in range(3)] for k, c in enumerate("abc")}
+    )
+    for c in "abc":
+        (root / c / "notes.txt").write_text("taken in May")
+    (root / "a" / "readme.md").write_text("")
+    data = load_dataset(str(root))
+    assert "4 files that are not images ignored (notes.txt, readme.md)" in data.train.notes

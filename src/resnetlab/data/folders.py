@@ -226,8 +226,8 @@ def _others_note(others: list[str], said: str = " ignored") -> list[str]:
     how to use the photo formats Pillow cannot read (an iPhone's HEIC)."""
     if not others:
         return []
-    n = len(others)
-    shown = ", ".join(others[:3]) + (", ..." if n > 3 else "")
+    n, names = len(others), list(dict.fromkeys(others))  # a name in several folders once
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     what = "files that are not images" if n != 1 else "file that is not an image"
     note = f"{n} {what}{said} ({shown})"
     formats = sorted(set(filter(None, map(format_to_convert, others))))
