@@ -103,6 +103,23 @@ def test_the_class_chosen_changes_the_map(trained_resnet8):
         explain(trained_resnet8, images, target="purple")
 
 
+def test_a_class_the_model_lacks_is_answered_with_the_near_names_not_all(tmp_path):
+    # ImageNet's thousand names made one line of 20,000 characters.
+    names = [f"{animal} {i}" for i in range(50) for animal in ("tabby", "tiger")][:100]
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=100), path, class_names=names
+    )
+    model = resnetlab.load_model(path)
+    images, _ = squares(1, seed=0)
+    with pytest.raises(ResnetlabError) as caught:
+        explain(model, images, target="tabby 7O")
+    assert str(caught.value) == (
+        "no class 'tabby 7O'; did you mean 'tabby 7' or 'tabby 47' or 'tabby 37'? the model has "
+        "100 classes (tabby 0, tiger 0, tabby 1, tiger 1, tabby 2, ...)"
+    )
+
+
 def test_maps_point_at_the_square(trained_resnet8):
     images, _ = squares(16, seed=7)
     # Where the square is: its pixels are the ones far from the noise's range.

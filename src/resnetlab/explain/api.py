@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import operator
 import os
 import unicodedata
@@ -330,8 +331,7 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
                         "classes of the model: give one as it is written"
                     )
                 if not alike:
-                    classes = ", ".join(names)
-                    raise ResnetlabError(f"no class {item!r}; the model's classes: {classes}")
+                    raise ResnetlabError(f"no class {item!r}; {_classes_near(item, names)}")
                 item = alike[0]
             item = names.index(item)
         else:
@@ -345,6 +345,16 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
             raise ResnetlabError(f"class index {item} out of range for {len(names)} classes")
         indices.append(item)
     return torch.tensor(indices)
+
+
+def _classes_near(item: str, names: list[str], listed: int = 12) -> str:
+    """The classes to offer for a class ``item`` the model lacks: the close ones by
+    spelling, and all of them where there are few (not ImageNet's thousand)."""
+    close = difflib.get_close_matches(item, names, n=3, cutoff=0.6)
+    near = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    if len(names) <= listed:
+        return f"{near}the model's classes: {', '.join(names)}"
+    return f"{near}the model has {len(names):,} classes ({', '.join(names[:5])}, ...)"
 
 
 def _refuse_data_set_files(images: object) -> None:
