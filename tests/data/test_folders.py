@@ -239,6 +239,25 @@ def test_a_link_to_a_missing_photo_is_skipped_as_unreadable(tmp_path):
     assert len(data.train) == 20
 
 
+def test_a_web_page_saved_as_jpg_is_named_as_one(tmp_path):
+    # "Save link as" on a picture, or a scraper that kept the error page: HTML named .jpg.
+    root = write_tree(
+        tmp_path / "t", {"a": [noise(i) for i in range(10)], "b": [noise(i) for i in range(10, 20)]}
+    )
+    page = b"\xef\xbb\xbf\n  <!DOCTYPE html>\n<html><head><title>Photo</title></head></html>"
+    (root / "a" / "cat.jpg").write_bytes(page)
+    with pytest.warns(DataWarning) as record:
+        data = load_dataset(str(root))
+    assert any(
+        "cat.jpg: skipped, cannot read it (it is a web page (HTML), not an image: saved from a "
+        "link or a page rather than the picture itself; save the image again)" in str(w.message)
+        for w in record
+    )
+    assert len(data.train) == 20
+    with pytest.raises(OSError, match=r"it is a web page \(HTML\)"):
+        read_image(io.BytesIO(b"<html><body>403 Forbidden</body></html>"))
+
+
 def test_a_heic_photo_named_jpg_is_named_as_heic(tmp_path):
     # An iPhone's HEIC photo exported or renamed as .jpg: Pillow cannot identify it, and
     # the warning says what it is and what to do, not only that it is unreadable.

@@ -376,12 +376,9 @@ def _open(path: str | os.PathLike | BinaryIO) -> Image.Image:
             pixels = f"{int(said[1]):,} pixels" if said else str(e).rstrip(".")
             raise Image.DecompressionBombError(_too_many_pixels(pixels, fix)) from None
         except UnidentifiedImageError:
-            if (photo := _held_format(path, start)) is None:
+            if (held := _what_it_holds(path, start)) is None:
                 raise
-            raise UnidentifiedImageError(
-                f"it holds a {photo} photo, whatever its name says, which Pillow cannot read; "
-                "convert it to JPEG or PNG first"
-            ) from None
+            raise UnidentifiedImageError(held) from None
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and im.width * im.height > limit:
         im.close()
@@ -408,21 +405,33 @@ def _position(file: str | os.PathLike | BinaryIO) -> int | None:
         return None
 
 
-def _held_format(path: str | os.PathLike | BinaryIO, start: int | None) -> str | None:
-    """The photo format of ``CONVERT_FIRST`` that the file's first bytes say it holds."""
+def _what_it_holds(path: str | os.PathLike | BinaryIO, start: int | None) -> str | None:
+    """What a file Pillow cannot identify holds, where its first bytes say and it is not
+    what its name says: a photo format of ``CONVERT_FIRST`` (an iPhone's HEIC as .jpg), or a
+    web page (a browser's "save link as" on a picture, a scraper's error page)."""
     try:
         if isinstance(path, str | os.PathLike):
             with open(path, "rb") as f:
-                head = f.read(12)
+                head = f.read(512)
         elif start is None:
             return None
         else:
             path.seek(start)
-            head = path.read(12)
+            head = path.read(512)
             path.seek(start)
     except (OSError, ValueError):
         return None
-    return _FTYP_BRANDS.get(head[8:12]) if head[4:8] == b"ftyp" else None
+    if head[4:8] == b"ftyp" and (photo := _FTYP_BRANDS.get(head[8:12])):
+        return (
+            f"it holds a {photo} photo, whatever its name says, which Pillow cannot read; "
+            "convert it to JPEG or PNG first"
+        )
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith((b"<!doctype html", b"<html")):
+        return (
+            "it is a web page (HTML), not an image: saved from a link or a page rather than "
+            "the picture itself; save the image again"
+        )
+    return None
 
 
 def read_header_size(path: str | os.PathLike) -> Size:
