@@ -275,6 +275,29 @@ def test_classes_and_input_size_come_from_the_file(files96, tmp_path):
     assert meta.resize == "squash"  # as Keras's load_img(target_size=...) resizes
 
 
+@pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights"])
+def test_the_courses_model_put_on_new_classes_converts_with_its_new_dense(
+    name, keras64, x64, tmp_path, target64
+):
+    # The transfer learning a Keras user does on the course's model: a new Dense on its
+    # Flatten, which Keras names dense, not fc4.
+    keras.utils.set_random_seed(3)
+    head = keras.layers.Dense(4, activation="softmax")
+    model = keras.Model(keras64.input, head(keras64.layers[-2].output))
+    path = write_files(model, tmp_path / "files", [name])[name]
+    report = convert_keras(path, tmp_path / "m.safetensors")
+    assert (report.num_classes, report.layers_loaded) == (4, 107)
+    assert not report.matched_by_order and "107 layers," in report.describe()
+    converted = resnetlab.load_model(tmp_path / "m.safetensors")
+    probs = keras_probabilities(model, x64)
+    assert np.abs(resnetlab_probabilities(converted, x64) - probs).max() < 1e-5
+    with pytest.raises(
+        ResnetlabError,
+        match=rf"layer {head.name} \(the course's fc4\) in .* has a kernel of shape \(2048, 4\)",
+    ):
+        load_keras_h5(target64, path)
+
+
 def test_a_weights_only_file_with_a_1x1_map_is_for_the_seeds_64(files64, tmp_path):
     report = convert_keras(files64["tf-keras2-weights"], tmp_path / "m.safetensors")
     assert (report.input_size, report.file_input_size) == (64, None)

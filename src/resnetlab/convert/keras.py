@@ -694,7 +694,7 @@ def tensorflow_format_problem(path: Path) -> str | None:
 
 
 def _read_keras_file(path: str | os.PathLike) -> _KerasFile:
-    return _name_unnamed_layers(_read_keras_layout(path))
+    return _name_classifier(_name_unnamed_layers(_read_keras_layout(path)))
 
 
 def _read_keras_layout(path: str | os.PathLike) -> _KerasFile:
@@ -1132,6 +1132,34 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
     )
 
 
+def _name_classifier(keras_file: _KerasFile) -> _KerasFile:
+    """Give the course's name, ``fc{K}``, to the one Dense layer of a file whose other layers
+    have the course's names: the classifier of the course's model put on new classes
+    (``Dense(K)(model.layers[-2].output)`` is named ``dense``). Other files are left as
+    they are, for the checks that follow."""
+    others = [name for name in keras_file.layers if not _SEED_NAME.fullmatch(name)]
+    if len(others) != 1 or any(_CLASSIFIER.fullmatch(name) for name in keras_file.layers):
+        return keras_file
+    dense = others[0]
+    kernel = keras_file.layers[dense].get("kernel")
+    if kernel is None or kernel.ndim != 2 or set(keras_file.layers[dense]) != {"kernel", "bias"}:
+        return keras_file
+    seed_name = f"fc{kernel.shape[1]}"
+    config_layers = keras_file.config_layers
+    if config_layers is not None:
+        config_layers = [
+            layer | {"name": seed_name} if layer["name"] == dense else layer
+            for layer in config_layers
+        ]
+    layers = {seed_name if name == dense else name: w for name, w in keras_file.layers.items()}
+    return replace(
+        keras_file,
+        layers=layers,
+        config_layers=config_layers,
+        own_names=keras_file.own_names | {seed_name: dense},
+    )
+
+
 # Checking ---------------------------------------------------------------------------------
 
 
@@ -1454,7 +1482,8 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
         expected,
         num_classes=model.num_classes,
         input_size=model.input_size,
-        matched_by_order=bool(keras_file.own_names),
+        # Not for the classifier alone, which _name_classifier names by its kind.
+        matched_by_order=bool(set(keras_file.own_names) - {keras_file.classifier}),
         input_scaling=scaling,
         model_kwargs={"input_size": model.input_size},
     )
