@@ -113,6 +113,29 @@ def test_custom_prefix_row_labels_and_float_pixels(tmp_path):
     assert np.array_equal(images.images.numpy(), np.round(x * 255).astype(np.uint8))
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_one_hot_labels_are_read_as_class_indices(tmp_path, transposed):
+    # The course's Y_train = convert_to_one_hot(Y_train_orig, 6).T, saved as the labels
+    # (or without the .T: one column per image).
+    labels = np.array([2, 0, 1, 2, 1])
+    one_hot = np.eye(3)[labels]
+    path = _write_h5(
+        tmp_path / "mine.h5",
+        train_set_x=np.zeros((5, 4, 4, 3), np.uint8),
+        train_set_y=one_hot.T if transposed else one_hot,
+        list_classes=np.array([b"fist", b"palm", b"peace"]),
+    )
+    images = read_h5_split(path, "train")
+    assert images.labels.tolist() == labels.tolist()
+    assert "train_set_y holds one-hot labels: read as the class of each 1" in images.notes
+    # Rows that are not one-hot (scores, soft labels) are no labels.
+    with h5py.File(path, "a") as f:
+        del f["train_set_y"]
+        f["train_set_y"] = np.full((5, 3), 1 / 3)
+    with pytest.raises(DataError, match=r"train_set_y has shape \(5, 3\); expected \(5,\)"):
+        read_h5_split(path, "train")
+
+
 def test_missing_keys_lists_the_keys_found(tmp_path):
     path = _write_h5(tmp_path / "odd.h5", images=np.zeros((2, 4, 4, 3)), targets=np.zeros(2))
     with pytest.raises(DataError, match=r"odd\.h5: no image data found.*has images, targets"):

@@ -3,7 +3,7 @@
 The deeplearning.ai course ships its data sets this way: ``train_signs.h5`` holds
 ``train_set_x`` uint8 (N, 64, 64, 3), ``train_set_y`` (N,) and ``list_classes`` (6,);
 ``test_signs.h5`` the same with ``test_``. The splits in a file are found from its keys,
-never assumed from its name. Labels are indices into ``list_classes``.
+never assumed from its name. Labels are indices into ``list_classes``, or one-hot rows.
 """
 
 from __future__ import annotations
@@ -234,6 +234,18 @@ def _class_names(path: Path, f, labels: np.ndarray) -> tuple[list[str], list[str
     return names, notes
 
 
+def _one_hot_indices(y: np.ndarray, count: int) -> np.ndarray | None:
+    """The class indices of one-hot labels for ``count`` images, (N, C) or (C, N), as Keras's
+    categorical cross-entropy takes them; None for labels of another kind."""
+    if y.shape[0] != count:  # (C, N); a square array is read as (N, C)
+        y = y.T
+    if y.shape[0] != count or y.shape[1] < 2 or y.dtype.kind not in "iubf":
+        return None
+    if not (((y == 0) | (y == 1)).all() and (y.sum(axis=1) == 1).all()):
+        return None
+    return y.argmax(axis=1)
+
+
 def read_h5_split(
     path: Path, prefix: str, image_size: int | None = None, resize: str = "squash"
 ) -> ImageSet:
@@ -251,8 +263,11 @@ def read_h5_split(
                 f"{path}: {y_key} holds {y.dtype} values; expected integer class indices "
                 "into list_classes"
             )
+        one_hot = None
         if y.ndim == 2 and 1 in y.shape:  # the course reshapes labels to (1, N) before saving
             y = y.reshape(-1)
+        elif y.ndim == 2 and (one_hot := _one_hot_indices(y, len(x))) is not None:
+            y = one_hot  # the course's convert_to_one_hot(Y, C), (C, N), or its .T
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(
                 f"{path}: {x_key} has {len(x)} images but {y_key} has shape {y.shape}; "
@@ -267,6 +282,8 @@ def read_h5_split(
             )
         labels = y.astype(np.int64)
         class_names, notes = _class_names(path, f, labels)
+        if one_hot is not None:
+            notes.append(f"{y_key} holds one-hot labels: read as the class of each 1")
     bad = labels[(labels < 0) | (labels >= len(class_names))]
     if bad.size:
         shown = ", ".join(str(v) for v in np.unique(bad)[:5])
