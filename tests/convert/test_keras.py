@@ -298,6 +298,36 @@ def test_the_courses_model_put_on_new_classes_converts_with_its_new_dense(
         load_keras_h5(target64, path)
 
 
+@pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights", "unnamed"])
+def test_the_courses_network_without_its_classifier_starts_a_model_as_its_backbone(
+    name, keras64, course64, x64, tmp_path, target64
+):
+    # Saved without its Dense: at its Flatten, or (the notebook's unnamed layers) after
+    # its last block, before the pool.
+    if name == "unnamed":
+        network = keras.Model(course64.input, course64.layers[-4].output)
+        path = write_files(network, tmp_path / "files", ["keras3-h5"])["keras3-h5"]
+    else:
+        network = keras.Model(keras64.input, keras64.layers[-2].output)
+        path = write_files(network, tmp_path / "files", [name])[name]
+    message = r"holds the course's ResNet50 without its classifier \(no fc<classes> Dense layer\); "
+    with pytest.raises(ResnetlabError, match=message + r"a model file needs one: train one on it"):
+        convert_keras(path, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+    with pytest.raises(ResnetlabError, match=message + r"start a model from it with create_model"):
+        load_keras_h5(target64, path)
+    model = resnetlab.create_model("resnet50_keras", num_classes=3, pretrained=path).eval()
+    assert "318 tensors loaded" in model.pretrained.describe()
+    assert "no classifier" in model.pretrained.describe()
+    with torch.no_grad():
+        features = model.forward_features(torch.from_numpy(x64).permute(0, 3, 1, 2))
+        ours = model.forward_head(features, pre_logits=True).numpy()
+    theirs = keras_probabilities(network, x64).reshape(len(x64), -1)  # (B, 2048)
+    if name == "unnamed":  # (B, 2, 2, 2048) before the pool: the course's 2x2 average
+        theirs = theirs.reshape(len(x64), 2, 2, 2048).mean(axis=(1, 2))
+    assert np.abs(ours - theirs).max() < 1e-4 * np.abs(theirs).max()
+
+
 def test_a_weights_only_file_with_a_1x1_map_is_for_the_seeds_64(files64, tmp_path):
     report = convert_keras(files64["tf-keras2-weights"], tmp_path / "m.safetensors")
     assert (report.input_size, report.file_input_size) == (64, None)

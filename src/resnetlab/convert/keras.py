@@ -198,8 +198,8 @@ class KerasImportReport:
         layers_loaded: Keras layers whose weights were loaded (107 for the course's model).
         tensors_loaded: weights and BN statistics loaded (320 for the course's model).
         values_loaded: numbers loaded, the Keras summary's total parameter count.
-        num_classes: outputs of the classifier (0 for a keras.applications network saved
-            without one, read as pretrained weights).
+        num_classes: outputs of the classifier (0 for a network saved without one, the
+            course's or keras.applications', read as pretrained weights).
         input_size: the side of the square input the model was built for.
         file_input_size: the input size recorded in the file's architecture, or ``None``
             for weights-only files.
@@ -291,7 +291,8 @@ class KerasImportReport:
         return (
             f"{self.path.name} ({LAYOUTS[self.layout]}{version}): {self.layers_loaded} "
             f"layers{order}, {self.tensors_loaded} tensors, {self.values_loaded:,} values; "
-            f"{self.num_classes} classes, {self.input_size}x{self.input_size} inputs{scaling}"
+            f"{f'{self.num_classes} classes' if self.num_classes else 'no classifier'}, "
+            f"{self.input_size}x{self.input_size} inputs{scaling}"
         )
 
 
@@ -421,6 +422,14 @@ def load_keras_h5(model: nn.Module, path: str | os.PathLike) -> KerasImportRepor
             f"a {type(model).__name__}"
         )
     _check_looks_like_seed(keras_file)
+    if _is_seed_backbone(keras_file):
+        raise ResnetlabError(
+            _without_classifier(
+                keras_file,
+                f"start a model from it with create_model('resnet50_keras', num_classes=K, "
+                f"pretrained={str(keras_file.path)!r}) and train its new classifier",
+            )
+        )
     file_size = keras_file.input_size
     if file_size is not None and file_size != model.input_size:
         raise ResnetlabError(
@@ -453,9 +462,10 @@ def read_keras_model(
         unrecorded_input_size: the side to take for the course's model from a file that
             does not record it, when its classifier fits that side (``train --pretrained``
             with ``--input-size``); a file that records one keeps its own.
-        backbone: take a keras.applications network without a classifier
-            (``include_top=False``) too, as pretrained weights for its backbone: the model's
-            classifier is then a fresh one, and the report's ``num_classes`` 0.
+        backbone: take a network without a classifier too (keras.applications'
+            ``include_top=False``, the course's model without its ``fc`` layer), as
+            pretrained weights for its backbone: the model's classifier is then a fresh one,
+            and the report's ``num_classes`` 0.
         inputs: how the Keras model's inputs were prepared, when not as its network's are
             (``KERAS_INPUTS``): ``caffe`` (keras.applications' ``preprocess_input``),
             ``0-1`` (pixels / 255, the course's) or ``0-255`` (pixels as they are).
@@ -489,6 +499,16 @@ def read_keras_model(
         report = applications.load(model, keras_file, plan, size)
         return model, _fed_as(model, report, inputs)
     _check_looks_like_seed(keras_file)
+    if _is_seed_backbone(keras_file):
+        if not backbone:
+            fix = (
+                f"a model file needs one: train one on it with resnetlab train --pretrained "
+                f"{keras_file.path} --data DATA"
+            )
+            raise ResnetlabError(_without_classifier(keras_file, fix))
+        size = _choose_input_size(keras_file, input_size, unrecorded_input_size)
+        model = create_model("resnet50_keras", num_classes=num_classes or 1, input_size=size)
+        return model, _fed_as(model, _load(model, keras_file), inputs)
     file_classes = _file_num_classes(keras_file)
     if num_classes is not None and num_classes != file_classes:
         raise ResnetlabError(
@@ -1085,9 +1105,11 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
         built[match[1]].append((int(match[2] or 0), name))
     convs, norms = _seed_build_order()
     counts = (len(built["conv2d"]), len(built["batch_normalization"]), len(built["dense"]))
-    if counts != (len(convs), len(norms), 1) and keras_file.named_by_key:
+    # No Dense: the network saved without its classifier (see _is_seed_backbone).
+    seed_counts = counts[:2] == (len(convs), len(norms)) and counts[2] in (0, 1)
+    if not seed_counts and keras_file.named_by_key:
         raise ResnetlabError(_unnamed_keras3(keras_file.path))
-    if counts != (len(convs), len(norms), 1):
+    if not seed_counts:
         shown = ", ".join(list(keras_file.layers)[:4]) + (
             ", ..." if len(keras_file.layers) > 4 else ""
         )
@@ -1097,13 +1119,15 @@ def _name_unnamed_layers(keras_file: _KerasFile) -> _KerasFile:
             f"{counts[2]} Dense layers, where the course's model has {len(convs)}, "
             f"{len(norms)} and 1"
         )
-    dense = built["dense"][0][1]
-    kernel = keras_file.layers[dense].get("kernel")
-    if (kernel is None or kernel.ndim != 2) and keras_file.named_by_key:
-        raise ResnetlabError(_unnamed_keras3(keras_file.path))
-    if kernel is None or kernel.ndim != 2:
-        return keras_file
-    seed_names = {dense: f"fc{kernel.shape[1]}"}
+    seed_names = {}
+    if built["dense"]:
+        dense = built["dense"][0][1]
+        kernel = keras_file.layers[dense].get("kernel")
+        if (kernel is None or kernel.ndim != 2) and keras_file.named_by_key:
+            raise ResnetlabError(_unnamed_keras3(keras_file.path))
+        if kernel is None or kernel.ndim != 2:
+            return keras_file
+        seed_names[dense] = f"fc{kernel.shape[1]}"
     for kind, names in (("conv2d", convs), ("batch_normalization", norms)):
         in_order = [name for _, name in sorted(built[kind])]
         seed_names |= dict(zip(in_order, names, strict=True))
@@ -1182,6 +1206,21 @@ def _check_looks_like_seed(keras_file: _KerasFile) -> None:
         )
 
 
+def _is_seed_backbone(keras_file: _KerasFile) -> bool:
+    """Whether the file holds the course's network without its classifier: every Conv2D
+    and BatchNormalization layer of the course's model, and nothing else with weights
+    (``keras.Model(model.input, model.layers[-2].output)`` saved)."""
+    convs, norms = _seed_build_order()
+    return set(keras_file.layers) == {*convs, *norms}
+
+
+def _without_classifier(keras_file: _KerasFile, fix: str) -> str:
+    return (
+        f"{keras_file.path} holds the course's ResNet50 without its classifier (no "
+        f"fc<classes> Dense layer); {fix}, or convert the model saved with its classifier"
+    )
+
+
 def _file_num_classes(keras_file: _KerasFile) -> int:
     classifier = keras_file.classifier
     if classifier is None:
@@ -1207,6 +1246,10 @@ def _choose_input_size(keras_file: _KerasFile, flag: int | None, unrecorded: int
     size = flag if flag is not None else file_size
     if size is not None:
         keras_feature_sizes(size)  # refuses sizes too small for the network
+        return size
+    if keras_file.classifier is None:  # the network alone takes any size: the course's
+        size = unrecorded or model_info("resnet50_keras").input_size
+        keras_feature_sizes(size)
         return size
     # Weights only: the classifier's width says how large the last feature map was.
     dense_inputs = keras_file.layers[keras_file.classifier]["kernel"].shape[0]
@@ -1333,6 +1376,8 @@ def _check_architecture(
         "Add": blocks,
         "Activation": 1 + 3 * blocks,
     }
+    if keras_file.classifier is None:  # cut after the last block, its pool or its Flatten
+        want_counts |= {k: counts[k] for k in ("AveragePooling2D", "Flatten") if counts[k] <= 1}
     for kind, want in want_counts.items():
         if counts[kind] != want:
             raise ResnetlabError(
@@ -1472,6 +1517,9 @@ def load_layers(
 def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
     """Check everything, then copy the file's weights into the model."""
     expected = _expected_layers(model, keras_file)
+    backbone = keras_file.classifier is None and _is_seed_backbone(keras_file)
+    if backbone:  # the model's classifier stays as it is
+        expected.pop(f"fc{model.num_classes}")
     _check_layer_set(keras_file, expected)
     scaling = _input_scaling(keras_file)
     if keras_file.config_layers is not None:
@@ -1480,7 +1528,7 @@ def _load(model: KerasResNet50, keras_file: _KerasFile) -> KerasImportReport:
         model,
         keras_file,
         expected,
-        num_classes=model.num_classes,
+        num_classes=0 if backbone else model.num_classes,
         input_size=model.input_size,
         # Not for the classifier alone, which _name_classifier names by its kind.
         matched_by_order=bool(set(keras_file.own_names) - {keras_file.classifier}),
