@@ -323,6 +323,42 @@ def test_torchvision_and_timm_options_say_what_to_give_here(option, says):
         assert message.split("dropout is an option of ")[1].startswith(f"{', '.join(takes)}); ")
 
 
+@pytest.mark.parametrize(
+    "name, options, says",
+    [
+        (
+            "resnet50",
+            {"include_top": False, "weights": "imagenet", "input_shape": (224, 224, 3)},
+            "include_top (num_classes=0 is the network without its classifier, giving the "
+            "pooled features; model.forward_features(x) gives the last feature map), weights "
+            "(torchvision's weights load with pretrained='torchvision' here (weights=None is "
+            "taken, and is the default)), input_shape (it takes images of any size, as "
+            "Keras's input_shape=(None, None, 3))",
+        ),
+        (
+            "resnet50",
+            {"pooling": "avg", "classifier_activation": None},
+            "pooling (the model pools its last feature map itself), classifier_activation "
+            "(every model returns logits: model(x).softmax(-1) gives the probabilities)",
+        ),
+        (
+            "resnet50_keras",
+            {"input_shape": (64, 64, 3), "classes": 6},
+            "input_shape (input_size=N for (N, N, 3) images), classes (did you mean num_classes?)",
+        ),
+    ],
+)
+def test_keras_applications_options_say_what_to_give_here(name, options, says):
+    """keras.applications.ResNet50(include_top=False, weights="imagenet", ...) brought
+    along was met with the list of the model's options alone."""
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model(name, **options)
+    assert str(caught.value).startswith(f"{name} has no option {says}; it takes ")
+    resnetlab.create_model(name, num_classes=0)  # the include_top=False of the hint
+    with command_line(), pytest.raises(ResnetlabError, match=r"include_top \(train puts a"):
+        resnetlab.create_model(name, include_top=False)
+
+
 def test_weights_none_is_torchvisions_model_without_weights():
     """resnet18(weights=None), as torchvision's code writes it: the model with fresh weights,
     which the option does not follow into the model file's options."""

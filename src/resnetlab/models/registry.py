@@ -258,7 +258,7 @@ def unknown_options(
     named = []
     for key in unknown:
         close = difflib.get_close_matches(key, options, n=1)
-        if hint := _peer_option(key):
+        if hint := _peer_option(key, options):
             named.append(f"{key} ({hint})")
         elif not num_classes and difflib.get_close_matches(key, ["num_classes"], n=1):
             # num_clases: not "did you mean norm_layer?", the closest of the rest
@@ -269,9 +269,10 @@ def unknown_options(
     return f"{info.name} has no option {', '.join(named)}; {takes}"
 
 
-def _peer_option(key: str) -> str | None:
-    """What to give instead of an option of torchvision's or timm's builders that users
-    bring along, where a near spelling would mislead (``weights`` is not ``widths``)."""
+def _peer_option(key: str, options: list[str]) -> str | None:
+    """What to give instead of an option of torchvision's, timm's or keras.applications'
+    builders that users bring along, where a near spelling would mislead (``weights`` is not
+    ``widths``) or none is near (``include_top``). ``options``: the model's own."""
     if key == "weights":
         return (
             f"torchvision's weights load with {option('pretrained', 'torchvision')} here "
@@ -283,6 +284,22 @@ def _peer_option(key: str) -> str | None:
         return "every model takes RGB images; grayscale ones are read with the channel repeated"
     if key == "drop_rate":
         return f"dropout is an option of {', '.join(_models_taking(key))}"
+    # keras.applications.ResNet50(include_top, weights, input_shape, pooling, classes, ...)
+    if key == "include_top" and on_command_line():  # train always puts one on
+        return "train puts a classifier for the data's classes on the network"
+    if key == "include_top":
+        return (
+            "num_classes=0 is the network without its classifier, giving the pooled "
+            "features; model.forward_features(x) gives the last feature map"
+        )
+    if key == "pooling":
+        return "the model pools its last feature map itself"
+    if key == "classifier_activation":
+        return "every model returns logits: model(x).softmax(-1) gives the probabilities"
+    if key == "input_shape" and "input_size" in options:
+        return f"{option('input_size', text='N')} for (N, N, 3) images"
+    if key == "input_shape":
+        return "it takes images of any size, as Keras's input_shape=(None, None, 3)"
     return None
 
 
