@@ -680,6 +680,14 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
     assert str(caught.value) == (
         "pretrained weights not found: tim:resnet18.a1_in1k; did you mean timm:resnet18.a1_in1k?"
     )
+    # Keras's weights="imagenet": where ImageNet weights come from here.
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_pretrained("imagenet", "resnet50")
+    assert str(caught.value) == (
+        "pretrained weights not found: imagenet; ImageNet weights are torchvision's "
+        "(pretrained='torchvision') or timm's (pretrained='timm'), for the models they have "
+        "weights for"
+    )
     (tmp_path / "best.safetensors").write_bytes(b"x")
     with pytest.raises(ResnetlabError) as caught:
         resolve_pretrained(tmp_path / "best.safetensor", "resnet18")

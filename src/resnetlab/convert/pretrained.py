@@ -687,7 +687,13 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
         # name beside it (best.safetensor for best.safetensors).
         name, colon, rest = source.partition(":")
         named = difflib.get_close_matches(name, NAMED_SOURCES, n=1, cutoff=0.8)
-        if named and os.sep not in source:
+        if source.lower() == "imagenet":  # Keras's weights="imagenet"
+            hint = (
+                f"; ImageNet weights are torchvision's ({option('pretrained', 'torchvision')}) "
+                f"or timm's ({option('pretrained', 'timm')}), for the models they have "
+                f"weights for"
+            )
+        elif named and os.sep not in source:
             hint = f"; did you mean {named[0]}{colon}{rest}?"
         elif near := near_name(path):
             hint = f"; did you mean {near}?"
