@@ -329,6 +329,23 @@ def test_a_transfer_model_on_the_bases_output_is_not_nested(tmp_path):
     assert np.abs(ours - keras_probabilities(model, images)).max() < 1e-4
 
 
+def test_the_whole_network_in_a_sequential_model_is_include_top(tmp_path):
+    """Its pool and classifier inside the nested network: was described as
+    '(include_top=False, pooling='avg')' with nothing after it."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(5)
+    network = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=3)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), network])
+    randomize_all(model, 5)
+    model.save(tmp_path / "seq.h5")
+    report = convert_keras(tmp_path / "seq.h5", tmp_path / "m.safetensors")
+    assert report.network == "keras.applications ResNet50"
+    assert report.num_classes == 3
+    images = rgb_images(seed=5)
+    ours = resnetlab_probabilities(tmp_path / "m.safetensors", images)
+    assert np.abs(ours - keras_probabilities(model, images)).max() < 1e-4
+
+
 def test_a_base_that_pools_itself_in_a_sequential_model(tmp_path):
     keras.backend.clear_session()
     keras.utils.set_random_seed(2)

@@ -183,7 +183,9 @@ def plan(keras_file: _KerasFile) -> _Plan:
     if keras_file.config_layers is not None:
         norm_eps, head, pooled = _check_architecture(keras_file, model, modules, classifier)
         top = ("GlobalAveragePooling2D", *top)
-    include_top = keras_file.nested is None and head == top
+    # Nested in a model with nothing after it (keras.Sequential([ResNet50()])), the network
+    # holds its own pool and classifier: include_top=True too.
+    include_top = head == top if keras_file.nested is None else not head
     return _Plan(
         model,
         classifier,
