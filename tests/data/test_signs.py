@@ -128,6 +128,12 @@ def test_one_hot_labels_are_read_as_class_indices(tmp_path, transposed):
     images = read_h5_split(path, "train")
     assert images.labels.tolist() == labels.tolist()
     assert "train_set_y holds one-hot labels: read as the class of each 1" in images.notes
+    # Without list_classes their width gives the classes, those no image has too.
+    with h5py.File(path, "a") as f:
+        del f["list_classes"]
+        del f["train_set_y"]
+        f["train_set_y"] = np.eye(4)[labels]
+    assert read_h5_split(path, "train").class_names == ["0", "1", "2", "3"]
     # Rows that are not one-hot (scores, soft labels) are no labels.
     with h5py.File(path, "a") as f:
         del f["train_set_y"]

@@ -215,7 +215,11 @@ def _to_nhwc(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _class_names(path: Path, f, labels: np.ndarray) -> tuple[list[str], list[str]]:
+def _class_names(
+    path: Path, f, labels: np.ndarray, count: int | None = None
+) -> tuple[list[str], list[str]]:
+    """``list_classes``, else ``count`` classes (one-hot labels' width) or as many as the
+    labels reach."""
     notes = []
     if "list_classes" in f:
         raw = _dataset(path, f, "list_classes")[()]
@@ -223,7 +227,7 @@ def _class_names(path: Path, f, labels: np.ndarray) -> tuple[list[str], list[str
             v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in np.ravel(raw)
         ]
     else:
-        k = int(labels.max()) + 1 if labels.size else 0
+        k = count or (int(labels.max()) + 1 if labels.size else 0)
         if k > MAX_CLASSES:
             raise DataError(
                 f"{path}: labels up to {k - 1} and no list_classes; a classifier has at most "
@@ -263,10 +267,11 @@ def read_h5_split(
                 f"{path}: {y_key} holds {y.dtype} values; expected integer class indices "
                 "into list_classes"
             )
-        one_hot = None
+        one_hot, width = None, None
         if y.ndim == 2 and 1 in y.shape:  # the course reshapes labels to (1, N) before saving
             y = y.reshape(-1)
         elif y.ndim == 2 and (one_hot := _one_hot_indices(y, len(x))) is not None:
+            width = y.size // len(x)  # C of (N, C) or (C, N)
             y = one_hot  # the course's convert_to_one_hot(Y, C), (C, N), or its .T
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(
@@ -281,7 +286,8 @@ def read_h5_split(
                 "integer class indices into list_classes"
             )
         labels = y.astype(np.int64)
-        class_names, notes = _class_names(path, f, labels)
+        # One-hot labels say how many classes there are, those no image of the split has too.
+        class_names, notes = _class_names(path, f, labels, width)
         if one_hot is not None:
             notes.append(f"{y_key} holds one-hot labels: read as the class of each 1")
     bad = labels[(labels < 0) | (labels >= len(class_names))]
