@@ -1049,8 +1049,8 @@ def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, ca
         ),
         (
             {"model": "resnet20", "pretrained": runs / "a"},
-            "or train --model resnet8",
-            "or train model='resnet8'",
+            "or give --model resnet8",
+            "or give model='resnet8'",
         ),
     ]
     out = tmp_path / "run"
@@ -1070,6 +1070,9 @@ def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, ca
     # says so only within the call: train after it is told model= again.
     with pytest.raises(ResnetlabError, match="give name='resnet18'"):
         resnetlab.create_model("resnet34", pretrained=tmp_path / "r18.pth")
+    # Weights that name their model: was "or train name='resnet8'", no call of the API.
+    with pytest.raises(ResnetlabError, match=r"from resnet20 weights, or give name='resnet8'$"):
+        resnetlab.create_model("resnet20", pretrained=runs / "a")
     with pytest.raises(ResnetlabError, match="give model='resnet18'"):
         resnetlab.train(
             model="resnet34", pretrained=tmp_path / "r18.pth", data="digits", out=tmp_path / "b"

@@ -386,7 +386,7 @@ def test_weights_from_a_run_bring_their_model_unless_one_is_named(tmp_path, caps
     args = ["train", "--pretrained", str(first.run_dir), "--model", "resnet20", "--data", "digits"]
     assert main([*args, "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "holds a resnet32, not a resnet20" in err and "train --model resnet32" in err
+    assert "holds a resnet32, not a resnet20" in err and "give --model resnet32" in err
     # Options given without a model: still the weights' model, the options checked against
     # theirs (it trained the default model, resnet20, "not the resnet32" the weights hold).
     args = ["train", "--pretrained", str(first.run_dir), "--data", "digits"]

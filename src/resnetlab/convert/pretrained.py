@@ -1317,7 +1317,7 @@ def _check_declared_model(weights: PretrainedWeights, name: str, kwargs: dict[st
     if weights.model != name:
         raise ResnetlabError(
             f"{weights.description} holds a {weights.model}, not a {name}; start a {name} "
-            f"from {name} weights, or train {option('model', weights.model)}"
+            f"from {name} weights, or give {option('model', weights.model)}"
         )
     if weights.model_kwargs is None:
         return
