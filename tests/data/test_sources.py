@@ -448,6 +448,25 @@ def test_a_model_or_an_image_given_as_data_is_named_as_what_it_is(tmp_path):
     )
 
 
+@pytest.mark.parametrize("name", ["X_train.npy", "signs.npz"])
+def test_numpy_arrays_given_as_data_say_how_to_write_them_as_a_data_set(tmp_path, name):
+    """np.save(X_train), as a Keras user keeps the course's arrays: was only "not a data
+    set: expected an .h5 file, ...", without the way there."""
+    path = tmp_path / name
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    if name.endswith(".npy"):
+        np.save(path, images)
+    else:
+        np.savez(path, x=images, y=[0, 1])
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert str(caught.value) == (
+        f"{path} holds NumPy arrays, not a data set; write the arrays to an HDF5 file as the "
+        "course's: train_set_x uint8 (N, H, W, 3), train_set_y (N,) class indices, and give "
+        "its path"
+    )
+
+
 def test_the_held_out_digits_are_scored_without_a_word_of_test_folders():
     # digits, a data set of no folders, has no test/ folder to put instead.
     from resnetlab.data.sources import load_eval_split

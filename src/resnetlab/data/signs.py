@@ -36,6 +36,14 @@ SPLIT_ALIASES = {
 }
 
 
+def arrays_as_h5(split: str) -> str:
+    """How arrays of images (the course's ``X_train, Y_train``) become a data set."""
+    return (
+        f"write the arrays to an HDF5 file as the course's: {split}_set_x uint8 (N, H, W, 3), "
+        f"{split}_set_y (N,) class indices, and give its path"
+    )
+
+
 def _open(path: Path):
     import h5py
 

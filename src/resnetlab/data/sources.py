@@ -56,7 +56,14 @@ from .folders import (
 )
 from .imageset import ImageSet, check_labels, pixel_digests
 from .loader import Augment, DeviceLoader, channel_stats, loader_options
-from .signs import SPLIT_ALIASES, h5_prefixes, h5_splits, keras_model_as_data, sibling_test_file
+from .signs import (
+    SPLIT_ALIASES,
+    arrays_as_h5,
+    h5_prefixes,
+    h5_splits,
+    keras_model_as_data,
+    sibling_test_file,
+)
 from .streaming import StreamingLoader, StreamingSet
 
 Split = ImageSet | StreamingSet
@@ -239,6 +246,10 @@ def _open_path(
                 raise DataError(keras_model_as_data(path))
             if kind is None and path.suffix.lower() == ".safetensors":
                 kind = f"a model file, which {option('pretrained')} takes"
+            if kind is None and path.suffix.lower() in (".npy", ".npz"):  # np.save(X_train)
+                raise DataError(
+                    f"{path} holds NumPy arrays, not a data set; {arrays_as_h5('train')}"
+                )
             raise DataError(
                 f"{f'{path} is {kind}, not a data set' if kind else f'{path}: not a data set'}"
                 ": expected an .h5 file, an image folder, a cifar-10-batches-bin folder, or a "

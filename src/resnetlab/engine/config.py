@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.signs import arrays_as_h5
 from ..data.sources import check_val_split
 from ..errors import (
     ResnetlabError,
@@ -668,9 +669,7 @@ def arrays_as_data(name: str, value: Any, split: str) -> str | None:
         return None
     return (
         f"{option(name)} names a data set (digits, cifar10, a file or a folder), not arrays "
-        f"of images, got {type(value).__name__}; write the arrays to an HDF5 file as the "
-        f"course's: {split}_set_x uint8 (N, H, W, 3), {split}_set_y (N,) class indices, "
-        f"and give its path"
+        f"of images, got {type(value).__name__}; {arrays_as_h5(split)}"
     )
 
 
