@@ -298,6 +298,20 @@ def test_the_courses_model_put_on_new_classes_converts_with_its_new_dense(
         load_keras_h5(target64, path)
 
 
+def test_a_head_of_its_own_on_the_courses_network_names_its_layers(keras64, tmp_path):
+    """Was only 'the course's model has one classifier layer fc<classes>, it has none'."""
+    hidden = keras.layers.Dense(8, name="hidden")
+    out = keras.layers.Dense(3, activation="softmax", name="out")
+    model = keras.Model(keras64.input, out(hidden(keras64.layers[-2].output)))
+    path = write_files(model, tmp_path / "files", ["keras3-weights"])["keras3-weights"]
+    with pytest.raises(ResnetlabError) as caught:
+        convert_keras(path, tmp_path / "m.safetensors")
+    assert str(caught.value).endswith(
+        "the course's model has one classifier layer fc<classes>, it has none, and layers with "
+        "weights the course's has not: hidden, out"
+    )
+
+
 @pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights", "unnamed"])
 def test_the_courses_network_without_its_classifier_starts_a_model_as_its_backbone(
     name, keras64, course64, x64, tmp_path, target64

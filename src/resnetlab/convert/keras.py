@@ -1225,7 +1225,10 @@ def _file_num_classes(keras_file: _KerasFile) -> int:
     classifier = keras_file.classifier
     if classifier is None:
         found = [n for n in keras_file.layers if _CLASSIFIER.fullmatch(n)]
+        others = [n for n in keras_file.layers if not _SEED_NAME.fullmatch(n)]
         detail = f"it has {', '.join(found)}" if found else "it has none"
+        if not found and others:  # a head of its own: Dense(256), Dense(K)
+            detail += f", and layers with weights the course's has not: {', '.join(others)}"
         raise ResnetlabError(
             f"{keras_file.path} {_NOT_SEED}: the course's model has one classifier layer "
             f"fc<classes>, {detail}"
