@@ -1,4 +1,6 @@
 import re
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -342,3 +344,34 @@ def test_validation_of_other_classes_names_the_training_file_as_data(tmp_path):
     )
     # Nor are classes moved out of a file, as they are out of a folder.
     assert "move the others out" not in str(caught.value)
+
+
+def test_a_file_of_other_common_names_gets_the_renames_that_make_it_load(tmp_path):
+    # X_train/y_train (scikit-learn's and many tutorials' names): the error gives the moves.
+    path = tmp_path / "own.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for split, n in (("train", 12), ("test", 4)):
+            f[f"X_{split}"] = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+            f[f"y_{split}"] = np.arange(n) % 2
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    message = str(caught.value)
+    assert message.endswith(
+        "but the file has X_test, X_train, y_test, y_train; rename them in place: python -c "
+        f"\"import h5py; f = h5py.File('{path}', 'r+'); f.move('X_test', 'test_set_x'); "
+        "f.move('y_test', 'test_set_y'); f.move('X_train', 'train_set_x'); "
+        "f.move('y_train', 'train_set_y')\""
+    )
+    # The recipe, run as printed, makes the file load.
+    subprocess.run([sys.executable, "-c", message.split('python -c "', 1)[1][:-1]], check=True)
+    data = load_dataset(str(path))
+    assert (len(data.train), len(data.class_names)) == (12, 2)
+    # A split without its labels, or names of no such pattern: no recipe to offer.
+    with h5py.File(path, "w") as f:
+        f["train_images"] = np.zeros((4, 8, 8, 3), np.uint8)
+        f["test_images"] = np.zeros((4, 8, 8, 3), np.uint8)
+        f["train_labels"] = np.zeros(4, np.int64)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert "rename them" not in str(caught.value)

@@ -96,11 +96,46 @@ def h5_prefixes(path: Path) -> list[str]:
                 f"{shown} inside a group; move them to the file's top level (h5py: "
                 f"f.move('{inside[0]}', '{inside[0].rsplit('/', 1)[-1]}'))"
             )
+        elif renames := _course_names(keys):  # X_train, y_train...: the moves that fix it
+            moves = "; ".join(f"f.move({old!r}, {new!r})" for old, new in renames.items())
+            has += (
+                f'; rename them in place: python -c "import h5py; f = h5py.File({str(path)!r}, '
+                f"'r+'); {moves}\""
+            )
         raise DataError(
             f"{path}: no image data found: expected datasets <split>_set_x and <split>_set_y "
             f"(e.g. train_set_x, train_set_y) and list_classes, but the file has {has}"
         )
     return prefixes
+
+
+# Other names for a split's images and labels (X_train and y_train, train_images and
+# train_labels, x_test...), as a user's own HDF5 files and other tutorials write them.
+_IMAGES_WORDS = ("x", "images", "imgs", "data", "features")
+_LABELS_WORDS = ("y", "labels", "label", "targets")
+_SPLIT_WORDS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+
+
+def _course_names(keys: list[str]) -> dict[str, str]:
+    """The course's names (``train_set_x``...) for datasets named another common way
+    (``X_train``, ``train_images``, ``y_test``...), where every split found has both its
+    images and its labels; empty otherwise."""
+    found: dict[str, dict[str, str]] = {}
+    for key in keys:
+        words = re.split(r"[_\-. ]+", key.lower())
+        if len(words) != 2:
+            continue
+        for first, second in (words, words[::-1]):
+            split = _SPLIT_WORDS.get(second)
+            kind = "x" if first in _IMAGES_WORDS else "y" if first in _LABELS_WORDS else None
+            if split and kind and kind not in found.setdefault(split, {}):
+                found[split][kind] = key
+                break
+    if not found or any(len(pair) != 2 for pair in found.values()):
+        return {}
+    return {
+        key: f"{split}_set_{kind}" for split, pair in found.items() for kind, key in pair.items()
+    }
 
 
 def _nested_datasets(f) -> list[str]:
