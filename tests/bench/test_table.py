@@ -217,6 +217,20 @@ def test_a_broken_results_file_is_named(tmp_path):
         read_records([tmp_path / "empty"])
 
 
+def test_records_without_a_text_date_are_ordered_first_or_named(tmp_path):
+    # A record written by hand, or by another tool: a null date is none, a number is named.
+    path = tmp_path / "r.jsonl"
+    undated = {**TRAIN, "date": None}
+    path.write_text(json.dumps(TRAIN) + "\n" + json.dumps(undated) + "\n")
+    assert read_records([path]) == [undated, TRAIN]
+    path.write_text(json.dumps(TRAIN) + "\n" + json.dumps({**TRAIN, "date": 20261201}) + "\n")
+    with pytest.raises(
+        resnetlab.ResnetlabError,
+        match=r"r.jsonl:2: a damaged benchmark record \(its date is 20261201\); remove the line",
+    ):
+        read_records([path])
+
+
 def test_a_record_saved_from_json_output_is_read(tmp_path, capsys):
     # `resnetlab bench train ... --json > mine.json`: one record over several lines.
     path = tmp_path / "mine.json"

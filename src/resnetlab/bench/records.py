@@ -265,7 +265,7 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                         message = f"{file}:{number}: not a JSON line ({e.msg})"
                         raise ResnetlabError(message) from None
                     records.append(_checked(record, f"{file}:{number}"))
-    return sorted(records, key=lambda r: r.get("date", ""))
+    return sorted(records, key=lambda r: r.get("date") or "")  # no date (null): first
 
 
 def _checked(record: Any, where: str) -> dict[str, Any]:
@@ -275,16 +275,20 @@ def _checked(record: Any, where: str) -> dict[str, Any]:
             f"{where}: a JSON {type(record).__name__}, not a record (a JSON object); remove "
             "the line"
         )
+    date = record.get("date")
     try:
         as_record(record).row()
     except ResnetlabError as e:
         raise ResnetlabError(f"{where}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         detail = f"no {e.args[0]!r}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+    else:  # the records are put in order by their dates
+        detail = None if date is None or isinstance(date, str) else f"its date is {date!r}"
+    if detail is not None:
         raise ResnetlabError(
             f"{where}: a damaged benchmark record ({detail}); remove the line, or run the "
             "benchmark again"
-        ) from None
+        )
     return record
 
 
