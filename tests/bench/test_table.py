@@ -99,6 +99,16 @@ def test_each_kind_of_record_has_its_row():
         as_record({"kind": "x"})
 
 
+def test_fields_a_record_lacks_show_as_dashes_not_none():
+    # A record written by hand (or by an older version) with only the figures: a GPU's.
+    bare = {k: v for k, v in TRAIN.items() if k not in {*MACHINE, "command"}}
+    for record in (bare, {**bare, "versions": None, "date": None, "device": None}):
+        assert as_record(record).row().endswith("| 2.00x | - | - | - | - |")
+    assert as_record(bare).lines()[-1] == "  -, torch -"
+    gpu = {**bare, "device": "NVIDIA H200", "threads": 16, "date": "2026-12-04T17:46:49+00:00"}
+    assert as_record(gpu).row().endswith("| - | NVIDIA H200, 16 threads | 2026-12-04 | - |")
+
+
 def test_terminal_lines_name_both_sides():
     lines = as_record(TRAIN).lines()
     assert lines[0] == "train resnet18, 64x64, batch 64, bf16, NCHW"

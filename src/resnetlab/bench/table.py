@@ -103,7 +103,7 @@ class BenchRecord(ABC):
         """``AMD EPYC (family 25 model 17, AVX512, bf16), 2 cores, 2 threads, load 1.2``: one
         model name covers CPU generations that differ in speed, the family tells them apart."""
         r = self.data
-        device = str(r.get("device"))
+        device = str(r.get("device") or "-")
         cpu = r.get("cpu")
         if cpu and cpu.get("model") and device.startswith(cpu["model"]):
             features = [cpu.get("capability") or "?"] + [
@@ -120,13 +120,15 @@ class BenchRecord(ABC):
         return device
 
     def torch(self) -> str:
-        return str(self.data.get("versions", {}).get("torch"))
+        return str((self.data.get("versions") or {}).get("torch") or "-")
 
     def row(self) -> str:
+        # A field a record lacks (written by hand, or by an older version) shows as "-".
         c, r = self.cells(), self.data
+        command = f"`{r['command']}`" if r.get("command") else "-"
         return (
-            f"| {c['what']} | {c['ours']} | {c['peer']} | {c['ratio']} | `{r.get('command')}` | "
-            f"{self.machine()} | {str(r.get('date'))[:10]} | {self.torch()} |"
+            f"| {c['what']} | {c['ours']} | {c['peer']} | {c['ratio']} | {command} | "
+            f"{self.machine()} | {str(r.get('date') or '-')[:10]} | {self.torch()} |"
         )
 
 
