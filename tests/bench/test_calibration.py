@@ -69,3 +69,16 @@ def test_bench_calibrate_force_says_it_measures_again_as_asked(monkeypatch, caps
     err = capsys.readouterr().err
     assert "measuring this CPU's training steps to choose the fastest again, as asked " in err
     assert "once" not in err
+
+
+def test_bench_calibrate_warns_of_a_precision_the_cpu_emulates_as_train_does(monkeypatch, capsys):
+    from resnetlab.engine import cpu
+
+    fake_cpu(monkeypatch, bf16=False)
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: {"model name": "Test CPU", "flags": "avx2 fma"})
+    monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(STEPS))
+    assert main([*ARGS, "--precision", "bf16"]) == 0
+    assert (
+        "warning: --precision bf16: this CPU has no bf16 arithmetic (AVX512_BF16 or AMX), so "
+        "PyTorch emulates it, usually slower than fp32" in capsys.readouterr().err
+    )

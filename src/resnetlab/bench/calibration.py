@@ -14,8 +14,9 @@ from typing import Any
 
 from ..engine.calibrate import ENV, CpuPlan, calibration_off, cpu_matmul_tflops, plan_cpu
 from ..engine.config import resolve_config
+from ..engine.cpu import slow_precision_note
 from ..engine.step import refuse_lone_values
-from ..errors import ResnetlabError
+from ..errors import ResnetlabError, SettingWarning, warn
 from ..models import model_info
 from .sides import model_of, use_threads
 
@@ -85,6 +86,8 @@ def bench_calibrate(
             f"{ENV}={os.environ[ENV]} turns the CPU calibration off; unset it (or set it to "
             "on) to calibrate"
         )
+    if (note := slow_precision_note(config.precision)) is not None:  # as train says it
+        warn(note, SettingWarning)
     plan = plan_cpu(config, num_classes=num_classes, input_size=input_size, force=force)
     if plan.how.startswith("not calibrated"):
         return Calibration(plan)
