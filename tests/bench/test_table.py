@@ -225,6 +225,12 @@ def test_a_broken_results_file_is_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(resnetlab.ResnetlabError, match=r"empty: it holds no .jsonl files"):
         read_records([tmp_path / "empty"])
+    # Empty files are no records either: `--update` would empty the README's table.
+    (tmp_path / "empty" / "m.jsonl").write_text("\n")
+    with pytest.raises(resnetlab.ResnetlabError, match=r"empty: its .jsonl files are empty;"):
+        read_records([tmp_path / "empty"])
+    with pytest.raises(resnetlab.ResnetlabError, match=r"m.jsonl: the file is empty; `resnet"):
+        read_records([tmp_path / "empty" / "m.jsonl"])
 
 
 def test_records_without_a_text_date_are_ordered_first_or_named(tmp_path):

@@ -242,6 +242,7 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                 f"no benchmark records in {item}: it holds no .jsonl files; `resnetlab bench "
                 "train` (or infer, data, time-to-accuracy) writes them"
             )
+        before = len(records)
         for file in files:
             try:
                 text = file.read_text(encoding="utf-8")
@@ -265,6 +266,12 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
                         message = f"{file}:{number}: not a JSON line ({e.msg})"
                         raise ResnetlabError(message) from None
                     records.append(_checked(record, f"{file}:{number}"))
+        if len(records) == before:  # which `--update` would render as an empty table
+            held = "its .jsonl files are empty" if item.is_dir() else "the file is empty"
+            raise ResnetlabError(
+                f"no benchmark records in {item}: {held}; `resnetlab bench train` (or infer, "
+                "data, time-to-accuracy) writes them"
+            )
     return sorted(records, key=lambda r: r.get("date") or "")  # no date (null): first
 
 
