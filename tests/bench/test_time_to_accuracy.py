@@ -38,6 +38,9 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     for option, says in [
         ("model=resnet8", "the benchmark's --model sets that; give --model instead"),
         ("target_accuracy=0.5", "the benchmark's --target sets that; give --target instead"),
+        # The recipe's flags too: with both given, the option won without a word.
+        ("epochs=3", "the benchmark's --epochs sets that; give --epochs instead"),
+        ("batch_size=64", "the benchmark's --batch-size sets that; give --batch-size instead"),
         ("out=elsewhere", "the benchmark trains in a folder of its own; drop that option"),
     ]:
         args = ["bench", "tta", "--data", "digits", "--train-option", option, "--no-save"]

@@ -92,9 +92,13 @@ def bench_time_to_accuracy(
         raise ResnetlabError(f"--target must be in (0, 1], got {target:g}{percent}")
     if timeout is not None and not timeout > 0:
         raise ResnetlabError(f"--timeout must be a positive number of seconds, got {timeout:g}")
-    # What the benchmark's own flags set, and its run's folder, which is its own.
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, recipe=recipe, input_size=input_size)
+    given.update(precision=precision, compile=compile, cuda_graphs=cuda_graphs)
+    # What the benchmark's own flags set (one of them given twice, the option won unsaid),
+    # and its run's folder, which is its own.
     own = {"model": "--model", "data": "--data", "target_accuracy": "--target"}
     own.update(device="--device", out=None)
+    own.update({key: "--" + key.replace("_", "-") for key in given})
     if taken := [key for key in train_options or {} if key in own]:
         flag = own[taken[0]]
         fix = (
@@ -104,8 +108,6 @@ def bench_time_to_accuracy(
         )
         raise ResnetlabError(f"--train-option {taken[0]}: {fix}")
     device_ = resolve_device(device)
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, recipe=recipe, input_size=input_size)
-    given.update(precision=precision, compile=compile, cuda_graphs=cuda_graphs)
     options = {**TTA_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
     options.update(train_options or {})
     # Mistakes in the options are found here, not after the child process has started.
