@@ -161,6 +161,9 @@ def test_the_table_command_renders_recorded_results(tmp_path, capsys, monkeypatc
     readme.write_text("no markers\n")
     with pytest.raises(resnetlab.ResnetlabError, match="no <!-- bench-table --> "):
         update_readme(readme, table)
+    readme.write_text(f"# x\n{END}\n{BEGIN}\n")  # the end marker first: not a pair
+    with pytest.raises(resnetlab.ResnetlabError, match="no <!-- bench-table --> "):
+        update_readme(readme, table)
 
 
 def _fails(error):

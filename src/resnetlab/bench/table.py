@@ -317,9 +317,11 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
     if not path.is_file():
         raise ResnetlabError(f"{path} not found; --update takes the Markdown file to update")
     text = path.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise ResnetlabError(f"{path} has no {BEGIN} ... {END} markers to put the table between")
-    head, rest = text.split(BEGIN, 1)
+    head, _, rest = text.partition(BEGIN)
+    if BEGIN not in text or END not in rest:  # (an END before the BEGIN is not the pair)
+        raise ResnetlabError(
+            f"{path} has no {BEGIN} ... {END} markers, in that order, to put the table between"
+        )
     _, tail = rest.split(END, 1)
     try:  # through a temporary file: a full disk leaves the old README, never a torn one
         atomic_write(path, f"{head}{BEGIN}\n{table}{END}{tail}".encode())
