@@ -164,6 +164,11 @@ def test_the_table_command_renders_recorded_results(tmp_path, capsys, monkeypatc
     readme.write_text(f"# x\n{END}\n{BEGIN}\n")  # the end marker first: not a pair
     with pytest.raises(resnetlab.ResnetlabError, match="no <!-- bench-table --> "):
         update_readme(readme, table)
+    readme.write_bytes(f"{BEGIN}\n{END}\n".encode("utf-16"))
+    with pytest.raises(resnetlab.ResnetlabError, match=r"README\.md is not UTF-8 text; --update"):
+        update_readme(readme, table)
+    with pytest.raises(resnetlab.ResnetlabError, match=r"\w is a folder; --update takes the "):
+        update_readme(tmp_path, table)
 
 
 def _fails(error):

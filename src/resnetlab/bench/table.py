@@ -315,8 +315,14 @@ def update_readme(path: str | os.PathLike, table: str) -> None:
     """Replace the text between the README's table markers with ``table``."""
     path = Path(path)
     if not path.is_file():
-        raise ResnetlabError(f"{path} not found; --update takes the Markdown file to update")
-    text = path.read_text(encoding="utf-8")
+        found = "is a folder" if path.is_dir() else "not found"
+        raise ResnetlabError(f"{path} {found}; --update takes the Markdown file to update")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ResnetlabError(
+            f"{path} is not UTF-8 text; --update takes the Markdown file to update"
+        ) from None
     head, _, rest = text.partition(BEGIN)
     if BEGIN not in text or END not in rest:  # (an END before the BEGIN is not the pair)
         raise ResnetlabError(
