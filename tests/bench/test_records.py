@@ -105,6 +105,10 @@ def test_results_that_cannot_be_written_are_refused_before_measuring(tmp_path, m
     err = capsys.readouterr().err
     assert f"--results {tmp_path / 'x.txt'}: takes a folder or a .jsonl file" in err
     assert not (tmp_path / "x.txt").exists()
+    # An existing file without a suffix is no folder to make ("File exists" before).
+    (tmp_path / "records").write_text("")
+    with pytest.raises(ResnetlabError, match=r"records: takes a folder or a .jsonl file \(rec"):
+        check_results(tmp_path / "records")
     (tmp_path / "runs.v2").mkdir()  # a folder that exists is taken, whatever its name
     check_results(tmp_path / "runs.v2")
     check_results(tmp_path / "new" / "deeper" / "r.jsonl")  # missing folders are made

@@ -176,11 +176,14 @@ def check_results(results: str | os.PathLike | None = None) -> None:
     """
     path = Path(results) if results is not None else default_results_dir()
     # A name with another suffix is meant as a file, not a folder to make: one that exists
-    # is taken as the folder it is.
-    if results is not None and path.suffix not in ("", ".jsonl") and not path.is_dir():
+    # is taken as the folder it is. A file without a suffix is not a folder either.
+    folder = path.is_dir()
+    a_file = path.exists() and not folder
+    if results is not None and not folder and path.suffix != ".jsonl" and (path.suffix or a_file):
         raise ResnetlabError(
             f"--results {results}: takes a folder or a .jsonl file (records are JSON lines); "
-            f"name a .jsonl file ({path.with_suffix('.jsonl')}), or make the folder first"
+            f"name a .jsonl file ({path.with_suffix('.jsonl')}), "
+            + ("or a folder" if a_file else "or make the folder first")
         )
     try:
         check_writable(path, path.parent if path.suffix == ".jsonl" else path)
