@@ -227,6 +227,10 @@ def test_a_broken_results_file_is_named(tmp_path):
         path.write_text(text)
         with pytest.raises(resnetlab.ResnetlabError, match=says):
             read_records([path])
+    # A command written as a list (by hand): no key to find its reruns by.
+    path.write_text(json.dumps({**TRAIN, "command": ["resnetlab", "bench"]}) + "\n")
+    with pytest.raises(resnetlab.ResnetlabError, match=r"bad.jsonl:1: a damaged benchmark rec"):
+        read_records([path])
     path.write_bytes(b"\xff\xfe\x00binary")
     with pytest.raises(resnetlab.ResnetlabError, match=r"bad.jsonl is not a text file"):
         read_records([path])

@@ -35,7 +35,7 @@ from ..data.decode import available_cpus
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
 from ..storage import WriteError, check_writable, lock_open_file, refixed, write_error
-from .table import as_record
+from .table import as_record, newest_per_command
 
 REPOSITORY_RESULTS = Path("benchmarks") / "results"
 
@@ -288,6 +288,7 @@ def _checked(record: Any, where: str) -> dict[str, Any]:
     date = record.get("date")
     try:
         as_record(record).row()
+        newest_per_command([record])  # its machine, CPU and command make a key
     except ResnetlabError as e:
         raise ResnetlabError(f"{where}: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
