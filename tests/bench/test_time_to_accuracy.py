@@ -47,6 +47,9 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
         assert main(args) == 2
         key = option.split("=")[0]
         assert capsys.readouterr().err == f"error: --train-option {key}: {says}\n"
+    # Data that is not there, as train says it (not "the training run failed: error: ...").
+    assert main(["bench", "tta", "--data", str(tmp_path / "photos"), "--no-save"]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'photos'}: no such file or folder\n"
     assert main(["bench", "tta", "--data", "digits", "--timeout", "0", "--no-save"]) == 2
     assert "--timeout must be a positive number of seconds, got 0" in capsys.readouterr().err
     assert main(["bench", "tta", "--data", "digits", "--target", "91", "--no-save"]) == 2
@@ -66,14 +69,15 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: cannot write {log}: ") and err.endswith(f"; {says}\n")
-    # Found by the training process.
-    missing = str(tmp_path / "missing")
+    # Found by the training process: a file that is not a data set.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not images\n")
     log = tmp_path / "failed.log"
-    args = ["bench", "tta", "--data", missing, "--epochs", "1", "--log", str(log), "--no-save"]
+    args = ["bench", "tta", "--data", str(notes), "--epochs", "1", "--log", str(log), "--no-save"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: the training run failed: error: ") and "no such file" in err
-    assert "no such file" in log.read_text()  # the whole output is kept
+    assert err.startswith("error: the training run failed: error: ") and "not a data set" in err
+    assert "not a data set" in log.read_text()  # the whole output is kept
 
 
 def _fake_training(calls):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.cache import cache_root, cache_unwritable
+from ..data.sources import missing_data
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
 from ..errors import ResnetlabError, option
@@ -110,8 +111,11 @@ def bench_time_to_accuracy(
     device_ = resolve_device(device)
     options = {**TTA_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
     options.update(train_options or {})
-    # Mistakes in the options are found here, not after the child process has started.
+    # Mistakes in the options and data that is not there are found here, not after the
+    # child process has started.
     resolve_config(model=model, data=data, target_accuracy=target, **options)
+    if problem := missing_data(data):
+        raise ResnetlabError(problem)
     if log is not None:
         check_writable(log, Path(log).parent)
     env = environment(device_)
