@@ -1,5 +1,7 @@
+import errno
 import io
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -114,6 +116,23 @@ def test_results_that_cannot_be_written_are_refused_before_measuring(tmp_path, m
     check_results(tmp_path / "new" / "deeper" / "r.jsonl")  # missing folders are made
     assert (tmp_path / "new" / "deeper").is_dir()
     assert not list((tmp_path / "new" / "deeper").iterdir())  # and left empty
+
+
+def test_a_results_file_that_cannot_be_appended_to_is_refused_before_measuring(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "r.jsonl"
+    path.write_text("")
+    real_open = Path.open
+
+    def read_only(self, mode="r", *args, **kwargs):
+        if self == path and "a" in mode:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", read_only)
+    with pytest.raises(ResnetlabError, match=r"cannot write .*r\.jsonl: Permission denied; .*"):
+        check_results(path)
 
 
 def test_an_unwritable_results_folder_names_the_flag_that_moves_it(tmp_path, monkeypatch, capsys):

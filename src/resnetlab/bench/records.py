@@ -167,7 +167,8 @@ def results_path(machine: str, results: str | os.PathLike | None = None) -> Path
 
 def check_results(results: str | os.PathLike | None = None) -> None:
     """Refuse, before anything is measured, a results location that ``append_record``
-    could not write: its folder is created and a file is made in it and removed.
+    could not write: its folder is created and a file is made in it and removed, and a
+    .jsonl file there is opened to append to.
 
     Raises:
         WriteError: naming the path and the fix (``--no-save`` among them).
@@ -187,6 +188,11 @@ def check_results(results: str | os.PathLike | None = None) -> None:
         )
     try:
         check_writable(path, path.parent if path.suffix == ".jsonl" else path)
+        if path.suffix == ".jsonl" and path.is_file():  # one to append to (a read-only one)
+            try:
+                path.open("ab").close()
+            except OSError as e:
+                raise write_error(path, e) from None
     except WriteError as e:
         # The flag that moves it, also where the folder is the default one (a user who
         # named no path has none to "choose another" of); a full disk keeps its own fix.
