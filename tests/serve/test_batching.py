@@ -211,6 +211,21 @@ def test_an_app_run_without_its_lifespan_says_what_starts_the_batching(model_fil
     )
 
 
+def test_health_is_not_ok_while_the_batching_is_not_running(model_file):
+    """An uptime check sees what /predict would: 503 without the lifespan and after it."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(Predictor(resnetlab.load_model(model_file)))
+    unavailable = TestClient(app).get("/healthz")  # outside `with`: no lifespan
+    assert unavailable.status_code == 503
+    assert unavailable.json()["status"] == "unavailable"
+    assert "the app's lifespan events start it" in unavailable.json()["error"]
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.head("/healthz").status_code == 200
+    assert TestClient(app).get("/healthz").status_code == 503  # stopped
+
+
 def test_busy_server_answers_503_with_retry_after(model_file, image_files):
     """Through the app: one request running, one queued, the next is refused, before its
     image is decoded."""

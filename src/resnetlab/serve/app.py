@@ -31,7 +31,7 @@ from ..engine.auto import count_of
 from ..engine.inference import nonfinite_outputs_cause
 from ..engine.predict import Prediction, top_classes
 from ..errors import ResnetlabError, count_argument, finite_number, shown
-from .batching import Batcher, QueueFull, Stopped, log
+from .batching import NOT_RUNNING, Batcher, QueueFull, Stopped, log
 from .predictor import Predictor, RequestError
 
 STATIC = Path(__file__).parent / "static"
@@ -199,8 +199,12 @@ def create_app(
         return FileResponse(STATIC / "index.html")
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
-    async def healthz() -> dict:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        # Not ok where /predict would fail: an app run without its lifespan events, or
+        # stopped; an uptime check then sees what a client would.
+        if not batcher.running:
+            return JSONResponse({"status": "unavailable", "error": NOT_RUNNING}, 503)
+        return JSONResponse({"status": "ok"})
 
     @app.api_route("/metadata", methods=["GET", "HEAD"])
     async def metadata() -> dict:

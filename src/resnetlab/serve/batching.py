@@ -23,6 +23,12 @@ log = logging.getLogger("resnetlab.serve")
 T = TypeVar("T")
 
 
+NOT_RUNNING = (
+    "request batching is not running: the app's lifespan events start it; run the app under "
+    "an ASGI server that sends them (uvicorn does; in tests, `with TestClient(app) as client:`)"
+)
+
+
 class QueueFull(Exception):
     """More images are waiting than the queue holds."""
 
@@ -71,6 +77,11 @@ class Batcher:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="resnetlab-inference")
         self._task = asyncio.create_task(self._serve_batches())
 
+    @property
+    def running(self) -> bool:
+        """Whether images are taken: between ``start`` and ``stop``."""
+        return self._queue is not None
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -90,12 +101,8 @@ class Batcher:
         Raises:
             QueueFull: ``max_queue`` images are already waiting.
         """
-        if self._queue is None:
-            raise RuntimeError(
-                "request batching is not running: the app's lifespan events start it; run the "
-                "app under an ASGI server that sends them (uvicorn does; in tests, "
-                "`with TestClient(app) as client:`)"
-            )
+        if not self.running:
+            raise RuntimeError(NOT_RUNNING)
         self.refuse_if_full()
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((image, future))  # no await since the check: there is room
