@@ -273,6 +273,30 @@ def test_an_image_sent_with_curl_d_is_told_to_use_data_binary(server, image_file
     assert answer.status_code == 415 and "curl -d" not in answer.json()["error"]
 
 
+def test_a_file_name_sent_without_curls_at_is_told_to_add_it(server):
+    """`curl --data-binary photo.jpg` and `curl -F image=photo.jpg` send the name as text."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    fix = (
+        "holds the text 'my hand.jpg', a file's name, not the file: curl sends a file with @ "
+        "before its name, "
+    )
+    not_image = "the upload is not an image file that can be read (JPEG, PNG, WebP, GIF, BMP, "
+    for body in (b"my hand.jpg", b"image=@my hand.jpg\n"):  # --data-binary, -d image=@...
+        answer = server.post("predict", content=body, headers=form)
+        assert answer.status_code == 415
+        assert answer.json()["error"] == (
+            f"{not_image}TIFF...); it {fix}--data-binary @my hand.jpg or -F image=@my hand.jpg"
+        )
+    answer = server.post("predict", files={"photo": (None, "my hand.jpg")})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == (
+        f"the multipart form has no file; its field 'photo' {fix}-F photo=@my hand.jpg"
+    )
+    # Text that names no image is told nothing of the kind.
+    answer = server.post("predict", content=b"hello.txt", headers=form)
+    assert answer.status_code == 415 and "a file's name" not in answer.json()["error"]
+
+
 def test_an_image_sent_in_json_is_told_to_send_the_file(server, image_files):
     """Base64 in a JSON field, as other serving APIs take it (``requests.post(url,
     json=...)``): refused, saying what /predict takes instead."""

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import difflib
 import math
+import os
 import sys
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..data.decode import available_cpus
+from ..data.decode import CONVERT_FIRST, IMAGE_EXTENSIONS, available_cpus
 from ..engine.auto import count_of
 from ..engine.inference import nonfinite_outputs_cause
 from ..engine.predict import Prediction, top_classes
@@ -389,12 +390,38 @@ def _how_to_send(request: Request, data: bytes) -> str | None:
     wrong, else None: JSON (typed so, as ``requests.post(url, json=...)`` sends it), or
     ``curl -d @photo.jpg``'s urlencoded form, its line-break bytes (0x0A, 0x0D) gone, where
     a PNG's signature holds both and a photo of a few kB all but surely does."""
+    if name := _file_name_sent(data):
+        return _name_not_file(name, f"--data-binary @{name} or -F image=@{name}")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json" or kind.endswith("+json"):
         return JSON_FIX
     if kind == "application/x-www-form-urlencoded" and b"\n" not in data and b"\r" not in data:
         return CURL_D_FIX
     return None
+
+
+def _file_name_sent(data: bytes) -> str | None:
+    """The file name that ``data`` is, where curl was given a file's name without its
+    ``@`` (``--data-binary photo.jpg``, ``-F image=photo.jpg``, ``-d image=@photo.jpg``),
+    which sends the name as text: a short line ending in an image's suffix; else None."""
+    if len(data) > 1024:
+        return None
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    name = text.rpartition("=")[2].lstrip("@")  # -d image=@photo.jpg sends all of it
+    suffix = os.path.splitext(name)[1].lower()
+    if "\n" in text or not (suffix in IMAGE_EXTENSIONS or suffix in CONVERT_FIRST):
+        return None
+    return name
+
+
+def _name_not_file(name: str, send: str, holder: str = "it") -> str:
+    return (
+        f"{holder} holds the text '{name}', a file's name, not the file: curl sends a file "
+        f"with @ before its name, {send}"
+    )
 
 
 async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
@@ -407,6 +434,10 @@ async def _read_upload(request: Request) -> tuple[bytes, str | None, dict[str, s
         async with request.form(max_files=1, max_fields=16) as form:
             files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not files:
+                for field, value in form.multi_items():
+                    if name := _file_name_sent(value.encode()):  # -F image=photo.jpg
+                        fix = _name_not_file(name, f"-F {field}=@{name}", f"its field '{field}'")
+                        break
                 raise RequestError(f"the multipart form has no file; {fix}", 400)
             fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
             # The name without folders a client may have sent with it (../x.jpg, C:\x.jpg).
