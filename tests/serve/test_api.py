@@ -321,6 +321,10 @@ def test_other_errors_are_json_too(server):
         "GET /healthz, GET /metadata and POST /predict"
     }
     assert server.get("static/nothing.js").status_code == 404
+    slash = server.post("predict/", content=b"x")  # a redirect, which curl left unanswered
+    assert slash.status_code == 404 and slash.json()["error"].startswith(
+        "no such address '/predict/'; this server answers GET / (the page)"
+    )
     how = server.get("predict")  # what a browser opening /predict shows
     assert how.status_code == 405 and how.headers["allow"] == "POST, PUT"
     assert how.json() == {

@@ -186,6 +186,9 @@ def create_app(
         docs_url=None,  # the interactive docs load their scripts from a CDN
         redoc_url=None,
         openapi_url=None,
+        # /predict/ answered with a bare redirect, which curl follows with no body and
+        # exit status 0: named as an address the server does not answer (404) instead.
+        redirect_slashes=False,
     )
     app.add_middleware(BodyLimit, max_bytes=max_bytes, timeout_s=request_timeout)
     app.add_middleware(AnswerWhenStopped)

@@ -1,4 +1,4 @@
-// The page: send one image to POST predict as the request body, show the top classes as bars.
+// The page: send one image to POST predict in a form, show the top classes as bars.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
