@@ -76,7 +76,8 @@ def test_mistakes_are_one_line_errors(tmp_path, capsys):
     args = ["bench", "tta", "--data", str(notes), "--epochs", "1", "--log", str(log), "--no-save"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: the training run failed: error: ") and "not a data set" in err
+    assert err.startswith("error: the training run failed: ") and "not a data set" in err
+    assert "error: " not in err[len("error: ") :]  # train's prefix not said again inside
     assert "not a data set" in log.read_text()  # the whole output is kept
 
 

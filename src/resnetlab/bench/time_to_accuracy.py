@@ -179,7 +179,8 @@ def _timed_run(
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             lines = log.read_text().strip().splitlines() or ["(no output)"]
-            raise ResnetlabError(f"the training run failed: {lines[-1]}")
+            said = lines[-1].removeprefix("error: ")  # train's own prefix, said once
+            raise ResnetlabError(f"the training run failed: {said}")
         return seconds, json.loads((run_dir / "summary.json").read_text())
 
 
