@@ -71,6 +71,25 @@ def test_onnx_model_is_used_as_a_loaded_model_file(onnx_files, cifar_file, kind)
         says = rf"^{onnx_files[kind]} takes normalised float \(N, 3, 16, 16\) images, got {got}; "
         with pytest.raises(resnetlab.ResnetlabError, match=says):
             model(wrong)
+    # run() takes the graph's own form: anything else is said so, not in onnxruntime's words.
+    own = pixels.numpy() if kind == "pixels" else x.numpy()
+    assert model.run(own[:1]).shape == (1, len(reference.meta.class_names))
+    form = (
+        "uint8 arrays of shape (1, 16, 16, 3)"
+        if kind == "pixels"
+        else "float32 arrays of shape (N, 3, 16, 16)"
+    )
+    for wrong in (
+        own.astype(np.float64),
+        own[0],
+        x.permute(0, 2, 3, 1).numpy()[:1] if kind == "plain" else own[:1, :8],
+    ):
+        with pytest.raises(resnetlab.ResnetlabError) as caught:
+            model.run(wrong)
+        assert str(caught.value) == (
+            f"{onnx_files[kind]} takes {form}, got {wrong.dtype} {wrong.shape}; forward() takes "
+            "normalised float tensors, resnetlab.predict image files"
+        )
 
 
 @pytest.mark.figures

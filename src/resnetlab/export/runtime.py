@@ -157,6 +157,14 @@ def _not_onnx_problem(path: Path, reason: str) -> str:
     return f"{path} is not an ONNX model onnxruntime can load ({reason})"
 
 
+# onnxruntime's names of the input types an exported graph takes.
+_GRAPH_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+}
+
+
 class OnnxModel(ExternalModel):
     """An ONNX file written by ``resnetlab export``, run by onnxruntime on the CPU.
 
@@ -206,6 +214,7 @@ class OnnxModel(ExternalModel):
         (graph_input,) = session.get_inputs()
         self.input_name = graph_input.name
         self.takes_pixels = graph_input.type == "tensor(uint8)"
+        self._input = (graph_input.type, list(graph_input.shape))  # for run's check
         first = graph_input.shape[0]
         self.batch = first if isinstance(first, int) else None
         _check_graph_meta(path, graph_input.shape, session.get_outputs()[0].shape, self)
@@ -215,6 +224,25 @@ class OnnxModel(ExternalModel):
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """(N, K) logits for inputs in the graph's own form, in its batch size if fixed."""
+        kind, shape = self._input
+        dtype = _GRAPH_TYPES.get(kind)
+        fits = isinstance(inputs, np.ndarray) and inputs.ndim == len(shape)
+        fits = fits and all(
+            not isinstance(want, int) or i == 0 or want == got
+            for i, (want, got) in enumerate(zip(shape, inputs.shape, strict=True))
+        )
+        if not fits or (dtype is not None and inputs.dtype != dtype):
+            got = (
+                f"{inputs.dtype} {inputs.shape}"
+                if isinstance(inputs, np.ndarray)
+                else type(inputs).__name__
+            )
+            dims = ", ".join(str(d) if isinstance(d, int) else "N" for d in shape)
+            raise ResnetlabError(  # not onnxruntime's INVALID_ARGUMENT
+                f"{self.path} takes {np.dtype(dtype).name if dtype else kind} arrays of shape "
+                f"({dims}), got {got}; forward() takes normalised float tensors, "
+                "resnetlab.predict image files"
+            )
 
         def once(batch: np.ndarray) -> np.ndarray:
             return self.session.run(None, {self.input_name: batch})[0]
