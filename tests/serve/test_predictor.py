@@ -132,6 +132,11 @@ def test_create_app_refuses_what_it_cannot_serve_in_one_line(model_file):
         ({"max_upload_mb": -1}, "--max-upload-mb must be a finite positive number, got -1"),
         ({"max_wait_ms": "2"}, "--max-wait-ms must be a finite number of at least 0, got '2'"),
         (
+            {"max_wait_ms": 1e308},
+            "--max-wait-ms 1e+308 holds a lone request that long for others to batch with; give "
+            "at most 60,000 (a minute): a few milliseconds batch requests that come together",
+        ),
+        (
             {"request_timeout": 0},
             "--request-timeout must be a finite positive number of seconds, got 0",
         ),

@@ -38,6 +38,7 @@ from .predictor import Predictor, RequestError
 STATIC = Path(__file__).parent / "static"
 RETRY_AFTER_S = 1  # what a refused client is told to wait; a batch takes well under that
 OPTIONS = ("top_k", "cam")  # what /predict reads from the query string or the form's fields
+MAX_WAIT_MS = 60_000  # --max-wait-ms above this holds a lone request past any client's patience
 ADDRESSES = "this server answers GET / (the page), GET /healthz, GET /metadata and POST /predict"
 STOPPED = "the server stopped before answering this request; send it again once it is back"
 SEND_WHOLE = "send it with curl --data-binary @FILE or -F image=@FILE"
@@ -266,6 +267,12 @@ def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, reques
     if not (finite_number(max_wait_ms) and max_wait_ms >= 0):
         raise ResnetlabError(
             f"--max-wait-ms must be a finite number of at least 0, got {shown(max_wait_ms)}"
+        )
+    if max_wait_ms > MAX_WAIT_MS:  # a lone request waits this long for others to join it
+        raise ResnetlabError(
+            f"--max-wait-ms {max_wait_ms:g} holds a lone request that long for others to batch "
+            f"with; give at most {MAX_WAIT_MS:,} (a minute): a few milliseconds batch requests "
+            "that come together"
         )
     if not (finite_number(max_upload_mb) and max_upload_mb > 0):
         raise ResnetlabError(
