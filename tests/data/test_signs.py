@@ -375,3 +375,21 @@ def test_a_file_of_other_common_names_gets_the_renames_that_make_it_load(tmp_pat
     with pytest.raises(DataError) as caught:
         load_dataset(str(path))
     assert "rename them" not in str(caught.value)
+
+
+def test_the_renames_take_every_split_name_a_file_is_read_by(tmp_path):
+    # X_dev (a dev set, as many tutorials name the held-out split): it is renamed with the
+    # training split, as dev_set_x would be read, not left behind by a recipe that loads.
+    path = tmp_path / "own.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        for split, n in (("train", 12), ("dev", 4)):
+            f[f"X_{split}"] = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+            f[f"y_{split}"] = np.arange(n) % 2
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    message = str(caught.value)
+    assert "f.move('X_dev', 'val_set_x'); f.move('y_dev', 'val_set_y')" in message
+    subprocess.run([sys.executable, "-c", message.split('python -c "', 1)[1][:-1]], check=True)
+    data = load_dataset(str(path))
+    assert (len(data.train), len(data.val)) == (12, 4)

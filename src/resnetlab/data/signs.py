@@ -113,7 +113,6 @@ def h5_prefixes(path: Path) -> list[str]:
 # train_labels, x_test...), as a user's own HDF5 files and other tutorials write them.
 _IMAGES_WORDS = ("x", "images", "imgs", "data", "features")
 _LABELS_WORDS = ("y", "labels", "label", "targets")
-_SPLIT_WORDS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
 
 
 def _course_names(keys: list[str]) -> dict[str, str]:
@@ -126,7 +125,7 @@ def _course_names(keys: list[str]) -> dict[str, str]:
         if len(words) != 2:
             continue
         for first, second in (words, words[::-1]):
-            split = _SPLIT_WORDS.get(second)
+            split = SPLIT_ALIASES.get(second)  # the words a split is read by: X_dev too
             kind = "x" if first in _IMAGES_WORDS else "y" if first in _LABELS_WORDS else None
             if split and kind and kind not in found.setdefault(split, {}):
                 found[split][kind] = key
