@@ -685,6 +685,26 @@ def test_the_first_line_counts_what_the_run_trains(tmp_path, capsys):
     assert ": 1 training image, " in capsys.readouterr().err
 
 
+def test_a_run_whose_output_reader_went_away_stops_where_there_is_no_sigpipe(tmp_path, monkeypatch):
+    # Windows: no signal.SIGPIPE, nor 13 among signal.Signals. The run stops as on Linux,
+    # with its checkpoint and exit status 141, not with a ValueError naming the signal.
+    import enum
+    import types
+
+    train_module = sys.modules["resnetlab.engine.train"]  # (the package's train is the function)
+    windows = {n: int(getattr(signal, n)) for n in ("SIGABRT", "SIGFPE", "SIGILL", "SIGINT")}
+    windows |= {n: int(getattr(signal, n)) for n in ("SIGSEGV", "SIGTERM")}
+    stand_in = types.SimpleNamespace(**{k: getattr(signal, k) for k in dir(signal)})
+    del stand_in.SIGPIPE
+    stand_in.Signals = enum.IntEnum("Signals", windows)
+    monkeypatch.setattr(train_module, "signal", stand_in)
+    monkeypatch.setattr(sys, "stderr", _ReaderGoneAfter("epoch   1/3"))
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    assert main(["train", *args, "--out", str(out)]) == 128 + 13
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+
+
 def test_ema_model_is_what_gets_saved(tmp_path):
     result = train(**FAST, epochs=1, ema_decay=0.9, out=str(tmp_path / "ema"))
     saved = resnetlab.load_model(result.run_dir / "last.safetensors").state_dict()

@@ -140,6 +140,9 @@ from .step import (
 from .threads import ThreadWatch, watch_threads
 
 DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
+# A run whose output lost its reader exits as one ended by SIGPIPE, POSIX's number where the
+# system has no such signal (Windows).
+_SIGPIPE = getattr(signal, "SIGPIPE", 13)
 
 
 # How a stopped run goes on, in the messages that say so: by default its own
@@ -1117,13 +1120,15 @@ class Trainer:
         """How the run was stopped, for its last line: "" for Ctrl-C, " by SIGTERM"."""
         if self.stop_signal == signal.SIGINT:
             return ""
+        if self.stop_signal == _SIGPIPE:  # (Windows has no SIGPIPE among its signals)
+            return " by SIGPIPE"
         return f" by {signal.Signals(self.stop_signal).name}"
 
     def _output_lost(self) -> None:
         """The reader of the run's output has gone (`resnetlab train ... | head`): the run
         stops after its step, saving its checkpoint as on Ctrl-C, and exits as a process
         ended by SIGPIPE does (141)."""
-        self.stop_requested, self.stop_signal = True, getattr(signal, "SIGPIPE", 13)
+        self.stop_requested, self.stop_signal = True, _SIGPIPE
 
     @contextlib.contextmanager
     def _stop_between_steps(self):
