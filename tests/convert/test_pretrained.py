@@ -146,6 +146,27 @@ def test_convert_pretrained_writes_torchvisions_weights_as_a_model_file(
     assert not (tmp_path / "x.safetensors").exists()
 
 
+def test_convert_pretrained_refuses_weights_without_a_classifier(tmp_path, capsys):
+    # The network alone (a transformers ResNetModel, a state dict saved without fc): the
+    # model file would carry a classifier of random weights, and predict answer with it.
+    state = {
+        k: v
+        for k, v in resnetlab.create_model("resnet20", num_classes=10).state_dict().items()
+        if not k.startswith("fc.")
+    }
+    torch.save(state, tmp_path / "features.pth")
+    out = tmp_path / "models" / "r20.safetensors"
+    args = ["convert", "pretrained", str(tmp_path / "features.pth"), str(out)]
+    assert main([*args, "--model", "resnet20"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'features.pth'} holds resnet20 without its classifier (the "
+        "network alone), and a model file needs one: train one on them with resnetlab train "
+        f"--pretrained {tmp_path / 'features.pth'} --data DATA, or convert the weights saved "
+        "with their classifier\n"
+    )
+    assert not out.parent.exists()
+
+
 def test_a_cached_torchvision_file_of_other_weights_is_refused(torchvision18, tmp_path, capsys):
     """A file copied into torch's cache under torchvision's name is checked against the
     hash that name carries, as torch checks a download: other weights, or a copy cut short,

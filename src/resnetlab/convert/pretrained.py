@@ -1262,6 +1262,12 @@ def convert_pretrained(
     default_name = f"{model}.safetensors"
     with writing_model_file(dst, default_name, _local_file(source)) as dst:
         net = create_pretrained(model, source, num_classes=None)
+        if net.pretrained.head == "new":  # a classifier of random weights, no classes
+            raise ResnetlabError(
+                f"{source} holds {model} without its classifier (the network alone), and a "
+                "model file needs one: train one on them with resnetlab train --pretrained "
+                f"{source} --data DATA, or convert the weights saved with their classifier"
+            )
         if (bad := first_nonfinite(net.state_dict())) is not None:
             raise ResnetlabError(
                 f"{source}: its weights hold NaN or inf ({bad}); the file is damaged or comes "
