@@ -167,6 +167,21 @@ def test_convert_pretrained_refuses_weights_without_a_classifier(tmp_path, capsy
     assert not out.parent.exists()
 
 
+def test_convert_pretrained_names_a_source_that_is_not_there(tmp_path, capsys):
+    # A misspelt folder is not found, with the near name, as train --pretrained says: not
+    # a source that "does not say which model its weights are for".
+    (tmp_path / "resnet-18").mkdir()
+    out = str(tmp_path / "r18.safetensors")
+    assert main(["convert", "pretrained", str(tmp_path / "resnet-1B"), out]) == 2
+    assert capsys.readouterr().err == (
+        f"error: pretrained weights not found: {tmp_path / 'resnet-1B'}; did you mean "
+        f"{tmp_path / 'resnet-18'}/?\n"
+    )
+    assert main(["convert", "pretrained", "imagenet", out]) == 2
+    err = capsys.readouterr().err
+    assert "ImageNet weights are torchvision's (--pretrained torchvision)" in err
+
+
 def test_a_cached_torchvision_file_of_other_weights_is_refused(torchvision18, tmp_path, capsys):
     """A file copied into torch's cache under torchvision's name is checked against the
     hash that name carries, as torch checks a download: other weights, or a copy cut short,

@@ -1252,7 +1252,10 @@ def convert_pretrained(
     if model is None:
         declared = declared_model(source)
         if declared is None:
-            named = os.fspath(source).partition(":")[0] in NAMED_SOURCES
+            text = os.fspath(source)
+            named = text.partition(":")[0] in NAMED_SOURCES
+            if not named and not Path(text).expanduser().exists():  # a typo: said as train does
+                _from_path(Path(text).expanduser(), text)
             raise ResnetlabError(
                 f"{source} does not say which model its weights are for: give it, "
                 f"{option('model', 'resnet50')}"
