@@ -175,6 +175,22 @@ def test_a_transformers_resnet_of_another_network_is_refused_naming_the_setting(
     assert message in str(caught.value)
 
 
+def test_convert_pretrained_names_the_setting_of_a_transformers_resnet_of_no_model_here(
+    tmp_path, capsys
+):
+    # Without --model too: not "does not say which model its weights are for".
+    from safetensors.torch import save_file
+
+    weights = _config_folder(tmp_path, layer_type="basic", depths=[2, 2, 2, 2], hidden_act="gelu")
+    save_file({"embedder.embedder.convolution.weight": torch.zeros(64, 3, 7, 7)}, weights)
+    out = tmp_path / "x.safetensors"
+    assert main(["convert", "pretrained", str(weights.parent), str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f'error: {weights.parent / "config.json"}: hidden_act is "gelu", and resnet18 here '
+        'has "relu" (torchvision\'s network): these weights are for another one\n'
+    )
+
+
 def test_convert_pretrained_makes_a_model_file_that_predicts_with_its_labels(tmp_path, capsys):
     folder, reference = _hub_folder(
         tmp_path, "basic", [2, 2, 2, 2], [64, 128, 256, 512], ["ant", "bee", "cat"]

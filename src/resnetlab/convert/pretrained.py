@@ -1254,8 +1254,11 @@ def convert_pretrained(
         if declared is None:
             text = os.fspath(source)
             named = text.partition(":")[0] in NAMED_SOURCES
-            if not named and not Path(text).expanduser().exists():  # a typo: said as train does
-                _from_path(Path(text).expanduser(), text)
+            path = Path(text).expanduser()
+            if not named and not path.exists():  # a typo: said as train does
+                _from_path(path, text)
+            if not named and is_transformers_resnet(weights := _hub_folder_weights(path) or path):
+                transformers_resnet(weights)  # one of no model here: the setting named
             raise ResnetlabError(
                 f"{source} does not say which model its weights are for: give it, "
                 f"{option('model', 'resnet50')}"
