@@ -837,6 +837,20 @@ def test_a_run_from_a_run_on_its_folder_with_photos_added_since_warns(tmp_path, 
     assert "or the unreadable ones that a run with --stream counts)" in capsys.readouterr().err
 
 
+def test_a_run_from_a_run_on_other_photos_in_a_folder_of_the_same_name_does_not_warn(
+    tmp_path, capsys
+):
+    """photos/ (or data/, train/) of other classes elsewhere is not the weights' folder
+    counted otherwise: none of its images trained the weights."""
+    data = _folder(tmp_path / "photos", per_class=10)
+    assert main(["train", "--data", str(data), *TINY, "--out", str(tmp_path / "a")]) == 0
+    other = _folder(tmp_path / "elsewhere" / "photos", classes=("ant", "bee"), per_class=11)
+    again = ["train", "--data", str(other), "--pretrained", str(tmp_path / "a")]
+    capsys.readouterr()
+    assert main([*again, "--max-steps", "1", "--out", str(tmp_path / "b")]) == 0
+    assert "the weights' run" not in capsys.readouterr().err
+
+
 def test_a_run_from_a_run_on_a_set_of_no_files_warns_only_on_the_same_set(tmp_path, capsys):
     # digits has no files to digest: the same set is known by its name and class counts.
     first = ["train", "--data", "digits", *TINY, "--seed", "3", "--out", str(tmp_path / "a")]

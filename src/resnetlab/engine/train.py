@@ -793,7 +793,8 @@ class Trainer:
         if weights is None or weights.kind not in ("run", "resnetlab") or not self.held_out:
             return None
         assert weights.location is not None
-        training = read_model_meta(weights.location).training or {}
+        meta = read_model_meta(weights.location)
+        training = meta.training or {}
         theirs, ours = training.get("held_out"), self.held_out
         if not isinstance(theirs, dict):
             return None
@@ -801,7 +802,9 @@ class Trainer:
         named = bool(name) and training.get("data") == name
         if ours.get("files") is not None:
             same = theirs.get("files") == ours["files"]
-            if not same and named and theirs.get("per_class") != ours["per_class"]:
+            # A folder of the same name and classes (data/ of other photos is no such one).
+            this = named and list(meta.class_names or []) == list(self.class_names)
+            if not same and this and theirs.get("per_class") != ours["per_class"]:
                 return (
                     f"the weights' run split {training['data']} when it counted other "
                     "images per class (added or removed since, or the unreadable ones that "
