@@ -191,6 +191,23 @@ def test_convert_pretrained_names_the_setting_of_a_transformers_resnet_of_no_mod
     )
 
 
+def test_a_transformers_resnets_weights_without_their_config_say_so(tmp_path):
+    # Its tensors' names are transformers' own: not "does not fit resnet18 ... another
+    # architecture" for the ResNet-18 they are.
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "model.safetensors"
+    save_file({"resnet.embedder.embedder.convolution.weight": torch.zeros(64, 3, 7, 7)}, weights)
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.create_model("resnet18", pretrained=weights)
+    assert str(caught.value) == (
+        f"{weights} holds a transformers ResNet's tensors (embedder, encoder.stages...) without "
+        "its config.json beside it, which says which ResNet they are: put the model's "
+        "config.json and preprocessor_config.json beside it, or give the folder hf download "
+        "leaves (hf download microsoft/resnet-50 --local-dir resnet-50)"
+    )
+
+
 def test_convert_pretrained_makes_a_model_file_that_predicts_with_its_labels(tmp_path, capsys):
     folder, reference = _hub_folder(
         tmp_path, "basic", [2, 2, 2, 2], [64, 128, 256, 512], ["ant", "bee", "cat"]

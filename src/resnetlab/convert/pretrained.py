@@ -831,7 +831,14 @@ def _with_hub_config(weights: PretrainedWeights, path: Path) -> PretrainedWeight
     a transformers ResNet's tensors under this project's names."""
     if weights.kind != "state-dict":
         return weights
-    if has_transformers_names(weights.state_dict) and (hf := transformers_resnet(path)):
+    if has_transformers_names(weights.state_dict):
+        if (hf := transformers_resnet(path)) is None:  # its names are transformers' own
+            raise ResnetlabError(
+                f"{path} holds a transformers ResNet's tensors (embedder, encoder.stages...) "
+                f"without its {HF_CONFIG} beside it, which says which ResNet they are: put "
+                f"the model's {HF_CONFIG} and {HF_PREPROCESSOR} beside it, or give the folder "
+                "hf download leaves (hf download microsoft/resnet-50 --local-dir resnet-50)"
+            )
         return _with_transformers_config(weights, path, hf)
     config = timm_config(path)
     if config is None:
