@@ -354,6 +354,13 @@ def is_cut_short_zip(path: str | os.PathLike) -> bool:
         return False
 
 
+def is_web_page(head: bytes) -> bool:
+    """Whether a file's first bytes are an HTML page's, after a UTF-8 byte order mark and
+    blank lines, as a server or an editor on Windows may put before it."""
+    page = head.lstrip(b"\xef\xbb\xbf \t\r\n\x0b\x0c").lower()
+    return page.startswith((b"<!doctype html", b"<html"))
+
+
 def stand_in_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` is not the file it stands in for, when it is what a fetch leaves in its
     place: a Git LFS pointer (a clone without Git LFS) or a web page (a download link that
@@ -369,7 +376,7 @@ def stand_in_problem(path: str | os.PathLike) -> str | None:
             "stands for: its repository was cloned without Git LFS; fetch the file with "
             "git lfs pull (or download it from the repository's page)"
         )
-    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+    if is_web_page(head):
         return (
             f"{path} is a web page (HTML), not the file it is named for, as a download link "
             "that answers with a sign-in or confirmation page leaves it; download the file "

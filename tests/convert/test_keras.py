@@ -555,14 +555,16 @@ def test_what_a_failed_fetch_leaves_is_named(target64, tmp_path, name):
         "for: its repository was cloned without Git LFS; fetch the file with git lfs pull (or "
         "download it from the repository's page)"
     )
-    path.write_text("\n<!DOCTYPE html><html><head><title>Virus scan warning</title>")
-    with pytest.raises(ResnetlabError) as caught:
-        load_keras_h5(target64, path)
-    assert str(caught.value) == (
-        f"{path} is a web page (HTML), not the file it is named for, as a download link that "
-        "answers with a sign-in or confirmation page leaves it; download the file itself "
-        "(from the page, or with its direct link)"
-    )
+    # A page after a byte order mark too, as an image named .jpg is told to be one.
+    for page in (b"\n<!DOCTYPE html><html><head>", b"\xef\xbb\xbf<!DOCTYPE html><html>"):
+        path.write_bytes(page + b"<title>Virus scan warning</title>")
+        with pytest.raises(ResnetlabError) as caught:
+            load_keras_h5(target64, path)
+        assert str(caught.value) == (
+            f"{path} is a web page (HTML), not the file it is named for, as a download link "
+            "that answers with a sign-in or confirmation page leaves it; download the file "
+            "itself (from the page, or with its direct link)"
+        )
 
 
 def test_a_keras_archive_without_its_weights(files64, target64, tmp_path):

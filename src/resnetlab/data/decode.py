@@ -39,6 +39,7 @@ from ..errors import (
     warn,
 )
 from ..options import RESIZE_MODES
+from ..storage import is_web_page
 
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
 # .jfif and .jpe are JPEGs too: what a browser on Windows names the photos it saves.
@@ -426,7 +427,7 @@ def _what_it_holds(path: str | os.PathLike | BinaryIO, start: int | None) -> str
             f"it holds a {photo} photo, whatever its name says, which Pillow cannot read; "
             "convert it to JPEG or PNG first"
         )
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n").lower().startswith((b"<!doctype html", b"<html")):
+    if is_web_page(head):
         return (
             "it is a web page (HTML), not an image: saved from a link or a page rather than "
             "the picture itself; save the image again"
