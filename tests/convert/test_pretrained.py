@@ -182,6 +182,30 @@ def test_convert_pretrained_names_a_source_that_is_not_there(tmp_path, capsys):
     assert "ImageNet weights are torchvision's (--pretrained torchvision)" in err
 
 
+def test_convert_pretrained_says_what_a_source_of_no_model_holds(tmp_path, capsys):
+    # Without --model, a file or folder that is no weights is named as train --pretrained
+    # names it, not as weights that "do not say which model they are for".
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "photos").mkdir()
+    out = str(tmp_path / "x.safetensors")
+    assert main(["convert", "pretrained", str(tmp_path / "empty.pth"), out]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'empty.pth'} is not a PyTorch file, or is cut short (torch.save "
+        "writes a zip archive)\n"
+    )
+    assert main(["convert", "pretrained", str(tmp_path / "photos"), out]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {tmp_path / 'photos'} is a folder without best.safetensors"
+    )
+    # Weights that say nothing of their model still ask for it.
+    torch.save(resnetlab.create_model("resnet20").state_dict(), tmp_path / "bare.pth")
+    assert main(["convert", "pretrained", str(tmp_path / "bare.pth"), out]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'bare.pth'} does not say which model its weights are for: give "
+        "it, --model resnet50\n"
+    )
+
+
 def test_a_cached_torchvision_file_of_other_weights_is_refused(torchvision18, tmp_path, capsys):
     """A file copied into torch's cache under torchvision's name is checked against the
     hash that name carries, as torch checks a download: other weights, or a copy cut short,

@@ -1261,11 +1261,11 @@ def convert_pretrained(
         if declared is None:
             text = os.fspath(source)
             named = text.partition(":")[0] in NAMED_SOURCES
-            path = Path(text).expanduser()
-            if not named and not path.exists():  # a typo: said as train does
-                _from_path(path, text)
-            if not named and is_transformers_resnet(weights := _hub_folder_weights(path) or path):
-                transformers_resnet(weights)  # one of no model here: the setting named
+            # What a file or folder holds where it names no model, said as train does: not
+            # there, empty, a data set, a transformers ResNet of no model here...
+            found = None if named else _from_path(Path(text).expanduser(), text, input_size)
+            declared = (found.model, {}) if found is not None and found.model else None
+        if declared is None:
             raise ResnetlabError(
                 f"{source} does not say which model its weights are for: give it, "
                 f"{option('model', 'resnet50')}"
