@@ -1,4 +1,5 @@
 import re
+import shlex
 import subprocess
 import sys
 import warnings
@@ -347,8 +348,11 @@ def test_validation_of_other_classes_names_the_training_file_as_data(tmp_path):
 
 
 def test_a_file_of_other_common_names_gets_the_renames_that_make_it_load(tmp_path):
-    # X_train/y_train (scikit-learn's and many tutorials' names): the error gives the moves.
-    path = tmp_path / "own.h5"
+    # X_train/y_train (scikit-learn's and many tutorials' names): the error gives the moves,
+    # as a command a shell runs as it is, whatever the path holds ($, quotes).
+    folder = tmp_path / "it's $HOME `x`"
+    folder.mkdir()
+    path = folder / "own.h5"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
         for split, n in (("train", 12), ("test", 4)):
@@ -357,14 +361,12 @@ def test_a_file_of_other_common_names_gets_the_renames_that_make_it_load(tmp_pat
     with pytest.raises(DataError) as caught:
         load_dataset(str(path))
     message = str(caught.value)
-    assert message.endswith(
-        "but the file has X_test, X_train, y_test, y_train; rename them in place: python -c "
-        f"\"import h5py; f = h5py.File('{path}', 'r+'); f.move('X_test', 'test_set_x'); "
-        "f.move('y_test', 'test_set_y'); f.move('X_train', 'train_set_x'); "
-        "f.move('y_train', 'train_set_y')\""
-    )
-    # The recipe, run as printed, makes the file load.
-    subprocess.run([sys.executable, "-c", message.split('python -c "', 1)[1][:-1]], check=True)
+    said, command = message.split("; rename them in place: ")
+    assert said.endswith("but the file has X_test, X_train, y_test, y_train")
+    assert command.startswith("python -c ") and 'f.move("X_test", "test_set_x")' in command
+    # The recipe, run by a shell as printed, makes the file load.
+    command = shlex.quote(sys.executable) + command[len("python") :]
+    subprocess.run(command, shell=True, check=True)
     data = load_dataset(str(path))
     assert (len(data.train), len(data.class_names)) == (12, 2)
     # A split without its labels, or names of no such pattern: no recipe to offer.
@@ -389,7 +391,8 @@ def test_the_renames_take_every_split_name_a_file_is_read_by(tmp_path):
     with pytest.raises(DataError) as caught:
         load_dataset(str(path))
     message = str(caught.value)
-    assert "f.move('X_dev', 'val_set_x'); f.move('y_dev', 'val_set_y')" in message
-    subprocess.run([sys.executable, "-c", message.split('python -c "', 1)[1][:-1]], check=True)
+    assert 'f.move("X_dev", "val_set_x"); f.move("y_dev", "val_set_y")' in message
+    command = message.split("; rename them in place: python", 1)[1]
+    subprocess.run(shlex.quote(sys.executable) + command, shell=True, check=True)
     data = load_dataset(str(path))
     assert (len(data.train), len(data.val)) == (12, 4)

@@ -8,8 +8,10 @@ never assumed from its name. Labels are indices into ``list_classes``, or one-ho
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -97,11 +99,11 @@ def h5_prefixes(path: Path) -> list[str]:
                 f"f.move('{inside[0]}', '{inside[0].rsplit('/', 1)[-1]}'))"
             )
         elif renames := _course_names(keys):  # X_train, y_train...: the moves that fix it
-            moves = "; ".join(f"f.move({old!r}, {new!r})" for old, new in renames.items())
-            has += (
-                f'; rename them in place: python -c "import h5py; f = h5py.File({str(path)!r}, '
-                f"'r+'); {moves}\""
-            )
+            # Double quotes inside, the whole quoted for a shell ($, ` and ' in the path too)
+            quoted = json.dumps
+            moves = "; ".join(f"f.move({quoted(a)}, {quoted(b)})" for a, b in renames.items())
+            code = f'import h5py; f = h5py.File({json.dumps(str(path))}, "r+"); {moves}'
+            has += f"; rename them in place: python -c {shlex.quote(code)}"
         raise DataError(
             f"{path}: no image data found: expected datasets <split>_set_x and <split>_set_y "
             f"(e.g. train_set_x, train_set_y) and list_classes, but the file has {has}"

@@ -57,7 +57,6 @@ BASE_LR, BASE_BATCH = 0.1, 128  # SGD
 ADAM_LR, ADAM_BATCH = 1e-3, 32  # Adam and AdamW: the course's rate at the course's batch
 ADAM_BELOW = 5000  # images: Adam for ImageNet-style networks on sets smaller than this
 ADAM_FAMILIES = ("imagenet", "keras")
-# none for Adam (the course's), PyTorch's default for AdamW (decoupled)
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 MIN_BATCH, MAX_BATCH = 16, 256
 EPOCHS = 30

@@ -471,6 +471,7 @@ def scaled_lr(lr: float, batch_size: int, new_batch_size: int) -> float:
 # Where each optimizer's rate starts, for the warning below (the auto recipe's rule), and
 # the weight decay the auto recipe gives it.
 USUAL_RATES = {"sgd": "0.1 at batch 128", "adam": "1e-3 at batch 32", "adamw": "1e-3 at batch 32"}
+# SGD's the CIFAR papers'; none for Adam (the course's); PyTorch's default for AdamW (decoupled)
 WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.01}
 
 
