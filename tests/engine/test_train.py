@@ -664,6 +664,16 @@ def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkey
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
 
 
+def test_a_finished_run_whose_result_finds_no_reader_exits_0(tmp_path, monkeypatch):
+    # `resnetlab train | head -0`: stdout's reader gone at the last line, once the run
+    # has finished: nothing to stop, and no SIGPIPE status for a run that did its work.
+    monkeypatch.setattr(sys, "stdout", _ReaderGoneAfter(""))
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--max-steps", "2"]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
 def test_the_first_line_counts_what_the_run_trains(tmp_path, capsys):
     # A length in steps that ends within an epoch says where; one image is one image.
     args = ["train", "--model", "resnet8", "--data", "digits", "--input-size", "8"]

@@ -288,7 +288,8 @@ class RunLog:
     def _print(self, text: str, console: Console | None = None) -> None:
         """``text`` on ``console`` (the log's, by default) unless the output is lost; a
         pipe whose reader has gone loses it (what is still buffered then goes nowhere,
-        rather than failing again at exit)."""
+        rather than failing again at exit). The log's lost stops the run; the result's
+        (stdout, written once the run has finished) only ends the output."""
         if self.output_lost:
             return
         console = console or self.console
@@ -297,8 +298,10 @@ class RunLog:
         except BrokenPipeError:
             self.output_lost = True
             with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor
-                os.dup2(os.open(os.devnull, os.O_WRONLY), console.file.fileno())
-            if self.on_output_lost is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, console.file.fileno())
+                os.close(devnull)
+            if self.on_output_lost is not None and console is self.console:
                 self.on_output_lost()
 
     def epoch_begin(self, epoch: int, steps: int, done: int) -> None:
