@@ -211,6 +211,28 @@ def test_an_app_run_without_its_lifespan_says_what_starts_the_batching(model_fil
     )
 
 
+def test_a_batcher_whose_task_ended_is_not_running():
+    # /healthz and /predict ask `running`: a task ended by an error it did not catch (a
+    # BaseException, a cancel from outside) answers no image, and they say so.
+    async def main():
+        batcher = Batcher(_rows, max_batch=4, max_wait_ms=1, max_queue=8)
+        await batcher.start()
+        assert batcher.running
+        batcher._task.cancel()
+        await asyncio.gather(batcher._task, return_exceptions=True)
+        try:
+            with pytest.raises(RuntimeError) as caught:
+                await batcher.submit(_image(0))
+            return batcher.running, str(caught.value)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main()) == (
+        False,
+        "request batching ended on an error (in the server's log): restart the server",
+    )
+
+
 def test_health_is_not_ok_while_the_batching_is_not_running(model_file):
     """An uptime check sees what /predict would: 503 without the lifespan and after it."""
     from fastapi.testclient import TestClient

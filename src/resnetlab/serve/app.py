@@ -32,7 +32,7 @@ from ..engine.auto import count_of
 from ..engine.inference import nonfinite_outputs_cause
 from ..engine.predict import Prediction, top_classes
 from ..errors import ResnetlabError, count_argument, finite_number, shown
-from .batching import NOT_RUNNING, Batcher, QueueFull, Stopped, log
+from .batching import Batcher, QueueFull, Stopped, log
 from .predictor import Predictor, RequestError
 
 STATIC = Path(__file__).parent / "static"
@@ -208,7 +208,7 @@ def create_app(
         # Not ok where /predict would fail: an app run without its lifespan events, or
         # stopped; an uptime check then sees what a client would.
         if not batcher.running:
-            return JSONResponse({"status": "unavailable", "error": NOT_RUNNING}, 503)
+            return JSONResponse({"status": "unavailable", "error": batcher.why_not_running}, 503)
         return JSONResponse({"status": "ok"})
 
     @app.api_route("/metadata", methods=["GET", "HEAD"])

@@ -79,8 +79,16 @@ class Batcher:
 
     @property
     def running(self) -> bool:
-        """Whether images are taken: between ``start`` and ``stop``."""
-        return self._queue is not None
+        """Whether images are taken and answered: between ``start`` and ``stop``, while the
+        batching task lives (one ended by an error it did not catch answers nothing)."""
+        return self._queue is not None and self._task is not None and not self._task.done()
+
+    @property
+    def why_not_running(self) -> str:
+        """Why no image is taken, for the answer that says so."""
+        if self._task is not None and self._task.done():
+            return "request batching ended on an error (in the server's log): restart the server"
+        return NOT_RUNNING
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -102,7 +110,7 @@ class Batcher:
             QueueFull: ``max_queue`` images are already waiting.
         """
         if not self.running:
-            raise RuntimeError(NOT_RUNNING)
+            raise RuntimeError(self.why_not_running)
         self.refuse_if_full()
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((image, future))  # no await since the check: there is room
