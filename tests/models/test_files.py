@@ -155,6 +155,26 @@ def test_keras_model_keeps_its_input_size(tmp_path):
     assert loaded.meta.input_size == 96 and loaded.fc.in_features == 8192
 
 
+def test_a_keras_model_is_not_written_for_an_input_size_its_classifier_cannot_take(tmp_path):
+    """The file's input size is the one predict resizes to: at 128 the course's model,
+    built for 64, would fail on every image. A size with features of the same shape (62:
+    2x2 after the last pooling, as 64) is one it takes."""
+    model = resnetlab.create_model("resnet50_keras", num_classes=2)
+    with pytest.raises(ResnetlabError) as caught:
+        resnetlab.save_model(model, tmp_path / "k.safetensors", input_size=128)
+    assert str(caught.value) == (
+        f"{tmp_path / 'k.safetensors'}: not written: resnet50_keras is built for 64x64 images "
+        "(its classifier takes the features of that size), and input_size=128 would have "
+        "predict feed it 128x128 ones; leave input_size out"
+    )
+    assert not (tmp_path / "k.safetensors").exists()
+    resnetlab.save_model(model, tmp_path / "k.safetensors", input_size=62)
+    with torch.no_grad():
+        assert resnetlab.load_model(tmp_path / "k.safetensors")(
+            torch.zeros(1, 3, 62, 62)
+        ).shape == (1, 2)
+
+
 def test_channels_last_models_save(tmp_path):
     model = resnetlab.create_model("resnet20").to(memory_format=torch.channels_last)
     resnetlab.save_model(model, tmp_path / "m.safetensors")

@@ -391,6 +391,7 @@ def save_model(
     if bad is not None:
         raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
     _check_weights_fit(path, meta, tensors)
+    _check_input_size(path, meta, tensors)
     with removed_on_failure(missing_folders(path.parent), WriteError):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -401,6 +402,27 @@ def save_model(
         # as OSError.
         atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
     return meta
+
+
+def _check_input_size(path: Path, meta: ModelMeta, tensors: dict[str, torch.Tensor]) -> None:
+    """``save_model``'s refusal of an ``input_size`` that the model, built for another one,
+    cannot take: the course's Keras model's classifier takes the features of the size it
+    was built for, and predict, which resizes images to the file's size, would fail on
+    every image."""
+    built_for = meta.model_kwargs.get("input_size", model_info(meta.model).input_size)
+    if not model_info(meta.model).takes_input_size or meta.input_size == built_for:
+        return
+    with torch.device("meta"):
+        kwargs = {**meta.model_kwargs, "input_size": meta.input_size}
+        sized = create_model(meta.model, num_classes=meta.num_classes, **kwargs)
+    expected = {k: tuple(v.shape) for k, v in sized.state_dict().items()}
+    if shapes_problem(expected, {k: tuple(v.shape) for k, v in tensors.items()}):
+        raise ResnetlabError(
+            f"{path}: not written: {meta.model} is built for {built_for}x{built_for} images "
+            f"(its classifier takes the features of that size), and "
+            f"{option('input_size', meta.input_size)} would have predict feed it "
+            f"{meta.input_size}x{meta.input_size} ones; leave {option('input_size')} out"
+        )
 
 
 def _check_weights_fit(path: Path, meta: ModelMeta, tensors: dict[str, torch.Tensor]) -> None:
