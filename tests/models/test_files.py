@@ -158,7 +158,7 @@ def test_keras_model_keeps_its_input_size(tmp_path):
 def test_a_keras_model_is_not_written_for_an_input_size_its_classifier_cannot_take(tmp_path):
     """The file's input size is the one predict resizes to: at 128 the course's model,
     built for 64, would fail on every image. A size with features of the same shape (62:
-    2x2 after the last pooling, as 64) is one it takes."""
+    1x1 after the last pooling, as 64) is one it takes."""
     model = resnetlab.create_model("resnet50_keras", num_classes=2)
     with pytest.raises(ResnetlabError) as caught:
         resnetlab.save_model(model, tmp_path / "k.safetensors", input_size=128)
