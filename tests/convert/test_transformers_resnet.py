@@ -229,3 +229,29 @@ def test_convert_pretrained_makes_a_model_file_that_predicts_with_its_labels(tmp
         f"error: {weights} is the weights file itself; write the model to another path\n"
     )
     assert weights.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"do_normalize": False},  # the pixels rescaled alone
+        {"do_rescale": False, "image_mean": [124.0, 116.0, 104.0], "image_std": [58.4, 57.1, 57.4]},
+        {"rescale_factor": 1 / 127.5, "image_mean": [1.0, 1.0, 1.0], "image_std": [1.0, 1.0, 1.0]},
+    ],
+)
+def test_the_normalisation_is_the_image_processors(tmp_path, settings):
+    """(pixels / 255 - mean) / std with the mean and std read here is what transformers'
+    processor feeds the model, whatever its do_normalize, do_rescale and rescale_factor."""
+    transformers = pytest.importorskip("transformers", reason="the reference processor")
+    preprocessor = {**PREPROCESSOR, "do_resize": False, **settings}
+    weights = _config_folder(tmp_path, preprocessor, layer_type="basic", depths=[2, 2, 2, 2])
+    found = transformers_resnet(weights)
+    pixels = torch.randint(
+        0, 256, (8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    processor = transformers.ConvNextImageProcessor(**preprocessor)
+    theirs = processor(pixels.numpy(), return_tensors="pt", input_data_format="channels_last")
+    mean, std = torch.tensor(found.mean)[:, None, None], torch.tensor(found.std)[:, None, None]
+    ours = (pixels.permute(2, 0, 1).double() / 255 - mean) / std
+    torch.testing.assert_close(ours[None].float(), theirs["pixel_values"], rtol=1e-5, atol=1e-5)

@@ -17,6 +17,7 @@ widths, depths or activations) are refused, naming the setting.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,16 +135,27 @@ def transformers_resnet(weights_file: Path) -> TransformersResNet | None:
 
 def _preprocessing(path: Path) -> dict[str, Any]:
     """The normalisation and input size that ``preprocessor_config.json`` records (its
-    ``size`` an int, or ``shortest_edge``, or ``height`` and ``width``); none where the file
-    is missing or says none."""
+    ``size`` an int, or ``shortest_edge``, or ``height`` and ``width``; without
+    ``do_normalize``, the rescaled pixels alone); none where the file is missing or says
+    none."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-        mean = tuple(float(v) for v in config["image_mean"])
-        std = tuple(float(v) for v in config["image_std"])
-    except (OSError, ValueError, TypeError, KeyError):
+        if config.get("do_normalize", True):
+            mean = tuple(float(v) for v in config["image_mean"])
+            std = tuple(float(v) for v in config["image_std"])
+        else:  # the rescaled pixels as they are
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        # Its pixels are multiplied by rescale_factor (where do_rescale) before the mean is
+        # subtracted; here they are divided by 255: the mean and std scaled to match.
+        factor = (
+            float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0 or not config.get("do_normalize", True):
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0 or not factor > 0:
         return {}
+    if not math.isclose(factor, 1 / 255):
+        mean, std = tuple(m / (255 * factor) for m in mean), tuple(s / (255 * factor) for s in std)
     size = config.get("crop_size") or config.get("size")
     if isinstance(size, dict):
         size = size.get("shortest_edge") or size.get("height")
