@@ -2,6 +2,7 @@
 the same outputs as transformers' own model, and the config files read as the hub has them."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -255,3 +256,29 @@ def test_the_normalisation_is_the_image_processors(tmp_path, settings):
     mean, std = torch.tensor(found.mean)[:, None, None], torch.tensor(found.std)[:, None, None]
     ours = (pixels.permute(2, 0, 1).double() / 255 - mean) / std
     torch.testing.assert_close(ours[None].float(), theirs["pixel_values"], rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_in_the_hugging_face_cache_is_read_from_its_snapshot(tmp_path, capsys):
+    """The cache keeps a model as models--<org>--<name>/snapshots/<commit>/ of links to its
+    blobs/, refs/main naming the commit: the snapshot, or the model's folder, is the model."""
+    folder, reference = _hub_folder(
+        tmp_path, "basic", [2, 2, 2, 2], [64, 128, 256, 512], ["ant", "bee", "cat"]
+    )
+    cached = tmp_path / "hub" / "models--microsoft--resnet-18"
+    snapshot = cached / "snapshots" / "0123abc"
+    (cached / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (cached / "refs").mkdir()
+    (cached / "refs" / "main").write_text("0123abc")
+    for file in folder.iterdir():
+        file.rename(cached / "blobs" / f"blob-{file.name}")
+        (snapshot / file.name).symlink_to(Path("..", "..", "blobs", f"blob-{file.name}"))
+    for source in (snapshot, cached):
+        assert declared_model(source) == ("resnet18", {})
+        out = tmp_path / f"{source.name}.safetensors"
+        assert main(["convert", "pretrained", str(source), str(out)]) == 0
+        model = resnetlab.load_model(out)
+        assert model.meta.class_names == ["ant", "bee", "cat"]
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), reference(x).logits, rtol=1e-5, atol=1e-5)

@@ -768,9 +768,13 @@ HUB_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # the weights' names t
 def _hub_folder_weights(path: Path) -> Path | None:
     """The weights file in ``path`` where it is a model's folder as Hugging Face keeps it
     (``hf download``): ``model.safetensors`` or ``pytorch_model.bin`` beside the
-    ``config.json`` of a timm model or a transformers ResNet; None for any other path."""
+    ``config.json`` of a timm model or a transformers ResNet (or the model's folder in the
+    Hugging Face cache, ``models--microsoft--resnet-50``: its snapshot that ``refs/main``
+    names, or its only one); None for any other path."""
     if not path.is_dir():
         return None
+    if (path / "snapshots").is_dir() and (snapshot := _cache_snapshot(path)) is not None:
+        path = snapshot
     return next(
         (
             path / name
@@ -780,6 +784,20 @@ def _hub_folder_weights(path: Path) -> Path | None:
         ),
         None,
     )
+
+
+def _cache_snapshot(path: Path) -> Path | None:
+    """The snapshot of a model's folder in the Hugging Face cache that its ``refs/main``
+    names (the one ``hf download`` and ``from_pretrained`` read), else its only one."""
+    with contextlib.suppress(OSError, ValueError):
+        named = path / "snapshots" / (path / "refs" / "main").read_text().strip()
+        if named.is_dir():
+            return named
+    with contextlib.suppress(OSError):
+        snapshots = [p for p in (path / "snapshots").iterdir() if p.is_dir()]
+        if len(snapshots) == 1:
+            return snapshots[0]
+    return None
 
 
 @dataclass(frozen=True)
