@@ -40,6 +40,7 @@ from .errors import (
     named_as_given,
     options_under,
     out_of_memory,
+    positional_arguments,
     readable,
 )
 from .options import (
@@ -394,7 +395,10 @@ def add_convert(p: argparse.ArgumentParser) -> None:
 def cmd_convert_pretrained(args: argparse.Namespace) -> int:
     from .convert.pretrained import convert_pretrained
 
-    report = convert_pretrained(args.src, args.dst, model=args.model, input_size=args.input_size)
+    with positional_arguments({"pretrained": "SOURCE"}):  # train's --pretrained
+        report = convert_pretrained(
+            args.src, args.dst, model=args.model, input_size=args.input_size
+        )
     print(f"converted {report.describe()}")
     print(f"wrote {args.dst}")
     return 0

@@ -119,6 +119,23 @@ def keywords_of_call(renamed: dict[str, str]) -> Iterator[None]:
         _KEYWORDS.reset(token)
 
 
+# Settings that the running command takes as a positional argument, by the name its usage
+# line gives it: ``convert pretrained SOURCE DST`` takes train's ``--pretrained`` as SOURCE.
+_POSITIONAL: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("positional", default=())
+
+
+@contextmanager
+def positional_arguments(named: dict[str, str]) -> Iterator[None]:
+    """Within the block, ``option`` names each setting of ``named`` (``{"pretrained":
+    "SOURCE"}``) on the command line as the argument: its value alone, or its name in the
+    usage line where no value is given."""
+    token = _POSITIONAL.set(tuple(named.items()))
+    try:
+        yield
+    finally:
+        _POSITIONAL.reset(token)
+
+
 def on_command_line() -> bool:
     """Whether messages are for the command line (within ``command_line()``)."""
     return _COMMAND_LINE.get()
@@ -143,6 +160,8 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
         elif isinstance(value, bool | list | tuple):
             value = json.dumps(value)
         return f"{under} {name}={value}"
+    if on_command_line() and (label := dict(_POSITIONAL.get()).get(name)):
+        return label if value is _NO_VALUE else str(value)
     if on_command_line():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):

@@ -206,6 +206,24 @@ def test_convert_pretrained_says_what_a_source_of_no_model_holds(tmp_path, capsy
     )
 
 
+def test_convert_pretrained_names_its_source_as_it_takes_it(tmp_path, capsys, monkeypatch):
+    """convert pretrained takes SOURCE, not train's --pretrained; convert_pretrained source=."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hub").mkdir()
+    save_file({"w": torch.zeros(2)}, tmp_path / "hub" / "model.safetensors")
+    args = ["--model", "resnet18"]
+    assert main(["convert", "pretrained", "empty", "r.safetensors", *args]) == 2
+    err = capsys.readouterr().err
+    assert "; SOURCE takes torchvision, " in err and "--pretrained" not in err
+    assert main(["convert", "pretrained", "hub", "r.safetensors", *args]) == 2
+    assert capsys.readouterr().err.endswith(
+        "for the weights file in it, give that file: hub/model.safetensors\n"
+    )
+    with pytest.raises(ResnetlabError, match="; source takes torchvision, "):
+        resnetlab.convert.convert_pretrained("empty", "r.safetensors", model="resnet18")
+
+
 def test_a_cached_torchvision_file_of_other_weights_is_refused(torchvision18, tmp_path, capsys):
     """A file copied into torch's cache under torchvision's name is checked against the
     hash that name carries, as torch checks a download: other weights, or a copy cut short,

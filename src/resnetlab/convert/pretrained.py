@@ -72,6 +72,7 @@ from torch import nn
 from ..errors import (
     ResnetlabError,
     folder_problem,
+    keywords_of_call,
     near_name,
     on_command_line,
     option,
@@ -1274,6 +1275,13 @@ def convert_pretrained(
     Returns:
         The report of loading them (``describe()`` says what was loaded).
     """
+    with keywords_of_call({"pretrained": "source"}):  # create_model's keyword, here SOURCE's
+        return _convert_pretrained(source, dst, model, input_size)
+
+
+def _convert_pretrained(
+    source: str | os.PathLike, dst: str | os.PathLike, model: str | None, input_size: int | None
+) -> PretrainedReport:
     if model is None:
         declared = declared_model(source)
         if declared is None:
