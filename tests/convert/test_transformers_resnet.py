@@ -133,15 +133,26 @@ def test_the_config_files_are_read_as_the_hub_keeps_them(tmp_path):
         transformers_resnet(_config_folder(tmp_path, **bottleneck, **placeholders)).class_names
         is None
     )
-    # The image processors' sizes: an int, shortest_edge, or height and width; ConvNext's
+    # The image processors' sizes: an int, shortest_edge, or height and width (the whole
+    # image resized to it, as ViT's processor does, unless a crop_size follows); ConvNext's
     # processor takes the whole image from 384 px, without the crop.
-    for size, expected in [
-        (224, (224, "crop", 0.875)),
-        ({"shortest_edge": 224}, (224, "crop", 0.875)),
-        ({"height": 256, "width": 256}, (256, "crop", 0.875)),
-        ({"shortest_edge": 384}, (384, "squash", 1.0)),
+    for size, more, expected in [
+        (224, {}, (224, "crop", 0.875)),
+        ({"shortest_edge": 224}, {}, (224, "crop", 0.875)),
+        (
+            {"height": 256, "width": 256},
+            {"image_processor_type": "ViTImageProcessor"},
+            (256, "squash", 1.0),
+        ),
+        (
+            {"shortest_edge": 256},
+            {"crop_size": {"height": 224, "width": 224}},
+            (224, "crop", 0.875),
+        ),
+        ({"shortest_edge": 384}, {}, (384, "squash", 1.0)),
     ]:
-        weights = _config_folder(tmp_path, {**PREPROCESSOR, "size": size}, **bottleneck)
+        preprocessor = {**PREPROCESSOR, "size": size, **more}
+        weights = _config_folder(tmp_path, preprocessor, **bottleneck)
         found = transformers_resnet(weights)
         assert (found.input_size, found.resize, found.crop_pct) == expected
     # Another kind of model's config.json is not read here.

@@ -156,7 +156,11 @@ def _preprocessing(path: Path) -> dict[str, Any]:
         return {}
     if not math.isclose(factor, 1 / 255):
         mean, std = tuple(m / (255 * factor) for m in mean), tuple(s / (255 * factor) for s in std)
-    size = config.get("crop_size") or config.get("size")
+    cropped = bool(config.get("crop_size")) and config.get("do_center_crop", True)
+    size = config.get("crop_size") if cropped else config.get("size")
+    # A size of height and width, without a crop after it, is the whole image resized to
+    # it (ViT's processor); only ConvNext's, with shortest_edge, crops.
+    whole = isinstance(size, dict) and not cropped and "shortest_edge" not in size
     if isinstance(size, dict):
         size = size.get("shortest_edge") or size.get("height")
     found: dict[str, Any] = {"mean": mean, "std": std}
@@ -167,7 +171,7 @@ def _preprocessing(path: Path) -> dict[str, Any]:
     found["interpolation"] = RESAMPLE.get(config.get("resample"))
     found["resize"] = "crop"
     kind = str(config.get("image_processor_type") or config.get("feature_extractor_type"))
-    if kind.startswith("ConvNext") and found.get("input_size", 0) >= 384:
+    if whole or (kind.startswith("ConvNext") and found.get("input_size", 0) >= 384):
         found["resize"], found["crop_pct"] = "squash", 1.0  # the whole image, no crop
     return found
 
