@@ -293,3 +293,20 @@ def test_a_model_in_the_hugging_face_cache_is_read_from_its_snapshot(tmp_path, c
         x = torch.randn(1, 3, 64, 64)
         with torch.no_grad():
             torch.testing.assert_close(model(x), reference(x).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_damaged_preprocessor_config_is_refused_not_taken_for_none(tmp_path):
+    """Without the file, ImageNet's mean and std are assumed, as the report says; a file
+    cut short says nothing either, but is the download to mend."""
+    bottleneck = {"layer_type": "bottleneck", "depths": [3, 4, 6, 3]}
+    weights = _config_folder(tmp_path, **bottleneck)
+    (tmp_path / "hub" / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR)[:60])
+    with pytest.raises(ResnetlabError) as caught:
+        transformers_resnet(weights)
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'hub' / 'preprocessor_config.json'} is not JSON ("
+    )
+    assert str(caught.value).endswith(
+        "): it says how images are normalised for these weights; copy or download it again "
+        "(or remove it, to assume ImageNet's mean and std)"
+    )

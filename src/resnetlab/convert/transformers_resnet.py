@@ -137,9 +137,22 @@ def _preprocessing(path: Path) -> dict[str, Any]:
     """The normalisation and input size that ``preprocessor_config.json`` records (its
     ``size`` an int, or ``shortest_edge``, or ``height`` and ``width``; without
     ``do_normalize``, the rescaled pixels alone); none where the file is missing or says
-    none."""
+    none. One that cannot be read is refused: the inputs the weights expect are unknown."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        why = (
+            f"cannot be read ({e.strerror or e})"
+            if isinstance(e, OSError)
+            else f"is not JSON ({e})"
+        )
+        raise ResnetlabError(
+            f"{path} {why}: it says how images are normalised for these weights; copy or "
+            "download it again (or remove it, to assume ImageNet's mean and std)"
+        ) from None
+    try:
         if config.get("do_normalize", True):
             mean = tuple(float(v) for v in config["image_mean"])
             std = tuple(float(v) for v in config["image_std"])
