@@ -27,7 +27,7 @@ PREPROCESSOR = {
 }
 
 
-def _hub_folder(tmp_path, layer_type, depths, widths, labels):
+def _hub_folder(tmp_path, layer_type, depths, widths, labels, **settings):
     """A transformers ResNet with random weights and BN statistics, saved as `hf download`
     leaves one (config.json, model.safetensors, preprocessor_config.json)."""
     transformers = pytest.importorskip(
@@ -40,6 +40,7 @@ def _hub_folder(tmp_path, layer_type, depths, widths, labels):
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
+        **settings,
     )
     torch.manual_seed(0)
     reference = transformers.ResNetForImageClassification(config).eval()
@@ -56,18 +57,32 @@ def _hub_folder(tmp_path, layer_type, depths, widths, labels):
 
 
 @pytest.mark.parametrize(
-    ("layer_type", "depths", "widths", "name"),
+    ("layer_type", "depths", "widths", "settings", "name", "options"),
     [
-        ("basic", [2, 2, 2, 2], [64, 128, 256, 512], "resnet18"),
-        ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048], "resnet50"),
+        ("basic", [2, 2, 2, 2], [64, 128, 256, 512], {}, "resnet18", {}),
+        ("bottleneck", [3, 4, 6, 3], [256, 512, 1024, 2048], {}, "resnet50", {}),
+        # The stride in the first 1x1, as in the paper ("v1"), as the models here build it.
+        (
+            "bottleneck",
+            [3, 4, 6, 3],
+            [256, 512, 1024, 2048],
+            {"downsample_in_bottleneck": True},
+            "resnet50",
+            {"stride_in_1x1": True},
+        ),
     ],
 )
 def test_a_transformers_resnet_gives_transformers_outputs(
-    tmp_path, layer_type, depths, widths, name
+    tmp_path, layer_type, depths, widths, settings, name, options
 ):
-    folder, reference = _hub_folder(tmp_path, layer_type, depths, widths, ["ant", "bee", "cat"])
-    assert declared_model(folder) == (name, {})  # a run without --model trains it
+    labels = ["ant", "bee", "cat"]
+    folder, reference = _hub_folder(tmp_path, layer_type, depths, widths, labels, **settings)
+    assert declared_model(folder) == (name, options)  # a run without --model trains it
     model = resnetlab.create_model(name, pretrained=folder).eval()
+    assert model.model_kwargs == options
+    if layer_type == "bottleneck":  # v1 weights are not loaded into v1.5, nor v1.5 into v1
+        with pytest.raises(ResnetlabError, match=" is a resnet50 built with "):
+            resnetlab.create_model(name, pretrained=folder, stride_in_1x1=not options)
     report = model.pretrained
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -169,9 +184,9 @@ def test_the_config_files_are_read_as_the_hub_keeps_them(tmp_path):
             "builds; the ones that load are basic [2, 2, 2, 2] (resnet18), ",
         ),
         (
-            {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "downsample_in_bottleneck": True},
-            "downsample_in_bottleneck is true, and resnet50 here has false (torchvision's "
-            "network): these weights are for another one",
+            {"layer_type": "bottleneck", "depths": [3, 4, 6, 3], "embedding_size": 32},
+            "embedding_size is 32, and resnet50 here has 64 (torchvision's network): these "
+            "weights are for another one",
         ),
         (
             {"layer_type": "basic", "depths": [2, 2, 2, 2], "hidden_act": "gelu"},

@@ -609,7 +609,8 @@ def declared_model(
             return (timm.architecture, {}) if timm.architecture in list_models() else None
         if is_transformers_resnet(path) and has_transformers_names(_state_shapes(path) or {}):
             with contextlib.suppress(ResnetlabError):  # (said on reading the weights)
-                return (transformers_resnet(path).model, {})
+                hf = transformers_resnet(path)
+                return (hf.model, dict(hf.model_kwargs))
             return None
         return _model_that_fits(path) if by_shapes else None
     if meta is None or meta.model not in list_models():
@@ -914,6 +915,7 @@ def _with_transformers_config(
         ),
         preprocessing=preprocessing,
         model=hf.model,
+        model_kwargs=dict(hf.model_kwargs),
         num_classes=num_classes,
         class_names=names,
         input_size=hf.input_size,

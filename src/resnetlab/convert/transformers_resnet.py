@@ -9,9 +9,10 @@ is ``layer1.1.conv1``), and the preprocessor config gives the normalisation and 
 
 transformers' ResNet is torchvision's: a 7x7 stem and a max-pool, then stages of blocks
 whose stride sits in the 3x3 convolution ("v1.5"), BN after every convolution, a 1x1
-projection shortcut where the shape changes. Configs that build anything else
-(``downsample_in_bottleneck``, the stride in the first 1x1 as in the original paper; other
-widths, depths or activations) are refused, naming the setting.
+projection shortcut where the shape changes; with ``downsample_in_bottleneck`` the stride
+sits in the first 1x1, as in the paper ("v1"), which the models here build with
+``stride_in_1x1=True``. Configs that build anything else (other widths, depths or
+activations) are refused, naming the setting.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,6 @@ FIXED = {
     "num_channels": 3,
     "hidden_act": "relu",
     "downsample_in_first_stage": False,
-    "downsample_in_bottleneck": False,
 }
 # Pillow's resampling numbers, as transformers' processors record them.
 RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -58,6 +58,7 @@ class TransformersResNet:
     Attributes:
         architecture: transformers' class (``ResNetForImageClassification``).
         model: the model here with the same network (``resnet50``).
+        model_kwargs: its options (``stride_in_1x1=True`` for ``downsample_in_bottleneck``).
         class_names: the classifier's labels (``id2label``), None where they are
             transformers' placeholders (``LABEL_0``...).
         mean, std, input_size, crop_pct, interpolation: from ``preprocessor_config.json``
@@ -70,6 +71,7 @@ class TransformersResNet:
     architecture: str
     model: str
     class_names: list[str] | None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     input_size: int | None = None
@@ -110,8 +112,6 @@ def transformers_resnet(weights_file: Path) -> TransformersResNet | None:
             f"model here builds; the ones that load are {known}"
         )
     settings = {**FIXED, "hidden_sizes": WIDTHS[layer_type]}
-    if layer_type == "basic":  # (its blocks have no 1x1 convolution to stride)
-        del settings["downsample_in_bottleneck"]
     for key, value in settings.items():
         if config.get(key, value) != value:
             raise ResnetlabError(
@@ -129,6 +129,12 @@ def transformers_resnet(weights_file: Path) -> TransformersResNet | None:
         architecture=str(architectures[0]),
         model=model,
         class_names=names if names and names != placeholders else None,
+        # (a basic block has no 1x1 convolution to stride: transformers ignores it there)
+        model_kwargs=(
+            {"stride_in_1x1": True}
+            if layer_type == "bottleneck" and config.get("downsample_in_bottleneck")
+            else {}
+        ),
         **_preprocessing(weights_file.parent / PREPROCESSOR),
     )
 
