@@ -179,7 +179,7 @@ def test_convert_pretrained_names_a_source_that_is_not_there(tmp_path, capsys):
     )
     assert main(["convert", "pretrained", "imagenet", out]) == 2
     err = capsys.readouterr().err
-    assert "ImageNet weights are torchvision's (--pretrained torchvision)" in err
+    assert "ImageNet weights are torchvision's (torchvision) or timm's (timm)" in err  # as SOURCE
 
 
 def test_convert_pretrained_says_what_a_source_of_no_model_holds(tmp_path, capsys):
