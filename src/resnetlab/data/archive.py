@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import DataError, on_command_line
 from ..models.files import empty_file_problem
-from ..storage import check_writable
+from ..storage import check_writable, is_cut_short_zip
 from .cache import file_key
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
@@ -151,7 +151,7 @@ def extract_archive(archive: Path, dest: Path) -> None:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(dest, members=[m for _, m in _zip_members(archive, zf)])
-        elif _starts_as_zip(archive):  # (not a tar that failed to read)
+        elif is_cut_short_zip(archive):  # (not a tar that failed to read)
             raise DataError(
                 f"{archive}: a zip archive cut short (the list of its files, at its end, is "
                 "missing): copy it again if a copy or download of it stopped"
@@ -168,12 +168,6 @@ def extract_archive(archive: Path, dest: Path) -> None:
                 "copy or download of it stopped, or extract it yourself and give the folder"
             ) from e
         raise
-
-
-def _starts_as_zip(archive: Path) -> bool:
-    """Whether ``archive`` begins as a zip does (its first file's header), whatever its end."""
-    with open(archive, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
 
 
 def extraction_folder(archive: Path, cache_root: Path) -> Path:
