@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import warnings
+import weakref
 from pathlib import Path
 
 import pytest
@@ -662,6 +663,30 @@ def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkey
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert main(["train", "--resume", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
+
+
+def test_a_finished_run_is_freed_at_once_not_by_the_garbage_collector(tmp_path, monkeypatch):
+    # A reference from the run's log back to its trainer (a callback) made a cycle: the
+    # trainer, its model and its loaders' worker processes lived on until the collector
+    # found it, whose joins of those workers then cost seconds in whatever ran next.
+    # (A first run in a process is kept a while by matplotlib's first font lookup, whose
+    # parser caches its exceptions with their frames: the second is the one looked at.)
+    train(**FAST, max_steps=2, out=str(tmp_path / "first"))
+    made = []
+    init = Trainer.__init__
+
+    def recorded(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(Trainer, "__init__", recorded)
+    gc.collect()
+    gc.disable()
+    try:
+        train(**FAST, max_steps=2, out=str(tmp_path / "run"))
+        assert [ref() for ref in made] == [None]
+    finally:
+        gc.enable()
 
 
 def test_a_finished_run_whose_result_finds_no_reader_exits_0(tmp_path, monkeypatch):

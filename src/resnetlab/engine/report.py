@@ -240,7 +240,10 @@ class RunLog:
         # The reader of the output gone (`resnetlab train ... | head`): said to on_output_lost
         # once, and nothing more is written to the screen; the run's files go on.
         self.output_lost = False
-        self.on_output_lost: Callable[[], None] | None = None
+        # A weak reference (weakref.WeakMethod): the log is the trainer's, and a strong one
+        # back would keep the trainer, its model and its loaders' worker processes alive
+        # until the garbage collector found the cycle, at some later moment.
+        self.on_output_lost: Callable[[], Callable[[], None] | None] | None = None
         if not enabled:
             return
         try:
@@ -301,8 +304,9 @@ class RunLog:
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, console.file.fileno())
                 os.close(devnull)
-            if self.on_output_lost is not None and console is self.console:
-                self.on_output_lost()
+            stop = self.on_output_lost() if self.on_output_lost is not None else None
+            if stop is not None and console is self.console:
+                stop()
 
     def epoch_begin(self, epoch: int, steps: int, done: int) -> None:
         if self.first_epoch is None:  # the clock of the run's time left starts here

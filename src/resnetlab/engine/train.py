@@ -765,7 +765,7 @@ class Trainer:
             resume_epoch=self.epoch if resume else None,
         )
         if not self.dist.enabled:  # (under torchrun every process must stop at one step)
-            self.log.on_output_lost = self._output_lost
+            self.log.on_output_lost = weakref.WeakMethod(self._output_lost)
 
     def _decide_flip(self, mean: tuple[float, ...], std: tuple[float, ...]) -> TrainConfig:
         """The config with ``flip`` decided where it was left open: off for images that look
