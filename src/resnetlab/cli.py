@@ -1925,9 +1925,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader went away (`resnetlab predict ... | head`): not an error of ours, and
-        # what is still buffered goes nowhere instead of failing again at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader went away (`resnetlab predict ... | head`): not an error of ours.
+        from .storage import discard_output
+
+        discard_output(sys.stdout)
         return 1
     except OSError as e:  # a path given that cannot be used, which no command named itself
         if (line := os_error_line(e)) is None:

@@ -459,3 +459,15 @@ def remove_stale_temps(folder: Path, names: tuple[str, ...]) -> None:
     for name in names:
         with contextlib.suppress(OSError):
             temp_path(folder / name).unlink(missing_ok=True)
+
+
+def discard_output(stream: Any) -> None:
+    """Send what is written to ``stream`` (stdout, stderr) from now on nowhere: its reader
+    has gone (``resnetlab ... | head``), and what is still buffered would fail again at
+    exit. A stream without a descriptor (a test's StringIO) is left as it is."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)

@@ -35,7 +35,7 @@ from ..data.folders import split_role
 from ..data.sources import data_name
 from ..errors import ResnetlabError, option
 from ..explain.gallery import ErrorSource, write_error_gallery
-from ..storage import WriteError, atomic_write_text, strict_json, write_error
+from ..storage import WriteError, atomic_write_text, discard_output, strict_json, write_error
 from .evaluate import EvalResult
 
 METRIC_FIELDS = (
@@ -300,10 +300,7 @@ class RunLog:
             console.print(text, highlight=False)
         except BrokenPipeError:
             self.output_lost = True
-            with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, console.file.fileno())
-                os.close(devnull)
+            discard_output(console.file)
             stop = self.on_output_lost() if self.on_output_lost is not None else None
             if stop is not None and console is self.console:
                 stop()
