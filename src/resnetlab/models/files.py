@@ -337,45 +337,25 @@ def save_model(
         ResnetlabError: non-finite weights or metadata out of range; ``WriteError`` when
             the file cannot be written (nothing is left behind).
     """
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    name = getattr(model, "model_name", None)
-    if name is None:
-        raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
-    path = _model_file_to_write(path)
-    if model.num_classes == 0:  # timm's feature extractor: no classifier for predict to use
-        raise ResnetlabError(
-            f"{path}: not written: {name} has no classifier (num_classes=0), and a model file "
-            "holds a classifier; give it one first: model.reset_classifier(N)"
-        )
+    model, path = _savable_model(model, path)
     if resize is not None and resize not in RESIZE_MODES:  # not "in the file's metadata"
         raise ResnetlabError(f"unknown resize {shown(resize)}; choose {', '.join(RESIZE_MODES)}")
     class_names, input_size, mean, std, resize = _usage_defaults(
         model, _class_names_argument(class_names), input_size, mean, std, resize
     )
-    kwargs = dict(getattr(model, "model_kwargs", {}))
-    if problem := option_problem(kwargs):
-        raise ResnetlabError(
-            f"{path}: not written: {name}'s {problem}, so load_model could not rebuild it"
-        )
-    state = model.state_dict()
-    if empty := next((k for k, v in state.items() if v.is_meta), None):  # no values to copy
-        raise ResnetlabError(
-            f"{path}: not written: the model's {empty} is on the meta device, which holds "
-            "shapes and no values; build the model on a real device, or give it weights "
-            "(model.to_empty(device='cpu'), then load_state_dict)"
-        )
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    tensors = _weights_to_save(model, path)
     training = _training_record(
         path, _loaded_record(model, tensors) if training is None else training
     )
     if input_size is None:  # the model's own, else that of the weights it started from
         pretrained = getattr(model, "pretrained", None)
         started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
-        input_size = getattr(model, "input_size", None) or started or model_info(name).input_size
+        input_size = (
+            getattr(model, "input_size", None) or started or model_info(model.model_name).input_size
+        )
     meta = ModelMeta(
-        model=name,
-        model_kwargs=kwargs,
+        model=model.model_name,
+        model_kwargs=dict(getattr(model, "model_kwargs", {})),
         num_classes=model.num_classes,
         input_size=count_argument(input_size, "input_size"),  # not '32' or 32.5 taken as 32
         class_names=list(class_names) if class_names is not None else None,
@@ -387,9 +367,6 @@ def save_model(
     problem = meta_problem(json.loads(meta.to_json()))
     if problem:
         raise ResnetlabError(f"{path}: not written: its metadata would be invalid ({problem})")
-    bad = first_nonfinite(tensors)
-    if bad is not None:
-        raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
     _check_weights_fit(path, meta, tensors)
     _check_input_size(path, meta, tensors)
     with removed_on_failure(missing_folders(path.parent), WriteError):
@@ -402,6 +379,45 @@ def save_model(
         # as OSError.
         atomic_write(path, serialize(tensors, metadata={META_KEY: meta.to_json()}))
     return meta
+
+
+def _savable_model(model: nn.Module, path: str | os.PathLike) -> tuple[nn.Module, Path]:
+    """``model`` out of its torch.compile or DistributedDataParallel wrapper, and ``path``
+    as a Path, refused unless a model file can hold the model (made by ``create_model``,
+    with a classifier, from options ``load_model`` can rebuild it from) at ``path``
+    (``_model_file_to_write``)."""
+    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    name = getattr(model, "model_name", None)
+    if name is None:
+        raise ResnetlabError("save_model needs a model made by resnetlab.create_model")
+    path = _model_file_to_write(path)
+    if model.num_classes == 0:  # timm's feature extractor: no classifier for predict to use
+        raise ResnetlabError(
+            f"{path}: not written: {name} has no classifier (num_classes=0), and a model file "
+            "holds a classifier; give it one first: model.reset_classifier(N)"
+        )
+    if problem := option_problem(dict(getattr(model, "model_kwargs", {}))):
+        raise ResnetlabError(
+            f"{path}: not written: {name}'s {problem}, so load_model could not rebuild it"
+        )
+    return model, path
+
+
+def _weights_to_save(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """``model``'s weights and buffers on the CPU, refused when any has no values (the
+    meta device) or holds NaN or inf."""
+    state = model.state_dict()
+    if empty := next((k for k, v in state.items() if v.is_meta), None):  # no values to copy
+        raise ResnetlabError(
+            f"{path}: not written: the model's {empty} is on the meta device, which holds "
+            "shapes and no values; build the model on a real device, or give it weights "
+            "(model.to_empty(device='cpu'), then load_state_dict)"
+        )
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if (bad := first_nonfinite(tensors)) is not None:
+        raise ResnetlabError(f"{path}: not written: the model's {bad} holds NaN or inf")
+    return tensors
 
 
 def _check_input_size(path: Path, meta: ModelMeta, tensors: dict[str, torch.Tensor]) -> None:
@@ -704,7 +720,34 @@ def _refuse_tensorflow_format(path: Path) -> None:
 def read_model_meta(path: str | os.PathLike) -> ModelMeta:
     """The metadata of a model file, without reading its weights."""
     path = Path(path_argument(path, "the model file"))
-    run_files = "a run folder's model files are best.safetensors and last.safetensors"
+    _refuse_if_no_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ResnetlabError(_not_safetensors_problem(path, e)) from None
+    if META_KEY not in metadata:
+        raise ResnetlabError(
+            f"{path} has no resnetlab metadata: it holds bare weights, which train --pretrained "
+            "takes (or, in Python, create_model(...).load_state_dict)"
+        )
+    try:
+        meta = ModelMeta.from_json(metadata[META_KEY])
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ResnetlabError(
+            newer_format_problem(path, metadata[META_KEY])
+            or f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was "
+            "edited: save the model again"
+        ) from None
+    return dataclasses.replace(meta, model_kwargs=built_options(meta.model_kwargs, str(path)))
+
+
+_RUN_FILES = "a run folder's model files are best.safetensors and last.safetensors"
+
+
+def _refuse_if_no_file(path: Path) -> None:
+    """``read_model_meta``'s refusal of a ``path`` that is no file to read: a folder (a run
+    folder, a Keras or TensorFlow model), a pipe, or nothing (a dead link, a near name)."""
     if path.is_dir():
         if (path / "best.safetensors").is_file():
             raise ResnetlabError(f"{path} is a run folder, not a model file; {_run_models(path)}")
@@ -715,7 +758,7 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
                 f"{path.name}.safetensors"
             )
         _refuse_tensorflow_format(path)
-        raise ResnetlabError(f"{path} is a folder, not a model file; {run_files}")
+        raise ResnetlabError(f"{path} is a folder, not a model file; {_RUN_FILES}")
     if is_special(path):  # `<(cat m.safetensors)`: a pipe, which safetensors cannot map
         raise ResnetlabError(
             f"{path} is a pipe or a device, not a model file: save the model to a file and "
@@ -732,70 +775,57 @@ def read_model_meta(path: str | os.PathLike) -> ModelMeta:
             )
         hint = f"; did you mean {near}?" if (near := near_name(path)) else ""
         raise ResnetlabError(f"model file not found: {path}{hint}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        _refuse_tensorflow_format(path)
-        kind = other_format(path)
-        if kind == "an image":
-            raise ResnetlabError(
-                f"{path} is an image, not a model file; give a .safetensors model file "
-                "(predict and explain take it first: MODEL_FILE IMAGE...)"
-            ) from None
-        if kind == "an HDF5 file":
-            from ..data.signs import data_set_as_model  # (data imports this module)
 
-            if (data_set := data_set_as_model(path)) is not None:
-                raise ResnetlabError(data_set) from None
-        if kind in ("an HDF5 file", "a Keras model (.keras)"):
-            raise ResnetlabError(
-                f"{path} is {kind}, not a model file; a Keras model converts to one: "
-                f"resnetlab convert keras {path} {path.stem}.safetensors"
-            ) from None
-        if kind == EXPORT_KINDS[0]:
-            raise ResnetlabError(
-                f"{path} is an ONNX export, which only predict, eval and serve run; this "
-                "needs the .safetensors model file it was exported from"
-            ) from None
-        if kind is not None:
-            raise ResnetlabError(
-                f"{path} is {kind}, not a model file; {run_files} (predict, eval and serve "
-                "also run .onnx exports)"
-            ) from None
-        if (short := cut_short(path)) is not None:
-            raise ResnetlabError(short) from None
-        from ..data.archive import archive_as_model  # (data imports this module)
 
-        if (archive := archive_as_model(path)) is not None:
-            raise ResnetlabError(archive) from None
-        if path.suffix != ".safetensors" and (path.parent / "best.safetensors").is_file():
-            # config.json, metrics.csv...
-            raise ResnetlabError(
-                f"{path} is a file of the run in {path.parent}, not a model file; "
-                f"{_run_models(path.parent)}"
-            ) from None
-        if path.suffix == ".pt":
-            hint = f"; {run_files} (checkpoint.pt is for {option('resume')})"
-        elif path.suffix.lower() == ".safetensors":  # named one, and unreadable as one
-            hint = "; the file is damaged: copy it again, or save the model again"
-        else:
-            hint = "; give the .safetensors file that train or save_model wrote"
-        raise ResnetlabError(f"{path} is not a safetensors model file ({e}){hint}") from None
-    if META_KEY not in metadata:
-        raise ResnetlabError(
-            f"{path} has no resnetlab metadata: it holds bare weights, which train --pretrained "
-            "takes (or, in Python, create_model(...).load_state_dict)"
+def _not_safetensors_problem(path: Path, error: Exception) -> str:
+    """What the file at ``path`` that safetensors could not open (``error``) is instead,
+    and what to give in its place."""
+    _refuse_tensorflow_format(path)
+    kind = other_format(path)
+    if kind == "an image":
+        return (
+            f"{path} is an image, not a model file; give a .safetensors model file "
+            "(predict and explain take it first: MODEL_FILE IMAGE...)"
         )
-    try:
-        meta = ModelMeta.from_json(metadata[META_KEY])
-    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
-        raise ResnetlabError(
-            newer_format_problem(path, metadata[META_KEY])
-            or f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was "
-            "edited: save the model again"
-        ) from None
-    return dataclasses.replace(meta, model_kwargs=built_options(meta.model_kwargs, str(path)))
+    if kind == "an HDF5 file":
+        from ..data.signs import data_set_as_model  # (data imports this module)
+
+        if (data_set := data_set_as_model(path)) is not None:
+            return data_set
+    if kind in ("an HDF5 file", "a Keras model (.keras)"):
+        return (
+            f"{path} is {kind}, not a model file; a Keras model converts to one: "
+            f"resnetlab convert keras {path} {path.stem}.safetensors"
+        )
+    if kind == EXPORT_KINDS[0]:
+        return (
+            f"{path} is an ONNX export, which only predict, eval and serve run; this "
+            "needs the .safetensors model file it was exported from"
+        )
+    if kind is not None:
+        return (
+            f"{path} is {kind}, not a model file; {_RUN_FILES} (predict, eval and serve "
+            "also run .onnx exports)"
+        )
+    if (short := cut_short(path)) is not None:
+        return short
+    from ..data.archive import archive_as_model  # (data imports this module)
+
+    if (archive := archive_as_model(path)) is not None:
+        return archive
+    if path.suffix != ".safetensors" and (path.parent / "best.safetensors").is_file():
+        # config.json, metrics.csv...
+        return (
+            f"{path} is a file of the run in {path.parent}, not a model file; "
+            f"{_run_models(path.parent)}"
+        )
+    if path.suffix == ".pt":
+        hint = f"; {_RUN_FILES} (checkpoint.pt is for {option('resume')})"
+    elif path.suffix.lower() == ".safetensors":  # named one, and unreadable as one
+        hint = "; the file is damaged: copy it again, or save the model again"
+    else:
+        hint = "; give the .safetensors file that train or save_model wrote"
+    return f"{path} is not a safetensors model file ({error}){hint}"
 
 
 def _run_models(folder: Path) -> str:
