@@ -685,48 +685,11 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
     if is_keras_folder(path):  # model.save(folder, zipped=False)
         return _from_keras(path, source, input_size)
     if not path.exists():
-        # A misspelt name (torchvison, timm:...) reads as a path; a misspelt path has a near
-        # name beside it (best.safetensor for best.safetensors).
-        name, colon, rest = source.partition(":")
-        named = difflib.get_close_matches(name, NAMED_SOURCES, n=1, cutoff=0.8)
-        if source.lower() == "imagenet":  # Keras's weights="imagenet"
-            hint = (
-                f"; ImageNet weights are torchvision's ({option('pretrained', 'torchvision')}) "
-                f"or timm's ({option('pretrained', 'timm')}), for the models they have "
-                f"weights for"
-            )
-        elif named and os.sep not in source:
-            hint = f"; did you mean {named[0]}{colon}{rest}?"
-        elif near := near_name(path):
-            hint = f"; did you mean {near}?"
-        else:
-            hint = f" (SOURCE is {_SOURCES})"
-        raise ResnetlabError(f"pretrained weights not found: {path}{hint}")
+        raise ResnetlabError(_not_found_problem(path, source))
     if (hub_weights := _hub_folder_weights(path)) is not None:
         return _from_path(hub_weights, source, input_size)
     if path.is_dir():
-        best = path / "best.safetensors"
-        if not best.is_file():
-            runs = sorted(path.glob("*/best.safetensors"), key=lambda f: f.stat().st_mtime)
-            if runs:  # the folder of the runs (runs/), not one of them (runs/<run>)
-                raise ResnetlabError(
-                    f"{path} is a folder of {len(runs)} run folder{'s' * (len(runs) > 1)}, "
-                    "not one run: "
-                    f"{option('pretrained')} takes one of them, e.g. the newest, "
-                    f"{runs[-1].parent}"
-                )
-            suffixes = (".safetensors", *TORCH_SUFFIXES, *KERAS_SUFFIXES)
-            files = sorted(f for f in path.iterdir() if f.suffix.lower() in suffixes)
-            if files:  # a Hugging Face model's folder (model.safetensors, config.json)
-                raise ResnetlabError(
-                    f"{path} is a folder without best.safetensors, so not a run folder; "
-                    f"for the weights file in it, give that file: {option('pretrained', files[0])}"
-                )
-            raise ResnetlabError(
-                f"{path} is a folder without best.safetensors (a run folder has one once "
-                f"its first epoch has finished); {option('pretrained')} takes {_SOURCES}"
-            )
-        return _from_model_file(best, source, kind="run")
+        return _from_model_file(_run_folder_model(path), source, kind="run")
     if (kind := other_format(path)) in EXPORT_KINDS:
         raise ResnetlabError(
             f"{path} is {kind}, for inference only (every BatchNorm folded into its "
@@ -747,17 +710,72 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
         return _with_hub_config(_from_torch_file(path, source), path)
     if suffix in KERAS_SUFFIXES:
         return _from_keras(path, source, input_size)
+    raise ResnetlabError(_not_weights_problem(path, suffix))
+
+
+def _not_found_problem(path: Path, source: str) -> str:
+    """What a SOURCE that is no source's name and no file may have meant: a misspelt name
+    (torchvison, timm:...) reads as a path; a misspelt path has a near name beside it
+    (best.safetensor for best.safetensors)."""
+    name, colon, rest = source.partition(":")
+    named = difflib.get_close_matches(name, NAMED_SOURCES, n=1, cutoff=0.8)
+    if source.lower() == "imagenet":  # Keras's weights="imagenet"
+        hint = (
+            f"; ImageNet weights are torchvision's ({option('pretrained', 'torchvision')}) "
+            f"or timm's ({option('pretrained', 'timm')}), for the models they have "
+            f"weights for"
+        )
+    elif named and os.sep not in source:
+        hint = f"; did you mean {named[0]}{colon}{rest}?"
+    elif near := near_name(path):
+        hint = f"; did you mean {near}?"
+    else:
+        hint = f" (SOURCE is {_SOURCES})"
+    return f"pretrained weights not found: {path}{hint}"
+
+
+def _run_folder_model(path: Path) -> Path:
+    """The best model of the run folder ``path``, refused in one line for a folder that is
+    not one: the folder of the runs, a folder of weights files, a run before its first
+    epoch has finished."""
+    best = path / "best.safetensors"
+    if best.is_file():
+        return best
+    runs = sorted(path.glob("*/best.safetensors"), key=lambda f: f.stat().st_mtime)
+    if runs:  # the folder of the runs (runs/), not one of them (runs/<run>)
+        raise ResnetlabError(
+            f"{path} is a folder of {len(runs)} run folder{'s' * (len(runs) > 1)}, "
+            "not one run: "
+            f"{option('pretrained')} takes one of them, e.g. the newest, "
+            f"{runs[-1].parent}"
+        )
+    suffixes = (".safetensors", *TORCH_SUFFIXES, *KERAS_SUFFIXES)
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in suffixes)
+    if files:  # a Hugging Face model's folder (model.safetensors, config.json)
+        raise ResnetlabError(
+            f"{path} is a folder without best.safetensors, so not a run folder; "
+            f"for the weights file in it, give that file: {option('pretrained', files[0])}"
+        )
+    raise ResnetlabError(
+        f"{path} is a folder without best.safetensors (a run folder has one once "
+        f"its first epoch has finished); {option('pretrained')} takes {_SOURCES}"
+    )
+
+
+def _not_weights_problem(path: Path, suffix: str) -> str:
+    """What a file of no weights format (``suffix``) is: one of a run's other files, given
+    for the run, or a file of a kind no source reads."""
     run = path.parent
     # A run's files from its first epoch (best.safetensors) or step (engine's CHECKPOINT_NAME,
     # which this module, imported by the engine, cannot import).
     kept = ("best.safetensors", "checkpoint.pt")
     if (run / "config.json").is_file() and any((run / name).is_file() for name in kept):
-        # A run's config.json, summary.json, metrics.csv... given for the run.
-        raise ResnetlabError(
+        # A run's config.json, summary.json, metrics.csv...
+        return (
             f"{path} is a file of the run in {run}, not weights; "
             f"{option('pretrained')} takes the run folder: {option('pretrained', run)}"
         )
-    raise ResnetlabError(
+    return (
         f"{path}: unknown kind of weights file {suffix or '(no suffix)'}; give a "
         f"{', '.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))} file or a run folder"
     )
