@@ -266,19 +266,59 @@ def export_model(
         ResnetlabError: a bad option or input, or a written file whose outputs differ from
             the PyTorch model's beyond the tolerance (nothing is then written).
     """
-    if isinstance(model_file, nn.Module):  # predict and evaluate take one; export checks a file
-        raise ResnetlabError(
-            f"export_model takes a model file, not a {type(model_file).__name__}: write it with "
-            "resnetlab.save_model(model, 'model.safetensors') (a loaded model keeps its class "
-            "names and normalisation) and export that file"
-        )
-    model_file = path_argument(model_file, "the model file")
-    out = path_argument(out, "the file to write", reading=False)
-    if str(out) == "-":  # a shell's way to say standard output, not a file named "-"
-        out = _standard_output()
-    if problem := folder_problem(out, "model.onnx"):
-        raise ResnetlabError(problem)
-    out = Path(out)
+    request = _checked_request(
+        model_file, out, format, batch, opset, fp16, with_preprocessing, data, quantize
+    )
+    model = load_model(request.model_file)  # a file that is not a model file stops here
+    meta = model.meta
+    metadata = deploy_metadata(
+        meta, pixels=request.pixels, precision=request.precision, batch=request.batch
+    )
+    images, described = check_images(meta, request.data, calibrated=request.quantize is not None)
+    graph = DeployedModel(model, meta, pixels=request.pixels, fp16=request.fp16)
+    example = _example(meta, request.pixels, request.batch)
+    with _temporary_kept_as(request.out, request.fmt) as tmp:
+        opset_used = _write_graph(tmp, graph, example, request, meta, metadata)
+        check, int8_accuracy = _check_written(tmp, request, model, images, described)
+        size_bytes = tmp.stat().st_size
+    return _report(request, meta.model, metadata, opset_used, size_bytes, check, int8_accuracy)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """``export_model``'s arguments, checked (``_checked_request``)."""
+
+    model_file: str | os.PathLike
+    out: Path
+    fmt: str
+    batch: int | None  # None: dynamic
+    opset: int | None
+    fp16: bool
+    pixels: bool  # with_preprocessing: the graph takes uint8 pixels
+    data: str | None
+    quantize: str | None
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.quantize else "fp16" if self.fp16 else "fp32"
+
+
+def _checked_request(
+    model_file: object,
+    out: str | os.PathLike,
+    format: str | None,
+    batch: str | int,
+    opset: int | None,
+    fp16: bool,
+    with_preprocessing: bool,
+    data: str | None,
+    quantize: str | None,
+) -> _Request:
+    """``export_model``'s arguments checked before any work, in this order: the model file,
+    the file to write and its format, then the options; and for ONNX, that its packages
+    are installed."""
+    model_file = _model_file_argument(model_file)
+    out = _file_to_write(out)
     fmt = _output_format(out, model_file, format)
     batch_ = parse_batch(batch)
     opset = None if opset is None else count_argument(opset, option("opset"))
@@ -289,32 +329,45 @@ def export_model(
     if fmt == "onnx":
         for module in ("onnx", "onnxscript", "onnxruntime"):
             import_extra(module, "ONNX export")
-    model = load_model(model_file)  # a file that is not a model file stops here
-    meta = model.meta
-    precision = "int8" if quantize else "fp16" if fp16 else "fp32"
-    pixels = with_preprocessing
-    metadata = deploy_metadata(meta, pixels=pixels, precision=precision, batch=batch_)
-    images, described = check_images(meta, data, calibrated=quantize is not None)
-    graph = DeployedModel(model, meta, pixels=pixels, fp16=fp16)
-    example = _example(meta, pixels, batch_)
+    return _Request(model_file, out, fmt, batch_, opset, fp16, with_preprocessing, data, quantize)
+
+
+def _model_file_argument(model_file: object) -> str | os.PathLike:
+    """``model_file`` as a path (``path_argument``); a model itself is refused with how to
+    make it a file."""
+    if isinstance(model_file, nn.Module):  # predict and evaluate take one; export checks a file
+        raise ResnetlabError(
+            f"export_model takes a model file, not a {type(model_file).__name__}: write it with "
+            "resnetlab.save_model(model, 'model.safetensors') (a loaded model keeps its class "
+            "names and normalisation) and export that file"
+        )
+    return path_argument(model_file, "the model file")
+
+
+def _file_to_write(out: object) -> Path:
+    """``out`` as the path of a file to write: ``-`` is standard output, and a folder is
+    refused (``folder_problem``)."""
+    out = path_argument(out, "the file to write", reading=False)
+    if str(out) == "-":  # a shell's way to say standard output, not a file named "-"
+        out = _standard_output()
+    if problem := folder_problem(out, "model.onnx"):
+        raise ResnetlabError(problem)
+    return Path(out)
+
+
+@contextlib.contextmanager
+def _temporary_kept_as(out: Path, fmt: str) -> Iterator[Path]:
+    """A temporary file (``_temporary_file``) for the block to write and check: renamed to
+    ``out`` (or copied into it, where ``out`` is ``written_into``) once the block is done;
+    removed, with the folders made for ``out``, if the block fails, so that a failed export
+    leaves nothing behind. An ``OSError`` becomes one line naming ``out`` (``write_error``)."""
     # Folders made for OUT go again when the export fails: it leaves nothing behind.
     made = [] if written_into(out) else missing_folders(out.parent)
     with removed_on_failure(made):
         tmp, held = _temporary_file(out, fmt)
-        int8_accuracy, renamed = None, False
+        renamed = False
         try:
-            opset_used = WRITERS[fmt](graph, tmp, example, batch_, opset, metadata)
-            if quantize:
-                from .quantize import quantize_int8
-
-                calibration = _as_inputs(calibration_images(meta, data), meta, pixels)
-                quantize_int8(tmp, tmp, calibration, batch=batch_)
-                _set_onnx_metadata(tmp, metadata)
-            check = _check(fmt, tmp, model, meta, images, described, pixels, batch_, precision)
-            if quantize:
-                int8_accuracy = _int8_accuracy(model, tmp, data)
-                _judge_int8(int8_accuracy)
-            size_bytes = tmp.stat().st_size
+            yield tmp
             if written_into(out):  # /dev/null, /dev/stdout: the checked file then removed
                 write_into(out, tmp.read_bytes())
             else:
@@ -332,15 +385,72 @@ def export_model(
                     tmp.unlink(missing_ok=True)
             if held is not None:
                 os.close(held)
+
+
+def _write_graph(
+    path: Path,
+    graph: nn.Module,
+    example: torch.Tensor,
+    request: _Request,
+    meta: ModelMeta,
+    metadata: dict[str, Any],
+) -> int | None:
+    """Write ``graph`` to ``path`` in the format asked for, with ``metadata``; with
+    ``quantize``, the ONNX file is then quantized to int8 in place, calibrated on training
+    images of ``data``. Returns the ONNX opset (None for the other formats)."""
+    opset = WRITERS[request.fmt](graph, path, example, request.batch, request.opset, metadata)
+    if request.quantize:
+        from .quantize import quantize_int8
+
+        calibration = _as_inputs(calibration_images(meta, request.data), meta, request.pixels)
+        quantize_int8(path, path, calibration, batch=request.batch)
+        _set_onnx_metadata(path, metadata)
+    return opset
+
+
+def _check_written(
+    path: Path, request: _Request, model: nn.Module, images: torch.Tensor, described: str
+) -> tuple[Check, dict[str, Any] | None]:
+    """The written file compared with ``model`` on ``images`` (``_check``) and, for an int8
+    file, its accuracy on the held-out images of ``data`` (``_int8_accuracy``, else None);
+    either raises when the file falls short."""
+    check = _check(
+        request.fmt,
+        path,
+        model,
+        model.meta,
+        images,
+        described,
+        request.pixels,
+        request.batch,
+        request.precision,
+    )
+    if not request.quantize:
+        return check, None
+    int8_accuracy = _int8_accuracy(model, path, request.data)
+    _judge_int8(int8_accuracy)
+    return check, int8_accuracy
+
+
+def _report(
+    request: _Request,
+    model_name: str,
+    metadata: dict[str, Any],
+    opset: int | None,
+    size_bytes: int,
+    check: Check,
+    int8_accuracy: dict[str, Any] | None,
+) -> ExportReport:
+    """What ``export_model`` returns: the file written, how, and how its check went."""
     return ExportReport(
-        source=str(model_file),
-        path=str(out),
-        format=fmt,
-        model=meta.model,
-        precision=precision,
-        batch=batch_,
-        pixels=pixels,
-        opset=opset_used,
+        source=str(request.model_file),
+        path=str(request.out),
+        format=request.fmt,
+        model=model_name,
+        precision=request.precision,
+        batch=request.batch,
+        pixels=request.pixels,
+        opset=opset,
         size_bytes=size_bytes,
         check=check,
         metadata={k: v for k, v in metadata.items() if k != "resnetlab"},
