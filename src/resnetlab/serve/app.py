@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 
 import anyio
+import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -172,8 +173,17 @@ def create_app(
     check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout)
     batcher = Batcher(predictor, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
     max_bytes = int(max_upload_mb * 2**20)
-    # Decoding runs in worker threads; this many at once bounds the memory big images take.
-    decoders = anyio.CapacityLimiter(max(2, available_cpus()))
+    app = _new_app(batcher, max_bytes, request_timeout)
+    _add_error_handlers(app, max_bytes, max_queue, request_timeout)
+    _add_page_and_status_routes(app, predictor, batcher, top_k, max_bytes)
+    _add_predict_routes(app, predictor, batcher, top_k)
+    return app
+
+
+def _new_app(batcher: Batcher, max_bytes: int, request_timeout: float) -> FastAPI:
+    """The app without its routes: ``batcher`` started and stopped with the server, request
+    bodies limited (``BodyLimit``), requests cancelled at shutdown answered
+    (``AnswerWhenStopped``), and the page's static files."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -194,8 +204,13 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_bytes, timeout_s=request_timeout)
     app.add_middleware(AnswerWhenStopped)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
-    _add_error_handlers(app, max_bytes, max_queue, request_timeout)
+
+def _add_page_and_status_routes(
+    app: FastAPI, predictor: Predictor, batcher: Batcher, top_k: int, max_bytes: int
+) -> None:
+    """``GET /`` (the page), ``GET /healthz`` and ``GET /metadata``."""
 
     # HEAD as well, as Starlette's own routes and the static files answer it: what
     # `curl -I` and uptime checks send.
@@ -221,6 +236,13 @@ def create_app(
             "batching": batcher.stats(),
         }
 
+
+def _add_predict_routes(app: FastAPI, predictor: Predictor, batcher: Batcher, top_k: int) -> None:
+    """``POST /predict`` (and ``PUT``), and the answers to an image sent another way: ``GET
+    /predict`` and ``POST /``."""
+    # Decoding runs in worker threads; this many at once bounds the memory big images take.
+    decoders = anyio.CapacityLimiter(max(2, available_cpus()))
+
     # PUT too: TorchServe's examples upload with `curl -T photo.jpg`, which sends PUT.
     @app.api_route("/predict", methods=["POST", "PUT"])
     async def predict(request: Request) -> dict:
@@ -229,25 +251,13 @@ def create_app(
         if cam:
             predictor.require_cam()  # before the work, not after
         batcher.refuse_if_full()  # as is an image that would wait in a full queue
-        try:
-            pixels = await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
-        except RequestError as e:
-            if e.status in (415, 422) and (fix := _how_to_send(request, data)):
-                raise RequestError(f"{e}; {fix}", e.status) from None
-            raise
+        pixels = await _decoded(request, data, name, predictor, decoders)
         probs = await batcher.submit(torch.from_numpy(pixels))
-        if not bool(probs.isfinite().all()):  # JSON has no NaN: the answer said null
-            problem = f"the model's outputs are NaN or inf for {name or 'the upload'}; "
-            problem += nonfinite_outputs_cause(predictor.precision)
-            log.warning("%s", problem)  # the server's to fix: its log says so too
-            raise RequestError(problem, 500)
+        _refuse_nonfinite(probs, name, predictor.precision)
         (top,) = top_classes(probs[None], predictor.names, k)
         answer = Prediction(name or "upload", top).to_dict()
         if cam:
-            png, note = await batcher.run(predictor.cam_png, pixels)
-            answer["cam"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-            if note:  # a map too coarse to point at a place
-                answer["cam_note"] = note
+            answer |= await _cam_fields(predictor, batcher, pixels)
         return answer
 
     # After POST and PUT: a method neither route takes (DELETE) is answered with the first
@@ -255,7 +265,43 @@ def create_app(
     app.add_api_route("/predict", _how_to_predict, methods=["GET"], include_in_schema=False)
     # An image sent to the page's address (the server prints that one): where it goes.
     app.add_api_route("/", _not_the_page, methods=["POST", "PUT"], include_in_schema=False)
-    return app
+
+
+async def _decoded(
+    request: Request,
+    data: bytes,
+    name: str | None,
+    predictor: Predictor,
+    decoders: anyio.CapacityLimiter,
+) -> np.ndarray:
+    """The upload's pixels (``Predictor.decode``, in a worker thread); a body that is no
+    image is told how to send one where the request shows how it went wrong
+    (``_how_to_send``)."""
+    try:
+        return await anyio.to_thread.run_sync(predictor.decode, data, name, limiter=decoders)
+    except RequestError as e:
+        if e.status in (415, 422) and (fix := _how_to_send(request, data)):
+            raise RequestError(f"{e}; {fix}", e.status) from None
+        raise
+
+
+def _refuse_nonfinite(probs: torch.Tensor, name: str | None, precision: str) -> None:
+    """A 500 for outputs that are NaN or inf, with their likely cause
+    (``nonfinite_outputs_cause``)."""
+    if not bool(probs.isfinite().all()):  # JSON has no NaN: the answer said null
+        problem = f"the model's outputs are NaN or inf for {name or 'the upload'}; "
+        problem += nonfinite_outputs_cause(precision)
+        log.warning("%s", problem)  # the server's to fix: its log says so too
+        raise RequestError(problem, 500)
+
+
+async def _cam_fields(predictor: Predictor, batcher: Batcher, pixels: np.ndarray) -> dict[str, str]:
+    """The class activation map of an answer, as a PNG data URL, and the note on it if any."""
+    png, note = await batcher.run(predictor.cam_png, pixels)
+    fields = {"cam": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
+    if note:  # a map too coarse to point at a place
+        fields["cam_note"] = note
+    return fields
 
 
 def check_limits(max_batch, max_wait_ms, max_queue, max_upload_mb, top_k, request_timeout) -> None:
