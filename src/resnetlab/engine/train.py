@@ -328,6 +328,22 @@ def train(
     # A worker process running the main script again (no main guard under 'spawn') leaves
     # before it takes the run folder the script's own process holds.
     leave_if_starting_a_worker()
+    config_file = _config_file(config)
+    if resume is not None and config is not None:
+        raise _resume_takes_no_config(config_file)
+    if resume is not None:
+        run_dir = Path(path_argument(resume, "resume"))
+        config, given = _resumed_config(run_dir, overrides)
+        with global_state_kept(), named_as_given(data_as_given(config, overrides)):
+            return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
+    config = _resolved_config(config, config_file, overrides)
+    with global_state_kept(), named_as_given(data_as_given(config, overrides)):
+        return Trainer(config).run()
+
+
+def _config_file(config: object) -> str | os.PathLike | None:
+    """The config.json that ``train``'s ``config`` names, else None (a ``TrainConfig``, or
+    none); anything else is refused."""
     config_file = config if isinstance(config, str | os.PathLike) else None
     if config is not None and config_file is None and not isinstance(config, TrainConfig):
         raise ResnetlabError(
@@ -335,48 +351,71 @@ def train(
             f"data=...)), not a {type(config).__name__}"
             + ("; unpack it: train(**options)" if isinstance(config, dict) else "")
         )
-    if resume is not None and config is not None:
-        if on_command_line():
-            who, changes = "--resume", "flags (--resume RUN --epochs 30), not --config"
-        else:
-            given = "a config.json" if config_file is not None else "a TrainConfig"
-            who, changes = (
-                "train(resume=...)",
-                f"keywords (train(resume=run, epochs=30)), not {given}",
-            )
-        raise ResnetlabError(
-            f"{who} continues the run with its own config.json; give what changes as {changes}"
+    return config_file
+
+
+def _resume_takes_no_config(config_file: str | os.PathLike | None) -> ResnetlabError:
+    """The error for a config given to a resumed run, in the words of the command line or of
+    the Python call."""
+    if on_command_line():
+        who, changes = "--resume", "flags (--resume RUN --epochs 30), not --config"
+    else:
+        given = "a config.json" if config_file is not None else "a TrainConfig"
+        who, changes = (
+            "train(resume=...)",
+            f"keywords (train(resume=run, epochs=30)), not {given}",
         )
-    if resume is not None:
-        run_dir = Path(path_argument(resume, "resume"))
-        _check_resumable(run_dir)
-        values = TrainConfig.load(run_dir / "config.json")
-        given = {k: v for k, v in overrides.items() if v is not None}
-        stored_paths(values)  # a run stored before data paths were absolute
-        stored_paths(given)
-        if "out" in given and Path(given["out"]).expanduser().resolve() != run_dir.resolve():
-            rerun = options(option("config", run_dir / "config.json"), option("out", given["out"]))
-            raise ResnetlabError(
-                f"{option('resume')} continues the run in {run_dir}, where its files are, not "
-                f"in {given['out']}; drop {option('out')} (a new run with its settings in "
-                f"{given['out']}: {rerun})"
-            )
-        changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
-        moved = _moved_data(values, given, run_dir)
-        changed = [k for k in changed if k not in moved]
-        if changed:
-            raise ResnetlabError(
-                f"{option('resume')} continues {run_dir} as it was set up; its "
-                f"{', '.join(map(option, changed))} "
-                f"cannot change (start a new run: {option('config', run_dir / 'config.json')} "
-                "with the new values)"
-            )
-        # The recipe cannot change (above); given again, its preset must not replace the
-        # run's own values. A value of config.json that is out of range is named with it.
-        flags = {k: v for k, v in given.items() if k != "recipe"}
-        config = resolve_config(values, source=run_dir / "config.json", **flags)
-        with global_state_kept(), named_as_given(data_as_given(config, overrides)):
-            return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
+    return ResnetlabError(
+        f"{who} continues the run with its own config.json; give what changes as {changes}"
+    )
+
+
+def _resumed_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict]:
+    """The config of the run in ``run_dir`` to resume, with the keywords given (those not
+    None, also returned) applied: they may extend the run, not change what defines it
+    (``_check_same_run``)."""
+    _check_resumable(run_dir)
+    values = TrainConfig.load(run_dir / "config.json")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    stored_paths(values)  # a run stored before data paths were absolute
+    stored_paths(given)
+    _check_same_run(run_dir, values, given)
+    # The recipe cannot change (_check_same_run); given again, its preset must not replace
+    # the run's own values. A value of config.json that is out of range is named with it.
+    flags = {k: v for k, v in given.items() if k != "recipe"}
+    return resolve_config(values, source=run_dir / "config.json", **flags), given
+
+
+def _check_same_run(run_dir: Path, values: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse keywords given to resume ``run_dir`` that would make it another run: another
+    ``out``, or a change to a ``RUN_DEFINING`` setting (data moved since is no change:
+    ``_moved_data``)."""
+    if "out" in given and Path(given["out"]).expanduser().resolve() != run_dir.resolve():
+        rerun = options(option("config", run_dir / "config.json"), option("out", given["out"]))
+        raise ResnetlabError(
+            f"{option('resume')} continues the run in {run_dir}, where its files are, not "
+            f"in {given['out']}; drop {option('out')} (a new run with its settings in "
+            f"{given['out']}: {rerun})"
+        )
+    changed = [k for k in RUN_DEFINING if k in given and given[k] != values.get(k)]
+    moved = _moved_data(values, given, run_dir)
+    changed = [k for k in changed if k not in moved]
+    if changed:
+        raise ResnetlabError(
+            f"{option('resume')} continues {run_dir} as it was set up; its "
+            f"{', '.join(map(option, changed))} "
+            f"cannot change (start a new run: {option('config', run_dir / 'config.json')} "
+            "with the new values)"
+        )
+
+
+def _resolved_config(
+    config: TrainConfig | str | os.PathLike | None,
+    config_file: str | os.PathLike | None,
+    overrides: dict[str, Any],
+) -> TrainConfig:
+    """The config of a new run: ``config_file``'s, ``config`` itself, or the defaults, with
+    ``overrides`` applied; warns of settings that do not apply."""
     if config_file is not None:
         values = TrainConfig.load(config_file)
         _gone_config_data(values, overrides, config_file)
@@ -395,8 +434,7 @@ def train(
             del values["model"]
         config = resolve_config(values, **overrides)
         warn_of_settings_that_do_not_apply(config, overrides, values)
-    with global_state_kept(), named_as_given(data_as_given(config, overrides)):
-        return Trainer(config).run()
+    return config
 
 
 def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
