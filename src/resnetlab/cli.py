@@ -1877,7 +1877,12 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
 
     ours = (DataWarning, CacheWarning, SettingWarning)
     kind = "" if issubclass(category, ours) else f"{category.__name__}: "
-    print(f"warning: {kind}{message}", file=sys.stderr)
+    try:
+        print(f"warning: {kind}{message}", file=sys.stderr)
+    except BrokenPipeError:  # (`resnetlab train ... 2>&1 | head -1`): as a run's log line
+        from .engine.report import stderr_lost
+
+        stderr_lost()
 
 
 def _not_matplotlib_config_dir(record: logging.LogRecord) -> bool:

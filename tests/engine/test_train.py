@@ -665,6 +665,36 @@ def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkey
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
 
 
+def test_a_warning_that_finds_the_output_reader_gone_stops_the_run_as_a_log_line_does(
+    tmp_path, monkeypatch
+):
+    # `resnetlab train ... 2>&1 | head -1`, the reader gone before a warning, the first
+    # write after it: the run ended "failed" with exit status 1 at the warning, where a
+    # progress line stops it at its next step, checkpoint saved, exit status 141.
+    read, write = os.pipe()
+    stderr = os.fdopen(write, "w", buffering=1)
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.close(read)
+            warnings.warn("a note on the data", DataWarning, stacklevel=1)
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    try:
+        assert main(["train", *args, "--out", str(out)]) == 128 + 13
+    finally:
+        stderr.close()
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (0, 2)
+
+
 def test_a_finished_run_is_freed_at_once_not_by_the_garbage_collector(tmp_path, monkeypatch):
     # A reference from the run's log back to its trainer (a callback) made a cycle: the
     # trainer, its model and its loaders' worker processes lived on until the collector

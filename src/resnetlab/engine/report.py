@@ -15,8 +15,10 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import unicodedata
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,6 +205,20 @@ def _of_epoch(summary: dict[str, Any], epoch: int) -> str:
     return f"{summary['model']} of epoch {epoch} ({held}.safetensors) on the validation images"
 
 
+# The logs of the runs in progress, for a write to stderr that none of them made (a
+# warning's) and that finds the reader gone.
+_OPEN_LOGS: weakref.WeakSet[RunLog] = weakref.WeakSet()
+
+
+def stderr_lost() -> None:
+    """The reader of stderr has gone, found by a write outside the run logs (a warning's):
+    what is written there from now on goes nowhere, and each run in progress stops as a
+    write of its own log would have stopped it (at its next step, with its checkpoint)."""
+    discard_output(sys.stderr)
+    for log in list(_OPEN_LOGS):
+        log.lose_output(log.console)
+
+
 class _LogConsole(Console):
     """A console whose lost reader is the log's to handle (rich's own way exits)."""
 
@@ -246,6 +262,7 @@ class RunLog:
         self.on_output_lost: Callable[[], Callable[[], None] | None] | None = None
         if not enabled:
             return
+        _OPEN_LOGS.add(self)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -299,11 +316,18 @@ class RunLog:
         try:
             console.print(text, highlight=False)
         except BrokenPipeError:
-            self.output_lost = True
-            discard_output(console.file)
-            stop = self.on_output_lost() if self.on_output_lost is not None else None
-            if stop is not None and console is self.console:
-                stop()
+            self.lose_output(console)
+
+    def lose_output(self, console: Console) -> None:
+        """The reader of ``console``'s stream has gone: nothing more is written to the
+        screen, and the log's (not the result's) stops the run."""
+        if self.output_lost:
+            return
+        self.output_lost = True
+        discard_output(console.file)
+        stop = self.on_output_lost() if self.on_output_lost is not None else None
+        if stop is not None and console is self.console:
+            stop()
 
     def epoch_begin(self, epoch: int, steps: int, done: int) -> None:
         if self.first_epoch is None:  # the clock of the run's time left starts here
@@ -452,6 +476,7 @@ class RunLog:
         self._stop_bar()
         if not self.enabled:
             return
+        _OPEN_LOGS.discard(self)
         if self._metrics_file is not None:
             # Each row was flushed when written; a close that fails follows a write error
             # that has been reported already.
