@@ -513,6 +513,34 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
+def test_output_into_a_closed_pipe_on_windows_ends_quietly(tmp_path, monkeypatch):
+    # Windows fails a write to a pipe whose reader has gone with EINVAL, not EPIPE: the
+    # command ends as on a broken pipe; EINVAL from a file on a disk stays an error.
+    from PIL import Image
+
+    from .engine.test_report import WindowsPipe
+
+    model = resnetlab.create_model("resnet8", num_classes=2)
+    resnetlab.save_model(model, tmp_path / "m.safetensors", input_size=16, class_names=["a", "b"])
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(tmp_path / "red.png")
+    predict = ["predict", str(tmp_path / "m.safetensors"), str(tmp_path / "red.png")]
+    read, write = os.pipe()
+    stdout = WindowsPipe(write)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(predict) == 1
+    finally:
+        stdout.close()
+        os.close(read)
+        os.close(write)
+    with open(tmp_path / "out.txt", "w") as file:
+        stdout = WindowsPipe(file.fileno())
+        monkeypatch.setattr(sys, "stdout", stdout)
+        with pytest.raises(OSError):
+            main(predict)
+        stdout.close()
+
+
 def test_the_advice_on_enlarged_images_is_given_where_it_helps_training(tmp_path, capsys):
     write_tree(
         tmp_path / "small",

@@ -1879,10 +1879,29 @@ def _show_warning(message, category, *_args, **_kwargs) -> None:
     kind = "" if issubclass(category, ours) else f"{category.__name__}: "
     try:
         print(f"warning: {kind}{message}", file=sys.stderr)
-    except BrokenPipeError:  # (`resnetlab train ... 2>&1 | head -1`): as a run's log line
+    except OSError as e:  # (`resnetlab train ... 2>&1 | head -1`): as a run's log line
         from .engine.report import stderr_lost
+        from .storage import reader_gone
 
+        if not reader_gone(e, sys.stderr):
+            raise
         stderr_lost()
+
+
+def _stdout_reader_gone(error: OSError) -> bool:
+    """Whether ``error``, come from anywhere in a command, is a write to stdout that found
+    its reader gone. Windows says so with EINVAL, which other calls raise for errors of
+    their own: there it counts only where stdout, asked to write what it still holds,
+    fails again with it."""
+    from .storage import reader_gone
+
+    if isinstance(error, BrokenPipeError) or not reader_gone(error, sys.stdout):
+        return isinstance(error, BrokenPipeError)
+    try:
+        sys.stdout.flush()
+    except OSError as again:
+        return again.errno == error.errno
+    return False
 
 
 def _not_matplotlib_config_dir(record: logging.LogRecord) -> bool:
@@ -1929,13 +1948,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`resnetlab predict ... | head`): not an error of ours.
-        from .storage import discard_output
+    except OSError as e:
+        if _stdout_reader_gone(e):
+            # The reader went away (`resnetlab predict ... | head`): not an error of ours.
+            from .storage import discard_output
 
-        discard_output(sys.stdout)
-        return 1
-    except OSError as e:  # a path given that cannot be used, which no command named itself
+            discard_output(sys.stdout)
+            return 1
+        # A path given that cannot be used, which no command named itself.
         if (line := os_error_line(e)) is None:
             raise
         print(f"error: {as_given(line)}", file=sys.stderr)  # an archive's file: in it

@@ -461,6 +461,22 @@ def remove_stale_temps(folder: Path, names: tuple[str, ...]) -> None:
             temp_path(folder / name).unlink(missing_ok=True)
 
 
+def reader_gone(error: OSError, stream: Any) -> bool:
+    """Whether ``error``, raised by a write to ``stream``, says that the stream's reader has
+    gone (``resnetlab ... | head``): a BrokenPipeError, or EINVAL where ``stream`` is a pipe
+    or a console, which is how Windows reports a write to a pipe whose reader has gone. The
+    same errno from a file on a disk, or raised with a path, is an error of its own."""
+    if isinstance(error, BrokenPipeError):
+        return True
+    if error.errno != errno.EINVAL or error.filename is not None:
+        return False
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation: a StringIO
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
 def discard_output(stream: Any) -> None:
     """Send what is written to ``stream`` (stdout, stderr) from now on nowhere: its reader
     has gone (``resnetlab ... | head``), and what is still buffered would fail again at

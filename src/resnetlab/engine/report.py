@@ -37,7 +37,14 @@ from ..data.folders import split_role
 from ..data.sources import data_name
 from ..errors import ResnetlabError, option
 from ..explain.gallery import ErrorSource, write_error_gallery
-from ..storage import WriteError, atomic_write_text, discard_output, strict_json, write_error
+from ..storage import (
+    WriteError,
+    atomic_write_text,
+    discard_output,
+    reader_gone,
+    strict_json,
+    write_error,
+)
 from .evaluate import EvalResult
 
 METRIC_FIELDS = (
@@ -315,7 +322,9 @@ class RunLog:
         console = console or self.console
         try:
             console.print(text, highlight=False)
-        except BrokenPipeError:
+        except OSError as e:
+            if not reader_gone(e, console.file):
+                raise
             self.lose_output(console)
 
     def lose_output(self, console: Console) -> None:
