@@ -520,3 +520,35 @@ def test_a_run_from_weights_stopped_before_its_first_checkpoint_resumes_from_the
     assert resumed.summary["status"] == "finished"
     for key, tensor in _state(whole.model).items():
         assert torch.equal(tensor, _state(resumed.model)[key]), key
+
+
+def test_a_rerun_too_short_for_its_config_head_epochs_names_the_file(tmp_path, capsys):
+    # config.json records the head epochs a fine-tuning run resolved (the default's 1 here):
+    # rerun with --max-steps 2, the error named --head-epochs 1, a flag not given.
+    data = write_tree(
+        tmp_path / "photos", {c: [noise(i + 20 * k) for i in range(20)] for k, c in enumerate("ab")}
+    )
+    first = train(
+        model="resnet8", data="digits", input_size=8, max_steps=1, out=str(tmp_path / "a")
+    )
+    tuned = train(
+        pretrained=str(first.run_dir),
+        data=str(data),
+        epochs=2,
+        batch_size=8,
+        out=str(tmp_path / "b"),
+    )
+    config = tuned.run_dir / "config.json"
+    assert json.loads(config.read_text())["head_epochs"] == 1
+    capsys.readouterr()
+    rerun = ["train", "--config", str(config), "--max-steps", "2"]
+    assert main([*rerun, "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}: head_epochs 1 leaves no steps to train the rest of the network (2 "
+        "steps in all); give --head-epochs 0, a longer run, or --freeze backbone to train only "
+        "the classifier\n"
+    )
+    # Given on the command line, the flag is named as given.
+    assert main([*rerun, "--head-epochs", "1", "--out", str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err.startswith("error: --head-epochs 1 leaves no steps to train")
+    assert main([*rerun, "--head-epochs", "0", "--out", str(tmp_path / "e")]) == 0

@@ -19,6 +19,7 @@ in it, without gradients until the phase ends, so the optimizer skips them.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,11 +157,25 @@ def head_epochs_for(config: TrainConfig, head_is_new: bool) -> int:
     return 1 if config.pretrained and head_is_new and config.epochs > 1 else 0
 
 
-def check_length(tuning: FineTuning, total_steps: int, steps_per_epoch: int, given: bool) -> None:
+def check_length(
+    tuning: FineTuning,
+    total_steps: int,
+    steps_per_epoch: int,
+    given: bool,
+    source: str | os.PathLike | None = None,
+) -> None:
     """A head phase must leave steps to train the rest: an error when ``--head-epochs`` was
-    given, none (the phase is dropped) when it was the default."""
+    given, or read from the config.json ``source``; none (the phase is dropped) when it was
+    the default."""
     if tuning.head_steps(steps_per_epoch) < total_steps:
         return
+    if source is not None:  # no flag to lower: the value to give instead
+        fits = option("head_epochs", (total_steps - 1) // steps_per_epoch)
+        raise ResnetlabError(
+            f"{source}: head_epochs {tuning.head_epochs} leaves no steps to train the rest of "
+            f"the network ({total_steps} steps in all); give {fits}, a longer run, or "
+            f"{option('freeze', 'backbone')} to train only the classifier"
+        )
     if given:
         raise ResnetlabError(
             f"{option('head_epochs', tuning.head_epochs)} leaves no steps to train the rest of "

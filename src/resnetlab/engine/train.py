@@ -336,9 +336,9 @@ def train(
         config, given = _resumed_config(run_dir, overrides)
         with global_state_kept(), named_as_given(data_as_given(config, overrides)):
             return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
-    config = _resolved_config(config, config_file, overrides)
+    config, head_epochs_from = _resolved_config(config, config_file, overrides)
     with global_state_kept(), named_as_given(data_as_given(config, overrides)):
-        return Trainer(config).run()
+        return Trainer(config, head_epochs_from=head_epochs_from).run()
 
 
 def _config_file(config: object) -> str | os.PathLike | None:
@@ -413,9 +413,11 @@ def _resolved_config(
     config: TrainConfig | str | os.PathLike | None,
     config_file: str | os.PathLike | None,
     overrides: dict[str, Any],
-) -> TrainConfig:
+) -> tuple[TrainConfig, str | os.PathLike | None]:
     """The config of a new run: ``config_file``'s, ``config`` itself, or the defaults, with
-    ``overrides`` applied; warns of settings that do not apply."""
+    ``overrides`` applied; warns of settings that do not apply. With it, the config.json
+    whose recorded head epochs it kept (named where they do not fit the run), else None."""
+    head_epochs_from = None
     if config_file is not None:
         values = TrainConfig.load(config_file)
         _gone_config_data(values, overrides, config_file)
@@ -423,6 +425,10 @@ def _resolved_config(
         warn_of_settings_that_do_not_apply(config, overrides, values)
         if os.environ.get("RANK", "0") in ("", "0"):  # once under torchrun
             warn_if_weights_changed(config_file, config)
+        # config.json records the head epochs a run resolved, its default's too.
+        flags = {k for k, v in overrides.items() if v is not None}
+        if values.get("head_epochs") is not None and not {"head_epochs", "pretrained"} & flags:
+            head_epochs_from = config_file
     elif config is None:
         if overrides.get("model") is None:
             check_names_model(overrides.get("pretrained"))
@@ -434,7 +440,7 @@ def _resolved_config(
             del values["model"]
         config = resolve_config(values, **overrides)
         warn_of_settings_that_do_not_apply(config, overrides, values)
-    return config
+    return config, head_epochs_from
 
 
 def data_as_given(config: TrainConfig, given: dict[str, Any]) -> dict[str, str]:
@@ -572,10 +578,14 @@ class Trainer:
         run_dir: Path | None = None,
         resume: bool = False,
         given: AbstractSet[str] = frozenset(),
+        head_epochs_from: str | os.PathLike | None = None,
     ):
-        """``given``: the options a resumed run was given anew (they win over its checkpoint)."""
+        """``given``: the options a resumed run was given anew (they win over its checkpoint).
+        ``head_epochs_from``: the config.json the head epochs were read from (``--config``),
+        named where they do not fit the run, as no flag set them."""
         self.config = c = config
         self.given = given
+        self.head_epochs_from = head_epochs_from
         self.dist, self.device = init_distributed(c.device)
         # The run folder is made and held before anything is read or decoded: two runs
         # started at once never share one. A new run's folder is removed again (with the
@@ -743,7 +753,10 @@ class Trainer:
         )
         self.watched = (0.0, 0)  # loss sum and images the guard has seen since the last log
         self.thread_watch: ThreadWatch | None = None  # on the CPU: fewer threads on shared cores
-        check_length(self.tuning, self.total_steps, self.steps_per_epoch, c.head_epochs is not None)
+        given_head = c.head_epochs is not None
+        check_length(
+            self.tuning, self.total_steps, self.steps_per_epoch, given_head, self.head_epochs_from
+        )
         epoch_images = self.steps_per_epoch * c.batch_size  # per process, as validation is
         recomputed = (
             len(self.calibration_split) if c.recalibrate_bn and batchnorm_layers(self.model) else 0
