@@ -123,7 +123,7 @@ def test_the_line_gives_the_epochs_that_max_steps_makes_even_beside_epochs():
     ("max_steps", "warmup"),
     [
         (20, "warm-up 5 steps (a quarter of training)"),
-        (2, "warm-up 1 step (1 step at least, more than a quarter of this run)"),
+        *((n, "warm-up 1 step (a quarter of training, at least 1 step)") for n in (1, 2, 3)),
     ],
 )
 def test_a_short_runs_warmup_names_the_rule_that_set_it(max_steps, warmup):

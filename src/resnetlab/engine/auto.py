@@ -344,7 +344,7 @@ def _describe(
         if c.warmup_steps < MIN_WARMUP_STEPS:
             rule = "a quarter of training"
             if c.warmup_steps > steps // 4:  # a run of 1 to 3 steps
-                rule = "1 step at least, more than a quarter of this run"
+                rule += ", at least 1 step"
         warmup = f"warm-up {count_of(c.warmup_steps, 'step')} ({why('warmup_steps', rule)})"
     else:
         warmup = f"warm-up {count_of(c.warmup_epochs, 'epoch')} (given)"
