@@ -309,7 +309,7 @@ def test_readme_serve_defaults_are_the_commands():
 
 def test_readme_numbers_are_the_codes():
     """The limits and margins the README states, against the constants that set them."""
-    from resnetlab import data
+    from resnetlab import data, options
     from resnetlab.engine import calibrate, threads
     from resnetlab.export import exporter
     from resnetlab.models import files
@@ -317,7 +317,7 @@ def test_readme_numbers_are_the_codes():
     text = " ".join(_readme().split())
     facts = [
         ("`num_classes` from 1 to 100,000", files.MAX_CLASSES, 100_000),
-        ("`input_size` from 8 to 2,048", (files.MIN_INPUT_SIZE, files.MAX_INPUT_SIZE), (8, 2048)),
+        ("`input_size` from 8 to 2,048", options.INPUT_SIZES, "from 8 to 2,048 pixels"),
         ("three `std` values from 1e-6 to 1,000", files.MIN_STD, 1e-6),
         ("runs the file on up to 32 of the images", exporter.CHECK_IMAGES, 32),
         ("without `--data` on 8 generated ones", exporter.GENERATED_IMAGES, 8),

@@ -51,11 +51,10 @@ from .options import (
     GRADIENT_DEPTHS,
     GRADIENT_STEPS,
     INFERENCE_PRECISIONS,
+    INPUT_SIZES,
     KERAS_INPUTS,
     MAX_CLASSES,
-    MAX_INPUT_SIZE,
     METHODS,
-    MIN_INPUT_SIZE,
     NAMED_SOURCES,
     PREACT_DEPTHS,
     PREACT_QUICK_DEPTHS,
@@ -65,6 +64,7 @@ from .options import (
     RUNTIMES,
     TRAIN_HELP,
     TrainOptions,
+    is_input_size,
 )
 from .storage import (
     WriteError,
@@ -1636,10 +1636,8 @@ def _whole_number(text: str) -> int:
 def _input_size(text: str) -> int:
     """An ``--input-size``: a side the models can take (what model files may record)."""
     size = _whole_number(text)
-    if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
-        raise argparse.ArgumentTypeError(
-            f"must be from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE:,} pixels, got {size}"
-        )
+    if not is_input_size(size):
+        raise argparse.ArgumentTypeError(f"must be {INPUT_SIZES}, got {size}")
     return size
 
 

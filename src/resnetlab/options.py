@@ -15,6 +15,14 @@ from typing import Any
 MAX_CLASSES = 100_000  # ImageNet-21k, the largest common label set, has 21,841
 MIN_INPUT_SIZE = 8  # the smallest side the stems and stages can downsample
 MAX_INPUT_SIZE = 2048  # ResNets are trained at 32 to about 600 pixels
+INPUT_SIZES = f"from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE:,} pixels"  # as every message says it
+
+
+def is_input_size(size: int) -> bool:
+    """Whether ``size`` is an image side the models take (``INPUT_SIZES``): the one rule of
+    ``--input-size``, train's ``input_size``, the model builders and model files."""
+    return MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE
+
 
 # Data sets known by name (data.sources), beside files and folders.
 NAMED_SOURCES = ("digits", "cifar10")

@@ -63,8 +63,8 @@ def test_an_image_side_no_model_takes_is_one_line():
     for function in (summarize, training_flops):
         name = function.__name__
         for side, says in [
-            (0, f"{name}'s input_size must be at least 8, got 0"),
-            (10**5, f"{name}'s input_size must be at most 2,048, got 100,000"),
+            (0, f"{name}'s input_size must be from 8 to 2,048 pixels, got 0"),
+            (10**5, f"{name}'s input_size must be from 8 to 2,048 pixels, got 100,000"),
             ("32", f"{name}'s input_size must be a whole number, got '32'"),
         ]:
             with pytest.raises(ResnetlabError) as error:

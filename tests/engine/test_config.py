@@ -595,3 +595,19 @@ def test_arrays_of_images_given_as_the_data_say_how_to_train_on_them():
     with pytest.raises(ResnetlabError) as caught:
         resnetlab.train(val_data=[x, y])
     assert str(caught.value) == "val_data " + fix.format("list", "test", "test")
+
+
+@pytest.mark.parametrize("size", [4, 4096])
+def test_input_size_has_one_range_said_one_way(size, capsys):
+    # train said "at least 8" and "at most 2048" where the other commands' --input-size said
+    # "from 8 to 2,048 pixels": one rule, in the same words wherever it is given.
+    from resnetlab.cli import main
+
+    said = f"must be from 8 to 2,048 pixels, got {size}"
+    with pytest.raises(ResnetlabError, match=f"^input_size {said}$"):
+        TrainConfig(input_size=size)
+    assert main(["train", "--input-size", str(size)]) == 2
+    assert capsys.readouterr().err == f"error: --input-size {said}\n"
+    with pytest.raises(SystemExit):
+        main(["data", "inspect", "digits", "--input-size", str(size)])
+    assert capsys.readouterr().err.endswith(f"error: argument --input-size: {said}\n")

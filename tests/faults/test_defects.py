@@ -134,8 +134,11 @@ def _rewrite_meta(path, change) -> None:
     ("change", "says"),
     [
         (lambda m: {**m, "num_classes": 10**9}, "num_classes 1000000000 is not an integer in"),
-        (lambda m: {**m, "input_size": 60000}, "input_size 60000 is not an integer in"),
-        (lambda m: {**m, "input_size": 0}, "input_size 0 is not an integer in"),
+        (
+            lambda m: {**m, "input_size": 60000},
+            "input_size 60000 is not a whole number from 8 to 2,048 pixels",
+        ),
+        (lambda m: {**m, "input_size": 0}, "input_size 0 is not a whole number from 8 to 2,048"),
         (lambda m: [m], "a JSON list, not an object"),
         (lambda m: {**m, "num_classes": "3"}, "num_classes '3' is not an integer"),
         (lambda m: {**m, "mean": "abc"}, "mean is not three numbers"),

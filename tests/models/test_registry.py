@@ -466,7 +466,7 @@ def test_duplicate_names_are_refused():
         (
             {"input_size": 4},
             resnetlab.ResnetlabError,
-            "register_model's input_size must be at least 8, got 4",
+            "register_model's input_size must be from 8 to 2,048 pixels, got 4",
         ),
         (
             {"num_classes": 2.5},

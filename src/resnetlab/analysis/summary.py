@@ -17,7 +17,7 @@ from rich.table import Table
 from torch import nn
 
 from ..errors import ResnetlabError, count_argument, on_command_line, shown
-from ..options import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from ..options import INPUT_SIZES, is_input_size
 
 
 @dataclass
@@ -66,9 +66,9 @@ def _check_input_size(value: object, function: str) -> int:
     (``--input-size``'s range), else one line: not torch's error for a kernel larger than
     the map, nor an allocation of the size asked."""
     what = f"{function}'s input_size"
-    size = count_argument(value, what, minimum=MIN_INPUT_SIZE)
-    if size > MAX_INPUT_SIZE:
-        raise ResnetlabError(f"{what} must be at most {MAX_INPUT_SIZE:,}, got {size:,}")
+    size = count_argument(value, what, minimum=None)
+    if not is_input_size(size):
+        raise ResnetlabError(f"{what} must be {INPUT_SIZES}, got {size:,}")
     return size
 
 

@@ -41,8 +41,7 @@ from ..models.registry import built_options, unknown_options
 from ..options import (
     CLASS_WEIGHTS,
     FREEZE_CHOICES,
-    MAX_INPUT_SIZE,
-    MIN_INPUT_SIZE,
+    INPUT_SIZES,
     OPTIMIZERS,
     PRECISIONS,
     RECIPE_ALIASES,
@@ -51,6 +50,7 @@ from ..options import (
     SCHEDULES,
     TRAIN_HELP,
     TrainOptions,
+    is_input_size,
 )
 from ..storage import atomic_write_text
 
@@ -219,7 +219,12 @@ class TrainConfig(TrainOptions):
                 "in (0, 1]",
                 _percent_hint("target_accuracy", self.target_accuracy),
             ),
-            _at_least(self, "input_size", MIN_INPUT_SIZE),
+            _must(
+                self,
+                "input_size",
+                self.input_size is None or is_input_size(self.input_size),
+                INPUT_SIZES,
+            ),
             _must(
                 self,
                 "milestones",
@@ -754,12 +759,6 @@ def _range_checks(c: TrainConfig) -> list[tuple[bool, str]]:
         _at_least(c, "val_every", 1, " epoch"),
         _at_least(c, "num_workers", 0),
         _must(c, "seed", 0 <= c.seed < SEED_LIMIT, "in 0..2**32-1"),
-        _must(
-            c,
-            "input_size",
-            c.input_size is None or c.input_size <= MAX_INPUT_SIZE,
-            f"at most {MAX_INPUT_SIZE}",
-        ),
         (
             "num_classes" not in c.model_kwargs,
             f"the number of classes comes from the data; drop {_model_option('num_classes')}",

@@ -40,7 +40,7 @@ from ..errors import (
     path_argument,
     shown,
 )
-from ..options import MAX_CLASSES, MAX_INPUT_SIZE, MIN_INPUT_SIZE, RESIZE_MODES
+from ..options import INPUT_SIZES, MAX_CLASSES, RESIZE_MODES, is_input_size
 from ..storage import (
     WriteError,
     atomic_write,
@@ -159,7 +159,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_input_size(value: Any) -> bool:
-    return _is_int(value) and MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE
+    return _is_int(value) and is_input_size(value)
 
 
 def _is_json_option(value: Any) -> bool:
@@ -196,7 +196,7 @@ def meta_problem(data: Any) -> str | None:
     The schema: ``model`` a name (whether this version has it, building the model says);
     ``model_kwargs`` an object of constructor options (JSON scalars or lists of them; not
     ``num_classes``, ``name`` nor ``pretrained``); ``num_classes`` an integer
-    in 1..``MAX_CLASSES``; ``input_size`` an integer in ``MIN_INPUT_SIZE``..``MAX_INPUT_SIZE``
+    in 1..``MAX_CLASSES``; ``input_size`` one the models take (``options.is_input_size``)
     (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
     three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``resize``
     ``squash`` or ``crop``; ``training`` an object; ``format`` ``FORMAT``. Other keys are
@@ -235,13 +235,13 @@ def meta_problem(data: Any) -> str | None:
         ),
         (
             _is_input_size(input_size),
-            f"input_size {input_size!r} is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
+            f"input_size {input_size!r} is not a whole number {INPUT_SIZES}",
         ),
         (
             not isinstance(kwargs, dict)
             or "input_size" not in kwargs
             or _is_input_size(kwargs["input_size"]),
-            f"model_kwargs input_size is not an integer in {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}",
+            f"model_kwargs input_size is not a whole number {INPUT_SIZES}",
         ),
         (names is None or named, "class_names is not a list of strings"),
         (

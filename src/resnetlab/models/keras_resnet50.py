@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ResnetlabError, count_argument
-from ..options import MAX_INPUT_SIZE, MIN_INPUT_SIZE
+from ..options import INPUT_SIZES, is_input_size
 from .blocks import Bottleneck, check_features
 from .registry import register_model
 from .resnet import ResNet
@@ -58,13 +58,12 @@ class KerasBatchNorm2d(nn.BatchNorm2d):
 
 def keras_feature_sizes(input_size: int) -> dict[str, int]:
     """Spatial size after each part of the course's network, as Keras computes it."""
-    input_size = count_argument(input_size, "resnet50_keras's input_size")
+    input_size = count_argument(input_size, "resnet50_keras's input_size", None)
     # Above, its Dense layer grows as the square (12 TB at 10^6); below, the network runs
     # from 5x5 but a model file takes no side under MIN_INPUT_SIZE, as for every model.
-    if not MIN_INPUT_SIZE <= input_size <= MAX_INPUT_SIZE:
+    if not is_input_size(input_size):
         raise ResnetlabError(
-            f"resnet50_keras's input_size must be from {MIN_INPUT_SIZE} to {MAX_INPUT_SIZE:,} "
-            f"pixels, got {input_size:,}"
+            f"resnet50_keras's input_size must be {INPUT_SIZES}, got {input_size:,}"
         )
     sizes = {"conv1": (input_size + 2 * 3 - 7) // 2 + 1}  # ZeroPadding(3), 7x7/2 valid
     size = sizes["maxpool"] = (sizes["conv1"] - 3) // 2 + 1  # 3x3/2 valid

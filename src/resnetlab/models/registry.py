@@ -32,7 +32,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..options import MAX_CLASSES, MIN_INPUT_SIZE
+from ..options import INPUT_SIZES, MAX_CLASSES, is_input_size
 from .blocks import PARTS, SWITCHES
 
 Builder = Callable[..., nn.Module]
@@ -106,7 +106,11 @@ def register_model(
             f"register_model's family must be one of {', '.join(map(repr, _FAMILIES))}, "
             f"got {family!r}"
         )
-    input_size = count_argument(input_size, "register_model's input_size", MIN_INPUT_SIZE)
+    input_size = count_argument(input_size, "register_model's input_size", None)
+    if not is_input_size(input_size):
+        raise ResnetlabError(
+            f"register_model's input_size must be {INPUT_SIZES}, got {input_size:,}"
+        )
     num_classes = count_argument(num_classes, "register_model's num_classes", 0)
 
     def decorator(builder: Builder) -> Builder:
