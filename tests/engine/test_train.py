@@ -167,6 +167,47 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
         assert got == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.parametrize("at_step", [22, 44])  # the first epoch's last step; the run's
+def test_a_ctrl_c_during_an_epochs_last_step_stops_before_its_validation(
+    tmp_path, monkeypatch, capsys, at_step
+):
+    # It stopped only once the epoch had been validated (and, at the run's last step, once
+    # the run had finished); after any other step it stops at once.
+    whole = train(**FAST, epochs=2, out=str(tmp_path / "whole"), deterministic=True)
+    original, evaluate, calls = Trainer._train_step, Trainer._evaluate, {"steps": 0, "val": 0}
+
+    def step(self, x, y):
+        calls["steps"] += 1
+        if calls["steps"] == at_step:  # 22 steps per epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, x, y)
+
+    def validation(self, *args, **kwargs):
+        calls["val"] += 1
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "_evaluate", validation)
+    run = tmp_path / "split"
+    with pytest.raises(KeyboardInterrupt):
+        train(**FAST, epochs=2, out=str(run), deterministic=True)
+    assert calls["val"] == at_step // 22 - 1  # none of the interrupted epoch
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert (state["epoch"], state["batch"], state["step"]) == (at_step // 22 - 1, 22, at_step)
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"interrupted at epoch {at_step // 22}, batch 22; checkpoint saved." in err
+    # Resumed, the run validates that epoch first and ends as the uninterrupted one.
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    resumed = train(resume=run)
+    assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 2
+    assert (run / "last.safetensors").is_file() and calls["val"] == 2
+    expected, got = _weights(whole.model), _weights(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows if r["kind"] == "epoch"] == [22, 44]
+
+
 def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_path, monkeypatch):
     # The signal arrives between steps, while the loader makes the 8th batch: the 6th and
     # 7th steps, trained after the log of the 5th, are in the checkpoint's record too.

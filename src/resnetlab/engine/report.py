@@ -398,7 +398,9 @@ class RunLog:
             line += f"  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
             if row.get("val_top5") is not None:
                 line += f" top-5 {row['val_top5']:.4f}"
-        line += f"  lr {row['lr']:.3g}  {row['images_per_s']:,.0f} img/s"
+        line += f"  lr {row['lr']:.3g}"
+        if row.get("images_per_s") is not None:  # none where the epoch was trained before a resume
+            line += f"  {row['images_per_s']:,.0f} img/s"
         if left := self._run_left(row["epoch"]):
             line += f"  {left}"
         if note:

@@ -1231,7 +1231,11 @@ class Trainer:
         self.train_loader.set_epoch(self.epoch)
         spe = self.steps_per_epoch
         epoch_steps = min(spe, self.total_steps - self.epoch * spe)
-        batches = itertools.islice(iter(self.train_loader), self.batch, epoch_steps)  # skip done
+        batches = (  # the steps done skipped; none left where a stop followed the last one
+            itertools.islice(iter(self.train_loader), self.batch, epoch_steps)
+            if self.batch < epoch_steps
+            else ()
+        )
         self.train_step.sums.zero_()  # loss * images, hits: since the last log
         self.watched = (0.0, 0)
         seen = images_now = 0  # images since the last log; trained by this process's run
@@ -1291,12 +1295,17 @@ class Trainer:
                 log_steps()
         elapsed = time.perf_counter() - tick
         self.train_time += elapsed
+        if self.stop_requested:
+            # Ctrl-C during the epoch's last step: the run stops now, as after any other
+            # step, not after the epoch's validation, which a resumed run begins with.
+            raise KeyboardInterrupt
         loss_sum, hit_sum, n = self.epoch_sums
         return {
             "train_loss": loss_sum / max(n, 1),
             "train_acc": hit_sum / max(n, 1),
             "lr": lr,
-            "images_per_s": images_now / max(elapsed, 1e-9),
+            # None for an epoch whose steps were all trained before a resume.
+            "images_per_s": images_now / max(elapsed, 1e-9) if images_now else None,
         }
 
     def _watch_loss(self, seen: int, lr: float) -> None:
@@ -1824,7 +1833,10 @@ class Trainer:
         return f"resnetlab.train(resume={os.fspath(self.run_dir)!r})"
 
     def _nothing_to_train(self) -> bool:
-        return self.step >= self.total_steps or self._reached_target() or self._out_of_patience()
+        # A run stopped after its last step, inside its last epoch, has that epoch's
+        # validation and saving still to do.
+        trained = self.step > self.total_steps or (self.step == self.total_steps and not self.batch)
+        return trained or self._reached_target() or self._out_of_patience()
 
     def _finished_before(self) -> RunResult:
         """A resumed run that has nothing left to train: say so, and change nothing; unless
