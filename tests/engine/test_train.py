@@ -224,6 +224,9 @@ def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_p
         train(**FAST, epochs=1, out=str(tmp_path / "run"))
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
+    # The time of those 7 steps too: without it, a resumed run's images_per_s counts their
+    # images over the other steps' time alone (its checkpoint said 0.0 s).
+    assert state["train_time"] > 0
 
 
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_exits_143(tmp_path, monkeypatch, capsys):
@@ -831,8 +834,9 @@ torch.save(result.model.state_dict(), os.path.join(sys.argv[1], f"rank{os.enviro
 """
 
 
-def _two_ranks(script: str, tmp_path: Path) -> tuple[dict, dict]:
-    """Run ``script`` under torchrun in two CPU processes; the state dicts each one saved."""
+def _two_ranks(script: str, tmp_path: Path, timeout: float = 1800) -> tuple[dict, dict]:
+    """Run ``script`` under torchrun in two CPU processes; the state dicts each one saved.
+    ``timeout``: a hang guard, far beyond any machine's run time."""
     (tmp_path / "ddp_train.py").write_text(script)
     torchrun = [
         sys.executable,
@@ -847,7 +851,7 @@ def _two_ranks(script: str, tmp_path: Path) -> tuple[dict, dict]:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=1800,  # a hang guard, far beyond any machine's run time
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -863,6 +867,30 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
     assert summary["world_size"] == 2 and summary["status"] == "finished"
     # Each process took half of every epoch: 1,438 images -> 2 x 719 -> 22 batches of 32.
     assert summary["steps"] == 2 * (719 // 32)
+
+
+# Rank 0's output has lost its reader before the run begins (a closed pipe): under
+# torchrun the run goes on to its end, as a process stopping alone would leave the other
+# waiting for it at its next step (and rank 0 stopped at its first).
+LOST_OUTPUT_SCRIPT = """
+import os, sys, torch, resnetlab
+if os.environ["RANK"] == "0":
+    read, write = os.pipe()
+    os.close(read)
+    sys.stderr = os.fdopen(write, "w")
+result = resnetlab.train(model="resnet8", data="digits", input_size=8, crop_padding=1,
+                         batch_size=64, max_steps=4, log_every=1, device="cpu")
+torch.save(result.model.state_dict(), os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pt"))
+"""
+
+
+@pytest.mark.slow
+def test_a_lost_output_under_torchrun_does_not_stop_one_rank_alone(tmp_path):
+    rank0, rank1 = _two_ranks(LOST_OUTPUT_SCRIPT, tmp_path, timeout=600)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 4
 
 
 def test_tensorboard_logs(tmp_path):

@@ -1190,7 +1190,9 @@ class Trainer:
         current step finish, so that the checkpoint written on the way out holds whole steps
         (a step cut short has already moved BN's statistics). A second one interrupts at
         once. Not under torchrun, where every process must stop at the same step."""
-        self.stop_requested = self.log.output_lost  # (lost while the run was set up)
+        # Lost while the run was set up; not under torchrun, where one process stopping
+        # alone would leave the others waiting for it.
+        self.stop_requested = self.log.output_lost and not self.dist.enabled
         if self.dist.enabled or threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -1275,6 +1277,7 @@ class Trainer:
                 # the checkpoint's record too.
                 if seen:
                     log_steps()
+                self.train_time += time.perf_counter() - tick  # the steps' time, as their images
                 raise KeyboardInterrupt
             lr = self._lr()
             set_lr(self.optimizer, lr)
