@@ -324,3 +324,29 @@ def test_a_worker_killed_as_its_batch_is_taken_is_a_lost_worker(lost):
     assert next(batches) == "first batch"
     with pytest.raises(WorkersLost, match=r"stopped without an answer \(killed, or out of mem"):
         next(batches)
+
+
+def test_an_epoch_from_a_later_batch_is_that_epochs_rest_without_decoding_the_rest(
+    tree, monkeypatch
+):
+    # A run resumed in the middle of an epoch: the batches after its place, the same as the
+    # whole epoch's, without making (or, streamed, decoding) the ones before it.
+    memory, streamed = _both(tree)
+    aug = Augment(crop_padding=2, flip=True, cutout=3)
+    kw = dict(train=True, batch_size=4, device="cpu", mean=MEAN, std=STD, augment=aug, seed=5)
+    decoded = []
+    read = streaming_module.read_image
+    monkeypatch.setattr(
+        streaming_module, "read_image", lambda path, *a: decoded.append(path) or read(path, *a)
+    )
+    for loader in (make_loader(memory, **kw), make_loader(streamed, num_workers=0, **kw)):
+        (whole,) = _epochs(loader, epochs=(1,))
+        decoded.clear()
+        loader.set_epoch(1, start=2)
+        rest = list(loader)
+        assert len(rest) == 3
+        for (x1, y1), (x2, y2) in zip(whole[2:], rest, strict=True):
+            assert torch.equal(y1, y2) and torch.equal(x1, x2)
+    assert len(decoded) == 3 * 4  # the streamed loader's three batches' images alone
+    loader.set_epoch(2)  # and the next epoch whole again
+    assert len(list(loader)) == 5

@@ -167,6 +167,27 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
         assert got == pytest.approx(want, rel=1e-6)
 
 
+def test_a_streamed_run_resumed_mid_epoch_ends_as_the_uninterrupted_one(tmp_path, monkeypatch):
+    # The resumed epoch's loader starts at the batch after the checkpoint's (the ones before
+    # are not decoded again): the same batches, so the same weights.
+    photos = write_tree(
+        tmp_path / "photos",
+        {c: [noise(20 * k + i, (12, 12)) for i in range(12)] for k, c in enumerate("abc")},
+    )
+    run = dict(
+        model="resnet8", data=str(photos), input_size=8, batch_size=4, epochs=2, stream=True,
+        num_workers=0, val_split=0.25, deterministic=True,
+    )  # fmt: skip
+    whole = train(**run, out=str(tmp_path / "whole"))
+    steps = whole.summary["steps"] // 2
+    train_interrupted(monkeypatch, steps + 3, **run, out=str(tmp_path / "split"))
+    state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (1, 2)
+    resumed = train(resume=tmp_path / "split")
+    expected, got = _weights(whole.model), _weights(resumed.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
 @pytest.mark.parametrize("at_step", [22, 44])  # the first epoch's last step; the run's
 def test_a_ctrl_c_during_an_epochs_last_step_stops_before_its_validation(
     tmp_path, monkeypatch, capsys, at_step

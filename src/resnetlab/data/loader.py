@@ -309,7 +309,7 @@ class DeviceLoader:
         self.dtype = dtype
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
+        self.epoch, self.start = 0, 0  # (set_epoch)
         self.scale, self.shift = normalisation(mean, std, self.device, dtype)
 
     @property
@@ -321,9 +321,12 @@ class DeviceLoader:
         n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order and augmentation the next iteration yields."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch whose order and augmentation the next iteration yields, from its
+        batch ``start`` on (a resumed run's place in its epoch: the batches before it are
+        not made)."""
         self.epoch = count_argument(epoch, "epoch", minimum=0)  # not an error when iterated
+        self.start = count_argument(start, "start", minimum=0)
 
     def _epoch_plan(self) -> dict[str, torch.Tensor]:
         """This epoch's order and per-image augmentation parameters, for this shard."""
@@ -343,8 +346,9 @@ class DeviceLoader:
         plan = self._epoch_plan()
         rows_base = torch.arange(self.height, device=self.device)
         cols_base = torch.arange(self.width, device=self.device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            part = {k: v[start : start + self.batch_size] for k, v in plan.items()}
+        b = self.batch_size
+        for start in range(self.start * b, len(self) * b, b):
+            part = {k: v[start : start + b] for k, v in plan.items()}
             yield self._batch(part, rows_base, cols_base)
 
     def _batch(

@@ -179,7 +179,7 @@ class _PlanBatches(torch.utils.data.Sampler):
         self.plan = plan
         self.batch_size = batch_size
         self.num_batches = num_batches
-        self.epoch = 0
+        self.epoch, self.start = 0, 0  # (StreamingLoader.set_epoch)
 
     def __len__(self) -> int:
         return self.num_batches
@@ -199,7 +199,7 @@ class _PlanBatches(torch.utils.data.Sampler):
             )
         )
         b = self.batch_size
-        for start in range(0, self.num_batches * b, b):
+        for start in range(self.start * b, self.num_batches * b, b):
             yield rows[start : start + b]
 
 
@@ -289,15 +289,18 @@ class StreamingLoader:
         n = self.num_samples
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order and augmentation the next iteration yields."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch whose order and augmentation the next iteration yields, from its
+        batch ``start`` on (a resumed run's place in its epoch: the images of the batches
+        before it are not decoded)."""
         self.epoch = count_argument(epoch, "epoch", minimum=0)  # not an error when iterated
         self._batches.epoch = self.epoch
+        self._batches.start = count_argument(start, "start", minimum=0)
 
     def __iter__(self) -> Iterator[Batch]:
         # The sampler draws the same plan inside the DataLoader; cutout needs its own copy here.
         plan = self._plan(self.epoch) if self.augment.cutout else None
-        failed, start = 0, 0
+        failed, start = 0, self._batches.start * self.batch_size
         for x, y, said in _answered(self._loader):  # (B, 3, H, W) uint8, (B,) int64, B texts
             _warn_once(said)
             unread = int((y < 0).sum())  # labels still on the host: no wait for the device

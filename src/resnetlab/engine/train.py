@@ -1230,11 +1230,13 @@ class Trainer:
         note = self.tuning.begin_epoch(self.epoch)  # frozen stages, head phase, BN modes
         if note and self.batch == 0:
             self.log.message(note)
-        self.train_loader.set_epoch(self.epoch)
         spe = self.steps_per_epoch
         epoch_steps = min(spe, self.total_steps - self.epoch * spe)
-        batches = (  # the steps done skipped; none left where a stop followed the last one
-            itertools.islice(iter(self.train_loader), self.batch, epoch_steps)
+        # The steps done are skipped, their batches not made; none left where a stop
+        # followed the last one.
+        self.train_loader.set_epoch(self.epoch, start=self.batch)
+        batches = (
+            itertools.islice(iter(self.train_loader), epoch_steps - self.batch)
             if self.batch < epoch_steps
             else ()
         )
