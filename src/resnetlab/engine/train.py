@@ -1051,61 +1051,25 @@ class Trainer:
             self._release()
 
     def _run(self) -> RunResult:
-        c = self.config
         if self.resumed and self._nothing_to_train():
             return self._finished_before()
         status = "failed"
         try:
             if self.dist.is_main:
                 self._start_run()
-            with self._stop_between_steps(), cpu_threads(self.cpu_plan):
-                if not self.dist.enabled:  # (every process steps at the slowest's pace)
-                    self.thread_watch = watch_threads(self.cpu_plan, c, self.log.message)
-                while (
-                    self.epoch < self.num_epochs
-                    and not self._reached_target()
-                    and not self._out_of_patience()
-                ):
-                    train_stats = self._train_epoch()
-                    with self._between_epochs():
-                        self._sync_buffers()
-                        if self._validates():
-                            self._end_epoch(train_stats, self._evaluate())
-                        else:
-                            self._end_unvalidated_epoch(train_stats)
-            if self._reached_target() and self.dist.is_main:
-                self.log.message(
-                    f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
-                )
-            if self._out_of_patience() and self.dist.is_main and self.epoch < self.num_epochs:
-                self.log.message(self._patience_message())
+            self._train_epochs()
             status = "finished"
         except TrainingDiverged:
             status = "diverged"
             raise
         except KeyboardInterrupt:
             status = "interrupted"
-            if self.dist.is_main and self.mid_step:  # a second Ctrl-C, or one under torchrun
-                self.log.message(
-                    f"interrupted in the middle of step {self.step + 1:,}, which a checkpoint "
-                    "cannot hold: the last one is kept. Continue with: "
-                    f"{self._continue_with()}"
-                )
-                raise RunInterrupted(self.stop_signal) from None
             if self.dist.is_main:
                 try:
-                    self._save_checkpoint()
-                except TrainingDiverged:
+                    self._stop_interrupted()
+                except TrainingDiverged:  # found as the checkpoint was saved
                     status = "diverged"
                     raise
-                except WriteError as e:  # not caught below: it is raised inside a handler
-                    raise self._write_failed(e) from None
-                by = self._stopped_by()
-                self.log.message(
-                    f"interrupted{by} at epoch {self.epoch + 1}, batch {self.batch}; checkpoint "
-                    f"saved. Continue with: {self._continue_with()}"
-                )
-                raise RunInterrupted(self.stop_signal) from None
             raise
         except WriteError as e:
             raise self._write_failed(e) from None
@@ -1132,6 +1096,52 @@ class Trainer:
             )
             raise RunInterrupted(self.stop_signal)
         return result
+
+    def _train_epochs(self) -> None:
+        """Train and validate epoch by epoch up to the last, the target accuracy or the
+        patience's end, with Ctrl-C and SIGTERM stopping the run between steps."""
+        c = self.config
+        with self._stop_between_steps(), cpu_threads(self.cpu_plan):
+            if not self.dist.enabled:  # (every process steps at the slowest's pace)
+                self.thread_watch = watch_threads(self.cpu_plan, c, self.log.message)
+            while (
+                self.epoch < self.num_epochs
+                and not self._reached_target()
+                and not self._out_of_patience()
+            ):
+                train_stats = self._train_epoch()
+                with self._between_epochs():
+                    self._sync_buffers()
+                    if self._validates():
+                        self._end_epoch(train_stats, self._evaluate())
+                    else:
+                        self._end_unvalidated_epoch(train_stats)
+        if self._reached_target() and self.dist.is_main:
+            self.log.message(
+                f"reached the target accuracy {c.target_accuracy:g} after epoch {self.epoch}"
+            )
+        if self._out_of_patience() and self.dist.is_main and self.epoch < self.num_epochs:
+            self.log.message(self._patience_message())
+
+    def _stop_interrupted(self) -> None:
+        """The main process's stop on Ctrl-C or SIGTERM: the checkpoint saved (not after a
+        second Ctrl-C, in the middle of a step, which a checkpoint cannot hold) and the line
+        that says how to continue; raises ``RunInterrupted``."""
+        if self.mid_step:  # a second Ctrl-C, or one under torchrun
+            self.log.message(
+                f"interrupted in the middle of step {self.step + 1:,}, which a checkpoint "
+                f"cannot hold: the last one is kept. Continue with: {self._continue_with()}"
+            )
+            raise RunInterrupted(self.stop_signal) from None
+        try:
+            self._save_checkpoint()
+        except WriteError as e:  # raised inside _run's handler, so not caught by its own
+            raise self._write_failed(e) from None
+        self.log.message(
+            f"interrupted{self._stopped_by()} at epoch {self.epoch + 1}, batch {self.batch}; "
+            f"checkpoint saved. Continue with: {self._continue_with()}"
+        )
+        raise RunInterrupted(self.stop_signal) from None
 
     def _start_run(self) -> None:
         """The run folder's first files and the log's opening lines (main process only)."""
