@@ -1624,3 +1624,23 @@ def test_files_that_are_not_images_are_named_once_each_in_the_note(tmp_path):
     (root / "a" / "readme.md").write_text("")
     data = load_dataset(str(root))
     assert "4 files that are not images ignored (notes.txt, readme.md)" in data.train.notes
+
+
+def test_a_hidden_folder_of_images_beside_the_class_folders_is_named(tmp_path):
+    # A class whose name starts with a dot is hidden, and left out: said, so that no class
+    # goes missing unsaid. A hidden folder without images (.git) is not worth a word.
+    root = write_tree(
+        tmp_path / "t",
+        {"a": [noise(i) for i in range(3)], "b": [noise(i) for i in range(9, 12)]},
+    )
+    (root / ".net").mkdir()
+    for i in range(2):
+        noise(20 + i).save(root / ".net" / f"{i}.png")
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    data = load_dataset(str(root))
+    assert data.class_names == ["a", "b"] and len(data.train) == 6
+    assert data.train.notes == [
+        ".net (2 images) left out: a hidden folder (its name starts with a dot), not read "
+        "as a class; rename it without the dot to train on its images"
+    ]

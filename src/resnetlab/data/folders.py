@@ -712,7 +712,8 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths += files
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
-    notes = written + _case_twins_note([d.name for d in class_dirs])
+    notes = written + _hidden_classes_note(folder)
+    notes += _case_twins_note([d.name for d in class_dirs])
     notes += _misfiled_note(class_dirs, stamps)
     if len(class_dirs) == 1:
         notes += _named_files_note(class_dirs[0])
@@ -720,6 +721,33 @@ def scan_classes(folder: Path) -> FolderSplit:
         notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _hidden_classes_note(folder: Path) -> list[str]:
+    """A note on the hidden folders beside the class folders that hold images themselves
+    (``.birds/*.jpg``): left out as every hidden folder is, but one of images there is more
+    likely a class whose name starts with a dot than a system's folder (``.git``), and
+    leaving it out unsaid would train on one class fewer than the user has."""
+    hidden = []
+    for e in _listing(folder):
+        if not e.name.startswith(".") or _leads_nowhere(e) or not e.is_dir():
+            continue
+        try:
+            n = len(_direct_images(Path(e.path)))
+        except (OSError, DataError):  # one that may not be listed is left out as before
+            continue
+        if n:
+            hidden.append(f"{e.name} ({n} image{'s' if n != 1 else ''})")
+    if not hidden:
+        return []
+    what = (
+        "a hidden folder (its name starts with a dot), not read as a class; rename it "
+        "without the dot to train on its images"
+        if len(hidden) == 1
+        else "hidden folders (their names start with a dot), not read as classes; rename "
+        "them without the dot to train on their images"
+    )
+    return [f"{', '.join(sorted(hidden))} left out: {what}"]
 
 
 def _scan_named_files(folder: Path) -> FolderSplit:
