@@ -211,6 +211,23 @@ def test_holding_out_more_than_is_trained_on_is_said(tmp_path):
     assert len(data.val) == len(data.train) == 10
 
 
+def test_holding_out_far_more_than_asked_for_classes_of_few_images_is_said(tmp_path):
+    # Ten classes of two images: one of each validates, half the images, where 0.2 asked
+    # for a fifth; said, with the way to train on them all.
+    write_tree(tmp_path / "d", {f"c{i}": [noise(2 * i), noise(2 * i + 1)] for i in range(10)})
+    data = load_dataset(str(tmp_path / "d"), val_split=0.2)
+    assert len(data.val) == len(data.train) == 10
+    assert data.val.notes[-1] == (
+        "val_split=0.2 held out 10 of 20 images (50%, not 20%): each class gives one image at "
+        "least, more than its share in a class of fewer than 5 images (10 of the 10 classes); "
+        "to train on all of them, validate on other images (val_data)"
+    )
+    # Five of each: a fifth is one image, as asked; no note.
+    write_tree(tmp_path / "e", {f"c{i}": [noise(5 * i + j) for j in range(5)] for i in range(4)})
+    data = load_dataset(str(tmp_path / "e"), val_split=0.2)
+    assert len(data.val) == 4 and not any("held out" in n for n in data.val.notes)
+
+
 @pytest.mark.parametrize(
     ("name", "role"),
     [("test", "test"), ("Validation", "val"), ("photos_test", "test"), ("test-2026", "test")],

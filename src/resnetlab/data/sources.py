@@ -9,6 +9,7 @@ either (extracted once into the cache folder). Each source offers some of the sp
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import unicodedata
 from collections import Counter
@@ -895,9 +896,30 @@ def _hold_out(train: Split, fraction: float, seed: int, *, given: bool) -> tuple
             f"{option('val_split', fraction)} holds out more images than it trains on "
             f"({len(val_idx):,} validated, {len(train_idx):,} trained on); 0.1 to 0.2 is usual"
         )
+    elif note := _small_classes_share_note(train.labels, len(val_idx), fraction):
+        val.notes = [*val.notes, note]
     for note in notes:
         warn(note, DataWarning)
     return kept, val
+
+
+def _small_classes_share_note(labels: torch.Tensor, held_out: int, fraction: float) -> str | None:
+    """A note where ``stratified_split``'s one image at least of each class held out far
+    more than ``fraction`` of the images (half of 40 classes of two images each, for 0.2):
+    those are images the model does not train on, which the user asked to keep."""
+    share = held_out / len(labels)
+    if share <= 1.5 * fraction:
+        return None
+    counts = torch.bincount(labels)
+    fewer = math.ceil(round(1 / fraction, 9))  # one image is more than their share below it
+    small = int(((counts >= 2) & (counts < fewer)).sum())
+    classes = int((counts > 0).sum())
+    return (
+        f"{option('val_split', fraction)} held out {held_out:,} of {len(labels):,} images "
+        f"({share:.0%}, not {fraction:.0%}): each class gives one image at least, more than "
+        f"its share in a class of fewer than {fewer} images ({small} of the {classes} "
+        f"classes); to train on all of them, validate on other images ({option('val_data')})"
+    )
 
 
 def _class_list(split: Split, labels: list[int], shown: int = 5) -> str:
