@@ -100,6 +100,27 @@ def test_cli_without_out_never_writes_over_an_earlier_run(
     assert sorted(p.name for p in (tmp_path / "cams-2").iterdir()) == ["0.png", "maps.npz"]
 
 
+@pytest.mark.parametrize("command", ["explain", "predict"])
+def test_an_out_that_names_an_image_file_is_refused_before_the_work(
+    model_file, image_folder, tmp_path, capsys, command
+):
+    # `explain --out cam.png` for one image made a folder named cam.png holding the overlay.
+    image, out = str(image_folder / "a" / "0.png"), tmp_path / "cam.png"
+    flag = "--out" if command == "explain" else "--cam"
+    assert main([command, str(model_file), image, flag, str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {out} names a file; the explanations (an overlay per image, maps.npz and, "
+        f"for several images, sheet.png) are written into a folder: name one, e.g. "
+        f"{tmp_path / 'cam'}"
+    )
+    assert not out.exists()
+    result = explain(model_file, [image])
+    with pytest.raises(resnetlab.ResnetlabError, match="names a file"):
+        result.save(out)
+    out.mkdir()  # a folder of that name already there is one
+    assert [p.name for p in result.save(out)] == ["0.png", "maps.npz"]
+
+
 def test_overlays_are_never_written_inside_the_folder_explained(
     model_file, image_folder, tmp_path, monkeypatch, capsys
 ):

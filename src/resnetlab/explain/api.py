@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.fonts import any_script
+from ..data.decode import IMAGE_EXTENSIONS
 from ..data.folders import images_in
 from ..data.sources import H5_SUFFIXES
 from ..engine.distributed import resolve_device
@@ -192,6 +193,13 @@ def _check_folder(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ResnetlabError(
             f"{out} is a file; the explanations are written into a folder: name a new one"
+        )
+    if not out.exists() and out.suffix.lower() in IMAGE_EXTENSIONS | {".npz"}:
+        # `--out cam.png` for one image made a folder named cam.png, holding the overlay
+        raise ResnetlabError(
+            f"{out} names a file; the explanations (an overlay per image, maps.npz and, for "
+            f"several images, sheet.png) are written into a folder: name one, e.g. "
+            f"{out.with_suffix('')}"
         )
 
 
