@@ -919,14 +919,22 @@ def test_split_named_folders_without_classes(tmp_path):
     # Kaggle's layout: one train/ of images, their labels in a table beside it.
     (tmp_path / "d" / "val" / "photo.png").unlink()
     (tmp_path / "d" / "val").rmdir()
-    (tmp_path / "d" / "train.csv").write_text("id,label\nphoto.png,cat\n")
+    (tmp_path / "d" / "annotations.csv").write_text("id,label\nphoto.png,cat\n")
+    (tmp_path / "d" / "meta.csv").write_text("id,author\nphoto.png,ann\n")  # which is it?
     with pytest.raises(DataError) as caught:
         load_dataset(str(tmp_path / "d"))
     assert str(caught.value) == (
         f"{tmp_path / 'd'}: train looks like a split, not a class, but holds no class folders; "
         "put each split's images in one sub-folder per class (train/<class>/*.jpg) (the labels "
-        "in train.csv are not read: sort the images by it)"
+        "in annotations.csv are not read: a table of labels is read as train.csv beside "
+        "train/, or as the only table in train/ or here)"
     )
+    (tmp_path / "d" / "meta.csv").unlink()
+    # train.csv is read (tests/data/test_tables.py), and one that does not fit says why.
+    (tmp_path / "d" / "annotations.csv").rename(tmp_path / "d" / "train.csv")
+    (tmp_path / "d" / "train.csv").write_text("id,label\nother.png,cat\n")
+    with pytest.raises(DataError, match=r"train.csv: none of its columns names the images in "):
+        load_dataset(str(tmp_path / "d"))
 
 
 def test_signs_jpeg_splits_with_classes_in_file_names(shared_data):

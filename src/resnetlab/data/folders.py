@@ -42,6 +42,13 @@ from .decode import (
 )
 from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
+from .tables import (
+    TABLE_SUFFIXES,
+    class_order,
+    label_table,
+    labels_images,
+    read_label_table,
+)
 
 # Decode into memory only when the uint8 images take at most this much; larger folders
 # stream from disk. 4 GiB holds CIFAR-10's training split 28 times over, or 28,000 images
@@ -492,11 +499,12 @@ def _check_no_dotted_split(folder: Path) -> None:
 
 
 def _holds_classes(folder: Path) -> bool:
-    """Whether a split folder holds class folders, or images whose names carry their class."""
-    return (
-        bool(_visible_dirs(folder))
-        or _name_labels(list(map(str, _direct_images(folder)))) is not None
-    )
+    """Whether a split folder holds class folders, or images whose names carry their class
+    or that a label table labels (``tables.label_table``)."""
+    if _visible_dirs(folder):
+        return True
+    images = list(map(str, _direct_images(folder)))
+    return _name_labels(images) is not None or labels_images(folder, images)
 
 
 def _sibling_class_folders(folder: Path) -> list[str]:
@@ -658,6 +666,11 @@ def scan_classes(folder: Path) -> FolderSplit:
         if not h5 and (others := _direct_others(folder)):  # a phone's HEIC photos, say
             hint = f", only {_others_note(others, said='')[0]}"
         raise DataError(f"{folder}: no class folders and no images in it{hint}")
+    # Images without class folders (or in one folder, photos/images/): labelled by a table
+    # where one is given, else by their names.
+    unsorted = not class_dirs or (len(class_dirs) == 1 and not loose)
+    if unsorted and (labelled := _scan_label_table(folder)) is not None:
+        return labelled
     if not class_dirs:
         return _scan_named_files(folder)
     _check_no_dead_folder_links(folder, class_dirs)
@@ -668,11 +681,19 @@ def scan_classes(folder: Path) -> FolderSplit:
         what = "looks like a split, not a class, but holds"
         if class_dirs[1:]:
             what = "look like splits, not classes, but hold"
-        # Kaggle's layout: train/ of images, their labels in train.csv beside it
-        tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(".csv"))
+        # Kaggle's layout: train/ of images, their labels in train.csv beside it. One that
+        # is there did not fit: its error says why. One of another name is not looked for.
+        for d in class_dirs:
+            if (found := label_table(d)) is not None:
+                read_label_table(d, found, list(map(str, _direct_images(d))))
+        tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(TABLE_SUFFIXES))
         table = ""
         if tables:
-            table = f" (the labels in {tables[0]} are not read: sort the images by it)"
+            d = class_dirs[0].name
+            table = (
+                f" (the labels in {tables[0]} are not read: a table of labels is read as "
+                f"{d}.csv beside {d}/, or as the only table in {d}/ or here)"
+            )
         raise DataError(
             f"{folder}: {names} {what} no class folders; put each split's images in one "
             f"sub-folder per class (train/<class>/*.jpg){table}"
@@ -748,6 +769,36 @@ def _hidden_classes_note(folder: Path) -> list[str]:
         "them without the dot to train on their images"
     )
     return [f"{', '.join(sorted(hidden))} left out: {what}"]
+
+
+def _scan_label_table(folder: Path) -> FolderSplit | None:
+    """``scan_classes`` of a folder whose images a label table labels (``tables``), None
+    without one. A table that does not fit is an error, unless the images' names give
+    their classes, which are then taken with a note saying why the table was not."""
+    if (table := label_table(folder)) is None:
+        return None
+    others: list[str] = []
+    paths, stamps = _images_under(folder, others=others)
+    try:
+        labelled, labels, notes = read_label_table(folder, table, paths)
+    except DataError as e:
+        if _name_labels(paths, least=1) is None:
+            raise
+        named = _scan_named_files(folder)
+        named.notes.append(f"labels taken from the file names, not from {table.name}: {e}")
+        return named
+    class_names = class_order(labels)
+    index = {name: i for i, name in enumerate(class_names)}
+    stamp_of = dict(zip(paths, stamps, strict=True))
+    st = table.stat()
+    return FolderSplit(
+        folder,
+        labelled,
+        [index[label] for label in labels],
+        class_names,
+        notes + _others_note([o for o in others if o != table.name]),
+        [f"{table.name}|{st.st_size}|{st.st_mtime_ns}", *(stamp_of[p] for p in labelled)],
+    )
 
 
 def _scan_named_files(folder: Path) -> FolderSplit:
@@ -925,7 +976,9 @@ def folder_splits(
             notes.append(f"folders in {where} other than the splits ignored: {', '.join(ignored)}")
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
             notes.append(_loose_note(loose, root, "a split's class folder"))
-        notes += _others_note(_direct_others(root))
+        # The table that labels a split of images (train.csv beside train/) is no stray file.
+        tables = {label_table(d) for d in split_dirs.values() if not _visible_dirs(d)}
+        notes += _others_note([o for o in _direct_others(root) if root / o not in tables])
     else:
         split_dirs = {"all": root}
     if len(split_dirs) == 1:

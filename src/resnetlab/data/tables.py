@@ -1,0 +1,245 @@
+"""Label tables: a CSV that names a folder's image files and the class of each.
+
+Many image sets come as one folder of images and a table of their labels (Kaggle's
+``train/`` beside ``train.csv``, a labelling tool's export) rather than a folder per
+class. ``label_table`` finds the table of such a folder and ``read_label_table`` reads
+it: the column naming the files is the one whose values name the folder's images (as a
+relative path or a file name, with or without its suffix), the column of classes is the
+other one, or the one headed ``label``, ``class``, ``category``..., or one-hot columns (one
+column per class, a single 1 in each row).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+from ..errors import DataError, readable
+
+TABLE_SUFFIXES = (".csv", ".tsv")
+# Headers of the column of classes, where the table has more columns than the files' and it.
+LABEL_HEADERS = (
+    "label",
+    "labels",
+    "class",
+    "classes",
+    "class_name",
+    "classname",
+    "category",
+    "target",
+    "breed",
+    "species",
+    "diagnosis",
+    "y",
+)
+MOST_ROWS_UNMATCHED = 0.5  # past this share of rows naming no image, the table is refused
+
+
+def _words(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _tables_in(folder: Path) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    return sorted(
+        Path(e.path)
+        for e in entries
+        if not e.name.startswith(".")
+        and os.path.splitext(e.name)[1].lower() in TABLE_SUFFIXES
+        and e.is_file()
+    )
+
+
+def label_table(folder: Path) -> Path | None:
+    """The table of ``folder``'s labels: the one table in it, else the one beside it named
+    for it (``train.csv``, ``train_labels.csv`` or ``trainLabels.csv`` for ``train/``) or
+    for labels (``labels.csv``); None where there is none, or several in it."""
+    inside = _tables_in(folder)
+    if len(inside) == 1:
+        return inside[0]
+    if inside:
+        return None
+    name = _words(folder.name)
+    beside = [
+        t
+        for t in _tables_in(folder.parent)
+        if _words(t.stem).startswith(name) or _words(t.stem) == "labels"
+    ]
+    # The exact name first (train.csv), then the shortest (train_labels.csv before
+    # train_labels_v2.csv), labels.csv last.
+    beside.sort(key=lambda t: (_words(t.stem) != name, _words(t.stem) == "labels", len(t.stem)))
+    return beside[0] if beside else None
+
+
+def labels_images(folder: Path, paths: list[str]) -> bool:
+    """Whether ``folder`` has a label table (``label_table``) that labels images of
+    ``paths``: what makes a folder of images without class folders a split of its own."""
+    table = label_table(folder)
+    if table is None or not paths:
+        return False
+    try:
+        read_label_table(folder, table, paths)
+    except DataError:
+        return False
+    return True
+
+
+def _rows(table: Path) -> list[list[str]]:
+    """The table's rows of cells, stripped; one line for a table that is no text table."""
+    try:
+        text = table.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = table.read_bytes().decode("latin-1")
+        except OSError as e:
+            raise DataError(f"{table}: cannot read the label table ({e.strerror or e})") from None
+    except OSError as e:
+        raise DataError(f"{table}: cannot read the label table ({e.strerror or e})") from None
+    if "\0" in text:
+        raise DataError(f"{table}: not a text table of labels (it holds binary data)")
+    try:
+        dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t")
+    except csv.Error:  # one column, or too little to tell: a comma, or a tab for .tsv
+        dialect = csv.excel_tab if table.suffix.lower() == ".tsv" else csv.excel
+    try:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), dialect)]
+    except csv.Error as e:
+        raise DataError(f"{table}: not a table of labels ({e})") from None
+    return [row for row in rows if any(row)]
+
+
+def _image_keys(folder: Path, paths: list[str]) -> dict[str, str]:
+    """The names a table may give each image by: its path relative to ``folder`` and its
+    file name, each with and without its suffix (where no other image shares them)."""
+    keys: dict[str, str | None] = {}
+    for path in paths:
+        relative = PurePosixPath(Path(path).relative_to(folder).as_posix())
+        names = {str(relative), str(relative.with_suffix("")), relative.name, relative.stem}
+        for key in names:
+            key = readable(key)
+            keys[key] = None if keys.get(key, path) != path else path  # None: ambiguous
+    return {k: v for k, v in keys.items() if v is not None}
+
+
+def _file_key(value: str, folder: Path) -> str:
+    """A table's cell as an image's key: ``./`` and the folder's own name in front dropped
+    (``train/cat.1.jpg`` in a table beside ``train/``), Windows separators as ``/``."""
+    value = value.replace("\\", "/").removeprefix("./")
+    return readable(value.removeprefix(f"{folder.name}/"))
+
+
+def _one_hot(rows: list[list[str]], columns: list[int]) -> bool:
+    ones = {"1", "1.0", "1.00"}
+    return all(
+        all(row[c] in ones or row[c] in ("0", "0.0", "0.00") for c in columns)
+        and sum(row[c] in ones for c in columns) == 1
+        for row in rows
+    )
+
+
+def read_label_table(
+    folder: Path, table: Path, paths: list[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """The images of ``paths`` (found under ``folder``) that ``table`` labels, their labels
+    (as the table writes them) and notes on what it left out.
+
+    Raises:
+        DataError: a table whose columns name none of the images, or no column of classes
+            to be told among several, or whose rows mostly name no image.
+    """
+    rows = _rows(table)
+    if not rows:
+        raise DataError(f"{table}: the label table is empty; give a row per image: file,label")
+    width = max(len(row) for row in rows)
+    rows = [row + [""] * (width - len(row)) for row in rows]
+    keys = _image_keys(folder, paths)
+    matched = [sum(_file_key(row[c], folder) in keys for row in rows) for c in range(width)]
+    files = max(range(width), key=lambda c: matched[c])
+    if not matched[files]:
+        example = Path(paths[0]).name if paths else "(no images)"
+        raise DataError(
+            f"{table}: none of its columns names the images in {folder} (as {example} or "
+            f"{Path(example).stem}); a label table has a column of their file names and one "
+            "of their classes"
+        )
+    header = _file_key(rows[0][files], folder) not in keys
+    names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
+    body = rows[1:] if header else rows
+    labels_of, how = _label_column(table, body, names, files, header)
+    labelled, labels, unmatched, unlabelled, repeated = [], [], [], 0, 0
+    seen: set[str] = set()
+    for row in body:
+        path = keys.get(_file_key(row[files], folder))
+        label = labels_of(row)
+        if path is None:
+            unmatched.append(row[files])
+        elif not label:
+            unlabelled += 1
+        elif path in seen:
+            repeated += 1
+        else:
+            seen.add(path)
+            labelled.append(path)
+            labels.append(label)
+    if len(unmatched) > MOST_ROWS_UNMATCHED * len(body):
+        raise DataError(
+            f"{table}: {len(unmatched):,} of its {len(body):,} rows name no image in {folder} "
+            f"(the first: {unmatched[0]!r}); is it the table of another folder?"
+        )
+    notes = [f"classes from {table.name}: {how}, the files in {names[files]!r}"]
+    if unmatched:
+        notes.append(
+            f"{len(unmatched):,} rows of {table.name} name no image in {folder.name}/ (the "
+            f"first: {unmatched[0]!r}): left out"
+        )
+    if unlabelled:
+        notes.append(f"{unlabelled:,} rows of {table.name} give no class: their images left out")
+    if repeated:
+        notes.append(
+            f"{repeated:,} images listed more than once in {table.name}: the first row's class "
+            "taken"
+        )
+    if left := len(paths) - len(seen) - unlabelled:
+        notes.append(f"{left:,} images in {folder.name}/ that {table.name} does not list: left out")
+    return labelled, labels, notes
+
+
+def _label_column(table: Path, rows: list[list[str]], names: list[str], files: int, header: bool):
+    """How a row gives its class, and how the note says it: the one other column, else the
+    one headed as classes are (``LABEL_HEADERS``), else one-hot columns."""
+    others = [c for c in range(len(names)) if c != files and any(row[c] for row in rows)]
+    if len(others) == 1:
+        (c,) = others
+        return (lambda row: row[c]), f"column {names[c]!r}"
+    headed = [c for c in others if header and names[c].strip().lower() in LABEL_HEADERS]
+    if headed:
+        c = headed[0]
+        return (lambda row: row[c]), f"column {names[c]!r}"
+    if header and others and _one_hot(rows, others):
+        return (
+            lambda row: next(names[c] for c in others if row[c] in ("1", "1.0", "1.00"))
+        ), f"one-hot columns {', '.join(repr(names[c]) for c in others)}"
+    if not others:
+        raise DataError(f"{table}: it names the images but gives no class; add a column of classes")
+    shown = ", ".join(repr(names[c]) for c in others)
+    raise DataError(
+        f"{table}: which column holds the classes? its columns besides the files are {shown}; "
+        "head that one label"
+    )
+
+
+def class_order(labels: list[str]) -> list[str]:
+    """The classes of ``labels`` in the order of the model's outputs: by value where every
+    one is a whole number (class 10 after class 9, as the table numbers them), else as class
+    folders are ordered (by name)."""
+    found = Counter(labels)
+    if all(re.fullmatch(r"-?\d+", label) for label in found):
+        return sorted(found, key=int)
+    return sorted(found)

@@ -1,0 +1,167 @@
+"""Image folders labelled by a table (a CSV of file names and classes), not by class folders."""
+
+import pytest
+
+from resnetlab.cli import main
+from resnetlab.data import load_dataset
+from resnetlab.errors import DataError
+
+from .conftest import solid
+
+COLOURS = {"bird": 40, "cat": 120, "dog": 200}  # each class's images are this grey
+
+
+def _images(folder, names_and_classes, suffix=".png"):
+    """``folder/<name><suffix>`` for each (name, class), of its class's grey."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, label in names_and_classes:
+        solid(COLOURS.get(label, 7 * int(label) if label.isdigit() else 0)).save(
+            folder / f"{name}{suffix}"
+        )
+
+
+def _classes_by_pixels(split):
+    """Each image's class as its pixels say, beside the class its label names."""
+    by_grey = {grey: name for name, grey in COLOURS.items()}
+    return [
+        (by_grey[int(image[0, 0, 0])], split.class_names[int(label)])
+        for image, label in zip(split.images, split.labels, strict=True)
+    ]
+
+
+def _kaggle(root, rows, header="id,label"):
+    """Kaggle's layout: root/train/<id>.png, their classes in root/train.csv, and a test/
+    of unlabelled images."""
+    _images(root / "train", rows)
+    _images(root / "test", [(f"t{i}", "") for i in range(3)])
+    (root / "train.csv").write_text(header + "\n" + "".join(f"{n},{c}\n" for n, c in rows))
+    return root
+
+
+ROWS = [(f"{i:04x}", ["cat", "dog", "bird"][i % 3]) for i in range(12)]
+
+
+def test_a_folder_of_images_and_the_table_beside_it_is_read_by_the_table(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    notes = " ".join(s.notes)
+    assert "classes from train.csv: column 'label', the files in 'id'" in notes
+    # The unlabelled test/ is no split; train.csv is not a stray file beside them.
+    assert f"{root} other than the splits ignored: test (images in no class folder)" in notes
+    assert "ignored (train.csv)" not in notes
+
+
+def test_the_table_inside_the_folder_by_its_class_header_with_paths_as_written(tmp_path):
+    # photos/labels.csv naming photos/images/<file>.png (one folder of images), as
+    # images/x.png or with Windows separators, among other columns.
+    photos = tmp_path / "photos"
+    _images(photos / "images", ROWS)
+    lines = ["file;photographer;Category"] + [
+        f"{'images/' if i % 2 else 'images' + chr(92)}{n}.png;ann;{c}"
+        for i, (n, c) in enumerate(ROWS)
+    ]
+    (photos / "labels.csv").write_text("\n".join(lines) + "\n")
+    s = load_dataset(str(photos), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_numbered_classes_are_in_the_order_of_their_numbers(tmp_path):
+    rows = [(f"img{i}", str(i % 11)) for i in range(22)]
+    root = _kaggle(tmp_path / "data", rows)
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == [str(k) for k in range(11)]  # 10 after 9, not after 1
+    pairs = zip(s.images, s.labels, strict=True)
+    greys = {int(label): int(image[0, 0, 0]) for image, label in pairs}
+    assert greys == {k: 7 * k for k in range(11)}
+
+
+def test_one_hot_columns_name_the_classes(tmp_path):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    lines = ["image_id,bird,cat,dog"] + [
+        f"{n},{int(c == 'bird')},{int(c == 'cat')},{int(c == 'dog')}" for n, c in ROWS
+    ]
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    s = load_dataset(str(root), stream=False).train
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_what_the_table_leaves_out_is_noted(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    _images(root / "train", [("extra", "cat"), ("unsure", "cat")])  # extra is not listed
+    table = root / "train.csv"
+    table.write_text(table.read_text() + "gone,cat\nunsure,\n0000,dog\n")
+    s = load_dataset(str(root), stream=False).train
+    assert len(s.labels) == 12  # not unsure, of no class; 0000 keeps its first row's
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    notes = " ".join(s.notes)
+    assert "1 rows of train.csv name no image in train/ (the first: 'gone'): left out" in notes
+    assert "1 rows of train.csv give no class: their images left out" in notes
+    assert "1 images listed more than once in train.csv: the first row's class taken" in notes
+    assert "1 images in train/ that train.csv does not list: left out" in notes
+
+
+@pytest.mark.parametrize(
+    "header, rows, says",
+    [
+        (
+            "id,a,b",
+            [(n, f"{c},x") for n, c in ROWS],
+            "which column holds the classes? its columns besides the files are 'a', 'b'; "
+            "head that one label",
+        ),
+        (
+            "id",
+            [(n, "") for n, _ in ROWS],
+            "it names the images but gives no class; add a column of classes",
+        ),
+    ],
+)
+def test_a_table_without_one_column_of_classes_is_refused_in_one_line(tmp_path, header, rows, says):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    lines = [header] + [f"{n},{c}".rstrip(",") for n, c in rows]
+    (root / "train" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root / "train"), stream=False)
+    assert str(e.value) == f"{root / 'train' / 'labels.csv'}: {says}"
+
+
+def test_a_table_of_other_images_is_refused_in_one_line(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    table = root / "train.csv"
+    table.write_text(table.read_text() + "".join(f"other{i},cat\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"20 of its 32 rows name no image in .*train \(the "):
+        load_dataset(str(root / "train"), stream=False)
+
+
+def test_images_named_by_class_keep_their_names_beside_a_table_that_does_not_fit(tmp_path):
+    folder = tmp_path / "signs"
+    _images(folder, [(f"{c}_{i}", c) for i in range(3) for c in ("cat", "dog")])
+    (folder / "notes.csv").write_text("author,year\nann,2024\n")
+    s = load_dataset(str(folder), stream=False).train
+    assert s.class_names == ["cat", "dog"]
+    assert "labels taken from the file names, not from notes.csv" in " ".join(s.notes)
+
+
+def test_a_changed_table_is_read_again_not_taken_from_the_cache(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    first = load_dataset(str(root), stream=False).train
+    assert first.class_names == ["bird", "cat", "dog"]
+    table = root / "train.csv"
+    table.write_text(table.read_text().replace(",bird", ",cat"))
+    again = load_dataset(str(root), stream=False).train
+    assert again.class_names == ["cat", "dog"] and len(again.labels) == 12
+
+
+def test_train_and_predict_on_a_labelled_folder(tmp_path, capsys, monkeypatch):
+    root = _kaggle(tmp_path / "data", ROWS)
+    monkeypatch.chdir(tmp_path)
+    args = ["--model", "resnet8", "--input-size", "8", "--max-steps", "2", "--out", "run"]
+    assert main(["train", "--data", str(root), *args]) == 0
+    assert "classes from train.csv" in capsys.readouterr().err
+    assert main(["predict", "run/best.safetensors", str(root / "train" / "0000.png")]) == 0
+    assert capsys.readouterr().out.split(":")[1].split()[0] in COLOURS
