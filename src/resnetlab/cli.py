@@ -23,7 +23,7 @@ import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -74,6 +74,9 @@ from .storage import (
     refixed,
     removed_on_failure,
 )
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def add_models(p: argparse.ArgumentParser) -> None:
@@ -875,12 +878,19 @@ def add_explain(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .data.decode import unwarned
     from .engine.distributed import resolve_device
-    from .explain import check_model, explain
-    from .explain.faithfulness import CheckRow, markdown_header, markdown_row
     from .models import load_model
 
+    check_options = _explain_flags(args)
+    model = load_model(args.model_file, device=resolve_device(args.device))
+    if args.check:
+        return _explain_check(args, model, check_options)
+    return _explain_draw(args, model)
+
+
+def _explain_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The faithfulness check's options given, once the flags are checked to go together:
+    those of the check only with --check, those of the overlays only without it."""
     if args.check and len(args.images) != 1:
         raise ResnetlabError("--check takes one data set: resnetlab explain MODEL DATA --check")
     check_options = {"fraction": args.fraction, "stages": args.stages}
@@ -897,31 +907,44 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"{flags} {apply} to the overlays explain draws; --check measures the maps of each "
             f"image's predicted class and writes no files: drop {them}"
         )
-    model = load_model(args.model_file, device=resolve_device(args.device))
-    if args.check:
-        printed: list[CheckRow] = []
+    return given
 
-        def print_row(row: CheckRow) -> None:  # the table, a row as each method is done
-            if not printed:
-                print(markdown_header(row.fraction, row.stages), end="")
-            print(markdown_row(row, model.meta.model), end="", flush=True)
-            printed.append(row)
 
-        rows, notes = check_model(
-            model,
-            args.images[0],
-            methods=args.method or METHODS,
-            layer=args.layer,
-            say=lambda line: print(line, file=sys.stderr, flush=True),
-            on_row=None if args.json else print_row,
-            **given,
-        )
-        if args.json:
-            print_json({"notes": notes, "rows": [r.to_dict() for r in rows]})
-            return 0
-        for note in unwarned(notes):
-            print(f"note: {note}", file=sys.stderr)
+def _explain_check(args: argparse.Namespace, model: nn.Module, options: dict[str, Any]) -> int:
+    """``explain --check``: the faithfulness table, a row as each method is done."""
+    from .data.decode import unwarned
+    from .explain import check_model
+    from .explain.faithfulness import CheckRow, markdown_header, markdown_row
+
+    printed: list[CheckRow] = []
+
+    def print_row(row: CheckRow) -> None:
+        if not printed:
+            print(markdown_header(row.fraction, row.stages), end="")
+        print(markdown_row(row, model.meta.model), end="", flush=True)
+        printed.append(row)
+
+    rows, notes = check_model(
+        model,
+        args.images[0],
+        methods=args.method or METHODS,
+        layer=args.layer,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+        on_row=None if args.json else print_row,
+        **options,
+    )
+    if args.json:
+        print_json({"notes": notes, "rows": [r.to_dict() for r in rows]})
         return 0
+    for note in unwarned(notes):
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def _explain_draw(args: argparse.Namespace, model: nn.Module) -> int:
+    """``explain``: an overlay per image, the maps and a contact sheet, written to --out."""
+    from .explain import explain
+
     if args.method and len(args.method) > 1:
         raise ResnetlabError("explain draws one --method at a time (several only with --check)")
     method = args.method[0] if args.method else "gradcam"
