@@ -254,14 +254,32 @@ def add_data(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .data.report import describe
 
-    from .data.decode import unwarned
+    sheet = _data_sheet_path(args)
+    summary, splits = describe(
+        args.path,
+        image_size=args.input_size,
+        resize=args.resize,
+        download=args.download,
+        cache_dir=args.cache_dir,
+    )
+    summary["sheet"] = None  # --no-sheet: the key is there, as JSON readers expect it
+    if not args.no_sheet:
+        summary["sheet"] = _write_data_sheet(args, splits, sheet)
+    if args.json:
+        print_json(summary)
+    else:
+        _print_data_summary(args.path, summary)
+    return 0
+
+
+def _data_sheet_path(args: argparse.Namespace) -> Path:
+    """``data inspect``'s contact sheet, once the data set (``args.path``, as given once,
+    as DATA or --data) and --out are checked: before any image is decoded."""
     from .data.folders import class_folder_note, data_folder_holding, with_folder_notes
-    from .data.report import class_table, contact_sheet, describe
     from .data.sources import run_folder_as_data
     from .engine.report import data_tag
-    from .errors import SettingWarning, warn
 
     if args.data_option is not None and args.path not in (None, args.data_option):
         raise ResnetlabError(
@@ -275,7 +293,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             "a file or folder)"
         )
     if args.out and not args.no_sheet:
-        check_figure_file(Path(args.out), "--out")  # before decoding the data
+        check_figure_file(Path(args.out), "--out")
         check_output_file(args.out, "--out")
     sheet = Path(args.out or Path("runs") / f"{data_tag(args.path)}-samples.png").expanduser()
     if problem := run_folder_as_data(args.path):
@@ -287,33 +305,37 @@ def cmd_data(args: argparse.Namespace) -> int:
         )
         note = class_folder_note(Path(args.path))  # `data inspect .` in photos/cat/
         raise ResnetlabError(with_folder_notes([note] if note else [], inside))
-    summary, splits = describe(
-        args.path,
-        image_size=args.input_size,
-        resize=args.resize,
-        download=args.download,
-        cache_dir=args.cache_dir,
-    )
-    summary["sheet"] = None  # --no-sheet: the key is there, as JSON readers expect it
-    if not args.no_sheet:
-        split = splits.get("train") or next(iter(splits.values()))
-        try:
-            summary["sheet"] = str(contact_sheet(split, sheet, title=args.path))
-        except WriteError as e:
-            if args.out:
-                raise
-            # The default, under runs/ in the current folder, which may be read-only: the
-            # data set is still described.
-            fix = "give --out a file in a folder you can write to, or --no-sheet"
-            warn(str(refixed(e, fix)), SettingWarning)
-    if args.json:
-        print_json(summary)
-        return 0
+    return sheet
+
+
+def _write_data_sheet(args: argparse.Namespace, splits: dict, sheet: Path) -> str | None:
+    """The contact sheet of the training split (else the first) written to ``sheet``; where
+    the default (under runs/ in the current folder) cannot be written, a warning, and None:
+    the data set is still described."""
+    from .data.report import contact_sheet
+    from .errors import SettingWarning, warn
+
+    split = splits.get("train") or next(iter(splits.values()))
+    try:
+        return str(contact_sheet(split, sheet, title=args.path))
+    except WriteError as e:
+        if args.out:
+            raise
+        fix = "give --out a file in a folder you can write to, or --no-sheet"
+        warn(str(refixed(e, fix)), SettingWarning)
+        return None
+
+
+def _print_data_summary(path: str, summary: dict) -> None:
+    """``data inspect``'s tables: the splits, the classes per split, then the notes."""
+    from .data.decode import unwarned
+    from .data.report import class_table
+
     console = Console(markup=False)  # paths and class names print as they are: "photos [old]"
     names = list(summary["splits"])
     classes = len(summary["class_names"])
     console.print(
-        Text(args.path, style="bold"),
+        Text(path, style="bold"),
         f": {summary['format']}, {classes} class{'es' if classes != 1 else ''}",
         sep="",
         soft_wrap=True,
@@ -336,7 +358,6 @@ def cmd_data(args: argparse.Namespace) -> int:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if summary["sheet"] is not None:
         console.print(f"contact sheet: {summary['sheet']}", highlight=False, soft_wrap=True)
-    return 0
 
 
 def add_convert(p: argparse.ArgumentParser) -> None:
