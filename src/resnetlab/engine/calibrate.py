@@ -39,8 +39,9 @@ fewer threads are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS`` fixes it). Margi
 the decision from flipping on noise, towards what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
-machine key: the CPU model, family and instruction sets, PyTorch's thread count, how its
-threads wait (``OMP_WAIT_SETTINGS``), the torch version and ``CALIBRATION_VERSION``. A
+machine key: the CPU model, family and instruction sets (and those oneDNN is held to,
+``ONEDNN_ISA_SETTINGS``), PyTorch's thread count, how its threads wait
+(``OMP_WAIT_SETTINGS``), the torch version and ``CALIBRATION_VERSION``. A
 change to any of them measures again; an unreadable file is reported and measured over.
 Timings are kept with the CPU time other work took from this process's cores while they were
 measured (``OtherWork``: other processes and, in a virtual machine, other guests; this
@@ -94,6 +95,9 @@ from .optim import build_optimizer
 from .step import PRECISION_DTYPES, TrainStep, autocast, initial_model, resolve_channels_last
 from .timing import time_interleaved
 
+# The settings that hold oneDNN to fewer instruction sets than the CPU has (DNNL_ is the
+# older name), which change the convolution kernels a calibration times.
+ONEDNN_ISA_SETTINGS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 CALIBRATION_VERSION = 7  # bump when what is measured, or how, changes
 REPEATS = 5  # rounds of a convolution's timing
 STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 10%
@@ -246,6 +250,8 @@ def machine_key() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         # Spinning or passive waiting moves the thread count that wins (README: Speed).
         "omp_wait": {name: os.environ.get(name) for name in OMP_WAIT_SETTINGS},
+        # oneDNN kept below the CPU's instruction sets (no AMX, no AVX-512): other kernels.
+        "onednn_isa": {name: os.environ.get(name) for name in ONEDNN_ISA_SETTINGS},
         "torch": torch.__version__,
         "version": CALIBRATION_VERSION,
     }
