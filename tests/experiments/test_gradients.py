@@ -242,6 +242,29 @@ def test_experiments_name_a_list_or_count_of_another_kind_in_one_line(tmp_path, 
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.parametrize("depths", [[], (), range(0)])
+def test_experiments_refuse_an_empty_list_of_depths(tmp_path, monkeypatch, depths):
+    """An empty list was read as the default depths: hours of nets not asked for."""
+    from resnetlab.experiments import degradation, gradients, run_degradation
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained the default depths")
+
+    for module in (degradation, gradients):
+        monkeypatch.setattr(module, "run_pairs", no_training)
+    for experiment, default in [
+        (run_degradation, [20, 32, 44, 56]),
+        (run_gradients, [20, 56, 110]),
+    ]:
+        says = (
+            "the experiment needs at least one depth, e.g. [20, 56]; leave depths out for "
+            f"the default, {default}"
+        )
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            experiment("digits", depths, out=tmp_path / "exp")
+    assert not (tmp_path / "exp").exists()
+
+
 def test_a_depth_or_seed_out_of_range_is_named_as_its_flag(tmp_path, capsys):
     """--seeds -1 was 'each of seeds must be at least 0'."""
     from resnetlab.cli import main

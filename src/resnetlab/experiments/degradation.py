@@ -47,6 +47,7 @@ from .runner import (
     Family,
     Run,
     cifar_depths,
+    depth_list,
     get_family,
     number_list,
     out_folder,
@@ -162,9 +163,7 @@ def run_degradation(
         The runs, the table rows and the verdict.
     """
     kind = get_family(family)
-    if depths is not None:
-        depths = number_list(depths, option("depths"), "[20, 56]", minimum=1)
-    depths = sorted(set(depths or default_depths(kind.name)))
+    depths = depth_list(depths, default_depths(kind.name))
     seeds = number_list(seeds, option("seeds"), "[0, 1, 2]")
     seeds = list(dict.fromkeys(seed_argument(s, f"each of {option('seeds')}") for s in seeds))
     if not seeds:

@@ -45,8 +45,8 @@ from ..storage import atomic_write_text
 from .runner import (
     Family,
     Run,
+    depth_list,
     get_family,
-    number_list,
     out_folder,
     results_written,
     run_pairs,
@@ -168,9 +168,7 @@ def run_gradients(
     """
     kind = get_family(family)
     recipe = recipe or kind.recipe
-    if depths is not None:
-        depths = number_list(depths, option("depths"), "[20, 56]", minimum=1)
-    depths = sorted(set(depths or GRADIENT_DEPTHS))
+    depths = depth_list(depths, GRADIENT_DEPTHS)
     steps = count_argument(steps, option("steps"))
     seed = seed_argument(seed, option("seed"))
     if count_argument(probe_size, option("probe_size"), minimum=0) < 2:

@@ -123,6 +123,20 @@ def number_list(values: object, what: str, example: str, minimum: int = 0) -> li
     return [count_argument(v, f"each of {what}", minimum) for v in values]
 
 
+def depth_list(depths: object, default: Sequence[int]) -> list[int]:
+    """``depths`` (``default`` where None) sorted, each once, else one line: an empty list
+    is refused, not read as the default, which would train nets not asked for."""
+    if depths is None:
+        return sorted(set(default))
+    chosen = sorted(set(number_list(depths, option("depths"), "[20, 56]", minimum=1)))
+    if not chosen:
+        raise ResnetlabError(
+            f"the experiment needs at least one depth, e.g. [20, 56]; leave {option('depths')} "
+            f"out for the default, {list(default)}"
+        )
+    return chosen
+
+
 def train_again(run_dir: Path) -> str:
     """The fix for a run whose finished files the experiment cannot do without."""
     return (
