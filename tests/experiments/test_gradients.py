@@ -265,6 +265,44 @@ def test_experiments_refuse_an_empty_list_of_depths(tmp_path, monkeypatch, depth
     assert not (tmp_path / "exp").exists()
 
 
+def test_experiments_take_a_pathlib_data_and_numpy_options(tmp_path):
+    """A pathlib.Path as data, or an np.float32 learning rate, trained every run and then
+    failed writing table.json / gradients.json: 'Object of type PosixPath is not JSON
+    serializable'."""
+    import numpy as np
+
+    from resnetlab.experiments import run_degradation
+
+    tiny = dict(input_size=8, crop_padding=1, batch_size=32, subset=64, val_subset=20)
+    result = run_degradation(
+        Path("digits"), [8], out=tmp_path / "deg", max_steps=1, **{**tiny, "lr": np.float32(0.5)}
+    )
+    saved = json.loads((tmp_path / "deg" / "table.json").read_text())["settings"]
+    assert saved["data"] == result.settings["data"] == "digits" and saved["lr"] == 0.5
+    run_gradients(Path("digits"), [8], out=tmp_path / "grad", steps=1, probe_size=8, **tiny)
+    saved = json.loads((tmp_path / "grad" / "gradients.json").read_text())["settings"]
+    assert saved["data"] == "digits"
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (None, "data: give a data set (digits, cifar10, a file or a folder)"),
+        (5, "data must be a string, got 5"),
+    ],
+)
+def test_experiments_refuse_data_that_names_no_data_set_in_one_line(tmp_path, data, says):
+    """5 was pathlib's TypeError; None trained the default data set, digits, under a table
+    that named its data `None`."""
+    from resnetlab.experiments import run_degradation
+
+    tiny = dict(input_size=8, crop_padding=1, batch_size=32, subset=64, val_subset=20)
+    for experiment, length in [(run_degradation, "max_steps"), (run_gradients, "steps")]:
+        with pytest.raises(ResnetlabError, match=f"^{re.escape(says)}$"):
+            experiment(data, [8], out=tmp_path / "exp", **{length: 1}, **tiny)
+    assert not (tmp_path / "exp").exists()
+
+
 def test_a_depth_or_seed_out_of_range_is_named_as_its_flag(tmp_path, capsys):
     """--seeds -1 was 'each of seeds must be at least 0'."""
     from resnetlab.cli import main

@@ -46,6 +46,7 @@ from .runner import (
     FAMILIES,
     Family,
     Run,
+    checked_inputs,
     cifar_depths,
     depth_list,
     get_family,
@@ -169,6 +170,7 @@ def run_degradation(
     if not seeds:
         raise ResnetlabError("the experiment needs at least one seed")
     recipe = recipe or kind.recipe
+    data, options = checked_inputs(data, recipe, options)
     out = out_folder(out, "degradation", data, family=kind.name, val_data=options.get("val_data"))
     # Said before the training, not only in the table after it.
     note = one_depth_text(depths[0], kind) if len(depths) < 2 else None

@@ -45,6 +45,7 @@ from ..storage import atomic_write_text
 from .runner import (
     Family,
     Run,
+    checked_inputs,
     depth_list,
     get_family,
     out_folder,
@@ -179,6 +180,7 @@ def run_gradients(
         raise ResnetlabError(
             f"the gradient experiment sets the length of training with {option('steps')}"
         )
+    data, options = checked_inputs(data, recipe, options)
     out = out_folder(out, "gradients", data, family=kind.name, val_data=options.get("val_data"))
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
     runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)

@@ -137,6 +137,26 @@ def depth_list(depths: object, default: Sequence[int]) -> list[int]:
     return chosen
 
 
+def checked_inputs(data: object, recipe: str, options: dict[str, Any]) -> tuple[str, dict]:
+    """``data`` and ``options`` checked as each run's configuration checks them, before the
+    experiment's folder is named, and as table.json can hold them: a ``pathlib.Path`` as
+    text, a NumPy number as Python's (after the runs trained, json could not write them).
+    ``None``, which a run reads as its default data set, is refused: the table would name
+    no data."""
+    if data is None:
+        raise ResnetlabError("data: give a data set (digits, cifar10, a file or a folder)")
+    config = resolve_config(recipe=recipe, data=data, **options)
+
+    def as_given(key: str, value: object) -> object:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):  # the configuration's is made absolute
+            return os.fspath(value)
+        return getattr(config, key)  # NumPy numbers as Python's
+
+    return os.fspath(data), {key: as_given(key, value) for key, value in options.items()}
+
+
 def train_again(run_dir: Path) -> str:
     """The fix for a run whose finished files the experiment cannot do without."""
     return (
