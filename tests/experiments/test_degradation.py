@@ -194,6 +194,14 @@ def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp
     ).read_text(encoding="utf-8")
 
 
+def test_the_table_gives_the_length_of_a_finished_run_not_of_a_diverged_one(tmp_path):
+    """Every run diverged: the table said '...: 0 iterations', the steps trained
+    before they stopped."""
+    _experiment(tmp_path / "exp", lr=1e12)
+    md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
+    assert "lr=1000000000000.0: no run finished. Seeds: 0." in md and "0 iterations" not in md
+
+
 def test_a_run_of_other_settings_is_named_by_its_flag(tmp_path, capsys):
     args = ["experiment", "degradation", "--data", "digits", "--depths", "8"]
     tiny = ["--input-size", "8", "--batch-size", "64", "--max-steps", "2", "--val-subset", "100"]

@@ -218,7 +218,9 @@ def markdown(result: DegradationResult) -> str:
     s = result.settings
     kind = result.family
     first = result.runs[0].summary
-    steps = max(r.summary["steps"] for r in result.runs)
+    # The runs' length is a finished run's: a diverged one stopped short of it.
+    steps = [r.summary["steps"] for r in result.runs if r.status == "finished"]
+    length = count_of(max(steps), "iteration") if steps else "no run finished"
     title = (
         "Degradation: plain vs residual CIFAR nets"
         if kind.name == "plain"
@@ -229,7 +231,7 @@ def markdown(result: DegradationResult) -> str:
         "",
         f"Data `{s['data']}`: {first['train_images']:,} training and "
         f"{first['val_images']:,} held-out images at {first['input_size']}x{first['input_size']}. "
-        f"Recipe `{s['recipe']}`{_options_text(s)}: {count_of(steps, 'iteration')}. "
+        f"Recipe `{s['recipe']}`{_options_text(s)}: {length}. "
         f"Seeds: {', '.join(map(str, s['seeds']))}.",
         "",
         "| model | depth | parameters | train error (%) | test error (%) "
