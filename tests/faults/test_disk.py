@@ -282,3 +282,21 @@ def test_an_experiments_table_on_a_full_disk_says_to_run_it_again_in_its_folder(
     assert code == 0, err
     assert "plain8 seed 0: finished earlier, skipped" in err
     assert strict_json(out / table)
+
+
+def test_a_folder_where_an_experiments_table_goes_is_named_to_move(tmp_path, capsys):
+    # Not "make exp writable": the folder is writable, the table's name is taken by a folder.
+    out = tmp_path / "exp"
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8"]
+    args += ["--input-size", "8", "--val-subset", "20", "--max-steps", "2", "--out", out]
+    code, err = cli(capsys, *args)
+    assert code == 0, err
+    (out / "table.md").unlink()
+    (out / "table.md").mkdir()
+    code, err = cli(capsys, *args)
+    assert_one_line_error(
+        code,
+        err,
+        f"cannot write {out / 'table.md'}: Is a directory; move the folder {out / 'table.md'} "
+        "out of the way, then run the same experiment command again",
+    )

@@ -92,7 +92,11 @@ def results_written(out: Path) -> Iterator[None]:
     except WriteError as e:
         if e.path is None or e.error is None:
             raise
-        what = FREE_SPACE if full_disk(e.error) else f"make {out} writable"
+        what = f"make {out} writable"
+        if full_disk(e.error):
+            what = FREE_SPACE
+        elif isinstance(e.error, IsADirectoryError):  # a folder of the result's name
+            what = f"move the folder {e.path} out of the way"
         fix = (
             f"{what}, then run the same experiment command again, which skips the runs that "
             "ended and writes the figures and tables from them"
