@@ -760,6 +760,42 @@ def test_a_warning_that_finds_the_output_reader_gone_stops_the_run_as_a_log_line
     assert (state["epoch"], state["batch"]) == (0, 2)
 
 
+def test_a_warning_before_the_run_log_that_finds_the_reader_gone_stops_the_run_too(
+    tmp_path, monkeypatch
+):
+    # The reader gone before a warning written while the run was set up (its data read),
+    # before the run's log existed: stderr was sent nowhere and the run trained to its end
+    # unseen, where a log line finding it gone stops it at its first step, exit status 141.
+    train_module = sys.modules[Trainer.__module__]
+    read, write = os.pipe()
+    stderr = os.fdopen(write, "w", buffering=1)
+    sink = tmp_path / "sink"
+
+    def discard(stream):  # as storage.discard_output, into a file of the test's own
+        fd = os.open(sink, os.O_WRONLY | os.O_CREAT)
+        try:
+            os.dup2(fd, stream.fileno())
+        finally:
+            os.close(fd)
+
+    def warn_early(*args, **kwargs):
+        os.close(read)
+        warnings.warn("a note on the settings", SettingWarning, stacklevel=1)
+
+    monkeypatch.setattr(report_module, "discard_output", discard)
+    monkeypatch.setattr(train_module, "warn_of_settings_that_do_not_apply", warn_early)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    try:
+        assert main(["train", *args, "--out", str(out)]) == 128 + 13
+    finally:
+        stderr.close()
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (0, 0)
+
+
 def test_a_finished_run_is_freed_at_once_not_by_the_garbage_collector(tmp_path, monkeypatch):
     # A reference from the run's log back to its trainer (a callback) made a cycle: the
     # trainer, its model and its loaders' worker processes lived on until the collector

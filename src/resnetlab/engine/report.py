@@ -215,13 +215,20 @@ def _of_epoch(summary: dict[str, Any], epoch: int) -> str:
 # The logs of the runs in progress, for a write to stderr that none of them made (a
 # warning's) and that finds the reader gone.
 _OPEN_LOGS: weakref.WeakSet[RunLog] = weakref.WeakSet()
+# The streams found with their reader gone by such a write: a log made after it (the
+# warning was written while the run was set up) finds its output lost at its first line,
+# where the write itself, now sent nowhere, no longer fails.
+_LOST_STREAMS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def stderr_lost() -> None:
     """The reader of stderr has gone, found by a write outside the run logs (a warning's):
     what is written there from now on goes nowhere, and each run in progress stops as a
-    write of its own log would have stopped it (at its next step, with its checkpoint)."""
+    write of its own log would have stopped it (at its next step, with its checkpoint);
+    so does a run whose log is made later."""
     discard_output(sys.stderr)
+    with contextlib.suppress(TypeError):  # a stream that takes no weak reference
+        _LOST_STREAMS.add(sys.stderr)
     for log in list(_OPEN_LOGS):
         log.lose_output(log.console)
 
@@ -320,6 +327,9 @@ class RunLog:
         if self.output_lost:
             return
         console = console or self.console
+        if console.file in _LOST_STREAMS:  # (stderr_lost before this log was made)
+            self.lose_output(console)
+            return
         try:
             console.print(text, highlight=False)
         except OSError as e:
