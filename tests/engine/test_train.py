@@ -250,6 +250,29 @@ def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_p
     assert state["train_time"] > 0
 
 
+def test_a_sigterm_that_ends_the_loaders_workers_keeps_the_steps_since_the_last_log(
+    tmp_path, monkeypatch
+):
+    # SIGTERM sent to the whole process group (a batch system's cancel): the loader's
+    # workers end too, and the batch they were making fails. The 6th and 7th steps and the
+    # epoch's time were left out of the checkpoint, kept where the stop came between steps.
+    original, made = DeviceLoader._batch, {"n": 0}
+
+    def batch(self, *args, **kwargs):
+        made["n"] += 1
+        if made["n"] == 8:
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise RuntimeError("DataLoader worker (pid 4321) is killed by signal: Terminated.")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeviceLoader, "_batch", batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(**FAST, epochs=1, out=str(tmp_path / "run"))
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
+    assert state["train_time"] > 0
+
+
 def test_sigterm_stops_a_run_as_ctrl_c_does_and_exits_143(tmp_path, monkeypatch, capsys):
     """`kill`, `docker stop` or a batch system's preemption: SIGTERM ended the process at
     once, losing the steps since the last epoch's checkpoint, without a word."""

@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -566,6 +566,23 @@ RUN_DEFINING = (
     "freeze_bn",
     "class_weights",  # the best epoch so far was picked by its metric (balanced or not)
 )
+
+
+# What the loader's workers ended by a SIGTERM sent to the whole process group raise:
+# PyTorch's report, the batch they no longer make, or one cut off in its passing
+# (connection reset).
+WORKERS_ENDED = (RuntimeError, DataError, OSError, EOFError)
+
+
+def _ended_by_stop(batches: Iterator, stopped: Callable[[], bool]) -> Iterator:
+    """``batches``, ended where making one fails once the run was asked to stop: SIGTERM
+    sent to the whole process group ends the loader's workers too, and the batch they were
+    making fails (``_stop_between_steps``); the epoch's loop then stops as between steps."""
+    try:
+        yield from batches
+    except WORKERS_ENDED:
+        if not stopped():
+            raise
 
 
 class Trainer:
@@ -1224,9 +1241,7 @@ class Trainer:
             signal.signal(sig, request_stop)
         try:
             yield
-        except (RuntimeError, DataError, OSError, EOFError):
-            # The loader's workers, ended by the same SIGTERM: PyTorch's report, the batch
-            # they no longer make, or one cut off in its passing (connection reset).
+        except WORKERS_ENDED:  # the loader's workers, ended by the same SIGTERM
             if self.stop_requested:
                 raise KeyboardInterrupt from None
             raise
@@ -1281,16 +1296,20 @@ class Trainer:
             )
             seen = 0
 
+        def stop() -> None:
+            """Ctrl-C or SIGTERM while a batch was made: the steps since the last log go
+            into the checkpoint's record too, and so does their time, as their images."""
+            if seen:
+                log_steps()
+            self.train_time += time.perf_counter() - tick
+            raise KeyboardInterrupt
+
         self.log.epoch_begin(self.epoch, epoch_steps, self.batch)
         last = time.perf_counter()  # the end of the last step: what a step costs includes
-        for x, y in batches:  # waiting for its batch, which the thread count changes too
+        # waiting for its batch, which the thread count changes too
+        for x, y in _ended_by_stop(batches, lambda: self.stop_requested):
             if self.stop_requested:
-                # Ctrl-C while this batch was made: the steps since the last log go into
-                # the checkpoint's record too.
-                if seen:
-                    log_steps()
-                self.train_time += time.perf_counter() - tick  # the steps' time, as their images
-                raise KeyboardInterrupt
+                stop()
             lr = self._lr()
             set_lr(self.optimizer, lr)
             self._train_step(x, y)
@@ -1308,12 +1327,13 @@ class Trainer:
             # Ctrl-C: the steps since the last log go into the checkpoint's record too.
             if self.batch % c.log_every == 0 or self.batch == epoch_steps or self.stop_requested:
                 log_steps()
-        elapsed = time.perf_counter() - tick
-        self.train_time += elapsed
         if self.stop_requested:
             # Ctrl-C during the epoch's last step: the run stops now, as after any other
-            # step, not after the epoch's validation, which a resumed run begins with.
-            raise KeyboardInterrupt
+            # step, not after the epoch's validation, which a resumed run begins with. Or
+            # SIGTERM, whose loader's workers ended with it before the epoch's end.
+            stop()
+        elapsed = time.perf_counter() - tick
+        self.train_time += elapsed
         loss_sum, hit_sum, n = self.epoch_sums
         return {
             "train_loss": loss_sum / max(n, 1),
