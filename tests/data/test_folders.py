@@ -1652,3 +1652,22 @@ def test_a_hidden_folder_of_images_beside_the_class_folders_is_named(tmp_path):
         ".net (2 images) left out: a hidden folder (its name starts with a dot), not read "
         "as a class; rename it without the dot to train on its images"
     ]
+
+
+def test_a_hidden_folder_beside_the_one_class_folder_is_named_in_the_one_class_error(
+    tmp_path,
+):
+    # Two classes, one of them hidden: the error said to add a folder of another class's
+    # images, where the user has one, left out for its dot; the note never showed.
+    root = write_tree(tmp_path / "t", {"cats": [noise(i) for i in range(3)]})
+    (root / ".net").mkdir()
+    for i in range(2):
+        noise(20 + i).save(root / ".net" / f"{i}.png")
+    with pytest.raises(DataError) as error:
+        load_dataset(str(root))
+    assert str(error.value) == (
+        f"{root}: every training image is of one class (cats); a classifier needs images of "
+        "two classes at least: .net (2 images) left out: a hidden folder (its name starts "
+        "with a dot), not read as a class; rename it without the dot to train on its images; "
+        "else add a folder of another class's images"
+    )

@@ -379,16 +379,22 @@ NAMED_FILES_NOTE = "the file names in"
 # In the note on a folder of one class by name (a camera's IMG_0001.jpg) beside other folders
 # of images: likely one class of the data set its parent is (photos/cat given for photos/).
 CLASS_FOLDER_NOTE = "looks like one of the class folders in"
+# In the note on hidden folders of images beside the class folders (_hidden_classes_note).
+HIDDEN_CLASSES_NOTE = "without the dot to train on"
 
 
 def with_folder_notes(notes: list[str], fix: str | None) -> str | None:
     """``fix`` for data whose classes went wrong, after what its folder notes say first: a
-    class folder given for the folder that holds it (``photos/cat`` for ``photos/``); or, for
-    a lone folder of files named by class, that the folder itself is the class."""
+    class folder given for the folder that holds it (``photos/cat`` for ``photos/``), or a
+    class left out as a hidden folder (``.net/``); or, for a lone folder of files named by
+    class, that the folder itself is the class."""
     named = [note for note in notes if note.startswith(NAMED_FILES_NOTE)]
     if named:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
         return named[0]
     beside = [note for note in notes if CLASS_FOLDER_NOTE in note]
+    beside += [note for note in notes if HIDDEN_CLASSES_NOTE in note]
+    if beside and fix is None:
+        return beside[0]
     return f"{beside[0]}; else {fix}" if beside else fix
 
 
@@ -763,10 +769,10 @@ def _hidden_classes_note(folder: Path) -> list[str]:
         return []
     what = (
         "a hidden folder (its name starts with a dot), not read as a class; rename it "
-        "without the dot to train on its images"
+        f"{HIDDEN_CLASSES_NOTE} its images"
         if len(hidden) == 1
         else "hidden folders (their names start with a dot), not read as classes; rename "
-        "them without the dot to train on their images"
+        f"them {HIDDEN_CLASSES_NOTE} their images"
     )
     return [f"{', '.join(sorted(hidden))} left out: {what}"]
 
