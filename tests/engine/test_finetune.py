@@ -552,3 +552,11 @@ def test_a_rerun_too_short_for_its_config_head_epochs_names_the_file(tmp_path, c
     assert main([*rerun, "--head-epochs", "1", "--out", str(tmp_path / "d")]) == 2
     assert capsys.readouterr().err.startswith("error: --head-epochs 1 leaves no steps to train")
     assert main([*rerun, "--head-epochs", "0", "--out", str(tmp_path / "e")]) == 0
+    # Too short in epochs, which the config's own check finds: it named --head-epochs 1 too.
+    capsys.readouterr()
+    shorter = ["train", "--config", str(config), "--epochs", "1", "--out", str(tmp_path / "f")]
+    assert main(shorter) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}: head_epochs 1 leaves none of the 1 epoch to train the rest of the "
+        "network; lower it or raise --epochs (to train only the classifier: --freeze backbone)\n"
+    )

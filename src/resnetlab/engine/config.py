@@ -459,6 +459,11 @@ def _named_in_file(
         flag = option(key)  # a range error names the flag; in a file, the key is wrong
         if flag != key and message.startswith(f"{flag} must be "):
             message = key + message[len(flag) :]
+        # One that begins with the flag and its value (--head-epochs 1 leaves none of...):
+        # the key and its value in the file, not a flag that was never given.
+        given = option(key, values[key])
+        if given != key and message.startswith(f"{given} "):
+            message = f"{key} {shown(values[key])}{message[len(given) :]}"
         # Named as a range or type error from the file is ("weight_decay must be ..."), or
         # as the unset ones are (all of them, each a None of the file's: a flag is never one,
         # and a recipe leaves unset only what it decides), else by its key.
