@@ -552,6 +552,15 @@ def test_a_rerun_too_short_for_its_config_head_epochs_names_the_file(tmp_path, c
     assert main([*rerun, "--head-epochs", "1", "--out", str(tmp_path / "d")]) == 2
     assert capsys.readouterr().err.startswith("error: --head-epochs 1 leaves no steps to train")
     assert main([*rerun, "--head-epochs", "0", "--out", str(tmp_path / "e")]) == 0
+    # Resumed too short, the run's config.json is named, and the fix --resume takes: it
+    # named --head-epochs 1 and said to lower it, which --resume refuses.
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tuned.run_dir), "--max-steps", "2"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}: head_epochs 1 leaves no steps to train the rest of the network (2 "
+        "steps in all), and --resume keeps them; give a longer run: --epochs N (more than 1) "
+        "or --max-steps N (more than 4)\n"
+    )
     # Too short in epochs, which the config's own check finds: it named --head-epochs 1 too.
     capsys.readouterr()
     shorter = ["train", "--config", str(config), "--epochs", "1", "--out", str(tmp_path / "f")]

@@ -163,12 +163,22 @@ def check_length(
     steps_per_epoch: int,
     given: bool,
     source: str | os.PathLike | None = None,
+    resumed: bool = False,
 ) -> None:
     """A head phase must leave steps to train the rest: an error when ``--head-epochs`` was
-    given, or read from the config.json ``source``; none (the phase is dropped) when it was
-    the default."""
+    given, or read from the config.json ``source`` (of the run ``resumed``, which keeps
+    them: then only a longer run fits); none (the phase is dropped) when it was the
+    default."""
     if tuning.head_steps(steps_per_epoch) < total_steps:
         return
+    if source is not None and resumed:  # head_epochs define the run: they cannot change
+        raise ResnetlabError(
+            f"{source}: head_epochs {tuning.head_epochs} leaves no steps to train the rest of "
+            f"the network ({total_steps} steps in all), and {option('resume')} keeps them; "
+            f"give a longer run: {option('epochs', text='N')} (more than "
+            f"{tuning.head_epochs}) or {option('max_steps', text='N')} (more than "
+            f"{tuning.head_steps(steps_per_epoch)})"
+        )
     if source is not None:  # no flag to lower: the value to give instead
         fits = option("head_epochs", (total_steps - 1) // steps_per_epoch)
         raise ResnetlabError(

@@ -334,8 +334,11 @@ def train(
     if resume is not None:
         run_dir = Path(path_argument(resume, "resume"))
         config, given = _resumed_config(run_dir, overrides)
+        kept_from = run_dir / "config.json"  # the head epochs too, which cannot change
         with global_state_kept(), named_as_given(data_as_given(config, overrides)):
-            return Trainer(config, run_dir=run_dir, resume=True, given=set(given)).run()
+            return Trainer(
+                config, run_dir=run_dir, resume=True, given=set(given), head_epochs_from=kept_from
+            ).run()
     config, head_epochs_from = _resolved_config(config, config_file, overrides)
     with global_state_kept(), named_as_given(data_as_given(config, overrides)):
         return Trainer(config, head_epochs_from=head_epochs_from).run()
@@ -772,7 +775,12 @@ class Trainer:
         self.thread_watch: ThreadWatch | None = None  # on the CPU: fewer threads on shared cores
         given_head = c.head_epochs is not None
         check_length(
-            self.tuning, self.total_steps, self.steps_per_epoch, given_head, self.head_epochs_from
+            self.tuning,
+            self.total_steps,
+            self.steps_per_epoch,
+            given_head,
+            self.head_epochs_from,
+            resumed=self.resumed,
         )
         epoch_images = self.steps_per_epoch * c.batch_size  # per process, as validation is
         recomputed = (
