@@ -1646,6 +1646,8 @@ def test_a_hidden_folder_of_images_beside_the_class_folders_is_named(tmp_path):
         noise(20 + i).save(root / ".net" / f"{i}.png")
     (root / ".git").mkdir()
     (root / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / ".thumbnails").mkdir()  # a phone's small copies: no class either
+    noise(30).save(root / ".thumbnails" / "0.png")
     data = load_dataset(str(root))
     assert data.class_names == ["a", "b"] and len(data.train) == 6
     assert data.train.notes == [

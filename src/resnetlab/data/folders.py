@@ -115,6 +115,9 @@ class FolderSplit:
 # Left out silently, as hidden folders are.
 DRIVE_FOLDERS = frozenset({"$RECYCLE.BIN", "System Volume Information", "lost+found"})
 SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir"}) | DRIVE_FOLDERS
+# Hidden folders of thumbnails (Android's DCIM/.thumbnails, image viewers' .thumb): left out
+# silently too, though they hold images, where another hidden folder of images is noted.
+THUMBNAIL_FOLDERS = frozenset({".thumbnails", ".thumbs", ".thumb", ".cache"})
 
 
 def _listing(folder: Path) -> list[os.DirEntry]:
@@ -758,6 +761,8 @@ def _hidden_classes_note(folder: Path) -> list[str]:
     hidden = []
     for e in _listing(folder):
         if not e.name.startswith(".") or _leads_nowhere(e) or not e.is_dir():
+            continue
+        if e.name.lower() in THUMBNAIL_FOLDERS:  # a phone's or a viewer's small copies
             continue
         try:
             n = len(_direct_images(Path(e.path)))
