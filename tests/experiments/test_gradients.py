@@ -84,6 +84,8 @@ def test_gradient_experiment_writes_its_outputs(tmp_path):
     assert "- depth 14: the plain net's first/fc ratio is" in md and "after 3 steps than" in md
     one = markdown(dataclasses.replace(result, steps=1))
     assert "first/fc (after 1 step)" in one and "after 1 step than" in one
+    whole = dataclasses.replace(result, settings={**result.settings, "probe_size": 1438})
+    assert "one batch of 1,438 training images" in markdown(whole)  # as counts are written
     # Run again: the runs are skipped and the same initial weights give the same norms.
     again = run_gradients("digits", (8, 14), **settings)
     assert [r["init"] for r in again.rows] == [r["init"] for r in result.rows]

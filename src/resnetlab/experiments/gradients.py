@@ -205,7 +205,7 @@ def run_gradients(
         }
         for r in rows
     ]
-    title = f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels)}"
+    title = f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels):,}"
     with results_written(out):
         plot_gradient_norms(models, out / "gradients.png", title=title, names=kind.labels)
         atomic_write_text(out / "gradients.json", json.dumps(result.to_dict(), indent=2) + "\n")
@@ -288,7 +288,7 @@ def markdown(result: GradientResult) -> str:
     lines = [
         f"# Gradient norm per weight layer: {base}s vs {changed}s",
         "",
-        f"Data `{result.settings['data']}`, one batch of {result.settings['probe_size']} "
+        f"Data `{result.settings['data']}`, one batch of {result.settings['probe_size']:,} "
         f"training images, cross-entropy loss, training-mode BN. Seed "
         f"{result.settings['seed']}; {count_of(k, 'step')} of recipe `{result.settings['recipe']}` "
         "between the two measurements.",
