@@ -165,3 +165,15 @@ def test_train_and_predict_on_a_labelled_folder(tmp_path, capsys, monkeypatch):
     assert "classes from train.csv" in capsys.readouterr().err
     assert main(["predict", "run/best.safetensors", str(root / "train" / "0000.png")]) == 0
     assert capsys.readouterr().out.split(":")[1].split()[0] in COLOURS
+
+
+def test_a_table_named_for_the_split_labels_its_folder_of_images(tmp_path):
+    # Kaggle's cassava and plant-pathology: train_images/ beside train.csv, test_images/.
+    root = tmp_path / "cassava"
+    _images(root / "train_images", ROWS)
+    _images(root / "test_images", [("t0", "")])
+    (root / "train.csv").write_text("image_id,label\n" + "".join(f"{n}.png,{c}\n" for n, c in ROWS))
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert "ignored: test_images (images in no class folder)" in " ".join(s.notes)

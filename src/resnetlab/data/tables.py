@@ -57,24 +57,40 @@ def _tables_in(folder: Path) -> list[Path]:
     )
 
 
+# Words a folder of images is named by besides its split's: Kaggle's train_images/ (beside
+# train.csv), train_img/.
+IMAGE_WORDS = ("images", "image", "imgs", "img", "photos", "pictures", "pics")
+
+
+def _folder_names(folder: Path) -> set[str]:
+    """The names a table beside ``folder`` may be named by (as ``_words``): its own, and
+    its own without a word saying it holds images (``train`` for ``train_images/``)."""
+    words = [w for w in re.split(r"[-_. ]+", folder.name) if w]
+    bare = [w for w in words if w.lower() not in IMAGE_WORDS]
+    return {n for n in (_words(folder.name), _words("".join(bare))) if n}
+
+
 def label_table(folder: Path) -> Path | None:
     """The table of ``folder``'s labels: the one table in it, else the one beside it named
-    for it (``train.csv``, ``train_labels.csv`` or ``trainLabels.csv`` for ``train/``) or
-    for labels (``labels.csv``); None where there is none, or several in it."""
+    for it (``train.csv``, ``train_labels.csv`` or ``trainLabels.csv`` for ``train/`` or
+    ``train_images/``) or for labels (``labels.csv``); None where there is none, or several
+    in it."""
     inside = _tables_in(folder)
     if len(inside) == 1:
         return inside[0]
     if inside:
         return None
-    name = _words(folder.name)
+    names = _folder_names(folder)
     beside = [
         t
         for t in _tables_in(folder.parent)
-        if _words(t.stem).startswith(name) or _words(t.stem) == "labels"
+        if any(_words(t.stem).startswith(n) for n in names) or _words(t.stem) == "labels"
     ]
     # The exact name first (train.csv), then the shortest (train_labels.csv before
     # train_labels_v2.csv), labels.csv last.
-    beside.sort(key=lambda t: (_words(t.stem) != name, _words(t.stem) == "labels", len(t.stem)))
+    beside.sort(
+        key=lambda t: (_words(t.stem) not in names, _words(t.stem) == "labels", len(t.stem))
+    )
     return beside[0] if beside else None
 
 
