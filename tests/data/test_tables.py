@@ -177,3 +177,16 @@ def test_a_table_named_for_the_split_labels_its_folder_of_images(tmp_path):
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
     assert "ignored: test_images (images in no class folder)" in " ".join(s.notes)
+
+
+def test_images_named_by_class_beside_a_table_of_a_few_of_them_keep_their_names(tmp_path):
+    folder = tmp_path / "signs"
+    _images(folder, [(f"{c}_{i}", c) for i in range(3) for c in ("cat", "dog")])
+    (folder / "sizes.csv").write_text("file,width\ncat_0.png,8\n")  # one image's width
+    s = load_dataset(str(folder), stream=False).train
+    assert s.class_names == ["cat", "dog"] and len(s.labels) == 6
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert (
+        f"labels taken from the file names, not from sizes.csv: {folder / 'sizes.csv'}: it "
+        "gives the class of 1 of the 6 images"
+    ) in s.notes

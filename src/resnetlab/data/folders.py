@@ -792,6 +792,12 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
     paths, stamps = _images_under(folder, others=others)
     try:
         labelled, labels, notes = read_label_table(folder, table, paths)
+        # A table of a few of the images beside names that give classes (cat_0.png...,
+        # and sizes.csv of cat_0.png,12) is about those few, not the classes.
+        if len(labelled) * 2 < len(paths) and _name_labels(paths) is not None:
+            raise DataError(
+                f"{table}: it gives the class of {len(labelled):,} of the {len(paths):,} images"
+            )
     except DataError as e:
         if _name_labels(paths, least=1) is None:
             raise
