@@ -190,3 +190,16 @@ def test_images_named_by_class_beside_a_table_of_a_few_of_them_keep_their_names(
         f"labels taken from the file names, not from sizes.csv: {folder / 'sizes.csv'}: it "
         "gives the class of 1 of the 6 images"
     ) in s.notes
+
+
+def test_a_table_beside_a_folder_of_folders_of_images_labels_them_not_the_folders(tmp_path):
+    # A labelling tool's export: images/<batch>/<file>, annotations.csv naming them by path.
+    root = tmp_path / "export"
+    for i, (n, c) in enumerate(ROWS):
+        _images(root / "images" / f"batch{i % 2}", [(n, c)])
+    lines = [f"images/batch{i % 2}/{n}.png,{c}" for i, (n, c) in enumerate(ROWS)]
+    (root / "annotations.csv").write_text("filename,class\n" + "\n".join(lines) + "\n")
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert "classes from annotations.csv: column 'class'" in " ".join(s.notes)

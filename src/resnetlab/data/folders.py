@@ -580,6 +580,9 @@ def find_root(folder: Path) -> Path:
             return folder
         if _mostly_its_own_images(dirs[0]):  # one class, some of it in a sub-folder
             return folder
+        # A labelling tool's export: images/<batch>/*.jpg, their classes in a table here
+        if label_table(folder) is not None and labels_images(folder, _images_under(folder)[0]):
+            return folder
         folder = dirs[0]
 
 
