@@ -203,3 +203,38 @@ def test_a_table_beside_a_folder_of_folders_of_images_labels_them_not_the_folder
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
     assert "classes from annotations.csv: column 'class'" in " ".join(s.notes)
+
+
+def test_a_table_labels_images_across_folders_that_are_no_classes(tmp_path):
+    # HAM10000: two folders of images, their diagnoses in the table beside them.
+    root = tmp_path / "ham"
+    for i, (n, c) in enumerate(ROWS):
+        _images(root / f"HAM10000_images_part_{1 + i // 6}", [(f"ISIC_{n}", c)])
+    lines = [f"HAM_{i // 2},ISIC_{n},{c},histo,45.0" for i, (n, c) in enumerate(ROWS)]
+    (root / "HAM10000_metadata.csv").write_text(
+        "lesion_id,image_id,dx,dx_type,age\n" + "\n".join(lines) + "\n"
+    )
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert (
+        "the folders HAM10000_images_part_1, HAM10000_images_part_2 are not read as classes: "
+        "HAM10000_metadata.csv labels their images"
+    ) in s.notes
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "file,label\n" + "".join(f"{c}/{i}.png,{c}\n" for c in ("cat", "dog") for i in range(3)),
+        "file,author\n" + "".join(f"{c}/{i}.png,ann\n" for c in ("cat", "dog") for i in range(3)),
+    ],
+)
+def test_class_folders_beside_a_table_of_their_own_classes_or_of_no_classes_stay(tmp_path, table):
+    root = tmp_path / "photos"
+    for c in ("cat", "dog"):
+        _images(root / c, [(str(i), c) for i in range(3)])
+    (root / "info.csv").write_text(table)
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["cat", "dog"]
+    assert all(seen == named for seen, named in _classes_by_pixels(s))

@@ -683,6 +683,8 @@ def scan_classes(folder: Path) -> FolderSplit:
     unsorted = not class_dirs or (len(class_dirs) == 1 and not loose)
     if unsorted and (labelled := _scan_label_table(folder)) is not None:
         return labelled
+    if len(class_dirs) > 1 and not loose and (labelled := _scan_table_across(folder)):
+        return labelled
     if not class_dirs:
         return _scan_named_files(folder)
     _check_no_dead_folder_links(folder, class_dirs)
@@ -807,6 +809,20 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
         named = _scan_named_files(folder)
         named.notes.append(f"labels taken from the file names, not from {table.name}: {e}")
         return named
+    return _table_split(folder, table, paths, stamps, labelled, labels, notes, others)
+
+
+def _table_split(
+    folder: Path,
+    table: Path,
+    paths: list[str],
+    stamps: list[str],
+    labelled: list[str],
+    labels: list[str],
+    notes: list[str],
+    others: list[str],
+) -> FolderSplit:
+    """The ``FolderSplit`` of the images ``labelled`` of ``paths`` by ``table``."""
     class_names = class_order(labels)
     index = {name: i for i, name in enumerate(class_names)}
     stamp_of = dict(zip(paths, stamps, strict=True))
@@ -819,6 +835,31 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
         notes + _others_note([o for o in others if o != table.name]),
         [f"{table.name}|{st.st_size}|{st.st_mtime_ns}", *(stamp_of[p] for p in labelled)],
     )
+
+
+def _scan_table_across(folder: Path) -> FolderSplit | None:
+    """``scan_classes`` of a folder whose folders of images are no classes, a table in it
+    labelling their images across them (HAM10000: HAM10000_images_part_1/ and _part_2/, the
+    diagnoses in HAM10000_metadata.csv); None where its folders are the classes: no table,
+    one that fits no image, none of a column headed as classes, one of fewer than half the
+    images, or one that gives each folder's images one class of their own."""
+    if (table := label_table(folder)) is None:
+        return None
+    others: list[str] = []
+    paths, stamps = _images_under(folder, others=others)
+    try:
+        labelled, labels, notes = read_label_table(folder, table, paths, headed=True)
+    except DataError:
+        return None
+    by_folder: dict[str, set[str]] = {}
+    for path, label in zip(labelled, labels, strict=True):
+        by_folder.setdefault(Path(path).relative_to(folder).parts[0], set()).add(label)
+    own = all(len(found) == 1 for found in by_folder.values())
+    if len(labelled) * 2 < len(paths) or (own and len(set(labels)) == len(by_folder)):
+        return None
+    shown = ", ".join(sorted(by_folder)[:3]) + (", ..." if len(by_folder) > 3 else "")
+    notes.append(f"the folders {shown} are not read as classes: {table.name} labels their images")
+    return _table_split(folder, table, paths, stamps, labelled, labels, notes, others)
 
 
 def _scan_named_files(folder: Path) -> FolderSplit:

@@ -34,6 +34,7 @@ LABEL_HEADERS = (
     "breed",
     "species",
     "diagnosis",
+    "dx",  # HAM10000's metadata: the diagnosis
     "y",
 )
 MOST_ROWS_UNMATCHED = 0.5  # past this share of rows naming no image, the table is refused
@@ -161,10 +162,11 @@ def _one_hot(rows: list[list[str]], columns: list[int]) -> bool:
 
 
 def read_label_table(
-    folder: Path, table: Path, paths: list[str]
+    folder: Path, table: Path, paths: list[str], *, headed: bool = False
 ) -> tuple[list[str], list[str], list[str]]:
     """The images of ``paths`` (found under ``folder``) that ``table`` labels, their labels
-    (as the table writes them) and notes on what it left out.
+    (as the table writes them) and notes on what it left out. ``headed``: only a column
+    headed as classes are (``LABEL_HEADERS``) or one-hot columns give the classes.
 
     Raises:
         DataError: a table whose columns name none of the images, or no column of classes
@@ -188,7 +190,7 @@ def read_label_table(
     header = _file_key(rows[0][files], folder) not in keys
     names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
     body = rows[1:] if header else rows
-    labels_of, how = _label_column(table, body, names, files, header)
+    labels_of, how = _label_column(table, body, names, files, header, headed)
     labelled, labels, unmatched, unlabelled, repeated = [], [], [], 0, 0
     seen: set[str] = set()
     for row in body:
@@ -227,11 +229,19 @@ def read_label_table(
     return labelled, labels, notes
 
 
-def _label_column(table: Path, rows: list[list[str]], names: list[str], files: int, header: bool):
-    """How a row gives its class, and how the note says it: the one other column, else the
-    one headed as classes are (``LABEL_HEADERS``), else one-hot columns."""
+def _label_column(
+    table: Path,
+    rows: list[list[str]],
+    names: list[str],
+    files: int,
+    header: bool,
+    headed: bool = False,
+):
+    """How a row gives its class, and how the note says it: the one other column (unless
+    ``headed``), else the one headed as classes are (``LABEL_HEADERS``), else one-hot
+    columns."""
     others = [c for c in range(len(names)) if c != files and any(row[c] for row in rows)]
-    if len(others) == 1:
+    if len(others) == 1 and not headed:
         (c,) = others
         return (lambda row: row[c]), f"column {names[c]!r}"
     headed = [c for c in others if header and names[c].strip().lower() in LABEL_HEADERS]
@@ -244,6 +254,8 @@ def _label_column(table: Path, rows: list[list[str]], names: list[str], files: i
         ), f"one-hot columns {', '.join(repr(names[c]) for c in others)}"
     if not others:
         raise DataError(f"{table}: it names the images but gives no class; add a column of classes")
+    if headed and len(others) == 1:
+        raise DataError(f"{table}: no column of it is headed as classes are (label, class...)")
     shown = ", ".join(repr(names[c]) for c in others)
     raise DataError(
         f"{table}: which column holds the classes? its columns besides the files are {shown}; "
