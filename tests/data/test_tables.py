@@ -238,3 +238,18 @@ def test_class_folders_beside_a_table_of_their_own_classes_or_of_no_classes_stay
     s = load_dataset(str(root), stream=False).train
     assert s.class_names == ["cat", "dog"]
     assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_of_several_tables_the_one_named_for_training_labels_the_images(tmp_path):
+    # Plant Pathology 2020: images/ of Train_<i> and Test_<i>, train.csv one-hot, test.csv
+    # and sample_submission.csv of the test images.
+    root = tmp_path / "plant"
+    _images(root / "images", [(f"Train_{n}", c) for n, c in ROWS] + [("Test_0", "")])
+    lines = [f"Train_{n},{int(c == 'bird')},{int(c == 'cat')},{int(c == 'dog')}" for n, c in ROWS]
+    (root / "train.csv").write_text("image_id,bird,cat,dog\n" + "\n".join(lines) + "\n")
+    (root / "test.csv").write_text("image_id\nTest_0\n")
+    (root / "sample_submission.csv").write_text("image_id,bird,cat,dog\nTest_0,0.3,0.3,0.4\n")
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert "1 images in plant/ that train.csv does not list: left out" in s.notes

@@ -74,25 +74,27 @@ def _folder_names(folder: Path) -> set[str]:
 def label_table(folder: Path) -> Path | None:
     """The table of ``folder``'s labels: the one table in it, else the one beside it named
     for it (``train.csv``, ``train_labels.csv`` or ``trainLabels.csv`` for ``train/`` or
-    ``train_images/``) or for labels (``labels.csv``); None where there is none, or several
-    in it."""
+    ``train_images/``) or for labels (``labels.csv``); of several in it, the one named for
+    it, for training or for labels; None where there is none of these."""
     inside = _tables_in(folder)
     if len(inside) == 1:
         return inside[0]
-    if inside:
-        return None
-    names = _folder_names(folder)
-    beside = [
+    if inside:  # plant-pathology's train.csv beside test.csv and sample_submission.csv
+        return _named_for(inside, _folder_names(folder) | {"train"})
+    return _named_for(_tables_in(folder.parent), _folder_names(folder))
+
+
+def _named_for(tables: list[Path], names: set[str]) -> Path | None:
+    """The one of ``tables`` named for one of ``names`` (as ``_words``) or for labels: the
+    exact name first (train.csv), then the shortest (train_labels.csv before
+    train_labels_v2.csv), labels.csv last; None where none is."""
+    named = [
         t
-        for t in _tables_in(folder.parent)
+        for t in tables
         if any(_words(t.stem).startswith(n) for n in names) or _words(t.stem) == "labels"
     ]
-    # The exact name first (train.csv), then the shortest (train_labels.csv before
-    # train_labels_v2.csv), labels.csv last.
-    beside.sort(
-        key=lambda t: (_words(t.stem) not in names, _words(t.stem) == "labels", len(t.stem))
-    )
-    return beside[0] if beside else None
+    named.sort(key=lambda t: (_words(t.stem) not in names, _words(t.stem) == "labels", len(t.stem)))
+    return named[0] if named else None
 
 
 def labels_images(folder: Path, paths: list[str]) -> bool:
