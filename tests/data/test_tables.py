@@ -253,3 +253,13 @@ def test_of_several_tables_the_one_named_for_training_labels_the_images(tmp_path
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
     assert "1 images in plant/ that train.csv does not list: left out" in s.notes
+
+
+def test_a_table_saved_as_utf16_unicode_text_is_read(tmp_path):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    text = "id\tlabel\r\n" + "".join(f"{n}\t{c}\r\n" for n, c in ROWS)
+    (root / "train.csv").write_bytes(text.encode("utf-16"))  # with its byte order mark
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))

@@ -113,14 +113,20 @@ def labels_images(folder: Path, paths: list[str]) -> bool:
 def _rows(table: Path) -> list[list[str]]:
     """The table's rows of cells, stripped; one line for a table that is no text table."""
     try:
-        text = table.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            text = table.read_bytes().decode("latin-1")
-        except OSError as e:
-            raise DataError(f"{table}: cannot read the label table ({e.strerror or e})") from None
+        data = table.read_bytes()
     except OSError as e:
         raise DataError(f"{table}: cannot read the label table ({e.strerror or e})") from None
+    # Excel's "Unicode Text" is UTF-16 with its byte order mark; else UTF-8 (a mark or
+    # none), else Latin-1, which decodes any bytes.
+    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "latin-1"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise DataError(f"{table}: not a text table of labels (its UTF-16 text is cut short)")
     if "\0" in text:
         raise DataError(f"{table}: not a text table of labels (it holds binary data)")
     try:
