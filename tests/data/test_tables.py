@@ -263,3 +263,12 @@ def test_a_table_saved_as_utf16_unicode_text_is_read(tmp_path):
     s = load_dataset(str(root), stream=False).train
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_a_table_whose_lines_end_in_a_carriage_return_alone_is_read(tmp_path):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    (root / "train.csv").write_text("id,label\r" + "".join(f"{n},{c}\r" for n, c in ROWS))
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))

@@ -134,7 +134,9 @@ def _rows(table: Path) -> list[list[str]]:
     except csv.Error:  # one column, or too little to tell: a comma, or a tab for .tsv
         dialect = csv.excel_tab if table.suffix.lower() == ".tsv" else csv.excel
     try:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text), dialect)]
+        # newline=None: lines that end in a CR alone (Excel's "CSV (Macintosh)") are lines
+        lines = io.StringIO(text, newline=None)
+        rows = [[cell.strip() for cell in row] for row in csv.reader(lines, dialect)]
     except csv.Error as e:
         raise DataError(f"{table}: not a table of labels ({e})") from None
     return [row for row in rows if any(row)]
