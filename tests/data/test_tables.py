@@ -272,3 +272,13 @@ def test_a_table_whose_lines_end_in_a_carriage_return_alone_is_read(tmp_path):
     s = load_dataset(str(root), stream=False).train
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_a_quote_left_open_is_refused_in_one_line_not_read_as_one_class(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    table = root / "train.csv"
+    table.write_text(table.read_text().replace("0000,cat", '0000,"cat'))
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert str(e.value).startswith(f"{table}: the class of '0000' runs over 12 lines ('cat\\n")
+    assert str(e.value).endswith('from a quote (") that is not closed; close it or remove it')

@@ -206,6 +206,12 @@ def read_label_table(
     for row in body:
         path = keys.get(_file_key(row[files], folder))
         label = labels_of(row)
+        if "\n" in label:  # a quote left open takes in the lines after it, as one cell
+            raise DataError(
+                f"{table}: the class of {row[files]!r} runs over {label.count(chr(10)) + 1:,} "
+                f'lines ({label[:40]!r}...), from a quote (") that is not closed; close it or '
+                "remove it"
+            )
         if path is None:
             unmatched.append(row[files])
         elif not label:
