@@ -282,3 +282,14 @@ def test_a_quote_left_open_is_refused_in_one_line_not_read_as_one_class(tmp_path
         load_dataset(str(root), stream=False)
     assert str(e.value).startswith(f"{table}: the class of '0000' runs over 12 lines ('cat\\n")
     assert str(e.value).endswith('from a quote (") that is not closed; close it or remove it')
+
+
+def test_classes_that_are_one_number_written_two_ways_are_noted(tmp_path):
+    rows = [(f"img{i}", ["01", "1", "2"][i % 3]) for i in range(6)]
+    root = _kaggle(tmp_path / "data", rows)
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["01", "1", "2"]
+    assert (
+        "classes that are one number written in two ways are two classes: 01 and 1; write "
+        "them alike if they are one"
+    ) in s.notes

@@ -228,6 +228,17 @@ def read_label_table(
             f"(the first: {unmatched[0]!r}); is it the table of another folder?"
         )
     notes = [f"classes from {table.name}: {how}, the files in {names[files]!r}"]
+    spellings: dict[int, set[str]] = {}
+    for label in set(labels):
+        if re.fullmatch(r"-?\d+", label):
+            spellings.setdefault(int(label), set()).add(label)
+    if twins := [" and ".join(sorted(s)) for _, s in sorted(spellings.items()) if len(s) > 1]:
+        # A column of codes edited in a spreadsheet loses its leading zeros in some rows
+        notes.append(
+            f"classes that are one number written in two ways are two classes: "
+            f"{'; '.join(twins[:3])}{', ...' if len(twins) > 3 else ''}; write them alike if "
+            "they are one"
+        )
     if unmatched:
         notes.append(
             f"{len(unmatched):,} rows of {table.name} name no image in {folder.name}/ (the "
