@@ -293,3 +293,20 @@ def test_classes_that_are_one_number_written_two_ways_are_noted(tmp_path):
         "classes that are one number written in two ways are two classes: 01 and 1; write "
         "them alike if they are one"
     ) in s.notes
+
+
+def test_a_table_of_several_labels_an_image_is_noted(tmp_path):
+    rows = [*ROWS[:6], ("0000", "dog"), ("0000", "cat"), ("0001", "dog")]  # 0000: a cat
+    rows += [("0006", "cat dog"), ("0007", "bird")]
+    root = _kaggle(tmp_path / "data", rows)
+    s = load_dataset(str(root), stream=False).train
+    assert len(s.labels) == 8 and s.class_names == ["bird", "cat", "cat dog", "dog"]
+    assert (
+        "2 images listed more than once in train.csv: the first row's class taken, 1 of them "
+        "with another class there (a table of several labels an image: here each image is of "
+        "one class)"
+    ) in s.notes
+    assert (
+        "classes that join others with spaces are classes of their own: 'cat dog' (each image "
+        "is of one class, not of each it names)"
+    ) in s.notes

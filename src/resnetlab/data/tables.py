@@ -201,8 +201,10 @@ def read_label_table(
     names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
     body = rows[1:] if header else rows
     labels_of, how = _label_column(table, body, names, files, header, headed)
-    labelled, labels, unmatched, unlabelled, repeated = [], [], [], 0, 0
-    seen: set[str] = set()
+    labelled, labels, unmatched, unlabelled = [], [], [], 0
+    seen: dict[str, str] = {}  # each image's class, by its first row
+    repeated: set[str] = set()
+    other_class: set[str] = set()  # images listed again with another class: multi-label
     for row in body:
         path = keys.get(_file_key(row[files], folder))
         label = labels_of(row)
@@ -217,9 +219,11 @@ def read_label_table(
         elif not label:
             unlabelled += 1
         elif path in seen:
-            repeated += 1
+            repeated.add(path)
+            if seen[path] != label:
+                other_class.add(path)
         else:
-            seen.add(path)
+            seen[path] = label
             labelled.append(path)
             labels.append(label)
     if len(unmatched) > MOST_ROWS_UNMATCHED * len(body):
@@ -247,9 +251,23 @@ def read_label_table(
     if unlabelled:
         notes.append(f"{unlabelled:,} rows of {table.name} give no class: their images left out")
     if repeated:
+        multi = ""
+        if other_class:
+            multi = (
+                f", {len(other_class):,} of them with another class there (a table of several "
+                "labels an image: here each image is of one class)"
+            )
         notes.append(
-            f"{repeated:,} images listed more than once in {table.name}: the first row's class "
-            "taken"
+            f"{len(repeated):,} images listed more than once in {table.name}: the first row's "
+            f"class taken{multi}"
+        )
+    classes = set(labels)
+    joined = sorted(c for c in classes if " " in c and all(w in classes for w in c.split()))
+    if joined:  # Plant Pathology 2021's "scab frog_eye_leaf_spot", beside "scab"
+        notes.append(
+            f"classes that join others with spaces are classes of their own: "
+            f"{', '.join(map(repr, joined[:3]))}{', ...' if len(joined) > 3 else ''} (each "
+            "image is of one class, not of each it names)"
         )
     if left := len(paths) - len(seen) - unlabelled:
         notes.append(f"{left:,} images in {folder.name}/ that {table.name} does not list: left out")
