@@ -310,3 +310,14 @@ def test_a_table_of_several_labels_an_image_is_noted(tmp_path):
         "classes that join others with spaces are classes of their own: 'cat dog' (each image "
         "is of one class, not of each it names)"
     ) in s.notes
+
+
+def test_excels_line_naming_the_separator_is_no_header(tmp_path):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    (root / "train.csv").write_text("sep=;\nid;label\n" + "".join(f"{n};{c}\n" for n, c in ROWS))
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert s.notes[0] == "classes from train.csv: column 'label', the files in 'id'"
+    assert not [n for n in s.notes if "name no image" in n]

@@ -129,6 +129,10 @@ def _rows(table: Path) -> list[list[str]]:
         raise DataError(f"{table}: not a text table of labels (its UTF-16 text is cut short)")
     if "\0" in text:
         raise DataError(f"{table}: not a text table of labels (it holds binary data)")
+    # Excel's line naming the separator, first: "sep=;"
+    separator = {}
+    if m := re.match(r"sep=(.)\r?\n", text.lstrip("\ufeff"), re.I):
+        text, separator = text.lstrip("\ufeff")[m.end() :], {"delimiter": m[1]}
     try:
         dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t")
     except csv.Error:  # one column, or too little to tell: a comma, or a tab for .tsv
@@ -136,7 +140,7 @@ def _rows(table: Path) -> list[list[str]]:
     try:
         # newline=None: lines that end in a CR alone (Excel's "CSV (Macintosh)") are lines
         lines = io.StringIO(text, newline=None)
-        rows = [[cell.strip() for cell in row] for row in csv.reader(lines, dialect)]
+        rows = [[cell.strip() for cell in row] for row in csv.reader(lines, dialect, **separator)]
     except csv.Error as e:
         raise DataError(f"{table}: not a table of labels ({e})") from None
     return [row for row in rows if any(row)]
