@@ -321,3 +321,16 @@ def test_excels_line_naming_the_separator_is_no_header(tmp_path):
     assert all(seen == named for seen, named in _classes_by_pixels(s))
     assert s.notes[0] == "classes from train.csv: column 'label', the files in 'id'"
     assert not [n for n in s.notes if "name no image" in n]
+
+
+def test_a_table_naming_the_images_in_another_case_labels_them(tmp_path):
+    # A table made on Windows: IMG_0000.PNG for img_0000.png; img_0001 and IMG_0001 both
+    # there are two images, each named exactly.
+    rows = [(f"img_{n}", c) for n, c in ROWS] + [("IMG_0001", "bird")]
+    root = tmp_path / "data"
+    _images(root / "train", rows)
+    lines = [f"{n.upper()}.PNG,{c}" for n, c in rows[2:12]] + ["img_0001.png,dog", "IMG_0001,bird"]
+    (root / "train.csv").write_text("id,label\n" + "\n".join(lines) + "\n")
+    s = load_dataset(str(root), stream=False).train
+    assert len(s.labels) == 12 and s.class_names == ["bird", "cat", "dog"]
+    assert all(seen == named for seen, named in _classes_by_pixels(s))

@@ -146,15 +146,16 @@ def _rows(table: Path) -> list[list[str]]:
     return [row for row in rows if any(row)]
 
 
-def _image_keys(folder: Path, paths: list[str]) -> dict[str, str]:
+def _image_keys(folder: Path, paths: list[str], *, fold: bool = False) -> dict[str, str]:
     """The names a table may give each image by: its path relative to ``folder`` and its
-    file name, each with and without its suffix (where no other image shares them)."""
+    file name, each with and without its suffix (where no other image shares them); with
+    ``fold``, in lower case (``casefold``)."""
     keys: dict[str, str | None] = {}
     for path in paths:
         relative = PurePosixPath(Path(path).relative_to(folder).as_posix())
         names = {str(relative), str(relative.with_suffix("")), relative.name, relative.stem}
         for key in names:
-            key = readable(key)
+            key = readable(key).casefold() if fold else readable(key)
             keys[key] = None if keys.get(key, path) != path else path  # None: ambiguous
     return {k: v for k, v in keys.items() if v is not None}
 
@@ -191,8 +192,14 @@ def read_label_table(
         raise DataError(f"{table}: the label table is empty; give a row per image: file,label")
     width = max(len(row) for row in rows)
     rows = [row + [""] * (width - len(row)) for row in rows]
-    keys = _image_keys(folder, paths)
-    matched = [sum(_file_key(row[c], folder) in keys for row in rows) for c in range(width)]
+    keys, folded = _image_keys(folder, paths), _image_keys(folder, paths, fold=True)
+
+    def image_of(cell: str) -> str | None:
+        # A table made on Windows or macOS may spell a name in another case (IMG_1.JPG)
+        key = _file_key(cell, folder)
+        return keys.get(key) or folded.get(key.casefold())
+
+    matched = [sum(image_of(row[c]) is not None for row in rows) for c in range(width)]
     files = max(range(width), key=lambda c: matched[c])
     if not matched[files]:
         example = Path(paths[0]).name if paths else "(no images)"
@@ -201,7 +208,7 @@ def read_label_table(
             f"{Path(example).stem}); a label table has a column of their file names and one "
             "of their classes"
         )
-    header = _file_key(rows[0][files], folder) not in keys
+    header = image_of(rows[0][files]) is None
     names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
     body = rows[1:] if header else rows
     labels_of, how = _label_column(table, body, names, files, header, headed)
@@ -210,7 +217,7 @@ def read_label_table(
     repeated: set[str] = set()
     other_class: set[str] = set()  # images listed again with another class: multi-label
     for row in body:
-        path = keys.get(_file_key(row[files], folder))
+        path = image_of(row[files])
         label = labels_of(row)
         if "\n" in label:  # a quote left open takes in the lines after it, as one cell
             raise DataError(
