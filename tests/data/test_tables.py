@@ -334,3 +334,15 @@ def test_a_table_naming_the_images_in_another_case_labels_them(tmp_path):
     s = load_dataset(str(root), stream=False).train
     assert len(s.labels) == 12 and s.class_names == ["bird", "cat", "dog"]
     assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_a_table_not_read_beside_splits_is_told_the_training_splits_name(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    (root / "train.csv").rename(root / "annotations.csv")
+    (root / "extra.csv").write_text("id,author\n0000,ann\n")  # which table is it?
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert str(e.value).endswith(
+        "(the labels in annotations.csv are not read: a table of labels is read as train.csv "
+        "beside train/, or as the only table in train/ or here)"
+    )

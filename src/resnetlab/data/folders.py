@@ -702,8 +702,8 @@ def scan_classes(folder: Path) -> FolderSplit:
                 read_label_table(d, found, list(map(str, _direct_images(d))))
         tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(TABLE_SUFFIXES))
         table = ""
-        if tables:
-            d = class_dirs[0].name
+        if tables:  # named for the training split's folder (train/ before test/)
+            d = min(class_dirs, key=lambda c: split_role(c.name) != "train").name
             table = (
                 f" (the labels in {tables[0]} are not read: a table of labels is read as "
                 f"{d}.csv beside {d}/, or as the only table in {d}/ or here)"
