@@ -346,3 +346,16 @@ def test_a_table_not_read_beside_splits_is_told_the_training_splits_name(tmp_pat
         "(the labels in annotations.csv are not read: a table of labels is read as train.csv "
         "beside train/, or as the only table in train/ or here)"
     )
+
+
+def test_a_folder_named_images_takes_the_training_table_beside_it(tmp_path):
+    # Plant Pathology 2020's images/ given itself: Train_<i> and Test_<i> are no classes.
+    root = tmp_path / "plant"
+    _images(root / "images", [(f"Train_{n}", c) for n, c in ROWS] + [("Test_0", "")])
+    (root / "train.csv").write_text(
+        "image_id,label\n" + "".join(f"Train_{n},{c}\n" for n, c in ROWS)
+    )
+    (root / "test.csv").write_text("image_id\nTest_0\n")
+    s = load_dataset(str(root / "images"), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))

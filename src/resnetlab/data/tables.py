@@ -65,10 +65,11 @@ IMAGE_WORDS = ("images", "image", "imgs", "img", "photos", "pictures", "pics")
 
 def _folder_names(folder: Path) -> set[str]:
     """The names a table beside ``folder`` may be named by (as ``_words``): its own, and
-    its own without a word saying it holds images (``train`` for ``train_images/``)."""
+    its own without a word saying it holds images (``train`` for ``train_images/``); for a
+    folder named as images alone (Plant Pathology's ``images/``), the training split's."""
     words = [w for w in re.split(r"[-_. ]+", folder.name) if w]
     bare = [w for w in words if w.lower() not in IMAGE_WORDS]
-    return {n for n in (_words(folder.name), _words("".join(bare))) if n}
+    return {n for n in (_words(folder.name), _words("".join(bare)) or "train") if n}
 
 
 def label_table(folder: Path) -> Path | None:
