@@ -359,3 +359,15 @@ def test_a_folder_named_images_takes_the_training_table_beside_it(tmp_path):
     s = load_dataset(str(root / "images"), stream=False).train
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
+
+
+def test_a_table_read_for_a_column_headed_as_classes_says_it_has_none(tmp_path):
+    from resnetlab.data.tables import read_label_table
+
+    _images(tmp_path / "photos", ROWS[:2])
+    table = tmp_path / "photos" / "info.csv"
+    table.write_text("file,author\n0000.png,ann\n0001.png,bo\n")
+    paths = sorted(str(p) for p in (tmp_path / "photos").glob("*.png"))
+    with pytest.raises(DataError) as e:
+        read_label_table(tmp_path / "photos", table, paths, headed=True)
+    assert str(e.value) == f"{table}: no column of it is headed as classes are (label, class...)"

@@ -301,9 +301,9 @@ def _label_column(
     if len(others) == 1 and not headed:
         (c,) = others
         return (lambda row: row[c]), f"column {names[c]!r}"
-    headed = [c for c in others if header and names[c].strip().lower() in LABEL_HEADERS]
-    if headed:
-        c = headed[0]
+    by_header = [c for c in others if header and names[c].strip().lower() in LABEL_HEADERS]
+    if by_header:
+        c = by_header[0]
         return (lambda row: row[c]), f"column {names[c]!r}"
     if header and others and _one_hot(rows, others):
         return (
