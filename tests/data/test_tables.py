@@ -99,7 +99,7 @@ def test_what_the_table_leaves_out_is_noted(tmp_path):
     assert all(seen == named for seen, named in _classes_by_pixels(s))
     notes = " ".join(s.notes)
     assert "1 rows of train.csv name no image in train/ (the first: 'gone'): left out" in notes
-    assert "1 rows of train.csv give no class: their images left out" in notes
+    assert "1 images of train.csv are given no class: left out" in notes
     assert "1 images listed more than once in train.csv: the first row's class taken" in notes
     assert "1 images in train/ that train.csv does not list: left out" in notes
 
@@ -371,3 +371,12 @@ def test_a_table_read_for_a_column_headed_as_classes_says_it_has_none(tmp_path):
     with pytest.raises(DataError) as e:
         read_label_table(tmp_path / "photos", table, paths, headed=True)
     assert str(e.value) == f"{table}: no column of it is headed as classes are (label, class...)"
+
+
+def test_an_image_given_no_class_in_one_row_and_a_class_in_another_is_kept_unnoted(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    table = root / "train.csv"
+    table.write_text(table.read_text() + "0000,\n0001,\n")
+    s = load_dataset(str(root), stream=False).train
+    assert len(s.labels) == 12
+    assert not [n for n in s.notes if "given no class" in n or "does not list" in n]

@@ -213,7 +213,8 @@ def read_label_table(
     names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
     body = rows[1:] if header else rows
     labels_of, how = _label_column(table, body, names, files, header, headed)
-    labelled, labels, unmatched, unlabelled = [], [], [], 0
+    labelled, labels, unmatched = [], [], []
+    unlabelled: set[str] = set()  # images of a row without a class
     seen: dict[str, str] = {}  # each image's class, by its first row
     repeated: set[str] = set()
     other_class: set[str] = set()  # images listed again with another class: multi-label
@@ -229,7 +230,7 @@ def read_label_table(
         if path is None:
             unmatched.append(row[files])
         elif not label:
-            unlabelled += 1
+            unlabelled.add(path)
         elif path in seen:
             repeated.add(path)
             if seen[path] != label:
@@ -260,8 +261,9 @@ def read_label_table(
             f"{len(unmatched):,} rows of {table.name} name no image in {folder.name}/ (the "
             f"first: {unmatched[0]!r}): left out"
         )
-    if unlabelled:
-        notes.append(f"{unlabelled:,} rows of {table.name} give no class: their images left out")
+    # An image whose other row gives its class is not left out
+    if unlabelled := unlabelled - seen.keys():
+        notes.append(f"{len(unlabelled):,} images of {table.name} are given no class: left out")
     if repeated:
         multi = ""
         if other_class:
@@ -281,7 +283,7 @@ def read_label_table(
             f"{', '.join(map(repr, joined[:3]))}{', ...' if len(joined) > 3 else ''} (each "
             "image is of one class, not of each it names)"
         )
-    if left := len(paths) - len(seen) - unlabelled:
+    if left := len(paths) - len(seen) - len(unlabelled):
         notes.append(f"{left:,} images in {folder.name}/ that {table.name} does not list: left out")
     return labelled, labels, notes
 
