@@ -380,3 +380,17 @@ def test_an_image_given_no_class_in_one_row_and_a_class_in_another_is_kept_unnot
     s = load_dataset(str(root), stream=False).train
     assert len(s.labels) == 12
     assert not [n for n in s.notes if "given no class" in n or "does not list" in n]
+
+
+def test_a_table_of_the_images_under_another_suffix_says_so(tmp_path):
+    # The photos converted from JPEG to PNG after the table was written: not "names none".
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    lines = ["file,label"] + [f"{n}.jpg,{c}" for n, c in ROWS]
+    (root / "train" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root / "train"), stream=False)
+    assert str(e.value) == (
+        f"{root / 'train' / 'labels.csv'}: it names the images with another suffix (0000.jpg "
+        f"for 0000.png); write their names as they are in {root / 'train'}"
+    )

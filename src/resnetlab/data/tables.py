@@ -203,6 +203,14 @@ def read_label_table(
     matched = [sum(image_of(row[c]) is not None for row in rows) for c in range(width)]
     files = max(range(width), key=lambda c: matched[c])
     if not matched[files]:
+        for row in rows:  # a0.jpg for the a0.png converted since: say so, not "none"
+            for cell in row:
+                stem = str(PurePosixPath(_file_key(cell, folder)).with_suffix(""))
+                if PurePosixPath(cell).suffix and (image := image_of(stem)) is not None:
+                    raise DataError(
+                        f"{table}: it names the images with another suffix ({cell} for "
+                        f"{Path(image).name}); write their names as they are in {folder}"
+                    )
         example = Path(paths[0]).name if paths else "(no images)"
         raise DataError(
             f"{table}: none of its columns names the images in {folder} (as {example} or "
