@@ -396,3 +396,14 @@ def test_gradient_norms_names_what_it_cannot_measure_in_one_line():
     with pytest.raises(ResnetlabError, match=r"^weight_layers takes a built model \("):
         weight_layers("resnet8")
     assert len(gradient_norms(model, images, labels)) == len(weight_layers(model)) == 8
+
+
+def test_the_experiments_own_validation_cap_is_not_warned_of_as_a_flag(tmp_path, capsys):
+    # Digits holds out 360 validation images, fewer than the experiment's cap of 1,000: no
+    # "--val-subset 1000 is more than ..." for a flag never given; one given still is.
+    args = ["experiment", "gradients", "--data", "digits", "--depths", "8", "--steps", "2"]
+    args += ["--input-size", "8", "--batch-size", "32", "--probe-size", "32"]
+    assert main([*args, "--out", str(tmp_path / "own")]) == 0
+    assert "--val-subset" not in capsys.readouterr().err
+    assert main([*args, "--val-subset", "5000", "--out", str(tmp_path / "given")]) == 0
+    assert "--val-subset 5000 is more than the" in capsys.readouterr().err

@@ -21,6 +21,8 @@ import copy
 import itertools
 import json
 import math
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,8 +184,13 @@ def run_gradients(
         )
     data, options = checked_inputs(data, recipe, options)
     out = out_folder(out, "gradients", data, family=kind.name, val_data=options.get("val_data"))
+    own_cap = "val_subset" not in options
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
-    runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)
+    with warnings.catch_warnings():
+        if own_cap:  # the experiment's cap, not a setting given: fewer images are no news
+            capped = f"{option('val_subset', DEFAULT_VAL_SUBSET)} is more than"
+            warnings.filterwarnings("ignore", message=re.escape(capped))
+        runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)
     seen_as = _measured_run(runs, out)
     images, labels = probe_batch(data, seen_as, probe_size, seed, options.get("download", False))
     meta = read_model_meta(_model_file(seen_as))
