@@ -16,6 +16,7 @@ import io
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError, readable
@@ -200,23 +201,7 @@ def read_label_table(
         key = _file_key(cell, folder)
         return keys.get(key) or folded.get(key.casefold())
 
-    matched = [sum(image_of(row[c]) is not None for row in rows) for c in range(width)]
-    files = max(range(width), key=lambda c: matched[c])
-    if not matched[files]:
-        for row in rows:  # a0.jpg for the a0.png converted since: say so, not "none"
-            for cell in row:
-                stem = str(PurePosixPath(_file_key(cell, folder)).with_suffix(""))
-                if PurePosixPath(cell).suffix and (image := image_of(stem)) is not None:
-                    raise DataError(
-                        f"{table}: it names the images with another suffix ({cell} for "
-                        f"{Path(image).name}); write their names as they are in {folder}"
-                    )
-        example = Path(paths[0]).name if paths else "(no images)"
-        raise DataError(
-            f"{table}: none of its columns names the images in {folder} (as {example} or "
-            f"{Path(example).stem}); a label table has a column of their file names and one "
-            "of their classes"
-        )
+    files = _file_column(table, folder, rows, paths, image_of)
     header = image_of(rows[0][files]) is None
     names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
     body = rows[1:] if header else rows
@@ -253,17 +238,7 @@ def read_label_table(
             f"(the first: {unmatched[0]!r}); is it the table of another folder?"
         )
     notes = [f"classes from {table.name}: {how}, the files in {names[files]!r}"]
-    spellings: dict[int, set[str]] = {}
-    for label in set(labels):
-        if re.fullmatch(r"-?\d+", label):
-            spellings.setdefault(int(label), set()).add(label)
-    if twins := [" and ".join(sorted(s)) for _, s in sorted(spellings.items()) if len(s) > 1]:
-        # A column of codes edited in a spreadsheet loses its leading zeros in some rows
-        notes.append(
-            f"classes that are one number written in two ways are two classes: "
-            f"{'; '.join(twins[:3])}{', ...' if len(twins) > 3 else ''}; write them alike if "
-            "they are one"
-        )
+    notes += _class_notes(set(labels))
     if unmatched:
         notes.append(
             f"{len(unmatched):,} rows of {table.name} name no image in {folder.name}/ (the "
@@ -283,17 +258,64 @@ def read_label_table(
             f"{len(repeated):,} images listed more than once in {table.name}: the first row's "
             f"class taken{multi}"
         )
-    classes = set(labels)
+    if left := len(paths) - len(seen) - len(unlabelled):
+        notes.append(f"{left:,} images in {folder.name}/ that {table.name} does not list: left out")
+    return labelled, labels, notes
+
+
+def _file_column(
+    table: Path,
+    folder: Path,
+    rows: list[list[str]],
+    paths: list[str],
+    image_of: Callable[[str], str | None],
+) -> int:
+    """The column whose cells name the most images (``image_of``); refused in one line where
+    none names any: a table of the images under another suffix says so."""
+    width = len(rows[0])
+    matched = [sum(image_of(row[c]) is not None for row in rows) for c in range(width)]
+    files = max(range(width), key=lambda c: matched[c])
+    if matched[files]:
+        return files
+    for row in rows:  # a0.jpg for the a0.png converted since: say so, not "none"
+        for cell in row:
+            stem = str(PurePosixPath(_file_key(cell, folder)).with_suffix(""))
+            if PurePosixPath(cell).suffix and (image := image_of(stem)) is not None:
+                raise DataError(
+                    f"{table}: it names the images with another suffix ({cell} for "
+                    f"{Path(image).name}); write their names as they are in {folder}"
+                )
+    example = Path(paths[0]).name if paths else "(no images)"
+    raise DataError(
+        f"{table}: none of its columns names the images in {folder} (as {example} or "
+        f"{Path(example).stem}); a label table has a column of their file names and one "
+        "of their classes"
+    )
+
+
+def _class_notes(classes: set[str]) -> list[str]:
+    """Notes on classes that look like fewer: one number written two ways (``01`` and ``1``,
+    a column of codes whose leading zeros a spreadsheet dropped in some rows), and classes
+    that join others with spaces (Plant Pathology 2021's ``scab frog_eye_leaf_spot``)."""
+    notes = []
+    spellings: dict[int, set[str]] = {}
+    for label in classes:
+        if re.fullmatch(r"-?\d+", label):
+            spellings.setdefault(int(label), set()).add(label)
+    if twins := [" and ".join(sorted(s)) for _, s in sorted(spellings.items()) if len(s) > 1]:
+        notes.append(
+            f"classes that are one number written in two ways are two classes: "
+            f"{'; '.join(twins[:3])}{', ...' if len(twins) > 3 else ''}; write them alike if "
+            "they are one"
+        )
     joined = sorted(c for c in classes if " " in c and all(w in classes for w in c.split()))
-    if joined:  # Plant Pathology 2021's "scab frog_eye_leaf_spot", beside "scab"
+    if joined:
         notes.append(
             f"classes that join others with spaces are classes of their own: "
             f"{', '.join(map(repr, joined[:3]))}{', ...' if len(joined) > 3 else ''} (each "
             "image is of one class, not of each it names)"
         )
-    if left := len(paths) - len(seen) - len(unlabelled):
-        notes.append(f"{left:,} images in {folder.name}/ that {table.name} does not list: left out")
-    return labelled, labels, notes
+    return notes
 
 
 def _label_column(
