@@ -669,15 +669,7 @@ def scan_classes(folder: Path) -> FolderSplit:
     if not class_dirs and not loose and written:
         raise DataError(f"{folder}: no class folders in it; {written[0]}")
     if not class_dirs and not loose:
-        h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
-        # An archive's files are in its extracted copy: taken out of it, one is data
-        give = "give" if as_given(str(folder)) == str(folder) else "extract it and give"
-        listed = ", ".join(h5[:3]) + (", ..." if len(h5) > 3 else "")
-        which = "that file" if len(h5) == 1 else "one of them"
-        hint = f"; it holds {listed}: {give} {which} as {option('data')}" if h5 else ""
-        if not h5 and (others := _direct_others(folder)):  # a phone's HEIC photos, say
-            hint = f", only {_others_note(others, said='')[0]}"
-        raise DataError(f"{folder}: no class folders and no images in it{hint}")
+        raise DataError(_no_images_problem(folder))
     # Images without class folders (or in one folder, photos/images/): labelled by a table
     # where one is given, else by their names.
     unsorted = not class_dirs or (len(class_dirs) == 1 and not loose)
@@ -691,27 +683,7 @@ def scan_classes(folder: Path) -> FolderSplit:
     for d in class_dirs:
         _check_no_dotted_split(d)
     if all(split_role(d.name) for d in class_dirs):
-        names = ", ".join(d.name for d in class_dirs)
-        what = "looks like a split, not a class, but holds"
-        if class_dirs[1:]:
-            what = "look like splits, not classes, but hold"
-        # Kaggle's layout: train/ of images, their labels in train.csv beside it. One that
-        # is there did not fit: its error says why. One of another name is not looked for.
-        for d in class_dirs:
-            if (found := label_table(d)) is not None:
-                read_label_table(d, found, list(map(str, _direct_images(d))))
-        tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(TABLE_SUFFIXES))
-        table = ""
-        if tables:  # named for the training split's folder (train/ before test/)
-            d = min(class_dirs, key=lambda c: split_role(c.name) != "train").name
-            table = (
-                f" (the labels in {tables[0]} are not read: a table of labels is read as "
-                f"{d}.csv beside {d}/, or as the only table in {d}/ or here)"
-            )
-        raise DataError(
-            f"{folder}: {names} {what} no class folders; put each split's images in one "
-            f"sub-folder per class (train/<class>/*.jpg){table}"
-        )
+        raise DataError(_splits_without_classes_problem(folder, class_dirs))
     _check_no_split_among_classes(folder, class_dirs)
     # One class folder is a test set of one class; training refuses it (load_dataset). With
     # images beside it, those were likely meant as another class.
@@ -756,6 +728,46 @@ def scan_classes(folder: Path) -> FolderSplit:
         notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _no_images_problem(folder: Path) -> str:
+    """What a folder of no class folders and no images holds instead: HDF5 files to give
+    as the data, or files of no image format (a phone's HEIC photos)."""
+    h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
+    # An archive's files are in its extracted copy: taken out of it, one is data
+    give = "give" if as_given(str(folder)) == str(folder) else "extract it and give"
+    listed = ", ".join(h5[:3]) + (", ..." if len(h5) > 3 else "")
+    which = "that file" if len(h5) == 1 else "one of them"
+    hint = f"; it holds {listed}: {give} {which} as {option('data')}" if h5 else ""
+    if not h5 and (others := _direct_others(folder)):
+        hint = f", only {_others_note(others, said='')[0]}"
+    return f"{folder}: no class folders and no images in it{hint}"
+
+
+def _splits_without_classes_problem(folder: Path, class_dirs: list[Path]) -> str:
+    """The refusal of folders all named as splits that hold images but no class folders;
+    a table of labels that is there and does not fit says why instead (its own error)."""
+    names = ", ".join(d.name for d in class_dirs)
+    what = "looks like a split, not a class, but holds"
+    if class_dirs[1:]:
+        what = "look like splits, not classes, but hold"
+    # Kaggle's layout: train/ of images, their labels in train.csv beside it. One of another
+    # name is not looked for: the message says which name is.
+    for d in class_dirs:
+        if (found := label_table(d)) is not None:
+            read_label_table(d, found, list(map(str, _direct_images(d))))
+    tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(TABLE_SUFFIXES))
+    table = ""
+    if tables:  # named for the training split's folder (train/ before test/)
+        d = min(class_dirs, key=lambda c: split_role(c.name) != "train").name
+        table = (
+            f" (the labels in {tables[0]} are not read: a table of labels is read as "
+            f"{d}.csv beside {d}/, or as the only table in {d}/ or here)"
+        )
+    return (
+        f"{folder}: {names} {what} no class folders; put each split's images in one "
+        f"sub-folder per class (train/<class>/*.jpg){table}"
+    )
 
 
 def _hidden_classes_note(folder: Path) -> list[str]:
