@@ -753,6 +753,21 @@ def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkey
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
 
 
+def _stopped_by_a_lost_reader(tmp_path, monkeypatch, stderr) -> dict:
+    """`train` of digits with ``stderr`` (a pipe whose reader the test closes on the way):
+    it stops as a run whose output reader went away does (exit status 141, interrupted);
+    its checkpoint."""
+    monkeypatch.setattr(sys, "stderr", stderr)
+    out = tmp_path / "run"
+    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    try:
+        assert main(["train", *args, "--out", str(out)]) == 128 + 13
+    finally:
+        stderr.close()
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    return load_checkpoint(out / "checkpoint.pt")
+
+
 def test_a_warning_that_finds_the_output_reader_gone_stops_the_run_as_a_log_line_does(
     tmp_path, monkeypatch
 ):
@@ -771,15 +786,7 @@ def test_a_warning_that_finds_the_output_reader_gone_stops_the_run_as_a_log_line
         return original(self, x, y)
 
     monkeypatch.setattr(Trainer, "_train_step", step)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    out = tmp_path / "run"
-    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
-    try:
-        assert main(["train", *args, "--out", str(out)]) == 128 + 13
-    finally:
-        stderr.close()
-    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
-    state = load_checkpoint(out / "checkpoint.pt")
+    state = _stopped_by_a_lost_reader(tmp_path, monkeypatch, stderr)
     assert (state["epoch"], state["batch"]) == (0, 2)
 
 
@@ -807,15 +814,7 @@ def test_a_warning_before_the_run_log_that_finds_the_reader_gone_stops_the_run_t
 
     monkeypatch.setattr(report_module, "discard_output", discard)
     monkeypatch.setattr(train_module, "warn_of_settings_that_do_not_apply", warn_early)
-    monkeypatch.setattr(sys, "stderr", stderr)
-    out = tmp_path / "run"
-    args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
-    try:
-        assert main(["train", *args, "--out", str(out)]) == 128 + 13
-    finally:
-        stderr.close()
-    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
-    state = load_checkpoint(out / "checkpoint.pt")
+    state = _stopped_by_a_lost_reader(tmp_path, monkeypatch, stderr)
     assert (state["epoch"], state["batch"]) == (0, 0)
 
 
