@@ -995,7 +995,7 @@ def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
         load_dataset(str(root), cache_dir=tmp_path / "c")
     # Another image size is another entry.
     with pytest.raises(AssertionError, match="decoded again"):
-        load_dataset(str(root), cache_dir=tmp_path / "c", image_size=4)
+        load_dataset(str(root), cache_dir=tmp_path / "c", image_size=16)
 
 
 def test_parallel_decoding_matches_serial(tmp_path, monkeypatch):

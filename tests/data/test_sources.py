@@ -115,11 +115,19 @@ def test_no_validation_unless_asked():
 
 
 @pytest.mark.parametrize(
-    ("size", "says"), [(0, "at least 1, got 0"), ("32", "a whole number, got '32'")]
+    ("size", "says"),
+    [
+        (0, "from 8 to 2,048 pixels, got 0"),
+        (3, "from 8 to 2,048 pixels, got 3"),  # --input-size's rule, not images of 3x3
+        ("32", "a whole number, got '32'"),
+    ],
 )
 def test_bad_image_size(size, says):
-    with pytest.raises(ResnetlabError, match=f"^image_size must be {says}$"):
+    with pytest.raises(ResnetlabError, match=f"^image_size must be {says}$") as refused:
         load_dataset("digits", image_size=size)
+    if isinstance(size, int):  # a number out of range: a DataError, a ValueError
+        assert isinstance(refused.value, DataError)
+    assert len(load_dataset("digits", image_size=8).train) == 1797  # the smallest side taken
 
 
 def test_data_from_a_pipe_is_named_as_one(tmp_path):
@@ -620,7 +628,8 @@ def test_a_cache_folder_that_is_no_path_is_refused_in_one_line(
 def test_an_image_size_beyond_what_models_take_is_refused_in_one_line():
     """Not an allocation of 1,797 images at 100,000 x 100,000 (54 TB): the allocator's error."""
     for function in (load_dataset, load_eval_split):
-        with pytest.raises(DataError, match=r"^image_size must be at most 2,048, got 100,000$"):
+        refused = r"^image_size must be from 8 to 2,048 pixels, got 100,000$"
+        with pytest.raises(DataError, match=refused):
             function("digits", image_size=100_000)
 
 

@@ -13,7 +13,7 @@ import torch
 from ..analysis.fonts import any_script
 from ..errors import as_given
 from ..models.files import case_matches
-from ..options import DEFAULT_RESIZE
+from ..options import DEFAULT_RESIZE, is_input_size
 from ..storage import atomic_write, write_error
 from .decode import READ_ERRORS, read_image
 from .imageset import ImageSet
@@ -121,7 +121,7 @@ def _copies_notes(splits: dict[str, Split], reopen: Callable[[int], Source]) -> 
         in_memory = isinstance(train, ImageSet) and isinstance(split, ImageSet)
         if in_memory and split.image_size != train.image_size:
             height, width = train.image_size
-            if height != width:
+            if height != width or not is_input_size(height):  # a side load_dataset refuses
                 apart.append(name)
                 continue
             with warnings.catch_warnings():  # its unreadable files are named already

@@ -38,7 +38,7 @@ from ..errors import (
     warn,
 )
 from ..models.files import case_matches, other_format
-from ..options import DEFAULT_RESIZE, MAX_INPUT_SIZE, NAMED_SOURCES, RESIZE_MODES
+from ..options import DEFAULT_RESIZE, INPUT_SIZES, NAMED_SOURCES, RESIZE_MODES, is_input_size
 from ..storage import is_special
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
@@ -144,9 +144,10 @@ def open_source(
     spec = os.fspath(path_argument(spec, what, "one (. for the current folder)"))
     root = cache_root(cache_dir)
     if image_size is not None:
-        image_size = count_argument(image_size, "image_size")  # as Python names it
-        if image_size > MAX_INPUT_SIZE:  # --input-size's limit, not an allocation of terabytes
-            raise DataError(f"image_size must be at most {MAX_INPUT_SIZE:,}, got {image_size:,}")
+        image_size = count_argument(image_size, "image_size", None)  # as Python names it
+        # --input-size's rule: a side the models take (not an allocation of terabytes)
+        if not is_input_size(image_size):
+            raise DataError(f"image_size must be {INPUT_SIZES}, got {image_size:,}")
     if resize not in RESIZE_MODES:
         raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
     if stream is not None and not isinstance(stream, bool):  # "false" would stream
