@@ -10,9 +10,13 @@ from PIL import Image
 from resnetlab import ResnetlabError, create_model
 from resnetlab.cli import main
 from resnetlab.data import load_dataset, make_loader, split_stats
+from resnetlab.errors import DataWarning
 from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
 from resnetlab.experiments.gradients import conclusion, flow, markdown
 from resnetlab.experiments.runner import FAMILIES
+
+# Digits at their native 8x8, a step or two: a real data set, a second or so per run.
+TINY_RUNS = dict(input_size=8, crop_padding=1, batch_size=32, val_subset=50)
 
 
 @pytest.fixture(scope="module")
@@ -407,3 +411,14 @@ def test_the_experiments_own_validation_cap_is_not_warned_of_as_a_flag(tmp_path,
     assert "--val-subset" not in capsys.readouterr().err
     assert main([*args, "--val-subset", "5000", "--out", str(tmp_path / "given")]) == 0
     assert "--val-subset 5000 is more than the" in capsys.readouterr().err
+
+
+def test_a_probe_larger_than_the_training_images_is_said_with_the_numbers(tmp_path):
+    # As --subset and --val-subset larger than the data: one warning, and all of them used.
+    with pytest.warns(DataWarning) as caught:
+        result = run_gradients(
+            "digits", (8,), steps=1, probe_size=5000, out=tmp_path / "g", **TINY_RUNS
+        )
+    said = [str(w.message) for w in caught if "probe_size" in str(w.message)]
+    assert said == ["probe_size=5000 is more than the 1,438 training images: all of them are used"]
+    assert result.settings["probe_size"] == 1438

@@ -36,11 +36,12 @@ from torch import nn
 from ..analysis.plots import plot_gradient_norms
 from ..analysis.summary import check_module
 from ..data import load_dataset, make_loader, stratified_sample
+from ..data.sources import subset_all_note
 from ..engine import initial_model
 from ..engine.auto import count_of
 from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
-from ..errors import ResnetlabError, count_argument, option
+from ..errors import DataWarning, ResnetlabError, count_argument, option, warn
 from ..models import ModelMeta, load_model, read_model_meta
 from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
@@ -159,7 +160,8 @@ def run_gradients(
         depths: CIFAR depths registered as both nets of the family (default 20, 56, 110).
         steps: training steps, with the recipe's optimizer and learning rate.
         seed: seeds the weights, the data order and the measured batch.
-        probe_size: images in the measured batch, drawn from the training split.
+        probe_size: images in the measured batch, drawn from the training split (all of
+            it, with a warning, where it holds fewer).
         out: the experiment folder (default ``runs/gradients[-preact]-<data name>``).
         recipe: the training recipe (default: the family's paper's).
         family: ``"plain"`` (plainN and resnetN) or ``"preact"`` (resnetN and preresnetN).
@@ -223,7 +225,8 @@ def run_gradients(
 def probe_batch(
     data: str, run: Run, size: int, seed: int, download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``size`` training images (each class its share), normalised as ``run`` trained."""
+    """``size`` training images (each class its share), normalised as ``run`` trained; all
+    of them, with a warning that says so, where ``size`` is more than there are."""
     meta = read_model_meta(_model_file(run))
     train = load_dataset(
         data,
@@ -233,6 +236,8 @@ def probe_batch(
         default_val_split=DEFAULT_VAL_SPLIT,
         resize=meta.resize,
     ).train
+    if note := subset_all_note("probe_size", size, train, "training"):  # as --subset says it
+        warn(note, DataWarning)
     train = stratified_sample(train, size, seed)
     loader = make_loader(
         train, train=False, batch_size=len(train), device="cpu", mean=meta.mean, std=meta.std
