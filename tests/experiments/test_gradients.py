@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from resnetlab.data import load_dataset, make_loader, split_stats
 from resnetlab.errors import DataWarning
 from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
 from resnetlab.experiments.gradients import conclusion, flow, markdown
-from resnetlab.experiments.runner import FAMILIES
+from resnetlab.experiments.runner import FAMILIES, run_pairs
 
 # Digits at their native 8x8, a step or two: a real data set, a second or so per run.
 TINY_RUNS = dict(input_size=8, crop_padding=1, batch_size=32, val_subset=50)
@@ -411,6 +412,17 @@ def test_the_experiments_own_validation_cap_is_not_warned_of_as_a_flag(tmp_path,
     assert "--val-subset" not in capsys.readouterr().err
     assert main([*args, "--val-subset", "5000", "--out", str(tmp_path / "given")]) == 0
     assert "--val-subset 5000 is more than the" in capsys.readouterr().err
+
+
+def test_the_runs_tell_an_option_the_experiment_chose_from_one_the_user_gave(tmp_path):
+    # What the experiment set itself is known as such (run_pairs' chosen), not by the text
+    # of the warning it would give: the runs leave the note out, and only for that option.
+    options = dict(TINY_RUNS, val_subset=5000, subset=3000, max_steps=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_pairs("digits", [8], [0], tmp_path / "g", "paper-cifar", options, chosen={"val_subset"})
+    said = [str(w.message) for w in caught if "is more than the" in str(w.message)]
+    assert set(said) == {"subset=3000 is more than the 1,438 training images: all of them are used"}
 
 
 def test_a_probe_larger_than_the_training_images_is_said_with_the_numbers(tmp_path):

@@ -165,6 +165,7 @@ def continued_with(how: str) -> Iterator[None]:
 class _Series:
     said: set[str] = dataclasses.field(default_factory=set)  # data notes printed so far
     majority_note: bool = True
+    chosen: frozenset[str] = frozenset()  # options the experiment set, not the user
 
 
 # The runs of one experiment, which read the same data (see ``run_series``).
@@ -183,15 +184,26 @@ def _first_in_series(note: str) -> bool:
     return True
 
 
+def _users(name: str) -> bool:
+    """Whether the option ``name`` is the user's: not one that the experiment around the run
+    set itself (``run_series``' ``chosen``)."""
+    series = _SERIES.get()
+    return series is None or name not in series.chosen
+
+
 @contextlib.contextmanager
-def run_series(*, majority_note: bool = True) -> Iterator[None]:
+def run_series(
+    *, majority_note: bool = True, chosen: AbstractSet[str] = frozenset()
+) -> Iterator[None]:
     """Within it, runs print each note about their data (and a batch larger than it, or a
     warm-up as long as the run) once, for the first run that has it, not again for every
     run of an experiment on the same data; with
     ``majority_note=False`` they also leave out the note that the accuracy is no better than
     always answering the largest class (probe runs of a few steps, whose accuracy is not
-    what they are for)."""
-    token = _SERIES.set(_Series(majority_note=majority_note))
+    what they are for). ``chosen``: the options the experiment set itself, not the user (a
+    cap of its own on ``val_subset``): a subset of them larger than the images there are
+    is no news, and is not warned of."""
+    token = _SERIES.set(_Series(majority_note=majority_note, chosen=frozenset(chosen)))
     try:
         yield
     finally:
@@ -928,7 +940,8 @@ class Trainer:
         # its fix, in place of the small-class warning on the training images.
         self.subset_emptied = False
         if c.subset is not None:
-            if note := subset_all_note("subset", c.subset, data.train, "training"):
+            note = subset_all_note("subset", c.subset, data.train, "training")
+            if note and _users("subset"):
                 warn(note, DataWarning)
             whole, data.train = data.train, stratified_sample(data.train, c.subset, c.seed)
             if note := subset_note("subset", c.subset, whole, data.train, "training"):
@@ -936,7 +949,8 @@ class Trainer:
                 self.subset_emptied = True
         self.val_images = len(data.val) if data.val is not None else 0  # before any sample
         if c.val_subset is not None and data.val is not None:
-            if note := subset_all_note("val_subset", c.val_subset, data.val, "validation"):
+            note = subset_all_note("val_subset", c.val_subset, data.val, "validation")
+            if note and _users("val_subset"):
                 warn(note, DataWarning)
             whole, data.val = data.val, stratified_sample(data.val, c.val_subset, c.seed)
             if note := subset_note("val_subset", c.val_subset, whole, data.val, "validation"):

@@ -21,8 +21,6 @@ import copy
 import itertools
 import json
 import math
-import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,13 +184,10 @@ def run_gradients(
         )
     data, options = checked_inputs(data, recipe, options)
     out = out_folder(out, "gradients", data, family=kind.name, val_data=options.get("val_data"))
-    own_cap = "val_subset" not in options
+    # The experiment's cap, where the user set none: fewer images than it are no news.
+    chosen = set() if "val_subset" in options else {"val_subset"}
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
-    with warnings.catch_warnings():
-        if own_cap:  # the experiment's cap, not a setting given: fewer images are no news
-            capped = f"{option('val_subset', DEFAULT_VAL_SUBSET)} is more than"
-            warnings.filterwarnings("ignore", message=re.escape(capped))
-        runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True)
+    runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True, chosen=chosen)
     seen_as = _measured_run(runs, out)
     images, labels = probe_batch(data, seen_as, probe_size, seed, options.get("download", False))
     meta = read_model_meta(_model_file(seen_as))

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,13 +284,15 @@ def run_pairs(
     *,
     probe: bool = False,
     note: str | None = None,
+    chosen: AbstractSet[str] = frozenset(),
 ) -> list[Run]:
     """Train (or resume, or skip) the family's two nets (default ``plainN`` and
     ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
     configuration is checked before the first run starts, not an hour into it. The notes
     on the data are printed once, not for every run; ``probe`` runs (a few steps, trained
     to be measured) leave out the note on always answering the largest class. ``note`` is
-    said once the configurations pass, before the first run."""
+    said once the configurations pass, before the first run. ``chosen``: the options of
+    ``options`` that the experiment set itself, not the user (``run_series``)."""
     kind = kind or FAMILIES["plain"]
     if isinstance(data, str | os.PathLike) and (problem := missing_data(os.fspath(data))):
         raise DataError(problem)  # before the first run's line, not after it
@@ -329,16 +332,18 @@ def run_pairs(
         except OSError as e:  # a read-only folder: named with the flag, as train names it
             fix = f"choose another {option('out')}, a folder you can write to"
             raise write_error(out, e, fix) from None
-        return _run_plan(plan, probe)
+        return _run_plan(plan, probe, chosen)
 
 
-def _run_plan(plan: list[tuple[int, bool, TrainConfig]], probe: bool) -> list[Run]:
+def _run_plan(
+    plan: list[tuple[int, bool, TrainConfig]], probe: bool, chosen: AbstractSet[str]
+) -> list[Run]:
     """Each planned run in turn; a stop says how to go on (``CONTINUE``)."""
     try:
         with (
             continued_with(CONTINUE),
             started_over_with(train_again),
-            run_series(majority_note=not probe),
+            run_series(majority_note=not probe, chosen=chosen),
         ):
             return [
                 run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
