@@ -219,17 +219,41 @@ def as_given(text: str) -> str:
     return text
 
 
+# The warnings said so far where each is said once (``said_once``), by category and text.
+_SAID: ContextVar[set[tuple[type[Warning], str]] | None] = ContextVar("said", default=None)
+
+
+@contextmanager
+def said_once() -> Iterator[None]:
+    """Within the block, ``warn`` says each warning (the same category and text) once: the
+    runs of an experiment read the same data with the same settings, and what the first
+    run warned of (a --subset larger than the data, a --download that does not apply) is
+    not said again for every run."""
+    token = _SAID.set(set())
+    try:
+        yield
+    finally:
+        _SAID.reset(token)
+
+
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn``, shown at the first line outside resnetlab on the way to it: the
     line of the script that called ``resnetlab.train(...)``, not one of this package (as
-    Python 3.12's ``skip_file_prefixes`` does)."""
+    Python 3.12's ``skip_file_prefixes`` does). Within ``said_once``, a warning said before
+    there is left out."""
+    message = as_given(message)
+    said = _SAID.get()
+    if said is not None:
+        if (category, message) in said:
+            return
+        said.add((category, message))
     level, frame = 2, sys._getframe(1)
     while frame is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE)
         or frame.f_code.co_filename.endswith(_WRAPPERS)
     ):
         level, frame = level + 1, frame.f_back
-    warnings.warn(as_given(message), category, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)
 
 
 def out_of_memory(error: BaseException) -> bool:

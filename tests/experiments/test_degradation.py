@@ -348,6 +348,24 @@ def test_a_warm_up_as_long_as_the_runs_is_said_once_per_experiment(tmp_path):
     assert len(said) == 1, said
 
 
+def test_each_warning_on_the_data_is_said_once_per_experiment(tmp_path):
+    # The runs read the same data with the same settings: what the first warned of, the
+    # others do not say again (a --subset larger than the data, a --download of no use).
+    options = {**TINY, "subset": 5000, "download": True}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_degradation("digits", (8,), out=tmp_path / "exp", **options)
+    said = [str(w.message) for w in caught]
+    subset = "subset=5000 is more than the 1,438 training images: all of them are used"
+    download = "download=True fetches cifar10 only; digits is read as it is (drop the flag)"
+    assert said.count(subset) == 1 and said.count(download) == 1, said
+    # Each experiment says them again: once per experiment, not once per process.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_degradation("digits", (8,), out=tmp_path / "other", **options)
+    assert [str(w.message) for w in caught].count(subset) == 1
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

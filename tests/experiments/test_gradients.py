@@ -422,7 +422,7 @@ def test_the_runs_tell_an_option_the_experiment_chose_from_one_the_user_gave(tmp
         warnings.simplefilter("always")
         run_pairs("digits", [8], [0], tmp_path / "g", "paper-cifar", options, chosen={"val_subset"})
     said = [str(w.message) for w in caught if "is more than the" in str(w.message)]
-    assert set(said) == {"subset=3000 is more than the 1,438 training images: all of them are used"}
+    assert said == ["subset=3000 is more than the 1,438 training images: all of them are used"]
 
 
 def test_a_probe_larger_than_the_training_images_is_said_with_the_numbers(tmp_path):

@@ -67,6 +67,7 @@ from ..errors import (
     options,
     out_of_memory,
     path_argument,
+    said_once,
     warn,
 )
 from ..explain.gallery import ErrorSource, Mistakes
@@ -195,9 +196,9 @@ def _users(name: str) -> bool:
 def run_series(
     *, majority_note: bool = True, chosen: AbstractSet[str] = frozenset()
 ) -> Iterator[None]:
-    """Within it, runs print each note about their data (and a batch larger than it, or a
-    warm-up as long as the run) once, for the first run that has it, not again for every
-    run of an experiment on the same data; with
+    """Within it, runs print each note about their data and give each warning (``said_once``:
+    on their data, a batch larger than it, a warm-up as long as the run) once, for the
+    first run that has it, not again for every run of an experiment on the same data; with
     ``majority_note=False`` they also leave out the note that the accuracy is no better than
     always answering the largest class (probe runs of a few steps, whose accuracy is not
     what they are for). ``chosen``: the options the experiment set itself, not the user (a
@@ -205,7 +206,8 @@ def run_series(
     is no news, and is not warned of."""
     token = _SERIES.set(_Series(majority_note=majority_note, chosen=frozenset(chosen)))
     try:
-        yield
+        with said_once():
+            yield
     finally:
         _SERIES.reset(token)
 
@@ -709,11 +711,7 @@ class Trainer:
         self._build_model(weights, _stored_plan(run_dir) if keep else None)
         self._plan_schedule()
         self._set_position(run_dir, resume)
-        if (
-            self.warmup_note
-            and not (resume and self._nothing_to_train())
-            and _first_in_series(self.warmup_note)  # an experiment's runs share the recipe
-        ):
+        if self.warmup_note and not (resume and self._nothing_to_train()):
             warn(self.warmup_note, SettingWarning)
 
     def _build_model(self, weights: PretrainedWeights | None, plan: CpuPlan | None) -> None:
@@ -1039,10 +1037,10 @@ class Trainer:
             f"each epoch is one step over all of them; a {option('batch_size')} of at most "
             f"{max(1, per_process // 2)} gives the optimizer more steps"
         )
-        if c.batch_size > per_process and _first_in_series(too_large):
+        if c.batch_size > per_process:
             warn(too_large, SettingWarning)
         left = None if self.batch_by_recipe else _left_out_note(c.batch_size, per_process)
-        if left and _first_in_series(left):
+        if left:
             warn(left, SettingWarning)
         # Every process evaluates the whole validation set: results agree without a gather.
         self.val_loader = (
