@@ -366,6 +366,34 @@ def test_each_warning_on_the_data_is_said_once_per_experiment(tmp_path):
     assert [str(w.message) for w in caught].count(subset) == 1
 
 
+def test_a_folder_in_use_is_refused_before_the_experiment_names_a_run(
+    tmp_path, capsys, hold_in_another_process
+):
+    # A second copy of the experiment (its folder held by the first) says nothing but that;
+    # a run that another process trains is refused before its "training"/"resuming" line.
+    out = tmp_path / "exp"
+    (out / "plain8-seed0").mkdir(parents=True)
+    args = ["experiment", "degradation", "--data", "digits", "--depths", "8", "--out", str(out)]
+    args += ["--input-size", "8", "--max-steps", "1", "--train-option", "crop_padding=1"]
+    other = hold_in_another_process(out)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: {out} is in use by process {other.pid}: an experiment is training in it; "
+        "wait for it to end, or choose another --out\n"
+    )
+    other.kill()
+    other.wait()
+    run = hold_in_another_process(out / "plain8-seed0")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "plain8 seed 0: training" not in err
+    assert err.endswith(
+        f"error: {out / 'plain8-seed0'} is in use by process {run.pid}: a run is training in "
+        "it; wait for it to end\n"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["plain8-seed0"]  # no .lock left behind
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _experiment(tmp_path / "exp")
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):

@@ -46,7 +46,9 @@ from ..storage import (
     FREE_SPACE,
     WriteError,
     full_disk,
+    hold_folder,
     missing_folders,
+    release_folder,
     removed_on_failure,
     write_error,
 )
@@ -254,11 +256,18 @@ def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") 
     else:
         resume = config_file.exists()  # from its checkpoint, or from the start before one
         action = "resumed" if resume else "trained"
-        _say(f"{prefix}{config.model} seed {config.seed}: {'resuming' if resume else 'training'}")
+        # Held before its line (where it exists): one that another process trains
+        # (train --resume) is refused, not announced.
+        hold_folder(run_dir, "a run is training in it; wait for it to end")
         try:
+            _say(
+                f"{prefix}{config.model} seed {config.seed}: {'resuming' if resume else 'training'}"
+            )
             train(resume=run_dir) if resume else train(config)
         except TrainingDiverged as e:
             _say(f"{config.model} seed {config.seed} diverged: {e}")
+        finally:
+            release_folder(run_dir)
     summary = _checked_summary(summary_file)
     return Run(
         model=config.model,
@@ -316,8 +325,6 @@ def run_pairs(
     for _, _, config in plan:  # a run made with other settings, before any run trains
         if (Path(config.out) / "config.json").exists():
             _check_same_settings(config, Path(config.out))
-    if note:
-        _say(f"note: {note}")
     # A run that cannot start removes its own folder; the experiment's folders go too when
     # nothing was trained into them. A folder that held anything (a resumed experiment's)
     # stays.
@@ -332,7 +339,16 @@ def run_pairs(
         except OSError as e:  # a read-only folder: named with the flag, as train names it
             fix = f"choose another {option('out')}, a folder you can write to"
             raise write_error(out, e, fix) from None
-        return _run_plan(plan, probe, chosen)
+        # Held for the runs, and before anything is said: a second copy of the experiment
+        # is refused before it names a run it would resume or train.
+        fix = f"wait for it to end, or choose another {option('out')}"
+        hold_folder(out, f"an experiment is training in it; {fix}")
+        try:
+            if note:
+                _say(f"note: {note}")
+            return _run_plan(plan, probe, chosen)
+        finally:
+            release_folder(out)
 
 
 def _run_plan(
