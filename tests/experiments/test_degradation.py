@@ -25,7 +25,7 @@ from resnetlab.experiments.degradation import (
     verdict,
     verdict_text,
 )
-from resnetlab.experiments.runner import FAMILIES, run_config
+from resnetlab.experiments.runner import FAMILIES, how_to_continue, run_config
 
 from ..data.conftest import noise, write_signs_pair, write_tree
 
@@ -140,14 +140,30 @@ def test_ctrl_c_between_training_steps_of_an_experiment_says_how_to_go_on(
     monkeypatch.setattr(Trainer, "__init__", interrupted_start)
     assert main(["experiment", "degradation", "--data", "digits", "--depths", "8",
                  "--out", str(tmp_path / "exp")]) == 130  # fmt: skip
+    # The run stopped before it saved anything: no checkpoint to resume from is promised.
     assert (
         capsys.readouterr()
         .err.splitlines()[-1]
         .endswith(
             "] interrupted. Continue with: the same experiment command again, which skips the "
-            "runs that ended and resumes the one that stopped from its checkpoint"
+            "runs that ended and trains the one that stopped from its start: it had saved no "
+            "checkpoint"
         )
     )
+
+
+def test_how_an_experiment_goes_on_is_said_by_what_the_stopped_run_left(tmp_path):
+    run = tmp_path / "plain8-seed0"
+    assert how_to_continue(None).endswith("skips the runs that ended and trains the rest")
+    fresh = "trains the one that stopped from its start: it had saved no checkpoint"
+    assert how_to_continue(run).endswith(fresh)  # stopped before its folder was made
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert how_to_continue(run).endswith(fresh)
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert how_to_continue(run).endswith("resumes the one that stopped from its checkpoint")
+    (run / "summary.json").write_text(json.dumps({"status": "finished"}))
+    assert how_to_continue(run).endswith("trains the rest")
 
 
 def test_ctrl_c_while_a_run_ends_stops_the_experiment_before_the_next_run(
@@ -166,10 +182,9 @@ def test_ctrl_c_while_a_run_ends_stops_the_experiment_before_the_next_run(
     with pytest.raises(RunInterrupted):
         run_degradation("digits", (8,), out=out, **TINY)
     monkeypatch.setattr(Trainer, "_evaluate", original)
-    assert capsys.readouterr().err.splitlines()[-1] == (
+    assert capsys.readouterr().err.splitlines()[-1] == (  # the run that stopped ended
         "interrupted as the run ended, which it finished. Continue with: the same experiment "
-        "command again, which skips the runs that ended and resumes the one that stopped from "
-        "its checkpoint"
+        "command again, which skips the runs that ended and trains the rest"
     )
     assert sorted(p.name for p in out.iterdir()) == ["plain8-seed0"]
     assert json.loads((out / "plain8-seed0" / "summary.json").read_text())["status"] == "finished"

@@ -148,13 +148,14 @@ _SIGPIPE = getattr(signal, "SIGPIPE", 13)
 
 # How a stopped run goes on, in the messages that say so: by default its own
 # `resnetlab train --resume RUN`; an experiment, which resumes its runs itself, names its own.
-_CONTINUE_WITH: ContextVar[str | None] = ContextVar("continue_with", default=None)
+_CONTINUE_WITH: ContextVar[Callable[[Path], str] | None] = ContextVar("continue_with", default=None)
 
 
 @contextlib.contextmanager
-def continued_with(how: str) -> Iterator[None]:
-    """Within it, the runs that stop (Ctrl-C, a failed write) say to go on with ``how``
-    instead of ``resnetlab train --resume RUN``."""
+def continued_with(how: Callable[[Path], str]) -> Iterator[None]:
+    """Within it, the runs that stop (Ctrl-C, a failed write) say to go on with
+    ``how(run_dir)``, said by what the run folder holds then, instead of ``resnetlab train
+    --resume RUN``."""
     token = _CONTINUE_WITH.set(how)
     try:
         yield
@@ -1881,8 +1882,8 @@ class Trainer:
 
     def _continue_with(self) -> str:
         """The command that continues the run (see ``continued_with``)."""
-        if how := _CONTINUE_WITH.get():
-            return how
+        if (how := _CONTINUE_WITH.get()) is not None:
+            return how(self.run_dir)
         if on_command_line():
             return f"resnetlab train --resume {self.run_dir}"
         return f"resnetlab.train(resume={os.fspath(self.run_dir)!r})"

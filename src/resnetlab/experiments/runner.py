@@ -8,7 +8,7 @@ An experiment folder holds one run folder per (model, seed), named ``<model>-see
 each written by ``resnetlab.train`` exactly as ``resnetlab train`` writes it. Running the
 experiment again skips the runs that ended (finished or diverged), continues an unfinished
 one from its checkpoint, and starts the rest, so a killed experiment loses at most the work
-since the last checkpoint of the run it was in; a stopped one says so (``CONTINUE``).
+since the last checkpoint of the run it was in; a stopped one says so (``how_to_continue``).
 """
 
 from __future__ import annotations
@@ -77,11 +77,19 @@ SUMMARY_FIELDS = {
     "train_time_s": int | float,
     "final_val_acc": int | float | None,  # None: never validated
 }
-# How a stopped experiment goes on (run_pairs below): the same command (the same call).
-CONTINUE = (
-    "the same experiment command again, which skips the runs that ended and resumes "
-    "the one that stopped from its checkpoint"
-)
+
+
+def how_to_continue(run_dir: Path | None) -> str:
+    """How a stopped experiment goes on: the same command (the same call) again, which
+    skips the runs that ended and, by what the run that stopped (``run_dir``; None: between
+    runs) left on disk, resumes it from its checkpoint or trains it from its start."""
+    again = "the same experiment command again, which skips the runs that ended and "
+    summary = read_summary(run_dir / "summary.json") if run_dir is not None else None
+    if run_dir is None or (summary is not None and summary["status"] in ENDED):
+        return again + "trains the rest"
+    if (run_dir / CHECKPOINT_NAME).is_file():
+        return again + "resumes the one that stopped from its checkpoint"
+    return again + "trains the one that stopped from its start: it had saved no checkpoint"
 
 
 @contextlib.contextmanager
@@ -354,21 +362,25 @@ def run_pairs(
 def _run_plan(
     plan: list[tuple[int, bool, TrainConfig]], probe: bool, chosen: AbstractSet[str]
 ) -> list[Run]:
-    """Each planned run in turn; a stop says how to go on (``CONTINUE``)."""
+    """Each planned run in turn; a stop says how to go on (``how_to_continue``)."""
+    runs: list[Run] = []
+    current = None  # the folder of the run under way
     try:
         with (
-            continued_with(CONTINUE),
+            continued_with(how_to_continue),
             started_over_with(train_again),
             run_series(majority_note=not probe, chosen=chosen),
         ):
-            return [
-                run_one(config, depth=depth, changed=changed, label=f"[{i}/{len(plan)}]")
-                for i, (depth, changed, config) in enumerate(plan, start=1)
-            ]
+            for i, (depth, changed, config) in enumerate(plan, start=1):
+                current = Path(config.out)
+                label = f"[{i}/{len(plan)}]"
+                runs.append(run_one(config, depth=depth, changed=changed, label=label))
+                current = None
+            return runs
     except RunInterrupted:  # the run said where it stopped and how to go on
         raise
     except KeyboardInterrupt:  # between runs, or while one started or ended
-        _say(f"interrupted. Continue with: {CONTINUE}")
+        _say(f"interrupted. Continue with: {how_to_continue(current)}")
         raise RunInterrupted from None
 
 
