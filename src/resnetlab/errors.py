@@ -228,8 +228,9 @@ def said_once() -> Iterator[None]:
     """Within the block, ``warn`` says each warning (the same category and text) once: the
     runs of an experiment read the same data with the same settings, and what the first
     run warned of (a --subset larger than the data, a --download that does not apply) is
-    not said again for every run."""
-    token = _SAID.set(set())
+    not said again for every run. A block within another goes on with the outer's record."""
+    said = _SAID.get()
+    token = _SAID.set(set() if said is None else said)
     try:
         yield
     finally:

@@ -434,3 +434,15 @@ def test_a_probe_larger_than_the_training_images_is_said_with_the_numbers(tmp_pa
     said = [str(w.message) for w in caught if "probe_size" in str(w.message)]
     assert said == ["probe_size=5000 is more than the 1,438 training images: all of them are used"]
     assert result.settings["probe_size"] == 1438
+
+
+def test_the_probe_repeats_no_warning_the_runs_gave(tmp_path):
+    # The measured batch is loaded as the runs loaded theirs: once per experiment still.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_gradients(
+            "digits", (8,), steps=1, probe_size=32, out=tmp_path / "g", download=True, **TINY_RUNS
+        )
+    said = [str(w.message) for w in caught]
+    download = "download=True fetches cifar10 only; digits is read as it is (drop the flag)"
+    assert said.count(download) == 1, said

@@ -39,7 +39,7 @@ from ..engine import initial_model
 from ..engine.auto import count_of
 from ..engine.step import global_state_kept
 from ..engine.train import DEFAULT_VAL_SPLIT
-from ..errors import DataWarning, ResnetlabError, count_argument, option, warn
+from ..errors import DataWarning, ResnetlabError, count_argument, option, said_once, warn
 from ..models import ModelMeta, load_model, read_model_meta
 from ..options import GRADIENT_DEPTHS, GRADIENT_STEPS
 from ..storage import atomic_write_text
@@ -187,9 +187,13 @@ def run_gradients(
     # The experiment's cap, where the user set none: fewer images than it are no news.
     chosen = set() if "val_subset" in options else {"val_subset"}
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
-    runs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True, chosen=chosen)
-    seen_as = _measured_run(runs, out)
-    images, labels = probe_batch(data, seen_as, probe_size, seed, options.get("download", False))
+    with said_once():  # the probe's data, loaded as the runs' was, warns of nothing new
+        runs = run_pairs(
+            data, depths, [seed], out, recipe, options, kind, probe=True, chosen=chosen
+        )
+        seen_as = _measured_run(runs, out)
+        download = options.get("download", False)
+        images, labels = probe_batch(data, seen_as, probe_size, seed, download)
     meta = read_model_meta(_model_file(seen_as))
     with global_state_kept():  # initial_model seeds the global generator, as a run does
         rows = [_measure(run, images, labels, meta) for run in runs]
