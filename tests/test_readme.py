@@ -1,5 +1,6 @@
 import argparse
 import importlib
+import math
 import re
 import shlex
 from pathlib import Path
@@ -41,11 +42,13 @@ def _client_decoding() -> str:
     block = text[text.index("**A client**") :]
     block = block[block.index("```python") : block.index("\n```\n", block.index("```python"))]
     start = block.index('image = Image.open("photo.jpg")')
-    return block[start : block.index("\n\n", start)]
+    scaled = block[block.index("scaled = ") : block.index("\n", block.index("scaled = "))]
+    return scaled + "\n" + block[start : block.index("\n\n", start)]
 
 
+@pytest.mark.parametrize("fraction", [1.0, 0.875])
 @pytest.mark.parametrize("resize", ["crop", "squash"])
-def test_readme_client_decodes_as_predict_does(resize, tmp_path):
+def test_readme_client_decodes_as_predict_does(resize, fraction, tmp_path):
     from PIL import Image, ImageOps
 
     rng = np.random.default_rng(0)
@@ -79,8 +82,9 @@ def test_readme_client_decodes_as_predict_does(resize, tmp_path):
         for size in (32, 64, 224):
             crop = resize == "crop"
             scope = {"Image": Image, "ImageOps": ImageOps, "np": np, "size": size, "crop": crop}
+            scope |= {"math": math, "meta": {"crop_fraction": str(fraction)}}  # ONNX's strings
             exec(code.replace('"photo.jpg"', repr(str(path))), scope)
-            expected = read_image(path, size, resize)
+            expected = read_image(path, size, resize, fraction)
             assert np.array_equal(np.asarray(scope["image"]), expected), (path.name, size)
 
 

@@ -33,6 +33,19 @@ NAMED_SOURCES = ("digits", "cifar10")
 RESIZE_MODES = ("squash", "crop")
 DEFAULT_RESIZE = "crop"  # for training and data inspect; model files record their own
 
+# The share of the resized image's side that the centre crop keeps: 1 brings the image
+# straight to the input size; ImageNet evaluation in torchvision, timm and transformers
+# resizes to 256 and keeps the centre 224 (0.875). Files without the key mean 1.
+CROP_FRACTIONS = "a number above 0 and at most 1"
+
+
+def is_crop_fraction(value: object) -> bool:
+    """Whether ``value`` is a crop fraction (``CROP_FRACTIONS``): the one rule of model
+    files, ``save_model`` and the decoders."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and 0 < value <= 1  # NaN fails both
+
+
 # How a Keras model's images were prepared (convert keras --inputs): keras.applications'
 # preprocess_input ('caffe': BGR, ImageNet's mean subtracted from 0-255 pixels), pixels / 255
 # (the course's), or the pixels as they are.

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from PIL import Image
 from safetensors.torch import save_file
 
 import resnetlab
@@ -144,6 +145,65 @@ def test_convert_pretrained_writes_torchvisions_weights_as_a_model_file(
         "resnet50, or name the weights in full (timm:resnet50.a1_in1k)\n"
     )
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def _photo(shared_data: Path, path: Path, size: tuple[int, int]) -> Path:
+    """A SIGNS photo at ``size`` (width, height), saved as ``path``: a real picture of
+    another shape than the model's input (under twice 256 a side, so that libjpeg's
+    reduced decoding, which torchvision does not do, stays out of it)."""
+    signs = shared_data / "signs" / "64x64_SIGNS" / "test_signs" / "0_IMG_5942.jpg"
+    Image.open(signs).resize(size, Image.BICUBIC).save(path, quality=95)
+    return path
+
+
+def test_a_converted_torchvision_model_sees_photos_as_torchvisions_transforms_do(
+    torchvision18, tmp_path, monkeypatch, shared_data
+):
+    """torchvision evaluates its ImageNet weights at Resize(256) + CenterCrop(224): the
+    model file records that share (224 / 256), and predict's probabilities are the ones
+    torchvision's own weights.transforms() and model give for the same photo.
+
+    Within 1e-4 (measured: 3e-6 at most): PIL scales the centre's region alone here
+    (``decode.fit_image``) and the whole image there before the cut; the same source
+    pixels are weighed, but PIL's fixed-point coefficients round differently for a
+    window that starts between pixels, so a pixel here and there is one grey level off."""
+    _put_in_hub_cache(monkeypatch, tmp_path, torchvision18.state_dict())
+    out = tmp_path / "r18.safetensors"
+    assert (
+        main(["convert", "pretrained", "torchvision:ResNet18_Weights.IMAGENET1K_V1", str(out)]) == 0
+    )
+    meta = resnetlab.read_model_meta(out)
+    assert (meta.input_size, meta.resize, meta.crop_fraction) == (224, "crop", 0.875)
+    transform = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    assert (transform.resize_size, transform.crop_size) == ([256], [224])
+    for size in ((301, 451), (480, 360)):  # portrait, landscape
+        photo = _photo(shared_data, tmp_path / f"{size[0]}x{size[1]}.jpg", size)
+        with torch.no_grad():
+            theirs = torchvision18(transform(Image.open(photo))[None]).softmax(1)[0]
+        (prediction,) = resnetlab.predict(out, [photo], top_k=1000, device="cpu")
+        ours = torch.zeros(1000)
+        for name, p in prediction.top:
+            ours[meta.class_names.index(name)] = p
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+
+
+def test_a_model_trained_from_converted_weights_records_the_fraction_its_validation_used(
+    tmp_path,
+):
+    """Weights evaluated at 0.875 (ImageNet's 256 for 224) train on the whole decoded
+    image, as the run validates: its model files record 1, so that eval sees what the
+    run's validation saw."""
+    converted = tmp_path / "converted.safetensors"
+    source = resnetlab.create_model("resnet8", num_classes=10)
+    resnetlab.save_model(source, converted, input_size=16, crop_fraction=0.875)
+    started = resnetlab.create_model("resnet8", pretrained=converted)
+    assert started.pretrained.crop_fraction == 0.875
+    # Saved as it was loaded (convert pretrained's way), the weights keep their fraction.
+    assert resnetlab.save_model(started, tmp_path / "kept.safetensors").crop_fraction == 0.875
+    run = tmp_path / "run"
+    args = ["train", "--data", "digits", "--pretrained", str(converted), "--out", str(run)]
+    assert main([*args, "--max-steps", "2", "--batch-size", "16", "--device", "cpu"]) == 0
+    assert resnetlab.read_model_meta(run / "best.safetensors").crop_fraction == 1.0
 
 
 def test_convert_pretrained_refuses_weights_without_a_classifier(tmp_path, capsys):
@@ -342,7 +402,7 @@ def test_timm_source_reads_the_hugging_face_cache(hf_cache):
     report = model.pretrained
     assert report.head == "kept" and report.weights["description"] == "timm resnet18.a1_in1k"
     assert report.preprocessing["interpolation"] == "bicubic"
-    assert report.preprocessing["crop_pct"] == 0.95
+    assert report.preprocessing["crop_pct"] == 0.95 and report.crop_fraction == 0.95
     assert (report.mean, report.std) == (IMAGENET_MEAN, IMAGENET_STD)
     # `timm` alone, or with the model's name, is timm's default tag for the model, as
     # `torchvision` alone is torchvision's default weights.

@@ -165,8 +165,22 @@ def test_the_config_files_are_read_as_the_hub_keeps_them(tmp_path):
             (224, "crop", 0.875),
         ),
         ({"shortest_edge": 384}, {}, (384, "squash", 1.0)),
+        # Without a crop_pct: the crop over the side resized to first (BiT's processor),
+        # else what ConvNext's processor takes without one (224 / 256).
+        (
+            {"shortest_edge": 256},
+            {"crop_pct": None, "crop_size": {"height": 224, "width": 224}},
+            (224, "crop", 0.875),
+        ),
+        (
+            {"shortest_edge": 240},
+            {"crop_pct": None, "crop_size": 224, "image_processor_type": "BitImageProcessor"},
+            (224, "crop", 224 / 240),
+        ),
+        ({"shortest_edge": 224}, {"crop_pct": None}, (224, "crop", 0.875)),
     ]:
         preprocessor = {**PREPROCESSOR, "size": size, **more}
+        preprocessor = {k: v for k, v in preprocessor.items() if v is not None}
         weights = _config_folder(tmp_path, preprocessor, **bottleneck)
         found = transformers_resnet(weights)
         assert (found.input_size, found.resize, found.crop_pct) == expected
@@ -244,6 +258,7 @@ def test_convert_pretrained_makes_a_model_file_that_predicts_with_its_labels(tmp
     model = resnetlab.load_model(out).eval()
     assert (model.meta.model, model.meta.class_names) == ("resnet18", ["ant", "bee", "cat"])
     assert (model.meta.input_size, model.meta.resize) == (224, "crop")
+    assert model.meta.crop_fraction == 0.875  # the processor's crop_pct: 256, then the centre
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x).logits, rtol=1e-5, atol=1e-5)

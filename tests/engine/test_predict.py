@@ -1098,3 +1098,104 @@ def test_outputs_that_overflow_float16_are_said_to_and_not_blamed_on_the_weights
         data = ["--data", str(tmp_path / "data"), "--device", "cpu", "--precision", "fp16"]
         assert main(["eval", str(model), *data]) == 2
         assert capsys.readouterr().err.endswith(f"; {overflow}")
+
+
+def _shaped_photos(root: Path) -> Path:
+    """Six photos of two classes, none of them square, with detail up to their edges: what
+    the centre crop keeps shows in the outputs."""
+    rng = np.random.default_rng(5)
+    for i, (h, w) in enumerate([(40, 60), (50, 34), (45, 70), (60, 41), (38, 52), (66, 44)]):
+        folder = root / "ab"[i % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def _fractions_files(tmp_path: Path) -> dict[float, Path]:
+    """One resnet8 of classes a and b at 16 px, saved with crop fractions 1 and 0.875."""
+    torch.manual_seed(4)
+    model = resnetlab.create_model("resnet8", num_classes=2)
+    files = {}
+    for fraction in (1.0, 0.875):
+        files[fraction] = tmp_path / f"{fraction}.safetensors"
+        resnetlab.save_model(
+            model, files[fraction], class_names=["a", "b"], input_size=16, crop_fraction=fraction
+        )
+    return files
+
+
+def _loss_of_predictions(model_file: Path, folder: Path) -> float:
+    """Eval's loss as predict's probabilities give it: the mean of -log p(true class)."""
+    predictions = resnetlab.predict(model_file, [folder], top_k=2)
+    losses = [-np.log(dict(p.top)[Path(p.source).parent.name]) for p in predictions]
+    return float(np.mean(losses))
+
+
+def test_predict_and_eval_resize_as_the_model_files_crop_fraction_says(tmp_path, monkeypatch):
+    """0.875 at 16 px: the shorter side to 18 (floor(16 / 0.875)), then the centre 16x16,
+    as torchvision's Resize(18) + CenterCrop(16); eval, decoded into memory (the second
+    file's folder not taken from the first's cache) and streamed, scores the pixels
+    predict classifies."""
+    import torchvision.transforms.functional as TF
+
+    from resnetlab.data import folders
+    from resnetlab.engine.predict import read_input
+
+    photos = _shaped_photos(tmp_path / "photos")
+    files = _fractions_files(tmp_path)
+    photo = photos / "a" / "0.png"  # 60x40
+    meta = resnetlab.read_model_meta(files[0.875])
+    theirs = TF.center_crop(TF.resize(Image.open(photo), 18), 16)
+    ours = read_input(photo, meta).astype(int)
+    assert np.abs(ours - np.asarray(theirs, dtype=int)).max() <= 1  # PIL's rounding, see convert
+    whole = read_input(photo, resnetlab.read_model_meta(files[1.0])).astype(int)
+    assert np.abs(ours - whole).mean() > 10  # another part of the photo, at another scale
+    # Both files on one folder, one cache: the fraction is part of what the cache is keyed by.
+    losses = {}
+    for fraction, path in files.items():
+        report = resnetlab.evaluate(path, str(photos), device="cpu")
+        assert report.result.count == 6
+        losses[fraction] = report.result.loss
+        assert losses[fraction] == pytest.approx(_loss_of_predictions(path, photos), abs=1e-5)
+    assert losses[0.875] != pytest.approx(losses[1.0], abs=1e-4)
+    monkeypatch.setattr(folders, "STREAM_ABOVE_BYTES", 0)  # decoded by the loader's workers
+    copy = shutil.copytree(photos, tmp_path / "copy")  # cached under another key
+    streamed = resnetlab.evaluate(files[0.875], str(copy), device="cpu")
+    assert any(note.startswith("streamed from disk") for note in streamed.notes)
+    assert streamed.result.loss == pytest.approx(losses[0.875], abs=1e-5)
+
+
+def test_a_model_file_from_before_crop_fractions_reads_as_one(tmp_path):
+    """Files written before the key existed resize straight to the input size, as they
+    always did; a value out of range is one line naming it."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    photos = _shaped_photos(tmp_path / "photos")
+    path = _fractions_files(tmp_path)[1.0]
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no __iter__)
+        text = f.metadata()["resnetlab"]
+    data = json.loads(text)
+    del data["crop_fraction"]
+    old = tmp_path / "old.safetensors"
+    save_file(tensors, old, metadata={"resnetlab": json.dumps(data)})
+    assert resnetlab.read_model_meta(old).crop_fraction == 1.0
+    assert resnetlab.load_model(old).meta.crop_fraction == 1.0
+    before = resnetlab.predict(old, [photos], top_k=2)
+    assert [p.top for p in before] == [p.top for p in resnetlab.predict(path, [photos], top_k=2)]
+    for bad in (1.5, 0, "0.875", None):
+        edited = tmp_path / "edited.safetensors"
+        save_file(
+            tensors, edited, metadata={"resnetlab": json.dumps({**data, "crop_fraction": bad})}
+        )
+        with pytest.raises(ResnetlabError) as caught:
+            resnetlab.read_model_meta(edited)
+        assert str(caught.value) == (
+            f"{edited} has invalid resnetlab metadata (crop_fraction {bad!r} is not a number "
+            "above 0 and at most 1); the file is damaged or was edited: save the model again"
+        )
+    with pytest.raises(ResnetlabError, match=r"^crop_fraction must be a number above 0 and at "):
+        resnetlab.save_model(
+            resnetlab.load_model(path), tmp_path / "x.safetensors", crop_fraction=2
+        )

@@ -795,3 +795,24 @@ def test_a_data_set_file_among_the_images_points_to_the_check(model_file, tmp_pa
     assert capsys.readouterr().err.endswith(
         f"measured with: resnetlab explain MODEL_FILE {data} --check\n"
     )
+
+
+def test_the_map_lies_over_the_part_of_the_photo_the_model_saw(model_file, tmp_path):
+    """A model whose file keeps the centre 32 of 36 (crop fraction 0.875, as converted
+    ImageNet weights keep 224 of 256) is explained on that centre: the overlay's image is
+    what predict feeds it, and the map is of that image, not of the whole photo."""
+    from resnetlab.data import read_image
+
+    cropped = tmp_path / "cropped.safetensors"
+    resnetlab.save_model(resnetlab.load_model(model_file), cropped, crop_fraction=0.875)
+    pixels, _ = squares(1, size=48, seed=7)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(pixels[0].numpy()[:, 4:]).save(photo)  # 44x48: not square
+    explanation = explain(cropped, [photo], device="cpu")
+    seen = read_image(photo, 32, "crop", 0.875)
+    assert np.array_equal(explanation.images[0].numpy(), seen)
+    assert not np.array_equal(seen, read_image(photo, 32, "crop"))  # the whole photo's
+    model = resnetlab.load_model(cropped)
+    x = (torch.from_numpy(seen).permute(2, 0, 1).float() / 255)[None]  # mean 0, std 1
+    expected = class_activation_maps(model, x, targets=explanation.targets).maps[0]
+    torch.testing.assert_close(explanation.maps[0], expected)

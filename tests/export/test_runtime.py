@@ -10,7 +10,8 @@ from PIL import Image
 
 import resnetlab
 from resnetlab.cli import main
-from resnetlab.export import OnnxModel, in_batches
+from resnetlab.engine.predict import read_input
+from resnetlab.export import OnnxModel, export_model, in_batches
 
 from .conftest import CLASSES
 
@@ -22,6 +23,17 @@ def onnx_files(exported):
         "plain": exported()[0],
         "pixels": exported(with_preprocessing=True, batch=1)[0],
     }
+
+
+@pytest.fixture(scope="module")
+def cropped_files(cifar_file, tmp_path_factory):
+    """The CIFAR model saved to resize to 18 px and keep the centre 16 (crop fraction
+    0.875), and that file exported with preprocessing."""
+    folder = tmp_path_factory.mktemp("cropped")
+    model_file = folder / "cropped.safetensors"
+    resnetlab.save_model(resnetlab.load_model(cifar_file), model_file, crop_fraction=0.875)
+    export_model(model_file, folder / "cropped.onnx", with_preprocessing=True, batch=1)
+    return model_file, folder / "cropped.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -298,8 +310,22 @@ def test_running_an_onnx_file_without_onnxruntime_says_what_to_install(
     )
 
 
+def test_an_onnx_file_says_its_crop_fraction_and_predicts_as_its_model_file(cropped_files, photos):
+    model_file, onnx_file = cropped_files
+    props = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
+    assert props["crop_fraction"] == "0.875" and props["resize"] == "crop"
+    assert json.loads(props["resnetlab"])["crop_fraction"] == 0.875
+    assert OnnxModel(onnx_file).meta == resnetlab.read_model_meta(model_file)
+    for ours, theirs in zip(
+        resnetlab.predict(onnx_file, photos), resnetlab.predict(model_file, photos), strict=True
+    ):
+        assert [name for name, _ in ours.top] == [name for name, _ in theirs.top]
+        assert [p for _, p in ours.top] == pytest.approx([p for _, p in theirs.top], abs=1e-4)
+
+
+@pytest.mark.parametrize("cropped", [False, True], ids=["whole", "crop-fraction"])
 def test_the_readme_client_example_gives_what_predict_gives(
-    onnx_files, cifar_file, tmp_path, capsys, monkeypatch
+    onnx_files, cropped_files, cropped, tmp_path, capsys, monkeypatch
 ):
     from ..conftest import PROJECT_ROOT
 
@@ -308,12 +334,18 @@ def test_the_readme_client_example_gives_what_predict_gives(
     (client,) = [b.split("```")[0] for b in blocks if "import onnxruntime as ort" in b]
     assert "resnetlab" not in client and "torch" not in client  # onnxruntime, numpy, Pillow
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "model.onnx").write_bytes(onnx_files["pixels"].read_bytes())
+    onnx_file = cropped_files[1] if cropped else onnx_files["pixels"]
+    (tmp_path / "model.onnx").write_bytes(onnx_file.read_bytes())
     rng = np.random.default_rng(1)
     photo = Image.fromarray(rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)).resize((90, 120))
     photo.save(tmp_path / "photo.jpg")
-    exec(compile(client, "README client", "exec"), {})
+    scope = {}
+    exec(compile(client, "README client", "exec"), scope)
     printed = capsys.readouterr().out.split()
+    # The pixels are predict's, to the grey level, whole or cropped from more.
+    meta = OnnxModel(tmp_path / "model.onnx").meta
+    assert meta.crop_fraction == (0.875 if cropped else 1.0)
+    assert np.array_equal(np.asarray(scope["image"]), read_input(tmp_path / "photo.jpg", meta))
     (prediction,) = resnetlab.predict(tmp_path / "model.onnx", [tmp_path / "photo.jpg"])
     assert printed[0::2] == [name for name, _ in prediction.top]
     assert [float(p.rstrip("%")) for p in printed[1::2]] == pytest.approx(

@@ -166,3 +166,26 @@ def test_a_postscript_upload_is_refused_before_ghostscript_could_run(model_file,
             f"{what} is a PostScript (EPS) file, which the server does not read (Pillow would "
             "run Ghostscript on it); convert it to PNG or JPEG first"
         )
+
+
+def test_an_upload_is_resized_as_the_model_files_crop_fraction_says(model_file, image_files):
+    """A model whose file keeps 224 of 256 (converted ImageNet weights) gets uploads as
+    predict reads the same file, and /metadata says how."""
+    from dataclasses import replace
+
+    from resnetlab.data import read_image
+    from resnetlab.engine.predict import read_input
+
+    meta = replace(resnetlab.read_model_meta(model_file), crop_fraction=0.875)
+    assert (meta.input_size, meta.resize) == (16, "crop")
+    predictor = Predictor(Weightless(meta))
+    for name in ("red.png", "red.jpg"):
+        pixels = predictor.decode(image_files[name].read_bytes(), name)
+        assert np.array_equal(pixels, read_input(image_files[name], meta))
+        assert np.array_equal(pixels, read_image(image_files[name], 16, "crop", 0.875))
+        assert not np.array_equal(pixels, read_image(image_files[name], 16, "crop"))
+    said = predictor.describe()["preprocessing"]
+    assert said["crop_fraction"] == 0.875
+    assert said["resize"] == (
+        "crop: the shorter side to 18, bilinear (antialiased when shrinking), then the centre 16x16"
+    )

@@ -150,6 +150,8 @@ class PretrainedWeights:
         input_size: the image side the weights were trained at, when known.
         resize: how their images met that size: ``crop`` (shorter side, then the centre)
             or ``squash`` (the whole image), when known.
+        crop_fraction: the share of the resized side their evaluation kept around the
+            centre (``data.decode.resize_plan``: 224 of 256 is 0.875), when known.
     """
 
     source: str
@@ -170,6 +172,7 @@ class PretrainedWeights:
     class_names: list[str] | None = field(default=None, repr=False)
     input_size: int | None = None
     resize: str | None = None
+    crop_fraction: float | None = None
 
     def provenance(self) -> dict[str, Any]:
         """What a run folder and a model file record about the weights a model started from."""
@@ -202,6 +205,7 @@ class PretrainedReport:
         class_names: the names of the kept classifier's outputs, when the weights (or the
             ``class_names`` they were loaded for) name them; None for a new classifier.
         resize: how the weights' images met their input size, when known.
+        crop_fraction: the share of the resized side their evaluation kept, when known.
     """
 
     weights: dict[str, Any]
@@ -217,6 +221,7 @@ class PretrainedReport:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] | None = field(default=None, repr=False)
     resize: str | None = None
+    crop_fraction: float | None = None
 
     @property
     def head_is_new(self) -> bool:
@@ -378,6 +383,7 @@ def _from_torchvision(source: str, model: str, kwargs: dict[str, Any]) -> Pretra
         class_names=list(weights.meta["categories"]),
         input_size=crop,
         resize="crop",  # the shorter side to resize_size, then the centre
+        crop_fraction=crop / int(transform.resize_size[0]),
     )
 
 
@@ -465,6 +471,7 @@ def _from_timm(source: str, model: str, kwargs: dict[str, Any]) -> PretrainedWei
         num_classes=int(cfg.get("num_classes", 1000)),
         input_size=size,
         resize="crop",
+        crop_fraction=crop_pct,
     )
 
 
@@ -899,6 +906,7 @@ def _with_hub_config(weights: PretrainedWeights, path: Path) -> PretrainedWeight
         class_names=names if names and len(names) == config.num_classes else None,
         input_size=config.input_size,
         resize="crop",
+        crop_fraction=config.crop_pct,
     )
 
 
@@ -938,6 +946,7 @@ def _with_transformers_config(
         class_names=names,
         input_size=hf.input_size,
         resize=hf.resize,
+        crop_fraction=hf.crop_pct,
     )
 
 
@@ -984,6 +993,7 @@ def _from_model_file(path: Path, source: str, kind: str) -> PretrainedWeights:
         class_names=meta.class_names,
         input_size=meta.input_size,
         resize=meta.resize,
+        crop_fraction=meta.crop_fraction,
     )
 
 
@@ -1224,6 +1234,7 @@ def load_pretrained(
         },
         class_names=_output_names(head, rows, weights.class_names, class_names),
         resize=weights.resize,
+        crop_fraction=weights.crop_fraction,
     )
     model.pretrained = report
     return report

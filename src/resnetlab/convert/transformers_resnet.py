@@ -62,7 +62,8 @@ class TransformersResNet:
         class_names: the classifier's labels (``id2label``), None where they are
             transformers' placeholders (``LABEL_0``...).
         mean, std, input_size, crop_pct, interpolation: from ``preprocessor_config.json``
-            (None without one).
+            (None without one); ``crop_pct`` its own, else ``crop_size`` over the
+            ``shortest_edge`` resized to first, else ConvNext's processor's default 0.875.
         resize: how its images met ``input_size``: ``crop`` (the shorter side to
             ``input_size / crop_pct``, then the centre) or ``squash`` (ConvNext's processor,
             which ResNets use, at 384 px and up).
@@ -185,11 +186,17 @@ def _preprocessing(path: Path) -> dict[str, Any]:
     found: dict[str, Any] = {"mean": mean, "std": std}
     if isinstance(size, int) and size > 0:
         found["input_size"] = size
+    kind = str(config.get("image_processor_type") or config.get("feature_extractor_type"))
+    before = config.get("size") if cropped else None  # the side resized to before the crop
+    before = before.get("shortest_edge") if isinstance(before, dict) else None
     if isinstance(config.get("crop_pct"), int | float) and 0 < config["crop_pct"] <= 1:
         found["crop_pct"] = float(config["crop_pct"])
+    elif isinstance(before, int) and isinstance(size, int) and 0 < size <= before:
+        found["crop_pct"] = size / before  # BiT's processor: shortest_edge 256, crop_size 224
+    elif kind.startswith("ConvNext"):
+        found["crop_pct"] = 224 / 256  # what ConvNext's processor takes without one
     found["interpolation"] = RESAMPLE.get(config.get("resample"))
     found["resize"] = "crop"
-    kind = str(config.get("image_processor_type") or config.get("feature_extractor_type"))
     if whole or (kind.startswith("ConvNext") and found.get("input_size", 0) >= 384):
         found["resize"], found["crop_pct"] = "squash", 1.0  # the whole image, no crop
     return found

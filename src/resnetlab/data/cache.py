@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import CacheWarning, path_argument, warn
 
 # Bump when the decoded pixels for the same files would change (decoder or resize changes).
-DECODE_VERSION = 1
+# 2: a crop's longer side truncated as torchvision's Resize truncates it, not rounded.
+DECODE_VERSION = 2
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -92,7 +92,9 @@ def _missing_batches_note(folder: Path, files: list[Path]) -> list[str]:
     ]
 
 
-def _load(folder: Path, files: list[Path], image_size: int | None, split: str) -> ImageSet:
+def _load(
+    folder: Path, files: list[Path], image_size: int | None, split: str, crop_fraction: float = 1.0
+) -> ImageSet:
     class_names, notes = _class_names(folder)
     if split != "test":
         notes += _missing_batches_note(folder, files)
@@ -100,20 +102,21 @@ def _load(folder: Path, files: list[Path], image_size: int | None, split: str) -
     images = ImageSet(
         torch.from_numpy(x), torch.from_numpy(y), class_names, f"{folder}:{split}", notes
     )
-    return images.resized(image_size) if image_size else images
+    return images.resized(image_size, crop_fraction=crop_fraction) if image_size else images
 
 
 def cifar10_splits(
-    folder: Path, image_size: int | None = None
+    folder: Path, image_size: int | None = None, crop_fraction: float = 1.0
 ) -> dict[str, Callable[[], ImageSet]]:
-    """``{"train": load, "test": load}`` (whichever exist) for a ``cifar-10-batches-bin`` folder."""
+    """``{"train": load, "test": load}`` (whichever exist) for a ``cifar-10-batches-bin`` folder,
+    at ``image_size`` (``crop_fraction``: ``decode.resize_plan``)."""
     train = sorted(folder.glob("data_batch_*.bin"))
     test = folder / "test_batch.bin"
     splits: dict[str, Callable[[], ImageSet]] = {}
     if train:
-        splits["train"] = partial(_load, folder, train, image_size, "train")
+        splits["train"] = partial(_load, folder, train, image_size, "train", crop_fraction)
     if test.is_file():
-        splits["test"] = partial(_load, folder, [test], image_size, "test")
+        splits["test"] = partial(_load, folder, [test], image_size, "test", crop_fraction)
     if len(splits) == 1:
         splits = {"all": next(iter(splits.values()))}
     return splits

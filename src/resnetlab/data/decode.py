@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import math
 import multiprocessing
 import os
 import re
@@ -38,7 +39,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..options import RESIZE_MODES
+from ..options import CROP_FRACTIONS, RESIZE_MODES, is_crop_fraction
 from ..storage import is_web_page
 
 # Lower-case suffixes of the files a folder scan treats as images; anything else is ignored.
@@ -142,22 +143,41 @@ def unreadable_image(name: object, error: BaseException) -> str:
 Size = tuple[int, int]  # (height, width)
 
 
-def crop_resize_plan(size: Size, target: Size) -> tuple[Size, tuple[int, int]]:
-    """For ``resize="crop"``: the (height, width) to scale an image of ``size`` to, and the
-    (top, left) of the ``target`` window to cut from it, centred as torchvision centres."""
+def resize_plan(
+    size: Size, target: Size, resize: str = "crop", crop_fraction: float = 1.0
+) -> tuple[Size, tuple[int, int]]:
+    """How an image of ``size`` meets ``target``: the (height, width) to scale it to, and
+    the (top, left) of the ``target`` window to cut from it, centred as torchvision centres.
+
+    The one rule of every reader (predict, eval, serve, explain, the training folders):
+    ``crop`` scales the shorter side to ``target / crop_fraction`` keeping the aspect ratio,
+    ``squash`` the whole image to it; the window is the centre. With ``crop_fraction``
+    0.875 at 224 this is torchvision's ImageNet evaluation, ``Resize(256)`` then
+    ``CenterCrop(224)``; at 1 the image is scaled straight to the target.
+    """
     (h, w), (th, tw) = size, target
-    scale = max(th / h, tw / w)
-    sh, sw = max(th, round(h * scale)), max(tw, round(w * scale))
+    # timm's floor(size / crop_pct); the margin keeps 224 / (224 / 232) at 232, not 231.
+    rh, rw = (math.floor(side / crop_fraction + 1e-6) for side in target)
+    if resize == "squash":
+        sh, sw = rh, rw
+    elif rh * w >= rw * h:  # the height reaches its side last: it decides the scale
+        # The other side as torchvision's Resize computes it, int(256 * long / short).
+        sh, sw = rh, max(rw, int(rh * w / h))
+    else:
+        sh, sw = max(rh, int(rw * h / w)), rw
     return (sh, sw), (round((sh - th) / 2), round((sw - tw) / 2))
 
 
-def fit_image(im: Image.Image, target: Size, resize: str = "squash") -> Image.Image:
-    """``im`` at ``target`` (height, width): squashed, or scaled and centre-cropped."""
-    if im.size == (target[1], target[0]):
-        return im
-    if resize == "squash":
-        return im.resize((target[1], target[0]), Image.BILINEAR)
-    (sh, sw), (top, left) = crop_resize_plan((im.height, im.width), target)
+def fit_image(
+    im: Image.Image, target: Size, resize: str = "squash", crop_fraction: float = 1.0
+) -> Image.Image:
+    """``im`` at ``target`` (height, width) as ``resize_plan`` says."""
+    if crop_fraction == 1:
+        if im.size == (target[1], target[0]):
+            return im
+        if resize == "squash":  # the whole image, nothing cut
+            return im.resize((target[1], target[0]), Image.BILINEAR)
+    (sh, sw), (top, left) = resize_plan((im.height, im.width), target, resize, crop_fraction)
     # The window's region of the image scaled alone: the same pixels (to a level of
     # rounding) as scaling the whole image and cutting, without making that whole image,
     # which for a 1 x 100,000 strip at 224 px would be 15 GB.
@@ -186,10 +206,19 @@ def resize_argument(resize: object) -> str:
     return resize
 
 
+def crop_fraction_argument(crop_fraction: object) -> float:
+    """``crop_fraction`` as a float when it is one (``options.is_crop_fraction``), else one
+    line."""
+    if not is_crop_fraction(crop_fraction):
+        raise ResnetlabError(f"crop_fraction must be {CROP_FRACTIONS}, got {shown(crop_fraction)}")
+    return float(crop_fraction)
+
+
 def read_image(
     path: str | os.PathLike | BinaryIO | Image.Image,
     size: int | Size | None = None,
     resize: str = "squash",
+    crop_fraction: float = 1.0,
 ) -> np.ndarray:
     """Decode one image file to a uint8 (H, W, 3) RGB array.
 
@@ -205,6 +234,8 @@ def read_image(
         size: resize to ``size`` x ``size`` (or ``(height, width)``) with bilinear
             interpolation (antialiased when shrinking); ``None`` keeps the native size.
         resize: ``squash`` or ``crop`` (see ``RESIZE_MODES``) when the aspect ratios differ.
+        crop_fraction: the share of the resized side kept around the centre
+            (``resize_plan``): 0.875 resizes to 256 for a size of 224; 1 to the size.
 
     Raises:
         One of ``READ_ERRORS``: the file is not a readable image.
@@ -223,6 +254,7 @@ def read_image(
         path = path_argument(path, "the image file")
     target = as_size(size)
     resize_argument(resize)
+    crop_fraction = crop_fraction_argument(crop_fraction)
     given = isinstance(path, Image.Image)
     name = str(path) if isinstance(path, str | os.PathLike) else getattr(path, "filename", "")
     with (
@@ -235,8 +267,8 @@ def read_image(
             # longer side whole, before any EXIF rotation: ask for that on both sides. MPO
             # is how Pillow opens a JPEG that carries more pictures after the first (many
             # phones' and cameras' photos): the first is a JPEG like any other.
-            side = max(crop_resize_plan((im.height, im.width), target)[0])
-            im.draft("RGB", (target[1], target[0]) if resize == "squash" else (side, side))
+            (sh, sw), _ = resize_plan((im.height, im.width), target, resize, crop_fraction)
+            im.draft("RGB", (sw, sh) if resize == "squash" else (max(sh, sw),) * 2)
         im.load()
         if not im.width or not im.height:  # a crop of nothing: there is nothing to resize
             raise OSError(f"it has no pixels: {im.width}x{im.height}")
@@ -244,7 +276,7 @@ def read_image(
             im = ImageOps.exif_transpose(im)
         im = _to_rgb(im)
         if target is not None:
-            im = fit_image(im, target, resize)
+            im = fit_image(im, target, resize, crop_fraction)
         return np.array(im, dtype=np.uint8)  # writable, unlike np.asarray of a PIL image
 
 
@@ -448,11 +480,13 @@ def read_header_size(path: str | os.PathLike) -> Size:
     return height, width
 
 
-def _read_chunk(paths: Sequence[str], size: Size | None, resize: str) -> list[np.ndarray | str]:
+def _read_chunk(
+    paths: Sequence[str], size: Size | None, resize: str, crop_fraction: float
+) -> list[np.ndarray | str]:
     out: list[np.ndarray | str] = []
     for p in paths:
         try:
-            out.append(read_image(p, size, resize))
+            out.append(read_image(p, size, resize, crop_fraction))
         except READ_ERRORS as e:
             out.append(read_error_reason(e))
     return out
@@ -584,10 +618,14 @@ def read_images(
     resize: str = "squash",
     *,
     workers: int | None = None,
+    crop_fraction: float = 1.0,
 ) -> list[np.ndarray | str]:
     """``read_image`` of each file, in worker processes when there are many: its pixels, or
     why it could not be read (``read_error_reason``)."""
-    return _map_chunks(_read_chunk, paths, as_size(size), resize, workers=workers, label="decoding")
+    crop_fraction = crop_fraction_argument(crop_fraction)
+    return _map_chunks(
+        _read_chunk, paths, as_size(size), resize, crop_fraction, workers=workers, label="decoding"
+    )
 
 
 def decode_files(
@@ -596,11 +634,13 @@ def decode_files(
     *,
     workers: int | None = None,
     resize: str = "squash",
+    crop_fraction: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], Counter]:
     """Decode many image files to one uint8 (N, H, W, 3) array.
 
-    With ``size`` every image is resized to it; without, the most common native size wins
-    and images of other sizes are resized to it (``resize``: squashed or centre-cropped).
+    With ``size`` every image is resized to it (``resize_plan``, with ``crop_fraction``);
+    without, the most common native size wins and images of other sizes are resized to it
+    (``resize``: squashed or centre-cropped).
 
     Returns:
         ``(images, kept, failed, sizes)``: the stacked images of the readable files,
@@ -608,7 +648,7 @@ def decode_files(
         could not be read, and the count of each native ``(height, width)``.
     """
     target = as_size(size)
-    decoded = read_images(paths, target, resize, workers=workers)
+    decoded = read_images(paths, target, resize, workers=workers, crop_fraction=crop_fraction)
     failed = [(p, r) for p, r in zip(paths, decoded, strict=True) if isinstance(r, str)]
     kept = np.array([i for i, r in enumerate(decoded) if not isinstance(r, str)], dtype=np.int64)
     sizes = Counter(r.shape[:2] for r in decoded if not isinstance(r, str))

@@ -18,14 +18,15 @@ from .imageset import ImageSet
 DIGITS = 1797
 
 
-def load_digits_set(image_size: int | None = None) -> ImageSet:
-    """All 1,797 digits as RGB uint8 (N, 8, 8, 3), or resized to ``image_size``."""
+def load_digits_set(image_size: int | None = None, crop_fraction: float = 1.0) -> ImageSet:
+    """All 1,797 digits as RGB uint8 (N, 8, 8, 3), or resized to ``image_size``
+    (``crop_fraction``: ``decode.resize_plan``)."""
     scans, targets = read_bundled_digits() or _digits_through_scikit_learn()
     gray = np.round(scans * (255 / 16)).astype(np.uint8)  # (N, 8, 8), 0..16 -> 0..255
     images = torch.from_numpy(np.repeat(gray[..., None], 3, axis=3))
     labels = torch.from_numpy(targets.astype(np.int64))
     digits = ImageSet(images, labels, [str(i) for i in range(10)], "digits (scikit-learn)")
-    return digits.resized(image_size) if image_size else digits
+    return digits.resized(image_size, crop_fraction=crop_fraction) if image_size else digits
 
 
 def read_bundled_digits() -> tuple[np.ndarray, np.ndarray] | None:

@@ -1035,6 +1035,7 @@ def folder_splits(
     workers: int | None = None,
     resize: str = "squash",
     max_side: int | None = None,
+    crop_fraction: float = 1.0,
 ) -> tuple[dict[str, Callable[[], ImageSet | StreamingSet]], list[str]]:
     """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes.
 
@@ -1064,6 +1065,7 @@ def folder_splits(
         workers=workers,
         resize=resize,
         max_side=max_side,
+        crop_fraction=crop_fraction,
     )
     return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
 
@@ -1077,9 +1079,12 @@ def load_folder(
     workers: int | None = None,
     resize: str = "squash",
     max_side: int | None = None,
+    crop_fraction: float = 1.0,
 ) -> ImageSet | StreamingSet:
     """One split folder (class folders of images), decoded into memory or set up to stream;
-    images of another shape than ``image_size`` squashed or centre-cropped (``resize``).
+    images of another shape than ``image_size`` squashed or centre-cropped (``resize``),
+    resized to ``image_size / crop_fraction`` first where that is below 1 (a model's, for
+    eval: ``decode.resize_plan``).
 
     Without ``image_size`` the images are loaded at the most common native size, scaled
     down to ``max_side`` where its longer side is larger (keeping its shape): ``data
@@ -1093,8 +1098,11 @@ def load_folder(
     # it may be scaled down, which the cache key depends on.
     sampled = _sample_size(scan, workers) if image_size is None and max_side else None
     target, scaled = _scaled_size(*sampled, max_side, resize) if sampled else (None, [])
-    # Squashed folders keep the keys they were cached under before crops existed.
+    # Squashed folders keep the keys they were cached under before crops existed, and all
+    # folders theirs from before crop fractions.
     how = {} if resize == "squash" else {"resize": resize}
+    if crop_fraction != 1:
+        how["crop_fraction"] = crop_fraction
     key = decode_key(
         scan.stamps,
         root=str(folder.resolve()),
@@ -1130,9 +1138,18 @@ def load_folder(
                 str(folder),
                 scan.notes + notes,
                 resize=resize,
+                crop_fraction=crop_fraction,
             )
     return _decoded_split(
-        folder, scan, key, cache, image_size or target, resized + scaled, workers, resize
+        folder,
+        scan,
+        key,
+        cache,
+        image_size or target,
+        resized + scaled,
+        workers,
+        resize,
+        crop_fraction,
     )
 
 
@@ -1145,11 +1162,14 @@ def _decoded_split(
     notes: list[str],
     workers: int | None,
     resize: str,
+    crop_fraction: float = 1.0,
 ) -> ImageSet:
     """The split decoded now, at ``size`` (None: the images' own, when all share it), then
     cached with its notes (``notes``: what loading found before decoding) and the files it
     could not read."""
-    images, kept, failed, sizes = decode_files(scan.paths, size, workers=workers, resize=resize)
+    images, kept, failed, sizes = decode_files(
+        scan.paths, size, workers=workers, resize=resize, crop_fraction=crop_fraction
+    )
     notes = list(scan.notes) + notes
     if size is None and len(sizes) > 1:
         notes.append(_mixed_sizes_note(sizes, images.shape[1:3], resize))

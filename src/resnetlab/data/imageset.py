@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError, ResnetlabError, shown
-from .decode import as_size, crop_resize_plan, resize_argument
+from .decode import as_size, crop_fraction_argument, resize_argument, resize_plan
 
 
 def pixel_digests(images: Iterable[np.ndarray]) -> list[bytes]:
@@ -141,17 +141,22 @@ class ImageSet:
         )
 
     def resized(
-        self, size: int | tuple[int, int], chunk: int = 1024, resize: str = "squash"
+        self,
+        size: int | tuple[int, int],
+        chunk: int = 1024,
+        resize: str = "squash",
+        crop_fraction: float = 1.0,
     ) -> ImageSet:
         """The images resized to ``size`` x ``size`` or ``(height, width)``, bilinear:
-        squashed, or with ``resize="crop"`` scaled to cover it and centre-cropped."""
+        squashed, or with ``resize="crop"`` scaled to cover it and centre-cropped; with a
+        ``crop_fraction`` below 1, to that much more first, then the centre
+        (``decode.resize_plan``)."""
         height, width = as_size(size)  # not torch's error for a side of 0
         resize_argument(resize)
-        if self.image_size == (height, width):
+        crop_fraction = crop_fraction_argument(crop_fraction)
+        if self.image_size == (height, width) and crop_fraction == 1:
             return self
-        scaled, (top, left) = (height, width), (0, 0)
-        if resize == "crop":
-            scaled, (top, left) = crop_resize_plan(self.image_size, (height, width))
+        scaled, (top, left) = resize_plan(self.image_size, (height, width), resize, crop_fraction)
         out = torch.empty(
             (len(self), height, width, 3), dtype=torch.uint8, device=self.images.device
         )

@@ -190,7 +190,8 @@ def _sample_images(split: Split, indices: list[int]) -> list[np.ndarray]:
     out = []
     for i in indices:
         try:
-            out.append(read_image(split.paths[i], split.image_size, split.resize))
+            pixels = read_image(split.paths[i], split.image_size, split.resize, split.crop_fraction)
+            out.append(pixels)
         except READ_ERRORS:
             out.append(np.zeros((*split.image_size, 3), dtype=np.uint8))
     return out

@@ -295,10 +295,15 @@ def _one_hot_indices(y: np.ndarray, count: int) -> np.ndarray | None:
 
 
 def read_h5_split(
-    path: Path, prefix: str, image_size: int | None = None, resize: str = "squash"
+    path: Path,
+    prefix: str,
+    image_size: int | None = None,
+    resize: str = "squash",
+    crop_fraction: float = 1.0,
 ) -> ImageSet:
     """The images of one ``<prefix>_set_x/_set_y`` pair, optionally resized (``resize``:
-    squashed or centre-cropped, see ``options.RESIZE_MODES``)."""
+    squashed or centre-cropped, see ``options.RESIZE_MODES``; ``crop_fraction``:
+    ``decode.resize_plan``)."""
     x_key, y_key = f"{prefix}_set_x", f"{prefix}_set_y"
     _image_shape(path, prefix)  # refuses variable-size data before reading it
     with _open(path) as f:
@@ -348,7 +353,9 @@ def read_h5_split(
     images = ImageSet(
         torch.from_numpy(x), torch.from_numpy(labels), class_names, f"{path}:{prefix}", notes
     )
-    return images.resized(image_size, resize=resize) if image_size else images
+    if not image_size:
+        return images
+    return images.resized(image_size, resize=resize, crop_fraction=crop_fraction)
 
 
 def sibling_test_file(path: Path) -> Path | None:
@@ -361,7 +368,7 @@ def sibling_test_file(path: Path) -> Path | None:
 
 
 def h5_splits(
-    path: Path, image_size: int | None = None, resize: str = "squash"
+    path: Path, image_size: int | None = None, resize: str = "squash", crop_fraction: float = 1.0
 ) -> tuple[dict[str, Callable[[], ImageSet]], set[str]]:
     """The splits an HDF5 file offers, as ``{"train"|"val"|"test"|"all": load}``.
 
@@ -401,7 +408,7 @@ def h5_splits(
                 f"{path}: mismatched image sizes: {listed}; give {size} to resize them all"
             )
     splits = {
-        split: partial(read_h5_split, files[prefix], prefix, image_size, resize)
+        split: partial(read_h5_split, files[prefix], prefix, image_size, resize, crop_fraction)
         for split, prefix in named.items()
     }
     return splits, borrowed

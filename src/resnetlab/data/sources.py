@@ -43,7 +43,7 @@ from ..storage import is_special
 from . import cifar10
 from .archive import extracted_folder, extraction_folder, is_archive
 from .cache import cache_root
-from .decode import dead_link, decode_files, format_size
+from .decode import crop_fraction_argument, dead_link, decode_files, format_size
 from .digits import load_digits_set
 from .folders import (
     NAMED_CLASSES_NOTE,
@@ -132,11 +132,14 @@ def open_source(
     resize: str = "squash",
     max_side: int | None = None,
     what: str = "the data",
+    crop_fraction: float = 1.0,
 ) -> Source:
     """Find out what ``spec`` names and which splits it offers, without loading them.
 
     ``resize`` (``squash`` or ``crop``, see ``options.RESIZE_MODES``) is how images that are
     not square meet ``image_size``; digits and CIFAR-10 are square, so it changes nothing there.
+    ``crop_fraction``: below 1, images are resized to ``image_size / crop_fraction`` and the
+    centre kept (a model file's, for eval: ``decode.resize_plan``).
     ``max_side``: without ``image_size``, the longest side an image folder is loaded at
     (``folders.load_folder``). ``what``: how a message names ``spec``.
     """
@@ -150,18 +153,27 @@ def open_source(
             raise DataError(f"image_size must be {INPUT_SIZES}, got {image_size:,}")
     if resize not in RESIZE_MODES:
         raise DataError(f"unknown resize {resize!r}; choose {', '.join(RESIZE_MODES)}")
+    crop_fraction = crop_fraction_argument(crop_fraction)
     if stream is not None and not isinstance(stream, bool):  # "false" would stream
         raise DataError(f"stream is True, False or None (as the size decides), got {shown(stream)}")
     if not isinstance(download, bool):
         raise DataError(f"download is True or False, got {shown(download)}")
     if spec == "digits":
-        source = Source(spec, "digits", {"all": partial(load_digits_set, image_size)})
+        load = partial(load_digits_set, image_size, crop_fraction)
+        source = Source(spec, "digits", {"all": load})
     elif spec == "cifar10":
         folder = _cifar10_folder(root, download)
-        source = Source(spec, "cifar10-binary", cifar10.cifar10_splits(folder, image_size))
+        splits = cifar10.cifar10_splits(folder, image_size, crop_fraction)
+        source = Source(spec, "cifar10-binary", splits)
     else:
         source = _open_path(
-            spec, image_size=image_size, stream=stream, root=root, resize=resize, max_side=max_side
+            spec,
+            image_size=image_size,
+            stream=stream,
+            root=root,
+            resize=resize,
+            max_side=max_side,
+            crop_fraction=crop_fraction,
         )
     if stream and source.kind != "image-folder":
         raise DataError(
@@ -222,6 +234,7 @@ def _open_path(
     root: Path,
     resize: str,
     max_side: int | None = None,
+    crop_fraction: float = 1.0,
 ) -> Source:
     if problem := missing_data(spec):
         raise DataError(problem)
@@ -232,7 +245,7 @@ def _open_path(
             "file, a .tar.gz/.zip of a folder) or a folder and give its path"
         )
     if path.is_file() and path.suffix.lower() in H5_SUFFIXES:
-        splits, borrowed = h5_splits(path, image_size, resize)
+        splits, borrowed = h5_splits(path, image_size, resize, crop_fraction)
         roles = {SPLIT_ALIASES.get(p.lower()) for p in h5_prefixes(path)} if "all" in splits else ()
         role = next(iter(roles)) if len(roles) == 1 else None
         return Source(spec, "signs-h5", splits, borrowed=borrowed, all_role=role)
@@ -269,10 +282,19 @@ def _open_path(
     for candidate in (folder, folder / cifar10.FOLDER_NAME):
         if cifar10.is_cifar10_folder(candidate):
             return Source(
-                spec, "cifar10-binary", cifar10.cifar10_splits(candidate, image_size), notes
+                spec,
+                "cifar10-binary",
+                cifar10.cifar10_splits(candidate, image_size, crop_fraction),
+                notes,
             )
     splits, more = folder_splits(
-        folder, image_size, stream=stream, cache_root=root, resize=resize, max_side=max_side
+        folder,
+        image_size,
+        stream=stream,
+        cache_root=root,
+        resize=resize,
+        max_side=max_side,
+        crop_fraction=crop_fraction,
     )
     # A folder of class folders named test/ (photos_test/...) or val/ says what it is, as
     # test_signs.h5 does.
@@ -732,9 +754,11 @@ def load_eval_split(
     trained_on: str | os.PathLike | None = None,
     held_out: dict[str, Any] | None = None,
     validated_on: dict[str, Any] | None = None,
+    crop_fraction: float = 1.0,
 ) -> Split:
     """The split to evaluate a model on: the held-out split (test, else val), else the
-    images its training run held out of it for validation, else all of it.
+    images its training run held out of it for validation, else all of it; its images
+    brought to ``image_size`` as ``resize`` and ``crop_fraction`` say (``decode.resize_plan``).
 
     ``trained_on``: the data the model was trained on, where known; a set of another name
     scored whole is not said to hold the training images. ``held_out``: how the run held
@@ -749,7 +773,12 @@ def load_eval_split(
         )
     warn_of_download_unused(download, data)
     source = open_source(
-        data, image_size=image_size, download=download, cache_dir=cache_dir, resize=resize
+        data,
+        image_size=image_size,
+        download=download,
+        cache_dir=cache_dir,
+        resize=resize,
+        crop_fraction=crop_fraction,
     )
     key = source.key("test", "val", "all", "train")
     split = _with_notes(source.splits[key](), source.notes)
@@ -1220,7 +1249,10 @@ def split_stats(
     generator = torch.Generator().manual_seed(seed)
     picked = torch.randperm(len(split), generator=generator)[:sample].sort().values.tolist()
     images, *_ = decode_files(
-        [split.paths[i] for i in picked], split.image_size, resize=split.resize
+        [split.paths[i] for i in picked],
+        split.image_size,
+        resize=split.resize,
+        crop_fraction=split.crop_fraction,
     )
     if not len(images):
         raise DataError(f"{split.source}: none of the {len(picked)} sampled images could be read")

@@ -60,6 +60,8 @@ class StreamingSet:
         notes: what loading adjusted or skipped.
         resize: how an image of another shape meets ``image_size``: ``squash`` or
             ``crop`` (see ``options.RESIZE_MODES``).
+        crop_fraction: the share of the resized side kept around the centre
+            (``decode.resize_plan``; a model file's, for eval).
         scanned: the files of the folder a held-out part was taken from (0: this split's
             own): the share of unreadable files is judged over the folder, as when it is
             decoded into memory, not over a small validation part of it.
@@ -73,6 +75,7 @@ class StreamingSet:
     notes: list[str] = field(default_factory=list)
     resize: str = "squash"
     scanned: int = 0
+    crop_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         check_labels(self.labels, self.source or "StreamingSet", len(self.class_names))
@@ -117,6 +120,7 @@ class _Files(torch.utils.data.Dataset):
         self.labels = split.labels.tolist()
         self.height, self.width = split.image_size
         self.resize = split.resize
+        self.crop_fraction = split.crop_fraction
         self.padding = padding
 
     def __len__(self) -> int:
@@ -135,7 +139,7 @@ class _Files(torch.utils.data.Dataset):
         with warnings.catch_warnings(record=True) as caught:  # a worker's main thread
             warnings.simplefilter("always")
             try:
-                hwc = read_image(path, (self.height, self.width), self.resize)
+                hwc = read_image(path, (self.height, self.width), self.resize, self.crop_fraction)
             except READ_ERRORS as e:
                 hwc = None
                 warnings.warn(

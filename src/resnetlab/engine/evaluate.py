@@ -232,6 +232,7 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False, fix: s
         data,
         image_size=meta.input_size,
         resize=meta.resize,
+        crop_fraction=meta.crop_fraction,
         download=download,
         trained_on=trained_on if isinstance(trained_on, str) else None,
         held_out=held_out if isinstance(held_out, dict) else None,

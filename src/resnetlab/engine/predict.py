@@ -1,6 +1,7 @@
 """Prediction on image files, preprocessed exactly as the model's training data was:
-decoded, resized to the input size as the model file's ``resize`` says (squashed or
-centre-cropped), normalised with its mean and standard deviation."""
+decoded, resized to the input size as the model file's ``resize`` and ``crop_fraction``
+say (squashed or centre-cropped, from that much more where the fraction is below 1:
+``data.decode.resize_plan``), normalised with its mean and standard deviation."""
 
 from __future__ import annotations
 
@@ -307,7 +308,7 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             "block (im.load()), or give its path"
         )
     try:
-        return read_image(source, meta.input_size, meta.resize)
+        return read_image(source, meta.input_size, meta.resize, meta.crop_fraction)
     except READ_ERRORS as e:
         name = source if isinstance(source, str | os.PathLike) else getattr(source, "name", "image")
         if isinstance(name, str | os.PathLike) and (problem := _other_file(name)):
@@ -452,7 +453,7 @@ def _decode_part(items: list[tuple[Path | Image.Image, bool]], meta: ModelMeta) 
         return [None] * len(items)
     return [
         p if isinstance(p, np.ndarray) else None
-        for p in read_images(paths, meta.input_size, meta.resize)
+        for p in read_images(paths, meta.input_size, meta.resize, crop_fraction=meta.crop_fraction)
     ]
 
 

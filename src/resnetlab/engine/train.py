@@ -1661,6 +1661,9 @@ class Trainer:
             std=self.std,
             training=self._training_info(),
             resize=self.config.resize,
+            # What validation fed it, weights from ImageNet (0.875) or not: eval and
+            # predict then see the images the run's scores were measured on.
+            crop_fraction=1.0,
         )
 
     def _save_checkpoint(self) -> None:

@@ -827,7 +827,9 @@ def calibration_images(meta: ModelMeta, data: str, count: int = 256) -> torch.Te
     from ..data.sources import open_source
     from ..engine.evaluate import held_out_split
 
-    source = open_source(data, image_size=meta.input_size, resize=meta.resize)
+    source = open_source(
+        data, image_size=meta.input_size, resize=meta.resize, crop_fraction=meta.crop_fraction
+    )
     key = source.key("train", "all", "val", "test")
     split = source.splits[key]()
     if key == "all" and split.paths is not None:
@@ -852,7 +854,9 @@ def split_pixels(split: Any, count: int) -> torch.Tensor:  # an ImageSet or a St
     if isinstance(split, ImageSet):
         return split.images[index].contiguous()
     paths = [split.paths[i] for i in index.tolist()]
-    images, _, _, _ = decode_files(paths, split.image_size, resize=split.resize)
+    images, _, _, _ = decode_files(
+        paths, split.image_size, resize=split.resize, crop_fraction=split.crop_fraction
+    )
     return torch.from_numpy(images)
 
 

@@ -2,9 +2,9 @@
 
 Every exported file carries the model file's metadata: the full ``ModelMeta`` as JSON under
 ``resnetlab``, and the keys a client needs spelled out on their own (``class_names``,
-``input_size``, ``resize``, ``mean``, ``std``, ``input``, ``output``, ``precision``,
-``batch``). An ONNX file holds them as ``metadata_props``; a TorchScript file or an exported
-program as one extra file, ``resnetlab.json``.
+``input_size``, ``resize``, ``crop_fraction``, ``mean``, ``std``, ``input``, ``output``,
+``precision``, ``batch``). An ONNX file holds them as ``metadata_props``; a TorchScript
+file or an exported program as one extra file, ``resnetlab.json``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def deploy_metadata(
         "class_names": meta.class_names or [str(i) for i in range(k)],
         "input_size": size,
         "resize": meta.resize,
+        "crop_fraction": meta.crop_fraction,
         "mean": list(meta.mean),
         "std": list(meta.std),
         "input": takes,

@@ -40,7 +40,14 @@ from ..errors import (
     path_argument,
     shown,
 )
-from ..options import INPUT_SIZES, MAX_CLASSES, RESIZE_MODES, is_input_size
+from ..options import (
+    CROP_FRACTIONS,
+    INPUT_SIZES,
+    MAX_CLASSES,
+    RESIZE_MODES,
+    is_crop_fraction,
+    is_input_size,
+)
 from ..storage import (
     WriteError,
     atomic_write,
@@ -69,7 +76,10 @@ class ModelMeta:
     Images are fed to the model as ``(pixels / 255 - mean) / std`` per RGB channel, at
     ``input_size`` x ``input_size``, reached as ``resize`` says: ``squash`` (resized to it,
     whatever the aspect ratio) or ``crop`` (shorter side to it, then the centre cut out).
-    Files written before ``resize`` existed lack the key and mean ``squash``.
+    Files written before ``resize`` existed lack the key and mean ``squash``. With a
+    ``crop_fraction`` below 1 the image is first resized to ``input_size / crop_fraction``
+    and the centre ``input_size`` kept (ImageNet evaluation's 256 for 224: 0.875); files
+    written before it existed lack the key and mean 1 (``data.decode.resize_plan``).
     """
 
     model: str
@@ -81,6 +91,7 @@ class ModelMeta:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     training: dict[str, Any] = field(default_factory=dict)
     resize: str = "squash"
+    crop_fraction: float = 1.0
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -94,6 +105,11 @@ class ModelMeta:
                 ) from None
         if self.resize not in RESIZE_MODES:
             raise ResnetlabError(f"unknown resize {self.resize!r} in the model file's metadata")
+        if not is_crop_fraction(self.crop_fraction):
+            raise ResnetlabError(
+                f"crop_fraction must be {CROP_FRACTIONS}, got {shown(self.crop_fraction)}"
+            )
+        self.crop_fraction = float(self.crop_fraction)
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ResnetlabError(
                 f"{len(self.class_names)} class names for a model with {self.num_classes} outputs"
@@ -114,7 +130,9 @@ class ModelMeta:
         kwargs = f"model_kwargs={self.model_kwargs!r}, " if self.model_kwargs else ""
         return (
             f"ModelMeta(model={self.model!r}, {kwargs}num_classes={self.num_classes}, "
-            f"input_size={self.input_size}, resize={self.resize!r}, class_names={names}, "
+            f"input_size={self.input_size}, resize={self.resize!r}, "
+            f"{f'crop_fraction={self.crop_fraction}, ' if self.crop_fraction != 1 else ''}"
+            f"class_names={names}, "
             f"mean={self.mean}, std={self.std}, training=<{len(self.training)} keys>)"
         )
 
@@ -199,8 +217,9 @@ def meta_problem(data: Any) -> str | None:
     in 1..``MAX_CLASSES``; ``input_size`` one the models take (``options.is_input_size``)
     (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
     three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``resize``
-    ``squash`` or ``crop``; ``training`` an object; ``format`` ``FORMAT``. Other keys are
-    allowed and ignored, so newer files with more to say still load.
+    ``squash`` or ``crop``; ``crop_fraction`` a number in (0, 1]; ``training`` an object;
+    ``format`` ``FORMAT``. Other keys are allowed and ignored, so newer files with more to
+    say still load.
     """
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not an object"
@@ -259,6 +278,10 @@ def meta_problem(data: Any) -> str | None:
             data.get("resize", "squash") in RESIZE_MODES,
             f"resize {data.get('resize')!r} is neither squash nor crop",
         ),
+        (
+            is_crop_fraction(data.get("crop_fraction", 1.0)),
+            f"crop_fraction {data.get('crop_fraction')!r} is not {CROP_FRACTIONS}",
+        ),
         (isinstance(data.get("training", {}), dict), "training is not an object"),
     )
     return next((message for ok, message in checks if not ok), None)
@@ -301,6 +324,7 @@ def save_model(
     std: tuple[float, float, float] | None = None,
     training: dict[str, Any] | None = None,
     resize: str | None = None,
+    crop_fraction: float | None = None,
 ) -> ModelMeta:
     """Write ``model`` (made by ``create_model``) and how to use it to one safetensors file.
 
@@ -317,19 +341,22 @@ def save_model(
             record of the file the model came from (below), else none.
         resize: how images reach ``input_size``: ``crop`` (shorter side, then the centre,
             what ``train`` records by default) or ``squash`` (the whole image).
+        crop_fraction: the share of the resized image's side kept around its centre: 1
+            (the default) resizes straight to ``input_size``; ImageNet weights' 0.875
+            resizes to 256 for 224, then keeps the centre (``data.decode.resize_plan``).
 
     Returns:
         The metadata written, as ``load_model`` gives it back in ``model.meta``.
 
     A model that came from a model file (``load_model``, or ``train(...).model``) keeps
     that file's class names (while its class count is the same), input size, ``mean``,
-    ``std`` and ``resize`` where they are not given, and its training record: whole while
-    the weights are the ones the file held; once they changed (trained further, a new
-    classifier), without the scores measured on the file's weights (``WEIGHT_SCORES``) and
-    with ``weights_changed: true``. Otherwise they default to those of the
-    pretrained weights the model started from (``model.pretrained``; class names where its
-    classifier was kept), else ``mean`` and ``std`` to 0 and 1 (``pixels / 255``) and
-    ``resize`` to ``crop``. The file is written to a
+    ``std``, ``resize`` and ``crop_fraction`` where they are not given, and its training
+    record: whole while the weights are the ones the file held; once they changed (trained
+    further, a new classifier), without the scores measured on the file's weights
+    (``WEIGHT_SCORES``) and with ``weights_changed: true``. Otherwise they default to those
+    of the pretrained weights the model started from (``model.pretrained``; class names
+    where its classifier was kept), else ``mean`` and ``std`` to 0 and 1 (``pixels / 255``),
+    ``resize`` to ``crop`` and ``crop_fraction`` to 1. The file is written to a
     temporary name and renamed, so a crash never leaves a torn file. A model whose weights
     hold NaN or inf, or whose metadata the schema refuses (``meta_problem``), is not written.
 
@@ -340,8 +367,10 @@ def save_model(
     model, path = _savable_model(model, path)
     if resize is not None and resize not in RESIZE_MODES:  # not "in the file's metadata"
         raise ResnetlabError(f"unknown resize {shown(resize)}; choose {', '.join(RESIZE_MODES)}")
-    class_names, input_size, mean, std, resize = _usage_defaults(
-        model, _class_names_argument(class_names), input_size, mean, std, resize
+    if crop_fraction is not None and not is_crop_fraction(crop_fraction):
+        raise ResnetlabError(f"crop_fraction must be {CROP_FRACTIONS}, got {shown(crop_fraction)}")
+    class_names, input_size, mean, std, resize, crop_fraction = _usage_defaults(
+        model, _class_names_argument(class_names), input_size, mean, std, resize, crop_fraction
     )
     tensors = _weights_to_save(model, path)
     training = _training_record(
@@ -363,6 +392,7 @@ def save_model(
         std=std,
         training=training,
         resize=resize,
+        crop_fraction=crop_fraction,
     )
     problem = meta_problem(json.loads(meta.to_json()))
     if problem:
@@ -517,17 +547,19 @@ def _usage_defaults(
     mean: tuple[float, float, float] | None,
     std: tuple[float, float, float] | None,
     resize: str | None,
+    crop_fraction: float | None,
 ) -> tuple[
     list[str] | None,
     int | None,
     tuple[float, float, float],
     tuple[float, float, float],
     str,
+    float,
 ]:
-    """``save_model``'s class names, input size, mean, std and resize, each as given, else
-    as the model file the model was loaded from says, else as the pretrained weights it
-    started from say (``model.pretrained``), else ``pixels / 255`` and ``crop``. The input
-    size stays None unless given or loaded: ``save_model`` decides it last."""
+    """``save_model``'s class names, input size, mean, std, resize and crop fraction, each
+    as given, else as the model file the model was loaded from says, else as the pretrained
+    weights it started from say (``model.pretrained``), else ``pixels / 255``, ``crop`` and
+    1. The input size stays None unless given or loaded: ``save_model`` decides it last."""
     pretrained = getattr(model, "pretrained", None)
     loaded = getattr(model, "meta", None)  # load_model's: saved again, its images stay the same
     if isinstance(loaded, ModelMeta):
@@ -539,6 +571,8 @@ def _usage_defaults(
             input_size = getattr(model, "input_size", None) or loaded.input_size
         if resize is None:
             resize = loaded.resize
+        if crop_fraction is None:
+            crop_fraction = loaded.crop_fraction
     if pretrained is not None:  # what the weights it started from say, where kept
         if mean is None and std is None and pretrained.mean is not None:
             mean, std = pretrained.mean, pretrained.std
@@ -546,10 +580,13 @@ def _usage_defaults(
         if class_names is None and names and len(names) == model.num_classes:
             class_names = names
         resize = resize or pretrained.resize
+        if crop_fraction is None:
+            crop_fraction = pretrained.crop_fraction
     mean = (0.0, 0.0, 0.0) if mean is None else mean
     std = (1.0, 1.0, 1.0) if std is None else std
     resize = "crop" if resize is None else resize
-    return class_names, input_size, mean, std, resize
+    crop_fraction = 1.0 if crop_fraction is None else float(crop_fraction)
+    return class_names, input_size, mean, std, resize, crop_fraction
 
 
 def weights_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -27,6 +27,7 @@ from ..data.decode import (
     format_to_convert,
     read_error_reason,
     read_header_size,
+    resize_plan,
     unreadable_image,
 )
 from ..engine.distributed import resolve_device
@@ -131,6 +132,7 @@ class Predictor:
             "preprocessing": {
                 "decode": "RGB; EXIF orientation applied; transparency over black",
                 "resize": _resize_words(meta),
+                "crop_fraction": meta.crop_fraction,
                 "normalize": "(pixels / 255 - mean) / std per channel",
                 "mean": list(meta.mean),
                 "std": list(meta.std),
@@ -220,6 +222,9 @@ def _resize_words(meta: ModelMeta) -> str:
     """How an image is brought to the model's input size, as ``predict`` does it."""
     size = meta.input_size
     how = "bilinear (antialiased when shrinking)"
+    (scaled, _), _ = resize_plan((size, size), (size, size), meta.resize, meta.crop_fraction)
     if meta.resize == "crop":
-        return f"crop: the shorter side to {size}, {how}, then the centre {size}x{size}"
+        return f"crop: the shorter side to {scaled}, {how}, then the centre {size}x{size}"
+    if scaled != size:
+        return f"squash: the whole image to {scaled}x{scaled}, {how}, then the centre {size}x{size}"
     return f"squash: the whole image to {size}x{size}, {how}"
