@@ -394,3 +394,22 @@ def test_a_table_of_the_images_under_another_suffix_says_so(tmp_path):
         f"{root / 'train' / 'labels.csv'}: it names the images with another suffix (0000.jpg "
         f"for 0000.png); write their names as they are in {root / 'train'}"
     )
+
+
+def test_a_table_in_a_folder_of_its_own_name_is_read_and_the_folder_is_no_split(tmp_path):
+    # Windows's "Extract All" of Kaggle's train.csv.zip: train.csv/train.csv beside train/.
+    root = _kaggle(tmp_path / "data", ROWS)
+    (root / "train.csv").rename(root / "table")
+    (root / "train.csv").mkdir()
+    (root / "table").rename(root / "train.csv" / "train.csv")
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    ignored = f"folders in {root} other than the splits ignored: test (images in no class folder)"
+    assert ignored in s.notes
+    # Without the table in it, it is no split either: a folder of no images, named so.
+    (root / "train.csv" / "train.csv").unlink()
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert "look like splits" not in str(e.value)
+    assert str(e.value).startswith(f"{root / 'train.csv'}: ")

@@ -45,6 +45,7 @@ from .streaming import StreamingSet
 from .tables import (
     TABLE_SUFFIXES,
     class_order,
+    is_table_name,
     label_table,
     labels_images,
     read_label_table,
@@ -82,6 +83,8 @@ def enlarged(size: tuple[int, int], image_size: int) -> bool:
 
 
 def split_role(name: str) -> str | None:
+    if is_table_name(name):  # train.csv/: a table's folder, no training split
+        return None
     m = _SPLIT_NAME.match(name)
     return _ROLES.get(m["role"].lower(), m["role"].lower()) if m else None
 
@@ -1043,15 +1046,17 @@ def folder_splits(
     split_dirs = _split_folders(root)
     notes = []
     if split_dirs:
+        # The table that labels a split of images (train.csv beside train/) is no stray
+        # file, nor is the folder it may be in (train.csv/train.csv) an ignored one.
+        tables = {label_table(d) for d in split_dirs.values() if not _visible_dirs(d)}
         used = {f for split in split_dirs.values() for f in (split, *split.parents)}
+        used |= {t.parent for t in tables if t is not None}
         ignored = [_beside_the_splits(d) for d in _visible_dirs(root) if d not in used]
         if ignored:
             where = as_given(str(root))  # an archive's folder, named inside the archive
             notes.append(f"folders in {where} other than the splits ignored: {', '.join(ignored)}")
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
             notes.append(_loose_note(loose, root, "a split's class folder"))
-        # The table that labels a split of images (train.csv beside train/) is no stray file.
-        tables = {label_table(d) for d in split_dirs.values() if not _visible_dirs(d)}
         notes += _others_note([o for o in _direct_others(root) if root / o not in tables])
     else:
         split_dirs = {"all": root}

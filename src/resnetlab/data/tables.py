@@ -46,17 +46,27 @@ def _words(name: str) -> str:
 
 
 def _tables_in(folder: Path) -> list[Path]:
+    """The tables in ``folder``; one in a folder of its own name, as Windows's "Extract All"
+    unpacks Kaggle's ``train.csv.zip`` (``train.csv/train.csv``), is taken from there."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return []
-    return sorted(
-        Path(e.path)
-        for e in entries
-        if not e.name.startswith(".")
-        and os.path.splitext(e.name)[1].lower() in TABLE_SUFFIXES
-        and e.is_file()
-    )
+    found = []
+    for e in entries:
+        if e.name.startswith(".") or not is_table_name(e.name):
+            continue
+        if e.is_file():
+            found.append(Path(e.path))
+        elif e.is_dir() and (inner := Path(e.path, e.name)).is_file():
+            found.append(inner)
+    return sorted(found)
+
+
+def is_table_name(name: str) -> bool:
+    """Whether a file or folder is named as a table is (``train.csv``): a folder so named
+    holds a table (``_tables_in``), never a split."""
+    return os.path.splitext(name)[1].lower() in TABLE_SUFFIXES
 
 
 # Words a folder of images is named by besides its split's: Kaggle's train_images/ (beside
