@@ -413,3 +413,27 @@ def test_a_table_in_a_folder_of_its_own_name_is_read_and_the_folder_is_no_split(
         load_dataset(str(root), stream=False)
     assert "look like splits" not in str(e.value)
     assert str(e.value).startswith(f"{root / 'train.csv'}: ")
+
+
+def test_a_table_not_read_beside_splits_is_the_labels_one_never_a_submission(tmp_path):
+    # Kaggle's sample_submission.csv comes first by name, but holds the test images' ids.
+    root = _kaggle(tmp_path / "data", ROWS)
+    (root / "train.csv").rename(root / "y_train.csv")
+    (root / "sample_submission.csv").write_text("id,label\nt0,cat\n")
+    (root / "about.csv").write_text("author,year\nann,2024\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert str(e.value).endswith(
+        "(the labels in y_train.csv are not read: a table of labels is read as train.csv "
+        "beside train/, or as the only table in train/ or here)"
+    )
+    (root / "y_train.csv").unlink()
+    (root / "about.csv").unlink()
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert "sample_submission" not in str(e.value)
+    # Nor does one label the images it is beside, as the only table there.
+    (root / "sample_submission.csv").rename(root / "test" / "sample_submission.csv")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root / "test"), stream=False)
+    assert "sample_submission" not in str(e.value)

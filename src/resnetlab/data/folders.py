@@ -43,12 +43,12 @@ from .decode import (
 from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 from .tables import (
-    TABLE_SUFFIXES,
     class_order,
     is_table_name,
     label_table,
     labels_images,
     read_label_table,
+    unread_table,
 )
 
 # Decode into memory only when the uint8 images take at most this much; larger folders
@@ -759,13 +759,12 @@ def _splits_without_classes_problem(folder: Path, class_dirs: list[Path]) -> str
     for d in class_dirs:
         if (found := label_table(d)) is not None:
             read_label_table(d, found, list(map(str, _direct_images(d))))
-    tables = sorted(f for f in _direct_others(folder) if f.lower().endswith(TABLE_SUFFIXES))
     table = ""
-    if tables:  # named for the training split's folder (train/ before test/)
+    if unread := unread_table(folder):  # named for the training split's folder (train/ first)
         d = min(class_dirs, key=lambda c: split_role(c.name) != "train").name
         table = (
-            f" (the labels in {tables[0]} are not read: a table of labels is read as "
-            f"{d}.csv beside {d}/, or as the only table in {d}/ or here)"
+            f" (the labels in {unread.relative_to(folder)} are not read: a table of labels is "
+            f"read as {d}.csv beside {d}/, or as the only table in {d}/ or here)"
         )
     return (
         f"{folder}: {names} {what} no class folders; put each split's images in one "

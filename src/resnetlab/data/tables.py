@@ -54,13 +54,29 @@ def _tables_in(folder: Path) -> list[Path]:
         return []
     found = []
     for e in entries:
-        if e.name.startswith(".") or not is_table_name(e.name):
+        if e.name.startswith(".") or not is_table_name(e.name) or _submission(e.name):
             continue
         if e.is_file():
             found.append(Path(e.path))
         elif e.is_dir() and (inner := Path(e.path, e.name)).is_file():
             found.append(inner)
     return sorted(found)
+
+
+def _submission(name: str) -> bool:
+    """Whether a table is a submission's (Kaggle's ``sample_submission.csv``): the test
+    images and a class or score to replace, never their labels."""
+    return "submission" in _words(name)
+
+
+def unread_table(folder: Path) -> Path | None:
+    """Of the tables in ``folder``, none of which labels the split folders beside them, the
+    one an error names as the labels not read: one named for training or for labels
+    (``y_train.csv``) before the others, by name; never a submission's."""
+    tables = sorted(
+        _tables_in(folder), key=lambda t: re.search("train|label", _words(t.stem)) is None
+    )
+    return tables[0] if tables else None
 
 
 def is_table_name(name: str) -> bool:
