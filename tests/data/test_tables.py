@@ -437,3 +437,53 @@ def test_a_table_not_read_beside_splits_is_the_labels_one_never_a_submission(tmp
     with pytest.raises(DataError) as e:
         load_dataset(str(root / "test"), stream=False)
     assert "sample_submission" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "name, text, encoding",
+    [
+        ("train/labels.txt", "id\tlabel\r\n{rows}", "utf-16"),  # Excel's "Unicode Text"
+        ("train.txt", "{rows}", "utf-8"),  # comma-separated, no header
+    ],
+)
+def test_a_txt_table_that_names_the_images_labels_them(tmp_path, name, text, encoding):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    sep = "\t" if "\t" in text else ","
+    rows = "".join(f"{n}{sep}{c}\r\n" for n, c in ROWS)
+    (root / name).write_bytes(text.format(rows=rows).encode(encoding))
+    (root / "README.txt").write_text("Photos of pets, 2019.\nBy Ann, Bo and Cy.\n")
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert f"classes from {name.split('/')[-1]}: column " in " ".join(s.notes)
+    assert [n for n in s.notes if "README" in n] == [
+        "1 file that is not an image ignored (README.txt)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "Photos of pets, 2019.\nBy Ann, Bo and Cy.\n",
+        "name\tnote\ncat_0\tthe first, 2019\n",  # a table of one image of six
+        "\ufffe\x00binary",
+        "",
+    ],
+)
+def test_a_txt_file_that_is_no_table_of_the_images_is_neither_read_nor_refused(tmp_path, prose):
+    folder = tmp_path / "signs"
+    _images(folder, [(f"{c}_{i}", c) for i in range(3) for c in ("cat", "dog")])
+    (folder / "README.txt").write_text(prose)
+    s = load_dataset(str(folder), stream=False).train
+    assert s.class_names == ["cat", "dog"] and len(s.labels) == 6
+    assert s.notes[:2] == [
+        "classes from the file names (the text before the first '_')",
+        "1 file that is not an image ignored (README.txt)",
+    ]
+    # Beside a table in the folder, it is no second table: labels.csv is the only one.
+    (folder / "labels.csv").write_text(
+        "".join(f"{c}_{i}.png,{c}\n" for i in range(3) for c in ("cat", "dog"))
+    )
+    s = load_dataset(str(folder), stream=False).train
+    assert s.class_names == ["cat", "dog"] and "classes from labels.csv" in " ".join(s.notes)

@@ -47,6 +47,7 @@ from .tables import (
     is_table_name,
     label_table,
     labels_images,
+    may_have_label_table,
     read_label_table,
     unread_table,
 )
@@ -584,7 +585,7 @@ def find_root(folder: Path) -> Path:
         if _mostly_its_own_images(dirs[0]):  # one class, some of it in a sub-folder
             return folder
         # A labelling tool's export: images/<batch>/*.jpg, their classes in a table here
-        if label_table(folder) is not None and labels_images(folder, _images_under(folder)[0]):
+        if may_have_label_table(folder) and labels_images(folder, _images_under(folder)[0]):
             return folder
         folder = dirs[0]
 
@@ -757,8 +758,9 @@ def _splits_without_classes_problem(folder: Path, class_dirs: list[Path]) -> str
     # Kaggle's layout: train/ of images, their labels in train.csv beside it. One of another
     # name is not looked for: the message says which name is.
     for d in class_dirs:
-        if (found := label_table(d)) is not None:
-            read_label_table(d, found, list(map(str, _direct_images(d))))
+        images = list(map(str, _direct_images(d)))
+        if (found := label_table(d, images)) is not None:
+            read_label_table(d, found, images)
     table = ""
     if unread := unread_table(folder):  # named for the training split's folder (train/ first)
         d = min(class_dirs, key=lambda c: split_role(c.name) != "train").name
@@ -805,10 +807,12 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
     """``scan_classes`` of a folder whose images a label table labels (``tables``), None
     without one. A table that does not fit is an error, unless the images' names give
     their classes, which are then taken with a note saying why the table was not."""
-    if (table := label_table(folder)) is None:
+    if not may_have_label_table(folder):
         return None
     others: list[str] = []
     paths, stamps = _images_under(folder, others=others)
+    if (table := label_table(folder, paths)) is None:
+        return None
     try:
         labelled, labels, notes = read_label_table(folder, table, paths)
         # A table of a few of the images beside names that give classes (cat_0.png...,
@@ -857,10 +861,12 @@ def _scan_table_across(folder: Path) -> FolderSplit | None:
     diagnoses in HAM10000_metadata.csv); None where its folders are the classes: no table,
     one that fits no image, none of a column headed as classes, one of fewer than half the
     images, or one that gives each folder's images one class of their own."""
-    if (table := label_table(folder)) is None:
+    if not may_have_label_table(folder):
         return None
     others: list[str] = []
     paths, stamps = _images_under(folder, others=others)
+    if (table := label_table(folder, paths)) is None:
+        return None
     try:
         labelled, labels, notes = read_label_table(folder, table, paths, headed=True)
     except DataError:
@@ -1047,7 +1053,11 @@ def folder_splits(
     if split_dirs:
         # The table that labels a split of images (train.csv beside train/) is no stray
         # file, nor is the folder it may be in (train.csv/train.csv) an ignored one.
-        tables = {label_table(d) for d in split_dirs.values() if not _visible_dirs(d)}
+        tables = {
+            label_table(d, list(map(str, _direct_images(d))))
+            for d in split_dirs.values()
+            if not _visible_dirs(d)
+        }
         used = {f for split in split_dirs.values() for f in (split, *split.parents)}
         used |= {t.parent for t in tables if t is not None}
         ignored = [_beside_the_splits(d) for d in _visible_dirs(root) if d not in used]

@@ -22,6 +22,9 @@ from pathlib import Path, PurePosixPath
 from ..errors import DataError, readable
 
 TABLE_SUFFIXES = (".csv", ".tsv")
+# Tables saved as text: Excel's "Unicode Text" and many data sets' labels are .txt files, as
+# are READMEs; one is a table only where its rows name the images.
+TEXT_SUFFIX = ".txt"
 # Headers of the column of classes, where the table has more columns than the files' and it.
 LABEL_HEADERS = (
     "label",
@@ -45,22 +48,50 @@ def _words(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _tables_in(folder: Path) -> list[Path]:
-    """The tables in ``folder``; one in a folder of its own name, as Windows's "Extract All"
-    unpacks Kaggle's ``train.csv.zip`` (``train.csv/train.csv``), is taken from there."""
+def _tables_in(
+    where: Path, folder: Path | None = None, paths: list[str] | None = None
+) -> list[Path]:
+    """The tables in ``where`` that may label the images ``paths`` of ``folder``: its .csv
+    and .tsv files, and its .txt files whose rows name those images (``_names_images``;
+    without ``paths``, every .txt file, as a table it may be). One in a folder of its own
+    name, as Windows's "Extract All" unpacks Kaggle's ``train.csv.zip``
+    (``train.csv/train.csv``), is taken from there."""
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(where))
     except OSError:
         return []
     found = []
     for e in entries:
-        if e.name.startswith(".") or not is_table_name(e.name) or _submission(e.name):
+        suffix = os.path.splitext(e.name)[1].lower()
+        if e.name.startswith(".") or _submission(e.name):
             continue
-        if e.is_file():
+        if suffix == TEXT_SUFFIX and e.is_file():
+            if paths is None or _names_images(Path(e.path), folder or where, paths):
+                found.append(Path(e.path))
+        elif suffix in TABLE_SUFFIXES and e.is_file():
             found.append(Path(e.path))
-        elif e.is_dir() and (inner := Path(e.path, e.name)).is_file():
+        elif suffix in TABLE_SUFFIXES and e.is_dir() and (inner := Path(e.path, e.name)).is_file():
             found.append(inner)
     return sorted(found)
+
+
+def _names_images(table: Path, folder: Path, paths: list[str]) -> bool:
+    """Whether ``table`` is a table of the images ``paths`` of ``folder``: of two columns or
+    more, one of which names one of them in most of its rows. What a .txt file must be
+    to be read as labels; prose (README.txt, LICENSE.txt) never is, and is left unsaid."""
+    if not paths:
+        return False
+    try:
+        rows = _rows(table)
+    except DataError:
+        return False
+    if (width := max(map(len, rows), default=0)) < 2:
+        return False
+    image_of = _image_finder(folder, paths)
+    named = [
+        sum(c < len(row) and image_of(row[c]) is not None for row in rows) for c in range(width)
+    ]
+    return max(named) * 2 > len(rows)
 
 
 def _submission(name: str) -> bool:
@@ -73,8 +104,9 @@ def unread_table(folder: Path) -> Path | None:
     """Of the tables in ``folder``, none of which labels the split folders beside them, the
     one an error names as the labels not read: one named for training or for labels
     (``y_train.csv``) before the others, by name; never a submission's."""
-    tables = sorted(
-        _tables_in(folder), key=lambda t: re.search("train|label", _words(t.stem)) is None
+    tables = sorted(  # no images given: no .txt file, which may be prose
+        _tables_in(folder, folder, []),
+        key=lambda t: re.search("train|label", _words(t.stem)) is None,
     )
     return tables[0] if tables else None
 
@@ -99,17 +131,26 @@ def _folder_names(folder: Path) -> set[str]:
     return {n for n in (_words(folder.name), _words("".join(bare)) or "train") if n}
 
 
-def label_table(folder: Path) -> Path | None:
-    """The table of ``folder``'s labels: the one table in it, else the one beside it named
-    for it (``train.csv``, ``train_labels.csv`` or ``trainLabels.csv`` for ``train/`` or
-    ``train_images/``) or for labels (``labels.csv``); of several in it, the one named for
-    it, for training or for labels; None where there is none of these."""
-    inside = _tables_in(folder)
+def label_table(folder: Path, paths: list[str]) -> Path | None:
+    """The table of ``folder``'s labels (``paths``, its images, those a .txt file must name):
+    the one table in it, else the one beside it named for it (``train.csv``,
+    ``train_labels.csv`` or ``trainLabels.csv`` for ``train/`` or ``train_images/``) or for
+    labels (``labels.csv``); of several in it, the one named for it, for training or for
+    labels; None where there is none of these."""
+    inside = _tables_in(folder, folder, paths)
     if len(inside) == 1:
         return inside[0]
     if inside:  # plant-pathology's train.csv beside test.csv and sample_submission.csv
         return _named_for(inside, _folder_names(folder) | {"train"})
-    return _named_for(_tables_in(folder.parent), _folder_names(folder))
+    return _named_for(_tables_in(folder.parent, folder, paths), _folder_names(folder))
+
+
+def may_have_label_table(folder: Path) -> bool:
+    """Whether ``folder`` may have a label table, by the names of the files in it and beside
+    it alone: what is looked at before listing all its images for ``label_table``."""
+    if _tables_in(folder):
+        return True
+    return _named_for(_tables_in(folder.parent), _folder_names(folder)) is not None
 
 
 def _named_for(tables: list[Path], names: set[str]) -> Path | None:
@@ -128,7 +169,7 @@ def _named_for(tables: list[Path], names: set[str]) -> Path | None:
 def labels_images(folder: Path, paths: list[str]) -> bool:
     """Whether ``folder`` has a label table (``label_table``) that labels images of
     ``paths``: what makes a folder of images without class folders a split of its own."""
-    table = label_table(folder)
+    table = label_table(folder, paths)
     if table is None or not paths:
         return False
     try:
@@ -188,6 +229,18 @@ def _image_keys(folder: Path, paths: list[str], *, fold: bool = False) -> dict[s
     return {k: v for k, v in keys.items() if v is not None}
 
 
+def _image_finder(folder: Path, paths: list[str]) -> Callable[[str], str | None]:
+    """The image of ``paths`` (under ``folder``) that a table's cell names, or None."""
+    keys, folded = _image_keys(folder, paths), _image_keys(folder, paths, fold=True)
+
+    def image_of(cell: str) -> str | None:
+        # A table made on Windows or macOS may spell a name in another case (IMG_1.JPG)
+        key = _file_key(cell, folder)
+        return keys.get(key) or folded.get(key.casefold())
+
+    return image_of
+
+
 def _file_key(value: str, folder: Path) -> str:
     """A table's cell as an image's key: ``./`` and the folder's own name in front dropped
     (``train/cat.1.jpg`` in a table beside ``train/``), Windows separators as ``/``."""
@@ -220,13 +273,7 @@ def read_label_table(
         raise DataError(f"{table}: the label table is empty; give a row per image: file,label")
     width = max(len(row) for row in rows)
     rows = [row + [""] * (width - len(row)) for row in rows]
-    keys, folded = _image_keys(folder, paths), _image_keys(folder, paths, fold=True)
-
-    def image_of(cell: str) -> str | None:
-        # A table made on Windows or macOS may spell a name in another case (IMG_1.JPG)
-        key = _file_key(cell, folder)
-        return keys.get(key) or folded.get(key.casefold())
-
+    image_of = _image_finder(folder, paths)
     files = _file_column(table, folder, rows, paths, image_of)
     header = image_of(rows[0][files]) is None
     names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
