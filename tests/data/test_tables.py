@@ -1,5 +1,7 @@
 """Image folders labelled by a table (a CSV of file names and classes), not by class folders."""
 
+from pathlib import Path
+
 import pytest
 
 from resnetlab.cli import main
@@ -487,3 +489,29 @@ def test_a_txt_file_that_is_no_table_of_the_images_is_neither_read_nor_refused(t
     )
     s = load_dataset(str(folder), stream=False).train
     assert s.class_names == ["cat", "dog"] and "classes from labels.csv" in " ".join(s.notes)
+
+
+def test_each_table_is_read_once_a_load(tmp_path, monkeypatch):
+    # Kaggle's layout, where train.csv tells a split of train/ and then labels it; and a
+    # labelling tool's export, where annotations.csv is what makes images/ no class.
+    kaggle = _kaggle(tmp_path / "data", ROWS)
+    export = tmp_path / "export"
+    for i, (n, c) in enumerate(ROWS):
+        _images(export / "images" / f"batch{i % 2}", [(n, c)])
+    lines = [f"images/batch{i % 2}/{n}.png,{c}" for i, (n, c) in enumerate(ROWS)]
+    (export / "annotations.csv").write_text("filename,class\n" + "\n".join(lines) + "\n")
+    reads = []
+    read_bytes = Path.read_bytes
+
+    def counted(path):
+        if path.suffix == ".csv":
+            reads.append(path.name)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    load_dataset(str(kaggle), stream=False)
+    load_dataset(str(export), stream=False)
+    assert reads == ["train.csv", "annotations.csv"]
+    # Loaded again, it is read again: an edited table is seen.
+    load_dataset(str(kaggle), stream=False)
+    assert reads == ["train.csv", "annotations.csv", "train.csv"]

@@ -49,6 +49,7 @@ from .tables import (
     labels_images,
     may_have_label_table,
     read_label_table,
+    read_once,
     unread_table,
 )
 
@@ -1048,6 +1049,24 @@ def folder_splits(
     """The splits of an image-folder tree, as ``{"train"|"val"|"test"|"all": load}``, and notes.
 
     ``root`` is the tree's top as ``find_root`` finds it from the folder given."""
+    with read_once() as tables_read:  # shared with the loads of the splits
+        split_dirs, notes = _splits_and_notes(root)
+    load = partial(
+        load_folder,
+        image_size=image_size,
+        stream=stream,
+        cache_root=cache_root,
+        workers=workers,
+        resize=resize,
+        max_side=max_side,
+        crop_fraction=crop_fraction,
+        tables_read=tables_read,
+    )
+    return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
+
+
+def _splits_and_notes(root: Path) -> tuple[dict[str, Path], list[str]]:
+    """``folder_splits``'s folders, by split, and its notes on what is beside them."""
     split_dirs = _split_folders(root)
     notes = []
     if split_dirs:
@@ -1071,17 +1090,7 @@ def folder_splits(
         split_dirs = {"all": root}
     if len(split_dirs) == 1:
         split_dirs = {"all": next(iter(split_dirs.values()))}
-    load = partial(
-        load_folder,
-        image_size=image_size,
-        stream=stream,
-        cache_root=cache_root,
-        workers=workers,
-        resize=resize,
-        max_side=max_side,
-        crop_fraction=crop_fraction,
-    )
-    return {split: partial(load, folder) for split, folder in split_dirs.items()}, notes
+    return split_dirs, notes
 
 
 def load_folder(
@@ -1094,11 +1103,13 @@ def load_folder(
     resize: str = "squash",
     max_side: int | None = None,
     crop_fraction: float = 1.0,
+    tables_read: dict | None = None,
 ) -> ImageSet | StreamingSet:
     """One split folder (class folders of images), decoded into memory or set up to stream;
     images of another shape than ``image_size`` squashed or centre-cropped (``resize``),
     resized to ``image_size / crop_fraction`` first where that is below 1 (a model's, for
-    eval: ``decode.resize_plan``).
+    eval: ``decode.resize_plan``). ``tables_read``: the label tables read already
+    (``tables.read_once``), by ``folder_splits``.
 
     Without ``image_size`` the images are loaded at the most common native size, scaled
     down to ``max_side`` where its longer side is larger (keeping its shape): ``data
@@ -1107,7 +1118,8 @@ def load_folder(
     """
     # The three ways to a split in the order they are tried: the decoding cache, streaming
     # (asked for, or too large for memory), decoding now and caching.
-    scan = scan_classes(folder)
+    with read_once(tables_read):
+        scan = scan_classes(folder)
     # Without a size, a sample of headers gives the most common one: read here (once) when
     # it may be scaled down, which the cache key depends on.
     sampled = _sample_size(scan, workers) if image_size is None and max_side else None

@@ -66,6 +66,7 @@ from .signs import (
     sibling_test_file,
 )
 from .streaming import StreamingLoader, StreamingSet
+from .tables import read_once
 
 Split = ImageSet | StreamingSet
 H5_SUFFIXES = (".h5", ".hdf5", ".he5")
@@ -278,24 +279,25 @@ def _open_path(
         )
         archive, path, given = path, extracted_folder(path, root), None
         name_as_given(path, archive)  # its files are named in messages as in the archive
-    folder = find_root(path)
-    for candidate in (folder, folder / cifar10.FOLDER_NAME):
-        if cifar10.is_cifar10_folder(candidate):
-            return Source(
-                spec,
-                "cifar10-binary",
-                cifar10.cifar10_splits(candidate, image_size, crop_fraction),
-                notes,
-            )
-    splits, more = folder_splits(
-        folder,
-        image_size,
-        stream=stream,
-        cache_root=root,
-        resize=resize,
-        max_side=max_side,
-        crop_fraction=crop_fraction,
-    )
+    with read_once():  # a label table that find_root reads, folder_splits reads no more
+        folder = find_root(path)
+        for candidate in (folder, folder / cifar10.FOLDER_NAME):
+            if cifar10.is_cifar10_folder(candidate):
+                return Source(
+                    spec,
+                    "cifar10-binary",
+                    cifar10.cifar10_splits(candidate, image_size, crop_fraction),
+                    notes,
+                )
+        splits, more = folder_splits(
+            folder,
+            image_size,
+            stream=stream,
+            cache_root=root,
+            resize=resize,
+            max_side=max_side,
+            crop_fraction=crop_fraction,
+        )
     # A folder of class folders named test/ (photos_test/...) or val/ says what it is, as
     # test_signs.h5 does.
     role = named_role(folder.name) if list(splits) == ["all"] else None

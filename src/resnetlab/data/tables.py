@@ -16,7 +16,9 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError, readable
@@ -179,7 +181,48 @@ def labels_images(folder: Path, paths: list[str]) -> bool:
     return True
 
 
+# The tables read in the folder scan under way (``read_once``), by path, size and time of
+# change, as the decoding cache keys a table: their rows, or why they are none.
+_READ: ContextVar[dict[tuple[str, int, int], list[list[str]] | str] | None] = ContextVar(
+    "tables_read", default=None
+)
+
+
+@contextmanager
+def read_once(read: dict | None = None) -> Iterator[dict]:
+    """A scope in which each table is read once, into ``read`` (the scope's around it by
+    default, else a new one): a scan of a folder looks at its table several times (which
+    folders are splits, which table labels them, the classes it gives), and a folder's
+    splits are scanned again when loaded, given the ``read`` yielded here."""
+    read = _READ.get() if read is None else read
+    token = _READ.set({} if read is None else read)
+    try:
+        yield _READ.get()
+    finally:
+        _READ.reset(token)
+
+
 def _rows(table: Path) -> list[list[str]]:
+    """The table's rows of cells, stripped (``_read_rows``), read once in a ``read_once``
+    scope."""
+    if (read := _READ.get()) is None:
+        return _read_rows(table)
+    try:
+        st = table.stat()
+    except OSError:
+        return _read_rows(table)  # which says why it cannot be read
+    key = (str(table), st.st_size, st.st_mtime_ns)
+    if key not in read:
+        try:
+            read[key] = _read_rows(table)
+        except DataError as e:
+            read[key] = str(e)
+    if isinstance(rows := read[key], str):
+        raise DataError(rows)
+    return rows
+
+
+def _read_rows(table: Path) -> list[list[str]]:
     """The table's rows of cells, stripped; one line for a table that is no text table."""
     try:
         data = table.read_bytes()
