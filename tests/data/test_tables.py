@@ -515,3 +515,70 @@ def test_each_table_is_read_once_a_load(tmp_path, monkeypatch):
     # Loaded again, it is read again: an edited table is seen.
     load_dataset(str(kaggle), stream=False)
     assert reads == ["train.csv", "annotations.csv", "train.csv"]
+
+
+NUMBERS = {"bird": "0", "cat": "1", "dog": "2"}
+
+
+@pytest.mark.parametrize(
+    "header, row, says",
+    [
+        # Stanford-dogs-like: a label numbering the breed names; the names are read.
+        (
+            "id,label,breed",
+            "{n},{k},{c}",
+            "column 'breed' (also headed as classes: 'label', which classes them alike)",
+        ),
+        # A column given twice (a join that repeated it): the first is read, and said.
+        (
+            "id,label,label",
+            "{n},{c},{c}",
+            "column 'label' (column 2) (also headed as classes: 'label' (column 3), which "
+            "classes them alike)",
+        ),
+    ],
+)
+def test_of_columns_headed_as_classes_that_class_alike_one_is_read_and_both_named(
+    tmp_path, header, row, says
+):
+    root = _kaggle(tmp_path / "data", ROWS)
+    lines = [row.format(n=n, c=c, k=NUMBERS[c]) for n, c in ROWS]
+    (root / "train.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"]
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert f"classes from train.csv: {says}, the files in 'id'" in s.notes
+
+
+@pytest.mark.parametrize(
+    "header, shown",
+    [
+        ("image_name,diagnosis,target", "'diagnosis' and 'target'"),  # ISIC 2020's
+        ("image_name,label,label", "'label' (column 2) and 'label' (column 3)"),
+    ],
+)
+def test_columns_headed_as_classes_that_class_differently_are_refused_naming_them(
+    tmp_path, header, shown
+):
+    root = _kaggle(tmp_path / "data", ROWS)
+    lines = [f"{n},{c},{int(c == 'cat')}" for n, c in ROWS]
+    (root / "train.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert str(e.value) == (
+        f"{root / 'train.csv'}: columns {shown} are both headed as classes are, and class the "
+        "images differently; rename the header of each one not to train on"
+    )
+
+
+def test_across_folders_columns_that_class_differently_are_refused_not_left_for_folders(
+    tmp_path,
+):
+    # HAM10000's two folders: they are no classes, whichever column the table's are in.
+    root = tmp_path / "ham"
+    for i, (n, c) in enumerate(ROWS):
+        _images(root / f"HAM10000_images_part_{1 + i // 6}", [(f"ISIC_{n}", c)])
+    lines = [f"ISIC_{n},{c},{int(c == 'cat')}" for n, c in ROWS]
+    (root / "metadata.csv").write_text("image_id,dx,target\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"columns 'dx' and 'target' are both headed as classes"):
+        load_dataset(str(root), stream=False)

@@ -43,6 +43,7 @@ from .decode import (
 from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 from .tables import (
+    ClassColumnsDiffer,
     class_order,
     is_table_name,
     label_table,
@@ -870,6 +871,8 @@ def _scan_table_across(folder: Path) -> FolderSplit | None:
         return None
     try:
         labelled, labels, notes = read_label_table(folder, table, paths, headed=True)
+    except ClassColumnsDiffer:  # a table of labels, which it cannot tell: said
+        raise
     except DataError:
         return None
     by_folder: dict[str, set[str]] = {}

@@ -16,7 +16,7 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
@@ -451,8 +451,8 @@ def _label_column(
         return (lambda row: row[c]), f"column {names[c]!r}"
     by_header = [c for c in others if header and names[c].strip().lower() in LABEL_HEADERS]
     if by_header:
-        c = by_header[0]
-        return (lambda row: row[c]), f"column {names[c]!r}"
+        c, how = _headed_column(table, rows, names, by_header)
+        return (lambda row: row[c]), how
     if header and others and _one_hot(rows, others):
         return (
             lambda row: next(names[c] for c in others if row[c] in ("1", "1.0", "1.00"))
@@ -468,11 +468,50 @@ def _label_column(
     )
 
 
+class ClassColumnsDiffer(DataError):
+    """A table of several columns headed as classes are, that class the images differently:
+    refused where it is read, and not taken for a table of no classes."""
+
+
+def _headed_column(
+    table: Path, rows: list[list[str]], names: list[str], headed: list[int]
+) -> tuple[int, str]:
+    """Of the columns ``headed`` as classes are, the one read and how the note says it. Of
+    several that class the images alike (a ``label`` numbering the ``breed`` names, a
+    column given twice), the first of names, the note naming the others; several that
+    class them differently (``diagnosis`` and ``target``) are refused, naming them."""
+
+    def shown(c: int) -> str:  # a header given twice is told by its place
+        twice = [names[d] for d in headed].count(names[c]) > 1
+        return repr(names[c]) + (f" (column {c + 1})" if twice else "")
+
+    if len(headed) == 1:
+        return headed[0], f"column {shown(headed[0])}"
+    cells = [[row[c] for row in rows] for c in headed]
+    together = len(set(zip(*cells, strict=True)))
+    if any(len(set(column)) != together for column in cells):
+        listed = ", ".join(map(shown, headed[:-1])) + f" and {shown(headed[-1])}"
+        raise ClassColumnsDiffer(
+            f"{table}: columns {listed} are {'both' if len(headed) == 2 else 'all'} headed as "
+            "classes are, and class the images differently; rename the header of each one "
+            "not to train on"
+        )
+    named = [c for c, column in zip(headed, cells, strict=True) if not _numbers(column)]
+    c = (named or headed)[0]
+    rest = ", ".join(shown(d) for d in headed if d != c)
+    return c, f"column {shown(c)} (also headed as classes: {rest}, which classes them alike)"
+
+
+def _numbers(labels: Iterable[str]) -> bool:
+    """Whether every one of ``labels`` (but empty ones) is a whole number."""
+    return all(re.fullmatch(r"-?\d+", label) for label in labels if label)
+
+
 def class_order(labels: list[str]) -> list[str]:
     """The classes of ``labels`` in the order of the model's outputs: by value where every
     one is a whole number (class 10 after class 9, as the table numbers them), else as class
     folders are ordered (by name)."""
     found = Counter(labels)
-    if all(re.fullmatch(r"-?\d+", label) for label in found):
+    if _numbers(found):
         return sorted(found, key=int)
     return sorted(found)
