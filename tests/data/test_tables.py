@@ -1,5 +1,6 @@
 """Image folders labelled by a table (a CSV of file names and classes), not by class folders."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -582,3 +583,31 @@ def test_across_folders_columns_that_class_differently_are_refused_not_left_for_
     (root / "metadata.csv").write_text("image_id,dx,target\n" + "\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"columns 'dx' and 'target' are both headed as classes"):
         load_dataset(str(root), stream=False)
+
+
+def test_numbered_classes_take_their_names_from_a_map_beside_the_table(tmp_path):
+    # Kaggle's cassava: train.csv of 0..4, label_num_to_disease_map.json naming them.
+    rows = [(n, NUMBERS[c]) for n, c in ROWS]
+    root = tmp_path / "cassava"
+    _images(root / "train_images", ROWS)
+    (root / "train.csv").write_text("image_id,label\n" + "".join(f"{n}.png,{k}\n" for n, k in rows))
+    names = {"0": "Bird (B)", "1": "Cat (C)", "2": "Dog (D)"}
+    (root / "label_num_to_disease_map.json").write_text(json.dumps(names))
+    (root / "config.json").write_text('{"lr": 0.1}')  # no map: noted as a stray file
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["Bird (B)", "Cat (C)", "Dog (D)"]  # in the order of the numbers
+    kind = dict(zip(names.values(), ["bird", "cat", "dog"], strict=True))
+    assert all(seen == kind[named] for seen, named in _classes_by_pixels(s))
+    assert (
+        "class names from label_num_to_disease_map.json: 0 Bird (B), 1 Cat (C), 2 Dog (D), in "
+        "that order"
+    ) in s.notes
+    assert "1 file that is not an image ignored (config.json)" in s.notes
+    # A map of other numbers is not taken, and said so.
+    (root / "label_num_to_disease_map.json").write_text(json.dumps({**names, "3": "Eel"}))
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["0", "1", "2"]
+    assert (
+        "label_num_to_disease_map.json not taken for the class names: its numbers are 0, 1, 2, "
+        "3, the table's 0, 1, 2"
+    ) in s.notes

@@ -44,11 +44,13 @@ from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 from .tables import (
     ClassColumnsDiffer,
+    class_maps,
     class_order,
     is_table_name,
     label_table,
     labels_images,
     may_have_label_table,
+    named_classes,
     read_label_table,
     read_once,
     unread_table,
@@ -843,8 +845,10 @@ def _table_split(
     others: list[str],
 ) -> FolderSplit:
     """The ``FolderSplit`` of the images ``labelled`` of ``paths`` by ``table``."""
-    class_names = class_order(labels)
-    index = {name: i for i, name in enumerate(class_names)}
+    classes = class_order(labels)
+    index = {label: i for i, label in enumerate(classes)}
+    class_names, named = named_classes(table, classes)  # cassava's 0..4 by their diseases
+    said = {table.name} | {path.name for path, _ in class_maps(table.parent)}  # noted above
     stamp_of = dict(zip(paths, stamps, strict=True))
     st = table.stat()
     return FolderSplit(
@@ -852,7 +856,7 @@ def _table_split(
         labelled,
         [index[label] for label in labels],
         class_names,
-        notes + _others_note([o for o in others if o != table.name]),
+        notes + named + _others_note([o for o in others if o not in said]),
         [f"{table.name}|{st.st_size}|{st.st_mtime_ns}", *(stamp_of[p] for p in labelled)],
     )
 
@@ -1088,7 +1092,9 @@ def _splits_and_notes(root: Path) -> tuple[dict[str, Path], list[str]]:
             notes.append(f"folders in {where} other than the splits ignored: {', '.join(ignored)}")
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
             notes.append(_loose_note(loose, root, "a split's class folder"))
-        notes += _others_note([o for o in _direct_others(root) if root / o not in tables])
+        # Nor is a map of class names beside it, which the split's notes name.
+        said = tables | {p for t in tables if t is not None for p, _ in class_maps(t.parent)}
+        notes += _others_note([o for o in _direct_others(root) if root / o not in said])
     else:
         split_dirs = {"all": root}
     if len(split_dirs) == 1:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 from collections import Counter
@@ -505,6 +506,67 @@ def _headed_column(
 def _numbers(labels: Iterable[str]) -> bool:
     """Whether every one of ``labels`` (but empty ones) is a whole number."""
     return all(re.fullmatch(r"-?\d+", label) for label in labels if label)
+
+
+# A JSON file beside a table larger than this is no map of class names (a COCO annotations
+# file is hundreds of megabytes): not read.
+CLASS_MAP_BYTES = 2**20
+
+
+def named_classes(table: Path, classes: list[str]) -> tuple[list[str], list[str]]:
+    """``classes`` (a table's, in ``class_order``) named by a JSON map beside ``table`` of
+    their numbers to names, as Kaggle's cassava's ``label_num_to_disease_map.json``
+    (``{"0": "Cassava Bacterial Blight (CBB)", ...}``), where its numbers are the classes
+    exactly and its names are all different; else as they are. With a note naming the map
+    used, or the maps of numbers not used and why."""
+    if not _numbers(classes):
+        return classes, []
+    notes = []
+    for path, name_of in class_maps(table.parent):
+        if set(name_of) != set(classes):
+            numbers = sorted(name_of, key=int)
+            why = f"its numbers are {_few(numbers)}, the table's {_few(classes)}"
+        elif len(set(name_of.values())) < len(name_of):
+            why = "it gives two numbers one name"
+        else:
+            names = [name_of[c].strip() for c in classes]
+            shown = _few([f"{c} {n}" for c, n in zip(classes, names, strict=True)])
+            return names, [f"class names from {path.name}: {shown}, in that order"]
+        notes.append(f"{path.name} not taken for the class names: {why}")
+    return classes, notes
+
+
+def class_maps(folder: Path) -> list[tuple[Path, dict[str, str]]]:
+    """The JSON files in ``folder`` that map whole numbers to names, each with its map: each
+    one beside a table is named in a note (``named_classes``), as taken or not."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    maps = []
+    for e in entries:
+        if e.name.startswith(".") or not e.name.lower().endswith(".json"):
+            continue
+        try:
+            if not e.is_file() or e.stat().st_size > CLASS_MAP_BYTES:
+                continue
+            found = json.loads(Path(e.path).read_bytes())
+        except (OSError, ValueError):
+            continue
+        if (
+            isinstance(found, dict)
+            and found
+            and all(
+                re.fullmatch(r"-?\d+", k) and isinstance(v, str) and v.strip()
+                for k, v in found.items()
+            )
+        ):
+            maps.append((Path(e.path), found))
+    return maps
+
+
+def _few(items: list[str], shown: int = 5) -> str:
+    return ", ".join(items[:shown]) + (", ..." if len(items) > shown else "")
 
 
 def class_order(labels: list[str]) -> list[str]:
