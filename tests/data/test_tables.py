@@ -611,3 +611,37 @@ def test_numbered_classes_take_their_names_from_a_map_beside_the_table(tmp_path)
         "label_num_to_disease_map.json not taken for the class names: its numbers are 0, 1, 2, "
         "3, the table's 0, 1, 2"
     ) in s.notes
+
+
+@pytest.mark.parametrize(
+    "table, text",
+    [
+        ("labels.csv", "id,label\n" + "".join(f"{n},{c}\n" for n, c in ROWS)),  # train's
+        ("test.csv", "id\nt0\nt1\nt2\n"),  # Kaggle's test.csv: the test images' ids alone
+    ],
+)
+def test_eval_on_a_test_folder_the_table_beside_it_does_not_label_says_it_is_unlabelled(
+    tmp_path, capsys, table, text
+):
+    import resnetlab
+
+    root = _kaggle(tmp_path / "data", ROWS)
+    (root / "train.csv").unlink()
+    (root / table).write_text(text)
+    model = tmp_path / "m.safetensors"
+    resnetlab.save_model(
+        resnetlab.create_model("resnet8", num_classes=3),
+        model,
+        input_size=8,
+        class_names=["bird", "cat", "dog"],
+    )
+    assert main(["eval", str(model), "--data", str(root / "test")]) != 0
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"{root / 'test'}: its images are not labelled by {root / table} (an unlabelled test "
+            f"set, of no classes to score or train on); resnetlab predict MODEL {root / 'test'} "
+            "labels such images"
+        )
+    )

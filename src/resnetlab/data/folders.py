@@ -44,6 +44,7 @@ from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 from .tables import (
     ClassColumnsDiffer,
+    NoImageLabelled,
     class_maps,
     class_order,
     is_table_name,
@@ -827,6 +828,14 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
             )
     except DataError as e:
         if _name_labels(paths, least=1) is None:
+            # test/ beside the training images' labels.csv, or its ids' test.csv: no classes
+            beside = folder not in table.parents
+            if isinstance(e, NoImageLabelled) and beside and named_role(folder.name) == "test":
+                raise DataError(
+                    f"{folder}: its images are not labelled by {table} (an unlabelled test "
+                    f"set, of no classes to score or train on); resnetlab predict MODEL "
+                    f"{folder} labels such images"
+                ) from None
             raise
         named = _scan_named_files(folder)
         named.notes.append(f"labels taken from the file names, not from {table.name}: {e}")

@@ -380,6 +380,11 @@ def read_label_table(
     return labelled, labels, notes
 
 
+class NoImageLabelled(DataError):
+    """A table that gives none of the images a class: it names none of them (a table of
+    another folder's), or no class (Kaggle's test.csv of the test images' ids)."""
+
+
 def _file_column(
     table: Path,
     folder: Path,
@@ -403,7 +408,7 @@ def _file_column(
                     f"{Path(image).name}); write their names as they are in {folder}"
                 )
     example = Path(paths[0]).name if paths else "(no images)"
-    raise DataError(
+    raise NoImageLabelled(
         f"{table}: none of its columns names the images in {folder} (as {example} or "
         f"{Path(example).stem}); a label table has a column of their file names and one "
         "of their classes"
@@ -459,7 +464,9 @@ def _label_column(
             lambda row: next(names[c] for c in others if row[c] in ("1", "1.0", "1.00"))
         ), f"one-hot columns {', '.join(repr(names[c]) for c in others)}"
     if not others:
-        raise DataError(f"{table}: it names the images but gives no class; add a column of classes")
+        raise NoImageLabelled(
+            f"{table}: it names the images but gives no class; add a column of classes"
+        )
     if headed and len(others) == 1:
         raise DataError(f"{table}: no column of it is headed as classes are (label, class...)")
     shown = ", ".join(repr(names[c]) for c in others)
