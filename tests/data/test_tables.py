@@ -645,3 +645,22 @@ def test_eval_on_a_test_folder_the_table_beside_it_does_not_label_says_it_is_unl
             "labels such images"
         )
     )
+
+
+def test_a_txt_file_beside_the_folder_is_read_only_where_named_as_its_table(tmp_path, monkeypatch):
+    # --data ~/photos: the .txt files in ~ are no tables of photos/ unless named for them.
+    folder = tmp_path / "photos"
+    _images(folder, [(f"{c}_{i}", c) for i in range(3) for c in ("cat", "dog")])
+    (tmp_path / "diary.txt").write_text("cat_0.png,cat\n" * 3)
+    (folder / "README.txt").write_text("Photos of pets, 2019.\n")  # read: it could be one
+    reads = []
+    read_bytes = Path.read_bytes
+
+    def counted(path):
+        if path.suffix == ".txt":
+            reads.append(path.name)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    assert load_dataset(str(folder), stream=False).train.class_names == ["cat", "dog"]
+    assert reads == ["README.txt"]

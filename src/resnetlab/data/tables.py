@@ -51,14 +51,11 @@ def _words(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _tables_in(
-    where: Path, folder: Path | None = None, paths: list[str] | None = None
-) -> list[Path]:
-    """The tables in ``where`` that may label the images ``paths`` of ``folder``: its .csv
-    and .tsv files, and its .txt files whose rows name those images (``_names_images``;
-    without ``paths``, every .txt file, as a table it may be). One in a folder of its own
-    name, as Windows's "Extract All" unpacks Kaggle's ``train.csv.zip``
-    (``train.csv/train.csv``), is taken from there."""
+def _tables_in(where: Path) -> list[Path]:
+    """The tables in ``where`` by their names: its .csv, .tsv and .txt files (a .txt file is
+    a table only where it names the images: ``_is_table_of``), never a submission's; one in
+    a folder of its own name, as Windows's "Extract All" unpacks Kaggle's ``train.csv.zip``
+    (``train.csv/train.csv``), from there."""
     try:
         entries = list(os.scandir(where))
     except OSError:
@@ -68,20 +65,20 @@ def _tables_in(
         suffix = os.path.splitext(e.name)[1].lower()
         if e.name.startswith(".") or _submission(e.name):
             continue
-        if suffix == TEXT_SUFFIX and e.is_file():
-            if paths is None or _names_images(Path(e.path), folder or where, paths):
-                found.append(Path(e.path))
-        elif suffix in TABLE_SUFFIXES and e.is_file():
+        if suffix in (*TABLE_SUFFIXES, TEXT_SUFFIX) and e.is_file():
             found.append(Path(e.path))
         elif suffix in TABLE_SUFFIXES and e.is_dir() and (inner := Path(e.path, e.name)).is_file():
             found.append(inner)
     return sorted(found)
 
 
-def _names_images(table: Path, folder: Path, paths: list[str]) -> bool:
-    """Whether ``table`` is a table of the images ``paths`` of ``folder``: of two columns or
-    more, one of which names one of them in most of its rows. What a .txt file must be
-    to be read as labels; prose (README.txt, LICENSE.txt) never is, and is left unsaid."""
+def _is_table_of(table: Path, folder: Path, paths: list[str]) -> bool:
+    """Whether ``table`` may label the images ``paths`` of ``folder``: a .csv or .tsv file
+    may; a .txt file where it is a table of them, of two columns or more, one of which names
+    one of them in most of its rows. Prose (README.txt, LICENSE.txt) never is, and is left
+    unsaid."""
+    if table.suffix.lower() != TEXT_SUFFIX:
+        return True
     if not paths:
         return False
     try:
@@ -107,8 +104,8 @@ def unread_table(folder: Path) -> Path | None:
     """Of the tables in ``folder``, none of which labels the split folders beside them, the
     one an error names as the labels not read: one named for training or for labels
     (``y_train.csv``) before the others, by name; never a submission's."""
-    tables = sorted(  # no images given: no .txt file, which may be prose
-        _tables_in(folder, folder, []),
+    tables = sorted(  # no .txt file: with no images to name, it may be prose
+        (t for t in _tables_in(folder) if t.suffix.lower() != TEXT_SUFFIX),
         key=lambda t: re.search("train|label", _words(t.stem)) is None,
     )
     return tables[0] if tables else None
@@ -140,33 +137,33 @@ def label_table(folder: Path, paths: list[str]) -> Path | None:
     ``train_labels.csv`` or ``trainLabels.csv`` for ``train/`` or ``train_images/``) or for
     labels (``labels.csv``); of several in it, the one named for it, for training or for
     labels; None where there is none of these."""
-    inside = _tables_in(folder, folder, paths)
+    inside = [t for t in _tables_in(folder) if _is_table_of(t, folder, paths)]
     if len(inside) == 1:
         return inside[0]
     if inside:  # plant-pathology's train.csv beside test.csv and sample_submission.csv
-        return _named_for(inside, _folder_names(folder) | {"train"})
-    return _named_for(_tables_in(folder.parent, folder, paths), _folder_names(folder))
+        return next(iter(_named_for(inside, _folder_names(folder) | {"train"})), None)
+    beside = _named_for(_tables_in(folder.parent), _folder_names(folder))
+    return next((t for t in beside if _is_table_of(t, folder, paths)), None)
 
 
 def may_have_label_table(folder: Path) -> bool:
     """Whether ``folder`` may have a label table, by the names of the files in it and beside
     it alone: what is looked at before listing all its images for ``label_table``."""
-    if _tables_in(folder):
-        return True
-    return _named_for(_tables_in(folder.parent), _folder_names(folder)) is not None
+    return bool(_tables_in(folder) or _named_for(_tables_in(folder.parent), _folder_names(folder)))
 
 
-def _named_for(tables: list[Path], names: set[str]) -> Path | None:
-    """The one of ``tables`` named for one of ``names`` (as ``_words``) or for labels: the
-    exact name first (train.csv), then the shortest (train_labels.csv before
-    train_labels_v2.csv), labels.csv last; None where none is."""
+def _named_for(tables: list[Path], names: set[str]) -> list[Path]:
+    """The ``tables`` named for one of ``names`` (as ``_words``) or for labels, in the order
+    they are taken: the exact name first (train.csv), then the shortest (train_labels.csv
+    before train_labels_v2.csv), labels.csv last."""
     named = [
         t
         for t in tables
         if any(_words(t.stem).startswith(n) for n in names) or _words(t.stem) == "labels"
     ]
-    named.sort(key=lambda t: (_words(t.stem) not in names, _words(t.stem) == "labels", len(t.stem)))
-    return named[0] if named else None
+    return sorted(
+        named, key=lambda t: (_words(t.stem) not in names, _words(t.stem) == "labels", len(t.stem))
+    )
 
 
 def labels_images(folder: Path, paths: list[str]) -> bool:
