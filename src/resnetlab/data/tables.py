@@ -2,11 +2,12 @@
 
 Many image sets come as one folder of images and a table of their labels (Kaggle's
 ``train/`` beside ``train.csv``, a labelling tool's export) rather than a folder per
-class. ``label_table`` finds the table of such a folder and ``read_label_table`` reads
-it: the column naming the files is the one whose values name the folder's images (as a
-relative path or a file name, with or without its suffix), the column of classes is the
-other one, or the one headed ``label``, ``class``, ``category``..., or one-hot columns (one
-column per class, a single 1 in each row).
+class. ``label_table`` finds the table of such a folder (a .csv, a .tsv, or a .txt file
+whose rows name its images) and ``read_label_table`` reads it: the column naming the files
+is the one whose values name the folder's images (as a relative path or a file name, with
+or without its suffix), the column of classes is the other one, or the one headed
+``label``, ``class``, ``category``..., or one-hot columns (one column per class, a single 1
+in each row). ``named_classes`` names numbered classes by a JSON map beside the table.
 """
 
 from __future__ import annotations
