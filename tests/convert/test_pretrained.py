@@ -204,6 +204,9 @@ def test_a_model_trained_from_converted_weights_records_the_fraction_its_validat
     args = ["train", "--data", "digits", "--pretrained", str(converted), "--out", str(run)]
     assert main([*args, "--max-steps", "2", "--batch-size", "16", "--device", "cpu"]) == 0
     assert resnetlab.read_model_meta(run / "best.safetensors").crop_fraction == 1.0
+    # The run's record of its weights keeps how their source saw its images.
+    record = json.loads((run / "pretrained.json").read_text())
+    assert (record["resize"], record["crop_fraction"]) == ("crop", 0.875)
 
 
 def test_convert_pretrained_refuses_weights_without_a_classifier(tmp_path, capsys):

@@ -262,6 +262,8 @@ class PretrainedReport:
             "std": list(self.std) if self.std is not None else None,
             "normalisation_note": self.normalisation_note,
             "preprocessing": self.preprocessing,
+            "resize": self.resize,
+            "crop_fraction": self.crop_fraction,
         }
 
 
