@@ -23,6 +23,7 @@ from resnetlab.data import (
 from resnetlab.data import decode as decode_module
 from resnetlab.data import folders as folders_module
 from resnetlab.data.decode import READ_ERRORS, read_error_reason, read_header_size
+from resnetlab.data.sources import open_source
 from resnetlab.errors import DataError, DataWarning, ResnetlabError
 
 from .conftest import noise, solid, write_tree
@@ -1228,6 +1229,9 @@ def test_a_crop_of_long_images_says_how_little_it_keeps(tmp_path):
     for stream in (False, True):
         assert note in load_dataset(str(root), image_size=32, stream=stream).train.notes
     assert note in load_dataset(str(root), image_size=32).train.notes  # from the cache too
+    # A model's crop fraction (eval of converted ImageNet weights) keeps less of each.
+    closer = open_source(str(root), image_size=32, resize="crop", crop_fraction=0.75)
+    assert note.replace("25%", "19%") in closer.splits["all"]().notes
     squashed = load_dataset(str(root), image_size=32, resize="squash").train.notes
     assert not [n for n in squashed if "crop keeps" in n]
     photos = {"a": [noise(i, (48, 32)) for i in range(4)], "b": [noise(9, (48, 32))] * 4}

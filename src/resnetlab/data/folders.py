@@ -1157,7 +1157,11 @@ def load_folder(
     cache = DecodeCache(cache_root)
     if stream is not True and (hit := cache.get(key)) is not None:
         return _cached_split(folder, scan, key, *hit)
-    resized = _resize_notes(scan, image_size, resize, workers) if image_size is not None else []
+    resized = (
+        _resize_notes(scan, image_size, resize, workers, crop_fraction)
+        if image_size is not None
+        else []
+    )
     if stream is not False:
         size, notes = (image_size, image_size), list(resized)
         if target is not None:
@@ -1347,11 +1351,12 @@ def _mixed_sizes_note(sizes: Counter, used: tuple[int, int], resize: str) -> str
 
 
 def _resize_notes(
-    scan: FolderSplit, image_size: int, resize: str, workers: int | None
+    scan: FolderSplit, image_size: int, resize: str, workers: int | None, crop_fraction: float
 ) -> list[str]:
     """Notes on what resizing does to most images (more than half of a sample): the size
     note (``_size_note``), and for a crop of images at least ``ELONGATED`` times as long as
-    they are wide, how little of them the square keeps."""
+    they are wide, how little of them the square keeps (less again where ``crop_fraction``
+    keeps less than the whole shorter side)."""
     try:
         _, counts = _sample_size(scan, workers)
     except DataError:
@@ -1363,7 +1368,7 @@ def _resize_notes(
         notes.append(
             f"the crop keeps the centre square of most images, which are {ELONGATED} or more "
             f"times as long as they are wide ({format_size((h, w))}: "
-            f"{min(h, w) / max(h, w):.0%} of it); --resize squash keeps them whole"
+            f"{crop_fraction * min(h, w) / max(h, w):.0%} of it); --resize squash keeps them whole"
         )
     return notes
 
