@@ -618,6 +618,7 @@ def test_numbered_classes_take_their_names_from_a_map_beside_the_table(tmp_path)
     [
         ("labels.csv", "id,label\n" + "".join(f"{n},{c}\n" for n, c in ROWS)),  # train's
         ("test.csv", "id\nt0\nt1\nt2\n"),  # Kaggle's test.csv: the test images' ids alone
+        ("train.csv", None),  # Kaggle's train.csv, named for train/, alone beside test/
     ],
 )
 def test_eval_on_a_test_folder_the_table_beside_it_does_not_label_says_it_is_unlabelled(
@@ -626,8 +627,9 @@ def test_eval_on_a_test_folder_the_table_beside_it_does_not_label_says_it_is_unl
     import resnetlab
 
     root = _kaggle(tmp_path / "data", ROWS)
-    (root / "train.csv").unlink()
-    (root / table).write_text(text)
+    if text is not None:
+        (root / "train.csv").unlink()
+        (root / table).write_text(text)
     model = tmp_path / "m.safetensors"
     resnetlab.save_model(
         resnetlab.create_model("resnet8", num_classes=3),

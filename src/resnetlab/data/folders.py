@@ -54,6 +54,7 @@ from .tables import (
     named_classes,
     read_label_table,
     read_once,
+    sibling_table,
     unread_table,
 )
 
@@ -831,16 +832,21 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
             # test/ beside the training images' labels.csv, or its ids' test.csv: no classes
             beside = folder not in table.parents
             if isinstance(e, NoImageLabelled) and beside and named_role(folder.name) == "test":
-                raise DataError(
-                    f"{folder}: its images are not labelled by {table} (an unlabelled test "
-                    f"set, of no classes to score or train on); resnetlab predict MODEL "
-                    f"{folder} labels such images"
-                ) from None
+                raise DataError(_unlabelled_test_set(folder, table)) from None
             raise
         named = _scan_named_files(folder)
         named.notes.append(f"labels taken from the file names, not from {table.name}: {e}")
         return named
     return _table_split(folder, table, paths, stamps, labelled, labels, notes, others)
+
+
+def _unlabelled_test_set(folder: Path, table: Path) -> str:
+    """The error on a test folder given as the data whose images ``table``, the table
+    beside it, does not label (Kaggle's test/ beside train.csv or labels.csv)."""
+    return (
+        f"{folder}: its images are not labelled by {table} (an unlabelled test set, of no "
+        f"classes to score or train on); resnetlab predict MODEL {folder} labels such images"
+    )
 
 
 def _table_split(
@@ -919,6 +925,8 @@ def _scan_named_files(folder: Path) -> FolderSplit:
                 f"({_with_siblings(named, siblings)}), give the folder that holds them: "
                 f"{named.parent}{os.sep}; else {fix}"
             )
+        if named_role(folder.name) == "test" and (table := sibling_table(folder)):
+            raise DataError(_unlabelled_test_set(folder, table))  # test/ beside train.csv
         raise DataError(f"{folder}: {_why_no_classes(paths)}; {fix}")
     names = [readable(n) for n in names]
     class_names = sorted(set(names))

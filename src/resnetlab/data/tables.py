@@ -153,6 +153,21 @@ def may_have_label_table(folder: Path) -> bool:
     return bool(_tables_in(folder) or _named_for(_tables_in(folder.parent), _folder_names(folder)))
 
 
+def sibling_table(folder: Path) -> Path | None:
+    """The table beside ``folder`` named for a folder beside it (``train.csv`` for
+    ``train/``, beside a ``test/`` given alone), by names alone; None without one."""
+    tables = _tables_in(folder.parent)
+    try:
+        siblings = [e for e in os.scandir(folder.parent) if e.is_dir() and e.name != folder.name]
+    except OSError:
+        return None
+    for sibling in sorted(siblings, key=lambda e: e.name):
+        named = _named_for(tables, _folder_names(Path(sibling.path)))
+        if named and not sibling.name.startswith("."):
+            return named[0]
+    return None
+
+
 def _named_for(tables: list[Path], names: set[str]) -> list[Path]:
     """The ``tables`` named for one of ``names`` (as ``_words``) or for labels, in the order
     they are taken: the exact name first (train.csv), then the shortest (train_labels.csv
