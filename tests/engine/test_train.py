@@ -1802,3 +1802,27 @@ def test_a_class_name_no_model_file_can_hold_is_refused_before_training(tmp_path
         "which a model file cannot hold; rename the class\n"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_started_with_ctrl_c_ignored_keeps_ignoring_it(tmp_path, monkeypatch):
+    """A shell starts a script's background jobs (`resnetlab train ... &`) with SIGINT
+    ignored, so that Ctrl-C stops the script and not them: the run trains on through a
+    SIGINT, and leaves it ignored."""
+    original, calls = Trainer._train_step, {"n": 0}
+
+    def step(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = train(**FAST, max_steps=4, out=str(tmp_path / "run"))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    except KeyboardInterrupt:
+        pytest.fail("the run stopped on a SIGINT it was started ignoring")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert result.summary["status"] == "finished" and calls["n"] == 4

@@ -1258,8 +1258,10 @@ class Trainer:
             if sigchld is not None and signum == signal.SIGTERM:
                 signal.signal(sigchld, lambda signum, frame: None)
 
-        for sig in previous:
-            signal.signal(sig, request_stop)
+        for sig, handler in previous.items():
+            # One ignored (a shell's background job ignores Ctrl-C) stays ignored.
+            if handler is not signal.SIG_IGN:
+                signal.signal(sig, request_stop)
         try:
             yield
         except WORKERS_ENDED:  # the loader's workers, ended by the same SIGTERM
