@@ -35,15 +35,18 @@ DEFAULT_RESIZE = "crop"  # for training and data inspect; model files record the
 
 # The share of the resized image's side that the centre crop keeps: 1 brings the image
 # straight to the input size; ImageNet evaluation in torchvision, timm and transformers
-# resizes to 256 and keeps the centre 224 (0.875). Files without the key mean 1.
-CROP_FRACTIONS = "a number above 0 and at most 1"
+# resizes to 256 and keeps the centre 224 (0.875). Files without the key mean 1. No
+# source keeps less than three quarters; below a half, a hand-edited 0.0875 (for 0.875)
+# or 1e-320 would ask for images of gigapixels or an infinite side, not fail in a line.
+MIN_CROP_FRACTION = 0.5
+CROP_FRACTIONS = f"a number from {MIN_CROP_FRACTION} to 1"
 
 
 def is_crop_fraction(value: object) -> bool:
     """Whether ``value`` is a crop fraction (``CROP_FRACTIONS``): the one rule of model
     files, ``save_model`` and the decoders."""
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and 0 < value <= 1  # NaN fails both
+    return number and MIN_CROP_FRACTION <= value <= 1  # NaN fails both
 
 
 # How a Keras model's images were prepared (convert keras --inputs): keras.applications'

@@ -1184,7 +1184,8 @@ def test_a_model_file_from_before_crop_fractions_reads_as_one(tmp_path):
     assert resnetlab.load_model(old).meta.crop_fraction == 1.0
     before = resnetlab.predict(old, [photos], top_k=2)
     assert [p.top for p in before] == [p.top for p in resnetlab.predict(path, [photos], top_k=2)]
-    for bad in (1.5, 0, "0.875", None):
+    # 1e-320 once overflowed to an infinite side, 0.0875 (a typo) asked eval for 12 GB
+    for bad in (1.5, 0, "0.875", None, 1e-320, 0.0875):
         edited = tmp_path / "edited.safetensors"
         save_file(
             tensors, edited, metadata={"resnetlab": json.dumps({**data, "crop_fraction": bad})}
@@ -1193,9 +1194,9 @@ def test_a_model_file_from_before_crop_fractions_reads_as_one(tmp_path):
             resnetlab.read_model_meta(edited)
         assert str(caught.value) == (
             f"{edited} has invalid resnetlab metadata (crop_fraction {bad!r} is not a number "
-            "above 0 and at most 1); the file is damaged or was edited: save the model again"
+            "from 0.5 to 1); the file is damaged or was edited: save the model again"
         )
-    with pytest.raises(ResnetlabError, match=r"^crop_fraction must be a number above 0 and at "):
+    with pytest.raises(ResnetlabError, match=r"^crop_fraction must be a number from 0.5 to 1, "):
         resnetlab.save_model(
             resnetlab.load_model(path), tmp_path / "x.safetensors", crop_fraction=2
         )

@@ -217,7 +217,7 @@ def meta_problem(data: Any) -> str | None:
     in 1..``MAX_CLASSES``; ``input_size`` one the models take (``options.is_input_size``)
     (also as a constructor option); ``class_names`` null or ``num_classes`` strings; ``mean``
     three numbers in [0, 1]; ``std`` three numbers in [``MIN_STD``, 1000]; ``resize``
-    ``squash`` or ``crop``; ``crop_fraction`` a number in (0, 1]; ``training`` an object;
+    ``squash`` or ``crop``; ``crop_fraction`` a number from 0.5 to 1; ``training`` an object;
     ``format`` ``FORMAT``. Other keys are allowed and ignored, so newer files with more to
     say still load.
     """
