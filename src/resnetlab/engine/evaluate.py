@@ -159,7 +159,9 @@ def evaluate(
         model: a model file written by resnetlab (``.safetensors``, or ``.onnx`` from
             ``resnetlab export``), or a model returned by ``load_model``.
         data: a data spec as for ``resnetlab train --data``; its test (else validation)
-            split is used, or all of it when it has no split.
+            split is used, or all of it when it has no split, its images brought to the
+            model's input size as ``predict`` brings them (the file's ``resize`` and
+            ``crop_fraction``).
         batch_size: images per forward pass.
         device: ``auto``, ``cpu``, ``cuda``...
         precision: ``fp32``, or ``bf16``/``fp16`` autocast (faster where the hardware has

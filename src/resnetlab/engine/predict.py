@@ -221,8 +221,9 @@ def predict(
             ``resnetlab export``), or a model returned by ``load_model``.
         inputs: image files, folders of images, and PIL images (or one of them); an open
             image is read as its file would be (EXIF orientation applied, resized as the
-            model file says), except that a large JPEG is decoded at full size, where
-            from its file it is decoded at the scale libjpeg offers for the size.
+            model file's ``resize`` and ``crop_fraction`` say), except that a large JPEG
+            is decoded at full size, where from its file it is decoded at the scale libjpeg
+            offers for the size.
         top_k: how many classes to report per image.
         device: ``auto``, ``cpu``, ``cuda``...
         batch_size: images per forward pass.

@@ -959,8 +959,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
             ``auto`` (a GPU where there is one).
 
     Returns:
-        The model in eval mode; ``model.meta`` holds its class names, input size,
-        normalisation and training summary.
+        The model in eval mode; ``model.meta`` holds its class names, input size, how
+        images reach it (``resize``, ``crop_fraction``: ``data.decode.resize_plan``, as
+        ``engine.predict.read_input`` applies it), normalisation and training summary.
 
     Raises:
         ResnetlabError: a missing or damaged file, or a device this machine lacks.
