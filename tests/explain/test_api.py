@@ -816,3 +816,29 @@ def test_the_map_lies_over_the_part_of_the_photo_the_model_saw(model_file, tmp_p
     x = (torch.from_numpy(seen).permute(2, 0, 1).float() / 255)[None]  # mean 0, std 1
     expected = class_activation_maps(model, x, targets=explanation.targets).maps[0]
     torch.testing.assert_close(explanation.maps[0], expected)
+
+
+def test_a_model_fresh_from_converted_weights_is_explained_on_the_images_its_file_would_say(
+    model_file, tmp_path
+):
+    """create_model(pretrained=...) before save_model: explain feeds it what predict will
+    once it is saved (the weights' mean, std, resize and crop fraction), not squashed
+    whole photos at mean 0, std 1."""
+    weights = tmp_path / "imagenet-like.safetensors"
+    resnetlab.save_model(
+        resnetlab.load_model(model_file),
+        weights,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        resize="crop",
+        crop_fraction=0.875,
+    )
+    meta = resnetlab.read_model_meta(weights)
+    fresh = resnetlab.create_model(meta.model, num_classes=meta.num_classes, pretrained=weights)
+    pixels, _ = squares(1, size=48, seed=7)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(pixels[0].numpy()[:, 4:]).save(photo)  # 44x48: not square
+    explanation = explain(fresh, [photo], device="cpu")
+    assert np.array_equal(explanation.images[0].numpy(), read_input(photo, meta))
+    saved = explain(weights, [photo], device="cpu")
+    torch.testing.assert_close(explanation.maps, saved.maps)

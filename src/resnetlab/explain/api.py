@@ -31,6 +31,7 @@ from ..errors import (
     shown,
 )
 from ..models import ModelMeta, load_model, model_info
+from ..models.files import usage_defaults
 from ..storage import atomic_write, check_writable, write_error
 from .cam import check_method, class_activation_maps, coarse_map_note, find_layer, model_on
 from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
@@ -287,16 +288,34 @@ def _on_sheet(count: int) -> list[int]:
 
 
 def _meta(model: nn.Module, side: int | None = None) -> ModelMeta:
-    """The model's file metadata; for a model fresh from ``create_model``, its defaults,
-    at ``side`` (the images' size) unless the model is built for one size."""
+    """The model's file metadata; for a model fresh from ``create_model``, what
+    ``save_model`` would record of the weights it started from (``pretrained=``: their
+    normalisation, resize, crop fraction and class names), else the defaults; at ``side``
+    (the images' size) unless the model is built for one size."""
     meta = getattr(model, "meta", None)
     if meta is not None:
         return meta
     name = getattr(model, "model_name", None)
     if name is None:
         raise ResnetlabError("explain needs a model made by resnetlab (create_model, load_model)")
-    size = getattr(model, "input_size", None) or side or model_info(name).input_size
-    return ModelMeta(name, dict(getattr(model, "model_kwargs", {})), model.num_classes, size)
+    pretrained = getattr(model, "pretrained", None)
+    started = (getattr(pretrained, "preprocessing", None) or {}).get("input_size")
+    size = getattr(model, "input_size", None) or side or started or model_info(name).input_size
+    kwargs = dict(getattr(model, "model_kwargs", {}))
+    if pretrained is None:
+        return ModelMeta(name, kwargs, model.num_classes, size)
+    names, _, mean, std, resize, fraction = usage_defaults(model, None, size, *[None] * 4)
+    return ModelMeta(
+        name,
+        kwargs,
+        model.num_classes,
+        size,
+        names,
+        mean,
+        std,
+        resize=resize,
+        crop_fraction=fraction,
+    )
 
 
 def _one_target(target: object) -> bool:

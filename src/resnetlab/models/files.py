@@ -369,7 +369,7 @@ def save_model(
         raise ResnetlabError(f"unknown resize {shown(resize)}; choose {', '.join(RESIZE_MODES)}")
     if crop_fraction is not None and not is_crop_fraction(crop_fraction):
         raise ResnetlabError(f"crop_fraction must be {CROP_FRACTIONS}, got {shown(crop_fraction)}")
-    class_names, input_size, mean, std, resize, crop_fraction = _usage_defaults(
+    class_names, input_size, mean, std, resize, crop_fraction = usage_defaults(
         model, _class_names_argument(class_names), input_size, mean, std, resize, crop_fraction
     )
     tensors = _weights_to_save(model, path)
@@ -540,7 +540,7 @@ def _model_file_to_write(path: str | os.PathLike) -> Path:
     return path
 
 
-def _usage_defaults(
+def usage_defaults(
     model: nn.Module,
     class_names: list[str] | None,
     input_size: int | None,
