@@ -48,3 +48,14 @@ def test_without_a_home_folder_the_cache_is_a_temporary_folder_said_once(monkeyp
         cache._process_cache.cache_clear()
     with pytest.raises(RuntimeError):  # the patch is what the test thinks it is
         Path.home()
+
+
+def test_a_squashed_folder_keeps_the_key_it_had_before_crops_were_truncated():
+    """Truncating a crop's longer side (as torchvision's Resize does) changed crops' pixels
+    alone: a squashed folder's cache, decoded by resnetlab 0.1 before it, is still read,
+    not decoded again and the old entry left behind."""
+    stamps, params = ["a/0.png 100 1"], {"root": "/photos", "image_size": 32, "classes": ["a"]}
+    assert cache.decode_key(stamps, **params) == "6e2a2133f445fe55bac9ef92787b901f"
+    before = cache.decode_key(stamps, **params, resize="crop")  # 0.1's: crops rounded
+    assert before == "c3244af447b7c4586b66b71496ea2186"
+    assert cache.decode_key(stamps, **params, resize="crop", crop_version=2) != before

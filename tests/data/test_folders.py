@@ -999,6 +999,23 @@ def test_second_load_reads_the_cache_instead_of_decoding(tmp_path, monkeypatch):
         load_dataset(str(root), cache_dir=tmp_path / "c", image_size=16)
 
 
+def test_a_new_crop_plan_decodes_cropped_folders_again_and_keeps_squashed_ones(
+    tmp_path, monkeypatch
+):
+    root = write_tree(tmp_path / "d", {"a": [noise(0), noise(1)], "b": [noise(2)]})
+    for resize in ("squash", "crop"):
+        load_dataset(str(root), cache_dir=tmp_path / "c", image_size=8, resize=resize)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folders_module, "decode_files", no_decoding)
+    monkeypatch.setattr(folders_module, "CROP_VERSION", folders_module.CROP_VERSION + 1)
+    load_dataset(str(root), cache_dir=tmp_path / "c", image_size=8, resize="squash")
+    with pytest.raises(AssertionError, match="decoded again"):
+        load_dataset(str(root), cache_dir=tmp_path / "c", image_size=8, resize="crop")
+
+
 def test_parallel_decoding_matches_serial(tmp_path, monkeypatch):
     paths = []
     for i in range(12):

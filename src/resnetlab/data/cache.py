@@ -24,8 +24,11 @@ import numpy as np
 from ..errors import CacheWarning, path_argument, warn
 
 # Bump when the decoded pixels for the same files would change (decoder or resize changes).
-# 2: a crop's longer side truncated as torchvision's Resize truncates it, not rounded.
-DECODE_VERSION = 2
+DECODE_VERSION = 1
+# Bump when only crops' pixels change (``decode.resize_plan``): a cropped folder's key holds
+# it, and squashed folders keep their cache. 2: a crop's longer side truncated as
+# torchvision's Resize truncates it, not rounded.
+CROP_VERSION = 2
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

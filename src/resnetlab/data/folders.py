@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, DataWarning, as_given, option, readable, warn
-from .cache import DecodeCache, cache_unwritable, decode_key
+from .cache import CROP_VERSION, DecodeCache, cache_unwritable, decode_key
 from .decode import (
     IMAGE_EXTENSIONS,
     dead_link,
@@ -1151,8 +1151,8 @@ def load_folder(
     sampled = _sample_size(scan, workers) if image_size is None and max_side else None
     target, scaled = _scaled_size(*sampled, max_side, resize) if sampled else (None, [])
     # Squashed folders keep the keys they were cached under before crops existed, and all
-    # folders theirs from before crop fractions.
-    how = {} if resize == "squash" else {"resize": resize}
+    # folders theirs from before crop fractions; a crop's key says how it was planned.
+    how = {} if resize == "squash" else {"resize": resize, "crop_version": CROP_VERSION}
     if crop_fraction != 1:
         how["crop_fraction"] = crop_fraction
     key = decode_key(
