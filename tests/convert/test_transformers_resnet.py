@@ -280,6 +280,8 @@ def test_convert_pretrained_makes_a_model_file_that_predicts_with_its_labels(tmp
         {"do_normalize": False},  # the pixels rescaled alone
         {"do_rescale": False, "image_mean": [124.0, 116.0, 104.0], "image_std": [58.4, 57.1, 57.4]},
         {"rescale_factor": 1 / 127.5, "image_mean": [1.0, 1.0, 1.0], "image_std": [1.0, 1.0, 1.0]},
+        {"image_mean": 0.5, "image_std": 0.25},  # one number for every channel
+        {"image_mean": [0.5], "image_std": [0.25]},
     ],
 )
 def test_the_normalisation_is_the_image_processors(tmp_path, settings):
@@ -289,6 +291,7 @@ def test_the_normalisation_is_the_image_processors(tmp_path, settings):
     preprocessor = {**PREPROCESSOR, "do_resize": False, **settings}
     weights = _config_folder(tmp_path, preprocessor, layer_type="basic", depths=[2, 2, 2, 2])
     found = transformers_resnet(weights)
+    assert found.mean is not None  # the processor's, not ImageNet's for want of it
     pixels = torch.randint(
         0, 256, (8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )

@@ -161,8 +161,7 @@ def _preprocessing(path: Path) -> dict[str, Any]:
         ) from None
     try:
         if config.get("do_normalize", True):
-            mean = tuple(float(v) for v in config["image_mean"])
-            std = tuple(float(v) for v in config["image_std"])
+            mean, std = _per_channel(config["image_mean"]), _per_channel(config["image_std"])
         else:  # the rescaled pixels as they are
             mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         # Its pixels are multiplied by rescale_factor (where do_rescale) before the mean is
@@ -200,6 +199,13 @@ def _preprocessing(path: Path) -> dict[str, Any]:
     if whole or (kind.startswith("ConvNext") and found.get("input_size", 0) >= 384):
         found["resize"], found["crop_pct"] = "squash", 1.0  # the whole image, no crop
     return found
+
+
+def _per_channel(value: object) -> tuple[float, ...]:
+    """A processor's ``image_mean`` or ``image_std`` for each of the three channels: one
+    number (or a list of one), as transformers' processor broadcasts it, for all of them."""
+    values = [value] if isinstance(value, int | float) else list(value)
+    return tuple(float(v) for v in (values * 3 if len(values) == 1 else values))
 
 
 def has_transformers_names(state: dict[str, Any]) -> bool:
