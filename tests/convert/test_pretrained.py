@@ -1282,6 +1282,15 @@ def test_a_timm_models_config_json_beside_its_weights_says_their_model_and_prepr
     assert resnetlab.create_model(
         "resnet18", pretrained=folder / "pytorch_model.bin"
     ).pretrained.mean == (0.5, 0.4, 0.3)
+    # A crop_pct that is no share of the image (8.75 for 0.875) is refused, naming the file.
+    config["pretrained_cfg"]["crop_pct"] = 8.75
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(resnetlab.ResnetlabError) as e:
+        resnetlab.create_model("resnet18", num_classes=3, pretrained=weights)
+    assert str(e.value) == (
+        f"{folder / 'config.json'}: pretrained_cfg's crop_pct is 8.75, where it must be a "
+        "number from 0.5 to 1; correct it (timm's default is 0.875)"
+    )
     # A config.json of another kind (a transformers model's) is not timm's: not read.
     (folder / "config.json").write_text(json.dumps({"model_type": "resnet", "num_labels": 3}))
     plain = resnetlab.create_model("resnet18", num_classes=3, pretrained=weights).pretrained

@@ -184,6 +184,16 @@ def test_the_config_files_are_read_as_the_hub_keeps_them(tmp_path):
         weights = _config_folder(tmp_path, preprocessor, **bottleneck)
         found = transformers_resnet(weights)
         assert (found.input_size, found.resize, found.crop_pct) == expected
+    # A share of the resized image that is none (a crop_size over a size much larger) is
+    # refused, naming the file.
+    for more in ({"crop_pct": 8.75}, {"crop_pct": None, "crop_size": 224}):
+        preprocessor = {**PREPROCESSOR, "size": {"shortest_edge": 1000}, **more}
+        preprocessor = {k: v for k, v in preprocessor.items() if v is not None}
+        weights = _config_folder(tmp_path, preprocessor, **bottleneck)
+        with pytest.raises(ResnetlabError) as e:
+            transformers_resnet(weights)
+        assert str(e.value).startswith(f"{weights.parent / 'preprocessor_config.json'}: its ")
+        assert "must be a number from 0.5 to 1; correct it" in str(e.value)
     # Another kind of model's config.json is not read here.
     (tmp_path / "hub" / "config.json").write_text(json.dumps({"model_type": "vit"}))
     assert transformers_resnet(tmp_path / "hub" / "model.safetensors") is None

@@ -94,6 +94,7 @@ from ..models.files import (
     save_model,
 )
 from ..models.registry import create_model, list_models, model_info
+from ..options import CROP_FRACTIONS, is_crop_fraction
 from ..storage import check_writable, missing_folders, removed_on_failure
 from .transformers_resnet import CONFIG as HF_CONFIG
 from .transformers_resnet import PREPROCESSOR as HF_PREPROCESSOR
@@ -869,6 +870,12 @@ def timm_config(weights_file: Path) -> TimmConfig | None:
         return None
     if len(found.mean) != 3 or len(found.std) != 3 or min(found.std) <= 0 or size < 1:
         return None
+    if not is_crop_fraction(found.crop_pct):  # what its images' centre keeps: unknown
+        raise ResnetlabError(
+            f"{weights_file.parent / TIMM_CONFIG}: pretrained_cfg's crop_pct is "
+            f"{found.crop_pct:g}, where it must be {CROP_FRACTIONS}; correct it (timm's "
+            "default is 0.875)"
+        )
     return found
 
 

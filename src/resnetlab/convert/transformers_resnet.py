@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import ResnetlabError
+from ..options import CROP_FRACTIONS, is_crop_fraction
 
 CONFIG = "config.json"
 PREPROCESSOR = "preprocessor_config.json"
@@ -188,12 +189,17 @@ def _preprocessing(path: Path) -> dict[str, Any]:
     kind = str(config.get("image_processor_type") or config.get("feature_extractor_type"))
     before = config.get("size") if cropped else None  # the side resized to before the crop
     before = before.get("shortest_edge") if isinstance(before, dict) else None
-    if isinstance(config.get("crop_pct"), int | float) and 0 < config["crop_pct"] <= 1:
+    if isinstance(config.get("crop_pct"), int | float):
         found["crop_pct"] = float(config["crop_pct"])
     elif isinstance(before, int) and isinstance(size, int) and 0 < size <= before:
         found["crop_pct"] = size / before  # BiT's processor: shortest_edge 256, crop_size 224
     elif kind.startswith("ConvNext"):
         found["crop_pct"] = 224 / 256  # what ConvNext's processor takes without one
+    if "crop_pct" in found and not is_crop_fraction(found["crop_pct"]):
+        raise ResnetlabError(
+            f"{path}: its crop_pct (or crop_size over size) is {found['crop_pct']:g}, where "
+            f"the share of the resized image kept must be {CROP_FRACTIONS}; correct it"
+        )
     found["interpolation"] = RESAMPLE.get(config.get("resample"))
     found["resize"] = "crop"
     if whole or (kind.startswith("ConvNext") and found.get("input_size", 0) >= 384):
