@@ -40,9 +40,33 @@ def _experiment(out, **overrides):
     return run_degradation("digits", (8, 14), out=out, **{**TINY, **overrides})
 
 
-def test_runner_writes_every_output_with_one_row_per_model(tmp_path):
-    result = _experiment(tmp_path / "exp")
-    out = tmp_path / "exp"
+_TRAINED: dict[tuple[int, ...], tuple[Path, object]] = {}
+
+
+@pytest.fixture
+def finished(tmp_path, tmp_path_factory, _cpu_unless_marked_gpu, _no_run_figures):
+    """``finished(depths)``: a finished experiment of TINY runs at ``tmp_path / "exp"``, and
+    the result of training it. Trained once a session (under this test's CPU-only, no-figures
+    settings, which it asks for) and copied for each test, which may damage its copy; the
+    copy's summaries name their own folders, as a run trained there writes them."""
+
+    def make(depths: tuple[int, ...]):
+        if depths not in _TRAINED:
+            first = tmp_path_factory.mktemp("trained") / "exp"
+            _TRAINED[depths] = (first, run_degradation("digits", depths, out=first, **TINY))
+        first, result = _TRAINED[depths]
+        out = tmp_path / "exp"
+        shutil.copytree(first, out)
+        there, here = json.dumps(str(first))[1:-1], json.dumps(str(out))[1:-1]
+        for summary in out.glob("*/summary.json"):
+            summary.write_text(summary.read_text().replace(there, here))
+        return out, result
+
+    return make
+
+
+def test_runner_writes_every_output_with_one_row_per_model(finished):
+    out, result = finished((8, 14))
     for name in ("curves.png", "depth.png"):
         assert Image.open(out / name).size[0] > 600, name
     for model in MODELS:
@@ -288,10 +312,9 @@ def test_a_diverged_run_says_how_the_experiment_goes_on(tmp_path, capsys):
     ), said
 
 
-def test_a_run_whose_checkpoint_cannot_be_used_is_trained_again_by_the_experiment(tmp_path):
+def test_a_run_whose_checkpoint_cannot_be_used_is_trained_again_by_the_experiment(finished):
     # Not train's "start a new run with --config": a run outside the experiment.
-    out = tmp_path / "exp"
-    _experiment(out)
+    out, _ = finished((8, 14))
     run = out / "plain8-seed0"
     (run / "summary.json").unlink()  # the run resumes, from its checkpoint
     checkpoint = run / "checkpoint.pt"
@@ -327,9 +350,8 @@ def test_a_run_out_of_memory_says_how_to_run_the_experiment_again(tmp_path, monk
     )
 
 
-def test_train_resume_of_an_experiment_folder_says_how_an_experiment_goes_on(tmp_path, capsys):
-    out = tmp_path / "exp"
-    run_degradation("digits", (8,), out=out, **TINY)
+def test_train_resume_of_an_experiment_folder_says_how_an_experiment_goes_on(finished, capsys):
+    out, _ = finished((8,))
     capsys.readouterr()
     assert main(["train", "--resume", str(out)]) == 2
     assert capsys.readouterr().err == (
@@ -409,10 +431,10 @@ def test_a_folder_in_use_is_refused_before_the_experiment_names_a_run(
     assert sorted(p.name for p in out.iterdir()) == ["plain8-seed0"]  # no .lock left behind
 
 
-def test_other_settings_in_the_same_folder_are_refused(tmp_path):
-    _experiment(tmp_path / "exp")
+def test_other_settings_in_the_same_folder_are_refused(finished):
+    out, _ = finished((8, 14))
     with pytest.raises(ResnetlabError, match=r"trained with other settings \(max_steps 4, now 5\)"):
-        _experiment(tmp_path / "exp", max_steps=5)
+        _experiment(out, max_steps=5)
 
 
 def test_a_run_of_other_settings_later_in_the_plan_is_refused_before_any_training(tmp_path):
@@ -424,9 +446,8 @@ def test_a_run_of_other_settings_later_in_the_plan_is_refused_before_any_trainin
     assert not (tmp_path / "exp" / "plain8-seed0").exists()
 
 
-def test_a_damaged_summary_of_a_run_is_written_again_or_named_in_one_line(tmp_path):
-    out = tmp_path / "exp"
-    run_degradation("digits", (8,), out=out, **TINY)
+def test_a_damaged_summary_of_a_run_is_written_again_or_named_in_one_line(finished):
+    out, _ = finished((8,))
     summary = out / "plain8-seed0" / "summary.json"
     expected = json.loads(summary.read_text())
     # Cut short (as train --resume takes it): the run resumes and writes it again.
@@ -458,12 +479,11 @@ def test_a_damaged_summary_of_a_run_is_written_again_or_named_in_one_line(tmp_pa
     ],
 )
 def test_a_summary_whose_other_numbers_the_table_reads_are_damaged_is_one_line(
-    tmp_path, damaged, problem
+    finished, damaged, problem
 ):
     # The test error and the training error's sample come from these: not a TypeError
     # traceback, nor a test error of -400%.
-    out = tmp_path / "exp"
-    run_degradation("digits", (8,), out=out, **TINY)
+    out, _ = finished((8,))
     summary = out / "plain8-seed0" / "summary.json"
     summary.write_text(json.dumps({**json.loads(summary.read_text()), **damaged}))
     with pytest.raises(ResnetlabError) as e:
@@ -474,9 +494,8 @@ def test_a_summary_whose_other_numbers_the_table_reads_are_damaged_is_one_line(
     )
 
 
-def test_a_finished_run_whose_history_the_table_cannot_use_is_one_line_with_the_fix(tmp_path):
-    out = tmp_path / "exp"
-    run_degradation("digits", (8,), out=out, **TINY)
+def test_a_finished_run_whose_history_the_table_cannot_use_is_one_line_with_the_fix(finished):
+    out, _ = finished((8,))
     run = out / "plain8-seed0"
     metrics = run / "metrics.csv"
     rows = metrics.read_text().splitlines(keepends=True)
@@ -837,12 +856,12 @@ def test_the_documented_runs_get_the_verdicts_the_docs_report(folder, family, an
         assert alone[folder] in text
 
 
-def test_the_experiment_records_whether_its_verdict_is_settled(tmp_path):
-    result = _experiment(tmp_path / "exp")  # 4 steps of one seed
-    v = json.loads((tmp_path / "exp" / "table.json").read_text())["verdict"]
+def test_the_experiment_records_whether_its_verdict_is_settled(finished):
+    out, result = finished((8, 14))  # 4 steps of one seed
+    v = json.loads((out / "table.json").read_text())["verdict"]
     assert v["settled"] is False and len(v["unsettled"]) >= 2
     assert "settled=False" in repr(result)
-    md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
+    md = (out / "table.md").read_text(encoding="utf-8")
     assert "## Does the degradation show?\n\nNot settled: 4 iterations are too few" in md
     # --max-steps set the length: more epochs would train no longer, so they are not advised.
     assert "(train for at least 500: a larger max_steps)" in v["unsettled"][0]
