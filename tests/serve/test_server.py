@@ -14,6 +14,7 @@ import types
 import urllib.parse
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from .conftest import colour_image, start_server
@@ -47,61 +48,72 @@ STALLED = {  # requests sent in part, then nothing
 }
 
 
-def test_a_stalled_request_is_answered_408_and_its_connection_closed(model_file, tmp_path):
+@pytest.fixture(scope="module")
+def timing_out(model_file, tmp_path_factory):
+    """A server whose uploads must be all in within --request-timeout 0.5 s. A module's
+    fixture runs before the conftest's CPU-only rule: it names the CPU."""
+    folder = tmp_path_factory.mktemp("timing_out")
+    server = start_server(model_file, folder, "--request-timeout", "0.5", "--device", "cpu")
+    yield server
+    server.stop()
+
+
+def test_a_stalled_request_is_answered_408_and_its_connection_closed(timing_out):
     """A client that sends part of its request and then nothing was held for ever, with the
     body read so far: after --request-timeout a stalled body is answered 408, and a
-    connection still waiting for a request's headers is closed."""
-    server = start_server(model_file, tmp_path, "--request-timeout", "0.5")
+    connection still waiting for a request's headers is closed. The clients stall side by
+    side, each on its own connection: the time-outs run out together."""
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    idle = {
+        "nothing": [],
+        "part of the headers": [b"POST /predict HTTP/1.1\r\nHost: x\r\n"],
+        # uvicorn's keep-alive timeout ends at the next request's first byte
+        "a request, then part of the next": [healthz, b"GET /healthz HTTP/1.1\r\n"],
+    }
+    stalled = {
+        what: [b"POST /predict HTTP/1.1\r\nHost: x\r\n" + head] for what, head in STALLED.items()
+    }
+    socks = {}
     try:
-        for what, head in STALLED.items():
-            with connect(server) as sock:
-                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" + head)
-                answer = read_until_closed(sock)
-            assert answer.startswith(b"HTTP/1.1 408 "), (what, answer)
-            assert b"\r\nconnection: close\r\n" in answer.lower(), what
-            assert answer.endswith(
-                b'{"error":"the upload was not all in within 0.5 s (--request-timeout)"}'
-            ), what
-        healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-        for what, sent in {
-            "nothing": [],
-            "part of the headers": [b"POST /predict HTTP/1.1\r\nHost: x\r\n"],
-            # uvicorn's keep-alive timeout ends at the next request's first byte
-            "a request, then part of the next": [healthz, b"GET /healthz HTTP/1.1\r\n"],
-        }.items():
-            with connect(server) as sock:
-                for data in sent:
-                    sock.sendall(data)
-                answer = read_until_closed(sock)
-            assert answer.count(b"HTTP/1.1 ") == sent.count(healthz), (what, answer)
-        assert server.get("healthz").json() == {"status": "ok"}
+        for what, sent in {**stalled, **idle}.items():
+            socks[what] = connect(timing_out)
+            for data in sent:
+                socks[what].sendall(data)
+        answers = {what: read_until_closed(sock) for what, sock in socks.items()}
     finally:
-        server.stop()
+        for sock in socks.values():
+            sock.close()
+    for what in stalled:
+        answer = answers[what]
+        assert answer.startswith(b"HTTP/1.1 408 "), (what, answer)
+        assert b"\r\nconnection: close\r\n" in answer.lower(), what
+        assert answer.endswith(
+            b'{"error":"the upload was not all in within 0.5 s (--request-timeout)"}'
+        ), what
+    for what, sent in idle.items():
+        assert answers[what].count(b"HTTP/1.1 ") == sent.count(healthz), (what, answers[what])
+    assert timing_out.get("healthz").json() == {"status": "ok"}
 
 
-def test_a_body_that_drips_in_is_answered_408_once_its_time_is_up(model_file, tmp_path):
+def test_a_body_that_drips_in_is_answered_408_once_its_time_is_up(timing_out):
     """--request-timeout bounds the whole body, not each wait for its next part: a client
     sending a byte well within it each time held its connection for as long as it liked."""
-    server = start_server(model_file, tmp_path, "--request-timeout", "1")
-    try:
-        with connect(server) as sock:
-            # 40 bytes, a byte each 0.3 s (none due as the second runs out): the whole body,
-            # and then some answer, in 12 s were --request-timeout a wait for each byte
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
-            sent = 0
-            while not select.select([sock], [], [], 0.3)[0] and sent < 40:
-                sock.sendall(b"x")
-                sent += 1
-            answer = read_until_closed(sock)  # the server closed it: a hang would time out
-        assert sent < 40
-        assert answer.startswith(b"HTTP/1.1 408 "), answer
-        assert b"\r\nconnection: close\r\n" in answer.lower()
-        assert answer.endswith(
-            b'{"error":"the upload was not all in within 1 s (--request-timeout)"}'
-        )
-        assert server.get("healthz").json() == {"status": "ok"}
-    finally:
-        server.stop()
+    with connect(timing_out) as sock:
+        # 40 bytes, a byte each 0.3 s: the whole body, and then some answer, in 12 s were
+        # --request-timeout (0.5 s) a wait for each byte
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
+        sent = 0
+        while not select.select([sock], [], [], 0.3)[0] and sent < 40:
+            sock.sendall(b"x")
+            sent += 1
+        answer = read_until_closed(sock)  # the server closed it: a hang would time out
+    assert sent < 40
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"\r\nconnection: close\r\n" in answer.lower()
+    assert answer.endswith(
+        b'{"error":"the upload was not all in within 0.5 s (--request-timeout)"}'
+    )
+    assert timing_out.get("healthz").json() == {"status": "ok"}
 
 
 def test_a_request_past_max_connections_is_answered_503(model_file, tmp_path):
