@@ -28,6 +28,7 @@ from resnetlab.experiments.degradation import (
 from resnetlab.experiments.runner import FAMILIES, how_to_continue, run_config
 
 from ..data.conftest import noise, write_signs_pair, write_tree
+from .conftest import copy_experiment
 
 DOCS = Path(__file__).parents[2] / "docs" / "degradation"
 
@@ -47,20 +48,14 @@ _TRAINED: dict[tuple[int, ...], tuple[Path, object]] = {}
 def finished(tmp_path, tmp_path_factory, _cpu_unless_marked_gpu, _no_run_figures):
     """``finished(depths)``: a finished experiment of TINY runs at ``tmp_path / "exp"``, and
     the result of training it. Trained once a session (under this test's CPU-only, no-figures
-    settings, which it asks for) and copied for each test, which may damage its copy; the
-    copy's summaries name their own folders, as a run trained there writes them."""
+    settings, which it asks for) and copied for each test, which may damage its copy."""
 
     def make(depths: tuple[int, ...]):
         if depths not in _TRAINED:
             first = tmp_path_factory.mktemp("trained") / "exp"
             _TRAINED[depths] = (first, run_degradation("digits", depths, out=first, **TINY))
         first, result = _TRAINED[depths]
-        out = tmp_path / "exp"
-        shutil.copytree(first, out)
-        there, here = json.dumps(str(first))[1:-1], json.dumps(str(out))[1:-1]
-        for summary in out.glob("*/summary.json"):
-            summary.write_text(summary.read_text().replace(there, here))
-        return out, result
+        return copy_experiment(first, tmp_path / "exp"), result
 
     return make
 

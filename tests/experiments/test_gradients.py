@@ -16,6 +16,8 @@ from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
 from resnetlab.experiments.gradients import conclusion, flow, markdown
 from resnetlab.experiments.runner import FAMILIES, run_pairs
 
+from .conftest import copy_experiment
+
 # Digits at their native 8x8, a step or two: a real data set, a second or so per run.
 TINY_RUNS = dict(input_size=8, crop_padding=1, batch_size=32, val_subset=50)
 
@@ -329,10 +331,27 @@ def test_a_depth_or_seed_out_of_range_is_named_as_its_flag(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
-def test_a_run_whose_model_file_is_gone_is_named_with_the_fix(tmp_path):
-    settings = dict(steps=2, probe_size=8, out=tmp_path / "g", input_size=8, val_subset=20)
-    run_gradients("digits", (8,), **settings)
-    run = tmp_path / "g" / "resnet8-seed0"
+# Two steps of plain8 and resnet8, measured on 8 images.
+SHORT = dict(steps=2, probe_size=8, input_size=8, val_subset=20)
+_MEASURED: list[tuple[Path, object]] = []
+
+
+@pytest.fixture
+def measured(tmp_path, tmp_path_factory, _cpu_unless_marked_gpu, _no_run_figures):
+    """A finished SHORT experiment at ``tmp_path / "g"``, and the result of running it:
+    run once a session (under this test's CPU-only, no-figures settings, which it asks for)
+    and copied for each test, which may damage its copy."""
+    if not _MEASURED:
+        first = tmp_path_factory.mktemp("measured") / "g"
+        _MEASURED.append((first, run_gradients("digits", (8,), out=first, **SHORT)))
+    first, result = _MEASURED[0]
+    return copy_experiment(first, tmp_path / "g"), result
+
+
+def test_a_run_whose_model_file_is_gone_is_named_with_the_fix(measured):
+    out, _ = measured
+    settings = dict(SHORT, out=out)
+    run = out / "resnet8-seed0"
     (run / "last.safetensors").unlink()
     with pytest.raises(ResnetlabError) as e:
         run_gradients("digits", (8,), **settings)
@@ -342,11 +361,11 @@ def test_a_run_whose_model_file_is_gone_is_named_with_the_fix(tmp_path):
     )
 
 
-def test_a_diverged_run_is_measured_at_initialisation_only(tmp_path):
+def test_a_diverged_run_is_measured_at_initialisation_only(measured):
     # A diverged run writes no model file; the others' say how the images were seen.
-    settings = dict(steps=2, probe_size=8, out=tmp_path / "g", input_size=8, val_subset=20)
-    first = run_gradients("digits", (8,), **settings)
-    run = tmp_path / "g" / "plain8-seed0"  # the first run, whose model file was read
+    out, first = measured
+    settings = dict(SHORT, out=out)
+    run = out / "plain8-seed0"  # the first run, whose model file was read
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged"}))
     for name in ("best.safetensors", "last.safetensors"):
@@ -355,7 +374,7 @@ def test_a_diverged_run_is_measured_at_initialisation_only(tmp_path):
     plain, resnet = result.rows
     assert (plain["status"], plain["trained"], plain["trained_ratio"]) == ("diverged", None, None)
     assert plain["init"] == first.rows[0]["init"] and resnet == first.rows[1]
-    assert "| plain8 | 8 |" in (md := (tmp_path / "g" / "gradients.md").read_text())
+    assert "| plain8 | 8 |" in (md := (out / "gradients.md").read_text())
     assert "| diverged |" in md
 
 
