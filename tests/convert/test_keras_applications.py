@@ -53,8 +53,9 @@ def full_resnet50(classes: int = 6, seed: int = 0):
     return model
 
 
-def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=()):
-    """ResNet50(include_top=False) nested in a model: GlobalAveragePooling2D, Dropout, Dense."""
+def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=(), randomized=True):
+    """ResNet50(include_top=False) nested in a model: GlobalAveragePooling2D, Dropout, Dense;
+    ``randomized=False`` keeps Keras's initial weights (for a file that is refused)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
@@ -69,7 +70,8 @@ def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=()):
         x = layer(x)
     outputs = LAYERS.Dense(classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    randomize_all(model, seed)
+    if randomized:
+        randomize_all(model, seed)
     return model
 
 
@@ -121,6 +123,13 @@ def resnet50_files(resnet50, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def resnet50_converted(resnet50_files, tmp_path_factory):
+    """The report and model file of ``convert_keras(resnet50.keras)`` with no options."""
+    dst = tmp_path_factory.mktemp("resnet50_converted") / "m.safetensors"
+    return convert_keras(resnet50_files["keras"], dst), dst
+
+
+@pytest.fixture(scope="module")
 def images():
     return rgb_images()
 
@@ -138,6 +147,15 @@ def transfer():
 @pytest.fixture(scope="module")
 def transfer_files(transfer, tmp_path_factory):
     return saved(transfer, tmp_path_factory.mktemp("transfer"), "transfer")
+
+
+@pytest.fixture(scope="module")
+def transfer_converted(transfer_files, tmp_path_factory):
+    """The model file of ``convert_keras(transfer.keras)`` with no options: the state dict
+    read_keras_model gives, inputs as preprocess_input ('caffe')."""
+    dst = tmp_path_factory.mktemp("transfer_converted") / "m.safetensors"
+    convert_keras(transfer_files["keras"], dst)
+    return dst
 
 
 # What converts, and to what ---------------------------------------------------------------
@@ -174,13 +192,12 @@ def test_resnet50_gives_kerass_probabilities_on_rgb_images(
 
 
 def test_a_photo_of_another_size_is_resized_as_keras_load_img_bilinear_does(
-    resnet50, resnet50_files, tmp_path
+    resnet50, resnet50_converted, tmp_path
 ):
     """predict squashes a larger photo with PIL's bilinear filter: Keras's numbers on
     ``load_img(path, target_size=..., interpolation="bilinear")``, not on its default
     "nearest" (README: keras.applications ResNets)."""
-    dst = tmp_path / "m.safetensors"
-    convert_keras(resnet50_files["keras"], dst)
+    _, dst = resnet50_converted
     photo = tmp_path / "photo.png"
     Image.fromarray(rgb_images(1, seed=5)[0]).resize((57, 45), Image.NEAREST).save(photo)
     names = class_names(resnetlab.read_model_meta(dst))
@@ -195,8 +212,8 @@ def test_a_photo_of_another_size_is_resized_as_keras_load_img_bilinear_does(
     assert np.abs(ours - keras_side["nearest"]).max() > 1e-3
 
 
-def test_the_report_says_which_network_and_what_preprocessing(resnet50_files, tmp_path):
-    report = convert_keras(resnet50_files["keras"], tmp_path / "m.safetensors")
+def test_the_report_says_which_network_and_what_preprocessing(resnet50_converted):
+    report, _ = resnet50_converted
     assert report.describe() == (
         "resnet50.keras (full model, Keras 3 model.save('x.keras'), Keras "
         f"{keras.__version__}): keras.applications ResNet50, as resnet50 (stride_in_1x1=True, "
@@ -225,7 +242,9 @@ def test_a_transfer_model_gives_kerass_probabilities(kind, transfer, transfer_fi
 
 
 @pytest.mark.parametrize("inputs", ["0-1", "0-255"])
-def test_a_model_fed_other_inputs_than_preprocess_input(inputs, transfer, transfer_files, tmp_path):
+def test_a_model_fed_other_inputs_than_preprocess_input(
+    inputs, transfer, transfer_files, transfer_converted, tmp_path
+):
     """A transfer model trained on pixels / 255 (ImageDataGenerator(rescale=1/255)) or on
     the pixels as they are, not on preprocess_input: --inputs says so, and the model file
     takes RGB images scaled so."""
@@ -238,8 +257,7 @@ def test_a_model_fed_other_inputs_than_preprocess_input(inputs, transfer, transf
     with torch.no_grad():
         theirs = keras.ops.convert_to_numpy(transfer(x, training=False))
     error = np.abs(resnetlab_probabilities(dst, images) - theirs).max()
-    convert_keras(transfer_files["keras"], tmp_path / "caffe.safetensors")
-    wrong = np.abs(resnetlab_probabilities(tmp_path / "caffe.safetensors", images) - theirs).max()
+    wrong = np.abs(resnetlab_probabilities(transfer_converted, images) - theirs).max()
     assert error < 1e-5 and wrong > 100 * error
     with pytest.raises(ResnetlabError, match=r"^inputs='tf': choose caffe, 0-1 or 0-255, how"):
         convert_keras(transfer_files["keras"], dst, inputs="tf")
@@ -259,7 +277,7 @@ def test_a_keras_3_0_to_3_5_archive_without_layer_names_converts_as_with_them(
         assert torch.equal(value, theirs[key]), key
 
 
-def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_files, tmp_path):
+def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_converted, tmp_path):
     """``model.save(folder, zipped=False)``, as a Keras model downloaded from the Hugging Face
     Hub is: the archive's files unzipped."""
     folder = tmp_path / "flowers"
@@ -269,8 +287,7 @@ def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_fi
     assert report.describe().startswith(
         "flowers (full model, Keras 3 model.save('x', zipped=False), Keras "
     )
-    archive, _ = read_keras_model(transfer_files["keras"])
-    theirs = archive.state_dict()
+    theirs = resnetlab.load_model(transfer_converted).state_dict()  # the archive's
     for key, value in resnetlab.load_model(tmp_path / "m.safetensors").state_dict().items():
         assert torch.equal(value, theirs[key]), key
     model = resnetlab.create_model("resnet50", pretrained=folder)
@@ -414,7 +431,9 @@ def test_load_keras_h5_into_the_model_it_converts_to(
         load_keras_h5(resnetlab.create_model("resnet50", num_classes=6), resnet50_files["h5"])
 
 
-def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_path):
+def test_a_keras_applications_file_is_a_pretrained_source(
+    resnet50_files, resnet50_converted, tmp_path
+):
     from resnetlab.convert.pretrained import declared_model, resolve_pretrained
     from resnetlab.engine.config import resolve_config
 
@@ -430,7 +449,7 @@ def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_pa
     report = model.pretrained
     assert report.head == "kept" and report.weights["kind"] == "keras"
     assert report.mean == pytest.approx(CAFFE_MEAN) and report.std == pytest.approx((1 / 255,) * 3)
-    converted, _ = read_keras_model(path)
+    converted = resnetlab.load_model(resnet50_converted[1])  # what read_keras_model(path) reads
     for key, value in converted.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     # Named without options, the model is built with the file's (from Python as by train).
@@ -450,7 +469,7 @@ def test_a_keras_applications_file_is_a_pretrained_source(resnet50_files, tmp_pa
 
 @pytest.mark.parametrize("kind", ["keras", "weights"])
 def test_the_network_without_a_classifier_is_a_backbone_not_a_model_file(
-    kind, transfer, transfer_files, tmp_path
+    kind, transfer, transfer_converted, tmp_path
 ):
     """``ResNet50(include_top=False)`` saved alone names no classes: converting it says how
     to train on it, and as pretrained weights it gives the backbone and a new classifier."""
@@ -470,8 +489,7 @@ def test_the_network_without_a_classifier_is_a_backbone_not_a_model_file(
     model = resnetlab.create_model("resnet50", num_classes=3, pretrained=path)
     assert model.pretrained.head == "new" and model.fc.out_features == 3
     assert model.pretrained.mean == pytest.approx(CAFFE_MEAN)
-    converted, _ = read_keras_model(transfer_files["keras"])
-    theirs = converted.state_dict()
+    theirs = resnetlab.load_model(transfer_converted).state_dict()
     for key, value in model.state_dict().items():
         if not key.startswith("fc."):
             assert torch.equal(value, theirs[key]), key
@@ -578,7 +596,7 @@ def test_a_resnet_v2_is_refused(tmp_path):
     ],
 )
 def test_other_layers_around_the_network_are_refused(extra, before, message, tmp_path):
-    model = transfer_model(extra=extra, before=before)
+    model = transfer_model(extra=extra, before=before, randomized=False)
     model.save(tmp_path / "t.keras")
     with pytest.raises(ResnetlabError, match=message):
         convert_keras(tmp_path / "t.keras", tmp_path / "m.safetensors")
