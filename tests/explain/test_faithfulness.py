@@ -193,7 +193,8 @@ def test_a_map_no_better_than_chance_is_said_so():
 
 def test_the_check_notes_a_feature_map_too_coarse_to_point_at_a_place(tmp_path, capsys):
     model_file = tmp_path / "r18.safetensors"
-    model = resnetlab.create_model("resnet18", num_classes=len(CLASSES))
+    # The note is of the feature map's size, not its width: a narrow resnet18 is checked.
+    model = resnetlab.create_model("resnet18", num_classes=len(CLASSES), widths=[8, 8, 16, 16])
     resnetlab.save_model(model, model_file, class_names=CLASSES, input_size=32)
     folder = tmp_path / "squares"
     pixels, labels = squares(6, seed=5)
