@@ -41,7 +41,7 @@ print(sum(len(y) for _, y in loader))
 """
 
 
-def _run(folder: Path, body: str, guarded: bool) -> subprocess.CompletedProcess:
+def _start(folder: Path, body: str, guarded: bool) -> subprocess.Popen:
     for c in "ab":
         (folder / "images" / c).mkdir(parents=True, exist_ok=True)
         for i in range(4):
@@ -51,9 +51,19 @@ def _run(folder: Path, body: str, guarded: bool) -> subprocess.CompletedProcess:
         body = 'if __name__ == "__main__":\n' + textwrap.indent(body, "    ")
     (folder / "script.py").write_text(START + body)
     env = {**os.environ, "PYTHONPATH": str(SRC), "RESNETLAB_CACHE": str(folder / "cache")}
-    return subprocess.run(
-        [sys.executable, "script.py"], cwd=folder, env=env, capture_output=True, text=True
+    return subprocess.Popen(
+        [sys.executable, "script.py"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def _finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 TRAIN = """
@@ -78,7 +88,11 @@ print(result.summary["val_images"])
     ],
 )
 def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, body, workers, images):
-    done = _run(tmp_path, body, guarded=False)
+    # Both scripts at once, each in a folder of its own: most of their time is spent
+    # importing PyTorch, one core each, in them and in their workers.
+    unguarded = _start(tmp_path / "unguarded", body, guarded=False)
+    guarded = _start(tmp_path / "guarded", body, guarded=True)
+    done, done_guarded = _finished(unguarded), _finished(guarded)
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
         f"resnetlab.errors.DataError: {workers} stopped as they started: with the 'spawn' "
@@ -87,9 +101,8 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, body, worke
     )
     # The workers left quietly: no traceback of theirs, only the script's top again.
     assert done.stderr.count("Traceback") == 1 and done.stdout.count("the script's top") >= 2
-    done = _run(tmp_path, body, guarded=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == images
+    assert done_guarded.returncode == 0, done_guarded.stderr
+    assert done_guarded.stdout.splitlines()[-1] == images
 
 
 def test_workers_that_stop_for_another_reason_say_so():
