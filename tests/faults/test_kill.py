@@ -56,38 +56,84 @@ WRITE_KINDS = ("checkpoint", "model", "summary", "config", "metrics", "figure")
 TIMED = ("images_per_s", "train_time_s", "run_dir")
 
 
-def run(args: list[str], *, kill: str | None = None, counts: Path | None = None):
+def start(
+    args: list[str],
+    *,
+    kill: str | None = None,
+    counts: Path | None = None,
+    log: Path | None = None,
+) -> subprocess.Popen:
+    """``killer.py ARGS`` started; its output piped, or written to ``log`` (for a process
+    nobody reads from while it runs)."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src") + os.pathsep + str(PROJECT_ROOT)}
     env.pop("FAULT_KILL", None)
     if kill:
         env["FAULT_KILL"] = kill
     if counts:
         env["FAULT_COUNTS"] = str(counts)
-    return subprocess.run(
-        [sys.executable, str(KILLER), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    output = log.open("w") if log else subprocess.PIPE
+    try:
+        return subprocess.Popen(
+            [sys.executable, str(KILLER), *args],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        if log:
+            output.close()
+
+
+def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run(args: list[str], *, kill: str | None = None, counts: Path | None = None):
+    return finished(start(args, kill=kill, counts=counts))
+
+
+class Reference:
+    """An uninterrupted run started in the background; ``result()`` waits for it."""
+
+    def __init__(self, out: Path, args: list[str], counts: Path | None = None) -> None:
+        self.out, self.counts, self.log = out, counts, out.with_suffix(".log")
+        self.process = start([*args, "--out", str(out)], counts=counts, log=self.log)
+
+    def result(self) -> Path:
+        try:
+            self.process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        assert self.process.returncode == 0, self.log.read_text()[-2000:]
+        return self.out
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[Path, dict[str, int]]:
-    """An uninterrupted run, and how many events of each kind it passed."""
+def references(tmp_path_factory):
+    """The uninterrupted runs the killed ones are compared with, started at once as the
+    module begins: they run beside each other and beside the first killed run (most of
+    each process's time is spent importing PyTorch, on one core).
+
+    ``reference``: the run, which also counts the events of each kind it passes;
+    ``every-2``: the same run validated (and saved) after epochs 2 and 3 only.
+    """
     root = tmp_path_factory.mktemp("reference")
-    done = run([*TRAIN, "--out", str(root / "run")], counts=root / "counts.json")
-    assert done.returncode == 0, done.stderr[-2000:]
-    return root / "run", json.loads((root / "counts.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def validated_every_2(tmp_path_factory) -> Path:
-    """The same run validated (and saved) after epochs 2 and 3 only."""
-    out = tmp_path_factory.mktemp("every-2") / "run"
-    done = run([*TRAIN, "--val-every", "2", "--out", str(out)])
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out
+    started = {
+        "reference": Reference(root / "run", TRAIN, counts=root / "counts.json"),
+        "every-2": Reference(root / "every-2", [*TRAIN, "--val-every", "2"]),
+    }
+    yield started
+    for reference in started.values():
+        if reference.process.poll() is None:
+            reference.process.kill()
+            reference.process.wait()
 
 
 def killed_and_resumed(out: Path, kills: list[str], train: Sequence[str] = TRAIN) -> int:
@@ -138,20 +184,20 @@ def _untimed(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in TIMED}
 
 
-def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_same_result(tmp_path, reference):
-    want, _ = reference
+def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_same_result(tmp_path, references):
     # The first epoch's checkpoint, torn halfway: the resume starts from the one before.
     assert killed_and_resumed(tmp_path / "run", ["checkpoint:write:2:0.5"]) == 1
-    assert_same_run(tmp_path / "run", want)
+    assert_same_run(tmp_path / "run", references["reference"].result())
     tally("kill points")
     tally("resumes matched")
 
 
-def test_a_run_killed_between_validations_resumes_to_the_same_result(tmp_path, validated_every_2):
+def test_a_run_killed_between_validations_resumes_to_the_same_result(tmp_path, references):
     # Killed in epoch 2, the first epoch's end having saved nothing: the resume starts from
     # the checkpoint the run wrote as it started, and drops the rows of epoch 1.
     train = [*TRAIN, "--val-every", "2"]
     assert killed_and_resumed(tmp_path / "run", ["step:write:12:0.5"], train) == 1
+    validated_every_2 = references["every-2"].result()
     assert_same_run(tmp_path / "run", validated_every_2)
     rows = list(csv.DictReader((validated_every_2 / "metrics.csv").open()))
     epochs = [r for r in rows if r["kind"] == "epoch"]
@@ -174,9 +220,11 @@ def draw_kills(counts: dict[str, int], rng: random.Random, n: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_random_kill_points_all_resume_to_the_same_result(tmp_path, reference):
+def test_random_kill_points_all_resume_to_the_same_result(tmp_path, references):
     """The long loop: 40 trials, each killed once or twice at random points (seeded)."""
-    want, counts = reference
+    reference = references["reference"]
+    want = reference.result()
+    counts = json.loads(reference.counts.read_text())
     rng = random.Random(14)
     failures = []
     for trial in range(40):
