@@ -928,7 +928,7 @@ def test_ema_model_is_what_gets_saved(tmp_path):
 # alike; the run returns the EMA model.
 DDP_SCRIPT = """
 import os, sys, torch, resnetlab
-result = resnetlab.train(model="resnet20", data="digits", input_size=8, crop_padding=1,
+result = resnetlab.train(model="resnet8", data="digits", input_size=8, crop_padding=1,
                          batch_size=32, epochs=2, log_every=5, device="cpu", ema_decay=0.9,
                          recalibrate_bn=False)
 torch.save(result.model.state_dict(), os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pt"))
