@@ -49,6 +49,23 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``uninterrupted(**options)``: the result of ``train(**options)``, run once a module
+    (inside the first test that asks, under its settings) for the tests that stop and
+    resume a run and compare it with this one, which they only read."""
+    runs = {}
+
+    def run(**options):
+        key = json.dumps(options, sort_keys=True)
+        if key not in runs:
+            out = tmp_path_factory.mktemp("uninterrupted") / "run"
+            runs[key] = train(**options, out=str(out))
+        return runs[key]
+
+    return run
+
+
 @pytest.mark.figures
 def test_training_learns_and_writes_the_run_folder(tmp_path):
     result = train(**FAST, epochs=4, out=str(tmp_path / "run"))
@@ -133,8 +150,10 @@ def test_train_reruns_a_config_json_given_as_a_path_with_keywords_overriding_it(
     assert str(caught.value).endswith(f"{rerun}, out='{tmp_path / 'c'}')")
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
-    whole = train(**FAST, epochs=2, out=str(tmp_path / "whole"), deterministic=True)
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(
+    tmp_path, monkeypatch, uninterrupted
+):
+    whole = uninterrupted(**FAST, epochs=2, deterministic=True)
     expected = _weights(whole.model)
 
     # Ctrl-C in the middle of the second epoch, arriving while a step runs: the step
@@ -162,7 +181,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, monkey
     steps = [int(r["step"]) for r in rows if r["kind"] == "epoch"]
     assert steps == [22, 44]
     # The interrupted epoch's record covers its steps before the interruption too.
-    uncut = list(csv.DictReader((tmp_path / "whole" / "metrics.csv").read_text().splitlines()))
+    uncut = list(csv.DictReader((whole.run_dir / "metrics.csv").read_text().splitlines()))
     for name in ("train_loss", "train_acc"):
         got, want = ([float(r[name]) for r in t if r["kind"] == "epoch"] for t in (rows, uncut))
         assert got == pytest.approx(want, rel=1e-6)
@@ -191,11 +210,11 @@ def test_a_streamed_run_resumed_mid_epoch_ends_as_the_uninterrupted_one(tmp_path
 
 @pytest.mark.parametrize("at_step", [22, 44])  # the first epoch's last step; the run's
 def test_a_ctrl_c_during_an_epochs_last_step_stops_before_its_validation(
-    tmp_path, monkeypatch, capsys, at_step
+    tmp_path, monkeypatch, capsys, uninterrupted, at_step
 ):
     # It stopped only once the epoch had been validated (and, at the run's last step, once
     # the run had finished); after any other step it stops at once.
-    whole = train(**FAST, epochs=2, out=str(tmp_path / "whole"), deterministic=True)
+    whole = uninterrupted(**FAST, epochs=2, deterministic=True)
     original, evaluate, calls = Trainer._train_step, Trainer._evaluate, {"steps": 0, "val": 0}
 
     def step(self, x, y):
@@ -1128,9 +1147,9 @@ SAVED_ON_CUDA = {
 
 
 @pytest.mark.parametrize("saved", SAVED_ON_CUDA.values(), ids=SAVED_ON_CUDA)
-def test_a_checkpoint_saved_on_cuda_resumes_on_the_cpu(tmp_path, monkeypatch, saved):
+def test_a_checkpoint_saved_on_cuda_resumes_on_the_cpu(tmp_path, monkeypatch, uninterrupted, saved):
     run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
-    whole = train(**run, out=str(tmp_path / "whole"))
+    whole = uninterrupted(**run)
     train_interrupted(monkeypatch, 25, **run, out=str(tmp_path / "split"))
     checkpoint = tmp_path / "split" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
