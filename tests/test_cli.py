@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -57,15 +58,34 @@ ARGUMENT_ERRORS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def without_torch(request):
+    """``IMPORTS_TORCH`` run for the ``argv`` of each test of it this session runs, each in
+    a fresh process, four at a time from the first test on: a process takes a fraction of a
+    second, most of it the interpreter starting. Its ``Future`` by ``tuple(argv)``."""
+    argvs = [
+        item.callspec.params["argv"]
+        for item in request.session.items
+        if item.originalname == "test_help_and_argument_errors_do_not_import_torch"
+    ]
+    pool = ThreadPoolExecutor(4)
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", IMPORTS_TORCH.format(argv=argv)],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
+
+    yield {tuple(argv): pool.submit(run, argv) for argv in argvs}
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.parametrize("argv", [*_every_help(), *ARGUMENT_ERRORS], ids=" ".join)
-def test_help_and_argument_errors_do_not_import_torch(argv):
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORTS_TORCH.format(argv=argv)],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        check=True,
-    )
+def test_help_and_argument_errors_do_not_import_torch(without_torch, argv):
+    done = without_torch[tuple(argv)].result()
+    assert done.returncode == 0, done.stderr
     assert f"exit: {2 if argv in ARGUMENT_ERRORS else 0}" in done.stdout
     assert "torch imported: False" in done.stdout
 
