@@ -465,7 +465,7 @@ def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(
 
 
 def test_a_rerun_says_when_the_weights_it_starts_from_have_changed(tmp_path, capsys):
-    fast = ["--model", "resnet20", "--data", "digits", "--input-size", "8", "--max-steps", "1"]
+    fast = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--max-steps", "1"]
     first, tuned = tmp_path / "first", tmp_path / "tuned"
     assert main(["train", *fast, "--out", str(first)]) == 0
     assert main(["train", "--pretrained", str(first), *fast, "--out", str(tuned)]) == 0
