@@ -268,15 +268,30 @@ def _ticking_clock(monkeypatch) -> None:
     monkeypatch.setattr(sys.modules[Trainer.__module__], "time", _TickingTime())
 
 
-def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_path, monkeypatch):
-    # The signal arrives between steps, while the loader makes the 8th batch: the 6th and
-    # 7th steps, trained after the log of the 5th, are in the checkpoint's record too.
+@pytest.mark.parametrize(
+    "sig, workers_end",
+    [
+        # Ctrl-C between steps, while the loader makes the 8th batch.
+        (signal.SIGINT, False),
+        # SIGTERM sent to the whole process group (a batch system's cancel): the loader's
+        # workers end too, and the batch they were making fails.
+        (signal.SIGTERM, True),
+    ],
+    ids=["ctrl-c", "sigterm-to-the-group"],
+)
+def test_a_stop_while_a_batch_is_made_keeps_the_steps_since_the_last_log(
+    tmp_path, monkeypatch, sig, workers_end
+):
+    # The 6th and 7th steps, trained after the log of the 5th, are in the checkpoint's
+    # record too, and so is the epoch's time.
     original, made = DeviceLoader._batch, {"n": 0}
 
     def batch(self, *args, **kwargs):
         made["n"] += 1
         if made["n"] == 8:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sig)
+            if workers_end:
+                raise RuntimeError("DataLoader worker (pid 4321) is killed by signal: Terminated.")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(DeviceLoader, "_batch", batch)
@@ -287,30 +302,6 @@ def test_a_ctrl_c_while_a_batch_is_made_keeps_the_steps_since_the_last_log(tmp_p
     assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
     # The time of those 7 steps too: without it, a resumed run's images_per_s counts their
     # images over the other steps' time alone (its checkpoint said 0.0 s).
-    assert state["train_time"] >= 1  # a tick of the clock at least
-
-
-def test_a_sigterm_that_ends_the_loaders_workers_keeps_the_steps_since_the_last_log(
-    tmp_path, monkeypatch
-):
-    # SIGTERM sent to the whole process group (a batch system's cancel): the loader's
-    # workers end too, and the batch they were making fails. The 6th and 7th steps and the
-    # epoch's time were left out of the checkpoint, kept where the stop came between steps.
-    original, made = DeviceLoader._batch, {"n": 0}
-
-    def batch(self, *args, **kwargs):
-        made["n"] += 1
-        if made["n"] == 8:
-            os.kill(os.getpid(), signal.SIGTERM)
-            raise RuntimeError("DataLoader worker (pid 4321) is killed by signal: Terminated.")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(DeviceLoader, "_batch", batch)
-    _ticking_clock(monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        train(**FAST, epochs=1, out=str(tmp_path / "run"))
-    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
-    assert (state["batch"], state["epoch_sums"][2], state["images_trained"]) == (7, 448, 448)
     assert state["train_time"] >= 1  # a tick of the clock at least
 
 

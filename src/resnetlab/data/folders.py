@@ -809,16 +809,26 @@ def _hidden_classes_note(folder: Path) -> list[str]:
     return [f"{', '.join(sorted(hidden))} left out: {what}"]
 
 
-def _scan_label_table(folder: Path) -> FolderSplit | None:
-    """``scan_classes`` of a folder whose images a label table labels (``tables``), None
-    without one. A table that does not fit is an error, unless the images' names give
-    their classes, which are then taken with a note saying why the table was not."""
+def _images_and_table(folder: Path) -> tuple[list[str], list[str], list[str], Path] | None:
+    """The images under ``folder`` (paths, stamps, the other files met) and the label table
+    of them (``tables.label_table``); None without one, the images not listed where no table
+    is named as one may be."""
     if not may_have_label_table(folder):
         return None
     others: list[str] = []
     paths, stamps = _images_under(folder, others=others)
     if (table := label_table(folder, paths)) is None:
         return None
+    return paths, stamps, others, table
+
+
+def _scan_label_table(folder: Path) -> FolderSplit | None:
+    """``scan_classes`` of a folder whose images a label table labels (``tables``), None
+    without one. A table that does not fit is an error, unless the images' names give
+    their classes, which are then taken with a note saying why the table was not."""
+    if (found := _images_and_table(folder)) is None:
+        return None
+    paths, stamps, others, table = found
     try:
         labelled, labels, notes = read_label_table(folder, table, paths)
         # A table of a few of the images beside names that give classes (cat_0.png...,
@@ -882,12 +892,9 @@ def _scan_table_across(folder: Path) -> FolderSplit | None:
     diagnoses in HAM10000_metadata.csv); None where its folders are the classes: no table,
     one that fits no image, none of a column headed as classes, one of fewer than half the
     images, or one that gives each folder's images one class of their own."""
-    if not may_have_label_table(folder):
+    if (found := _images_and_table(folder)) is None:
         return None
-    others: list[str] = []
-    paths, stamps = _images_under(folder, others=others)
-    if (table := label_table(folder, paths)) is None:
-        return None
+    paths, stamps, others, table = found
     try:
         labelled, labels, notes = read_label_table(folder, table, paths, headed=True)
     except ClassColumnsDiffer:  # a table of labels, which it cannot tell: said
