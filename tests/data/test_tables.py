@@ -1,6 +1,8 @@
 """Image folders labelled by a table (a CSV of file names and classes), not by class folders."""
 
 import json
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -516,6 +518,43 @@ def test_each_table_is_read_once_a_load(tmp_path, monkeypatch):
     # Loaded again, it is read again: an edited table is seen.
     load_dataset(str(kaggle), stream=False)
     assert reads == ["train.csv", "annotations.csv", "train.csv"]
+
+
+def _splits_of_classes(root, rows):
+    """root/train|val|test/<class>/<id>.png, no table."""
+    for split in ("train", "val", "test"):
+        for n, c in rows:
+            _images(root / split / c, [(n, c)])
+    return root
+
+
+@pytest.mark.parametrize("layout", [_kaggle, _splits_of_classes])
+def test_each_folder_is_listed_once_a_load(tmp_path, monkeypatch, layout):
+    # Which folders are splits, which table labels them, the classes it gives, the split's
+    # images: each looks at the same folders, listed once for all of them (a folder of
+    # thousands of images on a network drive is slow to list).
+    root = layout(tmp_path / "data", ROWS)
+    listings = Counter()
+    scandir = os.scandir
+
+    def counted(path="."):
+        listings[os.fspath(path)] += 1
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    d = load_dataset(str(root), stream=False, warn_copies=False)
+    assert d.train.class_names == ["bird", "cat", "dog"] and len(d.train.labels) == 12
+    assert str(root / "train") in listings
+    assert {f: n for f, n in listings.items() if n > 1} == {}
+
+
+def test_a_second_load_lists_the_folder_again(tmp_path):
+    root = _kaggle(tmp_path / "data", ROWS)
+    assert len(load_dataset(str(root), stream=False).train.labels) == 12
+    _images(root / "train", [("added", "cat")])
+    with (root / "train.csv").open("a") as table:
+        table.write("added,cat\n")
+    assert len(load_dataset(str(root), stream=False).train.labels) == 13
 
 
 NUMBERS = {"bird": "0", "cat": "1", "dog": "2"}

@@ -8,6 +8,7 @@ line). Each record is 1 label byte followed by 3,072 pixel bytes: the red, green
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import sys
@@ -22,6 +23,7 @@ import torch
 
 from ..errors import DataError
 from .imageset import ImageSet
+from .tables import listing
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -35,9 +37,14 @@ OFFICIAL_BATCH = 10_000  # images in each of the official batch files
 
 
 def is_cifar10_folder(folder: Path) -> bool:
-    return folder.is_dir() and (
-        (folder / "test_batch.bin").is_file() or any(folder.glob("data_batch_*.bin"))
-    )
+    if not folder.is_dir():
+        return False
+    if (folder / "test_batch.bin").is_file():
+        return True
+    try:  # listed as the scan of an image folder lists it: once a load
+        return any(fnmatch.fnmatchcase(e.name, "data_batch_*.bin") for e in listing(folder))
+    except OSError:  # one that may not be listed, which that scan says
+        return False
 
 
 def read_batches(files: list[Path], class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:

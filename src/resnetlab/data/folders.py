@@ -50,6 +50,7 @@ from .tables import (
     is_table_name,
     label_table,
     labels_images,
+    listing,
     may_have_label_table,
     named_classes,
     read_label_table,
@@ -131,11 +132,10 @@ THUMBNAIL_FOLDERS = frozenset({".thumbnails", ".thumbs", ".thumb", ".cache"})
 
 
 def _listing(folder: Path) -> list[os.DirEntry]:
-    """The entries of ``folder``; one that may not be listed is a one-line error that says
-    so, not a write error."""
+    """The entries of ``folder`` (``tables.listing``: once a load); one that may not be
+    listed is a one-line error that says so, not a write error."""
     try:
-        with os.scandir(folder) as it:
-            return list(it)
+        return listing(folder)
     except PermissionError as e:
         raise DataError(
             f"{folder}: no permission to list this folder ({e.strerror}); give yourself read "
@@ -743,7 +743,9 @@ def scan_classes(folder: Path) -> FolderSplit:
 def _no_images_problem(folder: Path) -> str:
     """What a folder of no class folders and no images holds instead: HDF5 files to give
     as the data, or files of no image format (a phone's HEIC photos)."""
-    h5 = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in (".h5", ".hdf5"))
+    h5 = sorted(
+        e.name for e in _listing(folder) if os.path.splitext(e.name)[1].lower() in (".h5", ".hdf5")
+    )
     # An archive's files are in its extracted copy: taken out of it, one is data
     give = "give" if as_given(str(folder)) == str(folder) else "extract it and give"
     listed = ", ".join(h5[:3]) + (", ..." if len(h5) > 3 else "")
@@ -1141,8 +1143,8 @@ def load_folder(
     """One split folder (class folders of images), decoded into memory or set up to stream;
     images of another shape than ``image_size`` squashed or centre-cropped (``resize``),
     resized to ``image_size / crop_fraction`` first where that is below 1 (a model's, for
-    eval: ``decode.resize_plan``). ``tables_read``: the label tables read already
-    (``tables.read_once``), by ``folder_splits``.
+    eval: ``decode.resize_plan``). ``tables_read``: the label tables read and the folders
+    listed already (``tables.read_once``), by ``folder_splits``.
 
     Without ``image_size`` the images are loaded at the most common native size, scaled
     down to ``max_side`` where its longer side is larger (keeping its shape): ``data

@@ -279,7 +279,7 @@ def _open_path(
         )
         archive, path, given = path, extracted_folder(path, root), None
         name_as_given(path, archive)  # its files are named in messages as in the archive
-    with read_once():  # a label table that find_root reads, folder_splits reads no more
+    with read_once():  # a table find_root reads, a folder it lists: folder_splits does no more
         folder = find_root(path)
         for candidate in (folder, folder / cifar10.FOLDER_NAME):
             if cifar10.is_cifar10_folder(candidate):

@@ -58,7 +58,7 @@ def _tables_in(where: Path) -> list[Path]:
     a folder of its own name, as Windows's "Extract All" unpacks Kaggle's ``train.csv.zip``
     (``train.csv/train.csv``), from there."""
     try:
-        entries = list(os.scandir(where))
+        entries = listing(where)
     except OSError:
         return []
     found = []
@@ -158,7 +158,7 @@ def sibling_table(folder: Path) -> Path | None:
     ``train/``, beside a ``test/`` given alone), by names alone; None without one."""
     tables = _tables_in(folder.parent)
     try:
-        siblings = [e for e in os.scandir(folder.parent) if e.is_dir() and e.name != folder.name]
+        siblings = [e for e in listing(folder.parent) if e.is_dir() and e.name != folder.name]
     except OSError:
         return None
     for sibling in sorted(siblings, key=lambda e: e.name):
@@ -195,25 +195,44 @@ def labels_images(folder: Path, paths: list[str]) -> bool:
     return True
 
 
-# The tables read in the folder scan under way (``read_once``), by path, size and time of
-# change, as the decoding cache keys a table: their rows, or why they are none.
-_READ: ContextVar[dict[tuple[str, int, int], list[list[str]] | str] | None] = ContextVar(
-    "tables_read", default=None
-)
+# What the folder scan under way (``read_once``) has read: the tables, by path, size and time
+# of change, as the decoding cache keys a table: their rows, or why they are none; and the
+# folders listed, by path: their entries.
+_READ: ContextVar[
+    dict[tuple[str, int, int] | str, list[list[str]] | str | list[os.DirEntry]] | None
+] = ContextVar("tables_read", default=None)
 
 
 @contextmanager
 def read_once(read: dict | None = None) -> Iterator[dict]:
-    """A scope in which each table is read once, into ``read`` (the scope's around it by
-    default, else a new one): a scan of a folder looks at its table several times (which
-    folders are splits, which table labels them, the classes it gives), and a folder's
-    splits are scanned again when loaded, given the ``read`` yielded here."""
+    """A scope in which each table is read once and each folder listed once (``listing``),
+    into ``read`` (the scope's around it by default, else a new one): a scan of a folder
+    looks at its table and its files several times (which folders are splits, which table
+    labels them, the classes it gives), and a folder's splits are scanned again when
+    loaded, given the ``read`` yielded here."""
     read = _READ.get() if read is None else read
     token = _READ.set({} if read is None else read)
     try:
         yield _READ.get()
     finally:
         _READ.reset(token)
+
+
+def listing(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` (``os.scandir``: each with its type and, once asked, its
+    stat), listed once in a ``read_once`` scope; a folder that cannot be listed raises its
+    ``OSError`` each time."""
+    if (read := _READ.get()) is None:
+        return _scandir(folder)
+    key = os.fspath(folder)
+    if key not in read:
+        read[key] = _scandir(folder)
+    return list(read[key])  # a copy: the caller's to sort
+
+
+def _scandir(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return list(it)
 
 
 def _rows(table: Path) -> list[list[str]]:
@@ -560,7 +579,7 @@ def class_maps(folder: Path) -> list[tuple[Path, dict[str, str]]]:
     """The JSON files in ``folder`` that map whole numbers to names, each with its map: each
     one beside a table is named in a note (``named_classes``), as taken or not."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        entries = sorted(listing(folder), key=lambda e: e.name)
     except OSError:
         return []
     maps = []
