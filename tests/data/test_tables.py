@@ -468,6 +468,35 @@ def test_a_txt_table_that_names_the_images_labels_them(tmp_path, name, text, enc
 
 
 @pytest.mark.parametrize(
+    "name, header, sep",
+    [
+        ("train.txt", "", " "),  # `name label` a line, as many data sets' labels are
+        ("train.txt", "filename label\n", "   "),  # a header, the cells aligned by spaces
+        ("train/labels.csv", "", " "),  # a .csv of spaces reads as a table of commas does
+    ],
+)
+def test_a_table_of_cells_separated_by_spaces_labels_the_images(tmp_path, name, header, sep):
+    root = tmp_path / "data"
+    _images(root / "train", ROWS)
+    rows = "".join(f"{n}.png{sep}{c}\n" for n, c in ROWS)
+    (root / name).write_text(header + rows)
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
+    assert all(seen == named for seen, named in _classes_by_pixels(s))
+    assert f"classes from {name.split('/')[-1]}: column " in " ".join(s.notes)
+
+
+def test_a_table_of_spaces_whose_classes_are_of_several_words_splits_at_the_first(tmp_path):
+    folder = tmp_path / "pets"
+    _images(folder, [(f"{i}", "") for i in range(6)])
+    breeds = ["golden retriever", "pug", "cairn terrier"]
+    (folder / "labels.txt").write_text("".join(f"{i}.png {breeds[i % 3]}\n" for i in range(6)))
+    s = load_dataset(str(folder), stream=False).train
+    assert s.class_names == ["cairn terrier", "golden retriever", "pug"]
+    assert s.labels.tolist() == [1, 2, 0, 1, 2, 0]
+
+
+@pytest.mark.parametrize(
     "prose",
     [
         "Photos of pets, 2019.\nBy Ann, Bo and Cy.\n",

@@ -1,4 +1,5 @@
-"""Label tables: a CSV that names a folder's image files and the class of each.
+"""Label tables: a CSV (or a text file of cells separated by spaces) that names a folder's
+image files and the class of each.
 
 Many image sets come as one folder of images and a table of their labels (Kaggle's
 ``train/`` beside ``train.csv``, a labelling tool's export) rather than a folder per
@@ -288,7 +289,24 @@ def _read_rows(table: Path) -> list[list[str]]:
         rows = [[cell.strip() for cell in row] for row in csv.reader(lines, dialect, **separator)]
     except csv.Error as e:
         raise DataError(f"{table}: not a table of labels ({e})") from None
-    return [row for row in rows if any(row)]
+    rows = [row for row in rows if any(row)]
+    if not separator and all(len(row) == 1 for row in rows):
+        return _by_spaces(rows) or rows
+    return rows
+
+
+def _by_spaces(rows: list[list[str]]) -> list[list[str]] | None:
+    """Rows of one cell each (no comma, semicolon or tab in them) as a table whose cells are
+    separated by spaces, as ``name label`` tables and CUB-200-2011's ``images.txt`` (``1
+    001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg``) are: split at every run
+    of spaces where each line splits into as many cells, else at the first (a class of
+    several words, ``golden retriever``); None where most lines are one word."""
+    split = [row[0].split() for row in rows]
+    if sum(len(cells) > 1 for cells in split) * 2 <= len(split):
+        return None
+    if len({len(cells) for cells in split}) == 1:
+        return split
+    return [row[0].split(None, 1) for row in rows]
 
 
 def _image_keys(folder: Path, paths: list[str], *, fold: bool = False) -> dict[str, str]:
