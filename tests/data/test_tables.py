@@ -496,6 +496,51 @@ def test_a_table_of_spaces_whose_classes_are_of_several_words_splits_at_the_firs
     assert s.labels.tolist() == [1, 2, 0, 1, 2, 0]
 
 
+def _cub(root: Path) -> Path:
+    """CUB-200-2011 in small: images/<class>/<file>.jpg, its .txt tables of ids beside it
+    (images.txt, image_class_labels.txt, classes.txt, train_test_split.txt), and folders of
+    other files (parts/, attributes/)."""
+    classes = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
+    lines = []
+    for name in classes:
+        _images(root / "images" / name, [(f"{name[4:]}_{i:04d}", "") for i in range(3)], ".jpg")
+        lines += [f"{name}/{name[4:]}_{i:04d}.jpg" for i in range(3)]
+    ids = range(1, len(lines) + 1)
+    tables = {
+        "images.txt": [f"{i} {line}" for i, line in zip(ids, lines, strict=True)],
+        "image_class_labels.txt": [f"{i} {(i - 1) // 3 + 1}" for i in ids],
+        "classes.txt": [f"{c + 1} {name}" for c, name in enumerate(classes)],
+        "train_test_split.txt": [f"{i} {int(i % 3 != 0)}" for i in ids],
+        "bounding_boxes.txt": [f"{i} 1.0 2.0 5.0 6.0" for i in ids],
+        "parts/parts.txt": ["1 back", "2 beak"],
+        "attributes/certainties.txt": ["1 not visible", "2 guessing"],
+    }
+    for name, rows in tables.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("\n".join(rows) + "\n")
+    (root / "README").write_text("CUB-200-2011\n")
+    return root
+
+
+def test_cub_200_2011s_images_are_read_by_their_class_folders(tmp_path):
+    root = _cub(tmp_path / "CUB_200_2011")
+    s = load_dataset(str(root / "images"), stream=False).train
+    assert s.class_names == [
+        "001.Black_footed_Albatross",
+        "002.Laysan_Albatross",
+        "003.Sooty_Albatross",
+    ]
+    assert s.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # Given its top folder, of tables by ids and folders of other files, it says to give
+    # images/, whose folders are the classes.
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert str(e.value).endswith(
+        f"the class folders are in images/ beside it, a data set's folder of its images: give "
+        f"{root / 'images'} as data"
+    )
+
+
 @pytest.mark.parametrize(
     "prose",
     [

@@ -43,6 +43,7 @@ from .decode import (
 from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
 from .tables import (
+    IMAGE_WORDS,
     ClassColumnsDiffer,
     NoImageLabelled,
     class_maps,
@@ -718,13 +719,15 @@ def scan_classes(folder: Path) -> FolderSplit:
         if not files and len(others) > before:  # not empty: files of no image format read
             mine = others[before:]  # HEIC or raw photos: the note says to convert them
             fix = "" if any(map(format_to_convert, mine)) else "; add images or remove the folder"
+            fix = _images_folder_fix(class_dirs) or fix
             raise DataError(
                 f"{d}: no images in this class folder, only {_others_note(mine, said='')[0]}{fix}"
             )
         if not files:
+            fix = _images_folder_fix(class_dirs) or "; add images or remove the folder"
             raise DataError(
                 f"{d}: empty class folder, no images in it (looked for "
-                f"{', '.join(sorted(IMAGE_EXTENSIONS))}); add images or remove the folder"
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}){fix}"
             )
         paths += files
         labels += [label] * len(files)
@@ -738,6 +741,19 @@ def scan_classes(folder: Path) -> FolderSplit:
         notes.append(_loose_note(loose, folder, "a class folder"))
     notes += _others_note(others)
     return FolderSplit(folder, paths, labels, [readable(d.name) for d in class_dirs], notes, stamps)
+
+
+def _images_folder_fix(class_dirs: list[Path]) -> str | None:
+    """The fix for a folder whose class folders are in its ``images/`` among folders of
+    other files (CUB-200-2011's ``images/<class>/``, ``parts/`` and ``attributes/`` of
+    .txt files): give ``images/``, whose folders are the classes; None where none is so."""
+    for d in class_dirs:
+        if d.name.lower() in IMAGE_WORDS and images_in(d) is None and _visible_dirs(d):
+            return (
+                f"; the class folders are in {d.name}/ beside it, a data set's folder of "
+                f"its images: give {d} as {option('data')}"
+            )
+    return None
 
 
 def _no_images_problem(folder: Path) -> str:
