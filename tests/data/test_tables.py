@@ -353,6 +353,20 @@ def test_a_table_not_read_beside_splits_is_told_the_training_splits_name(tmp_pat
     )
 
 
+@pytest.mark.parametrize("sep", [",", " "])
+def test_a_txt_table_not_read_beside_splits_is_named_and_prose_is_not(tmp_path, sep):
+    root = _kaggle(tmp_path / "data", ROWS)
+    (root / "train.csv").unlink()
+    (root / "annotations.txt").write_text("".join(f"{n}.png{sep}{c}\n" for n, c in ROWS))
+    (root / "README.txt").write_text("Photos of pets, 2019.\nBy Ann, Bo and Cy.\n")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(root), stream=False)
+    assert str(e.value).endswith(
+        "(the labels in annotations.txt are not read: a table of labels is read as train.txt "
+        "beside train/, or as the only table in train/ or here)"
+    )
+
+
 def test_a_folder_named_images_takes_the_training_table_beside_it(tmp_path):
     # Plant Pathology 2020's images/ given itself: Train_<i> and Test_<i> are no classes.
     root = tmp_path / "plant"

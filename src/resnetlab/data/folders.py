@@ -781,16 +781,20 @@ def _splits_without_classes_problem(folder: Path, class_dirs: list[Path]) -> str
         what = "look like splits, not classes, but hold"
     # Kaggle's layout: train/ of images, their labels in train.csv beside it. One of another
     # name is not looked for: the message says which name is.
+    every: list[str] = []
     for d in class_dirs:
         images = list(map(str, _direct_images(d)))
         if (found := label_table(d, images)) is not None:
             read_label_table(d, found, images)
+        every += images
     table = ""
-    if unread := unread_table(folder):  # named for the training split's folder (train/ first)
+    if unread := unread_table(folder, every):
+        # named for the training split's folder (train/ first), as the table is (.txt too)
         d = min(class_dirs, key=lambda c: split_role(c.name) != "train").name
         table = (
             f" (the labels in {unread.relative_to(folder)} are not read: a table of labels is "
-            f"read as {d}.csv beside {d}/, or as the only table in {d}/ or here)"
+            f"read as {d}{unread.suffix.lower()} beside {d}/, or as the only table in {d}/ or "
+            "here)"
         )
     return (
         f"{folder}: {names} {what} no class folders; put each split's images in one "

@@ -102,12 +102,14 @@ def _submission(name: str) -> bool:
     return "submission" in _words(name)
 
 
-def unread_table(folder: Path) -> Path | None:
+def unread_table(folder: Path, paths: list[str]) -> Path | None:
     """Of the tables in ``folder``, none of which labels the split folders beside them, the
     one an error names as the labels not read: one named for training or for labels
-    (``y_train.csv``) before the others, by name; never a submission's."""
-    tables = sorted(  # no .txt file: with no images to name, it may be prose
-        (t for t in _tables_in(folder) if t.suffix.lower() != TEXT_SUFFIX),
+    (``y_train.csv``) before the others, by name; never a submission's, nor a .txt file
+    that names none of ``paths``, the images in those folders (``_is_table_of``: a
+    README.txt)."""
+    tables = sorted(
+        (t for t in _tables_in(folder) if _is_table_of(t, folder, paths)),
         key=lambda t: re.search("train|label", _words(t.stem)) is None,
     )
     return tables[0] if tables else None
