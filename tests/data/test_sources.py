@@ -666,6 +666,34 @@ def test_stratified_split_refuses_a_seed_that_is_no_count():
     assert len(train) == 8 and len(val) == 2
 
 
+def test_eval_reads_a_label_table_once_to_find_what_a_streamed_run_held_out(tmp_path, monkeypatch):
+    # A streamed run held out the file it could not read too: eval scans the folder again
+    # to find its images among the decoded ones, by the table it loaded them by.
+    root = tmp_path / "photos"
+    root.mkdir()
+    rows = [(f"{i:03d}", "ab"[i % 2]) for i in range(20)]
+    for i, (name, _) in enumerate(rows):
+        noise(i).save(root / f"{name}.png")
+    (root / "bad.png").write_bytes(b"damaged")
+    lines = [f"{name}.png {label}" for name, label in [*rows, ("bad", "b")]]
+    (root / "labels.txt").write_text("\n".join(lines) + "\n")
+    streamed = load_dataset(str(root), default_val_split=0.2, stream=True)
+    assert streamed.held_out["per_class"] == [10, 11]
+    reads = []
+    read_bytes = Path.read_bytes
+
+    def counted(path):
+        if path.name == "labels.txt":
+            reads.append(path.name)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    with pytest.warns(DataWarning, match="skipped"):
+        again = load_eval_split(str(root), trained_on="photos", held_out=streamed.held_out)
+    assert again.paths == [p for p in streamed.val.paths if not p.endswith("bad.png")]
+    assert reads == ["labels.txt"]
+
+
 @pytest.mark.parametrize(
     ("options", "says"),
     [

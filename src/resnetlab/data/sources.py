@@ -706,7 +706,8 @@ def _streamed_held_out_again(split: Split, record: Any) -> Split | None:
     trains), so the split is taken again over the folder's files, less the skipped ones."""
     if not (isinstance(split, ImageSet) and split.skipped and split.paths is not None):
         return None
-    scan = scan_classes(Path(split.source))
+    with read_once():  # the scope around it where there is one: a table loaded is not read
+        scan = scan_classes(Path(split.source))
     every = StreamingSet(
         scan.paths, torch.tensor(scan.labels, dtype=torch.int64), scan.class_names, (1, 1)
     )
@@ -774,24 +775,27 @@ def load_eval_split(
             f"path) or None, got {shown(trained_on)}"
         )
     warn_of_download_unused(download, data)
-    source = open_source(
-        data,
-        image_size=image_size,
-        download=download,
-        cache_dir=cache_dir,
-        resize=resize,
-        crop_fraction=crop_fraction,
-    )
-    key = source.key("test", "val", "all", "train")
-    split = _with_notes(source.splits[key](), source.notes)
-    if key in source.borrowed:
-        split = _found_next_to(split, data)
-    elif key == "test":  # photos/{train,test}: which of its images the score is of
-        split = _with_notes(split, [f"scored: the test split of {data}"])
-    elif key == "all" and source.all_role in ("test", "val"):
-        split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
-    elif key in ("all", "train"):
-        split = _whole_or_held_out(split, data, trained_on, held_out)
+    # One scope: the label table the split is loaded by is not read again where its folder
+    # is scanned again for the images a streamed run held out (_streamed_held_out_again).
+    with read_once():
+        source = open_source(
+            data,
+            image_size=image_size,
+            download=download,
+            cache_dir=cache_dir,
+            resize=resize,
+            crop_fraction=crop_fraction,
+        )
+        key = source.key("test", "val", "all", "train")
+        split = _with_notes(source.splits[key](), source.notes)
+        if key in source.borrowed:
+            split = _found_next_to(split, data)
+        elif key == "test":  # photos/{train,test}: which of its images the score is of
+            split = _with_notes(split, [f"scored: the test split of {data}"])
+        elif key == "all" and source.all_role in ("test", "val"):
+            split = _with_notes(split, [f"scored: the {source.all_role} split of {data}"])
+        elif key in ("all", "train"):
+            split = _whole_or_held_out(split, data, trained_on, held_out)
     if (
         isinstance(validated_on, dict)
         and validated_on.get("data") is not None
