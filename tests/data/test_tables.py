@@ -9,7 +9,7 @@ import pytest
 
 from resnetlab.cli import main
 from resnetlab.data import load_dataset
-from resnetlab.errors import DataError
+from resnetlab.errors import DataError, DataWarning
 
 from .conftest import solid
 
@@ -730,14 +730,43 @@ def test_numbered_classes_take_their_names_from_a_map_beside_the_table(tmp_path)
         "that order"
     ) in s.notes
     assert "1 file that is not an image ignored (config.json)" in s.notes
-    # A map of other numbers is not taken, and said so.
+    # A map of more numbers names the table's, and says which it has no images of.
     (root / "label_num_to_disease_map.json").write_text(json.dumps({**names, "3": "Eel"}))
+    s = load_dataset(str(root), stream=False).train
+    assert s.class_names == ["Bird (B)", "Cat (C)", "Dog (D)"]
+    assert (
+        "class names from label_num_to_disease_map.json: 0 Bird (B), 1 Cat (C), 2 Dog (D), in "
+        "that order; it also names 3 Eel, of which train.csv lists no image"
+    ) in s.notes
+    # A map without one of the table's numbers is not taken, and said so.
+    (root / "label_num_to_disease_map.json").write_text(json.dumps({"0": "Bird", "1": "Cat"}))
     s = load_dataset(str(root), stream=False).train
     assert s.class_names == ["0", "1", "2"]
     assert (
-        "label_num_to_disease_map.json not taken for the class names: its numbers are 0, 1, 2, "
-        "3, the table's 0, 1, 2"
+        "label_num_to_disease_map.json not taken for the class names: its numbers are 0, 1, "
+        "the table's 0, 1, 2"
     ) in s.notes
+
+
+def test_a_number_has_the_maps_name_in_a_split_without_images_of_some_numbers(tmp_path):
+    # cassava with a val/ split of its own, val.csv beside train.csv: no images of class 2
+    root = tmp_path / "cassava"
+    val_rows = [(n, c) for n, c in ROWS if c != "dog"]
+    for split, rows in (("train", ROWS), ("val", val_rows)):
+        _images(root / split, rows)
+        lines = "".join(f"{n}.png,{NUMBERS[c]}\n" for n, c in rows)
+        (root / f"{split}.csv").write_text("image_id,label\n" + lines)
+    names = {"0": "Bird (B)", "1": "Cat (C)", "2": "Dog (D)"}
+    (root / "label_num_to_disease_map.json").write_text(json.dumps(names))
+    with pytest.warns(DataWarning, match=r"no images of 1 training class \(Dog \(D\)\)"):
+        data = load_dataset(str(root), stream=False, warn_copies=False)
+    assert data.train.class_names == data.val.class_names == ["Bird (B)", "Cat (C)", "Dog (D)"]
+    kind = dict(zip(names.values(), ["bird", "cat", "dog"], strict=True))
+    assert all(seen == kind[named] for seen, named in _classes_by_pixels(data.val))
+    assert (
+        "class names from label_num_to_disease_map.json: 0 Bird (B), 1 Cat (C), in that order; "
+        "it also names 2 Dog (D), of which val.csv lists no image"
+    ) in data.val.notes
 
 
 @pytest.mark.parametrize(

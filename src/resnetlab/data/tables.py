@@ -575,14 +575,16 @@ CLASS_MAP_BYTES = 2**20
 def named_classes(table: Path, classes: list[str]) -> tuple[list[str], list[str]]:
     """``classes`` (a table's, in ``class_order``) named by a JSON map beside ``table`` of
     their numbers to names, as Kaggle's cassava's ``label_num_to_disease_map.json``
-    (``{"0": "Cassava Bacterial Blight (CBB)", ...}``), where its numbers are the classes
-    exactly and its names are all different; else as they are. With a note naming the map
-    used, or the maps of numbers not used and why."""
+    (``{"0": "Cassava Bacterial Blight (CBB)", ...}``), where its numbers include every one
+    of the classes and its names are all different; else as they are. A table of some of
+    its numbers is named by it too (a val.csv without images of class 3), so that a number
+    has one name in every split. With a note naming the map used (and the numbers it names
+    that the table has not), or the maps of numbers not used and why."""
     if not _numbers(classes):
         return classes, []
     notes = []
     for path, name_of in class_maps(table.parent):
-        if set(name_of) != set(classes):
+        if not set(classes) <= set(name_of):
             numbers = sorted(name_of, key=int)
             why = f"its numbers are {_few(numbers)}, the table's {_few(classes)}"
         elif len(set(name_of.values())) < len(name_of):
@@ -590,7 +592,11 @@ def named_classes(table: Path, classes: list[str]) -> tuple[list[str], list[str]
         else:
             names = [name_of[c].strip() for c in classes]
             shown = _few([f"{c} {n}" for c, n in zip(classes, names, strict=True)])
-            return names, [f"class names from {path.name}: {shown}, in that order"]
+            note = f"class names from {path.name}: {shown}, in that order"
+            if absent := sorted(set(name_of) - set(classes), key=int):
+                named = _few([f"{c} {name_of[c].strip()}" for c in absent])
+                note += f"; it also names {named}, of which {table.name} lists no image"
+            return names, [note]
         notes.append(f"{path.name} not taken for the class names: {why}")
     return classes, notes
 
