@@ -398,8 +398,8 @@ def test_predict_notes_an_image_far_smaller_than_the_input_size(model_file, tmp_
     with pytest.warns(DataWarning) as caught:
         predictions = resnetlab.predict(model_file, [fits, small, Image.open(tiny)])
     assert len(predictions) == 3 and [str(w.message) for w in caught] == [
-        f"2 of 3 images are at most 4 px a side (first: {small}, 4x3), enlarged to 8x8 "
-        "(the model's input size)"
+        f"2 of 3 images are at most 4 px a side (first: {small}, 4x3, scaled to 10x8), "
+        "enlarged and centre-cropped to 8x8 (the model's input size)"  # crop: 8 px high
     ]
     with pytest.warns(DataWarning) as caught:  # one of several: "is", not "are"
         resnetlab.predict(model_file, [fits, small])
@@ -1163,6 +1163,37 @@ def test_predict_and_eval_resize_as_the_model_files_crop_fraction_says(tmp_path,
     streamed = resnetlab.evaluate(files[0.875], str(copy), device="cpu")
     assert any(note.startswith("streamed from disk") for note in streamed.notes)
     assert streamed.result.loss == pytest.approx(losses[0.875], abs=1e-5)
+
+
+def test_the_note_on_small_images_says_how_the_model_file_resizes_them(tmp_path):
+    """At 0.875 an image goes to 18 px at 16 (``resize_plan``), then its centre is cut: the
+    note says so, squashed or cropped; at 1 a square image goes straight to 16x16."""
+    files = _fractions_files(tmp_path)
+    squashed = tmp_path / "squash.safetensors"
+    model = resnetlab.load_model(files[0.875])
+    resnetlab.save_model(model, squashed, resize="squash", crop_fraction=0.875)
+    tiny, wide = tmp_path / "tiny.png", tmp_path / "wide.png"
+    Image.new("RGB", (1, 1), "red").save(tiny)
+    Image.new("RGB", (6, 4), "red").save(wide)
+
+    def notes(path: Path, images: list[Path]) -> list[str]:
+        with pytest.warns(DataWarning) as caught:
+            resnetlab.predict(path, images)
+        return [str(w.message) for w in caught]
+
+    size = "(the model's input size)"
+    assert notes(files[1.0], [tiny]) == [f"{tiny} is 1x1, enlarged to 16x16 {size}"]
+    for path in (files[0.875], squashed):
+        assert notes(path, [tiny]) == [
+            f"{tiny} is 1x1, enlarged to 18x18 and centre-cropped to 16x16 {size}"
+        ]
+    assert notes(files[0.875], [wide, tiny]) == [
+        f"2 of 2 images are at most 8 px a side (first: {wide}, 6x4, scaled to 27x18), "
+        f"enlarged and centre-cropped to 16x16 {size}"
+    ]
+    assert notes(squashed, [wide]) == [
+        f"{wide} is 6x4, enlarged to 18x18 and centre-cropped to 16x16 {size}"
+    ]
 
 
 def test_a_model_file_from_before_crop_fractions_reads_as_one(tmp_path):

@@ -29,6 +29,7 @@ from ..data.decode import (
     format_to_convert,
     read_header_size,
     read_images,
+    resize_plan,
     unreadable_image,
 )
 from ..data.folders import (
@@ -255,23 +256,36 @@ def predict(
         ranked = top_classes(probs, class_names(meta), top_k)
         predictions += [Prediction(name, top) for name, top in zip(names, ranked, strict=True)]
     if small:
-        warn(_enlarged_note(small, len(predictions), meta.input_size), DataWarning)
+        warn(_enlarged_note(small, len(predictions), meta), DataWarning)
     return predictions
 
 
-def _enlarged_note(small: list[tuple[str, Size]], total: int, input_size: int) -> str:
+def _enlarged_note(small: list[tuple[str, Size]], total: int, meta: ModelMeta) -> str:
     """The note on images enlarged to the input size from at most half of it (``small``:
     their names and sizes as stored), as train and eval note them: what the model sees of
-    them is their few pixels, blown up."""
-    name, size = small[0]
-    images = (
-        f"{name} is {format_size(size)}"
-        if total == 1
-        else f"{len(small)} of {total} images {'is' if len(small) == 1 else 'are'} at most "
-        f"{input_size // 2} px a side "
-        f"(first: {name}, {format_size(size)})"
+    them is their few pixels, blown up. Where ``resize_plan`` scales an image past the
+    input size (a crop fraction below 1, or ``crop`` on an image that is not square), the
+    note says so, with the first image's scaled size, and that its centre is kept."""
+    side = meta.input_size
+    scaled = [resize_plan(s, (side, side), meta.resize, meta.crop_fraction)[0] for _, s in small]
+    target = f"{side}x{side} (the model's input size)"
+    (name, size), first_scaled = small[0], scaled[0]
+    if total == 1:
+        cut = (
+            ""
+            if first_scaled == (side, side)
+            else f"{format_size(first_scaled)} and centre-cropped to "
+        )
+        return f"{name} is {format_size(size)}, enlarged to {cut}{target}"
+    first = f"{name}, {format_size(size)}"
+    if first_scaled != (side, side):
+        first += f", scaled to {format_size(first_scaled)}"
+    cropped = any(s != (side, side) for s in scaled)
+    return (
+        f"{len(small)} of {total} images {'is' if len(small) == 1 else 'are'} at most "
+        f"{side // 2} px a side (first: {first}), "
+        f"{'enlarged and centre-cropped' if cropped else 'enlarged'} to {target}"
     )
-    return f"{images}, enlarged to {input_size}x{input_size} (the model's input size)"
 
 
 def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMeta) -> np.ndarray:
