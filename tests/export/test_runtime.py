@@ -278,15 +278,69 @@ def test_an_onnx_file_whose_metadata_contradicts_its_graph_is_refused(
     onnx_files, photos, tmp_path, capsys, change, says
 ):
     edited = onnx.load(str(onnx_files["plain"]))
-    for prop in edited.metadata_props:
+    for prop in edited.metadata_props:  # the JSON and the keys spelled out alike
         if prop.key == "resnetlab":
             prop.value = json.dumps({**json.loads(prop.value), **change})
+        elif prop.key in change:
+            prop.value = json.dumps(change[prop.key])
     path = tmp_path / "edited.onnx"
     onnx.save(edited, str(path))
     assert main(["predict", str(path), str(photos[0])]) == 2
     assert capsys.readouterr().err == (
         f"error: {path} has invalid resnetlab metadata ({says}); the file is damaged or was "
         "edited: export the model file again\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("crop_fraction", "0.8", "its crop_fraction says 0.8, its resnetlab JSON 0.875"),
+        ("resize", "squash", 'its resize says squash, its resnetlab JSON "crop"'),
+        ("input_size", "18", "its input_size says 18, its resnetlab JSON 16"),
+    ],
+)
+def test_an_onnx_file_whose_client_keys_contradict_its_json_is_refused(
+    cropped_files, photos, tmp_path, capsys, key, value, says
+):
+    """The README's client reads crop_fraction (and the other keys) on their own, the
+    runtime the JSON: a file edited to make them disagree is refused, not run one way here
+    and another there. A file without the key (exported before it) reads as ever."""
+    _, onnx_file = cropped_files
+    edited = onnx.load(str(onnx_file))
+    for prop in edited.metadata_props:
+        if prop.key == key:
+            prop.value = value
+    path = tmp_path / "edited.onnx"
+    onnx.save(edited, str(path))
+    assert main(["predict", str(path), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path} has invalid resnetlab metadata ({says}); the file is damaged or was "
+        "edited: export the model file again\n"
+    )
+
+
+def test_an_onnx_file_without_the_crop_fraction_key_must_mean_one(onnx_files, cropped_files):
+    """Files exported before crop_fraction lack the key and the JSON's (both 1, as the
+    README's client reads a missing key); one whose JSON alone says 0.875 was edited."""
+    for source in (onnx_files["plain"], cropped_files[1]):
+        older = onnx.load(str(source))
+        kept = [p for p in older.metadata_props if p.key != "crop_fraction"]
+        for prop in kept:
+            if prop.key == "resnetlab" and source == onnx_files["plain"]:
+                data = json.loads(prop.value)
+                del data["crop_fraction"]
+                prop.value = json.dumps(data)
+        del older.metadata_props[:]
+        older.metadata_props.extend(kept)
+        onnx.save(older, str(source.with_name("older.onnx")))
+    assert OnnxModel(onnx_files["plain"].with_name("older.onnx")).meta.crop_fraction == 1
+    edited = cropped_files[1].with_name("older.onnx")
+    with pytest.raises(resnetlab.ResnetlabError) as caught:
+        OnnxModel(edited)
+    assert str(caught.value).startswith(
+        f"{edited} has invalid resnetlab metadata (its crop_fraction says 1.0 (no key), its "
+        "resnetlab JSON 0.875);"
     )
 
 

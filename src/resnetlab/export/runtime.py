@@ -4,11 +4,13 @@ Every exported file carries the model file's metadata: the full ``ModelMeta`` as
 ``resnetlab``, and the keys a client needs spelled out on their own (``class_names``,
 ``input_size``, ``resize``, ``crop_fraction``, ``mean``, ``std``, ``input``, ``output``,
 ``precision``, ``batch``). An ONNX file holds them as ``metadata_props``; a TorchScript
-file or an exported program as one extra file, ``resnetlab.json``.
+file or an exported program as one extra file, ``resnetlab.json``. The keys on their own
+must say what the JSON says (``read_deploy_meta`` refuses a file where they do not).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -60,17 +62,29 @@ def deploy_metadata(
     return {
         META_KEY: meta.to_json(),
         "model": meta.model,
-        "class_names": meta.class_names or [str(i) for i in range(k)],
-        "input_size": size,
-        "resize": meta.resize,
-        "crop_fraction": meta.crop_fraction,
-        "mean": list(meta.mean),
-        "std": list(meta.std),
+        **_client_keys(meta),
         "input": takes,
         "output": f"float32 ({n}, {k}) logits, in class_names order",
         "precision": precision,
         "batch": "dynamic" if batch is None else batch,
     }
+
+
+def _client_keys(meta: ModelMeta) -> dict[str, Any]:
+    """The keys of ``meta`` an exported file spells out on their own, for a client that
+    reads no JSON (the README's): copies of the ``resnetlab`` JSON's, which must agree."""
+    return {
+        "class_names": meta.class_names or [str(i) for i in range(meta.num_classes)],
+        "input_size": meta.input_size,
+        "resize": meta.resize,
+        "crop_fraction": meta.crop_fraction,
+        "mean": list(meta.mean),
+        "std": list(meta.std),
+    }
+
+
+# What the README's client reads in a file exported before the key existed.
+_CLIENT_DEFAULTS = {"crop_fraction": 1.0}
 
 
 def as_strings(metadata: dict[str, Any]) -> dict[str, str]:
@@ -85,13 +99,38 @@ def read_deploy_meta(metadata: dict[str, Any], path: str | os.PathLike) -> Model
             f"{path} has no resnetlab metadata; export the model file with `resnetlab export`"
         )
     try:
-        return ModelMeta.from_json(metadata[META_KEY])
+        meta = ModelMeta.from_json(metadata[META_KEY])
     except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise ResnetlabError(
             newer_format_problem(path, metadata[META_KEY])
             or f"{path} has invalid resnetlab metadata ({e}); the file is damaged or was "
             "edited: export the model file again"
         ) from None
+    if problem := _client_key_problem(metadata, meta):
+        raise ResnetlabError(
+            f"{path} has invalid resnetlab metadata ({problem}); the file is damaged or was "
+            "edited: export the model file again"
+        )
+    return meta
+
+
+def _client_key_problem(metadata: dict[str, Any], meta: ModelMeta) -> str | None:
+    """Where a key the file spells out on its own (read by a client, the README's) says
+    other than its ``resnetlab`` JSON (read here): a file edited by hand, which would be
+    preprocessed one way here and another there; None where they agree."""
+    for key, ours in _client_keys(meta).items():
+        if key not in metadata and key not in _CLIENT_DEFAULTS:
+            continue
+        raw = metadata.get(key, _CLIENT_DEFAULTS.get(key))
+        theirs = raw
+        if isinstance(raw, str) and not isinstance(ours, str):  # ONNX holds JSON text
+            with contextlib.suppress(ValueError):
+                theirs = json.loads(raw)
+        if theirs != ours:
+            shown = raw if isinstance(raw, str) else json.dumps(raw)
+            missing = "" if key in metadata else " (no key)"
+            return f"its {key} says {shown}{missing}, its {META_KEY} JSON {json.dumps(ours)}"
+    return None
 
 
 def in_batches(
