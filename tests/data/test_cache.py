@@ -59,3 +59,44 @@ def test_a_squashed_folder_keeps_the_key_it_had_before_crops_were_truncated():
     before = cache.decode_key(stamps, **params, resize="crop")  # 0.1's: crops rounded
     assert before == "c3244af447b7c4586b66b71496ea2186"
     assert cache.decode_key(stamps, **params, resize="crop", crop_version=2) != before
+
+
+def test_a_folder_squashed_by_a_crop_fraction_is_decoded_again_for_a_new_crop_plan(monkeypatch):
+    """Squashed to 18 px at 16 (0.875), an image's centre is cut by ``resize_plan`` as a
+    crop's is: a new plan (``CROP_VERSION``) is another entry, as for cropped folders; one
+    squashed straight to the size keeps its entry."""
+    stamps, params = ["a/0.png 100 1"], {"root": "/photos", "image_size": 16, "classes": ["a"]}
+    cut = {"crop_fraction": 0.875}
+    cropped = {"resize": "crop", "crop_version": cache.CROP_VERSION, **cut}
+    before = [cache.decode_key(stamps, **params, **how) for how in ({}, cut, cropped)]
+    monkeypatch.setattr(cache, "CROP_VERSION", cache.CROP_VERSION + 1)
+    cropped["crop_version"] = cache.CROP_VERSION  # as load_folder passes it
+    after = [cache.decode_key(stamps, **params, **how) for how in ({}, cut, cropped)]
+    assert after[0] == before[0] and after[1] != before[1] and after[2] != before[2]
+    assert len(set(before)) == 3
+
+
+def test_load_folder_squashed_by_a_crop_fraction_is_decoded_again_for_a_new_crop_plan(
+    tmp_path, monkeypatch
+):
+    import numpy as np
+    from PIL import Image
+
+    from resnetlab.data import folders
+
+    for i, name in enumerate("ab"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        pixels = np.random.default_rng(i).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "d" / name / "0.png")
+    how = dict(image_size=8, stream=False, cache_root=tmp_path / "c", resize="squash")
+    for fraction in (1.0, 0.875):
+        folders.load_folder(tmp_path / "d", **how, crop_fraction=fraction)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folders, "decode_files", no_decoding)
+    monkeypatch.setattr(cache, "CROP_VERSION", cache.CROP_VERSION + 1)
+    folders.load_folder(tmp_path / "d", **how)
+    with pytest.raises(AssertionError, match="decoded again"):
+        folders.load_folder(tmp_path / "d", **how, crop_fraction=0.875)

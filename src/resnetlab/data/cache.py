@@ -25,9 +25,10 @@ from ..errors import CacheWarning, path_argument, warn
 
 # Bump when the decoded pixels for the same files would change (decoder or resize changes).
 DECODE_VERSION = 1
-# Bump when only crops' pixels change (``decode.resize_plan``): a cropped folder's key holds
-# it, and squashed folders keep their cache. 2: a crop's longer side truncated as
-# torchvision's Resize truncates it, not rounded.
+# Bump when only crops' pixels change (``decode.resize_plan``): the key of a folder whose
+# images are cut holds it (cropped, or squashed past the size by a crop fraction below 1:
+# ``decode_key``), and folders squashed straight to the size keep their cache. 2: a crop's
+# longer side truncated as torchvision's Resize truncates it, not rounded.
 CROP_VERSION = 2
 
 
@@ -90,7 +91,13 @@ def file_key(path: Path) -> str:
 
 
 def decode_key(stamps: Iterable[str], **params: object) -> str:
-    """A hex digest of the files' stamps (path, size, mtime each) and the decoding parameters."""
+    """A hex digest of the files' stamps (path, size, mtime each) and the decoding parameters.
+
+    Images squashed with a ``crop_fraction`` below 1 are cut to their centre by
+    ``decode.resize_plan`` as crops are, so their key holds ``CROP_VERSION`` too.
+    """
+    if params.get("crop_fraction", 1) != 1:
+        params.setdefault("crop_version", CROP_VERSION)
     h = hashlib.sha256(f"v{DECODE_VERSION}|{json.dumps(params, sort_keys=True)}".encode())
     h.update("\n".join(stamps).encode("utf-8", "surrogateescape"))  # any file name
     return h.hexdigest()[:32]
