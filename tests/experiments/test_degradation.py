@@ -1,5 +1,6 @@
 import errno
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -28,7 +29,7 @@ from resnetlab.experiments.degradation import (
 from resnetlab.experiments.runner import FAMILIES, how_to_continue, run_config
 
 from ..data.conftest import noise, write_signs_pair, write_tree
-from .conftest import copy_experiment
+from .conftest import copy_experiment, refusal_elsewhere
 
 DOCS = Path(__file__).parents[2] / "docs" / "degradation"
 
@@ -424,6 +425,24 @@ def test_a_folder_in_use_is_refused_before_the_experiment_names_a_run(
         "it; wait for it to end\n"
     )
     assert sorted(p.name for p in out.iterdir()) == ["plain8-seed0"]  # no .lock left behind
+
+
+def test_the_folder_is_held_until_the_figures_are_written(finished, monkeypatch):
+    """A second copy started once the runs end, while the first writes its figures and
+    table, is refused: it would skip every run and write the same files."""
+    from resnetlab.experiments import degradation
+
+    out, _ = finished((8, 14))
+    told, report = [], degradation.report
+
+    def reporting(*args):
+        told.append(refusal_elsewhere(out))
+        return report(*args)
+
+    monkeypatch.setattr(degradation, "report", reporting)
+    _experiment(out)
+    assert told == [f"{out} is in use by process {os.getpid()}: fix"]
+    assert not (out / ".lock").exists() and refusal_elsewhere(out) == ""
 
 
 def test_other_settings_in_the_same_folder_are_refused(finished):

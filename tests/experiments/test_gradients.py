@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -16,7 +17,7 @@ from resnetlab.experiments import gradient_norms, run_gradients, weight_layers
 from resnetlab.experiments.gradients import conclusion, flow, markdown
 from resnetlab.experiments.runner import FAMILIES, run_pairs
 
-from .conftest import copy_experiment
+from .conftest import copy_experiment, refusal_elsewhere
 
 # Digits at their native 8x8, a step or two: a real data set, a second or so per run.
 TINY_RUNS = dict(input_size=8, crop_padding=1, batch_size=32, val_subset=50)
@@ -348,6 +349,29 @@ def measured(tmp_path, tmp_path_factory, _cpu_unless_marked_gpu, _no_run_figures
     return copy_experiment(first, tmp_path / "g"), result
 
 
+def test_the_folder_is_held_through_the_probe_and_the_figures(measured, monkeypatch):
+    """A second copy started once the runs end, while the first probes them and writes its
+    figures, is refused: it would skip every run and write the same files."""
+    from resnetlab.experiments import gradients
+
+    out, _ = measured
+    told, probe, plot = [], gradients.probe_batch, gradients.plot_gradient_norms
+
+    def probing(*args):
+        told.append(refusal_elsewhere(out))
+        return probe(*args)
+
+    def plotting(*args, **kwargs):
+        told.append(refusal_elsewhere(out))
+        return plot(*args, **kwargs)
+
+    monkeypatch.setattr(gradients, "probe_batch", probing)
+    monkeypatch.setattr(gradients, "plot_gradient_norms", plotting)
+    run_gradients("digits", (8,), out=out, **SHORT)
+    assert told == [f"{out} is in use by process {os.getpid()}: fix"] * 2
+    assert not (out / ".lock").exists() and refusal_elsewhere(out) == ""
+
+
 def test_a_run_whose_model_file_is_gone_is_named_with_the_fix(measured):
     out, _ = measured
     settings = dict(SHORT, out=out)
@@ -439,7 +463,10 @@ def test_the_runs_tell_an_option_the_experiment_chose_from_one_the_user_gave(tmp
     options = dict(TINY_RUNS, val_subset=5000, subset=3000, max_steps=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_pairs("digits", [8], [0], tmp_path / "g", "paper-cifar", options, chosen={"val_subset"})
+        with run_pairs(
+            "digits", [8], [0], tmp_path / "g", "paper-cifar", options, chosen={"val_subset"}
+        ):
+            pass
     said = [str(w.message) for w in caught if "is more than the" in str(w.message)]
     assert said == ["subset=3000 is more than the 1,438 training images: all of them are used"]
 

@@ -174,11 +174,11 @@ def run_degradation(
     out = out_folder(out, "degradation", data, family=kind.name, val_data=options.get("val_data"))
     # Said before the training, not only in the table after it.
     note = one_depth_text(depths[0], kind) if len(depths) < 2 else None
-    runs = run_pairs(data, depths, seeds, out, recipe, options, kind, note=note)
     settings = {"data": data, "recipe": recipe, "depths": depths, "seeds": seeds, **options}
     if kind.name != "plain":
         settings["family"] = kind.name
-    return report(out, runs, settings)
+    with run_pairs(data, depths, seeds, out, recipe, options, kind, note=note) as runs:
+        return report(out, runs, settings)  # the folder held until its figures are written
 
 
 def report(out: Path, runs: Sequence[Run], settings: dict[str, Any]) -> DegradationResult:

@@ -187,18 +187,32 @@ def run_gradients(
     # The experiment's cap, where the user set none: fewer images than it are no news.
     chosen = set() if "val_subset" in options else {"val_subset"}
     options = {"val_subset": DEFAULT_VAL_SUBSET, **options, "max_steps": steps}
-    with said_once():  # the probe's data, loaded as the runs' was, warns of nothing new
-        runs = run_pairs(
-            data, depths, [seed], out, recipe, options, kind, probe=True, chosen=chosen
-        )
+    settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
+    # The folder held until the figures are written; the probe's data, loaded as the runs'
+    # was, warns of nothing new.
+    pairs = run_pairs(data, depths, [seed], out, recipe, options, kind, probe=True, chosen=chosen)
+    with said_once(), pairs as runs:
         seen_as = _measured_run(runs, out)
         download = options.get("download", False)
         images, labels = probe_batch(data, seen_as, probe_size, seed, download)
+        return _report(out, runs, seen_as, images, labels, steps, kind, settings)
+
+
+def _report(
+    out: Path,
+    runs: list[Run],
+    seen_as: Run,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    kind: Family,
+    settings: dict[str, Any],
+) -> GradientResult:
+    """Measure ``runs`` on the probe batch and write ``gradients.png``, ``.json`` and ``.md``."""
     meta = read_model_meta(_model_file(seen_as))
     with global_state_kept():  # initial_model seeds the global generator, as a run does
         rows = [_measure(run, images, labels, meta) for run in runs]
-    settings = {"data": data, "recipe": recipe, "depths": depths, "seed": seed, **options}
-    settings["probe_size"] = len(labels)
+    settings = {**settings, "probe_size": len(labels)}
     if kind.name != "plain":
         settings["family"] = kind.name
     result = GradientResult(out, steps, rows, settings)
@@ -213,6 +227,7 @@ def run_gradients(
         }
         for r in rows
     ]
+    data = settings["data"]
     title = f"{Path(str(data)).name}: weight-gradient norm per layer, one batch of {len(labels):,}"
     with results_written(out):
         plot_gradient_norms(models, out / "gradients.png", title=title, names=kind.labels)

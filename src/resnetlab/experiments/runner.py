@@ -290,6 +290,7 @@ def run_one(config: TrainConfig, *, depth: int, changed: bool, label: str = "") 
     )
 
 
+@contextlib.contextmanager
 def run_pairs(
     data: str,
     depths: Sequence[int],
@@ -302,9 +303,13 @@ def run_pairs(
     probe: bool = False,
     note: str | None = None,
     chosen: AbstractSet[str] = frozenset(),
-) -> list[Run]:
+) -> Iterator[list[Run]]:
     """Train (or resume, or skip) the family's two nets (default ``plainN`` and
-    ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``. Every
+    ``resnetN``) for every seed and depth, each in ``out/<model>-seed<S>``, and give the
+    runs to the ``with`` block, which measures them and writes the figures: ``out`` is held
+    (``storage.hold_folder``) until the block ends, so that a second copy of the experiment
+    started while the first writes its figures is refused, not skipping every run and
+    writing the same files. Every
     configuration is checked before the first run starts, not an hour into it. The notes
     on the data are printed once, not for every run; ``probe`` runs (a few steps, trained
     to be measured) leave out the note on always answering the largest class. ``note`` is
@@ -347,14 +352,15 @@ def run_pairs(
         except OSError as e:  # a read-only folder: named with the flag, as train names it
             fix = f"choose another {option('out')}, a folder you can write to"
             raise write_error(out, e, fix) from None
-        # Held for the runs, and before anything is said: a second copy of the experiment
-        # is refused before it names a run it would resume or train.
+        # Held for the runs and what the block makes of them, and before anything is said:
+        # a second copy of the experiment is refused before it names a run it would resume
+        # or train.
         fix = f"wait for it to end, or choose another {option('out')}"
         hold_folder(out, f"an experiment is training in it; {fix}")
         try:
             if note:
                 _say(f"note: {note}")
-            return _run_plan(plan, probe, chosen)
+            yield _run_plan(plan, probe, chosen)
         finally:
             release_folder(out)
 
