@@ -510,6 +510,23 @@ def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, ca
     assert f"the CPU is busy: load average {load:.1f} on {cores} cores" in err
 
 
+def test_a_busy_cpu_is_said_once_an_experiment(monkeypatch, tmp_path, capsys):
+    """Each run of an experiment (``run_series``) measures its own load; the first run that
+    finds the CPU busy says so for all of them. A run alone says it as ever."""
+    from resnetlab.engine.train import run_series
+
+    cores = calibrate.available_cpus()
+    loads = iter(calibrate.BUSY_LOAD * cores + 1 + i / 10 for i in range(10))
+    monkeypatch.setattr(calibrate, "_load_average", lambda: (next(loads),) * 3)
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=1)
+    with run_series():
+        for name in ("a", "b"):
+            train(**common, device="cpu", out=str(tmp_path / name))
+    assert capsys.readouterr().err.count("the CPU is busy: load average") == 1
+    train(**common, device="cpu", out=str(tmp_path / "alone"))
+    assert capsys.readouterr().err.count("the CPU is busy: load average") == 1
+
+
 def test_what_the_log_says_of_the_speed_choices():
     assert calibrate.speed_lines(None, "cuda", detailed=False) == []
     assert calibrate.speed_lines(None, "cuda", detailed=True) == [

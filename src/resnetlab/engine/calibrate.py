@@ -119,6 +119,7 @@ MAX_THREAD_COUNTS = 4  # PyTorch's thread count and up to three halvings of it
 # busy the machine was). About 0.1 to 0.3 s on one 2-core machine.
 STEP_FLOPS_BUDGET = 40e9
 BUSY_LOAD = 1.5  # load average per core above which a run's log says the CPU is busy
+BUSY_NOTE = "the CPU is busy"  # how that line starts (``busy_note``), the same for every load
 # Runs shorter than this many steps of the timed batch (``measured_from``) take the cached
 # timings, or the defaults, and measure nothing: measuring costs about a hundred timed
 # steps (the whole step of up to eight candidates over eight rounds, the thread counts, the
@@ -1113,7 +1114,7 @@ def busy_note() -> str | None:
     if not busy(load):
         return None
     return (
-        f"the CPU is busy: load average {load:.1f} on {available_cpus()} cores; this run "
+        f"{BUSY_NOTE}: load average {load:.1f} on {available_cpus()} cores; this run "
         "shares them and trains slower than it would alone"
     )
 

@@ -98,7 +98,7 @@ from .auto import (
     validation_interval,
 )
 from .batchnorm import batchnorm_layers, calibration_size, lag_steps, recalibrate
-from .calibrate import CpuPlan, busy_note, cpu_threads, speed_lines
+from .calibrate import BUSY_NOTE, CpuPlan, busy_note, cpu_threads, speed_lines
 from .checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_fix,
@@ -1978,7 +1978,9 @@ class Trainer:
         """The CPU plan in one line, or with ``explain_speed`` the timings behind it; and
         whether other work is slowing the run down."""
         note = busy_note() if self.device.type == "cpu" else None
-        if note:
+        # Each run of an experiment measures its own load, so the lines differ; the first
+        # one says it for all of them (``run_series``).
+        if note and _first_in_series(BUSY_NOTE):
             self.log.message(note)
         for line in speed_lines(
             self.cpu_plan, self.device.type, detailed=self.config.explain_speed
