@@ -429,16 +429,24 @@ def near_name(path: Path) -> str | None:
     return f"{near}{os.sep}" if near.is_dir() else str(near)
 
 
-def count_argument(value: object, what: str, minimum: int | None = 1) -> int:
+def count_argument(
+    value: object,
+    what: str,
+    minimum: int | None = 1,
+    error: type[ResnetlabError] | None = None,
+) -> int:
     """``value`` as an ``int`` when it is a whole number (any integer type, a NumPy count
     too; not a bool, a float or a string) of at least ``minimum`` (None: any, for a caller
-    that checks a range of its own), else one line naming ``what`` and what was given."""
+    that checks a range of its own), else one line naming ``what`` and what was given, as
+    ``error`` (default ``ResnetlabError``; ``DataError`` where the data's arguments are
+    refused as one)."""
+    error = error or ResnetlabError
     try:
         count = None if isinstance(value, bool) else operator.index(value)
     except TypeError:
         count = None
     if count is None:
-        raise ResnetlabError(f"{what} must be a whole number, got {shown(value)}")
+        raise error(f"{what} must be a whole number, got {shown(value)}")
     if minimum is not None and count < minimum:
-        raise ResnetlabError(f"{what} must be at least {minimum}, got {count}")
+        raise error(f"{what} must be at least {minimum}, got {count}")
     return count

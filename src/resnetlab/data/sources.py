@@ -148,7 +148,7 @@ def open_source(
     spec = os.fspath(path_argument(spec, what, "one (. for the current folder)"))
     root = cache_root(cache_dir)
     if image_size is not None:
-        image_size = count_argument(image_size, "image_size", None)  # as Python names it
+        image_size = count_argument(image_size, "image_size", None, DataError)  # Python's name
         # --input-size's rule: a side the models take (not an allocation of terabytes)
         if not is_input_size(image_size):
             raise DataError(f"image_size must be {INPUT_SIZES}, got {image_size:,}")
