@@ -597,15 +597,18 @@ def test_the_advice_on_shrunk_images_names_a_larger_input_size(tmp_path, capsys)
     assert main(["train", *args]) == 0
     err = capsys.readouterr().err
     assert (
-        "data: the images are mostly 64x48, shrunk to 8x8 (the input size): much of their "
-        "detail is lost; a larger --input-size keeps it (photos: e.g. --model resnet18 "
-        "--input-size 128" in err
+        "data: the images are mostly 64x48, shrunk and centre-cropped to 8x8 (the input size): "
+        "much of their detail is lost; a larger --input-size keeps it (photos: e.g. --model "
+        "resnet18 --input-size 128" in err
     )
     # Resumed, the size cannot change: the note alone.
     resume = ["train", "--resume", str(tmp_path / "run"), "--max-steps", "2", "--device", "cpu"]
     assert main(resume) == 0
     err = capsys.readouterr().err
-    assert "data: the images are mostly 64x48, shrunk to 8x8 (the input size)\n" in err
+    assert (
+        "data: the images are mostly 64x48, shrunk and centre-cropped to 8x8 (the input size)\n"
+        in err
+    )
     assert "a larger --input-size" not in err
     # An ImageNet-style net already: only the size to give.
     note = "the images are mostly 640x480, shrunk to 32x32 (the input size)"

@@ -1276,6 +1276,16 @@ def test_a_size_note_counts_every_size_not_the_most_common_alone(tmp_path):
     assert "most images are at most 16 px a side, enlarged to 32x32 (the input size)" in notes
 
 
+def test_the_size_note_says_where_images_are_scaled_past_the_input_size_and_cut(tmp_path):
+    """Evaluated for a model with a crop fraction below 1, small square images are enlarged
+    past the input size (to 36 for 32 at 0.875) and their centre kept: the note says so, as
+    predict's does; at a fraction of 1 they go straight to the input size."""
+    root = write_tree(tmp_path / "t", {k: [noise(i, (8, 8)) for i in range(3)] for k in "ab"})
+    for fraction, how in ((1.0, "enlarged to"), (0.875, "enlarged and centre-cropped to")):
+        split = load_eval_split(root, image_size=32, crop_fraction=fraction)
+        assert f"most images are 8x8, {how} 32x32 (the input size)" in split.notes
+
+
 def test_images_six_times_the_input_size_or_more_are_noted(tmp_path):
     # 64 wide and 48 high: the shorter side decides.
     photos = {"a": [noise(i, (64, 48)) for i in range(4)], "b": [noise(9, (64, 48))] * 4}
@@ -1286,7 +1296,7 @@ def test_images_six_times_the_input_size_or_more_are_noted(tmp_path):
             shrunk = [n for n in notes if n.startswith("the images are mostly")]
             assert bool(shrunk) == noted, (image_size, stream)
     (note,) = [n for n in load_dataset(str(root), image_size=8).train.notes if "shrunk" in n]
-    assert note == "the images are mostly 64x48, shrunk to 8x8 (the input size)"
+    assert note == "the images are mostly 64x48, shrunk and centre-cropped to 8x8 (the input size)"
 
 
 def test_a_folder_of_hdf5_files_points_at_them(tmp_path):

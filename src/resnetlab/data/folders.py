@@ -39,6 +39,7 @@ from .decode import (
     in_a_loop,
     read_header_sizes,
     report_unreadable,
+    resize_plan,
 )
 from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
@@ -1398,7 +1399,7 @@ def _resize_notes(
         _, counts = _sample_size(scan, workers)
     except DataError:
         return []  # none readable in the sample: decoding says which files
-    notes = _size_note(counts, image_size)
+    notes = _size_note(counts, image_size, resize, crop_fraction)
     long = {s for s in counts if max(s) >= ELONGATED * min(s)}
     if resize == "crop" and sum(counts[s] for s in long) > sum(counts.values()) / 2:
         h, w = max(long, key=lambda s: (counts[s], s))  # the most common such shape
@@ -1410,12 +1411,24 @@ def _resize_notes(
     return notes
 
 
-def _size_note(counts: Counter, image_size: int) -> list[str]:
+def _size_note(
+    counts: Counter, image_size: int, resize: str = "squash", crop_fraction: float = 1.0
+) -> list[str]:
     """A note when most images are at most half the size they are decoded at (28 px photos
     trained at a model's 224 px: 64 times the pixels, and the time, for no more detail), or
     ``SHRUNK_FACTOR`` times it and more (480 px photos at 32 px: little of their detail);
-    named by their size where they share one."""
-    size = f"{image_size}x{image_size} (the input size)"
+    named by their size where they share one, and saying where ``resize_plan`` scales most
+    of them past the input size and keeps the centre (a crop fraction below 1, or a crop of
+    images that are not square)."""
+
+    def size(sizes: set[tuple[int, int]]) -> str:
+        target = (image_size, image_size)
+        past = [s for s in sizes if resize_plan(s, target, resize, crop_fraction)[0] != target]
+        cut = sum(counts[s] for s in past) * 2 > sum(counts[s] for s in sizes)
+        return (
+            f"{'and centre-cropped ' if cut else ''}to {image_size}x{image_size} (the input size)"
+        )
+
     half = sum(counts.values()) / 2
     # Counted over every size, not read off the most common one, which in a folder of
     # mixed sizes may be a small share of it.
@@ -1423,7 +1436,7 @@ def _size_note(counts: Counter, image_size: int) -> list[str]:
     if sum(counts[s] for s in small) > half:
         one = len(small) == 1
         sizes = format_size(min(small)) if one else f"at most {image_size // 2} px a side"
-        return [f"{ENLARGED_NOTE} {sizes}, enlarged to {size}"]
+        return [f"{ENLARGED_NOTE} {sizes}, enlarged {size(small)}"]
     large = {s for s in counts if min(s) >= SHRUNK_FACTOR * image_size}
     if sum(counts[s] for s in large) > half:
         one = len(large) == 1
@@ -1432,7 +1445,7 @@ def _size_note(counts: Counter, image_size: int) -> list[str]:
             if one
             else f"at least {SHRUNK_FACTOR * image_size} px on their shorter side"
         )
-        return [f"{SHRUNK_NOTE} {sizes}, shrunk to {size}"]
+        return [f"{SHRUNK_NOTE} {sizes}, shrunk {size(large)}"]
     return []
 
 
