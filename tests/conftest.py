@@ -1,5 +1,6 @@
 import codecs
 import os
+import signal
 import subprocess
 import sys
 
@@ -73,6 +74,23 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch) -> Path:
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("RESNETLAB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in every test, as it does in a terminal: a suite
+    started in the background by a script or a CI step (``pytest &``, ``nohup make test &``)
+    inherits SIGINT ignored, which a training run keeps ignored, as it should, and the tests
+    that send one would see it do nothing. Child processes a test starts inherit the
+    handler reset, not the ignoring. A test of an ignored SIGINT ignores it itself."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(autouse=True)
