@@ -226,6 +226,30 @@ def os_error_line(error: OSError) -> str | None:
     return f"{error.filename}: {reason}; {_write_fix(error)}"
 
 
+def permission_problem(path: str | os.PathLike) -> str | None:
+    """Why this user may not read ``path``: it, or a folder on its way, came from another
+    account (chmod 600, 700), as one line with the fix; None where nothing stops reading it
+    (root is never stopped). Whether a file can be written is ``check_writable``'s."""
+    path = os.fspath(path)
+    for folder in Path(path).parents:  # as spelled: "photos", ".", "/"
+        if os.path.isdir(folder):  # the nearest folder that can be seen
+            if not os.access(folder, os.X_OK):
+                return (
+                    f"{path}: no permission to open the folder {folder}; give yourself access "
+                    "to it (chmod u+rx), or choose another"
+                )
+            break
+    if os.path.isdir(path):
+        if not os.access(path, os.R_OK | os.X_OK):
+            return (
+                f"{path}: no permission to list this folder; give yourself read access to it "
+                "(chmod -R u+rX)"
+            )
+    elif os.path.exists(path) and not os.access(path, os.R_OK):
+        return f"{path}: no permission to read it; give yourself read access to it (chmod u+r)"
+    return None
+
+
 FREE_SPACE = "free some space on that disk"
 
 

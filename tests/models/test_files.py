@@ -256,6 +256,45 @@ def test_a_file_that_is_no_safetensors_file_says_what_to_do(tmp_path):
         assert str(caught.value).endswith(f"); {fix}")
 
 
+def not_readable_here(monkeypatch, path):
+    """``path`` copied from another account (chmod 600): this user may not read it, and
+    safetensors, which cannot open it, says "No such file or directory" (root reads it, so
+    the refusal is made here, as the kernel makes it)."""
+    from resnetlab.convert import pretrained
+    from resnetlab.models import files
+
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: os.fspath(p) != str(path) and access(p, mode, **kw)
+    )
+    for module in (files, pretrained):
+        opener = module.safe_open
+
+        def refused(name, *args, opener=opener, **kwargs):
+            if name == str(path):
+                raise FileNotFoundError(f"No such file or directory: {name}")
+            return opener(name, *args, **kwargs)
+
+        monkeypatch.setattr(module, "safe_open", refused)
+
+
+def test_a_model_file_this_user_may_not_read_is_not_called_damaged_nor_missing(
+    tmp_path, monkeypatch
+):
+    # It was "is not a safetensors model file (No such file or directory: m.safetensors);
+    # the file is damaged: copy it again" (eval, export, serve, predict, --pretrained).
+    from resnetlab.convert.pretrained import resolve_pretrained
+
+    path = tmp_path / "m.safetensors"
+    resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=2), path)
+    not_readable_here(monkeypatch, path)
+    said = f"{path}: no permission to read it; give yourself read access to it (chmod u+r)"
+    for read in (resnetlab.load_model, lambda p: resolve_pretrained(p, "resnet8")):
+        with pytest.raises(ResnetlabError) as caught:
+            read(path)
+        assert str(caught.value) == said
+
+
 def test_a_missing_file_is_not_said_to_be_one_that_shares_only_its_suffix(tmp_path):
     # nosuch.safetensors was "did you mean hf.safetensors?": the shared ".safetensors" made
     # any short name close. A name close in its stem is still given.

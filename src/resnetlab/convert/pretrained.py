@@ -95,7 +95,7 @@ from ..models.files import (
 )
 from ..models.registry import create_model, list_models, model_info
 from ..options import CROP_FRACTIONS, is_crop_fraction
-from ..storage import check_writable, missing_folders, removed_on_failure
+from ..storage import check_writable, missing_folders, permission_problem, removed_on_failure
 from .transformers_resnet import CONFIG as HF_CONFIG
 from .transformers_resnet import PREPROCESSOR as HF_PREPROCESSOR
 from .transformers_resnet import (
@@ -964,9 +964,14 @@ def _from_safetensors(path: Path, source: str) -> PretrainedWeights:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        problem = cut_short(path) or (
-            f"{path} is not a readable safetensors file ({e}); it is damaged: copy or "
-            "download it again"
+        # (safetensors says "No such file or directory" of a file it may not read)
+        problem = (
+            permission_problem(path)
+            or cut_short(path)
+            or (
+                f"{path} is not a readable safetensors file ({e}); it is damaged: copy or "
+                "download it again"
+            )
         )
         raise ResnetlabError(problem) from None
     if META_KEY in metadata:

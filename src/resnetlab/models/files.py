@@ -53,6 +53,7 @@ from ..storage import (
     atomic_write,
     is_special,
     missing_folders,
+    permission_problem,
     removed_on_failure,
     strict_json,
     write_error,
@@ -817,6 +818,9 @@ def _refuse_if_no_file(path: Path) -> None:
 def _not_safetensors_problem(path: Path, error: Exception) -> str:
     """What the file at ``path`` that safetensors could not open (``error``) is instead,
     and what to give in its place."""
+    # safetensors says "No such file or directory" of a file it may not read.
+    if isinstance(error, OSError) and (problem := permission_problem(path)):
+        return problem
     _refuse_tensorflow_format(path)
     kind = other_format(path)
     if kind == "an image":
