@@ -215,6 +215,53 @@ def test_an_os_error_on_a_named_file_is_one_line():
     assert os_error_line(OSError(errno.EIO, "I/O error")) is None  # no file named: a bug
 
 
+def test_an_os_error_on_a_file_this_user_may_not_read_says_so_not_to_write_elsewhere(
+    tmp_path, monkeypatch
+):
+    # A run's config.json or a data folder copied from another account (chmod 600, 700):
+    # it was "run/config.json: Permission denied; choose a folder you can write to". Root
+    # reads them all, so the kernel's refusals are made here.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    refused = {
+        (str(tmp_path / "run" / "config.json"), os.R_OK),
+        (str(tmp_path / "photos"), os.X_OK),
+        (str(tmp_path / "photos" / "cat"), os.X_OK),
+    }
+    access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode, **kw: (
+            not any(str(p) == path and mode & bit for path, bit in refused)
+            and access(p, mode, **kw)
+        ),
+    )
+
+    def said(path):
+        return os_error_line(PermissionError(errno.EACCES, "Permission denied", str(path)))
+
+    assert said(tmp_path / "run" / "config.json") == (
+        f"{tmp_path / 'run' / 'config.json'}: no permission to read it; give yourself read "
+        "access to it (chmod u+r)"
+    )
+    assert said(tmp_path / "photos") == (
+        f"{tmp_path / 'photos'}: no permission to list this folder; give yourself read access "
+        "to it (chmod -R u+rX)"
+    )
+    assert said(tmp_path / "photos" / "cat" / "maps.npz") == (
+        f"{tmp_path / 'photos' / 'cat' / 'maps.npz'}: no permission to open the folder "
+        f"{tmp_path / 'photos' / 'cat'}; give yourself access to it (chmod u+rx), or choose "
+        "another"
+    )
+    # One this user may read: a write refused, as before.
+    assert said(tmp_path / "out" / "x.png") == (
+        f"{tmp_path / 'out' / 'x.png'}: Permission denied; choose a folder you can write to"
+    )
+
+
 def test_the_cli_names_a_path_it_cannot_use_in_one_line(tmp_path, capsys):
     (tmp_path / "taken").write_text("a file where the run folder would go")
     code = main(["experiment", "degradation", "--data", "digits", "--out", str(tmp_path / "taken")])

@@ -223,6 +223,10 @@ def os_error_line(error: OSError) -> str | None:
     reason = error.strerror or type(error).__name__
     if error.errno == errno.ENOENT:
         return f"{error.filename}: {reason}; check the path"
+    if error.errno in (errno.EACCES, errno.EPERM) and (
+        problem := permission_problem(error.filename)
+    ):
+        return problem  # a file that may not be read, which no folder written to would fix
     return f"{error.filename}: {reason}; {_write_fix(error)}"
 
 
