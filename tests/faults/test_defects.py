@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -770,6 +771,32 @@ def test_a_damaged_checkpoint_names_a_way_on_that_works(finished_run, tmp_path, 
         capsys, "train", "--config", finished_run / "config.json", "--out", tmp_path / "b"
     )
     assert code == 0, err
+
+
+def test_a_checkpoint_this_user_may_not_read_is_not_called_one_to_restore(
+    finished_run, capsys, monkeypatch
+):
+    # A run folder from another account (chmod 600): it was "is not a readable resnetlab
+    # checkpoint (PermissionError); restore the checkpoint from a copy". Root reads it, so
+    # the kernel's refusal is made here.
+    checkpoint = finished_run / "checkpoint.pt"
+    access, load = os.access, torch.load
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: str(p) != str(checkpoint) and access(p, mode, **kw)
+    )
+
+    def refused(f, *args, **kwargs):
+        if str(f) == str(checkpoint):
+            raise PermissionError(13, "Permission denied", str(f))
+        return load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", refused)
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert_one_line_error(
+        code,
+        err,
+        f"{checkpoint}: no permission to read it; give yourself read access to it (chmod u+r)",
+    )
 
 
 def test_a_checkpoint_whose_image_count_is_no_count_is_named_so(finished_run, capsys):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import ResnetlabError, shown
-from ..storage import atomic_write, is_cut_short_zip
+from ..storage import atomic_write, is_cut_short_zip, permission_problem
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -40,6 +40,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a torn or foreign file: say which, not how unpickling failed
+        if problem := permission_problem(path):  # from another account: not to restore
+            raise ResnetlabError(problem) from None
         raise ResnetlabError(
             f"{path} is not a readable resnetlab checkpoint ({_unreadable(path, e)}); "
             f"{checkpoint_fix(path.parent)}"
