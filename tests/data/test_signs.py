@@ -1,3 +1,4 @@
+import os
 import re
 import shlex
 import subprocess
@@ -300,6 +301,32 @@ def test_not_an_hdf5_file(tmp_path):
     path.write_text("not hdf5")
     with pytest.raises(DataError, match=r"fake\.h5: not a readable HDF5 file"):
         load_dataset(str(path))
+
+
+def test_an_hdf5_file_this_user_may_not_read_is_named_so(tmp_path, monkeypatch):
+    # A data set copied from another account (chmod 600): it was "not a readable HDF5 file
+    # ([Errno 13] Unable to synchronously open file (...)); give the data set's own .h5
+    # file". Root reads it, so the kernel's refusal is made here.
+    path = tmp_path / "train_signs.h5"
+    with h5py.File(path, "w") as f:
+        f["train_set_x"] = np.zeros((2, 8, 8, 3), np.uint8)
+        f["train_set_y"] = np.array([0, 1])
+    access, opener = os.access, h5py.File
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: str(p) != str(path) and access(p, mode, **kw)
+    )
+
+    def refused(name, *args, **kwargs):
+        if str(name) == str(path):
+            raise PermissionError(13, "Unable to synchronously open file (Permission denied)")
+        return opener(name, *args, **kwargs)
+
+    monkeypatch.setattr(h5py, "File", refused)
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(path))
+    assert str(caught.value) == (
+        f"{path}: no permission to read it; give yourself read access to it (chmod u+r)"
+    )
 
 
 def test_an_empty_or_cut_short_hdf5_file_says_to_copy_it_again(tmp_path, shared_data):

@@ -22,6 +22,7 @@ import torch
 from ..errors import DataError, on_command_line, option
 from ..models.files import empty_file_problem
 from ..options import MAX_CLASSES
+from ..storage import permission_problem
 from .decode import format_size
 from .imageset import ImageSet
 
@@ -52,6 +53,8 @@ def _open(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as e:
+        if problem := permission_problem(path):  # from another account: not to replace
+            raise DataError(problem) from e
         if os.path.isfile(path) and os.path.getsize(path) == 0:  # (a broken link: no size)
             raise DataError(empty_file_problem(path)) from e
         if "truncated file" in str(e):  # h5py's words for a file that ends too soon
