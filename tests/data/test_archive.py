@@ -1,4 +1,5 @@
 import io
+import os
 import stat
 import tarfile
 import zipfile
@@ -215,6 +216,32 @@ def test_corrupt_archive(tmp_path):
     archive.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(DataError, match=r"broken\.tar\.gz: cannot extract it"):
         load_dataset(str(archive))
+
+
+def test_an_archive_this_user_may_not_read_is_named_so(tmp_path, monkeypatch):
+    # Downloaded by another account (chmod 600): it was "cannot extract it (PermissionError:
+    # [Errno 13] Permission denied: ...); copy it again if a copy or download of it stopped".
+    # Root reads it, so the kernel's refusal is made here.
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(write_tree(tmp_path / "pets", {"cat": [noise(0)], "dog": [noise(1)]}), "pets")
+    access, opener = os.access, tarfile.open
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: str(p) != str(archive) and access(p, mode, **kw)
+    )
+
+    def refused(name=None, *args, **kwargs):
+        if str(name) == str(archive):
+            raise PermissionError(13, "Permission denied", str(name))
+        return opener(name, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile, "open", refused)
+    with pytest.raises(DataError) as caught:
+        extract_archive(archive, tmp_path / "dest")
+    assert str(caught.value) == (
+        f"{archive}: no permission to read it; give yourself read access to it (chmod u+r)"
+    )
+    assert not (tmp_path / "dest").exists()
 
 
 def test_a_zip_cut_short_is_named_as_one(tmp_path):

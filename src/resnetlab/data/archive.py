@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import DataError, on_command_line
 from ..models.files import empty_file_problem
-from ..storage import check_writable, is_cut_short_zip
+from ..storage import check_writable, is_cut_short_zip, permission_problem
 from .cache import file_key
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tar.xz")
@@ -161,6 +161,8 @@ def extract_archive(archive: Path, dest: Path) -> None:
     except BaseException as e:
         shutil.rmtree(dest, ignore_errors=True)
         if isinstance(e, tarfile.TarError | zipfile.BadZipFile | EOFError | OSError):
+            if problem := permission_problem(archive):  # from another account: not to copy
+                raise DataError(problem) from e
             if archive.stat().st_size == 0:
                 raise DataError(empty_file_problem(archive)) from e
             raise DataError(
