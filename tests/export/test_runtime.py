@@ -218,6 +218,34 @@ def test_a_model_file_or_torch_file_given_as_onnx_says_what_it_is(
     )
 
 
+def test_an_onnx_file_this_user_may_not_read_is_named_so(
+    onnx_files, photos, tmp_path, monkeypatch, capsys
+):
+    # An export copied from another account (chmod 600): it was "is not an ONNX model
+    # onnxruntime can load ([ONNXRuntimeError] : 1 : FAIL : Load model from m.onnx
+    # failed:system error number 13)". Root reads it, so the kernel's refusal is made here.
+    import onnxruntime
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(onnx_files["plain"].read_bytes())
+    access, session = os.access, onnxruntime.InferenceSession
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: str(p) != str(path) and access(p, mode, **kw)
+    )
+
+    def refused(source, *args, **kwargs):
+        if source == str(path):
+            failed = f"Load model from {source} failed:system error number 13"
+            raise RuntimeError(f"[ONNXRuntimeError] : 1 : FAIL : {failed}")
+        return session(source, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refused)
+    assert main(["predict", str(path), str(photos[0])]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path}: no permission to read it; give yourself read access to it (chmod u+r)\n"
+    )
+
+
 def test_bad_onnx_files_are_one_line_errors(onnx_files, photos, tmp_path, capsys):
     junk = tmp_path / "junk.onnx"
     junk.write_text("not a graph")

@@ -33,6 +33,7 @@ from ..models.files import (
     newer_format_problem,
     other_format,
 )
+from ..storage import permission_problem
 
 INSTALL_EXPORT = "pip install 'resnetlab[export]'"
 EXTRA_FILE = "resnetlab.json"  # the metadata inside a TorchScript file or an exported program
@@ -175,6 +176,8 @@ def _not_onnx_problem(path: Path, reason: str) -> str:
     """Why onnxruntime could not load ``path``: what the file is, where it is a model file
     or another export (by its bytes, whatever its name), and what to do; else onnxruntime's
     ``reason``."""
+    if problem := permission_problem(path):  # onnxruntime: "system error number 13"
+        return problem
     kind = other_format(path, by_content=True)
     onnx = path.with_suffix(".onnx")
     if kind == SAFETENSORS_KIND and path.suffix.lower() == ".onnx":
