@@ -337,7 +337,10 @@ def is_run_folder(path: Path) -> bool:
     """Whether ``path`` is a training run's folder: a config.json beside its checkpoint or
     model file. Its images are the run's figures, neither data nor photos to classify."""
     run_files = ("checkpoint.pt", "best.safetensors")
-    return (path / "config.json").is_file() and any((path / n).is_file() for n in run_files)
+    # os.path.isfile: False in a folder this user may not open (chmod 700 from another
+    # account), which listing it then says; Path.is_file raises there (Python < 3.14).
+    isfile = os.path.isfile
+    return isfile(path / "config.json") and any(isfile(path / n) for n in run_files)
 
 
 def images_in(folder: Path, shown: int = 3, *, besides: Collection[str] = ()) -> str | None:
@@ -658,7 +661,7 @@ def _written_here(folder: Path) -> str | None:
     """What wrote ``folder``, where resnetlab did (its images are figures or overlays, no
     class's photos): ``resnetlab explain`` run from the data folder (cams/), or a training
     run's folder copied into it."""
-    if (folder / "maps.npz").is_file():
+    if os.path.isfile(folder / "maps.npz"):  # as is_run_folder looks
         return "holds the maps resnetlab explain wrote (maps.npz)"
     if is_run_folder(folder):
         return "is a training run's folder (config.json, its figures)"
