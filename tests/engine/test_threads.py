@@ -1,6 +1,8 @@
 """The thread count during a run on shared cores, driven by given step times and other work:
 nothing here depends on measured speed."""
 
+import json
+
 import pytest
 import torch
 
@@ -174,6 +176,33 @@ def test_which_runs_watch_their_cores(monkeypatch, plan, settings, env, counts):
     config = TrainConfig(model="resnet8", batch_size=8, **settings)
     watch = watch_threads(plan, config, [].append)
     assert (watch.counts if watch else None) == counts
+
+
+@pytest.mark.parametrize(
+    ("how", "watched"),
+    [
+        ("measured now", True),
+        ("not calibrated: a run of 28 steps would spend longer measuring than training", False),
+    ],
+)
+def test_a_resumed_run_watches_its_cores_only_where_its_start_did(
+    monkeypatch, tmp_path, how, watched
+):
+    """A short run is not calibrated and keeps PyTorch's thread count, so that it ends as
+    the same run does again; resumed (from its cpu_plan.json, and resumed once more from
+    the plan that resumption wrote back), it keeps that count too, or it would end with
+    other weights than the run that was never stopped."""
+    from resnetlab.engine.train import CPU_PLAN_NAME, _stored_plan
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for name in ("OMP_NUM_THREADS", "RESNETLAB_CALIBRATE"):
+        monkeypatch.delenv(name, raising=False)
+    config = TrainConfig(model="resnet8", batch_size=8)
+    plan = CpuPlan(how=how)
+    for _ in range(2):  # resumed, then resumed again
+        (tmp_path / CPU_PLAN_NAME).write_text(json.dumps(plan.to_record()))
+        plan = _stored_plan(tmp_path)
+        assert (watch_threads(plan, config, [].append) is not None) == watched
 
 
 def test_a_run_on_shared_cores_moves_its_thread_count_and_puts_it_back(

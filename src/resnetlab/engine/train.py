@@ -2247,6 +2247,12 @@ def _stored_plan(run_dir: Path | None) -> CpuPlan | None:
             SettingWarning,
         )
         return None
+    # A plan not calibrated (a short run) says so still: its run kept PyTorch's thread count
+    # (``watch_threads``), and so must its resumption, or it ends with other weights.
+    if plan.how.startswith("not calibrated"):
+        return dataclasses.replace(
+            plan, how=f"not calibrated, as at the run's start, {CPU_PLAN_NAME}"
+        )
     return dataclasses.replace(plan, how=f"kept from the run's start, {CPU_PLAN_NAME}")
 
 
