@@ -434,6 +434,10 @@ def test_eval_hints_at_the_model_class_a_folder_name_is_near(tmp_path, capsys):
         "for cats, ship for ships?); rename the folders to the model's class names, or score it "
         "with a model trained on these classes\n"
     )
+    # Class names match in any letter case, and so do the near ones: Ships is near ship.
+    (photos / "ships").rename(photos / "Ships")
+    assert main(["eval", str(model), "--data", str(photos)]) == 2
+    assert "(did you mean ship for Ships, cat for cats?)" in capsys.readouterr().err
 
 
 def test_eval_of_data_without_folders_says_no_folders_to_move_out(tmp_path, capsys):

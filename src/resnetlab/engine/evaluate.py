@@ -291,10 +291,14 @@ def _unknown_classes_problem(
 
     unknown = [name for name in matched if name not in meta.class_names]
     missing = [name for name in meta.class_names if name not in matched]
+    # In any letter case, as classes are matched (Ships is near ship).
+    folded: dict[str, str] = {}
+    for name in missing:
+        folded.setdefault(name.casefold(), name)
     near = {
-        name: close[0]
+        name: folded[close[0]]
         for name in unknown
-        if (close := difflib.get_close_matches(name, missing, n=1, cutoff=0.8))
+        if (close := difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.8))
     }
     hint = ""
     if len(near) == 1 and len(unknown) == 1:
