@@ -118,6 +118,9 @@ def test_a_class_the_model_lacks_is_answered_with_the_near_names_not_all(tmp_pat
         "no class 'tabby 7O'; did you mean 'tabby 7' or 'tabby 47' or 'tabby 37'? the model has "
         "100 classes (tabby 0, tiger 0, tabby 1, tiger 1, tabby 2, ...)"
     )
+    # In any letter case, as a class is matched: TIGER 7O is near tiger 7.
+    with pytest.raises(ResnetlabError, match=r"^no class 'TIGER 7O'; did you mean 'tiger 7' or "):
+        explain(model, images, target="TIGER 7O")
 
 
 def test_maps_point_at_the_square(trained_resnet8):

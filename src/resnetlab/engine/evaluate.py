@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -16,7 +15,7 @@ from torch import nn
 
 from ..errors import DataError, ResnetlabError, count_argument, option
 from ..models import ModelMeta
-from ..models.files import case_matches
+from ..models.files import case_matches, near_class_names
 
 
 @dataclass
@@ -291,14 +290,8 @@ def _unknown_classes_problem(
 
     unknown = [name for name in matched if name not in meta.class_names]
     missing = [name for name in meta.class_names if name not in matched]
-    # In any letter case, as classes are matched (Ships is near ship).
-    folded: dict[str, str] = {}
-    for name in missing:
-        folded.setdefault(name.casefold(), name)
     near = {
-        name: folded[close[0]]
-        for name in unknown
-        if (close := difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.8))
+        name: close[0] for name in unknown if (close := near_class_names(name, missing, 1, 0.8))
     }
     hint = ""
     if len(near) == 1 and len(unknown) == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import operator
 import os
 import unicodedata
@@ -31,7 +30,7 @@ from ..errors import (
     shown,
 )
 from ..models import ModelMeta, load_model, model_info
-from ..models.files import usage_defaults
+from ..models.files import near_class_names, usage_defaults
 from ..storage import atomic_write, check_writable, write_error
 from .cam import check_method, class_activation_maps, coarse_map_note, find_layer, model_on
 from .render import MAX_OVERLAY_SIDE, render_overlay, shortened, tile
@@ -377,7 +376,7 @@ def _targets(target: int | str | Sequence[int | str] | None, names: list[str], n
 def _classes_near(item: str, names: list[str], listed: int = 12) -> str:
     """The classes to offer for a class ``item`` the model lacks: the close ones by
     spelling, and all of them where there are few (not ImageNet's thousand)."""
-    close = difflib.get_close_matches(item, names, n=3, cutoff=0.6)
+    close = near_class_names(item, names, 3, 0.6)
     near = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
     if len(names) <= listed:
         return f"{near}the model's classes: {', '.join(names)}"

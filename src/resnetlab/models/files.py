@@ -11,6 +11,7 @@ or an attempt to allocate a classifier of a billion classes.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -171,6 +172,17 @@ def case_matches(names: list[str], known: list[str]) -> dict[str, str]:
         if len(match) == 1 and match[0] not in names:
             out[name] = match[0]
     return out
+
+
+def near_class_names(name: str, names: list[str], n: int, cutoff: float) -> list[str]:
+    """Up to ``n`` of ``names`` spelled like ``name`` (difflib's ratio at least ``cutoff``),
+    in any letter case, as classes are matched (``case_matches``): ``Ships`` is near
+    ``ship``. Of names alike but for case, the first is offered."""
+    folded: dict[str, str] = {}
+    for known in names:
+        folded.setdefault(known.casefold(), known)
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=n, cutoff=cutoff)
+    return [folded[c] for c in close]
 
 
 def _is_int(value: Any) -> bool:
