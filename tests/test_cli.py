@@ -181,6 +181,15 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
+def test_an_earlier_name_another_command_keeps_is_answered_with_this_ones(capsys):
+    # data inspect still takes --image-size; train was said to lack it, not to take --input-size.
+    for command in (["train", "--data", "digits"], ["summary", "resnet8"]):
+        err = _error(capsys, [*command, "--image-size", "64"])
+        assert err.strip().splitlines()[1] == (
+            "error: unrecognized arguments: --image-size (did you mean --input-size?) 64"
+        )
+
+
 def test_another_commands_flag_names_the_commands_that_take_it_not_a_lookalike(capsys):
     # `eval --input-size 128` was asked "did you mean --batch-size?", another setting.
     err = _error(capsys, ["eval", "m.safetensors", "--data", "digits", "--input-size", "128"])

@@ -1744,6 +1744,8 @@ class _Parser(argparse.ArgumentParser):
             close = []
             if name.startswith("-") and (flag := _KEYWORD_FLAGS.get(name.lstrip("-"))) in names:
                 close = [f"--{flag}"]  # explain(target=...) in Python is --class here
+            elif name.startswith("-") and (current := _current_name(self, name)):
+                close = [current]  # train --image-size: data inspect's earlier --input-size
             elif name.startswith("-") and (others := _commands_taking(name)):
                 # Another command's option (eval --input-size): not a misspelling of one of
                 # this command's, which a likeness of letters would offer (--batch-size).
@@ -1809,15 +1811,43 @@ def _command_of_action(name: str) -> str | None:
 def _commands_taking(flag: str) -> list[str]:
     """The commands (``train``, ``data inspect``) that take the option ``flag``, in the order
     ``resnetlab --help`` lists them; built in full here, on the way to an error."""
+    return [
+        path
+        for path, parser in _commands()
+        if any(flag in a.option_strings for a in parser._actions)
+    ]
 
-    def walk(parser: argparse.ArgumentParser, path: str) -> Iterator[str]:
+
+def _current_name(parser: argparse.ArgumentParser, flag: str) -> str | None:
+    """The option of ``parser`` that another command takes under ``flag``, an earlier name
+    it keeps hidden (``data inspect --image-size``, ``--input-size`` everywhere now), or
+    None."""
+    dests = {
+        a.dest
+        for _, command in _commands()
+        for a in command._actions
+        if flag in a.option_strings and a.help == argparse.SUPPRESS
+    }
+    for action in parser._actions:
+        if action.dest in dests and action.help != argparse.SUPPRESS:
+            return next((o for o in action.option_strings if o.startswith("--")), None)
+    return None
+
+
+def _commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Each command (``train``, ``data inspect``) and its parser, in the order ``resnetlab
+    --help`` lists them; built in full here, on the way to an error."""
+
+    def walk(
+        parser: argparse.ArgumentParser, path: str
+    ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
         subs = _subcommands(parser)
-        if not subs and any(flag in a.option_strings for a in parser._actions):
-            yield path
+        if not subs:
+            yield path, parser
         for name, sub in subs.items():
             yield from walk(sub, f"{path} {name}".strip())
 
-    return list(walk(build_parser(), ""))
+    return walk(build_parser(), "")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
