@@ -181,6 +181,21 @@ def test_a_misspelt_flag_names_the_command_and_the_flag_it_resembles(capsys):
     assert err.strip().splitlines()[1] == "error: unrecognized arguments: --seconds 1"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["train", "--data", "digits"], ["summary", "resnet8"], ["data", "inspect", "digits"]],
+)
+def test_an_input_size_of_two_sides_is_told_to_give_one(capsys, command):
+    # train said "invalid int value: '64x64'", the others "not a whole number": no fix.
+    err = _error(capsys, [*command, "--input-size", "64x64"])
+    assert err.strip().splitlines()[1] == (
+        "error: argument --input-size: '64x64' is two sides, and the models see square "
+        "images: give one side: --input-size 64"
+    )
+    err = _error(capsys, [*command, "--input-size", "320,200"])
+    assert err.strip().splitlines()[1].endswith("give one side, e.g. --input-size 200")
+
+
 def test_an_earlier_name_another_command_keeps_is_answered_with_this_ones(capsys):
     # data inspect still takes --image-size; train was said to lack it, not to take --input-size.
     for command in (["train", "--data", "digits"], ["summary", "resnet8"]):

@@ -504,7 +504,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
         elif kind.startswith("tuple"):
             kwargs.update(nargs="+", type=float)
         elif kind.startswith("int"):
-            kwargs["type"] = int
+            kwargs["type"] = _side if f.name == "input_size" else int  # range: TrainConfig's
         elif kind.startswith("float"):
             kwargs["type"] = float
         if f.name in CHOICES:
@@ -1677,9 +1677,25 @@ def _whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
+# Two sides where --input-size takes one: 224x224, 320x200, "224,224", (224, 224).
+_TWO_SIDES = re.compile(r"\(?\s*(\d+)\s*[xX×*,\s]\s*(\d+)\s*\)?")
+
+
+def _side(text: str) -> int:
+    """An ``--input-size`` as a whole number, two sides (``224x224``) told to give one: the
+    models see square images."""
+    if sides := _TWO_SIDES.fullmatch(text.strip()):
+        a, b = sorted(int(n) for n in sides.groups())
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is two sides, and the models see square images: give one side"
+            + (f": --input-size {a}" if a == b else f", e.g. --input-size {a}")
+        )
+    return _whole_number(text)
+
+
 def _input_size(text: str) -> int:
     """An ``--input-size``: a side the models can take (what model files may record)."""
-    size = _whole_number(text)
+    size = _side(text)
     if not is_input_size(size):
         raise argparse.ArgumentTypeError(f"must be {INPUT_SIZES}, got {size}")
     return size
