@@ -1,7 +1,10 @@
 import errno
+import functools
 import io
 import json
 import os
+import signal
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -201,6 +204,34 @@ def test_ctrl_c_that_the_onnx_exporter_reports_as_its_failure_is_an_interruption
             raise RuntimeError("Failed to export the model with torch.export.") from e
 
     monkeypatch.setattr(torch.onnx, "export", interrupted_export)
+    out = tmp_path / "m.onnx"
+    out.write_text("an earlier export")
+    assert main(["export", str(cifar_file), str(out)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert out.read_text() == "an earlier export"  # kept, and no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_ctrl_c_that_the_onnx_exporter_gets_past_is_an_interruption(
+    cifar_file, tmp_path, monkeypatch, capsys
+):
+    """torch's exporter tries one way of capturing the model, then the next: a Ctrl-C that
+    its first way fails on and its second gets past was lost, the file written, status 0."""
+    export = torch.onnx.export
+
+    @functools.wraps(export)  # its signature: the options of this torch's exporter
+    def export_past_ctrl_c(*args, **kwargs):
+        try:  # its first way, stopped by Ctrl-C, and its handler failing on it
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # until the signal's handler runs
+            except KeyboardInterrupt:
+                raise AttributeError("module 'torch._dynamo' has no attribute 'exc'") from None
+        except Exception:
+            pass
+        return export(*args, **kwargs)  # its next way
+
+    monkeypatch.setattr(torch.onnx, "export", export_past_ctrl_c)
     out = tmp_path / "m.onnx"
     out.write_text("an earlier export")
     assert main(["export", str(cifar_file), str(out)]) == 130

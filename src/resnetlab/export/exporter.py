@@ -21,7 +21,9 @@ import logging
 import math
 import operator
 import os
+import signal
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -548,6 +550,37 @@ def _example(meta: ModelMeta, pixels: bool, batch: int | None) -> torch.Tensor:
 
 
 @contextlib.contextmanager
+def _ctrl_c_kept() -> Iterator[None]:
+    """A Ctrl-C during the block ends it as an interruption, whatever the block made of it:
+    torch's ONNX exporter captures the model one way, then, where that fails, another, so a
+    Ctrl-C that the first way failed on was lost where the next succeeded (the file
+    written, exit status 0). Python's own handler only, in the main thread, as it is set."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    noted: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    except Exception:
+        if noted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if noted:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def _quiet_torchscript() -> Iterator[None]:
     """TorchScript is deprecated in favour of torch.export (FutureWarning; the README says
     which format to choose), and tracing turns resnet50_keras's input-size check into a
@@ -582,7 +615,8 @@ def write_onnx(
             f"{option('opset')} out"
         )
     names = dict(input_names=["images"], output_names=["logits"], opset_version=opset)
-    with _quiet_loggers("torch.onnx", "onnxscript"):  # the outcome is checked below
+    # the outcome is checked below
+    with _quiet_loggers("torch.onnx", "onnxscript"), _ctrl_c_kept():
         options = inspect.signature(torch.onnx.export).parameters.keys()
         if {"dynamic_shapes", "external_data"} <= options:  # torch 2.5 on (2.4: dynamo= only)
             shapes = ({0: torch.export.Dim("batch")},) if batch is None else None
