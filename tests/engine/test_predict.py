@@ -355,10 +355,11 @@ def test_data_problems_of_predict_and_eval_raise_data_error(model_file, tmp_path
     resnetlab.save_model(resnetlab.create_model("resnet8", num_classes=4), unnamed)
     with pytest.raises(DataError, match="has 2 classes but the model has 4 outputs") as e:
         resnetlab.evaluate(unnamed, str(tmp_path / "pets"))
-    assert str(e.value).endswith(  # and the ways out
-        "names no classes to match them by: score it on data of the model's 4 classes, or, "
-        'for a converted Keras model, convert it again with --classes "a,b,..." naming its '
-        "outputs in order"
+    assert str(e.value).endswith(  # and the ways out: pretrained weights are to train on them
+        "names no classes to match them by: score it on data of the model's 4 classes; to "
+        f"classify these 2, train a model on them from its weights (resnetlab train --pretrained "
+        f"{unnamed} --data {tmp_path / 'pets'}); or, for a converted Keras model, convert it "
+        'again with --classes "a,b,..." naming its outputs in order'
     )
 
 

@@ -185,13 +185,14 @@ def evaluate(
     if problem := arrays_as_data("data", data, "test"):  # X_test, Y_test
         raise ResnetlabError(problem)
     device_ = resolve_device(device)
-    name = str(model) if not isinstance(model, nn.Module) else getattr(model, "model_name", "model")
+    model_file = None if isinstance(model, nn.Module) else str(model)
+    name = model_file or getattr(model, "model_name", "model")
     if not isinstance(model, nn.Module):
         model = load_model_file(model, device=device)
     meta = model_file_meta(model, "evaluate")
     # Before the data is read: a precision the model cannot run in is said at once.
     fast = inference_model(model, device_, input_size=meta.input_size, precision=precision)
-    split = held_out_split(data, meta, download=download)
+    split = held_out_split(data, meta, download=download, model_file=model_file)
     class_names = list(split.class_names)
     loader = make_loader(
         split,
@@ -212,7 +213,14 @@ def evaluate(
     return EvalReport(result, class_names, spec, name, list(split.notes))
 
 
-def held_out_split(data: str, meta: ModelMeta, *, download: bool = False, fix: str | None = None):
+def held_out_split(
+    data: str,
+    meta: ModelMeta,
+    *,
+    download: bool = False,
+    fix: str | None = None,
+    model_file: str | None = None,
+):
     """The split of ``data`` that ``evaluate`` scores (test, else validation, else the
     images the model's run held out of it, else all), at the model's input size, labelled
     as the model's outputs are.
@@ -223,7 +231,8 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False, fix: s
     model that names no classes, a note says that the set's are taken in its order.
     ``fix`` is what the refusal of a class the model lacks says to do, for a caller whose
     data only checks the model (export's); eval's own is to score without the class or
-    with another model.
+    with another model. ``model_file``: the model's file, for the command that trains on
+    the data from its weights, which the refusal of another class count gives.
     """
     from ..data import load_eval_split
 
@@ -262,11 +271,16 @@ def held_out_split(data: str, meta: ModelMeta, *, download: bool = False, fix: s
             notes=[*split.notes, note],
         )
     if len(class_names) != meta.num_classes:
+        # Pretrained weights converted as they are (ImageNet's 1000 outputs, unnamed in a
+        # state dict) are for training on the data's classes, not for scoring them.
+        weights = model_file or "MODEL_FILE"
         raise DataError(
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} "
             f"outputs and names no classes to match them by: score it on data of the model's "
-            f"{meta.num_classes} classes, or, for a converted Keras model, convert it again "
-            f'with --classes "a,b,..." naming its outputs in order'
+            f"{meta.num_classes} classes; to classify these {len(class_names)}, train a model "
+            f"on them from its weights (resnetlab train --pretrained {weights} --data {data}); "
+            'or, for a converted Keras model, convert it again with --classes "a,b,..." '
+            "naming its outputs in order"
         )
     if meta.class_names is None and class_names != [str(i) for i in range(len(class_names))]:
         # Nothing to match by name: a model converted without --classes scores in this order.
