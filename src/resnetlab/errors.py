@@ -161,7 +161,7 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
             value = json.dumps(value)
         return f"{under} {name}={value}"
     if on_command_line() and (label := dict(_POSITIONAL.get()).get(name)):
-        return label if value is _NO_VALUE else str(value)
+        return label if value is _NO_VALUE else _Argument(value, label)
     if on_command_line():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -175,8 +175,29 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
 
 def options(*named: str) -> str:
     """Settings that ``option`` named, together: ``--data photos --val-split 0.2`` on the
-    command line, ``data='photos', val_split=0.2`` from Python."""
-    return (" " if on_command_line() else ", ").join(named)
+    command line, ``data='photos', val_split=0.2`` from Python; a positional argument's
+    value after the flags, by its name in the usage line (``--model resnet18 with
+    torchvision as SOURCE``), where its value alone next to them would read as the last
+    flag's."""
+    if not on_command_line():
+        return ", ".join(named)
+    flags = [shown for shown in named if not isinstance(shown, _Argument)]
+    arguments = [f"{shown} as {shown.label}" for shown in named if isinstance(shown, _Argument)]
+    if flags and arguments:
+        return f"{' '.join(flags)} with {' and '.join(arguments)}"
+    return " ".join(named)
+
+
+class _Argument(str):
+    """A positional argument's value as ``option`` shows it, knowing the argument's name
+    (``SOURCE``) for ``options``."""
+
+    label: str
+
+    def __new__(cls, value: object, label: str) -> "_Argument":
+        shown = super().__new__(cls, value)
+        shown.label = label
+        return shown
 
 
 class _Shown(str):

@@ -1159,8 +1159,29 @@ def test_a_model_named_where_torchvision_weights_go_is_told_both_right_forms(
         args = ["train", "--pretrained", "torchvision:resnet18", *model, "--data", "digits"]
         code, err = main([*args, "--out", str(tmp_path / "run")]), capsys.readouterr().err
         assert (code, err) == (2, f"error: --pretrained torchvision:resnet18 {fix}\n")
-    with pytest.raises(ResnetlabError, match="give name='resnet18' pretrained='torchvision' "):
+    with pytest.raises(ResnetlabError, match="give name='resnet18', pretrained='torchvision' "):
         resnetlab.create_model("resnet18", pretrained="torchvision:ResNet18")
+
+
+def test_convert_is_told_a_fix_of_flags_and_source_as_it_takes_them(tmp_path, capsys, monkeypatch):
+    """``convert pretrained torchvision:resnet18 --model resnet18`` was told to give
+    "--model resnet18 torchvision", SOURCE's value read as the flag's."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    out = tmp_path / "x.safetensors"
+    args = ["convert", "pretrained", "torchvision:resnet18", str(out), "--model", "resnet18"]
+    assert (main(args), capsys.readouterr().err) == (
+        2,
+        "error: torchvision:resnet18 names a model, not torchvision's weights: give --model "
+        "resnet18 with torchvision as SOURCE (its default weights), or "
+        "torchvision:ResNet18_Weights.IMAGENET1K_V1\n",
+    )
+    assert not out.exists()
+    with pytest.raises(
+        ResnetlabError,
+        match=r"give model='resnet18', source='torchvision' \(its default weights\), or "
+        r"source='torchvision:ResNet18_Weights\.IMAGENET1K_V1'$",
+    ):
+        resnetlab.convert.convert_pretrained("torchvision:resnet18", out, model="resnet18")
 
 
 def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, capsys):

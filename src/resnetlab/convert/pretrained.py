@@ -76,6 +76,7 @@ from ..errors import (
     near_name,
     on_command_line,
     option,
+    options,
     path_argument,
 )
 from ..models.files import (
@@ -565,10 +566,10 @@ def _model_for_weights(source: str) -> str | None:
         return None
     weights = get_model_weights(model)
     full = f"torchvision:{weights.__name__}.{weights.DEFAULT.name}"
+    both = options(option("model", model), option("pretrained", "torchvision"))
     return (
         f"{option('pretrained', source)} names a model, not torchvision's weights: give "
-        f"{option('model', model)} {option('pretrained', 'torchvision')} (its default "
-        f"weights), or {option('pretrained', full)}"
+        f"{both} (its default weights), or {option('pretrained', full)}"
     )
 
 
