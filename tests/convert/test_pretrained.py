@@ -141,8 +141,9 @@ def test_convert_pretrained_writes_torchvisions_weights_as_a_model_file(
     )
     assert main(["convert", "pretrained", "torchvision", str(tmp_path / "x.safetensors")]) == 2
     assert capsys.readouterr().err.endswith(
-        "error: torchvision does not say which model its weights are for: give it, --model "
-        "resnet50, or name the weights in full (timm:resnet50.a1_in1k)\n"
+        "error: torchvision does not say which model its weights are for: give --model (e.g. "
+        "--model resnet18), or name the weights in full "
+        "(torchvision:ResNet18_Weights.IMAGENET1K_V1)\n"
     )
     assert not (tmp_path / "x.safetensors").exists()
 
@@ -1182,6 +1183,36 @@ def test_convert_is_told_a_fix_of_flags_and_source_as_it_takes_them(tmp_path, ca
         r"source='torchvision:ResNet18_Weights\.IMAGENET1K_V1'$",
     ):
         resnetlab.convert.convert_pretrained("torchvision:resnet18", out, model="resnet18")
+
+
+def test_convert_is_told_of_a_source_of_no_model_as_train_is(tmp_path, capsys, monkeypatch):
+    """``convert pretrained torchvision:resnet18`` was told to give --model resnet50 or
+    timm:resnet50.a1_in1k, and ``torchvision`` alone was shown timm's weights: a named
+    source that names no model is told what train is told, its example its own source's."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    out = tmp_path / "x.safetensors"
+    assert (
+        main(["convert", "pretrained", "torchvision:resnet18", str(out)]),
+        capsys.readouterr().err,
+    ) == (
+        2,
+        "error: torchvision:resnet18 names a model, not torchvision's weights: give --model "
+        "resnet18 with torchvision as SOURCE (its default weights), or "
+        "torchvision:ResNet18_Weights.IMAGENET1K_V1\n",
+    )
+    for source, full in [
+        ("torchvision", "torchvision:ResNet18_Weights.IMAGENET1K_V1"),
+        ("torchvision:IMAGENET1K_V1", "torchvision:ResNet18_Weights.IMAGENET1K_V1"),
+        ("timm", "timm:resnet18.a1_in1k"),
+    ]:
+        assert (main(["convert", "pretrained", source, str(out)]), capsys.readouterr().err) == (
+            2,
+            f"error: {source} does not say which model its weights are for: give --model "
+            f"(e.g. --model resnet18), or name the weights in full ({full})\n",
+        )
+    assert not out.exists()
+    with pytest.raises(ResnetlabError, match=r"in full \(pretrained='timm:resnet18\.a1_in1k'\)$"):
+        resnetlab.train(pretrained="timm", data="digits", out=tmp_path / "run")
 
 
 def test_the_command_line_is_told_its_flags_and_python_its_keywords(tmp_path, capsys):

@@ -124,6 +124,12 @@ KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 _HEAD_OR_INIT_OPTIONS = ("zero_init_residual", "input_size")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")  # DDP, torch.compile, Lightning
 NAMED_SOURCES = ("torchvision", "timm")  # each alone, or before a colon: timm:<model>.<tag>
+# Each named source's weights named in full, their model with them: the example a source
+# that names no model is given.
+_NAMED_IN_FULL = {
+    "torchvision": "torchvision:ResNet18_Weights.IMAGENET1K_V1",
+    "timm": "timm:resnet18.a1_in1k",
+}
 _SOURCES = (
     "torchvision, torchvision:<WEIGHTS>, timm, timm:<model>.<tag>, a weights file "
     f"({'/'.join((*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES))}), a Hugging Face "
@@ -582,11 +588,13 @@ def check_names_model(source: str | os.PathLike | None) -> None:
         text = "torchvision"
     if problem := _model_for_weights(text):
         raise ResnetlabError(problem)
-    if text.partition(":")[0] in ("torchvision", "timm") and declared_model(text) is None:
+    whom = text.partition(":")[0]
+    if whom in NAMED_SOURCES and declared_model(text) is None:
+        example = _NAMED_IN_FULL[whom]
         raise ResnetlabError(
             f"{option('pretrained', source)} does not say which model its weights are for: "
             f"give {option('model')} (e.g. {option('model', 'resnet18')}), or name the weights "
-            "in full (torchvision:ResNet18_Weights.IMAGENET1K_V1, timm:resnet18.a1_in1k)"
+            f"in full ({option('pretrained', example)})"
         )
 
 
@@ -1338,10 +1346,10 @@ def _convert_pretrained(
             found = None if named else _from_path(Path(text).expanduser(), text, input_size)
             declared = (found.model, {}) if found is not None and found.model else None
         if declared is None:
+            check_names_model(source)  # torchvision, timm, torchvision:resnet18: as train says
             raise ResnetlabError(
                 f"{source} does not say which model its weights are for: give it, "
                 f"{option('model', 'resnet50')}"
-                + (", or name the weights in full (timm:resnet50.a1_in1k)" if named else "")
             )
         model = declared[0]
     default_name = f"{model}.safetensors"
