@@ -704,6 +704,28 @@ def test_run_folders_inside_a_folder_of_images_are_skipped_with_a_warning(
     )
 
 
+def test_explain_output_folders_inside_a_folder_of_images_are_skipped_with_a_warning(
+    model_file, tmp_path, capsys
+):
+    # `resnetlab predict m.safetensors .` in a folder where `resnetlab explain` wrote cams/.
+    import numpy as np
+    from PIL import Image
+
+    work = tmp_path / "work"
+    for name in ("cams", "cams-2"):
+        (work / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (10, 200, 10)).save(work / name / "x.png")
+        np.savez(work / name / "maps.npz", maps=np.zeros((1, 8, 8), np.float32))
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(work / "x.png")
+    assert main(["predict", str(model_file), str(work)]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(work / "x.png")]
+    assert err == (
+        f"warning: 2 explain output folders skipped ({work / 'cams'}, {work / 'cams-2'}): "
+        "their images are explain's overlays (beside its maps.npz)\n"
+    )
+
+
 def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):
     import h5py
 

@@ -177,12 +177,13 @@ def _images_under(
     depth: int = 0,
     others: list[str] | None = None,
     links: list[str] | None = None,
-    runs: list[str] | None = None,
+    written: list[tuple[str, str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Image files under ``folder`` (recursively, sorted) and a stamp of each for the cache;
     the names of the other visible files go into ``others``, and the symbolic links followed
-    (to folders and to images) into ``links``, when they are given. Given ``runs``, training
-    run folders below ``folder`` are not looked into but named there."""
+    (to folders and to images) into ``links``, when they are given. Given ``written``, the
+    folders below ``folder`` that resnetlab wrote (``_written_here``: explain's output,
+    training run folders) are not looked into but named there, each with what it is."""
     if depth > 32:
         raise DataError(f"{folder}: folders nested more than 32 deep; is there a symlink loop?")
     paths: list[str] = []
@@ -202,10 +203,10 @@ def _images_under(
                 )
             if e.is_symlink() and links is not None:
                 links.append(e.path)
-            if runs is not None and is_run_folder(Path(e.path)):
-                runs.append(e.path)
+            if written is not None and (what := _written_here(Path(e.path))) is not None:
+                written.append((e.path, what))
                 continue
-            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others, links, runs)
+            sub_paths, sub_stamps = _images_under(Path(e.path), depth + 1, others, links, written)
             paths += sub_paths
             stamps += [f"{e.name}/{s}" for s in sub_stamps]
         elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and (nowhere or e.is_file()):
@@ -316,20 +317,25 @@ def _is_class_folder_set(folder: Path) -> bool:
 def image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` as training reads them: recursively, sorted, without
     hidden files and folders or ``SYSTEM_FOLDERS``; other visible files are a warning, and
-    training run folders (``runs/``: their images are figures, curves.png...) are skipped
-    with one."""
+    the folders resnetlab wrote (``_written_here``: training run folders, ``runs/``, whose
+    images are figures, curves.png...; explain's output, ``cams/``, whose images are its
+    overlays) are skipped with one."""
     others: list[str] = []
-    runs: list[str] = []
-    paths = [Path(p) for p in _images_under(folder, others=others, runs=runs)[0]]
+    written: list[tuple[str, str]] = []
+    paths = [Path(p) for p in _images_under(folder, others=others, written=written)[0]]
     for note in _others_note(others):
         warn(f"{folder}: {note}", DataWarning)
-    if runs:
-        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-        warn(
-            f"{len(runs)} training run folder{'s' * (len(runs) > 1)} skipped ({shown}): their "
-            "images are the runs' figures",
-            DataWarning,
-        )
+    for what, kind, theirs in (
+        (RUN_FOLDER, "training run folder", "the runs' figures"),
+        (EXPLAIN_OUTPUT, "explain output folder", "explain's overlays (beside its maps.npz)"),
+    ):
+        if found := [path for path, said in written if said == what]:
+            shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            warn(
+                f"{len(found)} {kind}{'s' * (len(found) > 1)} skipped ({shown}): their images "
+                f"are {theirs}",
+                DataWarning,
+            )
     return paths
 
 
@@ -657,14 +663,19 @@ def _check_no_dead_folder_links(folder: Path, dirs: list[Path]) -> None:
             )
 
 
+# What ``_written_here`` says of a folder resnetlab wrote.
+EXPLAIN_OUTPUT = "holds the maps resnetlab explain wrote (maps.npz)"
+RUN_FOLDER = "is a training run's folder (config.json, its figures)"
+
+
 def _written_here(folder: Path) -> str | None:
     """What wrote ``folder``, where resnetlab did (its images are figures or overlays, no
     class's photos): ``resnetlab explain`` run from the data folder (cams/), or a training
     run's folder copied into it."""
     if os.path.isfile(folder / "maps.npz"):  # as is_run_folder looks
-        return "holds the maps resnetlab explain wrote (maps.npz)"
+        return EXPLAIN_OUTPUT
     if is_run_folder(folder):
-        return "is a training run's folder (config.json, its figures)"
+        return RUN_FOLDER
     return None
 
 
