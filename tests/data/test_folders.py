@@ -669,6 +669,22 @@ def test_a_class_folder_given_as_the_data_points_at_its_parent(tmp_path):
     )
 
 
+def test_folders_resnetlab_wrote_beside_a_folder_given_are_named_as_no_classes(tmp_path):
+    # `resnetlab explain` run in photos/ wrote cams/ (overlays beside maps.npz), a run
+    # folder was copied there: neither is a class the folder given could be one of.
+    photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "ab"})
+    write_tree(photos, {"cams": [noise(5)], "run": [noise(6)]})
+    np.savez(photos / "cams" / "maps.npz", maps=np.zeros((1, 4, 4), np.float32))
+    for name in ("config.json", "best.safetensors"):
+        (photos / "run" / name).write_text("{}")
+    with pytest.raises(DataError, match=re.escape(f"folders in {photos} (a, b), give")):
+        load_dataset(str(photos / "b"))
+    shutil.rmtree(photos / "a")  # new/ beside explain's output alone: no class folder hint
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(photos / "b"))
+    assert "class folders in" not in str(caught.value)
+
+
 def test_the_class_folder_one_is_in_given_as_dot_points_at_its_parent(tmp_path, monkeypatch):
     # cd photos/b, then --data .: Path(".").parent is ".", which holds no folders beside it.
     photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "abc"})

@@ -540,15 +540,17 @@ def _holds_classes(folder: Path) -> bool:
 def _sibling_class_folders(folder: Path) -> list[str]:
     """The names of the folders of images beside ``folder`` (itself a folder of images),
     when it is no split folder: then it is likely one class of the data set its parent is.
-    A hint, so what cannot be listed (a parent of mode 711, another user's folder or a link
-    that loops beside it, as in /tmp) is left out of it rather than raised in its place."""
+    The folders resnetlab wrote there (``_written_here``: explain's cams/, a run folder) are
+    no classes, as a scan of the parent says. A hint, so what cannot be listed (a parent of
+    mode 711, another user's folder or a link that loops beside it, as in /tmp) is left out
+    of it rather than raised in its place."""
     if named_role(folder.name):
         return []
     try:
         beside = _visible_dirs(folder.parent)
     except (OSError, DataError):
         return []
-    return [d.name for d in beside if d != folder and images_in(d)]
+    return [d.name for d in beside if d != folder and images_in(d) and _written_here(d) is None]
 
 
 def class_folder_note(folder: Path) -> str | None:
