@@ -519,7 +519,9 @@ def test_validation_classes_match_training_classes_that_differ_only_in_case_as_e
         data = load_dataset(str(tmp_path / "d"))
     assert data.val.class_names == ["Cat", "cat", "dog"] and data.val.labels.tolist() == [1, 2]
     write_tree(tmp_path / "d" / "val", {"CAT": [noise(5)]})
-    with pytest.raises(DataError, match=r"only in training: Cat; only in validation: CAT\)"):
+    with pytest.raises(
+        DataError, match=r"only in training: Cat; only in validation: CAT; did you mean Cat\?\)"
+    ):
         load_dataset(str(tmp_path / "d"))
 
 

@@ -82,6 +82,23 @@ def test_unused_val_split_names_the_fix_that_fits_the_data(tmp_path):
     ]
 
 
+def test_a_validation_class_spelled_unlike_its_training_class_is_hinted_at(tmp_path):
+    # --data photos --val-data caps2, where caps2/Horses holds photos/horse: the near name
+    # is hinted at, as eval hints at a folder spelled unlike the model's class.
+    photos = write_tree(tmp_path / "photos", {"cat": [noise(0)], "horse": [noise(1)]})
+    caps2 = write_tree(tmp_path / "caps2", {"cat": [noise(2)], "Horses": [noise(3)]})
+    with pytest.raises(DataError) as caught:
+        load_dataset(str(photos), val_data=str(caps2))
+    assert "(only in training: horse; only in validation: Horses; did you mean horse?); " in str(
+        caught.value
+    )
+    write_tree(caps2, {"dgo": [noise(4)]})  # two names unknown: each named with its near one
+    with pytest.raises(
+        DataError, match=r"validation: Horses, dgo; did you mean horse for Horses\?\)"
+    ):
+        load_dataset(str(photos), val_data=str(caps2))
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_val_split_outside_zero_one(fraction):
     with pytest.raises(DataError, match=r"^val_split must be between 0 and 1"):

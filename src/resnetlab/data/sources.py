@@ -37,7 +37,7 @@ from ..errors import (
     shown,
     warn,
 )
-from ..models.files import case_matches, other_format
+from ..models.files import case_matches, did_you_mean, near_classes, other_format
 from ..options import DEFAULT_RESIZE, INPUT_SIZES, NAMED_SOURCES, RESIZE_MODES, is_input_size
 from ..storage import is_special
 from . import cifar10
@@ -1126,6 +1126,10 @@ def _aligned_classes(train: Split, val: Split, data: str | os.PathLike | None = 
             for where, names in (("training", missing), ("validation", extra))
             if names
         )
+        # A validation folder spelled unlike its training class (Horses for horse), hinted
+        # at as eval hints at one spelled unlike the model's.
+        if question := did_you_mean(near_classes(extra, missing), extra):
+            detail += f"; {question}"
         # The training folder alone where it is one (photos/train); else the spec, not the
         # split's name (train_signs.h5:train is no path) nor an archive's extracted copy
         own_folder = os.path.isdir(train.source) and as_given(train.source) == train.source

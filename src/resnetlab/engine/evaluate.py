@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import DataError, ResnetlabError, count_argument, option
 from ..models import ModelMeta
-from ..models.files import case_matches, near_class_names
+from ..models.files import case_matches, did_you_mean, near_classes
 
 
 @dataclass
@@ -304,14 +304,8 @@ def _unknown_classes_problem(
 
     unknown = [name for name in matched if name not in meta.class_names]
     missing = [name for name in meta.class_names if name not in matched]
-    near = {
-        name: close[0] for name in unknown if (close := near_class_names(name, missing, 1, 0.8))
-    }
-    hint = ""
-    if len(near) == 1 and len(unknown) == 1:
-        hint = f" (did you mean {next(iter(near.values()))}?)"
-    elif near:
-        hint = f" (did you mean {', '.join(f'{b} for {a}' for a, b in near.items())}?)"
+    near = near_classes(unknown, missing)
+    hint = f" ({question})" if (question := did_you_mean(near, unknown)) else ""
     one = len(unknown) == 1
     classes = "class" if len(named) == 1 else "classes"  # a camera's IMG_0001.jpg...
     scored = _scored_folder(data, split)

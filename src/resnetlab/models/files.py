@@ -185,6 +185,23 @@ def near_class_names(name: str, names: list[str], n: int, cutoff: float) -> list
     return [folded[c] for c in close]
 
 
+def near_classes(unknown: list[str], known: list[str]) -> dict[str, str]:
+    """Each of the class names ``unknown`` that is spelled like one of ``known``
+    (``near_class_names``), with that one: ``{"ships": "ship"}``, a folder misnamed."""
+    return {name: close[0] for name in unknown if (close := near_class_names(name, known, 1, 0.8))}
+
+
+def did_you_mean(near: dict[str, str], unknown: list[str]) -> str | None:
+    """The question that hints at ``near`` (``near_classes`` of ``unknown``): ``did you mean
+    ship?`` where one name is unknown, else ``did you mean ship for ships, ...?``; None
+    where none is near."""
+    if len(near) == 1 and len(unknown) == 1:
+        return f"did you mean {next(iter(near.values()))}?"
+    if near:
+        return f"did you mean {', '.join(f'{b} for {a}' for a, b in near.items())}?"
+    return None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
