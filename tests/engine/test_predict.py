@@ -724,6 +724,12 @@ def test_explain_output_folders_inside_a_folder_of_images_are_skipped_with_a_war
         f"warning: 2 explain output folders skipped ({work / 'cams'}, {work / 'cams-2'}): "
         "their images are explain's overlays (beside its maps.npz)\n"
     )
+    # Named itself, as a run folder named itself is: refused, in one line.
+    assert main(["predict", str(model_file), str(work / "cams")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {work / 'cams'} is a folder resnetlab explain wrote, whose images are its "
+        "overlays, not images to classify; give the images it explained\n"
+    )
 
 
 def test_a_data_set_file_or_archive_given_as_an_image_points_to_eval(model_file, tmp_path, capsys):

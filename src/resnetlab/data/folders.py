@@ -349,6 +349,13 @@ def is_run_folder(path: Path) -> bool:
     return isfile(path / "config.json") and any(isfile(path / n) for n in run_files)
 
 
+def is_explain_output(path: Path) -> bool:
+    """Whether ``path`` is a folder ``resnetlab explain`` wrote: its maps.npz beside the
+    overlays, which are no photos to classify or train on (looked for as ``is_run_folder``
+    looks)."""
+    return os.path.isfile(path / "maps.npz")
+
+
 def images_in(folder: Path, shown: int = 3, *, besides: Collection[str] = ()) -> str | None:
     """The first ``shown`` names of the images directly in ``folder``, sorted (``a.jpg,
     b.jpg, c.jpg, ...``), or None where it holds none: someone's photos, where a figure
@@ -674,7 +681,7 @@ def _written_here(folder: Path) -> str | None:
     """What wrote ``folder``, where resnetlab did (its images are figures or overlays, no
     class's photos): ``resnetlab explain`` run from the data folder (cams/), or a training
     run's folder copied into it."""
-    if os.path.isfile(folder / "maps.npz"):  # as is_run_folder looks
+    if is_explain_output(folder):
         return EXPLAIN_OUTPUT
     if is_run_folder(folder):
         return RUN_FOLDER

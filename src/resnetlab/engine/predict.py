@@ -38,6 +38,7 @@ from ..data.folders import (
     SYSTEM_FOLDERS,
     enlarged,
     image_files,
+    is_explain_output,
     is_run_folder,
 )
 from ..data.signs import is_keras_h5
@@ -178,6 +179,11 @@ def _expand_path(item: Path) -> list[tuple[Path | Image.Image, bool]]:
         raise DataError(
             f"{item} is a training run's folder, whose images are its figures (curves.png...), "
             "not images to classify; give the image files or folders"
+        )
+    elif item.is_dir() and is_explain_output(item):
+        raise DataError(
+            f"{item} is a folder resnetlab explain wrote, whose images are its overlays, not "
+            "images to classify; give the images it explained"
         )
     elif item.is_dir():
         found = image_files(item)
