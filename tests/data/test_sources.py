@@ -89,9 +89,11 @@ def test_a_validation_class_spelled_unlike_its_training_class_is_hinted_at(tmp_p
     caps2 = write_tree(tmp_path / "caps2", {"cat": [noise(2)], "Horses": [noise(3)]})
     with pytest.raises(DataError) as caught:
         load_dataset(str(photos), val_data=str(caps2))
-    assert "(only in training: horse; only in validation: Horses; did you mean horse?); " in str(
-        caught.value
-    )
+    assert (
+        "(only in training: horse; only in validation: Horses; did you mean horse?); validation "
+        f"needs classes the training data has: rename the folders as training names them, move "
+        f"the others out of {caps2}, or "
+    ) in str(caught.value)
     write_tree(caps2, {"dgo": [noise(4)]})  # two names unknown: each named with its near one
     with pytest.raises(
         DataError, match=r"validation: Horses, dgo; did you mean horse for Horses\?\)"

@@ -1128,7 +1128,8 @@ def _aligned_classes(train: Split, val: Split, data: str | os.PathLike | None = 
         )
         # A validation folder spelled unlike its training class (Horses for horse), hinted
         # at as eval hints at one spelled unlike the model's.
-        if question := did_you_mean(near_classes(extra, missing), extra):
+        question = did_you_mean(near_classes(extra, missing), extra)
+        if question:
             detail += f"; {question}"
         # The training folder alone where it is one (photos/train); else the spec, not the
         # split's name (train_signs.h5:train is no path) nor an archive's extracted copy
@@ -1140,7 +1141,10 @@ def _aligned_classes(train: Split, val: Split, data: str | os.PathLike | None = 
         )
         # (a class folder of the training data's own is refused before: _validation_data)
         # Classes are moved out of a folder; a file's (val.h5:val) are not
-        move = f"move the others out of {val.source}, or " if os.path.isdir(val.source) else ""
+        move = ""
+        if os.path.isdir(val.source):
+            rename = "rename the folders as training names them, " if question else ""
+            move = f"{rename}move the others out of {val.source}, or "
         fix = with_folder_notes(val.notes, f"{move}{elsewhere}")
         raise DataError(
             f"class lists differ: {train.source} has {len(train.class_names)} classes, "
