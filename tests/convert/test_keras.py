@@ -203,6 +203,30 @@ def test_errors_about_unnamed_layers_give_the_files_name_and_the_seeds(
         load_keras_h5(target64, path)
 
 
+def test_every_weight_is_the_keras_layers_in_pytorchs_layout(keras64, files64):
+    """Each tensor, exactly: a Conv2D kernel (kh, kw, in, out) as (out, in, kh, kw), a Dense
+    kernel transposed, BN's gamma, beta and moving statistics as weight, bias and running
+    statistics."""
+    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64)
+    load_keras_h5(model, files64["keras3-weights"])
+    state = model.state_dict()
+    checked = 0
+    for module_name, keras_name in model.keras_layer_names().items():
+        module, values = model.get_submodule(module_name), keras64.get_layer(keras_name)
+        values = [keras.ops.convert_to_numpy(w) for w in values.weights]
+        if isinstance(module, torch.nn.Conv2d):
+            expected = {"weight": values[0].transpose(3, 2, 0, 1), "bias": values[1]}
+        elif isinstance(module, torch.nn.Linear):
+            expected = {"weight": values[0].T, "bias": values[1]}
+        else:
+            keys = ("weight", "bias", "running_mean", "running_var")
+            expected = dict(zip(keys, values, strict=True))
+        for key, value in expected.items():
+            assert np.array_equal(state[f"{module_name}.{key}"].numpy(), value), module_name
+            checked += 1
+    assert checked == 53 * 2 + 53 * 4 + 2
+
+
 def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, probs64, tmp_path):
     # tf.keras 2 splits an attribute too large for one HDF5 object header (64 KiB) into
     # layer_names0, layer_names1, ...; a long enough list of layers gets there.

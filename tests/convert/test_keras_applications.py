@@ -411,11 +411,15 @@ def test_resnet101_and_152_are_recognised_by_their_blocks(name, builder, tmp_pat
 
 
 def test_load_keras_h5_into_the_model_it_converts_to(
-    resnet50_files, images, resnet50_probabilities
+    resnet50, resnet50_files, images, resnet50_probabilities
 ):
     model = resnetlab.create_model("resnet50", num_classes=6, **APPLICATIONS_OPTIONS)
     report = load_keras_h5(model, resnet50_files["h5"])
     assert report.model == "resnet50" and report.mean == pytest.approx(CAFFE_MEAN)
+    # The first kernel takes RGB where Keras's took BGR: its input channels reversed.
+    kernel = keras.ops.convert_to_numpy(resnet50.get_layer("conv1_conv").kernel)
+    conv1 = model.state_dict()["conv1.weight"].numpy()
+    assert np.array_equal(conv1, kernel.transpose(3, 2, 0, 1)[:, ::-1])
     x = torch.from_numpy(images / 255).float().permute(0, 3, 1, 2)  # RGB, (B, 3, H, W)
     mean = torch.tensor(report.mean).view(1, 3, 1, 1)
     std = torch.tensor(report.std).view(1, 3, 1, 1)

@@ -1607,7 +1607,8 @@ def _convert_layer(
             tensor = tensor.permute(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
         elif kind == "Dense" and weight == "kernel":
             tensor = tensor.T  # (in, out) -> (out, in); rows already in (H, W, C) order
-        out[f"{module_name}.{_KERAS_TO_TORCH[kind][weight]}"] = tensor.contiguous()
+        # A view: load_layers copies it into the model's tensor, the one copy it needs.
+        out[f"{module_name}.{_KERAS_TO_TORCH[kind][weight]}"] = tensor
     return out
 
 
