@@ -152,9 +152,14 @@ def course_files64(course64, tmp_path_factory):
     return write_files(course64, tmp_path_factory.mktemp("keras") / "course64", LAYOUTS)
 
 
+@pytest.fixture(scope="module")
+def course_probs64(course64, x64) -> np.ndarray:
+    return keras_probabilities(course64, x64)
+
+
 @pytest.mark.parametrize("name", list(LAYOUTS))
 def test_unnamed_layers_are_matched_in_the_order_they_were_built(
-    name, course64, course_files64, x64
+    name, course64, course_files64, x64, course_probs64
 ):
     names = [layer.name for layer in course64.layers if layer.weights]
     # Numbered from where the notebook's block tests left off, past 9: conv2d_10 sorts
@@ -166,7 +171,7 @@ def test_unnamed_layers_are_matched_in_the_order_they_were_built(
     assert report.matched_by_order
     assert report.architecture_checked == (name in WITH_ARCHITECTURE)
     assert "107 layers (unnamed, matched in the order they were built)" in report.describe()
-    probs = keras_probabilities(course64, x64)
+    probs = course_probs64
     assert np.abs(resnetlab_probabilities(model, x64) - probs).max() < 1e-5
     assert probs.max() - probs.min() > 0.05  # the weights make a difference
 
@@ -242,15 +247,23 @@ def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, pro
     assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
 
 
+@pytest.fixture(scope="module")
+def x96() -> np.ndarray:
+    return np.random.default_rng(1).random((2, 96, 96, 3), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def probs96(keras96, x96) -> np.ndarray:
+    return keras_probabilities(keras96, x96)
+
+
 @pytest.mark.parametrize("name", ["keras3-h5", "tf-keras2-weights"])
-def test_a_2x2_last_feature_map_flattens_in_keras_order(name, files96, keras96):
+def test_a_2x2_last_feature_map_flattens_in_keras_order(name, files96, keras96, x96, probs96):
     assert tuple(keras96.get_layer("avg_pool").output.shape) == (None, 2, 2, 2048)
     model = resnetlab.create_model("resnet50_keras", num_classes=3, input_size=96).eval()
     load_keras_h5(model, files96[name])
     assert model.fc.in_features == 2 * 2 * 2048
-    x = np.random.default_rng(1).random((2, 96, 96, 3), dtype=np.float32)
-    expected = keras_probabilities(keras96, x)
-    assert np.abs(resnetlab_probabilities(model, x) - expected).max() < 1e-5
+    assert np.abs(resnetlab_probabilities(model, x96) - probs96).max() < 1e-5
 
 
 def test_a_training_step_moves_bn_statistics_as_keras_does(keras64, files64, x64):
@@ -974,19 +987,20 @@ def test_a_keras_3_0_to_3_5_weights_file_of_another_model_says_how_to_save_it(ta
 # The course's data ------------------------------------------------------------------------
 
 
-def test_the_seeds_test_set_gets_the_keras_models_predictions(shared_data, tmp_path):
+def test_the_seeds_test_set_gets_the_keras_models_predictions(keras64, shared_data, tmp_path):
     with h5py.File(shared_data / "signs" / "test_signs.h5") as f:
         x = f["test_set_x"][()].astype(np.float32) / 255  # (120, 64, 64, 3), the course's input
         y = f["test_set_y"][()]
-    keras_model = build_keras_seed(64, 6, seed=2)
-    # A classifier fitted to these images' features, so that the predictions span the classes
-    # instead of all falling on one: least squares on the one-hot labels.
-    classifier = keras_model.get_layer("fc6")
-    features_of = keras.Model(keras_model.input, classifier.input)
-    features = keras_probabilities(features_of, x)  # (120, 2048)
+    # The module's model with a classifier fitted to these images' features, so that the
+    # predictions span the classes instead of all falling on one: least squares on the
+    # one-hot labels. A new fc6 on its Flatten: the module's model stays as it is.
+    flat = keras64.get_layer("fc6").input
+    features = keras_probabilities(keras.Model(keras64.input, flat), x)  # (120, 2048)
     centre = features.mean(0)
     targets = 10 * (np.eye(6)[y] - 1 / 6)
     kernel = np.linalg.lstsq(features - centre, targets, rcond=None)[0]
+    classifier = keras.layers.Dense(6, activation="softmax", name="fc6")
+    keras_model = keras.Model(keras64.input, classifier(flat))
     classifier.set_weights([kernel, -centre @ kernel])
     expected = keras_probabilities(classifier, features)  # the model's last layer, on its features
     assert len(set(expected.argmax(1))) == 6
@@ -1012,6 +1026,21 @@ RESCALINGS = {
 }
 
 
+@pytest.fixture(scope="module")
+def rescaled_seed():
+    """The course's model at 32x32 with a Rescaling layer first, built once a rescaling."""
+    built = {}
+
+    def build(rescaling: str):
+        if rescaling not in built:
+            keras.utils.set_random_seed(3)
+            built[rescaling] = seed_resnet50((32, 32, 3), 4, rescaling=RESCALINGS[rescaling][0])
+            randomize(built[rescaling], 3)
+        return built[rescaling]
+
+    return build
+
+
 # Every rescaling from a Keras 3 archive, and the per-channel one (the one whose scale
 # and offset are lists) from a tf.keras 2 .h5, whose config is read by another path.
 @pytest.mark.parametrize(
@@ -1023,14 +1052,14 @@ RESCALINGS = {
     ]
     + [("per channel", "tf-keras2-h5")],
 )
-def test_a_rescaling_layer_first_becomes_the_normalisation(tmp_path, rescaling, layout):
+def test_a_rescaling_layer_first_becomes_the_normalisation(
+    rescaled_seed, tmp_path, rescaling, layout
+):
     """A model fed raw pixels by a Rescaling layer converts to a model file whose
     normalisation does what that layer did: predict on a photo gives Keras's numbers on its
     raw pixels."""
-    args, mean, std = RESCALINGS[rescaling]
-    keras.utils.set_random_seed(3)
-    model = seed_resnet50((32, 32, 3), 4, rescaling=args)
-    randomize(model, 3)
+    _, mean, std = RESCALINGS[rescaling]
+    model = rescaled_seed(rescaling)
     src = write_files(model, tmp_path / "keras", [layout])[layout]
     dst = tmp_path / "m.safetensors"
     report = convert_keras(src, dst)

@@ -53,12 +53,17 @@ def full_resnet50(classes: int = 6, seed: int = 0):
     return model
 
 
-def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=(), randomized=True):
-    """ResNet50(include_top=False) nested in a model: GlobalAveragePooling2D, Dropout, Dense;
-    ``randomized=False`` keeps Keras's initial weights (for a file that is refused)."""
-    keras.backend.clear_session()
+def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=(), base=None):
+    """ResNet50(include_top=False) nested in a model: GlobalAveragePooling2D, Dropout, Dense.
+    Given a ``base`` (one built before, shared), nothing is randomized: its weights stay as
+    they are, the layers around it keep Keras's initial ones (for a file that is refused)."""
+    keras.backend.clear_session()  # names counted from zero: dense, not dense_2
     keras.utils.set_random_seed(seed)
-    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    randomized = base is None
+    if base is None:
+        base = keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=(SIZE, SIZE, 3)
+        )
     inputs = keras.Input((SIZE, SIZE, 3))
     x = inputs
     for layer in before:
@@ -144,6 +149,12 @@ def transfer():
     return transfer_model()
 
 
+def nested_base(transfer) -> keras.Model:
+    """The ResNet50(include_top=False) inside a transfer model."""
+    (base,) = [layer for layer in transfer.layers if isinstance(layer, keras.Model)]
+    return base
+
+
 @pytest.fixture(scope="module")
 def transfer_files(transfer, tmp_path_factory):
     return saved(transfer, tmp_path_factory.mktemp("transfer"), "transfer")
@@ -156,6 +167,12 @@ def transfer_converted(transfer_files, tmp_path_factory):
     dst = tmp_path_factory.mktemp("transfer_converted") / "m.safetensors"
     convert_keras(transfer_files["keras"], dst)
     return dst
+
+
+@pytest.fixture(scope="module")
+def transfer_converted_state(transfer_converted) -> dict[str, torch.Tensor]:
+    """The state dict of ``transfer_converted``, which tests compare others with."""
+    return resnetlab.load_model(transfer_converted).state_dict()
 
 
 # What converts, and to what ---------------------------------------------------------------
@@ -241,14 +258,25 @@ def test_a_transfer_model_gives_kerass_probabilities(kind, transfer, transfer_fi
     assert np.abs(ours - theirs).max() < 1e-4
 
 
+@pytest.fixture(scope="module")
+def other_inputs_images() -> np.ndarray:
+    return rgb_images(seed=7)
+
+
+@pytest.fixture(scope="module")
+def other_inputs_as_caffe(transfer_converted, other_inputs_images) -> np.ndarray:
+    """What the model file converted without --inputs ('caffe') predicts for them."""
+    return resnetlab_probabilities(transfer_converted, other_inputs_images)
+
+
 @pytest.mark.parametrize("inputs", ["0-1", "0-255"])
 def test_a_model_fed_other_inputs_than_preprocess_input(
-    inputs, transfer, transfer_files, transfer_converted, tmp_path
+    inputs, transfer, transfer_files, other_inputs_images, other_inputs_as_caffe, tmp_path
 ):
     """A transfer model trained on pixels / 255 (ImageDataGenerator(rescale=1/255)) or on
     the pixels as they are, not on preprocess_input: --inputs says so, and the model file
     takes RGB images scaled so."""
-    images = rgb_images(seed=7)
+    images = other_inputs_images
     dst = tmp_path / "m.safetensors"
     report = convert_keras(transfer_files["keras"], dst, inputs=inputs)
     note = "pixels / 255" if inputs == "0-1" else "0-255 pixels as they are"
@@ -257,7 +285,7 @@ def test_a_model_fed_other_inputs_than_preprocess_input(
     with torch.no_grad():
         theirs = keras.ops.convert_to_numpy(transfer(x, training=False))
     error = np.abs(resnetlab_probabilities(dst, images) - theirs).max()
-    wrong = np.abs(resnetlab_probabilities(transfer_converted, images) - theirs).max()
+    wrong = np.abs(other_inputs_as_caffe - theirs).max()
     assert error < 1e-5 and wrong > 100 * error
     with pytest.raises(ResnetlabError, match=r"^inputs='tf': choose caffe, 0-1 or 0-255, how"):
         convert_keras(transfer_files["keras"], dst, inputs="tf")
@@ -277,7 +305,9 @@ def test_a_keras_3_0_to_3_5_archive_without_layer_names_converts_as_with_them(
         assert torch.equal(value, theirs[key]), key
 
 
-def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_converted, tmp_path):
+def test_a_model_saved_as_a_folder_converts_as_its_archive(
+    transfer, transfer_converted_state, tmp_path
+):
     """``model.save(folder, zipped=False)``, as a Keras model downloaded from the Hugging Face
     Hub is: the archive's files unzipped."""
     folder = tmp_path / "flowers"
@@ -287,7 +317,7 @@ def test_a_model_saved_as_a_folder_converts_as_its_archive(transfer, transfer_co
     assert report.describe().startswith(
         "flowers (full model, Keras 3 model.save('x', zipped=False), Keras "
     )
-    theirs = resnetlab.load_model(transfer_converted).state_dict()  # the archive's
+    theirs = transfer_converted_state  # the archive's
     for key, value in resnetlab.load_model(tmp_path / "m.safetensors").state_dict().items():
         assert torch.equal(value, theirs[key]), key
     model = resnetlab.create_model("resnet50", pretrained=folder)
@@ -327,14 +357,16 @@ def test_a_keras_3_0_to_3_5_weights_file_says_to_save_the_model(
         read_keras_model(old, input_size=SIZE)
 
 
-def test_a_transfer_model_on_the_bases_output_is_not_nested(tmp_path):
-    keras.backend.clear_session()
+def test_a_transfer_model_on_the_bases_output_is_not_nested(transfer, tmp_path):
+    # On the transfer model's base, randomized already: its layers are shared, not changed.
+    base = nested_base(transfer)
     keras.utils.set_random_seed(4)
-    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
     x = LAYERS.GlobalAveragePooling2D()(base.output)
-    outputs = LAYERS.Dense(4, activation="softmax", name="flowers")(LAYERS.Dropout(0.2)(x))
-    model = keras.Model(base.input, outputs)
-    randomize_all(model, 4)
+    classifier = LAYERS.Dense(4, activation="softmax", name="flowers")
+    model = keras.Model(base.input, classifier(LAYERS.Dropout(0.2)(x)))
+    kernel, bias = classifier.get_weights()  # as randomize_all makes a classifier
+    bias = np.random.default_rng(4).normal(0.0, 0.1, bias.shape)
+    classifier.set_weights([kernel * CLASSIFIER_SCALE, bias])
     model.save(tmp_path / "flat.h5")
     report = convert_keras(tmp_path / "flat.h5", tmp_path / "m.safetensors")
     assert report.network == (
@@ -346,18 +378,14 @@ def test_a_transfer_model_on_the_bases_output_is_not_nested(tmp_path):
     assert np.abs(ours - keras_probabilities(model, images)).max() < 1e-4
 
 
-def test_the_whole_network_in_a_sequential_model_is_include_top(tmp_path):
+def test_the_whole_network_in_a_sequential_model_is_include_top(resnet50, tmp_path):
     """Its pool and classifier inside the nested network: was described as
     '(include_top=False, pooling='avg')' with nothing after it."""
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(5)
-    network = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=3)
-    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), network])
-    randomize_all(model, 5)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), resnet50])
     model.save(tmp_path / "seq.h5")
     report = convert_keras(tmp_path / "seq.h5", tmp_path / "m.safetensors")
     assert report.network == "keras.applications ResNet50"
-    assert report.num_classes == 3
+    assert report.num_classes == 6
     images = rgb_images(seed=5)
     ours = resnetlab_probabilities(tmp_path / "m.safetensors", images)
     assert np.abs(ours - keras_probabilities(model, images)).max() < 1e-4
@@ -473,11 +501,11 @@ def test_a_keras_applications_file_is_a_pretrained_source(
 
 @pytest.mark.parametrize("kind", ["keras", "weights"])
 def test_the_network_without_a_classifier_is_a_backbone_not_a_model_file(
-    kind, transfer, transfer_converted, tmp_path
+    kind, transfer, transfer_converted_state, tmp_path
 ):
     """``ResNet50(include_top=False)`` saved alone names no classes: converting it says how
     to train on it, and as pretrained weights it gives the backbone and a new classifier."""
-    (base,) = [layer for layer in transfer.layers if isinstance(layer, keras.Model)]
+    base = nested_base(transfer)
     path = tmp_path / ("base.keras" if kind == "keras" else "base.weights.h5")
     base.save(path) if kind == "keras" else base.save_weights(path)
     dst = tmp_path / "m.safetensors"
@@ -493,7 +521,7 @@ def test_the_network_without_a_classifier_is_a_backbone_not_a_model_file(
     model = resnetlab.create_model("resnet50", num_classes=3, pretrained=path)
     assert model.pretrained.head == "new" and model.fc.out_features == 3
     assert model.pretrained.mean == pytest.approx(CAFFE_MEAN)
-    theirs = resnetlab.load_model(transfer_converted).state_dict()
+    theirs = transfer_converted_state
     for key, value in model.state_dict().items():
         if not key.startswith("fc."):
             assert torch.equal(value, theirs[key]), key
@@ -599,8 +627,8 @@ def test_a_resnet_v2_is_refused(tmp_path):
         ),
     ],
 )
-def test_other_layers_around_the_network_are_refused(extra, before, message, tmp_path):
-    model = transfer_model(extra=extra, before=before, randomized=False)
+def test_other_layers_around_the_network_are_refused(extra, before, message, transfer, tmp_path):
+    model = transfer_model(extra=extra, before=before, base=nested_base(transfer))
     model.save(tmp_path / "t.keras")
     with pytest.raises(ResnetlabError, match=message):
         convert_keras(tmp_path / "t.keras", tmp_path / "m.safetensors")
