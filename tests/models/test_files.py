@@ -832,3 +832,31 @@ def test_a_model_on_the_meta_device_is_not_written(tmp_path):
         "shapes and no values; "
     )
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64]
+)
+def test_first_nonfinite_finds_nan_and_inf_in_every_kind_of_tensor(dtype):
+    from resnetlab.models.files import first_nonfinite
+
+    fine = torch.arange(24, dtype=dtype).reshape(2, 3, 4)
+    views = {
+        "plain": fine,
+        "transposed": fine.permute(2, 0, 1),
+        "negated view": torch._neg_view(fine),
+        "trained": fine.clone().requires_grad_(dtype.is_floating_point),
+    }
+    for name, value in views.items():
+        assert first_nonfinite({"a": fine, name: value}) is None, name
+    if not dtype.is_floating_point:  # integers hold no NaN, and are not looked at
+        return
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for name, value in views.items():
+            value = value.detach().clone()
+            value[-1, -1, -1] = bad
+            assert first_nonfinite({"a": fine, name: value, "c": fine}) == name, (name, bad)
+            # the same values in a layout that is no copy of them
+            strided = value.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+            assert first_nonfinite({"strided": strided}) == "strided", (name, bad)
+            assert first_nonfinite({"negated": torch._neg_view(value)}) == "negated"
