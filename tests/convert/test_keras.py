@@ -26,6 +26,7 @@ keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 from .keras_seed import (  # noqa: E402  (needs keras, imported above)
+    clear_session,
     randomize,
     seed_resnet50,
     without_layer_names,
@@ -775,7 +776,7 @@ def test_another_keras_model_is_not_the_seed(target64, tmp_path):
 
 def test_a_keras_applications_resnet_is_not_the_seed(target64, tmp_path):
     """It converts to resnetlab's resnet50 (test_keras_applications.py), not into the course's."""
-    keras.backend.clear_session()
+    clear_session()
     model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=6)
     model.save(tmp_path / "resnet50.keras")
     with pytest.raises(

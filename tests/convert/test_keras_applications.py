@@ -23,7 +23,11 @@ from resnetlab.engine.predict import class_names
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-from .keras_seed import randomize, without_layer_names  # noqa: E402  (needs keras, imported above)
+from .keras_seed import (  # noqa: E402  (needs keras, imported above)
+    clear_session,
+    randomize,
+    without_layer_names,
+)
 
 SIZE = 32
 LAYERS = keras.layers
@@ -46,7 +50,7 @@ def randomize_all(model, seed: int) -> None:
 
 
 def full_resnet50(classes: int = 6, seed: int = 0):
-    keras.backend.clear_session()
+    clear_session()
     keras.utils.set_random_seed(seed)
     model = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=classes)
     randomize_all(model, seed)
@@ -57,7 +61,7 @@ def transfer_model(classes: int = 5, seed: int = 1, *, extra=(), before=(), base
     """ResNet50(include_top=False) nested in a model: GlobalAveragePooling2D, Dropout, Dense.
     Given a ``base`` (one built before, shared), nothing is randomized: its weights stay as
     they are, the layers around it keep Keras's initial ones (for a file that is refused)."""
-    keras.backend.clear_session()  # names counted from zero: dense, not dense_2
+    clear_session()  # names counted from zero: dense, not dense_2
     keras.utils.set_random_seed(seed)
     randomized = base is None
     if base is None:
@@ -392,7 +396,7 @@ def test_the_whole_network_in_a_sequential_model_is_include_top(resnet50, tmp_pa
 
 
 def test_a_base_that_pools_itself_in_a_sequential_model(tmp_path):
-    keras.backend.clear_session()
+    clear_session()
     keras.utils.set_random_seed(2)
     base = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
     model = keras.Sequential([base, LAYERS.Dropout(0.5), LAYERS.Dense(3)])  # logits
@@ -421,7 +425,7 @@ def test_a_base_that_pools_itself_in_a_sequential_model(tmp_path):
     ],
 )
 def test_resnet101_and_152_are_recognised_by_their_blocks(name, builder, tmp_path):
-    keras.backend.clear_session()
+    clear_session()
     model = getattr(keras.applications, builder)(
         weights=None, input_shape=(SIZE, SIZE, 3), classes=6
     )
@@ -549,7 +553,7 @@ def test_cli_says_which_input_size_it_takes_for_a_file_that_records_none(
 
 def test_imagenets_classifier_is_named_by_classes_imagenet(resnet50_files, tmp_path, capsys):
     """ResNet50(weights="imagenet") keeps ImageNet's 1000 outputs, in the synsets' order."""
-    keras.backend.clear_session()
+    clear_session()
     path = tmp_path / "imagenet.weights.h5"
     keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3)).save_weights(path)
     dst = tmp_path / "m.safetensors"
@@ -587,7 +591,7 @@ def test_cli_converts_and_predict_reads_the_file(resnet50_files, tmp_path, capsy
 
 
 def test_a_resnet_v2_is_refused(tmp_path):
-    keras.backend.clear_session()
+    clear_session()
     model = keras.applications.ResNet50V2(weights=None, input_shape=(SIZE, SIZE, 3), classes=6)
     model.save_weights(tmp_path / "v2.weights.h5")
     with pytest.raises(
@@ -665,7 +669,7 @@ def test_a_channels_first_network_is_refused_with_a_way_out_that_works(tmp_path)
     """Keras keeps its kernels alike in either data format: the weights of a channels_first
     model, set into the same model built channels_last, convert to the same numbers."""
     images = rgb_images(seed=6)
-    keras.backend.clear_session()
+    clear_session()
     keras.config.set_image_data_format("channels_first")
     try:
         first = keras.applications.ResNet50(weights=None, input_shape=(3, SIZE, SIZE), classes=4)
