@@ -83,7 +83,10 @@ def clear_session() -> None:
     """Keras's layer names counted from zero again (``dense``, not ``dense_2``), without the
     garbage collection that ``keras.backend.clear_session`` runs by default (a third of a
     second each time with a few ResNet50s alive, for no name's sake)."""
-    keras.backend.clear_session(free_memory=False)
+    try:
+        keras.backend.clear_session(free_memory=False)
+    except TypeError:  # a Keras without the option: with its collection, as before
+        keras.backend.clear_session()
 
 
 def _join(base: str | None, part: str) -> str | None:

@@ -809,6 +809,16 @@ def test_a_checkpoint_whose_image_count_is_no_count_is_named_so(finished_run, ca
     )
 
 
+def test_a_checkpoint_of_a_nonfinite_weight_names_it(finished_run, capsys):
+    checkpoint = finished_run / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name].clone().fill_(float("inf"))
+    torch.save(state, checkpoint)
+    code, err = cli(capsys, "train", "--resume", finished_run, "--epochs", "2")
+    assert_one_line_error(code, err, f"{checkpoint} is damaged", f"(NaN/inf in {name})")
+
+
 def test_a_wrong_type_in_config_json_names_the_file(finished_run, tmp_path, capsys):
     config = finished_run / "config.json"
     config.write_text(json.dumps({**strict_json(config), "lr": "fast"}))

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import ResnetlabError, shown
+from ..models.files import first_nonfinite
 from ..storage import atomic_write, is_cut_short_zip, permission_problem
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -130,9 +131,8 @@ def _problem(state: Any) -> str | None:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
     ):
         return "its model entry is not a state dict"
-    bad = [k for k, v in weights.items() if v.is_floating_point() and not v.isfinite().all()]
-    if bad:
-        return f"NaN/inf in {bad[0]}"
+    if (bad := first_nonfinite(weights)) is not None:
+        return f"NaN/inf in {bad}"
     if not isinstance(state["optimizer"], dict):
         return "its optimizer entry is not a dictionary"
     best = state["best"]
