@@ -1014,11 +1014,12 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     device = resolve_device(device)
     path = path_argument(path, "the model file")
     meta = read_model_meta(path)
-    _check_shapes(path, meta)
-    # The drawn weights are replaced by the file's; drawing them leaves the caller's generator
-    # where it was, so that loading a model changes no later draw of theirs.
-    with torch.random.fork_rng(devices=[]):
-        model = create_model(meta.model, num_classes=meta.num_classes, **meta.model_kwargs)
+    skeleton = _check_shapes(path, meta)
+    # Given memory without weights drawn for it (a fifth of a second for a ResNet-50, and
+    # the caller's random generator left where it was): the file's fill every parameter
+    # and buffer, as load_state_dict (strict) checks and no model has a buffer it leaves
+    # out (tests/models/test_registry.py).
+    model = skeleton.to_empty(device=device)
     try:
         state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
@@ -1051,8 +1052,9 @@ def model_skeleton(path: str | os.PathLike, meta: ModelMeta) -> nn.Module:
         ) from None
 
 
-def _check_shapes(path: str | os.PathLike, meta: ModelMeta) -> None:
-    """The file's tensors have the names and shapes of its model's state dict.
+def _check_shapes(path: str | os.PathLike, meta: ModelMeta) -> nn.Module:
+    """The file's tensors have the names and shapes of its model's state dict: that model,
+    built on the meta device, returned.
 
     Checked on a model built on the meta device, which allocates nothing: metadata that
     asks for a model far larger than its weights fails here, not in the allocator.
@@ -1066,6 +1068,7 @@ def _check_shapes(path: str | os.PathLike, meta: ModelMeta) -> None:
         raise ResnetlabError(f"{path}: its weights cannot be read ({e})") from None
     if problem := shapes_problem(expected, found):
         raise ResnetlabError(f"{path} does not match its model {meta.model}: {problem}")
+    return skeleton
 
 
 def shapes_problem(
