@@ -205,7 +205,8 @@ def test_the_optimizer_runs_fused_kernels_where_they_measure_faster(
     kernel = "fused" if chosen else "foreach"
     assert parts.optimizer.defaults.get(kernel) is True
     # The steps are timed with the kernels chosen, and cached apart from the others'.
-    assert machine.timed[-1].endswith(", fused, b8" if chosen else " wd, b8")
+    steps_key = machine.timed[-1].split(", matrix products ")[0]  # (the paths they ran)
+    assert steps_key.endswith(", fused, b8" if chosen else " wd, b8")
     assert ("fused optimizer" in plan.describe()) is chosen
     explained = plan.explain()
     at = explained.index(
@@ -237,6 +238,31 @@ def test_matrix_products_that_lose_in_the_whole_step_are_not_used(calibrating, m
     cached = plan_cpu(config, num_classes=10, input_size=8, measure=FakeMachine({}))
     assert cached.how == "from the cache" and cached.onednn_only
     assert CpuPlan.from_record(json.loads(json.dumps(plan.to_record()))) == plan
+
+
+class MatmulEverywhere(FakeMachine):
+    """Matrix products win on every convolution shape, not only on 64-channel maps."""
+
+    def __call__(self, what, calls, rounds=3):
+        if set(calls) == {"onednn", "matmul"}:
+            self.timed.append(what)
+            return {"onednn": [1.0] * 3, "matmul": [0.5] * 3}
+        return super().__call__(what, calls, rounds)
+
+
+def test_steps_timed_with_other_convolution_paths_are_timed_again(calibrating):
+    before = FakeMachine(BF16_WINS)
+    assert _plan(before).matmul_convs == {"64x2x2>64 k3x3 s1 p1"}
+    # Another workload of the same shapes at the same batch, measured again as asked,
+    # finds matrix products faster on every shape: the cached convolutions change.
+    plan_cpu(CONFIG, num_classes=5, input_size=8, measure=MatmulEverywhere(BF16_WINS), force=True)
+    machine = FakeMachine(BF16_WINS)
+    plan = _plan(machine)
+    assert plan.matmul_convs == set(plan.counts)  # the new paths,
+    assert plan.how == "measured now"  # judged by steps that ran them
+    (steps,) = [what for what in machine.timed if " b8 " not in what]  # not the convolutions
+    assert steps != before.timed[-1] and steps.startswith(before.timed[-1].split(", matrix")[0])
+    assert _plan(FakeMachine(BF16_WINS)).how == "from the cache"
 
 
 def test_a_cpu_without_bf16_hardware_trains_in_fp32(calibrating, monkeypatch):
@@ -584,7 +610,7 @@ def test_fewer_threads_are_chosen_where_the_step_is_faster_on_them(
     plan = _plan(machine)
     assert plan.threads == chosen and torch.get_num_threads() == 4  # (put back)
     assert list(plan.thread_steps) == ["4 threads", "2 threads", "1 thread"]
-    assert machine.timed[-1].endswith(f"b8, {plan.candidate.name}, threads")
+    assert machine.timed[-1].endswith(f", {plan.candidate.name}, threads")
     described = plan.describe()
     assert (", 2 threads of 4 " in described) is (chosen == 2)
     explained = "\n".join(plan.explain())

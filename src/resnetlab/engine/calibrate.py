@@ -43,6 +43,8 @@ machine key: the CPU model, family and instruction sets (and those oneDNN is hel
 ``ONEDNN_ISA_SETTINGS``), PyTorch's thread count, how its threads wait
 (``OMP_WAIT_SETTINGS``), the torch version and ``CALIBRATION_VERSION``. A
 change to any of them measures again; an unreadable file is reported and measured over.
+The whole steps are kept with the convolution paths they ran (``_paths_key``): convolutions
+measured again that choose other paths have the steps timed again.
 Timings are kept with the CPU time other work took from this process's cores while they were
 measured (``OtherWork``: other processes and, in a virtual machine, other guests; this
 process's own threads do not count). Timings shared with ``CONTENDED`` cores' worth or more
@@ -703,7 +705,10 @@ def _calibrate(
         step_call = partial(
             _step_call, config, num_classes, input_size, matmul=matmul, batch=batch, fused=fused
         )
-        key = f"{workload}, {_optimizer_key(config)}{', fused' if fused else ''}, b{batch}"
+        key = (
+            f"{workload}, {_optimizer_key(config)}{', fused' if fused else ''}, b{batch}"
+            f"{_paths_key(matmul)}"
+        )
         steps, others, new = _calibrate_steps(store, measure, force, key, ways, step_call)
         chosen = decide(steps) if steps else ways[0]
         base = chosen.per_shape.name
@@ -769,6 +774,18 @@ def _calibrate_convs(
             timings, new = _cached(store, "convs", key, PATHS, calls, measure, force, REPEATS)
             convs[candidate.name][shape.key], fresh = timings, fresh or new
     return convs, fresh
+
+
+def _paths_key(matmul: Mapping[str, frozenset[str]]) -> str:
+    """The convolution paths the steps are timed with, for their cache key: convolutions
+    measured again since (beside other work before, quiet now; or forced for another
+    workload of the same shapes) can choose other paths, and steps timed with the former
+    ones would then judge a plan they never ran."""
+    chosen = {name: sorted(shapes) for name, shapes in matmul.items() if shapes}
+    if not chosen:
+        return ""
+    digest = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:8]
+    return f", matrix products {digest}"
 
 
 def _optimizer_key(config: TrainConfig) -> str:
