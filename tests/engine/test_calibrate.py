@@ -60,6 +60,24 @@ def test_choose_keeps_the_default_unless_another_wins_by_the_margin(timings, exp
     assert choose(timings, "a", 0.10) == expected, why
 
 
+def test_timings_shared_with_other_work_keep_every_default():
+    # A candidate twice as fast, timed beside a core's worth of other work: on shared cores
+    # a call timed against itself wins by more than the margins, so nothing moves until
+    # the cores are quiet (``contended``: a quarter of a core or more).
+    wins = {"default": [1.0] * 7, "other": [0.5] * 7}
+    assert choose(wins, "default", 0.1, others=1.0) == "default"
+    assert choose(wins, "default", 0.1, others=calibrate.CONTENDED) == "default"
+    assert choose(wins, "default", 0.1, others=0.1) == "other"
+    assert choose(wins, "default", 0.1, others=None) == "other"  # not known: as measured
+    steps = {name: [t] * 7 for name, t in BF16_WINS.items()}
+    steps |= {name + ONLY: [t * 0.5] * 7 for name, t in BF16_WINS.items()}
+    assert decide(steps, others=1.0) == Candidate("fp32", True)
+    assert decide(steps, others=0.0) == Candidate("bf16", False, onednn_only=True)
+    convs = {"a": {"onednn": [1.0] * 5, "matmul": [0.5] * 5, "others": 0.6}}
+    assert matmul_paths(convs) == set()
+    assert matmul_paths({"a": {**convs["a"], "others": 0.1}}) == {"a"}
+
+
 def test_relative_times_compare_within_each_round():
     timings = {"a": [1.0, 2.0, NAN, 4.0], "b": [0.5, 1.0, 1.0, 2.0], "c": [NAN] * 4}
     assert calibrate.relative(timings, "a") == {"a": 1.0, "b": 0.5}
@@ -321,12 +339,16 @@ def test_timings_shared_with_other_work_are_measured_again_when_the_cores_are_qu
     calibrating.others[0] = 1.2  # another job took a core while the steps were timed
     shared = _plan(FakeMachine(BF16_WINS))
     assert shared.others == 1.2
-    assert "other work 1.20 cores, to be measured again when quiet" in "\n".join(shared.explain())
+    assert (shared.precision, shared.channels_last, shared.matmul_convs) == ("fp32", True, set())
+    explained = "\n".join(shared.explain())
+    assert "other work 1.20 cores: the defaults kept, to be measured again when quiet" in explained
     machine = FakeMachine(BF16_WINS)
     assert _plan(machine).how == "from the cache" and not machine.timed  # still shared
     calibrating.others[0] = 0.05
     capsys.readouterr()
-    assert _plan(machine).how == "measured now" and machine.timed
+    quiet = _plan(machine)
+    assert quiet.how == "measured now" and machine.timed
+    assert (quiet.precision, quiet.channels_last) == ("bf16", False)  # what the timings say
     assert "again (the cached timings were taken beside other work" in capsys.readouterr().err
     machine = FakeMachine(BF16_WINS)
     calibrating.others[0] = 1.2  # measured quiet, kept when shared again

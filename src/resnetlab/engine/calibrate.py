@@ -48,9 +48,10 @@ measured again that choose other paths have the steps timed again.
 Timings are kept with the CPU time other work took from this process's cores while they were
 measured (``OtherWork``: other processes and, in a virtual machine, other guests; this
 process's own threads do not count). Timings shared with ``CONTENDED`` cores' worth or more
-of other work are used while the cores stay shared and measured again by the first run that
-finds them quiet (``quieter``): shared cores can make fewer threads, or another plan, look
-faster than they are on the machine alone. Where the counters cannot be read (not Linux),
+of other work choose the defaults (``choose``) while the cores stay shared and are measured
+again by the first run that finds them quiet (``quieter``): shared cores can make fewer
+threads, or another plan, look faster than they are on the machine alone, and their noise
+exceeds the margins. Where the counters cannot be read (not Linux),
 timings are kept as measured.
 ``RESNETLAB_CALIBRATE=off`` measures nothing and trains with the defaults (float32,
 channels-last, oneDNN everywhere), as do ``--compile`` runs (the compiler makes its own
@@ -145,18 +146,30 @@ def measure_in_turns(what: str, calls: Calls, rounds: int = REPEATS) -> dict[str
     return time_interleaved(calls, rounds)
 
 
-def choose(timings: Mapping[str, Sequence[float]], default: str, margin: float) -> str:
+def choose(
+    timings: Mapping[str, Sequence[float]],
+    default: str,
+    margin: float,
+    *,
+    others: float | None = None,
+) -> str:
     """The candidate to use, given each one's seconds per round (``relative``).
 
     The default unless another candidate's time relative to it is below ``1 - margin``;
     then the one with the lowest (the first listed among equals). Candidates without a
     finite timing are out; without the default, the first candidate is the default.
+    Timings shared with ``others`` cores' worth of other work (``contended``) keep the
+    default: there a call may wait a time slice for a thread that another process holds,
+    or may not, and a call timed against itself the same way came out faster by more
+    than the margins (README: Speed).
     """
     finite = {name: v for name, v in timings.items() if any(math.isfinite(t) for t in v)}
     if not finite:
         raise ValueError("no candidate has a finite timing")
     if default not in finite:
         default = next(iter(finite))
+    if contended(others):
+        return default
     ratios = relative(finite, default)
     best = min(ratios, key=ratios.__getitem__)
     return best if ratios[best] < 1 - margin else default
@@ -206,9 +219,9 @@ class Candidate:
         return cls(precision, layout == "channels-last", paths == ["oneDNN-only"])
 
 
-def decide(steps: Mapping[str, Sequence[float]]) -> Candidate:
+def decide(steps: Mapping[str, Sequence[float]], others: float | None = None) -> Candidate:
     """The precision, layout and convolution paths to train with, from step timings keyed
-    by ``Candidate.name``.
+    by ``Candidate.name``, taken beside ``others`` cores' worth of other work (``choose``).
 
     First the paths per precision and layout (the shape-by-shape choice unless oneDNN
     everywhere is faster), then the layout per precision (channels-last unless NCHW wins
@@ -219,25 +232,30 @@ def decide(steps: Mapping[str, Sequence[float]]) -> Candidate:
     for name, values in steps.items():
         c = Candidate.parse(name)
         by_way.setdefault((c.precision, c.channels_last), {})[name] = values
-    paths = {way: choose(names, Candidate(*way).name, 0.0) for way, names in by_way.items()}
+    paths = {
+        way: choose(names, Candidate(*way).name, 0.0, others=others)
+        for way, names in by_way.items()
+    }
     by_precision: dict[str, dict[str, Sequence[float]]] = {}
     for (precision, _), name in paths.items():
         by_precision.setdefault(precision, {})[name] = steps[name]
     winners = {
-        precision: choose(layouts, paths.get((precision, True), ""), LAYOUT_MARGIN)
+        precision: choose(layouts, paths.get((precision, True), ""), LAYOUT_MARGIN, others=others)
         for precision, layouts in by_precision.items()
     }
     finalists = {name: steps[name] for name in winners.values()}
     default = winners.get("fp32", next(iter(finalists)))
-    return Candidate.parse(choose(finalists, default, PRECISION_MARGIN))
+    return Candidate.parse(choose(finalists, default, PRECISION_MARGIN, others=others))
 
 
-def matmul_paths(convs: Mapping[str, Mapping[str, Sequence[float]]]) -> frozenset[str]:
-    """The convolution shapes whose matrix-product timing beats oneDNN's by ``CONV_MARGIN``."""
+def matmul_paths(convs: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    """The convolution shapes whose matrix-product timing beats oneDNN's by ``CONV_MARGIN``
+    (not where taken beside other work: each shape's ``others``)."""
     return frozenset(
         shape
         for shape, paths in convs.items()
-        if choose({p: paths[p] for p in PATHS}, "onednn", CONV_MARGIN) == "matmul"
+        if choose({p: paths[p] for p in PATHS}, "onednn", CONV_MARGIN, others=paths.get("others"))
+        == "matmul"
     )
 
 
@@ -488,7 +506,11 @@ class CpuPlan:
         if len(self.steps) > 1:
             shared = ""
             if self.others is not None:
-                note = ", to be measured again when quiet" if contended(self.others) else ""
+                note = (
+                    ": the defaults kept, to be measured again when quiet"
+                    if contended(self.others)
+                    else ""
+                )
                 shared = f" (other work {self.others:.2f} cores{note})"
             first = next(iter(self.steps))
             rounds = len(self.steps[first])
@@ -710,7 +732,7 @@ def _calibrate(
             f"{_paths_key(matmul)}"
         )
         steps, others, new = _calibrate_steps(store, measure, force, key, ways, step_call)
-        chosen = decide(steps) if steps else ways[0]
+        chosen = decide(steps, others) if steps else ways[0]
         base = chosen.per_shape.name
         threads, thread_steps, thread_others, new_threads = _calibrate_threads(
             store, measure, force, f"{key}, {chosen.name}", partial(step_call, chosen)
@@ -807,7 +829,8 @@ def _calibrate_optimizer(
     whether they were measured now."""
     cached, new = _cached(store, "optimizer", key, KERNELS, calls, measure, force, STEP_REPEATS)
     timings = {name: cached[name] for name in KERNELS}
-    return choose(timings, "foreach", OPTIMIZER_MARGIN) == "fused", timings, new
+    others = cached.get("others")
+    return choose(timings, "foreach", OPTIMIZER_MARGIN, others=others) == "fused", timings, new
 
 
 def _optimizer_calls(model: torch.nn.Module, config: TrainConfig) -> Calls:
@@ -888,9 +911,7 @@ def _calibrate_threads(
     finally:
         torch.set_num_threads(threads)
     timings, others = {name: cached[name] for name in names}, cached.get("others")
-    if contended(others):
-        return None, timings, others, new
-    best = counts[names.index(choose(timings, names[0], THREAD_MARGIN))]
+    best = counts[names.index(choose(timings, names[0], THREAD_MARGIN, others=others))]
     return (best if best != threads else None), timings, others, new
 
 
