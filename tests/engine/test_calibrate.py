@@ -71,7 +71,8 @@ def test_timings_shared_with_other_work_keep_every_default():
     assert choose(wins, "default", 0.1, others=None) == "other"  # not known: as measured
     steps = {name: [t] * 7 for name, t in BF16_WINS.items()}
     steps |= {name + ONLY: [t * 0.5] * 7 for name, t in BF16_WINS.items()}
-    assert decide(steps, others=1.0) == Candidate("fp32", True)
+    assert decide(steps, others=1.0) == Candidate("fp32", True, onednn_only=True)
+    assert decide(dict(list(steps.items())[:4]), others=1.0) == Candidate("fp32", True)
     assert decide(steps, others=0.0) == Candidate("bf16", False, onednn_only=True)
     convs = {"a": {"onednn": [1.0] * 5, "matmul": [0.5] * 5, "others": 0.6}}
     assert matmul_paths(convs) == set()
@@ -342,6 +343,7 @@ def test_timings_shared_with_other_work_are_measured_again_when_the_cores_are_qu
     assert (shared.precision, shared.channels_last, shared.matmul_convs) == ("fp32", True, set())
     explained = "\n".join(shared.explain())
     assert "other work 1.20 cores: the defaults kept, to be measured again when quiet" in explained
+    assert "-> oneDNN (timed beside other work)" in explained
     machine = FakeMachine(BF16_WINS)
     assert _plan(machine).how == "from the cache" and not machine.timed  # still shared
     calibrating.others[0] = 0.05

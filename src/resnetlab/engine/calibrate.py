@@ -128,7 +128,7 @@ BUSY_NOTE = "the CPU is busy"  # how that line starts (``busy_note``), the same 
 # steps (the whole step of up to eight candidates over eight rounds, the thread counts, the
 # convolutions), which a gain of a fifth repays over about 500.
 MEASURE_MIN_STEPS = 500
-CONTENDED = 0.25  # cores' worth of other work above which timings are redone when quiet
+CONTENDED = 0.25  # cores' worth of other work from which timings keep the defaults (redone quiet)
 PROBE_SECONDS = 0.5  # how long a run watches the cores before redoing shared timings
 PATHS = ("onednn", "matmul")  # the ways a convolution can run
 ENV = "RESNETLAB_CALIBRATE"
@@ -226,14 +226,21 @@ def decide(steps: Mapping[str, Sequence[float]], others: float | None = None) ->
     First the paths per precision and layout (the shape-by-shape choice unless oneDNN
     everywhere is faster), then the layout per precision (channels-last unless NCHW wins
     by ``LAYOUT_MARGIN``), then the precision between the winners (float32 unless another
-    wins by ``PRECISION_MARGIN``).
+    wins by ``PRECISION_MARGIN``). Beside other work, the defaults: float32,
+    channels-last, and oneDNN everywhere where that was timed (the whole step cannot
+    check the matrix products there).
     """
     by_way: dict[tuple[str, bool], dict[str, Sequence[float]]] = {}
     for name, values in steps.items():
         c = Candidate.parse(name)
         by_way.setdefault((c.precision, c.channels_last), {})[name] = values
+
+    def path_default(way: tuple[str, bool], names: Collection[str]) -> str:
+        only = Candidate(*way, onednn_only=True).name
+        return only if contended(others) and only in names else Candidate(*way).name
+
     paths = {
-        way: choose(names, Candidate(*way).name, 0.0, others=others)
+        way: choose(names, path_default(way, names), 0.0, others=others)
         for way, names in by_way.items()
     }
     by_precision: dict[str, dict[str, Sequence[float]]] = {}
@@ -553,8 +560,12 @@ class CpuPlan:
                 onednn, matmul = (statistics.median(paths[p]) * 1e3 for p in ("onednn", "matmul"))
                 ratio = relative({p: paths[p] for p in PATHS}, "onednn").get("matmul", math.nan)
                 pick = "matrix product" if shape in self.matmul_convs else "oneDNN"
-                if self.onednn_only and shape in matmul_paths({shape: paths}):
+                if contended(paths.get("others")):
+                    pick = "oneDNN (timed beside other work)"
+                elif self.onednn_only and shape in matmul_paths({shape: paths}):
                     pick = "oneDNN (the matrix product won alone, lost in the whole step)"
+                    if contended(self.others):
+                        pick = "oneDNN (the whole step was timed beside other work)"
                 lines.append(
                     f"    {shape:<32} x{self.counts.get(shape, 1):<2} "
                     f"{onednn:8.2f} {matmul:8.2f} {ratio:6.2f}  -> {pick}"
