@@ -822,6 +822,14 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
     assert str(caught.value) == (
         "pretrained weights not found: tim:resnet18.a1_in1k; did you mean timm:resnet18.a1_in1k?"
     )
+    # The prefix in capitals: its name is lower case.
+    for source, fixed in (
+        ("TORCHVISION:resnet18", "torchvision:resnet18"),
+        ("Timm:resnet18.a1_in1k", "timm:resnet18.a1_in1k"),
+    ):
+        with pytest.raises(ResnetlabError) as caught:
+            resolve_pretrained(source, "resnet18")
+        assert str(caught.value) == f"pretrained weights not found: {source}; did you mean {fixed}?"
     # Keras's weights="imagenet": where ImageNet weights come from here.
     with pytest.raises(ResnetlabError) as caught:
         resolve_pretrained("imagenet", "resnet50")

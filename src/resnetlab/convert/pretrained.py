@@ -734,10 +734,11 @@ def _from_path(path: Path, source: str, input_size: int | None = None) -> Pretra
 
 def _not_found_problem(path: Path, source: str) -> str:
     """What a SOURCE that is no source's name and no file may have meant: a misspelt name
-    (torchvison, timm:...) reads as a path; a misspelt path has a near name beside it
-    (best.safetensor for best.safetensors)."""
+    (torchvison, timm:..., TORCHVISION in another letter case: the names after the prefix,
+    IMAGENET1K_V1 or a1_in1k, are matched as written) reads as a path; a misspelt path has a
+    near name beside it (best.safetensor for best.safetensors)."""
     name, colon, rest = source.partition(":")
-    named = difflib.get_close_matches(name, NAMED_SOURCES, n=1, cutoff=0.8)
+    named = difflib.get_close_matches(name.lower(), NAMED_SOURCES, n=1, cutoff=0.8)
     if source.lower() == "imagenet":  # Keras's weights="imagenet"
         hint = (
             f"; ImageNet weights are torchvision's ({option('pretrained', 'torchvision')}) "
