@@ -137,7 +137,27 @@ def read_error_reason(error: BaseException) -> str:
 
 def unreadable_image(name: object, error: BaseException) -> str:
     """The one line for an image file that could not be decoded: its name and why."""
-    return f"{name} is not a readable image ({read_error_reason(error)})"
+    return str(UnreadableImage(name, read_error_reason(error)))
+
+
+def skipped_unreadable(path: object, reason: str) -> str:
+    """The one warning for an image that reading a folder skips, as it cannot decode it:
+    training's, eval's and predict's alike. ``reason``: ``read_error_reason``'s."""
+    return f"{path}: skipped, cannot read it ({reason})"
+
+
+class UnreadableImage(DataError):
+    """An image file that could not be decoded, said as ``unreadable_image`` says it;
+    ``path`` and ``reason`` (``read_error_reason``'s) kept apart for the warning of one
+    skipped in a folder (``skipped_unreadable``)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path} is not a readable image ({reason})")
+        self.path = path
+        self.reason = reason
+
+    def __reduce__(self):  # pickled (from a worker process) with its own arguments
+        return type(self), (self.path, self.reason)
 
 
 Size = tuple[int, int]  # (height, width)
@@ -600,7 +620,7 @@ def report_unreadable(source: str, failed: Sequence[tuple[str, str]], total: int
     if not failed:
         return []
     for path, reason in failed:
-        warn(f"{path}: skipped, cannot read it ({reason})", DataWarning)
+        warn(skipped_unreadable(path, reason), DataWarning)
     note = f"{UNREADABLE_NOTE} {len(failed)} of {total} images that could not be read"
     if len(failed) > unreadable_allowed(total):
         raise DataError(

@@ -27,6 +27,7 @@ from .decode import (
     leave_if_starting_a_worker,
     read_error_reason,
     read_image,
+    skipped_unreadable,
     unreadable_allowed,
     unreadable_fix,
     workers_stopped,
@@ -142,9 +143,7 @@ class _Files(torch.utils.data.Dataset):
                 hwc = read_image(path, (self.height, self.width), self.resize, self.crop_fraction)
             except READ_ERRORS as e:
                 hwc = None
-                warnings.warn(
-                    f"{path}: skipped, cannot read it ({read_error_reason(e)})", stacklevel=1
-                )
+                warnings.warn(skipped_unreadable(path, read_error_reason(e)), stacklevel=1)
         said = "\n".join(str(w.message) for w in caught)
         if hwc is None:
             return torch.zeros(3, self.height, self.width, dtype=torch.uint8), -1, said

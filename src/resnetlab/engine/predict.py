@@ -24,13 +24,15 @@ from ..data.decode import (
     PARALLEL_MIN_FILES,
     READ_ERRORS,
     Size,
+    UnreadableImage,
     convert_first,
     format_size,
     format_to_convert,
+    read_error_reason,
     read_header_size,
     read_images,
     resize_plan,
-    unreadable_image,
+    skipped_unreadable,
 )
 from ..data.folders import (
     DRIVE_FOLDERS,
@@ -336,7 +338,7 @@ def read_input(source: str | os.PathLike | BinaryIO | Image.Image, meta: ModelMe
             raise DataError(problem) from None
         if (photo := format_to_convert(name)) is not None:  # not damage: a format to convert
             raise DataError(convert_first(name, photo)) from None
-        raise DataError(unreadable_image(name, e)) from None
+        raise UnreadableImage(name, read_error_reason(e)) from None
 
 
 def _closed(im: Image.Image) -> bool:
@@ -446,7 +448,10 @@ def decoded_parts(
                         ) from None
                     if named:
                         raise
-                    warn(f"{e}; skipped", DataWarning)
+                    if isinstance(e, UnreadableImage):  # as eval and train say it
+                        warn(skipped_unreadable(e.path, e.reason), DataWarning)
+                    else:
+                        warn(f"{e}; skipped", DataWarning)
                     continue
             decoded.append(torch.from_numpy(pixels))
             names.append(name or f"image {i}")
