@@ -569,3 +569,41 @@ def test_a_rerun_too_short_for_its_config_head_epochs_names_the_file(tmp_path, c
         f"error: {config}: head_epochs 1 leaves none of the 1 epoch to train the rest of the "
         "network; lower it or raise --epochs (to train only the classifier: --freeze backbone)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("at_step", "said"),
+    [
+        (3, "epochs 1-2: the classifier trains alone"),  # midway through epoch 1
+        (5, "epoch 2: the classifier trains alone"),  # at the start of epoch 2
+        (6, "epoch 2: the classifier trains alone"),  # midway through epoch 2
+        (10, None),  # midway through epoch 3, past the head phase
+    ],
+)
+def test_a_run_resumed_within_its_head_phase_says_the_epochs_left_of_it(
+    tmp_path, monkeypatch, capsys, at_step, said
+):
+    # 4 steps per epoch; the head phase: epochs 1 and 2 (steps 1-8).
+    tuned = dict(
+        model="resnet8",
+        data="digits",
+        input_size=8,
+        batch_size=64,
+        subset=256,
+        val_subset=64,
+        freeze="layer1",
+        head_epochs=2,
+        epochs=3,
+        out=str(tmp_path / "run"),
+    )
+    with warnings.catch_warnings():  # --freeze without --pretrained: said, and meant here
+        warnings.simplefilter("ignore", SettingWarning)
+        train_interrupted(monkeypatch, at_step, **tuned)
+        capsys.readouterr()
+        train(resume=tmp_path / "run")
+    printed = capsys.readouterr()
+    lines = [line for line in (printed.out + printed.err).splitlines() if ": the " in line]
+    if said is None:  # nor the phase's end, said when the epoch began before the stop
+        assert lines == []
+    else:
+        assert lines == [said, "epoch 3 on: the stages after the frozen ones train"]

@@ -106,10 +106,14 @@ class FineTuning:
             return step, head
         return step - head, total_steps - head
 
-    def begin_epoch(self, epoch: int) -> str | None:
+    def begin_epoch(self, epoch: int, resumed_at: int | None = None) -> str | None:
         """Set what trains in ``epoch`` and the BN modes, after ``model.train()``.
 
-        Returns a line for the log when the head phase starts or ends at this epoch.
+        ``resumed_at``: for the epoch a resumed run starts in, the step within it that it
+        starts at (0: at its start).
+
+        Returns a line for the log when the head phase starts or ends at this epoch, or when
+        a run resumes within the head phase (the epochs left of it).
         """
         if not self.active:
             return None
@@ -122,10 +126,11 @@ class FineTuning:
         for name, m in self.model.named_modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.train(name not in kept)
-        if self.head_epochs and epoch == 0:
-            first = "epoch 1" if self.head_epochs == 1 else f"epochs 1-{self.head_epochs}"
-            return f"{first}: the classifier trains alone"
-        if self.head_epochs and epoch == self.head_epochs:
+        if epoch < self.head_epochs and (epoch == 0 or resumed_at is not None):
+            last = self.head_epochs
+            left = f"epoch {last}" if epoch + 1 == last else f"epochs {epoch + 1}-{last}"
+            return f"{left}: the classifier trains alone"
+        if self.head_epochs and epoch == self.head_epochs and not resumed_at:
             trains = (
                 "every stage trains"
                 if self.frozen < 0

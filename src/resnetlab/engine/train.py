@@ -840,6 +840,7 @@ class Trainer:
                 self._restore(load_checkpoint(run_dir / CHECKPOINT_NAME), run_dir)
             else:
                 _check_untrained(run_dir)
+        self.resumed_epoch = self.epoch if resume else None  # the one it resumes in
         self.run_dir = broadcast_object(run_dir, self.dist)
         if self.dist.is_main:
             remove_stale_temps(self.run_dir, RUN_FILES)
@@ -1275,8 +1276,9 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         c = self.config
         self.net.train()
-        note = self.tuning.begin_epoch(self.epoch)  # frozen stages, head phase, BN modes
-        if note and self.batch == 0:
+        # frozen stages, head phase, BN modes
+        resumed_at = self.batch if self.epoch == self.resumed_epoch else None
+        if note := self.tuning.begin_epoch(self.epoch, resumed_at):
             self.log.message(note)
         spe = self.steps_per_epoch
         epoch_steps = min(spe, self.total_steps - self.epoch * spe)
