@@ -1,8 +1,10 @@
 import codecs
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 # GNU OpenMP's default makes PyTorch's CPU threads spin at every barrier; when another
 # process holds one of a 2-core machine's cores, each op then waits for a descheduled
@@ -27,8 +29,25 @@ from pathlib import Path
 import pytest
 import torch
 
+# What the libraries the tests load keep in the user's home folder goes to a folder of this
+# session instead, removed at its end: matplotlib's font list (MPLCONFIGDIR), Keras's
+# keras.json (KERAS_HOME), onnxruntime's device id (XDG_CACHE_HOME, else ~/.cache/Microsoft),
+# Chromium's crash reports and dconf's cache (XDG_CONFIG_HOME, XDG_CACHE_HOME); torch's and
+# Hugging Face's caches follow XDG_CACHE_HOME too, where a test does not set its own. Set
+# here, before any test module imports those libraries: matplotlib and Keras read them on
+# import. The resnetlab cache has its own fixtures below.
+_HOME_FILES = tempfile.mkdtemp(prefix="resnetlab-tests-")
+os.environ["MPLCONFIGDIR"] = os.path.join(_HOME_FILES, "matplotlib")
+os.environ["KERAS_HOME"] = os.path.join(_HOME_FILES, "keras")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_HOME_FILES, "config")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME_FILES, "cache")
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_HOME_FILES, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
