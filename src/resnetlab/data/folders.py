@@ -40,6 +40,7 @@ from .decode import (
     read_header_sizes,
     report_unreadable,
     resize_plan,
+    skipped_unreadable,
 )
 from .imageset import ImageSet, pixel_digests
 from .streaming import StreamingSet
@@ -1329,7 +1330,7 @@ def _cached_split(
         paths = [path for path in scan.paths if path not in unread_names]
     if key not in _NAMED_UNREADABLE:  # a command that loads a folder twice names them once
         for path, reason in skipped:
-            warn(f"{path}: skipped, cannot read it ({reason})", DataWarning)
+            warn(skipped_unreadable(path, reason), DataWarning)
         if meta.get("skipped_note"):
             warn(
                 f"{folder}: {meta['skipped_note']} (when first decoded; cached since)", DataWarning
