@@ -822,14 +822,21 @@ def test_unknown_and_missing_sources_are_one_line(tmp_path):
     assert str(caught.value) == (
         "pretrained weights not found: tim:resnet18.a1_in1k; did you mean timm:resnet18.a1_in1k?"
     )
-    # The prefix in capitals: its name is lower case.
-    for source, fixed in (
-        ("TORCHVISION:resnet18", "torchvision:resnet18"),
-        ("Timm:resnet18.a1_in1k", "timm:resnet18.a1_in1k"),
-    ):
-        with pytest.raises(ResnetlabError) as caught:
-            resolve_pretrained(source, "resnet18")
-        assert str(caught.value) == f"pretrained weights not found: {source}; did you mean {fixed}?"
+    # The prefix in capitals: its name is lower case; where what it meant is refused too (a
+    # model named where torchvision's weights go), that refusal's fix at once.
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_pretrained("Timm:resnet18.a1_in1k", "resnet18")
+    assert str(caught.value) == (
+        "pretrained weights not found: Timm:resnet18.a1_in1k; did you mean timm:resnet18.a1_in1k?"
+    )
+    with pytest.raises(ResnetlabError) as caught:
+        resolve_pretrained("TORCHVISION:resnet18", "resnet18")
+    assert str(caught.value) == (
+        "pretrained weights not found: TORCHVISION:resnet18; pretrained='torchvision:resnet18' "
+        "names a model, not torchvision's weights: give model='resnet18', "
+        "pretrained='torchvision' (its default weights), or "
+        "pretrained='torchvision:ResNet18_Weights.IMAGENET1K_V1'"
+    )
     # Keras's weights="imagenet": where ImageNet weights come from here.
     with pytest.raises(ResnetlabError) as caught:
         resolve_pretrained("imagenet", "resnet50")

@@ -746,7 +746,9 @@ def _not_found_problem(path: Path, source: str) -> str:
             f"weights for"
         )
     elif named and os.sep not in source:
-        hint = f"; did you mean {named[0]}{colon}{rest}?"
+        meant = f"{named[0]}{colon}{rest}"
+        # the fix of what it meant where that is refused too (torchvision:resnet18)
+        hint = f"; {fix}" if (fix := _model_for_weights(meant)) else f"; did you mean {meant}?"
     elif near := near_name(path):
         hint = f"; did you mean {near}?"
     else:
