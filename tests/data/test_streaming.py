@@ -350,3 +350,14 @@ def test_an_epoch_from_a_later_batch_is_that_epochs_rest_without_decoding_the_re
     assert len(decoded) == 3 * 4  # the streamed loader's three batches' images alone
     loader.set_epoch(2)  # and the next epoch whole again
     assert len(list(loader)) == 5
+
+
+def test_the_default_workers_are_the_cpus_a_quota_allows(tree, monkeypatch):
+    from resnetlab.data import decode
+
+    _, streamed = _both(tree)
+    monkeypatch.setattr(decode, "available_cpus", lambda: 32)  # a 32-core host
+    monkeypatch.setattr(decode, "cpu_quota", lambda root="/": (1.5, "cpu.max 150000 100000"))
+    kw = dict(train=True, batch_size=4, device="cpu", mean=MEAN, std=STD)
+    assert make_loader(streamed, **kw).num_workers == 2
+    assert make_loader(streamed, **kw, world_size=2, rank=0).num_workers == 1

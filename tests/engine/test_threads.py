@@ -233,3 +233,82 @@ def test_a_run_on_shared_cores_moves_its_thread_count_and_puts_it_back(
     err = capsys.readouterr().err
     assert "other work holds 1.0 cores' worth; training on 1 thread" in err
     assert "the cores are quiet again; back to 2 threads" in err
+
+
+def quota_of(monkeypatch, tmp_path, cpu_max: str | None, *, torch_threads: int) -> list[int]:
+    """A container whose ``cpu.max`` is ``cpu_max`` (None: no file) on a host of 32 cores,
+    where PyTorch counts ``torch_threads``; returns the count PyTorch is set to, as it moves
+    (the process's own count is never changed)."""
+    from resnetlab.data import decode
+
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/cgroup").write_text("0::/\n")
+    (tmp_path / "sys/fs/cgroup").mkdir(parents=True)
+    if cpu_max is not None:
+        (tmp_path / "sys/fs/cgroup/cpu.max").write_text(cpu_max)
+    monkeypatch.setattr(decode, "available_cpus", lambda: 32)
+    monkeypatch.setattr(threads, "cpu_quota", lambda root="/": decode.cpu_quota(tmp_path))
+    monkeypatch.setattr(threads, "usable_cpus", lambda root="/": decode.usable_cpus(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    current = [torch_threads]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: current[-1])
+    monkeypatch.setattr(torch, "set_num_threads", current.append)
+    return current
+
+
+def test_pytorchs_count_is_lowered_to_a_cpu_quota(monkeypatch, tmp_path):
+    set_to = quota_of(monkeypatch, tmp_path, "200000 100000", torch_threads=32)
+    note = threads.fit_threads_to_quota()
+    assert set_to == [32, 2]
+    assert note == (
+        "threads: 2, the CPU quota of this container (cpu.max 200000 100000), not PyTorch's 32 "
+        "(OMP_NUM_THREADS fixes the count)"
+    )
+
+
+@pytest.mark.parametrize(
+    "cpu_max, torch_threads, env",
+    [
+        ("400000 100000", 2, None),  # PyTorch's count already within the quota
+        ("max 100000", 32, None),  # no quota
+        (None, 32, None),  # no cpu.max to read
+        ("200000 100000", 32, "32"),  # a count fixed from outside
+    ],
+)
+def test_pytorchs_count_is_kept_within_a_quota_or_when_fixed(
+    monkeypatch, tmp_path, cpu_max, torch_threads, env
+):
+    set_to = quota_of(monkeypatch, tmp_path, cpu_max, torch_threads=torch_threads)
+    if env is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert threads.fit_threads_to_quota() is None
+    assert set_to == [torch_threads]
+
+
+def test_a_run_in_a_container_trains_and_calibrates_on_its_quotas_count(
+    monkeypatch, tmp_path, capsys
+):
+    from resnetlab.engine.train import Trainer
+
+    fake_cpu(monkeypatch, threads=8)  # then a quota of 1.5 CPUs on 32 cores
+    set_to = quota_of(monkeypatch, tmp_path, "150000 100000", torch_threads=8)
+    monkeypatch.setattr(
+        calibrate, "measure_in_turns", FakeMachine({"fp32 channels-last": 1.0, "fp32 NCHW": 1.0})
+    )
+    during = []
+    step = Trainer._train_step
+
+    def counting_step(self, x, y):
+        during.append(torch.get_num_threads())
+        return step(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", counting_step)
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=2)
+    result = train(**common, device="cpu", precision="fp32", out=str(tmp_path / "run"))
+    assert result.summary["status"] == "finished"
+    assert during == [2, 2] and set_to[1] == 2
+    plan = json.loads((tmp_path / "run/cpu_plan.json").read_text())
+    assert plan["machine"]["threads"] == 2  # the calibration's key and its candidates
+    assert "threads: 2, the CPU quota of this container (cpu.max 150000 100000), not " in (
+        capsys.readouterr().err
+    )

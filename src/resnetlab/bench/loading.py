@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..data import Augment, ImageSet, load_dataset, make_loader, split_stats
-from ..data.decode import available_cpus
+from ..data.decode import usable_cpus
 from ..data.folders import NAMED_CLASSES_NOTE
 from ..engine.config import resolve_config
 from ..engine.distributed import resolve_device
@@ -76,7 +76,7 @@ def bench_data(
             f"--workers must be at least 0 (0: load in this process), got {workers}"
         )
     use_threads(threads)
-    workers = workers if workers is not None else min(available_cpus(), 8)
+    workers = workers if workers is not None else min(usable_cpus(), 8)
     device_ = resolve_device(device)
     configure_backends(device_, deterministic=False)
     env = environment(device_)

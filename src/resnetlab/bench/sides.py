@@ -39,6 +39,7 @@ from ..engine.step import (
     resolve_channels_last,
     resolve_precision,
 )
+from ..engine.threads import fit_threads_to_quota
 from ..errors import ResnetlabError, SettingWarning, count_argument, option, shown, warn
 from ..models import create_model, model_info
 from .reference import PlainLoop, peer_model
@@ -170,8 +171,12 @@ def bench_spec(
 
 def use_threads(threads: int | None) -> None:
     """Set PyTorch's CPU thread count when one is given; more threads than cores is warned
-    of (they take turns on the cores, which times the crowding, not the machine)."""
-    if threads is not None:
+    of (they take turns on the cores, which times the crowding, not the machine). Not given,
+    PyTorch's count within a CPU quota, as ``train`` runs (``fit_threads_to_quota``): set
+    here, before either side is built, the peer and ours run on the same count."""
+    if threads is None:
+        fit_threads_to_quota()
+    else:
         threads = count_argument(threads, "--threads")  # '2' was a comparison's TypeError
         cores = available_cpus()
         if threads > cores:

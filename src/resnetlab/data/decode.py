@@ -523,11 +523,97 @@ def _header_chunk(paths: Sequence[str]) -> list[Size | str]:
 
 
 def available_cpus() -> int:
-    """CPU cores this process may run on."""
+    """CPU cores this process may run on (its affinity), whatever share of them a CPU quota
+    allows: the count that the machine's load is measured against."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def usable_cpus(root: str | os.PathLike = "/") -> int:
+    """The CPUs this process can keep busy: ``available_cpus``, or fewer where a CPU quota
+    (``cpu_quota``) allows less (rounded up: 1.5 CPUs' worth keeps 2 busy part of the time).
+    What worker pools and PyTorch's thread count are sized by: in a container limited to 2
+    CPUs (``docker --cpus=2``, a Kubernetes CPU limit) on a 32-core host, the affinity still
+    names 32 cores, and 32 threads that the quota throttles run far slower than 2."""
+    quota = cpu_quota(root)
+    cpus = available_cpus()
+    return cpus if quota is None else max(1, min(cpus, math.ceil(quota[0])))
+
+
+def cpu_quota(root: str | os.PathLike = "/") -> tuple[float, str] | None:
+    """The CPU quota of this process's control groups, in CPUs (quota over period), and the
+    setting that gives it (``cpu.max 200000 100000``); None where none applies or none can be
+    read (not Linux, a file missing or unreadable). Read from ``root``'s ``proc`` and ``sys``:
+    cgroup v2 (``cpu.max``) and v1 (``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``, -1 for
+    none), at the process's group and each group above it, where a limit holds too; the
+    smallest wins."""
+    root = Path(root)
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    found: list[tuple[float, str]] = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and controllers == "":  # v2: one hierarchy, at sys/fs/cgroup
+            mounts = [root / "sys/fs/cgroup"]
+        elif "cpu" in controllers.split(","):  # v1: the cpu controller's own hierarchy
+            mounts = [root / "sys/fs/cgroup" / name for name in _CPU_V1_MOUNTS]
+        else:
+            continue
+        for mount in mounts:
+            for group in _groups(mount, path):
+                quota = _cpu_max(group) if controllers == "" else _cfs_quota(group)
+                if quota is not None:
+                    found.append(quota)
+    return min(found, default=None)
+
+
+_CPU_V1_MOUNTS = ("cpu,cpuacct", "cpu", "cpuacct,cpu")  # where distributions mount it
+
+
+def _groups(mount: Path, path: str) -> list[Path]:
+    """``path``'s group under ``mount`` and each above it, up to the mount: a process in a
+    container with its own cgroup namespace sees ``/``, which is its group's folder."""
+    parts = [p for p in path.strip().split("/") if p not in ("", ".", "..")]
+    return [mount.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _cpu_max(group: Path) -> tuple[float, str] | None:
+    """cgroup v2: ``cpu.max`` holds ``max 100000`` (no limit) or ``200000 100000``."""
+    text = _read_setting(group / "cpu.max")
+    fields = text.split() if text is not None else []
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    return _ratio(fields[0], fields[1], f"cpu.max {fields[0]} {fields[1]}")
+
+
+def _cfs_quota(group: Path) -> tuple[float, str] | None:
+    """cgroup v1: ``cpu.cfs_quota_us`` (-1: no limit) over ``cpu.cfs_period_us``."""
+    quota, period = (_read_setting(group / f"cpu.cfs_{n}_us") for n in ("quota", "period"))
+    if quota is None or period is None:
+        return None
+    return _ratio(quota, period, f"cpu.cfs_quota_us {quota}, cpu.cfs_period_us {period}")
+
+
+def _ratio(quota: str, period: str, source: str) -> tuple[float, str] | None:
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:
+        return None
+    return (q / p, source) if q > 0 and p > 0 else None
+
+
+def _read_setting(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _map_chunks(
@@ -535,7 +621,7 @@ def _map_chunks(
 ) -> list:
     """``fn`` over chunks of ``paths``, in worker processes when there are many."""
     chunks = [list(paths[i : i + _CHUNK]) for i in range(0, len(paths), _CHUNK)]
-    workers = min(available_cpus(), 16) if workers is None else workers
+    workers = min(usable_cpus(), 16) if workers is None else workers
     if len(paths) < PARALLEL_MIN_FILES or workers <= 1:
         results = [fn(c, *args) for c in chunks]
     else:

@@ -23,13 +23,13 @@ from .decode import (
     MAX_UNREADABLE_FRACTION,
     READ_ERRORS,
     as_size,
-    available_cpus,
     leave_if_starting_a_worker,
     read_error_reason,
     read_image,
     skipped_unreadable,
     unreadable_allowed,
     unreadable_fix,
+    usable_cpus,
     workers_stopped,
 )
 from .imageset import check_labels, subset_positions
@@ -257,7 +257,7 @@ class StreamingLoader:
         self.world_size = world_size
         self.epoch = 0
         if num_workers is None:
-            num_workers = max(1, min(8, available_cpus() // max(world_size, 1)))
+            num_workers = max(1, min(8, usable_cpus() // max(world_size, 1)))
         self.num_workers = num_workers
         scale, shift = normalisation(mean, std, self.device, dtype)
         self.scale, self.shift = scale[:, None, None], shift[:, None, None]  # (3, 1, 1)

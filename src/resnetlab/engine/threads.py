@@ -18,11 +18,14 @@ plan's count.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import statistics
 from collections.abc import Callable, Iterator
 
 import torch
 
+from ..data.decode import cpu_quota, usable_cpus
 from . import calibrate
 from .calibrate import (
     CONTENDED,
@@ -39,6 +42,28 @@ WINDOW_SECONDS = 5.0  # training time between two looks at the other work on the
 TRIAL_ROUNDS = 3  # steps on each thread count when the cores are shared
 RETRY_SECONDS = 60.0  # training time on shared cores before the counts are tried again
 MAX_RETRY_SECONDS = 960.0  # the longest that interval grows to while the choice holds
+
+
+def fit_threads_to_quota(root: str | os.PathLike = "/") -> str | None:
+    """Lower PyTorch's thread count to the CPUs that a CPU quota allows (``usable_cpus``),
+    before the calibration times anything, and return the line that says so for the run's
+    log; None where it stays: no quota, one at least PyTorch's count, or a count fixed from
+    outside (``OMP_NUM_THREADS``). PyTorch counts the cores it may run on, which in a
+    container limited to 2 CPUs on a 32-core host are 32, and its 32 threads then wait for
+    the quota's time slices (``root``: where ``proc`` and ``sys`` are read)."""
+    if not calibrate.threads_free():
+        return None
+    quota = cpu_quota(root)
+    threads, usable = torch.get_num_threads(), usable_cpus(root)
+    if quota is None or threads <= usable:
+        return None
+    torch.set_num_threads(usable)
+    why = (
+        f"the CPU quota of this container ({quota[1]})"
+        if usable == math.ceil(quota[0])
+        else f"the cores this process may run on, within its CPU quota ({quota[1]})"
+    )
+    return f"threads: {usable}, {why}, not PyTorch's {threads} (OMP_NUM_THREADS fixes the count)"
 
 
 def watch_threads(

@@ -138,7 +138,7 @@ from .step import (
     resolve_channels_last,
     weighed_classes_note,
 )
-from .threads import ThreadWatch, watch_threads
+from .threads import ThreadWatch, fit_threads_to_quota, watch_threads
 
 DEFAULT_VAL_SPLIT = 0.2  # held out when the data has no validation split of its own
 # A run whose output lost its reader exits as one ended by SIGPIPE, POSIX's number where the
@@ -718,6 +718,8 @@ class Trainer:
     def _build_model(self, weights: PretrainedWeights | None, plan: CpuPlan | None) -> None:
         """Model, optimizer, EMA and the step: what `resnetlab bench train` measures too.
         ``plan``: on the CPU, the one a resumed run started with."""
+        # PyTorch's thread count, within a container's CPU quota, before the calibration.
+        self.quota_note = fit_threads_to_quota() if self.device.type == "cpu" else None
         parts = build_training(
             self.config,
             self.device,
@@ -1984,6 +1986,8 @@ class Trainer:
         # one says it for all of them (``run_series``).
         if note and _first_in_series(BUSY_NOTE):
             self.log.message(note)
+        if self.quota_note:
+            self.log.message(self.quota_note)
         for line in speed_lines(
             self.cpu_plan, self.device.type, detailed=self.config.explain_speed
         ):

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..data.decode import CONVERT_FIRST, IMAGE_EXTENSIONS, available_cpus
+from ..data.decode import CONVERT_FIRST, IMAGE_EXTENSIONS, usable_cpus
 from ..engine.auto import count_of
 from ..engine.inference import nonfinite_outputs_cause
 from ..engine.predict import Prediction, top_classes
@@ -241,7 +241,7 @@ def _add_predict_routes(app: FastAPI, predictor: Predictor, batcher: Batcher, to
     """``POST /predict`` (and ``PUT``), and the answers to an image sent another way: ``GET
     /predict`` and ``POST /``."""
     # Decoding runs in worker threads; this many at once bounds the memory big images take.
-    decoders = anyio.CapacityLimiter(max(2, available_cpus()))
+    decoders = anyio.CapacityLimiter(max(2, usable_cpus()))
 
     # PUT too: TorchServe's examples upload with `curl -T photo.jpg`, which sends PUT.
     @app.api_route("/predict", methods=["POST", "PUT"])
