@@ -77,6 +77,29 @@ def test_cifar_nets_without_a_reference_say_so(name):
     assert message.endswith("; leave out vs to time ours alone")
 
 
+@pytest.mark.parametrize(
+    ("threads", "env", "count"), [(None, None, 2), (None, "8", 8), (4, None, 4)]
+)
+def test_the_threads_not_given_are_the_cpu_quotas_for_both_sides(monkeypatch, threads, env, count):
+    from resnetlab.bench import sides
+    from resnetlab.engine import threads as engine_threads
+
+    monkeypatch.setattr(
+        engine_threads, "cpu_quota", lambda root="/": (2.0, "cpu.max 200000 100000")
+    )
+    monkeypatch.setattr(engine_threads, "usable_cpus", lambda root="/": 2)
+    monkeypatch.setattr(sides, "available_cpus", lambda: 8)
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    current = [8]  # PyTorch's count on a host of 8 cores; the process's own is not changed
+    monkeypatch.setattr(torch, "get_num_threads", lambda: current[-1])
+    monkeypatch.setattr(torch, "set_num_threads", current.append)
+    sides.use_threads(threads)
+    assert current[-1] == count  # set before either side is built: the peer's and ours
+
+
 @pytest.mark.parametrize(("threads", "warned"), [(1, False), (2, False), (3, True)])
 def test_more_threads_than_cores_is_warned_of(monkeypatch, threads, warned):
     from resnetlab.bench import sides
