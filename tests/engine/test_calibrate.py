@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from resnetlab.cli import main
-from resnetlab.engine import TrainConfig, calibrate, train
+from resnetlab.engine import TrainConfig, calibrate, timing, train
 from resnetlab.engine.calibrate import (
     CalibrationStore,
     Candidate,
@@ -802,3 +802,22 @@ def test_the_cpu_time_of_child_processes_is_the_runs_own_not_other_work():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_calibration_times_a_1_ms_call_several_to_a_round(monkeypatch):
+    # The optimizer's step takes about 1 ms: alone in a round, one lost time slice moves
+    # its ratio several-fold. Every timing of the calibration goes through measure_in_turns.
+    counts = {"foreach": 0, "fused": 0}
+    now = [0.0]
+
+    def call(name):
+        counts[name] += 1
+        now[0] += 0.001
+
+    calls = {name: (lambda name=name: call(name)) for name in counts}
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+    seconds = calibrate.measure_in_turns("optimizer", calls, 3)
+    number = math.ceil(calibrate.MIN_INTERVAL / 0.001)
+    assert 1 < number <= calibrate.MAX_NUMBER
+    assert counts == {"foreach": 2 + 3 * number, "fused": 2 + 3 * number}  # 2: warm-up, probe
+    assert seconds == {name: pytest.approx([0.001] * 3) for name in counts}

@@ -70,3 +70,83 @@ def test_candidates_take_turns_after_their_warm_up():
     ours_first, peer_first = ["ours", "ours", "peer", "peer"], ["peer", "peer", "ours", "ours"]
     assert order == ["ours", "peer", *ours_first, *peer_first, *ours_first]
     assert seconds == {"ours": [1.0, 1.0, 1.0], "peer": [1.0, 1.0, 1.0]}  # per call
+
+
+class FakeCalls:
+    """Calls that take ``seconds[name]`` each on a fake clock; ``log`` records them."""
+
+    def __init__(self, seconds, first=None):
+        self.seconds, self.first = seconds, first or {}
+        self.now, self.log = 0.0, []
+        self.calls = {name: (lambda name=name: self.call(name)) for name in seconds}
+
+    def call(self, name):
+        warm = name in self.log
+        self.log.append(name)
+        self.now += self.seconds[name] if warm else self.first.get(name, self.seconds[name])
+
+    def start(self):
+        self.began = self.now
+
+    def stop(self):
+        return self.now - self.began
+
+
+def runs_of(log):
+    """The calls, as runs of one name: [(name, calls in a row), ...]."""
+    runs = []
+    for name in log:
+        if runs and runs[-1][0] == name:
+            runs[-1][1] += 1
+        else:
+            runs.append([name, 1])
+    return [tuple(run) for run in runs]
+
+
+def test_short_calls_are_timed_several_to_an_interval_chosen_from_the_warm_up():
+    # 1 ms and 2 ms calls, 20 ms intervals: the slower one (2 ms) sets 10 calls a round
+    # for both, and each is reported in seconds per call.
+    fake = FakeCalls({"foreach": 0.001, "fused": 0.002})
+    seconds = time_interleaved(fake.calls, 3, min_interval=0.02, clock=fake)
+    assert fake.log[:4] == ["foreach", "fused"] * 2  # warm-up, then one more timed call each
+    assert runs_of(fake.log[4:]) == [
+        ("foreach", 10),
+        ("fused", 20),  # fused ends round 1 and starts round 2
+        ("foreach", 20),
+        ("fused", 10),
+    ]
+    assert seconds["foreach"] == pytest.approx([0.001] * 3)
+    assert seconds["fused"] == pytest.approx([0.002] * 3)
+
+
+def test_the_number_comes_after_the_first_call_and_long_calls_run_once():
+    # A first call that builds kernels (5 ms) does not set the number: the next one does.
+    fake = FakeCalls({"a": 0.001}, first={"a": 0.005})
+    time_interleaved(fake.calls, 2, min_interval=0.02, clock=fake)
+    assert runs_of(fake.log) == [("a", 2 + 40)]  # 20 calls a round
+    fake = FakeCalls({"a": 0.001}, first={"a": 0.005})
+    time_interleaved(fake.calls, 2, warmup=2, min_interval=0.02, clock=fake)
+    assert runs_of(fake.log) == [("a", 2 + 40)]  # the last warm-up call sets it
+    fake = FakeCalls({"step": 0.2, "other": 0.3})
+    seconds = time_interleaved(fake.calls, 2, min_interval=0.02, clock=fake)
+    assert len(fake.log) == 2 + 4  # one call a round each
+    assert seconds == {"step": pytest.approx([0.2, 0.2]), "other": pytest.approx([0.3, 0.3])}
+
+
+def test_the_number_of_calls_is_capped():
+    fake = FakeCalls({"tiny": 1e-6, "free": 0.0})
+    seconds = time_interleaved(fake.calls, 2, min_interval=0.05, max_number=7, clock=fake)
+    assert runs_of(fake.log[4:]) == [
+        ("tiny", 7),
+        ("free", 14),
+        ("tiny", 7),
+    ]
+    assert seconds["tiny"] == pytest.approx([1e-6, 1e-6])
+    fake = FakeCalls({"free": 0.0})  # a warm-up that took no time: the cap
+    time_interleaved(fake.calls, 1, min_interval=0.05, max_number=7, clock=fake)
+    assert len(fake.log) == 2 + 7
+
+
+def test_choosing_the_number_needs_a_warm_up():
+    with pytest.raises(ValueError, match="warm-up"):
+        time_interleaved({"a": lambda: None}, 1, warmup=0, min_interval=0.02)

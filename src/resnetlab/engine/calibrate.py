@@ -24,19 +24,21 @@ on this machine and keeps the choice:
    above run with the one chosen.
 
 Candidates take turns, one call each per round (``REPEATS`` rounds for a convolution,
-``STEP_REPEATS`` for the whole step, after one untimed call), and each is compared with the
-default round by round: the median of its per-round time ratios to the default. A virtual
-machine's speed can drift by a third within seconds (other guests, clocks), which moves
-every call of a round alike but two rounds differently: the ratio within a round cancels
-it where a median of each candidate's own times does not. The decision rule (``choose``)
-keeps the default unless another candidate is faster by a margin: a convolution stays
-with oneDNN unless the matrix product is ``CONV_MARGIN`` faster, and keeps the paths so
-chosen only while the whole step with them is no slower than with oneDNN everywhere; the
-layout stays channels-last unless NCHW is ``LAYOUT_MARGIN`` faster, the precision
-stays float32 unless bf16 is ``PRECISION_MARGIN`` faster, the optimizer stays foreach
-unless fused is ``OPTIMIZER_MARGIN`` faster, and the thread count stays PyTorch's unless
-fewer threads are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS`` fixes it). Margins keep
-the decision from flipping on noise, towards what PyTorch does by itself.
+``STEP_REPEATS`` for the whole step, after one untimed call; calls shorter than
+``MIN_INTERVAL``, as the optimizer's step, several to a round, the same number for each
+candidate), and each is compared with the default round by round: the median of its
+per-round time ratios to the default. A virtual machine's speed can drift by a third
+within seconds (other guests, clocks), which moves every call of a round alike but two
+rounds differently: the ratio within a round cancels it where a median of each
+candidate's own times does not. The decision rule (``choose``) keeps the default unless
+another candidate is faster by a margin: a convolution stays with oneDNN unless the
+matrix product is ``CONV_MARGIN`` faster, and keeps the paths so chosen only while the
+whole step with them is no slower than with oneDNN everywhere; the layout stays
+channels-last unless NCHW is ``LAYOUT_MARGIN`` faster, the precision stays float32
+unless bf16 is ``PRECISION_MARGIN`` faster, the optimizer stays foreach unless fused is
+``OPTIMIZER_MARGIN`` faster, and the thread count stays PyTorch's unless fewer threads
+are ``THREAD_MARGIN`` faster (``OMP_NUM_THREADS`` fixes it). Margins keep the decision
+from flipping on noise, towards what PyTorch does by itself.
 
 Timings are cached in ``<cache>/calibration/`` (``$RESNETLAB_CACHE``), one JSON file per
 machine key: the CPU model, family and instruction sets (and those oneDNN is held to,
@@ -101,9 +103,17 @@ from .timing import time_interleaved
 # The settings that hold oneDNN to fewer instruction sets than the CPU has (DNNL_ is the
 # older name), which change the convolution kernels a calibration times.
 ONEDNN_ISA_SETTINGS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
-CALIBRATION_VERSION = 7  # bump when what is measured, or how, changes
+CALIBRATION_VERSION = 8  # bump when what is measured, or how, changes
 REPEATS = 5  # rounds of a convolution's timing
 STEP_REPEATS = 7  # rounds of the whole step, where candidates are often within 10%
+# The shortest timed interval: calls shorter than this (the optimizer's step, about 1 ms for
+# a small model; a convolution at a small map) are timed several to an interval. A call
+# preempted by other work loses a time slice of a few ms; alone in an interval, a 1 ms
+# call's ratios spanned 0.08 to 15 on a shared 2-core VM, and on a quiet one the optimizer's
+# choice flipped. 50 ms dilutes one lost slice to under a tenth, the margins' size, and costs
+# the optimizer's timing under a second; at most MAX_NUMBER calls to an interval.
+MIN_INTERVAL = 0.05
+MAX_NUMBER = 100
 CONV_MARGIN = 0.10
 LAYOUT_MARGIN = 0.05
 PRECISION_MARGIN = 0.10
@@ -140,10 +150,11 @@ Measure = Callable[[str, Calls, int], dict[str, list[float]]]
 
 
 def measure_in_turns(what: str, calls: Calls, rounds: int = REPEATS) -> dict[str, list[float]]:
-    """``rounds`` rounds of one call each, after one untimed call each (first calls build
-    oneDNN's kernels and allocate). Every timing of the calibration goes through here
-    (tests replace it with fixed timings)."""
-    return time_interleaved(calls, rounds)
+    """``rounds`` rounds of each call, after one untimed call each (first calls build
+    oneDNN's kernels and allocate), in seconds per call: calls shorter than
+    ``MIN_INTERVAL`` are timed several to a round (``time_interleaved``). Every timing of
+    the calibration goes through here (tests replace it with fixed timings)."""
+    return time_interleaved(calls, rounds, min_interval=MIN_INTERVAL, max_number=MAX_NUMBER)
 
 
 def choose(

@@ -7,6 +7,7 @@ the host clock around asynchronous launches; on the CPU, from ``time.perf_counte
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 
@@ -78,6 +79,8 @@ def time_interleaved(
     *,
     number: int = 1,
     warmup: int = 1,
+    min_interval: float | None = None,
+    max_number: int = 100,
     clock: Clock | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each of ``calls``, timed in turns.
@@ -88,11 +91,38 @@ def time_interleaved(
     than the one before, so that a change within rounds does not always fall on the same
     candidate. The lists hold the rounds in order, so entry ``i`` of each comes from round
     ``i``.
+
+    With ``min_interval`` (seconds; ``warmup`` at least 1), ``number`` is chosen instead,
+    the same for every candidate: enough calls that each timed interval lasts about
+    ``min_interval``, at most ``max_number``, from the slowest candidate's last warm-up
+    call (after a single warm-up call shorter than ``min_interval``, which may have built
+    kernels and allocated, from one more timed call of each). A call of a millisecond
+    timed alone gains or loses a whole time slice of the scheduler's; many of them in one
+    interval share it.
     """
     clock = clock or Clock()
+    if min_interval is not None and warmup < 1:
+        raise ValueError("min_interval needs a warm-up call to choose the number from")
+
+    def timed(call: Callable[[], object]) -> float:
+        clock.start()
+        call()
+        return clock.stop()
+
+    slowest = 0.0
     for call in calls.values():
-        for _ in range(warmup):
-            call()
+        for i in range(warmup):
+            if min_interval is not None and i == warmup - 1:
+                slowest = max(slowest, timed(call))
+            else:
+                call()
+    if min_interval is not None:
+        if warmup == 1 and slowest < min_interval:
+            # Short calls whose first call built kernels and allocated: time one more of
+            # each (this costs under min_interval a candidate).
+            slowest = max(timed(call) for call in calls.values()) if calls else 0.0
+        enough = math.ceil(min_interval / slowest) if slowest > 0 else max_number
+        number = max(1, min(enough, max_number))
     names = list(calls)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
