@@ -151,3 +151,20 @@ def test_an_unwritable_results_folder_names_the_flag_that_moves_it(tmp_path, mon
     assert err.endswith("; give --results a folder you can write to, or add --no-save\n")
     assert main(["bench", "train", *TINY, "--results", "a-file/r.jsonl"]) == 2
     assert capsys.readouterr().err.endswith("; choose another --results, or add --no-save\n")
+
+
+def test_a_record_made_within_a_cpu_quota_says_so(monkeypatch):
+    """In a container limited to 2 CPUs of a 32-core host (docker --cpus=2) a record named
+    the host's 32 cores alone: its numbers are those of 2."""
+    import torch
+
+    from resnetlab.bench import records
+
+    monkeypatch.setattr(records, "available_cpus", lambda: 32)
+    monkeypatch.setattr(records, "cpu_name", lambda: "AMD EPYC")
+    monkeypatch.setattr(records, "cpu_quota", lambda: (2.0, "cpu.max 200000 100000"))
+    assert records.device_name(torch.device("cpu")) == "AMD EPYC, 32 cores, a quota of 2 CPUs"
+    assert records.environment(torch.device("cpu"))["cpu_quota"] == 2.0
+    monkeypatch.setattr(records, "cpu_quota", lambda: None)
+    assert records.device_name(torch.device("cpu")) == "AMD EPYC, 32 cores"
+    assert records.environment(torch.device("cpu"))["cpu_quota"] is None

@@ -100,12 +100,32 @@ def test_the_threads_not_given_are_the_cpu_quotas_for_both_sides(monkeypatch, th
     assert current[-1] == count  # set before either side is built: the peer's and ours
 
 
+def test_more_threads_than_a_cpu_quota_allows_is_warned_of(monkeypatch):
+    from resnetlab.bench import sides
+    from resnetlab.errors import SettingWarning
+
+    monkeypatch.setattr(sides, "available_cpus", lambda: 32)
+    monkeypatch.setattr(sides, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(sides, "cpu_quota", lambda: (2.0, "cpu.max 200000 100000"))
+    before = torch.get_num_threads()
+    try:
+        with pytest.warns(SettingWarning) as caught:
+            sides.use_threads(8)
+    finally:
+        torch.set_num_threads(before)
+    assert [str(w.message) for w in caught] == [
+        "--threads 8 is more than the 2 CPUs the quota of this container allows (cpu.max "
+        "200000 100000): the threads take turns, and the timings show that; give at most 2"
+    ]
+
+
 @pytest.mark.parametrize(("threads", "warned"), [(1, False), (2, False), (3, True)])
 def test_more_threads_than_cores_is_warned_of(monkeypatch, threads, warned):
     from resnetlab.bench import sides
     from resnetlab.errors import SettingWarning
 
     monkeypatch.setattr(sides, "available_cpus", lambda: 2)
+    monkeypatch.setattr(sides, "usable_cpus", lambda: 2)
     before = torch.get_num_threads()
     try:
         with warnings.catch_warnings(record=True) as caught:

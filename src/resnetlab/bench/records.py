@@ -31,7 +31,7 @@ import torch
 
 from .. import __version__
 from ..data.cache import cache_root
-from ..data.decode import available_cpus
+from ..data.decode import available_cpus, cpu_quota
 from ..engine.cpu import cpu_info, cpu_name
 from ..errors import ResnetlabError
 from ..storage import WriteError, check_writable, lock_open_file, refixed, write_error
@@ -57,7 +57,9 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
         cores = available_cpus()
-        return f"{cpu_name()}, {cores} core{'s' if cores != 1 else ''}"
+        quota = cpu_quota()
+        within = f", a quota of {quota[0]:g} CPUs" if quota and quota[0] < cores else ""
+        return f"{cpu_name()}, {cores} core{'s' if cores != 1 else ''}{within}"
     return device.type
 
 
@@ -113,6 +115,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "machine": machine_slug(device),
         "device": device_name(device),
         "cpus": available_cpus(),
+        # the CPUs' worth a container's quota allows of them (docker --cpus), or None
+        "cpu_quota": quota[0] if (quota := cpu_quota()) else None,
         "threads": torch.get_num_threads(),
         "cpu": cpu_info(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.decode import available_cpus
+from ..data.decode import available_cpus, cpu_quota, usable_cpus
 from ..engine.calibrate import cpu_threads, synthetic_batch
 from ..engine.config import TrainConfig, resolve_config, resolve_cuda_graphs
 from ..engine.distributed import resolve_device
@@ -178,11 +178,14 @@ def use_threads(threads: int | None) -> None:
         fit_threads_to_quota()
     else:
         threads = count_argument(threads, "--threads")  # '2' was a comparison's TypeError
-        cores = available_cpus()
+        cores = usable_cpus()
         if threads > cores:
+            where = f"{cores} cores this process may run on"
+            if cores < available_cpus() and (quota := cpu_quota()):  # docker --cpus
+                where = f"{cores} CPUs the quota of this container allows ({quota[1]})"
             warn(
-                f"--threads {threads} is more than the {cores} cores this process may run on: "
-                f"the threads take turns, and the timings show that; give at most {cores}",
+                f"--threads {threads} is more than the {where}: the threads take turns, and "
+                f"the timings show that; give at most {cores}",
                 SettingWarning,
             )
         torch.set_num_threads(threads)
