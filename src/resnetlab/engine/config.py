@@ -506,27 +506,50 @@ def warn_of_settings_that_do_not_apply(
       and ``--layer-lr-decay`` change nothing.
     """
     named = {k for k, v in given.items() if v is not None}
+    file_values = file_values or {}
+    _warn_of_rate_for_another_optimizer(config, named, file_values)
+    _warn_of_rate_for_another_batch(config, named, file_values)
+    _warn_of_scratch_recipe_under_pretrained(config, named, file_values)
+    _warn_of_steps_given_with_epochs(config, named)
+    _warn_of_step_schedule_options_ignored(config, named)
+    if config.freeze == "backbone":
+        warn_idle_under_full_freeze(config, named)
+
+
+def _warn_of_rate_for_another_optimizer(
+    config: TrainConfig, named: set[str], file_values: dict[str, Any]
+) -> None:
+    """``--optimizer`` alone, where the rate kept (the recipe's, or a config file's that
+    has one and no recipe given) was set for another optimizer."""
     preset = RECIPES.get(config.recipe, {}).get("optimizer")
     whose = "the recipe's"
-    if file_values and file_values.get("lr") is not None and "recipe" not in named:
+    if file_values.get("lr") is not None and "recipe" not in named:
         preset, whose = file_values.get("optimizer"), "the config file's"
-    if "optimizer" in named and "lr" not in named and preset not in (None, config.optimizer):
-        kept, usual, flags = f"lr {config.lr:g}", USUAL_RATES[config.optimizer], option("lr")
-        decay = WEIGHT_DECAY[config.optimizer]
-        if "weight_decay" not in named and config.weight_decay not in (None, decay):
-            kept += f" and weight decay {config.weight_decay:g}"
-            usual = f"lr {usual} with weight decay {decay:g}"
-            flags += f" and {option('weight_decay')}"
-        warn(
-            f"{option('optimizer', config.optimizer)} under recipe {config.recipe} trains at "
-            f"{whose} {kept}, set for {preset}; {config.optimizer} usually starts "
-            f"near {usual}: give {flags}",
-            SettingWarning,
-        )
-    old_batch = (file_values or {}).get("batch_size")
+    if "optimizer" not in named or "lr" in named or preset in (None, config.optimizer):
+        return
+    kept, usual, flags = f"lr {config.lr:g}", USUAL_RATES[config.optimizer], option("lr")
+    decay = WEIGHT_DECAY[config.optimizer]
+    if "weight_decay" not in named and config.weight_decay not in (None, decay):
+        kept += f" and weight decay {config.weight_decay:g}"
+        usual = f"lr {usual} with weight decay {decay:g}"
+        flags += f" and {option('weight_decay')}"
+    warn(
+        f"{option('optimizer', config.optimizer)} under recipe {config.recipe} trains at "
+        f"{whose} {kept}, set for {preset}; {config.optimizer} usually starts "
+        f"near {usual}: give {flags}",
+        SettingWarning,
+    )
+
+
+def _warn_of_rate_for_another_batch(
+    config: TrainConfig, named: set[str], file_values: dict[str, Any]
+) -> None:
+    """``--batch-size`` alone (no rate, no recipe), which keeps a config file's rate set
+    for the file's batch."""
+    old_batch = file_values.get("batch_size")
     if (
         {"batch_size"} == named & {"batch_size", "lr", "recipe"}
-        and (file_values or {}).get("lr") is not None
+        and file_values.get("lr") is not None
         and isinstance(old_batch, int)
         and old_batch != config.batch_size
     ):
@@ -537,6 +560,13 @@ def warn_of_settings_that_do_not_apply(
             f"square root of it) is {option('lr', text=scaled)}",
             SettingWarning,
         )
+
+
+def _warn_of_scratch_recipe_under_pretrained(
+    config: TrainConfig, named: set[str], file_values: dict[str, Any]
+) -> None:
+    """``--pretrained`` alone (no recipe, no rate) on a config file of a run from scratch,
+    whose recipe is kept where a run without the file would fine-tune."""
     if (
         file_values
         and not file_values.get("pretrained")
@@ -549,6 +579,11 @@ def warn_of_settings_that_do_not_apply(
             f"{option('recipe', 'finetune')} to fine-tune them, as a run without the file would",
             SettingWarning,
         )
+
+
+def _warn_of_steps_given_with_epochs(config: TrainConfig, named: set[str]) -> None:
+    """``--epochs`` given with ``--max-steps``, and ``--warmup-epochs`` with
+    ``--warmup-steps``: the steps win."""
     if {"epochs", "max_steps"} <= named:
         warn(
             f"{option('epochs', config.epochs)} does not apply: "
@@ -562,6 +597,11 @@ def warn_of_settings_that_do_not_apply(
             f"{option('warmup_steps', config.warmup_steps)} sets the warm-up; drop one of them",
             SettingWarning,
         )
+
+
+def _warn_of_step_schedule_options_ignored(config: TrainConfig, named: set[str]) -> None:
+    """``--milestones`` or ``--gamma`` under a schedule other than ``step``, which ignores
+    them."""
     step_options = [name for name in ("milestones", "gamma") if name in named]
     if step_options and config.schedule != "step":
         are, them = ("is", "it") if step_options == ["gamma"] else ("are", "them")
@@ -571,8 +611,6 @@ def warn_of_settings_that_do_not_apply(
             f"schedule is {config.schedule}, which ignores {them}: add {step} to use {them}",
             SettingWarning,
         )
-    if config.freeze == "backbone":
-        warn_idle_under_full_freeze(config, named)
 
 
 def warn_idle_under_full_freeze(config: TrainConfig, named: set[str], whole: str = "") -> None:
