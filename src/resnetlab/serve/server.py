@@ -16,6 +16,7 @@ import warnings
 import uvicorn
 from PIL import Image
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from ..data.decode import PILLOW_DAMAGE_WARNINGS
 from ..engine.auto import count_of
@@ -149,99 +150,109 @@ def _quiet_logs() -> None:
 
 
 def _protocol(timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol (h11 or httptools, as uvicorn picks), with two guards.
+    """``_GuardedHTTP`` for a server whose request timeout is ``timeout_s`` and whose
+    connections are at most ``max_connections``."""
+    settings = {"timeout_s": timeout_s, "max_connections": max_connections}
+    return type("GuardedHTTP", (_GuardedHTTP,), settings)
 
-    It closes a connection that has waited ``timeout_s`` for a request's headers: uvicorn
-    would wait for ever for a client that connects and sends nothing, or part of its headers
-    (its keep-alive timeout ends at the first byte), and each such connection counts against
-    --max-connections.
 
-    It answers a request on a connection past ``max_connections`` 503, before its body is
-    read, in JSON with ``Retry-After`` as the app says it is busy. (uvicorn's own limit,
-    ``limit_concurrency``, answers in plain text, with no Retry-After, and takes no other
-    answer.) As uvicorn's does, it counts the requests still running as well, whose
-    connections may have closed.
+class _GuardedHTTP(AutoHTTPProtocol):  # the class uvicorn would use, whichever it is
+    """uvicorn's HTTP protocol (h11 or httptools, as uvicorn picks), with a time limit on a
+    request's headers (``_expect_headers``), a limit on the connections open answered as
+    the app says it is busy (``_limited``), and a lingering close after an answer given
+    before the request's body was all in (``linger``). ``_protocol`` gives it its settings."""
 
-    A connection closed after an answer given before the request's body was all in (that
-    503, a 408) is closed as web servers close it, lingering: the answer and the end of
-    what the server sends go out, and what the client still sends of its body is read and
-    dropped until it closes its side, for ``timeout_s`` at most. Closed at once, with the
-    body's bytes unread, the connection is reset, and a client still sending (a photo of a
-    few MB) saw the reset instead of its answer.
-    """
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    timeout_s: float
+    max_connections: int
 
-    class GuardedHTTP(AutoHTTPProtocol):  # the class uvicorn would use, whichever it is
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            self.app = self._limited(self.app)
-            self._lingering: asyncio.TimerHandle | None = None
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = self._limited(self.app)
+        self._lingering: asyncio.TimerHandle | None = None
 
-        def _limited(self, app: ASGIApp) -> ASGIApp:
-            async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-                # This request's connection and its task are counted among them.
-                if max(len(self.connections), len(self.tasks)) <= max_connections:
-                    return await app(scope, receive, send)
-                open_ = f"{count_of(max_connections, 'connection')} open"
-                self.logger.warning(
-                    "a request was refused: %s, the most --max-connections allows", open_
-                )
-                # Connection: close, as the body, unread, may still come: uvicorn closes it.
-                refused = busy(open_, {"Connection": "close"})
-                await refused(scope, receive, send)
+    def _limited(self, app: ASGIApp) -> ASGIApp:
+        """``app``, answering a request on a connection past ``max_connections`` 503, before
+        its body is read, in JSON with ``Retry-After`` as the app says it is busy. (uvicorn's
+        own limit, ``limit_concurrency``, answers in plain text, with no Retry-After, and
+        takes no other answer.) As uvicorn's does, it counts the requests still running as
+        well, whose connections may have closed."""
 
-            return limited
+        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+            # This request's connection and its task are counted among them.
+            if max(len(self.connections), len(self.tasks)) <= self.max_connections:
+                return await app(scope, receive, send)
+            open_ = f"{count_of(self.max_connections, 'connection')} open"
+            self.logger.warning(
+                "a request was refused: %s, the most --max-connections allows", open_
+            )
+            # Connection: close, as the body, unread, may still come: uvicorn closes it.
+            refused = busy(open_, {"Connection": "close"})
+            await refused(scope, receive, send)
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-            self._headers_due = self.loop.call_later(timeout_s, self._no_headers)
-            self.transport = _LingeringClose(self.transport, self)
+        return limited
 
-        def linger(self) -> bool:
-            """Start a lingering close where the request's body is not all in (False: close
-            at once, also where uvicorn's protocol lacks what this reads of it: ``cycle``,
-            its ``more_body``, ``flow``; raised there, the answer's send failed and the
-            connection stayed open)."""
-            transport = self.transport.transport
-            cycle, flow = getattr(self, "cycle", None), getattr(self, "flow", None)
-            if not getattr(cycle, "more_body", False) or flow is None:
-                return False
-            if not transport.can_write_eof():
-                return False
-            try:  # after the answer: the client reads it, then the end
-                transport.write_eof()
-            except OSError:  # the client gone meanwhile (shutdown's ENOTCONN: macOS)
-                return False
-            flow.resume_reading()  # paused where the unread body filled uvicorn's buffer
-            self._lingering = self.loop.call_later(timeout_s, transport.close)
-            return True
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._expect_headers()
+        self.transport = _LingeringClose(self.transport, self)
 
-        def data_received(self, data: bytes) -> None:
-            if self._lingering is None:  # else the rest of a body answered already: dropped
-                super().data_received(data)
+    def linger(self) -> bool:
+        """Start a lingering close where the request's body is not all in (False: close
+        at once, also where uvicorn's protocol lacks what this reads of it: ``cycle``,
+        its ``more_body``, ``flow``; raised there, the answer's send failed and the
+        connection stayed open).
 
-        def on_response_complete(self) -> None:  # the next request's headers are due
-            super().on_response_complete()
-            self._headers_due.cancel()
-            self._headers_due = self.loop.call_later(timeout_s, self._no_headers)
+        A connection closed after an answer given before the request's body was all in (the
+        503 of ``_limited``, a 408) is closed as web servers close it, lingering: the answer
+        and the end of what the server sends go out, and what the client still sends of its
+        body is read and dropped until it closes its side, for ``timeout_s`` at most. Closed
+        at once, with the body's bytes unread, the connection is reset, and a client still
+        sending (a photo of a few MB) saw the reset instead of its answer."""
+        transport = self.transport.transport
+        cycle, flow = getattr(self, "cycle", None), getattr(self, "flow", None)
+        if not getattr(cycle, "more_body", False) or flow is None:
+            return False
+        if not transport.can_write_eof():
+            return False
+        try:  # after the answer: the client reads it, then the end
+            transport.write_eof()
+        except OSError:  # the client gone meanwhile (shutdown's ENOTCONN: macOS)
+            return False
+        flow.resume_reading()  # paused where the unread body filled uvicorn's buffer
+        self._lingering = self.loop.call_later(self.timeout_s, transport.close)
+        return True
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._headers_due.cancel()
-            if self._lingering is not None:
-                self._lingering.cancel()
-            super().connection_lost(exc)
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is None:  # else the rest of a body answered already: dropped
+            super().data_received(data)
 
-        def _no_headers(self) -> None:
-            if self.cycle is None or self.cycle.response_complete:  # no request under way
-                # At once, not lingering: the time for a body answered already is up too.
-                self.transport.transport.close()
+    def on_response_complete(self) -> None:  # the next request's headers are due
+        super().on_response_complete()
+        self._headers_due.cancel()
+        self._expect_headers()
 
-    return GuardedHTTP
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_due.cancel()
+        if self._lingering is not None:
+            self._lingering.cancel()
+        super().connection_lost(exc)
+
+    def _expect_headers(self) -> None:
+        """Give the next request ``timeout_s`` for its headers: uvicorn would wait for ever
+        for a client that connects and sends nothing, or part of its headers (its keep-alive
+        timeout ends at the first byte), and each such connection counts against
+        --max-connections."""
+        self._headers_due = self.loop.call_later(self.timeout_s, self._no_headers)
+
+    def _no_headers(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:  # no request under way
+            # At once, not lingering: the time for a body answered already is up too.
+            self.transport.transport.close()
 
 
 class _LingeringClose:
     """A connection's transport, as uvicorn's protocol uses it, whose ``close`` lingers
-    where the protocol says so (``GuardedHTTP.linger``); a second ``close`` (the server
+    where the protocol says so (``_GuardedHTTP.linger``); a second ``close`` (the server
     stopping, the request timeout) closes it at once."""
 
     def __init__(self, transport: asyncio.Transport, protocol: asyncio.Protocol) -> None:
