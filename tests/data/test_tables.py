@@ -770,6 +770,38 @@ def test_a_number_has_the_maps_name_in_a_split_without_images_of_some_numbers(tm
 
 
 @pytest.mark.parametrize(
+    "train_table, val_table, map_in, val_note",
+    [
+        # the map beside train.csv at the top, val/ holding its own labels.csv
+        ("train.csv", "val/labels.csv", ".", "cassava/label_map.json"),
+        # each split's labels.csv inside it, the map at the top
+        ("train/labels.csv", "val/labels.csv", ".", "cassava/label_map.json"),
+        # the map beside train/'s own labels.csv, val.csv at the top
+        ("train/labels.csv", "val.csv", "train", "train/label_map.json"),
+    ],
+)
+def test_one_map_names_the_numbers_of_every_split_wherever_its_table_is(
+    tmp_path, train_table, val_table, map_in, val_note
+):
+    root = tmp_path / "cassava"
+    tables = {"train": train_table, "val": val_table}
+    for split, rows in (("train", ROWS), ("val", [(f"v{n}", c) for n, c in ROWS])):
+        _images(root / split, rows)
+        lines = "".join(f"{n}.png,{NUMBERS[c]}\n" for n, c in rows)
+        (root / tables[split]).write_text("image_id,label\n" + lines)
+    names = {"0": "Bird (B)", "1": "Cat (C)", "2": "Dog (D)"}
+    (root / map_in / "label_map.json").write_text(json.dumps(names))
+    data = load_dataset(str(root), stream=False, warn_copies=False)
+    assert data.train.class_names == data.val.class_names == ["Bird (B)", "Cat (C)", "Dog (D)"]
+    kind = dict(zip(names.values(), ["bird", "cat", "dog"], strict=True))
+    assert all(seen == kind[named] for seen, named in _classes_by_pixels(data.val))
+    said = f"class names from {val_note}: 0 Bird (B), 1 Cat (C), 2 Dog (D), in that order"
+    assert said in data.val.notes
+    notes = [*data.train.notes, *data.val.notes]
+    assert not [n for n in notes if "ignored" in n and "label_map.json" in n]
+
+
+@pytest.mark.parametrize(
     "table, text",
     [
         ("labels.csv", "id,label\n" + "".join(f"{n},{c}\n" for n, c in ROWS)),  # train's

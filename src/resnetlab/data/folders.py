@@ -919,8 +919,10 @@ def _table_split(
     """The ``FolderSplit`` of the images ``labelled`` of ``paths`` by ``table``."""
     classes = class_order(labels)
     index = {label: i for i, label in enumerate(classes)}
-    class_names, named = named_classes(table, classes)  # cassava's 0..4 by their diseases
-    said = {table.name} | {path.name for path, _ in class_maps(table.parent)}  # noted above
+    around = _data_set_folders(folder)
+    class_names, named = named_classes(table, classes, around)  # cassava's 0..4 by diseases
+    # A map in the folder or beside its table is noted above, as taken or not
+    said = {table.name} | {p.name for d in (table.parent, folder) for p, _ in class_maps(d)}
     stamp_of = dict(zip(paths, stamps, strict=True))
     st = table.stat()
     return FolderSplit(
@@ -931,6 +933,22 @@ def _table_split(
         notes + named + _others_note([o for o in others if o not in said]),
         [f"{table.name}|{st.st_size}|{st.st_mtime_ns}", *(stamp_of[p] for p in labelled)],
     )
+
+
+def _data_set_folders(folder: Path) -> list[Path]:
+    """The folders of the data set that ``folder`` is a split of, by names alone: itself,
+    the folder above it, and the splits beside it (``train/`` for ``val/``); none for a
+    folder named for no split. A map of class names in one of them names every split's
+    numbers (``named_classes``): cassava's map beside ``train.csv`` names those of a
+    ``val/labels.csv`` too."""
+    if named_role(folder.name) is None:
+        return []
+    try:
+        beside = [Path(e.path) for e in _listing(folder.parent) if e.is_dir()]
+    except OSError:
+        beside = []
+    splits = sorted(d for d in beside if d != folder and named_role(d.name))
+    return [folder, folder.parent, *splits]
 
 
 def _scan_table_across(folder: Path) -> FolderSplit | None:
@@ -1164,7 +1182,8 @@ def _splits_and_notes(root: Path) -> tuple[dict[str, Path], list[str]]:
         if loose := _direct_images(root):  # as a class-folder layout says of its loose images
             notes.append(_loose_note(loose, root, "a split's class folder"))
         # Nor is a map of class names beside it, which the split's notes name.
-        said = tables | {p for t in tables if t is not None for p, _ in class_maps(t.parent)}
+        maps = {t.parent for t in tables if t is not None} | {root}
+        said = tables | {p for d in maps for p, _ in class_maps(d)}
         notes += _others_note([o for o in _direct_others(root) if root / o not in said])
     else:
         split_dirs = {"all": root}

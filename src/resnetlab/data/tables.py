@@ -8,7 +8,8 @@ whose rows name its images) and ``read_label_table`` reads it: the column naming
 is the one whose values name the folder's images (as a relative path or a file name, with
 or without its suffix), the column of classes is the other one, or the one headed
 ``label``, ``class``, ``category``..., or one-hot columns (one column per class, a single 1
-in each row). ``named_classes`` names numbered classes by a JSON map beside the table.
+in each row). ``named_classes`` names numbered classes by a JSON map beside the table or elsewhere
+in its data set.
 """
 
 from __future__ import annotations
@@ -572,18 +573,23 @@ def _numbers(labels: Iterable[str]) -> bool:
 CLASS_MAP_BYTES = 2**20
 
 
-def named_classes(table: Path, classes: list[str]) -> tuple[list[str], list[str]]:
-    """``classes`` (a table's, in ``class_order``) named by a JSON map beside ``table`` of
-    their numbers to names, as Kaggle's cassava's ``label_num_to_disease_map.json``
+def named_classes(
+    table: Path, classes: list[str], around: Iterable[Path] = ()
+) -> tuple[list[str], list[str]]:
+    """``classes`` (a table's, in ``class_order``) named by a JSON map of their numbers to
+    names, as Kaggle's cassava's ``label_num_to_disease_map.json``
     (``{"0": "Cassava Bacterial Blight (CBB)", ...}``), where its numbers include every one
-    of the classes and its names are all different; else as they are. A table of some of
-    its numbers is named by it too (a val.csv without images of class 3), so that a number
-    has one name in every split. With a note naming the map used (and the numbers it names
-    that the table has not), or the maps of numbers not used and why."""
+    of the classes and its names are all different; else as they are. The maps are looked
+    for beside ``table``, then in the folders ``around`` it (those of the data set its
+    split is one of), so that one map names the numbers of every split, wherever each
+    split's table is. A table of some of its numbers is named by it too (a val.csv without
+    images of class 3), so that a number has one name in every split. With a note naming
+    the map used (and the numbers it names that the table has not), or the maps of numbers
+    not used and why."""
     if not _numbers(classes):
         return classes, []
     notes = []
-    for path, name_of in class_maps(table.parent):
+    for shown_map, name_of in _maps_around(table, around):
         if not set(classes) <= set(name_of):
             numbers = sorted(name_of, key=int)
             why = f"its numbers are {_few(numbers)}, the table's {_few(classes)}"
@@ -592,13 +598,27 @@ def named_classes(table: Path, classes: list[str]) -> tuple[list[str], list[str]
         else:
             names = [name_of[c].strip() for c in classes]
             shown = _few([f"{c} {n}" for c, n in zip(classes, names, strict=True)])
-            note = f"class names from {path.name}: {shown}, in that order"
+            note = f"class names from {shown_map}: {shown}, in that order"
             if absent := sorted(set(name_of) - set(classes), key=int):
                 named = _few([f"{c} {name_of[c].strip()}" for c in absent])
                 note += f"; it also names {named}, of which {table.name} lists no image"
             return names, [note]
-        notes.append(f"{path.name} not taken for the class names: {why}")
+        notes.append(f"{shown_map} not taken for the class names: {why}")
     return classes, notes
+
+
+def _maps_around(table: Path, around: Iterable[Path]) -> list[tuple[str, dict[str, str]]]:
+    """The maps of ``class_maps`` beside ``table`` and in the folders ``around`` it, each
+    once, by the name a note gives it: a map beside the table by its own name, one
+    elsewhere with its folder's (``train/label_map.json``)."""
+    found, seen = [], set()
+    for folder in dict.fromkeys([table.parent, *around]):
+        for path, name_of in class_maps(folder):
+            if (key := os.path.realpath(path)) not in seen:
+                seen.add(key)
+                shown = path.name if folder == table.parent else f"{folder.name}/{path.name}"
+                found.append((shown, name_of))
+    return found
 
 
 def class_maps(folder: Path) -> list[tuple[Path, dict[str, str]]]:
