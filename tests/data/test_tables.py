@@ -118,6 +118,12 @@ def test_what_the_table_leaves_out_is_noted(tmp_path):
             "which column holds the classes? its columns besides the files are 'a', 'b'; "
             "head that one label",
         ),
+        (  # no header row: its columns named by their places
+            None,
+            [(n, f"{c},x") for n, c in ROWS],
+            "which column holds the classes? its columns besides the files are column 2, "
+            "column 3; add a header row, heading that one label",
+        ),
         (
             "id",
             [(n, "") for n, _ in ROWS],
@@ -128,7 +134,7 @@ def test_what_the_table_leaves_out_is_noted(tmp_path):
 def test_a_table_without_one_column_of_classes_is_refused_in_one_line(tmp_path, header, rows, says):
     root = tmp_path / "data"
     _images(root / "train", ROWS)
-    lines = [header] + [f"{n},{c}".rstrip(",") for n, c in rows]
+    lines = [header] * (header is not None) + [f"{n},{c}".rstrip(",") for n, c in rows]
     (root / "train" / "labels.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError) as e:
         load_dataset(str(root / "train"), stream=False)
@@ -497,7 +503,8 @@ def test_a_table_of_cells_separated_by_spaces_labels_the_images(tmp_path, name, 
     s = load_dataset(str(root), stream=False).train
     assert s.class_names == ["bird", "cat", "dog"] and len(s.labels) == 12
     assert all(seen == named for seen, named in _classes_by_pixels(s))
-    assert f"classes from {name.split('/')[-1]}: column " in " ".join(s.notes)
+    said = "column 2, the files in column 1" if not header else "column 'label', the files in"
+    assert f"classes from {name.split('/')[-1]}: {said}" in " ".join(s.notes)
 
 
 def test_a_table_of_spaces_whose_classes_are_of_several_words_splits_at_the_first(tmp_path):

@@ -373,7 +373,7 @@ def read_label_table(
     image_of = _image_finder(folder, paths)
     files = _file_column(table, folder, rows, paths, image_of)
     header = image_of(rows[0][files]) is None
-    names = rows[0] if header else [f"column {c + 1}" for c in range(width)]
+    names = rows[0] if header else [""] * width  # a table of no header row: columns by place
     body = rows[1:] if header else rows
     labels_of, how = _label_column(table, body, names, files, header, headed)
     labelled, labels, unmatched = [], [], []
@@ -407,7 +407,7 @@ def read_label_table(
             f"{table}: {len(unmatched):,} of its {len(body):,} rows name no image in {folder} "
             f"(the first: {unmatched[0]!r}); is it the table of another folder?"
         )
-    notes = [f"classes from {table.name}: {how}, the files in {names[files]!r}"]
+    notes = [f"classes from {table.name}: {how}, the files in {_column(names, files, header)}"]
     notes += _class_notes(set(labels))
     if unmatched:
         notes.append(
@@ -507,7 +507,7 @@ def _label_column(
     others = [c for c in range(len(names)) if c != files and any(row[c] for row in rows)]
     if len(others) == 1 and not headed:
         (c,) = others
-        return (lambda row: row[c]), f"column {names[c]!r}"
+        return (lambda row: row[c]), f"column {names[c]!r}" if header else f"column {c + 1}"
     by_header = [c for c in others if header and names[c].strip().lower() in LABEL_HEADERS]
     if by_header:
         c, how = _headed_column(table, rows, names, by_header)
@@ -522,11 +522,18 @@ def _label_column(
         )
     if headed and len(others) == 1:
         raise DataError(f"{table}: no column of it is headed as classes are (label, class...)")
-    shown = ", ".join(repr(names[c]) for c in others)
+    shown = ", ".join(_column(names, c, header) for c in others)
+    fix = "head that one label" if header else "add a header row, heading that one label"
     raise DataError(
         f"{table}: which column holds the classes? its columns besides the files are {shown}; "
-        "head that one label"
+        + fix
     )
+
+
+def _column(names: list[str], c: int, header: bool) -> str:
+    """Column ``c`` as notes and errors name it: by its header (``'label'``), or in a table
+    of no header row by its place (``column 2``)."""
+    return repr(names[c]) if header else f"column {c + 1}"
 
 
 class ClassColumnsDiffer(DataError):
