@@ -808,6 +808,20 @@ def test_one_map_names_the_numbers_of_every_split_wherever_its_table_is(
     assert not [n for n in notes if "ignored" in n and "label_map.json" in n]
 
 
+def test_a_map_above_a_split_of_its_own_table_names_its_numbers(tmp_path):
+    # cassava/train/labels.csv, no other split, the map at the top of the data set
+    root = tmp_path / "cassava"
+    _images(root / "train", ROWS)
+    lines = "".join(f"{n}.png,{NUMBERS[c]}\n" for n, c in ROWS)
+    (root / "train" / "labels.csv").write_text("image_id,label\n" + lines)
+    (root / "label_map.json").write_text(json.dumps({"0": "Bird", "1": "Cat", "2": "Dog"}))
+    s = load_dataset(str(root), stream=False, warn_copies=False).train
+    assert s.class_names == ["Bird", "Cat", "Dog"]
+    assert "class names from cassava/label_map.json: 0 Bird, 1 Cat, 2 Dog, in that order" in (
+        s.notes
+    )
+
+
 @pytest.mark.parametrize(
     "table, text",
     [
