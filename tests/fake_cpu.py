@@ -72,3 +72,18 @@ def fake_cpu(monkeypatch, *, bf16: bool = True, threads: int | None = None) -> l
     monkeypatch.setattr(calibrate, "MEASURE_MIN_STEPS", 1)  # the tests' runs are short
     monkeypatch.setattr(calibrate, "available_cpus", lambda: 2)
     return others
+
+
+def threads_per_step(monkeypatch) -> list[int]:
+    """PyTorch's thread count at each training step of the runs that follow, as they go."""
+    from resnetlab.engine.train import Trainer
+
+    during: list[int] = []
+    step = Trainer._train_step
+
+    def counting_step(self, x, y):
+        during.append(torch.get_num_threads())
+        return step(self, x, y)
+
+    monkeypatch.setattr(Trainer, "_train_step", counting_step)
+    return during

@@ -25,7 +25,7 @@ from resnetlab.engine.cpu import MatmulConv2d
 from resnetlab.engine.step import build_training
 from resnetlab.errors import CacheWarning, SettingWarning, command_line
 
-from ..fake_cpu import FakeMachine, fake_cpu
+from ..fake_cpu import FakeMachine, fake_cpu, threads_per_step
 
 NAN = math.nan
 
@@ -670,19 +670,11 @@ def test_training_runs_on_the_chosen_threads_and_puts_them_back(monkeypatch):
 
 
 def test_a_run_trains_on_the_threads_the_calibration_chose(monkeypatch, tmp_path):
-    from resnetlab.engine.train import Trainer
 
     monkeypatch.setenv("RESNETLAB_CACHE", str(tmp_path / "cache"))
     fake_cpu(monkeypatch, threads=2)
     monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(BF16_WINS, threads={1: 0.5}))
-    during = []
-    step = Trainer._train_step
-
-    def counting_step(self, x, y):
-        during.append(torch.get_num_threads())
-        return step(self, x, y)
-
-    monkeypatch.setattr(Trainer, "_train_step", counting_step)
+    during = threads_per_step(monkeypatch)
     common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=2)
     result = train(**common, device="cpu", out=str(tmp_path / "run"))
     assert during == [1, 1] and torch.get_num_threads() == 2

@@ -17,7 +17,7 @@ from resnetlab.engine.threads import (
     watch_threads,
 )
 
-from ..fake_cpu import FakeMachine, fake_cpu
+from ..fake_cpu import FakeMachine, fake_cpu, threads_per_step
 
 # A busy process beside a bf16 run on 2 cores (README: Speed): 1.90 s a step on 2 threads,
 # 0.52 on 1; in float32 the two counts were close (0.89 and 0.84 s).
@@ -288,21 +288,13 @@ def test_pytorchs_count_is_kept_within_a_quota_or_when_fixed(
 def test_a_run_in_a_container_trains_and_calibrates_on_its_quotas_count(
     monkeypatch, tmp_path, capsys
 ):
-    from resnetlab.engine.train import Trainer
 
     fake_cpu(monkeypatch, threads=8)  # then a quota of 1.5 CPUs on 32 cores
     set_to = quota_of(monkeypatch, tmp_path, "150000 100000", torch_threads=8)
     monkeypatch.setattr(
         calibrate, "measure_in_turns", FakeMachine({"fp32 channels-last": 1.0, "fp32 NCHW": 1.0})
     )
-    during = []
-    step = Trainer._train_step
-
-    def counting_step(self, x, y):
-        during.append(torch.get_num_threads())
-        return step(self, x, y)
-
-    monkeypatch.setattr(Trainer, "_train_step", counting_step)
+    during = threads_per_step(monkeypatch)
     common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=2)
     result = train(**common, device="cpu", precision="fp32", out=str(tmp_path / "run"))
     assert result.summary["status"] == "finished"
