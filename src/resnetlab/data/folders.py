@@ -303,7 +303,9 @@ def _is_class_folder_set(folder: Path) -> bool:
     """Two folders or more, each of images, and no images beside them: a data set's layout
     (explain's output folders, which hold maps.npz, and training's run folders, whose
     config.json sits beside their figures, are not taken for classes: ``runs/`` is no data
-    set). A folder that cannot be listed is taken for none: this guess only ever warns."""
+    set). Wider than ``_written_here``, which wants a run's checkpoint or model beside its
+    config.json: a guess that only ever warns leaves out a folder that may be a run's. A
+    folder that cannot be listed is taken for none."""
     try:
         dirs = [
             d
