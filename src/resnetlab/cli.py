@@ -691,9 +691,17 @@ def _print_eval_report(args: argparse.Namespace, report, png: Path | None) -> No
     # The titles as lines of their own: as a table's title rich wraps them to the table's
     # width, which a few classes with short names make narrower than the words.
     console.print("per class", highlight=False)
+    # Where a ratio is 0/0 (no image of the class here, none predicted as it) the table
+    # says "-", not the 0 that the numbers keep for scikit-learn's sake (zero_division=0).
+    predicted = [sum(column) for column in zip(*data["confusion"], strict=True)]
     rows = [
-        (row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
-        for row in data["per_class"]
+        (
+            row["class"],
+            f"{row['precision']:.3f}" if guessed else "-",
+            f"{row['recall']:.3f}" if row["support"] else "-",
+            str(row["support"]),
+        )
+        for row, guessed in zip(data["per_class"], predicted, strict=True)
     ]
     # In a narrow terminal a long name folds onto more lines and the numbers stay whole:
     # cut short, names that share a long beginning would read alike (Tomato___Spider_mi…).
@@ -705,6 +713,8 @@ def _print_eval_report(args: argparse.Namespace, report, png: Path | None) -> No
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if any("-" in row[1:3] for row in rows):
+        console.print("(-: no image of the class here, or none predicted as it)", highlight=False)
     console.print("confusion (rows: true, columns: predicted)", highlight=False)
     matrix = confusion_table(report.class_names, data["confusion"], console)
     if matrix is None:

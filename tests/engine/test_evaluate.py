@@ -6,7 +6,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from resnetlab.engine.evaluate import EvalReport, evaluate_loader
+from resnetlab.engine.evaluate import EvalReport, EvalResult, evaluate_loader
 
 
 class Lookup(torch.nn.Module):
@@ -101,3 +101,32 @@ def test_the_batches_are_counted_without_reading_anything_back_from_the_device()
     with pytest.raises(RuntimeError, match="meta tensor"):  # the final sum, the only read
         evaluate_loader(model, batches * 3, 7, observe=lambda x, y, logits: seen.append(y))
     assert len(seen) == 3
+
+
+def test_eval_table_says_dash_where_a_class_has_no_images_or_no_predictions(capsys):
+    # The numbers keep scikit-learn's 0 for 0/0; the table a user reads says "-" there,
+    # so a class missing from the test folder does not read as one the model always misses.
+    import argparse
+
+    from resnetlab.cli import _print_eval_report
+
+    confusion = torch.tensor([[3, 1, 0], [0, 4, 0], [0, 0, 0]])  # "cat": no image, none predicted
+    result = EvalResult(loss=0.5, accuracy=7 / 8, count=8, confusion=confusion)
+    report = EvalReport(result, ["ant", "bee", "cat"], "photos", "m.safetensors")
+    _print_eval_report(argparse.Namespace(model_file="m", data="photos"), report, None)
+    out = capsys.readouterr().out
+    table = out[out.index("per class") : out.index("confusion (rows")]
+    rows = {
+        cells[0]: cells[1:]
+        for line in table.splitlines()
+        if "│" in line and (cells := [c.strip() for c in line.split("│")[1:-1]])[0]
+    }
+    assert rows["ant"] == ["1.000", "0.750", "4"] and rows["bee"] == ["0.800", "1.000", "4"]
+    assert rows["cat"] == ["-", "-", "0"]
+    assert "(-: no image of the class here, or none predicted as it)" in table
+    assert report.to_dict()["per_class"][2] == {  # the numbers are scikit-learn's
+        "class": "cat",
+        "precision": 0.0,
+        "recall": 0.0,
+        "support": 0,
+    }
