@@ -1732,3 +1732,30 @@ def test_a_hidden_folder_beside_the_one_class_folder_is_named_in_the_one_class_e
         "with a dot), not read as a class; rename it without the dot to train on its images; "
         "else add a folder of another class's images"
     )
+
+
+def test_a_class_folder_of_photos_by_date_given_as_the_data_says_its_classes_are_days(tmp_path):
+    # photos/<class>/<date>/*.jpg, as a phone's photos are sorted, with photos/Red Leaf given:
+    # its dates read as classes, which the note says, pointing at photos/; eval's error on
+    # such a folder repeats it (with_folder_notes). Alone, the note says what a data set
+    # needs; folders named as classes, or splits, say nothing.
+    photos = tmp_path / "photos"
+    for name in ("Red Leaf", "green_leaf"):
+        write_tree(photos / name, {d: [noise(0), noise(1)] for d in ("2024-01-10", "2024-02-11")})
+    notes = load_dataset(str(photos / "Red Leaf")).train.notes
+    note = (
+        "the 2 classes are folders named as dates (2024-01-10, 2024-02-11): days, not classes; "
+        f"Red Leaf/ looks like one of the class folders in {photos} (Red Leaf, green_leaf); if "
+        f"it is, give the folder that holds them: {photos}{os.sep}"
+    )
+    assert note in notes
+    assert folders_module.with_folder_notes(notes, "the fix") == f"{note}; else the fix"
+    alone = write_tree(tmp_path / "alone" / "leaves", {"2019": [noise(2)], "20200110": [noise(3)]})
+    assert (
+        "the 2 classes are folders named as dates (2019, 20200110): days, not classes, where "
+        "photos are sorted by when they were taken; give a folder that holds a folder per class "
+        "(photos/<class>/, its images in any sub-folders: photos/<class>/2019/)"
+    ) in load_dataset(str(alone)).train.notes
+    assert not any("named as dates" in n for n in load_dataset(str(photos)).train.notes)
+    mixed = write_tree(tmp_path / "mixed", {"2019": [noise(4)], "cats": [noise(5)]})
+    assert not any("named as dates" in n for n in load_dataset(str(mixed)).train.notes)

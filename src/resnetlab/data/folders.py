@@ -581,6 +581,54 @@ def class_folder_note(folder: Path) -> str | None:
     )
 
 
+# A folder named as a day, a month or a year, as photos are sorted by when they were taken
+# (2024-01-10, 2024_01_10, 20240110, 2024-01, 2019, 10.01.2024; a day may be followed by
+# words, "2024-01-10 garden"): no class of what a photo shows.
+_DATED = re.compile(
+    r"(?:19|20)\d\d(?:(?P<s>[-_. ]?)(?:0[1-9]|1[0-2])(?:(?P=s)(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[-_ ,]+.*)?)?)?"
+    r"|(?:0?[1-9]|[12]\d|3[01])[-_.](?:0?[1-9]|1[0-2])[-_.](?:19|20)\d\d"
+)
+
+
+def _holds_images_near(folder: Path) -> bool:
+    """Whether ``folder`` holds images, directly or in its sub-folders (a class folder,
+    its photos perhaps in folders by date); resnetlab's own output folders do not count."""
+    if _written_here(folder) is not None or named_role(folder.name):
+        return False
+    return bool(_direct_images(folder)) or any(map(_direct_images, _visible_dirs(folder)))
+
+
+def dated_classes_note(folder: Path, class_dirs: list[Path]) -> list[str]:
+    """A note on class folders that are all named as dates (``photos/Red Leaf/2024-01-10/``
+    given for ``photos/``): photos sorted by when they were taken, whose classes would be
+    days. Where folders of images sit beside ``folder``, it likely is one class of the data
+    set its parent is (the note then says so as ``class_folder_note`` does, which eval's
+    error repeats: ``with_folder_notes``). A hint: what cannot be listed is left out."""
+    names = [d.name for d in class_dirs]
+    if len(names) < 2 or not all(_DATED.fullmatch(name) for name in names):
+        return []
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    dated = f"the {len(names)} classes are folders named as dates ({shown}): days, not classes"
+    named = _by_name(folder)
+    try:
+        siblings = [] if named_role(named.name) else _visible_dirs(named.parent)
+        siblings = [d.name for d in siblings if d != named and _holds_images_near(d)]
+    except (OSError, DataError):
+        siblings = []
+    if siblings:
+        return [
+            f"{dated}; {named.name}/ {CLASS_FOLDER_NOTE} {named.parent} "
+            f"({_with_siblings(named, siblings)}); if it is, give the folder that holds "
+            f"them: {named.parent}{os.sep}"
+        ]
+    return [
+        f"{dated}, where photos are sorted by when they were taken; give a folder that holds "
+        f"a folder per class (photos/<class>/, its images in any sub-folders: "
+        f"photos/<class>/{names[0]}/)"
+    ]
+
+
 def _by_name(folder: Path) -> Path:
     """``folder`` spelled to end in its own name: ``.``, a class folder one is in, as
     ``../cat``, whose parent holds the folders beside it (``Path(".").parent`` is ``.``)."""
@@ -762,6 +810,7 @@ def scan_classes(folder: Path) -> FolderSplit:
     notes = written + _hidden_classes_note(folder)
     notes += _case_twins_note([d.name for d in class_dirs])
     notes += _misfiled_note(class_dirs, stamps)
+    notes += dated_classes_note(folder, class_dirs)
     if len(class_dirs) == 1:
         notes += _named_files_note(class_dirs[0])
     if loose:
