@@ -1095,6 +1095,27 @@ def test_class_folders_that_differ_only_in_case_are_named(tmp_path):
     assert not [note for note in data.train.notes if "differ only in case" in note]
 
 
+def test_classes_in_a_label_table_that_differ_only_in_case_are_named(tmp_path):
+    # labels.csv typed by hand: "Red Leaf" in most rows, "red leaf" in some; two classes,
+    # said so (a trailing space is no difference: cells are stripped).
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["file,label"]
+    for i, name in enumerate(["Red Leaf", "red leaf", "Red Leaf ", "Red Leaf", "dog", "dog"]):
+        noise(i).save(flat / f"{i}.png")
+        rows.append(f"{i}.png,{name}")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(str(flat), val_split=0.5)
+    assert data.class_names == ["Red Leaf", "dog", "red leaf"]
+    assert (
+        "classes in labels.csv that differ only in case are separate classes: Red Leaf and "
+        "red leaf; write each in one spelling in the table if they hold one class"
+    ) in data.train.notes
+    (flat / "labels.csv").write_text("\n".join(rows).replace("red leaf", "Red Leaf") + "\n")
+    data = load_dataset(str(flat), val_split=0.5)
+    assert not [note for note in data.train.notes if "differ only in case" in note]
+
+
 def test_classes_from_file_names_that_differ_only_in_case_are_named(tmp_path):
     # Cat_1.jpg beside cat_2.jpg (two cameras, or a rename by hand): two classes, said so.
     flat = tmp_path / "flat"

@@ -981,7 +981,10 @@ def _table_split(
         labelled,
         [index[label] for label in labels],
         class_names,
-        notes + named + _others_note([o for o in others if o not in said]),
+        notes
+        + named
+        + _case_twins_note(class_names, table=table)
+        + _others_note([o for o in others if o not in said]),
         [f"{table.name}|{st.st_size}|{st.st_mtime_ns}", *(stamp_of[p] for p in labelled)],
     )
 
@@ -1079,10 +1082,14 @@ def _named_files_note(class_dir: Path) -> list[str]:
     ]
 
 
-def _case_twins_note(class_names: list[str], *, from_files: bool = False) -> list[str]:
+def _case_twins_note(
+    class_names: list[str], *, from_files: bool = False, table: Path | None = None
+) -> list[str]:
     """A note on class names that differ only in case (``Cats`` and ``cats``): two classes
     here, where macOS and Windows would have kept one folder; seldom what was meant. With
-    ``from_files`` the names are read from file names (``Cat_1.jpg``, ``cat_2.jpg``)."""
+    ``from_files`` the names are read from file names (``Cat_1.jpg``, ``cat_2.jpg``), with
+    ``table`` from a label table's cells (``Red Leaf`` in some rows, ``red leaf`` in
+    others, as typed by hand)."""
     names: dict[str, list[str]] = {}
     for name in class_names:
         names.setdefault(readable(name).casefold(), []).append(name)
@@ -1091,6 +1098,8 @@ def _case_twins_note(class_names: list[str], *, from_files: bool = False) -> lis
         return []
     if from_files:
         what, fix = "classes read from the file names that", "rename the files to one spelling"
+    elif table is not None:
+        what, fix = f"classes in {table.name} that", "write each in one spelling in the table"
     else:
         what, fix = "class folders whose names", "merge each into one folder"
     return [
