@@ -334,6 +334,30 @@ def test_eval_of_one_image_points_to_predict(capsys, tmp_path):
     )
 
 
+def test_a_command_a_message_gives_quotes_a_path_with_a_space(capsys, tmp_path):
+    # photos/Red Leaf/new.jpg: the command to run names it as one word, as it can be pasted;
+    # so do the flags a message gives (option), and a path without a space stays as it is.
+    from PIL import Image
+
+    from resnetlab.errors import command_line, option
+
+    folder = tmp_path / "Red Leaf"
+    folder.mkdir()
+    image = folder / "it's new.jpg"
+    Image.new("RGB", (8, 8)).save(image)
+    model = tmp_path / "best.safetensors"
+    model.write_bytes(b"")  # never read: the data is refused first
+    assert main(["eval", str(model), "--data", str(image)]) == 2
+    quoted = "'" + str(image).replace("'", "'\"'\"'") + "'"
+    assert capsys.readouterr().err.endswith(f"to classify it: resnetlab predict {model} {quoted}\n")
+    err = _error(capsys, ["train", str(folder), "--epochs", "1"])
+    assert err.splitlines()[1].endswith(f"(did you mean --data '{folder}'?)")
+    with command_line():
+        assert option("data", folder) == f"--data '{folder}'"
+        assert option("data", tmp_path) == f"--data {tmp_path}"
+    assert option("data", folder) == f"data={str(folder)!r}"
+
+
 def test_eval_of_a_model_file_as_data_says_the_model_comes_first(capsys, tmp_path):
     # `resnetlab eval photos.h5 --data best.safetensors`, or the same file twice: the data
     # layer's "which --pretrained takes" is train's fix, not eval's.

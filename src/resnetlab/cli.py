@@ -42,6 +42,7 @@ from .errors import (
     out_of_memory,
     positional_arguments,
     readable,
+    shell_word,
 )
 from .options import (
     CHOICES,
@@ -659,12 +660,13 @@ def _eval_png(args: argparse.Namespace) -> Path:
     if kind == "an image":
         raise ResnetlabError(
             f"{args.data} is an image, not a data set to score (a folder of class folders, "
-            f"an .h5 file...); to classify it: resnetlab predict {args.model_file} {args.data}"
+            f"an .h5 file...); to classify it: resnetlab predict {shell_word(args.model_file)} "
+            f"{shell_word(args.data)}"
         )
     if kind in ("a model file", *EXPORT_KINDS):
         raise ResnetlabError(
             f"{args.data} is {kind}, not a data set to score: the model comes first and the "
-            f"images after --data (resnetlab eval {args.data} --data IMAGES)"
+            f"images after --data (resnetlab eval {shell_word(args.data)} --data IMAGES)"
         )
     return png
 
@@ -1783,7 +1785,8 @@ class _Parser(argparse.ArgumentParser):
             elif name.startswith("-"):
                 close = [f"--{c}" for c in difflib.get_close_matches(name.lstrip("-"), names, n=1)]
             if not close and "--data" in flags and not name.startswith("-") and _is_data(item):
-                close = [f"--data {item}"]  # `resnetlab train photos/`: the data is an option
+                # `resnetlab train photos/`: the data is an option
+                close = [f"--data {shell_word(item)}"]
             parts.append(f"{item} (did you mean {close[0]}?)" if close else item)
         self.error(f"unrecognized arguments: {' '.join(parts)}")
 
@@ -1954,7 +1957,8 @@ def _data_without_its_flag(parser: _Parser, argv: list[str]) -> None:
     stray = [w for w in words[taken:] if _is_data(w)]
     if stray:
         parser.error(
-            f"the following arguments are required: --data (did you mean --data {stray[-1]}?)"
+            "the following arguments are required: --data (did you mean --data "
+            f"{shell_word(stray[-1])}?)"
         )
 
 

@@ -168,6 +168,8 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
             return flag if value else f"--no-{flag[2:]}"
         if isinstance(value, list | tuple):
             value = " ".join(map(str, value))
+        if type(value) is str:  # a path or a spec: typed as one word (not text shown)
+            value = shell_word(value)
         return flag if value is _NO_VALUE else f"{flag} {value}"
     name = dict(_KEYWORDS.get()).get(name, name)
     return name if value is _NO_VALUE else f"{name}={value!r}"
@@ -225,6 +227,24 @@ def readable(name: str) -> str:
         except UnicodeDecodeError:
             name = raw.decode("latin-1")
     return unicodedata.normalize("NFC", name)
+
+
+# What a shell reads as more than one word, or as other than the text: a path with a space
+# in it (``photos/Red Leaf``) given in a command a message says to run.
+_SHELL_SPECIAL = re.compile(r"[\s'\"\\$`!*?&;|<>(){}\[\]#]")
+
+
+def shell_word(value: object) -> str:
+    """``value`` (a path, a spec) as a shell takes it for one word in a command that a
+    message says to run: quoted where it holds a space or a character the shell reads (in
+    single quotes, as ``shlex.quote`` writes; in double quotes on Windows, as cmd and
+    PowerShell read them), as it is elsewhere."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    if not _SHELL_SPECIAL.search(text):
+        return text
+    if os.name == "nt":
+        return f'"{text}"'
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def as_given(text: str) -> str:

@@ -21,7 +21,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..errors import DataError, on_command_line
+from ..errors import DataError, on_command_line, shell_word
 from ..models.files import empty_file_problem
 from ..storage import check_writable, is_cut_short_zip, permission_problem
 from .cache import file_key
@@ -45,7 +45,7 @@ def archive_as_model(path: Path) -> str | None:
     if not is_archive(path):
         return None
     if on_command_line():
-        data = f"after --data: resnetlab eval MODEL_FILE --data {path}"
+        data = f"after --data: resnetlab eval MODEL_FILE --data {shell_word(path)}"
     else:
         data = f"as the data: resnetlab.evaluate(model_file, {os.fspath(path)!r})"
     return (

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, on_command_line, option
+from ..errors import DataError, on_command_line, option, shell_word
 from ..models.files import empty_file_problem
 from ..options import MAX_CLASSES
 from ..storage import permission_problem
@@ -176,8 +176,9 @@ def data_set_as_model(path: Path) -> str | None:
         return None
     arrays = ", ".join(f"{p}_set_x, {p}_set_y" for p in prefixes)
     if on_command_line():
-        give = f"after --data: resnetlab eval MODEL_FILE --data {path}, or resnetlab train"
-        return f"{path} is a data set ({arrays}), not a model; give it {give} --data {path}"
+        data = shell_word(path)
+        give = f"after --data: resnetlab eval MODEL_FILE --data {data}, or resnetlab train"
+        return f"{path} is a data set ({arrays}), not a model; give it {give} --data {data}"
     data = repr(os.fspath(path))  # as Python writes it, where a script called
     return (
         f"{path} is a data set ({arrays}), not a model; give it as the data: "

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DataError, ResnetlabError, count_argument, option
+from ..errors import DataError, ResnetlabError, count_argument, option, shell_word
 from ..models import ModelMeta
 from ..models.files import case_matches, did_you_mean, near_classes
 
@@ -278,7 +278,8 @@ def held_out_split(
             f"{data} has {len(class_names)} classes but the model has {meta.num_classes} "
             f"outputs and names no classes to match them by: score it on data of the model's "
             f"{meta.num_classes} classes; to classify these {len(class_names)}, train a model "
-            f"on them from its weights (resnetlab train --pretrained {weights} --data {data}); "
+            f"on them from its weights (resnetlab train --pretrained {shell_word(weights)} "
+            f"--data {shell_word(data)}); "
             'or, for a converted Keras model, convert it again with --classes "a,b,..." '
             "naming its outputs in order"
         )

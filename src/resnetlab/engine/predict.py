@@ -54,6 +54,7 @@ from ..errors import (
     on_command_line,
     option,
     path_argument,
+    shell_word,
     warn,
 )
 from ..models import ModelMeta
@@ -387,7 +388,7 @@ def _evaluation_of(data: str | os.PathLike) -> str:
     """The call that scores a data set file's images, as the caller writes it: the command
     line's ``eval``, or Python's ``evaluate``."""
     if on_command_line():
-        return f"resnetlab eval MODEL_FILE --data {data}"
+        return f"resnetlab eval MODEL_FILE --data {shell_word(data)}"
     return f"resnetlab.evaluate(model_file, {os.fspath(data)!r})"
 
 

@@ -68,6 +68,7 @@ from ..errors import (
     out_of_memory,
     path_argument,
     said_once,
+    shell_word,
     warn,
 )
 from ..explain.gallery import ErrorSource, Mistakes
@@ -1894,7 +1895,7 @@ class Trainer:
         if (how := _CONTINUE_WITH.get()) is not None:
             return how(self.run_dir)
         if on_command_line():
-            return f"resnetlab train --resume {self.run_dir}"
+            return f"resnetlab train --resume {shell_word(self.run_dir)}"
         return f"resnetlab.train(resume={os.fspath(self.run_dir)!r})"
 
     def _nothing_to_train(self) -> bool:

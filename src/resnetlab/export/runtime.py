@@ -24,7 +24,7 @@ import torch
 
 from ..data.loader import normalisation
 from ..engine.inference import ExternalModel
-from ..errors import ResnetlabError, count_argument, near_name, path_argument
+from ..errors import ResnetlabError, count_argument, near_name, path_argument, shell_word
 from ..models.files import (
     META_KEY,
     SAFETENSORS_KIND,
@@ -184,13 +184,14 @@ def _not_onnx_problem(path: Path, reason: str) -> str:
         named = path.with_suffix(".safetensors")
         return (
             f"{path} is {kind} named .onnx, not an ONNX export: name it {named.name} and "
-            f"give it as the model file, or export that to ONNX: resnetlab export {named} {onnx}"
+            f"give it as the model file, or export that to ONNX: resnetlab export "
+            f"{shell_word(named)} {shell_word(onnx)}"
         )
     if kind == SAFETENSORS_KIND:
         return (
             f"{path} is {kind}, not an ONNX export: load it with resnetlab.load_model "
             f"(predict, eval and serve take it as it is), or export it to ONNX first: "
-            f"resnetlab export {path} {onnx}"
+            f"resnetlab export {shell_word(path)} {shell_word(onnx)}"
         )
     if kind is not None:
         return (
