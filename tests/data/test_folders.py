@@ -703,6 +703,32 @@ def test_the_class_folder_one_is_in_given_as_dot_points_at_its_parent(tmp_path, 
         load_dataset(".")
 
 
+def test_a_camera_prefix_read_as_a_class_beside_another_is_named(tmp_path):
+    # photos/b of a phone's IMG_0001.jpg... and one screenshot renamed by hand: the names
+    # give two classes, IMG and notes, which train; the notes say IMG is a camera's prefix
+    # and that b/ looks like one of the class folders beside it. Names of classes say neither.
+    photos = write_tree(tmp_path / "photos", {n: [noise(i) for i in range(2)] for n in "ac"})
+    (photos / "b").mkdir()
+    for i in range(3):
+        noise(i).save(photos / "b" / f"IMG_000{i}.jpg")
+    noise(5).save(photos / "b" / "my_screenshot.png")
+    data = load_dataset(str(photos / "b"), val_split=0.5)
+    assert data.class_names == ["IMG", "my"]
+    assert (
+        "IMG (3): the start of the names cameras and phones give their files (IMG_0001.jpg), "
+        "read as a class here; the class of a file comes from a class folder it is in, or "
+        "from the text before the first '_' of its name (3_IMG_5864.jpg)"
+    ) in data.train.notes
+    assert (
+        f"b/ looks like one of the class folders in {photos} (a, b, c); if it is, give the "
+        f"folder that holds them: {photos}{os.sep}"
+    ) in data.train.notes
+    for i, f in enumerate(sorted((photos / "b").iterdir())):
+        f.rename(photos / "b" / f"{'cat' if i % 2 else 'dog'}_{i}.png")
+    notes = load_dataset(str(photos / "b"), val_split=0.5).train.notes
+    assert not [n for n in notes if "cameras and phones" in n or "looks like one of" in n]
+
+
 def test_a_class_folder_of_camera_names_given_as_the_data_points_at_its_parent(tmp_path):
     # photos/cat of a phone's IMG_0001.jpg...: the names read as one class, IMG, which
     # training refuses; the folders beside it are the classes, which the error points at.

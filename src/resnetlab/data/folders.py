@@ -1057,12 +1057,38 @@ def _scan_named_files(folder: Path) -> FolderSplit:
     names = [readable(n) for n in names]
     class_names = sorted(set(names))
     index = {name: i for i, name in enumerate(class_names)}
-    notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names)]
-    if len(class_names) == 1 and (note := class_folder_note(folder)):
+    notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names), *_camera_names_note(names)]
+    camera = any(name.casefold() in CAMERA_PREFIXES for name in class_names)
+    if (len(class_names) == 1 or camera) and (note := class_folder_note(folder)):
         notes.append(note)  # photos/cat of IMG_0001.jpg... given for photos/
     notes += _case_twins_note(class_names, from_files=True)
     notes += _others_note(others)
     return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
+
+
+# What cameras, phones and screenshot tools begin their files' names with (IMG_0001.jpg,
+# DSC_0042.JPG, PXL_20240110_093512.jpg, Screenshot_20240110.png): the text before the
+# first '_' of such a name is no class.
+CAMERA_PREFIXES = frozenset(
+    {"img", "dsc", "dscn", "dscf", "pxl", "mvimg", "pano", "vid", "screenshot", "photo", "image"}
+)
+
+
+def _camera_names_note(names: list[str]) -> list[str]:
+    """A note on classes read from file names that are a camera's or a phone's prefix
+    (``IMG`` of ``IMG_0001.jpg``), beside a class of other names (a screenshot's, a copy
+    renamed by hand): a folder of someone's photos, not of files named by class."""
+    counts = Counter(names)
+    camera = sorted(name for name in counts if name.casefold() in CAMERA_PREFIXES)
+    if not camera:
+        return []
+    shown = ", ".join(f"{name} ({counts[name]:,})" for name in camera)
+    return [
+        f"{shown}: the start of the names cameras and phones give their files "
+        f"({camera[0]}_0001.jpg), read as {'a class' if len(camera) == 1 else 'classes'} "
+        "here; the class of a file comes from a class folder it is in, or from the text "
+        "before the first '_' of its name (3_IMG_5864.jpg)"
+    ]
 
 
 def _named_files_note(class_dir: Path) -> list[str]:
