@@ -1728,6 +1728,39 @@ def test_folders_resnetlab_wrote_among_the_classes_are_left_out_and_named(tmp_pa
         load_dataset(str(root))
 
 
+def test_folders_resnetlab_wrote_inside_a_class_or_beside_named_images_are_left_out(tmp_path):
+    # `resnetlab explain` run from inside a class folder writes cams/ there; from a folder of
+    # images named by class, or labelled by a table, cams/ beside them: its overlays are no
+    # photos of the class, so they are left out and named, not counted as the class's.
+    root = write_tree(
+        tmp_path / "photos", {c: [noise(k * 3 + i) for i in range(3)] for k, c in enumerate("ab")}
+    )
+    write_tree(root / "b", {"cams": [noise(20)]})
+    np.savez(root / "b" / "cams" / "maps.npz", maps=np.zeros((1, 4, 4)))
+    data = load_dataset(str(root))
+    assert len(data.train) == 6
+    assert (
+        f"{os.path.join('b', 'cams')} left out: it holds the maps resnetlab explain wrote "
+        "(maps.npz), not a class's images; move it out of the data folder"
+    ) in data.train.notes
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(6):
+        noise(i).save(flat / f"{'ab'[i % 2]}_{i}.png")
+    write_tree(flat, {"cams": [noise(20)]})
+    (flat / "cams" / "000.png").rename(flat / "cams" / "a_9.png")  # as explain names it
+    np.savez(flat / "cams" / "maps.npz", maps=np.zeros((1, 4, 4)))
+    data = load_dataset(str(flat), val_split=0.5)
+    assert len(data.train) + len(data.val) == 6
+    assert "cams left out: it holds the maps resnetlab explain wrote" in data.train.notes[1]
+    (flat / "labels.csv").write_text(
+        "file,label\n" + "".join(f"{'ab'[i % 2]}_{i}.png,{'xy'[i % 2]}\n" for i in range(6))
+    )
+    data = load_dataset(str(flat), val_split=0.5)
+    assert data.class_names == ["x", "y"] and len(data.train) + len(data.val) == 6
+    assert any(n.startswith("cams left out: it holds the maps") for n in data.train.notes)
+
+
 def test_files_that_are_not_images_are_named_once_each_in_the_note(tmp_path):
     # notes.txt in every class folder: "3 files ... (notes.txt, notes.txt, notes.txt)".
     root = write_tree(

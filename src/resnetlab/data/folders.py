@@ -739,6 +739,17 @@ def _written_here(folder: Path) -> str | None:
     return None
 
 
+def _written_below_notes(folder: Path, written: list[tuple[str, str]]) -> list[str]:
+    """Notes on the folders resnetlab wrote below ``folder``'s class folders or images, which
+    ``_images_under`` did not look into (``cams/`` of an explain run from inside a class
+    folder, a run folder made there), named as the ones among the class folders are."""
+    return [
+        f"{os.path.relpath(path, folder)} left out: it {what}, not a class's images; move it "
+        "out of the data folder"
+        for path, what in written
+    ]
+
+
 def scan_classes(folder: Path) -> FolderSplit:
     """The class folders under ``folder`` and the image files in each (not those resnetlab
     wrote there, named in a note)."""
@@ -780,11 +791,12 @@ def scan_classes(folder: Path) -> FolderSplit:
             "its own sub-folder"
         )
     paths, labels, stamps, others = [], [], [], _direct_others(folder)
+    below: list[tuple[str, str]] = []  # folders resnetlab wrote inside the class folders
     resolved: dict[Path, Path] | None = None  # the class folders by resolved path, once
     for label, d in enumerate(class_dirs):
         # A class folder that is itself a link (wolves -> dogs) is checked as links in it are.
         before, links = len(others), [str(d)] if d.is_symlink() else []
-        files, file_stamps = _images_under(d, others=others, links=links)
+        files, file_stamps = _images_under(d, others=others, links=links, written=below)
         if links:
             # Where a linked class folder and the one it links to resolve alike, the map
             # keeps the real one, so that the link is the one named.
@@ -807,7 +819,7 @@ def scan_classes(folder: Path) -> FolderSplit:
         paths += files
         labels += [label] * len(files)
         stamps += [f"{d.name}/{s}" for s in file_stamps]
-    notes = written + _hidden_classes_note(folder)
+    notes = written + _written_below_notes(folder, below) + _hidden_classes_note(folder)
     notes += _case_twins_note([d.name for d in class_dirs])
     notes += _misfiled_note(class_dirs, stamps)
     notes += dated_classes_note(folder, class_dirs)
@@ -907,17 +919,21 @@ def _hidden_classes_note(folder: Path) -> list[str]:
     return [f"{', '.join(sorted(hidden))} left out: {what}"]
 
 
-def _images_and_table(folder: Path) -> tuple[list[str], list[str], list[str], Path] | None:
-    """The images under ``folder`` (paths, stamps, the other files met) and the label table
-    of them (``tables.label_table``); None without one, the images not listed where no table
-    is named as one may be."""
+def _images_and_table(
+    folder: Path,
+) -> tuple[list[str], list[str], list[str], Path, list[str]] | None:
+    """The images under ``folder`` (paths, stamps, the other files met, and notes on the
+    folders resnetlab wrote there, whose images are left out) and the label table of them
+    (``tables.label_table``); None without one, the images not listed where no table is
+    named as one may be."""
     if not may_have_label_table(folder):
         return None
     others: list[str] = []
-    paths, stamps = _images_under(folder, others=others)
+    written: list[tuple[str, str]] = []
+    paths, stamps = _images_under(folder, others=others, written=written)
     if (table := label_table(folder, paths)) is None:
         return None
-    return paths, stamps, others, table
+    return paths, stamps, others, table, _written_below_notes(folder, written)
 
 
 def _scan_label_table(folder: Path) -> FolderSplit | None:
@@ -926,9 +942,10 @@ def _scan_label_table(folder: Path) -> FolderSplit | None:
     their classes, which are then taken with a note saying why the table was not."""
     if (found := _images_and_table(folder)) is None:
         return None
-    paths, stamps, others, table = found
+    paths, stamps, others, table, written = found
     try:
         labelled, labels, notes = read_label_table(folder, table, paths)
+        notes = written + notes
         # A table of a few of the images beside names that give classes (cat_0.png...,
         # and sizes.csv of cat_0.png,12) is about those few, not the classes.
         if len(labelled) * 2 < len(paths) and _name_labels(paths) is not None:
@@ -1013,9 +1030,10 @@ def _scan_table_across(folder: Path) -> FolderSplit | None:
     images, or one that gives each folder's images one class of their own."""
     if (found := _images_and_table(folder)) is None:
         return None
-    paths, stamps, others, table = found
+    paths, stamps, others, table, written = found
     try:
         labelled, labels, notes = read_label_table(folder, table, paths, headed=True)
+        notes = written + notes
     except ClassColumnsDiffer:  # a table of labels, which it cannot tell: said
         raise
     except DataError:
@@ -1035,7 +1053,8 @@ def _scan_named_files(folder: Path) -> FolderSplit:
     """``scan_classes`` of a folder of images and no class folders: the images in it and
     below it, each of the class its name begins with (``<class>_<anything>``)."""
     others: list[str] = []
-    paths, stamps = _images_under(folder, others=others)
+    written: list[tuple[str, str]] = []
+    paths, stamps = _images_under(folder, others=others, written=written)
     # One class by name is a test set of one class (3_*.jpg); training refuses it
     # (load_dataset), saying how names give classes.
     names = _name_labels(paths, least=1)
@@ -1057,7 +1076,8 @@ def _scan_named_files(folder: Path) -> FolderSplit:
     names = [readable(n) for n in names]
     class_names = sorted(set(names))
     index = {name: i for i, name in enumerate(class_names)}
-    notes = [NAMED_CLASSES_NOTE, *_merged_names_note(paths, names), *_camera_names_note(names)]
+    notes = [NAMED_CLASSES_NOTE, *_written_below_notes(folder, written)]
+    notes += [*_merged_names_note(paths, names), *_camera_names_note(names)]
     camera = any(name.casefold() in CAMERA_PREFIXES for name in class_names)
     if (len(class_names) == 1 or camera) and (note := class_folder_note(folder)):
         notes.append(note)  # photos/cat of IMG_0001.jpg... given for photos/
