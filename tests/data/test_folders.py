@@ -1831,11 +1831,15 @@ def test_a_class_folder_of_photos_by_date_given_as_the_data_says_its_classes_are
     assert note in notes
     assert folders_module.with_folder_notes(notes, "the fix") == f"{note}; else the fix"
     alone = write_tree(tmp_path / "alone" / "leaves", {"2019": [noise(2)], "20200110": [noise(3)]})
-    assert (
+    note = (
         "the 2 classes are folders named as dates (2019, 20200110): days, not classes, where "
         "photos are sorted by when they were taken; give a folder that holds a folder per class "
         "(photos/<class>/, its images in any sub-folders: photos/<class>/2019/)"
-    ) in load_dataset(str(alone)).train.notes
+    )
+    notes = load_dataset(str(alone)).train.notes
+    assert note in notes
+    # eval's error on it, which has no fix of its own for data of none of a model's classes
+    assert folders_module.with_folder_notes(notes, None) == note
     assert not any("named as dates" in n for n in load_dataset(str(photos)).train.notes)
     mixed = write_tree(tmp_path / "mixed", {"2019": [noise(4)], "cats": [noise(5)]})
     assert not any("named as dates" in n for n in load_dataset(str(mixed)).train.notes)

@@ -413,20 +413,24 @@ NAMED_FILES_NOTE = "the file names in"
 # In the note on a folder of one class by name (a camera's IMG_0001.jpg) beside other folders
 # of images: likely one class of the data set its parent is (photos/cat given for photos/).
 CLASS_FOLDER_NOTE = "looks like one of the class folders in"
+# In the note on class folders named as dates (dated_classes_note): photos sorted by day.
+DATED_CLASSES_NOTE = "folders named as dates"
 # In the note on hidden folders of images beside the class folders (_hidden_classes_note).
 HIDDEN_CLASSES_NOTE = "without the dot to train on"
 
 
 def with_folder_notes(notes: list[str], fix: str | None) -> str | None:
     """``fix`` for data whose classes went wrong, after what its folder notes say first: a
-    class folder given for the folder that holds it (``photos/cat`` for ``photos/``), or a
-    class left out as a hidden folder (``.net/``); or, for a lone folder of files named by
-    class, that the folder itself is the class."""
+    class folder given for the folder that holds it (``photos/cat`` for ``photos/``), a
+    class left out as a hidden folder (``.net/``), or classes that are days (folders of
+    photos by date); or, for a lone folder of files named by class, that the folder itself
+    is the class."""
     named = [note for note in notes if note.startswith(NAMED_FILES_NOTE)]
     if named:  # photos/signs/3_IMG_5864.jpg: the one folder is the class
         return named[0]
     beside = [note for note in notes if CLASS_FOLDER_NOTE in note]
     beside += [note for note in notes if HIDDEN_CLASSES_NOTE in note]
+    beside += [note for note in notes if DATED_CLASSES_NOTE in note]  # photos by day
     if beside and fix is None:
         return beside[0]
     return f"{beside[0]}; else {fix}" if beside else fix
@@ -609,7 +613,7 @@ def dated_classes_note(folder: Path, class_dirs: list[Path]) -> list[str]:
     if len(names) < 2 or not all(_DATED.fullmatch(name) for name in names):
         return []
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-    dated = f"the {len(names)} classes are folders named as dates ({shown}): days, not classes"
+    dated = f"the {len(names)} classes are {DATED_CLASSES_NOTE} ({shown}): days, not classes"
     named = _by_name(folder)
     try:
         siblings = [] if named_role(named.name) else _visible_dirs(named.parent)
