@@ -358,6 +358,14 @@ def test_a_command_a_message_gives_quotes_a_path_with_a_space(capsys, tmp_path):
     assert option("data", folder) == f"data={str(folder)!r}"
 
 
+def test_a_windows_path_is_quoted_only_where_it_holds_a_space():
+    # cmd and PowerShell read a backslash as a folder's separator, and take double quotes.
+    from resnetlab.errors import shell_word
+
+    assert shell_word("C:\\Users\\me\\photos", windows=True) == "C:\\Users\\me\\photos"
+    assert shell_word("C:\\My Photos\\cat", windows=True) == '"C:\\My Photos\\cat"'
+
+
 def test_eval_of_a_model_file_as_data_says_the_model_comes_first(capsys, tmp_path):
     # `resnetlab eval photos.h5 --data best.safetensors`, or the same file twice: the data
     # layer's "which --pretrained takes" is train's fix, not eval's.

@@ -234,16 +234,16 @@ def readable(name: str) -> str:
 _SHELL_SPECIAL = re.compile(r"[\s'\"\\$`!*?&;|<>(){}\[\]#]")
 
 
-def shell_word(value: object) -> str:
+def shell_word(value: object, *, windows: bool = os.name == "nt") -> str:
     """``value`` (a path, a spec) as a shell takes it for one word in a command that a
     message says to run: quoted where it holds a space or a character the shell reads (in
     single quotes, as ``shlex.quote`` writes; in double quotes on Windows, as cmd and
     PowerShell read them), as it is elsewhere."""
     text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    if windows:  # a backslash separates folders there, and is no escape
+        return f'"{text}"' if _SHELL_SPECIAL.search(text.replace("\\", "/")) else text
     if not _SHELL_SPECIAL.search(text):
         return text
-    if os.name == "nt":
-        return f'"{text}"'
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
