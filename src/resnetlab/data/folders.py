@@ -1090,12 +1090,10 @@ def _scan_named_files(folder: Path) -> FolderSplit:
     return FolderSplit(folder, paths, [index[n] for n in names], class_names, notes, stamps)
 
 
-# What cameras, phones and screenshot tools begin their files' names with (IMG_0001.jpg,
-# DSC_0042.JPG, PXL_20240110_093512.jpg, Screenshot_20240110.png): the text before the
-# first '_' of such a name is no class.
-CAMERA_PREFIXES = frozenset(
-    {"img", "dsc", "dscn", "dscf", "pxl", "mvimg", "pano", "vid", "screenshot", "photo", "image"}
-)
+# What cameras and phones begin their files' names with (IMG_0001.jpg, DSC_0042.JPG,
+# PXL_20240110_093512.jpg): the text before the first '_' of such a name is no class.
+# (Not words that may be classes, photo_1.jpg beside drawing_1.jpg.)
+CAMERA_PREFIXES = frozenset({"img", "dsc", "dscn", "dscf", "pxl", "mvimg", "pano", "vid"})
 
 
 def _camera_names_note(names: list[str]) -> list[str]:
