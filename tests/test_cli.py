@@ -223,6 +223,16 @@ def test_another_commands_flag_names_the_commands_that_take_it_not_a_lookalike(c
     )
 
 
+def test_data_given_to_predict_or_explain_is_told_to_name_the_images_without_it(capsys):
+    # `predict m.safetensors --data photos/` was told --data was not predict's, not the fix.
+    for command in ("predict", "explain"):
+        err = _error(capsys, [command, "m.safetensors", "--data", "photos/"])
+        assert err.strip().splitlines()[1] == (
+            "error: unrecognized arguments: --data (an option of train, eval, export, ...; "
+            f"not of {command}: name the images and folders without it)"
+        )
+
+
 def test_a_misspelt_flag_without_a_command_is_named_not_the_missing_command(capsys):
     # `resnetlab --verison` said only "the following arguments are required: COMMAND".
     err = _error(capsys, ["--verison"])

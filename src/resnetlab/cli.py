@@ -1780,6 +1780,8 @@ class _Parser(argparse.ArgumentParser):
                 shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
                 command = self.prog.removeprefix("resnetlab ")
                 fix = "name the command first" if command == self.prog else f"not of {command}"
+                if name == "--data" and any(a.dest == "images" for a in self._actions):
+                    fix += ": name the images and folders without it"  # predict photos/
                 parts.append(f"{item} (an option of {shown}; {fix})")
                 continue
             elif name.startswith("-"):
