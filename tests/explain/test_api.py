@@ -488,13 +488,21 @@ def test_the_sheet_names_each_image_and_the_overlay_its_method(model_file, image
     # A name that repeats (IMG_0001.jpg of the cat and of the dog folder) keeps its folder.
     result.sources[0], result.sources[1] = "/photos/cat/IMG_0001.jpg", "/photos/dog/IMG_0001.jpg"
     assert result.caption(1, on_sheet=True).splitlines()[1] == "dog/IMG_0001.jpg"
-    # ...and where that repeats too (two cat folders), the number its overlay file has
+    # ...and where that repeats too (two cat folders), the folder above as well
     result.sources[1] = "/more/cat/IMG_0001.jpg"
     captions = [result.caption(i, on_sheet=True).splitlines()[1] for i in (0, 1)]
-    assert captions == ["0000-cat/IMG_0001.jpg", "0001-cat/IMG_0001.jpg"]
+    assert captions == ["photos/cat/IMG_0001.jpg", "more/cat/IMG_0001.jpg"]
     assert result.save(tmp_path / "cams")[:2] == [
-        tmp_path / "cams" / "0000-cat-IMG_0001.png",
-        tmp_path / "cams" / "0001-cat-IMG_0001.png",
+        tmp_path / "cams" / "photos-cat-IMG_0001.png",
+        tmp_path / "cams" / "more-cat-IMG_0001.png",
+    ]
+    # ...and where the whole path repeats (one photo twice), the number its overlay file has
+    result.sources[1] = "/photos/cat/IMG_0001.jpg"
+    captions = [result.caption(i, on_sheet=True).splitlines()[1] for i in (0, 1)]
+    assert captions == ["0000-IMG_0001.jpg", "0001-IMG_0001.jpg"]
+    assert result.save(tmp_path / "cams2")[:2] == [
+        tmp_path / "cams2" / "0000-IMG_0001.png",
+        tmp_path / "cams2" / "0001-IMG_0001.png",
     ]
     result.sources[1] = "/photos/dog/IMG_0001.jpg"
     result.sources[3] = "/photos/café-日本.png"  # any script draws
@@ -647,8 +655,22 @@ def test_overlay_names_keep_the_class_folder_and_the_sheet_spreads_over_the_clas
     from resnetlab.explain.api import SHEET_LIMIT, _file_names, _on_sheet
 
     sources = ["p/cat/1.jpg", "p/dog/1.jpg", "p/dog/2.jpg", "q/dog/1.png", "image 4"]
-    # Unique stems keep their name; a folder's name and then a number tell repeats apart.
-    assert _file_names(sources) == ["cat-1", "0001-dog-1", "2", "0003-dog-1", "image 4"]
+    # Unique stems keep their name; as many folders' names as tell repeats apart do.
+    assert _file_names(sources) == ["cat-1", "p-dog-1", "2", "q-dog-1", "image 4"]
+    # Class folders of date folders of a phone's photos: the class is kept in the name.
+    dated = ["photos/Red Leaf/2024-03-12/IMG_1.jpg", "photos/green/2024-03-12/IMG_1.jpg"]
+    assert _file_names([*dated, "photos/green/2024-03-13/IMG_1.jpg", dated[0]]) == [
+        "0000-Red Leaf-2024-03-12-IMG_1",  # the same file twice: numbered
+        "green-2024-03-12-IMG_1",
+        "2024-03-13-IMG_1",
+        "0003-Red Leaf-2024-03-12-IMG_1",
+    ]
+    # A stem that reads as another's folder and stem gets a number, never the same file.
+    assert _file_names(["p/cat/1.jpg", "q/dog/1.jpg", "cat-1.png"]) == [
+        "0000-cat-1",
+        "dog-1",
+        "0002-cat-1",
+    ]
     # 402 images of 4 classes in folder order: the sheet's come from all of them.
     assert _on_sheet(3) == [0, 1, 2]
     picked = _on_sheet(402)

@@ -6,7 +6,7 @@ import operator
 import os
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,19 +83,13 @@ class Explanation:
         return f"{text}\n{below}"
 
     def _sheet_name(self, i: int) -> str:
-        """Image ``i``'s file name; with its folder's where another image has the same name
-        (``cat/IMG_0001.jpg`` and ``dog/IMG_0001.jpg``), as its overlay's name has; and the
-        overlay's number where that still repeats (``a/cat/1.jpg``, ``b/cat/1.jpg``)."""
-        paths = [Path(s) for s in self.sources]
-        names = Counter(p.name for p in paths)
-
-        def named(path: Path) -> str:
-            if path.parent.name and names[path.name] > 1:
-                return f"{path.parent.name}/{path.name}"
-            return path.name
-
-        name = named(paths[i])
-        if Counter(map(named, paths))[name] > 1:
+        """Image ``i``'s file name; with as many of its folders' names as tell it from
+        another image of the same name (``cat/IMG_0001.jpg`` and ``dog/IMG_0001.jpg``), as
+        its overlay's name has; and the overlay's number where that still repeats (the
+        same file twice)."""
+        tails = _distinct_tails([Path(s) for s in self.sources], lambda p: p.name)
+        name = "/".join(tails[i])
+        if tails.count(tails[i]) > 1:
             return f"{_file_names(self.sources)[i].split('-', 1)[0]}-{name}"
         return name
 
@@ -260,17 +254,35 @@ def _check_destination(out: Path, sources: Sequence[str]) -> None:
 def _file_names(sources: Sequence[str]) -> list[str]:
     """A file name per source: its stem; where two stems are the same, or the stem is the
     contact sheet's (a photo ``sheet.jpg``, whose overlay the sheet would replace), its
-    folder's name in front (a class folder's: ``photos/cat/1.jpg`` -> ``cat-1``), numbered
-    where that still repeats or is the sheet's."""
+    folders' names in front, as many as tell it apart (a class folder's:
+    ``photos/cat/1.jpg`` -> ``cat-1``; ``cat/2024-03-12/1.jpg`` -> ``cat-2024-03-12-1``),
+    numbered where that still repeats (the same file twice) or is the sheet's."""
     paths = [Path(s) for s in sources]
-    counts = Counter(p.stem for p in paths)
-    repeated = {s for s, n in counts.items() if n > 1 or _is_sheet(s)}
-    named = [
-        f"{p.parent.name}-{p.stem}" if p.stem in repeated and p.parent.name else p.stem
-        for p in paths
-    ]
+    named = ["-".join(t) for t in _distinct_tails(paths, lambda p: p.stem, _is_sheet)]
     again = {s for s, n in Counter(named).items() if n > 1 or _is_sheet(s)}
     return [f"{i:04d}-{s}" if s in again else s for i, s in enumerate(named)]
+
+
+def _distinct_tails(
+    paths: Sequence[Path],
+    name: Callable[[Path], str],
+    clashes: Callable[[str], bool] = lambda name: False,
+) -> list[tuple[str, ...]]:
+    """Each path's ``name`` (its stem, its file name) with the fewest of its folders in
+    front that tell it from other paths' (and from a name that ``clashes``): one folder
+    more at a time, for the names that still repeat. A path given twice is not told apart."""
+    folders = [[f for f in p.parent.parts if f not in (p.anchor, ".", "..")] for p in paths]
+    tails = [(name(p),) for p in paths]
+    for depth in range(1, max(map(len, folders), default=0) + 1):
+        counts = Counter(t for t, _ in set(zip(tails, paths, strict=True)))  # paths, once
+        again = {t for t, n in counts.items() if n > 1 or (len(t) == 1 and clashes(t[0]))}
+        if not again:
+            break
+        tails = [
+            (*f[-depth:], name(p)) if t in again else t
+            for p, f, t in zip(paths, folders, tails, strict=True)
+        ]
+    return tails
 
 
 def _is_sheet(stem: str) -> bool:
