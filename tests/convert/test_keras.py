@@ -1,9 +1,11 @@
 """The course's Keras ResNet50, built and saved by Keras itself, imported into resnetlab.
 
 Keras runs on its PyTorch backend (``conftest.py``). Each Keras model is built once per
-module; the files it is saved to are shared by the tests, which edit copies of them.
+module; the files it is saved to are shared by the tests, which edit copies of them, and
+so is what each file loads to (``loaded``), for the tests that only read the model.
 """
 
+import copy
 import json
 import re
 import shutil
@@ -77,6 +79,54 @@ def write_files(model, folder, names) -> dict:
     return paths
 
 
+class LazyFiles(dict):
+    """``write_files`` for every layout, each written when a test first asks for it: the
+    layouts only the slow run reads are not written in the default one."""
+
+    def __init__(self, model, folder: Path) -> None:
+        super().__init__()
+        self.model, self.folder = model, folder
+        folder.mkdir()
+
+    def __missing__(self, name: str) -> Path:
+        path = self[name] = self.folder / f"{name}{SUFFIX.get(name, '.h5')}"
+        LAYOUTS[name][0](self.model, path)
+        return path
+
+
+@pytest.fixture(scope="module")
+def new_seed_model():
+    """A new resnet50_keras to load a file into: a copy of the one create_model built for
+    those classes and that size, which is what create_model builds again, without its
+    random initialisation (a third of a second) each time."""
+    built = {}
+
+    def new(num_classes: int = 6, input_size: int = 64):
+        key = (num_classes, input_size)
+        if key not in built:
+            built[key] = resnetlab.create_model(
+                "resnet50_keras", num_classes=num_classes, input_size=input_size
+            )
+        return copy.deepcopy(built[key])
+
+    return new
+
+
+@pytest.fixture(scope="module")
+def loaded(new_seed_model):
+    """The model (6 classes, 64x64, in eval mode) and report of ``load_keras_h5`` of a file,
+    loaded once for the module: tests that change the model change a copy of it."""
+    done = {}
+
+    def load(path: Path):
+        if path not in done:
+            model = new_seed_model().eval()
+            done[path] = model, load_keras_h5(model, path)
+        return done[path]
+
+    return load
+
+
 @pytest.fixture(scope="module")
 def keras64():
     return build_keras_seed(64, 6, seed=0)
@@ -84,7 +134,7 @@ def keras64():
 
 @pytest.fixture(scope="module")
 def files64(keras64, tmp_path_factory):
-    return write_files(keras64, tmp_path_factory.mktemp("keras") / "64", LAYOUTS)
+    return LazyFiles(keras64, tmp_path_factory.mktemp("keras") / "64")
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +145,13 @@ def x64() -> np.ndarray:
 @pytest.fixture(scope="module")
 def probs64(keras64, x64) -> np.ndarray:
     return keras_probabilities(keras64, x64)
+
+
+@pytest.fixture(scope="module")
+def features64(keras64, x64) -> np.ndarray:
+    """What the module's model's Flatten gives for x64, (3, 2048): the course's network
+    without its classifier, and what a new classifier on it takes."""
+    return keras_probabilities(keras.Model(keras64.input, keras64.get_layer("fc6").input), x64)
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +166,9 @@ def files96(keras96, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def target64():
+def target64(new_seed_model):
     """A model for failing loads only; the tests that load weights build their own."""
-    return resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64)
+    return new_seed_model()
 
 
 def edited_copy(src, dst, edit):
@@ -124,10 +181,19 @@ def edited_copy(src, dst, edit):
 # Outputs -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS))
-def test_every_layout_gives_the_keras_models_probabilities(name, files64, keras64, x64, probs64):
-    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
-    report = resnetlab.convert.load_keras_h5(model, files64[name])
+# A tf.keras 2 weights file whose weight names lack the :0 suffix is read as one with it:
+# in the slow run.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.slow] * (name == "tf-keras2-weights-no-suffix"))
+        for name in LAYOUTS
+    ],
+)
+def test_every_layout_gives_the_keras_models_probabilities(
+    name, files64, keras64, x64, probs64, loaded
+):
+    model, report = loaded(files64[name])  # load_keras_h5 into a new resnet50_keras
     assert report.layout == LAYOUTS[name][1]
     assert (report.layers_loaded, report.tensors_loaded) == (53 + 53 + 1, 53 * 2 + 53 * 4 + 2)
     assert report.values_loaded == keras64.count_params() == 23_600_006
@@ -150,7 +216,7 @@ def course64():
 
 @pytest.fixture(scope="module")
 def course_files64(course64, tmp_path_factory):
-    return write_files(course64, tmp_path_factory.mktemp("keras") / "course64", LAYOUTS)
+    return LazyFiles(course64, tmp_path_factory.mktemp("keras") / "course64")
 
 
 @pytest.fixture(scope="module")
@@ -158,17 +224,28 @@ def course_probs64(course64, x64) -> np.ndarray:
     return keras_probabilities(course64, x64)
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS))
+# Matching by order comes after the weights are read, so a file of each way of reading
+# them; the :0 suffix or its absence (tf-keras2-h5 is keras3-h5's reading with it,
+# tf-keras2-weights-no-suffix tf-keras2-weights' without) only in the slow run.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=[pytest.mark.slow] * (name in {"tf-keras2-h5", "tf-keras2-weights-no-suffix"}),
+        )
+        for name in LAYOUTS
+    ],
+)
 def test_unnamed_layers_are_matched_in_the_order_they_were_built(
-    name, course64, course_files64, x64, course_probs64
+    name, course64, course_files64, x64, course_probs64, loaded
 ):
     names = [layer.name for layer in course64.layers if layer.weights]
     # Numbered from where the notebook's block tests left off, past 9: conv2d_10 sorts
     # before conv2d_4 as text.
     assert names[:2] == ["conv2d_4", "batch_normalization_4"]
     assert names[-1] == "dense"
-    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
-    report = load_keras_h5(model, course_files64[name])
+    model, report = loaded(course_files64[name])
     assert report.matched_by_order
     assert report.architecture_checked == (name in WITH_ARCHITECTURE)
     assert "107 layers (unnamed, matched in the order they were built)" in report.describe()
@@ -209,12 +286,11 @@ def test_errors_about_unnamed_layers_give_the_files_name_and_the_seeds(
         load_keras_h5(target64, path)
 
 
-def test_every_weight_is_the_keras_layers_in_pytorchs_layout(keras64, files64):
+def test_every_weight_is_the_keras_layers_in_pytorchs_layout(keras64, files64, loaded):
     """Each tensor, exactly: a Conv2D kernel (kh, kw, in, out) as (out, in, kh, kw), a Dense
     kernel transposed, BN's gamma, beta and moving statistics as weight, bias and running
     statistics."""
-    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64)
-    load_keras_h5(model, files64["keras3-weights"])
+    model, _ = loaded(files64["keras3-weights"])
     state = model.state_dict()
     checked = 0
     for module_name, keras_name in model.keras_layer_names().items():
@@ -233,7 +309,9 @@ def test_every_weight_is_the_keras_layers_in_pytorchs_layout(keras64, files64):
     assert checked == 53 * 2 + 53 * 4 + 2
 
 
-def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, probs64, tmp_path):
+def test_a_list_of_layer_names_split_into_chunks_is_read_whole(
+    files64, x64, probs64, tmp_path, new_seed_model
+):
     # tf.keras 2 splits an attribute too large for one HDF5 object header (64 KiB) into
     # layer_names0, layer_names1, ...; a long enough list of layers gets there.
     def split(f):
@@ -243,7 +321,7 @@ def test_a_list_of_layer_names_split_into_chunks_is_read_whole(files64, x64, pro
             f.attrs[f"layer_names{i}"] = chunk
 
     path = edited_copy(files64["tf-keras2-weights"], tmp_path / "chunked.h5", split)
-    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64).eval()
+    model = new_seed_model().eval()
     assert load_keras_h5(model, path).layers_loaded == 107
     assert np.abs(resnetlab_probabilities(model, x64) - probs64).max() < 1e-5
 
@@ -259,17 +337,18 @@ def probs96(keras96, x96) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["keras3-h5", "tf-keras2-weights"])
-def test_a_2x2_last_feature_map_flattens_in_keras_order(name, files96, keras96, x96, probs96):
+def test_a_2x2_last_feature_map_flattens_in_keras_order(
+    name, files96, keras96, x96, probs96, new_seed_model
+):
     assert tuple(keras96.get_layer("avg_pool").output.shape) == (None, 2, 2, 2048)
-    model = resnetlab.create_model("resnet50_keras", num_classes=3, input_size=96).eval()
+    model = new_seed_model(num_classes=3, input_size=96).eval()
     load_keras_h5(model, files96[name])
     assert model.fc.in_features == 2 * 2 * 2048
     assert np.abs(resnetlab_probabilities(model, x96) - probs96).max() < 1e-5
 
 
-def test_a_training_step_moves_bn_statistics_as_keras_does(keras64, files64, x64):
-    model = resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64)
-    load_keras_h5(model, files64["keras3-h5"])
+def test_a_training_step_moves_bn_statistics_as_keras_does(keras64, files64, x64, loaded):
+    model = copy.deepcopy(loaded(files64["keras3-h5"])[0])  # the step moves its statistics
     before = keras64.get_weights()
     try:
         with torch.no_grad():
@@ -315,7 +394,7 @@ def test_classes_and_input_size_come_from_the_file(files96, tmp_path):
 
 @pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights"])
 def test_the_courses_model_put_on_new_classes_converts_with_its_new_dense(
-    name, keras64, x64, tmp_path, target64
+    name, keras64, x64, features64, tmp_path, target64
 ):
     # The transfer learning a Keras user does on the course's model: a new Dense on its
     # Flatten, which Keras names dense, not fc4.
@@ -327,7 +406,7 @@ def test_the_courses_model_put_on_new_classes_converts_with_its_new_dense(
     assert (report.num_classes, report.layers_loaded) == (4, 107)
     assert not report.matched_by_order and "107 layers," in report.describe()
     converted = resnetlab.load_model(tmp_path / "m.safetensors")
-    probs = keras_probabilities(model, x64)
+    probs = keras_probabilities(head, features64)  # the model's last layer, on its features
     assert np.abs(resnetlab_probabilities(converted, x64) - probs).max() < 1e-5
     with pytest.raises(
         ResnetlabError,
@@ -352,7 +431,7 @@ def test_a_head_of_its_own_on_the_courses_network_names_its_layers(keras64, tmp_
 
 @pytest.mark.parametrize("name", ["keras3-h5", "keras3-weights", "unnamed"])
 def test_the_courses_network_without_its_classifier_starts_a_model_as_its_backbone(
-    name, keras64, course64, x64, tmp_path, target64
+    name, keras64, course64, x64, features64, tmp_path, target64
 ):
     # Saved without its Dense: at its Flatten, or (the notebook's unnamed layers) after
     # its last block, before the pool.
@@ -374,9 +453,12 @@ def test_the_courses_network_without_its_classifier_starts_a_model_as_its_backbo
     with torch.no_grad():
         features = model.forward_features(torch.from_numpy(x64).permute(0, 3, 1, 2))
         ours = model.forward_head(features, pre_logits=True).numpy()
-    theirs = keras_probabilities(network, x64).reshape(len(x64), -1)  # (B, 2048)
     if name == "unnamed":  # (B, 2, 2, 2048) before the pool: the course's 2x2 average
-        theirs = theirs.reshape(len(x64), 2, 2, 2048).mean(axis=(1, 2))
+        before_pool = keras_probabilities(network, x64)
+        assert before_pool.shape == (len(x64), 2, 2, 2048)
+        theirs = before_pool.mean(axis=(1, 2))
+    else:
+        theirs = features64  # the network's output, (B, 2048)
     assert np.abs(ours - theirs).max() < 1e-4 * np.abs(theirs).max()
 
 
@@ -928,17 +1010,17 @@ def test_a_channels_first_model_says_how_to_save_it_channels_last(
         load_keras_h5(target64, path)
 
 
-def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_path):
+def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_path, new_seed_model):
     # 64x64 inputs leave a 2x2 map, which 'valid' and 'same' pool alike.
     even = edited_copy(
         files64["keras3-h5"], tmp_path / "even.h5", set_option("avg_pool", "padding", "valid")
     )
-    load_keras_h5(resnetlab.create_model("resnet50_keras", num_classes=6), even)
+    load_keras_h5(new_seed_model(), even)
     # 96x96 inputs leave a 3x3 map: 'valid' drops its last row and column.
     odd = edited_copy(
         files96["keras3-h5"], tmp_path / "odd.h5", set_option("avg_pool", "padding", "valid")
     )
-    model = resnetlab.create_model("resnet50_keras", num_classes=3, input_size=96)
+    model = new_seed_model(num_classes=3, input_size=96)
     with pytest.raises(
         ResnetlabError,
         match=r"odd.h5 is neither the deeplearning.ai course's ResNet50 nor .*, the networks "
@@ -949,21 +1031,29 @@ def test_valid_pooling_is_the_seeds_on_an_even_map_only(files64, files96, tmp_pa
         load_keras_h5(model, odd)
 
 
-@pytest.mark.parametrize("name", ["keras3-weights", "keras3-archive"])
-@pytest.mark.parametrize("built", ["named", "unnamed"])
+# A weights file's group keys (conv2d_7) are the same whether its layers were named or not
+# (only its values differ): the named model's weights file in the slow run only.
+@pytest.mark.parametrize(
+    ("built", "name"),
+    [
+        pytest.param("named", "keras3-weights", marks=pytest.mark.slow),
+        ("named", "keras3-archive"),
+        ("unnamed", "keras3-weights"),
+        ("unnamed", "keras3-archive"),
+    ],
+)
 def test_keras_3_0_to_3_5_files_without_layer_names_convert_as_with_them(
-    name, built, files64, course_files64, tmp_path
+    name, built, files64, course_files64, tmp_path, loaded, new_seed_model
 ):
     """Keras 3.0 to 3.5 wrote no name for a layer's weights: an archive names them from its
     config, a weights file by their groups' keys (conv2d_7), matched in the order they were
     built."""
     named = (files64 if built == "named" else course_files64)[name]
     old = without_layer_names(named, tmp_path / f"old{SUFFIX[name]}")
-    models = []
-    for path in (named, old):
-        models.append(resnetlab.create_model("resnet50_keras", num_classes=6, input_size=64))
-        report = load_keras_h5(models[-1], path)
-        assert report.layout == LAYOUTS[name][1]
+    models = [loaded(named)[0], new_seed_model()]
+    assert loaded(named)[1].layout == LAYOUTS[name][1]
+    report = load_keras_h5(models[1], old)
+    assert report.layout == LAYOUTS[name][1]
     assert report.matched_by_order == (built == "unnamed" or name == "keras3-weights")
     assert report.architecture_checked == (name == "keras3-archive")
     theirs = models[0].state_dict()
@@ -992,11 +1082,15 @@ def test_the_seeds_test_set_gets_the_keras_models_predictions(keras64, shared_da
     with h5py.File(shared_data / "signs" / "test_signs.h5") as f:
         x = f["test_set_x"][()].astype(np.float32) / 255  # (120, 64, 64, 3), the course's input
         y = f["test_set_y"][()]
+    # Five photos of each class, the first in the file: every class, at a quarter of the
+    # cost of two ResNet50s on all 120.
+    keep = np.concatenate([np.flatnonzero(y == c)[:5] for c in range(6)])
+    x, y = x[keep], y[keep]
     # The module's model with a classifier fitted to these images' features, so that the
     # predictions span the classes instead of all falling on one: least squares on the
     # one-hot labels. A new fc6 on its Flatten: the module's model stays as it is.
     flat = keras64.get_layer("fc6").input
-    features = keras_probabilities(keras.Model(keras64.input, flat), x)  # (120, 2048)
+    features = keras_probabilities(keras.Model(keras64.input, flat), x)  # (30, 2048)
     centre = features.mean(0)
     targets = 10 * (np.eye(6)[y] - 1 / 6)
     kernel = np.linalg.lstsq(features - centre, targets, rcond=None)[0]
@@ -1042,30 +1136,59 @@ def rescaled_seed():
     return build
 
 
-# Every rescaling from a Keras 3 archive, and the per-channel one (the one whose scale
-# and offset are lists) from a tf.keras 2 .h5, whose config is read by another path.
-@pytest.mark.parametrize(
-    ("rescaling", "layout"),
-    [
-        # The per-channel one by default; the two of one scale and offset in the slow run.
-        pytest.param(name, "keras3-archive", marks=[pytest.mark.slow] * (name != "per channel"))
-        for name in RESCALINGS
+@pytest.fixture(scope="module")
+def rescaled_file(rescaled_seed, tmp_path_factory):
+    """The file of ``rescaled_seed(rescaling)`` in a layout, written once for the module."""
+    written = {}
+
+    def write(rescaling: str, layout: str) -> Path:
+        if (rescaling, layout) not in written:
+            folder = tmp_path_factory.mktemp("rescaled")
+            model = rescaled_seed(rescaling)
+            written[rescaling, layout] = write_files(model, folder / "keras", [layout])[layout]
+        return written[rescaling, layout]
+
+    return write
+
+
+def _rescaled_cases(default_layouts: set[str]) -> list:
+    """Every rescaling from a Keras 3 archive, and the per-channel one (the one whose scale
+    and offset are lists) from a tf.keras 2 .h5, whose config is read by another path; the
+    per-channel one by default in ``default_layouts``, the rest in the slow run."""
+    cases = [(name, "keras3-archive") for name in RESCALINGS] + [("per channel", "tf-keras2-h5")]
+    return [
+        pytest.param(
+            rescaling,
+            layout,
+            marks=[pytest.mark.slow]
+            * (rescaling != "per channel" or layout not in default_layouts),
+        )
+        for rescaling, layout in cases
     ]
-    + [("per channel", "tf-keras2-h5")],
+
+
+# The tensors of the course's model (a Rescaling layer has none): weights and BN statistics,
+# no BN batch counters, counted alike by convert and as pretrained weights.
+SEED_TENSORS = 53 * 2 + 53 * 4 + 2
+
+
+@pytest.mark.parametrize(
+    ("rescaling", "layout"), _rescaled_cases({"keras3-archive", "tf-keras2-h5"})
 )
 def test_a_rescaling_layer_first_becomes_the_normalisation(
-    rescaled_seed, tmp_path, rescaling, layout
+    rescaled_seed, rescaled_file, tmp_path, rescaling, layout
 ):
     """A model fed raw pixels by a Rescaling layer converts to a model file whose
     normalisation does what that layer did: predict on a photo gives Keras's numbers on its
     raw pixels."""
     _, mean, std = RESCALINGS[rescaling]
     model = rescaled_seed(rescaling)
-    src = write_files(model, tmp_path / "keras", [layout])[layout]
+    src = rescaled_file(rescaling, layout)
     dst = tmp_path / "m.safetensors"
     report = convert_keras(src, dst)
     assert report.mean == pytest.approx(mean) and report.std == pytest.approx(std)
     assert "inputs rescaled by rescaling (pixels * " in report.describe()
+    assert report.tensors_loaded == SEED_TENSORS
     pixels = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     photo = tmp_path / "photo.png"
     Image.fromarray(pixels).save(photo)
@@ -1073,11 +1196,20 @@ def test_a_rescaling_layer_first_becomes_the_normalisation(
     expected = keras_probabilities(model, pixels[None].astype(np.float32))[0]
     got = dict(answer.top)
     assert [got[str(i)] for i in range(4)] == pytest.approx(expected.tolist(), abs=1e-5)
-    # As pretrained weights, the same normalisation.
+
+
+# The pretrained weights read the file as convert does (the test above reads each layout):
+# the tf.keras 2 .h5 in the slow run.
+@pytest.mark.parametrize(("rescaling", "layout"), _rescaled_cases({"keras3-archive"}))
+def test_a_rescaling_layers_normalisation_is_the_pretrained_weights_too(
+    rescaled_file, tmp_path, rescaling, layout
+):
+    _, mean, std = RESCALINGS[rescaling]
+    src = rescaled_file(rescaling, layout)
     pretrained = resnetlab.create_model("resnet50_keras", pretrained=src).pretrained
     assert pretrained.mean == pytest.approx(mean) and pretrained.std == pytest.approx(std)
     # Counted as convert counts them (weights and BN statistics, no BN batch counters).
-    assert f": {report.tensors_loaded} tensors loaded" in pretrained.describe()
+    assert f": {SEED_TENSORS} tensors loaded" in pretrained.describe()
     # The layer says how the inputs were scaled: --inputs would contradict it.
     with pytest.raises(
         ResnetlabError, match=r"scales its inputs itself \(rescaled by rescaling \(pixels \* "
