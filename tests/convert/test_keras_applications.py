@@ -131,11 +131,21 @@ def resnet50_files(resnet50, tmp_path_factory):
     return saved(resnet50, tmp_path_factory.mktemp("resnet50"), "resnet50")
 
 
+CLASS_NAMES = ["a", "b", "c", "d", "e", "f"]
+
+
 @pytest.fixture(scope="module")
 def resnet50_converted(resnet50_files, tmp_path_factory):
-    """The report and model file of ``convert_keras(resnet50.keras)`` with no options."""
+    """The report and model file of ``convert_keras(resnet50.keras)`` with its class names
+    and no other option."""
     dst = tmp_path_factory.mktemp("resnet50_converted") / "m.safetensors"
-    return convert_keras(resnet50_files["keras"], dst), dst
+    return convert_keras(resnet50_files["keras"], dst, class_names=CLASS_NAMES), dst
+
+
+@pytest.fixture(scope="module")
+def resnet50_converted_state(resnet50_converted) -> dict[str, torch.Tensor]:
+    """The state dict of ``resnet50_converted``: what read_keras_model(resnet50.keras) reads."""
+    return resnetlab.load_model(resnet50_converted[1]).state_dict()
 
 
 @pytest.fixture(scope="module")
@@ -166,17 +176,16 @@ def transfer_files(transfer, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def transfer_converted(transfer_files, tmp_path_factory):
-    """The model file of ``convert_keras(transfer.keras)`` with no options: the state dict
-    read_keras_model gives, inputs as preprocess_input ('caffe')."""
+    """The report and model file of ``convert_keras(transfer.keras)`` with no options: the
+    state dict read_keras_model gives, inputs as preprocess_input ('caffe')."""
     dst = tmp_path_factory.mktemp("transfer_converted") / "m.safetensors"
-    convert_keras(transfer_files["keras"], dst)
-    return dst
+    return convert_keras(transfer_files["keras"], dst), dst
 
 
 @pytest.fixture(scope="module")
 def transfer_converted_state(transfer_converted) -> dict[str, torch.Tensor]:
     """The state dict of ``transfer_converted``, which tests compare others with."""
-    return resnetlab.load_model(transfer_converted).state_dict()
+    return resnetlab.load_model(transfer_converted[1]).state_dict()
 
 
 # What converts, and to what ---------------------------------------------------------------
@@ -184,12 +193,15 @@ def transfer_converted_state(transfer_converted) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("kind", ["keras", "h5", "weights"])
 def test_resnet50_gives_kerass_probabilities_on_rgb_images(
-    kind, resnet50_files, images, resnet50_probabilities, tmp_path
+    kind, resnet50_files, resnet50_converted, images, resnet50_probabilities, tmp_path
 ):
-    names = ["a", "b", "c", "d", "e", "f"]
-    dst = tmp_path / "m.safetensors"
-    size = SIZE if kind == "weights" else None  # a weights file does not record it
-    report = convert_keras(resnet50_files[kind], dst, input_size=size, class_names=names)
+    names = CLASS_NAMES
+    if kind == "keras":  # the module's conversion of it, with these names
+        report, dst = resnet50_converted
+    else:
+        dst = tmp_path / "m.safetensors"
+        size = SIZE if kind == "weights" else None  # a weights file does not record it
+        report = convert_keras(resnet50_files[kind], dst, input_size=size, class_names=names)
     assert (report.model, report.num_classes, report.input_size) == ("resnet50", 6, SIZE)
     assert (report.layers_loaded, report.tensors_loaded, report.values_loaded) == (
         107,
@@ -245,11 +257,16 @@ def test_the_report_says_which_network_and_what_preprocessing(resnet50_converted
 
 
 @pytest.mark.parametrize("kind", ["keras", "h5", "weights"])
-def test_a_transfer_model_gives_kerass_probabilities(kind, transfer, transfer_files, tmp_path):
+def test_a_transfer_model_gives_kerass_probabilities(
+    kind, transfer, transfer_files, transfer_converted, tmp_path
+):
     images = rgb_images(seed=1)
-    dst = tmp_path / "m.safetensors"
-    size = SIZE if kind == "weights" else None
-    report = convert_keras(transfer_files[kind], dst, input_size=size)
+    if kind == "keras":  # the module's conversion of it
+        report, dst = transfer_converted
+    else:
+        dst = tmp_path / "m.safetensors"
+        size = SIZE if kind == "weights" else None
+        report = convert_keras(transfer_files[kind], dst, input_size=size)
     head = "GlobalAveragePooling2D, Dropout, Dense dense" if kind != "weights" else "Dense dense"
     assert report.network == f"keras.applications ResNet50 (include_top=False) + {head}"
     assert (report.model, report.num_classes, report.values_loaded) == (
@@ -270,10 +287,12 @@ def other_inputs_images() -> np.ndarray:
 @pytest.fixture(scope="module")
 def other_inputs_as_caffe(transfer_converted, other_inputs_images) -> np.ndarray:
     """What the model file converted without --inputs ('caffe') predicts for them."""
-    return resnetlab_probabilities(transfer_converted, other_inputs_images)
+    return resnetlab_probabilities(transfer_converted[1], other_inputs_images)
 
 
-@pytest.mark.parametrize("inputs", ["0-1", "0-255"])
+# One scaling of the pixels or the other: the same reading of --inputs, the other in the
+# slow run.
+@pytest.mark.parametrize("inputs", ["0-1", pytest.param("0-255", marks=pytest.mark.slow)])
 def test_a_model_fed_other_inputs_than_preprocess_input(
     inputs, transfer, transfer_files, other_inputs_images, other_inputs_as_caffe, tmp_path
 ):
@@ -297,15 +316,23 @@ def test_a_model_fed_other_inputs_than_preprocess_input(
 
 @pytest.mark.parametrize("network", ["resnet50", "transfer"])
 def test_a_keras_3_0_to_3_5_archive_without_layer_names_converts_as_with_them(
-    network, resnet50_files, transfer_files, tmp_path
+    network,
+    resnet50_files,
+    transfer_files,
+    resnet50_converted_state,
+    transfer_converted_state,
+    tmp_path,
 ):
     """Keras 3.0 to 3.5 wrote no name for a layer's weights; the archive's config names
     them, a nested network's too."""
     named = (resnet50_files if network == "resnet50" else transfer_files)["keras"]
     old = without_layer_names(named, tmp_path / "old.keras")
-    models = [read_keras_model(path)[0] for path in (named, old)]
-    theirs = models[0].state_dict()
-    for key, value in models[1].state_dict().items():
+    # What read_keras_model reads from the archive with its names, as the module's
+    # conversion of it wrote it.
+    theirs = resnet50_converted_state if network == "resnet50" else transfer_converted_state
+    state = read_keras_model(old)[0].state_dict()
+    assert state.keys() == theirs.keys()
+    for key, value in state.items():
         assert torch.equal(value, theirs[key]), key
 
 
@@ -468,7 +495,7 @@ def test_load_keras_h5_into_the_model_it_converts_to(
 
 
 def test_a_keras_applications_file_is_a_pretrained_source(
-    resnet50_files, resnet50_converted, tmp_path
+    resnet50_files, resnet50_converted_state, tmp_path
 ):
     from resnetlab.convert.pretrained import declared_model, resolve_pretrained
     from resnetlab.engine.config import resolve_config
@@ -485,9 +512,9 @@ def test_a_keras_applications_file_is_a_pretrained_source(
     report = model.pretrained
     assert report.head == "kept" and report.weights["kind"] == "keras"
     assert report.mean == pytest.approx(CAFFE_MEAN) and report.std == pytest.approx((1 / 255,) * 3)
-    converted = resnetlab.load_model(resnet50_converted[1])  # what read_keras_model(path) reads
-    for key, value in converted.state_dict().items():
-        assert torch.equal(model.state_dict()[key], value), key
+    state = model.state_dict()
+    for key, value in resnet50_converted_state.items():  # what read_keras_model(path) reads
+        assert torch.equal(state[key], value), key
     # Named without options, the model is built with the file's (from Python as by train).
     alike = resnetlab.create_model("resnet50", pretrained=path)
     assert alike.model_kwargs == model.model_kwargs
@@ -547,8 +574,7 @@ def test_cli_says_which_input_size_it_takes_for_a_file_that_records_none(
     argv = ["convert", "keras", str(resnet50_files["weights"]), str(dst), "--input-size", "32"]
     assert main(argv) == 0
     assert "does not record its input size" not in capsys.readouterr().out
-    assert main(["convert", "keras", str(resnet50_files["keras"]), str(dst)]) == 0
-    assert "does not record its input size" not in capsys.readouterr().out
+    # A file that records one: test_cli_converts_and_predict_reads_the_file.
 
 
 def test_imagenets_classifier_is_named_by_classes_imagenet(resnet50_files, tmp_path, capsys):
@@ -582,6 +608,7 @@ def test_cli_converts_and_predict_reads_the_file(resnet50_files, tmp_path, capsy
     assert main(["convert", "keras", str(resnet50_files["h5"]), str(dst)]) == 0
     out = capsys.readouterr().out
     assert "keras.applications ResNet50, as resnet50" in out and f"wrote {dst}" in out
+    assert "does not record its input size" not in out  # the file records it
     model = resnetlab.load_model(dst)
     assert model.bn1.eps == 1.001e-5 and model.layer2[0].conv1.stride == (2, 2)
     assert model.conv1.bias is not None
