@@ -163,3 +163,35 @@ def test_an_onnx_file_is_refused_on_a_gpu_named_for_it(tmp_path, monkeypatch):
     for device in ("auto", "cpu"):  # auto runs it on the CPU, whatever it picks for images
         with pytest.raises(resnetlab.ResnetlabError, match="is not an ONNX model"):
             load_model_file(path, device=device)  # opened: not refused for the device
+
+
+def test_a_model_file_is_run_as_loaded_and_a_callers_model_is_copied(tmp_path, monkeypatch):
+    # predict and eval of a file folded a copy of the model they had just loaded: its time
+    # and memory again. A model the caller passes is still copied and left as it was.
+    from resnetlab.engine import inference
+
+    path = tmp_path / "m.safetensors"
+    model = resnetlab.create_model("resnet8", num_classes=3)
+    resnetlab.save_model(model, path, input_size=8, class_names=["a", "b", "c"])
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), np.uint8))
+    for name in ("a", "b", "c"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        image.save(tmp_path / "data" / name / "0.png")
+    copies = []
+    monkeypatch.setattr(inference, "deepcopy", lambda m: copies.append(m) or _copy(m))
+    from_file = resnetlab.predict(path, image, device="cpu")[0]
+    resnetlab.evaluate(path, str(tmp_path / "data"), device="cpu")
+    assert copies == []
+    model = resnetlab.load_model(path)
+    from_model = resnetlab.predict(model, image, device="cpu")[0]
+    assert copies == [model] and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert from_model.label == from_file.label
+    assert from_model.top[0][1] == pytest.approx(from_file.top[0][1], abs=1e-6)
+    fast = inference_model(model, "cpu", copy=False)  # the caller's own choice
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) and fast is model
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model)

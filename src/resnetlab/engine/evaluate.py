@@ -191,7 +191,9 @@ def evaluate(
         model = load_model_file(model, device=device)
     meta = model_file_meta(model, "evaluate")
     # Before the data is read: a precision the model cannot run in is said at once.
-    fast = inference_model(model, device_, input_size=meta.input_size, precision=precision)
+    fast = inference_model(  # a model loaded here is run as it is
+        model, device_, input_size=meta.input_size, precision=precision, copy=model_file is None
+    )
     split = held_out_split(data, meta, download=download, model_file=model_file)
     class_names = list(split.class_names)
     loader = make_loader(

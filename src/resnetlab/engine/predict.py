@@ -247,10 +247,13 @@ def predict(
     top_k = count_argument(top_k, option("top_k"))
     batch_size = count_argument(batch_size, option("batch_size"))
     device_ = resolve_device(device)
-    if not isinstance(model, nn.Module):
+    loaded = not isinstance(model, nn.Module)  # here, for this call only: run as it is
+    if loaded:
         model = load_model_file(model, device=device)
     meta = model_file_meta(model, "predict")
-    model = inference_model(model, device_, input_size=meta.input_size, precision=precision)
+    model = inference_model(
+        model, device_, input_size=meta.input_size, precision=precision, copy=not loaded
+    )
     predictions, small = [], []
     # A part of the images at a time: a folder of any size takes the memory of one part.
     for names, images, sizes in decoded_parts(inputs, meta, DECODED_PART):
