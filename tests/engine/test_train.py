@@ -43,6 +43,9 @@ from .interrupt import train_interrupted
 FAST = dict(
     model="resnet8", data="digits", input_size=8, crop_padding=1, batch_size=64, log_every=5
 )
+# For the runs that are stopped and resumed: 320 of its images, 5 steps an epoch, and 100
+# that validate.
+FEW = dict(FAST, subset=320, val_subset=100)
 
 
 def _weights(model):
@@ -113,13 +116,13 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
 
 def test_best_is_written_as_its_own_file_where_the_disk_has_no_hard_links(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[Trainer.__module__], "atomic_link", lambda source, path: False)
-    run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
+    run = train(**FEW, epochs=1, out=str(tmp_path / "run")).run_dir
     best, last = run / "best.safetensors", run / "last.safetensors"
     assert not os.path.samefile(best, last) and best.read_bytes() == last.read_bytes()
 
 
 def test_config_json_reruns_exactly(tmp_path):
-    first = train(**FAST, epochs=1, out=str(tmp_path / "a"))
+    first = train(**FEW, epochs=1, out=str(tmp_path / "a"))
     assert (
         main(
             ["train", "--config", str(first.run_dir / "config.json"), "--out", str(tmp_path / "b")]
@@ -153,7 +156,7 @@ def test_train_reruns_a_config_json_given_as_a_path_with_keywords_overriding_it(
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(
     tmp_path, monkeypatch, uninterrupted
 ):
-    whole = uninterrupted(**FAST, epochs=2, deterministic=True)
+    whole = uninterrupted(**FEW, epochs=2, deterministic=True)
     expected = _weights(whole.model)
 
     # Ctrl-C in the middle of the second epoch, arriving while a step runs: the step
@@ -163,15 +166,15 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(
 
     def interrupting_step(self, x, y):
         calls["n"] += 1
-        if calls["n"] == 30:  # 22 steps per epoch: the 8th of the second
+        if calls["n"] == 8:  # 5 steps per epoch: the 3rd of the second
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, x, y)
 
     monkeypatch.setattr(Trainer, "_train_step", interrupting_step)
     with pytest.raises(KeyboardInterrupt):
-        train(**FAST, epochs=2, out=str(tmp_path / "split"), deterministic=True)
+        train(**FEW, epochs=2, out=str(tmp_path / "split"), deterministic=True)
     state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
-    assert (state["epoch"], state["batch"]) == (1, 8)
+    assert (state["epoch"], state["batch"]) == (1, 3)
     monkeypatch.setattr(Trainer, "_train_step", original)
     resumed = train(resume=tmp_path / "split")
     assert resumed.summary["status"] == "finished" and resumed.summary["epochs"] == 2
@@ -179,7 +182,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     rows = list(csv.DictReader((tmp_path / "split" / "metrics.csv").read_text().splitlines()))
     steps = [int(r["step"]) for r in rows if r["kind"] == "epoch"]
-    assert steps == [22, 44]
+    assert steps == [5, 10]
     # The interrupted epoch's record covers its steps before the interruption too.
     uncut = list(csv.DictReader((whole.run_dir / "metrics.csv").read_text().splitlines()))
     for name in ("train_loss", "train_acc"):
@@ -208,18 +211,18 @@ def test_a_streamed_run_resumed_mid_epoch_ends_as_the_uninterrupted_one(tmp_path
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-@pytest.mark.parametrize("at_step", [22, 44])  # the first epoch's last step; the run's
+@pytest.mark.parametrize("at_step", [5, 10])  # the first epoch's last step; the run's
 def test_a_ctrl_c_during_an_epochs_last_step_stops_before_its_validation(
     tmp_path, monkeypatch, capsys, uninterrupted, at_step
 ):
     # It stopped only once the epoch had been validated (and, at the run's last step, once
     # the run had finished); after any other step it stops at once.
-    whole = uninterrupted(**FAST, epochs=2, deterministic=True)
+    whole = uninterrupted(**FEW, epochs=2, deterministic=True)
     original, evaluate, calls = Trainer._train_step, Trainer._evaluate, {"steps": 0, "val": 0}
 
     def step(self, x, y):
         calls["steps"] += 1
-        if calls["steps"] == at_step:  # 22 steps per epoch
+        if calls["steps"] == at_step:  # 5 steps per epoch
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, x, y)
 
@@ -231,13 +234,13 @@ def test_a_ctrl_c_during_an_epochs_last_step_stops_before_its_validation(
     monkeypatch.setattr(Trainer, "_evaluate", validation)
     run = tmp_path / "split"
     with pytest.raises(KeyboardInterrupt):
-        train(**FAST, epochs=2, out=str(run), deterministic=True)
-    assert calls["val"] == at_step // 22 - 1  # none of the interrupted epoch
+        train(**FEW, epochs=2, out=str(run), deterministic=True)
+    assert calls["val"] == at_step // 5 - 1  # none of the interrupted epoch
     state = load_checkpoint(run / "checkpoint.pt")
-    assert (state["epoch"], state["batch"], state["step"]) == (at_step // 22 - 1, 22, at_step)
+    assert (state["epoch"], state["batch"], state["step"]) == (at_step // 5 - 1, 5, at_step)
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
     err = " ".join(capsys.readouterr().err.split())
-    assert f"interrupted at epoch {at_step // 22}, batch 22; checkpoint saved." in err
+    assert f"interrupted at epoch {at_step // 5}, batch 5; checkpoint saved." in err
     # Resumed, the run validates that epoch first and ends as the uninterrupted one.
     monkeypatch.setattr(Trainer, "_train_step", original)
     resumed = train(resume=run)
@@ -246,7 +249,7 @@ def test_a_ctrl_c_during_an_epochs_last_step_stops_before_its_validation(
     expected, got = _weights(whole.model), _weights(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
-    assert [int(r["step"]) for r in rows if r["kind"] == "epoch"] == [22, 44]
+    assert [int(r["step"]) for r in rows if r["kind"] == "epoch"] == [5, 10]
 
 
 class _TickingTime:
@@ -464,11 +467,11 @@ def test_a_model_file_names_its_data_without_the_folders_above(tmp_path):
 
 
 def test_a_run_folder_is_not_overwritten(tmp_path):
-    train(**FAST, epochs=1, out=str(tmp_path / "run"))
+    train(**FEW, epochs=1, out=str(tmp_path / "run"))
     with pytest.raises(
         resnetlab.ResnetlabError, match="already holds a run; continue it with resume='"
     ):
-        train(**FAST, epochs=1, out=str(tmp_path / "run"))
+        train(**FEW, epochs=1, out=str(tmp_path / "run"))
 
 
 def test_files_a_new_run_would_write_over_are_kept(tmp_path, capsys):
@@ -613,17 +616,21 @@ def test_a_read_only_run_folder_is_named_before_the_data_is_read(tmp_path, monke
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_a_finished_or_failed_run_lets_its_folder_go(tmp_path, capsys):
+def test_a_finished_or_failed_run_lets_its_folder_go(tmp_path, capsys, hold_in_another_process):
     run = tmp_path / "run"
     with pytest.raises(resnetlab.ResnetlabError):
         train(**{**FAST, "data": "no-such-folder"}, out=str(run))
     assert not run.exists()  # made for the run, removed with it
     train(**FAST, max_steps=1, out=str(run))
     assert not (run / ".lock").exists()
-    # Another process may now continue it.
-    code = f"from resnetlab.engine import train; train(resume={str(run)!r}, max_steps=2)"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    # Another process may now hold it, as a run continuing it there does (storage.hold_folder,
+    # without importing PyTorch); once that process has ended, the run continues here.
+    holder = hold_in_another_process(run)
+    holder.kill()
+    holder.wait()
+    train(resume=run, max_steps=2)
     assert json.loads((run / "summary.json").read_text())["steps"] == 2
+    assert not (run / ".lock").exists()
     # A trainer made and never run lets it go when it is collected.
     trainer = Trainer(TrainConfig(**FAST, max_steps=3), run_dir=run, resume=True)
     assert (run / ".lock").exists()
@@ -774,6 +781,7 @@ def test_a_run_whose_output_reader_went_away_stops_as_on_ctrl_c(tmp_path, monkey
     monkeypatch.setattr(sys, "stderr", stderr)
     out = tmp_path / "run"
     args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    args += ["--subset", "320", "--val-subset", "100", "--batch-size", "64"]  # 5 steps an epoch
     assert main(["train", *args, "--out", str(out)]) == 128 + 13
     assert "epoch   1/3" in stderr.getvalue() and "epoch   2/3" not in stderr.getvalue()
     summary = json.loads((out / "summary.json").read_text())
@@ -921,12 +929,13 @@ def test_a_run_whose_output_reader_went_away_stops_where_there_is_no_sigpipe(tmp
     monkeypatch.setattr(sys, "stderr", _ReaderGoneAfter("epoch   1/3"))
     out = tmp_path / "run"
     args = ["--model", "resnet8", "--data", "digits", "--input-size", "8", "--epochs", "3"]
+    args += ["--subset", "320", "--val-subset", "100", "--batch-size", "64"]  # 5 steps an epoch
     assert main(["train", *args, "--out", str(out)]) == 128 + 13
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
 
 
 def test_ema_model_is_what_gets_saved(tmp_path):
-    result = train(**FAST, epochs=1, ema_decay=0.9, out=str(tmp_path / "ema"))
+    result = train(**FEW, epochs=1, ema_decay=0.9, out=str(tmp_path / "ema"))
     saved = resnetlab.load_model(result.run_dir / "last.safetensors").state_dict()
     got = result.model.state_dict()
     assert all(torch.equal(saved[k], got[k]) for k in saved)
@@ -939,8 +948,8 @@ def test_ema_model_is_what_gets_saved(tmp_path):
 DDP_SCRIPT = """
 import os, sys, torch, resnetlab
 result = resnetlab.train(model="resnet8", data="digits", input_size=8, crop_padding=1,
-                         batch_size=32, epochs=2, log_every=5, device="cpu", ema_decay=0.9,
-                         recalibrate_bn=False)
+                         batch_size=32, subset=320, val_subset=100, epochs=2, log_every=5,
+                         device="cpu", ema_decay=0.9, recalibrate_bn=False)
 torch.save(result.model.state_dict(), os.path.join(sys.argv[1], f"rank{os.environ['RANK']}.pt"))
 """
 
@@ -976,8 +985,8 @@ def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync(tmp_path):
     assert len(runs) == 1  # only rank 0 writes
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "finished"
-    # Each process took half of every epoch: 1,438 images -> 2 x 719 -> 22 batches of 32.
-    assert summary["steps"] == 2 * (719 // 32)
+    # Each process took half of every epoch: 320 images -> 2 x 160 -> 5 batches of 32.
+    assert summary["steps"] == 2 * (160 // 32)
 
 
 # Rank 0's output has lost its reader before the run begins (a closed pipe): under
@@ -1115,11 +1124,12 @@ def test_a_run_resumed_after_an_unvalidated_epoch_goes_on_to_its_target(tmp_path
 
 
 def test_max_steps_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    whole = train(**FAST, max_steps=30, out=str(tmp_path / "whole"), deterministic=True)
-    split = dict(**FAST, max_steps=30, out=str(tmp_path / "split"), deterministic=True)
-    train_interrupted(monkeypatch, 25, **split)
+    # 5 steps an epoch: stopped in the second, which --max-steps cuts short.
+    whole = train(**FEW, max_steps=8, out=str(tmp_path / "whole"), deterministic=True)
+    split = dict(**FEW, max_steps=8, out=str(tmp_path / "split"), deterministic=True)
+    train_interrupted(monkeypatch, 7, **split)
     resumed = train(resume=tmp_path / "split")
-    assert resumed.summary["steps"] == whole.summary["steps"] == 30
+    assert resumed.summary["steps"] == whole.summary["steps"] == 8
     expected, got = _weights(whole.model), _weights(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
@@ -1139,16 +1149,16 @@ SAVED_ON_CUDA = {
 
 @pytest.mark.parametrize("saved", SAVED_ON_CUDA.values(), ids=SAVED_ON_CUDA)
 def test_a_checkpoint_saved_on_cuda_resumes_on_the_cpu(tmp_path, monkeypatch, uninterrupted, saved):
-    run = dict(**FAST, optimizer="adamw", lr=1e-3, max_steps=30, deterministic=True)
+    run = dict(**FEW, optimizer="adamw", lr=1e-3, max_steps=8, deterministic=True)
     whole = uninterrupted(**run)
-    train_interrupted(monkeypatch, 25, **run, out=str(tmp_path / "split"))
+    train_interrupted(monkeypatch, 7, **run, out=str(tmp_path / "split"))
     checkpoint = tmp_path / "split" / "checkpoint.pt"
     state = torch.load(checkpoint, weights_only=True)
     for group in state["optimizer"]["param_groups"]:
         saved(group)
     torch.save(state, checkpoint)
     resumed = train(resume=tmp_path / "split")
-    assert resumed.summary["steps"] == 30
+    assert resumed.summary["steps"] == 8
     expected, got = _weights(whole.model), _weights(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
@@ -1197,22 +1207,22 @@ def test_a_gpu_runs_random_state_resumes_on_a_machine_with_fewer_gpus(monkeypatc
 
 
 def test_a_length_shorter_than_an_interrupted_run_went_is_refused(tmp_path, monkeypatch, capsys):
-    # Stopped in its second epoch of 22 steps: one epoch would end before where it stands,
+    # Stopped in its second epoch of 5 steps: one epoch would end before where it stands,
     # and is not recorded as finished there.
     run = tmp_path / "run"
-    train_interrupted(monkeypatch, 30, **FAST, epochs=3, out=str(run))
+    train_interrupted(monkeypatch, 8, **FEW, epochs=3, out=str(run))
     capsys.readouterr()
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err == (
-        f"error: {run} stopped at step 29, past the 22 steps now asked for; give --epochs 2 or "
-        "more (or --max-steps 29 or more), or leave the length out to train on to its own end"
+        f"error: {run} stopped at step 7, past the 5 steps now asked for; give --epochs 2 or "
+        "more (or --max-steps 7 or more), or leave the length out to train on to its own end"
     )
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["status"], summary["steps"], summary["epochs"]) == ("finished", 44, 2)
+    assert (summary["status"], summary["steps"], summary["epochs"]) == ("finished", 10, 2)
 
 
 def test_a_run_ended_by_max_steps_resumes_and_extends(tmp_path, capsys):
@@ -1356,7 +1366,7 @@ def test_optimizer_settings_given_on_resuming_are_the_ones_it_trains_with(tmp_pa
 
 
 def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
-    run = train(**FAST, epochs=1, out=str(tmp_path / "run")).run_dir
+    run = train(**FEW, epochs=1, out=str(tmp_path / "run")).run_dir
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--model", "resnet20"]) == 2
     err = capsys.readouterr().err
@@ -1392,7 +1402,7 @@ def test_resume_refuses_to_change_what_defines_the_run(tmp_path, capsys):
 
 
 def test_an_out_of_range_value_in_a_runs_config_is_named_with_the_file_and_key(tmp_path, capsys):
-    run = train(**FAST, epochs=1, schedule="constant", out=str(tmp_path / "run")).run_dir
+    run = train(**FEW, epochs=1, schedule="constant", out=str(tmp_path / "run")).run_dir
     config = run / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "epochs": -3}))
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
