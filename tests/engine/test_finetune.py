@@ -419,9 +419,9 @@ def test_a_state_dict_without_a_model_named_trains_the_one_model_it_fits(
     # models they might fit are not looked for (that builds all of them, seconds).
     from resnetlab.convert.pretrained import _states_of
 
-    _states_of.cache_clear()
+    looked = _states_of.cache_info()  # (kept: the tests after this one look for them again)
     assert resolve_config(pretrained=str(torchvision_file), model="resnet34").model == "resnet34"
-    assert _states_of.cache_info().misses == 0
+    assert _states_of.cache_info() == looked  # neither built nor read
 
 
 def test_weights_that_do_not_fit_the_default_model_say_it_is_the_default(
@@ -499,18 +499,18 @@ def test_weights_holding_nan_are_refused_before_training_naming_the_file(tmp_pat
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_a_run_from_weights_stopped_before_its_first_checkpoint_resumes_from_them(
-    torchvision_file, tmp_path
-):
+def test_a_run_from_weights_stopped_before_its_first_checkpoint_resumes_from_them(tmp_path):
     # Resumed with no checkpoint, it started again from step 0 with freshly drawn weights,
-    # having read only the weights' record: the run finished as if fine-tuned.
+    # having read only the weights' record: the run finished as if fine-tuned. The weights:
+    # a state dict as torchvision's are saved, of a 6-class resnet8, whose classifier the
+    # run replaces (drawn afresh, as torchvision's 1,000-class one is).
+    weights = tmp_path / "resnet8.pth"
+    torch.save(resnetlab.create_model("resnet8", num_classes=6).state_dict(), weights)
+    small = dict(SMALL, model="resnet8", input_size=8)
     whole = train(
-        **SMALL,
-        pretrained=str(torchvision_file),
-        max_steps=2,
-        warmup_steps=1,
-        out=str(tmp_path / "a"),
+        **small, pretrained=str(weights), max_steps=2, warmup_steps=1, out=str(tmp_path / "a")
     )
+    assert json.loads((tmp_path / "a" / "pretrained.json").read_text())["head"] == "replaced"
     stopped = tmp_path / "b"  # as a run killed after writing these, before its checkpoint
     stopped.mkdir()
     for name in ("config.json", "pretrained.json"):
