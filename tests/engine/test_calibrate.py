@@ -535,7 +535,7 @@ def test_build_training_runs_the_plan(calibrating, monkeypatch):
 def test_the_run_log_says_what_was_chosen(calibrating, monkeypatch, tmp_path, capsys):
     machine = FakeMachine({FP32_CL: 1.0, FP32_NCHW: 0.5, BF16_CL: 0.9, BF16_NCHW: 0.9})
     monkeypatch.setattr(calibrate, "measure_in_turns", machine)
-    common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, max_steps=1)
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, max_steps=1)
     common["device"] = "cpu"  # the CPU is what is calibrated, whatever else the machine has
     monkeypatch.setattr(calibrate, "_load_average", lambda: (0.0, 0.0, 0.0))  # not busy
     result = train(**common, explain_speed=True, out=str(tmp_path / "run"))
@@ -682,7 +682,8 @@ def test_a_run_trains_on_the_threads_the_calibration_chose(monkeypatch, tmp_path
 
 
 def test_a_resumed_run_keeps_the_plan_it_started_with(calibrating, monkeypatch, tmp_path, capsys):
-    common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, device="cpu")
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, device="cpu")
+    common |= dict(subset=320, val_subset=100)
     monkeypatch.setattr(calibrate, "measure_in_turns", FakeMachine(FP32_NCHW_WINS))
     run = train(**common, max_steps=2, out=str(tmp_path / "run")).run_dir
     assert json.loads((run / "cpu_plan.json").read_text())["precision"] == "fp32"
@@ -754,7 +755,7 @@ def test_a_short_run_measures_nothing_and_takes_what_the_cache_holds(
     calibrating, monkeypatch, tmp_path, capsys
 ):
     monkeypatch.setattr(calibrate, "MEASURE_MIN_STEPS", 500)
-    common = dict(model="resnet20", data="digits", input_size=8, batch_size=64, device="cpu")
+    common = dict(model="resnet8", data="digits", input_size=8, batch_size=64, device="cpu")
     machine = FakeMachine(FP32_NCHW_WINS)
     monkeypatch.setattr(calibrate, "measure_in_turns", machine)
     train(**common, max_steps=3, out=str(tmp_path / "short"))
