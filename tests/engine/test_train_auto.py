@@ -95,6 +95,7 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
         data="digits",
         input_size=8,
         subset=100,
+        batch_size=50,  # 2 steps an epoch (its validations are scripted)
         epochs=7,
         patience=3,
         out=str(tmp_path / "r"),
@@ -127,6 +128,7 @@ def test_patience_stops_at_the_right_epoch(tmp_path, monkeypatch, capsys):
             data="digits",
             input_size=8,
             subset=100,
+            batch_size=50,
             epochs=7,
             out=str(tmp_path / "s"),
         ).summary["stopped_early"]
