@@ -311,6 +311,8 @@ def test_a_run_started_from_a_run_keeps_its_normalisation_and_resumes_exactly(
         head_epochs=1,
         layer_lr_decay=0.5,
         epochs=2,
+        subset=320,  # 5 steps an epoch
+        val_subset=100,
         deterministic=True,
     )
     whole = train(**tuned, out=str(tmp_path / "whole"))
@@ -318,8 +320,8 @@ def test_a_run_started_from_a_run_keeps_its_normalisation_and_resumes_exactly(
     source = resnetlab.read_model_meta(first.run_dir / "best.safetensors")
     assert (meta.mean, meta.std) == (source.mean, source.std)  # not the new data's
 
-    # 22 steps per epoch: stopped after the head phase.
-    train_interrupted(monkeypatch, 27, **tuned, out=str(tmp_path / "split"))
+    # 5 steps per epoch: stopped after the head phase.
+    train_interrupted(monkeypatch, 7, **tuned, out=str(tmp_path / "split"))
     resumed = train(resume=tmp_path / "split")
     expected, got = _state(whole.model), _state(resumed.model)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
