@@ -131,19 +131,26 @@ def _plain_output(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _no_run_figures(request, monkeypatch):
-    """Training runs and ``eval --png`` draw no loss curves or confusion matrix, except in
-    tests marked ``figures``, which check them: matplotlib takes about a quarter of a second
-    for each figure, a third of the time of most tests that train."""
+    """Training runs and ``eval --png`` draw no loss curves, confusion matrix or gallery of
+    the validation mistakes (``errors.png``), except in tests marked ``figures``, which
+    check them: matplotlib takes about a quarter of a second for each figure, a third of
+    the time of most tests that train, and the gallery's class activation maps a tenth."""
     if request.node.get_closest_marker("figures") is not None:
         return
     from resnetlab.analysis import plots
+    from resnetlab.engine import report
 
     monkeypatch.setattr(plots, "plot_curves", _not_drawn)
     monkeypatch.setattr(plots, "plot_confusion", _not_drawn)
+    monkeypatch.setattr(report, "write_error_gallery", _none_misclassified)
 
 
 def _not_drawn(*args, **kwargs) -> None:
     pass
+
+
+def _none_misclassified(*args, **kwargs) -> int:
+    return 1  # (0 would say "no misclassified validation images" in the run's log)
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -99,6 +100,7 @@ def test_mistakes_kept_batch_by_batch_are_the_most_confident_of_all():
     assert Mistakes().most_confident() == ([], 0)
 
 
+@pytest.mark.figures
 def test_every_run_folder_gets_its_error_gallery(tmp_path, monkeypatch):
     folder = tmp_path / "data"
     pixels, labels = squares(96, seed=43)
@@ -153,6 +155,7 @@ def test_an_image_deeper_in_its_class_folder_is_captioned_from_the_class_folder(
     assert gallery_module._file_line(paths, 2, "3") == "\nsigns/3_IMG_5.jpg"  # classes by name
 
 
+@pytest.mark.figures
 def test_the_gallery_shows_the_mistakes_of_the_model_best_safetensors_holds(tmp_path, monkeypatch):
     """errors.png is for finding mislabelled images with the model a run ships: where the
     best epoch is not the last, its model's mistakes, said so in the title; and after a
