@@ -16,7 +16,9 @@ TINY = ["--model", "resnet8", "--batch-size", "2", "--input-size", "8", "--devic
 TINY += ["--steps", "1", "--warmup", "0", "--repeats", "1"]
 
 
-def test_results_go_to_the_cache_outside_a_checkout(tmp_path, monkeypatch, _cache_in_tmp):
+def test_results_go_to_the_cache_outside_a_checkout(
+    tmp_path, monkeypatch, _cache_in_tmp, matmul_rate_given
+):
     monkeypatch.chdir(tmp_path)
     assert default_results_dir() == _cache_in_tmp / "bench"
     assert main(["bench", "train", *TINY]) == 0

@@ -90,7 +90,7 @@ def test_bench_train_writes_a_json_line_per_measurement(tmp_path, capsys, monkey
     )
 
 
-def test_the_recorded_command_keeps_a_setting_turned_off(tmp_path):
+def test_the_recorded_command_keeps_a_setting_turned_off(tmp_path, matmul_rate_given):
     # --no-channels-last is not the default (ours: channels-last or what calibration
     # chose), so the command that reruns the measurement must say it.
     results = tmp_path / "results.jsonl"
@@ -105,7 +105,7 @@ def test_the_recorded_command_keeps_a_setting_turned_off(tmp_path):
     assert (again.channels_last, again.cuda_graphs, again.compile) == (False, False, False)
 
 
-def test_named_settings_apply_to_torchvision_too():
+def test_named_settings_apply_to_torchvision_too(matmul_rate_given):
     record = bench_train(
         "resnet18",
         batch_size=2,
@@ -180,7 +180,7 @@ def test_bench_train_on_a_gpu_with_cuda_graphs():
     assert record["versions"]["cuda"] == torch.version.cuda
 
 
-def test_explain_speed_prints_the_cpu_plan(capsys):
+def test_explain_speed_prints_the_cpu_plan(capsys, matmul_rate_given):
     args = ["bench", "train", "--model", "resnet8", *TINY, "--device", "cpu", "--no-save"]
     assert main([*args, "--explain-speed"]) == 0
     out = capsys.readouterr().out.splitlines()
