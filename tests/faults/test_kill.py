@@ -5,8 +5,9 @@ model file, summary, config, metrics file or figure, torn partway or whole but n
 renamed; a row appended to metrics.csv, torn), resumes it (or, killed before its config was
 written, starts it again, as the error message says), and compares the finished folder with
 an uninterrupted run of the same command: the same weights bit for bit, the same metrics,
-a valid summary, no temporary files. The fast test runs one fixed kill point; the slow one
-draws many at random, seeded (the README's Reliability section has the command and counts).
+a valid summary, no temporary files. The fast test runs two fixed kill points, a write and
+a step; the slow one draws many at random, seeded (the README's Reliability section has the
+command and counts).
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ def run(args: list[str], *, kill: str | None = None, counts: Path | None = None)
 class Reference:
     """An uninterrupted run started in the background; ``result()`` waits for it."""
 
-    def __init__(self, out: Path, args: list[str], counts: Path | None = None) -> None:
-        self.out, self.counts, self.log = out, counts, out.with_suffix(".log")
-        self.process = start([*args, "--out", str(out)], counts=counts, log=self.log)
+    def __init__(self, out: Path, args: list[str], counts: bool = False) -> None:
+        self.out, self.log = out, out.with_suffix(".log")
+        self.counts = out.with_name("counts.json") if counts else None
+        self.process = start([*args, "--out", str(out)], counts=self.counts, log=self.log)
 
     def result(self) -> Path:
         try:
@@ -114,26 +116,30 @@ class Reference:
         assert self.process.returncode == 0, self.log.read_text()[-2000:]
         return self.out
 
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
 
 @pytest.fixture(scope="module")
-def references(tmp_path_factory):
-    """The uninterrupted runs the killed ones are compared with, started at once as the
-    module begins: they run beside each other and beside the first killed run (most of
-    each process's time is spent importing PyTorch, on one core).
-
-    ``reference``: the run, which also counts the events of each kind it passes;
-    ``every-2``: the same run validated (and saved) after epochs 2 and 3 only.
-    """
-    root = tmp_path_factory.mktemp("reference")
-    started = {
-        "reference": Reference(root / "run", TRAIN, counts=root / "counts.json"),
-        "every-2": Reference(root / "every-2", [*TRAIN, "--val-every", "2"]),
-    }
+def reference(tmp_path_factory):
+    """The uninterrupted run the random kills are compared with, which also counts the
+    events of each kind it passes: started in the background as the first test that asks
+    for it begins, beside that test's first killed run (most of each process's time is
+    spent importing PyTorch, on one core)."""
+    started = Reference(tmp_path_factory.mktemp("reference") / "run", TRAIN, counts=True)
     yield started
-    for reference in started.values():
-        if reference.process.poll() is None:
-            reference.process.kill()
-            reference.process.wait()
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def validated_every_2(tmp_path_factory):
+    """The same run validated (and saved) after epochs 2 and 3 only, uninterrupted; started
+    in the background as ``reference`` is."""
+    started = Reference(tmp_path_factory.mktemp("every-2") / "run", [*TRAIN, "--val-every", "2"])
+    yield started
+    started.stop()
 
 
 def killed_and_resumed(out: Path, kills: list[str], train: Sequence[str] = TRAIN) -> int:
@@ -184,25 +190,23 @@ def _untimed(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in TIMED}
 
 
-def test_a_run_killed_while_writing_a_checkpoint_resumes_to_the_same_result(tmp_path, references):
-    # The first epoch's checkpoint, torn halfway: the resume starts from the one before.
-    assert killed_and_resumed(tmp_path / "run", ["checkpoint:write:2:0.5"]) == 1
-    assert_same_run(tmp_path / "run", references["reference"].result())
-    tally("kill points")
-    tally("resumes matched")
-
-
-def test_a_run_killed_between_validations_resumes_to_the_same_result(tmp_path, references):
-    # Killed in epoch 2, the first epoch's end having saved nothing: the resume starts from
-    # the checkpoint the run wrote as it started, and drops the rows of epoch 1.
+def test_a_run_killed_writing_a_checkpoint_then_between_validations_resumes_to_the_same_result(
+    tmp_path, validated_every_2
+):
+    """A checkpoint torn halfway, then a step killed, each resumed from the checkpoint
+    before: validated (and saved) after epochs 2 and 3 only, the run is killed writing epoch
+    2's checkpoint (the first epoch's end saved nothing), and the resume starts from the
+    checkpoint the run wrote as it started; that resume is killed in its epoch 2, and the
+    next starts there again and drops the rows of epoch 1 it wrote."""
     train = [*TRAIN, "--val-every", "2"]
-    assert killed_and_resumed(tmp_path / "run", ["step:write:12:0.5"], train) == 1
-    validated_every_2 = references["every-2"].result()
-    assert_same_run(tmp_path / "run", validated_every_2)
-    rows = list(csv.DictReader((validated_every_2 / "metrics.csv").open()))
+    kills = ["checkpoint:write:2:0.5", "step:write:12:0.5"]
+    assert killed_and_resumed(tmp_path / "run", kills, train) == 2
+    want = validated_every_2.result()
+    assert_same_run(tmp_path / "run", want)
+    rows = list(csv.DictReader((want / "metrics.csv").open()))
     epochs = [r for r in rows if r["kind"] == "epoch"]
     assert [bool(r["val_acc"]) for r in epochs] == [False, True, True]
-    tally("kill points")
+    tally("kill points", 2)
     tally("resumes matched")
 
 
@@ -220,9 +224,8 @@ def draw_kills(counts: dict[str, int], rng: random.Random, n: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_random_kill_points_all_resume_to_the_same_result(tmp_path, references):
+def test_random_kill_points_all_resume_to_the_same_result(tmp_path, reference):
     """The long loop: 40 trials, each killed once or twice at random points (seeded)."""
-    reference = references["reference"]
     want = reference.result()
     counts = json.loads(reference.counts.read_text())
     rng = random.Random(14)
