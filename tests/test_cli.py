@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,36 +57,63 @@ ARGUMENT_ERRORS = [
 ]
 
 
+# ``IMPORTS_TORCH`` for many commands in one process, each one's output kept apart: a line
+# "after: [argv, exit status, whether torch is imported by then]" after each.
+EACH_IMPORTS_TORCH = """
+import contextlib, io, json, sys
+from resnetlab.cli import main
+for argv in {argvs!r}:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as stop:
+            code = stop.code
+    print("after:", json.dumps([argv, code, "torch" in sys.modules]), flush=True)
+"""
+
+
 @pytest.fixture(scope="module")
 def without_torch(request):
-    """``IMPORTS_TORCH`` run for the ``argv`` of each test of it this session runs, each in
-    a fresh process, four at a time from the first test on: a process takes a fraction of a
-    second, most of it the interpreter starting. Its ``Future`` by ``tuple(argv)``."""
+    """``EACH_IMPORTS_TORCH`` run for the ``argv`` of each test of it this session runs, one
+    after another in one fresh process started with the first test (a process apiece cost
+    a fifth of a second of CPU each, most of it the interpreter starting): torch never
+    imported after a command means that no command before it imported it either. By
+    ``tuple(argv)``: the exit status and whether torch was imported by then, with the first
+    command after which it was."""
     argvs = [
         item.callspec.params["argv"]
         for item in request.session.items
         if item.originalname == "test_help_and_argument_errors_do_not_import_torch"
     ]
-    pool = ThreadPoolExecutor(4)
+    process = subprocess.Popen(
+        [sys.executable, "-c", EACH_IMPORTS_TORCH.format(argvs=argvs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    results = {}
 
-    def run(argv: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-c", IMPORTS_TORCH.format(argv=argv)],
-            capture_output=True,
-            text=True,
-            cwd=PROJECT_ROOT,
-        )
+    def result(argv: list[str]) -> tuple[int, bool, list[str] | None]:
+        if not results:
+            out, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err
+            lines = [json.loads(line[6:]) for line in out.splitlines() if line[:6] == "after:"]
+            first = next((a for a, _, imported in lines if imported), None)
+            results.update({tuple(a): (code, imported, first) for a, code, imported in lines})
+        return results[tuple(argv)]
 
-    yield {tuple(argv): pool.submit(run, argv) for argv in argvs}
-    pool.shutdown(cancel_futures=True)
+    yield result
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
 
 
 @pytest.mark.parametrize("argv", [*_every_help(), *ARGUMENT_ERRORS], ids=" ".join)
 def test_help_and_argument_errors_do_not_import_torch(without_torch, argv):
-    done = without_torch[tuple(argv)].result()
-    assert done.returncode == 0, done.stderr
-    assert f"exit: {2 if argv in ARGUMENT_ERRORS else 0}" in done.stdout
-    assert "torch imported: False" in done.stdout
+    code, imported, first = without_torch(argv)
+    assert code == (2 if argv in ARGUMENT_ERRORS else 0)
+    assert not imported, f"torch imported by {first}"
 
 
 PLOTTING_MODULES = ("matplotlib", "torch.utils.flop_counter")  # the latter imports triton
