@@ -212,7 +212,9 @@ def test_ctrl_c_while_a_run_ends_stops_the_experiment_before_the_next_run(
     assert [r.action for r in result.runs] == ["skipped", "trained"]
 
 
-def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp_path):
+def test_runs_that_diverged_before_their_first_logged_step_get_a_table_without_a_length(
+    tmp_path,
+):
     # A deep plain net at the paper's rate can blow up in its first steps: no metrics row,
     # so no point to draw; the figures and table are written all the same.
     with warnings.catch_warnings(record=True) as caught:
@@ -224,16 +226,10 @@ def test_runs_that_diverged_before_their_first_logged_step_still_get_a_table(tmp
     assert [row["diverged"] for row in result.rows] == [1] * 4
     for name in ("curves.png", "depth.png", "table.json"):
         assert (tmp_path / "exp" / name).is_file(), name
-    assert "| plain8 | 8 | 75,290 | — | — | — | 0 (+1 diverged) |" in (
-        tmp_path / "exp" / "table.md"
-    ).read_text(encoding="utf-8")
-
-
-def test_the_table_gives_the_length_of_a_finished_run_not_of_a_diverged_one(tmp_path):
-    """Every run diverged: the table said '...: 0 iterations', the steps trained
-    before they stopped."""
-    _experiment(tmp_path / "exp", lr=1e12)
     md = (tmp_path / "exp" / "table.md").read_text(encoding="utf-8")
+    assert "| plain8 | 8 | 75,290 | — | — | — | 0 (+1 diverged) |" in md
+    # The table gives the length of a finished run, not of a diverged one: every run
+    # diverged, and it said '...: 0 iterations', the steps trained before they stopped.
     assert "lr=1000000000000.0: no run finished. Seeds: 0." in md and "0 iterations" not in md
 
 
@@ -370,15 +366,6 @@ def test_a_folder_of_photos_as_out_is_refused_before_any_run(tmp_path, capsys):
             "would join: choose a new or empty --out\n"
         )
     assert [p.name for p in photos.iterdir()] == ["holiday.jpg"]
-
-
-def test_a_warm_up_as_long_as_the_runs_is_said_once_per_experiment(tmp_path):
-    # preact-cifar warms up for an epoch, longer than TINY's 4 steps: the same for each run.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        run_degradation("digits", (8, 14), family="preact", out=tmp_path / "exp", **TINY)
-    said = [str(w.message) for w in caught if str(w.message).startswith("the warm-up")]
-    assert len(said) == 1, said
 
 
 def test_each_warning_on_the_data_is_said_once_per_experiment(tmp_path):
@@ -715,8 +702,16 @@ def test_quick_preact_family_takes_its_depths_recipe_and_folder(monkeypatch):
     assert str(seen["out"]).endswith("degradation-preact-quick-cifar10")
 
 
-def test_preact_family_pairs_original_and_preactivation_nets(tmp_path):
-    result = run_degradation("digits", (8, 14), family="preact", out=tmp_path / "exp", **TINY)
+def test_preact_family_pairs_original_and_preactivation_nets_and_warns_of_its_warm_up_once(
+    tmp_path,
+):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_degradation("digits", (8, 14), family="preact", out=tmp_path / "exp", **TINY)
+    # preact-cifar warms up for an epoch, longer than TINY's 4 steps: the same for each run,
+    # said once per experiment.
+    said = [str(w.message) for w in caught if str(w.message).startswith("the warm-up")]
+    assert len(said) == 1, said
     assert [r.model for r in result.runs] == ["resnet8", "preresnet8", "resnet14", "preresnet14"]
     assert [r.config.recipe for r in result.runs] == ["preact-cifar"] * 4
     table = json.loads((tmp_path / "exp" / "table.json").read_text())
