@@ -391,7 +391,11 @@ def test_a_command_a_message_gives_quotes_a_path_with_a_space(capsys, tmp_path):
     with command_line():
         assert option("data", folder) == f"--data '{folder}'"
         assert option("data", tmp_path) == f"--data {tmp_path}"
+        # A flag of several values is several words, each quoted only where it needs it.
+        assert option("depths", [8, 14]) == "--depths 8 14"
+        assert option("images", [folder, "b.jpg"]) == f"--images '{folder}' b.jpg"
     assert option("data", folder) == f"data={str(folder)!r}"
+    assert option("depths", [8, 14]) == "depths=[8, 14]"
 
 
 def test_a_windows_path_is_quoted_only_where_it_holds_a_space():

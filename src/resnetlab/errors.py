@@ -166,8 +166,8 @@ def option(name: str, value: object = _NO_VALUE, *, text: str | None = None) -> 
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             return flag if value else f"--no-{flag[2:]}"
-        if isinstance(value, list | tuple):
-            value = " ".join(map(str, value))
+        if isinstance(value, list | tuple):  # several words: --depths 20 56
+            value = _Shown(" ".join(map(shell_word, value)))
         if type(value) is str:  # a path or a spec: typed as one word (not text shown)
             value = shell_word(value)
         return flag if value is _NO_VALUE else f"{flag} {value}"
