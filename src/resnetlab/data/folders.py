@@ -551,20 +551,40 @@ def _holds_classes(folder: Path) -> bool:
     return _name_labels(images) is not None or labels_images(folder, images)
 
 
-def _sibling_class_folders(folder: Path) -> list[str]:
+def _sibling_class_folders(folder: Path, *, nested: bool = False) -> list[str]:
     """The names of the folders of images beside ``folder`` (itself a folder of images),
-    when it is no split folder: then it is likely one class of the data set its parent is.
-    The folders resnetlab wrote there (``_written_here``: explain's cams/, a run folder) are
-    no classes, as a scan of the parent says. A hint, so what cannot be listed (a parent of
-    mode 711, another user's folder or a link that loops beside it, as in /tmp) is left out
-    of it rather than raised in its place."""
+    when it is no split folder: then it is likely one class of the data set its parent is;
+    ``nested``: their images may be in sub-folders too (photos by date). The folders
+    resnetlab wrote there (``_written_here``: explain's cams/, a run folder) are no classes,
+    as a scan of the parent says. A hint, so what cannot be listed (a parent of mode 711,
+    another user's folder or a link that loops beside it, as in /tmp) is left out of it
+    rather than raised in its place."""
     if named_role(folder.name):
         return []
     try:
-        beside = _visible_dirs(folder.parent)
+        beside = [d for d in _visible_dirs(folder.parent) if d != folder]
+        if nested:
+            beside = [d for d in beside if not named_role(d.name) and _holds_nested_images(d)]
+        else:
+            beside = [d for d in beside if images_in(d)]
+        return [d.name for d in beside if _written_here(d) is None]
     except (OSError, DataError):
         return []
-    return [d.name for d in beside if d != folder and images_in(d) and _written_here(d) is None]
+
+
+def _holds_nested_images(folder: Path) -> bool:
+    """Whether ``folder`` holds images, directly or in its sub-folders (a class folder of
+    photos in folders by date)."""
+    return bool(_direct_images(folder)) or any(map(_direct_images, _visible_dirs(folder)))
+
+
+def _one_class_text(named: Path, siblings: list[str]) -> str:
+    """That ``named``, beside the folders of images ``siblings``, looks like one class
+    folder of the data set its parent is, and the folder to give instead."""
+    return (
+        f"{named.name}/ {CLASS_FOLDER_NOTE} {named.parent} ({_with_siblings(named, siblings)}); "
+        f"if it is, give the folder that holds them: {named.parent}{os.sep}"
+    )
 
 
 def class_folder_note(folder: Path) -> str | None:
@@ -579,10 +599,7 @@ def class_folder_note(folder: Path) -> str | None:
             return None
     except (OSError, DataError):  # a folder that cannot be listed: no guess
         return None
-    return (
-        f"{named.name}/ {CLASS_FOLDER_NOTE} {named.parent} ({_with_siblings(named, siblings)}); "
-        f"if it is, give the folder that holds them: {named.parent}{os.sep}"
-    )
+    return _one_class_text(named, siblings)
 
 
 # A folder named as a day, a month or a year, as photos are sorted by when they were taken
@@ -593,14 +610,6 @@ _DATED = re.compile(
     r"(?:[-_ ,]+.*)?)?)?"
     r"|(?:0?[1-9]|[12]\d|3[01])[-_.](?:0?[1-9]|1[0-2])[-_.](?:19|20)\d\d"
 )
-
-
-def _holds_images_near(folder: Path) -> bool:
-    """Whether ``folder`` holds images, directly or in its sub-folders (a class folder,
-    its photos perhaps in folders by date); resnetlab's own output folders do not count."""
-    if _written_here(folder) is not None or named_role(folder.name):
-        return False
-    return bool(_direct_images(folder)) or any(map(_direct_images, _visible_dirs(folder)))
 
 
 def dated_classes_note(folder: Path, class_dirs: list[Path]) -> list[str]:
@@ -615,17 +624,8 @@ def dated_classes_note(folder: Path, class_dirs: list[Path]) -> list[str]:
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     dated = f"the {len(names)} classes are {DATED_CLASSES_NOTE} ({shown}): days, not classes"
     named = _by_name(folder)
-    try:
-        siblings = [] if named_role(named.name) else _visible_dirs(named.parent)
-        siblings = [d.name for d in siblings if d != named and _holds_images_near(d)]
-    except (OSError, DataError):
-        siblings = []
-    if siblings:
-        return [
-            f"{dated}; {named.name}/ {CLASS_FOLDER_NOTE} {named.parent} "
-            f"({_with_siblings(named, siblings)}); if it is, give the folder that holds "
-            f"them: {named.parent}{os.sep}"
-        ]
+    if siblings := _sibling_class_folders(named, nested=True):
+        return [f"{dated}; {_one_class_text(named, siblings)}"]
     return [
         f"{dated}, where photos are sorted by when they were taken; give a folder that holds "
         f"a folder per class (photos/<class>/, its images in any sub-folders: "
@@ -1081,8 +1081,8 @@ def _scan_named_files(folder: Path) -> FolderSplit:
     class_names = sorted(set(names))
     index = {name: i for i, name in enumerate(class_names)}
     notes = [NAMED_CLASSES_NOTE, *_written_below_notes(folder, written)]
-    notes += [*_merged_names_note(paths, names), *_camera_names_note(names)]
-    camera = any(name.casefold() in CAMERA_PREFIXES for name in class_names)
+    camera = _camera_names_note(names)
+    notes += [*_merged_names_note(paths, names), *camera]
     if (len(class_names) == 1 or camera) and (note := class_folder_note(folder)):
         notes.append(note)  # photos/cat of IMG_0001.jpg... given for photos/
     notes += _case_twins_note(class_names, from_files=True)
